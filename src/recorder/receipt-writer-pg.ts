@@ -2,7 +2,14 @@ import { isPgWriteRefusal, isTransientPgError } from "../db/client.js";
 import type { PgStore } from "../db/pg/client.js";
 import { messageOf } from "../errors.js";
 import { backoff, createSleeper } from "../retry.js";
-import { openPgWriterConnection, ReceiptTurnWaitError } from "../store/pg/group-commit.js";
+import {
+  type CommitStatus,
+  commitInDoubt,
+  openPgWriterConnection,
+  ReceiptRowLockedError,
+  ReceiptTurnWaitError,
+} from "../store/pg/group-commit.js";
+import { createRowLockWaits } from "./receipt-row-locks.js";
 import type {
   Queued,
   ReceiptWriter,
@@ -33,6 +40,14 @@ const LOST_TOGETHER_MS = 1000;
  * paid job was refused with 503 while the next try committed.
  */
 const LOST_FOR_AWAY_MS = 10_000;
+
+/** The counts of failed groups once a group committed. */
+const afterCommit = {
+  failures: 0,
+  lostInARow: 0,
+  lostSince: null as number | null,
+  lostSinceCommit: 0,
+};
 
 /** Transient and not a retryable conflict: the database is gone, not merely busy. */
 function isUnreachable(error: unknown): boolean {
@@ -110,12 +125,28 @@ export function createPgReceiptWriter(
   const stop = new AbortController();
   const sleeper = createSleeper();
 
-  async function commitGroup(batch: Queued[]): Promise<TaskOutcome[]> {
+  const locks = createRowLockWaits(log, store.config.statement_timeout);
+  /** A group lost at its COMMIT whose transaction the server has not said the fate of yet. */
+  let inDoubt: { xid: string; batch: Queued[]; outcomes: TaskOutcome[] } | null = null;
+
+  /** Notes a group that failed with `error` after its last unit ran (see `settleInDoubt`). */
+  function noteInDoubt(
+    error: unknown,
+    batch: Queued[],
+    outcomesOf: (values: unknown[]) => TaskOutcome[],
+  ) {
+    const doubt = commitInDoubt(error);
+    if (doubt !== null) inDoubt = { xid: doubt.xid, batch, outcomes: outcomesOf(doubt.values) };
+  }
+
+  async function commitGroup(batch: Queued[], lockWaitMs: number): Promise<TaskOutcome[]> {
+    const tasks = batch.map((item) => item.task);
     try {
-      const values = await connection.together(batch.map((item) => item.task));
+      const values = await connection.together(tasks, lockWaitMs);
       return values.map((value) => ({ ok: true as const, value }));
     } catch (error) {
-      if (isTransientPgError(error)) throw error;
+      noteInDoubt(error, batch, (values) => values.map((value) => ({ ok: true as const, value })));
+      if (error instanceof ReceiptRowLockedError || isTransientPgError(error)) throw error;
       // A privilege error (42501) is also what a row-level security policy raises for one row:
       // when a write of no rows passes, the database takes writes and the refusal is a task's.
       const refusal = isPgWriteRefusal(error);
@@ -126,11 +157,71 @@ export function createPgReceiptWriter(
           throw error;
         }
       }
-      return connection.isolated(
-        batch.map((item) => item.task),
-        (failure) => !isTransientPgError(failure) && (refusal || !isPgWriteRefusal(failure)),
-      );
+      try {
+        return await connection.isolated(
+          tasks,
+          (failure) => !isTransientPgError(failure) && (refusal || !isPgWriteRefusal(failure)),
+          lockWaitMs,
+        );
+      } catch (failure) {
+        noteInDoubt(failure, batch, (values) => values as TaskOutcome[]);
+        throw failure;
+      }
     }
+  }
+
+  /**
+   * The fate of a group lost at its COMMIT (`inDoubt`), asked of the server: committed, its
+   * tasks are answered with what that transaction returned, and true is returned. A retry
+   * found its own rows and answered `duplicate` for receipts sent once. Waits while the
+   * transaction is still open there (its backend has not yet seen its connection gone).
+   * Aborted or unknown, the group is written again; the server not answering, it is asked again
+   * before the next try (which fails too, most likely).
+   */
+  async function settleInDoubt(): Promise<boolean> {
+    const doubt = inDoubt;
+    if (doubt === null) return false;
+    let status: CommitStatus = "in progress";
+    for (let tries = 0; status === "in progress" && !stop.signal.aborted; tries++) {
+      if (tries > 0) await sleeper.sleep(backoff(tries, { baseMs: 5, maxMs: 500 }), stop.signal);
+      try {
+        status = await connection.commitStatus(doubt.xid);
+      } catch (error) {
+        if (isTransientPgError(error)) return false;
+        status = null;
+      }
+    }
+    if (status === "in progress") return false;
+    inDoubt = null;
+    if (status !== "committed") return false;
+    const waiting = new Set(queue);
+    const batch = doubt.batch.filter((item) => waiting.has(item));
+    log.info({ tasks: batch.length }, "the group whose COMMIT answer was lost had committed");
+    committed(
+      batch,
+      doubt.outcomes.filter((_, i) => waiting.has(doubt.batch[i] as Queued)),
+    );
+    return true;
+  }
+
+  /** A group committed: its tasks leave the queue and are answered. */
+  function committed(batch: Queued[], outcomes: TaskOutcome[]) {
+    if (down !== null) {
+      log.info(
+        { [down.refusing ? "refusedMs" : "unreachableMs"]: Date.now() - down.since },
+        down.refusing ? "the database takes writes again" : "database reachable; receipts written",
+      );
+      down = null;
+      requeueKept();
+    }
+    const done = new Set(batch);
+    queue = queue.filter((item) => !done.has(item));
+    outcomes.forEach((outcome, i) => {
+      const item = batch[i] as Queued;
+      locks.written(item);
+      if (outcome.ok) item.resolve(outcome.value);
+      else item.reject(outcome.error);
+    });
   }
 
   async function drain(): Promise<void> {
@@ -144,12 +235,38 @@ export function createPgReceiptWriter(
     /** Tasks the next group takes at most: halved when a group's connection is lost, doubled when one commits. */
     let groupSize = MAX_GROUP;
     while (queue.length > 0) {
-      const batch = queue.slice(0, groupSize);
+      if (await settleInDoubt()) {
+        ({ failures, lostInARow, lostSince, lostSinceCommit } = afterCommit);
+        continue;
+      }
+      const { batch, lockWaitMs, nextTryAt } = locks.nextBatch(queue, groupSize);
+      if (batch.length === 0) {
+        // Only receipts waiting for locked rows are left: closing past its time, they are
+        // rejected (their callers log each job for an `import`), else tried again when due.
+        if (abandoned || stop.signal.aborted) {
+          abandon(new Error("receipts waited for rows another session holds locked"));
+          return;
+        }
+        await locks.sleepUntil(nextTryAt, stop.signal);
+        continue;
+      }
       const began = performance.now();
       let outcomes: TaskOutcome[];
       try {
-        outcomes = await commitGroup(batch);
+        outcomes = await commitGroup(batch, lockWaitMs);
       } catch (error) {
+        if (error instanceof ReceiptRowLockedError) {
+          // One task waited for a row another session holds locked: it waits apart, and the
+          // others are written at once without it. The group waited for it (holding the turn),
+          // the database away, until the statement timeout: every receipt of every job waited
+          // behind the one row, and the database was taken for unreachable (503).
+          if (abandoned) {
+            abandon(error);
+            return;
+          }
+          locks.setAside(batch[error.index] as Queued, error);
+          continue;
+        }
         if (error instanceof ReceiptTurnWaitError) {
           // Closing past its time: the wait was cancelled, and what waits is rejected, so its
           // caller logs each job for an `import`, as with the database away.
@@ -226,27 +343,9 @@ export function createPgReceiptWriter(
         await sleeper.sleep(refusal ? Math.max(delay, 250) : delay, stop.signal);
         continue;
       }
-      if (down !== null) {
-        log.info(
-          { [down.refusing ? "refusedMs" : "unreachableMs"]: Date.now() - down.since },
-          down.refusing
-            ? "the database takes writes again"
-            : "database reachable; receipts written",
-        );
-        down = null;
-        requeueKept();
-      }
-      failures = 0;
-      lostInARow = 0;
-      lostSince = null;
-      lostSinceCommit = 0;
+      ({ failures, lostInARow, lostSince, lostSinceCommit } = afterCommit);
       groupSize = Math.min(MAX_GROUP, groupSize * 2);
-      queue = queue.slice(batch.length);
-      outcomes.forEach((outcome, i) => {
-        const item = batch[i] as Queued;
-        if (outcome.ok) item.resolve(outcome.value);
-        else item.reject(outcome.error);
-      });
+      committed(batch, outcomes);
     }
   }
 
@@ -361,6 +460,7 @@ export function createPgReceiptWriter(
         const item: Queued = { task, resolve: resolve as (v: unknown) => void, reject };
         if (runOptions?.keep) item.keep = runOptions.keep;
         queue.push(item);
+        locks.wake();
         kick();
       });
     },

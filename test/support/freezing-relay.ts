@@ -3,13 +3,16 @@ import { createConnection, createServer, type Socket } from "node:net";
 /**
  * A TCP relay to the PostgreSQL server at `url` that, frozen, passes nothing either way and
  * leaves every connection open: a server hung, or a network dropping its packets. Thawed, it
- * passes on what it held back, as a server that resumes or a network that heals would.
+ * passes on what it held back, as a server that resumes or a network that heals would. Told to
+ * `cutNextCommitReply`, it passes on the next COMMIT a client sends and then ends that
+ * connection as the server's answer comes, which it drops: a COMMIT that landed, its answer lost.
  */
 export async function freezingRelay(url: string) {
   const target = new URL(url);
   const sockets = new Set<Socket>();
   const held: (() => void)[] = [];
   let frozen = false;
+  let cutCommit = false;
   const pass = (to: Socket) => (data: Buffer) => {
     if (frozen) held.push(() => to.write(data));
     else to.write(data);
@@ -18,8 +21,19 @@ export async function freezingRelay(url: string) {
     const upstream = createConnection(Number(target.port), target.hostname);
     sockets.add(client);
     sockets.add(upstream);
-    client.on("data", pass(upstream));
-    upstream.on("data", pass(client));
+    let cutting = false;
+    client.on("data", (data: Buffer) => {
+      if (cutCommit && /\bcommit\b/i.test(data.toString("latin1"))) {
+        cutCommit = false;
+        cutting = true;
+      }
+      pass(upstream)(data);
+    });
+    upstream.on("data", (data: Buffer) => {
+      if (!cutting) return pass(client)(data);
+      client.destroy();
+      upstream.destroy();
+    });
     client.on("error", () => upstream.destroy());
     upstream.on("error", () => client.destroy());
     client.on("close", () => upstream.destroy());
@@ -32,6 +46,9 @@ export async function freezingRelay(url: string) {
     url: through.href,
     freeze: () => {
       frozen = true;
+    },
+    cutNextCommitReply: () => {
+      cutCommit = true;
     },
     thaw: () => {
       frozen = false;

@@ -94,6 +94,8 @@ export const sharedImportFiles: readonly string[] = [
   "test/pg-pool-wait.test.ts",
   "test/pg-read-replica.test.ts",
   "test/pg-receipt-turn-wait.test.ts",
+  "test/pg-receipt-writer-locked-row.test.ts",
+  "test/pg-receipt-writer-lost-commit.test.ts",
   "test/pg-receipt-writer-pool.test.ts",
   "test/pg-review.test.ts",
   "test/pg-role-settings.test.ts",

@@ -62,77 +62,158 @@ function sqlStateOf(error: unknown): unknown {
 
 /**
  * The receipt writer's turn, waited for under a statement timeout of its own (`turnWaitMs`); the
- * session's timeout is back for the group's statements from the one that took the turn on.
+ * session's timeout is back for the group's statements from the one that took the turn on, and
+ * with it the group's bound on a wait for a row lock (`lockWaitMs`, 0: none). Returns the
+ * transaction's id, for `commitStatus` when the answer to its COMMIT is lost.
  */
 async function takeWriterTurnBounded(
   tx: PgExecutor,
   statementTimeoutMs: number,
+  lockWaitMs: number,
   waiting: (pid: number | null) => void,
   stopping: () => boolean,
-): Promise<void> {
+): Promise<string | null> {
   const waitMs = turnWaitMs(statementTimeoutMs);
   // A statement's timeout is the one set when it starts: the lock's is the wait's, and the
   // set_config beside it (run once the lock is taken) puts the session's back for the rest.
+  // A lock_timeout set with it bounds the group's row waits, not the wait for the turn.
   // The backend's pid lets a writer that closes cancel the wait (`cancelTurnWait`); the
   // server's clock, read with it, dates the group's receipts (`noteServerNowMs`).
   const before = Date.now();
   const [session] = (
-    await tx.execute<{ pid: number; now: string }>(
+    await tx.execute<{ pid: number; now: string; xid: string }>(
       waitMs === 0
-        ? sql`SELECT pg_backend_pid() AS pid, ${serverNowMs()}::text AS now`
-        : sql`SELECT set_config('statement_timeout', ${String(waitMs)}, true), pg_backend_pid() AS pid, ${serverNowMs()}::text AS now`,
+        ? sql`SELECT pg_backend_pid() AS pid, ${serverNowMs()}::text AS now, pg_current_xact_id()::text AS xid`
+        : sql`SELECT set_config('statement_timeout', ${String(waitMs)}, true), pg_backend_pid() AS pid, ${serverNowMs()}::text AS now, pg_current_xact_id()::text AS xid`,
     )
   ).rows;
   if (session) noteServerNowMs(Number(session.now), before, Date.now());
+  const xid = session?.xid ?? null;
   waiting(session?.pid ?? null);
+  const afterTurn = sql`set_config('statement_timeout', ${String(statementTimeoutMs)}, true),
+    set_config('lock_timeout', ${String(lockWaitMs)}, true)`;
   if (stopping()) {
     // The writer stops past its time: a group begun since (the next of a backlog) takes the
     // turn only when it is free. Waited for, it kept the stop up to the turn's own timeout.
     const [turn] = (
       await tx.execute<{ got: boolean }>(
-        sql`SELECT pg_try_advisory_xact_lock(${RECEIPT_WRITER_LOCK_CLASS}::int, 0) AS got,
-          set_config('statement_timeout', ${String(statementTimeoutMs)}, true)`,
+        sql`SELECT pg_try_advisory_xact_lock(${RECEIPT_WRITER_LOCK_CLASS}::int, 0) AS got, ${afterTurn}`,
       )
     ).rows;
     waiting(null);
-    if (turn?.got === true) return;
+    if (turn?.got === true) return xid;
     throw new ReceiptTurnWaitError("the receipt writers' turn was taken as the writer stopped");
-  }
-  if (waitMs === 0) {
-    await takeReceiptWriterTurn(tx).finally(() => waiting(null));
-    return;
   }
   try {
     await tx.execute(
-      sql`SELECT pg_advisory_xact_lock(${RECEIPT_WRITER_LOCK_CLASS}::int, 0),
-        set_config('statement_timeout', ${String(statementTimeoutMs)}, true)`,
+      sql`SELECT pg_advisory_xact_lock(${RECEIPT_WRITER_LOCK_CLASS}::int, 0), ${afterTurn}`,
     );
   } catch (error) {
     waiting(null);
-    if (sqlStateOf(error) !== "57014") throw error;
+    if (waitMs === 0 || sqlStateOf(error) !== "57014") throw error;
     throw new ReceiptTurnWaitError(
       `the receipt writers' turn stayed taken for ${waitMs} ms (other writers are slow)`,
       { cause: error },
     );
   }
   waiting(null);
+  return xid;
 }
+
+/**
+ * A unit of a group waited `lockWaitMs` for a row another session holds locked (an operator's
+ * `SELECT … FOR UPDATE`, a long transaction): the group was rolled back, the unit at `index`
+ * is to blame, the others are not.
+ */
+export class ReceiptRowLockedError extends Error {
+  override name = "ReceiptRowLockedError";
+  constructor(
+    readonly index: number,
+    options: { cause: unknown },
+  ) {
+    super(`a receipt write waited for a row another session holds locked`, options);
+  }
+}
+
+/** Runs unit `index` of a group; a wait for a row lock cut at the group's bound names it. */
+async function runUnit(unit: WriteUnit<unknown>, index: number, tx: PgExecutor): Promise<unknown> {
+  try {
+    return await unit.runPostgres(tx);
+  } catch (error) {
+    if (sqlStateOf(error) === "55P03") throw new ReceiptRowLockedError(index, { cause: error });
+    throw error;
+  }
+}
+
+/**
+ * A group whose every unit ran and whose connection was lost at its COMMIT (or just before):
+ * its transaction id and what its units returned, for `commitStatus` to tell whether it landed.
+ */
+export interface CommitInDoubt {
+  xid: string;
+  values: unknown[];
+}
+
+const inDoubt = new WeakMap<object, CommitInDoubt>();
+
+/** What a group that failed with `error` had done, when it failed after its last unit ran. */
+export function commitInDoubt(error: unknown): CommitInDoubt | null {
+  return typeof error === "object" && error !== null ? (inDoubt.get(error) ?? null) : null;
+}
+
+/**
+ * Runs `body` (a group's units) in a transaction; a failure after the body ran (the COMMIT's
+ * answer lost) carries the transaction's id and the body's values (`commitInDoubt`).
+ */
+async function inGroupTransaction<T>(
+  db: PgStore["db"],
+  takeTurn: (tx: PgExecutor) => Promise<string | null>,
+  body: (tx: PgTx) => Promise<T[]>,
+): Promise<T[]> {
+  let done: CommitInDoubt | null = null;
+  try {
+    return await db.transaction(async (tx) => {
+      const xid = await takeTurn(tx);
+      const values = await body(tx);
+      if (xid !== null) done = { xid, values };
+      return values;
+    });
+  } catch (error) {
+    if (done !== null && typeof error === "object" && error !== null) inDoubt.set(error, done);
+    throw error;
+  }
+}
+
+/** What the server says of a transaction: `pg_xact_status` (null: too old, or not known). */
+export type CommitStatus = "committed" | "aborted" | "in progress" | null;
 
 /** How one unit of a PostgreSQL group ended: its value, or the error it failed with alone. */
 export type UnitOutcome = { ok: true; value: unknown } | { ok: false; error: unknown };
 
 /** The transactions a group-committing writer runs on PostgreSQL (pooled connections). */
 export interface PgWriterConnection {
-  /** Runs `units` in order in one transaction; their values, or throws (nothing written). */
-  together(units: readonly WriteUnit<unknown>[]): Promise<unknown[]>;
+  /**
+   * Runs `units` in order in one transaction; their values, or throws (nothing written, unless
+   * `commitInDoubt` of the error says the COMMIT was sent: see `commitStatus`). A unit that
+   * waits longer than `lockWaitMs` (0 or none: no bound but the statement timeout) for a row
+   * lock ends the group with a `ReceiptRowLockedError` naming it.
+   */
+  together(units: readonly WriteUnit<unknown>[], lockWaitMs?: number): Promise<unknown[]>;
   /**
    * Runs `units` in one transaction with a savepoint each: a unit that throws an error for which
-   * `failsAlone` is true is rolled back alone and reported; any other error ends the group.
+   * `failsAlone` is true is rolled back alone and reported; any other error ends the group (a
+   * row lock waited for past `lockWaitMs` as in `together`).
    */
   isolated(
     units: readonly WriteUnit<unknown>[],
     failsAlone: (error: unknown) => boolean,
+    lockWaitMs?: number,
   ): Promise<UnitOutcome[]>;
+  /**
+   * Whether the transaction `xid` (`commitInDoubt`) committed, asked on a connection of its
+   * own: the answer to a COMMIT lost with its connection says nothing of whether it landed.
+   */
+  commitStatus(xid: string): Promise<CommitStatus>;
   /** Resolves once the database answers a trivial query. */
   ping(): Promise<void>;
   /**
@@ -165,10 +246,11 @@ export function openPgWriterConnection(shared: PgStore): PgWriterConnection {
   let waitingPid: number | null = null;
   /** Told to stop waiting: later groups take the turn only when it is free. */
   let stopping = false;
-  const takeTurn = (tx: PgExecutor) =>
+  const takeTurn = (tx: PgExecutor, lockWaitMs = 0) =>
     takeWriterTurnBounded(
       tx,
       typeof statement === "number" ? statement : 0,
+      lockWaitMs,
       (pid) => {
         waitingPid = pid;
       },
@@ -186,29 +268,42 @@ export function openPgWriterConnection(shared: PgStore): PgWriterConnection {
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
     },
-    together: (units) =>
-      store.db.transaction(async (tx) => {
-        await takeTurn(tx);
-        const values: unknown[] = [];
-        for (const unit of units) values.push(await unit.runPostgres(tx));
-        return values;
-      }),
-    isolated: (units, failsAlone) =>
-      store.db.transaction(async (tx) => {
-        await takeTurn(tx);
-        const outcomes: UnitOutcome[] = [];
-        for (const unit of units) {
-          try {
-            // A nested drizzle transaction is a savepoint.
-            const value = await tx.transaction((inner: PgTx) => unit.runPostgres(inner));
-            outcomes.push({ ok: true, value });
-          } catch (error) {
-            if (!failsAlone(error)) throw error;
-            outcomes.push({ ok: false, error });
+    together: (units, lockWaitMs) =>
+      inGroupTransaction(
+        store.db,
+        (tx) => takeTurn(tx, lockWaitMs),
+        async (tx) => {
+          const values: unknown[] = [];
+          for (const [index, unit] of units.entries()) values.push(await runUnit(unit, index, tx));
+          return values;
+        },
+      ),
+    isolated: (units, failsAlone, lockWaitMs) =>
+      inGroupTransaction(
+        store.db,
+        (tx) => takeTurn(tx, lockWaitMs),
+        async (tx) => {
+          const outcomes: UnitOutcome[] = [];
+          for (const [index, unit] of units.entries()) {
+            try {
+              // A nested drizzle transaction is a savepoint.
+              const value = await tx.transaction((inner: PgTx) => runUnit(unit, index, inner));
+              outcomes.push({ ok: true, value });
+            } catch (error) {
+              if (error instanceof ReceiptRowLockedError || !failsAlone(error)) throw error;
+              outcomes.push({ ok: false, error });
+            }
           }
-        }
-        return outcomes;
-      }),
+          return outcomes;
+        },
+      ),
+    async commitStatus(xid) {
+      const { rows } = await store.pool.query<{ status: CommitStatus }>(
+        "SELECT pg_xact_status($1::xid8) AS status",
+        [xid],
+      );
+      return rows[0]?.status ?? null;
+    },
     async ping() {
       await store.pool.query("SELECT 1");
     },

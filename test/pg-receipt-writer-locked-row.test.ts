@@ -1,0 +1,129 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { openPostgres, type PgStore } from "../src/db/pg/client.js";
+import { migratePostgres } from "../src/db/pg/migrate.js";
+import { createLogger } from "../src/log.js";
+import { createReceiptWriter, type ReceiptWriter } from "../src/recorder/receipt-writer.js";
+import { type Receipt, recordReceiptsUnit } from "../src/store/receipts.js";
+import { usePostgresDatabase } from "./support/postgres.js";
+import { receipt } from "./support/recorder-fixtures.js";
+
+/**
+ * One job's row held locked by a session outside the service (an operator's `SELECT … FOR
+ * UPDATE` in a drill, a long transaction): the receipt group that needed it waited up to the
+ * statement timeout holding the writers' turn, was then taken for the database away (`/readyz`
+ * 503, new paid jobs refused) and tried again the same way, while every other job's receipt
+ * waited behind it. Only the receipts of the locked job may wait.
+ */
+
+const database = usePostgresDatabase();
+const log = createLogger({ level: "silent" });
+let store: PgStore;
+let locker: pg.Client;
+
+beforeAll(async () => {
+  store = openPostgres(database.url, { poolSize: 2, statementTimeoutMs: 10_000 });
+  await migratePostgres(store.pool);
+  locker = new pg.Client({ connectionString: database.url });
+  await locker.connect();
+});
+
+afterAll(async () => {
+  await locker?.end();
+  await store?.close();
+});
+
+/** Writes `receipts` (one task each) and resolves with how long each took to be written. */
+function timedWrites(writer: ReceiptWriter, receipts: Receipt[]): Promise<number[]> {
+  const started = performance.now();
+  return Promise.all(
+    receipts.map((r) =>
+      writer.run(recordReceiptsUnit([r], "proxy")).then(() => performance.now() - started),
+    ),
+  );
+}
+
+/** What the writer said of itself (`/readyz`, paid work taken) every 10 ms until `until` settles. */
+async function healthUntil(writer: ReceiptWriter, until: Promise<unknown>): Promise<string[]> {
+  const seen = new Set<string>();
+  let done = false;
+  void until.finally(() => {
+    done = true;
+  });
+  while (!done) {
+    seen.add(`reachable=${writer.health().reachable} full=${writer.full()}`);
+    await sleep(10);
+  }
+  return [...seen];
+}
+
+describe("the PostgreSQL receipt writer with one job's row locked by another session", () => {
+  it("writes every other job's receipts at once, and the locked job's once, when the lock goes", async () => {
+    const writer = createReceiptWriter(store, { log });
+    const first = receipt({ settlementTx: null });
+    await writer.run(recordReceiptsUnit([first], "proxy"));
+    const settled = { ...first, settlementTx: receipt().settlementTx };
+    try {
+      await locker.query("BEGIN");
+      await locker.query("SELECT * FROM jobs WHERE job_id = $1 FOR UPDATE", [first.jobId]);
+      // The locked job's receipt in the same group as others, then others again while it waits.
+      const locked = writer.run(recordReceiptsUnit([settled], "proxy"));
+      let lockedDone = false;
+      void locked.finally(() => {
+        lockedDone = true;
+      });
+      const together = timedWrites(writer, [receipt(), receipt(), receipt()]);
+      const seenTogether = await healthUntil(writer, together);
+      expect(Math.max(...(await together))).toBeLessThan(3_000);
+      const after = timedWrites(writer, [receipt(), receipt()]);
+      const seenAfter = await healthUntil(writer, after);
+      expect(Math.max(...(await after))).toBeLessThan(1_000);
+      expect([...new Set([...seenTogether, ...seenAfter])]).toEqual(["reachable=true full=false"]);
+      expect(lockedDone).toBe(false);
+
+      await locker.query("COMMIT");
+      const released = performance.now();
+      expect(await locked).toEqual([{ outcome: "updated" }]);
+      expect(performance.now() - released).toBeLessThan(3_000);
+      const { rows } = await store.pool.query("SELECT settlement_tx FROM jobs WHERE job_id = $1", [
+        first.jobId,
+      ]);
+      expect(rows).toEqual([{ settlement_tx: settled.settlementTx }]);
+      const conflicts = await store.pool.query(
+        "SELECT count(*)::int AS n FROM receipt_conflicts WHERE job_id = $1",
+        [first.jobId],
+      );
+      expect(conflicts.rows).toEqual([{ n: 0 }]);
+      expect(writer.health()).toEqual({ reachable: true });
+    } finally {
+      await locker.query("ROLLBACK").catch(() => {});
+      await writer.close();
+    }
+  }, 60_000);
+
+  it("rejects the locked job's receipt when it closes past its time, having written the rest", async () => {
+    const writer = createReceiptWriter(store, { log, refuseAfterMs: 500 });
+    const first = receipt();
+    await writer.run(recordReceiptsUnit([first], "proxy"));
+    try {
+      await locker.query("BEGIN");
+      await locker.query("SELECT * FROM jobs WHERE job_id = $1 FOR UPDATE", [first.jobId]);
+      const locked = writer.run(recordReceiptsUnit([first], "ingest")).then(
+        () => "written",
+        (error: Error) => error.message,
+      );
+      const other = receipt();
+      expect(await writer.run(recordReceiptsUnit([other], "proxy"))).toEqual([
+        { outcome: "created" },
+      ]);
+      const started = performance.now();
+      await writer.close();
+      expect(performance.now() - started).toBeLessThan(3_000);
+      expect(await locked).toMatch(/did not take the write before the writer closed/);
+    } finally {
+      await locker.query("ROLLBACK").catch(() => {});
+      await writer.close();
+    }
+  }, 30_000);
+});
