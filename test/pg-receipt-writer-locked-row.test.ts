@@ -102,6 +102,36 @@ describe("the PostgreSQL receipt writer with one job's row locked by another ses
     }
   }, 60_000);
 
+  it("writes other models' receipts without a bound's wait for each receipt of a model whose rollup rows are locked", async () => {
+    const writer = createReceiptWriter(store, { log });
+    const model = `locked-${Math.random().toString(36).slice(2)}`;
+    await writer.run(recordReceiptsUnit([receipt({ model })], "proxy"));
+    try {
+      await locker.query("BEGIN");
+      await locker.query("SELECT * FROM job_rollups WHERE model = $1 FOR UPDATE", [model]);
+      const lockedModel = Array.from({ length: 4 }, () => receipt({ model }));
+      const locked = Promise.all(
+        lockedModel.map((r) => writer.run(recordReceiptsUnit([r], "proxy"))),
+      );
+      const others = timedWrites(writer, [receipt(), receipt(), receipt()]);
+      const seen = await healthUntil(writer, others);
+      // One bound (1 s) for the first receipt that waited, a short one for each after it.
+      expect(Math.max(...(await others))).toBeLessThan(2_500);
+      expect(seen).toEqual(["reachable=true full=false"]);
+
+      await locker.query("COMMIT");
+      expect(await locked).toEqual(lockedModel.map(() => [{ outcome: "created" }]));
+      const { rows } = await store.pool.query(
+        "SELECT count(*)::int AS n FROM jobs WHERE model = $1",
+        [model],
+      );
+      expect(rows).toEqual([{ n: 5 }]);
+    } finally {
+      await locker.query("ROLLBACK").catch(() => {});
+      await writer.close();
+    }
+  }, 60_000);
+
   it("rejects the locked job's receipt when it closes past its time, having written the rest", async () => {
     const writer = createReceiptWriter(store, { log, refuseAfterMs: 500 });
     const first = receipt();

@@ -9,7 +9,7 @@ import type { Queued } from "./receipt-writer.js";
  * receipt behind the one that needed it.
  */
 const LOCK_WAIT_MS = 1000;
-/** The bound of a group that holds a task set apart before: its row is likely held still. */
+/** The bound of a group while tasks wait set apart: their rows are likely held still. */
 const LOCKED_AGAIN_WAIT_MS = 50;
 /** Longest delay between two tries of a task set apart for a locked row, in ms. */
 const MAX_LOCKED_RETRY_MS = 1000;
@@ -35,9 +35,9 @@ export interface NextBatch {
 
 /**
  * The tasks of a PostgreSQL receipt writer that waited for a row another session holds locked:
- * each is tried again apart (up to once a second, under a short bound), in queue order with
- * the tasks that came since, until it is written, and meanwhile the others are written without
- * it. Nothing is dropped or written twice: the task stays in the queue, and only its tries wait.
+ * each is tried again (up to once a second, one a group, under a short bound) with the tasks
+ * that came since, until it is written, and meanwhile the others are written without it.
+ * Nothing is dropped or written twice: the task stays in the queue, and only its tries wait.
  */
 export function createRowLockWaits(log: Logger, statementTimeout: unknown) {
   const statementMs = typeof statementTimeout === "number" ? statementTimeout : 0;
@@ -48,23 +48,33 @@ export function createRowLockWaits(log: Logger, statementTimeout: unknown) {
   const waits = new WeakMap<Queued, LockWait>();
   const sleeper = createSleeper({ rememberWake: true });
   return {
-    /** Up to `size` tasks of `queue`, in order, leaving out those set apart and not yet due. */
+    /**
+     * Up to `size` tasks of `queue`, in order, leaving out those set apart and not yet due, and
+     * all but the first that is due: each retry costs the group one short wait, not one each.
+     * While any task is set apart the group's bound is short too: a row every receipt of a
+     * model or hour touches (a rollup row held locked) would have cost a whole bound for each.
+     */
     nextBatch(queue: readonly Queued[], size: number): NextBatch {
       const t = performance.now();
       const batch: Queued[] = [];
-      let again = false;
+      let retried = false;
+      let anyWaiting = false;
       let nextTryAt = Number.POSITIVE_INFINITY;
       for (const item of queue) {
         const wait = waits.get(item);
-        if (wait !== undefined && wait.retryAt > t) {
-          nextTryAt = Math.min(nextTryAt, wait.retryAt);
+        if (wait !== undefined) {
+          anyWaiting = true;
+          if (wait.retryAt > t || retried || batch.length >= size) {
+            nextTryAt = Math.min(nextTryAt, wait.retryAt);
+            continue;
+          }
+          retried = true;
+        } else if (batch.length >= size) {
           continue;
         }
-        again ||= wait !== undefined;
         batch.push(item);
-        if (batch.length >= size) break;
       }
-      return { batch, lockWaitMs: again ? LOCKED_AGAIN_WAIT_MS : firstWaitMs, nextTryAt };
+      return { batch, lockWaitMs: anyWaiting ? LOCKED_AGAIN_WAIT_MS : firstWaitMs, nextTryAt };
     },
     /** `item` waited for a locked row: it is tried again later, apart from the next group. */
     setAside(item: Queued, error: Error) {
