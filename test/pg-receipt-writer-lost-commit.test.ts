@@ -56,4 +56,22 @@ describe("the PostgreSQL receipt writer whose COMMIT's answer is lost", () => {
       await writer.close();
     }
   }, 30_000);
+
+  it("writes again, once, a group whose COMMIT never reached the server", async () => {
+    const writer = createReceiptWriter(store, { log });
+    const items = [wireReceipt()];
+    try {
+      await ingestReceiptsVia(writer, [wireReceipt()], "ingest");
+      relay.dropNextCommit();
+      const results = await ingestReceiptsVia(writer, items, "ingest");
+      expect(results.map((r) => r.status)).toEqual(["created"]);
+      const { rows } = await direct.pool.query(
+        "SELECT count(*)::int AS n FROM jobs WHERE job_id = $1",
+        [items[0]?.job_id],
+      );
+      expect(rows).toEqual([{ n: 1 }]);
+    } finally {
+      await writer.close();
+    }
+  }, 30_000);
 });

@@ -6,6 +6,7 @@ import { createConnection, createServer, type Socket } from "node:net";
  * passes on what it held back, as a server that resumes or a network that heals would. Told to
  * `cutNextCommitReply`, it passes on the next COMMIT a client sends and then ends that
  * connection as the server's answer comes, which it drops: a COMMIT that landed, its answer lost.
+ * Told to `dropNextCommit`, it ends the connection instead of passing the COMMIT on.
  */
 export async function freezingRelay(url: string) {
   const target = new URL(url);
@@ -13,6 +14,7 @@ export async function freezingRelay(url: string) {
   const held: (() => void)[] = [];
   let frozen = false;
   let cutCommit = false;
+  let dropCommit = false;
   const pass = (to: Socket) => (data: Buffer) => {
     if (frozen) held.push(() => to.write(data));
     else to.write(data);
@@ -23,6 +25,12 @@ export async function freezingRelay(url: string) {
     sockets.add(upstream);
     let cutting = false;
     client.on("data", (data: Buffer) => {
+      if (dropCommit && /\bcommit\b/i.test(data.toString("latin1"))) {
+        dropCommit = false;
+        client.destroy();
+        upstream.destroy();
+        return;
+      }
       if (cutCommit && /\bcommit\b/i.test(data.toString("latin1"))) {
         cutCommit = false;
         cutting = true;
@@ -49,6 +57,9 @@ export async function freezingRelay(url: string) {
     },
     cutNextCommitReply: () => {
       cutCommit = true;
+    },
+    dropNextCommit: () => {
+      dropCommit = true;
     },
     thaw: () => {
       frozen = false;
