@@ -30,6 +30,7 @@ import {
   isOtherOwner,
   MOVEMENT_KINDS,
   mayMove,
+  wrappedSolClosed,
 } from "../verify/money-movements.js";
 import type { Profile } from "../verify/profiles.js";
 
@@ -345,8 +346,9 @@ export function hiddenDebitOf(
  * in, 300,000 out: +700,000) and nothing tells that gain from a deposit (the customer paying
  * the 300,000 to the operator straight from its wallet moves every balance alike). Such a line
  * is not read from that answer. A token instruction naming the vault that can move money by
- * an amount the facts do not keep (Token-2022's confidential transfers, a kind not named)
- * leaves the gain unexplained, not hidden: null.
+ * an amount the facts do not keep (Token-2022's confidential transfers, a kind not named, a
+ * wrapped-SOL vault's SyncNative) leaves the gain unexplained, not hidden: null; but not beside
+ * a close of a wrapped-SOL vault (`wrappedSolClosed`), which paid out what no fact keeps.
  */
 export function unshownCreditOf(
   vault: string,
@@ -356,9 +358,11 @@ export function unshownCreditOf(
   if (!facts.succeeded) return null;
   const change = facts.tokenChanges.find((c) => c.account === vault && isCredit(profile, c));
   if (change === undefined || change.delta <= 0n) return null;
-  const unknown = facts.tokenInstructions.some(
-    (ix) => mayMove(ix, change) && !(MOVEMENT_KINDS.has(ix.kind) && ix.amount !== undefined),
-  );
+  const unknown =
+    !wrappedSolClosed(change, facts) &&
+    facts.tokenInstructions.some(
+      (ix) => mayMove(ix, change) && !(MOVEMENT_KINDS.has(ix.kind) && ix.amount !== undefined),
+    );
   if (unknown) return null;
   let shown = 0n;
   for (const { ix, from } of vaultCreditMovements(vault, facts, profile)) {

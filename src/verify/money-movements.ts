@@ -1,3 +1,4 @@
+import { INITIALIZE_ACCOUNT_KINDS } from "../chain/parse-transaction.js";
 import type {
   TokenChange,
   TokenInstruction,
@@ -307,6 +308,12 @@ export const MOVEMENT_KINDS: ReadonlySet<string> = new Set([
   "mintToChecked",
 ]);
 
+/** Wrapped SOL (SPL Token, Token-2022): a SyncNative or a lamport transfer moves its amount. */
+const NATIVE_MINTS: ReadonlySet<string> = new Set([
+  "So11111111111111111111111111111111111111112",
+  "9pan9bMn5HatX4EJdBwg9VgCa7Uz5HL8N1m5D3NdXejP",
+]);
+
 /**
  * Token-2022 instructions that move one account's balance by an amount the facts do not keep:
  * the account is their `source` or `destination` (see parse-transaction), and no other account
@@ -320,6 +327,34 @@ const UNKEPT_MOVEMENT_KINDS: ReadonlySet<string> = new Set([
 ]);
 
 /**
+ * Whether `ix` sets the wrapped-SOL account `change` is of to its lamports above rent: a
+ * SyncNative of it, or its InitializeAccount (any of the three). The lamports came by the
+ * System program (a wallet wrapping SOL: a transfer then SyncNative, or an account created
+ * with them), whose transfers the facts do not keep: a wrapped-SOL vault's honest top-up.
+ */
+function setsNativeAmount(ix: TokenInstruction, change: TokenChange): boolean {
+  if (!NATIVE_MINTS.has(change.mint)) return false;
+  if (ix.kind === "syncNative") return true;
+  return INITIALIZE_ACCOUNT_KINDS.has(ix.kind) && ix.initialized === change.account;
+}
+
+/**
+ * Whether the wrapped-SOL account `change` is of is closed in the transaction (a CloseAccount
+ * naming it). The close pays its whole amount out by an amount no fact keeps, so what sets its
+ * amount again after it (`setsNativeAmount`) explains no gain: read so, the operator closing a
+ * customer's vault of 700,000 to itself and making the vault again at its address holding
+ * 1,000,000 of its own lamports was a deposit of 300,000, the 700,000 gone unseen.
+ */
+export function wrappedSolClosed(change: TokenChange, facts: TransactionFacts): boolean {
+  return (
+    NATIVE_MINTS.has(change.mint) &&
+    facts.tokenInstructions.some(
+      (ix) => ix.kind === "closeAccount" && ix.accounts.includes(change.account),
+    )
+  );
+}
+
+/**
  * Whether token instruction `ix` may have moved the balance of the account `change` is of: a
  * transfer, mint or burn naming it, or a Token-2022 instruction that moves it by an amount not
  * kept, of the account's token program (SPL Token moves no Token-2022 account's money, nor the
@@ -329,13 +364,14 @@ const UNKEPT_MOVEMENT_KINDS: ReadonlySet<string> = new Set([
  * vault, the customer's wallet and the thief's account). Taken for one that may move money by
  * an amount not kept, such a mint left a top-up and a payout a node served no instruction of
  * unjudged. A kind not named (`unknown:N`) moves nothing by this either: a balance it did move
- * is then one no instruction shows, which is judged, never passed. SyncNative moves wrapped SOL
- * only, which nothing here judges.
+ * is then one no instruction shows, which is judged, never passed. A wrapped-SOL account
+ * moves by an amount not kept too where its amount is set to its lamports (`setsNativeAmount`).
  */
 export function mayMove(ix: TokenInstruction, change: TokenChange): boolean {
   if (!ix.accounts.includes(change.account)) return false;
   if (change.programId !== null && ix.programId !== change.programId) return false;
   if (MOVEMENT_KINDS.has(ix.kind)) return true;
+  if (setsNativeAmount(ix, change)) return true;
   return (
     UNKEPT_MOVEMENT_KINDS.has(ix.kind) &&
     (ix.source === change.account || ix.destination === change.account)
@@ -344,12 +380,6 @@ export function mayMove(ix: TokenInstruction, change: TokenChange): boolean {
 
 /** The classic SPL Token program: its transfers withhold no fee. */
 const SPL_TOKEN_PROGRAM = "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA";
-
-/** Wrapped SOL (SPL Token, Token-2022): a SyncNative or a lamport transfer moves its amount. */
-const NATIVE_MINTS: ReadonlySet<string> = new Set([
-  "So11111111111111111111111111111111111111112",
-  "9pan9bMn5HatX4EJdBwg9VgCa7Uz5HL8N1m5D3NdXejP",
-]);
 
 /**
  * Whether a succeeded transaction's token balances moved in a way no token instruction served

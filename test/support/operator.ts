@@ -704,8 +704,14 @@ export class Operator {
     });
   }
 
-  private createAccountIx(address: string, space: number, owner = SPL_TOKEN): InstructionSpec {
-    const lamports = this.chain.minimumBalanceForRentExemption(space);
+  /** System CreateAccount of `address` (which signs), rent-exempt plus `extraLamports`. */
+  createAccountIx(
+    address: string,
+    space: number,
+    owner = SPL_TOKEN,
+    extraLamports = 0n,
+  ): InstructionSpec {
+    const lamports = this.chain.minimumBalanceForRentExemption(space) + extraLamports;
     const data = new Uint8Array(52);
     const view = new DataView(data.buffer);
     view.setUint32(0, 0, true);
