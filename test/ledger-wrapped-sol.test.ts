@@ -1,10 +1,12 @@
 import { beforeAll, describe, expect, it } from "vitest";
+import { buildStatement } from "../src/ledger/statement.js";
 import { localSigner } from "../src/localnet/keys.js";
 import { addressBytes } from "../src/localnet/wire.js";
 import { localnetProfile, type Profile } from "../src/verify/profiles.js";
 import { chainSecondAfter } from "./support/finality.js";
-import { vaultStatementSince } from "./support/ledger-periods.js";
+import { vaultReader, vaultStatementSince } from "./support/ledger-periods.js";
 import { useAdversaryHarness } from "./support/operator.js";
+import { rewritingNode } from "./support/rewriting-node.js";
 
 /** SPL Token's wrapped SOL: a token account of it holds its lamports above rent as its amount. */
 const NATIVE_MINT = "So11111111111111111111111111111111111111112";
@@ -115,5 +117,40 @@ describe("the statement of a wrapped-SOL credit vault", () => {
     expect(s.depositsUnits).toBe(700_000n);
     expect(s.unread).toEqual({ lines: 1, why: expect.stringContaining("rose by 300000") });
     expect(s.differenceUnits).toBeNull();
+  });
+
+  it("leaves unread the vault made again holding more, its close left out by a lying node", async () => {
+    const c = await h.scenario(wrappedSolProfile);
+    const from = await chainSecondAfter(h.world);
+    const account = localSigner(`wrapped-sol/close-unserved/${from}`);
+    const vault = account.address;
+    h.op.send(openWithLamports(vault, 700_000n), { extraSigners: [account] });
+    h.op.nextSlot();
+    const reopened = h.op.send(
+      [h.op.closeAccount(vault, h.op.attacker.address), ...openWithLamports(vault, 1_000_000n)],
+      { extraSigners: [account] },
+    ).signature;
+    // The node serves the transaction without its CloseAccount, as it would serve a call that
+    // closed the vault with no inner instructions.
+    type Answer = { transaction: { message: { instructions: unknown[] } } };
+    const node = rewritingNode(h.rpc, (signature) =>
+      signature === reopened
+        ? (result: Answer) => {
+            result.transaction.message.instructions.shift();
+          }
+        : undefined,
+    );
+
+    await h.finalized();
+    await vaultReader(h, c, vault, node).syncVault(vault);
+    const s = (
+      await buildStatement(
+        c.store,
+        { from, to: Date.now() + 1_000, vault },
+        { profile: c.profile, graceSeconds: 0 },
+      )
+    ).vaults[0]!;
+    expect(s.depositsUnits).toBe(700_000n);
+    expect(s.unread).toEqual({ lines: 1, why: expect.stringContaining("rose by 300000") });
   });
 });

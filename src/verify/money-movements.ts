@@ -339,18 +339,22 @@ function setsNativeAmount(ix: TokenInstruction, change: TokenChange): boolean {
 }
 
 /**
- * Whether the wrapped-SOL account `change` is of is closed in the transaction (a CloseAccount
- * naming it). The close pays its whole amount out by an amount no fact keeps, so what sets its
- * amount again after it (`setsNativeAmount`) explains no gain: read so, the operator closing a
- * customer's vault of 700,000 to itself and making the vault again at its address holding
- * 1,000,000 of its own lamports was a deposit of 300,000, the 700,000 gone unseen.
+ * Whether the wrapped-SOL account `change` is of is closed in the transaction: a CloseAccount
+ * names it, or it is made a token account again though it held an amount before (closed by an
+ * instruction not served: a node serving the call that closed it as `[]`). The close pays its
+ * whole amount out by an amount no fact keeps, so what sets its amount again after it
+ * (`setsNativeAmount`) explains no gain: read so, the operator closing a customer's vault of
+ * 700,000 to itself and making the vault again at its address holding 1,000,000 of its own
+ * lamports was a deposit of 300,000, the 700,000 gone unseen.
  */
 export function wrappedSolClosed(change: TokenChange, facts: TransactionFacts): boolean {
-  return (
-    NATIVE_MINTS.has(change.mint) &&
-    facts.tokenInstructions.some(
-      (ix) => ix.kind === "closeAccount" && ix.accounts.includes(change.account),
-    )
+  if (!NATIVE_MINTS.has(change.mint)) return false;
+  return facts.tokenInstructions.some(
+    (ix) =>
+      (ix.kind === "closeAccount" && ix.accounts.includes(change.account)) ||
+      (change.pre > 0n &&
+        INITIALIZE_ACCOUNT_KINDS.has(ix.kind) &&
+        ix.initialized === change.account),
   );
 }
 
