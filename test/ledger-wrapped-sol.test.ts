@@ -1,11 +1,12 @@
 import { beforeAll, describe, expect, it } from "vitest";
+import type { RpcPool } from "../src/chain/rpc-pool.js";
 import { buildStatement } from "../src/ledger/statement.js";
 import { localSigner } from "../src/localnet/keys.js";
 import { addressBytes } from "../src/localnet/wire.js";
 import { localnetProfile, type Profile } from "../src/verify/profiles.js";
 import { chainSecondAfter } from "./support/finality.js";
 import { vaultReader, vaultStatementSince } from "./support/ledger-periods.js";
-import { useAdversaryHarness } from "./support/operator.js";
+import { type Scenario, useAdversaryHarness } from "./support/operator.js";
 import { rewritingNode } from "./support/rewriting-node.js";
 
 /** SPL Token's wrapped SOL: a token account of it holds its lamports above rent as its amount. */
@@ -47,6 +48,18 @@ function openWithLamports(vault: string, amount: bigint) {
       data: Uint8Array.from([18, ...addressBytes(h.op.escrowAuthority.address)]),
     },
   ];
+}
+
+/** Reads `vault` alone through `rpc` and builds its statement of [from, now), no grace. */
+async function statementThrough(c: Scenario, rpc: RpcPool, vault: string, from: number) {
+  await h.finalized();
+  await vaultReader(h, c, vault, rpc).syncVault(vault);
+  const statement = await buildStatement(
+    c.store,
+    { from, to: Date.now() + 1_000, vault },
+    { profile: c.profile, graceSeconds: 0 },
+  );
+  return statement.vaults[0]!;
 }
 
 describe("the statement of a wrapped-SOL credit vault", () => {
@@ -141,16 +154,43 @@ describe("the statement of a wrapped-SOL credit vault", () => {
         : undefined,
     );
 
-    await h.finalized();
-    await vaultReader(h, c, vault, node).syncVault(vault);
-    const s = (
-      await buildStatement(
-        c.store,
-        { from, to: Date.now() + 1_000, vault },
-        { profile: c.profile, graceSeconds: 0 },
-      )
-    ).vaults[0]!;
+    const s = await statementThrough(c, node, vault, from);
     expect(s.depositsUnits).toBe(700_000n);
     expect(s.unread).toEqual({ lines: 1, why: expect.stringContaining("rose by 300000") });
+  });
+
+  it("leaves unread a lock from the vault beside an Approve of it, inside a call a lying node serves as []", async () => {
+    const c = await h.scenario(wrappedSolProfile);
+    const { vault, from } = await emptyVault();
+    h.op.send([h.op.lamportsTo(vault, 1_000_000n), syncNative(vault)]);
+    const escrow = h.op.createTokenAccount(h.op.escrowAuthority.address, NATIVE_MINT);
+    h.op.nextSlot();
+    const escrowTx = h.op.send([
+      h.op.newOwnerAtaIx(),
+      h.op.memo("decentral:escrow:wrapped-sol-job"),
+      h.op.transfer(vault, escrow, 300_000n, { mint: NATIVE_MINT, decimals: 9 }),
+      h.op.approve(vault, h.op.attackerAccount(0n), 1_000_000_000n),
+    ]).signature;
+    // Served as if the lock and the Approve ran inside the call, its inner instructions `[]`:
+    // read as a lock, the Approve gave no delegate finding.
+    type Answer = {
+      transaction: { message: { instructions: unknown[] } };
+      meta: { innerInstructions: unknown[] | null };
+    };
+    const node = rewritingNode(h.rpc, (signature) =>
+      signature === escrowTx
+        ? (result: Answer) => {
+            result.transaction.message.instructions.splice(-2, 2);
+            result.meta.innerInstructions = [];
+          }
+        : undefined,
+    );
+
+    const s = await statementThrough(c, node, vault, from);
+    expect(s.delegateApprovals).toEqual([]);
+    expect(s.unread).toEqual({
+      lines: 1,
+      why: `line ${escrowTx} not read: token balances in its transaction moved by no instruction served`,
+    });
   });
 });

@@ -308,7 +308,7 @@ export const MOVEMENT_KINDS: ReadonlySet<string> = new Set([
   "mintToChecked",
 ]);
 
-/** Wrapped SOL (SPL Token, Token-2022): a SyncNative or a lamport transfer moves its amount. */
+/** Wrapped SOL (SPL Token, Token-2022): its amount is its lamports above rent, synced by instruction. */
 const NATIVE_MINTS: ReadonlySet<string> = new Set([
   "So11111111111111111111111111111111111111112",
   "9pan9bMn5HatX4EJdBwg9VgCa7Uz5HL8N1m5D3NdXejP",
@@ -327,14 +327,15 @@ const UNKEPT_MOVEMENT_KINDS: ReadonlySet<string> = new Set([
 ]);
 
 /**
- * Whether `ix` sets the wrapped-SOL account `change` is of to its lamports above rent: a
- * SyncNative of it, or its InitializeAccount (any of the three). The lamports came by the
- * System program (a wallet wrapping SOL: a transfer then SyncNative, or an account created
- * with them), whose transfers the facts do not keep: a wrapped-SOL vault's honest top-up.
+ * Whether `ix` moves the wrapped-SOL account `change` is of by an amount the facts do not keep:
+ * a SyncNative of it or its InitializeAccount (any of the three) sets its amount to its
+ * lamports above rent, sent by the System program (a wallet wrapping SOL: a transfer then
+ * SyncNative, or an account created with them), whose transfers the facts do not keep; a
+ * CloseAccount naming it pays its whole amount out.
  */
-function setsNativeAmount(ix: TokenInstruction, change: TokenChange): boolean {
+function movesWrappedSolUnkept(ix: TokenInstruction, change: TokenChange): boolean {
   if (!NATIVE_MINTS.has(change.mint)) return false;
-  if (ix.kind === "syncNative") return true;
+  if (ix.kind === "syncNative" || ix.kind === "closeAccount") return true;
   return INITIALIZE_ACCOUNT_KINDS.has(ix.kind) && ix.initialized === change.account;
 }
 
@@ -343,7 +344,7 @@ function setsNativeAmount(ix: TokenInstruction, change: TokenChange): boolean {
  * names it, or it is made a token account again though it held an amount before (closed by an
  * instruction not served: a node serving the call that closed it as `[]`). The close pays its
  * whole amount out by an amount no fact keeps, so what sets its amount again after it
- * (`setsNativeAmount`) explains no gain: read so, the operator closing a customer's vault of
+ * (`movesWrappedSolUnkept`) explains no gain: read so, the operator closing a customer's vault of
  * 700,000 to itself and making the vault again at its address holding 1,000,000 of its own
  * lamports was a deposit of 300,000, the 700,000 gone unseen.
  */
@@ -368,14 +369,15 @@ export function wrappedSolClosed(change: TokenChange, facts: TransactionFacts): 
  * vault, the customer's wallet and the thief's account). Taken for one that may move money by
  * an amount not kept, such a mint left a top-up and a payout a node served no instruction of
  * unjudged. A kind not named (`unknown:N`) moves nothing by this either: a balance it did move
- * is then one no instruction shows, which is judged, never passed. A wrapped-SOL account
- * moves by an amount not kept too where its amount is set to its lamports (`setsNativeAmount`).
+ * is then one no instruction shows, which is judged, never passed. A wrapped-SOL account moves
+ * by an amount not kept where its lamports become its amount or it is closed
+ * (`movesWrappedSolUnkept`).
  */
 export function mayMove(ix: TokenInstruction, change: TokenChange): boolean {
   if (!ix.accounts.includes(change.account)) return false;
   if (change.programId !== null && ix.programId !== change.programId) return false;
   if (MOVEMENT_KINDS.has(ix.kind)) return true;
-  if (setsNativeAmount(ix, change)) return true;
+  if (movesWrappedSolUnkept(ix, change)) return true;
   return (
     UNKEPT_MOVEMENT_KINDS.has(ix.kind) &&
     (ix.source === change.account || ix.destination === change.account)
@@ -395,7 +397,8 @@ const SPL_TOKEN_PROGRAM = "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA";
  * hides a call's inner instructions, not the message's own. An account a token instruction
  * names whose amount the facts do not keep (Token-2022's confidential transfers, a kind not
  * named) is not judged, nor is one that took money in by Token-2022 getting less than sent (a
- * transfer fee it withholds), nor wrapped SOL.
+ * transfer fee it withholds). Wrapped SOL moves by instructions too: a SyncNative, its
+ * InitializeAccount or its CloseAccount move it by an amount not kept, and leave it unjudged.
  */
 export function balancesUnshown(
   profile: Pick<Profile, "tokenPrograms">,
@@ -409,7 +412,6 @@ export function balancesUnshown(
   if (!calls) return false;
   return facts.tokenChanges.some((c) => {
     if (c.programId === null || !profile.tokenPrograms.includes(c.programId)) return false;
-    if (NATIVE_MINTS.has(c.mint)) return false;
     let shown = 0n;
     let feeMayHold = false;
     for (const ix of facts.tokenInstructions) {
