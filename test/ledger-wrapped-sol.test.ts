@@ -5,7 +5,7 @@ import { localSigner } from "../src/localnet/keys.js";
 import { addressBytes } from "../src/localnet/wire.js";
 import { localnetProfile, type Profile } from "../src/verify/profiles.js";
 import { chainSecondAfter } from "./support/finality.js";
-import { vaultReader, vaultStatementSince } from "./support/ledger-periods.js";
+import { nightlyOnChain, vaultReader, vaultStatementSince } from "./support/ledger-periods.js";
 import { type Scenario, useAdversaryHarness } from "./support/operator.js";
 import { rewritingNode } from "./support/rewriting-node.js";
 
@@ -75,6 +75,18 @@ describe("the statement of a wrapped-SOL credit vault", () => {
     expect(s.depositsUnits).toBe(1_000_000n);
     expect(s.unexplained).toEqual([]);
     expect(s.differenceUnits).toBe(0n);
+  });
+
+  it("lets the nightly run over a window holding only such a top-up exit 0", async () => {
+    const c = await h.scenario(wrappedSolProfile);
+    const { vault, from } = await emptyVault();
+    h.op.send([h.op.lamportsTo(vault, 250_000n), syncNative(vault)]);
+    await h.finalized();
+    const run = await nightlyOnChain(h, c, vaultReader(h, c, vault)).nightly({
+      from,
+      to: Date.now(),
+    });
+    expect(run).toMatchObject({ exitCode: 0 });
   });
 
   it("reads a vault opened with lamports above its rent, its first amount, as a deposit", async () => {
