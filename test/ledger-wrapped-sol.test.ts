@@ -1,12 +1,10 @@
 import { beforeAll, describe, expect, it } from "vitest";
-import type { RpcPool } from "../src/chain/rpc-pool.js";
-import { buildStatement } from "../src/ledger/statement.js";
 import { localSigner } from "../src/localnet/keys.js";
 import { addressBytes } from "../src/localnet/wire.js";
 import { localnetProfile, type Profile } from "../src/verify/profiles.js";
 import { chainSecondAfter } from "./support/finality.js";
 import { nightlyOnChain, vaultReader, vaultStatementSince } from "./support/ledger-periods.js";
-import { type Scenario, useAdversaryHarness } from "./support/operator.js";
+import { useAdversaryHarness } from "./support/operator.js";
 import { rewritingNode } from "./support/rewriting-node.js";
 
 /** SPL Token's wrapped SOL: a token account of it holds its lamports above rent as its amount. */
@@ -48,18 +46,6 @@ function openWithLamports(vault: string, amount: bigint) {
       data: Uint8Array.from([18, ...addressBytes(h.op.escrowAuthority.address)]),
     },
   ];
-}
-
-/** Reads `vault` alone through `rpc` and builds its statement of [from, now), no grace. */
-async function statementThrough(c: Scenario, rpc: RpcPool, vault: string, from: number) {
-  await h.finalized();
-  await vaultReader(h, c, vault, rpc).syncVault(vault);
-  const statement = await buildStatement(
-    c.store,
-    { from, to: Date.now() + 1_000, vault },
-    { profile: c.profile, graceSeconds: 0 },
-  );
-  return statement.vaults[0]!;
 }
 
 describe("the statement of a wrapped-SOL credit vault", () => {
@@ -166,7 +152,7 @@ describe("the statement of a wrapped-SOL credit vault", () => {
         : undefined,
     );
 
-    const s = await statementThrough(c, node, vault, from);
+    const s = await vaultStatementSince(h, c, vault, from, node);
     expect(s.depositsUnits).toBe(700_000n);
     expect(s.unread).toEqual({ lines: 1, why: expect.stringContaining("rose by 300000") });
   });
@@ -198,7 +184,7 @@ describe("the statement of a wrapped-SOL credit vault", () => {
         : undefined,
     );
 
-    const s = await statementThrough(c, node, vault, from);
+    const s = await vaultStatementSince(h, c, vault, from, node);
     expect(s.delegateApprovals).toEqual([]);
     expect(s.unread).toEqual({
       lines: 1,

@@ -88,15 +88,19 @@ export function nightlyOnChain(
   return { reader, nightly };
 }
 
-/** Reads `vault` alone and builds its statement of [from, now) with no grace after the window. */
+/**
+ * Reads `vault` alone (through `rpc`, the harness's node unless given) and builds its statement
+ * of [from, now) with no grace after the window.
+ */
 export async function vaultStatementSince(
   h: AdversaryHarness,
   c: Scenario,
   vault: string,
   from: number,
+  rpc: LedgerRpc = h.rpc,
 ) {
   await h.finalized();
-  await vaultReader(h, c, vault).syncVault(vault);
+  await vaultReader(h, c, vault, rpc).syncVault(vault);
   const statement = await buildStatement(
     c.store,
     { from, to: Date.now() + 1_000, vault },
