@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { closeSync, openSync, readSync } from "node:fs";
 import { z } from "zod";
 import { isBase58OfLength } from "../chain/base58.js";
 import { AppError } from "../errors.js";
@@ -154,6 +154,30 @@ export const builtinProfiles: Readonly<Record<string, Profile>> = {
   "decentral-mainnet": decentralMainnetProfile,
 };
 
+/** The most a profile file may hold: a few kilobytes are a profile with every model priced. */
+const MAX_PROFILE_BYTES = 1024 * 1024;
+
+/**
+ * The file's text, or null when it holds more than `max` bytes. Read in pieces up to that bound:
+ * a device (`/dev/zero`) or an endless pipe named as a profile was read whole, growing the
+ * process by gigabytes a minute while its event loop, blocked, ignored SIGTERM.
+ */
+function readAtMost(path: string, max: number): string | null {
+  const fd = openSync(path, "r");
+  try {
+    const buffer = Buffer.alloc(max + 1);
+    let length = 0;
+    while (length <= max) {
+      const read = readSync(fd, buffer, length, buffer.length - length, null);
+      if (read === 0) return buffer.toString("utf8", 0, length);
+      length += read;
+    }
+    return null;
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /**
  * Returns a built-in profile by name, or reads and validates a JSON profile file. A bad file is
  * rejected with an error naming the first wrong field (`validation_failed`, `details.field`).
@@ -161,15 +185,22 @@ export const builtinProfiles: Readonly<Record<string, Profile>> = {
 export function loadProfile(nameOrPath: string): Profile {
   // Own properties only: "toString" or "__proto__" is not a profile name.
   if (Object.hasOwn(builtinProfiles, nameOrPath)) return builtinProfiles[nameOrPath]!;
-  let text: string;
+  let text: string | null;
   try {
-    text = readFileSync(nameOrPath, "utf8");
+    text = readAtMost(nameOrPath, MAX_PROFILE_BYTES);
   } catch (cause) {
     throw new AppError(
       "bad_request",
       `profile ${JSON.stringify(nameOrPath)} is neither a built-in profile (${Object.keys(builtinProfiles).join(", ")}) nor a readable file`,
       { field: "AUDIT_PROFILE" },
       { cause },
+    );
+  }
+  if (text === null) {
+    throw new AppError(
+      "validation_failed",
+      `profile file ${nameOrPath} is larger than ${MAX_PROFILE_BYTES / 1024 / 1024} MiB: no profile is (is it a device or an endless pipe?)`,
+      { field: "AUDIT_PROFILE" },
     );
   }
   let data: unknown;

@@ -1,0 +1,34 @@
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { openSqliteStore } from "../src/db/client.js";
+import { migrateStore } from "../src/db/migrate.js";
+import { loadProfile } from "../src/verify/profiles.js";
+import { cliArgv } from "./support/service-process.js";
+
+describe("a profile file is read up to 1 MiB", () => {
+  it("refuses a file larger than any profile, naming it", () => {
+    const path = join(mkdtempSync(join(tmpdir(), "profile-bound-")), "big.json");
+    writeFileSync(path, `${" ".repeat(1024 * 1024)}{}`);
+    expect(() => loadProfile(path)).toThrow(/big\.json is larger than 1 MiB/);
+  });
+
+  it("ends `verify --profile /dev/zero` with exit 2 and a message, not an endless read", () => {
+    // It read the device whole: 13.8 GB in 2.5 minutes, SIGTERM not heard. Killed at 20 s here,
+    // which the old code reached with about a gigabyte read.
+    const db = join(mkdtempSync(join(tmpdir(), "profile-bound-db-")), "audit.db");
+    const store = openSqliteStore(db);
+    migrateStore(store);
+    store.close();
+    const ran = spawnSync(
+      process.execPath,
+      cliArgv(["verify", "--since", "1h", "--profile", "/dev/zero", "--db", db]),
+      { encoding: "utf8", timeout: 20_000, killSignal: "SIGKILL" },
+    );
+    expect(ran.signal).toBeNull();
+    expect(ran.status).toBe(2);
+    expect(ran.stderr).toMatch(/profile file \/dev\/zero is larger than 1 MiB/);
+  }, 30_000);
+});
