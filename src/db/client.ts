@@ -287,6 +287,10 @@ export function isTransientPgError(error: unknown): boolean {
   if (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code)) {
     return ["08", "40", "53", "57"].includes(code.slice(0, 2));
   }
+  // A file system error names its path (a SQLite file under a file, a name too long, a file
+  // not readable by this user): it stays until someone fixes the path, and `verify` waited
+  // 2 minutes for it. A connection's errors name an address instead.
+  if (typeof (error as { path?: unknown }).path === "string") return false;
   return (
     (typeof code === "string" && /^E[A-Z]+$/.test(code)) ||
     /Connection terminated|connection timeout|timeout exceeded when trying to connect|^timeout expired$|not queryable/i.test(
