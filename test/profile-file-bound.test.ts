@@ -32,3 +32,23 @@ describe("a profile file is read up to 1 MiB", () => {
     expect(ran.stderr).toMatch(/profile file \/dev\/zero is larger than 1 MiB/);
   }, 30_000);
 });
+
+describe("DATABASE_SSL_ROOT_CERT is read up to 4 MiB", () => {
+  it("ends a command given /dev/zero as the certificate with exit 2 naming the setting", () => {
+    // Read whole, it grew `tokens list` by 1.1 GB in 5 s and never ended.
+    const ran = spawnSync(process.execPath, cliArgv(["tokens", "list"]), {
+      encoding: "utf8",
+      timeout: 20_000,
+      killSignal: "SIGKILL",
+      env: {
+        ...process.env,
+        DATABASE_URL: "postgres://audit@127.0.0.1:1/audit",
+        DATABASE_SSLMODE: "verify-full",
+        DATABASE_SSL_ROOT_CERT: "/dev/zero",
+      },
+    });
+    expect(ran.signal).toBeNull();
+    expect(ran.status).toBe(2);
+    expect(ran.stderr).toMatch(/DATABASE_SSL_ROOT_CERT \/dev\/zero is larger than 4 MiB/);
+  }, 30_000);
+});

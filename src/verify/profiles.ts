@@ -1,7 +1,7 @@
-import { closeSync, openSync, readSync } from "node:fs";
 import { z } from "zod";
 import { isBase58OfLength } from "../chain/base58.js";
 import { AppError } from "../errors.js";
+import { readTextAtMost } from "../file-input.js";
 
 /**
  * A protocol profile: everything the checks need to know about how Decentral moves money on a
@@ -158,27 +158,6 @@ export const builtinProfiles: Readonly<Record<string, Profile>> = {
 const MAX_PROFILE_BYTES = 1024 * 1024;
 
 /**
- * The file's text, or null when it holds more than `max` bytes. Read in pieces up to that bound:
- * a device (`/dev/zero`) or an endless pipe named as a profile was read whole, growing the
- * process by gigabytes a minute while its event loop, blocked, ignored SIGTERM.
- */
-function readAtMost(path: string, max: number): string | null {
-  const fd = openSync(path, "r");
-  try {
-    const buffer = Buffer.alloc(max + 1);
-    let length = 0;
-    while (length <= max) {
-      const read = readSync(fd, buffer, length, buffer.length - length, null);
-      if (read === 0) return buffer.toString("utf8", 0, length);
-      length += read;
-    }
-    return null;
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/**
  * Returns a built-in profile by name, or reads and validates a JSON profile file. A bad file is
  * rejected with an error naming the first wrong field (`validation_failed`, `details.field`).
  */
@@ -187,7 +166,7 @@ export function loadProfile(nameOrPath: string): Profile {
   if (Object.hasOwn(builtinProfiles, nameOrPath)) return builtinProfiles[nameOrPath]!;
   let text: string | null;
   try {
-    text = readAtMost(nameOrPath, MAX_PROFILE_BYTES);
+    text = readTextAtMost(nameOrPath, MAX_PROFILE_BYTES);
   } catch (cause) {
     throw new AppError(
       "bad_request",

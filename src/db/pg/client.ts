@@ -1,7 +1,8 @@
-import { readFileSync } from "node:fs";
 import type { ConnectionOptions } from "node:tls";
 import type pg from "pg";
 import type { Config } from "../../config.js";
+import { AppError } from "../../errors.js";
+import { readTextAtMost } from "../../file-input.js";
 import * as twins from "../../store/pg/twins.js";
 import { registerPgTwins } from "../../store/pg-twins.js";
 import {
@@ -50,6 +51,19 @@ export const defaultPostgresSettings: PostgresSettings = {
   statementTimeoutMs: 30_000,
 };
 
+/** The most a root certificate file may hold: the system's whole CA bundle is about 200 KiB. */
+const MAX_ROOT_CERT_BYTES = 4 * 1024 * 1024;
+
+function readRootCert(path: string): string {
+  const text = readTextAtMost(path, MAX_ROOT_CERT_BYTES);
+  if (text !== null) return text;
+  throw new AppError(
+    "validation_failed",
+    `DATABASE_SSL_ROOT_CERT ${path} is larger than 4 MiB: no certificate file is (is it a device or an endless pipe?)`,
+    { field: "DATABASE_SSL_ROOT_CERT" },
+  );
+}
+
 /**
  * The TLS options of the driver for a libpq `sslmode`: `require` encrypts without checking the
  * certificate, `verify-ca` checks it against the CA (not the host name), `verify-full` checks both.
@@ -57,7 +71,7 @@ export const defaultPostgresSettings: PostgresSettings = {
 export function tlsOptions(mode: SslMode, rootCert?: string): false | ConnectionOptions {
   if (mode === "disable") return false;
   if (mode === "require") return { rejectUnauthorized: false };
-  const ca = rootCert === undefined ? {} : { ca: readFileSync(rootCert, "utf8") };
+  const ca = rootCert === undefined ? {} : { ca: readRootCert(rootCert) };
   if (mode === "verify-ca")
     return { ...ca, rejectUnauthorized: true, checkServerIdentity: () => undefined };
   return { ...ca, rejectUnauthorized: true };
