@@ -390,6 +390,72 @@ export function finalCovers(finalThrough: number | null, at: number): boolean {
   return finalThrough !== null && finalThrough > at;
 }
 
+/**
+ * How many seconds a job's own settlement may be dated after its response's second and still
+ * come before the response: block times are whole seconds the chain's validators vote, 1-2 s
+ * off the recorder's clock either way.
+ */
+export const SETTLEMENT_CLOCK_SLACK_SECONDS = 2;
+
+/**
+ * Where a credits header's span ends among the vault's lines (its start is the lock's line):
+ * the lines dated up to the response's second by the recorder's clock, and, by slot order,
+ * every line up to the job's own settlement (the one its receipt names, the response having
+ * come after it) when the chain dated that within `SETTLEMENT_CLOCK_SLACK_SECONDS` after the
+ * response's second. A settlement dated later came after the response (its balance was not
+ * the one the header could say), and one the receipt names that the vault holds no line of
+ * yet may still be listed: the span is read in full (`coverAt`) only once the listing holds
+ * the slack's seconds too.
+ */
+export interface HeaderSpanEnd {
+  /** The response's second (the recorder's clock). */
+  until: number;
+  /** The ord of the job's settlement line the span runs through (-1: none). */
+  throughOrd: number;
+  /** The instant (ms) a listing must be final past for the span to be read in full. */
+  coverAt: number;
+  /** The receipt names a settlement the vault holds no line of: a line past `until` may precede it. */
+  settlementUnlisted: boolean;
+}
+
+export function headerSpanEnd(
+  recordedAt: number,
+  settlement: { named: boolean; ord: number | null; blockTime: number | null },
+): HeaderSpanEnd {
+  const until = Math.floor(recordedAt / 1000);
+  const placed =
+    settlement.ord !== null &&
+    settlement.blockTime !== null &&
+    settlement.blockTime <= until + SETTLEMENT_CLOCK_SLACK_SECONDS;
+  const unlisted = settlement.named && settlement.ord === null;
+  return {
+    until,
+    throughOrd: placed ? settlement.ord! : -1,
+    coverAt: recordedAt + (unlisted ? SETTLEMENT_CLOCK_SLACK_SECONDS * 1000 : 0),
+    settlementUnlisted: unlisted,
+  };
+}
+
+/**
+ * Whether a span whose lines are all read is read in full: it `ended` at a line past it, or the
+ * history is listed through its end (the chain had finalized past it when it was listed).
+ */
+export function headerSpanCovered(
+  end: HeaderSpanEnd,
+  ended: boolean,
+  finalThrough: number | null,
+): boolean {
+  return (ended && !end.settlementUnlisted) || finalCovers(finalThrough, end.coverAt);
+}
+
+/** Whether a line after the lock's is in the span that ends at `end`. */
+export function inHeaderSpan(
+  end: HeaderSpanEnd,
+  line: { ord: number; blockTime: number | null },
+): boolean {
+  return line.ord <= end.throughOrd || (line.blockTime !== null && line.blockTime <= end.until);
+}
+
 /** The later of two `final_through` instants (null when neither is known). */
 export function laterOf(a: number | null, b: number | null): number | null {
   if (a === null) return b;

@@ -11,15 +11,18 @@ import {
   canPayFrom,
   type ForeignChange,
   type ForeignHolding,
-  finalCovers,
   foreignChangesOf,
   foreignChangesToText,
   foreignHoldingOf,
   foreignHoldingToText,
   gapBetween,
+  type HeaderSpanEnd,
   type HealAttempt,
+  headerSpanCovered,
+  headerSpanEnd,
   healedOrder,
   healMakingRoom,
+  inHeaderSpan,
   type JobDebit,
   type JobLockLine,
   jobKeepingLine,
@@ -497,7 +500,14 @@ export interface LedgerStore {
    * lock the ledger has not read gives no balance, not covered.
    */
   creditSpans(
-    requests: readonly { jobId: string; vault: string; lockTx: string; recordedAt: number }[],
+    requests: readonly {
+      jobId: string;
+      vault: string;
+      lockTx: string;
+      recordedAt: number;
+      /** The settlement the receipt names (`headerSpanEnd`); none when absent. */
+      settlementTx?: string | null;
+    }[],
   ): Promise<Map<string, { balancesUnits: bigint[]; covered: boolean }>>;
   /**
    * The least recent `final_through` of any vault (0 for one never read through a time), null
@@ -1013,18 +1023,23 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     `SELECT ${LINE_COLUMNS} FROM ledger_lines WHERE vault = ? AND kind = 'lock'
        AND (header_ok IS NULL OR header_ok = 0) AND block_time >= ? AND block_time < ? ORDER BY ord`,
   );
-  const headerOf = big("SELECT credits_remaining_units, recorded_at FROM jobs WHERE job_id = ?");
+  const headerOf = big(
+    "SELECT credits_remaining_units, recorded_at, settlement_tx FROM jobs WHERE job_id = ?",
+  );
   /** Balances after each line from the lock on, while within the job's span (a page at a time). */
   const linesFrom = big(
     `SELECT ${LINE_COLUMNS}, state FROM ledger_lines WHERE vault = ? AND ord >= ? ORDER BY ord
      LIMIT 256`,
   );
   const lockLine = big("SELECT ord, state FROM ledger_lines WHERE vault = ? AND signature = ?");
+  const settlementLine = big(
+    "SELECT ord, block_time FROM ledger_lines WHERE vault = ? AND signature = ?",
+  );
   // The same span judged inside the review's write transaction, in SQL over `ledger_lines_order`:
   // a late receipt (an import, recorded months after its lock) spans every line since its lock,
   // and reading each line into the program held the write lock for seconds on a busy vault.
   const spanEndOrd = big(
-    `SELECT min(ord) FROM ledger_lines WHERE vault = ? AND ord > ?
+    `SELECT min(ord) FROM ledger_lines WHERE vault = ? AND ord > max(?, ?)
        AND (block_time IS NULL OR block_time > ?)`,
   ).pluck();
   const spanMatch = big(
@@ -1042,7 +1057,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   // final job by verdict (about 4 s a vault at a million jobs, inside the write).
   const headerWaiting = big(
     `SELECT j.job_id, coalesce(j.escrow_tx, j.api_escrow_tx) AS lock_tx, j.recorded_at,
-       j.credits_remaining_units
+       j.credits_remaining_units, j.settlement_tx
      FROM check_results c INDEXED BY check_results_header_waiting
      CROSS JOIN jobs j ON j.job_id = c.job_id
      WHERE c.outcome = 'skip' AND c.name = 'credits.header' AND c.expected IS NOT NULL
@@ -1450,17 +1465,38 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   }
 
   /**
-   * The vault's balance after each line from the lock at `lockOrd` through `recordedAt` (ms),
-   * and whether every line of that span is read and the history listed past it.
+   * Where the span of a job recorded at `recordedAt` (ms) whose receipt names `settlementTx`
+   * ends among `vault`'s lines (`headerSpanEnd`).
+   */
+  function spanEndOf(
+    vault: string,
+    recordedAt: bigint,
+    settlementTx: string | null,
+  ): HeaderSpanEnd {
+    const line =
+      settlementTx === null
+        ? undefined
+        : (settlementLine.get(vault, settlementTx) as
+            | { ord: bigint; block_time: bigint | null }
+            | undefined);
+    return headerSpanEnd(Number(recordedAt), {
+      named: settlementTx !== null,
+      ord: line ? Number(line.ord) : null,
+      blockTime: line?.block_time == null ? null : Number(line.block_time),
+    });
+  }
+
+  /**
+   * The vault's balance after each line from the lock at `lockOrd` through the job's response
+   * (`end`), and whether every line of that span is read and the history listed past it.
    */
   function spanFrom(
     vault: string,
     lockOrd: number,
-    recordedAt: bigint,
+    end: HeaderSpanEnd,
     finalThrough: number | null,
     header: bigint | null = null,
   ): { balances: bigint[]; covered: boolean } {
-    const until = Number(recordedAt / 1000n);
     const balances: bigint[] = [];
     let ord = lockOrd;
     let spanEnded = false;
@@ -1468,7 +1504,8 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     for (let first = true; !spanEnded; ) {
       const rows = linesFrom.all(vault, ord) as LineDb[];
       for (const r of rows) {
-        if (!first && (r.block_time === null || Number(r.block_time) > until)) {
+        const blockTime = r.block_time === null ? null : Number(r.block_time);
+        if (!first && !inHeaderSpan(end, { ord: Number(r.ord), blockTime })) {
           spanEnded = true;
           break;
         }
@@ -1487,7 +1524,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     }
     // Past the span, or the history is listed through the response (the chain had finalized
     // past its second when it was listed): nothing more will match.
-    const covered = !unread && (spanEnded || finalCovers(finalThrough, Number(recordedAt)));
+    const covered = !unread && headerSpanCovered(end, spanEnded, finalThrough);
     return { balances, covered };
   }
 
@@ -1498,11 +1535,11 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   function headerSpan(
     vault: string,
     lockOrd: bigint,
-    recordedAt: bigint,
+    end: HeaderSpanEnd,
     finalThrough: number | null,
     header: bigint,
   ): { matched: bigint | null; covered: boolean } {
-    const endOrd = spanEndOrd.get(vault, lockOrd, recordedAt / 1000n) as bigint | null;
+    const endOrd = spanEndOrd.get(vault, lockOrd, end.throughOrd, end.until) as bigint | null;
     // Past every ord: the span runs to the newest line.
     const upper = endOrd ?? 1n << 62n;
     const matched = spanMatch.get(vault, lockOrd, upper, header, header + UNITS_PER_CREDIT) as
@@ -1510,7 +1547,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       | undefined;
     if (matched !== undefined) return { matched, covered: true };
     const unread = (spanUnread.get(vault, lockOrd, upper) as bigint) !== 0n;
-    const covered = !unread && (endOrd !== null || finalCovers(finalThrough, Number(recordedAt)));
+    const covered = !unread && headerSpanCovered(end, endOrd !== null, finalThrough);
     return { matched: null, covered };
   }
 
@@ -1522,11 +1559,12 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   ): HeaderCheck | null {
     if (lock.jobId === null) return null;
     const job = headerOf.get(lock.jobId) as
-      | { credits_remaining_units: Big; recorded_at: bigint }
+      | { credits_remaining_units: Big; recorded_at: bigint; settlement_tx: string | null }
       | undefined;
     const header = job?.credits_remaining_units ?? null;
     if (!job || header === null) return null;
-    const span = spanFrom(vault, lock.ord, job.recorded_at, finalThrough, header);
+    const end = spanEndOf(vault, job.recorded_at, job.settlement_tx);
+    const span = spanFrom(vault, lock.ord, end, finalThrough, header);
     const at = span.balances.findIndex((b) => headerMatches(header, b));
     return {
       jobId: lock.jobId,
@@ -1542,12 +1580,14 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     vault: string,
     signature: string,
     recordedAt: bigint,
+    settlementTx: string | null,
     finalThrough: number | null,
     header: bigint | null = null,
   ): { balances: bigint[]; covered: boolean } {
     const lock = lockLine.get(vault, signature) as { ord: bigint; state: string } | undefined;
     if (lock?.state !== "read") return { balances: [], covered: false };
-    return spanFrom(vault, Number(lock.ord), recordedAt, finalThrough, header);
+    const end = spanEndOf(vault, recordedAt, settlementTx);
+    return spanFrom(vault, Number(lock.ord), end, finalThrough, header);
   }
 
   // A line's slot as its transaction tells it: the line's own once read (`LineRead.slot`),
@@ -2003,13 +2043,23 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
             line.jobId === null
               ? undefined
               : (headerOf.get(line.jobId) as
-                  | { credits_remaining_units: bigint | null; recorded_at: bigint }
+                  | {
+                      credits_remaining_units: bigint | null;
+                      recorded_at: bigint;
+                      settlement_tx: string | null;
+                    }
                   | undefined);
           const header = job?.credits_remaining_units ?? null;
           const span =
             job === undefined || header === null
               ? null
-              : headerSpan(vault, BigInt(line.ord), job.recorded_at, finalThrough, header);
+              : headerSpan(
+                  vault,
+                  BigInt(line.ord),
+                  spanEndOf(vault, job.recorded_at, job.settlement_tx),
+                  finalThrough,
+                  header,
+                );
           if (span === null || span.matched !== null) setHeader.run(1, vault, line.signature);
           else if (span.covered) setHeader.run(0, vault, line.signature);
           if (span === null || span.matched !== null || span.covered) result.headersDecided++;
@@ -2027,6 +2077,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         lock_tx: string | null;
         recorded_at: bigint;
         credits_remaining_units: bigint;
+        settlement_tx: string | null;
       }[]) {
         if (j.lock_tx === null) continue;
         const lock = lockLine.get(vault, j.lock_tx) as { ord: bigint; state: string } | undefined;
@@ -2035,7 +2086,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         const span = headerSpan(
           vault,
           lock.ord,
-          j.recorded_at,
+          spanEndOf(vault, j.recorded_at, j.settlement_tx),
           finalThrough,
           j.credits_remaining_units,
         );
@@ -2184,6 +2235,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
           r.vault,
           r.lockTx,
           BigInt(r.recordedAt),
+          r.settlementTx ?? null,
           finalThrough.get(r.vault)!,
         );
         out.set(r.jobId, { balancesUnits: span.balances, covered: span.covered });

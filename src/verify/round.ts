@@ -616,7 +616,15 @@ export function createRound(deps: RoundDeps): Round {
       if (lockTx === null || !facts || job.creditsRemainingUnits == null) return [];
       const vaults = [...new Set(readLock(profile, facts).sources.map((s) => s.account))];
       if (vaults.length !== 1) return [];
-      return [{ jobId: job.jobId, vault: vaults[0]!, lockTx, recordedAt: job.recordedAt }];
+      return [
+        {
+          jobId: job.jobId,
+          vault: vaults[0]!,
+          lockTx,
+          recordedAt: job.recordedAt,
+          settlementTx: job.settlementTx,
+        },
+      ];
     });
     const spans = requests.length > 0 ? await deps.ledger.creditSpans(requests) : new Map();
     const vaultOf = new Map(requests.map((r) => [r.jobId, r.vault]));

@@ -1003,13 +1003,15 @@ export class Scenario {
   /**
    * Records the receipt of `plan` naming `escrowTx` / `settlementTx` as ingest would (or
    * `source`), with the key fingerprint and the requested model. `overrides` change any field
-   * (e.g. a stream without usage, a 504).
+   * (e.g. a stream without usage, a 504). `recordedAt` (epoch ms) is the recorder's clock when
+   * it is not the machine's: one ahead of or behind the chain's.
    */
   record(
     plan: JobPlan,
     txs: { escrowTx: string | null; settlementTx: string | null },
     overrides: Partial<ScenarioReceipt> = {},
     source: ReceiptSource = "ingest",
+    recordedAt?: number,
   ): string {
     const receipt: ScenarioReceipt = {
       jobId: plan.jobId,
@@ -1036,6 +1038,7 @@ export class Scenario {
         this.store,
         [requestedModel ? { ...rest, model: requestedModel, responseModel: receipt.model } : rest],
         source,
+        recordedAt === undefined ? {} : { now: recordedAt },
       );
       if (result?.outcome !== "created") {
         throw new Error(`receipt ${plan.jobId}: ${result?.outcome}`);

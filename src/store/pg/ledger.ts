@@ -46,15 +46,18 @@ import {
   balanceControlOf,
   balanceControlToText,
   canPayFrom,
-  finalCovers,
   foreignChangesOf,
   foreignChangesToText,
   foreignHoldingOf,
   foreignHoldingToText,
   gapBetween,
+  type HeaderSpanEnd,
   type HealAttempt,
+  headerSpanCovered,
+  headerSpanEnd,
   healedOrder,
   healMakingRoom,
+  inHeaderSpan,
   type JobDebit,
   type JobLockLine,
   type JobTie,
@@ -872,18 +875,49 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
   }
 
   /**
-   * The vault's balance after each line from the lock at `lockOrd` through `recordedAt` (ms),
-   * and whether every line of that span is read and the history listed past it.
+   * Where each span of a job recorded at `recordedAt` (ms) whose receipt names `settlementTx`
+   * ends among `vault`'s lines (`headerSpanEnd`), the settlements' lines in one read.
+   */
+  async function spanEndsOf(
+    q: PgExecutor,
+    vault: string,
+    asks: readonly { recordedAt: number; settlementTx: string | null }[],
+  ): Promise<HeaderSpanEnd[]> {
+    const named = [...new Set(asks.flatMap((a) => (a.settlementTx ? [a.settlementTx] : [])))];
+    const lines =
+      named.length === 0
+        ? []
+        : await q
+            .select({
+              signature: ledgerLines.signature,
+              ord: ledgerLines.ord,
+              blockTime: ledgerLines.blockTime,
+            })
+            .from(ledgerLines)
+            .where(and(vaultIs(vault), sql`${ledgerLines.signature} = ANY (${textArray(named)})`));
+    const lineOf = new Map(lines.map((l) => [l.signature, l]));
+    return asks.map((a) => {
+      const line = a.settlementTx === null ? undefined : lineOf.get(a.settlementTx);
+      return headerSpanEnd(a.recordedAt, {
+        named: a.settlementTx !== null,
+        ord: line?.ord ?? null,
+        blockTime: line?.blockTime ?? null,
+      });
+    });
+  }
+
+  /**
+   * The vault's balance after each line from the lock at `lockOrd` through the job's response
+   * (`end`), and whether every line of that span is read and the history listed past it.
    */
   async function spanFrom(
     q: PgExecutor,
     vault: string,
     lockOrd: number,
-    recordedAt: number,
+    end: HeaderSpanEnd,
     finalThrough: number | null,
     header: bigint | null = null,
   ): Promise<{ balances: bigint[]; covered: boolean }> {
-    const until = Math.floor(recordedAt / 1000);
     const balances: bigint[] = [];
     let ord = lockOrd;
     let spanEnded = false;
@@ -891,7 +925,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     for (let first = true; !spanEnded; ) {
       const rows = await spanLines(q, vault, ord, 256);
       for (const r of rows) {
-        if (!first && (r.blockTime === null || r.blockTime > until)) {
+        if (!first && !inHeaderSpan(end, r)) {
           spanEnded = true;
           break;
         }
@@ -910,7 +944,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     }
     // Past the span, or the history is listed through the response (the chain had finalized
     // past its second when it was listed): nothing more will match.
-    const covered = !unread && (spanEnded || finalCovers(finalThrough, recordedAt));
+    const covered = !unread && headerSpanCovered(end, spanEnded, finalThrough);
     return { balances, covered };
   }
 
@@ -938,12 +972,18 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
   async function spansFrom(
     q: PgExecutor,
     vault: string,
-    asks: readonly { lockOrd: number; recordedAt: number; header: bigint | null }[],
+    asks: readonly {
+      lockOrd: number;
+      recordedAt: number;
+      settlementTx: string | null;
+      header: bigint | null;
+    }[],
     finalThrough: number | null,
   ): Promise<{ balances: bigint[]; covered: boolean }[]> {
-    const spans = asks.map((a) => ({
+    const ends = await spanEndsOf(q, vault, asks);
+    const spans = asks.map((a, i) => ({
       ...a,
-      until: Math.floor(a.recordedAt / 1000),
+      end: ends[i]!,
       balances: [] as bigint[],
       first: true,
       unread: false,
@@ -964,7 +1004,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         }
         for (const span of active) {
           if (span.ended || span.matched) continue;
-          if (!span.first && (r.blockTime === null || r.blockTime > span.until)) {
+          if (!span.first && !inHeaderSpan(span.end, r)) {
             span.ended = true;
             waiting--;
             continue;
@@ -988,8 +1028,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     return spans.map((span) => ({
       balances: span.balances,
       covered:
-        span.matched ||
-        (!span.unread && (span.ended || finalCovers(finalThrough, span.recordedAt))),
+        span.matched || (!span.unread && headerSpanCovered(span.end, span.ended, finalThrough)),
     }));
   }
 
@@ -1011,6 +1050,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         jobId: jobs.jobId,
         header: jobs.creditsRemainingUnits,
         recordedAt: jobs.recordedAt,
+        settlementTx: jobs.settlementTx,
       })
       .from(jobs)
       .where(sql`${jobs.jobId} = ANY (${textArray(ids)})`);
@@ -1018,12 +1058,19 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     const asked = locks.flatMap((lock) => {
       const job = lock.jobId === null ? undefined : jobOf.get(lock.jobId);
       if (job === undefined || job.header === null) return [];
-      return [{ lock, header: job.header, recordedAt: job.recordedAt }];
+      return [
+        {
+          lock,
+          header: job.header,
+          recordedAt: job.recordedAt,
+          settlementTx: job.settlementTx,
+        },
+      ];
     });
     const spans = await spansFrom(
       q,
       vault,
-      asked.map((a) => ({ lockOrd: a.lock.ord, recordedAt: a.recordedAt, header: a.header })),
+      asked.map((a) => ({ ...a, lockOrd: a.lock.ord })),
       finalThrough,
     );
     const checkOf = new Map<LedgerLineRow, HeaderCheck>();
@@ -1047,6 +1094,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     vault: string,
     signature: string,
     recordedAt: number,
+    settlementTx: string | null,
     finalThrough: number | null,
     header: bigint | null = null,
   ): Promise<{ balances: bigint[]; covered: boolean }> {
@@ -1055,7 +1103,8 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       .from(ledgerLines)
       .where(and(vaultIs(vault), eq(ledgerLines.signature, signature)));
     if (lock?.state !== "read") return { balances: [], covered: false };
-    return spanFrom(q, vault, lock.ord, recordedAt, finalThrough, header);
+    const [end] = await spanEndsOf(q, vault, [{ recordedAt, settlementTx }]);
+    return spanFrom(q, vault, lock.ord, end!, finalThrough, header);
   }
 
   /** The last movement at or before `ord`: where a comparison of balances starts. */
@@ -1511,6 +1560,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         lockTx: sql<string | null>`coalesce(${jobs.escrowTx}, ${jobs.apiEscrowTx})`,
         recordedAt: jobs.recordedAt,
         header: jobs.creditsRemainingUnits,
+        settlementTx: jobs.settlementTx,
       })
       .from(checkResults)
       .innerJoin(jobs, eq(jobs.jobId, checkResults.jobId))
@@ -2090,6 +2140,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
             r.vault,
             r.lockTx,
             r.recordedAt,
+            r.settlementTx ?? null,
             finalThrough.get(r.vault)!,
           );
           out.set(r.jobId, { balancesUnits: span.balances, covered: span.covered });

@@ -1,0 +1,122 @@
+import { describe, expect, it } from "vitest";
+import { buildStatement } from "../src/ledger/statement.js";
+import { dialects, useDialectStores } from "./support/dialects.js";
+import { periodEdge, vaultReader } from "./support/ledger-periods.js";
+import { type JobPlan, type Scenario, useAdversaryHarness } from "./support/operator.js";
+
+/**
+ * The recorder dates a receipt by its own clock; the chain dates a transaction by its block
+ * time, whole seconds that may be 1-2 s off the recorder's. A credits header is judged against
+ * the vault's balances from the job's lock through its response, placed among the vault's
+ * lines by both: an honest header must pass whichever clock is ahead, and a header that no
+ * balance of the vault held at the response must still fail.
+ */
+describe.each(dialects)("%s store", (dialect) => {
+  const stores = useDialectStores(dialect);
+  const h = useAdversaryHarness({ openStore: () => stores.open() });
+
+  /** A scenario whose key's vault is known, the chain's clock ~60 ms into a whole second. */
+  async function start() {
+    const c = await h.scenario();
+    const { vault } = await c.pinKey(0);
+    const from = periodEdge(h);
+    return { c, vault, from };
+  }
+
+  /**
+   * Reads the vault once the chain has finalized past every time the job spans, then verifies:
+   * the job's `credits.header` and the vault statement's header findings.
+   */
+  async function judge(c: Scenario, vault: string, from: number, plan: JobPlan) {
+    h.op.advanceClock(3_000);
+    await h.finalized();
+    await vaultReader(h, c, vault).syncVault(vault);
+    await c.verify();
+    const statement = await buildStatement(
+      c.store,
+      { from, to: h.op.now() + 1_000, vault },
+      { profile: c.profile, graceSeconds: 0 },
+    );
+    return {
+      check: await c.check(plan.jobId, "credits.header"),
+      mismatches: statement.vaults[0]!.creditsHeaderMismatches.map((m) => m.jobId),
+    };
+  }
+
+  describe.each([100, 1_000, 2_000])("clocks %i ms apart", (apartMs) => {
+    it("passes an honest header when the chain's clock runs ahead of the recorder's", async () => {
+      const { c, vault, from } = await start();
+      const plan = h.op.plan({ keyIndex: 0 });
+      const txs = h.op.honestJob(plan);
+      // Recorded right after the settlement: by the recorder's clock, before the block's second.
+      c.record(plan, txs, {}, "ingest", h.op.now() - apartMs);
+      const judged = await judge(c, vault, from, plan);
+      expect(judged.check?.outcome).toBe("pass");
+      expect(judged.mismatches).toEqual([]);
+    });
+
+    it("passes an honest header when the chain's clock runs behind the recorder's", async () => {
+      const { c, vault, from } = await start();
+      const plan = h.op.plan({ keyIndex: 0 });
+      const txs = h.op.honestJob(plan);
+      c.record(plan, txs, {}, "ingest", h.op.now() + apartMs);
+      const judged = await judge(c, vault, from, plan);
+      expect(judged.check?.outcome).toBe("pass");
+      expect(judged.mismatches).toEqual([]);
+    });
+
+    it("fails a header one base unit above the balance the job's settlement left", async () => {
+      const { c, vault, from } = await start();
+      const plan = h.op.plan({ keyIndex: 0 });
+      const txs = h.op.honestJob(plan);
+      const header = h.op.balance(vault) + 1n;
+      c.record(plan, txs, { creditsRemainingUnits: header }, "ingest", h.op.now() - apartMs);
+      const judged = await judge(c, vault, from, plan);
+      expect(judged.check?.outcome).toBe("fail");
+      expect(judged.mismatches).toEqual([plan.jobId]);
+    });
+  });
+
+  it("fails a header of the balance a top-up made after the job's settlement, within the clocks' slack", async () => {
+    // The chain 1 s ahead: the settlement is dated the second after the response's, and a
+    // top-up the second after that. The header names the balance after the top-up: a balance
+    // the vault held only after the response.
+    const { c, vault, from } = await start();
+    const plan = h.op.plan({ keyIndex: 0 });
+    const txs = h.op.honestJob(plan);
+    const recordedAt = h.op.now() - 1_000;
+    h.op.advanceClock(1_000);
+    h.op.nextSlot();
+    h.op.fund(vault, 50_000n);
+    const header = h.op.balance(vault);
+    c.record(plan, txs, { creditsRemainingUnits: header }, "ingest", recordedAt);
+    const judged = await judge(c, vault, from, plan);
+    expect(judged.check?.outcome).toBe("fail");
+    expect(judged.mismatches).toEqual([plan.jobId]);
+  });
+
+  it("fails a header of the balance after a settlement that landed well after the response, a top-up between", async () => {
+    // The receipt names a settlement the operator sent 3 s after the response, past any clock
+    // slack; a top-up came first. The header names the balance after both.
+    const { c, vault, from } = await start();
+    const plan = h.op.plan({ keyIndex: 0 });
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const recordedAt = h.op.now();
+    h.op.advanceClock(3_000);
+    h.op.nextSlot();
+    h.op.fund(vault, 50_000n);
+    h.op.nextSlot();
+    const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
+    const header = h.op.balance(vault);
+    c.record(
+      plan,
+      { escrowTx, settlementTx },
+      { creditsRemainingUnits: header },
+      "ingest",
+      recordedAt,
+    );
+    const judged = await judge(c, vault, from, plan);
+    expect(judged.check?.outcome).toBe("fail");
+    expect(judged.mismatches).toEqual([plan.jobId]);
+  });
+});
