@@ -35,6 +35,7 @@ export const sharedImportFiles: readonly string[] = [
   "test/chain-transaction-facts.test.ts",
   "test/check-results-indexes.dialects.test.ts",
   "test/config.test.ts",
+  "test/credits-header-clock.dialects.test.ts",
   "test/dashboard-pages.test.ts",
   "test/db-upgrade.dialects.test.ts",
   "test/db-write-transactions.test.ts",
