@@ -14,6 +14,7 @@
  * Timing tests of the event loop stay isolated too: a file before them may leave timers running.
  */
 export const sharedImportFiles: readonly string[] = [
+  "test/adversary-harness-clock.test.ts",
   "test/api-audit.test.ts",
   "test/api-auth.test.ts",
   "test/api-client.test.ts",
