@@ -77,6 +77,20 @@ describe.each(dialects)("%s store", (dialect) => {
     });
   });
 
+  it("passes an honest header that waited for the ledger's read, the chain's clock 2 s ahead", async () => {
+    const { c, vault, from } = await start();
+    const plan = h.op.plan({ keyIndex: 0 });
+    const txs = h.op.honestJob(plan);
+    c.record(plan, txs, {}, "ingest", h.op.now() - 2_000);
+    // Verified before the ledger has read the vault: the check waits for it (a skip naming
+    // the vault), and the ledger's review decides it.
+    await c.verify();
+    expect((await c.check(plan.jobId, "credits.header"))?.outcome).toBe("skip");
+    const judged = await judge(c, vault, from, plan);
+    expect(judged.check?.outcome).toBe("pass");
+    expect(await c.outcome(plan.jobId)).toEqual({ verdict: "verified", failing: [] });
+  });
+
   it("fails a header of the balance a top-up made after the job's settlement, within the clocks' slack", async () => {
     // The chain 1 s ahead: the settlement is dated the second after the response's, and a
     // top-up the second after that. The header names the balance after the top-up: a balance

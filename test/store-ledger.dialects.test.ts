@@ -1988,6 +1988,20 @@ describe.each(dialects)("the ledger's read on %s, by the chain's finalized time"
       expect.objectContaining({ jobId: "J2", signature: sig("lock2") }),
     ]);
     expect((await ledger.creditSpans([december])).get("J5")?.covered).toBe(true);
+
+    // Its receipt naming a settlement the vault holds no line of: the chain may date that up to
+    // 2 s after the response, so the span is read only once the listing is final past those.
+    const settled = { ...december, settlementTx: sig("december-settlement") };
+    expect((await ledger.creditSpans([settled])).get("J5")?.covered).toBe(false);
+    await ledger.storePage(
+      VAULT,
+      await ledger.cursor(VAULT, NOW + 2),
+      [],
+      true,
+      NOW + 2,
+      (DEC + 86_403) * 1000,
+    );
+    expect((await ledger.creditSpans([settled])).get("J5")?.covered).toBe(true);
   });
 
   it("names in a window's nightly check the locks just before it that fell due since its previous run read the vault", async () => {
