@@ -38,43 +38,51 @@ describe.each(dialects)("%s store", (dialect) => {
       { profile: c.profile, graceSeconds: 0 },
     );
     return {
+      jobId: plan.jobId,
       check: await c.check(plan.jobId, "credits.header"),
       mismatches: statement.vaults[0]!.creditsHeaderMismatches.map((m) => m.jobId),
     };
   }
 
   describe.each([100, 1_000, 2_000])("clocks %i ms apart", (apartMs) => {
-    it("passes an honest header when the chain's clock runs ahead of the recorder's", async () => {
+    /**
+     * An honest job recorded right after its settlement by a recorder whose clock is `apartMs`
+     * behind (-1: the chain's runs ahead, the settlement's block dated after the response's
+     * second) or ahead (1) of the chain's, its header `offBy` units off the balance it left.
+     */
+    async function recorded(direction: number, offBy = 0n) {
       const { c, vault, from } = await start();
       const plan = h.op.plan({ keyIndex: 0 });
       const txs = h.op.honestJob(plan);
-      // Recorded right after the settlement: by the recorder's clock, before the block's second.
-      c.record(plan, txs, {}, "ingest", h.op.now() - apartMs);
-      const judged = await judge(c, vault, from, plan);
-      expect(judged.check?.outcome).toBe("pass");
-      expect(judged.mismatches).toEqual([]);
-    });
+      const header = h.op.balance(vault) + offBy;
+      const at = h.op.now() + direction * apartMs;
+      c.record(plan, txs, { creditsRemainingUnits: header }, "ingest", at);
+      return judge(c, vault, from, plan);
+    }
 
-    it("passes an honest header when the chain's clock runs behind the recorder's", async () => {
-      const { c, vault, from } = await start();
-      const plan = h.op.plan({ keyIndex: 0 });
-      const txs = h.op.honestJob(plan);
-      c.record(plan, txs, {}, "ingest", h.op.now() + apartMs);
-      const judged = await judge(c, vault, from, plan);
-      expect(judged.check?.outcome).toBe("pass");
-      expect(judged.mismatches).toEqual([]);
-    });
+    it.each([
+      ["ahead of", -1],
+      ["behind", 1],
+    ])(
+      "passes an honest header when the chain's clock runs %s the recorder's",
+      async (_, direction) => {
+        const judged = await recorded(direction);
+        expect(judged.check?.outcome).toBe("pass");
+        expect(judged.mismatches).toEqual([]);
+      },
+    );
 
-    it("fails a header one base unit above the balance the job's settlement left", async () => {
-      const { c, vault, from } = await start();
-      const plan = h.op.plan({ keyIndex: 0 });
-      const txs = h.op.honestJob(plan);
-      const header = h.op.balance(vault) + 1n;
-      c.record(plan, txs, { creditsRemainingUnits: header }, "ingest", h.op.now() - apartMs);
-      const judged = await judge(c, vault, from, plan);
-      expect(judged.check?.outcome).toBe("fail");
-      expect(judged.mismatches).toEqual([plan.jobId]);
-    });
+    it.each([
+      ["ahead of", -1],
+      ["behind", 1],
+    ])(
+      "fails a header one base unit above the balance the job's settlement left, the chain's clock %s the recorder's",
+      async (_, direction) => {
+        const judged = await recorded(direction, 1n);
+        expect(judged.check?.outcome).toBe("fail");
+        expect(judged.mismatches).toEqual([judged.jobId]);
+      },
+    );
   });
 
   it("passes an honest header that waited for the ledger's read, the chain's clock 2 s ahead", async () => {
