@@ -5,7 +5,8 @@ import { fail, pass, skip } from "./check-list.js";
 /**
  * `credits.header`: `x-decentral-credits-remaining` (whole credits) against the balances the
  * job's credit vault held from its lock through its response, as the ledger read them
- * (src/store/ledger.ts). Read before the job is decided; nothing here touches the store.
+ * (src/store/ledger.ts; where the response falls among the vault's lines: `headerSpanEnd` in
+ * src/store/ledger-rules.ts). Read before the job is decided; nothing here touches the store.
  */
 
 export type { CreditsSpan };
