@@ -926,14 +926,34 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       page.map((e) => e.signature),
     );
     const lowest = page.findLastIndex((e) => held.has(e.signature));
-    const goesOn = page.length >= options.pageSize && lowest >= 0;
-    await ledger.setRelistBelow(vault, goesOn ? page[lowest]!.signature : null);
-    if (!goesOn) relistWait.set(vault, t + HEAL_WAIT_MS);
+    const next = await relistGoesOnBelow(vault, top, page, lowest);
+    await ledger.setRelistBelow(vault, next);
+    if (next === null) relistWait.set(vault, t + HEAL_WAIT_MS);
     // Entries below the lowest held line go with the next page (or are older than any held).
     const listing = lowest < 0 ? [] : page.slice(0, lowest);
     if (!listing.some((e) => !held.has(e.signature))) return 0;
     const gap = { afterSignature: page[lowest]!.signature, beforeSignature: top };
     return insertListed(vault, gap, listing, signal, held);
+  }
+
+  /**
+   * Where the listing of held history goes on after a page listed below `top` (`lowest`: the
+   * index of its last held line, -1 for none), or null when it has listed all the vault holds.
+   * A full page goes on below its last held line; a page that shows none below `top`, or ends
+   * while the vault holds lines below its last held one, goes on below the next line held (the
+   * held lines are in the chain's order): a node listing a page of entries the vault holds none
+   * of sent the walk back to the newest line, and one doing it each time kept it there, never
+   * listing the older history again.
+   */
+  async function relistGoesOnBelow(
+    vault: string,
+    top: string,
+    page: readonly AddressSignatureInfo[],
+    lowest: number,
+  ) {
+    const last = lowest < 0 ? top : page[lowest]!.signature;
+    if (page.length >= options.pageSize && lowest >= 0 && last !== top) return last;
+    return ledger.lineBelow(vault, last);
   }
 
   /**

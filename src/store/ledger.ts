@@ -415,6 +415,8 @@ export interface LedgerStore {
   relistBelow(vault: string): Promise<string | null>;
   /** Stores where the listing of the vault's held history stands (its cursor exists). */
   setRelistBelow(vault: string, below: string | null): Promise<void>;
+  /** The vault's line just below the line of `signature` in its order, or null (none, or not held). */
+  lineBelow(vault: string, signature: string): Promise<string | null>;
   /**
    * Inserts the entries of `listing` (what the chain lists between a gap's two lines, newest
    * first) the vault does not hold, in chain order between them, in one write transaction; the
@@ -1118,6 +1120,12 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   const setRelistBelow = sqlite.prepare(
     "UPDATE ledger_cursors SET relist_below = ? WHERE vault = ?",
   );
+  const heldLineBelow = sqlite
+    .prepare(
+      `SELECT b.signature FROM ledger_lines a JOIN ledger_lines b ON b.vault = a.vault AND b.ord < a.ord
+       WHERE a.vault = ? AND a.signature = ? ORDER BY b.ord DESC LIMIT 1`,
+    )
+    .pluck();
   // min() of a NULL mark (nothing compared yet) stays NULL.
   const lowerChained = sqlite.prepare(
     "UPDATE ledger_cursors SET chained_ord = min(chained_ord, ?) WHERE vault = ?",
@@ -2142,6 +2150,9 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     },
     async setRelistBelow(vault, below) {
       setRelistBelow.run(below, vault);
+    },
+    async lineBelow(vault, signature) {
+      return (heldLineBelow.get(vault, signature) as string | undefined) ?? null;
     },
     async healGap(vault, gap, listing, now, signal) {
       return healMakingRoom(

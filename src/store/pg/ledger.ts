@@ -1801,6 +1801,19 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         .set({ relistBelow: below })
         .where(eq(ledgerCursors.vault, vault));
     },
+    async lineBelow(vault, signature) {
+      const at = db
+        .select({ ord: ledgerLines.ord })
+        .from(ledgerLines)
+        .where(and(vaultIs(vault), eq(ledgerLines.signature, signature)));
+      const [below] = await db
+        .select({ signature: ledgerLines.signature })
+        .from(ledgerLines)
+        .where(and(vaultIs(vault), lt(ledgerLines.ord, sql`(${at})`)))
+        .orderBy(desc(ledgerLines.ord))
+        .limit(1);
+      return below?.signature ?? null;
+    },
     async storedGaps(vault, limit) {
       const rows = await db
         .select({ after: ledgerLines.gapAfterSignature, before: ledgerLines.signature })
