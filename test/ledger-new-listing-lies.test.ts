@@ -1,8 +1,10 @@
 import { describe, expect, it } from "vitest";
+import type { RpcPool } from "../src/chain/rpc-pool.js";
+import { buildStatement } from "../src/ledger/statement.js";
 import { createLedgerStore } from "../src/store/ledger.js";
 import { vaultReader } from "./support/ledger-periods.js";
 import { useAdversaryHarness } from "./support/operator.js";
-import { type Listing, listingNode } from "./support/rewriting-node.js";
+import { type Listing, listingNode, rewritingNode } from "./support/rewriting-node.js";
 
 /**
  * The operator runs the node the ledger reads, and lists another vault's real transaction
@@ -62,11 +64,15 @@ describe("a new listing naming another account's transaction", () => {
     expect(await ledger.listedSignatures(vault)).toEqual([]);
   });
 
-  it("keeps one a nightly run listed past its window unread once a later read finds it is not the vault's", async () => {
+  /**
+   * The operator's node lists another vault's transaction once, as new, above the vault's
+   * lines, dated past a nightly run's window: stored unjudged. The next read fetches it.
+   */
+  async function listedPastWindow(keyIndex: number, node: (rpc: RpcPool) => RpcPool = (r) => r) {
     const c = await h.scenario();
-    const { vault } = await c.pinKey(0);
+    const { vault } = await c.pinKey(keyIndex);
     await c.pinKey(2);
-    const mine = h.op.plan({ keyIndex: 0 });
+    const mine = h.op.plan({ keyIndex });
     c.record(mine, h.op.honestJob(mine));
     h.op.nextSlot();
     const other = h.op.plan({ keyIndex: 2 });
@@ -84,14 +90,48 @@ describe("a new listing naming another account's transaction", () => {
         return foreign ? [foreign, ...entries] : entries;
       },
     };
-    const node = listingNode(h.rpc, listing);
-    const reader = vaultReader(h, c, vault, node);
+    const reader = vaultReader(h, c, vault, listingNode(node(h.rpc), listing));
     // A run whose window ends before it: listed, neither judged nor read.
     await reader.syncVault(vault, { readUntil: foreign!.blockTime! * 1000 });
+    expect(await createLedgerStore(c.store).listedSignatures(vault)).toContain(
+      otherTxs.settlementTx,
+    );
+    return { c, vault, reader, foreign: foreign!, signature: otherTxs.settlementTx };
+  }
+
+  it("sets aside one a nightly run listed past its window once its signed transaction proves it is not the vault's", async () => {
+    const { c, vault, reader, foreign, signature } = await listedPastWindow(0);
+    const synced = await reader.syncVault(vault);
+    expect(synced.pending).toBe(0);
+    expect(await createLedgerStore(c.store).listedSignatures(vault)).toEqual([]);
+    // Not a line of the vault's money: the statement is complete and says what was set aside.
+    const period = { from: (foreign.blockTime! - 1) * 1000, to: Date.now(), vault };
+    const [s] = (await buildStatement(c.store, period, { profile: c.profile, graceSeconds: 0 }))
+      .vaults;
+    expect(s?.unread).toBeNull();
+    expect(s?.setAside).toEqual([
+      expect.objectContaining({
+        signature,
+        why: expect.stringContaining("none of them the vault"),
+      }),
+    ]);
+    expect(s?.unexplainedOutUnits).toBe(0n);
+  });
+
+  it("keeps it unread when the node serves a transaction its signature does not sign", async () => {
+    // The node serves the listed signature with the fee payer's key put where the vault's was:
+    // a message no one signed, naming no account of the vault's.
+    let vaultOf = "";
+    const { c, vault, reader, signature } = await listedPastWindow(3, (rpc) =>
+      rewritingNode<{ transaction: { message: { accountKeys: string[] } } }>(rpc, () => (r) => {
+        const keys = r.transaction.message.accountKeys;
+        const at = keys.indexOf(vaultOf);
+        if (at >= 0) keys[at] = h.op.vault(1);
+      }),
+    );
+    vaultOf = h.op.vault(2);
     const synced = await reader.syncVault(vault);
     expect(synced.pending).toBe(1);
-    expect(await createLedgerStore(c.store).listedSignatures(vault)).toEqual([
-      otherTxs.settlementTx,
-    ]);
+    expect(await createLedgerStore(c.store).listedSignatures(vault)).toEqual([signature]);
   });
 });

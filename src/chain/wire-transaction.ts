@@ -28,6 +28,23 @@ export interface WireTransaction {
   addressTableLookups: WireLookup[];
 }
 
+/** Appends `value` as a compact-u16 ("shortvec"): 7 bits per byte, low first. */
+export function pushShortVec(out: number[], value: number): void {
+  if (!Number.isInteger(value) || value < 0 || value > 0xffff) {
+    throw new RangeError(`not a compact-u16 length: ${value}`);
+  }
+  let rest = value;
+  for (;;) {
+    const byte = rest & 0x7f;
+    rest >>= 7;
+    if (rest === 0) {
+      out.push(byte);
+      return;
+    }
+    out.push(byte | 0x80);
+  }
+}
+
 /** Thrown for bytes that are not a well-formed transaction; `message` says where. */
 export class WireFormatError extends Error {
   override name = "WireFormatError";

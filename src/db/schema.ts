@@ -749,6 +749,12 @@ export const ledgerLines = sqliteTable(
      * column that may hold a return are read again (see the migration).
      */
     depositInUnits: units("deposit_in_units"),
+    /**
+     * Why the listed entry was set aside, read as no line of the vault's, else null: its
+     * transaction's own signature proves it names no account of the vault's (the node that
+     * listed it lied). Kept as a line moving nothing, so the statement says what was set aside.
+     */
+    setAside: text("set_aside"),
   },
   (t) => [
     primaryKey({ columns: [t.vault, t.signature] }),
@@ -793,6 +799,7 @@ export const ledgerLines = sqliteTable(
     index("ledger_lines_unclassified")
       .on(t.vault, t.ord)
       .where(sql`${t.state} = 'read' AND ${t.kind} IS NULL`),
+    index("ledger_lines_set_aside").on(t.vault, t.blockTime).where(sql`${t.setAside} IS NOT NULL`),
   ],
 );
 

@@ -7,6 +7,7 @@ import {
   reparseStored,
 } from "../chain/parse-transaction.js";
 import type { AddressSignatureInfo, TokenAccountRead } from "../chain/rpc-pool.js";
+import { signedAccounts } from "../chain/signed-message.js";
 import type { TokenInstruction, TransactionFacts } from "../chain/transaction-facts.js";
 import { isBusyError, type Store } from "../db/client.js";
 import { AppError } from "../errors.js";
@@ -1238,6 +1239,38 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     return "token balances in its transaction moved by no instruction served";
   }
 
+  /**
+   * A listed entry as no line of the vault's, when its transaction's own signature proves it
+   * names no account of the vault's (`signedAccounts`): the line moves nothing and says why, so
+   * the statement names it and a nightly run can finish. An entry stored unjudged (listed past a
+   * run's window, or not served then) that a later read found not the vault's stayed listed,
+   * unread, for good: every nightly run from then on exited 2. Null when not proven (a message
+   * loading addresses from a lookup table, a signature that does not check): it stays unread.
+   */
+  function setAsideLine(
+    vault: string,
+    signature: string,
+    facts: TransactionFacts,
+    raw: unknown,
+  ): LineRead | null {
+    if (facts.accounts.includes(vault)) return null;
+    const accounts = signedAccounts(raw, signature);
+    if (accounts === null || accounts.includes(vault)) return null;
+    return {
+      signature,
+      slot: facts.slot,
+      blockTime: facts.blockTime,
+      succeeded: facts.succeeded,
+      pre: null,
+      post: null,
+      delta: 0n,
+      memo: null,
+      memoKind: null,
+      memoJobId: null,
+      setAside: `its transaction names ${accounts.length} accounts, signed by its fee payer ${accounts[0]}, none of them the vault: listed by a node as the vault's, it is not`,
+    };
+  }
+
   /** A token Batch as facts stored before its instructions were read name it. */
   const UNREAD_BATCH = "unknown:255";
 
@@ -1339,6 +1372,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       }
       const results = await Promise.allSettled(toFetch.map((s) => rpc.getTransaction(s)));
       const stored: FetchedTransaction[] = [];
+      const asideOf = new Map<string, LineRead>();
       results.forEach((result, j) => {
         const signature = toFetch[j]!;
         if (result.status === "rejected" || result.value === null) {
@@ -1350,6 +1384,17 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
         // it is) and is fetched again at the next round, from whichever endpoint answers then.
         // So is one whose served instructions do not hold what its balances moved.
         const why = unreadableWhy(vault, facts);
+        const aside = why === null ? null : setAsideLine(vault, signature, facts, raw);
+        if (aside !== null) {
+          log.warn(
+            { vault, signature, err: aside.setAside },
+            "ledger: a listed entry is not the vault's; set aside",
+          );
+          stored.push(fetchedRow(signature, facts, raw));
+          asideOf.set(signature, aside);
+          fetched++;
+          return;
+        }
         if (why !== null) {
           hidden ??= { signature, lines: 0, why };
           hidden.lines++;
@@ -1362,6 +1407,8 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       });
       // Lines in their order (oldest first), so a return finds the lock read just before it.
       const reads = part.flatMap((signature) => {
+        const aside = asideOf.get(signature);
+        if (aside) return [aside];
         const facts = factsOf.get(signature);
         if (!facts) return [];
         const line = lineOf(vault, signature, facts);

@@ -13,6 +13,7 @@ import {
   type LedgerLineRow,
   type LedgerStore,
   type LineKind,
+  type SetAsideLine,
 } from "../store/ledger.js";
 import type { MixedMemoLine } from "../store/ledger-rules.js";
 import type { Profile } from "../verify/profiles.js";
@@ -371,6 +372,11 @@ export interface VaultStatement {
   delegateRead: VaultDelegateRead | null;
   /** Transactions that moved the vault's money under memos naming several jobs. */
   mixedMemos: MixedJobMemos[];
+  /**
+   * Entries a node listed as the vault's whose transactions' own signatures prove they name no
+   * account of it: set aside (read as moving nothing, among `noMovement`), each with why.
+   */
+  setAside: SetAsideLine[];
   gaps: LedgerGap[];
   /**
    * The newest `GET /v1/account` snapshot of the vault's key taken in the period: what Decentral
@@ -822,6 +828,7 @@ export async function buildStatement(
       (l) => ({ finding: "mixed_job_memos", ...l }),
     );
     counts.mixedMemos = mixedMemos.length;
+    const setAside = await ledger.setAsideLines(vault, fromSec, toSec);
 
     const closingByLedger =
       opening === null
@@ -935,6 +942,7 @@ export async function buildStatement(
       ownerRead,
       delegateRead,
       mixedMemos,
+      setAside,
       gaps,
       accountSnapshot: (await snapshotsOf(store).latestIn(vault, query.from, query.to)) ?? null,
     };
@@ -1041,6 +1049,10 @@ export function statementToJson(statement: Statement) {
         ...m,
         blockTime: m.blockTime === null ? null : isoOf(m.blockTime * 1000),
         amountUnits: m.amountUnits.toString(),
+      })),
+      setAside: v.setAside.map((a) => ({
+        ...a,
+        blockTime: a.blockTime === null ? null : isoOf(a.blockTime * 1000),
       })),
       gaps: v.gaps.map((g) => ({ ...g, missingUnits: g.missingUnits.toString() })),
       accountSnapshot: v.accountSnapshot ? accountSnapshotToJson(v.accountSnapshot) : null,
@@ -1249,6 +1261,9 @@ export function statementToCsv(statement: Statement): string {
         m.jobId,
         m.memo,
       ]);
+    }
+    for (const a of v.setAside) {
+      row(["set_aside", v.vault, ...blank, ...tail(), a.signature, a.blockTime, null, null, a.why]);
     }
     for (const m of v.creditsHeaderMismatches) {
       const held = `balances held: ${m.balancesUnits.join(" ") || "none"}`;

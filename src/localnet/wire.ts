@@ -1,5 +1,6 @@
 import { sign } from "node:crypto";
 import bs58 from "bs58";
+import { pushShortVec } from "../chain/wire-transaction.js";
 import type { LocalSigner } from "./keys.js";
 
 /**
@@ -55,19 +56,6 @@ export interface DecodedTransaction {
   recentBlockhash: string;
   instructions: CompiledInstruction[];
   addressTableLookups: AddressTableLookup[];
-}
-
-function pushShortVec(out: number[], value: number): void {
-  let rest = value;
-  for (;;) {
-    const byte = rest & 0x7f;
-    rest >>= 7;
-    if (rest === 0) {
-      out.push(byte);
-      return;
-    }
-    out.push(byte | 0x80);
-  }
 }
 
 function pushBytes(out: number[], bytes: Uint8Array): void {

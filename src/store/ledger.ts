@@ -160,6 +160,11 @@ export interface LineRead {
    * (`ledgerLines.depositInUnits`): a deposit, whatever job the line's memo names.
    */
   depositIn?: bigint | null;
+  /**
+   * Why the entry is no line of the vault's, when its transaction's signature proves it (see
+   * `ledgerLines.setAside`): read as moving nothing, and named by the statement. Else null.
+   */
+  setAside?: string | null;
 }
 
 export type { ForeignChange, ForeignHolding, LineKind, MemoJob, MixedMemoLine };
@@ -205,6 +210,14 @@ export interface HiddenDebitLine {
   deltaUnits: bigint;
   /** What left the vault beyond the net debit (positive). */
   hiddenUnits: bigint;
+}
+
+/** A listed entry set aside as no line of the vault's (`LineRead.setAside`). */
+export interface SetAsideLine {
+  signature: string;
+  slot: number;
+  blockTime: number | null;
+  why: string;
 }
 
 /** A transaction fetched over RPC, stored once in `chain_transactions` (shared with the verifier). */
@@ -602,6 +615,8 @@ export interface LedgerStore {
   delegateLines(vault: string, fromSec: number, toSec: number): Promise<DelegateLine[]>;
   /** Lines of the period that paid money out of the vault hidden by money in, oldest first. */
   hiddenDebitLines(vault: string, fromSec: number, toSec: number): Promise<HiddenDebitLine[]>;
+  /** Entries of the period set aside as no line of the vault's, oldest first. */
+  setAsideLines(vault: string, fromSec: number, toSec: number): Promise<SetAsideLine[]>;
   /** Gaps between movements whose later line is in the period. */
   gaps(vault: string, fromSec: number, toSec: number): Promise<StoredGap[]>;
   /**
@@ -841,10 +856,18 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
        block_time = coalesce(?, block_time), succeeded = ?,
        pre_units = ?, post_units = ?, delta_units = ?, memo = ?, memo_kind = ?, memo_job_id = ?,
        memo_jobs = ?, foreign_changes = ?, opened = ?, other_owner = ?, owner_after = ?, delegate = ?,
-       hidden_debit_units = ?, deposit_in_units = ?,
+       hidden_debit_units = ?, deposit_in_units = ?, set_aside = ?,
        listed_at = CASE WHEN delta_units IS NOT NULL AND ? IS NOT NULL AND hidden_debit_units IS NOT ?
          THEN ? WHEN ? < block_time THEN ? ELSE listed_at END
      WHERE vault = ? AND signature = ? AND state = 'listed'`,
+  );
+  // A line set aside is not the vault's newest (the next sync's `until`): the line below it is.
+  const newestBelowSetAside = sqlite.prepare(
+    `UPDATE ledger_cursors SET (newest_signature, newest_slot) = (
+       SELECT b.signature, b.slot FROM ledger_lines a
+       JOIN ledger_lines b ON b.vault = a.vault AND b.ord < a.ord AND b.set_aside IS NULL
+       WHERE a.vault = ? AND a.signature = ? ORDER BY b.ord DESC LIMIT 1)
+     WHERE vault = ? AND newest_signature = ?`,
   );
   // The cursor's slots of a line are its transaction's once read (see `LineRead.slot`).
   const readSlot = sqlite.prepare(
@@ -872,6 +895,11 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   const delegatePeriod = big(
     `SELECT signature, slot, block_time, memo, memo_job_id, delegate FROM ledger_lines
      WHERE vault = ? AND delegate IS NOT NULL AND block_time >= ? AND block_time < ?
+     ORDER BY ord`,
+  );
+  const setAsidePeriod = big(
+    `SELECT signature, slot, block_time, set_aside FROM ledger_lines INDEXED BY ledger_lines_set_aside
+     WHERE vault = ? AND set_aside IS NOT NULL AND block_time >= ? AND block_time < ?
      ORDER BY ord`,
   );
   const hiddenDebitPeriod = big(
@@ -1953,6 +1981,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
           l.delegate ?? null,
           l.hiddenDebit ?? null,
           l.depositIn ?? null,
+          l.setAside ?? null,
           // A line read before, read again (listed again by a migration), that pays out credits
           // its first reading did not see: listed now, so the next nightly run judges it even
           // where a run judged its time already (`listedSince`).
@@ -1971,6 +2000,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         if (changed === 0) continue;
         if (l.slot != null) readSlot.run(l.signature, l.slot, l.signature, l.slot, vault);
         applyKind(vault, l, classify(vault, l), t);
+        if (l.setAside != null) newestBelowSetAside.run(vault, l.signature, vault, l.signature);
       }
     },
   );
@@ -2437,6 +2467,21 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         ...findingLineOf(r),
         deltaUnits: r.delta_units ?? 0n,
         hiddenUnits: r.hidden_debit_units,
+      }));
+    },
+    async setAsideLines(vault, fromSec, toSec) {
+      return (
+        setAsidePeriod.all(vault, fromSec, toSec) as {
+          signature: string;
+          slot: bigint;
+          block_time: bigint | null;
+          set_aside: string;
+        }[]
+      ).map((r) => ({
+        signature: r.signature,
+        slot: Number(r.slot),
+        blockTime: r.block_time === null ? null : Number(r.block_time),
+        why: r.set_aside,
       }));
     },
     async gaps(vault, fromSec, toSec) {

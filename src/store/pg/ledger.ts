@@ -1339,6 +1339,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         job_id = v.job_id, foreign_changes = v.foreign_changes, opened = v.opened,
         other_owner = v.other_owner, owner_after = v.owner_after, delegate = v.delegate,
         hidden_debit_units = v.hidden_debit_units, deposit_in_units = v.deposit_in_units,
+        set_aside = v.set_aside,
         -- A line read before, read again (listed again by a migration), that pays out credits
         -- its first reading did not see: listed now, so the next nightly run judges it even
         -- where a run judged its time already. So is a line read earlier than it was listed
@@ -1369,6 +1370,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         delegate: ["text", (l) => l.delegate ?? null],
         hidden_debit_units: ["bigint", (l) => l.hiddenDebit ?? null],
         deposit_in_units: ["bigint", (l) => l.depositIn ?? null],
+        set_aside: ["text", (l) => l.setAside ?? null],
       })}
       WHERE l.vault = ${vault} AND l.signature = v.signature AND l.state = 'listed'`);
     // The cursor's slots of a line are its transaction's once read (see `LineRead.slot`).
@@ -1378,6 +1380,15 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         sync_top_slot = coalesce((SELECT l.slot FROM ledger_lines l
           WHERE l.vault = c.vault AND l.signature = c.sync_top), c.sync_top_slot)
       WHERE c.vault = ${vault}`);
+    // A line set aside is not the vault's newest (the next sync's `until`): the line below it is.
+    for (const l of fresh) {
+      if (l.setAside == null) continue;
+      await tx.execute(sql`UPDATE ledger_cursors SET (newest_signature, newest_slot) = (
+          SELECT b.signature, b.slot FROM ledger_lines a
+          JOIN ledger_lines b ON b.vault = a.vault AND b.ord < a.ord AND b.set_aside IS NULL
+          WHERE a.vault = ${vault} AND a.signature = ${l.signature} ORDER BY b.ord DESC LIMIT 1)
+        WHERE vault = ${vault} AND newest_signature = ${l.signature}`);
+    }
     const unrecorded: KeepPair[] = [];
     await keepWithJobs(
       tx,
@@ -2471,6 +2482,19 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         deltaUnits: deltaUnits ?? 0n,
         hiddenUnits: hiddenUnits!,
       }));
+    },
+    async setAsideLines(vault, fromSec, toSec) {
+      const rows = await db
+        .select({
+          signature: ledgerLines.signature,
+          slot: ledgerLines.slot,
+          blockTime: ledgerLines.blockTime,
+          why: ledgerLines.setAside,
+        })
+        .from(ledgerLines)
+        .where(and(vaultIs(vault), isNotNull(ledgerLines.setAside), periodOf(fromSec, toSec)))
+        .orderBy(asc(ledgerLines.ord));
+      return rows.map((r) => ({ ...r, why: r.why! }));
     },
     async gaps(vault, fromSec, toSec) {
       return db.transaction(async (tx) => {

@@ -1,0 +1,64 @@
+import { describe, expect, it } from "vitest";
+import { buildStatement } from "../src/ledger/statement.js";
+import { createLedgerStore } from "../src/store/ledger.js";
+import { dialects, useDialectStores } from "./support/dialects.js";
+import { chainSecondAfter } from "./support/finality.js";
+import { nightlyOnChain, vaultReader } from "./support/ledger-periods.js";
+import { useAdversaryHarness } from "./support/operator.js";
+import { type Listing, listingNode } from "./support/rewriting-node.js";
+
+/**
+ * The operator's node lists another vault's transaction as new, dated after the night's
+ * window: stored unjudged by that run. The next run reads it, its own signature proves it is
+ * not the vault's: it is set aside (named by the statement) and the run finishes, not exit 2
+ * from then on.
+ */
+describe.each(dialects)("%s store", (dialect) => {
+  const stores = useDialectStores(dialect);
+  const h = useAdversaryHarness({ openStore: () => stores.open() });
+
+  it("sets aside an entry listed past a run's window that is not the vault's, and the next run finishes", async () => {
+    const c = await h.scenario();
+    const { vault } = await c.pinKey(0);
+    const from = await chainSecondAfter(h.world);
+    const mine = h.op.plan({ keyIndex: 0 });
+    c.record(mine, h.op.honestJob(mine));
+    await h.finalized();
+    const firstTo = await chainSecondAfter(h.world);
+    const other = h.op.plan({ keyIndex: 2 });
+    const otherTxs = h.op.honestJob(other);
+    // Another key's job, no receipt of it here: its vault is not read.
+    await h.finalized();
+    const [foreign] = (await h.rpc.getSignaturesForAddress(h.op.vault(2), { limit: 10 })).filter(
+      (e) => e.signature === otherTxs.settlementTx,
+    );
+    expect(foreign!.blockTime! * 1000).toBeGreaterThanOrEqual(firstTo);
+    const listing: { rewrite: Listing | null } = {
+      rewrite: (entries) => {
+        listing.rewrite = null;
+        return [foreign!, ...entries];
+      },
+    };
+    const reader = vaultReader(h, c, vault, listingNode(h.rpc, listing));
+    const { nightly } = nightlyOnChain(h, c, reader);
+    await nightly({ from, to: firstTo });
+    const ledger = createLedgerStore(c.store);
+    expect(await ledger.listedSignatures(vault)).toContain(otherTxs.settlementTx);
+
+    const to = await chainSecondAfter(h.world);
+    const second = await nightly({ from: firstTo, to });
+    expect(second.exitCode).toBe(0);
+    expect(await ledger.listedSignatures(vault)).toEqual([]);
+    const [s] = (
+      await buildStatement(c.store, { from, to, vault }, { profile: c.profile, graceSeconds: 0 })
+    ).vaults;
+    expect(s?.unread).toBeNull();
+    expect(s?.setAside).toEqual([
+      expect.objectContaining({
+        signature: otherTxs.settlementTx,
+        slot: foreign!.slot,
+        why: expect.stringContaining("none of them the vault"),
+      }),
+    ]);
+  });
+});
