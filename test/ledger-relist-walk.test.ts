@@ -101,4 +101,38 @@ describe("the listing of held history again", () => {
     await reader.syncVault(vault);
     expect(await ledger.relistBelow(vault)).toBe(history[2]);
   });
+
+  it("costs one listing call a round for the new entries and one for the walk's page, and one a round once it ends", async () => {
+    const c = await h.scenario();
+    const { vault } = await c.pinKey(3);
+    for (let i = 0; i < 4; i++) {
+      const plan = h.op.plan({ keyIndex: 3 });
+      c.record(plan, h.op.honestJob(plan));
+      h.op.nextSlot();
+    }
+    await h.finalized();
+    const lines = (await h.rpc.getSignaturesForAddress(vault, { limit: 100 })).length;
+    const { node, calls } = walkingNode(h, { rewrite: null });
+    let clock = Date.now();
+    const reader = vaultReader(h, c, vault, node, {
+      now: () => clock,
+      options: { pageSize: PAGE },
+    });
+    await reader.syncVault(vault);
+    // The first listing: every page once, the last one short (or empty).
+    expect(calls.length).toBe(Math.floor(lines / PAGE) + 1);
+    const perRound: number[] = [];
+    for (let round = 0; round < 6; round++) {
+      calls.length = 0;
+      await reader.syncVault(vault);
+      perRound.push(calls.length);
+    }
+    // Walking (the pages below the newest line, the last one short), then ended for a minute.
+    const walk = Math.ceil((lines - 1) / PAGE);
+    expect(perRound).toEqual([...Array(walk).fill(2), ...Array(6 - walk).fill(1)]);
+    clock += 61_000;
+    calls.length = 0;
+    await reader.syncVault(vault);
+    expect(calls.length).toBe(2);
+  });
 });
