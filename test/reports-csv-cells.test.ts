@@ -67,6 +67,7 @@ function statementWithMemo(memoJobId: string): Statement {
         ownerChanges: [],
         delegateApprovals: [],
         mixedMemos: [],
+        setAside: [],
         gaps: [],
         accountSnapshot: null,
       },
