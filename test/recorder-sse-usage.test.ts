@@ -44,7 +44,18 @@ const event = (data: string) => `data: ${data}\n\n`;
  * Streams an operator could send, each with the usage its client reads (what the OpenAI SDK
  * hands on) and usage written where no client looks.
  */
-const streams: Record<string, { body: string; clientReads: number | null; json?: boolean }> = {
+const streams: Record<
+  string,
+  {
+    body: string;
+    clientReads: number | null;
+    json?: boolean;
+    /** The usage the receipt takes, where it is not what this client read. */
+    recorded?: number | null;
+    /** The answer's bytes every client read. */
+    answerBytes?: number;
+  }
+> = {
   honest: { body: event(text("hi")) + event(usage(100)) + event("[DONE]"), clientReads: 100 },
   "usage after [DONE]": {
     body: event(text("hi")) + event(usage(100)) + event("[DONE]") + event(usage(1881)),
@@ -113,6 +124,20 @@ const streams: Record<string, { body: string; clientReads: number | null; json?:
   "CRLF line ends": {
     body: `data: ${text("hi")}\r\n\r\ndata: ${usage(100)}\r\n\r\ndata: [DONE]\r\n\r\n`,
     clientReads: 100,
+  },
+  "a last usage in an event with a name": {
+    // Node's SDK 6 reads it; Node's 4 hands it on wrapped, `{ event, data }`, and its caller
+    // reads the usage before: the customers were told two counts, so the receipt takes none.
+    body: `${event(text("hi"))}${event(usage(100))}event: x\ndata: ${usage(1881)}\n\n${event("[DONE]")}`,
+    clientReads: 1881,
+    recorded: null,
+    answerBytes: 2,
+  },
+  "text in an event with a name": {
+    // The text padding the answer is what Node's SDK 6 shows, never what Node's 4 does.
+    body: `${event(text("hi"))}event: x\ndata: ${text("x".repeat(5000))}\n\n${event(usage(100))}${event("[DONE]")}`,
+    clientReads: 100,
+    answerBytes: 2,
   },
   "a long honest stream": {
     // More than the 64 KiB the proxy keeps: the tail's first, cut event is left out.
@@ -200,7 +225,9 @@ describe("a streamed job's usage is what its client read", () => {
           .get();
         return job?.captureState === "open" ? undefined : job;
       });
-      expect(row?.completionTokens ?? null).toBe(stream.clientReads);
+      const recorded = "recorded" in stream ? stream.recorded : stream.clientReads;
+      expect(row?.completionTokens ?? null).toBe(recorded);
+      if (stream.answerBytes !== undefined) expect(row?.answerBytes).toBe(stream.answerBytes);
     });
   }
 });
@@ -209,7 +236,7 @@ describe("sseEvents", () => {
   it("leaves out a tail's first event, whose start was cut, and reads the rest", () => {
     // The tail starts at an event's second data line: the client joined it to a first one.
     const tail = `data: {"usage":{"completion_tokens":5}}\n\n${event(usage(9))}`;
-    expect(sseChunks(sseEvents(tail, true)).map((c) => c.usage)).toEqual([
+    expect(sseChunks(sseEvents(tail, true)).map((c) => c.data.usage)).toEqual([
       { prompt_tokens: 7, completion_tokens: 9, total_tokens: 16 },
     ]);
     // Read whole, the same text is two events.
@@ -241,7 +268,7 @@ describe("sseEvents", () => {
     const tail = `\ndata: ${usage(1881)}\n\n${event(usage(100))}`;
     expect(
       sseChunks(sseEvents(tail, true)).map(
-        (c) => (c.usage as { completion_tokens: number }).completion_tokens,
+        (c) => (c.data.usage as { completion_tokens: number }).completion_tokens,
       ),
     ).toEqual([100]);
   });
@@ -256,8 +283,29 @@ describe("createDataCount", () => {
     for (const size of [1, 2, 3, 7, bytes.length]) {
       const count = createDataCount();
       for (let i = 0; i < bytes.length; i += size) count.add(bytes.subarray(i, i + size));
-      // `{"a":1}` and `ab`: the comment, `event:`, `id:`, `datum:` and `:data:` lines are none.
-      expect(count.bytes).toBe(9);
+      // `ab`: the comment, `event:`, `id:`, `datum:` and `:data:` lines are none, and `{"a":1}`
+      // is the data of an event with a name, which Node's SDK 4 hands on as no chunk.
+      expect(count.bytes).toBe(2);
+    }
+  });
+
+  it("counts no data of an event with a name, but a Responses API stream's own events", () => {
+    const stream =
+      `event: x\r\ndata: ${"p".repeat(900)}\r\n\r\ndata: abc\r\n\r\n` +
+      `data: ${"q".repeat(700)}\nevent\n\n` +
+      `event: response.output_text.delta\ndata: 12345\n\n` +
+      `event:transcript.text.delta\ndata: 678\n\n` +
+      `data: never ended\n`;
+    const bytes = Buffer.from(stream);
+    for (const size of [1, 2, 5, bytes.length]) {
+      for (const [responses, expected] of [
+        [false, 3],
+        [true, 11],
+      ] as const) {
+        const count = createDataCount(responses);
+        for (let i = 0; i < bytes.length; i += size) count.add(bytes.subarray(i, i + size));
+        expect(count.bytes).toBe(expected);
+      }
     }
   });
 });

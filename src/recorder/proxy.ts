@@ -54,7 +54,13 @@ import {
   readEchoed,
   requestFactsOfBytes,
 } from "./request-facts.js";
-import { createDataCount, createDoneWatch, sseChunks, sseEvents } from "./sse-tail.js";
+import {
+  createDataCount,
+  createDoneWatch,
+  type SseChunk,
+  sseChunks,
+  sseEvents,
+} from "./sse-tail.js";
 import { credentialsOf, withoutKeys } from "./without-key.js";
 
 const zlibAsync = {
@@ -792,14 +798,16 @@ function sseFacts(
 ): BodyFacts {
   if (asked.shape === "output") return responsesSseFacts(tail, cut, dataBytes, credentials, asked);
   let model: string | null = null;
-  const chunks = sseChunks(sseEvents(tail, cut), true);
+  const read = sseChunks(sseEvents(tail, cut), true);
+  // Text in a chunk some SDKs do not read as one is no answer every customer got.
+  const chunks = read.filter((c) => c.everyClient).map((c) => c.data);
   for (let i = chunks.length - 1; i >= 0 && model === null; i--) {
     const chunk = chunks[i]!;
     if (typeof chunk.model === "string") {
       model = operatorModel(withoutKeys(chunk.model, credentials));
     }
   }
-  const usage = streamUsage(chunks);
+  const usage = streamUsage(read);
   if (cut) {
     // Its audio, cut away with the start, may be of a format that bounds nothing.
     const bound = unboundedAudio(asked) ? null : dataBytes;
@@ -827,13 +835,15 @@ function sseFacts(
  * its usage chunk names `usage: null`, and its client reads the usage where it is set (the API's
  * own advice), so an honest upstream that sends one more chunk after it (as OpenAI's sends all
  * the others) told its client the count all the same: read as unknown, its job was left
- * partially verified. Its numbers are bounded by the answer's bytes either way.
+ * partially verified. Its numbers are bounded by the answer's bytes either way. A last usage in
+ * a chunk some SDKs do not read (an event with a name, `readByEveryClient`) is one customer's
+ * count and not another's: unknown.
  */
-function streamUsage(chunks: readonly Record<string, unknown>[]): Usage | null {
+function streamUsage(chunks: readonly SseChunk[]): Usage | null {
   for (let i = chunks.length - 1; i >= 0; i--) {
-    const chunk = chunks[i]!;
-    if (Object.hasOwn(chunk, "usage") && chunk.usage !== null) {
-      return operatorUsage(chunk.usage, false);
+    const { data, everyClient } = chunks[i]!;
+    if (Object.hasOwn(data, "usage") && data.usage !== null) {
+      return everyClient ? operatorUsage(data.usage, false) : unknownUsage;
     }
   }
   return null;
@@ -873,10 +883,12 @@ function responsesSseFacts(
 ): BodyFacts {
   let last: Record<string, unknown> | null = null;
   let deltaText = 0;
-  for (const chunk of sseChunks(sseEvents(tail, cut))) {
+  for (const { data: chunk, everyClient } of sseChunks(sseEvents(tail, cut), false, true)) {
     const type = chunk.type;
     if (type === "error" || type === "response.failed") break;
-    if (typeof type !== "string") continue;
+    // An event some SDKs do not read (see `readByEveryClient`) shows no text to every customer,
+    // and a response in it is not every customer's.
+    if (typeof type !== "string" || !everyClient) continue;
     if (textDeltaEvents.has(type)) deltaText += utf8Bytes(chunk.delta);
     else if (finalResponseEvents.has(type)) last = asRecord(chunk.response);
   }
@@ -926,7 +938,8 @@ function otherKindFacts(
 ): { facts: BodyFacts; usageOwed: boolean } {
   const none: BodyFacts = { ...unknownBody, answerBytes: 0, answerToolCalls: 0 };
   if (asked.stream === true) {
-    if (sseChunks(sseEvents(body, false)).length === 0) return { facts: none, usageOwed: true };
+    const chunks = sseChunks(sseEvents(body, false), false, asked.shape === "output");
+    if (!chunks.some((c) => c.everyClient)) return { facts: none, usageOwed: true };
     return { facts: sseFacts(body, false, 0, credentials, asked), usageOwed: asked.usageAsked };
   }
   if (cut) return { facts: { ...none, answerBytes: totalBytes }, usageOwed: true };
@@ -1657,9 +1670,6 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         const sawDone = isSse && coded === "plain" ? createDoneWatch() : () => false;
         let sseDone = false;
         let sseCut = false;
-        // A stream's data up to its [DONE], counted as it passes: what its text can be at most,
-        // when the stream is too long to read whole at its end.
-        const streamData = createDataCount();
         // Every byte of the answer up to its [DONE]: what bounds a long answer of the other kind.
         let totalBytes = 0;
         const asked: Asked = {
@@ -1667,6 +1677,9 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
           chat: chatPath.test(pathPart(target)),
           shape: answerShapeOf(pathPart(target)),
         };
+        // A stream's data up to its [DONE], counted as it passes: what its text can be at most,
+        // when the stream is too long to read whole at its end.
+        const streamData = createDataCount(asked.shape === "output");
         // A JSON answer too long to hold is read as it passes: see scannedBodyFacts.
         let scan: JsonAnswerScan | null = null;
         // A body too long to hold, not typed as events, to a completion request that asked for a
@@ -1700,7 +1713,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
             // by a streaming reader (its usage and text, not a padding it carries).
             const heldChunks = chunks.splice(0);
             if (facts.stream === true && completionAsked(asked)) {
-              otherData = { count: createDataCount(), done: false };
+              otherData = { count: createDataCount(asked.shape === "output"), done: false };
               otherDone = createDoneWatch();
               for (const c of heldChunks) readOtherData(c, otherDone);
             } else if (asked.shape !== "none") {

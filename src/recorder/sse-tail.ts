@@ -6,8 +6,8 @@
  * event whose data starts with `[DONE]` ends the stream, and the client reads nothing after it.
  * The operator writes the stream, so usage it puts where a client never looks (after `[DONE]`,
  * in an event never ended, after a chunk that stops the client, split over `data:` lines a
- * line-by-line reader would take apart) is not what the customer was told, and must not become
- * the receipt's.
+ * line-by-line reader would take apart, in an event with a name some SDKs do not read) is not
+ * what the customer was told, and must not become the receipt's.
  */
 
 export interface SseEvent {
@@ -60,25 +60,64 @@ export function createDoneWatch(): (chunk: Buffer) => boolean {
   };
 }
 
-const dataField = Buffer.from("data:");
+/**
+ * Whether every OpenAI SDK reads an event named `event` (null: none) as a chunk of its stream.
+ * Node's SDK from 5 and Python's read any event not named `thread.*` as one; Node's 4 (and
+ * Python's before 1.66) hand an event with a name on wrapped (`{ event, data }`), so its caller
+ * finds no `choices` and no `usage` in it, but for a Responses API stream's `response.*` and
+ * `transcript.*` events (Node's 4.87 on). Text or usage only such an event carries is what one
+ * customer was shown and another was not: an operator could pad it in, and a bound on the
+ * usage must not grow with it.
+ */
+export function readByEveryClient(event: string | null, responses: boolean): boolean {
+  if (event === null) return true;
+  return responses && (event.startsWith("response.") || event.startsWith("transcript."));
+}
+
 const lf = 0x0a;
 const cr = 0x0d;
+const colon = 0x3a;
 const space = 0x20;
+/** Bytes of a line's field name or of an event's name kept: enough to tell them apart. */
+const nameBytes = 16;
 
 /**
- * Counts a stream's bytes that a client reads as data: the values of its `data:` lines. A
- * comment line (`: ...`), `event:` and `id:` lines and line ends are read by no client as
- * anything, so the operator could pad them freely; a bound on the completion tokens must not
- * grow with them. It runs on every chunk of every stream: lines are skipped with `indexOf`, not
- * read byte by byte. A byte-order mark before a line's field is dropped, as the client drops it.
+ * Counts a stream's bytes that every client reads as data: the values of the `data:` lines of
+ * the events `readByEveryClient` names (`responses`: the stream of a Responses API request),
+ * ended by a blank line. A comment line (`: ...`), `event:` and `id:` lines and line ends are
+ * read by no client as anything, and an event with a name by some clients as none, so the
+ * operator could pad them freely; a bound on the completion tokens must not grow with them. It
+ * runs on every chunk of every stream: data values are skipped with `indexOf`, not read byte by
+ * byte. A byte-order mark before a line's field is dropped, as the client drops it.
  */
-export function createDataCount(): { add(chunk: Buffer): void; readonly bytes: number } {
-  // At a line's start, how much of "data:" has matched (0 to 5, then the optional space); -1
-  // inside a line that is no data, 6 inside a data line's value.
-  let matched = 0;
+export function createDataCount(responses = false): {
+  add(chunk: Buffer): void;
+  readonly bytes: number;
+} {
   let bytes = 0;
-  const inValue = 6;
-  const other = -1;
+  // The event being read: its data bytes so far, and its name (its first bytes), null if none.
+  let pending = 0;
+  let event: string | null = null;
+  // The line being read: its field name so far while `reading` is "field", then which value.
+  let reading: "field" | "data" | "event" | "other" = "field";
+  let field = "";
+  // Inside a value: whether its first byte (a space, the field's separator) is still to come.
+  let first = false;
+  // The last line ended with CR: an LF right after it ends no second line.
+  let afterCr = false;
+  const endLine = () => {
+    if (reading === "field" && field === "") {
+      // A blank line ends the event.
+      if (readByEveryClient(event, responses)) bytes += pending;
+      pending = 0;
+      event = null;
+    } else if (reading === "field") {
+      // A field with no colon: `data` alone is an empty data line, `event` an empty name.
+      if (field === "event") event = "";
+    }
+    reading = "field";
+    field = "";
+  };
   return {
     get bytes() {
       return bytes;
@@ -89,33 +128,50 @@ export function createDataCount(): { add(chunk: Buffer): void; readonly bytes: n
       const hasCr = chunk.indexOf(cr) >= 0;
       let i = 0;
       while (i < n) {
-        if (matched === inValue || matched === other) {
+        const c = chunk[i]!;
+        if (afterCr) {
+          afterCr = false;
+          if (c === lf) {
+            i++;
+            continue;
+          }
+        }
+        if (reading !== "field") {
           let end = chunk.indexOf(lf, i);
           if (hasCr) {
             const r = chunk.indexOf(cr, i);
             if (r >= 0 && (end < 0 || r < end)) end = r;
           }
           if (end < 0) end = n;
-          if (matched === inValue) bytes += end - i;
+          let from = i;
+          if (first && from < end) {
+            first = false;
+            if (chunk[from] === space) from++;
+          }
+          if (reading === "data") pending += end - from;
+          else if (reading === "event" && (event as string).length < nameBytes) {
+            const upTo = Math.min(end, from + nameBytes - (event as string).length);
+            event += chunk.toString("latin1", from, upTo);
+          }
           if (end === n) return;
-          matched = 0;
+          afterCr = chunk[end] === cr;
+          endLine();
           i = end + 1;
           continue;
         }
-        const c = chunk[i]!;
-        if (c === lf || c === cr) matched = 0;
-        else if (matched === 5) {
-          // After `data:`, one space is the field's separator, not its value.
-          matched = inValue;
-          if (c !== space) continue;
-        } else if (c === dataField[matched]) matched++;
-        else if (matched === 0 && (c === 0xef || c === 0xbb || c === 0xbf)) {
-          // A byte-order mark's bytes before the field.
-        } else {
-          matched = other;
-          continue;
-        }
         i++;
+        if (c === lf || c === cr) {
+          afterCr = c === cr;
+          endLine();
+        } else if (c === colon) {
+          // The line's field: `data` and `event` are read, any other (`id`, a comment) is none.
+          reading = field === "data" ? "data" : field === "event" ? "event" : "other";
+          if (reading === "event") event = "";
+          first = true;
+        } else if (field === "" && (c === 0xef || c === 0xbb || c === 0xbf)) {
+          // A byte-order mark's bytes before the field.
+        } else if (field.length < nameBytes) field += String.fromCharCode(c);
+        else reading = "other";
       }
     },
   };
@@ -161,6 +217,14 @@ export function sseEvents(text: string, cut: boolean): SseEvent[] {
   return events;
 }
 
+/** A chunk of a stream (see `sseChunks`). */
+export interface SseChunk {
+  /** The event's data, parsed. */
+  data: Record<string, unknown>;
+  /** Whether every OpenAI SDK reads it as a chunk (`readByEveryClient`). */
+  everyClient: boolean;
+}
+
 /**
  * The chunks a client takes from `events`, oldest first, as the SDKs hand them on: every
  * event's data is parsed (the client fails the stream at one that is no JSON), a chunk carrying
@@ -169,13 +233,16 @@ export function sseEvents(text: string, cut: boolean): SseEvent[] {
  * chunk's. `readsChoices`: the client reads each chunk's `choices` (a completion's stream), so
  * data that is no object (a number, a string, an array) fails it as `null` does: Node's stream
  * helper finds no `choices` to iterate and a caller's `chunk.choices[0]` throws. Skipped, the
- * text and usage after `data: 5` were priced though its client read none of them.
+ * text and usage after `data: 5` were priced though its client read none of them. A chunk of an
+ * event with a name stops the stream where any SDK stops at it, and is marked as read by some
+ * SDKs alone (`responses`: the stream of a Responses API request; see `readByEveryClient`).
  */
 export function sseChunks(
   events: readonly SseEvent[],
   readsChoices = false,
-): Record<string, unknown>[] {
-  const chunks: Record<string, unknown>[] = [];
+  responses = false,
+): SseChunk[] {
+  const chunks: SseChunk[] = [];
   for (const e of events) {
     let chunk: unknown;
     try {
@@ -189,7 +256,10 @@ export function sseChunks(
     if (readsChoices && (typeof chunk !== "object" || Array.isArray(chunk))) return chunks;
     if (typeof chunk !== "object") continue;
     if ((chunk as { error?: unknown }).error) return chunks;
-    chunks.push(chunk as Record<string, unknown>);
+    chunks.push({
+      data: chunk as Record<string, unknown>,
+      everyClient: readByEveryClient(e.event, responses),
+    });
   }
   return chunks;
 }
