@@ -158,4 +158,43 @@ describe("a stream's text and usage, as every SDK reads them", () => {
       ]),
     ).toMatchObject({ verdicts: [failed, verified], rows: [{ answerBytes: 3 }, {}] });
   });
+
+  it("counts a streamed function call alone where tool calls come beside it", async () => {
+    const offered = {
+      tools: [{ type: "function", function: { name: "get", parameters: {} } }],
+    };
+    const call = { name: "get", arguments: "{}" };
+    const toolCall = (args: string) => ({
+      index: 0,
+      id: "call_1",
+      type: "function",
+      function: { name: "get", arguments: args },
+    });
+    expect(
+      await judge([
+        // Node's stream helper ends with `get({})`: 5 bytes, one call.
+        {
+          asked: offered,
+          chunks: [
+            chunk([{ index: 0, delta: { role: "assistant", function_call: call } }]),
+            chunk([{ index: 0, delta: { tool_calls: [toolCall(filler)] } }]),
+            chunk([], { usage: usage(3000) }),
+          ],
+          completion: 3000,
+        },
+        // The calls as tool calls alone: every client reads them.
+        {
+          asked: offered,
+          chunks: [
+            chunk([{ index: 0, delta: { role: "assistant", tool_calls: [toolCall(filler)] } }]),
+            chunk([], { usage: usage(3000) }),
+          ],
+          completion: 3000,
+        },
+      ]),
+    ).toMatchObject({
+      verdicts: [failed, verified],
+      rows: [{ answerBytes: 5 }, { answerBytes: 3003 }],
+    });
+  });
 });

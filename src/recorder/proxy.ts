@@ -407,8 +407,6 @@ function createGeneratedCount(asked: Asked) {
   // call a group when the request forbade parallel calls. The API's own tools run on its side,
   // one after another, so each is a group of its own.
   const groups = new Set<string>();
-  // The choices holding a tool call that names what it calls (see `legacyCallOf`).
-  const toolCallChoices = new Set<string>();
   const counted = (key: string, group: string) => {
     calls.add(key);
     groups.add(group);
@@ -445,6 +443,13 @@ function createGeneratedCount(asked: Asked) {
   // call's allowance: each choice counts the longer of the two, and its function call as a call
   // only where it has no tool call.
   const legacyCallOf = new Map<string, string>();
+  // A streamed choice carrying a legacy `function_call` (by its `delta:` key): Node's stream
+  // helper (`finalChatCompletion()`) ends it with the function call alone, its `tool_calls`
+  // dropped, so they are text and calls not every customer got; counted, the longer of the two
+  // let an operator pad the tool calls beside a short function call.
+  const functionAlone = new Set<string>();
+  // The tool calls of each choice that name what they call, by the choice's index.
+  const toolCallsOf = new Map<string, Set<string>>();
   const choiceOfCall = new Map<string, string>();
   const addCall = (key: string, asFunction: unknown, asCustom: unknown, choice: string) => {
     choiceOfCall.set(key, choice);
@@ -512,7 +517,9 @@ function createGeneratedCount(asked: Asked) {
       );
       callsOf.set(choice, both);
     }
-    for (const [legacy, tools] of callsOf.values()) sum += Math.max(legacy, tools);
+    for (const [choice, [legacy, tools]] of callsOf) {
+      sum += functionAlone.has(choice) ? legacy : Math.max(legacy, tools);
+    }
     return sum;
   };
   // Each choice's audio data (base64, over a stream's deltas): its characters and the start a
@@ -597,6 +604,7 @@ function createGeneratedCount(asked: Asked) {
       // A delta of text alone (nearly every one of a stream) names no call: its empty call
       // texts would change no sum, so none is kept for it.
       if (message.function_call !== undefined && message.function_call !== null) {
+        if (field === "delta") functionAlone.add(at);
         legacyCallOf.set(at, `${at}:function`);
         addCall(`${at}:function`, message.function_call, null, at);
         if (namesCall(message.function_call)) counted(`${index}:function`, `${index}`);
@@ -609,7 +617,8 @@ function createGeneratedCount(asked: Asked) {
         addCall(`${field}:${key}`, t.function, t.custom, at);
         if (namesCall(t.function) || namesCall(t.custom)) {
           counted(key, `${index}`);
-          toolCallChoices.add(`${index}`);
+          const keys = toolCallsOf.get(`${index}`) ?? new Set<string>();
+          toolCallsOf.set(`${index}`, keys.add(key));
         }
       }
     }
@@ -674,9 +683,12 @@ function createGeneratedCount(asked: Asked) {
     get toolCalls() {
       if (!asked.tools) return 0;
       if (asked.parallelCalls === false) return groups.size;
-      let legacyBeside = 0;
-      for (const choice of toolCallChoices) if (calls.has(`${choice}:function`)) legacyBeside++;
-      return calls.size - legacyBeside;
+      let count = calls.size;
+      for (const [choice, keys] of toolCallsOf) {
+        if (functionAlone.has(`delta:${choice}`)) count -= keys.size;
+        else if (calls.has(`${choice}:function`)) count--;
+      }
+      return count;
     },
   };
 }
