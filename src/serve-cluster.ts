@@ -181,13 +181,13 @@ function workersThatFit(room: number, poolSize: number): number {
 /**
  * Workers `serve` runs: `workerCount`, bounded on PostgreSQL by the connections the server
  * allows. A default of one per core that does not fit is lowered (to one process at least) and
- * said; an explicit WORKERS that does not fit is refused, naming it: its workers would fail at
- * start or wait for connections the server never gives.
+ * said; an explicit WORKERS that does not fit, 1 included, is refused, naming it: its workers
+ * would fail at start or wait for connections the server never gives.
  */
 async function workersToRun(config: Config, log: Logger): Promise<number> {
   const wanted = workerCount(config);
   const target = parseDatabaseUrl(config.DATABASE_URL);
-  if (wanted <= 1 || target.kind !== "postgres") return wanted;
+  if (target.kind !== "postgres") return wanted;
   const store = await openStore(config, { poolSize: 1, migrate: false });
   let room: ConnectionRoom;
   try {
@@ -196,19 +196,31 @@ async function workersToRun(config: Config, log: Logger): Promise<number> {
     await store.close();
   }
   const poolSize = config.DATABASE_POOL_SIZE;
+  const single = processConnections(poolSize, false) + backgroundConnections(poolSize);
   const fit = workersThatFit(room.connections, poolSize);
-  if (fit >= wanted) return wanted;
-  const needs = clusterConnections(wanted, poolSize);
+  const fits = wanted <= 1 ? single <= room.connections : fit >= wanted;
+  if (fits) return wanted;
+  const needs = wanted <= 1 ? single : clusterConnections(wanted, poolSize);
   const allows = `PostgreSQL at ${target.redacted} allows ${room.connections} (${roomLimit(room)})`;
   if (config.WORKERS !== undefined) {
+    // One process that does not fit is refused as a cluster is: its pool would wait for
+    // connections the server never gives, or fail at start.
+    const most =
+      wanted <= 1 ? "" : `: ${fit >= 2 ? `at most ${fit} workers fit` : "no cluster fits"}`;
     throw new AppError(
       "bad_request",
-      `--workers ${wanted} (WORKERS) needs up to ${needs} PostgreSQL connections with DATABASE_POOL_SIZE ${poolSize} (see README, DATABASE_POOL_SIZE), but ${allows}: ${fit >= 2 ? `at most ${fit} workers fit` : "no cluster fits"}; lower --workers or DATABASE_POOL_SIZE, or raise the limit`,
+      `--workers ${wanted} (WORKERS) needs up to ${needs} PostgreSQL connections with DATABASE_POOL_SIZE ${poolSize} (see README, DATABASE_POOL_SIZE), but ${allows}${most}; lower ${wanted <= 1 ? "" : "--workers or "}DATABASE_POOL_SIZE, or raise the limit`,
       { field: "WORKERS" },
     );
   }
+  if (wanted <= 1) {
+    log.warn(
+      { workers: 1, connections: room.connections, poolSize },
+      `serve runs one process, which may need up to ${needs} PostgreSQL connections with DATABASE_POOL_SIZE ${poolSize}, but ${allows}: lower DATABASE_POOL_SIZE or raise the limit`,
+    );
+    return 1;
+  }
   const workers = Math.max(1, fit);
-  const single = processConnections(poolSize, false) + backgroundConnections(poolSize);
   const short =
     workers === 1 && single > room.connections
       ? `; even one process may need up to ${single}: lower DATABASE_POOL_SIZE or raise the limit`

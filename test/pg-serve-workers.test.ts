@@ -1,5 +1,6 @@
+import net from "node:net";
 import { availableParallelism } from "node:os";
-import { beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openPostgres } from "../src/db/pg/client.js";
 import { usePostgresDatabase } from "./support/postgres.js";
 import { startCli } from "./support/service-process.js";
@@ -21,6 +22,11 @@ beforeAll(async () => {
   }
 });
 
+const closers: (() => Promise<void>)[] = [];
+afterAll(async () => {
+  for (const close of closers) await close();
+});
+
 const serveArgs = () => ["serve", "--port", "0", "--db", database.url, "--profile", "localnet"];
 const env = { SOLANA_RPC_URLS: "http://127.0.0.1:9", DATABASE_POOL_SIZE: "10" };
 
@@ -35,6 +41,23 @@ describe("serve --workers on a PostgreSQL that allows 20 connections", () => {
     expect(outcome).toBe(2);
     expect(serve.stderr()).toMatch(
       /^error: --workers 2 \(WORKERS\) needs up to 35 PostgreSQL connections with DATABASE_POOL_SIZE 10 .*, but PostgreSQL at postgres:\/\/.* allows 20 \(the database's CONNECTION LIMIT\): no cluster fits; lower --workers or DATABASE_POOL_SIZE/,
+    );
+  }, 60_000);
+
+  it("refuses an explicit --workers 1 whose one process does not fit, as it refuses more", async () => {
+    // At a pool of 11 one process may need 22: its pool, listener, writer and background work.
+    const serve = startCli([...serveArgs(), "--workers", "1"], {
+      ...env,
+      DATABASE_POOL_SIZE: "11",
+    });
+    const outcome = await Promise.race([
+      serve.exited,
+      serve.waitForLog((l) => l.msg === "decentral-audit listening", 60_000).then(() => "started"),
+    ]);
+    serve.child.kill("SIGKILL");
+    expect(outcome).toBe(2);
+    expect(serve.stderr()).toMatch(
+      /^error: --workers 1 \(WORKERS\) needs up to 22 PostgreSQL connections with DATABASE_POOL_SIZE 11 .*, but PostgreSQL at postgres:\/\/.* allows 20 \(the database's CONNECTION LIMIT\); lower DATABASE_POOL_SIZE, or raise the limit/,
     );
   }, 60_000);
 
