@@ -202,6 +202,19 @@ async function workersToRun(config: Config, log: Logger): Promise<number> {
   if (fits) return wanted;
   const needs = wanted <= 1 ? single : clusterConnections(wanted, poolSize);
   const allows = `PostgreSQL at ${target.redacted} allows ${room.connections} (${roomLimit(room)})`;
+  const between = betweenPort(config.DATABASE_URL, room);
+  if (between !== null && config.WORKERS !== undefined) {
+    // A pooler takes more clients than the server has connections: what fits is its to say.
+    log.warn(
+      { workers: wanted, connections: room.connections, poolSize, port: between },
+      `--workers ${wanted} may need up to ${needs} PostgreSQL connections with DATABASE_POOL_SIZE ${poolSize}, more than ${allows}; run as asked, since serve reaches it through port ${between}, not the server's ${room.serverPort}: a pooler (PgBouncer), whose own client limit serve cannot read, must take them`,
+    );
+    return wanted;
+  }
+  const pooler =
+    between === null
+      ? ""
+      : `; serve reaches it through port ${between}, not the server's ${room.serverPort}: behind a pooler (PgBouncer), set WORKERS to what its client limit takes`;
   if (config.WORKERS !== undefined) {
     // One process that does not fit is refused as a cluster is: its pool would wait for
     // connections the server never gives, or fail at start.
@@ -216,7 +229,7 @@ async function workersToRun(config: Config, log: Logger): Promise<number> {
   if (wanted <= 1) {
     log.warn(
       { workers: 1, connections: room.connections, poolSize },
-      `serve runs one process, which may need up to ${needs} PostgreSQL connections with DATABASE_POOL_SIZE ${poolSize}, but ${allows}: lower DATABASE_POOL_SIZE or raise the limit`,
+      `serve runs one process, which may need up to ${needs} PostgreSQL connections with DATABASE_POOL_SIZE ${poolSize}, but ${allows}: lower DATABASE_POOL_SIZE or raise the limit${pooler}`,
     );
     return 1;
   }
@@ -227,9 +240,20 @@ async function workersToRun(config: Config, log: Logger): Promise<number> {
       : "";
   log.warn(
     { workers, cores: wanted, connections: room.connections, poolSize },
-    `serve runs ${workers} worker(s), not one per core: ${wanted} would need up to ${needs} PostgreSQL connections with DATABASE_POOL_SIZE ${poolSize}, but ${allows}${short}`,
+    `serve runs ${workers} worker(s), not one per core: ${wanted} would need up to ${needs} PostgreSQL connections with DATABASE_POOL_SIZE ${poolSize}, but ${allows}${short}${pooler}`,
   );
   return workers;
+}
+
+/**
+ * The port `url` reaches PostgreSQL through where the server took the connection on another
+ * (`room.serverPort`): a pooler such as PgBouncer stands between, and the limits read are the
+ * server's, not the pooler's. Null when they are the same, or over a Unix socket.
+ */
+function betweenPort(url: string, room: ConnectionRoom): number | null {
+  if (room.serverPort === null) return null;
+  const port = Number(new URL(url).port || process.env.PGPORT || 5432);
+  return port === room.serverPort ? null : port;
 }
 
 /** Which limit of the server's sets `room`, in words. */

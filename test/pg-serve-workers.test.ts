@@ -61,6 +61,41 @@ describe("serve --workers on a PostgreSQL that allows 20 connections", () => {
     );
   }, 60_000);
 
+  it("runs an explicit --workers N as asked behind another port, a pooler's, and says so", async () => {
+    // A forwarded port stands for PgBouncer: the limits serve reads are the server's, and a
+    // pooler takes more clients than that. Refused, no WORKERS behind one could run a cluster.
+    const server = new URL(database.url);
+    const forward = net.createServer((socket) => {
+      const upstream = net.connect(Number(server.port), server.hostname);
+      socket.pipe(upstream).pipe(socket);
+      socket.on("error", () => upstream.destroy());
+      upstream.on("error", () => socket.destroy());
+    });
+    closers.push(() => new Promise((resolve) => forward.close(() => resolve())));
+    await new Promise<void>((resolve) => forward.listen(0, "127.0.0.1", resolve));
+    const pooled = new URL(database.url);
+    pooled.port = String((forward.address() as net.AddressInfo).port);
+    const args = ["serve", "--port", "0", "--db", pooled.href, "--profile", "localnet"];
+    const serve = startCli([...args, "--workers", "2"], env);
+    try {
+      const said = await Promise.race([
+        serve.exited,
+        serve.waitForLog((l) => String(l.msg).startsWith("--workers 2 may need"), 60_000),
+      ]);
+      expect(said).toMatchObject({ level: 40, workers: 2, connections: 20 });
+      expect(String((said as { msg: string }).msg)).toMatch(
+        new RegExp(
+          `^--workers 2 may need up to 35 PostgreSQL connections .*; run as asked, since serve reaches it through port ${pooled.port}, not the server's ${server.port}: a pooler \\(PgBouncer\\)`,
+        ),
+      );
+      // Drained, its workers with it, as they start.
+      serve.child.kill("SIGTERM");
+      expect(await serve.exited).toBe(0);
+    } finally {
+      serve.child.kill("SIGKILL");
+    }
+  }, 60_000);
+
   it.skipIf(availableParallelism() < 2)(
     "runs one process by default, not one per core, and says why",
     async () => {

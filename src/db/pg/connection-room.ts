@@ -13,6 +13,11 @@ export interface ConnectionRoom {
    */
   role: number | null;
   database: number | null;
+  /**
+   * The port the server took this connection on (`inet_server_port()`); null over a Unix
+   * socket. Another port than the URL's: something stands between (a pooler, a forwarded port).
+   */
+  serverPort: number | null;
 }
 
 /**
@@ -28,12 +33,14 @@ export async function readConnectionRoom(pool: pg.Pool): Promise<ConnectionRoom>
     reserved: string;
     role: number | null;
     database: number | null;
+    port: number | null;
   }>(
     `SELECT current_setting('max_connections') AS max,
        current_setting('superuser_reserved_connections')::int
          + coalesce(current_setting('reserved_connections', true), '0')::int AS reserved,
        (SELECT rolconnlimit FROM pg_roles WHERE rolname = session_user) AS role,
-       (SELECT datconnlimit FROM pg_database WHERE datname = current_database()) AS database`,
+       (SELECT datconnlimit FROM pg_database WHERE datname = current_database()) AS database,
+       inet_server_port() AS port`,
   );
   const row = rows[0] as (typeof rows)[number];
   const maxConnections = Number(row.max);
@@ -45,7 +52,7 @@ export async function readConnectionRoom(pool: pg.Pool): Promise<ConnectionRoom>
     server,
     ...[role, database].filter((value): value is number => value !== null),
   );
-  return { connections, server, maxConnections, role, database };
+  return { connections, server, maxConnections, role, database, serverPort: row.port };
 }
 
 /** Connections a group-committing receipt writer keeps of its own (`openPgWriterConnection`). */
