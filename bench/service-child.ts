@@ -18,7 +18,7 @@ const { openSqliteStore } = await load<typeof import("../src/db/client.js")>("db
 const { migrateStore } = await load<typeof import("../src/db/migrate.js")>("db/migrate.js");
 const { openStore } = await load<typeof import("../src/db/open.js")>("db/open.js");
 const { createLogger } = await load<typeof import("../src/log.js")>("log.js");
-const { LOOP_SAMPLE_MS, loopDelayMs, runServe } =
+const { LOOP_SAMPLE_MS, loopDelayMs, runServeUntilStopped } =
   await load<typeof import("../src/serve-cluster.js")>("serve-cluster.js");
 
 /**
@@ -42,9 +42,16 @@ async function main() {
   let token: string;
   let serveStats: (() => Promise<unknown>) | undefined;
   if (mode === "service") {
-    // As `serve` runs: one process, or a cluster of WORKERS (this process is then the primary).
+    // As `serve` runs: one process, or a cluster of WORKERS (this process is then the primary),
+    // drained by a stop signal (a Ctrl-C reaches the whole group, its workers too).
     const config = loadConfig(process.env);
-    const service = await runServe(config);
+    const service = await runServeUntilStopped(config, (error) => {
+      send({
+        op: "failed",
+        error: error instanceof Error ? (error.stack ?? error.message) : error,
+      });
+      process.exit(1);
+    });
     url = service.url;
     const store = await openStore(config, { migrate: false });
     ({ token } = await createToken(store, { role: "admin", name: "bench" }));

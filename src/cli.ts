@@ -113,36 +113,11 @@ export function buildProgram(): Command {
     // meanwhile. The other commands refuse one as they open their store, which must exist.
     refuseInMemoryStore(config.DATABASE_URL);
     // Loaded here, not at the top: `--help`, `verify` and `report` never pay for the service.
-    const { runServe, StoppedWhileStarting } = await import("./serve-cluster.js");
-    const { exitAfterDrain } = await import("./process-exit.js");
-    // Listening for the signal before starting: one that comes while serve starts drains it
-    // once started, instead of killing it with its workers half up. A second one kills.
-    let service: Awaited<ReturnType<typeof runServe>> | undefined;
-    let stopping = false;
-    const close = (running: NonNullable<typeof service>) =>
-      running.close().then(() => exitAfterDrain(0), fail);
-    const stop = () => {
-      if (stopping) {
-        // A second signal, of either kind, stops waiting for the drain.
-        process.stderr.write("decentral-audit: stopped before the drain ended\n");
-        exitAfterDrain(130);
-      }
-      stopping = true;
-      if (service) void close(service);
-    };
-    process.on("SIGTERM", stop);
-    process.on("SIGINT", stop);
-    // A hangup (the terminal or session serve ran in closed) drains too: by default it ended
-    // every process at once, cutting the responses in flight and their receipts.
-    process.on("SIGHUP", stop);
-    try {
-      service = await runServe(config, { stopping: () => stopping });
-    } catch (error) {
-      // The same signal reached a worker before it could drain (a stop sent to the group).
-      if (stopping && error instanceof StoppedWhileStarting) exitAfterDrain(0);
-      throw error;
-    }
-    if (stopping) await close(service);
+    const { runServeUntilStopped } = await import("./serve-cluster.js");
+    // A stop signal drains it, a hangup (the terminal or session serve ran in closed) too: by
+    // default it ended every process at once, cutting the responses in flight and their
+    // receipts. A second signal kills.
+    await runServeUntilStopped(config, fail);
   });
 
   withDatabaseOption(

@@ -422,6 +422,39 @@ export async function runServe(config: Config, options: ServeOptions = {}): Prom
 }
 
 /**
+ * Runs `serve` as its command does: a signal that stops it (`STOP_SIGNALS`) drains it and exits
+ * 0, one that comes while it starts once it started (instead of killing it with its workers half
+ * up, or restarting a worker the same signal stopped); a second one stops waiting for the
+ * drain. `fail` ends the process when the drain fails.
+ */
+export async function runServeUntilStopped(
+  config: Config,
+  fail: (error: unknown) => never,
+): Promise<RunningServe> {
+  let service: RunningServe | undefined;
+  let stopping = false;
+  const close = (running: RunningServe) => running.close().then(() => exitAfterDrain(0), fail);
+  const stop = () => {
+    if (stopping) {
+      process.stderr.write("decentral-audit: stopped before the drain ended\n");
+      exitAfterDrain(130);
+    }
+    stopping = true;
+    if (service) void close(service);
+  };
+  for (const signal of STOP_SIGNALS) process.on(signal, stop);
+  try {
+    service = await runServe(config, { stopping: () => stopping });
+  } catch (error) {
+    // The same signal reached a worker before it could drain (a stop sent to the group).
+    if (stopping && error instanceof StoppedWhileStarting) exitAfterDrain(0);
+    throw error;
+  }
+  if (stopping) await close(service);
+  return service;
+}
+
+/**
  * The service (the API, the proxy, the verifier: most of the program), loaded where it runs. The
  * primary of a cluster only forks, restarts and counts: loading it there cost each `serve
  * --workers N` start a process's worth of CPU, and delayed the fork of its workers by as much.
