@@ -58,6 +58,19 @@ async function healthUntil(writer: ReceiptWriter, until: Promise<unknown>): Prom
   return [...seen];
 }
 
+/** Sessions waiting for a lock another holds, now. */
+async function lockWaiters(): Promise<number> {
+  const { rows } = await locker.query<{ n: number }>(
+    "SELECT count(*)::int AS n FROM pg_locks WHERE NOT granted",
+  );
+  return rows[0]?.n ?? 0;
+}
+
+/** Resolves once `check` is true, asked every 2 ms. */
+async function waitFor(check: () => Promise<boolean>): Promise<void> {
+  while (!(await check())) await sleep(2);
+}
+
 describe("the PostgreSQL receipt writer with one job's row locked by another session", () => {
   it("writes every other job's receipts at once, and the locked job's once, when the lock goes", async () => {
     const writer = createReceiptWriter(store, { log });
@@ -131,6 +144,40 @@ describe("the PostgreSQL receipt writer with one job's row locked by another ses
       await writer.close();
     }
   }, 60_000);
+
+  it("writes a job's receipts in the order they came when a later one's retry falls due first", async () => {
+    const writer = createReceiptWriter(store, { log });
+    const first = receipt({ settlementTx: null });
+    await writer.run(recordReceiptsUnit([first], "ingest"));
+    const earlier = { ...first, settlementTx: receipt().settlementTx };
+    const later = { ...first, settlementTx: receipt().settlementTx };
+    try {
+      await locker.query("BEGIN");
+      await locker.query("SELECT * FROM jobs WHERE job_id = $1 FOR UPDATE", [first.jobId]);
+      const written = [] as string[];
+      const earlierDone = writer
+        .run(recordReceiptsUnit([earlier], "ingest"))
+        .then((r) => written.push(`earlier ${r[0]?.outcome}`));
+      // Long enough for the earlier receipt's tries to be a second apart.
+      await sleep(2_500);
+      const laterDone = writer
+        .run(recordReceiptsUnit([later], "ingest"))
+        .then((r) => written.push(`later ${r[0]?.outcome}`));
+      // The later receipt's first try waits its short bound; the lock goes as it is set apart.
+      await waitFor(() => lockWaiters().then((n) => n > 0));
+      await waitFor(() => lockWaiters().then((n) => n === 0));
+      await locker.query("COMMIT");
+      await Promise.all([earlierDone, laterDone]);
+      expect(written).toEqual(["earlier updated", "later conflict"]);
+      const { rows } = await store.pool.query("SELECT settlement_tx FROM jobs WHERE job_id = $1", [
+        first.jobId,
+      ]);
+      expect(rows).toEqual([{ settlement_tx: earlier.settlementTx }]);
+    } finally {
+      await locker.query("ROLLBACK").catch(() => {});
+      await writer.close();
+    }
+  }, 30_000);
 
   it("rejects the locked job's receipt when it closes past its time, having written the rest", async () => {
     const writer = createReceiptWriter(store, { log, refuseAfterMs: 500 });

@@ -53,6 +53,8 @@ export function createRowLockWaits(log: Logger, statementTimeout: unknown) {
      * all but the first that is due: each retry costs the group one short wait, not one each.
      * While any task is set apart the group's bound is short too: a row every receipt of a
      * model or hour touches (a rollup row held locked) would have cost a whole bound for each.
+     * A task of a job (`WriteUnit.jobIds`) whose earlier task is left out is left out too: a
+     * later receipt of the job written first made the earlier one its conflict or `duplicate`.
      */
     nextBatch(queue: readonly Queued[], size: number): NextBatch {
       const t = performance.now();
@@ -60,18 +62,21 @@ export function createRowLockWaits(log: Logger, statementTimeout: unknown) {
       let retried = false;
       let anyWaiting = false;
       let nextTryAt = Number.POSITIVE_INFINITY;
+      /** Jobs of tasks left out of this group: their later tasks wait too, in queue order. */
+      const heldJobs = new Set<string>();
       for (const item of queue) {
         const wait = waits.get(item);
-        if (wait !== undefined) {
-          anyWaiting = true;
-          if (wait.retryAt > t || retried || batch.length >= size) {
-            nextTryAt = Math.min(nextTryAt, wait.retryAt);
-            continue;
+        anyWaiting ||= wait !== undefined;
+        const behind = item.task.jobIds?.some((jobId) => heldJobs.has(jobId)) ?? false;
+        const due = wait === undefined || (wait.retryAt <= t && !retried);
+        if (behind || batch.length >= size || !due) {
+          if (wait !== undefined) nextTryAt = Math.min(nextTryAt, wait.retryAt);
+          if (wait !== undefined || behind) {
+            for (const jobId of item.task.jobIds ?? []) heldJobs.add(jobId);
           }
-          retried = true;
-        } else if (batch.length >= size) {
           continue;
         }
+        retried ||= wait !== undefined;
         batch.push(item);
       }
       return { batch, lockWaitMs: anyWaiting ? LOCKED_AGAIN_WAIT_MS : firstWaitMs, nextTryAt };

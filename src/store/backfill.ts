@@ -146,6 +146,7 @@ export function leaveToBackfillUnit(jobIds: readonly string[], at: number): Writ
       });
     },
     runPostgres: (tx) => pgTwins().leaveToBackfillPg(tx, jobIds, at),
+    jobIds,
   };
 }
 
@@ -159,6 +160,7 @@ export function claimBackfillUnit(
   return {
     runSqlite: (tx) => claimBackfillInTransaction(tx, claims, giveUps, at, farAfter),
     runPostgres: (tx) => pgTwins().claimBackfillPg(tx, claims, giveUps, at, farAfter),
+    jobIds: [...claims.map((claim) => claim.jobId), ...giveUps],
   };
 }
 
@@ -167,6 +169,7 @@ export function giveUpBackfillUnit(jobId: string, at: number): WriteUnit<void> {
   return {
     runSqlite: (tx) => giveUpBackfillInTransaction(tx, jobId, at),
     runPostgres: (tx) => pgTwins().giveUpBackfillPg(tx, jobId, at),
+    jobIds: [jobId],
   };
 }
 

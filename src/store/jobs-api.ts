@@ -145,6 +145,7 @@ export function recordJobsApiAnswerUnit(
   return {
     runSqlite: (tx) => recordJobsApiAnswerInTransaction(tx, jobId, answer, now),
     runPostgres: (tx) => pgTwins().recordJobsApiAnswerPg(tx, jobId, answer, now),
+    jobIds: [jobId],
   };
 }
 

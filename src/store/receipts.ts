@@ -559,6 +559,7 @@ export function recordReceiptsUnit(
   return {
     runSqlite: (tx) => recordReceiptsInTransaction(tx, receipts, source, options),
     runPostgres: (tx) => pgTwins().recordReceiptsPg(tx, receipts, source, options),
+    jobIds: receipts.map((receipt) => receipt.jobId),
   };
 }
 

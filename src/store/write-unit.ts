@@ -10,4 +10,9 @@ import type { PgExecutor } from "./pg/executor.js";
 export interface WriteUnit<T> {
   runSqlite(store: SqliteStore): T;
   runPostgres(tx: PgExecutor): Promise<T>;
+  /**
+   * The jobs whose rows it writes, when it writes a few: a writer that holds one back (its row
+   * locked) holds back the later units of those jobs too, so each job's are written in order.
+   */
+  jobIds?: readonly string[];
 }
