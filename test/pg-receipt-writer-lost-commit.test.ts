@@ -74,4 +74,25 @@ describe("the PostgreSQL receipt writer whose COMMIT's answer is lost", () => {
       await writer.close();
     }
   }, 30_000);
+
+  it("writes again a group lost before its COMMIT whose session the server still holds open", async () => {
+    const writer = createReceiptWriter(store, { log });
+    const items = [wireReceipt()];
+    try {
+      await ingestReceiptsVia(writer, [wireReceipt()], "ingest");
+      relay.loseNextCommitUnseen();
+      const started = performance.now();
+      const results = await ingestReceiptsVia(writer, items, "ingest");
+      expect(results.map((r) => r.status)).toEqual(["created"]);
+      expect(performance.now() - started).toBeLessThan(10_000);
+      const { rows } = await direct.pool.query(
+        "SELECT count(*)::int AS n FROM jobs WHERE job_id = $1",
+        [items[0]?.job_id],
+      );
+      expect(rows).toEqual([{ n: 1 }]);
+      expect(writer.health()).toEqual({ reachable: true });
+    } finally {
+      await writer.close();
+    }
+  }, 30_000);
 });

@@ -41,6 +41,12 @@ const LOST_TOGETHER_MS = 1000;
  */
 const LOST_FOR_AWAY_MS = 10_000;
 
+/**
+ * How long a group whose connection was lost at its COMMIT may stay open on the server before
+ * its session is ended, in ms. A server that saw the connection go ends it at once.
+ */
+const IN_DOUBT_OPEN_MS = 2000;
+
 /** The counts of failed groups once a group committed. */
 const afterCommit = {
   failures: 0,
@@ -182,9 +188,16 @@ export function createPgReceiptWriter(
     const doubt = inDoubt;
     if (doubt === null) return false;
     let status: CommitStatus = "in progress";
+    const since = performance.now();
     for (let tries = 0; status === "in progress" && !stop.signal.aborted; tries++) {
       if (tries > 0) await sleeper.sleep(backoff(tries, { baseMs: 5, maxMs: 500 }), stop.signal);
       try {
+        // Open this long, its COMMIT never came: its session is ended (an aborted group is
+        // written again). Waited for, every receipt waited behind it for hours, /readyz passing.
+        if (tries > 0 && performance.now() - since >= IN_DOUBT_OPEN_MS) {
+          log.warn({ xid: doubt.xid }, "ending the session of a group lost before its COMMIT");
+          await connection.endInDoubt(doubt.xid);
+        }
         status = await connection.commitStatus(doubt.xid);
       } catch (error) {
         if (isTransientPgError(error)) return false;

@@ -6,7 +6,8 @@ import { createConnection, createServer, type Socket } from "node:net";
  * passes on what it held back, as a server that resumes or a network that heals would. Told to
  * `cutNextCommitReply`, it passes on the next COMMIT a client sends and then ends that
  * connection as the server's answer comes, which it drops: a COMMIT that landed, its answer lost.
- * Told to `dropNextCommit`, it ends the connection instead of passing the COMMIT on.
+ * Told to `dropNextCommit`, it ends the connection instead of passing the COMMIT on; told to
+ * `loseNextCommitUnseen`, it ends only the client's side there, the server's left open.
  */
 export async function freezingRelay(url: string) {
   const target = new URL(url);
@@ -15,6 +16,7 @@ export async function freezingRelay(url: string) {
   let frozen = false;
   let cutCommit = false;
   let dropCommit = false;
+  let loseCommit = false;
   const pass = (to: Socket) => (data: Buffer) => {
     if (frozen) held.push(() => to.write(data));
     else to.write(data);
@@ -29,6 +31,15 @@ export async function freezingRelay(url: string) {
         dropCommit = false;
         client.destroy();
         upstream.destroy();
+        return;
+      }
+      if (loseCommit && /\bcommit\b/i.test(data.toString("latin1"))) {
+        // The server is left with its end open and never hears of the loss.
+        loseCommit = false;
+        client.removeAllListeners("close");
+        client.removeAllListeners("error");
+        client.on("error", () => {});
+        client.destroy();
         return;
       }
       if (cutCommit && /\bcommit\b/i.test(data.toString("latin1"))) {
@@ -60,6 +71,9 @@ export async function freezingRelay(url: string) {
     },
     dropNextCommit: () => {
       dropCommit = true;
+    },
+    loseNextCommitUnseen: () => {
+      loseCommit = true;
     },
     thaw: () => {
       frozen = false;

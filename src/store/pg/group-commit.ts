@@ -214,6 +214,13 @@ export interface PgWriterConnection {
    * own: the answer to a COMMIT lost with its connection says nothing of whether it landed.
    */
   commitStatus(xid: string): Promise<CommitStatus>;
+  /**
+   * Ends the session whose transaction `xid` is still open: its connection gone where the
+   * server did not see it go (a network dropping packets), it held the writers' turn and its
+   * group's rows until TCP keepalive or an idle timeout ended it, hours by default. Its COMMIT
+   * never reached the server (it would have ended the transaction), so nothing of it is lost.
+   */
+  endInDoubt(xid: string): Promise<void>;
   /** Resolves once the database answers a trivial query. */
   ping(): Promise<void>;
   /**
@@ -303,6 +310,14 @@ export function openPgWriterConnection(shared: PgStore): PgWriterConnection {
         [xid],
       );
       return rows[0]?.status ?? null;
+    },
+    async endInDoubt(xid) {
+      // `backend_xid` is the 32-bit id: the low half of the 64-bit one `pg_current_xact_id` gave.
+      const low = (BigInt(xid) & 0xffff_ffffn).toString();
+      await store.pool.query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_xid = $1::xid",
+        [low],
+      );
     },
     async ping() {
       await store.pool.query("SELECT 1");
