@@ -5,6 +5,7 @@ import { backoff, createSleeper } from "../retry.js";
 import {
   type CommitStatus,
   commitInDoubt,
+  type GroupSession,
   openPgWriterConnection,
   ReceiptRowLockedError,
   ReceiptTurnWaitError,
@@ -133,7 +134,11 @@ export function createPgReceiptWriter(
 
   const locks = createRowLockWaits(log, store.config.statement_timeout);
   /** A group lost at its COMMIT whose transaction the server has not said the fate of yet. */
-  let inDoubt: { xid: string; batch: Queued[]; outcomes: TaskOutcome[] } | null = null;
+  let inDoubt: {
+    session: GroupSession;
+    batch: Queued[];
+    outcomes: TaskOutcome[];
+  } | null = null;
 
   /** Notes a group that failed with `error` after its last unit ran (see `settleInDoubt`). */
   function noteInDoubt(
@@ -142,7 +147,9 @@ export function createPgReceiptWriter(
     outcomesOf: (values: unknown[]) => TaskOutcome[],
   ) {
     const doubt = commitInDoubt(error);
-    if (doubt !== null) inDoubt = { xid: doubt.xid, batch, outcomes: outcomesOf(doubt.values) };
+    if (doubt === null) return;
+    const session = { xid: doubt.xid, pid: doubt.pid };
+    inDoubt = { session, batch, outcomes: outcomesOf(doubt.values) };
   }
 
   async function commitGroup(batch: Queued[], lockWaitMs: number): Promise<TaskOutcome[]> {
@@ -195,10 +202,10 @@ export function createPgReceiptWriter(
         // Open this long, its COMMIT never came: its session is ended (an aborted group is
         // written again). Waited for, every receipt waited behind it for hours, /readyz passing.
         if (tries > 0 && performance.now() - since >= IN_DOUBT_OPEN_MS) {
-          log.warn({ xid: doubt.xid }, "ending the session of a group lost before its COMMIT");
-          await connection.endInDoubt(doubt.xid);
+          log.warn(doubt.session, "ending the session of a group lost before its COMMIT");
+          await connection.endInDoubt(doubt.session);
         }
-        status = await connection.commitStatus(doubt.xid);
+        status = await connection.commitStatus(doubt.session.xid);
       } catch (error) {
         if (isTransientPgError(error)) return false;
         status = null;

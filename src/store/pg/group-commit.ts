@@ -72,7 +72,7 @@ async function takeWriterTurnBounded(
   lockWaitMs: number,
   waiting: (pid: number | null) => void,
   stopping: () => boolean,
-): Promise<string | null> {
+): Promise<GroupSession | null> {
   const waitMs = turnWaitMs(statementTimeoutMs);
   // A statement's timeout is the one set when it starts: the lock's is the wait's, and the
   // set_config beside it (run once the lock is taken) puts the session's back for the rest.
@@ -88,7 +88,7 @@ async function takeWriterTurnBounded(
     )
   ).rows;
   if (session) noteServerNowMs(Number(session.now), before, Date.now());
-  const xid = session?.xid ?? null;
+  const xid = session ? { xid: session.xid, pid: session.pid } : null;
   waiting(session?.pid ?? null);
   const afterTurn = sql`set_config('statement_timeout', ${String(statementTimeoutMs)}, true),
     set_config('lock_timeout', ${String(lockWaitMs)}, true)`;
@@ -149,9 +149,14 @@ async function runUnit(unit: WriteUnit<unknown>, index: number, tx: PgExecutor):
  * A group whose every unit ran and whose connection was lost at its COMMIT (or just before):
  * its transaction id and what its units returned, for `commitStatus` to tell whether it landed.
  */
-export interface CommitInDoubt {
-  xid: string;
+export interface CommitInDoubt extends GroupSession {
   values: unknown[];
+}
+
+/** A group's transaction id (`pg_current_xact_id`) and the server process that ran it. */
+export interface GroupSession {
+  xid: string;
+  pid: number;
 }
 
 const inDoubt = new WeakMap<object, CommitInDoubt>();
@@ -167,15 +172,15 @@ export function commitInDoubt(error: unknown): CommitInDoubt | null {
  */
 async function inGroupTransaction<T>(
   db: PgStore["db"],
-  takeTurn: (tx: PgExecutor) => Promise<string | null>,
+  takeTurn: (tx: PgExecutor) => Promise<GroupSession | null>,
   body: (tx: PgTx) => Promise<T[]>,
 ): Promise<T[]> {
   let done: CommitInDoubt | null = null;
   try {
     return await db.transaction(async (tx) => {
-      const xid = await takeTurn(tx);
+      const session = await takeTurn(tx);
       const values = await body(tx);
-      if (xid !== null) done = { xid, values };
+      if (session !== null) done = { ...session, values };
       return values;
     });
   } catch (error) {
@@ -215,12 +220,12 @@ export interface PgWriterConnection {
    */
   commitStatus(xid: string): Promise<CommitStatus>;
   /**
-   * Ends the session whose transaction `xid` is still open: its connection gone where the
+   * Ends the session whose group transaction is still open: its connection gone where the
    * server did not see it go (a network dropping packets), it held the writers' turn and its
    * group's rows until TCP keepalive or an idle timeout ended it, hours by default. Its COMMIT
    * never reached the server (it would have ended the transaction), so nothing of it is lost.
    */
-  endInDoubt(xid: string): Promise<void>;
+  endInDoubt(session: GroupSession): Promise<void>;
   /** Resolves once the database answers a trivial query. */
   ping(): Promise<void>;
   /**
@@ -311,12 +316,13 @@ export function openPgWriterConnection(shared: PgStore): PgWriterConnection {
       );
       return rows[0]?.status ?? null;
     },
-    async endInDoubt(xid) {
+    async endInDoubt({ xid, pid }) {
       // `backend_xid` is the 32-bit id: the low half of the 64-bit one `pg_current_xact_id` gave.
+      // The pid as well: after a failover the id may be another session's there.
       const low = (BigInt(xid) & 0xffff_ffffn).toString();
       await store.pool.query(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_xid = $1::xid",
-        [low],
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND backend_xid = $2::xid",
+        [pid, low],
       );
     },
     async ping() {
