@@ -26,5 +26,11 @@ describe.each(dialects)("%s store", (dialect) => {
     expect(await ledger.lineBelow(vault, history.at(-1)!)).toBeNull();
     expect(await ledger.lineBelow(vault, plan.jobId)).toBeNull();
     expect(await ledger.lineBelow(h.op.vault(1), history[0]!)).toBeNull();
+    // Whether a line is among those just below another, as far as a page of `n` reaches.
+    expect(await ledger.heldWithinBelow(vault, history[0]!, history[2]!, 2)).toBe(true);
+    expect(await ledger.heldWithinBelow(vault, history[0]!, history[2]!, 1)).toBe(false);
+    expect(await ledger.heldWithinBelow(vault, history[1]!, history[0]!, 100)).toBe(false);
+    expect(await ledger.heldWithinBelow(vault, history[1]!, history[1]!, 100)).toBe(false);
+    expect(await ledger.heldWithinBelow(h.op.vault(1), history[0]!, history[1]!, 100)).toBe(false);
   });
 });

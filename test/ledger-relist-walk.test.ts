@@ -79,6 +79,45 @@ describe("the listing of held history again", () => {
     expect(await ledger.relistBelow(vault)).toBe(history[2 * PAGE + 1]);
   });
 
+  it("goes on no further than a page reaches, whichever held line a node ends it with", async () => {
+    const c = await h.scenario();
+    const { vault } = await c.pinKey(2);
+    for (let i = 0; i < 4; i++) {
+      const plan = h.op.plan({ keyIndex: 2 });
+      c.record(plan, h.op.honestJob(plan));
+      h.op.nextSlot();
+    }
+    await h.finalized();
+    const history = (await h.rpc.getSignaturesForAddress(vault, { limit: 100 })).map(
+      (e) => e.signature,
+    );
+    expect(history.length).toBeGreaterThan(3 * PAGE);
+    const walk: Parameters<typeof walkingNode>[1] = { rewrite: null };
+    const { node } = walkingNode(h, walk);
+    const reader = vaultReader(h, c, vault, node, { options: { pageSize: PAGE } });
+    const ledger = createLedgerStore(c.store);
+    await reader.syncVault(vault);
+    await reader.syncVault(vault);
+    expect(await ledger.relistBelow(vault)).toBe(history[PAGE]);
+    /** A full page of made-up entries ending with the held line `last`. */
+    const endingWith = (last: string) => (before: string, page: AddressSignatureInfo[]) => [
+      ...page.slice(1).map((e, i) => ({
+        ...e,
+        signature: bs58.encode(createHash("sha512").update(`${before}:${i}`).digest()),
+      })),
+      { ...page[0]!, signature: last },
+    ];
+    // Ended with the oldest line: the history between would never be listed again this walk.
+    walk.rewrite = endingWith(history.at(-1)!);
+    await reader.syncVault(vault);
+    expect(await ledger.relistBelow(vault)).toBe(history[PAGE + 1]);
+    // Ended with the newest line: the walk would go back up, and a node doing it each time
+    // would keep it at the top.
+    walk.rewrite = endingWith(history[0]!);
+    await reader.syncVault(vault);
+    expect(await ledger.relistBelow(vault)).toBe(history[PAGE + 2]);
+  });
+
   it("goes on below a short page that leaves out the lines held below it", async () => {
     const c = await h.scenario();
     const { vault } = await c.pinKey(1);

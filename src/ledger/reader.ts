@@ -926,7 +926,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       vault,
       page.map((e) => e.signature),
     );
-    const lowest = page.findLastIndex((e) => held.has(e.signature));
+    const lowest = await lowestHeldShown(vault, top, page, held);
     const next = await relistGoesOnBelow(vault, top, page, lowest);
     await ledger.setRelistBelow(vault, next);
     if (next === null) relistWait.set(vault, t + HEAL_WAIT_MS);
@@ -935,6 +935,24 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     if (!listing.some((e) => !held.has(e.signature))) return 0;
     const gap = { afterSignature: page[lowest]!.signature, beforeSignature: top };
     return insertListed(vault, gap, listing, signal, held);
+  }
+
+  /**
+   * The index of the page's last held line when it is among the page's length of lines held
+   * just below `top` (where a page listed below `top` can reach), else -1 (none shown). A node
+   * ending a page of made-up entries with the vault's oldest line ended the walk there, the
+   * history between never listed again; one ending it with a line above `top` sent it back up.
+   */
+  async function lowestHeldShown(
+    vault: string,
+    top: string,
+    page: readonly AddressSignatureInfo[],
+    held: ReadonlySet<string>,
+  ) {
+    const lowest = page.findLastIndex((e) => held.has(e.signature));
+    if (lowest < 0) return -1;
+    const shown = page[lowest]!.signature;
+    return (await ledger.heldWithinBelow(vault, top, shown, page.length)) ? lowest : -1;
   }
 
   /**

@@ -430,6 +430,8 @@ export interface LedgerStore {
   setRelistBelow(vault: string, below: string | null): Promise<void>;
   /** The vault's line just below the line of `signature` in its order, or null (none, or not held). */
   lineBelow(vault: string, signature: string): Promise<string | null>;
+  /** Whether `signature` is among the vault's `lines` lines just below the line of `top`. */
+  heldWithinBelow(vault: string, top: string, signature: string, lines: number): Promise<boolean>;
   /**
    * Inserts the entries of `listing` (what the chain lists between a gap's two lines, newest
    * first) the vault does not hold, in chain order between them, in one write transaction; the
@@ -1152,6 +1154,13 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     .prepare(
       `SELECT b.signature FROM ledger_lines a JOIN ledger_lines b ON b.vault = a.vault AND b.ord < a.ord
        WHERE a.vault = ? AND a.signature = ? ORDER BY b.ord DESC LIMIT 1`,
+    )
+    .pluck();
+  const heldWithin = sqlite
+    .prepare(
+      `SELECT 1 FROM (SELECT b.signature FROM ledger_lines a
+         JOIN ledger_lines b ON b.vault = a.vault AND b.ord < a.ord
+         WHERE a.vault = ? AND a.signature = ? ORDER BY b.ord DESC LIMIT ?) WHERE signature = ?`,
     )
     .pluck();
   // min() of a NULL mark (nothing compared yet) stays NULL.
@@ -2183,6 +2192,9 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     },
     async lineBelow(vault, signature) {
       return (heldLineBelow.get(vault, signature) as string | undefined) ?? null;
+    },
+    async heldWithinBelow(vault, top, signature, lines) {
+      return heldWithin.get(vault, top, lines, signature) !== undefined;
     },
     async healGap(vault, gap, listing, now, signal) {
       return healMakingRoom(

@@ -1825,6 +1825,13 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         .limit(1);
       return below?.signature ?? null;
     },
+    async heldWithinBelow(vault, top, signature, lines) {
+      const { rows } = await db.execute(sql`SELECT 1 FROM (SELECT b.signature FROM ledger_lines a
+          JOIN ledger_lines b ON b.vault = a.vault AND b.ord < a.ord
+          WHERE a.vault = ${vault} AND a.signature = ${top} ORDER BY b.ord DESC LIMIT ${lines}) w
+        WHERE w.signature = ${signature}`);
+      return rows.length > 0;
+    },
     async storedGaps(vault, limit) {
       const rows = await db
         .select({ after: ledgerLines.gapAfterSignature, before: ledgerLines.signature })
