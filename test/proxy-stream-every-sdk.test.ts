@@ -104,6 +104,26 @@ describe("a stream's text and usage, as every SDK reads them", () => {
     });
   });
 
+  it("counts no text or usage after where Python's SDK fails: a blank line once an id was given", async () => {
+    const { verdicts, rows } = await judge([
+      // Python keeps the id and hands on an event of no data at the next blank line: no JSON,
+      // its stream fails there. 3,000 bytes and the usage reach Node's SDK alone.
+      {
+        chunks: [
+          `id: 1\n${chunk(text("Hi."))}`,
+          "\n",
+          chunk(text(filler)),
+          chunk([], { usage: usage(3000) }),
+        ],
+        completion: 3000,
+      },
+      { chunks: [chunk(text(filler)), chunk([], { usage: usage(3000) })], completion: 3000 },
+    ]);
+    expect(verdicts[0]).not.toEqual(verified);
+    expect(rows[0]).toEqual({ completionTokens: null, answerBytes: 3 });
+    expect(verdicts[1]).toEqual(verified);
+  });
+
   it("counts no Responses API text in an event its SDKs do not all read", async () => {
     const event = (name: string, fields: Record<string, unknown>) =>
       `event: ${name}\ndata: ${JSON.stringify(fields)}\n\n`;

@@ -263,6 +263,24 @@ describe("sseEvents", () => {
     expect(first(Buffer.from("data:[DONE]\n\n"))).toBe(true);
   });
 
+  it("stops where Python's SDK fails: a blank line once an id was given, or after a retry", () => {
+    const read = (stream: string) =>
+      sseChunks(sseEvents(stream, false)).map(
+        (c) => (c.data.usage as { completion_tokens: number } | undefined)?.completion_tokens,
+      );
+    // Python keeps the last id across events and hands an event with no data on at the next
+    // blank line: its empty data is no JSON, and the stream fails there. Node's reads on.
+    expect(read(`id: 1\n${event(usage(5))}\n${event(usage(1881))}`)).toEqual([5]);
+    expect(read(`${event(usage(5))}id: 7\n\n${event(usage(1881))}`)).toEqual([5]);
+    expect(read(`${event(usage(5))}retry: 3000\n\n${event(usage(1881))}`)).toEqual([5]);
+    expect(read(`${event(usage(5))}retry:+1_000\r\n\r\n${event(usage(1881))}`)).toEqual([5]);
+    // What Python passes over: no id (or an empty one, or one holding NUL), a retry no integer.
+    expect(read(`${event(usage(5))}id:\n\n${event(usage(9))}`)).toEqual([5, 9]);
+    expect(read(`${event(usage(5))}id: a\0b\n\n${event(usage(9))}`)).toEqual([5, 9]);
+    expect(read(`${event(usage(5))}retry: soon\n\n${event(usage(9))}`)).toEqual([5, 9]);
+    expect(read(`${event(usage(5))}\n\n: note\n\n${event(usage(9))}`)).toEqual([5, 9]);
+  });
+
   it("leaves out the first line of a tail cut between a line's CR and its LF", () => {
     // The cut left "\n" of `event: thread.x\r\n`: no blank line, so no event starts there.
     const tail = `\ndata: ${usage(1881)}\n\n${event(usage(100))}`;

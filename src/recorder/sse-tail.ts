@@ -177,6 +177,9 @@ export function createDataCount(responses = false): {
   };
 }
 
+/** A value Python's `int()` reads: an optional sign, decimal digits (`_` between), spaces around. */
+const pythonInt = /^\s*[+-]?\p{Nd}+(?:_\p{Nd}+)*\s*$/u;
+
 /**
  * The events of `text` a client acts on, oldest first, up to (not including) the one that ends
  * the stream. With `cut`, the text is a tail whose first line and event may have lost their
@@ -187,6 +190,10 @@ export function sseEvents(text: string, cut: boolean): SseEvent[] {
   const events: SseEvent[] = [];
   let event: string | null = null;
   let data: string[] = [];
+  // Python's SDK ends an event at a blank line once an `id:` was given (kept across events) or
+  // the event gave a `retry:`, data or none: its empty data is no JSON and fails the stream.
+  let lastId = "";
+  let retry = false;
   // Most streams end lines with LF alone: split on it without a pattern when that is all.
   const lines = text.includes("\r") ? text.split(/\r\n|\r|\n/) : text.split("\n");
   // What follows the last line break is no line yet: the stream ended inside it.
@@ -197,13 +204,14 @@ export function sseEvents(text: string, cut: boolean): SseEvent[] {
     const line = raw.startsWith("\uFEFF") ? raw.slice(1) : raw;
     if (line === "") {
       if (skipping) skipping = false;
-      else if (event || data.length > 0) {
+      else if (event || data.length > 0 || lastId !== "" || retry) {
         const joined = data.join("\n");
         if (joined.startsWith("[DONE]")) return events;
         events.push({ event, data: joined });
       }
       event = null;
       data = [];
+      retry = false;
       continue;
     }
     if (skipping || line.startsWith(":")) continue;
@@ -213,6 +221,8 @@ export function sseEvents(text: string, cut: boolean): SseEvent[] {
     if (value.startsWith(" ")) value = value.slice(1);
     if (field === "event") event = value;
     else if (field === "data") data.push(value);
+    else if (field === "id" && !value.includes("\0")) lastId = value;
+    else if (field === "retry" && pythonInt.test(value)) retry = true;
   }
   return events;
 }
