@@ -307,6 +307,30 @@ describe("createDataCount", () => {
     }
   });
 
+  it("counts nothing after where Python's SDK fails: a blank line once an id was given, or after a retry", () => {
+    const long = "p".repeat(900);
+    for (const [stream, expected] of [
+      [`data: ab\n\nid: 1\n\ndata: ${long}\n\n`, 2],
+      [`id: 1\ndata: ab\n\n\r\ndata: ${long}\n\n`, 2],
+      [`data: ab\n\nretry: 1_000\n\ndata: ${long}\n\n`, 2],
+      // A retry the event with data gave ends with it: the blank line after is none.
+      [`data: ab\nretry: 1_000\n\n\ndata: cd\n\n`, 4],
+      [`data: ab\n\nretry: ${"9".repeat(100)}\n\ndata: ${long}\n\n`, 2],
+      [`data: ab\n\nevent: x\n\ndata: ${long}\n\n`, 2],
+      // An id emptied again, one holding NUL, a retry no number: Python passes the line over.
+      [`data: ab\n\nid: 1\nid\n\ndata: cd\n\n`, 4],
+      [`data: ab\n\nid: 1\0\n\ndata: cd\n\n`, 4],
+      [`data: ab\n\nretry: soon\n\ndata: cd\n\n`, 4],
+    ] as const) {
+      const bytes = Buffer.from(stream);
+      for (const size of [1, 2, 5, bytes.length]) {
+        const count = createDataCount();
+        for (let i = 0; i < bytes.length; i += size) count.add(bytes.subarray(i, i + size));
+        expect([stream, count.bytes]).toEqual([stream, expected]);
+      }
+    }
+  });
+
   it("counts no data of an event with a name, but a Responses API stream's own events", () => {
     const stream =
       `event: x\r\ndata: ${"p".repeat(900)}\r\n\r\ndata: abc\r\n\r\n` +

@@ -80,6 +80,10 @@ const colon = 0x3a;
 const space = 0x20;
 /** Bytes of a line's field name or of an event's name kept: enough to tell them apart. */
 const nameBytes = 16;
+/** Bytes of an `id:` or `retry:` value kept. */
+const valueBytes = 64;
+/** The fields whose values a client reads. */
+const valueFields = new Set(["data", "event", "id", "retry"]);
 
 /**
  * Counts a stream's bytes that every client reads as data: the values of the `data:` lines of
@@ -95,12 +99,31 @@ export function createDataCount(responses = false): {
   readonly bytes: number;
 } {
   let bytes = 0;
+  // A client failed the stream at an event of no data (see `sseEvents`): nothing after counts.
+  let failed = false;
   // The event being read: its data bytes so far, and its name (its first bytes), null if none.
   let pending = 0;
   let event: string | null = null;
+  let hasData = false;
+  // Python's SDK's last id (kept across events) is set, and the event's `retry:` (see `sseEvents`).
+  let lastId = false;
+  let retry = false;
   // The line being read: its field name so far while `reading` is "field", then which value.
-  let reading: "field" | "data" | "event" | "other" = "field";
+  let reading: "field" | "data" | "event" | "id" | "retry" | "other" = "field";
   let field = "";
+  // An `id:` or `retry:` value's first bytes (latin1), and whether it was longer.
+  let value = "";
+  let longValue = false;
+  const endValue = () => {
+    if (reading === "id" && !value.includes("\0")) lastId = value !== "";
+    if (reading === "retry") {
+      const text = Buffer.from(value, "latin1").toString("utf8");
+      // One too long to keep is taken as Python reads a number: the count stops the sooner.
+      retry ||= longValue ? /^\s*[+-]?\p{Nd}/u.test(text) : pythonInt.test(text);
+    }
+    value = "";
+    longValue = false;
+  };
   // Inside a value: whether its first byte (a space, the field's separator) is still to come.
   let first = false;
   // The last line ended with CR: an LF right after it ends no second line.
@@ -108,13 +131,18 @@ export function createDataCount(responses = false): {
   const endLine = () => {
     if (reading === "field" && field === "") {
       // A blank line ends the event.
-      if (readByEveryClient(event, responses)) bytes += pending;
+      if (pending === 0 && (hasData || !!event || lastId || retry)) failed = true;
+      else if (readByEveryClient(event, responses)) bytes += pending;
       pending = 0;
       event = null;
+      hasData = false;
+      retry = false;
     } else if (reading === "field") {
       // A field with no colon: `data` alone is an empty data line, `event` an empty name.
       if (field === "event") event = "";
-    }
+      else if (field === "data") hasData = true;
+      else if (field === "id") lastId = false;
+    } else endValue();
     reading = "field";
     field = "";
   };
@@ -123,6 +151,7 @@ export function createDataCount(responses = false): {
       return bytes;
     },
     add(chunk) {
+      if (failed) return;
       const n = chunk.length;
       // Most streams end lines with LF alone: a chunk without CR is searched for LF only.
       const hasCr = chunk.indexOf(cr) >= 0;
@@ -152,10 +181,15 @@ export function createDataCount(responses = false): {
           else if (reading === "event" && (event as string).length < nameBytes) {
             const upTo = Math.min(end, from + nameBytes - (event as string).length);
             event += chunk.toString("latin1", from, upTo);
+          } else if (reading === "id" || reading === "retry") {
+            const upTo = Math.min(end, from + valueBytes - value.length);
+            value += chunk.toString("latin1", from, upTo);
+            if (upTo < end) longValue = true;
           }
           if (end === n) return;
           afterCr = chunk[end] === cr;
           endLine();
+          if (failed) return;
           i = end + 1;
           continue;
         }
@@ -163,10 +197,13 @@ export function createDataCount(responses = false): {
         if (c === lf || c === cr) {
           afterCr = c === cr;
           endLine();
+          if (failed) return;
         } else if (c === colon) {
-          // The line's field: `data` and `event` are read, any other (`id`, a comment) is none.
-          reading = field === "data" ? "data" : field === "event" ? "event" : "other";
+          // The line's field: `data` and `event` are read, `id` and `retry` for Python's SDK,
+          // any other (a comment) is none.
+          reading = valueFields.has(field) ? (field as "data" | "event" | "id" | "retry") : "other";
           if (reading === "event") event = "";
+          if (reading === "data") hasData = true;
           first = true;
         } else if (field === "" && (c === 0xef || c === 0xbb || c === 0xbf)) {
           // A byte-order mark's bytes before the field.
