@@ -42,11 +42,12 @@ function walkingNode(
 describe("the listing of held history again", () => {
   const h = useAdversaryHarness();
 
-  it("goes on below a page that holds no line of the vault's, not back to the newest", async () => {
+  /** Four honest jobs of key `keyIndex`'s vault, finalized, and its history (newest first). */
+  async function fourJobs(keyIndex: number) {
     const c = await h.scenario();
-    const { vault } = await c.pinKey(0);
+    const { vault } = await c.pinKey(keyIndex);
     for (let i = 0; i < 4; i++) {
-      const plan = h.op.plan({ keyIndex: 0 });
+      const plan = h.op.plan({ keyIndex });
       c.record(plan, h.op.honestJob(plan));
       h.op.nextSlot();
     }
@@ -54,6 +55,11 @@ describe("the listing of held history again", () => {
     const history = (await h.rpc.getSignaturesForAddress(vault, { limit: 100 })).map(
       (e) => e.signature,
     );
+    return { c, vault, history };
+  }
+
+  it("goes on below a page that holds no line of the vault's, not back to the newest", async () => {
+    const { c, vault, history } = await fourJobs(0);
     expect(history.length).toBeGreaterThan(3 * PAGE);
     const walk: Parameters<typeof walkingNode>[1] = { rewrite: null };
     const { node, calls } = walkingNode(h, walk);
@@ -80,17 +86,7 @@ describe("the listing of held history again", () => {
   });
 
   it("goes on no further than a page reaches, whichever held line a node ends it with", async () => {
-    const c = await h.scenario();
-    const { vault } = await c.pinKey(2);
-    for (let i = 0; i < 4; i++) {
-      const plan = h.op.plan({ keyIndex: 2 });
-      c.record(plan, h.op.honestJob(plan));
-      h.op.nextSlot();
-    }
-    await h.finalized();
-    const history = (await h.rpc.getSignaturesForAddress(vault, { limit: 100 })).map(
-      (e) => e.signature,
-    );
+    const { c, vault, history } = await fourJobs(2);
     expect(history.length).toBeGreaterThan(3 * PAGE);
     const walk: Parameters<typeof walkingNode>[1] = { rewrite: null };
     const { node } = walkingNode(h, walk);
@@ -119,17 +115,7 @@ describe("the listing of held history again", () => {
   });
 
   it("goes on below a short page that leaves out the lines held below it", async () => {
-    const c = await h.scenario();
-    const { vault } = await c.pinKey(1);
-    for (let i = 0; i < 4; i++) {
-      const plan = h.op.plan({ keyIndex: 1 });
-      c.record(plan, h.op.honestJob(plan));
-      h.op.nextSlot();
-    }
-    await h.finalized();
-    const history = (await h.rpc.getSignaturesForAddress(vault, { limit: 100 })).map(
-      (e) => e.signature,
-    );
+    const { c, vault, history } = await fourJobs(1);
     const walk: Parameters<typeof walkingNode>[1] = { rewrite: null };
     const { node } = walkingNode(h, walk);
     const reader = vaultReader(h, c, vault, node, { options: { pageSize: PAGE } });
