@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { verdicts } from "../src/db/schema.js";
 import type { NightlySummary } from "../src/nightly/nightly-run.js";
-import { summaryToMarkdown, summaryToText } from "../src/nightly/summary-format.js";
+import { summaryToJson, summaryToMarkdown, summaryToText } from "../src/nightly/summary-format.js";
 import { cleanLedger } from "./support/ledger-result.js";
 
 const vault = "F11Zd87fGZBi1tD6uYQyPQ2JCmaG3e7RcDmrm3eJucpB";
@@ -62,6 +62,37 @@ describe("nightly summary", () => {
     expect(line).not.toContain("all 5 jobs verified");
   });
 
+  it("names the ledger's findings beside jobs NOT verified in the headline", () => {
+    const s = summaryWithMemos(["job_a", "job_b"]);
+    s.outcome = "discrepancies";
+    s.total = 396;
+    s.byVerdict.verified = 394;
+    s.byVerdict.discrepancy = 2;
+    s.ledger = {
+      ...s.ledger!,
+      creditsHeaderMismatches: [{ jobId: "job_c", vault, headerUnits: "5", beforeWindow: false }],
+    };
+    const headline =
+      "2 of 396 jobs NOT verified, and the credit vaults' ledger has 3 findings (2 unreceipted debits, 1 credits-header mismatches)";
+    expect(summaryToText(s).split("\n")[0]).toContain(headline);
+    expect(summaryToMarkdown(s).split("\n")[0]).toContain(headline);
+    expect(JSON.parse(summaryToJson(s)).headline).toBe(headline);
+  });
+
+  it("says what a run that could not finish had found already", () => {
+    const s = summaryWithMemos(["job_a"]);
+    s.outcome = "incomplete";
+    s.exitCode = 2;
+    s.reason = "1 jobs are not final";
+    s.total = 5;
+    s.byVerdict.verified = 3;
+    s.byVerdict.discrepancy = 1;
+    s.byVerdict.pending = 1;
+    expect(summaryToText(s).split("\n")[0]).toContain(
+      "could not finish: 1 jobs are not final; found so far: 1 of 5 jobs NOT verified, and the credit vaults' ledger has 1 findings (1 unreceipted debits)",
+    );
+  });
+
   it("says a debit dated in judged history was listed only after the run that judged it", () => {
     const late = summaryWithMemos(["job_a"]);
     late.ledger!.unreceiptedDebits[0] = {
@@ -82,7 +113,7 @@ describe("nightly summary", () => {
     expect(text).toContain("(memo names job_y\\u001b[2J\\u001b[H");
     expect(text).toContain("job_z\\u009b2J\\u202eevil");
     // One line per finding: the forged second line stays inside the first.
-    expect(text.split("\n").filter((l) => l.includes("unreceipted debit"))).toHaveLength(2);
+    expect(text.split("\n").filter((l) => l.includes("unreceipted debit of"))).toHaveLength(2);
   });
 
   it("shows a memo's links, images and HTML in markdown as a code span on one line", () => {

@@ -17,13 +17,56 @@ const headline = (s: NightlySummary) => {
     case "too_few_jobs":
       return tooFew(s);
     case "discrepancies":
-      return `${s.total - s.byVerdict.verified - s.byVerdict.partially_verified} of ${s.total} jobs NOT verified${s.byVerdict.partially_verified > 0 ? ` (and ${s.byVerdict.partially_verified} partially verified)` : ""}`;
+      return `${notVerifiedText(s)}${findingsOf(s) > 0 ? `, and ${ledgerText(s)}` : ""}`;
     case "ledger_findings":
-      return `${s.total === 0 ? "0 jobs recorded in this window" : jobsText(s)}, but the credit vaults' ledger has ${findingsOf(s)} findings`;
+      return `${s.total === 0 ? "0 jobs recorded in this window" : jobsText(s)}, but ${ledgerText(s)}`;
     case "incomplete":
-      return `could not finish: ${s.reason}`;
+      return `could not finish: ${s.reason}${foundSoFar(s)}`;
   }
 };
+
+/** "2 of 396 jobs NOT verified (and 3 partially verified)". */
+const notVerifiedText = (s: NightlySummary) =>
+  `${s.total - s.byVerdict.verified - s.byVerdict.partially_verified} of ${s.total} jobs NOT verified${s.byVerdict.partially_verified > 0 ? ` (and ${s.byVerdict.partially_verified} partially verified)` : ""}`;
+
+/** Jobs that failed a check: those the headline says are NOT verified. */
+const failedJobs = (s: NightlySummary) =>
+  s.byVerdict.discrepancy + s.byVerdict.dropped + s.byVerdict.unverifiable;
+
+/**
+ * What a run that could not finish had found already: its headline, the one line many read,
+ * said "could not finish" alone while jobs had failed and money had left a vault unexplained.
+ */
+const foundSoFar = (s: NightlySummary) => {
+  const found = [
+    ...(failedJobs(s) > 0 ? [`${failedJobs(s)} of ${s.total} jobs NOT verified`] : []),
+    ...(findingsOf(s) > 0 ? [ledgerText(s)] : []),
+  ];
+  return found.length > 0 ? `; found so far: ${found.join(", and ")}` : "";
+};
+
+/** "the credit vaults' ledger has 150 findings (148 unreceipted debits, 2 unreleased locks)". */
+const ledgerText = (s: NightlySummary) =>
+  `the credit vaults' ledger has ${findingsOf(s)} findings (${findingKinds(s).join(", ")})`;
+
+/** Each kind of ledger finding the run has, with its count: what a count alone hid. */
+function findingKinds(s: NightlySummary): string[] {
+  const l = s.ledger;
+  if (!l) return [];
+  const kinds: [number, string][] = [
+    [l.unreceiptedDebits.length, "unreceipted debits"],
+    [l.unreleasedLocks.length, "unreleased locks"],
+    [l.creditsHeaderMismatches.length, "credits-header mismatches"],
+    [l.foreignMint.length, "other-mint findings"],
+    [l.vaultOwnerChanges.length + l.vaultOwnersNow.length, "vault owner findings"],
+    [l.vaultDelegateApprovals.length + l.vaultDelegatesNow.length, "vault delegate findings"],
+    [l.mixedJobMemos.length, "movements under several jobs' memos"],
+    [l.imbalanced.length, "vaults off the chain's balance"],
+    [l.gaps.length, "history gaps"],
+    [l.prunedHistory.length, "pruned histories"],
+  ];
+  return kinds.filter(([n]) => n > 0).map(([n, kind]) => `${n} ${kind}`);
+}
 
 /** What a run whose jobs all passed says of them: partially verified ones named. */
 const jobsText = (s: NightlySummary) =>
