@@ -1,3 +1,4 @@
+import { isQuorumRpc } from "./chain/quorum.js";
 import type { RpcPool } from "./chain/rpc-pool.js";
 import type { Config } from "./config.js";
 import type { Store } from "./db/client.js";
@@ -129,6 +130,7 @@ export function composeBackground(deps: BackgroundDeps): Background {
             engine: verifier,
             log,
             preflight: () => rpc.getSlot("finalized"),
+            ...(isQuorumRpc(rpc) ? { rpcQuorum: rpc } : {}),
             profile: () => profileStatus(store, profile),
             ledger: ledgerWindowCheck({
               store,

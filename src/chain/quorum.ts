@@ -137,6 +137,12 @@ export interface QuorumRpc extends RpcPool {
   /** Every null status is k endpoints' agreed "not found" (see `VerifierRpc.agreedMisses`). */
   readonly agreedMisses: true;
   quorumStatus(): QuorumStatus;
+  /**
+   * Endpoints that answered getTransaction "not found" for a transaction another endpoint
+   * served, with no k agreeing either way, and how often: retried as RPC trouble (a node a
+   * little behind does it), but an endpoint that keeps doing it leaves transactions out.
+   */
+  leftOut(): { endpoint: string; times: number }[];
   /** Every endpoint's answer to getTransaction, and whether k of them agree (`tx inspect`). */
   inspect(
     signature: string,
@@ -334,6 +340,7 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
     ]),
   );
   let rotation = 0;
+  const leftOutTimes = new Map<string, number>();
 
   const isAside = (m: QuorumMember) => standing.get(m.name)!.setAsideUntil > now();
 
@@ -652,6 +659,12 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
     }
     // One version of the facts, but not k of them: the others failed or do not have it yet
     // (a node a little behind answers "not found" at finalized). Retried, never decided on.
+    if (digests.size === 1) {
+      for (const a of answers) {
+        if (a.kind === "not_found")
+          leftOutTimes.set(a.endpoint, (leftOutTimes.get(a.endpoint) ?? 0) + 1);
+      }
+    }
     throw new AppError(
       "rpc_unavailable",
       `getTransaction ${signature}: fewer than ${k} endpoints answered it identically (${answers
@@ -1447,6 +1460,9 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
     stats: () => members.flatMap((m) => m.rpc.stats()),
     async close() {
       await Promise.all(members.map((m) => m.rpc.close()));
+    },
+    leftOut() {
+      return [...leftOutTimes].map(([endpoint, times]) => ({ endpoint, times }));
     },
     quorumStatus() {
       const t = now();

@@ -20,6 +20,8 @@ export interface NightlyScheduleDeps {
   log: Logger;
   /** e.g. an RPC `getSlot`: a rejection makes the run end "could not finish". */
   preflight?: () => Promise<unknown>;
+  /** The RPC quorum's standing (see `NightlyOptions.rpcQuorum`). */
+  rpcQuorum?: NightlyOptions["rpcQuorum"];
   /** The profile's gaps, said once in each run's summary. */
   profile?: () => Promise<ProfileStatus>;
   /** The credit vaults' ledger of each window (see `NightlyOptions.ledger`). */
@@ -129,6 +131,7 @@ export function scheduleNightlyVerification(expression: string, deps: NightlySch
       // In serve, whose verifier holds proxied jobs for the jobs API's answer.
       waitsForJobsApi: true,
       ...(deps.preflight ? { preflight: deps.preflight } : {}),
+      ...(deps.rpcQuorum ? { rpcQuorum: deps.rpcQuorum } : {}),
       ...(deps.profile ? { profile: deps.profile } : {}),
       ...(deps.ledger ? { ledger: deps.ledger } : {}),
     });

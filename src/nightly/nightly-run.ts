@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
+import type { QuorumRpc } from "../chain/quorum.js";
 import { withoutUrlSecrets } from "../chain/url-secrets.js";
 import { isBusyError, pgWriteRefusalHint, type Store } from "../db/client.js";
 import { openVerdicts, type Verdict, verdicts } from "../db/schema.js";
@@ -76,6 +77,11 @@ export interface NightlyOptions {
    * run that ends with such jobs open names the jobs API. Default false (`verify` alone).
    */
   waitsForJobsApi?: boolean;
+  /**
+   * The RPC quorum (none without one): a run that ends with jobs open names the endpoints that
+   * answered "not found" during it for transactions another endpoint served.
+   */
+  rpcQuorum?: Pick<QuorumRpc, "leftOut">;
   /** Runs before anything else, e.g. an RPC `getSlot`; a rejection means "could not finish". */
   preflight?: () => Promise<unknown>;
   onProgress?: (p: NightlyProgress) => void;
@@ -344,6 +350,7 @@ export async function runNightlyVerification(
   const left = () => Math.max(0, options.timeoutMs - elapsed());
   const timedOut = () => `timed out after ${Math.round(options.timeoutMs / 1000)} s`;
   let reason: string | null = null;
+  const leftOutBefore = options.rpcQuorum?.leftOut() ?? [];
   let runId: number | null = null;
   let runStatus: "completed" | "timed_out" | "interrupted" = "completed";
   let ledger: LedgerWindowResult | undefined;
@@ -552,6 +559,7 @@ export async function runNightlyVerification(
       // The counts above stand; only the detail is missing.
     }
   }
+  if (open > 0 && waiting !== "") waiting += leftOutText(options.rpcQuorum, leftOutBefore);
   if (reason === null && open > 0) reason = `${open} jobs are not final${waiting}`;
   else if (reason !== null && waiting !== "")
     reason = `${reason}; ${open} jobs not final${waiting}`;
@@ -650,6 +658,24 @@ async function windowJobsByVerdict(
     Verdict,
     number
   >;
+}
+
+/**
+ * "; the RPC endpoints disagree: answered not found for a transaction another endpoint served
+ * (liar 6 times)", counting this run's answers (not those `before` it), or "". Said as "RPC
+ * trouble" or "waiting for finality" alone, on-call looked for a slow node, not a lying one.
+ */
+function leftOutText(
+  quorum: NightlyOptions["rpcQuorum"],
+  before: { endpoint: string; times: number }[],
+): string {
+  const earlier = new Map(before.map((e) => [e.endpoint, e.times]));
+  const left = (quorum?.leftOut() ?? [])
+    .map((e) => ({ endpoint: e.endpoint, times: e.times - (earlier.get(e.endpoint) ?? 0) }))
+    .filter((e) => e.times > 0);
+  if (left.length === 0) return "";
+  const named = left.map((e) => `${e.endpoint} ${e.times} times`).join(", ");
+  return `; the RPC endpoints disagree: answered not found for a transaction another endpoint served (${named})`;
 }
 
 /** ": 18 waiting for the jobs API's answer, 2 on RPC trouble", or "" with nothing to say. */

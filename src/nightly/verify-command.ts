@@ -118,7 +118,10 @@ export async function runVerifyCommand(
   engine: SettlingEngine,
   flags: VerifyFlags,
   io: VerifyIo,
-  extra: Pick<NightlyOptions, "preflight" | "signal" | "profile" | "ledger" | "startedTick"> & {
+  extra: Pick<
+    NightlyOptions,
+    "preflight" | "signal" | "profile" | "ledger" | "startedTick" | "rpcQuorum"
+  > & {
     /**
      * How long past `--timeout` the run may go on (its summary's reads and closing writes)
      * before it is given up on: a database that stops answering without closing its

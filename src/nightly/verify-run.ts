@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { pino } from "pino";
-import { rpcFromConfig } from "../chain/quorum.js";
+import { isQuorumRpc, rpcFromConfig } from "../chain/quorum.js";
 import type { Config } from "../config.js";
 import { isBusyError, type Store } from "../db/client.js";
 import { openStore } from "../db/open.js";
@@ -81,6 +81,7 @@ export async function runVerifyFromCli(
         },
         {
           preflight: () => rpc.getSlot("finalized"),
+          ...(isQuorumRpc(rpc) ? { rpcQuorum: rpc } : {}),
           signal: abort.signal,
           profile: () => profileStatus(store, profile),
           ledger,

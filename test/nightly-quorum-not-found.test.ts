@@ -1,0 +1,47 @@
+import { describe, expect, it } from "vitest";
+import { createQuorumRpc } from "../src/chain/quorum.js";
+import type { RpcPool } from "../src/chain/rpc-pool.js";
+import { createLogger } from "../src/log.js";
+import { runNightlyVerification } from "../src/nightly/nightly-run.js";
+import { recordHonest } from "./support/honest-receipt.js";
+import { quickVerifier } from "./support/quick-verifier.js";
+import { createTestStore } from "./support/store.js";
+import { createFakeChain } from "./support/verify-fake-rpc.js";
+
+const log = createLogger({ level: "silent" });
+
+describe("a nightly run under RPC_QUORUM=2 when one endpoint says not found", () => {
+  it("says the endpoints disagree, naming them, not that the jobs wait for finality", async () => {
+    const store = createTestStore();
+    const chain = createFakeChain({ finalitySlots: 0 });
+    const from = Date.now() - 60_000;
+    recordHonest(store, "a", chain);
+    recordHonest(store, "b", chain);
+    const honest = {
+      ...chain.rpc,
+      requestRate: () => 1,
+      stats: () => [],
+      async close() {},
+    } as unknown as RpcPool;
+    const liar = { ...honest, getTransaction: async () => null } as unknown as RpcPool;
+    const rpc = createQuorumRpc({
+      members: [
+        { name: "honest", rpc: honest },
+        { name: "liar", rpc: liar },
+      ],
+      quorum: 2,
+    });
+    const verifier = quickVerifier(store, rpc, log);
+    const night = await runNightlyVerification(store, verifier, {
+      from,
+      to: Date.now() + 1_000,
+      timeoutMs: 1_500,
+      rpcQuorum: rpc,
+    });
+    expect(night.exitCode).toBe(2);
+    expect(night.reason).not.toContain("to be final");
+    expect(night.reason).toMatch(
+      /2 jobs not final: 2 waiting on RPC trouble; the RPC endpoints disagree: answered not found for a transaction another endpoint served \(liar \d+ times\)/,
+    );
+  });
+});
