@@ -52,7 +52,7 @@ export class ReceiptTurnWaitError extends Error {
   override name = "ReceiptTurnWaitError";
 }
 
-function sqlStateOf(error: unknown): unknown {
+export function sqlStateOf(error: unknown): unknown {
   let failure = error as { code?: unknown; cause?: unknown } | null;
   while (failure && failure.code === undefined && failure.cause instanceof Error) {
     failure = failure.cause as { code?: unknown; cause?: unknown };

@@ -1,7 +1,10 @@
-import { and, count, desc, eq, getTableColumns, sql } from "drizzle-orm";
+import { setTimeout as sleep } from "node:timers/promises";
+import { and, count, desc, eq, getTableColumns, inArray, sql } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
 import { jobs, receiptConflicts } from "../../db/pg/schema.js";
 import type { ReceiptSource } from "../../db/schema.js";
+import { AppError } from "../../errors.js";
+import { backoff } from "../../retry.js";
 import {
   addsTags,
   captureDifferences,
@@ -33,7 +36,7 @@ import {
 } from "../receipt-rules.js";
 import type { ReceiptsStore, RecordOptions, RecordResult } from "../receipts.js";
 import type { PgExecutor, PgTx } from "./executor.js";
-import { takeReceiptWriterTurn } from "./group-commit.js";
+import { sqlStateOf, takeReceiptWriterTurn } from "./group-commit.js";
 import { reopenJobsPg, reopenNamersPg } from "./job-queue.js";
 import { serverClockShiftMs } from "./server-clock.js";
 import { inPgTransaction, retryOnConflict } from "./write-transaction.js";
@@ -418,17 +421,66 @@ export async function recordReceiptsPg(
   });
 }
 
+/**
+ * How long a `record` (an import's) waits for a job row another session holds locked, per try,
+ * in ms; and how many tries before it is refused naming the job. Unbounded, one row held by an
+ * operator's `SELECT … FOR UPDATE` made `import` wait the whole statement timeout per receipt,
+ * holding the receipt writers' turn all that time.
+ */
+const RECORD_LOCK_WAIT_MS = 1000;
+const RECORD_LOCK_TRIES = 5;
+
 /** The receipts store on a PostgreSQL pool: each `record` is one transaction. */
 export function createPgReceiptsStore(store: PgStore): ReceiptsStore {
+  const recordOnce: ReceiptsStore["record"] = (receipts, source, options) =>
+    retryOnConflict(() =>
+      store.db.transaction(async (tx) => {
+        // Its own transaction, beside the receipt writers' groups: it takes its turn as they do.
+        await takeReceiptWriterTurn(tx);
+        await tx.execute(
+          sql`SELECT set_config('lock_timeout', ${String(RECORD_LOCK_WAIT_MS)}, true)`,
+        );
+        return recordReceiptsPg(tx, receipts, source, options);
+      }),
+    );
   return {
-    record(receipts, source, options) {
-      return retryOnConflict(() =>
-        store.db.transaction(async (tx) => {
-          // Its own transaction, beside the receipt writers' groups: it takes its turn as they do.
-          await takeReceiptWriterTurn(tx);
-          return recordReceiptsPg(tx, receipts, source, options);
-        }),
-      );
+    async record(receipts, source, options) {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await recordOnce(receipts, source, options);
+        } catch (error) {
+          if (sqlStateOf(error) !== "55P03") throw error;
+          if (attempt >= RECORD_LOCK_TRIES) throw await rowsLockedError(store, receipts, error);
+          await sleep(backoff(attempt, { baseMs: 200, maxMs: 2000 }));
+        }
+      }
     },
   };
+}
+
+/** The refusal of a `record` whose job rows stayed locked: nothing of it was written. */
+async function rowsLockedError(
+  store: PgStore,
+  receipts: readonly { jobId: string }[],
+  cause: unknown,
+): Promise<AppError> {
+  const ids = [...new Set(receipts.map((r) => r.jobId))];
+  // The rows that exist and that a lock skipping the locked ones does not take are held.
+  const { existing, free } = await store.db.transaction(async (tx) => {
+    const named = tx.select({ jobId: jobs.jobId }).from(jobs).where(inArray(jobs.jobId, ids));
+    const all = await named;
+    const unlocked = await named.for("update", { skipLocked: true });
+    return {
+      existing: new Set(all.map((r) => r.jobId)),
+      free: new Set(unlocked.map((r) => r.jobId)),
+    };
+  });
+  const locked = ids.filter((id) => existing.has(id) && !free.has(id));
+  const named = locked.length > 0 ? locked : ids;
+  return new AppError(
+    "locked",
+    `job ${named.slice(0, 5).join(", ")}${named.length > 5 ? ` and ${named.length - 5} more` : ""}: its row is held locked by another session (waited ${RECORD_LOCK_TRIES} times ${RECORD_LOCK_WAIT_MS} ms); none of these ${receipts.length} receipts was written, run the import again once it is free`,
+    { jobIds: named },
+    { cause },
+  );
 }
