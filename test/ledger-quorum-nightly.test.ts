@@ -5,6 +5,7 @@ import { ledgerWindowCheck } from "../src/ledger/window-check.js";
 import { createLogger } from "../src/log.js";
 import { runNightlyVerification } from "../src/nightly/nightly-run.js";
 import { createVerifier } from "../src/verify/engine.js";
+import { finalizedNow } from "./support/finality.js";
 import { vaultReader } from "./support/ledger-periods.js";
 import { useAdversaryHarness } from "./support/operator.js";
 import { quickVerifierOptions } from "./support/quick-verifier.js";
@@ -54,12 +55,6 @@ const down = {
   close: async () => {},
 } as unknown as RpcPool;
 
-/** Waits until everything sent so far is finalized, and a second past it. */
-async function finalized() {
-  await h.finalized();
-  await new Promise((r) => setTimeout(r, 1100));
-}
-
 describe("a nightly run under RPC_QUORUM=2 when the operator's endpoint hides the vault's newest debit", () => {
   for (const [keyIndex, variant] of [
     [0, "2 of 2"],
@@ -103,15 +98,13 @@ describe("a nightly run under RPC_QUORUM=2 when the operator's endpoint hides th
             graceSeconds: 0,
           }),
         });
-      await finalized();
-      const to = Date.now() - 1_100;
+      const to = await finalizedNow(h.world);
       const first = await night({ from, to });
       expect(first.exitCode).not.toBe(0);
       expect(first.ledger?.unreceiptedDebits ?? []).toEqual([]);
 
       hide.clear();
-      await finalized();
-      const second = await night({ from: to, to: Date.now() - 1_100 });
+      const second = await night({ from: to, to: await finalizedNow(h.world) });
       expect(second.exitCode).toBe(1);
       expect(second.ledger?.unreceiptedDebits).toEqual([
         expect.objectContaining({ signature: theft, amountUnits: (-stolen).toString() }),

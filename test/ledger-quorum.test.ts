@@ -8,6 +8,7 @@ import { createLogger } from "../src/log.js";
 import { runNightlyVerification } from "../src/nightly/nightly-run.js";
 import { summaryToText } from "../src/nightly/summary-format.js";
 import { createVerifier } from "../src/verify/engine.js";
+import { chainSecondAfter, finalizedNow } from "./support/finality.js";
 import { nightlyOnChain, vaultReader } from "./support/ledger-periods.js";
 import { type Scenario, useAdversaryHarness } from "./support/operator.js";
 import { quickVerifierOptions } from "./support/quick-verifier.js";
@@ -59,10 +60,9 @@ async function statementThrough(
   from: number,
   pageSize = 1000,
 ) {
-  await h.finalized();
-  const to = Date.now();
-  // Block times are whole seconds: the read happens after the second `to` falls in.
-  await new Promise((r) => setTimeout(r, 1100));
+  // Block times are whole seconds: the read happens once the chain has finalized the second
+  // `to` falls in.
+  const to = await finalizedNow(h.world);
   const reader = vaultReader(h, c, vault, rpc, { options: { pageSize } });
   await reader.syncAll();
   const statement = await buildStatement(
@@ -222,7 +222,7 @@ describe("the ledger under RPC_QUORUM=2 with the operator's endpoint listed firs
     await c.pinKey(0);
     await h.finalized();
     const donor = h.op.victimVault(1_000_000n);
-    await new Promise((r) => setTimeout(r, 1100));
+    await chainSecondAfter(h.world);
     const theft = h.op.send([h.op.transfer(vault, h.op.attackerAccount(0n), 250_000n)]).signature;
     const deposit = h.op.send([h.op.transfer(donor, vault, 1_000n)]).signature;
     await h.finalized();
@@ -271,9 +271,7 @@ describe("the ledger under RPC_QUORUM=2 with the operator's endpoint listed firs
     const to = (await h.rpc.getBlockTime(theftSlot - 1)) * 1000;
     expect((await night({ from, to })).exitCode).toBe(1);
     lie.on = false;
-    await h.finalized();
-    await new Promise((r) => setTimeout(r, 1100));
-    const second = await night({ from: to, to: Date.now() - 1_100 });
+    const second = await night({ from: to, to: await finalizedNow(h.world) });
     expect(second.exitCode).toBe(1);
     expect(second.ledger?.unreceiptedDebits).toEqual([
       expect.objectContaining({ vault, signature: theft, amountUnits: "-250000" }),
@@ -307,7 +305,7 @@ describe("a gap in a vault's history", () => {
     expect(s.complete).toBe(false);
 
     const summary = await nightlyOnChain(h, c, vaultReader(h, c, vault, alone)).nightly(
-      { from, to: Date.now() - 1_100 },
+      { from, to: await finalizedNow(h.world) },
       20_000,
     );
     expect(summary).toMatchObject({ outcome: "ledger_findings", exitCode: 1, reason: null });

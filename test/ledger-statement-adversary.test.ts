@@ -4,7 +4,7 @@ import { ledgerFindingCount } from "../src/ledger/window-check.js";
 import { localKeyNames, localSigner } from "../src/localnet/keys.js";
 import { summaryToText } from "../src/nightly/summary-format.js";
 import { localnetProfile, type Profile } from "../src/verify/profiles.js";
-import { chainSecondAfter } from "./support/finality.js";
+import { chainSecondAfter, finalizedPast } from "./support/finality.js";
 import { nightlyOnChain, vaultStatementSince } from "./support/ledger-periods.js";
 import {
   type AdversaryHarness,
@@ -144,7 +144,7 @@ describe("the statement of a credit vault against an operator who names its debi
     );
     await c.flush();
     // Past the settlement window (1 s) with no grace.
-    await new Promise((r) => setTimeout(r, 2_100));
+    await finalizedPast(h.world, h.op.now() + 1_000);
 
     const s = await statementOf(c, plan.vault, from);
     expect(s.returnsUnits).toBe(honest.remainder + 1n);
@@ -280,7 +280,7 @@ describe("the statement of a credit vault closed and opened again in another min
     await c.verify();
     expect((await c.verdicts(plan.jobId))[0]?.verdict).toBe("discrepancy");
     // Past the settlement window (1 s) with no grace.
-    await new Promise((r) => setTimeout(r, 2_100));
+    await finalizedPast(h.world, h.op.now() + 1_000);
 
     const s = await statementOf(c, vault, from);
     // No credit came back: J's lock is still out, and nothing is a return or a deposit.
@@ -417,7 +417,7 @@ describe("the statement of a credit vault another owns since an earlier period",
     await wait();
     // A later period, holding no transaction of the vault: the attacker still owns it.
     const from = await chainSecondAfter(w.world);
-    await new Promise((r) => setTimeout(r, 1_100));
+    await finalizedPast(w.world, from);
     const to = Date.now();
     const { reader, nightly } = nightlyOnChain(w, c);
     // The run of the handover's period names it; the next run has no transaction to name.
@@ -477,8 +477,7 @@ describe("the statement of a credit vault another owns since an earlier period",
     const from = await chainSecondAfter(w.world);
     const sol = w.op.send([w.op.lamportsTo(vault)]);
     expect(sol.postTokenBalances).toEqual([]);
-    await wait();
-    await new Promise((r) => setTimeout(r, 1_100));
+    await finalizedPast(w.world, from);
     const to = Date.now();
     const { reader, nightly } = nightlyOnChain(w, c);
     // The handover's period names it; the next period's newest line (the lamport) shows no
@@ -639,7 +638,7 @@ describe("the statements of two credit vaults one lock drew on together", () => 
       { verdict: "discrepancy", failing: ["escrow.source"] },
     ]);
     // Past the settlement window (1 s) with no grace.
-    await new Promise((r) => setTimeout(r, 2_100));
+    await finalizedPast(h.world, h.op.now() + 1_000);
 
     const s1 = await statementOf(c, one.vault, from);
     const s2 = await statementOf(c, two.vault, from);

@@ -9,6 +9,7 @@ import { type NightlyOptions, runNightlyVerification } from "../src/nightly/nigh
 import { createDashboardStore } from "../src/store/dashboard.js";
 import { createVerifier } from "../src/verify/engine.js";
 import type { Profile } from "../src/verify/profiles.js";
+import { finalizedNow } from "./support/finality.js";
 import { vaultReader } from "./support/ledger-periods.js";
 import { useAdversaryHarness } from "./support/operator.js";
 import { quickVerifierOptions } from "./support/quick-verifier.js";
@@ -16,12 +17,6 @@ import { quickVerifierOptions } from "./support/quick-verifier.js";
 const log = createLogger({ level: "silent" });
 
 const h = useAdversaryHarness();
-
-/** Waits until everything sent so far is finalized, and a second past it. */
-async function finalized() {
-  await h.finalized();
-  await new Promise((r) => setTimeout(r, 1100));
-}
 
 /** The "Last nightly run" section of /dashboard/status as a reader signed in sees it, as text. */
 async function lastNightlyRunOnStatusPage(store: Store): Promise<string> {
@@ -76,11 +71,11 @@ describe("a nightly run's row and the status page after the jobs settled", () =>
     const from = Date.now() - 5_000;
     await c.pinKey(0);
     h.op.send([h.op.transfer(vault, h.op.attackerAccount(0n), 250_000n)]);
-    await finalized();
+    const to = await finalizedNow(h.world);
     const reader = vaultReader(h, c, vault);
     const summary = await night(
       c,
-      { from, to: Date.now() - 1_100 },
+      { from, to },
       ledgerWindowCheck({ store: c.store, reader, profile: c.profile, graceSeconds: 0 }),
     );
     expect(summary).toMatchObject({ outcome: "ledger_findings", exitCode: 1, reason: null });
@@ -105,13 +100,13 @@ describe("a nightly run's row and the status page after the jobs settled", () =>
     const c = await h.scenario();
     const from = Date.now() - 5_000;
     await c.pinKey(1);
-    await finalized();
+    const to = await finalizedNow(h.world);
     // A vault's history that never finishes listing: the run's time runs out in the ledger.
     const endless = async ({ signal }: { signal?: AbortSignal }) =>
       new Promise<never>((_, reject) => {
         signal?.addEventListener("abort", () => reject(new Error("aborted")));
       });
-    const summary = await night(c, { from, to: Date.now() - 1_100 }, endless, 3_000);
+    const summary = await night(c, { from, to }, endless, 3_000);
     expect(summary).toMatchObject({ outcome: "incomplete", exitCode: 2 });
     expect(summary.reason).toMatch(/^timed out after 3 s \(reading the credit vaults' history\)/);
 

@@ -28,3 +28,18 @@ export async function chainSecondAfter(world: LocalWorld, leadMs = 1): Promise<n
   }
   return at;
 }
+
+/**
+ * The machine's time now (a window's end a run may take: not after the machine's clock), once
+ * it is past the second of the chain's newest slot, which runs a little ahead of it; returned
+ * once the local chain has finalized past it. A window ending there holds everything sent
+ * before, and a read lists it at once, where a fixed pause of a second was a guess that a
+ * loaded host could outrun.
+ */
+export async function finalizedNow(world: LocalWorld): Promise<number> {
+  const newest = (world.chain.blockTime(world.chain.currentSlot()) ?? 0) * 1000;
+  while (Date.now() <= newest) await new Promise((r) => setTimeout(r, 5));
+  const now = Date.now();
+  await finalizedPast(world, now);
+  return now;
+}
