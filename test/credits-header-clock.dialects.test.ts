@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { buildStatement } from "../src/ledger/statement.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import { periodEdge, vaultReader } from "./support/ledger-periods.js";
@@ -15,12 +15,17 @@ describe.each(dialects)("%s store", (dialect) => {
   const stores = useDialectStores(dialect);
   const h = useAdversaryHarness({ openStore: () => stores.open() });
 
-  /** A scenario whose key's vault is known, the chain's clock ~60 ms into a whole second. */
-  async function start() {
+  /** One scenario for the block, its key's vault known: each case judges a period of its own. */
+  let shared: { c: Scenario; vault: string };
+  beforeAll(async () => {
     const c = await h.scenario();
     const { vault } = await c.pinKey(0);
-    const from = periodEdge(h);
-    return { c, vault, from };
+    shared = { c, vault };
+  });
+
+  /** The block's scenario, a period starting now, the chain's clock ~60 ms into a whole second. */
+  function start() {
+    return { ...shared, from: periodEdge(h) };
   }
 
   /**
@@ -44,14 +49,17 @@ describe.each(dialects)("%s store", (dialect) => {
     };
   }
 
-  describe.each([100, 1_000, 2_000])("clocks %i ms apart", (apartMs) => {
+  // 100 ms: the settlement dated the second after the response's (the chain's clock ahead) or
+  // the same second (behind); 2 s: the slack's last second (ahead) or two seconds before
+  // (behind). A second apart places the settlement as 100 ms does on each side.
+  describe.each([100, 2_000])("clocks %i ms apart", (apartMs) => {
     /**
      * An honest job recorded right after its settlement by a recorder whose clock is `apartMs`
      * behind (-1: the chain's runs ahead, the settlement's block dated after the response's
      * second) or ahead (1) of the chain's, its header `offBy` units off the balance it left.
      */
     async function recorded(direction: number, offBy = 0n) {
-      const { c, vault, from } = await start();
+      const { c, vault, from } = start();
       const plan = h.op.plan({ keyIndex: 0 });
       const txs = h.op.honestJob(plan);
       const header = h.op.balance(vault) + offBy;
@@ -86,7 +94,7 @@ describe.each(dialects)("%s store", (dialect) => {
   });
 
   it("passes an honest header that waited for the ledger's read, the chain's clock 2 s ahead", async () => {
-    const { c, vault, from } = await start();
+    const { c, vault, from } = start();
     const plan = h.op.plan({ keyIndex: 0 });
     const txs = h.op.honestJob(plan);
     c.record(plan, txs, {}, "ingest", h.op.now() - 2_000);
@@ -103,7 +111,7 @@ describe.each(dialects)("%s store", (dialect) => {
     // The chain 1 s ahead: the settlement is dated the second after the response's, and a
     // top-up the second after that. The header names the balance after the top-up: a balance
     // the vault held only after the response.
-    const { c, vault, from } = await start();
+    const { c, vault, from } = start();
     const plan = h.op.plan({ keyIndex: 0 });
     const txs = h.op.honestJob(plan);
     const recordedAt = h.op.now() - 1_000;
@@ -120,7 +128,7 @@ describe.each(dialects)("%s store", (dialect) => {
   it("fails a header of the balance after a settlement that landed well after the response, a top-up between", async () => {
     // The receipt names a settlement the operator sent 3 s after the response, past any clock
     // slack; a top-up came first. The header names the balance after both.
-    const { c, vault, from } = await start();
+    const { c, vault, from } = start();
     const plan = h.op.plan({ keyIndex: 0 });
     const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
     const recordedAt = h.op.now();
