@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { RpcPool } from "../src/chain/rpc-pool.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
-import { chainSecondAfter, finalizedPast } from "./support/finality.js";
+import { chainSecondAfter, finalizedNow } from "./support/finality.js";
 import { nightlyOnChain, vaultReader } from "./support/ledger-periods.js";
 import { type Scenario, useAdversaryHarness } from "./support/operator.js";
 
@@ -71,9 +71,7 @@ describe.each(dialects)("%s store", (dialect) => {
       const next = h.op.plan({ keyIndex });
       c.record(next, h.op.honestJob(next));
     }
-    await h.finalized();
-    const to = Date.now();
-    await finalizedPast(h.world, to);
+    const to = await finalizedNow(h.world);
     return { c, vault, from, to, topUp, theft };
   }
 
