@@ -417,8 +417,10 @@ describe("the statement of a credit vault another owns since an earlier period",
     await wait();
     // A later period, holding no transaction of the vault: the attacker still owns it.
     const from = await chainSecondAfter(w.world);
+    // The period of the second `from` opens, read once the chain has finalized it (the
+    // machine's clock may trail the chain's by a slot).
     await finalizedPast(w.world, from);
-    const to = Date.now();
+    const to = Math.min(from + 1_000, Date.now());
     const { reader, nightly } = nightlyOnChain(w, c);
     // The run of the handover's period names it; the next run has no transaction to name.
     expect((await nightly({ from: opened, to: from })).exitCode).toBe(1);
@@ -477,8 +479,10 @@ describe("the statement of a credit vault another owns since an earlier period",
     const from = await chainSecondAfter(w.world);
     const sol = w.op.send([w.op.lamportsTo(vault)]);
     expect(sol.postTokenBalances).toEqual([]);
+    // The period of the second `from` opens, read once the chain has finalized it (the
+    // machine's clock may trail the chain's by a slot).
     await finalizedPast(w.world, from);
-    const to = Date.now();
+    const to = Math.min(from + 1_000, Date.now());
     const { reader, nightly } = nightlyOnChain(w, c);
     // The handover's period names it; the next period's newest line (the lamport) shows no
     // owner, and the vault is still the attacker's.
