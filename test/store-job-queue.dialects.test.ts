@@ -383,6 +383,40 @@ describe.each(dialects)("the job queue on %s", (dialect) => {
     });
   });
 
+  it("reverify looks again for the given-up signatures of the job's conflicting receipts", async () => {
+    const store = await stores.open();
+    await seedJobs(store, [
+      {
+        jobId: "job",
+        verdict: "dropped",
+        escrowTx: "sig-lock",
+        settlementTx: "sig-settle",
+        conflictSignatures: ["sig-second-lock", "sig-pruned-refund"],
+      },
+      { jobId: "other", verdict: "dropped", conflictSignatures: ["sig-other"] },
+    ]);
+    const miss = { notFoundCount: 3, notFoundSince: T0, notFoundSlot: 77 };
+    await seedSignatures(store, [
+      { signature: "sig-lock", state: "finalized", commitment: "finalized" },
+      { signature: "sig-settle", state: "finalized", commitment: "finalized" },
+      { signature: "sig-second-lock", state: "dropped", ...miss },
+      { signature: "sig-pruned-refund", state: "pruned", commitment: "finalized", ...miss },
+      { signature: "sig-other", state: "dropped", ...miss },
+    ]);
+
+    await createJobQueueStore(store).reverify("job", t + 5);
+
+    const rows = await createSignatureStore(store).load([
+      "sig-second-lock",
+      "sig-pruned-refund",
+      "sig-other",
+    ]);
+    const reset = { notFoundCount: 0, notFoundSince: null, notFoundSlot: null };
+    expect(rows.get("sig-second-lock")).toMatchObject({ state: "unknown", ...reset });
+    expect(rows.get("sig-pruned-refund")).toMatchObject({ state: "finalized", ...reset });
+    expect(rows.get("sig-other")).toMatchObject({ state: "dropped", notFoundCount: 3 });
+  });
+
   it("reverify looks again for the job's given-up signatures and reopens it ahead of the queue", async () => {
     const store = await stores.open();
     await seedJobs(store, [

@@ -1,6 +1,5 @@
 import { describe, expect, it, onTestFinished } from "vitest";
 import type { SqliteStore } from "../src/db/client.js";
-import { localSigner } from "../src/localnet/keys.js";
 import type { InstructionSpec } from "../src/localnet/wire.js";
 import { reportsStore } from "../src/store/reports.js";
 import { createSignatureStore } from "../src/store/signatures.js";
@@ -28,24 +27,13 @@ import { updateSignature } from "./support/seed-queue.js";
 
 const h = useAdversaryHarness();
 
-/** A lookup table of `addresses`, known to the local chain, for a version-0 transaction. */
-let tables = 0;
-function lookupTable(addresses: string[]) {
-  const table = {
-    address: localSigner(`adversary/shapes/lookup/${tables++}/${Date.now()}`).address,
-    addresses,
-  };
-  h.op.chain.setLookupTable(table.address, h.op.accounts.escrowAuthority, [...addresses]);
-  return table;
-}
-
 describe("accounts loaded from a lookup table", () => {
   it("verifies an honest settlement whose every token account a lookup table loads", async () => {
     const c = await h.scenario();
     await c.pinKey(1);
     const plan = h.op.plan({ keyIndex: 1 });
     const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
-    const table = lookupTable([
+    const table = h.op.lookupTable([
       h.op.accounts.escrowVault,
       plan.worker.tokenAccount,
       h.op.accounts.treasury.tokenAccount,
@@ -66,7 +54,7 @@ describe("accounts loaded from a lookup table", () => {
     const plan = h.op.plan({ keyIndex: 1 });
     const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
     const other = h.op.vault(2);
-    const table = lookupTable([h.op.accounts.escrowVault, other, h.op.accounts.mint]);
+    const table = h.op.lookupTable([h.op.accounts.escrowVault, other, h.op.accounts.mint]);
     const stored = h.op.send(
       [
         ...h.op.payoutIxs(plan, { remainderTo: other }),
@@ -84,7 +72,7 @@ describe("accounts loaded from a lookup table", () => {
     await c.pinKey(1);
     const plan = h.op.plan({ keyIndex: 1 });
     const thief = h.op.attackerAccount(0n);
-    const table = lookupTable([h.op.accounts.escrowVault, thief, h.op.accounts.mint]);
+    const table = h.op.lookupTable([h.op.accounts.escrowVault, thief, h.op.accounts.mint]);
     const stored = h.op.send([...h.op.lockIxs(plan), h.op.transfer(plan.vault, thief, 5_000n)], {
       version: 0,
       lookupTables: [table],

@@ -447,9 +447,12 @@ const rowKey = (r: SignatureRow) => [
 
 /**
  * Signatures of a job given up on (dropped, pruned) are looked for again: the node may have
- * been the wrong one, which is what a re-verification is usually asked for. Composes inside
- * the caller's write transaction (see `reverifyJob` in job-queue.ts); raw SQL: a CASE over a
- * UNION of the job's four signature columns.
+ * been the wrong one, which is what a re-verification is usually asked for. The conflicting
+ * receipts' signatures too (`conflict_signatures`: a step a jobs API answer named once, a
+ * ledger line under the job's memo): a second lock named while still unsent was given up as
+ * never landed, and, sent later (a durable nonce keeps it valid), the job went on saying so.
+ * Composes inside the caller's write transaction (see `reverifyJob` in job-queue.ts); raw SQL:
+ * a CASE over a UNION of the job's four signature columns and its JSON list.
  */
 export function createGivenUpReset(store: SqliteStore): (jobId: string) => void {
   const statement = store.sqlite.prepare(
@@ -459,7 +462,9 @@ export function createGivenUpReset(store: SqliteStore): (jobId: string) => void 
      WHERE state IN ('pruned', 'dropped') AND signature IN (
        SELECT escrow_tx FROM jobs WHERE job_id = @jobId UNION SELECT settlement_tx FROM jobs WHERE job_id = @jobId
        UNION SELECT api_escrow_tx FROM jobs WHERE job_id = @jobId
-       UNION SELECT api_settlement_tx FROM jobs WHERE job_id = @jobId)`,
+       UNION SELECT api_settlement_tx FROM jobs WHERE job_id = @jobId
+       UNION SELECT value FROM jobs, json_each(CASE WHEN json_type(conflict_signatures) = 'array'
+         THEN conflict_signatures ELSE '[]' END) WHERE job_id = @jobId)`,
   );
   return (jobId) => {
     statement.run({ jobId });

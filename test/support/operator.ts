@@ -417,6 +417,30 @@ export class Operator {
     throw new Error("transaction rejected twice as already processed");
   }
 
+  /**
+   * Signs `instructions` as `send` would, without sending: the transaction lands only when
+   * `sendSigned` sends it (within the blockhash's validity, as a durable-nonce one could at any
+   * time), and its signature can be named before that.
+   */
+  signOnly(instructions: InstructionSpec[]): { signature: string; wire: Uint8Array } {
+    const { messageBytes, signers } = compileMessage({
+      version: "legacy",
+      feePayer: this.payer.address,
+      recentBlockhash: this.chain.rotateBlockhash(),
+      instructions,
+    });
+    return signTransaction(messageBytes, signers, [...this.signers.values()]);
+  }
+
+  /** Sends a transaction `signOnly` signed; it must succeed. */
+  sendSigned(signed: { signature: string; wire: Uint8Array }): StoredTransaction {
+    const outcome = this.chain.send(signed.wire);
+    if (!outcome.committed || outcome.transaction.err !== null) {
+      throw new Error(`signed transaction did not land: ${JSON.stringify(outcome)}`);
+    }
+    return outcome.transaction;
+  }
+
   /** The chain's clock, in epoch milliseconds: a receipt's time as a recorder beside it says. */
   now(): number {
     return this.clock.now();
@@ -445,6 +469,13 @@ export class Operator {
     const signer = localSigner(`adversary/${this.tag}/${label}/${this.created++}`);
     this.signers.set(signer.address, signer);
     return signer;
+  }
+
+  /** A lookup table of `addresses`, known to the local chain, for a version-0 transaction. */
+  lookupTable(addresses: readonly string[]): { address: string; addresses: readonly string[] } {
+    const { address } = this.newSigner("lookup-table");
+    this.chain.setLookupTable(address, this.accounts.escrowAuthority, [...addresses]);
+    return { address, addresses };
   }
 
   /** Creates a token account of `mint` owned by `owner` with real System + Token instructions. */

@@ -161,6 +161,7 @@ export const sharedImportFiles: readonly string[] = [
   "test/store.test.ts",
   "test/tokens-store.test.ts",
   "test/verify-adversarial-hidden.test.ts",
+  "test/verify-adversarial-indirect.test.ts",
   "test/verify-adversarial-payers.test.ts",
   "test/verify-adversarial-shapes.test.ts",
   "test/verify-adversarial.test.ts",

@@ -326,7 +326,7 @@ export function createPgSignatureStore(store: PgStore): SignatureStore {
 
 /**
  * `createGivenUpReset` on PostgreSQL: signatures of a job given up on (dropped, pruned) are
- * looked for again. Composes inside the caller's transaction (`reverify` in job-queue.ts);
+ * looked for again, its conflicting receipts' signatures too. Composes inside the caller's transaction (`reverify` in job-queue.ts);
  * returns how many signatures were reset. Raw SQL: the rows are locked in signature order
  * first (`FOR UPDATE` under an ORDER BY), the order every multi-row writer of this table uses,
  * and a row another transaction moved out of a given-up state meanwhile is re-checked and left.
@@ -336,6 +336,9 @@ export async function resetGivenUpPg(tx: PgExecutor, jobId: string): Promise<num
       SELECT signature FROM chain_transactions
       WHERE ${givenUp} AND signature IN (
         SELECT unnest(ARRAY[escrow_tx, settlement_tx, api_escrow_tx, api_settlement_tx])
+        FROM jobs WHERE job_id = ${jobId}
+        UNION SELECT jsonb_array_elements_text(CASE WHEN json_typeof(conflict_signatures) = 'array'
+          THEN conflict_signatures::jsonb ELSE '[]'::jsonb END)
         FROM jobs WHERE job_id = ${jobId})
       ORDER BY signature
       FOR UPDATE)
