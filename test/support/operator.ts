@@ -6,6 +6,7 @@ import {
   createInitializePermanentDelegateInstruction,
   createInitializeTransferFeeConfigInstruction,
   createMintToInstruction,
+  createSetTransferFeeInstruction,
   ExtensionType,
   getAccountLen,
   getAssociatedTokenAddressSync,
@@ -691,6 +692,24 @@ export class Operator {
       ),
     );
     return { mint: mint.address, ixs };
+  }
+
+  /**
+   * Token-2022 SetTransferFee of a mint `createToken2022Mint` made with a fee (the attacker is
+   * its fee authority): the new fee applies from two epochs after the current one, the older
+   * fee until then.
+   */
+  setTransferFeeIx(mint: string, transferFeeBps: number, maximumFee = 2n ** 64n - 1n) {
+    return specOf(
+      createSetTransferFeeInstruction(
+        key(mint),
+        key(this.attacker.address),
+        [],
+        transferFeeBps,
+        maximumFee,
+        key(TOKEN_2022_PROGRAM_ID),
+      ),
+    );
   }
 
   /** A Token-2022 account of `mint` owned by `owner`, holding `fund` minted by the attacker. */
