@@ -1,7 +1,7 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, onTestFinished } from "vitest";
 import { createJobQueueStore } from "../src/store/job-queue.js";
 import { localnetProfile } from "../src/verify/profiles.js";
-import { discrepancy, useAdversaryHarness, verified } from "./support/operator.js";
+import { AuthorityType, discrepancy, useAdversaryHarness, verified } from "./support/operator.js";
 
 /**
  * The operator reaches the customer's money by a way round: a delegate it named in a
@@ -29,6 +29,43 @@ describe("a delegate of the credit vault", () => {
     const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
     c.record(plan, { escrowTx, settlementTx });
     expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.vault")]);
+  });
+});
+
+describe("a credit vault handed to a multisig the escrow authority is a member of", () => {
+  it("catches the lock the multisig signs by another member: the vault is no longer the escrow authority's", async () => {
+    const c = await h.scenario();
+    await c.pinKey(2);
+    const plan = h.op.plan({ keyIndex: 2 });
+    const attacker = h.op.attacker.address;
+    const multisig = h.op.createMultisig([h.op.escrowAuthority.address, attacker], 1);
+    h.op.send([h.op.setAuthority(plan.vault, AuthorityType.AccountOwner, multisig)]);
+    onTestFinished(() => {
+      h.op.send([
+        {
+          ...h.op.setAuthority(
+            plan.vault,
+            AuthorityType.AccountOwner,
+            h.op.escrowAuthority.address,
+          ),
+          accounts: [
+            { address: plan.vault, signer: false, writable: true },
+            { address: multisig, signer: false, writable: false },
+            { address: attacker, signer: true, writable: false },
+          ],
+        },
+      ]);
+    });
+    const escrowTx = h.op.send([
+      h.op.multisigTransfer(plan.vault, h.op.accounts.escrowVault, plan.lock, multisig, [attacker]),
+      h.op.memo(`decentral:escrow:${plan.jobId}`),
+    ]).signature;
+    const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
+    c.record(plan, { escrowTx, settlementTx });
+    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.source")]);
+    expect(await c.check(plan.jobId, "escrow.source")).toMatchObject({
+      actual: { vault: plan.vault, owner: multisig },
+    });
   });
 });
 

@@ -66,6 +66,7 @@ import { createTestStore } from "./store.js";
 const SPL_TOKEN = "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA";
 const TOKEN_ACCOUNT_SIZE = 165;
 const MINT_SIZE = 82;
+const MULTISIG_SIZE = 355;
 
 /** Authority kinds of SPL Token SetAuthority. */
 export const AuthorityType = {
@@ -477,6 +478,41 @@ export class Operator {
     const { address } = this.newSigner("lookup-table");
     this.chain.setLookupTable(address, this.accounts.escrowAuthority, [...addresses]);
     return { address, addresses };
+  }
+
+  /**
+   * Creates an SPL Token multisig account (InitializeMultisig2) of which any `m` of `signers`
+   * sign for it.
+   */
+  createMultisig(signers: readonly string[], m: number): string {
+    const multisig = this.newSigner("multisig");
+    this.send([
+      this.createAccountIx(multisig.address, MULTISIG_SIZE),
+      {
+        programId: SPL_TOKEN,
+        accounts: [w(multisig.address), ...signers.map(r)],
+        data: Uint8Array.from([19, m]),
+      },
+    ]);
+    return multisig.address;
+  }
+
+  /**
+   * TransferChecked of the credit mint whose authority is the multisig `multisig`, signed by
+   * `signers` (members of it), named after it as the token program reads them.
+   */
+  multisigTransfer(
+    source: string,
+    destination: string,
+    amount: bigint,
+    multisig: string,
+    signers: readonly string[],
+  ): InstructionSpec {
+    return {
+      programId: SPL_TOKEN,
+      accounts: [w(source), r(this.accounts.mint), w(destination), r(multisig), ...signers.map(s)],
+      data: concat([12], u64(amount), [this.accounts.decimals]),
+    };
   }
 
   /** Creates a token account of `mint` owned by `owner` with real System + Token instructions. */
