@@ -194,6 +194,25 @@ describe.each(dialects)("jobs API answers store on %s", (dialect) => {
     });
   });
 
+  it("writes the answer's worker only when it changes, so a repeated one fires no rollup trigger", async () => {
+    // `api_worker` is a column of the rollup triggers and of the worker index: writing it
+    // unchanged (no worker in the answer, as most answers) rewrote both on every answer.
+    const store = await stores.open();
+    const answers = createJobsApiStore(store);
+    const id = jobId();
+    const worker = address();
+    await seedJob(store, { jobId: id, worker, apiWorker: null });
+    const written = workerWrites(store);
+    await answers.recordAnswer(id, answer({ worker: null }), 100);
+    expect(await readJob(store, id)).toMatchObject({ worker, apiWorker: null, apiCheckedAt: 100 });
+    if (written) expect(written()).toBe(0);
+    const named = address();
+    await answers.recordAnswer(id, answer({ worker: named }), 200);
+    await answers.recordAnswer(id, answer({ worker: named }), 300);
+    expect(await readJob(store, id)).toMatchObject({ apiWorker: named, apiCheckedAt: 300 });
+    if (written) expect(written()).toBe(1);
+  });
+
   it("reopens a waiting job when the answer names another signature, or a verifier holds it", async () => {
     const store = await stores.open();
     const answers = createJobsApiStore(store);
@@ -380,3 +399,17 @@ describe("jobs API answers store on postgres, beside a receipt from another proc
     }
   });
 });
+
+/**
+ * How many times `api_worker` has been written since (SQLite: a temporary trigger on the
+ * store's connection counts them); null on PostgreSQL, whose rollup triggers fire per statement.
+ */
+function workerWrites(store: Store): (() => number) | null {
+  if (store.kind !== "sqlite") return null;
+  store.sqlite.exec(`CREATE TEMP TABLE IF NOT EXISTS worker_writes (job_id TEXT);
+    DELETE FROM worker_writes;
+    CREATE TEMP TRIGGER IF NOT EXISTS count_worker_writes AFTER UPDATE OF api_worker ON main.jobs
+    BEGIN INSERT INTO worker_writes VALUES (new.job_id); END`);
+  const count = store.sqlite.prepare("SELECT count(*) FROM worker_writes").pluck();
+  return () => count.get() as number;
+}

@@ -57,6 +57,37 @@ export interface AnsweredRow {
   conflictSignatures: string[] | null;
 }
 
+/** The columns of `jobs` an answer's write reads: `AnsweredRow`, the queue state, the commitment. */
+const answeredColumns = [
+  "escrowTx",
+  "apiCheckedAt",
+  "apiStatus",
+  "apiEscrowTx",
+  "apiSettlementTx",
+  "apiWorker",
+  "apiCreditsChargedUnits",
+  "apiCreditsChargedUnread",
+  "settlementTx",
+  "backfillState",
+  "conflictSignatures",
+  "commitment",
+  "verdict",
+  "nextVerifyAt",
+  "verifyAttempts",
+  "lastError",
+  "leaseOwner",
+] as const;
+
+/** The `answeredColumns` of a drizzle table of jobs (either dialect's), for a `select()`. */
+export function answeredSelection<T extends Record<(typeof answeredColumns)[number], unknown>>(
+  table: T,
+): Pick<T, (typeof answeredColumns)[number]> {
+  return Object.fromEntries(answeredColumns.map((key) => [key, table[key]])) as Pick<
+    T,
+    (typeof answeredColumns)[number]
+  >;
+}
+
 /**
  * True when the row holds an answer received after this one (`at`) that says at least as much:
  * the proxy and the settlement backfill may ask about one job at once, and an answer committed

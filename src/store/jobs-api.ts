@@ -5,13 +5,21 @@ import { makeDue, reopenJobs, reopenNamers } from "./job-queue.js";
 import {
   answerBody,
   answerColumns,
+  answeredSelection,
   answerIsOlder,
   answerQueueEffect,
   answerRenames,
 } from "./jobs-api-rules.js";
 import { pgTwins } from "./pg-twins.js";
-import { indexAwareUpdate, inWriteTransaction, param, perConnection } from "./prepared.js";
-import { queueColumns } from "./receipts.js";
+import {
+  indexAwareUpdate,
+  inWriteTransaction,
+  param,
+  perConnection,
+  prepareColumns,
+  prepareRun,
+} from "./prepared.js";
+import { prepareOrIgnore } from "./receipts.js";
 import type { WriteUnit } from "./write-unit.js";
 
 export { isSettledAnswer } from "./jobs-api-rules.js";
@@ -45,26 +53,9 @@ export interface JobsApiStore {
 
 function prepare(store: SqliteStore) {
   const jobId = eq(jobs.jobId, sql.placeholder("jobId"));
+  const answered = answeredSelection(jobs);
   return {
-    previous: store.db
-      .select({
-        escrowTx: jobs.escrowTx,
-        apiCheckedAt: jobs.apiCheckedAt,
-        apiStatus: jobs.apiStatus,
-        apiEscrowTx: jobs.apiEscrowTx,
-        apiSettlementTx: jobs.apiSettlementTx,
-        apiWorker: jobs.apiWorker,
-        apiCreditsChargedUnits: jobs.apiCreditsChargedUnits,
-        apiCreditsChargedUnread: jobs.apiCreditsChargedUnread,
-        settlementTx: jobs.settlementTx,
-        backfillState: jobs.backfillState,
-        conflictSignatures: jobs.conflictSignatures,
-        commitment: jobs.commitment,
-        ...queueColumns,
-      })
-      .from(jobs)
-      .where(jobId)
-      .prepare(),
+    previous: prepareColumns(store, answered, store.db.select(answered).from(jobs).where(jobId)),
     // An indexed column that keeps its value is left out (see `indexAwareUpdate`): a repeated
     // answer rewrites no index, and one naming the settlement the receipt had leaves its own.
     // So are the conflict signatures an answer adds none to (the row's own array again).
@@ -82,21 +73,32 @@ function prepare(store: SqliteStore) {
         conflictSignatures: param("conflictSignatures"),
         updatedAt: param("now"),
       },
-      ["apiEscrowTx", "apiSettlementTx", "settlementTx", "backfillState", "conflictSignatures"],
-      (set) => store.db.update(jobs).set(set).where(jobId).prepare(),
+      [
+        "apiEscrowTx",
+        "apiSettlementTx",
+        "settlementTx",
+        "backfillState",
+        "conflictSignatures",
+        "apiWorker",
+      ],
+      // OR IGNORE: no statement journal when a column of the rollup triggers is written (see
+      // `prepareOrIgnore`); the caller checks that the row was written.
+      (set) => prepareOrIgnore(store, store.db.update(jobs).set(set).where(jobId)),
     ),
-    body: store.db
-      .insert(jobApiAnswers)
-      .values({ jobId: param("jobId"), response: param("response") })
-      .onConflictDoUpdate({
-        target: jobApiAnswers.jobId,
-        set: { response: sql`excluded.response` },
-      })
-      .prepare(),
-    noBody: store.db
-      .delete(jobApiAnswers)
-      .where(eq(jobApiAnswers.jobId, sql.placeholder("jobId")))
-      .prepare(),
+    body: prepareRun(
+      store,
+      store.db
+        .insert(jobApiAnswers)
+        .values({ jobId: param("jobId"), response: param("response") })
+        .onConflictDoUpdate({
+          target: jobApiAnswers.jobId,
+          set: { response: sql`excluded.response` },
+        }),
+    ),
+    noBody: prepareRun(
+      store,
+      store.db.delete(jobApiAnswers).where(eq(jobApiAnswers.jobId, sql.placeholder("jobId"))),
+    ),
   };
 }
 
@@ -115,17 +117,13 @@ export function recordJobsApiAnswerInTransaction(
 ): void {
   const st = statementsOf(tx);
   inWriteTransaction(tx, () => {
-    const row = st.previous.get({ jobId });
+    const [row] = st.previous.all({ jobId });
     if (!row || answerIsOlder(row, answer, now)) return;
     const effect = answerQueueEffect(row, answer, now);
-    st.update.run(
-      {
-        jobId,
-        ...answerColumns(row, answer),
-        now,
-      },
-      row,
-    );
+    const written = st.update.run({ jobId, ...answerColumns(row, answer), now }, row);
+    if (written.changes !== 1) {
+      throw new Error(`jobs API answer of job ${jobId} breaks a constraint of jobs: not recorded`);
+    }
     const response = answerBody(answer);
     if (response === null) st.noBody.run({ jobId });
     else st.body.run({ jobId, response });

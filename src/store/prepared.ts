@@ -102,6 +102,22 @@ export function placeholderFiller(
 }
 
 /**
+ * A drizzle INSERT, UPDATE or DELETE prepared on the connection, its placeholders filled by a
+ * plan made once (`placeholderFiller`): drizzle's own `run` works the plan out again on every
+ * call. `rewrite` may change the statement's text first (same parameters, in order).
+ */
+export function prepareRun(
+  store: SqliteStore,
+  query: { toSQL(): { sql: string; params: unknown[] } },
+  rewrite: (text: string) => string = (text) => text,
+): { run(values: Record<string, unknown>): { changes: number } } {
+  const { sql: text, params } = query.toSQL();
+  const statement = store.sqlite.prepare(rewrite(text));
+  const fill = placeholderFiller(params);
+  return { run: (values) => statement.run(...fill(values)) };
+}
+
+/**
  * An UPDATE prepared in one variant per subset of its `indexed` columns, each variant on first
  * use: SQLite rewrites the entries of every index on a column an UPDATE sets, changed or not,
  * and evaluates the triggers on it (with the rollup triggers of `jobs`, three quarters of the

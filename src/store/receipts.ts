@@ -9,7 +9,7 @@ import {
   inWriteTransaction,
   param,
   perConnection,
-  placeholderFiller,
+  prepareRun,
 } from "./prepared.js";
 import {
   addsTags,
@@ -133,18 +133,15 @@ const indexedReceiptColumns = [
  * statements inherit) nothing can abort, so there is no statement journal. A row that breaks a
  * constraint is then skipped instead of failing: callers check `changes` and throw.
  */
-function prepareOrIgnore(
+export function prepareOrIgnore(
   store: SqliteStore,
   query: { toSQL(): { sql: string; params: unknown[] } },
 ): { run(values: Record<string, unknown>): { changes: number } } {
-  const { sql: text, params } = query.toSQL();
   const head = /^(insert|update) (into )?"jobs" /;
-  if (!head.test(text)) throw new Error(`not an insert or update of jobs: ${text.slice(0, 40)}`);
-  const statement = store.sqlite.prepare(
-    text.replace(head, '$1 or ignore $2"jobs" ').replace(/ on conflict do nothing$/, ""),
-  );
-  const fill = placeholderFiller(params);
-  return { run: (values) => statement.run(...fill(values)) };
+  return prepareRun(store, query, (text) => {
+    if (!head.test(text)) throw new Error(`not an insert or update of jobs: ${text.slice(0, 40)}`);
+    return text.replace(head, '$1 or ignore $2"jobs" ').replace(/ on conflict do nothing$/, "");
+  });
 }
 
 /** A receipt write that changed no row although the job's row exists broke a constraint. */

@@ -5,6 +5,7 @@ import type { JobsApiAnswer, JobsApiStore } from "../jobs-api.js";
 import {
   answerBody,
   answerColumns,
+  answeredSelection,
   answerIsOlder,
   answerQueueEffect,
   answerRenames,
@@ -32,23 +33,7 @@ export async function recordJobsApiAnswerPg(
     const byId = eq(jobs.jobId, jobId);
     const [row] = await tx
       .select({
-        escrowTx: jobs.escrowTx,
-        apiCheckedAt: jobs.apiCheckedAt,
-        apiStatus: jobs.apiStatus,
-        apiEscrowTx: jobs.apiEscrowTx,
-        apiSettlementTx: jobs.apiSettlementTx,
-        apiWorker: jobs.apiWorker,
-        apiCreditsChargedUnits: jobs.apiCreditsChargedUnits,
-        apiCreditsChargedUnread: jobs.apiCreditsChargedUnread,
-        settlementTx: jobs.settlementTx,
-        backfillState: jobs.backfillState,
-        conflictSignatures: jobs.conflictSignatures,
-        commitment: jobs.commitment,
-        verdict: jobs.verdict,
-        nextVerifyAt: jobs.nextVerifyAt,
-        verifyAttempts: jobs.verifyAttempts,
-        lastError: jobs.lastError,
-        leaseOwner: jobs.leaseOwner,
+        ...answeredSelection(jobs),
         // Whether the job is due yet, by the clock "due now" is written on (`dueNowMs`).
         dueNow: dueNowMs(now).mapWith(Number),
       })
