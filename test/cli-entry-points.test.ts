@@ -54,3 +54,33 @@ describe("CLI flags that only mean something with another", () => {
     }
   });
 });
+
+describe("--help says what the README says", () => {
+  const help = (...command: string[]) => {
+    const run = spawnSync(process.execPath, cliArgv([...command, "--help"]), {
+      encoding: "utf8",
+      timeout: 30_000,
+    });
+    expect(run.status).toBe(0);
+    // commander wraps at 80 columns: compare the words, not the lines.
+    return run.stdout.replace(/\s+/g, " ");
+  };
+
+  // A cron script reading `verify --help` took exit 1 for "a job is not verified" only: a night
+  // whose jobs all verified but whose credit vault lost money no receipt explains, or one with
+  // fewer jobs than --min-jobs, exits 1 too.
+  it("verify names every outcome that exits 1", () => {
+    const text = help("verify");
+    expect(text).toContain("credit vault ledger finding");
+    expect(text).toContain("fewer jobs than --min-jobs");
+    expect(text).toContain("epoch seconds");
+  });
+
+  // `--window yesterday` and dates are the zone's days with --time-zone; the help said UTC only.
+  it("report reconciliation says its days follow --time-zone", () => {
+    const text = help("report", "reconciliation");
+    expect(text).toContain("the previous day, [00:00, 00:00), in UTC or --time-zone");
+    expect(text).toContain("(UTC, or --time-zone's days)");
+    expect(text).toContain("epoch seconds");
+  });
+});

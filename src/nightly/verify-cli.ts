@@ -14,15 +14,18 @@ export function registerVerifyCommand(program: Command, helpers: Helpers): void 
       program
         .command("verify")
         .description(
-          "bring every job of a window to a final verdict; exit 0 all verified, 1 a job is not, 2 could not finish",
+          "bring every job of a window to a final verdict; exit 0 nothing found, 1 a job not verified (discrepancy, dropped, unverifiable), a credit vault ledger finding or fewer jobs than --min-jobs, 2 could not finish",
         )
         .option(
           "--since <duration>",
           "window of this length ending when the run starts, e.g. 24h, 90m, 7d",
         )
         .option("--window <name>", "yesterday: the previous UTC day, [00:00, 00:00)")
-        .option("--from <instant>", "window start, inclusive (YYYY-MM-DD or ISO 8601, UTC)")
-        .option("--to <instant>", "window end, exclusive (default now)")
+        .option(
+          "--from <instant>",
+          "window start, inclusive (YYYY-MM-DD, ISO 8601 or epoch seconds; UTC)",
+        )
+        .option("--to <instant>", "window end, exclusive (as --from; default now)")
         .option("--timeout <duration>", "give up after this long (exit 2)", "30m")
         .option("--min-jobs <n>", "exit 1 when the window holds fewer jobs than this", "0")
         .option("--json", "print the summary as JSON")

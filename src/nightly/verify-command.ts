@@ -110,8 +110,8 @@ function progressReporter(io: VerifyIo) {
 
 /**
  * `decentral-audit verify`: runs the nightly verification of a window and prints (or writes
- * with `--out`) its summary. Returns the exit code: 0 every job verified, 1 a job is not,
- * 2 the run could not finish.
+ * with `--out`) its summary. Returns the exit code: 0 nothing found, 1 a job not verified, a
+ * credit vault ledger finding or fewer jobs than `--min-jobs`, 2 the run could not finish.
  */
 export async function runVerifyCommand(
   store: Store,

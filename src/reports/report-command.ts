@@ -50,11 +50,16 @@ export function registerReportCommands(program: Command, helpers: Helpers): void
     .withDatabaseOption(
       report
         .command("reconciliation")
-        .description("money in and out per day, model, worker or key for a period (UTC)")
+        .description(
+          "money in and out per day, model, worker or key for a period (UTC, or --time-zone's days)",
+        )
         .option("--since <duration>", "period of this length ending now, e.g. 24h, 7d")
-        .option("--window <name>", "yesterday: the previous UTC day, [00:00, 00:00)")
-        .option("--from <instant>", "start, inclusive (YYYY-MM-DD or ISO 8601)")
-        .option("--to <instant>", "end, exclusive (YYYY-MM-DD or ISO 8601; default now)")
+        .option(
+          "--window <name>",
+          "yesterday: the previous day, [00:00, 00:00), in UTC or --time-zone",
+        )
+        .option("--from <instant>", "start, inclusive (YYYY-MM-DD, ISO 8601 or epoch seconds)")
+        .option("--to <instant>", "end, exclusive (as --from; default now)")
         // No commander defaults: `--recompute` must tell a flag given from one left out.
         .option("--group-by <group>", `one of ${groupByValues.join(", ")} (default: day)`)
         .option(
