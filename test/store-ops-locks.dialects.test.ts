@@ -6,7 +6,7 @@ import { createLockStore } from "../src/store/locks.js";
 import { createOpsStore } from "../src/store/ops.js";
 import { countOpenJobWaits } from "../src/store/queue-rules.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
-import { jobRow, seedRows } from "./support/seed-reports.js";
+import { jobRow, seedRows, signatureOf } from "./support/seed-reports.js";
 
 const start = Date.UTC(2026, 10, 1);
 const HOUR = 3_600_000;
@@ -141,6 +141,33 @@ describe.each(dialects)("%s", (dialect) => {
       jobRow({ jobId: "ingested", createdAt: t0 + 5, verdict: "pending", source: "ingest" }),
       jobRow({ jobId: "final", createdAt: t0 + 6, verdict: "verified" }),
       jobRow({ jobId: "outside", createdAt: t0 + HOUR, verdict: "error" }),
+      // Judged, its escrow landed, its settlement never seen by a status poll: an imported
+      // receipt naming a signature that never landed waits to be called dropped, not for
+      // finality (100,000 such jobs were reported "waiting for their transactions to be final").
+      jobRow({
+        jobId: "unseen",
+        createdAt: t0 + 7,
+        verdict: "awaiting_finality",
+        source: "ingest",
+      }),
+      jobRow({
+        jobId: "landed",
+        createdAt: t0 + 8,
+        verdict: "awaiting_finality",
+        source: "ingest",
+      }),
+    ]);
+    const seen = (signature: string, state: "unknown" | "landed") => ({
+      signature,
+      state,
+      firstSeenAt: t0 + 9,
+      ...(state === "unknown" ? { notFoundSince: t0 + 10 } : { commitment: "confirmed" as const }),
+    });
+    await seedRows(store, "chainTransactions", [
+      seen(signatureOf("unseen:escrow"), "landed"),
+      seen(signatureOf("unseen:settle"), "unknown"),
+      seen(signatureOf("landed:escrow"), "landed"),
+      seen(signatureOf("landed:settle"), "landed"),
     ]);
     const groups = await ops.openJobGroups(...window);
     expect(countOpenJobWaits(groups, { waitsForJobsApi: true })).toEqual({
@@ -149,7 +176,8 @@ describe.each(dialects)("%s", (dialect) => {
       jobs_api: 2,
       // Pending and asking nothing of the jobs API: not judged, no wait for finality.
       unjudged: 1,
-      finality: 1,
+      landing: 1,
+      finality: 2,
     });
     // `verify` alone never holds a job for the jobs API: those wait for their judgement.
     expect(countOpenJobWaits(groups, { waitsForJobsApi: false })).toEqual({
@@ -157,7 +185,8 @@ describe.each(dialects)("%s", (dialect) => {
       settlement: 1,
       jobs_api: 0,
       unjudged: 2,
-      finality: 2,
+      landing: 1,
+      finality: 3,
     });
   });
 

@@ -685,6 +685,8 @@ function describeWaits(waits: Record<OpenJobWait, number>): string {
     settlement: "waiting for the settlement backfill to find their settlement",
     rpc: "waiting on RPC trouble",
     unjudged: "not judged yet (their transactions not read: a slow or failing RPC?)",
+    landing:
+      "waiting for a transaction the RPC has not seen yet to land (dropped once its blockhash expired)",
     finality: "waiting for their transactions to be final",
   };
   const parts = (Object.keys(words) as OpenJobWait[])

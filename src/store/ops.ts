@@ -11,7 +11,13 @@ import {
 } from "../db/schema.js";
 import { statusSpaces } from "./jobs-api-rules.js";
 import { pgTwins } from "./pg-twins.js";
-import { jobInWindow, type OpenJobGroup, recordedLate, rpcTroubleVerdicts } from "./queue-rules.js";
+import {
+  jobInWindow,
+  namesUnseenTransaction,
+  type OpenJobGroup,
+  recordedLate,
+  rpcTroubleVerdicts,
+} from "./queue-rules.js";
 
 /** A job of a window that did not end verified. */
 export interface UnverifiedJob {
@@ -172,11 +178,12 @@ function createSqliteOpsStore(store: SqliteStore): OpsStore {
       noSettlement: sql<unknown>`(${jobs.settlementTx} IS NULL AND ${jobs.apiSettlementTx} IS NULL)`,
       answered: sql<unknown>`(${jobs.apiCheckedAt} IS NOT NULL AND (${jobs.apiSettlementTx} IS NOT NULL
         OR lower(trim(${jobs.apiStatus}, ${statusSpaces})) IN ('refunded', 'failed')))`,
+      unseen: namesUnseenTransaction(jobs),
       n: count(),
     })
     .from(jobs)
     .where(and(verdictIsOpen(jobs.verdict), jobInWindow(jobs, from, to)))
-    .groupBy(sql`1`, sql`2`, sql`3`, sql`4`, sql`5`)
+    .groupBy(sql`1`, sql`2`, sql`3`, sql`4`, sql`5`, sql`6`)
     .prepare();
 
   const late = db
@@ -235,6 +242,7 @@ function createSqliteOpsStore(store: SqliteStore): OpsStore {
         verdict: row.verdict as Verdict,
         noSettlement: Boolean(row.noSettlement),
         answered: Boolean(row.answered),
+        unseen: Boolean(row.unseen),
         n: Number(row.n),
       }));
     },

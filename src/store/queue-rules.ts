@@ -171,7 +171,16 @@ export const dueOrFar = (next: Column, at: number | Placeholder, farAfter: numbe
   or(lte(next, at), gt(next, farAfter))!;
 
 /** What an open job waits on, for a run that ends with jobs not final. */
-export type OpenJobWait = "rpc" | "settlement" | "jobs_api" | "unjudged" | "finality";
+export type OpenJobWait = "rpc" | "settlement" | "jobs_api" | "unjudged" | "landing" | "finality";
+
+/**
+ * The receipt's escrow or settlement signature is one no status poll has found yet
+ * (`chain_transactions.state` still `unknown`): the job waits for it to land, or to be called
+ * dropped once its blockhash has expired, not for a landed transaction's finality.
+ */
+export const namesUnseenTransaction = (t: { escrowTx: Column; settlementTx: Column }) =>
+  sql<unknown>`EXISTS (SELECT 1 FROM chain_transactions c
+    WHERE c.signature IN (${t.escrowTx}, ${t.settlementTx}) AND c.state = 'unknown')`;
 
 /** One group of open jobs as the store counts them. */
 export interface OpenJobGroup {
@@ -182,13 +191,16 @@ export interface OpenJobGroup {
   noSettlement: boolean;
   /** A jobs API answer names the settlement or says refunded / failed. */
   answered: boolean;
+  /** The escrow or settlement signature has not been seen on chain yet (`namesUnseenTransaction`). */
+  unseen: boolean;
   n: number;
 }
 
 /**
  * What the jobs of a group wait on, as the verifier decides it (src/verify/decide.ts): RPC
  * trouble, the settlement backfill's search, the jobs API's answer (a proxied or backfilled
- * job waits for it), a judgement not yet made, else the chain's finality.
+ * job waits for it), a judgement not yet made, a signature not seen on chain yet, else the
+ * chain's finality.
  */
 export function openJobWait(
   group: Omit<OpenJobGroup, "n">,
@@ -201,6 +213,7 @@ export function openJobWait(
   // Never judged (or sent back and not judged again): its transactions were not read, which
   // is no wait for finality (a slow or failing RPC, or a run too short for its jobs).
   if (group.verdict === "pending") return "unjudged";
+  if (group.unseen) return "landing";
   return "finality";
 }
 
@@ -217,6 +230,7 @@ export function countOpenJobWaits(
     settlement: 0,
     jobs_api: 0,
     unjudged: 0,
+    landing: 0,
     finality: 0,
   };
   for (const group of groups) counts[openJobWait(group, verifier)] += group.n;

@@ -4,7 +4,12 @@ import { checkResults, jobs } from "../../db/pg/schema.js";
 import { type Verdict, verdictIsOpen, verdicts } from "../../db/schema.js";
 import { statusSpaces } from "../jobs-api-rules.js";
 import type { OpsStore } from "../ops.js";
-import { jobInWindow, recordedLate, rpcTroubleVerdicts } from "../queue-rules.js";
+import {
+  jobInWindow,
+  namesUnseenTransaction,
+  recordedLate,
+  rpcTroubleVerdicts,
+} from "../queue-rules.js";
 
 const unverified: Verdict[] = ["discrepancy", "dropped", "unverifiable"];
 
@@ -75,11 +80,12 @@ export function createPgOpsStore(store: PgStore): OpsStore {
       noSettlement: sql<unknown>`(${jobs.settlementTx} IS NULL AND ${jobs.apiSettlementTx} IS NULL)`,
       answered: sql<unknown>`(${jobs.apiCheckedAt} IS NOT NULL AND (${jobs.apiSettlementTx} IS NOT NULL
         OR lower(btrim(${jobs.apiStatus}, ${statusSpaces})) IN ('refunded', 'failed')))`,
+      unseen: namesUnseenTransaction(jobs),
       n: count(),
     })
     .from(jobs)
     .where(and(verdictIsOpen(jobs.verdict), jobInWindow(jobs, from, to)))
-    .groupBy(sql`1`, sql`2`, sql`3`, sql`4`, sql`5`)
+    .groupBy(sql`1`, sql`2`, sql`3`, sql`4`, sql`5`, sql`6`)
     .prepare("ops_open_job_groups");
 
   const late = db
@@ -157,6 +163,7 @@ export function createPgOpsStore(store: PgStore): OpsStore {
         verdict: row.verdict as Verdict,
         noSettlement: Boolean(row.noSettlement),
         answered: Boolean(row.answered),
+        unseen: Boolean(row.unseen),
         n: Number(row.n),
       }));
     },
