@@ -212,19 +212,37 @@ async function lockedRow(tx: PgTx, jobId: string): Promise<RecordedRow> {
 }
 
 /**
+ * The rows of `jobIds`, each locked for the rest of the transaction as `lockedRow` locks one,
+ * read in one statement in job id order: a batch of 1,000 receipts of recorded jobs (an
+ * import run again) took a round trip per receipt.
+ */
+async function lockedRows(tx: PgTx, jobIds: readonly string[]): Promise<Map<string, RecordedRow>> {
+  if (jobIds.length === 0) return new Map();
+  const found = await tx
+    .select({ ...recordedColumns, jobId: jobs.jobId })
+    .from(jobs)
+    .where(inArray(jobs.jobId, [...jobIds]))
+    .orderBy(sql`${jobs.jobId} COLLATE "C"`)
+    .for("update");
+  return new Map(found.map((row) => [row.jobId, row as RecordedRow]));
+}
+
+/**
  * A receipt of a job that already has a row, as `recordOne` on SQLite after its insert did
- * nothing. The row is read `FOR UPDATE`: what is written below depends on what was read, and
- * the lock makes a second process with a receipt of the same job wait and then read this
- * one's result, as if the two had come one after the other.
+ * nothing. The row is read `FOR UPDATE` (or was, as `read`, in this transaction before anything
+ * of the batch wrote it): what is written below depends on what was read, and the lock makes a
+ * second process with a receipt of the same job wait and then read this one's result, as if
+ * the two had come one after the other.
  */
 async function recordExisting(
   tx: PgTx,
   receipt: Receipt,
   source: ReceiptSource,
   now: number,
+  read?: RecordedRow,
 ): Promise<{ result: RecordResult; reopen: boolean; named: string[] }> {
   const hash = receiptHash(receipt);
-  const row = await lockedRow(tx, receipt.jobId);
+  const row = read ?? (await lockedRow(tx, receipt.jobId));
   const completesCapture =
     row.source === "proxy" && row.captureState === "open" && source === "proxy";
   if (!completesCapture && row.receiptHash === hash) {
@@ -398,6 +416,12 @@ export async function recordReceiptsPg(
       tx,
       [...firstOf.values()].map((index) => newRow(receipts[index] as Receipt, source, now, delay)),
     );
+    // Each recorded job's row as this batch first meets it; a later item of the same job reads
+    // it again, after what the earlier one wrote.
+    const recorded = await lockedRows(
+      tx,
+      [...firstOf.keys()].filter((jobId) => !created.has(jobId)),
+    );
     const reopened: string[] = [];
     const named: string[] = [];
     const results: RecordResult[] = [];
@@ -409,7 +433,13 @@ export async function recordReceiptsPg(
               reopen: false,
               named: newlyNamed(null, receipt),
             }
-          : await recordExisting(tx, receipt, source, now);
+          : await recordExisting(
+              tx,
+              receipt,
+              source,
+              now,
+              firstOf.get(receipt.jobId) === index ? recorded.get(receipt.jobId) : undefined,
+            );
       const others = await recordOtherSignatures(tx, receipt, source, now);
       if (outcome.reopen || others.reopen) reopened.push(receipt.jobId);
       named.push(...outcome.named, ...others.named);
