@@ -134,6 +134,12 @@ async function writesBeside(other: Database.Database, work: Promise<unknown>): P
   return taken;
 }
 
+/**
+ * Lines a review walks beside the receipt writer: 200 slices of the walk on a loaded 2-core
+ * host at 100,000 (5 to 10 s a test), still tens of slices at 20,000.
+ */
+const FILE_WALKED = 20_000;
+
 describe("a gap healed far back beside the receipt writer (SQLite file)", () => {
   const dir = mkdtempSync(join(tmpdir(), "gap-heal-room-"));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -159,9 +165,10 @@ describe("a gap healed far back beside the receipt writer (SQLite file)", () => 
   });
 
   /**
-   * 100,000 read lines whose balances chain by slot (line i at slot i), none compared yet (a
-   * heal's mark), line i held at ord `ordOf` (SQL of i), reviewed beside another connection: it
-   * takes the write lock between the walk's slices, and the walk compares through the last line.
+   * `FILE_WALKED` read lines whose balances chain by slot (line i at slot i), none compared yet
+   * (a heal's mark), line i held at ord `ordOf` (SQL of i), reviewed beside another connection:
+   * it takes the write lock between the walk's slices, and the walk compares through the last
+   * line.
    */
   async function reviewBeside(
     name: string,
@@ -178,7 +185,7 @@ describe("a gap healed far back beside the receipt writer (SQLite file)", () => 
       await ledger.cursor(VAULT, NOW);
       store.sqlite
         .prepare(
-          `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000)
+          `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ${FILE_WALKED})
            INSERT INTO ledger_lines (vault, signature, ord, slot, block_time, succeeded,
              listed_at, state, pre_units, post_units, delta_units, kind)
            SELECT ?, printf('walk-%06d', i), ${ordOf}, i, 1790000000 + i, 1, ?, 'read', i * 10,
@@ -192,7 +199,7 @@ describe("a gap healed far back beside the receipt writer (SQLite file)", () => 
         .prepare("SELECT chained_ord FROM ledger_cursors WHERE vault = ?")
         .pluck()
         .get(VAULT);
-      expect(Number(mark)).toBe(100_000);
+      expect(Number(mark)).toBe(FILE_WALKED);
       await check(ledger, await reviewing, store);
     } finally {
       other.close();
@@ -207,13 +214,13 @@ describe("a gap healed far back beside the receipt writer (SQLite file)", () => 
   });
 
   it("puts a line out of slot order far above a gap healed far back in its place, a slice at a time", async () => {
-    // Line 50,000 listed late, held at 99,990 above the lines the chain ran after it: the walk
+    // Line 10,000 listed late, held at 19,990 above the lines the chain ran after it: the walk
     // reaches it in a later write transaction than its first.
     const ordOf =
-      "CASE WHEN i = 50000 THEN 99990 WHEN i > 50000 AND i <= 99990 THEN i - 1 ELSE i END";
+      "CASE WHEN i = 10000 THEN 19990 WHEN i > 10000 AND i <= 19990 THEN i - 1 ELSE i END";
     await reviewBeside("place", ordOf, async (ledger, _result, store) => {
       const order = Array.from(
-        { length: 100_000 },
+        { length: FILE_WALKED },
         (_, i) => `walk-${String(i + 1).padStart(6, "0")}`,
       );
       expect(await signaturesOf(store)).toEqual(order);
@@ -261,22 +268,30 @@ describe("a gap healed far back beside the receipt writer (SQLite file)", () => 
   });
 });
 
-/** Lines above a gap healed far back that the next review compares again: many slices. */
-const WALKED = 40_000;
-/** The line among them whose balance does not chain with the one before it. */
-const BROKEN = 30_000;
+/**
+ * Lines above a gap healed far back that the next review compares again: many slices of the
+ * walk. PostgreSQL walks them slower, so fewer give as many slices (tens at 10,000 on a loaded
+ * 2-core host; 40,000 took 10 to 12 s a test there).
+ */
+const walkedOn = { sqlite: 40_000, postgres: 10_000 } as const;
+
+/** A review's lines: `walked` of them, line `broken` not chaining with the one before it. */
+interface Walk {
+  walked: number;
+  broken: number;
+}
 
 /**
- * `WALKED` read lines (line i at slot i, held at ord `ordOf`, SQL of i; by default ord i) whose
- * balances chain by slot but at `broken`, none compared yet.
+ * `walked` read lines (line i at slot i, held at ord `ordOf`, SQL of i; by default ord i) whose
+ * balances chain by slot but at `broken` (none when 0), none compared yet.
  */
-async function seedWalk(store: Store, ordOf = "i", broken = BROKEN): Promise<void> {
+async function seedWalk(store: Store, { walked, broken }: Walk, ordOf = "i"): Promise<void> {
   // Line `broken` starts 5 units above what the line before it left: one gap.
   const pre = `i * 10 + CASE WHEN i = ${broken} THEN 5 ELSE 0 END`;
   if (store.kind === "sqlite") {
     store.sqlite
       .prepare(
-        `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ${WALKED})
+        `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ${walked})
          INSERT INTO ledger_lines (vault, signature, ord, slot, succeeded, listed_at, state,
            pre_units, post_units, delta_units, kind)
          SELECT ?, printf('walk-%06d', i), ${ordOf}, i, 1, ?, 'read', ${pre}, i * 10 + 10,
@@ -289,7 +304,7 @@ async function seedWalk(store: Store, ordOf = "i", broken = BROKEN): Promise<voi
     `INSERT INTO ledger_lines (vault, signature, ord, slot, succeeded, listed_at, state,
        pre_units, post_units, delta_units, kind)
      SELECT $1, 'walk-' || lpad(i::text, 6, '0'), ${ordOf}, i, true, $2, 'read', ${pre},
-       i * 10 + 10, i * 10 + 10 - (${pre}), 'none' FROM generate_series(1, ${WALKED}) AS i`,
+       i * 10 + 10, i * 10 + 10 - (${pre}), 'none' FROM generate_series(1, ${walked}) AS i`,
     [VAULT, NOW],
   );
 }
@@ -342,6 +357,10 @@ async function marksBeside(other: Store, work: Promise<unknown>): Promise<(numbe
 
 describe.each(dialects)("a review after a gap healed far back on %s", (dialect) => {
   const stores = useDialectStores(dialect);
+  const walked = walkedOn[dialect];
+  /** Three quarters up the walk: a line whose balance does not chain with the one before. */
+  const broken = (walked * 3) / 4;
+  const sig = (i: number) => `walk-${String(i).padStart(6, "0")}`;
   const dir = mkdtempSync(join(tmpdir(), "gap-heal-walk-"));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -364,15 +383,15 @@ describe.each(dialects)("a review after a gap healed far back on %s", (dialect) 
     try {
       const ledger = createLedgerStore(store);
       await ledger.cursor(VAULT, NOW);
-      await seedWalk(store);
+      await seedWalk(store, { walked, broken });
       const reviewing = ledger.review(VAULT, NOW + 1);
       const marks = await marksBeside(other, reviewing);
       expect((await reviewing).gaps).toBe(1);
       // The other connection had the lock while the walk was partway: each slice committed.
-      expect(marks.some((m) => m !== null && m > 0 && m < WALKED)).toBe(true);
-      expect(await markOf(other)).toBe(WALKED);
+      expect(marks.some((m) => m !== null && m > 0 && m < walked)).toBe(true);
+      expect(await markOf(other)).toBe(walked);
       const [stored] = await ledger.storedGaps(VAULT, 10);
-      expect(stored).toEqual({ afterSignature: "walk-029999", beforeSignature: "walk-030000" });
+      expect(stored).toEqual({ afterSignature: sig(broken - 1), beforeSignature: sig(broken) });
     } finally {
       await other.close();
       // A PostgreSQL store from `stores.open` is closed after the test.
@@ -385,23 +404,22 @@ describe.each(dialects)("a review after a gap healed far back on %s", (dialect) 
     try {
       const ledger = createLedgerStore(store);
       await ledger.cursor(VAULT, NOW);
-      // Line 20,000 listed late, held at 39,990 above the lines the chain ran after it: the walk
-      // reaches it slices after its first.
+      // The line halfway up listed late, held 10 below the top above the lines the chain ran
+      // after it: the walk reaches it slices after its first.
+      const late = walked / 2;
+      const held = walked - 10;
       await seedWalk(
         store,
-        "CASE WHEN i = 20000 THEN 39990 WHEN i > 20000 AND i <= 39990 THEN i - 1 ELSE i END",
-        0,
+        { walked, broken: 0 },
+        `CASE WHEN i = ${late} THEN ${held} WHEN i > ${late} AND i <= ${held} THEN i - 1 ELSE i END`,
       );
       const reviewing = ledger.review(VAULT, NOW + 1);
       const marks = await marksBeside(other, reviewing);
       await reviewing;
-      expect(marks.some((m) => m !== null && m > 0 && m < WALKED)).toBe(true);
-      expect(await markOf(other)).toBe(WALKED);
+      expect(marks.some((m) => m !== null && m > 0 && m < walked)).toBe(true);
+      expect(await markOf(other)).toBe(walked);
       expect(await ledger.storedGaps(VAULT, 10)).toEqual([]);
-      const order = Array.from(
-        { length: WALKED },
-        (_, i) => `walk-${String(i + 1).padStart(6, "0")}`,
-      );
+      const order = Array.from({ length: walked }, (_, i) => sig(i + 1));
       expect(await walkOrderOf(store)).toEqual(order);
     } finally {
       await other.close();
