@@ -24,7 +24,7 @@ export interface DialectStores {
 /**
  * Declares the stores of `dialect` for the enclosing describe block (call it at the top of a
  * `describe.each(dialects)` body). SQLite stores are in memory; each PostgreSQL store is a new
- * database on the run's test server (a copy of one migrated for the block), dropped after the
+ * database on the run's test server (a copy of one migrated for the run), dropped after the
  * block.
  */
 export function useDialectStores(dialect: Dialect): DialectStores {
@@ -33,11 +33,13 @@ export function useDialectStores(dialect: Dialect): DialectStores {
   let testRunning = false;
   const database = dialect === "postgres" ? usePostgresDatabase() : null;
   let lastUrl = ":memory:";
-  // One database migrated for the block, copied for each store: a copy costs a fraction of
-  // running every migration again (seconds per store on a loaded 2-core runner).
+  // One database migrated for the run (or, when the run has none, for the block), copied for
+  // each store: a copy costs a fraction of running every migration again (seconds per store
+  // on a loaded 2-core runner).
   let template: Promise<string> | undefined;
   const migratedTemplate = (db: NonNullable<typeof database>) => {
     template ??= (async () => {
+      if (db.migratedTemplate !== undefined) return db.migratedTemplate;
       const url = await db.create();
       const store = openPostgres(url, { poolSize: 1, statementTimeoutMs: 30_000 });
       try {

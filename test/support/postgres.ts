@@ -18,9 +18,14 @@ export interface TestDatabase {
    * database at `template` (a URL on this server nobody is connected to) when given.
    */
   create(options?: { template?: string }): Promise<string>;
+  /**
+   * The URL of the run's database with every migration applied (test/support/
+   * postgres-global-setup.ts), for `create({ template })`; undefined when the run has none.
+   */
+  readonly migratedTemplate: string | undefined;
 }
 
-function provided(): { adminUrl: string; databasePrefix: string } {
+function provided(): { adminUrl: string; databasePrefix: string; migratedUrl?: string } {
   const value: ProvidedPostgres | undefined = inject("postgres");
   if (value === undefined || "unavailable" in value) {
     throw new Error(
@@ -100,6 +105,9 @@ export function usePostgresDatabase(): TestDatabase {
       return url;
     },
     create: (options) => createDatabase(created, options?.template),
+    get migratedTemplate() {
+      return provided().migratedUrl;
+    },
   };
 }
 
