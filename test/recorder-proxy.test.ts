@@ -19,7 +19,11 @@ import {
   maxAnswerBytes,
   parseJobsApiAnswer,
 } from "../src/recorder/jobs-api.js";
-import { createRecordingProxy, keyFingerprint } from "../src/recorder/proxy.js";
+import {
+  createRecordingProxy,
+  keyFingerprint,
+  maxUpstreamHeaderBytes,
+} from "../src/recorder/proxy.js";
 import { createReceiptWriter } from "../src/recorder/receipt-writer.js";
 import { withoutKey } from "../src/recorder/without-key.js";
 import { reconciliationReport } from "../src/reports/reconciliation.js";
@@ -223,6 +227,14 @@ function stubUpstream(): { server: http.Server; stub: Stub } {
         .map(([name, value]) => `${name}: ${value}\r\n`)
         .join("");
       req.socket.end(`HTTP/1.1 200 OK\r\n${head}content-length: 2\r\n\r\n{}`);
+    } else if (url === "/v1/chat/completions?mode=overlong-header") {
+      // A paid answer whose head, past its job's headers, is longer than the proxy reads: it
+      // comes in several chunks, the job's headers in the first.
+      const head = Object.entries({ ...decentral, "content-type": "application/json" })
+        .map(([name, value]) => `${name}: ${value}\r\n`)
+        .join("");
+      const pad = `x-other: ${"a".repeat(maxUpstreamHeaderBytes + 64 * 1024)}\r\n`;
+      req.socket.end(`HTTP/1.1 200 OK\r\n${head}${pad}content-length: 2\r\n\r\n{}`);
     } else if (url === "/v1/chat/completions?mode=sse-unasked") {
       res.writeHead(200, { "content-type": "text/event-stream", ...decentral });
       res.end(
@@ -734,6 +746,26 @@ describe("recording proxy", () => {
     await proxy.idle();
     expect(lines.join("\n")).toContain('"escrowTx":"[redacted]"');
     expect(lines.join("\n")).not.toContain(key);
+  });
+
+  it("logs the job of an answer whose head is too long to read, its job's headers read first", async () => {
+    const { proxy, store, stub, url, lines } = await setup();
+    const response = await completion(url, "overlong-header");
+    expect(response.status).toBe(502);
+    expect(((await response.json()) as { error: { code: string } }).error.code).toBe(
+      "upstream_answer_unreadable",
+    );
+    await proxy.idle();
+    expect(store.db.select().from(jobs).all()).toEqual([]);
+    const line = lines.find((l) => l.includes("upstream answer came but could not be parsed"));
+    const logged = JSON.parse(line ?? "{}") as Record<string, unknown>;
+    // The job ran and was charged: the log is where an operator finds it.
+    expect(logged).toMatchObject({
+      level: 50,
+      status: "200",
+      jobId: stub.receipt.jobId,
+      escrowTx: stub.receipt.escrowTx,
+    });
   });
 
   it("records an event stream as a stream even when the request did not ask for one, with no usage its client read", async () => {

@@ -1172,8 +1172,37 @@ function isParseError(
 }
 
 /**
+ * Keeps the chunks of an answer's head as they come (up to maxUpstreamHeaderBytes), until its
+ * head is read. A head the parser refuses as too long fails in a later chunk than the one that
+ * named the job: the chunk it reports (`rawPacket`) alone holds no job id to log.
+ */
+function keepHeadBytes(request: http.ClientRequest): () => Buffer[] {
+  const chunks: Buffer[] = [];
+  let kept = 0;
+  const keep = (chunk: Buffer) => {
+    if (kept >= maxUpstreamHeaderBytes) return;
+    chunks.push(chunk);
+    kept += chunk.length;
+  };
+  request.once("socket", (socket) => {
+    socket.on("data", keep);
+    const stop = () => socket.off("data", keep);
+    request.once("response", stop);
+    request.once("close", stop);
+  });
+  return () => chunks;
+}
+
+/** The bytes of a refused head: those read before the chunk the parser refused, and that chunk. */
+function headBytes(before: Buffer[], refused: unknown): Buffer | undefined {
+  if (!Buffer.isBuffer(refused)) return before.length > 0 ? Buffer.concat(before) : undefined;
+  // The parser reads a chunk before this process keeps it: it is not among those kept yet.
+  return Buffer.concat(before.at(-1) === refused ? before : [...before, refused]);
+}
+
+/**
  * The status and receipt headers found in the bytes an answer's parser refused, each cut to
- * 200 characters: the chunk Node kept may hold only part of the head, so each may be missing.
+ * 200 characters: the bytes kept may hold only part of the head, so each may be missing.
  * They are logged, and the operator writes them: the caller's `credentials` are cut out first.
  */
 export function answerFactsOf(raw: unknown, credentials: string[]): Record<string, string> {
@@ -1412,6 +1441,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         maxHeaderSize: maxUpstreamHeaderBytes,
       });
       request.setNoDelay(true);
+      headRead = keepHeadBytes(request);
       // Closed with no answer (and not sent again): nothing is left to record.
       request.once("close", () => {
         if (request === upstreamReq && !responded) {
@@ -1421,6 +1451,8 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
       });
       return request;
     };
+    /** What of the answer's head came before the chunk its parser is reading (see keepHeadBytes). */
+    let headRead: () => Buffer[] = () => [];
     let upstreamReq = open();
     let responded = false;
     let resent = false;
@@ -1507,7 +1539,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
             reason: error.message,
             code: error.code,
             path: loggedPath(),
-            ...answerFactsOf(error.rawPacket, credentials),
+            ...answerFactsOf(headBytes(headRead(), error.rawPacket), credentials),
           },
           "upstream answer came but could not be parsed; answering 502, its job is not recorded",
         );
