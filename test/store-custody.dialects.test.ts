@@ -694,12 +694,13 @@ describe.each(dialects)("custody store on %s", (dialect) => {
             learning(jobId, `k-${p}`, { creditVault: null, treasuryCandidate: null }),
           ),
         ];
-        // A third connection holds both settlements' rows, so both writers are under way,
-        // waiting, when it lets go.
+        // A third connection holds the rollup rows the settlements' verdicts move, so both
+        // writers are under way, waiting, when it lets go (a job row held is left out of a
+        // verdict write, not waited for).
         const blocker = await store.pool.connect();
         try {
           await blocker.query("BEGIN");
-          await blocker.query("SELECT 1 FROM jobs WHERE job_id IN ('job-a', 'job-b') FOR UPDATE");
+          await blocker.query("SELECT 1 FROM job_rollups FOR UPDATE");
           const context = { owner: "owner-a", runId: null, t: T };
           const writes = Promise.all([
             createVerdictStore(store, profile).write(batch("a"), context),

@@ -496,7 +496,9 @@ describe.each(dialects)("verdict store on %s", (dialect) => {
         let writes: Promise<boolean[][]>;
         try {
           await blocker.query("BEGIN");
-          await blocker.query("SELECT 1 FROM jobs WHERE job_id IN ('x1', 'y1') FOR UPDATE");
+          // The rollup rows held: the first batch waits there, holding the turns, the second
+          // for them (a job row held is left out of a verdict write, not waited for).
+          await blocker.query("SELECT 1 FROM job_rollups FOR UPDATE");
           const context = { owner: "owner-a", runId: null, t: T };
           writes = Promise.all([
             createVerdictStore(store, profile).write(

@@ -167,12 +167,28 @@ async function updateKeepingVerdict(
   await takeReceiptWriterTurn(tx);
   // Raw SQL: drizzle's update builder has no `UPDATE … FROM unnest(arrays)`.
   const result = await tx.execute<{ job_id: string }>(sql`
+    WITH free AS (${leasedRowsFree(rows, owner)})
     UPDATE jobs SET ${queueColumnsSet(t)}, unproven = NULL
     FROM unnest(${queueArrays(rows)}) AS u (${queueArrayNames})
     WHERE jobs.job_id = u.job_id AND jobs.lease_owner = ${owner} AND jobs.verdict = u.verdict
+      AND jobs.job_id IN (SELECT job_id FROM free)
     RETURNING jobs.job_id`);
   return new Set(result.rows.map((r) => r.job_id));
 }
+
+/**
+ * The rows of `rows`' jobs leased to `owner`, locked in key order, those another transaction
+ * holds left out, never waited for: a write leaves such a job as one whose lease was lost, and
+ * it is decided again once its lease ends and the row is free. With the receipt writers' turn
+ * held, the holder is a session outside the service (an operator's `SELECT … FOR UPDATE`, a
+ * long transaction): the write waited for it up to the statement timeout, every receipt
+ * waiting for the turn behind it, then failed as the database busy, and the round was tried
+ * again, the same way, for as long as the row stayed locked.
+ */
+const leasedRowsFree = (rows: readonly JobWrite[], owner: string) => sql`
+  SELECT job_id FROM jobs
+  WHERE job_id = ANY(${sql.param(rows.map((r) => r.jobId))}::text[]) AND lease_owner = ${owner}
+  ORDER BY job_id FOR UPDATE SKIP LOCKED`;
 
 /** What every verdict write sets of a job's row: the queue columns, with the lease released. */
 const queueColumnsSet = (t: number) => sql`verdict_at = u.verdict_at,
@@ -253,9 +269,10 @@ const amountColumns = {
 
 /**
  * Writes the rows in one statement, each guarded by `owner`'s lease, and returns the ids of the
- * jobs written. Guard: `UPDATE … WHERE lease_owner = owner RETURNING` (under READ COMMITTED a
- * row another transaction changed is waited for and its WHERE checked again on the committed
- * row, so a claim or reopen that took the lease first makes that job's write touch nothing). One
+ * jobs written. Guard: `UPDATE … WHERE lease_owner = owner RETURNING`, on the rows
+ * `leasedRowsFree` locked (its lease checked on the latest committed row, so a claim or reopen
+ * that took the lease first makes that job's write touch nothing; one still under way holds the
+ * row, which is left out). One
  * statement, so the rollup triggers run once for the batch. Raw SQL: drizzle's update builder
  * has no `UPDATE … FROM unnest(arrays)`.
  */
@@ -270,6 +287,7 @@ async function updateLeased(
   const units = (v: bigint | null | undefined) => (v == null ? null : v.toString());
   const amounts = Object.entries(amountColumns) as [keyof VerdictAmounts, string][];
   const result = await tx.execute<{ job_id: string }>(sql`
+    WITH free AS (${leasedRowsFree(rows, owner)})
     UPDATE jobs SET
       verdict = u.verdict,
       ${queueColumnsSet(t)},
@@ -292,6 +310,7 @@ async function updateLeased(
     ) AS u (${queueArrayNames}, unproven, has_amounts,
       ${sql.raw(amounts.map(([, c]) => c).join(", "))})
     WHERE jobs.job_id = u.job_id AND jobs.lease_owner = ${owner}
+      AND jobs.job_id IN (SELECT job_id FROM free)
     RETURNING jobs.job_id`);
   return new Set(result.rows.map((r) => r.job_id));
 }
