@@ -4,10 +4,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openPostgres, type PgStore } from "../src/db/pg/client.js";
 import { migratePostgres } from "../src/db/pg/migrate.js";
 import { createLogger } from "../src/log.js";
+import { ingestReceiptsVia } from "../src/recorder/ingest.js";
 import { createReceiptWriter, type ReceiptWriter } from "../src/recorder/receipt-writer.js";
 import { type Receipt, recordReceiptsUnit } from "../src/store/receipts.js";
 import { usePostgresDatabase } from "./support/postgres.js";
-import { receipt } from "./support/recorder-fixtures.js";
+import { receipt, wireReceipt } from "./support/recorder-fixtures.js";
 
 /**
  * One job's row held locked by a session outside the service (an operator's `SELECT … FOR
@@ -173,6 +174,39 @@ describe("the PostgreSQL receipt writer with one job's row locked by another ses
         first.jobId,
       ]);
       expect(rows).toEqual([{ settlement_tx: earlier.settlementTx }]);
+    } finally {
+      await locker.query("ROLLBACK").catch(() => {});
+      await writer.close();
+    }
+  }, 30_000);
+
+  it("holds a POST /jobs batch naming the locked job whole, writing other requests, and answers it in full once the lock goes", async () => {
+    const writer = createReceiptWriter(store, { log });
+    const first = wireReceipt({ settlement_tx: null });
+    await ingestReceiptsVia(writer, [first], "ingest");
+    const batch = [wireReceipt(), { ...first, settlement_tx: wireReceipt().settlement_tx }];
+    const batchIds = batch.map((item) => item.job_id as string);
+    try {
+      await locker.query("BEGIN");
+      await locker.query("SELECT * FROM jobs WHERE job_id = $1 FOR UPDATE", [first.job_id]);
+      let answered = false;
+      const held = ingestReceiptsVia(writer, batch, "ingest").finally(() => {
+        answered = true;
+      });
+      // Another request's receipt is written meanwhile; nothing of the batch is, while it waits.
+      expect((await ingestReceiptsVia(writer, [wireReceipt()], "ingest"))[0]?.status).toBe(
+        "created",
+      );
+      await waitFor(() => lockWaiters().then((n) => n > 0));
+      const { rows } = await store.pool.query(
+        "SELECT count(*)::int AS n FROM jobs WHERE job_id = $1",
+        [batchIds[0]],
+      );
+      expect(rows).toEqual([{ n: 0 }]);
+      expect(answered).toBe(false);
+
+      await locker.query("COMMIT");
+      expect((await held).map((r) => r.status)).toEqual(["created", "updated"]);
     } finally {
       await locker.query("ROLLBACK").catch(() => {});
       await writer.close();
