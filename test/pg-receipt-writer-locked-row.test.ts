@@ -180,6 +180,34 @@ describe("the PostgreSQL receipt writer with one job's row locked by another ses
     }
   }, 30_000);
 
+  it("keeps writing other receipts at once while many jobs' rows are locked, and each locked one once its lock goes", async () => {
+    const writer = createReceiptWriter(store, { log });
+    const firsts = Array.from({ length: 20 }, () => receipt({ settlementTx: null }));
+    await writer.run(recordReceiptsUnit(firsts, "proxy"));
+    try {
+      await locker.query("BEGIN");
+      await locker.query("SELECT * FROM jobs WHERE job_id = ANY($1) FOR UPDATE", [
+        firsts.map((r) => r.jobId),
+      ]);
+      const locked = Promise.all(
+        firsts.map((r) =>
+          writer.run(recordReceiptsUnit([{ ...r, settlementTx: receipt().settlementTx }], "proxy")),
+        ),
+      );
+      // Each locked receipt is set apart once; then new receipts are written without their wait.
+      await timedWrites(writer, [receipt()]);
+      await sleep(1_000);
+      const later = await timedWrites(writer, [receipt(), receipt(), receipt()]);
+      expect(Math.max(...later)).toBeLessThan(1_000);
+
+      await locker.query("COMMIT");
+      expect(await locked).toEqual(firsts.map(() => [{ outcome: "updated" }]));
+    } finally {
+      await locker.query("ROLLBACK").catch(() => {});
+      await writer.close();
+    }
+  }, 30_000);
+
   it("holds a POST /jobs batch naming the locked job whole, writing other requests, and answers it in full once the lock goes", async () => {
     const writer = createReceiptWriter(store, { log });
     const first = wireReceipt({ settlement_tx: null });

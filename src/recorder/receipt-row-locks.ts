@@ -11,6 +11,13 @@ import type { Queued } from "./receipt-writer.js";
 const LOCK_WAIT_MS = 1000;
 /** The bound of a group while tasks wait set apart: their rows are likely held still. */
 const LOCKED_AGAIN_WAIT_MS = 50;
+/**
+ * Least time between two tries of tasks set apart, any of them, in ms: a try still locked costs
+ * its group the short bound and a rollback. Each task tried up to once a second, 20 set apart
+ * (an operator's `SELECT … FOR UPDATE` over a range of jobs) cost 20 such a second: every group
+ * was rolled back, and no receipt of any job was written while the locks lasted.
+ */
+const LOCKED_RETRY_SPACING_MS = 200;
 /** Longest delay between two tries of a task set apart for a locked row, in ms. */
 const MAX_LOCKED_RETRY_MS = 1000;
 /** How often the log says that a task still waits for a locked row, in ms. */
@@ -47,10 +54,13 @@ export function createRowLockWaits(log: Logger, statementTimeout: unknown) {
       : LOCK_WAIT_MS;
   const waits = new WeakMap<Queued, LockWait>();
   const sleeper = createSleeper({ rememberWake: true });
+  /** When a task set apart was last tried (monotonic). */
+  let lastRetryAt = Number.NEGATIVE_INFINITY;
   return {
     /**
      * Up to `size` tasks of `queue`, in order, leaving out those set apart and not yet due, and
-     * all but the first that is due: each retry costs the group one short wait, not one each.
+     * all but the first that is due: each retry costs the group one short wait, not one each;
+     * none within `LOCKED_RETRY_SPACING_MS` of the last retry, however many are due.
      * While any task is set apart the group's bound is short too: a row every receipt of a
      * model or hour touches (a rollup row held locked) would have cost a whole bound for each.
      * A task of a job (`WriteUnit.jobIds`) whose earlier task is left out is left out too: a
@@ -59,7 +69,8 @@ export function createRowLockWaits(log: Logger, statementTimeout: unknown) {
     nextBatch(queue: readonly Queued[], size: number): NextBatch {
       const t = performance.now();
       const batch: Queued[] = [];
-      let retried = false;
+      const retryFrom = lastRetryAt + LOCKED_RETRY_SPACING_MS;
+      let retried = t < retryFrom;
       let anyWaiting = false;
       let nextTryAt = Number.POSITIVE_INFINITY;
       /** Jobs of tasks left out of this group: their later tasks wait too, in queue order. */
@@ -70,13 +81,17 @@ export function createRowLockWaits(log: Logger, statementTimeout: unknown) {
         const behind = item.task.jobIds?.some((jobId) => heldJobs.has(jobId)) ?? false;
         const due = wait === undefined || (wait.retryAt <= t && !retried);
         if (behind || batch.length >= size || !due) {
-          if (wait !== undefined) nextTryAt = Math.min(nextTryAt, wait.retryAt);
+          if (wait !== undefined)
+            nextTryAt = Math.min(nextTryAt, Math.max(wait.retryAt, retryFrom));
           if (wait !== undefined || behind) {
             for (const jobId of item.task.jobIds ?? []) heldJobs.add(jobId);
           }
           continue;
         }
-        retried ||= wait !== undefined;
+        if (wait !== undefined) {
+          retried = true;
+          lastRetryAt = t;
+        }
         batch.push(item);
       }
       return { batch, lockWaitMs: anyWaiting ? LOCKED_AGAIN_WAIT_MS : firstWaitMs, nextTryAt };
@@ -100,6 +115,8 @@ export function createRowLockWaits(log: Logger, statementTimeout: unknown) {
       const wait = waits.get(item);
       if (wait === undefined) return;
       waits.delete(item);
+      // Its lock went: the others set apart are likely free too, and tried without the spacing.
+      lastRetryAt = Number.NEGATIVE_INFINITY;
       log.info(
         { waitedMs: Math.round(performance.now() - wait.since), tries: wait.tries },
         "a receipt that waited for a locked row is written",
