@@ -383,6 +383,7 @@ export function createVerifier(deps: VerifierDeps): Verifier {
     try {
       while (!stopping) {
         let worked = 0;
+        const roundAt = now();
         try {
           worked = await runRound(null, runId);
         } catch (error) {
@@ -413,7 +414,9 @@ export function createVerifier(deps: VerifierDeps): Verifier {
           continue;
         }
         const wait =
-          due === null ? options.idleIntervalMs : Math.min(options.idleIntervalMs, due - t);
+          due === null
+            ? options.idleIntervalMs
+            : Math.min(options.idleIntervalMs, waitForDue(due, t, roundAt, options));
         await sleep(wait);
       }
     } catch (error) {
@@ -510,6 +513,7 @@ export function createVerifier(deps: VerifierDeps): Verifier {
             break;
           }
           let worked = 0;
+          const roundAt = now();
           try {
             worked = await runRound(filter, runId, roundSignal);
           } catch (error) {
@@ -534,7 +538,11 @@ export function createVerifier(deps: VerifierDeps): Verifier {
                 t = await sharedNow();
                 return queue.nextDue(filter, { t, leaseAt: t });
               })) ?? t + options.pollIntervalMs;
-            const wait = Math.min(due - t, left(), options.pollIntervalMs);
+            const wait = Math.min(
+              waitForDue(due, t, roundAt, options),
+              left(),
+              options.pollIntervalMs,
+            );
             await sleep(Math.max(0, wait), opts.signal);
           }
         }
@@ -574,6 +582,23 @@ export function createVerifier(deps: VerifierDeps): Verifier {
       return summary;
     },
   };
+}
+
+/**
+ * How long to wait, at `t`, for the next job due at `due`, after a round begun at `roundAt`
+ * claimed nothing. A job due before the round began that its claim did not take is one whose
+ * row another session holds (an operator's `SELECT … FOR UPDATE`, a long transaction, on
+ * PostgreSQL): it is looked at again a poll interval later. Waited for at once, the loop claimed
+ * nothing round after round as fast as the database answered, for as long as the row stayed
+ * locked.
+ */
+function waitForDue(
+  due: number,
+  t: number,
+  roundAt: number,
+  options: { pollIntervalMs: number },
+): number {
+  return due <= roundAt ? options.pollIntervalMs : due - t;
 }
 
 /** How long a run's closing write waits for a busy or restarting database past the run's time. */

@@ -1,0 +1,93 @@
+import { sql } from "drizzle-orm";
+import pg from "pg";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { openPostgres, type PgStore } from "../src/db/pg/client.js";
+import { migratePostgres } from "../src/db/pg/migrate.js";
+import { createLogger } from "../src/log.js";
+import { createVerifier } from "../src/verify/engine.js";
+import { localnetProfile } from "../src/verify/profiles.js";
+import { usePostgresDatabase } from "./support/postgres.js";
+import { seedJobs } from "./support/seed-verdicts.js";
+import { createFakeChain } from "./support/verify-fake-rpc.js";
+
+/**
+ * A due job whose row another session holds locked (an operator's `SELECT … FOR UPDATE` left
+ * open, a long transaction) is skipped by every claim, while the next due time read after the
+ * round is that job's, already past: the loop went straight into the next round, and claimed
+ * nothing round after round as fast as the database answered (a nightly run until its
+ * --timeout, `serve` for as long as the row stayed locked).
+ */
+
+const database = usePostgresDatabase();
+const POLL_MS = 200;
+let store: PgStore;
+let locker: pg.Client;
+
+beforeAll(async () => {
+  store = openPostgres(database.url, { poolSize: 4, statementTimeoutMs: 30_000 });
+  await migratePostgres(store.pool);
+  locker = new pg.Client({ connectionString: database.url });
+  await locker.connect();
+});
+
+afterAll(async () => {
+  await locker?.end();
+  await store?.close();
+});
+
+beforeEach(async () => {
+  await store.db.execute(sql`DELETE FROM jobs`);
+  await seedJobs(store, [{ jobId: "job_held", leaseOwner: null }]);
+  await store.db.execute(sql`UPDATE jobs SET escrow_tx = 'sig_' || job_id`);
+});
+
+/** A verifier on a chain that has shown nothing, counting its rounds. */
+function verifier() {
+  const chain = createFakeChain();
+  const seen = { rounds: 0 };
+  const engine = createVerifier({
+    store,
+    rpc: chain.rpc,
+    profile: localnetProfile,
+    log: createLogger({ level: "silent" }),
+    owner: "host-a/verifier",
+    options: { pollIntervalMs: POLL_MS, idleIntervalMs: 5_000, errorBackoffMs: 20 },
+    pacer: { roundStarts: () => seen.rounds++, pauseAfter: () => 0 },
+  });
+  return { engine, chain, seen };
+}
+
+/** Runs `body` with the job's row locked by another session, which then lets it go. */
+async function withRowLocked<T>(body: () => Promise<T>): Promise<T> {
+  await locker.query("BEGIN");
+  await locker.query("SELECT * FROM jobs WHERE job_id = 'job_held' FOR UPDATE");
+  try {
+    return await body();
+  } finally {
+    await locker.query("ROLLBACK");
+  }
+}
+
+describe("a verifier beside a due job whose row another session holds locked on PostgreSQL", () => {
+  it("a run looks again once a poll interval, ends at its time, and takes the job once the row is free", async () => {
+    const { engine, chain, seen } = verifier();
+    const summary = await withRowLocked(() => engine.runUntilSettled({}, { timeoutMs: 1_500 }));
+    expect(summary.status).toBe("timed_out");
+    // 1.5 s at one look a poll interval (200 ms): 8, with a round begun as the time ran out.
+    expect(seen.rounds).toBeLessThanOrEqual(10);
+    expect(chain.calls.statusCalls).toBe(0);
+
+    await engine.runUntilSettled({}, { timeoutMs: 300 });
+    expect(chain.calls.statusSignatures).toBeGreaterThan(0);
+  }, 30_000);
+
+  it("serve's loop looks again once a poll interval while the row stays locked", async () => {
+    const { engine, seen } = verifier();
+    await withRowLocked(async () => {
+      engine.start();
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      await engine.stop();
+    });
+    expect(seen.rounds).toBeLessThanOrEqual(7);
+  }, 30_000);
+});
