@@ -19,7 +19,7 @@ let store: PgStore;
 let locker: pg.Client;
 
 beforeAll(async () => {
-  store = openPostgres(database.url, { poolSize: 2 });
+  store = openPostgres(database.url, { poolSize: 2, statementTimeoutMs: 30_000 });
   await migratePostgres(store.pool);
   locker = new pg.Client({ connectionString: database.url });
   await locker.connect();
