@@ -125,6 +125,30 @@ describe.each(dialects)("%s store", (dialect) => {
     expect(judged.mismatches).toEqual([plan.jobId]);
   });
 
+  it("fails a header of the balance after a top-up the receipt names as the job's settlement, within the clocks' slack", async () => {
+    // The chain 1 s ahead: the job's own settlement is dated the second after the response's,
+    // a top-up the second after that. The receipt names the top-up as its settlement and the
+    // header the balance after it: a balance the vault held only after the response.
+    const { c, vault, from } = start();
+    const plan = h.op.plan({ keyIndex: 0 });
+    const { escrowTx } = h.op.honestJob(plan);
+    const recordedAt = h.op.now() - 1_000;
+    h.op.advanceClock(1_000);
+    h.op.nextSlot();
+    const topUp = h.op.fund(vault, 50_000n);
+    const header = h.op.balance(vault);
+    c.record(
+      plan,
+      { escrowTx, settlementTx: topUp },
+      { creditsRemainingUnits: header },
+      "ingest",
+      recordedAt,
+    );
+    const judged = await judge(c, vault, from, plan);
+    expect(judged.check?.outcome).toBe("fail");
+    expect(judged.mismatches).toEqual([plan.jobId]);
+  });
+
   it("fails a header of the balance after a settlement that landed well after the response, a top-up between", async () => {
     // The receipt names a settlement the operator sent 3 s after the response, past any clock
     // slack; a top-up came first. The header names the balance after both.

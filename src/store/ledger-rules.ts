@@ -405,7 +405,9 @@ export const SETTLEMENT_CLOCK_SLACK_SECONDS = 2;
  * response's second. A settlement dated later came after the response (its balance was not
  * the one the header could say), and one the receipt names that the vault holds no line of
  * yet may still be listed: the span is read in full (`coverAt`) only once the listing holds
- * the slack's seconds too.
+ * the slack's seconds too. A line the receipt names that is not the job's own settlement
+ * (`ownSettlementLine`: a top-up, another job's line) places nothing: the operator names the
+ * settlement, and naming a top-up of the slack's seconds took in the balance after it.
  */
 export interface HeaderSpanEnd {
   /** The response's second (the recorder's clock). */
@@ -416,35 +418,65 @@ export interface HeaderSpanEnd {
   coverAt: number;
   /** The receipt names a settlement the vault holds no line of: a line past `until` may precede it. */
   settlementUnlisted: boolean;
+  /**
+   * The receipt names a line of the vault not read yet: whether it is the job's settlement is
+   * not known, so the span is not read in full until it is.
+   */
+  settlementUnread: boolean;
+}
+
+/** The line of the vault a receipt names as its job's settlement, as a header's span weighs it. */
+export interface NamedSettlementLine {
+  ord: number;
+  blockTime: number | null;
+  state: "listed" | "read";
+  succeeded: boolean | null;
+  memoKind: MemoJob["kind"] | null;
+  memoJobId: string | null;
+  memoJobs: readonly MemoJob[] | null;
+}
+
+/**
+ * Whether a read line is `jobId`'s own settlement as the settlement checks take one: it
+ * succeeded, and its memos name that job's settlement and no other job or step.
+ */
+export function ownSettlementLine(line: NamedSettlementLine, jobId: string): boolean {
+  if (line.state !== "read" || line.succeeded !== true) return false;
+  const named = memoJobsOfLine(line);
+  return named.length === 1 && named[0]!.kind === "settle" && named[0]!.jobId === jobId;
 }
 
 export function headerSpanEnd(
   recordedAt: number,
-  settlement: { named: boolean; ord: number | null; blockTime: number | null },
+  jobId: string,
+  settlement: { named: boolean; line: NamedSettlementLine | null },
 ): HeaderSpanEnd {
   const until = Math.floor(recordedAt / 1000);
+  const { line } = settlement;
+  const own = line !== null && ownSettlementLine(line, jobId);
   const placed =
-    settlement.ord !== null &&
-    settlement.blockTime !== null &&
-    settlement.blockTime <= until + SETTLEMENT_CLOCK_SLACK_SECONDS;
-  const unlisted = settlement.named && settlement.ord === null;
+    own && line.blockTime !== null && line.blockTime <= until + SETTLEMENT_CLOCK_SLACK_SECONDS;
+  const unlisted = settlement.named && line === null;
   return {
     until,
-    throughOrd: placed ? settlement.ord! : -1,
+    throughOrd: placed ? line.ord : -1,
     coverAt: recordedAt + (unlisted ? SETTLEMENT_CLOCK_SLACK_SECONDS * 1000 : 0),
     settlementUnlisted: unlisted,
+    settlementUnread: line !== null && line.state !== "read",
   };
 }
 
 /**
  * Whether a span whose lines are all read is read in full: it `ended` at a line past it, or the
- * history is listed through its end (the chain had finalized past it when it was listed).
+ * history is listed through its end (the chain had finalized past it when it was listed). Never
+ * while the line its receipt names as the settlement is not read.
  */
 export function headerSpanCovered(
   end: HeaderSpanEnd,
   ended: boolean,
   finalThrough: number | null,
 ): boolean {
+  if (end.settlementUnread) return false;
   return (ended && !end.settlementUnlisted) || finalCovers(finalThrough, end.coverAt);
 }
 

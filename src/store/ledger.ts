@@ -1065,7 +1065,8 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   );
   const lockLine = big("SELECT ord, state FROM ledger_lines WHERE vault = ? AND signature = ?");
   const settlementLine = big(
-    "SELECT ord, block_time FROM ledger_lines WHERE vault = ? AND signature = ?",
+    `SELECT ord, block_time, state, succeeded, memo_kind, memo_job_id, memo_jobs
+       FROM ledger_lines WHERE vault = ? AND signature = ?`,
   );
   // The same span judged inside the review's write transaction, in SQL over `ledger_lines_order`:
   // a late receipt (an import, recorded months after its lock) spans every line since its lock,
@@ -1510,11 +1511,12 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   }
 
   /**
-   * Where the span of a job recorded at `recordedAt` (ms) whose receipt names `settlementTx`
+   * Where the span of `jobId` recorded at `recordedAt` (ms) whose receipt names `settlementTx`
    * ends among `vault`'s lines (`headerSpanEnd`).
    */
   function spanEndOf(
     vault: string,
+    jobId: string,
     recordedAt: bigint,
     settlementTx: string | null,
   ): HeaderSpanEnd {
@@ -1522,12 +1524,29 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       settlementTx === null
         ? undefined
         : (settlementLine.get(vault, settlementTx) as
-            | { ord: bigint; block_time: bigint | null }
+            | {
+                ord: bigint;
+                block_time: bigint | null;
+                state: "listed" | "read";
+                succeeded: bigint | null;
+                memo_kind: MemoJob["kind"] | null;
+                memo_job_id: string | null;
+                memo_jobs: string | null;
+              }
             | undefined);
-    return headerSpanEnd(Number(recordedAt), {
+    return headerSpanEnd(Number(recordedAt), jobId, {
       named: settlementTx !== null,
-      ord: line ? Number(line.ord) : null,
-      blockTime: line?.block_time == null ? null : Number(line.block_time),
+      line: line
+        ? {
+            ord: Number(line.ord),
+            blockTime: line.block_time === null ? null : Number(line.block_time),
+            state: line.state,
+            succeeded: line.succeeded === null ? null : line.succeeded === 1n,
+            memoKind: line.memo_kind,
+            memoJobId: line.memo_job_id,
+            memoJobs: memoJobsOf(line.memo_jobs),
+          }
+        : null,
     });
   }
 
@@ -1608,7 +1627,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       | undefined;
     const header = job?.credits_remaining_units ?? null;
     if (!job || header === null) return null;
-    const end = spanEndOf(vault, job.recorded_at, job.settlement_tx);
+    const end = spanEndOf(vault, lock.jobId, job.recorded_at, job.settlement_tx);
     const span = spanFrom(vault, lock.ord, end, finalThrough, header);
     const at = span.balances.findIndex((b) => headerMatches(header, b));
     return {
@@ -1623,6 +1642,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   /** The span of a job's lock (`signature`) in `vault`; nothing known while it is not read. */
   function spanOfLock(
     vault: string,
+    jobId: string,
     signature: string,
     recordedAt: bigint,
     settlementTx: string | null,
@@ -1631,7 +1651,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   ): { balances: bigint[]; covered: boolean } {
     const lock = lockLine.get(vault, signature) as { ord: bigint; state: string } | undefined;
     if (lock?.state !== "read") return { balances: [], covered: false };
-    const end = spanEndOf(vault, recordedAt, settlementTx);
+    const end = spanEndOf(vault, jobId, recordedAt, settlementTx);
     return spanFrom(vault, Number(lock.ord), end, finalThrough, header);
   }
 
@@ -2103,7 +2123,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
               : headerSpan(
                   vault,
                   BigInt(line.ord),
-                  spanEndOf(vault, job.recorded_at, job.settlement_tx),
+                  spanEndOf(vault, line.jobId!, job.recorded_at, job.settlement_tx),
                   finalThrough,
                   header,
                 );
@@ -2133,7 +2153,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         const span = headerSpan(
           vault,
           lock.ord,
-          spanEndOf(vault, j.recorded_at, j.settlement_tx),
+          spanEndOf(vault, j.job_id, j.recorded_at, j.settlement_tx),
           finalThrough,
           j.credits_remaining_units,
         );
@@ -2286,6 +2306,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         if (!finalThrough.has(r.vault)) finalThrough.set(r.vault, finalThroughOf(r.vault));
         const span = spanOfLock(
           r.vault,
+          r.jobId,
           r.lockTx,
           BigInt(r.recordedAt),
           r.settlementTx ?? null,

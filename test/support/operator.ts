@@ -531,11 +531,14 @@ export class Operator {
     return account.address;
   }
 
-  /** Mints `amount` of the credit mint (or a fake mint the attacker controls) into `account`. */
-  fund(account: string, amount: bigint, mint = this.accounts.mint): void {
+  /**
+   * Mints `amount` of the credit mint (or a fake mint the attacker controls) into `account`;
+   * returns the transaction's signature.
+   */
+  fund(account: string, amount: bigint, mint = this.accounts.mint): string {
     const authority =
       mint === this.accounts.mint ? this.treasuryOwner.address : this.attacker.address;
-    this.send([this.mintTo(mint, account, amount, authority)]);
+    return this.send([this.mintTo(mint, account, amount, authority)]).signature;
   }
 
   /**

@@ -881,7 +881,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
   async function spanEndsOf(
     q: PgExecutor,
     vault: string,
-    asks: readonly { recordedAt: number; settlementTx: string | null }[],
+    asks: readonly { jobId: string; recordedAt: number; settlementTx: string | null }[],
   ): Promise<HeaderSpanEnd[]> {
     const named = [...new Set(asks.flatMap((a) => (a.settlementTx ? [a.settlementTx] : [])))];
     const lines =
@@ -892,16 +892,20 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
               signature: ledgerLines.signature,
               ord: ledgerLines.ord,
               blockTime: ledgerLines.blockTime,
+              state: ledgerLines.state,
+              succeeded: ledgerLines.succeeded,
+              memoKind: ledgerLines.memoKind,
+              memoJobId: ledgerLines.memoJobId,
+              memoJobs: ledgerLines.memoJobs,
             })
             .from(ledgerLines)
             .where(and(vaultIs(vault), sql`${ledgerLines.signature} = ANY (${textArray(named)})`));
     const lineOf = new Map(lines.map((l) => [l.signature, l]));
     return asks.map((a) => {
       const line = a.settlementTx === null ? undefined : lineOf.get(a.settlementTx);
-      return headerSpanEnd(a.recordedAt, {
+      return headerSpanEnd(a.recordedAt, a.jobId, {
         named: a.settlementTx !== null,
-        ord: line?.ord ?? null,
-        blockTime: line?.blockTime ?? null,
+        line: line ? { ...line, memoJobs: memoJobsOf(line.memoJobs) } : null,
       });
     });
   }
@@ -973,6 +977,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     q: PgExecutor,
     vault: string,
     asks: readonly {
+      jobId: string;
       lockOrd: number;
       recordedAt: number;
       settlementTx: string | null;
@@ -1061,6 +1066,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       return [
         {
           lock,
+          jobId: job.jobId,
           header: job.header,
           recordedAt: job.recordedAt,
           settlementTx: job.settlementTx,
@@ -1092,6 +1098,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
   async function spanOfLock(
     q: PgExecutor,
     vault: string,
+    jobId: string,
     signature: string,
     recordedAt: number,
     settlementTx: string | null,
@@ -1103,7 +1110,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       .from(ledgerLines)
       .where(and(vaultIs(vault), eq(ledgerLines.signature, signature)));
     if (lock?.state !== "read") return { balances: [], covered: false };
-    const [end] = await spanEndsOf(q, vault, [{ recordedAt, settlementTx }]);
+    const [end] = await spanEndsOf(q, vault, [{ jobId, recordedAt, settlementTx }]);
     return spanFrom(q, vault, lock.ord, end!, finalThrough, header);
   }
 
@@ -2169,6 +2176,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
           const span = await spanOfLock(
             tx,
             r.vault,
+            r.jobId,
             r.lockTx,
             r.recordedAt,
             r.settlementTx ?? null,
