@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { buildStatement } from "../src/ledger/statement.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
-import { periodEdge, vaultReader } from "./support/ledger-periods.js";
+import { listingWithout, periodEdge, vaultReader } from "./support/ledger-periods.js";
 import { type JobPlan, type Scenario, useAdversaryHarness } from "./support/operator.js";
 
 /**
@@ -105,6 +105,37 @@ describe.each(dialects)("%s store", (dialect) => {
     const judged = await judge(c, vault, from, plan);
     expect(judged.check?.outcome).toBe("pass");
     expect(await c.outcome(plan.jobId)).toEqual({ verdict: "verified", failing: [] });
+  });
+
+  it("waits for the settlement its receipt names while a node lists a later line but not it yet, then passes the honest header", async () => {
+    // The chain 1.5 s ahead: the job's lock, another lock of the vault dated after the
+    // response's second, then the job's settlement; the header is the balance after all three.
+    // A node that does not list the settlement yet lists the other lock, past the response's
+    // second: the span is not read in full until the settlement is listed, and calling it read
+    // failed the honest header for good (the job a discrepancy, the vault a mismatch).
+    const { c, vault, from } = start();
+    const plan = h.op.plan({ keyIndex: 0 });
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    h.op.nextSlot();
+    h.op.send(h.op.lockIxs(h.op.plan({ keyIndex: 0 })));
+    h.op.nextSlot();
+    const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
+    const header = h.op.balance(vault);
+    const recordedAt = h.op.now() - 1_500;
+    c.record(
+      plan,
+      { escrowTx, settlementTx },
+      { creditsRemainingUnits: header },
+      "ingest",
+      recordedAt,
+    );
+    await h.finalized();
+    await vaultReader(h, c, vault, listingWithout(h, settlementTx)).syncVault(vault);
+    await c.verify();
+    expect((await c.check(plan.jobId, "credits.header"))?.outcome).toBe("skip");
+    const judged = await judge(c, vault, from, plan);
+    expect(judged.check?.outcome).toBe("pass");
+    expect(judged.mismatches).toEqual([]);
   });
 
   it("fails a header of the balance a top-up made after the job's settlement, within the clocks' slack", async () => {
