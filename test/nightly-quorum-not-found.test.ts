@@ -44,4 +44,42 @@ describe("a nightly run under RPC_QUORUM=2 when one endpoint says not found", ()
       /2 jobs not final: 2 waiting on RPC trouble; the RPC endpoints disagree: answered not found for a transaction another endpoint served \(liar \d+ times\)/,
     );
   });
+
+  it("names the endpoints that disagree on the transactions of jobs in rpc_disagreement", async () => {
+    const store = createTestStore();
+    const chain = createFakeChain({ finalitySlots: 0 });
+    const from = Date.now() - 60_000;
+    recordHonest(store, "a", chain);
+    const honest = {
+      ...chain.rpc,
+      requestRate: () => 1,
+      stats: () => [],
+      async close() {},
+    } as unknown as RpcPool;
+    // Serves every transaction with a fee of one lamport more: another digest of the facts.
+    const forger = {
+      ...honest,
+      async getTransaction(signature: string, options?: unknown) {
+        const served = await honest.getTransaction(signature, options as never);
+        return served && { ...served, facts: { ...served.facts, fee: served.facts.fee + 1n } };
+      },
+    } as unknown as RpcPool;
+    const rpc = createQuorumRpc({
+      members: [
+        { name: "honest", rpc: honest },
+        { name: "forger", rpc: forger },
+      ],
+      quorum: 2,
+    });
+    const night = await runNightlyVerification(store, quickVerifier(store, rpc, log), {
+      from,
+      to: Date.now() + 1_000,
+      timeoutMs: 1_500,
+      rpcQuorum: rpc,
+    });
+    expect(night.exitCode).toBe(2);
+    expect(night.reason).toMatch(
+      /1 jobs in rpc_disagreement: the RPC endpoints disagree on their transactions \(disagreeing this run: honest \d+ times, forger \d+ times; tx inspect SIGNATURE --quorum k\)/,
+    );
+  });
 });

@@ -79,9 +79,10 @@ export interface NightlyOptions {
   waitsForJobsApi?: boolean;
   /**
    * The RPC quorum (none without one): a run that ends with jobs open names the endpoints that
-   * answered "not found" during it for transactions another endpoint served.
+   * answered "not found" during it for transactions another endpoint served, and one with jobs
+   * in `rpc_disagreement` the endpoints that took a side of a disagreement no quorum settled.
    */
-  rpcQuorum?: Pick<QuorumRpc, "leftOut">;
+  rpcQuorum?: Pick<QuorumRpc, "leftOut" | "quorumStatus">;
   /** Runs before anything else, e.g. an RPC `getSlot`; a rejection means "could not finish". */
   preflight?: () => Promise<unknown>;
   onProgress?: (p: NightlyProgress) => void;
@@ -351,6 +352,7 @@ export async function runNightlyVerification(
   const timedOut = () => `timed out after ${Math.round(options.timeoutMs / 1000)} s`;
   let reason: string | null = null;
   const leftOutBefore = options.rpcQuorum?.leftOut() ?? [];
+  const unresolvedBefore = unresolvedOf(options.rpcQuorum);
   let runId: number | null = null;
   let runStatus: "completed" | "timed_out" | "interrupted" = "completed";
   let ledger: LedgerWindowResult | undefined;
@@ -565,7 +567,7 @@ export async function runNightlyVerification(
     reason = `${reason}; ${open} jobs not final${waiting}`;
   if (byVerdict.rpc_disagreement > 0) {
     // Never a finding about the jobs, but the run cannot call them verified either.
-    const disagreement = `${byVerdict.rpc_disagreement} jobs in rpc_disagreement: the RPC endpoints disagree on their transactions (tx inspect SIGNATURE --quorum k)`;
+    const disagreement = `${byVerdict.rpc_disagreement} jobs in rpc_disagreement: the RPC endpoints disagree on their transactions (${disagreeingText(options.rpcQuorum, unresolvedBefore)}tx inspect SIGNATURE --quorum k)`;
     reason = reason === null ? disagreement : `${reason}; ${disagreement}`;
   }
   const bad = byVerdict.discrepancy + byVerdict.dropped + byVerdict.unverifiable;
@@ -660,6 +662,20 @@ async function windowJobsByVerdict(
   >;
 }
 
+/** Endpoint counts of `now` less those `before` them, the endpoints whose count grew. */
+function grownSince(
+  now: readonly { endpoint: string; times: number }[],
+  before: readonly { endpoint: string; times: number }[],
+): { endpoint: string; times: number }[] {
+  const earlier = new Map(before.map((e) => [e.endpoint, e.times]));
+  return now
+    .map((e) => ({ endpoint: e.endpoint, times: e.times - (earlier.get(e.endpoint) ?? 0) }))
+    .filter((e) => e.times > 0);
+}
+
+const namedTimes = (counts: readonly { endpoint: string; times: number }[]) =>
+  counts.map((e) => `${e.endpoint} ${e.times} times`).join(", ");
+
 /**
  * "; the RPC endpoints disagree: answered not found for a transaction another endpoint served
  * (liar 6 times)", counting this run's answers (not those `before` it), or "". Said as "RPC
@@ -669,13 +685,30 @@ function leftOutText(
   quorum: NightlyOptions["rpcQuorum"],
   before: { endpoint: string; times: number }[],
 ): string {
-  const earlier = new Map(before.map((e) => [e.endpoint, e.times]));
-  const left = (quorum?.leftOut() ?? [])
-    .map((e) => ({ endpoint: e.endpoint, times: e.times - (earlier.get(e.endpoint) ?? 0) }))
-    .filter((e) => e.times > 0);
+  const left = grownSince(quorum?.leftOut() ?? [], before);
   if (left.length === 0) return "";
-  const named = left.map((e) => `${e.endpoint} ${e.times} times`).join(", ");
-  return `; the RPC endpoints disagree: answered not found for a transaction another endpoint served (${named})`;
+  return `; the RPC endpoints disagree: answered not found for a transaction another endpoint served (${namedTimes(left)})`;
+}
+
+/** Each endpoint's count of disagreements no quorum settled (none without a quorum). */
+function unresolvedOf(quorum: NightlyOptions["rpcQuorum"]) {
+  return (quorum?.quorumStatus().endpoints ?? []).map((e) => ({
+    endpoint: e.endpoint,
+    times: e.unresolved,
+  }));
+}
+
+/**
+ * "disagreeing this run: a 4 times, b 4 times; ", the endpoints that answered one side of a
+ * disagreement no quorum settled during this run (not `before` it), or "". The jobs'
+ * `rpc_disagreement` alone named no endpoint: on-call had to inspect each job to learn which.
+ */
+function disagreeingText(
+  quorum: NightlyOptions["rpcQuorum"],
+  before: { endpoint: string; times: number }[],
+): string {
+  const sides = grownSince(unresolvedOf(quorum), before);
+  return sides.length === 0 ? "" : `disagreeing this run: ${namedTimes(sides)}; `;
 }
 
 /** ": 18 waiting for the jobs API's answer, 2 on RPC trouble", or "" with nothing to say. */
