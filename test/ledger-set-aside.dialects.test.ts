@@ -1,11 +1,12 @@
 import { describe, expect, it } from "vitest";
+import type { RpcPool } from "../src/chain/rpc-pool.js";
 import { buildStatement } from "../src/ledger/statement.js";
 import { createLedgerStore } from "../src/store/ledger.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
-import { chainSecondAfter } from "./support/finality.js";
+import { chainSecondAfter, finalizedNow } from "./support/finality.js";
 import { nightlyOnChain, vaultReader } from "./support/ledger-periods.js";
 import { useAdversaryHarness } from "./support/operator.js";
-import { type Listing, listingNode } from "./support/rewriting-node.js";
+import { type Listing, listingNode, rewritingNode } from "./support/rewriting-node.js";
 
 /**
  * The operator's node lists another vault's transaction as new, dated after the night's
@@ -60,5 +61,65 @@ describe.each(dialects)("%s store", (dialect) => {
         why: expect.stringContaining("none of them the vault"),
       }),
     ]);
+  });
+
+  it("names an entry set aside whose block time the node left out in the statements of the periods it may be of", async () => {
+    const c = await h.scenario();
+    const { vault } = await c.pinKey(0);
+    const from = await chainSecondAfter(h.world);
+    const mine = h.op.plan({ keyIndex: 0 });
+    c.record(mine, h.op.honestJob(mine));
+    const other = h.op.plan({ keyIndex: 2 });
+    const otherTxs = h.op.honestJob(other);
+    const to = await finalizedNow(h.world);
+    const [foreign] = (await h.rpc.getSignaturesForAddress(h.op.vault(2), { limit: 10 })).filter(
+      (e) => e.signature === otherTxs.settlementTx,
+    );
+    // The node lists another vault's transaction as this one's newest, with no block time, and
+    // serves it first not at all (stored unread), then with no block time: set aside, undated.
+    const listing: { rewrite: Listing | null } = {
+      rewrite: (entries) => {
+        listing.rewrite = null;
+        return [{ ...foreign!, blockTime: null }, ...entries];
+      },
+    };
+    let served = false;
+    const undated = rewritingNode<{ blockTime: number | null }>(
+      listingNode(h.rpc, listing),
+      (signature) =>
+        signature === foreign!.signature
+          ? (result) => {
+              result.blockTime = null;
+            }
+          : undefined,
+    );
+    const node = new Proxy(undated, {
+      get(target, key, receiver) {
+        if (key !== "getTransaction") return Reflect.get(target, key, receiver);
+        return async (...args: Parameters<RpcPool["getTransaction"]>) =>
+          args[0] === foreign!.signature && !served ? null : target.getTransaction(...args);
+      },
+    });
+    const reader = vaultReader(h, c, vault, node);
+    await reader.syncVault(vault);
+    const ledger = createLedgerStore(c.store);
+    expect(await ledger.listedSignatures(vault)).toEqual([foreign!.signature]);
+    served = true;
+    await reader.syncVault(vault);
+    expect(await ledger.listedSignatures(vault)).toEqual([]);
+
+    const setAsideOf = async (fromMs: number, toMs: number) =>
+      (
+        await buildStatement(
+          c.store,
+          { from: fromMs, to: toMs, vault },
+          { profile: c.profile, graceSeconds: 0 },
+        )
+      ).vaults[0]?.setAside.map((a) => `${a.signature} ${a.blockTime}`);
+    // Above the job's lines, dated in the period: it may be of the period or of any later one.
+    expect(await setAsideOf(from, to)).toEqual([`${foreign!.signature} null`]);
+    expect(await setAsideOf(to + 60_000, to + 120_000)).toEqual([`${foreign!.signature} null`]);
+    // Before the job's lines it cannot be.
+    expect(await setAsideOf(from - 60_000, from)).toEqual([]);
   });
 });

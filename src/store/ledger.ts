@@ -617,7 +617,11 @@ export interface LedgerStore {
   delegateLines(vault: string, fromSec: number, toSec: number): Promise<DelegateLine[]>;
   /** Lines of the period that paid money out of the vault hidden by money in, oldest first. */
   hiddenDebitLines(vault: string, fromSec: number, toSec: number): Promise<HiddenDebitLine[]>;
-  /** Entries of the period set aside as no line of the vault's, oldest first. */
+  /**
+   * Entries of the period set aside as no line of the vault's, oldest first. One with no block
+   * time (the node gave none) is in each period it may be of: dated between the nearest dated
+   * lines below and above it, so in every period that those times leave open.
+   */
   setAsideLines(vault: string, fromSec: number, toSec: number): Promise<SetAsideLine[]>;
   /** Gaps between movements whose later line is in the period. */
   gaps(vault: string, fromSec: number, toSec: number): Promise<StoredGap[]>;
@@ -899,9 +903,18 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
      WHERE vault = ? AND delegate IS NOT NULL AND block_time >= ? AND block_time < ?
      ORDER BY ord`,
   );
+  // An entry with no block time is in each period its neighbours' block times leave open (see
+  // `setAsideLines`): the nearest dated lines below and above it, in chain order.
   const setAsidePeriod = big(
-    `SELECT signature, slot, block_time, set_aside FROM ledger_lines INDEXED BY ledger_lines_set_aside
-     WHERE vault = ? AND set_aside IS NOT NULL AND block_time >= ? AND block_time < ?
+    `SELECT signature, slot, block_time, set_aside FROM ledger_lines a
+       INDEXED BY ledger_lines_set_aside
+     WHERE vault = @vault AND set_aside IS NOT NULL AND (
+       (block_time >= @from AND block_time < @to)
+       OR (block_time IS NULL
+         AND coalesce((SELECT b.block_time FROM ledger_lines b WHERE b.vault = a.vault
+           AND b.ord < a.ord AND b.block_time IS NOT NULL ORDER BY b.ord DESC LIMIT 1), @from) < @to
+         AND coalesce((SELECT b.block_time FROM ledger_lines b WHERE b.vault = a.vault
+           AND b.ord > a.ord AND b.block_time IS NOT NULL ORDER BY b.ord LIMIT 1), @from) >= @from))
      ORDER BY ord`,
   );
   const hiddenDebitPeriod = big(
@@ -2504,7 +2517,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     },
     async setAsideLines(vault, fromSec, toSec) {
       return (
-        setAsidePeriod.all(vault, fromSec, toSec) as {
+        setAsidePeriod.all({ vault, from: fromSec, to: toSec }) as {
           signature: string;
           slot: bigint;
           block_time: bigint | null;

@@ -297,6 +297,18 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
   const periodOf = (from: number, to: number) =>
     and(gte(ledgerLines.blockTime, from), lt(ledgerLines.blockTime, to));
   const moves = and(eq(ledgerLines.state, "read"), ne(ledgerLines.deltaUnits, 0n));
+  /** The nearest block time of the vault's lines below (or above) a line, in chain order. */
+  const datedNeighbour = (below: boolean) =>
+    sql`(SELECT b.block_time FROM ledger_lines b WHERE b.vault = ${ledgerLines.vault}
+      AND ${below ? sql`b.ord < ${ledgerLines.ord}` : sql`b.ord > ${ledgerLines.ord}`}
+      AND b.block_time IS NOT NULL ORDER BY b.ord ${below ? sql`DESC` : sql`ASC`} LIMIT 1)`;
+  /** A line with no block time whose dated neighbours leave it possibly in [from, to). */
+  const undatedWithin = (from: number, to: number) =>
+    and(
+      isNull(ledgerLines.blockTime),
+      sql`coalesce(${datedNeighbour(true)}, ${from}) < ${to}`,
+      sql`coalesce(${datedNeighbour(false)}, ${from}) >= ${from}`,
+    );
 
   async function cursorRow(q: PgExecutor, vault: string) {
     const [row] = await q
@@ -2507,7 +2519,13 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
           why: ledgerLines.setAside,
         })
         .from(ledgerLines)
-        .where(and(vaultIs(vault), isNotNull(ledgerLines.setAside), periodOf(fromSec, toSec)))
+        .where(
+          and(
+            vaultIs(vault),
+            isNotNull(ledgerLines.setAside),
+            or(periodOf(fromSec, toSec), undatedWithin(fromSec, toSec)),
+          ),
+        )
         .orderBy(asc(ledgerLines.ord));
       return rows.map((r) => ({ ...r, why: r.why! }));
     },
