@@ -10,19 +10,23 @@ import { createFakeChain } from "./support/verify-fake-rpc.js";
 
 const log = createLogger({ level: "silent" });
 
-describe("a nightly run under RPC_QUORUM=2 when one endpoint says not found", () => {
+/** The fake chain's node as an RPC pool, one member of a quorum. */
+const poolOf = (chain: ReturnType<typeof createFakeChain>) =>
+  ({
+    ...chain.rpc,
+    requestRate: () => 1,
+    stats: () => [],
+    async close() {},
+  }) as unknown as RpcPool;
+
+describe("a nightly run under RPC_QUORUM=2 when the endpoints disagree", () => {
   it("says the endpoints disagree, naming them, not that the jobs wait for finality", async () => {
     const store = createTestStore();
     const chain = createFakeChain({ finalitySlots: 0 });
     const from = Date.now() - 60_000;
     recordHonest(store, "a", chain);
     recordHonest(store, "b", chain);
-    const honest = {
-      ...chain.rpc,
-      requestRate: () => 1,
-      stats: () => [],
-      async close() {},
-    } as unknown as RpcPool;
+    const honest = poolOf(chain);
     const liar = { ...honest, getTransaction: async () => null } as unknown as RpcPool;
     const rpc = createQuorumRpc({
       members: [
@@ -50,12 +54,7 @@ describe("a nightly run under RPC_QUORUM=2 when one endpoint says not found", ()
     const chain = createFakeChain({ finalitySlots: 0 });
     const from = Date.now() - 60_000;
     recordHonest(store, "a", chain);
-    const honest = {
-      ...chain.rpc,
-      requestRate: () => 1,
-      stats: () => [],
-      async close() {},
-    } as unknown as RpcPool;
+    const honest = poolOf(chain);
     // Serves every transaction with a fee of one lamport more: another digest of the facts.
     const forger = {
       ...honest,
