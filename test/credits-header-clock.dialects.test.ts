@@ -1,4 +1,5 @@
 import { beforeAll, describe, expect, it } from "vitest";
+import type { RpcPool } from "../src/chain/rpc-pool.js";
 import { buildStatement } from "../src/ledger/statement.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import { listingWithout, periodEdge, vaultReader } from "./support/ledger-periods.js";
@@ -175,6 +176,44 @@ describe.each(dialects)("%s store", (dialect) => {
       "ingest",
       recordedAt,
     );
+    const judged = await judge(c, vault, from, plan);
+    expect(judged.check?.outcome).toBe("fail");
+    expect(judged.mismatches).toEqual([plan.jobId]);
+  });
+
+  it("waits while the line its receipt names as the settlement is not read, a read top-up before it: then fails the header of that top-up's balance", async () => {
+    // The chain 1 s ahead: the job's settlement, a top-up, then another movement of the vault,
+    // all in the slack's seconds. The receipt names the last as its settlement, the header the
+    // balance after the top-up; the node serves the last one's transaction only later.
+    const { c, vault, from } = start();
+    const plan = h.op.plan({ keyIndex: 0 });
+    const { escrowTx } = h.op.honestJob(plan);
+    const recordedAt = h.op.now() - 1_000;
+    h.op.advanceClock(1_000);
+    h.op.nextSlot();
+    h.op.fund(vault, 50_000n);
+    const header = h.op.balance(vault);
+    h.op.nextSlot();
+    const named = h.op.fund(vault, 20_000n);
+    c.record(
+      plan,
+      { escrowTx, settlementTx: named },
+      { creditsRemainingUnits: header },
+      "ingest",
+      recordedAt,
+    );
+    const withheld = new Proxy(h.rpc, {
+      get(target, key, receiver) {
+        if (key !== "getTransaction") return Reflect.get(target, key, receiver);
+        return async (...args: Parameters<RpcPool["getTransaction"]>) =>
+          args[0] === named ? null : target.getTransaction(...args);
+      },
+    });
+    h.op.advanceClock(3_000);
+    await h.finalized();
+    await vaultReader(h, c, vault, withheld).syncVault(vault);
+    await c.verify();
+    expect((await c.check(plan.jobId, "credits.header"))?.outcome).toBe("skip");
     const judged = await judge(c, vault, from, plan);
     expect(judged.check?.outcome).toBe("fail");
     expect(judged.mismatches).toEqual([plan.jobId]);
