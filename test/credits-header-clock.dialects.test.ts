@@ -30,6 +30,22 @@ describe.each(dialects)("%s store", (dialect) => {
   }
 
   /**
+   * An honest job of the block's scenario recorded by a recorder 1 s behind the chain, then a
+   * top-up of the vault the second after its settlement's (the chain's clock having moved on),
+   * and the balance after the top-up: one the vault held only after the response.
+   */
+  function settledThenToppedUp() {
+    const started = start();
+    const plan = h.op.plan({ keyIndex: 0 });
+    const txs = h.op.honestJob(plan);
+    const recordedAt = h.op.now() - 1_000;
+    h.op.advanceClock(1_000);
+    h.op.nextSlot();
+    const topUp = h.op.fund(started.vault, 50_000n);
+    return { ...started, plan, txs, recordedAt, topUp, header: h.op.balance(started.vault) };
+  }
+
+  /**
    * Reads the vault once the chain has finalized past every time the job spans, then verifies:
    * the job's `credits.header` and the vault statement's header findings.
    */
@@ -143,14 +159,7 @@ describe.each(dialects)("%s store", (dialect) => {
     // The chain 1 s ahead: the settlement is dated the second after the response's, and a
     // top-up the second after that. The header names the balance after the top-up: a balance
     // the vault held only after the response.
-    const { c, vault, from } = start();
-    const plan = h.op.plan({ keyIndex: 0 });
-    const txs = h.op.honestJob(plan);
-    const recordedAt = h.op.now() - 1_000;
-    h.op.advanceClock(1_000);
-    h.op.nextSlot();
-    h.op.fund(vault, 50_000n);
-    const header = h.op.balance(vault);
+    const { c, vault, from, plan, txs, recordedAt, header } = settledThenToppedUp();
     c.record(plan, txs, { creditsRemainingUnits: header }, "ingest", recordedAt);
     const judged = await judge(c, vault, from, plan);
     expect(judged.check?.outcome).toBe("fail");
@@ -161,17 +170,10 @@ describe.each(dialects)("%s store", (dialect) => {
     // The chain 1 s ahead: the job's own settlement is dated the second after the response's,
     // a top-up the second after that. The receipt names the top-up as its settlement and the
     // header the balance after it: a balance the vault held only after the response.
-    const { c, vault, from } = start();
-    const plan = h.op.plan({ keyIndex: 0 });
-    const { escrowTx } = h.op.honestJob(plan);
-    const recordedAt = h.op.now() - 1_000;
-    h.op.advanceClock(1_000);
-    h.op.nextSlot();
-    const topUp = h.op.fund(vault, 50_000n);
-    const header = h.op.balance(vault);
+    const { c, vault, from, plan, txs, recordedAt, topUp, header } = settledThenToppedUp();
     c.record(
       plan,
-      { escrowTx, settlementTx: topUp },
+      { escrowTx: txs.escrowTx, settlementTx: topUp },
       { creditsRemainingUnits: header },
       "ingest",
       recordedAt,
@@ -185,19 +187,12 @@ describe.each(dialects)("%s store", (dialect) => {
     // The chain 1 s ahead: the job's settlement, a top-up, then another movement of the vault,
     // all in the slack's seconds. The receipt names the last as its settlement, the header the
     // balance after the top-up; the node serves the last one's transaction only later.
-    const { c, vault, from } = start();
-    const plan = h.op.plan({ keyIndex: 0 });
-    const { escrowTx } = h.op.honestJob(plan);
-    const recordedAt = h.op.now() - 1_000;
-    h.op.advanceClock(1_000);
-    h.op.nextSlot();
-    h.op.fund(vault, 50_000n);
-    const header = h.op.balance(vault);
+    const { c, vault, from, plan, txs, recordedAt, header } = settledThenToppedUp();
     h.op.nextSlot();
     const named = h.op.fund(vault, 20_000n);
     c.record(
       plan,
-      { escrowTx, settlementTx: named },
+      { escrowTx: txs.escrowTx, settlementTx: named },
       { creditsRemainingUnits: header },
       "ingest",
       recordedAt,
