@@ -183,6 +183,28 @@ describe.each(dialects)("%s store", (dialect) => {
     expect(judged.mismatches).toEqual([plan.jobId]);
   });
 
+  it("fails a header of the balance after a top-up the receipt passes over to a second settlement of the job, within the clocks' slack", async () => {
+    // After the job's settlement and a top-up, the operator sends one unit back from escrow
+    // under the job's settle memo and names that as the settlement: it is not the job's own
+    // (the vault's first line with its settle memo), and the top-up's balance stays out.
+    const { c, vault, from, plan, txs, recordedAt, header } = settledThenToppedUp();
+    h.op.nextSlot();
+    const second = h.op.send([
+      h.op.transfer(h.op.accounts.escrowVault, vault, 1n),
+      h.op.memo(`decentral:settle:${plan.jobId}`),
+    ]).signature;
+    c.record(
+      plan,
+      { escrowTx: txs.escrowTx, settlementTx: second },
+      { creditsRemainingUnits: header },
+      "ingest",
+      recordedAt,
+    );
+    const judged = await judge(c, vault, from, plan);
+    expect(judged.check?.outcome).toBe("fail");
+    expect(judged.mismatches).toEqual([plan.jobId]);
+  });
+
   it("waits while the line its receipt names as the settlement is not read, a read top-up before it: then fails the header of that top-up's balance", async () => {
     // The chain 1 s ahead: the job's settlement, a top-up, then another movement of the vault,
     // all in the slack's seconds. The receipt names the last as its settlement, the header the

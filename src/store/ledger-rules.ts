@@ -434,14 +434,17 @@ export interface NamedSettlementLine {
   memoKind: MemoJob["kind"] | null;
   memoJobId: string | null;
   memoJobs: readonly MemoJob[] | null;
+  /** A line of the vault below it already carries the job's settle memo. */
+  settledBefore: boolean;
 }
 
 /**
  * Whether a read line is `jobId`'s own settlement as the settlement checks take one: it
- * succeeded, and its memos name that job's settlement and no other job or step.
+ * succeeded, its memos name that job's settlement and no other job or step, and it is the
+ * first line of the vault that does (a second "settlement" into the vault pays nothing out).
  */
 export function ownSettlementLine(line: NamedSettlementLine, jobId: string): boolean {
-  if (line.state !== "read" || line.succeeded !== true) return false;
+  if (line.state !== "read" || line.succeeded !== true || line.settledBefore) return false;
   const named = memoJobsOfLine(line);
   return named.length === 1 && named[0]!.kind === "settle" && named[0]!.jobId === jobId;
 }

@@ -1078,8 +1078,11 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   );
   const lockLine = big("SELECT ord, state FROM ledger_lines WHERE vault = ? AND signature = ?");
   const settlementLine = big(
-    `SELECT ord, block_time, state, succeeded, memo_kind, memo_job_id, memo_jobs
-       FROM ledger_lines WHERE vault = ? AND signature = ?`,
+    `SELECT ord, block_time, state, succeeded, memo_kind, memo_job_id, memo_jobs,
+       EXISTS (SELECT 1 FROM ledger_lines e INDEXED BY ledger_lines_memo_job
+         WHERE e.memo_job_id = @job AND e.vault = l.vault AND e.ord < l.ord
+           AND e.memo_kind = 'settle') AS settled_before
+     FROM ledger_lines l WHERE vault = @vault AND signature = @signature`,
   );
   // The same span judged inside the review's write transaction, in SQL over `ledger_lines_order`:
   // a late receipt (an import, recorded months after its lock) spans every line since its lock,
@@ -1536,7 +1539,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     const line =
       settlementTx === null
         ? undefined
-        : (settlementLine.get(vault, settlementTx) as
+        : (settlementLine.get({ vault, signature: settlementTx, job: jobId }) as
             | {
                 ord: bigint;
                 block_time: bigint | null;
@@ -1545,6 +1548,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
                 memo_kind: MemoJob["kind"] | null;
                 memo_job_id: string | null;
                 memo_jobs: string | null;
+                settled_before: bigint;
               }
             | undefined);
     return headerSpanEnd(Number(recordedAt), jobId, {
@@ -1558,6 +1562,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
             memoKind: line.memo_kind,
             memoJobId: line.memo_job_id,
             memoJobs: memoJobsOf(line.memo_jobs),
+            settledBefore: line.settled_before === 1n,
           }
         : null,
     });

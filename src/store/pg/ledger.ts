@@ -299,8 +299,8 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
   const moves = and(eq(ledgerLines.state, "read"), ne(ledgerLines.deltaUnits, 0n));
   /** The nearest block time of the vault's lines below (or above) a line, in chain order. */
   const datedNeighbour = (below: boolean) =>
-    sql`(SELECT b.block_time FROM ledger_lines b WHERE b.vault = ${ledgerLines.vault}
-      AND ${below ? sql`b.ord < ${ledgerLines.ord}` : sql`b.ord > ${ledgerLines.ord}`}
+    sql`(SELECT b.block_time FROM ledger_lines b WHERE b.vault = ledger_lines.vault
+      AND ${below ? sql`b.ord < ledger_lines.ord` : sql`b.ord > ledger_lines.ord`}
       AND b.block_time IS NOT NULL ORDER BY b.ord ${below ? sql`DESC` : sql`ASC`} LIMIT 1)`;
   /** A line with no block time whose dated neighbours leave it possibly in [from, to). */
   const undatedWithin = (from: number, to: number) =>
@@ -909,6 +909,12 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
               memoKind: ledgerLines.memoKind,
               memoJobId: ledgerLines.memoJobId,
               memoJobs: ledgerLines.memoJobs,
+              // The jobs whose settle memo a line of the vault below it carries.
+              // (The outer line by its table's name: a selected column is written unqualified.)
+              settledBefore: sql<string[]>`ARRAY(SELECT e.memo_job_id FROM ledger_lines e
+                WHERE e.vault = ledger_lines.vault AND e.ord < ledger_lines.ord
+                  AND e.memo_kind = 'settle'
+                  AND e.memo_job_id = ANY (${textArray(asks.map((a) => a.jobId))}))`,
             })
             .from(ledgerLines)
             .where(and(vaultIs(vault), sql`${ledgerLines.signature} = ANY (${textArray(named)})`));
@@ -917,7 +923,13 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       const line = a.settlementTx === null ? undefined : lineOf.get(a.settlementTx);
       return headerSpanEnd(a.recordedAt, a.jobId, {
         named: a.settlementTx !== null,
-        line: line ? { ...line, memoJobs: memoJobsOf(line.memoJobs) } : null,
+        line: line
+          ? {
+              ...line,
+              memoJobs: memoJobsOf(line.memoJobs),
+              settledBefore: line.settledBefore.includes(a.jobId),
+            }
+          : null,
       });
     });
   }
