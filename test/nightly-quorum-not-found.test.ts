@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { createQuorumRpc } from "../src/chain/quorum.js";
 import type { RpcPool } from "../src/chain/rpc-pool.js";
+import { endpointNames } from "../src/chain/url-secrets.js";
 import { createLogger } from "../src/log.js";
 import { runNightlyVerification } from "../src/nightly/nightly-run.js";
 import { recordHonest } from "./support/honest-receipt.js";
@@ -49,7 +50,8 @@ describe("a nightly run under RPC_QUORUM=2 when the endpoints disagree", () => {
     );
   });
 
-  it("names the endpoints that disagree on the transactions of jobs in rpc_disagreement", async () => {
+  /** A night whose one job's transactions two endpoints, named `names`, serve differently. */
+  async function disagreeingNight(names: readonly [string, string]) {
     const store = createTestStore();
     const chain = createFakeChain({ finalitySlots: 0 });
     const from = Date.now() - 60_000;
@@ -65,20 +67,38 @@ describe("a nightly run under RPC_QUORUM=2 when the endpoints disagree", () => {
     } as unknown as RpcPool;
     const rpc = createQuorumRpc({
       members: [
-        { name: "honest", rpc: honest },
-        { name: "forger", rpc: forger },
+        { name: names[0], rpc: honest },
+        { name: names[1], rpc: forger },
       ],
       quorum: 2,
     });
-    const night = await runNightlyVerification(store, quickVerifier(store, rpc, log), {
+    return runNightlyVerification(store, quickVerifier(store, rpc, log), {
       from,
       to: Date.now() + 1_000,
       timeoutMs: 1_500,
       rpcQuorum: rpc,
     });
+  }
+
+  it("names the endpoints that disagree on the transactions of jobs in rpc_disagreement", async () => {
+    const night = await disagreeingNight(["honest", "forger"]);
     expect(night.exitCode).toBe(2);
     expect(night.reason).toMatch(
       /1 jobs in rpc_disagreement: the RPC endpoints disagree on their transactions \(disagreeing this run: honest \d+ times, forger \d+ times; tx inspect SIGNATURE --quorum k\)/,
     );
+  });
+
+  it("names them without the API keys of their URLs, a scheme written in capitals too", async () => {
+    // As `rpcFromConfig` names the members of SOLANA_RPC_URLS, which takes `HTTPS://` as given.
+    const night = await disagreeingNight(
+      endpointNames([
+        "HTTPS://user:PASSWORD@honest.example.com/?api-key=SECRET1",
+        "Https://forger.example.com/v2/SECRET2",
+      ]) as [string, string],
+    );
+    expect(night.reason).toMatch(
+      /disagreeing this run: HTTPS:\/\/honest\.example\.com\/ \d+ times, Https:\/\/forger\.example\.com\/… \d+ times;/,
+    );
+    expect(night.reason).not.toMatch(/SECRET|PASSWORD|user/);
   });
 });

@@ -2,11 +2,11 @@
  * RPC providers put API keys in the query string (`?api-key=`), the userinfo, or the path
  * (`/v2/<key>`, `/<token>/`) of their URLs. Anything shown outside the process (metrics labels,
  * log lines, error texts, explorer links) keeps only scheme, host and port, and marks a
- * dropped path with `/…`.
+ * dropped path with `/…`. The scheme in any case: a URL's setting takes `HTTPS://` as given.
  */
 export function withoutUrlSecrets(text: string): string {
   return text.replace(
-    /(https?:\/\/)(?:[^\s/@]*@)?([^\s/?#)"',]*)([^\s?#)"',]*)(?:\?[^\s#)"',]*)?/g,
+    /(https?:\/\/)(?:[^\s/@]*@)?([^\s/?#)"',]*)([^\s?#)"',]*)(?:\?[^\s#)"',]*)?/gi,
     (_match, scheme: string, host: string, path: string) =>
       `${scheme}${host}${path.length > 1 ? "/…" : path}`,
   );
