@@ -1,6 +1,8 @@
 import { describe, expect, it } from "vitest";
 import type { RpcPool } from "../src/chain/rpc-pool.js";
-import { buildStatement } from "../src/ledger/statement.js";
+import { periodOf } from "../src/dashboard/period.js";
+import { statementBody } from "../src/dashboard/statement-page.js";
+import { buildStatement, statementToCsv, statementToJson } from "../src/ledger/statement.js";
 import { createLedgerStore } from "../src/store/ledger.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import { chainSecondAfter, finalizedNow } from "./support/finality.js";
@@ -108,18 +110,26 @@ describe.each(dialects)("%s store", (dialect) => {
     await reader.syncVault(vault);
     expect(await ledger.listedSignatures(vault)).toEqual([]);
 
-    const setAsideOf = async (fromMs: number, toMs: number) =>
-      (
-        await buildStatement(
-          c.store,
-          { from: fromMs, to: toMs, vault },
-          { profile: c.profile, graceSeconds: 0 },
-        )
-      ).vaults[0]?.setAside.map((a) => `${a.signature} ${a.blockTime}`);
+    // The entry as the statement's JSON, its CSV and the dashboard's page name it.
+    const setAsideOf = async (fromMs: number, toMs: number) => {
+      const statement = await buildStatement(
+        c.store,
+        { from: fromMs, to: toMs, vault },
+        { profile: c.profile, graceSeconds: 0 },
+      );
+      const json = statementToJson(statement).vaults[0]?.setAside ?? [];
+      const csv = statementToCsv(statement)
+        .split("\n")
+        .filter((row) => row.startsWith("set_aside,"));
+      const page = String(statementBody(periodOf({ period: "day" }, fromMs), statement));
+      const shown = page.includes(`title="${foreign!.signature}"`);
+      return [...json.map((a) => `${a.signature} ${a.blockTime}`), `csv ${csv.length}`, shown];
+    };
+    const named = [`${foreign!.signature} null`, "csv 1", true];
     // Above the job's lines, dated in the period: it may be of the period or of any later one.
-    expect(await setAsideOf(from, to)).toEqual([`${foreign!.signature} null`]);
-    expect(await setAsideOf(to + 60_000, to + 120_000)).toEqual([`${foreign!.signature} null`]);
+    expect(await setAsideOf(from, to)).toEqual(named);
+    expect(await setAsideOf(to + 60_000, to + 120_000)).toEqual(named);
     // Before the job's lines it cannot be.
-    expect(await setAsideOf(from - 60_000, from)).toEqual([]);
+    expect(await setAsideOf(from - 60_000, from)).toEqual(["csv 0", false]);
   });
 });

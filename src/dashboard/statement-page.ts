@@ -4,7 +4,7 @@ import {
   unreadWhy,
   type VaultStatement,
 } from "../ledger/statement.js";
-import { BASE, count, type Html, html, short, usdc } from "./html.js";
+import { BASE, count, type Html, html, short, usdc, utc } from "./html.js";
 import type { DashboardPeriod } from "./period.js";
 import { periodPicker } from "./period-picker.js";
 
@@ -104,8 +104,22 @@ ${
       )}</ul>`
     : ""
 }
+${setAsideList(v)}
 ${otherFindings(v)}
 </section>`;
+}
+
+/**
+ * Entries a node listed as the vault's that their own signatures prove another account's: they
+ * move nothing here, but the JSON and CSV name them, and so does the page.
+ */
+function setAsideList(v: VaultStatement): Html {
+  if (v.setAside.length === 0) return html``;
+  return html`<h3>Set aside: listed as the vault's, proven another account's (nothing moved)</h3>
+<ul>${v.setAside.map(
+    (a) =>
+      html`<li>${short(a.signature)} (slot ${a.slot}, ${a.blockTime === null ? "no block time given" : utc(a.blockTime * 1000)}): ${a.why}</li>`,
+  )}</ul>`;
 }
 
 /** Findings beyond the debits and locks: each says what it is and where to look. */
