@@ -236,6 +236,45 @@ describe.each(dialects)("%s store", (dialect) => {
     expect(judged.mismatches).toEqual([plan.jobId]);
   });
 
+  it.each([
+    ["minted alone after the settlement", 0n, true],
+    ["beside a base unit from escrow after the settlement", 1n, true],
+    ["inside the job's one settlement, beside its payouts", 0n, false],
+  ])(
+    "fails a header of the balance after a top-up under the job's settle memo, %s, that the receipt names as its settlement",
+    async (_, fromEscrow, settledFirst) => {
+      // The chain 1 s ahead, as above; the operator mints credits into the vault under the job's
+      // settle memo (perhaps with a unit from escrow, perhaps as the job's only settlement):
+      // money in that escrow did not pay is a deposit whatever its memo, a settlement of the job
+      // brings none, and the line places nothing.
+      const { c, vault, from } = start();
+      const plan = h.op.plan({ keyIndex: 0 });
+      const escrowTx = settledFirst
+        ? h.op.honestJob(plan).escrowTx
+        : h.op.send(h.op.lockIxs(plan)).signature;
+      const recordedAt = h.op.now() - 1_000;
+      h.op.advanceClock(1_000);
+      h.op.nextSlot();
+      const topUp = h.op.send([
+        ...(fromEscrow > 0n ? [h.op.transfer(h.op.accounts.escrowVault, vault, fromEscrow)] : []),
+        ...(settledFirst ? [] : h.op.payoutIxs(plan)),
+        h.op.mintTo(h.op.accounts.mint, vault, 50_000n),
+        h.op.memo(`decentral:settle:${plan.jobId}`),
+      ]).signature;
+      const header = h.op.balance(vault);
+      c.record(
+        plan,
+        { escrowTx, settlementTx: topUp },
+        { creditsRemainingUnits: header },
+        "ingest",
+        recordedAt,
+      );
+      const judged = await judge(c, vault, from, plan);
+      expect(judged.check?.outcome).toBe("fail");
+      expect(judged.mismatches).toEqual([plan.jobId]);
+    },
+  );
+
   it("fails a header of the balance after a settlement that landed well after the response, a top-up between", async () => {
     // The receipt names a settlement the operator sent 3 s after the response, past any clock
     // slack; a top-up came first. The header names the balance after both.

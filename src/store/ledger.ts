@@ -1078,7 +1078,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   );
   const lockLine = big("SELECT ord, state FROM ledger_lines WHERE vault = ? AND signature = ?");
   const settlementLine = big(
-    `SELECT ord, block_time, state, succeeded, memo_kind, memo_job_id, memo_jobs,
+    `SELECT ord, block_time, state, succeeded, memo_kind, memo_job_id, memo_jobs, deposit_in_units,
        EXISTS (SELECT 1 FROM ledger_lines e INDEXED BY ledger_lines_memo_job
          WHERE e.memo_job_id = @job AND e.vault = l.vault AND e.ord < l.ord
            AND e.memo_kind = 'settle') AS settled_before
@@ -1549,6 +1549,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
                 memo_job_id: string | null;
                 memo_jobs: string | null;
                 settled_before: bigint;
+                deposit_in_units: bigint | null;
               }
             | undefined);
     return headerSpanEnd(Number(recordedAt), jobId, {
@@ -1563,6 +1564,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
             memoJobId: line.memo_job_id,
             memoJobs: memoJobsOf(line.memo_jobs),
             settledBefore: line.settled_before === 1n,
+            depositInUnits: line.deposit_in_units,
           }
         : null,
     });

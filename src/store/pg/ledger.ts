@@ -915,6 +915,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
                 WHERE e.vault = ledger_lines.vault AND e.ord < ledger_lines.ord
                   AND e.memo_kind = 'settle'
                   AND e.memo_job_id = ANY (${textArray(asks.map((a) => a.jobId))}))`,
+              depositInUnits: ledgerLines.depositInUnits,
             })
             .from(ledgerLines)
             .where(and(vaultIs(vault), sql`${ledgerLines.signature} = ANY (${textArray(named)})`));
