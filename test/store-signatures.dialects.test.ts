@@ -507,6 +507,25 @@ describe.each(dialects)("the signature store on %s", (dialect) => {
     expect(found).toEqual(new Set([pairKey("a", "ea"), pairKey("a", "sa"), pairKey("b", "cb2")]));
     expect(await createSignatureStore(store).namesAny([])).toEqual(new Set());
   });
+
+  it("tells which pairs name each other with the job judged, when asked", async () => {
+    const store = await stores.open();
+    await seedJobs(store, [
+      { jobId: "judged", verdict: "discrepancy", conflictSignatures: ["kept"] },
+      { jobId: "open", verdict: "pending", conflictSignatures: ["kept"] },
+    ]);
+    const pairs = [
+      { jobId: "judged", signature: "kept" },
+      { jobId: "open", signature: "kept" },
+    ];
+    const signatures = createSignatureStore(store);
+    expect(await signatures.namesAny(pairs, { judged: true })).toEqual(
+      new Set([pairKey("judged", "kept")]),
+    );
+    expect(await signatures.namesAny(pairs)).toEqual(
+      new Set(pairs.map((p) => pairKey(p.jobId, p.signature))),
+    );
+  });
 });
 
 describe("the signature store on PostgreSQL, written from two processes at once", () => {

@@ -42,6 +42,12 @@ const LineSchema = z.object({
   amountUnits: units,
   memo: z.string().nullable(),
   memoJobId: z.string().nullable().describe("The job the memo names, recorded or not."),
+  jobId: z
+    .string()
+    .nullable()
+    .describe(
+      "The job the memo names once it holds this transaction among its steps (conflicting receipts included) and has a final verdict; else null.",
+    ),
 });
 
 const AccountSnapshotSchema = z

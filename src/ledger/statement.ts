@@ -16,6 +16,7 @@ import {
   type SetAsideLine,
 } from "../store/ledger.js";
 import type { MixedMemoLine } from "../store/ledger-rules.js";
+import { createSignatureStore, pairKey } from "../store/signatures.js";
 import type { Profile } from "../verify/profiles.js";
 import { accountSnapshotToJson } from "./account-snapshots.js";
 import { approvedOf } from "./reader.js";
@@ -77,6 +78,8 @@ export interface StatementLine {
 
 export interface UnexplainedLine extends StatementLine {
   finding: "unreceipted_debit";
+  /** The job its memo names once that job holds the transaction and is judged (`nameJudgedJobs`). */
+  jobId: string | null;
 }
 
 export interface UnreleasedLock {
@@ -449,6 +452,21 @@ export function ledgerStoreOf(store: Store): LedgerStore {
   return ledger;
 }
 
+/**
+ * Names on each unreceipted debit the job its memo names once that job holds the transaction
+ * among its steps (any role, its conflicting receipts' signatures included: a second lock a
+ * jobs API answer named, a line the ledger kept with it) and has been judged with it (a final
+ * verdict): its audit record says what the debit did. A job still to be judged, or one whose
+ * memo alone names it, is not named.
+ */
+async function nameJudgedJobs(store: Store, lines: UnexplainedLine[]): Promise<void> {
+  const named = lines.filter((l) => l.memoJobId !== null);
+  if (named.length === 0) return;
+  const pairs = named.map((l) => ({ jobId: l.memoJobId!, signature: l.signature }));
+  const judged = await createSignatureStore(store).namesAny(pairs, { judged: true });
+  for (const l of named) if (judged.has(pairKey(l.memoJobId!, l.signature))) l.jobId = l.memoJobId;
+}
+
 function snapshotsOf(store: Store): AccountSnapshotsStore {
   let snapshots = snapshotStores.get(store);
   if (!snapshots) {
@@ -710,6 +728,7 @@ export async function buildStatement(
         finding: "unreceipted_debit",
       });
     }
+    await nameJudgedJobs(store, unexplained);
 
     // Every lock of the period still out, due or not: one due by `asOf` is unreleased; one not
     // due yet may still come back, and a statement taken then (a month's, a few minutes after
@@ -1006,6 +1025,7 @@ export function statementToJson(statement: Statement) {
         amountUnits: l.amountUnits.toString(),
         memo: l.memo,
         memoJobId: l.memoJobId,
+        jobId: l.jobId,
       })),
       unreleasedLocks: v.unreleasedLocks.map((u) => ({
         ...u,

@@ -86,16 +86,16 @@ export function reopenJobs(
 /**
  * The ids of the jobs naming one of the JSON list `sigs`, by receipt or jobs API, as a UNION
  * of one indexed lookup per column: an OR of the four made SQLite scan every job. The jobs API
- * indexes hold only a signature the receipt does not name, so their lookups say so. Left out:
- * the job the transaction's memos name (`chain_transactions.memo_job`), which owns its money
- * whoever else names it, so no namer coming or going changes its verdict.
+ * indexes hold only a signature the receipt does not name, so their lookups say so. Left out
+ * unless `memoJob`: the job the transaction's memos name (`chain_transactions.memo_job`), which
+ * owns its money whoever else names it, so no namer coming or going changes its verdict.
  */
-const namersOf = (sigs: Placeholder) => {
+const namersOf = (sigs: Placeholder | string, memoJob = false) => {
   // Each branch: the signatures, each one's transaction row (a primary-key lookup, once per
   // signature), then the jobs naming it through one index.
   const from = sql`FROM json_each(${sigs}) s
     LEFT JOIN chain_transactions c ON c.signature = s.value JOIN jobs j`;
-  const notMemoJob = sql`j.job_id IS NOT c.memo_job`;
+  const notMemoJob = memoJob ? sql`true` : sql`j.job_id IS NOT c.memo_job`;
   return sql`
   SELECT j.job_id ${from} ON j.escrow_tx = s.value WHERE ${notMemoJob}
   UNION SELECT j.job_id ${from} ON j.settlement_tx = s.value WHERE ${notMemoJob}
@@ -125,6 +125,27 @@ export function reopenNamers(store: SqliteStore, signatures: readonly string[], 
   // a probe per signature, four index lookups, tells so at a fraction of the UPDATE's cost.
   if (sigs.every((sig) => st.judgedNamer.get({ sig }) === undefined)) return 0;
   return st.reopenNamers.run({ sigs: JSON.stringify(sigs), now }).changes;
+}
+
+/**
+ * Reopens the jobs holding one of `signatures` in any role, the memo's job and the conflicting
+ * receipts' signatures included, whose judgement was made or is being made (a final verdict, or
+ * a lease held, which the reopen drops): the signatures were given up on (dropped, pruned) and
+ * the ledger has now read them on chain (`recordReads` in ledger.ts), as `reverify` does by
+ * hand. A second lock a jobs API answer named once while still unsent, sent later (a durable
+ * nonce keeps it valid), left its job `dropped: never landed` while the ledger read the debit.
+ * Inside the caller's write transaction. Runs only when such a signature is read: the
+ * conflicting receipts' signatures have no index, and are read job by job.
+ */
+export function reopenHolders(store: SqliteStore, signatures: readonly string[], now: number) {
+  if (signatures.length === 0) return 0;
+  const sigs = JSON.stringify([...new Set(signatures)]);
+  const kept = sql`SELECT j.job_id FROM jobs j, json_each(CASE
+      WHEN json_type(j.conflict_signatures) = 'array' THEN j.conflict_signatures ELSE '[]' END) k
+    WHERE j.conflict_signatures IS NOT NULL AND k.value IN (SELECT value FROM json_each(${sigs}))`;
+  const judged = or(not(verdictIsOpen(jobs.verdict)), isNotNull(jobs.leaseOwner));
+  const holders = sql`${jobs.jobId} IN (${namersOf(sigs, true)} UNION ${kept})`;
+  return reopenJobs(store, { where: and(holders, judged)! }, now);
 }
 
 /**

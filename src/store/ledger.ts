@@ -3,7 +3,7 @@ import type { SqliteStore, Store } from "../db/client.js";
 import { creditVaults, finalVerdicts, ledgerCursors } from "../db/schema.js";
 import { UNITS_PER_CREDIT } from "../money.js";
 import { creditsHeaderMatches as headerMatches } from "../verify/checks/credits.js";
-import { keepWithJob, reopenJobs } from "./job-queue.js";
+import { keepWithJob, reopenHolders, reopenJobs } from "./job-queue.js";
 import {
   type BalanceControl,
   balanceControlOf,
@@ -857,6 +857,14 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
        facts = excluded.facts, raw = excluded.raw, fetched_at = excluded.fetched_at
      WHERE chain_transactions.facts IS NULL`,
   );
+  // The transactions about to be stored whose row gave them up (dropped, pruned): no row that
+  // holds facts is either (see `reopenHolders`). Raw SQL: json_each, as `upsertTx`'s rows.
+  const givenUpAmong = sqlite
+    .prepare(
+      `SELECT signature FROM chain_transactions
+       WHERE signature IN (SELECT value FROM json_each(?)) AND state IN ('dropped', 'pruned')`,
+    )
+    .pluck() as unknown as { all(signatures: string): string[] };
   const readLine = sqlite.prepare(
     `UPDATE ledger_lines SET state = 'read', slot = coalesce(?, slot),
        block_time = coalesce(?, block_time), succeeded = ?,
@@ -1996,6 +2004,10 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       fetched: readonly FetchedTransaction[],
       t: number,
     ) => {
+      const givenUp =
+        fetched.length === 0
+          ? []
+          : givenUpAmong.all(JSON.stringify(fetched.map((f) => f.signature)));
       for (const f of fetched) {
         upsertTx.run(
           f.signature,
@@ -2051,6 +2063,8 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         applyKind(vault, l, classify(vault, l), t);
         if (l.setAside != null) newestBelowSetAside.run(vault, l.signature, vault, l.signature);
       }
+      // Found on chain after all: the jobs judged without them are judged again.
+      reopenHolders(store, givenUp, t);
     },
   );
 

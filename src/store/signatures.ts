@@ -1,7 +1,7 @@
 import { and, eq, isNotNull, isNull, sql } from "drizzle-orm";
 import type { TransactionFacts } from "../chain/transaction-facts.js";
 import type { SqliteStore, Store } from "../db/client.js";
-import { chainTransactions } from "../db/schema.js";
+import { chainTransactions, finalVerdicts } from "../db/schema.js";
 import { pgTwins } from "./pg-twins.js";
 import { nullableParam, param, prepareRawRows, prepareRows } from "./prepared.js";
 import { pairKey } from "./signature-pairs.js";
@@ -112,9 +112,12 @@ export interface SignatureStore {
   ): Promise<{ named: Map<string, string[]>; totals: Map<string, number> }>;
   /**
    * The pairs in which the job names the signature in any role, conflicting receipts included;
-   * on PostgreSQL after the same wait as `jobsNaming`.
+   * on PostgreSQL after the same wait as `jobsNaming`. `judged`: only jobs with a final verdict.
    */
-  namesAny(pairs: readonly { jobId: string; signature: string }[]): Promise<Set<string>>;
+  namesAny(
+    pairs: readonly { jobId: string; signature: string }[],
+    options?: { judged?: boolean },
+  ): Promise<Set<string>>;
 }
 
 export { pairKey };
@@ -217,7 +220,8 @@ function createSqliteSignatureStore(store: SqliteStore): SignatureStore {
   const namesStatement = sqlite.prepare(
     `SELECT 1 FROM jobs WHERE job_id = @jobId
        AND (@sig IN (escrow_tx, settlement_tx, api_escrow_tx, api_settlement_tx)
-         OR EXISTS (SELECT 1 FROM json_each(conflict_signatures) WHERE value = @sig))`,
+         OR EXISTS (SELECT 1 FROM json_each(conflict_signatures) WHERE value = @sig))
+       AND (@judged = 0 OR verdict IN (${finalVerdicts.map((v) => `'${v}'`).join(", ")}))`,
   );
 
   // A list of signatures is one JSON parameter (json_each), not one parameter each: drizzle
@@ -398,10 +402,10 @@ function createSqliteSignatureStore(store: SqliteStore): SignatureStore {
       }
       return { named, totals };
     },
-    async namesAny(pairs) {
+    async namesAny(pairs, { judged = false } = {}) {
       const found = new Set<string>();
       for (const { jobId, signature } of pairs) {
-        if (namesStatement.get({ jobId, sig: signature }) !== undefined) {
+        if (namesStatement.get({ jobId, sig: signature, judged: judged ? 1 : 0 }) !== undefined) {
           found.add(pairKey(jobId, signature));
         }
       }

@@ -74,28 +74,57 @@ export async function reopenNamersPg(
   if (signatures.length === 0) return 0;
   const unique = [...new Set(signatures)];
   await holdNamerStripes(tx, unique);
-  const sigs = sql`${sql.param(unique)}::text[]`;
-  // As on SQLite, the job the transaction's memos name is left out; each branch is the
-  // signatures, each one's transaction row (by primary key) and the jobs naming it (one index).
-  const from = sql`FROM unnest(${sigs}) AS s (sig)
+  // A statement of its own, after the locks: it reads leases and verdicts committed before
+  // they were granted.
+  return reopenJobsPg(
+    tx,
+    { where: sql`${jobs.jobId} IN (${namersOf(unique)}) AND ${judged}` },
+    now,
+  );
+}
+
+/** A job whose judgement was made or is being made: a final verdict, or a lease held. */
+const judged = sql`(NOT ${verdictIsOpen(jobs.verdict)} OR ${jobs.leaseOwner} IS NOT NULL)`;
+
+/**
+ * The ids of the jobs naming one of `signatures` by receipt or jobs API, leaving out the job
+ * the transaction's memos name unless `memoJob` (see `namersOf` in src/store/job-queue.ts).
+ * Raw SQL: a UNION of index lookups, which the builder cannot join this way; each branch is the
+ * signatures, each one's transaction row (by primary key) and the jobs naming it (one index).
+ */
+function namersOf(signatures: readonly string[], memoJob = false): SQL {
+  const from = sql`FROM unnest(${sql.param([...signatures])}::text[]) AS s (sig)
     LEFT JOIN chain_transactions c ON c.signature = s.sig JOIN jobs j`;
-  const notMemoJob = sql`j.job_id IS DISTINCT FROM c.memo_job`;
-  // Raw SQL: a UNION of index lookups, which the builder cannot join this way. A statement of
-  // its own, after the locks: it reads leases and verdicts committed before they were granted.
-  const namers = sql`SELECT j.job_id ${from} ON j.escrow_tx = s.sig WHERE ${notMemoJob}
+  const notMemoJob = memoJob ? sql`true` : sql`j.job_id IS DISTINCT FROM c.memo_job`;
+  return sql`SELECT j.job_id ${from} ON j.escrow_tx = s.sig WHERE ${notMemoJob}
     UNION SELECT j.job_id ${from} ON j.settlement_tx = s.sig WHERE ${notMemoJob}
     UNION SELECT j.job_id ${from} ON j.api_escrow_tx = s.sig
       AND j.api_escrow_tx IS DISTINCT FROM j.escrow_tx WHERE ${notMemoJob}
     UNION SELECT j.job_id ${from} ON j.api_settlement_tx = s.sig
       AND j.api_settlement_tx IS DISTINCT FROM j.settlement_tx WHERE ${notMemoJob}`;
-  return reopenJobsPg(
-    tx,
-    {
-      where: sql`${jobs.jobId} IN (${namers})
-        AND (NOT ${verdictIsOpen(jobs.verdict)} OR ${jobs.leaseOwner} IS NOT NULL)`,
-    },
-    now,
-  );
+}
+
+/**
+ * `reopenHolders` on PostgreSQL (see src/store/job-queue.ts): the jobs holding one of
+ * `signatures` in any role, the memo's job and conflicting receipts included, with a final
+ * verdict or a lease held, are reopened inside the caller's transaction. After the receipt
+ * writers' turn, as every writer of job rows takes it before the first row. The conflicting
+ * receipts' signatures have no index (`@>` over each job's list): it runs only when a
+ * signature given up on is read on chain.
+ */
+export async function reopenHoldersPg(
+  tx: PgExecutor,
+  signatures: readonly string[],
+  now: number,
+): Promise<number> {
+  if (signatures.length === 0) return 0;
+  const unique = [...new Set(signatures)];
+  await takeReceiptWriterTurn(tx);
+  const kept = sql`SELECT j.job_id FROM jobs j WHERE j.conflict_signatures IS NOT NULL
+    AND (CASE WHEN json_typeof(j.conflict_signatures) = 'array'
+      THEN j.conflict_signatures::jsonb ELSE '[]'::jsonb END) ?| ${sql.param(unique)}::text[]`;
+  const holders = sql`${jobs.jobId} IN (${namersOf(unique, true)} UNION ${kept})`;
+  return reopenJobsPg(tx, { where: sql`${holders} AND ${judged}` }, now);
 }
 
 type JobRow = typeof jobs.$inferSelect;

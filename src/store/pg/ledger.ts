@@ -80,7 +80,7 @@ import {
 } from "../ledger-rules.js";
 import type { PgExecutor } from "./executor.js";
 import { takeReceiptWriterTurn } from "./group-commit.js";
-import { keepWithJobPg, reopenJobsPg } from "./job-queue.js";
+import { keepWithJobPg, reopenHoldersPg, reopenJobsPg } from "./job-queue.js";
 import { retryOnConflict } from "./write-transaction.js";
 
 /**
@@ -1280,6 +1280,30 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
   }
 
   /**
+   * Which of the transactions about to be stored a row gave up on (dropped, pruned; see
+   * `reopenHolders` in src/store/job-queue.ts). Their rows locked in signature order, the
+   * order of `upsertTransactions` and every writer of the table: a poll dropping one meanwhile
+   * is waited for and seen, and one after finds it finalized and leaves it.
+   */
+  async function givenUpAmong(
+    tx: PgExecutor,
+    fetched: readonly FetchedTransaction[],
+  ): Promise<string[]> {
+    if (fetched.length === 0) return [];
+    const rows = await tx
+      .select({ signature: chainTransactions.signature, state: chainTransactions.state })
+      .from(chainTransactions)
+      .where(
+        sql`${chainTransactions.signature} = ANY (${textArray(fetched.map((f) => f.signature))})`,
+      )
+      .orderBy(sql`${chainTransactions.signature} COLLATE "C"`)
+      .for("update");
+    return rows
+      .filter((r) => r.state === "dropped" || r.state === "pruned")
+      .map((r) => r.signature);
+  }
+
+  /**
    * Stores fetched transactions, each once; a row already holding facts is kept as it is (the
    * first of two fetches of one signature wins, as when written one after the other). In
    * signature order, so writers of `chain_transactions` lock its rows in one order.
@@ -2126,8 +2150,11 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       await retryOnConflict(() =>
         db.transaction(async (tx) => {
           await lockVault(tx, vault);
+          const givenUp = await givenUpAmong(tx, fetched);
           await upsertTransactions(tx, fetched, now);
           await readLines(tx, vault, reads, now);
+          // Found on chain after all: the jobs judged without them are judged again.
+          await reopenHoldersPg(tx, givenUp, now);
         }),
       );
     },

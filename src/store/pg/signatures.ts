@@ -1,6 +1,7 @@
 import { and, eq, isNull, type SQL, sql } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
 import { chainTransactions } from "../../db/pg/schema.js";
+import { finalVerdicts } from "../../db/schema.js";
 import { pairKey } from "../signature-pairs.js";
 import { fetchedColumns } from "../signature-rules.js";
 import type {
@@ -301,7 +302,7 @@ export function createPgSignatureStore(store: PgStore): SignatureStore {
       }
       return { named, totals };
     },
-    async namesAny(pairs) {
+    async namesAny(pairs, { judged = false } = {}) {
       const found = new Set<string>();
       if (pairs.length === 0) return found;
       // As for `jobsNaming`: a receipt or answer naming one of them is committed first.
@@ -317,7 +318,8 @@ export function createPgSignatureStore(store: PgStore): SignatureStore {
           AS p(job_id, sig)
         WHERE EXISTS (SELECT 1 FROM jobs j WHERE j.job_id = p.job_id
           AND (p.sig IN (j.escrow_tx, j.settlement_tx, j.api_escrow_tx, j.api_settlement_tx)
-            OR j.conflict_signatures::jsonb @> jsonb_build_array(p.sig)))`);
+            OR j.conflict_signatures::jsonb @> jsonb_build_array(p.sig))
+          AND (NOT ${judged}::boolean OR j.verdict = ANY (${textArray([...finalVerdicts])})))`);
       for (const row of result.rows) found.add(pairKey(row.job_id, row.sig));
       return found;
     },
