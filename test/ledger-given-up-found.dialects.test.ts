@@ -1,12 +1,19 @@
 import { describe, expect, it } from "vitest";
 import type { FetchedTransaction } from "../src/store/ledger.js";
 import { createLedgerStore } from "../src/store/ledger.js";
+import { RECEIPT_WRITER_LOCK_CLASS } from "../src/store/pg/group-commit.js";
 import { createSignatureStore } from "../src/store/signatures.js";
 import { localnetProfile } from "../src/verify/profiles.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import { vaultStatementSince } from "./support/ledger-periods.js";
 import { discrepancy, useAdversaryHarness } from "./support/operator.js";
-import { queueColumnsOf, seedJobs, seedSignatures, T0 } from "./support/seed-queue.js";
+import {
+  queueColumnsOf,
+  seedJobs,
+  seedSignatures,
+  T0,
+  twoProcesses,
+} from "./support/seed-queue.js";
 
 /**
  * A second lock a jobs API answer names once while it is signed and not sent is given up as
@@ -95,5 +102,46 @@ describe.each(dialects)("%s store", (dialect) => {
     expect(judged.unexplained.map((u) => [u.signature, u.memoJobId, u.jobId])).toEqual([
       [second.signature, plan.jobId, plan.jobId],
     ]);
+  });
+});
+
+describe("the ledger on PostgreSQL beside a reverify of the job", () => {
+  const stores = useDialectStores("postgres");
+
+  it("takes the receipt writers' turn before the row of a transaction given up on", async () => {
+    const [store, other] = await twoProcesses(stores);
+    const client = await other.pool.connect();
+    try {
+      await seedJobs(store, [
+        { jobId: "kept", verdict: "dropped", conflictSignatures: ["second"] },
+      ]);
+      await seedSignatures(store, [{ signature: "second", state: "dropped", notFoundSlot: 7 }]);
+      // A reverify: the turn first, then the job's given-up rows.
+      await client.query("BEGIN");
+      await client.query("SELECT pg_advisory_xact_lock($1::int, 0)", [RECEIPT_WRITER_LOCK_CLASS]);
+      const reading = createLedgerStore(store).recordReads(
+        "Vault1111111111111111111111111111111111111",
+        [],
+        [fetchedTx("second")],
+        T0 + 10_000,
+      );
+      await expect
+        .poll(async () => {
+          const waiting = await other.pool.query(
+            "SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+          );
+          return waiting.rows[0].n;
+        })
+        .toBe(1);
+      // Within PostgreSQL's deadlock check (1 s): a row the ledger held here was a circle.
+      await client.query("SET LOCAL lock_timeout = '300ms'");
+      await client.query("SELECT 1 FROM chain_transactions WHERE signature = 'second' FOR UPDATE");
+      await client.query("COMMIT");
+      await reading;
+      expect(await queueColumnsOf(store, "kept")).toMatchObject({ verdict: "pending" });
+    } finally {
+      client.release();
+      await other.close();
+    }
   });
 });

@@ -1283,24 +1283,29 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
    * Which of the transactions about to be stored a row gave up on (dropped, pruned; see
    * `reopenHolders` in src/store/job-queue.ts). Their rows locked in signature order, the
    * order of `upsertTransactions` and every writer of the table: a poll dropping one meanwhile
-   * is waited for and seen, and one after finds it finalized and leaves it.
+   * is waited for and seen, and one after finds it finalized and leaves it. When one is given
+   * up already, the receipt writers' turn first, before its row, as `reverify` takes them: the
+   * reverify of its job, holding the turn and waiting for the row, closed a circle.
    */
   async function givenUpAmong(
     tx: PgExecutor,
     fetched: readonly FetchedTransaction[],
   ): Promise<string[]> {
     if (fetched.length === 0) return [];
-    const rows = await tx
-      .select({ signature: chainTransactions.signature, state: chainTransactions.state })
+    const named = sql`${chainTransactions.signature} = ANY (${textArray(fetched.map((f) => f.signature))})`;
+    const givenUp = sql`${chainTransactions.state} IN ('dropped', 'pruned')`;
+    const seen = await tx
+      .select({ signature: chainTransactions.signature })
       .from(chainTransactions)
-      .where(
-        sql`${chainTransactions.signature} = ANY (${textArray(fetched.map((f) => f.signature))})`,
-      )
+      .where(and(named, givenUp));
+    if (seen.length > 0) await takeReceiptWriterTurn(tx);
+    const rows = await tx
+      .select({ signature: chainTransactions.signature, givenUp: sql<boolean>`${givenUp}` })
+      .from(chainTransactions)
+      .where(named)
       .orderBy(sql`${chainTransactions.signature} COLLATE "C"`)
       .for("update");
-    return rows
-      .filter((r) => r.state === "dropped" || r.state === "pruned")
-      .map((r) => r.signature);
+    return rows.filter((r) => r.givenUp).map((r) => r.signature);
   }
 
   /**
