@@ -11,7 +11,8 @@ import { slotOnlyNode } from "./support/verify-fake-rpc.js";
 /**
  * The nightly `verify`, a process of its own, while one job's row stays locked by another
  * session the whole run: it ends at its --timeout with exit 2, looking at the job once a poll
- * interval meanwhile, not claiming nothing as fast as the database answered.
+ * interval meanwhile, not claiming nothing as fast as the database answered, and saying the
+ * job waits on the locked row.
  */
 
 const database = usePostgresDatabase();
@@ -40,7 +41,7 @@ async function commits(): Promise<number> {
 }
 
 describe("the nightly verify beside a job row locked all run on PostgreSQL", () => {
-  it("exits 2 at its --timeout, looking at the job once a poll interval", async () => {
+  it("exits 2 at its --timeout, looking at the job once a poll interval, naming the lock", async () => {
     const now = Date.now();
     await seedJobs(store, [{ jobId: "job_held", leaseOwner: null, createdAt: now - 60_000 }]);
     await store.db.execute(sql`UPDATE jobs SET escrow_tx = 'sig_' || job_id`);
@@ -58,6 +59,10 @@ describe("the nightly verify beside a job row locked all run on PostgreSQL", () 
       const spent = (await commits()) - before;
       // 6 s at a look each 500 ms: some 12 rounds of a few statements, with the run's own.
       expect(spent).toBeLessThan(200);
+      // The reason names the lock, not a slow or failing RPC that on-call would look for.
+      const headline = String(run.logs[0]?.text);
+      expect(headline).toContain("1 jobs not final: 1 whose rows another database session holds");
+      expect(headline).not.toContain("RPC");
     } finally {
       await locker.query("ROLLBACK");
       node.close();

@@ -714,6 +714,7 @@ function disagreeingText(
 /** ": 18 waiting for the jobs API's answer, 2 on RPC trouble", or "" with nothing to say. */
 function describeWaits(waits: Record<OpenJobWait, number>): string {
   const words: Record<OpenJobWait, string> = {
+    held: "whose rows another database session holds locked (SELECT ... FOR UPDATE, a long transaction)",
     jobs_api: "waiting for the jobs API's answer",
     settlement: "waiting for the settlement backfill to find their settlement",
     rpc: "waiting on RPC trouble",

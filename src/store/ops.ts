@@ -243,6 +243,8 @@ function createSqliteOpsStore(store: SqliteStore): OpsStore {
         noSettlement: Boolean(row.noSettlement),
         answered: Boolean(row.answered),
         unseen: Boolean(row.unseen),
+        // SQLite locks the whole file, never a row: no job waits on one.
+        held: false,
         n: Number(row.n),
       }));
     },

@@ -171,7 +171,14 @@ export const dueOrFar = (next: Column, at: number | Placeholder, farAfter: numbe
   or(lte(next, at), gt(next, farAfter))!;
 
 /** What an open job waits on, for a run that ends with jobs not final. */
-export type OpenJobWait = "rpc" | "settlement" | "jobs_api" | "unjudged" | "landing" | "finality";
+export type OpenJobWait =
+  | "held"
+  | "rpc"
+  | "settlement"
+  | "jobs_api"
+  | "unjudged"
+  | "landing"
+  | "finality";
 
 /**
  * The receipt's escrow or settlement signature is one no status poll has found yet
@@ -193,11 +200,14 @@ export interface OpenJobGroup {
   answered: boolean;
   /** The escrow or settlement signature has not been seen on chain yet (`namesUnseenTransaction`). */
   unseen: boolean;
+  /** Another database session holds the job's row locked as it is read (PostgreSQL only). */
+  held: boolean;
   n: number;
 }
 
 /**
- * What the jobs of a group wait on, as the verifier decides it (src/verify/decide.ts): RPC
+ * What the jobs of a group wait on, as the verifier decides it (src/verify/decide.ts): a row
+ * another database session holds locked (no claim takes it, no verdict write waits for it), RPC
  * trouble, the settlement backfill's search, the jobs API's answer (a proxied or backfilled
  * job waits for it), a judgement not yet made, a signature not seen on chain yet, else the
  * chain's finality.
@@ -206,6 +216,7 @@ export function openJobWait(
   group: Omit<OpenJobGroup, "n">,
   verifier: { waitsForJobsApi: boolean },
 ): OpenJobWait {
+  if (group.held) return "held";
   if (rpcTroubleVerdicts.includes(group.verdict)) return "rpc";
   if (group.backfillState === "pending" && group.noSettlement) return "settlement";
   const asks = group.backfillState === "pending" || group.source === "proxy";
@@ -226,6 +237,7 @@ export function countOpenJobWaits(
   verifier: { waitsForJobsApi: boolean },
 ): Record<OpenJobWait, number> {
   const counts: Record<OpenJobWait, number> = {
+    held: 0,
     rpc: 0,
     settlement: 0,
     jobs_api: 0,

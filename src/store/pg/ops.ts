@@ -14,6 +14,15 @@ import {
 const unverified: Verdict[] = ["discrepancy", "dropped", "unverifiable"];
 
 /**
+ * The job's row is one another session holds locked (an operator's `SELECT … FOR UPDATE`, a
+ * long transaction that wrote it): no claim takes it and no verdict write waits for it (both
+ * `SKIP LOCKED`), so the job stays open for that, not for the chain. Asked by locking the row
+ * `FOR SHARE SKIP LOCKED` for the statement's instant, never waiting.
+ */
+const rowHeldElsewhere = sql<unknown>`NOT EXISTS (SELECT 1 FROM ${jobs} AS held
+  WHERE held.job_id = ${jobs.jobId} FOR SHARE OF held SKIP LOCKED)`;
+
+/**
  * The operations queries on PostgreSQL (see src/store/ops.ts); reads only. `walBytes` is 0:
  * the write-ahead log is the server's, shared by every database on it, not a file of this
  * store (the metric is SQLite's -wal file).
@@ -81,11 +90,12 @@ export function createPgOpsStore(store: PgStore): OpsStore {
       answered: sql<unknown>`(${jobs.apiCheckedAt} IS NOT NULL AND (${jobs.apiSettlementTx} IS NOT NULL
         OR lower(btrim(${jobs.apiStatus}, ${statusSpaces})) IN ('refunded', 'failed')))`,
       unseen: namesUnseenTransaction(jobs),
+      held: rowHeldElsewhere,
       n: count(),
     })
     .from(jobs)
     .where(and(verdictIsOpen(jobs.verdict), jobInWindow(jobs, from, to)))
-    .groupBy(sql`1`, sql`2`, sql`3`, sql`4`, sql`5`, sql`6`)
+    .groupBy(sql`1`, sql`2`, sql`3`, sql`4`, sql`5`, sql`6`, sql`7`)
     .prepare("ops_open_job_groups");
 
   const late = db
@@ -164,6 +174,7 @@ export function createPgOpsStore(store: PgStore): OpsStore {
         noSettlement: Boolean(row.noSettlement),
         answered: Boolean(row.answered),
         unseen: Boolean(row.unseen),
+        held: Boolean(row.held),
         n: Number(row.n),
       }));
     },
