@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import type { Config } from "../config.js";
+import { sayNotStartedAsJson } from "./not-started.js";
 import type { VerifyFlags } from "./verify-command.js";
 
 type Helpers = {
@@ -9,7 +10,7 @@ type Helpers = {
 
 /** Registers `verify`: the nightly verification of a window, with exit codes 0, 1 and 2. */
 export function registerVerifyCommand(program: Command, helpers: Helpers): void {
-  helpers
+  const verify = helpers
     .withCommonOptions(
       program
         .command("verify")
@@ -33,9 +34,25 @@ export function registerVerifyCommand(program: Command, helpers: Helpers): void 
         .option("--out <file>", "write the summary to a file (- is stdout)"),
     )
     .action(async (flags: VerifyFlags & Record<string, unknown>) => {
-      const config = helpers.configFromFlags(flags);
-      // Loaded here: `--help` and the other commands never load the verifier.
-      const { runVerifyFromCli } = await import("./verify-run.js");
-      await runVerifyFromCli(config, flags);
+      // With --json, a run that fails before its summary still prints one JSON object.
+      let printed = false;
+      const out = (text: string) => {
+        printed = true;
+        process.stdout.write(text);
+      };
+      try {
+        const config = helpers.configFromFlags(flags);
+        // Loaded here: `--help` and the other commands never load the verifier.
+        const { runVerifyFromCli } = await import("./verify-run.js");
+        await runVerifyFromCli(config, flags, out);
+      } catch (error) {
+        if (!printed) sayNotStartedAsJson(flags, error);
+        throw error;
+      }
     });
+  // A flag commander refuses (unknown, without its value) ends the run before the action.
+  verify.exitOverride((error) => {
+    if (error.exitCode !== 0) sayNotStartedAsJson(verify.opts(), error);
+    throw error;
+  });
 }

@@ -23,6 +23,7 @@ import { runVerifyCommand, type VerifyFlags, verifyWindow } from "./verify-comma
 export async function runVerifyFromCli(
   config: Config,
   flags: VerifyFlags & Record<string, unknown>,
+  out: (text: string) => void = (text) => process.stdout.write(text),
 ): Promise<void> {
   // Bad flags (and an --out that cannot be written) are refused before the database is opened
   // or the RPC is asked anything.
@@ -75,7 +76,7 @@ export async function runVerifyFromCli(
         verifier,
         flags,
         {
-          out: (text) => process.stdout.write(text),
+          out,
           err: (line) => console.error(line),
           progress: process.stderr.isTTY === true,
         },
