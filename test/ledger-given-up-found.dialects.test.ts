@@ -144,4 +144,52 @@ describe("the ledger on PostgreSQL beside a reverify of the job", () => {
       await other.close();
     }
   });
+  it("lets a reverify of the job finish when a poll gives the transaction up between its two reads", async () => {
+    const [store, other] = await twoProcesses(stores);
+    const poll = await other.pool.connect();
+    const reverify = await other.pool.connect();
+    const waiting = async () => {
+      const r = await other.pool.query(
+        "SELECT count(*)::int AS n FROM pg_locks WHERE NOT granted AND locktype <> 'advisory'",
+      );
+      return r.rows[0].n as number;
+    };
+    try {
+      await seedJobs(store, [
+        { jobId: "kept", verdict: "dropped", conflictSignatures: ["second"] },
+      ]);
+      await seedSignatures(store, [{ signature: "second", state: "unknown", notFoundSlot: 7 }]);
+      // A status poll dropping the row, not committed yet: the ledger's plain read sees it
+      // unknown, and its locked read waits for the poll.
+      await poll.query("BEGIN");
+      await poll.query(
+        "UPDATE chain_transactions SET state = 'dropped' WHERE signature = 'second'",
+      );
+      const reading = createLedgerStore(store).recordReads(
+        "Vault1111111111111111111111111111111111111",
+        [],
+        [fetchedTx("second")],
+        T0 + 10_000,
+      );
+      await expect.poll(waiting).toBe(1);
+      // A reverify of the job: the turn, then the row, behind the ledger's wait.
+      await reverify.query("BEGIN");
+      await reverify.query("SELECT pg_advisory_xact_lock($1::int, 0)", [RECEIPT_WRITER_LOCK_CLASS]);
+      const reset = reverify.query(
+        "SELECT 1 FROM chain_transactions WHERE signature = 'second' FOR UPDATE",
+      );
+      await expect.poll(waiting).toBe(2);
+      await poll.query("COMMIT");
+      // The ledger, holding the row dropped meanwhile and asking for the turn, closed a circle
+      // PostgreSQL broke by failing the reverify (deadlock detected), which is not run again.
+      await reset;
+      await reverify.query("COMMIT");
+      await reading;
+      expect(await queueColumnsOf(store, "kept")).toMatchObject({ verdict: "pending" });
+    } finally {
+      poll.release();
+      reverify.release();
+      await other.close();
+    }
+  });
 });

@@ -81,7 +81,7 @@ import {
 import type { PgExecutor } from "./executor.js";
 import { takeReceiptWriterTurn } from "./group-commit.js";
 import { keepWithJobPg, reopenHoldersPg, reopenJobsPg } from "./job-queue.js";
-import { retryOnConflict } from "./write-transaction.js";
+import { RunAgainError, retryOnConflict } from "./write-transaction.js";
 
 /**
  * The ledger store on PostgreSQL: the same statements and behaviour as the SQLite one in
@@ -1305,7 +1305,13 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       .where(named)
       .orderBy(sql`${chainTransactions.signature} COLLATE "C"`)
       .for("update");
-    return rows.filter((r) => r.givenUp).map((r) => r.signature);
+    const found = rows.filter((r) => r.givenUp).map((r) => r.signature);
+    // Given up between the two reads (a poll committing meanwhile): the turn is not to be taken
+    // holding its row, which a reverify holding the turn waits for. Run again, turn first.
+    if (found.length > 0 && seen.length === 0) {
+      throw new RunAgainError("a transaction read was given up on meanwhile");
+    }
+    return found;
   }
 
   /**

@@ -20,6 +20,15 @@ export function inPgTransaction<T>(
 const retryable = new Set(["40001", "40P01"]);
 
 /**
+ * Thrown inside a transaction `retryOnConflict` runs, to roll it back whole and run it again, as
+ * a serialization failure is: what it read asks for a lock it may take only before its rows.
+ */
+export class RunAgainError extends Error {
+  override name = "RunAgainError";
+  readonly code = "40001";
+}
+
+/**
  * Runs a store method's transaction, again (up to `attempts` times) when PostgreSQL aborted it
  * as a deadlock victim or serialization failure: two processes locking the same jobs in another
  * order is not an error of either, and the transaction was rolled back whole.
