@@ -155,6 +155,32 @@ describe.each(dialects)("%s store", (dialect) => {
     expect(judged.mismatches).toEqual([]);
   });
 
+  it("passes an honest header whose settlement was sent again after a first try failed on chain, the chain's clock ahead", async () => {
+    // The chain 1 s ahead: the operator's first settlement of the job fails on chain (it moves
+    // nothing, its memo is the job's settle memo all the same) and the second lands, dated the
+    // second after the response's. The header is the balance the landed settlement left.
+    const { c, vault, from } = start();
+    const plan = h.op.plan({ keyIndex: 0 });
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const recordedAt = h.op.now() - 1_000;
+    h.op.nextSlot();
+    const tooMuch = h.op.transfer(h.op.accounts.escrowVault, vault, 2n ** 62n);
+    h.op.send([...h.op.settleIxs(plan), tooMuch], { expectFailure: true });
+    h.op.nextSlot();
+    const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
+    const header = h.op.balance(vault);
+    c.record(
+      plan,
+      { escrowTx, settlementTx },
+      { creditsRemainingUnits: header },
+      "ingest",
+      recordedAt,
+    );
+    const judged = await judge(c, vault, from, plan);
+    expect(judged.check?.outcome).toBe("pass");
+    expect(judged.mismatches).toEqual([]);
+  });
+
   it("fails a header of the balance a top-up made after the job's settlement, within the clocks' slack", async () => {
     // The chain 1 s ahead: the settlement is dated the second after the response's, and a
     // top-up the second after that. The header names the balance after the top-up: a balance

@@ -434,7 +434,10 @@ export interface NamedSettlementLine {
   memoKind: MemoJob["kind"] | null;
   memoJobId: string | null;
   memoJobs: readonly MemoJob[] | null;
-  /** A line of the vault below it already carries the job's settle memo. */
+  /**
+   * A succeeded line of the vault below it already carries the job's settle memo (a try that
+   * failed on chain moved nothing, and its retry is the settlement).
+   */
   settledBefore: boolean;
   /** Money into the vault escrow did not pay in (`LineRead.depositIn`), null when none. */
   depositInUnits: bigint | null;
@@ -443,9 +446,9 @@ export interface NamedSettlementLine {
 /**
  * Whether a read line is `jobId`'s own settlement as the settlement checks take one: it
  * succeeded, its memos name that job's settlement and no other job or step, it is the first
- * line of the vault that does (a second "settlement" into the vault pays nothing out), and it
- * brought in no money escrow did not pay (a top-up under the job's settle memo, a unit from
- * escrow beside it or not): a settlement returns what escrow held, and nothing else.
+ * succeeded line of the vault that does (a second "settlement" into the vault pays nothing
+ * out), and it brought in no money escrow did not pay (a top-up under the job's settle memo, a
+ * unit from escrow beside it or not): a settlement returns what escrow held, and nothing else.
  */
 export function ownSettlementLine(line: NamedSettlementLine, jobId: string): boolean {
   if (line.state !== "read" || line.succeeded !== true || line.settledBefore) return false;

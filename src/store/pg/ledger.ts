@@ -913,7 +913,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
               // (The outer line by its table's name: a selected column is written unqualified.)
               settledBefore: sql<string[]>`ARRAY(SELECT e.memo_job_id FROM ledger_lines e
                 WHERE e.vault = ledger_lines.vault AND e.ord < ledger_lines.ord
-                  AND e.memo_kind = 'settle'
+                  AND e.memo_kind = 'settle' AND e.succeeded
                   AND e.memo_job_id = ANY (${textArray(asks.map((a) => a.jobId))}))`,
               depositInUnits: ledgerLines.depositInUnits,
             })
