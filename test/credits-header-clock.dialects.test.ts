@@ -181,6 +181,29 @@ describe.each(dialects)("%s store", (dialect) => {
     expect(judged.mismatches).toEqual([]);
   });
 
+  it("passes the honest header of a timed-out job after its refund, the chain's clock ahead", async () => {
+    // The chain 1 s ahead: a job answered 504 (timed out, credits refunded), its receipt naming
+    // the refund, dated the second after the response's, and its header the balance after it.
+    const { c, vault, from } = start();
+    const plan = h.op.plan({ keyIndex: 0 });
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const recordedAt = h.op.now() - 1_000;
+    h.op.nextSlot();
+    const refundTx = h.op.send(h.op.refundIxs(plan)).signature;
+    const header = h.op.balance(vault);
+    c.record(
+      plan,
+      { escrowTx, settlementTx: refundTx },
+      { creditsRemainingUnits: header, httpStatus: 504 },
+      "ingest",
+      recordedAt,
+    );
+    const judged = await judge(c, vault, from, plan);
+    expect(await c.verdicts(plan.jobId)).toEqual([{ verdict: "verified", failing: [] }]);
+    expect(judged.check?.outcome).toBe("pass");
+    expect(judged.mismatches).toEqual([]);
+  });
+
   it("fails a header of the balance a top-up made after the job's settlement, within the clocks' slack", async () => {
     // The chain 1 s ahead: the settlement is dated the second after the response's, and a
     // top-up the second after that. The header names the balance after the top-up: a balance
@@ -209,27 +232,30 @@ describe.each(dialects)("%s store", (dialect) => {
     expect(judged.mismatches).toEqual([plan.jobId]);
   });
 
-  it("fails a header of the balance after a top-up the receipt passes over to a second settlement of the job, within the clocks' slack", async () => {
-    // After the job's settlement and a top-up, the operator sends one unit back from escrow
-    // under the job's settle memo and names that as the settlement: it is not the job's own
-    // (the vault's first line with its settle memo), and the top-up's balance stays out.
-    const { c, vault, from, plan, txs, recordedAt, header } = settledThenToppedUp();
-    h.op.nextSlot();
-    const second = h.op.send([
-      h.op.transfer(h.op.accounts.escrowVault, vault, 1n),
-      h.op.memo(`decentral:settle:${plan.jobId}`),
-    ]).signature;
-    c.record(
-      plan,
-      { escrowTx: txs.escrowTx, settlementTx: second },
-      { creditsRemainingUnits: header },
-      "ingest",
-      recordedAt,
-    );
-    const judged = await judge(c, vault, from, plan);
-    expect(judged.check?.outcome).toBe("fail");
-    expect(judged.mismatches).toEqual([plan.jobId]);
-  });
+  it.each(["settle", "refund"])(
+    "fails a header of the balance after a top-up the receipt passes over to a second settlement of the job under its %s memo, within the clocks' slack",
+    async (kind) => {
+      // After the job's settlement and a top-up, the operator sends one unit back from escrow
+      // under the job's settle (or refund) memo and names that as the settlement: it is not the
+      // job's own (the vault's first line with either memo), and the top-up's balance stays out.
+      const { c, vault, from, plan, txs, recordedAt, header } = settledThenToppedUp();
+      h.op.nextSlot();
+      const second = h.op.send([
+        h.op.transfer(h.op.accounts.escrowVault, vault, 1n),
+        h.op.memo(`decentral:${kind}:${plan.jobId}`),
+      ]).signature;
+      c.record(
+        plan,
+        { escrowTx: txs.escrowTx, settlementTx: second },
+        { creditsRemainingUnits: header },
+        "ingest",
+        recordedAt,
+      );
+      const judged = await judge(c, vault, from, plan);
+      expect(judged.check?.outcome).toBe("fail");
+      expect(judged.mismatches).toEqual([plan.jobId]);
+    },
+  );
 
   it("waits while the line its receipt names as the settlement is not read, a read top-up before it: then fails the header of that top-up's balance", async () => {
     // The chain 1 s ahead: the job's settlement, a top-up, then another movement of the vault,

@@ -435,8 +435,8 @@ export interface NamedSettlementLine {
   memoJobId: string | null;
   memoJobs: readonly MemoJob[] | null;
   /**
-   * A succeeded line of the vault below it already carries the job's settle memo (a try that
-   * failed on chain moved nothing, and its retry is the settlement).
+   * A succeeded line of the vault below it already carries the job's settle or refund memo (a
+   * try that failed on chain moved nothing, and its retry is the settlement).
    */
   settledBefore: boolean;
   /** Money into the vault escrow did not pay in (`LineRead.depositIn`), null when none. */
@@ -445,16 +445,17 @@ export interface NamedSettlementLine {
 
 /**
  * Whether a read line is `jobId`'s own settlement as the settlement checks take one: it
- * succeeded, its memos name that job's settlement and no other job or step, it is the first
- * succeeded line of the vault that does (a second "settlement" into the vault pays nothing
- * out), and it brought in no money escrow did not pay (a top-up under the job's settle memo, a
- * unit from escrow beside it or not): a settlement returns what escrow held, and nothing else.
+ * succeeded, its memos name that job's settlement (or its refund, which a timed-out job's
+ * receipt names in its place) and no other job or step, it is the first succeeded line of the
+ * vault that does (a second "settlement" into the vault pays nothing out), and it brought in
+ * no money escrow did not pay (a top-up under the job's settle memo, a unit from escrow beside
+ * it or not): a settlement returns what escrow held, and nothing else.
  */
 export function ownSettlementLine(line: NamedSettlementLine, jobId: string): boolean {
   if (line.state !== "read" || line.succeeded !== true || line.settledBefore) return false;
   if ((line.depositInUnits ?? 0n) > 0n) return false;
   const named = memoJobsOfLine(line);
-  return named.length === 1 && named[0]!.kind === "settle" && named[0]!.jobId === jobId;
+  return named.length === 1 && named[0]!.kind !== "escrow" && named[0]!.jobId === jobId;
 }
 
 export function headerSpanEnd(

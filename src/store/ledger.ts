@@ -1089,7 +1089,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     `SELECT ord, block_time, state, succeeded, memo_kind, memo_job_id, memo_jobs, deposit_in_units,
        EXISTS (SELECT 1 FROM ledger_lines e INDEXED BY ledger_lines_memo_job
          WHERE e.memo_job_id = @job AND e.vault = l.vault AND e.ord < l.ord
-           AND e.memo_kind = 'settle' AND e.succeeded = 1) AS settled_before
+           AND e.memo_kind IN ('settle', 'refund') AND e.succeeded = 1) AS settled_before
      FROM ledger_lines l WHERE vault = @vault AND signature = @signature`,
   );
   // The same span judged inside the review's write transaction, in SQL over `ledger_lines_order`:

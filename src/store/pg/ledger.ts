@@ -909,11 +909,11 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
               memoKind: ledgerLines.memoKind,
               memoJobId: ledgerLines.memoJobId,
               memoJobs: ledgerLines.memoJobs,
-              // The jobs whose settle memo a line of the vault below it carries.
+              // The jobs whose settle or refund memo a succeeded line of the vault below it carries.
               // (The outer line by its table's name: a selected column is written unqualified.)
               settledBefore: sql<string[]>`ARRAY(SELECT e.memo_job_id FROM ledger_lines e
                 WHERE e.vault = ledger_lines.vault AND e.ord < ledger_lines.ord
-                  AND e.memo_kind = 'settle' AND e.succeeded
+                  AND e.memo_kind IN ('settle', 'refund') AND e.succeeded
                   AND e.memo_job_id = ANY (${textArray(asks.map((a) => a.jobId))}))`,
               depositInUnits: ledgerLines.depositInUnits,
             })
