@@ -18,9 +18,10 @@ const onServerClock = (t: number, shift: number) => (t === NO_FAR_LOOK ? t : t +
 /**
  * `claimBackfillInTransaction` on PostgreSQL, inside the caller's transaction (or one of its
  * own); resolves with the job ids claimed. Each claim is a guarded UPDATE (still pending, still
- * due at `at`): a second process that read the same job due waits for the first one's row lock,
- * then finds the job's next attempt pushed past `at` and claims nothing, so the job is asked
- * about once and its attempts are counted once.
+ * due at `at`) of a row it could lock at once (`rowsFree`): a second process that read the same
+ * job due finds the job's next attempt pushed past `at` once the first committed (or its row
+ * held, and skips it), and claims nothing, so the job is asked about once and its attempts are
+ * counted once.
  */
 export async function claimBackfillPg(
   executor: PgExecutor,
@@ -46,10 +47,12 @@ export async function claimBackfillPg(
       sql`, `,
     );
     const claimed = await tx.execute<{ job_id: string }>(sql`
+      WITH free AS (${rowsFree(sorted.map(({ jobId }) => jobId))})
       UPDATE ${jobs}
       SET backfill_attempts = ${jobs.backfillAttempts} + 1, backfill_next_at = claim.next_at
       FROM (VALUES ${values}) AS claim (job_id, next_at)
       WHERE ${jobs.jobId} = claim.job_id
+        AND ${jobs.jobId} IN (SELECT job_id FROM free)
         AND ${jobs.backfillState} = 'pending'
         AND ${dueOrFar(jobs.backfillNextAt, at + shift, onServerClock(farAfter, shift))}
       RETURNING ${jobs.jobId}`);
@@ -58,8 +61,23 @@ export async function claimBackfillPg(
   });
 }
 
-/** Gives up on jobs still pending; a single guarded UPDATE, so two at once give up once. */
+/**
+ * The rows of `jobIds` locked in key order, those another transaction holds left out, never
+ * waited for: a claim or give-up leaves such a job for a later pass. Waited for, a row held by a
+ * session outside the service (an operator's `SELECT … FOR UPDATE`, a long transaction) kept the
+ * pass waiting up to the statement timeout with the receipt writers' turn held, and every
+ * proxied receipt waited as long behind it.
+ */
+const rowsFree = (jobIds: readonly string[]) => sql`
+  SELECT job_id FROM jobs WHERE job_id = ANY(${sql.param([...jobIds])}::text[])
+  ORDER BY job_id FOR UPDATE SKIP LOCKED`;
+
+/**
+ * Gives up on jobs still pending and not held locked (see `rowsFree`); a single guarded UPDATE,
+ * so two at once give up once.
+ */
 async function giveUpMany(tx: PgExecutor, jobIds: readonly string[], at: number): Promise<void> {
+  const sorted = [...jobIds].sort();
   await tx
     .update(jobs)
     // A verdict waiting for the jobs API's answer is reached now (`dueNowMs`): no answer is coming.
@@ -68,7 +86,7 @@ async function giveUpMany(tx: PgExecutor, jobIds: readonly string[], at: number)
       updatedAt: at,
       nextVerifyAt: sql`least(${jobs.nextVerifyAt}, ${dueNowMs(at)})`,
     })
-    .where(and(inArray(jobs.jobId, [...jobIds]), eq(jobs.backfillState, "pending")));
+    .where(and(inArray(jobs.jobId, sql`(${rowsFree(sorted)})`), eq(jobs.backfillState, "pending")));
 }
 
 /** `giveUpBackfillInTransaction` on PostgreSQL, inside the caller's transaction. */

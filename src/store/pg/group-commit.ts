@@ -28,6 +28,15 @@ export async function takeReceiptWriterTurn(tx: PgExecutor): Promise<void> {
   await tx.execute(sql`SELECT pg_advisory_xact_lock(${RECEIPT_WRITER_LOCK_CLASS}::int, 0)`);
 }
 
+/**
+ * Bounds each row-lock wait of the rest of `tx` to `ms`; past it the statement fails with SQLSTATE
+ * 55P03. Work holding the receipt writers' turn that waited unbounded for a row held by a session
+ * outside the service (an operator's `SELECT … FOR UPDATE`) kept every receipt waiting as long.
+ */
+export async function boundRowLockWaits(tx: PgExecutor, ms: number): Promise<void> {
+  await tx.execute(sql`SELECT set_config('lock_timeout', ${String(ms)}, true)`);
+}
+
 /** The receipt writer's wait for its turn lasts at least this long per try (see `turnWaitMs`). */
 const MIN_TURN_WAIT_MS = 60_000;
 

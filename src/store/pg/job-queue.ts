@@ -2,6 +2,7 @@ import { and, eq, inArray, isNull, lt, lte, or, type SQL, sql } from "drizzle-or
 import type { PgStore } from "../../db/pg/client.js";
 import { jobs, ledgerLines } from "../../db/pg/schema.js";
 import { finalVerdicts, type Verdict, verdictIsOpen, verdicts } from "../../db/schema.js";
+import { AppError } from "../../errors.js";
 import type { JobQueueStore } from "../job-queue.js";
 import { jobKeepingLine } from "../ledger-rules.js";
 import {
@@ -16,7 +17,7 @@ import {
 } from "../queue-rules.js";
 import { maxKeptSignatures } from "../receipt-rules.js";
 import type { PgExecutor } from "./executor.js";
-import { takeReceiptWriterTurn } from "./group-commit.js";
+import { boundRowLockWaits, sqlStateOf, takeReceiptWriterTurn } from "./group-commit.js";
 import { holdNamerStripes } from "./namer-locks.js";
 import { dueNowMs } from "./server-clock.js";
 import { resetGivenUpPg } from "./signatures.js";
@@ -247,6 +248,13 @@ function filterCondition(filter: QueueFilter | null): SQL | undefined {
 }
 
 /**
+ * How long an operator's re-verification waits for a row another session holds locked, in ms:
+ * it holds the receipt writers' turn meanwhile, so every receipt waits as long. Past it the
+ * request is refused naming the job (HTTP 423), rather than every receipt stalled for it.
+ */
+const REVERIFY_LOCK_WAIT_MS = 1000;
+
+/**
  * The job queue on PostgreSQL (contract and SQLite version in src/store/job-queue.ts). Many
  * verifiers on many hosts claim from one table at once: a claim locks the rows it picks with
  * `FOR UPDATE SKIP LOCKED`, so claimers never wait on each other nor take the same job.
@@ -385,14 +393,25 @@ export function createPgJobQueueStore(store: PgStore): JobQueueStore {
       return { total, final, byVerdict };
     },
     async reverify(jobId, t) {
-      await db.transaction(async (tx) => {
-        // The receipt writers' turn before any row, as every writer of job rows takes it: the
-        // reopen locks the job's row and then, by the statement trigger, its rollup rows; a
-        // group that had moved those rollup rows and came to the job's row closed a circle.
-        await takeReceiptWriterTurn(tx);
-        await resetGivenUpPg(tx, jobId);
-        await reopenJobsPg(tx, { jobIds: [jobId] }, t, { dueAt: 0 });
-      });
+      try {
+        await db.transaction(async (tx) => {
+          // The receipt writers' turn before any row, as every writer of job rows takes it: the
+          // reopen locks the job's row and then, by the statement trigger, its rollup rows; a
+          // group that had moved those rollup rows and came to the job's row closed a circle.
+          await takeReceiptWriterTurn(tx);
+          await boundRowLockWaits(tx, REVERIFY_LOCK_WAIT_MS);
+          await resetGivenUpPg(tx, jobId);
+          await reopenJobsPg(tx, { jobIds: [jobId] }, t, { dueAt: 0 });
+        });
+      } catch (error) {
+        if (sqlStateOf(error) !== "55P03") throw error;
+        throw new AppError(
+          "locked",
+          `job ${jobId}: a row of it is held locked by another session (waited ${REVERIFY_LOCK_WAIT_MS} ms); it was not queued, ask again once it is free`,
+          { jobId },
+          { cause: error },
+        );
+      }
     },
   };
 }

@@ -36,7 +36,7 @@ import {
 } from "../receipt-rules.js";
 import type { ReceiptsStore, RecordOptions, RecordResult } from "../receipts.js";
 import type { PgExecutor, PgTx } from "./executor.js";
-import { sqlStateOf, takeReceiptWriterTurn } from "./group-commit.js";
+import { boundRowLockWaits, sqlStateOf, takeReceiptWriterTurn } from "./group-commit.js";
 import { reopenJobsPg, reopenNamersPg } from "./job-queue.js";
 import { serverClockShiftMs } from "./server-clock.js";
 import { inPgTransaction, retryOnConflict } from "./write-transaction.js";
@@ -467,9 +467,7 @@ export function createPgReceiptsStore(store: PgStore): ReceiptsStore {
       store.db.transaction(async (tx) => {
         // Its own transaction, beside the receipt writers' groups: it takes its turn as they do.
         await takeReceiptWriterTurn(tx);
-        await tx.execute(
-          sql`SELECT set_config('lock_timeout', ${String(RECORD_LOCK_WAIT_MS)}, true)`,
-        );
+        await boundRowLockWaits(tx, RECORD_LOCK_WAIT_MS);
         return recordReceiptsPg(tx, receipts, source, options);
       }),
     );

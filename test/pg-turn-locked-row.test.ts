@@ -1,0 +1,120 @@
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { openPostgres, type PgStore } from "../src/db/pg/client.js";
+import { migratePostgres } from "../src/db/pg/migrate.js";
+import { AppError } from "../src/errors.js";
+import { createLogger } from "../src/log.js";
+import { createReceiptWriter } from "../src/recorder/receipt-writer.js";
+import { createBackfillStore } from "../src/store/backfill.js";
+import { createJobQueueStore } from "../src/store/job-queue.js";
+import { recordReceiptsUnit } from "../src/store/receipts.js";
+import { usePostgresDatabase } from "./support/postgres.js";
+import { jobId, receipt } from "./support/recorder-fixtures.js";
+import { readJob, seedJob } from "./support/seed-recorder.js";
+
+/**
+ * Work that takes the receipt writers' turn and then a job's row, with that row held locked by
+ * a session outside the service (an operator's `SELECT … FOR UPDATE`, a long transaction): it
+ * waited for the row up to the statement timeout holding the turn, and every proxied receipt
+ * waited as long behind it. A receipt written meanwhile must be answered within about a second.
+ */
+
+const database = usePostgresDatabase();
+const log = createLogger({ level: "silent" });
+const T = Date.UTC(2026, 11, 1, 9);
+let store: PgStore;
+let locker: pg.Client;
+
+beforeAll(async () => {
+  store = openPostgres(database.url, { poolSize: 3, statementTimeoutMs: 10_000 });
+  await migratePostgres(store.pool);
+  locker = new pg.Client({ connectionString: database.url });
+  await locker.connect();
+});
+
+afterAll(async () => {
+  await locker?.end();
+  await store?.close();
+});
+
+/** A job waiting for its settlement signature, due since `T`. */
+const pending = (id: string) => ({
+  jobId: id,
+  settlementTx: null,
+  backfillState: "pending" as const,
+  backfillNextAt: T,
+  backfillAttempts: 0,
+});
+
+/**
+ * Runs `work` with the rows of `locked` held by another session and a receipt written meanwhile;
+ * resolves with how `work` ended and how long each took, in ms.
+ */
+async function whileRowsHeld<T>(locked: readonly string[], work: () => Promise<T>) {
+  const writer = createReceiptWriter(store, { log });
+  try {
+    await locker.query("BEGIN");
+    await locker.query("SELECT * FROM jobs WHERE job_id = ANY($1) FOR UPDATE", [locked]);
+    const started = performance.now();
+    const done = work().then(
+      (value) => ({ value, ms: performance.now() - started }),
+      (error: unknown) => ({ error, ms: performance.now() - started }),
+    );
+    const receiptMs = await writer
+      .run(recordReceiptsUnit([receipt()], "proxy"))
+      .then(() => performance.now() - started);
+    return { outcome: await done, receiptMs };
+  } finally {
+    await locker.query("ROLLBACK");
+    await writer.close();
+  }
+}
+
+describe("work holding the receipt writers' turn with a job row locked by another session", () => {
+  it("a backfill pass claims and gives up the free jobs at once, leaves the held one for later, and receipts pass", async () => {
+    const [held, free, heldGivenUp, freeGivenUp] = [jobId(), jobId(), jobId(), jobId()];
+    for (const id of [held, free, heldGivenUp, freeGivenUp]) await seedJob(store, pending(id));
+    const backfill = createBackfillStore(store);
+    const { outcome, receiptMs } = await whileRowsHeld([held, heldGivenUp], () =>
+      backfill.claim(
+        [
+          { jobId: held, nextAt: T + 60_000 },
+          { jobId: free, nextAt: T + 60_000 },
+        ],
+        [heldGivenUp, freeGivenUp],
+        T,
+      ),
+    );
+    expect(outcome).toMatchObject({ value: [free] });
+    expect(outcome.ms).toBeLessThan(1_000);
+    expect(receiptMs).toBeLessThan(1_000);
+    expect(await readJob(store, free)).toMatchObject({ backfillAttempts: 1 });
+    expect(await readJob(store, freeGivenUp)).toMatchObject({ backfillState: "gave_up" });
+    expect(await readJob(store, held)).toMatchObject({ backfillAttempts: 0 });
+    expect(await readJob(store, heldGivenUp)).toMatchObject({ backfillState: "pending" });
+
+    // Once the rows are free, the next pass claims and gives up on them.
+    expect(await backfill.claim([{ jobId: held, nextAt: T + 60_000 }], [heldGivenUp], T)).toEqual([
+      held,
+    ]);
+    expect(await readJob(store, heldGivenUp)).toMatchObject({ backfillState: "gave_up" });
+  }, 30_000);
+
+  it("an operator's re-verification is refused naming the held job, and receipts pass", async () => {
+    const held = jobId();
+    await seedJob(store, { jobId: held, verdict: "verified", verdictAt: T });
+    const queue = createJobQueueStore(store);
+    const { outcome, receiptMs } = await whileRowsHeld([held], () => queue.reverify(held, T + 1));
+    expect(outcome).toMatchObject({ error: expect.any(AppError) });
+    const { error } = outcome as { error: AppError };
+    expect(error.code).toBe("locked");
+    expect(error.message).toContain(held);
+    expect(error.details).toEqual({ jobId: held });
+    expect(outcome.ms).toBeLessThan(2_000);
+    expect(receiptMs).toBeLessThan(2_000);
+    expect(await readJob(store, held)).toMatchObject({ verdict: "verified" });
+
+    await queue.reverify(held, T + 2);
+    expect(await readJob(store, held)).toMatchObject({ verdict: "pending" });
+  }, 30_000);
+});
