@@ -3,6 +3,7 @@ import { gzipSync } from "node:zlib";
 import { describe, expect, it, vi } from "vitest";
 import { listTokens, revokeToken } from "../src/auth/tokens.js";
 import { SESSION_COOKIE, SIGNED_IN_COOKIE } from "../src/dashboard/routes.js";
+import { AppError } from "../src/errors.js";
 import { localnetProfile } from "../src/verify/profiles.js";
 import { createTestApi } from "./support/audit-api-app.js";
 import { DASHBOARD_NOW, seedDashboard, WORKERS } from "./support/dashboard-fixtures.js";
@@ -588,6 +589,19 @@ describe("dashboard actions", () => {
     expect(ok.status).toBe(303);
     expect(ok.headers.get("location")).toBe("/dashboard/jobs/job_underpaid_worker?reverify=queued");
     expect(reverify).toHaveBeenCalledWith("job_underpaid_worker");
+  });
+
+  it("a verification again that is refused shows why, naming the job", async () => {
+    const message = "job job_underpaid_worker: a row of it is held locked by another session";
+    const reverify = vi.fn(async () => {
+      throw new AppError("locked", message, { jobId: "job_underpaid_worker" });
+    });
+    const d = await dashboard({ verifier: { reverify } });
+    const { cookie } = await d.signIn(d.tokens.admin);
+    const csrf = await d.csrfOf(cookie);
+    const res = await d.post("/dashboard/jobs/job_underpaid_worker/reverify", cookie, { csrf });
+    expect(res.status).toBe(423);
+    expect(await res.text()).toContain(message);
   });
 
   it("a read session cannot verify again", async () => {

@@ -70,7 +70,7 @@ export interface DashboardDeps {
   store: Store;
   now: () => number;
   explorer: ExplorerCluster;
-  verifier?: { reverify(jobId: string): void };
+  verifier?: { reverify(jobId: string): Promise<void> | void };
   readiness?: ReadinessProbes;
   metrics?: AppMetrics;
   /** How long a sign-in lasts; default 8 hours. */
@@ -600,7 +600,9 @@ export function dashboardRoutes(deps: DashboardDeps) {
     }
     if (!deps.verifier)
       return messagePage(c, 409, "Cannot verify here", "No verifier runs in this process.");
-    deps.verifier.reverify(jobId);
+    // Awaited: refused (a row of the job held locked by another session), the admin is told
+    // why; not awaited, the refusal was a rejection no one handled, and the process ended.
+    await deps.verifier.reverify(jobId);
     c.get("log")?.info({ jobId, tokenId: c.get("session").tokenId }, "dashboard reverify");
     return c.redirect(`${BASE}/jobs/${encodeURIComponent(jobId)}?reverify=queued`, 303);
   });
