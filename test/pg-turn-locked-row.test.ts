@@ -7,9 +7,11 @@ import { createLogger } from "../src/log.js";
 import { createReceiptWriter } from "../src/recorder/receipt-writer.js";
 import { createBackfillStore } from "../src/store/backfill.js";
 import { createJobQueueStore } from "../src/store/job-queue.js";
+import { createJobsApiStore } from "../src/store/jobs-api.js";
+import { createOpenReceiptStore } from "../src/store/open-receipts.js";
 import { recordReceiptsUnit } from "../src/store/receipts.js";
 import { usePostgresDatabase } from "./support/postgres.js";
-import { jobId, receipt } from "./support/recorder-fixtures.js";
+import { jobId, processingAnswer, receipt } from "./support/recorder-fixtures.js";
 import { readJob, seedJob } from "./support/seed-recorder.js";
 
 /**
@@ -116,5 +118,44 @@ describe("work holding the receipt writers' turn with a job row locked by anothe
 
     await queue.reverify(held, T + 2);
     expect(await readJob(store, held)).toMatchObject({ verdict: "pending" });
+  }, 30_000);
+
+  it("a jobs API answer waits for the held row with the turn let go between tries, and is written once it is free", async () => {
+    const held = jobId();
+    await seedJob(store, pending(held));
+    const answers = createJobsApiStore(store);
+    let written: Promise<void> | undefined;
+    const { outcome, receiptMs } = await whileRowsHeld([held], async () => {
+      written = answers.recordAnswer(held, processingAnswer(), T + 1);
+      // A second receipt after the first try's wait: the turn is let go between tries.
+      await new Promise((resolve) => setTimeout(resolve, 1_200));
+      const writer = createReceiptWriter(store, { log });
+      const started = performance.now();
+      await writer.run(recordReceiptsUnit([receipt()], "proxy"));
+      await writer.close();
+      return performance.now() - started;
+    });
+    expect(receiptMs).toBeLessThan(1_500);
+    expect(outcome).toMatchObject({ value: expect.any(Number) });
+    expect((outcome as { value: number }).value).toBeLessThan(1_500);
+    await written;
+    expect(await readJob(store, held)).toMatchObject({ apiStatus: "processing" });
+  }, 30_000);
+
+  it("the sweep of dead processes' open receipts leaves a held row for the next sweep, and receipts pass", async () => {
+    const [held, free] = [jobId(), jobId()];
+    for (const id of [held, free]) {
+      await seedJob(store, { jobId: id, captureState: "open", receiptWriter: "dead-writer" });
+    }
+    const sweep = createOpenReceiptStore(store);
+    const { outcome, receiptMs } = await whileRowsHeld([held], () =>
+      sweep.abort(["dead-writer"], T),
+    );
+    expect(outcome).toMatchObject({ value: 1 });
+    expect(outcome.ms).toBeLessThan(1_000);
+    expect(receiptMs).toBeLessThan(1_000);
+    expect(await readJob(store, held)).toMatchObject({ captureState: "open" });
+    expect(await sweep.abort(["dead-writer"], T)).toBe(1);
+    expect(await readJob(store, held)).toMatchObject({ captureState: "aborted" });
   }, 30_000);
 });

@@ -1,9 +1,11 @@
 import { randomBytes } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 import { sql, TransactionRollbackError } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
 import { WRITER_CONNECTIONS } from "../../db/pg/connection-room.js";
 import { openPgSidePool } from "../../db/pg/pool.js";
 import { jobApiAnswers, jobs, receiptConflicts } from "../../db/pg/schema.js";
+import { backoff } from "../../retry.js";
 import type { WriteUnit } from "../write-unit.js";
 import type { PgExecutor, PgTx } from "./executor.js";
 import { noteServerNowMs, serverNowMs } from "./server-clock.js";
@@ -35,6 +37,28 @@ export async function takeReceiptWriterTurn(tx: PgExecutor): Promise<void> {
  */
 export async function boundRowLockWaits(tx: PgExecutor, ms: number): Promise<void> {
   await tx.execute(sql`SELECT set_config('lock_timeout', ${String(ms)}, true)`);
+}
+
+/**
+ * Runs `run` (a transaction of its own whose row-lock waits `boundRowLockWaits` cut) again, up to
+ * `tries` times in all, while a row stays held locked (SQLSTATE 55P03), backing off between
+ * tries; each try takes the receipt writers' turn anew, so receipts pass in between. The last
+ * try's failure is thrown as `refuse` makes it.
+ */
+export async function retryWhileRowLocked<T>(
+  run: () => Promise<T>,
+  tries: number,
+  refuse: (error: unknown) => unknown = (error) => error,
+): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await run();
+    } catch (error) {
+      if (sqlStateOf(error) !== "55P03") throw error;
+      if (attempt >= tries) throw await refuse(error);
+      await sleep(backoff(attempt, { baseMs: 200, maxMs: 2000 }));
+    }
+  }
 }
 
 /** The receipt writer's wait for its turn lasts at least this long per try (see `turnWaitMs`). */

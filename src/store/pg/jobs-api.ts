@@ -11,7 +11,7 @@ import {
   answerRenames,
 } from "../jobs-api-rules.js";
 import type { PgExecutor } from "./executor.js";
-import { takeReceiptWriterTurn } from "./group-commit.js";
+import { boundRowLockWaits, retryWhileRowLocked, takeReceiptWriterTurn } from "./group-commit.js";
 import { makeDuePg, reopenJobsPg, reopenNamersPg } from "./job-queue.js";
 import { dueNowMs } from "./server-clock.js";
 import { inPgTransaction, retryOnConflict } from "./write-transaction.js";
@@ -68,20 +68,30 @@ export async function recordJobsApiAnswerPg(
   });
 }
 
+/** How long a jobs API answer waits for a job row held locked, per try, in ms; and how many tries. */
+const ANSWER_LOCK_WAIT_MS = 1000;
+const ANSWER_LOCK_TRIES = 5;
+
 /** The jobs-API answers store on a PostgreSQL pool: each answer is one transaction. */
 export function createPgJobsApiStore(store: PgStore): JobsApiStore {
   return {
     recordAnswer(jobId, answer, at) {
-      return retryOnConflict(() =>
-        store.db.transaction(async (tx) => {
-          // Its own transaction, beside the receipt writers' groups (a nightly `verify`'s
-          // backfill has no writer): it takes their turn as they do. It locks its job, then
-          // reopens the jobs naming what the answer names; a group holding one of those and
-          // waiting for this job closed a circle, and PostgreSQL aborted one of the two.
-          await takeReceiptWriterTurn(tx);
-          await recordJobsApiAnswerPg(tx, jobId, answer, at);
-        }),
-      );
+      const once = () =>
+        retryOnConflict(() =>
+          store.db.transaction(async (tx) => {
+            // Its own transaction, beside the receipt writers' groups (a nightly `verify`'s
+            // backfill has no writer): it takes their turn as they do. It locks its job, then
+            // reopens the jobs naming what the answer names; a group holding one of those and
+            // waiting for this job closed a circle, and PostgreSQL aborted one of the two.
+            await takeReceiptWriterTurn(tx);
+            // A row held by a session outside the service is waited for a while, the turn let
+            // go between tries (see `retryWhileRowLocked`); refused at last, the backfill asks
+            // the jobs API again later.
+            await boundRowLockWaits(tx, ANSWER_LOCK_WAIT_MS);
+            await recordJobsApiAnswerPg(tx, jobId, answer, at);
+          }),
+        );
+      return retryWhileRowLocked(once, ANSWER_LOCK_TRIES);
     },
   };
 }

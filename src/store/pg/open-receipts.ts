@@ -25,10 +25,18 @@ export function createPgOpenReceiptStore(store: PgStore): OpenReceiptStore {
       // takes the receipt writers' turn first, as their other writers do.
       return db.transaction(async (tx) => {
         await takeReceiptWriterTurn(tx);
+        // Rows another session holds locked are left out, never waited for with the turn
+        // held (every receipt waited as long); the next sweep ends them.
+        const free = tx
+          .select({ jobId: jobs.jobId })
+          .from(jobs)
+          .where(and(open, inArray(jobs.receiptWriter, dead)))
+          .orderBy(jobs.jobId)
+          .for("update", { skipLocked: true });
         const ended = await tx
           .update(jobs)
           .set({ captureState: "aborted", receiptWriter: null, updatedAt: now })
-          .where(and(open, inArray(jobs.receiptWriter, dead)))
+          .where(and(open, inArray(jobs.receiptWriter, dead), inArray(jobs.jobId, free)))
           .returning({ jobId: jobs.jobId });
         return ended.length;
       });

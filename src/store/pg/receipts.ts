@@ -1,10 +1,8 @@
-import { setTimeout as sleep } from "node:timers/promises";
 import { and, count, desc, eq, getTableColumns, inArray, sql } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
 import { jobs, receiptConflicts } from "../../db/pg/schema.js";
 import type { ReceiptSource } from "../../db/schema.js";
 import { AppError } from "../../errors.js";
-import { backoff } from "../../retry.js";
 import {
   addsTags,
   captureDifferences,
@@ -36,7 +34,7 @@ import {
 } from "../receipt-rules.js";
 import type { ReceiptsStore, RecordOptions, RecordResult } from "../receipts.js";
 import type { PgExecutor, PgTx } from "./executor.js";
-import { boundRowLockWaits, sqlStateOf, takeReceiptWriterTurn } from "./group-commit.js";
+import { boundRowLockWaits, retryWhileRowLocked, takeReceiptWriterTurn } from "./group-commit.js";
 import { reopenJobsPg, reopenNamersPg } from "./job-queue.js";
 import { serverClockShiftMs } from "./server-clock.js";
 import { inPgTransaction, retryOnConflict } from "./write-transaction.js";
@@ -472,16 +470,12 @@ export function createPgReceiptsStore(store: PgStore): ReceiptsStore {
       }),
     );
   return {
-    async record(receipts, source, options) {
-      for (let attempt = 1; ; attempt++) {
-        try {
-          return await recordOnce(receipts, source, options);
-        } catch (error) {
-          if (sqlStateOf(error) !== "55P03") throw error;
-          if (attempt >= RECORD_LOCK_TRIES) throw await rowsLockedError(store, receipts, error);
-          await sleep(backoff(attempt, { baseMs: 200, maxMs: 2000 }));
-        }
-      }
+    record(receipts, source, options) {
+      return retryWhileRowLocked(
+        () => recordOnce(receipts, source, options),
+        RECORD_LOCK_TRIES,
+        (error) => rowsLockedError(store, receipts, error),
+      );
     },
   };
 }
