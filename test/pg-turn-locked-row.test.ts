@@ -6,6 +6,7 @@ import { AppError } from "../src/errors.js";
 import { createLogger } from "../src/log.js";
 import { createReceiptWriter } from "../src/recorder/receipt-writer.js";
 import { createBackfillStore } from "../src/store/backfill.js";
+import { createCustodyStore } from "../src/store/custody.js";
 import { createJobQueueStore } from "../src/store/job-queue.js";
 import { createJobsApiStore } from "../src/store/jobs-api.js";
 import { createOpenReceiptStore } from "../src/store/open-receipts.js";
@@ -13,6 +14,7 @@ import { recordReceiptsUnit } from "../src/store/receipts.js";
 import { usePostgresDatabase } from "./support/postgres.js";
 import { jobId, processingAnswer, receipt } from "./support/recorder-fixtures.js";
 import { readJob, seedJob } from "./support/seed-recorder.js";
+import { seedJobs } from "./support/seed-verdicts.js";
 
 /**
  * Work that takes the receipt writers' turn and then a job's row, with that row held locked by
@@ -157,5 +159,54 @@ describe("work holding the receipt writers' turn with a job row locked by anothe
     expect(await readJob(store, held)).toMatchObject({ captureState: "open" });
     expect(await sweep.abort(["dead-writer"], T)).toBe(1);
     expect(await readJob(store, held)).toMatchObject({ captureState: "aborted" });
+  }, 30_000);
+
+  it("a verifier's custody, opening with a job waiting for the treasury held, lets receipts pass and decides the job once it is free", async () => {
+    const held = jobId();
+    await seedJobs(store, [
+      { jobId: held, verdict: "partially_verified", unproven: ["treasury_unknown"] },
+    ]);
+    const named = { name: "mainnet-v1", treasury: "TP", treasuryLearnAfter: 2 };
+    // Opened with the row held: opening writes (the waiting job decided again) under the turn.
+    const open = () => createCustodyStore(store, named, { vaults: [], byKey: {} });
+    let custody: ReturnType<typeof open> | undefined;
+    const { outcome, receiptMs } = await whileRowsHeld([held], () => {
+      custody = open();
+      return custody.pins([], []);
+    });
+    expect(outcome).toMatchObject({ error: expect.anything() });
+    expect(outcome.ms).toBeLessThan(2_000);
+    expect(receiptMs).toBeLessThan(2_000);
+    expect(await readJob(store, held)).toMatchObject({ verdict: "partially_verified" });
+
+    // The next read makes the opening's writes again, the row free now.
+    await custody?.pins([], []);
+    expect(await readJob(store, held)).toMatchObject({ verdict: "pending", nextVerifyAt: 0 });
+  }, 30_000);
+
+  it("a verifier's custody, opening with a newly configured vault whose keyless job is held, lets receipts pass and pins it once the row is free", async () => {
+    const held = jobId();
+    const vault = "TurnLockedVau1tXXXXXXXXXXXXXXXXXXXXXXXXXXXX";
+    await seedJobs(store, [{ jobId: held, verdict: "verified", keyFingerprint: null }]);
+    await store.pool.query(
+      `INSERT INTO check_results (job_id, name, outcome, actual, checked_at)
+        VALUES ($1, 'escrow.source', 'pass', $2::json, $3)`,
+      [held, JSON.stringify({ vault }), T],
+    );
+    const named = { name: "mainnet-v1", treasury: null, treasuryLearnAfter: 2 };
+    const open = () =>
+      createCustodyStore(store, named, { vaults: [vault], byKey: { kf_9: vault } });
+    let custody: ReturnType<typeof open> | undefined;
+    const { outcome, receiptMs } = await whileRowsHeld([held], () => {
+      custody = open();
+      return custody.pins([], []);
+    });
+    expect(outcome).toMatchObject({ error: expect.anything() });
+    expect(outcome.ms).toBeLessThan(2_000);
+    expect(receiptMs).toBeLessThan(2_000);
+    expect(await readJob(store, held)).toMatchObject({ verdict: "verified" });
+
+    await custody?.pins([], []);
+    expect(await readJob(store, held)).toMatchObject({ verdict: "pending" });
   }, 30_000);
 });

@@ -16,7 +16,7 @@ import type {
 } from "../custody.js";
 import { treasuryWaiters, untiedJobsOf } from "./custody-pinning.js";
 import type { PgExecutor } from "./executor.js";
-import { takeReceiptWriterTurn } from "./group-commit.js";
+import { boundRowLockWaits, takeReceiptWriterTurn } from "./group-commit.js";
 import { reopenJobsPg } from "./job-queue.js";
 import { lockVault } from "./ledger.js";
 import { inPgTransaction } from "./write-transaction.js";
@@ -118,6 +118,13 @@ async function learnedTreasury(db: PgExecutor, profile: CustodyProfile) {
 }
 
 /**
+ * How long the writes made as the store opens wait for a row another session holds locked, in
+ * ms: they hold the receipt writers' turn, so every receipt waited as long (up to the statement
+ * timeout). Past it the opening fails, and the next read makes it again (see `configure`).
+ */
+const CONFIGURE_LOCK_WAIT_MS = 1000;
+
+/**
  * Jobs left waiting to learn the treasury, under a profile that now names it, are decided again
  * (see src/store/custody.ts `treasuryWaiters`): a probe first, so an opening with none writes
  * nothing; the receipt writers' turn before the rows, as every writer of job rows takes it.
@@ -128,6 +135,7 @@ async function decideTreasuryWaiters(db: PgExecutor) {
   const t = Date.now();
   await inPgTransaction(db, async (tx) => {
     await takeReceiptWriterTurn(tx);
+    await boundRowLockWaits(tx, CONFIGURE_LOCK_WAIT_MS);
     await reopenJobsPg(tx, { where: treasuryWaiters }, t, { dueAt: 0 });
   });
 }
@@ -149,6 +157,7 @@ async function pinConfigured(db: PgExecutor, byKey: Readonly<Record<string, stri
       await lockVault(tx, vault);
     }
     await takeReceiptWriterTurn(tx);
+    await boundRowLockWaits(tx, CONFIGURE_LOCK_WAIT_MS);
     const held = await upsertConfigured(tx, entries, t);
     // A vault a key holds from now on: keyless locks from it are no longer no key's.
     for (const vault of held) await reopenJobsPg(tx, { where: untiedJobsOf(vault) }, t);
