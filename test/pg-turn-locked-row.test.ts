@@ -6,7 +6,12 @@ import { AppError } from "../src/errors.js";
 import { createLogger } from "../src/log.js";
 import { createReceiptWriter } from "../src/recorder/receipt-writer.js";
 import { createBackfillStore } from "../src/store/backfill.js";
-import { createCustodyStore } from "../src/store/custody.js";
+import {
+  type CustodyConfig,
+  type CustodyProfile,
+  type CustodyStore,
+  createCustodyStore,
+} from "../src/store/custody.js";
 import { createJobQueueStore } from "../src/store/job-queue.js";
 import { createJobsApiStore } from "../src/store/jobs-api.js";
 import { createOpenReceiptStore } from "../src/store/open-receipts.js";
@@ -72,6 +77,30 @@ async function whileRowsHeld<T>(locked: readonly string[], work: () => Promise<T
     await locker.query("ROLLBACK");
     await writer.close();
   }
+}
+
+const profile: CustodyProfile = { name: "mainnet-v1", treasury: null, treasuryLearnAfter: 2 };
+
+/**
+ * A verifier's custody opened with `held`'s row held by another session: its first read fails
+ * within 2 s (the opening's writes refused), and a receipt written meanwhile passes as fast.
+ */
+async function openedWhileHeld(
+  held: string,
+  named: CustodyProfile,
+  config: CustodyConfig,
+): Promise<CustodyStore> {
+  // Opened once the row is held: the opening's writes start as the store is made.
+  let custody: CustodyStore | undefined;
+  const { outcome, receiptMs } = await whileRowsHeld([held], () => {
+    custody = createCustodyStore(store, named, config);
+    return custody.pins([], []);
+  });
+  if (custody === undefined) throw new Error("custody was not opened");
+  expect(outcome).toMatchObject({ error: expect.anything() });
+  expect(outcome.ms).toBeLessThan(2_000);
+  expect(receiptMs).toBeLessThan(2_000);
+  return custody;
 }
 
 describe("work holding the receipt writers' turn with a job row locked by another session", () => {
@@ -166,21 +195,18 @@ describe("work holding the receipt writers' turn with a job row locked by anothe
     await seedJobs(store, [
       { jobId: held, verdict: "partially_verified", unproven: ["treasury_unknown"] },
     ]);
-    const named = { name: "mainnet-v1", treasury: "TP", treasuryLearnAfter: 2 };
-    // Opened with the row held: opening writes (the waiting job decided again) under the turn.
-    const open = () => createCustodyStore(store, named, { vaults: [], byKey: {} });
-    let custody: ReturnType<typeof open> | undefined;
-    const { outcome, receiptMs } = await whileRowsHeld([held], () => {
-      custody = open();
-      return custody.pins([], []);
-    });
-    expect(outcome).toMatchObject({ error: expect.anything() });
-    expect(outcome.ms).toBeLessThan(2_000);
-    expect(receiptMs).toBeLessThan(2_000);
+    const custody = await openedWhileHeld(
+      held,
+      { ...profile, treasury: "TP" },
+      {
+        vaults: [],
+        byKey: {},
+      },
+    );
     expect(await readJob(store, held)).toMatchObject({ verdict: "partially_verified" });
 
     // The next read makes the opening's writes again, the row free now.
-    await custody?.pins([], []);
+    await custody.pins([], []);
     expect(await readJob(store, held)).toMatchObject({ verdict: "pending", nextVerifyAt: 0 });
   }, 30_000);
 
@@ -193,20 +219,13 @@ describe("work holding the receipt writers' turn with a job row locked by anothe
         VALUES ($1, 'escrow.source', 'pass', $2::json, $3)`,
       [held, JSON.stringify({ vault }), T],
     );
-    const named = { name: "mainnet-v1", treasury: null, treasuryLearnAfter: 2 };
-    const open = () =>
-      createCustodyStore(store, named, { vaults: [vault], byKey: { kf_9: vault } });
-    let custody: ReturnType<typeof open> | undefined;
-    const { outcome, receiptMs } = await whileRowsHeld([held], () => {
-      custody = open();
-      return custody.pins([], []);
+    const custody = await openedWhileHeld(held, profile, {
+      vaults: [vault],
+      byKey: { kf_9: vault },
     });
-    expect(outcome).toMatchObject({ error: expect.anything() });
-    expect(outcome.ms).toBeLessThan(2_000);
-    expect(receiptMs).toBeLessThan(2_000);
     expect(await readJob(store, held)).toMatchObject({ verdict: "verified" });
 
-    await custody?.pins([], []);
+    await custody.pins([], []);
     expect(await readJob(store, held)).toMatchObject({ verdict: "pending" });
   }, 30_000);
 });
