@@ -76,6 +76,11 @@ export function auditRoutes(deps: AuditRoutesDeps) {
         content: { "application/json": { schema: ErrorSchema } },
         description: "No verifier runs in this process.",
       },
+      423: {
+        content: { "application/json": { schema: ErrorSchema } },
+        description:
+          "A row of the job is held locked by another database session (PostgreSQL); try again once it is free.",
+      },
     },
   });
 
