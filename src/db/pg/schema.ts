@@ -33,11 +33,11 @@ import {
  *   do from SQLite.
  * - Money (base units of USDC, lamports) is `bigint` read as a JS bigint, not `numeric(20,0)`.
  *   Amounts are u64 on chain, but the store already holds them as signed 64-bit integers (and
- *   refunds and deltas are negative), so `bigint` loses nothing SQLite keeps; the largest sum a
- *   rollup row holds, a day's escrow of one group, is bounded by the USDC supply (~10^17 base
- *   units, far below 2^63 ~ 9.2 * 10^18). Aggregates over many rows are computed as `numeric`
- *   by `sum()` itself, so a report never overflows either. `bigint` is fixed-width and compares
- *   and indexes faster than `numeric`.
+ *   refunds and deltas are negative), so `bigint` loses nothing SQLite keeps. A rollup row sums
+ *   flows, not money held (a vault locked whole at each job counts its balance each time), so
+ *   the USDC supply does not bound it: past 2^63 its trigger refuses the write (README, Known
+ *   limits, "Sums past 2^63 base units"). Aggregates over many rows are computed as `numeric`
+ *   by `sum()` itself. `bigint` is fixed-width and compares and indexes faster than `numeric`.
  * - SQLite's 0/1 booleans are `boolean`.
  * - JSON is `json`, not `jsonb`: `json` keeps the text exactly as written (key order,
  *   spacing), as SQLite's TEXT does, so evidence reads back byte for byte.
