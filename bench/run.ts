@@ -36,6 +36,7 @@ import type { StubResponses, WorldReady } from "./world-child.js";
  *
  *   npm run bench -- [--only proxy,ingest,verify,reports] [--quick] [--proxy-workers 1,2]
  *     [--proxy-quick] [--proxy-ab /other/worktree] [--proxy-token] [--proxy-built]
+ *     [--proxy-ab-built]
  *     [--report-jobs 1000000[,10000000]] [--verify-jobs 2000] [--rpc-limit 100]
  *   npm run bench -- --only soak [--soak-seconds 300]
  *   npm run bench -- --only startup [--startup-bin /other/tree/bin/decentral-audit.js]
@@ -96,6 +97,7 @@ const { values: flags } = parseArgs({
     "proxy-ab": { type: "string" },
     "proxy-token": { type: "boolean", default: false },
     "proxy-built": { type: "boolean", default: false },
+    "proxy-ab-built": { type: "boolean", default: false },
   },
 });
 const only = new Set<Section>(
@@ -152,6 +154,11 @@ const proxyToken = flags["proxy-token"] === true;
  * . --proxy-built` measures the build against its own source.
  */
 const proxyBuilt = flags["proxy-built"] === true;
+/**
+ * `--proxy-ab-built`: the `--proxy-ab` tree's `serve` runs from its own build in dist/ (made
+ * there beforehand), so that two builds are compared as they ship, not a build against source.
+ */
+const proxyAbBuilt = flags["proxy-ab-built"] === true;
 /** Report database sizes, measured one after the other in this run (`--report-jobs 1000000,10000000`). */
 const reportSizes = (flags["report-jobs"] ?? "1000000")
   .split(",")
@@ -363,6 +370,7 @@ async function proxySection(
     ? await startServiceChild(world, baseUrl, `${target}-${workers}-ab`, {
         WORKERS: String(workers),
         BENCH_SERVICE_SCRIPT: resolvePath(proxyAbBase, "bench/service-child.ts"),
+        ...(proxyAbBuilt ? { BENCH_SERVICE_BUILT: "1" } : {}),
         ...tokenEnv,
       })
     : await startChild<{ url: string }>("./bare-proxy-child.ts", { BARE_UPSTREAM: baseUrl });
