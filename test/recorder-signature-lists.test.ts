@@ -360,3 +360,27 @@ describe("a signature header sent twice with different signatures", () => {
     }
   });
 });
+
+describe("a JSON answer whose headers name every signature", () => {
+  // Nothing in such an answer says a second settlement was made: paid in full (nothing comes
+  // back to the credit vault, so the ledger sees nothing) it is named by the jobs API alone.
+  // The proxy must still ask about the job, however complete its headers look.
+  it("through the proxy: is asked about, so a second settlement only the jobs API names fails", async () => {
+    const { store, proxy, client } = await proxyTo(origin());
+    const { response } = await client.chat.completions
+      .create({ model: "qwen3-8b", messages }, { headers: { "x-sim-fault": "double-settle" } })
+      .withResponse();
+    const jobId = response.headers.get("x-decentral-job-id") as string;
+    const first = response.headers.get("x-decentral-settlement-tx") as string;
+    const second = (await jobsApi(jobId)).on_chain.settlement_tx as string;
+    expect(second).not.toBe(first);
+    expect(jobRow(store, jobId)).toMatchObject({ settlementTx: first, conflictSignatures: null });
+    await proxy.idle();
+    await vi.waitFor(() => expect(jobRow(store, jobId)?.apiSettlementTx).toBe(second));
+    const { verdict, failing } = await verdictOf(store, jobId);
+    expect({ verdict, failing: failing.sort() }).toEqual({
+      verdict: "discrepancy",
+      failing: ["jobs_api.matches_receipt", "settlement.single"],
+    });
+  });
+});
