@@ -97,6 +97,13 @@ export const recordedAfterDate = (createdAt: AnyColumn, recordedAt: AnyColumn) =
  */
 export const captureIsOpen = (captureState: AnyColumn) => sql`${captureState} = 'open'`;
 
+/**
+ * The settlement backfill still asks about the job, the literal written out: the term of the
+ * partial index `jobs_backfill` (both dialects), which every query of it repeats. Jobs the
+ * backfill is done with or gave up on (every streamed job, in time) are no entry there.
+ */
+export const backfillIsPending = (backfillState: AnyColumn) => sql`${backfillState} = 'pending'`;
+
 /** One row per Decentral job: the receipt as recorded, what the jobs API said, and the verdict. */
 export const jobs = sqliteTable(
   "jobs",
@@ -258,7 +265,9 @@ export const jobs = sqliteTable(
     index("jobs_worker_created").on(sql`coalesce(worker, api_worker)`, t.createdAt),
     index("jobs_model_created").on(t.model, t.createdAt),
     index("jobs_key_created").on(t.keyFingerprint, t.createdAt),
-    index("jobs_backfill").on(t.backfillState, t.backfillNextAt).where(isNotNull(t.backfillState)),
+    // The jobs the settlement backfill still asks about, by when it asks next: few at any time.
+    // A job it is done with leaves it (one entry deleted, none written in another place).
+    index("jobs_backfill").on(t.backfillNextAt).where(backfillIsPending(t.backfillState)),
     // `dataCompleteUntil`: the oldest job of each non-final verdict is one index probe away.
     index("jobs_verdict_created").on(t.verdict, t.createdAt),
     // `dataCompleteUntil`: the few jobs waiting for the treasury, oldest first.

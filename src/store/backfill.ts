@@ -1,6 +1,6 @@
 import { and, asc, eq, isNull, sql } from "drizzle-orm";
 import type { SqliteStore, Store } from "../db/client.js";
-import { jobs } from "../db/schema.js";
+import { backfillIsPending, jobs } from "../db/schema.js";
 import { pgTwins } from "./pg-twins.js";
 import { inWriteTransaction, perConnection } from "./prepared.js";
 import { dueOrFar, NO_FAR_LOOK } from "./queue-rules.js";
@@ -50,7 +50,7 @@ export interface BackfillStore {
 function prepare(store: SqliteStore) {
   const pendingJob = and(
     eq(jobs.jobId, sql.placeholder("jobId")),
-    eq(jobs.backfillState, "pending"),
+    backfillIsPending(jobs.backfillState),
   );
   return {
     due: store.db
@@ -62,7 +62,7 @@ function prepare(store: SqliteStore) {
       .from(jobs)
       .where(
         and(
-          eq(jobs.backfillState, "pending"),
+          backfillIsPending(jobs.backfillState),
           dueOrFar(jobs.backfillNextAt, sql.placeholder("at"), sql.placeholder("far")),
         ),
       )

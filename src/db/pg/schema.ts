@@ -10,6 +10,7 @@ import {
   unique,
 } from "drizzle-orm/pg-core";
 import {
+  backfillIsPending,
   captureIsOpen,
   checkOutcomes,
   ledgerLineKinds,
@@ -166,7 +167,8 @@ export const jobs = pgTable(
     index("jobs_worker_created").on(sql`coalesce(worker, api_worker)`, t.createdAt),
     index("jobs_model_created").on(t.model, t.createdAt),
     index("jobs_key_created").on(t.keyFingerprint, t.createdAt),
-    index("jobs_backfill").on(t.backfillState, t.backfillNextAt).where(isNotNull(t.backfillState)),
+    // The jobs the settlement backfill still asks about (`backfillIsPending`): few at any time.
+    index("jobs_backfill").on(t.backfillNextAt).where(backfillIsPending(t.backfillState)),
     index("jobs_verdict_created").on(t.verdict, t.createdAt),
     // `dataCompleteUntil`: the few jobs waiting for the treasury, oldest first.
     index("jobs_treasury_waiting")

@@ -1,6 +1,7 @@
-import { and, asc, eq, inArray, isNull, sql } from "drizzle-orm";
+import { and, asc, inArray, isNull, sql } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
 import { jobs } from "../../db/pg/schema.js";
+import { backfillIsPending } from "../../db/schema.js";
 import type { BackfillClaim, BackfillStore } from "../backfill.js";
 import { dueOrFar, NO_FAR_LOOK } from "../queue-rules.js";
 import type { PgExecutor } from "./executor.js";
@@ -86,7 +87,9 @@ async function giveUpMany(tx: PgExecutor, jobIds: readonly string[], at: number)
       updatedAt: at,
       nextVerifyAt: sql`least(${jobs.nextVerifyAt}, ${dueNowMs(at)})`,
     })
-    .where(and(inArray(jobs.jobId, sql`(${rowsFree(sorted)})`), eq(jobs.backfillState, "pending")));
+    .where(
+      and(inArray(jobs.jobId, sql`(${rowsFree(sorted)})`), backfillIsPending(jobs.backfillState)),
+    );
 }
 
 /** `giveUpBackfillInTransaction` on PostgreSQL, inside the caller's transaction. */
@@ -125,7 +128,7 @@ export function createPgBackfillStore(store: PgStore): BackfillStore {
         .from(jobs)
         .where(
           and(
-            eq(jobs.backfillState, "pending"),
+            backfillIsPending(jobs.backfillState),
             dueOrFar(jobs.backfillNextAt, at + shift, onServerClock(farAfter, shift)),
           ),
         )
