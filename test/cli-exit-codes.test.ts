@@ -1,6 +1,8 @@
 import { type StdioOptions, spawn, spawnSync } from "node:child_process";
 import {
+  chmodSync,
   closeSync,
+  copyFileSync,
   existsSync,
   mkdtempSync,
   openSync,
@@ -15,7 +17,7 @@ import Database from "better-sqlite3";
 import type { Command } from "commander";
 import { describe, expect, it } from "vitest";
 import { buildProgram, configFromFlags, loadConfigModule } from "../src/cli.js";
-import { openSqliteStore } from "../src/db/client.js";
+import { openSqliteStore, storeFileError } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { runCliInProcess } from "./support/cli-in-process.js";
 import { cliArgv } from "./support/service-process.js";
@@ -72,6 +74,8 @@ function runProcess(
     cwd?: string;
     timeout: number;
     killSignal?: NodeJS.Signals;
+    uid?: number;
+    gid?: number;
   },
 ): Promise<Ran> {
   return inTurn(
@@ -80,6 +84,7 @@ function runProcess(
         const child = spawn(command, args, {
           ...(options.env ? { env: options.env } : {}),
           ...(options.cwd ? { cwd: options.cwd } : {}),
+          ...(options.uid === undefined ? {} : { uid: options.uid, gid: options.gid }),
           stdio: options.stdio ?? "pipe",
           timeout: options.timeout,
           killSignal: options.killSignal ?? "SIGTERM",
@@ -546,6 +551,48 @@ describe("CLI exit codes", () => {
     );
     expect(readdirSync(dir)).toEqual(["receipts.jsonl"]);
   }, 60_000);
+
+  it("says a --db in a folder that cannot be written names the file and the folder, serve included", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "cli-readonly-"));
+    const db = join(dir, "audit.db");
+    copyFileSync(emptyStore(), db);
+    chmodSync(dir, 0o555);
+    // Root writes wherever the mode bits say not: the commands run as nobody then.
+    const user = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
+    const runs = [
+      [db, ["verify", "--since", "24h", "--rpc", "http://127.0.0.1:9"]],
+      [db, ["report", "reconciliation", "--since", "24h"]],
+      [db, ["serve", "--workers", "1", "--port", "0"]],
+      [db, ["serve", "--workers", "2", "--port", "0"]],
+      [join(dir, "new.db"), ["serve", "--workers", "1", "--port", "0"]],
+      [join(dir, "new.db"), ["db", "migrate"]],
+    ] as const;
+    await Promise.all(
+      runs.map(async ([path, args]) => {
+        const run = await runProcess(process.execPath, cliArgv([...args, "--db", path]), {
+          env: { ...process.env, LOG_LEVEL: "silent" },
+          timeout: 30_000,
+          ...user,
+        });
+        expect(run.status, args.join(" ")).toBe(2);
+        expect(run.stderr.trim(), args.join(" ")).toMatch(
+          new RegExp(
+            `^error: cannot use the SQLite store ${path}: its folder ${dir} cannot be written \\((EACCES|EROFS)\\), and SQLite keeps its -wal and -shm files beside it \\(check --db / DATABASE_URL\\)$`,
+          ),
+        );
+      }),
+    );
+    expect(readdirSync(dir)).toEqual(["audit.db"]);
+  }, 120_000);
+
+  it("says a store on a full disk names the file and that the disk is full", () => {
+    const full = Object.assign(new Error("database or disk is full"), { code: "SQLITE_FULL" });
+    expect((storeFileError("/data/audit.db", full) as Error).message).toBe(
+      "cannot use the SQLite store /data/audit.db: the disk holding it is full; free space there (check --db / DATABASE_URL)",
+    );
+    const other = Object.assign(new Error("database is locked"), { code: "SQLITE_BUSY" });
+    expect(storeFileError("/data/audit.db", other)).toBe(other);
+  });
 
   it("says a tx inspect target that is neither a signature nor a file is neither", async () => {
     const run = await cli("tx", "inspect", "notasig");

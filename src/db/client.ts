@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, statSync } from "node:fs";
+import { accessSync, constants, existsSync, mkdirSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import { type BetterSQLite3Database, drizzle } from "drizzle-orm/better-sqlite3";
@@ -110,6 +110,42 @@ function refuseForeignSqlite(sqlite: Database.Database, path: string, create: bo
   const kind = storeKind(tables, tables.includes(sqliteMigrationsTable));
   if (kind.kind === "foreign") throw new ForeignStoreError(path, kind.holds);
   if (kind.kind === "empty" && !create) throw new MissingStoreError(path);
+}
+
+/**
+ * SQLite's own words for a file it cannot open or write name neither the file nor the cause:
+ * "unable to open database file" for a folder it may not create its `-wal` and `-shm` files in
+ * (read-only, or not the process's to write), "database or disk is full" for a full disk. A
+ * person starting a command or `serve` is told which file, and why, as an AppError; any other
+ * error is returned as it came.
+ */
+export function storeFileError(path: string, error: unknown): unknown {
+  const code = (error as { code?: unknown }).code;
+  if (typeof code !== "string" || !/^SQLITE_(CANTOPEN|READONLY|FULL|IOERR|PERM)/.test(code)) {
+    return error;
+  }
+  const folder = dirname(path);
+  const why = code.startsWith("SQLITE_FULL")
+    ? `the disk holding it is full; free space there`
+    : (unwritableFolder(folder) ??
+      `${code.startsWith("SQLITE_READONLY") ? "it is read-only" : "SQLite could not open or write it"} (${code})`);
+  return new AppError(
+    "store_unavailable",
+    `cannot use the SQLite store ${path}: ${why} (check --db / DATABASE_URL)`,
+    { field: "DATABASE_URL" },
+    { cause: error },
+  );
+}
+
+/** Why SQLite cannot create its `-wal` and `-shm` files in `folder`, or null if it can. */
+function unwritableFolder(folder: string): string | null {
+  try {
+    accessSync(folder, constants.W_OK);
+    return null;
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    return `its folder ${folder} cannot be written (${String(code)}), and SQLite keeps its -wal and -shm files beside it`;
+  }
 }
 
 /**

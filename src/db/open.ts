@@ -1,6 +1,12 @@
 import type { Config } from "../config.js";
 import { AppError } from "../errors.js";
-import { isTransientPgError, openSqliteStore, type Store } from "./client.js";
+import {
+  isTransientPgError,
+  openSqliteStore,
+  type SqliteStore,
+  type Store,
+  storeFileError,
+} from "./client.js";
 import { migrateStore } from "./migrate.js";
 import { parseDatabaseUrl } from "./url.js";
 
@@ -46,22 +52,11 @@ export async function openStore(
 ): Promise<Store> {
   const target = parseDatabaseUrl(config.DATABASE_URL);
   if (target.kind === "sqlite") {
-    const store = openSqliteStore(config.DATABASE_URL, {
-      ...(options.busyTimeoutMs === undefined ? {} : { busyTimeoutMs: options.busyTimeoutMs }),
-      ...(options.create === undefined ? {} : { create: options.create }),
-    });
     try {
-      if (options.migrate !== false) {
-        migrateStore(
-          store,
-          options.migrationWaitMs === undefined ? {} : { waitMs: options.migrationWaitMs },
-        );
-      }
+      return openSqlite(config.DATABASE_URL, options);
     } catch (error) {
-      store.close();
-      throw error;
+      throw storeFileError(target.path, error);
     }
-    return store;
   }
   const [{ openPostgres, postgresSettings }, { migratePostgres }] = await Promise.all([
     import("./pg/client.js"),
@@ -119,4 +114,24 @@ export function postgresOpenError(error: unknown, redactedUrl: string): unknown 
     );
   }
   return error;
+}
+
+/** Opens the SQLite store at `url` and, unless told not to, applies pending migrations. */
+function openSqlite(url: string, options: OpenStoreOptions): SqliteStore {
+  const store = openSqliteStore(url, {
+    ...(options.busyTimeoutMs === undefined ? {} : { busyTimeoutMs: options.busyTimeoutMs }),
+    ...(options.create === undefined ? {} : { create: options.create }),
+  });
+  try {
+    if (options.migrate !== false) {
+      migrateStore(
+        store,
+        options.migrationWaitMs === undefined ? {} : { waitMs: options.migrationWaitMs },
+      );
+    }
+  } catch (error) {
+    store.close();
+    throw error;
+  }
+  return store;
 }
