@@ -58,6 +58,11 @@ export function creditsToUnits(credits: string | number | bigint): bigint {
   return parseUnits(credits, 4);
 }
 
+/** Base units as credits, the inverse of `creditsToUnits`: 9915000n -> "991.5000". */
+export function unitsToCredits(units: bigint): string {
+  return formatUnits(units, 4);
+}
+
 /** `creditsToUnits` for values read from the wire: anything that is not credits is null. */
 export function creditsToUnitsOrNull(credits: unknown): bigint | null {
   if (typeof credits !== "number" && typeof credits !== "string") return null;

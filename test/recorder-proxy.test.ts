@@ -2,6 +2,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Readable } from "node:stream";
 import { brotliCompressSync, brotliDecompressSync, constants as zlibConstants } from "node:zlib";
 import Database from "better-sqlite3";
 import { eq } from "drizzle-orm";
@@ -11,6 +12,7 @@ import { openSqliteStore, type SqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { jobs } from "../src/db/schema.js";
 import { createLogger } from "../src/log.js";
+import { importReceipts } from "../src/recorder/import.js";
 import {
   createJobsApiClient,
   type JobsApiCallOutcome,
@@ -877,16 +879,41 @@ describe("recording proxy", () => {
     expect(row()?.captureState).toBe("aborted");
   });
 
-  it("answers 503 rather than an unrecorded response when the database refuses the receipt", async () => {
-    const { store, url, row } = await setup();
+  it("answers 503 rather than an unrecorded response when the database refuses the receipt, logging it as an import line", async () => {
+    const { store, stub, url, row, lines } = await setup();
     store.sqlite.exec(`CREATE TRIGGER refused BEFORE INSERT ON jobs
       BEGIN SELECT RAISE(ABORT, 'disk says no'); END`);
-    const response = await completion(url, "json");
+    const response = await completion(url, "json", { headers: { "x-audit-tag-team": "search" } });
     expect(response.status).toBe(503);
     expect(await response.json()).toMatchObject({
       error: { code: "receipt_not_recorded", type: "server_error" },
     });
     expect(row()).toBeUndefined();
+
+    // The job ran and was charged: once the database takes writes, its logged line imports it
+    // with every fact the proxy had (its usage and model price it), not its names alone.
+    const line = lines.find((l) => l.includes("receipt not recorded"));
+    const logged = JSON.parse(line ?? "{}") as { import?: unknown };
+    store.sqlite.exec("DROP TRIGGER refused");
+    const summary = await importReceipts(
+      store,
+      Readable.from([`${JSON.stringify(logged.import)}\n`]),
+    );
+    expect(summary).toMatchObject({ created: 1, rejected: [] });
+    expect(row()).toMatchObject({
+      escrowTx: stub.receipt.escrowTx,
+      settlementTx: stub.receipt.settlementTx,
+      worker: stub.receipt.worker,
+      creditsRemainingUnits: 9_915_000n,
+      model: "qwen3-8b",
+      promptTokens: 11,
+      completionTokens: 22,
+      totalTokens: 33,
+      maxTokens: 300,
+      httpStatus: 200,
+      tags: { team: "search" },
+      keyFingerprint: keyFingerprint(`Bearer ${key}`),
+    });
   });
 
   it("turns the next job away naming the database, not a backlog, while the database refuses writes", async () => {
@@ -991,6 +1018,15 @@ describe("recording proxy", () => {
     while (!(await reader.read()).done);
     const line = lines.find((l) => l.includes("receipt completion not recorded"));
     expect(line).toBeDefined();
+    // As a line of an import file too, which `import` takes as it is.
+    expect(JSON.parse(line ?? "{}").import).toMatchObject({
+      job_id: stub.receipt.jobId,
+      escrow_tx: stub.receipt.escrowTx,
+      worker: stub.receipt.worker,
+      credits_remaining: "991.5000",
+      usage: { total_tokens: 3 },
+      created_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
+    });
     expect(JSON.parse(line ?? "{}")).toMatchObject({
       level: 50,
       msg: expect.stringContaining("its facts are logged"),

@@ -34,6 +34,7 @@ import {
   signatureFields,
   signaturesOrNull,
   tagNamePattern,
+  wireReceiptOf,
 } from "./receipt-input.js";
 import { createReceiptWriter, type ReceiptWriter, type RunOptions } from "./receipt-writer.js";
 import {
@@ -1678,8 +1679,9 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         };
 
         /** The receipt could not be written: the client gets a 503, never an unrecorded answer. */
-        const unrecorded = (error: unknown) => {
-          // The job ran and was paid for: its names, for an `import` once the database is back.
+        const unrecorded = (error: unknown, facts: Receipt = receipt) => {
+          // The job ran and was paid for: its names, and as a line of an import file every fact
+          // known of it (a held body's usage too), for an `import` once the database is back.
           log.error(
             {
               err: error,
@@ -1687,6 +1689,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
               escrowTx: receipt.escrowTx,
               settlementTx: receipt.settlementTx,
               worker: receipt.worker,
+              import: wireReceiptOf({ ...facts, createdAt: facts.createdAt ?? stamp.at ?? now() }),
             },
             "receipt not recorded; answering 503",
           );
@@ -1980,12 +1983,16 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
                 if (authorization && consults) consults.ask(receipt.jobId, authorization);
               },
               (error) => {
-                if (body !== null) unrecorded(error);
+                if (body !== null) unrecorded(error, final);
                 else {
                   // Every fact the completion holds, for an `import` once the database is back:
                   // the open row has no usage, and nothing else in this process knows it.
                   log.error(
-                    { err: error, receipt: loggable({ ...final, createdAt: stamp.at }) },
+                    {
+                      err: error,
+                      receipt: loggable({ ...final, createdAt: stamp.at }),
+                      import: wireReceiptOf({ ...final, createdAt: stamp.at ?? now() }),
+                    },
                     "receipt completion not recorded; its facts are logged for an import",
                   );
                   endStream();

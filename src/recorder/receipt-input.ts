@@ -1,6 +1,6 @@
 import { isBase58OfLength } from "../chain/base58.js";
 import { epochSecondsToMs, parseZonedDateTime } from "../instant.js";
-import { creditsToUnits } from "../money.js";
+import { creditsToUnits, unitsToCredits } from "../money.js";
 import { hasUnprintable } from "../printable-text.js";
 import { duplicateMembers, type GivenValue } from "./json-duplicate-members.js";
 import { operatorModel, operatorTokens, unreadAmount } from "./operator-values.js";
@@ -65,6 +65,52 @@ export interface WireReceipt {
   /** ISO 8601 date-time or epoch seconds. */
   created_at?: string | number;
   tags?: Record<string, string>;
+}
+
+/**
+ * A receipt as a line of an import file: what a process that could not write it logs, so that
+ * `decentral-audit import` records it once the database takes writes again. Unknown values are
+ * left out; a credits header that was no credit amount is left out too (its row would keep it
+ * as sent; the import cannot).
+ */
+export function wireReceiptOf(receipt: Receipt): WireReceipt {
+  const signatures = (own: string | null, others: readonly string[] = []) =>
+    own === null ? null : [own, ...others.filter((s) => s !== own)].join(", ");
+  const usage = {
+    ...(receipt.promptTokens == null ? {} : { prompt_tokens: receipt.promptTokens }),
+    ...(receipt.completionTokens == null ? {} : { completion_tokens: receipt.completionTokens }),
+    ...(receipt.totalTokens == null ? {} : { total_tokens: receipt.totalTokens }),
+  };
+  const known = <K extends keyof WireReceipt>(
+    field: K,
+    value: WireReceipt[K] | null | undefined,
+  ) => (value == null ? {} : { [field]: value });
+  return {
+    job_id: receipt.jobId,
+    escrow_tx: signatures(receipt.escrowTx, receipt.otherSignatures?.escrowTx),
+    ...known(
+      "settlement_tx",
+      signatures(receipt.settlementTx, receipt.otherSignatures?.settlementTx),
+    ),
+    ...known("worker", receipt.worker),
+    ...known(
+      "credits_remaining",
+      receipt.creditsRemainingUnits == null ? null : unitsToCredits(receipt.creditsRemainingUnits),
+    ),
+    ...known("model", receipt.model),
+    ...known("response_model", receipt.responseModel),
+    ...known("max_tokens", receipt.maxTokens),
+    ...known("n", receipt.choices),
+    ...known("http_status", receipt.httpStatus),
+    ...known("key_fingerprint", receipt.keyFingerprint),
+    ...known("credit_vault", receipt.creditVault),
+    ...(Object.keys(usage).length === 0 ? {} : { usage }),
+    ...known(
+      "created_at",
+      receipt.createdAt == null ? null : new Date(receipt.createdAt).toISOString(),
+    ),
+    ...(receipt.tags && Object.keys(receipt.tags).length > 0 ? { tags: receipt.tags } : {}),
+  };
 }
 
 /**
