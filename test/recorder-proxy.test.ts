@@ -1006,6 +1006,25 @@ describe("recording proxy", () => {
     );
   });
 
+  it("records a stream answered 503 for want of its open receipt as aborted once the database takes writes", async () => {
+    const { store, writer } = fileStoreWithWriter({ refuseAfterMs: 300 });
+    const { stub, url, row } = await setup({ store, writer });
+    // The disk is full before the stream's headers come: its open receipt is refused.
+    store.sqlite.exec(`CREATE TABLE refused_at_commit (
+        job_id TEXT REFERENCES jobs(job_id) DEFERRABLE INITIALLY DEFERRED);
+      CREATE TRIGGER refused AFTER INSERT ON jobs
+        BEGIN INSERT INTO refused_at_commit (job_id) VALUES ('job_not_there'); END`);
+    stub.nextChunk.open();
+    const response = await completion(url, "stream");
+    expect(response.status).toBe(503);
+    expect(await response.json()).toMatchObject({ error: { code: "receipt_not_recorded" } });
+    store.sqlite.exec("DROP TRIGGER refused");
+    // The job ran and was charged, so its completion is written, but its client got none of it.
+    await vi.waitFor(() => expect(row()).toMatchObject({ captureState: "aborted" }), {
+      timeout: 10_000,
+    });
+  });
+
   it("logs a refused completion's every fact when it cannot be kept, for an import", async () => {
     const { store, writer } = fileStoreWithWriter({ refuseAfterMs: 100, maxKept: 0 });
     const { stub, url, row, lines } = await setup({ store, writer });

@@ -1678,8 +1678,11 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
           receiptWriter,
         };
 
+        /** Set once the client got a 503 for want of a receipt: none of the answer reached it. */
+        let withheld = false;
         /** The receipt could not be written: the client gets a 503, never an unrecorded answer. */
         const unrecorded = (error: unknown, facts: Receipt = receipt) => {
+          withheld = true;
           // The job ran and was paid for: its names, and as a line of an import file every fact
           // known of it (a held body's usage too), for an `import` once the database is back.
           log.error(
@@ -1949,7 +1952,9 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
             answerToolCalls: learnt.answerToolCalls,
             latencyMs: Math.round(elapsed),
             ttfbMs: ttfbMs ?? Math.round(elapsed),
-            captureState: state,
+            // A stream whose open receipt was refused was answered 503: its completion, kept
+            // until the database takes writes, records a job its client never got.
+            captureState: withheld ? "aborted" : state,
           };
           const body = holding ? whole : null;
           // The jobs API's answer updates the row, so it is asked once the row is written.
