@@ -35,7 +35,7 @@ function lockingOnFetch(
   holdMs: number,
   delayMs: (n: number) => number = () => 0,
 ) {
-  let holder: { released: Promise<void> } | undefined;
+  let holder: ReturnType<typeof holdWriteLockSync> | undefined;
   let calls = 0;
   const getTransaction = rpc.getTransaction.bind(rpc);
   return {
@@ -108,6 +108,7 @@ describe("verify beside another process holding SQLite's write lock", () => {
     const longest = stalls.stop();
     expect(locking.holder()).toBeDefined();
     expect(longest).toBeLessThan(1_600);
+    locking.holder()?.release();
     await locking.holder()?.released;
     await run;
     store.close();
@@ -121,7 +122,7 @@ describe("verify beside another process holding SQLite's write lock", () => {
     const chain = createFakeChain({ finalitySlots: 0 });
     recordHonest(store, "l", chain);
     const verifier = quickVerifier(store, chain.rpc, log);
-    let holder: { released: Promise<void> } | undefined;
+    let holder: ReturnType<typeof holdWriteLockSync> | undefined;
     const started = performance.now();
     const ledger = Object.assign(
       async () => {
@@ -148,6 +149,8 @@ describe("verify beside another process holding SQLite's write lock", () => {
     expect(text).toContain("not stored, the database's write lock held as the run closed");
     expect(text).toContain("the ledger's marks");
     expect(text).toContain("the run row's outcome");
+    holder?.release();
+    await holder?.released;
     store.close();
   }, 40_000);
 
@@ -173,6 +176,7 @@ describe("verify beside another process holding SQLite's write lock", () => {
     }
     expect(gaveUpAt).toBeDefined();
     expect((gaveUpAt ?? 0) - started).toBeLessThan(400 + 500);
+    holder.release();
     await holder.released;
     expect(await run).toMatchObject({ status: "timed_out" });
     store.close();
@@ -187,7 +191,7 @@ describe("verify beside another process holding SQLite's write lock", () => {
     const chain = createFakeChain({ finalitySlots: 0 });
     recordHonest(store, "p", chain);
     const verifier = quickVerifier(store, chain.rpc, log);
-    let holder: { released: Promise<void> } | undefined;
+    let holder: ReturnType<typeof holdWriteLockSync> | undefined;
     const started = performance.now();
     const ledger = async () => {
       holder ??= holdWriteLockSync(path, 4_000);
@@ -201,27 +205,31 @@ describe("verify beside another process holding SQLite's write lock", () => {
     expect(text).toContain("database is locked");
     // Ended by its deadline, not by the holder's release at 4 s (a loaded host ran 1 s past it).
     expect(performance.now() - started).toBeLessThan(2_000 + 1_700);
+    holder?.release();
     await holder?.released;
     store.close();
   }, 30_000);
 
   it("serve's nightly closes its run row within the close grace beside a held lock", async () => {
     // serve's store waits 500 ms for the lock, unbounded by the run's time; the run row's close
-    // retried the whole 8-attempt backoff (about 6 s) inside its 15 s grace, checking the grace
-    // only between them: `--timeout 3s` beside a held lock ended after 23 s, not 18 or 19.
+    // retried the whole 8-attempt backoff (about 6 s) inside its grace (15 s by default, 2 s
+    // here), checking the grace only between them: `--timeout 3s` beside a held lock ended
+    // after 23 s, not 18 or 19.
     const { store, path } = fileStore(500);
     const chain = createFakeChain({ finalitySlots: 0 });
     for (let i = 0; i < 3; i++) recordHonest(store, `g${i}`, chain);
-    const locking = lockingOnFetch(chain.rpc, path, 21_000);
-    const verifier = quickVerifier(store, locking.rpc, log);
+    const locking = lockingOnFetch(chain.rpc, path, 20_000);
+    const closeGraceMs = 2_000;
+    const verifier = quickVerifier(store, locking.rpc, log, { options: { closeGraceMs } });
     const started = performance.now();
     const result = await verifier.runUntilSettled({}, { timeoutMs: 1_000 }).catch((e) => e);
     const took = performance.now() - started;
     expect(locking.holder()).toBeDefined();
     // The grace, its last try's wait, the leases' and heartbeat's one try each (500 ms apiece)
-    // and a loaded host's slack: 21 s before.
-    expect(took).toBeLessThan(1_000 + 15_000 + 3_000);
+    // and a loaded host's slack: 6 s past the grace before.
+    expect(took).toBeLessThan(1_000 + closeGraceMs + 3_500);
     expect(result).toBeDefined();
+    locking.holder()?.release();
     await locking.holder()?.released;
     store.close();
   }, 60_000);

@@ -569,14 +569,14 @@ export function createVerifier(deps: VerifierDeps): Verifier {
         try {
           await whileBusyWithin(
             () => retryWhileBusy(() => runs.finish(runId, "running", counts, now())),
-            () => Math.max(0, left()) + CLOSE_GRACE_MS,
+            () => Math.max(0, left()) + options.closeGraceMs,
           );
         } catch (error) {
           log.warn({ err: error }, "verification run counts not written; the run goes on");
         }
       } else {
         // The run's row is closed even when the run's time is up, within a short grace.
-        await finishRun(runId, status, counts, Math.max(0, left()) + CLOSE_GRACE_MS);
+        await finishRun(runId, status, counts, Math.max(0, left()) + options.closeGraceMs);
       }
       log.info({ runId, status, ...progress }, "verification run finished");
       return summary;
@@ -600,9 +600,6 @@ function waitForDue(
 ): number {
   return due <= roundAt ? options.pollIntervalMs : due - t;
 }
-
-/** How long a run's closing write waits for a busy or restarting database past the run's time. */
-const CLOSE_GRACE_MS = 15_000;
 
 /** True when `owner` names a process of this host (and PID namespace) that no longer exists. */
 function ownerIsDead(owner: string): boolean {

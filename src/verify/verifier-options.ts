@@ -57,6 +57,11 @@ export interface VerifierOptions {
    * answers "not found" for a minute or so, and pruning is for good. Default 300000.
    */
   fetchMissSpanMs: number;
+  /**
+   * How long a run's closing write (its row's outcome) waits for a busy or restarting database
+   * past the run's time, in ms. Default 15000.
+   */
+  closeGraceMs: number;
 }
 
 export const defaultVerifierOptions: VerifierOptions = {
@@ -74,6 +79,7 @@ export const defaultVerifierOptions: VerifierOptions = {
   jobsApiHeldElsewhereMs: 0,
   maxFetchMisses: 5,
   fetchMissSpanMs: 300_000,
+  closeGraceMs: 15_000,
 };
 
 /**

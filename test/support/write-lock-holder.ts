@@ -9,7 +9,9 @@ import { Worker } from "node:worker_threads";
  * loop, so the holder must run beside it.
  *
  * `holdWriteLockSync` returns once the lock is held (it blocks on a shared flag, so it can be
- * called from inside synchronous code under test); `released` settles when it is let go.
+ * called from inside synchronous code under test); `release()` lets it go before `holdMs` (a
+ * test that has seen what it waited for need not wait out the rest); `released` settles when it
+ * is let go.
  */
 const source = `
 const { workerData } = require("node:worker_threads");
@@ -28,7 +30,10 @@ db.close();
 Atomics.store(flag, 0, 2);
 `;
 
-export function holdWriteLockSync(path: string, holdMs: number): { released: Promise<void> } {
+export function holdWriteLockSync(
+  path: string,
+  holdMs: number,
+): { release(): void; released: Promise<void> } {
   const flag = new SharedArrayBuffer(8);
   const view = new Int32Array(flag);
   const driver = createRequire(import.meta.url).resolve("better-sqlite3");
@@ -40,5 +45,9 @@ export function holdWriteLockSync(path: string, holdMs: number): { released: Pro
   // Wait (bounded) until the holder has the lock.
   Atomics.wait(view, 0, 0, 10_000);
   if (Atomics.load(view, 0) !== 1) throw new Error("the lock holder did not get the lock");
-  return { released: exited };
+  const release = () => {
+    Atomics.store(view, 1, 1);
+    Atomics.notify(view, 1);
+  };
+  return { release, released: exited };
 }
