@@ -52,15 +52,20 @@ function slowGroup(recorded: ReturnType<typeof receipt>, seconds = 0.7): WriteUn
 /**
  * Writes a receipt behind a first statement of `seconds` (on its first `slowTries` tries, else
  * on every one), ending the group's backend once for each of `runningFor`, each once a new one
- * has run that statement for so long; returns whether the writer took paid work and was
- * reachable, as seen every 10 ms until the receipt was written.
+ * has run that statement for so long; returns whether the writer (losses for `lostForAwayMs`
+ * taken for an outage) took paid work and was reachable, as seen every 10 ms until the receipt
+ * was written.
  */
 async function reachableWhileEnded(ending: {
   seconds: number;
   runningFor: string[];
   slowTries?: number;
+  lostForAwayMs?: number;
 }): Promise<Set<boolean>> {
-  const writer = createReceiptWriter(store, { log });
+  const writer = createReceiptWriter(store, {
+    log,
+    ...(ending.lostForAwayMs === undefined ? {} : { lostForAwayMs: ending.lostForAwayMs }),
+  });
   const recorded = receipt();
   let tries = 0;
   const unit: WriteUnit<unknown> = {
@@ -272,7 +277,9 @@ describe("the PostgreSQL receipt writer whose sessions are ended faster than its
 describe("the PostgreSQL receipt writer whose every group is ended over a second into it", () => {
   it("takes the database for unreachable after a bounded time, and back once a group commits", async () => {
     const { log, lines } = capturedLogger();
-    const writer = createReceiptWriter(store, { log });
+    // Losses taken for an outage after 3 s of them (10 s by default).
+    const lostForAwayMs = 3_000;
+    const writer = createReceiptWriter(store, { log, lostForAwayMs });
     // Each try of the group (2 s) is ended 1.2 s into it.
     const stopSweeps = endTransactionsAfter("1.2 s");
     const recorded = receipt();
@@ -282,8 +289,8 @@ describe("the PostgreSQL receipt writer whose every group is ended over a second
       await expect
         .poll(() => writer.health().reachable, { timeout: 30_000, interval: 50 })
         .toBe(false);
-      // Ten seconds of losses and a try after them: a bound a user can count on.
-      expect(performance.now() - began).toBeLessThan(16_000);
+      // The time of losses and a try after them: a bound a user can count on.
+      expect(performance.now() - began).toBeLessThan(lostForAwayMs + 6_000);
       expect(writer.full()).toBe(true);
       expect(writer.health()).toMatchObject({ reachable: false, waiting: 1 });
       expect(
@@ -334,16 +341,18 @@ describe("the PostgreSQL receipt writer stopped while every group loses its conn
  * the group starts and once as its retry is about to commit (a pooler recycling connections, two
  * sweeps): the two losses 10 s apart with nothing committed between were taken for an outage,
  * and every new paid job was refused with 503 (and /readyz failed) while the next try committed.
+ * Here the outage's time is 3 s, and the groups and the losses as far apart.
  */
-describe("the PostgreSQL receipt writer losing two slow groups' connections 10 s apart", () => {
+describe("the PostgreSQL receipt writer losing two slow groups' connections past the outage time apart", () => {
   it("writes the group again without taking the database for gone", async () => {
-    // The first two tries run 10.5 s, ended as the first begins and as the second ends; the
+    // The first two tries run 3.5 s, ended as the first begins and as the second ends; the
     // third commits at once.
     expect([
       ...(await reachableWhileEnded({
-        seconds: 10.5,
-        runningFor: ["0 s", "10.2 s"],
+        seconds: 3.5,
+        runningFor: ["0 s", "3.2 s"],
         slowTries: 2,
+        lostForAwayMs: 3_000,
       })),
     ]).toEqual([true]);
   }, 60_000);

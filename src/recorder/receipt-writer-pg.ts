@@ -38,7 +38,8 @@ const LOST_TOGETHER_MS = 1000;
  * with no group committed meanwhile: the database counts as away, however far into its group
  * each loss came. Two losses alone are not an outage however far apart: on a slow server (a
  * group of 10 s under load) a pooler's two recyclings 10 s apart ended two tries, and every new
- * paid job was refused with 503 while the next try committed.
+ * paid job was refused with 503 while the next try committed. The default of
+ * `ReceiptWriterOptions.lostForAwayMs`.
  */
 const LOST_FOR_AWAY_MS = 10_000;
 
@@ -116,6 +117,7 @@ export function createPgReceiptWriter(
   const maxRetryDelayMs = Math.max(options.maxRetryDelayMs ?? 200, 1000);
   const refuseAfterMs = options.refuseAfterMs ?? 5000;
   const maxKept = options.maxKept ?? 10_000;
+  const lostForAwayMs = options.lostForAwayMs ?? LOST_FOR_AWAY_MS;
 
   let queue: Queued[] = [];
   /** Tasks refused past `refuseAfterMs` and kept, written once the database takes writes. */
@@ -311,7 +313,7 @@ export function createPgReceiptWriter(
           lostSinceCommit++;
         }
         const lostForMs = lostSince === null ? 0 : performance.now() - lostSince;
-        const lostForAway = lostForMs >= LOST_FOR_AWAY_MS && lostSinceCommit > MAX_LOST_IN_A_ROW;
+        const lostForAway = lostForMs >= lostForAwayMs && lostSinceCommit > MAX_LOST_IN_A_ROW;
         // Connections ended more often than a large group takes (a backlog of seconds on a
         // busy host, sessions ended every second) ended every try of it, and nothing was
         // written until they stopped: a group of half as many commits between them.
@@ -330,7 +332,7 @@ export function createPgReceiptWriter(
           // a new one: a busy writer is always in a transaction, and sweeps seconds apart each
           // ended one; counted together, the fourth took the database for away, and a backlog
           // grown to a group of seconds was ended again by each sweep (503 for 7 to 24 s). But
-          // losses that go on past `LOST_FOR_AWAY_MS` with nothing committed, more than
+          // losses that go on past `lostForAwayMs` with nothing committed, more than
           // `MAX_LOST_IN_A_ROW` of them, are an outage: a group ended over a second into every
           // try was written again for ever, /readyz passing and paid work taken while its
           // responses waited. A writer closing past its time writes nothing again: what waits

@@ -50,6 +50,11 @@ export interface ReceiptWriterOptions {
    * refused beyond that is rejected. Default 10,000.
    */
   maxKept?: number;
+  /**
+   * PostgreSQL: how long connections may keep being lost (more than three, nothing committed
+   * between) before the database counts as away, in ms. Default 10,000.
+   */
+  lostForAwayMs?: number;
 }
 
 /** How one task is run; every field is optional. */
