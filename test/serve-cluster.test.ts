@@ -596,9 +596,10 @@ describe("serve --workers 2, stopped while another process holds the write lock"
     // The leader's verifier has opened its run: stopping, it has that run to close and its
     // leases to release, each waiting for the lock.
     await until(() => openRuns(db) > 0);
-    // Longer than the leader's background thread used to get to stop (15 s): it was then
-    // terminated inside a SQLite busy wait, which aborts the whole worker process.
-    const lock = await holdWriteLock(db, 17_000);
+    // Held seconds into the stop: a leader's background thread terminated before the lock
+    // freed (it was, 15 s into a stop) ends inside a SQLite busy wait, which aborts the whole
+    // worker process. It now stops within the drain time (30 s), whatever the lock's hold.
+    const lock = await holdWriteLock(db, 4_000);
     const inFlight = Array.from({ length: 8 }, () => send(serve.url, false));
     // The upstream answered; the receipts wait for the lock, and the answers for them.
     await until(() => up.answered === 8);
