@@ -296,6 +296,11 @@ export const configSchema = z.object({
    */
   VERIFY_POLL_MS: timerMs(1).default(2000),
   /**
+   * How long `verify` may go on past its `--timeout` to write its run row's outcome while the
+   * database is busy (another process holding the write lock) or restarting, in ms. Default 15000.
+   */
+  VERIFY_CLOSE_GRACE_MS: timerMs(0).default(15_000),
+  /**
    * How long after its recording `serve` holds a job's clean verdict for the jobs API's answer
    * (it may name a second settlement), while the settlement backfill asks about it; a job the
    * proxy asks about itself waits at most 45 s of it. 0 gives verdicts without waiting.

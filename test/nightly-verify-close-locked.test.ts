@@ -55,9 +55,13 @@ describe("verify whose time runs out while another process holds the write lock"
       setTimeout(() => { db.exec("COMMIT"); db.close(); }, 80000);`;
     const started = performance.now();
     const args = ["verify", "--since", "1h", "--timeout", "8s", "--db", db];
+    // The run row's close grace a fifth of its default (15 s): the writes around it still
+    // waited 5 s each, 8 times, past any grace.
+    const closeGraceMs = 3_000;
     const verify = startCli([...args, "--profile", "localnet"], {
       SOLANA_RPC_URLS: rpcUrl,
       RPC_TIMEOUT_MS: "60000",
+      VERIFY_CLOSE_GRACE_MS: String(closeGraceMs),
     });
     const locker = spawn(process.execPath, ["-e", script], {
       stdio: ["pipe", "pipe", "inherit"],
@@ -71,9 +75,9 @@ describe("verify whose time runs out while another process holds the write lock"
       const [chunk] = (await once(locker.stdout, "data")) as [Buffer];
       expect(String(chunk)).toMatch(/locked/);
       expect(await verify.exited).toBe(2);
-      // The run's row has a 15 s grace to be closed (src/verify/engine.ts, CLOSE_GRACE_MS); the
-      // writes around it no longer wait 5 s each, 8 times: 52 s before, about 27 now.
-      expect(performance.now() - started).toBeLessThan(8000 + 15_000 + 10_000);
+      // The run's row has its grace to be closed (VERIFY_CLOSE_GRACE_MS); the writes around it
+      // no longer wait 5 s each, 8 times: 52 s before with the default grace, 27 after.
+      expect(performance.now() - started).toBeLessThan(8000 + closeGraceMs + 10_000);
     } finally {
       locker.kill("SIGKILL");
       rpc.closeAllConnections();

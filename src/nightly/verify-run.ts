@@ -51,7 +51,7 @@ export async function runVerifyFromCli(
       profile,
       log,
       custody: config.CREDIT_VAULTS,
-      options: nightlyVerifierOptions(config),
+      options: { ...nightlyVerifierOptions(config), closeGraceMs: config.VERIFY_CLOSE_GRACE_MS },
     });
     const reader = createLedgerReader({
       store,
