@@ -2,29 +2,52 @@ import type { TestSpecification } from "vitest/node";
 import { BaseSequencer } from "vitest/node";
 
 /**
- * Seconds each of the longest test files takes on the 2-core runner, two files at once (CI's
- * figures for the first, a loaded run's scaled down for the others). Only their order matters: a file started last, while the other worker is idle, is what the
- * whole run waits for. Files not named here are short; they follow in vitest's own order.
+ * Seconds each of the longest test files takes on the 2-core runner, two files at once. Only
+ * their order matters: a file started last, while the other worker is idle, is what the whole
+ * run waits for. CI's file times of 2026-12-02 (less what a change since cut, at the ratio
+ * measured on one host before and after it); two files CI did not time are earlier estimates
+ * times 0.75, the median ratio of CI's figures to those estimates where both are known: a file
+ * started too early costs little, one started too late the run's end. Files not named here are
+ * short; they follow in vitest's own order.
  */
 export const longFileSeconds: Readonly<Record<string, number>> = {
-  "test/serve-cluster.test.ts": 120,
-  "test/verify-adversarial.test.ts": 82,
-  "test/recorder-kill-drill.test.ts": 61,
-  "test/ledger-statement-adversary.test.ts": 45,
-  "test/pg-restart.test.ts": 35,
-  "test/ledger-world.test.ts": 35,
-  "test/nightly-verify-start.test.ts": 34,
-  "test/nightly-ledger-timing.test.ts": 34,
-  "test/pg-multi-serve.test.ts": 31,
-  "test/store-ledger.dialects.test.ts": 30,
-  "test/db-upgrade.dialects.test.ts": 29,
-  "test/cli-exit-codes.test.ts": 27,
-  "test/verify-review.test.ts": 25,
-  "test/multi-process.test.ts": 24,
-  "test/verify-rpc-faults.test.ts": 21,
-  "test/service-sigterm.test.ts": 20,
-  "test/ledger-quorum.test.ts": 19,
-  "test/store-job-queue.dialects.test.ts": 14,
+  "test/serve-cluster.test.ts": 55,
+  "test/verify-adversarial.test.ts": 47,
+  "test/recorder-kill-drill.test.ts": 36,
+  "test/nightly-ledger-timing.test.ts": 35,
+  "test/pg-verify-hung-database.test.ts": 33,
+  "test/pg-multi-serve.test.ts": 29,
+  "test/ledger-statement-adversary.test.ts": 28,
+  "test/ledger-made-up-slot.dialects.test.ts": 26,
+  "test/pg-receipt-writer-pool.test.ts": 25,
+  "test/verify-rpc-faults.test.ts": 25,
+  "test/ledger-inner-rewritten.test.ts": 25,
+  "test/pg-restart.test.ts": 23,
+  "test/db-upgrade.dialects.test.ts": 22,
+  "test/multi-process.test.ts": 21,
+  "test/cli-exit-codes.test.ts": 20,
+  "test/verify-review.test.ts": 18,
+  "test/ledger-refund-memo-deposit.dialects.test.ts": 17,
+  "test/chain-quorum-world.test.ts": 16,
+  "test/verify-write-lock-deadline.test.ts": 15,
+  "test/pg-receipt-writer-locked-row.test.ts": 15,
+  "test/ledger-world.test.ts": 15,
+  "test/nightly-verify-start.test.ts": 14,
+  "test/verify-adversarial-shapes.test.ts": 14,
+  "test/pg-job-lease-clock.test.ts": 13,
+  "test/service-sigterm.test.ts": 13,
+  "test/ledger-set-aside.dialects.test.ts": 13,
+  "test/nightly-verify-close-locked.test.ts": 12,
+  "test/ledger-relisted-judged.dialects.test.ts": 12,
+  "test/ledger-mixed-memos.dialects.test.ts": 12,
+  "test/ledger-chained-omission.dialects.test.ts": 12,
+  "test/statement-balance-read.test.ts": 12,
+  "test/pg-import-locked-row.test.ts": 10,
+  "test/store-tokens-sessions.dialects.test.ts": 10,
+  "test/pg-refuses-writes.test.ts": 9,
+  "test/pg-verify-migration-lock.test.ts": 9,
+  "test/credits-header-clock.dialects.test.ts": 9,
+  "test/db-concurrent-writers.test.ts": 8,
 };
 
 /**
