@@ -3,6 +3,7 @@ import { creditVaults, jobs, profilePins, treasuryEvidence } from "../../db/pg/s
 import type { CustodyProfile, LearnedPins } from "../custody.js";
 import { untiedJobsWhere } from "../custody-rules.js";
 import type { PgExecutor } from "./executor.js";
+import { namingHeldRows } from "./held-rows.js";
 import { reopenJobsPg } from "./job-queue.js";
 
 /**
@@ -229,7 +230,9 @@ export function createPgCustodyPinning(profile: CustodyProfile): PgCustodyPinnin
       // looked at again (as on SQLite). Those of this batch are stale above.
       for (const [key, { vault, reopensKeyless }] of inserts) {
         if (reopensKeyless && now.get(key) === vault) {
-          await reopenJobsPg(tx, { where: untiedJobsOf(vault) }, t);
+          await namingHeldRows(untiedJobsOf(vault), () =>
+            reopenJobsPg(tx, { where: untiedJobsOf(vault) }, t),
+          );
         }
       }
       return items.map(
@@ -279,7 +282,9 @@ export function createPgCustodyPinning(profile: CustodyProfile): PgCustodyPinnin
           pinnedAt: t,
         })
         .onConflictDoNothing();
-      await reopenJobsPg(tx, { where: treasuryWaiters }, t, { dueAt: 0 });
+      await namingHeldRows(treasuryWaiters, () =>
+        reopenJobsPg(tx, { where: treasuryWaiters }, t, { dueAt: 0 }),
+      );
     },
 
     async treasuryLearned(tx) {

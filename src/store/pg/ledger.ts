@@ -79,9 +79,21 @@ import {
   walkLines,
 } from "../ledger-rules.js";
 import type { PgExecutor } from "./executor.js";
-import { takeReceiptWriterTurn } from "./group-commit.js";
+import { boundRowLockWaits, retryWhileRowLocked, takeReceiptWriterTurn } from "./group-commit.js";
+import { namingHeldRows, rowsHeldError } from "./held-rows.js";
 import { keepWithJobPg, reopenHoldersPg, reopenJobsPg } from "./job-queue.js";
 import { RunAgainError, retryOnConflict } from "./write-transaction.js";
+
+/**
+ * How long a ledger write holding the receipt writers' turn waits for a row another session
+ * holds locked (a job row: an operator's `SELECT … FOR UPDATE`, a long transaction), per try, in
+ * ms; and how many tries, the turn let go between them, before the write is refused naming the
+ * job. Unbounded, one such row kept the batch waiting the statement timeout with the turn held,
+ * and every receipt waited as long (9.8 s with a 10 s timeout); the batch then failed as the
+ * database away, and the whole round with it.
+ */
+const LEDGER_LOCK_WAIT_MS = 1000;
+const LEDGER_LOCK_TRIES = 3;
 
 /**
  * The ledger store on PostgreSQL: the same statements and behaviour as the SQLite one in
@@ -278,6 +290,32 @@ const findingColumns = {
 
 /** The ledger store on PostgreSQL (see `LedgerStore` in src/store/ledger.ts). */
 export function createPgLedgerStore(store: PgStore): LedgerStore {
+  /**
+   * The receipt writers' turn, then every row-lock wait of the rest of `tx` bounded: what a
+   * ledger write locks under the turn is job rows and its vault's own rows, which no receipt
+   * holds long.
+   */
+  async function takeTurn(tx: PgExecutor): Promise<void> {
+    await takeReceiptWriterTurn(tx);
+    await boundRowLockWaits(tx, LEDGER_LOCK_WAIT_MS);
+  }
+
+  /**
+   * Runs a ledger write's transaction, again while a row it waits for under the turn stays held
+   * (`retryWhileRowLocked`: the turn let go between tries), and refuses it at last naming the
+   * job: rolled back whole, its lines stay as they were for the next round to read, and the
+   * jobs they would send back to the verifier are sent then.
+   */
+  const whileRowsHeld = <T>(write: () => Promise<T>): Promise<T> =>
+    retryWhileRowLocked(write, LEDGER_LOCK_TRIES, (error) =>
+      rowsHeldError(
+        store,
+        error,
+        { tries: LEDGER_LOCK_TRIES, waitMs: LEDGER_LOCK_WAIT_MS },
+        "the vault's ledger write was not made; the next round makes it again",
+      ),
+    );
+
   const { db } = store;
 
   const vaultIs = (vault: string) => eq(ledgerLines.vault, vault);
@@ -803,10 +841,13 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     const sorted = [...pairs].sort((a, b) => (a.job < b.job ? -1 : a.job > b.job ? 1 : 0));
     // After the receipt writers' turn, before the first job row: a receipt group locks its
     // existing jobs in the order its receipts came, not by id, and deadlocked with this.
-    await takeReceiptWriterTurn(tx);
+    await takeTurn(tx);
     const gained: string[] = [];
     for (const { signature, job } of sorted) {
-      if ((await keepWithJobPg(tx, job, signature, now)) !== null) gained.push(job);
+      const kept = await namingHeldRows(eq(jobs.jobId, job), () =>
+        keepWithJobPg(tx, job, signature, now),
+      );
+      if (kept !== null) gained.push(job);
     }
     if (gained.length > 0) await reopenJobsPg(tx, { jobIds: gained }, now);
   }
@@ -825,7 +866,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     now: number,
   ): Promise<void> {
     if (unrecorded.length === 0) return;
-    await takeReceiptWriterTurn(tx);
+    await takeTurn(tx);
     // A later statement than the turn: it sees every receipt committed before it was granted.
     await keepPairs(tx, (await notNamedYet(tx, unrecorded)).open, now);
   }
@@ -1298,7 +1339,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       .select({ signature: chainTransactions.signature })
       .from(chainTransactions)
       .where(and(named, givenUp));
-    if (seen.length > 0) await takeReceiptWriterTurn(tx);
+    if (seen.length > 0) await takeTurn(tx);
     const rows = await tx
       .select({ signature: chainTransactions.signature, givenUp: sql<boolean>`${givenUp}` })
       .from(chainTransactions)
@@ -1697,7 +1738,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     // verdict writers take it before their jobs and check rows (see `keepWithJobs`); only now:
     // a late receipt's span (an import) runs over every line since its lock, and read under the
     // turn it kept every receipt writer waiting meanwhile.
-    if (passed.length > 0 || reopen.length > 0) await takeReceiptWriterTurn(tx);
+    if (passed.length > 0 || reopen.length > 0) await takeTurn(tx);
     if (passed.length > 0) {
       // Raw SQL: drizzle's update builder has no `UPDATE … FROM unnest(arrays)`.
       await tx.execute(sql`UPDATE check_results AS c SET outcome = 'pass', reason = NULL,
@@ -1710,7 +1751,9 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         WHERE c.job_id = p.job_id AND c.name = 'credits.header' AND c.outcome = 'skip'`);
       result.headersPassed += passed.length;
     }
-    result.reopened = await reopenJobsPg(tx, { jobIds: reopen }, now);
+    result.reopened = await namingHeldRows(inArray(jobs.jobId, reopen), () =>
+      reopenJobsPg(tx, { jobIds: reopen }, now),
+    );
     return result;
   }
 
@@ -2158,15 +2201,17 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       if (reads.length === 0 && fetched.length === 0) return;
       // Retried as a deadlock victim: a line kept with a job writes that job's row, which a
       // receipt or answer of the same jobs may hold.
-      await retryOnConflict(() =>
-        db.transaction(async (tx) => {
-          await lockVault(tx, vault);
-          const givenUp = await givenUpAmong(tx, fetched);
-          await upsertTransactions(tx, fetched, now);
-          await readLines(tx, vault, reads, now);
-          // Found on chain after all: the jobs judged without them are judged again.
-          await reopenHoldersPg(tx, givenUp, now);
-        }),
+      await whileRowsHeld(() =>
+        retryOnConflict(() =>
+          db.transaction(async (tx) => {
+            await lockVault(tx, vault);
+            const givenUp = await givenUpAmong(tx, fetched);
+            await upsertTransactions(tx, fetched, now);
+            await readLines(tx, vault, reads, now);
+            // Found on chain after all: the jobs judged without them are judged again.
+            await reopenHoldersPg(tx, givenUp, now);
+          }),
+        ),
       );
     },
     async newestListedSlot(vault) {
@@ -2203,11 +2248,13 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     async review(vault, now = Date.now()) {
       // It updates checks and then reopens jobs, while a verdict writer locks jobs and then
       // replaces their checks: a deadlock between the two rolls this back whole; run it again.
-      const { result, walking } = await retryOnConflict(() =>
-        db.transaction(async (tx) => {
-          await lockVault(tx, vault);
-          return review(tx, vault, now);
-        }),
+      const { result, walking } = await whileRowsHeld(() =>
+        retryOnConflict(() =>
+          db.transaction(async (tx) => {
+            await lockVault(tx, vault);
+            return review(tx, vault, now);
+          }),
+        ),
       );
       await walkInSlices(walking, () =>
         retryOnConflict(() =>
@@ -2218,11 +2265,13 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         ),
       );
       if (walking) {
-        const headers = await retryOnConflict(() =>
-          db.transaction(async (tx) => {
-            await lockVault(tx, vault);
-            return decideHeaders(tx, vault, now);
-          }),
+        const headers = await whileRowsHeld(() =>
+          retryOnConflict(() =>
+            db.transaction(async (tx) => {
+              await lockVault(tx, vault);
+              return decideHeaders(tx, vault, now);
+            }),
+          ),
         );
         addHeaders(result, headers);
       }

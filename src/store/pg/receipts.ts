@@ -2,7 +2,7 @@ import { and, count, desc, eq, getTableColumns, inArray, sql } from "drizzle-orm
 import type { PgStore } from "../../db/pg/client.js";
 import { jobs, receiptConflicts } from "../../db/pg/schema.js";
 import type { ReceiptSource } from "../../db/schema.js";
-import { AppError } from "../../errors.js";
+import type { AppError } from "../../errors.js";
 import {
   addsTags,
   captureDifferences,
@@ -35,6 +35,7 @@ import {
 import type { ReceiptsStore, RecordOptions, RecordResult } from "../receipts.js";
 import type { PgExecutor, PgTx } from "./executor.js";
 import { boundRowLockWaits, retryWhileRowLocked, takeReceiptWriterTurn } from "./group-commit.js";
+import { rowsHeldError } from "./held-rows.js";
 import { reopenJobsPg, reopenNamersPg } from "./job-queue.js";
 import { serverClockShiftMs } from "./server-clock.js";
 import { inPgTransaction, retryOnConflict } from "./write-transaction.js";
@@ -481,28 +482,18 @@ export function createPgReceiptsStore(store: PgStore): ReceiptsStore {
 }
 
 /** The refusal of a `record` whose job rows stayed locked: nothing of it was written. */
-async function rowsLockedError(
+function rowsLockedError(
   store: PgStore,
   receipts: readonly { jobId: string }[],
   cause: unknown,
 ): Promise<AppError> {
   const ids = [...new Set(receipts.map((r) => r.jobId))];
-  // The rows that exist and that a lock skipping the locked ones does not take are held.
-  const { existing, free } = await store.db.transaction(async (tx) => {
-    const named = tx.select({ jobId: jobs.jobId }).from(jobs).where(inArray(jobs.jobId, ids));
-    const all = await named;
-    const unlocked = await named.for("update", { skipLocked: true });
-    return {
-      existing: new Set(all.map((r) => r.jobId)),
-      free: new Set(unlocked.map((r) => r.jobId)),
-    };
-  });
-  const locked = ids.filter((id) => existing.has(id) && !free.has(id));
-  const named = locked.length > 0 ? locked : ids;
-  return new AppError(
-    "locked",
-    `job ${named.slice(0, 5).join(", ")}${named.length > 5 ? ` and ${named.length - 5} more` : ""}: its row is held locked by another session (waited ${RECORD_LOCK_TRIES} times ${RECORD_LOCK_WAIT_MS} ms); none of these ${receipts.length} receipts was written, run the import again once it is free`,
-    { jobIds: named },
-    { cause },
+  return rowsHeldError(
+    store,
+    cause,
+    { tries: RECORD_LOCK_TRIES, waitMs: RECORD_LOCK_WAIT_MS },
+    `none of these ${receipts.length} receipts was written, run the import again once it is free`,
+    inArray(jobs.jobId, ids),
+    ids,
   );
 }

@@ -8,7 +8,18 @@ import { attemptsAfter, keepsVerdict } from "../verdict-rules.js";
 import type { VerdictAmounts, VerdictStore, VerdictWrite } from "../verdicts.js";
 import { createPgCustodyPinning } from "./custody-pinning.js";
 import type { PgTx } from "./executor.js";
-import { takeReceiptWriterTurn } from "./group-commit.js";
+import { boundRowLockWaits, retryWhileRowLocked, takeReceiptWriterTurn } from "./group-commit.js";
+import { rowsHeldError } from "./held-rows.js";
+
+/**
+ * How long a verdict write holding the receipt writers' turn waits for a row another session
+ * holds locked (a job its pins send back to the verifier, `pinAll`), per try, in ms; and how many
+ * tries, the turn let go between them, before the write is refused naming the job. Unbounded,
+ * one such row kept the write waiting the statement timeout with the turn held, and every
+ * receipt waited as long (10 s with a 10 s timeout).
+ */
+const VERDICT_LOCK_WAIT_MS = 1000;
+const VERDICT_LOCK_TRIES = 3;
 
 /**
  * The verdict writer on PostgreSQL (see src/store/verdicts.ts): a batch's verdicts, amounts,
@@ -46,6 +57,9 @@ export function createPgVerdictStore(store: PgStore, profile: CustodyProfile): V
     // their rollup rows by the statement trigger); the two deadlocked, one aborted after
     // deadlock_timeout. Taken after the verdict turn, which no receipt writer takes.
     await takeReceiptWriterTurn(tx);
+    // Its own jobs' rows are taken skipping those held (`leasedRowsFree`); the other rows it may
+    // wait for under the turn, the jobs its pins reopen, are waited for a while only.
+    await boundRowLockWaits(tx, VERDICT_LOCK_WAIT_MS);
     // The treasury-learning lock comes next, before any row lock, so a writer holding it never
     // waits for a row held by another writer that waits for the lock (see custody-pinning.ts).
     if (decisions.some((d) => d.evaluation?.learned.treasuryCandidate)) {
@@ -137,8 +151,19 @@ export function createPgVerdictStore(store: PgStore, profile: CustodyProfile): V
       const written =
         rest.length === 0
           ? []
-          : await retryOnDeadlock(() =>
-              store.db.transaction((tx) => writeAll(tx, rest, owner, runId, t)),
+          : await retryWhileRowLocked(
+              () =>
+                retryOnDeadlock(() =>
+                  store.db.transaction((tx) => writeAll(tx, rest, owner, runId, t)),
+                ),
+              VERDICT_LOCK_TRIES,
+              (error) =>
+                rowsHeldError(
+                  store,
+                  error,
+                  { tries: VERDICT_LOCK_TRIES, waitMs: VERDICT_LOCK_WAIT_MS },
+                  "none of these verdicts was written; the verifier decides the jobs again",
+                ),
             );
       // A decision that kept its verdict is not final: nothing final was written for it.
       let next = 0;
