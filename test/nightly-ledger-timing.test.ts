@@ -111,7 +111,9 @@ describe("a vault listed past the window's end with a transaction it cannot read
     const run = await nightly(h, c, vault, { from, to, timeoutMs: 2_000 }, { rpc });
     expect(run).toMatchObject({ outcome: "incomplete", exitCode: 2 });
     expect(run.reason).toContain(`${vault}, listed through `);
-    expect(run.reason).toContain("with transactions listed but not read (1 of any time)");
+    expect(run.reason).toContain(
+      "with transactions listed but not read (1 of any time), last error: transaction unavailable",
+    );
   });
 });
 

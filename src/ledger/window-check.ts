@@ -607,14 +607,16 @@ function movedUnderReads(v: VaultStatement): boolean {
 
 /**
  * Why a vault's history is not read up to `to`: the chain not listed that far, or transactions
- * listed but not read (RPC trouble, a pruned transaction, an amount beyond what the store holds:
- * the sync's log names which).
+ * listed but not read (RPC trouble, a pruned transaction, an amount beyond what the store holds,
+ * a job row another database session holds locked), with the reader's last error on the vault
+ * when it recorded one: the run's reason says which, not only the sync's log.
  */
 function unread(v: VaultStatement, to: number): string {
+  const why = v.unread?.why ? `, last error: ${v.unread.why}` : "";
   if (v.readThrough === null || Date.parse(v.readThrough) < to) {
-    return `read through ${v.readThrough ?? "nothing"}`;
+    return `read through ${v.readThrough ?? "nothing"}${why}`;
   }
-  return `listed through ${v.readThrough}, with transactions listed but not read (${v.counts.pending} of any time)`;
+  return `listed through ${v.readThrough}, with transactions listed but not read (${v.counts.pending} of any time)${why}`;
 }
 
 /** How many findings a window's ledger check made (what makes a nightly run exit 1). */
