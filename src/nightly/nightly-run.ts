@@ -40,7 +40,12 @@ export interface SettlingEngine {
       holdRun?: boolean;
       runId?: number;
     },
-  ): Promise<{ status: "completed" | "timed_out" | "interrupted"; runId?: number }>;
+  ): Promise<{
+    status: "completed" | "timed_out" | "interrupted";
+    runId?: number;
+    /** A due job's row was held locked by another database session during the run. */
+    rowsHeld?: true;
+  }>;
   /**
    * Closes the run row kept `running` (`holdRun`) through the ledger's read, with the night's
    * outcome. An engine without it finishes its row as the jobs settle; the outcome is then
@@ -355,6 +360,8 @@ export async function runNightlyVerification(
   const unresolvedBefore = unresolvedOf(options.rpcQuorum);
   let runId: number | null = null;
   let runStatus: "completed" | "timed_out" | "interrupted" = "completed";
+  /** A due job's row was held locked by another database session during the run. */
+  let rowsHeld = false;
   let ledger: LedgerWindowResult | undefined;
 
   // The lock outlives the run's timeout a little, so a crashed run frees it on its own.
@@ -442,6 +449,7 @@ export async function runNightlyVerification(
         );
         runId = result.runId ?? null;
         runStatus = result.status;
+        if (result.rowsHeld) rowsHeld = true;
         if (result.status === "timed_out") {
           reason = timedOut();
         } else if (result.status === "interrupted") {
@@ -554,9 +562,13 @@ export async function runNightlyVerification(
   if (open > 0 && locked) {
     try {
       const groups = await createOpsStore(store).openJobGroups(options.from, options.to);
-      waiting = describeWaits(
-        countOpenJobWaits(groups, { waitsForJobsApi: options.waitsForJobsApi ?? false }),
-      );
+      const waits = countOpenJobWaits(groups, {
+        waitsForJobsApi: options.waitsForJobsApi ?? false,
+      });
+      // Read now, a row let go before this read counts its job as waiting on something else:
+      // one held all run but its last poll interval was called not judged, a slow RPC asked.
+      const heldBefore = rowsHeld && waits.held === 0 ? HELD_DURING_RUN : "";
+      waiting = describeWaits(waits) + heldBefore;
     } catch {
       // The counts above stand; only the detail is missing.
     }
@@ -710,6 +722,10 @@ function disagreeingText(
   const sides = grownSince(unresolvedOf(quorum), before);
   return sides.length === 0 ? "" : `disagreeing this run: ${namedTimes(sides)}; `;
 }
+
+/** Said of open jobs when a due job's row was held during the run and is free at its end. */
+const HELD_DURING_RUN =
+  "; a due job's row was held locked by another database session (SELECT ... FOR UPDATE, a long transaction) during the run, which looked at it again only a poll interval later";
 
 /** ": 18 waiting for the jobs API's answer, 2 on RPC trouble", or "" with nothing to say. */
 function describeWaits(waits: Record<OpenJobWait, number>): string {

@@ -50,6 +50,11 @@ export interface RunSummary extends RunProgress {
   runId: number;
   status: "completed" | "timed_out" | "interrupted";
   durationMs: number;
+  /**
+   * A round claimed nothing while a job was due before it began: that job's row another
+   * database session held locked (see `waitForDue`), at some time during the run.
+   */
+  rowsHeld?: true;
 }
 
 export interface Verifier {
@@ -495,6 +500,7 @@ export function createVerifier(deps: VerifierDeps): Verifier {
       const held = opts.runId !== undefined && heldRuns.has(opts.runId) ? opts.runId : null;
       const runId = held ?? (await settled(() => startRun("verify", filter)));
       let status: RunSummary["status"] = "completed";
+      let rowsHeld = false;
       let progress = await settled(() => queue.countVerdicts(filter));
       // The run's deadline and its caller's signal reach into a round (its fetches and writes
       // stop at the next step), not only between rounds: one long round ran a nightly verify
@@ -538,6 +544,7 @@ export function createVerifier(deps: VerifierDeps): Verifier {
                 t = await sharedNow();
                 return queue.nextDue(filter, { t, leaseAt: t });
               })) ?? t + options.pollIntervalMs;
+            if (due <= roundAt) rowsHeld = true;
             const wait = Math.min(
               waitForDue(due, t, roundAt, options),
               left(),
@@ -559,7 +566,13 @@ export function createVerifier(deps: VerifierDeps): Verifier {
         if (!running) await releaseLeases(left() > 0 ? undefined : 1);
       }
       const durationMs = Math.round(performance.now() - started);
-      const summary: RunSummary = { runId, status, durationMs, ...progress };
+      const summary: RunSummary = {
+        runId,
+        status,
+        durationMs,
+        ...progress,
+        ...(rowsHeld ? { rowsHeld: true as const } : {}),
+      };
       const counts = { ...progress, durationMs: summary.durationMs };
       // A run out of time or interrupted is closed now: no ledger read follows it, and its held
       // row's writes waited out another process's write lock past the run's --timeout.
