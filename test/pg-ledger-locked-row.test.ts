@@ -150,6 +150,40 @@ describe("ledger and verdict writes meeting a job row another session holds lock
     });
   }, 30_000);
 
+  it("a ledger batch meeting the jobs table locked by another session is refused within seconds, saying so", async () => {
+    const vault = "LockedTableVau1tXXXXXXXXXXXXXXXXXXXXXXXXXXX";
+    const job = "job_ledger_locked_table";
+    await seedJob(store, {
+      jobId: job,
+      escrowTx: sig("table-lock"),
+      settlementTx: sig("table-settle"),
+      verdict: "verified",
+      verdictAt: now - 1000,
+    });
+    const lines = [
+      line("table-lock", 0, 1_000_000n, 900_000n, `escrow:${job}`),
+      line("table-refund", 5, 900_000n, 950_000n, `refund:${job}`),
+    ];
+    const ledger = createLedgerStore(store);
+    await listLines(ledger, vault, lines, now, 1000);
+    // A table lock (an ALTER TABLE, a VACUUM FULL by hand) reads allow, row locks do not.
+    await locker.query("BEGIN");
+    try {
+      await locker.query("LOCK TABLE jobs IN EXCLUSIVE MODE");
+      const started = performance.now();
+      const error = await ledger.recordReads(vault, lines, [], now).catch((e: unknown) => e);
+      expect(performance.now() - started).toBeLessThan(6_000);
+      expect(error).toBeInstanceOf(AppError);
+      expect((error as AppError).message).toMatch(
+        /^a row or table the write locks is held locked by another session \(waited 3 times 1000 ms\)/,
+      );
+    } finally {
+      await locker.query("ROLLBACK");
+    }
+    await ledger.recordReads(vault, lines, [], now);
+    expect(await readJob(store, job)).toMatchObject({ conflictSignatures: [sig("table-refund")] });
+  }, 30_000);
+
   it("a review reopening a held job whose credits header no balance matches is refused within seconds, receipts pass, and reopens it once the row is free", async () => {
     const vault = "LockedHeaderVau1tXXXXXXXXXXXXXXXXXXXXXXXXXX";
     const held = "job_ledger_locked_header";

@@ -2,7 +2,7 @@ import type { SQL } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
 import { jobs } from "../../db/pg/schema.js";
 import { AppError } from "../../errors.js";
-import { sqlStateOf } from "./group-commit.js";
+import { boundRowLockWaits, sqlStateOf } from "./group-commit.js";
 
 /**
  * A write of the job rows `rows` selects found one held locked by another session past its
@@ -35,10 +35,13 @@ export async function namingHeldRows<T>(rows: SQL, write: () => Promise<T>): Pro
 /**
  * Which jobs of those `rows` selects another session holds locked now: the rows that exist and
  * that a lock skipping the locked ones does not take. Read in a transaction of its own, never
- * waiting.
+ * waiting for a row.
  */
 export async function heldJobIds(store: PgStore, rows: SQL): Promise<string[]> {
   return store.db.transaction(async (tx) => {
+    // The table's own lock is waited for a moment only: a table lock (a VACUUM FULL) held
+    // past it leaves the jobs unnamed rather than the refusal waiting the statement timeout.
+    await boundRowLockWaits(tx, 200);
     const named = tx.select({ jobId: jobs.jobId }).from(jobs).where(rows);
     const all = await named;
     const free = new Set((await named.for("update", { skipLocked: true })).map((r) => r.jobId));
@@ -62,9 +65,11 @@ export async function rowsHeldError(
   const where = cause instanceof JobRowHeldError ? cause.rows : rows;
   const held = where === undefined ? [] : await heldJobIds(store, where).catch(() => []);
   const named = held.length > 0 ? held : [...fallback];
+  // A wait of the write's not for a job row it names (a table lock: a VACUUM FULL, an ALTER
+  // TABLE) is said as what it is known to be.
   const who =
     named.length === 0
-      ? "a job row"
+      ? "a row or table the write locks"
       : `job ${named.slice(0, 5).join(", ")}${named.length > 5 ? ` and ${named.length - 5} more` : ""}: its row`;
   return new AppError(
     "locked",
