@@ -85,8 +85,9 @@ export const MAX_STORED_UNITS = BigInt(Number.MAX_SAFE_INTEGER);
 /**
  * Whether an amount (a balance, or a signed change of one) fits the store's money columns. Both
  * dialects hold 64-bit integers, and sums over many jobs and lines must stay within them too, so
- * the bound is MAX_STORED_UNITS either way: about 1,024 such amounts still fill a rollup row
- * (README, Known limits, "Sums past 2^63 base units").
+ * the bound is MAX_STORED_UNITS either way: PostgreSQL keeps the stored sums as `numeric`, but
+ * about 1,024 such amounts still fill a SQLite rollup row (README, Known limits, "Sums past 2^63
+ * base units on SQLite").
  */
 export function isStorableUnits(units: bigint): boolean {
   return units <= MAX_STORED_UNITS && units >= -MAX_STORED_UNITS;

@@ -15,11 +15,18 @@ import {
   pgRollupWorkerRebuildSql,
 } from "../src/db/pg/rollups.js";
 import * as pgSchema from "../src/db/pg/schema.js";
+import { storedFigures } from "../src/db/rollups.js";
 import * as sqliteSchema from "../src/db/schema.js";
 import { usePostgresDatabase } from "./support/postgres.js";
 
 const sqliteTables = Object.values(sqliteSchema).filter((v) => is(v, SQLiteTable));
 const pgTables = Object.values(pgSchema).filter((v) => is(v, PgTable));
+
+/** Sums of money the stores keep (not computed by `sum()` at read time). */
+const storedMoneySums = new Set([
+  ...storedFigures.filter((f) => f.kind !== "count").map((f) => `job_rollups.${f.column}`),
+  "ledger_daily.units",
+]);
 
 describe("the PostgreSQL schema mirrors the SQLite schema", () => {
   it("has every table, with the same columns, keys and index names", () => {
@@ -55,6 +62,19 @@ describe("the PostgreSQL schema mirrors the SQLite schema", () => {
         expect(twin.notNull, `${lite.name}.${column.name} NOT NULL`).toBe(
           nullDimension ? false : column.notNull,
         );
+        // Every SQLite INTEGER is a PostgreSQL bigint (a 0/1 flag a boolean), so any value one
+        // store holds fits the other; but a stored sum of money is numeric, since a sum of
+        // amounts of 2^53 - 1 passes 2^63 (SQLite keeps it as two integer columns).
+        if (column.getSQLType() === "integer") {
+          const name = `${lite.name}.${column.name}`;
+          expect(twin.getSQLType(), name).toBe(
+            storedMoneySums.has(name)
+              ? "numeric"
+              : column.columnType === "SQLiteBoolean"
+                ? "boolean"
+                : "bigint",
+          );
+        }
       }
     }
   });

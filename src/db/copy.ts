@@ -139,7 +139,10 @@ function planTables(): TablePlan[] {
         ...lite.primaryKeys.flatMap((k) => k.columns.map((c) => c.name)),
       ],
       target,
-      money: mirror.columns.filter((c) => c.columnType === "PgBigInt64").map((c) => c.name),
+      // Money: amounts (bigint) and the stored sums of them (numeric).
+      money: mirror.columns
+        .filter((c) => c.columnType === "PgBigInt64" || c.getSQLType() === "numeric")
+        .map((c) => c.name),
       references: mirror.foreignKeys.map((fk) => getTableName(fk.reference().foreignTable)),
       identity: mirror.columns.find((c) => (c as { generatedIdentity?: unknown }).generatedIdentity)
         ?.name,

@@ -34,11 +34,14 @@ import {
  *   do from SQLite.
  * - Money (base units of USDC, lamports) is `bigint` read as a JS bigint, not `numeric(20,0)`.
  *   Amounts are u64 on chain, but the store already holds them as signed 64-bit integers (and
- *   refunds and deltas are negative), so `bigint` loses nothing SQLite keeps. A rollup row sums
- *   flows, not money held (a vault locked whole at each job counts its balance each time), so
- *   the USDC supply does not bound it: past 2^63 its trigger refuses the write (README, Known
- *   limits, "Sums past 2^63 base units"). Aggregates over many rows are computed as `numeric`
- *   by `sum()` itself. `bigint` is fixed-width and compares and indexes faster than `numeric`.
+ *   refunds and deltas are negative), so `bigint` loses nothing SQLite keeps. Aggregates over
+ *   many rows are computed as `numeric` by `sum()` itself. `bigint` is fixed-width and compares
+ *   and indexes faster than `numeric`.
+ * - Except the stored sums of money (`job_rollups`' money figures, `ledger_daily.units`): they
+ *   are `numeric`, read and written as a JS bigint. A rollup row sums flows, not money held (a
+ *   vault locked whole at each job counts its balance each time), so neither the USDC supply
+ *   nor 64 bits bound it: 1,024 amounts of 2^53 - 1 reach 2^63 (SQLite's still stop there:
+ *   README, Known limits, "Sums past 2^63 base units on SQLite").
  * - SQLite's 0/1 booleans are `boolean`.
  * - JSON is `json`, not `jsonb`: `json` keeps the text exactly as written (key order,
  *   spacing), as SQLite's TEXT does, so evidence reads back byte for byte.
@@ -50,6 +53,16 @@ import {
 
 /** Integer base units (USDC base units, lamports), read and written as bigint. */
 const units = (name: string) => bigint(name, { mode: "bigint" });
+
+/**
+ * A stored sum of money (`numeric`, unbounded), read and written as bigint: node-postgres
+ * answers `numeric` as a decimal string.
+ */
+const sumUnits = customType<{ data: bigint; driverData: string }>({
+  dataType: () => "numeric",
+  toDriver: (value) => value.toString(),
+  fromDriver: (value) => BigInt(value),
+});
 
 /** A 64-bit integer that is not money (counts, slots, token counts), read as a JS number. */
 const int = (name: string) => bigint(name, { mode: "number" });
@@ -198,22 +211,22 @@ export const jobRollups = pgTable(
     jobsDiscrepancy: int("jobs_discrepancy").notNull().default(0),
     jobsDropped: int("jobs_dropped").notNull().default(0),
     jobsUnverifiable: int("jobs_unverifiable").notNull().default(0),
-    escrowedUnits: units("escrowed_units").notNull().default(sql`0`),
-    chargedUnits: units("charged_units").notNull().default(sql`0`),
-    workerPaidUnits: units("worker_paid_units").notNull().default(sql`0`),
-    treasuryPaidUnits: units("treasury_paid_units").notNull().default(sql`0`),
-    refundedUnits: units("refunded_units").notNull().default(sql`0`),
-    feesLamports: units("fees_lamports").notNull().default(sql`0`),
-    verifiedEscrowedUnits: units("verified_escrowed_units").notNull().default(sql`0`),
-    verifiedChargedUnits: units("verified_charged_units").notNull().default(sql`0`),
-    verifiedWorkerPaidUnits: units("verified_worker_paid_units").notNull().default(sql`0`),
-    verifiedTreasuryPaidUnits: units("verified_treasury_paid_units").notNull().default(sql`0`),
-    verifiedRefundedUnits: units("verified_refunded_units").notNull().default(sql`0`),
-    disputedEscrowedUnits: units("disputed_escrowed_units").notNull().default(sql`0`),
-    disputedChargedUnits: units("disputed_charged_units").notNull().default(sql`0`),
-    disputedWorkerPaidUnits: units("disputed_worker_paid_units").notNull().default(sql`0`),
-    disputedTreasuryPaidUnits: units("disputed_treasury_paid_units").notNull().default(sql`0`),
-    disputedRefundedUnits: units("disputed_refunded_units").notNull().default(sql`0`),
+    escrowedUnits: sumUnits("escrowed_units").notNull().default(sql`0`),
+    chargedUnits: sumUnits("charged_units").notNull().default(sql`0`),
+    workerPaidUnits: sumUnits("worker_paid_units").notNull().default(sql`0`),
+    treasuryPaidUnits: sumUnits("treasury_paid_units").notNull().default(sql`0`),
+    refundedUnits: sumUnits("refunded_units").notNull().default(sql`0`),
+    feesLamports: sumUnits("fees_lamports").notNull().default(sql`0`),
+    verifiedEscrowedUnits: sumUnits("verified_escrowed_units").notNull().default(sql`0`),
+    verifiedChargedUnits: sumUnits("verified_charged_units").notNull().default(sql`0`),
+    verifiedWorkerPaidUnits: sumUnits("verified_worker_paid_units").notNull().default(sql`0`),
+    verifiedTreasuryPaidUnits: sumUnits("verified_treasury_paid_units").notNull().default(sql`0`),
+    verifiedRefundedUnits: sumUnits("verified_refunded_units").notNull().default(sql`0`),
+    disputedEscrowedUnits: sumUnits("disputed_escrowed_units").notNull().default(sql`0`),
+    disputedChargedUnits: sumUnits("disputed_charged_units").notNull().default(sql`0`),
+    disputedWorkerPaidUnits: sumUnits("disputed_worker_paid_units").notNull().default(sql`0`),
+    disputedTreasuryPaidUnits: sumUnits("disputed_treasury_paid_units").notNull().default(sql`0`),
+    disputedRefundedUnits: sumUnits("disputed_refunded_units").notNull().default(sql`0`),
   },
   (t) => [
     unique("job_rollups_key")
@@ -569,7 +582,7 @@ export const ledgerDaily = pgTable(
     day: int("day").notNull(),
     kind: text("kind", { enum: ledgerLineKinds }).notNull(),
     lines: int("lines").notNull(),
-    units: units("units").notNull(),
+    units: sumUnits("units").notNull(),
   },
   (t) => [primaryKey({ columns: [t.vault, t.day, t.kind] })],
 );
