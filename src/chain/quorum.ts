@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { canonicalJson } from "../canonical-json.js";
 import type { Config } from "../config.js";
 import { AppError, isAppError } from "../errors.js";
 import type { Logger } from "../log.js";
@@ -148,19 +149,6 @@ export interface QuorumRpc extends RpcPool {
     signature: string,
     commitment?: "confirmed" | "finalized",
   ): Promise<{ quorum: number; agreed: boolean; digest: string | null; answers: EndpointAnswer[] }>;
-}
-
-/** JSON text with object keys sorted: equal values give equal text whatever the key order. */
-function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
-  if (value !== null && typeof value === "object") {
-    const entries = Object.keys(value as object)
-      .sort()
-      .map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`);
-    return `{${entries.join(",")}}`;
-  }
-  if (typeof value === "bigint") return JSON.stringify(value.toString());
-  return JSON.stringify(value ?? null);
 }
 
 function sha256(text: string): string {

@@ -200,6 +200,12 @@ export const jobs = sqliteTable(
     // Verification state; the queue claims rows with a lease so a crash never loses one.
     verdict: text("verdict", { enum: verdicts }).notNull().default("pending"),
     verdictAt: epochMs("verdict_at"),
+    /**
+     * The profile that wrote the verdict: its name and a digest of its content (`profileId`).
+     * A final verdict of another profile is judged again by a verifier that starts under this
+     * one (src/verify/profile-sweep.ts); null on verdicts written before it was recorded.
+     */
+    verdictProfile: text("verdict_profile"),
     verifyAttempts: integer("verify_attempts").notNull().default(0),
     nextVerifyAt: epochMs("next_verify_at").notNull().default(0),
     leaseOwner: text("lease_owner"),

@@ -169,6 +169,7 @@ export async function auditRecord(store: Store, jobId: string, explorer: Explore
     jobId: job.jobId,
     verdict: job.verdict,
     verdictAt: iso(job.verdictAt),
+    verdictProfile: job.verdictProfile,
     unproven: (job.unproven ?? []).map((code) => ({
       code,
       message: unprovenCodes[code as UnprovenCode] ?? code,

@@ -1,6 +1,7 @@
 import {
   and,
   eq,
+  gt,
   inArray,
   isNotNull,
   isNull,
@@ -29,9 +30,13 @@ import {
   claimedSelection,
   claimOrder,
   jobInWindow,
+  judgedElsewhere,
   NO_FAR_LOOK,
   narrows,
   type QueueFilter,
+  type SweepSlice,
+  type SweepStep,
+  sliceToReopen,
 } from "./queue-rules.js";
 import { maxKeptSignatures } from "./receipt-rules.js";
 import { createGivenUpReset } from "./signatures.js";
@@ -267,6 +272,22 @@ export interface JobQueueStore {
    * looked for again and the job is reopened, in one transaction.
    */
   reverify(jobId: string, t: number): Promise<void>;
+  /**
+   * One step of the profile sweep (src/verify/profile-sweep.ts): reads `scan` jobs in `job_id`
+   * order after `after` (a read, no write lock) and reopens, due at `t`, those of `filter` that
+   * `judgedElsewhere` (at most `limit`), checked again as they are reopened.
+   */
+  reopenJudgedElsewhere(step: SweepStep): Promise<SweepSlice>;
+  /**
+   * Final jobs of `filter` whose verdict another profile than `judgedBy` wrote, counted by that
+   * profile (null: a verdict written before the profile was recorded).
+   */
+  countJudgedElsewhere(
+    filter: QueueFilter | null,
+    judgedBy: string,
+  ): Promise<{ profile: string | null; jobs: number }[]>;
+  /** Those of these jobs that are open (not final). */
+  openOf(jobIds: readonly string[]): Promise<string[]>;
 }
 
 function filterCondition(filter: QueueFilter | null): SQL | undefined {
@@ -535,6 +556,49 @@ function createSqliteJobQueueStore(store: SqliteStore): JobQueueStore {
     },
     async reverify(jobId, t) {
       reverifyOne.immediate(jobId, t);
+    },
+    async reopenJudgedElsewhere(step) {
+      const stale = and(
+        judgedElsewhere(jobs, step.judgedBy, step.before),
+        filterCondition(step.filter),
+      );
+      const rows = db
+        .select({ jobId: jobs.jobId, due: sql<number>`CASE WHEN ${stale} THEN 1 ELSE 0 END` })
+        .from(jobs)
+        .where(step.after === null ? undefined : gt(jobs.jobId, step.after))
+        .orderBy(jobs.jobId)
+        .limit(step.scan)
+        .all();
+      const { ids, last, end } = sliceToReopen(rows, step);
+      if (ids.length === 0) return { reopened: [], last, end };
+      const where = and(jobIdIn(JSON.stringify(ids)), stale)!;
+      // Checked again inside the write: a job reopened or judged since the read is left alone.
+      const reopened = sqlite
+        .transaction(() => {
+          const found = db.select({ jobId: jobs.jobId }).from(jobs).where(where).all();
+          const ids = found.map((r) => r.jobId);
+          reopenJobs(store, { jobIds: ids }, step.t);
+          return ids;
+        })
+        .immediate();
+      return { reopened, last, end };
+    },
+    async countJudgedElsewhere(filter, judgedBy) {
+      return db
+        .select({ profile: jobs.verdictProfile, jobs: sql<number>`count(*)` })
+        .from(jobs)
+        .where(and(judgedElsewhere(jobs, judgedBy), filterCondition(filter)))
+        .groupBy(jobs.verdictProfile)
+        .all();
+    },
+    async openOf(jobIds) {
+      if (jobIds.length === 0) return [];
+      return db
+        .select({ jobId: jobs.jobId })
+        .from(jobs)
+        .where(and(jobIdIn(JSON.stringify(jobIds)), verdictIsOpen(jobs.verdict)))
+        .all()
+        .map((r) => r.jobId);
     },
   };
 }

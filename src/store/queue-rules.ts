@@ -5,14 +5,17 @@ import {
   type Column,
   gt,
   gte,
+  isNull,
   lt,
   lte,
+  ne,
+  not,
   or,
   type Placeholder,
   type SQL,
   sql,
 } from "drizzle-orm";
-import { type jobs, recordedAfterDate, type Verdict } from "../db/schema.js";
+import { type jobs, recordedAfterDate, type Verdict, verdictIsOpen } from "../db/schema.js";
 
 /**
  * The columns of a job a claim returns: what a round reads of a job before it knows whether the
@@ -247,4 +250,66 @@ export function countOpenJobWaits(
   };
   for (const group of groups) counts[openJobWait(group, verifier)] += group.n;
   return counts;
+}
+
+/**
+ * A job whose final verdict another profile than `judgedBy` wrote (or one written before the
+ * profile was recorded, `verdict_profile` null), at or before `before`: what a verifier started
+ * under `judgedBy` at `before` judges again (src/verify/profile-sweep.ts). A verdict another
+ * profile wrote after `before` is left to it: two processes under two profiles each judge the
+ * other's verdicts of before their start once, never back and forth.
+ */
+export function judgedElsewhere(
+  jobs: { verdict: Column; verdictProfile: Column; verdictAt: Column },
+  judgedBy: string,
+  before?: number,
+): SQL {
+  return and(
+    not(verdictIsOpen(jobs.verdict)),
+    or(isNull(jobs.verdictProfile), ne(jobs.verdictProfile, judgedBy)),
+    before === undefined ? undefined : or(isNull(jobs.verdictAt), lte(jobs.verdictAt, before)),
+  )!;
+}
+
+/** One step of the profile sweep: see `JobQueueStore.reopenJudgedElsewhere`. */
+export interface SweepStep {
+  judgedBy: string;
+  before: number;
+  /** The last job id an earlier step passed; null: from the first job. */
+  after: string | null;
+  /** Jobs read, in `job_id` order. */
+  scan: number;
+  /** Jobs reopened at most. */
+  limit: number;
+  filter: QueueFilter | null;
+  t: number;
+}
+
+/** What one step of the sweep did. */
+export interface SweepSlice {
+  reopened: string[];
+  /** The last job id passed: the next step's `after`. */
+  last: string | null;
+  /** The step passed the last job: the sweep is over. */
+  end: boolean;
+}
+
+/**
+ * The jobs of one slice a step reopens, from the slice's rows (`due`: judged elsewhere, in the
+ * filter) in `job_id` order: at most `limit`, the slice passed up to the last one taken when the
+ * limit is reached, else whole.
+ */
+export function sliceToReopen(
+  rows: readonly { jobId: string; due: boolean | number }[],
+  step: Pick<SweepStep, "after" | "scan" | "limit">,
+): { ids: string[]; last: string | null; end: boolean } {
+  const ids: string[] = [];
+  for (const row of rows) {
+    if (!row.due) continue;
+    if (ids.length === step.limit) {
+      return { ids, last: ids[ids.length - 1] ?? step.after, end: false };
+    }
+    ids.push(row.jobId);
+  }
+  return { ids, last: rows[rows.length - 1]?.jobId ?? step.after, end: rows.length < step.scan };
 }

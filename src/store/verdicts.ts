@@ -73,20 +73,33 @@ export interface VerdictStore {
   ): Promise<boolean[]>;
 }
 
-/** The verdict store of either dialect. */
-export function createVerdictStore(store: Store, profile: CustodyProfile): VerdictStore {
+/**
+ * The verdict store of either dialect. `judgedBy` is the `profileId` of the profile deciding:
+ * every verdict written says which profile reached it (`jobs.verdict_profile`; null when not
+ * given).
+ */
+export function createVerdictStore(
+  store: Store,
+  profile: CustodyProfile,
+  judgedBy: string | null = null,
+): VerdictStore {
   return store.kind === "postgres"
-    ? pgTwins().createPgVerdictStore(store, profile)
-    : createSqliteVerdictStore(store, profile);
+    ? pgTwins().createPgVerdictStore(store, profile, judgedBy)
+    : createSqliteVerdictStore(store, profile, judgedBy);
 }
 
-function createSqliteVerdictStore(store: SqliteStore, profile: CustodyProfile): VerdictStore {
+function createSqliteVerdictStore(
+  store: SqliteStore,
+  profile: CustodyProfile,
+  judgedBy: string | null,
+): VerdictStore {
   const { sqlite } = store;
   const custody: CustodyPinning = createCustodyPinning(store, profile);
 
   // Raw SQL: the verdict write is the hottest statement of a run; prepared once with named
   // parameters, measured faster than building the update per job.
-  const verdictSet = `verdict = @verdict, verdict_at = @verdictAt, verify_attempts = @attempts,
+  const verdictSet = `verdict = @verdict, verdict_at = @verdictAt, verdict_profile = @judgedBy,
+    verify_attempts = @attempts,
     next_verify_at = @nextVerifyAt, lease_owner = NULL, lease_until = NULL,
     last_error = @lastError, commitment = @commitment, unproven = @unproven, updated_at = @now`;
   const writeVerdict = sqlite.prepare(
@@ -151,6 +164,7 @@ function createSqliteVerdictStore(store: SqliteStore, profile: CustodyProfile): 
       lastError: d.lastError,
       commitment: d.commitment,
       unproven: d.evaluation?.unproven.length ? JSON.stringify(d.evaluation.unproven) : null,
+      judgedBy,
       now: t,
     };
     // What the evaluation learned is pinned first; a pin another job (or process) set first

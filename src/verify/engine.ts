@@ -19,7 +19,8 @@ import {
   type NightlyRunOutcome,
   type RunStatus,
 } from "../store/verification-runs.js";
-import type { Profile } from "./profiles.js";
+import { createProfileSweep, type ProfileSweep } from "./profile-sweep.js";
+import { type Profile, profileId } from "./profiles.js";
 import { createRound, message } from "./round.js";
 import { defaultVerifierOptions, type VerifierOptions } from "./verifier-options.js";
 import type { VerifierRpc } from "./verifier-rpc.js";
@@ -55,6 +56,11 @@ export interface RunSummary extends RunProgress {
    * database session held locked (see `waitForDue`), at some time during the run.
    */
   rowsHeld?: true;
+  /**
+   * Final jobs another profile had judged before the run began (or judged before the profile
+   * was recorded), sent back to be judged under this one (src/verify/profile-sweep.ts).
+   */
+  rejudged: number;
 }
 
 export interface Verifier {
@@ -143,10 +149,12 @@ export function createVerifier(deps: VerifierDeps): Verifier {
     sharedOffset = shared - host;
     return shared;
   }
+  /** The profile every verdict of this verifier is written under (`jobs.verdict_profile`). */
+  const judgedBy = profileId(profile);
   const round = createRound({
     queue,
     signatures: createSignatureStore(store),
-    verdicts: createVerdictStore(store, profile),
+    verdicts: createVerdictStore(store, profile, judgedBy),
     custody: createCustodyStore(store, profile, custodyConfig),
     ledger: createLedgerStore(store),
     configuredVaults: new Set(custodyConfig.vaults),
@@ -176,6 +184,36 @@ export function createVerifier(deps: VerifierDeps): Verifier {
   let idleWaiters: (() => void)[] = [];
   /** Serialises rounds so the loop and `runUntilSettled` never race on this owner's leases. */
   const rounds = new PQueue({ concurrency: 1 });
+
+  /** The final verdicts of other profiles, in `filter`, judged again from now on. */
+  const profileSweep = (filter: VerifyFilter | null) =>
+    createProfileSweep({
+      queue,
+      judgedBy,
+      before: now(),
+      filter,
+      now,
+      batch: options.claimBatchSize,
+      intervalMs: options.pollIntervalMs,
+    });
+
+  /** One step of a sweep; a failure (a busy database) is logged, and the next step tries again. */
+  async function sweepStep(sweep: ProfileSweep, idle: boolean): Promise<number> {
+    try {
+      const reopened = await sweep.step(idle);
+      if (reopened > 0) {
+        log.info(
+          { reopened, total: sweep.reopened, profile: judgedBy },
+          "jobs judged under another profile queued to be judged again",
+        );
+      }
+      return reopened;
+    } catch (error) {
+      log.warn({ err: error }, "jobs judged under another profile not queued yet; retrying");
+      await sleep(options.errorBackoffMs);
+      return 0;
+    }
+  }
 
   const sleep = (ms: number, signal?: AbortSignal) =>
     stopping ? Promise.resolve() : sleeper.sleep(ms, signal);
@@ -385,10 +423,12 @@ export function createVerifier(deps: VerifierDeps): Verifier {
       }
     }
     let status: "completed" | "failed" = "completed";
+    const sweep = profileSweep(null);
     try {
       while (!stopping) {
         let worked = 0;
         const roundAt = now();
+        await sweepStep(sweep, false);
         try {
           worked = await runRound(null, runId);
         } catch (error) {
@@ -400,7 +440,7 @@ export function createVerifier(deps: VerifierDeps): Verifier {
           await sleep(options.errorBackoffMs);
           continue;
         }
-        if (worked > 0) continue;
+        if (worked > 0 || (await sweepStep(sweep, true)) > 0) continue;
         const waiters = idleWaiters;
         idleWaiters = [];
         for (const w of waiters) w();
@@ -507,16 +547,22 @@ export function createVerifier(deps: VerifierDeps): Verifier {
       // far past --timeout, and SIGTERM waited for it. One signal for the whole run.
       const runDeadline = deadlineSignal(opts.timeoutMs, roundsAbort.signal, opts.signal);
       const roundSignal = runDeadline.signal;
+      const sweep = profileSweep(filter);
       try {
         for (;;) {
           if (opts.signal?.aborted || stopping) {
             status = "interrupted";
             break;
           }
-          if (progress.final === progress.total) break;
+          if (progress.final === progress.total && sweep.done) break;
           if (left() <= 0) {
             status = "timed_out";
             break;
+          }
+          const settledAll = progress.final === progress.total;
+          if ((await sweepStep(sweep, settledAll)) > 0 || settledAll) {
+            progress = await settled(() => queue.countVerdicts(filter));
+            if (progress.final === progress.total) continue;
           }
           let worked = 0;
           const roundAt = now();
@@ -572,6 +618,7 @@ export function createVerifier(deps: VerifierDeps): Verifier {
         durationMs,
         ...progress,
         ...(rowsHeld ? { rowsHeld: true as const } : {}),
+        rejudged: sweep.reopened,
       };
       const counts = { ...progress, durationMs: summary.durationMs };
       // A run out of time or interrupted is closed now: no ledger read follows it, and its held

@@ -1,4 +1,6 @@
+import { createHash } from "node:crypto";
 import { z } from "zod";
+import { canonicalJson } from "../canonical-json.js";
 import { isBase58OfLength } from "../chain/base58.js";
 import { AppError } from "../errors.js";
 import { readTextAtMost } from "../file-input.js";
@@ -209,6 +211,17 @@ export function parseProfile(data: unknown, source = "profile"): Profile {
     `${source}: ${issues.map((i) => `${i.field}: ${i.message}`).join("; ")}`,
     { field: first.field, issues },
   );
+}
+
+/**
+ * Which profile judged a verdict: its name and the first 16 hex digits of the SHA-256 of its
+ * effective content (defaults filled in, keys in order), e.g. `localnet@3f9a0c2e71b4d865`. A
+ * price, a treasury or any other field edited gives another id; the same content written in
+ * another key order, or with a default spelt out, gives the same one.
+ */
+export function profileId(profile: Profile): string {
+  const digest = createHash("sha256").update(canonicalJson(profile)).digest("hex");
+  return `${profile.name}@${digest.slice(0, 16)}`;
 }
 
 /** Price of a job in base units for the given completion tokens, or null if the model is unpriced. */

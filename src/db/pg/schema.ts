@@ -132,6 +132,7 @@ export const jobs = pgTable(
 
     verdict: text("verdict", { enum: verdicts }).notNull().default("pending"),
     verdictAt: epochMs("verdict_at"),
+    verdictProfile: text("verdict_profile"),
     verifyAttempts: int("verify_attempts").notNull().default(0),
     nextVerifyAt: epochMs("next_verify_at").notNull().default(0),
     leaseOwner: text("lease_owner"),

@@ -1,4 +1,4 @@
-import { and, eq, inArray, isNull, lt, lte, or, type SQL, sql } from "drizzle-orm";
+import { and, eq, gt, inArray, isNull, lt, lte, or, type SQL, sql } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
 import { jobs, ledgerLines } from "../../db/pg/schema.js";
 import { finalVerdicts, type Verdict, verdictIsOpen, verdicts } from "../../db/schema.js";
@@ -11,9 +11,11 @@ import {
   claimedSelection,
   claimOrder,
   jobInWindow,
+  judgedElsewhere,
   NO_FAR_LOOK,
   narrows,
   type QueueFilter,
+  sliceToReopen,
 } from "../queue-rules.js";
 import { maxKeptSignatures } from "../receipt-rules.js";
 import type { PgExecutor } from "./executor.js";
@@ -412,6 +414,50 @@ export function createPgJobQueueStore(store: PgStore): JobQueueStore {
           { cause: error },
         );
       }
+    },
+    async reopenJudgedElsewhere(step) {
+      const stale = and(
+        judgedElsewhere(jobs, step.judgedBy, step.before),
+        filterCondition(step.filter),
+      );
+      const rows = await db
+        .select({ jobId: jobs.jobId, due: sql<boolean>`coalesce(${stale}, false)` })
+        .from(jobs)
+        .where(step.after === null ? undefined : gt(jobs.jobId, step.after))
+        .orderBy(jobs.jobId)
+        .limit(step.scan);
+      const { ids, last, end } = sliceToReopen(rows, step);
+      if (ids.length === 0) return { reopened: [], last, end };
+      const reopened = await db.transaction(async (tx) => {
+        // The receipt writers' turn before any row, as every writer of job rows takes it; a row
+        // another session holds is skipped, never waited for (counted apart by the nightly).
+        await takeReceiptWriterTurn(tx);
+        const free = await tx
+          .select({ jobId: jobs.jobId })
+          .from(jobs)
+          .where(and(jobIdIn(ids), stale))
+          .orderBy(jobs.jobId)
+          .for("update", { skipLocked: true });
+        const found = free.map((r) => r.jobId);
+        await reopenJobsPg(tx, { jobIds: found }, step.t);
+        return found;
+      });
+      return { reopened, last, end };
+    },
+    async countJudgedElsewhere(filter, judgedBy) {
+      return db
+        .select({ profile: jobs.verdictProfile, jobs: sql`count(*)`.mapWith(Number) })
+        .from(jobs)
+        .where(and(judgedElsewhere(jobs, judgedBy), filterCondition(filter)))
+        .groupBy(jobs.verdictProfile);
+    },
+    async openOf(jobIds) {
+      if (jobIds.length === 0) return [];
+      const rows = await db
+        .select({ jobId: jobs.jobId })
+        .from(jobs)
+        .where(and(jobIdIn(jobIds), verdictIsOpen(jobs.verdict)));
+      return rows.map((r) => r.jobId);
     },
   };
 }

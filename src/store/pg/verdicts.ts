@@ -31,7 +31,11 @@ const VERDICT_LOCK_TRIES = 3;
  * rollups follow the jobs rows through the `jobs_rollup_*` statement triggers of
  * migrations/postgres, once for the whole batch.
  */
-export function createPgVerdictStore(store: PgStore, profile: CustodyProfile): VerdictStore {
+export function createPgVerdictStore(
+  store: PgStore,
+  profile: CustodyProfile,
+  judgedBy: string | null = null,
+): VerdictStore {
   const custody = createPgCustodyPinning(profile);
 
   async function writeAll(
@@ -91,7 +95,7 @@ export function createPgVerdictStore(store: PgStore, profile: CustodyProfile): V
       seen.add(d.job.jobId);
     }
     const writes = decisions.filter((d) => firsts.has(d)).map((d) => rowOf(d, stale.has(d), t));
-    const updated = await updateLeased(tx, writes, owner, t);
+    const updated = await updateLeased(tx, writes, owner, t, judgedBy);
 
     const written: boolean[] = [];
     const checksOf: VerdictWrite[] = [];
@@ -293,8 +297,8 @@ const amountColumns = {
 } as const satisfies Record<keyof VerdictAmounts, string>;
 
 /**
- * Writes the rows in one statement, each guarded by `owner`'s lease, and returns the ids of the
- * jobs written. Guard: `UPDATE … WHERE lease_owner = owner RETURNING`, on the rows
+ * Writes the rows in one statement, each guarded by `owner`'s lease, with the profile that judged
+ * them (`judgedBy`), and returns the ids of the jobs written. Guard: `UPDATE … WHERE lease_owner = owner RETURNING`, on the rows
  * `leasedRowsFree` locked (its lease checked on the latest committed row, so a claim or reopen
  * that took the lease first makes that job's write touch nothing; one still under way holds the
  * row, which is left out). One
@@ -306,6 +310,7 @@ async function updateLeased(
   rows: readonly JobWrite[],
   owner: string,
   t: number,
+  judgedBy: string | null,
 ): Promise<Set<string>> {
   if (rows.length === 0) return new Set();
   const column = <T>(pick: (r: JobWrite) => T) => sql.param(rows.map(pick));
@@ -315,6 +320,7 @@ async function updateLeased(
     WITH free AS (${leasedRowsFree(rows, owner)})
     UPDATE jobs SET
       verdict = u.verdict,
+      verdict_profile = ${judgedBy}::text,
       ${queueColumnsSet(t)},
       unproven = u.unproven::json,
       ${sql.join(

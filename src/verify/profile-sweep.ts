@@ -1,0 +1,98 @@
+import type { JobQueueStore, QueueFilter } from "../store/job-queue.js";
+
+/**
+ * A verifier started under one profile judges again the final verdicts another profile wrote
+ * (a price or a treasury edited, `localnet` swapped for `decentral-mainnet`), and those written
+ * before the profile was recorded: each says which profile reached it (`jobs.verdict_profile`).
+ *
+ * Paced: at most `batch` such jobs are open at a time, and the next are reopened only once half
+ * of those are final again, so ten million old verdicts go through the queue beside the new
+ * jobs instead of ahead of them, with the RPC's rate. Jobs are read in `job_id` order, `scan` at
+ * a time, so the whole table is read once per start, never from the start at each step.
+ *
+ * Only verdicts written at or before the verifier's start are judged again: one that a process
+ * under another profile writes later is left to it (and counted apart by the nightly summary),
+ * so two processes under two profiles on one database never send a job back and forth.
+ */
+export interface ProfileSweep {
+  /**
+   * Reopens the next jobs when few enough of the last ones are still open; `idle` (the queue
+   * has nothing due) looks at once, otherwise at most once per `intervalMs`. Returns how many
+   * it reopened.
+   */
+  step(idle: boolean): Promise<number>;
+  /** Every job of the filter was looked at: nothing more to reopen. */
+  readonly done: boolean;
+  /** Jobs reopened so far. */
+  readonly reopened: number;
+}
+
+export interface ProfileSweepDeps {
+  queue: JobQueueStore;
+  /** The `profileId` of the verifier's profile. */
+  judgedBy: string;
+  /** The verifier's start, on the clock verdicts are written by. */
+  before: number;
+  filter: QueueFilter | null;
+  now: () => number;
+  /** Jobs open at once at most (the verifier's claim batch). */
+  batch: number;
+  /** Shortest time between two looks while the queue is busy. */
+  intervalMs: number;
+  /** Jobs read per store call. */
+  scan?: number;
+  /** Jobs read per step at most, when it finds few to reopen. */
+  scanPerStep?: number;
+}
+
+export function createProfileSweep(deps: ProfileSweepDeps): ProfileSweep {
+  const scan = deps.scan ?? 5000;
+  const scanPerStep = deps.scanPerStep ?? 50_000;
+  let after: string | null = null;
+  let done = false;
+  let reopened = 0;
+  let inFlight: string[] = [];
+  let lookedAt = Number.NEGATIVE_INFINITY;
+
+  /** Room for more: at most half the batch of the last ones still open. */
+  async function room(): Promise<number> {
+    if (inFlight.length > 0) inFlight = await deps.queue.openOf(inFlight);
+    return inFlight.length * 2 > deps.batch ? 0 : deps.batch - inFlight.length;
+  }
+
+  return {
+    get done() {
+      return done;
+    },
+    get reopened() {
+      return reopened;
+    },
+    async step(idle) {
+      if (done) return 0;
+      const t = deps.now();
+      if (!idle && t - lookedAt < deps.intervalMs) return 0;
+      lookedAt = t;
+      let limit = await room();
+      if (limit === 0) return 0;
+      const taken: string[] = [];
+      for (let read = 0; limit > 0 && read < scanPerStep && !done; read += scan) {
+        const slice = await deps.queue.reopenJudgedElsewhere({
+          judgedBy: deps.judgedBy,
+          before: deps.before,
+          after,
+          scan,
+          limit,
+          filter: deps.filter,
+          t: deps.now(),
+        });
+        after = slice.last;
+        done = slice.end;
+        taken.push(...slice.reopened);
+        limit -= slice.reopened.length;
+      }
+      inFlight = [...inFlight, ...taken];
+      reopened += taken.length;
+      return taken.length;
+    },
+  };
+}

@@ -1,0 +1,148 @@
+import { describe, expect, it } from "vitest";
+import type { Store } from "../src/db/client.js";
+import { createLogger } from "../src/log.js";
+import { auditRecord } from "../src/reports/audit-record.js";
+import { createJobQueueStore } from "../src/store/job-queue.js";
+import { reportsStore } from "../src/store/reports.js";
+import { createVerifier } from "../src/verify/engine.js";
+import { localnetProfile, type Profile, profileId } from "../src/verify/profiles.js";
+import { dialects, useDialectStores } from "./support/dialects.js";
+import { useAdversaryHarness } from "./support/operator.js";
+import { quickVerifierOptions } from "./support/quick-verifier.js";
+
+/**
+ * A finance user who fixes a price in the profile expects every verdict to be the fixed
+ * profile's. Each verdict says which profile wrote it, and a verifier started under another
+ * profile judges the final verdicts of the old one again: before, a job verified under the old
+ * price stayed `verified` for good, and `verify` counted it verified under the new profile.
+ */
+
+const log = createLogger({ level: "silent" });
+const DAY = 86_400_000;
+const explorer = { cluster: "mainnet-beta" } as const;
+
+/** localnet with `qwen3-8b` (the harness's model) priced one credit more a request. */
+const repriced: Profile = {
+  ...localnetProfile,
+  pricing: {
+    ...localnetProfile.pricing,
+    "qwen3-8b": { creditsPerRequest: 9, creditsPer1kTokens: 4, includedTokens: 500 },
+  },
+};
+
+describe.each(dialects)("a changed profile on %s", (dialect) => {
+  const stores = useDialectStores(dialect);
+  const h = useAdversaryHarness({ openStore: () => stores.open() });
+
+  const verifierOf = (store: Store, profile: Profile) =>
+    createVerifier({ store, rpc: h.rpc, profile, log, options: quickVerifierOptions });
+
+  /** Money the report of the day counts for the store's jobs. */
+  async function moneyOf(store: Store) {
+    const now = Date.now();
+    const [sums] = await reportsStore(store).groupSums({
+      from: now - DAY,
+      to: now + DAY,
+      groupBy: "key",
+    });
+    return sums?.sums;
+  }
+
+  it("a job verified under localnet, the price then edited, is judged again by `verify` under the new price", async () => {
+    const c = await h.scenario();
+    const plan = h.op.plan({ keyIndex: 1 });
+    const jobId = c.record(plan, h.op.honestJob(plan));
+    await c.verify();
+    const before = await auditRecord(c.store, jobId, explorer);
+    expect(before).toMatchObject({
+      verdict: "verified",
+      verdictProfile: profileId(localnetProfile),
+    });
+    const money = await moneyOf(c.store);
+
+    // `verify` started under the edited profile.
+    const summary = await verifierOf(c.store, repriced).runUntilSettled({}, { timeoutMs: 20_000 });
+    expect(summary).toMatchObject({ status: "completed", rejudged: 1 });
+    expect(await c.outcome(jobId)).toEqual({
+      verdict: "discrepancy",
+      failing: ["charge.matches_price"],
+    });
+    const after = await auditRecord(c.store, jobId, explorer);
+    expect(after?.verdictProfile).toBe(profileId(repriced));
+    expect(profileId(repriced)).not.toBe(profileId(localnetProfile));
+    // The report's money is what moved on chain, whichever profile judged it.
+    const moved = await moneyOf(c.store);
+    const movedKeys = [
+      "charged_units",
+      "escrowed_units",
+      "worker_paid_units",
+      "treasury_paid_units",
+      "refunded_units",
+      "fees_lamports",
+    ];
+    for (const key of movedKeys) expect(moved?.[key], key).toBe(money?.[key]);
+    expect(moved?.charged_units).toBe(plan.charge);
+    // Judged again, the job is a discrepancy: its money is now counted as disputed.
+    expect(moved?.disputed_charged_units).toBe(plan.charge);
+    expect(
+      await createJobQueueStore(c.store).countJudgedElsewhere({}, profileId(repriced)),
+    ).toEqual([]);
+
+    // Started again under the same profile: nothing to judge again.
+    const again = await verifierOf(c.store, repriced).runUntilSettled({}, { timeoutMs: 20_000 });
+    expect(again.rejudged).toBe(0);
+  }, 60_000);
+
+  it("`serve` started under the edited profile judges the old verdicts again", async () => {
+    const c = await h.scenario();
+    const plan = h.op.plan({ keyIndex: 2 });
+    const jobId = c.record(plan, h.op.honestJob(plan));
+    await c.verify();
+    expect((await c.outcome(jobId)).verdict).toBe("verified");
+
+    const serve = verifierOf(c.store, repriced);
+    serve.start();
+    try {
+      await expect
+        .poll(async () => (await auditRecord(c.store, jobId, explorer))?.verdictProfile, {
+          timeout: 20_000,
+        })
+        .toBe(profileId(repriced));
+    } finally {
+      await serve.stop();
+    }
+    expect(await c.outcome(jobId)).toEqual({
+      verdict: "discrepancy",
+      failing: ["charge.matches_price"],
+    });
+  }, 60_000);
+
+  it("a verdict another profile writes after the verifier started is left to it and counted apart", async () => {
+    const c = await h.scenario();
+    const plan = h.op.plan({ keyIndex: 3 });
+    const jobId = c.record(plan, h.op.honestJob(plan));
+    await c.flush();
+    // Two processes, two profiles: the repriced verifier starts first, then the old one judges.
+    const queue = createJobQueueStore(c.store);
+    const newer = verifierOf(c.store, repriced);
+    const started = Date.now();
+    await verifierOf(c.store, localnetProfile).runUntilSettled({}, { timeoutMs: 20_000 });
+    expect(await queue.countJudgedElsewhere({}, profileId(repriced))).toEqual([
+      { profile: profileId(localnetProfile), jobs: 1 },
+    ]);
+    // A sweep begun before that verdict leaves it: judged once, never back and forth.
+    const slice = await queue.reopenJudgedElsewhere({
+      judgedBy: profileId(repriced),
+      before: started - 1,
+      after: null,
+      scan: 100,
+      limit: 100,
+      filter: null,
+      t: Date.now(),
+    });
+    expect(slice).toEqual({ reopened: [], last: jobId, end: true });
+    expect((await c.outcome(jobId)).verdict).toBe("verified");
+    // Its next start takes it.
+    expect((await newer.runUntilSettled({}, { timeoutMs: 20_000 })).rejudged).toBe(1);
+  }, 60_000);
+});
