@@ -704,6 +704,7 @@ describe("status page", () => {
         },
         profile: async () => ({
           name: "decentral-mainnet",
+          id: "decentral-mainnet@0123456789abcdef",
           gaps: [
             {
               check: "escrow.program, refund.program",

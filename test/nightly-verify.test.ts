@@ -642,6 +642,7 @@ describe("verify: partially verified jobs and profile gaps", () => {
       .run(JSON.stringify(["usage_unknown"]));
     const profile = () => ({
       name: "decentral-mainnet",
+      id: "decentral-mainnet@0123456789abcdef",
       gaps: [{ check: "settlement.program", reason: "the settlement program id is not known" }],
       treasury: { source: "profile" as const, address: "x" },
     });

@@ -1,10 +1,13 @@
 import { describe, expect, it } from "vitest";
 import type { Store } from "../src/db/client.js";
 import { createLogger } from "../src/log.js";
+import type { SettlingEngine } from "../src/nightly/nightly-run.js";
+import { runVerifyCommand } from "../src/nightly/verify-command.js";
 import { auditRecord } from "../src/reports/audit-record.js";
 import { createJobQueueStore } from "../src/store/job-queue.js";
 import { reportsStore } from "../src/store/reports.js";
 import { createVerifier } from "../src/verify/engine.js";
+import { profileStatus } from "../src/verify/profile-status.js";
 import { localnetProfile, type Profile, profileId } from "../src/verify/profiles.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import { useAdversaryHarness } from "./support/operator.js";
@@ -20,6 +23,15 @@ import { quickVerifierOptions } from "./support/quick-verifier.js";
 const log = createLogger({ level: "silent" });
 const DAY = 86_400_000;
 const explorer = { cluster: "mainnet-beta" } as const;
+
+/** localnet with one more model priced: every job's verdict stays, the profile is another. */
+const widened: Profile = {
+  ...localnetProfile,
+  pricing: {
+    ...localnetProfile.pricing,
+    "gemma-3-27b": { creditsPerRequest: 12, creditsPer1kTokens: 6, includedTokens: 500 },
+  },
+};
 
 /** localnet with `qwen3-8b` (the harness's model) priced one credit more a request. */
 const repriced: Profile = {
@@ -144,5 +156,57 @@ describe.each(dialects)("a changed profile on %s", (dialect) => {
     expect((await c.outcome(jobId)).verdict).toBe("verified");
     // Its next start takes it.
     expect((await newer.runUntilSettled({}, { timeoutMs: 20_000 })).rejudged).toBe(1);
+  }, 60_000);
+
+  /** `verify --since 1h` over the store with `engine`, under `profile`: exit code and text. */
+  async function verifyCommand(store: Store, engine: SettlingEngine, profile: Profile) {
+    const out: string[] = [];
+    const code = await runVerifyCommand(
+      store,
+      engine,
+      { since: "1h", timeout: "30s" },
+      { out: (t) => out.push(t), err: () => {}, progress: false },
+      { profile: () => profileStatus(store, profile) },
+    );
+    return { code, text: out.join("") };
+  }
+
+  it("the nightly summary says how many jobs another profile had judged and were judged again", async () => {
+    const c = await h.scenario();
+    const plan = h.op.plan({ keyIndex: 1 });
+    c.record(plan, h.op.honestJob(plan));
+    await c.verify();
+    const { code, text } = await verifyCommand(c.store, verifierOf(c.store, widened), widened);
+    expect(text).toContain("all 1 jobs verified");
+    expect(text).toContain(
+      `1 jobs judged under another profile, queued again and judged under ${profileId(widened)}`,
+    );
+    expect(code).toBe(0);
+  }, 60_000);
+
+  it("the nightly summary does not call verified under its profile a job another profile judged during the run", async () => {
+    const c = await h.scenario();
+    const plan = h.op.plan({ keyIndex: 2 });
+    const jobId = c.record(plan, h.op.honestJob(plan));
+    await c.flush();
+    const newer = verifierOf(c.store, widened);
+    // The run under `widened` settles; a process under localnet, started meanwhile, judges
+    // the job again before the summary is read.
+    const engine: SettlingEngine = {
+      async runUntilSettled(filter, opts) {
+        const result = await newer.runUntilSettled(filter, opts);
+        await verifierOf(c.store, localnetProfile).runUntilSettled({}, { timeoutMs: 20_000 });
+        return result;
+      },
+    };
+    const { code, text } = await verifyCommand(c.store, engine, widened);
+    expect((await auditRecord(c.store, jobId, explorer))?.verdictProfile).toBe(
+      profileId(localnetProfile),
+    );
+    expect(text).not.toContain("all 1 jobs verified");
+    expect(text).toContain(
+      `1 jobs judged under another profile than ${profileId(widened)} (${profileId(localnetProfile)}: 1)`,
+    );
+    expect(code).toBe(2);
   }, 60_000);
 });

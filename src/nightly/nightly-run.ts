@@ -13,6 +13,7 @@ import {
   ledgerFindingCount,
 } from "../ledger/window-check.js";
 import { countJobsByVerdict } from "../reports/reconciliation.js";
+import { createJobQueueStore } from "../store/job-queue.js";
 import { createOpsStore } from "../store/ops.js";
 import { countOpenJobWaits, type OpenJobWait } from "../store/queue-rules.js";
 import { createVerificationRunStore, type NightlyRunOutcome } from "../store/verification-runs.js";
@@ -45,6 +46,8 @@ export interface SettlingEngine {
     runId?: number;
     /** A due job's row was held locked by another database session during the run. */
     rowsHeld?: true;
+    /** Final jobs another profile had judged, sent back to be judged under this one. */
+    rejudged?: number;
   }>;
   /**
    * Closes the run row kept `running` (`holdRun`) through the ledger's read, with the night's
@@ -180,6 +183,17 @@ export interface NightlySummary {
   runId: number | null;
   /** The ledger of the window, when the run read it. */
   ledger?: LedgerWindowResult;
+  /**
+   * Jobs of the window another profile had judged before the run began (or judged before the
+   * profile was recorded), judged again under this run's profile; absent when none.
+   */
+  rejudged?: number;
+  /**
+   * Final jobs of the window whose verdict another profile than the run's wrote (a process
+   * under another `AUDIT_PROFILE` judged them after the run began), by that profile (null: not
+   * recorded): not verified under the run's profile, so the run is incomplete. Absent when none.
+   */
+  judgedElsewhere?: { profile: string | null; jobs: number }[];
   /**
    * Set when the database did not answer the summary's reads (an outage outlasting the run):
    * `total`, `byVerdict`, `findings` and `unproven` are then not known, not zero.
@@ -363,6 +377,7 @@ export async function runNightlyVerification(
   /** A due job's row was held locked by another database session during the run. */
   let rowsHeld = false;
   let ledger: LedgerWindowResult | undefined;
+  let rejudged = 0;
 
   // The lock outlives the run's timeout a little, so a crashed run frees it on its own.
   let holder: Awaited<ReturnType<typeof acquireLock>> = null;
@@ -450,6 +465,7 @@ export async function runNightlyVerification(
         runId = result.runId ?? null;
         runStatus = result.status;
         if (result.rowsHeld) rowsHeld = true;
+        rejudged += result.rejudged ?? 0;
         if (result.status === "timed_out") {
           reason = timedOut();
         } else if (result.status === "interrupted") {
@@ -529,6 +545,7 @@ export async function runNightlyVerification(
   let found: NightlyFinding[] = [];
   let unproven: Record<string, number> = {};
   let profile: ProfileStatus | null = null;
+  let judgedElsewhere: { profile: string | null; jobs: number }[] = [];
   let countsUnknown = false;
   let countsRead = false;
   try {
@@ -547,6 +564,16 @@ export async function runNightlyVerification(
     ({ byVerdict, found, unproven } = read);
     countsRead = true;
     profile = (await options.profile?.()) ?? null;
+    if (profile !== null) {
+      // A verdict written before profiles were recorded (null) is the verifier's to judge
+      // again as it starts; the summary names the verdicts another profile is known to write.
+      judgedElsewhere = (
+        await createJobQueueStore(store).countJudgedElsewhere(
+          { from: options.from, to: options.to },
+          profile.id,
+        )
+      ).filter((g) => g.profile !== null);
+    }
   } catch (error) {
     countsUnknown = !countsRead;
     const unknown = countsUnknown ? "; the window's job counts could not be read" : "";
@@ -582,6 +609,8 @@ export async function runNightlyVerification(
     const disagreement = `${byVerdict.rpc_disagreement} jobs in rpc_disagreement: the RPC endpoints disagree on their transactions (${disagreeingText(options.rpcQuorum, unresolvedBefore)}tx inspect SIGNATURE --quorum k)`;
     reason = reason === null ? disagreement : `${reason}; ${disagreement}`;
   }
+  const elsewhere = judgedElsewhereText(judgedElsewhere, profile);
+  if (elsewhere !== null) reason = reason === null ? elsewhere : `${reason}; ${elsewhere}`;
   const bad = byVerdict.discrepancy + byVerdict.dropped + byVerdict.unverifiable;
   const minJobs = options.minJobs ?? 0;
   const ledgerFindings = ledger ? ledgerFindingCount(ledger) : 0;
@@ -652,9 +681,25 @@ export async function runNightlyVerification(
     profile,
     runId,
     ...(ledger ? { ledger } : {}),
+    ...(rejudged > 0 ? { rejudged } : {}),
+    ...(judgedElsewhere.length > 0 ? { judgedElsewhere } : {}),
     ...(countsUnknown ? { countsUnknown: true as const } : {}),
     ...(notStored.length > 0 ? { notStored } : {}),
   };
+}
+
+/**
+ * Why a window whose final jobs include verdicts of another profile is not verified under the
+ * run's: "2 jobs judged under another profile than localnet@… (localnet@…: 2)"; null when none.
+ */
+function judgedElsewhereText(
+  groups: readonly { profile: string | null; jobs: number }[],
+  profile: ProfileStatus | null,
+): string | null {
+  const n = groups.reduce((sum, g) => sum + g.jobs, 0);
+  if (n === 0 || profile === null) return null;
+  const each = groups.map((g) => `${g.profile ?? "not recorded"}: ${g.jobs}`).join(", ");
+  return `${n} jobs judged under another profile than ${profile.id} (${each}) after this run began: another process verifies this database under another AUDIT_PROFILE; they are not verified under ${profile.name} (the next run under it judges them again)`;
 }
 
 /**

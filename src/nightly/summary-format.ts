@@ -107,6 +107,12 @@ const gapLines = (s: NightlySummary) =>
     (g) => `profile ${s.profile!.name} cannot check ${g.check}: ${g.reason}`,
   );
 
+/** "1200 jobs judged under another profile, queued again and judged under localnet@…". */
+const rejudgedText = (s: NightlySummary) =>
+  s.rejudged
+    ? `${s.rejudged} jobs judged under another profile, queued again and judged under ${s.profile?.id ?? "this run's profile"}`
+    : null;
+
 const findingsOf = (s: NightlySummary) => (s.ledger ? ledgerFindingCount(s.ledger) : 0);
 
 /**
@@ -224,6 +230,8 @@ export function summaryToText(s: NightlySummary): string {
   if (s.byVerdict.partially_verified > 0 && s.outcome !== "verified") {
     lines.splice(2, 0, `  partially verified: ${unprovenText(s)}`);
   }
+  const rejudged = rejudgedText(s);
+  if (rejudged) lines.push(`  ${rejudged}`);
   for (const gap of gapLines(s)) lines.push(`  ${gap}`);
   for (const f of s.findings) {
     lines.push(
@@ -265,6 +273,8 @@ export function summaryToMarkdown(s: NightlySummary): string {
   if (s.byVerdict.partially_verified > 0) {
     lines.push("", `Partially verified (no check failed, not proven in full): ${unprovenText(s)}.`);
   }
+  const rejudged = rejudgedText(s);
+  if (rejudged) lines.push("", `${rejudged}.`);
   const gaps = gapLines(s);
   if (gaps.length > 0) lines.push("", ...gaps.map((g) => `- ${g}`));
 

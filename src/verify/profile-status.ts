@@ -1,6 +1,6 @@
 import type { Store } from "../db/client.js";
 import { createCustodyStore } from "../store/custody.js";
-import type { Profile } from "./profiles.js";
+import { type Profile, profileId } from "./profiles.js";
 
 /**
  * What a profile cannot check for any job (profile-level gaps, said once rather than on every
@@ -8,6 +8,8 @@ import type { Profile } from "./profiles.js";
  */
 export interface ProfileStatus {
   name: string;
+  /** The profile's `profileId` (name and content digest): what its verdicts are written under. */
+  id: string;
   /** Checks no job can pass under this profile, with why. */
   gaps: { check: string; reason: string }[];
   treasury:
@@ -37,16 +39,23 @@ export async function profileStatus(store: Store, profile: Profile): Promise<Pro
     });
   }
   if (profile.treasury !== null) {
-    return { name: profile.name, gaps, treasury: { source: "profile", address: profile.treasury } };
+    return {
+      name: profile.name,
+      id: profileId(profile),
+      gaps,
+      treasury: { source: "profile", address: profile.treasury },
+    };
   }
   const treasury = await createCustodyStore(store, profile).treasuryStatus();
-  if (treasury.source === "learned") return { name: profile.name, gaps, treasury };
+  if (treasury.source === "learned")
+    return { name: profile.name, id: profileId(profile), gaps, treasury };
   gaps.push({
     check: "settlement.recipients",
     reason: `the treasury is not known yet: settlements stay partially verified until ${profile.treasuryLearnAfter} agree on one address`,
   });
   return {
     name: profile.name,
+    id: profileId(profile),
     gaps,
     treasury: { ...treasury, needed: profile.treasuryLearnAfter },
   };
