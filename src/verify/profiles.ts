@@ -215,7 +215,7 @@ export function parseProfile(data: unknown, source = "profile"): Profile {
 
 /**
  * Which profile judged a verdict: its name and the first 16 hex digits of the SHA-256 of its
- * effective content (defaults filled in, keys in order), e.g. `localnet@3f9a0c2e71b4d865`. A
+ * effective content (defaults filled in, keys in order), e.g. `localnet@5879846d7abf3e27`. A
  * price, a treasury or any other field edited gives another id; the same content written in
  * another key order, or with a default spelt out, gives the same one.
  */
