@@ -203,7 +203,8 @@ export const jobs = sqliteTable(
     /**
      * The profile that wrote the verdict: its name and a digest of its content (`profileId`).
      * A final verdict of another profile is judged again by a verifier that starts under this
-     * one (src/verify/profile-sweep.ts); null on verdicts written before it was recorded.
+     * one (src/verify/profile-sweep.ts); null on verdicts written before it was recorded, which
+     * are left as they are.
      */
     verdictProfile: text("verdict_profile"),
     verifyAttempts: integer("verify_attempts").notNull().default(0),

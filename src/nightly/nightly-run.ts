@@ -184,14 +184,13 @@ export interface NightlySummary {
   /** The ledger of the window, when the run read it. */
   ledger?: LedgerWindowResult;
   /**
-   * Jobs of the window another profile had judged before the run began (or judged before the
-   * profile was recorded), judged again under this run's profile; absent when none.
+   * Jobs of the window another profile had judged before the run began, judged again under
+   * this run's profile; absent when none.
    */
   rejudged?: number;
   /**
    * Final jobs of the window whose verdict another profile than the run's wrote (a process
-   * under another `AUDIT_PROFILE` judged them after the run began), by that profile (null: not
-   * recorded): not verified under the run's profile, so the run is incomplete. Absent when none.
+   * under another `AUDIT_PROFILE` judged them after the run began), by that profile: not verified under the run's profile, so the run is incomplete. Absent when none.
    */
   judgedElsewhere?: { profile: string | null; jobs: number }[];
   /**
@@ -565,14 +564,10 @@ export async function runNightlyVerification(
     countsRead = true;
     profile = (await options.profile?.()) ?? null;
     if (profile !== null) {
-      // A verdict written before profiles were recorded (null) is the verifier's to judge
-      // again as it starts; the summary names the verdicts another profile is known to write.
-      judgedElsewhere = (
-        await createJobQueueStore(store).countJudgedElsewhere(
-          { from: options.from, to: options.to },
-          profile.id,
-        )
-      ).filter((g) => g.profile !== null);
+      judgedElsewhere = await createJobQueueStore(store).countJudgedElsewhere(
+        { from: options.from, to: options.to },
+        profile.id,
+      );
     }
   } catch (error) {
     countsUnknown = !countsRead;
@@ -698,7 +693,7 @@ function judgedElsewhereText(
 ): string | null {
   const n = groups.reduce((sum, g) => sum + g.jobs, 0);
   if (n === 0 || profile === null) return null;
-  const each = groups.map((g) => `${g.profile ?? "not recorded"}: ${g.jobs}`).join(", ");
+  const each = groups.map((g) => `${g.profile}: ${g.jobs}`).join(", ");
   return `${n} jobs judged under another profile than ${profile.id} (${each}) after this run began: another process verifies this database under another AUDIT_PROFILE; they are not verified under ${profile.name} (the next run under it judges them again)`;
 }
 

@@ -278,10 +278,7 @@ export interface JobQueueStore {
    * `judgedElsewhere` (at most `limit`), checked again as they are reopened.
    */
   reopenJudgedElsewhere(step: SweepStep): Promise<SweepSlice>;
-  /**
-   * Final jobs of `filter` whose verdict another profile than `judgedBy` wrote, counted by that
-   * profile (null: a verdict written before the profile was recorded).
-   */
+  /** Final jobs of `filter` whose verdict another profile than `judgedBy` wrote, by that profile. */
   countJudgedElsewhere(
     filter: QueueFilter | null,
     judgedBy: string,

@@ -253,8 +253,9 @@ export function countOpenJobWaits(
 }
 
 /**
- * A job whose final verdict another profile than `judgedBy` wrote (or one written before the
- * profile was recorded, `verdict_profile` null), at or before `before`: what a verifier started
+ * A job whose final verdict another profile than `judgedBy` wrote, at or before `before` (a
+ * verdict written before profiles were recorded, `verdict_profile` null, is left as it is: its
+ * profile is not known, see README, Known limits): what a verifier started
  * under `judgedBy` at `before` judges again (src/verify/profile-sweep.ts). A verdict another
  * profile wrote after `before` is left to it: two processes under two profiles each judge the
  * other's verdicts of before their start once, never back and forth.
@@ -266,7 +267,7 @@ export function judgedElsewhere(
 ): SQL {
   return and(
     not(verdictIsOpen(jobs.verdict)),
-    or(isNull(jobs.verdictProfile), ne(jobs.verdictProfile, judgedBy)),
+    ne(jobs.verdictProfile, judgedBy),
     before === undefined ? undefined : or(isNull(jobs.verdictAt), lte(jobs.verdictAt, before)),
   )!;
 }

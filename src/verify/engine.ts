@@ -57,8 +57,8 @@ export interface RunSummary extends RunProgress {
    */
   rowsHeld?: true;
   /**
-   * Final jobs another profile had judged before the run began (or judged before the profile
-   * was recorded), sent back to be judged under this one (src/verify/profile-sweep.ts).
+   * Final jobs another profile had judged before the run began, sent back to be judged under
+   * this one (src/verify/profile-sweep.ts).
    */
   rejudged: number;
 }
