@@ -1,5 +1,5 @@
-import { createHash, createPrivateKey, type KeyObject } from "node:crypto";
-import { Keypair, PublicKey } from "@solana/web3.js";
+import { createHash, createPrivateKey, createPublicKey, type KeyObject } from "node:crypto";
+import { PublicKey } from "@solana/web3.js";
 
 /**
  * Every key of the local world is derived from a fixed name, so two runs (and the verifier's
@@ -25,8 +25,6 @@ export const STAKED_WORKER_COUNT = 2;
 
 const SEED_PREFIX = "decentral-audit/localnet/";
 const API_KEY_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-// PKCS#8 DER prefix of an Ed25519 private key; the 32-byte seed follows it.
-const ED25519_PKCS8_PREFIX = Buffer.from("302e020100300506032b657004220420", "hex");
 
 function sha256(text: string): Buffer {
   return createHash("sha256").update(text).digest();
@@ -41,20 +39,22 @@ export interface LocalSigner {
   signingKey: KeyObject;
 }
 
-/** The keypair named `name`, from `Keypair.fromSeed(sha256("decentral-audit/localnet/" + name))`. */
+/**
+ * The keypair named `name`, from `Keypair.fromSeed(sha256("decentral-audit/localnet/" + name))`,
+ * made by node:crypto: web3.js's pure-JS curve math, and node's PKCS#8 decoder, each cost
+ * ~1-2 ms a key on a loaded runner, and a local world's operator makes hundreds.
+ */
 export function localSigner(name: string): LocalSigner {
   const seed = sha256(SEED_PREFIX + name);
-  const keypair = Keypair.fromSeed(seed);
-  return {
-    name,
-    address: keypair.publicKey.toBase58(),
-    publicKey: keypair.publicKey.toBytes(),
-    signingKey: createPrivateKey({
-      key: Buffer.concat([ED25519_PKCS8_PREFIX, seed]),
-      format: "der",
-      type: "pkcs8",
-    }),
-  };
+  // node:crypto makes an Ed25519 private key from `d` (the seed) alone: `x` is required to be a
+  // string and is not read.
+  const signingKey = createPrivateKey({
+    key: { kty: "OKP", crv: "Ed25519", d: seed.toString("base64url"), x: "" },
+    format: "jwk",
+  });
+  const { x } = createPublicKey(signingKey).export({ format: "jwk" });
+  const publicKey = new PublicKey(Buffer.from(x ?? "", "base64url"));
+  return { name, address: publicKey.toBase58(), publicKey: publicKey.toBytes(), signingKey };
 }
 
 /** API key `i`: `dcntrl_live_` + 32 alphanumerics derived from sha256(".../api-key/" + i). */
