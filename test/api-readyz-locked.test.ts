@@ -8,7 +8,6 @@ import { createToken } from "../src/auth/tokens.js";
 import { openSqliteStore, type Store } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { openPostgres } from "../src/db/pg/client.js";
-import { migratePostgres } from "../src/db/pg/migrate.js";
 import { createLogger } from "../src/log.js";
 import { usePostgresDatabase } from "./support/postgres.js";
 import { holdWriteLockSync } from "./support/write-lock-holder.js";
@@ -19,7 +18,7 @@ import { holdWriteLockSync } from "./support/write-lock-holder.js";
  * not hang until the statement timeout and then read 500.
  */
 
-const database = usePostgresDatabase();
+const database = usePostgresDatabase({ migrated: true });
 const log = createLogger({ level: "silent" });
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -53,7 +52,6 @@ describe("/readyz under a lock held on jobs", () => {
   it("answers 503 within its deadline on PostgreSQL, naming the lag as unknown", async () => {
     const store = openPostgres(database.url, { poolSize: 4, statementTimeoutMs: 30_000 });
     cleanups.push(() => store.close());
-    await migratePostgres(store.pool);
     const probe = await readyz(store);
     expect((await probe()).status).toBe(200);
 

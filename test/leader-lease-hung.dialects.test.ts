@@ -1,7 +1,6 @@
 import pg from "pg";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { openPostgres } from "../src/db/pg/client.js";
-import { migratePostgres } from "../src/db/pg/migrate.js";
 import { holdLeaderLease } from "../src/leader-lease.js";
 import { createLogger } from "../src/log.js";
 import { gate } from "./support/pg-deadlock.js";
@@ -14,12 +13,11 @@ afterEach(async () => {
 });
 
 describe("leader lease on PostgreSQL", () => {
-  const database = usePostgresDatabase();
+  const database = usePostgresDatabase({ migrated: true });
 
   it("stops leading once its lease runs out while a renewal hangs without an answer", async () => {
     const store = openPostgres(database.url);
     cleanup.push(() => store.close());
-    await migratePostgres(store.pool);
     let lost = 0;
     let gained!: () => void;
     const leading = new Promise<void>((resolve) => {
@@ -56,12 +54,11 @@ describe("leader lease on PostgreSQL", () => {
 });
 
 describe("leader lease on PostgreSQL, a host whose wall clock is ahead", () => {
-  const database = usePostgresDatabase();
+  const database = usePostgresDatabase({ migrated: true });
 
   it("does not take a lease another host took between its read of no holder and its claim", async () => {
     const store = openPostgres(database.url);
     cleanup.push(() => store.close());
-    await migratePostgres(store.pool);
     // The lease's first read of the lock finds no row; it is held there, then another host
     // (its clock right) takes the lock, and this host's clock runs an hour ahead.
     const { reached, arrive, opened, open } = gate();

@@ -2,7 +2,6 @@ import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
 import { openPostgres } from "../src/db/pg/client.js";
-import { migratePostgres } from "../src/db/pg/migrate.js";
 import { usePostgresDatabase } from "./support/postgres.js";
 import { startCli } from "./support/service-process.js";
 
@@ -12,7 +11,7 @@ import { startCli } from "./support/service-process.js";
  * as a role of its own.
  */
 
-const database = usePostgresDatabase();
+const database = usePostgresDatabase({ migrated: true });
 const role = `audit_lim_${randomBytes(4).toString("hex")}`;
 const held: pg.Client[] = [];
 
@@ -28,7 +27,6 @@ describe("PostgreSQL with no connection left for the program's role", () => {
   it("says the connection limit is reached, not that the server cannot be reached", async () => {
     const admin = openPostgres(database.url);
     try {
-      await migratePostgres(admin.pool);
       for (const statement of [
         `CREATE ROLE ${role} LOGIN PASSWORD 'pw' CONNECTION LIMIT 2`,
         `GRANT USAGE ON SCHEMA public, drizzle TO ${role}`,

@@ -2,7 +2,6 @@ import { once } from "node:events";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openPostgres, type PgStore } from "../src/db/pg/client.js";
-import { migratePostgres } from "../src/db/pg/migrate.js";
 import { createLogger } from "../src/log.js";
 import { createReceiptWriter } from "../src/recorder/receipt-writer.js";
 import { recordReceiptsUnit } from "../src/store/receipts.js";
@@ -16,7 +15,7 @@ import { receipt } from "./support/recorder-fixtures.js";
  * restores, as a database restart or a network cut would.
  */
 
-const database = usePostgresDatabase();
+const database = usePostgresDatabase({ migrated: true });
 const log = createLogger({ level: "silent" });
 
 /** A TCP relay to the server that can be cut and restored on the same port. */
@@ -69,7 +68,6 @@ beforeAll(async () => {
   const viaRelay = new URL(database.url);
   viaRelay.port = String(relay.port);
   store = openPostgres(viaRelay.href, { poolSize: 2, statementTimeoutMs: 5000 });
-  await migratePostgres(store.pool);
 });
 
 afterAll(async () => {

@@ -1,7 +1,6 @@
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { openPostgres, type PgStore } from "../src/db/pg/client.js";
-import { migratePostgres } from "../src/db/pg/migrate.js";
 import { createReceiptsStore } from "../src/store/receipts.js";
 import { usePostgresDatabase } from "./support/postgres.js";
 import { receipt } from "./support/recorder-fixtures.js";
@@ -12,12 +11,11 @@ import { receipt } from "./support/recorder-fixtures.js";
  * round trip per receipt to read its recorded row. The rows of a batch are read in one.
  */
 
-const database = usePostgresDatabase();
+const database = usePostgresDatabase({ migrated: true });
 let store: PgStore;
 
 beforeAll(async () => {
   store = openPostgres(database.url, { poolSize: 2, statementTimeoutMs: 30_000 });
-  await migratePostgres(store.pool);
 });
 afterAll(async () => {
   await store.close();

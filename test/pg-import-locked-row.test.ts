@@ -1,7 +1,6 @@
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openPostgres, type PgStore } from "../src/db/pg/client.js";
-import { migratePostgres } from "../src/db/pg/migrate.js";
 import { createPgReceiptsStore } from "../src/store/pg/receipts.js";
 import { usePostgresDatabase } from "./support/postgres.js";
 import { receipt } from "./support/recorder-fixtures.js";
@@ -12,13 +11,12 @@ import { receipt } from "./support/recorder-fixtures.js";
  * the whole statement timeout per receipt, then fail with a bare "canceling statement".
  */
 
-const database = usePostgresDatabase();
+const database = usePostgresDatabase({ migrated: true });
 let store: PgStore;
 let locker: pg.Client;
 
 beforeAll(async () => {
   store = openPostgres(database.url, { poolSize: 2, statementTimeoutMs: 30_000 });
-  await migratePostgres(store.pool);
   locker = new pg.Client({ connectionString: database.url });
   await locker.connect();
 });

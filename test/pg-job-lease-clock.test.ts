@@ -1,7 +1,6 @@
 import { sql } from "drizzle-orm";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { openPostgres, type PgStore } from "../src/db/pg/client.js";
-import { migratePostgres } from "../src/db/pg/migrate.js";
 import { createLogger } from "../src/log.js";
 import { createBackfillStore } from "../src/store/backfill.js";
 import { createJobQueueStore } from "../src/store/job-queue.js";
@@ -20,7 +19,7 @@ import { createFakeChain } from "./support/verify-fake-rpc.js";
  * a host behind had its own taken, and the sweep of abandoned runs closed a live run's row.
  */
 
-const database = usePostgresDatabase();
+const database = usePostgresDatabase({ migrated: true });
 const MINUTES_3 = 180_000;
 const stores: PgStore[] = [];
 const stops: (() => Promise<void> | void)[] = [];
@@ -32,13 +31,10 @@ afterAll(async () => {
   for (const store of stores) await store.close();
 });
 
-let migrated: Promise<unknown> | undefined;
 /** One host's store: a pool of its own on the shared database. */
 async function host(): Promise<PgStore> {
   const store = openPostgres(database.url, { poolSize: 4, statementTimeoutMs: 30_000 });
   stores.push(store);
-  migrated ??= migratePostgres(store.pool);
-  await migrated;
   return store;
 }
 

@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { PgStore } from "../src/db/pg/client.js";
-import { migratePostgres } from "../src/db/pg/migrate.js";
 import { createJobQueueStore } from "../src/store/job-queue.js";
 import { createLedgerStore, type LineRead } from "../src/store/ledger.js";
 import { createReceiptsStore } from "../src/store/receipts.js";
@@ -15,14 +14,13 @@ import { receipt } from "./support/recorder-fixtures.js";
  * and the claim sees none of the batch's lines until it commits.
  */
 
-const database = usePostgresDatabase();
+const database = usePostgresDatabase({ migrated: true });
 let hostA: PgStore;
 let hostB: PgStore;
 
 beforeAll(async () => {
   hostA = openHost(database.url);
   hostB = openHost(database.url);
-  await migratePostgres(hostA.pool);
 });
 
 afterAll(async () => {

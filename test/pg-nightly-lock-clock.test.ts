@@ -1,6 +1,5 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { openPostgres, type PgStore } from "../src/db/pg/client.js";
-import { migratePostgres } from "../src/db/pg/migrate.js";
 import { createLogger } from "../src/log.js";
 import { acquireLock } from "../src/nightly/locks.js";
 import { NIGHTLY_LOCK, runNightlyVerification } from "../src/nightly/nightly-run.js";
@@ -16,7 +15,7 @@ import { createFakeChain } from "./support/verify-fake-rpc.js";
  * not be judged against the second's.
  */
 
-const database = usePostgresDatabase();
+const database = usePostgresDatabase({ migrated: true });
 let store: PgStore | undefined;
 
 afterAll(async () => {
@@ -26,7 +25,6 @@ afterAll(async () => {
 describe("the nightly lock on PostgreSQL across hosts whose clocks differ", () => {
   it("is not taken from a live run by a host whose clock is 10 minutes ahead", async () => {
     store = openPostgres(database.url, { poolSize: 4, statementTimeoutMs: 30_000 });
-    await migratePostgres(store.pool);
     const from = Date.UTC(2026, 10, 1);
     await seedJobs(store, [{ jobId: "job_l1", verdict: "verified", leaseOwner: null }]);
     // Host A's run holds the lock: its --timeout 1m plus the minute the lock outlives it.

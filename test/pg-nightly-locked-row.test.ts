@@ -2,7 +2,6 @@ import { sql } from "drizzle-orm";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openPostgres, type PgStore } from "../src/db/pg/client.js";
-import { migratePostgres } from "../src/db/pg/migrate.js";
 import { usePostgresDatabase } from "./support/postgres.js";
 import { seedJobs } from "./support/seed-verdicts.js";
 import { startCli } from "./support/service-process.js";
@@ -15,13 +14,12 @@ import { slotOnlyNode } from "./support/verify-fake-rpc.js";
  * job waits on the locked row.
  */
 
-const database = usePostgresDatabase();
+const database = usePostgresDatabase({ migrated: true });
 let store: PgStore;
 let locker: pg.Client;
 
 beforeAll(async () => {
   store = openPostgres(database.url, { poolSize: 2, statementTimeoutMs: 30_000 });
-  await migratePostgres(store.pool);
   locker = new pg.Client({ connectionString: database.url });
   await locker.connect();
 });

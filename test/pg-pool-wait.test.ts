@@ -4,7 +4,6 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { isTransientPgError } from "../src/db/client.js";
 import { openPostgres, type PgStore } from "../src/db/pg/client.js";
-import { migratePostgres } from "../src/db/pg/migrate.js";
 import { createJobsApiStore, type JobsApiAnswer } from "../src/store/jobs-api.js";
 import { RECEIPT_WRITER_LOCK_CLASS } from "../src/store/pg/group-commit.js";
 import { createReceiptsStore } from "../src/store/receipts.js";
@@ -20,7 +19,7 @@ import { receipt } from "./support/recorder-fixtures.js";
  * timeout ("timeout exceeded when trying to connect"), taken for a database away.
  */
 
-const database = usePostgresDatabase();
+const database = usePostgresDatabase({ migrated: true });
 /** The connect timeout of this file's pools: the production 5 s, shortened to keep it quick. */
 const connectTimeoutMs = 1_000;
 let store: PgStore;
@@ -28,7 +27,6 @@ let locker: pg.Client;
 
 beforeAll(async () => {
   store = openPostgres(database.url, { poolSize: 2, statementTimeoutMs: 30_000, connectTimeoutMs });
-  await migratePostgres(store.pool);
   locker = new pg.Client({ connectionString: database.url });
   await locker.connect();
 });

@@ -1,7 +1,6 @@
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
 import { openPostgres, type PgStore } from "../src/db/pg/client.js";
-import { migratePostgres } from "../src/db/pg/migrate.js";
 import { runNightlyVerification } from "../src/nightly/nightly-run.js";
 import { usePostgresDatabase } from "./support/postgres.js";
 
@@ -10,7 +9,7 @@ import { usePostgresDatabase } from "./support/postgres.js";
  * database with `default_transaction_read_only` on, which stands in for one here).
  */
 
-const database = usePostgresDatabase();
+const database = usePostgresDatabase({ migrated: true });
 let store: PgStore | undefined;
 
 afterAll(async () => {
@@ -19,9 +18,6 @@ afterAll(async () => {
 
 describe("the nightly verify on a read-only PostgreSQL (a read replica's URL)", () => {
   it("exits 2 saying the database is read-only and to point DATABASE_URL at the primary", async () => {
-    const owner = openPostgres(database.url, { poolSize: 1, statementTimeoutMs: 30_000 });
-    await migratePostgres(owner.pool);
-    await owner.close();
     const name = decodeURIComponent(new URL(database.url).pathname.slice(1));
     const admin = new pg.Client({ connectionString: database.url });
     await admin.connect();

@@ -2,7 +2,6 @@ import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openPostgres, type PgStore } from "../src/db/pg/client.js";
-import { migratePostgres } from "../src/db/pg/migrate.js";
 import { createLogger } from "../src/log.js";
 import { createReceiptWriter } from "../src/recorder/receipt-writer.js";
 import {
@@ -22,7 +21,7 @@ import { receipt } from "./support/recorder-fixtures.js";
  * proxy refused every new paid job with 503 and /readyz failed until the turn was free.
  */
 
-const database = usePostgresDatabase();
+const database = usePostgresDatabase({ migrated: true });
 const log = createLogger({ level: "silent" });
 const statementTimeoutMs = 300;
 let store: PgStore;
@@ -30,7 +29,6 @@ let holder: pg.Client;
 
 beforeAll(async () => {
   store = openPostgres(database.url, { poolSize: 2, statementTimeoutMs });
-  await migratePostgres(store.pool);
   holder = new pg.Client({ connectionString: database.url });
   await holder.connect();
 });

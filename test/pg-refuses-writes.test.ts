@@ -4,7 +4,6 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { createToken } from "../src/auth/tokens.js";
 import { openPostgres, type PgStore } from "../src/db/pg/client.js";
-import { migratePostgres } from "../src/db/pg/migrate.js";
 import { createLogger } from "../src/log.js";
 import { createRecordingProxy } from "../src/recorder/proxy.js";
 import { createReceiptWriter } from "../src/recorder/receipt-writer.js";
@@ -26,7 +25,7 @@ import { readJob } from "./support/seed-recorder.js";
  * work away before forwarding it, say why on /readyz, and record again once writes work.
  */
 
-const database = usePostgresDatabase();
+const database = usePostgresDatabase({ migrated: true });
 const log = createLogger({ level: "silent" });
 const role = `app_${randomBytes(4).toString("hex")}`;
 let admin: PgStore;
@@ -34,7 +33,6 @@ let store: PgStore;
 
 beforeAll(async () => {
   admin = openPostgres(database.url);
-  await migratePostgres(admin.pool);
   // A role of least privilege, as a production proxy runs: the superuser would bypass GRANTs.
   const password = randomBytes(12).toString("hex");
   await admin.pool.query(`CREATE ROLE ${role} LOGIN PASSWORD '${password}'`);

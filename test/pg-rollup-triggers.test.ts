@@ -1,6 +1,5 @@
 import { describe, expect, it } from "vitest";
 import { openPostgres, type PgStore } from "../src/db/pg/client.js";
-import { migratePostgres } from "../src/db/pg/migrate.js";
 import { DAY_MS, grains, HOUR_MS, rollupFigureColumns, storedFigures } from "../src/db/rollups.js";
 import type { Verdict } from "../src/db/schema.js";
 import { createLogger } from "../src/log.js";
@@ -125,9 +124,8 @@ describe("PostgreSQL rollup triggers", () => {
 
   let url = "";
   async function freshStore(): Promise<PgStore> {
-    url = await database.create();
+    url = await database.createMigrated();
     const store = openPostgres(url);
-    await migratePostgres(store.pool);
     return store;
   }
 

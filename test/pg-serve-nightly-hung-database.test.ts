@@ -1,6 +1,5 @@
 import { afterAll, describe, expect, it, vi } from "vitest";
 import { openPostgres, type PgStore } from "../src/db/pg/client.js";
-import { migratePostgres } from "../src/db/pg/migrate.js";
 import type { LedgerWindowResult } from "../src/ledger/window-check.js";
 import { createLogger } from "../src/log.js";
 import { scheduleNightlyVerification } from "../src/nightly/cron.js";
@@ -17,7 +16,7 @@ import { createFakeChain } from "./support/verify-fake-rpc.js";
  * the server that, frozen, passes nothing either way and leaves every connection open.
  */
 
-const database = usePostgresDatabase();
+const database = usePostgresDatabase({ migrated: true });
 let direct: PgStore | undefined;
 let through: PgStore | undefined;
 let relay: Awaited<ReturnType<typeof freezingRelay>> | undefined;
@@ -45,7 +44,6 @@ const ledgerResult = (debits: number): LedgerWindowResult => ({
 describe("serve's scheduled nightly on PostgreSQL whose server stops answering mid-run", () => {
   it("gives the run up past its time, marks its row so, and the next fire runs", async () => {
     direct = openPostgres(database.url, { poolSize: 2, statementTimeoutMs: 30_000 });
-    await migratePostgres(direct.pool);
     relay = await freezingRelay(database.url);
     through = openPostgres(relay.url, { poolSize: 4, statementTimeoutMs: 500 });
     const lines: { msg: string; nightly?: { from: number; exitCode: number; reason: string } }[] =

@@ -1,7 +1,6 @@
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openPostgres, type PgStore } from "../src/db/pg/client.js";
-import { migratePostgres } from "../src/db/pg/migrate.js";
 import { AppError } from "../src/errors.js";
 import { createLogger } from "../src/log.js";
 import { createReceiptWriter } from "../src/recorder/receipt-writer.js";
@@ -28,7 +27,7 @@ import { seedJobs } from "./support/seed-verdicts.js";
  * waited as long behind it. A receipt written meanwhile must be answered within about a second.
  */
 
-const database = usePostgresDatabase();
+const database = usePostgresDatabase({ migrated: true });
 const log = createLogger({ level: "silent" });
 const T = Date.UTC(2026, 11, 1, 9);
 let store: PgStore;
@@ -36,7 +35,6 @@ let locker: pg.Client;
 
 beforeAll(async () => {
   store = openPostgres(database.url, { poolSize: 3, statementTimeoutMs: 10_000 });
-  await migratePostgres(store.pool);
   locker = new pg.Client({ connectionString: database.url });
   await locker.connect();
 });

@@ -2,7 +2,6 @@ import { sql } from "drizzle-orm";
 import pg from "pg";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { openPostgres, type PgStore } from "../src/db/pg/client.js";
-import { migratePostgres } from "../src/db/pg/migrate.js";
 import { createLogger } from "../src/log.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile } from "../src/verify/profiles.js";
@@ -18,14 +17,13 @@ import { createFakeChain } from "./support/verify-fake-rpc.js";
  * --timeout, `serve` for as long as the row stayed locked).
  */
 
-const database = usePostgresDatabase();
+const database = usePostgresDatabase({ migrated: true });
 const POLL_MS = 200;
 let store: PgStore;
 let locker: pg.Client;
 
 beforeAll(async () => {
   store = openPostgres(database.url, { poolSize: 4, statementTimeoutMs: 30_000 });
-  await migratePostgres(store.pool);
   locker = new pg.Client({ connectionString: database.url });
   await locker.connect();
 });

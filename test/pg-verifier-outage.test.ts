@@ -1,7 +1,6 @@
 import pg from "pg";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { openPostgres, type PgStore } from "../src/db/pg/client.js";
-import { migratePostgres } from "../src/db/pg/migrate.js";
 import { createLogger } from "../src/log.js";
 import { runNightlyVerification } from "../src/nightly/nightly-run.js";
 import { createVerifier } from "../src/verify/engine.js";
@@ -48,9 +47,8 @@ async function lockTable(url: string, table: string, ms: number) {
 describe("the nightly verify on PostgreSQL while a table lock outlasts the statement timeout", () => {
   for (const table of ["jobs", "verification_runs"]) {
     it(`waits out a lock on ${table} within its time: exit 1 for the discrepancy, every count right`, async () => {
-      const url = await database.create();
+      const url = await database.createMigrated();
       store = openPostgres(url, { poolSize: 4, statementTimeoutMs: 300 });
-      await migratePostgres(store.pool);
       await seedJobs(store, [
         { jobId: "job_v1", verdict: "verified", leaseOwner: null, createdAt: from + 1000 },
         { jobId: "job_v2", verdict: "verified", leaseOwner: null, createdAt: from + 2000 },
@@ -79,9 +77,8 @@ describe("the nightly verify on PostgreSQL while a table lock outlasts the state
 
 describe("serve's verifier on PostgreSQL when its connection is cut between two statements", () => {
   it("goes on verifying: the loop never stops for a statement the outage cut", async () => {
-    const url = await database.create();
+    const url = await database.createMigrated();
     store = openPostgres(url, { poolSize: 4, statementTimeoutMs: 30_000 });
-    await migratePostgres(store.pool);
     // The server ends the session as the loop looks for its next due job after an idle round
     // (pg_terminate_backend, a failover, a restart landing between two statements): the
     // statement is sent as `SELECT pg_terminate_backend(pg_backend_pid())`, so the error is the
@@ -121,9 +118,8 @@ describe("serve's verifier on PostgreSQL when its connection is cut between two 
 
 describe("serve's in-process nightly on PostgreSQL when its outcome's write is cut", () => {
   it("closes the night's row once the database answers, not `running` for as long as serve runs", async () => {
-    const url = await database.create();
+    const url = await database.createMigrated();
     store = openPostgres(url, { poolSize: 4, statementTimeoutMs: 30_000 });
-    await migratePostgres(store.pool);
     await seedJobs(store, [
       { jobId: "job_n1", verdict: "verified", leaseOwner: null, createdAt: from + 1000 },
     ]);

@@ -1,6 +1,5 @@
 import { afterAll, describe, expect, it, vi } from "vitest";
 import { openPostgres, type PgStore } from "../src/db/pg/client.js";
-import { migratePostgres } from "../src/db/pg/migrate.js";
 import { freezingRelay } from "./support/freezing-relay.js";
 import { usePostgresDatabase } from "./support/postgres.js";
 import { seedJobs } from "./support/seed-verdicts.js";
@@ -13,7 +12,7 @@ import { slotOnlyNode } from "./support/verify-fake-rpc.js";
  * nothing either way and leaves every connection open.
  */
 
-const database = usePostgresDatabase();
+const database = usePostgresDatabase({ migrated: true });
 let store: PgStore | undefined;
 let relay: Awaited<ReturnType<typeof freezingRelay>> | undefined;
 
@@ -25,7 +24,6 @@ afterAll(async () => {
 describe("verify on PostgreSQL whose server stops answering mid-run", () => {
   it("exits 2 soon after --timeout, saying so, instead of waiting for the server", async () => {
     store = openPostgres(database.url, { poolSize: 2, statementTimeoutMs: 30_000 });
-    await migratePostgres(store.pool);
     const from = Date.UTC(2026, 10, 1);
     await seedJobs(
       store,

@@ -1,7 +1,6 @@
 import { afterAll, afterEach, beforeEach } from "vitest";
 import type { Store } from "../../src/db/client.js";
 import { openPostgres } from "../../src/db/pg/client.js";
-import { migratePostgres } from "../../src/db/pg/migrate.js";
 import { usePostgresDatabase } from "./postgres.js";
 import { createTestStore } from "./store.js";
 
@@ -38,21 +37,12 @@ export function useDialectStores(dialect: Dialect): DialectStores {
   // on a loaded 2-core runner).
   let template: Promise<string> | undefined;
   const migratedTemplate = (db: NonNullable<typeof database>) => {
-    template ??= (async () => {
-      if (db.migratedTemplate !== undefined) return db.migratedTemplate;
-      const url = await db.create();
-      const store = openPostgres(url, { poolSize: 1, statementTimeoutMs: 30_000 });
-      try {
-        await migratePostgres(store.pool);
-      } finally {
-        // Copied only while nobody is connected to it.
-        await store.close();
-      }
-      return url;
-    })().catch((error: unknown) => {
-      template = undefined;
-      throw error;
-    });
+    template ??= (async () => db.migratedTemplate ?? (await db.createMigrated()))().catch(
+      (error: unknown) => {
+        template = undefined;
+        throw error;
+      },
+    );
     return template;
   };
   // From a block's second store on, the copy for the next one is made while the test that

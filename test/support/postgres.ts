@@ -19,6 +19,11 @@ export interface TestDatabase {
    */
   create(options?: { template?: string }): Promise<string>;
   /**
+   * Another fresh database with every migration applied: a copy of the run's migrated one
+   * (`migratedTemplate`), or one migrated here when the run has none.
+   */
+  createMigrated(): Promise<string>;
+  /**
    * The URL of the run's database with every migration applied (test/support/
    * postgres-global-setup.ts), for `create({ template })`; undefined when the run has none.
    */
@@ -63,15 +68,37 @@ async function createDatabase(created: string[], template?: string): Promise<str
 }
 
 /**
+ * A fresh database with every migration applied: a copy of the run's migrated database, or,
+ * when the run has none, one migrated here (which then fails with the reason).
+ */
+async function createMigratedDatabase(created: string[]): Promise<string> {
+  const template = provided().migratedUrl;
+  if (template !== undefined) return await createDatabase(created, template);
+  const url = await createDatabase(created);
+  // Loaded here only: the module is imported by files that open no store.
+  const { openPostgres } = await import("../../src/db/pg/client.js");
+  const { migratePostgres } = await import("../../src/db/pg/migrate.js");
+  const store = openPostgres(url, { poolSize: 1, statementTimeoutMs: 30_000 });
+  try {
+    await migratePostgres(store.pool);
+  } finally {
+    await store.close();
+  }
+  return url;
+}
+
+/**
  * Declares that this test file uses PostgreSQL: before its tests a fresh database is
  * created (fails, never skips, when there is no server), after them every database it created
- * is dropped. Call at the top level of the file or of a describe block.
+ * is dropped. Call at the top level of the file or of a describe block. `migrated`: the
+ * database has every migration applied (a copy of the run's migrated one): migrating a
+ * database of its own cost a file about half a second of the server's on a loaded runner.
  */
-export function usePostgresDatabase(): TestDatabase {
+export function usePostgresDatabase(options: { migrated?: boolean } = {}): TestDatabase {
   const created: string[] = [];
   let url: string | undefined;
   beforeAll(async () => {
-    url = await createDatabase(created);
+    url = options.migrated ? await createMigratedDatabase(created) : await createDatabase(created);
   });
   afterAll(async () => {
     // Checked before the drop, which would end them: in the shared-imports project the next
@@ -105,6 +132,7 @@ export function usePostgresDatabase(): TestDatabase {
       return url;
     },
     create: (options) => createDatabase(created, options?.template),
+    createMigrated: () => createMigratedDatabase(created),
     get migratedTemplate() {
       return provided().migratedUrl;
     },
