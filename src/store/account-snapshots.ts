@@ -2,6 +2,7 @@ import { and, desc, eq, gte, inArray, isNotNull, isNull, lt, max, sql } from "dr
 import type { SqliteStore, Store } from "../db/client.js";
 import { accountSnapshots, creditVaults } from "../db/schema.js";
 import { pgTwins } from "./pg-twins.js";
+import { perConnectionModule } from "./prepared.js";
 
 /** One `GET /v1/account` answer against the vault's balance (see `accountSnapshots`). */
 export interface AccountSnapshot {
@@ -37,8 +38,10 @@ export interface AccountSnapshotsStore {
 export function createAccountSnapshotsStore(store: Store): AccountSnapshotsStore {
   return store.kind === "postgres"
     ? pgTwins().createPgAccountSnapshotsStore(store)
-    : createSqliteAccountSnapshotsStore(store);
+    : sqliteAccountSnapshotsStore(store);
 }
+
+const sqliteAccountSnapshotsStore = perConnectionModule(createSqliteAccountSnapshotsStore);
 
 function createSqliteAccountSnapshotsStore(store: SqliteStore): AccountSnapshotsStore {
   const { db } = store;

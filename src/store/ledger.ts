@@ -47,6 +47,7 @@ import {
   walkSync,
 } from "./ledger-rules.js";
 import { pgTwins } from "./pg-twins.js";
+import { perConnectionModule } from "./prepared.js";
 
 /**
  * The credit vaults' ledger in the store: `ledger_cursors`, `ledger_lines` and `ledger_daily`
@@ -723,8 +724,10 @@ function findingLineOf(r: FindingRow) {
 export function createLedgerStore(store: Store): LedgerStore {
   return store.kind === "postgres"
     ? pgTwins().createPgLedgerStore(store)
-    : createSqliteLedgerStore(store);
+    : sqliteLedgerStore(store);
 }
+
+const sqliteLedgerStore = perConnectionModule(createSqliteLedgerStore);
 
 /** A row of `jobLockLines`. */
 interface JobLockDb {

@@ -3,6 +3,7 @@ import type { SqliteStore, Store } from "../db/client.js";
 import { locks } from "../db/schema.js";
 import { leaseOnConflict, leaseRow } from "./lock-rules.js";
 import { pgTwins } from "./pg-twins.js";
+import { perConnectionModule } from "./prepared.js";
 
 /** Who holds a lock and until when. */
 export interface LockHolder {
@@ -58,10 +59,10 @@ export interface LockStore {
 
 /** The lock store of either dialect. */
 export function createLockStore(store: Store): LockStore {
-  return store.kind === "postgres"
-    ? pgTwins().createPgLockStore(store)
-    : createSqliteLockStore(store);
+  return store.kind === "postgres" ? pgTwins().createPgLockStore(store) : sqliteLockStore(store);
 }
+
+const sqliteLockStore = perConnectionModule(createSqliteLockStore);
 
 function createSqliteLockStore(store: SqliteStore): LockStore {
   const { db } = store;

@@ -11,6 +11,7 @@ import {
 } from "../db/schema.js";
 import { statusSpaces } from "./jobs-api-rules.js";
 import { pgTwins } from "./pg-twins.js";
+import { perConnectionModule } from "./prepared.js";
 import {
   jobInWindow,
   namesUnseenTransaction,
@@ -99,10 +100,10 @@ export function walFileBytes(store: SqliteStore): number {
 
 /** The ops store of either dialect. */
 export function createOpsStore(store: Store): OpsStore {
-  return store.kind === "postgres"
-    ? pgTwins().createPgOpsStore(store)
-    : createSqliteOpsStore(store);
+  return store.kind === "postgres" ? pgTwins().createPgOpsStore(store) : sqliteOpsStore(store);
 }
+
+const sqliteOpsStore = perConnectionModule(createSqliteOpsStore);
 
 /** The operations queries over `store`, prepared once. */
 function createSqliteOpsStore(store: SqliteStore): OpsStore {

@@ -31,6 +31,19 @@ export function perConnection<T>(prepare: (store: SqliteStore) => T): (store: Sq
 }
 
 /**
+ * `perConnection` for a store module with no state but its statements (`create…Store` of a
+ * dialect): made once per connection, where a verifier, a reader and a statement over one
+ * store each prepared the module's every statement again. Each caller gets its own copy of the
+ * object, so one that replaces a function of it (a test's fault) changes no other's.
+ */
+export function perConnectionModule<T extends object>(
+  create: (store: SqliteStore) => T,
+): (store: SqliteStore) => T {
+  const made = perConnection(create);
+  return (store) => ({ ...made(store) });
+}
+
+/**
  * A named placeholder where drizzle's types admit only values (`.set()`, `.values()`): drizzle
  * encodes it with its column's mapping (bigint, boolean, JSON) when the statement runs.
  */

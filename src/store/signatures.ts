@@ -3,7 +3,13 @@ import type { TransactionFacts } from "../chain/transaction-facts.js";
 import type { SqliteStore, Store } from "../db/client.js";
 import { chainTransactions, finalVerdicts } from "../db/schema.js";
 import { pgTwins } from "./pg-twins.js";
-import { nullableParam, param, prepareRawRows, prepareRows } from "./prepared.js";
+import {
+  nullableParam,
+  param,
+  perConnectionModule,
+  prepareRawRows,
+  prepareRows,
+} from "./prepared.js";
 import { pairKey } from "./signature-pairs.js";
 import { fetchedColumns } from "./signature-rules.js";
 
@@ -130,8 +136,10 @@ const rank = (column: string) =>
 export function createSignatureStore(store: Store): SignatureStore {
   return store.kind === "postgres"
     ? pgTwins().createPgSignatureStore(store)
-    : createSqliteSignatureStore(store);
+    : sqliteSignatureStore(store);
 }
+
+const sqliteSignatureStore = perConnectionModule(createSqliteSignatureStore);
 
 function createSqliteSignatureStore(store: SqliteStore): SignatureStore {
   const { db, sqlite } = store;

@@ -9,6 +9,7 @@ import {
 } from "./custody.js";
 import { waitsForTreasury } from "./custody-rules.js";
 import { pgTwins } from "./pg-twins.js";
+import { perConnection } from "./prepared.js";
 import { attemptsAfter, keepsVerdict } from "./verdict-rules.js";
 
 /**
@@ -88,14 +89,8 @@ export function createVerdictStore(
     : createSqliteVerdictStore(store, profile, judgedBy);
 }
 
-function createSqliteVerdictStore(
-  store: SqliteStore,
-  profile: CustodyProfile,
-  judgedBy: string | null,
-): VerdictStore {
-  const { sqlite } = store;
-  const custody: CustodyPinning = createCustodyPinning(store, profile);
-
+/** The verdict writer's statements, prepared once per connection (see `perConnection`). */
+const verdictStatements = perConnection(({ sqlite }: SqliteStore) => {
   // Raw SQL: the verdict write is the hottest statement of a run; prepared once with named
   // parameters, measured faster than building the update per job.
   const verdictSet = `verdict = @verdict, verdict_at = @verdictAt, verdict_profile = @judgedBy,
@@ -144,6 +139,32 @@ function createSqliteVerdictStore(
     `INSERT INTO check_results (job_id, name, outcome, reason, expected, actual, run_id, checked_at)
      VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
   );
+  return {
+    writeVerdict,
+    writeSameVerdict,
+    writeSameVerdicts,
+    writeVerdictWithAmounts,
+    clearChecks,
+    insertCheck,
+  };
+});
+
+function createSqliteVerdictStore(
+  store: SqliteStore,
+  profile: CustodyProfile,
+  judgedBy: string | null,
+): VerdictStore {
+  const { sqlite } = store;
+  const custody: CustodyPinning = createCustodyPinning(store, profile);
+
+  const {
+    writeVerdict,
+    writeSameVerdict,
+    writeSameVerdicts,
+    writeVerdictWithAmounts,
+    clearChecks,
+    insertCheck,
+  } = verdictStatements(store);
 
   /** Writes one job's verdict, amounts and checks; false when not final or its lease was lost. */
   function writeOne(

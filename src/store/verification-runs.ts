@@ -3,6 +3,7 @@ import type { SqliteStore, Store } from "../db/client.js";
 import { verificationRuns } from "../db/schema.js";
 import { releaseLeasesOf } from "./job-queue.js";
 import { pgTwins } from "./pg-twins.js";
+import { perConnectionModule } from "./prepared.js";
 import { firstUnjudged, type JudgedWindow } from "./run-rules.js";
 
 /**
@@ -104,8 +105,10 @@ const heartbeatName = (owner: string) => `verifier:${owner}`;
 export function createVerificationRunStore(store: Store): VerificationRunStore {
   return store.kind === "postgres"
     ? pgTwins().createPgVerificationRunStore(store)
-    : createSqliteVerificationRunStore(store);
+    : sqliteVerificationRunStore(store);
 }
+
+const sqliteVerificationRunStore = perConnectionModule(createSqliteVerificationRunStore);
 
 function createSqliteVerificationRunStore(store: SqliteStore): VerificationRunStore {
   const { db, sqlite } = store;

@@ -149,6 +149,7 @@ export const sharedImportFiles: readonly string[] = [
   "test/store-jobs-api.dialects.test.ts",
   "test/store-lease-clock.dialects.test.ts",
   "test/store-ledger-memo-plan.test.ts",
+  "test/store-modules-per-connection.test.ts",
   "test/store-ops-locks.dialects.test.ts",
   "test/store-prepared.test.ts",
   "test/store-read-snapshot.test.ts",
