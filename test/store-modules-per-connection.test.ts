@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { createLogger } from "../src/log.js";
 import { createLedgerStore } from "../src/store/ledger.js";
+import { createReportsStore } from "../src/store/reports.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile } from "../src/verify/profiles.js";
 import { createTestStore, recordPrepared } from "./support/store.js";
@@ -26,6 +27,24 @@ describe("store modules on one SQLite connection", () => {
       expect(first).toBeGreaterThan(50);
       // The second verifier's custody store and its statement of `sqlite.transaction` aside.
       expect(prepared.length - first).toBeLessThan(first / 4);
+    } finally {
+      store.close();
+    }
+  });
+
+  it("prepare a report grouping's statements on its first report, not when the module is made", async () => {
+    const store = createTestStore();
+    try {
+      const prepared = recordPrepared(store);
+      const reports = createReportsStore(store);
+      const made = prepared.length;
+      // 4 groupings x (all, one worker) x (rollups, jobs) were prepared at once: 37 in all.
+      expect(made).toBeLessThan(20);
+      const day = Date.UTC(2026, 10, 1);
+      expect(await reports.groupSums({ from: day, to: day + 86_400_000, groupBy: "key" })).toEqual(
+        [],
+      );
+      expect(prepared.length).toBeGreaterThan(made);
     } finally {
       store.close();
     }

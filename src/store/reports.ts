@@ -362,15 +362,24 @@ export function createReportsStore(store: Store): ReportsStore {
     : createSqliteReportsStore(store);
 }
 
-/** Creates the reports' store module; every statement is prepared here, once. */
+/**
+ * Creates the reports' store module; each statement is prepared once (a grouping's on its first
+ * report).
+ */
 function createSqliteReportsStore(store: SqliteStore): ReportsStore {
   const db = store.sqlite;
-  const statements = Object.fromEntries(
-    reportGroupings.map((g) => [
-      g,
-      { all: prepareGrouping(db, g, false), worker: prepareGrouping(db, g, true) },
-    ]),
-  ) as Record<ReportGrouping, { all: GroupingStatements; worker: GroupingStatements }>;
+  // A grouping's statements are prepared on its first report and kept: a store opened for a
+  // few reads (a command, a test) prepared all of them, most never run.
+  const groupings = new Map<string, GroupingStatements>();
+  const groupingStatements = (g: ReportGrouping, worker: boolean) => {
+    const key = `${g}:${worker}`;
+    let prepared = groupings.get(key);
+    if (prepared === undefined) {
+      prepared = prepareGrouping(db, g, worker);
+      groupings.set(key, prepared);
+    }
+    return prepared;
+  };
   const backfillLeft = db.prepare("SELECT 1 FROM job_rollups_backfill LIMIT 1");
   const oldestOpen = db
     .prepare("SELECT min(created_at) AS oldest FROM jobs WHERE verdict = ?")
@@ -512,7 +521,7 @@ function createSqliteReportsStore(store: SqliteStore): ReportsStore {
   };
 
   const periodSums = (query: SumsQuery): GroupSums[] => {
-    const s = statements[query.groupBy][query.worker === undefined ? "all" : "worker"];
+    const s = groupingStatements(query.groupBy, query.worker !== undefined);
     const pieces: PeriodPieces =
       query.source === "jobs" || !complete()
         ? { days: null, hours: [], partial: [{ from: query.from, to: query.to }] }
