@@ -40,7 +40,7 @@ function jobsApi(res: ServerResponse, jobId: string) {
   res.end(
     JSON.stringify({
       id: jobId,
-      status: "completed",
+      status: "settled",
       credits_charged: "0.0042",
       on_chain: { escrow_tx: job.escrow, settlement_tx: job.settlement ?? signature() },
     }),

@@ -77,13 +77,13 @@ describe("the statement of a credit vault against an operator who names its debi
     const c = await h.scenario();
     const from = periodStart();
     // J's receipt names its lock and settlement; the jobs API, asked about it, is still
-    // processing, so J verifies on its receipt alone.
+    // processing, so J passes on its receipt alone (partially verified: no final answer).
     const j = h.op.plan({ keyIndex: 0 });
     const honestJ = h.op.honestJob(j);
     c.record(j, honestJ);
     c.jobsApi(j.jobId, { status: "processing" });
     await h.finalized();
-    expect(await c.verdicts(j.jobId)).toEqual([{ verdict: "verified", failing: [] }]);
+    expect(await c.verdicts(j.jobId)).toEqual([{ verdict: "partially_verified", failing: [] }]);
 
     // The customer tops up; the operator moves 3,000,000 of it into escrow under J's escrow
     // memo and on to the treasury under J's settle memo, and the jobs API then names these two

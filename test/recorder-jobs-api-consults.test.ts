@@ -10,7 +10,7 @@ import { readJob, seedJob } from "./support/seed-recorder.js";
 import { createTestStore } from "./support/store.js";
 
 const settled: JobsApiAnswer = {
-  status: "completed",
+  status: "settled",
   creditsChargedUnits: 42_000n,
   escrowTx: null,
   settlementTx: "5".repeat(88),
@@ -131,6 +131,35 @@ describe("the proxy's jobs API questions", () => {
     expect(turns).toHaveLength(8);
     const late = calls.filter((c) => c.jobId === "job_late").map((c) => c.at);
     expect(late[1]! - late[0]!).toBeGreaterThanOrEqual(25);
+  });
+
+  // An answer naming the settlement ended the questions, whatever its status: the final status
+  // and credits_charged that jobs_api.matches_chain compares with the chain never came.
+  it.each(["settling", "completed"])(
+    "asks again while the answer says %j with the settlement named, and stops at a final status",
+    async (status) => {
+      const naming = { ...settled, status };
+      const { consults, calls, turns } = setup(
+        async (jobId, attempt) => (jobId === "job_never" || attempt < 2 ? naming : settled),
+        { retryDelaysMs: [50, 50, 50] },
+      );
+      consults.ask("job_late", "Bearer k");
+      consults.ask("job_never", "Bearer k");
+      await consults.drain();
+      expect(consults.waiting()).toBe(0);
+      expect(calls.filter((c) => c.jobId === "job_late")).toHaveLength(2);
+      // Out of retries without a final status: left to the settlement backfill (one more write).
+      expect(calls.filter((c) => c.jobId === "job_never")).toHaveLength(4);
+      expect(turns).toHaveLength(7);
+    },
+  );
+
+  it("asks once about a job whose first answer is final", async () => {
+    const { consults, calls } = setup(async () => settled, { retryDelaysMs: [50, 50, 50] });
+    consults.ask("job_a", "Bearer k");
+    consults.ask("job_b", "Bearer k");
+    await consults.drain();
+    expect(calls).toHaveLength(2);
   });
 
   it("makes no more retries once finishing, so a stopping proxy does not wait for them", async () => {
@@ -293,6 +322,56 @@ describe("the proxy's jobs API questions", () => {
       backfillState: "pending",
       backfillNextAt: 7_000,
     });
+  });
+
+  it("leaves a job answered settling to the backfill, which asks until a final status, then gives up", async () => {
+    const store = createTestStore();
+    const { log } = capturedLogger();
+    const writer = createReceiptWriter(store, { log });
+    const [ending, never] = [jobId(), jobId()];
+    for (const id of [ending, never]) {
+      await seedJob(store, { jobId: id, source: "proxy", settlementTx: signature() });
+    }
+    const naming = { ...settled, status: "settling" };
+    const consults = createJobsApiConsults({
+      jobsApi: async () => naming,
+      writer,
+      log,
+      now: () => 5_000,
+      retryDelaysMs: [10],
+      batchMs: 0,
+    });
+    for (const id of [ending, never]) consults.ask(id, "Bearer k");
+    await consults.drain();
+    for (const id of [ending, never]) {
+      expect(await readJob(store, id)).toMatchObject({
+        backfillState: "pending",
+        apiStatus: "settling",
+      });
+    }
+    let clock = 6_000;
+    const backfill = createSettlementBackfill({
+      store,
+      log,
+      writer,
+      apiKey: "dcntrl_live_abcdefghijklmnopqrstuvwxyz012345",
+      jobsApi: async (id) => (id === ending && clock > 6_000 ? settled : naming),
+      now: () => clock,
+      baseDelayMs: 1_000,
+      maxAttempts: 3,
+    });
+    for (; clock < 40_000; clock += 10_000) await backfill.runOnce();
+    expect(await readJob(store, ending)).toMatchObject({
+      backfillState: "done",
+      apiStatus: "settled",
+    });
+    expect(await readJob(store, never)).toMatchObject({
+      backfillState: "gave_up",
+      apiStatus: "settling",
+      backfillAttempts: 3,
+    });
+    await writer.close();
+    store.sqlite.close();
   });
 
   it("stops within its bound on a jobs API that never answers, leaving the jobs to the backfill", async () => {

@@ -10,12 +10,12 @@ import { readApiResponse, readJob, seedJob, updateJob } from "./support/seed-rec
 
 function answer(overrides: Partial<JobsApiAnswer> = {}): JobsApiAnswer {
   return {
-    status: "completed",
+    status: "settled",
     creditsChargedUnits: 80_000n,
     escrowTx: signature(),
     settlementTx: signature(),
     worker: address(),
-    raw: { id: "job", status: "completed" },
+    raw: { id: "job", status: "settled" },
     ...overrides,
   };
 }
@@ -36,10 +36,10 @@ describe.each(dialects)("jobs API answers store on %s", (dialect) => {
       verifyAttempts: 2,
       lastError: "no settlement",
     });
-    const a = answer({ raw: { id, status: "completed", extra: [1, 2] } });
+    const a = answer({ raw: { id, status: "settled", extra: [1, 2] } });
     await createJobsApiStore(store).recordAnswer(id, a, 100);
     expect(await readJob(store, id)).toMatchObject({
-      apiStatus: "completed",
+      apiStatus: "settled",
       apiCreditsChargedUnits: 80_000n,
       apiEscrowTx: a.escrowTx,
       apiSettlementTx: a.settlementTx,
@@ -53,7 +53,7 @@ describe.each(dialects)("jobs API answers store on %s", (dialect) => {
       lastError: null,
       updatedAt: 100,
     });
-    expect(await readApiResponse(store, id)).toEqual({ id, status: "completed", extra: [1, 2] });
+    expect(await readApiResponse(store, id)).toEqual({ id, status: "settled", extra: [1, 2] });
   });
 
   it("never overwrites a recorded settlement signature: a different one stays in the api column", async () => {
@@ -167,6 +167,32 @@ describe.each(dialects)("jobs API answers store on %s", (dialect) => {
       settlementTx: settled.settlementTx,
       backfillState: "done",
       apiCheckedAt: 1_000,
+    });
+  });
+
+  it("keeps the backfill asking after an answer naming the settlement with no final status", async () => {
+    // "settling" (or a word the protocol does not list) with the settlement named ended the
+    // backfill: the final status and credits_charged compared with the chain never came.
+    const store = await stores.open();
+    const id = jobId();
+    await seedJob(store, { jobId: id, settlementTx: null, backfillState: "pending" });
+    const answers = createJobsApiStore(store);
+    const settling = answer({ status: "settling" });
+    await answers.recordAnswer(id, settling, 1_000);
+    expect(await readJob(store, id)).toMatchObject({
+      apiStatus: "settling",
+      settlementTx: settling.settlementTx,
+      backfillState: "pending",
+    });
+    await answers.recordAnswer(id, answer({ status: "completed" }), 2_000);
+    expect((await readJob(store, id))?.backfillState).toBe("pending");
+    // A final answer stamped earlier (another host's clock) still ends it: the row's says less.
+    const final = answer({ status: "settled", settlementTx: settling.settlementTx });
+    await answers.recordAnswer(id, final, 1_500);
+    expect(await readJob(store, id)).toMatchObject({
+      apiStatus: "settled",
+      backfillState: "done",
+      apiCheckedAt: 1_500,
     });
   });
 

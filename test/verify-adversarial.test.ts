@@ -946,6 +946,40 @@ describe.each(dialects)("%s store", (dialect) => {
       },
     );
 
+    // An answer naming the settlement with a status that is not final ("settling", or a word the
+    // protocol does not list) gave no charge to compare: the job was verified as if compared.
+    it.each(["settling", "completed"])(
+      "leaves a job whose jobs API only ever says %j, naming the settlement, not verified",
+      async (status) => {
+        const c = await h.scenario();
+        await c.pinKey(1);
+        const plan = h.op.plan({ keyIndex: 1 });
+        const txs = h.op.honestJob(plan);
+        c.record(plan, txs);
+        c.jobsApi(plan.jobId, {
+          status,
+          credits_charged: Number(plan.charge / 10_000n) * 2,
+          worker_address: plan.worker.address,
+          on_chain: { escrow_tx: txs.escrowTx, settlement_tx: txs.settlementTx },
+        });
+        expect(await c.verdicts(plan.jobId)).toEqual([
+          { verdict: "partially_verified", failing: [] },
+        ]);
+        expect(await c.check(plan.jobId, "jobs_api.matches_chain")).toMatchObject({
+          outcome: "skip",
+          reason: expect.stringContaining(`last answer (${status}) is not final`),
+        });
+        // Its final answer, charging twice what the chain shows, is then compared.
+        c.jobsApi(plan.jobId, {
+          status: "settled",
+          credits_charged: Number(plan.charge / 10_000n) * 2,
+          worker_address: plan.worker.address,
+          on_chain: { escrow_tx: txs.escrowTx, settlement_tx: txs.settlementTx },
+        });
+        expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("jobs_api.matches_chain")]);
+      },
+    );
+
     it('catches a jobs API that says "SETTLED" with another charge than the chain\'s', async () => {
       const c = await h.scenario();
       await c.pinKey(1);

@@ -482,6 +482,20 @@ describe("deciding a claimed job", () => {
       "awaiting_finality",
     );
     expect(decideAs({ source: "proxy" }, processing, timing.now).verdict).toBe("awaiting_finality");
+    // Nor is "settling" naming the settlement: the final status and charge are still to come.
+    const settling = {
+      apiStatus: "settling",
+      apiSettlementTx: settlement.signature,
+      apiCheckedAt: timing.now - 1_000,
+    };
+    expect(decideAs({ source: "proxy" }, settling, timing.now).verdict).toBe("awaiting_finality");
+    const unanswered = decideAs(
+      { source: "proxy", recordedAt: timing.now - 10_000 },
+      settling,
+      timing.now,
+    );
+    expect(unanswered.verdict).toBe("partially_verified");
+    expect(unanswered.evaluation?.unproven).toEqual(["jobs_api_not_final"]);
     // Answered, nobody asking (no key: the backfill gave up), or waited long enough: decided.
     const answered = {
       apiStatus: "settled",

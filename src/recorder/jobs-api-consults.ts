@@ -2,12 +2,7 @@ import { setMaxListeners } from "node:events";
 import type { Logger } from "../log.js";
 import { leaveToBackfillUnit } from "../store/backfill.js";
 import { recordJobsApiAnswerUnit } from "../store/jobs-api.js";
-import {
-  isSettledAnswer,
-  type JobsApiAnswer,
-  type JobsApiClient,
-  JobsApiError,
-} from "./jobs-api.js";
+import { isFinalAnswer, type JobsApiAnswer, type JobsApiClient, JobsApiError } from "./jobs-api.js";
 import type { ReceiptWriter } from "./receipt-writer.js";
 
 export interface JobsApiConsultsOptions {
@@ -15,7 +10,7 @@ export interface JobsApiConsultsOptions {
   writer: ReceiptWriter;
   log: Logger;
   now: () => number;
-  /** Delays of the retries while the answer names no settlement (or the call failed). */
+  /** Delays of the retries while the answer's status is not final (or the call failed). */
   retryDelaysMs: readonly number[];
   /** Longest wait of a job for its batch, in ms. Default 100. */
   batchMs?: number;
@@ -42,8 +37,9 @@ export interface JobsApiConsults {
   /**
    * Asks the jobs API about `jobId` with the caller's `authorization` (held in memory only,
    * until the last attempt), within `batchMs`, and records the answer; asks again after each
-   * retry delay while the answer names no settlement or the call failed for a reason that may
-   * pass.
+   * retry delay while the answer's status is not final (`settling` with the settlement named is
+   * not) or the call failed for a reason that may pass; a job still without a final status
+   * after the last retry is left to the settlement backfill.
    */
   ask(jobId: string, authorization: string): void;
   /** Asks the waiting batch now; resolves when every question asked so far is settled. */
@@ -178,7 +174,7 @@ export function createJobsApiConsults(options: JobsApiConsultsOptions): JobsApiC
           }
         });
         await Promise.race([written, keptNow]);
-        again = !isSettledAnswer(a.answer);
+        again = !isFinalAnswer(a.answer);
       } catch {
         // Not written (the database is away): asked again after the next delay.
       }

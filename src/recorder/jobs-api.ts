@@ -8,7 +8,7 @@ import { operatorText, unreadAmount } from "./operator-values.js";
 import { addressOrNull, signatureOrNull } from "./receipt-input.js";
 import { valueWithoutKey, withoutKey } from "./without-key.js";
 
-export { isSettledAnswer, type JobsApiAnswer } from "../store/jobs-api.js";
+export { isFinalAnswer, type JobsApiAnswer } from "../store/jobs-api.js";
 
 function text(value: unknown): string | null {
   return typeof value === "string" && value.length > 0 && value.length <= 200 ? value : null;

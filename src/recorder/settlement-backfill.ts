@@ -71,7 +71,8 @@ export function backoffDelay(attempt: number, base: number, max: number): number
  * The background loop that obtains settlement signatures the receipt lacked (streamed jobs)
  * from `GET /v1/jobs/{id}` with the job's own key from `DECENTRAL_API_KEYS` (matched by
  * fingerprint) or else `DECENTRAL_API_KEY`, with exponential backoff, until the jobs
- * API names a settlement transaction or says the job was refunded or failed. Its state lives
+ * API gives a final status (settled, refunded or failed: a `settling` answer naming the
+ * settlement is asked about again, for the status and charge compared with the chain). Its state lives
  * in the `jobs.backfill_*` columns, so a restart resumes where it stopped; each claimed job's
  * next attempt time is pushed forward before the call, which keeps two passes off one job.
  */

@@ -7,8 +7,11 @@ import { maxKeptSignatures, needsReopen, type QueueState } from "./receipt-rules
  * store (jobs-api.ts) and the PostgreSQL one (pg/jobs-api.ts).
  */
 
-/** Job statuses after which no settlement signature will ever appear. */
-const terminalWithoutSettlement = new Set(["refunded", "failed"]);
+/**
+ * The statuses of the protocol's list (`pending`, `processing`, `settling`, `settled`, `failed`,
+ * `refunded`) after which the job's status and charge no longer change.
+ */
+const finalStatuses = new Set(["settled", "refunded", "failed"]);
 
 /**
  * The status the jobs API wrote as the word the checks compare: stored as written, but
@@ -28,10 +31,16 @@ export const statusSpaces =
   " \t\n\v\f\r\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a" +
   "\u2028\u2029\u202f\u205f\u3000\ufeff";
 
-/** True when asking the jobs API again cannot bring anything new. */
-export function isSettledAnswer(answer: Pick<JobsApiAnswer, "status" | "settlementTx">): boolean {
+/**
+ * True when the answer's status is final, so asking the jobs API again cannot bring anything
+ * new. An answer naming the settlement is not final by that alone: one that says `settling`
+ * (or a word the protocol does not list) with the settlement named has not given the status and
+ * `credits_charged` that `jobs_api.matches_chain` compares with the chain, and the questions
+ * ended on it never brought them.
+ */
+export function isFinalAnswer(answer: Pick<JobsApiAnswer, "status">): boolean {
   const status = jobStatusWord(answer.status);
-  return answer.settlementTx !== null || (status !== null && terminalWithoutSettlement.has(status));
+  return status !== null && finalStatuses.has(status);
 }
 
 /** Verdicts a verifier will still revisit: an answer makes them due now without reopening. */
@@ -91,16 +100,15 @@ export function answeredSelection<T extends Record<(typeof answeredColumns)[numb
 /**
  * True when the row holds an answer received after this one (`at`) that says at least as much:
  * the proxy and the settlement backfill may ask about one job at once, and an answer committed
- * late must not replace a newer one. An answer that settles a job the row shows unsettled is
- * never dropped, whatever the times say: they come from each process's clock, and a process
+ * late must not replace a newer one. An answer that names a settlement the row lacks, or gives
+ * a final status where the row's is not, is never dropped, whatever the times say: they come from each process's clock, and a process
  * whose clock runs ahead must not hide a settlement another one learnt.
  */
 export function answerIsOlder(row: AnsweredRow, answer: JobsApiAnswer, at: number): boolean {
   if (row.apiCheckedAt === null || row.apiCheckedAt <= at) return false;
-  return (
-    !isSettledAnswer(answer) ||
-    isSettledAnswer({ ...answer, status: row.apiStatus, settlementTx: row.apiSettlementTx })
-  );
+  const settles = answer.settlementTx !== null && row.apiSettlementTx === null;
+  const ends = isFinalAnswer(answer) && !isFinalAnswer({ status: row.apiStatus });
+  return !settles && !ends;
 }
 
 /**
@@ -150,7 +158,7 @@ export function answerConflictSignatures(row: AnsweredRow, answer: JobsApiAnswer
  * The columns of `jobs` an answer writes (its body goes to `job_api_answers`): what it says,
  * the settlement signature when the row had none (a recorded one is never overwritten), the
  * signatures the last answer named that this one drops (kept as conflict signatures), and the
- * backfill ended once nothing more can come.
+ * backfill ended once the status is final (nothing more can come).
  */
 export function answerColumns(row: AnsweredRow, answer: JobsApiAnswer) {
   return {
@@ -163,7 +171,7 @@ export function answerColumns(row: AnsweredRow, answer: JobsApiAnswer) {
     apiWorker: answer.worker,
     settlementTx: row.settlementTx ?? answer.settlementTx,
     backfillState:
-      isSettledAnswer(answer) && row.backfillState === "pending" ? "done" : row.backfillState,
+      isFinalAnswer(answer) && row.backfillState === "pending" ? "done" : row.backfillState,
   };
 }
 

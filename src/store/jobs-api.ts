@@ -22,7 +22,7 @@ import {
 import { prepareOrIgnore } from "./receipts.js";
 import type { WriteUnit } from "./write-unit.js";
 
-export { isSettledAnswer } from "./jobs-api-rules.js";
+export { isFinalAnswer } from "./jobs-api-rules.js";
 
 /** What `GET /v1/jobs/{job_id}` said about a job, reduced to what the audit compares. */
 export interface JobsApiAnswer {

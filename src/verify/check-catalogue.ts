@@ -98,6 +98,8 @@ export const unprovenCodes = {
     "the node named no owner for the escrow account or the credit vault in a job's transaction (every node does since 2021): whether the escrow authority still owned it is not known",
   block_time_unknown:
     "the node reported no block time for the job's lock or its release (every node does for a finalized transaction): whether the release came within the window is not known",
+  jobs_api_not_final:
+    "the jobs API gave no final status for the job (settled, refunded or failed): the status and credits charged it shows the customer are not compared with the chain",
   inner_instructions_unknown:
     "the node did not report inner instructions, and other programs were invoked; or it did, and token balances moved by none of them",
 } as const;

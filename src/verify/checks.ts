@@ -14,7 +14,11 @@ import type {
 import { CheckList, fail, pass, skip } from "./checks/check-list.js";
 import { creditsHeaderCheck } from "./checks/credits.js";
 import { escrowChecks, lockWithinCeiling, singleLock, type UsableLock } from "./checks/escrow.js";
-import { jobsApiMatchesChain, jobsApiMatchesReceipt } from "./checks/jobs-api.js";
+import {
+  jobsApiAnswerNotFinal,
+  jobsApiMatchesChain,
+  jobsApiMatchesReceipt,
+} from "./checks/jobs-api.js";
 import { parseJobMemos } from "./checks/memos.js";
 import { receiptTime } from "./checks/receipt-time.js";
 import { refundChecks, refundNames } from "./checks/refund.js";
@@ -309,6 +313,7 @@ export function evaluateJob(given: CheckInput): Evaluation {
   list.add(jobsApiMatchesReceipt(job, unserved));
   const locked = escrow !== null && movesCredits(profile, escrow.facts);
   list.add(jobsApiMatchesChain(job, outcome, locked));
+  if (jobsApiAnswerNotFinal(job)) list.unproven.add("jobs_api_not_final");
   list.add(creditsHeaderCheck(job, input.creditsSpan ?? null));
 
   if (job.worker === null && list.outcome("settlement.exists") === "pass") {

@@ -3,7 +3,7 @@ import type { TransactionFacts } from "../chain/transaction-facts.js";
 import type { ReceiptSource, Verdict } from "../db/schema.js";
 import { isStorableUnits, MAX_STORED_UNITS } from "../money.js";
 import { backoff } from "../retry.js";
-import { isSettledAnswer, jobStatusWord } from "../store/jobs-api-rules.js";
+import { isFinalAnswer, jobStatusWord } from "../store/jobs-api-rules.js";
 import type { SignatureRow } from "../store/signatures.js";
 import {
   type CheckResult,
@@ -414,8 +414,8 @@ const isClean = (verdict: Evaluation["verdict"]) =>
   verdict === "verified" || verdict === "partially_verified";
 
 /**
- * Until when a clean verdict waits for the jobs API's answer: while no answer has named the
- * settlement (or said the job was refunded or failed) and someone is asking: the settlement
+ * Until when a clean verdict waits for the jobs API's answer: while no answer has given a final
+ * status (settled, refunded or failed) and someone is asking: the settlement
  * backfill, about a job it holds a key for, up to `jobsApiWaitMs` after the job's recording;
  * else the proxy, about each job it records, up to `proxyJobsApiWaitMs` (its questions and
  * their retries end within it, and a proxy killed before asking leaves nobody to ask). Null
@@ -429,11 +429,9 @@ function jobsApiAnswerBy(job: DecideJob, timing: DecideTiming): number | null {
         ? (timing.proxyJobsApiWaitMs ?? 0)
         : 0;
   if (waitMs <= 0) return null;
-  // "processing" or "settling" is no answer yet: the one that names the settlement (or says
-  // refunded or failed) may name a second settlement.
-  const answered =
-    job.apiCheckedAt !== null &&
-    isSettledAnswer({ status: job.apiStatus, settlementTx: job.apiSettlementTx });
+  // "processing" or "settling" is no answer yet, even naming the settlement: the final one may
+  // name a second settlement, and gives the status and charge compared with the chain.
+  const answered = job.apiCheckedAt !== null && isFinalAnswer({ status: job.apiStatus });
   return answered ? null : job.recordedAt + waitMs;
 }
 

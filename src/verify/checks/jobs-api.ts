@@ -1,4 +1,4 @@
-import { jobStatusWord } from "../../store/jobs-api-rules.js";
+import { isFinalAnswer, jobStatusWord } from "../../store/jobs-api-rules.js";
 import type { CheckResult, ReceiptForChecks } from "./check-input.js";
 import { fail, pass, skip } from "./check-list.js";
 
@@ -63,7 +63,10 @@ export function jobsApiMatchesChain(
   // it, so its lock must have come back, and a settlement of it charged for a job that failed.
   if (status === "failed") return failedJobMatchesChain(job, outcome, locked);
   if (status !== "settled" && status !== "refunded") {
-    return skip(name, `the jobs API's answer (${status ?? "no status"}) is not final`);
+    return skip(
+      name,
+      `the jobs API's last answer (${status ?? "no status"}) is not final: its status and credits charged are not compared with the chain, and the job is asked about again until it gives one (see jobs_api_not_final)`,
+    );
   }
   const expected = {
     status: outcome.kind,
@@ -97,6 +100,15 @@ export function jobsApiMatchesChain(
     return skip(name, "the chain shows no closing transaction to compare with");
   }
   return pass(name, expected, actual);
+}
+
+/**
+ * The jobs API answered, but with no final status (`settling`, `processing`, a word the protocol
+ * does not list): what it says the customer was charged was never compared with the chain, so
+ * the job is not `verified` on it. A final answer later sends the job back to the verifier.
+ */
+export function jobsApiAnswerNotFinal(job: ReceiptForChecks): boolean {
+  return job.apiCheckedAt !== null && !isFinalAnswer({ status: job.apiStatus });
 }
 
 function failedJobMatchesChain(
