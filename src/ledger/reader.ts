@@ -413,17 +413,22 @@ function vaultCreditMovements(
  * when any, else null: a settlement or refund returns money out of escrow, and only that is a
  * job's return; the rest (the customer's own top-up under the job's refund memo, say) is a
  * deposit, and releases no lock. Escrow is the profile's escrow vault, else any account the
- * escrow authority owns; with neither known, all of it counts as escrow's (as before). Money
- * in that no instruction shows (a call a node left out) is not shown to be escrow's either.
+ * escrow authority owns; with neither named, the accounts the locks of the jobs the memos name
+ * credited (`learned`, see `escrowLearned`): a wallet's top-up under a job's settle memo was
+ * read whole as that job's return. With none of these known, all of it counts as escrow's.
+ * Money in that no instruction shows (a call a node left out) is not shown to be escrow's
+ * either.
  */
 export function depositInOf(
   vault: string,
   delta: bigint,
   facts: TransactionFacts,
   profile: Pick<Profile, "usdcMint" | "tokenPrograms" | "escrowVault" | "escrowAuthority">,
+  learned: ReadonlySet<string> = new Set(),
 ): bigint | null {
   if (!facts.succeeded || delta <= 0n) return null;
-  if (profile.escrowVault === null && profile.escrowAuthority === null) return null;
+  const named = profile.escrowVault !== null || profile.escrowAuthority !== null;
+  if (!named && learned.size === 0) return null;
   const ownerOf = (account: string) =>
     facts.tokenChanges.find((c) => c.account === account && c.owner !== null)?.owner ??
     facts.ownersAfter?.find((o) => o.account === account)?.owner ??
@@ -432,7 +437,9 @@ export function depositInOf(
     account !== undefined &&
     (profile.escrowVault !== null
       ? account === profile.escrowVault
-      : ownerOf(account) === profile.escrowAuthority);
+      : named
+        ? ownerOf(account) === profile.escrowAuthority
+        : learned.has(account));
   let fromEscrow = 0n;
   for (const { ix, from } of vaultCreditMovements(vault, facts, profile)) {
     // A Token-2022 fee kept back is no money in: the net credit bounds what counts.
@@ -1165,7 +1172,12 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
    * no owner): the vault's money is then that owner's to spend, whatever its lines sum to.
    * A delegate an Approve gave the vault is kept too, for the same reason.
    */
-  function lineOf(vault: string, signature: string, facts: TransactionFacts): LineRead {
+  function lineOf(
+    vault: string,
+    signature: string,
+    facts: TransactionFacts,
+    escrow: ReadonlySet<string> = new Set(),
+  ): LineRead {
     const mine = facts.tokenChanges.filter((c) => c.account === vault);
     const change = mine.find((c) => isCredit(profile, c));
     const foreign = mine.filter((c) => !isCredit(profile, c));
@@ -1199,7 +1211,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       // Credits paid out beyond the net debit; another mint's tokens are no credits.
       hiddenDebit: hiddenDebitOf(vault, change ? change.delta : 0n, facts, profile),
       // Money in that escrow did not pay: no job's return, whatever memo it carries.
-      depositIn: depositInOf(vault, change ? change.delta : 0n, facts, profile),
+      depositIn: depositInOf(vault, change ? change.delta : 0n, facts, profile, escrow),
     };
   }
 
@@ -1344,6 +1356,57 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     return (await ledger.overdueLocks(vault, 0, toSec, 0, Number.POSITIVE_INFINITY)).length > 0;
   }
 
+  /**
+   * Where the profile names no escrow (neither its vault nor its authority, as the mainnet
+   * profile), escrow is known by what the chain shows: the accounts the vault's locks of a job
+   * (read before, or in this part) credited. Gives, for a transaction, those of the jobs its
+   * memos name; without them all money in under a job's memo was read as escrow's, and a
+   * wallet's top-up under a settle memo as that job's return, its lock released. Empty where
+   * the profile names escrow (the profile decides) or no lock of those jobs is read.
+   */
+  async function escrowLearned(
+    vault: string,
+    factsOf: ReadonlyMap<string, TransactionFacts>,
+  ): Promise<(facts: TransactionFacts) => ReadonlySet<string>> {
+    const none = new Set<string>();
+    if (profile.escrowVault !== null || profile.escrowAuthority !== null) return () => none;
+    const jobsOf = (facts: TransactionFacts) => parseJobMemos(profile, facts.memos);
+    const named = new Set([...factsOf.values()].flatMap((f) => jobsOf(f).map((m) => m.jobId)));
+    if (named.size === 0) return () => none;
+    const locks = await ledger.lockLinesOf(vault, [...named]);
+    const stored = await ledger.storedTransactions(
+      locks.map((l) => l.signature).filter((s) => !factsOf.has(s)),
+    );
+    const lockFacts = (signature: string) => {
+      const row = stored.get(signature);
+      return factsOf.get(signature) ?? (row ? storedFacts(row) : null);
+    };
+    const byJob = new Map<string, Set<string>>();
+    const learn = (jobId: string, facts: TransactionFacts | null) => {
+      if (!facts?.succeeded) return;
+      const paid = facts.tokenChanges.some(
+        (c) => c.account === vault && c.mint === profile.usdcMint && c.delta < 0n,
+      );
+      if (!paid) return;
+      const accounts = byJob.get(jobId) ?? new Set<string>();
+      for (const c of facts.tokenChanges) {
+        if (c.account !== vault && c.mint === profile.usdcMint && c.delta > 0n)
+          accounts.add(c.account);
+      }
+      byJob.set(jobId, accounts);
+    };
+    for (const l of locks) learn(l.jobId, lockFacts(l.signature));
+    // A lock read in this part, with the return it goes with, is in no line yet.
+    for (const facts of factsOf.values()) {
+      for (const m of jobsOf(facts)) if (m.kind === "escrow") learn(m.jobId, facts);
+    }
+    return (facts) => {
+      const accounts = new Set<string>();
+      for (const m of jobsOf(facts)) for (const a of byJob.get(m.jobId) ?? []) accounts.add(a);
+      return accounts;
+    };
+  }
+
   async function readListed(
     vault: string,
     signal?: AbortSignal,
@@ -1423,13 +1486,14 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
         factsOf.set(signature, facts);
         fetched++;
       });
+      const escrowOf = await escrowLearned(vault, factsOf);
       // Lines in their order (oldest first), so a return finds the lock read just before it.
       const reads = part.flatMap((signature) => {
         const aside = asideOf.get(signature);
         if (aside) return [aside];
         const facts = factsOf.get(signature);
         if (!facts) return [];
-        const line = lineOf(vault, signature, facts);
+        const line = lineOf(vault, signature, facts, escrowOf(facts));
         // A balance or movement the store cannot hold (a mint whose authority minted past
         // 2^63, say) would fail this whole part's write, and every sync after it would stop
         // at the same place. The line stays listed, unread: the statement is not complete

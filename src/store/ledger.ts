@@ -266,6 +266,12 @@ export interface ReviewedLine extends LedgerLineRow {
 
 /** Two consecutive movements whose balances do not chain. */
 /** The two lines around a gap, by signature: the movement before it and the one after. */
+/** A vault's line that is a job's lock (`LedgerStore.lockLinesOf`). */
+export interface VaultLockLine {
+  signature: string;
+  jobId: string;
+}
+
 export interface GapLines {
   afterSignature: string;
   beforeSignature: string;
@@ -478,6 +484,12 @@ export interface LedgerStore {
   storedTransactions(
     signatures: readonly string[],
   ): Promise<Map<string, { signature: string; facts: string; raw: string | null }>>;
+  /**
+   * The vault's locks of `jobIds` as read so far: its debits under one's escrow memo, and the
+   * lines kept with one as its lock (the signature, and the job). Where the profile names no
+   * escrow, what they credited is how escrow is known (see `depositInOf`).
+   */
+  lockLinesOf(vault: string, jobIds: readonly string[]): Promise<VaultLockLine[]>;
   /**
    * Writes read lines (oldest first) with the transactions fetched for them, classifying each
    * and marking the locks their returns release, in one IMMEDIATE transaction.
@@ -1780,6 +1792,13 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   const heldLine = sqlite
     .prepare("SELECT 1 FROM ledger_lines WHERE vault = ? AND signature = ?")
     .pluck();
+  // As `lockedHere` finds a job's lock of the vault, by `ledger_lines_memo_job`.
+  const lockLinesOfJob = sqlite.prepare(
+    `SELECT signature, memo_job_id AS jobId FROM ledger_lines INDEXED BY ledger_lines_memo_job
+     WHERE vault = @vault AND memo_kind = 'escrow' AND delta_units < 0 AND memo_job_id = @job
+     UNION SELECT signature, job_id FROM ledger_lines WHERE vault = @vault AND job_id = @job
+       AND kind = 'lock'`,
+  );
   // Room for a heal (`healMakingRoom`): the first line from the later one up with `room` free
   // ords above it, then the lines below it moved up into those a slice at a time.
   const roomTopFrom = big(
@@ -2291,6 +2310,9 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       return storedTx.get(signature) as
         | { signature: string; facts: string; raw: string | null }
         | undefined;
+    },
+    async lockLinesOf(vault, jobIds) {
+      return jobIds.flatMap((job) => lockLinesOfJob.all({ vault, job }) as VaultLockLine[]);
     },
     async storedTransactions(signatures) {
       const out = new Map<string, { signature: string; facts: string; raw: string | null }>();

@@ -2180,6 +2180,37 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         .where(and(eq(chainTransactions.signature, signature), isNotNull(chainTransactions.facts)));
       return row;
     },
+    async lockLinesOf(vault, jobIds) {
+      if (jobIds.length === 0) return [];
+      const byMemo = and(
+        eq(ledgerLines.memoKind, "escrow"),
+        lt(ledgerLines.deltaUnits, 0n),
+        inArray(ledgerLines.memoJobId, [...jobIds]),
+      );
+      const kept = and(eq(ledgerLines.kind, "lock"), inArray(ledgerLines.jobId, [...jobIds]));
+      const rows = await db
+        .selectDistinct({
+          signature: ledgerLines.signature,
+          memoJobId: ledgerLines.memoJobId,
+          memoKind: ledgerLines.memoKind,
+          deltaUnits: ledgerLines.deltaUnits,
+          kind: ledgerLines.kind,
+          jobId: ledgerLines.jobId,
+        })
+        .from(ledgerLines)
+        .where(and(vaultIs(vault), or(byMemo, kept)));
+      const wanted = new Set(jobIds);
+      const out = new Map<string, { signature: string; jobId: string }>();
+      const add = (signature: string, jobId: string | null) => {
+        if (jobId !== null && wanted.has(jobId))
+          out.set(`${signature} ${jobId}`, { signature, jobId });
+      };
+      for (const r of rows) {
+        if (r.memoKind === "escrow" && (r.deltaUnits ?? 0n) < 0n) add(r.signature, r.memoJobId);
+        if (r.kind === "lock") add(r.signature, r.jobId);
+      }
+      return [...out.values()];
+    },
     async storedTransactions(signatures) {
       if (signatures.length === 0) return new Map();
       const rows = await db
