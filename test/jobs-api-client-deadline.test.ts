@@ -107,3 +107,39 @@ describe("jobs API calls sharing one stop signal", () => {
     await expect(ask("job_late", "Bearer k", stop.signal)).rejects.toBeInstanceOf(JobsApiError);
   });
 });
+
+/**
+ * A jobs API answering an error whose body never ends (a 500 page streamed by a balancer, or an
+ * operator stalling the audit): each call failed at once, but its connection stayed in use
+ * reading that body for good, and once every connection was so held no call was answered again.
+ */
+describe("a jobs API whose error answers never end", () => {
+  let url = "";
+  let close: () => Promise<void>;
+  const held: http.ServerResponse[] = [];
+  beforeAll(async () => {
+    const server = http.createServer((req, res) => {
+      if (req.url?.includes("/job_err")) {
+        res.writeHead(500, { "content-type": "text/html" });
+        res.write("<html>");
+        held.push(res);
+        return;
+      }
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ status: "settled" }));
+    });
+    ({ url, close } = await listen(server));
+  });
+  afterAll(() => {
+    for (const res of held) res.destroy();
+    return close();
+  });
+
+  it("leave the client's connections free for the next calls", async () => {
+    const ask = createJobsApiClient(`${url}/v1`, { timeoutMs: 400, maxSockets: 2 });
+    for (const id of ["job_err1", "job_err2"]) {
+      await expect(ask(id, "Bearer k")).rejects.toMatchObject({ status: 500, retryable: true });
+    }
+    expect(await ask("job_fine", "Bearer k")).toMatchObject({ status: "settled" });
+  });
+});

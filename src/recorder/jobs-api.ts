@@ -120,6 +120,22 @@ export function createJobsApiClient(
     }
     watched.add(call);
   };
+  /**
+   * Reads an error answer's body to its end, so that its connection is used again, but no
+   * further than an answer's bound nor longer than one sweep interval (a few hundred bytes come
+   * with the head): a body that never ended held its connection for good, and once each was so
+   * held no call was answered again.
+   */
+  const drainBriefly = (res: http.IncomingMessage, cut: () => void) => {
+    const drain: Call = { end: cut };
+    calls.set(drain, performance.now() - timeoutMs + sweepMs);
+    let size = 0;
+    res.on("data", (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > maxAnswerBytes) cut();
+    });
+    res.on("close", () => calls.delete(drain));
+  };
   return (jobId, authorization, signal) => {
     const call = ask(jobId, authorization, signal);
     call.then(answered, failed);
@@ -165,7 +181,7 @@ export function createJobsApiClient(
             answering = true;
             const status = res.statusCode ?? 0;
             if (status < 200 || status >= 300) {
-              res.resume();
+              drainBriefly(res, () => req.destroy());
               const retryable = status === 429 || status >= 500;
               done(new JobsApiError(`jobs API answered ${status}`, status, retryable));
               return;
