@@ -172,6 +172,7 @@ describe.each(dialects)("%s", (dialect) => {
     const groups = await ops.openJobGroups(...window);
     expect(countOpenJobWaits(groups, { waitsForJobsApi: true })).toEqual({
       held: 0,
+      refused: 0,
       rpc: 1,
       settlement: 1,
       jobs_api: 2,
@@ -183,6 +184,7 @@ describe.each(dialects)("%s", (dialect) => {
     // `verify` alone never holds a job for the jobs API: those wait for their judgement.
     expect(countOpenJobWaits(groups, { waitsForJobsApi: false })).toEqual({
       held: 0,
+      refused: 0,
       rpc: 1,
       settlement: 1,
       jobs_api: 0,

@@ -15,7 +15,7 @@ import {
 import { countJobsByVerdict } from "../reports/reconciliation.js";
 import { createJobQueueStore } from "../store/job-queue.js";
 import { createOpsStore } from "../store/ops.js";
-import { countOpenJobWaits, type OpenJobWait } from "../store/queue-rules.js";
+import { countOpenJobWaits, type OpenJobWait, refusalOf } from "../store/queue-rules.js";
 import { createVerificationRunStore, type NightlyRunOutcome } from "../store/verification-runs.js";
 import type { ProfileStatus } from "../verify/profile-status.js";
 import { acquireLock, releaseLock, sharedLockNow, takeOverLock } from "./locks.js";
@@ -590,7 +590,8 @@ export async function runNightlyVerification(
       // Read now, a row let go before this read counts its job as waiting on something else:
       // one held all run but its last poll interval was called not judged, a slow RPC asked.
       const heldBefore = rowsHeld && waits.held === 0 ? HELD_DURING_RUN : "";
-      waiting = describeWaits(waits) + heldBefore;
+      const refusal = groups.find((g) => g.refusal !== null)?.refusal ?? null;
+      waiting = describeWaits(waits, refusal) + heldBefore;
     } catch {
       // The counts above stand; only the detail is missing.
     }
@@ -767,10 +768,14 @@ function disagreeingText(
 const HELD_DURING_RUN =
   "; a due job's row was held locked by another database session (SELECT ... FOR UPDATE, a long transaction) during the run, which looked at it again only a poll interval later";
 
-/** ": 18 waiting for the jobs API's answer, 2 on RPC trouble", or "" with nothing to say. */
-function describeWaits(waits: Record<OpenJobWait, number>): string {
+/**
+ * ": 18 waiting for the jobs API's answer, 2 on RPC trouble", or "" with nothing to say;
+ * `refusal`, the last error of a job whose verdict write was refused on a held row.
+ */
+function describeWaits(waits: Record<OpenJobWait, number>, refusal: string | null): string {
   const words: Record<OpenJobWait, string> = {
     held: "whose rows another database session holds locked (SELECT ... FOR UPDATE, a long transaction)",
+    refused: `whose verdict write was refused, a row it locks held by another database session (SELECT ... FOR UPDATE, a long transaction)${refusal === null ? "" : `: ${refusalOf(refusal)}`}; tried again after the error backoff`,
     jobs_api: "waiting for the jobs API's answer",
     settlement: "waiting for the settlement backfill to find their settlement",
     rpc: "waiting on RPC trouble",

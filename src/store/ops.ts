@@ -244,8 +244,10 @@ function createSqliteOpsStore(store: SqliteStore): OpsStore {
         noSettlement: Boolean(row.noSettlement),
         answered: Boolean(row.answered),
         unseen: Boolean(row.unseen),
-        // SQLite locks the whole file, never a row: no job waits on one.
+        // SQLite locks the whole file, never a row: no job waits on one, and no verdict write
+        // is refused for one (a busy file fails the round, retried, parking no job).
         held: false,
+        refusal: null,
         n: Number(row.n),
       }));
     },

@@ -176,6 +176,7 @@ export const dueOrFar = (next: Column, at: number | Placeholder, farAfter: numbe
 /** What an open job waits on, for a run that ends with jobs not final. */
 export type OpenJobWait =
   | "held"
+  | "refused"
   | "rpc"
   | "settlement"
   | "jobs_api"
@@ -192,6 +193,29 @@ export const namesUnseenTransaction = (t: { escrowTx: Column; settlementTx: Colu
   sql<unknown>`EXISTS (SELECT 1 FROM chain_transactions c
     WHERE c.signature IN (${t.escrowTx}, ${t.settlementTx}) AND c.state = 'unknown')`;
 
+/**
+ * The start of the last error of a job whose verdict write failed on its own too, parked as
+ * `error` until its next try (src/verify/round.ts).
+ */
+export const VERDICT_NOT_WRITTEN = "the verdict could not be written: ";
+
+/** What a write refused for a row or table another session kept locked says (PostgreSQL). */
+export const HELD_LOCKED = "is held locked by another session";
+
+/**
+ * The job was parked as `error` because its verdict write was refused: a row it locks (a job
+ * its pin reopens, say) stayed held by another database session, not the RPC in trouble.
+ */
+export const verdictRefusedOnHeldRow = (t: { verdict: Column; lastError: Column }) =>
+  sql<unknown>`(${t.verdict} = 'error' AND ${t.lastError} LIKE ${`${VERDICT_NOT_WRITTEN}%${HELD_LOCKED}%`})`;
+
+/**
+ * The refusal a job parked on a held row was written with, from "job X: its row is held locked
+ * by another session (waited …)" up to what became of the write.
+ */
+export const refusalOf = (lastError: string) =>
+  lastError.slice(VERDICT_NOT_WRITTEN.length).split("; ")[0] ?? "";
+
 /** One group of open jobs as the store counts them. */
 export interface OpenJobGroup {
   verdict: Verdict;
@@ -205,12 +229,18 @@ export interface OpenJobGroup {
   unseen: boolean;
   /** Another database session holds the job's row locked as it is read (PostgreSQL only). */
   held: boolean;
+  /**
+   * The last error of one of the group's jobs parked as `error` because their verdict write was
+   * refused on a row another session held locked (`verdictRefusedOnHeldRow`), else null.
+   */
+  refusal: string | null;
   n: number;
 }
 
 /**
  * What the jobs of a group wait on, as the verifier decides it (src/verify/decide.ts): a row
- * another database session holds locked (no claim takes it, no verdict write waits for it), RPC
+ * another database session holds locked (no claim takes it, no verdict write waits for it), a
+ * verdict write refused on a row held so (parked as `error`, though no RPC was in trouble), RPC
  * trouble, the settlement backfill's search, the jobs API's answer (a proxied or backfilled
  * job waits for it), a judgement not yet made, a signature not seen on chain yet, else the
  * chain's finality.
@@ -220,6 +250,7 @@ export function openJobWait(
   verifier: { waitsForJobsApi: boolean },
 ): OpenJobWait {
   if (group.held) return "held";
+  if (group.refusal !== null) return "refused";
   if (rpcTroubleVerdicts.includes(group.verdict)) return "rpc";
   if (group.backfillState === "pending" && group.noSettlement) return "settlement";
   const asks = group.backfillState === "pending" || group.source === "proxy";
@@ -241,6 +272,7 @@ export function countOpenJobWaits(
 ): Record<OpenJobWait, number> {
   const counts: Record<OpenJobWait, number> = {
     held: 0,
+    refused: 0,
     rpc: 0,
     settlement: 0,
     jobs_api: 0,

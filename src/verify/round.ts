@@ -10,6 +10,7 @@ import { backoff } from "../retry.js";
 import type { CustodyStore } from "../store/custody.js";
 import type { ClaimedJob, JobQueueStore, QueueFilter } from "../store/job-queue.js";
 import type { LedgerStore } from "../store/ledger.js";
+import { VERDICT_NOT_WRITTEN } from "../store/queue-rules.js";
 import {
   type FetchedItem,
   pairKey,
@@ -689,7 +690,7 @@ export function createRound(deps: RoundDeps): Round {
     } catch (error) {
       if (isBusyError(error)) throw error;
       const t = now();
-      const lastError = `the verdict could not be written: ${message(error)}`;
+      const lastError = `${VERDICT_NOT_WRITTEN}${message(error)}`;
       deps.log.error({ jobId: w.job.jobId, err: error }, "verdict not written; job held back");
       const delay = backoff(w.job.verifyAttempts, {
         baseMs: options.errorBackoffMs,

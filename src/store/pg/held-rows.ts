@@ -2,6 +2,7 @@ import type { SQL } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
 import { jobs } from "../../db/pg/schema.js";
 import { AppError } from "../../errors.js";
+import { HELD_LOCKED } from "../queue-rules.js";
 import { boundRowLockWaits, sqlStateOf } from "./group-commit.js";
 
 /**
@@ -73,7 +74,7 @@ export async function rowsHeldError(
       : `job ${named.slice(0, 5).join(", ")}${named.length > 5 ? ` and ${named.length - 5} more` : ""}: its row`;
   return new AppError(
     "locked",
-    `${who} is held locked by another session (waited ${wait.tries} times ${wait.waitMs} ms); ${then}`,
+    `${who} ${HELD_LOCKED} (waited ${wait.tries} times ${wait.waitMs} ms); ${then}`,
     { jobIds: named },
     { cause },
   );

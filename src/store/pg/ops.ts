@@ -9,6 +9,7 @@ import {
   namesUnseenTransaction,
   recordedLate,
   rpcTroubleVerdicts,
+  verdictRefusedOnHeldRow,
 } from "../queue-rules.js";
 
 const unverified: Verdict[] = ["discrepancy", "dropped", "unverifiable"];
@@ -91,11 +92,15 @@ export function createPgOpsStore(store: PgStore): OpsStore {
         OR lower(btrim(${jobs.apiStatus}, ${statusSpaces})) IN ('refunded', 'failed')))`,
       unseen: namesUnseenTransaction(jobs),
       held: rowHeldElsewhere,
+      refusedOnHeldRow: verdictRefusedOnHeldRow(jobs),
+      refusal: sql<
+        string | null
+      >`max(CASE WHEN ${verdictRefusedOnHeldRow(jobs)} THEN ${jobs.lastError} END)`,
       n: count(),
     })
     .from(jobs)
     .where(and(verdictIsOpen(jobs.verdict), jobInWindow(jobs, from, to)))
-    .groupBy(sql`1`, sql`2`, sql`3`, sql`4`, sql`5`, sql`6`, sql`7`)
+    .groupBy(sql`1`, sql`2`, sql`3`, sql`4`, sql`5`, sql`6`, sql`7`, sql`8`)
     .prepare("ops_open_job_groups");
 
   const late = db
@@ -168,7 +173,7 @@ export function createPgOpsStore(store: PgStore): OpsStore {
     },
     async openJobGroups(fromMs, toMs) {
       const rows = await openGroups.execute({ from: fromMs, to: toMs });
-      return rows.map((row) => ({
+      return rows.map(({ refusedOnHeldRow: _, ...row }) => ({
         ...row,
         verdict: row.verdict as Verdict,
         noSettlement: Boolean(row.noSettlement),
