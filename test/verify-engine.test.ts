@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import type { TransactionFacts } from "../src/chain/transaction-facts.js";
 import type { SqliteStore } from "../src/db/client.js";
 import { chainTransactions, checkResults, jobs, verificationRuns } from "../src/db/schema.js";
+import { AppError } from "../src/errors.js";
 import { createLogger } from "../src/log.js";
 import { recordJobsApiAnswer } from "../src/recorder/jobs-api.js";
 import { recordReceipt } from "../src/recorder/receipts.js";
@@ -266,6 +267,62 @@ describe("verification engine", () => {
     expect(held?.lastError).toContain("bigint is too big");
     // Parked with the error backoff, not claimed again by the next round.
     expect(held?.nextVerifyAt).toBeGreaterThanOrEqual(t0 + 30_000);
+  });
+
+  it("parks the jobs of a slice making a pin refused on a held row after one wait, not one wait each", async () => {
+    const store = createTestStore();
+    const chain = createFakeChain({ finalitySlots: 1 });
+    // Six jobs of one key, each learning the key's credit vault: one pin, reopening the
+    // keyless jobs drawn on the vault, one of which another session holds locked.
+    const jobIds = Array.from({ length: 6 }, (_, i) => `job_${i}`);
+    for (const jobId of jobIds) {
+      const j = honest(jobId, jobId);
+      chain.land(j.escrow);
+      chain.land(j.settlement);
+      record(store, j.job);
+    }
+    const verdicts = createVerdictStore(store, localnetProfile);
+    const refusal = new AppError(
+      "locked",
+      "job job_keyless: its row is held locked by another session (waited 3 times 1000 ms); none of these verdicts was written; the verifier decides the jobs again",
+    );
+    let refusedWrites = 0;
+    const refusing: typeof verdicts = {
+      write: (decisions, context) => {
+        if (!decisions.some((d) => d.evaluation?.learned.creditVault)) {
+          return verdicts.write(decisions, context);
+        }
+        refusedWrites++;
+        return Promise.reject(refusal);
+      },
+    };
+    const round = createRound({
+      queue: createJobQueueStore(store),
+      signatures: createSignatureStore(store),
+      verdicts: refusing,
+      custody: createCustodyStore(store, localnetProfile, { vaults: [], byKey: {} }),
+      ledger: createLedgerStore(store),
+      configuredVaults: new Set(),
+      rpc: chain.rpc,
+      profile: localnetProfile,
+      options: { ...defaultVerifierOptions, ...fast, errorBackoffMs: 60_000 },
+      owner: "me",
+      now: Date.now,
+      log,
+    });
+    const open = (id: string) => verdictOf(store, id)!.verdict !== "error";
+    for (let i = 0; i < 20 && jobIds.some(open); i++) {
+      await round(null, null, new AbortController().signal);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    for (const jobId of jobIds) {
+      expect(verdictOf(store, jobId), jobId).toMatchObject({
+        verdict: "error",
+        lastError: `the verdict could not be written: ${refusal.message}`,
+      });
+    }
+    // The slice's write, then the first job's alone: the others took its refusal.
+    expect(refusedWrites).toBe(2);
   });
 
   it("needs no RPC call at all for jobs whose transactions are already stored", async () => {

@@ -5,6 +5,7 @@ import { reparseStored } from "../chain/parse-transaction.js";
 import { type RpcDisagreement, RpcDisagreementError } from "../chain/quorum.js";
 import type { TransactionFacts } from "../chain/transaction-facts.js";
 import { isBusyError } from "../db/client.js";
+import { AppError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { backoff } from "../retry.js";
 import type { CustodyStore } from "../store/custody.js";
@@ -662,7 +663,8 @@ export function createRound(deps: RoundDeps): Round {
       // slice is written again job by job, so that job alone is held back, not its neighbours
       // round after round.
       final = [];
-      for (const w of writes) final.push(await writeAlone(w, runId));
+      const refusals = new Map<string, unknown>();
+      for (const w of writes) final.push(await writeAlone(w, runId, refusals));
     }
     decisions.forEach((d, i) => {
       if (!final[i]) return;
@@ -681,14 +683,27 @@ export function createRound(deps: RoundDeps): Round {
   /**
    * Writes one decision on its own. When it still fails, the job is parked as `error` with the
    * failure as its last error, due again after the error backoff (growing with its attempts),
-   * and the round goes on; a failure to park it fails the round.
+   * and the round goes on; a failure to park it fails the round. `refusals`, by pin: a write
+   * refused on a row another session holds (a job its pin reopens) after waits of seconds (4.3 s
+   * on PostgreSQL); a later job of the slice making the same pin is parked with that refusal
+   * without waiting again: every job of a key learning its vault waited as long, one by one.
    */
-  async function writeAlone(w: VerdictWrite, runId: number | null): Promise<boolean> {
+  async function writeAlone(
+    w: VerdictWrite,
+    runId: number | null,
+    refusals: Map<string, unknown>,
+  ): Promise<boolean> {
+    const pins = pinsOf(w);
     try {
+      const earlier = pins.map((pin) => refusals.get(pin)).find((e) => e !== undefined);
+      if (earlier !== undefined) throw earlier;
       const [final] = await deps.verdicts.write([w], { owner, runId, t: now() });
       return final ?? false;
     } catch (error) {
       if (isBusyError(error)) throw error;
+      if (error instanceof AppError && error.code === "locked") {
+        for (const pin of pins) refusals.set(pin, error);
+      }
       const t = now();
       const lastError = `${VERDICT_NOT_WRITTEN}${message(error)}`;
       deps.log.error({ jobId: w.job.jobId, err: error }, "verdict not written; job held back");
@@ -714,6 +729,17 @@ export function createRound(deps: RoundDeps): Round {
       return false;
     }
   }
+}
+
+/**
+ * What a verdict write pins, which may reopen other jobs: its key's credit vault, the treasury.
+ */
+function pinsOf(w: VerdictWrite): string[] {
+  const learned = w.evaluation?.learned;
+  const pins: string[] = [];
+  if (learned?.creditVault) pins.push(`vault ${w.job.keyFingerprint} ${learned.creditVault}`);
+  if (learned?.treasuryCandidate) pins.push("treasury");
+  return pins;
 }
 
 /**
