@@ -585,6 +585,29 @@ describe("CLI exit codes", () => {
     expect(readdirSync(dir)).toEqual(["audit.db"]);
   }, 120_000);
 
+  it("says a --db file another user owns names the file, its owner and mode", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "cli-foreign-"));
+    chmodSync(dir, 0o777);
+    const db = join(dir, "audit.db");
+    copyFileSync(emptyStore(), db);
+    chmodSync(db, 0o600);
+    const owner = statSync(db).uid;
+    // Root reads whatever the mode bits say not: the command runs as nobody then.
+    const user = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
+    if (!("uid" in user)) chmodSync(db, 0o000);
+    const run = await runProcess(
+      process.execPath,
+      cliArgv(["report", "reconciliation", "--since", "24h", "--db", db]),
+      { env: { ...process.env, LOG_LEVEL: "silent" }, timeout: 30_000, ...user },
+    );
+    expect(run.status).toBe(2);
+    expect(run.stderr.trim()).toMatch(
+      new RegExp(
+        `^error: cannot use the SQLite store ${db}: this user \\(uid \\d+\\) cannot read and write the file \\(EACCES; its owner is uid ${owner}, mode [0-7]+\\) \\(check --db / DATABASE_URL\\)$`,
+      ),
+    );
+  }, 60_000);
+
   it("says a store on a full disk names the file and that the disk is full", () => {
     const full = Object.assign(new Error("database or disk is full"), { code: "SQLITE_FULL" });
     expect((storeFileError("/data/audit.db", full) as Error).message).toBe(

@@ -128,6 +128,7 @@ export function storeFileError(path: string, error: unknown): unknown {
   const why = code.startsWith("SQLITE_FULL")
     ? `the disk holding it is full; free space there`
     : (unwritableFolder(folder) ??
+      unwritableFile(path) ??
       `${code.startsWith("SQLITE_READONLY") ? "it is read-only" : "SQLite could not open or write it"} (${code})`);
   return new AppError(
     "store_unavailable",
@@ -135,6 +136,22 @@ export function storeFileError(path: string, error: unknown): unknown {
     { field: "DATABASE_URL" },
     { cause: error },
   );
+}
+
+/**
+ * Why this process cannot read and write the store file itself (another user's, or its mode
+ * says so), or null if it can or the file is not there.
+ */
+function unwritableFile(path: string): string | null {
+  if (!existsSync(path)) return null;
+  try {
+    accessSync(path, constants.R_OK | constants.W_OK);
+    return null;
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    const { uid, mode } = statSync(path);
+    return `this user (uid ${process.getuid?.()}) cannot read and write the file (${String(code)}; its owner is uid ${uid}, mode ${(mode & 0o777).toString(8)})`;
+  }
 }
 
 /** Why SQLite cannot create its `-wal` and `-shm` files in `folder`, or null if it can. */
