@@ -117,6 +117,8 @@ export interface RunningServe {
 type ToWorker =
   | { type: "audit:start"; config: Config }
   | { type: "audit:drain" }
+  /** Answers `audit:may-stop`: another worker listens (or none is coming), stop now. */
+  | { type: "audit:may-stop-res" }
   /** The port the worker listens on is the service's: it may now take the leader lease. */
   | { type: "audit:serving" }
   /** The service's port, answering `audit:port`: the worker listens on it if it got another. */
@@ -131,6 +133,8 @@ type ToPrimary =
   | { type: "audit:ready"; url: string }
   | { type: "audit:failed"; error: string }
   | { type: "audit:drained" }
+  /** A stop signal reached this worker: may it close its listener now? */
+  | { type: "audit:may-stop" }
   | { type: "audit:stats-res"; id: number; stats: ProcessStats }
   | { type: "audit:collect-res"; id: number; metrics?: WireMetrics; error?: string }
   | { type: "audit:counters"; metrics: WireMetrics }
@@ -565,6 +569,32 @@ async function startPrimary(
   /** Living workers that were told to ask for `askPort`. */
   const asking = new Set<Worker>();
   const restartTimers = new Set<NodeJS.Timeout>();
+  /**
+   * Workers a stop signal of their own reached (a rolling restart signals each worker), and
+   * those of them told to wait. node:cluster closes the service's listening socket once no
+   * worker listens on it: the last worker stopping before a replacement listened made every
+   * client meanwhile get ECONNREFUSED. Such a worker goes on serving until another listens.
+   */
+  const leaving = new Set<Worker>();
+  const held = new Set<Worker>();
+  /** Is a worker other than `worker` starting (forked, or its restart due), not yet listening? */
+  const replacementComing = (worker: Worker) =>
+    restartTimers.size > 0 ||
+    Object.values(cluster.workers ?? {}).some(
+      (w) => w !== undefined && w !== worker && !ready.has(w) && !w.isDead(),
+    );
+  const mayStop = (worker: Worker) =>
+    closing ||
+    [...ready].some((w) => w !== worker && !leaving.has(w)) ||
+    !replacementComing(worker);
+  /** Lets each held worker stop that may now. */
+  const letGo = () => {
+    for (const worker of held) {
+      if (!mayStop(worker)) continue;
+      held.delete(worker);
+      send(worker, { type: "audit:may-stop-res" });
+    }
+  };
 
   /**
    * A worker that ended while `serve` stops. A drained worker says so, then exits 0, or kills
@@ -637,9 +667,20 @@ async function startPrimary(
           // Only now may it lead: one that got a port of its own above never takes the lease
           // before it moved.
           send(worker, { type: "audit:serving" });
+          letGo();
           if (ready.size === count) resolve();
         } else if (m.type === "audit:drained") {
           drained.add(worker);
+        } else if (m.type === "audit:may-stop") {
+          leaving.add(worker);
+          held.add(worker);
+          letGo();
+          if (held.has(worker)) {
+            log.info(
+              { workerPid: worker.process.pid },
+              "serve worker asked to stop; it serves until its replacement listens",
+            );
+          }
         } else if (m.type === "audit:failed") {
           if (url === "") reject(new Error(m.error));
         } else if (m.type === "audit:stats-res") {
@@ -669,6 +710,8 @@ async function startPrimary(
       worker.process.once("close", () => judge?.());
       worker.on("exit", (code, signal) => {
         asking.delete(worker);
+        leaving.delete(worker);
+        held.delete(worker);
         const wasReady = ready.delete(worker);
         void metrics.retire(worker.id);
         if (closing) {
@@ -696,6 +739,7 @@ async function startPrimary(
           fork(slot);
         }, delay);
         restartTimers.add(timer);
+        letGo();
       });
     };
     for (let i = 0; i < count; i++) fork({ restartMs: config.WORKER_RESTART_MS, killedAt: [] });
@@ -923,6 +967,22 @@ export function runWorker(): void {
       });
     return closing;
   };
+  /** Settles when the primary lets this worker stop (`audit:may-stop-res`). */
+  let stopAllowed = () => {};
+  /**
+   * A stop signal sent to this worker: it drains once another worker listens on the service's
+   * port (or none is coming), waiting at most the drain time, so the port is never closed
+   * between two workers of a rolling restart. Not started, it has no listener to keep.
+   */
+  const stopOnSignal = () => {
+    if (close === undefined || closing !== undefined || !process.connected) return void drain();
+    const allowed = new Promise<void>((resolve) => {
+      stopAllowed = resolve;
+    });
+    const waited = new Promise<void>((resolve) => setTimeout(resolve, drainTimeoutMs).unref());
+    void Promise.race([allowed, waited]).then(drain);
+    process.send?.({ type: "audit:may-stop" } satisfies ToPrimary);
+  };
   process.on("message", (message: unknown) => {
     if (!isMessage(message)) return;
     const m = message as ToWorker;
@@ -969,13 +1029,15 @@ export function runWorker(): void {
       portAnswered(m.port);
     } else if (m.type === "audit:drain") {
       void drain();
+    } else if (m.type === "audit:may-stop-res") {
+      stopAllowed();
     } else if (m.type === "audit:stats") {
       process.send?.({ type: "audit:stats-res", id: m.id, stats: ownStats() } satisfies ToPrimary);
     }
   });
   // Once the primary is gone (killed), sends to it fail with EPIPE until `disconnect`.
   cluster.worker?.on("error", () => {});
-  for (const signal of STOP_SIGNALS) process.once(signal, () => void drain());
+  for (const signal of STOP_SIGNALS) process.once(signal, stopOnSignal);
   // The primary is gone (killed): node:cluster would exit this worker at once, but an exit can
   // wait for ever on a write to a stdout nobody reads, and a worker left so holds the port
   // without answering. Nothing can drain without the primary: the worker ends outright.

@@ -929,3 +929,50 @@ describe("serve --workers 2, every worker killed while a replacement starts", ()
     expect((await send(serve.url, false)).status).toBe(200);
   }, 120_000);
 });
+
+/** One request to `/healthz` on a connection of its own: its status, or the error's code. */
+function healthz(url: string): Promise<string> {
+  return new Promise((resolve) => {
+    http
+      .get(`${url}/healthz`, { agent: false }, (res) => {
+        res.resume();
+        res.on("end", () => resolve(String(res.statusCode)));
+      })
+      .on("error", (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message));
+  });
+}
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+describe("serve --workers 2, restarted one worker at a time", () => {
+  it("keeps the port when the second worker is signalled before the first's replacement listens", async () => {
+    // The replacement of the first worker starts 1.5 s after it ended: the second is signalled
+    // in between, as a rolling restart that does not wait for each replacement does.
+    const { serve } = await startCluster({ WORKER_RESTART_MS: "1500" });
+    const [first, second] = [...workerPids(serve)] as [number, number];
+    process.kill(first, "SIGTERM");
+    await until(() => !alive(first));
+    process.kill(second, "SIGTERM");
+    const outcomes = new Map<string, number>();
+    const started = Date.now();
+    // Until the replacement listens and the second worker is gone.
+    while (workerPids(serve).size < 3 || alive(second)) {
+      if (Date.now() - started > 20_000) throw new Error("the restart did not end in time");
+      const outcome = await healthz(serve.url);
+      outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
+    }
+    // The port was never closed between the two workers: no client was refused. (A connection
+    // a worker accepts as it closes its listener may still be reset, as in any drain.)
+    expect(outcomes.get("ECONNREFUSED")).toBeUndefined();
+    expect(outcomes.get("200")).toBeGreaterThan(0);
+    expect(alive(serve.child.pid as number)).toBe(true);
+    expect(await healthz(serve.url)).toBe("200");
+  }, 60_000);
+});
