@@ -1059,6 +1059,18 @@ describe("recording proxy", () => {
         createdAt: expect.any(Number),
       },
     });
+    // Imported once the database takes writes, the line completes the row the proxy opened
+    // (it was a conflicting receipt, the job left open without usage), once.
+    store.sqlite.exec("DROP TRIGGER refused");
+    const file = () => Readable.from([`${JSON.stringify(JSON.parse(line ?? "{}").import)}\n`]);
+    expect(await importReceipts(store, file())).toMatchObject({ updated: 1, conflicts: [] });
+    expect(row()).toMatchObject({
+      source: "proxy",
+      captureState: "complete",
+      totalTokens: 3,
+      backfillState: "pending",
+    });
+    expect(await importReceipts(store, file())).toMatchObject({ duplicate: 1, conflicts: [] });
   });
 
   describe("while another process holds the write lock", () => {

@@ -459,6 +459,32 @@ describe.each(dialects)("receipts store on %s", (dialect) => {
     ]);
   });
 
+  it("lets an import complete the proxy's open row only where it contradicts nothing the row knows", async () => {
+    const store = await stores.open();
+    const open = receipt({
+      promptTokens: null,
+      completionTokens: null,
+      totalTokens: null,
+      captureState: "open",
+    });
+    await record(store, open, "proxy", { now: 1 });
+    const logged = { ...open, totalTokens: 12, captureState: undefined };
+    // Another worker than the proxy saw: a conflicting receipt, the row left as it was.
+    expect(outcomes(await record(store, { ...logged, worker: address() }, "import"))).toEqual([
+      "conflict",
+    ]);
+    expect(await readJob(store, open.jobId)).toMatchObject({ captureState: "open" });
+    expect(outcomes(await record(store, logged, "import", { now: 2 }))).toEqual(["updated"]);
+    expect(await readJob(store, open.jobId)).toMatchObject({
+      source: "proxy",
+      captureState: "complete",
+      totalTokens: 12,
+      // The proxy never asked the jobs API about it: the backfill does.
+      backfillState: "pending",
+    });
+    expect(outcomes(await record(store, logged, "import"))).toEqual(["duplicate"]);
+  });
+
   it("writes what a completion or a fill learns in indexed columns, and keeps the rest", async () => {
     const store = await stores.open();
     const open = receipt({

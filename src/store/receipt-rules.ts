@@ -262,6 +262,38 @@ export function differingFields(row: RecordedRow, receipt: ReceiptCore): string[
   return differences;
 }
 
+/**
+ * Does `source`'s receipt complete the proxy's open capture `row`? The proxy's own completion
+ * does; so does an imported one that contradicts no field the open row knows: the line the
+ * proxy logs when it could not write a completion (`receipt completion not recorded`) adds only
+ * what it had not yet seen. Imported as a receipt of another source, its usage was a conflict.
+ */
+export function completesOpenCapture(
+  row: Pick<RecordedRow, "source" | "captureState">,
+  receipt: ReceiptCore,
+  source: ReceiptSource,
+  full: () => RecordedRow,
+): boolean {
+  if (row.source !== "proxy" || row.captureState !== "open") return false;
+  return (
+    source === "proxy" || (source === "import" && differingFields(full(), receipt).length === 0)
+  );
+}
+
+/**
+ * The backfill a completed capture keeps: an import's asks the jobs API (the proxy asks only
+ * once it wrote the completion itself), as does one still without a settlement signature.
+ */
+export function completedBackfill(
+  row: Pick<RecordedRow, "backfillState">,
+  settlementTx: string | null,
+  source: ReceiptSource,
+): "pending" | RecordedRow["backfillState"] {
+  return settlementTx === null || source !== "proxy"
+    ? (row.backfillState ?? "pending")
+    : row.backfillState;
+}
+
 /** Fields the incoming receipt knows and the recorded one does not. */
 export function filledFields(row: RecordedRow, receipt: ReceiptCore): ReceiptField[] {
   return receiptFields.filter((field) => receipt[field] !== null && row[field] === null);

@@ -18,7 +18,9 @@ import {
   captureFields,
   captureParams,
   carriesCapture,
+  completedBackfill,
   completedStatus,
+  completesOpenCapture,
   conflictRecord,
   differingFields,
   filledColumns,
@@ -85,7 +87,8 @@ export interface ReceiptsStore {
    * within the batch is a duplicate or conflict of its earlier item), idempotent on the job id:
    * - `created`: first receipt of the job;
    * - `duplicate`: the same receipt again (same canonical hash), or one that adds nothing;
-   * - `updated`: the proxy completing the row it opened, or a receipt from the same source that
+   * - `updated`: the proxy completing the row it opened (or an import of the completion it
+   *   logged, see `completesOpenCapture`), or a receipt from the same source that
    *   agrees with every recorded field and only fills fields that were unknown (e.g. a
    *   settlement signature, a key fingerprint, `max_tokens`, a credit vault, a new tag name);
    * - `conflict`: a field both receipts know differs (a receipt field, or from the same source
@@ -380,7 +383,13 @@ function recordOne(
   // Neither inserted nor there: the row broke a constraint that OR IGNORE skipped.
   if (recorded === undefined) expectWritten(0, receipt.jobId);
   const completesCapture =
-    recorded?.source === "proxy" && recorded.captureState === "open" && source === "proxy";
+    recorded !== undefined &&
+    completesOpenCapture(
+      recorded,
+      receipt,
+      source,
+      () => st.select.get({ jobId: receipt.jobId }) as StoredRow,
+    );
   if (!completesCapture && recorded?.receiptHash === hash) {
     const status = statusOfCopy(recorded, receipt);
     // Capture fields outside the hash are compared only with the row's own source's (another
@@ -432,7 +441,7 @@ function recordOne(
         settlementTx,
         responseModel: receipt.responseModel ?? row.responseModel,
         creditVault: receipt.creditVault ?? row.creditVault,
-        backfillState: settlementTx === null ? (row.backfillState ?? "pending") : row.backfillState,
+        backfillState: completedBackfill(row, settlementTx, source),
       },
       row,
     );
@@ -441,9 +450,9 @@ function recordOne(
     return { result: { outcome: "updated" }, reopen, named: [...named, ...dropped] };
   }
 
-  // Another source's receipt never completes or corrects this one: anything but the same
-  // receipt is a finding, whether it contradicts a field or only knows more (one that only
-  // knows less is a duplicate).
+  // Past an open capture, another source's receipt never completes or corrects this one:
+  // anything but the same receipt is a finding, whether it contradicts a field or only knows
+  // more (one that only knows less is a duplicate).
   if (row.source !== source) {
     const differences = otherSourceDifferences(row, receipt, statusFinding);
     if (differences.length === 0) return knowingLessOutcome(statusWritten(status), reopen);

@@ -8,7 +8,9 @@ import {
   captureDifferences,
   captureParams,
   carriesCapture,
+  completedBackfill,
   completedStatus,
+  completesOpenCapture,
   conflictRecord,
   differingFields,
   filledColumns,
@@ -242,8 +244,7 @@ async function recordExisting(
 ): Promise<{ result: RecordResult; reopen: boolean; named: string[] }> {
   const hash = receiptHash(receipt);
   const row = read ?? (await lockedRow(tx, receipt.jobId));
-  const completesCapture =
-    row.source === "proxy" && row.captureState === "open" && source === "proxy";
+  const completesCapture = completesOpenCapture(row, receipt, source, () => row);
   if (!completesCapture && row.receiptHash === hash) {
     const status = statusOfCopy(row, receipt);
     // As on SQLite: capture fields are compared only with the row's own source's.
@@ -305,7 +306,7 @@ async function recordExisting(
         settlementTx,
         responseModel: receipt.responseModel ?? row.responseModel,
         creditVault: receipt.creditVault ?? row.creditVault,
-        backfillState: settlementTx === null ? (row.backfillState ?? "pending") : row.backfillState,
+        backfillState: completedBackfill(row, settlementTx, source),
         updatedAt: now,
       })
       .where(byId);
@@ -313,9 +314,9 @@ async function recordExisting(
     return { result: { outcome: "updated" }, reopen, named: [...named, ...dropped] };
   }
 
-  // Another source's receipt never completes or corrects this one: anything but the same
-  // receipt is a finding, whether it contradicts a field or only knows more (one that only
-  // knows less is a duplicate).
+  // Past an open capture, another source's receipt never completes or corrects this one:
+  // anything but the same receipt is a finding, whether it contradicts a field or only knows
+  // more (one that only knows less is a duplicate).
   if (row.source !== source) {
     const differences = otherSourceDifferences(row, receipt, statusFinding);
     if (differences.length === 0) return knowingLessOutcome(statusWritten(status), reopen);
