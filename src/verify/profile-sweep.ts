@@ -1,3 +1,4 @@
+import { setImmediate as nextTurn } from "node:timers/promises";
 import type { JobQueueStore, QueueFilter } from "../store/job-queue.js";
 
 /**
@@ -9,6 +10,8 @@ import type { JobQueueStore, QueueFilter } from "../store/job-queue.js";
  * of those are final again, so ten million old verdicts go through the queue beside the new
  * jobs instead of ahead of them, with the RPC's rate. Jobs are read in `job_id` order, `scan` at
  * a time, so the whole table is read once per start, never from the start at each step.
+ * Each store call reads `scan` rows and reopens `reopenAtOnce` at most, and the event loop has
+ * a turn between two calls: on SQLite they are synchronous, and `serve` proxies on that loop.
  *
  * Only verdicts written at or before the verifier's start are judged again: one that a process
  * under another profile writes later is left to it (and counted apart by the nightly summary),
@@ -41,12 +44,15 @@ export interface ProfileSweepDeps {
   intervalMs: number;
   /** Jobs read per store call. */
   scan?: number;
+  /** Jobs reopened per store call at most (one write transaction). */
+  reopenAtOnce?: number;
   /** Jobs read per step at most, when it finds few to reopen. */
   scanPerStep?: number;
 }
 
 export function createProfileSweep(deps: ProfileSweepDeps): ProfileSweep {
-  const scan = deps.scan ?? 5000;
+  const scan = deps.scan ?? 1000;
+  const reopenAtOnce = deps.reopenAtOnce ?? 200;
   const scanPerStep = deps.scanPerStep ?? 50_000;
   let after: string | null = null;
   let done = false;
@@ -76,12 +82,13 @@ export function createProfileSweep(deps: ProfileSweepDeps): ProfileSweep {
       if (limit === 0) return 0;
       const taken: string[] = [];
       for (let read = 0; limit > 0 && read < scanPerStep && !done; read += scan) {
+        if (read > 0) await nextTurn();
         const slice = await deps.queue.reopenJudgedElsewhere({
           judgedBy: deps.judgedBy,
           before: deps.before,
           after,
           scan,
-          limit,
+          limit: Math.min(limit, reopenAtOnce),
           filter: deps.filter,
           t: deps.now(),
         });
