@@ -22,7 +22,7 @@ describe("a profile sweep step", () => {
           (_, i) => String(from + i),
         );
         const last = ids.at(-1) ?? step.after;
-        return { reopened: ids, last, end: from + ids.length >= total };
+        return { reopened: ids, last, end: from + ids.length >= total, held: [] };
       },
       async openOf() {
         return [];

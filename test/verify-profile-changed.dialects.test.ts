@@ -152,7 +152,7 @@ describe.each(dialects)("a changed profile on %s", (dialect) => {
       filter: null,
       t: Date.now(),
     });
-    expect(slice).toEqual({ reopened: [], last: jobId, end: true });
+    expect(slice).toEqual({ reopened: [], last: jobId, end: true, held: [] });
     expect((await c.outcome(jobId)).verdict).toBe("verified");
     // Its next start takes it.
     expect((await newer.runUntilSettled({}, { timeoutMs: 20_000 })).rejudged).toBe(1);

@@ -562,12 +562,18 @@ function createSqliteJobQueueStore(store: SqliteStore): JobQueueStore {
       const rows = db
         .select({ jobId: jobs.jobId, due: sql<number>`CASE WHEN ${stale} THEN 1 ELSE 0 END` })
         .from(jobs)
-        .where(step.after === null ? undefined : gt(jobs.jobId, step.after))
+        .where(
+          step.ids
+            ? jobIdIn(JSON.stringify(step.ids))
+            : step.after === null
+              ? undefined
+              : gt(jobs.jobId, step.after),
+        )
         .orderBy(jobs.jobId)
         .limit(step.scan)
         .all();
       const { ids, last, end } = sliceToReopen(rows, step);
-      if (ids.length === 0) return { reopened: [], last, end };
+      if (ids.length === 0) return { reopened: [], last, end, held: [] };
       const where = and(jobIdIn(JSON.stringify(ids)), stale)!;
       // Checked again inside the write: a job reopened or judged since the read is left alone.
       const reopened = sqlite
@@ -578,7 +584,7 @@ function createSqliteJobQueueStore(store: SqliteStore): JobQueueStore {
           return ids;
         })
         .immediate();
-      return { reopened, last, end };
+      return { reopened, last, end, held: [] };
     },
     async countJudgedElsewhere(filter, judgedBy) {
       return db

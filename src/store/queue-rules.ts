@@ -310,6 +310,8 @@ export interface SweepStep {
   before: number;
   /** The last job id an earlier step passed; null: from the first job. */
   after: string | null;
+  /** These jobs instead of the `scan` after `after`: those an earlier step found held locked. */
+  ids?: readonly string[];
   /** Jobs read, in `job_id` order. */
   scan: number;
   /** Jobs reopened at most. */
@@ -325,6 +327,11 @@ export interface SweepSlice {
   last: string | null;
   /** The step passed the last job: the sweep is over. */
   end: boolean;
+  /**
+   * Jobs to reopen that another database session held locked (PostgreSQL; skipped, never
+   * waited for): to be tried again.
+   */
+  held: string[];
 }
 
 /**

@@ -562,7 +562,14 @@ export function createVerifier(deps: VerifierDeps): Verifier {
           const settledAll = progress.final === progress.total;
           if ((await sweepStep(sweep, settledAll)) > 0 || settledAll) {
             progress = await settled(() => queue.countVerdicts(filter));
-            if (progress.final === progress.total) continue;
+            if (progress.final === progress.total) {
+              // Jobs to judge again held locked by another session: tried again a poll later.
+              if (sweep.waitsForHeldRows) {
+                rowsHeld = true;
+                await sleep(Math.max(0, Math.min(options.pollIntervalMs, left())), opts.signal);
+              }
+              continue;
+            }
           }
           let worked = 0;
           const roundAt = now();

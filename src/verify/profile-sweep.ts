@@ -16,6 +16,9 @@ import type { JobQueueStore, QueueFilter } from "../store/job-queue.js";
  * Only verdicts written at or before the verifier's start are judged again: one that a process
  * under another profile writes later is left to it (and counted apart by the nightly summary),
  * so two processes under two profiles on one database never send a job back and forth.
+ *
+ * A job another database session holds locked when its turn comes (PostgreSQL) is skipped, not
+ * waited for, and tried again at each later step until it is reopened or no longer needs it.
  */
 export interface ProfileSweep {
   /**
@@ -24,8 +27,13 @@ export interface ProfileSweep {
    * it reopened.
    */
   step(idle: boolean): Promise<number>;
-  /** Every job of the filter was looked at: nothing more to reopen. */
+  /** Every job of the filter was looked at, and none to reopen is held locked: nothing more. */
   readonly done: boolean;
+  /**
+   * Every job was looked at but some to reopen were held locked by another database session
+   * (PostgreSQL): they are tried again at most once per `intervalMs`.
+   */
+  readonly waitsForHeldRows: boolean;
   /** Jobs reopened so far. */
   readonly reopened: number;
 }
@@ -55,7 +63,10 @@ export function createProfileSweep(deps: ProfileSweepDeps): ProfileSweep {
   const reopenAtOnce = deps.reopenAtOnce ?? 200;
   const scanPerStep = deps.scanPerStep ?? 50_000;
   let after: string | null = null;
-  let done = false;
+  /** Every job of the filter was read once. */
+  let scanned = false;
+  /** Jobs to reopen that were held locked when a step came to them. */
+  let held: string[] = [];
   let reopened = 0;
   let inFlight: string[] = [];
   let lookedAt = Number.NEGATIVE_INFINITY;
@@ -66,35 +77,65 @@ export function createProfileSweep(deps: ProfileSweepDeps): ProfileSweep {
     return inFlight.length * 2 > deps.batch ? 0 : deps.batch - inFlight.length;
   }
 
+  /** Tries the held jobs again, the first `limit` of them: reopens those now free. */
+  async function retryHeld(limit: number): Promise<string[]> {
+    const tried = held.slice(0, Math.min(limit, reopenAtOnce));
+    const slice = await deps.queue.reopenJudgedElsewhere({
+      ...sweepOf(tried.length),
+      ids: tried,
+      scan: tried.length,
+    });
+    held = [...slice.held, ...held.slice(tried.length)];
+    return slice.reopened;
+  }
+
+  const sweepOf = (limit: number) => ({
+    judgedBy: deps.judgedBy,
+    before: deps.before,
+    after,
+    scan,
+    limit,
+    filter: deps.filter,
+    t: deps.now(),
+  });
+
+  const waitsForHeldRows = () => scanned && held.length > 0;
+
   return {
     get done() {
-      return done;
+      return scanned && held.length === 0;
+    },
+    get waitsForHeldRows() {
+      return waitsForHeldRows();
     },
     get reopened() {
       return reopened;
     },
     async step(idle) {
-      if (done) return 0;
+      if (scanned && held.length === 0) return 0;
       const t = deps.now();
-      if (!idle && t - lookedAt < deps.intervalMs) return 0;
+      // Only held rows left: looking at once again would only find them held again.
+      if ((!idle || waitsForHeldRows()) && t - lookedAt < deps.intervalMs) return 0;
       lookedAt = t;
       let limit = await room();
       if (limit === 0) return 0;
       const taken: string[] = [];
-      for (let read = 0; limit > 0 && read < scanPerStep && !done; read += scan) {
-        if (read > 0) await nextTurn();
-        const slice = await deps.queue.reopenJudgedElsewhere({
-          judgedBy: deps.judgedBy,
-          before: deps.before,
-          after,
-          scan,
-          limit: Math.min(limit, reopenAtOnce),
-          filter: deps.filter,
-          t: deps.now(),
-        });
+      let calls = 0;
+      if (held.length > 0) {
+        const freed = await retryHeld(limit);
+        calls += 1;
+        taken.push(...freed);
+        limit -= freed.length;
+      }
+      for (let read = 0; limit > 0 && read < scanPerStep && !scanned; read += scan) {
+        if (calls++ > 0) await nextTurn();
+        const slice = await deps.queue.reopenJudgedElsewhere(
+          sweepOf(Math.min(limit, reopenAtOnce)),
+        );
         after = slice.last;
-        done = slice.end;
+        scanned = slice.end;
         taken.push(...slice.reopened);
+        held.push(...slice.held);
         limit -= slice.reopened.length;
       }
       inFlight = [...inFlight, ...taken];

@@ -423,11 +423,17 @@ export function createPgJobQueueStore(store: PgStore): JobQueueStore {
       const rows = await db
         .select({ jobId: jobs.jobId, due: sql<boolean>`coalesce(${stale}, false)` })
         .from(jobs)
-        .where(step.after === null ? undefined : gt(jobs.jobId, step.after))
+        .where(
+          step.ids
+            ? jobIdIn(step.ids)
+            : step.after === null
+              ? undefined
+              : gt(jobs.jobId, step.after),
+        )
         .orderBy(jobs.jobId)
         .limit(step.scan);
       const { ids, last, end } = sliceToReopen(rows, step);
-      if (ids.length === 0) return { reopened: [], last, end };
+      if (ids.length === 0) return { reopened: [], last, end, held: [] };
       const reopened = await db.transaction(async (tx) => {
         // The receipt writers' turn before any row, as every writer of job rows takes it; a row
         // another session holds is skipped, never waited for (counted apart by the nightly).
@@ -442,7 +448,20 @@ export function createPgJobQueueStore(store: PgStore): JobQueueStore {
         await reopenJobsPg(tx, { jobIds: found }, step.t);
         return found;
       });
-      return { reopened, last, end };
+      // The rest are held locked, or were judged or reopened since the read: the held ones
+      // (still to reopen as their last committed row says) are tried again by the sweep.
+      const taken = new Set(reopened);
+      const rest = ids.filter((id) => !taken.has(id));
+      const held =
+        rest.length === 0
+          ? []
+          : (
+              await db
+                .select({ jobId: jobs.jobId })
+                .from(jobs)
+                .where(and(jobIdIn(rest), stale))
+            ).map((r) => r.jobId);
+      return { reopened, last, end, held };
     },
     async countJudgedElsewhere(filter, judgedBy) {
       return db
