@@ -31,4 +31,10 @@ describe("profileId", () => {
     });
     expect(profileId(treasury)).not.toBe(profileId(localnetProfile));
   });
+
+  it("is the same with another cluster, which only explorer links and a start-up warning read", () => {
+    // Swapping `custom` for `localnet` in a profile file judged every final job again.
+    const relinked = parseProfile({ ...localnetProfile, cluster: "devnet" });
+    expect(profileId(relinked)).toBe(profileId(localnetProfile));
+  });
 });

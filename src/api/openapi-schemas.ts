@@ -360,7 +360,7 @@ export const AuditRecordSchema = z
       .string()
       .nullable()
       .describe(
-        "the protocol profile that wrote the verdict: its name and the first 16 hex digits of the SHA-256 of its content (`localnet@5879846d7abf3e27`); a final verdict of another profile is judged again by a verifier started under this one. Null on verdicts written before it was recorded (not judged again)",
+        "the protocol profile that wrote the verdict: its name and the first 16 hex digits of the SHA-256 of its content (`localnet@2d63503b9d1c5483`); a final verdict of another profile is judged again by a verifier started under this one. Null on verdicts written before it was recorded (not judged again)",
       ),
     unproven: z
       .array(z.object({ code: z.string(), message: z.string() }))

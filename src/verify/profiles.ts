@@ -215,12 +215,14 @@ export function parseProfile(data: unknown, source = "profile"): Profile {
 
 /**
  * Which profile judged a verdict: its name and the first 16 hex digits of the SHA-256 of its
- * effective content (defaults filled in, keys in order), e.g. `localnet@5879846d7abf3e27`. A
- * price, a treasury or any other field edited gives another id; the same content written in
- * another key order, or with a default spelt out, gives the same one.
+ * effective content (defaults filled in, keys in order), e.g. `localnet@2d63503b9d1c5483`. A price, a
+ * treasury or any other field a check reads edited gives another id; the same content written in
+ * another key order, or with a default spelt out, gives the same one, and so does another
+ * `cluster` (explorer links and a start-up warning only): it judges nothing again.
  */
 export function profileId(profile: Profile): string {
-  const digest = createHash("sha256").update(canonicalJson(profile)).digest("hex");
+  const { cluster: _links, ...judging } = profile;
+  const digest = createHash("sha256").update(canonicalJson(judging)).digest("hex");
   return `${profile.name}@${digest.slice(0, 16)}`;
 }
 
