@@ -534,6 +534,18 @@ describe("dashboard pages", () => {
     expect((await d.page("/dashboard/jobs/job_nope", cookie)).status).toBe(404);
   });
 
+  it("a job page says which profile reached the verdict", async () => {
+    // The audit record named it; the page did not, so after a profile change a reader could
+    // not tell a verdict judged under the new profile from one still waiting to be judged again.
+    const d = await dashboard();
+    const { cookie } = await d.signIn(d.tokens.read);
+    d.store.sqlite
+      .prepare("UPDATE jobs SET verdict_profile = ? WHERE job_id = ?")
+      .run("localnet@2d63503b9d1c5483", "job_underpaid_worker");
+    const html = await (await d.page("/dashboard/jobs/job_underpaid_worker", cookie)).text();
+    expect(html).toContain('under profile <span class="mono">localnet@2d63503b9d1c5483</span>');
+  });
+
   it("a job settled twice lists both settlements with their money movements, the jobs API's too", async () => {
     const d = await dashboard();
     const { cookie } = await d.signIn(d.tokens.read);

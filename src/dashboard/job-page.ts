@@ -150,7 +150,7 @@ export function jobBody(r: AuditRecord, session: DashboardSession, flash: string
   return html`<h1>Job <span class="mono">${r.jobId}</span></h1>
 ${flash ? html`<p class="flash" role="status">${flash}</p>` : ""}
 <section class="verdict-box ${tone}" aria-labelledby="verdict-heading">
-<h2 id="verdict-heading" style="margin:0">Verdict: ${verdictBadge(r.verdict)} <span class="muted" style="font-size:.9rem;font-weight:400">${r.verdictAt ? `reached ${utc(r.verdictAt)}` : ""}</span></h2>
+<h2 id="verdict-heading" style="margin:0">Verdict: ${verdictBadge(r.verdict)} <span class="muted" style="font-size:.9rem;font-weight:400">${r.verdictAt ? `reached ${utc(r.verdictAt)}` : ""}${r.verdictProfile ? html` under profile <span class="mono">${r.verdictProfile}</span>` : ""}</span></h2>
 ${verdictReason(r)}
 ${
   session.role === "admin"
