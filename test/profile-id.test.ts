@@ -37,4 +37,14 @@ describe("profileId", () => {
     const relinked = parseProfile({ ...localnetProfile, cluster: "devnet" });
     expect(profileId(relinked)).toBe(profileId(localnetProfile));
   });
+
+  it("is the same with the token programs or payout rates listed in another order", () => {
+    const reordered = parseProfile({
+      ...localnetProfile,
+      tokenPrograms: [...localnetProfile.tokenPrograms].reverse(),
+      payout: { ...localnetProfile.payout, ratesBps: [8500, 7500] },
+    });
+    expect(profileId(reordered)).toBe(profileId(localnetProfile));
+    expect(profileId(localnetProfile)).toBe("localnet@2d63503b9d1c5483");
+  });
 });

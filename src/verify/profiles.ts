@@ -218,11 +218,18 @@ export function parseProfile(data: unknown, source = "profile"): Profile {
  * effective content (defaults filled in, keys in order), e.g. `localnet@2d63503b9d1c5483`. A price, a
  * treasury or any other field a check reads edited gives another id; the same content written in
  * another key order, or with a default spelt out, gives the same one, and so does another
- * `cluster` (explorer links and a start-up warning only): it judges nothing again.
+ * `cluster` (explorer links and a start-up warning only) or another order of the lists the
+ * checks read as sets (`tokenPrograms`, `payout.ratesBps`): it judges nothing again.
  */
 export function profileId(profile: Profile): string {
   const { cluster: _links, ...judging } = profile;
-  const digest = createHash("sha256").update(canonicalJson(judging)).digest("hex");
+  const sets = {
+    tokenPrograms: [...judging.tokenPrograms].sort(),
+    payout: { ...judging.payout, ratesBps: [...judging.payout.ratesBps].sort((a, b) => a - b) },
+  };
+  const digest = createHash("sha256")
+    .update(canonicalJson({ ...judging, ...sets }))
+    .digest("hex");
   return `${profile.name}@${digest.slice(0, 16)}`;
 }
 
