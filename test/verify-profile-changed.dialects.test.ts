@@ -184,6 +184,27 @@ describe.each(dialects)("a changed profile on %s", (dialect) => {
     expect(code).toBe(0);
   }, 60_000);
 
+  it("the nightly summary does not say a job queued again was judged under its profile when another profile judged it", async () => {
+    // serve under the old profile took the job the run had queued again, and judged it first.
+    const c = await h.scenario();
+    const plan = h.op.plan({ keyIndex: 3 });
+    c.record(plan, h.op.honestJob(plan));
+    await c.verify();
+    const engine: SettlingEngine = {
+      async runUntilSettled(filter, opts) {
+        const result = await verifierOf(c.store, widened).runUntilSettled(filter, opts);
+        await verifierOf(c.store, localnetProfile).runUntilSettled({}, { timeoutMs: 20_000 });
+        return result;
+      },
+    };
+    const { code, text } = await verifyCommand(c.store, engine, widened);
+    expect(text).toContain(
+      `1 jobs judged under another profile, queued again to be judged under ${profileId(widened)}`,
+    );
+    expect(text).not.toContain("queued again and judged under");
+    expect(code).toBe(2);
+  }, 60_000);
+
   it("the nightly summary does not call verified under its profile a job another profile judged during the run", async () => {
     const c = await h.scenario();
     const plan = h.op.plan({ keyIndex: 2 });

@@ -107,11 +107,17 @@ const gapLines = (s: NightlySummary) =>
     (g) => `profile ${s.profile!.name} cannot check ${g.check}: ${g.reason}`,
   );
 
-/** "1200 jobs judged under another profile, queued again and judged under localnet@…". */
-const rejudgedText = (s: NightlySummary) =>
-  s.rejudged
-    ? `${s.rejudged} jobs judged under another profile, queued again and judged under ${s.profile?.id ?? "this run's profile"}`
-    : null;
+/**
+ * "1200 jobs judged under another profile, queued again and judged under localnet@…"; when a
+ * process under another profile judged jobs of the window during the run (it may have taken
+ * those queued again), "… queued again to be judged under localnet@…" only.
+ */
+const rejudgedText = (s: NightlySummary) => {
+  if (!s.rejudged) return null;
+  const under = s.profile?.id ?? "this run's profile";
+  const taken = s.judgedElsewhere?.length ? "to be judged" : "and judged";
+  return `${s.rejudged} jobs judged under another profile, queued again ${taken} under ${under}`;
+};
 
 const findingsOf = (s: NightlySummary) => (s.ledger ? ledgerFindingCount(s.ledger) : 0);
 
