@@ -121,6 +121,7 @@ describe("protocol checks", () => {
     const named = honest();
     named.job.worker = null;
     named.job.apiWorker = worker.address;
+    named.job.apiStatus = "settled";
     named.job.apiCheckedAt = 1;
     expect(evaluateJob(input(named.job, [named.escrow, named.settlement])).verdict).toBe(
       "verified",
