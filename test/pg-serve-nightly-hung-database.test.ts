@@ -57,7 +57,9 @@ describe("serve's scheduled nightly on PostgreSQL whose server stops answering m
       vi.waitFor(
         () => {
           const line = lines.find((l) => l.msg === msg);
-          expect(line, msg).toBeDefined();
+          // What was logged instead, so a failure says which runs came and how they ended.
+          const seen = lines.map((l) => `${l.msg}${l.nightly ? `: ${l.nightly.reason}` : ""}`);
+          expect(line, `${msg}; logged: ${JSON.stringify(seen)}`).toBeDefined();
           return line!.nightly!;
         },
         { timeout: 20_000, interval: 20 },
