@@ -46,11 +46,12 @@ describe.each(dialects)("%s store", (dialect) => {
   }
 
   /**
-   * Reads the vault once the chain has finalized past every time the job spans, then verifies:
+   * Reads the vault once the chain has finalized past every time the job spans (the clocks'
+   * slack after the response's second, by the recorder's clock up to 2 s ahead), then verifies:
    * the job's `credits.header` and the vault statement's header findings.
    */
   async function judge(c: Scenario, vault: string, from: number, plan: JobPlan) {
-    h.op.advanceClock(3_000);
+    h.op.advanceClock(5_000);
     await h.finalized();
     await vaultReader(h, c, vault).syncVault(vault);
     await c.verify();
@@ -204,15 +205,18 @@ describe.each(dialects)("%s store", (dialect) => {
     expect(judged.mismatches).toEqual([]);
   });
 
-  it("fails a header of the balance a top-up made after the job's settlement, within the clocks' slack", async () => {
+  it("leaves unproven, neither verified nor a discrepancy, a header of the balance a top-up made after the job's settlement, within the clocks' slack", async () => {
     // The chain 1 s ahead: the settlement is dated the second after the response's, and a
-    // top-up the second after that. The header names the balance after the top-up: a balance
-    // the vault held only after the response.
+    // top-up the second after that. The header names the balance after the top-up, which the
+    // vault held only after the response; but with the chain's clock 2 s ahead a top-up landing
+    // after the settlement and before the response is dated so too, and nothing on chain orders
+    // it with the response (test/credits-header-concurrent.dialects.test.ts): not proven.
     const { c, vault, from, plan, txs, recordedAt, header } = settledThenToppedUp();
     c.record(plan, txs, { creditsRemainingUnits: header }, "ingest", recordedAt);
     const judged = await judge(c, vault, from, plan);
-    expect(judged.check?.outcome).toBe("fail");
-    expect(judged.mismatches).toEqual([plan.jobId]);
+    expect(judged.check?.outcome).toBe("skip");
+    expect(await c.outcome(plan.jobId)).toEqual({ verdict: "partially_verified", failing: [] });
+    expect(judged.mismatches).toEqual([]);
   });
 
   it("fails a header of the balance after a top-up the receipt names as the job's settlement, within the clocks' slack", async () => {

@@ -27,6 +27,7 @@ import { recordReceipts } from "../src/recorder/receipts.js";
 import { auditRecord } from "../src/reports/audit-record.js";
 import { type ReconciliationQuery, reconciliationReport } from "../src/reports/reconciliation.js";
 import { createLedgerStore } from "../src/store/ledger.js";
+import { SETTLEMENT_CLOCK_SLACK_SECONDS } from "../src/store/ledger-rules.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile, type Profile } from "../src/verify/profiles.js";
 import { chainSecondAfter, finalizedPast } from "./support/finality.js";
@@ -670,8 +671,9 @@ async function honestAndOff(apiKeyIndex: number) {
   const store = createTestStore();
   const honest = await runRecordedJob(world, store, { apiKeyIndex });
   const off = await runRecordedJob(world, store, { apiKeyIndex, fault: "credits-header-off" });
-  // The ledger knows a header's span is whole once the chain finalized past the response.
-  await finalizedPast(world, Date.now());
+  // The ledger knows a header's span is whole once the chain finalized past the response and
+  // the 2 s after it that a chain clock ahead of the recorder's may date a line before it.
+  await finalizedPast(world, Date.now() + SETTLEMENT_CLOCK_SLACK_SECONDS * 1000);
   return { store, vault: vaultOf(apiKeyIndex), honest, off };
 }
 

@@ -588,7 +588,12 @@ describe("credits.header: the credits header against the vault's balances over t
   });
 
   it("passes when one balance of the span matches, and fails with a discrepancy when none does", () => {
-    const span = { vault: "v", balancesUnits: [12_500_000n, 12_345_678n], covered: true };
+    const span = {
+      vault: "v",
+      balancesUnits: [12_500_000n, 12_345_678n],
+      ordered: 2,
+      covered: true,
+    };
     const ok = decideWith(credits(1234n), span);
     expect(ok.verdict).toBe("verified");
     expect(credit(ok)).toMatchObject({ outcome: "pass", actual: { balanceUnits: "12345678" } });
@@ -601,10 +606,26 @@ describe("credits.header: the credits header against the vault's balances over t
     expect(credit(off)?.actual).toEqual({ balancesUnits: ["12500000", "12345678"] });
   });
 
+  it("leaves a header matching only a balance that may have come after the response unproven, never verified nor a discrepancy", () => {
+    // The second balance follows a line the chain dated within its clocks' slack after the
+    // response's second: whether it came before the response is not known.
+    const span = { vault: "v", balancesUnits: [12_500_000n, 12_345_678n], ordered: 1 };
+    const unordered = decideWith(credits(1234n), { ...span, covered: true });
+    expect(unordered.verdict).toBe("partially_verified");
+    expect(unordered.evaluation?.unproven).toEqual(["credits_header_order_unknown"]);
+    expect(credit(unordered)).toMatchObject({ outcome: "skip", expected: null });
+    // A line before it not read yet may still hold a balance surely before the response.
+    const waiting = decideWith(credits(1234n), { ...span, covered: false });
+    expect(waiting.verdict).toBe("verified");
+    expect(credit(waiting)).toMatchObject({ outcome: "skip", expected: { vault: "v" } });
+    expect(decideWith(credits(1250n), { ...span, covered: true }).verdict).toBe("verified");
+  });
+
   it("is not applied, and leaves the verdict alone, until the ledger has read past the response", () => {
     const waiting = decideWith(credits(1235n), {
       vault: "v",
       balancesUnits: [12_345_678n],
+      ordered: 1,
       covered: false,
     });
     expect(waiting.verdict).toBe("verified");
@@ -614,6 +635,7 @@ describe("credits.header: the credits header against the vault's balances over t
     const early = decideWith(credits(1234n), {
       vault: "v",
       balancesUnits: [12_345_678n],
+      ordered: 1,
       covered: false,
     });
     expect(credit(early)?.outcome).toBe("pass");

@@ -398,20 +398,31 @@ export function finalCovers(finalThrough: number | null, at: number): boolean {
 export const SETTLEMENT_CLOCK_SLACK_SECONDS = 2;
 
 /**
- * Where a credits header's span ends among the vault's lines (its start is the lock's line):
- * the lines dated up to the response's second by the recorder's clock, and, by slot order,
- * every line up to the job's own settlement (the one its receipt names, the response having
- * come after it) when the chain dated that within `SETTLEMENT_CLOCK_SLACK_SECONDS` after the
- * response's second. A settlement dated later came after the response (its balance was not
- * the one the header could say), and one the receipt names that the vault holds no line of
- * yet may still be listed: the span is read in full (`coverAt`) only once the listing holds
- * the slack's seconds too. A line the receipt names that is not the job's own settlement
- * (`ownSettlementLine`: a top-up, another job's line) places nothing: the operator names the
- * settlement, and naming a top-up of the slack's seconds took in the balance after it.
+ * Where a credits header's span ends among the vault's lines (its start is the lock's line).
+ * Lines surely before the response: those dated up to the response's second by the recorder's
+ * clock, and, by slot order, every line up to the job's own settlement (the one its receipt
+ * names, the response having come after it) when the chain dated that within
+ * `SETTLEMENT_CLOCK_SLACK_SECONDS` after the response's second. A settlement dated later came
+ * after the response (its balance was not the one the header could say), and one the receipt
+ * names that the vault holds no line of yet may still be listed.
+ *
+ * The span then runs on through the lines the chain dated within the same slack after the
+ * response's second (`until`): a concurrent job's lock or a top-up that landed before the
+ * response, dated late by a chain clock ahead of the recorder's, or after the settlement and
+ * before the response, which nothing on chain orders. A header naming a balance after such a
+ * line is no mismatch, but not proven either (`orderedThrough`). The span never runs past that
+ * second, whatever the settlement's timing: an operator holding its settlement back moves
+ * lines from the unordered part into the ordered one, never a line into the span. A line the
+ * receipt names that is not the job's own settlement (`ownSettlementLine`: a top-up, another
+ * job's line, a second "settlement") places nothing, and the receipt that names it gets no
+ * unordered part: its header is judged by the recorder's second alone. The span is read in
+ * full (`coverAt`) only once the listing holds its last second.
  */
 export interface HeaderSpanEnd {
-  /** The response's second (the recorder's clock). */
+  /** The span's last second: the response's (the recorder's clock), plus any unordered part. */
   until: number;
+  /** The response's second: lines dated up to it (or through `throughOrd`) surely came first. */
+  orderedUntil: number;
   /** The ord of the job's settlement line the span runs through (-1: none). */
   throughOrd: number;
   /** The instant (ms) a listing must be final past for the span to be read in full. */
@@ -463,17 +474,22 @@ export function headerSpanEnd(
   jobId: string,
   settlement: { named: boolean; line: NamedSettlementLine | null },
 ): HeaderSpanEnd {
-  const until = Math.floor(recordedAt / 1000);
+  const orderedUntil = Math.floor(recordedAt / 1000);
   const { line } = settlement;
   const own = line !== null && ownSettlementLine(line, jobId);
   const placed =
-    own && line.blockTime !== null && line.blockTime <= until + SETTLEMENT_CLOCK_SLACK_SECONDS;
-  const unlisted = settlement.named && line === null;
+    own &&
+    line.blockTime !== null &&
+    line.blockTime <= orderedUntil + SETTLEMENT_CLOCK_SLACK_SECONDS;
+  // A read line named that is not the job's settlement: the receipt's word on it is false. One
+  // not read yet may be either: the unordered part waits for it, as the whole span does.
+  const slack = line === null || own ? SETTLEMENT_CLOCK_SLACK_SECONDS : 0;
   return {
-    until,
+    until: orderedUntil + slack,
+    orderedUntil,
     throughOrd: placed ? line.ord : -1,
-    coverAt: recordedAt + (unlisted ? SETTLEMENT_CLOCK_SLACK_SECONDS * 1000 : 0),
-    settlementUnlisted: unlisted,
+    coverAt: recordedAt + slack * 1000,
+    settlementUnlisted: settlement.named && line === null,
     settlementUnread: line !== null && line.state !== "read",
   };
 }
@@ -498,6 +514,64 @@ export function inHeaderSpan(
   line: { ord: number; blockTime: number | null },
 ): boolean {
   return line.ord <= end.throughOrd || (line.blockTime !== null && line.blockTime <= end.until);
+}
+
+/** Whether a line of the span surely came before the response (see `HeaderSpanEnd`). */
+export function orderedInHeaderSpan(
+  end: HeaderSpanEnd,
+  line: { ord: number; blockTime: number | null },
+): boolean {
+  return (
+    line.ord <= end.throughOrd || (line.blockTime !== null && line.blockTime <= end.orderedUntil)
+  );
+}
+
+/**
+ * Whether a header matching a balance of a span (`ordered`: one surely before the response)
+ * stays matched whatever is read later, so a review may mark it for good: one surely before
+ * the response does; one after it does unless the receipt names a settlement the vault holds
+ * no line of yet, which, listed later and not the job's own, would end the span at the
+ * response's second.
+ */
+export function headerMatchLasts(end: HeaderSpanEnd, ordered: boolean): boolean {
+  return ordered || !end.settlementUnlisted;
+}
+
+/** A line of a vault as a header's span reads it. */
+export interface SpanLine {
+  ord: number;
+  blockTime: number | null;
+  state: string | null;
+  postUnits: bigint | null;
+}
+
+/**
+ * A header's span as a reader collects it, a line at a time in ord order from the lock's
+ * (`take`): the balances after them, how many first ones surely came before the response
+ * (`ordered`: that part ends at the first line that did not), and whether a line was unread.
+ */
+export class HeaderSpanReading {
+  readonly balances: bigint[] = [];
+  ordered = 0;
+  unread = false;
+  private first = true;
+  private orderedOpen = true;
+  constructor(readonly end: HeaderSpanEnd) {}
+
+  /** Takes the next line; false, taking nothing, when it is past the span. */
+  take(line: SpanLine): boolean {
+    if (!this.first) {
+      if (!inHeaderSpan(this.end, line)) return false;
+      if (!orderedInHeaderSpan(this.end, line)) this.orderedOpen = false;
+    }
+    this.first = false;
+    if (line.state === "listed") this.unread = true;
+    if (line.postUnits !== null) {
+      this.balances.push(line.postUnits);
+      if (this.orderedOpen) this.ordered = this.balances.length;
+    }
+    return true;
+  }
 }
 
 /** The later of two `final_through` instants (null when neither is known). */

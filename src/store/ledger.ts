@@ -17,12 +17,13 @@ import {
   foreignHoldingToText,
   gapBetween,
   type HeaderSpanEnd,
+  HeaderSpanReading,
   type HealAttempt,
+  headerMatchLasts,
   headerSpanCovered,
   headerSpanEnd,
   healedOrder,
   healMakingRoom,
-  inHeaderSpan,
   type JobDebit,
   type JobLockLine,
   jobKeepingLine,
@@ -294,6 +295,27 @@ export interface HeaderCheck {
   matched: boolean;
   /** Every line up to the response is read: a header that matched nothing will match nothing. */
   decided: boolean;
+  /** A match stays one whatever is read later (`headerMatchLasts`). */
+  lasting: boolean;
+}
+
+/**
+ * The balances of a header's span (`HeaderSpanReading`), how many first ones surely came
+ * before the response, and whether the span is read in full (or, with a header that matched,
+ * every line up to its balance is read).
+ */
+export interface HeaderSpan {
+  end: HeaderSpanEnd;
+  balances: bigint[];
+  ordered: number;
+  covered: boolean;
+}
+
+/** A span as the verifier's `credits.header` reads it (`CreditsSpan` without the vault). */
+export interface CreditSpan {
+  balancesUnits: bigint[];
+  ordered: number;
+  covered: boolean;
 }
 
 /** Figures of the cursor the statement uses. */
@@ -538,7 +560,7 @@ export interface LedgerStore {
       /** The settlement the receipt names (`headerSpanEnd`); none when absent. */
       settlementTx?: string | null;
     }[],
-  ): Promise<Map<string, { balancesUnits: bigint[]; covered: boolean }>>;
+  ): Promise<Map<string, CreditSpan>>;
   /**
    * The least recent `final_through` of any vault (0 for one never read through a time), null
    * with no vault. Not `synced_at`: a sync with no block time lists but proves no time.
@@ -1115,9 +1137,9 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
        AND (block_time IS NULL OR block_time > ?)`,
   ).pluck();
   const spanMatch = big(
-    `SELECT post_units FROM ledger_lines WHERE vault = ? AND ord >= ? AND ord < ?
+    `SELECT ord, post_units FROM ledger_lines WHERE vault = ? AND ord >= ? AND ord < ?
        AND post_units >= ? AND post_units < ? ORDER BY ord LIMIT 1`,
-  ).pluck();
+  );
   const spanUnread = big(
     `SELECT EXISTS (SELECT 1 FROM ledger_lines WHERE vault = ? AND ord >= ? AND ord < ?
        AND state = 'listed')`,
@@ -1595,7 +1617,8 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
 
   /**
    * The vault's balance after each line from the lock at `lockOrd` through the job's response
-   * (`end`), and whether every line of that span is read and the history listed past it.
+   * (`end`), how many first ones surely came before it (`HeaderSpanReading`), and whether every
+   * line of that span is read and the history listed past it.
    */
   function spanFrom(
     vault: string,
@@ -1603,41 +1626,38 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     end: HeaderSpanEnd,
     finalThrough: number | null,
     header: bigint | null = null,
-  ): { balances: bigint[]; covered: boolean } {
-    const balances: bigint[] = [];
+  ): HeaderSpan {
+    const span = new HeaderSpanReading(end);
     let ord = lockOrd;
     let spanEnded = false;
-    let unread = false;
-    for (let first = true; !spanEnded; ) {
+    while (!spanEnded) {
       const rows = linesFrom.all(vault, ord) as LineDb[];
       for (const r of rows) {
-        const blockTime = r.block_time === null ? null : Number(r.block_time);
-        if (!first && !inHeaderSpan(end, { ord: Number(r.ord), blockTime })) {
+        const postUnits = r.post_units;
+        const line = { ord: Number(r.ord), blockTime: num(r.block_time), state: r.state ?? null };
+        if (!span.take({ ...line, postUnits })) {
           spanEnded = true;
           break;
         }
-        first = false;
         ord = Number(r.ord) + 1;
-        if (r.state === "listed") unread = true;
-        if (r.post_units !== null) {
-          balances.push(r.post_units);
-          // Every reader stops at the balance its header matches: what lies past it is never
-          // asked, and a receipt recorded long after its lock spans every line between.
-          if (header !== null && headerMatches(header, r.post_units))
-            return { balances, covered: true };
+        // Every reader stops at the balance its header matches: what lies past it is never
+        // asked, and a receipt recorded long after its lock spans every line between.
+        if (header !== null && postUnits !== null && headerMatches(header, postUnits)) {
+          return { end, balances: span.balances, ordered: span.ordered, covered: !span.unread };
         }
       }
       if (rows.length < 256) break;
     }
-    // Past the span, or the history is listed through the response (the chain had finalized
-    // past its second when it was listed): nothing more will match.
-    const covered = !unread && headerSpanCovered(end, spanEnded, finalThrough);
-    return { balances, covered };
+    // Past the span, or the history is listed through its end (the chain had finalized past
+    // it when it was listed): nothing more will match.
+    const covered = !span.unread && headerSpanCovered(end, spanEnded, finalThrough);
+    return { end, balances: span.balances, ordered: span.ordered, covered };
   }
 
   /**
    * What `spanFrom` with a header decides, without carrying the span's lines into the program:
-   * the first balance the header matches, and whether the span is read in full.
+   * the first balance the header matches and whether it surely came before the response, and
+   * whether the span is read in full (up to that balance, when it did not).
    */
   function headerSpan(
     vault: string,
@@ -1645,17 +1665,26 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     end: HeaderSpanEnd,
     finalThrough: number | null,
     header: bigint,
-  ): { matched: bigint | null; covered: boolean } {
-    const endOrd = spanEndOrd.get(vault, lockOrd, end.throughOrd, end.until) as bigint | null;
-    // Past every ord: the span runs to the newest line.
+  ): { matched: bigint | null; ordered: boolean; lasting: boolean; covered: boolean } {
+    const upperOf = (until: number) =>
+      // Past every ord: the span runs to the newest line.
+      (spanEndOrd.get(vault, lockOrd, end.throughOrd, until) as bigint | null) ?? null;
+    const endOrd = upperOf(end.until);
     const upper = endOrd ?? 1n << 62n;
-    const matched = spanMatch.get(vault, lockOrd, upper, header, header + UNITS_PER_CREDIT) as
-      | bigint
+    const match = spanMatch.get(vault, lockOrd, upper, header, header + UNITS_PER_CREDIT) as
+      | { ord: bigint; post_units: bigint }
       | undefined;
-    if (matched !== undefined) return { matched, covered: true };
-    const unread = (spanUnread.get(vault, lockOrd, upper) as bigint) !== 0n;
+    const orderedUpper = upperOf(end.orderedUntil) ?? 1n << 62n;
+    if (match !== undefined && match.ord < orderedUpper) {
+      return { matched: match.post_units, ordered: true, lasting: true, covered: true };
+    }
+    const unread = (spanUnread.get(vault, lockOrd, match?.ord ?? upper) as bigint) !== 0n;
+    if (match !== undefined) {
+      const lasting = headerMatchLasts(end, false);
+      return { matched: match.post_units, ordered: false, lasting, covered: !unread };
+    }
     const covered = !unread && headerSpanCovered(end, endOrd !== null, finalThrough);
-    return { matched: null, covered };
+    return { matched: null, ordered: false, lasting: false, covered };
   }
 
   /** The credits header of the lock at `lock` against the balances up to the job's response. */
@@ -1671,6 +1700,8 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     const header = job?.credits_remaining_units ?? null;
     if (!job || header === null) return null;
     const end = spanEndOf(vault, lock.jobId, job.recorded_at, job.settlement_tx);
+    // The statement's finding: a balance of the whole span, its order with the response known
+    // or not (the verifier's check tells the two apart).
     const span = spanFrom(vault, lock.ord, end, finalThrough, header);
     const at = span.balances.findIndex((b) => headerMatches(header, b));
     return {
@@ -1679,6 +1710,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       balancesUnits: at >= 0 ? span.balances.slice(0, at) : span.balances,
       matched: at >= 0,
       decided: at >= 0 || span.covered,
+      lasting: at >= 0 && headerMatchLasts(end, at < span.ordered),
     };
   }
 
@@ -1691,10 +1723,10 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     settlementTx: string | null,
     finalThrough: number | null,
     header: bigint | null = null,
-  ): { balances: bigint[]; covered: boolean } {
+  ): HeaderSpan {
     const lock = lockLine.get(vault, signature) as { ord: bigint; state: string } | undefined;
-    if (lock?.state !== "read") return { balances: [], covered: false };
     const end = spanEndOf(vault, jobId, recordedAt, settlementTx);
+    if (lock?.state !== "read") return { end, balances: [], ordered: 0, covered: false };
     return spanFrom(vault, Number(lock.ord), end, finalThrough, header);
   }
 
@@ -2183,16 +2215,21 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
                   finalThrough,
                   header,
                 );
-          if (span === null || span.matched !== null) setHeader.run(1, vault, line.signature);
-          else if (span.covered) setHeader.run(0, vault, line.signature);
-          if (span === null || span.matched !== null || span.covered) result.headersDecided++;
+          // A match that may not last (`headerMatchLasts`) waits, as one not decided does.
+          const ok = span === null || (span.matched !== null && span.lasting);
+          const off = span !== null && span.matched === null && span.covered;
+          if (ok || off) {
+            setHeader.run(ok ? 1 : 0, vault, line.signature);
+            result.headersDecided++;
+          }
           if (spent()) return { lockOrd: BigInt(line.ord), jobId: null };
         }
       }
-      // The same span the verifier reads. A header that matches a balance passes where it
-      // stands: the verdict it had stays right, and reopening every honest job verified before
-      // the ledger read its vault would verify it twice and flip it to pending meanwhile. A
-      // header that matches none in a span now read in full changes the verdict: reopened.
+      // The same span the verifier reads. A header that matches a balance surely before the
+      // response passes where it stands: the verdict it had stays right, and reopening every
+      // honest job verified before the ledger read its vault would verify it twice and flip it
+      // to pending meanwhile. A header that matches none in a span now read in full, or only a
+      // balance that may have come after the response, changes the verdict: reopened.
       const reopen: string[] = [];
       let next: HeaderPlace | null = null;
       for (const j of headerWaiting.all(vault, from.jobId ?? "") as {
@@ -2213,7 +2250,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
           finalThrough,
           j.credits_remaining_units,
         );
-        if (span.matched !== null) {
+        if (span.matched !== null && span.ordered) {
           passHeader.run(
             JSON.stringify({ headerUnits: j.credits_remaining_units.toString(), vault }),
             JSON.stringify({ balanceUnits: span.matched.toString() }),
@@ -2359,7 +2396,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       return result;
     },
     async creditSpans(requests) {
-      const out = new Map<string, { balancesUnits: bigint[]; covered: boolean }>();
+      const out = new Map<string, CreditSpan>();
       const finalThrough = new Map<string, number | null>();
       for (const r of requests) {
         if (!finalThrough.has(r.vault)) finalThrough.set(r.vault, finalThroughOf(r.vault));
@@ -2371,7 +2408,11 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
           r.settlementTx ?? null,
           finalThrough.get(r.vault)!,
         );
-        out.set(r.jobId, { balancesUnits: span.balances, covered: span.covered });
+        out.set(r.jobId, {
+          balancesUnits: span.balances,
+          ordered: span.ordered,
+          covered: span.covered,
+        });
       }
       return out;
     },

@@ -100,6 +100,8 @@ export const unprovenCodes = {
     "the node reported no block time for the job's lock or its release (every node does for a finalized transaction): whether the release came within the window is not known",
   jobs_api_not_final:
     "the jobs API gave no final status for the job (settled, refunded or failed): the status and credits charged it shows the customer are not compared with the chain",
+  credits_header_order_unknown:
+    "the credits header names a balance the credit vault held only after a line the chain dated within its clocks' slack after the response: whether that line came before the response is not known",
   inner_instructions_unknown:
     "the node did not report inner instructions, and other programs were invoked; or it did, and token balances moved by none of them",
 } as const;

@@ -314,7 +314,7 @@ export function evaluateJob(given: CheckInput): Evaluation {
   const locked = escrow !== null && movesCredits(profile, escrow.facts);
   list.add(jobsApiMatchesChain(job, outcome, locked));
   if (jobsApiAnswerNotFinal(job)) list.unproven.add("jobs_api_not_final");
-  list.add(creditsHeaderCheck(job, input.creditsSpan ?? null));
+  creditsHeaderCheck(list, job, input.creditsSpan ?? null);
 
   if (job.worker === null && list.outcome("settlement.exists") === "pass") {
     list.unverifiable ??= "neither the receipt nor the jobs API names the worker";

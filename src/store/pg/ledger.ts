@@ -31,9 +31,11 @@ import {
 import { finalVerdicts } from "../../db/schema.js";
 import { creditsHeaderMatches as headerMatches } from "../../verify/checks/credits.js";
 import type {
+  CreditSpan,
   FetchedTransaction,
   GapLines,
   HeaderCheck,
+  HeaderSpan,
   KindSums,
   LedgerLineRow,
   LedgerStore,
@@ -52,12 +54,13 @@ import {
   foreignHoldingToText,
   gapBetween,
   type HeaderSpanEnd,
+  HeaderSpanReading,
   type HealAttempt,
+  headerMatchLasts,
   headerSpanCovered,
   headerSpanEnd,
   healedOrder,
   healMakingRoom,
-  inHeaderSpan,
   type JobDebit,
   type JobLockLine,
   type JobTie,
@@ -978,7 +981,8 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
 
   /**
    * The vault's balance after each line from the lock at `lockOrd` through the job's response
-   * (`end`), and whether every line of that span is read and the history listed past it.
+   * (`end`), how many first ones surely came before it (`HeaderSpanReading`), and whether every
+   * line of that span is read and the history listed past it.
    */
   async function spanFrom(
     q: PgExecutor,
@@ -987,35 +991,30 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     end: HeaderSpanEnd,
     finalThrough: number | null,
     header: bigint | null = null,
-  ): Promise<{ balances: bigint[]; covered: boolean }> {
-    const balances: bigint[] = [];
+  ): Promise<HeaderSpan> {
+    const span = new HeaderSpanReading(end);
     let ord = lockOrd;
     let spanEnded = false;
-    let unread = false;
-    for (let first = true; !spanEnded; ) {
+    while (!spanEnded) {
       const rows = await spanLines(q, vault, ord, 256);
       for (const r of rows) {
-        if (!first && !inHeaderSpan(end, r)) {
+        if (!span.take(r)) {
           spanEnded = true;
           break;
         }
-        first = false;
         ord = r.ord + 1;
-        if (r.state === "listed") unread = true;
-        if (r.postUnits !== null) {
-          balances.push(r.postUnits);
-          // Every reader stops at the balance its header matches: what lies past it is never
-          // asked, and a receipt recorded long after its lock spans every line between.
-          if (header !== null && headerMatches(header, r.postUnits))
-            return { balances, covered: true };
+        // Every reader stops at the balance its header matches: what lies past it is never
+        // asked, and a receipt recorded long after its lock spans every line between.
+        if (header !== null && r.postUnits !== null && headerMatches(header, r.postUnits)) {
+          return { end, balances: span.balances, ordered: span.ordered, covered: !span.unread };
         }
       }
       if (rows.length < 256) break;
     }
-    // Past the span, or the history is listed through the response (the chain had finalized
-    // past its second when it was listed): nothing more will match.
-    const covered = !unread && headerSpanCovered(end, spanEnded, finalThrough);
-    return { balances, covered };
+    // Past the span, or the history is listed through its end (the chain had finalized past
+    // it when it was listed): nothing more will match.
+    const covered = !span.unread && headerSpanCovered(end, spanEnded, finalThrough);
+    return { end, balances: span.balances, ordered: span.ordered, covered };
   }
 
   /** Up to `limit` of `vault`'s lines from `ord` on, in order, as a header's span reads them. */
@@ -1050,14 +1049,11 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       header: bigint | null;
     }[],
     finalThrough: number | null,
-  ): Promise<{ balances: bigint[]; covered: boolean }[]> {
+  ): Promise<HeaderSpan[]> {
     const ends = await spanEndsOf(q, vault, asks);
     const spans = asks.map((a, i) => ({
       ...a,
-      end: ends[i]!,
-      balances: [] as bigint[],
-      first: true,
-      unread: false,
+      reading: new HeaderSpanReading(ends[i]!),
       ended: false,
       matched: false,
     }));
@@ -1075,17 +1071,17 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         }
         for (const span of active) {
           if (span.ended || span.matched) continue;
-          if (!span.first && !inHeaderSpan(span.end, r)) {
+          if (!span.reading.take(r)) {
             span.ended = true;
             waiting--;
             continue;
           }
-          span.first = false;
-          if (r.state === "listed") span.unread = true;
-          if (r.postUnits === null) continue;
-          span.balances.push(r.postUnits);
           // As `spanFrom`: what lies past the balance a header matches is never asked.
-          if (span.header !== null && headerMatches(span.header, r.postUnits)) {
+          if (
+            span.header !== null &&
+            r.postUnits !== null &&
+            headerMatches(span.header, r.postUnits)
+          ) {
             span.matched = true;
             waiting--;
           }
@@ -1096,10 +1092,11 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       }
       if (rows.length < SPAN_PAGE) break;
     }
-    return spans.map((span) => ({
-      balances: span.balances,
-      covered:
-        span.matched || (!span.unread && headerSpanCovered(span.end, span.ended, finalThrough)),
+    return spans.map(({ reading, ended, matched }) => ({
+      end: reading.end,
+      balances: reading.balances,
+      ordered: reading.ordered,
+      covered: !reading.unread && (matched || headerSpanCovered(reading.end, ended, finalThrough)),
     }));
   }
 
@@ -1155,6 +1152,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         balancesUnits: at >= 0 ? span.balances.slice(0, at) : span.balances,
         matched: at >= 0,
         decided: at >= 0 || span.covered,
+        lasting: at >= 0 && headerMatchLasts(span.end, at < span.ordered),
       });
     }
     return locks.map((lock) => checkOf.get(lock) ?? null);
@@ -1170,13 +1168,13 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     settlementTx: string | null,
     finalThrough: number | null,
     header: bigint | null = null,
-  ): Promise<{ balances: bigint[]; covered: boolean }> {
+  ): Promise<HeaderSpan> {
     const [lock] = await q
       .select({ ord: ledgerLines.ord, state: ledgerLines.state })
       .from(ledgerLines)
       .where(and(vaultIs(vault), eq(ledgerLines.signature, signature)));
-    if (lock?.state !== "read") return { balances: [], covered: false };
     const [end] = await spanEndsOf(q, vault, [{ jobId, recordedAt, settlementTx }]);
+    if (lock?.state !== "read") return { end: end!, balances: [], ordered: 0, covered: false };
     return spanFrom(q, vault, lock.ord, end!, finalThrough, header);
   }
 
@@ -1657,8 +1655,9 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     const checks = await headerChecks(tx, vault, headerOpen, finalThrough);
     const decided = headerOpen.flatMap((line, i) => {
       const check = checks[i]!;
-      if (check === null || check.matched) return [{ signature: line.signature, ok: true }];
-      return check.decided ? [{ signature: line.signature, ok: false }] : [];
+      if (check === null || check.lasting) return [{ signature: line.signature, ok: true }];
+      // A match that may not last (`headerMatchLasts`) waits, as one not decided does.
+      return !check.matched && check.decided ? [{ signature: line.signature, ok: false }] : [];
     });
     if (decided.length > 0) {
       // Raw SQL: drizzle's update builder has no `UPDATE … FROM unnest(arrays)`.
@@ -1723,7 +1722,8 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     const passed: { jobId: string; expected: string; actual: string }[] = [];
     for (const [i, j] of spanned.entries()) {
       const span = spans[i]!;
-      const matched = span.balances.find((b) => headerMatches(j.header, b));
+      const at = span.balances.findIndex((b) => headerMatches(j.header, b));
+      const matched = at >= 0 && at < span.ordered ? span.balances[at] : undefined;
       if (matched !== undefined) {
         passed.push({
           jobId: j.jobId,
@@ -2310,7 +2310,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     },
     async creditSpans(requests) {
       return db.transaction(async (tx) => {
-        const out = new Map<string, { balancesUnits: bigint[]; covered: boolean }>();
+        const out = new Map<string, CreditSpan>();
         const finalThrough = new Map<string, number | null>();
         for (const r of requests) {
           if (!finalThrough.has(r.vault)) {
@@ -2325,7 +2325,11 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
             r.settlementTx ?? null,
             finalThrough.get(r.vault)!,
           );
-          out.set(r.jobId, { balancesUnits: span.balances, covered: span.covered });
+          out.set(r.jobId, {
+            balancesUnits: span.balances,
+            ordered: span.ordered,
+            covered: span.covered,
+          });
         }
         return out;
       }, snapshot);

@@ -127,11 +127,20 @@ export interface Evaluation {
 export interface CreditsSpan {
   /** The credit vault the job's lock came from. */
   vault: string;
-  /** Its balance after each line from the lock through the response, oldest first. */
+  /**
+   * Its balance after each line from the lock through the response, oldest first: through the
+   * lines the chain dated within the clocks' slack after the response's second (`headerSpanEnd`
+   * in src/store/ledger-rules.ts).
+   */
   balancesUnits: readonly bigint[];
   /**
-   * Every line up to the response is read (and the history listed past it): a header that
-   * matches none of `balancesUnits` will match nothing.
+   * How many of `balancesUnits`, the first ones, surely came before the response; the rest
+   * may have come after it.
+   */
+  ordered: number;
+  /**
+   * Every line of the span is read (and the history listed past it): a header that matches
+   * none of `balancesUnits` will match nothing.
    */
   covered: boolean;
 }

@@ -1,6 +1,7 @@
 import { UNITS_PER_CREDIT } from "../../money.js";
-import type { CheckResult, CreditsSpan, ReceiptForChecks } from "./check-input.js";
-import { fail, pass, skip } from "./check-list.js";
+import { SETTLEMENT_CLOCK_SLACK_SECONDS } from "../../store/ledger-rules.js";
+import type { CreditsSpan, ReceiptForChecks } from "./check-input.js";
+import { type CheckList, fail, pass, skip } from "./check-list.js";
 
 /**
  * `credits.header`: `x-decentral-credits-remaining` (whole credits) against the balances the
@@ -25,48 +26,68 @@ const units = (v: bigint) => v.toString();
 /**
  * The check, or a skip that leaves the verdict alone while the ledger has not read the vault
  * past the response. Such a skip names the vault in `expected`: the ledger reopens the job
- * once it has (see `review` in src/store/ledger.ts).
+ * once it has (see `review` in src/store/ledger.ts). A header that matches only a balance the
+ * vault held after a line that may have come after the response (`span.ordered`) is a skip
+ * leaving the job unproven (`credits_header_order_unknown`): no discrepancy, never verified.
  */
 export function creditsHeaderCheck(
+  list: CheckList,
   job: Pick<ReceiptForChecks, "creditsRemainingUnits" | "creditsRemainingUnread">,
   span: CreditsSpan | null,
-): CheckResult {
+): void {
   const header = job.creditsRemainingUnits ?? null;
   const unread = job.creditsRemainingUnread ?? null;
   if (header === null && unread !== null) {
     // The operator told the customer a balance that is none: no vault holds it, whatever the
     // ledger reads.
-    return fail(
-      "credits.header",
-      `the response carried x-decentral-credits-remaining, but it is not a credit amount: ${unread}`,
-      { header: "a number of credits" },
-      { header: unread },
+    list.add(
+      fail(
+        "credits.header",
+        `the response carried x-decentral-credits-remaining, but it is not a credit amount: ${unread}`,
+        { header: "a number of credits" },
+        { header: unread },
+      ),
     );
+    return;
   }
   if (header === null) {
-    return skip("credits.header", "the response carried no x-decentral-credits-remaining");
+    list.add(skip("credits.header", "the response carried no x-decentral-credits-remaining"));
+    return;
   }
   if (span === null) {
-    return skip("credits.header", "the credit vault of the job's lock is not known");
+    list.add(skip("credits.header", "the credit vault of the job's lock is not known"));
+    return;
   }
   const expected = { headerUnits: units(header), vault: span.vault };
-  const matched = span.balancesUnits.find((b) => creditsHeaderMatches(header, b));
-  if (matched !== undefined) {
-    return pass("credits.header", expected, { balanceUnits: units(matched) });
+  const at = span.balancesUnits.findIndex((b) => creditsHeaderMatches(header, b));
+  if (at >= 0 && at < span.ordered) {
+    list.add(pass("credits.header", expected, { balanceUnits: units(span.balancesUnits[at]!) }));
+    return;
+  }
+  if (at >= 0 && span.covered) {
+    list.gap(
+      "credits.header",
+      "credits_header_order_unknown",
+      `the header says ${header / UNITS_PER_CREDIT} credits: the balance the credit vault held after a line the chain dated at most ${SETTLEMENT_CLOCK_SLACK_SECONDS} s after the response's second, which may have come before the response or after it`,
+    );
+    return;
   }
   if (!span.covered) {
-    return {
+    list.add({
       ...skip(
         "credits.header",
         "the ledger has not read the credit vault past the job's response yet",
       ),
       expected,
-    };
+    });
+    return;
   }
-  return fail(
-    "credits.header",
-    `the header says ${header / UNITS_PER_CREDIT} credits; no balance of the credit vault from the lock through the response rounds down to it`,
-    expected,
-    { balancesUnits: span.balancesUnits.map(units) },
+  list.add(
+    fail(
+      "credits.header",
+      `the header says ${header / UNITS_PER_CREDIT} credits; no balance of the credit vault from the lock through the response rounds down to it`,
+      expected,
+      { balancesUnits: span.balancesUnits.map(units) },
+    ),
   );
 }

@@ -1,0 +1,180 @@
+import { beforeAll, describe, expect, it } from "vitest";
+import { buildStatement } from "../src/ledger/statement.js";
+import { reportsStore } from "../src/store/reports.js";
+import { dialects, useDialectStores } from "./support/dialects.js";
+import { periodEdge, vaultReader } from "./support/ledger-periods.js";
+import { type JobPlan, type Scenario, useAdversaryHarness } from "./support/operator.js";
+
+/**
+ * A customer running jobs in parallel: another job's lock, or a top-up, lands between a job's
+ * lock and its response. Block times are whole seconds 1-2 s off the recorder's clock, so when
+ * the chain's clock runs ahead such a line is dated after the response's second, and nothing
+ * on chain says whether it came before the response or after. An honest header that counts it
+ * is no discrepancy: the job is `partially_verified` (`credits_header_order_unknown`), never
+ * `verified`. A header naming a balance the vault held only past the clocks' bound, or never,
+ * still fails, however the operator times its settlement.
+ */
+describe.each(dialects)("%s store", (dialect) => {
+  const stores = useDialectStores(dialect);
+  const h = useAdversaryHarness({ openStore: () => stores.open() });
+
+  let shared: { c: Scenario; vault: string };
+  beforeAll(async () => {
+    const c = await h.scenario();
+    const { vault } = await c.pinKey(0);
+    shared = { c, vault };
+  });
+
+  /** The block's scenario, a period starting now, the chain's clock ~50 ms into a whole second. */
+  function start() {
+    return { ...shared, from: periodEdge(h) };
+  }
+
+  /** The lock of a second job of the same key, landing now (the job is not this test's). */
+  function concurrentLock() {
+    return h.op.send(h.op.lockIxs(h.op.plan({ keyIndex: 0 }))).signature;
+  }
+
+  /**
+   * Reads the vault once the chain has finalized past every time the job spans, then verifies:
+   * the job's verdict and `credits.header`, its unproven codes and the statement's header
+   * findings.
+   */
+  async function judge(c: Scenario, vault: string, from: number, plan: JobPlan) {
+    h.op.advanceClock(4_000);
+    await h.finalized();
+    await vaultReader(h, c, vault).syncVault(vault);
+    await c.verify();
+    const statement = await buildStatement(
+      c.store,
+      { from, to: h.op.now() + 1_000, vault },
+      { profile: c.profile, graceSeconds: 0 },
+    );
+    const audit = await reportsStore(c.store).auditRows(plan.jobId);
+    return {
+      verdict: audit?.job.verdict,
+      unproven: audit?.job.unproven ?? [],
+      check: await c.check(plan.jobId, "credits.header"),
+      mismatches: statement.vaults[0]!.creditsHeaderMismatches.map((m) => m.jobId),
+    };
+  }
+
+  /** Not verified, not a discrepancy: the order of the response and a line is not known. */
+  function expectOrderUnknown(judged: Awaited<ReturnType<typeof judge>>) {
+    expect(judged.check?.outcome).toBe("skip");
+    expect(judged.verdict).toBe("partially_verified");
+    expect(judged.unproven).toEqual(["credits_header_order_unknown"]);
+    expect(judged.mismatches).toEqual([]);
+  }
+
+  it("does not call a discrepancy an honest header counting another job's lock that landed after the settlement and before the response, the chain's clock 1 s ahead", async () => {
+    const { c, vault, from } = start();
+    const plan = h.op.plan({ keyIndex: 0 });
+    const txs = h.op.honestJob(plan);
+    h.op.advanceClock(500);
+    h.op.nextSlot();
+    concurrentLock();
+    // The operator reads the balance as it answers: after the other job's lock.
+    const header = h.op.balance(vault);
+    c.record(plan, txs, { creditsRemainingUnits: header }, "ingest", h.op.now() - 1_000);
+    expectOrderUnknown(await judge(c, vault, from, plan));
+  });
+
+  it("does not call a discrepancy an honest header counting a top-up after the settlement and before the response, the chain's clock 2 s ahead", async () => {
+    const { c, vault, from } = start();
+    const plan = h.op.plan({ keyIndex: 0 });
+    const txs = h.op.honestJob(plan);
+    h.op.advanceClock(900);
+    h.op.nextSlot();
+    h.op.fund(vault, 50_000n);
+    const header = h.op.balance(vault);
+    c.record(plan, txs, { creditsRemainingUnits: header }, "ingest", h.op.now() - 2_000);
+    expectOrderUnknown(await judge(c, vault, from, plan));
+  });
+
+  it("does not call a discrepancy an honest header counting another job's lock before a settlement that sent nothing back, the chain's clock 1 s ahead", async () => {
+    // The job is charged its whole lock: its settlement has no line in the vault to place
+    // the other lock before it.
+    const { c, vault, from } = start();
+    const plan = h.op.plan({ keyIndex: 0, completionTokens: 2_000 });
+    expect(plan.remainder).toBe(0n);
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    h.op.nextSlot();
+    concurrentLock();
+    h.op.nextSlot();
+    const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
+    const header = h.op.balance(vault);
+    c.record(
+      plan,
+      { escrowTx, settlementTx },
+      { creditsRemainingUnits: header },
+      "ingest",
+      h.op.now() - 1_000,
+    );
+    expectOrderUnknown(await judge(c, vault, from, plan));
+  });
+
+  it("passes and verifies an honest header counting another job's lock the slot order puts before the job's settlement, the chain's clock 2 s ahead", async () => {
+    const { c, vault, from } = start();
+    const plan = h.op.plan({ keyIndex: 0 });
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    h.op.nextSlot();
+    concurrentLock();
+    h.op.nextSlot();
+    const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
+    const header = h.op.balance(vault);
+    c.record(
+      plan,
+      { escrowTx, settlementTx },
+      { creditsRemainingUnits: header },
+      "ingest",
+      h.op.now() - 2_000,
+    );
+    const judged = await judge(c, vault, from, plan);
+    expect(judged.check?.outcome).toBe("pass");
+    expect(judged.verdict).toBe("verified");
+    expect(judged.mismatches).toEqual([]);
+  });
+
+  it("fails a header of the balance after a top-up dated past the clocks' bound, though the operator held its settlement back to the bound's last second", async () => {
+    // The settlement dated 2 s after the response's second (the most the clocks allow), a
+    // top-up the second after: the settlement's timing cannot stretch the span past the bound.
+    const { c, vault, from } = start();
+    const plan = h.op.plan({ keyIndex: 0 });
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const recordedAt = h.op.now();
+    h.op.advanceClock(2_000);
+    h.op.nextSlot();
+    const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
+    h.op.advanceClock(1_000);
+    h.op.nextSlot();
+    h.op.fund(vault, 50_000n);
+    const header = h.op.balance(vault);
+    c.record(
+      plan,
+      { escrowTx, settlementTx },
+      { creditsRemainingUnits: header },
+      "ingest",
+      recordedAt,
+    );
+    const judged = await judge(c, vault, from, plan);
+    expect(judged.check?.outcome).toBe("fail");
+    expect(judged.verdict).toBe("discrepancy");
+    expect(judged.mismatches).toEqual([plan.jobId]);
+  });
+
+  it("fails a header one base unit above the balance after another job's lock within the clocks' bound", async () => {
+    const { c, vault, from } = start();
+    const plan = h.op.plan({ keyIndex: 0 });
+    const txs = h.op.honestJob(plan);
+    h.op.advanceClock(500);
+    h.op.nextSlot();
+    concurrentLock();
+    const header = h.op.balance(vault) + 1n;
+    c.record(plan, txs, { creditsRemainingUnits: header }, "ingest", h.op.now() - 1_000);
+    const judged = await judge(c, vault, from, plan);
+    expect(judged.check?.outcome).toBe("fail");
+    expect(judged.verdict).toBe("discrepancy");
+    expect(judged.mismatches).toEqual([plan.jobId]);
+  });
+});
