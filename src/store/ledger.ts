@@ -547,9 +547,10 @@ export interface LedgerStore {
   review(vault: string, now?: number): Promise<ReviewResult>;
   /**
    * For the verifier's `credits.header`: per job, the balances of `vault` after each line from
-   * the job's lock (`lockTx`) through its response (`recordedAt`, ms), and whether the ledger
-   * has read that whole span (the chain had finalized past the response when it was listed). A
-   * lock the ledger has not read gives no balance, not covered.
+   * the job's lock (`lockTx`) through its response (`recordedAt`, ms; `headerSpanEnd`), how many
+   * first ones surely came before the response, and whether the ledger has read that whole span
+   * (the chain had finalized past its last second when it was listed). A lock the ledger has not
+   * read gives no balance, not covered.
    */
   creditSpans(
     requests: readonly {
