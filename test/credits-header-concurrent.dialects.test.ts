@@ -114,6 +114,26 @@ describe.each(dialects)("%s store", (dialect) => {
     expectOrderUnknown(await judge(c, vault, from, plan));
   });
 
+  it("reopens a job verified before the ledger read its vault whose honest header counts a line that may have come after the response: partially_verified, not left verified", async () => {
+    // The chain 1 s ahead, as in the first case; the verifier judges the job first (the check
+    // waits for the ledger's read, a skip naming the vault), then the ledger's review finds
+    // the header's balance only after the other lock: the job is judged again.
+    const { c, vault, from } = start();
+    const plan = h.op.plan({ keyIndex: 0 });
+    const txs = h.op.honestJob(plan);
+    h.op.advanceClock(500);
+    h.op.nextSlot();
+    concurrentLock();
+    const header = h.op.balance(vault);
+    c.record(plan, txs, { creditsRemainingUnits: header }, "ingest", h.op.now() - 1_000);
+    await c.verify();
+    expect(await c.check(plan.jobId, "credits.header")).toMatchObject({
+      outcome: "skip",
+      expected: { vault },
+    });
+    expectOrderUnknown(await judge(c, vault, from, plan));
+  });
+
   it("passes and verifies an honest header counting another job's lock the slot order puts before the job's settlement, the chain's clock 2 s ahead", async () => {
     const { c, vault, from } = start();
     const plan = h.op.plan({ keyIndex: 0 });
