@@ -410,7 +410,7 @@ export const SETTLEMENT_CLOCK_SLACK_SECONDS = 2;
  * response's second (`until`): a concurrent job's lock or a top-up that landed before the
  * response, dated late by a chain clock ahead of the recorder's, or after the settlement and
  * before the response, which nothing on chain orders. A header naming a balance after such a
- * line is no mismatch, but not proven either (`orderedThrough`). The span never runs past that
+ * line is no mismatch, but not proven either (`orderedUntil`). The span never runs past that
  * second, whatever the settlement's timing: an operator holding its settlement back moves
  * lines from the unordered part into the ordered one, never a line into the span. A line the
  * receipt names that is not the job's own settlement (`ownSettlementLine`: a top-up, another

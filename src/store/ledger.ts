@@ -1668,9 +1668,9 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     header: bigint,
   ): { matched: bigint | null; ordered: boolean; lasting: boolean; covered: boolean } {
     const upperOf = (until: number) =>
-      // Past every ord: the span runs to the newest line.
-      (spanEndOrd.get(vault, lockOrd, end.throughOrd, until) as bigint | null) ?? null;
+      spanEndOrd.get(vault, lockOrd, end.throughOrd, until) as bigint | null;
     const endOrd = upperOf(end.until);
+    // Past every ord: the span runs to the newest line.
     const upper = endOrd ?? 1n << 62n;
     const match = spanMatch.get(vault, lockOrd, upper, header, header + UNITS_PER_CREDIT) as
       | { ord: bigint; post_units: bigint }
