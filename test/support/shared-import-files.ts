@@ -37,6 +37,7 @@ export const sharedImportFiles: readonly string[] = [
   "test/check-results-indexes.dialects.test.ts",
   "test/config.test.ts",
   "test/credits-header-clock.dialects.test.ts",
+  "test/credits-header-concurrent.dialects.test.ts",
   "test/dashboard-pages.test.ts",
   "test/db-upgrade.dialects.test.ts",
   "test/db-write-transactions.test.ts",
