@@ -149,16 +149,30 @@ describe("nightly summary", () => {
 describe("an unreleased lock in the nightly summary", () => {
   it("says what of the lock is still out, not only the lock", () => {
     const s = summaryWithMemos([]);
-    s.ledger!.unreleasedLocks.push({
-      vault,
-      jobId: "job_partly",
-      signature: "sigLock",
-      lockUnits: "160000",
-      outstandingUnits: "1",
-      lockedAt: "2026-11-28T10:00:00.000Z",
-      dueBy: "2026-11-28T10:07:00.000Z",
-      beforeWindow: false,
-    });
+    s.ledger = {
+      ...s.ledger!,
+      unreleasedLocks: [
+        {
+          vault,
+          jobId: "job_partly",
+          signature: "sigLock",
+          lockUnits: "160000",
+          outstandingUnits: "1",
+          lockedAt: "2026-11-28T10:00:00.000Z",
+          dueBy: "2026-11-28T10:07:00.000Z",
+          beforeWindow: false,
+        },
+      ],
+    };
     expect(summaryToText(s)).toContain("unreleased lock of 160000 units (1 still out) by job");
+  });
+
+  it("leaves the clean ledger clean for the files that read it after this one", () => {
+    // Files of the shared-imports project share it: a lock pushed here was in every later
+    // nightly's ledger of the worker.
+    expect(() => (cleanLedger.unreleasedLocks as unknown[]).push({ jobId: "job_x" })).toThrow(
+      TypeError,
+    );
+    expect(cleanLedger.unreleasedLocks).toEqual([]);
   });
 });

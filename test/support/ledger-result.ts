@@ -1,7 +1,19 @@
 import type { LedgerWindowResult } from "../../src/ledger/window-check.js";
 
-/** A credit vaults' ledger read of one vault that found nothing. */
-export const cleanLedger: LedgerWindowResult = {
+/** `value` frozen, and each list it holds: a push into one throws. */
+function frozen<T extends object>(value: T): T {
+  for (const member of Object.values(value)) if (Array.isArray(member)) Object.freeze(member);
+  return Object.freeze(value);
+}
+
+/**
+ * A credit vaults' ledger read of one vault that found nothing. Frozen, its lists too: the files
+ * of the shared-imports project share this one object, and a lock one of them pushed into a
+ * copy's `unreleasedLocks` (a spread shares the list) was found by every later nightly of its
+ * worker (`ledger_findings` where `no_jobs` was due). A test spreads it and gives the lists it
+ * fills lists of their own.
+ */
+export const cleanLedger: LedgerWindowResult = frozen({
   vaults: 1,
   unreceiptedDebits: [],
   unreleasedLocks: [],
@@ -17,4 +29,4 @@ export const cleanLedger: LedgerWindowResult = {
   prunedHistory: [],
   judgedBefore: [],
   incomplete: null,
-};
+});

@@ -106,6 +106,7 @@ export const sharedImportFiles: readonly string[] = [
   "test/pg-role-settings.test.ts",
   "test/pg-rollup-triggers.test.ts",
   "test/pg-schema.test.ts",
+  "test/pg-serve-nightly-hung-database.test.ts",
   "test/pg-verifier-outage.test.ts",
   "test/proxy-answer-encoding.test.ts",
   "test/proxy-answer-shapes.test.ts",
