@@ -15,7 +15,7 @@ import net, { type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { createToken } from "../src/auth/tokens.js";
 import { openSqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
@@ -171,6 +171,10 @@ async function logLongLines(base: string): Promise<void> {
   await Promise.all(Array.from({ length: 4 }, caller));
 }
 
+/** Job ids of the cluster's receipts not among `before` (ids read before a test's requests). */
+const recordedSince = (db: string, before: ReadonlySet<string>) =>
+  proxyJobIds(db).filter((id) => !before.has(id));
+
 function proxyJobIds(db: string): string[] {
   const store = openSqliteStore(db);
   try {
@@ -212,6 +216,16 @@ async function leaderOwner(db: string): Promise<string | null> {
     return (await createLockStore(store).holder("serve-leader"))?.owner ?? null;
   } finally {
     store.close();
+  }
+}
+
+/** Whether process `pid` is there (a zombie nobody reaped is). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
   }
 }
 
@@ -277,7 +291,35 @@ function sample(text: string, name: string): number {
 
 const PROXIED = "decentral_audit_proxy_duration_seconds_count";
 
+/** No drain time: the primary waits only its margin (1 s here, 10 s by default) for a worker. */
+const stuckDrain = { DRAIN_TIMEOUT_MS: "0", DRAIN_MARGIN_MS: "1000" };
+/** A drain time well beyond a loaded host's stop. */
+const longDrain = { DRAIN_TIMEOUT_MS: "12000" };
+
+interface Cluster {
+  db: string;
+  serve: CliProcess & { url: string };
+  up: Upstream;
+}
 let running: { serve: CliProcess; upstream: Upstream } | undefined;
+/**
+ * Clusters a test left serving for a later test that stops them (`handOn`, `startCluster`'s
+ * `from`): a cluster's start is most of a test's time, and a test that stops a cluster can stop
+ * one another test used without stopping it. Killed with the file when no test took them.
+ */
+const handedOn = new Map<string, Cluster>();
+afterAll(() => {
+  for (const { serve, up } of handedOn.values()) {
+    serve.child.kill("SIGKILL");
+    up.close();
+  }
+});
+
+/** Leaves the cluster this test started serving for the test that starts one `from: key`. */
+function handOn(key: string, cluster: Cluster): void {
+  handedOn.set(key, cluster);
+  running = undefined;
+}
 
 /** A store migrated once for the file: each cluster's is a copy (a migration costs a second). */
 let migrated: string | undefined;
@@ -291,7 +333,21 @@ function migratedStore(db: string): void {
   copyFileSync(migrated, db);
 }
 
-async function startCluster(env: Record<string, string> = {}) {
+/** Pids of the workers that listened and still live (replacements of killed ones included). */
+const livingWorkers = (serve: CliProcess) => [...workerPids(serve)].filter(alive);
+
+/**
+ * A cluster of two workers serving, its primary's and workers' lines read. `from`: the one a
+ * test handed on under that key (`handOn`), once two of its workers live, if there is one.
+ */
+async function startCluster(env: Record<string, string> = {}, from?: string): Promise<Cluster> {
+  const handed = from === undefined ? undefined : handedOn.get(from);
+  if (handed !== undefined && from !== undefined) {
+    handedOn.delete(from);
+    running = { serve: handed.serve, upstream: handed.up };
+    await until(() => livingWorkers(handed.serve).length >= 2);
+    return handed;
+  }
   const db = join(mkdtempSync(join(tmpdir(), "cluster-")), "audit.db");
   migratedStore(db);
   const up = await upstream();
@@ -325,7 +381,8 @@ afterEach(() => {
 
 describe("serve --workers 2", () => {
   it("records each receipt once, whichever worker proxied it, and /metrics counts them all", async () => {
-    const { db, serve } = await startCluster();
+    const cluster = await startCluster();
+    const { db, serve } = cluster;
     const proxied = () =>
       serve.logs.filter((l) => l.msg === "request" && String(l.path).startsWith("/v1/"));
     // Workers accept connections themselves: a burst may all go to one while the other is busy
@@ -359,10 +416,14 @@ describe("serve --workers 2", () => {
         .reduce((a, b) => a + b, 0);
       expect(counted).toBe(answers.length);
     }
+    // Its leader never died: stopped while another process holds the write lock, it has its
+    // verifier's run to close.
+    handOn("write-lock", cluster);
   }, 60_000);
 
   it("loses no acknowledged receipt when a worker is killed mid-stream, and restarts it", async () => {
-    const { db, serve, up } = await startCluster();
+    const cluster = await startCluster();
+    const { db, serve, up } = cluster;
     // Every stream stays open until a worker was killed: streams of a fixed length (2 s) could
     // all have ended first on a loaded host, and none broken.
     up.holdStreams = true;
@@ -391,10 +452,12 @@ describe("serve --workers 2", () => {
     // still stream, they are aborted (the others completed as their streams ended).
     await until(() => openCaptures(db) === 0, 10_000);
     expect(abortedCaptures(db)).toBeGreaterThan(0);
+    handOn("drain-SIGTERM", cluster);
   }, 60_000);
 
   it("leaves no connection waiting forever when a worker is killed while connections come in", async () => {
-    const { serve, up } = await startCluster();
+    const cluster = await startCluster();
+    const { serve, up } = cluster;
     up.jsonDelayMs = 20;
     // Clients that each send one request per new connection, one after another, for at least
     // 3 s and 51 requests; a worker is killed at least 1 s and 20 requests in (counted, not only
@@ -427,10 +490,12 @@ describe("serve --workers 2", () => {
     ]);
     expect({ settled, pending }).toEqual({ settled: true, pending: 0 });
     expect(sent).toBeGreaterThan(50);
+    handOn("drain-SIGHUP", cluster);
   }, 60_000);
 
   it("keeps /metrics counters of a worker that died, and counts its restart", async () => {
-    const { db, serve } = await startCluster();
+    const cluster = await startCluster();
+    const { db, serve } = cluster;
     const token = await metricsToken(db);
     const answers = await Promise.all(Array.from({ length: 20 }, () => send(serve.url, false)));
     await Promise.all(answers.map((a) => a.done));
@@ -443,6 +508,7 @@ describe("serve --workers 2", () => {
     expect(sample(after, "decentral_audit_serve_worker_restarts_total")).toBe(1);
     await send(serve.url, false).then((a) => a.done);
     expect(sample((await scrapeMetrics(serve.url, token)).text, PROXIED)).toBe(21);
+    handOn("crash-draining", cluster);
   }, 60_000);
 
   it("keeps the counts a worker made before it died, with no scrape between", async () => {
@@ -467,7 +533,9 @@ describe("serve --workers 2", () => {
   }, 60_000);
 
   it("answers /metrics while a worker hangs, with that worker's last counters", async () => {
-    const { db, serve } = await startCluster();
+    // The drain times of the test it is handed on to (they play no part here).
+    const cluster = await startCluster(stuckDrain);
+    const { db, serve } = cluster;
     const token = await metricsToken(db);
     const answers = await Promise.all(Array.from({ length: 20 }, () => send(serve.url, false)));
     await Promise.all(answers.map((a) => a.done));
@@ -485,10 +553,13 @@ describe("serve --workers 2", () => {
     } finally {
       process.kill(hung, "SIGKILL");
     }
+    handOn("stuck-draining", cluster);
   }, 60_000);
 
   it("restarts a worker that keeps dying later and later, counting each restart", async () => {
-    const { db, serve } = await startCluster();
+    // The drain time of the test it is handed on to (it plays no part here).
+    const cluster = await startCluster(longDrain);
+    const { db, serve } = cluster;
     const token = await metricsToken(db);
     // The same worker's place dies three times in a row, each successor once it listens. Both
     // workers' lines are in first (they come gathered): a late one would pass for a successor.
@@ -508,6 +579,7 @@ describe("serve --workers 2", () => {
     expect(delays).toEqual([100, 200, 400]);
     const text = (await scrapeMetrics(serve.url, token)).text;
     expect(sample(text, "decentral_audit_serve_worker_restarts_total")).toBe(3);
+    handOn("forked-before-stop", cluster);
   }, 60_000);
 
   it("runs the verifier in exactly one process, and moves it when that process dies", async () => {
@@ -539,14 +611,16 @@ describe("serve --workers 2", () => {
   it.each(["SIGTERM", "SIGHUP"] as const)(
     "drains every worker on %s: responses in flight finish and are recorded",
     async (signal) => {
-      const { db, serve, up } = await startCluster();
+      const { db, serve, up } = await startCluster({}, `drain-${signal}`);
+      const recorded = new Set(proxyJobIds(db));
+      const received = up.received;
       up.jsonDelayMs = 700;
       const inFlight = Array.from({ length: 8 }, () => send(serve.url, false));
       // The requests reached the workers (and the upstream) before the signal: a loaded host may
       // take longer than any fixed wait to accept them, and a connection still in the listening
       // socket's queue at the signal is reset, not drained.
-      await until(() => up.received === 8);
-      const workers = [...workerPids(serve)];
+      await until(() => up.received === received + 8);
+      const workers = livingWorkers(serve);
       serve.child.kill(signal);
       if (signal === "SIGHUP") for (const pid of workers) process.kill(pid, signal);
       const answers = await Promise.all(inFlight);
@@ -555,7 +629,7 @@ describe("serve --workers 2", () => {
       expect(await serve.exited).toBe(0);
       // Each worker exited 0 itself, its last lines written (stdout here is a pipe).
       expect(serve.logs.filter((l) => l.msg === "serve worker did not exit cleanly")).toEqual([]);
-      expect(proxyJobIds(db).sort()).toEqual(answers.map((a) => a.jobId).sort());
+      expect(recordedSince(db, recorded).sort()).toEqual(answers.map((a) => a.jobId).sort());
       // The leader released its lease on the way out.
       expect(await leaderOwner(db)).toBeNull();
     },
@@ -592,7 +666,9 @@ afterEach(() => {
 
 describe("serve --workers 2, stopped while another process holds the write lock", () => {
   it("waits for the lock within the drain time, records every answered job, and exits 0", async () => {
-    const { db, serve, up } = await startCluster();
+    const { db, serve, up } = await startCluster({}, "write-lock");
+    const recorded = new Set(proxyJobIds(db));
+    const answered = up.answered;
     // The leader's verifier has opened its run: stopping, it has that run to close and its
     // leases to release, each waiting for the lock.
     await until(() => openRuns(db) > 0);
@@ -602,7 +678,7 @@ describe("serve --workers 2, stopped while another process holds the write lock"
     const lock = await holdWriteLock(db, 4_000);
     const inFlight = Array.from({ length: 8 }, () => send(serve.url, false));
     // The upstream answered; the receipts wait for the lock, and the answers for them.
-    await until(() => up.answered === 8);
+    await until(() => up.answered === answered + 8);
     serve.child.kill("SIGTERM");
     const answers = await Promise.all(inFlight);
     await Promise.all(answers.map((a) => a.done));
@@ -613,7 +689,7 @@ describe("serve --workers 2, stopped while another process holds the write lock"
     // No worker ended during the drain other than by draining.
     const unclean = ["serve worker did not exit cleanly", "serve worker ended while draining"];
     expect(serve.logs.filter((l) => unclean.some((m) => String(l.msg).startsWith(m)))).toEqual([]);
-    expect(proxyJobIds(db).sort()).toEqual(answers.map((a) => a.jobId).sort());
+    expect(recordedSince(db, recorded).sort()).toEqual(answers.map((a) => a.jobId).sort());
   }, 60_000);
 
   it("past the drain time cuts the clients, still writes their receipts once the lock frees, and exits 0", async () => {
@@ -642,15 +718,16 @@ describe("serve --workers 2, stopped while another process holds the write lock"
 
 describe("serve --workers 2, a worker that crashes while it drains", () => {
   it("makes serve exit non-zero, logged as an error", async () => {
-    const { serve, up } = await startCluster();
+    const { serve, up } = await startCluster({}, "crash-draining");
+    const received = up.received;
     up.jsonDelayMs = 3000;
     const inFlight = Array.from({ length: 4 }, () =>
       send(serve.url, false).catch((error: Error) => error),
     );
-    await until(() => up.received === 4);
+    await until(() => up.received === received + 4);
     serve.child.kill("SIGTERM");
     // As an abort inside a native call ends a worker: at once, by a signal, before it drained.
-    for (const pid of workerPids(serve)) process.kill(pid, "SIGKILL");
+    for (const pid of livingWorkers(serve)) process.kill(pid, "SIGKILL");
     await Promise.all(inFlight);
     expect(await serve.exited).toBe(2);
     expect(
@@ -664,8 +741,8 @@ describe("serve --workers 2, a worker stuck on SIGTERM", () => {
   it("is killed after the drain wait, logged as an error, and serve exits non-zero", async () => {
     // No drain time: the primary waits only its margin (1 s here, 10 s by default) for the
     // stuck worker, and not the default margin.
-    const { serve } = await startCluster({ DRAIN_TIMEOUT_MS: "0", DRAIN_MARGIN_MS: "1000" });
-    const [stuck] = [...workerPids(serve)] as number[];
+    const { serve } = await startCluster(stuckDrain, "stuck-draining");
+    const [stuck] = livingWorkers(serve);
     process.kill(stuck as number, "SIGSTOP");
     const started = Date.now();
     serve.child.kill("SIGTERM");
@@ -688,9 +765,9 @@ describe("serve --workers 2, stopped while a worker starts", () => {
   it("stops a worker forked just before SIGTERM instead of letting it serve through the drain", async () => {
     // A drain time well beyond a loaded host's stop: a replacement left to serve through it
     // would hold the exit for all of it.
-    const { serve } = await startCluster({ DRAIN_TIMEOUT_MS: "12000" });
+    const { serve } = await startCluster(longDrain, "forked-before-stop");
     const primary = serve.child.pid as number;
-    const [victim] = [...workerPids(serve)] as number[];
+    const [victim] = livingWorkers(serve);
     const before = new Set(childrenOf(primary));
     process.kill(victim as number, "SIGKILL");
     // Its replacement is forked after the restart delay; SIGTERM lands while it loads.
@@ -941,15 +1018,6 @@ function healthz(url: string): Promise<string> {
       .on("error", (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message));
   });
 }
-
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 describe("serve --workers 2, restarted one worker at a time", () => {
   it("keeps the port when the second worker is signalled before the first's replacement listens", async () => {
