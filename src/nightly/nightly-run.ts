@@ -70,6 +70,12 @@ export interface NightlyOptions {
   /** Give up after this long; the run then exits 2. */
   timeoutMs: number;
   /**
+   * How long past `timeoutMs` the summary's reads wait for a database that is away (restarting,
+   * its write lock held), so that a run that timed out then still says what the window holds
+   * (`verify`: VERIFY_CLOSE_GRACE_MS, as for its run row). Default 15 s.
+   */
+  closeGraceMs?: number;
+  /**
    * When the run's time began, on the monotonic clock (`performance.now()`). Default: as the
    * run starts. `verify` gives 0, its process's start, so the time its start took (modules
    * loaded on a busy host, the database waited for) counts against its `--timeout`.
@@ -211,18 +217,20 @@ const maxFindings = 100;
 /** Pause between attempts while the database is away (a restart, a failover, a lock held). */
 const DATABASE_RETRY_MS = 1000;
 /**
- * How long the summary's reads wait for the database past the run's deadline: a run that timed
- * out while the database was away still says what the window holds once it is back.
+ * How long the summary's reads wait for the database past the run's deadline unless told
+ * (`NightlyOptions.closeGraceMs`): a run that timed out while the database was away still says
+ * what the window holds once it is back.
  */
 const SUMMARY_GRACE_MS = 15_000;
 
 /**
  * How long past its time a nightly run on PostgreSQL may go on before it is given up on (see
- * `givenUpOnHung`): the summary's reads are tried for 15 s past it, each read and the run row's
- * write waiting out up to a statement timeout (README's PostgreSQL table lock), and 5 s more.
+ * `givenUpOnHung`): the summary's reads are tried for `closeGraceMs` past it (15 s unless
+ * told), each read and the run row's write waiting out up to a statement timeout (README's
+ * PostgreSQL table lock), and 5 s more.
  */
-export function hangMarginMs(statementTimeoutMs: number): number {
-  return SUMMARY_GRACE_MS + 5_000 + 2 * statementTimeoutMs;
+export function hangMarginMs(statementTimeoutMs: number, closeGraceMs = SUMMARY_GRACE_MS): number {
+  return closeGraceMs + 5_000 + 2 * statementTimeoutMs;
 }
 
 /** The longest a Node timer waits (a longer one fires at once). */
@@ -557,7 +565,7 @@ export async function runNightlyVerification(
         found: await ops.unverifiedJobs(options.from, options.to, maxFindings),
         unproven: await ops.unprovenCounts(options.from, options.to),
       }),
-      Math.max(left(), SUMMARY_GRACE_MS),
+      Math.max(left(), options.closeGraceMs ?? SUMMARY_GRACE_MS),
       options.signal,
     );
     ({ byVerdict, found, unproven } = read);

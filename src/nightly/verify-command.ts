@@ -120,7 +120,7 @@ export async function runVerifyCommand(
   io: VerifyIo,
   extra: Pick<
     NightlyOptions,
-    "preflight" | "signal" | "profile" | "ledger" | "startedTick" | "rpcQuorum"
+    "preflight" | "signal" | "profile" | "ledger" | "startedTick" | "rpcQuorum" | "closeGraceMs"
   > & {
     /**
      * How long past `--timeout` the run may go on (its summary's reads and closing writes)

@@ -87,10 +87,14 @@ export async function runVerifyFromCli(
           profile: () => profileStatus(store, profile),
           ledger,
           startedTick,
+          closeGraceMs: config.VERIFY_CLOSE_GRACE_MS,
           ...(store.kind === "postgres"
             ? {
                 hang: {
-                  marginMs: hangMarginMs(config.DATABASE_STATEMENT_TIMEOUT_MS),
+                  marginMs: hangMarginMs(
+                    config.DATABASE_STATEMENT_TIMEOUT_MS,
+                    config.VERIFY_CLOSE_GRACE_MS,
+                  ),
                   onHang: () => {
                     hung = true;
                   },
