@@ -36,7 +36,7 @@ import type { StubResponses, WorldReady } from "./world-child.js";
  *
  *   npm run bench -- [--only proxy,ingest,verify,reports] [--quick] [--proxy-workers 1,2]
  *     [--proxy-quick] [--proxy-ab /other/worktree] [--proxy-token] [--proxy-built]
- *     [--proxy-ab-built]
+ *     [--proxy-ab-built] [--proxy-in-flight 64]
  *     [--report-jobs 1000000[,10000000]] [--verify-jobs 2000] [--rpc-limit 100]
  *   npm run bench -- --only soak [--soak-seconds 300]
  *   npm run bench -- --only startup [--startup-bin /other/tree/bin/decentral-audit.js]
@@ -98,6 +98,7 @@ const { values: flags } = parseArgs({
     "proxy-token": { type: "boolean", default: false },
     "proxy-built": { type: "boolean", default: false },
     "proxy-ab-built": { type: "boolean", default: false },
+    "proxy-in-flight": { type: "string" },
   },
 });
 const only = new Set<Section>(
@@ -133,6 +134,19 @@ const proxyWorkers = (flags["proxy-workers"] ?? `1,${Math.min(cpus().length, 16)
  * quick sizes (about a minute per worker count): to compare two builds, not to report.
  */
 const proxyQuick = flags["proxy-quick"] === true;
+/**
+ * `--proxy-in-flight 64` (or `16,64`): the proxy section measures only these numbers of requests
+ * in flight (default 1, 16 and 64; 1 and 16 with --proxy-quick), e.g. to profile or compare the
+ * rows where requests queue on the event loop.
+ */
+const proxyInFlight = (flags["proxy-in-flight"] ?? (proxyQuick ? "1,16" : "1,16,64"))
+  .split(",")
+  .map((c) => wholeNumber("proxy-in-flight", c))
+  .filter((c, i, all) => c >= 1 && all.indexOf(c) === i);
+if (proxyInFlight.length === 0) {
+  process.stderr.write("--proxy-in-flight: no number of requests in flight of 1 or more\n");
+  process.exit(2);
+}
 /**
  * `--proxy-ab DIR`: the bare proxy's place is taken by `serve` built from the worktree DIR (its
  * own bench/service-child.ts and src), so two builds are measured interleaved, in one run, under
@@ -229,6 +243,7 @@ const results: {
     sections: [...only],
     quick,
     proxyQuick,
+    proxyInFlight,
     proxyBuilt,
     reportSizes,
     verifyJobs,
@@ -380,7 +395,7 @@ async function proxySection(
     const sizes: Record<number, number> =
       quick || proxyQuick ? { 1: 60, 16: 150, 64: 300 } : { 1: 150, 16: 400, 64: 800 };
     for (const stream of [false, true]) {
-      for (const concurrency of proxyQuick ? [1, 16] : [1, 16, 64]) {
+      for (const concurrency of proxyInFlight) {
         const requests = Math.round((sizes[concurrency] ?? 100) / (stream ? 2 : 1));
         say(`proxy: ${upstream}, ${stream ? "stream" : "json"}, c=${concurrency}, ${requests} x 3`);
         const row = await compareProxy(
