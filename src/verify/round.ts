@@ -56,8 +56,17 @@ const STATUS_SLICE = 128;
 
 /** Signatures in one full getSignatureStatuses request (the RPC's limit, the pool's batch). */
 const FULL_STATUS_REQUEST = 256;
-/** Longest wait of a fetched transaction for the others of its batch to be stored with. */
+/**
+ * Longest wait of a fetched transaction for the others of its batch to be stored with, while
+ * fetches of the round are still out (none out, it is stored at once).
+ */
 const STORE_WAIT_MS = 50;
+
+/** A fetch's end: its answer, what it threw, or null when the round stopped it. */
+type FetchOutcome =
+  | { ok: true; result: Awaited<ReturnType<VerifierRpc["getTransaction"]>> }
+  | { ok: false; error: unknown }
+  | null;
 
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
@@ -339,8 +348,10 @@ export function createRound(deps: RoundDeps): Round {
     // Fetched transactions are stored several to a transaction instead of a commit each (WAL
     // writes on SQLite, a WAL flush on PostgreSQL): 6 to 10% less CPU per verified job in a
     // scratch round. A fetch hands its transaction over and frees its slot at once; a batch is
-    // stored when it holds a full slot's worth (fetchConcurrency) or STORE_WAIT_MS after its
-    // first, and what is left when the round ends at once.
+    // stored when it holds a full slot's worth (fetchConcurrency), when no fetch of the round is
+    // still out to join it, or STORE_WAIT_MS after its first, and what is left when the round
+    // ends at once. A round of a few fetches (one job's two) waited the whole STORE_WAIT_MS
+    // for fetches that were never coming before its jobs were decided.
     const toStore: {
       item: FetchedItem;
       resolve: (row: SignatureRow | undefined) => void;
@@ -351,6 +362,8 @@ export function createRound(deps: RoundDeps): Round {
     const started = new Set<string>();
     let ending = false;
     let storeTimer: NodeJS.Timeout | undefined;
+    /** Fetches of the round whose answer has not come back yet (queued or in flight). */
+    let fetchesOut = toFetch.length;
     /**
      * The write lock another process held past the busy timeout, seen by a store of this round:
      * the round is retried as a whole, so what is fetched after it is not stored. Each such
@@ -382,7 +395,7 @@ export function createRound(deps: RoundDeps): Round {
       new Promise<SignatureRow | undefined>((resolve, reject) => {
         const memoJob = memoJobOf(profile, result.facts.memos);
         toStore.push({ item: { signature, fetched: result, t: now(), memoJob }, resolve, reject });
-        if (ending || toStore.length >= options.fetchConcurrency) storeBatch();
+        if (ending || fetchesOut === 0 || toStore.length >= options.fetchConcurrency) storeBatch();
         else storeTimer ??= setTimeout(storeBatch, STORE_WAIT_MS);
       });
     /** What a database failure while storing a fetch means: busy fails the round, else trouble. */
@@ -390,6 +403,55 @@ export function createRound(deps: RoundDeps): Round {
       // The database, not the node, was in the way: the round is retried as a whole.
       if (isBusyError(error)) throw error;
       trouble.set(signature, `storing the transaction: ${message(error)}`);
+    };
+    /** What a fetch's answer means for its signature: stored, a miss, or trouble. */
+    const takeAnswer = async (signature: string, outcome: FetchOutcome) => {
+      if (!outcome) return;
+      if (outcome.ok) {
+        const { result } = outcome;
+        // Whatever RPC the verifier is given, a block time the chain cannot have is the
+        // node's trouble like an answer that does not parse: one no date held stopped every
+        // slice it was in, and a job is never judged by it.
+        const wrong =
+          result?.facts.blockTime == null
+            ? null
+            : implausibleBlockTime(result.facts.blockTime, now());
+        if (wrong !== null) {
+          trouble.set(signature, `getTransaction: malformed transaction: ${wrong}`);
+          return;
+        }
+        // Stored facts are never written over: facts fetched again for an answer no longer
+        // read serve this round.
+        if (result !== null && factsCache.get(signature) === null) {
+          factsCache.set(signature, result.facts);
+        }
+        try {
+          if (lockedOut !== undefined) throw lockedOut;
+          keep(
+            signature,
+            result === null
+              ? // The status said finalized but no endpoint returned it.
+                await signatures.recordFetchMiss(signature, options.maxFetchMisses, {
+                  t: now(),
+                  minSpanMs: options.fetchMissSpanMs,
+                })
+              : await storeFetched(signature, result),
+          );
+        } catch (error) {
+          storeFailed(signature, error);
+        }
+        return;
+      }
+      const { error } = outcome;
+      if (isBusyError(error)) throw error;
+      if (error instanceof RpcDisagreementError) {
+        disagreements.set(signature, error.disagreement);
+        return;
+      }
+      // An answer that does not parse, or is another signature's transaction, is the
+      // node's trouble, not a sign that the transaction is gone: retried with backoff, never
+      // counted as a miss (a node lying for ten seconds made honest jobs unverifiable).
+      trouble.set(signature, `getTransaction: ${message(error)}`);
     };
     for (const signature of toFetch) {
       const done = fetches
@@ -408,52 +470,13 @@ export function createRound(deps: RoundDeps): Round {
           }
         })
         .then(async (outcome) => {
-          if (!outcome) return;
-          if (outcome.ok) {
-            const { result } = outcome;
-            // Whatever RPC the verifier is given, a block time the chain cannot have is the
-            // node's trouble like an answer that does not parse: one no date held stopped every
-            // slice it was in, and a job is never judged by it.
-            const wrong =
-              result?.facts.blockTime == null
-                ? null
-                : implausibleBlockTime(result.facts.blockTime, now());
-            if (wrong !== null) {
-              trouble.set(signature, `getTransaction: malformed transaction: ${wrong}`);
-              return;
-            }
-            // Stored facts are never written over: facts fetched again for an answer no longer
-            // read serve this round.
-            if (result !== null && factsCache.get(signature) === null) {
-              factsCache.set(signature, result.facts);
-            }
-            try {
-              if (lockedOut !== undefined) throw lockedOut;
-              keep(
-                signature,
-                result === null
-                  ? // The status said finalized but no endpoint returned it.
-                    await signatures.recordFetchMiss(signature, options.maxFetchMisses, {
-                      t: now(),
-                      minSpanMs: options.fetchMissSpanMs,
-                    })
-                  : await storeFetched(signature, result),
-              );
-            } catch (error) {
-              storeFailed(signature, error);
-            }
-            return;
+          fetchesOut--;
+          try {
+            await takeAnswer(signature, outcome);
+          } finally {
+            // The last answer in: nothing else of the round will join the batch waiting.
+            if (fetchesOut === 0) storeBatch();
           }
-          const { error } = outcome;
-          if (isBusyError(error)) throw error;
-          if (error instanceof RpcDisagreementError) {
-            disagreements.set(signature, error.disagreement);
-            return;
-          }
-          // An answer that does not parse, or is another signature's transaction, is the
-          // node's trouble, not a sign that the transaction is gone: retried with backoff, never
-          // counted as a miss (a node lying for ten seconds made honest jobs unverifiable).
-          trouble.set(signature, `getTransaction: ${message(error)}`);
         });
       // Awaited by the slice of its jobs; a rejection seen first here is not unhandled.
       done.catch(() => {});
