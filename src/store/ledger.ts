@@ -47,6 +47,7 @@ import {
   walkLines,
   walkSync,
 } from "./ledger-rules.js";
+import type { HeldRowWaitOptions } from "./pg/group-commit.js";
 import { pgTwins } from "./pg-twins.js";
 import { perConnectionModule } from "./prepared.js";
 
@@ -755,10 +756,10 @@ function findingLineOf(r: FindingRow) {
   };
 }
 
-/** The ledger store of either dialect. */
-export function createLedgerStore(store: Store): LedgerStore {
+/** The ledger store of either dialect (`options`: PostgreSQL's wait for a held job row). */
+export function createLedgerStore(store: Store, options: HeldRowWaitOptions = {}): LedgerStore {
   return store.kind === "postgres"
-    ? pgTwins().createPgLedgerStore(store)
+    ? pgTwins().createPgLedgerStore(store, options)
     : sqliteLedgerStore(store);
 }
 

@@ -8,6 +8,7 @@ import {
   type LearnedPins,
 } from "./custody.js";
 import { waitsForTreasury } from "./custody-rules.js";
+import type { HeldRowWaitOptions } from "./pg/group-commit.js";
 import { pgTwins } from "./pg-twins.js";
 import { perConnection } from "./prepared.js";
 import { attemptsAfter, keepsVerdict } from "./verdict-rules.js";
@@ -83,9 +84,10 @@ export function createVerdictStore(
   store: Store,
   profile: CustodyProfile,
   judgedBy: string | null = null,
+  options: HeldRowWaitOptions = {},
 ): VerdictStore {
   return store.kind === "postgres"
-    ? pgTwins().createPgVerdictStore(store, profile, judgedBy)
+    ? pgTwins().createPgVerdictStore(store, profile, judgedBy, options)
     : createSqliteVerdictStore(store, profile, judgedBy);
 }
 

@@ -42,13 +42,14 @@ export async function boundRowLockWaits(tx: PgExecutor, ms: number): Promise<voi
 /**
  * Runs `run` (a transaction of its own whose row-lock waits `boundRowLockWaits` cut) again, up to
  * `tries` times in all, while a row stays held locked (SQLSTATE 55P03), backing off between
- * tries; each try takes the receipt writers' turn anew, so receipts pass in between. The last
- * try's failure is thrown as `refuse` makes it.
+ * tries (from `backoffBaseMs`, doubling); each try takes the receipt writers' turn anew, so
+ * receipts pass in between. The last try's failure is thrown as `refuse` makes it.
  */
 export async function retryWhileRowLocked<T>(
   run: () => Promise<T>,
   tries: number,
   refuse: (error: unknown) => unknown = (error) => error,
+  backoffBaseMs = 200,
 ): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
@@ -56,10 +57,22 @@ export async function retryWhileRowLocked<T>(
     } catch (error) {
       if (sqlStateOf(error) !== "55P03") throw error;
       if (attempt >= tries) throw await refuse(error);
-      await sleep(backoff(attempt, { baseMs: 200, maxMs: 2000 }));
+      await sleep(backoff(attempt, { baseMs: backoffBaseMs, maxMs: 10 * backoffBaseMs }));
     }
   }
 }
+
+/**
+ * How long a write holding the receipt writers' turn waits for a job row another session holds
+ * locked, per try, in ms (`heldRowWaitMs`; each try after the first backs off a fifth of it,
+ * doubling). PostgreSQL only: SQLite has no row locks. The stores' own bound when unset.
+ */
+export interface HeldRowWaitOptions {
+  heldRowWaitMs?: number;
+}
+
+/** The back-off base between tries of a write waiting `waitMs` per try (200 ms for 1 s). */
+export const heldRowBackoffMs = (waitMs: number) => waitMs / 5;
 
 /** The receipt writer's wait for its turn lasts at least this long per try (see `turnWaitMs`). */
 const MIN_TURN_WAIT_MS = 60_000;

@@ -82,7 +82,13 @@ import {
   walkLines,
 } from "../ledger-rules.js";
 import type { PgExecutor } from "./executor.js";
-import { boundRowLockWaits, retryWhileRowLocked, takeReceiptWriterTurn } from "./group-commit.js";
+import {
+  boundRowLockWaits,
+  type HeldRowWaitOptions,
+  heldRowBackoffMs,
+  retryWhileRowLocked,
+  takeReceiptWriterTurn,
+} from "./group-commit.js";
 import { namingHeldRows, rowsHeldError } from "./held-rows.js";
 import { keepWithJobPg, reopenHoldersPg, reopenJobsPg } from "./job-queue.js";
 import { RunAgainError, retryOnConflict } from "./write-transaction.js";
@@ -292,7 +298,8 @@ const findingColumns = {
 };
 
 /** The ledger store on PostgreSQL (see `LedgerStore` in src/store/ledger.ts). */
-export function createPgLedgerStore(store: PgStore): LedgerStore {
+export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions = {}): LedgerStore {
+  const heldRowWaitMs = options.heldRowWaitMs ?? LEDGER_LOCK_WAIT_MS;
   /**
    * The receipt writers' turn, then every row-lock wait of the rest of `tx` bounded: what a
    * ledger write locks under the turn is job rows and its vault's own rows, which no receipt
@@ -300,7 +307,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
    */
   async function takeTurn(tx: PgExecutor): Promise<void> {
     await takeReceiptWriterTurn(tx);
-    await boundRowLockWaits(tx, LEDGER_LOCK_WAIT_MS);
+    await boundRowLockWaits(tx, heldRowWaitMs);
   }
 
   /**
@@ -310,13 +317,17 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
    * jobs they would send back to the verifier are sent then.
    */
   const whileRowsHeld = <T>(write: () => Promise<T>): Promise<T> =>
-    retryWhileRowLocked(write, LEDGER_LOCK_TRIES, (error) =>
-      rowsHeldError(
-        store,
-        error,
-        { tries: LEDGER_LOCK_TRIES, waitMs: LEDGER_LOCK_WAIT_MS },
-        "the vault's ledger write was not made; the next round makes it again",
-      ),
+    retryWhileRowLocked(
+      write,
+      LEDGER_LOCK_TRIES,
+      (error) =>
+        rowsHeldError(
+          store,
+          error,
+          { tries: LEDGER_LOCK_TRIES, waitMs: heldRowWaitMs },
+          "the vault's ledger write was not made; the next round makes it again",
+        ),
+      heldRowBackoffMs(heldRowWaitMs),
     );
 
   const { db } = store;

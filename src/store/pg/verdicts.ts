@@ -8,7 +8,13 @@ import { attemptsAfter, keepsVerdict } from "../verdict-rules.js";
 import type { VerdictAmounts, VerdictStore, VerdictWrite } from "../verdicts.js";
 import { createPgCustodyPinning } from "./custody-pinning.js";
 import type { PgTx } from "./executor.js";
-import { boundRowLockWaits, retryWhileRowLocked, takeReceiptWriterTurn } from "./group-commit.js";
+import {
+  boundRowLockWaits,
+  type HeldRowWaitOptions,
+  heldRowBackoffMs,
+  retryWhileRowLocked,
+  takeReceiptWriterTurn,
+} from "./group-commit.js";
 import { rowsHeldError } from "./held-rows.js";
 
 /**
@@ -35,8 +41,10 @@ export function createPgVerdictStore(
   store: PgStore,
   profile: CustodyProfile,
   judgedBy: string | null = null,
+  options: HeldRowWaitOptions = {},
 ): VerdictStore {
   const custody = createPgCustodyPinning(profile);
+  const heldRowWaitMs = options.heldRowWaitMs ?? VERDICT_LOCK_WAIT_MS;
 
   async function writeAll(
     tx: PgTx,
@@ -63,7 +71,7 @@ export function createPgVerdictStore(
     await takeReceiptWriterTurn(tx);
     // Its own jobs' rows are taken skipping those held (`leasedRowsFree`); the other rows it may
     // wait for under the turn, the jobs its pins reopen, are waited for a while only.
-    await boundRowLockWaits(tx, VERDICT_LOCK_WAIT_MS);
+    await boundRowLockWaits(tx, heldRowWaitMs);
     // The treasury-learning lock comes next, before any row lock, so a writer holding it never
     // waits for a row held by another writer that waits for the lock (see custody-pinning.ts).
     if (decisions.some((d) => d.evaluation?.learned.treasuryCandidate)) {
@@ -165,9 +173,10 @@ export function createPgVerdictStore(
                 rowsHeldError(
                   store,
                   error,
-                  { tries: VERDICT_LOCK_TRIES, waitMs: VERDICT_LOCK_WAIT_MS },
+                  { tries: VERDICT_LOCK_TRIES, waitMs: heldRowWaitMs },
                   "none of these verdicts was written; the verifier decides the jobs again",
                 ),
+              heldRowBackoffMs(heldRowWaitMs),
             );
       // A decision that kept its verdict is not final: nothing final was written for it.
       let next = 0;
