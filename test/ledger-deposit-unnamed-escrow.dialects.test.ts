@@ -2,8 +2,7 @@ import { describe, expect, it } from "vitest";
 import { buildStatement } from "../src/ledger/statement.js";
 import { localnetProfile, type Profile } from "../src/verify/profiles.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
-import { chainSecondAfter, finalizedPast } from "./support/finality.js";
-import { vaultReader } from "./support/ledger-periods.js";
+import { finalizedAfter, periodEdge, vaultReader } from "./support/ledger-periods.js";
 import { type Scenario, useAdversaryHarness } from "./support/operator.js";
 
 /**
@@ -37,7 +36,7 @@ describe.each(dialects)("%s store", (dialect) => {
     await sync(c, vault);
     const statement = await buildStatement(
       c.store,
-      { from, to: Date.now() + 1_000, vault },
+      { from, to: h.op.now() + 1_000, vault },
       { profile: c.profile, graceSeconds: 0 },
     );
     return statement.vaults[0]!;
@@ -51,7 +50,7 @@ describe.each(dialects)("%s store", (dialect) => {
     "reads a wallet's top-up under a job's settle memo as a deposit, under %s, read %s",
     async (_, _read, profile, lockReadFirst) => {
       const c = await h.scenario(profile);
-      const from = await chainSecondAfter(h.world);
+      const from = periodEdge(h);
       // J locks and is never settled; a wallet tops the vault up under J's settle memo.
       const plan = h.op.plan({ keyIndex: 3 });
       const lock = h.op.send(h.op.lockIxs(plan)).signature;
@@ -64,7 +63,7 @@ describe.each(dialects)("%s store", (dialect) => {
         h.op.memo(`decentral:settle:${plan.jobId}`),
       ]);
       await c.flush();
-      await finalizedPast(h.world, h.op.now() + 2_000);
+      await finalizedAfter(h, 2_000);
 
       const s = await statementOf(c, plan.vault, from);
       expect(s.depositsUnits).toBe(1_000_000n);
@@ -78,13 +77,13 @@ describe.each(dialects)("%s store", (dialect) => {
 
   it("reads an honest settlement's remainder as the job's return under a profile naming no escrow", async () => {
     const c = await h.scenario(profiles[0]![1]);
-    const from = await chainSecondAfter(h.world);
+    const from = periodEdge(h);
     const plan = h.op.plan({ keyIndex: 2 });
     const txs = h.op.honestJob(plan);
     c.record(plan, txs);
     c.honestJobsApi(plan, txs);
     await c.flush();
-    await finalizedPast(h.world, h.op.now() + 2_000);
+    await finalizedAfter(h, 2_000);
 
     const s = await statementOf(c, plan.vault, from);
     expect(s.returnsUnits).toBe(plan.remainder);

@@ -9,6 +9,7 @@ import { ledgerWindowCheck } from "../../src/ledger/window-check.js";
 import { createLogger } from "../../src/log.js";
 import { runNightlyVerification } from "../../src/nightly/nightly-run.js";
 import { createVerifier } from "../../src/verify/engine.js";
+import { finalizedPast } from "./finality.js";
 import type { AdversaryHarness, Scenario } from "./operator.js";
 import { quickVerifierOptions } from "./quick-verifier.js";
 
@@ -20,6 +21,17 @@ export function periodEdge(h: AdversaryHarness): number {
   h.op.advanceClock(at - h.op.now() + 50);
   h.op.nextSlot();
   return at;
+}
+
+/**
+ * Moves the world's clock on past `ms` from now (a settlement window) and returns once the chain
+ * has finalized past that time, as a read then lists it: no real time waited for the window.
+ */
+export async function finalizedAfter(h: AdversaryHarness, ms: number): Promise<void> {
+  const due = h.op.now() + ms;
+  // Block times are whole seconds: the finalized slot's is past `due` from the next second on.
+  h.op.advanceClock(Math.floor(due / 1000) * 1000 + 1000 - h.op.now() + 50);
+  await finalizedPast(h.world, due);
 }
 
 /**
