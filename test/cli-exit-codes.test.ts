@@ -608,6 +608,47 @@ describe("CLI exit codes", () => {
     );
   }, 60_000);
 
+  it("says a --db file another user owns and this one may only read names it where a command writes", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "cli-readable-"));
+    chmodSync(dir, 0o777);
+    const db = join(dir, "audit.db");
+    copyFileSync(emptyStore(), db);
+    chmodSync(db, 0o444);
+    const owner = statSync(db).uid;
+    const lines = join(dir, "receipts.jsonl");
+    writeFileSync(lines, `${JSON.stringify({ job_id: "job_ro", escrow_tx: "1".repeat(64) })}\n`);
+    chmodSync(lines, 0o444);
+    // Root writes whatever the mode bits say not: the commands run as nobody then.
+    const user = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
+    const run = (args: readonly string[]) =>
+      runProcess(process.execPath, cliArgv([...args, "--db", db]), {
+        env: { ...process.env, LOG_LEVEL: "silent" },
+        timeout: 30_000,
+        ...user,
+      });
+    const writers = [
+      ["import", lines],
+      ["verify", "--since", "24h", "--rpc", "http://127.0.0.1:9"],
+      ["tokens", "create", "--role", "read", "--name", "x"],
+      ["serve", "--workers", "1", "--port", "0"],
+    ] as const;
+    await Promise.all(
+      writers.map(async (args) => {
+        const ran = await run(args);
+        expect(ran.status, args.join(" ")).toBe(2);
+        expect(ran.stderr.trim(), args.join(" ")).toMatch(
+          new RegExp(
+            `^error: cannot use the SQLite store ${db}: this user \\(uid \\d+\\) cannot read and write the file \\(EACCES; its owner is uid ${owner}, mode 444\\) \\(check --db / DATABASE_URL\\)$`,
+          ),
+        );
+      }),
+    );
+    // A report only reads: a reader's copy serves it.
+    const report = await run(["report", "reconciliation", "--since", "24h"]);
+    expect(report.stderr).toBe("");
+    expect(report.status).toBe(0);
+  }, 120_000);
+
   it("says a store on a full disk names the file and that the disk is full", () => {
     const full = Object.assign(new Error("database or disk is full"), { code: "SQLITE_FULL" });
     expect((storeFileError("/data/audit.db", full) as Error).message).toBe(

@@ -130,12 +130,27 @@ export function storeFileError(path: string, error: unknown): unknown {
     : (unwritableFolder(folder) ??
       unwritableFile(path) ??
       `${code.startsWith("SQLITE_READONLY") ? "it is read-only" : "SQLite could not open or write it"} (${code})`);
+  return storeUnavailable(path, why, error);
+}
+
+function storeUnavailable(path: string, why: string, cause?: unknown): AppError {
   return new AppError(
     "store_unavailable",
     `cannot use the SQLite store ${path}: ${why} (check --db / DATABASE_URL)`,
     { field: "DATABASE_URL" },
-    { cause: error },
+    cause === undefined ? undefined : { cause },
   );
+}
+
+/**
+ * Refuses a store file this user cannot write, for a process that writes to it. SQLite opens
+ * such a file read-only without a word, and the first write, perhaps minutes later, fails with
+ * "attempt to write a readonly database", naming no file (`serve` ran on, answering 503s).
+ */
+function refuseUnwritableFile(path: string): void {
+  const file = unwritableFile(path);
+  // Named as `storeFileError` names it: a folder that cannot be written is said first.
+  if (file !== null) throw storeUnavailable(path, unwritableFolder(dirname(path)) ?? file);
 }
 
 /**
@@ -180,7 +195,7 @@ function unwritableFolder(folder: string): string | null {
  */
 export function openSqliteStore(
   url: string,
-  options: { busyTimeoutMs?: number; create?: boolean } = {},
+  options: { busyTimeoutMs?: number; create?: boolean; readOnly?: boolean } = {},
 ): SqliteStore {
   const target = parseDatabaseUrl(url);
   // Refused before anything touches the disk: a PostgreSQL URL is never a file path.
@@ -208,6 +223,7 @@ export function openSqliteStore(
       throw new MissingStoreError(path);
     }
     if (create) mkdirSync(dirname(path), { recursive: true });
+    if (options.readOnly !== true) refuseUnwritableFile(path);
   }
   // fileMustExist also covers a file removed between the check above and the open.
   const sqlite = new Database(path, { fileMustExist: !create && path !== ":memory:" });

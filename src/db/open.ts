@@ -31,6 +31,11 @@ export interface OpenStoreOptions {
    * database.
    */
   create?: boolean;
+  /**
+   * SQLite: the process only reads (a report), so a file this user may read but not write is
+   * opened all the same. Otherwise such a file is refused naming it, its owner and mode.
+   */
+  readOnly?: boolean;
 }
 
 /**
@@ -121,6 +126,7 @@ function openSqlite(url: string, options: OpenStoreOptions): SqliteStore {
   const store = openSqliteStore(url, {
     ...(options.busyTimeoutMs === undefined ? {} : { busyTimeoutMs: options.busyTimeoutMs }),
     ...(options.create === undefined ? {} : { create: options.create }),
+    ...(options.readOnly === undefined ? {} : { readOnly: options.readOnly }),
   });
   try {
     if (options.migrate !== false) {

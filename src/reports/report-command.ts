@@ -116,7 +116,10 @@ export function registerReportCommands(program: Command, helpers: Helpers): void
             TooManyZonedDays,
           },
         ] = await Promise.all([import("../db/open.js"), import("./reconciliation.js")]);
-        const store = await openStore(helpers.configFromFlags(flags), { create: false });
+        const store = await openStore(helpers.configFromFlags(flags), {
+          create: false,
+          readOnly: true,
+        });
         let text: string;
         try {
           const result = await reconciliationReport(store, {
