@@ -611,6 +611,36 @@ describe("recording proxy", () => {
     expect(logged()[0]?.requestId).toBe("req-504");
   });
 
+  it.each([
+    ["straight to the proxy, as serve runs it", true],
+    ["through the app's route, as an app built with createApp serves it", false],
+  ])("logs a caller's request id escaped and cut to 128 characters (%s)", async (_, direct) => {
+    const { proxy, url, lines } = await setup({ direct });
+    // A header may carry a C1 control (U+009B, a terminal's CSI) and be 16 KiB long.
+    const given = `req\u009b31m-${"x".repeat(10_000)}`;
+    const response = await completion(url, "json", { headers: { "x-request-id": given } });
+    await response.arrayBuffer();
+    const health = await fetch(`${url}/healthz`, { headers: { "x-request-id": given } });
+    await proxy.idle();
+    const shown = `req\\u009b31m-${"x".repeat(128 - 16)}...`;
+    expect(shown).toHaveLength(128);
+    expect(health.headers.get("x-request-id")).toBe(shown);
+    const ids = () =>
+      lines
+        .map((line) => JSON.parse(line) as { msg: string; path?: string; requestId?: string })
+        .filter((line) => line.msg === "request")
+        .map((line) => [line.path, line.requestId]);
+    await vi.waitFor(() =>
+      expect(ids()).toEqual([
+        ["/v1/chat/completions", shown],
+        ["/healthz", shown],
+      ]),
+    );
+    // A request naming none, or an empty one, gets a fresh id.
+    const fresh = await fetch(`${url}/healthz`, { headers: { "x-request-id": " " } });
+    expect(fresh.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
   it("records malformed receipt headers as unknown, never as a signature or a wallet", async () => {
     const { proxy, url, row, lines } = await setup();
     const response = await completion(url, "malformed");

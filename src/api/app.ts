@@ -1,4 +1,3 @@
-import { randomUUID } from "node:crypto";
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { METHOD_NAME_ALL } from "hono/router";
@@ -29,6 +28,7 @@ import {
   unnamedMessage,
   unnamedQueryParameter,
 } from "./query-utf8.js";
+import { requestIdOf } from "./request-id.js";
 import { createRouter } from "./router.js";
 import { type StatementRoutesDeps, statementRoutes } from "./statement-routes.js";
 
@@ -109,7 +109,7 @@ export function createApp(deps: AppDeps) {
   });
 
   app.use("*", async (c, next) => {
-    const requestId = c.req.header("x-request-id") ?? randomUUID();
+    const requestId = requestIdOf(c.req.header("x-request-id"));
     const log = deps.log.child({ requestId });
     c.set("requestId", requestId);
     c.set("log", log);

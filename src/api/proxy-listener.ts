@@ -1,4 +1,3 @@
-import { randomUUID } from "node:crypto";
 import type { IncomingMessage, RequestListener, ServerResponse } from "node:http";
 import { authenticateToken, roleSatisfies } from "../auth/tokens.js";
 import type { Store } from "../db/client.js";
@@ -6,6 +5,7 @@ import { type Logger, redactCensor, redactPaths } from "../log.js";
 import type { RecordingProxy } from "../recorder/proxy.js";
 import { credentialsOf, withoutKeys } from "../recorder/without-key.js";
 import { noteTokenLookup } from "./auth.js";
+import { requestIdOf } from "./request-id.js";
 
 /** What the proxy's direct path needs; see `withProxyFastPath`. */
 export interface ProxyFastPathDeps {
@@ -60,7 +60,7 @@ export function withProxyFastPath(app: RequestListener, deps: ProxyFastPathDeps)
     started: number,
     held?: { id: string; role: string },
   ) => {
-    const requestId = req.headers["x-request-id"] ?? randomUUID();
+    const requestId = requestIdOf(req.headers["x-request-id"]);
     if (held) log.debug({ requestId, tokenId: held.id, role: held.role }, "authenticated");
     const failed = (error: unknown) => {
       log.error({ err: error, requestId }, "unhandled error");
