@@ -282,6 +282,24 @@ describe("POST /jobs", () => {
     expect(store.db.select().from(jobs).all()).toHaveLength(0);
   });
 
+  it("keeps a receipt's capture_state aborted and refuses one that is neither complete nor aborted", async () => {
+    const { store, app, token } = await setup();
+    const post = (body: unknown) =>
+      app.request("/jobs", {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+        body: JSON.stringify(body),
+      });
+    const open = await post(wireReceipt({ capture_state: "open" }));
+    expect(open.status).toBe(400);
+    expect(((await open.json()) as { error: Record<string, unknown> }).error).toMatchObject({
+      field: "capture_state",
+      message: 'capture_state: must be "complete" or "aborted"',
+    });
+    expect((await post(wireReceipt({ capture_state: "aborted" }))).status).toBe(201);
+    expect(store.db.select().from(jobs).get()).toMatchObject({ captureState: "aborted" });
+  });
+
   it("refuses a query parameter with 400 naming it, so dry_run=1 writes nothing", async () => {
     const { store, app, token } = await setup();
     const response = await app.request("/jobs?dry_run=1", {

@@ -943,6 +943,8 @@ describe("recording proxy", () => {
       httpStatus: 200,
       tags: { team: "search" },
       keyFingerprint: keyFingerprint(`Bearer ${key}`),
+      // Its client got the 503, none of the answer.
+      captureState: "aborted",
     });
   });
 
@@ -1038,7 +1040,7 @@ describe("recording proxy", () => {
 
   it("records a stream answered 503 for want of its open receipt as aborted once the database takes writes", async () => {
     const { store, writer } = fileStoreWithWriter({ refuseAfterMs: 300 });
-    const { stub, url, row } = await setup({ store, writer });
+    const { stub, url, row, lines } = await setup({ store, writer });
     // The disk is full before the stream's headers come: its open receipt is refused.
     store.sqlite.exec(`CREATE TABLE refused_at_commit (
         job_id TEXT REFERENCES jobs(job_id) DEFERRABLE INITIALLY DEFERRED);
@@ -1053,6 +1055,20 @@ describe("recording proxy", () => {
     await vi.waitFor(() => expect(row()).toMatchObject({ captureState: "aborted" }), {
       timeout: 10_000,
     });
+    // The 503's import line says so too: imported where the completion never came (the process
+    // stopped first), the job is no answer its client read whole.
+    const line = lines.find((l) => l.includes("receipt not recorded; answering 503"));
+    const logged = JSON.parse(line ?? "{}") as { import?: unknown };
+    expect(logged.import).toMatchObject({ job_id: stub.receipt.jobId, capture_state: "aborted" });
+    const elsewhere = createTestStore();
+    const imported = await importReceipts(
+      elsewhere,
+      Readable.from([`${JSON.stringify(logged.import)}\n`]),
+    );
+    expect(imported).toMatchObject({ created: 1, rejected: [] });
+    const job = elsewhere.db.select().from(jobs).where(eq(jobs.jobId, stub.receipt.jobId)).get();
+    expect(job).toMatchObject({ source: "import", captureState: "aborted" });
+    elsewhere.close();
   });
 
   it("logs a refused completion's every fact when it cannot be kept, for an import", async () => {

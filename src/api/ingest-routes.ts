@@ -88,6 +88,10 @@ const ReceiptSchema = z
       .optional()
       .openapi({ description: "ISO 8601 date-time or epoch seconds; default: when recorded" }),
     tags: z.record(z.string(), z.string()).optional(),
+    capture_state: z.enum(["complete", "aborted"]).optional().openapi({
+      description:
+        "aborted when the caller got none of the answer (the proxy's import line of a job it answered 503); default complete",
+    }),
   })
   .openapi("Receipt", {
     description:

@@ -1692,7 +1692,12 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
               escrowTx: receipt.escrowTx,
               settlementTx: receipt.settlementTx,
               worker: receipt.worker,
-              import: wireReceiptOf({ ...facts, createdAt: facts.createdAt ?? stamp.at ?? now() }),
+              // The client got a 503 and none of the answer, as the proxy's own row then says.
+              import: wireReceiptOf({
+                ...facts,
+                captureState: "aborted",
+                createdAt: facts.createdAt ?? stamp.at ?? now(),
+              }),
             },
             "receipt not recorded; answering 503",
           );

@@ -65,6 +65,11 @@ export interface WireReceipt {
   /** ISO 8601 date-time or epoch seconds. */
   created_at?: string | number;
   tags?: Record<string, string>;
+  /**
+   * `aborted` when the caller got none of the answer (the proxy's import line of a job it
+   * answered 503 for want of a receipt); `complete`, the default, when it got it whole.
+   */
+  capture_state?: "complete" | "aborted";
 }
 
 /**
@@ -110,6 +115,7 @@ export function wireReceiptOf(receipt: Receipt): WireReceipt {
       receipt.createdAt == null ? null : new Date(receipt.createdAt).toISOString(),
     ),
     ...(receipt.tags && Object.keys(receipt.tags).length > 0 ? { tags: receipt.tags } : {}),
+    ...(receipt.captureState === "aborted" ? { capture_state: "aborted" } : {}),
   };
 }
 
@@ -135,6 +141,7 @@ const wireFieldSet: Record<keyof WireReceipt, true> = {
   usage: true,
   created_at: true,
   tags: true,
+  capture_state: true,
 };
 
 /** The field names of a plain receipt, in the order they are documented. */
@@ -602,6 +609,15 @@ function optionalHttpStatus(value: unknown, field: string): number | null {
   return value;
 }
 
+/** How the caller's capture ended, when named: `complete` or `aborted` (never `open`). */
+function optionalCaptureState(value: unknown): Pick<Receipt, "captureState"> {
+  if (value === undefined || value === null) return {};
+  if (value !== "complete" && value !== "aborted") {
+    throw new FieldError("capture_state", 'must be "complete" or "aborted"');
+  }
+  return { captureState: value };
+}
+
 /** The proxy's key fingerprint: 16 lowercase hex digits of the key's SHA-256. */
 function optionalFingerprint(value: unknown, field: string): string | null {
   if (value === undefined || value === null) return null;
@@ -766,6 +782,9 @@ export function parseReceiptInput(input: unknown): ParsedReceipt {
         ? operatorCreatedAt(wire.created)
         : optionalCreatedAt(wire.created_at, "created_at"),
       ...tagsOf(wire, wrapped),
+      // A completion's top level is the operator's answer: how the caller's capture ended is
+      // read from a plain receipt only.
+      ...(wrapped ? {} : optionalCaptureState(wire.capture_state)),
     };
     return { ok: true, receipt };
   } catch (error) {
