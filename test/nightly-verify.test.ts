@@ -241,6 +241,30 @@ describe("decentral-audit verify", () => {
     );
   });
 
+  it("names the store's file when its disk fills during the run", async () => {
+    const path = join(mkdtempSync(join(tmpdir(), "nightly-full-")), "audit.db");
+    const store = openSqliteStore(path);
+    migrateStore(store);
+    insertJob(store, { jobId: "in_1", createdAt: NOW - 2 * hour, verdict: "pending" });
+    const engine: SettlingEngine = {
+      async runUntilSettled() {
+        // The disk has no page left: the verifier's next write that grows the file fails.
+        const pages = Number(store.sqlite.pragma("page_count", { simple: true }));
+        store.sqlite.pragma(`max_page_count = ${pages}`);
+        store.sqlite
+          .prepare("UPDATE jobs SET tags = ? WHERE job_id = 'in_1'")
+          .run(JSON.stringify({ note: "x".repeat(200_000) }));
+        return { status: "completed", runId: 1 };
+      },
+    };
+    const { code, err } = run(store, engine);
+    expect(await code).toBe(2);
+    expect(err.join("\n")).toContain(
+      `verify: cannot use the SQLite store ${path}: the disk holding it is full; free space there`,
+    );
+    store.close();
+  });
+
   it("writes the JSON summary to --out", async () => {
     const store = storeWithWindow();
     const file = join(mkdtempSync(join(tmpdir(), "verify-")), "summary.json");

@@ -133,6 +133,16 @@ export function storeFileError(path: string, error: unknown): unknown {
   return storeUnavailable(path, why, error);
 }
 
+/**
+ * `storeFileError` for an error met on `store` once it was open (a disk that filled during a
+ * nightly run), naming its SQLite file; PostgreSQL's errors as they came.
+ */
+export function storeErrorNamed(store: Store, error: unknown): unknown {
+  return store.kind === "sqlite" && store.sqlite.name !== ":memory:"
+    ? storeFileError(store.sqlite.name, error)
+    : error;
+}
+
 function storeUnavailable(path: string, why: string, cause?: unknown): AppError {
   return new AppError(
     "store_unavailable",

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { QuorumRpc } from "../chain/quorum.js";
 import { withoutUrlSecrets } from "../chain/url-secrets.js";
-import { isBusyError, pgWriteRefusalHint, type Store } from "../db/client.js";
+import { isBusyError, pgWriteRefusalHint, type Store, storeErrorNamed } from "../db/client.js";
 import { openVerdicts, type Verdict, verdicts } from "../db/schema.js";
 import { deadlineSignal } from "../deadline.js";
 import { messageOf } from "../errors.js";
@@ -377,6 +377,9 @@ export async function runNightlyVerification(
   const left = () => Math.max(0, options.timeoutMs - elapsed());
   const timedOut = () => `timed out after ${Math.round(options.timeoutMs / 1000)} s`;
   let reason: string | null = null;
+  // A store error names its file: "database or disk is full" alone said neither which disk
+  // nor which database.
+  const storeMessage = (error: unknown) => messageOf(storeErrorNamed(store, error));
   const leftOutBefore = options.rpcQuorum?.leftOut() ?? [];
   const unresolvedBefore = unresolvedOf(options.rpcQuorum);
   let runId: number | null = null;
@@ -419,7 +422,7 @@ export async function runNightlyVerification(
   } catch (error) {
     // The lock is the run's first write: a URL naming a read replica is found here.
     const hint = pgWriteRefusalHint(error);
-    reason = `database: ${messageOf(error)}${hint === null ? "" : ` (${hint})`}`;
+    reason = `database: ${storeMessage(error)}${hint === null ? "" : ` (${hint})`}`;
   }
   if (holder) {
     reason = `another verification run holds the lock (owner ${holder.owner}, since ${new Date(holder.acquiredAt).toISOString()}, until ${new Date(holder.expiresAt).toISOString()})`;
@@ -528,7 +531,7 @@ export async function runNightlyVerification(
       // Out of time in a wait for the lock (or a database away): the timeout and the phase.
       const lockedOut = isBusyError(error) && left() === 0;
       if (lockedOut) runStatus = "timed_out";
-      reason = lockedOut ? `${timedOut()} (${phase}: ${messageOf(error)})` : messageOf(error);
+      reason = lockedOut ? `${timedOut()} (${phase}: ${messageOf(error)})` : storeMessage(error);
     } finally {
       try {
         await whileDatabaseAway(
@@ -580,7 +583,7 @@ export async function runNightlyVerification(
   } catch (error) {
     countsUnknown = !countsRead;
     const unknown = countsUnknown ? "; the window's job counts could not be read" : "";
-    reason = reason === null ? `database: ${messageOf(error)}${unknown}` : `${reason}${unknown}`;
+    reason = reason === null ? `database: ${storeMessage(error)}${unknown}` : `${reason}${unknown}`;
   }
   const total = verdicts.reduce((sum, v) => sum + byVerdict[v], 0);
   const open = openVerdicts.reduce((sum, v) => sum + byVerdict[v], 0);
