@@ -19,7 +19,7 @@ import {
   T0,
   twoProcesses,
 } from "./support/seed-queue.js";
-import { readJob, seedJob } from "./support/seed-recorder.js";
+import { readJob, seedJob, updateJob } from "./support/seed-recorder.js";
 import { createTestStore } from "./support/store.js";
 
 const t = T0 + 3_600_000;
@@ -415,6 +415,30 @@ describe.each(dialects)("the job queue on %s", (dialect) => {
     expect(rows.get("sig-second-lock")).toMatchObject({ state: "unknown", ...reset });
     expect(rows.get("sig-pruned-refund")).toMatchObject({ state: "finalized", ...reset });
     expect(rows.get("sig-other")).toMatchObject({ state: "dropped", notFoundCount: 3 });
+  });
+
+  it("reverify asks the jobs API again about a job whose settlement backfill gave up", async () => {
+    // Killed before its stream's lookup with no key to ask with: the operator adds the key to
+    // DECENTRAL_API_KEYS and reverifies; the backfill had to ask again for it to verify.
+    const store = await stores.open();
+    await seedJob(store, { jobId: "job", escrowTx: "sig-lock", verdict: "unverifiable" });
+    await seedJob(store, { jobId: "done", escrowTx: "sig-done", verdict: "verified" });
+    await updateJob(store, "job", { backfillState: "gave_up", backfillNextAt: t - 1 });
+    await updateJob(store, "done", { backfillState: "done", backfillAttempts: 2 });
+
+    await createJobQueueStore(store).reverify("job", t + 5);
+    await createJobQueueStore(store).reverify("done", t + 5);
+
+    expect(await readJob(store, "job")).toMatchObject({
+      verdict: "pending",
+      backfillState: "pending",
+      backfillAttempts: 0,
+      backfillNextAt: 0,
+    });
+    expect(await readJob(store, "done")).toMatchObject({
+      backfillState: "done",
+      backfillAttempts: 2,
+    });
   });
 
   it("reverify looks again for the job's given-up signatures and reopens it ahead of the queue", async () => {

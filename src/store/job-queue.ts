@@ -26,6 +26,7 @@ import { jobKeepingLine } from "./ledger-rules.js";
 import { pgTwins } from "./pg-twins.js";
 import { param, perConnection, prepareColumns, prepareRows } from "./prepared.js";
 import {
+  backfillAgainSet,
   type ClaimedJob,
   claimedSelection,
   claimOrder,
@@ -486,8 +487,14 @@ function createSqliteJobQueueStore(store: SqliteStore): JobQueueStore {
   const { db, sqlite } = store;
   const st = statementsOf(store);
   const resetGivenUp = createGivenUpReset(store);
+  const backfillAgain = db
+    .update(jobs)
+    .set(backfillAgainSet)
+    .where(and(eq(jobs.jobId, sql.placeholder("jobId")), eq(jobs.backfillState, "gave_up")))
+    .prepare();
   const reverifyOne = sqlite.transaction((jobId: string, t: number) => {
     resetGivenUp(jobId);
+    backfillAgain.run({ jobId });
     reopenJobs(store, { jobIds: [jobId] }, t, { dueAt: 0 });
   });
   const claimTx = sqlite.transaction(

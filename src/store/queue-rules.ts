@@ -353,3 +353,14 @@ export function sliceToReopen(
   }
   return { ids, last: rows[rows.length - 1]?.jobId ?? step.after, end: rows.length < step.scan };
 }
+
+/**
+ * A reverify asks the jobs API again about a job its settlement backfill gave up on: one given
+ * up for want of a key (a process killed before its stream's lookup, `DECENTRAL_API_KEYS` not
+ * set) found its settlement once the key was added and the job reverified. Due at once.
+ */
+export const backfillAgainSet = {
+  backfillState: "pending",
+  backfillAttempts: 0,
+  backfillNextAt: 0,
+} as const;

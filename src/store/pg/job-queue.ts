@@ -6,6 +6,7 @@ import { AppError } from "../../errors.js";
 import type { JobQueueStore } from "../job-queue.js";
 import { jobKeepingLine } from "../ledger-rules.js";
 import {
+  backfillAgainSet,
   type ClaimedJob,
   claimedColumns,
   claimedSelection,
@@ -403,6 +404,10 @@ export function createPgJobQueueStore(store: PgStore): JobQueueStore {
           await takeReceiptWriterTurn(tx);
           await boundRowLockWaits(tx, REVERIFY_LOCK_WAIT_MS);
           await resetGivenUpPg(tx, jobId);
+          await tx
+            .update(jobs)
+            .set(backfillAgainSet)
+            .where(and(eq(jobs.jobId, jobId), eq(jobs.backfillState, "gave_up")));
           await reopenJobsPg(tx, { jobIds: [jobId] }, t, { dueAt: 0 });
         });
       } catch (error) {
