@@ -5,6 +5,7 @@ import { openSqliteStore } from "../src/db/client.js";
 import { migrateStore, migrationsFolder } from "../src/db/migrate.js";
 import { openPostgres, type PgStore } from "../src/db/pg/client.js";
 import { migratePostgres, pgMigrationsFolder } from "../src/db/pg/migrate.js";
+import { ledgerLines } from "../src/db/schema.js";
 import { buildStatement } from "../src/ledger/statement.js";
 import { reconciliationReport } from "../src/reports/reconciliation.js";
 import { recomputeRollups } from "../src/reports/rollup-recompute.js";
@@ -12,6 +13,7 @@ import { createLedgerStore } from "../src/store/ledger.js";
 import { reportsStore } from "../src/store/reports.js";
 import { localnetProfile } from "../src/verify/profiles.js";
 import { usePostgresDatabase } from "./support/postgres.js";
+import { jobRow, seedRows, signatureOf } from "./support/seed-reports.js";
 
 /** The migrations before the first whose SQL contains `marker`, and that one's index. */
 function migrationsBefore(folder: string, marker: string) {
@@ -1045,6 +1047,81 @@ describe("upgrading a deployment that read lines before balances were held again
       expect(rows).toEqual(balanceExpected.slice(0, 5));
     } finally {
       await store.close();
+    }
+  });
+});
+
+describe("upgrading a SQLite deployment whose sums passed 2^63 base units", () => {
+  const MAX = 2n ** 53n - 1n;
+  const DAY = Date.UTC(2026, 10, 1);
+  const VAULT = "VauLt11111111111111111111111111111111111111";
+
+  it("sums the rollups and the vault's days again, exact, where the old sums held floats", async () => {
+    const store = sqliteBefore("units_lo");
+    try {
+      // 2,048 amounts of 2^53 - 1 in one hour and key: the second fold of 1,024 pending rows
+      // took every rollup row of theirs past 2^63, where SQLite's `+` keeps a float.
+      const whales = Array.from({ length: 2_048 }, (_, i) =>
+        jobRow({
+          jobId: `whale_${i}`,
+          createdAt: DAY + 3_600_000 + i,
+          verdict: "discrepancy",
+          escrowedUnits: MAX,
+          chargedUnits: MAX - BigInt(i),
+          refundedUnits: BigInt(i),
+        }),
+      );
+      await seedRows(store, "jobs", whales);
+      const floats = (table: string, column: string) =>
+        store.sqlite
+          .prepare(`SELECT count(*) FROM ${table} WHERE typeof(${column}) = 'real'`)
+          .pluck()
+          .get();
+      expect(floats("job_rollups", "escrowed_units")).toBeGreaterThan(0);
+      // A vault locked whole 1,025 times in a day: its day's sum passes 2^63 as well.
+      const locks = Array.from({ length: 1_025 }, (_, i) => -(MAX - BigInt(i)));
+      const lockRows = locks.map((delta, i) => ({
+        vault: VAULT,
+        signature: signatureOf(`lock_${i}`),
+        ord: i + 1,
+        slot: 1_000 + i,
+        blockTime: DAY / 1000 + 60 + i,
+        state: "read" as const,
+        succeeded: true,
+        deltaUnits: delta,
+        listedAt: DAY,
+        kind: "lock" as const,
+      }));
+      for (let i = 0; i < lockRows.length; i += 500) {
+        store.db
+          .insert(ledgerLines)
+          .values(lockRows.slice(i, i + 500))
+          .run();
+      }
+      expect(floats("ledger_daily", "units")).toBe(1);
+
+      migrateStore(store);
+      const sum = (pick: (r: (typeof whales)[number]) => bigint | null | undefined) =>
+        whales.reduce((s, r) => s + (pick(r) ?? 0n), 0n);
+      const report = await reconciliationReport(
+        store,
+        { from: DAY, to: DAY + 86_400_000, groupBy: "model" },
+        () => 0,
+      );
+      expect(report.totals).toMatchObject({
+        jobs: whales.length,
+        escrowedUnits: sum((r) => r.escrowedUnits),
+        chargedUnits: sum((r) => r.chargedUnits),
+        refundedUnits: sum((r) => r.refundedUnits),
+        disputedEscrowedUnits: sum((r) => r.escrowedUnits),
+      });
+      expect(await reportsStore(store).rollupsComplete()).toBe(true);
+      expect((await recomputeRollups(store, {})).differences).toEqual([]);
+      const ledger = createLedgerStore(store);
+      const period = await ledger.periodSums(VAULT, DAY / 1000, DAY / 1000 + 86_400);
+      expect(period.lock).toEqual({ lines: locks.length, units: locks.reduce((a, b) => a + b) });
+    } finally {
+      store.close();
     }
   });
 });

@@ -24,6 +24,7 @@ import {
   verdicts,
   verificationRuns,
 } from "../src/db/schema.js";
+import { joinParts } from "../src/db/split-sums.js";
 import { seedDashboard } from "./support/dashboard-fixtures.js";
 import { insertCheck, insertConflict, insertJob } from "./support/job-rows.js";
 import { usePostgresDatabase } from "./support/postgres.js";
@@ -214,21 +215,35 @@ async function dumpBoth(sqlitePath: string, url: string) {
     for (const table of pgTables) {
       const config = getTableConfig(table);
       const name = getTableName(table);
+      // A stored sum of money (numeric) SQLite keeps in two parts, read joined.
+      const read = config.columns.map((c) =>
+        c.getSQLType() === "numeric" ? `("${c.name}_hi", "${c.name}_lo")` : `"${c.name}"`,
+      );
       const source = (
         lite
-          .prepare(`SELECT ${config.columns.map((c) => `"${c.name}"`).join(", ")} FROM "${name}"`)
+          .prepare(
+            `SELECT ${read.map((r) => r.replace(/^\((.*)\)$/, "$1")).join(", ")} FROM "${name}"`,
+          )
           .safeIntegers(true)
           .raw(true)
           .all() as unknown[][]
-      ).map((row) =>
-        JSON.stringify(
+      ).map((raw) => {
+        let at = 0;
+        const row = read.map((r) => {
+          const value = r.startsWith("(")
+            ? joinParts(raw[at] as bigint, raw[at + 1] as bigint)
+            : raw[at];
+          at += r.startsWith("(") ? 2 : 1;
+          return value;
+        });
+        return JSON.stringify(
           row.map((v, i) => {
             if (v === null || (Buffer.isBuffer(v) && v.length === 0)) return null;
             if (config.columns[i]!.getSQLType() === "boolean") return v === 1n ? "true" : "false";
             return String(v);
           }),
-        ),
-      );
+        );
+      });
       const target = (
         await client.query({
           text: `SELECT ${config.columns.map((c) => `"${c.name}"::text`).join(", ")} FROM "${name}"`,

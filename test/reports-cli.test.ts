@@ -161,7 +161,7 @@ describe("decentral-audit report reconciliation --recompute", () => {
     insertJob(store, { jobId: "job_1", createdAt: Date.UTC(2026, 10, 5), chargedUnits: 80_000n });
     foldRollupDeltas(store);
     store.sqlite
-      .prepare("UPDATE job_rollups SET charged_units = charged_units + 1 WHERE grain = 1")
+      .prepare("UPDATE job_rollups SET charged_units_lo = charged_units_lo + 1 WHERE grain = 1")
       .run();
     store.close();
     return db;
@@ -245,7 +245,7 @@ describe("decentral-audit report reconciliation --recompute as text", () => {
     insertJob(store, { jobId: "job_1", model, createdAt: Date.UTC(2026, 10, 5), chargedUnits: 5n });
     foldRollupDeltas(store);
     store.sqlite
-      .prepare("UPDATE job_rollups SET charged_units = charged_units + 1 WHERE grain = 1")
+      .prepare("UPDATE job_rollups SET charged_units_lo = charged_units_lo + 1 WHERE grain = 1")
       .run();
     store.close();
     const out = join(mkdtempSync(join(tmpdir(), "recompute-out-")), "check.txt");

@@ -274,7 +274,7 @@ describe("report rollups", () => {
     foldRollupDeltas(store);
     store.sqlite
       .prepare(
-        "UPDATE job_rollups SET charged_units = charged_units + 1 WHERE grain = 1 AND model = 'qwen3-8b'",
+        "UPDATE job_rollups SET charged_units_lo = charged_units_lo + 1 WHERE grain = 1 AND model = 'qwen3-8b'",
       )
       .run();
     const check = await recomputeRollups(store);

@@ -16,6 +16,7 @@ import { migratePostgres } from "./pg/migrate.js";
 import * as pgSchema from "./pg/schema.js";
 import { foldRollupDeltasSql, rollupDeltasTable } from "./rollups.js";
 import * as sqliteSchema from "./schema.js";
+import { highName, highPart, joinParts, lowName, lowPart } from "./split-sums.js";
 
 /**
  * `db copy`: moves a SQLite store into a PostgreSQL database, every table, exactly. Each table
@@ -94,6 +95,14 @@ interface TablePlan {
   name: string;
   /** Column names, in SQLite schema order. */
   columns: string[];
+  /**
+   * PostgreSQL columns written, in `columns` order: a sum SQLite keeps in two parts
+   * (`<name>_lo`, `<name>_hi`: src/db/split-sums.ts) is one numeric `<name>`, in the low part's
+   * place.
+   */
+  targetColumns: string[];
+  /** The sums kept in two parts: the PostgreSQL column and the index of each part in `columns`. */
+  split: { column: string; low: number; high: number }[];
   /** Primary-key column names, in key order. */
   key: string[];
   /** PostgreSQL column of each name. */
@@ -107,6 +116,28 @@ interface TablePlan {
 }
 
 const quote = (name: string) => `"${name.replaceAll('"', '""')}"`;
+
+/** SQLite's sums kept in two parts whose PostgreSQL mirror is one numeric column. */
+function splitColumns(columns: string[], target: Map<string, PgColumn>): TablePlan["split"] {
+  return columns.flatMap((name, low) => {
+    const column = name.endsWith("_lo") ? name.slice(0, -3) : undefined;
+    const high = column === undefined ? -1 : columns.indexOf(highName(column));
+    if (column === undefined || high < 0 || target.get(column)?.getSQLType() !== "numeric") {
+      return [];
+    }
+    return [{ column, low, high }];
+  });
+}
+
+/** A SQLite row as the PostgreSQL columns take it: each sum kept in two parts joined. */
+function targetRow(plan: TablePlan, row: unknown[]): unknown[] {
+  if (plan.split.length === 0) return row;
+  const out = [...row];
+  for (const s of plan.split) {
+    out[s.low] = joinParts(row[s.high] as bigint, row[s.low] as bigint);
+  }
+  return out.filter((_, i) => !plan.split.some((s) => s.high === i));
+}
 
 /** The tables to copy, parents before the tables that reference them. */
 function planTables(): TablePlan[] {
@@ -126,14 +157,21 @@ function planTables(): TablePlan[] {
       throw new CopyError(`table ${lite.name} has no PostgreSQL mirror in src/db/pg/schema.ts`);
     }
     const target = new Map(mirror.columns.map((c) => [c.name, c]));
-    for (const column of lite.columns) {
-      if (!target.has(column.name)) {
-        throw new CopyError(`column ${lite.name}.${column.name} has no PostgreSQL mirror`);
+    const columns = lite.columns.map((c) => c.name);
+    const split = splitColumns(columns, target);
+    for (const [i, column] of columns.entries()) {
+      const part = split.some((s) => s.low === i || s.high === i);
+      if (!target.has(column) && !part) {
+        throw new CopyError(`column ${lite.name}.${column} has no PostgreSQL mirror`);
       }
     }
     plans.push({
       name: lite.name,
-      columns: lite.columns.map((c) => c.name),
+      columns,
+      targetColumns: columns.flatMap((c, i) =>
+        split.some((s) => s.high === i) ? [] : [split.find((s) => s.low === i)?.column ?? c],
+      ),
+      split,
       key: [
         ...lite.columns.filter((c) => c.primary).map((c) => c.name),
         ...lite.primaryKeys.flatMap((k) => k.columns.map((c) => c.name)),
@@ -270,11 +308,24 @@ async function compareTable(
   target: pg.Pool,
 ): Promise<TableComparison> {
   const sums = plan.money.map((c) => `sum(${quote(c)})`);
-  const lite = source
-    .prepare(`SELECT count(*), ${[...sums, "NULL"].join(", ")} FROM ${quote(plan.name)}`)
+  // SQLite sums each in two parts (src/db/split-sums.ts): one sum() fails past 2^63.
+  const parts = plan.money.flatMap((c) =>
+    plan.split.some((s) => s.column === c)
+      ? [`sum(${quote(lowName(c))})`, `sum(${quote(highName(c))})`]
+      : [`sum(${lowPart(quote(c))})`, `sum(${highPart(quote(c))})`],
+  );
+  const liteParts = source
+    .prepare(`SELECT count(*), ${[...parts, "NULL"].join(", ")} FROM ${quote(plan.name)}`)
     .safeIntegers(true)
     .raw(true)
     .get() as (bigint | null)[];
+  const lite = [
+    liteParts[0],
+    ...plan.money.map((_, i) => {
+      const [low, high] = [liteParts[1 + 2 * i], liteParts[2 + 2 * i]];
+      return low == null || high == null ? null : joinParts(high, low);
+    }),
+  ];
   const pgRow = await target.query({
     text: `SELECT count(*)::text, ${[...sums.map((s) => `${s}::text`), "NULL"].join(", ")} FROM ${quote(plan.name)}`,
     rowMode: "array",
@@ -455,14 +506,14 @@ async function writeBatch(
     if (rows.length > 0) {
       const values: unknown[] = [];
       const tuples = rows.map((row) => {
-        const params = row.map((value, i) => {
-          values.push(toTarget(plan, plan.columns[i]!, value));
+        const params = targetRow(plan, row).map((value, i) => {
+          values.push(toTarget(plan, plan.targetColumns[i]!, value));
           return `$${values.length}`;
         });
         return `(${params.join(", ")})`;
       });
       await client.query(
-        `INSERT INTO ${quote(plan.name)} (${plan.columns.map(quote).join(", ")}) VALUES ${tuples.join(", ")} ON CONFLICT DO NOTHING`,
+        `INSERT INTO ${quote(plan.name)} (${plan.targetColumns.map(quote).join(", ")}) VALUES ${tuples.join(", ")} ON CONFLICT DO NOTHING`,
         values,
       );
     }

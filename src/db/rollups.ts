@@ -1,6 +1,16 @@
 import type Database from "better-sqlite3";
 import type { SqliteStore } from "./client.js";
 import { finalVerdicts, openVerdicts, type Verdict } from "./schema.js";
+import {
+  carriedHigh,
+  carriedLow,
+  highName,
+  highPart,
+  joinSplitSums,
+  lowName,
+  lowPart,
+  splitSum,
+} from "./split-sums.js";
 
 /**
  * The rollups of `jobs` (table `job_rollups`, kept by the triggers that `rollupTriggersSql`
@@ -212,8 +222,48 @@ export const storedFigures: readonly StoredFigure[] = reportFigures.filter(
   (f): f is StoredFigure => "column" in f,
 );
 
-/** Every figure column of `job_rollups`. */
+/** Every figure column of `job_rollups` (PostgreSQL) and of `job_rollup_deltas`. */
 export const rollupFigureColumns: readonly string[] = storedFigures.map((f) => f.column);
+
+/** The figure columns holding money (every one but the counts). */
+export const moneyFigureColumns: readonly string[] = storedFigures
+  .filter((f) => f.kind !== "count")
+  .map((f) => f.column);
+
+const isMoney = (column: string) => moneyFigureColumns.includes(column);
+
+/**
+ * The figure columns of SQLite's `job_rollups`: each count as it is, each sum of money as its
+ * two parts (src/db/split-sums.ts), so no sum passes 2^63.
+ */
+export const sqliteRollupColumns: readonly string[] = rollupFigureColumns.flatMap((c) =>
+  isMoney(c) ? [lowName(c), highName(c)] : [c],
+);
+
+/**
+ * Per figure column, SQL for its value (counts) or its two parts (money), in
+ * `sqliteRollupColumns` order.
+ */
+const eachStored = (count: (c: string) => string, money: (c: string) => string[]): string =>
+  rollupFigureColumns.flatMap((c) => (isMoney(c) ? money(c) : [count(c)])).join(", ");
+
+/**
+ * Sums of stored parts (rows of `job_rollups`, or partial sums in the same columns) into a
+ * stored value: the low part kept in [0, 2^32), its carry moved to the high part. `from` is
+ * the table alias, with its dot.
+ */
+const carriedSums = (from: string): string =>
+  eachStored(
+    (c) => `sum(${from}${c}) AS ${c}`,
+    (c) => [
+      `${carriedLow(`sum(${from}${lowName(c)})`)} AS ${lowName(c)}`,
+      `${carriedHigh(`sum(${from}${highName(c)})`, `sum(${from}${lowName(c)})`)} AS ${highName(c)}`,
+    ],
+  );
+
+/** A row of SQLite's rollup columns with each sum of money joined into one exact bigint. */
+export const joinRollupRow = <T extends Record<string, unknown>>(row: T) =>
+  joinSplitSums(row, moneyFigureColumns);
 
 /** A figure of one `jobs` row (`new`, `old`, or none for a GROUP BY over `jobs`). */
 const perJob = (f: StoredFigure, row: string) => {
@@ -226,7 +276,11 @@ const perJob = (f: StoredFigure, row: string) => {
  * triggers add per row, summed. The backfill and the recompute use it.
  */
 export const jobsFigureSums: string = storedFigures
-  .map((f) => `coalesce(sum(${perJob(f, "")}), 0) AS ${f.column}`)
+  .map((f) =>
+    f.kind === "count"
+      ? `coalesce(sum(${perJob(f, "")}), 0) AS ${f.column}`
+      : splitSum(perJob(f, ""), f.column),
+  )
   .join(",\n    ");
 
 /** The `jobs` columns the figures read besides the verdict: each money column once. */
@@ -266,9 +320,24 @@ export function figureSumsByVerdict(dialect: "sqlite" | "postgres"): {
   inner: string;
   outer: string;
 } {
-  const inner = ["verdict", "count(*) AS n", ...figureColumns.map((c) => `sum(${c}) AS ${c}`)];
+  // SQLite sums each money column in two parts (src/db/split-sums.ts): past 2^63, sum() fails.
+  const split = dialect === "sqlite";
+  const inner = [
+    "verdict",
+    "count(*) AS n",
+    ...figureColumns.map((c) =>
+      split
+        ? `sum(${lowPart(c)}) AS ${lowName(c)}, sum(${highPart(c)}) AS ${highName(c)}`
+        : `sum(${c}) AS ${c}`,
+    ),
+  ];
   const outer = storedFigures.map((f) => {
     const expr = f.perJob.replaceAll("$.", "");
+    const part = (name: (c: string) => string) =>
+      f.perJob.replace(/\$\.(\w+)/g, (_, c: string) => (c === "verdict" ? c : name(c)));
+    if (f.kind !== "count" && split) {
+      return `coalesce(sum(${part(lowName)}), 0) AS ${lowName(f.column)}, coalesce(sum(${part(highName)}), 0) AS ${highName(f.column)}`;
+    }
     if (f.kind !== "count") return `coalesce(sum(${expr}), 0) AS ${f.column}`;
     return dialect === "postgres"
       ? `coalesce(sum((${expr})::int * n), 0) AS ${f.column}`
@@ -277,10 +346,19 @@ export function figureSumsByVerdict(dialect: "sqlite" | "postgres"): {
   return { inner: inner.join(", "), outer: outer.join(",\n    ") };
 }
 
-/** Sums of the rollup figure columns, named as the columns. */
+/** Sums of the rollup figure columns, named as the columns (PostgreSQL). */
 export const rollupFigureSums: string = rollupFigureColumns
   .map((c) => `sum(${c}) AS ${c}`)
   .join(", ");
+
+/**
+ * Sums of SQLite's rollup figure columns: each count, and the two parts of each sum of money
+ * summed apart (`joinRollupRow` joins them).
+ */
+export const sqliteRollupSums: string = eachStored(
+  (c) => `sum(${c}) AS ${c}`,
+  (c) => [`sum(${lowName(c)}) AS ${lowName(c)}`, `sum(${highName(c)}) AS ${highName(c)}`],
+);
 
 /**
  * Grains of `job_rollups`. Day grains: the full key (day, model, worker, key), then the sums by
@@ -318,9 +396,22 @@ const grainsWith = (dim: string) =>
   allGrains.filter((g) => grainShape[g]!.dims.includes(dim as "model")).join(", ");
 
 const rollupInsertHead = `INSERT INTO job_rollups (grain, day, model, worker, key_fingerprint,
-    ${rollupFigureColumns.join(", ")})`;
+    ${sqliteRollupColumns.join(", ")})`;
+
+/** SET clauses adding the figures of `add` (a row alias, with its dot) to the stored ones of `to`. */
+const addFigures = (to: string, add: string): string =>
+  eachStored(
+    (c) => `${c} = ${to}${c} + ${add}${c}`,
+    (c) => {
+      const low = `${to}${lowName(c)} + ${add}${lowName(c)}`;
+      return [
+        `${lowName(c)} = ${carriedLow(low)}`,
+        `${highName(c)} = ${carriedHigh(`${to}${highName(c)} + ${add}${highName(c)}`, low)}`,
+      ];
+    },
+  ).replaceAll(", ", ",\n    ");
 const rollupUpsertTail = `ON CONFLICT (grain, day, model, worker, key_fingerprint) DO UPDATE SET
-    ${rollupFigureColumns.map((c) => `${c} = ${c} + excluded.${c}`).join(",\n    ")}`;
+    ${addFigures("", "excluded.")}`;
 const grainRows = `(${allGrains.map((g, i) => (i === 0 ? `SELECT ${g} AS grain` : `SELECT ${g}`)).join(" UNION ALL ")}) AS g`;
 
 /**
@@ -360,9 +451,12 @@ const dims = ["model", "worker", "key_fingerprint"] as const;
  */
 const deltaGrainSums = `SELECT g.grain AS grain, ${bucketOf("g.grain", `h.hour * ${HOUR_MS}`)} AS day,
     ${dims.map((dim) => `${dimOf("g.grain", dim, "h")} AS ${dim}`).join(",\n    ")},
-    ${rollupFigureColumns.map((c) => `sum(h.${c}) AS ${c}`).join(", ")}
+    ${carriedSums("h.")}
   FROM (SELECT created_at / ${HOUR_MS} AS hour, model, worker, key_fingerprint,
-      ${rollupFigureColumns.map((c) => `sum(${c}) AS ${c}`).join(", ")}
+      ${eachStored(
+        (c) => `sum(${c}) AS ${c}`,
+        (c) => [`sum(${lowPart(c)}) AS ${lowName(c)}`, `sum(${highPart(c)}) AS ${highName(c)}`],
+      )}
     FROM ${rollupDeltasTable} GROUP BY 1, 2, 3, 4) AS h CROSS JOIN ${grainRows}
   WHERE true
   GROUP BY 1, 2, 3, 4, 5`;
@@ -396,7 +490,7 @@ function foldRollupDeltasInTriggerSql(): string[] {
   SELECT s.grain, s.day, s.model, s.worker, s.key_fingerprint FROM (${deltaGrainSums}) AS s
   WHERE NOT EXISTS (SELECT 1 FROM job_rollups AS r WHERE ${keyMatch})`,
     `UPDATE job_rollups AS r SET
-    ${rollupFigureColumns.map((c) => `${c} = r.${c} + s.${c}`).join(",\n    ")}
+    ${addFigures("r.", "s.")}
   FROM (${deltaGrainSums}) AS s
   WHERE ${keyMatch}`,
     `DELETE FROM ${rollupDeltasTable}`,
@@ -408,13 +502,16 @@ function foldRollupDeltasInTriggerSql(): string[] {
  * grain rows it will be summed into (one arm per grain, so a query's `grain = N` leaves one arm
  * to scan). Several rows may share a key: readers sum them.
  */
-export const currentRollups = `(SELECT grain, day, model, worker, key_fingerprint, ${rollupFigureColumns.join(", ")}
+export const currentRollups = `(SELECT grain, day, model, worker, key_fingerprint, ${sqliteRollupColumns.join(", ")}
     FROM job_rollups
   ${allGrains
     .map(
       (g) => `UNION ALL SELECT ${g}, ${bucketOf(String(g), "created_at")},
     ${dims.map((dim) => dimOf(String(g), dim, rollupDeltasTable)).join(", ")},
-    ${rollupFigureColumns.join(", ")} FROM ${rollupDeltasTable}`,
+    ${eachStored(
+      (c) => c,
+      (c) => [lowPart(c), highPart(c)],
+    )} FROM ${rollupDeltasTable}`,
     )
     .join("\n  ")})`;
 
@@ -531,7 +628,7 @@ export function backfillRollups(
   );
   // Full key by hour first (a temporary table), then every grain from it.
   db.exec(`CREATE TEMP TABLE IF NOT EXISTS rollup_backfill_hours AS
-    SELECT 0 AS hour, model, worker, key_fingerprint, ${rollupFigureColumns.join(", ")}
+    SELECT 0 AS hour, model, worker, key_fingerprint, ${sqliteRollupColumns.join(", ")}
     FROM job_rollups WHERE false`);
   const clearHours = db.prepare("DELETE FROM temp.rollup_backfill_hours");
   const sumHours = db.prepare(
@@ -547,9 +644,9 @@ export function backfillRollups(
     const { ms, dims } = grainShape[grain]!;
     const dim = (d: string) => (dims.includes(d as "model") ? d : "x''");
     return db.prepare(
-      `INSERT INTO job_rollups (grain, day, model, worker, key_fingerprint, ${rollupFigureColumns.join(", ")})
+      `INSERT INTO job_rollups (grain, day, model, worker, key_fingerprint, ${sqliteRollupColumns.join(", ")})
        SELECT ${grain}, hour / ${ms / HOUR_MS}, ${dim("model")}, ${dim("worker")}, ${dim("key_fingerprint")},
-         ${rollupFigureSums}
+         ${carriedSums("")}
        FROM temp.rollup_backfill_hours
        GROUP BY 2, 3, 4, 5`,
     );

@@ -1,6 +1,7 @@
 import { asc, eq, sql } from "drizzle-orm";
 import type { SqliteStore, Store } from "../db/client.js";
 import { creditVaults, finalVerdicts, ledgerCursors } from "../db/schema.js";
+import { joinParts, joinSplitSums, splitSum } from "../db/split-sums.js";
 import { UNITS_PER_CREDIT } from "../money.js";
 import { creditsHeaderMatches as headerMatches } from "../verify/checks/credits.js";
 import { keepWithJob, reopenHolders, reopenJobs } from "./job-queue.js";
@@ -1242,33 +1243,41 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
        AND state = 'read' AND delta_units <> 0 AND block_time < ? ORDER BY ord`,
   );
 
-  // Sums need safe integers (a whole history of a vault).
+  // Sums need safe integers (a whole history of a vault), each in two parts: a day's or a
+  // history's sum may pass 2^63 (src/db/split-sums.ts).
   const dailySums = big(
-    `SELECT kind, sum(lines) AS lines, sum(units) AS units FROM ledger_daily
-     WHERE vault = ? AND day >= ? AND day < ? GROUP BY kind`,
+    `SELECT kind, sum(lines) AS lines, sum(units_lo) AS units_lo, sum(units_hi) AS units_hi
+     FROM ledger_daily WHERE vault = ? AND day >= ? AND day < ? GROUP BY kind`,
   );
   const lineSums = big(
-    `SELECT kind, count(*) AS lines, coalesce(sum(delta_units), 0) AS units FROM ledger_lines
+    `SELECT kind, count(*) AS lines, ${splitSum("delta_units", "units")} FROM ledger_lines
      WHERE vault = ? AND block_time >= ? AND block_time < ? AND kind IS NOT NULL GROUP BY kind`,
   );
+  // One exact total (`units` in two parts) of a statement's first row.
+  const total = (text: string) => {
+    const statement = big(text);
+    return (...params: unknown[]): bigint =>
+      joinSplitSums(statement.get(...params) as Record<string, bigint>, ["units"]).units!;
+  };
   // Money escrow did not pay in, inside lines filed as returns: the period's deposits.
-  const returnDepositIn = big(
-    `SELECT coalesce(sum(deposit_in_units), 0) FROM ledger_lines INDEXED BY ledger_lines_deposit_in
+  const returnDepositIn = total(
+    `SELECT ${splitSum("deposit_in_units", "units")} FROM ledger_lines INDEXED BY ledger_lines_deposit_in
      WHERE vault = ? AND deposit_in_units IS NOT NULL AND block_time >= ? AND block_time < ?
        AND kind = 'return'`,
-  ).pluck();
-  const dailyTotalBefore = big(
-    "SELECT coalesce(sum(units), 0) FROM ledger_daily WHERE vault = ? AND day < ?",
-  ).pluck();
+  );
+  const dailyTotalBefore = total(
+    `SELECT coalesce(sum(units_lo), 0) AS units_lo, coalesce(sum(units_hi), 0) AS units_hi
+     FROM ledger_daily WHERE vault = ? AND day < ?`,
+  );
   // Lines read but not classified yet (before a review round) still count in the opening.
-  const lineTotalBetween = big(
-    `SELECT coalesce(sum(delta_units), 0) FROM ledger_lines WHERE vault = ? AND state = 'read'
+  const lineTotalBetween = total(
+    `SELECT ${splitSum("delta_units", "units")} FROM ledger_lines WHERE vault = ? AND state = 'read'
        AND block_time >= ? AND block_time < ? AND kind IS NOT NULL`,
-  ).pluck();
-  const unclassifiedBefore = big(
-    `SELECT coalesce(sum(delta_units), 0) FROM ledger_lines INDEXED BY ledger_lines_unclassified
+  );
+  const unclassifiedBefore = total(
+    `SELECT ${splitSum("delta_units", "units")} FROM ledger_lines INDEXED BY ledger_lines_unclassified
      WHERE vault = ? AND state = 'read' AND kind IS NULL AND block_time < ?`,
-  ).pluck();
+  );
   const firstMovement = big(
     `SELECT pre_units FROM ledger_lines WHERE vault = ? AND state = 'read' AND delta_units <> 0
      ORDER BY ord LIMIT 1`,
@@ -2481,17 +2490,19 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       const first = firstMovement.get(vault) as bigint | undefined;
       if (first === undefined) return null;
       const day = Math.floor(fromSec / DAY);
-      const whole = dailyTotalBefore.get(vault, day) as bigint;
-      const partial = lineTotalBetween.get(vault, day * DAY, fromSec) as bigint;
-      const unread = unclassifiedBefore.get(vault, fromSec) as bigint;
+      const whole = dailyTotalBefore(vault, day);
+      const partial = lineTotalBetween(vault, day * DAY, fromSec);
+      const unread = unclassifiedBefore(vault, fromSec);
       return first + whole + partial + unread;
     },
     async periodSums(vault, fromSec, toSec) {
       const sums = emptySums();
-      const add = (rows: { kind: LineKind; lines: bigint; units: bigint }[]) => {
+      const add = (
+        rows: { kind: LineKind; lines: bigint; units_lo: bigint; units_hi: bigint }[],
+      ) => {
         for (const r of rows) {
           sums[r.kind].lines += Number(r.lines);
-          sums[r.kind].units += r.units;
+          sums[r.kind].units += joinParts(r.units_hi, r.units_lo);
         }
       };
       const firstDay = Math.ceil(fromSec / DAY);
@@ -2503,7 +2514,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         add(lineSums.all(vault, fromSec, firstDay * DAY) as never);
         add(lineSums.all(vault, endDay * DAY, toSec) as never);
       }
-      const depositIn = returnDepositIn.get(vault, fromSec, toSec) as bigint;
+      const depositIn = returnDepositIn(vault, fromSec, toSec);
       sums.return.units -= depositIn;
       sums.deposit.units += depositIn;
       return sums;

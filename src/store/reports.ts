@@ -9,8 +9,9 @@ import {
   grains,
   HOUR_MS,
   jobsFigureSums,
+  joinRollupRow,
   reportWorkerSql,
-  rollupFigureSums,
+  sqliteRollupSums,
   verdictCountColumn,
 } from "../db/rollups.js";
 import {
@@ -323,7 +324,7 @@ function prepareGrouping(
   const jobsWorkerFilter = byWorker ? `${reportWorkerSql()} = @worker AND ` : "";
   const days = db
     .prepare(
-      `SELECT ${g.expr} AS grp, ${rollupFigureSums} FROM ${currentRollups}
+      `SELECT ${g.expr} AS grp, ${sqliteRollupSums} FROM ${currentRollups}
        WHERE grain = ${dayGrain} AND ${workerFilter}day >= @first AND day < @end
        GROUP BY ${g.expr}`,
     )
@@ -335,7 +336,7 @@ function prepareGrouping(
       ? null
       : db
           .prepare(
-            `SELECT ${hourExpr} AS grp, ${rollupFigureSums} FROM ${currentRollups}
+            `SELECT ${hourExpr} AS grp, ${sqliteRollupSums} FROM ${currentRollups}
              WHERE grain = ${hourGrain} AND ${workerFilter}day >= @first AND day < @end
              GROUP BY ${hourExpr}`,
           )
@@ -499,7 +500,7 @@ function createSqliteReportsStore(store: SqliteStore): ReportsStore {
     .safeIntegers(true);
   const storedOfDay = db
     .prepare(
-      `SELECT grain, day AS bucket, model, worker, key_fingerprint, ${rollupFigureSums}
+      `SELECT grain, day AS bucket, model, worker, key_fingerprint, ${sqliteRollupSums}
        FROM ${currentRollups}
        WHERE (grain IN (${dayGrainList}) AND day = @day)
          OR (grain IN (${hourGrainList}) AND day BETWEEN @day * 24 AND @day * 24 + 23)
@@ -508,8 +509,10 @@ function createSqliteReportsStore(store: SqliteStore): ReportsStore {
     .safeIntegers(true);
   const readDay = (day: number) =>
     inReadSnapshot(store, () => ({
-      scratch: scratchHours.all(day * DAY_MS, (day + 1) * DAY_MS) as RollupRow[],
-      stored: storedOfDay.all({ day }) as RollupRow[],
+      scratch: (scratchHours.all(day * DAY_MS, (day + 1) * DAY_MS) as RollupRow[]).map(
+        joinRollupRow,
+      ),
+      stored: (storedOfDay.all({ day }) as RollupRow[]).map(joinRollupRow),
     }));
 
   const groupSums = (query: SumsQuery): GroupSums[] => {
@@ -545,7 +548,7 @@ function createSqliteReportsStore(store: SqliteStore): ReportsStore {
           : typeof grp === "bigint"
             ? Number(grp)
             : grp,
-      sums: sums as Record<string, bigint>,
+      sums: joinRollupRow(sums as Record<string, bigint>),
     }));
   };
 

@@ -3,6 +3,7 @@ import type { Store } from "../../src/db/client.js";
 import * as pgSchema from "../../src/db/pg/schema.js";
 import type { CheckOutcome, Verdict } from "../../src/db/schema.js";
 import * as sqliteSchema from "../../src/db/schema.js";
+import { joinedParts } from "./seed-verdicts.js";
 
 /**
  * Rows the ledger store reads but does not write (recorded jobs, their checks, pinned vaults,
@@ -201,7 +202,8 @@ export async function dailyTotals(
           .select()
           .from(sqliteSchema.ledgerDaily)
           .where(eq(sqliteSchema.ledgerDaily.vault, vault))
-          .all();
+          .all()
+          .map((r) => joinedParts(r) as typeof pgSchema.ledgerDaily.$inferSelect);
   const out: Record<string, { lines: number; units: bigint }> = {};
   for (const r of rows) {
     const sum = out[r.kind] ?? { lines: 0, units: 0n };

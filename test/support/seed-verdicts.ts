@@ -4,6 +4,7 @@ import type { Store } from "../../src/db/client.js";
 import * as pgSchema from "../../src/db/pg/schema.js";
 import type { Verdict } from "../../src/db/schema.js";
 import * as sqliteSchema from "../../src/db/schema.js";
+import { joinParts } from "../../src/db/split-sums.js";
 import {
   type CustodyProfile,
   createCustodyStore,
@@ -188,6 +189,18 @@ export interface RollupFigures {
   disputedChargedUnits: bigint;
 }
 
+/** A SQLite row with each sum kept in two parts (`xLo`, `xHi`) joined into `x`. */
+export function joinedParts(row: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(row)) {
+    const base = key.slice(0, -2);
+    if (key.endsWith("Lo") && `${base}Hi` in row) {
+      out[base] = joinParts(row[`${base}Hi`] as bigint, value as bigint);
+    } else if (!(key.endsWith("Hi") && `${base}Lo` in row)) out[key] = value;
+  }
+  return out;
+}
+
 /** The `job_rollups` rows of one grain, ordered by bucket and dimensions. */
 export async function readRollups(store: Store, grain: number): Promise<RollupFigures[]> {
   const rows =
@@ -200,7 +213,8 @@ export async function readRollups(store: Store, grain: number): Promise<RollupFi
           .select()
           .from(sqliteSchema.jobRollups)
           .where(eq(sqliteSchema.jobRollups.grain, grain))
-          .all();
+          .all()
+          .map((r) => joinedParts(r) as typeof pgSchema.jobRollups.$inferSelect);
   // SQLite keeps an absent dimension as the empty BLOB, PostgreSQL as NULL.
   const dim = (v: unknown) => (typeof v === "string" ? v : null);
   return rows
