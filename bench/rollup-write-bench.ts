@@ -9,7 +9,7 @@ import { createApp } from "../src/api/app.js";
 import { createToken } from "../src/auth/tokens.js";
 import { openSqliteStore, type SqliteStore } from "../src/db/client.js";
 import { migrateStore, migrationsFolder } from "../src/db/migrate.js";
-import { foldRollupDeltas } from "../src/db/rollups.js";
+import { foldRollupDeltas, moneyFigureColumns } from "../src/db/rollups.js";
 import { createLogger } from "../src/log.js";
 import { parseReceiptInput } from "../src/recorder/receipt-input.js";
 import { createReceiptWriter } from "../src/recorder/receipt-writer.js";
@@ -74,6 +74,16 @@ function triggersOf(migration: string): string[] {
     .filter((s) => s.startsWith("CREATE TRIGGER"));
 }
 
+/**
+ * `job_rollups` with each sum also in one column, as the old triggers wrote it (migration 0048
+ * keeps each in two parts, which the writers' fold still adds to).
+ */
+function singleColumnRollups(store: SqliteStore): void {
+  for (const column of moneyFigureColumns) {
+    store.sqlite.exec(`ALTER TABLE job_rollups ADD ${column} integer DEFAULT 0 NOT NULL`);
+  }
+}
+
 type Side = "with" | "without" | "before" | "perRow" | "upsertFold";
 
 /** Drops the triggers that keep the rollups: a migrated schema as it would be without them. */
@@ -97,6 +107,7 @@ function openSide(dir: string, side: Side): SqliteStore {
   migrateStore(store);
   if (side !== "with" && side !== "upsertFold") dropRollupTriggers(store);
   if (side === "before") for (const sql of preRollupIndexes) store.sqlite.exec(sql);
+  if (side === "perRow" || side === "upsertFold") singleColumnRollups(store);
   if (side === "perRow") for (const sql of triggersOf("0008_rollup_hours")) store.sqlite.exec(sql);
   if (side === "upsertFold") {
     store.sqlite.exec("DROP TRIGGER jobs_rollup_fold");

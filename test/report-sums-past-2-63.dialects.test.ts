@@ -1,10 +1,9 @@
-import { eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import type { Store } from "../src/db/client.js";
 import * as pg from "../src/db/pg/schema.js";
-import { ledgerDaily, ledgerLines } from "../src/db/schema.js";
-import { joinParts } from "../src/db/split-sums.js";
+import { ledgerLines } from "../src/db/schema.js";
 import { reconciliationReport, reconciliationToJson } from "../src/reports/reconciliation.js";
+import { createLedgerStore } from "../src/store/ledger.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import { jobRow, seedRows, signatureOf, updateJobs } from "./support/seed-reports.js";
 
@@ -128,20 +127,11 @@ async function seedLockLines(store: Store, units: bigint[]) {
   }
 }
 
+/** The lock lines' sum of the vault's day, as its statement reads it (`ledger_daily`). */
 async function dailyUnits(store: Store): Promise<bigint[]> {
-  const rows =
-    store.kind === "postgres"
-      ? await store.db
-          .select({ units: pg.ledgerDaily.units })
-          .from(pg.ledgerDaily)
-          .where(eq(pg.ledgerDaily.vault, VAULT))
-      : store.db
-          .select({ units: ledgerDaily.unitsLo, unitsHi: ledgerDaily.unitsHi })
-          .from(ledgerDaily)
-          .where(eq(ledgerDaily.vault, VAULT))
-          .all()
-          .map((r) => ({ units: joinParts(r.unitsHi, r.units) }));
-  return rows.map((r) => r.units);
+  const day = DAY / 1000;
+  const sums = await createLedgerStore(store).periodSums(VAULT, day, day + 86_400);
+  return [sums.lock.units];
 }
 
 describe.each(dialects)("%s: a vault's day of ledger lines past 2^63 base units", (dialect) => {
