@@ -1125,3 +1125,104 @@ describe("upgrading a SQLite deployment whose sums passed 2^63 base units", () =
     }
   });
 });
+
+/**
+ * Jobs as a deployment left them before only a final status ended the jobs API's questions: an
+ * answer naming the settlement with `settling` (or a word the protocol does not list) ended the
+ * backfill (`done`) or the proxy's retries (no backfill state), and the job was verified.
+ */
+const answeredBefore = [
+  { jobId: "job_settling", verdict: "verified", status: "settling", backfill: "done" },
+  { jobId: "job_completed", verdict: "verified", status: " Completed", backfill: null },
+  { jobId: "job_partial", verdict: "partially_verified", status: "processing", backfill: null },
+  { jobId: "job_no_status", verdict: "verified", status: null, backfill: "done" },
+  // Already failing: asked again, its verdict left as it is.
+  { jobId: "job_failing", verdict: "discrepancy", status: "settling", backfill: "done" },
+  // Asked 30 times then as now: not asked again, but judged by the new rule.
+  { jobId: "job_gave_up", verdict: "verified", status: "processing", backfill: "gave_up" },
+  // Final statuses, however written, and a job the jobs API never answered: left alone.
+  { jobId: "job_settled", verdict: "verified", status: "\u00a0SETTLED\ufeff", backfill: "done" },
+  { jobId: "job_refunded", verdict: "verified", status: "refunded", backfill: null },
+  { jobId: "job_unasked", verdict: "verified", status: null, backfill: null, unasked: true },
+];
+const answeredAfter = {
+  job_settling: ["pending", "verified", "upgrade", "pending", 0],
+  job_completed: ["pending", "verified", "upgrade", "pending", 0],
+  job_partial: ["pending", "partially_verified", "upgrade", "pending", 0],
+  job_no_status: ["pending", "verified", "upgrade", "pending", 0],
+  job_failing: ["discrepancy", null, null, "pending", 0],
+  job_gave_up: ["pending", "verified", "upgrade", "gave_up", 30],
+  job_settled: ["verified", null, null, "done", 30],
+  job_refunded: ["verified", null, null, null, 30],
+  job_unasked: ["verified", null, null, null, 30],
+};
+const answeredColumns = `job_id, source, receipt_hash, created_at, recorded_at, updated_at, verdict,
+  next_verify_at, api_status, api_settlement_tx, api_checked_at, backfill_state,
+  backfill_attempts, backfill_next_at`;
+const answeredSelect = `SELECT job_id, verdict, previous_verdict, rejudge_reason, backfill_state,
+  CAST(backfill_attempts AS integer) AS attempts FROM jobs ORDER BY job_id`;
+const answeredMarker = "rejudge_reason";
+
+/** The rows of `answeredSelect` by job id, as `answeredAfter` lists them. */
+function answeredRows(rows: Record<string, unknown>[]) {
+  return Object.fromEntries(
+    rows.map((r) => [
+      r.job_id,
+      [r.verdict, r.previous_verdict, r.rejudge_reason, r.backfill_state, r.attempts],
+    ]),
+  );
+}
+
+describe("upgrading a deployment whose jobs API questions ended on a status that is not final", () => {
+  it("asks again and reopens, on SQLite, the jobs whose answer gave no final status", () => {
+    const store = sqliteBefore(answeredMarker);
+    try {
+      const insert = store.sqlite.prepare(
+        `INSERT INTO jobs (${answeredColumns}) VALUES (@jobId, 'proxy', 'h', 1, 1, 1, @verdict,
+           5000, @status, 's', @checkedAt, @backfill, 30, 9000)`,
+      );
+      for (const job of answeredBefore) {
+        insert.run({ ...job, checkedAt: job.unasked ? null : 2 });
+      }
+
+      migrateStore(store);
+
+      expect(answeredRows(store.sqlite.prepare(answeredSelect).all() as never)).toEqual(
+        answeredAfter,
+      );
+      // Due at once, to the verifier and to the backfill.
+      const due = store.sqlite.prepare(
+        "SELECT next_verify_at AS v, backfill_next_at AS b FROM jobs WHERE job_id = ?",
+      );
+      expect(due.get("job_settling")).toEqual({ v: 0, b: 0 });
+      expect(due.get("job_settled")).toEqual({ v: 5000, b: 9000 });
+    } finally {
+      store.close();
+    }
+  });
+
+  const database = usePostgresDatabase();
+  it("asks again and reopens, on PostgreSQL, the jobs whose answer gave no final status", async () => {
+    const store = await postgresBefore(await database.create(), answeredMarker);
+    try {
+      for (const job of answeredBefore) {
+        await store.pool.query(
+          `INSERT INTO jobs (${answeredColumns}) VALUES ($1, 'proxy', 'h', 1, 1, 1, $2, 5000, $3,
+             's', $4, $5, 30, 9000)`,
+          [job.jobId, job.verdict, job.status, job.unasked ? null : 2, job.backfill],
+        );
+      }
+
+      expect((await migratePostgres(store.pool)).applied).toBeGreaterThanOrEqual(1);
+
+      expect(answeredRows((await store.pool.query(answeredSelect)).rows)).toEqual(answeredAfter);
+      const { rows } = await store.pool.query(
+        `SELECT next_verify_at::integer AS v, backfill_next_at::integer AS b FROM jobs
+         WHERE job_id = 'job_settling'`,
+      );
+      expect(rows).toEqual([{ v: 0, b: 0 }]);
+    } finally {
+      await store.close();
+    }
+  });
+});

@@ -5,7 +5,9 @@ import {
   createJobQueueStore,
   type JobQueueStore,
   type QueueFilter,
+  reopenJobs,
 } from "../src/store/job-queue.js";
+import { reopenJobsPg } from "../src/store/pg/job-queue.js";
 import { claimedColumns } from "../src/store/queue-rules.js";
 import { createSignatureStore } from "../src/store/signatures.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
@@ -490,6 +492,43 @@ describe.each(dialects)("the job queue on %s", (dialect) => {
     expect(rows.get("sig-pruned")).toMatchObject({ state: "finalized", ...reset });
     expect(rows.get("sig-final")).toMatchObject({ state: "finalized", notFoundCount: 1 });
     expect(rows.get("sig-other")).toMatchObject({ state: "dropped", notFoundCount: 3 });
+  });
+
+  it("keeps the final verdict a job leaves while it is judged again, and why, new evidence first", async () => {
+    // A job sent back showed only `pending`: what it was, and whether new evidence or a profile
+    // change sent it back, was lost until it was judged again.
+    const store = await stores.open();
+    const judged = { verdictAt: T0, verdictProfile: "old@1" };
+    await seedJobs(store, [
+      { jobId: "swept", verdict: "verified", ...judged },
+      { jobId: "by-hand", verdict: "discrepancy", ...judged },
+      { jobId: "new", verdict: "pending" },
+    ]);
+    const queue = createJobQueueStore(store);
+    await queue.reverify("by-hand", t);
+    await queue.reopenJudgedElsewhere({
+      judgedBy: "new@2",
+      before: t,
+      after: null,
+      scan: 10,
+      limit: 1,
+      filter: null,
+      t,
+    });
+    await queue.reverify("new", t);
+    const rejudging = async (jobId: string) => {
+      const row = await readJob(store, jobId);
+      return [row?.verdict, row?.previousVerdict, row?.rejudgeReason, row?.verdictAt];
+    };
+    expect(await rejudging("by-hand")).toEqual(["pending", "discrepancy", "reverify", T0]);
+    expect(await rejudging("swept")).toEqual(["pending", "verified", "profile", T0]);
+    expect(await rejudging("new")).toEqual(["pending", null, null, null]);
+    // Sent back again while judged again: the verdict it left stays; new evidence outranks a
+    // profile change, a request by hand does not.
+    if (store.kind === "postgres") await reopenJobsPg(store.db, { jobIds: ["swept"] }, t + 1);
+    else reopenJobs(store, { jobIds: ["swept"] }, t + 1);
+    await queue.reverify("swept", t + 2);
+    expect(await rejudging("swept")).toEqual(["pending", "verified", "evidence", T0]);
   });
 });
 

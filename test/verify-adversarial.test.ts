@@ -3,9 +3,12 @@ import { brotliCompressSync, deflateSync, gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { localApiKey } from "../src/localnet/keys.js";
 import { createLogger } from "../src/log.js";
+import { parseJobsApiAnswer } from "../src/recorder/jobs-api.js";
 import { createRecordingProxy } from "../src/recorder/proxy.js";
+import { createSettlementBackfill } from "../src/recorder/settlement-backfill.js";
 import { localnetProfile, type Profile } from "../src/verify/profiles.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
+import { rerunMigrationUpdates } from "./support/migration-rerun.js";
 import {
   type AdversaryHarness,
   AuthorityType,
@@ -18,7 +21,7 @@ import {
 } from "./support/operator.js";
 import { listen, serveApp } from "./support/recorder-fixtures.js";
 import { updateSignature } from "./support/seed-queue.js";
-import { readJob } from "./support/seed-recorder.js";
+import { readJob, updateJob } from "./support/seed-recorder.js";
 
 /**
  * The operator signs every byte of the escrow, settlement and refund transactions and holds
@@ -979,6 +982,64 @@ describe.each(dialects)("%s store", (dialect) => {
         expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("jobs_api.matches_chain")]);
       },
     );
+
+    // Before that rule such an answer ended the questions and the job stood verified: an upgraded
+    // database asks about it again and judges the final answer that comes.
+    it("asks again about a job verified on a settling answer before the final-status rule", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const plan = h.op.plan({ keyIndex: 1 });
+      const txs = h.op.honestJob(plan);
+      c.record(plan, txs);
+      const twice = Number(plan.charge / 10_000n) * 2;
+      const answer = (status: string) => ({
+        status,
+        credits_charged: twice,
+        worker_address: plan.worker.address,
+        on_chain: { escrow_tx: txs.escrowTx, settlement_tx: txs.settlementTx },
+      });
+      c.jobsApi(plan.jobId, answer("settling"));
+      await c.verify();
+      // As the code before the rule left it: verified, the backfill done.
+      await updateJob(c.store, plan.jobId, {
+        verdict: "verified",
+        unproven: null,
+        backfillState: "done",
+        backfillAttempts: 1,
+      });
+
+      await rerunMigrationUpdates(c.store, "rejudge_reason");
+
+      expect(await readJob(c.store, plan.jobId)).toMatchObject({
+        verdict: "pending",
+        previousVerdict: "verified",
+        rejudgeReason: "upgrade",
+        backfillState: "pending",
+      });
+      // Judged as a job recorded now while no final answer has come.
+      expect(await c.verdicts(plan.jobId)).toEqual([
+        { verdict: "partially_verified", failing: [] },
+      ]);
+      expect(await readJob(c.store, plan.jobId)).toMatchObject({
+        unproven: ["jobs_api_not_final"],
+        previousVerdict: null,
+        rejudgeReason: null,
+      });
+      const asked: string[] = [];
+      const backfill = createSettlementBackfill({
+        store: c.store,
+        log: createLogger({ level: "silent" }),
+        jobsApi: async (jobId) => {
+          asked.push(jobId);
+          return parseJobsApiAnswer(answer("settled"));
+        },
+        apiKey: localApiKey(plan.keyIndex),
+      });
+      // The key's first job, recorded with no answer, is asked about too.
+      await backfill.runOnce();
+      expect(asked).toContain(plan.jobId);
+      expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("jobs_api.matches_chain")]);
+    });
 
     it('catches a jobs API that says "SETTLED" with another charge than the chain\'s', async () => {
       const c = await h.scenario();

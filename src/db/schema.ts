@@ -63,6 +63,20 @@ export const finalVerdicts: readonly Verdict[] = [
   "dropped",
   "unverifiable",
 ];
+/**
+ * Why a job that had a final verdict was sent back to the verifier (`jobs.rejudge_reason`):
+ * `profile`, a verifier started under another profile; `reverify`, asked for by hand;
+ * `upgrade`, a rule this version added may judge it otherwise; `evidence`, something it was
+ * judged on changed (a jobs API answer, a transaction the ledger read, another receipt naming
+ * its signatures, an account pinned), which may show what its last verdict missed.
+ */
+export const rejudgeReasons = ["profile", "reverify", "upgrade", "evidence"] as const;
+export type RejudgeReason = (typeof rejudgeReasons)[number];
+
+/** `verdict` is one of `finalVerdicts`, the verdicts written out as literals. */
+export const verdictIsFinal = (verdict: AnyColumn | SQL) =>
+  sql`${verdict} IN (${sql.raw(finalVerdicts.map((v) => `'${v}'`).join(", "))})`;
+
 /** Verdicts the verifier still works on: every verdict that is not final. */
 export const openVerdicts: readonly Verdict[] = verdicts.filter((v) => !finalVerdicts.includes(v));
 
@@ -207,6 +221,13 @@ export const jobs = sqliteTable(
      * are left as they are.
      */
     verdictProfile: text("verdict_profile"),
+    /**
+     * While a job that had a final verdict is judged again (its `verdict` open): that verdict,
+     * and why it was sent back (`rejudgeReasons`). `verdict_at` and `verdict_profile` stay
+     * those of that verdict meanwhile. Null otherwise: a final verdict written clears both.
+     */
+    previousVerdict: text("previous_verdict", { enum: verdicts }),
+    rejudgeReason: text("rejudge_reason", { enum: rejudgeReasons }),
     verifyAttempts: integer("verify_attempts").notNull().default(0),
     nextVerifyAt: epochMs("next_verify_at").notNull().default(0),
     leaseOwner: text("lease_owner"),
@@ -281,6 +302,8 @@ export const jobs = sqliteTable(
     index("jobs_treasury_waiting")
       .on(t.createdAt)
       .where(waitsForTreasuryTerm(t.verdict, sql`${t.unproven}`)),
+    // Jobs judged again, for reports that say why their verdict is not final: few at any time.
+    index("jobs_rejudging").on(t.createdAt).where(isNotNull(t.previousVerdict)),
     // Open captures by writer: few rows (streams in flight), so finding a dead writer's costs
     // one small index read however many jobs there are.
     index("jobs_open_receipts").on(t.receiptWriter).where(captureIsOpen(t.captureState)),

@@ -18,6 +18,7 @@ import {
   finalVerdicts,
   jobs,
   openVerdicts,
+  type RejudgeReason,
   type Verdict,
   verdictIsOpen,
   verdicts,
@@ -35,6 +36,8 @@ import {
   NO_FAR_LOOK,
   narrows,
   type QueueFilter,
+  reasonLiteral,
+  rejudgeColumns,
   type SweepSlice,
   type SweepStep,
   sliceToReopen,
@@ -54,7 +57,8 @@ const jobIdIn = (ids: string | Placeholder) =>
   sql`${jobs.jobId} IN (SELECT value FROM json_each(${ids}))`;
 
 /** What a reopen writes: see `reopenJobs`. */
-const reopened = (now: number, dueAt: number) => ({
+const reopened = (now: number, dueAt: number, because: SQL | Placeholder) => ({
+  ...rejudgeColumns(jobs, because),
   verdict: "pending" as const,
   nextVerifyAt: dueAt,
   verifyAttempts: 0,
@@ -72,21 +76,26 @@ const reopened = (now: number, dueAt: number) => ({
  * call it, inside the transaction that changed what the checks will see (on `store`'s
  * connection). `where` narrows the ids further (e.g. only jobs whose answer changed); `dueAt`
  * (default `now`) puts them ahead of the queue, e.g. 0 for a re-verification asked for by
- * hand. Returns how many jobs were reopened. A list of ids runs a statement prepared once per
+ * hand. A job leaving a final verdict keeps it as the verdict judged again, with `because`
+ * (default `evidence`: something it was judged on changed; see `rejudgeColumns`). Returns how
+ * many jobs were reopened. A list of ids runs a statement prepared once per
  * connection: preparing an UPDATE of `jobs`, with its rollup triggers, costs about 0.3 ms.
  */
 export function reopenJobs(
   store: SqliteStore,
   target: { jobIds: readonly string[] } | { where: SQL },
   now: number,
-  options: { dueAt?: number } = {},
+  options: { dueAt?: number; because?: RejudgeReason } = {},
 ): number {
   const dueAt = options.dueAt ?? now;
+  const because = options.because ?? "evidence";
   if ("where" in target) {
-    return store.db.update(jobs).set(reopened(now, dueAt)).where(target.where).run().changes;
+    const set = reopened(now, dueAt, reasonLiteral(because));
+    return store.db.update(jobs).set(set).where(target.where).run().changes;
   }
   if (target.jobIds.length === 0) return 0;
-  return statementsOf(store).reopen.run({ ids: JSON.stringify(target.jobIds), now, dueAt }).changes;
+  const ids = JSON.stringify(target.jobIds);
+  return statementsOf(store).reopen.run({ ids, now, dueAt, because }).changes;
 }
 
 /**
@@ -394,12 +403,12 @@ function prepare(store: SqliteStore) {
       .prepare(),
     reopen: db
       .update(jobs)
-      .set(reopened(param("now"), param("dueAt")))
+      .set(reopened(param("now"), param("dueAt"), sql.placeholder("because")))
       .where(jobIdIn(ids))
       .prepare(),
     reopenNamers: db
       .update(jobs)
-      .set(reopened(param("now"), param("now")))
+      .set(reopened(param("now"), param("now"), reasonLiteral("evidence")))
       .where(
         and(
           sql`${jobs.jobId} IN (${namersOf(sql.placeholder("sigs"))})`,
@@ -495,7 +504,7 @@ function createSqliteJobQueueStore(store: SqliteStore): JobQueueStore {
   const reverifyOne = sqlite.transaction((jobId: string, t: number) => {
     resetGivenUp(jobId);
     backfillAgain.run({ jobId });
-    reopenJobs(store, { jobIds: [jobId] }, t, { dueAt: 0 });
+    reopenJobs(store, { jobIds: [jobId] }, t, { dueAt: 0, because: "reverify" });
   });
   const claimTx = sqlite.transaction(
     (
@@ -587,7 +596,7 @@ function createSqliteJobQueueStore(store: SqliteStore): JobQueueStore {
         .transaction(() => {
           const found = db.select({ jobId: jobs.jobId }).from(jobs).where(where).all();
           const ids = found.map((r) => r.jobId);
-          reopenJobs(store, { jobIds: ids }, step.t);
+          reopenJobs(store, { jobIds: ids }, step.t, { because: "profile" });
           return ids;
         })
         .immediate();

@@ -15,7 +15,14 @@ import {
   type SQL,
   sql,
 } from "drizzle-orm";
-import { type jobs, recordedAfterDate, type Verdict, verdictIsOpen } from "../db/schema.js";
+import {
+  type jobs,
+  type RejudgeReason,
+  recordedAfterDate,
+  type Verdict,
+  verdictIsFinal,
+  verdictIsOpen,
+} from "../db/schema.js";
 
 /**
  * The columns of a job a claim returns: what a round reads of a job before it knows whether the
@@ -364,3 +371,27 @@ export const backfillAgainSet = {
   backfillAttempts: 0,
   backfillNextAt: 0,
 } as const;
+
+/**
+ * What a reopen writes of the job judged again (`jobs.previous_verdict`, `rejudge_reason`): a
+ * job leaving a final verdict keeps it there, with `because` (an SQL literal or placeholder of
+ * `rejudgeReasons`); one reopened while already judged again keeps the verdict it left, and
+ * its reason unless `because` is `evidence`: new evidence outranks a profile change or a
+ * request by hand, and a user must not read "the profile changed" for a job a jobs API answer
+ * or a ledger read sent back. A job that had no final verdict gains neither.
+ */
+export function rejudgeColumns(
+  t: { verdict: Column; previousVerdict: Column; rejudgeReason: Column },
+  because: SQL | Placeholder,
+) {
+  const leaves = verdictIsFinal(t.verdict);
+  return {
+    previousVerdict: sql`CASE WHEN ${leaves} THEN ${t.verdict} ELSE ${t.previousVerdict} END`,
+    rejudgeReason: sql`CASE WHEN ${leaves} THEN ${because}
+      WHEN ${t.previousVerdict} IS NOT NULL AND ${because} = 'evidence' THEN 'evidence'
+      ELSE ${t.rejudgeReason} END`,
+  };
+}
+
+/** A reason of `rejudgeReasons` as the SQL literal a reopen writes. */
+export const reasonLiteral = (because: RejudgeReason): SQL => sql.raw(`'${because}'`);

@@ -1,5 +1,6 @@
 /* The rules of a verdict write that do not touch a database, shared by both dialects. */
 
+import { finalVerdicts } from "../db/schema.js";
 import type { VerdictWrite } from "./verdicts.js";
 
 /**
@@ -14,4 +15,15 @@ export function keepsVerdict(d: VerdictWrite): boolean {
 /** Consecutive rounds that ended in RPC trouble: the error backoff grows with them. */
 export function attemptsAfter(d: VerdictWrite): number {
   return d.verdict === "error" || d.verdict === "rpc_disagreement" ? d.job.verifyAttempts + 1 : 0;
+}
+
+/**
+ * The SQL assignments of a verdict write (raw, `written` the SQL of the verdict it writes) to
+ * the columns of a job judged again: a final verdict ends that (`previous_verdict` and
+ * `rejudge_reason` cleared), an open one leaves them.
+ */
+export function clearsRejudging(written: string): string {
+  const final = `${written} IN (${finalVerdicts.map((v) => `'${v}'`).join(", ")})`;
+  return `previous_verdict = CASE WHEN ${final} THEN NULL ELSE previous_verdict END,
+    rejudge_reason = CASE WHEN ${final} THEN NULL ELSE rejudge_reason END`;
 }

@@ -11,7 +11,7 @@ import { waitsForTreasury } from "./custody-rules.js";
 import type { HeldRowWaitOptions } from "./pg/group-commit.js";
 import { pgTwins } from "./pg-twins.js";
 import { perConnection } from "./prepared.js";
-import { attemptsAfter, keepsVerdict } from "./verdict-rules.js";
+import { attemptsAfter, clearsRejudging, keepsVerdict } from "./verdict-rules.js";
 
 /**
  * The verdict writer: a job's verdict, its amounts, its check rows and what its evaluation
@@ -96,6 +96,7 @@ const verdictStatements = perConnection(({ sqlite }: SqliteStore) => {
   // Raw SQL: the verdict write is the hottest statement of a run; prepared once with named
   // parameters, measured faster than building the update per job.
   const verdictSet = `verdict = @verdict, verdict_at = @verdictAt, verdict_profile = @judgedBy,
+    ${clearsRejudging("@verdict")},
     verify_attempts = @attempts,
     next_verify_at = @nextVerifyAt, lease_owner = NULL, lease_until = NULL,
     last_error = @lastError, commitment = @commitment, unproven = @unproven, updated_at = @now`;

@@ -31,6 +31,8 @@ export interface QueueJobSeed {
   apiEscrowTx?: string | null;
   apiSettlementTx?: string | null;
   conflictSignatures?: string[] | null;
+  verdictAt?: number | null;
+  verdictProfile?: string | null;
 }
 
 /** The queue columns of a job as stored. */

@@ -16,6 +16,7 @@ import {
   ledgerLineKinds,
   receiptSources,
   recordedAfterDate,
+  rejudgeReasons,
   tokenRoles,
   verdictIsOpen,
   verdicts,
@@ -133,6 +134,8 @@ export const jobs = pgTable(
     verdict: text("verdict", { enum: verdicts }).notNull().default("pending"),
     verdictAt: epochMs("verdict_at"),
     verdictProfile: text("verdict_profile"),
+    previousVerdict: text("previous_verdict", { enum: verdicts }),
+    rejudgeReason: text("rejudge_reason", { enum: rejudgeReasons }),
     verifyAttempts: int("verify_attempts").notNull().default(0),
     nextVerifyAt: epochMs("next_verify_at").notNull().default(0),
     leaseOwner: text("lease_owner"),
@@ -188,6 +191,8 @@ export const jobs = pgTable(
     index("jobs_treasury_waiting")
       .on(t.createdAt)
       .where(waitsForTreasuryTerm(t.verdict, sql`(${t.unproven})::text`)),
+    // Jobs judged again (see src/db/schema.ts): few at any time.
+    index("jobs_rejudging").on(t.createdAt).where(isNotNull(t.previousVerdict)),
     index("jobs_open_receipts").on(t.receiptWriter).where(captureIsOpen(t.captureState)),
   ],
 );

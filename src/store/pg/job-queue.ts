@@ -1,7 +1,13 @@
 import { and, eq, gt, inArray, isNull, lt, lte, or, type SQL, sql } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
 import { jobs, ledgerLines } from "../../db/pg/schema.js";
-import { finalVerdicts, type Verdict, verdictIsOpen, verdicts } from "../../db/schema.js";
+import {
+  finalVerdicts,
+  type RejudgeReason,
+  type Verdict,
+  verdictIsOpen,
+  verdicts,
+} from "../../db/schema.js";
 import { AppError } from "../../errors.js";
 import type { JobQueueStore } from "../job-queue.js";
 import { jobKeepingLine } from "../ledger-rules.js";
@@ -16,6 +22,8 @@ import {
   NO_FAR_LOOK,
   narrows,
   type QueueFilter,
+  reasonLiteral,
+  rejudgeColumns,
   sliceToReopen,
 } from "../queue-rules.js";
 import { maxKeptSignatures } from "../receipt-rules.js";
@@ -38,7 +46,7 @@ export async function reopenJobsPg(
   tx: PgExecutor,
   target: { jobIds: readonly string[] } | { where: SQL },
   now: number,
-  options: { dueAt?: number } = {},
+  options: { dueAt?: number; because?: RejudgeReason } = {},
 ): Promise<number> {
   const condition =
     "jobIds" in target ? (target.jobIds.length > 0 ? jobIdIn(target.jobIds) : null) : target.where;
@@ -46,6 +54,7 @@ export async function reopenJobsPg(
   const result = await tx
     .update(jobs)
     .set({
+      ...rejudgeColumns(jobs, reasonLiteral(options.because ?? "evidence")),
       verdict: "pending",
       nextVerifyAt: options.dueAt ?? dueNowMs(now),
       verifyAttempts: 0,
@@ -408,7 +417,7 @@ export function createPgJobQueueStore(store: PgStore): JobQueueStore {
             .update(jobs)
             .set(backfillAgainSet)
             .where(and(eq(jobs.jobId, jobId), eq(jobs.backfillState, "gave_up")));
-          await reopenJobsPg(tx, { jobIds: [jobId] }, t, { dueAt: 0 });
+          await reopenJobsPg(tx, { jobIds: [jobId] }, t, { dueAt: 0, because: "reverify" });
         });
       } catch (error) {
         if (sqlStateOf(error) !== "55P03") throw error;
@@ -450,7 +459,7 @@ export function createPgJobQueueStore(store: PgStore): JobQueueStore {
           .orderBy(jobs.jobId)
           .for("update", { skipLocked: true });
         const found = free.map((r) => r.jobId);
-        await reopenJobsPg(tx, { jobIds: found }, step.t);
+        await reopenJobsPg(tx, { jobIds: found }, step.t, { because: "profile" });
         return found;
       });
       // The rest are held locked, or were judged or reopened since the read: the held ones

@@ -4,7 +4,7 @@ import { checkResults } from "../../db/pg/schema.js";
 import { finalVerdicts } from "../../db/schema.js";
 import type { CustodyProfile } from "../custody.js";
 import { waitsForTreasury } from "../custody-rules.js";
-import { attemptsAfter, keepsVerdict } from "../verdict-rules.js";
+import { attemptsAfter, clearsRejudging, keepsVerdict } from "../verdict-rules.js";
 import type { VerdictAmounts, VerdictStore, VerdictWrite } from "../verdicts.js";
 import { createPgCustodyPinning } from "./custody-pinning.js";
 import type { PgTx } from "./executor.js";
@@ -330,6 +330,7 @@ async function updateLeased(
     UPDATE jobs SET
       verdict = u.verdict,
       verdict_profile = ${judgedBy}::text,
+      ${sql.raw(clearsRejudging("u.verdict"))},
       ${queueColumnsSet(t)},
       unproven = u.unproven::json,
       ${sql.join(

@@ -1,0 +1,23 @@
+import { readMigrationFiles } from "drizzle-orm/migrator";
+import type { Store } from "../../src/db/client.js";
+import { migrationsFolder } from "../../src/db/migrate.js";
+import { pgMigrationsFolder } from "../../src/db/pg/migrate.js";
+
+/**
+ * Runs again on `store` the row updates of the migration whose SQL holds `marker` (its UPDATE
+ * statements, not its schema changes): rows written as the code before that migration wrote
+ * them, in a store migrated since, then stand as an upgrade of such a database finds them.
+ */
+export async function rerunMigrationUpdates(store: Store, marker: string): Promise<void> {
+  const folder = store.kind === "postgres" ? pgMigrationsFolder : migrationsFolder;
+  const migration = readMigrationFiles({ migrationsFolder: folder }).find((m) =>
+    m.sql.some((s) => s.includes(marker)),
+  );
+  if (migration === undefined) throw new Error(`no migration with ${marker}`);
+  const updates = migration.sql.filter((s) => /^\s*(--[^\n]*\n\s*)*UPDATE /.test(s));
+  if (updates.length === 0) throw new Error(`the migration with ${marker} updates no rows`);
+  for (const statement of updates) {
+    if (store.kind === "postgres") await store.pool.query(statement);
+    else store.sqlite.exec(statement);
+  }
+}
