@@ -2,7 +2,7 @@ import { parse } from "csv-parse/sync";
 import { describe, expect, it } from "vitest";
 import { type Statement, statementToCsv } from "../src/ledger/statement.js";
 import { csvCell, csvTextCell } from "../src/reports/csv-cell.js";
-import { emptyFigures, reconciliationToCsv } from "../src/reports/reconciliation.js";
+import { emptyFigures, reconciliationToCsv, rejudgingOf } from "../src/reports/reconciliation.js";
 
 /** Every cell a spreadsheet would run as a formula (the check a finance team's tool makes). */
 const formulaCells = (csv: string) =>
@@ -141,6 +141,7 @@ describe("CSV cells", () => {
       dataCompleteUntil: 86_400_000,
       groups: [{ group: "1234567890123456", ...figures }],
       totals: figures,
+      rejudging: rejudgingOf([]),
     });
     const rows = parse(csv, { columns: true }) as Record<string, string>[];
     expect(rows[0]?.group).toBe("'1234567890123456");

@@ -1,9 +1,14 @@
 import { describe, expect, it } from "vitest";
+import { AuditRecordSchema, ReconciliationSchema } from "../src/api/openapi-schemas.js";
+import { jobBody } from "../src/dashboard/job-page.js";
+import { completeness } from "../src/dashboard/period-picker.js";
+import type { DashboardSession } from "../src/dashboard/sessions.js";
 import type { Store } from "../src/db/client.js";
 import { createLogger } from "../src/log.js";
 import type { SettlingEngine } from "../src/nightly/nightly-run.js";
 import { runVerifyCommand } from "../src/nightly/verify-command.js";
 import { auditRecord } from "../src/reports/audit-record.js";
+import { reconciliationReport, reconciliationToJson } from "../src/reports/reconciliation.js";
 import { createJobQueueStore } from "../src/store/job-queue.js";
 import { reportsStore } from "../src/store/reports.js";
 import { createVerifier } from "../src/verify/engine.js";
@@ -229,5 +234,80 @@ describe.each(dialects)("a changed profile on %s", (dialect) => {
       `1 jobs judged under another profile than ${profileId(widened)} (${profileId(localnetProfile)}: 1)`,
     );
     expect(code).toBe(2);
+  }, 60_000);
+
+  it("a job sent back shows the verdict it had and why, and reports say what their jobs not final were", async () => {
+    // A job sent back showed only `pending` until judged again: verified money left the
+    // figures with nothing saying why, and a job reopened by evidence of fraud looked the same
+    // as one reopened by a profile edit.
+    const c = await h.scenario();
+    const [byAnswer, byProfile] = [1, 2].map((keyIndex) => h.op.plan({ keyIndex }));
+    const txs = [byAnswer, byProfile].map((plan) => h.op.honestJob(plan!));
+    c.record(byAnswer!, txs[0]!);
+    c.record(byProfile!, txs[1]!);
+    await c.verify();
+    const judgedAt = (await auditRecord(c.store, byProfile!.jobId, explorer))?.verdictAt;
+    // The jobs API then says the job charged twice what the chain shows: new evidence.
+    c.jobsApi(byAnswer!.jobId, {
+      status: "settled",
+      credits_charged: Number(byAnswer!.charge / 10_000n) * 2,
+      worker_address: byAnswer!.worker.address,
+      on_chain: { escrow_tx: txs[0]!.escrowTx, settlement_tx: txs[0]!.settlementTx },
+    });
+    await c.flush();
+    // And a verifier under the repriced profile starts: its sweep's first step.
+    await createJobQueueStore(c.store).reopenJudgedElsewhere({
+      judgedBy: profileId(repriced),
+      before: Date.now(),
+      after: null,
+      scan: 100,
+      limit: 100,
+      filter: null,
+      t: Date.now(),
+    });
+
+    const evidence = await auditRecord(c.store, byAnswer!.jobId, explorer);
+    expect(evidence).toMatchObject({
+      verdict: "pending",
+      rejudging: {
+        previousVerdict: "verified",
+        previousVerdictProfile: profileId(localnetProfile),
+        reason: "evidence",
+        message: expect.stringContaining("may not hold"),
+      },
+    });
+    const swept = await auditRecord(c.store, byProfile!.jobId, explorer);
+    expect(swept).toMatchObject({
+      verdict: "pending",
+      rejudging: { previousVerdict: "verified", previousVerdictAt: judgedAt, reason: "profile" },
+    });
+    expect(AuditRecordSchema.safeParse(JSON.parse(JSON.stringify(swept))).success).toBe(true);
+    const period = { from: Date.now() - DAY, to: Date.now() + DAY, groupBy: "day" as const };
+    const report = await reconciliationReport(c.store, period);
+    expect(report.totals).toMatchObject({ verified: 0, pending: 2 });
+    expect(report.rejudging).toMatchObject({
+      jobs: 2,
+      byPreviousVerdict: { verified: 2, discrepancy: 0 },
+      byReason: { evidence: 1, profile: 1, reverify: 0, upgrade: 0 },
+      previouslyVerifiedChargedUnits: byAnswer!.charge + byProfile!.charge,
+    });
+    const json = reconciliationToJson(report);
+    expect(ReconciliationSchema.safeParse(json).success).toBe(true);
+    expect(json.rejudging.previouslyVerifiedChargedUnits).toBe(
+      String(byAnswer!.charge + byProfile!.charge),
+    );
+    // The dashboard says so beside the figures and on the job's page.
+    expect(String(completeness(report))).toContain(
+      "2 jobs that had a final verdict are being judged again",
+    );
+    const page = String(jobBody(evidence!, { role: "read" } as DashboardSession, null));
+    expect(page).toContain("Being judged again.");
+    expect(page).toContain('data-rejudging="evidence"');
+
+    // Judged again: the new verdicts stand alone.
+    await verifierOf(c.store, repriced).runUntilSettled({}, { timeoutMs: 20_000 });
+    expect((await c.outcome(byAnswer!.jobId)).failing).toContain("jobs_api.matches_chain");
+    expect((await auditRecord(c.store, byAnswer!.jobId, explorer))?.rejudging).toBeNull();
+    expect((await reconciliationReport(c.store, period)).rejudging.jobs).toBe(0);
   }, 60_000);
 });

@@ -1,7 +1,13 @@
 import { z } from "@hono/zod-openapi";
 import type { MiddlewareHandler } from "hono";
 import { reportFigures } from "../db/rollups.js";
-import { checkOutcomes, receiptSources, verdicts } from "../db/schema.js";
+import {
+  checkOutcomes,
+  finalVerdicts,
+  receiptSources,
+  rejudgeReasons,
+  verdicts,
+} from "../db/schema.js";
 import { AppError, errorCodes } from "../errors.js";
 import { shownValue, timeZoneOf, timeZoneRefusal } from "../instant.js";
 import { basicFormatDate, instantProblem, parseInstant } from "../reports/period.js";
@@ -284,6 +290,30 @@ export const periodBounds = {
     ),
 };
 
+/** The jobs of a report's period judged again (see `Rejudging` in src/reports/reconciliation.ts). */
+export const RejudgingSchema = z
+  .object({
+    jobs: z.number().int(),
+    byPreviousVerdict: z.object(
+      Object.fromEntries(finalVerdicts.map((v) => [v, z.number().int()])) as Record<
+        (typeof finalVerdicts)[number],
+        z.ZodNumber
+      >,
+    ),
+    byReason: z.object(
+      Object.fromEntries(rejudgeReasons.map((r) => [r, z.number().int()])) as Record<
+        (typeof rejudgeReasons)[number],
+        z.ZodNumber
+      >,
+    ),
+    previouslyVerifiedChargedUnits: z.string(),
+    previouslyVerifiedChargedUsdc: z.string(),
+  })
+  .describe(
+    "Jobs of the period that had a final verdict and are being judged again (a profile change, reverify, an upgrade's rule, new evidence): the figures count them as not final (`pending`), not by the verdict they left, which new evidence may overturn; this says what they were, why they were sent back, and what was charged on those that were verified",
+  )
+  .openapi("Rejudging");
+
 export const ReconciliationSchema = z
   .object({
     ...periodBounds,
@@ -297,6 +327,7 @@ export const ReconciliationSchema = z
       .describe("Every job created before this instant is final: its figures will not change."),
     groups: z.array(FiguresSchema.extend({ group: z.string().nullable() })),
     totals: FiguresSchema,
+    rejudging: RejudgingSchema,
   })
   .openapi("Reconciliation");
 
@@ -361,6 +392,22 @@ export const AuditRecordSchema = z
       .nullable()
       .describe(
         "the protocol profile that wrote the verdict: its name and the first 16 hex digits of the SHA-256 of its content (`localnet@2d63503b9d1c5483`); a final verdict of another profile is judged again by a verifier started under this one. Null on verdicts written before it was recorded (not judged again)",
+      ),
+    rejudging: z
+      .object({
+        previousVerdict: verdictSchema.describe("the final verdict the job had"),
+        previousVerdictAt: z.string().nullable(),
+        previousVerdictProfile: z.string().nullable(),
+        reason: z
+          .enum(rejudgeReasons)
+          .describe(
+            "why it was sent back: `profile` (a verifier started under another profile), `reverify` (asked for by hand), `upgrade` (a rule of this version may judge it otherwise), `evidence` (something it was judged on changed: a jobs API answer, a transaction read on chain, another receipt naming its transactions, an account pinned; the verdict it left may not hold). Evidence outranks the others",
+          ),
+        message: z.string(),
+      })
+      .nullable()
+      .describe(
+        "a job that had a final verdict and is being judged again: `verdict` stays open (`pending`, ...) until the new one, never the verdict it left, and `verdictAt`/`verdictProfile` are that verdict's meanwhile. Null otherwise",
       ),
     unproven: z
       .array(z.object({ code: z.string(), message: z.string() }))

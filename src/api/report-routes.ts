@@ -22,6 +22,7 @@ import {
   periodRefinement,
   queryObject,
   ReconciliationSchema,
+  RejudgingSchema,
   timeZoneParam,
 } from "./openapi-schemas.js";
 import {
@@ -103,6 +104,7 @@ const WorkerStatementSchema = z
     dataCompleteUntil: z.string(),
     days: z.array(FiguresSchema.extend({ day: z.string() })),
     totals: FiguresSchema,
+    rejudging: RejudgingSchema,
   })
   .openapi("WorkerStatement");
 
@@ -213,6 +215,7 @@ export function reportRoutes(deps: ReportRoutesDeps) {
           dataCompleteUntil: json.dataCompleteUntil,
           days: json.groups.map(({ group, ...figures }) => ({ day: group ?? "", ...figures })),
           totals: json.totals,
+          rejudging: json.rejudging,
         },
         200,
       );

@@ -141,6 +141,20 @@ function facts(rows: [string, Html | string | number | null | boolean][]): Html 
   )}</dl>`;
 }
 
+/**
+ * A job judged again: the verdict it had, when and under which profile, and why it was sent
+ * back. Its verdict stays open meanwhile: new evidence may overturn the one it had.
+ */
+function rejudgingReason(r: AuditRecord): Html {
+  const j = r.rejudging;
+  if (j === null) return html``;
+  const at = j.previousVerdictAt ? ` reached ${utc(j.previousVerdictAt)}` : "";
+  const under = j.previousVerdictProfile
+    ? html` under profile <span class="mono">${j.previousVerdictProfile}</span>`
+    : "";
+  return html`<p data-rejudging="${j.reason}"><strong>Being judged again.</strong> It was ${verdictBadge(j.previousVerdict)}${at}${under}: ${j.message}. Until the new verdict it counts as not final.</p>`;
+}
+
 /** The audit record as a person reads it: the verdict and why first, then the evidence. */
 export function jobBody(r: AuditRecord, session: DashboardSession, flash: string | null): Html {
   const tone =
@@ -150,7 +164,8 @@ export function jobBody(r: AuditRecord, session: DashboardSession, flash: string
   return html`<h1>Job <span class="mono">${r.jobId}</span></h1>
 ${flash ? html`<p class="flash" role="status">${flash}</p>` : ""}
 <section class="verdict-box ${tone}" aria-labelledby="verdict-heading">
-<h2 id="verdict-heading" style="margin:0">Verdict: ${verdictBadge(r.verdict)} <span class="muted" style="font-size:.9rem;font-weight:400">${r.verdictAt ? `reached ${utc(r.verdictAt)}` : ""}${r.verdictProfile ? html` under profile <span class="mono">${r.verdictProfile}</span>` : ""}</span></h2>
+<h2 id="verdict-heading" style="margin:0">Verdict: ${verdictBadge(r.verdict)} ${r.rejudging ? "" : html`<span class="muted" style="font-size:.9rem;font-weight:400">${r.verdictAt ? `reached ${utc(r.verdictAt)}` : ""}${r.verdictProfile ? html` under profile <span class="mono">${r.verdictProfile}</span>` : ""}</span>`}</h2>
+${rejudgingReason(r)}
 ${verdictReason(r)}
 ${
   session.role === "admin"

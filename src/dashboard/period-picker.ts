@@ -1,7 +1,9 @@
 import { withoutUrlSecrets } from "../chain/url-secrets.js";
+import { finalVerdicts, type RejudgeReason, rejudgeReasons } from "../db/schema.js";
 import { RECORDING_MARGIN_MS } from "../reports/period.js";
+import type { Rejudging } from "../reports/reconciliation.js";
 import type { RpcTrouble } from "../store/ops.js";
-import { BASE, count, type Html, html, raw, utc } from "./html.js";
+import { BASE, count, type Html, html, raw, usdc, utc } from "./html.js";
 import { type DashboardPeriod, shownDays } from "./period.js";
 
 const options = [
@@ -78,9 +80,20 @@ export function completeness(
     dataCompleteUntil: number;
     to: number;
     generatedAt: number;
+    rejudging?: Rejudging;
   },
   trouble: RpcTrouble | null = null,
 ): Html {
+  const open =
+    report.dataCompleteUntil < report.to &&
+    report.dataCompleteUntil < report.generatedAt - RECORDING_MARGIN_MS;
+  return html`${finalness(report)}
+${rejudgingNote(report.rejudging)}
+${open ? rpcTroubleNote(trouble) : ""}`;
+}
+
+/** How far the figures are final, in one sentence. */
+function finalness(report: { dataCompleteUntil: number; to: number; generatedAt: number }): Html {
   const at = (ms: number) => {
     const iso = new Date(ms).toISOString();
     return `${iso.slice(0, 10)} ${iso.slice(11, 16)} UTC`;
@@ -93,6 +106,38 @@ export function completeness(
   if (report.dataCompleteUntil >= report.generatedAt - RECORDING_MARGIN_MS) {
     return html`<p class="final">Every job recorded so far has a final verdict: figures before <strong>${at(report.dataCompleteUntil)}</strong> are final; jobs recorded since will be added.</p>`;
   }
-  return html`<p class="final open">Figures before <strong>${at(report.dataCompleteUntil)}</strong> are final; jobs after that are still being verified and may move.</p>
-${rpcTroubleNote(trouble)}`;
+  return html`<p class="final open">Figures before <strong>${at(report.dataCompleteUntil)}</strong> are final; jobs after that are still being verified and may move.</p>`;
+}
+
+/** How each reason to judge a job again reads in a sentence. */
+const rejudgeReasonLabels: Record<RejudgeReason, string> = {
+  profile: "the profile changed",
+  reverify: "verified again by hand",
+  upgrade: "a rule of this version",
+  evidence: "new evidence",
+};
+
+/**
+ * Jobs that had a final verdict and are judged again, said so: the figures count them as not
+ * final, so verified money seems to vanish from them; this says what they were and why.
+ */
+export function rejudgingNote(r: Rejudging | undefined): Html {
+  if (r === undefined || r.jobs === 0) return html``;
+  const n =
+    r.jobs === 1
+      ? "1 job that had a final verdict is"
+      : `${count(r.jobs)} jobs that had a final verdict are`;
+  const were = finalVerdicts
+    .filter((v) => r.byPreviousVerdict[v] > 0)
+    .map((v) => `${count(r.byPreviousVerdict[v])} ${v.replace("_", " ")}`)
+    .join(", ");
+  const why = rejudgeReasons
+    .filter((reason) => r.byReason[reason] > 0)
+    .map((reason) => `${count(r.byReason[reason])} ${rejudgeReasonLabels[reason]}`)
+    .join(", ");
+  const verifiedMoney =
+    r.previouslyVerifiedChargedUnits > 0n
+      ? html` (${usdc(r.previouslyVerifiedChargedUnits)} USDC charged on those that were verified)`
+      : "";
+  return html`<p class="final open" data-status="rejudging"><strong>${n} being judged again</strong> and count as not final until then. They were ${were}${verifiedMoney}; sent back by ${why}. New evidence may overturn the verdict a job had.</p>`;
 }

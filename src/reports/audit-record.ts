@@ -1,5 +1,6 @@
 import { withoutUrlSecrets } from "../chain/url-secrets.js";
 import type { Store } from "../db/client.js";
+import type { RejudgeReason, Verdict } from "../db/schema.js";
 import { formatUnits } from "../money.js";
 import {
   type AuditRows,
@@ -7,7 +8,11 @@ import {
   namedSignatures,
   reportsStore,
 } from "../store/reports.js";
-import { type UnprovenCode, unprovenCodes } from "../verify/check-catalogue.js";
+import {
+  rejudgeReasonMessages,
+  type UnprovenCode,
+  unprovenCodes,
+} from "../verify/check-catalogue.js";
 import { isoOf } from "./period.js";
 
 /**
@@ -153,6 +158,29 @@ function namedTransactions(rows: AuditRows, explorer: ExplorerCluster) {
 }
 
 /**
+ * A job that had a final verdict and is judged again: that verdict (`verdictAt` and
+ * `verdictProfile` are its own meanwhile) and why it was sent back; null otherwise. `verdict`
+ * stays `pending` (or another open verdict) until the new one: a job sent back by new evidence
+ * must not read `verified` while that evidence may show otherwise.
+ */
+function rejudgingRecord(job: {
+  previousVerdict: Verdict | null;
+  rejudgeReason: RejudgeReason | null;
+  verdictAt: number | null;
+  verdictProfile: string | null;
+}) {
+  if (job.previousVerdict === null) return null;
+  const reason = job.rejudgeReason ?? "evidence";
+  return {
+    previousVerdict: job.previousVerdict,
+    previousVerdictAt: iso(job.verdictAt),
+    previousVerdictProfile: job.verdictProfile,
+    reason,
+    message: rejudgeReasonMessages[reason],
+  };
+}
+
+/**
  * Everything recorded and proven about one job: the receipt, conflicting receipts, what the
  * jobs API said, every transaction it names, every check and the verdict. Null for an unknown job.
  * Only primary-key and indexed point lookups, so its cost does not grow with the table.
@@ -170,6 +198,7 @@ export async function auditRecord(store: Store, jobId: string, explorer: Explore
     verdict: job.verdict,
     verdictAt: iso(job.verdictAt),
     verdictProfile: job.verdictProfile,
+    rejudging: rejudgingRecord(job),
     unproven: (job.unproven ?? []).map((code) => ({
       code,
       message: unprovenCodes[code as UnprovenCode] ?? code,

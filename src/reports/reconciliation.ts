@@ -6,12 +6,13 @@ import {
   reportFigures,
   storedFigures,
 } from "../db/rollups.js";
-import type { Verdict } from "../db/schema.js";
+import { finalVerdicts, type RejudgeReason, rejudgeReasons, type Verdict } from "../db/schema.js";
 import { AppError } from "../errors.js";
 import { zoneDateOf, zoneDayStarts } from "../instant.js";
 import { formatUnits } from "../money.js";
 import {
   periodPieces,
+  type RejudgingRow,
   type ReportGrouping,
   reportGroupings,
   reportsStore,
@@ -45,6 +46,44 @@ export interface ReconciliationReport {
   dataCompleteUntil: number;
   groups: ReconciliationGroup[];
   totals: ReconciliationFigures;
+  rejudging: Rejudging;
+}
+
+/**
+ * The jobs of the period that had a final verdict and are judged again (a profile change,
+ * `reverify`, an upgrade's rule, new evidence): counted as not final (`pending`) until judged,
+ * never by the verdict they left, which new evidence may overturn; this says what they were.
+ */
+export interface Rejudging {
+  jobs: number;
+  byPreviousVerdict: Record<Verdict, number>;
+  byReason: Record<RejudgeReason, number>;
+  /** Charged on those that were verified: money counted as verified before they were sent back. */
+  previouslyVerifiedChargedUnits: bigint;
+}
+
+/** `Rejudging` from the store's rows (a reason not recorded counts as `evidence`). */
+export function rejudgingOf(rows: readonly RejudgingRow[]): Rejudging {
+  const out: Rejudging = {
+    jobs: 0,
+    byPreviousVerdict: Object.fromEntries(finalVerdicts.map((v) => [v, 0])) as Record<
+      Verdict,
+      number
+    >,
+    byReason: Object.fromEntries(rejudgeReasons.map((r) => [r, 0])) as Record<
+      RejudgeReason,
+      number
+    >,
+    previouslyVerifiedChargedUnits: 0n,
+  };
+  for (const row of rows) {
+    out.jobs += row.jobs;
+    out.byPreviousVerdict[row.previousVerdict] =
+      (out.byPreviousVerdict[row.previousVerdict] ?? 0) + row.jobs;
+    out.byReason[row.reason ?? "evidence"] += row.jobs;
+    if (row.previousVerdict === "verified") out.previouslyVerifiedChargedUnits += row.chargedUnits;
+  }
+  return out;
 }
 
 export interface ReconciliationQuery extends Omit<SumsQuery, "dayStarts"> {
@@ -191,6 +230,9 @@ export async function reconciliationReport(
     );
   const totals = emptyFigures();
   for (const g of groups) addFigures(totals, g);
+  const rejudging = rejudgingOf(
+    await reports.rejudging({ from: query.from, to: query.to, worker: query.worker }),
+  );
   return {
     from: query.from,
     to: query.to,
@@ -200,6 +242,7 @@ export async function reconciliationReport(
     dataCompleteUntil: completeUntil,
     groups,
     totals,
+    rejudging,
   };
 }
 
@@ -269,6 +312,17 @@ export function figuresToJson(f: ReconciliationFigures): FiguresJson {
   return json as FiguresJson;
 }
 
+/** `Rejudging` as JSON: amounts as decimal strings (units and USDC). */
+export function rejudgingToJson(r: Rejudging) {
+  return {
+    jobs: r.jobs,
+    byPreviousVerdict: r.byPreviousVerdict,
+    byReason: r.byReason,
+    previouslyVerifiedChargedUnits: r.previouslyVerifiedChargedUnits.toString(),
+    previouslyVerifiedChargedUsdc: formatUnits(r.previouslyVerifiedChargedUnits),
+  };
+}
+
 /** The report's JSON form (the body of `GET /reports/reconciliation`). */
 export function reconciliationToJson(report: ReconciliationReport) {
   return {
@@ -280,6 +334,7 @@ export function reconciliationToJson(report: ReconciliationReport) {
     dataCompleteUntil: isoOf(report.dataCompleteUntil),
     groups: report.groups.map((g) => ({ group: g.group, ...figuresToJson(g) })),
     totals: figuresToJson(report.totals),
+    rejudging: rejudgingToJson(report.rejudging),
   };
 }
 

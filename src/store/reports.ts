@@ -28,6 +28,7 @@ import {
 import { daysOfStarts, type PeriodPieces, periodPieces } from "./period-pieces.js";
 import { pgTwins } from "./pg-twins.js";
 import { inReadSnapshot } from "./prepared.js";
+import { type RejudgingRow, rejudgingRows, rejudgingSql } from "./rejudging-rules.js";
 import { type ReportGrouping, reportGroupings } from "./report-groupings.js";
 
 export { type PeriodPieces, periodPieces };
@@ -238,6 +239,8 @@ function whereOf(filter: JobRowFilter, cursor: JobCursor | null, order: "asc" | 
   return { where: clauses.length ? `WHERE ${clauses.join(" AND ")}` : "", params };
 }
 
+export type { RejudgingRow } from "./rejudging-rules.js";
+
 export interface ReportsStore {
   /** Group sums of a period: whole days and hours from the rollups, the rest from `jobs`. */
   groupSums(query: SumsQuery): Promise<GroupSums[]>;
@@ -250,6 +253,11 @@ export interface ReportsStore {
   oldestOpenJob(now: number): Promise<number>;
   /** Jobs of [from, to) by verdict. */
   countJobsByVerdict(from: number, to: number): Promise<Record<Verdict, number>>;
+  /**
+   * Jobs of [from, to) (of `worker`, when given) judged again: by the final verdict they left
+   * and why (`jobs.previous_verdict`, `rejudge_reason`), with their charged units.
+   */
+  rejudging(query: { from: number; to: number; worker?: string }): Promise<RejudgingRow[]>;
   /** True when every day of `jobs` is summed in the rollups (no backfill left). */
   rollupsComplete(): Promise<boolean>;
   /** First and last UTC day held by `jobs` or the rollups; null when both are empty. */
@@ -475,6 +483,13 @@ function createSqliteReportsStore(store: SqliteStore): ReportsStore {
     }
     return stmt;
   };
+  // INDEXED BY: by the range alone the planner may read every job of the period.
+  const rejudgingOf = (worker: boolean) =>
+    db
+      .prepare(rejudgingSql((name) => `@${name}`, worker, "INDEXED BY jobs_rejudging"))
+      .safeIntegers(true);
+  const rejudgingAll = rejudgingOf(false);
+  const rejudgingOfWorker = rejudgingOf(true);
   const failingChecksOf = db.prepare(
     `SELECT name, reason, expected, actual FROM check_results
      WHERE job_id = ? AND +outcome = 'fail' ORDER BY name`,
@@ -606,6 +621,14 @@ function createSqliteReportsStore(store: SqliteStore): ReportsStore {
     oldestOpenJob: async (now) => inReadSnapshot(store, () => oldestOpenJob(now)),
     countJobsByVerdict: async (from, to) =>
       inReadSnapshot(store, () => countJobsByVerdict(from, to)),
+    rejudging: async ({ from, to, worker }) =>
+      rejudgingRows(
+        (worker === undefined ? rejudgingAll : rejudgingOfWorker).all({
+          from,
+          to,
+          worker,
+        }) as never,
+      ),
     rollupsComplete: async () => complete(),
     rollupDayBounds: async () => {
       const b = dayBounds.get() as { first: number | null; last: number | null };

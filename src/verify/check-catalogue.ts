@@ -1,3 +1,4 @@
+import type { RejudgeReason } from "../db/schema.js";
 /**
  * Every check by its stable name, with what it proves. Reports, the API and the README group
  * findings by these names, so a check that is not listed here does not compile.
@@ -107,3 +108,17 @@ export const unprovenCodes = {
 } as const;
 
 export type UnprovenCode = keyof typeof unprovenCodes;
+
+/**
+ * Why a job that had a final verdict is judged again (`jobs.rejudge_reason`), as the audit
+ * record and the dashboard say it. Only a profile change or a request by hand says nothing
+ * about the job itself; new evidence may overturn the verdict it left.
+ */
+export const rejudgeReasonMessages: Record<RejudgeReason, string> = {
+  profile:
+    "a verifier started under another profile judges it again; what it was judged on has not changed",
+  reverify: "a re-verification was asked for by hand",
+  upgrade: "a rule of this version may judge it otherwise: its verdict was reached without it",
+  evidence:
+    "something it was judged on changed (a jobs API answer, a transaction read on chain, another receipt naming its transactions, an account pinned): the verdict it left may not hold",
+};

@@ -15,6 +15,7 @@ import {
 } from "../../db/rollups.js";
 import { finalVerdicts, openVerdicts, type Verdict, verdicts } from "../../db/schema.js";
 import { daysOfStarts, type PeriodPieces, periodPieces } from "../period-pieces.js";
+import { rejudgingRows, rejudgingSql } from "../rejudging-rules.js";
 import type {
   AuditRows,
   AuditTransaction,
@@ -485,6 +486,13 @@ export function createPgReportsStore(store: PgStore): ReportsStore {
       return oldest === null || oldest === undefined ? now : Math.min(now, Number(oldest));
     },
     countJobsByVerdict,
+    async rejudging({ from, to, worker }) {
+      const values: Record<string, unknown> = { from, to, worker };
+      const names = ["from", "to", "worker"] as const;
+      const text = rejudgingSql((name) => `$${names.indexOf(name) + 1}`, worker !== undefined);
+      const params = names.slice(0, worker === undefined ? 2 : 3).map((n) => values[n]);
+      return rejudgingRows((await store.pool.query(text, params)).rows);
+    },
     rollupsComplete: complete,
     async rollupDayBounds() {
       const [b] = await rowsOf(
