@@ -1,5 +1,9 @@
 import { describe, expect, it } from "vitest";
-import { AuditRecordSchema, ReconciliationSchema } from "../src/api/openapi-schemas.js";
+import {
+  AuditRecordSchema,
+  JobSummarySchema,
+  ReconciliationSchema,
+} from "../src/api/openapi-schemas.js";
 import { jobBody } from "../src/dashboard/job-page.js";
 import { completeness } from "../src/dashboard/period-picker.js";
 import type { DashboardSession } from "../src/dashboard/sessions.js";
@@ -8,6 +12,7 @@ import { createLogger } from "../src/log.js";
 import type { SettlingEngine } from "../src/nightly/nightly-run.js";
 import { runVerifyCommand } from "../src/nightly/verify-command.js";
 import { auditRecord } from "../src/reports/audit-record.js";
+import { listJobs } from "../src/reports/job-listing.js";
 import { reconciliationReport, reconciliationToJson } from "../src/reports/reconciliation.js";
 import { createJobQueueStore } from "../src/store/job-queue.js";
 import { reportsStore } from "../src/store/reports.js";
@@ -282,6 +287,17 @@ describe.each(dialects)("a changed profile on %s", (dialect) => {
       rejudging: { previousVerdict: "verified", previousVerdictAt: judgedAt, reason: "profile" },
     });
     expect(AuditRecordSchema.safeParse(JSON.parse(JSON.stringify(swept))).success).toBe(true);
+    const listed = await listJobs(c.store, {}, { limit: 10 });
+    const rows = listed.items.map((j) => [
+      j.verdict,
+      j.rejudging?.previousVerdict,
+      j.rejudging?.reason,
+    ]);
+    expect(rows.map((r) => r.join(" ")).sort()).toEqual([
+      "pending verified evidence",
+      "pending verified profile",
+    ]);
+    expect(JobSummarySchema.safeParse(listed.items[0]).success).toBe(true);
     const period = { from: Date.now() - DAY, to: Date.now() + DAY, groupBy: "day" as const };
     const report = await reconciliationReport(c.store, period);
     expect(report.totals).toMatchObject({ verified: 0, pending: 2 });

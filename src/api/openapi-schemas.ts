@@ -249,6 +249,12 @@ export const JobSummarySchema = z
     keyFingerprint: z.string().nullable(),
     verdict: verdictSchema,
     verdictAt: z.string().nullable(),
+    rejudging: z
+      .object({ previousVerdict: verdictSchema, reason: z.enum(rejudgeReasons) })
+      .nullable()
+      .describe(
+        "a job that had a final verdict and is being judged again: that verdict and why (see the audit record's `rejudging`); `verdict` stays open meanwhile",
+      ),
     escrowTx: z.string().nullable(),
     settlementTx: z.string().nullable(),
     chargedUnits: z.string().nullable().describe("USDC base units read from the chain"),

@@ -45,6 +45,10 @@ function jobSummary(row: JobRow) {
     keyFingerprint: row.key_fingerprint,
     verdict: row.verdict,
     verdictAt: row.verdict_at === null ? null : isoOf(Number(row.verdict_at)),
+    rejudging:
+      row.previous_verdict === null
+        ? null
+        : { previousVerdict: row.previous_verdict, reason: row.rejudge_reason ?? "evidence" },
     escrowTx: row.escrow_tx,
     settlementTx: row.settlement_tx,
     chargedUnits: row.charged_units === null ? null : row.charged_units.toString(),

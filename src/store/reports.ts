@@ -21,6 +21,7 @@ import {
   jobApiAnswers,
   jobs,
   openVerdicts,
+  type RejudgeReason,
   receiptConflicts,
   type Verdict,
   verdicts,
@@ -173,6 +174,8 @@ export interface JobRow {
   key_fingerprint: string | null;
   verdict: Verdict;
   verdict_at: number | null;
+  previous_verdict: Verdict | null;
+  rejudge_reason: RejudgeReason | null;
   escrow_tx: string | null;
   settlement_tx: string | null;
   charged_units: bigint | null;
@@ -180,7 +183,7 @@ export interface JobRow {
 }
 
 const jobColumns = `job_id, created_at, source, model, worker, key_fingerprint, verdict, verdict_at,
-  escrow_tx, settlement_tx, charged_units, tags`;
+  previous_verdict, rejudge_reason, escrow_tx, settlement_tx, charged_units, tags`;
 
 /** Filters of the job listings; every one optional. Period: `from` inclusive, `to` exclusive. */
 export interface JobRowFilter {

@@ -239,6 +239,8 @@ const jobRowColumns = {
   key_fingerprint: jobs.keyFingerprint,
   verdict: jobs.verdict,
   verdict_at: jobs.verdictAt,
+  previous_verdict: jobs.previousVerdict,
+  rejudge_reason: jobs.rejudgeReason,
   escrow_tx: jobs.escrowTx,
   settlement_tx: jobs.settlementTx,
   charged_units: jobs.chargedUnits,
