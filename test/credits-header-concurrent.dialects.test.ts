@@ -1,5 +1,6 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { buildStatement } from "../src/ledger/statement.js";
+import { createLedgerStore } from "../src/store/ledger.js";
 import { reportsStore } from "../src/store/reports.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import { periodEdge, vaultReader } from "./support/ledger-periods.js";
@@ -92,9 +93,10 @@ describe.each(dialects)("%s store", (dialect) => {
     expectOrderUnknown(await judge(c, vault, from, plan));
   });
 
-  it("does not call a discrepancy an honest header counting another job's lock before a settlement that sent nothing back, the chain's clock 1 s ahead", async () => {
+  it("does not call a discrepancy an honest header counting another job's lock before a settlement that sent nothing back, the chain's clock 1 s ahead, and decides it for good", async () => {
     // The job is charged its whole lock: its settlement has no line in the vault to place
-    // the other lock before it.
+    // the other lock before it, and the vault's history never lists it, so no line of it is
+    // still to come that could end the span sooner.
     const { c, vault, from } = start();
     const plan = h.op.plan({ keyIndex: 0, completionTokens: 2_000 });
     expect(plan.remainder).toBe(0n);
@@ -112,6 +114,15 @@ describe.each(dialects)("%s store", (dialect) => {
       h.op.now() - 1_000,
     );
     expectOrderUnknown(await judge(c, vault, from, plan));
+    // The next round's review, the verifier having read the settlement, leaves the lock's
+    // header decided: not judged again each ledger round.
+    await vaultReader(h, c, vault).syncVault(vault);
+    const open = await createLedgerStore(c.store).headerChecks(
+      vault,
+      Math.floor(from / 1000),
+      Math.floor(h.op.now() / 1000) + 1,
+    );
+    expect(open.map((o) => o.jobId)).not.toContain(plan.jobId);
   });
 
   it("reopens a job verified before the ledger read its vault whose honest header counts a line that may have come after the response: partially_verified, not left verified", async () => {

@@ -427,7 +427,10 @@ export interface HeaderSpanEnd {
   throughOrd: number;
   /** The instant (ms) a listing must be final past for the span to be read in full. */
   coverAt: number;
-  /** The receipt names a settlement the vault holds no line of: a line past `until` may precede it. */
+  /**
+   * The receipt names a settlement the vault holds no line of yet (a finalized one naming no
+   * account of the vault's never is one): a line past `until` may precede it.
+   */
   settlementUnlisted: boolean;
   /**
    * The receipt names a line of the vault not read yet: whether it is the job's settlement is
@@ -469,10 +472,21 @@ export function ownSettlementLine(line: NamedSettlementLine, jobId: string): boo
   return named.length === 1 && named[0]!.kind !== "escrow" && named[0]!.jobId === jobId;
 }
 
+/**
+ * `headerSpanEnd`'s `settlement`: whether the receipt names one, the vault's line of it (null:
+ * none yet), and whether it is a finalized transaction naming no account of the vault's
+ * (`outside`), which the vault's history never lists: no line of it is still to come.
+ */
+export interface NamedSettlement {
+  named: boolean;
+  line: NamedSettlementLine | null;
+  outside?: boolean;
+}
+
 export function headerSpanEnd(
   recordedAt: number,
   jobId: string,
-  settlement: { named: boolean; line: NamedSettlementLine | null },
+  settlement: NamedSettlement,
 ): HeaderSpanEnd {
   const orderedUntil = Math.floor(recordedAt / 1000);
   const { line } = settlement;
@@ -489,7 +503,7 @@ export function headerSpanEnd(
     orderedUntil,
     throughOrd: placed ? line.ord : -1,
     coverAt: recordedAt + slack * 1000,
-    settlementUnlisted: settlement.named && line === null,
+    settlementUnlisted: settlement.named && line === null && settlement.outside !== true,
     settlementUnread: line !== null && line.state !== "read",
   };
 }

@@ -1132,6 +1132,12 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
            AND e.memo_kind IN ('settle', 'refund') AND e.succeeded = 1) AS settled_before
      FROM ledger_lines l WHERE vault = @vault AND signature = @signature`,
   );
+  // A named settlement the vault's history never lists (`NamedSettlement.outside`).
+  const settlementOutside = big(
+    `SELECT EXISTS (SELECT 1 FROM chain_transactions c WHERE c.signature = @signature
+       AND c.state = 'finalized' AND c.facts IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM json_each(c.facts, '$.accounts') a WHERE a.value = @vault))`,
+  ).pluck();
   // The same span judged inside the review's write transaction, in SQL over `ledger_lines_order`:
   // a late receipt (an import, recorded months after its lock) spans every line since its lock,
   // and reading each line into the program held the write lock for seconds on a busy vault.
@@ -1610,6 +1616,10 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
             | undefined);
     return headerSpanEnd(Number(recordedAt), jobId, {
       named: settlementTx !== null,
+      outside:
+        settlementTx !== null &&
+        line === undefined &&
+        (settlementOutside.get({ vault, signature: settlementTx }) as bigint) !== 0n,
       line: line
         ? {
             ord: Number(line.ord),

@@ -945,6 +945,28 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
    * Where each span of a job recorded at `recordedAt` (ms) whose receipt names `settlementTx`
    * ends among `vault`'s lines (`headerSpanEnd`), the settlements' lines in one read.
    */
+  /** Of `signatures`, the finalized transactions naming no account of `vault`'s (`NamedSettlement`). */
+  async function settlementsOutside(
+    q: PgExecutor,
+    vault: string,
+    signatures: readonly string[],
+  ): Promise<Set<string>> {
+    if (signatures.length === 0) return new Set();
+    const rows = await q
+      .select({ signature: chainTransactions.signature })
+      .from(chainTransactions)
+      .where(
+        and(
+          sql`${chainTransactions.signature} = ANY (${textArray(signatures)})`,
+          eq(chainTransactions.state, "finalized"),
+          isNotNull(chainTransactions.facts),
+          sql`NOT EXISTS (SELECT 1 FROM json_array_elements_text(${chainTransactions.facts} -> 'accounts') a
+            WHERE a = ${vault})`,
+        ),
+      );
+    return new Set(rows.map((r) => r.signature));
+  }
+
   async function spanEndsOf(
     q: PgExecutor,
     vault: string,
@@ -975,10 +997,16 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
             .from(ledgerLines)
             .where(and(vaultIs(vault), sql`${ledgerLines.signature} = ANY (${textArray(named)})`));
     const lineOf = new Map(lines.map((l) => [l.signature, l]));
+    const outside = await settlementsOutside(
+      q,
+      vault,
+      named.filter((s) => !lineOf.has(s)),
+    );
     return asks.map((a) => {
       const line = a.settlementTx === null ? undefined : lineOf.get(a.settlementTx);
       return headerSpanEnd(a.recordedAt, a.jobId, {
         named: a.settlementTx !== null,
+        outside: a.settlementTx !== null && outside.has(a.settlementTx),
         line: line
           ? {
               ...line,
