@@ -113,7 +113,7 @@ function line(name: string, second: number, pre: bigint, post: bigint, memo: str
 }
 
 describe("ledger and verdict writes meeting a job row another session holds locked", () => {
-  it("a ledger batch keeping a refund with the held job is refused within seconds, receipts pass, and once the row is free it is kept and the job judged again", async () => {
+  it("a ledger batch keeping a refund with the held job reads the vault's other lines within seconds, receipts pass, leaves the refund listed naming the job without waiting again, and keeps it once the row is free", async () => {
     const vault = "LockedRowVau1tXXXXXXXXXXXXXXXXXXXXXXXXXXXXX";
     const held = "job_ledger_locked_refund";
     // Verified on its receipt's lock and settlement; the vault then shows a refund under its
@@ -128,22 +128,42 @@ describe("ledger and verdict writes meeting a job row another session holds lock
     const lines = [
       line("lock", 0, 1_000_000n, 900_000n, `escrow:${held}`),
       line("refund", 5, 900_000n, 950_000n, `refund:${held}`),
+      // A top-up without a memo.
+      {
+        ...line("top-up", 8, 950_000n, 1_000_000n, "refund:-"),
+        memo: null,
+        memoKind: null,
+        memoJobId: null,
+      },
     ];
     const ledger = createLedgerStore(store, waits);
     await listLines(ledger, vault, lines, now, 1000);
+    const waiting = [{ signature: sig("refund"), jobId: held }];
     const { outcome, receiptMs } = await whileRowHeld(held, () =>
       ledger.recordReads(vault, lines, [], now),
     );
     expect(receiptMs).toBeLessThan(1_500);
-    expectRefusedNaming(outcome, held);
+    expect(outcome).toMatchObject({ value: waiting });
     expect(outcome.ms).toBeLessThan(6_000);
-    // Refused whole: the lines stay listed for the next read, the job as it was.
-    const listed = await ledger.listedSignatures(vault);
-    expect(listed).toEqual([sig("lock"), sig("refund")]);
+    // The lock and the top-up are read; the refund stays listed for the next read, the job as
+    // it was.
+    expect(await ledger.listedSignatures(vault)).toEqual([sig("refund")]);
     expect(await readJob(store, held)).toMatchObject({ verdict: "verified" });
 
-    // The next read, the row free: the refund is kept with the job, once, and the job reopened.
-    await ledger.recordReads(vault, lines, [], now);
+    // The next round, the row held still: the refund waits again, without waiting for the row.
+    await locker.query("BEGIN");
+    try {
+      await locker.query("SELECT * FROM jobs WHERE job_id = $1 FOR UPDATE", [held]);
+      const started = performance.now();
+      expect(await ledger.recordReads(vault, [lines[1]!], [], now)).toEqual(waiting);
+      expect(performance.now() - started).toBeLessThan(500);
+    } finally {
+      await locker.query("ROLLBACK");
+    }
+    expect(await ledger.listedSignatures(vault)).toEqual([sig("refund")]);
+
+    // The row free: the refund is kept with the job, once, and the job reopened.
+    expect(await ledger.recordReads(vault, [lines[1]!], [], now)).toEqual([]);
     await ledger.recordReads(vault, lines, [], now);
     expect(await ledger.listedSignatures(vault)).toEqual([]);
     expect(await readJob(store, held)).toMatchObject({

@@ -59,7 +59,7 @@ describe("a ledger batch and a receipt of the job its lines name, recorded meanw
     await listLines(ledger, vault, lines, now, 1000);
     // The batch's read of the jobs its lines are kept with (none recorded yet).
     const paused = pauseAfter(/"conflict_signatures" from "jobs" where "jobs"."job_id" = ANY/i);
-    let read: Promise<void> | undefined;
+    let read: Promise<unknown> | undefined;
     try {
       read = ledger.recordReads(vault, lines, [], now);
       await paused.reached;

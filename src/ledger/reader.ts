@@ -22,6 +22,7 @@ import {
   type LineRead,
 } from "../store/ledger.js";
 import { severalMemoJobs } from "../store/ledger-rules.js";
+import { HELD_LOCKED } from "../store/queue-rules.js";
 import { parseJobMemos } from "../verify/checks.js";
 import type { CustodyConfig } from "../verify/custody.js";
 import {
@@ -572,6 +573,10 @@ function addRead(read: LinesRead, more: LinesRead) {
   read.pending += more.pending;
   read.unstorable ??= more.unstorable;
   read.hidden ??= more.hidden;
+  if (more.waiting) {
+    if (read.waiting) read.waiting.lines += more.waiting.lines;
+    else read.waiting = more.waiting;
+  }
 }
 
 /** What a read of a vault's listed lines read (`readListed`). */
@@ -581,6 +586,8 @@ interface LinesRead {
   pending: number;
   unstorable: { signature: string; units: bigint; lines: number } | null;
   hidden: { signature: string; lines: number; why: string } | null;
+  /** The first line left listed for a job row another session holds, and how many were. */
+  waiting: { signature: string; jobId: string; lines: number } | null;
 }
 
 export function createLedgerReader(deps: LedgerDeps): LedgerReader {
@@ -1425,6 +1432,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     let unstorable = null as { signature: string; units: bigint; lines: number } | null;
     /** The first line whose transaction was served without its inner instructions. */
     let hidden = null as { signature: string; lines: number; why: string } | null;
+    let waiting = null as LinesRead["waiting"];
     for (let i = 0; i < signatures.length; i += options.fetchConcurrency) {
       signal?.throwIfAborted();
       if (goOn && !(await goOn())) break;
@@ -1512,11 +1520,18 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
         }
         return [line];
       });
-      await ledger.recordReads(vault, reads, stored, now());
+      // A line kept with a job whose row another session holds stays listed, the rest read:
+      // read again at the next round, kept with the job once its row is free.
+      const held = await ledger.recordReads(vault, reads, stored, now());
+      if (held.length > 0) {
+        waiting ??= { ...held[0]!, lines: 0 };
+        waiting.lines += held.length;
+        pending += held.length;
+      }
       const failure = results.find((r) => r.status === "rejected");
       if (failure) throw (failure as PromiseRejectedResult).reason;
     }
-    return { fetched, shared, pending, unstorable, hidden };
+    return { fetched, shared, pending, unstorable, hidden, waiting };
   }
 
   /** Lines a gap's listing again (`heal`) inserted; 0 when it failed (the gap stays). */
@@ -1587,7 +1602,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       listed += healed;
       addRead(read, await readAndReview(vault, opts));
     }
-    const { fetched, shared, pending, unstorable, hidden } = read;
+    const { fetched, shared, pending, unstorable, hidden, waiting } = read;
     const newest = await ledger.newestListedSlot(vault);
     const problems: string[] = [];
     if (unstorable) {
@@ -1601,6 +1616,12 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       const more = hidden.lines - 1;
       problems.push(
         `line ${hidden.signature} not read: ${hidden.why}${more > 0 ? ` (and ${more} later line${more === 1 ? "" : "s"} like it)` : ""}`,
+      );
+    }
+    if (waiting) {
+      const more = waiting.lines - 1;
+      problems.push(
+        `line ${waiting.signature} not read: it is kept with job ${waiting.jobId}, whose row ${HELD_LOCKED}; read when the row is free${more > 0 ? ` (and ${more} later line${more === 1 ? "" : "s"} waiting for a held job row)` : ""}`,
       );
     }
     if (balance && !isStorableUnits(balance.amount)) {

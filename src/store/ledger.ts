@@ -97,6 +97,15 @@ export interface LedgerCursor {
   syncIndex: number;
 }
 
+/**
+ * A line read but left listed: it is kept with a job whose row another database session holds
+ * locked (PostgreSQL), and is read again, and kept, once the row is free.
+ */
+export interface LineWaiting {
+  signature: string;
+  jobId: string;
+}
+
 /** One entry of a getSignaturesForAddress page. */
 export interface ListedSignature {
   signature: string;
@@ -523,7 +532,7 @@ export interface LedgerStore {
     reads: readonly LineRead[],
     fetched: readonly FetchedTransaction[],
     now: number,
-  ): Promise<void>;
+  ): Promise<LineWaiting[]>;
   /** Highest slot listed for the vault, or null. */
   newestListedSlot(vault: string): Promise<number | null>;
   /** The balance read; `foreign` what the address held when it was not credits. */
@@ -2385,8 +2394,11 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       return out;
     },
     async recordReads(vault, reads, fetched, now) {
-      if (reads.length === 0 && fetched.length === 0) return;
-      recordReadsTx.immediate(vault, reads, fetched, now);
+      // One writer at a time: no row is held by another session.
+      if (reads.length > 0 || fetched.length > 0) {
+        recordReadsTx.immediate(vault, reads, fetched, now);
+      }
+      return [];
     },
     async newestListedSlot(vault) {
       return newestListedSlot.get(vault) as number | null;

@@ -29,6 +29,7 @@ import {
   ledgerLines,
 } from "../../db/pg/schema.js";
 import { finalVerdicts } from "../../db/schema.js";
+import { AppError } from "../../errors.js";
 import { creditsHeaderMatches as headerMatches } from "../../verify/checks/credits.js";
 import type {
   CreditSpan,
@@ -41,6 +42,7 @@ import type {
   LedgerStore,
   LineKind,
   LineRead,
+  LineWaiting,
   ReviewResult,
   StoredGap,
 } from "../ledger.js";
@@ -89,7 +91,7 @@ import {
   retryWhileRowLocked,
   takeReceiptWriterTurn,
 } from "./group-commit.js";
-import { namingHeldRows, rowsHeldError } from "./held-rows.js";
+import { heldJobIds, namingHeldRows, rowsHeldError } from "./held-rows.js";
 import { keepWithJobPg, reopenHoldersPg, reopenJobsPg } from "./job-queue.js";
 import { RunAgainError, retryOnConflict } from "./write-transaction.js";
 
@@ -331,6 +333,73 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
     );
 
   const { db } = store;
+
+  /**
+   * Writes a batch of reads: the transactions fetched, the lines read. Retried as a deadlock
+   * victim: a line kept with a job writes that job's row, which a receipt or answer of the same
+   * jobs may hold; refused (`whileRowsHeld`) when the row stays held.
+   */
+  const writeReads = (
+    vault: string,
+    reads: readonly LineRead[],
+    fetched: readonly FetchedTransaction[],
+    now: number,
+  ) =>
+    whileRowsHeld(() =>
+      retryOnConflict(() =>
+        db.transaction(async (tx) => {
+          await lockVault(tx, vault);
+          const givenUp = await givenUpAmong(tx, fetched);
+          await upsertTransactions(tx, fetched, now);
+          await readLines(tx, vault, reads, now);
+          // Found on chain after all: the jobs judged without them are judged again.
+          await reopenHoldersPg(tx, givenUp, now);
+        }),
+      ),
+    );
+
+  /**
+   * Jobs whose row a batch of reads found held by another session (an admin's open
+   * transaction): a later batch leaves the lines kept with them listed while the row is held
+   * still, without waiting for it again, and reads them once it is free.
+   */
+  const heldBefore = new Set<string>();
+
+  /** The jobs among `ids` another session holds the row of now (none waited for). */
+  async function stillHeld(ids: readonly string[]): Promise<Set<string>> {
+    if (ids.length === 0) return new Set();
+    const held = new Set(await heldJobIds(store, inArray(jobs.jobId, [...ids])));
+    for (const id of ids) if (!held.has(id)) heldBefore.delete(id);
+    return held;
+  }
+
+  /** The held jobs a `locked` refusal names. */
+  const heldJobsOf = (error: unknown): Set<string> => {
+    const ids = error instanceof AppError && error.code === "locked" ? error.details.jobIds : [];
+    return new Set(Array.isArray(ids) ? ids.filter((id) => typeof id === "string") : []);
+  };
+
+  /**
+   * The lines of `reads` whose memo names a job of `held` whose row neither names nor keeps
+   * them yet (`notNamedYet`): keeping one writes the held row. Each with that job.
+   */
+  async function linesWaitingFor(
+    reads: readonly LineRead[],
+    held: ReadonlySet<string>,
+  ): Promise<LineWaiting[]> {
+    if (held.size === 0) return [];
+    const pairs = reads.flatMap((l) =>
+      memoJobsOfLine(l)
+        .filter((m) => held.has(m.jobId))
+        .map((m) => ({ signature: l.signature, job: m.jobId })),
+    );
+    const { open } = await notNamedYet(db, pairs);
+    const waiting = new Map<string, LineWaiting>();
+    for (const { signature, job } of open) {
+      if (!waiting.has(signature)) waiting.set(signature, { signature, jobId: job });
+    }
+    return [...waiting.values()];
+  }
 
   const vaultIs = (vault: string) => eq(ledgerLines.vault, vault);
   // The newest line that knows the vault's owner: one that does not show it (a SOL transfer
@@ -2276,21 +2345,28 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
       return new Map(rows.map((row) => [row.signature, row]));
     },
     async recordReads(vault, reads, fetched, now) {
-      if (reads.length === 0 && fetched.length === 0) return;
-      // Retried as a deadlock victim: a line kept with a job writes that job's row, which a
-      // receipt or answer of the same jobs may hold.
-      await whileRowsHeld(() =>
-        retryOnConflict(() =>
-          db.transaction(async (tx) => {
-            await lockVault(tx, vault);
-            const givenUp = await givenUpAmong(tx, fetched);
-            await upsertTransactions(tx, fetched, now);
-            await readLines(tx, vault, reads, now);
-            // Found on chain after all: the jobs judged without them are judged again.
-            await reopenHoldersPg(tx, givenUp, now);
-          }),
-        ),
+      if (reads.length === 0 && fetched.length === 0) return [];
+      // Lines kept with a job whose row an earlier batch found held wait, the row held still.
+      const named = [...new Set(reads.flatMap((l) => memoJobsOfLine(l).map((m) => m.jobId)))];
+      const waiting = await linesWaitingFor(
+        reads,
+        await stillHeld(named.filter((id) => heldBefore.has(id))),
       );
+      for (;;) {
+        const aside = new Set(waiting.map((w) => w.signature));
+        const rest = reads.filter((l) => !aside.has(l.signature));
+        try {
+          if (rest.length > 0 || fetched.length > 0) await writeReads(vault, rest, fetched, now);
+          return waiting;
+        } catch (error) {
+          // Refused on a held job row: the lines kept with that job wait, the rest go on.
+          const held = heldJobsOf(error);
+          const more = await linesWaitingFor(rest, held);
+          if (more.length === 0) throw error;
+          for (const id of held) heldBefore.add(id);
+          waiting.push(...more);
+        }
+      }
     },
     async newestListedSlot(vault) {
       const [row] = await db
