@@ -4,6 +4,7 @@ import { describe, expect, it, vi } from "vitest";
 import { listTokens, revokeToken } from "../src/auth/tokens.js";
 import { SESSION_COOKIE, SIGNED_IN_COOKIE } from "../src/dashboard/routes.js";
 import { AppError } from "../src/errors.js";
+import { HELD_LOCKED, VERDICT_NOT_WRITTEN } from "../src/store/queue-rules.js";
 import { localnetProfile } from "../src/verify/profiles.js";
 import { createTestApi } from "./support/audit-api-app.js";
 import { DASHBOARD_NOW, seedDashboard, WORKERS } from "./support/dashboard-fixtures.js";
@@ -778,6 +779,24 @@ describe("jobs waiting on RPC trouble", () => {
     expect(status).toMatch(
       /data-status="rpc-waiting"><strong class="outcome-fail">failing<\/strong> 1 jobs/,
     );
+  });
+
+  it("says a job parked on a database row another session held as that, not as RPC trouble", async () => {
+    const d = await dashboard();
+    insertJob(d.store, {
+      jobId: "job_parked_held",
+      verdict: "error",
+      createdAt: DASHBOARD_NOW - 3_600_000,
+      lastError: `${VERDICT_NOT_WRITTEN}job job_k: its row ${HELD_LOCKED} (waited 3 times 1000 ms); parked`,
+      chargedUnits: null,
+      escrowedUnits: null,
+    });
+    const { cookie } = await d.signIn(d.tokens.read);
+    const html = await (await d.page("/dashboard", cookie)).text();
+    expect(html).not.toContain('data-status="rpc-trouble"');
+    const note = /<p class="error" role="alert" data-status="held-row">(.*?)<\/p>/s.exec(html);
+    expect(note?.[1]).toContain("1 job is waiting for a database row another session holds locked");
+    expect(note?.[1]).toContain("job job_k: its row");
   });
 });
 

@@ -4,7 +4,7 @@ import { openPostgres } from "../src/db/pg/client.js";
 import { createJobQueueStore } from "../src/store/job-queue.js";
 import { createLockStore } from "../src/store/locks.js";
 import { createOpsStore } from "../src/store/ops.js";
-import { countOpenJobWaits } from "../src/store/queue-rules.js";
+import { countOpenJobWaits, HELD_LOCKED, VERDICT_NOT_WRITTEN } from "../src/store/queue-rules.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import { jobRow, seedRows, signatureOf } from "./support/seed-reports.js";
 
@@ -81,8 +81,10 @@ describe.each(dialects)("%s", (dialect) => {
       oldestCreatedAt: null,
       lastAt: null,
       lastError: null,
+      heldRows: { jobs: 0, lastError: null },
     });
     const t0 = Date.UTC(2026, 10, 20);
+    const refusal = `job k: its row ${HELD_LOCKED} (waited 3 times 1000 ms); parked`;
     await seedRows(store, "jobs", [
       jobRow({
         jobId: "e_old",
@@ -104,12 +106,21 @@ describe.each(dialects)("%s", (dialect) => {
         verdict: "pending",
         updatedAt: t0 + 99_000,
       }),
+      // Parked as `error` on a row another session held: no RPC was in trouble.
+      jobRow({
+        jobId: "parked",
+        createdAt: t0 - HOUR,
+        verdict: "error",
+        lastError: `${VERDICT_NOT_WRITTEN}${refusal}`,
+        updatedAt: t0 + 99_000,
+      }),
     ]);
     expect(await ops.rpcTrouble()).toEqual({
       jobs: 2,
       oldestCreatedAt: t0,
       lastAt: t0 + 9_000,
       lastError: "endpoints disagree on the settlement",
+      heldRows: { jobs: 1, lastError: `${VERDICT_NOT_WRITTEN}${refusal}` },
     });
   });
 

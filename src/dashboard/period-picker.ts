@@ -3,6 +3,7 @@ import { finalVerdicts, type RejudgeReason, rejudgeReasons } from "../db/schema.
 import { RECORDING_MARGIN_MS } from "../reports/period.js";
 import type { Rejudging } from "../reports/reconciliation.js";
 import type { RpcTrouble } from "../store/ops.js";
+import { refusalOf } from "../store/queue-rules.js";
 import { BASE, count, type Html, html, raw, usdc, utc } from "./html.js";
 import { type DashboardPeriod, shownDays } from "./period.js";
 
@@ -66,7 +67,23 @@ export function timeZoneField(timeZone: string): Html {
  * so without this the figures read as merely in progress while they cannot move at all.
  */
 export function rpcTroubleNote(trouble: RpcTrouble | null): Html {
-  if (trouble === null || trouble.jobs === 0) return html``;
+  if (trouble === null) return html``;
+  return html`${rpcWaitNote(trouble)}${heldRowNote(trouble.heldRows)}`;
+}
+
+/**
+ * Jobs parked as `error` because their verdict write was refused on a database row another
+ * session held locked: said as what happened, not as RPC trouble.
+ */
+function heldRowNote(held: RpcTrouble["heldRows"]): Html {
+  if (held.jobs === 0) return html``;
+  const n = held.jobs === 1 ? "1 job is" : `${count(held.jobs)} jobs are`;
+  const refusal = held.lastError === null ? "" : refusalOf(held.lastError);
+  return html`<p class="error" role="alert" data-status="held-row"><strong>${n} waiting for a database row another session holds locked</strong>: the verdict was not written (not RPC trouble); it is written again once the row is free${refusal ? html`: <span class="mono">${refusal}</span>` : ""}. <a href="${BASE}/status">See the status page</a>.</p>`;
+}
+
+function rpcWaitNote(trouble: RpcTrouble): Html {
+  if (trouble.jobs === 0) return html``;
   const n = trouble.jobs === 1 ? "1 job is" : `${count(trouble.jobs)} jobs are`;
   return html`<p class="error" role="alert" data-status="rpc-trouble"><strong>${n} waiting on Solana RPC trouble</strong>: the chain could not be read (or its endpoints disagreed), so their figures cannot move until the RPC answers. The oldest was recorded ${utc(trouble.oldestCreatedAt)}; the last attempt, ${utc(trouble.lastAt)}, failed${trouble.lastError ? html`: <span class="mono">${withoutUrlSecrets(trouble.lastError)}</span>` : ""}. <a href="${BASE}/status">See the status page</a>.</p>`;
 }

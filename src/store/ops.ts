@@ -17,7 +17,8 @@ import {
   namesUnseenTransaction,
   type OpenJobGroup,
   recordedLate,
-  rpcTroubleVerdicts,
+  verdictRefusedOnHeldRow,
+  waitingOnRpc,
 } from "./queue-rules.js";
 
 /** A job of a window that did not end verified. */
@@ -38,6 +39,11 @@ export interface RpcTrouble {
   /** The latest round that ended in trouble, and what it said. */
   lastAt: number | null;
   lastError: string | null;
+  /**
+   * Jobs parked as `error` because their verdict write was refused on a row another database
+   * session held locked (`verdictRefusedOnHeldRow`): no RPC was in trouble. Not in `jobs`.
+   */
+  heldRows: { jobs: number; lastError: string | null };
 }
 
 /**
@@ -145,14 +151,22 @@ function createSqliteOpsStore(store: SqliteStore): OpsStore {
       lastAt: sql<number | null>`max(${jobs.updatedAt})`,
     })
     .from(jobs)
-    .where(inArray(jobs.verdict, rpcTroubleVerdicts))
+    .where(waitingOnRpc(jobs))
     .prepare();
   const lastTrouble = db
     .select({ lastError: jobs.lastError })
     .from(jobs)
-    .where(inArray(jobs.verdict, rpcTroubleVerdicts))
+    .where(waitingOnRpc(jobs))
     .orderBy(desc(jobs.updatedAt))
     .limit(1)
+    .prepare();
+  const heldRows = db
+    .select({
+      n: count(),
+      lastError: sql<string | null>`max(${jobs.lastError})`,
+    })
+    .from(jobs)
+    .where(verdictRefusedOnHeldRow(jobs))
     .prepare();
   const unverifiedInWindow = db
     .select({ jobId: jobs.jobId, verdict: jobs.verdict })
@@ -220,11 +234,13 @@ function createSqliteOpsStore(store: SqliteStore): OpsStore {
     async rpcTrouble() {
       const row = trouble.get();
       const n = row?.n ?? 0;
+      const held = heldRows.get();
       return {
         jobs: n,
         oldestCreatedAt: n === 0 ? null : Number(row?.oldest),
         lastAt: n === 0 ? null : Number(row?.lastAt),
         lastError: n === 0 ? null : (lastTrouble.get()?.lastError ?? null),
+        heldRows: { jobs: held?.n ?? 0, lastError: held?.lastError ?? null },
       };
     },
     async oldestDueAt() {

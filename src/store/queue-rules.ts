@@ -5,6 +5,7 @@ import {
   type Column,
   gt,
   gte,
+  inArray,
   isNull,
   lt,
   lte,
@@ -215,6 +216,13 @@ export const HELD_LOCKED = "is held locked by another session";
  */
 export const verdictRefusedOnHeldRow = (t: { verdict: Column; lastError: Column }) =>
   sql<unknown>`(${t.verdict} = 'error' AND ${t.lastError} LIKE ${`${VERDICT_NOT_WRITTEN}%${HELD_LOCKED}%`})`;
+
+/**
+ * Jobs waiting on RPC trouble (`rpcTroubleVerdicts`), less those parked on a held row
+ * (`verdictRefusedOnHeldRow`): no RPC was in trouble for them.
+ */
+export const waitingOnRpc = (t: { verdict: Column; lastError: Column }) =>
+  sql<unknown>`(${inArray(t.verdict, rpcTroubleVerdicts)} AND (${verdictRefusedOnHeldRow(t)}) IS NOT TRUE)`;
 
 /**
  * The refusal a job parked on a held row was written with, from "job X: its row is held locked

@@ -8,8 +8,8 @@ import {
   jobInWindow,
   namesUnseenTransaction,
   recordedLate,
-  rpcTroubleVerdicts,
   verdictRefusedOnHeldRow,
+  waitingOnRpc,
 } from "../queue-rules.js";
 
 const unverified: Verdict[] = ["discrepancy", "dropped", "unverifiable"];
@@ -65,15 +65,20 @@ export function createPgOpsStore(store: PgStore): OpsStore {
       lastAt: sql<string | null>`max(${jobs.updatedAt})`,
     })
     .from(jobs)
-    .where(inArray(jobs.verdict, rpcTroubleVerdicts))
+    .where(waitingOnRpc(jobs))
     .prepare("ops_rpc_trouble");
   const lastTrouble = db
     .select({ lastError: jobs.lastError })
     .from(jobs)
-    .where(inArray(jobs.verdict, rpcTroubleVerdicts))
+    .where(waitingOnRpc(jobs))
     .orderBy(desc(jobs.updatedAt))
     .limit(1)
     .prepare("ops_rpc_trouble_last");
+  const heldRows = db
+    .select({ n: count(), lastError: sql<string | null>`max(${jobs.lastError})` })
+    .from(jobs)
+    .where(verdictRefusedOnHeldRow(jobs))
+    .prepare("ops_held_row_refusals");
   // job_id bytewise (COLLATE "C") breaks ties as SQLite does.
   const unverifiedInWindow = db
     .select({ jobId: jobs.jobId, verdict: jobs.verdict })
@@ -137,12 +142,23 @@ export function createPgOpsStore(store: PgStore): OpsStore {
     async rpcTrouble() {
       const row = (await trouble.execute())[0];
       const n = Number(row?.n ?? 0);
-      if (n === 0) return { jobs: 0, oldestCreatedAt: null, lastAt: null, lastError: null };
+      const held = (await heldRows.execute())[0];
+      const heldRowJobs = { jobs: Number(held?.n ?? 0), lastError: held?.lastError ?? null };
+      if (n === 0) {
+        return {
+          jobs: 0,
+          oldestCreatedAt: null,
+          lastAt: null,
+          lastError: null,
+          heldRows: heldRowJobs,
+        };
+      }
       return {
         jobs: n,
         oldestCreatedAt: Number(row?.oldest),
         lastAt: Number(row?.lastAt),
         lastError: (await lastTrouble.execute())[0]?.lastError ?? null,
+        heldRows: heldRowJobs,
       };
     },
     async oldestDueAt() {
