@@ -1,3 +1,4 @@
+import { getTableColumns, getTableName } from "drizzle-orm";
 import { readMigrationFiles } from "drizzle-orm/migrator";
 import { describe, expect, it } from "vitest";
 import type { SqliteStore, Store } from "../src/db/client.js";
@@ -5,7 +6,7 @@ import { openSqliteStore } from "../src/db/client.js";
 import { migrateStore, migrationsFolder } from "../src/db/migrate.js";
 import { openPostgres, type PgStore } from "../src/db/pg/client.js";
 import { migratePostgres, pgMigrationsFolder } from "../src/db/pg/migrate.js";
-import { ledgerLines } from "../src/db/schema.js";
+import { jobs, ledgerLines } from "../src/db/schema.js";
 import { buildStatement } from "../src/ledger/statement.js";
 import { reconciliationReport } from "../src/reports/reconciliation.js";
 import { recomputeRollups } from "../src/reports/rollup-recompute.js";
@@ -13,7 +14,7 @@ import { createLedgerStore } from "../src/store/ledger.js";
 import { reportsStore } from "../src/store/reports.js";
 import { localnetProfile } from "../src/verify/profiles.js";
 import { usePostgresDatabase } from "./support/postgres.js";
-import { jobRow, seedRows, signatureOf } from "./support/seed-reports.js";
+import { jobRow, signatureOf } from "./support/seed-reports.js";
 
 /** The migrations before the first whose SQL contains `marker`, and that one's index. */
 function migrationsBefore(folder: string, marker: string) {
@@ -54,6 +55,36 @@ async function postgresBefore(url: string, marker: string) {
     );
   }
   return store;
+}
+
+/**
+ * Rows of today's schema written into a database an older migration left, in the columns it
+ * has: drizzle's insert names every column of today's table, those later migrations add too.
+ * Each value is mapped as drizzle maps it; a column a row leaves out takes the table's default.
+ */
+function insertAsBefore(
+  store: SqliteStore,
+  table: typeof jobs | typeof ledgerLines,
+  rows: Record<string, unknown>[],
+) {
+  const name = getTableName(table);
+  const have = new Set(
+    store.sqlite.prepare("SELECT name FROM pragma_table_info(?)").pluck().all(name),
+  );
+  const columns = Object.entries(getTableColumns(table)).filter(([, c]) => have.has(c.name));
+  store.sqlite
+    .transaction(() => {
+      for (const row of rows) {
+        const given = columns.filter(([key]) => row[key] !== undefined);
+        store.sqlite
+          .prepare(
+            `INSERT INTO "${name}" (${given.map(([, c]) => `"${c.name}"`).join(", ")})
+             VALUES (${given.map(() => "?").join(", ")})`,
+          )
+          .run(given.map(([key, c]) => (row[key] === null ? null : c.mapToDriverValue(row[key]))));
+      }
+    })
+    .immediate();
 }
 
 /** Each job's verdict by its id, as a SQLite store holds it. */
@@ -1071,7 +1102,7 @@ describe("upgrading a SQLite deployment whose sums passed 2^63 base units", () =
           refundedUnits: BigInt(i),
         }),
       );
-      await seedRows(store, "jobs", whales);
+      insertAsBefore(store, jobs, whales);
       const floats = (table: string, column: string) =>
         store.sqlite
           .prepare(`SELECT count(*) FROM ${table} WHERE typeof(${column}) = 'real'`)
@@ -1092,12 +1123,7 @@ describe("upgrading a SQLite deployment whose sums passed 2^63 base units", () =
         listedAt: DAY,
         kind: "lock" as const,
       }));
-      for (let i = 0; i < lockRows.length; i += 500) {
-        store.db
-          .insert(ledgerLines)
-          .values(lockRows.slice(i, i + 500))
-          .run();
-      }
+      insertAsBefore(store, ledgerLines, lockRows);
       expect(floats("ledger_daily", "units")).toBe(1);
 
       migrateStore(store);
