@@ -95,9 +95,12 @@ function verifyRun() {
   });
 }
 
-/** Every "job verdict" line, from the serves' logs and a verify run's stderr. */
-function verdictLines(verify: CliProcess[]): Record<string, unknown>[] {
-  const fromServes = serves.flatMap((s) => s.logs).filter((l) => l.msg === "job verdict");
+/** Every log line `pick` takes, from the serves' logs and the verify runs' stderr. */
+function logLines(
+  verify: CliProcess[],
+  pick: (line: Record<string, unknown>) => boolean,
+): Record<string, unknown>[] {
+  const fromServes = serves.flatMap((s) => s.logs).filter(pick);
   const fromRuns = verify.flatMap((v) =>
     v
       .stderr()
@@ -105,13 +108,48 @@ function verdictLines(verify: CliProcess[]): Record<string, unknown>[] {
       .flatMap((line) => {
         try {
           const parsed = JSON.parse(line) as Record<string, unknown>;
-          return parsed.msg === "job verdict" ? [parsed] : [];
+          return pick(parsed) ? [parsed] : [];
         } catch {
           return [];
         }
       }),
   );
   return [...fromServes, ...fromRuns];
+}
+
+/**
+ * The jobs judged more than once without a reason: a job verified before the jobs API's answer
+ * came (a `verify` run holds no verdict for it; `serve` holds one `JOBS_API_WAIT_MS`, here 3 s)
+ * is sent back by the answer's write, which says so, and judged again on it, its line saying
+ * `judgedAgain`. Any other second verdict (two claims of one job, a verdict written twice) is
+ * listed, with each line's process and time.
+ */
+function judgedTwiceUnexplained(verify: CliProcess[]) {
+  const verdicts = logLines(verify, (l) => l.msg === "job verdict");
+  const sentBack = logLines(verify, (l) => String(l.msg).startsWith("job judged again:"));
+  const byJob = new Map<string, Record<string, unknown>[]>();
+  for (const l of verdicts) byJob.set(String(l.jobId), [...(byJob.get(String(l.jobId)) ?? []), l]);
+  return [...byJob.values()].flatMap((lines) => {
+    const sorted = lines.sort((a, b) => Number(a.time) - Number(b.time));
+    // One line of a write sending the job back for each verdict after the first, each of which
+    // says it judged the job again. Not matched by time: under load a process logs its commit
+    // late, and another's line for a later commit comes first.
+    const sends = sentBack.filter((s) => s.jobId === sorted[0]!.jobId).length;
+    const explained =
+      sends >= sorted.length - 1 && sorted.slice(1).every((l) => l.judgedAgain !== undefined);
+    return sorted.length > 1 && !explained
+      ? sorted.map(({ jobId, verdict, pid, time, judgedAgain }) => ({
+          jobId,
+          verdict,
+          pid,
+          time,
+          judgedAgain,
+          sentBack: sentBack
+            .filter((s) => s.jobId === jobId)
+            .map(({ pid, time }) => ({ pid, time })),
+        }))
+      : [];
+  });
 }
 
 /** What a failed verify run saw: the jobs not verified, their failing checks, its last lines. */
@@ -229,18 +267,14 @@ describe("three serve processes on one PostgreSQL", () => {
           acknowledged.has(r.job_id) && !["verified", "partially_verified"].includes(r.verdict),
       ),
     ).toEqual([]);
-    // Each final verdict was reached by one process, once: no job has two "job verdict" lines
-    // (each is logged by the process that wrote it). The killed serve's last lines may have
-    // died with it, unflushed, so a job may have none.
-    const lines = verdictLines([verify, second]);
+    // Each final verdict was reached by one process, once: a job has a second "job verdict"
+    // line (each is logged by the process that wrote it) only when the jobs API's answer came
+    // after its first and sent it back, as that write logs. The killed serve's last lines may
+    // have died with it, unflushed, so a job may have none.
+    const lines = logLines([verify, second], (l) => l.msg === "job verdict");
     const counts = new Map<string, number>();
     for (const { jobId } of lines) counts.set(String(jobId), (counts.get(String(jobId)) ?? 0) + 1);
-    const twice = [...counts.entries()].filter(([, n]) => n > 1);
-    // Which process logged each line, and when: a job judged twice says by whom.
-    const twiceLines = lines
-      .filter((l) => twice.some(([id]) => id === l.jobId))
-      .map(({ jobId, verdict, pid, time }) => ({ jobId, verdict, pid, time }));
-    expect(twice, JSON.stringify(twiceLines)).toEqual([]);
+    expect(judgedTwiceUnexplained([verify, second])).toEqual([]);
     expect([...counts.keys()].filter((id) => !recorded.has(id))).toEqual([]);
     expect(counts.size).toBeGreaterThan(recorded.size / 2);
     for (const s of serves) expect(JSON.stringify(s.logs)).not.toMatch(/"level":50/);

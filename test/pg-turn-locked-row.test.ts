@@ -153,7 +153,7 @@ describe("work holding the receipt writers' turn with a job row locked by anothe
     const held = jobId();
     await seedJob(store, pending(held));
     const answers = createJobsApiStore(store);
-    let written: Promise<void> | undefined;
+    let written: Promise<unknown> | undefined;
     const { outcome, receiptMs } = await whileRowsHeld([held], async () => {
       written = answers.recordAnswer(held, processingAnswer(), T + 1);
       // A second receipt after the first try's wait: the turn is let go between tries.

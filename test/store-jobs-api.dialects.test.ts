@@ -112,6 +112,24 @@ describe.each(dialects)("jobs API answers store on %s", (dialect) => {
     });
   });
 
+  it("says which final verdict an answer coming after it sent back to be judged again, and none otherwise", async () => {
+    const store = await stores.open();
+    const id = jobId();
+    // Verified before any answer came (a `verify` run holds none; serve's wait ran out).
+    await seedJob(store, { jobId: id, backfillState: "pending", verdict: "verified" });
+    const answers = createJobsApiStore(store);
+    const settled = answer();
+    expect(await answers.recordAnswer(id, settled, 100)).toBe("verified");
+    expect(await readJob(store, id)).toMatchObject({ verdict: "pending" });
+    // Judged again on it: the same answer again sends nothing back.
+    await updateJob(store, id, { verdict: "verified" });
+    expect(await answers.recordAnswer(id, settled, 200)).toBeNull();
+    // A job not judged yet is judged on the answer the first time: nothing is sent back.
+    const open = jobId();
+    await seedJob(store, { jobId: open, backfillState: "pending", verdict: "awaiting_finality" });
+    expect(await answers.recordAnswer(open, answer(), 300)).toBeNull();
+  });
+
   it("keeps the latest answer's body apart from the job's row, and none for an answer without one", async () => {
     const store = await stores.open();
     const id = jobId();

@@ -2,7 +2,13 @@ import { setMaxListeners } from "node:events";
 import type { Logger } from "../log.js";
 import { leaveToBackfillUnit } from "../store/backfill.js";
 import { recordJobsApiAnswerUnit } from "../store/jobs-api.js";
-import { isFinalAnswer, type JobsApiAnswer, type JobsApiClient, JobsApiError } from "./jobs-api.js";
+import {
+  isFinalAnswer,
+  type JobsApiAnswer,
+  type JobsApiClient,
+  JobsApiError,
+  logSentBack,
+} from "./jobs-api.js";
 import type { ReceiptWriter } from "./receipt-writer.js";
 
 export interface JobsApiConsultsOptions {
@@ -173,6 +179,7 @@ export function createJobsApiConsults(options: JobsApiConsultsOptions): JobsApiC
             );
           }
         });
+        written.then((earlier) => logSentBack(log, a.q.jobId, earlier)).catch(() => {});
         await Promise.race([written, keptNow]);
         again = !isFinalAnswer(a.answer);
       } catch {

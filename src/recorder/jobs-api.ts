@@ -2,6 +2,8 @@ import http from "node:http";
 import https from "node:https";
 import { connectHostOf } from "../connect-host.js";
 import type { Store } from "../db/client.js";
+import type { Verdict } from "../db/schema.js";
+import type { Logger } from "../log.js";
 import { creditsToUnitsOrNull } from "../money.js";
 import { createJobsApiStore, type JobsApiAnswer } from "../store/jobs-api.js";
 import { operatorText, unreadAmount } from "./operator-values.js";
@@ -285,14 +287,27 @@ const failed = (error: unknown) => {
 };
 
 /**
+ * Says that an answer's write sent a job judged before it came (`earlier`, its verdict) back to
+ * the verifier: the job's next "job verdict" line is its second, on the answer.
+ */
+export function logSentBack(log: Logger, jobId: string, earlier: Verdict | null): void {
+  if (earlier === null) return;
+  log.info(
+    { jobId, earlier },
+    "job judged again: the jobs API answered after its verdict, which was given without the answer",
+  );
+}
+
+/**
  * Stores what the jobs API said about a job (see `JobsApiStore.recordAnswer`): the job is
- * verified again when the answer changed, and is due now while it is not final.
+ * verified again when the answer changed, and is due now while it is not final. Returns the
+ * final verdict the answer sent back to be judged again, else null.
  */
 export function recordJobsApiAnswer(
   store: Store,
   jobId: string,
   answer: JobsApiAnswer,
   now = Date.now(),
-): Promise<void> {
+): Promise<Verdict | null> {
   return createJobsApiStore(store).recordAnswer(jobId, answer, now);
 }

@@ -10,7 +10,7 @@ import {
 } from "../store/backfill.js";
 import { createJobsApiStore, recordJobsApiAnswerUnit } from "../store/jobs-api.js";
 import { BACKFILL_MAX_DELAY_MS } from "../verify/verifier-options.js";
-import { type JobsApiAnswer, type JobsApiClient, JobsApiError } from "./jobs-api.js";
+import { type JobsApiAnswer, type JobsApiClient, JobsApiError, logSentBack } from "./jobs-api.js";
 import { keyFingerprint } from "./proxy.js";
 import type { ReceiptWriter } from "./receipt-writer.js";
 
@@ -157,7 +157,7 @@ export function createSettlementBackfill(options: SettlementBackfillOptions): Se
         try {
           const answer = await jobsApi(jobId, `Bearer ${apiKey}`, signal);
           const answeredAt = now();
-          await recordAnswer(jobId, answer, answeredAt);
+          logSentBack(log, jobId, await recordAnswer(jobId, answer, answeredAt));
           log.debug({ jobId, status: answer.status }, "jobs API consulted");
         } catch (error) {
           // Cut off by a stop, not a failure of the jobs API: never the attempt given up on.

@@ -229,3 +229,12 @@ export function answerQueueEffect(
   if (answerChanges(row, answer)) return needsReopen(row, now) ? "reopen" : "none";
   return waiting && row.nextVerifyAt > now ? "due" : "none";
 }
+
+/**
+ * The final verdict an answer's write sent back to the verifier (`reopen` of a job judged
+ * before the answer came: it is judged again on it), else null; for the log to say why the
+ * job has a second verdict.
+ */
+export function sentBack(verdict: Verdict, effect: ReturnType<typeof answerQueueEffect>) {
+  return effect === "reopen" && !notFinal.has(verdict) ? verdict : null;
+}

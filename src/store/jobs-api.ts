@@ -1,6 +1,6 @@
 import { eq, sql } from "drizzle-orm";
 import type { SqliteStore, Store } from "../db/client.js";
-import { jobApiAnswers, jobs } from "../db/schema.js";
+import { jobApiAnswers, jobs, type Verdict } from "../db/schema.js";
 import { makeDue, reopenJobs, reopenNamers } from "./job-queue.js";
 import {
   answerBody,
@@ -9,6 +9,7 @@ import {
   answerIsOlder,
   answerQueueEffect,
   answerRenames,
+  sentBack,
 } from "./jobs-api-rules.js";
 import { pgTwins } from "./pg-twins.js";
 import {
@@ -46,9 +47,10 @@ export interface JobsApiStore {
    * the verifier, which compares the two columns. The backfill is done once the answer is
    * final. A job whose answer changed (or the first answer) is reopened for the verifier; a
    * job not yet final is at least due now (it may have been parked waiting for exactly this
-   * answer). One IMMEDIATE transaction; an unknown job id changes nothing.
+   * answer). One IMMEDIATE transaction; an unknown job id changes nothing. Returns the final
+   * verdict the answer sent back to be judged again (`sentBack`), else null.
    */
-  recordAnswer(jobId: string, answer: JobsApiAnswer, at?: number): Promise<void>;
+  recordAnswer(jobId: string, answer: JobsApiAnswer, at?: number): Promise<Verdict | null>;
 }
 
 function prepare(store: SqliteStore) {
@@ -114,11 +116,11 @@ export function recordJobsApiAnswerInTransaction(
   jobId: string,
   answer: JobsApiAnswer,
   now = Date.now(),
-): void {
+): Verdict | null {
   const st = statementsOf(tx);
-  inWriteTransaction(tx, () => {
+  return inWriteTransaction(tx, () => {
     const [row] = st.previous.all({ jobId });
-    if (!row || answerIsOlder(row, answer, now)) return;
+    if (!row || answerIsOlder(row, answer, now)) return null;
     const effect = answerQueueEffect(row, answer, now);
     const written = st.update.run({ jobId, ...answerColumns(row, answer), now }, row);
     if (written.changes !== 1) {
@@ -131,6 +133,7 @@ export function recordJobsApiAnswerInTransaction(
     if (effect === "reopen") reopenJobs(tx, { jobIds: [jobId] }, now);
     else if (effect === "due") makeDue(tx, [jobId], now);
     reopenNamers(tx, answerRenames(row, answer), now);
+    return sentBack(row.verdict, effect);
   });
 }
 
@@ -139,7 +142,7 @@ export function recordJobsApiAnswerUnit(
   jobId: string,
   answer: JobsApiAnswer,
   now = Date.now(),
-): WriteUnit<void> {
+): WriteUnit<Verdict | null> {
   return {
     runSqlite: (tx) => recordJobsApiAnswerInTransaction(tx, jobId, answer, now),
     runPostgres: (tx) => pgTwins().recordJobsApiAnswerPg(tx, jobId, answer, now),
@@ -159,7 +162,7 @@ function createSqliteJobsApiStore(store: SqliteStore): JobsApiStore {
   statementsOf(store);
   return {
     async recordAnswer(jobId, answer, at) {
-      recordJobsApiAnswerInTransaction(store, jobId, answer, at);
+      return recordJobsApiAnswerInTransaction(store, jobId, answer, at);
     },
   };
 }

@@ -697,6 +697,10 @@ export function createRound(deps: RoundDeps): Round {
           jobId: d.job.jobId,
           verdict: d.verdict,
           failed: checks.filter((c) => c.outcome === "fail").map((c) => c.name),
+          // Judged before and sent back since: the line of the write that sent it back says why.
+          ...(d.job.verdictAt === null
+            ? {}
+            : { judgedAgain: { after: new Date(d.job.verdictAt).toISOString() } }),
         },
         "job verdict",
       );

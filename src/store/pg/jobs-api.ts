@@ -1,6 +1,7 @@
 import { eq } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
 import { jobApiAnswers, jobs } from "../../db/pg/schema.js";
+import type { Verdict } from "../../db/schema.js";
 import type { JobsApiAnswer, JobsApiStore } from "../jobs-api.js";
 import {
   answerBody,
@@ -9,6 +10,7 @@ import {
   answerIsOlder,
   answerQueueEffect,
   answerRenames,
+  sentBack,
 } from "../jobs-api-rules.js";
 import type { PgExecutor } from "./executor.js";
 import { boundRowLockWaits, retryWhileRowLocked, takeReceiptWriterTurn } from "./group-commit.js";
@@ -28,8 +30,8 @@ export async function recordJobsApiAnswerPg(
   jobId: string,
   answer: JobsApiAnswer,
   now: number = Date.now(),
-): Promise<void> {
-  await inPgTransaction(executor, async (tx) => {
+): Promise<Verdict | null> {
+  return inPgTransaction(executor, async (tx) => {
     const byId = eq(jobs.jobId, jobId);
     const [row] = await tx
       .select({
@@ -40,7 +42,7 @@ export async function recordJobsApiAnswerPg(
       .from(jobs)
       .where(byId)
       .for("update");
-    if (!row || answerIsOlder(row, answer, now)) return;
+    if (!row || answerIsOlder(row, answer, now)) return null;
     const effect = answerQueueEffect(row, answer, row.dueNow);
     const { conflictSignatures, ...columns } = answerColumns(row, answer);
     await tx
@@ -65,6 +67,7 @@ export async function recordJobsApiAnswerPg(
     if (effect === "reopen") await reopenJobsPg(tx, { jobIds: [jobId] }, now);
     else if (effect === "due") await makeDuePg(tx, [jobId], now);
     await reopenNamersPg(tx, answerRenames(row, answer), now);
+    return sentBack(row.verdict, effect);
   });
 }
 
@@ -88,7 +91,7 @@ export function createPgJobsApiStore(store: PgStore): JobsApiStore {
             // go between tries (see `retryWhileRowLocked`); refused at last, the backfill asks
             // the jobs API again later.
             await boundRowLockWaits(tx, ANSWER_LOCK_WAIT_MS);
-            await recordJobsApiAnswerPg(tx, jobId, answer, at);
+            return recordJobsApiAnswerPg(tx, jobId, answer, at);
           }),
         );
       return retryWhileRowLocked(once, ANSWER_LOCK_TRIES);
