@@ -36,7 +36,12 @@ const fetchedTx = (signature: string): FetchedTransaction => ({
 
 describe.each(dialects)("%s store", (dialect) => {
   const stores = useDialectStores(dialect);
-  const h = useAdversaryHarness({ openStore: () => stores.open() });
+  // The second lock is signed before the job is given up on and sent after: a blockhash valid
+  // for 150 slots of 10 ms ran out on a loaded host before it was sent.
+  const h = useAdversaryHarness({
+    openStore: () => stores.open(),
+    blockhashValiditySlots: 100_000,
+  });
 
   it("reopens the judged and leased jobs holding a transaction it reads that was given up on", async () => {
     const store = await stores.open();
@@ -76,7 +81,7 @@ describe.each(dialects)("%s store", (dialect) => {
   });
 
   it("judges again a job given up on once the ledger reads its second lock on chain", async () => {
-    // Dropped after 30 slots, within the 150 a blockhash stays valid.
+    // Dropped after 30 slots, within the slots a blockhash stays valid.
     const c = await h.scenario({ ...localnetProfile, dropAfterSlots: 30 });
     const from = Date.now() - 60_000;
     await c.pinKey(1);

@@ -37,6 +37,8 @@ export interface LocalWorldOptions {
   confirmationSlots?: number;
   /** Slots after its own until a transaction is finalized. Default 32; tests use e.g. 2. */
   finalitySlots?: number;
+  /** Slots a blockhash stays valid. Default 150, as on mainnet. */
+  blockhashValiditySlots?: number;
   /** Faults of the first JSON-RPC endpoint. Default none. */
   rpcFaults?: Partial<RpcFaults>;
   /**
@@ -117,6 +119,7 @@ export async function startLocalWorld(options: LocalWorldOptions = {}): Promise<
     slotMs: options.slotMs ?? 400,
     confirmationSlots: options.confirmationSlots ?? 1,
     finalitySlots: options.finalitySlots ?? 32,
+    blockhashValiditySlots: options.blockhashValiditySlots,
     now: options.now,
   });
   const accounts = localnetAccounts();

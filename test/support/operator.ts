@@ -1330,12 +1330,18 @@ export async function startAdversaryHarness(
     openStore?: () => Promise<Store>;
     /** Slot length and finality of the local chain, e.g. mainnet's ~13 s in miniature. */
     chain?: { slotMs: number; finalitySlots: number };
+    /**
+     * Slots a blockhash stays valid (150 unless given): 1.5 s of 10 ms slots, which a test
+     * sending a transaction signed beforehand can outlast on a loaded host.
+     */
+    blockhashValiditySlots?: number;
   } = {},
 ): Promise<AdversaryHarness> {
   const openStore = options.openStore ?? (async () => createTestStore());
   const clock = harnessClock();
   const world = await startLocalWorld({
     ...(options.chain ?? { slotMs: 10, finalitySlots: 3 }),
+    blockhashValiditySlots: options.blockhashValiditySlots,
     now: clock.now,
   });
   const op = new Operator(world, clock);
