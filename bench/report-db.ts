@@ -47,10 +47,25 @@ export type ReportDbKind = "jobs" | "sql";
 
 /**
  * Indexes on `jobs` the reports read through: the jobs of partial hours by time, a worker's by
- * worker then time, and the oldest open job by verdict then time (`dataCompleteUntil`). The
- * primary key (audit lookups) is kept in any case. The `sql` database builds only these.
+ * worker then time, the oldest open job by verdict then time (`dataCompleteUntil`); and the
+ * partial ones the app's statements name (`INDEXED BY`, which fails to prepare without them),
+ * each holding only the few jobs still open, asked about or waiting for the treasury: the
+ * oldest of them bounds `dataCompleteUntil`, the open ones the metrics. The primary key (audit
+ * lookups) is kept in any case. The `sql` database builds only these.
  */
-export const reportPathIndexes = ["jobs_created_at", "jobs_worker_created", "jobs_verdict_created"];
+export const reportPathIndexes = [
+  "jobs_created_at",
+  "jobs_worker_created",
+  "jobs_verdict_created",
+  "jobs_open_due",
+  "jobs_backfill",
+  "jobs_treasury_waiting",
+];
+
+/** A short digest of `reportPathIndexes`: a `sql` database keeping other indexes is another file. */
+function indexSetVersion(): string {
+  return createHash("sha256").update(reportPathIndexes.join(",")).digest("hex").slice(0, 6);
+}
 
 /** Seconds each step of generating a database took. */
 export interface GenerationSeconds {
@@ -102,12 +117,14 @@ function fillThenBackfill(
 /**
  * Returns the path of a database holding `count` generated jobs of `kind`, generating it first
  * when the cache has none for this version. It is written under a temporary name and renamed
- * when complete, so an interrupted generation is never reused.
+ * when complete, so an interrupted generation is never reused. `dir`: where (the cache unless
+ * told).
  */
 export function ensureReportDb(
   count: number,
   onProgress?: (done: number) => void,
   kind: ReportDbKind = "jobs",
+  dir: string = cacheDir,
 ): {
   path: string;
   generated: boolean;
@@ -116,15 +133,15 @@ export function ensureReportDb(
   cpuSeconds: number;
   steps: GenerationSeconds | null;
 } {
-  // The set-based generator's version is in the name, not in reportDbVersion: the ledger
-  // benchmark keys its own cache on reportDbVersion(lines, "sql").
+  // The set-based generator's version and the indexes it keeps are in the name, not in
+  // reportDbVersion: the ledger benchmark keys its own cache on reportDbVersion(lines, "sql").
   const version =
     kind === "sql"
-      ? `${reportDbVersion(count, kind)}-s${sqlGeneratorVersion}`
+      ? `${reportDbVersion(count, kind)}-s${sqlGeneratorVersion}-${indexSetVersion()}`
       : reportDbVersion(count, kind);
-  const path = join(cacheDir, `${kind}-${count}-${version}.db`);
+  const path = join(dir, `${kind}-${count}-${version}.db`);
   if (existsSync(path)) return { path, generated: false, seconds: 0, cpuSeconds: 0, steps: null };
-  mkdirSync(cacheDir, { recursive: true });
+  mkdirSync(dir, { recursive: true });
   const partial = `${path}.partial`;
   for (const suffix of ["", "-wal", "-shm", "-journal"]) rmSync(partial + suffix, { force: true });
   const started = performance.now();
