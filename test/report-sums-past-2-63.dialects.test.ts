@@ -102,6 +102,27 @@ describe.each(dialects)("%s: sums past 2^63 base units", (dialect) => {
       );
     }
   });
+
+  it("says exact what was charged on the jobs judged again that were verified", async () => {
+    const store = await stores.open();
+    // Verified whales sent back by new evidence: 1,025 x (2^53 - 1) passes 2^63.
+    const rows = Array.from({ length: WHALES + 1 }, (_, i) => ({
+      ...jobRow({ jobId: `back_${i}`, createdAt: DAY + 3_600_000 + i, verdict: "pending" }),
+      chargedUnits: MAX,
+      previousVerdict: "verified" as const,
+      rejudgeReason: "evidence" as const,
+    }));
+    await seedRows(store, "jobs", rows);
+    const report = await reconciliationReport(
+      store,
+      { from: DAY, to: DAY + 86_400_000, groupBy: "day" },
+      () => 0,
+    );
+    expect(report.rejudging).toMatchObject({
+      jobs: WHALES + 1,
+      previouslyVerifiedChargedUnits: MAX * BigInt(WHALES + 1),
+    });
+  });
 });
 
 const VAULT = "VauLt11111111111111111111111111111111111111";

@@ -489,7 +489,7 @@ function createSqliteReportsStore(store: SqliteStore): ReportsStore {
   // INDEXED BY: by the range alone the planner may read every job of the period.
   const rejudgingOf = (worker: boolean) =>
     db
-      .prepare(rejudgingSql((name) => `@${name}`, worker, "INDEXED BY jobs_rejudging"))
+      .prepare(rejudgingSql("sqlite", (name) => `@${name}`, worker, "INDEXED BY jobs_rejudging"))
       .safeIntegers(true);
   const rejudgingAll = rejudgingOf(false);
   const rejudgingOfWorker = rejudgingOf(true);

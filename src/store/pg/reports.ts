@@ -491,7 +491,11 @@ export function createPgReportsStore(store: PgStore): ReportsStore {
     async rejudging({ from, to, worker }) {
       const values: Record<string, unknown> = { from, to, worker };
       const names = ["from", "to", "worker"] as const;
-      const text = rejudgingSql((name) => `$${names.indexOf(name) + 1}`, worker !== undefined);
+      const text = rejudgingSql(
+        "postgres",
+        (name) => `$${names.indexOf(name) + 1}`,
+        worker !== undefined,
+      );
       const params = names.slice(0, worker === undefined ? 2 : 3).map((n) => values[n]);
       return rejudgingRows((await store.pool.query(text, params)).rows);
     },
