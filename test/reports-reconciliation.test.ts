@@ -3,6 +3,7 @@ import { eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { jobs } from "../src/db/schema.js";
 import { reconciliationReport } from "../src/reports/reconciliation.js";
+import { reopenJobs } from "../src/store/job-queue.js";
 import { reportsStore } from "../src/store/reports.js";
 import { localnetProfile } from "../src/verify/profiles.js";
 import { createTestApi } from "./support/audit-api-app.js";
@@ -306,8 +307,8 @@ describe("a report read while a final job is sent back to the verifier", () => {
     // A reverify (or the ledger's reopen) lands after the final instant is read and before the
     // sums are: the sums show the job open, its figures about to be judged again.
     const module = reportsStore(store);
-    const sums = module.groupSums;
-    module.groupSums = async (query) => {
+    const sums = module.sumsWithRejudging;
+    module.sumsWithRejudging = async (query) => {
       store.db.update(jobs).set({ verdict: "pending" }).where(eq(jobs.jobId, "back")).run();
       return sums(query);
     };
@@ -318,6 +319,27 @@ describe("a report read while a final job is sent back to the verifier", () => {
     );
     expect(report.totals).toMatchObject({ jobs: 1, pending: 1, verified: 0 });
     expect(report.dataCompleteUntil).toBeLessThanOrEqual(day(19));
+  });
+
+  it("counts it once: verified in the sums, or judged again beside them, never both", async () => {
+    const store = createTestStore();
+    insertJob(store, { jobId: "back", createdAt: day(19), chargedUnits: 80_000n });
+    // New evidence sends the job back once the sums are read.
+    const module = reportsStore(store);
+    const sums = module.groupSums;
+    module.groupSums = async (query) => {
+      const read = await sums(query);
+      reopenJobs(store, { jobIds: ["back"] }, day(20));
+      return read;
+    };
+    const report = await reconciliationReport(
+      store,
+      { from: day(18), to: day(21), groupBy: "day" },
+      () => day(20),
+    );
+    const { verified, pending } = report.totals;
+    expect(verified + report.rejudging.byPreviousVerdict.verified).toBe(1);
+    expect(report.rejudging.jobs).toBeLessThanOrEqual(pending);
   });
 });
 

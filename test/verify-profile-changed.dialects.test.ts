@@ -307,6 +307,11 @@ describe.each(dialects)("a changed profile on %s", (dialect) => {
       byReason: { evidence: 1, profile: 1, reverify: 0, upgrade: 0 },
       previouslyVerifiedChargedUnits: byAnswer!.charge + byProfile!.charge,
     });
+    // A worker's statement reads them as its sums do.
+    const byWorker = await reconciliationReport(c.store, { ...period, worker: "nobody" });
+    expect(byWorker.rejudging.jobs).toBe(0);
+    const worker = listed.items[0]!.worker!;
+    expect((await reconciliationReport(c.store, { ...period, worker })).rejudging.jobs).toBe(2);
     const json = reconciliationToJson(report);
     expect(ReconciliationSchema.safeParse(json).success).toBe(true);
     expect(json.rejudging.previouslyVerifiedChargedUnits).toBe(

@@ -185,7 +185,9 @@ export async function reconciliationReport(
   // reverify, the ledger's reopen), which the sums show open, is after the second.
   const generatedAt = now();
   const before = await reports.dataCompleteUntil(generatedAt);
-  const rows = await reports.groupSums(
+  // The jobs judged again on the sums' snapshot: a job sent back between two reads was counted
+  // final in the sums and judged again beside them.
+  const { groups: rows, rejudging: rejudgingRows } = await reports.sumsWithRejudging(
     zonedDays(query) ? { ...query, dayStarts: zonedDayStarts(query) } : query,
   );
   const completeUntil = Math.min(
@@ -230,9 +232,7 @@ export async function reconciliationReport(
     );
   const totals = emptyFigures();
   for (const g of groups) addFigures(totals, g);
-  const rejudging = rejudgingOf(
-    await reports.rejudging({ from: query.from, to: query.to, worker: query.worker }),
-  );
+  const rejudging = rejudgingOf(rejudgingRows);
   return {
     from: query.from,
     to: query.to,

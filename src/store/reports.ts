@@ -261,6 +261,11 @@ export interface ReportsStore {
    * and why (`jobs.previous_verdict`, `rejudge_reason`), with their charged units.
    */
   rejudging(query: { from: number; to: number; worker?: string }): Promise<RejudgingRow[]>;
+  /**
+   * `groupSums` and `rejudging` of one query on one snapshot: read apart, a final job sent back
+   * between the two reads was counted final in the sums and judged again beside them.
+   */
+  sumsWithRejudging(query: SumsQuery): Promise<{ groups: GroupSums[]; rejudging: RejudgingRow[] }>;
   /** True when every day of `jobs` is summed in the rollups (no backfill left). */
   rollupsComplete(): Promise<boolean>;
   /** First and last UTC day held by `jobs` or the rollups; null when both are empty. */
@@ -493,6 +498,10 @@ function createSqliteReportsStore(store: SqliteStore): ReportsStore {
       .safeIntegers(true);
   const rejudgingAll = rejudgingOf(false);
   const rejudgingOfWorker = rejudgingOf(true);
+  const rejudging = ({ from, to, worker }: { from: number; to: number; worker?: string }) =>
+    rejudgingRows(
+      (worker === undefined ? rejudgingAll : rejudgingOfWorker).all({ from, to, worker }) as never,
+    );
   const failingChecksOf = db.prepare(
     `SELECT name, reason, expected, actual FROM check_results
      WHERE job_id = ? AND +outcome = 'fail' ORDER BY name`,
@@ -624,14 +633,9 @@ function createSqliteReportsStore(store: SqliteStore): ReportsStore {
     oldestOpenJob: async (now) => inReadSnapshot(store, () => oldestOpenJob(now)),
     countJobsByVerdict: async (from, to) =>
       inReadSnapshot(store, () => countJobsByVerdict(from, to)),
-    rejudging: async ({ from, to, worker }) =>
-      rejudgingRows(
-        (worker === undefined ? rejudgingAll : rejudgingOfWorker).all({
-          from,
-          to,
-          worker,
-        }) as never,
-      ),
+    rejudging: async (query) => rejudging(query),
+    sumsWithRejudging: async (query) =>
+      inReadSnapshot(store, () => ({ groups: groupSums(query), rejudging: rejudging(query) })),
     rollupsComplete: async () => complete(),
     rollupDayBounds: async () => {
       const b = dayBounds.get() as { first: number | null; last: number | null };

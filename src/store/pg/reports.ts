@@ -332,17 +332,20 @@ export function createPgReportsStore(store: PgStore): ReportsStore {
   const complete = async () => (await backfillLeft.execute()).length === 0;
 
   /** Rows of a raw statement (aggregates: every value as the driver's text). */
-  const rowsOf = async (query: SQL) =>
-    (await db.execute(query)).rows as Record<string, string | number | boolean | null>[];
+  type Executor = Pick<typeof db, "execute">;
+  const rowsOn = async (on: Executor, query: SQL) =>
+    (await on.execute(query)).rows as Record<string, string | number | boolean | null>[];
+  const rowsOf = (query: SQL) => rowsOn(db, query);
 
-  const groupSums = async (query: SumsQuery): Promise<GroupSums[]> => {
+  const groupSums = (query: SumsQuery) => groupSumsOn(db, query);
+  const groupSumsOn = async (on: Executor, query: SumsQuery): Promise<GroupSums[]> => {
     if (query.from >= query.to) return [];
     const whole = (from: number, to: number): PeriodPieces => ({
       days: null,
       hours: [],
       partial: [{ from, to }],
     });
-    const fromJobs = () => rowsOf(sql.join(periodSelects(query, whole), sql` UNION ALL `));
+    const fromJobs = () => rowsOn(on, sql.join(periodSelects(query, whole), sql` UNION ALL `));
     // One statement, so one round trip and one snapshot: the rollup pieces, and one marker row
     // when a backfill is still owed (the rollups are then incomplete: the whole period is read
     // from the jobs instead). Guarding the jobs branch inside the statement would not do: the
@@ -350,7 +353,8 @@ export function createPgReportsStore(store: PgStore): ReportsStore {
     let rows =
       query.source === "jobs"
         ? await fromJobs()
-        : await rowsOf(
+        : await rowsOn(
+            on,
             sql.join([...periodSelects(query, periodPieces), backfillMarker], sql` UNION ALL `),
           );
     if (rows.some((row) => row.backfill_pending === true)) rows = await fromJobs();
@@ -475,6 +479,24 @@ export function createPgReportsStore(store: PgStore): ReportsStore {
         }) as unknown as RollupRow,
     );
 
+  /** `ReportsStore.rejudging` on `on`, each value bound as a parameter. */
+  const rejudgingOn = async (
+    on: Executor,
+    { from, to, worker }: { from: number; to: number; worker?: string },
+  ) => {
+    const values = { from, to, worker };
+    // Each parameter's place marked, then bound in its place.
+    const text = rejudgingSql("postgres", (name) => `\u0000${name}\u0000`, worker !== undefined);
+    const parts = text.split("\u0000");
+    const query = sql.join(
+      parts.map((part, i) =>
+        i % 2 === 0 ? sql.raw(part) : sql`${values[part as keyof typeof values]}`,
+      ),
+      sql``,
+    );
+    return rejudgingRows(await rowsOn(on, query));
+  };
+
   return {
     groupSums,
     async dataCompleteUntil(now) {
@@ -488,17 +510,16 @@ export function createPgReportsStore(store: PgStore): ReportsStore {
       return oldest === null || oldest === undefined ? now : Math.min(now, Number(oldest));
     },
     countJobsByVerdict,
-    async rejudging({ from, to, worker }) {
-      const values: Record<string, unknown> = { from, to, worker };
-      const names = ["from", "to", "worker"] as const;
-      const text = rejudgingSql(
-        "postgres",
-        (name) => `$${names.indexOf(name) + 1}`,
-        worker !== undefined,
-      );
-      const params = names.slice(0, worker === undefined ? 2 : 3).map((n) => values[n]);
-      return rejudgingRows((await store.pool.query(text, params)).rows);
-    },
+    rejudging: (query) => rejudgingOn(db, query),
+    // One REPEATABLE READ, read-only transaction: both reads see one snapshot.
+    sumsWithRejudging: (query) =>
+      db.transaction(
+        async (tx) => ({
+          groups: await groupSumsOn(tx, query),
+          rejudging: await rejudgingOn(tx, query),
+        }),
+        { isolationLevel: "repeatable read", accessMode: "read only" },
+      ),
     rollupsComplete: complete,
     async rollupDayBounds() {
       const [b] = await rowsOf(
