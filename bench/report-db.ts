@@ -49,8 +49,9 @@ export type ReportDbKind = "jobs" | "sql";
  * Indexes on `jobs` the reports read through: the jobs of partial hours by time, a worker's by
  * worker then time, the oldest open job by verdict then time (`dataCompleteUntil`); and the
  * partial ones the app's statements name (`INDEXED BY`, which fails to prepare without them),
- * each holding only the few jobs still open, asked about or waiting for the treasury: the
- * oldest of them bounds `dataCompleteUntil`, the open ones the metrics. The primary key (audit
+ * each holding only the few jobs still open, asked about, waiting for the treasury or judged
+ * again: the oldest of them bounds `dataCompleteUntil`, the open ones the metrics, the ones judged
+ * again the report's `rejudging`. The primary key (audit
  * lookups) is kept in any case. The `sql` database builds only these.
  */
 export const reportPathIndexes = [
@@ -60,6 +61,7 @@ export const reportPathIndexes = [
   "jobs_open_due",
   "jobs_backfill",
   "jobs_treasury_waiting",
+  "jobs_rejudging",
 ];
 
 /** A short digest of `reportPathIndexes`: a `sql` database keeping other indexes is another file. */
