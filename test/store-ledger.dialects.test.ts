@@ -858,8 +858,6 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
       chargedUnits: 15n,
       recordedAt: at(5, 1) * 1000,
     });
-    // Recorded, its receipt naming neither line: only a recorded job has returns.
-    await seedJob(store, { jobId: "J5", recordedAt: at(5, 0) * 1000 });
     const lines: SeedLine[] = [
       {
         name: "memo-lock",
@@ -1037,7 +1035,6 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
   it("classifies a batch line by line: a memo return read before the memo lock it names is a deposit until the next round", async () => {
     const store = await stores.open();
     const ledger = createLedgerStore(store);
-    await seedJob(store, { jobId: "J7", recordedAt: at(6, 0) * 1000 });
     const lines: SeedLine[] = [
       {
         name: "early-return",

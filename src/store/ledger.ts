@@ -62,10 +62,10 @@ import { perConnectionModule } from "./prepared.js";
  *   signature, or its jobs-API answer does where the receipt names no escrow) that can pay from
  *   this vault (`canPayFrom`);
  * - `return`: money in whose settle or refund memo names a recorded job that names it as its
- *   settlement, or a recorded job whose lock this vault paid (receipted or not). A credit
- *   without that memo is no job's return, whatever a jobs API names: honest settlements and
- *   refunds carry it (the verifier fails `*.memo` otherwise), and a top-up named as a
- *   settlement would otherwise release a lock never settled;
+ *   settlement, or a job whose lock this vault paid (receipted or not). A credit without that
+ *   memo is no job's return, whatever a jobs API names: honest settlements and refunds carry
+ *   it (the verifier fails `*.memo` otherwise), and a top-up named as a settlement would
+ *   otherwise release a lock never settled;
  * - `deposit`: any other money in (a top-up);
  * - `unexplained`: any other money out: an `unreceipted_debit`;
  * - `none`: the transaction named the vault but moved none of its money.
@@ -1020,9 +1020,8 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
        WHERE j.job_id = @job AND (j.settlement_tx = @sig OR j.api_settlement_tx = @sig)`,
   );
   const vaultPinned = sqlite.prepare("SELECT 1 FROM credit_vaults WHERE vault = ? LIMIT 1");
-  // The vault paid a lock of a recorded job: a debit with its escrow memo, or its recorded
-  // lock. Money back under the memo of a job nobody recorded is no return of a job (a deposit
-  // until the job is recorded: deposits are classified again each round). Here and below, a line naming a job in its memo is found by `ledger_lines_memo_job`: the
+  // The vault paid a lock of the job: a debit with its escrow memo, or its recorded lock.
+  // Here and below, a line naming a job in its memo is found by `ledger_lines_memo_job`: the
   // planner took `ledger_lines_vault_memo` instead, whose range on delta_units reads every lock
   // (or return) of the vault for each job, and a ledger review, which asks this per open lock
   // inside its write transaction, held SQLite's write lock for seconds (proxied receipts
@@ -1030,7 +1029,6 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   const lockedHere = sqlite.prepare(
     `SELECT 1 FROM ledger_lines INDEXED BY ledger_lines_memo_job
      WHERE vault = @vault AND memo_kind = 'escrow' AND delta_units < 0 AND memo_job_id = @job
-       AND EXISTS (SELECT 1 FROM jobs WHERE job_id = @job)
      UNION ALL SELECT 1 FROM ledger_lines WHERE vault = @vault AND job_id = @job AND kind = 'lock'
      LIMIT 1`,
   );

@@ -830,22 +830,15 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
       l.delta > 0n ? memoJobsOfLine(l).map((m) => m.jobId) : [];
     const memoIds = [...new Set(lines.flatMap(returnIds))];
     // Jobs whose lock this vault paid: a debit with their escrow memo, or their recorded lock.
-    // Only a recorded job has returns: money back under the memo of a job nobody recorded is a
-    // deposit until the job is recorded (deposits are classified again each round).
     const lockedHere = new Set<string>();
-    const recorded = new Set<string>();
     if (memoIds.length > 0) {
       const ids = textArray(memoIds);
-      const rows = await q.execute<{ job: string; locked: boolean }>(sql`SELECT memo_job_id AS job,
-          true AS locked
+      const rows = await q.execute<{ job: string }>(sql`SELECT memo_job_id AS job
         FROM ledger_lines WHERE vault = ${vault} AND memo_kind = 'escrow' AND delta_units < 0
           AND memo_job_id = ANY (${ids})
-        UNION SELECT job_id, true FROM ledger_lines WHERE vault = ${vault}
-          AND job_id = ANY (${ids}) AND kind = 'lock'
-        UNION SELECT job_id, false FROM jobs WHERE job_id = ANY (${ids})`);
-      for (const r of rows.rows) {
-        if (r.job !== null) (r.locked ? lockedHere : recorded).add(r.job);
-      }
+        UNION SELECT job_id FROM ledger_lines WHERE vault = ${vault} AND job_id = ANY (${ids})
+          AND kind = 'lock'`);
+      for (const r of rows.rows) if (r.job !== null) lockedHere.add(r.job);
     }
     return lines.map((line) => {
       if (inOrder && line.memoKind === "escrow" && line.delta < 0n && line.memoJobId !== null) {
@@ -866,8 +859,7 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
       if ((line.depositIn ?? 0n) >= line.delta) return { kind: "deposit", jobId: null };
       for (const job of returnIds(line)) {
         const namer = ret.get(line.signature)?.get(job);
-        const lockOfJob = lockedHere.has(job) && recorded.has(job);
-        if (lockOfJob || (namer !== undefined && mayReturnTo(namer, vault, pinned))) {
+        if (lockedHere.has(job) || (namer !== undefined && mayReturnTo(namer, vault, pinned))) {
           return { kind: "return", jobId: job };
         }
       }
