@@ -316,6 +316,17 @@ export function memoJobsOfLine(line: {
 }
 
 /**
+ * The job a debit of the vault that is no lock is filed under: the job its escrow memo names, else
+ * the first job any of its memos names. No step of a job takes money out of a credit vault but its
+ * lock: a debit under a job's settle or refund memo is kept with that job, as one under its
+ * escrow memo is, so the job is judged on it (`settlement.single`, `refund.single`). Filed under
+ * no job, the job the memo names stayed `verified` while the customer's credits left under it.
+ */
+export function jobOfUnexplainedDebit(named: readonly MemoJob[]): string | null {
+  return (named.find((m) => m.kind === "escrow") ?? named[0])?.jobId ?? null;
+}
+
+/**
  * The distinct steps and jobs of `named` (in order) when there are several, else null: one step
  * of one job, named once or more, is `memo_kind` and `memo_job_id` alone.
  */

@@ -28,6 +28,7 @@ import {
   type JobDebit,
   type JobLockLine,
   jobKeepingLine,
+  jobOfUnexplainedDebit,
   jobsALineNames,
   type LineKind,
   laterOf,
@@ -1381,7 +1382,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         );
         if (job !== undefined) return { kind: "lock", jobId: job.job_id };
       }
-      return { kind: "unexplained", jobId: named.find((m) => m.kind === "escrow")?.jobId ?? null };
+      return { kind: "unexplained", jobId: jobOfUnexplainedDebit(named) };
     }
     // Money in under any memo of a job whose lock this vault paid is that job's: a settle or
     // refund memo names its return, and an escrow memo on money coming back is no honest step

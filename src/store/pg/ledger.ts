@@ -67,6 +67,7 @@ import {
   type JobLockLine,
   type JobTie,
   jobKeepingLine,
+  jobOfUnexplainedDebit,
   jobsALineNames,
   lockTiedToNoVault,
   type MemoJob,
@@ -852,8 +853,7 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
           if (inOrder) lockedHere.add(job.jobId);
           return { kind: "lock", jobId: job.jobId };
         }
-        const escrowMemo = memoJobsOfLine(line).find((m) => m.kind === "escrow");
-        return { kind: "unexplained", jobId: escrowMemo?.jobId ?? null };
+        return { kind: "unexplained", jobId: jobOfUnexplainedDebit(memoJobsOfLine(line)) };
       }
       // Money escrow paid none of (the customer's own top-up under a job's memo): a deposit.
       if ((line.depositIn ?? 0n) >= line.delta) return { kind: "deposit", jobId: null };
