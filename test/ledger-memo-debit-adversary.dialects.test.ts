@@ -1,9 +1,8 @@
 import { describe, expect, it } from "vitest";
-import { buildStatement } from "../src/ledger/statement.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import { chainSecondAfter } from "./support/finality.js";
-import { vaultReader } from "./support/ledger-periods.js";
-import { type Scenario, useAdversaryHarness } from "./support/operator.js";
+import { vaultStatementSince } from "./support/ledger-periods.js";
+import { type Scenario, timedOutReceipt, useAdversaryHarness } from "./support/operator.js";
 import { readJob } from "./support/seed-recorder.js";
 
 /**
@@ -14,34 +13,13 @@ import { readJob } from "./support/seed-recorder.js";
  * after its receipt.
  */
 
-const timedOut = {
-  httpStatus: 504,
-  completionTokens: null,
-  promptTokens: null,
-  totalTokens: null,
-} as const;
-
 describe.each(dialects)("%s store", (dialect) => {
   const stores = useDialectStores(dialect);
   const h = useAdversaryHarness({ openStore: () => stores.open() });
 
-  /** Reads the vault as the ledger round does. */
-  async function sync(c: Scenario, vault: string) {
-    await c.flush();
-    await h.finalized();
-    await vaultReader(h, c, vault).syncVault(vault);
-  }
-
-  /** Reads the vault and builds its statement from `from` to now. */
-  async function statementOf(c: Scenario, vault: string, from: number) {
-    await sync(c, vault);
-    const statement = await buildStatement(
-      c.store,
-      { from, to: Date.now() + 1_000, vault },
-      { profile: c.profile, graceSeconds: 0 },
-    );
-    return statement.vaults[0]!;
-  }
+  /** Reads the vault as the ledger round does and builds its statement from `from` to now. */
+  const statementOf = (c: Scenario, vault: string, from: number) =>
+    vaultStatementSince(h, c, vault, from);
 
   it.each([
     ["before", true],
@@ -57,7 +35,7 @@ describe.each(dialects)("%s store", (dialect) => {
         h.op.transfer(plan.vault, h.op.accounts.escrowVault, 50_000n),
         h.op.memo(`decentral:settle:${plan.jobId}`),
       ]).signature;
-      if (early) await sync(c, plan.vault);
+      if (early) await statementOf(c, plan.vault, from);
       c.record(plan, txs);
       c.honestJobsApi(plan, txs);
       await h.finalized();
@@ -82,7 +60,7 @@ describe.each(dialects)("%s store", (dialect) => {
       h.op.transfer(plan.vault, h.op.accounts.escrowVault, 50_000n),
       h.op.memo(`decentral:refund:${plan.jobId}`),
     ]).signature;
-    c.record(plan, { escrowTx, settlementTx: refundTx }, timedOut);
+    c.record(plan, { escrowTx, settlementTx: refundTx }, timedOutReceipt);
     c.jobsApi(plan.jobId, {
       status: "refunded",
       credits_charged: 0,

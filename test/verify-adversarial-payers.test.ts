@@ -1,6 +1,11 @@
 import { describe, expect, it } from "vitest";
 import { localnetProfile } from "../src/verify/profiles.js";
-import { AuthorityType, discrepancy, useAdversaryHarness } from "./support/operator.js";
+import {
+  AuthorityType,
+  discrepancy,
+  timedOutReceipt,
+  useAdversaryHarness,
+} from "./support/operator.js";
 
 /**
  * The operator pays a job's steps out of, or back into, accounts of the right mint and owner
@@ -9,13 +14,6 @@ import { AuthorityType, discrepancy, useAdversaryHarness } from "./support/opera
  */
 
 const h = useAdversaryHarness();
-
-const timedOut = {
-  httpStatus: 504,
-  completionTokens: null,
-  promptTokens: null,
-  totalTokens: null,
-} as const;
 
 describe("a step paid by another customer's credit vault", () => {
   it("fails a settlement paid out of key 2's vault while escrow keeps key 1's lock", async () => {
@@ -44,7 +42,7 @@ describe("a step paid by another customer's credit vault", () => {
       h.op.transfer(h.op.vault(2), plan.vault, plan.lock),
       h.op.memo(`decentral:refund:${plan.jobId}`),
     ]).signature;
-    c.record(plan, { escrowTx, settlementTx: refundTx }, timedOut);
+    c.record(plan, { escrowTx, settlementTx: refundTx }, timedOutReceipt);
     expect(await c.verdicts(plan.jobId)).toEqual([
       discrepancy("refund.balances", "refund.complete"),
     ]);

@@ -2,7 +2,13 @@ import { describe, expect, it } from "vitest";
 import { localnetProfile, type Profile } from "../src/verify/profiles.js";
 import { chainSecondAfter, finalizedPast } from "./support/finality.js";
 import { vaultStatementSince } from "./support/ledger-periods.js";
-import { discrepancy, type Scenario, useAdversaryHarness, verified } from "./support/operator.js";
+import {
+  discrepancy,
+  type Scenario,
+  timedOutReceipt,
+  useAdversaryHarness,
+  verified,
+} from "./support/operator.js";
 
 /**
  * The operator moves a customer's credits in and out of the vault within one transaction, or
@@ -11,13 +17,6 @@ import { discrepancy, type Scenario, useAdversaryHarness, verified } from "./sup
  */
 
 const h = useAdversaryHarness();
-
-const timedOut = {
-  httpStatus: 504,
-  completionTokens: null,
-  promptTokens: null,
-  totalTokens: null,
-} as const;
 
 /** Releases due a second after the lock, so a statement judges them at once. */
 const quick: Profile = {
@@ -43,7 +42,7 @@ describe("a refund that takes the lock again in its own transaction", () => {
       ...h.op.refundIxs(plan),
       h.op.transfer(plan.vault, h.op.accounts.escrowVault, plan.lock),
     ]).signature;
-    c.record(plan, { escrowTx, settlementTx: refundTx }, timedOut);
+    c.record(plan, { escrowTx, settlementTx: refundTx }, timedOutReceipt);
     expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("refund.complete")]);
 
     const s = await statementAfterWindow(c, plan.vault, from);

@@ -163,6 +163,14 @@ export const discrepancy = (...failing: string[]): JobOutcome => ({
   failing: [...failing].sort(),
 });
 
+/** Receipt fields of a job the upstream answered 504: no usage, its lock to be refunded. */
+export const timedOutReceipt = {
+  httpStatus: 504,
+  completionTokens: null,
+  promptTokens: null,
+  totalTokens: null,
+} as const;
+
 /** The outcome of a job every check passes. */
 export const verified: JobOutcome = { verdict: "verified", failing: [] };
 
