@@ -1732,9 +1732,17 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
           chat: chatPath.test(pathPart(target)),
           shape: answerShapeOf(pathPart(target)),
         };
-        // A stream's data up to its [DONE], counted as it passes: what its text can be at most,
-        // when the stream is too long to read whole at its end.
+        // A stream's data up to its [DONE]: what its text can be at most, when the stream is too
+        // long to read whole at its end. Only then is it read: each chunk as it leaves the tail,
+        // the tail's at the end (`streamDataBytes`). Counted as every chunk passed, it cost a
+        // stream of 200 events more than its forwarding did, to bound nothing.
         const streamData = createDataCount(asked.shape === "output");
+        let tailCounted = false;
+        const streamDataBytes = () => {
+          if (sseCut && !tailCounted) for (const chunk of chunks) streamData.add(chunk);
+          tailCounted = true;
+          return streamData.bytes;
+        };
         // A JSON answer too long to hold is read as it passes: see scannedBodyFacts.
         let scan: JsonAnswerScan | null = null;
         // A body too long to hold, not typed as events, to a completion request that asked for a
@@ -1755,12 +1763,13 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
           captured += chunk.length;
           totalBytes += chunk.length;
           if (isSse) {
-            streamData.add(chunk);
             // A client reads nothing after the [DONE] event: neither is the receipt's usage.
             sseDone = sawDone(chunk);
             // Keep only the tail: the usage chunk is the last event before [DONE].
             while (captured - (chunks[0]?.length ?? 0) >= sseTailBytes && chunks.length > 1) {
-              captured -= (chunks.shift() as Buffer).length;
+              const left = chunks.shift() as Buffer;
+              captured -= left.length;
+              streamData.add(left);
               sseCut = true;
             }
           } else if (captured > maxJsonCapture) {
@@ -1939,7 +1948,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
                   ? other.facts
                   : capturing && readAsAsked && !brokenOff
                     ? isSse
-                      ? sseFacts(bodyText, sseCut, streamData.bytes, credentials, asked)
+                      ? sseFacts(bodyText, sseCut, streamDataBytes(), credentials, asked)
                       : jsonBodyFacts(bodyText, credentials, asked)
                     : scan !== null && readAsAsked && upstream.complete
                       ? scannedBodyFacts(scan, credentials, asked)
