@@ -40,6 +40,22 @@ const usage = (completionTokens: number) =>
   });
 const event = (data: string) => `data: ${data}\n\n`;
 
+/** The `data:` values every client reads in `body`, counted over it whole. */
+const dataBytesOf = (body: string) => {
+  const count = createDataCount();
+  count.add(Buffer.from(body));
+  return count.bytes;
+};
+
+/** More than the 64 KiB the proxy keeps, a comment line before each event. */
+const longPadded =
+  Array.from(
+    { length: 500 },
+    (_, i) => `: ${"-".repeat(120)}\n${event(text(`w${i} `.repeat(8)))}`,
+  ).join("") +
+  event(usage(100)) +
+  event("[DONE]");
+
 /**
  * Streams an operator could send, each with the usage its client reads (what the OpenAI SDK
  * hands on) and usage written where no client looks.
@@ -138,6 +154,13 @@ const streams: Record<
     body: `${event(text("hi"))}event: x\ndata: ${text("x".repeat(5000))}\n\n${event(usage(100))}${event("[DONE]")}`,
     clientReads: 100,
     answerBytes: 2,
+  },
+  "a long stream with comments between its events": {
+    // Cut to its tail, its answer is bounded by the data values of every event up to [DONE],
+    // those of the chunks that left the tail as well; the comments count for nothing.
+    body: longPadded,
+    clientReads: 100,
+    answerBytes: dataBytesOf(longPadded),
   },
   "a long honest stream": {
     // More than the 64 KiB the proxy keeps: the tail's first, cut event is left out.
