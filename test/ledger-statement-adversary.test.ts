@@ -4,8 +4,13 @@ import { ledgerFindingCount } from "../src/ledger/window-check.js";
 import { localKeyNames, localSigner } from "../src/localnet/keys.js";
 import { summaryToText } from "../src/nightly/summary-format.js";
 import { localnetProfile, type Profile } from "../src/verify/profiles.js";
-import { chainSecondAfter, finalizedPast } from "./support/finality.js";
-import { nightlyOnChain, vaultStatementSince } from "./support/ledger-periods.js";
+import { finalizedPast } from "./support/finality.js";
+import {
+  finalizedAfter,
+  nightlyOnChain,
+  periodEdge,
+  vaultStatementSince,
+} from "./support/ledger-periods.js";
 import {
   type AdversaryHarness,
   AuthorityType,
@@ -19,14 +24,22 @@ let h: AdversaryHarness;
 let worldOpened = 0;
 beforeAll(async () => {
   h = await startAdversaryHarness();
-  worldOpened = await chainSecondAfter(h.world);
+  worldOpened = periodEdge(h);
 });
 
 /** A period's start a few seconds back, after the vaults' own opening deposits. */
-const periodStart = () => Math.max(Date.now() - 5_000, worldOpened);
+const periodStart = () => Math.max(h.op.now() - 5_000, worldOpened);
 afterAll(async () => {
   await h?.close();
 });
+
+/** A scenario on `w`'s chain whose receipts are dated by its clock, which the tests move on. */
+const scenarioOn = async (w: AdversaryHarness, profile?: Profile) =>
+  (await w.scenario(profile)).recordOnChainClock();
+
+/** The nightly run on `w`'s chain, on its clock: the tests move it on to a period's edge. */
+const nightlyOn = (w: AdversaryHarness, c: Scenario) =>
+  nightlyOnChain(w, c, undefined, () => w.op.now());
 
 /** Reads the vault and builds its statement of [from, now) with no grace after the window. */
 const statementOf = (c: Scenario, vault: string, from: number) =>
@@ -34,7 +47,7 @@ const statementOf = (c: Scenario, vault: string, from: number) =>
 
 describe("the statement of a credit vault against an operator who names its debits", () => {
   it("shows another key's job naming a theft from this vault as its lock as an unreceipted debit", async () => {
-    const c = await h.scenario();
+    const c = await scenarioOn(h);
     const from = periodStart();
     const one = await c.pinKey(1);
     await c.pinKey(2);
@@ -74,7 +87,7 @@ describe("the statement of a credit vault against an operator who names its debi
   });
 
   it("shows a debit that a late jobs API answer names as a receipted job's lock, and a settlement paying it on, as an unreceipted debit", async () => {
-    const c = await h.scenario();
+    const c = await scenarioOn(h);
     const from = periodStart();
     // J's receipt names its lock and settlement; the jobs API, asked about it, is still
     // processing, so J passes on its receipt alone (partially verified: no final answer).
@@ -127,7 +140,7 @@ describe("the statement of a credit vault against an operator who names its debi
 
   it("keeps a lock that one base unit sent back with a refund memo does not account for an unreleased lock", async () => {
     const profile: Profile = { ...localnetProfile, settlementWindowSeconds: 1 };
-    const c = await h.scenario(profile);
+    const c = await scenarioOn(h, profile);
     const from = periodStart();
     // An honest job of the same vault, settled and verified: it closes cleanly.
     const honest = await c.pinKey(3);
@@ -144,7 +157,7 @@ describe("the statement of a credit vault against an operator who names its debi
     );
     await c.flush();
     // Past the settlement window (1 s) with no grace.
-    await finalizedPast(h.world, h.op.now() + 1_000);
+    await finalizedAfter(h, 1_000);
 
     const s = await statementOf(c, plan.vault, from);
     expect(s.returnsUnits).toBe(honest.remainder + 1n);
@@ -164,9 +177,9 @@ describe("the statement of a credit vault against an operator who names its debi
 
 describe("the statement of a credit vault refunded a lock the settlement then closed again", () => {
   it("keeps the refund no receipt names with its job once the vault is read: the job is not verified", async () => {
-    const c = await h.scenario();
+    const c = await scenarioOn(h);
     // The period starts now: earlier tests' lines of this vault are not in it.
-    const from = await chainSecondAfter(h.world);
+    const from = periodEdge(h);
     // A lock of 160,000 refunded whole, then settled as if it were still in escrow: 40,000
     // more came back than left, out of other customers' locks. Receipt and jobs API name the
     // lock and the settlement only.
@@ -195,8 +208,8 @@ describe("the statement of a credit vault refunded a lock the settlement then cl
 
 describe("the statement of a credit vault locked twice for one job", () => {
   it("keeps the second lock no receipt names with its job once the vault is read: escrow.single fails", async () => {
-    const c = await h.scenario();
-    const from = await chainSecondAfter(h.world);
+    const c = await scenarioOn(h);
+    const from = periodEdge(h);
     const plan = h.op.plan({ keyIndex: 3 });
     const txs = h.op.honestJob(plan);
     // The same lock again, under the job's escrow memo, kept in escrow.
@@ -219,12 +232,12 @@ describe("the statement of a credit vault locked twice for one job", () => {
 
 describe("the statement of a credit vault another customer's settlement pays into", () => {
   it("files money a settlement moved in from another vault under its job's memo as a deposit, not a return", async () => {
-    const c = await h.scenario();
+    const c = await scenarioOn(h);
     await c.pinKey(1);
     await c.pinKey(2);
     const third = await c.pinKey(3);
     // The period starts after key 3's own job: its lock and return are not in it.
-    const from = await chainSecondAfter(h.world);
+    const from = periodEdge(h);
     // Key 1's honest settlement also moves 30,000 from vault 2 to vault 3.
     const plan = h.op.plan({ keyIndex: 1 });
     const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
@@ -247,7 +260,7 @@ describe("the statement of a credit vault another customer's settlement pays int
 describe("the statement of a credit vault closed and opened again in another mint", () => {
   it("counts only the credit mint: a fake-mint 'refund' leaves the lock unreleased and is a finding", async () => {
     const profile: Profile = { ...localnetProfile, settlementWindowSeconds: 1 };
-    const c = await h.scenario(profile);
+    const c = await scenarioOn(h, profile);
     const from = periodStart();
     // The operator locks key 4's whole vault for job J, closes the empty vault and opens it
     // again at the same address in a fake mint of the same decimals, then "refunds" J there.
@@ -280,7 +293,7 @@ describe("the statement of a credit vault closed and opened again in another min
     await c.verify();
     expect((await c.verdicts(plan.jobId))[0]?.verdict).toBe("discrepancy");
     // Past the settlement window (1 s) with no grace.
-    await finalizedPast(h.world, h.op.now() + 1_000);
+    await finalizedAfter(h, 1_000);
 
     const s = await statementOf(c, vault, from);
     // No credit came back: J's lock is still out, and nothing is a return or a deposit.
@@ -313,9 +326,9 @@ describe("the statement of a credit vault closed and opened again in another min
 
 describe("the statement of a credit vault whose owner was changed", () => {
   it("names the SetAuthority that gave the vault away, and the refund into it, though every line sums", async () => {
-    const c = await h.scenario();
+    const c = await scenarioOn(h);
     // After what earlier tests moved in this vault.
-    const from = await chainSecondAfter(h.world);
+    const from = periodEdge(h);
     await c.pinKey(3);
     const plan = h.op.plan({ keyIndex: 3, completionTokens: null });
     const lock = h.op.send(h.op.lockIxs(plan)).signature;
@@ -367,15 +380,15 @@ describe("the statement of a credit vault whose owner was changed", () => {
     // A world of its own: the vault's whole history is judged, and holds no other test's.
     const w = await startAdversaryHarness();
     onTestFinished(() => w.close());
-    const c = await w.scenario();
+    const c = await scenarioOn(w);
     const { vault } = await c.pinKey(1);
-    const from = await chainSecondAfter(w.world);
+    const from = periodEdge(w);
     const handover = w.op.send([
       w.op.setAuthority(vault, AuthorityType.AccountOwner, w.op.attacker.address),
     ]).signature;
     await w.finalized();
-    const to = Date.now();
-    const run = await nightlyOnChain(w, c).nightly({ from, to });
+    const to = w.op.now();
+    const run = await nightlyOn(w, c).nightly({ from, to });
     const found = {
       vault,
       signature: handover,
@@ -407,21 +420,21 @@ describe("the statement of a credit vault another owns since an earlier period",
     // A world of its own: the vault's whole history is judged, and holds no other test's.
     const w = await startAdversaryHarness();
     onTestFinished(() => w.close());
-    const c = await w.scenario();
+    const c = await scenarioOn(w);
     const { vault } = await c.pinKey(1);
     const wait = () => slotsPass(w, 5);
-    const opened = await chainSecondAfter(w.world);
+    const opened = periodEdge(w);
     const handover = w.op.send([
       w.op.setAuthority(vault, AuthorityType.AccountOwner, w.op.attacker.address),
     ]).signature;
     await wait();
     // A later period, holding no transaction of the vault: the attacker still owns it.
-    const from = await chainSecondAfter(w.world);
+    const from = periodEdge(w);
     // The period of the second `from` opens, read once the chain has finalized it (the
     // machine's clock may trail the chain's by a slot).
     await finalizedPast(w.world, from);
-    const to = Math.min(from + 1_000, Date.now());
-    const { reader, nightly } = nightlyOnChain(w, c);
+    const to = Math.min(from + 1_000, w.op.now());
+    const { reader, nightly } = nightlyOn(w, c);
     // The run of the handover's period names it; the next run has no transaction to name.
     expect((await nightly({ from: opened, to: from })).exitCode).toBe(1);
     const run = await nightly({ from, to });
@@ -466,24 +479,24 @@ describe("the statement of a credit vault another owns since an earlier period",
   it("keeps naming the vault's owner after a SOL transfer to it, which shows no owner", async () => {
     const w = await startAdversaryHarness();
     onTestFinished(() => w.close());
-    const c = await w.scenario();
+    const c = await scenarioOn(w);
     const { vault } = await c.pinKey(1);
     const wait = () => slotsPass(w, 5);
-    const opened = await chainSecondAfter(w.world);
+    const opened = periodEdge(w);
     const handover = w.op.send([
       w.op.setAuthority(vault, AuthorityType.AccountOwner, w.op.attacker.address),
     ]).signature;
     await wait();
     // One lamport to the vault, which anyone may send: no token program among its keys, so a
     // validator records no token balances for it, and the vault's newest line shows no owner.
-    const from = await chainSecondAfter(w.world);
+    const from = periodEdge(w);
     const sol = w.op.send([w.op.lamportsTo(vault)]);
     expect(sol.postTokenBalances).toEqual([]);
     // The period of the second `from` opens, read once the chain has finalized it (the
     // machine's clock may trail the chain's by a slot).
     await finalizedPast(w.world, from);
-    const to = Math.min(from + 1_000, Date.now());
-    const { reader, nightly } = nightlyOnChain(w, c);
+    const to = Math.min(from + 1_000, w.op.now());
+    const { reader, nightly } = nightlyOn(w, c);
     // The handover's period names it; the next period's newest line (the lamport) shows no
     // owner, and the vault is still the attacker's.
     expect((await nightly({ from: opened, to: from })).exitCode).toBe(1);
@@ -525,9 +538,9 @@ describe("the statement of a credit vault another owns since an earlier period",
 
 describe("the statement of a credit vault given a delegate", () => {
   it("names the Approve and the ApproveChecked that let another spend the vault, though nothing moved and the job verified", async () => {
-    const c = await h.scenario();
+    const c = await scenarioOn(h);
     // After what earlier tests moved in this vault.
-    const from = await chainSecondAfter(h.world);
+    const from = periodEdge(h);
     await c.pinKey(1);
     const plan = h.op.plan({ keyIndex: 1, completionTokens: null });
     const lock = h.op.send(h.op.lockIxs(plan)).signature;
@@ -574,8 +587,8 @@ describe("the statement of a credit vault given a delegate", () => {
   });
 
   it("names no delegate when another approves its own account naming the vault as the delegate", async () => {
-    const c = await h.scenario();
-    const from = await chainSecondAfter(h.world);
+    const c = await scenarioOn(h);
+    const from = periodEdge(h);
     const { vault } = await c.pinKey(2);
     // Anyone can send this: it gives the vault a hold on the attacker's account, not the
     // attacker a hold on the vault. Both forms, signed by the attacker alone.
@@ -594,13 +607,13 @@ describe("the statement of a credit vault given a delegate", () => {
     // A world of its own: the vault's whole history is judged, and holds no other test's.
     const w = await startAdversaryHarness();
     onTestFinished(() => w.close());
-    const c = await w.scenario();
+    const c = await scenarioOn(w);
     const { vault } = await c.pinKey(1);
-    const from = await chainSecondAfter(w.world);
+    const from = periodEdge(w);
     const approve = w.op.send([w.op.approve(vault, w.op.attacker.address, 10n ** 15n)]).signature;
     await w.finalized();
-    const to = Date.now();
-    const run = await nightlyOnChain(w, c).nightly({ from, to });
+    const to = w.op.now();
+    const run = await nightlyOn(w, c).nightly({ from, to });
     expect(run.ledger?.vaultDelegateApprovals).toEqual([
       {
         vault,
@@ -622,10 +635,10 @@ describe("the statement of a credit vault given a delegate", () => {
 describe("the statements of two credit vaults one lock drew on together", () => {
   it("count what the job's settlement paid out once across them: the part it did not pay is an unreleased lock", async () => {
     const profile: Profile = { ...localnetProfile, settlementWindowSeconds: 1 };
-    const c = await h.scenario(profile);
+    const c = await scenarioOn(h, profile);
     const one = await c.pinKey(1);
     const two = await c.pinKey(2);
-    const from = await chainSecondAfter(h.world);
+    const from = periodEdge(h);
     // A keyless receipt's lock takes its 160,000 from vault 1 and, in the same transaction,
     // 120,000 more from vault 2. The settlement pays the 120,000 charge and returns 40,000 to
     // vault 1: the 120,000 of vault 2 stays in escrow.
@@ -642,7 +655,7 @@ describe("the statements of two credit vaults one lock drew on together", () => 
       { verdict: "discrepancy", failing: ["escrow.source"] },
     ]);
     // Past the settlement window (1 s) with no grace.
-    await finalizedPast(h.world, h.op.now() + 1_000);
+    await finalizedAfter(h, 1_000);
 
     const s1 = await statementOf(c, one.vault, from);
     const s2 = await statementOf(c, two.vault, from);
@@ -665,9 +678,9 @@ describe("the statement of a credit vault whose transaction moves money both in 
   }
 
   it("lists a payout inside a top-up as an unreceipted debit, and the nightly run exits 1", async () => {
-    const c = await h.scenario();
+    const c = await scenarioOn(h);
     const { vault } = await c.pinKey(3);
-    const from = await chainSecondAfter(h.world);
+    const from = periodEdge(h);
     // The operator builds the customer's "buy credits" transaction and signs a payout into it.
     const w = wallet(1_000_000n);
     const topUp = h.op.send(
@@ -691,7 +704,7 @@ describe("the statement of a credit vault whose transaction moves money both in 
     expect(s.counts.unexplained).toBe(1);
     expect(s.differenceUnits).toBe(0n);
 
-    const run = await nightlyOnChain(h, c).nightly({ from, to: Date.now() });
+    const run = await nightlyOn(h, c).nightly({ from, to: h.op.now() });
     // Other tests of this world locked from the same vault before: only this line is ours.
     expect(run.ledger?.unreceiptedDebits.filter((d) => d.signature === topUp)).toEqual([
       expect.objectContaining({ vault, amountUnits: "-300000", beforeWindow: false }),
@@ -700,9 +713,9 @@ describe("the statement of a credit vault whose transaction moves money both in 
   });
 
   it("keeps an honest top-up a deposit, and lists a lock a top-up hides as an unreceipted debit", async () => {
-    const c = await h.scenario();
+    const c = await scenarioOn(h);
     const { vault } = await c.pinKey(3);
-    const from = await chainSecondAfter(h.world);
+    const from = periodEdge(h);
     const w = wallet(2_000_000n);
     h.op.send([h.op.transfer(w.account, vault, 1_000_000n, { authority: w.user.address })], {
       extraSigners: [w.user],

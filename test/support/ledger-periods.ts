@@ -72,18 +72,19 @@ export function listingWithout(h: AdversaryHarness, missing: string): LedgerRpc 
 /**
  * The nightly run of scenario `c` on the harness's chain over a window, its jobs verified with
  * quick timing and its ledger read by `reader` (every vault, when not given) and judged with no
- * grace after the window; `reader` to read the vaults again between runs.
+ * grace after the window; `reader` to read the vaults again between runs. `now` is the run's
+ * clock and the default reader's: the chain's (`() => h.op.now()`) for a test that moves it on
+ * instead of waiting.
  */
 export function nightlyOnChain(
   h: AdversaryHarness,
   c: Scenario,
-  reader: LedgerReader = createLedgerReader({
-    store: c.store,
-    rpc: h.rpc,
-    profile: c.profile,
-    log: silent,
-  }),
+  reader?: LedgerReader,
+  now: () => number = Date.now,
 ) {
+  const vaults =
+    reader ??
+    createLedgerReader({ store: c.store, rpc: h.rpc, profile: c.profile, log: silent, now });
   const verifier = createVerifier({
     store: c.store,
     rpc: h.rpc,
@@ -95,14 +96,21 @@ export function nightlyOnChain(
     runNightlyVerification(c.store, verifier, {
       ...window,
       timeoutMs,
-      ledger: ledgerWindowCheck({ store: c.store, reader, profile: c.profile, graceSeconds: 0 }),
+      now,
+      ledger: ledgerWindowCheck({
+        store: c.store,
+        reader: vaults,
+        profile: c.profile,
+        graceSeconds: 0,
+        now,
+      }),
     });
-  return { reader, nightly };
+  return { reader: vaults, nightly };
 }
 
 /**
  * Reads `vault` alone (through `rpc`, the harness's node unless given) and builds its statement
- * of [from, now) with no grace after the window.
+ * of [from, now) with no grace after the window, now on the chain's clock.
  */
 export async function vaultStatementSince(
   h: AdversaryHarness,
@@ -115,7 +123,7 @@ export async function vaultStatementSince(
   await vaultReader(h, c, vault, rpc).syncVault(vault);
   const statement = await buildStatement(
     c.store,
-    { from, to: Date.now() + 1_000, vault },
+    { from, to: h.op.now() + 1_000, vault },
     { profile: c.profile, graceSeconds: 0 },
   );
   return statement.vaults[0]!;

@@ -1088,12 +1088,23 @@ export class Scenario {
    * (a jobs-API answer needs its receipt's row); awaited before anything reads or verifies.
    */
   private pending: Promise<unknown> = Promise.resolve();
+  /** The recorder's clock for receipts given no time of their own: the machine's when unset. */
+  private recorderNow: (() => number) | undefined;
 
   constructor(
     private readonly harness: AdversaryHarness,
     readonly profile: Profile,
     readonly store: Store,
   ) {}
+
+  /**
+   * Dates the receipts recorded from now on by the chain's clock, as a recorder beside it would:
+   * for a test that moves that clock on (a window's edge) instead of waiting for it.
+   */
+  recordOnChainClock(): this {
+    this.recorderNow = () => this.harness.op.now();
+    return this;
+  }
 
   /** Queues a write after the ones before it. */
   private queue(write: () => Promise<unknown>): void {
@@ -1140,12 +1151,13 @@ export class Scenario {
     };
     // The receipt prices by the model asked for and keeps the response's model to compare.
     const { requestedModel, ...rest } = receipt;
+    const at = recordedAt ?? this.recorderNow?.();
     this.queue(async () => {
       const [result] = await recordReceipts(
         this.store,
         [requestedModel ? { ...rest, model: requestedModel, responseModel: receipt.model } : rest],
         source,
-        recordedAt === undefined ? {} : { now: recordedAt },
+        at === undefined ? {} : { now: at },
       );
       if (result?.outcome !== "created") {
         throw new Error(`receipt ${plan.jobId}: ${result?.outcome}`);
