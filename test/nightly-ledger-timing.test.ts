@@ -8,14 +8,17 @@ import { isoOf } from "../src/reports/period.js";
 import { createLedgerStore } from "../src/store/ledger.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile, type Profile } from "../src/verify/profiles.js";
-import { chainSecondAfter } from "./support/finality.js";
+import { finalizedPast } from "./support/finality.js";
 import { type AdversaryHarness, type Scenario, useAdversaryHarness } from "./support/operator.js";
 import { quickVerifierOptions } from "./support/quick-verifier.js";
 
 const log = createLogger({ level: "silent" });
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
 
-/** A run of `verify --from from --to to` (or a scheduled fire) with the vault configured. */
+/**
+ * A run of `verify --from from --to to` (or a scheduled fire) with the vault configured, on the
+ * chain's clock (the reader's own when `ledgerSide.now` gives one): a test moves the clock on to
+ * the window's end instead of waiting for it.
+ */
 function nightly(
   h: AdversaryHarness,
   c: Scenario,
@@ -24,6 +27,7 @@ function nightly(
   ledgerSide: { rpc?: typeof h.rpc; now?: () => number } = {},
 ) {
   const custody = { vaults: [vault], byKey: {} };
+  const now = () => h.op.now();
   return runNightlyVerification(
     c.store,
     createVerifier({
@@ -32,10 +36,12 @@ function nightly(
       profile: c.profile,
       log,
       custody,
+      now,
       options: quickVerifierOptions,
     }),
     {
       ...window,
+      now,
       preflight: () => h.rpc.getSlot("finalized"),
       ledger: ledgerWindowCheck({
         store: c.store,
@@ -45,33 +51,55 @@ function nightly(
           profile: c.profile,
           log,
           custody,
-          ...(ledgerSide.now ? { now: ledgerSide.now } : {}),
+          now: ledgerSide.now ?? now,
         }),
         profile: c.profile,
         graceSeconds: 0,
+        now,
       }),
     },
   );
 }
 
-/** The next whole second, at least `ms` from now. */
-const wholeSecondAfter = (ms: number) => Math.ceil((Date.now() + ms) / 1000) * 1000;
+/**
+ * Moves the chain's clock on to `at` (ms) plus `pastMs` at once, as that much time passing would:
+ * its slots and block times move on with it, and so does the run's clock (`nightly`).
+ */
+function moveClockTo(h: AdversaryHarness, at: number, pastMs = 0): void {
+  const by = at + pastMs - h.op.now();
+  if (by > 0) h.op.advanceClock(by);
+}
+
+/**
+ * The chain's next whole second at least `ms` from its now, moved on to a slot past it: every
+ * transaction sent after this has a block time at or after it (a window's edge).
+ */
+function edgeAfter(h: AdversaryHarness, ms: number): number {
+  const at = Math.ceil((h.op.now() + ms) / 1000) * 1000;
+  moveClockTo(h, at, h.world.chain.slotMs);
+  return at;
+}
 
 describe("a nightly run at its window's end, before the chain has finalized the window's last seconds", () => {
   // Mainnet's finality (~13 s) in miniature: 100 ms slots, finalized 25 slots (2.5 s) later.
   const h = useAdversaryHarness({ chain: { slotMs: 100, finalitySlots: 25 } });
 
   it("waits for finality and finds a theft of the window's last seconds; a run without the time to wait exits 2 saying why", async () => {
-    const c = await h.scenario();
-    const from = await chainSecondAfter(h.world, 500);
-    const honest = await c.pinKey(1);
+    const c = (await h.scenario()).recordOnChainClock();
+    const from = edgeAfter(h, 500);
+    // The key's first job (as `pinKey`), its 2.5 s of finality passed by the clock, not waited.
+    const honest = h.op.plan({ keyIndex: 1 });
+    c.record(honest, h.op.honestJob(honest));
+    moveClockTo(h, h.op.now(), h.world.chain.finalitySlots * h.world.chain.slotMs);
+    await c.verify();
     const vault = honest.vault;
 
     // 250,000 out of the vault to the operator's own account, 1.5 s before the window ends.
     const theft = h.op.send([h.op.transfer(vault, h.op.attackerAccount(0n), 250_000n)]);
     const to = Math.ceil(theft.blockTime + 1.5) * 1000;
-    // The run starts at the window's end, as a cron at the boundary or `--to` now does.
-    await sleep(to - Date.now() + 50);
+    // The run starts at the window's end, as a cron at the boundary or `--to` now does: the
+    // chain then has 2.5 s of slots to finalize, waited for in real time.
+    moveClockTo(h, to, 50);
 
     const hurried = await nightly(h, c, vault, { from, to, timeoutMs: 1_000 });
     expect(hurried).toMatchObject({ outcome: "incomplete", exitCode: 2 });
@@ -95,13 +123,14 @@ describe("a vault listed past the window's end with a transaction it cannot read
   const h = useAdversaryHarness();
 
   it("exits 2 naming the unread transactions, not a read-through time short of the window", async () => {
-    const c = await h.scenario();
-    const from = await chainSecondAfter(h.world, 200);
+    const c = (await h.scenario()).recordOnChainClock();
+    const from = edgeAfter(h, 200);
     const honest = await c.pinKey(1);
     const vault = honest.vault;
     const theft = h.op.send([h.op.transfer(vault, h.op.attackerAccount(0n), 70_000n)]);
     const to = Math.ceil(theft.blockTime + 1) * 1000;
-    await sleep(to - Date.now() + 1_500);
+    moveClockTo(h, to, 50);
+    await finalizedPast(h.world, to);
     // The node lists the theft but will not serve it (a pruned or unreadable transaction).
     const rpc: typeof h.rpc = Object.create(h.rpc);
     rpc.getTransaction = (signature, ...rest) =>
@@ -121,7 +150,7 @@ describe("what the ledger takes as finalized when the chain gives no time for it
   const h = useAdversaryHarness();
 
   it("ends at once, exit 2, a run whose window ends later than now", async () => {
-    const c = await h.scenario();
+    const c = (await h.scenario()).recordOnChainClock();
     const honest = await c.pinKey(1);
     const started = Date.now();
     const future = { from: started - 60_000, to: started + 3_600_000, timeoutMs: 10_000 };
@@ -141,7 +170,7 @@ describe("what the ledger takes as finalized when the chain gives no time for it
   });
 
   it("takes a slot just below the finalized one when the node has no time for that slot", async () => {
-    const c = await h.scenario();
+    const c = (await h.scenario()).recordOnChainClock();
     const honest = await c.pinKey(1);
     let asked = -1;
     const rpc: typeof h.rpc = {
@@ -169,7 +198,7 @@ describe("what the ledger takes as finalized when the chain gives no time for it
   });
 
   it("lists a vault through an endpoint without getBlockTime, its read-through time staying where a block time proved it", async () => {
-    const c = await h.scenario();
+    const c = (await h.scenario()).recordOnChainClock();
     const honest = await c.pinKey(1);
     const custody = { vaults: [honest.vault], byKey: {} };
     const reader = (rpc: typeof h.rpc) =>
@@ -188,7 +217,7 @@ describe("what the ledger takes as finalized when the chain gives no time for it
     expect(proven).toBeTypeOf("number");
 
     h.op.send([h.op.transfer(honest.vault, h.op.attackerAccount(0n), 1_000n)]);
-    await sleep(200);
+    await h.finalized();
     const [read] = await reader(withoutBlockTime(h.rpc)).syncAll();
     // An endpoint answering "method not found" (or null, Solana's answer for a block with no
     // time) still lists the vault; its listing proves no time, so none is taken from the clock.
@@ -200,13 +229,13 @@ describe("what the ledger takes as finalized when the chain gives no time for it
   });
 
   it("exits 2 naming the endpoint, not clean, when a node behind at finalized gives no block time", async () => {
-    const c = await h.scenario();
+    const c = (await h.scenario()).recordOnChainClock();
     const honest = await c.pinKey(1);
     const vault = honest.vault;
     const from = Date.now() - 60_000;
     const theft = h.op.send([h.op.transfer(vault, h.op.attackerAccount(0n), 250_000n)]);
     const to = (theft.blockTime + 1) * 1000;
-    await sleep(to - Date.now() + 200);
+    moveClockTo(h, to, 200);
     // The node lists only what it had finalized 3 s ago: the theft not yet.
     const lagSlots = Math.ceil(3_000 / h.world.chain.slotMs);
     const lagging: typeof h.rpc = {
@@ -219,7 +248,7 @@ describe("what the ledger takes as finalized when the chain gives no time for it
       },
     };
     // The run reads the vaults 3 minutes after the window's end, as a nightly cron does.
-    const late = () => Date.now() + 180_000;
+    const late = () => h.op.now() + 180_000;
     const run = await nightly(
       h,
       c,
@@ -248,8 +277,8 @@ describe("a lock not yet due when its own window's run reads the vault", () => {
   it("is judged by the next window's run, which names it with its time before the window", async () => {
     // A lock is due 3 s after its block time (settlement window 3 s, no grace).
     const profile: Profile = { ...localnetProfile, settlementWindowSeconds: 3 };
-    const c = await h.scenario(profile);
-    const from = await chainSecondAfter(h.world, 100);
+    const c = (await h.scenario(profile)).recordOnChainClock();
+    const from = edgeAfter(h, 100);
     const honest = await c.pinKey(1);
 
     // In the window's last second, a job whose settlement pays the worker and the treasury but
@@ -263,7 +292,7 @@ describe("a lock not yet due when its own window's run reads the vault", () => {
     c.record(plan, { escrowTx: lock.signature, settlementTx: settlement.signature });
     await c.flush();
     const end = (lock.blockTime + 1) * 1000;
-    await sleep(end - Date.now() + 20);
+    moveClockTo(h, end, 20);
     const first = await nightly(h, c, honest.vault, { from, to: end, timeoutMs: 20_000 });
     // The job itself is a discrepancy; its own window's run read the vault before the lock
     // was due.
@@ -271,7 +300,8 @@ describe("a lock not yet due when its own window's run reads the vault", () => {
     expect(first.ledger?.unreleasedLocks).toEqual([]);
 
     // The next window holds no job and no line of the vault, yet its run judges the lock.
-    const next = await chainSecondAfter(h.world, 3_500);
+    const next = edgeAfter(h, 3_500);
+    await finalizedPast(h.world, next);
     const second = await nightly(h, c, honest.vault, { from: end, to: next, timeoutMs: 20_000 });
     expect(second).toMatchObject({ outcome: "ledger_findings", exitCode: 1, reason: null });
     expect(second.ledger?.unreleasedLocks).toEqual([
@@ -296,14 +326,13 @@ describe("a nightly run over a credit vault whose address holds another mint", (
   const h = useAdversaryHarness();
 
   it("exits 1 on the fake-mint tokens moved into the vault, never counting them as a deposit", async () => {
-    const c = await h.scenario();
-    const from = await chainSecondAfter(h.world, 1);
+    const c = (await h.scenario()).recordOnChainClock();
+    const from = edgeAfter(h, 1);
     // The configured vault is a token account of a fake mint with the credits' decimals,
     // filled with 5,000 of its units: by amount and decimals alone, a vault holding credits.
     const fake = h.op.createFakeMint();
     const vault = h.op.createTokenAccount(h.op.escrowAuthority.address, fake, 5_000n);
-    const to = wholeSecondAfter(1_000);
-    await sleep(to - Date.now() + 50);
+    const to = edgeAfter(h, 1_000);
 
     const run = await nightly(h, c, vault, { from, to, timeoutMs: 20_000 });
     expect(run).toMatchObject({ outcome: "ledger_findings", exitCode: 1, reason: null });
@@ -328,12 +357,12 @@ describe("a nightly run whose RPC stops answering while it reads the credit vaul
 
   for (const method of ["getSignaturesForAddress", "getTransaction"] as const) {
     it(`ends at its timeout, exit 2 saying why, when ${method} never answers`, async () => {
-      const c = await h.scenario();
-      const from = await chainSecondAfter(h.world, 200);
+      const c = (await h.scenario()).recordOnChainClock();
+      const from = edgeAfter(h, 200);
       const honest = await c.pinKey(1);
       h.op.send([h.op.transfer(honest.vault, h.op.attackerAccount(0n), 1_000n)]);
-      const to = wholeSecondAfter(200);
-      await sleep(to - Date.now() + 1_500);
+      const to = edgeAfter(h, 200);
+      await finalizedPast(h.world, to);
       const started = performance.now();
       const run = await nightly(
         h,
