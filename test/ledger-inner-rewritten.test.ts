@@ -6,8 +6,8 @@ import { ledgerWindowCheck } from "../src/ledger/window-check.js";
 import { localKeyNames, localSigner } from "../src/localnet/keys.js";
 import { createLogger } from "../src/log.js";
 import { runNightlyVerification } from "../src/nightly/nightly-run.js";
-import { localnetProfile } from "../src/verify/profiles.js";
-import { chainSecondAfter } from "./support/finality.js";
+import { localnetProfile, type Profile } from "../src/verify/profiles.js";
+import { periodEdge } from "./support/ledger-periods.js";
 import { AuthorityType, type Scenario, useAdversaryHarness } from "./support/operator.js";
 import { ownerlessNode, rewritingNode } from "./support/rewriting-node.js";
 import { emptiedVaultToReopen, topUpPaidOutAndReopened } from "./support/vault-reopening.js";
@@ -44,8 +44,15 @@ const dropLast =
       inner === "empty" ? [] : groups.map((g) => ({ ...g, index: g.index + 1 }));
   };
 
-/** A whole second from now, waited for: the period's start, after earlier tests' lines. */
-const periodStart = () => chainSecondAfter(h.world);
+/**
+ * The next whole second, the chain's clock moved on past it (not waited for): the period's
+ * start, after earlier tests' lines. The nightly run, the statements and the receipts keep
+ * that clock.
+ */
+const periodStart = async () => periodEdge(h);
+
+/** A scenario whose receipts are dated by the chain's clock, which the periods move on. */
+const scenario = async (profile?: Profile) => (await h.scenario(profile)).recordOnChainClock();
 
 /** The nightly run over the window from `from` to now, its ledger judged from `reader`'s reads. */
 function nightlyOver(
@@ -55,11 +62,19 @@ function nightlyOver(
   from: number,
   timeoutMs = 10_000,
 ) {
+  const now = () => h.op.now();
   return runNightlyVerification(c.store, verifier, {
     from,
-    to: Date.now(),
+    to: now(),
     timeoutMs,
-    ledger: ledgerWindowCheck({ store: c.store, reader, profile: c.profile, graceSeconds: 0 }),
+    now,
+    ledger: ledgerWindowCheck({
+      store: c.store,
+      reader,
+      profile: c.profile,
+      graceSeconds: 0,
+      now,
+    }),
   });
 }
 /** A customer's "buy credits" transaction, a program's call in it, and `payout` signed in last. */
@@ -86,7 +101,7 @@ async function readThrough(c: Scenario, rpc: RpcPool, vault: string, from: numbe
   await reader.syncVault(vault);
   const statement = await buildStatement(
     c.store,
-    { from, to: Date.now() + 1_000, vault },
+    { from, to: h.op.now() + 1_000, vault },
     { profile: c.profile, graceSeconds: 0 },
   );
   return { reader, s: statement.vaults[0]! };
@@ -95,7 +110,7 @@ async function readThrough(c: Scenario, rpc: RpcPool, vault: string, from: numbe
 describe("a payout inside a call a lying node leaves out of the inner instructions", () => {
   for (const inner of ["empty", "shifted"] as const) {
     it(`is an unreceipted debit by the vault's balances (inner groups ${inner}), nightly exit 1`, async () => {
-      const c = await h.scenario();
+      const c = await scenario();
       const { vault } = await c.pinKey(3);
       const from = await periodStart();
       const topUp = topUpWithPayout(vault, 300_000n);
@@ -123,7 +138,7 @@ describe("a payout inside a call a lying node leaves out of the inner instructio
   }
 
   it("keeps an honest top-up so served a deposit with no finding", async () => {
-    const c = await h.scenario();
+    const c = await scenario();
     const { vault } = await c.pinKey(3);
     const from = await periodStart();
     const topUp = topUpWithPayout(vault, 0n);
@@ -139,7 +154,7 @@ describe("a payout inside a call a lying node leaves out of the inner instructio
 
 describe("a vault reopened in another mint, a lying node serving the reopening first", () => {
   it("still counts the credits a plain transfer paid out, by the vault's credit balances", async () => {
-    const c = await h.scenario();
+    const c = await scenario();
     const reopening = emptiedVaultToReopen(h, 4, 3);
     const { vault, thief } = reopening;
     const from = await periodStart();
@@ -168,7 +183,7 @@ describe("a vault reopened in another mint, a lying node serving the reopening f
 
 describe("a job's lock with a payout a lying node leaves out of the instructions", () => {
   it("fails the lock's escrow check by the vault's balances", async () => {
-    const c = await h.scenario();
+    const c = await scenario();
     const plan = h.op.plan({ keyIndex: 2 });
     const escrowTx = h.op.send([
       h.op.newOwnerAtaIx(),
@@ -190,7 +205,7 @@ describe("a job's lock with a payout a lying node leaves out of the instructions
 
 describe("a v0 top-up whose vault only a lookup table names, its payout's call left out", () => {
   it("is an unreceipted debit by the balances of the loaded vault", async () => {
-    const c = await h.scenario();
+    const c = await scenario();
     const vault = h.op.vault(1);
     const user = localSigner(localKeyNames.user(1));
     const wallet = h.op.createTokenAccount(user.address, h.op.accounts.mint, 1_000_000n);
@@ -222,7 +237,7 @@ describe("a v0 top-up whose vault only a lookup table names, its payout's call l
 
 describe("a lock inside a top-up beside a payout a lying node leaves out", () => {
   it("lists the lock and the payout, not the lock alone, as unreceipted debits", async () => {
-    const c = await h.scenario();
+    const c = await scenario();
     const plan = h.op.plan({ keyIndex: 0 });
     const user = localSigner(localKeyNames.user(0));
     const wallet = h.op.createTokenAccount(user.address, h.op.accounts.mint, 1_000_000n);
@@ -258,7 +273,7 @@ describe("a top-up and a payout both inside a call a lying node leaves out", () 
     };
 
   it("leaves the line unread: the vault gained more than any instruction served brings in", async () => {
-    const c = await h.scenario();
+    const c = await scenario();
     const { vault } = await c.pinKey(3);
     const from = await periodStart();
     const topUp = topUpWithPayout(vault, 300_000n);
@@ -318,7 +333,7 @@ describe("a top-up and a payout inside a call left out, beside a new mint naming
   };
   for (const [name, decoy] of Object.entries(decoys)) {
     it(`leaves the line unread beside ${name}: it moves none of the accounts it names`, async () => {
-      const c = await h.scenario();
+      const c = await scenario();
       const { vault } = await c.pinKey(3);
       const from = await periodStart();
       const user = localSigner(localKeyNames.user(3));
@@ -354,7 +369,7 @@ describe("a Token-2022 credit vault's top-up and payout left out, beside a mint 
       const vault = op.createToken2022Account(op.escrowAuthority.address, mint);
       const wallet = op.createToken2022Account(user.address, mint, 1_000_000n);
       const thief = op.createToken2022Account(op.attacker.address, mint);
-      const c = await h.scenario({ ...localnetProfile, usdcMint: mint });
+      const c = await scenario({ ...localnetProfile, usdcMint: mint });
       const from = await periodStart();
       const topUp = op.send(
         [
@@ -379,7 +394,7 @@ describe("a Token-2022 credit vault's top-up and payout left out, beside a mint 
 
 describe("a lock whose call a lying node serves as [] with an Approve of the vault in it", () => {
   it("is not verified: the balances move by no instruction served, so more may be unseen", async () => {
-    const c = await h.scenario();
+    const c = await scenario();
     const plan = h.op.plan({ keyIndex: 2 });
     const delegate = h.op.attackerAccount(0n);
     const escrowTx = h.op.send([
@@ -404,7 +419,7 @@ describe("a lock whose call a lying node serves as [] with an Approve of the vau
   });
 
   it("leaves the vault's line unread: read as a lock, its Approve gave no delegate finding", async () => {
-    const c = await h.scenario();
+    const c = await scenario();
     const { vault } = await c.pinKey(2);
     const from = await periodStart();
     const plan = h.op.plan({ keyIndex: 2 });
@@ -439,7 +454,7 @@ describe("a lock whose call a lying node serves as [] with an Approve of the vau
 
 describe("an Approve of the vault inside a call that moves no money, served as []", () => {
   it("is said by the nightly run from the vault's balance read, which names the delegate", async () => {
-    const c = await h.scenario();
+    const c = await scenario();
     const { vault } = await c.pinKey(3);
     const from = await periodStart();
     const delegate = h.op.attackerAccount(0n);
@@ -465,7 +480,7 @@ describe("an Approve of the vault inside a call that moves no money, served as [
 
 describe("a SetAuthority of the vault served by a node that names no owner in token balances", () => {
   it("is said by the nightly run from the vault's balance read, which names the owner", async () => {
-    const c = await h.scenario();
+    const c = await scenario();
     const { vault } = await c.pinKey(3);
     const from = await periodStart();
     h.op.send([h.op.setAuthority(vault, AuthorityType.AccountOwner, h.op.attacker.address)]);
@@ -487,7 +502,7 @@ describe("a SetAuthority of the vault served by a node that names no owner in to
   });
 
   it("is one finding when a transaction read names the same owner too", async () => {
-    const c = await h.scenario();
+    const c = await scenario();
     const { vault } = await c.pinKey(3);
     const from = await periodStart();
     const handover = h.op.send([
@@ -509,7 +524,7 @@ describe("a SetAuthority of the vault served by a node that names no owner in to
 
 describe("a node that names no owner in token balances nor in the vault's account", () => {
   it("leaves the vault's owner unproven: the nightly run says none was named, exit 1", async () => {
-    const c = await h.scenario();
+    const c = await scenario();
     const { vault } = await c.pinKey(3);
     const from = await periodStart();
     h.op.send([h.op.setAuthority(vault, AuthorityType.AccountOwner, h.op.attacker.address)]);
@@ -533,7 +548,7 @@ describe("a node that names no owner in token balances nor in the vault's accoun
 
 describe("an Approve of the window whose delegate has spent part of it", () => {
   it("is said by the nightly run with what the delegate may still spend, beside the Approve", async () => {
-    const c = await h.scenario();
+    const c = await scenario();
     const { vault } = await c.pinKey(3);
     const from = await periodStart();
     const approveTx = h.op.send([h.op.approve(vault, h.op.attacker.address, 400_000n)]).signature;
