@@ -2,8 +2,7 @@ import { describe, expect, it } from "vitest";
 import { buildStatement } from "../src/ledger/statement.js";
 import { localKeyNames, localSigner } from "../src/localnet/keys.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
-import { chainSecondAfter } from "./support/finality.js";
-import { vaultReader } from "./support/ledger-periods.js";
+import { periodEdge, vaultReader } from "./support/ledger-periods.js";
 import { type Scenario, useAdversaryHarness } from "./support/operator.js";
 import { execSql } from "./support/store.js";
 
@@ -25,13 +24,17 @@ describe.each(dialects)("%s store", (dialect) => {
     await vaultReader(h, c, vault).syncVault(vault);
   }
 
-  const nextSecond = () => chainSecondAfter(h.world);
+  /** The next whole second, the chain's clock moved on past it rather than waited for. */
+  const nextSecond = async () => periodEdge(h);
+
+  /** A scenario whose receipts are dated by the chain's clock, which `nextSecond` moves on. */
+  const scenario = async () => (await h.scenario()).recordOnChainClock();
 
   /** The statement of the period from `from`, with every lock still out, due or not yet. */
   async function statementOf(c: Scenario, from: number, vault: string) {
     const st = await buildStatement(
       c.store,
-      { from, to: Date.now() + 1_000, vault },
+      { from, to: h.op.now() + 1_000, vault },
       { profile: c.profile, graceSeconds: 0 },
     );
     const v = st.vaults[0]!;
@@ -61,7 +64,7 @@ describe.each(dialects)("%s store", (dialect) => {
   }
 
   it("counts a top-up under a job's refund memo as a deposit, the lock unreleased", async () => {
-    const c = await h.scenario();
+    const c = await scenario();
     const from = await nextSecond();
     const { plan, escrowTx } = topUpUnderRefundMemo(2, 160_000n, 0n);
     expect(plan.lock).toBe(160_000n);
@@ -77,7 +80,7 @@ describe.each(dialects)("%s store", (dialect) => {
   });
 
   it("counts as the return only what escrow paid in beside the customer's top-up", async () => {
-    const c = await h.scenario();
+    const c = await scenario();
     const from = await nextSecond();
     const { plan, escrowTx } = topUpUnderRefundMemo(3, 120_000n, 40_000n);
     c.record(plan, { escrowTx, settlementTx: null });
@@ -94,7 +97,7 @@ describe.each(dialects)("%s store", (dialect) => {
   // A migration lists read lines again to be read anew (0033-0038) and keeps their kind: such
   // a line is in the per-kind sums, and was counted again as listed, so `lines` read N+1.
   it("counts a line listed again once among the period's lines", async () => {
-    const c = await h.scenario();
+    const c = await scenario();
     const from = await nextSecond();
     const { plan, escrowTx } = topUpUnderRefundMemo(2, 160_000n, 0n);
     c.record(plan, { escrowTx, settlementTx: null });
@@ -121,7 +124,7 @@ describe.each(dialects)("%s store", (dialect) => {
   ])(
     "counts money that only passed through escrow as a deposit, the lock unreleased (%s)",
     async (_, elsewhere) => {
-      const c = await h.scenario();
+      const c = await scenario();
       const from = await nextSecond();
       const plan = h.op.plan({ keyIndex: 2 });
       const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
@@ -156,7 +159,7 @@ describe.each(dialects)("%s store", (dialect) => {
   // passed through it, the refund as a deposit, and the refunded lock stayed out (a false
   // unreleased_lock, nightly exit 1). No account but the escrow authority's lost money in it.
   it("counts a refund beside an escrow refill from the authority's own account as the return", async () => {
-    const c = await h.scenario();
+    const c = await scenario();
     const from = await nextSecond();
     const plan = h.op.plan({ keyIndex: 1 });
     const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
@@ -178,7 +181,7 @@ describe.each(dialects)("%s store", (dialect) => {
   // The same refill, but the customer's wallet pays into escrow beside it: the customer's
   // money may be what escrow passed on, so only what escrow lost counts, as before.
   it("still counts no return when a customer's wallet also paid escrow in the transaction", async () => {
-    const c = await h.scenario();
+    const c = await scenario();
     const from = await nextSecond();
     const plan = h.op.plan({ keyIndex: 1 });
     const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
@@ -208,7 +211,7 @@ describe.each(dialects)("%s store", (dialect) => {
   // Another customer's vault is the authority's account too: its money sent through escrow as
   // this job's refund is a return here (escrow paid it) and an unreceipted debit there.
   it("lists another customer's vault paying a refund through escrow as its unreceipted debit", async () => {
-    const c = await h.scenario();
+    const c = await scenario();
     const from = await nextSecond();
     const plan = h.op.plan({ keyIndex: 1 });
     const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
