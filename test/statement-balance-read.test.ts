@@ -15,8 +15,7 @@ import {
 } from "../src/ledger/statement.js";
 import { createLogger } from "../src/log.js";
 import { createLedgerStore } from "../src/store/ledger.js";
-import { chainSecondAfter } from "./support/finality.js";
-import { vaultReader } from "./support/ledger-periods.js";
+import { periodEdge, vaultReader } from "./support/ledger-periods.js";
 import { AuthorityType, type Scenario, useAdversaryHarness } from "./support/operator.js";
 import { ownerlessNode, rewritingNode } from "./support/rewriting-node.js";
 
@@ -30,6 +29,15 @@ import { ownerlessNode, rewritingNode } from "./support/rewriting-node.js";
 const log = createLogger({ level: "silent" });
 
 const h = useAdversaryHarness();
+
+/**
+ * The next whole second, the chain's clock moved on past it rather than waited for: a period's
+ * edge. The reads, the statements' ends and the receipts keep that clock.
+ */
+const periodStart = () => periodEdge(h);
+
+/** A scenario whose receipts are dated by the chain's clock, which the edges move on. */
+const scenario = async () => (await h.scenario()).recordOnChainClock();
 
 /** `rpc`, the last instruction of `signature` left out and its inner instructions served `[]`. */
 function droppingLast(rpc: RpcPool, signature: string): RpcPool {
@@ -63,9 +71,9 @@ function ownerUnnamed(rpc: RpcPool): RpcPool {
 /** One ledger round of `vault` through `rpc`, then its statement of `[from, to)`. */
 async function statementAfterRead(c: Scenario, rpc: RpcPool, vault: string, from: number) {
   await h.finalized();
-  const reader = vaultReader(h, c, vault, rpc);
+  const reader = vaultReader(h, c, vault, rpc, { now: () => h.op.now() });
   await reader.syncVault(vault);
-  return statementOf(c, vault, from, Date.now() + 1_000);
+  return statementOf(c, vault, from, h.op.now() + 1_000);
 }
 
 async function statementOf(c: Scenario, vault: string, from: number, to: number) {
@@ -104,7 +112,7 @@ async function dashboardText(c: Scenario, vault: string) {
     body: new URLSearchParams({ token, next: "/dashboard" }).toString(),
   });
   const cookie = /(da_session=[^;]+)/.exec(signIn.headers.get("set-cookie") ?? "")?.[1] ?? "";
-  const day = new Date().toISOString().slice(0, 10);
+  const day = new Date(h.op.now()).toISOString().slice(0, 10);
   const res = await app.request(
     `/dashboard/statement?from=${day}&to=${day}&vault=${encodeURIComponent(vault)}`,
     { headers: { cookie } },
@@ -112,7 +120,7 @@ async function dashboardText(c: Scenario, vault: string) {
   expect(res.status).toBe(200);
   const page = await res.text();
   const api = await app.request(
-    `/reports/statement?from=${day}&vault=${encodeURIComponent(vault)}&to=${new Date(Date.now() + 86_400_000).toISOString().slice(0, 10)}`,
+    `/reports/statement?from=${day}&vault=${encodeURIComponent(vault)}&to=${new Date(h.op.now() + 86_400_000).toISOString().slice(0, 10)}`,
     { headers: { authorization: `Bearer ${token}` } },
   );
   expect(api.status).toBe(200);
@@ -121,9 +129,9 @@ async function dashboardText(c: Scenario, vault: string) {
 
 describe("a vault whose delegate only the balance read shows", () => {
   it("is said by the statement, its JSON and CSV, and the dashboard", async () => {
-    const c = await h.scenario();
+    const c = await scenario();
     const { vault } = await c.pinKey(3);
-    const from = await chainSecondAfter(h.world);
+    const from = periodStart();
     const delegate = Keypair.generate().publicKey.toBase58();
     const approveTx = h.op.send([
       h.op.newOwnerAtaIx(),
@@ -172,10 +180,10 @@ describe("a vault whose delegate only the balance read shows", () => {
   });
 
   it("is said by a statement of a period before the Approve, an honest node too", async () => {
-    const c = await h.scenario();
+    const c = await scenario();
     const { vault } = await c.pinKey(3);
-    const before = await chainSecondAfter(h.world);
-    const from = await chainSecondAfter(h.world);
+    const before = periodStart();
+    const from = periodStart();
     const delegate = Keypair.generate().publicKey.toBase58();
     h.op.send([h.op.approve(vault, delegate, 250_000n)]);
     onTestFinished(() => {
@@ -194,9 +202,9 @@ describe("a vault whose delegate only the balance read shows", () => {
 
 describe("a vault handed to another, its owner shown by the balance read alone", () => {
   it("is said by the statement, its CSV and the dashboard; once when a line says it too", async () => {
-    const c = await h.scenario();
+    const c = await scenario();
     const { vault } = await c.pinKey(3);
-    const from = await chainSecondAfter(h.world);
+    const from = periodStart();
     h.op.send([h.op.setAuthority(vault, AuthorityType.AccountOwner, h.op.attacker.address)]);
     onTestFinished(() => h.op.giveBackVault(vault));
     const { statement, s } = await statementAfterRead(c, ownerlessNode(h.rpc), vault, from);
@@ -221,7 +229,7 @@ describe("a vault handed to another, its owner shown by the balance read alone",
     expect(shown.api.vaults[0]?.ownerRead).toMatchObject({ owner: h.op.attacker.address });
 
     // Read by an honest node (another store), the line says it: one cause, said once.
-    const honest = await h.scenario();
+    const honest = await scenario();
     const read = await statementAfterRead(honest, h.rpc, vault, from);
     expect(read.s.ownerChanges.map((o) => [o.finding, o.owner])).toEqual([
       ["vault_owner_changed", h.op.attacker.address],
@@ -231,9 +239,9 @@ describe("a vault handed to another, its owner shown by the balance read alone",
   });
 
   it("says the owner unproven when the read names none", async () => {
-    const c = await h.scenario();
+    const c = await scenario();
     const { vault } = await c.pinKey(3);
-    const from = await chainSecondAfter(h.world);
+    const from = periodStart();
     const rpc = ownerUnnamed(ownerlessNode(h.rpc));
     const { statement, s } = await statementAfterRead(c, rpc, vault, from);
     expect(s.ownerRead).toMatchObject({ finding: "vault_owner_read", owner: null });
@@ -252,9 +260,9 @@ const inCi = Boolean(process.env.CI) && process.env.CI !== "false";
 describe.skipIf(!chromiumPath && !inCi)("the statement page in Chromium", () => {
   it("names the owner and the delegate the balance read found, as the finance user reads it", async () => {
     if (!chromiumPath) throw new Error("CI is set, so the browser test must run: no Chromium");
-    const c = await h.scenario();
+    const c = await scenario();
     const { vault } = await c.pinKey(3);
-    const from = await chainSecondAfter(h.world);
+    const from = periodStart();
     const delegate = Keypair.generate().publicKey.toBase58();
     // The new owner approves the delegate: a SetAuthority clears any delegate before it.
     h.op.send([h.op.setAuthority(vault, AuthorityType.AccountOwner, h.op.attacker.address)]);
@@ -297,10 +305,10 @@ describe.skipIf(!chromiumPath && !inCi)("the statement page in Chromium", () => 
 
 describe("a statement of a period that ended before the balance read", () => {
   it("says when the read was made and its slot, in JSON, CSV and on the page", async () => {
-    const c = await h.scenario();
+    const c = await scenario();
     const { vault } = await c.pinKey(3);
-    const from = await chainSecondAfter(h.world);
-    const to = await chainSecondAfter(h.world);
+    const from = periodStart();
+    const to = periodStart();
     // The period is over; then the vault is handed away and the new owner approves a delegate.
     h.op.send([h.op.setAuthority(vault, AuthorityType.AccountOwner, h.op.attacker.address)]);
     onTestFinished(() => h.op.giveBackVault(vault));
@@ -309,9 +317,9 @@ describe("a statement of a period that ended before the balance read", () => {
       h.op.newOwnerAtaIx(),
       h.op.approve(vault, delegate, 200_000n, h.op.attacker.address),
     ]).signature;
-    const beforeRead = Date.now();
+    const beforeRead = h.op.now();
     await statementAfterRead(c, droppingLast(ownerlessNode(h.rpc), approveTx), vault, from);
-    const afterRead = Date.now();
+    const afterRead = h.op.now();
     const { statement, s } = await statementOf(c, vault, from, to);
     const readAt = s.ownerRead?.readAt ?? "";
     expect(Date.parse(readAt)).toBeGreaterThanOrEqual(Math.floor(beforeRead / 1000) * 1000);
@@ -342,9 +350,9 @@ describe("a statement of a period that ended before the balance read", () => {
 
 describe("an Approve of the period whose delegate the read finds with another amount", () => {
   it("still says the read: what the delegate may spend now, beside what it was given", async () => {
-    const c = await h.scenario();
+    const c = await scenario();
     const { vault } = await c.pinKey(3);
-    const from = await chainSecondAfter(h.world);
+    const from = periodStart();
     const thief = h.op.attackerAccount(0n);
     // The attacker is made the delegate, spends part of it: the rest it may still take.
     const approveTx = h.op.send([h.op.approve(vault, h.op.attacker.address, 400_000n)]).signature;
@@ -387,9 +395,9 @@ describe("an Approve of the period whose delegate the read finds with another am
 
 describe("a vault handed away and given back while its balance read fails", () => {
   it("is not said another's by the older read once a newer line gives it back", async () => {
-    const c = await h.scenario();
+    const c = await scenario();
     const { vault } = await c.pinKey(3);
-    const from = await chainSecondAfter(h.world);
+    const from = periodStart();
     h.op.send([h.op.setAuthority(vault, AuthorityType.AccountOwner, h.op.attacker.address)]);
     let given = false;
     onTestFinished(() => {
@@ -417,9 +425,9 @@ describe("a vault handed away and given back while its balance read fails", () =
 
 describe("a line listed at a made-up slot above the balance read", () => {
   it("does not give the vault back: the line is judged by its transaction's slot", async () => {
-    const c = await h.scenario();
+    const c = await scenario();
     const { vault } = await c.pinKey(3);
-    const from = await chainSecondAfter(h.world);
+    const from = periodStart();
     // A transaction that shows the escrow authority owning the vault, which the node leaves out
     // (it moves nothing, so no balance says a line is missing), then the handover.
     const shown = h.op.send([h.op.transfer(vault, h.op.attackerAccount(0n), 0n)]);
