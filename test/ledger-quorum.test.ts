@@ -7,6 +7,7 @@ import { ledgerWindowCheck } from "../src/ledger/window-check.js";
 import { createLogger } from "../src/log.js";
 import { runNightlyVerification } from "../src/nightly/nightly-run.js";
 import { summaryToText } from "../src/nightly/summary-format.js";
+import { SETTLEMENT_CLOCK_SLACK_SECONDS } from "../src/store/ledger-rules.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { chainSecondAfter, finalizedNow } from "./support/finality.js";
 import { nightlyOnChain, vaultReader } from "./support/ledger-periods.js";
@@ -268,7 +269,9 @@ describe("the ledger under RPC_QUORUM=2 with the operator's endpoint listed firs
         timeoutMs: 5_000,
         ledger: ledgerWindowCheck({ store: c.store, reader, profile: c.profile, graceSeconds: 0 }),
       });
-    const to = (await h.rpc.getBlockTime(theftSlot - 1)) * 1000;
+    // The first night ends where the run, waiting for the credits headers' 2 s past its end,
+    // takes the slot the endpoint calls finalized as final enough.
+    const to = ((await h.rpc.getBlockTime(theftSlot - 1)) - SETTLEMENT_CLOCK_SLACK_SECONDS) * 1000;
     expect((await night({ from, to })).exitCode).toBe(1);
     lie.on = false;
     const second = await night({ from: to, to: await finalizedNow(h.world) });

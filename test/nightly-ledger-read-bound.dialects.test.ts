@@ -4,6 +4,7 @@ import { ledgerWindowCheck } from "../src/ledger/window-check.js";
 import { createLogger } from "../src/log.js";
 import { runNightlyVerification } from "../src/nightly/nightly-run.js";
 import { createLedgerStore } from "../src/store/ledger.js";
+import { SETTLEMENT_CLOCK_SLACK_SECONDS } from "../src/store/ledger-rules.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import { chainSecondAfter } from "./support/finality.js";
@@ -46,8 +47,9 @@ describe.each(dialects)("%s store", (dialect) => {
     await sleep(to - Date.now() + 50);
     const lastTxs = { escrowTx: lastLock, settlementTx: h.op.send(h.op.settleIxs(last)).signature };
     c.honestJobsApi(last, lastTxs);
-    // Jobs after the window, recorded after it, that no verifier has fetched yet: within the
-    // settlement window and grace of its end, then past them.
+    // Jobs after the window and the seconds its last credits headers span (read for them),
+    // recorded after it, that no verifier has fetched yet: within the settlement window and
+    // grace of its end, then past them.
     const later: string[] = [];
     const laterJobs = () => {
       for (let i = 0; i < 3; i++) {
@@ -57,6 +59,7 @@ describe.each(dialects)("%s store", (dialect) => {
         later.push(t.escrowTx, t.settlementTx);
       }
     };
+    h.op.advanceClock(SETTLEMENT_CLOCK_SLACK_SECONDS * 1000);
     laterJobs();
     h.op.advanceClock((c.profile.settlementWindowSeconds + 60) * 1000);
     laterJobs();

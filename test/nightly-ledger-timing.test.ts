@@ -105,7 +105,7 @@ describe("a nightly run at its window's end, before the chain has finalized the 
     expect(hurried).toMatchObject({ outcome: "incomplete", exitCode: 2 });
     expect(hurried.reason).toMatch(
       new RegExp(
-        `^timed out after 1 s \\(waiting for finality: the chain had not finalized past the window's end \\(${isoOf(to).replace(/\./g, "\\.")}\\) when the credit vaults were last read: listed ${vault} through `,
+        `^timed out after 1 s \\(waiting for finality: the chain had not finalized past ${isoOf(to + 2_000).replace(/\./g, "\\.")}, the window's end \\(${isoOf(to).replace(/\./g, "\\.")}\\) and the 2 s its last credits headers span, when the credit vaults were last read: listed ${vault} through `,
       ),
     );
 

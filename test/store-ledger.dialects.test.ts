@@ -2064,7 +2064,8 @@ describe.each(dialects)("the ledger's read on %s, by the chain's finalized time"
     let clock = DEC_31 * 1000;
     const check = ledgerWindowCheck({
       store,
-      reader: listingReader(ledger, () => clock),
+      // The chain finalized past each night's end and the credits headers' 2 s after it.
+      reader: listingReader(ledger, () => clock + 2_000),
       profile: hourProfile,
       graceSeconds: 0,
       now: () => clock,
@@ -2123,7 +2124,8 @@ describe.each(dialects)("the ledger's read on %s, by the chain's finalized time"
     });
     const read = await check({ from: NOV * 1000, to: end * 1000 });
     expect(read.incomplete).toBeNull();
-    expect(finalSec).toBe(end);
+    // Past the window's end and the 2 s after it that its last credits headers span.
+    expect(finalSec).toBe(end + 2);
 
     const stuck = ledgerWindowCheck({
       store,
@@ -2136,7 +2138,7 @@ describe.each(dialects)("the ledger's read on %s, by the chain's finalized time"
       stuck({ from: DEC * 1000, to: (DEC + 10) * 1000, signal: AbortSignal.timeout(300) }),
     ).rejects.toThrow(
       new LedgerNotFinalError(
-        `the chain had not finalized past the window's end (${isoOf((DEC + 10) * 1000)}) when the credit vaults were last read: listed ${VAULT} through ${isoOf(DEC * 1000)}`,
+        `the chain had not finalized past ${isoOf((DEC + 12) * 1000)}, the window's end (${isoOf((DEC + 10) * 1000)}) and the 2 s its last credits headers span, when the credit vaults were last read: listed ${VAULT} through ${isoOf(DEC * 1000)}`,
       ),
     );
   });

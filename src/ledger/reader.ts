@@ -138,6 +138,12 @@ export interface SyncOptions {
    * window and grace); once none is, the rest stays listed.
    */
   releasesUntil?: number;
+  /**
+   * With `releasesUntil`: the locks whose returns are read past `readUntil` are those up to
+   * this time (ms). Default `readUntil`: a run reading a few seconds past its window's end for
+   * the credits headers of its last jobs judges the returns of its own locks only.
+   */
+  locksUntil?: number;
 }
 
 export interface LedgerReader {
@@ -1554,7 +1560,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
   async function readAndReview(vault: string, opts: SyncOptions) {
     const read = await readListed(vault, opts.signal, opts.readUntil);
     if (opts.readUntil !== undefined && opts.releasesUntil !== undefined) {
-      const until = opts.readUntil;
+      const until = opts.locksUntil ?? opts.readUntil;
       const releases = await readListed(vault, opts.signal, opts.releasesUntil, () =>
         lockOut(vault, until),
       );
@@ -1693,6 +1699,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
             ...(opts.signal ? { signal: opts.signal } : {}),
             ...(opts.readUntil === undefined ? {} : { readUntil: opts.readUntil }),
             ...(opts.releasesUntil === undefined ? {} : { releasesUntil: opts.releasesUntil }),
+            ...(opts.locksUntil === undefined ? {} : { locksUntil: opts.locksUntil }),
           }),
         );
       } catch (error) {

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Store } from "../db/client.js";
 import { isoOf } from "../reports/period.js";
+import { SETTLEMENT_CLOCK_SLACK_SECONDS } from "../store/ledger-rules.js";
 import type { Profile } from "../verify/profiles.js";
 import type { LedgerReader, VaultSyncResult } from "./reader.js";
 import {
@@ -195,6 +196,16 @@ const FINALITY_POLL_MAX_MS = 5_000;
 const FINALITY_POLL_MIN_MS = 200;
 
 /**
+ * How far past the window's end the run reads every line and waits for finality: a credits
+ * header's span runs through the lines the chain dated up to `SETTLEMENT_CLOCK_SLACK_SECONDS`
+ * after the response's second (`headerSpanEnd`), so that of a job recorded in the window's last
+ * seconds is read in full only then. Read through the window's end, it stayed a skip ("not read
+ * past the response") and the run counted the job verified, a false header and all. Those
+ * lines are read for the headers' spans only: the statements keep the window's bounds.
+ */
+const HEADER_SPAN_PAST_END_MS = SETTLEMENT_CLOCK_SLACK_SECONDS * 1000;
+
+/**
  * Reads every vault's new history, waits until each was listed after the chain had finalized
  * past the window's end (reading it again meanwhile), then builds the window's statement and
  * keeps its findings, with the locks before the window that fell due since. A vault read that
@@ -227,9 +238,10 @@ export function ledgerWindowCheck(deps: {
 
   /**
    * Reads the vaults until every one that reads without error was listed with the chain
-   * finalized through `to`. A run at the window's end (a cron at the boundary, `--to` now)
-   * comes before the chain has finalized its last seconds: a debit then is not listed yet,
-   * and the next window starts after it, so no run would ever see it.
+   * finalized through `to` and the credits headers' span past it (`HEADER_SPAN_PAST_END_MS`).
+   * A run at the window's end (a cron at the boundary, `--to` now) comes before the chain has
+   * finalized its last seconds: a debit then is not listed yet, and the next window starts
+   * after it, so no run would ever see it.
    */
   async function readThrough(to: number, signal?: AbortSignal): Promise<VaultSyncResult[]> {
     const opts = signal ? { signal } : {};
@@ -241,11 +253,13 @@ export function ledgerWindowCheck(deps: {
         `the window ends at ${isoOf(to)}, later than now: its credit vaults cannot be read through it yet`,
       );
     }
+    const through = to + HEADER_SPAN_PAST_END_MS;
     for (;;) {
       const results = await deps.reader.syncAll({
         ...opts,
-        readUntil: to,
+        readUntil: through,
         releasesUntil: to + judgedPastEndMs,
+        locksUntil: to,
       });
       const read = new Map(results.map((r) => [r.vault, r]));
       signal?.throwIfAborted();
@@ -253,20 +267,20 @@ export function ledgerWindowCheck(deps: {
         [];
       for (const vault of await deps.reader.vaults()) {
         const finalThrough = (await ledger.cursorFigures(vault))?.finalThrough ?? null;
-        if (finalThrough !== null && finalThrough >= to) continue;
+        if (finalThrough !== null && finalThrough >= through) continue;
         // A read that failed is not waited for: the statement says the vault is not read.
         const result = read.get(vault);
         if (!result) return results;
         behind.push({ vault, finalThrough, noBlockTime: result.noBlockTime });
       }
       if (behind.length === 0) return results;
-      const lag = Math.max(...behind.map((b) => to - (b.finalThrough ?? 0)));
+      const lag = Math.max(...behind.map((b) => through - (b.finalThrough ?? 0)));
       const pause = Math.min(FINALITY_POLL_MAX_MS, Math.max(FINALITY_POLL_MIN_MS, lag));
       try {
         await sleep(pause, undefined, opts);
       } catch (error) {
         if (!signal?.aborted) throw error;
-        const through = behind
+        const listed = behind
           .map(
             (b) =>
               `${b.vault} through ${b.finalThrough === null ? "nothing" : isoOf(b.finalThrough)}`,
@@ -276,7 +290,7 @@ export function ledgerWindowCheck(deps: {
         // the message names the endpoint, not the chain, as what held the run back.
         const cause = behind.find((b) => b.noBlockTime !== null)?.noBlockTime;
         throw new LedgerNotFinalError(
-          `the chain had not finalized past the window's end (${isoOf(to)}) when the credit vaults were last read: listed ${through}${cause ? `; the RPC endpoint proves no finalized time: ${cause}` : ""}`,
+          `the chain had not finalized past ${isoOf(through)}, the window's end (${isoOf(to)}) and the ${SETTLEMENT_CLOCK_SLACK_SECONDS} s its last credits headers span, when the credit vaults were last read: listed ${listed}${cause ? `; the RPC endpoint proves no finalized time: ${cause}` : ""}`,
         );
       }
     }

@@ -88,6 +88,7 @@ export const sharedImportFiles: readonly string[] = [
   "test/longest-first-sequencer.test.ts",
   "test/migration-guard.test.ts",
   "test/money.test.ts",
+  "test/nightly-credits-header-edge.dialects.test.ts",
   "test/nightly-ledger-read-bound.dialects.test.ts",
   "test/nightly-ledger-timing.test.ts",
   "test/nightly-run-row.test.ts",

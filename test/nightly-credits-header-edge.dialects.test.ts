@@ -1,0 +1,141 @@
+import { describe, expect, it } from "vitest";
+import { createLedgerReader } from "../src/ledger/reader.js";
+import { ledgerWindowCheck } from "../src/ledger/window-check.js";
+import { createLogger } from "../src/log.js";
+import { runNightlyVerification } from "../src/nightly/nightly-run.js";
+import { SETTLEMENT_CLOCK_SLACK_SECONDS } from "../src/store/ledger-rules.js";
+import { createVerifier } from "../src/verify/engine.js";
+import { dialects, useDialectStores } from "./support/dialects.js";
+import { chainSecondAfter, finalizedPast } from "./support/finality.js";
+import { vaultReader } from "./support/ledger-periods.js";
+import { type AdversaryHarness, type Scenario, useAdversaryHarness } from "./support/operator.js";
+import { quickVerifierOptions } from "./support/quick-verifier.js";
+
+/**
+ * A credits header's span runs through the lines the chain dated up to 2 s after the response's
+ * second (`SETTLEMENT_CLOCK_SLACK_SECONDS`), so it is read in full only once the chain has
+ * finalized past them. A job recorded in a window's last 2 s spans lines after the window's
+ * end: a nightly run that read the vaults only through the end left its false header a skip
+ * ("not read past the response"), and counted the job verified while its own statement listed
+ * the header as a mismatch. The verifier of `serve` judging such a job before the ledger has
+ * read far enough leaves it verified too, until the ledger's round reads past the response and
+ * reopens it.
+ */
+const log = createLogger({ level: "silent" });
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
+
+/** 70,000 units (7 credits) above the balance the job left: no balance of its span rounds to it. */
+const FALSE_BY = 70_000n;
+
+/** A nightly `verify` of [from, to) with `vault` configured, as `verify` runs it. */
+function nightly(h: AdversaryHarness, c: Scenario, vault: string, from: number, to: number) {
+  const custody = { vaults: [vault], byKey: {} };
+  return runNightlyVerification(
+    c.store,
+    createVerifier({
+      store: c.store,
+      rpc: h.rpc,
+      profile: c.profile,
+      log,
+      custody,
+      options: quickVerifierOptions,
+    }),
+    {
+      from,
+      to,
+      timeoutMs: 20_000,
+      preflight: () => h.rpc.getSlot("finalized"),
+      ledger: ledgerWindowCheck({
+        store: c.store,
+        reader: createLedgerReader({
+          store: c.store,
+          rpc: h.rpc,
+          profile: c.profile,
+          log,
+          custody,
+        }),
+        profile: c.profile,
+        graceSeconds: 0,
+      }),
+    },
+  );
+}
+
+describe.each(dialects)("%s store", (dialect) => {
+  const stores = useDialectStores(dialect);
+  const h = useAdversaryHarness({ openStore: () => stores.open() });
+
+  /** An honest job of key 1 whose receipt's header is `FALSE_BY` above what the vault held. */
+  function falseHeaderJob(c: Scenario, vault: string) {
+    const plan = h.op.plan({ keyIndex: 1 });
+    const txs = h.op.honestJob(plan);
+    const recordedAt = h.op.now();
+    c.record(
+      plan,
+      txs,
+      { creditsRemainingUnits: h.op.balance(vault) + FALSE_BY },
+      "ingest",
+      recordedAt,
+    );
+    c.honestJobsApi(plan, txs);
+    return { jobId: plan.jobId, recordedAt };
+  }
+
+  it("fails a false header of a job recorded in the window's last second: the run reads past the window's end through the header's span, not counting the job verified", async () => {
+    const c = await h.scenario();
+    const from = await chainSecondAfter(h.world, 200);
+    const { vault } = await c.pinKey(1);
+    const job = falseHeaderJob(c, vault);
+    await c.flush();
+    // The window ends at the next whole second: the response is in its last second, and the
+    // run starts at its end, the chain finalized past it but not 2 s past the response.
+    const to = Math.floor(job.recordedAt / 1000) * 1000 + 1000;
+    await sleep(to - Date.now() + 20);
+    await finalizedPast(h.world, to);
+
+    const run = await nightly(h, c, vault, from, to);
+    expect(await c.outcome(job.jobId)).toEqual({
+      verdict: "discrepancy",
+      failing: ["credits.header"],
+    });
+    expect(run).toMatchObject({ outcome: "discrepancies", exitCode: 1, reason: null });
+    expect(run.byVerdict).toMatchObject({ verified: 1, discrepancy: 1 });
+    expect(run.findings).toEqual([
+      { jobId: job.jobId, verdict: "discrepancy", failingChecks: ["credits.header"] },
+    ]);
+    expect(run.ledger?.creditsHeaderMismatches).toEqual([
+      expect.objectContaining({ vault, jobId: job.jobId, beforeWindow: false }),
+    ]);
+    expect(run.ledger?.incomplete).toBeNull();
+  });
+
+  it("reopens a job the verifier judged verified before the ledger read past its response once the ledger's round does, and fails its false header", async () => {
+    const c = await h.scenario();
+    const { vault } = await c.pinKey(1);
+    const job = falseHeaderJob(c, vault);
+    await c.verify();
+    expect(await c.check(job.jobId, "credits.header")).toMatchObject({
+      outcome: "skip",
+      reason: "the ledger has not read the credit vault past the job's response yet",
+      expected: { vault },
+    });
+    expect(await c.outcome(job.jobId)).toEqual({ verdict: "verified", failing: [] });
+
+    const reader = vaultReader(h, c, vault);
+    // Read with the chain finalized past the response, not past the 2 s after it: still open.
+    await finalizedPast(h.world, job.recordedAt);
+    const early = await reader.syncVault(vault);
+    expect(early.pending).toBe(0);
+    expect(await c.outcome(job.jobId)).toEqual({ verdict: "verified", failing: [] });
+
+    // The ledger's next round, the chain finalized past the header's span.
+    await finalizedPast(h.world, job.recordedAt + SETTLEMENT_CLOCK_SLACK_SECONDS * 1000);
+    await reader.syncVault(vault);
+    expect((await c.outcome(job.jobId)).verdict).toBe("pending");
+    await c.verify();
+    expect(await c.outcome(job.jobId)).toEqual({
+      verdict: "discrepancy",
+      failing: ["credits.header"],
+    });
+  });
+});
