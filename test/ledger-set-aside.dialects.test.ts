@@ -4,6 +4,7 @@ import { periodOf } from "../src/dashboard/period.js";
 import { statementBody } from "../src/dashboard/statement-page.js";
 import { buildStatement, statementToCsv, statementToJson } from "../src/ledger/statement.js";
 import { createLedgerStore } from "../src/store/ledger.js";
+import { SETTLEMENT_CLOCK_SLACK_SECONDS } from "../src/store/ledger-rules.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import { chainSecondAfter, finalizedNow } from "./support/finality.js";
 import { nightlyOnChain, vaultReader } from "./support/ledger-periods.js";
@@ -12,58 +13,85 @@ import { type Listing, listingNode, rewritingNode } from "./support/rewriting-no
 
 /**
  * The operator's node lists another vault's transaction as new, dated after the night's
- * window: stored unjudged by that run. The next run reads it, its own signature proves it is
- * not the vault's: it is set aside (named by the statement) and the run finishes, not exit 2
- * from then on.
+ * window: stored unjudged by that run (read by it for the credits headers' spans when within
+ * the 2 s after the window's end). Once read, its own signature proves it is not the vault's:
+ * it is set aside, named by the statement of the window its time is in, and the runs finish,
+ * not exit 2 from then on.
  */
 describe.each(dialects)("%s store", (dialect) => {
   const stores = useDialectStores(dialect);
   const h = useAdversaryHarness({ openStore: () => stores.open() });
 
-  it("sets aside an entry listed past a run's window that is not the vault's, and the next run finishes", async () => {
-    const c = await h.scenario();
-    const { vault } = await c.pinKey(0);
-    const from = await chainSecondAfter(h.world);
-    const mine = h.op.plan({ keyIndex: 0 });
-    c.record(mine, h.op.honestJob(mine));
-    await h.finalized();
-    const firstTo = await chainSecondAfter(h.world);
-    const other = h.op.plan({ keyIndex: 2 });
-    const otherTxs = h.op.honestJob(other);
-    // Another key's job, no receipt of it here: its vault is not read.
-    await h.finalized();
-    const [foreign] = (await h.rpc.getSignaturesForAddress(h.op.vault(2), { limit: 10 })).filter(
-      (e) => e.signature === otherTxs.settlementTx,
-    );
-    expect(foreign!.blockTime! * 1000).toBeGreaterThanOrEqual(firstTo);
-    const listing: { rewrite: Listing | null } = {
-      rewrite: (entries) => {
-        listing.rewrite = null;
-        return [foreign!, ...entries];
-      },
-    };
-    const reader = vaultReader(h, c, vault, listingNode(h.rpc, listing));
-    const { nightly } = nightlyOnChain(h, c, reader);
-    await nightly({ from, to: firstTo });
-    const ledger = createLedgerStore(c.store);
-    expect(await ledger.listedSignatures(vault)).toContain(otherTxs.settlementTx);
+  // Each case its own key's vault: the other's lines are no receipt's in a case's store.
+  it.each([
+    ["past the seconds the run reads after its window's end, stored unjudged by that run", true, 0],
+    [
+      "within the seconds the run reads after its window's end, set aside by that run's read",
+      false,
+      1,
+    ],
+  ] as const)(
+    "sets aside an entry listed past a run's window that is not the vault's (%s), named by the next run's statement alone, and both runs finish",
+    async (_, pastRead, keyIndex) => {
+      const c = await h.scenario();
+      const { vault } = await c.pinKey(keyIndex);
+      const from = await chainSecondAfter(h.world);
+      const mine = h.op.plan({ keyIndex });
+      c.record(mine, h.op.honestJob(mine));
+      await h.finalized();
+      const firstTo = await chainSecondAfter(h.world);
+      // The run reads the lines of the 2 s after its window's end, for its last credits headers.
+      const spansUntil = firstTo + SETTLEMENT_CLOCK_SLACK_SECONDS * 1000;
+      if (pastRead) await chainSecondAfter(h.world, spansUntil - Date.now());
+      const other = h.op.plan({ keyIndex: 2 });
+      const otherTxs = h.op.honestJob(other);
+      // Another key's job, no receipt of it here: its vault is not read.
+      await h.finalized();
+      const [foreign] = (await h.rpc.getSignaturesForAddress(h.op.vault(2), { limit: 10 })).filter(
+        (e) => e.signature === otherTxs.settlementTx,
+      );
+      if (pastRead) expect(foreign!.blockTime! * 1000).toBeGreaterThanOrEqual(spansUntil);
+      else expect(foreign!.blockTime! * 1000).toBeLessThan(spansUntil);
+      expect(foreign!.blockTime! * 1000).toBeGreaterThanOrEqual(firstTo);
+      const listing: { rewrite: Listing | null } = {
+        rewrite: (entries) => {
+          listing.rewrite = null;
+          return [foreign!, ...entries];
+        },
+      };
+      const reader = vaultReader(h, c, vault, listingNode(h.rpc, listing));
+      const { nightly } = nightlyOnChain(h, c, reader);
+      const statementOf = async (window: { from: number; to: number }) =>
+        (
+          await buildStatement(
+            c.store,
+            { ...window, vault },
+            { profile: c.profile, graceSeconds: 0 },
+          )
+        ).vaults[0];
+      const first = await nightly({ from, to: firstTo });
+      expect(first.exitCode).toBe(0);
+      expect((await statementOf({ from, to: firstTo }))?.setAside).toEqual([]);
+      const ledger = createLedgerStore(c.store);
+      expect((await ledger.listedSignatures(vault)).includes(otherTxs.settlementTx)).toBe(pastRead);
 
-    const to = await chainSecondAfter(h.world);
-    const second = await nightly({ from: firstTo, to });
-    expect(second.exitCode).toBe(0);
-    expect(await ledger.listedSignatures(vault)).toEqual([]);
-    const [s] = (
-      await buildStatement(c.store, { from, to, vault }, { profile: c.profile, graceSeconds: 0 })
-    ).vaults;
-    expect(s?.unread).toBeNull();
-    expect(s?.setAside).toEqual([
-      expect.objectContaining({
-        signature: otherTxs.settlementTx,
-        slot: foreign!.slot,
-        why: expect.stringContaining("none of them the vault"),
-      }),
-    ]);
-  });
+      const to = await chainSecondAfter(h.world);
+      const second = await nightly({ from: firstTo, to });
+      expect(second.exitCode).toBe(0);
+      expect(await ledger.listedSignatures(vault)).toEqual([]);
+      const named = [
+        expect.objectContaining({
+          signature: otherTxs.settlementTx,
+          slot: foreign!.slot,
+          why: expect.stringContaining("none of them the vault"),
+        }),
+      ];
+      expect((await statementOf({ from: firstTo, to }))?.setAside).toEqual(named);
+      const s = await statementOf({ from, to });
+      expect(s?.unread).toBeNull();
+      expect(s?.setAside).toEqual(named);
+    },
+  );
 
   it("names an entry set aside whose block time the node left out in the statements of the periods it may be of", async () => {
     const c = await h.scenario();

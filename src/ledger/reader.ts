@@ -139,11 +139,14 @@ export interface SyncOptions {
    */
   releasesUntil?: number;
   /**
-   * With `releasesUntil`: the locks whose returns are read past `readUntil` are those up to
-   * this time (ms). Default `readUntil`: a run reading a few seconds past its window's end for
-   * the credits headers of its last jobs judges the returns of its own locks only.
+   * With `readUntil`: lines listed with a block time up to this later time (ms) are read too,
+   * for the credits headers of the jobs just before `readUntil`, whose spans run through lines
+   * the chain dated up to `SETTLEMENT_CLOCK_SLACK_SECONDS` after their responses. Read only: a
+   * new listing's entries are judged through `readUntil` (an entry a node lists there that is
+   * not the vault's is set aside when read, not a failed sync), and the returns read past it
+   * are those of the locks up to `readUntil`.
    */
-  locksUntil?: number;
+  spansUntil?: number;
 }
 
 export interface LedgerReader {
@@ -1558,9 +1561,9 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
    * reads them instead of working them out line by line.
    */
   async function readAndReview(vault: string, opts: SyncOptions) {
-    const read = await readListed(vault, opts.signal, opts.readUntil);
+    const read = await readListed(vault, opts.signal, opts.spansUntil ?? opts.readUntil);
     if (opts.readUntil !== undefined && opts.releasesUntil !== undefined) {
-      const until = opts.locksUntil ?? opts.readUntil;
+      const until = opts.readUntil;
       const releases = await readListed(vault, opts.signal, opts.releasesUntil, () =>
         lockOut(vault, until),
       );
@@ -1699,7 +1702,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
             ...(opts.signal ? { signal: opts.signal } : {}),
             ...(opts.readUntil === undefined ? {} : { readUntil: opts.readUntil }),
             ...(opts.releasesUntil === undefined ? {} : { releasesUntil: opts.releasesUntil }),
-            ...(opts.locksUntil === undefined ? {} : { locksUntil: opts.locksUntil }),
+            ...(opts.spansUntil === undefined ? {} : { spansUntil: opts.spansUntil }),
           }),
         );
       } catch (error) {

@@ -201,7 +201,9 @@ const FINALITY_POLL_MIN_MS = 200;
  * after the response's second (`headerSpanEnd`), so that of a job recorded in the window's last
  * seconds is read in full only then. Read through the window's end, it stayed a skip ("not read
  * past the response") and the run counted the job verified, a false header and all. Those
- * lines are read for the headers' spans only: the statements keep the window's bounds.
+ * lines are read for the headers' spans only (`spansUntil`): the statements keep the window's
+ * bounds, and an entry a node lists there is judged as one past the window (a foreign one set
+ * aside when read, named by the next window's statement), not a read of this run that failed.
  */
 const HEADER_SPAN_PAST_END_MS = SETTLEMENT_CLOCK_SLACK_SECONDS * 1000;
 
@@ -257,9 +259,9 @@ export function ledgerWindowCheck(deps: {
     for (;;) {
       const results = await deps.reader.syncAll({
         ...opts,
-        readUntil: through,
+        readUntil: to,
+        spansUntil: through,
         releasesUntil: to + judgedPastEndMs,
-        locksUntil: to,
       });
       const read = new Map(results.map((r) => [r.vault, r]));
       signal?.throwIfAborted();
