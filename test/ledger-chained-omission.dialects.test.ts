@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import type { RpcPool } from "../src/chain/rpc-pool.js";
+import { SETTLEMENT_CLOCK_SLACK_SECONDS } from "../src/store/ledger-rules.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
-import { chainSecondAfter, finalizedNow } from "./support/finality.js";
+import { chainSecondAfter, finalizedNow, finalizedPast } from "./support/finality.js";
 import { nightlyOnChain, vaultReader } from "./support/ledger-periods.js";
 import { type Scenario, useAdversaryHarness } from "./support/operator.js";
 
@@ -47,8 +48,8 @@ describe.each(dialects)("%s store", (dialect) => {
 
   /**
    * Key `keyIndex`'s vault, read once; then an honest job, a top-up, a theft of as much, and
-   * `jobsAfter` honest jobs; returned once the chain has finalized past the window's end, as
-   * for a nightly run after its window: each run reads the vault once. A run that came while
+   * `jobsAfter` honest jobs; returned once the chain has finalized past the window's end and
+   * the 2 s after it the run reads, as for a nightly run after its window: each run reads the vault once. A run that came while
    * the chain finalized the window's last second read it again every pause, a page of held
    * history listed again at each read, so which run reached a page depended on how far the
    * chain's clock ran ahead of the machine's.
@@ -72,6 +73,9 @@ describe.each(dialects)("%s store", (dialect) => {
       c.record(next, h.op.honestJob(next));
     }
     const to = await finalizedNow(h.world);
+    // A run reads the lines of the 2 s after its window's end too, for its last jobs' credits
+    // headers: the chain finalized past them, it reads the vault once.
+    await finalizedPast(h.world, to + SETTLEMENT_CLOCK_SLACK_SECONDS * 1000);
     return { c, vault, from, to, topUp, theft };
   }
 

@@ -176,33 +176,49 @@ describe.each(dialects)("%s store", (dialect) => {
     );
   });
 
-  it("names a theft listed dated after the window it lies in, once its own time is read", async () => {
-    h.op.fund(h.op.vault(4), 1_000_000n);
-    const c = await h.scenario();
-    const { vault } = await c.pinKey(4);
-    const from = await chainSecondAfter(h.world);
-    const first = h.op.plan({ keyIndex: 4 });
-    c.record(first, h.op.honestJob(first));
-    await nextSlot();
-    const theft = h.op.send([h.op.transfer(vault, h.op.attackerAccount(0n), 55_000n)]);
-    await h.finalized();
-    const to = await chainSecondAfter(h.world);
-    // The night's run reads up to its window's end: the node dates the theft just past it.
-    await finalizedPast(h.world, to + 2_000);
-    const listing: { rewrite: Listing | null } = {
-      rewrite: (entries) =>
-        entries.map((e) =>
-          e.signature === theft.signature ? { ...e, blockTime: to / 1000 + 1 } : e,
-        ),
-    };
-    const runs = [await nightly(c, vault, from, to, listingNode(h.rpc, listing))];
-    const next = await chainSecondAfter(h.world);
-    await finalizedPast(h.world, next);
-    runs.push(await nightly(c, vault, to, next));
-    expect(runs[0]!.exitCode).toBe(0);
-    expect(runs[1]!.exitCode).toBe(1);
-    expect(runs[1]!.ledger?.unreceiptedDebits).toEqual([
-      expect.objectContaining({ vault, signature: theft.signature, listedLate: true }),
-    ]);
-  });
+  it.each([
+    // Past the 2 s after the window's end the run reads for its last credits headers: left
+    // listed by that run, judged by the next as listed late.
+    ["by the next run, as listed late, when dated past what the run reads", 3, [0, 1]],
+    // Within them: read by the run, at its own time, in its own window; not named again.
+    ["by the run itself when dated within the seconds it reads past the window", 1, [1, 0]],
+  ] as const)(
+    "names a theft listed dated after the window it lies in, once its own time is read: %s",
+    async (_, listedPastSec, namedBy) => {
+      h.op.fund(h.op.vault(4), 1_000_000n);
+      const c = await h.scenario();
+      const { vault } = await c.pinKey(4);
+      const from = await chainSecondAfter(h.world);
+      const first = h.op.plan({ keyIndex: 4 });
+      c.record(first, h.op.honestJob(first));
+      await nextSlot();
+      const theft = h.op.send([h.op.transfer(vault, h.op.attackerAccount(0n), 55_000n)]);
+      await h.finalized();
+      const to = await chainSecondAfter(h.world);
+      // The night's run reads up to its window's end: the node dates the theft just past it.
+      await finalizedPast(h.world, to + 2_000);
+      const listing: { rewrite: Listing | null } = {
+        rewrite: (entries) =>
+          entries.map((e) =>
+            e.signature === theft.signature ? { ...e, blockTime: to / 1000 + listedPastSec } : e,
+          ),
+      };
+      const runs = [await nightly(c, vault, from, to, listingNode(h.rpc, listing))];
+      // The next window ends where its run reads past the date the theft was listed at.
+      const next = await chainSecondAfter(h.world, to + listedPastSec * 1000 - Date.now());
+      await finalizedPast(h.world, next);
+      runs.push(await nightly(c, vault, to, next));
+      // Named once, by one run (the vault's history before `from`, an earlier case's theft,
+      // is the first run's to judge too).
+      const naming = runs.map(
+        (r) => r.ledger?.unreceiptedDebits.filter((d) => d.signature === theft.signature) ?? [],
+      );
+      expect(naming.map((n) => n.length)).toEqual(namedBy);
+      const by = namedBy.indexOf(1);
+      expect(runs[by]!.exitCode).toBe(1);
+      expect(naming[by]).toEqual([
+        expect.objectContaining(by === 1 ? { listedLate: true } : { beforeWindow: false }),
+      ]);
+    },
+  );
 });
