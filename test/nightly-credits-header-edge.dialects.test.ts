@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import type { RpcPool } from "../src/chain/rpc-pool.js";
 import { createLedgerReader } from "../src/ledger/reader.js";
 import { ledgerWindowCheck } from "../src/ledger/window-check.js";
 import { createLogger } from "../src/log.js";
@@ -28,7 +29,14 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)))
 const FALSE_BY = 70_000n;
 
 /** A nightly `verify` of [from, to) with `vault` configured, as `verify` runs it. */
-function nightly(h: AdversaryHarness, c: Scenario, vault: string, from: number, to: number) {
+function nightly(
+  h: AdversaryHarness,
+  c: Scenario,
+  vault: string,
+  from: number,
+  to: number,
+  ledgerRpc: RpcPool = h.rpc,
+) {
   const custody = { vaults: [vault], byKey: {} };
   return runNightlyVerification(
     c.store,
@@ -49,7 +57,7 @@ function nightly(h: AdversaryHarness, c: Scenario, vault: string, from: number, 
         store: c.store,
         reader: createLedgerReader({
           store: c.store,
-          rpc: h.rpc,
+          rpc: ledgerRpc,
           profile: c.profile,
           log,
           custody,
@@ -107,6 +115,41 @@ describe.each(dialects)("%s store", (dialect) => {
       expect.objectContaining({ vault, jobId: job.jobId, beforeWindow: false }),
     ]);
     expect(run.ledger?.incomplete).toBeNull();
+  });
+
+  it("does not finish a run whose node left a line of the 2 s after its end unread, which a false header of its last second spans; the next read fails the header", async () => {
+    const c = await h.scenario();
+    const from = await chainSecondAfter(h.world, 200);
+    const { vault } = await c.pinKey(1);
+    const job = falseHeaderJob(c, vault);
+    await c.flush();
+    const to = Math.floor(job.recordedAt / 1000) * 1000 + 1000;
+    await sleep(to - Date.now() + 20);
+    // A top-up just after the window's end, in the header's span; the ledger's node does not
+    // serve it.
+    const topUp = h.op.send([h.op.transfer(h.op.victimVault(100_000n), vault, 1_000n)]).signature;
+    await finalizedPast(h.world, to);
+    const unserved = new Proxy(h.rpc, {
+      get(target, key, receiver) {
+        if (key !== "getTransaction") return Reflect.get(target, key, receiver);
+        return async (...args: Parameters<RpcPool["getTransaction"]>) =>
+          args[0] === topUp ? null : target.getTransaction(...args);
+      },
+    });
+
+    const run = await nightly(h, c, vault, from, to, unserved);
+    expect(run).toMatchObject({ outcome: "incomplete", exitCode: 2 });
+    expect(run.reason).toBe(
+      `ledger: the history of 1 credit vault(s) is not read through the window's end (${vault}, 1 transaction(s) listed in the ${SETTLEMENT_CLOCK_SLACK_SECONDS} s after the window's end not read: the credits headers of its last jobs span them)`,
+    );
+    // Once read, the ledger sends the job back and its header fails.
+    await vaultReader(h, c, vault).syncVault(vault);
+    expect((await c.outcome(job.jobId)).verdict).toBe("pending");
+    await c.verify();
+    expect(await c.outcome(job.jobId)).toEqual({
+      verdict: "discrepancy",
+      failing: ["credits.header"],
+    });
   });
 
   it("reopens a job the verifier judged verified before the ledger read past its response once the ledger's round does, and fails its false header", async () => {

@@ -239,6 +239,17 @@ export function ledgerWindowCheck(deps: {
     (deps.profile.settlementWindowSeconds + (deps.graceSeconds ?? defaultGraceSeconds)) * 1000;
 
   /**
+   * How many lines of `vault` listed up to `HEADER_SPAN_PAST_END_MS` past the window's end
+   * (`to`) are not read. The window's statement holds none of them, but a credits header of its
+   * last seconds spans them: one the node did not serve left that header a skip, and the run
+   * counted the job verified, its statement complete.
+   */
+  async function spanLinesUnread(vault: string, to: number): Promise<number> {
+    const untilSec = Math.ceil((to + HEADER_SPAN_PAST_END_MS) / 1000);
+    return (await ledger.pendingCounts(vault, untilSec, untilSec)).upTo;
+  }
+
+  /**
    * Reads the vaults until every one that reads without error was listed with the chain
    * finalized through `to` and the credits headers' span past it (`HEADER_SPAN_PAST_END_MS`).
    * A run at the window's end (a cron at the boundary, `--to` now) comes before the chain has
@@ -525,6 +536,16 @@ export function ledgerWindowCheck(deps: {
           beforeSignature: v.missingHistory.beforeSignature,
           before: v.missingHistory.blockTime,
         });
+      }
+    }
+    for (const v of statement.vaults) {
+      if (problems.has(v.vault)) continue;
+      const unreadPast = await spanLinesUnread(v.vault, window.to);
+      if (unreadPast > 0) {
+        problems.set(
+          v.vault,
+          `${v.vault}, ${unreadPast} transaction(s) listed in the ${SETTLEMENT_CLOCK_SLACK_SECONDS} s after the window's end not read: the credits headers of its last jobs span them`,
+        );
       }
     }
     // What the statements above report already is one finding; the rest of a late line's
