@@ -4,6 +4,7 @@ import { createLedgerReader } from "../src/ledger/reader.js";
 import { ledgerWindowCheck } from "../src/ledger/window-check.js";
 import { createLogger } from "../src/log.js";
 import { runNightlyVerification } from "../src/nightly/nightly-run.js";
+import { isoOf } from "../src/reports/period.js";
 import { SETTLEMENT_CLOCK_SLACK_SECONDS } from "../src/store/ledger-rules.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
@@ -150,6 +151,37 @@ describe.each(dialects)("%s store", (dialect) => {
       verdict: "discrepancy",
       failing: ["credits.header"],
     });
+  });
+
+  it("names a theft dated in the 2 s after a window's end, which its run reads, in the next run alone", async () => {
+    const c = await h.scenario();
+    const from = await chainSecondAfter(h.world, 200);
+    const { vault } = await c.pinKey(2);
+    const plan = h.op.plan({ keyIndex: 2 });
+    const txs = h.op.honestJob(plan);
+    c.record(plan, txs);
+    c.honestJobsApi(plan, txs);
+    await c.flush();
+    const to = await chainSecondAfter(h.world);
+    const theft = h.op.send([h.op.transfer(vault, h.op.attackerAccount(0n), 55_000n)]).signature;
+    await finalizedPast(h.world, to);
+
+    const first = await nightly(h, c, vault, from, to);
+    expect(first).toMatchObject({ outcome: "verified", exitCode: 0, reason: null });
+    const next = await chainSecondAfter(h.world);
+    const second = await nightly(h, c, vault, to, next);
+    expect(second).toMatchObject({ outcome: "ledger_findings", exitCode: 1 });
+    expect(second.ledger?.unreceiptedDebits).toEqual([
+      {
+        vault,
+        signature: theft,
+        amountUnits: "-55000",
+        memo: null,
+        memoJobId: null,
+        at: isoOf(to),
+        beforeWindow: false,
+      },
+    ]);
   });
 
   it("reopens a job the verifier judged verified before the ledger read past its response once the ledger's round does, and fails its false header", async () => {
