@@ -13,6 +13,7 @@ import {
   type LineRead,
   type ListedSignature,
 } from "../src/store/ledger.js";
+import { SETTLEMENT_CLOCK_SLACK_SECONDS } from "../src/store/ledger-rules.js";
 import { maxConflictSignatures } from "../src/store/receipt-rules.js";
 import { createSignatureStore } from "../src/store/signatures.js";
 import { localnetProfile } from "../src/verify/profiles.js";
@@ -2110,8 +2111,9 @@ describe.each(dialects)("the ledger's read on %s, by the chain's finalized time"
     const store = await stores.open();
     const ledger = createLedgerStore(store);
     await seedReceipts(store);
-    // The window ends at the line listed and never read: up to it, every line is read.
-    const end = at(25, 5);
+    // The window ends 2 s before the line listed and never read: up to it, every line is
+    // read, and the 2 s after it that its last credits headers span hold none.
+    const end = at(25, 5) - SETTLEMENT_CLOCK_SLACK_SECONDS;
     await readVault(ledger, month, NOW, (end - 2) * 1000);
     // The chain finalizes one second further at each read.
     let finalSec = end - 2;
@@ -2140,6 +2142,27 @@ describe.each(dialects)("the ledger's read on %s, by the chain's finalized time"
       new LedgerNotFinalError(
         `the chain had not finalized past ${isoOf((DEC + 12) * 1000)}, the window's end (${isoOf((DEC + 10) * 1000)}) and the 2 s its last credits headers span, when the credit vaults were last read: listed ${VAULT} through ${isoOf(DEC * 1000)}`,
       ),
+    );
+  });
+
+  it("does not finish a window whose 2 s after its end hold a line listed and not read: its last credits headers span it", async () => {
+    const store = await stores.open();
+    const ledger = createLedgerStore(store);
+    await seedReceipts(store);
+    // The line listed and never read is 1 s after the window's end; the chain finalized past
+    // both long since.
+    const end = at(25, 5) - 1;
+    await readVault(ledger, month, NOW, (end + 3) * 1000);
+    const check = ledgerWindowCheck({
+      store,
+      reader: listingReader(ledger, () => (end + 3) * 1000),
+      profile: hourProfile,
+      graceSeconds: 0,
+      now: () => DEC_31 * 1000,
+    });
+    const read = await check({ from: NOV * 1000, to: end * 1000 });
+    expect(read.incomplete).toBe(
+      `ledger: the history of 1 credit vault(s) is not read through the window's end (${VAULT}, 1 transaction(s) listed in the 2 s after the window's end not read: the credits headers of its last jobs span them)`,
     );
   });
   it("keeps out what a settle-memo return leaves of the lock of a job judged with no settlement named", async () => {
