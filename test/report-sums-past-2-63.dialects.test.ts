@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { Store } from "../src/db/client.js";
 import * as pg from "../src/db/pg/schema.js";
+import { foldRollupDeltas } from "../src/db/rollups.js";
 import { ledgerLines } from "../src/db/schema.js";
 import { reconciliationReport, reconciliationToJson } from "../src/reports/reconciliation.js";
 import { createLedgerStore } from "../src/store/ledger.js";
@@ -101,6 +102,83 @@ describe.each(dialects)("%s: sums past 2^63 base units", (dialect) => {
         inPart.reduce((s, r) => s + (r.escrowedUnits ?? 0n), 0n),
       );
     }
+  });
+
+  it("reports exact sums whether they fit in 64 bits, pass 2^63 only when added, or pass it in one row", async () => {
+    const store = await stores.open();
+    // 600 whales a day on two days: each day's row, 600 x (2^53 - 1), fits below 2^63; the two
+    // days added pass it. SQLite reads each sum of money in one sum() while it fits, and in two
+    // parts when one does not: both answers must be exact to the base unit.
+    const PER_DAY = 600;
+    const rows = [0, 1].flatMap((d) =>
+      Array.from({ length: PER_DAY }, (_, i) =>
+        jobRow({
+          jobId: `w${d}_${i}`,
+          createdAt: DAY + d * 86_400_000 + 3_600_000 + i,
+          verdict: "verified",
+          escrowedUnits: MAX,
+          chargedUnits: MAX - BigInt(i),
+          workerPaidUnits: MAX - BigInt(i),
+          treasuryPaidUnits: 0n,
+          refundedUnits: BigInt(i),
+          feesLamports: 5_000n,
+        }),
+      ),
+    );
+    await seedRows(store, "jobs", rows);
+    const total = (from: number, to: number) => {
+      const inside = rows.filter((r) => r.createdAt! >= from && r.createdAt! < to);
+      return {
+        jobs: inside.length,
+        escrowedUnits: inside.reduce((s, r) => s + r.escrowedUnits!, 0n),
+        verifiedChargedUnits: inside.reduce((s, r) => s + r.chargedUnits!, 0n),
+        refundedUnits: inside.reduce((s, r) => s + r.refundedUnits!, 0n),
+      };
+    };
+    const periods = [
+      // One day: every sum fits in 64 bits.
+      { from: DAY, to: DAY + 86_400_000, past: false },
+      // Both days: each row fits, their sum does not.
+      { from: DAY, to: DAY + 2 * 86_400_000, past: true },
+      // Partial hours of both days, read from the jobs: their sum passes 2^63 too.
+      { from: DAY + 3_600_000 + 1, to: DAY + 86_400_000 + 3_600_000 + 599, past: true },
+    ];
+    for (const p of periods) {
+      const expected = total(p.from, p.to);
+      expect(expected.escrowedUnits > 2n ** 63n).toBe(p.past);
+      for (const source of ["rollups", "jobs"] as const) {
+        for (const groupBy of ["day", "model", "worker", "key"] as const) {
+          const report = await reconciliationReport(store, { ...p, groupBy, source }, () => 0);
+          expect(report.totals, `${source} ${groupBy} ${p.from}`).toMatchObject(expected);
+        }
+      }
+    }
+    // A single row past 2^63: the whale day and one more job of that hour and key.
+    await seedRows(store, "jobs", [
+      ...Array.from({ length: WHALES - PER_DAY + 1 }, (_, i) =>
+        jobRow({
+          jobId: `more_${i}`,
+          createdAt: DAY + 3_600_000 + PER_DAY + i,
+          verdict: "verified",
+          escrowedUnits: MAX,
+          chargedUnits: MAX,
+          workerPaidUnits: MAX,
+          treasuryPaidUnits: 0n,
+          refundedUnits: 0n,
+          feesLamports: 5_000n,
+        }),
+      ),
+    ]);
+    // Summed into the stored row (no delta pending beside it): the row alone is past 2^63.
+    if (store.kind === "sqlite")
+      store.sqlite.transaction(() => foldRollupDeltas(store)).immediate();
+    const day = await reconciliationReport(
+      store,
+      { from: DAY, to: DAY + 86_400_000, groupBy: "model" },
+      () => 0,
+    );
+    expect(day.totals.escrowedUnits).toBe(MAX * BigInt(WHALES + 1));
+    expect(day.totals.escrowedUnits > 2n ** 63n).toBe(true);
   });
 
   it("says exact what was charged on the jobs judged again that were verified", async () => {

@@ -10,6 +10,7 @@ import {
   lowName,
   lowPart,
   splitSum,
+  wholeValue,
 } from "./split-sums.js";
 
 /**
@@ -316,12 +317,19 @@ const figureColumns: readonly string[] = (() => {
  * column. A job then costs one count and six plain sums instead of every figure's CASE
  * (about half the time over 10,000 jobs). `jobs` stays `jobsFigureSums`' independent check.
  */
-export function figureSumsByVerdict(dialect: "sqlite" | "postgres"): {
+export function figureSumsByVerdict(
+  dialect: "sqlite" | "postgres",
+  /**
+   * SQLite: `whole` sums each money column in one `sum()`, exact when every value comes back
+   * an INTEGER (`wholeSumsFit`; past 2^63 it raises instead), `split` in two parts.
+   */
+  sums: "split" | "whole" = dialect === "sqlite" ? "split" : "whole",
+): {
   inner: string;
   outer: string;
 } {
   // SQLite sums each money column in two parts (src/db/split-sums.ts): past 2^63, sum() fails.
-  const split = dialect === "sqlite";
+  const split = sums === "split";
   const inner = [
     "verdict",
     "count(*) AS n",
@@ -358,6 +366,16 @@ export const rollupFigureSums: string = rollupFigureColumns
 export const sqliteRollupSums: string = eachStored(
   (c) => `sum(${c}) AS ${c}`,
   (c) => [`sum(${lowName(c)}) AS ${lowName(c)}`, `sum(${highName(c)}) AS ${highName(c)}`],
+);
+
+/**
+ * The same sums, each sum of money read whole (`wholeValue`, one `sum()` a figure instead of
+ * two): exact when every value comes back an INTEGER (`wholeSumsFit`), else read again by
+ * `sqliteRollupSums`. A quarter less work a row for the reports that read the most rows.
+ */
+export const sqliteRollupWholeSums: string = eachStored(
+  (c) => `sum(${c}) AS ${c}`,
+  (c) => [`sum(${wholeValue(c)}) AS ${c}`],
 );
 
 /**

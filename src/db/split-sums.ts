@@ -37,6 +37,28 @@ export const carriedLow = (low: string): string => lowPart(low);
 /** The high part of a stored sum after adding `high` and `low` (SQL): takes the carry. */
 export const carriedHigh = (high: string, low: string): string => `(${high}) + ${highPart(low)}`;
 
+/**
+ * A stored split value joined in SQL, `high * 2^32 + low`, for sums read in one column while
+ * they fit (see `wholeSumsFit`). A multiplication, not `<< 32`: SQLite's shift drops the bits
+ * it pushes out, while an integer `*` or `+` that overflows gives a REAL instead.
+ */
+export const wholeValue = (name: string): string =>
+  `(${highName(name)} * 4294967296 + ${lowName(name)})`;
+
+/**
+ * Whether a row of sums read whole (`sum()` of integers, or of `wholeValue`) is exact: SQLite's
+ * `sum()` gives an INTEGER only when every value it added was an INTEGER and no partial sum
+ * passed 2^63 (it raises "integer overflow" then, see `isIntegerOverflow`); any REAL input, such
+ * as a `wholeValue` whose `*` or `+` overflowed, makes it a REAL. Read with safe integers, an
+ * INTEGER is a bigint and a REAL a number: every value a bigint means every sum is exact.
+ */
+export const wholeSumsFit = (row: Record<string, unknown>, names: readonly string[]): boolean =>
+  names.every((name) => typeof row[name] === "bigint");
+
+/** Whether `error` is SQLite's `sum()` passing 2^63 ("integer overflow"). */
+export const isIntegerOverflow = (error: unknown): boolean =>
+  error instanceof Error && /\binteger overflow\b/.test(error.message);
+
 /** The exact value of a split sum. */
 export const joinParts = (high: bigint | number, low: bigint | number): bigint =>
   (BigInt(high) << 32n) + BigInt(low);

@@ -11,7 +11,9 @@ import {
   jobsFigureSums,
   joinRollupRow,
   reportWorkerSql,
+  rollupFigureColumns,
   sqliteRollupSums,
+  sqliteRollupWholeSums,
   verdictCountColumn,
 } from "../db/rollups.js";
 import {
@@ -26,6 +28,7 @@ import {
   type Verdict,
   verdicts,
 } from "../db/schema.js";
+import { isIntegerOverflow, wholeSumsFit } from "../db/split-sums.js";
 import { daysOfStarts, type PeriodPieces, periodPieces } from "./period-pieces.js";
 import { pgTwins } from "./pg-twins.js";
 import { inReadSnapshot } from "./prepared.js";
@@ -317,7 +320,7 @@ const hourGrainList = [grains.hourModel, grains.hourWorker, grains.hourKey].join
 
 type Row = { grp: bigint | string | Buffer | null } & Record<string, bigint>;
 
-/** Statements of one grouping, for all workers (`all`) or one (`worker`). */
+/** Statements of one grouping, for all workers (`all`) or one (`worker`), of one way of summing. */
 interface GroupingStatements {
   days: Database.Statement;
   /** Null where the rollups have no hour grain for it (one worker by model or key). */
@@ -325,12 +328,26 @@ interface GroupingStatements {
   jobs: Database.Statement;
 }
 
-const byVerdict = figureSumsByVerdict("sqlite");
+/**
+ * A grouping's statements: `whole` reads each sum of money in one `sum()`, exact while it fits
+ * (`wholeSumsFit`); `split` in two parts (src/db/split-sums.ts), exact to 2^95, when it does not.
+ */
+interface GroupingSums {
+  whole: GroupingStatements;
+  split: GroupingStatements;
+}
+
+const byVerdict = {
+  whole: figureSumsByVerdict("sqlite", "whole"),
+  split: figureSumsByVerdict("sqlite", "split"),
+};
+const rollupSums = { whole: sqliteRollupWholeSums, split: sqliteRollupSums };
 
 function prepareGrouping(
   db: Database.Database,
   groupBy: ReportGrouping,
   byWorker: boolean,
+  sums: "whole" | "split",
 ): GroupingStatements {
   const g = rollupGrouping[groupBy];
   // One worker: its (day, worker) rows by day, or its full-key rows (index job_rollups_worker).
@@ -340,7 +357,7 @@ function prepareGrouping(
   const jobsWorkerFilter = byWorker ? `${reportWorkerSql()} = @worker AND ` : "";
   const days = db
     .prepare(
-      `SELECT ${g.expr} AS grp, ${sqliteRollupSums} FROM ${currentRollups}
+      `SELECT ${g.expr} AS grp, ${rollupSums[sums]} FROM ${currentRollups}
        WHERE grain = ${dayGrain} AND ${workerFilter}day >= @first AND day < @end
        GROUP BY ${g.expr}`,
     )
@@ -352,7 +369,7 @@ function prepareGrouping(
       ? null
       : db
           .prepare(
-            `SELECT ${hourExpr} AS grp, ${sqliteRollupSums} FROM ${currentRollups}
+            `SELECT ${hourExpr} AS grp, ${rollupSums[sums]} FROM ${currentRollups}
              WHERE grain = ${hourGrain} AND ${workerFilter}day >= @first AND day < @end
              GROUP BY ${hourExpr}`,
           )
@@ -361,8 +378,8 @@ function prepareGrouping(
   const index = byWorker ? "jobs_worker_created" : "jobs_created_at";
   const jobs = db
     .prepare(
-      `SELECT grp, ${byVerdict.outer} FROM (
-         SELECT ${jobsGroupExpr[groupBy]} AS grp, ${byVerdict.inner}
+      `SELECT grp, ${byVerdict[sums].outer} FROM (
+         SELECT ${jobsGroupExpr[groupBy]} AS grp, ${byVerdict[sums].inner}
          FROM jobs INDEXED BY ${index}
          WHERE ${jobsWorkerFilter}created_at >= @from AND created_at < @to
          GROUP BY 1, verdict)
@@ -370,6 +387,20 @@ function prepareGrouping(
     )
     .safeIntegers(true);
   return { days, hours, jobs };
+}
+
+/**
+ * Rows read with each sum of money whole, or null when one did not fit in 64 bits (a REAL
+ * came back, or SQLite raised "integer overflow"; see `wholeSumsFit`): read them split.
+ */
+function wholeRowsOf(read: () => Row[]): Row[] | null {
+  try {
+    const rows = read();
+    return rows.every((row) => wholeSumsFit(row, rollupFigureColumns)) ? rows : null;
+  } catch (error) {
+    if (isIntegerOverflow(error)) return null;
+    throw error;
+  }
 }
 
 /** The reports store of either dialect. */
@@ -387,12 +418,15 @@ function createSqliteReportsStore(store: SqliteStore): ReportsStore {
   const db = store.sqlite;
   // A grouping's statements are prepared on its first report and kept: a store opened for a
   // few reads (a command, a test) prepared all of them, most never run.
-  const groupings = new Map<string, GroupingStatements>();
+  const groupings = new Map<string, GroupingSums>();
   const groupingStatements = (g: ReportGrouping, worker: boolean) => {
     const key = `${g}:${worker}`;
     let prepared = groupings.get(key);
     if (prepared === undefined) {
-      prepared = prepareGrouping(db, g, worker);
+      prepared = {
+        whole: prepareGrouping(db, g, worker, "whole"),
+        split: prepareGrouping(db, g, worker, "split"),
+      };
       groupings.set(key, prepared);
     }
     return prepared;
@@ -554,23 +588,35 @@ function createSqliteReportsStore(store: SqliteStore): ReportsStore {
   };
 
   const periodSums = (query: SumsQuery): GroupSums[] => {
-    const s = groupingStatements(query.groupBy, query.worker !== undefined);
+    const statements = groupingStatements(query.groupBy, query.worker !== undefined);
     const pieces: PeriodPieces =
       query.source === "jobs" || !complete()
         ? { days: null, hours: [], partial: [{ from: query.from, to: query.to }] }
         : periodPieces(query.from, query.to);
-    if (s.hours === null) {
+    if (statements.whole.hours === null) {
       // No hour rows for this grouping: the edges' whole hours come from the jobs too.
       for (const h of pieces.hours)
         pieces.partial.push({ from: h.first * HOUR_MS, to: h.end * HOUR_MS });
       pieces.hours = [];
     }
     const worker = query.worker === undefined ? {} : { worker: query.worker };
-    const rows: Row[] = [];
-    if (pieces.days) rows.push(...(s.days.all({ ...worker, ...pieces.days }) as Row[]));
-    for (const h of pieces.hours) rows.push(...(s.hours!.all({ ...worker, ...h }) as Row[]));
-    for (const p of pieces.partial) rows.push(...(s.jobs.all({ ...worker, ...p }) as Row[]));
-    return rows.map(({ grp, ...sums }) => ({
+    const rowsOf = (s: GroupingStatements): Row[] => {
+      const rows: Row[] = [];
+      if (pieces.days) rows.push(...(s.days.all({ ...worker, ...pieces.days }) as Row[]));
+      for (const h of pieces.hours) rows.push(...(s.hours!.all({ ...worker, ...h }) as Row[]));
+      for (const p of pieces.partial) rows.push(...(s.jobs.all({ ...worker, ...p }) as Row[]));
+      return rows;
+    };
+    // Each sum of money in one sum() while every one fits in 64 bits, else in two parts (a
+    // second read on the same snapshot: the caller's read transaction).
+    const whole = wholeRowsOf(() => rowsOf(statements.whole));
+    const sums =
+      whole ??
+      rowsOf(statements.split).map(({ grp, ...split }) => ({
+        grp,
+        ...joinRollupRow(split as Record<string, bigint>),
+      }));
+    return sums.map(({ grp, ...figures }) => ({
       // The rollups hold x'' (a BLOB) where the jobs hold NULL: both mean not recorded.
       group:
         grp === null || grp instanceof Uint8Array
@@ -578,7 +624,7 @@ function createSqliteReportsStore(store: SqliteStore): ReportsStore {
           : typeof grp === "bigint"
             ? Number(grp)
             : grp,
-      sums: joinRollupRow(sums as Record<string, bigint>),
+      sums: figures as Record<string, bigint>,
     }));
   };
 
