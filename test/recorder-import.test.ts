@@ -614,6 +614,19 @@ describe("import", () => {
     });
   });
 
+  // A line feed as the very first byte was taken for the end of a CRLF before it, and the
+  // process died with a TypeError (an export opening with a blank line, piped to `import -`).
+  it("reads a CSV whose first line is blank, naming rows by their own lines", async () => {
+    const [a, b] = [wireReceipt(), wireReceipt()];
+    const text = `\njob_id,escrow_tx\n${a.job_id},${a.escrow_tx}\n${b.job_id},bad\n`;
+    const bytes = Buffer.from(text);
+    for (const chunks of [[bytes], [...bytes].map((byte) => Buffer.from([byte]))]) {
+      const summary = await importReceipts(createTestStore(), Readable.from(chunks));
+      expect(summary).toMatchObject({ total: 2, created: 1 });
+      expect(summary.rejected.map((r) => [r.line, r.field])).toEqual([[4, "escrow_tx"]]);
+    }
+  });
+
   // The CSV parser counted a CRLF inside a quoted cell as two line breaks: every row after a
   // multi-line note written on Windows was named by the line after its own.
   it("names a rejected CSV row by its own line after a quoted cell holding a CRLF", async () => {

@@ -326,7 +326,8 @@ function csvLineCounter(input: Readable) {
   let line = 1;
   let lineStart = 0;
   let offset = 0;
-  let crAt = -1;
+  // Where the last CR was; none yet (a first byte LF is a break of its own, not a CRLF's end).
+  let crAt: number | null = null;
   // Where the last record (or the header) ended: the next one starts at or after it.
   let recordEnd = 0;
   input.on("data", (chunk: Buffer | string) => {
