@@ -649,6 +649,31 @@ describe("CLI exit codes", () => {
     expect(report.status).toBe(0);
   }, 120_000);
 
+  // `fs` said only "EACCES: permission denied, open 'receipts.jsonl'", naming no user.
+  it("says an import file this user may not read names it and the user", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "cli-unreadable-"));
+    chmodSync(dir, 0o777);
+    const db = join(dir, "audit.db");
+    copyFileSync(emptyStore(), db);
+    chmodSync(db, 0o666);
+    const lines = join(dir, "receipts.jsonl");
+    writeFileSync(lines, `${JSON.stringify({ job_id: "job_ro", escrow_tx: "1".repeat(64) })}\n`);
+    chmodSync(lines, 0o000);
+    // Root reads whatever the mode bits say not: the command runs as nobody then.
+    const user = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
+    const run = await runProcess(process.execPath, cliArgv(["import", lines, "--db", db]), {
+      env: { ...process.env, LOG_LEVEL: "silent" },
+      timeout: 30_000,
+      ...user,
+    });
+    expect(run.status).toBe(2);
+    expect(run.stderr.trim()).toMatch(
+      new RegExp(
+        `^error: ${lines}: this user \\(uid \\d+\\) may not read it or a folder on its path \\(EACCES\\); nothing was imported$`,
+      ),
+    );
+  }, 60_000);
+
   it("says a store on a full disk names the file and that the disk is full", () => {
     const full = Object.assign(new Error("database or disk is full"), { code: "SQLITE_FULL" });
     expect((storeFileError("/data/audit.db", full) as Error).message).toBe(

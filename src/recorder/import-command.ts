@@ -1,4 +1,4 @@
-import { createReadStream, statSync } from "node:fs";
+import { createReadStream, openSync, statSync } from "node:fs";
 import { extname } from "node:path";
 import type { Readable } from "node:stream";
 import { Presets, SingleBar } from "cli-progress";
@@ -27,6 +27,25 @@ function formatOf(file: string, flag: string | undefined): ImportFormat | undefi
   if (ext === ".csv") return "csv";
   if (ext === ".jsonl" || ext === ".ndjson") return "jsonl";
   return undefined;
+}
+
+/**
+ * `look` at `file`, a permission error refused naming the file and this user: `fs` said only
+ * "EACCES: permission denied, open 'receipts.jsonl'" and `import` exited 2 with nothing else.
+ */
+function readable<T>(file: string, look: () => T): T {
+  try {
+    return look();
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    if (code !== "EACCES" && code !== "EPERM") throw error;
+    throw new AppError(
+      "bad_request",
+      `${file}: this user (uid ${process.getuid?.()}) may not read it or a folder on its path (${code}); nothing was imported`,
+      { field: "file" },
+      { cause: error },
+    );
+  }
 }
 
 /** Lists at most this many rejected or conflicting lines; the counts cover the rest. */
@@ -76,7 +95,7 @@ export async function runImportCommand(
 ): Promise<number> {
   const fromStdin = file === "-";
   const format = formatOf(fromStdin ? "" : file, flags.format);
-  const stat = fromStdin ? null : statSync(file, { throwIfNoEntry: false });
+  const stat = fromStdin ? null : readable(file, () => statSync(file, { throwIfNoEntry: false }));
   // A pipe is read as stdin is: `import <(zcat receipts.jsonl.gz)` and `import /dev/stdin` name
   // one, and were refused as "not a file". A folder or a device (/dev/zero never ends) is not.
   if (!fromStdin && !stat?.isFile() && !stat?.isFIFO()) {
@@ -84,7 +103,13 @@ export async function runImportCommand(
       field: "file",
     });
   }
-  const input = fromStdin ? io.stdin : createReadStream(file);
+  // A file is opened here, so that one this user may not read is refused naming it; a pipe is
+  // opened by its stream (opening it waits for its writer).
+  const input = fromStdin
+    ? io.stdin
+    : stat?.isFile()
+      ? createReadStream(file, { fd: readable(file, () => openSync(file, "r")) })
+      : createReadStream(file);
   const size = stat?.isFile() ? stat.size : 0;
   const bar =
     io.progress && size > 0
