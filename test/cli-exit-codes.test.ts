@@ -1,6 +1,7 @@
 import { type StdioOptions, spawn, spawnSync } from "node:child_process";
 import {
   chmodSync,
+  chownSync,
   closeSync,
   copyFileSync,
   existsSync,
@@ -648,6 +649,42 @@ describe("CLI exit codes", () => {
     expect(report.stderr).toBe("");
     expect(report.status).toBe(0);
   }, 120_000);
+
+  // A report run as a reader in the store's group left SQLite's -wal and -shm files beside the
+  // store, owned by the reader: the owner's next import (or serve, or nightly verify) failed with
+  // "attempt to write a readonly database". Two users are needed: run as root only.
+  it.runIf(process.getuid?.() === 0)(
+    "leaves no -wal or -shm file when a report runs as a reader of the store's group",
+    async () => {
+      const dir = mkdtempSync(join(tmpdir(), "cli-reader-"));
+      const [owner, reader] = [
+        { uid: 4001, gid: 4001 },
+        { uid: 4002, gid: 4001 },
+      ];
+      chownSync(dir, owner.uid, owner.gid);
+      chmodSync(dir, 0o775);
+      const db = join(dir, "audit.db");
+      copyFileSync(emptyStore(), db);
+      chownSync(db, owner.uid, owner.gid);
+      chmodSync(db, 0o640);
+      const lines = join(dir, "receipts.jsonl");
+      writeFileSync(lines, `${JSON.stringify({ job_id: "job_rd", escrow_tx: "1".repeat(64) })}\n`);
+      const run = (args: readonly string[], user: { uid: number; gid: number }) =>
+        runProcess(process.execPath, cliArgv([...args, "--db", db]), {
+          env: { ...process.env, LOG_LEVEL: "silent" },
+          timeout: 30_000,
+          ...user,
+        });
+      const report = await run(["report", "reconciliation", "--since", "24h"], reader);
+      expect(report.stderr).toBe("");
+      expect(report.status).toBe(0);
+      expect(readdirSync(dir).sort()).toEqual(["audit.db", "receipts.jsonl"]);
+      const imported = await run(["import", lines], owner);
+      expect(imported.stderr).not.toContain("readonly");
+      expect(imported.status).toBe(0);
+    },
+    60_000,
+  );
 
   // `fs` said only "EACCES: permission denied, open 'receipts.jsonl'", naming no user.
   it("says an import file this user may not read names it and the user", async () => {

@@ -1,4 +1,4 @@
-import { accessSync, constants, existsSync, mkdirSync, statSync } from "node:fs";
+import { accessSync, constants, existsSync, mkdirSync, statSync, unlinkSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import { type BetterSQLite3Database, drizzle } from "drizzle-orm/better-sqlite3";
@@ -235,6 +235,7 @@ export function openSqliteStore(
     if (create) mkdirSync(dirname(path), { recursive: true });
     if (options.readOnly !== true) refuseUnwritableFile(path);
   }
+  const made = readerMakesWal(path, options.readOnly === true);
   // fileMustExist also covers a file removed between the check above and the open.
   const sqlite = new Database(path, { fileMustExist: !create && path !== ":memory:" });
   // First, so that the switch to WAL below waits too: on a new file that another process is
@@ -246,10 +247,56 @@ export function openSqliteStore(
       refuseForeignSqlite(sqlite, path, create);
     } catch (error) {
       sqlite.close();
+      if (made) removeReadersWal(path);
       throw error;
     }
   }
-  return sqliteStoreOver(sqlite, options.busyTimeoutMs);
+  const store = sqliteStoreOver(sqlite, options.busyTimeoutMs);
+  if (!made) return store;
+  return {
+    ...store,
+    close: () => {
+      store.close();
+      removeReadersWal(path);
+    },
+  };
+}
+
+/** SQLite's files beside a store in WAL mode, which every connection to it opens. */
+const walFiles = (path: string) => [`${path}-wal`, `${path}-shm`];
+
+/**
+ * Whether a reader that may not write the store file is about to make its `-wal` and `-shm`
+ * files (none is there: no connection has the store open), so that they must go when it is done.
+ */
+function readerMakesWal(path: string, readOnly: boolean): boolean {
+  return (
+    readOnly &&
+    path !== ":memory:" &&
+    unwritableFile(path) !== null &&
+    walFiles(path).every((file) => !existsSync(file))
+  );
+}
+
+/**
+ * Removes the `-wal` and `-shm` files a reader made (`readerMakesWal`) once it closed the store,
+ * if they are still this user's and the log holds nothing. A reader cannot checkpoint, so SQLite
+ * leaves them; owned by the reader (a report run as another user of the store's group), the
+ * store's owner may read but not write them, and its next `serve`, `import` or `verify` failed
+ * with "attempt to write a readonly database".
+ */
+function removeReadersWal(path: string): void {
+  const [wal, shm] = walFiles(path) as [string, string];
+  const own = (file: string) =>
+    statSync(file, { throwIfNoEntry: false })?.uid === process.getuid?.();
+  if (!own(wal) || !own(shm) || statSync(wal).size !== 0) return;
+  for (const file of [wal, shm]) {
+    try {
+      unlinkSync(file);
+    } catch (error) {
+      if ((error as { code?: unknown }).code !== "ENOENT") throw error;
+    }
+  }
 }
 
 /**
