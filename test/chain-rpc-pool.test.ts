@@ -177,6 +177,27 @@ describe("RPC pool: faults", () => {
     expect(p.requestRate()).toBeLessThanOrEqual(21);
   });
 
+  // The configured rate was kept by p-queue's interval, on the wall clock: a host clock set back
+  // (NTP, a VM restored) held every request for as long as the step.
+  it("keeps answering at the configured rate when the host clock is set back", async () => {
+    const stub = await startStub((body) => ({ body: answer(body, slotOf) }));
+    const p = pool([{ url: stub.url, rateLimitPerSec: 20 }]);
+    await Promise.all(Array.from({ length: 20 }, () => p.getSlot()));
+    const stepped = Date.now() - 600_000;
+    const now = vi.spyOn(Date, "now").mockImplementation(() => stepped + performance.now());
+    try {
+      const started = performance.now();
+      await Promise.all(Array.from({ length: 40 }, () => p.getSlot()));
+      // 40 calls at 20 a second: about 2 s, not the 10 min of the step.
+      expect(performance.now() - started).toBeLessThan(5_000);
+    } finally {
+      now.mockRestore();
+    }
+    // Still at the rate: no 20 starts within less than a second's window.
+    const at = stub.requests.map((r) => r.at);
+    for (let i = 20; i < at.length; i++) expect(at[i]! - at[i - 20]!).toBeGreaterThan(900);
+  }, 20_000);
+
   it("recovers from 30% errors (5xx, node behind, dropped connections) with retries", async () => {
     const random = seeded(7);
     const stub = await startStub((body) => {

@@ -17,6 +17,7 @@ import {
   sendBatch,
   sendSingle,
 } from "./rpc-transport.js";
+import { StartWindow } from "./start-window.js";
 import type { TransactionFacts } from "./transaction-facts.js";
 import { endpointNames } from "./url-secrets.js";
 
@@ -206,6 +207,8 @@ interface Pending {
 
 class Endpoint {
   readonly queue: PQueue;
+  /** The configured rate: at most so many starts a window (see start-window.ts). */
+  private readonly window: StartWindow;
   /** Lowered on 429s, climbs back to the configured rate (see adaptive-rate.ts). */
   readonly rate: AdaptiveRate;
   failures = 0;
@@ -227,12 +230,11 @@ class Endpoint {
   ) {
     this.rate = new AdaptiveRate({ limit: config.rateLimitPerSec });
     const cap = Math.max(1, Math.floor(config.rateLimitPerSec));
-    this.queue = new PQueue({
-      concurrency: config.concurrency,
-      intervalCap: cap,
-      interval: Math.ceil((1000 * cap) / config.rateLimitPerSec) + pool.rateWindowMarginMs,
-      strict: true,
-    });
+    this.window = new StartWindow(
+      cap,
+      Math.ceil((1000 * cap) / config.rateLimitPerSec) + pool.rateWindowMarginMs,
+    );
+    this.queue = new PQueue({ concurrency: config.concurrency });
   }
 
   /** Holds every new request back until `ms` from now (requests in flight finish). */
@@ -309,15 +311,22 @@ class Endpoint {
     );
   }
 
-  /** Waits for this request's turn while the adapted rate is below the configured one. */
+  /**
+   * Waits for this request's turn: spaced while the adapted rate is below the configured one,
+   * then within the configured rate's window.
+   */
   private async pace(): Promise<void> {
-    const wait = this.rate.reserve(this.pool.now());
-    if (wait <= 0) return;
+    await this.wait(this.rate.reserve(this.pool.now()));
+    await this.wait(this.window.reserve());
+  }
+
+  private async wait(ms: number): Promise<void> {
+    if (ms <= 0) return;
     let timer: NodeJS.Timeout | undefined;
     await untilClosed(
       this.pool.signal,
       new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, wait);
+        timer = setTimeout(resolve, ms);
       }),
       () => undefined,
     );
