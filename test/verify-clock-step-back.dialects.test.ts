@@ -83,6 +83,36 @@ describe.each(dialects)("a clock stepped back on %s", (dialect) => {
     expect(await verifierRuns(store, 0, 1_500, looked, true)).toBeGreaterThanOrEqual(1);
   }, 30_000);
 
+  // The poll grid remembered the last poll's cell on the clock before the step: one verifier
+  // (serve's, running on) asked no status for as long as the step.
+  it("a running verifier whose clock goes back 2 hours asks statuses again within a poll", async () => {
+    const store = await stores.open();
+    await seedJobs(store, [{ jobId: "running", escrowTx: "sig_running", leaseOwner: null }]);
+    const chain = createFakeChain();
+    let shift = HOURS_2;
+    const engine = createVerifier({
+      store,
+      rpc: chain.rpc,
+      profile: localnetProfile,
+      log: createLogger({ level: "silent" }),
+      owner: "verifier",
+      now: () => Date.now() + shift,
+      options: { errorBackoffMs: 20, pollIntervalMs: POLL_MS },
+    });
+    const runUntilAsked = async (ms: number) => {
+      const before = chain.calls.statusSignatures;
+      const asked = new AbortController();
+      const onProgress = () => {
+        if (chain.calls.statusSignatures > before) asked.abort();
+      };
+      await engine.runUntilSettled({}, { timeoutMs: ms, signal: asked.signal, onProgress });
+      return chain.calls.statusSignatures - before;
+    };
+    expect(await runUntilAsked(1_500)).toBeGreaterThanOrEqual(1);
+    shift = 0;
+    expect(await runUntilAsked(1_500)).toBeGreaterThanOrEqual(1);
+  }, 30_000);
+
   it("the nightly verify leaves a job serve holds for the jobs API's answer under a long JOBS_API_WAIT_MS", async () => {
     const store = await stores.open();
     const now = await clockOf(store);

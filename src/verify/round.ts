@@ -118,9 +118,14 @@ export function createRound(deps: RoundDeps): Round {
   const longestLook = longestLookMs(options);
   /** How fast the finalized slot moves: when a landed transaction will be final. */
   const slotClock = createSlotClock({ minSpanMs: options.pollIntervalMs });
-  /** Is the finalized slot read long enough ago to read it again (five poll intervals)? */
-  const slotReadDue = (t: number) =>
-    (slotClock.latest()?.t ?? Number.NEGATIVE_INFINITY) <= t - 5 * options.pollIntervalMs;
+  /**
+   * Is the finalized slot read long enough ago to read it again (five poll intervals)? One read
+   * "later" than now was read before the clock went back: due, not the step later.
+   */
+  const slotReadDue = (t: number) => {
+    const readAt = slotClock.latest()?.t ?? Number.NEGATIVE_INFINITY;
+    return readAt <= t - 5 * options.pollIntervalMs || readAt > t;
+  };
 
   return async function round(filter, runId, signal) {
     if (signal.aborted) return 0;
@@ -166,8 +171,10 @@ export function createRound(deps: RoundDeps): Round {
     const cell = Math.floor(lease.t / options.pollIntervalMs);
     // A full claim or a full request's worth of signatures is a backlog: waiting for the next
     // cell batches nothing more, so it is polled now, round after round at the RPC's pace.
+    // A cell before the last poll's is a clock gone back (NTP, a VM restored): a new cell too,
+    // or no job was polled for as long as the step.
     const pollNow =
-      cell > lastPollCell ||
+      cell !== lastPollCell ||
       claimedCount >= options.claimBatchSize ||
       needStatus.length >= FULL_STATUS_REQUEST;
     if (needStatus.length > 0 && !pollNow && !signal.aborted) {
