@@ -178,13 +178,17 @@ export function keepWithJob(store: SqliteStore, job: string, sig: string, now: n
  * it names nowhere (`keepWithJob`), and returns the rows as they are then. The ledger keeps a
  * line with its job when it reads it; one read before the job's receipt was recorded (the
  * proxy records once the answer has ended) found no job to keep it with, and later reviews see
- * the same kind and write nothing, so the job's first judgement looks here. One indexed read
- * per claim, the keeping only for a line found.
+ * the same kind and write nothing, so the job's first judgement looks here. So does a debit
+ * that is no lock whose memos name the job among others (`earlyMixedDebits`): filed under the
+ * job its escrow memo or first memo names, it is kept with every job it names (each would file
+ * it alone, `jobOfUnexplainedDebit`), and one recorded after the read was judged without it.
+ * Two indexed reads per claim, the keeping only for a line found.
  */
 function keepEarlyLines(store: SqliteStore, claimed: ClaimedJob[], now: number): ClaimedJob[] {
   if (claimed.length === 0) return claimed;
   const st = statementsOf(store);
-  const lines = st.earlyLines.all({ ids: JSON.stringify(claimed.map((j) => j.jobId)) }) as {
+  const ids = JSON.stringify(claimed.map((j) => j.jobId));
+  const lines = st.earlyLines.all({ ids }) as {
     memo_job_id: string;
     signature: string;
     kind: string;
@@ -195,6 +199,8 @@ function keepEarlyLines(store: SqliteStore, claimed: ClaimedJob[], now: number):
     if (jobKeepingLine({ kind: l.kind, jobId: l.job_id }) !== l.memo_job_id) continue;
     if (keepWithJob(store, l.memo_job_id, l.signature, now)) gained.add(l.memo_job_id);
   }
+  const mixed = st.earlyMixedDebits.all({ ids }) as { job: string; signature: string }[];
+  for (const l of mixed) if (keepWithJob(store, l.job, l.signature, now)) gained.add(l.job);
   if (gained.size === 0) return claimed;
   const fresh = new Map(
     store.db
@@ -459,6 +465,15 @@ function prepare(store: SqliteStore) {
        WHERE memo_job_id IN (SELECT value FROM json_each(@ids)) AND state = 'read'
          AND kind IN ('return', 'unexplained') AND job_id = memo_job_id
        ORDER BY memo_job_id, vault, ord`,
+    ),
+    // The debits that are no lock whose memos name several jobs, one of them in the JSON list
+    // `ids` (few: the statement lists each as a finding). INDEXED BY as above.
+    earlyMixedDebits: sqlite.prepare(
+      `SELECT DISTINCT json_extract(m.value, '$.jobId') AS job, l.signature, l.vault, l.ord
+       FROM ledger_lines AS l INDEXED BY ledger_lines_memo_jobs, json_each(l.memo_jobs) AS m
+       WHERE l.memo_jobs IS NOT NULL AND l.state = 'read' AND l.kind = 'unexplained'
+         AND json_extract(m.value, '$.jobId') IN (SELECT value FROM json_each(@ids))
+       ORDER BY job, l.vault, l.ord`,
     ),
   };
 }

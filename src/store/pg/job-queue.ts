@@ -179,7 +179,8 @@ export async function keepWithJobPg(
 /**
  * Keeps with each claimed job the read lines its memos name that `jobKeepingLine` gives it and
  * it names nowhere (see `keepEarlyLines` in src/store/job-queue.ts), inside the claim's
- * transaction, which holds the claimed rows. One indexed read per claim (ledger_lines_memo_job).
+ * transaction, which holds the claimed rows. Two indexed reads per claim (ledger_lines_memo_job,
+ * ledger_lines_memo_jobs).
  */
 async function keepEarlyLinesPg(tx: PgExecutor, claimed: ClaimedJob[], now: number) {
   if (claimed.length === 0) return claimed;
@@ -199,13 +200,33 @@ async function keepEarlyLinesPg(tx: PgExecutor, claimed: ClaimedJob[], now: numb
     )
     .orderBy(ledgerLines.memoJobId, ledgerLines.vault, ledgerLines.ord);
   const fresh = new Map<string, ClaimedJob>();
+  const keep = async (job: string, signature: string) => {
+    const row = await keepWithJobPg(tx, job, signature, now);
+    if (row !== null) fresh.set(row.jobId, pickClaimed(row));
+  };
   for (const l of lines) {
     if (l.memoJobId === null || l.kind === null) continue;
     if (jobKeepingLine({ kind: l.kind, jobId: l.jobId }) !== l.memoJobId) continue;
-    const row = await keepWithJobPg(tx, l.memoJobId, l.signature, now);
-    if (row !== null) fresh.set(row.jobId, pickClaimed(row));
+    await keep(l.memoJobId, l.signature);
   }
+  for (const l of await earlyMixedDebitsPg(tx, ids)) await keep(l.job, l.signature);
   return fresh.size === 0 ? claimed : claimed.map((j) => fresh.get(j.jobId) ?? j);
+}
+
+/**
+ * The debits that are no lock whose memos name several jobs, one of them in `ids`, as (job,
+ * signature) pairs (see `earlyMixedDebits` in src/store/job-queue.ts). Few: the statement lists
+ * each as a finding; read by the partial index of lines with several memo jobs.
+ */
+async function earlyMixedDebitsPg(tx: PgExecutor, ids: readonly string[]) {
+  const result = await tx.execute<{ job: string; signature: string }>(sql`
+    SELECT DISTINCT m.job, l.signature, l.vault, l.ord
+    FROM ${ledgerLines} AS l,
+      LATERAL (SELECT e->>'jobId' AS job FROM jsonb_array_elements(l.memo_jobs::jsonb) AS e) AS m
+    WHERE l.memo_jobs IS NOT NULL AND l.state = 'read' AND l.kind = 'unexplained'
+      AND m.job = ANY(${sql.param(ids)}::text[])
+    ORDER BY m.job, l.vault, l.ord`);
+  return result.rows;
 }
 
 /** The `claimedColumns` of a whole row. */
