@@ -21,7 +21,11 @@ register(${JSON.stringify(`data:text/javascript,${encodeURIComponent(hooks)}`)})
 function modulesLoaded(args: string[], status = 0): string[] {
   const run = spawnSync(
     process.execPath,
-    ["--import", `data:text/javascript,${encodeURIComponent(register)}`, ...cliArgv(args)],
+    [
+      "--import",
+      `data:text/javascript,${encodeURIComponent(register)}`,
+      ...cliArgv(args, { packagesApart: true }),
+    ],
     { encoding: "utf8", env: { ...process.env, DATABASE_URL: "", SOLANA_RPC_URLS: "" } },
   );
   expect(run.status, run.stderr).toBe(status);
@@ -90,7 +94,11 @@ describe("CLI start-up", () => {
     const args = ["serve", "--port", "0", "--db", db, "--profile", "localnet"];
     const child = spawn(
       process.execPath,
-      ["--import", `data:text/javascript,${encodeURIComponent(register)}`, ...cliArgv(args)],
+      [
+        "--import",
+        `data:text/javascript,${encodeURIComponent(register)}`,
+        ...cliArgv(args, { packagesApart: true }),
+      ],
       {
         env: {
           ...process.env,

@@ -25,11 +25,20 @@ export interface CliProcess {
 /**
  * Node's arguments that run `decentral-audit` with `args`: the binary over the program compiled
  * once for the run (test/support/compiled-cli-global-setup.ts), or the sources through tsx when
- * there is none (watch mode).
+ * there is none (watch mode). `packagesApart`: the build whose packages load from node_modules
+ * file by file, as `npm run build` ships them (the other bundles them), for a test of what a
+ * command loads.
  */
-export function cliArgv(args: readonly string[]): string[] {
+export function cliArgv(
+  args: readonly string[],
+  options: { packagesApart?: boolean } = {},
+): string[] {
   const compiled = inject("compiledCli");
-  if (compiled !== undefined && "bin" in compiled) return [compiled.bin, ...args];
+  if (compiled !== undefined && "bin" in compiled) {
+    const bin = options.packagesApart ? compiled.packagesApartBin : compiled.bin;
+    if (bin === undefined) throw new Error("no build with packages apart was made for this run");
+    return [bin, ...args];
+  }
   // Both by full path, for a process started in another folder.
   const tsx = pathToFileURL(createRequire(import.meta.url).resolve("tsx")).href;
   const cli = pathToFileURL(join(import.meta.dirname, "..", "..", "src", "cli.ts")).href;
