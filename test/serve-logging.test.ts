@@ -2,7 +2,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { type CliProcess, startCli, startServe } from "./support/service-process.js";
+import { type CliProcess, startCli, startServe, until } from "./support/service-process.js";
 
 let serve: CliProcess | null = null;
 afterEach(async () => {
@@ -104,7 +104,11 @@ describe("serve's log with PROXY_REQUIRE_TOKEN and workers", () => {
       PROXY_REQUIRE_TOKEN: "1",
     });
     await serve.waitForLog((l) => l.msg === "serve cluster ready");
-    expect(serve.logs.filter((l) => l.msg === "decentral-audit listening")).toHaveLength(2);
+    // Each process writes its own lines: the primary's "ready" can be read before a worker's
+    // "listening", and each worker's warning came before its own "listening".
+    const listening = () => serve?.logs.filter((l) => l.msg === "decentral-audit listening") ?? [];
+    await until(() => listening().length >= 2, 10_000);
+    expect(listening()).toHaveLength(2);
     expect(serve.logs.filter(warning)).toHaveLength(1);
   });
 });
