@@ -69,12 +69,15 @@ export async function setup(project: TestProject): Promise<void> {
     return;
   }
   const root = resolve(project.config.root);
-  const bin = await buildProgram(root, join(tmpdir(), "compiled-cli"), { bundlePackages: true });
-  const packagesApart = texts.some((text) => text.includes("packagesApart"))
-    ? await buildProgram(root, join(tmpdir(), "compiled-cli-packages-apart"), {
-        bundlePackages: false,
-      })
-    : undefined;
+  // Both at once: esbuild's builds run in parallel.
+  const [bin, packagesApart] = await Promise.all([
+    buildProgram(root, join(tmpdir(), "compiled-cli"), { bundlePackages: true }),
+    texts.some((text) => text.includes("packagesApart"))
+      ? buildProgram(root, join(tmpdir(), "compiled-cli-packages-apart"), {
+          bundlePackages: false,
+        })
+      : undefined,
+  ]);
   project.provide("compiledCli", {
     bin,
     ...(packagesApart === undefined ? {} : { packagesApartBin: packagesApart }),
