@@ -151,8 +151,11 @@ describe.each(dialects)("%s store", (dialect) => {
     await vaultReader(h, c, vault, listingWithout(h, settlementTx)).syncVault(vault);
     await c.verify();
     expect((await c.check(plan.jobId, "credits.header"))?.outcome).toBe("skip");
+    // The other lock, dated past the response's second, may have come after it: slot order
+    // before the settlement does not say (a settlement held back leaves the same chain).
     const judged = await judge(c, vault, from, plan);
-    expect(judged.check?.outcome).toBe("pass");
+    expect(judged.check?.outcome).toBe("skip");
+    expect(await c.verdicts(plan.jobId)).toEqual([{ verdict: "partially_verified", failing: [] }]);
     expect(judged.mismatches).toEqual([]);
   });
 

@@ -410,20 +410,27 @@ export const SETTLEMENT_CLOCK_SLACK_SECONDS = 2;
 
 /**
  * Where a credits header's span ends among the vault's lines (its start is the lock's line).
- * Lines surely before the response: those dated up to the response's second by the recorder's
- * clock, and, by slot order, every line up to the job's own settlement (the one its receipt
- * names, the response having come after it) when the chain dated that within
+ * The span runs, by slot order, through the job's own settlement (the one its receipt names,
+ * the response having come after it) when the chain dated that within
  * `SETTLEMENT_CLOCK_SLACK_SECONDS` after the response's second. A settlement dated later came
  * after the response (its balance was not the one the header could say), and one the receipt
  * names that the vault holds no line of yet may still be listed.
+ *
+ * Lines surely before the response: those dated up to the response's second by the recorder's
+ * clock, and the job's own settlement after them. Slot order before the settlement proves a
+ * line came before the response only when the settlement is dated up to that second too
+ * (`orderedThroughOrd`): the receipt's word that the settlement came first is the operator's,
+ * who may sign it, answer, and land it later, after a concurrent lock it then names the
+ * balance after. The chain holds the same bytes when its clock ran ahead and the lock landed
+ * before an honest response, so such a header is no mismatch, but not proven either.
  *
  * The span then runs on through the lines the chain dated within the same slack after the
  * response's second (`until`): a concurrent job's lock or a top-up that landed before the
  * response, dated late by a chain clock ahead of the recorder's, or after the settlement and
  * before the response, which nothing on chain orders. A header naming a balance after such a
  * line is no mismatch, but not proven either (`orderedUntil`). The span never runs past that
- * second, whatever the settlement's timing: an operator holding its settlement back moves
- * lines from the unordered part into the ordered one, never a line into the span. A line the
+ * second, whatever the settlement's timing: an operator holding its settlement back moves no
+ * line into the span, nor one into its ordered part. A line the
  * receipt names that is not the job's own settlement (`ownSettlementLine`: a top-up, another
  * job's line, a second "settlement") places nothing, and the receipt that names it gets no
  * unordered part: its header is judged by the recorder's second alone. The span is read in
@@ -436,6 +443,12 @@ export interface HeaderSpanEnd {
   orderedUntil: number;
   /** The ord of the job's settlement line the span runs through (-1: none). */
   throughOrd: number;
+  /**
+   * `throughOrd` when the settlement is dated up to `orderedUntil`, else -1: the lines up to it
+   * by slot order surely came before the response (the settlement's own line does whenever
+   * every line before it did).
+   */
+  orderedThroughOrd: number;
   /** The instant (ms) a listing must be final past for the span to be read in full. */
   coverAt: number;
   /**
@@ -509,10 +522,12 @@ export function headerSpanEnd(
   // A read line named that is not the job's settlement: the receipt's word on it is false. One
   // not read yet may be either: the unordered part waits for it, as the whole span does.
   const slack = line === null || own ? SETTLEMENT_CLOCK_SLACK_SECONDS : 0;
+  const provenFirst = placed && line.blockTime !== null && line.blockTime <= orderedUntil;
   return {
     until: orderedUntil + slack,
     orderedUntil,
     throughOrd: placed ? line.ord : -1,
+    orderedThroughOrd: provenFirst ? line.ord : -1,
     coverAt: recordedAt + slack * 1000,
     settlementUnlisted: settlement.named && line === null && settlement.outside !== true,
     settlementUnread: line !== null && line.state !== "read",
@@ -541,13 +556,18 @@ export function inHeaderSpan(
   return line.ord <= end.throughOrd || (line.blockTime !== null && line.blockTime <= end.until);
 }
 
-/** Whether a line of the span surely came before the response (see `HeaderSpanEnd`). */
+/**
+ * Whether a line of the span surely came before the response once every line before it did
+ * (see `HeaderSpanEnd`): the job's own settlement is, whenever it is dated.
+ */
 export function orderedInHeaderSpan(
   end: HeaderSpanEnd,
   line: { ord: number; blockTime: number | null },
 ): boolean {
   return (
-    line.ord <= end.throughOrd || (line.blockTime !== null && line.blockTime <= end.orderedUntil)
+    line.ord <= end.orderedThroughOrd ||
+    line.ord === end.throughOrd ||
+    (line.blockTime !== null && line.blockTime <= end.orderedUntil)
   );
 }
 
@@ -587,7 +607,10 @@ export class HeaderSpanReading {
   take(line: SpanLine): boolean {
     if (!this.first) {
       if (!inHeaderSpan(this.end, line)) return false;
-      if (!orderedInHeaderSpan(this.end, line)) this.orderedOpen = false;
+      // A line read to move none of the vault's money (a try that failed on chain) changes no
+      // balance, wherever it stands against the response.
+      const movedNothing = line.state === "read" && line.postUnits === null;
+      if (!orderedInHeaderSpan(this.end, line) && !movedNothing) this.orderedOpen = false;
     }
     this.first = false;
     if (line.state === "listed") this.unread = true;

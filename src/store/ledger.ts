@@ -1155,6 +1155,13 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     `SELECT min(ord) FROM ledger_lines WHERE vault = ? AND ord > max(?, ?)
        AND (block_time IS NULL OR block_time > ?)`,
   ).pluck();
+  // The first line past the part of a span surely before the response (`HeaderSpanReading`):
+  // not the job's settlement, nor one read to move none of the vault's money.
+  const spanOrderedEndOrd = big(
+    `SELECT min(ord) FROM ledger_lines WHERE vault = ? AND ord > max(?, ?) AND ord <> ?
+       AND (block_time IS NULL OR block_time > ?)
+       AND (state <> 'read' OR post_units IS NOT NULL)`,
+  ).pluck();
   const spanMatch = big(
     `SELECT ord, post_units FROM ledger_lines WHERE vault = ? AND ord >= ? AND ord < ?
        AND post_units >= ? AND post_units < ? ORDER BY ord LIMIT 1`,
@@ -1697,15 +1704,20 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     finalThrough: number | null,
     header: bigint,
   ): { matched: bigint | null; ordered: boolean; lasting: boolean; covered: boolean } {
-    const upperOf = (until: number) =>
-      spanEndOrd.get(vault, lockOrd, end.throughOrd, until) as bigint | null;
-    const endOrd = upperOf(end.until);
+    const endOrd = spanEndOrd.get(vault, lockOrd, end.throughOrd, end.until) as bigint | null;
     // Past every ord: the span runs to the newest line.
     const upper = endOrd ?? 1n << 62n;
     const match = spanMatch.get(vault, lockOrd, upper, header, header + UNITS_PER_CREDIT) as
       | { ord: bigint; post_units: bigint }
       | undefined;
-    const orderedUpper = upperOf(end.orderedUntil) ?? 1n << 62n;
+    const orderedUpper =
+      (spanOrderedEndOrd.get(
+        vault,
+        lockOrd,
+        end.orderedThroughOrd,
+        end.throughOrd,
+        end.orderedUntil,
+      ) as bigint | null) ?? 1n << 62n;
     if (match !== undefined && match.ord < orderedUpper) {
       return { matched: match.post_units, ordered: true, lasting: true, covered: true };
     }
