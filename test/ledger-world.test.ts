@@ -380,9 +380,12 @@ describe("the ledger of a credit vault against the local world", () => {
       apiKeyIndex: index,
       fault: "credits-header-off",
     });
-    await finalized();
+    // Read once the chain finalized past the response and the 2 s after it: a mismatch, not a
+    // header still undecided.
+    await finalizedPast(world, Date.now() + SETTLEMENT_CLOCK_SLACK_SECONDS * 1000);
     await reader(store, vault).syncVault(vault);
     const s = await statementOf(store, vault);
+    expect(s.creditsHeaderUndecided).toEqual([]);
     expect(s.creditsHeaderMismatches).toEqual([
       expect.objectContaining({ finding: "credits_header_mismatch", jobId }),
     ]);

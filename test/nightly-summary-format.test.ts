@@ -79,6 +79,24 @@ describe("nightly summary", () => {
     expect(JSON.parse(summaryToJson(s)).headline).toBe(headline);
   });
 
+  it("names a credits header not decided yet apart from the mismatches, as a finding all the same", () => {
+    const s = summaryWithMemos([]);
+    s.outcome = "discrepancies";
+    s.ledger = {
+      ...s.ledger!,
+      unreceiptedDebits: [],
+      creditsHeaderUndecided: [{ jobId: "job_c", vault, headerUnits: "5", beforeWindow: false }],
+    };
+    const text = summaryToText(s);
+    expect(text.split("\n")[0]).toContain(
+      "the credit vaults' ledger has 1 findings (1 credits headers not decided yet)",
+    );
+    expect(text).toContain(
+      `job job_c's credits header (5 units) matches no balance of vault ${vault} read so far between its lock and its response: not decided until the vault is read past the response`,
+    );
+    expect(text).not.toContain("credits-header mismatches");
+  });
+
   it("says what a run that could not finish had found already", () => {
     const s = summaryWithMemos(["job_a"]);
     s.outcome = "incomplete";

@@ -730,6 +730,7 @@ describe("a nightly whose ledger read reopens jobs", () => {
         "unreceiptedDebits",
         "unreleasedLocks",
         "creditsHeaderMismatches",
+        "creditsHeaderUndecided",
         "foreignMint",
         "vaultOwnerChanges",
         "vaultDelegateApprovals",

@@ -133,6 +133,7 @@ const StatementSchema = z
           unreleasedLocks: z.number().int(),
           locksNotDue: z.number().int(),
           creditsHeaderMismatches: z.number().int(),
+          creditsHeaderUndecided: z.number().int(),
           foreignMint: z.number().int(),
           ownerChanges: z.number().int(),
           delegateApprovals: z.number().int(),
@@ -179,7 +180,19 @@ const StatementSchema = z
             }),
           )
           .describe(
-            "Jobs whose x-decentral-credits-remaining matches no balance of the vault between their lock and their response.",
+            "Jobs whose x-decentral-credits-remaining matches no balance of the vault between their lock and their response, that span read in full.",
+          ),
+        creditsHeaderUndecided: z
+          .array(
+            z.object({
+              finding: z.literal("credits_header_undecided"),
+              jobId: z.string(),
+              headerUnits: units,
+              balancesUnits: z.array(units),
+            }),
+          )
+          .describe(
+            "Jobs whose x-decentral-credits-remaining matches no balance of the vault read so far between their lock and their response, that span not read in full yet (the chain not finalized past the response, a line or the named settlement not read): no mismatch yet; the next read of the vault decides it. `balancesUnits` are the balances read so far.",
           ),
         foreignMint: z
           .array(

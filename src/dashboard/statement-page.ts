@@ -133,6 +133,10 @@ function otherFindings(v: VaultStatement): Html {
       (m) =>
         html`<li><a href="${BASE}/jobs/${encodeURIComponent(m.jobId)}">${m.jobId}</a>: its credits-remaining header says ${usdc(m.headerUnits)} USDC, a balance the vault never held then</li>`,
     ),
+    ...v.creditsHeaderUndecided.map(
+      (m) =>
+        html`<li><a href="${BASE}/jobs/${encodeURIComponent(m.jobId)}">${m.jobId}</a>: its credits-remaining header says ${usdc(m.headerUnits)} USDC, a balance the vault held in none of the transactions read so far (not decided: the vault is not read past its response yet)</li>`,
+    ),
     ...v.ownerChanges.map((o) =>
       o.finding === "vault_owner_now"
         ? html`<li>The vault is owned now by <span class="mono">${o.owner}</span>, not the escrow authority (its newest transaction, <span class="mono">${short(o.signature)}</span>, shows it): that owner can spend it alone</li>`

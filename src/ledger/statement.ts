@@ -145,6 +145,21 @@ export interface CreditsHeaderMismatch {
 }
 
 /**
+ * A recorded job whose credits header matches no balance of the vault read so far in its span,
+ * the span not read in full yet: the chain had not finalized past its response (and the clocks'
+ * slack) when the vault was listed, a line of it is listed but not read, or the settlement its
+ * receipt names is not read. Not a mismatch yet, and not matched either: the next read of the
+ * vault decides it.
+ */
+export interface CreditsHeaderUndecided {
+  finding: "credits_header_undecided";
+  jobId: string;
+  headerUnits: bigint;
+  /** The balances read so far in that span, oldest first. */
+  balancesUnits: bigint[];
+}
+
+/**
  * A transaction that moved the vault's address in a mint (or token program) other than the
  * credits': what is there is not credits, whatever its decimals or memo. Never summed.
  */
@@ -345,6 +360,8 @@ export interface VaultStatement {
     /** Locks of the period still out, not due yet (`locksNotDue`). */
     locksNotDue: number;
     creditsHeaderMismatches: number;
+    /** Headers matching no balance read so far, the span not read in full (`creditsHeaderUndecided`). */
+    creditsHeaderUndecided: number;
     /** Foreign-mint findings (`foreignMint`). */
     foreignMint: number;
     /** Transactions after which another than the escrow authority owned the vault. */
@@ -362,7 +379,10 @@ export interface VaultStatement {
   unreleasedLocks: UnreleasedLock[];
   /** Locks of the period still out whose due time the history read has not passed. */
   locksNotDue: LockNotDue[];
+  /** Headers matching no balance of their span, read in full. */
   creditsHeaderMismatches: CreditsHeaderMismatch[];
+  /** Headers matching no balance read so far of a span not read in full yet. */
+  creditsHeaderUndecided: CreditsHeaderUndecided[];
   /** Movements of the vault's address in another mint, and another mint found there now. */
   foreignMint: ForeignMintFinding[];
   /** Transactions after which the vault's owner was not the escrow authority. */
@@ -399,6 +419,7 @@ export function findingCount(v: VaultStatement): number {
     v.unexplained.length +
     v.unreleasedLocks.length +
     v.creditsHeaderMismatches.length +
+    v.creditsHeaderUndecided.length +
     v.foreignMint.length +
     v.ownerChanges.length +
     v.delegateApprovals.length +
@@ -629,6 +650,7 @@ export async function buildStatement(
       unreleasedLocks: 0,
       locksNotDue: 0,
       creditsHeaderMismatches: 0,
+      creditsHeaderUndecided: 0,
       foreignMint: 0,
       ownerChanges: 0,
       delegateApprovals: 0,
@@ -761,17 +783,22 @@ export async function buildStatement(
       .map((l) => ({ finding: "lock_not_due", ...lockOf(l) }));
     counts.unreleasedLocks = unreleased.length;
     counts.locksNotDue = notDue.length;
-    const mismatches: CreditsHeaderMismatch[] = (
-      await ledger.headerChecks(vault, fromSec, toSec, lateLocks)
-    )
-      .filter((c) => !c.matched)
-      .map((c) => ({
-        finding: "credits_header_mismatch",
-        jobId: c.jobId,
-        headerUnits: c.headerUnits,
-        balancesUnits: c.balancesUnits,
-      }));
+    const unmatched = (await ledger.headerChecks(vault, fromSec, toSec, lateLocks)).filter(
+      (c) => !c.matched,
+    );
+    const headerFinding = (c: (typeof unmatched)[number]) => ({
+      jobId: c.jobId,
+      headerUnits: c.headerUnits,
+      balancesUnits: c.balancesUnits,
+    });
+    const mismatches: CreditsHeaderMismatch[] = unmatched
+      .filter((c) => c.decided)
+      .map((c) => ({ finding: "credits_header_mismatch", ...headerFinding(c) }));
+    const headersUndecided: CreditsHeaderUndecided[] = unmatched
+      .filter((c) => !c.decided)
+      .map((c) => ({ finding: "credits_header_undecided", ...headerFinding(c) }));
     counts.creditsHeaderMismatches = mismatches.length;
+    counts.creditsHeaderUndecided = headersUndecided.length;
     const gaps: LedgerGap[] = await ledger.gaps(vault, fromSec, toSec);
     const foreignMint: ForeignMintFinding[] = (
       await ledger.foreignLines(vault, fromSec, toSec)
@@ -955,6 +982,7 @@ export async function buildStatement(
       unreleasedLocks: unreleased,
       locksNotDue: notDue,
       creditsHeaderMismatches: mismatches,
+      creditsHeaderUndecided: headersUndecided,
       foreignMint,
       ownerChanges,
       delegateApprovals,
@@ -994,6 +1022,18 @@ export function unreadWhy(unread: { why: string | null }): string {
 const text = (units: bigint | null) => (units === null ? null : units.toString());
 
 /** The statement as JSON: amounts as decimal strings of base units, instants as ISO 8601. */
+/** A credits-header finding of the JSON statement: amounts as decimal strings. */
+function headerFindingToJson<F extends CreditsHeaderMismatch | CreditsHeaderUndecided>(
+  m: F,
+): { finding: F["finding"]; jobId: string; headerUnits: string; balancesUnits: string[] } {
+  return {
+    finding: m.finding,
+    jobId: m.jobId,
+    headerUnits: m.headerUnits.toString(),
+    balancesUnits: m.balancesUnits.map(String),
+  };
+}
+
 export function statementToJson(statement: Statement) {
   return {
     from: isoOf(statement.from),
@@ -1037,12 +1077,8 @@ export function statementToJson(statement: Statement) {
         lockUnits: u.lockUnits.toString(),
         outstandingUnits: u.outstandingUnits.toString(),
       })),
-      creditsHeaderMismatches: v.creditsHeaderMismatches.map((m) => ({
-        finding: m.finding,
-        jobId: m.jobId,
-        headerUnits: m.headerUnits.toString(),
-        balancesUnits: m.balancesUnits.map(String),
-      })),
+      creditsHeaderMismatches: v.creditsHeaderMismatches.map(headerFindingToJson),
+      creditsHeaderUndecided: v.creditsHeaderUndecided.map(headerFindingToJson),
       foreignMint: v.foreignMint.map((f) =>
         f.finding === "foreign_mint_movement"
           ? {
@@ -1118,7 +1154,7 @@ function labelled(name: string, address: string, memo: string | null): string {
  * may spend and `delegate=<delegate>`;
  * `mixed_job_memos` with signature, amount, the job it was filed under and its memos;
  * `credits_header_mismatch` with the job and the header's amount, the balances the vault held
- * then in the memo column; `ledger_gap` with the signature after the gap and what moved unseen;
+ * then in the memo column (`credits_header_undecided` likewise, the balances read so far); `ledger_gap` with the signature after the gap and what moved unseen;
  * `missing_history` with the oldest line the RPC gave; `unread_transactions` with how many
  * transactions up to the period's end are listed but not read, and why in the memo column, the
  * vault row's closing on chain and difference then empty). A CSV holds every finding the JSON
@@ -1287,6 +1323,10 @@ export function statementToCsv(statement: Statement): string {
     }
     for (const m of v.creditsHeaderMismatches) {
       const held = `balances held: ${m.balancesUnits.join(" ") || "none"}`;
+      row([m.finding, v.vault, ...blank, ...tail(), null, null, m.headerUnits, m.jobId, held]);
+    }
+    for (const m of v.creditsHeaderUndecided) {
+      const held = `balances read so far: ${m.balancesUnits.join(" ") || "none"}`;
       row([m.finding, v.vault, ...blank, ...tail(), null, null, m.headerUnits, m.jobId, held]);
     }
     for (const g of v.gaps) {

@@ -64,6 +64,12 @@ export interface LedgerWindowResult {
     beforeWindow: boolean;
   }[];
   /**
+   * Recorded jobs whose credits header matches no balance read so far, the vault not read past
+   * their response yet (`credits_header_undecided`): findings of the run all the same, as a
+   * false header may still be one (the next read decides).
+   */
+  creditsHeaderUndecided: LedgerWindowResult["creditsHeaderMismatches"];
+  /**
    * Movements of a vault's address in another mint, and another mint found there at the
    * balance read (`mint` null: an account that is not a token account).
    */
@@ -192,6 +198,11 @@ export class LedgerNotFinalError extends Error {
 }
 
 /** Longest pause between reads while the chain finalizes the window's last seconds. */
+/** A vault statement's credits headers matching no balance of a span read in full. */
+const decidedHeaders = (v: VaultStatement) => v.creditsHeaderMismatches;
+/** ... and those matching none read so far of a span not read in full yet. */
+const undecidedHeaders = (v: VaultStatement) => v.creditsHeaderUndecided;
+
 const FINALITY_POLL_MAX_MS = 5_000;
 const FINALITY_POLL_MIN_MS = 200;
 
@@ -412,9 +423,15 @@ export function ledgerWindowCheck(deps: {
           beforeWindow,
         })),
       );
-    const mismatchesOf = (vaults: VaultStatement[], beforeWindow: boolean) =>
+    const mismatchesOf = (
+      vaults: VaultStatement[],
+      beforeWindow: boolean,
+      of: (
+        v: VaultStatement,
+      ) => VaultStatement["creditsHeaderMismatches" | "creditsHeaderUndecided"],
+    ) =>
       vaults.flatMap((v) =>
-        v.creditsHeaderMismatches.map((m) => ({
+        of(v).map((m) => ({
           vault: v.vault,
           jobId: m.jobId,
           headerUnits: m.headerUnits.toString(),
@@ -565,8 +582,12 @@ export function ledgerWindowCheck(deps: {
       unreceiptedDebits: [...debits, ...lateOnes(debits, debitsOf(late, true))],
       unreleasedLocks: [...unreleasedLocks, ...lateOnes(unreleasedLocks, locksOf(late, true))],
       creditsHeaderMismatches: [
-        ...mismatchesOf(earlier, true),
-        ...mismatchesOf(statement.vaults, false),
+        ...mismatchesOf(earlier, true, decidedHeaders),
+        ...mismatchesOf(statement.vaults, false, decidedHeaders),
+      ],
+      creditsHeaderUndecided: [
+        ...mismatchesOf(earlier, true, undecidedHeaders),
+        ...mismatchesOf(statement.vaults, false, undecidedHeaders),
       ],
       foreignMint: [...foreign, ...lateOnes(foreign, foreignOf(late, true))],
       vaultOwnerChanges: [
@@ -662,6 +683,7 @@ export function ledgerFindingCount(ledger: LedgerWindowResult): number {
     ledger.unreceiptedDebits.length +
     ledger.unreleasedLocks.length +
     ledger.creditsHeaderMismatches.length +
+    ledger.creditsHeaderUndecided.length +
     ledger.foreignMint.length +
     ledger.vaultOwnerChanges.length +
     ledger.vaultDelegateApprovals.length +

@@ -57,6 +57,7 @@ function findingKinds(s: NightlySummary): string[] {
     [l.unreceiptedDebits.length, "unreceipted debits"],
     [l.unreleasedLocks.length, "unreleased locks"],
     [l.creditsHeaderMismatches.length, "credits-header mismatches"],
+    [l.creditsHeaderUndecided.length, "credits headers not decided yet"],
     [l.foreignMint.length, "other-mint findings"],
     [l.vaultOwnerChanges.length + l.vaultOwnersNow.length, "vault owner findings"],
     [l.vaultDelegateApprovals.length + l.vaultDelegatesNow.length, "vault delegate findings"],
@@ -161,6 +162,10 @@ function ledgerLines(s: NightlySummary, show: Show): string[] {
     ...s.ledger.creditsHeaderMismatches.map(
       (m) =>
         `job ${show(m.jobId)}'s credits header (${m.headerUnits} units) matches no balance of vault ${m.vault} between its lock and its response${m.beforeWindow ? " (before the window)" : ""}`,
+    ),
+    ...s.ledger.creditsHeaderUndecided.map(
+      (m) =>
+        `job ${show(m.jobId)}'s credits header (${m.headerUnits} units) matches no balance of vault ${m.vault} read so far between its lock and its response: not decided until the vault is read past the response${m.beforeWindow ? " (before the window)" : ""}`,
     ),
     ...s.ledger.foreignMint.map((f) =>
       f.finding === "foreign_mint_movement"

@@ -18,6 +18,7 @@ export const cleanLedger: LedgerWindowResult = frozen({
   unreceiptedDebits: [],
   unreleasedLocks: [],
   creditsHeaderMismatches: [],
+  creditsHeaderUndecided: [],
   foreignMint: [],
   vaultOwnerChanges: [],
   vaultDelegateApprovals: [],
