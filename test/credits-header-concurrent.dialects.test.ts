@@ -3,7 +3,7 @@ import { buildStatement, findingCount, statementToCsv } from "../src/ledger/stat
 import { createLedgerStore } from "../src/store/ledger.js";
 import { reportsStore } from "../src/store/reports.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
-import { periodEdge, vaultReader } from "./support/ledger-periods.js";
+import { blockTimeLeftOut, periodEdge, vaultReader } from "./support/ledger-periods.js";
 import { type JobPlan, type Scenario, useAdversaryHarness } from "./support/operator.js";
 
 /**
@@ -308,6 +308,50 @@ describe.each(dialects)("%s store", (dialect) => {
     expect(judged.check?.outcome).toBe("fail");
     expect(judged.verdict).toBe("discrepancy");
     expect(judged.mismatches).toEqual([plan.jobId]);
+  });
+
+  /**
+   * The job charged its whole lock (its settlement sends nothing back: no line of the vault),
+   * another job's lock between the two, which the node serves with no block time; the header
+   * the balance after that lock. `apartMs`: how long after the response the settlement lands.
+   */
+  async function wholeChargeAfterUndatedLock(apartMs: number) {
+    const { c, vault, from } = start();
+    const plan = h.op.plan({ keyIndex: 0, completionTokens: 2_000 });
+    expect(plan.remainder).toBe(0n);
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const recordedAt = h.op.now();
+    h.op.nextSlot();
+    const other = concurrentLock();
+    const header = h.op.balance(vault);
+    h.op.advanceClock(apartMs);
+    h.op.nextSlot();
+    const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
+    c.record(
+      plan,
+      { escrowTx, settlementTx },
+      { creditsRemainingUnits: header },
+      "ingest",
+      recordedAt,
+    );
+    await h.finalized();
+    await vaultReader(h, c, vault, blockTimeLeftOut(h, other)).syncVault(vault);
+    return judge(c, vault, from, plan);
+  }
+
+  it("verifies an honest header counting another job's lock the node left undated, the slot of a settlement that sent nothing back, dated in the response's second, placing it before", async () => {
+    // Its slot below the settlement's, the lock is dated no later than it: before the response.
+    // No line of the vault placed it, and the span ended at it: a false discrepancy.
+    const judged = await wholeChargeAfterUndatedLock(0);
+    expect(judged.check?.outcome).toBe("pass");
+    expect(judged.verdict).toBe("verified");
+    expect(judged.mismatches).toEqual([]);
+  });
+
+  it("does not verify a header counting another job's undated lock before a settlement that sent nothing back, held back past the response's second", async () => {
+    // The settlement dated 2 s after the response's second places the lock in the span, not
+    // before the response: it may have landed after it.
+    expectOrderUnknown(await wholeChargeAfterUndatedLock(2_000));
   });
 
   it("lists a header matching no balance read so far apart from the mismatches while its span is not read in full, still a finding, then a mismatch once it is", async () => {

@@ -449,6 +449,15 @@ export interface HeaderSpanEnd {
    * every line before it did).
    */
   orderedThroughOrd: number;
+  /**
+   * The slot of a settlement the receipt names that sent nothing back to the vault (no line of
+   * it), when the chain dated it at most the slack after the response's second, else -1: a line
+   * of a slot below it is dated no later (block times do not go back as slots go forward), so it
+   * is in the span, dated or not.
+   */
+  throughSlot: number;
+  /** `throughSlot` when that settlement is dated up to `orderedUntil`, else -1. */
+  orderedThroughSlot: number;
   /** The instant (ms) a listing must be final past for the span to be read in full. */
   coverAt: number;
   /**
@@ -505,6 +514,8 @@ export interface NamedSettlement {
   named: boolean;
   line: NamedSettlementLine | null;
   outside?: boolean;
+  /** Where the chain put that transaction, when `outside`. */
+  outsideAt?: { slot: number; blockTime: number | null } | null;
 }
 
 export function headerSpanEnd(
@@ -523,11 +534,16 @@ export function headerSpanEnd(
   // not read yet may be either: the unordered part waits for it, as the whole span does.
   const slack = line === null || own ? SETTLEMENT_CLOCK_SLACK_SECONDS : 0;
   const provenFirst = placed && line.blockTime !== null && line.blockTime <= orderedUntil;
+  const at = settlement.outside === true ? (settlement.outsideAt ?? null) : null;
+  const slotBy = (until: number) =>
+    at !== null && at.blockTime !== null && at.blockTime <= until ? at.slot : -1;
   return {
     until: orderedUntil + slack,
     orderedUntil,
     throughOrd: placed ? line.ord : -1,
     orderedThroughOrd: provenFirst ? line.ord : -1,
+    throughSlot: slotBy(orderedUntil + SETTLEMENT_CLOCK_SLACK_SECONDS),
+    orderedThroughSlot: slotBy(orderedUntil),
     coverAt: recordedAt + slack * 1000,
     settlementUnlisted: settlement.named && line === null && settlement.outside !== true,
     settlementUnread: line !== null && line.state !== "read",
@@ -551,9 +567,13 @@ export function headerSpanCovered(
 /** Whether a line after the lock's is in the span that ends at `end`. */
 export function inHeaderSpan(
   end: HeaderSpanEnd,
-  line: { ord: number; blockTime: number | null },
+  line: { ord: number; slot: number; blockTime: number | null },
 ): boolean {
-  return line.ord <= end.throughOrd || (line.blockTime !== null && line.blockTime <= end.until);
+  return (
+    line.ord <= end.throughOrd ||
+    line.slot < end.throughSlot ||
+    (line.blockTime !== null && line.blockTime <= end.until)
+  );
 }
 
 /**
@@ -562,11 +582,12 @@ export function inHeaderSpan(
  */
 export function orderedInHeaderSpan(
   end: HeaderSpanEnd,
-  line: { ord: number; blockTime: number | null },
+  line: { ord: number; slot: number; blockTime: number | null },
 ): boolean {
   return (
     line.ord <= end.orderedThroughOrd ||
     line.ord === end.throughOrd ||
+    line.slot < end.orderedThroughSlot ||
     (line.blockTime !== null && line.blockTime <= end.orderedUntil)
   );
 }
@@ -585,6 +606,7 @@ export function headerMatchLasts(end: HeaderSpanEnd, ordered: boolean): boolean 
 /** A line of a vault as a header's span reads it. */
 export interface SpanLine {
   ord: number;
+  slot: number;
   blockTime: number | null;
   state: string | null;
   postUnits: bigint | null;

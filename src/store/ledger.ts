@@ -1144,22 +1144,22 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   );
   // A named settlement the vault's history never lists (`NamedSettlement.outside`).
   const settlementOutside = big(
-    `SELECT EXISTS (SELECT 1 FROM chain_transactions c WHERE c.signature = @signature
+    `SELECT c.slot, c.block_time FROM chain_transactions c WHERE c.signature = @signature
        AND c.state = 'finalized' AND c.facts IS NOT NULL
-       AND NOT EXISTS (SELECT 1 FROM json_each(c.facts, '$.accounts') a WHERE a.value = @vault))`,
-  ).pluck();
+       AND NOT EXISTS (SELECT 1 FROM json_each(c.facts, '$.accounts') a WHERE a.value = @vault)`,
+  );
   // The same span judged inside the review's write transaction, in SQL over `ledger_lines_order`:
   // a late receipt (an import, recorded months after its lock) spans every line since its lock,
   // and reading each line into the program held the write lock for seconds on a busy vault.
   const spanEndOrd = big(
-    `SELECT min(ord) FROM ledger_lines WHERE vault = ? AND ord > max(?, ?)
+    `SELECT min(ord) FROM ledger_lines WHERE vault = ? AND ord > max(?, ?) AND slot >= ?
        AND (block_time IS NULL OR block_time > ?)`,
   ).pluck();
   // The first line past the part of a span surely before the response (`HeaderSpanReading`):
   // not the job's settlement, nor one read to move none of the vault's money.
   const spanOrderedEndOrd = big(
     `SELECT min(ord) FROM ledger_lines WHERE vault = ? AND ord > max(?, ?) AND ord <> ?
-       AND (block_time IS NULL OR block_time > ?)
+       AND slot >= ? AND (block_time IS NULL OR block_time > ?)
        AND (state <> 'read' OR post_units IS NOT NULL)`,
   ).pluck();
   const spanMatch = big(
@@ -1631,12 +1631,19 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
                 deposit_in_units: bigint | null;
               }
             | undefined);
+    const outside =
+      settlementTx === null || line !== undefined
+        ? undefined
+        : (settlementOutside.get({ vault, signature: settlementTx }) as
+            | { slot: bigint | null; block_time: bigint | null }
+            | undefined);
     return headerSpanEnd(Number(recordedAt), jobId, {
       named: settlementTx !== null,
-      outside:
-        settlementTx !== null &&
-        line === undefined &&
-        (settlementOutside.get({ vault, signature: settlementTx }) as bigint) !== 0n,
+      outside: outside !== undefined,
+      outsideAt:
+        outside?.slot == null
+          ? null
+          : { slot: Number(outside.slot), blockTime: num(outside.block_time) },
       line: line
         ? {
             ord: Number(line.ord),
@@ -1672,7 +1679,12 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       const rows = linesFrom.all(vault, ord) as LineDb[];
       for (const r of rows) {
         const postUnits = r.post_units;
-        const line = { ord: Number(r.ord), blockTime: num(r.block_time), state: r.state ?? null };
+        const line = {
+          ord: Number(r.ord),
+          slot: Number(r.slot),
+          blockTime: num(r.block_time),
+          state: r.state ?? null,
+        };
         if (!span.take({ ...line, postUnits })) {
           spanEnded = true;
           break;
@@ -1704,7 +1716,9 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     finalThrough: number | null,
     header: bigint,
   ): { matched: bigint | null; ordered: boolean; lasting: boolean; covered: boolean } {
-    const endOrd = spanEndOrd.get(vault, lockOrd, end.throughOrd, end.until) as bigint | null;
+    const endOrd = spanEndOrd.get(vault, lockOrd, end.throughOrd, end.throughSlot, end.until) as
+      | bigint
+      | null;
     // Past every ord: the span runs to the newest line.
     const upper = endOrd ?? 1n << 62n;
     const match = spanMatch.get(vault, lockOrd, upper, header, header + UNITS_PER_CREDIT) as
@@ -1716,6 +1730,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         lockOrd,
         end.orderedThroughOrd,
         end.throughOrd,
+        end.orderedThroughSlot,
         end.orderedUntil,
       ) as bigint | null) ?? 1n << 62n;
     if (match !== undefined && match.ord < orderedUpper) {

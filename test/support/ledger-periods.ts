@@ -69,6 +69,24 @@ export function listingWithout(h: AdversaryHarness, missing: string): LedgerRpc 
   };
 }
 
+/** The local chain's node, which gives no block time for `undated` (listed or served). */
+export function blockTimeLeftOut(h: AdversaryHarness, undated: string): LedgerRpc {
+  return {
+    async getTransaction(s) {
+      const served = await h.rpc.getTransaction(s);
+      if (served === null || s !== undated) return served;
+      return { ...served, facts: { ...served.facts, blockTime: null } };
+    },
+    getTokenAccount: (a) => h.rpc.getTokenAccount(a),
+    getSlot: (x) => h.rpc.getSlot(x),
+    getBlockTime: (s) => h.rpc.getBlockTime(s),
+    async getSignaturesForAddress(address, o) {
+      const page = await h.rpc.getSignaturesForAddress(address, o);
+      return page.map((e) => (e.signature === undated ? { ...e, blockTime: null } : e));
+    },
+  };
+}
+
 /**
  * The nightly run of scenario `c` on the harness's chain over a window, its jobs verified with
  * quick timing and its ledger read by `reader` (every vault, when not given) and judged with no

@@ -76,6 +76,7 @@ import {
   memoJobsOfLine,
   memoJobsToText,
   mixedMemoLineOf,
+  type NamedSettlement,
   outstandingOf,
   settledShareOfLocks,
   settledUnits,
@@ -1014,15 +1015,22 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
    * Where each span of a job recorded at `recordedAt` (ms) whose receipt names `settlementTx`
    * ends among `vault`'s lines (`headerSpanEnd`), the settlements' lines in one read.
    */
-  /** Of `signatures`, the finalized transactions naming no account of `vault`'s (`NamedSettlement`). */
+  /**
+   * Of `signatures`, the finalized transactions naming no account of `vault`'s, with where the
+   * chain put them (`NamedSettlement`).
+   */
   async function settlementsOutside(
     q: PgExecutor,
     vault: string,
     signatures: readonly string[],
-  ): Promise<Set<string>> {
-    if (signatures.length === 0) return new Set();
+  ): Promise<Map<string, NamedSettlement["outsideAt"]>> {
+    if (signatures.length === 0) return new Map();
     const rows = await q
-      .select({ signature: chainTransactions.signature })
+      .select({
+        signature: chainTransactions.signature,
+        slot: chainTransactions.slot,
+        blockTime: chainTransactions.blockTime,
+      })
       .from(chainTransactions)
       .where(
         and(
@@ -1033,7 +1041,12 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
             WHERE a = ${vault})`,
         ),
       );
-    return new Set(rows.map((r) => r.signature));
+    return new Map(
+      rows.map((r) => [
+        r.signature,
+        r.slot === null ? null : { slot: r.slot, blockTime: r.blockTime },
+      ]),
+    );
   }
 
   async function spanEndsOf(
@@ -1076,6 +1089,7 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
       return headerSpanEnd(a.recordedAt, a.jobId, {
         named: a.settlementTx !== null,
         outside: a.settlementTx !== null && outside.has(a.settlementTx),
+        outsideAt: a.settlementTx === null ? null : outside.get(a.settlementTx),
         line: line
           ? {
               ...line,
@@ -1130,6 +1144,7 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
     return q
       .select({
         ord: ledgerLines.ord,
+        slot: ledgerLines.slot,
         blockTime: ledgerLines.blockTime,
         postUnits: ledgerLines.postUnits,
         state: ledgerLines.state,
