@@ -59,6 +59,18 @@ describe.each(dialects)("a changed profile on %s", (dialect) => {
   const verifierOf = (store: Store, profile: Profile) =>
     createVerifier({ store, rpc: h.rpc, profile, log, options: quickVerifierOptions });
 
+  /** The first step of the sweep of a verifier started under `profile` at `before`. */
+  const sweepStep = (store: Store, profile: Profile, before: number) =>
+    createJobQueueStore(store).reopenJudgedElsewhere({
+      judgedBy: profileId(profile),
+      before,
+      after: null,
+      scan: 100,
+      limit: 100,
+      filter: null,
+      t: Date.now(),
+    });
+
   /** Money the report of the day counts for the store's jobs. */
   async function moneyOf(store: Store) {
     const now = Date.now();
@@ -153,15 +165,7 @@ describe.each(dialects)("a changed profile on %s", (dialect) => {
       { profile: profileId(localnetProfile), jobs: 1 },
     ]);
     // A sweep begun before that verdict leaves it: judged once, never back and forth.
-    const slice = await queue.reopenJudgedElsewhere({
-      judgedBy: profileId(repriced),
-      before: started - 1,
-      after: null,
-      scan: 100,
-      limit: 100,
-      filter: null,
-      t: Date.now(),
-    });
+    const slice = await sweepStep(c.store, repriced, started - 1);
     expect(slice).toEqual({ reopened: [], last: jobId, end: true, held: [] });
     expect((await c.outcome(jobId)).verdict).toBe("verified");
     // Its next start takes it.
@@ -241,6 +245,64 @@ describe.each(dialects)("a changed profile on %s", (dialect) => {
     expect(code).toBe(2);
   }, 60_000);
 
+  /** The verdict as a build before profiles were recorded left it: `verdict_profile` null. */
+  async function forgetProfile(store: Store, jobId: string) {
+    const update = "UPDATE jobs SET verdict_profile = NULL WHERE job_id =";
+    if (store.kind === "postgres") await store.pool.query(`${update} $1`, [jobId]);
+    else store.sqlite.prepare(`${update} ?`).run(jobId);
+  }
+
+  it("a verdict written before profiles were recorded is judged again once under a changed profile", async () => {
+    // Before, a job verified by an older build stayed `verified` for good after a price edit:
+    // only verdicts naming another profile were swept.
+    const c = await h.scenario();
+    const plan = h.op.plan({ keyIndex: 1 });
+    const jobId = c.record(plan, h.op.honestJob(plan));
+    await c.verify();
+    await forgetProfile(c.store, jobId);
+    expect((await auditRecord(c.store, jobId, explorer))?.verdictProfile).toBeNull();
+
+    const summary = await verifierOf(c.store, repriced).runUntilSettled({}, { timeoutMs: 20_000 });
+    expect(summary.rejudged).toBe(1);
+    expect(await c.outcome(jobId)).toEqual({
+      verdict: "discrepancy",
+      failing: ["charge.matches_price"],
+    });
+    expect((await auditRecord(c.store, jobId, explorer))?.verdictProfile).toBe(profileId(repriced));
+    // Its profile now recorded, the next start under the same profile judges nothing again.
+    const again = await verifierOf(c.store, repriced).runUntilSettled({}, { timeoutMs: 20_000 });
+    expect(again.rejudged).toBe(0);
+  }, 60_000);
+
+  it("a job judged again shows the checks of the verdict it left apart from the current ones", async () => {
+    // Before, `checks` kept the old run's rows while the job was judged again: a client could
+    // not tell that they no longer stood behind any verdict.
+    const c = await h.scenario();
+    const plan = h.op.plan({ keyIndex: 2 });
+    const jobId = c.record(plan, h.op.honestJob(plan));
+    await c.verify();
+    const judged = await auditRecord(c.store, jobId, explorer);
+    expect(judged?.checks.length).toBeGreaterThan(0);
+    expect(judged?.checks.some((ch) => ch.outcome === "fail")).toBe(false);
+    await sweepStep(c.store, repriced, Date.now());
+
+    const rejudged = await auditRecord(c.store, jobId, explorer);
+    expect(rejudged?.verdict).toBe("pending");
+    expect(rejudged?.checks).toEqual([]);
+    expect(rejudged?.rejudging?.previousChecks).toEqual(judged?.checks);
+    expect(AuditRecordSchema.safeParse(JSON.parse(JSON.stringify(rejudged))).success).toBe(true);
+    const page = String(jobBody(rejudged!, { role: "read" } as DashboardSession, null));
+    expect(page).toContain("No check of the new judgement has run yet.");
+    expect(page).toContain(`${judged?.checks.length} checks of the verdict it left`);
+    expect(page).toContain("no longer current");
+
+    // Judged again: its checks are the new verdict's, nothing kept apart.
+    await verifierOf(c.store, repriced).runUntilSettled({}, { timeoutMs: 20_000 });
+    const after = await auditRecord(c.store, jobId, explorer);
+    expect(after?.rejudging).toBeNull();
+    expect(after?.checks.find((ch) => ch.name === "charge.matches_price")?.outcome).toBe("fail");
+  }, 60_000);
+
   it("a job sent back shows the verdict it had and why, and reports say what their jobs not final were", async () => {
     // A job sent back showed only `pending` until judged again: verified money left the
     // figures with nothing saying why, and a job reopened by evidence of fraud looked the same
@@ -261,15 +323,7 @@ describe.each(dialects)("a changed profile on %s", (dialect) => {
     });
     await c.flush();
     // And a verifier under the repriced profile starts: its sweep's first step.
-    await createJobQueueStore(c.store).reopenJudgedElsewhere({
-      judgedBy: profileId(repriced),
-      before: Date.now(),
-      after: null,
-      scan: 100,
-      limit: 100,
-      filter: null,
-      t: Date.now(),
-    });
+    await sweepStep(c.store, repriced, Date.now());
 
     const evidence = await auditRecord(c.store, byAnswer!.jobId, explorer);
     expect(evidence).toMatchObject({

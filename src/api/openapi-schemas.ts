@@ -387,6 +387,18 @@ const NamedTransactionSchema = TransactionFields.extend({
 
 const nullableUnits = z.string().nullable();
 
+/** One check's latest result for a job. */
+const CheckResultSchema = z
+  .object({
+    name: z.string(),
+    outcome: z.enum(checkOutcomes),
+    reason: z.string().nullable(),
+    expected: z.unknown(),
+    actual: z.unknown(),
+    checkedAt: z.string(),
+  })
+  .openapi("CheckResult");
+
 /** The stable shape of `GET /audit/{jobId}`. */
 export const AuditRecordSchema = z
   .object({
@@ -397,13 +409,18 @@ export const AuditRecordSchema = z
       .string()
       .nullable()
       .describe(
-        "the protocol profile that wrote the verdict: its name and the first 16 hex digits of the SHA-256 of its content (`localnet@2d63503b9d1c5483`); a final verdict of another profile is judged again by a verifier started under this one. Null on verdicts written before it was recorded (not judged again)",
+        "the protocol profile that wrote the verdict: its name and the first 16 hex digits of the SHA-256 of its content (`localnet@2d63503b9d1c5483`); a final verdict of another profile is judged again by a verifier started under this one. Null on verdicts written before it was recorded (judged again, once, by the first verifier to start)",
       ),
     rejudging: z
       .object({
         previousVerdict: verdictSchema.describe("the final verdict the job had"),
         previousVerdictAt: z.string().nullable(),
         previousVerdictProfile: z.string().nullable(),
+        previousChecks: z
+          .array(CheckResultSchema)
+          .describe(
+            "the checks the verdict it left was reached on: no longer current (`checks` holds only those of the new judgement)",
+          ),
         reason: z
           .enum(rejudgeReasons)
           .describe(
@@ -497,15 +514,10 @@ export const AuditRecordSchema = z
       expectedChargeUnits: nullableUnits,
       feesLamports: nullableUnits,
     }),
-    checks: z.array(
-      z.object({
-        name: z.string(),
-        outcome: z.enum(checkOutcomes),
-        reason: z.string().nullable(),
-        expected: z.unknown(),
-        actual: z.unknown(),
-        checkedAt: z.string(),
-      }),
-    ),
+    checks: z
+      .array(CheckResultSchema)
+      .describe(
+        "the checks of the current verdict; while the job is judged again, only those the new judgement wrote (the verdict it left was reached on `rejudging.previousChecks`)",
+      ),
   })
   .openapi("AuditRecord");

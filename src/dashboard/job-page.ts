@@ -75,6 +75,17 @@ ${passed.length > 0 ? html`<details${failing.length === 0 ? html` open` : ""}><s
 ${skipped.length > 0 ? html`<details><summary>${skipped.length} checks skipped, each with why</summary>${checkRows(skipped, "skipped-checks")}</details>` : ""}`;
 }
 
+/**
+ * A job judged again: the checks the verdict it left was reached on, folded and said to be no
+ * longer current.
+ */
+function previousChecksSection(r: AuditRecord): Html {
+  const previous = r.rejudging?.previousChecks ?? [];
+  if (previous.length === 0) return html``;
+  const byName = [...previous].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return html`<details id="previous-checks"><summary>${previous.length} checks of the verdict it left (${verdictBadge(r.rejudging!.previousVerdict)}), no longer current</summary>${checkRows(byName, "previous-checks-table")}</details>`;
+}
+
 /** A transaction's heading: the step it was named for, and by whom. */
 function transactionTitle(tx: Tx): string {
   const steps = [
@@ -211,7 +222,8 @@ ${facts([
   ],
 ])}
 <h2>Checks</h2>
-${checksSection(r.checks)}
+${r.rejudging && r.checks.length === 0 ? html`<p class="muted">No check of the new judgement has run yet.</p>` : checksSection(r.checks)}
+${previousChecksSection(r)}
 <h2>Transactions</h2>
 ${transactionsSection(r.transactions)}
 <h2>Receipt</h2>

@@ -218,7 +218,7 @@ export const jobs = sqliteTable(
      * The profile that wrote the verdict: its name and a digest of its content (`profileId`).
      * A final verdict of another profile is judged again by a verifier that starts under this
      * one (src/verify/profile-sweep.ts); null on verdicts written before it was recorded, which
-     * are left as they are.
+     * are judged again the same way, once (judged again, they record their profile).
      */
     verdictProfile: text("verdict_profile"),
     /**

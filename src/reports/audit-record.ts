@@ -157,24 +157,59 @@ function namedTransactions(rows: AuditRows, explorer: ExplorerCluster) {
   });
 }
 
+type CheckRow = AuditRows["checks"][number];
+
+function checkRecord(c: CheckRow) {
+  return {
+    name: c.name,
+    outcome: c.outcome,
+    reason: c.reason,
+    expected: c.expected ?? null,
+    actual: c.actual ?? null,
+    checkedAt: isoOf(c.checkedAt),
+  };
+}
+
+/**
+ * A job's check rows split into those of the judgement under way and those of the verdict it
+ * is judged again from. The rows are replaced whole when a verdict is written (the final one's,
+ * or an RPC disagreement's evidence), all at its time, and a reopen leaves them: while judged
+ * again they are the previous verdict's when written at or before its `verdictAt` (a ledger
+ * read may later mark its credits.header passed, so the earliest row tells), else the new run's.
+ */
+function checksByJudgement(
+  checks: readonly CheckRow[],
+  job: { previousVerdict: Verdict | null; verdictAt: number | null },
+): { current: readonly CheckRow[]; previous: readonly CheckRow[] } {
+  if (job.previousVerdict === null || checks.length === 0) return { current: checks, previous: [] };
+  const writtenAt = Math.min(...checks.map((c) => c.checkedAt));
+  const previous = job.verdictAt === null || writtenAt <= job.verdictAt;
+  return previous ? { current: [], previous: checks } : { current: checks, previous: [] };
+}
+
 /**
  * A job that had a final verdict and is judged again: that verdict (`verdictAt` and
- * `verdictProfile` are its own meanwhile) and why it was sent back; null otherwise. `verdict`
- * stays `pending` (or another open verdict) until the new one: a job sent back by new evidence
- * must not read `verified` while that evidence may show otherwise.
+ * `verdictProfile` are its own meanwhile), the checks it was reached on, and why it was sent
+ * back; null otherwise. `verdict` stays `pending` (or another open verdict) until the new one:
+ * a job sent back by new evidence must not read `verified` while that evidence may show
+ * otherwise, nor its checks read as the current ones.
  */
-function rejudgingRecord(job: {
-  previousVerdict: Verdict | null;
-  rejudgeReason: RejudgeReason | null;
-  verdictAt: number | null;
-  verdictProfile: string | null;
-}) {
+function rejudgingRecord(
+  job: {
+    previousVerdict: Verdict | null;
+    rejudgeReason: RejudgeReason | null;
+    verdictAt: number | null;
+    verdictProfile: string | null;
+  },
+  previousChecks: readonly CheckRow[],
+) {
   if (job.previousVerdict === null) return null;
   const reason = job.rejudgeReason ?? "evidence";
   return {
     previousVerdict: job.previousVerdict,
     previousVerdictAt: iso(job.verdictAt),
     previousVerdictProfile: job.verdictProfile,
+    previousChecks: previousChecks.map(checkRecord),
     reason,
     message: rejudgeReasonMessages[reason],
   };
@@ -189,7 +224,8 @@ export async function auditRecord(store: Store, jobId: string, explorer: Explore
   const reports = reportsStore(store);
   const rows = await reports.auditRows(jobId);
   if (!rows) return null;
-  const { job, conflicts, checks } = rows;
+  const { job, conflicts } = rows;
+  const checks = checksByJudgement(rows.checks, job);
   const { escrow, settlement } = rows.transactions;
   // A streamed receipt learns its settlement signature later, from the jobs API.
   const settlementTx = job.settlementTx ?? job.apiSettlementTx;
@@ -198,7 +234,7 @@ export async function auditRecord(store: Store, jobId: string, explorer: Explore
     verdict: job.verdict,
     verdictAt: iso(job.verdictAt),
     verdictProfile: job.verdictProfile,
-    rejudging: rejudgingRecord(job),
+    rejudging: rejudgingRecord(job, checks.previous),
     unproven: (job.unproven ?? []).map((code) => ({
       code,
       message: unprovenCodes[code as UnprovenCode] ?? code,
@@ -265,14 +301,7 @@ export async function auditRecord(store: Store, jobId: string, explorer: Explore
       expectedChargeUnits: str(job.expectedChargeUnits),
       feesLamports: str(job.feesLamports),
     },
-    checks: checks.map((c) => ({
-      name: c.name,
-      outcome: c.outcome,
-      reason: c.reason,
-      expected: c.expected ?? null,
-      actual: c.actual ?? null,
-      checkedAt: isoOf(c.checkedAt),
-    })),
+    checks: checks.current.map(checkRecord),
   };
 }
 

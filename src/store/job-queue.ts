@@ -587,7 +587,7 @@ function createSqliteJobQueueStore(store: SqliteStore): JobQueueStore {
     },
     async reopenJudgedElsewhere(step) {
       const stale = and(
-        judgedElsewhere(jobs, step.judgedBy, step.before),
+        judgedElsewhere(jobs, step.judgedBy, step.before, true),
         filterCondition(step.filter),
       );
       const rows = db

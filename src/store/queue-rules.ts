@@ -300,21 +300,24 @@ export function countOpenJobWaits(
 }
 
 /**
- * A job whose final verdict another profile than `judgedBy` wrote, at or before `before` (a
- * verdict written before profiles were recorded, `verdict_profile` null, is left as it is: its
- * profile is not known, see README, Known limits): what a verifier started
- * under `judgedBy` at `before` judges again (src/verify/profile-sweep.ts). A verdict another
- * profile wrote after `before` is left to it: two processes under two profiles each judge the
- * other's verdicts of before their start once, never back and forth.
+ * A job whose final verdict another profile than `judgedBy` wrote, at or before `before`: what
+ * a verifier started under `judgedBy` at `before` judges again (src/verify/profile-sweep.ts).
+ * A verdict another profile wrote after `before` is left to it: two processes under two
+ * profiles each judge the other's verdicts of before their start once, never back and forth.
+ * With `unrecorded`, a verdict written before profiles were recorded (`verdict_profile` null)
+ * is one too: whichever profile wrote it may not be this one, and judged again it records its
+ * profile, so it is judged again once, not at each start.
  */
 export function judgedElsewhere(
   jobs: { verdict: Column; verdictProfile: Column; verdictAt: Column },
   judgedBy: string,
   before?: number,
+  unrecorded = false,
 ): SQL {
+  const other = ne(jobs.verdictProfile, judgedBy);
   return and(
     not(verdictIsOpen(jobs.verdict)),
-    ne(jobs.verdictProfile, judgedBy),
+    unrecorded ? or(isNull(jobs.verdictProfile), other) : other,
     before === undefined ? undefined : or(isNull(jobs.verdictAt), lte(jobs.verdictAt, before)),
   )!;
 }

@@ -4,7 +4,8 @@ import type { JobQueueStore, QueueFilter } from "../store/job-queue.js";
 /**
  * A verifier started under one profile judges again the final verdicts another profile wrote
  * (a price or a treasury edited, `localnet` swapped for `decentral-mainnet`): each says which
- * profile reached it (`jobs.verdict_profile`; one written before that was recorded is left).
+ * profile reached it (`jobs.verdict_profile`; one written before that was recorded may be any
+ * profile's, and is judged again too: then it records its profile, so only once).
  *
  * Paced: at most `batch` such jobs are open at a time, and the next are reopened only once half
  * of those are final again, so ten million old verdicts go through the queue beside the new
