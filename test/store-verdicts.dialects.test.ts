@@ -243,6 +243,38 @@ describe.each(dialects)("verdict store on %s", (dialect) => {
     ]);
   });
 
+  it("keeps the profile of the verdict a job judged again left until the new one is final", async () => {
+    // Before, an open write (RPC trouble, waiting on finality) of a job judged again wrote its
+    // profile: `rejudging.previousVerdictProfile` named the new profile beside the old verdict.
+    const store = await stores.open();
+    await seedJobs(store, [
+      { jobId: "job-1", previousVerdict: "verified", verdictProfile: "localnet@00000000000000aa" },
+      { jobId: "job-2", previousVerdict: "verified", verdictProfile: "localnet@00000000000000aa" },
+    ]);
+    const judgedBy = "localnet@00000000000000bb";
+    const verdicts = createVerdictStore(store, profile, judgedBy);
+    const open = decision("job-1", "error", {
+      evaluation: null,
+      checks: null,
+      lastError: "getTransaction: timed out",
+    });
+    await verdicts.write([open, decision("job-2", "verified")], {
+      owner: "owner-a",
+      runId: null,
+      t: T,
+    });
+    expect(await readJob(store, "job-1")).toMatchObject({
+      verdict: "error",
+      previousVerdict: "verified",
+      verdictProfile: "localnet@00000000000000aa",
+    });
+    expect(await readJob(store, "job-2")).toMatchObject({
+      verdict: "verified",
+      previousVerdict: null,
+      verdictProfile: judgedBy,
+    });
+  });
+
   it("keeps an RPC disagreement's evidence and replaces it with the final verdict's checks", async () => {
     const store = await stores.open();
     await seedJobs(store, [{ jobId: "job-1" }]);

@@ -23,7 +23,20 @@ export function attemptsAfter(d: VerdictWrite): number {
  * `rejudge_reason` cleared), an open one leaves them.
  */
 export function clearsRejudging(written: string): string {
-  const final = `${written} IN (${finalVerdicts.map((v) => `'${v}'`).join(", ")})`;
+  const final = writesFinal(written);
   return `previous_verdict = CASE WHEN ${final} THEN NULL ELSE previous_verdict END,
     rejudge_reason = CASE WHEN ${final} THEN NULL ELSE rejudge_reason END`;
 }
+
+/** The verdict a write writes (raw SQL `written`) is final. */
+export const writesFinal = (written: string): string =>
+  `${written} IN (${finalVerdicts.map((v) => `'${v}'`).join(", ")})`;
+
+/**
+ * The assignment of `verdict_profile` (raw; `judgedBy` the SQL of the writer's profile id): only
+ * a final verdict says which profile reached it. An open one leaves it, so a job judged again
+ * keeps naming the profile of the verdict it left (`rejudging.previousVerdictProfile`) while
+ * its new judgement waits on finality or the RPC.
+ */
+export const verdictProfileSet = (written: string, judgedBy: string): string =>
+  `verdict_profile = CASE WHEN ${writesFinal(written)} THEN ${judgedBy} ELSE verdict_profile END`;

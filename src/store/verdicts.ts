@@ -11,7 +11,12 @@ import { waitsForTreasury } from "./custody-rules.js";
 import type { HeldRowWaitOptions } from "./pg/group-commit.js";
 import { pgTwins } from "./pg-twins.js";
 import { perConnection } from "./prepared.js";
-import { attemptsAfter, clearsRejudging, keepsVerdict } from "./verdict-rules.js";
+import {
+  attemptsAfter,
+  clearsRejudging,
+  keepsVerdict,
+  verdictProfileSet,
+} from "./verdict-rules.js";
 
 /**
  * The verdict writer: a job's verdict, its amounts, its check rows and what its evaluation
@@ -95,7 +100,7 @@ export function createVerdictStore(
 const verdictStatements = perConnection(({ sqlite }: SqliteStore) => {
   // Raw SQL: the verdict write is the hottest statement of a run; prepared once with named
   // parameters, measured faster than building the update per job.
-  const verdictSet = `verdict = @verdict, verdict_at = @verdictAt, verdict_profile = @judgedBy,
+  const verdictSet = `verdict = @verdict, verdict_at = @verdictAt, ${verdictProfileSet("@verdict", "@judgedBy")},
     ${clearsRejudging("@verdict")},
     verify_attempts = @attempts,
     next_verify_at = @nextVerifyAt, lease_owner = NULL, lease_until = NULL,

@@ -28,6 +28,9 @@ export interface SeedJob {
   worker?: string;
   verdict?: Verdict;
   unproven?: string[] | null;
+  /** A job judged again: the final verdict it left and the profile that wrote it. */
+  previousVerdict?: Verdict | null;
+  verdictProfile?: string | null;
 }
 
 /** Inserts jobs (pending and leased unless said otherwise). */
@@ -45,6 +48,8 @@ export async function seedJobs(store: Store, inputs: readonly SeedJob[]): Promis
     updatedAt: input.createdAt ?? Date.UTC(2026, 10, 1, 12),
     verdict: input.verdict ?? "pending",
     unproven: input.unproven ?? null,
+    previousVerdict: input.previousVerdict ?? null,
+    verdictProfile: input.verdictProfile ?? null,
     leaseOwner: input.leaseOwner === undefined ? "owner-a" : input.leaseOwner,
     leaseUntil: input.leaseOwner === null ? null : Date.UTC(2030, 0, 1),
   }));
@@ -79,6 +84,8 @@ export async function readJob(store: Store, jobId: string) {
     lastError: row.lastError,
     commitment: row.commitment,
     unproven: row.unproven,
+    verdictProfile: row.verdictProfile,
+    previousVerdict: row.previousVerdict,
     updatedAt: row.updatedAt,
     escrowedUnits: row.escrowedUnits,
     chargedUnits: row.chargedUnits,

@@ -4,7 +4,7 @@ import { checkResults } from "../../db/pg/schema.js";
 import { finalVerdicts } from "../../db/schema.js";
 import type { CustodyProfile } from "../custody.js";
 import { waitsForTreasury } from "../custody-rules.js";
-import { attemptsAfter, clearsRejudging, keepsVerdict } from "../verdict-rules.js";
+import { attemptsAfter, clearsRejudging, keepsVerdict, writesFinal } from "../verdict-rules.js";
 import type { VerdictAmounts, VerdictStore, VerdictWrite } from "../verdicts.js";
 import { createPgCustodyPinning } from "./custody-pinning.js";
 import type { PgTx } from "./executor.js";
@@ -329,7 +329,8 @@ async function updateLeased(
     WITH free AS (${leasedRowsFree(rows, owner)})
     UPDATE jobs SET
       verdict = u.verdict,
-      verdict_profile = ${judgedBy}::text,
+      verdict_profile = CASE WHEN ${sql.raw(writesFinal("u.verdict"))} THEN ${judgedBy}::text
+        ELSE jobs.verdict_profile END,
       ${sql.raw(clearsRejudging("u.verdict"))},
       ${queueColumnsSet(t)},
       unproven = u.unproven::json,
