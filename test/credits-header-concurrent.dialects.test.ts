@@ -354,6 +354,66 @@ describe.each(dialects)("%s store", (dialect) => {
     expectOrderUnknown(await wholeChargeAfterUndatedLock(2_000));
   });
 
+  /**
+   * An honest job settled with money back, then another job's lock before its response, which
+   * the node serves with no block time: the header the balance after that lock (`off`: added to
+   * it, a false one). `verifyFirst`: the verifier judges the job before the ledger reads the
+   * vault, so the ledger's review judges it again.
+   */
+  async function undatedLockAfterSettlement(off: bigint, verifyFirst: boolean) {
+    const { c, vault, from } = start();
+    const plan = h.op.plan({ keyIndex: 0 });
+    const txs = h.op.honestJob(plan);
+    h.op.nextSlot();
+    const other = concurrentLock();
+    const header = h.op.balance(vault) + off;
+    c.record(plan, txs, { creditsRemainingUnits: header }, "ingest", h.op.now());
+    if (verifyFirst) await c.verify();
+    await h.finalized();
+    await vaultReader(h, c, vault, blockTimeLeftOut(h, other)).syncVault(vault);
+    return { plan, judged: await judge(c, vault, from, plan) };
+  }
+
+  it.each([false, true])(
+    "does not call a discrepancy an honest header counting another job's lock after the job's settlement that the node left undated (verifier first: %s)",
+    async (verifyFirst) => {
+      // Undated, the lock may have landed before the response or after it: no line of the
+      // vault dated past the response's second ends the span before it.
+      const { judged } = await undatedLockAfterSettlement(0n, verifyFirst);
+      expect(judged.check?.outcome).toBe("skip");
+      expect(judged.verdict).toBe("partially_verified");
+      expect(judged.unproven).toContain("credits_header_order_unknown");
+      expect(judged.mismatches).toEqual([]);
+    },
+  );
+
+  it.each([false, true])(
+    "fails a header one base unit above the balance after another job's lock the node left undated (verifier first: %s)",
+    async (verifyFirst) => {
+      const { plan, judged } = await undatedLockAfterSettlement(1n, verifyFirst);
+      expect(judged.check?.outcome).toBe("fail");
+      expect(judged.verdict).toBe("discrepancy");
+      expect(judged.mismatches).toEqual([plan.jobId]);
+    },
+  );
+
+  it("does not call a discrepancy an honest header of the balance after the job's own settlement that the node left undated", async () => {
+    // The settlement's line undated, nothing places it before the response: not verified,
+    // and no mismatch either.
+    const { c, vault, from } = start();
+    const plan = h.op.plan({ keyIndex: 0 });
+    const txs = h.op.honestJob(plan);
+    const header = h.op.balance(vault);
+    c.record(plan, txs, { creditsRemainingUnits: header }, "ingest", h.op.now());
+    await h.finalized();
+    await vaultReader(h, c, vault, blockTimeLeftOut(h, txs.settlementTx)).syncVault(vault);
+    const judged = await judge(c, vault, from, plan);
+    expect(judged.check?.outcome).toBe("skip");
+    expect(judged.verdict).toBe("partially_verified");
+    expect(judged.unproven).toContain("credits_header_order_unknown");
+    expect(judged.mismatches).toEqual([]);
+  });
+
   it("lists a header matching no balance read so far apart from the mismatches while its span is not read in full, still a finding, then a mismatch once it is", async () => {
     // Read before the chain finalized past the response's second and the clocks' slack: a line
     // dated then may still be listed. A finance user reading the statement must tell that from

@@ -564,7 +564,13 @@ export function headerSpanCovered(
   return (ended && !end.settlementUnlisted) || finalCovers(finalThrough, end.coverAt);
 }
 
-/** Whether a line after the lock's is in the span that ends at `end`. */
+/**
+ * Whether a line after the lock's is in the span that ends at `end`. A line the node served
+ * with no block time ends no span: it may have landed before the response or after it (it is
+ * dated no later than the next dated line, which may be in the span too), so it is in the span
+ * and never surely before the response (`orderedInHeaderSpan`). Ending the span there failed
+ * an honest header that counted it, or the job's own settlement left undated.
+ */
 export function inHeaderSpan(
   end: HeaderSpanEnd,
   line: { ord: number; slot: number; blockTime: number | null },
@@ -572,7 +578,8 @@ export function inHeaderSpan(
   return (
     line.ord <= end.throughOrd ||
     line.slot < end.throughSlot ||
-    (line.blockTime !== null && line.blockTime <= end.until)
+    line.blockTime === null ||
+    line.blockTime <= end.until
   );
 }
 

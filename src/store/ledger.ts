@@ -1153,7 +1153,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   // and reading each line into the program held the write lock for seconds on a busy vault.
   const spanEndOrd = big(
     `SELECT min(ord) FROM ledger_lines WHERE vault = ? AND ord > max(?, ?) AND slot >= ?
-       AND (block_time IS NULL OR block_time > ?)`,
+       AND block_time > ?`,
   ).pluck();
   // The first line past the part of a span surely before the response (`HeaderSpanReading`):
   // not the job's settlement, nor one read to move none of the vault's money.
