@@ -195,6 +195,27 @@ describe.each(dialects)("%s store", (dialect) => {
     expectOrderUnknown(await judge(c, vault, from, plan));
   });
 
+  it("does not verify a header of the balance after another job's lock that landed after the response in the held-back settlement's own slot", async () => {
+    // The lock and the settlement in one block, the lock first by its place in it.
+    const { c, vault, from } = start();
+    const plan = h.op.plan({ keyIndex: 0 });
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const recordedAt = h.op.now();
+    h.op.advanceClock(1_000);
+    h.op.nextSlot();
+    concurrentLock();
+    const header = h.op.balance(vault);
+    const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
+    c.record(
+      plan,
+      { escrowTx, settlementTx },
+      { creditsRemainingUnits: header },
+      "ingest",
+      recordedAt,
+    );
+    expectOrderUnknown(await judge(c, vault, from, plan));
+  });
+
   it("does not let the ledger's review pass a held-back settlement's header the verifier left waiting: judged again, partially_verified", async () => {
     // The sequence above, the verifier judging the job before the ledger read its vault.
     const { c, vault, from } = start();
