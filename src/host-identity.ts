@@ -50,6 +50,27 @@ export function deadOnThisHost(host: string, pid: number): boolean {
 }
 
 /**
+ * Whether the process `pid` of host `host` is known to run now: the host is this one, the pid
+ * is another process's and exists, and (with `started`) that process started at that time, so
+ * a reused pid does not keep a dead owner alive. A clock step cannot fake it, as it can a
+ * heartbeat's expiry.
+ */
+export function aliveOnThisHost(host: string, pid: number, started?: string): boolean {
+  if (host !== thisHost() || !Number.isInteger(pid) || pid <= 0 || pid === process.pid) {
+    return false;
+  }
+  if (deadOnThisHost(host, pid)) return false;
+  if (started === undefined) return true;
+  return startOf(pid) === started;
+}
+
+/** When this process started, as `startOf` reads it, or null. */
+export function ownStartTime(): string | null {
+  if (ownStart === undefined) ownStart = startOf(process.pid);
+  return ownStart;
+}
+
+/**
  * When the process `pid` started (clock ticks since boot, from `/proc/<pid>/stat`), or null
  * when it cannot be read (gone, or not Linux). With the pid it names one process: a pid is
  * reused, and a service restarted in a container is pid 1 again, often in the same namespace.
@@ -71,8 +92,8 @@ let ownStart: string | null | undefined;
  * (`<host>/<pid>/<tag>` where the start cannot be read; see `ownerIsDead`).
  */
 export function ownerName(tag: string): string {
-  if (ownStart === undefined) ownStart = startOf(process.pid);
-  const incarnation = ownStart === null ? `${process.pid}` : `${process.pid}.${ownStart}`;
+  const started = ownStartTime();
+  const incarnation = started === null ? `${process.pid}` : `${process.pid}.${started}`;
   return `${thisHost()}/${incarnation}/${tag}`;
 }
 

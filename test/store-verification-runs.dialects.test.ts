@@ -145,6 +145,21 @@ describe.each(dialects)("verification runs on %s", (dialect) => {
     expect(await runs.closeAbandoned({ owner: "me", t, deadOwners: [] })).toBe(0);
   });
 
+  it("keeps the runs and heartbeats of owners known alive, however long expired", async () => {
+    const store = await stores.open();
+    const [alive, stale] = await seedRuns(store, [{ owner: "alive" }, { owner: "stale" }]);
+    await seedHeartbeat(store, "alive", t - 600_000);
+    await seedHeartbeat(store, "stale", t - 600_000);
+    const runs = createVerificationRunStore(store);
+
+    const closer = { owner: "me", t, deadOwners: [], liveOwners: ["alive"] };
+    expect(await runs.closeAbandoned(closer)).toBe(1);
+    const byId = new Map((await runColumns(store)).map((r) => [r.id, r]));
+    expect(byId.get(alive!)).toMatchObject({ status: "running", finishedAt: null });
+    expect(byId.get(stale!)).toMatchObject({ status: "abandoned", finishedAt: t });
+    expect(await lockExpiries(store)).toEqual({ "verifier:alive": t - 600_000 });
+  });
+
   it("closes a dead owner's runs despite a live heartbeat and frees its jobs at once", async () => {
     const store = await stores.open();
     await seedRuns(store, [

@@ -4,6 +4,7 @@ import type { TransactionFacts } from "../src/chain/transaction-facts.js";
 import type { SqliteStore } from "../src/db/client.js";
 import { chainTransactions, checkResults, jobs, verificationRuns } from "../src/db/schema.js";
 import { AppError } from "../src/errors.js";
+import { thisHost } from "../src/host-identity.js";
 import { createLogger } from "../src/log.js";
 import { recordJobsApiAnswer } from "../src/recorder/jobs-api.js";
 import { recordReceipt } from "../src/recorder/receipts.js";
@@ -749,6 +750,32 @@ describe("verification engine", () => {
     expect(own.map((r) => r.status)).toEqual(["completed"]);
     expect(store.sqlite.prepare("SELECT name FROM locks").pluck().all()).toEqual([
       "verifier:verifier-other-live-process",
+    ]);
+  });
+
+  it("keeps a live process's run open when this host's clock steps past its heartbeat", async () => {
+    const store = createTestStore();
+    const chain = createFakeChain();
+    const t = Date.now();
+    // The test runner's parent runs on this host: the nightly `verify` beside `serve`.
+    const owner = `verifier-nightly-pid${process.ppid}@${thisHost()}`;
+    const id = store.db
+      .insert(verificationRuns)
+      .values({ trigger: "verify", status: "running", startedAt: t - 60_000, owner })
+      .returning({ id: verificationRuns.id })
+      .get().id;
+    store.sqlite
+      .prepare("INSERT INTO locks (name, owner, acquired_at, expires_at) VALUES (?, ?, ?, ?)")
+      .run(`verifier:${owner}`, owner, t, t + 60_000);
+    // This process's clock stepped 10 min forward: the heartbeat reads as long expired.
+    const v = verifier(store, chain, { now: () => Date.now() + 600_000 });
+    v.start();
+    await v.onIdle();
+    await v.stop();
+    const row = store.db.select().from(verificationRuns).where(eq(verificationRuns.id, id)).get();
+    expect(row).toMatchObject({ status: "running", finishedAt: null });
+    expect(store.sqlite.prepare("SELECT name FROM locks").pluck().all()).toEqual([
+      `verifier:${owner}`,
     ]);
   });
 

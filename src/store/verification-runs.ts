@@ -30,6 +30,13 @@ export interface RunCloser {
   leaseAt?: number;
   /** Owners known dead now (a process of this host that no longer exists). */
   deadOwners: readonly string[];
+  /**
+   * Owners known alive now (a process of this host that still runs): their runs stay open and
+   * their heartbeats kept whatever the clock says. A host clock stepped forward expires every
+   * heartbeat at once; `serve` closed the live nightly's run as abandoned, which the nightly's
+   * own end then overwrote.
+   */
+  liveOwners?: readonly string[];
 }
 
 export interface VerificationRunStore {
@@ -122,12 +129,14 @@ function createSqliteVerificationRunStore(store: SqliteStore): VerificationRunSt
   // Raw SQL: a correlated NOT EXISTS over the heartbeat named after each run's owner.
   const abandonStale = sqlite.prepare(
     `UPDATE verification_runs SET status = 'abandoned', finished_at = @t
-     WHERE status = 'running' AND owner <> @owner AND NOT EXISTS (
+     WHERE status = 'running' AND owner <> @owner
+       AND owner NOT IN (SELECT value FROM json_each(@live)) AND NOT EXISTS (
        SELECT 1 FROM locks WHERE locks.name = 'verifier:' || verification_runs.owner
          AND locks.expires_at > @at)`,
   );
   const dropStaleHeartbeats = sqlite.prepare(
-    "DELETE FROM locks WHERE name LIKE 'verifier:%' AND expires_at <= ?",
+    `DELETE FROM locks WHERE name LIKE 'verifier:%' AND expires_at <= @at
+       AND owner NOT IN (SELECT value FROM json_each(@live))`,
   );
   const runningOwners = sqlite
     .prepare("SELECT DISTINCT owner FROM verification_runs WHERE status = 'running' AND owner <> ?")
@@ -148,15 +157,17 @@ function createSqliteVerificationRunStore(store: SqliteStore): VerificationRunSt
      WHERE status = 'running' AND owner = ?`,
   );
 
-  function closeAbandoned({ owner, t, leaseAt = t, deadOwners }: RunCloser): number {
+  function closeAbandoned(closer: RunCloser): number {
+    const { owner, t, leaseAt = t, deadOwners, liveOwners = [] } = closer;
+    const live = JSON.stringify(liveOwners);
     let closed = 0;
     for (const other of deadOwners) {
       if (other === owner) continue;
       closed += abandonOwner.run(t, other).changes;
       releaseLeasesOf(db, other);
     }
-    closed += abandonStale.run({ t, at: leaseAt, owner }).changes;
-    dropStaleHeartbeats.run(leaseAt);
+    closed += abandonStale.run({ t, at: leaseAt, owner, live }).changes;
+    dropStaleHeartbeats.run({ at: leaseAt, live });
     return closed;
   }
 

@@ -4,7 +4,7 @@ import { setTimeout as delay } from "node:timers/promises";
 import PQueue from "p-queue";
 import { isBusyError, retryWhileBusy, type Store } from "../db/client.js";
 import { deadlineSignal } from "../deadline.js";
-import { deadOnThisHost, thisHost } from "../host-identity.js";
+import { aliveOnThisHost, deadOnThisHost, ownStartTime, thisHost } from "../host-identity.js";
 import type { Logger } from "../log.js";
 import type { RoundPacer } from "../request-pressure.js";
 import { createSleeper } from "../retry.js";
@@ -123,7 +123,7 @@ export interface VerifierDeps {
 export function createVerifier(deps: VerifierDeps): Verifier {
   const { store, rpc, profile, log } = deps;
   const hostNow = deps.now ?? Date.now;
-  const owner = deps.owner ?? `verifier-${randomUUID()}-pid${process.pid}@${thisHost()}`;
+  const owner = deps.owner ?? defaultOwner();
   const options: VerifierOptions = { ...defaultVerifierOptions, ...deps.options };
   const custodyConfig = deps.custody ?? { vaults: [], byKey: {} };
   const queue = createJobQueueStore(store);
@@ -245,7 +245,13 @@ export function createVerifier(deps: VerifierDeps): Verifier {
   async function closer() {
     const others = await runs.runningOwners(owner);
     const t = await sharedNow();
-    return { owner, t, leaseAt: t, deadOwners: others.filter(ownerIsDead) };
+    return {
+      owner,
+      t,
+      leaseAt: t,
+      deadOwners: others.filter(ownerIsDead),
+      liveOwners: others.filter(ownerIsAlive),
+    };
   }
 
   function reportClosed(closed: number) {
@@ -668,9 +674,26 @@ function waitForDue(
   return due <= roundAt ? options.pollIntervalMs : due - t;
 }
 
+/** A verifier's owner id: `verifier-<uuid>-pid<pid>.<start>@<host>` (no `.<start>` off Linux). */
+function defaultOwner(): string {
+  const started = ownStartTime();
+  return `verifier-${randomUUID()}-pid${process.pid}${started === null ? "" : `.${started}`}@${thisHost()}`;
+}
+
+/** The host, pid and start time an owner id names (the host may hold an `@` itself). */
+function ownerProcess(owner: string) {
+  const match = /-pid(\d+)(?:\.(\d+))?@(.+)$/.exec(owner);
+  return match ? { pid: Number(match[1]), started: match[2], host: match[3] as string } : null;
+}
+
 /** True when `owner` names a process of this host (and PID namespace) that no longer exists. */
 function ownerIsDead(owner: string): boolean {
-  // The host is everything after the first `@` that follows the pid; it may hold an `@` itself.
-  const match = /-pid(\d+)@(.+)$/.exec(owner);
-  return match ? deadOnThisHost(match[2] as string, Number(match[1])) : false;
+  const named = ownerProcess(owner);
+  return named ? deadOnThisHost(named.host, named.pid) : false;
+}
+
+/** True when `owner` names a process of this host that runs now (the one that wrote it). */
+function ownerIsAlive(owner: string): boolean {
+  const named = ownerProcess(owner);
+  return named ? aliveOnThisHost(named.host, named.pid, named.started) : false;
 }

@@ -32,7 +32,11 @@ async function writeHeartbeat(tx: PgExecutor, owner: string, t: number, until: n
 }
 
 /** Closes the runs of dead owners (releasing their leases) and the runs whose heartbeat expired. */
-async function closeAbandoned(tx: PgExecutor, { owner, t, leaseAt = t, deadOwners }: RunCloser) {
+async function closeAbandoned(tx: PgExecutor, closer: RunCloser) {
+  const { owner, t, leaseAt = t, deadOwners, liveOwners = [] } = closer;
+  // Raw SQL: the owners known alive, as a JSON array bound once.
+  const notLive = (column: typeof verificationRuns.owner | typeof locks.owner) =>
+    sql`${column} NOT IN (SELECT json_array_elements_text(${JSON.stringify(liveOwners)}::json))`;
   await tx.execute(closersLock);
   let closed = 0;
   for (const other of deadOwners) {
@@ -52,13 +56,18 @@ async function closeAbandoned(tx: PgExecutor, { owner, t, leaseAt = t, deadOwner
       and(
         eq(verificationRuns.status, "running"),
         ne(verificationRuns.owner, owner),
+        notLive(verificationRuns.owner),
         sql`NOT EXISTS (SELECT 1 FROM ${locks}
           WHERE ${locks.name} = 'verifier:' || ${verificationRuns.owner}
             AND ${locks.expiresAt} > ${leaseAt})`,
       ),
     );
   closed += stale.rowCount ?? 0;
-  await tx.delete(locks).where(and(like(locks.name, "verifier:%"), lte(locks.expiresAt, leaseAt)));
+  await tx
+    .delete(locks)
+    .where(
+      and(like(locks.name, "verifier:%"), lte(locks.expiresAt, leaseAt), notLive(locks.owner)),
+    );
   return closed;
 }
 
