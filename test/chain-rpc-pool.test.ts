@@ -177,6 +177,25 @@ describe("RPC pool: faults", () => {
     expect(p.requestRate()).toBeLessThanOrEqual(21);
   });
 
+  // The rate lowered by 429s spaced requests on the pool's wall clock: a host clock set back
+  // after the 429s held every request of the endpoint for as long as the step.
+  it("keeps answering at the lowered rate when the host clock is set back after 429s", async () => {
+    const stub = await startStub((body, n) =>
+      n <= 8
+        ? { status: 429, headers: { "retry-after": "0" }, body: "Too many requests" }
+        : { body: answer(body, slotOf) },
+    );
+    let step = 0;
+    const p = pool([{ url: stub.url, rateLimitPerSec: 40 }], { now: () => Date.now() + step });
+    await p.getSlot();
+    expect(p.requestRate()).toBeLessThan(40);
+    step = -600_000;
+    const started = performance.now();
+    await Promise.all(Array.from({ length: 10 }, () => p.getSlot()));
+    // 10 calls at about 20 a second: half a second, not the 10 min of the step.
+    expect(performance.now() - started).toBeLessThan(5_000);
+  }, 20_000);
+
   // The configured rate was kept by p-queue's interval, on the wall clock: a host clock set back
   // (NTP, a VM restored) held every request for as long as the step.
   it("keeps answering at the configured rate when the host clock is set back", async () => {

@@ -205,6 +205,13 @@ interface Pending {
   resolve: (outcome: RpcOutcome) => void;
 }
 
+/**
+ * The clock the rate lowered by 429s is kept on: monotonic, as the configured rate's window
+ * (start-window.ts). On the wall clock a host clock set back after 429s held every request of
+ * the endpoint for as long as the step.
+ */
+const paceNow = () => performance.now();
+
 class Endpoint {
   readonly queue: PQueue;
   /** The configured rate: at most so many starts a window (see start-window.ts). */
@@ -316,7 +323,7 @@ class Endpoint {
    * then within the configured rate's window.
    */
   private async pace(): Promise<void> {
-    await this.wait(this.rate.reserve(this.pool.now()));
+    await this.wait(this.rate.reserve(paceNow()));
     await this.wait(this.window.reserve());
   }
 
@@ -344,9 +351,9 @@ class Endpoint {
         this.pool.maxRetryAfterMs,
       );
       this.pauseFor(pause);
-      this.rate.onRateLimited(this.pool.now());
+      this.rate.onRateLimited(paceNow());
       this.pool.log?.warn(
-        { endpoint: this.name, pauseMs: pause, ratePerSec: this.rate.current(this.pool.now()) },
+        { endpoint: this.name, pauseMs: pause, ratePerSec: this.rate.current(paceNow()) },
         "rpc rate limited",
       );
     } else {
@@ -856,7 +863,7 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
     },
 
     requestRate() {
-      return pick(undefined).rate.current(internals.now());
+      return pick(undefined).rate.current(paceNow());
     },
 
     async getBlockHeight(commitment = "finalized", options = {}) {
