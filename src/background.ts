@@ -131,6 +131,7 @@ export function composeBackground(deps: BackgroundDeps): Background {
             log,
             preflight: () => rpc.getSlot("finalized"),
             ...(isQuorumRpc(rpc) ? { rpcQuorum: rpc } : {}),
+            rpcStats: () => rpc.stats(),
             profile: () => profileStatus(store, profile),
             ledger: ledgerWindowCheck({
               store,

@@ -112,6 +112,32 @@ describe("decentral-audit verify", () => {
     );
   });
 
+  it("names the rate limiting when the RPC answered 429 during a run that timed out", async () => {
+    const store = storeWithWindow();
+    // 3 answers 429 before the run (not its own), 40 more during it.
+    let limited = 3;
+    const rpcStats = () => [
+      {
+        endpoint: "https://rpc.example",
+        method: "getTransaction",
+        outcome: "rate_limited",
+        count: limited,
+      },
+      { endpoint: "https://rpc.example", method: "getTransaction", outcome: "ok", count: 7 },
+    ];
+    const engine = scriptedEngine(store, "timeout");
+    const settle = engine.runUntilSettled.bind(engine);
+    engine.runUntilSettled = (...args: Parameters<typeof settle>) => {
+      limited += 40;
+      return settle(...args);
+    };
+    const { code, err } = run(store, engine, { timeout: "1s" }, { rpcStats });
+    expect(await code).toBe(2);
+    expect(err.join("\n")).toContain(
+      "the RPC answered 429 (rate limited) this run: https://rpc.example 40 times",
+    );
+  });
+
   it("keeps to its timeout on the monotonic clock when the wall clock steps", async () => {
     // The clock steps 2 h ahead as the run starts (NTP, a VM resumed): not a timeout.
     for (const step of [2 * hour, -2 * hour]) {

@@ -22,6 +22,8 @@ export interface NightlyScheduleDeps {
   preflight?: () => Promise<unknown>;
   /** The RPC quorum's standing (see `NightlyOptions.rpcQuorum`). */
   rpcQuorum?: NightlyOptions["rpcQuorum"];
+  /** The RPC's attempt counts (see `NightlyOptions.rpcStats`). */
+  rpcStats?: NightlyOptions["rpcStats"];
   /** The profile's gaps, said once in each run's summary. */
   profile?: () => Promise<ProfileStatus>;
   /** The credit vaults' ledger of each window (see `NightlyOptions.ledger`). */
@@ -132,6 +134,7 @@ export function scheduleNightlyVerification(expression: string, deps: NightlySch
       waitsForJobsApi: true,
       ...(deps.preflight ? { preflight: deps.preflight } : {}),
       ...(deps.rpcQuorum ? { rpcQuorum: deps.rpcQuorum } : {}),
+      ...(deps.rpcStats ? { rpcStats: deps.rpcStats } : {}),
       ...(deps.profile ? { profile: deps.profile } : {}),
       ...(deps.ledger ? { ledger: deps.ledger } : {}),
     });

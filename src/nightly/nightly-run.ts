@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { QuorumRpc } from "../chain/quorum.js";
+import type { RpcPool } from "../chain/rpc-pool.js";
 import { withoutUrlSecrets } from "../chain/url-secrets.js";
 import { isBusyError, pgWriteRefusalHint, type Store, storeErrorNamed } from "../db/client.js";
 import { openVerdicts, type Verdict, verdicts } from "../db/schema.js";
@@ -97,6 +98,11 @@ export interface NightlyOptions {
    * in `rpc_disagreement` the endpoints that took a side of a disagreement no quorum settled.
    */
   rpcQuorum?: Pick<QuorumRpc, "leftOut" | "quorumStatus">;
+  /**
+   * The RPC's attempt counts (`RpcPool.stats`): open jobs of a run whose RPC answered 429 name
+   * the rate limiting, not "a slow or failing RPC?".
+   */
+  rpcStats?: RpcPool["stats"];
   /** Runs before anything else, e.g. an RPC `getSlot`; a rejection means "could not finish". */
   preflight?: () => Promise<unknown>;
   onProgress?: (p: NightlyProgress) => void;
@@ -382,6 +388,7 @@ export async function runNightlyVerification(
   const storeMessage = (error: unknown) => messageOf(storeErrorNamed(store, error));
   const leftOutBefore = options.rpcQuorum?.leftOut() ?? [];
   const unresolvedBefore = unresolvedOf(options.rpcQuorum);
+  const rateLimitedBefore = rateLimitedOf(options.rpcStats);
   let runId: number | null = null;
   let runStatus: "completed" | "timed_out" | "interrupted" = "completed";
   /** A due job's row was held locked by another database session during the run. */
@@ -607,7 +614,10 @@ export async function runNightlyVerification(
       // The counts above stand; only the detail is missing.
     }
   }
-  if (open > 0 && waiting !== "") waiting += leftOutText(options.rpcQuorum, leftOutBefore);
+  if (open > 0 && waiting !== "") {
+    waiting += leftOutText(options.rpcQuorum, leftOutBefore);
+    waiting += rateLimitedText(options.rpcStats, rateLimitedBefore);
+  }
   if (reason === null && open > 0) reason = `${open} jobs are not final${waiting}`;
   else if (reason !== null && waiting !== "")
     reason = `${reason}; ${open} jobs not final${waiting}`;
@@ -752,6 +762,25 @@ function leftOutText(
   const left = grownSince(quorum?.leftOut() ?? [], before);
   if (left.length === 0) return "";
   return `; the RPC endpoints disagree: answered not found for a transaction another endpoint served (${namedTimes(left)})`;
+}
+
+/** Each endpoint's count of answers 429 (rate limited) so far. */
+function rateLimitedOf(stats: NightlyOptions["rpcStats"]) {
+  const times = new Map<string, number>();
+  for (const s of stats?.() ?? []) {
+    if (s.outcome === "rate_limited") times.set(s.endpoint, (times.get(s.endpoint) ?? 0) + s.count);
+  }
+  return [...times].map(([endpoint, n]) => ({ endpoint, times: n }));
+}
+
+/** "; the RPC answered 429 (rate limited) this run: a 40 times; ...", or "". */
+function rateLimitedText(
+  stats: NightlyOptions["rpcStats"],
+  before: { endpoint: string; times: number }[],
+): string {
+  const limited = grownSince(rateLimitedOf(stats), before);
+  if (limited.length === 0) return "";
+  return `; the RPC answered 429 (rate limited) this run: ${namedTimes(limited)} (the provider allows fewer requests than RPC_RATE_LIMIT, or a longer --timeout is needed)`;
 }
 
 /** Each endpoint's count of disagreements no quorum settled (none without a quorum). */

@@ -120,7 +120,14 @@ export async function runVerifyCommand(
   io: VerifyIo,
   extra: Pick<
     NightlyOptions,
-    "preflight" | "signal" | "profile" | "ledger" | "startedTick" | "rpcQuorum" | "closeGraceMs"
+    | "preflight"
+    | "signal"
+    | "profile"
+    | "ledger"
+    | "startedTick"
+    | "rpcQuorum"
+    | "rpcStats"
+    | "closeGraceMs"
   > & {
     /**
      * How long past `--timeout` the run may go on (its summary's reads and closing writes)

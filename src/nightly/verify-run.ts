@@ -83,6 +83,7 @@ export async function runVerifyFromCli(
         {
           preflight: () => rpc.getSlot("finalized"),
           ...(isQuorumRpc(rpc) ? { rpcQuorum: rpc } : {}),
+          rpcStats: () => rpc.stats(),
           signal: abort.signal,
           profile: () => profileStatus(store, profile),
           ledger,
