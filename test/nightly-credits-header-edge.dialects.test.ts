@@ -118,6 +118,43 @@ describe.each(dialects)("%s store", (dialect) => {
     expect(run.ledger?.incomplete).toBeNull();
   });
 
+  it("fails a false header of a job dated in the window but recorded after its end: the run reads through the header's span past its recording", async () => {
+    const c = await h.scenario();
+    const from = await chainSecondAfter(h.world, 200);
+    const { vault } = await c.pinKey(3);
+    const plan = h.op.plan({ keyIndex: 3 });
+    const txs = h.op.honestJob(plan);
+    const to = await chainSecondAfter(h.world);
+    // Ingested 3 s after the window's end, dated in its last second: the header's span runs
+    // 2 s past the recording, beyond the 2 s past the end the run read before.
+    await sleep(3_000);
+    const recordedAt = Date.now();
+    c.record(
+      plan,
+      txs,
+      { creditsRemainingUnits: h.op.balance(vault) + FALSE_BY, createdAt: to - 1_000 },
+      "ingest",
+      recordedAt,
+    );
+    c.honestJobsApi(plan, txs);
+    await c.flush();
+    await finalizedPast(h.world, to);
+
+    const run = await nightly(h, c, vault, from, to);
+    expect(await c.outcome(plan.jobId)).toEqual({
+      verdict: "discrepancy",
+      failing: ["credits.header"],
+    });
+    expect(run).toMatchObject({ outcome: "discrepancies", exitCode: 1, reason: null });
+    expect(run.findings).toEqual([
+      { jobId: plan.jobId, verdict: "discrepancy", failingChecks: ["credits.header"] },
+    ]);
+    expect(run.ledger?.creditsHeaderMismatches).toEqual([
+      expect.objectContaining({ vault, jobId: plan.jobId, beforeWindow: false }),
+    ]);
+    expect(run.ledger?.incomplete).toBeNull();
+  });
+
   it("does not finish a run whose node left a line of the 2 s after its end unread, which a false header of its last second spans; the next read fails the header", async () => {
     const c = await h.scenario();
     const from = await chainSecondAfter(h.world, 200);

@@ -250,13 +250,13 @@ export function ledgerWindowCheck(deps: {
     (deps.profile.settlementWindowSeconds + (deps.graceSeconds ?? defaultGraceSeconds)) * 1000;
 
   /**
-   * How many lines of `vault` listed up to `HEADER_SPAN_PAST_END_MS` past the window's end
-   * (`to`) are not read. The window's statement holds none of them, but a credits header of its
+   * How many lines of `vault` listed up to `through` (`spanEndOf`) past the window's end are not
+   * read. The window's statement holds none of them, but a credits header of its
    * last seconds spans them: one the node did not serve left that header a skip, and the run
    * counted the job verified, its statement complete.
    */
-  async function spanLinesUnread(vault: string, to: number): Promise<number> {
-    const untilSec = Math.ceil((to + HEADER_SPAN_PAST_END_MS) / 1000);
+  async function spanLinesUnread(vault: string, through: number): Promise<number> {
+    const untilSec = Math.ceil(through / 1000);
     return (await ledger.pendingCounts(vault, untilSec, untilSec)).upTo;
   }
 
@@ -267,7 +267,26 @@ export function ledgerWindowCheck(deps: {
    * finalized its last seconds: a debit then is not listed yet, and the next window starts
    * after it, so no run would ever see it.
    */
-  async function readThrough(to: number, signal?: AbortSignal): Promise<VaultSyncResult[]> {
+  /**
+   * Through when the credits headers of the window's jobs span the vaults' lines: 2 s past the
+   * window's end (`HEADER_SPAN_PAST_END_MS`), or past the latest recording of a job dated in the
+   * window and ingested or imported after its end, whose span runs 2 s past its response's
+   * recording (`headerSpanEnd`). Read only through the window's end plus 2 s, such a header
+   * stayed a skip and the run counted the job verified, a false header and all.
+   */
+  async function spanEndOf(window: { from: number; to: number }) {
+    const late = await ledger.latestRecordedAfter(window.from, window.to);
+    return {
+      last: late,
+      through: Math.max(window.to, late ?? window.to) + HEADER_SPAN_PAST_END_MS,
+    };
+  }
+
+  async function readThrough(
+    to: number,
+    span: { last: number | null; through: number },
+    signal?: AbortSignal,
+  ): Promise<VaultSyncResult[]> {
     const opts = signal ? { signal } : {};
     const clock = deps.now ?? Date.now;
     if (to > clock()) {
@@ -277,7 +296,7 @@ export function ledgerWindowCheck(deps: {
         `the window ends at ${isoOf(to)}, later than now: its credit vaults cannot be read through it yet`,
       );
     }
-    const through = to + HEADER_SPAN_PAST_END_MS;
+    const { through } = span;
     for (;;) {
       const results = await deps.reader.syncAll({
         ...opts,
@@ -314,7 +333,7 @@ export function ledgerWindowCheck(deps: {
         // the message names the endpoint, not the chain, as what held the run back.
         const cause = behind.find((b) => b.noBlockTime !== null)?.noBlockTime;
         throw new LedgerNotFinalError(
-          `the chain had not finalized past ${isoOf(through)}, the window's end (${isoOf(to)}) and the ${SETTLEMENT_CLOCK_SLACK_SECONDS} s its last credits headers span, when the credit vaults were last read: listed ${listed}${cause ? `; the RPC endpoint proves no finalized time: ${cause}` : ""}`,
+          `the chain had not finalized past ${isoOf(through)}, ${spanText(to, span.last)}, when the credit vaults were last read: listed ${listed}${cause ? `; the RPC endpoint proves no finalized time: ${cause}` : ""}`,
         );
       }
     }
@@ -328,7 +347,8 @@ export function ledgerWindowCheck(deps: {
     to: number;
     signal?: AbortSignal;
   }): Promise<LedgerWindowResult> => {
-    const reads = await readThrough(window.to, window.signal);
+    const span = await spanEndOf(window);
+    const reads = await readThrough(window.to, span, window.signal);
     window.signal?.throwIfAborted();
     // Every line listed by now is in the statements below when its time is: a line listed
     // later is judged by the next run whatever its time (`listedLate`).
@@ -557,11 +577,11 @@ export function ledgerWindowCheck(deps: {
     }
     for (const v of statement.vaults) {
       if (problems.has(v.vault)) continue;
-      const unreadPast = await spanLinesUnread(v.vault, window.to);
+      const unreadPast = await spanLinesUnread(v.vault, span.through);
       if (unreadPast > 0) {
         problems.set(
           v.vault,
-          `${v.vault}, ${unreadPast} transaction(s) listed in the ${SETTLEMENT_CLOCK_SLACK_SECONDS} s after the window's end not read: the credits headers of its last jobs span them`,
+          `${v.vault}, ${unreadPast} transaction(s) listed ${unreadPastText(span)} not read: the credits headers of its ${span.last === null ? "last jobs" : `jobs (one recorded at ${isoOf(span.last)})`} span them`,
         );
       }
     }
@@ -654,6 +674,24 @@ export function ledgerWindowCheck(deps: {
   }
 
   return Object.assign(check, { commit });
+}
+
+/**
+ * What the read past the window's end (`spanEndOf`) is for: the window's end and the 2 s its last
+ * jobs' credits headers span, or the latest recording of a job dated in it, recorded after it.
+ */
+function spanText(to: number, last: number | null): string {
+  const past = `the ${SETTLEMENT_CLOCK_SLACK_SECONDS} s`;
+  return last === null
+    ? `the window's end (${isoOf(to)}) and ${past} its last credits headers span`
+    : `the latest recording (${isoOf(last)}) of a job dated in the window ending ${isoOf(to)} and ${past} its credits header spans`;
+}
+
+/** Where the lines a run reads past its window's end for the credits headers' spans lie. */
+function unreadPastText(span: { last: number | null; through: number }): string {
+  return span.last === null
+    ? `in the ${SETTLEMENT_CLOCK_SLACK_SECONDS} s after the window's end`
+    : `after the window's end through ${isoOf(span.through)}`;
 }
 
 /** The statement gave up on a state the ledger held still (see `buildStatement`). */

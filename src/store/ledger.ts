@@ -594,6 +594,12 @@ export interface LedgerStore {
   /** Records whether a read line's transaction created the vault's account. */
   setOpened(vault: string, signature: string, opened: boolean): Promise<void>;
 
+  /**
+   * The latest recording time (ms) of the jobs dated in [from, to) recorded at or after `to`
+   * (an ingest or import after the window's end), or null when none is: their credits headers
+   * span the vaults' lines up to 2 s past it. Read by the partial index `jobs_recorded_late`.
+   */
+  latestRecordedAfter(from: number, to: number): Promise<number | null>;
   // What a statement reads (whole seconds: [fromSec, toSec)).
   cursorFigures(vault: string): Promise<CursorFigures | undefined>;
   /** Opening balance at `fromSec` (first movement's balance before + every delta before), or null. */
@@ -1313,6 +1319,13 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     .pluck();
   const listedAll = sqlite
     .prepare("SELECT count(*) FROM ledger_lines WHERE state = 'listed' AND vault = ?")
+    .pluck();
+  // `recordedAfterDate` written out: the term of the partial index `jobs_recorded_late`.
+  const latestRecordedAfter = sqlite
+    .prepare(
+      `SELECT max(recorded_at) FROM jobs WHERE created_at < recorded_at
+         AND recorded_at >= @to AND created_at >= @from AND created_at < @to`,
+    )
     .pluck();
   const listedUpTo = sqlite
     .prepare(
@@ -2568,6 +2581,9 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       sums.return.units -= depositIn;
       sums.deposit.units += depositIn;
       return sums;
+    },
+    async latestRecordedAfter(from, to) {
+      return latestRecordedAfter.get({ from, to }) as number | null;
     },
     async pendingCounts(vault, fromSec, toSec) {
       // Unclassified lines are few (read before migration 0006): counted whatever their time.

@@ -11,6 +11,7 @@ import {
   isNull,
   lt,
   lte,
+  max,
   ne,
   not,
   or,
@@ -28,7 +29,7 @@ import {
   ledgerDaily,
   ledgerLines,
 } from "../../db/pg/schema.js";
-import { finalVerdicts } from "../../db/schema.js";
+import { finalVerdicts, recordedAfterDate } from "../../db/schema.js";
 import { AppError } from "../../errors.js";
 import { creditsHeaderMatches as headerMatches } from "../../verify/checks/credits.js";
 import type {
@@ -2625,6 +2626,20 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
         sumsByKind(await lineSums(tx, vault, endDay * DAY, toSec), sums);
         return sums;
       }, snapshot);
+    },
+    async latestRecordedAfter(from, to) {
+      const [row] = await db
+        .select({ at: max(jobs.recordedAt) })
+        .from(jobs)
+        .where(
+          and(
+            recordedAfterDate(jobs.createdAt, jobs.recordedAt),
+            gte(jobs.recordedAt, to),
+            gte(jobs.createdAt, from),
+            lt(jobs.createdAt, to),
+          ),
+        );
+      return row?.at ?? null;
     },
     async pendingCounts(vault, fromSec, toSec) {
       const listed = and(vaultIs(vault), eq(ledgerLines.state, "listed"));
