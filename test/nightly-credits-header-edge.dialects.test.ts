@@ -125,14 +125,17 @@ describe.each(dialects)("%s store", (dialect) => {
     const plan = h.op.plan({ keyIndex: 3 });
     const txs = h.op.honestJob(plan);
     const to = await chainSecondAfter(h.world);
+    const header = h.op.balance(vault) + FALSE_BY;
     // Ingested 3 s after the window's end, dated in its last second: the header's span runs
-    // 2 s past the recording, beyond the 2 s past the end the run read before.
+    // 2 s past the recording, beyond the 2 s past the end the run read before. A theft in the
+    // span, past the window, is the next window's alone.
     await sleep(3_000);
+    const theft = h.op.send([h.op.transfer(vault, h.op.attackerAccount(0n), 55_000n)]).signature;
     const recordedAt = Date.now();
     c.record(
       plan,
       txs,
-      { creditsRemainingUnits: h.op.balance(vault) + FALSE_BY, createdAt: to - 1_000 },
+      { creditsRemainingUnits: header, createdAt: to - 1_000 },
       "ingest",
       recordedAt,
     );
@@ -153,6 +156,19 @@ describe.each(dialects)("%s store", (dialect) => {
       expect.objectContaining({ vault, jobId: plan.jobId, beforeWindow: false }),
     ]);
     expect(run.ledger?.incomplete).toBeNull();
+    expect(run.ledger?.unreceiptedDebits).toEqual([]);
+
+    const next = await chainSecondAfter(h.world);
+    const second = await nightly(h, c, vault, to, next);
+    expect(second.exitCode).toBe(1);
+    expect(second.ledger?.unreceiptedDebits).toEqual([
+      expect.objectContaining({
+        vault,
+        signature: theft,
+        amountUnits: "-55000",
+        beforeWindow: false,
+      }),
+    ]);
   });
 
   it("does not finish a run whose node left a line of the 2 s after its end unread, which a false header of its last second spans; the next read fails the header", async () => {
