@@ -2145,6 +2145,28 @@ describe.each(dialects)("the ledger's read on %s, by the chain's finalized time"
     );
   });
 
+  it("waits for the chain past the latest recording of a job dated in the window and recorded after its end, and names it when time runs out", async () => {
+    const store = await stores.open();
+    await seedReceipts(store);
+    // Dated 3 s before the window's end (DEC + 7 s), ingested 2 s after it: its credits
+    // header spans the lines up to 2 s past that.
+    await seedJob(store, { jobId: "LATE", recordedAt: (DEC + 12) * 1000 });
+    const stuck = ledgerWindowCheck({
+      store,
+      reader: listingReader(createLedgerStore(store), () => DEC * 1000),
+      profile: hourProfile,
+      graceSeconds: 0,
+      now: () => DEC_31 * 1000,
+    });
+    await expect(
+      stuck({ from: DEC * 1000, to: (DEC + 10) * 1000, signal: AbortSignal.timeout(300) }),
+    ).rejects.toThrow(
+      new LedgerNotFinalError(
+        `the chain had not finalized past ${isoOf((DEC + 14) * 1000)}, the latest recording (${isoOf((DEC + 12) * 1000)}) of a job dated in the window ending ${isoOf((DEC + 10) * 1000)} and the 2 s its credits header spans, when the credit vaults were last read: listed ${VAULT} through ${isoOf(DEC * 1000)}`,
+      ),
+    );
+  });
+
   it("does not finish a window whose 2 s after its end hold a line listed and not read: its last credits headers span it", async () => {
     const store = await stores.open();
     const ledger = createLedgerStore(store);
