@@ -690,6 +690,10 @@ describe("verify: partially verified jobs and profile gaps", () => {
     store.sqlite
       .prepare("UPDATE jobs SET unproven = ? WHERE job_id = 'in_2'")
       .run(JSON.stringify(["usage_unknown"]));
+    // The run's verdicts name its profile: one of no profile recorded is still to be judged.
+    store.sqlite
+      .prepare("UPDATE jobs SET verdict_profile = ?")
+      .run("decentral-mainnet@0123456789abcdef");
     const profile = () => ({
       name: "decentral-mainnet",
       id: "decentral-mainnet@0123456789abcdef",

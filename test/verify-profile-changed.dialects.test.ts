@@ -274,6 +274,28 @@ describe.each(dialects)("a changed profile on %s", (dialect) => {
     expect(again.rejudged).toBe(0);
   }, 60_000);
 
+  it("the nightly summary does not call verified a verdict of no recorded profile its run did not reach", async () => {
+    // Before, the nightly counted only verdicts naming another profile: one written before
+    // profiles were recorded, which the sweep judges again, was "verified" when the run ended
+    // before the sweep reached it.
+    const c = await h.scenario();
+    const plan = h.op.plan({ keyIndex: 1 });
+    const jobId = c.record(plan, h.op.honestJob(plan));
+    await c.verify();
+    await forgetProfile(c.store, jobId);
+    expect(await createJobQueueStore(c.store).countJudgedElsewhere({}, profileId(widened))).toEqual(
+      [{ profile: null, jobs: 1 }],
+    );
+    // The run ends before its sweep reached the job.
+    const engine: SettlingEngine = { runUntilSettled: async () => ({ status: "completed" }) };
+    const { code, text } = await verifyCommand(c.store, engine, widened);
+    expect(text).not.toContain("all 1 jobs verified");
+    expect(text).toContain(
+      `1 jobs judged under another profile than ${profileId(widened)} (no profile recorded: 1)`,
+    );
+    expect(code).toBe(2);
+  }, 60_000);
+
   it("a job judged again shows the checks of the verdict it left apart from the current ones", async () => {
     // Before, `checks` kept the old run's rows while the job was judged again: a client could
     // not tell that they no longer stood behind any verdict.

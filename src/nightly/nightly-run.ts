@@ -715,8 +715,8 @@ function judgedElsewhereText(
 ): string | null {
   const n = groups.reduce((sum, g) => sum + g.jobs, 0);
   if (n === 0 || profile === null) return null;
-  const each = groups.map((g) => `${g.profile}: ${g.jobs}`).join(", ");
-  return `${n} jobs judged under another profile than ${profile.id} (${each}) after this run began: another process verifies this database under another AUDIT_PROFILE; they are not verified under ${profile.name} (the next run under it judges them again)`;
+  const each = groups.map((g) => `${g.profile ?? "no profile recorded"}: ${g.jobs}`).join(", ");
+  return `${n} jobs judged under another profile than ${profile.id} (${each}) not judged again by this run (a process under another AUDIT_PROFILE judged them after it began, or it ended before reaching them); they are not verified under ${profile.name} (the next run under it judges them again)`;
 }
 
 /**

@@ -294,7 +294,10 @@ export interface JobQueueStore {
    * `judgedElsewhere` (at most `limit`), checked again as they are reopened.
    */
   reopenJudgedElsewhere(step: SweepStep): Promise<SweepSlice>;
-  /** Final jobs of `filter` whose verdict another profile than `judgedBy` wrote, by that profile. */
+  /**
+   * Final jobs of `filter` whose verdict another profile than `judgedBy` wrote, by that profile
+   * (null: written before profiles were recorded), as the sweep reopens them (`judgedElsewhere`).
+   */
   countJudgedElsewhere(
     filter: QueueFilter | null,
     judgedBy: string,
@@ -587,7 +590,7 @@ function createSqliteJobQueueStore(store: SqliteStore): JobQueueStore {
     },
     async reopenJudgedElsewhere(step) {
       const stale = and(
-        judgedElsewhere(jobs, step.judgedBy, step.before, true),
+        judgedElsewhere(jobs, step.judgedBy, step.before),
         filterCondition(step.filter),
       );
       const rows = db

@@ -304,20 +304,19 @@ export function countOpenJobWaits(
  * a verifier started under `judgedBy` at `before` judges again (src/verify/profile-sweep.ts).
  * A verdict another profile wrote after `before` is left to it: two processes under two
  * profiles each judge the other's verdicts of before their start once, never back and forth.
- * With `unrecorded`, a verdict written before profiles were recorded (`verdict_profile` null)
- * is one too: whichever profile wrote it may not be this one, and judged again it records its
- * profile, so it is judged again once, not at each start.
+ * A verdict written before profiles were recorded (`verdict_profile` null) is one too:
+ * whichever profile wrote it may not be this one, and judged again it records its profile, so
+ * it is judged again once, not at each start. The sweep reopens by it and the nightly counts
+ * by it, so a run that ends before the sweep reached a job does not call it verified.
  */
 export function judgedElsewhere(
   jobs: { verdict: Column; verdictProfile: Column; verdictAt: Column },
   judgedBy: string,
   before?: number,
-  unrecorded = false,
 ): SQL {
-  const other = ne(jobs.verdictProfile, judgedBy);
   return and(
     not(verdictIsOpen(jobs.verdict)),
-    unrecorded ? or(isNull(jobs.verdictProfile), other) : other,
+    or(isNull(jobs.verdictProfile), ne(jobs.verdictProfile, judgedBy)),
     before === undefined ? undefined : or(isNull(jobs.verdictAt), lte(jobs.verdictAt, before)),
   )!;
 }

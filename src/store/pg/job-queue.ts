@@ -452,7 +452,7 @@ export function createPgJobQueueStore(store: PgStore): JobQueueStore {
     },
     async reopenJudgedElsewhere(step) {
       const stale = and(
-        judgedElsewhere(jobs, step.judgedBy, step.before, true),
+        judgedElsewhere(jobs, step.judgedBy, step.before),
         filterCondition(step.filter),
       );
       const rows = await db
