@@ -296,6 +296,25 @@ describe.each(dialects)("a changed profile on %s", (dialect) => {
     expect(code).toBe(2);
   }, 60_000);
 
+  it("a partially verified job sent back shows no unproven codes beside its open verdict", async () => {
+    // Before, a reopen left `unproven`: GET /audit/:jobId listed the verdict it left's codes
+    // beside `pending` as the current ones.
+    const c = await h.scenario();
+    const plan = h.op.plan({ keyIndex: 3 });
+    const jobId = c.record(plan, h.op.honestJob(plan));
+    await c.verify();
+    const partial = `UPDATE jobs SET verdict = 'partially_verified', unproven = '["usage_unknown"]' WHERE job_id =`;
+    if (c.store.kind === "postgres") await c.store.pool.query(`${partial} $1`, [jobId]);
+    else c.store.sqlite.prepare(`${partial} ?`).run(jobId);
+    expect((await auditRecord(c.store, jobId, explorer))?.unproven).toHaveLength(1);
+
+    await sweepStep(c.store, repriced, Date.now());
+    const rejudged = await auditRecord(c.store, jobId, explorer);
+    expect(rejudged?.verdict).toBe("pending");
+    expect(rejudged?.rejudging?.previousVerdict).toBe("partially_verified");
+    expect(rejudged?.unproven).toEqual([]);
+  }, 60_000);
+
   it("a job judged again shows the checks of the verdict it left apart from the current ones", async () => {
     // Before, `checks` kept the old run's rows while the job was judged again: a client could
     // not tell that they no longer stood behind any verdict.

@@ -388,7 +388,9 @@ export const backfillAgainSet = {
  * `rejudgeReasons`); one reopened while already judged again keeps the verdict it left, and
  * its reason unless `because` is `evidence`: new evidence outranks a profile change or a
  * request by hand, and a user must not read "the profile changed" for a job a jobs API answer
- * or a ledger read sent back. A job that had no final verdict gains neither.
+ * or a ledger read sent back. A job that had no final verdict gains neither. The `unproven`
+ * codes of the verdict it leaves are cleared: they are no verdict's while it is open, and
+ * `GET /audit/:jobId` showed a `partially_verified` job's codes beside `pending` as if current.
  */
 export function rejudgeColumns(
   t: { verdict: Column; previousVerdict: Column; rejudgeReason: Column },
@@ -400,6 +402,7 @@ export function rejudgeColumns(
     rejudgeReason: sql`CASE WHEN ${leaves} THEN ${because}
       WHEN ${t.previousVerdict} IS NOT NULL AND ${because} = 'evidence' THEN 'evidence'
       ELSE ${t.rejudgeReason} END`,
+    unproven: null,
   };
 }
 
