@@ -224,8 +224,9 @@ describe("three serve processes on one PostgreSQL", () => {
         async () =>
           (
             await store.pool.query<{ n: string }>(
-              "SELECT count(*) AS n FROM jobs WHERE lease_owner LIKE $1 AND lease_until > $2",
-              [`%-pid${victim.child.pid}@%`, Date.now()],
+              "SELECT count(*) AS n FROM jobs WHERE (lease_owner LIKE $1 OR lease_owner LIKE $2) AND lease_until > $3",
+              // `-pid<pid>.<process start>@<host>` on Linux, `-pid<pid>@<host>` elsewhere.
+              [`%-pid${victim.child.pid}.%@%`, `%-pid${victim.child.pid}@%`, Date.now()],
             )
           ).rows[0]?.n,
         { timeout: 60_000, interval: 20 },
