@@ -4,10 +4,13 @@ import { openPostgres, type PgStore } from "../src/db/pg/client.js";
 import { createLogger } from "../src/log.js";
 import { runNightlyVerification } from "../src/nightly/nightly-run.js";
 import { createVerifier } from "../src/verify/engine.js";
-import { localnetProfile } from "../src/verify/profiles.js";
+import { localnetProfile, profileId } from "../src/verify/profiles.js";
 import { usePostgresDatabase } from "./support/postgres.js";
 import { readJob, seedJobs } from "./support/seed-verdicts.js";
 import { createFakeChain } from "./support/verify-fake-rpc.js";
+
+/** Final verdicts name the profile that reached them, as the verifier writes them. */
+const LOCALNET = profileId(localnetProfile);
 
 /**
  * Maintenance on PostgreSQL (`VACUUM FULL jobs`, `CLUSTER`, an `ALTER TABLE` of a migration run
@@ -50,9 +53,27 @@ describe("the nightly verify on PostgreSQL while a table lock outlasts the state
       const url = await database.createMigrated();
       store = openPostgres(url, { poolSize: 4, statementTimeoutMs: 300 });
       await seedJobs(store, [
-        { jobId: "job_v1", verdict: "verified", leaseOwner: null, createdAt: from + 1000 },
-        { jobId: "job_v2", verdict: "verified", leaseOwner: null, createdAt: from + 2000 },
-        { jobId: "job_d1", verdict: "discrepancy", leaseOwner: null, createdAt: from + 3000 },
+        {
+          jobId: "job_v1",
+          verdict: "verified",
+          verdictProfile: LOCALNET,
+          leaseOwner: null,
+          createdAt: from + 1000,
+        },
+        {
+          jobId: "job_v2",
+          verdict: "verified",
+          verdictProfile: LOCALNET,
+          leaseOwner: null,
+          createdAt: from + 2000,
+        },
+        {
+          jobId: "job_d1",
+          verdict: "discrepancy",
+          verdictProfile: LOCALNET,
+          leaseOwner: null,
+          createdAt: from + 3000,
+        },
       ]);
       const engine = createVerifier({
         store,
@@ -121,7 +142,13 @@ describe("serve's in-process nightly on PostgreSQL when its outcome's write is c
     const url = await database.createMigrated();
     store = openPostgres(url, { poolSize: 4, statementTimeoutMs: 30_000 });
     await seedJobs(store, [
-      { jobId: "job_n1", verdict: "verified", leaseOwner: null, createdAt: from + 1000 },
+      {
+        jobId: "job_n1",
+        verdict: "verified",
+        verdictProfile: LOCALNET,
+        leaseOwner: null,
+        createdAt: from + 1000,
+      },
     ]);
     // The session is ended as the night's outcome is written (pg_terminate_backend, a restart
     // landing on that one statement): the statement is sent as the termination, once.

@@ -5,7 +5,7 @@ import { createLogger } from "../src/log.js";
 import { runNightlyVerification } from "../src/nightly/nightly-run.js";
 import { verifyWindow } from "../src/nightly/verify-command.js";
 import { createVerifier } from "../src/verify/engine.js";
-import { localnetProfile } from "../src/verify/profiles.js";
+import { localnetProfile, profileId } from "../src/verify/profiles.js";
 import { createTestApi } from "./support/audit-api-app.js";
 import { insertCheck, insertJob } from "./support/job-rows.js";
 import { createTestStore } from "./support/store.js";
@@ -22,10 +22,21 @@ const WORKER = "DcrtuEi23DAjQ9t2QJ9wFXDSZRU26jC5cVx4Dejivmwe";
 
 /** Jobs on both edges of [FROM, TO): only `at_from` and `before_to` are inside. */
 function seedEdges(store: SqliteStore, verdict: Verdict = "verified", outside: Verdict = verdict) {
-  insertJob(store, { jobId: "before_from", createdAt: FROM - 1, verdict: outside, worker: WORKER });
-  insertJob(store, { jobId: "at_from", createdAt: FROM, verdict, worker: WORKER });
-  insertJob(store, { jobId: "before_to", createdAt: TO - 1, verdict, worker: WORKER });
-  insertJob(store, { jobId: "at_to", createdAt: TO, verdict: outside, worker: WORKER });
+  // Final verdicts name the profile that reached them, as the verifier writes them: one with no
+  // profile recorded is judged again by the engine's sweep.
+  const judged = (v: Verdict) => ({
+    verdict: v,
+    verdictProfile: v === "pending" ? null : profileId(localnetProfile),
+  });
+  insertJob(store, {
+    jobId: "before_from",
+    createdAt: FROM - 1,
+    ...judged(outside),
+    worker: WORKER,
+  });
+  insertJob(store, { jobId: "at_from", createdAt: FROM, ...judged(verdict), worker: WORKER });
+  insertJob(store, { jobId: "before_to", createdAt: TO - 1, ...judged(verdict), worker: WORKER });
+  insertJob(store, { jobId: "at_to", createdAt: TO, ...judged(outside), worker: WORKER });
 }
 
 const inside = ["at_from", "before_to"];
