@@ -262,3 +262,52 @@ function receiptOf(plan: JobPlan, txs: { escrowTx: string; settlementTx: string 
     keyFingerprint: plan.fingerprint,
   };
 }
+
+describe("hidden tokens claimed for a model the profile says has none", () => {
+  /** `llama-3.3-70b` marked as billing no tokens its answer does not hold. */
+  const plain: Profile = {
+    ...quick,
+    pricing: {
+      ...quick.pricing,
+      "llama-3.3-70b": { ...quick.pricing["llama-3.3-70b"]!, hiddenTokens: false },
+    },
+  };
+  /** A proxied answer of `bytes` whose usage names 2,000 completion tokens and `hidden`. */
+  const answered = (bytes: number, hidden: Record<string, number> = {}) => ({
+    completionTokens: 2000,
+    promptTokens: 12,
+    totalTokens: 2012,
+    answerBytes: bytes,
+    ...hidden,
+  });
+
+  it("fails usage.consistent on reasoning or rejected prediction tokens lifting the bound of a three-byte answer", async () => {
+    const c = await h.scenario(plain);
+    await c.pinKey(1);
+    const jobs: string[] = [];
+    const claims: Record<string, number>[] = [
+      { reasoningTokens: 1997 },
+      { rejectedPredictionTokens: 1997 },
+    ];
+    for (const hidden of claims) {
+      const plan = h.op.plan({ keyIndex: 1, model: "llama-3.3-70b", completionTokens: 2000 });
+      jobs.push(c.record(plan, h.op.honestJob(plan), answered(3, hidden), "proxy"));
+    }
+    // Every token of an honest answer is in its bytes, and a model not marked may reason.
+    const honest = h.op.plan({ keyIndex: 1, model: "llama-3.3-70b", completionTokens: 2000 });
+    c.record(honest, h.op.honestJob(honest), answered(8_000, { reasoningTokens: 0 }), "proxy");
+    const reasoner = h.op.plan({ keyIndex: 1, model: "qwen3-8b", completionTokens: 2000 });
+    c.record(reasoner, h.op.honestJob(reasoner), answered(3, { reasoningTokens: 1997 }), "proxy");
+    expect(await c.verdicts(...jobs, honest.jobId, reasoner.jobId)).toEqual([
+      discrepancy("usage.consistent"),
+      discrepancy("usage.consistent"),
+      verified,
+      verified,
+    ]);
+    expect(await c.check(jobs[0]!, "usage.consistent")).toMatchObject({
+      outcome: "fail",
+      expected: { reasoningTokens: 0, rejectedPredictionTokens: 0 },
+      actual: { completionTokens: 2000, answerBytes: 3, reasoningTokens: 1997 },
+    });
+  });
+});

@@ -77,6 +77,30 @@ describe("protocol profiles", () => {
     expect(p.pricing["qwen3-8b"]?.includedTokens).toBe(500);
   });
 
+  it("keeps a model's hiddenTokens from a JSON profile file, and refuses one that is no boolean", () => {
+    const model = { creditsPerRequest: 40, creditsPer1kTokens: 20 };
+    const file = {
+      name: "staging",
+      cluster: "devnet",
+      usdcMint: "4zMMC9srt5Ri5X14GAgXhaHii3GnPAEERYPJgZJDncDU",
+      tokenPrograms: ["TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA"],
+    };
+    const p = loadProfile(
+      writeJson({
+        ...file,
+        pricing: { "llama-3.3-70b": { ...model, hiddenTokens: false }, "qwen3-8b": model },
+      }),
+    );
+    expect(p.pricing["llama-3.3-70b"]?.hiddenTokens).toBe(false);
+    // Unset, it is left out: a profile naming it nowhere keeps the id it had.
+    expect(Object.keys(p.pricing["qwen3-8b"]!)).not.toContain("hiddenTokens");
+    expect(() =>
+      loadProfile(
+        writeJson({ ...file, pricing: { "llama-3.3-70b": { ...model, hiddenTokens: "no" } } }),
+      ),
+    ).toThrow(/pricing\.llama-3\.3-70b\.hiddenTokens/);
+  });
+
   it("rejects a bad profile file with an error naming the wrong field", () => {
     const path = writeJson({
       name: "bad",

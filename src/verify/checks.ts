@@ -250,7 +250,16 @@ export function evaluateJob(given: CheckInput): Evaluation {
   } else {
     list.skipAll(refundNames, "the job was settled, not refunded");
     list.add(answeredModel(job));
-    list.add(usageConsistent(job));
+    const price =
+      job.model !== null && Object.hasOwn(profile.pricing, job.model)
+        ? profile.pricing[job.model]
+        : undefined;
+    list.add(
+      usageConsistent(
+        job,
+        job.model === null ? null : { name: job.model, hiddenTokens: price?.hiddenTokens },
+      ),
+    );
     const settlement =
       settlements.find((s) => s.signature === job.settlementTx) ?? settlements[0] ?? closings[0];
     if (settlement === undefined && unservedClosings.length > 0) {

@@ -26,6 +26,13 @@ const modelPriceSchema = z.object({
   creditsPer1kTokens: z.number().int().nonnegative(),
   /** Completion tokens covered by `creditsPerRequest`. Default 500. */
   includedTokens: z.number().int().nonnegative().default(500),
+  /**
+   * `false` when the model bills no reasoning or rejected prediction tokens: it does not
+   * reason (out of sight or in its answer's reasoning text), and takes no predicted outputs.
+   * Such tokens its usage names then fail `usage.consistent` instead of lifting the bound the
+   * answer's bytes set. Unset: the model may have them, and nobody can count them.
+   */
+  hiddenTokens: z.boolean().optional(),
 });
 
 export const profileSchema = z.object({

@@ -32,7 +32,14 @@ type UsageOfJob = Pick<
   | "answerToolCalls"
 >;
 
-export function usageConsistent(job: UsageOfJob): CheckResult {
+/**
+ * `model` is the requested model as the job is priced by it; `hiddenTokens` its profile price's
+ * (`false`: the model bills no reasoning or rejected prediction tokens).
+ */
+export function usageConsistent(
+  job: UsageOfJob,
+  model: { name: string; hiddenTokens?: boolean } | null = null,
+): CheckResult {
   const name = "usage.consistent";
   const prompt = job.promptTokens ?? null;
   const completion = job.completionTokens ?? null;
@@ -76,6 +83,21 @@ export function usageConsistent(job: UsageOfJob): CheckResult {
   // As many as the completion tokens or fewer may be inside them whatever the total says: a
   // total above its parts may hold other tokens (Gemini's tool-use prompt), not these.
   const named = (reasoning ?? 0) + (rejected ?? 0);
+  // A model that neither reasons nor takes predicted outputs has no such tokens:
+  // named, they are the operator's figure for output nobody got, whatever bound they lift.
+  if (model?.hiddenTokens === false && named > 0) {
+    return fail(
+      name,
+      `the usage names ${[
+        ...(reasoning ? [`${reasoning} reasoning tokens`] : []),
+        ...(rejected ? [`${rejected} rejected prediction tokens`] : []),
+      ].join(
+        " and ",
+      )}, but the profile says ${model.name} neither reasons nor takes predicted outputs (hiddenTokens: false)`,
+      { reasoningTokens: 0, rejectedPredictionTokens: 0 },
+      actual,
+    );
+  }
   const beside = total !== null && prompt !== null && total >= prompt + completion + named;
   const hidden = named <= completion || !beside ? named : 0;
   if (hidden > completion) {
