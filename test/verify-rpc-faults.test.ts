@@ -51,6 +51,9 @@ async function verifyThrough(urls: string[], rateLimitPerSec: number, count: num
   return { summary, verdicts: verdicts.map((v) => v.verdict) };
 }
 
+// One test at a time: the local endpoints count each second's requests as they read them, in
+// this process, and other tests' work beside them bunched a pool's paced requests into one
+// second's count (7 seen of a pool that sends 6 a second).
 describe("verifying through an RPC pool under injected faults", () => {
   it("verifies every job through a 429 storm without exceeding its own rate", async () => {
     const limited = await world.addRpcEndpoint({ rateLimitPerSec: 4 });
@@ -172,7 +175,9 @@ function portOf(server: { address(): unknown }): number {
   return address.port;
 }
 
-describe("one lagging or lying endpoint never makes an honest job final", () => {
+// Each test waits on its endpoint's faults and timeouts, not on the CPU, and has endpoints and a
+// store of its own over the one chain: they run at once.
+describe.concurrent("one lagging or lying endpoint never makes an honest job final", () => {
   it("does not drop landed jobs while the only endpoint answers their statuses null", async () => {
     const url = await world.addRpcEndpoint();
     const { summary, verdicts, stats } = await verifyWhileFaulty(
