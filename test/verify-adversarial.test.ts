@@ -1,13 +1,16 @@
 import http from "node:http";
 import { brotliCompressSync, deflateSync, gzipSync } from "node:zlib";
-import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
+import Database from "better-sqlite3";
+import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished } from "vitest";
+import { type Store, sqliteStoreOver } from "../src/db/client.js";
+import { openPostgres } from "../src/db/pg/client.js";
 import { localApiKey } from "../src/localnet/keys.js";
 import { createLogger } from "../src/log.js";
 import { parseJobsApiAnswer } from "../src/recorder/jobs-api.js";
 import { createRecordingProxy } from "../src/recorder/proxy.js";
 import { createSettlementBackfill } from "../src/recorder/settlement-backfill.js";
 import { localnetProfile, type Profile } from "../src/verify/profiles.js";
-import { dialects, useDialectStores } from "./support/dialects.js";
+import { type Dialect, dialects, useDialectStores } from "./support/dialects.js";
 import { rerunMigrationUpdates } from "./support/migration-rerun.js";
 import {
   type AdversaryHarness,
@@ -19,9 +22,11 @@ import {
   startAdversaryHarness,
   verified,
 } from "./support/operator.js";
+import { connectionsLeftOpen, usePostgresDatabase } from "./support/postgres.js";
 import { listen, serveApp } from "./support/recorder-fixtures.js";
 import { updateSignature } from "./support/seed-queue.js";
 import { readJob, updateJob } from "./support/seed-recorder.js";
+import { createTestStore } from "./support/store.js";
 
 /**
  * The operator signs every byte of the escrow, settlement and refund transactions and holds
@@ -43,7 +48,8 @@ import { readJob, updateJob } from "./support/seed-recorder.js";
  * - a replayed transaction (another job's, or one named for two steps of a job) fails
  *   `signatures.unique` alone: its own checks defer to it;
  * - each scenario has its own store; `pinKey` verifies a first honest job of the key, so its
- *   credit vault is learned before the fraud is looked at.
+ *   credit vault is learned before the fraud is looked at (`pinnedScenario`: a store that
+ *   holds key 1's, pinned before the case).
  */
 
 /**
@@ -55,9 +61,62 @@ afterAll(async () => {
   await (await world)?.close();
 });
 
+/**
+ * Scenarios (localnet profile) whose store already holds what `pinKey(1)` leaves: key 1's first
+ * honest job, verified, so its credit vault is known. Each store is a copy of one pinned once
+ * for the dialect: pinning in every case was a verifier run of its own, about a third of a
+ * PostgreSQL case on a loaded 2-core runner. Stores are closed after their test.
+ */
+function usePinnedScenarios(dialect: Dialect, harness: () => AdversaryHarness) {
+  const database = dialect === "postgres" ? usePostgresDatabase() : null;
+  const pool = { poolSize: 4, statementTimeoutMs: 30_000 };
+  const opened: Store[] = [];
+  let copies: Promise<() => Promise<Store>> | undefined;
+  // The next PostgreSQL copy, made while the test that took the last one runs.
+  let spare: Promise<string> | undefined;
+  afterEach(async () => {
+    for (const store of opened.splice(0)) await store.close();
+  });
+  afterAll(async () => {
+    await spare?.catch(() => undefined);
+  });
+  const pinOnce = async (): Promise<() => Promise<Store>> => {
+    if (database === null) {
+      const store = createTestStore();
+      await new Scenario(harness(), localnetProfile, store).pinKey(1);
+      const bytes = store.sqlite.serialize();
+      store.close();
+      return async () => sqliteStoreOver(new Database(bytes));
+    }
+    const url = await database.createMigrated();
+    const store = openPostgres(url, pool);
+    try {
+      await new Scenario(harness(), localnetProfile, store).pinKey(1);
+    } finally {
+      await store.close();
+    }
+    // A database is copied only while nobody is connected to it.
+    await connectionsLeftOpen([decodeURIComponent(new URL(url).pathname.slice(1))]);
+    const copy = () => database.create({ template: url });
+    return async () => {
+      const taken = spare ?? copy();
+      spare = taken.then(copy, copy);
+      spare.catch(() => undefined);
+      return openPostgres(await taken, pool);
+    };
+  };
+  return async (): Promise<Scenario> => {
+    copies ??= pinOnce();
+    const store = await (await copies)();
+    opened.push(store);
+    return new Scenario(harness(), localnetProfile, store);
+  };
+}
+
 describe.each(dialects)("%s store", (dialect) => {
   const stores = useDialectStores(dialect);
   let h: AdversaryHarness;
+  const pinnedScenario = usePinnedScenarios(dialect, () => h);
   beforeAll(async () => {
     world ??= startAdversaryHarness();
     const shared = await world;
@@ -78,8 +137,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("verifies a later job of a pinned key paid to an unstaked worker", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const plan = h.op.plan({
         keyIndex: 1,
         workerIndex: 2,
@@ -92,8 +150,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("verifies a 504 whose whole lock went back to the key's credit vault", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const plan = h.op.plan({ keyIndex: 1, completionTokens: null });
       const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
       const refundTx = h.op.send(h.op.refundIxs(plan)).signature;
@@ -102,8 +159,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("verifies a settlement made of plain Transfer instructions in a version-0 transaction", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const plan = h.op.plan({ keyIndex: 1 });
       const escrow = h.op.accounts.escrowVault;
       const escrowTx = h.op.send([
@@ -124,8 +180,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("ends a stream without usage partially verified: its charge is bounded by the lock only", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const plan = h.op.plan({ keyIndex: 1 });
       const txs = h.op.honestJob(plan);
       c.record(plan, txs, {
@@ -139,8 +194,7 @@ describe.each(dialects)("%s store", (dialect) => {
       ]);
     });
     it("ends a job of an unpriced model partially verified: its price is unknown", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       // Asked for and answered by a model the profile has no price for.
       const plan = {
         ...h.op.plan({ keyIndex: 1 }),
@@ -165,8 +219,7 @@ describe.each(dialects)("%s store", (dialect) => {
 
   describe("frauds in the escrow lock", () => {
     it("catches a lock funded from another user's credit vault once the key's vault is pinned", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const plan = h.op.plan({ keyIndex: 1 });
       const other = h.op.vault(2);
       const escrowTx = h.op.send(h.op.lockIxs(plan, { from: other })).signature;
@@ -180,8 +233,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("catches an attacker who adds 1 base unit to the lock and takes the remainder", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const attacker = h.op.attackerAccount(10n);
       const plan = h.op.plan({ keyIndex: 1 });
       const escrowTx = h.op.send([
@@ -199,8 +251,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("catches an Approve that makes the attacker a delegate of the credit vault inside the lock", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const plan = h.op.plan({ keyIndex: 1 });
       const escrowTx = h.op.send([
         ...h.op.lockIxs(plan),
@@ -212,8 +263,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("catches a lock that also closes another user's empty token account", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const victim = h.op.victimVault(0n);
       const plan = h.op.plan({ keyIndex: 1 });
       const escrowTx = h.op.send([
@@ -226,8 +276,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("catches a lock paid into an account that is not the escrow vault", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const attacker = h.op.attackerAccount(0n);
       const plan = h.op.plan({ keyIndex: 1 });
       const escrowTx = h.op.send([
@@ -343,8 +392,7 @@ describe.each(dialects)("%s store", (dialect) => {
     );
 
     it("catches a lock below the charge", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const plan = h.op.plan({ keyIndex: 1 });
       const lock = plan.charge - 20_000n;
       const escrowTx = h.op.send(h.op.lockIxs(plan, { amount: lock })).signature;
@@ -357,8 +405,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("catches a lock 1000 times the price at max_tokens, even with the rest returned", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const plan = h.op.plan({ keyIndex: 1, maxTokens: 2000 });
       // 160,000 is the most this job can cost; the lock ties up 160,000,000 of the vault.
       const lock = plan.lock * 1000n;
@@ -372,8 +419,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("catches an over-lock of a proxied request that set no max_tokens, at the default", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const over = async (source: "proxy" | "ingest") => {
         const plan = h.op.plan({ keyIndex: 1 });
         const lock = plan.lock * 2n;
@@ -394,8 +440,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("catches a 504 whose over-lock came back whole", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const plan = h.op.plan({ keyIndex: 1, maxTokens: 2000, completionTokens: null });
       const lock = plan.lock * 1000n;
       const escrowTx = h.op.send(h.op.lockIxs(plan, { amount: lock })).signature;
@@ -405,8 +450,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("catches a failed escrow followed by a normal settlement, as the escrow's failure alone", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const plan = h.op.plan({ keyIndex: 1 });
       // The lock is there, but a later instruction overdraws the low-balance vault: the whole
       // transaction fails on chain, pays its fee and moves nothing.
@@ -420,8 +464,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("catches an escrow whose memo was sent in a separate transaction, as one failing check", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const plan = h.op.plan({ keyIndex: 1 });
       const escrowTx = h.op.send([
         h.op.transfer(plan.vault, h.op.accounts.escrowVault, plan.lock),
@@ -433,8 +476,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("catches one lock whose memos name two jobs, each then settled", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const a = h.op.plan({ keyIndex: 1 });
       const b = h.op.plan({ keyIndex: 1 });
       // One lock for two jobs; the escrow vault's float pays the second settlement.
@@ -455,8 +497,7 @@ describe.each(dialects)("%s store", (dialect) => {
 
   describe("frauds in the settlement", () => {
     it("catches one settlement whose memos name two jobs and pays once", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const a = h.op.plan({ keyIndex: 1 });
       const b = h.op.plan({ keyIndex: 1 });
       const escrowA = h.op.send(h.op.lockIxs(a)).signature;
@@ -475,8 +516,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("catches a settlement whose memos also name a job nobody recorded", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const plan = h.op.plan({ keyIndex: 1 });
       const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
       const settlementTx = h.op.send([
@@ -488,8 +528,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("catches a correct settlement that also burns another user's credits", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const plan = h.op.plan({ keyIndex: 1 });
       const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
       const settlementTx = h.op.send([
@@ -501,8 +540,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("catches a correct settlement that also makes the attacker owner of a user's vault", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const victim = h.op.victimVault(500_000n);
       const plan = h.op.plan({ keyIndex: 1 });
       const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
@@ -518,8 +556,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("catches a correct settlement that also mints new credits to the attacker", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const attacker = h.op.attackerAccount(0n);
       const plan = h.op.plan({ keyIndex: 1 });
       const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
@@ -532,8 +569,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("catches a CloseAccount made by another program inside the settlement (an inner instruction)", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const nested = h.op.nestedAccounts(30_000n);
       const plan = h.op.plan({ keyIndex: 1 });
       const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
@@ -547,8 +583,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("catches a correct settlement plus a transfer from another user's vault to the attacker", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const attacker = h.op.attackerAccount(0n);
       const plan = h.op.plan({ keyIndex: 1 });
       const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
@@ -561,8 +596,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("catches a correct settlement plus a Token-2022 transfer out of an account the escrow authority owns", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const mint = h.op.createToken2022Mint();
       const held = h.op.createToken2022Account(h.op.escrowAuthority.address, mint, 1_000_000n);
       const attacker = h.op.createToken2022Account(h.op.attacker.address, mint);
@@ -603,8 +637,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("catches a worker paid in a fake mint while the attacker takes the worker's USDC", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const fake = h.op.createFakeMint();
       const attackerFake = h.op.createTokenAccount(h.op.attacker.address, fake, 10_000_000n);
       const plan = h.op.plan({ keyIndex: 1 });
@@ -626,8 +659,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("catches the treasury's share paid to a stranger", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const stranger = h.op.attackerAccount(0n);
       const plan = h.op.plan({ keyIndex: 1 });
       const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
@@ -640,8 +672,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("catches the remainder returned to another user's credit vault", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const plan = h.op.plan({ keyIndex: 1 });
       const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
       const settlementTx = h.op.send([
@@ -653,8 +684,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("catches the remainder returned to the key's vault after its owner was changed to the attacker", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const plan = h.op.plan({ keyIndex: 1 });
       const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
       // A transaction of its own, naming no job: no check of the job reads it.
@@ -673,8 +703,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("catches a staked worker paid at the unstaked rate", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const plan = h.op.plan({ keyIndex: 1, workerIndex: 1 });
       const workerShare = (plan.charge * 7500n) / 10_000n;
       const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
@@ -687,8 +716,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("catches a settlement that landed before its escrow", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const plan = h.op.plan({ keyIndex: 1 });
       const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
       h.op.nextSlot();
@@ -698,8 +726,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("catches a settlement after the profile's window", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const plan = h.op.plan({ keyIndex: 1 });
       const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
       h.op.advanceClock((localnetProfile.settlementWindowSeconds + 10) * 1000);
@@ -711,8 +738,7 @@ describe.each(dialects)("%s store", (dialect) => {
 
   describe("frauds in the refund", () => {
     it("catches a 504 refund sent to an account that is not the key's credit vault", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const attacker = h.op.attackerAccount(0n);
       const plan = h.op.plan({ keyIndex: 1, completionTokens: null });
       const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
@@ -726,8 +752,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("catches a 504 refund into the key's vault after its owner was changed to the attacker", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const plan = h.op.plan({ keyIndex: 1, completionTokens: null });
       const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
       h.op.send([h.op.setAuthority(plan.vault, AuthorityType.AccountOwner, h.op.attacker.address)]);
@@ -745,8 +770,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("catches a refund that also freezes a worker's token account", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const fake = h.op.createFakeMint();
       const plan = h.op.plan({ keyIndex: 1, completionTokens: null });
       const frozen = h.op.createTokenAccount(plan.worker.address, fake);
@@ -760,8 +784,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("catches a 504 refund that landed before its lock, paid out of other locks in escrow", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const plan = h.op.plan({ keyIndex: 1, completionTokens: null });
       const refundTx = h.op.send(h.op.refundIxs(plan)).signature;
       h.op.nextSlot();
@@ -799,8 +822,7 @@ describe.each(dialects)("%s store", (dialect) => {
 
   describe("frauds in what the receipt and the jobs API say", () => {
     it("prices by the requested model when the response names another, unpriced one", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const plan = { ...h.op.plan({ keyIndex: 1 }), model: "qwen3-8b-turbo-preview" };
       const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
       // The whole lock is charged: nothing goes back to the user.
@@ -821,8 +843,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("catches a replayed receipt naming another job's escrow and settlement; the original keeps them", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const original = h.op.plan({ keyIndex: 1 });
       const txs = h.op.honestJob(original);
       c.record(original, txs);
@@ -835,8 +856,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("keeps honest jobs final while receipts of made-up jobs name their locks, again and again", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const honest = h.op.plan({ keyIndex: 1 });
       const txs = h.op.honestJob(honest);
       c.record(honest, txs);
@@ -862,8 +882,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("catches a replay through the jobs API's escrow field", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const original = h.op.plan({ keyIndex: 1 });
       const txs = h.op.honestJob(original);
       c.record(original, txs);
@@ -891,8 +910,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("catches one transaction named as both the escrow and the settlement of a job", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const plan = h.op.plan({ keyIndex: 1 });
       const both = h.op.send([...h.op.lockIxs(plan), ...h.op.settleIxs(plan)]).signature;
       c.record(plan, { escrowTx: both, settlementTx: both });
@@ -900,8 +918,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("catches a jobs API whose credits_charged differs from what the chain charged", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const plan = h.op.plan({ keyIndex: 1 });
       const txs = h.op.honestJob(plan);
       c.record(plan, txs);
@@ -915,8 +932,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("catches a jobs API that says refunded while the chain shows a settlement", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const plan = h.op.plan({ keyIndex: 1 });
       const txs = h.op.honestJob(plan);
       c.record(plan, txs);
@@ -934,8 +950,7 @@ describe.each(dialects)("%s store", (dialect) => {
     it.each(["Refunded", "REFUNDED ", " refunded"])(
       "catches a jobs API that says %j while the chain shows a settlement",
       async (status) => {
-        const c = await h.scenario();
-        await c.pinKey(1);
+        const c = await pinnedScenario();
         const plan = h.op.plan({ keyIndex: 1 });
         const txs = h.op.honestJob(plan);
         c.record(plan, txs);
@@ -954,8 +969,7 @@ describe.each(dialects)("%s store", (dialect) => {
     it.each(["settling", "completed"])(
       "leaves a job whose jobs API only ever says %j, naming the settlement, not verified",
       async (status) => {
-        const c = await h.scenario();
-        await c.pinKey(1);
+        const c = await pinnedScenario();
         const plan = h.op.plan({ keyIndex: 1 });
         const txs = h.op.honestJob(plan);
         c.record(plan, txs);
@@ -986,8 +1000,7 @@ describe.each(dialects)("%s store", (dialect) => {
     // Before that rule such an answer ended the questions and the job stood verified: an upgraded
     // database asks about it again and judges the final answer that comes.
     it("asks again about a job verified on a settling answer before the final-status rule", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const plan = h.op.plan({ keyIndex: 1 });
       const txs = h.op.honestJob(plan);
       c.record(plan, txs);
@@ -1042,8 +1055,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it('catches a jobs API that says "SETTLED" with another charge than the chain\'s', async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const plan = h.op.plan({ keyIndex: 1 });
       const txs = h.op.honestJob(plan);
       c.record(plan, txs);
@@ -1192,8 +1204,7 @@ describe.each(dialects)("%s store", (dialect) => {
       });
 
     it("catches usage with more completion tokens than tokens in all", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const plan = h.op.plan({ keyIndex: 1 });
       c.record(plan, h.op.honestJob(plan), { promptTokens: 5, totalTokens: 3 });
       expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("usage.consistent")]);
@@ -1204,8 +1215,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("catches usage whose total is less than prompt + completion tokens, and takes one above them", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const plan = h.op.plan({ keyIndex: 1 });
       c.record(plan, h.op.honestJob(plan), { promptTokens: 12, totalTokens: 645 });
       // Gemini counts thinking in the total alone: a total above its parts prices nothing.
@@ -1221,8 +1231,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("catches a charge for 640 completion tokens on an answer of three bytes, and lets reasoning tokens explain the rest", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       // Usage that adds up, priced honestly on chain, for an answer that cannot hold it.
       const made = h.op.plan({ keyIndex: 1 });
       await throughProxy(c, made, {
@@ -1284,8 +1293,7 @@ describe.each(dialects)("%s store", (dialect) => {
       return `${pad}${deltas.map((d) => chunk(d)).join("")}${chunk({}, { usage })}data: [DONE]\n\n`;
     };
     it("catches a stream whose usage names more completion tokens than its bytes", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const plan = h.op.plan({ keyIndex: 1 });
       const usage = { prompt_tokens: 12, completion_tokens: 640, total_tokens: 652 };
       const body = stream([{ role: "assistant", content: "Hi." }], usage);
@@ -1299,8 +1307,7 @@ describe.each(dialects)("%s store", (dialect) => {
     const words = (n: number) => Array.from({ length: n }, () => "w").join(" ");
 
     it("leaves unproven a 200 whose JSON body is an error, whatever usage it names", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       // The caller's SDK hands over no completion, yet the base price was charged on chain.
       const failed = h.op.plan({ keyIndex: 1, completionTokens: 0 });
       await throughProxy(c, failed, {
@@ -1325,8 +1332,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("leaves unproven an answer the upstream cut short, whatever usage its bytes name", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const usage = { prompt_tokens: 12, completion_tokens: 640, total_tokens: 652 };
       // The whole JSON text, one byte short of its Content-Length: the caller gets nothing.
       const json = h.op.plan({ keyIndex: 1 });
@@ -1361,8 +1367,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("takes honest answers whose tokens are not all in their text", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const answers = [
         // Predicted Outputs: 190 predicted tokens the model rejected, billed, never shown.
         {
@@ -1455,8 +1460,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("takes parallel tool calls streamed without their index, and n or audio asked in a body with a byte-order mark", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const usage = { prompt_tokens: 80, completion_tokens: 130, total_tokens: 210 };
       const answers = [
         // Gemini's OpenAI-compatible stream: each of twelve parallel calls of f({}) whole in a
@@ -1521,8 +1525,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("reads a request body its client compressed, so the operator cannot pad choices it never asked for", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       // The client sends its JSON gzip-, deflate- or brotli-compressed with its content-encoding,
       // which the upstream decodes. Read as no request, it would count all 128 choices and audio:
       // the operator, seeing the encoding, answers 'Hi.' and a second choice nobody asked for.
@@ -1583,8 +1586,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("takes thoughts inside the completion tokens when the total also holds tool-use prompt tokens", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       // Gemini through a gateway that folds its 400 thought tokens into completion_tokens, as
       // OpenAI counts reasoning; its total also holds 500 tokens of a grounding tool's prompt
       // (totalTokenCount = prompt + candidates + thoughts + toolUsePrompt).
@@ -1607,8 +1609,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("takes a Mistral reasoning answer, its thinking in a content part of its own", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       // Magistral: 300 words of thinking, then the answer; usage names no reasoning tokens.
       const thinking = [
         { type: "thinking", thinking: [{ type: "text", text: words(300) }] },
@@ -1635,8 +1636,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("catches usage padded where the caller reads nothing, and reasoning beyond the completion", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const hi = (usage: Record<string, unknown>, extra: Record<string, unknown> = {}) =>
         completion({ content: "Hi.", ...extra }, usage);
       const answers = [
@@ -1735,8 +1735,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("bounds the charge of an answer without usage by its bytes, an `error` member beside it or not", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       // 'Hi.' holds at most 19 tokens; the operator charges 640 and sends no usage. An `error`
       // member beside the answer (no SDK reads it in a 200) must not lift the bound to the lock.
       const body = (extra: Record<string, unknown>) =>
@@ -1760,8 +1759,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("catches a chat answer padded in a legacy `text` its client never reads", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const usage = { prompt_tokens: 12, completion_tokens: 640, total_tokens: 652 };
       const answer = (choice: Record<string, unknown>) =>
         JSON.stringify({
@@ -1807,8 +1805,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("takes credits_charged sent as a JSON number with a floating-point artifact", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const plan = h.op.plan({ keyIndex: 1 });
       const txs = h.op.honestJob(plan);
       c.record(plan, txs);
@@ -1828,8 +1825,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("fails credits.header on a balance header that is no credit amount, through the proxy and ingest", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const proxied = h.op.plan({ keyIndex: 1 });
       await throughProxy(c, proxied, {
         headers: { "x-decentral-credits-remaining": "999999.00001" },
@@ -1856,8 +1852,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("fails jobs_api.matches_chain on credits_charged that is no credit amount", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const sent = ["99.00001", 99.00001, "1e2"];
       const plans = sent.map((credits) => {
         const plan = h.op.plan({ keyIndex: 1 });
@@ -1882,8 +1877,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("verifies an honest answer of n choices with max_tokens each, and still fails one choice past it", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       // `max_tokens` bounds each choice: four of 100 tokens are 400, priced as the protocol
       // prices the job (at most the lock, the price at max_tokens).
       const choice = (index: number, words: number) => ({
@@ -1932,8 +1926,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("bounds the charge of a stream that asked for its usage and ended whole without it by its bytes", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const chunk = (delta: unknown) =>
         `data: ${JSON.stringify({
           id: "c1",
@@ -1976,8 +1969,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("bounds the charge of a chat answer its client cannot read as JSON as an answer of no bytes", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const usage = { prompt_tokens: 12, completion_tokens: 640, total_tokens: 652 };
       // One byte after the JSON, or no JSON at all: the client's SDK reads no completion.
       const trailing = h.op.plan({ keyIndex: 1 });
@@ -2009,8 +2001,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("bounds the charge of a chat answer of the other kind than asked by what its client read", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const usage = { prompt_tokens: 12, completion_tokens: 640, total_tokens: 652 };
       const chunk = (fields: Record<string, unknown>) =>
         `data: ${JSON.stringify({ id: "c1", object: "chat.completion.chunk", model: "qwen3-8b", ...fields })}\n\n`;
@@ -2101,8 +2092,7 @@ describe.each(dialects)("%s store", (dialect) => {
       ]).signature;
 
     it("keeps a second settlement an answer named after the next answer names the receipt's again", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const plan = h.op.plan({ keyIndex: 1 });
       const txs = h.op.honestJob(plan);
       c.record(plan, txs);
@@ -2116,8 +2106,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("keeps a stream's second settlement after the answers go back to the first", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const plan = h.op.plan({ keyIndex: 1 });
       const txs = h.op.honestJob(plan);
       c.record(plan, { escrowTx: txs.escrowTx, settlementTx: null }, { stream: true });
@@ -2136,8 +2125,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("keeps a 504's second refund, to the attacker, after the answers go back to the first", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const plan = h.op.plan({ keyIndex: 1, completionTokens: null });
       const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
       const r1 = h.op.send(h.op.refundIxs(plan)).signature;
@@ -2179,8 +2167,7 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     it("prices an ingested receipt by its requested_model", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const plan = { ...h.op.plan({ keyIndex: 1 }), model: "qwen3-8b-turbo-preview" };
       const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
       const workerShare = (plan.lock * 8500n) / 10_000n;
