@@ -1,7 +1,9 @@
 import { randomBytes } from "node:crypto";
 import http from "node:http";
+import Database from "better-sqlite3";
 import bs58 from "bs58";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, onTestFinished } from "vitest";
+import { sqliteStoreOver } from "../src/db/client.js";
 import { localApiKey } from "../src/localnet/keys.js";
 import type { InstructionSpec } from "../src/localnet/wire.js";
 import { addressBytes } from "../src/localnet/wire.js";
@@ -17,7 +19,7 @@ import {
   discrepancy,
   fingerprintOfKey,
   type JobPlan,
-  type Scenario,
+  Scenario,
   useAdversaryHarness,
   verified,
 } from "./support/operator.js";
@@ -46,6 +48,27 @@ import { createTestStore } from "./support/store.js";
 const h = useAdversaryHarness();
 
 const log = createLogger({ level: "silent" });
+
+/** The store `pinKey(1)` leaves (key 1's first honest job, verified), serialized once. */
+let pinned: Promise<Buffer> | undefined;
+
+/**
+ * A scenario (localnet profile) whose store already holds key 1's first job, verified, so its
+ * credit vault is known: a copy of one store pinned once for the file, where pinning in every
+ * case was a verifier run of its own.
+ */
+async function pinnedScenario(): Promise<Scenario> {
+  pinned ??= (async () => {
+    const store = createTestStore();
+    await new Scenario(h, localnetProfile, store).pinKey(1);
+    const bytes = store.sqlite.serialize();
+    store.close();
+    return bytes;
+  })();
+  const store = sqliteStoreOver(new Database(await pinned));
+  onTestFinished(() => store.close());
+  return new Scenario(h, localnetProfile, store);
+}
 
 /** Runs a verifier over the scenario's store with the deployment's CREDIT_VAULTS. */
 async function verifyWithCustody(c: Scenario, custody: CustodyConfig): Promise<void> {
@@ -332,8 +355,7 @@ describe("credit vault custody", () => {
 
 describe("what the receipt's status allows", () => {
   it("does not accept a settlement that charges a job whose response was a 504", async () => {
-    const c = await h.scenario();
-    await c.pinKey(1);
+    const c = await pinnedScenario();
     // The caller got a 504 (timed out, credits refunded) and no usage; the operator settles
     // the job anyway and keeps the whole lock.
     const plan = h.op.plan({ keyIndex: 1, completionTokens: null });
@@ -359,8 +381,7 @@ describe("what the receipt's status allows", () => {
   ])(
     "does not accept a settlement of a job answered $status (usage $completionTokens), and verifies its refund",
     async ({ status, completionTokens }) => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       // The caller got an error, no completion; the operator still settles the job at its full
       // price. A second job answered the same way got its whole lock back: that one is sound.
       const settled = h.op.plan({ keyIndex: 1, completionTokens });
@@ -399,8 +420,7 @@ describe("a proxied answer that sent no usage", () => {
   const noUsage = { promptTokens: null, completionTokens: null, totalTokens: null };
 
   it("fails a charge above the price of what its measured answer can hold", async () => {
-    const c = await h.scenario();
-    await c.pinKey(1);
+    const c = await pinnedScenario();
     // 12 bytes of answer hold at most 28 tokens (8 credits, 80,000); charged the whole lock.
     const { plan, txs } = settledAt();
     expect(plan.lock).toBe(160_000n);
@@ -415,8 +435,7 @@ describe("a proxied answer that sent no usage", () => {
   });
 
   it("leaves a charge within that bound, a stream's and an ingested receipt's unproven", async () => {
-    const c = await h.scenario();
-    await c.pinKey(1);
+    const c = await pinnedScenario();
     const within = settledAt(80_000n);
     c.record(
       within.plan,
@@ -451,8 +470,7 @@ describe("a proxied answer that sent no usage", () => {
 
 describe("what the jobs API's status allows", () => {
   it("does not verify a settled job the jobs API calls failed", async () => {
-    const c = await h.scenario();
-    await c.pinKey(1);
+    const c = await pinnedScenario();
     const plan = h.op.plan({ keyIndex: 1 });
     const txs = h.op.honestJob(plan);
     c.record(plan, txs);
@@ -467,8 +485,7 @@ describe("what the jobs API's status allows", () => {
   });
 
   it("does not verify a failed job whose lock nothing named returns, and verifies one refunded", async () => {
-    const c = await h.scenario();
-    await c.pinKey(1);
+    const c = await pinnedScenario();
     const kept = h.op.plan({ keyIndex: 1 });
     const keptLock = h.op.send(h.op.lockIxs(kept)).signature;
     c.record(kept, { escrowTx: keptLock, settlementTx: null });
@@ -523,8 +540,7 @@ describe("a worker named as the owner of the credit vaults", () => {
   }
 
   it("does not count the worker's share sent back to the payer's own vault as paid", async () => {
-    const c = await h.scenario();
-    await c.pinKey(1);
+    const c = await pinnedScenario();
     const { outcome, paid, treasuryShare } = await settleToVault(c, (plan) => plan.vault);
     // Before: verified, with the worker paid 60000 and nobody but the treasury paid.
     expect(outcome?.verdict).toBe("discrepancy");
@@ -533,8 +549,7 @@ describe("a worker named as the owner of the credit vaults", () => {
   });
 
   it("does not count the worker's share sent to another customer's vault as paid", async () => {
-    const c = await h.scenario();
-    await c.pinKey(1);
+    const c = await pinnedScenario();
     await c.pinKey(2);
     const { outcome, paid, treasuryShare } = await settleToVault(c, () => h.op.vault(2));
     // Before: verified, and escrow.source (money of the lock in another vault) never ran.
@@ -559,8 +574,7 @@ describe("a worker named as the owner of the credit vaults", () => {
 
 describe("a charge with no usage recorded", () => {
   it("does not accept a charge above the price at the request's max_tokens", async () => {
-    const c = await h.scenario();
-    await c.pinKey(1);
+    const c = await pinnedScenario();
     // A stream without usage: the charge is bounded by the lock only, but the lock is the
     // operator's choice. The request set no max_tokens, so the job cannot cost more than the
     // price at 2,000 completion tokens (160000); the operator locks and charges 2.5 times that.
@@ -580,8 +594,7 @@ describe("a charge with no usage recorded", () => {
 
 describe("usage beyond what the request allowed", () => {
   it("does not verify usage above the request's max_tokens", async () => {
-    const c = await h.scenario();
-    await c.pinKey(1);
+    const c = await pinnedScenario();
     // The caller capped the completion at 300 tokens (the job can cost 8 credits at most);
     // the response body claims 4,000 completion tokens, and the lock and charge follow it.
     const plan = h.op.plan({ keyIndex: 1, maxTokens: 300, completionTokens: 4000 });
@@ -700,8 +713,7 @@ describe("the model and ceiling a request asks, whatever shape its body takes", 
   }
 
   async function throughProxy(body: string, contentType?: string) {
-    const c = await h.scenario();
-    await c.pinKey(1);
+    const c = await pinnedScenario();
     const { plan, upstream } = await lyingOperator();
     const proxy = createRecordingProxy({
       store: c.store,
@@ -732,8 +744,7 @@ describe("the model and ceiling a request asks, whatever shape its body takes", 
     call: (recordingFetch: typeof fetch, url: string) => Promise<Response>,
     model?: string,
   ) {
-    const c = await h.scenario();
-    await c.pinKey(1);
+    const c = await pinnedScenario();
     const { plan, upstream, received } = await lyingOperator(model);
     const audit = await serveApp({ store: c.store, log });
     try {
@@ -812,8 +823,7 @@ describe("the model and ceiling a request asks, whatever shape its body takes", 
 
 describe("usage the operator writes in the response body", () => {
   it("decides an honest job even when another job reports an absurd completion_tokens", async () => {
-    const c = await h.scenario();
-    await c.pinKey(1);
+    const c = await pinnedScenario();
     // The proxy keeps any integer usage from the body (ingest caps it; the proxy does not).
     const absurd = h.op.plan({ keyIndex: 1 });
     c.record(absurd, h.op.honestJob(absurd), { completionTokens: 1e30, totalTokens: 1e30 });
@@ -837,8 +847,7 @@ describe("usage the operator writes in the response body", () => {
 
 describe("transactions the verifier cannot read", () => {
   it("judges a settlement that closes a token account and opens it again in another mint", async () => {
-    const c = await h.scenario();
-    await c.pinKey(1);
+    const c = await pinnedScenario();
     const fake = h.op.createFakeMint();
     // An empty credit-mint account of the attacker's. Inside the settlement it is closed and
     // created again at the same address for the fake mint: its pre and post token balances
@@ -874,8 +883,7 @@ describe("transactions the verifier cannot read", () => {
 
 describe("what the operator leaves out", () => {
   it("judges the customer's money when the headers and the jobs API name no worker", async () => {
-    const c = await h.scenario();
-    await c.pinKey(1);
+    const c = await pinnedScenario();
     // The remainder goes to another customer's vault, which fails escrow.source when the
     // worker is named; without a worker every money check is skipped.
     const plan = h.op.plan({ keyIndex: 1 });
@@ -892,8 +900,7 @@ describe("what the operator leaves out", () => {
 
 describe("one job id answered twice", () => {
   it("does not verify a job whose id came back on a second, separately charged request", async () => {
-    const c = await h.scenario();
-    await c.pinKey(1);
+    const c = await pinnedScenario();
     const from = Date.now() - 60_000;
     // Two requests, one job id: each answer names its own lock and settlement, both memos
     // name the same job, and the customer's vault pays twice.
@@ -923,8 +930,7 @@ describe("one job id answered twice", () => {
     ["repeats the first settlement", (first: { settlementTx: string }) => first.settlementTx],
   ] as const) {
     it(`does not verify a job whose second answer takes a second lock and ${variant}`, async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       const from = Date.now() - 60_000;
       // The second answer's lock is taken from the customer's vault with this job's memo and
       // is never settled nor refunded: the customer paid twice for one job id.
@@ -963,8 +969,7 @@ describe("one job id answered twice", () => {
     ["another job id's escrow memo", (jobId: string) => `decentral:escrow:${jobId}x`],
   ] as const) {
     it(`does not verify a job whose conflicting receipt names a second debit with ${variant}`, async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
+      const c = await pinnedScenario();
       // The second debit of the customer's vault is whatever memo the operator writes: the
       // job's own conflicting receipt names it, so it is looked at all the same.
       const plan = h.op.plan({ keyIndex: 1 });
@@ -984,8 +989,7 @@ describe("one job id answered twice", () => {
   }
 
   it("does not verify a refunded job whose conflicting receipt names a payout with no memo", async () => {
-    const c = await h.scenario();
-    await c.pinKey(1);
+    const c = await pinnedScenario();
     const plan = h.op.plan({ keyIndex: 1, completionTokens: null });
     const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
     const refundTx = h.op.send(h.op.refundIxs(plan)).signature;
@@ -998,8 +1002,7 @@ describe("one job id answered twice", () => {
   });
 
   it("does not verify a refunded job whose second answer names a second refund", async () => {
-    const c = await h.scenario();
-    await c.pinKey(1);
+    const c = await pinnedScenario();
     const from = Date.now() - 60_000;
     // A 504 refunded whole; the second answer for the job id names the same lock and another
     // refund of this job, paid out of the shared escrow vault to the attacker.
@@ -1101,8 +1104,7 @@ describe("report totals against the chain", () => {
 
 describe("report totals against the chain: money into the vault that escrow did not pay", () => {
   it("does not count a top-up named as a 504's refund as refunded", async () => {
-    const c = await h.scenario();
-    await c.pinKey(1);
+    const c = await pinnedScenario();
     const from = Date.now();
     const plan = h.op.plan({ keyIndex: 1, completionTokens: null });
     const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
@@ -1167,8 +1169,7 @@ describe("report totals against the chain: one transaction, one role", () => {
   }
 
   it("counts once a transaction a conflicting receipt names as both the lock and the settlement", async () => {
-    const c = await h.scenario();
-    await c.pinKey(1);
+    const c = await pinnedScenario();
     const from = Date.now();
     // The second answer's one transaction locks and settles the job again, both memos in it.
     const plan = h.op.plan({ keyIndex: 1 });
@@ -1185,8 +1186,7 @@ describe("report totals against the chain: one transaction, one role", () => {
   });
 
   it("counts once a transaction the jobs API names as both the escrow and the settlement", async () => {
-    const c = await h.scenario();
-    await c.pinKey(1);
+    const c = await pinnedScenario();
     const from = Date.now();
     const plan = h.op.plan({ keyIndex: 1 });
     const txs = h.op.honestJob(plan);
@@ -1228,8 +1228,7 @@ describe("report totals against the chain: one transaction, one role", () => {
 
 describe("report totals against the chain: a lock paid straight on", () => {
   it("counts the customer's debit as escrowed, and what escrow paid on at once as charged", async () => {
-    const c = await h.scenario();
-    await c.pinKey(1);
+    const c = await pinnedScenario();
     const from = Date.now();
     // The lock's transaction also pays the whole lock out of escrow to the operator: the escrow
     // account's balance does not move, the customer's vault and the operator's account do.
@@ -1259,8 +1258,7 @@ describe("report totals against the chain: a lock paid straight on", () => {
 
 describe("report totals against the chain: a top-up inside the lock", () => {
   it("counts only the lock as escrowed, and nothing of the top-up as charged", async () => {
-    const c = await h.scenario();
-    await c.pinKey(1);
+    const c = await pinnedScenario();
     const from = Date.now();
     // The lock's transaction also pays 500,000 into the customer's own vault from elsewhere:
     // the vault's balance rises, escrow's by the lock.
@@ -1285,8 +1283,7 @@ describe("report totals against the chain: a top-up inside the lock", () => {
 
 describe("report totals against the chain: a discrepancy's figures", () => {
   it("counts as refunded the remainder paid back from the account a misdirected lock went into", async () => {
-    const c = await h.scenario();
-    await c.pinKey(1);
+    const c = await pinnedScenario();
     const from = Date.now();
     // The lock goes into a new account of the escrow authority instead of the escrow vault,
     // and the settlement pays out of that account: the customer got the remainder back.
@@ -1317,8 +1314,7 @@ describe("report totals against the chain: a discrepancy's figures", () => {
   });
 
   it("does not count as escrowed what a lock moved between two other customers' vaults", async () => {
-    const c = await h.scenario();
-    await c.pinKey(1);
+    const c = await pinnedScenario();
     await c.pinKey(2);
     await c.pinKey(3);
     const from = Date.now();
@@ -1337,8 +1333,7 @@ describe("report totals against the chain: a discrepancy's figures", () => {
   });
 
   it("does not count as escrowed what a lock drawn on another vault moved between two others", async () => {
-    const c = await h.scenario();
-    await c.pinKey(1);
+    const c = await pinnedScenario();
     await c.pinKey(2);
     await c.pinKey(3);
     const from = Date.now();
@@ -1362,8 +1357,7 @@ describe("report totals against the chain: a discrepancy's figures", () => {
   });
 
   it("does not count as escrowed or charged a second lock drawn wholly on another vault", async () => {
-    const c = await h.scenario();
-    await c.pinKey(1);
+    const c = await pinnedScenario();
     await c.pinKey(2);
     const from = Date.now();
     // The receipt names an honest lock; the jobs API names a second "lock" of the job that
@@ -1387,8 +1381,7 @@ describe("report totals against the chain: a discrepancy's figures", () => {
   });
 
   it("counts as refunded only what an account held of the job's lock, not more it paid back", async () => {
-    const c = await h.scenario();
-    await c.pinKey(1);
+    const c = await pinnedScenario();
     await c.pinKey(2);
     const from = Date.now();
     // Job A is honest but its 40,000 remainder goes to the attacker.
@@ -1429,8 +1422,7 @@ describe("report totals against the chain: a discrepancy's figures", () => {
   });
 
   it("counts the worker's pay of a settlement that also carries the job's refund memo", async () => {
-    const c = await h.scenario();
-    await c.pinKey(1);
+    const c = await pinnedScenario();
     const from = Date.now();
     const plan = h.op.plan({ keyIndex: 1 });
     const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
@@ -1638,8 +1630,7 @@ describe("what the operator's response headers can do to the record", () => {
 
 describe("ideas that are already handled", () => {
   it("worker paid from another user's vault while the escrow pays the attacker: settlement.balances", async () => {
-    const c = await h.scenario();
-    await c.pinKey(1);
+    const c = await pinnedScenario();
     const attacker = h.op.attackerAccount(0n);
     const plan = h.op.plan({ keyIndex: 1 });
     const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
@@ -1653,8 +1644,7 @@ describe("ideas that are already handled", () => {
   });
 
   it("escrow debited beyond the lock with the excess sent to the credit vault: settlement.conserves_lock", async () => {
-    const c = await h.scenario();
-    await c.pinKey(1);
+    const c = await pinnedScenario();
     const plan = h.op.plan({ keyIndex: 1 });
     const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
     const settlementTx = h.op.send([
@@ -1666,8 +1656,7 @@ describe("ideas that are already handled", () => {
   });
 
   it("zero-delta churn through another user's vault inside an honest settlement moves nothing: verified", async () => {
-    const c = await h.scenario();
-    await c.pinKey(1);
+    const c = await pinnedScenario();
     const attacker = h.op.attackerAccount(0n);
     const plan = h.op.plan({ keyIndex: 1 });
     const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
@@ -1681,8 +1670,7 @@ describe("ideas that are already handled", () => {
   });
 
   it("a lock taken by a delegate approved earlier is judged by balances: verified", async () => {
-    const c = await h.scenario();
-    await c.pinKey(1);
+    const c = await pinnedScenario();
     const plan = h.op.plan({ keyIndex: 1 });
     h.op.send([h.op.approve(plan.vault, h.op.attacker.address, plan.lock)]);
     const escrowTx = h.op.send([
@@ -1697,8 +1685,7 @@ describe("ideas that are already handled", () => {
   });
 
   it("two settlements of one job, one in the headers and one from the jobs API: settlement.single", async () => {
-    const c = await h.scenario();
-    await c.pinKey(1);
+    const c = await pinnedScenario();
     const plan = h.op.plan({ keyIndex: 1 });
     const txs = h.op.honestJob(plan);
     const second = h.op.send(h.op.settleIxs(plan)).signature;
@@ -1715,8 +1702,7 @@ describe("ideas that are already handled", () => {
   });
 
   it("a failed transaction named as the settlement: settlement.succeeded", async () => {
-    const c = await h.scenario();
-    await c.pinKey(1);
+    const c = await pinnedScenario();
     const plan = h.op.plan({ keyIndex: 1 });
     const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
     const settlementTx = h.op.send(
@@ -1728,8 +1714,7 @@ describe("ideas that are already handled", () => {
   });
 
   it("a settlement memo naming a longer job id that starts with this one: settlement.memo", async () => {
-    const c = await h.scenario();
-    await c.pinKey(1);
+    const c = await pinnedScenario();
     const plan = h.op.plan({ keyIndex: 1 });
     const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
     const settlementTx = h.op.send([
@@ -1741,8 +1726,7 @@ describe("ideas that are already handled", () => {
   });
 
   it("a refund named by the jobs API next to a settlement in the headers: refund.not_settled", async () => {
-    const c = await h.scenario();
-    await c.pinKey(1);
+    const c = await pinnedScenario();
     const plan = h.op.plan({ keyIndex: 1 });
     const txs = h.op.honestJob(plan);
     const refund = h.op.send(h.op.refundIxs(plan)).signature;
@@ -1760,8 +1744,7 @@ describe("ideas that are already handled", () => {
 
 describe("the time a receipt gives itself", () => {
   it("does not place a job's money in a period its chain lock is far from", async () => {
-    const c = await h.scenario();
-    await c.pinKey(1);
+    const c = await pinnedScenario();
     // Reports count a job in the period of its receipt's time, which an ingest or import may
     // set to any date: years before the lock, or years after it.
     const honestJob = async (createdAt?: number) => {
