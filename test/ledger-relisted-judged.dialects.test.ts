@@ -1,8 +1,13 @@
 import { describe, expect, it } from "vitest";
 import { localKeyNames, localSigner } from "../src/localnet/keys.js";
+import { SETTLEMENT_CLOCK_SLACK_SECONDS } from "../src/store/ledger-rules.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
-import { chainSecondAfter } from "./support/finality.js";
-import { nightlyOnChain, vaultReader } from "./support/ledger-periods.js";
+import {
+  finalizedThrough,
+  nightlyOnChain,
+  periodEdge,
+  vaultReader,
+} from "./support/ledger-periods.js";
 import { type Scenario, useAdversaryHarness } from "./support/operator.js";
 import { execSql } from "./support/store.js";
 
@@ -17,22 +22,29 @@ describe.each(dialects)("%s store", (dialect) => {
   const stores = useDialectStores(dialect);
   const h = useAdversaryHarness({ openStore: () => stores.open() });
 
-  const nextSecond = () => chainSecondAfter(h.world);
+  /** The next period's start: the chain's clock is moved on to it, not waited for. */
+  const nextSecond = () => periodEdge(h);
 
-  const readerOf = (c: Scenario, vault: string) => vaultReader(h, c, vault);
+  const readerOf = (c: Scenario, vault: string) =>
+    vaultReader(h, c, vault, h.rpc, { now: () => h.op.now() });
 
-  /** The nightly run of [from, now) over `vault` alone. */
+  /**
+   * The nightly run over `vault` alone of [from, the next period edge), on the chain's clock:
+   * moved on past the window's end and the 2 s after it the run reads, as for a run started once
+   * the chain has finalized them.
+   */
   async function nightlyOf(c: Scenario, vault: string, from: number) {
-    await h.finalized();
-    return nightlyOnChain(h, c, readerOf(c, vault)).nightly({ from, to: Date.now() });
+    const to = periodEdge(h);
+    await finalizedThrough(h, to + SETTLEMENT_CLOCK_SLACK_SECONDS * 1000);
+    return nightlyOnChain(h, c, readerOf(c, vault), () => h.op.now()).nightly({ from, to });
   }
 
   it("judges a payout that a re-read of a judged period finds with the next nightly run, once", async () => {
-    const c = await h.scenario();
+    const c = (await h.scenario()).recordOnChainClock();
     const vault = h.op.vault(3);
     const user = localSigner(localKeyNames.user(3));
     const wallet = h.op.createTokenAccount(user.address, h.op.accounts.mint, 1_000_000n);
-    const from = await nextSecond();
+    const from = nextSecond();
     const topUp = h.op.send(
       [
         h.op.transfer(wallet, vault, 1_000_000n, { authority: user.address }),
@@ -58,7 +70,7 @@ describe.each(dialects)("%s store", (dialect) => {
         ? "UPDATE `ledger_lines` SET `state` = 'listed' WHERE `state` = 'read' AND `succeeded` = 1"
         : `UPDATE "ledger_lines" SET "state" = 'listed' WHERE "state" = 'read' AND "succeeded" = true`,
     );
-    const second = await nightlyOf(c, vault, await nextSecond());
+    const second = await nightlyOf(c, vault, nextSecond());
     expect(second.ledger?.unreceiptedDebits).toEqual([
       expect.objectContaining({
         vault,
@@ -70,7 +82,7 @@ describe.each(dialects)("%s store", (dialect) => {
     ]);
     expect(second).toMatchObject({ outcome: "ledger_findings", exitCode: 1 });
 
-    const third = await nightlyOf(c, vault, await nextSecond());
+    const third = await nightlyOf(c, vault, nextSecond());
     expect(third.ledger?.unreceiptedDebits).toEqual([]);
     expect(third.exitCode).toBe(0);
   });

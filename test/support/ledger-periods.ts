@@ -15,9 +15,16 @@ import { quickVerifierOptions } from "./quick-verifier.js";
 
 const silent = createLogger({ level: "silent" });
 
-/** Moves the world's clock past the next whole second and returns that second: a period edge. */
-export function periodEdge(h: AdversaryHarness): number {
-  const at = Math.ceil(h.op.now() / 1000) * 1000 + 1000;
+/**
+ * Moves the world's clock past the next whole second (or the first at or after `notBefore`, ms,
+ * when later) and returns that second: a period edge. Every transaction sent before has a block
+ * time before it, every one sent after a block time at or after it.
+ */
+export function periodEdge(h: AdversaryHarness, notBefore = 0): number {
+  const at = Math.max(
+    Math.ceil(h.op.now() / 1000) * 1000 + 1000,
+    Math.ceil(notBefore / 1000) * 1000,
+  );
   h.op.advanceClock(at - h.op.now() + 50);
   h.op.nextSlot();
   return at;
@@ -32,6 +39,18 @@ export async function finalizedAfter(h: AdversaryHarness, ms: number): Promise<v
   // Block times are whole seconds: the finalized slot's is past `due` from the next second on.
   h.op.advanceClock(Math.floor(due / 1000) * 1000 + 1000 - h.op.now() + 50);
   await finalizedPast(h.world, due);
+}
+
+/**
+ * Moves the world's clock on (never back) until the chain's finalized slot is past `at` (ms) and
+ * returns once it is: a read then lists the chain through `at` (a nightly run reads through its
+ * window's end and the 2 s after it), with no real time waited for those seconds.
+ */
+export async function finalizedThrough(h: AdversaryHarness, at: number): Promise<void> {
+  // Block times are whole seconds: the finalized slot's is past `at` from the next second on.
+  const by = Math.floor(at / 1000) * 1000 + 1000 + 50 - h.op.now();
+  if (by > 0) h.op.advanceClock(by);
+  await finalizedPast(h.world, at);
 }
 
 /**
