@@ -6,8 +6,12 @@ import { buildStatement, statementToCsv, statementToJson } from "../src/ledger/s
 import { createLedgerStore } from "../src/store/ledger.js";
 import { SETTLEMENT_CLOCK_SLACK_SECONDS } from "../src/store/ledger-rules.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
-import { chainSecondAfter, finalizedNow } from "./support/finality.js";
-import { nightlyOnChain, vaultReader } from "./support/ledger-periods.js";
+import {
+  finalizedThrough,
+  nightlyOnChain,
+  periodEdge,
+  vaultReader,
+} from "./support/ledger-periods.js";
 import { useAdversaryHarness } from "./support/operator.js";
 import { type Listing, listingNode, rewritingNode } from "./support/rewriting-node.js";
 
@@ -16,7 +20,8 @@ import { type Listing, listingNode, rewritingNode } from "./support/rewriting-no
  * window: stored unjudged by that run (read by it for the credits headers' spans when within
  * the 2 s after the window's end). Once read, its own signature proves it is not the vault's:
  * it is set aside, named by the statement of the window its time is in, and the runs finish,
- * not exit 2 from then on.
+ * not exit 2 from then on. The chain's clock is moved on to each period's edge and past the
+ * seconds a run waits to be final, not waited for; receipts and runs keep that clock.
  */
 describe.each(dialects)("%s store", (dialect) => {
   const stores = useDialectStores(dialect);
@@ -33,16 +38,16 @@ describe.each(dialects)("%s store", (dialect) => {
   ] as const)(
     "sets aside an entry listed past a run's window that is not the vault's (%s), named by the next run's statement alone, and both runs finish",
     async (_, pastRead, keyIndex) => {
-      const c = await h.scenario();
+      const c = (await h.scenario()).recordOnChainClock();
       const { vault } = await c.pinKey(keyIndex);
-      const from = await chainSecondAfter(h.world);
+      const from = periodEdge(h);
       const mine = h.op.plan({ keyIndex });
       c.record(mine, h.op.honestJob(mine));
       await h.finalized();
-      const firstTo = await chainSecondAfter(h.world);
+      const firstTo = periodEdge(h);
       // The run reads the lines of the 2 s after its window's end, for its last credits headers.
       const spansUntil = firstTo + SETTLEMENT_CLOCK_SLACK_SECONDS * 1000;
-      if (pastRead) await chainSecondAfter(h.world, spansUntil - Date.now());
+      if (pastRead) periodEdge(h, spansUntil);
       const other = h.op.plan({ keyIndex: 2 });
       const otherTxs = h.op.honestJob(other);
       // Another key's job, no receipt of it here: its vault is not read.
@@ -59,8 +64,9 @@ describe.each(dialects)("%s store", (dialect) => {
           return [foreign!, ...entries];
         },
       };
-      const reader = vaultReader(h, c, vault, listingNode(h.rpc, listing));
-      const { nightly } = nightlyOnChain(h, c, reader);
+      const now = () => h.op.now();
+      const reader = vaultReader(h, c, vault, listingNode(h.rpc, listing), { now });
+      const { nightly } = nightlyOnChain(h, c, reader, now);
       const statementOf = async (window: { from: number; to: number }) =>
         (
           await buildStatement(
@@ -69,13 +75,16 @@ describe.each(dialects)("%s store", (dialect) => {
             { profile: c.profile, graceSeconds: 0 },
           )
         ).vaults[0];
+      // Each run starts once the chain has finalized past what it reads: it reads the vault once.
+      await finalizedThrough(h, spansUntil);
       const first = await nightly({ from, to: firstTo });
       expect(first.exitCode).toBe(0);
       expect((await statementOf({ from, to: firstTo }))?.setAside).toEqual([]);
       const ledger = createLedgerStore(c.store);
       expect((await ledger.listedSignatures(vault)).includes(otherTxs.settlementTx)).toBe(pastRead);
 
-      const to = await chainSecondAfter(h.world);
+      const to = periodEdge(h);
+      await finalizedThrough(h, to + SETTLEMENT_CLOCK_SLACK_SECONDS * 1000);
       const second = await nightly({ from: firstTo, to });
       expect(second.exitCode).toBe(0);
       expect(await ledger.listedSignatures(vault)).toEqual([]);
@@ -94,14 +103,15 @@ describe.each(dialects)("%s store", (dialect) => {
   );
 
   it("names an entry set aside whose block time the node left out in the statements of the periods it may be of", async () => {
-    const c = await h.scenario();
+    const c = (await h.scenario()).recordOnChainClock();
     const { vault } = await c.pinKey(0);
-    const from = await chainSecondAfter(h.world);
+    const from = periodEdge(h);
     const mine = h.op.plan({ keyIndex: 0 });
     c.record(mine, h.op.honestJob(mine));
     const other = h.op.plan({ keyIndex: 2 });
     const otherTxs = h.op.honestJob(other);
-    const to = await finalizedNow(h.world);
+    const to = periodEdge(h);
+    await finalizedThrough(h, to);
     const [foreign] = (await h.rpc.getSignaturesForAddress(h.op.vault(2), { limit: 10 })).filter(
       (e) => e.signature === otherTxs.settlementTx,
     );
