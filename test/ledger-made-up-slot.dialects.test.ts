@@ -2,9 +2,14 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RpcPool } from "../src/chain/rpc-pool.js";
 import { buildStatement } from "../src/ledger/statement.js";
 import { createLedgerStore } from "../src/store/ledger.js";
+import { SETTLEMENT_CLOCK_SLACK_SECONDS } from "../src/store/ledger-rules.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
-import { chainSecondAfter, finalizedPast } from "./support/finality.js";
-import { nightlyOnChain, vaultReader } from "./support/ledger-periods.js";
+import {
+  finalizedThrough,
+  nightlyOnChain,
+  periodEdge,
+  vaultReader,
+} from "./support/ledger-periods.js";
 import {
   type AdversaryHarness,
   AuthorityType,
@@ -59,32 +64,40 @@ describe.each(dialects)("%s store", (dialect) => {
   });
 
   /**
-   * Waits for the chain's next slot. Moving the chain's clock instead (`op.nextSlot`) puts block
-   * times ahead of the receipts' recording times, and a job's credits header span then ends
-   * before its return.
+   * The chain's clock: the cases move it on to a period's edge and past the seconds a run waits
+   * to be final instead of waiting for them. Their receipts are dated by it
+   * (`recordOnChainClock`), as a recorder beside the chain would: on the machine's clock, behind
+   * the chain's, a job's credits header span ended before its return.
    */
-  async function nextSlot() {
-    const slot = h.world.currentSlot();
-    while (h.world.currentSlot() === slot) await new Promise((r) => setTimeout(r, 2));
-  }
+  const now = () => h.op.now();
 
-  const readerOf = (c: Scenario, vault: string, rpc: RpcPool) => vaultReader(h, c, vault, rpc);
+  /** A scenario whose receipts are dated by the chain's clock. */
+  const scenario = async () => (await h.scenario()).recordOnChainClock();
 
-  /** The nightly run of [from, to) reading the ledger through `rpc` (the honest node). */
-  function nightly(c: Scenario, vault: string, from: number, to = Date.now(), rpc = h.rpc) {
-    return nightlyOnChain(h, c, readerOf(c, vault, rpc)).nightly({ from, to });
+  const readerOf = (c: Scenario, vault: string, rpc: RpcPool) =>
+    vaultReader(h, c, vault, rpc, { now });
+
+  /**
+   * The nightly run of [from, to) reading the ledger through `rpc` (the honest node), on the
+   * chain's clock; `to` by default the next period edge. It starts once the chain has finalized
+   * past its window's end and the 2 s after it that the run reads, as a run after its window.
+   */
+  async function nightly(c: Scenario, vault: string, from: number, to?: number, rpc = h.rpc) {
+    const end = to ?? periodEdge(h);
+    await finalizedThrough(h, end + SETTLEMENT_CLOCK_SLACK_SECONDS * 1000);
+    return nightlyOnChain(h, c, readerOf(c, vault, rpc), now).nightly({ from, to: end });
   }
 
   /** Key `keyIndex`'s vault: an honest job, `between` (own slots), another honest job. */
   async function jobsAround<T>(keyIndex: number, between: (vault: string) => T) {
-    const c = await h.scenario();
+    const c = await scenario();
     const { vault } = await c.pinKey(keyIndex);
-    const from = await chainSecondAfter(h.world);
+    const from = periodEdge(h);
     const first = h.op.plan({ keyIndex });
     c.record(first, h.op.honestJob(first));
-    await nextSlot();
+    h.op.nextSlot();
     const middle = between(vault);
-    await nextSlot();
+    h.op.nextSlot();
     const next = h.op.plan({ keyIndex });
     c.record(next, h.op.honestJob(next));
     await h.finalized();
@@ -92,9 +105,9 @@ describe.each(dialects)("%s store", (dialect) => {
   }
 
   it("keeps the balance read once honest after a new entry listed at a made-up slot", async () => {
-    const c = await h.scenario();
+    const c = await scenario();
     const { vault } = await c.pinKey(0);
-    const from = await chainSecondAfter(h.world);
+    const from = periodEdge(h);
     const first = h.op.plan({ keyIndex: 0 });
     c.record(first, h.op.honestJob(first));
     await h.finalized();
@@ -102,7 +115,7 @@ describe.each(dialects)("%s store", (dialect) => {
       rewrite: (entries) => entries.map((e, i) => (i === 0 ? { ...e, slot: e.slot + MADE_UP } : e)),
     };
     await readerOf(c, vault, listingNode(h.rpc, listing)).syncVault(vault);
-    await nextSlot();
+    h.op.nextSlot();
     const next = h.op.plan({ keyIndex: 0 });
     c.record(next, h.op.honestJob(next));
     await h.finalized();
@@ -148,7 +161,7 @@ describe.each(dialects)("%s store", (dialect) => {
     const s = (
       await buildStatement(
         c.store,
-        { from, to: Date.now(), vault },
+        { from, to: h.op.now(), vault },
         { profile: c.profile, graceSeconds: 0 },
       )
     ).vaults[0]!;
@@ -157,13 +170,13 @@ describe.each(dialects)("%s store", (dialect) => {
   });
 
   it("says whose the vault is now when an older line is listed at a made-up slot above the handover", async () => {
-    const c = await h.scenario();
+    const c = await scenario();
     const { vault } = await c.pinKey(3);
     const first = h.op.plan({ keyIndex: 3 });
     c.record(first, h.op.honestJob(first));
-    await nextSlot();
+    h.op.nextSlot();
     const deposit = h.op.send([h.op.transfer(h.op.victimVault(100_000n), vault, 40_000n)]);
-    await nextSlot();
+    h.op.nextSlot();
     h.op.send([h.op.setAuthority(vault, AuthorityType.AccountOwner, h.op.attacker.address)]);
     await h.finalized();
     const lie = leftOutThenMadeUp(deposit);
@@ -186,17 +199,16 @@ describe.each(dialects)("%s store", (dialect) => {
     "names a theft listed dated after the window it lies in, once its own time is read: %s",
     async (_, listedPastSec, namedBy) => {
       h.op.fund(h.op.vault(4), 1_000_000n);
-      const c = await h.scenario();
+      const c = await scenario();
       const { vault } = await c.pinKey(4);
-      const from = await chainSecondAfter(h.world);
+      const from = periodEdge(h);
       const first = h.op.plan({ keyIndex: 4 });
       c.record(first, h.op.honestJob(first));
-      await nextSlot();
+      h.op.nextSlot();
       const theft = h.op.send([h.op.transfer(vault, h.op.attackerAccount(0n), 55_000n)]);
       await h.finalized();
-      const to = await chainSecondAfter(h.world);
+      const to = periodEdge(h);
       // The night's run reads up to its window's end: the node dates the theft just past it.
-      await finalizedPast(h.world, to + 2_000);
       const listing: { rewrite: Listing | null } = {
         rewrite: (entries) =>
           entries.map((e) =>
@@ -205,8 +217,7 @@ describe.each(dialects)("%s store", (dialect) => {
       };
       const runs = [await nightly(c, vault, from, to, listingNode(h.rpc, listing))];
       // The next window ends where its run reads past the date the theft was listed at.
-      const next = await chainSecondAfter(h.world, to + listedPastSec * 1000 - Date.now());
-      await finalizedPast(h.world, next);
+      const next = periodEdge(h, to + listedPastSec * 1000);
       runs.push(await nightly(c, vault, to, next));
       // Named once, by one run (the vault's history before `from`, an earlier case's theft,
       // is the first run's to judge too).
