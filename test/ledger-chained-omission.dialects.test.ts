@@ -2,8 +2,12 @@ import { describe, expect, it } from "vitest";
 import type { RpcPool } from "../src/chain/rpc-pool.js";
 import { SETTLEMENT_CLOCK_SLACK_SECONDS } from "../src/store/ledger-rules.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
-import { chainSecondAfter, finalizedNow, finalizedPast } from "./support/finality.js";
-import { nightlyOnChain, vaultReader } from "./support/ledger-periods.js";
+import {
+  finalizedThrough,
+  nightlyOnChain,
+  periodEdge,
+  vaultReader,
+} from "./support/ledger-periods.js";
 import { type Scenario, useAdversaryHarness } from "./support/operator.js";
 
 /**
@@ -33,7 +37,13 @@ describe.each(dialects)("%s store", (dialect) => {
   const stores = useDialectStores(dialect);
   const h = useAdversaryHarness({ openStore: () => stores.open() });
 
-  /** A nightly run in a process of its own: a new reader, listing pages of `pageSize`. */
+  /** The chain's clock, which the cases move on to a window's edge instead of waiting for it. */
+  const now = () => h.op.now();
+
+  /**
+   * A nightly run in a process of its own, on the chain's clock: a new reader, listing pages of
+   * `pageSize`.
+   */
   function nightly(
     c: Scenario,
     vault: string,
@@ -42,23 +52,24 @@ describe.each(dialects)("%s store", (dialect) => {
     to: number,
     pageSize = 1000,
   ) {
-    const reader = vaultReader(h, c, vault, rpc, { options: { pageSize } });
-    return nightlyOnChain(h, c, reader).nightly({ from, to });
+    const reader = vaultReader(h, c, vault, rpc, { options: { pageSize }, now });
+    return nightlyOnChain(h, c, reader, now).nightly({ from, to });
   }
 
   /**
    * Key `keyIndex`'s vault, read once; then an honest job, a top-up, a theft of as much, and
    * `jobsAfter` honest jobs; returned once the chain has finalized past the window's end and
-   * the 2 s after it the run reads, as for a nightly run after its window: each run reads the vault once. A run that came while
-   * the chain finalized the window's last second read it again every pause, a page of held
-   * history listed again at each read, so which run reached a page depended on how far the
-   * chain's clock ran ahead of the machine's.
+   * the 2 s after it the run reads, as for a nightly run after its window: each run reads the
+   * vault once. A run that came while the chain finalized the window's last second read it again
+   * every pause, a page of held history listed again at each read, so which run reached a page
+   * depended on how far the chain's clock ran ahead of the machine's. The chain's clock is moved
+   * on to the window's edges and past those seconds, not waited for; the receipts keep it.
    */
   async function chainedTheft(keyIndex: number, jobsAfter = 1) {
-    const c = await h.scenario();
+    const c = (await h.scenario()).recordOnChainClock();
     const { vault } = await c.pinKey(keyIndex);
-    await vaultReader(h, c, vault).syncVault(vault);
-    const from = await chainSecondAfter(h.world);
+    await vaultReader(h, c, vault, h.rpc, { now }).syncVault(vault);
+    const from = periodEdge(h);
     const plan = h.op.plan({ keyIndex });
     c.record(plan, h.op.honestJob(plan));
     h.op.nextSlot();
@@ -72,10 +83,10 @@ describe.each(dialects)("%s store", (dialect) => {
       const next = h.op.plan({ keyIndex });
       c.record(next, h.op.honestJob(next));
     }
-    const to = await finalizedNow(h.world);
+    const to = periodEdge(h);
     // A run reads the lines of the 2 s after its window's end too, for its last jobs' credits
     // headers: the chain finalized past them, it reads the vault once.
-    await finalizedPast(h.world, to + SETTLEMENT_CLOCK_SLACK_SECONDS * 1000);
+    await finalizedThrough(h, to + SETTLEMENT_CLOCK_SLACK_SECONDS * 1000);
     return { c, vault, from, to, topUp, theft };
   }
 
