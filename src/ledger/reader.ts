@@ -104,6 +104,12 @@ export interface VaultSyncResult {
    */
   noBlockTime: string | null;
   /**
+   * With `noBlockTime` for a listing held back or past the newest line: the finalized time (ms)
+   * the node gave before that listing. The chain was final that far; only this listing could
+   * not show the vault's history whole through it, which the next sync may. Absent otherwise.
+   */
+  chainFinalThrough?: number;
+  /**
    * The delegate the vault's balance read found, with what it may still spend (above 0), else
    * null: someone other than the vault's owner can spend that much of it alone. Read from the
    * balance read's own answer (no call more), so it holds even where no line shows the
@@ -652,6 +658,8 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     let pages = 0;
     let listed = 0;
     let noBlockTime: string | null = null;
+    /** The chain's finalized time the sync's first page was listed after, when the node gave it. */
+    let chainFinal: number | null = null;
     /** Why entries of the sync's first page were held back, or null when none was. */
     let heldBack: string | null = null;
     /** The last entry of the page this call stored last: where the next page starts. */
@@ -665,6 +673,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       if (seen.syncBefore === null) {
         const finalized = await finalizedTime();
         finalThrough = finalized.time;
+        chainFinal = finalized.time;
         noBlockTime = finalized.cause;
         heldBack = null;
       }
@@ -720,7 +729,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
         pageEnd = null;
       }
       if (last && (await ledger.cursor(vault, now())).syncBefore === null) {
-        return { pages, listed, noBlockTime, heldBack };
+        return { pages, listed, noBlockTime, heldBack, chainFinal };
       }
     }
   }
@@ -1597,6 +1606,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       listed: listedNew,
       noBlockTime,
       heldBack,
+      chainFinal,
     } = await listNew(vault, opts.signal, opts.readUntil);
     const known = new Set(
       (await ledger.storedGaps(vault, GAPS_IN_TURN)).map((g) => g.beforeSignature),
@@ -1686,6 +1696,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       shared,
       pending,
       noBlockTime,
+      ...(noBlockTime !== null && chainFinal !== null ? { chainFinalThrough: chainFinal } : {}),
       ...(balance?.delegate ? { delegate: balance.delegate } : {}),
       ...(otherOwner ? { otherOwner } : {}),
     };

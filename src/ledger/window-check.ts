@@ -297,6 +297,8 @@ export function ledgerWindowCheck(deps: {
       );
     }
     const { through } = span;
+    /** Reads in a row that proved nothing though the chain was final past `through`. */
+    let unproven = 0;
     for (;;) {
       const results = await deps.reader.syncAll({
         ...opts,
@@ -306,19 +308,40 @@ export function ledgerWindowCheck(deps: {
       });
       const read = new Map(results.map((r) => [r.vault, r]));
       signal?.throwIfAborted();
-      const behind: { vault: string; finalThrough: number | null; noBlockTime: string | null }[] =
-        [];
+      const behind: {
+        vault: string;
+        finalThrough: number | null;
+        noBlockTime: string | null;
+        chainFinalThrough: number | null;
+      }[] = [];
       for (const vault of await deps.reader.vaults()) {
         const finalThrough = (await ledger.cursorFigures(vault))?.finalThrough ?? null;
         if (finalThrough !== null && finalThrough >= through) continue;
         // A read that failed is not waited for: the statement says the vault is not read.
         const result = read.get(vault);
         if (!result) return results;
-        behind.push({ vault, finalThrough, noBlockTime: result.noBlockTime });
+        behind.push({
+          vault,
+          finalThrough,
+          noBlockTime: result.noBlockTime,
+          chainFinalThrough: result.chainFinalThrough ?? null,
+        });
       }
       if (behind.length === 0) return results;
-      const lag = Math.max(...behind.map((b) => through - (b.finalThrough ?? 0)));
-      const pause = Math.min(FINALITY_POLL_MAX_MS, Math.max(FINALITY_POLL_MIN_MS, lag));
+      // How long the chain still needs to finalize through `through`, by the time the node gave
+      // before each listing. A listing that proved none for its vault though the chain was final
+      // past it (an entry set aside as another account's, a node that did not hold the newest
+      // line) waits for a read, not for the chain: read again soon, then less often while the
+      // node keeps proving nothing. Measured from the vault's last proven time instead, the run
+      // slept up to 5 s for seconds the chain had finalized already.
+      const lag = Math.max(
+        ...behind.map((b) => through - (b.chainFinalThrough ?? b.finalThrough ?? 0)),
+      );
+      unproven = lag > 0 ? 0 : unproven + 1;
+      const pause =
+        lag > 0
+          ? Math.min(FINALITY_POLL_MAX_MS, Math.max(FINALITY_POLL_MIN_MS, lag))
+          : Math.min(FINALITY_POLL_MAX_MS, FINALITY_POLL_MIN_MS * 2 ** (unproven - 1));
       try {
         await sleep(pause, undefined, opts);
       } catch (error) {
