@@ -7,9 +7,9 @@ import { runNightlyVerification } from "../src/nightly/nightly-run.js";
 import { isoOf } from "../src/reports/period.js";
 import { SETTLEMENT_CLOCK_SLACK_SECONDS } from "../src/store/ledger-rules.js";
 import { createVerifier } from "../src/verify/engine.js";
+import { clockPause, finalizedPastOnClock } from "./support/chain-clock.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
-import { chainSecondAfter, finalizedPast } from "./support/finality.js";
-import { vaultReader } from "./support/ledger-periods.js";
+import { periodEdge, vaultReader } from "./support/ledger-periods.js";
 import { type AdversaryHarness, type Scenario, useAdversaryHarness } from "./support/operator.js";
 import { quickVerifierOptions } from "./support/quick-verifier.js";
 
@@ -24,12 +24,40 @@ import { quickVerifierOptions } from "./support/quick-verifier.js";
  * reopens it.
  */
 const log = createLogger({ level: "silent" });
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
 
 /** 70,000 units (7 credits) above the balance the job left: no balance of its span rounds to it. */
 const FALSE_BY = 70_000n;
 
-/** A nightly `verify` of [from, to) with `vault` configured, as `verify` runs it. */
+/**
+ * `rpc` (the ledger's node), its finalized slot held where the chain's is now until `release`:
+ * the run's first read of the vaults sees the chain finalized as far as when the run started,
+ * however long a loaded host takes to get there. A read after the chain finalized past the
+ * headers' span on its own proves nothing of a run that reads no further than the window.
+ */
+function finalityHeld(h: AdversaryHarness, rpc: RpcPool) {
+  let held: number | null = h.world.chain.currentSlot() - h.world.chain.finalitySlots;
+  const node = new Proxy(rpc, {
+    get(target, key, receiver) {
+      if (key !== "getSlot") return Reflect.get(target, key, receiver);
+      return async (...args: Parameters<RpcPool["getSlot"]>) => {
+        const slot = await target.getSlot(...args);
+        return args[0] === "finalized" && held !== null ? Math.min(slot, held) : slot;
+      };
+    },
+  });
+  const release = () => {
+    held = null;
+  };
+  return { node, release };
+}
+
+/**
+ * A nightly `verify` of [from, to) with `vault` configured, as `verify` runs it, on the chain's
+ * clock: its pauses while the chain finalizes past the window move that clock on instead of
+ * waiting (`clockPause`), so the run still reads again until the chain has finalized what the
+ * credits headers span. Until its first pause, its ledger sees the chain finalized only as far
+ * as when the run started (`finalityHeld`).
+ */
 function nightly(
   h: AdversaryHarness,
   c: Scenario,
@@ -39,6 +67,9 @@ function nightly(
   ledgerRpc: RpcPool = h.rpc,
 ) {
   const custody = { vaults: [vault], byKey: {} };
+  const now = () => h.op.now();
+  const finality = finalityHeld(h, ledgerRpc);
+  const moveOn = clockPause(h);
   return runNightlyVerification(
     c.store,
     createVerifier({
@@ -47,24 +78,32 @@ function nightly(
       profile: c.profile,
       log,
       custody,
+      now,
       options: quickVerifierOptions,
     }),
     {
       from,
       to,
       timeoutMs: 20_000,
+      now,
       preflight: () => h.rpc.getSlot("finalized"),
       ledger: ledgerWindowCheck({
         store: c.store,
         reader: createLedgerReader({
           store: c.store,
-          rpc: ledgerRpc,
+          rpc: finality.node,
           profile: c.profile,
           log,
           custody,
+          now,
         }),
         profile: c.profile,
         graceSeconds: 0,
+        now,
+        pause: (ms, signal) => {
+          finality.release();
+          return moveOn(ms, signal);
+        },
       }),
     },
   );
@@ -91,16 +130,15 @@ describe.each(dialects)("%s store", (dialect) => {
   }
 
   it("fails a false header of a job recorded in the window's last second: the run reads past the window's end through the header's span, not counting the job verified", async () => {
-    const c = await h.scenario();
-    const from = await chainSecondAfter(h.world, 200);
+    const c = (await h.scenario()).recordOnChainClock();
+    const from = periodEdge(h);
     const { vault } = await c.pinKey(1);
     const job = falseHeaderJob(c, vault);
     await c.flush();
     // The window ends at the next whole second: the response is in its last second, and the
     // run starts at its end, the chain finalized past it but not 2 s past the response.
     const to = Math.floor(job.recordedAt / 1000) * 1000 + 1000;
-    await sleep(to - Date.now() + 20);
-    await finalizedPast(h.world, to);
+    await finalizedPastOnClock(h, to);
 
     const run = await nightly(h, c, vault, from, to);
     expect(await c.outcome(job.jobId)).toEqual({
@@ -119,19 +157,19 @@ describe.each(dialects)("%s store", (dialect) => {
   });
 
   it("fails a false header of a job dated in the window but recorded after its end: the run reads through the header's span past its recording", async () => {
-    const c = await h.scenario();
-    const from = await chainSecondAfter(h.world, 200);
+    const c = (await h.scenario()).recordOnChainClock();
+    const from = periodEdge(h);
     const { vault } = await c.pinKey(3);
     const plan = h.op.plan({ keyIndex: 3 });
     const txs = h.op.honestJob(plan);
-    const to = await chainSecondAfter(h.world);
+    const to = periodEdge(h);
     const header = h.op.balance(vault) + FALSE_BY;
     // Ingested 3 s after the window's end, dated in its last second: the header's span runs
     // 2 s past the recording, beyond the 2 s past the end the run read before. A theft in the
     // span, past the window, is the next window's alone.
-    await sleep(3_000);
+    h.op.advanceClock(3_000);
     const theft = h.op.send([h.op.transfer(vault, h.op.attackerAccount(0n), 55_000n)]).signature;
-    const recordedAt = Date.now();
+    const recordedAt = h.op.now();
     c.record(
       plan,
       txs,
@@ -141,7 +179,7 @@ describe.each(dialects)("%s store", (dialect) => {
     );
     c.honestJobsApi(plan, txs);
     await c.flush();
-    await finalizedPast(h.world, to);
+    await finalizedPastOnClock(h, to);
 
     const run = await nightly(h, c, vault, from, to);
     expect(await c.outcome(plan.jobId)).toEqual({
@@ -158,7 +196,7 @@ describe.each(dialects)("%s store", (dialect) => {
     expect(run.ledger?.incomplete).toBeNull();
     expect(run.ledger?.unreceiptedDebits).toEqual([]);
 
-    const next = await chainSecondAfter(h.world);
+    const next = periodEdge(h);
     const second = await nightly(h, c, vault, to, next);
     expect(second.exitCode).toBe(1);
     expect(second.ledger?.unreceiptedDebits).toEqual([
@@ -172,17 +210,17 @@ describe.each(dialects)("%s store", (dialect) => {
   });
 
   it("does not finish a run whose node left a line of the 2 s after its end unread, which a false header of its last second spans; the next read fails the header", async () => {
-    const c = await h.scenario();
-    const from = await chainSecondAfter(h.world, 200);
+    const c = (await h.scenario()).recordOnChainClock();
+    const from = periodEdge(h);
     const { vault } = await c.pinKey(1);
     const job = falseHeaderJob(c, vault);
     await c.flush();
     const to = Math.floor(job.recordedAt / 1000) * 1000 + 1000;
-    await sleep(to - Date.now() + 20);
+    h.op.advanceClock(Math.max(0, to + 20 - h.op.now()));
     // A top-up just after the window's end, in the header's span; the ledger's node does not
     // serve it.
     const topUp = h.op.send([h.op.transfer(h.op.victimVault(100_000n), vault, 1_000n)]).signature;
-    await finalizedPast(h.world, to);
+    await finalizedPastOnClock(h, to);
     const unserved = new Proxy(h.rpc, {
       get(target, key, receiver) {
         if (key !== "getTransaction") return Reflect.get(target, key, receiver);
@@ -207,21 +245,21 @@ describe.each(dialects)("%s store", (dialect) => {
   });
 
   it("names a theft dated in the 2 s after a window's end, which its run reads, in the next run alone", async () => {
-    const c = await h.scenario();
-    const from = await chainSecondAfter(h.world, 200);
+    const c = (await h.scenario()).recordOnChainClock();
+    const from = periodEdge(h);
     const { vault } = await c.pinKey(2);
     const plan = h.op.plan({ keyIndex: 2 });
     const txs = h.op.honestJob(plan);
     c.record(plan, txs);
     c.honestJobsApi(plan, txs);
     await c.flush();
-    const to = await chainSecondAfter(h.world);
+    const to = periodEdge(h);
     const theft = h.op.send([h.op.transfer(vault, h.op.attackerAccount(0n), 55_000n)]).signature;
-    await finalizedPast(h.world, to);
+    await finalizedPastOnClock(h, to);
 
     const first = await nightly(h, c, vault, from, to);
     expect(first).toMatchObject({ outcome: "verified", exitCode: 0, reason: null });
-    const next = await chainSecondAfter(h.world);
+    const next = periodEdge(h);
     const second = await nightly(h, c, vault, to, next);
     expect(second).toMatchObject({ outcome: "ledger_findings", exitCode: 1 });
     expect(second.ledger?.unreceiptedDebits).toEqual([
@@ -238,7 +276,7 @@ describe.each(dialects)("%s store", (dialect) => {
   });
 
   it("reopens a job the verifier judged verified before the ledger read past its response once the ledger's round does, and fails its false header", async () => {
-    const c = await h.scenario();
+    const c = (await h.scenario()).recordOnChainClock();
     const { vault } = await c.pinKey(1);
     const job = falseHeaderJob(c, vault);
     await c.verify();
@@ -251,13 +289,13 @@ describe.each(dialects)("%s store", (dialect) => {
 
     const reader = vaultReader(h, c, vault);
     // Read with the chain finalized past the response, not past the 2 s after it: still open.
-    await finalizedPast(h.world, job.recordedAt);
+    await finalizedPastOnClock(h, job.recordedAt);
     const early = await reader.syncVault(vault);
     expect(early.pending).toBe(0);
     expect(await c.outcome(job.jobId)).toEqual({ verdict: "verified", failing: [] });
 
     // The ledger's next round, the chain finalized past the header's span.
-    await finalizedPast(h.world, job.recordedAt + SETTLEMENT_CLOCK_SLACK_SECONDS * 1000);
+    await finalizedPastOnClock(h, job.recordedAt + SETTLEMENT_CLOCK_SLACK_SECONDS * 1000);
     await reader.syncVault(vault);
     expect((await c.outcome(job.jobId)).verdict).toBe("pending");
     await c.verify();

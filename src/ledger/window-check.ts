@@ -231,7 +231,16 @@ export function ledgerWindowCheck(deps: {
   profile: Profile;
   graceSeconds?: number;
   now?: () => number;
+  /**
+   * The pause between reads while the chain finalizes the window's last seconds (a timer of
+   * `ms`, ended by `signal`): a test whose chain runs on a clock it moves on passes one moving
+   * that clock instead of waiting.
+   */
+  pause?: (ms: number, signal?: AbortSignal) => Promise<unknown>;
 }) {
+  const pauseFor =
+    deps.pause ??
+    ((ms: number, signal?: AbortSignal) => sleep(ms, undefined, signal ? { signal } : {}));
   const options = {
     profile: deps.profile,
     ...(deps.graceSeconds === undefined ? {} : { graceSeconds: deps.graceSeconds }),
@@ -343,7 +352,7 @@ export function ledgerWindowCheck(deps: {
           ? Math.min(FINALITY_POLL_MAX_MS, Math.max(FINALITY_POLL_MIN_MS, lag))
           : Math.min(FINALITY_POLL_MAX_MS, FINALITY_POLL_MIN_MS * 2 ** (unproven - 1));
       try {
-        await sleep(pause, undefined, opts);
+        await pauseFor(pause, signal);
       } catch (error) {
         if (!signal?.aborted) throw error;
         const listed = behind
