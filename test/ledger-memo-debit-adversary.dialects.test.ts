@@ -1,7 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { dialects, useDialectStores } from "./support/dialects.js";
-import { chainSecondAfter } from "./support/finality.js";
-import { vaultStatementSince } from "./support/ledger-periods.js";
+import { periodEdge, vaultStatementSince } from "./support/ledger-periods.js";
 import {
   discrepancy,
   type JobPlan,
@@ -35,8 +34,8 @@ describe.each(dialects)("%s store", (dialect) => {
   ])(
     "judges a debit of the vault under the job's settle memo, read %s the receipt",
     async (_, early) => {
-      const c = await h.scenario();
-      const from = await chainSecondAfter(h.world);
+      const c = (await h.scenario()).recordOnChainClock();
+      const from = periodEdge(h);
       const plan = h.op.plan({ keyIndex: 3 });
       const txs = h.op.honestJob(plan);
       const debit = h.op.send([
@@ -59,8 +58,8 @@ describe.each(dialects)("%s store", (dialect) => {
   );
 
   it("judges a debit of the vault under a refunded job's refund memo", async () => {
-    const c = await h.scenario();
-    const from = await chainSecondAfter(h.world);
+    const c = (await h.scenario()).recordOnChainClock();
+    const from = periodEdge(h);
     const plan = h.op.plan({ keyIndex: 3 });
     const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
     const refundTx = h.op.send(h.op.refundIxs(plan)).signature;
@@ -117,8 +116,8 @@ describe.each(dialects)("%s store", (dialect) => {
   ])(
     "judges a debit under the job's settle memo named after %s, read before the receipt",
     async (_, first) => {
-      const c = await h.scenario();
-      const from = await chainSecondAfter(h.world);
+      const c = (await h.scenario()).recordOnChainClock();
+      const from = periodEdge(h);
       const other = honestRecorded(c, 2).plan.jobId;
       const plan = h.op.plan({ keyIndex: 3 });
       const txs = h.op.honestJob(plan);
@@ -143,8 +142,8 @@ describe.each(dialects)("%s store", (dialect) => {
   ])(
     "judges a debit under the job's settle memo named after %s, read after the receipt",
     async (_, first) => {
-      const c = await h.scenario();
-      const from = await chainSecondAfter(h.world);
+      const c = (await h.scenario()).recordOnChainClock();
+      const from = periodEdge(h);
       const other = honestRecorded(c, 2).plan.jobId;
       const { plan } = honestRecorded(c, 3);
       const before =
@@ -157,8 +156,8 @@ describe.each(dialects)("%s store", (dialect) => {
   );
 
   it("judges again a job already final whose settle memo a later debit carries", async () => {
-    const c = await h.scenario();
-    const from = await chainSecondAfter(h.world);
+    const c = (await h.scenario()).recordOnChainClock();
+    const from = periodEdge(h);
     const { plan } = honestRecorded(c, 3);
     await statementOf(c, plan.vault, from);
     expect(await c.verdicts(plan.jobId)).toEqual([verified]);
@@ -167,8 +166,8 @@ describe.each(dialects)("%s store", (dialect) => {
   });
 
   it("judges a debit to the operator's wallet under the job's settle memo", async () => {
-    const c = await h.scenario();
-    const from = await chainSecondAfter(h.world);
+    const c = (await h.scenario()).recordOnChainClock();
+    const from = periodEdge(h);
     const { plan } = honestRecorded(c, 3);
     const debit = debitUnder(
       plan.vault,
@@ -182,8 +181,8 @@ describe.each(dialects)("%s store", (dialect) => {
     ["less than the remainder it sends back", -1n],
     ["more than the remainder it sends back", 1n],
   ])("fails a settlement that also takes from the vault %s", async (_, side) => {
-    const c = await h.scenario();
-    const from = await chainSecondAfter(h.world);
+    const c = (await h.scenario()).recordOnChainClock();
+    const from = periodEdge(h);
     const plan = h.op.plan({ keyIndex: 3 });
     const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
     const taken = plan.remainder + side * 10_000n;
@@ -209,8 +208,8 @@ describe.each(dialects)("%s store", (dialect) => {
   });
 
   it("fails a refund that also takes from the vault", async () => {
-    const c = await h.scenario();
-    const from = await chainSecondAfter(h.world);
+    const c = (await h.scenario()).recordOnChainClock();
+    const from = periodEdge(h);
     const plan = h.op.plan({ keyIndex: 3 });
     const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
     const refundTx = h.op.send([
@@ -234,8 +233,8 @@ describe.each(dialects)("%s store", (dialect) => {
   // The lock of another job of the customer also pays the operator under the job's settle memo:
   // that lock fails `escrow.memo`, and the statement lists the line among its mixed memos.
   it("fails the lock a debit under the job's settle memo rides on", async () => {
-    const c = await h.scenario();
-    const from = await chainSecondAfter(h.world);
+    const c = (await h.scenario()).recordOnChainClock();
+    const from = periodEdge(h);
     const { plan } = honestRecorded(c, 3);
     const next = h.op.plan({ keyIndex: 3 });
     const escrowTx = h.op.send([
@@ -263,8 +262,8 @@ describe.each(dialects)("%s store", (dialect) => {
     ["no other memo", false],
     ["the settled job's settle memo beside it", true],
   ])("names a payout riding in another job's lock, with %s", async (_, memo) => {
-    const c = await h.scenario();
-    const from = await chainSecondAfter(h.world);
+    const c = (await h.scenario()).recordOnChainClock();
+    const from = periodEdge(h);
     const { plan } = honestRecorded(c, 3);
     const next = h.op.plan({ keyIndex: 3 });
     const escrowTx = h.op.send([
@@ -289,8 +288,8 @@ describe.each(dialects)("%s store", (dialect) => {
   // a debit `unexplained` under no job, and the job stayed `verified`: the next ledger round
   // files it under the job and judges the job again.
   it("files a debit stored under no job by the ledger before, and judges the job again", async () => {
-    const c = await h.scenario();
-    const from = await chainSecondAfter(h.world);
+    const c = (await h.scenario()).recordOnChainClock();
+    const from = periodEdge(h);
     const { plan } = honestRecorded(c, 3);
     expect(await c.verdicts(plan.jobId)).toEqual([verified]);
     const debit = debitUnder(plan.vault, [`decentral:settle:${plan.jobId}`]);
