@@ -1,9 +1,10 @@
 import { describe, expect, it } from "vitest";
 import { buildStatement, findingCount } from "../src/ledger/statement.js";
 import { ledgerFindingCount } from "../src/ledger/window-check.js";
+import { SETTLEMENT_CLOCK_SLACK_SECONDS } from "../src/store/ledger-rules.js";
+import { finalizedPastOnClock } from "./support/chain-clock.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
-import { chainSecondAfter } from "./support/finality.js";
-import { nightlyOnChain, vaultReader } from "./support/ledger-periods.js";
+import { nightlyOnChain, periodEdge, vaultReader } from "./support/ledger-periods.js";
 import { type Scenario, useAdversaryHarness } from "./support/operator.js";
 import { readJob } from "./support/seed-recorder.js";
 
@@ -29,8 +30,14 @@ describe.each(dialects)("%s store", (dialect) => {
     await readerOf(c, vault).syncVault(vault);
   }
 
-  /** The next whole second: the period of a statement holding only what follows. */
-  const nextSecond = () => chainSecondAfter(h.world);
+  /**
+   * A scenario whose receipts are dated by the chain's clock, which the tests move on to a
+   * period's edge instead of waiting for it.
+   */
+  const scenario = async () => (await h.scenario()).recordOnChainClock();
+
+  /** The next whole second, the chain's clock moved on to it: a period holding only what follows. */
+  const nextSecond = () => periodEdge(h);
 
   /** The lock, the refund under `memos` and the settlement of a job of key 3, sent. */
   function refundedThenSettled(memos: (jobId: string) => string[]) {
@@ -52,8 +59,8 @@ describe.each(dialects)("%s store", (dialect) => {
   ])(
     "judges a refund whose first memo names another job with the job the second names, read %s the receipt",
     async (_, early) => {
-      const c = await h.scenario();
-      const from = await nextSecond();
+      const c = await scenario();
+      const from = nextSecond();
       const { plan, txs, refund } = refundedThenSettled(twoJobs);
       if (early) await sync(c, plan.vault);
       c.record(plan, txs);
@@ -67,7 +74,7 @@ describe.each(dialects)("%s store", (dialect) => {
 
       const statement = await buildStatement(
         c.store,
-        { from, to: Date.now() + 1_000, vault: plan.vault },
+        { from, to: h.op.now() + 1_000, vault: plan.vault },
         { profile: c.profile, graceSeconds: 0 },
       );
       const v = statement.vaults[0]!;
@@ -89,7 +96,7 @@ describe.each(dialects)("%s store", (dialect) => {
   );
 
   it("keeps with the job money sent back under its escrow memo: no honest step, not a deposit", async () => {
-    const c = await h.scenario();
+    const c = await scenario();
     const { plan, txs, refund } = refundedThenSettled((jobId) => [`decentral:escrow:${jobId}`]);
     c.record(plan, txs);
     c.honestJobsApi(plan, txs);
@@ -102,15 +109,19 @@ describe.each(dialects)("%s store", (dialect) => {
   });
 
   it("makes the nightly run exit 1 on such a refund", async () => {
-    const c = await h.scenario();
-    const from = await nextSecond();
+    const c = await scenario();
+    const from = nextSecond();
     const { plan, txs, refund } = refundedThenSettled(twoJobs);
     c.record(plan, txs);
     c.honestJobsApi(plan, txs);
     await c.flush();
     await h.finalized();
-    const run = await nightlyOnChain(h, c, readerOf(c, plan.vault)).nightly(
-      { from, to: Date.now() },
+    // The run at the window's end, the chain's clock moved on past what the credits headers
+    // of its last second span, as waiting for it would leave the chain.
+    const to = h.op.now();
+    await finalizedPastOnClock(h, to + SETTLEMENT_CLOCK_SLACK_SECONDS * 1000);
+    const run = await nightlyOnChain(h, c, readerOf(c, plan.vault), () => h.op.now()).nightly(
+      { from, to },
       15_000,
     );
     expect(run.exitCode).toBe(1);
@@ -128,8 +139,8 @@ describe.each(dialects)("%s store", (dialect) => {
   });
 
   it("finds nothing in a refund naming its job twice, nor in an honest job", async () => {
-    const c = await h.scenario();
-    const from = await nextSecond();
+    const c = await scenario();
+    const from = nextSecond();
     const honest = h.op.plan({ keyIndex: 3 });
     const honestTxs = h.op.honestJob(honest);
     const plan = h.op.plan({ keyIndex: 3 });
@@ -144,7 +155,7 @@ describe.each(dialects)("%s store", (dialect) => {
     await sync(c, plan.vault);
     const statement = await buildStatement(
       c.store,
-      { from, to: Date.now() + 1_000, vault: plan.vault },
+      { from, to: h.op.now() + 1_000, vault: plan.vault },
       { profile: c.profile, graceSeconds: 0 },
     );
     expect(statement.vaults[0]!.mixedMemos).toEqual([]);
