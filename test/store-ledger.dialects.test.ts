@@ -2115,19 +2115,26 @@ describe.each(dialects)("the ledger's read on %s, by the chain's finalized time"
     // read, and the 2 s after it that its last credits headers span hold none.
     const end = at(25, 5) - SETTLEMENT_CLOCK_SLACK_SECONDS;
     await readVault(ledger, month, NOW, (end - 2) * 1000);
-    // The chain finalizes one second further at each read.
+    // The chain finalizes one second further at each read; the pauses between reads are taken
+    // at once, each noted.
     let finalSec = end - 2;
+    const pauses: number[] = [];
     const check = ledgerWindowCheck({
       store,
       reader: listingReader(ledger, () => ++finalSec * 1000),
       profile: hourProfile,
       graceSeconds: 0,
       now: () => DEC_31 * 1000,
+      pause: async (ms) => {
+        pauses.push(ms);
+      },
     });
     const read = await check({ from: NOV * 1000, to: end * 1000 });
     expect(read.incomplete).toBeNull();
     // Past the window's end and the 2 s after it that its last credits headers span.
     expect(finalSec).toBe(end + 2);
+    // Each pause as long as the chain's finalized time stood short of them.
+    expect(pauses).toEqual([3_000, 2_000, 1_000]);
 
     const stuck = ledgerWindowCheck({
       store,
