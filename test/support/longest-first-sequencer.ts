@@ -7,15 +7,20 @@ import { BaseSequencer } from "vitest/node";
  * run waits for. CI's file times of 2026-12-02 (less what a change since cut, at the ratio
  * measured on one host before and after it); two files CI did not time are earlier estimates
  * times 0.75, the median ratio of CI's figures to those estimates where both are known: a file
- * started too early costs little, one started too late the run's end. Files not named here are
- * short; they follow in vitest's own order.
+ * started too early costs little, one started too late the run's end. store-ledger, which CI
+ * did not time, is its time on one host after its cut times the ratio of CI's figure for
+ * ledger-memo-debit-adversary to that host's. Files not named here are short; they follow in
+ * vitest's own order.
  */
 export const longFileSeconds: Readonly<Record<string, number>> = {
   "test/serve-cluster.test.ts": 55,
   "test/verify-adversarial.test.ts": 39,
+  "test/store-ledger.dialects.test.ts": 37,
   "test/recorder-kill-drill.test.ts": 36,
   "test/pg-verify-hung-database.test.ts": 33,
+  "test/ledger-memo-debit-adversary.dialects.test.ts": 32,
   "test/pg-multi-serve.test.ts": 29,
+  "test/nightly-credits-header-edge.dialects.test.ts": 25,
   "test/pg-receipt-writer-pool.test.ts": 25,
   "test/ledger-inner-rewritten.test.ts": 25,
   "test/pg-restart.test.ts": 23,
@@ -30,15 +35,14 @@ export const longFileSeconds: Readonly<Record<string, number>> = {
   "test/verify-review.test.ts": 15,
   "test/verify-write-lock-deadline.test.ts": 15,
   "test/pg-receipt-writer-locked-row.test.ts": 15,
-  "test/ledger-world.test.ts": 15,
   "test/nightly-verify-start.test.ts": 14,
   "test/verify-adversarial-shapes.test.ts": 14,
   "test/ledger-statement-adversary.test.ts": 13,
   "test/pg-job-lease-clock.test.ts": 13,
   "test/service-sigterm.test.ts": 13,
   "test/nightly-verify-close-locked.test.ts": 12,
-  "test/ledger-mixed-memos.dialects.test.ts": 12,
   "test/statement-balance-read.test.ts": 12,
+  "test/ledger-mixed-memos.dialects.test.ts": 11,
   "test/ledger-chained-omission.dialects.test.ts": 10,
   "test/pg-import-locked-row.test.ts": 10,
   "test/store-tokens-sessions.dialects.test.ts": 10,
@@ -47,6 +51,7 @@ export const longFileSeconds: Readonly<Record<string, number>> = {
   "test/credits-header-clock.dialects.test.ts": 9,
   "test/db-concurrent-writers.test.ts": 8,
   "test/ledger-relisted-judged.dialects.test.ts": 8,
+  "test/ledger-world.test.ts": 6,
   "test/ledger-set-aside.dialects.test.ts": 5,
 };
 
