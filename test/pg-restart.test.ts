@@ -194,11 +194,12 @@ describe("the nightly verify while PostgreSQL restarts at its start or in its le
       profile: localnetProfile,
       graceSeconds: 0,
     });
-    // A restart of 3 s: shut down now, started again 3 s later while the run goes on.
+    // A restart of 1.5 s and the server's own start: shut down now, started again 1.5 s later
+    // while the run goes on, which meets it down and tries again (every second) until it is up.
     let restarted: Promise<void> | undefined;
     const restart = async () => {
       await halt();
-      restarted = sleep(3000).then(up);
+      restarted = sleep(1500).then(up);
     };
     const ledger = Object.assign(
       async (window: { from: number; to: number; signal?: AbortSignal }) => {
@@ -246,11 +247,11 @@ describe("the verify command's database, restarting as cron starts it", () => {
     const url = await createMigratedDatabase("verify_open");
     const config = loadConfig({ DATABASE_URL: url });
     await halt();
-    const restarted = sleep(3000).then(up);
+    const restarted = sleep(1500).then(up);
     const started = performance.now();
     const store = await openStoreWaiting(config, 30_000, log);
     try {
-      expect(performance.now() - started).toBeGreaterThan(2500);
+      expect(performance.now() - started).toBeGreaterThan(1400);
       expect(store.kind).toBe("postgres");
       if (store.kind === "postgres") await store.pool.query("SELECT 1");
     } finally {
