@@ -23,7 +23,7 @@ export const longFileSeconds: Readonly<Record<string, number>> = {
   "test/nightly-credits-header-edge.dialects.test.ts": 25,
   "test/pg-receipt-writer-pool.test.ts": 25,
   "test/ledger-inner-rewritten.test.ts": 25,
-  "test/pg-restart.test.ts": 23,
+  "test/pg-restart.test.ts": 17,
   "test/db-upgrade.dialects.test.ts": 22,
   "test/multi-process.test.ts": 21,
   "test/cli-exit-codes.test.ts": 20,
