@@ -253,37 +253,6 @@ describe.each(dialects)("%s store", (dialect) => {
     ]);
   });
 
-  // A lock that also pays the operator: the vault's line is one debit of lock + payout, and the
-  // settlement of the lock accounts for the lock alone. What never reached escrow is money out
-  // of the vault that no job accounts for: the statement must name it, memo or none beside it.
-  // Known limit (README): the verifier counts the payout among the job's `charged_units`, the
-  // release rule reads that as settled, and the lock counts as released; nothing names it yet.
-  it.fails.each([
-    ["no other memo", false],
-    ["the settled job's settle memo beside it", true],
-  ])("names a payout riding in another job's lock, with %s", async (_, memo) => {
-    const c = (await h.scenario()).recordOnChainClock();
-    const from = periodEdge(h);
-    const { plan } = honestRecorded(c, 3);
-    const next = h.op.plan({ keyIndex: 3 });
-    const escrowTx = h.op.send([
-      ...h.op.lockIxs(next),
-      h.op.transfer(plan.vault, h.op.attackerAccount(0n), 50_000n),
-      ...(memo ? [h.op.memo(`decentral:settle:${plan.jobId}`)] : []),
-    ]).signature;
-    const settlementTx = h.op.send(h.op.settleIxs(next)).signature;
-    c.record(next, { escrowTx, settlementTx });
-    c.honestJobsApi(next, { escrowTx, settlementTx });
-    const s = await statementOf(c, plan.vault, from);
-    const [, judged] = await c.verdicts(plan.jobId, next.jobId);
-    expect(judged?.verdict).toBe("discrepancy");
-    const named = [
-      ...s.unexplained.filter((u) => u.signature === escrowTx).map((u) => -u.amountUnits),
-      ...s.unreleasedLocks.filter((u) => u.signature === escrowTx).map((u) => u.outstandingUnits),
-    ];
-    expect(named).toEqual([50_000n]);
-  });
-
   // Before lines under a settle or refund memo were filed under its job, the ledger stored such
   // a debit `unexplained` under no job, and the job stayed `verified`: the next ledger round
   // files it under the job and judges the job again.

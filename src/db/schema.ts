@@ -255,6 +255,12 @@ export const jobs = sqliteTable(
     expectedChargeUnits: units("expected_charge_units"),
     /** Network fees of the job's transactions, in lamports. */
     feesLamports: units("fees_lamports"),
+    /**
+     * What the settlement paid out of escrow, at most what the locks put there (`escrowPaid`,
+     * src/verify/checks/amounts.ts): the part of the job's locks the vault statement counts as
+     * settled. Null for verdicts written before it was kept (`charged_units` is read then).
+     */
+    escrowPaidUnits: units("escrow_paid_units"),
   },
   (t) => [
     index("jobs_created_at").on(t.createdAt),

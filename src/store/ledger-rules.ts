@@ -69,10 +69,15 @@ export function mayReturnTo(
 /** A job's settlement as the release rule reads it. */
 export interface JobSettlement {
   tie: JobTie;
-  /** The verifier has decided the job (a final verdict): `chargedUnits` is what it read. */
+  /** The verifier has decided the job (a final verdict): `paidOutUnits` is what it read. */
   decided: boolean;
-  /** What the settlement paid out of escrow besides the return (`jobs.charged_units`). */
-  chargedUnits: bigint | null;
+  /**
+   * What the settlement paid out of escrow besides the return, at most what the job's locks
+   * put in escrow (`jobs.escrow_paid_units`; `charged_units` for a verdict written before it
+   * was kept). Not `charged_units`: that counts money a lock paid straight to someone else as
+   * charged at once, and read as settled it released that lock, payout and all.
+   */
+  paidOutUnits: bigint | null;
   /**
    * The job's recorded settlement landed (finalized and succeeded), or money came back to the
    * vault in a succeeded line carrying its settle memo: the settlement's return of the rest,
@@ -83,7 +88,7 @@ export interface JobSettlement {
 
 /**
  * What a job's settlement accounts for of its locks of `vault` (`lockedUnits` in all). Once the
- * verifier has decided the job, what it read the settlement paying out, and nothing when it read
+ * verifier has decided the job, what it read the settlement paying out of escrow, and nothing when it read
  * none: a transaction named as the settlement that only sent a unit back pays out nothing. Only
  * for the vault the job pays from: a settlement pays out of that lock and of no other.
  *
@@ -100,7 +105,7 @@ export function settledUnits(
   provisional: boolean,
 ): bigint {
   if (!canPayFrom(s.tie, vault, vaultPinned)) return 0n;
-  if (s.decided) return s.chargedUnits ?? 0n;
+  if (s.decided) return s.paidOutUnits ?? 0n;
   return provisional && s.landed ? lockedUnits : 0n;
 }
 

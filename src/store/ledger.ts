@@ -1070,7 +1070,8 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   // The settlement landed: the verifier's row of it, a line of this vault it moved, or a line
   // of this vault bringing money back with the job's settle memo (see `JobSettlement`).
   const jobPaid = big(
-    `SELECT j.key_fingerprint, j.credit_vault, j.charged_units, cv.vault AS pinned,
+    `SELECT j.key_fingerprint, j.credit_vault,
+       coalesce(j.escrow_paid_units, j.charged_units) AS paid_out_units, cv.vault AS pinned,
        j.escrow_tx IS NOT NULL AS receipt_escrow,
        j.verdict IN (${finalVerdicts.map((v) => `'${v}'`).join(", ")}) AS decided,
        EXISTS (SELECT 1 FROM ledger_lines l WHERE l.vault = @vault AND l.signature = j.escrow_tx)
@@ -1520,7 +1521,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       | {
           key_fingerprint: string | null;
           credit_vault: string | null;
-          charged_units: bigint | null;
+          paid_out_units: bigint | null;
           pinned: string | null;
           receipt_escrow: bigint;
           decided: bigint;
@@ -1540,7 +1541,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
               receiptNamesEscrow: paid.receipt_escrow === 1n,
             },
             decided: paid.decided === 1n,
-            chargedUnits: paid.charged_units,
+            paidOutUnits: paid.paid_out_units,
             landed: paid.landed === 1n,
           },
           vault,

@@ -42,6 +42,11 @@ export interface VerdictAmounts {
   refundedUnits: bigint | null;
   expectedChargeUnits: bigint | null;
   feesLamports: bigint | null;
+  /**
+   * What the settlement paid out of escrow, at most what reached escrow (`escrowPaid`): the
+   * vault statement's settled part of the job's locks. Absent where no checks read it (null).
+   */
+  escrowPaidUnits?: bigint | null;
 }
 
 /** What one job's decision writes. */
@@ -138,7 +143,7 @@ const verdictStatements = perConnection(({ sqlite }: SqliteStore) => {
     `UPDATE jobs SET ${verdictSet}, escrowed_units = @escrowedUnits, charged_units = @chargedUnits,
        worker_paid_units = @workerPaidUnits, treasury_paid_units = @treasuryPaidUnits,
        refunded_units = @refundedUnits, expected_charge_units = @expectedChargeUnits,
-       fees_lamports = @feesLamports
+       fees_lamports = @feesLamports, escrow_paid_units = @escrowPaidUnits
      WHERE job_id = @jobId AND lease_owner = @owner`,
   );
   // Raw SQL: ~30 check rows per job, prepared once (the json columns are written as text).
@@ -213,7 +218,11 @@ function createSqliteVerdictStore(
       return false;
     }
     const changes = d.evaluation
-      ? writeVerdictWithAmounts.run({ ...params, ...d.evaluation.amounts }).changes
+      ? writeVerdictWithAmounts.run({
+          ...params,
+          ...d.evaluation.amounts,
+          escrowPaidUnits: d.evaluation.amounts.escrowPaidUnits ?? null,
+        }).changes
       : d.job.verdict === d.verdict && writeSameVerdict.run(params).changes === 1
         ? 1
         : writeVerdict.run(params).changes;

@@ -234,6 +234,7 @@ export function decide<J extends DecideJob>(
         refundedUnits: null,
         expectedChargeUnits: null,
         feesLamports: null,
+        escrowPaidUnits: null,
       },
       unproven: verdict === "discrepancy" ? evaluation.unproven : [],
     },

@@ -152,6 +152,7 @@ export const jobs = pgTable(
     refundedUnits: units("refunded_units"),
     expectedChargeUnits: units("expected_charge_units"),
     feesLamports: units("fees_lamports"),
+    escrowPaidUnits: units("escrow_paid_units"),
   },
   (t) => [
     index("jobs_created_at").on(t.createdAt),

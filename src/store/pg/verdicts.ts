@@ -303,6 +303,7 @@ const amountColumns = {
   refundedUnits: "refunded_units",
   expectedChargeUnits: "expected_charge_units",
   feesLamports: "fees_lamports",
+  escrowPaidUnits: "escrow_paid_units",
 } as const satisfies Record<keyof VerdictAmounts, string>;
 
 /**

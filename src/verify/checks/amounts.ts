@@ -85,6 +85,9 @@ export function amountsOf(
     profile.escrowAuthority !== null && m.owner === profile.escrowAuthority;
   let escrowed = 0n;
   let diverted = 0n;
+  // What the locks moved to an account besides escrow while escrow took its own part: counted
+  // escrowed above, but it never reached the account the settlement pays out of.
+  let missedEscrow = 0n;
   // Accounts besides escrow that hold money of this job's locks, with how much of it: what
   // they pay back to the job's vault at settlement or refund, up to that, is the lock going back.
   const heldElsewhere = new Map<string, bigint>();
@@ -121,12 +124,17 @@ export function amountsOf(
       heldElsewhere.set(m.account, (heldElsewhere.get(m.account) ?? 0n) + counted);
       // With no escrow account to follow (no pinned escrow vault, a lock crediting several
       // accounts), escrow's own credit is among them: none of it is counted as paid out here.
-      if (reading.escrowAccount !== null && !toVault(m)) diverted += counted;
+      if (reading.escrowAccount === null) continue;
+      missedEscrow += counted;
+      if (!toVault(m)) diverted += counted;
     }
   }
   if (locks.length > 0) amounts.escrowedUnits = escrowed;
   if (closingsRead.length === 0) {
-    if (diverted > 0n) amounts.chargedUnits = diverted;
+    if (diverted > 0n) {
+      amounts.chargedUnits = diverted;
+      amounts.escrowPaidUnits = 0n;
+    }
     return amounts;
   }
   const creditVault =
@@ -150,6 +158,8 @@ export function amountsOf(
   let treasuryPaid = 0n;
   let charged = diverted;
   let returned = 0n;
+  // What held accounts (not escrow) paid back of the returns: the rest came out of escrow.
+  let returnedByHolders = 0n;
   for (const c of closingsRead) {
     if (!owns(c) || !c.facts.succeeded) continue;
     const r = readRelease(profile, c.facts, {
@@ -163,6 +173,7 @@ export function amountsOf(
     // What a held account paid back is spent: a second closing returns only the rest of it.
     for (const [account, paid] of r.heldReturned) {
       heldElsewhere.set(account, (heldElsewhere.get(account) ?? 0n) - paid);
+      returnedByHolders += paid;
     }
     worker += r.worker;
     treasuryPaid += r.treasury;
@@ -175,5 +186,25 @@ export function amountsOf(
   amounts.treasuryPaidUnits = treasuryPaid;
   amounts.chargedUnits = charged;
   amounts.refundedUnits = returned;
+  const returnedFromEscrow = returned > returnedByHolders ? returned - returnedByHolders : 0n;
+  amounts.escrowPaidUnits = escrowPaid(
+    charged - diverted,
+    escrowed - missedEscrow - returnedFromEscrow,
+  );
   return amounts;
+}
+
+/**
+ * What the job's closings paid out of escrow (`paidOut`: charged, less what its locks paid
+ * straight to someone else), at most what its locks and closings left in escrow for it
+ * (`left`: what they put into the escrow account, less what escrow sent back to the vault):
+ * what the vault statement's release rule may count as settled of the job's locks. Charged
+ * counts a payout riding in a lock as paid at once, so read as settled it released the lock's
+ * whole debit, payout and all, and no statement finding named the money escrow never held;
+ * unbounded, a settlement paying out more than the lock brought (escrow's other money) did so.
+ */
+export function escrowPaid(paidOut: bigint, left: bigint): bigint {
+  const bound = left > 0n ? left : 0n;
+  if (paidOut <= 0n) return 0n;
+  return paidOut < bound ? paidOut : bound;
 }

@@ -1,0 +1,1 @@
+ALTER TABLE `jobs` ADD `escrow_paid_units` integer;

@@ -1,0 +1,1 @@
+ALTER TABLE "jobs" ADD COLUMN "escrow_paid_units" bigint;
