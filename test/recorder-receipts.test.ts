@@ -206,6 +206,8 @@ describe("parseReceiptInput", () => {
         creditsRemainingUnits: 12_345_000n,
         totalTokens: 92,
         createdAt: Date.UTC(2026, 10, 25, 10),
+        // The caller's clock says when the response came: a credits header's span ends there.
+        respondedAt: Date.UTC(2026, 10, 25, 10),
         tags: { team: "x" },
       }),
     });
@@ -317,6 +319,8 @@ describe("parseReceiptInput", () => {
       responseModel: "llama-3.3-70b",
       totalTokens: 3,
       createdAt: 1_764_000_000_000,
+      // The operator's `created` dates the job, and says nothing of when its answer came.
+      respondedAt: null,
     });
     const asked = parseReceiptInput({
       model: "llama-3.3-70b",

@@ -1304,10 +1304,34 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
 
     expect(
       await ledger.creditSpans([
-        { jobId: "J1", vault: VAULT, lockTx: sig("lock1"), recordedAt: at(3, 12, 30) * 1000 },
-        { jobId: "J2", vault: VAULT, lockTx: sig("lock2"), recordedAt: at(15, 9, 30) * 1000 },
-        { jobId: "J8", vault: VAULT, lockTx: sig("unread"), recordedAt: at(25, 6) * 1000 },
-        { jobId: "J9", vault: VAULT, lockTx: sig("nowhere"), recordedAt: at(25, 6) * 1000 },
+        {
+          jobId: "J1",
+          vault: VAULT,
+          lockTx: sig("lock1"),
+          recordedAt: at(3, 12, 30) * 1000,
+          respondedAt: at(3, 12, 30) * 1000,
+        },
+        {
+          jobId: "J2",
+          vault: VAULT,
+          lockTx: sig("lock2"),
+          recordedAt: at(15, 9, 30) * 1000,
+          respondedAt: at(15, 9, 30) * 1000,
+        },
+        {
+          jobId: "J8",
+          vault: VAULT,
+          lockTx: sig("unread"),
+          recordedAt: at(25, 6) * 1000,
+          respondedAt: at(25, 6) * 1000,
+        },
+        {
+          jobId: "J9",
+          vault: VAULT,
+          lockTx: sig("nowhere"),
+          recordedAt: at(25, 6) * 1000,
+          respondedAt: at(25, 6) * 1000,
+        },
       ]),
     ).toEqual(
       new Map([
@@ -1968,6 +1992,7 @@ describe.each(dialects)("the ledger's read on %s, by the chain's finalized time"
       vault: VAULT,
       lockTx: sig("december"),
       recordedAt: (DEC + 86_400) * 1000 + 500,
+      respondedAt: (DEC + 86_400) * 1000 + 500,
     };
 
     const early = await statementTo(at(15, 12));

@@ -1588,6 +1588,9 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
 
     const onResponse = (upstream: IncomingMessage) => {
       responded = true;
+      // When the answer's headers came, its credits header among them: the receipt keeps it
+      // apart from its own time, which is its write's, after a held body or a retried commit.
+      const respondedAt = now();
       // A client that left waits for nothing more once the answer is over, however it ends.
       upstream.once("close", () => stopWaiting?.());
       const status = upstream.statusCode ?? 502;
@@ -1658,6 +1661,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
           model: facts.model,
           ...unknownUsage,
           createdAt: null,
+          respondedAt,
           tags,
           maxTokens: facts.maxTokens,
           // A body not read may have asked for any number: unknown, bounded as one choice.
@@ -1693,10 +1697,11 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
               settlementTx: receipt.settlementTx,
               worker: receipt.worker,
               // The client got a 503 and none of the answer, as the proxy's own row then says.
+              // Dated when the answer came: an import reads `created_at` as that time too.
               import: wireReceiptOf({
                 ...facts,
                 captureState: "aborted",
-                createdAt: facts.createdAt ?? stamp.at ?? now(),
+                createdAt: facts.createdAt ?? respondedAt,
               }),
             },
             "receipt not recorded; answering 503",

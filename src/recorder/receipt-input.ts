@@ -475,6 +475,15 @@ function operatorCreatedAt(value: unknown): number | null {
 }
 
 /**
+ * The caller's `created_at` dates the job and says when its response arrived (the fetch
+ * wrapper takes it as the headers come): the credits header's lines surely before the
+ * response are those the chain dated up to its second. A receipt without it says neither.
+ */
+function callerTime(at: number | null): Pick<Receipt, "createdAt" | "respondedAt"> {
+  return { createdAt: at, respondedAt: at };
+}
+
+/**
  * `created_at`: an ISO 8601 string, or seconds since the epoch (OpenAI's `created`), as a
  * number or as its digits (as an import's CSV cell gives them).
  */
@@ -778,9 +787,9 @@ export function parseReceiptInput(input: unknown): ParsedReceipt {
       completionTokens: operatorTokens(u.completion_tokens),
       totalTokens: operatorTokens(u.total_tokens),
       // A completion's `created` is the operator's; `created_at` is the caller's own clock.
-      createdAt: wrapped
-        ? operatorCreatedAt(wire.created)
-        : optionalCreatedAt(wire.created_at, "created_at"),
+      ...(wrapped
+        ? { createdAt: operatorCreatedAt(wire.created), respondedAt: null }
+        : callerTime(optionalCreatedAt(wire.created_at, "created_at"))),
       ...tagsOf(wire, wrapped),
       // A completion's top level is the operator's answer: how the caller's capture ended is
       // read from a plain receipt only.

@@ -415,14 +415,16 @@ export const SETTLEMENT_CLOCK_SLACK_SECONDS = 2;
 
 /**
  * Where a credits header's span ends among the vault's lines (its start is the lock's line).
- * The span runs, by slot order, through the job's own settlement (the one its receipt names,
- * the response having come after it) when the chain dated that within
- * `SETTLEMENT_CLOCK_SLACK_SECONDS` after the response's second. A settlement dated later came
- * after the response (its balance was not the one the header could say), and one the receipt
- * names that the vault holds no line of yet may still be listed.
+ * "The response's second" below is the second of the row's write (`recorded_at`) where the
+ * span may run (`until`), and that of the response's arrival (`responded_at`) where lines are
+ * surely before it (`orderedUntil`; see `headerSpanEnd`). The span runs, by slot order, through
+ * the job's own settlement (the one its receipt names, the response having come after it) when
+ * the chain dated that within `SETTLEMENT_CLOCK_SLACK_SECONDS` after the response's second. A
+ * settlement dated later came after the response (its balance was not the one the header could
+ * say), and one the receipt names that the vault holds no line of yet may still be listed.
  *
- * Lines surely before the response: those dated up to the response's second by the recorder's
- * clock, and the job's own settlement after them. Slot order before the settlement proves a
+ * Lines surely before the response: those dated up to the response's second by the clock that
+ * saw it arrive, and the job's own settlement after them. Slot order before the settlement proves a
  * line came before the response only when the settlement is dated up to that second too
  * (`orderedThroughOrd`): the receipt's word that the settlement came first is the operator's,
  * who may sign it, answer, and land it later, after a concurrent lock it then names the
@@ -442,9 +444,15 @@ export const SETTLEMENT_CLOCK_SLACK_SECONDS = 2;
  * full (`coverAt`) only once the listing holds its last second.
  */
 export interface HeaderSpanEnd {
-  /** The span's last second: the response's (the recorder's clock), plus any unordered part. */
+  /**
+   * The span's last second: that of the row's write (at or after the response's), plus any
+   * unordered part.
+   */
   until: number;
-  /** The response's second: lines dated up to it (or through `throughOrd`) surely came first. */
+  /**
+   * The response's second: lines dated up to it (or through `throughOrd`) surely came first;
+   * `NO_RESPONSE_SECOND` when the job's row does not say when its response came.
+   */
   orderedUntil: number;
   /** The ord of the job's settlement line the span runs through (-1: none). */
   throughOrd: number;
@@ -523,18 +531,46 @@ export interface NamedSettlement {
   outsideAt?: { slot: number; blockTime: number | null } | null;
 }
 
+/**
+ * When a job's response came, as its row tells it: `respondedAt` (ms, `jobs.responded_at`), by
+ * the proxy's clock or the caller's, null when not known; `recordedAt` (ms), when the row was
+ * written, at or after the response.
+ */
+export interface ResponseTimes {
+  recordedAt: number;
+  respondedAt: number | null;
+}
+
+/** `orderedUntil` of a job whose response's time is not known: no block time is at or before it. */
+export const NO_RESPONSE_SECOND = -1;
+
+/**
+ * `headerSpanEnd` of a job whose response came at `times`. The span's lines surely before the
+ * response are bounded by the response's second (`respondedAt`, never past `recordedAt`): a
+ * line dated after it may have come after, however late the row was written (a held body, a
+ * retried commit, an ingest or import of old responses). With no time of the response, no
+ * line is surely before it but the lock's own and the job's settlement just after it. The
+ * span as a whole (the balances a header may name without a discrepancy) still runs through
+ * the row's write, which came after the response whatever the clocks said: a line dated up to
+ * that second may have come before the response.
+ */
 export function headerSpanEnd(
-  recordedAt: number,
+  times: ResponseTimes,
   jobId: string,
   settlement: NamedSettlement,
 ): HeaderSpanEnd {
-  const orderedUntil = Math.floor(recordedAt / 1000);
+  const { recordedAt } = times;
+  const recordedSecond = Math.floor(recordedAt / 1000);
+  const orderedUntil =
+    times.respondedAt === null
+      ? NO_RESPONSE_SECOND
+      : Math.floor(Math.min(times.respondedAt, recordedAt) / 1000);
   const { line } = settlement;
   const own = line !== null && ownSettlementLine(line, jobId);
   const placed =
     own &&
     line.blockTime !== null &&
-    line.blockTime <= orderedUntil + SETTLEMENT_CLOCK_SLACK_SECONDS;
+    line.blockTime <= recordedSecond + SETTLEMENT_CLOCK_SLACK_SECONDS;
   // A read line named that is not the job's settlement: the receipt's word on it is false. One
   // not read yet may be either: the unordered part waits for it, as the whole span does.
   const slack = line === null || own ? SETTLEMENT_CLOCK_SLACK_SECONDS : 0;
@@ -543,11 +579,11 @@ export function headerSpanEnd(
   const slotBy = (until: number) =>
     at !== null && at.blockTime !== null && at.blockTime <= until ? at.slot : -1;
   return {
-    until: orderedUntil + slack,
+    until: recordedSecond + slack,
     orderedUntil,
     throughOrd: placed ? line.ord : -1,
     orderedThroughOrd: provenFirst ? line.ord : -1,
-    throughSlot: slotBy(orderedUntil + SETTLEMENT_CLOCK_SLACK_SECONDS),
+    throughSlot: slotBy(recordedSecond + SETTLEMENT_CLOCK_SLACK_SECONDS),
     orderedThroughSlot: slotBy(orderedUntil),
     coverAt: recordedAt + slack * 1000,
     settlementUnlisted: settlement.named && line === null && settlement.outside !== true,

@@ -559,7 +559,8 @@ export interface LedgerStore {
   review(vault: string, now?: number): Promise<ReviewResult>;
   /**
    * For the verifier's `credits.header`: per job, the balances of `vault` after each line from
-   * the job's lock (`lockTx`) through its response (`recordedAt`, ms; `headerSpanEnd`), how many
+   * the job's lock (`lockTx`) through its response (`recordedAt` and `respondedAt`, ms;
+   * `headerSpanEnd`), how many
    * first ones surely came before the response, and whether the ledger has read that whole span
    * (the chain had finalized past its last second when it was listed). A lock the ledger has not
    * read gives no balance, not covered.
@@ -570,6 +571,8 @@ export interface LedgerStore {
       vault: string;
       lockTx: string;
       recordedAt: number;
+      /** When the response came (`jobs.responded_at`), null when not known. */
+      respondedAt: number | null;
       /** The settlement the receipt names (`headerSpanEnd`); none when absent. */
       settlementTx?: string | null;
     }[],
@@ -1134,7 +1137,8 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
        AND (header_ok IS NULL OR header_ok = 0) AND block_time >= ? AND block_time < ? ORDER BY ord`,
   );
   const headerOf = big(
-    "SELECT credits_remaining_units, recorded_at, settlement_tx FROM jobs WHERE job_id = ?",
+    `SELECT credits_remaining_units, recorded_at, responded_at, settlement_tx FROM jobs
+     WHERE job_id = ?`,
   );
   /** Balances after each line from the lock on, while within the job's span (a page at a time). */
   const linesFrom = big(
@@ -1184,7 +1188,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   // final job by verdict (about 4 s a vault at a million jobs, inside the write).
   const headerWaiting = big(
     `SELECT j.job_id, coalesce(j.escrow_tx, j.api_escrow_tx) AS lock_tx, j.recorded_at,
-       j.credits_remaining_units, j.settlement_tx
+       j.responded_at, j.credits_remaining_units, j.settlement_tx
      FROM check_results c INDEXED BY check_results_header_waiting
      CROSS JOIN jobs j ON j.job_id = c.job_id
      WHERE c.outcome = 'skip' AND c.name = 'credits.header' AND c.expected IS NOT NULL
@@ -1620,13 +1624,14 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   }
 
   /**
-   * Where the span of `jobId` recorded at `recordedAt` (ms) whose receipt names `settlementTx`
-   * ends among `vault`'s lines (`headerSpanEnd`).
+   * Where the span of `jobId` whose response came at `times` (its row's `recorded_at` and
+   * `responded_at`) and whose receipt names `settlementTx` ends among `vault`'s lines
+   * (`headerSpanEnd`).
    */
   function spanEndOf(
     vault: string,
     jobId: string,
-    recordedAt: bigint,
+    times: { recorded_at: bigint; responded_at: bigint | null },
     settlementTx: string | null,
   ): HeaderSpanEnd {
     const line =
@@ -1651,7 +1656,8 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         : (settlementOutside.get({ vault, signature: settlementTx }) as
             | { slot: bigint | null; block_time: bigint | null }
             | undefined);
-    return headerSpanEnd(Number(recordedAt), jobId, {
+    const respondedAt = num(times.responded_at);
+    return headerSpanEnd({ recordedAt: Number(times.recorded_at), respondedAt }, jobId, {
       named: settlementTx !== null,
       outside: outside !== undefined,
       outsideAt:
@@ -1767,11 +1773,16 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   ): HeaderCheck | null {
     if (lock.jobId === null) return null;
     const job = headerOf.get(lock.jobId) as
-      | { credits_remaining_units: Big; recorded_at: bigint; settlement_tx: string | null }
+      | {
+          credits_remaining_units: Big;
+          recorded_at: bigint;
+          responded_at: bigint | null;
+          settlement_tx: string | null;
+        }
       | undefined;
     const header = job?.credits_remaining_units ?? null;
     if (!job || header === null) return null;
-    const end = spanEndOf(vault, lock.jobId, job.recorded_at, job.settlement_tx);
+    const end = spanEndOf(vault, lock.jobId, job, job.settlement_tx);
     // The statement's finding: a balance of the whole span, its order with the response known
     // or not (the verifier's check tells the two apart).
     const span = spanFrom(vault, lock.ord, end, finalThrough, header);
@@ -1791,13 +1802,13 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     vault: string,
     jobId: string,
     signature: string,
-    recordedAt: bigint,
+    times: { recorded_at: bigint; responded_at: bigint | null },
     settlementTx: string | null,
     finalThrough: number | null,
     header: bigint | null = null,
   ): HeaderSpan {
     const lock = lockLine.get(vault, signature) as { ord: bigint; state: string } | undefined;
-    const end = spanEndOf(vault, jobId, recordedAt, settlementTx);
+    const end = spanEndOf(vault, jobId, times, settlementTx);
     if (lock?.state !== "read") return { end, balances: [], ordered: 0, covered: false };
     return spanFrom(vault, Number(lock.ord), end, finalThrough, header);
   }
@@ -2273,6 +2284,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
                   | {
                       credits_remaining_units: bigint | null;
                       recorded_at: bigint;
+                      responded_at: bigint | null;
                       settlement_tx: string | null;
                     }
                   | undefined);
@@ -2283,7 +2295,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
               : headerSpan(
                   vault,
                   BigInt(line.ord),
-                  spanEndOf(vault, line.jobId!, job.recorded_at, job.settlement_tx),
+                  spanEndOf(vault, line.jobId!, job, job.settlement_tx),
                   finalThrough,
                   header,
                 );
@@ -2308,6 +2320,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         job_id: string;
         lock_tx: string | null;
         recorded_at: bigint;
+        responded_at: bigint | null;
         credits_remaining_units: bigint;
         settlement_tx: string | null;
       }[]) {
@@ -2318,7 +2331,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         const span = headerSpan(
           vault,
           lock.ord,
-          spanEndOf(vault, j.job_id, j.recorded_at, j.settlement_tx),
+          spanEndOf(vault, j.job_id, j, j.settlement_tx),
           finalThrough,
           j.credits_remaining_units,
         );
@@ -2479,7 +2492,10 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
           r.vault,
           r.jobId,
           r.lockTx,
-          BigInt(r.recordedAt),
+          {
+            recorded_at: BigInt(r.recordedAt),
+            responded_at: r.respondedAt === null ? null : BigInt(r.respondedAt),
+          },
           r.settlementTx ?? null,
           finalThrough.get(r.vault)!,
         );

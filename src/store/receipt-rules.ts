@@ -64,6 +64,12 @@ export type Receipt = ReceiptCore &
   Partial<CaptureFields> & {
     createdAt?: number | null;
     /**
+     * When the response arrived (epoch ms), by the proxy's clock or the caller's own
+     * (`jobs.responded_at`): written with the job's first row and never replaced. Null or absent
+     * when not known, whatever `createdAt` says (a completion's `created` is the operator's).
+     */
+    respondedAt?: number | null;
+    /**
      * Further signatures the source named for the lock or the settlement beside the receipt's
      * own (a header sent twice with different values, "S1, S2"). Each is kept as a conflicting
      * receipt of the job, this receipt with that signature in place, so the verifier judges it

@@ -180,6 +180,7 @@ function prepare(store: SqliteStore) {
           ...captureValues,
           createdAt: param("createdAt"),
           recordedAt: param("now"),
+          respondedAt: param("respondedAt"),
           updatedAt: param("now"),
           backfillState: param("backfillState"),
           backfillNextAt: param("backfillNextAt"),
@@ -372,6 +373,7 @@ function recordOne(
   const inserted = st.insert.run({
     ...params,
     createdAt: receipt.createdAt ?? now,
+    respondedAt: receipt.respondedAt ?? null,
     backfillState,
     backfillNextAt: backfillState ? now + backfillDelayMs : null,
   });

@@ -639,7 +639,7 @@ export function createRound(deps: RoundDeps): Round {
    * fetched escrow or a single source.
    */
   async function creditSpans(
-    slice: readonly (DecideJob & { recordedAt: number })[],
+    slice: readonly (DecideJob & { recordedAt: number; respondedAt?: number | null })[],
     factsOf: (signature: string) => TransactionFacts | undefined,
   ): Promise<(CreditsSpan | null)[]> {
     const requests = slice.flatMap((job) => {
@@ -654,6 +654,7 @@ export function createRound(deps: RoundDeps): Round {
           vault: vaults[0]!,
           lockTx,
           recordedAt: job.recordedAt,
+          respondedAt: job.respondedAt ?? null,
           settlementTx: job.settlementTx,
         },
       ];

@@ -1122,7 +1122,8 @@ export class Scenario {
    * Records the receipt of `plan` naming `escrowTx` / `settlementTx` as ingest would (or
    * `source`), with the key fingerprint and the requested model. `overrides` change any field
    * (e.g. a stream without usage, a 504). `recordedAt` (epoch ms) is the recorder's clock when
-   * it is not the machine's: one ahead of or behind the chain's.
+   * it is not the machine's: one ahead of or behind the chain's. The response came then too
+   * (`respondedAt`), unless `overrides` says otherwise (null: not known).
    */
   record(
     plan: JobPlan,
@@ -1153,11 +1154,18 @@ export class Scenario {
     const { requestedModel, ...rest } = receipt;
     const at = recordedAt ?? this.recorderNow?.();
     this.queue(async () => {
+      // A recorder beside the operator: the response came when the receipt was recorded.
+      const now = at ?? Date.now();
+      const recorded = { respondedAt: now, ...rest };
       const [result] = await recordReceipts(
         this.store,
-        [requestedModel ? { ...rest, model: requestedModel, responseModel: receipt.model } : rest],
+        [
+          requestedModel
+            ? { ...recorded, model: requestedModel, responseModel: receipt.model }
+            : recorded,
+        ],
         source,
-        at === undefined ? {} : { now: at },
+        { now },
       );
       if (result?.outcome !== "created") {
         throw new Error(`receipt ${plan.jobId}: ${result?.outcome}`);

@@ -118,6 +118,15 @@ export const jobs = pgTable(
     receiptHash: text("receipt_hash").notNull(),
     createdAt: epochMs("created_at").notNull(),
     recordedAt: epochMs("recorded_at").notNull(),
+    /**
+     * When the response (its headers, which carry `x-decentral-credits-remaining`) arrived, by a
+     * clock the customer keeps: the proxy's, or the caller's `created_at` on `POST /jobs` and
+     * `import` (never a completion's `created`, which the operator writes). Null when not known.
+     * The lines of the credit vault surely before the response are those the chain dated up to
+     * its second (`headerSpanEnd`): `recorded_at` is when the row was written, which a held body,
+     * a retried write or a late ingest puts after lines that came after the response.
+     */
+    respondedAt: epochMs("responded_at"),
     updatedAt: epochMs("updated_at").notNull(),
 
     apiStatus: text("api_status"),

@@ -79,6 +79,7 @@ import {
   mixedMemoLineOf,
   type NamedSettlement,
   outstandingOf,
+  type ResponseTimes,
   settledShareOfLocks,
   settledUnits,
   slotChainOrder,
@@ -1014,10 +1015,6 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
   }
 
   /**
-   * Where each span of a job recorded at `recordedAt` (ms) whose receipt names `settlementTx`
-   * ends among `vault`'s lines (`headerSpanEnd`), the settlements' lines in one read.
-   */
-  /**
    * Of `signatures`, the finalized transactions naming no account of `vault`'s, with where the
    * chain put them (`NamedSettlement`).
    */
@@ -1051,10 +1048,15 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
     );
   }
 
+  /**
+   * Where each span of a job whose response came at its `ResponseTimes` and whose receipt names
+   * `settlementTx` ends among `vault`'s lines (`headerSpanEnd`), the settlements' lines in one
+   * read.
+   */
   async function spanEndsOf(
     q: PgExecutor,
     vault: string,
-    asks: readonly { jobId: string; recordedAt: number; settlementTx: string | null }[],
+    asks: readonly (ResponseTimes & { jobId: string; settlementTx: string | null })[],
   ): Promise<HeaderSpanEnd[]> {
     const named = [...new Set(asks.flatMap((a) => (a.settlementTx ? [a.settlementTx] : [])))];
     const lines =
@@ -1088,7 +1090,7 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
     );
     return asks.map((a) => {
       const line = a.settlementTx === null ? undefined : lineOf.get(a.settlementTx);
-      return headerSpanEnd(a.recordedAt, a.jobId, {
+      return headerSpanEnd(a, a.jobId, {
         named: a.settlementTx !== null,
         outside: a.settlementTx !== null && outside.has(a.settlementTx),
         outsideAt: a.settlementTx === null ? null : outside.get(a.settlementTx),
@@ -1170,6 +1172,7 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
       jobId: string;
       lockOrd: number;
       recordedAt: number;
+      respondedAt: number | null;
       settlementTx: string | null;
       header: bigint | null;
     }[],
@@ -1243,6 +1246,7 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
         jobId: jobs.jobId,
         header: jobs.creditsRemainingUnits,
         recordedAt: jobs.recordedAt,
+        respondedAt: jobs.respondedAt,
         settlementTx: jobs.settlementTx,
       })
       .from(jobs)
@@ -1257,6 +1261,7 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
           jobId: job.jobId,
           header: job.header,
           recordedAt: job.recordedAt,
+          respondedAt: job.respondedAt,
           settlementTx: job.settlementTx,
         },
       ];
@@ -1289,7 +1294,7 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
     vault: string,
     jobId: string,
     signature: string,
-    recordedAt: number,
+    times: ResponseTimes,
     settlementTx: string | null,
     finalThrough: number | null,
     header: bigint | null = null,
@@ -1298,7 +1303,7 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
       .select({ ord: ledgerLines.ord, state: ledgerLines.state })
       .from(ledgerLines)
       .where(and(vaultIs(vault), eq(ledgerLines.signature, signature)));
-    const [end] = await spanEndsOf(q, vault, [{ jobId, recordedAt, settlementTx }]);
+    const [end] = await spanEndsOf(q, vault, [{ ...times, jobId, settlementTx }]);
     if (lock?.state !== "read") return { end: end!, balances: [], ordered: 0, covered: false };
     return spanFrom(q, vault, lock.ord, end!, finalThrough, header);
   }
@@ -1802,6 +1807,7 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
         jobId: jobs.jobId,
         lockTx: sql<string | null>`coalesce(${jobs.escrowTx}, ${jobs.apiEscrowTx})`,
         recordedAt: jobs.recordedAt,
+        respondedAt: jobs.respondedAt,
         header: jobs.creditsRemainingUnits,
         settlementTx: jobs.settlementTx,
       })
@@ -2453,7 +2459,7 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
             r.vault,
             r.jobId,
             r.lockTx,
-            r.recordedAt,
+            { recordedAt: r.recordedAt, respondedAt: r.respondedAt },
             r.settlementTx ?? null,
             finalThrough.get(r.vault)!,
           );

@@ -83,6 +83,7 @@ function newRow(
     ...(values as Omit<NewJob, "createdAt" | "recordedAt" | "updatedAt">),
     createdAt: receipt.createdAt ?? now,
     recordedAt: now,
+    respondedAt: receipt.respondedAt ?? null,
     updatedAt: now,
     backfillState,
     backfillNextAt: backfillState ? now + backfillDelayMs : null,

@@ -68,7 +68,7 @@ export function creditsHeaderCheck(
     list.gap(
       "credits.header",
       "credits_header_order_unknown",
-      `the header says ${header / UNITS_PER_CREDIT} credits: the balance the credit vault held after a line the chain dated at most ${SETTLEMENT_CLOCK_SLACK_SECONDS} s after the response's second, which may have come before the response or after it`,
+      `the header says ${header / UNITS_PER_CREDIT} credits: the balance the credit vault held after a line that may have come before the response or after it (dated after the second the response came, or the receipt does not say when it came; at most ${SETTLEMENT_CLOCK_SLACK_SECONDS} s after the receipt was recorded)`,
     );
     return;
   }
