@@ -14,6 +14,8 @@ import { joinedParts } from "./seed-verdicts.js";
 export interface LedgerJobInput {
   jobId: string;
   recordedAt: number;
+  /** When the response came (ms); `recordedAt` when absent, null: not known. */
+  respondedAt?: number | null;
   escrowTx?: string | null;
   settlementTx?: string | null;
   apiEscrowTx?: string | null;
@@ -39,6 +41,8 @@ export async function seedJob(store: Store, input: LedgerJobInput): Promise<void
     receiptHash: `hash-${input.jobId}`,
     createdAt: input.recordedAt - 5_000,
     recordedAt: input.recordedAt,
+    // A proxy's row, its response come when it was recorded unless the input says otherwise.
+    respondedAt: input.respondedAt === undefined ? input.recordedAt : input.respondedAt,
     updatedAt: input.recordedAt,
     verdict: input.verdict ?? "verified",
     chargedUnits: input.chargedUnits ?? null,
