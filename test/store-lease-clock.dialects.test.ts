@@ -51,6 +51,27 @@ describe.each(dialects)("leases and heartbeats on the shared clock on %s", (dial
     expect(again.map((j) => j.jobId).sort()).toEqual(["due", "expired"]);
   });
 
+  // A clock stepped forward past a lease made every lease of a live verifier beside the
+  // claimer (the nightly run beside serve, on SQLite's host clock) look expired.
+  it("leaves the expired-looking leases of owners known to run now, takes the others'", async () => {
+    const store = await stores.open();
+    const queue = createJobQueueStore(store);
+    await seedJobs(store, [
+      { jobId: "live-1", leaseOwner: "nightly", leaseUntil: leaseAt - 1 },
+      { jobId: "live-2", leaseOwner: "nightly", leaseUntil: leaseAt - 600_000 },
+      { jobId: "gone", leaseOwner: "crashed", leaseUntil: leaseAt - 1 },
+      { jobId: "mine", leaseOwner: "A", leaseUntil: leaseAt - 1 },
+      { jobId: "free", nextVerifyAt: t - 1 },
+    ]);
+    const lease = { t, leaseAt, leaseMs: 120_000, limit: 10, liveOwners: ["nightly", "other"] };
+    const claimed = await queue.claim("A", null, lease);
+    expect(claimed.map((j) => j.jobId).sort()).toEqual(["free", "gone", "mine"]);
+    expect(await leaseOwners(store)).toMatchObject({ "live-1": "nightly", "live-2": "nightly" });
+    // Once that owner is no longer known to run, its expired leases are taken.
+    const later = await queue.claim("A", null, { ...lease, leaseAt: leaseAt + 1, liveOwners: [] });
+    expect(later.map((j) => j.jobId).sort()).toEqual(["free", "gone", "live-1", "live-2", "mine"]);
+  });
+
   it("reads a lease's end on the caller's clock, a due time as it is", async () => {
     const store = await stores.open();
     const queue = createJobQueueStore(store);

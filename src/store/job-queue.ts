@@ -250,11 +250,22 @@ export interface JobQueueStore {
    * A job whose `next_verify_at` is past `farAfter` (default: none is) is due too, after the
    * others due by then: the claimer never puts a look that far off, so it was written before
    * the clock was stepped back, and would otherwise wait that step longer.
+   *
+   * A lease of one of `liveOwners` (default none) is left alone even past its expiry: owners
+   * known to run now (a process of this host), whose leases looked expired only because the
+   * clock they are judged by was stepped forward.
    */
   claim(
     owner: string,
     filter: QueueFilter | null,
-    lease: { t: number; leaseMs: number; limit: number; leaseAt?: number; farAfter?: number },
+    lease: {
+      t: number;
+      leaseMs: number;
+      limit: number;
+      leaseAt?: number;
+      farAfter?: number;
+      liveOwners?: readonly string[];
+    },
   ): Promise<ClaimedJob[]>;
   /**
    * The whole rows of these jobs as stored now (a claimed job whose checks run reads every
@@ -333,7 +344,10 @@ function claimQuery(db: Db, filter: QueueFilter | null) {
     verdictIsOpen(jobs.verdict),
     or(
       isNull(jobs.leaseUntil),
-      lte(jobs.leaseUntil, sql.placeholder("leaseAt")),
+      and(
+        lte(jobs.leaseUntil, sql.placeholder("leaseAt")),
+        sql`coalesce(${jobs.leaseOwner}, '') NOT IN (SELECT value FROM json_each(${sql.placeholder("live")}))`,
+      ),
       and(
         eq(jobs.leaseOwner, sql.placeholder("owner")),
         lt(jobs.leaseUntil, sql.placeholder("until")),
@@ -534,13 +548,17 @@ function createSqliteJobQueueStore(store: SqliteStore): JobQueueStore {
         limit,
         leaseAt = t,
         farAfter = NO_FAR_LOOK,
+        liveOwners = [],
       }: Parameters<JobQueueStore["claim"]>[2],
-    ) =>
-      keepEarlyLines(
+    ) => {
+      const live = JSON.stringify(liveOwners);
+      const until = leaseAt + leaseMs;
+      return keepEarlyLines(
         store,
-        claim.all({ owner, t, leaseAt, until: leaseAt + leaseMs, limit, far: farAfter }),
+        claim.all({ owner, t, leaseAt, until, limit, far: farAfter, live }),
         t,
-      ),
+      );
+    },
   );
   return {
     async claim(owner, filter, lease) {

@@ -164,6 +164,15 @@ export function createVerifier(deps: VerifierDeps): Verifier {
     owner,
     now,
     sharedNow,
+    // On SQLite leases are written and judged by the host's wall clock: stepped forward past a
+    // lease (NTP, a VM resumed), every lease of a live verifier beside this one (the nightly
+    // run beside serve) looked expired, and both judged the same jobs, the first one's RPC work
+    // and verdicts thrown away. A process of this host that runs now still holds its leases;
+    // one that is gone is known dead and its leases are released. On PostgreSQL leases are
+    // judged by the server's clock, which no host's step moves.
+    ...(store.kind === "sqlite"
+      ? { liveOwners: async () => (await runs.runningOwners(owner)).filter(ownerIsAlive) }
+      : {}),
     log,
   });
 

@@ -96,6 +96,12 @@ export interface RoundDeps {
    * follows it). None: the host's own (one host).
    */
   sharedNow?: () => Promise<number>;
+  /**
+   * Other lease owners known to run now on this host, whose leases a claim leaves alone even
+   * when their expiry has passed (see `JobQueueStore.claim`). None: leases are judged by expiry
+   * alone.
+   */
+  liveOwners?: () => Promise<readonly string[]>;
   log: Logger;
 }
 
@@ -137,7 +143,14 @@ export function createRound(deps: RoundDeps): Round {
     const t = deps.sharedNow ? await deps.sharedNow() : now();
     // A look further off than any this verifier writes was written before its clock went back
     // (NTP, a VM restored): due now, not that step later.
-    const lease = { t, leaseAt: t, leaseMs: options.leaseMs, farAfter: t + longestLook };
+    const liveOwners = deps.liveOwners ? await deps.liveOwners() : [];
+    const lease = {
+      t,
+      leaseAt: t,
+      leaseMs: options.leaseMs,
+      farAfter: t + longestLook,
+      liveOwners,
+    };
     const byId = new Map<string, ClaimedJob>();
     while (byId.size < options.claimBatchSize && !signal.aborted) {
       const limit = Math.min(CLAIM_SLICE, options.claimBatchSize - byId.size);

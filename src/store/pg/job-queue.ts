@@ -1,4 +1,4 @@
-import { and, eq, gt, inArray, isNull, lt, lte, or, type SQL, sql } from "drizzle-orm";
+import { and, eq, gt, inArray, isNull, lt, lte, notInArray, or, type SQL, sql } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
 import { jobs, ledgerLines } from "../../db/pg/schema.js";
 import {
@@ -295,7 +295,11 @@ const REVERIFY_LOCK_WAIT_MS = 1000;
 export function createPgJobQueueStore(store: PgStore): JobQueueStore {
   const { db } = store;
   return {
-    async claim(owner, filter, { t, leaseMs, limit, leaseAt = t, farAfter = NO_FAR_LOOK }) {
+    async claim(
+      owner,
+      filter,
+      { t, leaseMs, limit, leaseAt = t, farAfter = NO_FAR_LOOK, liveOwners = [] },
+    ) {
       // One statement: the subquery locks the due rows it picks and skips rows another
       // transaction holds (another claimer's pick, a writer reopening the job), so concurrent
       // claims get disjoint jobs without waiting. In READ COMMITTED a row changed since the
@@ -306,7 +310,12 @@ export function createPgJobQueueStore(store: PgStore): JobQueueStore {
         or(
           // A lease by the clock all hosts share (`leaseAt`), the due time by the claimer's.
           isNull(jobs.leaseUntil),
-          lte(jobs.leaseUntil, leaseAt),
+          liveOwners.length === 0
+            ? lte(jobs.leaseUntil, leaseAt)
+            : and(
+                lte(jobs.leaseUntil, leaseAt),
+                or(isNull(jobs.leaseOwner), notInArray(jobs.leaseOwner, [...liveOwners])),
+              ),
           and(eq(jobs.leaseOwner, owner), lt(jobs.leaseUntil, leaseAt + leaseMs)),
         ),
         filterCondition(filter),
