@@ -112,3 +112,13 @@ export function ownerIsDead(owner: string): boolean {
   }
   return deadOnThisHost(host, pid);
 }
+
+/**
+ * Whether `owner` (as `ownerName` wrote it) names another process of this host that runs now,
+ * the one that wrote it (see `aliveOnThisHost`).
+ */
+export function ownerIsAlive(owner: string): boolean {
+  const [host = "", incarnation = ""] = owner.split("/");
+  const [pidText, started] = incarnation.split(".");
+  return aliveOnThisHost(host, Number(pidText), started);
+}

@@ -1,4 +1,4 @@
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -230,6 +230,25 @@ describe("decentral-audit verify", () => {
 
     await acquireLock(store, NIGHTLY_LOCK, "crashed-run", 1000, NOW - 5000);
     expect(await run(store, engine).code).toBe(0);
+  });
+
+  // On SQLite the lock's expiry is this host's clock: stepped forward past a live run's
+  // --timeout plus a minute, the next cron start took the lock and two nightlies ran at once.
+  it("leaves the lock of a run still running on this host, its expiry passed or not", async () => {
+    const store = storeWithWindow();
+    const engine = scriptedEngine(store, { in_1: "verified", in_2: "verified" });
+    const other = spawn(process.execPath, ["-e", "setTimeout(() => {}, 60000)"]);
+    try {
+      const live = ownerName("nightly-live").replace(/\/\d+(\.\d+)?\//, `/${other.pid}/`);
+      // Expired 5 s ago by the clock the lock is judged by.
+      await acquireLock(store, NIGHTLY_LOCK, live, 1000, NOW - 6000);
+      const held = run(store, engine);
+      expect(await held.code).toBe(2);
+      expect(held.err.join("\n")).toMatch(/another verification run holds the lock/);
+      expect(engine.filters).toEqual([]);
+    } finally {
+      other.kill("SIGKILL");
+    }
   });
 
   it("takes at once the lock of a run killed on this host, whose pid is gone", async () => {

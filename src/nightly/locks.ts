@@ -18,6 +18,11 @@ export function acquireLock(
   return createLockStore(store).acquire(name, owner, ttlMs, now);
 }
 
+/** The holder of the named lock, its expiry passed or not, or null. */
+export function lockHolder(store: Store, name: string): Promise<LockHolder | null> {
+  return createLockStore(store).holder(name);
+}
+
 /** Releases the lock if `owner` still holds it; a lock taken over after expiry is left alone. */
 export function releaseLock(store: Store, name: string, owner: string): Promise<void> {
   return createLockStore(store).release(name, owner);

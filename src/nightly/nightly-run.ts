@@ -7,7 +7,7 @@ import { isBusyError, pgWriteRefusalHint, type Store, storeErrorNamed } from "..
 import { openVerdicts, type Verdict, verdicts } from "../db/schema.js";
 import { deadlineSignal } from "../deadline.js";
 import { messageOf } from "../errors.js";
-import { ownerIsDead, ownerName } from "../host-identity.js";
+import { ownerIsAlive, ownerIsDead, ownerName } from "../host-identity.js";
 import {
   LedgerNotFinalError,
   type LedgerWindowResult,
@@ -19,7 +19,7 @@ import { createOpsStore } from "../store/ops.js";
 import { countOpenJobWaits, type OpenJobWait, refusalOf } from "../store/queue-rules.js";
 import { createVerificationRunStore, type NightlyRunOutcome } from "../store/verification-runs.js";
 import type { ProfileStatus } from "../verify/profile-status.js";
-import { acquireLock, releaseLock, sharedLockNow, takeOverLock } from "./locks.js";
+import { acquireLock, lockHolder, releaseLock, sharedLockNow, takeOverLock } from "./locks.js";
 
 /** Name of the lock that keeps two nightly runs apart. */
 export const NIGHTLY_LOCK = "nightly-verify";
@@ -412,6 +412,11 @@ export async function runNightlyVerification(
         // host whose clock ran ahead of a live run's by its lease took the lock, two nightlies
         // at once.
         const lockNow = await sharedLockNow(store, startedAt);
+        // A run that still runs on this host keeps the lock whatever its expiry says: judged by
+        // this host's clock (SQLite), a step forward past the run's --timeout plus a minute (NTP,
+        // a VM resumed) let the next cron start take it, two nightlies at once.
+        const current = await lockHolder(store, NIGHTLY_LOCK);
+        if (current && current.owner !== owner && ownerIsAlive(current.owner)) return current;
         const found = await acquireLock(store, NIGHTLY_LOCK, owner, ttlMs, lockNow);
         // A run killed (SIGKILL, OOM) on this host left its lock behind: its pid is gone, so
         // the lock is taken now instead of after its expiry (the timeout plus a minute).
