@@ -13,9 +13,10 @@ import {
   type LedgerWindowResult,
   ledgerFindingCount,
 } from "../ledger/window-check.js";
+import { isoOf } from "../reports/period.js";
 import { countJobsByVerdict } from "../reports/reconciliation.js";
 import { createJobQueueStore } from "../store/job-queue.js";
-import { createOpsStore } from "../store/ops.js";
+import { createOpsStore, type HeadersNotJudged } from "../store/ops.js";
 import { countOpenJobWaits, type OpenJobWait, refusalOf } from "../store/queue-rules.js";
 import { createVerificationRunStore, type NightlyRunOutcome } from "../store/verification-runs.js";
 import type { ProfileStatus } from "../verify/profile-status.js";
@@ -219,6 +220,17 @@ export interface NightlySummary {
 }
 
 const maxFindings = 100;
+
+/**
+ * How many times a run reads the ledger, the first read and those made again for receipts
+ * recorded during the run whose credits headers it left unjudged: receipts that keep coming
+ * (an import of the window running beside it) cannot hold the run in reads; those left are
+ * named instead, and the run is incomplete.
+ */
+const MAX_LEDGER_READS = 3;
+
+/** Jobs named by a run that left their credits headers unjudged; the rest are counted. */
+const MAX_NAMED_UNJUDGED = 10;
 
 /** Pause between attempts while the database is away (a restart, a failover, a lock held). */
 const DATABASE_RETRY_MS = 1000;
@@ -497,47 +509,73 @@ export async function runNightlyVerification(
       await settle();
       if (reason === null && options.ledger) {
         const readLedger = options.ledger;
-        const reading = deadlineSignal(Math.max(1, left()), options.signal);
-        const { signal } = reading;
-        try {
-          // A database restart while the vaults are read is ridden out as the jobs' rounds
-          // ride it out: read again once it answers, within the run's time. Reading again is
-          // safe: the reader goes on from each vault's cursor.
-          // Raced with the deadline: the reader checks the signal between its calls, but an
-          // RPC call that never answers (a node that accepts and hangs) held the run past its
-          // --timeout, by the RPC's timeout and retries or for ever.
-          ledger = await whileDatabaseAway(
-            () => untilAborted(readLedger({ from: options.from, to: options.to, signal }), signal),
+        const ops = createOpsStore(store);
+        /** The latest recording of a job left unjudged that the last read was made again for. */
+        let readAgainFor: number | null = null;
+        for (let reads = 1; ; reads++) {
+          const reading = deadlineSignal(Math.max(1, left()), options.signal);
+          const { signal } = reading;
+          try {
+            // A database restart while the vaults are read is ridden out as the jobs' rounds
+            // ride it out: read again once it answers, within the run's time. Reading again is
+            // safe: the reader goes on from each vault's cursor.
+            // Raced with the deadline: the reader checks the signal between its calls, but an
+            // RPC call that never answers (a node that accepts and hangs) held the run past its
+            // --timeout, by the RPC's timeout and retries or for ever.
+            ledger = await whileDatabaseAway(
+              () =>
+                untilAborted(readLedger({ from: options.from, to: options.to, signal }), signal),
+              left(),
+              signal,
+            );
+          } catch (error) {
+            // A wait for another process's write lock, bounded by the time left, ends past the
+            // deadline before its timer has run (the wait holds the event loop): the run is out
+            // of time all the same, and said only "database is locked", not when nor where.
+            const lockedOut = isBusyError(error) && left() === 0;
+            if (!signal.aborted && !lockedOut) throw error;
+            // Waiting for the chain to finalize the window's end: say how far it had.
+            // The row says so too: it was held `running` as `completed` once the jobs settled.
+            runStatus = options.signal?.aborted ? "interrupted" : "timed_out";
+            const doing =
+              error instanceof LedgerNotFinalError
+                ? `waiting for finality: ${error.message}`
+                : `reading the credit vaults' history${lockedOut ? `: ${messageOf(error)}` : ""}`;
+            throw new Error(options.signal?.aborted ? "interrupted" : `${timedOut()} (${doing})`);
+          } finally {
+            reading.clear();
+          }
+          reason = ledger.incomplete;
+          phase = "counting the jobs the ledger's read reopened";
+          // The ledger's read reopens the jobs whose credits.header waited for it: settle them.
+          const counts = await whileDatabaseAway(
+            () => windowJobsByVerdict(store, options.from, options.to),
             left(),
-            signal,
+            options.signal,
           );
-        } catch (error) {
-          // A wait for another process's write lock, bounded by the time left, ends past the
-          // deadline before its timer has run (the wait holds the event loop): the run is out
-          // of time all the same, and said only "database is locked", not when nor where.
-          const lockedOut = isBusyError(error) && left() === 0;
-          if (!signal.aborted && !lockedOut) throw error;
-          // Waiting for the chain to finalize the window's end: say how far it had.
-          // The row says so too: it was held `running` as `completed` once the jobs settled.
-          runStatus = options.signal?.aborted ? "interrupted" : "timed_out";
-          const doing =
-            error instanceof LedgerNotFinalError
-              ? `waiting for finality: ${error.message}`
-              : `reading the credit vaults' history${lockedOut ? `: ${messageOf(error)}` : ""}`;
-          throw new Error(options.signal?.aborted ? "interrupted" : `${timedOut()} (${doing})`);
-        } finally {
-          reading.clear();
+          phase = "settling the jobs the ledger's read reopened";
+          if (reason === null && openVerdicts.some((v) => counts[v] > 0)) await settle();
+          if (reason !== null) break;
+          // A receipt dated in the window and recorded during the run, after the read above took
+          // how far the vaults' lines are read (ingest, an import, serve's proxy still writing),
+          // was judged with its credits header a skip, the ledger not read past its response:
+          // called verified, the run exited 0 with the header unjudged. The vaults are read again
+          // through its header's span (its recording is a late one now, `latestRecordedAfter`),
+          // while such receipts keep coming, within the run's time; those still left are named
+          // (`headersUnjudgedText`) and the run is incomplete.
+          phase = "looking for credits headers the ledger's read left unjudged";
+          const unjudged = await whileDatabaseAway(
+            () => ops.headersNotJudged(options.from, options.to, 1),
+            left(),
+            options.signal,
+          );
+          const latest = unjudged.latestRecordedAt;
+          if (latest === null || reads >= MAX_LEDGER_READS || left() === 0) break;
+          // None recorded since the last read: a read again judges nothing more.
+          if (readAgainFor !== null && latest <= readAgainFor) break;
+          readAgainFor = latest;
+          phase = "reading the credit vaults again for credits headers recorded during the run";
         }
-        reason = ledger.incomplete;
-        phase = "counting the jobs the ledger's read reopened";
-        // The ledger's read reopens the jobs whose credits.header waited for it: settle them.
-        const counts = await whileDatabaseAway(
-          () => windowJobsByVerdict(store, options.from, options.to),
-          left(),
-          options.signal,
-        );
-        phase = "settling the jobs the ledger's read reopened";
-        if (reason === null && openVerdicts.some((v) => counts[v] > 0)) await settle();
       }
     } catch (error) {
       // Out of time in a wait for the lock (or a database away): the timeout and the phase.
@@ -570,6 +608,7 @@ export async function runNightlyVerification(
   let judgedElsewhere: { profile: string | null; jobs: number }[] = [];
   let countsUnknown = false;
   let countsRead = false;
+  let unjudged: HeadersNotJudged | null = null;
   try {
     const ops = createOpsStore(store);
     // Read while the database is away, every count would be 0: read again once it answers
@@ -585,6 +624,14 @@ export async function runNightlyVerification(
     );
     ({ byVerdict, found, unproven } = read);
     countsRead = true;
+    // Once the ledger was read: before it, every header of the window's last seconds waits.
+    if (ledger !== undefined) {
+      unjudged = await createOpsStore(store).headersNotJudged(
+        options.from,
+        options.to,
+        MAX_NAMED_UNJUDGED,
+      );
+    }
     profile = (await options.profile?.()) ?? null;
     if (profile !== null) {
       judgedElsewhere = await createJobQueueStore(store).countJudgedElsewhere(
@@ -631,6 +678,8 @@ export async function runNightlyVerification(
     const disagreement = `${byVerdict.rpc_disagreement} jobs in rpc_disagreement: the RPC endpoints disagree on their transactions (${disagreeingText(options.rpcQuorum, unresolvedBefore)}tx inspect SIGNATURE --quorum k)`;
     reason = reason === null ? disagreement : `${reason}; ${disagreement}`;
   }
+  const headers = unjudged === null ? null : headersUnjudgedText(unjudged);
+  if (headers !== null) reason = reason === null ? headers : `${reason}; ${headers}`;
   const elsewhere = judgedElsewhereText(judgedElsewhere, profile);
   if (elsewhere !== null) reason = reason === null ? elsewhere : `${reason}; ${elsewhere}`;
   const bad = byVerdict.discrepancy + byVerdict.dropped + byVerdict.unverifiable;
@@ -708,6 +757,21 @@ export async function runNightlyVerification(
     ...(countsUnknown ? { countsUnknown: true as const } : {}),
     ...(notStored.length > 0 ? { notStored } : {}),
   };
+}
+
+/**
+ * Why a window with jobs called verified whose credits headers the ledger's read left a skip is
+ * not verified: "1 job verified with its credits header not judged (job_x, recorded at …, credit
+ * vault V): ..."; null when none.
+ */
+function headersUnjudgedText(unjudged: HeadersNotJudged): string | null {
+  if (unjudged.jobs === 0) return null;
+  const named = unjudged.first
+    .map((j) => `${j.jobId}, recorded at ${isoOf(j.recordedAt)}, credit vault ${j.vault}`)
+    .join("; ");
+  const more = unjudged.jobs - unjudged.first.length;
+  const jobs = unjudged.jobs === 1 ? "1 job" : `${unjudged.jobs} jobs`;
+  return `${jobs} of the window verified with the credits header not judged (${named}${more > 0 ? `; and ${more} more` : ""}): recorded after the run's read of the credit vault, which had not read it past the response; the next run, or serve's ledger round, judges ${unjudged.jobs === 1 ? "it" : "them"}`;
 }
 
 /**

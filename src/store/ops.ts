@@ -83,6 +83,15 @@ export interface OpsStore {
    * `jobInWindow`) while the rollups count them on the day they are dated.
    */
   recordedLateByVerdict(from: number, to: number): Promise<Record<Verdict, number>>;
+  /**
+   * Jobs of [from, to) (`jobInWindow`) verified or partially verified while their credits
+   * header still waits for the ledger to read their credit vault past their response (the
+   * verifier's skip names the vault; only a vault the ledger reads, as the reports count
+   * them): how many, the latest recording among them, and the first `limit`, oldest first.
+   * A receipt recorded after the run's read of the ledger is judged with its header a skip: the
+   * run, called verified, had not judged it in full.
+   */
+  headersNotJudged(from: number, to: number, limit: number): Promise<HeadersNotJudged>;
   /** Partially verified jobs of [from, to) by what was left unproven (`unknown` when unsaid). */
   unprovenCounts(from: number, to: number): Promise<Record<string, number>>;
   /** Every job created at or after `from`, whole rows (the demo compares them with its truth). */
@@ -92,6 +101,38 @@ export interface OpsStore {
 }
 
 const unverified: Verdict[] = ["discrepancy", "dropped", "unverifiable"];
+
+/** What `headersNotJudged` finds in a window. */
+export interface HeadersNotJudged {
+  jobs: number;
+  /** The latest recording (ms) among them; null when none. */
+  latestRecordedAt: number | null;
+  /** The first of them, oldest first, with the vault each waits on. */
+  first: { jobId: string; vault: string; recordedAt: number }[];
+}
+
+/**
+ * The verdicts a run counts as no finding (`headersNotJudged`): a credits header left a skip
+ * under them makes the run's "verified" a claim it did not prove.
+ */
+export const verdictsCalledVerified: readonly Verdict[] = ["verified", "partially_verified"];
+
+/**
+ * The terms of `headersNotJudged` past the partial index `check_results_header_waiting` (whose
+ * own terms come first), over `check_results c` and `jobs j`, written out for both dialects:
+ * the window as `jobInWindow` takes it, the vault as the reports take it (one the ledger reads).
+ * `vaultOf` is the dialect's read of the json field.
+ */
+export function headersNotJudgedWhere(vaultOf: string): string {
+  return `c.name = 'credits.header' AND c.outcome = 'skip' AND c.expected IS NOT NULL
+    AND j.verdict IN (${verdictsCalledVerified.map((v) => `'${v}'`).join(", ")})
+    AND j.credits_remaining_units IS NOT NULL
+    AND ((j.created_at >= $from AND j.created_at < $to)
+      OR (j.recorded_at >= $from AND j.recorded_at < $to AND j.created_at < $from
+        AND j.created_at < j.recorded_at))
+    AND (EXISTS (SELECT 1 FROM ledger_cursors l WHERE l.vault = ${vaultOf})
+      OR EXISTS (SELECT 1 FROM credit_vaults v WHERE v.vault = ${vaultOf}))`;
+}
 
 /** Size of the store's -wal file, 0 when there is none (`:memory:`, or just truncated). */
 export function walFileBytes(store: SqliteStore): number {
@@ -208,6 +249,20 @@ function createSqliteOpsStore(store: SqliteStore): OpsStore {
     .groupBy(jobs.verdict)
     .prepare();
 
+  // The few waiting checks drive the join (CROSS JOIN keeps them the outer loop), as in the
+  // ledger's review and the reports.
+  const vaultOf = "json_extract(c.expected, '$.vault')";
+  const notJudgedFrom = `FROM check_results c INDEXED BY check_results_header_waiting
+     CROSS JOIN jobs j ON j.job_id = c.job_id
+     WHERE ${headersNotJudgedWhere(vaultOf).replaceAll("$from", "@from").replaceAll("$to", "@to")}`;
+  const notJudgedCount = store.sqlite.prepare(
+    `SELECT count(*) AS n, max(j.recorded_at) AS latest ${notJudgedFrom}`,
+  );
+  const notJudgedFirst = store.sqlite.prepare(
+    `SELECT j.job_id AS jobId, ${vaultOf} AS vault, j.recorded_at AS recordedAt ${notJudgedFrom}
+     ORDER BY j.created_at, j.job_id LIMIT @limit`,
+  );
+
   const unproven = db
     .select({ unproven: jobs.unproven, n: count() })
     .from(jobs)
@@ -271,6 +326,13 @@ function createSqliteOpsStore(store: SqliteStore): OpsStore {
       const counts = Object.fromEntries(verdicts.map((v) => [v, 0])) as Record<Verdict, number>;
       for (const row of late.all({ from: fromMs, to: toMs })) counts[row.verdict] = row.n;
       return counts;
+    },
+    async headersNotJudged(fromMs, toMs, limit) {
+      const window = { from: fromMs, to: toMs };
+      const { n, latest } = notJudgedCount.get(window) as { n: number; latest: number | null };
+      if (n === 0) return { jobs: 0, latestRecordedAt: null, first: [] };
+      const first = notJudgedFirst.all({ ...window, limit }) as HeadersNotJudged["first"];
+      return { jobs: n, latestRecordedAt: latest, first };
     },
     async unprovenCounts(fromMs, toMs) {
       const counts: Record<string, number> = {};

@@ -3,7 +3,7 @@ import type { PgStore } from "../../db/pg/client.js";
 import { checkResults, jobs } from "../../db/pg/schema.js";
 import { type Verdict, verdictIsOpen, verdicts } from "../../db/schema.js";
 import { statusSpaces } from "../jobs-api-rules.js";
-import type { OpsStore } from "../ops.js";
+import { type HeadersNotJudged, headersNotJudgedWhere, type OpsStore } from "../ops.js";
 import {
   jobInWindow,
   namesUnseenTransaction,
@@ -123,7 +123,41 @@ export function createPgOpsStore(store: PgStore): OpsStore {
     .groupBy(sql`${jobs.unproven}::text`)
     .prepare("ops_unproven_counts");
 
+  /** `headersNotJudgedWhere` with the window's bounds as parameters. */
+  const notJudgedWhere = (fromMs: number, toMs: number) =>
+    sql.join(
+      headersNotJudgedWhere("c.expected->>'vault'")
+        .split(/(\$from|\$to)/)
+        .map((part) =>
+          part === "$from" ? sql`${fromMs}` : part === "$to" ? sql`${toMs}` : sql.raw(part),
+        ),
+      sql.raw(""),
+    );
+
   return {
+    async headersNotJudged(fromMs, toMs, limit) {
+      const where = notJudgedWhere(fromMs, toMs);
+      const { rows } = await db.execute<{ n: string; latest: string | null }>(
+        sql`SELECT count(*) AS n, max(j.recorded_at) AS latest
+            FROM check_results c JOIN jobs j ON j.job_id = c.job_id WHERE ${where}`,
+      );
+      const n = Number(rows[0]?.n ?? 0);
+      if (n === 0) return { jobs: 0, latestRecordedAt: null, first: [] };
+      const first = await db.execute<{ job_id: string; vault: string; recorded_at: string }>(
+        sql`SELECT j.job_id, c.expected->>'vault' AS vault, j.recorded_at
+            FROM check_results c JOIN jobs j ON j.job_id = c.job_id WHERE ${where}
+            ORDER BY j.created_at, j.job_id COLLATE "C" LIMIT ${limit}`,
+      );
+      return {
+        jobs: n,
+        latestRecordedAt: rows[0]?.latest == null ? null : Number(rows[0].latest),
+        first: first.rows.map((r): HeadersNotJudged["first"][number] => ({
+          jobId: r.job_id,
+          vault: r.vault,
+          recordedAt: Number(r.recorded_at),
+        })),
+      };
+    },
     async jobsCreatedSince(since) {
       return db.select().from(jobs).where(gte(jobs.createdAt, since));
     },
