@@ -624,8 +624,9 @@ export async function runNightlyVerification(
     );
     ({ byVerdict, found, unproven } = read);
     countsRead = true;
-    // Once the ledger was read: before it, every header of the window's last seconds waits.
-    if (ledger !== undefined) {
+    // Once the ledger was read in full: before it, every header of the window's last seconds
+    // waits, and a vault it could not read is named already (the read that does reopens them).
+    if (ledger !== undefined && ledger.incomplete === null) {
       unjudged = await createOpsStore(store).headersNotJudged(
         options.from,
         options.to,
@@ -771,7 +772,7 @@ function headersUnjudgedText(unjudged: HeadersNotJudged): string | null {
     .join("; ");
   const more = unjudged.jobs - unjudged.first.length;
   const jobs = unjudged.jobs === 1 ? "1 job" : `${unjudged.jobs} jobs`;
-  return `${jobs} of the window verified with the credits header not judged (${named}${more > 0 ? `; and ${more} more` : ""}): recorded after the run's read of the credit vault, which had not read it past the response; the next run, or serve's ledger round, judges ${unjudged.jobs === 1 ? "it" : "them"}`;
+  return `${jobs} of the window verified with the credits header not judged (${named}${more > 0 ? `; and ${more} more` : ""}): recorded while the run went on, after its read of the credit vault, which had not read it past the response; the next run, or serve's ledger round, judges ${unjudged.jobs === 1 ? "it" : "them"}`;
 }
 
 /**
