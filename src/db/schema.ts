@@ -175,6 +175,12 @@ export const jobs = sqliteTable(
      * withheld by the operator. Null when not known (not the proxy's, or no such stream).
      */
     usageAsked: integer("usage_asked", { mode: "boolean" }),
+    /**
+     * Whether a request the proxy read sent a `prediction` (predicted outputs): only then may its
+     * usage name rejected prediction tokens. Null when not known (not the proxy's, or a body it
+     * did not read as a JSON object).
+     */
+    predictionSent: integer("prediction_sent", { mode: "boolean" }),
     httpStatus: integer("http_status"),
     latencyMs: integer("latency_ms"),
     ttfbMs: integer("ttfb_ms"),

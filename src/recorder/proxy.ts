@@ -1674,6 +1674,8 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
             isSse && (facts.stream === true || facts.streamUnsure === true)
               ? facts.usageAsked
               : null,
+          // Rejected prediction tokens in its usage are made up when the request sent none.
+          predictionSent: facts.prediction,
           httpStatus: status,
           latencyMs: null,
           ttfbMs: null,

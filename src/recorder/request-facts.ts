@@ -77,6 +77,11 @@ export interface RequestFacts {
    * API stream always sends it, in its last event's response.
    */
   usageAsked: boolean;
+  /**
+   * Whether the request sent a `prediction` (predicted outputs, not null): only such a request
+   * has rejected prediction tokens. Null when the body was not read.
+   */
+  prediction: boolean | null;
 }
 
 /** The API's most choices per request: `n` above it is refused. */
@@ -98,6 +103,7 @@ export const noRequestFacts: RequestFacts = {
   parallelCalls: true,
   background: false,
   usageAsked: false,
+  prediction: null,
 };
 
 /**
@@ -429,6 +435,7 @@ export function requestFactsOf(parsed: unknown, shape: AnswerShape = "choices"):
         typeof body.stream_options === "object" &&
         body.stream_options !== null &&
         laxTrue((body.stream_options as Record<string, unknown>).include_usage)),
+    prediction: body.prediction !== undefined && body.prediction !== null,
   };
 }
 

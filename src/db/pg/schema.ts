@@ -106,6 +106,7 @@ export const jobs = pgTable(
     choices: int("choices"),
     stream: boolean("stream"),
     usageAsked: boolean("usage_asked"),
+    predictionSent: boolean("prediction_sent"),
     httpStatus: int("http_status"),
     latencyMs: int("latency_ms"),
     ttfbMs: int("ttfb_ms"),

@@ -59,6 +59,8 @@ export interface ReceiptForChecks {
   stream?: boolean | null;
   /** Whether a proxied stream's request asked for its usage (`jobs.usage_asked`). */
   usageAsked?: boolean | null;
+  /** Whether the request the proxy read sent a `prediction` (`jobs.prediction_sent`). */
+  predictionSent?: boolean | null;
   /** How the proxy's capture ended (`jobs.capture_state`): `aborted` read no whole answer. */
   captureState?: "open" | "complete" | "aborted";
 }

@@ -30,6 +30,7 @@ type UsageOfJob = Pick<
   | "rejectedPredictionTokens"
   | "answerBytes"
   | "answerToolCalls"
+  | "predictionSent"
 >;
 
 /**
@@ -95,6 +96,16 @@ export function usageConsistent(
         " and ",
       )}, but the profile says ${model.name} neither reasons nor takes predicted outputs (hiddenTokens: false)`,
       { reasoningTokens: 0, rejectedPredictionTokens: 0 },
+      actual,
+    );
+  }
+  // Rejected prediction tokens are predicted outputs the model did not take: a request that sent
+  // no `prediction` has none, and named they lift the bound of its answer's bytes for nothing.
+  if (job.predictionSent === false && rejected !== null && rejected > 0) {
+    return fail(
+      name,
+      `the usage names ${rejected} rejected prediction tokens, but the request sent no prediction`,
+      { rejectedPredictionTokens: 0 },
       actual,
     );
   }
