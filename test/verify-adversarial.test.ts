@@ -1371,6 +1371,7 @@ describe.each(dialects)("%s store", (dialect) => {
       const answers = [
         // Predicted Outputs: 190 predicted tokens the model rejected, billed, never shown.
         {
+          request: { prediction: { type: "content", content: "ok, the file as it was" } },
           body: completion(
             { content: "ok" },
             {
