@@ -111,6 +111,40 @@ describe.each(dialects)("%s store", (dialect) => {
     expect(s.differenceUnits).toBe(0n);
   });
 
+  // One transaction that is both the job's lock and its settlement (named for both): escrow's
+  // credit nets against what it paid out, so escrow shows no movement and the vault one debit
+  // of what the worker and treasury got. That went through escrow to them: the release rule
+  // counted none of it paid out of escrow and listed the whole debit as an unreleased lock.
+  // A payout to the operator riding in it is still named, and only it.
+  it.each([
+    ["nothing else", 0n],
+    ["a payout to the operator beside it", PAYOUT],
+  ])(
+    "counts a lock settled in its own transaction as paid out of escrow, with %s",
+    async (_, payout) => {
+      const c = (await h.scenario()).recordOnChainClock();
+      const from = periodEdge(h);
+      const next = h.op.plan({ keyIndex: 3 });
+      const tx = h.op.send([
+        ...h.op.lockIxs(next),
+        ...h.op.settleIxs(next),
+        ...(payout > 0n ? [toOperator(next, payout)] : []),
+      ]).signature;
+      c.record(next, { escrowTx: tx, settlementTx: tx });
+      c.honestJobsApi(next, { escrowTx: tx, settlementTx: tx });
+      const [judged] = await c.verdicts(next.jobId);
+      // One signature for two steps is no honest job; the statement still tells what moved.
+      expect(judged?.verdict).toBe("discrepancy");
+      await finalizedAfter(h, (c.profile.settlementWindowSeconds + 1) * 1000);
+      const s = await vaultStatementSince(h, c, next.vault, from);
+      expect(s.locksNotDue).toEqual([]);
+      expect(s.unreleasedLocks.map((u) => [u.signature, u.outstandingUnits])).toEqual(
+        payout > 0n ? [[tx, payout]] : [],
+      );
+      expect(s.differenceUnits).toBe(0n);
+    },
+  );
+
   // The payout paid back to the vault in the settlement by the account it went to: the ledger
   // counts as the job's return only what escrow paid in, so the statement lists the payout
   // back as a deposit and the lock as out by as much; its books still balance.

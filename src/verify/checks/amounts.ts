@@ -160,6 +160,10 @@ export function amountsOf(
   let returned = 0n;
   // What held accounts (not escrow) paid back of the returns: the rest came out of escrow.
   let returnedByHolders = 0n;
+  // The lock read as a closing (one transaction named for both): balances show only each
+  // account's net change, so escrow's credit nets against what it paid out at once, and what
+  // left the job's vault beyond what stayed in escrow went through escrow to the payees.
+  let lockedThrough = 0n;
   for (const c of closingsRead) {
     if (!owns(c) || !c.facts.succeeded) continue;
     const r = readRelease(profile, c.facts, {
@@ -175,6 +179,14 @@ export function amountsOf(
       heldElsewhere.set(account, (heldElsewhere.get(account) ?? 0n) - paid);
       returnedByHolders += paid;
     }
+    if (escrowCloses && c.signature === escrow!.signature) {
+      const debited = -sum(
+        readLock(profile, c.facts)
+          .sources.filter((m) => ownVaults.has(m.account))
+          .map((m) => BigInt(m.amount)),
+      );
+      if (debited > r.intoEscrow) lockedThrough += debited - r.intoEscrow;
+    }
     worker += r.worker;
     treasuryPaid += r.treasury;
     returned += r.returned;
@@ -189,7 +201,7 @@ export function amountsOf(
   const returnedFromEscrow = returned > returnedByHolders ? returned - returnedByHolders : 0n;
   amounts.escrowPaidUnits = escrowPaid(
     charged - diverted,
-    escrowed - missedEscrow - returnedFromEscrow,
+    escrowed + lockedThrough - missedEscrow - returnedFromEscrow,
   );
   return amounts;
 }
