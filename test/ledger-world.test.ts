@@ -30,53 +30,25 @@ import { createLedgerStore } from "../src/store/ledger.js";
 import { SETTLEMENT_CLOCK_SLACK_SECONDS } from "../src/store/ledger-rules.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile, type Profile } from "../src/verify/profiles.js";
-import {
-  chainEdge,
-  clockPause,
-  finalizedPastOnClock,
-  type MovableChain,
-} from "./support/chain-clock.js";
-import { harnessClock } from "./support/operator.js";
+import { chainSecondAfter, finalizedPast } from "./support/finality.js";
 import { quickVerifierOptions } from "./support/quick-verifier.js";
 import { createTestStore } from "./support/store.js";
-import {
-  groundTruth,
-  type JobSpec,
-  runRecordedJob as runJobOn,
-  type SimulatorTarget,
-} from "./support/verify-jobs.js";
+import { groundTruth, runRecordedJob } from "./support/verify-jobs.js";
 
 const log = createLogger({ level: "silent" });
 /** A one-second settlement window, so an unreturned lock is overdue within the test. */
 const profile: Profile = { ...localnetProfile, settlementWindowSeconds: 1 };
 
-/**
- * The chain's clock: the machine's until a test moves it on to a period's edge or past a time
- * to be finalized, instead of waiting for it. Receipts, runs and statements keep it.
- */
-const clock = harnessClock();
-const now = () => clock.now();
 let world: LocalWorld;
 let rpc: RpcPool;
-const chain: MovableChain = {
-  get world() {
-    return world;
-  },
-  op: { now, advanceClock: (ms) => clock.advance(ms) },
-};
 beforeAll(async () => {
-  world = await startLocalWorld({ slotMs: 10, finalitySlots: 3, now });
+  world = await startLocalWorld({ slotMs: 10, finalitySlots: 3 });
   rpc = createRpcPool({
     endpoints: [{ url: world.rpcUrl, rateLimitPerSec: 500, concurrency: 8, timeoutMs: 2000 }],
     backoffBaseMs: 10,
     backoffMaxMs: 50,
-    now,
   });
 });
-
-/** A job run against the simulator, its receipt recorded by the chain's clock. */
-const runRecordedJob = (target: SimulatorTarget, store: SqliteStore, spec: JobSpec = {}) =>
-  runJobOn(target, store, { recorderNow: now, ...spec });
 afterAll(async () => {
   await rpc?.close();
   await world?.close();
@@ -97,8 +69,8 @@ async function finalized() {
  */
 async function lockDue(lockedAt: string | null | undefined) {
   expect(lockedAt).toEqual(expect.any(String));
-  await finalizedPastOnClock(
-    chain,
+  await finalizedPast(
+    world,
     Date.parse(lockedAt as string) + profile.settlementWindowSeconds * 1000 + 999,
   );
 }
@@ -129,7 +101,6 @@ function reader(store: SqliteStore, vault: string, ledgerRpc: LedgerRpc = rpc, p
     log,
     custody: { vaults: [vault], byKey: {} },
     options: { pageSize },
-    now,
   });
 }
 
@@ -139,13 +110,12 @@ async function verifyAll(store: SqliteStore) {
     rpc,
     profile,
     log,
-    now,
     options: quickVerifierOptions,
   });
   await verifier.runUntilSettled({}, { timeoutMs: 20_000 });
 }
 
-const statementOf = async (store: SqliteStore, vault: string, to = now()) =>
+const statementOf = async (store: SqliteStore, vault: string, to = Date.now()) =>
   (await buildStatement(store, { from: 0, to, vault }, { profile, graceSeconds: 0 })).vaults[0]!;
 
 describe("the ledger of a credit vault against the local world", () => {
@@ -163,9 +133,9 @@ describe("the ledger of a credit vault against the local world", () => {
     await runRecordedJob(world, store, { model: "mistral-small-3.1-24b", stream: true });
     await runRecordedJob(world, store, { model: "qwen3-8b", fault: "timeout" });
     await finalized();
-    const end = now();
+    const end = Date.now();
     // Read once the chain has finalized past the period's end, as the nightly run waits to.
-    await finalizedPastOnClock(chain, end);
+    await finalizedPast(world, end);
 
     // The verifier goes first: the ledger fetches only what no receipt named (the vault's
     // creation with its first payment, and the top-up).
@@ -272,7 +242,7 @@ describe("the ledger of a credit vault against the local world", () => {
     const app = createApp({ store, log, statement: { profile, graceSeconds: 0 } });
     const read = (await createToken(store, { role: "read", name: "finance" })).token;
     const ingest = (await createToken(store, { role: "ingest", name: "backend" })).token;
-    const url = `/reports/statement?from=0&to=${now()}&vault=${vault}`;
+    const url = `/reports/statement?from=0&to=${Date.now()}&vault=${vault}`;
     const auth = (token: string) => ({ headers: { authorization: `Bearer ${token}` } });
     const json = (await (await app.request(url, auth(read))).json()) as StatementJson;
     expect(json.vaults[0]).toMatchObject({
@@ -294,7 +264,10 @@ describe("the ledger of a credit vault against the local world", () => {
     );
     expect((await app.request(url, auth(ingest))).status).toBe(403);
     expect((await app.request(url)).status).toBe(401);
-    const bad = await app.request(`/reports/statement?from=0&to=${now()}&vault=0OIl`, auth(read));
+    const bad = await app.request(
+      `/reports/statement?from=0&to=${Date.now()}&vault=0OIl`,
+      auth(read),
+    );
     expect(bad.status).toBe(400);
     expect(await bad.json()).toMatchObject({
       error: { code: "validation_failed", field: "vault" },
@@ -303,31 +276,21 @@ describe("the ledger of a credit vault against the local world", () => {
 
   it("makes the nightly verify exit 1 on an unreceipted debit even when every recorded job is verified, and 0 on honest traffic", async () => {
     // Block times are whole seconds: the window starts on one, after the earlier test's jobs.
-    const from = chainEdge(chain);
-    // On the chain's clock: the run's pauses for finality past the window move it on.
+    const from = await chainSecondAfter(world);
     const nightly = async (store: SqliteStore) => {
       const verifier = createVerifier({
         store,
         rpc,
         profile,
         log,
-        now,
         options: quickVerifierOptions,
       });
-      const ledger = createLedgerReader({ store, rpc, profile, log, now });
+      const ledger = createLedgerReader({ store, rpc, profile, log });
       return runNightlyVerification(store, verifier, {
         from,
-        to: now(),
+        to: Date.now(),
         timeoutMs: 20_000,
-        now,
-        ledger: ledgerWindowCheck({
-          store,
-          reader: ledger,
-          profile,
-          graceSeconds: 0,
-          now,
-          pause: clockPause(chain),
-        }),
+        ledger: ledgerWindowCheck({ store, reader: ledger, profile, graceSeconds: 0 }),
       });
     };
     const honest = createTestStore();
@@ -391,15 +354,8 @@ describe("the ledger of a credit vault against the local world", () => {
     expect(s.unexplained).toEqual([]);
     expect(s.differenceUnits).toBe(0n);
     // The nightly summary says what of the lock is still out, as the statement does.
-    const window = ledgerWindowCheck({
-      store,
-      reader: ledger,
-      profile,
-      graceSeconds: 0,
-      now,
-      pause: clockPause(chain),
-    });
-    expect((await window({ from: 0, to: now() })).unreleasedLocks).toEqual([
+    const window = ledgerWindowCheck({ store, reader: ledger, profile, graceSeconds: 0 });
+    expect((await window({ from: 0, to: Date.now() })).unreleasedLocks).toEqual([
       expect.objectContaining({
         jobId,
         lockUnits: truth.lockUnits,
@@ -426,7 +382,7 @@ describe("the ledger of a credit vault against the local world", () => {
     });
     // Read once the chain finalized past the response and the 2 s after it: a mismatch, not a
     // header still undecided.
-    await finalizedPastOnClock(chain, now() + SETTLEMENT_CLOCK_SLACK_SECONDS * 1000);
+    await finalizedPast(world, Date.now() + SETTLEMENT_CLOCK_SLACK_SECONDS * 1000);
     await reader(store, vault).syncVault(vault);
     const s = await statementOf(store, vault);
     expect(s.creditsHeaderUndecided).toEqual([]);
@@ -443,11 +399,11 @@ describe("the ledger of a credit vault against the local world", () => {
     expect(s.differenceUnits).toBe(0n);
 
     // Every format shows it: the CSV a finance team downloads, and the dashboard's page.
-    const statement = { from: 0, to: now(), generatedAt: now(), vaults: [s] };
+    const statement = { from: 0, to: Date.now(), generatedAt: Date.now(), vaults: [s] };
     const csv = statementToCsv(statement);
     expect(csv).toContain(`credits_header_mismatch,${vault},`);
     expect(csv).toContain(`,${mismatch!.headerUnits},${jobId},balances held: `);
-    const period = { kind: "day", from: 0, to: now(), firstDay: "", lastDay: "", query: "" };
+    const period = { kind: "day", from: 0, to: Date.now(), firstDay: "", lastDay: "", query: "" };
     const page = String(statementBody(period as DashboardPeriod, statement));
     expect(page).toContain("1 findings in this period");
     expect(page).toContain(`>${jobId}</a>: its credits-remaining header says`);
@@ -465,7 +421,7 @@ describe("the ledger of a credit vault against the local world", () => {
     await finalized();
     await reader(store, vault).syncVault(vault);
     // A period still open, as the dashboard's month to date: serve's ledger keeps adding to it.
-    const period = { from: 0, to: now() + 3_600_000, vault };
+    const period = { from: 0, to: Date.now() + 3_600_000, vault };
     const options = { profile, graceSeconds: 0 };
     expect((await buildStatement(store, period, options)).vaults[0]!.differenceUnits).toBe(0n);
 
@@ -496,7 +452,7 @@ describe("the ledger of a credit vault against the local world", () => {
     await runRecordedJob(world, store, { apiKeyIndex: 2 });
     await finalized();
     await reader(store, vault).syncVault(vault);
-    const period = { from: 0, to: now() + 3_600_000, vault };
+    const period = { from: 0, to: Date.now() + 3_600_000, vault };
     const options = { profile, graceSeconds: 0 };
     // A busy vault whose statement takes longer than serve's round: each read of it sees a new
     // job's lines stored after its cursor was read, before the rest. Its reads never agree.
@@ -617,7 +573,7 @@ describe("the ledger of a credit vault against the local world", () => {
 
   it("explains a lock read before its receipt arrived once the receipt is recorded, without reading the vault again", async () => {
     const vault = vaultOf(3);
-    const from = chainEdge(chain);
+    const from = await chainSecondAfter(world);
     const store = createTestStore();
     // The job runs and is recorded elsewhere first (a backend that ingests in batches, late).
     const { jobId } = await runRecordedJob(world, createTestStore(), {
@@ -629,7 +585,7 @@ describe("the ledger of a credit vault against the local world", () => {
     const ledger = reader(store, vault);
     await ledger.syncVault(vault);
     const window = async () =>
-      (await buildStatement(store, { from, to: now(), vault }, { profile, graceSeconds: 0 }))
+      (await buildStatement(store, { from, to: Date.now(), vault }, { profile, graceSeconds: 0 }))
         .vaults[0]!;
     const before = await window();
     expect(before.unexplained).toEqual([
@@ -656,7 +612,6 @@ describe("the ledger of a credit vault against the local world", () => {
         },
       ],
       "ingest",
-      { now: now() },
     );
     const after = await window();
     expect(after.unexplained).toEqual([]);
@@ -681,8 +636,8 @@ describe("the ledger of a credit vault against the local world", () => {
     const ledger = reader(store, vault);
     // One period for the three statements compared, read through by the first sync already:
     // the chain's finalized time must have passed its end (a few ms behind, in whole seconds).
-    const to = now();
-    await finalizedPastOnClock(chain, to);
+    const to = Date.now();
+    await finalizedPast(world, to);
     await ledger.syncVault(vault);
     const statement = async () =>
       (await buildStatement(store, { from: 0, to, vault }, { profile, graceSeconds: 0 }))
@@ -721,7 +676,7 @@ async function honestAndOff(apiKeyIndex: number) {
   const off = await runRecordedJob(world, store, { apiKeyIndex, fault: "credits-header-off" });
   // The ledger knows a header's span is whole once the chain finalized past the response and
   // the 2 s after it that a chain clock ahead of the recorder's may date a line before it.
-  await finalizedPastOnClock(chain, now() + SETTLEMENT_CLOCK_SLACK_SECONDS * 1000);
+  await finalizedPast(world, Date.now() + SETTLEMENT_CLOCK_SLACK_SECONDS * 1000);
   return { store, vault: vaultOf(apiKeyIndex), honest, off };
 }
 
@@ -757,8 +712,8 @@ describe("credits.header: the job's check of its credits header against the ledg
     }
     // A report taken now (read a minute later, so the recording margin is past) calls no
     // figure of theirs final: the ledger's read may still fail one, as it does below.
-    const later = () => now() + 60_000;
-    const span = { from: now() - 3_600_000, to: now() + 3_600_000, groupBy: "day" };
+    const later = () => Date.now() + 60_000;
+    const span = { from: Date.now() - 3_600_000, to: Date.now() + 3_600_000, groupBy: "day" };
     const taken = await reconciliationReport(store, span as ReconciliationQuery, later);
     const createdAt = (jobId: string) =>
       store.sqlite.prepare("SELECT created_at FROM jobs WHERE job_id = ?").pluck().get(jobId);
@@ -796,7 +751,7 @@ describe("a statement taken before a lock of its period is due", () => {
     const vault = vaultOf(2);
     // A whole second the chain's clock has reached: block times are seconds, and a slot begun
     // before the second on the host's clock would date the first lock before the period.
-    const from = chainEdge(chain);
+    const from = await chainSecondAfter(world);
     await runRecordedJob(world, store, { apiKeyIndex: 2 });
     const { jobId } = await runRecordedJob(world, store, {
       apiKeyIndex: 2,
@@ -804,8 +759,8 @@ describe("a statement taken before a lock of its period is due", () => {
     });
     const truth = await groundTruth(world, jobId);
     await finalized();
-    const to = now();
-    await finalizedPastOnClock(chain, to);
+    const to = Date.now();
+    await finalizedPast(world, to);
     await reader(store, vault).syncVault(vault);
 
     // Taken at once, as a month-end run a few minutes after midnight takes last month's: the

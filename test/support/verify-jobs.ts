@@ -23,11 +23,6 @@ export interface JobSpec {
   createdAt?: number;
   /** When the receipt is recorded (the store's clock); default now. */
   recordedAt?: number;
-  /**
-   * The recorder's clock, read once the response is in, when `recordedAt` is not given: one
-   * beside a chain whose clock the test moves on. The store's clock when absent.
-   */
-  recorderNow?: () => number;
 }
 
 interface Usage {
@@ -76,7 +71,6 @@ export async function runRecordedJob(
     }
   }
   const credits = res.headers.get("x-decentral-credits-remaining");
-  const recordedAt = spec.recordedAt ?? spec.recorderNow?.();
   recordReceipt(
     store,
     {
@@ -96,7 +90,7 @@ export async function runRecordedJob(
       ...(spec.createdAt === undefined ? {} : { createdAt: spec.createdAt }),
     },
     "ingest",
-    recordedAt === undefined ? {} : { now: recordedAt },
+    spec.recordedAt === undefined ? {} : { now: spec.recordedAt },
   );
   if (spec.consultJobsApi ?? true) {
     const api = await fetch(`${base(target)}/v1/jobs/${jobId}`, {
