@@ -317,7 +317,10 @@ describe("the ledger of a credit vault against the local world", () => {
     await finalized();
     const dirty = await nightly(honest);
     expect(dirty).toMatchObject({ outcome: "ledger_findings", exitCode: 1 });
-    expect(dirty.byVerdict.verified).toBe(3);
+    // No recorded job fails: the charged job's header may count the hidden debit, which the chain
+    // can date in its response's own second, and then its order is unproven, never a discrepancy.
+    expect(dirty.byVerdict.verified + dirty.byVerdict.partially_verified).toBe(3);
+    expect(dirty.byVerdict.verified).toBeGreaterThanOrEqual(2);
     expect(dirty.ledger?.unreceiptedDebits).toEqual([
       expect.objectContaining({ signature: hidden.escrowTx, memoJobId: hidden.jobId }),
     ]);

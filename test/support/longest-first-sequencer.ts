@@ -51,7 +51,7 @@ export const longFileSeconds: Readonly<Record<string, number>> = {
   "test/credits-header-clock.dialects.test.ts": 9,
   "test/db-concurrent-writers.test.ts": 8,
   "test/ledger-relisted-judged.dialects.test.ts": 8,
-  "test/ledger-world.test.ts": 6,
+  "test/ledger-world.test.ts": 15,
   "test/ledger-set-aside.dialects.test.ts": 5,
 };
 
