@@ -275,8 +275,9 @@ describe("a lock not yet due when its own window's run reads the vault", () => {
   const h = useAdversaryHarness();
 
   it("is judged by the next window's run, which names it with its time before the window", async () => {
-    // A lock is due 3 s after its block time (settlement window 3 s, no grace).
-    const profile: Profile = { ...localnetProfile, settlementWindowSeconds: 3 };
+    // A lock is due 6 s after its block time (settlement window 6 s, no grace): past the 2 s
+    // after its window's end that the first run reads, with time to spare on a loaded host.
+    const profile: Profile = { ...localnetProfile, settlementWindowSeconds: 6 };
     const c = (await h.scenario(profile)).recordOnChainClock();
     const from = edgeAfter(h, 100);
     const honest = await c.pinKey(1);
@@ -300,7 +301,7 @@ describe("a lock not yet due when its own window's run reads the vault", () => {
     expect(first.ledger?.unreleasedLocks).toEqual([]);
 
     // The next window holds no job and no line of the vault, yet its run judges the lock.
-    const next = edgeAfter(h, 3_500);
+    const next = edgeAfter(h, 6_500);
     await finalizedPast(h.world, next);
     const second = await nightly(h, c, honest.vault, { from: end, to: next, timeoutMs: 20_000 });
     expect(second).toMatchObject({ outcome: "ledger_findings", exitCode: 1, reason: null });
@@ -312,7 +313,7 @@ describe("a lock not yet due when its own window's run reads the vault", () => {
         lockUnits: plan.lock.toString(),
         outstandingUnits: plan.remainder.toString(),
         lockedAt: isoOf(lock.blockTime * 1000),
-        dueBy: isoOf((lock.blockTime + 3) * 1000),
+        dueBy: isoOf((lock.blockTime + 6) * 1000),
         beforeWindow: true,
       },
     ]);
