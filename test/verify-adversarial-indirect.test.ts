@@ -28,7 +28,7 @@ describe("a delegate of the credit vault", () => {
     ]).signature;
     const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
     c.record(plan, { escrowTx, settlementTx });
-    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.vault")]);
+    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.source", "escrow.vault")]);
   });
 });
 

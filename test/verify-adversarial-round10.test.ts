@@ -185,41 +185,6 @@ describe("a job id a second key's response uses again, naming the first job's si
   });
 });
 
-describe("a delegate of the credit vault signing a job's lock", () => {
-  it("verifies the job, whose money went where it should, and the statement names the Approve", async () => {
-    const c = await h.scenario(quick);
-    await c.pinKey(1);
-    const from = await chainSecondAfter(h.world);
-    const plan = h.op.plan({ keyIndex: 1 });
-    // The allowance is the lock to the unit: spent by it, the vault has no delegate after.
-    const approve = h.op.send([
-      h.op.approve(plan.vault, h.op.attacker.address, plan.lock),
-    ]).signature;
-    const escrowTx = h.op.send([
-      h.op.transfer(plan.vault, h.op.accounts.escrowVault, plan.lock, {
-        authority: h.op.attacker.address,
-      }),
-      h.op.memo(`decentral:escrow:${plan.jobId}`),
-    ]).signature;
-    const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
-    c.record(plan, { escrowTx, settlementTx });
-    c.honestJobsApi(plan, { escrowTx, settlementTx });
-    expect(await c.verdicts(plan.jobId)).toEqual([verified]);
-
-    const s = await statementAfterWindow(c, plan.vault, from);
-    expect(s.delegateApprovals).toEqual([
-      expect.objectContaining({
-        finding: "vault_delegate_approved",
-        signature: approve,
-        delegate: h.op.attacker.address,
-        approvedUnits: plan.lock,
-      }),
-    ]);
-    expect(s.unexplained).toEqual([]);
-    expect(s.differenceUnits).toBe(0n);
-  });
-});
-
 describe("an old settlement named again as a new job's settlement", () => {
   it("fails the new job's signatures.unique, and its lock is never released", async () => {
     const c = await h.scenario(quick);

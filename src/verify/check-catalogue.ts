@@ -13,7 +13,7 @@ export const checkCatalogue = {
     "only token transfers (top level and inner): no Approve, SetAuthority, Burn, CloseAccount, MintTo, Freeze, ...",
   "escrow.balances": "no balance changed in any other mint or token program",
   "escrow.source":
-    "the lock was taken from one account, the credit vault of the caller's API key (configured, declared by the receipt, or learned from the key's first lock)",
+    "the lock was taken from one account, the credit vault of the caller's API key (configured, declared by the receipt, or learned from the key's first lock), by a transfer its owner signed, not a delegate",
   "escrow.vault": "all that left the credit vault arrived in the escrow vault, and nothing else",
   "escrow.covers_charge": "the lock is at least the charge",
   "escrow.within_ceiling":

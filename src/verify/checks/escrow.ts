@@ -1,4 +1,4 @@
-import type { TransactionFacts } from "../../chain/transaction-facts.js";
+import type { TokenInstruction, TransactionFacts } from "../../chain/transaction-facts.js";
 import {
   foreignChanges,
   isOtherOwner,
@@ -211,6 +211,7 @@ export function escrowChecks(
       ? pass("escrow.vault", expected, actual)
       : fail("escrow.vault", vaultProblem, expected, actual),
   );
+  if (creditVault !== null) vaultSpentByDelegate(creditVault, facts, list, profile.escrowAuthority);
   ownersUnnamed(list, profile.escrowAuthority, facts, [
     { account: sources.length === 1 ? sources[0]!.account : null, check: "escrow.source" },
     { account: reading.escrowAccount, check: "escrow.vault" },
@@ -353,6 +354,55 @@ export function ownersUnnamed(
 }
 
 /**
+ * The first transfer or burn out of `account` in `facts` that the escrow authority did not sign
+ * (its authority place names another key: a delegate), where the profile names that authority.
+ * Facts stored before that place was kept fall back to the escrow authority being named at all.
+ */
+function spentByOther(
+  facts: TransactionFacts,
+  account: string,
+  escrowAuthority: string | null,
+): TokenInstruction | undefined {
+  if (escrowAuthority === null) return undefined;
+  return facts.tokenInstructions.find(
+    (ix) =>
+      ix.source === account &&
+      MOVEMENT_KINDS.has(ix.kind) &&
+      (ix.authority === undefined
+        ? !ix.accounts.includes(escrowAuthority)
+        : ix.authority !== escrowAuthority),
+  );
+}
+
+/**
+ * The lock left the credit vault by a transfer the escrow authority that owns it did not sign: a
+ * delegate an Approve named spent it. Its money went where a lock's should, but that delegate can
+ * spend the vault's credits alone, and the Approve that made it is seen by no step of any job:
+ * only a statement that reads the vault's Approve names it, and none does where the Approve ran
+ * inside another program's call served with no inner instructions and the allowance was the lock
+ * to the unit (the balance read then shows no delegate left). The same rule as the escrow
+ * account's at release (`escrowSpentByDelegate`): the lock's one transaction is where the
+ * delegate shows for sure, so its job fails `escrow.source` on it.
+ */
+function vaultSpentByDelegate(
+  vault: string,
+  facts: TransactionFacts,
+  list: CheckList,
+  escrowAuthority: string | null,
+) {
+  const spent = spentByOther(facts, vault, escrowAuthority);
+  if (spent === undefined) return;
+  list.replace(
+    fail(
+      "escrow.source",
+      `the lock left the credit vault ${vault} by a ${spent.kind} the escrow authority that owns it did not sign: a delegate spent it, who may spend the vault's credits alone`,
+      { vault, spentBy: escrowAuthority },
+      { vault, spentBy: spent.authority ?? spent.accounts },
+    ),
+  );
+}
+
+/**
  * Money left the escrow account in this job's release by a transfer or burn the escrow
  * authority did not sign: a delegate an Approve named (in a transaction naming no job, after
  * the lock) spent it, and could spend every lock held there alone, as a new owner could. A
@@ -368,15 +418,7 @@ function escrowSpentByDelegate(
   list: CheckList,
   escrowAuthority: string | null,
 ) {
-  if (escrowAuthority === null) return;
-  const spent = facts.tokenInstructions.find(
-    (ix) =>
-      ix.source === lock.escrowAccount &&
-      MOVEMENT_KINDS.has(ix.kind) &&
-      (ix.authority === undefined
-        ? !ix.accounts.includes(escrowAuthority)
-        : ix.authority !== escrowAuthority),
-  );
+  const spent = spentByOther(facts, lock.escrowAccount, escrowAuthority);
   if (spent === undefined) return;
   list.replace(
     fail(
