@@ -65,6 +65,10 @@ describe("a delegate of the credit vault signing a job's lock", () => {
         approvedUnits: plan.lock,
       }),
     ]);
+    // The money went where a lock's and a settlement's should: the statement sums.
+    expect(s.unexplained).toEqual([]);
+    expect(s.unreleasedLocks).toEqual([]);
+    expect(s.differenceUnits).toBe(0n);
   });
 
   it("still verifies the same lock signed by the escrow authority after the delegate was revoked", async () => {
