@@ -1,9 +1,9 @@
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import pg from "pg";
 import { describe, expect, it } from "vitest";
 import { connectionsLeftOpen, usePostgresDatabase } from "./support/postgres.js";
-import { sharedImportFiles } from "./support/shared-import-files.js";
+import { isolatedByChoice, sharedImportFiles } from "./support/shared-import-files.js";
 
 /**
  * The files of the `shared-imports` project share one worker's modules: a file there that starts
@@ -16,8 +16,12 @@ const root = join(import.meta.dirname, "..");
 const marks: readonly [string, RegExp][] = [
   ["a child process", /child_process|\bspawn\(|\bfork\(|execFile/],
   ["a worker thread", /worker_threads|new Worker\b/],
-  // The service (and the demo, which runs one) starts its background and checkpoint threads.
-  ["the service's threads", /src\/(main|demo\/run-demo)\.js/],
+  // The service (and the demo, which runs one) starts its background and checkpoint threads;
+  // a file may start either thread itself.
+  [
+    "the service's threads",
+    /src\/(main|demo\/run-demo)\.js|startBackgroundThread\(|startWalCheckpointer\(/,
+  ],
   ["a spy or mock", /vi\.(spyOn|mock|doMock|stubGlobal|stubEnv|useFakeTimers)\b/],
   ["a patched prototype", /\.prototype\.[A-Za-z_$]+\s*=[^=]|\.prototype,/],
   ["a patched clock", /Date\.now\s*=[^=]/],
@@ -47,6 +51,27 @@ function withHelpers(file: string, seen = new Set<string>()): Set<string> {
   return seen;
 }
 
+/** The marks `file` bears, in itself or in a test helper it imports: "<file> via <helper>: <what>". */
+function marksOf(file: string): string[] {
+  const found: string[] = [];
+  for (const source of withHelpers(file)) {
+    // Top-level hooks are the helpers' concern: a test file's own run once per file.
+    const text = readFileSync(join(root, source), "utf8");
+    for (const [what, mark] of marks) {
+      if (source === file && what.startsWith("hooks")) continue;
+      if (mark.test(text)) found.push(`${file}${source === file ? "" : ` via ${source}`}: ${what}`);
+    }
+  }
+  return found;
+}
+
+/** Every test file of the run, as vitest.config.ts includes them (paths from the root). */
+function testFiles(): string[] {
+  return readdirSync(join(root, "test"), { recursive: true, encoding: "utf8" })
+    .filter((f) => f.endsWith(".test.ts"))
+    .map((f) => `test/${f.replaceAll("\\", "/")}`);
+}
+
 describe("files that share a worker's imports", () => {
   it("exist and are test files", () => {
     const missing = sharedImportFiles.filter(
@@ -56,19 +81,34 @@ describe("files that share a worker's imports", () => {
   });
 
   it("start no process, patch nothing shared and register no top-level hooks", () => {
-    const found: string[] = [];
-    for (const file of sharedImportFiles) {
-      for (const source of withHelpers(file)) {
-        // Top-level hooks are the helpers' concern: a test file's own run once per file.
-        const text = readFileSync(join(root, source), "utf8");
-        for (const [what, mark] of marks) {
-          if (source === file && what.startsWith("hooks")) continue;
-          if (mark.test(text))
-            found.push(`${file}${source === file ? "" : ` via ${source}`}: ${what}`);
-        }
-      }
+    expect(sharedImportFiles.flatMap(marksOf)).toEqual([]);
+  });
+
+  // Each isolated file imports the program's modules afresh, seconds of a loaded runner: 40
+  // files that could share them did not, at about 10 s of import each at load 18.
+  it("are every file that bears no mark, but those named isolated with their reason", () => {
+    const shared = new Set(sharedImportFiles);
+    const unmarked = testFiles().filter(
+      (f) => !shared.has(f) && !(f in isolatedByChoice) && marksOf(f).length === 0,
+    );
+    expect(unmarked).toEqual([]);
+  });
+
+  it("name as isolated by choice only test files that bear no mark and are not shared", () => {
+    const all = new Set(testFiles());
+    for (const [file, reason] of Object.entries(isolatedByChoice)) {
+      expect(all.has(file), file).toBe(true);
+      expect(sharedImportFiles, file).not.toContain(file);
+      expect(marksOf(file), file).toEqual([]);
+      expect(reason.length, file).toBeGreaterThan(0);
     }
-    expect(found).toEqual([]);
+  });
+
+  it("catches a file that starts the service's background thread itself", () => {
+    expect(marksOf("test/background-thread-health.test.ts")).toEqual([
+      "test/background-thread-health.test.ts: the service's threads",
+    ]);
+    expect(sharedImportFiles).not.toContain("test/background-thread-health.test.ts");
   });
 
   it("catches a file that starts the service, whose threads the marks of src do not show", () => {
