@@ -84,7 +84,7 @@ describe("files that share a worker's imports", () => {
     expect(sharedImportFiles.flatMap(marksOf)).toEqual([]);
   });
 
-  // Each isolated file imports the program's modules afresh, seconds of a loaded runner: 40
+  // Each isolated file imports the program's modules afresh, seconds of a loaded runner: 39
   // files that could share them did not, at about 10 s of import each at load 18.
   it("are every file that bears no mark, but those named isolated with their reason", () => {
     const shared = new Set(sharedImportFiles);
