@@ -7,6 +7,7 @@ import { localKeyNames, localSigner } from "../src/localnet/keys.js";
 import { createLogger } from "../src/log.js";
 import { runNightlyVerification } from "../src/nightly/nightly-run.js";
 import { localnetProfile, type Profile } from "../src/verify/profiles.js";
+import { clockPause } from "./support/chain-clock.js";
 import { periodEdge } from "./support/ledger-periods.js";
 import { AuthorityType, type Scenario, useAdversaryHarness } from "./support/operator.js";
 import { ownerlessNode, rewritingNode } from "./support/rewriting-node.js";
@@ -54,13 +55,18 @@ const periodStart = async () => periodEdge(h);
 /** A scenario whose receipts are dated by the chain's clock, which the periods move on. */
 const scenario = async (profile?: Profile) => (await h.scenario(profile)).recordOnChainClock();
 
-/** The nightly run over the window from `from` to now, its ledger judged from `reader`'s reads. */
+/**
+ * The nightly run over the window from `from` to now, its ledger judged from `reader`'s reads;
+ * its pauses for the chain to finalize 2 s past the window move the chain's clock on instead of
+ * waiting them, unless `pauses` is "waited".
+ */
 function nightlyOver(
   c: Scenario,
   verifier: Parameters<typeof runNightlyVerification>[1],
   reader: Parameters<typeof ledgerWindowCheck>[0]["reader"],
   from: number,
   timeoutMs = 10_000,
+  pauses: "moved" | "waited" = "moved",
 ) {
   const now = () => h.op.now();
   return runNightlyVerification(c.store, verifier, {
@@ -74,6 +80,7 @@ function nightlyOver(
       profile: c.profile,
       graceSeconds: 0,
       now,
+      ...(pauses === "moved" ? { pause: clockPause(h) } : {}),
     }),
   });
 }
@@ -97,6 +104,7 @@ async function readThrough(c: Scenario, rpc: RpcPool, vault: string, from: numbe
     profile: c.profile,
     log: logger,
     custody: { vaults: [vault], byKey: {} },
+    now: () => h.op.now(),
   });
   await reader.syncVault(vault);
   const statement = await buildStatement(
@@ -289,7 +297,8 @@ describe("a top-up and a payout both inside a call a lying node leaves out", () 
       why: `line ${topUp} not read: the vault's credit balance rose by 700000, more than the instructions served bring in`,
     });
     const verifier = c.verifierOver(rpc);
-    const run = await nightlyOver(c, verifier, reader, from, 3_000);
+    // Its pauses waited: moved on, the clock would run minutes ahead in the 3 s the run reads.
+    const run = await nightlyOver(c, verifier, reader, from, 3_000, "waited");
     // The window cannot be judged from what that node serves: exit 2, never 0.
     expect(run.exitCode).toBe(2);
 

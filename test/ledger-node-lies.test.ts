@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
 import type { RpcPool } from "../src/chain/rpc-pool.js";
 import { buildStatement } from "../src/ledger/statement.js";
-import { chainSecondAfter } from "./support/finality.js";
-import { nightlyOnChain, vaultReader } from "./support/ledger-periods.js";
+import { clockPause } from "./support/chain-clock.js";
+import { nightlyOnChain, periodEdge, vaultReader } from "./support/ledger-periods.js";
 import { type Scenario, useAdversaryHarness } from "./support/operator.js";
 import { rewritingNode } from "./support/rewriting-node.js";
 
@@ -37,12 +37,14 @@ function laggingNode(rpc: RpcPool, hidden: Set<string>, lag = { units: 0n }): Rp
 
 /**
  * Key `keyIndex`'s vault (each test its own: the ledger reads a vault's whole history) with one
- * honest job, then the theft, then (`after`) another honest job.
+ * honest job, then the theft, then (`after`) another honest job. The window opens at a whole
+ * second the chain's clock is moved on to (its receipts are dated by that clock), instead of
+ * one waited for.
  */
 async function theftBetweenJobs(keyIndex: number, after: boolean, ownSlots = false) {
-  const c = await h.scenario();
+  const c = (await h.scenario()).recordOnChainClock();
   const { vault } = await c.pinKey(keyIndex);
-  const from = await chainSecondAfter(h.world);
+  const from = periodEdge(h);
   const thief = h.op.attackerAccount(0n);
   const plan = h.op.plan({ keyIndex });
   c.record(plan, h.op.honestJob(plan));
@@ -57,12 +59,17 @@ async function theftBetweenJobs(keyIndex: number, after: boolean, ownSlots = fal
     c.record(next, h.op.honestJob(next));
   }
   await h.finalized();
-  return { c, vault, from, to: Date.now(), theft };
+  return { c, vault, from, to: h.op.now(), theft };
 }
 
-/** The nightly run of [from, to) reading the ledger through `rpc`. */
+/**
+ * The nightly run of [from, to) reading the ledger through `rpc`, on the chain's clock, which
+ * its pauses for the chain to finalize 2 s past `to` move on instead of waiting.
+ */
 function nightly(c: Scenario, vault: string, rpc: RpcPool, from: number, to: number) {
-  return nightlyOnChain(h, c, vaultReader(h, c, vault, rpc)).nightly({ from, to });
+  const now = () => h.op.now();
+  const reader = vaultReader(h, c, vault, rpc, { now });
+  return nightlyOnChain(h, c, reader, now, clockPause(h)).nightly({ from, to });
 }
 
 describe("a theft the ledger's node hides", () => {
@@ -144,9 +151,9 @@ describe("a theft the ledger's node hides", () => {
   });
 
   it("heals an honest lag: a deposit listed late between two jobs leaves the statement complete", async () => {
-    const c = await h.scenario();
+    const c = (await h.scenario()).recordOnChainClock();
     const { vault } = await c.pinKey(3);
-    const from = await chainSecondAfter(h.world);
+    const from = periodEdge(h);
     const plan = h.op.plan({ keyIndex: 3 });
     c.record(plan, h.op.honestJob(plan));
     const donor = h.op.victimVault(100_000n);
@@ -154,7 +161,7 @@ describe("a theft the ledger's node hides", () => {
     const next = h.op.plan({ keyIndex: 3 });
     c.record(next, h.op.honestJob(next));
     await h.finalized();
-    const to = Date.now();
+    const to = h.op.now();
     const hidden = new Set([deposit]);
     const rpc = laggingNode(h.rpc, hidden);
     const first = await nightly(c, vault, rpc, from, to);

@@ -4,6 +4,7 @@ import { ledgerFindingCount } from "../src/ledger/window-check.js";
 import { localKeyNames, localSigner } from "../src/localnet/keys.js";
 import { summaryToText } from "../src/nightly/summary-format.js";
 import { localnetProfile, type Profile } from "../src/verify/profiles.js";
+import { clockPause } from "./support/chain-clock.js";
 import { finalizedPast } from "./support/finality.js";
 import {
   finalizedAfter,
@@ -37,9 +38,12 @@ afterAll(async () => {
 const scenarioOn = async (w: AdversaryHarness, profile?: Profile) =>
   (await w.scenario(profile)).recordOnChainClock();
 
-/** The nightly run on `w`'s chain, on its clock: the tests move it on to a period's edge. */
+/**
+ * The nightly run on `w`'s chain, on its clock: the tests move it on to a period's edge, and the
+ * run's pauses for the chain to finalize 2 s past the window move it on instead of waiting.
+ */
 const nightlyOn = (w: AdversaryHarness, c: Scenario) =>
-  nightlyOnChain(w, c, undefined, () => w.op.now());
+  nightlyOnChain(w, c, undefined, () => w.op.now(), clockPause(w));
 
 /** Reads the vault and builds its statement of [from, now) with no grace after the window. */
 const statementOf = (c: Scenario, vault: string, from: number) =>

@@ -111,13 +111,17 @@ export function blockTimeLeftOut(h: AdversaryHarness, undated: string): LedgerRp
  * quick timing and its ledger read by `reader` (every vault, when not given) and judged with no
  * grace after the window; `reader` to read the vaults again between runs. `now` is the run's
  * clock and the default reader's: the chain's (`() => h.op.now()`) for a test that moves it on
- * instead of waiting.
+ * instead of waiting; `pause` then moves it on through the run's finality pauses too
+ * (`clockPause`), where the run would sleep until the chain had finalized 2 s past the window,
+ * and the run's verifier keeps that clock as well (on the machine's, which trails a clock moved
+ * on, a run whose receipts were dated by the moved clock took 9 s instead of 2).
  */
 export function nightlyOnChain(
   h: AdversaryHarness,
   c: Scenario,
   reader?: LedgerReader,
   now: () => number = Date.now,
+  pause?: (ms: number, signal?: AbortSignal) => Promise<unknown>,
 ) {
   const vaults =
     reader ??
@@ -128,6 +132,7 @@ export function nightlyOnChain(
     profile: c.profile,
     log: silent,
     options: quickVerifierOptions,
+    ...(pause ? { now } : {}),
   });
   const nightly = (window: { from: number; to: number }, timeoutMs = 10_000) =>
     runNightlyVerification(c.store, verifier, {
@@ -140,6 +145,7 @@ export function nightlyOnChain(
         profile: c.profile,
         graceSeconds: 0,
         now,
+        ...(pause ? { pause } : {}),
       }),
     });
   return { reader: vaults, nightly };
