@@ -24,7 +24,7 @@ import { AppError } from "./errors.js";
 import { holdLeaderLease, type LeaderLease } from "./leader-lease.js";
 import { configuredAccountSnapshotter } from "./ledger/account-snapshots.js";
 import { createLogger, type Logger } from "./log.js";
-import { validateCronExpression } from "./nightly/cron.js";
+import { validateCronExpression } from "./nightly/cron-expression.js";
 import { createJobsApiClient, jobsApiCallCounts } from "./recorder/jobs-api.js";
 import { createRecordingProxy } from "./recorder/proxy.js";
 import { explorerClusterOf } from "./reports/audit-record.js";

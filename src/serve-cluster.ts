@@ -18,7 +18,7 @@ import {
 import { parseDatabaseUrl } from "./db/url.js";
 import { AppError } from "./errors.js";
 import { createLogger, type Logger } from "./log.js";
-import { validateCronExpression } from "./nightly/cron.js";
+import { validateCronExpression } from "./nightly/cron-expression.js";
 import { exitAfterDrain } from "./process-exit.js";
 import {
   COLLECT_TIMEOUT_MS,

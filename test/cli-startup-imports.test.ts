@@ -89,7 +89,7 @@ describe("CLI start-up", () => {
 
   // The primary of `serve --workers N` forks, restarts and counts; the service runs in the
   // workers. Loading it in the primary too cost each cluster start a process's worth of CPU.
-  it("loads no service module in the primary of a cluster", async () => {
+  it("loads no service, nightly run or verifier module in the primary of a cluster", async () => {
     const db = join(mkdtempSync(join(tmpdir(), "startup-")), "audit.db");
     const args = ["serve", "--port", "0", "--db", db, "--profile", "localnet"];
     const child = spawn(
@@ -132,5 +132,13 @@ describe("CLI start-up", () => {
       /\/main\.[jt]s$|\/api\/app\.[jt]s$|\/node_modules\/(@hono|hono)\//.test(url),
     );
     expect(service).toEqual([]);
+    // Nor the nightly run and the verifier behind it: the primary only checks that VERIFY_CRON
+    // parses (croner); a worker's background work runs the schedule.
+    const verification = primary.filter((url) =>
+      /\/nightly\/(nightly-run|verify-command)\.[jt]s$|\/verify\/checks\.[jt]s$|\/node_modules\/cli-progress\//.test(
+        url,
+      ),
+    );
+    expect(verification).toEqual([]);
   });
 });

@@ -91,20 +91,6 @@ async function firstOpenFrom(
   }
 }
 
-/** Throws the VERIFY_CRON error for an expression croner cannot parse; starts nothing. */
-export function validateCronExpression(expression: string): void {
-  try {
-    new Cron(expression, { timezone: "UTC", paused: true }).stop();
-  } catch (cause) {
-    throw new AppError(
-      "validation_failed",
-      `VERIFY_CRON: not a cron expression: ${expression}`,
-      { field: "VERIFY_CRON" },
-      { cause },
-    );
-  }
-}
-
 /**
  * `serve --verify-cron "0 2 * * *"`: the nightly verification in-process, on a UTC cron
  * schedule. The same run as `decentral-audit verify` (same lock, so a CLI run and the cron run
