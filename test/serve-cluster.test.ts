@@ -305,7 +305,10 @@ let running: { serve: CliProcess; upstream: Upstream } | undefined;
 /**
  * Clusters a test left serving for a later test that stops them (`handOn`, `startCluster`'s
  * `from`): a cluster's start is most of a test's time, and a test that stops a cluster can stop
- * one another test used without stopping it. Killed with the file when no test took them.
+ * one another test used without stopping it. Killed with the file when no test took them. The
+ * test that takes one comes right after the one that hands it on: a cluster left waiting spends
+ * a tenth of a core (its leader's rounds, its workers' counters and checkpoints), and six of
+ * them waiting through the first tests made every cluster after them start seconds later.
  */
 const handedOn = new Map<string, Cluster>();
 afterAll(() => {
@@ -345,7 +348,9 @@ async function startCluster(env: Record<string, string> = {}, from?: string): Pr
   if (handed !== undefined && from !== undefined) {
     handedOn.delete(from);
     running = { serve: handed.serve, upstream: handed.up };
-    await until(() => livingWorkers(handed.serve).length >= 2);
+    // A test that killed a worker hands its cluster on as the replacement starts: given as
+    // long as a cluster's own start (below) to listen.
+    await until(() => livingWorkers(handed.serve).length >= 2, 30_000);
     return handed;
   }
   const db = join(mkdtempSync(join(tmpdir(), "cluster-")), "audit.db");
@@ -378,6 +383,61 @@ afterEach(() => {
   running?.upstream.close();
   running = undefined;
 });
+
+/**
+ * Another process (a backup, a recompute, a script) holding the store's write lock for `ms`,
+ * or until `release()` if sooner; resolves once it holds it.
+ */
+async function holdWriteLock(
+  db: string,
+  ms: number,
+): Promise<{ release(): void; released: Promise<unknown> }> {
+  const script = `const Database = require("better-sqlite3");
+    const db = new Database(${JSON.stringify(db)});
+    db.exec("BEGIN IMMEDIATE");
+    console.log("locked");
+    const free = () => { if (db.open) { db.exec("COMMIT"); db.close(); } process.exit(0); };
+    setTimeout(free, ${ms});
+    process.stdin.on("end", free).resume();`;
+  const locker = spawn(process.execPath, ["-e", script], { stdio: ["pipe", "pipe", "inherit"] });
+  lockers.push(locker);
+  const [chunk] = (await once(locker.stdout, "data")) as [Buffer];
+  expect(String(chunk)).toMatch(/locked/);
+  return { release: () => locker.stdin.end(), released: once(locker, "exit") };
+}
+
+const lockers: ChildProcess[] = [];
+afterEach(() => {
+  for (const locker of lockers.splice(0)) locker.kill("SIGKILL");
+});
+
+/**
+ * Drains a cluster handed on as `drain-<signal>`, requests in flight. SIGHUP as a terminal or
+ * session closing sends it: to every process of the group.
+ */
+async function drainsEveryWorker(signal: "SIGTERM" | "SIGHUP"): Promise<void> {
+  const { db, serve, up } = await startCluster({}, `drain-${signal}`);
+  const recorded = new Set(proxyJobIds(db));
+  const received = up.received;
+  up.jsonDelayMs = 700;
+  const inFlight = Array.from({ length: 8 }, () => send(serve.url, false));
+  // The requests reached the workers (and the upstream) before the signal: a loaded host may
+  // take longer than any fixed wait to accept them, and a connection still in the listening
+  // socket's queue at the signal is reset, not drained.
+  await until(() => up.received === received + 8);
+  const workers = livingWorkers(serve);
+  serve.child.kill(signal);
+  if (signal === "SIGHUP") for (const pid of workers) process.kill(pid, signal);
+  const answers = await Promise.all(inFlight);
+  await Promise.all(answers.map((a) => a.done));
+  expect(answers.map((a) => a.status)).toEqual(Array(8).fill(200));
+  expect(await serve.exited).toBe(0);
+  // Each worker exited 0 itself, its last lines written (stdout here is a pipe).
+  expect(serve.logs.filter((l) => l.msg === "serve worker did not exit cleanly")).toEqual([]);
+  expect(recordedSince(db, recorded).sort()).toEqual(answers.map((a) => a.jobId).sort());
+  // The leader released its lease on the way out.
+  expect(await leaderOwner(db)).toBeNull();
+}
 
 describe("serve --workers 2", () => {
   it("records each receipt once, whichever worker proxied it, and /metrics counts them all", async () => {
@@ -420,248 +480,6 @@ describe("serve --workers 2", () => {
     // verifier's run to close.
     handOn("write-lock", cluster);
   }, 60_000);
-
-  it("loses no acknowledged receipt when a worker is killed mid-stream, and restarts it", async () => {
-    const cluster = await startCluster();
-    const { db, serve, up } = cluster;
-    // Every stream stays open until a worker was killed: streams of a fixed length (2 s) could
-    // all have ended first on a loaded host, and none broken.
-    up.holdStreams = true;
-    // Sockets each worker holds before the streams: the leader holds more of its own (its RPC
-    // and jobs API connections), so the streams are told apart by what they added.
-    const before = new Map([...workerPids(serve)].map((pid) => [pid, socketsOf(pid)]));
-    const streams = await Promise.all(Array.from({ length: 10 }, () => send(serve.url, true)));
-    const acknowledged = streams.filter((s) => s.status === 200).map((s) => s.jobId);
-    expect(acknowledged.length).toBe(10);
-    // Which worker holds which stream is the kernel's choice: the one whose open sockets grew
-    // most (a stream holds two, the caller's and the upstream's) holds some.
-    const added = (pid: number) => socketsOf(pid) - (before.get(pid) ?? 0);
-    const victim = [...workerPids(serve)].sort((a, b) => added(b) - added(a))[0];
-    process.kill(victim as number, "SIGKILL");
-    up.holdStreams = false;
-    const outcomes = await Promise.all(streams.map((s) => s.done));
-    // Some streams were on the killed worker and broke; every acknowledged one is recorded.
-    expect(outcomes.filter((whole) => !whole).length).toBeGreaterThan(0);
-    expect(proxyJobIds(db)).toEqual(expect.arrayContaining(acknowledged));
-    // The worker is replaced and the service answers on.
-    await until(() => workerPids(serve).size === 3);
-    up.eventMs = 1;
-    const after = await send(serve.url, false);
-    expect(after.status).toBe(200);
-    // The killed worker's streams never completed: their receipts are not left saying they
-    // still stream, they are aborted (the others completed as their streams ended).
-    await until(() => openCaptures(db) === 0, 10_000);
-    expect(abortedCaptures(db)).toBeGreaterThan(0);
-    handOn("drain-SIGTERM", cluster);
-  }, 60_000);
-
-  it("leaves no connection waiting forever when a worker is killed while connections come in", async () => {
-    const cluster = await startCluster();
-    const { serve, up } = cluster;
-    up.jsonDelayMs = 20;
-    // Clients that each send one request per new connection, one after another, for at least
-    // 3 s and 51 requests; a worker is killed at least 1 s and 20 requests in (counted, not only
-    // timed: a loaded host sent 44 in the 3 s). A request settles with an answer or an error (a
-    // connection the killed worker held is reset); none may be left without either.
-    let pending = 0;
-    let sent = 0;
-    const started = Date.now();
-    let killedAt = Number.POSITIVE_INFINITY;
-    const going = () => sent <= 50 || Date.now() - started < 3000 || Date.now() - killedAt < 2000;
-    const client = async () => {
-      while (going()) {
-        sent++;
-        pending++;
-        await send(serve.url, false).then(
-          (a) => a.done,
-          () => false,
-        );
-        pending--;
-      }
-    };
-    const clients = Promise.all(Array.from({ length: 12 }, client));
-    await until(() => Date.now() - started >= 1000 && sent >= 20, 30_000);
-    const [victim] = [...workerPids(serve)];
-    process.kill(victim as number, "SIGKILL");
-    killedAt = Date.now();
-    const settled = await Promise.race([
-      clients.then(() => true),
-      new Promise<boolean>((r) => setTimeout(() => r(false), 15_000)),
-    ]);
-    expect({ settled, pending }).toEqual({ settled: true, pending: 0 });
-    expect(sent).toBeGreaterThan(50);
-    handOn("drain-SIGHUP", cluster);
-  }, 60_000);
-
-  it("keeps /metrics counters of a worker that died, and counts its restart", async () => {
-    const cluster = await startCluster();
-    const { db, serve } = cluster;
-    const token = await metricsToken(db);
-    const answers = await Promise.all(Array.from({ length: 20 }, () => send(serve.url, false)));
-    await Promise.all(answers.map((a) => a.done));
-    expect(sample((await scrapeMetrics(serve.url, token)).text, PROXIED)).toBe(20);
-    process.kill(await busiest(serve, 20), "SIGKILL");
-    await until(() => workerPids(serve).size === 3);
-    await serve.waitForLog((l) => l.msg === "serve worker died; restarting it");
-    const after = (await scrapeMetrics(serve.url, token)).text;
-    expect(sample(after, PROXIED)).toBe(20);
-    expect(sample(after, "decentral_audit_serve_worker_restarts_total")).toBe(1);
-    await send(serve.url, false).then((a) => a.done);
-    expect(sample((await scrapeMetrics(serve.url, token)).text, PROXIED)).toBe(21);
-    handOn("crash-draining", cluster);
-  }, 60_000);
-
-  it("keeps the counts a worker made before it died, with no scrape between", async () => {
-    // Workers send their counters every 100 ms on their own, and the primary says so at debug.
-    const { db, serve } = await startCluster({ WORKER_COUNTERS_MS: "100", LOG_LEVEL: "debug" });
-    const token = await metricsToken(db);
-    const answers = await Promise.all(Array.from({ length: 20 }, () => send(serve.url, false)));
-    await Promise.all(answers.map((a) => a.done));
-    // Nobody scrapes (a scrape would keep the counts itself): the wait is for the victim's own
-    // send that names all it proxied, read from the primary's log.
-    const victim = await busiest(serve, 20);
-    const mine = serve.logs.filter((l) => l.msg === "request" && Number(l.pid) === victim).length;
-    await serve.waitForLog(
-      (l) =>
-        l.msg === "serve worker sent its counters" &&
-        Number(l.workerPid) === victim &&
-        l.proxied === mine,
-    );
-    process.kill(victim, "SIGKILL");
-    await serve.waitForLog((l) => l.msg === "serve worker died; restarting it");
-    expect(sample((await scrapeMetrics(serve.url, token)).text, PROXIED)).toBe(20);
-  }, 60_000);
-
-  it("answers /metrics while a worker hangs, with that worker's last counters", async () => {
-    // The drain times of the test it is handed on to (they play no part here).
-    const cluster = await startCluster(stuckDrain);
-    const { db, serve } = cluster;
-    const token = await metricsToken(db);
-    const answers = await Promise.all(Array.from({ length: 20 }, () => send(serve.url, false)));
-    await Promise.all(answers.map((a) => a.done));
-    const before = (await scrapeMetrics(serve.url, token)).text;
-    expect(sample(before, PROXIED)).toBe(20);
-    expect(sample(before, "decentral_audit_serve_workers_answered")).toBe(2);
-    const hung = await busiest(serve, 20);
-    process.kill(hung, "SIGSTOP");
-    try {
-      const during = await scrapeMetrics(serve.url, token);
-      expect(during.status).toBe(200);
-      expect(sample(during.text, PROXIED)).toBe(20);
-      expect(sample(during.text, "decentral_audit_serve_workers_answered")).toBe(1);
-      expect(sample(during.text, "decentral_audit_serve_workers")).toBe(2);
-    } finally {
-      process.kill(hung, "SIGKILL");
-    }
-    handOn("stuck-draining", cluster);
-  }, 60_000);
-
-  it("restarts a worker that keeps dying later and later, counting each restart", async () => {
-    // The drain time of the test it is handed on to (it plays no part here).
-    const cluster = await startCluster(longDrain);
-    const { db, serve } = cluster;
-    const token = await metricsToken(db);
-    // The same worker's place dies three times in a row, each successor once it listens. Both
-    // workers' lines are in first (they come gathered): a late one would pass for a successor.
-    await until(() => workerPids(serve).size >= 2 || null);
-    let victim = [...workerPids(serve)][0] as number;
-    for (let i = 0; i < 3; i++) {
-      const before = workerPids(serve);
-      process.kill(victim, "SIGKILL");
-      victim = (await until(
-        () => [...workerPids(serve)].find((p) => !before.has(p)),
-        30_000,
-      )) as number;
-    }
-    const delays = serve.logs
-      .filter((l) => l.msg === "serve worker died; restarting it")
-      .map((l) => l.restartInMs);
-    expect(delays).toEqual([100, 200, 400]);
-    const text = (await scrapeMetrics(serve.url, token)).text;
-    expect(sample(text, "decentral_audit_serve_worker_restarts_total")).toBe(3);
-    handOn("forked-before-stop", cluster);
-  }, 60_000);
-
-  it("runs the verifier in exactly one process, and moves it when that process dies", async () => {
-    const { db, serve } = await startCluster();
-    const first = await until(() => leaderOwner(db));
-    const leaders = () =>
-      serve.logs.filter((l) => l.msg === "leader: running the verifier and the backfill");
-    // Its line may be read after the lease is seen in the store: each process writes its own.
-    await until(() => leaders().length > 0);
-    expect(leaders().map((l) => l.pid)).toEqual([pidOf(first)]);
-    // The leader is one of the serving workers. A worker takes the lease once it listens, and
-    // each process writes its own lines: its "listening" line may be read after the lease.
-    await until(() => workerPids(serve).has(pidOf(first)));
-
-    process.kill(pidOf(first), "SIGKILL");
-    // A live process takes the lease over at once (the holder's pid is gone), not after the TTL.
-    const started = Date.now();
-    const next = await until(async () => {
-      const owner = await leaderOwner(db);
-      return owner && owner !== first ? owner : null;
-    });
-    expect(Date.now() - started).toBeLessThan(8000);
-    expect(pidOf(next)).not.toBe(pidOf(first));
-    expect(() => process.kill(pidOf(next), 0)).not.toThrow();
-    await until(() => leaders().some((l) => l.pid === pidOf(next)));
-  }, 60_000);
-
-  // SIGHUP as a terminal or session closing sends it: to every process of the group.
-  it.each(["SIGTERM", "SIGHUP"] as const)(
-    "drains every worker on %s: responses in flight finish and are recorded",
-    async (signal) => {
-      const { db, serve, up } = await startCluster({}, `drain-${signal}`);
-      const recorded = new Set(proxyJobIds(db));
-      const received = up.received;
-      up.jsonDelayMs = 700;
-      const inFlight = Array.from({ length: 8 }, () => send(serve.url, false));
-      // The requests reached the workers (and the upstream) before the signal: a loaded host may
-      // take longer than any fixed wait to accept them, and a connection still in the listening
-      // socket's queue at the signal is reset, not drained.
-      await until(() => up.received === received + 8);
-      const workers = livingWorkers(serve);
-      serve.child.kill(signal);
-      if (signal === "SIGHUP") for (const pid of workers) process.kill(pid, signal);
-      const answers = await Promise.all(inFlight);
-      await Promise.all(answers.map((a) => a.done));
-      expect(answers.map((a) => a.status)).toEqual(Array(8).fill(200));
-      expect(await serve.exited).toBe(0);
-      // Each worker exited 0 itself, its last lines written (stdout here is a pipe).
-      expect(serve.logs.filter((l) => l.msg === "serve worker did not exit cleanly")).toEqual([]);
-      expect(recordedSince(db, recorded).sort()).toEqual(answers.map((a) => a.jobId).sort());
-      // The leader released its lease on the way out.
-      expect(await leaderOwner(db)).toBeNull();
-    },
-    60_000,
-  );
-});
-
-/**
- * Another process (a backup, a recompute, a script) holding the store's write lock for `ms`,
- * or until `release()` if sooner; resolves once it holds it.
- */
-async function holdWriteLock(
-  db: string,
-  ms: number,
-): Promise<{ release(): void; released: Promise<unknown> }> {
-  const script = `const Database = require("better-sqlite3");
-    const db = new Database(${JSON.stringify(db)});
-    db.exec("BEGIN IMMEDIATE");
-    console.log("locked");
-    const free = () => { if (db.open) { db.exec("COMMIT"); db.close(); } process.exit(0); };
-    setTimeout(free, ${ms});
-    process.stdin.on("end", free).resume();`;
-  const locker = spawn(process.execPath, ["-e", script], { stdio: ["pipe", "pipe", "inherit"] });
-  lockers.push(locker);
-  const [chunk] = (await once(locker.stdout, "data")) as [Buffer];
-  expect(String(chunk)).toMatch(/locked/);
-  return { release: () => locker.stdin.end(), released: once(locker, "exit") };
-}
-
-const lockers: ChildProcess[] = [];
-afterEach(() => {
-  for (const locker of lockers.splice(0)) locker.kill("SIGKILL");
 });
 
 describe("serve --workers 2, stopped while another process holds the write lock", () => {
@@ -716,6 +534,110 @@ describe("serve --workers 2, stopped while another process holds the write lock"
   }, 60_000);
 });
 
+describe("serve --workers 2, a worker killed under traffic", () => {
+  it("loses no acknowledged receipt when a worker is killed mid-stream, and restarts it", async () => {
+    const cluster = await startCluster();
+    const { db, serve, up } = cluster;
+    // Every stream stays open until a worker was killed: streams of a fixed length (2 s) could
+    // all have ended first on a loaded host, and none broken.
+    up.holdStreams = true;
+    // Sockets each worker holds before the streams: the leader holds more of its own (its RPC
+    // and jobs API connections), so the streams are told apart by what they added.
+    const before = new Map([...workerPids(serve)].map((pid) => [pid, socketsOf(pid)]));
+    const streams = await Promise.all(Array.from({ length: 10 }, () => send(serve.url, true)));
+    const acknowledged = streams.filter((s) => s.status === 200).map((s) => s.jobId);
+    expect(acknowledged.length).toBe(10);
+    // Which worker holds which stream is the kernel's choice: the one whose open sockets grew
+    // most (a stream holds two, the caller's and the upstream's) holds some.
+    const added = (pid: number) => socketsOf(pid) - (before.get(pid) ?? 0);
+    const victim = [...workerPids(serve)].sort((a, b) => added(b) - added(a))[0];
+    process.kill(victim as number, "SIGKILL");
+    up.holdStreams = false;
+    const outcomes = await Promise.all(streams.map((s) => s.done));
+    // Some streams were on the killed worker and broke; every acknowledged one is recorded.
+    expect(outcomes.filter((whole) => !whole).length).toBeGreaterThan(0);
+    expect(proxyJobIds(db)).toEqual(expect.arrayContaining(acknowledged));
+    // The worker is replaced and the service answers on.
+    await until(() => workerPids(serve).size === 3);
+    up.eventMs = 1;
+    const after = await send(serve.url, false);
+    expect(after.status).toBe(200);
+    // The killed worker's streams never completed: their receipts are not left saying they
+    // still stream, they are aborted (the others completed as their streams ended).
+    await until(() => openCaptures(db) === 0, 10_000);
+    expect(abortedCaptures(db)).toBeGreaterThan(0);
+    handOn("drain-SIGTERM", cluster);
+  }, 60_000);
+
+  it(
+    "drains every worker on SIGTERM: responses in flight finish and are recorded",
+    () => drainsEveryWorker("SIGTERM"),
+    60_000,
+  );
+
+  it("leaves no connection waiting forever when a worker is killed while connections come in", async () => {
+    const cluster = await startCluster();
+    const { serve, up } = cluster;
+    up.jsonDelayMs = 20;
+    // Clients that each send one request per new connection, one after another, for at least
+    // 3 s and 51 requests; a worker is killed at least 1 s and 20 requests in (counted, not only
+    // timed: a loaded host sent 44 in the 3 s). A request settles with an answer or an error (a
+    // connection the killed worker held is reset); none may be left without either.
+    let pending = 0;
+    let sent = 0;
+    const started = Date.now();
+    let killedAt = Number.POSITIVE_INFINITY;
+    const going = () => sent <= 50 || Date.now() - started < 3000 || Date.now() - killedAt < 2000;
+    const client = async () => {
+      while (going()) {
+        sent++;
+        pending++;
+        await send(serve.url, false).then(
+          (a) => a.done,
+          () => false,
+        );
+        pending--;
+      }
+    };
+    const clients = Promise.all(Array.from({ length: 12 }, client));
+    await until(() => Date.now() - started >= 1000 && sent >= 20, 30_000);
+    const [victim] = [...workerPids(serve)];
+    process.kill(victim as number, "SIGKILL");
+    killedAt = Date.now();
+    const settled = await Promise.race([
+      clients.then(() => true),
+      new Promise<boolean>((r) => setTimeout(() => r(false), 15_000)),
+    ]);
+    expect({ settled, pending }).toEqual({ settled: true, pending: 0 });
+    expect(sent).toBeGreaterThan(50);
+    handOn("drain-SIGHUP", cluster);
+  }, 60_000);
+
+  it(
+    "drains every worker on SIGHUP: responses in flight finish and are recorded",
+    () => drainsEveryWorker("SIGHUP"),
+    60_000,
+  );
+
+  it("keeps /metrics counters of a worker that died, and counts its restart", async () => {
+    const cluster = await startCluster();
+    const { db, serve } = cluster;
+    const token = await metricsToken(db);
+    const answers = await Promise.all(Array.from({ length: 20 }, () => send(serve.url, false)));
+    await Promise.all(answers.map((a) => a.done));
+    expect(sample((await scrapeMetrics(serve.url, token)).text, PROXIED)).toBe(20);
+    process.kill(await busiest(serve, 20), "SIGKILL");
+    await until(() => workerPids(serve).size === 3);
+    await serve.waitForLog((l) => l.msg === "serve worker died; restarting it");
+    const after = (await scrapeMetrics(serve.url, token)).text;
+    expect(sample(after, PROXIED)).toBe(20);
+    expect(sample(after, "decentral_audit_serve_worker_restarts_total")).toBe(1);
+    await send(serve.url, false).then((a) => a.done);
+    expect(sample((await scrapeMetrics(serve.url, token)).text, PROXIED)).toBe(21);
+    handOn("crash-draining", cluster);
+  }, 60_000);
+});
+
 describe("serve --workers 2, a worker that crashes while it drains", () => {
   it("makes serve exit non-zero, logged as an error", async () => {
     const { serve, up } = await startCluster({}, "crash-draining");
@@ -737,6 +659,53 @@ describe("serve --workers 2, a worker that crashes while it drains", () => {
   }, 60_000);
 });
 
+describe("serve --workers 2, a worker's counters", () => {
+  it("keeps the counts a worker made before it died, with no scrape between", async () => {
+    // Workers send their counters every 100 ms on their own, and the primary says so at debug.
+    const { db, serve } = await startCluster({ WORKER_COUNTERS_MS: "100", LOG_LEVEL: "debug" });
+    const token = await metricsToken(db);
+    const answers = await Promise.all(Array.from({ length: 20 }, () => send(serve.url, false)));
+    await Promise.all(answers.map((a) => a.done));
+    // Nobody scrapes (a scrape would keep the counts itself): the wait is for the victim's own
+    // send that names all it proxied, read from the primary's log.
+    const victim = await busiest(serve, 20);
+    const mine = serve.logs.filter((l) => l.msg === "request" && Number(l.pid) === victim).length;
+    await serve.waitForLog(
+      (l) =>
+        l.msg === "serve worker sent its counters" &&
+        Number(l.workerPid) === victim &&
+        l.proxied === mine,
+    );
+    process.kill(victim, "SIGKILL");
+    await serve.waitForLog((l) => l.msg === "serve worker died; restarting it");
+    expect(sample((await scrapeMetrics(serve.url, token)).text, PROXIED)).toBe(20);
+  }, 60_000);
+
+  it("answers /metrics while a worker hangs, with that worker's last counters", async () => {
+    // The drain times of the test it is handed on to (they play no part here).
+    const cluster = await startCluster(stuckDrain);
+    const { db, serve } = cluster;
+    const token = await metricsToken(db);
+    const answers = await Promise.all(Array.from({ length: 20 }, () => send(serve.url, false)));
+    await Promise.all(answers.map((a) => a.done));
+    const before = (await scrapeMetrics(serve.url, token)).text;
+    expect(sample(before, PROXIED)).toBe(20);
+    expect(sample(before, "decentral_audit_serve_workers_answered")).toBe(2);
+    const hung = await busiest(serve, 20);
+    process.kill(hung, "SIGSTOP");
+    try {
+      const during = await scrapeMetrics(serve.url, token);
+      expect(during.status).toBe(200);
+      expect(sample(during.text, PROXIED)).toBe(20);
+      expect(sample(during.text, "decentral_audit_serve_workers_answered")).toBe(1);
+      expect(sample(during.text, "decentral_audit_serve_workers")).toBe(2);
+    } finally {
+      process.kill(hung, "SIGKILL");
+    }
+    handOn("stuck-draining", cluster);
+  }, 60_000);
+});
+
 describe("serve --workers 2, a worker stuck on SIGTERM", () => {
   it("is killed after the drain wait, logged as an error, and serve exits non-zero", async () => {
     // No drain time: the primary waits only its margin (1 s here, 10 s by default) for the
@@ -751,6 +720,34 @@ describe("serve --workers 2, a worker stuck on SIGTERM", () => {
     const line = serve.logs.find((l) => l.msg === "serve worker did not drain in time; killed it");
     expect(line).toMatchObject({ level: 50, workerPid: stuck });
     expect(serve.stderr()).toMatch(/did not drain within/);
+  }, 60_000);
+});
+
+describe("serve --workers 2, a worker that keeps dying", () => {
+  it("restarts a worker that keeps dying later and later, counting each restart", async () => {
+    // The drain time of the test it is handed on to (it plays no part here).
+    const cluster = await startCluster(longDrain);
+    const { db, serve } = cluster;
+    const token = await metricsToken(db);
+    // The same worker's place dies three times in a row, each successor once it listens. Both
+    // workers' lines are in first (they come gathered): a late one would pass for a successor.
+    await until(() => workerPids(serve).size >= 2 || null);
+    let victim = [...workerPids(serve)][0] as number;
+    for (let i = 0; i < 3; i++) {
+      const before = workerPids(serve);
+      process.kill(victim, "SIGKILL");
+      victim = (await until(
+        () => [...workerPids(serve)].find((p) => !before.has(p)),
+        30_000,
+      )) as number;
+    }
+    const delays = serve.logs
+      .filter((l) => l.msg === "serve worker died; restarting it")
+      .map((l) => l.restartInMs);
+    expect(delays).toEqual([100, 200, 400]);
+    const text = (await scrapeMetrics(serve.url, token)).text;
+    expect(sample(text, "decentral_audit_serve_worker_restarts_total")).toBe(3);
+    handOn("forked-before-stop", cluster);
   }, 60_000);
 });
 
@@ -806,6 +803,33 @@ describe("serve --workers 2, stopped while a worker starts", () => {
     } finally {
       serve.child.kill("SIGKILL");
     }
+  }, 60_000);
+});
+
+describe("serve --workers 2, its leader", () => {
+  it("runs the verifier in exactly one process, and moves it when that process dies", async () => {
+    const { db, serve } = await startCluster();
+    const first = await until(() => leaderOwner(db));
+    const leaders = () =>
+      serve.logs.filter((l) => l.msg === "leader: running the verifier and the backfill");
+    // Its line may be read after the lease is seen in the store: each process writes its own.
+    await until(() => leaders().length > 0);
+    expect(leaders().map((l) => l.pid)).toEqual([pidOf(first)]);
+    // The leader is one of the serving workers. A worker takes the lease once it listens, and
+    // each process writes its own lines: its "listening" line may be read after the lease.
+    await until(() => workerPids(serve).has(pidOf(first)));
+
+    process.kill(pidOf(first), "SIGKILL");
+    // A live process takes the lease over at once (the holder's pid is gone), not after the TTL.
+    const started = Date.now();
+    const next = await until(async () => {
+      const owner = await leaderOwner(db);
+      return owner && owner !== first ? owner : null;
+    });
+    expect(Date.now() - started).toBeLessThan(8000);
+    expect(pidOf(next)).not.toBe(pidOf(first));
+    expect(() => process.kill(pidOf(next), 0)).not.toThrow();
+    await until(() => leaders().some((l) => l.pid === pidOf(next)));
   }, 60_000);
 });
 
