@@ -16,7 +16,7 @@ import { BaseSequencer } from "vitest/node";
  * on one host. Files not named here are short; they follow in vitest's own order.
  */
 export const longFileSeconds: Readonly<Record<string, number>> = {
-  "test/serve-cluster.test.ts": 55,
+  "test/serve-cluster.test.ts": 48,
   "test/verify-adversarial.test.ts": 45,
   "test/store-ledger.dialects.test.ts": 14,
   "test/recorder-kill-drill.test.ts": 36,
