@@ -111,6 +111,58 @@ describe.each(dialects)("%s store", (dialect) => {
     expect(s.differenceUnits).toBe(0n);
   });
 
+  // Before the verifier decides the job, a settlement that landed accounts for its locks
+  // provisionally: counted whole, it released the lock's debit, payout and all, and a statement
+  // made between the settlement and the verdict named nothing. Only what went into escrow is
+  // accounted for then, and the payout is named as soon as the lock is due.
+  it.each(variants)(
+    "names what a lock paid besides escrow before its job is decided, with %s",
+    async (_, v) => {
+      const c = (await h.scenario()).recordOnChainClock();
+      const from = periodEdge(h);
+      const settled = h.op.plan({ keyIndex: 3 });
+      const settledTxs = h.op.honestJob(settled);
+      c.record(settled, settledTxs);
+      c.honestJobsApi(settled, settledTxs);
+      expect(await c.verdicts(settled.jobId)).toEqual([verified]);
+      const next = h.op.plan({ keyIndex: 3 });
+      const escrowTx = h.op.send([...h.op.lockIxs(next), ...v.lockExtra(next, settled)]).signature;
+      const settlementTx = h.op.send(v.settlement?.(next) ?? h.op.settleIxs(next)).signature;
+      c.record(next, { escrowTx, settlementTx });
+      c.honestJobsApi(next, { escrowTx, settlementTx });
+      await finalizedAfter(h, (c.profile.settlementWindowSeconds + 1) * 1000);
+      const s = await vaultStatementSince(h, c, next.vault, from);
+      expect((await c.outcome(next.jobId)).verdict).toBe("pending");
+      expect(s.locksNotDue).toEqual([]);
+      expect(s.unreleasedLocks).toEqual([
+        expect.objectContaining({
+          jobId: next.jobId,
+          signature: escrowTx,
+          lockUnits: next.lock + PAYOUT,
+          outstandingUnits: PAYOUT,
+        }),
+      ]);
+      expect(s.differenceUnits).toBe(0n);
+    },
+  );
+
+  // An honest job's lock, settled and not yet decided, is accounted for whole meanwhile.
+  it("names nothing of an honest lock settled before its job is decided", async () => {
+    const c = (await h.scenario()).recordOnChainClock();
+    const from = periodEdge(h);
+    const next = h.op.plan({ keyIndex: 3 });
+    const txs = h.op.honestJob(next);
+    c.record(next, txs);
+    c.honestJobsApi(next, txs);
+    await finalizedAfter(h, (c.profile.settlementWindowSeconds + 1) * 1000);
+    const s = await vaultStatementSince(h, c, next.vault, from);
+    expect((await c.outcome(next.jobId)).verdict).toBe("pending");
+    expect(s.locksNotDue).toEqual([]);
+    expect(s.unreleasedLocks).toEqual([]);
+    expect(s.unexplained).toEqual([]);
+    expect(s.differenceUnits).toBe(0n);
+  });
+
   // One transaction that is both the job's lock and its settlement (named for both): escrow's
   // credit nets against what it paid out, so escrow shows no movement and the vault one debit
   // of what the worker and treasury got. That went through escrow to them: the release rule

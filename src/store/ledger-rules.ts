@@ -92,9 +92,9 @@ export interface JobSettlement {
  * none: a transaction named as the settlement that only sent a unit back pays out nothing. Only
  * for the vault the job pays from: a settlement pays out of that lock and of no other.
  *
- * Until the verifier decides, a settlement that landed accounts for the locks `provisional`ly:
- * a statement does not call an honest job settled between two verifier rounds an unreleased
- * lock. Never for the stored release flag, which does not come back: a lock released on a
+ * Until the verifier decides, a settlement that landed accounts for the locks `provisional`ly
+ * (`lockedUnits`: what of them went into escrow, `provisionalLockUnits`): a statement does not
+ * call an honest job settled between two verifier rounds an unreleased lock. Never for the stored release flag, which does not come back: a lock released on a
  * settlement the verifier then reads as paying nothing would leave the statement for good.
  */
 export function settledUnits(
@@ -107,6 +107,61 @@ export function settledUnits(
   if (!canPayFrom(s.tie, vault, vaultPinned)) return 0n;
   if (s.decided) return s.paidOutUnits ?? 0n;
   return provisional && s.landed ? lockedUnits : 0n;
+}
+
+/** A token balance change as stored facts (JSON text) hold it. */
+interface StoredChange {
+  account: string;
+  mint: string;
+  programId: string | null;
+  delta: string;
+}
+
+const changesOf = (factsText: string): StoredChange[] =>
+  (JSON.parse(factsText) as { tokenChanges: StoredChange[] }).tokenChanges;
+
+/**
+ * What of a lock's debit of `vault` (`units`) went into escrow, as a job the verifier has not
+ * decided may count settled provisionally once its settlement landed (`settledUnits`): the lock
+ * transaction's credits, in the mint and token program of the vault's debit, to accounts the
+ * job's settlement paid out of (debited in its stored facts, `settlementFacts`); with no
+ * settlement facts stored, the one account the lock credited, and nothing when it credited
+ * several. Counted whole, a lock that also paid the operator out of the vault (a payout riding
+ * in it) was settled, payout and all, until the verifier decided the job, and a statement of
+ * that time named none of it. The whole debit when the lock's facts are not stored (`null`) or
+ * cannot be read: that is the rule's reading before facts are kept.
+ */
+export function provisionalLockUnits(
+  units: bigint,
+  vault: string,
+  lockFacts: string | null,
+  settlementFacts: readonly string[],
+): bigint {
+  if (lockFacts === null) return units;
+  let credits: StoredChange[];
+  const paidFrom = new Set<string>();
+  try {
+    const changes = changesOf(lockFacts);
+    const own = changes.find((c) => c.account === vault && BigInt(c.delta) < 0n);
+    if (!own) return units;
+    const sameMoney = (c: StoredChange) => c.mint === own.mint && c.programId === own.programId;
+    credits = changes.filter((c) => sameMoney(c) && c.account !== vault && BigInt(c.delta) > 0n);
+    for (const text of settlementFacts) {
+      for (const c of changesOf(text)) {
+        if (sameMoney(c) && c.account !== vault && BigInt(c.delta) < 0n) paidFrom.add(c.account);
+      }
+    }
+  } catch {
+    return units;
+  }
+  const escrow =
+    settlementFacts.length > 0
+      ? credits.filter((c) => paidFrom.has(c.account))
+      : credits.length === 1
+        ? credits
+        : [];
+  const into = escrow.reduce((sum, c) => sum + BigInt(c.delta), 0n);
+  return into < units ? into : units;
 }
 
 /** An account a lock took credits from, and how much. */

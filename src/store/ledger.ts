@@ -41,6 +41,7 @@ import {
   memoJobsToText,
   mixedMemoLineOf,
   outstandingOf,
+  provisionalLockUnits,
   ROOM_LINES_PER_MOVE,
   settledShareOfLocks,
   settledUnits,
@@ -1073,7 +1074,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   // The settlement landed: the verifier's row of it, a line of this vault it moved, or a line
   // of this vault bringing money back with the job's settle memo (see `JobSettlement`).
   const jobPaid = big(
-    `SELECT j.key_fingerprint, j.credit_vault,
+    `SELECT j.key_fingerprint, j.credit_vault, j.settlement_tx, j.api_settlement_tx,
        coalesce(j.escrow_paid_units, j.charged_units) AS paid_out_units, cv.vault AS pinned,
        j.escrow_tx IS NOT NULL AS receipt_escrow,
        j.verdict IN (${finalVerdicts.map((v) => `'${v}'`).join(", ")}) AS decided,
@@ -1525,6 +1526,8 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       | {
           key_fingerprint: string | null;
           credit_vault: string | null;
+          settlement_tx: string | null;
+          api_settlement_tx: string | null;
           paid_out_units: bigint | null;
           pinned: string | null;
           receipt_escrow: bigint;
@@ -1533,7 +1536,29 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
           landed: bigint;
         }
       | undefined;
-    const locked = debits.reduce((sum, d) => (d.lock ? sum + d.units : sum), 0n);
+    let locked = debits.reduce((sum, d) => (d.lock ? sum + d.units : sum), 0n);
+    // Counted settled before the verifier decides: only what the locks put into escrow, less
+    // what came back of it (the returns below cover that part).
+    if (provisional && paid && paid.decided !== 1n && paid.landed === 1n) {
+      const settlementFacts = [paid.settlement_tx, paid.api_settlement_tx].flatMap((sig) => {
+        const facts = sig === null ? undefined : (storedFacts.get(sig) as string | undefined);
+        return facts === undefined ? [] : [facts];
+      });
+      locked = debits.reduce(
+        (sum, d) =>
+          d.lock
+            ? sum +
+              provisionalLockUnits(
+                d.units,
+                vault,
+                (storedFacts.get(d.signature) as string | undefined) ?? null,
+                settlementFacts,
+              )
+            : sum,
+        0n,
+      );
+      locked = locked > returned ? locked - returned : 0n;
+    }
     let settled = paid
       ? settledUnits(
           {

@@ -79,6 +79,7 @@ import {
   mixedMemoLineOf,
   type NamedSettlement,
   outstandingOf,
+  provisionalLockUnits,
   type ResponseTimes,
   settledShareOfLocks,
   settledUnits,
@@ -573,6 +574,8 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
         keyFingerprint: jobs.keyFingerprint,
         creditVault: jobs.creditVault,
         escrowTx: jobs.escrowTx,
+        settlementTx: jobs.settlementTx,
+        apiSettlementTx: jobs.apiSettlementTx,
         escrowPaidUnits: jobs.escrowPaidUnits,
         chargedUnits: jobs.chargedUnits,
         pinned: creditVaults.vault,
@@ -613,6 +616,39 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
     // Grouped once: a round reviews every open lock of the vault, thousands of jobs.
     const rowsOf = groupBy(rows, (r) => r.jobId);
     const extraOf = groupBy(extra, (l) => l.jobId);
+    // The stored facts of the locks and settlements of the jobs a statement counts settled
+    // before the verifier decides them: only what the locks put into escrow counts.
+    const provisionalJobs = provisional ? paid.filter((p) => !p.decided && p.landed) : [];
+    const factsOf = new Map<string, string>();
+    if (provisionalJobs.length > 0) {
+      const signatures = provisionalJobs.flatMap((p) => [
+        ...[p.settlementTx, p.apiSettlementTx].filter((sig): sig is string => sig !== null),
+        ...(rowsOf.get(p.jobId) ?? []).map((r) => r.signature),
+        ...(extraOf.get(p.jobId) ?? []).map((l) => l.signature),
+      ]);
+      const found = await q
+        .select({
+          signature: chainTransactions.signature,
+          facts: sql<string>`${chainTransactions.facts}::text`,
+        })
+        .from(chainTransactions)
+        .where(
+          and(
+            sql`${chainTransactions.signature} = ANY (${textArray([...new Set(signatures)])})`,
+            isNotNull(chainTransactions.facts),
+          ),
+        );
+      for (const f of found) factsOf.set(f.signature, f.facts);
+    }
+    const provisionalOf = new Map(
+      provisionalJobs.map((p) => [
+        p.jobId,
+        [p.settlementTx, p.apiSettlementTx].flatMap((sig) => {
+          const facts = sig === null ? undefined : factsOf.get(sig);
+          return facts === undefined ? [] : [facts];
+        }),
+      ]),
+    );
     // Every lock line, in every vault read, of each job tied to no vault (`lockTiedToNoVault`):
     // such a job's locks may be filed in each vault they drew on (`settledShareOfLocks`).
     const untied = ids.filter((job) => {
@@ -713,7 +749,27 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
         if (stored.has(l.signature) || l.deltaUnits >= 0n) continue;
         debits.push({ signature: l.signature, ord: l.ord, units: -l.deltaUnits, lock: true });
       }
-      const locked = debits.reduce((sum, d) => (d.lock ? sum + d.units : sum), 0n);
+      // Counted settled before the verifier decides: only what the locks put into escrow, less
+      // what came back of it (the returns cover that part).
+      const settlementFacts = provisionalOf.get(job);
+      const back = returned.get(job) ?? 0n;
+      const intoEscrow = debits.reduce(
+        (sum, d) =>
+          !d.lock
+            ? sum
+            : sum +
+              (settlementFacts === undefined
+                ? d.units
+                : provisionalLockUnits(
+                    d.units,
+                    vault,
+                    factsOf.get(d.signature) ?? null,
+                    settlementFacts,
+                  )),
+        0n,
+      );
+      const locked =
+        settlementFacts === undefined ? intoEscrow : intoEscrow > back ? intoEscrow - back : 0n;
       const settlement = settlementOf.get(job);
       let settled = settlement ? settledUnits(settlement, vault, pinned, locked, provisional) : 0n;
       const lockLines = lockLinesOf.get(job);
