@@ -1252,3 +1252,117 @@ describe("upgrading a deployment whose jobs API questions ended on a status that
     }
   });
 });
+
+/**
+ * Jobs judged before `escrow_paid_units` was kept, each with its released lock, and what the
+ * upgrade does: a payout that rode in the lock (charged beyond what the worker and treasury got),
+ * a settlement paying out more than the lock left in escrow (charged beyond the lock less the
+ * return), and a discrepancy are judged again, their locks open; a clean job whose charge is
+ * what the payees got of what stayed in escrow, and one with no charge read, are left alone.
+ */
+const escrowPaidMarker = "Only those are judged again";
+const beforeEscrowPaid = [
+  // [job, verdict, escrowed, charged, worker, treasury, refunded]
+  ["job_payout", "verified", 170_000, 170_000, 90_000, 30_000, 0],
+  ["job_over_escrow", "partially_verified", 100_000, 170_000, 127_500, 42_500, 0],
+  ["job_discrepancy", "discrepancy", 200_000, 120_000, 90_000, 30_000, 80_000],
+  ["job_clean", "verified", 200_000, 120_000, 90_000, 30_000, 80_000],
+  ["job_unread", "verified", null, null, null, null, null],
+] as const;
+const afterEscrowPaid = {
+  verdicts: {
+    job_payout: "pending",
+    job_over_escrow: "pending",
+    job_discrepancy: "pending",
+    job_clean: "verified",
+    job_unread: "verified",
+  },
+  released: {
+    lock_job_payout: 0,
+    lock_job_over_escrow: 0,
+    lock_job_discrepancy: 0,
+    lock_job_clean: 1,
+    lock_job_unread: 1,
+  },
+};
+const escrowPaidJobInsert = `INSERT INTO jobs (job_id, source, receipt_hash, created_at, recorded_at,
+    updated_at, verdict, verdict_at, verdict_profile, next_verify_at, escrowed_units, charged_units,
+    worker_paid_units, treasury_paid_units, refunded_units)
+  VALUES ($1, 'proxy', 'h', 1, 1, 1, $2, 5000, 'localnet', 9000, $3, $4, $5, $6, $7)`;
+const escrowPaidLockInsert = `INSERT INTO ledger_lines (vault, signature, ord, slot, block_time,
+    listed_at, state, succeeded, delta_units, kind, job_id, released)
+  VALUES ('V', $1, $2, 5, 1700000000, 1, 'read', $3, $4, 'lock', $5, $6)`;
+
+describe("upgrading a deployment judged before escrow_paid_units was kept", () => {
+  it("judges again on SQLite the verdicts whose charge went beyond escrow, their locks open", () => {
+    const store = sqliteBefore(escrowPaidMarker);
+    try {
+      store.sqlite
+        .prepare(
+          "INSERT INTO ledger_cursors (vault, updated_at, sync_number, sync_index, pages_read) VALUES ('V', 1, 0, 0, 0)",
+        )
+        .run();
+      const job = store.sqlite.prepare(escrowPaidJobInsert.replace(/\$\d/g, "?"));
+      const line = store.sqlite.prepare(escrowPaidLockInsert.replace(/\$\d/g, "?"));
+      beforeEscrowPaid.forEach(([jobId, verdict, ...units], i) => {
+        job.run(jobId, verdict, ...units);
+        line.run(`lock_${jobId}`, i + 1, 1, -(units[0] ?? 100_000), jobId, 1);
+      });
+
+      migrateStore(store);
+
+      expect(sqliteVerdicts(store)).toEqual(afterEscrowPaid.verdicts);
+      const pairs = (q: string) =>
+        Object.fromEntries(store.sqlite.prepare(q).raw().all() as [string, unknown][]);
+      expect(pairs("SELECT signature, released FROM ledger_lines")).toEqual(
+        afterEscrowPaid.released,
+      );
+      expect(pairs("SELECT job_id, rejudge_reason FROM jobs WHERE verdict = 'pending'")).toEqual({
+        job_payout: "upgrade",
+        job_over_escrow: "upgrade",
+        job_discrepancy: "upgrade",
+      });
+    } finally {
+      store.close();
+    }
+  });
+
+  const database = usePostgresDatabase();
+  it("judges again on PostgreSQL the verdicts whose charge went beyond escrow, their locks open", async () => {
+    const store = await postgresBefore(await database.create(), escrowPaidMarker);
+    try {
+      await store.pool.query(
+        "INSERT INTO ledger_cursors (vault, updated_at, sync_number, sync_index, pages_read) VALUES ('V', 1, 0, 0, 0)",
+      );
+      for (const [i, [jobId, verdict, ...units]] of beforeEscrowPaid.entries()) {
+        await store.pool.query(escrowPaidJobInsert, [jobId, verdict, ...units]);
+        await store.pool.query(escrowPaidLockInsert, [
+          `lock_${jobId}`,
+          i + 1,
+          true,
+          -(units[0] ?? 100_000),
+          jobId,
+          true,
+        ]);
+      }
+
+      expect((await migratePostgres(store.pool)).applied).toBeGreaterThanOrEqual(1);
+
+      expect(await postgresVerdicts(store)).toEqual(afterEscrowPaid.verdicts);
+      const { rows } = await store.pool.query("SELECT signature, released FROM ledger_lines");
+      expect(Object.fromEntries(rows.map((r) => [r.signature, r.released ? 1 : 0]))).toEqual(
+        afterEscrowPaid.released,
+      );
+      const reasons = await store.pool.query(
+        "SELECT job_id, rejudge_reason FROM jobs WHERE verdict = 'pending'",
+      );
+      expect(Object.fromEntries(reasons.rows.map((r) => [r.job_id, r.rejudge_reason]))).toEqual({
+        job_payout: "upgrade",
+        job_over_escrow: "upgrade",
+        job_discrepancy: "upgrade",
+      });
+    } finally {
+      await store.close();
+    }
+  });
+});

@@ -1,4 +1,8 @@
+import { readMigrationFiles } from "drizzle-orm/migrator";
 import { describe, expect, it } from "vitest";
+import type { Store } from "../src/db/client.js";
+import { migrationsFolder } from "../src/db/migrate.js";
+import { pgMigrationsFolder } from "../src/db/pg/migrate.js";
 import type { InstructionSpec } from "../src/localnet/wire.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import { finalizedAfter, periodEdge, vaultStatementSince } from "./support/ledger-periods.js";
@@ -15,6 +19,32 @@ import { type JobPlan, useAdversaryHarness, verified } from "./support/operator.
  */
 
 const PAYOUT = 50_000n;
+
+/**
+ * Runs on `store` the statements of the migration whose SQL holds `marker`, as an upgrade does:
+ * for rows a test first set back to what an older version wrote.
+ */
+async function runMigration(store: Store, marker: string): Promise<void> {
+  const folder = store.kind === "sqlite" ? migrationsFolder : pgMigrationsFolder;
+  const m = readMigrationFiles({ migrationsFolder: folder }).find((x) =>
+    x.sql.some((s) => s.includes(marker)),
+  );
+  if (!m) throw new Error(`no migration with ${marker}`);
+  for (const statement of m.sql) {
+    if (statement.trim() === "") continue;
+    if (store.kind === "sqlite") store.sqlite.exec(statement);
+    else await store.pool.query(statement);
+  }
+}
+
+/** Sets a job's verdict back to one written before `escrow_paid_units` was kept. */
+async function asVerdictBeforeEscrowPaid(store: Store, jobId: string): Promise<void> {
+  if (store.kind === "sqlite") {
+    store.sqlite.prepare("UPDATE jobs SET escrow_paid_units = NULL WHERE job_id = ?").run(jobId);
+  } else {
+    await store.pool.query("UPDATE jobs SET escrow_paid_units = NULL WHERE job_id = $1", [jobId]);
+  }
+}
 
 describe.each(dialects)("%s store", (dialect) => {
   const stores = useDialectStores(dialect);
@@ -161,6 +191,36 @@ describe.each(dialects)("%s store", (dialect) => {
     expect(s.unreleasedLocks).toEqual([]);
     expect(s.unexplained).toEqual([]);
     expect(s.differenceUnits).toBe(0n);
+  });
+
+  // A verdict written before the verifier kept escrow_paid_units: the release rule reads its
+  // charged_units, which count the payout as paid at once, and released the lock, payout and
+  // all, for good (the stored release flag). The upgrade opens the lock again and sends such a
+  // verdict back to be judged, and the statement then names the payout.
+  it("names a lock's payout once a verdict written before escrow_paid_units is judged again", async () => {
+    const c = (await h.scenario()).recordOnChainClock();
+    const from = periodEdge(h);
+    const next = h.op.plan({ keyIndex: 3 });
+    const escrowTx = h.op.send([...h.op.lockIxs(next), toOperator(next)]).signature;
+    const settlementTx = h.op.send(h.op.settleIxs(next)).signature;
+    c.record(next, { escrowTx, settlementTx });
+    c.honestJobsApi(next, { escrowTx, settlementTx });
+    const [judged] = await c.verdicts(next.jobId);
+    expect(judged?.verdict).toBe("discrepancy");
+    await finalizedAfter(h, (c.profile.settlementWindowSeconds + 1) * 1000);
+    await asVerdictBeforeEscrowPaid(c.store, next.jobId);
+    const before = await vaultStatementSince(h, c, next.vault, from);
+    expect(before.unreleasedLocks).toEqual([]);
+
+    await runMigration(c.store, "Only those are judged again");
+    await c.verify();
+
+    const s = await vaultStatementSince(h, c, next.vault, from);
+    expect(s.unreleasedLocks).toEqual([
+      expect.objectContaining({ jobId: next.jobId, signature: escrowTx, outstandingUnits: PAYOUT }),
+    ]);
+    expect(s.differenceUnits).toBe(0n);
+    expect(await c.outcome(next.jobId)).toEqual(judged);
   });
 
   // One transaction that is both the job's lock and its settlement (named for both): escrow's
