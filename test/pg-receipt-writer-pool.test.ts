@@ -341,18 +341,18 @@ describe("the PostgreSQL receipt writer stopped while every group loses its conn
  * the group starts and once as its retry is about to commit (a pooler recycling connections, two
  * sweeps): the two losses 10 s apart with nothing committed between were taken for an outage,
  * and every new paid job was refused with 503 (and /readyz failed) while the next try committed.
- * Here the outage's time is 3 s, and the groups and the losses as far apart.
+ * Here the outage's time is 1.5 s, and the groups and the losses as far apart.
  */
 describe("the PostgreSQL receipt writer losing two slow groups' connections past the outage time apart", () => {
   it("writes the group again without taking the database for gone", async () => {
-    // The first two tries run 3.5 s, ended as the first begins and as the second ends; the
-    // third commits at once.
+    // The first two tries run 2 s, ended as the first begins and as the second ends (1.7 s
+    // past the first loss); the third commits at once.
     expect([
       ...(await reachableWhileEnded({
-        seconds: 3.5,
-        runningFor: ["0 s", "3.2 s"],
+        seconds: 2,
+        runningFor: ["0 s", "1.7 s"],
         slowTries: 2,
-        lostForAwayMs: 3_000,
+        lostForAwayMs: 1_500,
       })),
     ]).toEqual([true]);
   }, 60_000);
