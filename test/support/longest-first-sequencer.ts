@@ -29,6 +29,8 @@ export const longFileSeconds: Readonly<Record<string, number>> = {
   "test/pg-restart.test.ts": 17,
   "test/db-upgrade.dialects.test.ts": 22,
   "test/multi-process.test.ts": 21,
+  "test/verify-twice-at-once.test.ts": 20,
+  "test/import-kill-drill.test.ts": 18,
   "test/cli-exit-codes.test.ts": 20,
   "test/ledger-made-up-slot.dialects.test.ts": 19,
   "test/nightly-ledger-timing.test.ts": 17,
