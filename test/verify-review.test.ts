@@ -1669,7 +1669,7 @@ describe("ideas that are already handled", () => {
     expect(await c.verdicts(plan.jobId)).toEqual([verified]);
   });
 
-  it("a lock taken by a delegate approved earlier is judged by balances: verified", async () => {
+  it("a lock taken by a delegate approved earlier fails escrow.source: its owner did not sign it", async () => {
     const c = await pinnedScenario();
     const plan = h.op.plan({ keyIndex: 1 });
     h.op.send([h.op.approve(plan.vault, h.op.attacker.address, plan.lock)]);
@@ -1681,7 +1681,7 @@ describe("ideas that are already handled", () => {
     ]).signature;
     const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
     c.record(plan, { escrowTx, settlementTx });
-    expect(await c.verdicts(plan.jobId)).toEqual([verified]);
+    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.source")]);
   });
 
   it("two settlements of one job, one in the headers and one from the jobs API: settlement.single", async () => {

@@ -354,24 +354,46 @@ export function ownersUnnamed(
 }
 
 /**
- * The first transfer or burn out of `account` in `facts` that the escrow authority did not sign
- * (its authority place names another key: a delegate), where the profile names that authority.
- * Facts stored before that place was kept fall back to the escrow authority being named at all.
+ * The key that may sign a transfer out of `account` as its owner: the escrow authority where the
+ * profile names it, else the owner the transaction's token balances name for `account` (null when
+ * they name none). A profile naming no escrow authority (`decentral-mainnet`: the programs are not
+ * public) still knows who owns the account from the chain: PROTOCOL.md section 2 has one owner
+ * (the escrow authority) hold every credit vault and the escrow vault and spend them itself, and
+ * section 3 allows no Approve on any account a job touches, so an honest lock or release is signed
+ * by that owner, and a transfer another key signed is a delegate's.
+ */
+function spendingOwner(
+  facts: TransactionFacts,
+  account: string,
+  escrowAuthority: string | null,
+): string | null {
+  if (escrowAuthority !== null) return escrowAuthority;
+  return (
+    facts.tokenChanges.find((c) => c.account === account)?.owner ??
+    facts.ownersAfter?.find((o) => o.account === account)?.owner ??
+    null
+  );
+}
+
+/**
+ * The first transfer or burn out of `account` in `facts` that its owner did not sign (its
+ * authority place names another key: a delegate), with the owner expected (`spendingOwner`).
+ * Facts stored before that place was kept fall back to the owner being named at all.
  */
 function spentByOther(
   facts: TransactionFacts,
   account: string,
   escrowAuthority: string | null,
-): TokenInstruction | undefined {
-  if (escrowAuthority === null) return undefined;
-  return facts.tokenInstructions.find(
+): { spent: TokenInstruction; owner: string } | undefined {
+  const owner = spendingOwner(facts, account, escrowAuthority);
+  if (owner === null) return undefined;
+  const spent = facts.tokenInstructions.find(
     (ix) =>
       ix.source === account &&
       MOVEMENT_KINDS.has(ix.kind) &&
-      (ix.authority === undefined
-        ? !ix.accounts.includes(escrowAuthority)
-        : ix.authority !== escrowAuthority),
+      (ix.authority === undefined ? !ix.accounts.includes(owner) : ix.authority !== owner),
   );
+  return spent === undefined ? undefined : { spent, owner };
 }
 
 /**
@@ -390,13 +412,15 @@ function vaultSpentByDelegate(
   list: CheckList,
   escrowAuthority: string | null,
 ) {
-  const spent = spentByOther(facts, vault, escrowAuthority);
-  if (spent === undefined) return;
+  const found = spentByOther(facts, vault, escrowAuthority);
+  if (found === undefined) return;
+  const { spent, owner } = found;
+  const who = escrowAuthority === null ? `its owner ${owner}` : "the escrow authority that owns it";
   list.replace(
     fail(
       "escrow.source",
-      `the lock left the credit vault ${vault} by a ${spent.kind} the escrow authority that owns it did not sign: a delegate spent it, who may spend the vault's credits alone`,
-      { vault, spentBy: escrowAuthority },
+      `the lock left the credit vault ${vault} by a ${spent.kind} ${who} did not sign: a delegate spent it, who may spend the vault's credits alone`,
+      { vault, spentBy: owner },
       { vault, spentBy: spent.authority ?? spent.accounts },
     ),
   );
@@ -418,13 +442,15 @@ function escrowSpentByDelegate(
   list: CheckList,
   escrowAuthority: string | null,
 ) {
-  const spent = spentByOther(facts, lock.escrowAccount, escrowAuthority);
-  if (spent === undefined) return;
+  const found = spentByOther(facts, lock.escrowAccount, escrowAuthority);
+  if (found === undefined) return;
+  const { spent, owner } = found;
+  const who = escrowAuthority === null ? `its owner ${owner}` : "the escrow authority";
   list.replace(
     fail(
       "escrow.vault",
-      `the escrow account ${lock.escrowAccount} released this job's lock by a ${spent.kind} the escrow authority did not sign: a delegate spent it, who may spend the lock alone`,
-      { vault: lock.escrowAccount, owner: escrowAuthority },
+      `the escrow account ${lock.escrowAccount} released this job's lock by a ${spent.kind} ${who} did not sign: a delegate spent it, who may spend the lock alone`,
+      { vault: lock.escrowAccount, owner },
       {
         vault: lock.escrowAccount,
         spentBy: spent.authority ?? spent.accounts,
