@@ -1,6 +1,6 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, onTestFinished } from "vitest";
 import { localnetProfile, type Profile } from "../src/verify/profiles.js";
-import { discrepancy, useAdversaryHarness, verified } from "./support/operator.js";
+import { AuthorityType, discrepancy, useAdversaryHarness, verified } from "./support/operator.js";
 
 /**
  * Round 12: under a profile naming no escrow authority (the `decentral-mainnet` profile's shape:
@@ -71,6 +71,33 @@ describe("a delegate of the escrow account paying a job's settlement, under a pr
       outcome: "fail",
       expected: { owner: h.op.escrowAuthority.address },
       actual: { spentBy: h.op.attacker.address, releasedBy: settlementTx },
+    });
+  });
+});
+
+describe("a pinned credit vault handed to the operator, under a profile naming no escrow authority", () => {
+  it("fails escrow.source on a lock its new owner signed: the escrow account it went into has another owner", async () => {
+    const c = await h.scenario(mainnetShape);
+    await c.pinKey(2);
+    const plan = h.op.plan({ keyIndex: 2 });
+    // In a transaction naming no job: the customer's vault is the operator's from now on.
+    h.op.send([h.op.setAuthority(plan.vault, AuthorityType.AccountOwner, h.op.attacker.address)]);
+    onTestFinished(() => h.op.giveBackVault(plan.vault));
+    const escrowTx = h.op.send([
+      h.op.transfer(plan.vault, h.op.accounts.escrowVault, plan.lock, {
+        authority: h.op.attacker.address,
+      }),
+      h.op.memo(`decentral:escrow:${plan.jobId}`),
+    ]).signature;
+    const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
+    c.record(plan, { escrowTx, settlementTx });
+    c.honestJobsApi(plan, { escrowTx, settlementTx });
+    const [outcome] = await c.verdicts(plan.jobId);
+    expect(outcome?.verdict).toBe("discrepancy");
+    expect(outcome?.failing).toContain("escrow.source");
+    expect(await c.check(plan.jobId, "escrow.source")).toMatchObject({
+      outcome: "fail",
+      actual: { vault: plan.vault, owner: h.op.attacker.address },
     });
   });
 });

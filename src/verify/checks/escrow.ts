@@ -80,11 +80,13 @@ export function escrowChecks(
     const mismatched = ties.filter((t) => t.vault !== source);
     const listed = custody.configured.size === 0 || custody.configured.has(source);
     // Every credit vault of the model is a token account of the escrow authority: a lock
-    // from any other owner's account is not a customer's credits.
-    const ownerOk =
-      profile.escrowAuthority === null ||
-      sourceOwner === null ||
-      sourceOwner === profile.escrowAuthority;
+    // from any other owner's account is not a customer's credits. A profile that does not name
+    // that authority still knows one key owns the credit vaults and the escrow vault alike
+    // (PROTOCOL.md section 2): the owner of the account the lock went into, as its token
+    // balances name it. A vault another owns (handed away by a SetAuthority in a transaction
+    // naming no job, or made for a fresh key by someone else) is that owner's to spend alone.
+    const vaultOwner = profile.escrowAuthority ?? reading.escrowOwner;
+    const ownerOk = vaultOwner === null || sourceOwner === null || sourceOwner === vaultOwner;
     // A vault pinned to another key is that customer's: this key cannot learn it as its own.
     const otherKey =
       custody.pinned === null && job.keyFingerprint ? (custody.keyOfVault?.(source) ?? null) : null;
@@ -104,7 +106,9 @@ export function escrowChecks(
             : !listed
               ? `the lock was taken from ${source}, which is not one of the configured credit vaults`
               : !ownerOk
-                ? `the lock was taken from ${source}, owned by ${sourceOwner}, not by the escrow authority that owns every credit vault`
+                ? profile.escrowAuthority === null
+                  ? `the lock was taken from ${source}, owned by ${sourceOwner}, not by ${vaultOwner}, the owner of the escrow account it went into: one escrow authority owns every credit vault and the escrow vault`
+                  : `the lock was taken from ${source}, owned by ${sourceOwner}, not by the escrow authority that owns every credit vault`
                 : `the lock was taken from ${source}, the credit vault of another API key (${otherKey})`,
           {
             vault:
