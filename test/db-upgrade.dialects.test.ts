@@ -367,23 +367,47 @@ describe("upgrading a deployment judged before error answers, later namers and r
  * verified whenever its refund landed, before its lock or hours after it.
  */
 const refundsBefore = [
-  { jobId: "job_timeout", verdict: "verified", status: 504, api: null, charged: 0 },
+  { jobId: "job_timeout", verdict: "verified", status: 504, api: null, charged: 0, paid: 0 },
   // Charging a unit, so only the jobs API calling it refunded reopens it.
-  { jobId: "job_api_refunded", verdict: "verified", status: null, api: "refunded", charged: 1 },
-  { jobId: "job_quiet_refund", verdict: "partially_verified", status: 200, api: null, charged: 0 },
-  // Settled, so already judged by settlement.after_escrow and settlement.within_window.
-  { jobId: "job_settled", verdict: "verified", status: 200, api: "settled", charged: 120000 },
-  { jobId: "job_bad_refund", verdict: "discrepancy", status: 504, api: null, charged: 0 },
+  {
+    jobId: "job_api_refunded",
+    verdict: "verified",
+    status: null,
+    api: "refunded",
+    charged: 1,
+    paid: 1,
+  },
+  {
+    jobId: "job_quiet_refund",
+    verdict: "partially_verified",
+    status: 200,
+    api: null,
+    charged: 0,
+    paid: 0,
+  },
+  // Settled, so already judged by settlement.after_escrow and settlement.within_window; its
+  // charge is what the worker got of what the lock left in escrow, so the later upgrade that
+  // judges again charges gone beyond escrow leaves it too.
+  {
+    jobId: "job_settled",
+    verdict: "verified",
+    status: 200,
+    api: "settled",
+    charged: 120000,
+    paid: 120000,
+  },
+  { jobId: "job_bad_refund", verdict: "discrepancy", status: 504, api: null, charged: 0, paid: 0 },
 ];
 const refundsAfter = {
   job_timeout: "pending",
   job_api_refunded: "pending",
   job_quiet_refund: "pending",
   job_settled: "verified",
-  job_bad_refund: "discrepancy",
+  // Not a clean verdict, written before escrow_paid_units: a later upgrade judges it again.
+  job_bad_refund: "pending",
 };
 const refundColumns = `job_id, source, receipt_hash, created_at, recorded_at, updated_at, verdict,
-  next_verify_at, http_status, api_status, charged_units`;
+  next_verify_at, http_status, api_status, charged_units, escrowed_units, worker_paid_units`;
 
 describe("upgrading a deployment that verified refunds whenever they landed", () => {
   it("reopens, on SQLite, every job verified as refunded, and leaves settled ones", () => {
@@ -391,7 +415,7 @@ describe("upgrading a deployment that verified refunds whenever they landed", ()
     try {
       const insert = store.sqlite.prepare(
         `INSERT INTO jobs (${refundColumns})
-         VALUES (@jobId, 'proxy', 'h', 1, 1, 1, @verdict, 5000, @status, @api, @charged)`,
+         VALUES (@jobId, 'proxy', 'h', 1, 1, 1, @verdict, 5000, @status, @api, @charged, @paid, @paid)`,
       );
       for (const job of refundsBefore) insert.run(job);
 
@@ -413,8 +437,8 @@ describe("upgrading a deployment that verified refunds whenever they landed", ()
       for (const job of refundsBefore) {
         await store.pool.query(
           `INSERT INTO jobs (${refundColumns})
-           VALUES ($1, 'proxy', 'h', 1, 1, 1, $2, 5000, $3, $4, $5)`,
-          [job.jobId, job.verdict, job.status, job.api, job.charged],
+           VALUES ($1, 'proxy', 'h', 1, 1, 1, $2, 5000, $3, $4, $5, $6, $6)`,
+          [job.jobId, job.verdict, job.status, job.api, job.charged, job.paid],
         );
       }
 
@@ -1139,7 +1163,9 @@ describe("upgrading a SQLite deployment whose sums passed 2^63 base units", () =
         escrowedUnits: sum((r) => r.escrowedUnits),
         chargedUnits: sum((r) => r.chargedUnits),
         refundedUnits: sum((r) => r.refundedUnits),
-        disputedEscrowedUnits: sum((r) => r.escrowedUnits),
+        // Discrepancies written before escrow_paid_units are judged again by a later upgrade:
+        // open, they are no longer disputed.
+        disputedEscrowedUnits: 0n,
       });
       expect(await reportsStore(store).rollupsComplete()).toBe(true);
       expect((await recomputeRollups(store, {})).differences).toEqual([]);
