@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { RpcPool } from "../src/chain/rpc-pool.js";
 import { buildStatement } from "../src/ledger/statement.js";
+import { summaryToText } from "../src/nightly/summary-format.js";
 import { clockPause } from "./support/chain-clock.js";
 import { nightlyOnChain, periodEdge, vaultReader } from "./support/ledger-periods.js";
 import { type Scenario, useAdversaryHarness } from "./support/operator.js";
@@ -98,6 +99,10 @@ describe("a theft the ledger's node hides", () => {
         memo: expect.stringContaining("decentral:settle:"),
       }),
     ]);
+    // The job whose settle memo the theft carries fails, and the ledger names the theft.
+    expect(summaryToText(second)).toContain(
+      "1 of 2 jobs NOT verified, and the credit vaults' ledger has 1 findings (1 unreceipted debits)",
+    );
     // A statement over the period, built from the lines, shows it too, and balances.
     const s = (
       await buildStatement(c.store, { from, to, vault }, { profile: c.profile, graceSeconds: 0 })
@@ -113,15 +118,32 @@ describe("a theft the ledger's node hides", () => {
     const lag = { units: stolen };
     const rpc = laggingNode(h.rpc, hidden, lag);
     // A node whose every answer agrees on a chain without the theft cannot be caught alone
-    // (RPC_QUORUM is the answer to that): the first run sees nothing.
-    expect((await nightly(c, vault, rpc, from, to)).exitCode).toBe(0);
+    // (RPC_QUORUM is the answer to that): the first run sees nothing, and judges the window.
+    const first = await nightly(c, vault, rpc, from, to);
+    expect(first.exitCode).toBe(0);
+    expect(first.ledger?.unreceiptedDebits).toEqual([]);
     hidden.clear();
     lag.units = 0n;
-    const second = await nightly(c, vault, rpc, from, to);
+    // The next night's run, over the window after it: the theft is dated in the window the
+    // first run judged, and the node lists it only now. That run names it, marked listed late.
+    const next = periodEdge(h);
+    const second = await nightly(c, vault, rpc, to, next);
     expect(second.exitCode).toBe(1);
+    expect(second.outcome).toBe("ledger_findings");
     expect(second.ledger?.unreceiptedDebits).toEqual([
-      expect.objectContaining({ vault, signature: theft, amountUnits: String(-stolen) }),
+      expect.objectContaining({
+        vault,
+        signature: theft,
+        amountUnits: String(-stolen),
+        listedLate: true,
+      }),
     ]);
+    const text = summaryToText(second);
+    expect(text).toContain("the credit vaults' ledger has 1 findings (1 unreceipted debits)");
+    expect(text).toContain(
+      `unreceipted debit of ${stolen} units from vault ${vault} in ${theft} (memo names`,
+    );
+    expect(text).toContain("listed only after the run that judged its time");
   });
 
   it("lists it as an unreceipted debit when its token balances leave the vault out", async () => {
@@ -167,12 +189,20 @@ describe("a theft the ledger's node hides", () => {
     const first = await nightly(c, vault, rpc, from, to);
     expect(first.exitCode).toBe(1);
     expect(first.ledger?.gaps).toEqual([expect.objectContaining({ vault, missingUnits: "40000" })]);
+    expect(first.ledger?.imbalanced).toEqual([{ vault, differenceUnits: "40000" }]);
+    // The operator reads both findings, the gap among them, in the run's count and lines.
+    const text = summaryToText(first);
+    expect(text).toContain(
+      "all 2 jobs verified, but the credit vaults' ledger has 2 findings (1 vaults off the chain's balance, 1 history gaps)",
+    );
+    expect(text).toContain(`gap in vault ${vault}'s history: 40000 units moved between`);
     // The node's index catches up: the deposit is listed, read, and the gap closes.
     hidden.clear();
     const second = await nightly(c, vault, rpc, from, to);
     expect(second.ledger?.gaps).toEqual([]);
     expect(second.ledger?.imbalanced).toEqual([]);
     expect(second.exitCode).toBe(0);
+    expect(summaryToText(second)).not.toContain("ledger has");
     const s = (
       await buildStatement(c.store, { from, to, vault }, { profile: c.profile, graceSeconds: 0 })
     ).vaults[0]!;
