@@ -1,24 +1,34 @@
 import { describe, expect, it } from "vitest";
 import { localKeyNames, localSigner } from "../src/localnet/keys.js";
-import { chainSecondAfter } from "./support/finality.js";
-import { nightlyOnChain, vaultReader, vaultStatementSince } from "./support/ledger-periods.js";
+import { clockPause } from "./support/chain-clock.js";
+import {
+  nightlyOnChain,
+  periodEdge,
+  vaultReader,
+  vaultStatementSince,
+} from "./support/ledger-periods.js";
 import { type Scenario, useAdversaryHarness } from "./support/operator.js";
 import { storeKeptWithoutMints } from "./support/rewriting-node.js";
 import { emptiedVaultToReopen, topUpPaidOutAndReopened } from "./support/vault-reopening.js";
 
 const h = useAdversaryHarness();
 
-/** The start of the next whole second, once it has come. */
-const nextSecond = () => chainSecondAfter(h.world);
+/** The next whole second of the chain's clock, which is moved on to it. */
+const nextSecond = async () => periodEdge(h);
 
 /** Reads the vault and builds its statement of [from, now) with no grace after the window. */
 const statementOf = (c: Scenario, vault: string, from: number) =>
   vaultStatementSince(h, c, vault, from);
 
-/** The nightly run of [from, now) over `vault` alone. */
+/**
+ * The nightly run of [from, now) over `vault` alone, on the chain's clock: its pauses for the
+ * chain to finalize past the window move that clock on instead of waiting.
+ */
 async function nightlyOf(c: Scenario, vault: string, from: number) {
   await h.finalized();
-  return nightlyOnChain(h, c, vaultReader(h, c, vault)).nightly({ from, to: Date.now() });
+  const now = () => h.op.now();
+  const reader = vaultReader(h, c, vault, h.rpc, { now });
+  return nightlyOnChain(h, c, reader, now, clockPause(h)).nightly({ from, to: now() });
 }
 
 /** The customer's 1,000,000 reached the thief by `tx`: listed as a deposit and paid out of it. */
@@ -40,7 +50,7 @@ async function expectTopUpPaidOut(
 
 describe("a credit vault closed and opened again in another mint within one transaction", () => {
   it("lists the credits a top-up brought in and a plain transfer paid out before the reopening", async () => {
-    const c = await h.scenario();
+    const c = (await h.scenario()).recordOnChainClock();
     // The vault is emptied first (before the period): a vault at 0 is what the reopening needs.
     const reopening = emptiedVaultToReopen(h, 4, 3);
     const { vault, thief, fake } = reopening;
@@ -82,7 +92,7 @@ describe("a credit vault closed and opened again in another mint within one tran
   });
 
   it("counts no fake-mint tokens paid out after the reopening as credits", async () => {
-    const c = await h.scenario();
+    const c = (await h.scenario()).recordOnChainClock();
     const keyIndex = 3;
     const vault = h.op.vault(keyIndex);
     const credits = h.op.balance(vault);
@@ -118,7 +128,7 @@ describe("a credit vault closed and opened again in another mint within one tran
 
 describe("a payout inside a top-up to an account closed and opened again in another mint", () => {
   it("counts the plain transfer as credits, whatever mint its destination shows after", async () => {
-    const c = await h.scenario();
+    const c = (await h.scenario()).recordOnChainClock();
     const vault = h.op.vault(1);
     const user = localSigner(localKeyNames.user(1));
     const wallet = h.op.createTokenAccount(user.address, h.op.accounts.mint, 1_000_000n);
@@ -152,7 +162,7 @@ describe("a payout inside a top-up to an account closed and opened again in anot
 
 describe("a payout inside a top-up whose vault only a lookup table names", () => {
   it("is listed from the v0 transaction's loaded accounts as an unreceipted debit", async () => {
-    const c = await h.scenario();
+    const c = (await h.scenario()).recordOnChainClock();
     const vault = h.op.vault(2);
     const user = localSigner(localKeyNames.user(2));
     const wallet = h.op.createTokenAccount(user.address, h.op.accounts.mint, 1_000_000n);
@@ -183,7 +193,7 @@ describe("a payout inside a top-up whose vault only a lookup table names", () =>
 
 describe("a payout inside a top-up, the vault named as the owner of an account in another mint", () => {
   it("counts the plain transfer as credits: naming the vault is no reopening of it", async () => {
-    const c = await h.scenario();
+    const c = (await h.scenario()).recordOnChainClock();
     const reopening = emptiedVaultToReopen(h, 0, 0);
     const { vault, thief } = reopening;
     const from = await nextSecond();
@@ -207,7 +217,7 @@ describe("a payout inside a top-up, the vault named as the owner of an account i
 
 describe("a plain top-up paid out, another account opened in the vault's later mint before it", () => {
   it("counts the top-up and the payout as credits: another account's opening is not the vault's", async () => {
-    const c = await h.scenario();
+    const c = (await h.scenario()).recordOnChainClock();
     const { keyIndex, vault, user, wallet, thief, fake } = emptiedVaultToReopen(h, 2, 2);
     const from = await nextSecond();
     // An account of the fake mint, the attacker's, is opened first; the customer's 1,000,000
@@ -232,7 +242,7 @@ describe("a plain top-up paid out, another account opened in the vault's later m
 
 describe("a fake-mint payout out of a credit vault reopened in that mint, naming the credit mint", () => {
   it("counts no fake-mint transfer as credits for naming the credit mint past its accounts", async () => {
-    const c = await h.scenario();
+    const c = (await h.scenario()).recordOnChainClock();
     const reopening = emptiedVaultToReopen(h, 1, 3);
     const { vault, fake } = reopening;
     const fakeSink = h.op.createTokenAccount(h.op.attacker.address, fake);
@@ -264,7 +274,7 @@ describe("a fake-mint payout out of a credit vault reopened in that mint, naming
 
 describe("a credit vault opened again in a fake mint by an InitializeAccount naming the credit mint", () => {
   it("counts the fake tokens paid out after it as no credits", async () => {
-    const c = await h.scenario();
+    const c = (await h.scenario()).recordOnChainClock();
     const vault = h.op.victimVault(1_000_000n);
     const thief = h.op.attackerAccount(0n);
     const fake = h.op.createFakeMint();

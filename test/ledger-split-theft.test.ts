@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { buildStatement } from "../src/ledger/statement.js";
-import { chainSecondAfter } from "./support/finality.js";
-import { nightlyOnChain, vaultReader } from "./support/ledger-periods.js";
+import { clockPause } from "./support/chain-clock.js";
+import { nightlyOnChain, periodEdge, vaultReader } from "./support/ledger-periods.js";
 import { type Scenario, useAdversaryHarness } from "./support/operator.js";
 
 /**
@@ -12,20 +12,26 @@ import { type Scenario, useAdversaryHarness } from "./support/operator.js";
 
 const h = useAdversaryHarness();
 
-/** The nightly run of [from, now) reading `vault` two signatures a page. */
+/** The chain's clock, which the periods and the nightly runs' finality pauses move on. */
+const now = () => h.op.now();
+
+/** The nightly run of [from, now) reading `vault` two signatures a page, on the chain's clock. */
 const nightlyOf = (c: Scenario, vault: string, from: number) =>
-  nightlyOnChain(h, c, vaultReader(h, c, vault, h.rpc, { options: { pageSize: 2 } })).nightly(
-    { from, to: Date.now() },
-    15_000,
-  );
+  nightlyOnChain(
+    h,
+    c,
+    vaultReader(h, c, vault, h.rpc, { options: { pageSize: 2 }, now }),
+    now,
+    clockPause(h),
+  ).nightly({ from, to: now() }, 15_000);
 
 describe("a theft split across honest settlements and page boundaries", () => {
   it("lists every unit as an unreceipted debit, and the nightly run exits 1", async () => {
-    const c = await h.scenario();
+    const c = (await h.scenario()).recordOnChainClock();
     const first = await c.pinKey(2);
     const vault = first.vault;
     const thief = h.op.attackerAccount(0n);
-    const from = await chainSecondAfter(h.world);
+    const from = periodEdge(h);
     let stolen = 0n;
     const jobs: string[] = [];
     for (let i = 0; i < 5; i++) {
@@ -55,7 +61,7 @@ describe("a theft split across honest settlements and page boundaries", () => {
 
     const statement = await buildStatement(
       c.store,
-      { from, to: Date.now(), vault },
+      { from, to: now(), vault },
       { profile: c.profile, graceSeconds: 0 },
     );
     const s = statement.vaults[0]!;
@@ -66,11 +72,11 @@ describe("a theft split across honest settlements and page boundaries", () => {
 
 describe("a payout inside an honest refund into the vault", () => {
   it("is an unreceipted debit of what it took, and the nightly run exits 1", async () => {
-    const c = await h.scenario();
+    const c = (await h.scenario()).recordOnChainClock();
     const first = await c.pinKey(1);
     const vault = first.vault;
     const thief = h.op.attackerAccount(0n);
-    const from = await chainSecondAfter(h.world);
+    const from = periodEdge(h);
     // A timed-out job's whole lock comes back, and 250,000 of the vault goes out beside it.
     const plan = h.op.plan({ keyIndex: 1 });
     const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
@@ -93,7 +99,7 @@ describe("a payout inside an honest refund into the vault", () => {
     expect(run.exitCode).toBe(1);
     const statement = await buildStatement(
       c.store,
-      { from, to: Date.now(), vault },
+      { from, to: now(), vault },
       { profile: c.profile, graceSeconds: 0 },
     );
     const s = statement.vaults[0]!;

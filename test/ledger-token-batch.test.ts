@@ -2,8 +2,13 @@ import { describe, expect, it } from "vitest";
 import type { InstructionSpec } from "../src/localnet/wire.js";
 import { createSignatureStore } from "../src/store/signatures.js";
 import { localnetProfile } from "../src/verify/profiles.js";
-import { chainSecondAfter } from "./support/finality.js";
-import { nightlyOnChain, vaultReader, vaultStatementSince } from "./support/ledger-periods.js";
+import { clockPause } from "./support/chain-clock.js";
+import {
+  nightlyOnChain,
+  periodEdge,
+  vaultReader,
+  vaultStatementSince,
+} from "./support/ledger-periods.js";
 import { discrepancy, type Scenario, useAdversaryHarness } from "./support/operator.js";
 import { updateSignature } from "./support/seed-queue.js";
 
@@ -28,20 +33,26 @@ function batch(ixs: InstructionSpec[]): InstructionSpec {
   return { programId: ixs[0]!.programId, accounts, data: Uint8Array.from(data) };
 }
 
-/** The nightly run of [from, now) reading `vault` alone. */
-const nightlyOf = (c: Scenario, vault: string, from: number) =>
-  nightlyOnChain(h, c, vaultReader(h, c, vault)).nightly({ from, to: Date.now() });
+/**
+ * The nightly run of [from, now) reading `vault` alone, on the chain's clock: its pauses for the
+ * chain to finalize past the window move that clock on instead of waiting.
+ */
+function nightlyOf(c: Scenario, vault: string, from: number) {
+  const now = () => h.op.now();
+  const reader = vaultReader(h, c, vault, h.rpc, { now });
+  return nightlyOnChain(h, c, reader, now, clockPause(h)).nightly({ from, to: now() });
+}
 
 /**
  * A scenario whose key `keyIndex` is pinned to its vault, then one batch moving `units` from
  * the attacker's wallet into the vault and as much out of it to the attacker, after `from`.
  */
 async function hiddenPayout(keyIndex: number, units: bigint) {
-  const c = await h.scenario();
+  const c = (await h.scenario()).recordOnChainClock();
   const vault = (await c.pinKey(keyIndex)).vault;
   const wallet = h.op.attackerAccount(5_000_000n);
   const thief = h.op.attackerAccount(0n);
-  const from = await chainSecondAfter(h.world);
+  const from = periodEdge(h);
   const theft = h.op.send([
     batch([
       h.op.transfer(wallet, vault, units, { authority: h.op.attacker.address }),
@@ -75,8 +86,8 @@ describe("a token Batch moving the vault's money", () => {
     const vault = op.createToken2022Account(op.escrowAuthority.address, mint, 2_000_000n);
     const wallet = op.createToken2022Account(op.attacker.address, mint, 5_000_000n);
     const thief = op.createToken2022Account(op.attacker.address, mint);
-    const c = await h.scenario({ ...localnetProfile, usdcMint: mint });
-    const from = await chainSecondAfter(h.world);
+    const c = (await h.scenario({ ...localnetProfile, usdcMint: mint })).recordOnChainClock();
+    const from = periodEdge(h);
     const theft = op.send([
       batch([
         op.transfer2022(wallet, vault, 300_000n, mint, op.attacker.address),
@@ -113,10 +124,10 @@ describe("a token Batch moving the vault's money", () => {
   });
 
   it("reads a top-up made through a batch as a deposit, with no finding", async () => {
-    const c = await h.scenario();
+    const c = (await h.scenario()).recordOnChainClock();
     const vault = (await c.pinKey(1)).vault;
     const wallet = h.op.attackerAccount(5_000_000n);
-    const from = await chainSecondAfter(h.world);
+    const from = periodEdge(h);
     h.op.send([
       batch([h.op.transfer(wallet, vault, 250_000n, { authority: h.op.attacker.address })]),
     ]);
@@ -127,10 +138,10 @@ describe("a token Batch moving the vault's money", () => {
   });
 
   it("names a delegate an Approve inside a batch gave the vault, spent before any balance read", async () => {
-    const c = await h.scenario();
+    const c = (await h.scenario()).recordOnChainClock();
     const vault = (await c.pinKey(3)).vault;
     const thief = h.op.attackerAccount(0n);
-    const from = await chainSecondAfter(h.world);
+    const from = periodEdge(h);
     const delegate = h.op.attacker.address;
     const approval = h.op.send([batch([h.op.approve(vault, delegate, 5_000n)])]).signature;
     // The delegate spends the whole allowance: the vault has no delegate left to read.
@@ -146,7 +157,7 @@ describe("a token Batch moving the vault's money", () => {
   });
 
   it("verifies no lock or settlement made through a batch, though every transfer in it is honest", async () => {
-    const c = await h.scenario();
+    const c = (await h.scenario()).recordOnChainClock();
     await c.pinKey(1);
     const plan = h.op.plan({ keyIndex: 1 });
     const escrowTx = h.op.send([
