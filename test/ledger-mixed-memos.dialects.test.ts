@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { buildStatement, findingCount } from "../src/ledger/statement.js";
 import { ledgerFindingCount } from "../src/ledger/window-check.js";
+import { summaryToText } from "../src/nightly/summary-format.js";
 import { SETTLEMENT_CLOCK_SLACK_SECONDS } from "../src/store/ledger-rules.js";
 import { finalizedPastOnClock } from "./support/chain-clock.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
@@ -135,6 +136,12 @@ describe.each(dialects)("%s store", (dialect) => {
       }),
     ]);
     expect(ledgerFindingCount(run.ledger!)).toBeGreaterThan(0);
+    // The summary's count of ledger findings is the sum of the kinds it lists, this one among
+    // them: the job's discrepancy alone made exit 1 with the movement left out of the count.
+    const head = /ledger has (\d+) findings \(([^)]*)\)/.exec(summaryToText(run));
+    expect(head?.[2]).toContain("movements under several jobs' memos");
+    const listed = head![2]!.split(", ").reduce((sum, kind) => sum + Number.parseInt(kind, 10), 0);
+    expect(Number(head![1])).toBe(listed);
     expect((await c.verdicts(plan.jobId))[0]?.verdict).toBe("discrepancy");
   });
 
