@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeEach } from "vitest";
+import { afterAll, afterEach, beforeAll, beforeEach } from "vitest";
 import type { Store } from "../../src/db/client.js";
 import { openPostgres } from "../../src/db/pg/client.js";
 import { usePostgresDatabase } from "./postgres.js";
@@ -18,6 +18,11 @@ export interface DialectStores {
   open(): Promise<Store>;
   /** The URL of the last store opened (`:memory:` for SQLite). */
   readonly lastUrl: string;
+  /**
+   * The names of the PostgreSQL databases the block has made so far (none for SQLite): its
+   * stores' and the copy made ahead for its next store, all dropped after the block.
+   */
+  readonly databases: readonly string[];
 }
 
 /**
@@ -30,7 +35,8 @@ export function useDialectStores(dialect: Dialect): DialectStores {
   const inTest: Store[] = [];
   const inBlock: Store[] = [];
   let testRunning = false;
-  const database = dialect === "postgres" ? usePostgresDatabase() : null;
+  // Every database of the block is a copy made here: none of usePostgresDatabase's own.
+  const database = dialect === "postgres" ? usePostgresDatabase({ url: false }) : null;
   let lastUrl = ":memory:";
   // One database migrated for the run (or, when the run has none, for the block), copied for
   // each store: a copy costs a fraction of running every migration again (seconds per store
@@ -45,9 +51,9 @@ export function useDialectStores(dialect: Dialect): DialectStores {
     );
     return template;
   };
-  // From a block's second store on, the copy for the next one is made while the test that
-  // opened this one runs: a copy is hundreds of ms of the server's on a loaded runner, which
-  // each store waited for (a block of one store makes no copy it does not use).
+  // The first store's copy is started before the block's tests (below); from a block's second
+  // store on, the copy for the next one is made while the test that opened this one runs: a
+  // copy is hundreds of ms of the server's on a loaded runner, which each store waited for.
   let spare: Promise<string> | undefined;
   let opened = 0;
   const copy = async (db: NonNullable<typeof database>) =>
@@ -65,6 +71,14 @@ export function useDialectStores(dialect: Dialect): DialectStores {
     }
     return taken;
   };
+  beforeAll(() => {
+    if (database === null) return;
+    // Not awaited: the copy is made while the file's own hooks and the first test set up, and
+    // the first open() takes it (or fails with its error; never unhandled). A block that opens
+    // no store drops it with the others, as it dropped the empty database made here before.
+    spare = copy(database);
+    spare.catch(() => undefined);
+  });
   beforeEach(() => {
     testRunning = true;
   });
@@ -85,6 +99,9 @@ export function useDialectStores(dialect: Dialect): DialectStores {
     dialect,
     get lastUrl() {
       return lastUrl;
+    },
+    get databases() {
+      return database?.databases ?? [];
     },
     async open() {
       if (database === null) {

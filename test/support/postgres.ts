@@ -28,6 +28,8 @@ export interface TestDatabase {
    * postgres-global-setup.ts), for `create({ template })`; undefined when the run has none.
    */
   readonly migratedTemplate: string | undefined;
+  /** The names of the databases made so far (`url`'s, `create`'s), all dropped after the file. */
+  readonly databases: readonly string[];
 }
 
 function provided(): { adminUrl: string; databasePrefix: string; migratedUrl?: string } {
@@ -93,13 +95,22 @@ async function createMigratedDatabase(created: string[]): Promise<string> {
  * is dropped. Call at the top level of the file or of a describe block. `migrated`: the
  * database has every migration applied (a copy of the run's migrated one): migrating a
  * database of its own cost a file about half a second of the server's on a loaded runner.
+ * `url: false`: none is created before the tests (`url` then throws), for a caller that makes
+ * every database it uses with `create` or `createMigrated` (test/support/dialects.ts): the empty
+ * one took 180-1,185 ms of the server's at load 24, which nobody used.
  */
-export function usePostgresDatabase(options: { migrated?: boolean } = {}): TestDatabase {
+export function usePostgresDatabase(
+  options: { migrated?: boolean; url?: boolean } = {},
+): TestDatabase {
   const created: string[] = [];
   let url: string | undefined;
-  beforeAll(async () => {
-    url = options.migrated ? await createMigratedDatabase(created) : await createDatabase(created);
-  });
+  if (options.url !== false) {
+    beforeAll(async () => {
+      url = options.migrated
+        ? await createMigratedDatabase(created)
+        : await createDatabase(created);
+    });
+  }
   afterAll(async () => {
     // Checked before the drop, which would end them: in the shared-imports project the next
     // file runs in this process beside a pool left open.
@@ -128,7 +139,13 @@ export function usePostgresDatabase(options: { migrated?: boolean } = {}): TestD
   });
   return {
     get url() {
-      if (url === undefined) throw new Error("the test database is created in beforeAll");
+      if (url === undefined) {
+        throw new Error(
+          options.url === false
+            ? "no test database was asked for (usePostgresDatabase({ url: false })): make one with create()"
+            : "the test database is created in beforeAll",
+        );
+      }
       return url;
     },
     create: (options) => createDatabase(created, options?.template),
@@ -136,6 +153,7 @@ export function usePostgresDatabase(options: { migrated?: boolean } = {}): TestD
     get migratedTemplate() {
       return provided().migratedUrl;
     },
+    databases: created,
   };
 }
 

@@ -44,6 +44,7 @@ export const sharedImportFiles: readonly string[] = [
   "test/dashboard-pages.test.ts",
   "test/db-upgrade.dialects.test.ts",
   "test/db-write-transactions.test.ts",
+  "test/dialect-stores.test.ts",
   "test/errors-message.test.ts",
   "test/host-identity.test.ts",
   "test/instant.test.ts",
