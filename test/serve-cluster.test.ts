@@ -220,10 +220,15 @@ async function leaderOwner(db: string): Promise<string | null> {
 }
 
 /** Whether process `pid` is there (a zombie nobody reaped is). */
+/**
+ * Whether `pid` runs: a worker killed but not yet reaped by the primary is a zombie, which
+ * signal 0 still reaches, and would pass for one of two living workers while its replacement
+ * starts.
+ */
 function alive(pid: number): boolean {
   try {
-    process.kill(pid, 0);
-    return true;
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
   } catch {
     return false;
   }
@@ -702,6 +707,11 @@ describe("serve --workers 2, a worker's counters", () => {
     } finally {
       process.kill(hung, "SIGKILL");
     }
+    // Handed on once the primary has seen it die: until then the killed worker may still pass
+    // for a living one, and the next test would stop the dead worker for its stuck one.
+    await serve.waitForLog(
+      (l) => l.msg === "serve worker died; restarting it" && l.workerPid === hung,
+    );
     handOn("stuck-draining", cluster);
   }, 60_000);
 });
