@@ -1,8 +1,14 @@
+import type { SQL } from "drizzle-orm";
 import { eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import type { SqliteStore, Store } from "../src/db/client.js";
 import { jobs } from "../src/db/schema.js";
-import { jobInWindow } from "../src/store/queue-rules.js";
+import {
+  countedLate,
+  datedNotCounted,
+  jobInWindow,
+  unclaimedOfWindow,
+} from "../src/store/queue-rules.js";
 import { createReceiptsStore } from "../src/store/receipts.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 
@@ -11,11 +17,14 @@ const from = Date.UTC(2026, 10, 20);
 const to = from + 24 * HOUR;
 
 /** The plan of a window's query over `jobs`, its text, in either dialect. */
-async function windowPlan(store: Store): Promise<string> {
+async function windowPlan(
+  store: Store,
+  where: SQL | undefined = jobInWindow(jobs, from, to),
+): Promise<string> {
   const { sql: text, params } = (store.db as SqliteStore["db"])
     .select({ jobId: jobs.jobId })
     .from(jobs)
-    .where(jobInWindow(jobs, from, to))
+    .where(where)
     .toSQL();
   if (store.kind === "sqlite") {
     const rows = store.sqlite.prepare(`EXPLAIN QUERY PLAN ${text}`).all(...params) as {
@@ -71,5 +80,19 @@ describe.each(dialects)("%s: the jobs a window judges for being recorded late", 
       .where(eq(jobs.jobId, "job_proxied"));
     // PostgreSQL's bigint comes back as text through this (SQLite) table's columns.
     expect([Number(row?.createdAt), Number(row?.recordedAt)]).toEqual([now, now]);
+  });
+
+  it("are counted and claimed for a nightly window through that index, not a scan of the window's jobs", async () => {
+    const store = await stores.open();
+    for (const where of [
+      datedNotCounted(jobs, from, to),
+      countedLate(jobs, from, to),
+      unclaimedOfWindow(jobs, "date", from, to),
+      unclaimedOfWindow(jobs, "late", from, to),
+    ]) {
+      const plan = await windowPlan(store, where);
+      expect(plan).toMatch(/jobs_recorded_late/);
+      expect(plan).not.toMatch(/jobs_created_at|SCAN jobs\b|Seq Scan/);
+    }
   });
 });

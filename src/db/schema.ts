@@ -56,6 +56,14 @@ export const verdicts = [
   "unverifiable",
 ] as const;
 export type Verdict = (typeof verdicts)[number];
+
+/**
+ * How the nightly windows count a job that two windows could each take (`countedInWindow`):
+ * `date`, by the window it is dated in (a run of that window counted it, recorded after the
+ * window's end); `late`, by the window it was recorded in (recorded after a run of its own
+ * window had counted, or dated before the window of the run that first saw it). Written once.
+ */
+export const nightlyCountings = ["date", "late"] as const;
 export const finalVerdicts: readonly Verdict[] = [
   "verified",
   "partially_verified",
@@ -276,6 +284,12 @@ export const jobs = sqliteTable(
      * settled. Null for verdicts written before it was kept (`charged_units` is read then).
      */
     escrowPaidUnits: units("escrow_paid_units"),
+    /**
+     * Which nightly window counts the job (`nightlyCountings`), written by the first run that
+     * counted a job recorded after its date (its own window's, or the window it was recorded
+     * in): null for a job no two windows could both take, or none has counted yet.
+     */
+    nightlyCounted: text("nightly_counted", { enum: nightlyCountings }),
   },
   (t) => [
     index("jobs_created_at").on(t.createdAt),

@@ -601,6 +601,27 @@ export async function runNightlyVerification(
     }
   }
 
+  if (locked) {
+    // The jobs two windows could both count (dated in this one and recorded after its end, or
+    // recorded in it and dated before it) are claimed for this window before its counts are
+    // read: the next window leaves out what this one counted (`countedInWindow`). Not stored,
+    // the count stands: those jobs are counted by the window they were recorded in.
+    try {
+      await whileDatabaseAway(
+        () => {
+          options.boundWaits?.();
+          return createVerificationRunStore(store).claimWindowJobs(options.from, options.to);
+        },
+        left(),
+        options.signal,
+      );
+    } catch {
+      notStored.push(
+        "which jobs recorded after their date this window counted (those it did not claim are counted by the window they were recorded in)",
+      );
+    }
+  }
+
   let byVerdict = Object.fromEntries(verdicts.map((v) => [v, 0])) as Record<Verdict, number>;
   let found: NightlyFinding[] = [];
   let unproven: Record<string, number> = {};
@@ -615,7 +636,7 @@ export async function runNightlyVerification(
     // (past the deadline by a little), or say the counts are not known.
     const read = await whileDatabaseAway(
       async () => ({
-        byVerdict: await windowJobsByVerdict(store, options.from, options.to),
+        byVerdict: await countedJobsByVerdict(store, options.from, options.to),
         found: await ops.unverifiedJobs(options.from, options.to, maxFindings),
         unproven: await ops.unprovenCounts(options.from, options.to),
       }),
@@ -801,6 +822,25 @@ async function windowJobsByVerdict(
   const dated = await countJobsByVerdict(store, from, to);
   const late = await createOpsStore(store).recordedLateByVerdict(from, to);
   return Object.fromEntries(verdicts.map((v) => [v, dated[v] + late[v]])) as Record<
+    Verdict,
+    number
+  >;
+}
+
+/**
+ * The jobs the window counts, by verdict (`countedInWindow`): those dated in it (the rollups'
+ * count) less those another window counts or none has claimed yet, and those recorded in it
+ * but dated before it that it counts. A job dated in one window and recorded in the next before
+ * the first's run was counted by both runs' summaries.
+ */
+async function countedJobsByVerdict(
+  store: Store,
+  from: number,
+  to: number,
+): Promise<Record<Verdict, number>> {
+  const dated = await countJobsByVerdict(store, from, to);
+  const { notCounted, late } = await createOpsStore(store).countedAdjustByVerdict(from, to);
+  return Object.fromEntries(verdicts.map((v) => [v, dated[v] - notCounted[v] + late[v]])) as Record<
     Verdict,
     number
   >;

@@ -13,7 +13,9 @@ import { statusSpaces } from "./jobs-api-rules.js";
 import { pgTwins } from "./pg-twins.js";
 import { perConnectionModule } from "./prepared.js";
 import {
-  jobInWindow,
+  countedInWindow,
+  countedLate,
+  datedNotCounted,
   namesUnseenTransaction,
   type OpenJobGroup,
   recordedLate,
@@ -68,21 +70,33 @@ export interface OpsStore {
    */
   oldestDueAt(): Promise<number | null>;
   /**
-   * Jobs of [from, to) that ended discrepancy, dropped or unverifiable, oldest first, at most
-   * `limit`, each with the names of its failing checks.
+   * Jobs [from, to) counts (`countedInWindow`) that ended discrepancy, dropped or unverifiable,
+   * oldest first, at most `limit`, each with the names of its failing checks.
    */
   unverifiedJobs(
     from: number,
     to: number,
     limit: number,
   ): Promise<(UnverifiedJob & { failingChecks: string[] })[]>;
-  /** Open jobs of [from, to), grouped by what tells what they wait on (`openJobWait`). */
+  /**
+   * Open jobs [from, to) counts (`countedInWindow`), grouped by what tells what they wait on
+   * (`openJobWait`).
+   */
   openJobGroups(from: number, to: number): Promise<OpenJobGroup[]>;
   /**
    * Jobs recorded in [from, to) but dated before it, by verdict: the window judges them (see
    * `jobInWindow`) while the rollups count them on the day they are dated.
    */
   recordedLateByVerdict(from: number, to: number): Promise<Record<Verdict, number>>;
+  /**
+   * What the nightly count of [from, to) (`countedInWindow`) differs by from the rollups' count
+   * of the jobs dated in it, by verdict: `notCounted`, dated in it but counted by another window
+   * or by none yet (`datedNotCounted`); `late`, recorded in it and counted by it (`countedLate`).
+   */
+  countedAdjustByVerdict(
+    from: number,
+    to: number,
+  ): Promise<{ notCounted: Record<Verdict, number>; late: Record<Verdict, number> }>;
   /**
    * Jobs of [from, to) (`jobInWindow`) verified or partially verified while their credits
    * header still waits for the ledger to read their credit vault past their response (the
@@ -92,7 +106,10 @@ export interface OpsStore {
    * run, called verified, had not judged it in full.
    */
   headersNotJudged(from: number, to: number, limit: number): Promise<HeadersNotJudged>;
-  /** Partially verified jobs of [from, to) by what was left unproven (`unknown` when unsaid). */
+  /**
+   * Partially verified jobs [from, to) counts (`countedInWindow`) by what was left unproven
+   * (`unknown` when unsaid).
+   */
   unprovenCounts(from: number, to: number): Promise<Record<string, number>>;
   /** Every job created at or after `from`, whole rows (the demo compares them with its truth). */
   jobsCreatedSince(from: number): Promise<(typeof jobs.$inferSelect)[]>;
@@ -212,7 +229,7 @@ function createSqliteOpsStore(store: SqliteStore): OpsStore {
   const unverifiedInWindow = db
     .select({ jobId: jobs.jobId, verdict: jobs.verdict })
     .from(jobs)
-    .where(and(inArray(jobs.verdict, unverified), jobInWindow(jobs, from, to)))
+    .where(and(inArray(jobs.verdict, unverified), countedInWindow(jobs, from, to)))
     .orderBy(asc(jobs.createdAt), asc(jobs.jobId))
     .limit(sql.placeholder("limit"))
     .prepare();
@@ -238,7 +255,7 @@ function createSqliteOpsStore(store: SqliteStore): OpsStore {
       n: count(),
     })
     .from(jobs)
-    .where(and(verdictIsOpen(jobs.verdict), jobInWindow(jobs, from, to)))
+    .where(and(verdictIsOpen(jobs.verdict), countedInWindow(jobs, from, to)))
     .groupBy(sql`1`, sql`2`, sql`3`, sql`4`, sql`5`, sql`6`)
     .prepare();
 
@@ -246,6 +263,18 @@ function createSqliteOpsStore(store: SqliteStore): OpsStore {
     .select({ verdict: jobs.verdict, n: count() })
     .from(jobs)
     .where(recordedLate(jobs, from, to))
+    .groupBy(jobs.verdict)
+    .prepare();
+  const notCounted = db
+    .select({ verdict: jobs.verdict, n: count() })
+    .from(jobs)
+    .where(datedNotCounted(jobs, from, to))
+    .groupBy(jobs.verdict)
+    .prepare();
+  const lateCounted = db
+    .select({ verdict: jobs.verdict, n: count() })
+    .from(jobs)
+    .where(countedLate(jobs, from, to))
     .groupBy(jobs.verdict)
     .prepare();
 
@@ -266,7 +295,7 @@ function createSqliteOpsStore(store: SqliteStore): OpsStore {
   const unproven = db
     .select({ unproven: jobs.unproven, n: count() })
     .from(jobs)
-    .where(and(eq(jobs.verdict, "partially_verified"), jobInWindow(jobs, from, to)))
+    .where(and(eq(jobs.verdict, "partially_verified"), countedInWindow(jobs, from, to)))
     .groupBy(jobs.unproven)
     .prepare();
 
@@ -326,6 +355,14 @@ function createSqliteOpsStore(store: SqliteStore): OpsStore {
       const counts = Object.fromEntries(verdicts.map((v) => [v, 0])) as Record<Verdict, number>;
       for (const row of late.all({ from: fromMs, to: toMs })) counts[row.verdict] = row.n;
       return counts;
+    },
+    async countedAdjustByVerdict(fromMs, toMs) {
+      const none = () => Object.fromEntries(verdicts.map((v) => [v, 0])) as Record<Verdict, number>;
+      const adjust = { notCounted: none(), late: none() };
+      const window = { from: fromMs, to: toMs };
+      for (const row of notCounted.all(window)) adjust.notCounted[row.verdict] = row.n;
+      for (const row of lateCounted.all(window)) adjust.late[row.verdict] = row.n;
+      return adjust;
     },
     async headersNotJudged(fromMs, toMs, limit) {
       const window = { from: fromMs, to: toMs };

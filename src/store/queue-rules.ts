@@ -3,6 +3,7 @@
 import {
   and,
   type Column,
+  eq,
   gt,
   gte,
   inArray,
@@ -126,6 +127,110 @@ export function recordedLate(
     lt(table.recordedAt, to),
     lt(table.createdAt, from),
     recordedAfterDate(table.createdAt, table.recordedAt),
+  )!;
+}
+
+/** The columns the nightly windows' count reads (`countedInWindow`). */
+type CountedColumns = { createdAt: Column; recordedAt: Column; nightlyCounted: Column };
+
+/**
+ * The jobs a nightly window [from, to) counts in its summary: each job in exactly one of any
+ * windows that follow each other, however late it was recorded. `jobInWindow` (what the run
+ * judges) takes a job dated in the window, and one recorded in it but dated before it: a job
+ * dated in night N and recorded after N's end but before N's run was taken by N (by its date)
+ * and by N+1 (recorded late), and a reader summing the nightly reports counted it twice.
+ *
+ * A job recorded before its window's end is counted by its date: no other window can take it.
+ * One recorded after its window's end is counted by the window it was recorded in, unless a
+ * run of the window it is dated in saw it first: that run claims it (`nightly_counted` `date`,
+ * `claimWindowJobs`) before it counts, and it is counted by its date from then on. A run of the
+ * window it was recorded in claims it the other way (`late`), so a run of its date's window done
+ * again later leaves it where it was counted. A receipt recorded after a run's claim, or a row
+ * the claim could not write (held by another session), is the next window's: never both.
+ */
+export function countedInWindow(
+  jobs: CountedColumns,
+  from: number | Placeholder,
+  to: number | Placeholder,
+): SQL {
+  return or(
+    and(
+      gte(jobs.createdAt, from),
+      lt(jobs.createdAt, to),
+      or(
+        and(isNull(jobs.nightlyCounted), lt(jobs.recordedAt, to)),
+        eq(jobs.nightlyCounted, "date"),
+      ),
+    ),
+    countedLate(jobs, from, to),
+  )!;
+}
+
+/**
+ * `created_at` in [from, to), as a filter of the rows `jobs_recorded_late` gives, not a range of
+ * `jobs_created_at` (the unary plus): read by its date, the count read every job of the window,
+ * a day's proxied receipts included, to find the few recorded after it.
+ */
+const datedIn = (createdAt: Column, from: number | Placeholder, to: number | Placeholder) =>
+  sql`+${createdAt} >= ${from} AND +${createdAt} < ${to}`;
+
+/**
+ * Jobs dated in [from, to) that the window does not count (`countedInWindow`): counted by the
+ * window they were recorded in. The rollups, summed by the day a job is dated, count them in
+ * the window. Each is recorded after its date, so at or after `from`: the terms of the partial
+ * index `jobs_recorded_late`.
+ */
+export function datedNotCounted(
+  jobs: CountedColumns,
+  from: number | Placeholder,
+  to: number | Placeholder,
+): SQL {
+  return and(
+    gte(jobs.recordedAt, from),
+    datedIn(jobs.createdAt, from, to),
+    recordedAfterDate(jobs.createdAt, jobs.recordedAt),
+    or(eq(jobs.nightlyCounted, "late"), and(isNull(jobs.nightlyCounted), gte(jobs.recordedAt, to))),
+  )!;
+}
+
+/**
+ * Jobs recorded in [from, to) that the window counts as recorded late: dated before it and not
+ * claimed by their date's window, or claimed by a window they were recorded in (`late`).
+ */
+export function countedLate(
+  jobs: CountedColumns,
+  from: number | Placeholder,
+  to: number | Placeholder,
+): SQL {
+  return and(
+    gte(jobs.recordedAt, from),
+    lt(jobs.recordedAt, to),
+    recordedAfterDate(jobs.createdAt, jobs.recordedAt),
+    or(eq(jobs.nightlyCounted, "late"), and(isNull(jobs.nightlyCounted), lt(jobs.createdAt, from))),
+  )!;
+}
+
+/**
+ * The jobs a run of [from, to) claims before it counts, not claimed before (`nightly_counted`
+ * null): `date`, those dated in it and recorded after its end, which it counts and the window
+ * they were recorded in would count too; `late`, those recorded in it and dated before it, which
+ * it counts and a run of their date's window done again would count too. Written once: the first
+ * run to write decides, and every later run counts as it says.
+ */
+export function unclaimedOfWindow(
+  jobs: CountedColumns,
+  how: "date" | "late",
+  from: number | Placeholder,
+  to: number | Placeholder,
+): SQL {
+  const window =
+    how === "date"
+      ? and(gte(jobs.recordedAt, to), datedIn(jobs.createdAt, from, to))
+      : and(gte(jobs.recordedAt, from), lt(jobs.recordedAt, to), lt(jobs.createdAt, from));
+  return and(
+    window,
+    recordedAfterDate(jobs.createdAt, jobs.recordedAt),
+    isNull(jobs.nightlyCounted),
   )!;
 }
 

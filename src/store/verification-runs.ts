@@ -1,9 +1,10 @@
 import { eq, sql } from "drizzle-orm";
 import type { SqliteStore, Store } from "../db/client.js";
-import { verificationRuns } from "../db/schema.js";
+import { jobs, verificationRuns } from "../db/schema.js";
 import { releaseLeasesOf } from "./job-queue.js";
 import { pgTwins } from "./pg-twins.js";
 import { perConnectionModule } from "./prepared.js";
+import { unclaimedOfWindow } from "./queue-rules.js";
 import { firstUnjudged, type JudgedWindow } from "./run-rules.js";
 
 /**
@@ -87,6 +88,14 @@ export interface VerificationRunStore {
    * process remembered.
    */
   nightlyCoveredUntil(before: number, since: number): Promise<number | null>;
+  /**
+   * Claims for the nightly window [from, to) the jobs two windows could both count and no run
+   * has claimed (`unclaimedOfWindow`): a run writes this before it reads its counts
+   * (`countedInWindow`), so the next window leaves out what it counted. Returns how many of
+   * each way were claimed. On PostgreSQL a row another session holds is not waited for: left
+   * unclaimed, it is counted by the window it was recorded in.
+   */
+  claimWindowJobs(from: number, to: number): Promise<{ date: number; late: number }>;
 }
 
 /**
@@ -197,9 +206,29 @@ function createSqliteVerificationRunStore(store: SqliteStore): VerificationRunSt
     },
   );
 
+  const from = sql.placeholder("from");
+  const to = sql.placeholder("to");
+  const claimDate = db
+    .update(jobs)
+    .set({ nightlyCounted: "date" })
+    .where(unclaimedOfWindow(jobs, "date", from, to))
+    .prepare();
+  const claimLate = db
+    .update(jobs)
+    .set({ nightlyCounted: "late" })
+    .where(unclaimedOfWindow(jobs, "late", from, to))
+    .prepare();
+  const claimTx = sqlite.transaction((window: { from: number; to: number }) => ({
+    date: claimDate.run(window).changes,
+    late: claimLate.run(window).changes,
+  }));
+
   return {
     async runningOwners(owner) {
       return runningOwners.all(owner) as string[];
+    },
+    async claimWindowJobs(fromMs, toMs) {
+      return claimTx.immediate({ from: fromMs, to: toMs });
     },
     async closeAbandoned(closer) {
       return closeTx.immediate(closer);

@@ -14,6 +14,7 @@ import {
   captureIsOpen,
   checkOutcomes,
   ledgerLineKinds,
+  nightlyCountings,
   receiptSources,
   recordedAfterDate,
   rejudgeReasons,
@@ -163,6 +164,7 @@ export const jobs = pgTable(
     expectedChargeUnits: units("expected_charge_units"),
     feesLamports: units("fees_lamports"),
     escrowPaidUnits: units("escrow_paid_units"),
+    nightlyCounted: text("nightly_counted", { enum: nightlyCountings }),
   },
   (t) => [
     index("jobs_created_at").on(t.createdAt),

@@ -5,7 +5,9 @@ import { type Verdict, verdictIsOpen, verdicts } from "../../db/schema.js";
 import { statusSpaces } from "../jobs-api-rules.js";
 import { type HeadersNotJudged, headersNotJudgedWhere, type OpsStore } from "../ops.js";
 import {
-  jobInWindow,
+  countedInWindow,
+  countedLate,
+  datedNotCounted,
   namesUnseenTransaction,
   recordedLate,
   verdictRefusedOnHeldRow,
@@ -83,7 +85,7 @@ export function createPgOpsStore(store: PgStore): OpsStore {
   const unverifiedInWindow = db
     .select({ jobId: jobs.jobId, verdict: jobs.verdict })
     .from(jobs)
-    .where(and(inArray(jobs.verdict, unverified), jobInWindow(jobs, from, to)))
+    .where(and(inArray(jobs.verdict, unverified), countedInWindow(jobs, from, to)))
     .orderBy(asc(jobs.createdAt), sql`${jobs.jobId} COLLATE "C"`)
     .limit(sql.placeholder("limit"))
     .prepare("ops_unverified_jobs");
@@ -104,7 +106,7 @@ export function createPgOpsStore(store: PgStore): OpsStore {
       n: count(),
     })
     .from(jobs)
-    .where(and(verdictIsOpen(jobs.verdict), jobInWindow(jobs, from, to)))
+    .where(and(verdictIsOpen(jobs.verdict), countedInWindow(jobs, from, to)))
     .groupBy(sql`1`, sql`2`, sql`3`, sql`4`, sql`5`, sql`6`, sql`7`, sql`8`)
     .prepare("ops_open_job_groups");
 
@@ -114,12 +116,24 @@ export function createPgOpsStore(store: PgStore): OpsStore {
     .where(recordedLate(jobs, from, to))
     .groupBy(jobs.verdict)
     .prepare("ops_recorded_late");
+  const notCounted = db
+    .select({ verdict: jobs.verdict, n: count() })
+    .from(jobs)
+    .where(datedNotCounted(jobs, from, to))
+    .groupBy(jobs.verdict)
+    .prepare("ops_dated_not_counted");
+  const lateCounted = db
+    .select({ verdict: jobs.verdict, n: count() })
+    .from(jobs)
+    .where(countedLate(jobs, from, to))
+    .groupBy(jobs.verdict)
+    .prepare("ops_counted_late");
 
   // `json` has no equality operator: partial jobs are grouped by the text of `unproven`.
   const unproven = db
     .select({ unproven: sql<string | null>`${jobs.unproven}::text`, n: count() })
     .from(jobs)
-    .where(and(eq(jobs.verdict, "partially_verified"), jobInWindow(jobs, from, to)))
+    .where(and(eq(jobs.verdict, "partially_verified"), countedInWindow(jobs, from, to)))
     .groupBy(sql`${jobs.unproven}::text`)
     .prepare("ops_unproven_counts");
 
@@ -239,6 +253,16 @@ export function createPgOpsStore(store: PgStore): OpsStore {
         counts[row.verdict] = Number(row.n);
       }
       return counts;
+    },
+    async countedAdjustByVerdict(fromMs, toMs) {
+      const none = () => Object.fromEntries(verdicts.map((v) => [v, 0])) as Record<Verdict, number>;
+      const adjust = { notCounted: none(), late: none() };
+      const window = { from: fromMs, to: toMs };
+      for (const row of await notCounted.execute(window)) {
+        adjust.notCounted[row.verdict] = Number(row.n);
+      }
+      for (const row of await lateCounted.execute(window)) adjust.late[row.verdict] = Number(row.n);
+      return adjust;
     },
     async unprovenCounts(fromMs, toMs) {
       const counts: Record<string, number> = {};

@@ -1,6 +1,7 @@
-import { and, eq, gt, like, lte, ne, sql } from "drizzle-orm";
+import { and, eq, gt, inArray, isNull, like, lte, ne, sql } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
-import { locks, verificationRuns } from "../../db/pg/schema.js";
+import { jobs, locks, verificationRuns } from "../../db/pg/schema.js";
+import { unclaimedOfWindow } from "../queue-rules.js";
 import { firstUnjudged } from "../run-rules.js";
 import type { RunCloser, VerificationRunStore } from "../verification-runs.js";
 import type { PgExecutor } from "./executor.js";
@@ -116,6 +117,25 @@ export function createPgVerificationRunStore(store: PgStore): VerificationRunSto
         .update(verificationRuns)
         .set({ status, finishedAt: status === "running" ? null : t, summary })
         .where(eq(verificationRuns.id, runId));
+    },
+    async claimWindowJobs(fromMs, toMs) {
+      // The rows are locked SKIP LOCKED, as a claim's are: a row another session holds (a
+      // verdict write, an operator's SELECT ... FOR UPDATE) held the run's close until the
+      // statement timeout. Left unclaimed, it is counted by the window it was recorded in.
+      const claim = async (how: "date" | "late") => {
+        const free = db
+          .select({ jobId: jobs.jobId })
+          .from(jobs)
+          .where(unclaimedOfWindow(jobs, how, fromMs, toMs))
+          .for("update", { skipLocked: true });
+        const rows = await db
+          .update(jobs)
+          .set({ nightlyCounted: how })
+          .where(and(inArray(jobs.jobId, free), isNull(jobs.nightlyCounted)))
+          .returning({ jobId: jobs.jobId });
+        return rows.length;
+      };
+      return { date: await claim("date"), late: await claim("late") };
     },
     async nightlyCoveredUntil(before, since) {
       const { summary, trigger, windowFrom, windowTo } = verificationRuns;
