@@ -149,6 +149,41 @@ describe.each(dialects)("%s store", (dialect) => {
     expect(again).toMatchObject({ outcome: "verified", exitCode: 0, total: 2 });
   });
 
+  it.runIf(dialect === "postgres")(
+    "leaves to the window it was recorded in a job whose row another session holds as the run claims, without waiting for it",
+    async () => {
+      const c = (await h.scenario()).recordOnChainClock();
+      const n0 = periodEdge(h);
+      const [inTime, held] = onChain(2, 2) as [Unwritten, Unwritten];
+      await write(c, inTime, h.op.now(), h.op.now());
+      const n1 = periodEdge(h);
+      await finalizedAfter(h, 2_500);
+      await write(c, held, n1 - 1_000, n1 + 100);
+      await c.verify();
+      if (c.store.kind !== "postgres") throw new Error("a PostgreSQL store");
+      // An operator's session holds the late job's row (SELECT ... FOR UPDATE) through N's run.
+      const locker = await c.store.pool.connect();
+      let nightN: NightlySummary;
+      const started = performance.now();
+      try {
+        await locker.query("BEGIN");
+        await locker.query("SELECT 1 FROM jobs WHERE job_id = $1 FOR UPDATE", [held.plan.jobId]);
+        nightN = await nightly(h, c, { from: n0, to: n1 });
+      } finally {
+        await locker.query("ROLLBACK");
+        locker.release();
+      }
+      // Not waited for (a statement timeout's 30 s), not claimed, not counted by N.
+      expect(performance.now() - started).toBeLessThan(15_000);
+      expect(nightN).toMatchObject({ outcome: "verified", total: 1 });
+      const n2 = periodEdge(h);
+      await finalizedAfter(h, 2_500);
+      const nightN1 = await nightly(h, c, { from: n1, to: n2 });
+      expect(nightN1).toMatchObject({ outcome: "verified", total: 1 });
+      expect(nightN.total + nightN1.total).toBe(2);
+    },
+  );
+
   it("leaves to the next window a job recorded between a run's claim and its count", async () => {
     const c = (await h.scenario()).recordOnChainClock();
     const n0 = periodEdge(h);
