@@ -566,12 +566,12 @@ describe("RPC pool: calls", () => {
     const empty = await startStub((body) =>
       body.method === "getTransaction"
         ? { body: answer(body, () => null) }
-        : { body: answer(body, () => ({ context: { slot: 1 }, value: [null] })) },
+        : { body: answer(body, (call) => slotOf(call) ?? { context: { slot: 1 }, value: [null] }) },
     );
     const serving = await startStub((body) =>
       body.method === "getTransaction"
         ? { body: text.replace('"id": 1', `"id": ${body.id}`) }
-        : { body: answer(body, () => ({ context: { slot: 1 }, value: [null] })) },
+        : { body: answer(body, (call) => slotOf(call) ?? { context: { slot: 1 }, value: [null] }) },
     );
     const p = pool([{ url: empty.url }, { url: serving.url }]);
     await expect(p.getTransaction(signature)).rejects.toMatchObject({
@@ -591,10 +591,14 @@ describe("RPC pool: calls", () => {
         body.method === "getTransaction"
           ? { body: answer(body, () => null), delayMs: 50 }
           : {
-              body: answer(body, (call) => ({
-                context: { slot: 1 },
-                value: (call.params as unknown[][])[0]!.map(() => null),
-              })),
+              body: answer(
+                body,
+                (call) =>
+                  slotOf(call) ?? {
+                    context: { slot: 1 },
+                    value: (call.params as unknown[][])[0]!.map(() => null),
+                  },
+              ),
             },
       );
     const a = await slowEmpty();
@@ -623,7 +627,12 @@ describe("RPC pool: calls", () => {
     const empty = await startStub((body) =>
       body.method === "getTransaction"
         ? { body: answer(body, () => null) }
-        : { body: answer(body, () => ({ context: { slot: 1 }, value: [null, null, null] })) },
+        : {
+            body: answer(
+              body,
+              (call) => slotOf(call) ?? { context: { slot: 1 }, value: [null, null, null] },
+            ),
+          },
     );
     const down = await startStub(() => ({ status: 503, body: "unavailable" }));
     const p = pool([{ url: empty.url }, { url: down.url }]);
@@ -636,6 +645,38 @@ describe("RPC pool: calls", () => {
     const before = down.requests.length;
     expect(before).toBeGreaterThan(0);
     expect(before).toBeLessThanOrEqual(6);
+  });
+
+  it("tells with a search the lowest finalized slot of its endpoints, and an endpoint that cannot tell its slot as unanswered", async () => {
+    // A drop counts slots from a first miss whose slot one endpoint gave: a lagging first
+    // endpoint's, say, while the poll that would drop read a second one 1,000 slots ahead.
+    const node = (slot: number | "fails") =>
+      startStub((body) => {
+        if (body.method === "getSlot" && slot === "fails") return { status: 500, body: "down" };
+        return {
+          body: answer(body, (call) =>
+            call.method === "getSlot"
+              ? slot
+              : call.method === "getTransaction"
+                ? null
+                : {
+                    context: { slot: 1 },
+                    value: (call.params as unknown[][])[0]!.map(() => null),
+                  },
+          ),
+        };
+      });
+    const lagging = await node(5_000);
+    const ahead = await node(6_000);
+    const wanted = ["7".repeat(88)];
+    const both = await pool([{ url: lagging.url }, { url: ahead.url }]).findAnywhere!(wanted);
+    expect(both).toMatchObject({ unanswered: [], lowestSlot: 5_000 });
+    expect(both.found.size).toBe(0);
+    // One that answers statuses but not its slot cannot say how far it is behind.
+    const mute = await node("fails");
+    const withMute = await pool([{ url: mute.url }, { url: ahead.url }]).findAnywhere!(wanted);
+    expect(withMute.unanswered).toHaveLength(1);
+    expect(withMute.lowestSlot).toBe(6_000);
   });
 });
 

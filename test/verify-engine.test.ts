@@ -779,6 +779,38 @@ describe("verification engine", () => {
     ]);
   });
 
+  it("counts a drop's window on every endpoint: a first miss read on a lagging one is not dropped when the poll after it reads one 1,000 slots ahead", async () => {
+    const store = createTestStore();
+    const chain = createFakeChain({ finalitySlots: 1, slotsPerPoll: 1 });
+    const a = honest("job_lagging_first", "lf");
+    chain.land(a.escrow); // the settlement lands later, seconds after the receipt
+    record(store, a.job);
+    // The pool's first endpoint lags 1,000 slots; it answered the first miss's slot, then
+    // failed once, and the second endpoint answered every poll after that.
+    let slotReads = 0;
+    const rpc: VerifierRpc = {
+      ...chain.rpc,
+      async getSlot() {
+        slotReads++;
+        return slotReads === 1 ? chain.slot - 1000 : chain.slot;
+      },
+      async findAnywhere() {
+        return { found: new Map(), unanswered: [], lowestSlot: chain.slot - 1000 };
+      },
+    };
+    const v = verifier(store, chain, { rpc });
+    const first = await v.runUntilSettled({}, { timeoutMs: 1_500 });
+    expect(slotReads).toBeGreaterThan(1);
+    // A few slots after its first miss, the settlement is not called never landed.
+    expect(first.byVerdict.dropped).toBe(0);
+    expect(verdictOf(store, "job_lagging_first")?.lastError).toMatch(
+      /finalized slots differ .* the drop waits/,
+    );
+    chain.land(a.settlement);
+    const then = await v.runUntilSettled({}, { timeoutMs: 10_000 });
+    expect(then.byVerdict.verified).toBe(1);
+  });
+
   it("looks on every endpoint for as many signatures due to drop as a round may fetch, the others in later rounds", async () => {
     const store = createTestStore();
     const chain = createFakeChain({ finalitySlots: 1, slotsPerPoll: 100 });

@@ -44,6 +44,12 @@ const FIND_CONCURRENCY = 8;
 export interface FoundAnywhere {
   found: Map<string, SignatureStatusInfo>;
   unanswered: string[];
+  /**
+   * The lowest finalized slot of the endpoints that answered (null: none did). A drop counts
+   * slots since a first miss whose slot one endpoint gave; only once every endpoint is past it
+   * by the drop window has that one surely moved so far too.
+   */
+  lowestSlot: number | null;
 }
 
 export interface RpcPoolOptions {
@@ -853,7 +859,25 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
         }
       };
       await Promise.all(Array.from({ length: FIND_CONCURRENCY }, lookUp));
-      return { found, unanswered: [...silent].map((e) => e.name) };
+      // Each endpoint's own finalized slot: the slot a first miss was stored with came from
+      // whichever endpoint the pool asked then, a lagging one say, and the slot of the poll
+      // that would drop from another; one ahead of it by the drop window dropped a transaction
+      // seconds after its first miss. An endpoint that cannot tell its slot cannot answer.
+      let lowestSlot: number | null = null;
+      for (const endpoint of endpoints) {
+        if (silent.has(endpoint) || signal?.aborted) continue;
+        const reply = await call("getSlot", [{ commitment: "finalized" }], {
+          skip: only(endpoint),
+          ...(signal ? { signal } : {}),
+        }).catch(() => null);
+        const slot = reply === null ? null : reply.result;
+        if (typeof slot !== "number" || !Number.isSafeInteger(slot)) {
+          silent.add(endpoint);
+          continue;
+        }
+        lowestSlot = lowestSlot === null ? slot : Math.min(lowestSlot, slot);
+      }
+      return { found, unanswered: [...silent].map((e) => e.name), lowestSlot };
     },
 
     async getSlot(commitment = "finalized", options = {}) {

@@ -251,7 +251,7 @@ export function createRound(deps: RoundDeps): Round {
           }
           if (dropping.length > 0) {
             try {
-              const { found, unanswered } = await rpc.findAnywhere(dropping, signal);
+              const { found, unanswered, lowestSlot } = await rpc.findAnywhere(dropping, signal);
               for (const signature of found.keys()) {
                 held.add(signature);
                 trouble.set(
@@ -262,12 +262,25 @@ export function createRound(deps: RoundDeps): Round {
               const t = now();
               for (const s of dropping) {
                 const since = rows.get(s)?.notFoundSince ?? t;
-                if (found.has(s) || unanswered.length === 0 || t - since >= DROP_HOLD_MS) continue;
-                held.add(s);
-                trouble.set(
-                  s,
-                  `not found, and ${unanswered.join(", ")} could not be asked: the drop waits`,
-                );
+                if (found.has(s) || t - since >= DROP_HOLD_MS) continue;
+                if (unanswered.length > 0) {
+                  held.add(s);
+                  trouble.set(
+                    s,
+                    `not found, and ${unanswered.join(", ")} could not be asked: the drop waits`,
+                  );
+                } else if (
+                  typeof lowestSlot === "number" &&
+                  !wouldDrop(rows.get(s), lowestSlot, profile, rpc.agreedMisses === true)
+                ) {
+                  // The first miss's slot and this poll's may be two endpoints' (a lagging one
+                  // and one that took over from it): the window is counted on every endpoint.
+                  held.add(s);
+                  trouble.set(
+                    s,
+                    `not found; the endpoints' finalized slots differ (${slot}, and ${lowestSlot} on the one furthest behind): the drop waits until each is ${profile.dropAfterSlots} slots past the first miss`,
+                  );
+                }
               }
             } catch (error) {
               if (isBusyError(error)) throw error;

@@ -35,7 +35,15 @@ export interface VerifierRpc {
   findAnywhere?(
     signatures: string[],
     signal?: AbortSignal,
-  ): Promise<{ found: Map<string, SignatureStatusLike>; unanswered: string[] }>;
+  ): Promise<{
+    found: Map<string, SignatureStatusLike>;
+    unanswered: string[];
+    /**
+     * The lowest finalized slot of the endpoints that answered: a drop waits until it too is
+     * past the first miss by the drop window (absent: the poll's slot decides alone).
+     */
+    lowestSlot?: number | null;
+  }>;
   /**
    * True when every null status is k endpoints' agreed "not found" (a quorum): a signature one
    * endpoint once showed landed is then dropped like one never seen (see `StatusPoll`).
