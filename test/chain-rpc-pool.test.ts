@@ -163,6 +163,23 @@ describe("RPC pool: faults", () => {
     expect(counts(p, "ok")).toBe(3);
   });
 
+  it("pauses the default time after a 429 whose Retry-After is neither seconds nor a date (-5, +3), not none", async () => {
+    // `Date.parse` reads "-5" as a day of 2001 and "+3" as one of March 2001: dates in the
+    // past, read as "retry now", so a 429 storm of them was answered with no pause at all.
+    for (const unusable of ["-5", "+3"]) {
+      const stub = await startStub((body, n) =>
+        n <= 2
+          ? { status: 429, headers: { "retry-after": unusable }, body: "Too many requests" }
+          : { body: answer(body, slotOf) },
+      );
+      const p = pool([{ url: stub.url, concurrency: 1 }], { defaultRetryAfterMs: 400 });
+      expect(await p.getSlot()).toBe(4242);
+      const [first, second, third] = stub.requests.map((r) => r.at);
+      expect(second! - first!).toBeGreaterThanOrEqual(390);
+      expect(third! - second!).toBeGreaterThanOrEqual(390);
+    }
+  });
+
   it("tells the rate it allows now: the configured one, lowered after a run of 429s", async () => {
     // A run: 8 of the latest answers (a quarter of 32) refused; a lone 429 lowers nothing.
     const stub = await startStub((body, n) =>

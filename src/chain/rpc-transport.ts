@@ -26,11 +26,14 @@ export type FetchLike = (url: string, init: RequestInit) => Promise<Response>;
 
 /**
  * `Retry-After` as milliseconds: delta-seconds or an HTTP date; null when absent or unreadable.
+ * Every HTTP date names its day and month in letters; `Date.parse` also takes a bare "-5" or
+ * "+3" (a day of 2001), which as a date in the past meant no pause at all.
  */
 export function parseRetryAfter(value: string | null, now: number): number | null {
   if (value === null || value.trim() === "") return null;
   const trimmed = value.trim();
   if (/^\d+(\.\d+)?$/.test(trimmed)) return Math.round(Number(trimmed) * 1000);
+  if (!/[a-z]/i.test(trimmed)) return null;
   const date = Date.parse(trimmed);
   return Number.isNaN(date) ? null : Math.max(0, date - now);
 }
