@@ -66,6 +66,8 @@ const fieldNames = [
   "openedTokenAccounts",
   // Each token account's owner after the transaction, balance moved or not.
   "ownersAfter",
+  // Every account the token balances name, moved or not.
+  "tokenBalanceAccounts",
 ];
 
 describe("tx inspect", () => {

@@ -10,8 +10,9 @@ import { rewritingNode } from "./support/rewriting-node.js";
 /**
  * The operator runs the node the ledger reads, and a theft of 55,000 from the credit vault
  * sits between honest jobs. The node leaves it out of the address listing (an index that lags,
- * or lies), of the balance read too, or leaves the vault out of the theft's token balances: the
- * nightly run must exit 1 the first time it can see the theft at all.
+ * or lies), or of the balance read too: the nightly run must exit 1 the first time it can see the
+ * theft at all. A node leaving the vault out of the theft's token balances serves an answer its
+ * line cannot be read from: the run cannot finish (exit 2) and names it.
  */
 const stolen = 55_000n;
 
@@ -146,7 +147,7 @@ describe("a theft the ledger's node hides", () => {
     expect(text).toContain("listed only after the run that judged its time");
   });
 
-  it("lists it as an unreceipted debit when its token balances leave the vault out", async () => {
+  it("names the theft's transaction unread while its token balances leave the vault out, no deposit made up, and the theft once they do not", async () => {
     const { c, vault, from, to, theft } = await theftBetweenJobs(2, false);
     type Served = {
       transaction: { message: { accountKeys: string[] } };
@@ -155,8 +156,9 @@ describe("a theft the ledger's node hides", () => {
         postTokenBalances: { accountIndex: number }[];
       };
     };
+    const lying = { on: true };
     const rpc = rewritingNode(h.rpc, (signature) =>
-      signature !== theft
+      signature !== theft || !lying.on
         ? undefined
         : (result: Served) => {
             const i = result.transaction.message.accountKeys.indexOf(vault);
@@ -165,11 +167,39 @@ describe("a theft the ledger's node hides", () => {
             meta.postTokenBalances = meta.postTokenBalances.filter((b) => b.accountIndex !== i);
           },
     );
+    const statement = async () =>
+      (await buildStatement(c.store, { from, to, vault }, { profile: c.profile, graceSeconds: 0 }))
+        .vaults[0]!;
+    // Read as the vault's net change of 0 plus a payout that money in hid, the theft showed a
+    // deposit of 55,000 nothing made, and a gap as if a transaction were left out.
     const run = await nightly(c, vault, rpc, from, to);
-    expect(run.exitCode).toBe(1);
-    expect(run.ledger?.unreceiptedDebits).toEqual([
+    expect(run.exitCode).toBe(2);
+    expect(run.outcome).toBe("incomplete");
+    expect(run.ledger?.incomplete).toContain(
+      `line ${theft} not read: its token balances leave the vault out, while the instructions served move ${stolen} out of it`,
+    );
+    const told = await statement();
+    expect(told.depositsUnits).toBe(0n);
+    expect(told.unexplained).toEqual([]);
+    expect(told.complete).toBe(false);
+    expect(told.differenceUnits).toBeNull();
+    expect(told.unread).toEqual({
+      lines: 1,
+      why: expect.stringContaining(`line ${theft} not read`),
+    });
+    // The node serves the vault's balances: the theft is the vault's debit, and nothing else.
+    lying.on = false;
+    const again = await nightly(c, vault, rpc, from, to);
+    expect(again.exitCode).toBe(1);
+    expect(again.ledger?.unreceiptedDebits).toEqual([
       expect.objectContaining({ vault, signature: theft, amountUnits: String(-stolen) }),
     ]);
+    expect(again.ledger?.gaps).toEqual([]);
+    const s = await statement();
+    expect(s.depositsUnits).toBe(0n);
+    expect(s.unexplainedOutUnits).toBe(stolen);
+    expect(s.gaps).toEqual([]);
+    expect(s.differenceUnits).toBe(0n);
   });
 
   it("heals an honest lag: a deposit listed late between two jobs leaves the statement complete", async () => {

@@ -47,6 +47,7 @@ const factsJsonSchema = z.object({
   innerInstructionsKnown: z.boolean(),
   openedTokenAccounts: z.array(z.string()).optional(),
   ownersAfter: z.array(z.object({ account: z.string(), owner: z.string() })).optional(),
+  tokenBalanceAccounts: z.array(z.string()).optional(),
 });
 
 /** The JSON form of `TransactionFacts`: amounts as decimal strings (the `tx inspect` output). */
@@ -98,6 +99,9 @@ export function factsToJson(facts: TransactionFacts): TransactionFactsJson {
     ...(facts.openedTokenAccounts ? { openedTokenAccounts: [...facts.openedTokenAccounts] } : {}),
     ...(facts.ownersAfter
       ? { ownersAfter: facts.ownersAfter.map((o) => ({ account: o.account, owner: o.owner })) }
+      : {}),
+    ...(facts.tokenBalanceAccounts
+      ? { tokenBalanceAccounts: [...facts.tokenBalanceAccounts] }
       : {}),
   };
 }

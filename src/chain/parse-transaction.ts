@@ -755,6 +755,9 @@ function tokenChanges(meta: Json, accounts: string[]): TokenChange[] {
 const optionalOpened = (opened: string[] | undefined) =>
   opened === undefined ? {} : { openedTokenAccounts: opened };
 
+const optionalBalanceAccounts = (named: string[] | undefined) =>
+  named === undefined ? {} : { tokenBalanceAccounts: named };
+
 const optionalOwners = (owners: { account: string; owner: string }[] | undefined) =>
   owners === undefined ? {} : { ownersAfter: owners };
 
@@ -786,6 +789,21 @@ function openedTokenAccounts(meta: Json, accounts: string[]): string[] | undefin
   const post = tokenBalances(meta.postTokenBalances, accounts.length, "meta.postTokenBalances");
   return [...post.keys()]
     .filter((i) => !pre.has(i))
+    .sort((a, b) => a - b)
+    .map((i) => accounts[i]!);
+}
+
+/**
+ * The accounts the token balances name, before or after the transaction, in account order.
+ * Undefined (not known) when the node sent no token balances at all.
+ */
+function tokenBalanceAccounts(meta: Json, accounts: string[]): string[] | undefined {
+  if (!Array.isArray(meta.preTokenBalances) || !Array.isArray(meta.postTokenBalances)) {
+    return undefined;
+  }
+  const pre = tokenBalances(meta.preTokenBalances, accounts.length, "meta.preTokenBalances");
+  const post = tokenBalances(meta.postTokenBalances, accounts.length, "meta.postTokenBalances");
+  return [...new Set([...pre.keys(), ...post.keys()])]
     .sort((a, b) => a - b)
     .map((i) => accounts[i]!);
 }
@@ -930,6 +948,7 @@ export function parseTransaction(result: unknown, signatureHint?: string): Trans
     innerInstructionsKnown: Array.isArray(meta.innerInstructions),
     ...optionalOpened(openedTokenAccounts(meta, decoded.accounts)),
     ...optionalOwners(ownersAfter(meta, decoded.accounts)),
+    ...optionalBalanceAccounts(tokenBalanceAccounts(meta, decoded.accounts)),
   };
 }
 

@@ -125,4 +125,12 @@ export interface TransactionFacts {
    * Undefined when the node sent no token balances, and in facts stored before it was kept.
    */
   ownersAfter?: { account: string; owner: string }[];
+  /**
+   * The accounts `meta.preTokenBalances` or `meta.postTokenBalances` name, in any mint, moved
+   * or not, in account order. An honest node names every token account of a transaction that
+   * names a token program; `tokenChanges` keeps only those whose balance moved, so this alone
+   * tells an account the balances leave out from one they show unchanged. Undefined when the
+   * node sent no token balances, and in facts stored before it was kept.
+   */
+  tokenBalanceAccounts?: string[];
 }

@@ -8,7 +8,11 @@ import {
 } from "../chain/parse-transaction.js";
 import type { AddressSignatureInfo, TokenAccountRead } from "../chain/rpc-pool.js";
 import { signedAccounts } from "../chain/signed-message.js";
-import type { TokenInstruction, TransactionFacts } from "../chain/transaction-facts.js";
+import type {
+  TokenChange,
+  TokenInstruction,
+  TransactionFacts,
+} from "../chain/transaction-facts.js";
 import { isBusyError, type Store } from "../db/client.js";
 import { AppError } from "../errors.js";
 import type { Logger } from "../log.js";
@@ -362,19 +366,59 @@ export function hiddenDebitOf(
  * vault's money beside it in one call; the balances then show only the net gain (1,000,000
  * in, 300,000 out: +700,000) and nothing tells that gain from a deposit (the customer paying
  * the 300,000 to the operator straight from its wallet moves every balance alike). Such a line
- * is not read from that answer. A token instruction naming the vault that can move money by
- * an amount the facts do not keep (Token-2022's confidential transfers, a kind not named, a
- * wrapped-SOL vault's SyncNative) leaves the gain unexplained, not hidden: null; but not beside
- * a close of a wrapped-SOL vault (`wrappedSolClosed`), which paid out what no fact keeps.
+ * is not read from that answer. So is one whose balances show the vault losing less than the
+ * instructions took out of it, or not moving at all (a vault the balances leave out shows no
+ * change): read as a payout hidden by money in, a theft of 55,000 whose answer left the vault
+ * out of its token balances showed a deposit of 55,000 no instruction made, and a gap for it.
+ * A token instruction naming the vault that can move money by an amount the facts do not keep
+ * (Token-2022's confidential transfers, a kind not named, a wrapped-SOL vault's SyncNative)
+ * leaves the gain unexplained, not hidden: null; but not beside a close of a wrapped-SOL vault
+ * (`wrappedSolClosed`), which paid out what no fact keeps.
  */
 export function unshownCreditOf(
   vault: string,
   facts: TransactionFacts,
   profile: Pick<Profile, "usdcMint" | "tokenPrograms">,
 ): bigint | null {
+  const shown = shownCreditOf(vault, facts, profile);
+  if (shown === null) return null;
+  const delta = vaultCreditChange(vault, facts, profile)?.delta ?? 0n;
+  return delta > shown ? delta - shown : null;
+}
+
+/** The vault's change in credits by its token balances; undefined when they show none. */
+function vaultCreditChange(
+  vault: string,
+  facts: TransactionFacts,
+  profile: Pick<Profile, "usdcMint" | "tokenPrograms">,
+): TokenChange | undefined {
+  return facts.tokenChanges.find((c) => c.account === vault && isCredit(profile, c));
+}
+
+/**
+ * What the instructions served of a succeeded transaction move into the vault less what they
+ * take out of it, in credits; null where that cannot be known: a failed transaction, or a token
+ * instruction naming the vault that can move money by an amount the facts do not keep (see
+ * `unshownCreditOf`).
+ */
+export function shownCreditOf(
+  vault: string,
+  facts: TransactionFacts,
+  profile: Pick<Profile, "usdcMint" | "tokenPrograms">,
+): bigint | null {
   if (!facts.succeeded) return null;
-  const change = facts.tokenChanges.find((c) => c.account === vault && isCredit(profile, c));
-  if (change === undefined || change.delta <= 0n) return null;
+  // A vault the balances show no credit change of is judged as one holding credits: what the
+  // instructions moved is then money the balances do not show.
+  const change: TokenChange = vaultCreditChange(vault, facts, profile) ?? {
+    account: vault,
+    owner: null,
+    mint: profile.usdcMint,
+    programId: null,
+    decimals: 0,
+    pre: 0n,
+    post: 0n,
+    delta: 0n,
+  };
   const unknown =
     !wrappedSolClosed(change, facts) &&
     facts.tokenInstructions.some(
@@ -385,7 +429,7 @@ export function unshownCreditOf(
   for (const { ix, from } of vaultCreditMovements(vault, facts, profile)) {
     shown += from ? -ix.amount! : ix.amount!;
   }
-  return change.delta > shown ? change.delta - shown : null;
+  return shown;
 }
 
 /**
@@ -1284,11 +1328,24 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     // Another account's transaction listed as the vault's is no line of it (see `firstNotTheVaults`).
     if (!facts.accounts.includes(vault)) return "its transaction does not name the vault";
     if (innerHidden(facts)) return "its transaction was served without inner instructions";
+    const change = vaultCreditChange(vault, facts, profile);
+    const shown = shownCreditOf(vault, facts, profile);
+    // An honest node names every token account of the transaction in its balances: one left
+    // out moved by none of them, and money the instructions move in read as a payout no one made.
+    const leftOut = facts.tokenBalanceAccounts?.includes(vault) === false;
+    if (shown !== null && shown !== 0n && leftOut) {
+      return `its token balances leave the vault out, while the instructions served move ${shown < 0n ? `${-shown} out of it` : `${shown} into it`}`;
+    }
     const unshown = unshownCreditOf(vault, facts, profile);
-    if (unshown !== null) {
+    if (unshown !== null && change !== undefined && change.delta > 0n) {
       return `the vault's credit balance rose by ${unshown}, more than the instructions served bring in`;
     }
-    const change = facts.tokenChanges.find((c) => c.account === vault && isCredit(profile, c));
+    if (unshown !== null && change === undefined) {
+      return `its token balances show no change of the vault's credits, while the instructions served move ${unshown} out of it`;
+    }
+    if (unshown !== null) {
+      return `the vault's credit balance fell by ${-change!.delta}, less than the instructions served take out of it (${-shown!} net)`;
+    }
     if (hiddenDebitOf(vault, change?.delta ?? 0n, facts, profile) !== null) return null;
     if (!balancesUnshown(profile, facts)) return null;
     return "token balances in its transaction moved by no instruction served";

@@ -90,6 +90,7 @@ export const sharedImportFiles: readonly string[] = [
   "test/ledger-split-theft.test.ts",
   "test/ledger-statement-adversary.test.ts",
   "test/ledger-statement-periods.test.ts",
+  "test/ledger-token-balances-lies.test.ts",
   "test/ledger-token-balances-omitted.test.ts",
   "test/ledger-token-batch.test.ts",
   "test/ledger-unnamed-escrow-adversary.test.ts",
