@@ -68,6 +68,8 @@ const fieldNames = [
   "ownersAfter",
   // Every account the token balances name, moved or not.
   "tokenBalanceAccounts",
+  // Token accounts the transaction closed (before it, not after).
+  "closedTokenAccounts",
 ];
 
 describe("tx inspect", () => {

@@ -48,6 +48,7 @@ const factsJsonSchema = z.object({
   openedTokenAccounts: z.array(z.string()).optional(),
   ownersAfter: z.array(z.object({ account: z.string(), owner: z.string() })).optional(),
   tokenBalanceAccounts: z.array(z.string()).optional(),
+  closedTokenAccounts: z.array(z.string()).optional(),
 });
 
 /** The JSON form of `TransactionFacts`: amounts as decimal strings (the `tx inspect` output). */
@@ -103,6 +104,7 @@ export function factsToJson(facts: TransactionFacts): TransactionFactsJson {
     ...(facts.tokenBalanceAccounts
       ? { tokenBalanceAccounts: [...facts.tokenBalanceAccounts] }
       : {}),
+    ...(facts.closedTokenAccounts ? { closedTokenAccounts: [...facts.closedTokenAccounts] } : {}),
   };
 }
 

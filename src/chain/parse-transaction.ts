@@ -755,6 +755,9 @@ function tokenChanges(meta: Json, accounts: string[]): TokenChange[] {
 const optionalOpened = (opened: string[] | undefined) =>
   opened === undefined ? {} : { openedTokenAccounts: opened };
 
+const optionalClosed = (closed: string[] | undefined) =>
+  closed === undefined ? {} : { closedTokenAccounts: closed };
+
 const optionalBalanceAccounts = (named: string[] | undefined) =>
   named === undefined ? {} : { tokenBalanceAccounts: named };
 
@@ -804,6 +807,22 @@ function tokenBalanceAccounts(meta: Json, accounts: string[]): string[] | undefi
   const pre = tokenBalances(meta.preTokenBalances, accounts.length, "meta.preTokenBalances");
   const post = tokenBalances(meta.postTokenBalances, accounts.length, "meta.postTokenBalances");
   return [...new Set([...pre.keys(), ...post.keys()])]
+    .sort((a, b) => a - b)
+    .map((i) => accounts[i]!);
+}
+
+/**
+ * Token accounts with a pre-balance and no post-balance: closed by the transaction. Undefined
+ * (not known) when the node sent no token balances at all.
+ */
+function closedTokenAccounts(meta: Json, accounts: string[]): string[] | undefined {
+  if (!Array.isArray(meta.preTokenBalances) || !Array.isArray(meta.postTokenBalances)) {
+    return undefined;
+  }
+  const pre = tokenBalances(meta.preTokenBalances, accounts.length, "meta.preTokenBalances");
+  const post = tokenBalances(meta.postTokenBalances, accounts.length, "meta.postTokenBalances");
+  return [...pre.keys()]
+    .filter((i) => !post.has(i))
     .sort((a, b) => a - b)
     .map((i) => accounts[i]!);
 }
@@ -949,6 +968,7 @@ export function parseTransaction(result: unknown, signatureHint?: string): Trans
     ...optionalOpened(openedTokenAccounts(meta, decoded.accounts)),
     ...optionalOwners(ownersAfter(meta, decoded.accounts)),
     ...optionalBalanceAccounts(tokenBalanceAccounts(meta, decoded.accounts)),
+    ...optionalClosed(closedTokenAccounts(meta, decoded.accounts)),
   };
 }
 

@@ -133,4 +133,10 @@ export interface TransactionFacts {
    * node sent no token balances, and in facts stored before it was kept.
    */
   tokenBalanceAccounts?: string[];
+  /**
+   * Token accounts in `meta.preTokenBalances` and absent from `meta.postTokenBalances`: closed
+   * by the transaction. Undefined when the node sent no token balances, and in facts stored
+   * before it was kept.
+   */
+  closedTokenAccounts?: string[];
 }

@@ -1336,6 +1336,18 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     if (shown !== null && shown !== 0n && leftOut) {
       return `its token balances leave the vault out, while the instructions served move ${shown < 0n ? `${-shown} out of it` : `${shown} into it`}`;
     }
+    // The token program closes an account only by a CloseAccount, and only once it holds no
+    // money: balances naming the vault before and not after, with no CloseAccount of it served,
+    // read as the vault's whole balance paid out, a theft the size of the vault and a gap.
+    const closedUnshown =
+      facts.succeeded &&
+      facts.closedTokenAccounts?.includes(vault) === true &&
+      !facts.tokenInstructions.some(
+        (ix) => ix.kind === "closeAccount" && ix.accounts.includes(vault),
+      );
+    if (closedUnshown) {
+      return "its token balances name the vault before the transaction and not after it, while no instruction served closes it";
+    }
     const unshown = unshownCreditOf(vault, facts, profile);
     if (unshown !== null && change !== undefined && change.delta > 0n) {
       return `the vault's credit balance rose by ${unshown}, more than the instructions served bring in`;
