@@ -1106,6 +1106,62 @@ describe("upgrading a deployment that read lines before balances were held again
   });
 });
 
+/**
+ * Lines read before the vault's token balances were held to the accounts they name: signature,
+ * order, succeeded, kind, delta, post, hidden debit.
+ */
+const balancesLines = [
+  ["made_up_deposit", 0, 1, "unexplained", 0, 945_000, 55_000],
+  ["emptied", 1, 1, "unexplained", -945_000, 0, null],
+  ["lock", 2, 1, "lock", -160_000, 785_000, null],
+  ["failed", 3, 0, "none", 0, null, 5],
+  ["top_up", 4, 1, "deposit", 40_000, 825_000, null],
+] as const;
+const balancesInsert = `INSERT INTO ledger_lines (vault, signature, ord, slot, block_time, listed_at,
+    state, succeeded, kind, delta_units, post_units, hidden_debit_units)
+  VALUES ('V', $1, $2, 5, 1700000000, 1, 'read', $3, $4, $5, $6, $7)`;
+const balancesMarker = "held to the accounts they name";
+const balancesExpected = [
+  { signature: "made_up_deposit", state: "listed" },
+  { signature: "emptied", state: "listed" },
+  { signature: "lock", state: "read" },
+  { signature: "failed", state: "read" },
+  { signature: "top_up", state: "read" },
+];
+
+describe("upgrading a deployment that read lines a node's token balances made up", () => {
+  it("lists again on SQLite the lines read as a hidden payout or as the vault emptied", () => {
+    const store = sqliteBefore(balancesMarker);
+    try {
+      const line = store.sqlite.prepare(balancesInsert.replace(/\$\d/g, "?"));
+      for (const l of balancesLines) line.run(...l);
+      migrateStore(store);
+      expect(
+        store.sqlite.prepare("SELECT signature, state FROM ledger_lines ORDER BY ord").all(),
+      ).toEqual(balancesExpected);
+    } finally {
+      store.close();
+    }
+  });
+
+  const database = usePostgresDatabase();
+  it("lists again on PostgreSQL the lines read as a hidden payout or as the vault emptied", async () => {
+    const store = await postgresBefore(await database.create(), balancesMarker);
+    try {
+      for (const [signature, ord, succeeded, ...rest] of balancesLines) {
+        await store.pool.query(balancesInsert, [signature, ord, succeeded === 1, ...rest]);
+      }
+      await migratePostgres(store.pool);
+      const { rows } = await store.pool.query(
+        "SELECT signature, state FROM ledger_lines ORDER BY ord",
+      );
+      expect(rows).toEqual(balancesExpected);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
 describe("upgrading a SQLite deployment whose sums passed 2^63 base units", () => {
   const MAX = 2n ** 53n - 1n;
   const DAY = Date.UTC(2026, 10, 1);

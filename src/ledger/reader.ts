@@ -1300,7 +1300,9 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       // Approve's source, or what a transfer or burn moved and in which mint were kept: the raw
       // answer tells, and whether the vault's oldest line is its creation, whose the vault is
       // after it, whether it was given a delegate, or paid out money its money in hid, rests
-      // on it. So do the instructions a token Batch ran, kept as instructions of their own since.
+      // on it. So do the instructions a token Batch ran, kept as instructions of their own since,
+      // and the accounts the token balances name (before or after, or before and not after):
+      // without them a vault they left out reads as one they show unchanged.
       if (wholeFacts(facts) || row.raw === null) return facts;
     } catch (error) {
       if (row.raw === null) throw error;
@@ -1403,6 +1405,8 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     return (
       facts.openedTokenAccounts !== undefined &&
       facts.ownersAfter !== undefined &&
+      facts.tokenBalanceAccounts !== undefined &&
+      facts.closedTokenAccounts !== undefined &&
       facts.tokenInstructions.every(
         (ix) =>
           ix.kind !== UNREAD_BATCH &&
