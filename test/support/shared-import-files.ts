@@ -97,6 +97,7 @@ export const sharedImportFiles: readonly string[] = [
   "test/ledger-unreadable-lines.dialects.test.ts",
   "test/ledger-world.test.ts",
   "test/ledger-wrapped-sol.test.ts",
+  "test/listening-servers.test.ts",
   "test/localnet-chain.test.ts",
   "test/localnet-faults.test.ts",
   "test/localnet-keys.test.ts",

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll } from "vitest";
+import { listeningServers, listeningServersOnceClosed } from "./listening-servers.js";
 
 /**
  * vitest setupFile of the `shared-imports` project, run before each of its files: a file that
@@ -6,20 +7,14 @@ import { afterAll, beforeAll } from "vitest";
  * and its top-up timer) fails, instead of running on beside every later file of its worker.
  */
 
-/** Servers listening in this process now (each node:net server holds one such handle). */
-export function listeningServers(): number {
-  return process.getActiveResourcesInfo().filter((kind) => kind === "TCPServerWrap").length;
-}
-
 let before = 0;
 beforeAll(() => {
   before = listeningServers();
 });
 
 afterAll(async () => {
-  // A server closed in the file's last hook lets go of its handle a timer turn later.
-  await new Promise((resolve) => setTimeout(resolve, 0));
-  const left = listeningServers() - before;
+  // A server closed in the file's last hook lets go of its handle only in a later turn.
+  const left = (await listeningServersOnceClosed()) - before;
   if (left > 0) {
     throw new Error(
       `${left} server(s) this file started still listen: close them (a local world's close()) before the file ends, or list the file as isolated`,
