@@ -528,6 +528,65 @@ describe.each(dialects)("the signature store on %s", (dialect) => {
   });
 });
 
+describe("the signature store on PostgreSQL, round trips", () => {
+  const stores = useDialectStores("postgres");
+
+  // The verifier stores each batch of transactions it fetched: a statement a transaction was a
+  // round trip each, two a job, on every batch of every run.
+  it("stores a batch of fetched transactions by one UPDATE, and one transaction by one statement", async () => {
+    const store = await stores.open();
+    if (store.kind !== "postgres") throw new Error("PostgreSQL only");
+    await seedSignatures(
+      store,
+      ["c", "a", "b", "one"].map((signature) => ({
+        signature,
+        state: "landed",
+        commitment: "confirmed",
+      })),
+    );
+    const signatures = createSignatureStore(store);
+    const err = { InstructionError: [0, { Custom: 1 }] };
+    let rows = new Map<string, SignatureRow>();
+    const batch = await statementsSentBy(async () => {
+      rows = await signatures.recordFetchedAll([
+        { signature: "c", fetched: { facts: factsOf("c", 20), raw: "c" }, t, memoJob: "job_c" },
+        {
+          signature: "a",
+          fetched: {
+            facts: { ...factsOf("a", 21), blockTime: null, succeeded: false, err },
+            raw: "a",
+          },
+          t,
+        },
+        { signature: "b", fetched: { facts: factsOf("b", 22), raw: "b" }, t: t + 1 },
+        // The same signature again: the first item stays, as one UPDATE an item kept it.
+        { signature: "c", fetched: { facts: factsOf("c", 99), raw: "again" }, t: t + 2 },
+      ]);
+    });
+    const kinds = batch.map((s) => s.text.trim().split(/\s+/)[0]!.toUpperCase());
+    // BEGIN, the rows locked in signature order, the one UPDATE, COMMIT, the rows read back.
+    expect(kinds).toEqual(["BEGIN", "SELECT", "UPDATE", "COMMIT", "SELECT"]);
+    expect(rows.get("c")).toMatchObject({ slot: 20, raw: "c", memoJob: "job_c", fetchedAt: t });
+    expect(rows.get("c")?.feeLamports).toBe(5000n);
+    expect(rows.get("a")).toMatchObject({ slot: 21, blockTime: null, succeeded: false, err });
+    expect(rows.get("b")).toMatchObject({ state: "finalized", slot: 22, fetchedAt: t + 1 });
+    const stored = rows.get("b")?.facts as { tokenChanges: { pre: string }[] };
+    expect(stored.tokenChanges[0]?.pre).toBe("9007199254740993");
+    const { rows: nulls } = await store.pool.query<{ signature: string }>(
+      "SELECT signature FROM chain_transactions WHERE err IS NULL AND facts IS NOT NULL ORDER BY 1",
+    );
+    expect(nulls.map((r) => r.signature)).toEqual(["b", "c"]);
+
+    const one = await statementsSentBy(() =>
+      signatures.recordFetched("one", { facts: factsOf("one", 30), raw: "one" }, t),
+    );
+    expect(one.map((s) => s.text.trim().split(/\s+/)[0]!.toUpperCase())).toEqual([
+      "UPDATE",
+      "SELECT",
+    ]);
+  });
+});
+
 describe("the signature store on PostgreSQL, written from two processes at once", () => {
   const stores = useDialectStores("postgres");
 

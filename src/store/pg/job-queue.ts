@@ -352,8 +352,10 @@ export function createPgJobQueueStore(store: PgStore): JobQueueStore {
         // 25 ms, per claim). A filtered claim (a window, named jobs) is left to the planner:
         // through jobs_open_due it would walk every due job outside the window.
         if (!narrows(filter)) {
-          await tx.execute(sql`SET LOCAL enable_bitmapscan = off`);
-          await tx.execute(sql`SET LOCAL enable_sort = off`);
+          // SET LOCAL of both in one round trip.
+          await tx.execute(
+            sql`SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_sort', 'off', true)`,
+          );
         }
         const claimed = await tx
           .update(jobs)

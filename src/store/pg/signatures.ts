@@ -1,4 +1,4 @@
-import { and, eq, isNull, type SQL, sql } from "drizzle-orm";
+import { type SQL, sql } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
 import { chainTransactions } from "../../db/pg/schema.js";
 import { finalVerdicts } from "../../db/schema.js";
@@ -141,32 +141,68 @@ export function createPgSignatureStore(store: PgStore): SignatureStore {
         AND ${missingChanges(poll)}`);
   }
 
+  /**
+   * One UPDATE for every fetched transaction, its columns joined from arrays (`json` columns
+   * as their text). Guarded by `facts IS NULL`: the first process to store a transaction wins,
+   * and of a signature given twice the first item, as the UPDATE a transaction made before.
+   */
+  function storeFetched(tx: PgExecutor, items: readonly FetchedItem[]) {
+    const first = new Map<string, FetchedItem>();
+    for (const item of items) if (!first.has(item.signature)) first.set(item.signature, item);
+    const rows = [...first.values()].map(({ signature, fetched, t, memoJob }) => ({
+      signature,
+      ...fetchedColumns(fetched.facts, fetched.raw, t, memoJob),
+    }));
+    const json = (value: unknown) => (value === null ? null : JSON.stringify(value));
+    return tx.execute(sql`UPDATE chain_transactions c SET
+        state = 'finalized',
+        commitment = 'finalized',
+        memo_job = v.memo_job,
+        slot = v.slot,
+        block_time = v.block_time,
+        fee_lamports = v.fee_lamports,
+        succeeded = v.succeeded,
+        err = v.err::json,
+        facts = v.facts::json,
+        raw = v.raw,
+        fetched_at = v.fetched_at
+      FROM unnest(
+        ${textArray(rows.map((r) => r.signature))},
+        ${textArray(rows.map((r) => r.memoJob))},
+        ${sql.param(rows.map((r) => r.slot))}::bigint[],
+        ${sql.param(rows.map((r) => r.blockTime))}::bigint[],
+        ${textArray(rows.map((r) => r.feeLamports.toString()))}::bigint[],
+        ${sql.param(rows.map((r) => r.succeeded))}::boolean[],
+        ${textArray(rows.map((r) => json(r.err)))},
+        ${textArray(rows.map((r) => json(r.facts)))},
+        ${textArray(rows.map((r) => r.raw))},
+        ${sql.param(rows.map((r) => r.fetchedAt))}::bigint[])
+        AS v(signature, memo_job, slot, block_time, fee_lamports, succeeded, err, facts, raw,
+          fetched_at)
+      WHERE c.signature = v.signature AND c.facts IS NULL`);
+  }
+
   async function recordFetchedAll(
     items: readonly FetchedItem[],
   ): Promise<Map<string, SignatureRow>> {
     if (items.length === 0) return new Map();
-    // The rows are locked first in the database's order of signatures, as the status writes
-    // lock theirs, so two processes storing or polling overlapping sets wait for each other
-    // instead of both waiting on each other. Guarded by `facts IS NULL`: the first process to
-    // store a transaction wins.
-    await db.transaction(async (tx) => {
-      if (items.length > 1) {
+    const signatures = [...new Set(items.map((i) => i.signature))];
+    if (signatures.length === 1) {
+      // One row: one statement, which is its own transaction.
+      await storeFetched(db, items);
+    } else {
+      // The rows are locked first in the database's order of signatures, as the status writes
+      // lock theirs, so two processes storing or polling overlapping sets wait for each other
+      // instead of both waiting on each other. One UPDATE for all of them: a statement a
+      // transaction was a round trip each, two a job, in every batch the verifier fetches.
+      await db.transaction(async (tx) => {
         await tx.execute(sql`SELECT 1 FROM chain_transactions
-          WHERE signature = ANY(${textArray(items.map((i) => i.signature))})
+          WHERE signature = ANY(${textArray(signatures)})
           ORDER BY signature FOR UPDATE`);
-      }
-      for (const { signature, fetched, t, memoJob } of items) {
-        await tx
-          .update(chainTransactions)
-          .set({
-            state: "finalized",
-            commitment: "finalized",
-            ...fetchedColumns(fetched.facts, fetched.raw, t, memoJob),
-          })
-          .where(and(eq(chainTransactions.signature, signature), isNull(chainTransactions.facts)));
-      }
-    });
-    return load(items.map((i) => i.signature));
+        await storeFetched(tx, items);
+      });
+    }
+    return load(signatures);
   }
 
   return {
