@@ -1,12 +1,13 @@
 import { describe, expect, it } from "vitest";
 import { recordReceipts } from "../src/recorder/receipts.js";
-import { localnetProfile, type Profile } from "../src/verify/profiles.js";
-import { chainSecondAfter, finalizedPast } from "./support/finality.js";
-import { vaultStatementSince } from "./support/ledger-periods.js";
+import type { Profile } from "../src/verify/profiles.js";
+import { chainSecondAfter } from "./support/finality.js";
+import { statementAfterWindow } from "./support/ledger-periods.js";
 import {
   discrepancy,
+  discrepancyIncluding,
   type JobPlan,
-  type Scenario,
+  quickWindowProfile,
   timedOutReceipt,
   useAdversaryHarness,
   verified,
@@ -20,38 +21,23 @@ import {
 
 const h = useAdversaryHarness();
 
-/** Releases due a second after the lock, so a statement judges them at once. */
-const quick: Profile = {
-  ...localnetProfile,
-  settlementWindowSeconds: 1,
-  receiptTimeSkewSeconds: 1,
-};
-
-/** The vault's statement from `from`, read once the settlement window has passed. */
-async function statementAfterWindow(c: Scenario, vault: string, from: number) {
-  await finalizedPast(h.world, h.op.now() + 1_000);
-  return vaultStatementSince(h, c, vault, from);
-}
-
 const ZWSP = "\u200b";
 
 describe("a lock and its settlement in one transaction, the worker paid again by the settlement named", () => {
   it("fails escrow.memo: the lock's transaction names the job's settlement too", async () => {
-    const c = await h.scenario(quick);
+    const c = await h.scenario(quickWindowProfile);
     await c.pinKey(1);
     const plan = h.op.plan({ keyIndex: 1 });
     const both = h.op.send([...h.op.lockIxs(plan), ...h.op.settleIxs(plan)]).signature;
     const again = h.op.send(h.op.settleIxs(plan, {})).signature;
     c.record(plan, { escrowTx: both, settlementTx: again });
-    const [outcome] = await c.verdicts(plan.jobId);
-    expect(outcome?.verdict).toBe("discrepancy");
-    expect(outcome?.failing).toContain("escrow.memo");
+    expect(await c.verdicts(plan.jobId)).toEqual([discrepancyIncluding("escrow.memo")]);
   });
 });
 
 describe("memos that name the job by a look-alike id", () => {
   it("fails escrow.memo on a lock whose memo ends in a zero-width space", async () => {
-    const c = await h.scenario(quick);
+    const c = await h.scenario(quickWindowProfile);
     await c.pinKey(1);
     const plan = h.op.plan({ keyIndex: 1 });
     const escrowTx = h.op.send([
@@ -59,15 +45,12 @@ describe("memos that name the job by a look-alike id", () => {
       h.op.memo(`decentral:escrow:${plan.jobId}${ZWSP}`),
     ]).signature;
     const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
-    c.record(plan, { escrowTx, settlementTx });
-    c.honestJobsApi(plan, { escrowTx, settlementTx });
-    const [outcome] = await c.verdicts(plan.jobId);
-    expect(outcome?.verdict).toBe("discrepancy");
-    expect(outcome?.failing).toContain("escrow.memo");
+    c.recordWithJobsApi(plan, { escrowTx, settlementTx });
+    expect(await c.verdicts(plan.jobId)).toEqual([discrepancyIncluding("escrow.memo")]);
   });
 
   it("fails escrow.memo on a lock with a second memo instruction naming the look-alike", async () => {
-    const c = await h.scenario(quick);
+    const c = await h.scenario(quickWindowProfile);
     await c.pinKey(1);
     const plan = h.op.plan({ keyIndex: 1 });
     const escrowTx = h.op.send([
@@ -75,26 +58,24 @@ describe("memos that name the job by a look-alike id", () => {
       h.op.memo(`decentral:escrow:${plan.jobId}${ZWSP}`),
     ]).signature;
     const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
-    c.record(plan, { escrowTx, settlementTx });
-    c.honestJobsApi(plan, { escrowTx, settlementTx });
+    c.recordWithJobsApi(plan, { escrowTx, settlementTx });
     expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.memo")]);
   });
 
   it("lists a debit under the look-alike's escrow memo as an unreceipted debit", async () => {
-    const c = await h.scenario(quick);
+    const c = await h.scenario(quickWindowProfile);
     await c.pinKey(1);
     const from = await chainSecondAfter(h.world);
     const plan = h.op.plan({ keyIndex: 1 });
     const txs = h.op.honestJob(plan);
-    c.record(plan, txs);
-    c.honestJobsApi(plan, txs);
+    c.recordWithJobsApi(plan, txs);
     const wallet = h.op.attackerAccount(0n);
     const theft = h.op.send([
       h.op.transfer(plan.vault, wallet, 30_000n),
       h.op.memo(`decentral:escrow:${plan.jobId}${ZWSP}`),
     ]).signature;
     expect(await c.verdicts(plan.jobId)).toEqual([verified]);
-    const s = await statementAfterWindow(c, plan.vault, from);
+    const s = await statementAfterWindow(h, c, plan.vault, from);
     expect(s.unexplained.map((u) => [u.finding, u.signature, u.amountUnits])).toEqual([
       ["unreceipted_debit", theft, -30_000n],
     ]);
@@ -103,13 +84,12 @@ describe("memos that name the job by a look-alike id", () => {
 
 describe("a job id a second key's response uses again", () => {
   it("fails the first job's escrow.single: the second key's vault was locked under its id", async () => {
-    const c = await h.scenario(quick);
+    const c = await h.scenario(quickWindowProfile);
     await c.pinKey(1);
     await c.pinKey(2);
     const first = h.op.plan({ keyIndex: 1 });
     const txs = h.op.honestJob(first);
-    c.record(first, txs);
-    c.honestJobsApi(first, txs);
+    c.recordWithJobsApi(first, txs);
     expect(await c.verdicts(first.jobId)).toEqual([verified]);
 
     const second: JobPlan = { ...h.op.plan({ keyIndex: 2 }), jobId: first.jobId };
@@ -117,52 +97,43 @@ describe("a job id a second key's response uses again", () => {
     await c.flush();
     const [result] = await recordReceipts(c.store, [receiptOf(second, again)], "ingest");
     expect(result?.outcome).toBe("conflict");
-    const [outcome] = await c.verdicts(first.jobId);
-    expect(outcome?.verdict).toBe("discrepancy");
-    expect(outcome?.failing).toContain("escrow.single");
+    expect(await c.verdicts(first.jobId)).toEqual([discrepancyIncluding("escrow.single")]);
   });
 });
 
 describe("a settlement paying the worker's share where the worker does not hold it", () => {
   it("fails settlement.worker_paid when the share goes to the treasury's own account", async () => {
-    const c = await h.scenario(quick);
+    const c = await h.scenario(quickWindowProfile);
     await c.pinKey(1);
     const plan = h.op.plan({ keyIndex: 1 });
     const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
-    const settlementTx = h.op.send([
-      ...h.op.payoutIxs(plan, { workerAccount: h.op.accounts.treasury.tokenAccount }),
-      h.op.memo(`decentral:settle:${plan.jobId}`),
-    ]).signature;
-    c.record(plan, { escrowTx, settlementTx });
-    c.honestJobsApi(plan, { escrowTx, settlementTx });
-    const [outcome] = await c.verdicts(plan.jobId);
-    expect(outcome?.verdict).toBe("discrepancy");
-    expect(outcome?.failing).toContain("settlement.worker_paid");
+    const settlementTx = h.op.send(
+      h.op.settleIxs(plan, { workerAccount: h.op.accounts.treasury.tokenAccount }),
+    ).signature;
+    c.recordWithJobsApi(plan, { escrowTx, settlementTx });
+    expect(await c.verdicts(plan.jobId)).toEqual([discrepancyIncluding("settlement.worker_paid")]);
   });
 
   it("fails refund.complete on a 504 refund into an account of the customer's own wallet", async () => {
-    const c = await h.scenario(quick);
+    const c = await h.scenario(quickWindowProfile);
     await c.pinKey(1);
     const plan = h.op.plan({ keyIndex: 1 });
     const userAccount = h.op.createTokenAccount(h.op.accounts.creditVaults[1]!.wallet);
     const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
     const refundTx = h.op.send(h.op.refundIxs(plan, userAccount)).signature;
     c.record(plan, { escrowTx, settlementTx: refundTx }, timedOutReceipt);
-    const [outcome] = await c.verdicts(plan.jobId);
-    expect(outcome?.verdict).toBe("discrepancy");
-    expect(outcome?.failing).toContain("refund.complete");
+    expect(await c.verdicts(plan.jobId)).toEqual([discrepancyIncluding("refund.complete")]);
   });
 });
 
 describe("a job id a second key's response uses again, naming the first job's signatures", () => {
   it("keeps the second key's lock under that id with the first job once its vault is read: escrow.single fails", async () => {
-    const c = await h.scenario(quick);
+    const c = await h.scenario(quickWindowProfile);
     await c.pinKey(1);
     await c.pinKey(2);
     const first = h.op.plan({ keyIndex: 1 });
     const txs = h.op.honestJob(first);
-    c.record(first, txs);
-    c.honestJobsApi(first, txs);
+    c.recordWithJobsApi(first, txs);
     expect(await c.verdicts(first.jobId)).toEqual([verified]);
 
     const from = await chainSecondAfter(h.world);
@@ -175,7 +146,7 @@ describe("a job id a second key's response uses again, naming the first job's si
     expect(result?.outcome).toBe("conflict");
     expect(await c.verdicts(first.jobId)).toEqual([verified]);
 
-    const s = await statementAfterWindow(c, second.vault, from);
+    const s = await statementAfterWindow(h, c, second.vault, from);
     expect(s.unexplained.map((u) => [u.finding, u.signature, u.amountUnits])).toEqual([
       ["unreceipted_debit", again.escrowTx, -second.lock],
     ]);
@@ -187,7 +158,7 @@ describe("a job id a second key's response uses again, naming the first job's si
 
 describe("an old settlement named again as a new job's settlement", () => {
   it("fails the new job's signatures.unique, and its lock is never released", async () => {
-    const c = await h.scenario(quick);
+    const c = await h.scenario(quickWindowProfile);
     await c.pinKey(1);
     const from = await chainSecondAfter(h.world);
     const old = h.op.plan({ keyIndex: 1 });
@@ -201,7 +172,7 @@ describe("an old settlement named again as a new job's settlement", () => {
     expect(replayed?.verdict).toBe("discrepancy");
     expect(replayed?.failing).toContain("signatures.unique");
 
-    const s = await statementAfterWindow(c, plan.vault, from);
+    const s = await statementAfterWindow(h, c, plan.vault, from);
     expect(s.unreleasedLocks).toEqual([
       expect.objectContaining({ jobId: plan.jobId, outstandingUnits: plan.lock }),
     ]);
@@ -231,10 +202,10 @@ function receiptOf(plan: JobPlan, txs: { escrowTx: string; settlementTx: string 
 describe("hidden tokens claimed for a model the profile says has none", () => {
   /** `llama-3.3-70b` marked as billing no tokens its answer does not hold. */
   const plain: Profile = {
-    ...quick,
+    ...quickWindowProfile,
     pricing: {
-      ...quick.pricing,
-      "llama-3.3-70b": { ...quick.pricing["llama-3.3-70b"]!, hiddenTokens: false },
+      ...quickWindowProfile.pricing,
+      "llama-3.3-70b": { ...quickWindowProfile.pricing["llama-3.3-70b"]!, hiddenTokens: false },
     },
   };
   /** A proxied answer of `bytes` whose usage names 2,000 completion tokens and `hidden`. */

@@ -1,6 +1,12 @@
 import { describe, expect, it, onTestFinished } from "vitest";
-import { localnetProfile, type Profile } from "../src/verify/profiles.js";
-import { AuthorityType, discrepancy, useAdversaryHarness, verified } from "./support/operator.js";
+import type { Profile } from "../src/verify/profiles.js";
+import {
+  AuthorityType,
+  discrepancy,
+  quickWindowProfile,
+  useAdversaryHarness,
+  verified,
+} from "./support/operator.js";
 
 /**
  * Round 12: under a profile naming no escrow authority (the `decentral-mainnet` profile's shape:
@@ -12,12 +18,10 @@ const h = useAdversaryHarness();
 
 /** The mainnet profile's shape on the local chain: no escrow authority, no escrow vault. */
 const mainnetShape: Profile = {
-  ...localnetProfile,
+  ...quickWindowProfile,
   name: "mainnet-shape",
   escrowAuthority: null,
   escrowVault: null,
-  settlementWindowSeconds: 1,
-  receiptTimeSkewSeconds: 1,
 };
 
 describe("a delegate of the credit vault signing a job's lock, under a profile naming no escrow authority", () => {
@@ -26,15 +30,9 @@ describe("a delegate of the credit vault signing a job's lock, under a profile n
     await c.pinKey(1);
     const plan = h.op.plan({ keyIndex: 1 });
     h.op.send([h.op.approve(plan.vault, h.op.attacker.address, plan.lock)]);
-    const escrowTx = h.op.send([
-      h.op.transfer(plan.vault, h.op.accounts.escrowVault, plan.lock, {
-        authority: h.op.attacker.address,
-      }),
-      h.op.memo(`decentral:escrow:${plan.jobId}`),
-    ]).signature;
+    const escrowTx = h.op.send(h.op.lockIxs(plan, { authority: h.op.attacker.address })).signature;
     const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
-    c.record(plan, { escrowTx, settlementTx });
-    c.honestJobsApi(plan, { escrowTx, settlementTx });
+    c.recordWithJobsApi(plan, { escrowTx, settlementTx });
     expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.source")]);
     expect(await c.check(plan.jobId, "escrow.source")).toMatchObject({
       outcome: "fail",
@@ -48,8 +46,7 @@ describe("a delegate of the credit vault signing a job's lock, under a profile n
     await c.pinKey(1);
     const plan = h.op.plan({ keyIndex: 1 });
     const txs = h.op.honestJob(plan);
-    c.record(plan, txs);
-    c.honestJobsApi(plan, txs);
+    c.recordWithJobsApi(plan, txs);
     expect(await c.verdicts(plan.jobId)).toEqual([verified]);
   });
 });
@@ -64,8 +61,7 @@ describe("a delegate of the escrow account paying a job's settlement, under a pr
     const settlementTx = h.op.send(
       h.op.settleIxs(plan, { authority: h.op.attacker.address }),
     ).signature;
-    c.record(plan, { escrowTx, settlementTx });
-    c.honestJobsApi(plan, { escrowTx, settlementTx });
+    c.recordWithJobsApi(plan, { escrowTx, settlementTx });
     expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.vault")]);
     expect(await c.check(plan.jobId, "escrow.vault")).toMatchObject({
       outcome: "fail",
@@ -83,15 +79,9 @@ describe("a pinned credit vault handed to the operator, under a profile naming n
     // In a transaction naming no job: the customer's vault is the operator's from now on.
     h.op.send([h.op.setAuthority(plan.vault, AuthorityType.AccountOwner, h.op.attacker.address)]);
     onTestFinished(() => h.op.giveBackVault(plan.vault));
-    const escrowTx = h.op.send([
-      h.op.transfer(plan.vault, h.op.accounts.escrowVault, plan.lock, {
-        authority: h.op.attacker.address,
-      }),
-      h.op.memo(`decentral:escrow:${plan.jobId}`),
-    ]).signature;
+    const escrowTx = h.op.send(h.op.lockIxs(plan, { authority: h.op.attacker.address })).signature;
     const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
-    c.record(plan, { escrowTx, settlementTx });
-    c.honestJobsApi(plan, { escrowTx, settlementTx });
+    c.recordWithJobsApi(plan, { escrowTx, settlementTx });
     const [outcome] = await c.verdicts(plan.jobId);
     expect(outcome?.verdict).toBe("discrepancy");
     expect(outcome?.failing).toContain("escrow.source");

@@ -1,10 +1,9 @@
 import { describe, expect, it } from "vitest";
-import { localnetProfile, type Profile } from "../src/verify/profiles.js";
-import { chainSecondAfter, finalizedPast } from "./support/finality.js";
-import { vaultStatementSince } from "./support/ledger-periods.js";
+import { chainSecondAfter } from "./support/finality.js";
+import { statementAfterWindow } from "./support/ledger-periods.js";
 import {
   discrepancy,
-  type Scenario,
+  quickWindowProfile,
   timedOutReceipt,
   useAdversaryHarness,
   verified,
@@ -18,22 +17,9 @@ import {
 
 const h = useAdversaryHarness();
 
-/** Releases due a second after the lock, so a statement judges them at once. */
-const quick: Profile = {
-  ...localnetProfile,
-  settlementWindowSeconds: 1,
-  receiptTimeSkewSeconds: 1,
-};
-
-/** The vault's statement from `from`, read once the settlement window has passed. */
-async function statementAfterWindow(c: Scenario, vault: string, from: number) {
-  await finalizedPast(h.world, h.op.now() + 1_000);
-  return vaultStatementSince(h, c, vault, from);
-}
-
 describe("a refund that takes the lock again in its own transaction", () => {
   it("fails refund.complete, and the statement keeps the lock unreleased", async () => {
-    const c = await h.scenario(quick);
+    const c = await h.scenario(quickWindowProfile);
     await c.pinKey(1);
     const from = await chainSecondAfter(h.world);
     const plan = h.op.plan({ keyIndex: 1 });
@@ -45,7 +31,7 @@ describe("a refund that takes the lock again in its own transaction", () => {
     c.record(plan, { escrowTx, settlementTx: refundTx }, timedOutReceipt);
     expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("refund.complete")]);
 
-    const s = await statementAfterWindow(c, plan.vault, from);
+    const s = await statementAfterWindow(h, c, plan.vault, from);
     expect(s.unreleasedLocks).toEqual([
       expect.objectContaining({ jobId: plan.jobId, outstandingUnits: plan.lock }),
     ]);
@@ -55,7 +41,7 @@ describe("a refund that takes the lock again in its own transaction", () => {
 
 describe("a lock the operator tops the vault up for in its own transaction", () => {
   it("fails escrow.source: the lock's money came from the operator's account, not the vault", async () => {
-    const c = await h.scenario(quick);
+    const c = await h.scenario(quickWindowProfile);
     await c.pinKey(0);
     const plan = h.op.plan({ keyIndex: 0 });
     const wallet = h.op.attackerAccount(plan.lock);
@@ -64,15 +50,14 @@ describe("a lock the operator tops the vault up for in its own transaction", () 
       ...h.op.lockIxs(plan),
     ]).signature;
     const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
-    c.record(plan, { escrowTx, settlementTx });
-    c.honestJobsApi(plan, { escrowTx, settlementTx });
+    c.recordWithJobsApi(plan, { escrowTx, settlementTx });
     expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.source")]);
   });
 });
 
 describe("a credit vault burned empty, closed and opened again in the credit mint between jobs", () => {
   it("lists the burn as an unreceipted debit, though the next job is verified", async () => {
-    const c = await h.scenario(quick);
+    const c = await h.scenario(quickWindowProfile);
     const vault = h.op.vault(4);
     h.op.fund(vault, 1_000_000n);
     await c.pinKey(4);
@@ -83,11 +68,10 @@ describe("a credit vault burned empty, closed and opened again in the credit min
     h.op.fund(vault, 1_000_000n);
     const plan = h.op.plan({ keyIndex: 4 });
     const txs = h.op.honestJob(plan);
-    c.record(plan, txs);
-    c.honestJobsApi(plan, txs);
+    c.recordWithJobsApi(plan, txs);
     expect(await c.verdicts(plan.jobId)).toEqual([verified]);
 
-    const s = await statementAfterWindow(c, vault, from);
+    const s = await statementAfterWindow(h, c, vault, from);
     expect(s.unexplained.map((u) => [u.finding, u.signature, u.amountUnits])).toEqual([
       ["unreceipted_debit", burn, -all],
     ]);

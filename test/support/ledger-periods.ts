@@ -171,3 +171,17 @@ export async function vaultStatementSince(
   );
   return statement.vaults[0]!;
 }
+
+/**
+ * `vault`'s statement from `from` (as `vaultStatementSince` builds it), read once the chain has
+ * finalized a second past now: past the settlement window of `quickWindowProfile`.
+ */
+export async function statementAfterWindow(
+  h: AdversaryHarness,
+  c: Scenario,
+  vault: string,
+  from: number,
+) {
+  await finalizedPast(h.world, h.op.now() + 1_000);
+  return vaultStatementSince(h, c, vault, from);
+}

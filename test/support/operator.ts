@@ -13,7 +13,7 @@ import {
   getMintLen,
 } from "@solana/spl-token";
 import { Keypair, PublicKey, type TransactionInstruction } from "@solana/web3.js";
-import { afterAll, beforeAll } from "vitest";
+import { afterAll, beforeAll, expect } from "vitest";
 import { createApp } from "../../src/api/app.js";
 import { createToken } from "../../src/auth/tokens.js";
 import { createRpcPool, type RpcPool } from "../../src/chain/rpc-pool.js";
@@ -174,6 +174,22 @@ export const timedOutReceipt = {
 /** The outcome of a job every check passes. */
 export const verified: JobOutcome = { verdict: "verified", failing: [] };
 
+/**
+ * What `toEqual` matches for a discrepancy whose failing checks include each of `failing`
+ * (others may fail too).
+ */
+export const discrepancyIncluding = (...failing: string[]) => ({
+  verdict: "discrepancy",
+  failing: expect.arrayContaining(failing),
+});
+
+/** The localnet profile with releases due a second after the lock: a statement judges them at once. */
+export const quickWindowProfile: Profile = {
+  ...localnetProfile,
+  settlementWindowSeconds: 1,
+  receiptTimeSkewSeconds: 1,
+};
+
 const log = createLogger({ level: "silent" });
 
 /** A fresh job id in Decentral's shape (`job_` + 20 lowercase alphanumerics). */
@@ -186,6 +202,16 @@ export function newJobId(): string {
 
 /** Who pays a settlement out: the account (`from`) and the signer (`authority`). */
 export type Payer = { from?: string; authority?: string };
+
+/** A settlement's payouts where they are not the plan's: amounts, accounts paid, payer. */
+export type Payout = {
+  workerShare?: bigint;
+  treasuryShare?: bigint;
+  remainder?: bigint;
+  workerAccount?: string;
+  treasuryAccount?: string;
+  remainderTo?: string;
+} & Payer;
 
 export class Operator {
   readonly accounts: LocalAccounts;
@@ -994,9 +1020,11 @@ export class Operator {
   }
 
   /** Escrow lock: credit vault -> escrow vault, memo `decentral:escrow:<job>`. */
-  lockIxs(plan: JobPlan, opts: { from?: string; amount?: bigint } = {}): InstructionSpec[] {
+  lockIxs(plan: JobPlan, opts: { amount?: bigint } & Payer = {}): InstructionSpec[] {
     return [
-      this.transfer(opts.from ?? plan.vault, this.accounts.escrowVault, opts.amount ?? plan.lock),
+      this.transfer(opts.from ?? plan.vault, this.accounts.escrowVault, opts.amount ?? plan.lock, {
+        authority: opts.authority,
+      }),
       this.memo(`decentral:escrow:${plan.jobId}`),
     ];
   }
@@ -1005,17 +1033,7 @@ export class Operator {
    * The settlement's transfers (worker, treasury, remainder) without the memo, out of `from`
    * (the escrow vault by default) signed by `authority` (the escrow authority by default).
    */
-  payoutIxs(
-    plan: JobPlan,
-    opts: {
-      workerShare?: bigint;
-      treasuryShare?: bigint;
-      remainder?: bigint;
-      workerAccount?: string;
-      treasuryAccount?: string;
-      remainderTo?: string;
-    } & Payer = {},
-  ): InstructionSpec[] {
+  payoutIxs(plan: JobPlan, opts: Payout = {}): InstructionSpec[] {
     const escrow = opts.from ?? this.accounts.escrowVault;
     const signer = { authority: opts.authority };
     const remainder = opts.remainder ?? plan.remainder;
@@ -1040,11 +1058,11 @@ export class Operator {
   }
 
   /**
-   * Settlement of `plan` to the unit: payouts plus memo `decentral:settle:<job>`; honest unless
-   * `payer` names another account or signer than escrow's.
+   * Settlement of `plan`: payouts plus memo `decentral:settle:<job>`; honest to the unit unless
+   * `payout` names another account, signer, share or remainder than the plan's.
    */
-  settleIxs(plan: JobPlan, payer: Payer = {}): InstructionSpec[] {
-    return [...this.payoutIxs(plan, payer), this.memo(`decentral:settle:${plan.jobId}`)];
+  settleIxs(plan: JobPlan, payout: Payout = {}): InstructionSpec[] {
+    return [...this.payoutIxs(plan, payout), this.memo(`decentral:settle:${plan.jobId}`)];
   }
 
   /** Honest refund of a timed-out job: the whole lock back, memo `decentral:refund:<job>`. */
@@ -1229,6 +1247,16 @@ export class Scenario {
       worker_address: plan.worker.address,
       on_chain: { escrow_tx: txs.escrowTx, settlement_tx: txs.settlementTx },
     });
+  }
+
+  /**
+   * Records the receipt of `plan` naming `txs` as ingest would, and the jobs API's honest answer
+   * naming the same two transactions: a job its response and the jobs API tell alike.
+   */
+  recordWithJobsApi(plan: JobPlan, txs: { escrowTx: string; settlementTx: string }): string {
+    this.record(plan, txs);
+    this.honestJobsApi(plan, txs);
+    return plan.jobId;
   }
 
   /**
