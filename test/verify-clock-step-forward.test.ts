@@ -1,14 +1,13 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openSqliteStore } from "../src/db/client.js";
 import { type LocalWorld, startLocalWorld } from "../src/localnet/world.js";
-import { keyFingerprint } from "../src/recorder/proxy.js";
+import { holdingRelay } from "./support/holding-relay.js";
 import { type CliProcess, startCli, startServe, until } from "./support/service-process.js";
+import { simulatorReceiptsFile } from "./support/world-traffic.js";
 
 /**
  * The host's clock stepped forward (NTP correcting a clock that ran behind, a VM resumed) while
@@ -23,76 +22,6 @@ let world: LocalWorld;
 let dir: string;
 let db: string;
 let shiftFile: string;
-
-/** An RPC relay to the world's node that holds status requests while `held`. */
-function holdingRelay(target: string) {
-  let held = false;
-  const waiting: (() => void)[] = [];
-  let statusAsks = 0;
-  const server = http.createServer(async (req, res) => {
-    const chunks: Buffer[] = [];
-    for await (const chunk of req) chunks.push(chunk as Buffer);
-    const body = Buffer.concat(chunks);
-    if (body.toString("utf8").includes("getSignatureStatuses")) {
-      statusAsks++;
-      if (held) await new Promise<void>((resolve) => waiting.push(resolve));
-    }
-    const answer = await fetch(target, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body,
-    });
-    res.writeHead(answer.status, { "content-type": "application/json" });
-    res.end(Buffer.from(await answer.arrayBuffer()));
-  });
-  return {
-    listen: () =>
-      new Promise<string>((resolve) =>
-        server.listen(0, "127.0.0.1", () =>
-          resolve(`http://127.0.0.1:${(server.address() as AddressInfo).port}`),
-        ),
-      ),
-    hold: () => {
-      held = true;
-    },
-    release: () => {
-      held = false;
-      for (const go of waiting.splice(0)) go();
-    },
-    statusAsks: () => statusAsks,
-    close: () => new Promise((resolve) => server.close(resolve)),
-  };
-}
-
-/** `n` jobs run against the simulator, their receipts in a JSONL file for `import`. */
-async function receiptsFile(n: number): Promise<{ file: string; ids: string[] }> {
-  const lines: string[] = [];
-  const base = world.decentralBaseUrl.replace(/\/v1$/, "");
-  for (let i = 0; i < n; i++) {
-    const res = await fetch(`${base}/v1/chat/completions`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${world.apiKeys[0]}`, "content-type": "application/json" },
-      body: JSON.stringify({ model: "phi-4-mini", messages: [{ role: "user", content: `s${i}` }] }),
-    });
-    const body = (await res.json()) as { usage: Record<string, number> };
-    const h = (name: string) => res.headers.get(name);
-    lines.push(
-      JSON.stringify({
-        job_id: h("x-decentral-job-id"),
-        escrow_tx: h("x-decentral-tx-signature"),
-        settlement_tx: h("x-decentral-settlement-tx"),
-        worker: h("x-decentral-worker"),
-        credits_remaining: h("x-decentral-credits-remaining"),
-        model: "phi-4-mini",
-        usage: body.usage,
-        key_fingerprint: keyFingerprint(`Bearer ${world.apiKeys[0]}`),
-      }),
-    );
-  }
-  const file = join(dir, "receipts.jsonl");
-  writeFileSync(file, `${lines.join("\n")}\n`);
-  return { file, ids: lines.map((l) => String(JSON.parse(l).job_id)) };
-}
 
 beforeAll(async () => {
   world = await startLocalWorld({ slotMs: 20, finalitySlots: 3 });
@@ -109,7 +38,8 @@ afterAll(async () => {
 describe("a forward clock step with serve and the nightly verify on one SQLite file", () => {
   it("serve's verifier leaves the jobs a live nightly run holds; every job judged once", async () => {
     const jobs = 6;
-    const { file, ids } = await receiptsFile(jobs);
+    const file = join(dir, "receipts.jsonl");
+    const ids = await simulatorReceiptsFile(world, file, { jobs, prefix: "s" });
     expect(await startCli(["db", "migrate", "--db", db]).exited).toBe(0);
     const imported = startCli(["import", file, "--db", db], { AUDIT_PROFILE: "localnet" });
     expect({ code: await imported.exited, stderr: imported.stderr() }).toEqual({

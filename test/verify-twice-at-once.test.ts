@@ -1,15 +1,14 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openSqliteStore } from "../src/db/client.js";
 import { type LocalWorld, startLocalWorld } from "../src/localnet/world.js";
-import { keyFingerprint } from "../src/recorder/proxy.js";
+import { holdingRelay } from "./support/holding-relay.js";
 import { usePostgresDatabase } from "./support/postgres.js";
 import { startCli } from "./support/service-process.js";
+import { simulatorReceiptsFile } from "./support/world-traffic.js";
 
 /**
  * Two crons (a timer on each of two hosts, or one fired twice by a restarted scheduler) start
@@ -26,78 +25,6 @@ const RACERS = 3;
 
 let world: LocalWorld;
 let dir: string;
-
-/** An RPC relay to the world's node that holds status requests while `held`. */
-function holdingRelay(target: string) {
-  let held = true;
-  const waiting: (() => void)[] = [];
-  const server = http.createServer(async (req, res) => {
-    const chunks: Buffer[] = [];
-    for await (const chunk of req) chunks.push(chunk as Buffer);
-    const body = Buffer.concat(chunks);
-    if (held && body.toString("utf8").includes("getSignatureStatuses")) {
-      await new Promise<void>((resolve) => waiting.push(resolve));
-    }
-    const answer = await fetch(target, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body,
-    });
-    res.writeHead(answer.status, { "content-type": "application/json" });
-    res.end(Buffer.from(await answer.arrayBuffer()));
-  });
-  return {
-    listen: () =>
-      new Promise<string>((resolve) =>
-        server.listen(0, "127.0.0.1", () =>
-          resolve(`http://127.0.0.1:${(server.address() as AddressInfo).port}`),
-        ),
-      ),
-    waiting: () => waiting.length,
-    release: () => {
-      held = false;
-      for (const go of waiting.splice(0)) go();
-    },
-    close: () => {
-      server.closeAllConnections();
-      return new Promise((resolve) => server.close(resolve));
-    },
-  };
-}
-
-/**
- * `n` jobs run against the simulator with `key`, their receipts in a JSONL file for `import`.
- * Each case has a key (and so a credit vault) of its own: the other case's debits are no
- * receipts of this one's database, and would be named unreceipted.
- */
-async function receiptsFile(n: number, name: string, key: string): Promise<string> {
-  const lines: string[] = [];
-  const base = world.decentralBaseUrl.replace(/\/v1$/, "");
-  for (let i = 0; i < n; i++) {
-    const res = await fetch(`${base}/v1/chat/completions`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
-      body: JSON.stringify({ model: "phi-4-mini", messages: [{ role: "user", content: `t${i}` }] }),
-    });
-    const body = (await res.json()) as { usage: Record<string, number> };
-    const h = (header: string) => res.headers.get(header);
-    lines.push(
-      JSON.stringify({
-        job_id: h("x-decentral-job-id"),
-        escrow_tx: h("x-decentral-tx-signature"),
-        settlement_tx: h("x-decentral-settlement-tx"),
-        worker: h("x-decentral-worker"),
-        credits_remaining: h("x-decentral-credits-remaining"),
-        model: "phi-4-mini",
-        usage: body.usage,
-        key_fingerprint: keyFingerprint(`Bearer ${key}`),
-      }),
-    );
-  }
-  const file = join(dir, name);
-  writeFileSync(file, `${lines.join("\n")}\n`);
-  return file;
-}
 
 beforeAll(async () => {
   world = await startLocalWorld({ slotMs: 20, finalitySlots: 3 });
@@ -155,11 +82,14 @@ describe.each([
 ])("$dialect: nightly verify started $dialect", ({ dialect, key, db: makeDb, runsOfChecks }) => {
   it(`${RACERS} runs of one window at one instant: one runs, the others exit 2 naming it`, async () => {
     const db = await makeDb();
-    const file = await receiptsFile(JOBS, `${dialect}.jsonl`, world.apiKeys[key] as string);
+    // Each case has a key (and so a credit vault) of its own: the other case's debits are no
+    // receipts of this one's database, and would be named unreceipted.
+    const file = join(dir, `${dialect}.jsonl`);
+    await simulatorReceiptsFile(world, file, { jobs: JOBS, prefix: "t", key: world.apiKeys[key] });
     const imported = startCli(["import", file, "--db", db], { AUDIT_PROFILE: "localnet" });
     expect(await imported.exited).toBe(0);
 
-    const relay = holdingRelay(world.rpcUrl);
+    const relay = holdingRelay(world.rpcUrl, { held: true });
     const relayUrl = await relay.listen();
     try {
       const runs = Array.from({ length: RACERS }, () =>
