@@ -1,16 +1,8 @@
-import { spawn } from "node:child_process";
-import { once } from "node:events";
-import { mkdtempSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { openSqliteStore } from "../src/db/client.js";
-import { migrateStore } from "../src/db/migrate.js";
-import { ingestReceipts } from "../src/recorder/ingest.js";
-import { wireReceipt } from "./support/recorder-fixtures.js";
 import { startCli } from "./support/service-process.js";
+import { storeOfOneReceipt, writeLockProcess } from "./support/write-lock-process.js";
 
 /**
  * A nightly `verify` beside a `serve` whose leader holds SQLite's write lock in long stretches
@@ -20,11 +12,7 @@ import { startCli } from "./support/service-process.js";
  */
 describe("verify whose time runs out while another process holds the write lock", () => {
   it("ends within its --timeout and the run row's close grace, exit 2", async () => {
-    const db = join(mkdtempSync(join(tmpdir(), "verify-close-")), "audit.db");
-    const store = openSqliteStore(db);
-    migrateStore(store);
-    await ingestReceipts(store, [wireReceipt()], "ingest");
-    store.close();
+    const db = await storeOfOneReceipt("verify-close-");
     // A node that answers the run's first questions and never its signature statuses: the run
     // is in its rounds, holding its job's lease, when its time runs out.
     let inRounds: () => void = () => {};
@@ -49,10 +37,6 @@ describe("verify whose time runs out while another process holds the write lock"
     });
     await new Promise<void>((resolve) => rpc.listen(0, "127.0.0.1", resolve));
     const rpcUrl = `http://127.0.0.1:${(rpc.address() as AddressInfo).port}`;
-    const script = `const Database = require("better-sqlite3");
-      const db = new Database(${JSON.stringify(db)});
-      process.stdin.once("data", () => { db.exec("BEGIN IMMEDIATE"); console.log("locked"); });
-      setTimeout(() => { db.exec("COMMIT"); db.close(); }, 80000);`;
     const started = performance.now();
     const args = ["verify", "--since", "1h", "--timeout", "8s", "--db", db];
     // The run row's close grace a fifth of its default (15 s): the writes around it still
@@ -63,23 +47,19 @@ describe("verify whose time runs out while another process holds the write lock"
       RPC_TIMEOUT_MS: "60000",
       VERIFY_CLOSE_GRACE_MS: String(closeGraceMs),
     });
-    const locker = spawn(process.execPath, ["-e", script], {
-      stdio: ["pipe", "pipe", "inherit"],
-    });
+    const locker = writeLockProcess(db, 80_000);
     try {
       // Locked once the run is in its rounds, not a fixed 2.5 s after both started: a loaded
       // host could still be loading the run then, which then waited for the lock from its start.
       // (A host so loaded that the run's 8 s end before its rounds start locks after its exit.)
       await Promise.race([roundsStarted, verify.exited]);
-      locker.stdin.write("lock\n");
-      const [chunk] = (await once(locker.stdout, "data")) as [Buffer];
-      expect(String(chunk)).toMatch(/locked/);
+      expect(await locker.take()).toMatch(/locked/);
       expect(await verify.exited).toBe(2);
       // The run's row has its grace to be closed (VERIFY_CLOSE_GRACE_MS); the writes around it
       // no longer wait 5 s each, 8 times: 52 s before with the default grace, 27 after.
       expect(performance.now() - started).toBeLessThan(8000 + closeGraceMs + 10_000);
     } finally {
-      locker.kill("SIGKILL");
+      locker.kill();
       rpc.closeAllConnections();
       rpc.close();
     }

@@ -1,17 +1,10 @@
-import { spawn } from "node:child_process";
-import { once } from "node:events";
-import { mkdtempSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { describe, expect, it } from "vitest";
-import { openSqliteStore } from "../src/db/client.js";
-import { migrateStore } from "../src/db/migrate.js";
-import { ingestReceipts } from "../src/recorder/ingest.js";
-import { wireReceipt } from "./support/recorder-fixtures.js";
 import { startCli } from "./support/service-process.js";
+import { storeOfOneReceipt, writeLockProcess } from "./support/write-lock-process.js";
 
 /**
  * `verify` as cron starts it, a process of its own on a busy host: its `--timeout` is the
@@ -22,11 +15,7 @@ import { startCli } from "./support/service-process.js";
 // Each test waits on a child process's timeout, not on the CPU: they run at once.
 describe.concurrent("verify started on a busy host", () => {
   it("ends within its --timeout counted from the process's start", async () => {
-    const db = join(mkdtempSync(join(tmpdir(), "verify-start-")), "audit.db");
-    const store = openSqliteStore(db);
-    migrateStore(store);
-    await ingestReceipts(store, [wireReceipt()], "ingest");
-    store.close();
+    const db = await storeOfOneReceipt("verify-start-");
     // An RPC node that takes the connection and never answers: the run can only time out.
     const rpc = createServer(() => {});
     await new Promise<void>((resolve) => rpc.listen(0, "127.0.0.1", resolve));
@@ -66,11 +55,7 @@ describe.concurrent("verify started on a busy host", () => {
     }
   }, 90_000);
   it("says a start that took its whole --timeout, not an RPC that answers, when no time is left", async () => {
-    const db = join(mkdtempSync(join(tmpdir(), "verify-start-")), "audit.db");
-    const store = openSqliteStore(db);
-    migrateStore(store);
-    await ingestReceipts(store, [wireReceipt()], "ingest");
-    store.close();
+    const db = await storeOfOneReceipt("verify-start-");
     // A healthy node: every call answered at once.
     const rpc = createServer((req, res) => {
       let body = "";
@@ -116,24 +101,12 @@ describe.concurrent("verify started on a busy host", () => {
 
 describe.concurrent("verify started while another process holds the write lock", () => {
   it("ends within its --timeout, saying the database was locked, not after the lock is freed", async () => {
-    const db = join(mkdtempSync(join(tmpdir(), "verify-start-")), "audit.db");
-    const store = openSqliteStore(db);
-    migrateStore(store);
-    await ingestReceipts(store, [wireReceipt()], "ingest");
-    store.close();
+    const db = await storeOfOneReceipt("verify-start-");
     // A backup or a long import: the write lock held for a minute. Every start migrates under
     // the write lock, and waited for it up to 10 minutes whatever the run's --timeout.
-    const script = `const Database = require("better-sqlite3");
-      const db = new Database(${JSON.stringify(db)});
-      db.exec("BEGIN IMMEDIATE");
-      console.log("locked");
-      setTimeout(() => { db.exec("COMMIT"); db.close(); }, 60000);`;
-    const locker = spawn(process.execPath, ["-e", script], {
-      stdio: ["ignore", "pipe", "inherit"],
-    });
+    const locker = writeLockProcess(db, 60_000);
     try {
-      const [chunk] = (await once(locker.stdout, "data")) as [Buffer];
-      expect(String(chunk)).toMatch(/locked/);
+      expect(await locker.take()).toMatch(/locked/);
       const started = performance.now();
       const args = ["verify", "--since", "1h", "--timeout", "8s", "--json", "--db", db];
       const verify = startCli([...args, "--profile", "localnet"], {
@@ -143,7 +116,7 @@ describe.concurrent("verify started while another process holds the write lock",
       expect(performance.now() - started).toBeLessThan(8000 + 6000);
       expect(verify.stderr()).toMatch(/database is locked/);
     } finally {
-      locker.kill("SIGKILL");
+      locker.kill();
     }
   }, 90_000);
 });

@@ -1,14 +1,6 @@
-import { type ChildProcess, spawn } from "node:child_process";
-import { once } from "node:events";
-import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { openSqliteStore } from "../src/db/client.js";
-import { migrateStore } from "../src/db/migrate.js";
-import { ingestReceipts } from "../src/recorder/ingest.js";
-import { wireReceipt } from "./support/recorder-fixtures.js";
 import { startCli } from "./support/service-process.js";
+import { storeOfOneReceipt, writeLockProcess } from "./support/write-lock-process.js";
 
 /**
  * A read-only command run while another process holds SQLite's write lock (a long import, a
@@ -17,24 +9,14 @@ import { startCli } from "./support/service-process.js";
  */
 describe("read-only commands while another process holds the write lock", () => {
   let db: string;
-  let locker: ChildProcess;
+  let locker: ReturnType<typeof writeLockProcess> | undefined;
   beforeAll(async () => {
-    db = join(mkdtempSync(join(tmpdir(), "read-locked-")), "audit.db");
-    const store = openSqliteStore(db);
-    migrateStore(store);
-    await ingestReceipts(store, [wireReceipt()], "ingest");
-    store.close();
-    const script = `const Database = require("better-sqlite3");
-      const db = new Database(${JSON.stringify(db)});
-      db.exec("BEGIN IMMEDIATE");
-      console.log("locked");
-      setTimeout(() => { db.exec("COMMIT"); db.close(); }, 60000);`;
-    locker = spawn(process.execPath, ["-e", script], { stdio: ["ignore", "pipe", "inherit"] });
-    const [chunk] = (await once(locker.stdout!, "data")) as [Buffer];
-    expect(String(chunk)).toMatch(/locked/);
+    db = await storeOfOneReceipt("read-locked-");
+    locker = writeLockProcess(db, 60_000);
+    expect(await locker.take()).toMatch(/locked/);
   }, 30_000);
   afterAll(() => {
-    locker?.kill("SIGKILL");
+    locker?.kill();
   });
 
   it("report reconciliation reads at once, without waiting for the lock", async () => {
