@@ -1,7 +1,6 @@
-import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { openPostgres, type PgStore } from "../src/db/pg/client.js";
+import { describe, expect, it } from "vitest";
 import { createPgReceiptsStore } from "../src/store/pg/receipts.js";
+import { useStoreAndLocker } from "./support/pg-locker.js";
 import { usePostgresDatabase } from "./support/postgres.js";
 import { receipt } from "./support/recorder-fixtures.js";
 
@@ -12,30 +11,18 @@ import { receipt } from "./support/recorder-fixtures.js";
  */
 
 const database = usePostgresDatabase({ migrated: true });
-let store: PgStore;
-let locker: pg.Client;
-
-beforeAll(async () => {
-  store = openPostgres(database.url, { poolSize: 2, statementTimeoutMs: 30_000 });
-  locker = new pg.Client({ connectionString: database.url });
-  await locker.connect();
-});
-
-afterAll(async () => {
-  await locker?.end();
-  await store?.close();
-});
+const pgs = useStoreAndLocker(database, { poolSize: 2, statementTimeoutMs: 30_000 });
 
 describe("an import's write of a job whose row another session holds locked", () => {
   it("is refused within seconds naming the job, nothing of its batch written", async () => {
-    const receipts = createPgReceiptsStore(store);
+    const receipts = createPgReceiptsStore(pgs.store);
     const first = receipt({ settlementTx: null });
     await receipts.record([first], "ingest");
     const other = receipt();
     const settled = { ...first, settlementTx: receipt().settlementTx };
     try {
-      await locker.query("BEGIN");
-      await locker.query("SELECT * FROM jobs WHERE job_id = $1 FOR UPDATE", [first.jobId]);
+      await pgs.locker.query("BEGIN");
+      await pgs.locker.query("SELECT * FROM jobs WHERE job_id = $1 FOR UPDATE", [first.jobId]);
       const started = performance.now();
       const error = await receipts.record([other, settled], "ingest").catch((e: unknown) => e);
       expect(performance.now() - started).toBeLessThan(15_000);
@@ -43,9 +30,9 @@ describe("an import's write of a job whose row another session holds locked", ()
       expect((error as Error).message).toContain(`job ${first.jobId}:`);
       expect((error as Error).message).not.toContain(other.jobId);
     } finally {
-      await locker.query("ROLLBACK");
+      await pgs.locker.query("ROLLBACK");
     }
-    const { rows } = await store.pool.query("SELECT job_id FROM jobs WHERE job_id = $1", [
+    const { rows } = await pgs.store.pool.query("SELECT job_id FROM jobs WHERE job_id = $1", [
       other.jobId,
     ]);
     expect(rows).toEqual([]);

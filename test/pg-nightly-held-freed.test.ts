@@ -1,8 +1,6 @@
 import { sql } from "drizzle-orm";
-import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { openPostgres, type PgStore } from "../src/db/pg/client.js";
-import { migratePostgres } from "../src/db/pg/migrate.js";
+import { describe, expect, it } from "vitest";
+import { useStoreAndLocker } from "./support/pg-locker.js";
 import { usePostgresDatabase } from "./support/postgres.js";
 import { seedJobs } from "./support/seed-verdicts.js";
 import { startCli } from "./support/service-process.js";
@@ -16,25 +14,12 @@ import { slotOnlyNode } from "./support/verify-fake-rpc.js";
  */
 
 const database = usePostgresDatabase();
-let store: PgStore;
-let locker: pg.Client;
-
-beforeAll(async () => {
-  store = openPostgres(database.url, { poolSize: 2, statementTimeoutMs: 30_000 });
-  await migratePostgres(store.pool);
-  locker = new pg.Client({ connectionString: database.url });
-  await locker.connect();
-});
-
-afterAll(async () => {
-  await locker?.end();
-  await store?.close();
-});
+const pgs = useStoreAndLocker(database, { poolSize: 2, statementTimeoutMs: 30_000, migrate: true });
 
 /** Until the run's row is written: its first round follows at once. */
 async function runStarted(): Promise<void> {
   for (let i = 0; i < 300; i++) {
-    const { rows } = await store.pool.query(
+    const { rows } = await pgs.store.pool.query(
       "SELECT 1 FROM verification_runs WHERE status = 'running'",
     );
     if (rows.length > 0) return;
@@ -46,11 +31,11 @@ async function runStarted(): Promise<void> {
 describe("the nightly verify beside a job row locked for most of the run on PostgreSQL", () => {
   it("says the row was held during the run though it is free at the summary", async () => {
     const now = Date.now();
-    await seedJobs(store, [{ jobId: "job_held", leaseOwner: null, createdAt: now - 60_000 }]);
-    await store.db.execute(sql`UPDATE jobs SET escrow_tx = 'sig_' || job_id`);
+    await seedJobs(pgs.store, [{ jobId: "job_held", leaseOwner: null, createdAt: now - 60_000 }]);
+    await pgs.store.db.execute(sql`UPDATE jobs SET escrow_tx = 'sig_' || job_id`);
     const node = await slotOnlyNode();
-    await locker.query("BEGIN");
-    await locker.query("SELECT * FROM jobs WHERE job_id = 'job_held' FOR UPDATE");
+    await pgs.locker.query("BEGIN");
+    await pgs.locker.query("SELECT * FROM jobs WHERE job_id = 'job_held' FOR UPDATE");
     let released = false;
     try {
       // A poll interval longer than the run: one look at the job, while its row is held.
@@ -61,14 +46,14 @@ describe("the nightly verify beside a job row locked for most of the run on Post
       });
       await runStarted();
       await new Promise((resolve) => setTimeout(resolve, 1_000));
-      await locker.query("ROLLBACK");
+      await pgs.locker.query("ROLLBACK");
       released = true;
       expect(await run.exited).toBe(2);
       expect(String(run.logs[0]?.text)).toContain(
         "1 jobs not final: 1 not judged yet (their transactions not read: a slow or failing RPC?); a due job's row was held locked by another database session (SELECT ... FOR UPDATE, a long transaction) during the run",
       );
     } finally {
-      if (!released) await locker.query("ROLLBACK");
+      if (!released) await pgs.locker.query("ROLLBACK");
       node.close();
     }
   }, 60_000);

@@ -1,7 +1,6 @@
 import { sql } from "drizzle-orm";
-import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { openPostgres, type PgStore } from "../src/db/pg/client.js";
+import { describe, expect, it } from "vitest";
+import { useStoreAndLocker } from "./support/pg-locker.js";
 import { usePostgresDatabase } from "./support/postgres.js";
 import { seedJobs } from "./support/seed-verdicts.js";
 import { startCli } from "./support/service-process.js";
@@ -15,24 +14,12 @@ import { slotOnlyNode } from "./support/verify-fake-rpc.js";
  */
 
 const database = usePostgresDatabase({ migrated: true });
-let store: PgStore;
-let locker: pg.Client;
-
-beforeAll(async () => {
-  store = openPostgres(database.url, { poolSize: 2, statementTimeoutMs: 30_000 });
-  locker = new pg.Client({ connectionString: database.url });
-  await locker.connect();
-});
-
-afterAll(async () => {
-  await locker?.end();
-  await store?.close();
-});
+const pgs = useStoreAndLocker(database, { poolSize: 2, statementTimeoutMs: 30_000 });
 
 /** Transactions committed in the test database so far. */
 async function commits(): Promise<number> {
   // Read outside the locking session's transaction, which sees the statistics as they were.
-  const { rows } = await store.pool.query<{ n: string }>(
+  const { rows } = await pgs.store.pool.query<{ n: string }>(
     "SELECT xact_commit::text AS n FROM pg_stat_database WHERE datname = current_database()",
   );
   return Number(rows[0]?.n);
@@ -41,11 +28,11 @@ async function commits(): Promise<number> {
 describe("the nightly verify beside a job row locked all run on PostgreSQL", () => {
   it("exits 2 at its --timeout, looking at the job once a poll interval, naming the lock", async () => {
     const now = Date.now();
-    await seedJobs(store, [{ jobId: "job_held", leaseOwner: null, createdAt: now - 60_000 }]);
-    await store.db.execute(sql`UPDATE jobs SET escrow_tx = 'sig_' || job_id`);
+    await seedJobs(pgs.store, [{ jobId: "job_held", leaseOwner: null, createdAt: now - 60_000 }]);
+    await pgs.store.db.execute(sql`UPDATE jobs SET escrow_tx = 'sig_' || job_id`);
     const node = await slotOnlyNode();
-    await locker.query("BEGIN");
-    await locker.query("SELECT * FROM jobs WHERE job_id = 'job_held' FOR UPDATE");
+    await pgs.locker.query("BEGIN");
+    await pgs.locker.query("SELECT * FROM jobs WHERE job_id = 'job_held' FOR UPDATE");
     try {
       const before = await commits();
       const run = startCli(["verify", "--since", "1h", "--timeout", "6s", "--db", database.url], {
@@ -62,7 +49,7 @@ describe("the nightly verify beside a job row locked all run on PostgreSQL", () 
       expect(headline).toContain("1 jobs not final: 1 whose rows another database session holds");
       expect(headline).not.toContain("RPC");
     } finally {
-      await locker.query("ROLLBACK");
+      await pgs.locker.query("ROLLBACK");
       node.close();
     }
   }, 60_000);

@@ -1,12 +1,10 @@
-import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { openPostgres, type PgStore } from "../src/db/pg/client.js";
-import { migratePostgres } from "../src/db/pg/migrate.js";
+import { describe, expect, it } from "vitest";
 import { AppError } from "../src/errors.js";
 import { runNightlyVerification } from "../src/nightly/nightly-run.js";
 import type { CustodyProfile } from "../src/store/custody.js";
 import { VERDICT_NOT_WRITTEN } from "../src/store/queue-rules.js";
 import { createVerdictStore, type VerdictWrite } from "../src/store/verdicts.js";
+import { useStoreAndLocker } from "./support/pg-locker.js";
 import { usePostgresDatabase } from "./support/postgres.js";
 import { seedJobs } from "./support/seed-verdicts.js";
 
@@ -20,20 +18,7 @@ import { seedJobs } from "./support/seed-verdicts.js";
 const database = usePostgresDatabase();
 const day = Date.UTC(2026, 10, 1);
 const now = day + 13 * 3600_000;
-let store: PgStore;
-let locker: pg.Client;
-
-beforeAll(async () => {
-  store = openPostgres(database.url, { poolSize: 3, statementTimeoutMs: 10_000 });
-  await migratePostgres(store.pool);
-  locker = new pg.Client({ connectionString: database.url });
-  await locker.connect();
-});
-
-afterAll(async () => {
-  await locker?.end();
-  await store?.close();
-});
+const pgs = useStoreAndLocker(database, { poolSize: 3, statementTimeoutMs: 10_000, migrate: true });
 
 /** The learner's verdict: verified, learning its key's vault (which reopens keyless jobs on it). */
 function learnerWrite(jobId: string, vault: string): VerdictWrite {
@@ -65,21 +50,21 @@ describe("a nightly ending while a job waits after its verdict write was refused
     const vault = "RefusedPinVau1tXXXXXXXXXXXXXXXXXXXXXXXXXXXX";
     const [learner, held] = ["job_refused_learner", "job_refused_keyless_held"];
     const profile: CustodyProfile = { name: "mainnet-v1", treasury: "TP", treasuryLearnAfter: 2 };
-    await seedJobs(store, [
+    await seedJobs(pgs.store, [
       { jobId: learner, keyFingerprint: "kf_refused" },
       { jobId: held, verdict: "verified", keyFingerprint: null, leaseOwner: null },
     ]);
-    await store.pool.query(
+    await pgs.store.pool.query(
       `INSERT INTO check_results (job_id, name, outcome, actual, checked_at)
         VALUES ($1, 'escrow.source', 'pass', $2::json, $3)`,
       [held, JSON.stringify({ vault }), now],
     );
-    const verdicts = createVerdictStore(store, profile);
+    const verdicts = createVerdictStore(pgs.store, profile);
     const options = { owner: "owner-a", runId: null, t: now };
     const write = learnerWrite(learner, vault);
-    await locker.query("BEGIN");
+    await pgs.locker.query("BEGIN");
     try {
-      await locker.query("SELECT * FROM jobs WHERE job_id = $1 FOR UPDATE", [held]);
+      await pgs.locker.query("SELECT * FROM jobs WHERE job_id = $1 FOR UPDATE", [held]);
       const refused = await verdicts.write([write], options).catch((e: unknown) => e);
       expect(refused).toBeInstanceOf(AppError);
       // Parked as the verifier parks a job whose write fails alone too (src/verify/round.ts).
@@ -97,7 +82,7 @@ describe("a nightly ending while a job waits after its verdict write was refused
         options,
       );
       const summary = await runNightlyVerification(
-        store,
+        pgs.store,
         // The run ends inside the error backoff: the job is not tried again before it.
         { runUntilSettled: async () => ({ status: "timed_out" as const }) },
         { from: day, to: day + 86_400_000, timeoutMs: 30_000 },
@@ -108,7 +93,7 @@ describe("a nightly ending while a job waits after its verdict write was refused
         `1 whose verdict write was refused, a row it locks held by another database session (SELECT ... FOR UPDATE, a long transaction): job ${held}: its row is held locked by another session (waited 3 times 1000 ms); tried again after the error backoff`,
       );
     } finally {
-      await locker.query("ROLLBACK");
+      await pgs.locker.query("ROLLBACK");
     }
   }, 30_000);
 });

@@ -1,13 +1,13 @@
 import { once } from "node:events";
 import { createServer } from "node:net";
-import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { isTransientPgError } from "../src/db/client.js";
-import { openPostgres, type PgStore } from "../src/db/pg/client.js";
+import { openPostgres } from "../src/db/pg/client.js";
 import { createJobsApiStore, type JobsApiAnswer } from "../src/store/jobs-api.js";
 import { RECEIPT_WRITER_LOCK_CLASS } from "../src/store/pg/group-commit.js";
 import { createReceiptsStore } from "../src/store/receipts.js";
 import { reportsStore } from "../src/store/reports.js";
+import { useStoreAndLocker } from "./support/pg-locker.js";
 import { usePostgresDatabase } from "./support/postgres.js";
 import { receipt } from "./support/recorder-fixtures.js";
 
@@ -22,18 +22,10 @@ import { receipt } from "./support/recorder-fixtures.js";
 const database = usePostgresDatabase({ migrated: true });
 /** The connect timeout of this file's pools: the production 5 s, shortened to keep it quick. */
 const connectTimeoutMs = 1_000;
-let store: PgStore;
-let locker: pg.Client;
-
-beforeAll(async () => {
-  store = openPostgres(database.url, { poolSize: 2, statementTimeoutMs: 30_000, connectTimeoutMs });
-  locker = new pg.Client({ connectionString: database.url });
-  await locker.connect();
-});
-
-afterAll(async () => {
-  await locker?.end();
-  await store?.close();
+const pgs = useStoreAndLocker(database, {
+  poolSize: 2,
+  statementTimeoutMs: 30_000,
+  connectTimeoutMs,
 });
 
 const answer = (): JobsApiAnswer => ({
@@ -48,15 +40,15 @@ const answer = (): JobsApiAnswer => ({
 describe("a PostgreSQL pool whose connections all wait for the receipt writers' turn", () => {
   it("keeps the writes queued for a connection until the turn is free, past the connect timeout", async () => {
     const known = receipt();
-    await createReceiptsStore(store).record([known], "ingest");
+    await createReceiptsStore(pgs.store).record([known], "ingest");
     // Another host's slow group holds the turn for longer than the connect timeout.
-    await locker.query("SELECT pg_advisory_lock($1::int, 0)", [RECEIPT_WRITER_LOCK_CLASS]);
+    await pgs.locker.query("SELECT pg_advisory_lock($1::int, 0)", [RECEIPT_WRITER_LOCK_CLASS]);
     const receipts = Array.from({ length: 4 }, () => receipt());
     const started = Date.now();
     const writes = [
-      ...receipts.map((r) => createReceiptsStore(store).record([r], "ingest")),
-      createJobsApiStore(store).recordAnswer(known.jobId, answer(), 100),
-      createJobsApiStore(store).recordAnswer(known.jobId, answer(), 200),
+      ...receipts.map((r) => createReceiptsStore(pgs.store).record([r], "ingest")),
+      createJobsApiStore(pgs.store).recordAnswer(known.jobId, answer(), 100),
+      createJobsApiStore(pgs.store).recordAnswer(known.jobId, answer(), 200),
     ].map((p) =>
       p.then(
         () => "written",
@@ -64,13 +56,13 @@ describe("a PostgreSQL pool whose connections all wait for the receipt writers' 
       ),
     );
     await expect
-      .poll(() => [store.pool.totalCount, store.pool.waitingCount], { timeout: 10_000 })
+      .poll(() => [pgs.store.pool.totalCount, pgs.store.pool.waitingCount], { timeout: 10_000 })
       .toEqual([2, 4]);
     await new Promise((r) => setTimeout(r, 2 * connectTimeoutMs - (Date.now() - started)));
-    await locker.query("SELECT pg_advisory_unlock($1::int, 0)", [RECEIPT_WRITER_LOCK_CLASS]);
+    await pgs.locker.query("SELECT pg_advisory_unlock($1::int, 0)", [RECEIPT_WRITER_LOCK_CLASS]);
     expect(await Promise.all(writes)).toEqual(Array(6).fill("written"));
     for (const r of receipts) {
-      expect((await reportsStore(store).auditRows(r.jobId))?.job.jobId).toBe(r.jobId);
+      expect((await reportsStore(pgs.store).auditRows(r.jobId))?.job.jobId).toBe(r.jobId);
     }
   }, 30_000);
 

@@ -1,12 +1,10 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { openPostgres, type PgStore } from "../src/db/pg/client.js";
-import { migratePostgres } from "../src/db/pg/migrate.js";
+import { describe, expect, it } from "vitest";
 import { createLogger } from "../src/log.js";
 import { ingestReceiptsVia } from "../src/recorder/ingest.js";
 import { createReceiptWriter, type ReceiptWriter } from "../src/recorder/receipt-writer.js";
 import { type Receipt, recordReceiptsUnit } from "../src/store/receipts.js";
+import { useStoreAndLocker } from "./support/pg-locker.js";
 import { usePostgresDatabase } from "./support/postgres.js";
 import { receipt, wireReceipt } from "./support/recorder-fixtures.js";
 
@@ -20,20 +18,7 @@ import { receipt, wireReceipt } from "./support/recorder-fixtures.js";
 
 const database = usePostgresDatabase();
 const log = createLogger({ level: "silent" });
-let store: PgStore;
-let locker: pg.Client;
-
-beforeAll(async () => {
-  store = openPostgres(database.url, { poolSize: 2, statementTimeoutMs: 10_000 });
-  await migratePostgres(store.pool);
-  locker = new pg.Client({ connectionString: database.url });
-  await locker.connect();
-});
-
-afterAll(async () => {
-  await locker?.end();
-  await store?.close();
-});
+const pgs = useStoreAndLocker(database, { poolSize: 2, statementTimeoutMs: 10_000, migrate: true });
 
 /** Writes `receipts` (one task each) and resolves with how long each took to be written. */
 function timedWrites(writer: ReceiptWriter, receipts: Receipt[]): Promise<number[]> {
@@ -61,7 +46,7 @@ async function healthUntil(writer: ReceiptWriter, until: Promise<unknown>): Prom
 
 /** Sessions waiting for a lock another holds, now. */
 async function lockWaiters(): Promise<number> {
-  const { rows } = await locker.query<{ n: number }>(
+  const { rows } = await pgs.locker.query<{ n: number }>(
     "SELECT count(*)::int AS n FROM pg_locks WHERE NOT granted",
   );
   return rows[0]?.n ?? 0;
@@ -74,13 +59,13 @@ async function waitFor(check: () => Promise<boolean>): Promise<void> {
 
 describe("the PostgreSQL receipt writer with one job's row locked by another session", () => {
   it("writes every other job's receipts at once, and the locked job's once, when the lock goes", async () => {
-    const writer = createReceiptWriter(store, { log });
+    const writer = createReceiptWriter(pgs.store, { log });
     const first = receipt({ settlementTx: null });
     await writer.run(recordReceiptsUnit([first], "proxy"));
     const settled = { ...first, settlementTx: receipt().settlementTx };
     try {
-      await locker.query("BEGIN");
-      await locker.query("SELECT * FROM jobs WHERE job_id = $1 FOR UPDATE", [first.jobId]);
+      await pgs.locker.query("BEGIN");
+      await pgs.locker.query("SELECT * FROM jobs WHERE job_id = $1 FOR UPDATE", [first.jobId]);
       // The locked job's receipt in the same group as others, then others again while it waits.
       const locked = writer.run(recordReceiptsUnit([settled], "proxy"));
       let lockedDone = false;
@@ -96,33 +81,34 @@ describe("the PostgreSQL receipt writer with one job's row locked by another ses
       expect([...new Set([...seenTogether, ...seenAfter])]).toEqual(["reachable=true full=false"]);
       expect(lockedDone).toBe(false);
 
-      await locker.query("COMMIT");
+      await pgs.locker.query("COMMIT");
       const released = performance.now();
       expect(await locked).toEqual([{ outcome: "updated" }]);
       expect(performance.now() - released).toBeLessThan(3_000);
-      const { rows } = await store.pool.query("SELECT settlement_tx FROM jobs WHERE job_id = $1", [
-        first.jobId,
-      ]);
+      const { rows } = await pgs.store.pool.query(
+        "SELECT settlement_tx FROM jobs WHERE job_id = $1",
+        [first.jobId],
+      );
       expect(rows).toEqual([{ settlement_tx: settled.settlementTx }]);
-      const conflicts = await store.pool.query(
+      const conflicts = await pgs.store.pool.query(
         "SELECT count(*)::int AS n FROM receipt_conflicts WHERE job_id = $1",
         [first.jobId],
       );
       expect(conflicts.rows).toEqual([{ n: 0 }]);
       expect(writer.health()).toEqual({ reachable: true });
     } finally {
-      await locker.query("ROLLBACK").catch(() => {});
+      await pgs.locker.query("ROLLBACK").catch(() => {});
       await writer.close();
     }
   }, 60_000);
 
   it("writes other models' receipts without a bound's wait for each receipt of a model whose rollup rows are locked", async () => {
-    const writer = createReceiptWriter(store, { log });
+    const writer = createReceiptWriter(pgs.store, { log });
     const model = `locked-${Math.random().toString(36).slice(2)}`;
     await writer.run(recordReceiptsUnit([receipt({ model })], "proxy"));
     try {
-      await locker.query("BEGIN");
-      await locker.query("SELECT * FROM job_rollups WHERE model = $1 FOR UPDATE", [model]);
+      await pgs.locker.query("BEGIN");
+      await pgs.locker.query("SELECT * FROM job_rollups WHERE model = $1 FOR UPDATE", [model]);
       const lockedModel = Array.from({ length: 4 }, () => receipt({ model }));
       const locked = Promise.all(
         lockedModel.map((r) => writer.run(recordReceiptsUnit([r], "proxy"))),
@@ -133,28 +119,28 @@ describe("the PostgreSQL receipt writer with one job's row locked by another ses
       expect(Math.max(...(await others))).toBeLessThan(2_500);
       expect(seen).toEqual(["reachable=true full=false"]);
 
-      await locker.query("COMMIT");
+      await pgs.locker.query("COMMIT");
       expect(await locked).toEqual(lockedModel.map(() => [{ outcome: "created" }]));
-      const { rows } = await store.pool.query(
+      const { rows } = await pgs.store.pool.query(
         "SELECT count(*)::int AS n FROM jobs WHERE model = $1",
         [model],
       );
       expect(rows).toEqual([{ n: 5 }]);
     } finally {
-      await locker.query("ROLLBACK").catch(() => {});
+      await pgs.locker.query("ROLLBACK").catch(() => {});
       await writer.close();
     }
   }, 60_000);
 
   it("writes a job's receipts in the order they came when a later one's retry falls due first", async () => {
-    const writer = createReceiptWriter(store, { log });
+    const writer = createReceiptWriter(pgs.store, { log });
     const first = receipt({ settlementTx: null });
     await writer.run(recordReceiptsUnit([first], "ingest"));
     const earlier = { ...first, settlementTx: receipt().settlementTx };
     const later = { ...first, settlementTx: receipt().settlementTx };
     try {
-      await locker.query("BEGIN");
-      await locker.query("SELECT * FROM jobs WHERE job_id = $1 FOR UPDATE", [first.jobId]);
+      await pgs.locker.query("BEGIN");
+      await pgs.locker.query("SELECT * FROM jobs WHERE job_id = $1 FOR UPDATE", [first.jobId]);
       const written = [] as string[];
       const earlierDone = writer
         .run(recordReceiptsUnit([earlier], "ingest"))
@@ -167,26 +153,27 @@ describe("the PostgreSQL receipt writer with one job's row locked by another ses
       // The later receipt's first try waits its short bound; the lock goes as it is set apart.
       await waitFor(() => lockWaiters().then((n) => n > 0));
       await waitFor(() => lockWaiters().then((n) => n === 0));
-      await locker.query("COMMIT");
+      await pgs.locker.query("COMMIT");
       await Promise.all([earlierDone, laterDone]);
       expect(written).toEqual(["earlier updated", "later conflict"]);
-      const { rows } = await store.pool.query("SELECT settlement_tx FROM jobs WHERE job_id = $1", [
-        first.jobId,
-      ]);
+      const { rows } = await pgs.store.pool.query(
+        "SELECT settlement_tx FROM jobs WHERE job_id = $1",
+        [first.jobId],
+      );
       expect(rows).toEqual([{ settlement_tx: earlier.settlementTx }]);
     } finally {
-      await locker.query("ROLLBACK").catch(() => {});
+      await pgs.locker.query("ROLLBACK").catch(() => {});
       await writer.close();
     }
   }, 30_000);
 
   it("keeps writing other receipts at once while many jobs' rows are locked, and each locked one once its lock goes", async () => {
-    const writer = createReceiptWriter(store, { log });
+    const writer = createReceiptWriter(pgs.store, { log });
     const firsts = Array.from({ length: 20 }, () => receipt({ settlementTx: null }));
     await writer.run(recordReceiptsUnit(firsts, "proxy"));
     try {
-      await locker.query("BEGIN");
-      await locker.query("SELECT * FROM jobs WHERE job_id = ANY($1) FOR UPDATE", [
+      await pgs.locker.query("BEGIN");
+      await pgs.locker.query("SELECT * FROM jobs WHERE job_id = ANY($1) FOR UPDATE", [
         firsts.map((r) => r.jobId),
       ]);
       const locked = Promise.all(
@@ -200,23 +187,23 @@ describe("the PostgreSQL receipt writer with one job's row locked by another ses
       const later = await timedWrites(writer, [receipt(), receipt(), receipt()]);
       expect(Math.max(...later)).toBeLessThan(1_000);
 
-      await locker.query("COMMIT");
+      await pgs.locker.query("COMMIT");
       expect(await locked).toEqual(firsts.map(() => [{ outcome: "updated" }]));
     } finally {
-      await locker.query("ROLLBACK").catch(() => {});
+      await pgs.locker.query("ROLLBACK").catch(() => {});
       await writer.close();
     }
   }, 30_000);
 
   it("holds a POST /jobs batch naming the locked job whole, writing other requests, and answers it in full once the lock goes", async () => {
-    const writer = createReceiptWriter(store, { log });
+    const writer = createReceiptWriter(pgs.store, { log });
     const first = wireReceipt({ settlement_tx: null });
     await ingestReceiptsVia(writer, [first], "ingest");
     const batch = [wireReceipt(), { ...first, settlement_tx: wireReceipt().settlement_tx }];
     const batchIds = batch.map((item) => item.job_id as string);
     try {
-      await locker.query("BEGIN");
-      await locker.query("SELECT * FROM jobs WHERE job_id = $1 FOR UPDATE", [first.job_id]);
+      await pgs.locker.query("BEGIN");
+      await pgs.locker.query("SELECT * FROM jobs WHERE job_id = $1 FOR UPDATE", [first.job_id]);
       let answered = false;
       const held = ingestReceiptsVia(writer, batch, "ingest").finally(() => {
         answered = true;
@@ -226,28 +213,28 @@ describe("the PostgreSQL receipt writer with one job's row locked by another ses
         "created",
       );
       await waitFor(() => lockWaiters().then((n) => n > 0));
-      const { rows } = await store.pool.query(
+      const { rows } = await pgs.store.pool.query(
         "SELECT count(*)::int AS n FROM jobs WHERE job_id = $1",
         [batchIds[0]],
       );
       expect(rows).toEqual([{ n: 0 }]);
       expect(answered).toBe(false);
 
-      await locker.query("COMMIT");
+      await pgs.locker.query("COMMIT");
       expect((await held).map((r) => r.status)).toEqual(["created", "updated"]);
     } finally {
-      await locker.query("ROLLBACK").catch(() => {});
+      await pgs.locker.query("ROLLBACK").catch(() => {});
       await writer.close();
     }
   }, 30_000);
 
   it("rejects the locked job's receipt when it closes past its time, having written the rest", async () => {
-    const writer = createReceiptWriter(store, { log, refuseAfterMs: 500 });
+    const writer = createReceiptWriter(pgs.store, { log, refuseAfterMs: 500 });
     const first = receipt();
     await writer.run(recordReceiptsUnit([first], "proxy"));
     try {
-      await locker.query("BEGIN");
-      await locker.query("SELECT * FROM jobs WHERE job_id = $1 FOR UPDATE", [first.jobId]);
+      await pgs.locker.query("BEGIN");
+      await pgs.locker.query("SELECT * FROM jobs WHERE job_id = $1 FOR UPDATE", [first.jobId]);
       const locked = writer.run(recordReceiptsUnit([first], "ingest")).then(
         () => "written",
         (error: Error) => error.message,
@@ -261,7 +248,7 @@ describe("the PostgreSQL receipt writer with one job's row locked by another ses
       expect(performance.now() - started).toBeLessThan(3_000);
       expect(await locked).toMatch(/did not take the write before the writer closed/);
     } finally {
-      await locker.query("ROLLBACK").catch(() => {});
+      await pgs.locker.query("ROLLBACK").catch(() => {});
       await writer.close();
     }
   }, 30_000);

@@ -1,14 +1,12 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { sql } from "drizzle-orm";
-import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { openPostgres, type PgStore } from "../src/db/pg/client.js";
-import { migratePostgres } from "../src/db/pg/migrate.js";
+import { describe, expect, it } from "vitest";
 import { createLogger } from "../src/log.js";
 import { createReceiptWriter } from "../src/recorder/receipt-writer.js";
 import { recordReceiptsUnit } from "../src/store/receipts.js";
 import { reportsStore } from "../src/store/reports.js";
 import type { WriteUnit } from "../src/store/write-unit.js";
+import { useStoreAndLocker } from "./support/pg-locker.js";
 import { usePostgresDatabase } from "./support/postgres.js";
 import { capturedLogger, receipt } from "./support/recorder-fixtures.js";
 
@@ -21,20 +19,7 @@ import { capturedLogger, receipt } from "./support/recorder-fixtures.js";
 
 const database = usePostgresDatabase();
 const log = createLogger({ level: "silent" });
-let store: PgStore;
-let locker: pg.Client;
-
-beforeAll(async () => {
-  store = openPostgres(database.url, { poolSize: 2, statementTimeoutMs: 30_000 });
-  await migratePostgres(store.pool);
-  locker = new pg.Client({ connectionString: database.url });
-  await locker.connect();
-});
-
-afterAll(async () => {
-  await locker?.end();
-  await store?.close();
-});
+const pgs = useStoreAndLocker(database, { poolSize: 2, statementTimeoutMs: 30_000, migrate: true });
 
 /** A receipt's write that takes `seconds` first: a group still running when it is looked for. */
 function slowGroup(recorded: ReturnType<typeof receipt>, seconds = 0.7): WriteUnit<unknown> {
@@ -62,7 +47,7 @@ async function reachableWhileEnded(ending: {
   slowTries?: number;
   lostForAwayMs?: number;
 }): Promise<Set<boolean>> {
-  const writer = createReceiptWriter(store, {
+  const writer = createReceiptWriter(pgs.store, {
     log,
     ...(ending.lostForAwayMs === undefined ? {} : { lostForAwayMs: ending.lostForAwayMs }),
   });
@@ -79,7 +64,7 @@ async function reachableWhileEnded(ending: {
     },
   };
   const groupBackend = async (not: number[], runningFor: string) => {
-    const { rows } = await locker.query<{ pid: number }>(
+    const { rows } = await pgs.locker.query<{ pid: number }>(
       "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'SELECT pg_sleep(%' AND state = 'active' AND now() - query_start >= $2::interval AND NOT (pid = ANY($1))",
       [not, runningFor],
     );
@@ -104,7 +89,7 @@ async function reachableWhileEnded(ending: {
         .poll(() => groupBackend(ended, runningFor), { timeout: 20_000, interval: 20 })
         .toBeTypeOf("number");
       const pid = (await groupBackend(ended, runningFor)) as number;
-      await locker.query("SELECT pg_terminate_backend($1)", [pid]);
+      await pgs.locker.query("SELECT pg_terminate_backend($1)", [pid]);
       ended.push(pid);
     }
     expect(await written).toEqual([{ outcome: "created" }]);
@@ -119,15 +104,15 @@ describe("the PostgreSQL receipt writer beside reads that hold the whole pool", 
   it("commits receipts and stays reachable while every pooled connection waits on a lock", async () => {
     // A table the receipt path never writes (the verifier's evidence), locked as VACUUM FULL
     // or ALTER TABLE would, and as many audit-style reads of it as the pool has connections.
-    await locker.query("BEGIN");
-    await locker.query("LOCK TABLE check_results IN ACCESS EXCLUSIVE MODE");
-    const reads = [1, 2].map(() => store.pool.query("SELECT count(*) FROM check_results"));
+    await pgs.locker.query("BEGIN");
+    await pgs.locker.query("LOCK TABLE check_results IN ACCESS EXCLUSIVE MODE");
+    const reads = [1, 2].map(() => pgs.store.pool.query("SELECT count(*) FROM check_results"));
     // Both reads hold their connection, waiting on the lock.
     await expect
-      .poll(() => [store.pool.totalCount, store.pool.idleCount], { timeout: 10_000 })
+      .poll(() => [pgs.store.pool.totalCount, pgs.store.pool.idleCount], { timeout: 10_000 })
       .toEqual([2, 0]);
 
-    const writer = createReceiptWriter(store, { log, maxRetryDelayMs: 200 });
+    const writer = createReceiptWriter(pgs.store, { log, maxRetryDelayMs: 200 });
     const recorded = receipt();
     try {
       const written = writer.run(recordReceiptsUnit([recorded], "proxy"));
@@ -138,11 +123,13 @@ describe("the PostgreSQL receipt writer beside reads that hold the whole pool", 
       expect(writer.health()).toEqual({ reachable: true });
       expect(writer.full()).toBe(false);
 
-      await locker.query("COMMIT");
+      await pgs.locker.query("COMMIT");
       await Promise.all(reads);
-      expect((await reportsStore(store).auditRows(recorded.jobId))?.job.jobId).toBe(recorded.jobId);
+      expect((await reportsStore(pgs.store).auditRows(recorded.jobId))?.job.jobId).toBe(
+        recorded.jobId,
+      );
     } finally {
-      await locker.query("COMMIT").catch(() => {});
+      await pgs.locker.query("COMMIT").catch(() => {});
       await writer.close();
     }
   }, 30_000);
@@ -150,7 +137,7 @@ describe("the PostgreSQL receipt writer beside reads that hold the whole pool", 
 
 describe("the PostgreSQL receipt writer's own connection ended by pg_terminate_backend", () => {
   it("writes the group again at once without taking the database for gone", async () => {
-    const writer = createReceiptWriter(store, { log });
+    const writer = createReceiptWriter(pgs.store, { log });
     const recorded = receipt();
     // A group still running when its connection is ended (an operator's pg_terminate_backend,
     // a pooler or failover proxy recycling it): the server answers all along.
@@ -162,12 +149,12 @@ describe("the PostgreSQL receipt writer's own connection ended by pg_terminate_b
       });
       const backend = async () =>
         (
-          await locker.query<{ pid: number }>(
+          await pgs.locker.query<{ pid: number }>(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'SELECT pg_sleep(0.7)%'",
           )
         ).rows[0]?.pid;
       await expect.poll(backend, { timeout: 10_000, interval: 20 }).toBeTypeOf("number");
-      await locker.query("SELECT pg_terminate_backend($1)", [await backend()]);
+      await pgs.locker.query("SELECT pg_terminate_backend($1)", [await backend()]);
       // While the group is written again, the proxy keeps taking paid work and /readyz passes:
       // it used to say the database was unreachable (503 to every new job) until it committed.
       const seen = new Set<boolean>();
@@ -177,7 +164,9 @@ describe("the PostgreSQL receipt writer's own connection ended by pg_terminate_b
       }
       expect(await written).toEqual([{ outcome: "created" }]);
       expect([...seen]).toEqual([true]);
-      expect((await reportsStore(store).auditRows(recorded.jobId))?.job.jobId).toBe(recorded.jobId);
+      expect((await reportsStore(pgs.store).auditRows(recorded.jobId))?.job.jobId).toBe(
+        recorded.jobId,
+      );
     } finally {
       await writer.close();
     }
@@ -229,7 +218,7 @@ function endTransactionsAfter(after: string): () => Promise<void> {
   let sweeping = true;
   const sweeps = (async () => {
     while (sweeping) {
-      await locker.query(
+      await pgs.locker.query(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'decentral-audit' AND now() - xact_start > $1::interval",
         [after],
       );
@@ -249,7 +238,7 @@ function endTransactionsAfter(after: string): () => Promise<void> {
  */
 describe("the PostgreSQL receipt writer whose sessions are ended faster than its group runs", () => {
   it("writes smaller groups that commit between the endings", async () => {
-    const writer = createReceiptWriter(store, { log });
+    const writer = createReceiptWriter(pgs.store, { log });
     const stopSweeps = endTransactionsAfter("0.9 s");
     try {
       // The first task is a group alone; the next eight (1.6 s together) share the next one.
@@ -279,7 +268,7 @@ describe("the PostgreSQL receipt writer whose every group is ended over a second
     const { log, lines } = capturedLogger();
     // Losses taken for an outage after 3 s of them (10 s by default).
     const lostForAwayMs = 3_000;
-    const writer = createReceiptWriter(store, { log, lostForAwayMs });
+    const writer = createReceiptWriter(pgs.store, { log, lostForAwayMs });
     // Each try of the group (2 s) is ended 1.2 s into it.
     const stopSweeps = endTransactionsAfter("1.2 s");
     const recorded = receipt();
@@ -317,7 +306,7 @@ describe("the PostgreSQL receipt writer whose every group is ended over a second
  */
 describe("the PostgreSQL receipt writer stopped while every group loses its connection", () => {
   it("rejects what waits once refuseAfterMs has passed", async () => {
-    const writer = createReceiptWriter(store, { log, refuseAfterMs: 1000 });
+    const writer = createReceiptWriter(pgs.store, { log, refuseAfterMs: 1000 });
     // Each try ended over a second in: a loss of its own, written again at once.
     const stopSweeps = endTransactionsAfter("1.2 s");
     try {

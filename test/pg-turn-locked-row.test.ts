@@ -1,6 +1,4 @@
-import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { openPostgres, type PgStore } from "../src/db/pg/client.js";
+import { describe, expect, it } from "vitest";
 import { AppError } from "../src/errors.js";
 import { createLogger } from "../src/log.js";
 import { createReceiptWriter } from "../src/recorder/receipt-writer.js";
@@ -15,6 +13,7 @@ import { createJobQueueStore } from "../src/store/job-queue.js";
 import { createJobsApiStore } from "../src/store/jobs-api.js";
 import { createOpenReceiptStore } from "../src/store/open-receipts.js";
 import { recordReceiptsUnit } from "../src/store/receipts.js";
+import { useStoreAndLocker } from "./support/pg-locker.js";
 import { usePostgresDatabase } from "./support/postgres.js";
 import { jobId, processingAnswer, receipt } from "./support/recorder-fixtures.js";
 import { readJob, seedJob } from "./support/seed-recorder.js";
@@ -30,19 +29,7 @@ import { seedJobs } from "./support/seed-verdicts.js";
 const database = usePostgresDatabase({ migrated: true });
 const log = createLogger({ level: "silent" });
 const T = Date.UTC(2026, 11, 1, 9);
-let store: PgStore;
-let locker: pg.Client;
-
-beforeAll(async () => {
-  store = openPostgres(database.url, { poolSize: 3, statementTimeoutMs: 10_000 });
-  locker = new pg.Client({ connectionString: database.url });
-  await locker.connect();
-});
-
-afterAll(async () => {
-  await locker?.end();
-  await store?.close();
-});
+const pgs = useStoreAndLocker(database, { poolSize: 3, statementTimeoutMs: 10_000 });
 
 /** A job waiting for its settlement signature, due since `T`. */
 const pending = (id: string) => ({
@@ -58,10 +45,10 @@ const pending = (id: string) => ({
  * resolves with how `work` ended and how long each took, in ms.
  */
 async function whileRowsHeld<T>(locked: readonly string[], work: () => Promise<T>) {
-  const writer = createReceiptWriter(store, { log });
+  const writer = createReceiptWriter(pgs.store, { log });
   try {
-    await locker.query("BEGIN");
-    await locker.query("SELECT * FROM jobs WHERE job_id = ANY($1) FOR UPDATE", [locked]);
+    await pgs.locker.query("BEGIN");
+    await pgs.locker.query("SELECT * FROM jobs WHERE job_id = ANY($1) FOR UPDATE", [locked]);
     const started = performance.now();
     const done = work().then(
       (value) => ({ value, ms: performance.now() - started }),
@@ -72,7 +59,7 @@ async function whileRowsHeld<T>(locked: readonly string[], work: () => Promise<T
       .then(() => performance.now() - started);
     return { outcome: await done, receiptMs };
   } finally {
-    await locker.query("ROLLBACK");
+    await pgs.locker.query("ROLLBACK");
     await writer.close();
   }
 }
@@ -91,7 +78,7 @@ async function openedWhileHeld(
   // Opened once the row is held: the opening's writes start as the store is made.
   let custody: CustodyStore | undefined;
   const { outcome, receiptMs } = await whileRowsHeld([held], () => {
-    custody = createCustodyStore(store, named, config);
+    custody = createCustodyStore(pgs.store, named, config);
     return custody.pins([], []);
   });
   if (custody === undefined) throw new Error("custody was not opened");
@@ -104,8 +91,8 @@ async function openedWhileHeld(
 describe("work holding the receipt writers' turn with a job row locked by another session", () => {
   it("a backfill pass claims and gives up the free jobs at once, leaves the held one for later, and receipts pass", async () => {
     const [held, free, heldGivenUp, freeGivenUp] = [jobId(), jobId(), jobId(), jobId()];
-    for (const id of [held, free, heldGivenUp, freeGivenUp]) await seedJob(store, pending(id));
-    const backfill = createBackfillStore(store);
+    for (const id of [held, free, heldGivenUp, freeGivenUp]) await seedJob(pgs.store, pending(id));
+    const backfill = createBackfillStore(pgs.store);
     const { outcome, receiptMs } = await whileRowsHeld([held, heldGivenUp], () =>
       backfill.claim(
         [
@@ -119,22 +106,22 @@ describe("work holding the receipt writers' turn with a job row locked by anothe
     expect(outcome).toMatchObject({ value: [free] });
     expect(outcome.ms).toBeLessThan(1_000);
     expect(receiptMs).toBeLessThan(1_000);
-    expect(await readJob(store, free)).toMatchObject({ backfillAttempts: 1 });
-    expect(await readJob(store, freeGivenUp)).toMatchObject({ backfillState: "gave_up" });
-    expect(await readJob(store, held)).toMatchObject({ backfillAttempts: 0 });
-    expect(await readJob(store, heldGivenUp)).toMatchObject({ backfillState: "pending" });
+    expect(await readJob(pgs.store, free)).toMatchObject({ backfillAttempts: 1 });
+    expect(await readJob(pgs.store, freeGivenUp)).toMatchObject({ backfillState: "gave_up" });
+    expect(await readJob(pgs.store, held)).toMatchObject({ backfillAttempts: 0 });
+    expect(await readJob(pgs.store, heldGivenUp)).toMatchObject({ backfillState: "pending" });
 
     // Once the rows are free, the next pass claims and gives up on them.
     expect(await backfill.claim([{ jobId: held, nextAt: T + 60_000 }], [heldGivenUp], T)).toEqual([
       held,
     ]);
-    expect(await readJob(store, heldGivenUp)).toMatchObject({ backfillState: "gave_up" });
+    expect(await readJob(pgs.store, heldGivenUp)).toMatchObject({ backfillState: "gave_up" });
   }, 30_000);
 
   it("an operator's re-verification is refused naming the held job, and receipts pass", async () => {
     const held = jobId();
-    await seedJob(store, { jobId: held, verdict: "verified", verdictAt: T });
-    const queue = createJobQueueStore(store);
+    await seedJob(pgs.store, { jobId: held, verdict: "verified", verdictAt: T });
+    const queue = createJobQueueStore(pgs.store);
     const { outcome, receiptMs } = await whileRowsHeld([held], () => queue.reverify(held, T + 1));
     expect(outcome).toMatchObject({ error: expect.any(AppError) });
     const { error } = outcome as { error: AppError };
@@ -143,22 +130,22 @@ describe("work holding the receipt writers' turn with a job row locked by anothe
     expect(error.details).toEqual({ jobId: held });
     expect(outcome.ms).toBeLessThan(2_000);
     expect(receiptMs).toBeLessThan(2_000);
-    expect(await readJob(store, held)).toMatchObject({ verdict: "verified" });
+    expect(await readJob(pgs.store, held)).toMatchObject({ verdict: "verified" });
 
     await queue.reverify(held, T + 2);
-    expect(await readJob(store, held)).toMatchObject({ verdict: "pending" });
+    expect(await readJob(pgs.store, held)).toMatchObject({ verdict: "pending" });
   }, 30_000);
 
   it("a jobs API answer waits for the held row with the turn let go between tries, and is written once it is free", async () => {
     const held = jobId();
-    await seedJob(store, pending(held));
-    const answers = createJobsApiStore(store);
+    await seedJob(pgs.store, pending(held));
+    const answers = createJobsApiStore(pgs.store);
     let written: Promise<unknown> | undefined;
     const { outcome, receiptMs } = await whileRowsHeld([held], async () => {
       written = answers.recordAnswer(held, processingAnswer(), T + 1);
       // A second receipt after the first try's wait: the turn is let go between tries.
       await new Promise((resolve) => setTimeout(resolve, 1_200));
-      const writer = createReceiptWriter(store, { log });
+      const writer = createReceiptWriter(pgs.store, { log });
       const started = performance.now();
       await writer.run(recordReceiptsUnit([receipt()], "proxy"));
       await writer.close();
@@ -168,29 +155,29 @@ describe("work holding the receipt writers' turn with a job row locked by anothe
     expect(outcome).toMatchObject({ value: expect.any(Number) });
     expect((outcome as { value: number }).value).toBeLessThan(1_500);
     await written;
-    expect(await readJob(store, held)).toMatchObject({ apiStatus: "processing" });
+    expect(await readJob(pgs.store, held)).toMatchObject({ apiStatus: "processing" });
   }, 30_000);
 
   it("the sweep of dead processes' open receipts leaves a held row for the next sweep, and receipts pass", async () => {
     const [held, free] = [jobId(), jobId()];
     for (const id of [held, free]) {
-      await seedJob(store, { jobId: id, captureState: "open", receiptWriter: "dead-writer" });
+      await seedJob(pgs.store, { jobId: id, captureState: "open", receiptWriter: "dead-writer" });
     }
-    const sweep = createOpenReceiptStore(store);
+    const sweep = createOpenReceiptStore(pgs.store);
     const { outcome, receiptMs } = await whileRowsHeld([held], () =>
       sweep.abort(["dead-writer"], T),
     );
     expect(outcome).toMatchObject({ value: 1 });
     expect(outcome.ms).toBeLessThan(1_000);
     expect(receiptMs).toBeLessThan(1_000);
-    expect(await readJob(store, held)).toMatchObject({ captureState: "open" });
+    expect(await readJob(pgs.store, held)).toMatchObject({ captureState: "open" });
     expect(await sweep.abort(["dead-writer"], T)).toBe(1);
-    expect(await readJob(store, held)).toMatchObject({ captureState: "aborted" });
+    expect(await readJob(pgs.store, held)).toMatchObject({ captureState: "aborted" });
   }, 30_000);
 
   it("a verifier's custody, opening with a job waiting for the treasury held, lets receipts pass and decides the job once it is free", async () => {
     const held = jobId();
-    await seedJobs(store, [
+    await seedJobs(pgs.store, [
       { jobId: held, verdict: "partially_verified", unproven: ["treasury_unknown"] },
     ]);
     const custody = await openedWhileHeld(
@@ -201,18 +188,18 @@ describe("work holding the receipt writers' turn with a job row locked by anothe
         byKey: {},
       },
     );
-    expect(await readJob(store, held)).toMatchObject({ verdict: "partially_verified" });
+    expect(await readJob(pgs.store, held)).toMatchObject({ verdict: "partially_verified" });
 
     // The next read makes the opening's writes again, the row free now.
     await custody.pins([], []);
-    expect(await readJob(store, held)).toMatchObject({ verdict: "pending", nextVerifyAt: 0 });
+    expect(await readJob(pgs.store, held)).toMatchObject({ verdict: "pending", nextVerifyAt: 0 });
   }, 30_000);
 
   it("a verifier's custody, opening with a newly configured vault whose keyless job is held, lets receipts pass and pins it once the row is free", async () => {
     const held = jobId();
     const vault = "TurnLockedVau1tXXXXXXXXXXXXXXXXXXXXXXXXXXXX";
-    await seedJobs(store, [{ jobId: held, verdict: "verified", keyFingerprint: null }]);
-    await store.pool.query(
+    await seedJobs(pgs.store, [{ jobId: held, verdict: "verified", keyFingerprint: null }]);
+    await pgs.store.pool.query(
       `INSERT INTO check_results (job_id, name, outcome, actual, checked_at)
         VALUES ($1, 'escrow.source', 'pass', $2::json, $3)`,
       [held, JSON.stringify({ vault }), T],
@@ -221,9 +208,9 @@ describe("work holding the receipt writers' turn with a job row locked by anothe
       vaults: [vault],
       byKey: { kf_9: vault },
     });
-    expect(await readJob(store, held)).toMatchObject({ verdict: "verified" });
+    expect(await readJob(pgs.store, held)).toMatchObject({ verdict: "verified" });
 
     await custody.pins([], []);
-    expect(await readJob(store, held)).toMatchObject({ verdict: "pending" });
+    expect(await readJob(pgs.store, held)).toMatchObject({ verdict: "pending" });
   }, 30_000);
 });

@@ -1,12 +1,11 @@
-import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { openPostgres, type PgStore } from "../src/db/pg/client.js";
+import { describe, expect, it } from "vitest";
 import type { Verdict } from "../src/db/schema.js";
 import { createLogger } from "../src/log.js";
 import { createReceiptWriter } from "../src/recorder/receipt-writer.js";
 import type { CustodyProfile } from "../src/store/custody.js";
 import { recordReceiptsUnit } from "../src/store/receipts.js";
 import { createVerdictStore, type VerdictWrite } from "../src/store/verdicts.js";
+import { useStoreAndLocker } from "./support/pg-locker.js";
 import { usePostgresDatabase } from "./support/postgres.js";
 import { receipt } from "./support/recorder-fixtures.js";
 import { readJob, seedJobs } from "./support/seed-verdicts.js";
@@ -23,19 +22,7 @@ const database = usePostgresDatabase({ migrated: true });
 const log = createLogger({ level: "silent" });
 const profile: CustodyProfile = { name: "mainnet-v1", treasury: null, treasuryLearnAfter: 2 };
 const T = Date.UTC(2026, 10, 2, 9);
-let store: PgStore;
-let locker: pg.Client;
-
-beforeAll(async () => {
-  store = openPostgres(database.url, { poolSize: 3, statementTimeoutMs: 5_000 });
-  locker = new pg.Client({ connectionString: database.url });
-  await locker.connect();
-});
-
-afterAll(async () => {
-  await locker?.end();
-  await store?.close();
-});
+const pgs = useStoreAndLocker(database, { poolSize: 3, statementTimeoutMs: 5_000 });
 
 /** A decision of `verdict` for `jobId`, pending before, with no evaluation. */
 function decision(jobId: string, verdict: Verdict): VerdictWrite {
@@ -64,15 +51,15 @@ describe("verdict writes on PostgreSQL with a job's row locked by another sessio
     "%s: writes the batch's other jobs and lets receipts through at once, and the locked job once the lock goes",
     async (_, verdict) => {
       const [locked, free] = [`job_locked_${verdict}`, `job_free_${verdict}`];
-      await seedJobs(store, [
+      await seedJobs(pgs.store, [
         { jobId: locked, leaseOwner: "verifier-1" },
         { jobId: free, leaseOwner: "verifier-1" },
       ]);
-      const verdicts = createVerdictStore(store, profile);
-      const writer = createReceiptWriter(store, { log });
+      const verdicts = createVerdictStore(pgs.store, profile);
+      const writer = createReceiptWriter(pgs.store, { log });
       try {
-        await locker.query("BEGIN");
-        await locker.query("SELECT * FROM jobs WHERE job_id = $1 FOR UPDATE", [locked]);
+        await pgs.locker.query("BEGIN");
+        await pgs.locker.query("SELECT * FROM jobs WHERE job_id = $1 FOR UPDATE", [locked]);
         const started = performance.now();
         const written = verdicts.write([decision(locked, verdict), decision(free, verdict)], {
           owner: "verifier-1",
@@ -85,21 +72,21 @@ describe("verdict writes on PostgreSQL with a job's row locked by another sessio
         expect(await written).toEqual([false, verdict === "verified"]);
         expect(performance.now() - started).toBeLessThan(1_000);
         expect(await recorded).toBeLessThan(1_000);
-        expect(await readJob(store, free)).toMatchObject({ verdict, leaseOwner: null });
-        expect(await readJob(store, locked)).toMatchObject({
+        expect(await readJob(pgs.store, free)).toMatchObject({ verdict, leaseOwner: null });
+        expect(await readJob(pgs.store, locked)).toMatchObject({
           verdict: "pending",
           leaseOwner: "verifier-1",
         });
 
-        await locker.query("COMMIT");
+        await pgs.locker.query("COMMIT");
         await verdicts.write([decision(locked, verdict)], {
           owner: "verifier-1",
           runId: null,
           t: T,
         });
-        expect(await readJob(store, locked)).toMatchObject({ verdict, leaseOwner: null });
+        expect(await readJob(pgs.store, locked)).toMatchObject({ verdict, leaseOwner: null });
       } finally {
-        await locker.query("ROLLBACK").catch(() => {});
+        await pgs.locker.query("ROLLBACK").catch(() => {});
         await writer.close();
       }
     },

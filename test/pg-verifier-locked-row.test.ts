@@ -1,10 +1,9 @@
 import { sql } from "drizzle-orm";
-import pg from "pg";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { openPostgres, type PgStore } from "../src/db/pg/client.js";
+import { beforeEach, describe, expect, it } from "vitest";
 import { createLogger } from "../src/log.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile } from "../src/verify/profiles.js";
+import { useStoreAndLocker } from "./support/pg-locker.js";
 import { usePostgresDatabase } from "./support/postgres.js";
 import { seedJobs } from "./support/seed-verdicts.js";
 import { createFakeChain } from "./support/verify-fake-rpc.js";
@@ -19,24 +18,12 @@ import { createFakeChain } from "./support/verify-fake-rpc.js";
 
 const database = usePostgresDatabase({ migrated: true });
 const POLL_MS = 200;
-let store: PgStore;
-let locker: pg.Client;
-
-beforeAll(async () => {
-  store = openPostgres(database.url, { poolSize: 4, statementTimeoutMs: 30_000 });
-  locker = new pg.Client({ connectionString: database.url });
-  await locker.connect();
-});
-
-afterAll(async () => {
-  await locker?.end();
-  await store?.close();
-});
+const pgs = useStoreAndLocker(database, { poolSize: 4, statementTimeoutMs: 30_000 });
 
 beforeEach(async () => {
-  await store.db.execute(sql`DELETE FROM jobs`);
-  await seedJobs(store, [{ jobId: "job_held", leaseOwner: null }]);
-  await store.db.execute(sql`UPDATE jobs SET escrow_tx = 'sig_' || job_id`);
+  await pgs.store.db.execute(sql`DELETE FROM jobs`);
+  await seedJobs(pgs.store, [{ jobId: "job_held", leaseOwner: null }]);
+  await pgs.store.db.execute(sql`UPDATE jobs SET escrow_tx = 'sig_' || job_id`);
 });
 
 /** A verifier on a chain that has shown nothing, counting its rounds. */
@@ -44,7 +31,7 @@ function verifier() {
   const chain = createFakeChain();
   const seen = { rounds: 0 };
   const engine = createVerifier({
-    store,
+    store: pgs.store,
     rpc: chain.rpc,
     profile: localnetProfile,
     log: createLogger({ level: "silent" }),
@@ -65,12 +52,12 @@ async function until(check: () => boolean, ms = 15_000) {
 
 /** Runs `body` with the job's row locked by another session, which then lets it go. */
 async function withRowLocked<T>(body: () => Promise<T>): Promise<T> {
-  await locker.query("BEGIN");
-  await locker.query("SELECT * FROM jobs WHERE job_id = 'job_held' FOR UPDATE");
+  await pgs.locker.query("BEGIN");
+  await pgs.locker.query("SELECT * FROM jobs WHERE job_id = 'job_held' FOR UPDATE");
   try {
     return await body();
   } finally {
-    await locker.query("ROLLBACK");
+    await pgs.locker.query("ROLLBACK");
   }
 }
 
