@@ -22,16 +22,21 @@ export async function storeOfOneReceipt(prefix: string): Promise<string> {
  * Another process with SQLite file `db` open (a backup, a long import, a serve's leader in a long
  * round) that takes its write lock (BEGIN IMMEDIATE) when told to, and commits `holdMs` after it
  * started. `take` tells it and resolves with what it printed then ("locked" once it holds the
- * lock); `kill` ends it (SIGKILL), lock and all.
+ * lock); `freed()` says whether it has committed; `kill` ends it (SIGKILL), lock and all.
  */
 export function writeLockProcess(db: string, holdMs: number) {
   const script = `const Database = require("better-sqlite3");
       const db = new Database(${JSON.stringify(db)});
       process.stdin.once("data", () => { db.exec("BEGIN IMMEDIATE"); console.log("locked"); });
-      setTimeout(() => { db.exec("COMMIT"); db.close(); }, ${holdMs});`;
+      setTimeout(() => { db.exec("COMMIT"); db.close(); console.log("freed"); }, ${holdMs});`;
   const child = spawn(process.execPath, ["-e", script], { stdio: ["pipe", "pipe", "inherit"] });
+  let freed = false;
+  child.stdout.on("data", (chunk: Buffer) => {
+    if (String(chunk).includes("freed")) freed = true;
+  });
   return {
     child,
+    freed: () => freed,
     async take(): Promise<string> {
       child.stdin.write("lock\n");
       const [chunk] = (await once(child.stdout, "data")) as [Buffer];
