@@ -52,7 +52,11 @@ describe.concurrent("verify started on a busy host", () => {
       expect(await verify.exited).toBe(2);
       const exitedAt = performance.now();
       const summary = JSON.parse(verify.logs.map((l) => l.text).join("\n")) as { reason: string };
-      expect(summary.reason).toMatch(/^RPC unreachable: no answer, timed out after 16 s/);
+      // The RPC asked in what was left, or, on a host so loaded that loading took what the
+      // hold left (8 s seen at a load of 20 on 2 cores), said so: either way within the time.
+      expect(summary.reason).toMatch(
+        /^(RPC unreachable: no answer, timed out after 16 s|timed out after 16 s: its start took \d+ s)/,
+      );
       // Its start held it 8 s (loading it, more): the run had what was left of the 16 s, about
       // 8 s, and the summary takes a moment to read and print. Counted from the run, it had the
       // whole 16 s after its start. Measured from the hold's end, not from the spawn against a
