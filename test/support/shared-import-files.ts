@@ -133,6 +133,7 @@ export const sharedImportFiles: readonly string[] = [
   "test/pg-rollup-triggers.test.ts",
   "test/pg-schema.test.ts",
   "test/pg-serve-nightly-hung-database.test.ts",
+  "test/pg-turn-locked-row.test.ts",
   "test/pg-verifier-locked-row.test.ts",
   "test/pg-verifier-outage.test.ts",
   "test/profile-id.test.ts",
@@ -238,8 +239,6 @@ export const isolatedByChoice: Readonly<Record<string, string>> = {
     "reads a stand-in service's CPU over time: timers a file before it left would skew it",
   "test/event-loop-delay.test.ts": "a timing test of the event loop",
   "test/loop-delay.test.ts": "a timing test of the event loop",
-  "test/pg-turn-locked-row.test.ts":
-    "a receipt must pass within 1-2 s of wall time while a row is held: in a worker shared at load 20 it took 1.0-2.1 s",
   "test/pg-verdict-locked-row.test.ts":
     "receipts must pass within 1 s of wall time while a row is held: in a worker shared at load 25 they took 1.06 s",
 };
