@@ -171,7 +171,7 @@ export function amountsOf(
       escrowAccount,
       worker: refundSigs.has(c.signature) ? null : payee,
       treasury,
-      vaultOwner: profile.escrowAuthority,
+      vaultOwner: profile.escrowAuthority ?? vaultOwner,
       heldElsewhere,
     });
     // What a held account paid back is spent: a second closing returns only the rest of it.

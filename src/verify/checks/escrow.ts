@@ -258,10 +258,24 @@ function vaultKnownAs(input: CheckInput, account: string | null): string | null 
 }
 
 /**
+ * The owner every credit vault and the escrow account have while they hold customers' credits:
+ * the escrow authority the profile names, else the owner the lock's token balances name for the
+ * vault it came from (or for the escrow account, where they name none for the vault).
+ * `escrow.source` passed the lock only where those two agree, so a profile that names no escrow
+ * authority still knows who may spend the lock and the vault it returns to: whoever owned them
+ * at the lock. A SetAuthority since, in a transaction naming no job, makes another the owner of
+ * the vault (or of the escrow account), who then spends what comes back (or the lock) alone.
+ */
+export function lockOwner(escrowAuthority: string | null, reading: LockReading): string | null {
+  return escrowAuthority ?? reading.sources[0]?.owner ?? reading.escrowOwner ?? null;
+}
+
+/**
  * Remainders or refunds sent to a customer's vault other than the one the lock came from, or
- * to that vault while its owner after the transaction is not the escrow authority (changed by
- * a SetAuthority since the lock): the owner named can spend it alone, as it could a lock's
- * source, which this check fails too.
+ * to that vault while its owner after the transaction is not the owner of the credit vaults
+ * (`lockOwner`: the escrow authority, or the vault's owner at the lock where the profile names
+ * none), changed by a SetAuthority since the lock: the owner named can spend it alone, as it
+ * could a lock's source, which this check fails too.
  */
 export function misdirectedReturn(
   lock: UsableLock,
@@ -270,6 +284,11 @@ export function misdirectedReturn(
   escrowAuthority: string | null,
 ) {
   if (misdirected.length === 0) return;
+  const vaultOwner = lockOwner(escrowAuthority, lock.reading);
+  const who =
+    escrowAuthority === null
+      ? `not ${vaultOwner}, its owner when the lock left it`
+      : "not the escrow authority that owns every credit vault";
   const elsewhere = misdirected.filter((m) => m.account !== lock.creditVault);
   const owned = misdirected.filter((m) => m.account === lock.creditVault);
   const why = [
@@ -280,7 +299,7 @@ export function misdirectedReturn(
       : []),
     ...owned.map(
       (m) =>
-        `money of this lock went back to its credit vault ${m.account} while ${m.owner} owned it, not the escrow authority that owns every credit vault: that owner can spend it alone`,
+        `money of this lock went back to its credit vault ${m.account} while ${m.owner} owned it, ${who}: that owner can spend it alone`,
     ),
   ];
   list.replace(
@@ -288,7 +307,7 @@ export function misdirectedReturn(
       "escrow.source",
       why.join("; "),
       owned.length > 0
-        ? { returnedTo: lock.creditVault, owner: escrowAuthority }
+        ? { returnedTo: lock.creditVault, owner: vaultOwner }
         : { returnedTo: lock.creditVault },
       { returnedTo: misdirected },
     ),
@@ -297,10 +316,11 @@ export function misdirectedReturn(
 
 /**
  * The escrow account paid this job's release (settlement or refund) while another than the
- * escrow authority owned it: a SetAuthority between the lock and its release, in a transaction
- * naming no job, handed the lock (and every other lock held there) to that owner, who may spend
- * it alone; a release it signed paying exactly what it should shows only that the owner gave
- * this one back. `escrow.vault` judged the owner after the lock; this judges it at release.
+ * escrow authority owned it (where the profile names none, another than its owner after the
+ * lock, `lockOwner`): a SetAuthority between the lock and its release, in a transaction naming
+ * no job, handed the lock (and every other lock held there) to that owner, who may spend it
+ * alone; a release it signed paying exactly what it should shows only that the owner gave this
+ * one back. `escrow.vault` judged the owner after the lock; this judges it at release.
  */
 export function escrowOwnedAtRelease(
   lock: UsableLock,
@@ -313,15 +333,20 @@ export function escrowOwnedAtRelease(
     facts.tokenChanges.find((c) => c.account === lock.escrowAccount)?.owner ??
     facts.ownersAfter?.find((o) => o.account === lock.escrowAccount)?.owner ??
     null;
-  if (!isOtherOwner(escrowAuthority, owner)) {
+  const expected = escrowAuthority ?? lock.reading.escrowOwner;
+  if (!isOtherOwner(expected, owner)) {
     escrowSpentByDelegate(lock, facts, signature, list, escrowAuthority);
     return;
   }
+  const who =
+    escrowAuthority === null
+      ? `not ${expected}, its owner when the lock went into it`
+      : "not the escrow authority that owns the escrow vault";
   list.replace(
     fail(
       "escrow.vault",
-      `the escrow account ${lock.escrowAccount} released this job's lock while ${owner} owned it, not the escrow authority that owns the escrow vault: the lock was that owner's to spend alone`,
-      { vault: lock.escrowAccount, owner: escrowAuthority },
+      `the escrow account ${lock.escrowAccount} released this job's lock while ${owner} owned it, ${who}: the lock was that owner's to spend alone`,
+      { vault: lock.escrowAccount, owner: expected },
       { vault: lock.escrowAccount, owner, releasedBy: signature },
     ),
   );

@@ -4,6 +4,7 @@ import type { CheckInput } from "./check-input.js";
 import { type CheckList, fail, pass } from "./check-list.js";
 import {
   escrowOwnedAtRelease,
+  lockOwner,
   misdirectedReturn,
   ownersUnnamed,
   type UsableLock,
@@ -60,7 +61,7 @@ export function refundChecks(
       escrowAccount: lock.escrowAccount,
       worker: null,
       treasury: null,
-      vaultOwner: profile.escrowAuthority,
+      vaultOwner: lockOwner(profile.escrowAuthority, lock.reading),
     });
     misdirectedReturn(lock, r.misdirected, list, profile.escrowAuthority);
     escrowOwnedAtRelease(lock, tx.facts, tx.signature, list, profile.escrowAuthority);

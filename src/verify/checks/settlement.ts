@@ -6,6 +6,7 @@ import type { CheckInput, Evaluation } from "./check-input.js";
 import { type CheckList, fail, pass, skip } from "./check-list.js";
 import {
   escrowOwnedAtRelease,
+  lockOwner,
   misdirectedReturn,
   ownersUnnamed,
   type UsableLock,
@@ -103,7 +104,7 @@ export function settlementChecks(
     escrowAccount: lock.escrowAccount,
     worker,
     treasury,
-    vaultOwner: profile.escrowAuthority,
+    vaultOwner: lockOwner(profile.escrowAuthority, lock.reading),
   };
   const r = readRelease(profile, S, payees);
   misdirectedReturn(lock, r.misdirected, list, profile.escrowAuthority);
