@@ -1448,3 +1448,140 @@ describe("upgrading a deployment judged before escrow_paid_units was kept", () =
     }
   });
 });
+
+/**
+ * Jobs judged before a transfer's signer was held to the owner of the account it spends, and
+ * before owners were compared across a job's lock and release, with the stored facts of their
+ * transactions (accounts: V the credit vault, X the escrow account, W the worker's; owners: EA
+ * the escrow authority, A the operator's own key, D a delegate). The upgrade judges again the
+ * clean verdicts whose facts show a delegate's transfer, a lock between two owners' accounts, or
+ * an account another owns at the release than at the lock; the honest ones and a verdict that is
+ * already a discrepancy are left alone.
+ */
+const ownerAtLockMarker = "authority is not the owner its token balances name";
+const change = (account: string, owner: string | null, delta: string) => ({
+  account,
+  owner,
+  mint: "M",
+  programId: null,
+  decimals: 6,
+  pre: "0",
+  post: "0",
+  delta,
+});
+const transfer = (source: string, authority: string | null, accounts: string[] = []) => ({
+  programId: "T",
+  kind: "transferChecked",
+  accounts,
+  source,
+  ...(authority === null ? {} : { authority }),
+});
+const lockFacts = (ix = transfer("V", "EA"), vaultOwner = "EA") => ({
+  tokenChanges: [change("V", vaultOwner, "-10"), change("X", "EA", "10")],
+  tokenInstructions: [ix],
+  ownersAfter: [
+    { account: "V", owner: vaultOwner },
+    { account: "X", owner: "EA" },
+  ],
+});
+const releaseFacts = (ix = transfer("X", "EA"), vaultOwner = "EA") => ({
+  tokenChanges: [change("X", "EA", "-10"), change("W", "WK", "8"), change("V", vaultOwner, "2")],
+  tokenInstructions: [ix],
+});
+const beforeOwnerAtLock: [string, string, object, object][] = [
+  ["job_honest", "verified", lockFacts(), releaseFacts()],
+  ["job_lock_delegate", "verified", lockFacts(transfer("V", "D")), releaseFacts()],
+  [
+    "job_old_facts_delegate",
+    "partially_verified",
+    lockFacts(transfer("V", null, ["D", "M", "V", "X"])),
+    releaseFacts(),
+  ],
+  [
+    "job_old_facts_honest",
+    "verified",
+    lockFacts(transfer("V", null, ["EA", "M", "V", "X"])),
+    releaseFacts(),
+  ],
+  ["job_vault_other", "verified", lockFacts(transfer("V", "A"), "A"), releaseFacts()],
+  ["job_return_other", "verified", lockFacts(), releaseFacts(transfer("X", "EA"), "A")],
+  ["job_release_delegate", "verified", lockFacts(), releaseFacts(transfer("X", "D"))],
+  ["job_discrepancy", "discrepancy", lockFacts(transfer("V", "D")), releaseFacts()],
+];
+const afterOwnerAtLock = {
+  job_honest: "verified",
+  job_lock_delegate: "pending",
+  job_old_facts_delegate: "pending",
+  job_old_facts_honest: "verified",
+  job_vault_other: "pending",
+  job_return_other: "pending",
+  job_release_delegate: "pending",
+  job_discrepancy: "discrepancy",
+};
+const ownerAtLockJobInsert = `INSERT INTO jobs (job_id, source, receipt_hash, created_at,
+    recorded_at, updated_at, verdict, verdict_at, verdict_profile, next_verify_at, escrow_tx,
+    settlement_tx)
+  VALUES ($1, 'proxy', 'h', 1, 1, 1, $2, 5000, 'localnet', 9000, $3, $4)`;
+const ownerAtLockTxInsert = `INSERT INTO chain_transactions (signature, state, first_seen_at, facts)
+  VALUES ($1, 'finalized', 1, $2)`;
+/** Each job with its lock's and release's signatures and facts, as the inserts take them. */
+const ownerAtLockRows = () =>
+  beforeOwnerAtLock.map(([jobId, verdict, lock, release]) => ({
+    job: [jobId, verdict, `lock_${jobId}`, `release_${jobId}`],
+    txs: [
+      [`lock_${jobId}`, JSON.stringify({ signature: `lock_${jobId}`, ...lock })],
+      [`release_${jobId}`, JSON.stringify({ signature: `release_${jobId}`, ...release })],
+    ],
+  }));
+
+describe("upgrading a deployment that verified jobs a delegate or another owner paid", () => {
+  it("judges again on SQLite the clean verdicts whose stored transactions show one", () => {
+    const store = sqliteBefore(ownerAtLockMarker);
+    try {
+      const job = store.sqlite.prepare(ownerAtLockJobInsert.replace(/\$\d/g, "?"));
+      const tx = store.sqlite.prepare(ownerAtLockTxInsert.replace(/\$\d/g, "?"));
+      for (const row of ownerAtLockRows()) {
+        job.run(...row.job);
+        for (const t of row.txs) tx.run(...t);
+      }
+      // Facts a store holds as text that is no JSON (PostgreSQL's json column refuses it) are
+      // passed over, not an upgrade that fails.
+      job.run("job_unparsed", "verified", "lock_job_unparsed", "release_job_unparsed");
+      tx.run("lock_job_unparsed", "{");
+      tx.run("release_job_unparsed", "not json");
+
+      migrateStore(store);
+
+      expect(sqliteVerdicts(store)).toEqual({ ...afterOwnerAtLock, job_unparsed: "verified" });
+    } finally {
+      store.close();
+    }
+  });
+
+  const database = usePostgresDatabase();
+  it("judges again on PostgreSQL the clean verdicts whose stored transactions show one", async () => {
+    const store = await postgresBefore(await database.create(), ownerAtLockMarker);
+    try {
+      for (const row of ownerAtLockRows()) {
+        await store.pool.query(ownerAtLockJobInsert, row.job);
+        for (const t of row.txs) await store.pool.query(ownerAtLockTxInsert, t);
+      }
+
+      expect((await migratePostgres(store.pool)).applied).toBeGreaterThanOrEqual(1);
+
+      expect(await postgresVerdicts(store)).toEqual(afterOwnerAtLock);
+      const { rows } = await store.pool.query(
+        "SELECT job_id, previous_verdict, rejudge_reason FROM jobs WHERE verdict = 'pending' ORDER BY job_id",
+      );
+      expect(rows.map((r) => [r.job_id, r.previous_verdict, r.rejudge_reason])).toEqual([
+        ["job_lock_delegate", "verified", "upgrade"],
+        ["job_old_facts_delegate", "partially_verified", "upgrade"],
+        ["job_release_delegate", "verified", "upgrade"],
+        ["job_return_other", "verified", "upgrade"],
+        ["job_vault_other", "verified", "upgrade"],
+      ]);
+    } finally {
+      await store.close();
+    }
+  });
+});

@@ -1,5 +1,6 @@
 import { describe, expect, it, onTestFinished } from "vitest";
 import { localnetProfile, type Profile } from "../src/verify/profiles.js";
+import { rerunMigrationUpdates } from "./support/migration-rerun.js";
 import {
   AuthorityType,
   discrepancy,
@@ -7,13 +8,16 @@ import {
   useAdversaryHarness,
   verified,
 } from "./support/operator.js";
+import { execSql } from "./support/store.js";
 
 /**
  * Round 13: under a profile naming no escrow authority (the `decentral-mainnet` profile's shape),
  * the operator hands the customer's credit vault, or the escrow account holding a lock, to its
  * own key between the lock and its release, in a transaction naming no job: the remainder or
  * refund "back to the customer" lands in an account the operator alone may spend, or the lock is
- * paid out by the escrow account's new owner.
+ * paid out by the escrow account's new owner. And the upgrade: verdicts an older version wrote
+ * clean on such a job, or on a lock or release a delegate signed (rounds 11 and 12), are judged
+ * again.
  */
 
 const h = useAdversaryHarness();
@@ -113,5 +117,61 @@ describe("an escrow account handed to the operator while it holds the lock", () 
         releasedBy: settlementTx,
       },
     });
+  });
+});
+
+describe("upgrading a deployment that verified jobs a delegate or a new owner paid", () => {
+  it("judges again the clean verdicts whose stored transactions show one, and leaves the honest job", async () => {
+    const c = await h.scenario(mainnetShape);
+    const honest = await c.pinKey(1);
+    // Round 11: a delegate of the vault signs the lock.
+    const delegated = h.op.plan({ keyIndex: 1 });
+    h.op.send([h.op.approve(delegated.vault, h.op.attacker.address, delegated.lock)]);
+    const delegatedTxs = {
+      escrowTx: h.op.send([
+        h.op.transfer(delegated.vault, h.op.accounts.escrowVault, delegated.lock, {
+          authority: h.op.attacker.address,
+        }),
+        h.op.memo(`decentral:escrow:${delegated.jobId}`),
+      ]).signature,
+      settlementTx: "",
+    };
+    delegatedTxs.settlementTx = h.op.send(h.op.settleIxs(delegated)).signature;
+    c.record(delegated, delegatedTxs);
+    // Round 12: a delegate of the escrow account pays the release.
+    const released = h.op.plan({ keyIndex: 1 });
+    const releasedTxs = { escrowTx: h.op.send(h.op.lockIxs(released)).signature, settlementTx: "" };
+    h.op.send([h.op.approve(h.op.accounts.escrowVault, h.op.attacker.address, released.lock)]);
+    releasedTxs.settlementTx = h.op.send(
+      h.op.settleIxs(released, { authority: h.op.attacker.address }),
+    ).signature;
+    c.record(released, releasedTxs);
+    // Round 13: the remainder goes back into the vault while the operator owns it.
+    const returned = h.op.plan({ keyIndex: 1 });
+    const returnedTxs = { escrowTx: h.op.send(h.op.lockIxs(returned)).signature, settlementTx: "" };
+    h.op.send([
+      h.op.setAuthority(returned.vault, AuthorityType.AccountOwner, h.op.attacker.address),
+    ]);
+    returnedTxs.settlementTx = h.op.send(h.op.settleIxs(returned)).signature;
+    h.op.giveBackVault(returned.vault);
+    c.record(returned, returnedTxs);
+    const frauds = [delegated.jobId, released.jobId, returned.jobId];
+    const judged = [
+      discrepancy("escrow.source"),
+      discrepancy("escrow.vault"),
+      discrepancy("escrow.source"),
+    ];
+    expect(await c.verdicts(...frauds)).toEqual(judged);
+
+    // As a version before these rules left them: verified, with the same stored transactions.
+    for (const jobId of frauds) {
+      await execSql(c.store, `UPDATE jobs SET verdict = 'verified' WHERE job_id = '${jobId}'`);
+    }
+    await rerunMigrationUpdates(c.store, "authority is not the owner its token balances name");
+    expect(await Promise.all([honest.jobId, ...frauds].map((id) => c.outcome(id)))).toEqual([
+      verified,
+      ...frauds.map(() => ({ verdict: "pending", failing: expect.any(Array) })),
+    ]);
+    expect(await c.verdicts(honest.jobId, ...frauds)).toEqual([verified, ...judged]);
   });
 });
