@@ -8,6 +8,7 @@ import {
   useAdversaryHarness,
   verified,
 } from "./support/operator.js";
+import { ownerlessNode } from "./support/rewriting-node.js";
 import { execSql } from "./support/store.js";
 
 /**
@@ -117,6 +118,26 @@ describe("an escrow account handed to the operator while it holds the lock", () 
         releasedBy: settlementTx,
       },
     });
+  });
+});
+
+describe("a node naming no owner in token balances, under a profile naming no escrow authority", () => {
+  it("leaves a 504's refund into a vault handed away unproven (owner_unknown), not verified", async () => {
+    const c = await h.scenario(mainnetShape);
+    await c.pinKey(1);
+    const plan = h.op.plan({ keyIndex: 1 });
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    handToAttacker(plan.vault);
+    const refundTx = h.op.send(h.op.refundIxs(plan)).signature;
+    c.record(plan, { escrowTx, settlementTx: refundTx }, timedOutReceipt);
+    await c.flush();
+    // (A settlement fails settlement.worker_paid there: the worker is known by its owner.)
+    const run = await c
+      .verifierOver(ownerlessNode(h.rpc))
+      .runUntilSettled({}, { timeoutMs: 20_000 });
+    expect(run.status).toBe("completed");
+    expect(await c.outcome(plan.jobId)).toEqual({ verdict: "partially_verified", failing: [] });
+    expect(await c.check(plan.jobId, "escrow.source")).toMatchObject({ outcome: "skip" });
   });
 });
 

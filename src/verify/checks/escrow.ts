@@ -354,10 +354,11 @@ export function escrowOwnedAtRelease(
 
 /**
  * A job's transaction whose token balances name no owner for the escrow account or the credit
- * vault, where the profile names the escrow authority: who could spend the lock, or the money
- * returned, is not known, so the check that asks it cannot pass. Every node names owners since
- * 2021; one that leaves them out (the operator's, say) would otherwise pass a vault a
- * SetAuthority gave away. Replaces only a passing check: a finding stays the finding.
+ * vault: who could spend the lock, or the money returned, is not known, so the check that asks
+ * it cannot pass. Every node names owners since 2021; one that leaves them out (the operator's,
+ * say) would otherwise pass a vault a SetAuthority gave away, and under a profile naming no
+ * escrow authority every owner rule at once (the owners the lock's balances name are the only
+ * ones known there). Replaces only a passing check: a finding stays the finding.
  */
 export function ownersUnnamed(
   list: CheckList,
@@ -365,7 +366,7 @@ export function ownersUnnamed(
   facts: TransactionFacts,
   accounts: { account: string | null; check: "escrow.source" | "escrow.vault" }[],
 ) {
-  if (escrowAuthority === null) return;
+  const whose = escrowAuthority === null ? "its owner at the lock" : "the escrow authority";
   for (const { account, check } of accounts) {
     if (account === null || list.outcome(check) !== "pass") continue;
     const change = facts.tokenChanges.find((c) => c.account === account);
@@ -376,7 +377,7 @@ export function ownersUnnamed(
     list.replace(
       skip(
         check,
-        `the node named no owner for ${account} in ${facts.signature}: whether the escrow authority owned it is not known`,
+        `the node named no owner for ${account} in ${facts.signature}: whether ${whose} owned it is not known`,
       ),
     );
   }
