@@ -180,6 +180,23 @@ describe("RPC pool: faults", () => {
     }
   });
 
+  it("pauses the default time after a 429 whose Retry-After asks for no pause (0, a date past), not none", async () => {
+    // A node answering every request 429 with "retry now" was asked again at once: the same
+    // storm of requests as an unreadable Retry-After gave, told as a pause of 0 ms each time.
+    for (const now of ["0", "Thu, 01 Jan 1970 00:00:00 GMT"]) {
+      const stub = await startStub((body, n) =>
+        n <= 2
+          ? { status: 429, headers: { "retry-after": now }, body: "Too many requests" }
+          : { body: answer(body, slotOf) },
+      );
+      const p = pool([{ url: stub.url, concurrency: 1 }], { defaultRetryAfterMs: 400 });
+      expect(await p.getSlot()).toBe(4242);
+      const [first, second, third] = stub.requests.map((r) => r.at);
+      expect(second! - first!).toBeGreaterThanOrEqual(390);
+      expect(third! - second!).toBeGreaterThanOrEqual(390);
+    }
+  });
+
   it("tells the rate it allows now: the configured one, lowered after a run of 429s", async () => {
     // A run: 8 of the latest answers (a quarter of 32) refused; a lone 429 lowers nothing.
     const stub = await startStub((body, n) =>
@@ -187,7 +204,8 @@ describe("RPC pool: faults", () => {
         ? { status: 429, headers: { "retry-after": "0" }, body: "Too many requests" }
         : { body: answer(body, slotOf) },
     );
-    const p = pool([{ url: stub.url, rateLimitPerSec: 40 }]);
+    // Each 429's own pause is not what is tested: the rate is.
+    const p = pool([{ url: stub.url, rateLimitPerSec: 40 }], { defaultRetryAfterMs: 1 });
     expect(p.requestRate()).toBe(40);
     await p.getSlot();
     expect(p.requestRate()).toBeGreaterThan(0);
@@ -203,7 +221,10 @@ describe("RPC pool: faults", () => {
         : { body: answer(body, slotOf) },
     );
     let step = 0;
-    const p = pool([{ url: stub.url, rateLimitPerSec: 40 }], { now: () => Date.now() + step });
+    const p = pool([{ url: stub.url, rateLimitPerSec: 40 }], {
+      now: () => Date.now() + step,
+      defaultRetryAfterMs: 1,
+    });
     await p.getSlot();
     expect(p.requestRate()).toBeLessThan(40);
     step = -600_000;
@@ -721,7 +742,7 @@ describe("RPC pool: 429s at random", () => {
       }
       return { body: answer(body, slotOf) };
     });
-    const p = pool([{ url: stub.url, rateLimitPerSec: 200 }]);
+    const p = pool([{ url: stub.url, rateLimitPerSec: 200 }], { defaultRetryAfterMs: 1 });
     for (let i = 0; i < 15; i++) await Promise.all(Array.from({ length: 10 }, () => p.getSlot()));
     expect(refused).toBeGreaterThan(5);
     // Halving on each 429 (once a second) left it at a fraction of the configured 200.

@@ -73,7 +73,10 @@ export interface RpcPoolOptions {
   breakerThreshold?: number;
   /** How long an endpoint is set aside before it is tried again. Default 30000. */
   breakerCooldownMs?: number;
-  /** Pause after a 429 without a usable Retry-After. Default 1000. */
+  /**
+   * Pause after a 429 without a usable Retry-After, or one asking for none (0, a date past).
+   * Default 1000.
+   */
   defaultRetryAfterMs?: number;
   /** Ceiling on a Retry-After pause. Default 60000. */
   maxRetryAfterMs?: number;
@@ -352,8 +355,11 @@ class Endpoint {
    */
   private observe(outcome: RpcOutcome): RpcOutcome {
     if (outcome.kind === "rate_limited") {
+      // A 429 that asks for no pause at all ("Retry-After: 0", a date already past) is asked
+      // again at once, as often as it answers so: it pauses the default time, as one without.
+      const asked = outcome.retryAfterMs;
       const pause = Math.min(
-        outcome.retryAfterMs ?? this.pool.defaultRetryAfterMs,
+        asked !== null && asked > 0 ? asked : this.pool.defaultRetryAfterMs,
         this.pool.maxRetryAfterMs,
       );
       this.pauseFor(pause);
