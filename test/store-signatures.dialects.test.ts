@@ -219,6 +219,39 @@ describe.each(dialects)("the signature store on %s", (dialect) => {
     expect(rows.get("x")?.facts).not.toBeNull();
   });
 
+  it("reads a first miss's slot again when it is more than a drop window past the finalized slot, and drops from there", async () => {
+    const store = await stores.open();
+    await seedSignatures(store, [{ signature: "lied" }, { signature: "ahead" }]);
+    const signatures = createSignatureStore(store);
+    const missing = [
+      { signature: "lied", status: null },
+      { signature: "ahead", status: null },
+    ];
+    // One node's answer to the first miss's getSlot: a billion slots ahead of the chain.
+    await signatures.recordStatuses(missing.slice(0, 1), {
+      currentSlot: 1_000_000_500,
+      dropAfterSlots: 150,
+      t,
+    });
+    // An endpoint a little ahead of the next one read (within a window): kept as it is.
+    await signatures.recordStatuses(missing.slice(1), { currentSlot: 600, dropAfterSlots: 150, t });
+    const next = await signatures.recordStatuses(missing, {
+      currentSlot: 500,
+      dropAfterSlots: 150,
+      t: t + 1,
+    });
+    expect(stateOf(next.get("lied"))).toMatchObject({ state: "unknown", notFoundSlot: 500 });
+    expect(stateOf(next.get("ahead"))).toMatchObject({ state: "unknown", notFoundSlot: 600 });
+    // The window is counted from the slot read again: dropped once the chain is past it.
+    const past = await signatures.recordStatuses(missing, {
+      currentSlot: 651,
+      dropAfterSlots: 150,
+      t: t + 2,
+    });
+    expect(past.get("lied")?.state).toBe("dropped");
+    expect(past.get("ahead")?.state).toBe("unknown");
+  });
+
   it("drops a signature unseen past the drop horizon, but not one seen confirmed", async () => {
     const store = await stores.open();
     await seedSignatures(store, [

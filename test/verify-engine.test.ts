@@ -811,6 +811,30 @@ describe("verification engine", () => {
     expect(then.byVerdict.verified).toBe(1);
   });
 
+  it("drops a signature that never lands though the first miss's slot read was a billion slots ahead of the chain", async () => {
+    const store = createTestStore();
+    const chain = createFakeChain({ finalitySlots: 1, slotsPerPoll: 100 });
+    const a = honest("job_slot_lie", "sl");
+    chain.land(a.escrow); // the settlement never lands
+    record(store, a.job);
+    // One node answered the first miss's getSlot with a slot no endpoint has; every read after
+    // it is the chain's. Kept as the first miss's slot, it held the drop for good.
+    let slotReads = 0;
+    const rpc: VerifierRpc = {
+      ...chain.rpc,
+      async getSlot(commitment, options) {
+        const slot = await chain.rpc.getSlot(commitment, options);
+        return ++slotReads === 1 ? slot + 1_000_000_000 : slot;
+      },
+    };
+    const summary = await verifier(store, chain, { rpc }).runUntilSettled(
+      {},
+      { timeoutMs: 10_000 },
+    );
+    expect(slotReads).toBeGreaterThan(1);
+    expect(summary.byVerdict.dropped).toBe(1);
+  });
+
   it("looks on every endpoint for as many signatures due to drop as a round may fetch, the others in later rounds", async () => {
     const store = createTestStore();
     const chain = createFakeChain({ finalitySlots: 1, slotsPerPoll: 100 });

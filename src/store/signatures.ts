@@ -175,6 +175,11 @@ function createSqliteSignatureStore(store: SqliteStore): SignatureStore {
       OR (state = 'landed' AND (commitment = 'processed' OR @agreedMisses = 1)))
     AND @currentSlot IS NOT NULL
     AND @currentSlot > coalesce(not_found_slot, @currentSlot) + @dropAfterSlots`;
+  // A first miss's slot more than a drop window past the finalized slot read now was no
+  // endpoint's finalized slot (a node's lie, or one far ahead of all the others): it is read
+  // again from this poll, or that one answer kept the signature from ever being dropped.
+  const slotBehind = `(@currentSlot IS NOT NULL AND not_found_slot IS NOT NULL
+      AND @currentSlot + @dropAfterSlots < not_found_slot)`;
   const statusMissing = prepareRawRows(
     store,
     chainTransactions,
@@ -182,10 +187,11 @@ function createSqliteSignatureStore(store: SqliteStore): SignatureStore {
        state = CASE WHEN ${drops} THEN 'dropped' ELSE state END,
        status_checked_at = @t,
        not_found_since = coalesce(not_found_since, @t),
-       not_found_slot = coalesce(not_found_slot, @currentSlot)
+       not_found_slot = CASE WHEN ${slotBehind} THEN @currentSlot
+         ELSE coalesce(not_found_slot, @currentSlot) END
      WHERE signature = @signature AND state IN ('unknown', 'landed')
        AND (not_found_since IS NULL OR (not_found_slot IS NULL AND @currentSlot IS NOT NULL)
-         OR (${drops}))
+         OR ${slotBehind} OR (${drops}))
      RETURNING *`,
   );
   // What a status poll's row is compared by (`rowKey`) for the JSON list `signatures`: a row
@@ -440,7 +446,9 @@ function missChangesNothing(row: SignatureRow, poll: StatusPoll): boolean {
     row.facts === null &&
     row.raw === null &&
     row.fetchedAt === null &&
-    (poll.currentSlot === null || poll.currentSlot <= row.notFoundSlot + poll.dropAfterSlots)
+    (poll.currentSlot === null ||
+      (poll.currentSlot <= row.notFoundSlot + poll.dropAfterSlots &&
+        poll.currentSlot + poll.dropAfterSlots >= row.notFoundSlot))
   );
 }
 

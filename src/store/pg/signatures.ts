@@ -84,10 +84,20 @@ const drops = (poll: Poll) => {
     AND ${current} > coalesce(c.not_found_slot, ${current}) + ${poll.dropAfterSlots}::bigint)`;
 };
 
+/**
+ * Whether row `c`'s first miss slot is more than a drop window past this poll's finalized slot:
+ * no endpoint's finalized slot (a node's lie, or one far ahead of all the others), read again
+ * from this poll, or that one answer kept the signature from ever being dropped.
+ */
+const slotBehind = (poll: Poll) => sql`(${poll.currentSlot}::bigint IS NOT NULL
+  AND c.not_found_slot IS NOT NULL
+  AND ${poll.currentSlot}::bigint + ${poll.dropAfterSlots}::bigint < c.not_found_slot)`;
+
 /** Whether a missing status changes row `c`: its first miss, the slot of it, or its drop. */
 const missingChanges = (poll: Poll) => sql`(c.state IN ('unknown', 'landed') AND (
   c.not_found_since IS NULL
   OR (c.not_found_slot IS NULL AND ${poll.currentSlot}::bigint IS NOT NULL)
+  OR ${slotBehind(poll)}
   OR ${drops(poll)}))`;
 
 export function createPgSignatureStore(store: PgStore): SignatureStore {
@@ -136,7 +146,8 @@ export function createPgSignatureStore(store: PgStore): SignatureStore {
         state = CASE WHEN ${drops(poll)} THEN 'dropped' ELSE c.state END,
         status_checked_at = ${poll.t}::bigint,
         not_found_since = coalesce(c.not_found_since, ${poll.t}::bigint),
-        not_found_slot = coalesce(c.not_found_slot, ${current})
+        not_found_slot = CASE WHEN ${slotBehind(poll)} THEN ${current}
+          ELSE coalesce(c.not_found_slot, ${current}) END
       WHERE c.signature = ANY(${textArray(missing.map((p) => p.signature))})
         AND ${missingChanges(poll)}`);
   }
