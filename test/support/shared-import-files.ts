@@ -16,6 +16,7 @@
  */
 export const sharedImportFiles: readonly string[] = [
   "test/adversary-harness-clock.test.ts",
+  "test/adversary-harness-life.test.ts",
   "test/api-audit.test.ts",
   "test/api-auth.test.ts",
   "test/api-client.test.ts",
