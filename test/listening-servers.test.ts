@@ -1,6 +1,8 @@
+import http from "node:http";
 import net from "node:net";
 import { describe, expect, it } from "vitest";
 import { listeningServers, listeningServersOnceClosed } from "./support/listening-servers.js";
+import { closedAfterTest, listen } from "./support/recorder-fixtures.js";
 
 /**
  * The shared-imports guard (test/support/shared-imports-servers.ts) fails a file that leaves a
@@ -60,5 +62,32 @@ describe("servers left listening at a file's end", () => {
       if (server.listening) await close(server);
       await close(peer);
     }
+  });
+});
+
+// A case that listened before its `try` (an upstream, then the audit app) left the upstream
+// listening when the step between failed, and the worker's next file failed the guard for it.
+describe("servers a test hands to closedAfterTest", () => {
+  let before = 0;
+  const closed: string[] = [];
+
+  it.fails("are closed when the test fails before it could close them", async () => {
+    before = await listeningServersOnceClosed();
+    const upstream = closedAfterTest(await listen(http.createServer()));
+    const app = closedAfterTest(await listen(http.createServer()));
+    for (const [name, server] of [
+      ["upstream", upstream],
+      ["app", app],
+    ] as const) {
+      const close = server.close;
+      server.close = () => close().then(() => void closed.push(name));
+    }
+    expect(await listeningServersOnceClosed()).toBe(before + 2);
+    throw new Error("a step between listening and the case's try failed");
+  });
+
+  it("no longer listen after it, the last handed over closed first", async () => {
+    expect(await listeningServersOnceClosed()).toBe(before);
+    expect(closed).toEqual(["app", "upstream"]);
   });
 });

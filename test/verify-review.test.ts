@@ -27,6 +27,7 @@ import {
 import { quickVerifierOptions } from "./support/quick-verifier.js";
 import {
   address,
+  closedAfterTest,
   ingestToken,
   jobId,
   listen,
@@ -604,46 +605,43 @@ describe("receipts from the fetch wrapper", () => {
     // The caller asks for qwen3-8b; the operator answers as llama-3.3-70b and charges its price.
     const plan = h.op.plan({ keyIndex: 1, model: "llama-3.3-70b" });
     const txs = h.op.honestJob(plan);
-    const upstream = await listen(
-      http.createServer(async (req, res) => {
-        for await (const _ of req) {
-          // drain the body
-        }
-        res.writeHead(200, {
-          "content-type": "application/json",
-          "x-decentral-job-id": plan.jobId,
-          "x-decentral-tx-signature": txs.escrowTx,
-          "x-decentral-settlement-tx": txs.settlementTx,
-          "x-decentral-worker": plan.worker.address,
-          "x-decentral-credits-remaining": "500",
-        });
-        res.end(
-          JSON.stringify({
-            model: "llama-3.3-70b",
-            choices: [],
-            usage: { prompt_tokens: 12, completion_tokens: 640, total_tokens: 652 },
-          }),
-        );
-      }),
+    const upstream = closedAfterTest(
+      await listen(
+        http.createServer(async (req, res) => {
+          for await (const _ of req) {
+            // drain the body
+          }
+          res.writeHead(200, {
+            "content-type": "application/json",
+            "x-decentral-job-id": plan.jobId,
+            "x-decentral-tx-signature": txs.escrowTx,
+            "x-decentral-settlement-tx": txs.settlementTx,
+            "x-decentral-worker": plan.worker.address,
+            "x-decentral-credits-remaining": "500",
+          });
+          res.end(
+            JSON.stringify({
+              model: "llama-3.3-70b",
+              choices: [],
+              usage: { prompt_tokens: 12, completion_tokens: 640, total_tokens: 652 },
+            }),
+          );
+        }),
+      ),
     );
-    const audit = await serveApp({ store: c.store, log });
-    try {
-      const recordingFetch = createRecordingFetch({
-        ingestUrl: `${audit.url}/jobs`,
-        token: await ingestToken(c.store),
-      });
-      const res = await recordingFetch(`${upstream.url}/v1/chat/completions`, {
-        method: "POST",
-        headers: { authorization: "Bearer dcntrl_live_abcdefghijklmnopqrstuvwxyz012345" },
-        body: JSON.stringify({ model: "qwen3-8b", messages: [] }),
-      });
-      await res.json();
-      await recordingFetch.flush();
-      expect(recordingFetch.stats()).toMatchObject({ delivered: 1 });
-    } finally {
-      await audit.close();
-      await upstream.close();
-    }
+    const audit = closedAfterTest(await serveApp({ store: c.store, log }));
+    const recordingFetch = createRecordingFetch({
+      ingestUrl: `${audit.url}/jobs`,
+      token: await ingestToken(c.store),
+    });
+    const res = await recordingFetch(`${upstream.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { authorization: "Bearer dcntrl_live_abcdefghijklmnopqrstuvwxyz012345" },
+      body: JSON.stringify({ model: "qwen3-8b", messages: [] }),
+    });
+    await res.json();
+    await recordingFetch.flush();
+    expect(recordingFetch.stats()).toMatchObject({ delivered: 1 });
     await verifyWithCustody(c, custody);
     // Today: verified at llama's price (the wrapper sends the response's model as `model`,
     // and no requested_model, key_fingerprint or max_tokens).
@@ -665,33 +663,35 @@ describe("the model and ceiling a request asks, whatever shape its body takes", 
     const plan = h.op.plan({ keyIndex: 1, model, completionTokens: 2000 });
     const txs = h.op.honestJob(plan);
     const received: string[] = [];
-    const upstream = await listen(
-      http.createServer(async (req, res) => {
-        let body = "";
-        for await (const chunk of req) body += chunk;
-        received.push(body);
-        res.writeHead(200, {
-          "content-type": "application/json",
-          "x-decentral-job-id": plan.jobId,
-          "x-decentral-tx-signature": txs.escrowTx,
-          "x-decentral-settlement-tx": txs.settlementTx,
-          "x-decentral-worker": plan.worker.address,
-        });
-        res.end(
-          JSON.stringify({
-            model,
-            // An answer that can hold the usage it names: the lie here is the price alone.
-            choices: [
-              {
-                index: 0,
-                finish_reason: "length",
-                message: { role: "assistant", content: "w ".repeat(1000) },
-              },
-            ],
-            usage: { prompt_tokens: 12, completion_tokens: 2000, total_tokens: 2012 },
-          }),
-        );
-      }),
+    const upstream = closedAfterTest(
+      await listen(
+        http.createServer(async (req, res) => {
+          let body = "";
+          for await (const chunk of req) body += chunk;
+          received.push(body);
+          res.writeHead(200, {
+            "content-type": "application/json",
+            "x-decentral-job-id": plan.jobId,
+            "x-decentral-tx-signature": txs.escrowTx,
+            "x-decentral-settlement-tx": txs.settlementTx,
+            "x-decentral-worker": plan.worker.address,
+          });
+          res.end(
+            JSON.stringify({
+              model,
+              // An answer that can hold the usage it names: the lie here is the price alone.
+              choices: [
+                {
+                  index: 0,
+                  finish_reason: "length",
+                  message: { role: "assistant", content: "w ".repeat(1000) },
+                },
+              ],
+              usage: { prompt_tokens: 12, completion_tokens: 2000, total_tokens: 2012 },
+            }),
+          );
+        }),
+      ),
     );
     return { plan, upstream, received };
   }
@@ -704,7 +704,7 @@ describe("the model and ceiling a request asks, whatever shape its body takes", 
       log,
       upstreamBaseUrl: `${upstream.url}/v1`,
     });
-    const app = await serveApp({ store: c.store, log, proxy });
+    const app = closedAfterTest(await serveApp({ store: c.store, log, proxy }));
     try {
       const res = await fetch(`${app.url}/v1/chat/completions`, {
         method: "POST",
@@ -717,9 +717,7 @@ describe("the model and ceiling a request asks, whatever shape its body takes", 
       await res.text();
       await proxy.idle();
     } finally {
-      await app.close();
       await proxy.close();
-      await upstream.close();
     }
     return { c, plan };
   }
@@ -730,19 +728,14 @@ describe("the model and ceiling a request asks, whatever shape its body takes", 
   ) {
     const c = await pinnedScenario();
     const { plan, upstream, received } = await lyingOperator(model);
-    const audit = await serveApp({ store: c.store, log });
-    try {
-      const recordingFetch = createRecordingFetch({
-        ingestUrl: `${audit.url}/jobs`,
-        token: await ingestToken(c.store),
-      });
-      await (await call(recordingFetch, `${upstream.url}/v1/chat/completions`)).json();
-      await recordingFetch.flush();
-      expect(recordingFetch.stats()).toMatchObject({ delivered: 1 });
-    } finally {
-      await audit.close();
-      await upstream.close();
-    }
+    const audit = closedAfterTest(await serveApp({ store: c.store, log }));
+    const recordingFetch = createRecordingFetch({
+      ingestUrl: `${audit.url}/jobs`,
+      token: await ingestToken(c.store),
+    });
+    await (await call(recordingFetch, `${upstream.url}/v1/chat/completions`)).json();
+    await recordingFetch.flush();
+    expect(recordingFetch.stats()).toMatchObject({ delivered: 1 });
     return { c, plan, received };
   }
 
@@ -1550,59 +1543,56 @@ describe("what the operator's response headers can do to the record", () => {
     let served = 0;
     // The upstream answers the first call with a credits-remaining header above 2^63 base
     // units (the ingest API refuses such a value; the proxy takes it), the second honestly.
-    const upstream = await listen(
-      http.createServer(async (req, res) => {
-        for await (const _ of req) {
-          // drain the body
-        }
-        const n = served++;
-        res.writeHead(200, {
-          "content-type": "application/json",
-          "x-decentral-job-id": ids[n] ?? jobId(),
-          "x-decentral-tx-signature": signature(),
-          "x-decentral-settlement-tx": signature(),
-          "x-decentral-worker": address(),
-          "x-decentral-credits-remaining": n === 0 ? "100000000000000000" : "991.5",
-        });
-        res.end(
-          JSON.stringify({
-            model: "qwen3-8b",
-            choices: [],
-            usage: { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 },
-          }),
-        );
-      }),
+    const upstream = closedAfterTest(
+      await listen(
+        http.createServer(async (req, res) => {
+          for await (const _ of req) {
+            // drain the body
+          }
+          const n = served++;
+          res.writeHead(200, {
+            "content-type": "application/json",
+            "x-decentral-job-id": ids[n] ?? jobId(),
+            "x-decentral-tx-signature": signature(),
+            "x-decentral-settlement-tx": signature(),
+            "x-decentral-worker": address(),
+            "x-decentral-credits-remaining": n === 0 ? "100000000000000000" : "991.5",
+          });
+          res.end(
+            JSON.stringify({
+              model: "qwen3-8b",
+              choices: [],
+              usage: { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 },
+            }),
+          );
+        }),
+      ),
     );
     const proxy = createRecordingProxy({ store, log, upstreamBaseUrl: `${upstream.url}/v1` });
-    const app = await serveApp({ store, log, proxy });
-    try {
-      for (let i = 0; i < 2; i++) {
-        const res = await fetch(`${app.url}/v1/chat/completions`, {
-          method: "POST",
-          headers: {
-            authorization: "Bearer dcntrl_live_abcdefghijklmnopqrstuvwxyz012345",
-            "content-type": "application/json",
-          },
-          body: JSON.stringify({ model: "qwen3-8b", max_tokens: 300, messages: [] }),
-        });
-        expect(res.status).toBe(200);
-        await res.text();
-        // The next response comes in a later turn: its receipt is written in its own batch.
-        await new Promise((r) => setTimeout(r, 300));
-      }
-      await new Promise((r) => setTimeout(r, 500));
-      const recorded = store.sqlite
-        .prepare("SELECT job_id FROM jobs ORDER BY job_id")
-        .pluck()
-        .all() as string[];
-      // Today neither job is recorded: the failed batch is retried for ever, and every later
-      // receipt joins it, so one header blinds the audit of every job that follows.
-      expect(recorded).toEqual([...ids].sort());
-    } finally {
-      // proxy.close() would wait for the flush that never succeeds.
-      await app.close();
-      await upstream.close();
+    // Not closed: proxy.close() would wait for the flush that never succeeds.
+    const app = closedAfterTest(await serveApp({ store, log, proxy }));
+    for (let i = 0; i < 2; i++) {
+      const res = await fetch(`${app.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: {
+          authorization: "Bearer dcntrl_live_abcdefghijklmnopqrstuvwxyz012345",
+          "content-type": "application/json",
+        },
+        body: JSON.stringify({ model: "qwen3-8b", max_tokens: 300, messages: [] }),
+      });
+      expect(res.status).toBe(200);
+      await res.text();
+      // The next response comes in a later turn: its receipt is written in its own batch.
+      await new Promise((r) => setTimeout(r, 300));
     }
+    await new Promise((r) => setTimeout(r, 500));
+    const recorded = store.sqlite
+      .prepare("SELECT job_id FROM jobs ORDER BY job_id")
+      .pluck()
+      .all() as string[];
+    // Today neither job is recorded: the failed batch is retried for ever, and every later
+    // receipt joins it, so one header blinds the audit of every job that follows.
+    expect(recorded).toEqual([...ids].sort());
   });
 });
 

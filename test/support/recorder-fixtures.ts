@@ -4,6 +4,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { getRequestListener, serve } from "@hono/node-server";
 import bs58 from "bs58";
+import { onTestFinished } from "vitest";
 import { createApp } from "../../src/api/app.js";
 import type { ReadinessProbes } from "../../src/api/ops-routes.js";
 import { withProxyFastPath } from "../../src/api/proxy-listener.js";
@@ -66,6 +67,17 @@ export function capturedLogger(): { log: Logger; lines: string[] } {
   const lines: string[] = [];
   const log = createLogger({ level: "debug" }, { write: (line: string) => lines.push(line) });
   return { log, lines };
+}
+
+/**
+ * `server` (a `listen` or `serveApp` answer), closed when the running test ends, passed or
+ * failed. A case that listened before its `try` left the server listening when a step between
+ * failed, and the shared-imports worker's next file failed its servers' check for it. Servers
+ * handed over in order close in the reverse order: the app before the upstream it calls.
+ */
+export function closedAfterTest<T extends { close(): Promise<void> }>(server: T): T {
+  onTestFinished(() => server.close());
+  return server;
 }
 
 /** Listens on a free loopback port; resolves with the base URL and a close function. */
