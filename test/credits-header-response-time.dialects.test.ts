@@ -8,7 +8,7 @@ import { reportsStore } from "../src/store/reports.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import { periodEdge, vaultReader } from "./support/ledger-periods.js";
 import { type JobPlan, type Scenario, useAdversaryHarness } from "./support/operator.js";
-import { listen, serveApp } from "./support/recorder-fixtures.js";
+import { closedAfterTest, listen, serveApp } from "./support/recorder-fixtures.js";
 import { readJob } from "./support/seed-recorder.js";
 
 /**
@@ -167,45 +167,47 @@ describe.each(dialects)("%s store", (dialect) => {
     const header = (h.op.balance(vault) - next.lock) / 10_000n;
     let headersAt = 0;
     const log = createLogger({ level: "silent" });
-    const upstream = await listen(
-      http.createServer(async (req, res) => {
-        for await (const _ of req) {
-        }
-        res.writeHead(200, {
-          "content-type": "application/json",
-          "x-decentral-job-id": plan.jobId,
-          "x-decentral-tx-signature": txs.escrowTx,
-          "x-decentral-settlement-tx": txs.settlementTx,
-          "x-decentral-worker": plan.worker.address,
-          "x-decentral-credits-remaining": header.toString(),
-        });
-        res.flushHeaders();
-        headersAt = h.op.now();
-        await new Promise((resolve) => setTimeout(resolve, 100));
-        h.op.advanceClock(10_000);
-        h.op.nextSlot();
-        h.op.send(h.op.lockIxs(next));
-        h.op.advanceClock(2_000);
-        res.end(
-          JSON.stringify({
-            id: "chatcmpl-1",
-            object: "chat.completion",
-            model: plan.model,
-            choices: [
-              {
-                index: 0,
-                finish_reason: "stop",
-                message: { role: "assistant", content: "w".repeat(plan.completionTokens ?? 0) },
+    const upstream = closedAfterTest(
+      await listen(
+        http.createServer(async (req, res) => {
+          for await (const _ of req) {
+          }
+          res.writeHead(200, {
+            "content-type": "application/json",
+            "x-decentral-job-id": plan.jobId,
+            "x-decentral-tx-signature": txs.escrowTx,
+            "x-decentral-settlement-tx": txs.settlementTx,
+            "x-decentral-worker": plan.worker.address,
+            "x-decentral-credits-remaining": header.toString(),
+          });
+          res.flushHeaders();
+          headersAt = h.op.now();
+          await new Promise((resolve) => setTimeout(resolve, 100));
+          h.op.advanceClock(10_000);
+          h.op.nextSlot();
+          h.op.send(h.op.lockIxs(next));
+          h.op.advanceClock(2_000);
+          res.end(
+            JSON.stringify({
+              id: "chatcmpl-1",
+              object: "chat.completion",
+              model: plan.model,
+              choices: [
+                {
+                  index: 0,
+                  finish_reason: "stop",
+                  message: { role: "assistant", content: "w".repeat(plan.completionTokens ?? 0) },
+                },
+              ],
+              usage: {
+                prompt_tokens: plan.promptTokens,
+                completion_tokens: plan.completionTokens,
+                total_tokens: (plan.promptTokens ?? 0) + (plan.completionTokens ?? 0),
               },
-            ],
-            usage: {
-              prompt_tokens: plan.promptTokens,
-              completion_tokens: plan.completionTokens,
-              total_tokens: (plan.promptTokens ?? 0) + (plan.completionTokens ?? 0),
-            },
-          }),
-        );
-      }),
+            }),
+          );
+        }),
+      ),
     );
     const proxy = createRecordingProxy({
       store: c.store,
@@ -213,7 +215,7 @@ describe.each(dialects)("%s store", (dialect) => {
       upstreamBaseUrl: `${upstream.url}/v1`,
       now: () => h.op.now(),
     });
-    const app = await serveApp({ store: c.store, log, proxy });
+    const app = closedAfterTest(await serveApp({ store: c.store, log, proxy }));
     try {
       const res = await fetch(`${app.url}/v1/chat/completions`, {
         method: "POST",
@@ -230,9 +232,7 @@ describe.each(dialects)("%s store", (dialect) => {
       await res.text();
       await proxy.idle();
     } finally {
-      await app.close();
       await proxy.close();
-      await upstream.close();
     }
     const row = await readJob(c.store, plan.jobId);
     // Written when the body ended, 12 s after the headers came.

@@ -6,7 +6,7 @@ import { createRecordingProxy, offeredKind } from "../src/recorder/proxy.js";
 import { requestFactsOf } from "../src/recorder/request-facts.js";
 import { type AdversaryHarness, type JobPlan, useAdversaryHarness } from "./support/operator.js";
 import { jobThroughProxy } from "./support/proxy-job.js";
-import { listen, serveApp } from "./support/recorder-fixtures.js";
+import { closedAfterTest, listen, serveApp } from "./support/recorder-fixtures.js";
 import { readJob } from "./support/seed-recorder.js";
 
 /**
@@ -308,26 +308,28 @@ describe("Responses parts of a type no client reads", () => {
       ],
       usage: { input_tokens: 12, output_tokens: 2000, total_tokens: 2012 },
     };
-    const upstream = await listen(
-      http.createServer(async (req, res) => {
-        for await (const _ of req) {
-        }
-        res.writeHead(200, {
-          "content-type": "application/json",
-          "x-decentral-job-id": plan.jobId,
-          "x-decentral-tx-signature": txs.escrowTx,
-          "x-decentral-settlement-tx": txs.settlementTx,
-          "x-decentral-worker": plan.worker.address,
-        });
-        res.end(JSON.stringify(answer));
-      }),
+    const upstream = closedAfterTest(
+      await listen(
+        http.createServer(async (req, res) => {
+          for await (const _ of req) {
+          }
+          res.writeHead(200, {
+            "content-type": "application/json",
+            "x-decentral-job-id": plan.jobId,
+            "x-decentral-tx-signature": txs.escrowTx,
+            "x-decentral-settlement-tx": txs.settlementTx,
+            "x-decentral-worker": plan.worker.address,
+          });
+          res.end(JSON.stringify(answer));
+        }),
+      ),
     );
     const proxy = createRecordingProxy({
       store: c.store,
       log,
       upstreamBaseUrl: `${upstream.url}/v1`,
     });
-    const app = await serveApp({ store: c.store, log, proxy });
+    const app = closedAfterTest(await serveApp({ store: c.store, log, proxy }));
     try {
       const res = await fetch(`${app.url}/v1/responses`, {
         method: "POST",
@@ -341,9 +343,7 @@ describe("Responses parts of a type no client reads", () => {
       await res.text();
       await proxy.idle();
     } finally {
-      await app.close();
       await proxy.close();
-      await upstream.close();
     }
     expect(await c.verdicts(plan.jobId)).toEqual([
       { verdict: "discrepancy", failing: ["usage.consistent"] },

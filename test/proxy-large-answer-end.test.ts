@@ -2,7 +2,14 @@ import http from "node:http";
 import { describe, expect, it } from "vitest";
 import { createLogger } from "../src/log.js";
 import { createRecordingProxy } from "../src/recorder/proxy.js";
-import { address, jobId, listen, serveApp, signature } from "./support/recorder-fixtures.js";
+import {
+  address,
+  closedAfterTest,
+  jobId,
+  listen,
+  serveApp,
+  signature,
+} from "./support/recorder-fixtures.js";
 import { readJob } from "./support/seed-recorder.js";
 import { createTestStore } from "./support/store.js";
 
@@ -20,22 +27,24 @@ describe("the end of a JSON answer over 8 MiB", () => {
     const body = Buffer.from(
       `{"id":"c","pad":"${"x".repeat(9 * 1024 * 1024)}","model":"qwen3-8b","choices":[{"index":0,"message":{"role":"assistant","content":"Hi."}}],"usage":{"prompt_tokens":12,"completion_tokens":5,"total_tokens":17}}`,
     );
-    const upstream = await listen(
-      http.createServer(async (req, res) => {
-        for await (const _ of req) {
-        }
-        res.writeHead(200, {
-          "content-type": "application/json",
-          "x-decentral-job-id": job,
-          "x-decentral-tx-signature": signature(),
-          "x-decentral-settlement-tx": signature(),
-          "x-decentral-worker": address(),
-        });
-        res.end(body);
-      }),
+    const upstream = closedAfterTest(
+      await listen(
+        http.createServer(async (req, res) => {
+          for await (const _ of req) {
+          }
+          res.writeHead(200, {
+            "content-type": "application/json",
+            "x-decentral-job-id": job,
+            "x-decentral-tx-signature": signature(),
+            "x-decentral-settlement-tx": signature(),
+            "x-decentral-worker": address(),
+          });
+          res.end(body);
+        }),
+      ),
     );
     const proxy = createRecordingProxy({ store, log, upstreamBaseUrl: `${upstream.url}/v1` });
-    const app = await serveApp({ store, log, proxy });
+    const app = closedAfterTest(await serveApp({ store, log, proxy }));
     try {
       const res = await fetch(`${app.url}/v1/chat/completions`, {
         method: "POST",
@@ -53,9 +62,7 @@ describe("the end of a JSON answer over 8 MiB", () => {
       });
       await proxy.idle();
     } finally {
-      await app.close();
       await proxy.close();
-      await upstream.close();
       store.close();
     }
   });

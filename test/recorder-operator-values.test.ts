@@ -5,7 +5,7 @@ import { localApiKey } from "../src/localnet/keys.js";
 import { createLogger } from "../src/log.js";
 import { createRecordingFetch } from "../src/recorder/fetch-wrapper.js";
 import { useAdversaryHarness } from "./support/operator.js";
-import { ingestToken, listen, serveApp } from "./support/recorder-fixtures.js";
+import { closedAfterTest, ingestToken, listen, serveApp } from "./support/recorder-fixtures.js";
 
 /**
  * What the operator writes in its answer (headers, the response's model and usage) cannot make
@@ -72,32 +72,34 @@ describe("the recording fetch, answered with odd values by the operator", () => 
     await c.pinKey(1);
     const plan = h.op.plan({ keyIndex: 1 });
     const txs = h.op.honestJob(plan);
-    const upstream = await listen(
-      http.createServer(async (req, res) => {
-        for await (const _ of req) {
-          // drain the body
-        }
-        const usage = {
-          prompt_tokens: 12,
-          completion_tokens: plan.completionTokens,
-          total_tokens: 12 + (plan.completionTokens ?? 0),
-          ...patch.usage,
-        };
-        const headers = {
-          "content-type": "application/json",
-          "x-decentral-job-id": plan.jobId,
-          "x-decentral-tx-signature": txs.escrowTx,
-          "x-decentral-settlement-tx": txs.settlementTx,
-          "x-decentral-worker": plan.worker.address,
-          "x-decentral-credits-remaining": "500",
-          ...patch.headers,
-        };
-        const body = { model: plan.model, choices: [], usage, ...patch.body };
-        res.writeHead(200, headers);
-        res.end(JSON.stringify(body));
-      }),
+    const upstream = closedAfterTest(
+      await listen(
+        http.createServer(async (req, res) => {
+          for await (const _ of req) {
+            // drain the body
+          }
+          const usage = {
+            prompt_tokens: 12,
+            completion_tokens: plan.completionTokens,
+            total_tokens: 12 + (plan.completionTokens ?? 0),
+            ...patch.usage,
+          };
+          const headers = {
+            "content-type": "application/json",
+            "x-decentral-job-id": plan.jobId,
+            "x-decentral-tx-signature": txs.escrowTx,
+            "x-decentral-settlement-tx": txs.settlementTx,
+            "x-decentral-worker": plan.worker.address,
+            "x-decentral-credits-remaining": "500",
+            ...patch.headers,
+          };
+          const body = { model: plan.model, choices: [], usage, ...patch.body };
+          res.writeHead(200, headers);
+          res.end(JSON.stringify(body));
+        }),
+      ),
     );
-    const audit = await serveApp({ store: c.store, log });
+    const audit = closedAfterTest(await serveApp({ store: c.store, log }));
     const errors: string[] = [];
     try {
       const recordingFetch = createRecordingFetch({
@@ -122,8 +124,6 @@ describe("the recording fetch, answered with odd values by the operator", () => 
       expect(answer.status).toBe(200);
       expect(await answer.json()).toMatchObject({ jobId: plan.jobId, verdict: judged.verdict });
     } finally {
-      await audit.close();
-      await upstream.close();
     }
     expect(await c.outcome(plan.jobId)).toEqual(judged);
   });

@@ -23,7 +23,7 @@ import {
   verified,
 } from "./support/operator.js";
 import { connectionsLeftOpen, usePostgresDatabase } from "./support/postgres.js";
-import { listen, serveApp } from "./support/recorder-fixtures.js";
+import { closedAfterTest, listen, serveApp } from "./support/recorder-fixtures.js";
 import { updateSignature } from "./support/seed-queue.js";
 import { readJob, updateJob } from "./support/seed-recorder.js";
 import { createTestStore } from "./support/store.js";
@@ -1101,45 +1101,47 @@ describe.each(dialects)("%s store", (dialect) => {
     ): Promise<void> {
       const txs = h.op.honestJob(plan);
       const log = createLogger({ level: "silent" });
-      const upstream = await listen(
-        http.createServer(async (req, res) => {
-          for await (const _ of req) {
-          }
-          res.writeHead(200, {
-            "content-type": answer.stream ? "text/event-stream" : "application/json",
-            "x-decentral-job-id": plan.jobId,
-            "x-decentral-tx-signature": txs.escrowTx,
-            "x-decentral-settlement-tx": txs.settlementTx,
-            "x-decentral-worker": plan.worker.address,
-            // A cut JSON answer says it is one byte longer than what comes.
-            ...(answer.cut && !answer.stream
-              ? { "content-length": String(Buffer.byteLength(answer.body) + 1) }
-              : {}),
-            ...answer.headers,
-          });
-          if (!answer.cut) {
-            res.end(answer.body);
-            return;
-          }
-          // A stream is dropped once the proxy holds the job's open receipt and reads on: before
-          // that it leaves the upstream unread, and a drop on a slow commit would lose bytes it
-          // was sent. A JSON answer is read as it comes and its receipt written only whole, after
-          // an end a cut one never has: waiting for that receipt held each cut JSON answer 10 s.
-          res.write(answer.body, async () => {
-            for (let i = 0; answer.stream && i < 1000; i++) {
-              if (await readJob(c.store, plan.jobId)) break;
-              await new Promise((resolve) => setTimeout(resolve, 10));
+      const upstream = closedAfterTest(
+        await listen(
+          http.createServer(async (req, res) => {
+            for await (const _ of req) {
             }
-            setTimeout(() => res.socket?.destroy(), 50);
-          });
-        }),
+            res.writeHead(200, {
+              "content-type": answer.stream ? "text/event-stream" : "application/json",
+              "x-decentral-job-id": plan.jobId,
+              "x-decentral-tx-signature": txs.escrowTx,
+              "x-decentral-settlement-tx": txs.settlementTx,
+              "x-decentral-worker": plan.worker.address,
+              // A cut JSON answer says it is one byte longer than what comes.
+              ...(answer.cut && !answer.stream
+                ? { "content-length": String(Buffer.byteLength(answer.body) + 1) }
+                : {}),
+              ...answer.headers,
+            });
+            if (!answer.cut) {
+              res.end(answer.body);
+              return;
+            }
+            // A stream is dropped once the proxy holds the job's open receipt and reads on: before
+            // that it leaves the upstream unread, and a drop on a slow commit would lose bytes it
+            // was sent. A JSON answer is read as it comes and its receipt written only whole, after
+            // an end a cut one never has: waiting for that receipt held each cut JSON answer 10 s.
+            res.write(answer.body, async () => {
+              for (let i = 0; answer.stream && i < 1000; i++) {
+                if (await readJob(c.store, plan.jobId)) break;
+                await new Promise((resolve) => setTimeout(resolve, 10));
+              }
+              setTimeout(() => res.socket?.destroy(), 50);
+            });
+          }),
+        ),
       );
       const proxy = createRecordingProxy({
         store: c.store,
         log,
         upstreamBaseUrl: `${upstream.url}/v1`,
       });
-      const app = await serveApp({ store: c.store, log, proxy });
+      const app = closedAfterTest(await serveApp({ store: c.store, log, proxy }));
       try {
         const json = JSON.stringify({
           model: plan.requestedModel,
@@ -1172,9 +1174,7 @@ describe.each(dialects)("%s store", (dialect) => {
         }
         await proxy.idle();
       } finally {
-        await app.close();
         await proxy.close();
-        await upstream.close();
       }
     }
 
