@@ -11,54 +11,87 @@
 -- not its owner at the lock. Only clean verdicts showing one are judged again ('upgrade', as
 -- `reopenJobs` does), from the stored transactions; an honest job, every account of it owned by
 -- the one escrow authority that signs, shows none and keeps its verdict.
+-- Each transaction a clean verdict names is read once per step, not once per job and clause:
+-- the owners its token balances name, then the transactions showing a foreign signer or a lock
+-- between two owners, into temporary tables the final UPDATE looks up by signature (0.18 ms
+-- of CPU per clean job before, on 200,000 jobs).
+CREATE TEMP TABLE `rejudge_owner_tx` (`signature` PRIMARY KEY);
+--> statement-breakpoint
+INSERT INTO temp.`rejudge_owner_tx`
+  SELECT t.`signature` FROM `chain_transactions` AS t
+  WHERE t.`signature` IN (
+      SELECT `escrow_tx` FROM `jobs` WHERE `verdict` IN ('verified', 'partially_verified')
+      UNION ALL SELECT `api_escrow_tx` FROM `jobs` WHERE `verdict` IN ('verified', 'partially_verified')
+      UNION ALL SELECT `settlement_tx` FROM `jobs` WHERE `verdict` IN ('verified', 'partially_verified')
+      UNION ALL SELECT `api_settlement_tx` FROM `jobs` WHERE `verdict` IN ('verified', 'partially_verified'))
+    AND json_valid(t.`facts`);
+--> statement-breakpoint
+CREATE TEMP TABLE `rejudge_owner_of` (`signature`, `account`, `owner`, `mint`, `delta`, `change` INTEGER);
+--> statement-breakpoint
+INSERT INTO temp.`rejudge_owner_of`
+  SELECT t.`signature`, json_extract(o.`value`, '$.account'), json_extract(o.`value`, '$.owner'),
+    json_extract(o.`value`, '$.mint'), json_extract(o.`value`, '$.delta'), 1
+  FROM temp.`rejudge_owner_tx` AS r
+    CROSS JOIN `chain_transactions` AS t ON t.`signature` = r.`signature`
+    CROSS JOIN jsonb_each(t.`facts`, '$.tokenChanges') AS o
+  WHERE json_extract(o.`value`, '$.owner') IS NOT NULL
+  UNION ALL
+  SELECT t.`signature`, json_extract(o.`value`, '$.account'), json_extract(o.`value`, '$.owner'), NULL, NULL, 0
+  FROM temp.`rejudge_owner_tx` AS r
+    CROSS JOIN `chain_transactions` AS t ON t.`signature` = r.`signature`
+    CROSS JOIN jsonb_each(t.`facts`, '$.ownersAfter') AS o
+  WHERE json_extract(o.`value`, '$.owner') IS NOT NULL;
+--> statement-breakpoint
+CREATE INDEX temp.`rejudge_owner_of_account` ON `rejudge_owner_of` (`signature`, `account`);
+--> statement-breakpoint
+CREATE TEMP TABLE `rejudge_owner_bad` (`signature`, `lock` INTEGER, PRIMARY KEY (`signature`, `lock`));
+--> statement-breakpoint
+INSERT OR IGNORE INTO temp.`rejudge_owner_bad`
+  SELECT t.`signature`, 0
+  FROM temp.`rejudge_owner_tx` AS r
+    CROSS JOIN `chain_transactions` AS t ON t.`signature` = r.`signature`
+    CROSS JOIN jsonb_each(t.`facts`, '$.tokenInstructions') AS i
+  WHERE json_extract(i.`value`, '$.kind') IN ('transfer', 'transferChecked', 'transferCheckedWithFee', 'transferFeeExtension', 'burn', 'burnChecked')
+    AND EXISTS (
+      SELECT 1 FROM temp.`rejudge_owner_of` AS o
+      WHERE o.`signature` = t.`signature` AND o.`account` = json_extract(i.`value`, '$.source')
+        AND CASE WHEN json_extract(i.`value`, '$.authority') IS NOT NULL
+          THEN json_extract(i.`value`, '$.authority') <> o.`owner`
+          ELSE NOT EXISTS (SELECT 1 FROM jsonb_each(i.`value`, '$.accounts') AS a WHERE a.`value` = o.`owner`)
+        END
+    );
+--> statement-breakpoint
+INSERT OR IGNORE INTO temp.`rejudge_owner_bad`
+  SELECT d.`signature`, 1
+  FROM temp.`rejudge_owner_of` AS d
+    JOIN temp.`rejudge_owner_of` AS c ON c.`signature` = d.`signature`
+  WHERE d.`change` AND c.`change` AND d.`delta` LIKE '-%' AND c.`delta` NOT LIKE '-%'
+    AND d.`mint` = c.`mint` AND d.`owner` <> c.`owner`;
+--> statement-breakpoint
 UPDATE `jobs` SET `previous_verdict` = `verdict`, `rejudge_reason` = 'upgrade',
   `verdict` = 'pending', `next_verify_at` = 0, `verify_attempts` = 0,
   `last_error` = NULL, `lease_owner` = NULL, `lease_until` = NULL,
   `updated_at` = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)
 WHERE `verdict` IN ('verified', 'partially_verified') AND (
   EXISTS (
-    SELECT 1 FROM `chain_transactions` AS t,
-      json_each(t.`facts`, '$.tokenInstructions') AS i
-    WHERE t.`signature` IN (`jobs`.`escrow_tx`, `jobs`.`api_escrow_tx`,
-        `jobs`.`settlement_tx`, `jobs`.`api_settlement_tx`)
-      AND json_valid(t.`facts`)
-      AND json_extract(i.`value`, '$.kind') IN ('transfer', 'transferChecked', 'transferCheckedWithFee', 'transferFeeExtension', 'burn', 'burnChecked')
-      AND EXISTS (
-        SELECT 1 FROM (SELECT json_extract(`value`, '$.account') AS `account`, json_extract(`value`, '$.owner') AS `owner`
-        FROM json_each(t.`facts`, '$.tokenChanges')
-      UNION ALL SELECT json_extract(`value`, '$.account'), json_extract(`value`, '$.owner')
-        FROM json_each(t.`facts`, '$.ownersAfter')) AS o
-        WHERE o.`account` = json_extract(i.`value`, '$.source') AND o.`owner` IS NOT NULL
-          AND CASE WHEN json_extract(i.`value`, '$.authority') IS NOT NULL
-            THEN json_extract(i.`value`, '$.authority') <> o.`owner`
-            ELSE NOT EXISTS (SELECT 1 FROM json_each(i.`value`, '$.accounts') AS a WHERE a.`value` = o.`owner`)
-          END
-      )
+    SELECT 1 FROM temp.`rejudge_owner_bad` AS b
+    WHERE b.`signature` IN (`jobs`.`escrow_tx`, `jobs`.`api_escrow_tx`,
+        `jobs`.`settlement_tx`, `jobs`.`api_settlement_tx`) AND b.`lock` = 0
   )
   OR EXISTS (
-    SELECT 1 FROM `chain_transactions` AS e,
-      json_each(e.`facts`, '$.tokenChanges') AS d,
-      json_each(e.`facts`, '$.tokenChanges') AS c
-    WHERE e.`signature` IN (`jobs`.`escrow_tx`, `jobs`.`api_escrow_tx`) AND json_valid(e.`facts`)
-      AND json_extract(d.`value`, '$.delta') LIKE '-%'
-      AND json_extract(c.`value`, '$.delta') NOT LIKE '-%'
-      AND json_extract(d.`value`, '$.mint') = json_extract(c.`value`, '$.mint')
-      AND json_extract(d.`value`, '$.owner') <> json_extract(c.`value`, '$.owner')
+    SELECT 1 FROM temp.`rejudge_owner_bad` AS b
+    WHERE b.`signature` IN (`jobs`.`escrow_tx`, `jobs`.`api_escrow_tx`) AND b.`lock` = 1
   )
   OR EXISTS (
-    SELECT 1 FROM `chain_transactions` AS e, `chain_transactions` AS s
-    WHERE e.`signature` IN (`jobs`.`escrow_tx`, `jobs`.`api_escrow_tx`) AND json_valid(e.`facts`)
-      AND s.`signature` IN (`jobs`.`settlement_tx`, `jobs`.`api_settlement_tx`) AND json_valid(s.`facts`)
-      AND EXISTS (
-        SELECT 1 FROM (SELECT json_extract(`value`, '$.account') AS `account`, json_extract(`value`, '$.owner') AS `owner`
-        FROM json_each(e.`facts`, '$.tokenChanges')
-      UNION ALL SELECT json_extract(`value`, '$.account'), json_extract(`value`, '$.owner')
-        FROM json_each(e.`facts`, '$.ownersAfter')) AS x,
-          (SELECT json_extract(`value`, '$.account') AS `account`, json_extract(`value`, '$.owner') AS `owner`
-        FROM json_each(s.`facts`, '$.tokenChanges')
-      UNION ALL SELECT json_extract(`value`, '$.account'), json_extract(`value`, '$.owner')
-        FROM json_each(s.`facts`, '$.ownersAfter')) AS y
-        WHERE x.`account` = y.`account` AND x.`owner` <> y.`owner`
-      )
+    SELECT 1 FROM temp.`rejudge_owner_of` AS x, temp.`rejudge_owner_of` AS y
+    WHERE x.`signature` IN (`jobs`.`escrow_tx`, `jobs`.`api_escrow_tx`)
+      AND y.`signature` IN (`jobs`.`settlement_tx`, `jobs`.`api_settlement_tx`)
+      AND y.`account` = x.`account` AND x.`owner` <> y.`owner`
   )
 );
+--> statement-breakpoint
+DROP TABLE temp.`rejudge_owner_bad`;
+--> statement-breakpoint
+DROP TABLE temp.`rejudge_owner_of`;
+--> statement-breakpoint
+DROP TABLE temp.`rejudge_owner_tx`;

@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { getTableColumns, getTableName } from "drizzle-orm";
 import { readMigrationFiles } from "drizzle-orm/migrator";
 import { describe, expect, it } from "vitest";
@@ -1555,6 +1556,109 @@ describe("upgrading a deployment that verified jobs a delegate or another owner 
       expect(sqliteVerdicts(store)).toEqual({ ...afterOwnerAtLock, job_unparsed: "verified" });
     } finally {
       store.close();
+    }
+  });
+
+  it("reopens on SQLite the very verdicts the first form of the upgrade reopened, over a mix of jobs", () => {
+    // The first form, one UPDATE reading each job's facts clause by clause, took minutes on a
+    // million jobs; the upgrade now reads them into temporary tables first.
+    const first = readFileSync(
+      new URL("./fixtures/migrations/0056_rejudge_owner_at_lock.first.sql", import.meta.url),
+      "utf8",
+    );
+    const seed = (store: SqliteStore) => {
+      const tx = store.sqlite.prepare(ownerAtLockTxInsert.replace(/\$\d/g, "?"));
+      const job = store.sqlite.prepare(
+        `INSERT INTO jobs (job_id, source, receipt_hash, created_at, recorded_at, updated_at,
+           verdict, verdict_at, verdict_profile, next_verify_at, escrow_tx, api_escrow_tx,
+           settlement_tx, api_settlement_tx)
+         VALUES (?, 'proxy', 'h', 1, 1, 1, ?, 5000, 'localnet', 9000, ?, ?, ?, ?)`,
+      );
+      const signers = ["EA", "D", null];
+      const accounts = [["EA", "M", "V", "X"], ["D", "M", "V", "X"], []];
+      const owners = ["EA", "A", null];
+      const kinds = ["transferChecked", "burn", "approve"];
+      const verdicts = ["verified", "partially_verified", "discrepancy", "pending"];
+      let n = 0;
+      for (const lockSigner of signers)
+        for (const lockAccounts of accounts)
+          for (const vaultOwner of owners)
+            for (const releaseSigner of signers)
+              for (const returnOwner of owners)
+                for (const kind of kinds) {
+                  n += 1;
+                  const lock = lockFacts(
+                    { ...transfer("V", lockSigner, lockAccounts), kind },
+                    vaultOwner ?? "EA",
+                  );
+                  if (vaultOwner === null) {
+                    // Balances naming no owner, and no owners kept after.
+                    lock.tokenChanges[0] = change("V", null, "-10");
+                    delete (lock as { ownersAfter?: unknown }).ownersAfter;
+                  }
+                  const release = releaseFacts(
+                    transfer("X", releaseSigner, ["EA", "M", "X", "W"]),
+                    returnOwner ?? "EA",
+                  );
+                  if (returnOwner === null) release.tokenChanges[2] = change("V", null, "2");
+                  tx.run(`L${n}`, JSON.stringify(lock));
+                  tx.run(`S${n}`, JSON.stringify(release));
+                  const verdict = verdicts[n % verdicts.length];
+                  // Transactions named by the jobs API's columns, by both, or by a job that
+                  // shares its release with another; a transaction never fetched; a lock that
+                  // is its own release.
+                  const shape = n % 6;
+                  const cols =
+                    shape === 0
+                      ? [`L${n}`, null, `S${n}`, null]
+                      : shape === 1
+                        ? [null, `L${n}`, null, `S${n}`]
+                        : shape === 2
+                          ? [`L${n}`, `L${n - 1}`, `S${n}`, `S${n - 1}`]
+                          : shape === 3
+                            ? [`L${n}`, null, `S${n}`, `S${n - 2}`]
+                            : shape === 4
+                              ? [`L${n}`, null, `missing${n}`, null]
+                              : [`S${n}`, null, `S${n}`, null];
+                  job.run(`job_${n}`, verdict, ...cols);
+                }
+      // Facts that are no JSON, named by a clean verdict and by one that is not.
+      tx.run("bad_lock", "{");
+      tx.run("bad_release", "not json");
+      job.run("job_bad_clean", "verified", "bad_lock", null, "bad_release", null);
+      job.run("job_bad_pending", "pending", "bad_lock", null, "S1", null);
+      return n;
+    };
+    const rows = (store: SqliteStore) =>
+      store.sqlite
+        .prepare(
+          "SELECT job_id, verdict, previous_verdict, rejudge_reason, next_verify_at FROM jobs ORDER BY job_id",
+        )
+        .all();
+    const before = sqliteBefore(ownerAtLockMarker);
+    const after = sqliteBefore(ownerAtLockMarker);
+    try {
+      const count = seed(before);
+      seed(after);
+      before.sqlite.exec(first);
+      migrateStore(after);
+
+      const reopened = before.sqlite
+        .prepare("SELECT count(*) FROM jobs WHERE rejudge_reason = 'upgrade'")
+        .pluck()
+        .get() as number;
+      const clean = after.sqlite
+        .prepare("SELECT count(*) FROM jobs WHERE verdict IN ('verified', 'partially_verified')")
+        .pluck()
+        .get() as number;
+      // The mix holds both: verdicts the upgrade reopens and clean ones it leaves.
+      expect(count).toBe(729);
+      expect(reopened).toBeGreaterThan(50);
+      expect(clean).toBeGreaterThan(20);
+      expect(rows(after)).toEqual(rows(before));
+    } finally {
+      before.close();
+      after.close();
     }
   });
 
