@@ -371,7 +371,7 @@ describe("RPC pool: faults", () => {
 
   it("rejects calls waiting out a long Retry-After as soon as the pool closes", async () => {
     const stub = await startStub(() => ({ status: 429, headers: { "retry-after": "30" } }));
-    const p = pool([{ url: stub.url }]);
+    const p = pool([{ url: stub.url }], { maxRateLimitWaitMs: 60_000 });
     const pending = p.getSlot().catch((e: unknown) => e);
     await vi.waitFor(() => expect(stub.requests).toHaveLength(1), { timeout: 5000 });
     await p.close();
@@ -715,6 +715,49 @@ describe("RPC pool: calls", () => {
     const withMute = await pool([{ url: mute.url }, { url: ahead.url }]).findAnywhere!(wanted);
     expect(withMute.unanswered).toHaveLength(1);
     expect(withMute.lowestSlot).toBe(6_000);
+  });
+});
+
+describe("RPC pool: an endpoint asking for long pauses", () => {
+  it("names an endpoint answering 429 with Retry-After 60 as unanswered in a search at once, not after 20 pauses", async () => {
+    // Asked of that endpoint alone, the call waited out its minute 20 times (20 minutes), and
+    // the verifier's round, every job of it, with it.
+    const empty = await startStub((body) => ({
+      body: answer(body, (call) =>
+        call.method === "getSlot"
+          ? 4242
+          : call.method === "getTransaction"
+            ? null
+            : { context: { slot: 1 }, value: (call.params as unknown[][])[0]!.map(() => null) },
+      ),
+    }));
+    const limited = await startStub(() => ({
+      status: 429,
+      headers: { "retry-after": "60" },
+      body: "Too many requests",
+    }));
+    const p = pool([{ url: empty.url }, { url: limited.url }]);
+    const started = performance.now();
+    const anywhere = await p.findAnywhere!(["8".repeat(88)]);
+    expect(performance.now() - started).toBeLessThan(5_000);
+    expect(anywhere.unanswered).toEqual([limited.url]);
+    expect(anywhere.found.size).toBe(0);
+    expect(limited.requests).toHaveLength(1);
+    // The pause still holds the endpoint: a call that may go elsewhere goes to the other.
+    await expect(p.getSlot()).resolves.toBe(4242);
+    expect(limited.requests).toHaveLength(1);
+  });
+
+  it("waits out a pause shorter than its cap", async () => {
+    let refused = 0;
+    const stub = await startStub((body) =>
+      refused++ === 0
+        ? { status: 429, headers: { "retry-after": "1" }, body: "Too many requests" }
+        : { body: answer(body, () => 4242) },
+    );
+    const p = pool([{ url: stub.url }], { maxRateLimitWaitMs: 5_000 });
+    await expect(p.getSlot()).resolves.toBe(4242);
+    expect(stub.requests).toHaveLength(2);
   });
 });
 

@@ -65,6 +65,14 @@ export interface RpcPoolOptions {
   maxAttempts?: number;
   /** Rate-limited replies (429) tolerated per call before giving up. Default 20. */
   maxRateLimitedRetries?: number;
+  /**
+   * Longest a call waits, in all, for endpoints paused by a 429 when no other endpoint can take
+   * it, in ms; a pause that would take it past this fails the call at once (`rpc_unavailable`),
+   * and the pause still holds the endpoint's other requests. Default 15000. An endpoint asking
+   * `Retry-After: 60` of every request held a call asked of it alone (a look on every endpoint
+   * before a drop) for 20 pauses of a minute, and the verifier's round, every job, with it.
+   */
+  maxRateLimitWaitMs?: number;
   /** First backoff delay after a failed attempt; doubles each time, with full jitter. Default 250. */
   backoffBaseMs?: number;
   /** Ceiling of one backoff delay. Default 8000. */
@@ -232,6 +240,8 @@ class Endpoint {
   /** When "set aside" was last logged (`pool.now()`): once per cooldown through an outage. */
   asideLoggedAt = 0;
   pausedUntil = 0;
+  /** When the pause ends on the monotonic clock (`paceNow`): a host clock set back moves it not. */
+  pauseEndsAt = 0;
   batchRefused = false;
   private resumeTimer: NodeJS.Timeout | undefined;
   private pending: Pending[] = [];
@@ -258,6 +268,7 @@ class Endpoint {
     const until = this.pool.now() + ms;
     if (until <= this.pausedUntil) return;
     this.pausedUntil = until;
+    this.pauseEndsAt = paceNow() + ms;
     this.queue.pause();
     clearTimeout(this.resumeTimer);
     this.resumeTimer = setTimeout(() => this.queue.start(), ms);
@@ -536,6 +547,7 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
   }
   const maxAttempts = options.maxAttempts ?? 5;
   const maxRateLimited = options.maxRateLimitedRetries ?? 20;
+  const maxRateLimitWait = options.maxRateLimitWaitMs ?? 15_000;
   const backoffBase = options.backoffBaseMs ?? 250;
   const backoffMax = options.backoffMaxMs ?? 8000;
   const random = options.random ?? Math.random;
@@ -613,6 +625,8 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
     let failed: Endpoint | undefined;
     let attempts = 0;
     let rateLimited = 0;
+    /** What this call has waited, or is to wait, on endpoints paused by 429s (ms). */
+    let pausedFor = 0;
     const tried = new Set<Endpoint>();
     /** Endpoints that cannot answer this call at all (`nodeRpcErrors`). */
     const unable = new Set<Endpoint>();
@@ -641,6 +655,20 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
         checkOpen();
         const avoid = unable.size > 0 ? new Set([...(skip ?? []), ...unable]) : skip;
         const endpoint = pick(failed, avoid);
+        // Every endpoint this call may ask is paused by a 429 (`pick` takes an unpaused one
+        // when there is one): its wait counts against the call's, and one that would go past
+        // it fails now, so the caller goes on with what the other endpoints say.
+        const pause = endpoint.queue.isPaused ? endpoint.pauseEndsAt - paceNow() : 0;
+        if (pause > 0) {
+          if (pausedFor + pause > maxRateLimitWait) {
+            throw new AppError(
+              "rpc_unavailable",
+              `${method}: ${endpoint.name} is rate limited for ${Math.ceil(pause / 1000)} s more, past the ${Math.ceil(maxRateLimitWait / 1000)} s a call waits`,
+              { endpoint: endpoint.name },
+            );
+          }
+          pausedFor += pause;
+        }
         tried.add(endpoint);
         const sent = endpoint.send({ id: nextId++, method, params });
         const outcome = stopped ? await Promise.race([sent, stopped]) : await sent;

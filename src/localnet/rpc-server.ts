@@ -16,6 +16,10 @@ export interface RpcFaults {
   latencyMs: number;
   /** Requests per second accepted (sliding 1 s window); beyond it HTTP 429 with Retry-After. 0 = no limit. */
   rateLimitPerSec: number;
+  /** Answer every request with HTTP 429 (a provider refusing this client). Default false. */
+  tooManyRequests: boolean;
+  /** The `Retry-After` of a 429, in seconds. Default 1. */
+  retryAfterSeconds: number;
   /** Share (0..1) of requests answered with HTTP 503 or 500. */
   http5xxRate: number;
   /** Share (0..1) of requests answered with JSON-RPC error -32005 "Node is behind by N slots". */
@@ -39,6 +43,8 @@ export interface RpcFaults {
 export const noRpcFaults: RpcFaults = {
   latencyMs: 0,
   rateLimitPerSec: 0,
+  tooManyRequests: false,
+  retryAfterSeconds: 1,
   http5xxRate: 0,
   behindRate: 0,
   refuseBatch: false,
@@ -239,8 +245,8 @@ export class RpcEndpoint {
       });
     }
     const limit = this.faults.rateLimitPerSec;
-    if (limit > 0) {
-      if (this.accepted.count(now) >= limit) {
+    if (limit > 0 || this.faults.tooManyRequests) {
+      if (this.faults.tooManyRequests || this.accepted.count(now) >= limit) {
         this.stats.served429++;
         return send(
           429,
@@ -253,7 +259,7 @@ export class RpcEndpoint {
             },
             id: null,
           },
-          { "retry-after": "1" },
+          { "retry-after": String(this.faults.retryAfterSeconds) },
         );
       }
       this.accepted.add(now);
