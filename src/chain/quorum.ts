@@ -6,13 +6,16 @@ import type { Logger } from "../log.js";
 import { factsToJson, type TransactionFactsJson } from "./facts-json.js";
 import {
   type AddressSignatureInfo,
+  type EndpointSlots,
   endpointFromConfig,
   type FetchedTransaction,
+  type FoundAnywhere,
   type RpcPool,
   rpcPoolFromConfig,
   type SignatureStatusInfo,
   type TokenAccountRead,
 } from "./rpc-pool.js";
+import { signedByPayer } from "./signed-message.js";
 import type { TransactionFacts } from "./transaction-facts.js";
 import { endpointNames } from "./url-secrets.js";
 
@@ -1428,11 +1431,81 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
     }
   }
 
+  /**
+   * Each member's look on its own endpoint (`RpcPool.findAnywhere`), all at once, joined: a
+   * signature one endpoint shows is found, an endpoint that cannot answer is named, and each
+   * endpoint's finalized slot is its own. The k endpoints agreeing a signature is missing are
+   * a poll's; before a drop, every endpoint is asked, as with one pool over the list.
+   */
+  async function findAnywhere(signatures: string[], signal?: AbortSignal): Promise<FoundAnywhere> {
+    const looks = await Promise.all(
+      members.map(async (m) => ({
+        m,
+        look: (await m.rpc.findAnywhere?.(signatures, signal).catch(() => null)) ?? null,
+      })),
+    );
+    const found = new Map<string, SignatureStatusInfo>();
+    const shownBy = new Map<string, QuorumMember[]>();
+    const slots = new Map<string, number>();
+    const unanswered: string[] = [];
+    for (const { m, look } of looks) {
+      if (look === null || look.unanswered.length > 0) {
+        unanswered.push(m.name);
+        continue;
+      }
+      for (const slot of look.slots.values()) slots.set(m.name, slot);
+      for (const [signature, status] of look.found) {
+        if (!found.has(signature)) found.set(signature, status);
+        shownBy.set(signature, [...(shownBy.get(signature) ?? []), m]);
+      }
+    }
+    // Shown by some of the endpoints answering only: backed when one of them serves a
+    // transaction its fee payer signed, else that endpoint's word alone (see `unbacked`).
+    const answered = looks.length - unanswered.length;
+    const unbacked = new Map<string, string[]>();
+    for (const [signature, by] of shownBy) {
+      if (by.length >= answered) continue;
+      let backed = false;
+      for (const m of by) {
+        const fetched = await m.rpc
+          .getTransaction(signature, "confirmed", signal ? { signal } : {})
+          .catch(() => null);
+        if (fetched !== null && signedByPayer(fetched.raw, signature)) {
+          backed = true;
+          break;
+        }
+      }
+      if (!backed)
+        unbacked.set(
+          signature,
+          by.map((m) => m.name),
+        );
+    }
+    const lowestSlot = slots.size === 0 ? null : Math.min(...slots.values());
+    return { found, unbacked, unanswered, lowestSlot, slots };
+  }
+
+  /** Every member's finalized slot, each asked on its own endpoint, all at once. */
+  async function finalizedSlots(signal?: AbortSignal): Promise<EndpointSlots> {
+    const slots = new Map<string, number>();
+    const unanswered: string[] = [];
+    await Promise.all(
+      members.map(async (m) => {
+        const slot = await m.rpc.getSlot("finalized", signal ? { signal } : {}).catch(() => null);
+        if (slot === null) unanswered.push(m.name);
+        else slots.set(m.name, slot);
+      }),
+    );
+    return { slots, unanswered };
+  }
+
   return {
     // A null status is k endpoints' "not found": the drop rule may count on it.
     agreedMisses: true,
     getSignatureStatuses,
     getTransaction,
+    findAnywhere,
+    finalizedSlots,
     getSlot: finalizedAware,
     getBlockHeight: (commitment = "finalized", options = {}) =>
       quorumNumber(

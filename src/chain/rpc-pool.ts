@@ -17,6 +17,7 @@ import {
   sendBatch,
   sendSingle,
 } from "./rpc-transport.js";
+import { signedByPayer } from "./signed-message.js";
 import { StartWindow } from "./start-window.js";
 import type { TransactionFacts } from "./transaction-facts.js";
 import { endpointNames } from "./url-secrets.js";
@@ -50,6 +51,20 @@ export interface FoundAnywhere {
    * by the drop window has that one surely moved so far too.
    */
   lowestSlot: number | null;
+  /** Each endpoint's finalized slot, by name, of those that could tell it. */
+  slots: Map<string, number>;
+  /**
+   * Signatures of `found` that only some of the endpoints answering show, none of them with a
+   * transaction its fee payer signed: by the endpoints showing each. Such a "found" is an
+   * endpoint's word alone (a lie costs nothing), not a transaction.
+   */
+  unbacked: Map<string, string[]>;
+}
+
+/** Each endpoint's finalized slot, and the endpoints that could not tell theirs. */
+export interface EndpointSlots {
+  slots: Map<string, number>;
+  unanswered: string[];
 }
 
 export interface RpcPoolOptions {
@@ -173,6 +188,11 @@ export interface RpcPool {
    * dropped for good.
    */
   findAnywhere?(signatures: string[], signal?: AbortSignal): Promise<FoundAnywhere>;
+  /**
+   * Every endpoint's finalized slot, each asked on its own: what a drop counts its window from
+   * on each endpoint (one endpoint's slot, a lie far too low, hastened it).
+   */
+  finalizedSlots?(signal?: AbortSignal): Promise<EndpointSlots>;
   /**
    * getSignaturesForAddress at finalized: up to `limit` (1..1000, default 1000) signatures
    * naming the address, newest first, older than `before` and newer than `until`.
@@ -761,8 +781,8 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
 
   /**
    * The first endpoint but `skip` that serves a readable transaction `signature`, each asked
-   * once on its own; one that cannot answer (added to `silent`, and not asked while in it), or
-   * answers another transaction, is passed over.
+   * once on its own, with its answer; one that cannot answer (added to `silent`, and not asked
+   * while in it), or answers another transaction, is passed over.
    */
   async function servingEndpoint(
     signature: string,
@@ -770,7 +790,7 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
     skip: Endpoint | null,
     silent: Set<Endpoint>,
     signal: AbortSignal | undefined,
-  ): Promise<Endpoint | null> {
+  ): Promise<{ endpoint: Endpoint; result: unknown } | null> {
     for (const endpoint of endpoints) {
       if (endpoint === skip || silent.has(endpoint)) continue;
       // With its retries: an endpoint that failed once is not taken to have nothing (a flaky
@@ -786,12 +806,37 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
       if (reply === null || reply.result === null) continue;
       try {
         servedFacts(reply.result, signature);
-        return endpoint;
+        return { endpoint, result: reply.result };
       } catch (error) {
         if (!isAppError(error) || error.code !== "malformed_transaction") throw error;
       }
     }
     return null;
+  }
+
+  /**
+   * Each endpoint's finalized slot, each asked on its own; one that cannot tell it is added to
+   * `silent` (and one in it is not asked).
+   */
+  async function slotsOf(
+    silent: Set<Endpoint>,
+    signal: AbortSignal | undefined,
+  ): Promise<Map<string, number>> {
+    const slots = new Map<string, number>();
+    for (const endpoint of endpoints) {
+      if (silent.has(endpoint) || signal?.aborted) continue;
+      const reply = await call("getSlot", [{ commitment: "finalized" }], {
+        skip: only(endpoint),
+        ...(signal ? { signal } : {}),
+      }).catch(() => null);
+      const slot = reply === null ? null : reply.result;
+      if (typeof slot !== "number" || !Number.isSafeInteger(slot)) {
+        silent.add(endpoint);
+        continue;
+      }
+      slots.set(endpoint.name, slot);
+    }
+    return slots;
   }
 
   return {
@@ -841,7 +886,7 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
         const said = malformed === null ? "has no transaction" : "serves an unreadable answer";
         throw new AppError(
           "rpc_disagreement",
-          `${first.endpoint.name} ${said} for ${signature}, ${servedBy.name} serves it: looked at again`,
+          `${first.endpoint.name} ${said} for ${signature}, ${servedBy.endpoint.name} serves it: looked at again`,
         );
       }
       if (malformed !== null) throw malformed;
@@ -849,13 +894,24 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
     },
 
     async findAnywhere(signatures, signal) {
+      const wanted = [...new Set(signatures)];
       const found = new Map<string, SignatureStatusInfo>();
+      /** The endpoints showing each signature (a status, or its transaction). */
+      const shown = new Map<string, Set<Endpoint>>();
+      /** Signatures some endpoint serves a transaction for that its fee payer signed. */
+      const signed = new Set<string>();
       const silent = new Set<Endpoint>();
-      const unseen = () => [...new Set(signatures)].filter((s) => !found.has(s));
+      const show = (status: SignatureStatusInfo, endpoint: Endpoint) => {
+        if (!found.has(status.signature)) found.set(status.signature, status);
+        const by = shown.get(status.signature) ?? new Set<Endpoint>();
+        by.add(endpoint);
+        shown.set(status.signature, by);
+      };
+      // Every endpoint is asked about every signature: who shows one matters, not only that
+      // one does (an endpoint alone showing a status for what no other knows may be lying).
       for (const endpoint of endpoints) {
-        const list = unseen();
-        for (let i = 0; i < list.length && !silent.has(endpoint); i += statusBatchSize) {
-          const chunk = list.slice(i, i + statusBatchSize);
+        for (let i = 0; i < wanted.length && !silent.has(endpoint); i += statusBatchSize) {
+          const chunk = wanted.slice(i, i + statusBatchSize);
           const params = [chunk, { searchTransactionHistory: true }];
           const reply = await call("getSignatureStatuses", params, {
             skip: only(endpoint),
@@ -871,47 +927,73 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
             silent.add(endpoint);
             break;
           }
-          for (const status of statuses) if (status) found.set(status.signature, status);
+          for (const status of statuses) if (status) show(status, endpoint);
         }
       }
       // A node whose status index lags may still serve the transaction itself. Asked several
       // at a time (each endpoint's own concurrency and rate limit still apply): one after
       // another, 400 phantom signatures took 42 s. A stopped round stops asking.
-      const left = unseen();
+      const left = wanted.filter((s) => !found.has(s));
       const lookUp = async () => {
         for (let signature = left.shift(); signature !== undefined; signature = left.shift()) {
           if (signal?.aborted) return;
           const params = [signature, transactionParams("confirmed")];
           const servedBy = await servingEndpoint(signature, params, null, silent, signal);
           if (servedBy === null) continue;
-          found.set(signature, {
-            signature,
-            slot: 0,
-            confirmationStatus: "confirmed",
-            err: null,
-          });
+          if (signedByPayer(servedBy.result, signature)) signed.add(signature);
+          show(
+            { signature, slot: 0, confirmationStatus: "confirmed", err: null },
+            servedBy.endpoint,
+          );
         }
       };
       await Promise.all(Array.from({ length: FIND_CONCURRENCY }, lookUp));
+      // A status only some of the endpoints that answered show is checked against the
+      // transaction those endpoints serve: a message its fee payer signed backs it, a status
+      // alone does not (one endpoint answering "confirmed" for a phantom held its drop for ever).
+      const answered = endpoints.filter((e) => !silent.has(e));
+      const disputed = [...shown].filter(
+        ([s, by]) => !signed.has(s) && answered.some((e) => !by.has(e)),
+      );
+      const backUp = async () => {
+        for (let next = disputed.shift(); next !== undefined; next = disputed.shift()) {
+          if (signal?.aborted) return;
+          const [signature, by] = next;
+          for (const endpoint of by) {
+            const reply = await call(
+              "getTransaction",
+              [signature, transactionParams("confirmed")],
+              { skip: only(endpoint), ...(signal ? { signal } : {}) },
+            ).catch(() => null);
+            if (reply !== null && signedByPayer(reply.result, signature)) {
+              signed.add(signature);
+              break;
+            }
+          }
+        }
+      };
+      await Promise.all(Array.from({ length: FIND_CONCURRENCY }, backUp));
+      const unbacked = new Map<string, string[]>();
+      for (const [signature, by] of shown) {
+        if (signed.has(signature) || !answered.some((e) => !by.has(e))) continue;
+        unbacked.set(
+          signature,
+          [...by].map((e) => e.name),
+        );
+      }
       // Each endpoint's own finalized slot: the slot a first miss was stored with came from
       // whichever endpoint the pool asked then, a lagging one say, and the slot of the poll
       // that would drop from another; one ahead of it by the drop window dropped a transaction
       // seconds after its first miss. An endpoint that cannot tell its slot cannot answer.
-      let lowestSlot: number | null = null;
-      for (const endpoint of endpoints) {
-        if (silent.has(endpoint) || signal?.aborted) continue;
-        const reply = await call("getSlot", [{ commitment: "finalized" }], {
-          skip: only(endpoint),
-          ...(signal ? { signal } : {}),
-        }).catch(() => null);
-        const slot = reply === null ? null : reply.result;
-        if (typeof slot !== "number" || !Number.isSafeInteger(slot)) {
-          silent.add(endpoint);
-          continue;
-        }
-        lowestSlot = lowestSlot === null ? slot : Math.min(lowestSlot, slot);
-      }
-      return { found, unanswered: [...silent].map((e) => e.name), lowestSlot };
+      const slots = await slotsOf(silent, signal);
+      const lowestSlot = slots.size === 0 ? null : Math.min(...slots.values());
+      return { found, unbacked, unanswered: [...silent].map((e) => e.name), lowestSlot, slots };
+    },
+
+    async finalizedSlots(signal) {
+      const silent = new Set<Endpoint>();
+      const slots = await slotsOf(silent, signal);
+      return { slots, unanswered: [...silent].map((e) => e.name) };
     },
 
     async getSlot(commitment = "finalized", options = {}) {

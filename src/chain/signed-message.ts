@@ -19,19 +19,34 @@ import { decodeWireTransaction, pushShortVec } from "./wire-transaction.js";
  * parsed, in json (not jsonParsed), base64 or base58 encoding.
  */
 export function signedAccounts(raw: unknown, signature: string): string[] | null {
+  const signed = payerSigned(raw, signature);
+  return signed === null || signed.lookups > 0 ? null : signed.accountKeys;
+}
+
+/**
+ * Whether `signature` is the answer's first signature and checks (Ed25519, by the fee payer)
+ * over the message's bytes, lookup tables or not: a message someone holding the fee payer's
+ * key signed, whatever the node says of where and whether it landed. A node showing a status
+ * for a signature the others know nothing of cannot back it so with bytes of its own making.
+ */
+export function signedByPayer(raw: unknown, signature: string): boolean {
+  return payerSigned(raw, signature) !== null;
+}
+
+function payerSigned(raw: unknown, signature: string): SignedMessage | null {
   try {
     const root = (typeof raw === "string" ? JSON.parse(raw) : raw) as { transaction?: unknown };
     const signed = Array.isArray(root.transaction)
       ? wireMessage(root.transaction)
       : jsonMessage(root as { transaction: JsonTransaction; version?: unknown });
-    if (signed === null || signed.signatures[0] !== signature || signed.lookups > 0) return null;
+    if (signed === null || signed.signatures[0] !== signature) return null;
     const payer = signed.accountKeys[0];
     if (payer === undefined) return null;
     const key = createPublicKey({
       key: { kty: "OKP", crv: "Ed25519", x: Buffer.from(bs58.decode(payer)).toString("base64url") },
       format: "jwk",
     });
-    return verify(null, signed.message, key, bs58.decode(signature)) ? signed.accountKeys : null;
+    return verify(null, signed.message, key, bs58.decode(signature)) ? signed : null;
   } catch {
     return null;
   }

@@ -26,6 +26,34 @@ export interface RpcLies {
   kinds: LieKind[];
   /** Seed of the choice of signatures and lies. */
   seed: string;
+  /**
+   * Answers the finalized slot (`getSlot`) this many slots too low once after each status poll
+   * that names a signature it was never asked about: a node lying where a first miss's slot is
+   * read, honest everywhere else. Default none.
+   */
+  lowSlotAtFirstMiss?: number;
+  /**
+   * Answers a status ("confirmed", at its processed slot) for every signature it does not know:
+   * a phantom shown as landed, with no transaction behind it. Default false.
+   */
+  phantomStatuses?: boolean;
+}
+
+/** What a lying node remembers between calls (the first-miss slot lie). */
+interface LiarMemory {
+  asked: Set<string>;
+  lowSlotDue: boolean;
+}
+
+const memories = new WeakMap<RpcLies, LiarMemory>();
+
+function memoryOf(lies: RpcLies): LiarMemory {
+  let memory = memories.get(lies);
+  if (!memory) {
+    memory = { asked: new Set(), lowSlotDue: false };
+    memories.set(lies, memory);
+  }
+  return memory;
 }
 
 const MEMO_PROGRAMS = new Set([
@@ -132,13 +160,36 @@ export function callLying(
     const encoding = (params[1] as Json | undefined)?.encoding ?? "json";
     return encoding === "json" ? alterTransaction(result, lie) : result;
   }
+  if (method === "getSlot" && lies.lowSlotAtFirstMiss !== undefined) {
+    const config = params[0] as Json | undefined;
+    const memory = memoryOf(lies);
+    const slot = call(params);
+    if ((config?.commitment ?? "finalized") !== "finalized" || !memory.lowSlotDue) return slot;
+    memory.lowSlotDue = false;
+    return Math.max(0, (slot as number) - lies.lowSlotAtFirstMiss);
+  }
   if (method === "getSignatureStatuses" && Array.isArray(params[0])) {
     const signatures = params[0] as string[];
-    const reply = call(params) as { context: unknown; value: (Json | null)[] };
+    const reply = call(params) as { context: { slot?: number }; value: (Json | null)[] };
+    const memory = memoryOf(lies);
     return {
       ...reply,
       value: reply.value.map((status, i) => {
-        const lie = lieFor(lies, signatures[i]!);
+        const signature = signatures[i]!;
+        if (!memory.asked.has(signature) && lies.lowSlotAtFirstMiss !== undefined) {
+          memory.lowSlotDue = true;
+        }
+        memory.asked.add(signature);
+        if (!status && lies.phantomStatuses) {
+          return {
+            slot: reply.context.slot ?? 0,
+            confirmations: 1,
+            err: null,
+            status: { Ok: null },
+            confirmationStatus: "confirmed",
+          };
+        }
+        const lie = lieFor(lies, signature);
         if (!status || lie === null) return status;
         if (lie === "finality" && status.confirmationStatus !== "finalized") {
           return { ...status, confirmationStatus: "finalized", confirmations: null };

@@ -101,6 +101,11 @@ export interface SignatureView {
    * slot past its first miss by `dropAfterSlots`, by the pace of the finalized slot.
    */
   dropDue?: ReadonlyMap<string, number>;
+  /**
+   * What a drop let through after its hold rests on, by signature (an endpoint that could not
+   * be asked, one alone showing a status it backs with nothing signed): said in its reason.
+   */
+  dropNotes?: ReadonlyMap<string, string>;
   /** Jobs naming each signature (at most MAX_NAMED_BY ids) and how many there are. */
   named: ReadonlyMap<string, readonly string[]>;
   namedTotal: ReadonlyMap<string, number>;
@@ -303,7 +308,9 @@ function judgeWaiting<J extends WaitingJob>(
     if (r?.state === "dropped") {
       unserved.set(s, {
         state: "dropped",
-        reason: `never landed: still unknown ${profile.dropAfterSlots} slots after slot ${r.notFoundSlot} (history searched); its blockhash has expired`,
+        reason: `never landed: still unknown ${profile.dropAfterSlots} slots after slot ${r.notFoundSlot} (history searched); its blockhash has expired${
+          signatures.dropNotes?.has(s) ? `; ${signatures.dropNotes.get(s)}` : ""
+        }`,
       });
     } else if (r?.state === "pruned") {
       unserved.set(s, { state: "pruned", reason: prunedReason(r, t) });

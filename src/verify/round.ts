@@ -22,6 +22,7 @@ import type { VerdictStore, VerdictWrite } from "../store/verdicts.js";
 import { type CreditsSpan, jobSignatures, MAX_NAMED_BY, memoJobOf } from "./checks.js";
 import { custodyViews } from "./custody.js";
 import { type DecideJob, type Decision, decide, decideWaiting, type WaitingJob } from "./decide.js";
+import { createEndpointSlotBook } from "./endpoint-slots.js";
 import { MOVEMENT_KINDS, readLock } from "./money-movements.js";
 import type { Profile } from "./profiles.js";
 import { createSlotClock } from "./slot-clock.js";
@@ -124,6 +125,19 @@ export function createRound(deps: RoundDeps): Round {
   const longestLook = longestLookMs(options);
   /** How fast the finalized slot moves: when a landed transaction will be final. */
   const slotClock = createSlotClock({ minSpanMs: options.pollIntervalMs });
+  /** Each endpoint's finalized slots as read: where a drop's window starts on each. */
+  const endpointSlots = createEndpointSlotBook({ keepMs: 2 * options.dropHoldMs });
+  /**
+   * What a drop let through after its hold rests on (an endpoint that could not answer, or one
+   * alone showing a status it backs with no signed transaction), by signature: said in the
+   * verdict's reason. Bounded: the oldest are forgotten.
+   */
+  const dropNotes = new Map<string, string>();
+  const noteDrop = (signature: string, note: string) => {
+    dropNotes.delete(signature);
+    dropNotes.set(signature, note);
+    if (dropNotes.size > DROP_NOTES_KEPT) dropNotes.delete(dropNotes.keys().next().value!);
+  };
   /**
    * Is the finalized slot read long enough ago to read it again (five poll intervals)? One read
    * "later" than now was read before the clock went back: due, not the step later.
@@ -225,9 +239,10 @@ export function createRound(deps: RoundDeps): Round {
         // endpoint, statuses and transactions, first. Seen anywhere, it is not dropped, and
         // not taken as seen either (an endpoint showing what the others do not could be the
         // one lying): it waits as RPC trouble, and the next poll asks again. While an
-        // endpoint cannot answer, the drop waits too, but only for `DROP_HOLD_MS` after the
-        // signature was first missed: then the others' "not found" stands, so a dead endpoint
-        // in the list cannot keep a phantom signature from ever being dropped.
+        // endpoint cannot answer, or one alone shows it with nothing its fee payer signed, or
+        // one has not moved the drop window since the first miss, the drop waits too, but only
+        // for `dropHoldMs` after the signature was first missed: then the others' "not found"
+        // stands, so no endpoint, dead, lying or frozen, keeps a phantom from being dropped.
         const held = new Set<string>();
         if (currentSlot !== null && rpc.findAnywhere) {
           const slot = currentSlot;
@@ -251,23 +266,72 @@ export function createRound(deps: RoundDeps): Round {
           }
           if (dropping.length > 0) {
             try {
-              const { found, unanswered, lowestSlot } = await rpc.findAnywhere(dropping, signal);
+              const lookAt = now();
+              const { found, unanswered, lowestSlot, slots, unbacked } = await rpc.findAnywhere(
+                dropping,
+                signal,
+              );
+              if (slots) endpointSlots.note(slots, lookAt);
+              const t = now();
+              const waited = (since: number) => `${Math.round((t - since) / 1000)} s`;
               for (const signature of found.keys()) {
+                const since = rows.get(signature)?.notFoundSince ?? t;
+                const alone = unbacked?.get(signature);
+                // An endpoint's "found" backed by nothing signed holds the drop for the hold
+                // only: a lie costs it nothing, and it held a phantom's job for ever.
+                if (alone !== undefined && t - since >= options.dropHoldMs) {
+                  noteDrop(
+                    signature,
+                    `shown only by ${alone.join(", ")}, with no transaction its fee payer signed, while the other endpoints answered not found for ${waited(since)}`,
+                  );
+                  continue;
+                }
                 held.add(signature);
                 trouble.set(
                   signature,
-                  "one endpoint answers not found, another shows it: the endpoints disagree",
+                  alone === undefined
+                    ? "one endpoint answers not found, another shows it: the endpoints disagree"
+                    : `one endpoint answers not found, ${alone.join(", ")} shows it, with no transaction its fee payer signed: the drop waits ${Math.round(options.dropHoldMs / 1000)} s from the first miss`,
                 );
               }
-              const t = now();
               for (const s of dropping) {
                 const since = rows.get(s)?.notFoundSince ?? t;
-                if (found.has(s) || t - since >= DROP_HOLD_MS) continue;
+                if (found.has(s)) continue;
+                if (t - since >= options.dropHoldMs) {
+                  if (unanswered.length > 0) {
+                    noteDrop(
+                      s,
+                      `${unanswered.join(", ")} could not be asked; the others answered not found for ${waited(since)}`,
+                    );
+                  }
+                  continue;
+                }
                 if (unanswered.length > 0) {
                   held.add(s);
                   trouble.set(
                     s,
                     `not found, and ${unanswered.join(", ")} could not be asked: the drop waits`,
+                  );
+                  continue;
+                }
+                // The first miss's slot is one endpoint's answer (a lagging one, or one lying far
+                // too low): the window is counted on every endpoint's own slots since then.
+                const behind = slots
+                  ? endpointSlots.behind(slots, since, profile.dropAfterSlots)
+                  : [];
+                if (behind.length > 0) {
+                  held.add(s);
+                  trouble.set(
+                    s,
+                    `not found; ${behind
+                      .map((b) =>
+                        b.moved === null
+                          ? `${b.endpoint} not read since the first miss`
+                          : `${b.endpoint} ${b.moved} slots on`,
+                      )
+                      .join(
+                        ", ",
+                      )}: the drop waits until each endpoint is ${profile.dropAfterSlots} slots past the first miss`,
                   );
                 } else if (
                   typeof lowestSlot === "number" &&
@@ -311,6 +375,7 @@ export function createRound(deps: RoundDeps): Round {
         const polled = needStatus
           .map((signature, i) => ({ signature, status: statuses[i] ?? null }))
           .filter((p) => !held.has(p.signature));
+        let firstMisses = false;
         for (const slice of chunks(polled, STATUS_SLICE)) {
           const after = await signatures.recordStatuses(
             slice,
@@ -322,8 +387,17 @@ export function createRound(deps: RoundDeps): Round {
             },
             rows,
           );
-          for (const [signature, row] of after) rows.set(signature, row);
+          for (const [signature, row] of after) {
+            rows.set(signature, row);
+            if (row.notFoundSince === t && row.state !== "dropped") firstMisses = true;
+          }
           await yieldToEventLoop();
+        }
+        // Each endpoint's slot, read after the first misses are written: where each endpoint's
+        // count of their drop window starts (see endpoint-slots.ts). Unread, a drop waits.
+        if (firstMisses && rpc.finalizedSlots && !signal.aborted) {
+          const read = await rpc.finalizedSlots(signal).catch(() => null);
+          if (read) endpointSlots.note(read.slots, t);
         }
         // When a never-seen signature may be dropped: the store drops it once the finalized
         // slot is past its first miss's by `dropAfterSlots`; a slot's margin for the node's lag.
@@ -570,6 +644,7 @@ export function createRound(deps: RoundDeps): Round {
       disagreements,
       finalityDue,
       dropDue,
+      dropNotes,
       named,
       namedTotal,
       names: (jobId: string, signature: string) => namesAny.has(pairKey(jobId, signature)),
@@ -808,12 +883,8 @@ function pinsOf(w: VerdictWrite): string[] {
  * seen, or seen only at processed (at any commitment short of finalized when k endpoints agree
  * it is missing), and missing for more than `dropAfterSlots` since the first miss.
  */
-/**
- * How long a drop waits, from a signature's first miss, for endpoints that cannot answer: past
- * it, the "not found" of those that answered stands (5 minutes: a blockhash expires in about
- * 1, so a landed transaction has long been seen by a healthy endpoint by then).
- */
-const DROP_HOLD_MS = 5 * 60_000;
+/** Notes on drops kept for their verdicts' reasons (see `dropNotes`). */
+const DROP_NOTES_KEPT = 10_000;
 
 function wouldDrop(
   row: SignatureRow | undefined,

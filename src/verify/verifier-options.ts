@@ -58,6 +58,14 @@ export interface VerifierOptions {
    */
   fetchMissSpanMs: number;
   /**
+   * How long a drop waits, from a signature's first miss, on an endpoint that cannot answer,
+   * that alone shows the signature with no transaction its fee payer signed, or whose own
+   * finalized slot has not moved the drop window since: past it, the "not found" of the others
+   * stands, in ms. Default 300000 (5 minutes: a blockhash expires in about 1, so a landed
+   * transaction has long been seen by a healthy endpoint by then).
+   */
+  dropHoldMs: number;
+  /**
    * How long a run's closing write (its row's outcome) waits for a busy or restarting database
    * past the run's time, in ms. Default 15000.
    */
@@ -79,6 +87,7 @@ export const defaultVerifierOptions: VerifierOptions = {
   jobsApiHeldElsewhereMs: 0,
   maxFetchMisses: 5,
   fetchMissSpanMs: 300_000,
+  dropHoldMs: 300_000,
   closeGraceMs: 15_000,
 };
 

@@ -43,7 +43,24 @@ export interface VerifierRpc {
      * past the first miss by the drop window (absent: the poll's slot decides alone).
      */
     lowestSlot?: number | null;
+    /**
+     * Each endpoint's finalized slot, by name: a drop waits until each endpoint has moved the
+     * drop window since the signature's first miss, by its own count (see `finalizedSlots`).
+     */
+    slots?: ReadonlyMap<string, number>;
+    /**
+     * Found signatures that only some endpoints show, none with a transaction its fee payer
+     * signed, by the endpoints showing each: their word holds a drop for a while only.
+     */
+    unbacked?: ReadonlyMap<string, readonly string[]>;
   }>;
+  /**
+   * Every endpoint's finalized slot, each asked on its own, and the endpoints that could not
+   * tell theirs: read when signatures are first missed, the start of each endpoint's count.
+   */
+  finalizedSlots?(
+    signal?: AbortSignal,
+  ): Promise<{ slots: ReadonlyMap<string, number>; unanswered: readonly string[] }>;
   /**
    * True when every null status is k endpoints' agreed "not found" (a quorum): a signature one
    * endpoint once showed landed is then dropped like one never seen (see `StatusPoll`).

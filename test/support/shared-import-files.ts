@@ -220,6 +220,7 @@ export const sharedImportFiles: readonly string[] = [
   "test/verify-checks.test.ts",
   "test/verify-clock-step-back.dialects.test.ts",
   "test/verify-decide.test.ts",
+  "test/verify-drop-lies.test.ts",
   "test/verify-engine.test.ts",
   "test/verify-profile-changed.dialects.test.ts",
   "test/verify-profiles.test.ts",
