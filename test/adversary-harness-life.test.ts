@@ -1,7 +1,8 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { describe, expect, it } from "vitest";
 import { listeningServers, listeningServersOnceClosed } from "./support/listening-servers.js";
-import { type AdversaryHarness, harnessLife, startAdversaryHarness } from "./support/operator.js";
+import { type AdversaryHarness, startAdversaryHarness } from "./support/operator.js";
+import { startedLife } from "./support/started-life.js";
 
 /**
  * A runner gives up on a start hook at its timeout and runs the end hooks at once, while the
@@ -12,7 +13,7 @@ describe("adversary harness life", () => {
   it("closes a harness whose start outlasted its start hook, once it has started", async () => {
     const before = listeningServers();
     let starting: Promise<AdversaryHarness> | undefined;
-    const life = harnessLife(() => {
+    const life = startedLife(() => {
       starting = sleep(200).then(() => startAdversaryHarness());
       return starting;
     });
@@ -29,12 +30,12 @@ describe("adversary harness life", () => {
   });
 
   it("ends without a harness to close when its start failed", async () => {
-    const life = harnessLife(() => Promise.reject(new Error("no chain")));
+    const life = startedLife(() => Promise.reject(new Error("no chain")));
     await expect(life.start()).rejects.toThrow("no chain");
     await expect(life.close()).resolves.toBeUndefined();
   });
 
   it("closes nothing when its start never ran", async () => {
-    await expect(harnessLife(startAdversaryHarness).close()).resolves.toBeUndefined();
+    await expect(startedLife(startAdversaryHarness).close()).resolves.toBeUndefined();
   });
 });

@@ -9,7 +9,7 @@ import { buildStatement } from "../src/ledger/statement.js";
 import { createLogger } from "../src/log.js";
 import { createLedgerStore } from "../src/store/ledger.js";
 import { createVerifier } from "../src/verify/engine.js";
-import { type AdversaryHarness, startAdversaryHarness } from "./support/operator.js";
+import { useAdversaryHarness } from "./support/operator.js";
 import { quickVerifierOptions } from "./support/quick-verifier.js";
 
 /**
@@ -24,14 +24,13 @@ const NO_DATE = 99_999_999_999_999;
 /** 2100-01-01: a date, but one no block has yet. */
 const YEAR_2100 = 4_102_444_800;
 
-let h: AdversaryHarness;
+const h = useAdversaryHarness();
 let server: Server;
 let lyingUrl: string;
 /** What the lying endpoint says: a block time for these transactions, and for every slot. */
 const lies = { transactions: new Map<string, number>(), blockTime: null as number | null };
 
 beforeAll(async () => {
-  h = await startAdversaryHarness();
   // Forwards every call to the local world and rewrites the block times it was told to.
   server = createServer(async (req, res) => {
     const chunks: Buffer[] = [];
@@ -62,7 +61,6 @@ beforeAll(async () => {
 afterAll(async () => {
   server?.closeAllConnections();
   await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
-  await h?.close();
 });
 
 function lyingPool(): RpcPool {

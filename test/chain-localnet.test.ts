@@ -2,19 +2,18 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { objectMemberTexts, parseJsonLossless } from "../src/chain/json-text.js";
 import { parseTransaction } from "../src/chain/parse-transaction.js";
 import { createRpcPool, type RpcPool } from "../src/chain/rpc-pool.js";
-import { type LocalWorld, startLocalWorld } from "../src/localnet/world.js";
+import { startLocalWorld } from "../src/localnet/world.js";
+import { useStarted } from "./support/started-life.js";
 
-let world: LocalWorld;
+const world = useStarted(() => startLocalWorld({ slotMs: 10, finalitySlots: 2 }));
 let rpc: RpcPool;
-beforeAll(async () => {
-  world = await startLocalWorld({ slotMs: 10, finalitySlots: 2 });
+beforeAll(() => {
   rpc = createRpcPool({
     endpoints: [{ url: world.rpcUrl, rateLimitPerSec: 500, concurrency: 4, timeoutMs: 2000 }],
   });
 });
 afterAll(async () => {
   await rpc?.close();
-  await world?.close();
 });
 
 /** One non-streamed job through the simulator; returns its id and both signatures. */

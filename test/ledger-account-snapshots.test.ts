@@ -8,18 +8,18 @@ import {
   createAccountSnapshotter,
 } from "../src/ledger/account-snapshots.js";
 import { buildStatement, type StatementJson } from "../src/ledger/statement.js";
-import { type LocalWorld, startLocalWorld } from "../src/localnet/world.js";
+import { startLocalWorld } from "../src/localnet/world.js";
 import { createLogger } from "../src/log.js";
 import { localnetProfile } from "../src/verify/profiles.js";
+import { useStarted } from "./support/started-life.js";
 import { createTestStore } from "./support/store.js";
 import { runRecordedJob } from "./support/verify-jobs.js";
 
 const log = createLogger({ level: "silent" });
 
-let world: LocalWorld;
+const world = useStarted(() => startLocalWorld({ slotMs: 10, finalitySlots: 3 }));
 let rpc: RpcPool;
-beforeAll(async () => {
-  world = await startLocalWorld({ slotMs: 10, finalitySlots: 3 });
+beforeAll(() => {
   rpc = createRpcPool({
     endpoints: [{ url: world.rpcUrl, rateLimitPerSec: 500, concurrency: 8, timeoutMs: 2000 }],
     backoffBaseMs: 10,
@@ -28,7 +28,6 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await rpc?.close();
-  await world?.close();
 });
 
 async function finalized() {

@@ -1,13 +1,13 @@
 import { randomBytes } from "node:crypto";
 import bs58 from "bs58";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { RpcPool } from "../src/chain/rpc-pool.js";
 import { createLedgerReader } from "../src/ledger/reader.js";
 import { buildStatement } from "../src/ledger/statement.js";
 import { createLogger } from "../src/log.js";
 import { createLedgerStore } from "../src/store/ledger.js";
 import { chainSecondAfter, finalizedPast } from "./support/finality.js";
-import { type AdversaryHarness, type Scenario, startAdversaryHarness } from "./support/operator.js";
+import { type Scenario, useAdversaryHarness } from "./support/operator.js";
 import { type Listing, listingNode } from "./support/rewriting-node.js";
 
 /**
@@ -19,13 +19,7 @@ import { type Listing, listingNode } from "./support/rewriting-node.js";
  */
 const log = createLogger({ level: "silent" });
 
-let h: AdversaryHarness;
-beforeAll(async () => {
-  h = await startAdversaryHarness();
-});
-afterAll(async () => {
-  await h?.close();
-});
+const h = useAdversaryHarness();
 
 function readerOf(c: Scenario, vault: string, rpc: RpcPool, clock: { t: number }) {
   return createLedgerReader({

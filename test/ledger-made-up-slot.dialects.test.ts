@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { RpcPool } from "../src/chain/rpc-pool.js";
 import { buildStatement } from "../src/ledger/statement.js";
 import { createLedgerStore } from "../src/store/ledger.js";
@@ -10,12 +10,7 @@ import {
   periodEdge,
   vaultReader,
 } from "./support/ledger-periods.js";
-import {
-  type AdversaryHarness,
-  AuthorityType,
-  type Scenario,
-  startAdversaryHarness,
-} from "./support/operator.js";
+import { AuthorityType, type Scenario, useAdversaryHarness } from "./support/operator.js";
 import { type Listing, listingNode } from "./support/rewriting-node.js";
 
 /**
@@ -55,13 +50,7 @@ function leftOutThenMadeUp(left: { signature: string; blockTime: number | null }
 
 describe.each(dialects)("%s store", (dialect) => {
   const stores = useDialectStores(dialect);
-  let h: AdversaryHarness;
-  beforeAll(async () => {
-    h = await startAdversaryHarness({ openStore: () => stores.open() });
-  });
-  afterAll(async () => {
-    await h?.close();
-  });
+  const h = useAdversaryHarness({ openStore: () => stores.open() });
 
   /**
    * The chain's clock: the cases move it on to a period's edge and past the seconds a run waits

@@ -1,10 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { AddressSignatureInfo, RpcPool } from "../src/chain/rpc-pool.js";
 import { createLedgerReader } from "../src/ledger/reader.js";
 import { buildStatement } from "../src/ledger/statement.js";
 import { createLogger } from "../src/log.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
-import { type AdversaryHarness, type Scenario, startAdversaryHarness } from "./support/operator.js";
+import { type Scenario, useAdversaryHarness } from "./support/operator.js";
 
 /**
  * The operator runs the node the ledger reads and lists the entries of one slot in another
@@ -20,15 +20,9 @@ const SLOT_MS = 1_000;
 
 describe.each(dialects)("%s store", (dialect) => {
   const stores = useDialectStores(dialect);
-  let h: AdversaryHarness;
-  beforeAll(async () => {
-    h = await startAdversaryHarness({
-      openStore: () => stores.open(),
-      chain: { slotMs: SLOT_MS, finalitySlots: 1 },
-    });
-  });
-  afterAll(async () => {
-    await h?.close();
+  const h = useAdversaryHarness({
+    openStore: () => stores.open(),
+    chain: { slotMs: SLOT_MS, finalitySlots: 1 },
   });
 
   /** `rpc` whose address listing puts the entries of `slot` in reverse order (while set). */

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
+import { beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { buildStatement, statementToCsv } from "../src/ledger/statement.js";
 import { ledgerFindingCount } from "../src/ledger/window-check.js";
 import { localKeyNames, localSigner } from "../src/localnet/keys.js";
@@ -17,22 +17,19 @@ import {
   AuthorityType,
   type Scenario,
   startAdversaryHarness,
+  useAdversaryHarness,
 } from "./support/operator.js";
 import { readJob } from "./support/seed-recorder.js";
 
-let h: AdversaryHarness;
+const h = useAdversaryHarness();
 /** A whole second after the world opened and funded its credit vaults. */
 let worldOpened = 0;
-beforeAll(async () => {
-  h = await startAdversaryHarness();
+beforeAll(() => {
   worldOpened = periodEdge(h);
 });
 
 /** A period's start a few seconds back, after the vaults' own opening deposits. */
 const periodStart = () => Math.max(h.op.now() - 5_000, worldOpened);
-afterAll(async () => {
-  await h?.close();
-});
 
 /** A scenario on `w`'s chain whose receipts are dated by its clock, which the tests move on. */
 const scenarioOn = async (w: AdversaryHarness, profile?: Profile) =>

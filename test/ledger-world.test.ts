@@ -19,7 +19,7 @@ import {
 } from "../src/ledger/statement.js";
 import { ledgerTotals } from "../src/ledger/totals.js";
 import { ledgerWindowCheck } from "../src/ledger/window-check.js";
-import { type LocalWorld, startLocalWorld } from "../src/localnet/world.js";
+import { startLocalWorld } from "../src/localnet/world.js";
 import { createLogger } from "../src/log.js";
 import { runNightlyVerification } from "../src/nightly/nightly-run.js";
 import { summaryToText } from "../src/nightly/summary-format.js";
@@ -32,6 +32,7 @@ import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile, type Profile } from "../src/verify/profiles.js";
 import { chainSecondAfter, finalizedPast } from "./support/finality.js";
 import { quickVerifierOptions } from "./support/quick-verifier.js";
+import { useStarted } from "./support/started-life.js";
 import { createTestStore } from "./support/store.js";
 import { groundTruth, runRecordedJob } from "./support/verify-jobs.js";
 
@@ -39,10 +40,9 @@ const log = createLogger({ level: "silent" });
 /** A one-second settlement window, so an unreturned lock is overdue within the test. */
 const profile: Profile = { ...localnetProfile, settlementWindowSeconds: 1 };
 
-let world: LocalWorld;
+const world = useStarted(() => startLocalWorld({ slotMs: 10, finalitySlots: 3 }));
 let rpc: RpcPool;
-beforeAll(async () => {
-  world = await startLocalWorld({ slotMs: 10, finalitySlots: 3 });
+beforeAll(() => {
   rpc = createRpcPool({
     endpoints: [{ url: world.rpcUrl, rateLimitPerSec: 500, concurrency: 8, timeoutMs: 2000 }],
     backoffBaseMs: 10,
@@ -51,7 +51,6 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await rpc?.close();
-  await world?.close();
 });
 
 const vaultOf = (apiKeyIndex: number) => world.accounts.creditVaults[apiKeyIndex]!.vault;

@@ -8,29 +8,27 @@ import {
   type VersionedTransactionResponse,
 } from "@solana/web3.js";
 import bs58 from "bs58";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { TOKEN_2022_PROGRAM_ID } from "../src/localnet/keys.js";
 import { findModel, priceUnits } from "../src/localnet/models.js";
-import { type LocalWorld, startLocalWorld } from "../src/localnet/world.js";
+import { startLocalWorld } from "../src/localnet/world.js";
 import { Operator } from "./support/operator.js";
+import { useStarted } from "./support/started-life.js";
 
 const SLOT_MS = 400;
-let world: LocalWorld;
 let connection: Connection;
 // The chain's clock is moved by hand: every commitment level is observed however loaded the
 // machine is, and nothing waits on wall-clock time.
 let now = Date.now();
+const world = useStarted(() =>
+  startLocalWorld({ slotMs: SLOT_MS, finalitySlots: 3, now: () => now }),
+);
 
-beforeAll(async () => {
-  world = await startLocalWorld({ slotMs: SLOT_MS, finalitySlots: 3, now: () => now });
+beforeAll(() => {
   connection = new Connection(world.rpcUrl, {
     commitment: "confirmed",
     disableRetryOnRateLimit: true,
   });
-});
-
-afterAll(async () => {
-  await world.close();
 });
 
 interface JobReceipt {

@@ -1,18 +1,11 @@
 import { createHash } from "node:crypto";
 import { Connection, Keypair, SystemProgram, Transaction } from "@solana/web3.js";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { type LocalWorld, startLocalWorld } from "../src/localnet/world.js";
+import { describe, expect, it, vi } from "vitest";
+import { startLocalWorld } from "../src/localnet/world.js";
+import { useStarted } from "./support/started-life.js";
 
-let world: LocalWorld;
-
-beforeAll(async () => {
-  // Short slots so a blockhash (150 slots) expires within a test.
-  world = await startLocalWorld({ slotMs: 10, finalitySlots: 2 });
-});
-
-afterAll(async () => {
-  await world.close();
-});
+// Short slots so a blockhash (150 slots) expires within a test.
+const world = useStarted(() => startLocalWorld({ slotMs: 10, finalitySlots: 2 }));
 
 async function call(url: string, body: unknown) {
   const response = await fetch(url, {

@@ -1,21 +1,14 @@
 import bs58 from "bs58";
 import OpenAI from "openai";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { StoredTransaction } from "../src/localnet/chain.js";
 import type { DecentralJobs } from "../src/localnet/decentral-jobs.js";
 import { findModel, modelCatalog, priceUnits } from "../src/localnet/models.js";
-import { type LocalWorld, startLocalWorld } from "../src/localnet/world.js";
+import { startLocalWorld } from "../src/localnet/world.js";
 import { parseUnits } from "../src/money.js";
+import { useStarted } from "./support/started-life.js";
 
-let world: LocalWorld;
-
-beforeAll(async () => {
-  world = await startLocalWorld({ slotMs: 20, finalitySlots: 2 });
-});
-
-afterAll(async () => {
-  await world.close();
-});
+const world = useStarted(() => startLocalWorld({ slotMs: 20, finalitySlots: 2 }));
 
 const JOB_ID = /^job_[a-z0-9]{20}$/;
 

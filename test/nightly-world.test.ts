@@ -1,24 +1,19 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createRpcPool, type RpcPool } from "../src/chain/rpc-pool.js";
 import type { SqliteStore } from "../src/db/client.js";
-import { type LocalWorld, startLocalWorld } from "../src/localnet/world.js";
+import { startLocalWorld } from "../src/localnet/world.js";
 import { createLogger } from "../src/log.js";
 import { runVerifyCommand } from "../src/nightly/verify-command.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile } from "../src/verify/profiles.js";
 import { quickVerifierOptions } from "./support/quick-verifier.js";
+import { useStarted } from "./support/started-life.js";
 import { createTestStore } from "./support/store.js";
 import { runRecordedJob } from "./support/verify-jobs.js";
 
 const log = createLogger({ level: "silent" });
 
-let world: LocalWorld;
-beforeAll(async () => {
-  world = await startLocalWorld({ slotMs: 10, finalitySlots: 3 });
-});
-afterAll(async () => {
-  await world?.close();
-});
+const world = useStarted(() => startLocalWorld({ slotMs: 10, finalitySlots: 3 }));
 
 function pool(url: string): RpcPool {
   return createRpcPool({

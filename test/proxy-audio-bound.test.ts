@@ -1,5 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type AdversaryHarness, startAdversaryHarness } from "./support/operator.js";
+import { describe, expect, it } from "vitest";
+import { useAdversaryHarness } from "./support/operator.js";
 import { judgedThroughProxy } from "./support/proxy-job.js";
 import { flac, wav } from "./support/wav.js";
 
@@ -10,13 +10,7 @@ import { flac, wav } from "./support/wav.js";
  * request's ceiling was verified beside it.
  */
 describe("the usage an answer's audio can stand for", () => {
-  let h: AdversaryHarness;
-  beforeAll(async () => {
-    h = await startAdversaryHarness();
-  });
-  afterAll(async () => {
-    await h?.close();
-  });
+  const h = useAdversaryHarness();
 
   // A second of 24 kHz pcm16: 48,000 bytes, 64,000 base64 characters.
   const pcm16Second = Buffer.alloc(48_000, 1).toString("base64");

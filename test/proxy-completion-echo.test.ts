@@ -1,5 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type AdversaryHarness, startAdversaryHarness } from "./support/operator.js";
+import { describe, expect, it } from "vitest";
+import { useAdversaryHarness } from "./support/operator.js";
 import { judgedThroughProxy } from "./support/proxy-job.js";
 
 /**
@@ -8,13 +8,7 @@ import { judgedThroughProxy } from "./support/proxy-job.js";
  * (`usage.consistent`), and counted, a long prompt let the operator charge for it as output.
  */
 describe("a legacy completion that echoes its prompt", () => {
-  let h: AdversaryHarness;
-  beforeAll(async () => {
-    h = await startAdversaryHarness();
-  });
-  afterAll(async () => {
-    await h?.close();
-  });
+  const h = useAdversaryHarness();
 
   const prompt = "Tell me: ".repeat(400);
   const usage = (completion: number) => ({

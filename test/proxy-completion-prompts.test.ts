@@ -1,5 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type AdversaryHarness, startAdversaryHarness } from "./support/operator.js";
+import { describe, expect, it } from "vitest";
+import { useAdversaryHarness } from "./support/operator.js";
 import { judgedThroughProxy } from "./support/proxy-job.js";
 
 /**
@@ -8,13 +8,7 @@ import { judgedThroughProxy } from "./support/proxy-job.js";
  * caller asked for and reads, and its completion tokens are bounded by all of their text.
  */
 describe("a legacy completion of several prompts", () => {
-  let h: AdversaryHarness;
-  beforeAll(async () => {
-    h = await startAdversaryHarness();
-  });
-  afterAll(async () => {
-    await h?.close();
-  });
+  const h = useAdversaryHarness();
 
   // What the model wrote for the second prompt, 1,000 bytes: some 250 tokens.
   const written = "Hi there. ".repeat(100);

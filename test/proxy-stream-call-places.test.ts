@@ -1,5 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type AdversaryHarness, startAdversaryHarness } from "./support/operator.js";
+import { describe, expect, it } from "vitest";
+import { useAdversaryHarness } from "./support/operator.js";
 import { jobThroughProxy } from "./support/proxy-job.js";
 import { readJob } from "./support/seed-recorder.js";
 
@@ -11,13 +11,7 @@ import { readJob } from "./support/seed-recorder.js";
  * the caller never got, and the padded job was verified.
  */
 describe("a stream's choices and calls, placed as its client places them", () => {
-  let h: AdversaryHarness;
-  beforeAll(async () => {
-    h = await startAdversaryHarness();
-  });
-  afterAll(async () => {
-    await h?.close();
-  });
+  const h = useAdversaryHarness();
 
   const filler = "x".repeat(3000);
   const tools = [{ type: "function", function: { name: "get_weather", parameters: {} } }];

@@ -1,5 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type AdversaryHarness, startAdversaryHarness } from "./support/operator.js";
+import { describe, expect, it } from "vitest";
+import { useAdversaryHarness } from "./support/operator.js";
 import { judgedThroughProxy } from "./support/proxy-job.js";
 
 /**
@@ -11,13 +11,7 @@ import { judgedThroughProxy } from "./support/proxy-job.js";
  * pad it in and have the padded usage verified.
  */
 describe("a stream's text and usage, as every SDK reads them", () => {
-  let h: AdversaryHarness;
-  beforeAll(async () => {
-    h = await startAdversaryHarness();
-  });
-  afterAll(async () => {
-    await h?.close();
-  });
+  const h = useAdversaryHarness();
 
   const filler = "x".repeat(3000);
   const usage = (completion: number) => ({

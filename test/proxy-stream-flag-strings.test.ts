@@ -1,5 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type AdversaryHarness, startAdversaryHarness } from "./support/operator.js";
+import { describe, expect, it } from "vitest";
+import { useAdversaryHarness } from "./support/operator.js";
 import { jobThroughProxy } from "./support/proxy-job.js";
 import { readJob } from "./support/seed-recorder.js";
 
@@ -13,13 +13,7 @@ import { readJob } from "./support/seed-recorder.js";
  * chunk and charged the lock for `Hi.`, partially verified.
  */
 describe("stream flags written as strings", () => {
-  let h: AdversaryHarness;
-  beforeAll(async () => {
-    h = await startAdversaryHarness();
-  });
-  afterAll(async () => {
-    await h?.close();
-  });
+  const h = useAdversaryHarness();
 
   const usage = (completion: number) => ({
     prompt_tokens: 12,

@@ -1,5 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type AdversaryHarness, startAdversaryHarness } from "./support/operator.js";
+import { describe, expect, it } from "vitest";
+import { useAdversaryHarness } from "./support/operator.js";
 import { judgedThroughProxy } from "./support/proxy-job.js";
 
 /**
@@ -10,13 +10,7 @@ import { judgedThroughProxy } from "./support/proxy-job.js";
  * the bound of the usage (`usage.consistent`), or was left out of it.
  */
 describe("a stream's usage and places, as its client ends with them", () => {
-  let h: AdversaryHarness;
-  beforeAll(async () => {
-    h = await startAdversaryHarness();
-  });
-  afterAll(async () => {
-    await h?.close();
-  });
+  const h = useAdversaryHarness();
 
   const filler = "x".repeat(3000);
   const usage = (completion: number) => ({

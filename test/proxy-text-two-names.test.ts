@@ -1,7 +1,7 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createJsonAnswerScan } from "../src/recorder/json-answer-scan.js";
 import { type Asked, jsonBodyFacts, scannedBodyFacts } from "../src/recorder/proxy.js";
-import { type AdversaryHarness, startAdversaryHarness } from "./support/operator.js";
+import { useAdversaryHarness } from "./support/operator.js";
 import { jobThroughProxy } from "./support/proxy-job.js";
 import { readJob } from "./support/seed-recorder.js";
 
@@ -49,13 +49,7 @@ describe("one text under two names: reasoning, tool calls", () => {
     expect(jsonBodyFacts(one, [], chat).answerBytes).toBe(3003);
   });
 
-  let h: AdversaryHarness;
-  beforeAll(async () => {
-    h = await startAdversaryHarness();
-  });
-  afterAll(async () => {
-    await h?.close();
-  });
+  const h = useAdversaryHarness();
 
   it("fails usage beyond the reasoning read once, in a stream and in a JSON answer", async () => {
     const c = await h.scenario();

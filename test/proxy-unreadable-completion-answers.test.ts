@@ -1,5 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type AdversaryHarness, startAdversaryHarness } from "./support/operator.js";
+import { describe, expect, it } from "vitest";
+import { useAdversaryHarness } from "./support/operator.js";
 import { jobThroughProxy } from "./support/proxy-job.js";
 import { readJob } from "./support/seed-recorder.js";
 
@@ -11,13 +11,7 @@ import { readJob } from "./support/seed-recorder.js";
  * max_tokens (16 credits) for an HTML error page, and the job passed as partially verified.
  */
 describe("unreadable answers of the Responses and legacy completions endpoints", () => {
-  let h: AdversaryHarness;
-  beforeAll(async () => {
-    h = await startAdversaryHarness();
-  });
-  afterAll(async () => {
-    await h?.close();
-  });
+  const h = useAdversaryHarness();
 
   const response = (text: string, outputTokens: number) => ({
     id: "resp_1",

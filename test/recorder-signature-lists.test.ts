@@ -1,12 +1,12 @@
 import http from "node:http";
 import { eq } from "drizzle-orm";
 import OpenAI from "openai";
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { createApp } from "../src/api/app.js";
 import { createRpcPool } from "../src/chain/rpc-pool.js";
 import type { SqliteStore } from "../src/db/client.js";
 import { checkResults, jobs } from "../src/db/schema.js";
-import { type LocalWorld, startLocalWorld } from "../src/localnet/world.js";
+import { startLocalWorld } from "../src/localnet/world.js";
 import { createLogger } from "../src/log.js";
 import { createRecordingFetch } from "../src/recorder/fetch-wrapper.js";
 import {
@@ -20,6 +20,7 @@ import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile } from "../src/verify/profiles.js";
 import { quickVerifierOptions } from "./support/quick-verifier.js";
 import { ingestToken, listen, serveApp } from "./support/recorder-fixtures.js";
+import { useStarted } from "./support/started-life.js";
 import { createTestStore } from "./support/store.js";
 
 /*
@@ -36,13 +37,7 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-let world: LocalWorld;
-beforeAll(async () => {
-  world = await startLocalWorld({ slotMs: 10, finalitySlots: 3 });
-});
-afterAll(async () => {
-  await world?.close();
-});
+const world = useStarted(() => startLocalWorld({ slotMs: 10, finalitySlots: 3 }));
 
 const origin = () => world.decentralBaseUrl.replace(/\/+$/, "").replace(/\/v1$/, "");
 const key = () => world.apiKeys[3] as string;

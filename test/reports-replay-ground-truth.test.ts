@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import {
   type GroupBy,
   groupByValues,
@@ -9,12 +9,7 @@ import {
 } from "../src/reports/reconciliation.js";
 import { reportsStore } from "../src/store/reports.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
-import {
-  type AdversaryHarness,
-  type JobPlan,
-  type Scenario,
-  startAdversaryHarness,
-} from "./support/operator.js";
+import { type JobPlan, type Scenario, useAdversaryHarness } from "./support/operator.js";
 
 /**
  * Report totals must count each on-chain movement once, whatever the receipts say: several
@@ -26,7 +21,7 @@ import {
 
 describe.each(dialects)("%s store", (dialect) => {
   const stores = useDialectStores(dialect);
-  let h: AdversaryHarness;
+  const h = useAdversaryHarness({ openStore: () => stores.open() });
   let c: Scenario;
   const hour = 3_600_000;
   let from: number;
@@ -39,7 +34,6 @@ describe.each(dialects)("%s store", (dialect) => {
   const workersUsed = new Set<string>();
 
   beforeAll(async () => {
-    h = await startAdversaryHarness({ openStore: () => stores.open() });
     from = Date.now() - hour;
     c = await h.scenario();
     const op = h.op;
@@ -122,10 +116,6 @@ describe.each(dialects)("%s store", (dialect) => {
     await c.verify();
     to = Date.now() + hour;
   });
-  afterAll(async () => {
-    await h?.close();
-  });
-
   interface Truth {
     escrowedUnits: bigint;
     chargedUnits: bigint;

@@ -1,24 +1,19 @@
 import { parse } from "csv-parse/sync";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createApp } from "../src/api/app.js";
 import { createToken } from "../src/auth/tokens.js";
 import { createRpcPool } from "../src/chain/rpc-pool.js";
-import { type LocalWorld, startLocalWorld } from "../src/localnet/world.js";
+import { startLocalWorld } from "../src/localnet/world.js";
 import { createLogger } from "../src/log.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile } from "../src/verify/profiles.js";
+import { useStarted } from "./support/started-life.js";
 import { createTestStore } from "./support/store.js";
 import { runRecordedJob } from "./support/verify-jobs.js";
 
 const log = createLogger({ level: "silent" });
 
-let world: LocalWorld;
-beforeAll(async () => {
-  world = await startLocalWorld({ slotMs: 10, finalitySlots: 3 });
-});
-afterAll(async () => {
-  await world?.close();
-});
+const world = useStarted(() => startLocalWorld({ slotMs: 10, finalitySlots: 3 }));
 
 type Figures = Record<string, string | number>;
 

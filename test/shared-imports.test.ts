@@ -129,6 +129,36 @@ describe("files that share a worker's imports", () => {
   });
 });
 
+/**
+ * A start hook that assigns the world it awaited (`world = await startLocalWorld(...)`) keeps no
+ * hold of its start: a hook past its timeout (a loaded runner) left the world starting, its end
+ * hook found nothing to close, and the world's servers listened into the worker's next file,
+ * which failed their check. `useStarted` (test/support/started-life.ts) and
+ * `useAdversaryHarness` close a start that outlasted its hook.
+ */
+const startAssigned =
+  /^\s*(?!(?:const|let|var)\s)[\w.]+\s*=\s*await\s+start(LocalWorld|AdversaryHarness)\(/m;
+
+describe("worlds of files that share a worker's imports", () => {
+  it("are started so that the end hook closes one whose start outlasted its start hook", () => {
+    const assigned = sharedImportFiles.filter((f) =>
+      startAssigned.test(readFileSync(join(root, f), "utf8")),
+    );
+    expect(assigned).toEqual([]);
+  });
+
+  it("catches a start hook that assigns the world it awaited, and no world a test holds", () => {
+    expect(
+      startAssigned.test("beforeAll(async () => {\n  world = await startLocalWorld({});\n"),
+    ).toBe(true);
+    expect(startAssigned.test("  h = await startAdversaryHarness({ openStore });")).toBe(true);
+    expect(startAssigned.test("    const world = await startLocalWorld({ slotMs: 50 });")).toBe(
+      false,
+    );
+    expect(startAssigned.test("const world = useStarted(() => startLocalWorld({}));")).toBe(false);
+  });
+});
+
 describe("PostgreSQL in files that share a worker's imports", () => {
   it("catches a file that stops the run's server, and follows no type-only import", () => {
     const own = marks.find(([what]) => what.includes("PostgreSQL"))![1];

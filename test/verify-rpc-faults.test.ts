@@ -2,27 +2,22 @@ import { createServer as createHttpServer, type ServerResponse } from "node:http
 import { createServer, type Socket } from "node:net";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createRpcPool } from "../src/chain/rpc-pool.js";
 import { jobs } from "../src/db/schema.js";
 import type { RpcFaults } from "../src/localnet/rpc-server.js";
-import { type LocalWorld, startLocalWorld } from "../src/localnet/world.js";
+import { startLocalWorld } from "../src/localnet/world.js";
 import { createLogger } from "../src/log.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile } from "../src/verify/profiles.js";
 import type { VerifierOptions } from "../src/verify/verifier-options.js";
+import { useStarted } from "./support/started-life.js";
 import { createTestStore } from "./support/store.js";
 import { runRecordedJob } from "./support/verify-jobs.js";
 
 const log = createLogger({ level: "silent" });
 
-let world: LocalWorld;
-beforeAll(async () => {
-  world = await startLocalWorld({ slotMs: 10, finalitySlots: 3 });
-});
-afterAll(async () => {
-  await world?.close();
-});
+const world = useStarted(() => startLocalWorld({ slotMs: 10, finalitySlots: 3 }));
 
 /** Records `count` honest jobs, then verifies them through a pool over `urls`. */
 async function verifyThrough(urls: string[], rateLimitPerSec: number, count: number) {

@@ -1,10 +1,10 @@
 import { eq } from "drizzle-orm";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { AuditRecordSchema } from "../src/api/openapi-schemas.js";
 import { createRpcPool, type RpcPool } from "../src/chain/rpc-pool.js";
 import type { SqliteStore } from "../src/db/client.js";
 import { checkResults, jobs } from "../src/db/schema.js";
-import { type LocalWorld, startLocalWorld } from "../src/localnet/world.js";
+import { startLocalWorld } from "../src/localnet/world.js";
 import { createLogger } from "../src/log.js";
 import { createJobsApiClient } from "../src/recorder/jobs-api.js";
 import { createSettlementBackfill } from "../src/recorder/settlement-backfill.js";
@@ -12,6 +12,7 @@ import { auditRecord } from "../src/reports/audit-record.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile, type Profile } from "../src/verify/profiles.js";
 import { quickVerifierOptions } from "./support/quick-verifier.js";
+import { useStarted } from "./support/started-life.js";
 import { createTestStore } from "./support/store.js";
 import { groundTruth, type JobSpec, runRecordedJob } from "./support/verify-jobs.js";
 
@@ -19,13 +20,7 @@ const log = createLogger({ level: "silent" });
 /** A short drop window: with 10 ms slots a never-landing signature is called dropped in ~0.5 s. */
 const profile: Profile = { ...localnetProfile, dropAfterSlots: 50 };
 
-let world: LocalWorld;
-beforeAll(async () => {
-  world = await startLocalWorld({ slotMs: 10, finalitySlots: 3 });
-});
-afterAll(async () => {
-  await world?.close();
-});
+const world = useStarted(() => startLocalWorld({ slotMs: 10, finalitySlots: 3 }));
 
 function pool(urls = [world.rpcUrl], rateLimitPerSec = 200): RpcPool {
   return createRpcPool({

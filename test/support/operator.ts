@@ -13,7 +13,7 @@ import {
   getMintLen,
 } from "@solana/spl-token";
 import { Keypair, PublicKey, type TransactionInstruction } from "@solana/web3.js";
-import { afterAll, beforeAll, expect } from "vitest";
+import { expect } from "vitest";
 import { createApp } from "../../src/api/app.js";
 import { createToken } from "../../src/auth/tokens.js";
 import { createRpcPool, type RpcPool } from "../../src/chain/rpc-pool.js";
@@ -47,6 +47,7 @@ import { reportsStore } from "../../src/store/reports.js";
 import { createVerifier } from "../../src/verify/engine.js";
 import { localnetProfile, type Profile, priceUnits } from "../../src/verify/profiles.js";
 import { quickVerifierOptions } from "./quick-verifier.js";
+import { useStarted } from "./started-life.js";
 import { createTestStore } from "./store.js";
 
 /**
@@ -1430,37 +1431,11 @@ export async function startAdversaryHarness(
 }
 
 /**
- * The life of one adversary harness over a file or describe block: `start` (its start hook)
- * starts it and fills `harness` in, `close` (its end hook) closes it. A start hook that timed out
- * (a loaded runner) left the world starting: it listened later, its RPC and simulator servers
- * never closed, and a later file of the worker failed its servers' check. `close` waits for that
- * start and closes what it started; a start that failed is its hook's to report.
- */
-export function harnessLife(start: () => Promise<AdversaryHarness>) {
-  const harness = {} as AdversaryHarness;
-  let starting: Promise<AdversaryHarness> | undefined;
-  return {
-    harness,
-    async start() {
-      starting = start();
-      Object.assign(harness, await starting);
-    },
-    async close() {
-      const started = await starting?.catch(() => undefined);
-      await started?.close();
-    },
-  };
-}
-
-/**
  * One adversary harness for the enclosing file or describe block: started before its tests,
  * closed after them. Read its members inside tests and hooks (they are filled in once started).
  */
 export function useAdversaryHarness(
   options: Parameters<typeof startAdversaryHarness>[0] = {},
 ): AdversaryHarness {
-  const life = harnessLife(() => startAdversaryHarness(options));
-  beforeAll(life.start);
-  afterAll(life.close);
-  return life.harness;
+  return useStarted(() => startAdversaryHarness(options));
 }
