@@ -4,15 +4,16 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { eq, sql } from "drizzle-orm";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { createToken } from "../src/auth/tokens.js";
 import { openSqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { checkResults, finalVerdicts, jobs } from "../src/db/schema.js";
 import { localApiKey } from "../src/localnet/keys.js";
-import { type LocalWorld, startLocalWorld } from "../src/localnet/world.js";
+import { startLocalWorld } from "../src/localnet/world.js";
 import { keyFingerprint } from "../src/recorder/proxy.js";
 import { cliArgv } from "./support/service-process.js";
+import { useStarted } from "./support/started-life.js";
 
 /**
  * The kill -9 drill: real `serve` processes (the binary, over the program built for the run by
@@ -43,17 +44,13 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-let world: LocalWorld;
-/** The running `serve` processes: killed after the test whatever happened. */
+const world = useStarted(() => startLocalWorld({ slotMs: 10, finalitySlots: 3 }), 120_000);
+/** The running `serve` processes: killed after the test whatever happened (before the world). */
 const children = new Set<ChildProcess>();
-beforeAll(async () => {
-  world = await startLocalWorld({ slotMs: 10, finalitySlots: 3 });
-}, 120_000);
-afterAll(async () => {
+afterAll(() => {
   for (const child of children) {
     if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
   }
-  await world?.close();
 });
 
 interface Acked {

@@ -19,7 +19,7 @@ import {
   fingerprintOfKey,
   newJobId,
   Scenario,
-  startAdversaryHarness,
+  useAdversaryHarness,
   verified,
 } from "./support/operator.js";
 import { connectionsLeftOpen, usePostgresDatabase } from "./support/postgres.js";
@@ -56,10 +56,7 @@ import { createTestStore } from "./support/store.js";
  * One local world for both dialects' scenarios: each scenario has its own store, and the chain
  * already serves every scenario of a dialect, so a second world only cost its start again.
  */
-let world: Promise<AdversaryHarness> | undefined;
-afterAll(async () => {
-  await (await world)?.close();
-});
+const world = useAdversaryHarness();
 
 /**
  * Scenarios (localnet profile) whose store already holds what `pinKey(1)` leaves: key 1's first
@@ -117,11 +114,9 @@ describe.each(dialects)("%s store", (dialect) => {
   const stores = useDialectStores(dialect);
   let h: AdversaryHarness;
   const pinnedScenario = usePinnedScenarios(dialect, () => h);
-  beforeAll(async () => {
-    world ??= startAdversaryHarness();
-    const shared = await world;
+  beforeAll(() => {
     h = {
-      ...shared,
+      ...world,
       scenario: async (profile = localnetProfile) => new Scenario(h, profile, await stores.open()),
     };
   });
