@@ -315,6 +315,11 @@ export interface JobQueueStore {
   ): Promise<{ profile: string | null; jobs: number }[]>;
   /** Those of these jobs that are open (not final). */
   openOf(jobIds: readonly string[]): Promise<string[]>;
+  /**
+   * Makes these jobs due at `t` without reopening them (`makeDue`): a signature one of them
+   * waits for was seen. Nothing else of them changes; returns how many matched.
+   */
+  makeDue(jobIds: readonly string[], t: number): Promise<number>;
 }
 
 function filterCondition(filter: QueueFilter | null): SQL | undefined {
@@ -533,6 +538,9 @@ function createSqliteJobQueueStore(store: SqliteStore): JobQueueStore {
     .set(backfillAgainSet)
     .where(and(eq(jobs.jobId, sql.placeholder("jobId")), eq(jobs.backfillState, "gave_up")))
     .prepare();
+  const makeDueNow = sqlite.transaction((jobIds: readonly string[], t: number) =>
+    makeDue(store, jobIds, t),
+  ).immediate;
   const reverifyOne = sqlite.transaction((jobId: string, t: number) => {
     resetGivenUp(jobId);
     backfillAgain.run({ jobId });
@@ -654,6 +662,10 @@ function createSqliteJobQueueStore(store: SqliteStore): JobQueueStore {
         .where(and(jobIdIn(JSON.stringify(jobIds)), verdictIsOpen(jobs.verdict)))
         .all()
         .map((r) => r.jobId);
+    },
+    async makeDue(jobIds, t) {
+      if (jobIds.length === 0) return 0;
+      return makeDueNow(jobIds, t);
     },
   };
 }

@@ -139,6 +139,13 @@ export interface DecideTiming {
   proxyJobsApiWaitMs?: number;
   /** Jitter source. Default `Math.random`. */
   random?: () => number;
+  /**
+   * The round polls the never-seen signatures of a job left waiting itself, between the job's
+   * looks (`Decision.watchAt`), and sends the job back at once when one shows up: the job's own
+   * next look is then put off to when its signatures may be dropped (or the longest backoff),
+   * not claimed, written and decided again at every poll that learns nothing.
+   */
+  watchesUnseen?: boolean;
 }
 
 export interface Decision<J extends WaitingJob = DecideJob> {
@@ -150,6 +157,11 @@ export interface Decision<J extends WaitingJob = DecideJob> {
   evaluation: Evaluation | null;
   /** Checks written for a verdict reached without an evaluation (endpoints that disagree). */
   checks: CheckResult[] | null;
+  /**
+   * With `watchesUnseen`: when the job's never-seen signatures are to be polled next, before
+   * `nextVerifyAt` (the round polls them, and makes the job due if one is seen).
+   */
+  watchAt?: number;
 }
 
 /**
@@ -157,6 +169,12 @@ export interface Decision<J extends WaitingJob = DecideJob> {
  * unseen (see `decide`).
  */
 const UNSEEN_SPACING = 3;
+
+/**
+ * The furthest off a job whose never-seen signatures the round watches is looked at again, in
+ * longest backoffs (`watchesUnseen`).
+ */
+const UNSEEN_LOOK_MAX = 3;
 
 const commitmentRank: Record<Commitment, number> = { processed: 0, confirmed: 1, finalized: 2 };
 
@@ -400,6 +418,7 @@ function judgeWaiting<J extends WaitingJob>(
     }
     let delay =
       unseenFor >= 0 ? retryDelay(0, unseenFor + timing.pollIntervalMs) : timing.pollIntervalMs;
+    const grid = timing.pollIntervalMs;
     // The wider spacing must not put off the drop: a never-seen signature is looked at again
     // when it may be dropped, if that comes sooner (by the pace; none known, none such look).
     const dropAt = Math.min(...notReady.map((s) => signatures.dropDue?.get(s) ?? Infinity));
@@ -410,12 +429,54 @@ function judgeWaiting<J extends WaitingJob>(
     const finalAt = Math.max(...notReady.map((s) => signatures.finalityDue?.get(s) ?? 0));
     if (finalAt - t > delay) delay = Math.min(finalAt - t, Math.max(delay, timing.maxBackoffMs));
     // Due times snap to a grid so jobs waiting on finality are polled together, in one batch.
-    const grid = timing.pollIntervalMs;
     const nextVerifyAt = Math.ceil((t + delay) / grid) * grid;
+    // Every signature it waits for never seen: the round polls them at that time itself, and the
+    // job is looked at again when they may be dropped (by the pace; at most three longest
+    // backoffs off, as the pace could lie and the drop is judged on the slot read then), or
+    // sooner when one shows up. No pace known yet (a verifier's first polls), or a drop already
+    // due, the job keeps its own look.
+    if (
+      timing.watchesUnseen &&
+      dropAt !== Infinity &&
+      dropAt > t &&
+      notReady.every((s) => row(s)?.state === "unknown")
+    ) {
+      const look = Math.min(dropAt - t, UNSEEN_LOOK_MAX * timing.maxBackoffMs);
+      const jobAt = Math.ceil((t + Math.max(look, timing.pollIntervalMs)) / grid) * grid;
+      if (jobAt > nextVerifyAt) {
+        return {
+          ...base,
+          verdict: "awaiting_finality",
+          nextVerifyAt: jobAt,
+          commitment,
+          watchAt: nextVerifyAt,
+        };
+      }
+    }
     return { ...base, verdict: "awaiting_finality", nextVerifyAt, commitment };
   }
 
   return { commitment, unserved, served };
+}
+
+/**
+ * When a never-seen signature first missed at `since` is polled next, at `t`: as far off as
+ * three times how long it has been unseen, plus a poll interval, up to the longest backoff,
+ * on the poll grid (the spacing `decide` gives a job waiting for it).
+ */
+export function unseenPollAt(
+  since: number,
+  t: number,
+  timing: Pick<DecideTiming, "pollIntervalMs" | "maxBackoffMs" | "random">,
+): number {
+  const delay = backoff(0, {
+    baseMs: UNSEEN_SPACING * Math.max(0, t - since) + timing.pollIntervalMs,
+    maxMs: timing.maxBackoffMs,
+    jitter: [0.75, 1.25],
+    random: timing.random,
+  });
+  const grid = timing.pollIntervalMs;
+  return Math.ceil((t + Math.round(delay)) / grid) * grid;
 }
 
 const isClean = (verdict: Evaluation["verdict"]) =>

@@ -473,10 +473,13 @@ export function createVerifier(deps: VerifierDeps): Verifier {
           await sleep(options.errorBackoffMs);
           continue;
         }
-        const wait =
-          due === null
-            ? options.idleIntervalMs
-            : Math.min(options.idleIntervalMs, waitForDue(due, t, roundAt, options));
+        // Signatures the rounds watch for jobs put off are polled when due, whatever the rest.
+        const watched = round.nextWatchedAt();
+        const wait = Math.min(
+          due === null ? options.idleIntervalMs : waitForDue(due, t, roundAt, options),
+          options.idleIntervalMs,
+          watched === null ? Number.POSITIVE_INFINITY : Math.max(0, watched - t),
+        );
         await sleep(wait);
       }
     } catch (error) {

@@ -21,13 +21,20 @@ import {
 import type { VerdictStore, VerdictWrite } from "../store/verdicts.js";
 import { type CreditsSpan, jobSignatures, MAX_NAMED_BY, memoJobOf } from "./checks.js";
 import { custodyViews } from "./custody.js";
-import { type DecideJob, type Decision, decide, decideWaiting, type WaitingJob } from "./decide.js";
+import {
+  type DecideJob,
+  type Decision,
+  decide,
+  decideWaiting,
+  unseenPollAt,
+  type WaitingJob,
+} from "./decide.js";
 import { createEndpointSlotBook } from "./endpoint-slots.js";
 import { MOVEMENT_KINDS, readLock } from "./money-movements.js";
 import type { Profile } from "./profiles.js";
 import { createSlotClock } from "./slot-clock.js";
 import { longestLookMs, type VerifierOptions } from "./verifier-options.js";
-import type { VerifierRpc } from "./verifier-rpc.js";
+import type { SignatureStatusLike, VerifierRpc } from "./verifier-rpc.js";
 
 /**
  * One verification round: claim due jobs under a lease, poll the statuses of their signatures
@@ -62,6 +69,24 @@ const FULL_STATUS_REQUEST = 256;
  * fetches of the round are still out (none out, it is stored at once).
  */
 const STORE_WAIT_MS = 50;
+
+/**
+ * Never-seen signatures a round keeps polling between its jobs' looks, at most (a few hundred
+ * bytes each): past it, a job waiting for one is looked at on each poll of its signatures.
+ */
+const WATCH_MAX = 50_000;
+
+/**
+ * A never-seen signature the round polls itself (see `DecideTiming.watchesUnseen`): first
+ * missed at `since`, polled next at `pollAt`, for `jobs`, each looked at again by `until` anyway.
+ */
+interface Watched {
+  since: number;
+  pollAt: number;
+  until: number;
+  /** Nearly always one. */
+  jobs: string[];
+}
 
 /** A fetch's end: its answer, what it threw, or null when the round stopped it. */
 type FetchOutcome =
@@ -106,12 +131,21 @@ export interface RoundDeps {
   log: Logger;
 }
 
-/** Runs one round over `filter`; resolves with how many jobs it claimed. */
-export type Round = (
+/**
+ * Runs one round over `filter`; resolves with how many jobs it claimed, or made due (a watched
+ * signature seen): 0 when there was nothing to do.
+ */
+export type Round = ((
   filter: QueueFilter | null,
   runId: number | null,
   signal: AbortSignal,
-) => Promise<number>;
+) => Promise<number>) & {
+  /**
+   * When the next watched signature is to be polled (on the clock of the rounds' `t`), or null
+   * when none is watched: a loop with nothing due runs a round then.
+   */
+  nextWatchedAt(): number | null;
+};
 
 export function createRound(deps: RoundDeps): Round {
   const { queue, signatures, rpc, profile, options, owner, now } = deps;
@@ -146,8 +180,108 @@ export function createRound(deps: RoundDeps): Round {
     const readAt = slotClock.latest()?.t ?? Number.NEGATIVE_INFINITY;
     return readAt <= t - 5 * options.pollIntervalMs || readAt > t;
   };
+  /**
+   * Never-seen signatures of jobs left waiting, by signature. A poll that finds them still
+   * unseen (thousands of jobs whose transactions have not landed) costs a status request per
+   * 256 of them and nothing in the database: their jobs are neither claimed, nor written, nor
+   * decided again. One that shows up makes its jobs due at once. In memory only: after a
+   * restart each job is back by its own next look (its drop, or the longest backoff).
+   */
+  const watch = new Map<string, Watched>();
 
-  return async function round(filter, runId, signal) {
+  /** The claimed jobs are looked at whole now: their signatures are watched for them no more. */
+  function unwatch(claimed: readonly WaitingJob[]) {
+    if (watch.size === 0) return;
+    for (const job of claimed) {
+      for (const sig of jobSignatures(job)) {
+        const entry = watch.get(sig);
+        if (!entry) continue;
+        entry.jobs = entry.jobs.filter((id) => id !== job.jobId);
+        if (entry.jobs.length === 0) watch.delete(sig);
+      }
+    }
+  }
+
+  /** Watched signatures due at `t`, but those of `polled` (asked about for a claimed job). */
+  function dueWatched(t: number, polled: ReadonlySet<string>): string[] {
+    const due: string[] = [];
+    for (const [sig, entry] of watch) {
+      // Its jobs are back by now on their own (or were taken by another verifier).
+      if (entry.until <= t) watch.delete(sig);
+      else if (entry.pollAt <= t && !polled.has(sig)) due.push(sig);
+    }
+    return due;
+  }
+
+  /** Watches the never-seen signatures of the decisions that ask for it (`watchAt`). */
+  function watchDecided(
+    decisions: readonly Decision<WaitingJob>[],
+    rows: ReadonlyMap<string, SignatureRow>,
+    t: number,
+  ) {
+    for (const d of decisions) {
+      if (d.watchAt === undefined) continue;
+      for (const sig of jobSignatures(d.job)) {
+        const row = rows.get(sig);
+        if (row?.state !== "unknown") continue;
+        let entry = watch.get(sig);
+        if (!entry) {
+          if (watch.size >= WATCH_MAX) continue;
+          entry = { since: row.notFoundSince ?? t, pollAt: d.watchAt, until: 0, jobs: [] };
+          watch.set(sig, entry);
+        }
+        entry.pollAt = Math.min(entry.pollAt, d.watchAt);
+        entry.until = Math.max(entry.until, d.nextVerifyAt);
+        if (!entry.jobs.includes(d.job.jobId)) entry.jobs.push(d.job.jobId);
+      }
+    }
+  }
+
+  /**
+   * Takes the statuses of watched signatures (asked by the round's own poll, or now when it made
+   * none; "failed": that poll failed): the jobs of one seen are made due; one still unseen is
+   * polled again as spaced (a poll in trouble, at the next poll). Returns the jobs made due.
+   */
+  async function pollWatched(
+    sigs: readonly string[],
+    answer: readonly (SignatureStatusLike | null)[] | "failed" | undefined,
+    t: number,
+    signal: AbortSignal,
+  ): Promise<number> {
+    let statuses = answer;
+    if (statuses === undefined) {
+      try {
+        statuses = await rpc.getSignatureStatuses([...sigs], { signal });
+      } catch (error) {
+        if (isBusyError(error)) throw error;
+        statuses = "failed";
+      }
+    }
+    if (signal.aborted) return 0;
+    const news = new Set<string>();
+    sigs.forEach((sig, i) => {
+      const entry = watch.get(sig);
+      if (!entry) return;
+      const status = statuses === "failed" ? undefined : statuses[i];
+      if (status) {
+        for (const jobId of entry.jobs) news.add(jobId);
+        watch.delete(sig);
+        return;
+      }
+      entry.pollAt =
+        status === undefined
+          ? (Math.floor(t / options.pollIntervalMs) + 1) * options.pollIntervalMs
+          : unseenPollAt(entry.since, t, options);
+      if (entry.pollAt >= entry.until) watch.delete(sig);
+    });
+    return news.size === 0 ? 0 : queue.makeDue([...news], now());
+  }
+
+  const round = async function round(
+    filter: QueueFilter | null,
+    runId: number | null,
+    signal: AbortSignal,
+  ): Promise<number> {
     if (signal.aborted) return 0;
     // In pieces, each one short write (a claim of 1,000 held SQLite's write lock, and the
     // event loop, for ~10 ms); one `t` and `leaseAt` for all, so a piece never takes a job it
@@ -174,9 +308,14 @@ export function createRound(deps: RoundDeps): Round {
       await yieldToEventLoop();
     }
     let claimed = [...byId.values()];
-    if (claimed.length === 0) return 0;
-    const claimedCount = claimed.length;
+    unwatch(claimed);
     const allSigs = [...new Set(claimed.flatMap((j) => jobSignatures(j)))];
+    const watchedDue = dueWatched(t, new Set(allSigs));
+    if (claimed.length === 0) {
+      if (watchedDue.length === 0 || signal.aborted) return 0;
+      return pollWatched(watchedDue, undefined, t, signal);
+    }
+    const claimedCount = claimed.length;
 
     // Make sure every signature has its row, then see which still need the chain.
     const rows = new Map<string, SignatureRow>();
@@ -218,10 +357,17 @@ export function createRound(deps: RoundDeps): Round {
         claimed = claimed.filter((job) => !ids.has(job.jobId));
       }
     }
+    /** The statuses of the watched signatures due, asked with the claimed jobs' ones. */
+    let watchedAnswer: (SignatureStatusLike | null)[] | "failed" | undefined;
     if (needStatus.length > 0 && pollNow && !signal.aborted) {
       lastPollCell = cell;
       try {
-        const statuses = [...(await rpc.getSignatureStatuses(needStatus, { signal }))];
+        // One request per 256 signatures for both: the claimed jobs' and the watched ones.
+        const answers = [
+          ...(await rpc.getSignatureStatuses([...needStatus, ...watchedDue], { signal })),
+        ];
+        watchedAnswer = answers.slice(needStatus.length);
+        const statuses = answers.slice(0, needStatus.length);
         const missing = needStatus.filter((_, i) => !statuses[i]);
         const landing = statuses.some((s) => s && s.confirmationStatus !== "finalized");
         let currentSlot: number | null = null;
@@ -416,9 +562,14 @@ export function createRound(deps: RoundDeps): Round {
         if (isBusyError(error)) throw error; // the database, not the node: retry the round
         // A stopped round decides nothing: the calls it cut short are nobody's trouble.
         if (signal.aborted) return claimed.length;
+        watchedAnswer ??= "failed";
         for (const s of needStatus) trouble.set(s, `getSignatureStatuses: ${message(error)}`);
       }
     }
+    const madeDue =
+      watchedDue.length === 0 || signal.aborted
+        ? 0
+        : await pollWatched(watchedDue, watchedAnswer, t, signal);
 
     const keep = (signature: string, row: SignatureRow | undefined) => {
       if (row) rows.set(signature, row);
@@ -698,7 +849,7 @@ export function createRound(deps: RoundDeps): Round {
         if (signal.aborted) break;
         // A job left waiting is decided on what the claim read: no checks run, so neither its
         // whole row, nor its signatures' namers, pins or balances are read.
-        const timing = { ...options, now: now() };
+        const timing = { ...options, now: now(), watchesUnseen: watch.size < WATCH_MAX };
         const decisions: Decision<WaitingJob>[] = [];
         const rest: ClaimedJob[] = [];
         for (const job of slice) {
@@ -708,6 +859,7 @@ export function createRound(deps: RoundDeps): Round {
         }
         if (rest.length > 0) decisions.push(...(await judge(rest)));
         await write(decisions, runId);
+        watchDecided(decisions, rows, timing.now);
         await yieldToEventLoop();
       }
     } catch (error) {
@@ -724,8 +876,17 @@ export function createRound(deps: RoundDeps): Round {
       await Promise.allSettled([...started].map((s) => fetched.get(s)));
       await Promise.allSettled([...storing]);
     }
-    return claimed.length;
+    return claimed.length + madeDue;
   };
+  return Object.assign(round, {
+    nextWatchedAt() {
+      let next: number | null = null;
+      for (const entry of watch.values()) {
+        if (next === null || entry.pollAt < next) next = entry.pollAt;
+      }
+      return next;
+    },
+  });
 
   /** getTransaction calls this round may make: its share of the RPC's current rate. */
   function fetchBudget(): number {

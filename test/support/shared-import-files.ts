@@ -227,6 +227,7 @@ export const sharedImportFiles: readonly string[] = [
   "test/verify-review.test.ts",
   "test/verify-rpc-faults.test.ts",
   "test/verify-slot-clock.test.ts",
+  "test/verify-unseen-watch.dialects.test.ts",
   "test/verify-unstorable-amounts.dialects.test.ts",
   "test/verify-world.test.ts",
   "test/windows-half-open.test.ts",

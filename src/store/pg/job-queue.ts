@@ -524,5 +524,20 @@ export function createPgJobQueueStore(store: PgStore): JobQueueStore {
         .where(and(jobIdIn(jobIds), verdictIsOpen(jobs.verdict)));
       return rows.map((r) => r.jobId);
     },
+    async makeDue(jobIds, t) {
+      if (jobIds.length === 0) return 0;
+      // Skips rows another transaction holds, as `releaseLeases` does: such a job is being
+      // claimed or reopened, and so looked at again anyway.
+      const free = db
+        .select({ jobId: jobs.jobId })
+        .from(jobs)
+        .where(and(jobIdIn(jobIds), verdictIsOpen(jobs.verdict)))
+        .for("update", { skipLocked: true });
+      const result = await db
+        .update(jobs)
+        .set({ nextVerifyAt: sql`least(${jobs.nextVerifyAt}, ${dueNowMs(t)})` })
+        .where(inArray(jobs.jobId, free));
+      return result.rowCount ?? 0;
+    },
   };
 }

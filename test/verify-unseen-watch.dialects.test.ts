@@ -1,0 +1,136 @@
+import { describe, expect, it } from "vitest";
+import { createLogger } from "../src/log.js";
+import { createCustodyStore } from "../src/store/custody.js";
+import { createJobQueueStore } from "../src/store/job-queue.js";
+import { createLedgerStore } from "../src/store/ledger.js";
+import { createSignatureStore } from "../src/store/signatures.js";
+import { createVerdictStore } from "../src/store/verdicts.js";
+import type { SignatureStatusLike } from "../src/verify/engine.js";
+import { localnetProfile } from "../src/verify/profiles.js";
+import { createRound } from "../src/verify/round.js";
+import { defaultVerifierOptions } from "../src/verify/verifier-options.js";
+import { dialects, useDialectStores } from "./support/dialects.js";
+import { queueColumns, seedJobs, T0 } from "./support/seed-queue.js";
+
+/**
+ * Thousands of jobs whose signatures no node has seen yet (the RPC has not caught up, or they
+ * never land) wait while the proxy serves. Their signatures are polled as before (2, 10, 42 s
+ * after the first miss...), but a poll that finds them still unseen costs a status request and
+ * nothing in the database: the jobs are not claimed, written or decided again until they may be
+ * dropped, or until one of their signatures shows up, which sends its job back at once.
+ */
+
+const POLL_MS = 2_000;
+const SLOT_MS = 400;
+
+describe.each(dialects)("jobs whose signatures no node has seen yet, on %s", (dialect) => {
+  const stores = useDialectStores(dialect);
+
+  it("are polled without being claimed at each poll, and looked at as soon as one shows up", async () => {
+    const store = await stores.open();
+    const ids = Array.from({ length: 12 }, (_, i) => `job_wait${i.toString().padStart(2, "0")}`);
+    const escrow = (id: string) => `sig_e_${id}`;
+    const settlement = (id: string) => `sig_s_${id}`;
+    await seedJobs(
+      store,
+      ids.map((jobId) => ({
+        jobId,
+        escrowTx: escrow(jobId),
+        settlementTx: settlement(jobId),
+        nextVerifyAt: 0,
+        leaseOwner: null,
+        leaseUntil: null,
+      })),
+    );
+    let clock = T0;
+    // A node that has seen nothing but what lands; its finalized slot moves at 400 ms a slot.
+    const landed = new Map<string, number>();
+    const polled = new Map<string, number[]>();
+    const slot = () => 1_000 + Math.floor((clock - T0) / SLOT_MS);
+    const rpc = {
+      async getSignatureStatuses(signatures: string[]) {
+        for (const s of signatures) polled.set(s, [...(polled.get(s) ?? []), clock - T0]);
+        return signatures.map((signature): SignatureStatusLike | null => {
+          const at = landed.get(signature);
+          return at === undefined
+            ? null
+            : { signature, slot: at, confirmationStatus: "confirmed", err: null };
+        });
+      },
+      async getTransaction() {
+        return null;
+      },
+      async getSlot() {
+        return slot();
+      },
+    };
+    const queue = createJobQueueStore(store);
+    const claims = new Map<string, number[]>();
+    const claim = queue.claim.bind(queue);
+    queue.claim = async (...args) => {
+      const got = await claim(...args);
+      for (const j of got) claims.set(j.jobId, [...(claims.get(j.jobId) ?? []), clock - T0]);
+      return got;
+    };
+    const round = createRound({
+      queue,
+      signatures: createSignatureStore(store),
+      verdicts: createVerdictStore(store, localnetProfile),
+      custody: createCustodyStore(store, localnetProfile, { vaults: [], byKey: {} }),
+      ledger: createLedgerStore(store),
+      configuredVaults: new Set(),
+      rpc,
+      profile: localnetProfile,
+      options: { ...defaultVerifierOptions, pollIntervalMs: POLL_MS },
+      owner: "verifier",
+      now: () => clock,
+      sharedNow: async () => clock,
+      log: createLogger({ level: "silent" }),
+    });
+    const signal = new AbortController().signal;
+    // The loop: rounds while they find work, then the next poll.
+    const runFor = async (ms: number) => {
+      const end = clock + ms;
+      for (; clock < end; clock += POLL_MS) {
+        while ((await round(null, null, signal)) > 0) {}
+      }
+    };
+
+    await runFor(30_000);
+    // One lands 30 s after the first miss: its job is looked at at the next poll of its escrow.
+    const late = ids[0]!;
+    landed.set(escrow(late), slot());
+    await runFor(70_000);
+
+    const waiting = ids.slice(1);
+    for (const id of waiting) {
+      // The first poll and the one that learnt the pace of the slots: then the job waits for its
+      // drop (300 slots: 120 s), and its signatures are polled without it.
+      expect(claims.get(id), id).toHaveLength(2);
+      for (const s of [escrow(id), settlement(id)]) {
+        expect(polled.get(s)?.length ?? 0, s).toBeGreaterThanOrEqual(4);
+      }
+    }
+    const jobs = await queueColumns(store);
+    for (const job of jobs.filter((j) => j.jobId !== late)) {
+      expect(job).toMatchObject({ verdict: "awaiting_finality", leaseOwner: null });
+      expect(job.nextVerifyAt, job.jobId).toBeGreaterThanOrEqual(T0 + 100_000);
+    }
+    // Claimed again in the round after the poll that saw its escrow land.
+    const seen = polled.get(escrow(late))!.find((at) => at >= 30_000)!;
+    expect(claims.get(late)).toContain(seen);
+    const [row] =
+      store.kind === "postgres"
+        ? (
+            await store.pool.query("SELECT state FROM chain_transactions WHERE signature = $1", [
+              escrow(late),
+            ])
+          ).rows
+        : [
+            store.sqlite
+              .prepare("SELECT state FROM chain_transactions WHERE signature = ?")
+              .get(escrow(late)),
+          ];
+    expect(row).toEqual({ state: "landed" });
+  }, 60_000);
+});
