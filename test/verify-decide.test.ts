@@ -687,4 +687,55 @@ describe("credits.header: the credits header against the vault's balances over t
     // the earliest, never a poll at once.
     expect(schedule(firstMiss + 1000)).toEqual([0, 2, 10, 42, 102, 162]);
   });
+
+  it("puts a job waiting for a never-seen signature off to its drop when the round watches the signature, and says when to poll it", () => {
+    const { job, escrow, settlement } = honest();
+    const firstMiss = 1_000_000;
+    const unseen: Row = {
+      state: "unknown",
+      commitment: null,
+      notFoundSlot: 400,
+      notFoundSince: firstMiss,
+    };
+    const at = (t: number, rows: Record<string, Row>, dropDue: number | null) =>
+      decide(
+        claimed(job),
+        known(
+          rows,
+          [escrow],
+          dropDue === null ? {} : { dropDue: new Map([[settlement.signature, dropDue]]) },
+        ),
+        localnetProfile,
+        noPins,
+        { ...timing, now: t, watchesUnseen: true },
+      );
+    const waiting = { [escrow.signature]: finalized, [settlement.signature]: unseen };
+    // Polled at 10 s as before, by the round; the job itself when the drop is due (120.5 s).
+    expect(at(firstMiss + 2_000, waiting, firstMiss + 120_500)).toMatchObject({
+      verdict: "awaiting_finality",
+      watchAt: firstMiss + 10_000,
+      nextVerifyAt: firstMiss + 122_000,
+    });
+    // A drop far off by the pace (a node's pace may lie): three longest backoffs at most.
+    expect(at(firstMiss + 2_000, waiting, firstMiss + 3_600_000).nextVerifyAt).toBe(
+      firstMiss + 182_000,
+    );
+    // No pace known yet, or the drop due by the next poll: the job keeps its own look.
+    for (const [dropDue, look] of [
+      [null, firstMiss + 10_000],
+      [firstMiss + 3_000, firstMiss + 4_000],
+    ] as const) {
+      const d = at(firstMiss + 2_000, waiting, dropDue);
+      expect(d.watchAt).toBeUndefined();
+      expect(d.nextVerifyAt).toBe(look);
+    }
+    // A landed transaction waits for its finality: nothing to watch.
+    const landed: Row = { ...unseen, state: "landed", commitment: "confirmed" };
+    const d = at(
+      firstMiss + 2_000,
+      { [escrow.signature]: finalized, [settlement.signature]: landed },
+      firstMiss + 120_500,
+    );
+    expect(d.watchAt).toBeUndefined();
+  });
 });

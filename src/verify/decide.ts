@@ -142,8 +142,8 @@ export interface DecideTiming {
   /**
    * The round polls the never-seen signatures of a job left waiting itself, between the job's
    * looks (`Decision.watchAt`), and sends the job back at once when one shows up: the job's own
-   * next look is then put off to when its signatures may be dropped (or the longest backoff),
-   * not claimed, written and decided again at every poll that learns nothing.
+   * next look is then put off to when its signatures may be dropped (by the pace of the
+   * finalized slot), not claimed, written and decided again at every poll that learns nothing.
    */
   watchesUnseen?: boolean;
 }
