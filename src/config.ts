@@ -3,6 +3,7 @@ import { z } from "zod";
 import { isBase58OfLength } from "./chain/base58.js";
 import { withoutUrlSecrets } from "./chain/url-secrets.js";
 import { DatabaseUrlError, parseDatabaseUrl, sslModes } from "./db/url.js";
+import { DEFAULT_READ_QUEUE } from "./read-gate.js";
 
 /**
  * The one reader of process.env. Every key is documented with its default; a bad value stops
@@ -284,6 +285,12 @@ export const configSchema = z.object({
    * they changed), in ms: a worker that dies loses at most this long of its counts. Default 1000.
    */
   WORKER_COUNTERS_MS: wholeNumber(1, 3_600_000).default(1000),
+  /**
+   * Report readers (audit records, reports, job listings, dashboard pages) a serving process
+   * lets wait for their turn; one more is answered 503 with `Retry-After`. Readers take turns,
+   * one at a time on SQLite, so that a burst of them never holds the event loop. Default 64.
+   */
+  READ_QUEUE: wholeNumber(0, 100_000).default(DEFAULT_READ_QUEUE),
   /** Interface `serve` listens on. Default 127.0.0.1. */
   HOST: z.string().min(1).default("127.0.0.1"),
   /** Protocol profile: a built-in name (`localnet`, `decentral-mainnet`) or a JSON file path. */

@@ -21,6 +21,7 @@ export const errorCodes = [
   "malformed_transaction",
   "locked",
   "store_unavailable",
+  "busy",
   "timeout",
   "internal",
 ] as const;

@@ -25,6 +25,7 @@ import { holdLeaderLease, type LeaderLease } from "./leader-lease.js";
 import { configuredAccountSnapshotter } from "./ledger/account-snapshots.js";
 import { createLogger, type Logger } from "./log.js";
 import { validateCronExpression } from "./nightly/cron-expression.js";
+import { createReadGate } from "./read-gate.js";
 import { createJobsApiClient, jobsApiCallCounts } from "./recorder/jobs-api.js";
 import { createRecordingProxy } from "./recorder/proxy.js";
 import { explorerClusterOf } from "./reports/audit-record.js";
@@ -254,6 +255,12 @@ export async function startService(
       metrics: options.metrics ? options.metrics(metrics) : metrics,
       verifier,
       proxyRequireToken: config.PROXY_REQUIRE_TOKEN,
+      // One reader at a time on SQLite, whose reads hold the event loop; as many as the pool
+      // on PostgreSQL, whose reads wait on the network.
+      readGate: createReadGate({
+        concurrency: store.kind === "postgres" ? config.DATABASE_POOL_SIZE : 1,
+        maxWaiting: config.READ_QUEUE,
+      }),
       statement: {
         profile,
         graceSeconds: config.LEDGER_GRACE_SECONDS,

@@ -6,6 +6,7 @@ import { dashboardRoutes } from "../dashboard/routes.js";
 import type { Store } from "../db/client.js";
 import { AppError } from "../errors.js";
 import type { Logger } from "../log.js";
+import { createReadGate, type ReadGate } from "../read-gate.js";
 import type { RecordingProxy } from "../recorder/proxy.js";
 import type { ReceiptWriter } from "../recorder/receipt-writer.js";
 import { credentialsOf, withoutKeys } from "../recorder/without-key.js";
@@ -28,6 +29,7 @@ import {
   unnamedMessage,
   unnamedQueryParameter,
 } from "./query-utf8.js";
+import { readersBusyMessage, readTurn } from "./read-turn.js";
 import { requestIdOf } from "./request-id.js";
 import { createRouter } from "./router.js";
 import { type StatementRoutesDeps, statementRoutes } from "./statement-routes.js";
@@ -57,6 +59,11 @@ export interface AppDeps {
   proxyRequireToken?: boolean;
   /** The credit vaults' statement (`/reports/statement`); without it that route is not served. */
   statement?: Omit<StatementRoutesDeps, "store" | "now">;
+  /**
+   * Where audit records, reports, listings and dashboard pages take turns (src/read-gate.ts).
+   * Default: one of its own, a reader at a time, `DEFAULT_READ_QUEUE` waiting.
+   */
+  readGate?: ReadGate;
 }
 
 export type { AppEnv } from "./context.js";
@@ -156,6 +163,23 @@ export function createApp(deps: AppDeps) {
     }
     await next();
   });
+
+  // Readers take turns, each in a turn of the event loop of its own, a bounded number waiting:
+  // a burst of them held the loop for seconds, the proxy and the leader's lease with it.
+  // Dashboard pages are answered by the dashboard, with a page (below). One refused is told
+  // first what is wrong with its token, if anything: a 401 is no reason to come back.
+  const readGate = deps.readGate ?? createReadGate();
+  const readerToken = requireRole(deps.store, "read", deps.now ? { now: deps.now } : {});
+  app.use(
+    "*",
+    readTurn(
+      readGate,
+      "api",
+      async (c: Context<AppEnv>) =>
+        (await readerToken(c, async () => {})) ??
+        c.json(errorBody(c, "busy", readersBusyMessage), 503),
+    ),
+  );
 
   app.onError(handleError);
   // Built once, when first needed: every route is registered by then.
@@ -282,6 +306,7 @@ export function createApp(deps: AppDeps) {
       verifier: deps.verifier,
       readiness: deps.readiness,
       metrics,
+      readGate,
       ...(deps.statement ? { statement: deps.statement } : {}),
     }),
   );

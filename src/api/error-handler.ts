@@ -32,6 +32,7 @@ export function statusOf(code: ErrorCode): ContentfulStatusCode {
     case "rate_limited":
       return 429;
     case "store_unavailable":
+    case "busy":
       return 503;
     case "upstream_unavailable":
     case "rpc_unavailable":

@@ -15,6 +15,7 @@ import {
   unnamedMessage,
   unnamedQueryParameter,
 } from "../api/query-utf8.js";
+import { readTurn } from "../api/read-turn.js";
 import { authenticateToken, roleSatisfies } from "../auth/tokens.js";
 import { isBase58OfLength } from "../chain/base58.js";
 import type { Store } from "../db/client.js";
@@ -23,6 +24,7 @@ import { timeZoneOf } from "../instant.js";
 import { buildStatement } from "../ledger/statement.js";
 import type { Logger } from "../log.js";
 import { printable } from "../printable-text.js";
+import { createReadGate, type ReadGate } from "../read-gate.js";
 import { codingsOf } from "../recorder/content-codings.js";
 import { auditRecord, type ExplorerCluster } from "../reports/audit-record.js";
 import { type FailingVerdict, failingVerdicts, listDiscrepancies } from "../reports/job-listing.js";
@@ -77,6 +79,8 @@ export interface DashboardDeps {
   sessionTtlMs?: number;
   /** The credit vaults' statement; without it the statement page says the ledger is off. */
   statement?: { profile: Profile; graceSeconds: number };
+  /** Where pages take turns with the API's readers (src/read-gate.ts); default one of its own. */
+  readGate?: ReadGate;
 }
 
 interface DashboardEnv {
@@ -443,6 +447,20 @@ export function dashboardRoutes(deps: DashboardDeps) {
     }
     await next();
   });
+
+  // Pages take turns with the API's readers, once signed in: a burst of them held the event
+  // loop for seconds.
+  app.use(
+    "*",
+    readTurn(deps.readGate ?? createReadGate(), "dashboard", (c: Ctx, seconds) =>
+      messagePage(
+        c,
+        503,
+        "Busy",
+        `Too many pages and reports are being read at once. Reload the page in ${seconds} second${seconds === 1 ? "" : "s"}.`,
+      ),
+    ),
+  );
 
   app.post("/sign-out", takes(), async (c) => {
     const id = getCookie(c, SESSION_COOKIE);

@@ -239,6 +239,8 @@ export const sharedImportFiles: readonly string[] = [
  * left isolated for no reason re-imports the program's modules (seconds of a loaded runner).
  */
 export const isolatedByChoice: Readonly<Record<string, string>> = {
+  "test/api-read-turns.test.ts":
+    "a timing test of the event loop: whether a timer fires between report readers",
   "test/bench-proxy-idle.test.ts":
     "reads a stand-in service's CPU over time: timers a file before it left would skew it",
   "test/event-loop-delay.test.ts": "a timing test of the event loop",
