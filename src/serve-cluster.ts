@@ -577,11 +577,22 @@ async function startPrimary(
    */
   const leaving = new Set<Worker>();
   const held = new Set<Worker>();
-  /** Is a worker other than `worker` starting (forked, or its restart due), not yet listening? */
+  /**
+   * Is a worker other than `worker` coming to listen: one starting (forked, or its restart due),
+   * or one let stop that has not ended yet, which is restarted once its end is seen? Without the
+   * latter, a worker signalled while another drained at its own signal (a rolling restart
+   * signalling every worker at once, or the next one as soon as the first stopped listening)
+   * found no listener and nothing starting, stopped too, and the port closed until a
+   * replacement listened.
+   */
   const replacementComing = (worker: Worker) =>
     restartTimers.size > 0 ||
     Object.values(cluster.workers ?? {}).some(
-      (w) => w !== undefined && w !== worker && !ready.has(w) && !w.isDead(),
+      (w) =>
+        w !== undefined &&
+        w !== worker &&
+        !w.isDead() &&
+        (!ready.has(w) || (leaving.has(w) && !held.has(w))),
     );
   const mayStop = (worker: Worker) =>
     closing ||

@@ -1054,23 +1054,19 @@ function healthz(url: string): Promise<string> {
 }
 
 describe("serve --workers 2, restarted one worker at a time", () => {
-  it("keeps the port when the second worker is signalled before the first's replacement listens", async () => {
-    // The replacement of the first worker starts 1.5 s after it ended: the second is signalled
-    // in between, as a rolling restart that does not wait for each replacement does.
-    const { serve } = await startCluster({ WORKER_RESTART_MS: "1500" });
+  it("keeps the port when every worker is signalled at once, each serving until a replacement listens", async () => {
+    // A rolling restart that signals both workers together (or the second as the first stops):
+    // the first let go drains and ends, and the second, signalled meanwhile, must serve on
+    // until the first's replacement listens. Let go while the first was still draining, it
+    // closed the service's port as well: nothing listened until a replacement did.
+    const { serve } = await startCluster();
     const [first, second] = [...workerPids(serve)] as [number, number];
     process.kill(first, "SIGTERM");
-    // Signalled once the primary has seen the first end: until it has, the dead worker still
-    // counts as one listening, and the second may stop (a gap a signal sent within the primary's
-    // own reaping of the first can still open, about a loaded event loop's turn).
-    await serve.waitForLog(
-      (l) => l.msg === "serve worker died; restarting it" && l.workerPid === first,
-    );
     process.kill(second, "SIGTERM");
     const outcomes = new Map<string, number>();
     const started = Date.now();
-    // Until the replacement listens and the second worker is gone.
-    while (workerPids(serve).size < 3 || alive(second)) {
+    // Until a replacement listens and both signalled workers are gone.
+    while (workerPids(serve).size < 3 || alive(first) || alive(second)) {
       if (Date.now() - started > 20_000) throw new Error("the restart did not end in time");
       const outcome = await healthz(serve.url);
       outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
@@ -1078,9 +1074,16 @@ describe("serve --workers 2, restarted one worker at a time", () => {
       // finds it, where probes back to back took the CPU that replacement starts on.
       await new Promise((r) => setTimeout(r, 20));
     }
-    // The port was never closed between the two workers: no client was refused. (A connection
-    // a worker accepts as it closes its listener may still be reset, as in any drain.)
+    // The port was never closed between the workers: no client was refused. (A connection a
+    // worker accepts as it closes its listener may still be reset, as in any drain.)
     expect(outcomes.get("ECONNREFUSED")).toBeUndefined();
+    // One of the two was held while nothing else listened.
+    const held = serve.logs.filter(
+      (l) => l.msg === "serve worker asked to stop; it serves until its replacement listens",
+    );
+    expect(
+      held.map((l) => l.workerPid).filter((pid) => pid === first || pid === second),
+    ).toHaveLength(1);
     expect(outcomes.get("200")).toBeGreaterThan(0);
     expect(alive(serve.child.pid as number)).toBe(true);
     expect(await healthz(serve.url)).toBe("200");
