@@ -184,6 +184,46 @@ describe.each(dialects)("%s store", (dialect) => {
     },
   );
 
+  it.runIf(dialect === "postgres")(
+    "counts once a job recorded late whose row another session holds as the run of its recording window claims it: that run says so and exits 2, and done again it claims the job",
+    async () => {
+      const c = (await h.scenario()).recordOnChainClock();
+      const n0 = periodEdge(h);
+      const [inTime, late] = onChain(2, 2) as [Unwritten, Unwritten];
+      await write(c, inTime, h.op.now(), h.op.now());
+      const n1 = periodEdge(h);
+      await finalizedAfter(h, 2_500);
+      const nightN = await nightly(h, c, { from: n0, to: n1 });
+      expect(nightN).toMatchObject({ outcome: "verified", total: 1 });
+      // Dated in night N, recorded after N's run: N+1's.
+      await write(c, late, n1 - 1_000, n1 + 100);
+      await c.verify();
+      const n2 = periodEdge(h);
+      await finalizedAfter(h, 2_500);
+      if (c.store.kind !== "postgres") throw new Error("a PostgreSQL store");
+      // An operator's session holds the late job's row (SELECT ... FOR UPDATE) through N+1's run.
+      const locker = await c.store.pool.connect();
+      let heldRun: NightlySummary;
+      try {
+        await locker.query("BEGIN");
+        await locker.query("SELECT 1 FROM jobs WHERE job_id = $1 FOR UPDATE", [late.plan.jobId]);
+        heldRun = await nightly(h, c, { from: n1, to: n2 });
+      } finally {
+        await locker.query("ROLLBACK");
+        locker.release();
+      }
+      // Counted, not claimed: a run of N done again would count it too. Said, and not clean.
+      expect(heldRun).toMatchObject({ outcome: "incomplete", exitCode: 2 });
+      expect(heldRun.reason).toContain(late.plan.jobId);
+      // Done again (cron told 2), N+1 claims it; N done again leaves it to N+1.
+      const nightN1 = await nightly(h, c, { from: n1, to: n2 });
+      expect(nightN1).toMatchObject({ outcome: "verified", exitCode: 0, total: 1 });
+      const again = await nightly(h, c, { from: n0, to: n1 });
+      expect(again).toMatchObject({ outcome: "verified", total: 1 });
+      expect(again.total + nightN1.total).toBe(2);
+    },
+  );
+
   it("leaves to the next window a job recorded between a run's claim and its count", async () => {
     const c = (await h.scenario()).recordOnChainClock();
     const n0 = periodEdge(h);

@@ -18,7 +18,11 @@ import { countJobsByVerdict } from "../reports/reconciliation.js";
 import { createJobQueueStore } from "../store/job-queue.js";
 import { createOpsStore, type HeadersNotJudged } from "../store/ops.js";
 import { countOpenJobWaits, type OpenJobWait, refusalOf } from "../store/queue-rules.js";
-import { createVerificationRunStore, type NightlyRunOutcome } from "../store/verification-runs.js";
+import {
+  createVerificationRunStore,
+  type LateNotClaimed,
+  type NightlyRunOutcome,
+} from "../store/verification-runs.js";
 import type { ProfileStatus } from "../verify/profile-status.js";
 import { acquireLock, lockHolder, releaseLock, sharedLockNow, takeOverLock } from "./locks.js";
 
@@ -231,6 +235,12 @@ const MAX_LEDGER_READS = 3;
 
 /** Jobs named by a run that left their credits headers unjudged; the rest are counted. */
 const MAX_NAMED_UNJUDGED = 10;
+
+/** Jobs named by a run that could not claim the late ones it counted; the rest are counted. */
+const MAX_NAMED_UNCLAIMED = 10;
+
+/** How many times a run claims again the late jobs its first claim left (a second apart). */
+const LATE_CLAIM_RETRIES = 3;
 
 /** Pause between attempts while the database is away (a restart, a failover, a lock held). */
 const DATABASE_RETRY_MS = 1000;
@@ -606,19 +616,53 @@ export async function runNightlyVerification(
     // recorded in it and dated before it) are claimed for this window before its counts are
     // read: the next window leaves out what this one counted (`countedInWindow`). Not stored,
     // the count stands: those jobs are counted by the window they were recorded in.
-    try {
-      await whileDatabaseAway(
+    const runs = createVerificationRunStore(store);
+    const claim = () =>
+      whileDatabaseAway(
         () => {
           options.boundWaits?.();
-          return createVerificationRunStore(store).claimWindowJobs(options.from, options.to);
+          return runs.claimWindowJobs(options.from, options.to);
         },
         left(),
         options.signal,
       );
+    let claimed = true;
+    try {
+      await claim();
     } catch {
+      claimed = false;
+    }
+    // A job recorded in the window and dated before it is counted by it whether claimed or not
+    // (`countedLate`): one left unclaimed (its row held by another session, the claim not
+    // stored) was counted here and again by a run of the window it is dated in done later, so
+    // the sum of the nightly reports had it twice. Claimed again while time is left, else said:
+    // the run is incomplete, and done again it claims them.
+    let lateLeft: LateNotClaimed | null = null;
+    try {
+      for (let tries = 1; ; tries++) {
+        lateLeft = await whileDatabaseAway(
+          () => runs.lateNotClaimed(options.from, options.to, MAX_NAMED_UNCLAIMED),
+          left(),
+          options.signal,
+        );
+        if (lateLeft.jobs === 0 || tries > LATE_CLAIM_RETRIES || left() < DATABASE_RETRY_MS) break;
+        await sleep(DATABASE_RETRY_MS, undefined, options.signal ? { signal: options.signal } : {});
+        claimed = await claim().then(
+          () => true,
+          () => false,
+        );
+      }
+    } catch {
+      // Not known: the counts below say what they can; an unread list is no finding.
+    }
+    if (!claimed) {
       notStored.push(
-        "which jobs recorded after their date this window counted (those it did not claim are counted by the window they were recorded in)",
+        "which jobs recorded after their date this window counted (those dated in it it did not claim are counted by the window they were recorded in)",
       );
+    }
+    if (lateLeft !== null && lateLeft.jobs > 0) {
+      const text = lateNotClaimedText(lateLeft);
+      reason = reason === null ? text : `${reason}; ${text}`;
     }
   }
 
@@ -779,6 +823,16 @@ export async function runNightlyVerification(
     ...(countsUnknown ? { countsUnknown: true as const } : {}),
     ...(notStored.length > 0 ? { notStored } : {}),
   };
+}
+
+/**
+ * Why a run that counted jobs recorded late in its window without claiming them is not clean:
+ * "1 job recorded in this window after its date ... (job_x) ...".
+ */
+function lateNotClaimedText(left: LateNotClaimed): string {
+  const more = left.jobs - left.first.length;
+  const jobs = left.jobs === 1 ? "1 job" : `${left.jobs} jobs`;
+  return `${jobs} recorded in this window after ${left.jobs === 1 ? "its date" : "their date"} counted by it but not claimed for it (${left.first.join(", ")}${more > 0 ? `; and ${more} more` : ""}): ${left.jobs === 1 ? "its row" : "their rows"} held by another database session (SELECT ... FOR UPDATE, a long transaction) or the claim not stored, so a run of the window ${left.jobs === 1 ? "it is" : "they are"} dated in would count ${left.jobs === 1 ? "it" : "them"} again; run this window again to claim ${left.jobs === 1 ? "it" : "them"}`;
 }
 
 /**

@@ -96,6 +96,20 @@ export interface VerificationRunStore {
    * unclaimed, it is counted by the window it was recorded in.
    */
   claimWindowJobs(from: number, to: number): Promise<{ date: number; late: number }>;
+  /**
+   * The jobs recorded in [from, to) and dated before it that no run has claimed
+   * (`unclaimedOfWindow` `late`): a run of the window counts them (`countedLate`), so one left
+   * after its claim (a row another session held, a claim not stored) is counted by it unclaimed,
+   * and a run of the window it is dated in, done again, would count it too. How many, and the
+   * first `limit` of them.
+   */
+  lateNotClaimed(from: number, to: number, limit: number): Promise<LateNotClaimed>;
+}
+
+/** Jobs recorded late in a window that its run could not claim (`lateNotClaimed`). */
+export interface LateNotClaimed {
+  jobs: number;
+  first: string[];
 }
 
 /**
@@ -222,6 +236,12 @@ function createSqliteVerificationRunStore(store: SqliteStore): VerificationRunSt
     date: claimDate.run(window).changes,
     late: claimLate.run(window).changes,
   }));
+  const lateLeft = db
+    .select({ jobId: jobs.jobId })
+    .from(jobs)
+    .where(unclaimedOfWindow(jobs, "late", from, to))
+    .orderBy(jobs.recordedAt, jobs.jobId)
+    .prepare();
 
   return {
     async runningOwners(owner) {
@@ -229,6 +249,12 @@ function createSqliteVerificationRunStore(store: SqliteStore): VerificationRunSt
     },
     async claimWindowJobs(fromMs, toMs) {
       return claimTx.immediate({ from: fromMs, to: toMs });
+    },
+    async lateNotClaimed(fromMs, toMs, limit) {
+      const ids = (lateLeft.all({ from: fromMs, to: toMs }) as { jobId: string }[]).map(
+        (r) => r.jobId,
+      );
+      return { jobs: ids.length, first: ids.slice(0, limit) };
     },
     async closeAbandoned(closer) {
       return closeTx.immediate(closer);

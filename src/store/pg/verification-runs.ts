@@ -137,6 +137,14 @@ export function createPgVerificationRunStore(store: PgStore): VerificationRunSto
       };
       return { date: await claim("date"), late: await claim("late") };
     },
+    async lateNotClaimed(fromMs, toMs, limit) {
+      const rows = await db
+        .select({ jobId: jobs.jobId })
+        .from(jobs)
+        .where(unclaimedOfWindow(jobs, "late", fromMs, toMs))
+        .orderBy(jobs.recordedAt, jobs.jobId);
+      return { jobs: rows.length, first: rows.slice(0, limit).map((r) => r.jobId) };
+    },
     async nightlyCoveredUntil(before, since) {
       const { summary, trigger, windowFrom, windowTo } = verificationRuns;
       const [first] = await db
