@@ -71,6 +71,20 @@ describe.each(dialects)("%s store", (dialect) => {
     await c.flush();
   }
 
+  /** `run`, while an operator's session holds `jobId`'s row (SELECT ... FOR UPDATE). */
+  async function whileRowHeld<T>(c: Scenario, jobId: string, run: () => Promise<T>): Promise<T> {
+    if (c.store.kind !== "postgres") throw new Error("a PostgreSQL store");
+    const locker = await c.store.pool.connect();
+    try {
+      await locker.query("BEGIN");
+      await locker.query("SELECT 1 FROM jobs WHERE job_id = $1 FOR UPDATE", [jobId]);
+      return await run();
+    } finally {
+      await locker.query("ROLLBACK");
+      locker.release();
+    }
+  }
+
   it("counts a job recorded after its night's end in one nightly window: its own when its run saw it, else the one it was recorded in, a window done again included", async () => {
     const c = (await h.scenario()).recordOnChainClock();
     const n0 = periodEdge(h);
@@ -160,19 +174,11 @@ describe.each(dialects)("%s store", (dialect) => {
       await finalizedAfter(h, 2_500);
       await write(c, held, n1 - 1_000, n1 + 100);
       await c.verify();
-      if (c.store.kind !== "postgres") throw new Error("a PostgreSQL store");
       // An operator's session holds the late job's row (SELECT ... FOR UPDATE) through N's run.
-      const locker = await c.store.pool.connect();
-      let nightN: NightlySummary;
       const started = performance.now();
-      try {
-        await locker.query("BEGIN");
-        await locker.query("SELECT 1 FROM jobs WHERE job_id = $1 FOR UPDATE", [held.plan.jobId]);
-        nightN = await nightly(h, c, { from: n0, to: n1 });
-      } finally {
-        await locker.query("ROLLBACK");
-        locker.release();
-      }
+      const nightN = await whileRowHeld(c, held.plan.jobId, () =>
+        nightly(h, c, { from: n0, to: n1 }),
+      );
       // Not waited for (a statement timeout's 30 s), not claimed, not counted by N.
       expect(performance.now() - started).toBeLessThan(15_000);
       expect(nightN).toMatchObject({ outcome: "verified", total: 1 });
@@ -200,18 +206,10 @@ describe.each(dialects)("%s store", (dialect) => {
       await c.verify();
       const n2 = periodEdge(h);
       await finalizedAfter(h, 2_500);
-      if (c.store.kind !== "postgres") throw new Error("a PostgreSQL store");
       // An operator's session holds the late job's row (SELECT ... FOR UPDATE) through N+1's run.
-      const locker = await c.store.pool.connect();
-      let heldRun: NightlySummary;
-      try {
-        await locker.query("BEGIN");
-        await locker.query("SELECT 1 FROM jobs WHERE job_id = $1 FOR UPDATE", [late.plan.jobId]);
-        heldRun = await nightly(h, c, { from: n1, to: n2 });
-      } finally {
-        await locker.query("ROLLBACK");
-        locker.release();
-      }
+      const heldRun = await whileRowHeld(c, late.plan.jobId, () =>
+        nightly(h, c, { from: n1, to: n2 }),
+      );
       // Counted, not claimed: a run of N done again would count it too. Said, and not clean.
       expect(heldRun).toMatchObject({ outcome: "incomplete", exitCode: 2 });
       expect(heldRun.reason).toContain(late.plan.jobId);
@@ -224,6 +222,29 @@ describe.each(dialects)("%s store", (dialect) => {
     },
   );
 
+  it("counts in the next window a receipt stamped before a window's end whose row was written after that window's run counted, not in none", async () => {
+    const c = (await h.scenario()).recordOnChainClock();
+    const n0 = periodEdge(h);
+    const [inTime, slow] = onChain(3, 2) as [Unwritten, Unwritten];
+    await write(c, inTime, h.op.now(), h.op.now());
+    const n1 = periodEdge(h);
+    await finalizedAfter(h, 2_500);
+    const nightN = await nightly(h, c, { from: n0, to: n1 });
+    expect(nightN).toMatchObject({ outcome: "verified", total: 1 });
+    // Stamped just before N's end (the proxy dates and records a receipt as its response
+    // ends), its group's write held until after N's run counted (the write lock taken, the
+    // database refusing writes a while): dated and recorded in a window already counted.
+    await write(c, slow, n1 - 500, n1 - 400);
+    await c.verify();
+    const n2 = periodEdge(h);
+    await finalizedAfter(h, 2_500);
+    const nightN1 = await nightly(h, c, { from: n1, to: n2 });
+    expect(nightN1).toMatchObject({ outcome: "verified", total: 1 });
+    // N done again leaves it to N+1: each once over the reports.
+    const again = await nightly(h, c, { from: n0, to: n1 });
+    expect(again.total + nightN1.total).toBe(2);
+  });
+
   it("leaves to the next window a job recorded between a run's claim and its count", async () => {
     const c = (await h.scenario()).recordOnChainClock();
     const n0 = periodEdge(h);
@@ -232,7 +253,7 @@ describe.each(dialects)("%s store", (dialect) => {
     await finalizedAfter(h, 2_500);
     // The run's claim is made before the receipt is written, its count after.
     const runs = createVerificationRunStore(c.store);
-    expect(await runs.claimWindowJobs(n0, n1)).toEqual({ date: 0, late: 0 });
+    expect(await runs.claimWindowJobs(n0, n1, h.op.now())).toEqual({ date: 0, late: 0 });
     await write(c, job, n1 - 1_000, n1 + 100);
     await c.verify();
     const n2 = periodEdge(h);

@@ -632,6 +632,18 @@ export const accessTokens = sqliteTable("access_tokens", {
   revokedAt: epochMs("revoked_at"),
 });
 
+/**
+ * How far the nightly runs have counted: one row (`id` 1). A run's claim (`claimWindowJobs`)
+ * raises `through` to its window's end, never past the database's clock as it claims, and a
+ * receipt's row written after it is recorded no earlier (`recorded_at` at least `through`): a
+ * receipt stamped before a window's end whose write came after that window's run had counted
+ * was counted by no night, its date and its recording both in a window already counted.
+ */
+export const nightlyCountedThrough = sqliteTable("nightly_counted_through", {
+  id: integer("id").primaryKey(),
+  through: epochMs("through").notNull(),
+});
+
 /** Named advisory locks with an expiry, e.g. so two nightly runs never overlap. */
 export const locks = sqliteTable("locks", {
   name: text("name").primaryKey(),

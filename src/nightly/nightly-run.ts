@@ -621,7 +621,7 @@ export async function runNightlyVerification(
       whileDatabaseAway(
         () => {
           options.boundWaits?.();
-          return runs.claimWindowJobs(options.from, options.to);
+          return runs.claimWindowJobs(options.from, options.to, now());
         },
         left(),
         options.signal,

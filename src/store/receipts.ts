@@ -1,7 +1,7 @@
 import { and, count, desc, eq, getTableColumns, sql } from "drizzle-orm";
 import type { SqliteStore, Store } from "../db/client.js";
 import { foldRollupDeltas } from "../db/rollups.js";
-import { jobs, type ReceiptSource, receiptConflicts } from "../db/schema.js";
+import { jobs, nightlyCountedThrough, type ReceiptSource, receiptConflicts } from "../db/schema.js";
 import { reopenJobs, reopenNamers } from "./job-queue.js";
 import { pgTwins } from "./pg-twins.js";
 import {
@@ -179,7 +179,9 @@ function prepare(store: SqliteStore) {
           source: param("source"),
           ...captureValues,
           createdAt: param("createdAt"),
-          recordedAt: param("now"),
+          // Never before the end of a nightly window already counted: see nightlyCountedThrough.
+          recordedAt: sql`max(${param("now")}, coalesce((SELECT ${nightlyCountedThrough.through}
+            FROM ${nightlyCountedThrough} WHERE ${nightlyCountedThrough.id} = 1), 0))`,
           respondedAt: param("respondedAt"),
           updatedAt: param("now"),
           backfillState: param("backfillState"),

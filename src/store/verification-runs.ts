@@ -1,6 +1,6 @@
 import { eq, sql } from "drizzle-orm";
 import type { SqliteStore, Store } from "../db/client.js";
-import { jobs, verificationRuns } from "../db/schema.js";
+import { jobs, nightlyCountedThrough, verificationRuns } from "../db/schema.js";
 import { releaseLeasesOf } from "./job-queue.js";
 import { pgTwins } from "./pg-twins.js";
 import { perConnectionModule } from "./prepared.js";
@@ -93,9 +93,14 @@ export interface VerificationRunStore {
    * has claimed (`unclaimedOfWindow`): a run writes this before it reads its counts
    * (`countedInWindow`), so the next window leaves out what it counted. Returns how many of
    * each way were claimed. On PostgreSQL a row another session holds is not waited for: left
-   * unclaimed, it is counted by the window it was recorded in.
+   * unclaimed, it is counted by the window it was recorded in. In the same transaction, taking
+   * the receipt writers' turn on PostgreSQL, it raises how far the nightly runs have counted
+   * (`nightlyCountedThrough`) to `to`, or, when the window is not over yet by the run's clock
+   * `at` nor the database's, the later of the two: a receipt whose
+   * row is written after the claim is recorded no earlier, so one stamped before `to` and
+   * written after the run read its counts is the next window's, not counted by none.
    */
-  claimWindowJobs(from: number, to: number): Promise<{ date: number; late: number }>;
+  claimWindowJobs(from: number, to: number, at: number): Promise<{ date: number; late: number }>;
   /**
    * The jobs recorded in [from, to) and dated before it that no run has claimed
    * (`unclaimedOfWindow` `late`): a run of the window counts them (`countedLate`), so one left
@@ -232,10 +237,23 @@ function createSqliteVerificationRunStore(store: SqliteStore): VerificationRunSt
     .set({ nightlyCounted: "late" })
     .where(unclaimedOfWindow(jobs, "late", from, to))
     .prepare();
-  const claimTx = sqlite.transaction((window: { from: number; to: number }) => ({
-    date: claimDate.run(window).changes,
-    late: claimLate.run(window).changes,
-  }));
+  const raiseCounted = db
+    .insert(nightlyCountedThrough)
+    .values({ id: 1, through: sql.placeholder("through") })
+    .onConflictDoUpdate({
+      target: nightlyCountedThrough.id,
+      set: { through: sql`max(${nightlyCountedThrough.through}, excluded.through)` },
+    })
+    .prepare();
+  const claimTx = sqlite.transaction((window: { from: number; to: number; at: number }) => {
+    // In the write transaction, as the receipts' inserts read it: a receipt written after this
+    // is recorded at or past the window's end (not past the clocks' now: a window that ends
+    // later would have later receipts dated forward).
+    const through = Math.min(window.to, Math.max(window.at, Date.now()));
+    raiseCounted.run({ through });
+    const claimed = { from: window.from, to: window.to };
+    return { date: claimDate.run(claimed).changes, late: claimLate.run(claimed).changes };
+  });
   const lateLeft = db
     .select({ jobId: jobs.jobId })
     .from(jobs)
@@ -247,8 +265,8 @@ function createSqliteVerificationRunStore(store: SqliteStore): VerificationRunSt
     async runningOwners(owner) {
       return runningOwners.all(owner) as string[];
     },
-    async claimWindowJobs(fromMs, toMs) {
-      return claimTx.immediate({ from: fromMs, to: toMs });
+    async claimWindowJobs(fromMs, toMs, at) {
+      return claimTx.immediate({ from: fromMs, to: toMs, at });
     },
     async lateNotClaimed(fromMs, toMs, limit) {
       const ids = (lateLeft.all({ from: fromMs, to: toMs }) as { jobId: string }[]).map(

@@ -400,6 +400,18 @@ export const accessTokens = pgTable("access_tokens", {
   revokedAt: epochMs("revoked_at"),
 });
 
+/**
+ * How far the nightly runs have counted: one row (`id` 1). A run's claim (`claimWindowJobs`)
+ * raises `through` to its window's end, never past the database's clock as it claims, and a
+ * receipt's row written after it is recorded no earlier (`recorded_at` at least `through`): a
+ * receipt stamped before a window's end whose write came after that window's run had counted
+ * was counted by no night, its date and its recording both in a window already counted.
+ */
+export const nightlyCountedThrough = pgTable("nightly_counted_through", {
+  id: bigint("id", { mode: "number" }).primaryKey(),
+  through: epochMs("through").notNull(),
+});
+
 export const locks = pgTable("locks", {
   name: text("name").primaryKey(),
   owner: text("owner").notNull(),

@@ -1,6 +1,6 @@
 import { and, count, desc, eq, getTableColumns, inArray, sql } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
-import { jobs, receiptConflicts } from "../../db/pg/schema.js";
+import { jobs, nightlyCountedThrough, receiptConflicts } from "../../db/pg/schema.js";
 import type { ReceiptSource } from "../../db/schema.js";
 import type { AppError } from "../../errors.js";
 import {
@@ -121,9 +121,21 @@ async function insertNew(tx: PgTx, rows: NewJob[]): Promise<Set<string>> {
     }),
     sql`, `,
   );
+  // Never recorded before the end of a nightly window already counted: see
+  // nightlyCountedThrough (greatest() passes over the null of a store no run has claimed in).
+  const recorded = columns.recordedAt.name;
+  const selected = sql.join(
+    keys.map((key) =>
+      columns[key].name === recorded
+        ? sql`greatest(${sql.identifier(recorded)}, (SELECT ${nightlyCountedThrough.through}
+            FROM ${nightlyCountedThrough} WHERE ${nightlyCountedThrough.id} = 1))`
+        : sql.identifier(columns[key].name),
+    ),
+    sql`, `,
+  );
   const inserted = await tx.execute<{ job_id: string }>(sql`
     INSERT INTO ${jobs} (${names})
-    SELECT * FROM unnest(${arrays})
+    SELECT ${selected} FROM unnest(${arrays}) AS given (${names})
     ON CONFLICT (job_id) DO NOTHING
     RETURNING job_id`);
   return new Set(inserted.rows.map((row) => row.job_id));

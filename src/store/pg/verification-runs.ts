@@ -1,11 +1,13 @@
 import { and, eq, gt, inArray, isNull, like, lte, ne, sql } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
-import { jobs, locks, verificationRuns } from "../../db/pg/schema.js";
+import { jobs, locks, nightlyCountedThrough, verificationRuns } from "../../db/pg/schema.js";
 import { unclaimedOfWindow } from "../queue-rules.js";
 import { firstUnjudged } from "../run-rules.js";
 import type { RunCloser, VerificationRunStore } from "../verification-runs.js";
 import type { PgExecutor } from "./executor.js";
+import { takeReceiptWriterTurn } from "./group-commit.js";
 import { releaseLeasesOfPg } from "./job-queue.js";
+import { serverNowMs } from "./server-clock.js";
 
 /**
  * Verification runs and their owners' heartbeats on PostgreSQL (contract and SQLite version in
@@ -118,24 +120,39 @@ export function createPgVerificationRunStore(store: PgStore): VerificationRunSto
         .set({ status, finishedAt: status === "running" ? null : t, summary })
         .where(eq(verificationRuns.id, runId));
     },
-    async claimWindowJobs(fromMs, toMs) {
+    async claimWindowJobs(fromMs, toMs, at) {
       // The rows are locked SKIP LOCKED, as a claim's are: a row another session holds (a
       // verdict write, an operator's SELECT ... FOR UPDATE) held the run's close until the
       // statement timeout. Left unclaimed, it is counted by the window it was recorded in.
-      const claim = async (how: "date" | "late") => {
-        const free = db
-          .select({ jobId: jobs.jobId })
-          .from(jobs)
-          .where(unclaimedOfWindow(jobs, how, fromMs, toMs))
-          .for("update", { skipLocked: true });
-        const rows = await db
-          .update(jobs)
-          .set({ nightlyCounted: how })
-          .where(and(inArray(jobs.jobId, free), isNull(jobs.nightlyCounted)))
-          .returning({ jobId: jobs.jobId });
-        return rows.length;
-      };
-      return { date: await claim("date"), late: await claim("late") };
+      return db.transaction(async (tx) => {
+        // The receipt writers' turn: a group that stamped its receipts before the window's end
+        // commits before the mark is raised, and one after it reads the raised mark.
+        await takeReceiptWriterTurn(tx);
+        await tx
+          .insert(nightlyCountedThrough)
+          .values({
+            id: 1,
+            through: sql`least(${toMs}::bigint, greatest(${at}::bigint, ${serverNowMs()}))`,
+          })
+          .onConflictDoUpdate({
+            target: nightlyCountedThrough.id,
+            set: { through: sql`greatest(${nightlyCountedThrough.through}, excluded.through)` },
+          });
+        const claim = async (how: "date" | "late") => {
+          const free = tx
+            .select({ jobId: jobs.jobId })
+            .from(jobs)
+            .where(unclaimedOfWindow(jobs, how, fromMs, toMs))
+            .for("update", { skipLocked: true });
+          const rows = await tx
+            .update(jobs)
+            .set({ nightlyCounted: how })
+            .where(and(inArray(jobs.jobId, free), isNull(jobs.nightlyCounted)))
+            .returning({ jobId: jobs.jobId });
+          return rows.length;
+        };
+        return { date: await claim("date"), late: await claim("late") };
+      });
     },
     async lateNotClaimed(fromMs, toMs, limit) {
       const rows = await db
