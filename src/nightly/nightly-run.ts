@@ -616,12 +616,13 @@ export async function runNightlyVerification(
     // recorded in it and dated before it) are claimed for this window before its counts are
     // read: the next window leaves out what this one counted (`countedInWindow`). Not stored,
     // the count stands: those jobs are counted by the window they were recorded in.
-    const runs = createVerificationRunStore(store);
+    // Made inside each try: a database closed under the run fails its statements' preparation.
+    const runs = () => createVerificationRunStore(store);
     const claim = () =>
       whileDatabaseAway(
         () => {
           options.boundWaits?.();
-          return runs.claimWindowJobs(options.from, options.to, now());
+          return runs().claimWindowJobs(options.from, options.to, now());
         },
         left(),
         options.signal,
@@ -641,7 +642,7 @@ export async function runNightlyVerification(
     try {
       for (let tries = 1; ; tries++) {
         lateLeft = await whileDatabaseAway(
-          () => runs.lateNotClaimed(options.from, options.to, MAX_NAMED_UNCLAIMED),
+          () => runs().lateNotClaimed(options.from, options.to, MAX_NAMED_UNCLAIMED),
           left(),
           options.signal,
         );
