@@ -79,6 +79,7 @@ describe.each(dialects)("custody store on %s", (dialect) => {
       ]),
       keyOfVault: new Map([["VaultB", "kf_b"]]),
       treasury: null,
+      escrowAuthority: null,
     });
     // Opening again with the same configuration rewrites nothing.
     const before = await readVaultPins(store);
@@ -488,6 +489,43 @@ describe.each(dialects)("custody store on %s", (dialect) => {
     expect((await createCustodyStore(store, profile).pins([], [])).treasury).toBe("T1");
     const pinnedByProfile = { ...profile, treasury: "TP" };
     expect((await createCustodyStore(store, pinnedByProfile).pins([], [])).treasury).toBeNull();
+  });
+
+  it("pins the credit vaults' owner the first lock written showed, and finds a verdict that showed another stale", async () => {
+    const store = await stores.open();
+    await seedJobs(
+      store,
+      ["job-1", "job-2", "job-3", "job-4"].map((jobId) => ({ jobId, keyFingerprint: "kf_x" })),
+    );
+    const owned = (jobId: string, key: string, vaultOwner: string) =>
+      learning(jobId, key, { creditVault: null, treasuryCandidate: null, vaultOwner });
+    const context = { owner: "owner-a", runId: null, t: T };
+    // One batch, as the checks of one slice read the pins: none pinned yet.
+    const first = await createVerdictStore(store, profile).write(
+      [owned("job-1", "kf_a", "Owner1"), owned("job-2", "kf_b", "Attacker")],
+      context,
+    );
+    const later = await createVerdictStore(store, profile).write(
+      [owned("job-3", "kf_c", "Attacker"), owned("job-4", "kf_a", "Owner1")],
+      context,
+    );
+    expect({ first, later }).toEqual({ first: [true, false], later: [false, true] });
+    for (const jobId of ["job-2", "job-3"]) {
+      expect(await readJob(store, jobId)).toMatchObject({ verdict: "pending", nextVerifyAt: T });
+    }
+    expect(await readProfilePins(store)).toEqual([
+      { profile: profile.name, name: "escrow_authority", value: "Owner1", evidence: 1 },
+    ]);
+    expect((await createCustodyStore(store, profile).pins([], [])).escrowAuthority).toBe("Owner1");
+    // A profile that names the escrow authority learns none, and reads none learned.
+    const named = { ...profile, escrowAuthority: "Named" };
+    expect((await createCustodyStore(store, named).pins([], [])).escrowAuthority).toBeNull();
+    const other = { ...profile, name: "other-profile", escrowAuthority: "Named" };
+    await seedJobs(store, [{ jobId: "job-5", keyFingerprint: "kf_x" }]);
+    expect(
+      await createVerdictStore(store, other).write([owned("job-5", "kf_a", "Anyone")], context),
+    ).toEqual([true]);
+    expect(await readProfilePins(store)).toHaveLength(1);
   });
 
   /** A settlement whose rest of the charge went to `payee`, the treasury still unknown. */

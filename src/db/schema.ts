@@ -471,7 +471,7 @@ export const profilePins = sqliteTable(
   "profile_pins",
   {
     profile: text("profile").notNull(),
-    name: text("name", { enum: ["treasury"] }).notNull(),
+    name: text("name", { enum: ["treasury", "escrow_authority"] }).notNull(),
     value: text("value").notNull(),
     /** How many agreeing settlements pinned it. */
     evidence: integer("evidence").notNull(),

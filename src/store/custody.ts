@@ -58,6 +58,14 @@ export interface LearnedPins {
    */
   untiedVault?: string | null;
   /**
+   * The owner of the vault the lock came from, which is also the owner of the escrow account it
+   * went into, under a profile that names no escrow authority and while none is learned: the
+   * first such owner written is pinned as the escrow authority (PROTOCOL.md section 2: one key
+   * owns every credit vault and the escrow vault). A verdict that learned another owner than
+   * the one pinned first is stale, and is decided again against the pin.
+   */
+  vaultOwner?: string | null;
+  /**
    * Whether learning `creditVault` sends keyless verdicts drawn on it back (see `untiedJobsOf`):
    * false where the deployment lists one credit vault, whose keyless locks pass whoever holds
    * it, so each key's first lock would judge them all again for nothing.
@@ -82,6 +90,11 @@ export interface CustodyStore {
     byKey: Map<string, VaultPin>;
     keyOfVault: Map<string, string>;
     treasury: string | null;
+    /**
+     * The escrow authority learned from the first lock written (see `LearnedPins.vaultOwner`),
+     * null when the profile names one or none is learned yet.
+     */
+    escrowAuthority: string | null;
   }>;
   /** The learned treasury with its evidence, or the leading candidates while learning. */
   treasuryStatus(): Promise<TreasuryStatus>;
@@ -125,6 +138,8 @@ export interface CustodyPinning {
 export interface CustodyProfile {
   name: string;
   treasury: string | null;
+  /** Owner of every credit vault and the escrow vault, when the profile names it. */
+  escrowAuthority?: string | null;
   treasuryLearnAfter: number;
 }
 
@@ -170,6 +185,9 @@ function createSqliteCustodyStore(
     "SELECT value, evidence FROM profile_pins WHERE profile = ? AND name = 'treasury'",
   );
   // Raw SQL: a grouped count that must come back as a safe integer.
+  const selectAuthority = sqlite
+    .prepare("SELECT value FROM profile_pins WHERE profile = ? AND name = 'escrow_authority'")
+    .pluck();
   const selectCandidates = sqlite.prepare(
     `SELECT address, count(*) AS settlements FROM treasury_evidence WHERE profile = ?
      GROUP BY address ORDER BY settlements DESC LIMIT 5`,
@@ -267,7 +285,11 @@ function createSqliteCustodyStore(
         profile.treasury !== null
           ? null
           : ((selectTreasury.get(profile.name) as { value: string } | undefined)?.value ?? null);
-      return { byKey, keyOfVault, treasury };
+      const escrowAuthority =
+        (profile.escrowAuthority ?? null) !== null
+          ? null
+          : ((selectAuthority.get(profile.name) as string | undefined) ?? null);
+      return { byKey, keyOfVault, treasury, escrowAuthority };
     },
     async treasuryStatus() {
       const pinned = selectTreasury.get(profile.name) as
@@ -316,6 +338,23 @@ export function createCustodyPinning(store: SqliteStore, profile: CustodyProfile
     `INSERT INTO profile_pins (profile, name, value, evidence, pinned_at)
      VALUES (?, 'treasury', ?, ?, ?) ON CONFLICT DO NOTHING`,
   );
+  const selectAuthority = sqlite
+    .prepare("SELECT value FROM profile_pins WHERE profile = ? AND name = 'escrow_authority'")
+    .pluck();
+  const insertAuthority = sqlite.prepare(
+    `INSERT INTO profile_pins (profile, name, value, evidence, pinned_at)
+     VALUES (?, 'escrow_authority', ?, 1, ?) ON CONFLICT DO NOTHING`,
+  );
+  /**
+   * Pins the owner of the credit vaults the lock showed as the escrow authority, when the
+   * profile names none and none is pinned; false when the one pinned first is another.
+   */
+  const pinAuthority = (learned: LearnedPins, t: number): boolean => {
+    const owner = learned.vaultOwner ?? null;
+    if (owner === null || (profile.escrowAuthority ?? null) !== null) return true;
+    insertAuthority.run(profile.name, owner, t);
+    return selectAuthority.get(profile.name) === owner;
+  };
   /** Pins the key's learned vault; false when a pin set first disagrees. */
   const pinOwn = (
     job: { jobId: string; keyFingerprint?: string | null },
@@ -362,7 +401,10 @@ export function createCustodyPinning(store: SqliteStore, profile: CustodyProfile
         untied !== null &&
         (batch.some((o) => o.jobId !== job.jobId && o.learned.creditVault === untied) ||
           selectHolder.get(untied) !== undefined);
-      return own && !learnedInBatch && !untiedHeld;
+      // The vaults' owner is pinned by the first lock written: one that showed another owner
+      // is stale (decided again, against the pin, its lock fails escrow.source).
+      const authority = pinAuthority(learned, t);
+      return own && !learnedInBatch && !untiedHeld && authority;
     },
     countTreasuryEvidence(jobId, candidate, t) {
       if (profile.treasury !== null) return;

@@ -345,6 +345,7 @@ export function evaluateJob(given: CheckInput): Evaluation {
     learned.treasuryCandidate = null;
     // A gap would not change this verdict: a vault held since cannot make it stale.
     learned.untiedVault = null;
+    learned.vaultOwner = null;
   }
   return {
     verdict,

@@ -47,6 +47,10 @@ export async function custodyViews(
       configured,
       keyOfVault,
     };
-    return { custody: view, learnedTreasury: pins.treasury };
+    return {
+      custody: view,
+      learnedTreasury: pins.treasury,
+      learnedEscrowAuthority: pins.escrowAuthority,
+    };
   });
 }

@@ -118,6 +118,12 @@ export interface CustodyView {
   custody: Custody;
   /** The treasury learned from agreeing settlements, when the profile pins none. */
   learnedTreasury: string | null;
+  /**
+   * The escrow authority learned from the first lock written, when the profile names none:
+   * the job is judged as under a profile naming it (every credit vault and escrow account
+   * owned by it, and spent by it alone).
+   */
+  learnedEscrowAuthority?: string | null;
 }
 
 /** When to look again. */
@@ -200,9 +206,12 @@ export function decide<J extends DecideJob>(
 
   const transactions = new Map<string, TransactionFacts>();
   for (const s of served) transactions.set(s, signatures.facts(s)!);
+  const learnedAuthority =
+    profile.escrowAuthority === null ? (custody.learnedEscrowAuthority ?? null) : null;
   const evaluation = evaluateJob({
     job,
-    profile,
+    profile:
+      learnedAuthority === null ? profile : { ...profile, escrowAuthority: learnedAuthority },
     transactions,
     unserved,
     namedBy: signatures.named,

@@ -289,7 +289,7 @@ export const profilePins = pgTable(
   "profile_pins",
   {
     profile: text("profile").notNull(),
-    name: text("name", { enum: ["treasury"] }).notNull(),
+    name: text("name", { enum: ["treasury", "escrow_authority"] }).notNull(),
     value: text("value").notNull(),
     evidence: int("evidence").notNull(),
     pinnedAt: epochMs("pinned_at").notNull(),

@@ -102,6 +102,36 @@ export const untiedJobsOf = (vault: string) =>
 
 /** Custody's writes for the verdict writer's transaction on PostgreSQL. */
 export function createPgCustodyPinning(profile: CustodyProfile): PgCustodyPinning {
+  /**
+   * Pins the owner of the credit vaults a lock showed as the escrow authority, when the profile
+   * names none and none is pinned (as on SQLite: the first written wins); tells, per item,
+   * whether the owner it learned (if any) is the one pinned. A concurrent insert waits on the
+   * primary key until the first transaction ends, then does nothing, and the re-read (a new
+   * statement under READ COMMITTED) sees the committed first pin.
+   */
+  const pinAuthority = async (
+    tx: PgExecutor,
+    items: readonly { learned: LearnedPins }[],
+    t: number,
+  ): Promise<(item: { learned: LearnedPins }) => boolean> => {
+    const owners = items.flatMap((i) => (i.learned.vaultOwner ? [i.learned.vaultOwner] : []));
+    if ((profile.escrowAuthority ?? null) !== null || owners.length === 0) return () => true;
+    await tx
+      .insert(profilePins)
+      .values({
+        profile: profile.name,
+        name: "escrow_authority",
+        value: owners[0]!,
+        evidence: 1,
+        pinnedAt: t,
+      })
+      .onConflictDoNothing();
+    const [pin] = await tx
+      .select({ value: profilePins.value })
+      .from(profilePins)
+      .where(and(eq(profilePins.profile, profile.name), eq(profilePins.name, "escrow_authority")));
+    return (item) => !item.learned.vaultOwner || item.learned.vaultOwner === pin?.value;
+  };
   return {
     async lockTreasuryLearning(tx) {
       if (profile.treasury !== null) return;
@@ -161,11 +191,12 @@ export function createPgCustodyPinning(profile: CustodyProfile): PgCustodyPinnin
         return escrow === null || (!pinnedEscrows.has(escrow) && !learnedInBatch(item));
       };
       const fresh = (item: (typeof items)[number]) => escrowFresh(item) && untiedFresh(item);
+      const authorityFresh = await pinAuthority(tx, items, t);
       // A verdict stale only because another job of the batch learns its escrow account still
       // pins its key's vault, as on SQLite: where the first lock drew from is true whatever it
       // went into, and two first locks into each other's vault then both find it next round.
       const pinsOwn = (item: (typeof items)[number]) => escrowFresh(item) || learnedInBatch(item);
-      if (learning.length === 0) return items.map(fresh);
+      if (learning.length === 0) return items.map((i) => fresh(i) && authorityFresh(i));
       // Raw SQL: drizzle has no builder for advisory locks.
       await tx.execute(sql`SELECT pg_advisory_xact_lock(${VAULT_LOCK_CLASS}::int, 0)`);
       const keys = [...new Set(learning.map((l) => l.key))];
@@ -238,6 +269,7 @@ export function createPgCustodyPinning(profile: CustodyProfile): PgCustodyPinnin
       return items.map(
         (item) =>
           fresh(item) &&
+          authorityFresh(item) &&
           (item.learned.creditVault === null ||
             !item.job.keyFingerprint ||
             (!refused.has(item) && now.get(item.job.keyFingerprint) === item.learned.creditVault)),

@@ -78,7 +78,11 @@ export function createPgCustodyStore(
       }
       const treasury =
         profile.treasury !== null ? null : ((await learnedTreasury(db, profile))?.value ?? null);
-      return { byKey, keyOfVault, treasury };
+      const escrowAuthority =
+        (profile.escrowAuthority ?? null) !== null
+          ? null
+          : await learnedEscrowAuthority(db, profile);
+      return { byKey, keyOfVault, treasury, escrowAuthority };
     },
     treasuryStatus: () => pgTreasuryStatus(store, profile),
   };
@@ -115,6 +119,18 @@ async function learnedTreasury(db: PgExecutor, profile: CustodyProfile) {
     .from(profilePins)
     .where(and(eq(profilePins.profile, profile.name), eq(profilePins.name, "treasury")));
   return row;
+}
+
+/** The escrow authority learned from the first lock written (see `LearnedPins.vaultOwner`). */
+export async function learnedEscrowAuthority(
+  db: PgExecutor,
+  profile: CustodyProfile,
+): Promise<string | null> {
+  const [row] = await db
+    .select({ value: profilePins.value })
+    .from(profilePins)
+    .where(and(eq(profilePins.profile, profile.name), eq(profilePins.name, "escrow_authority")));
+  return row?.value ?? null;
 }
 
 /**

@@ -118,6 +118,12 @@ export interface Evaluation {
      */
     untiedVault?: string | null;
     /**
+     * The owner of the lock's credit vault (and of its escrow account), under a profile that
+     * names no escrow authority and while none is learned: pinned as the escrow authority with
+     * the first verdict written; one that learned another is stale.
+     */
+    vaultOwner?: string | null;
+    /**
      * Whether a key learning `creditVault` makes keyless verdicts on it stale: not where the
      * deployment lists one credit vault, whose keyless locks pass whoever holds it.
      */

@@ -220,6 +220,21 @@ export function escrowChecks(
     { account: sources.length === 1 ? sources[0]!.account : null, check: "escrow.source" },
     { account: reading.escrowAccount, check: "escrow.vault" },
   ]);
+  // A profile naming no escrow authority (none learned either: a learned one stands in for
+  // it) learns it from this lock: the owner of the vault it came from, which `escrow.source`
+  // passed as the owner of the escrow account it went into. Pinned with the first verdict
+  // written, it judges every later lock and release as a named authority does, so a vault and
+  // a fresh escrow account both handed to another key before a lock are that key's, not the
+  // customer's credits held in escrow.
+  if (
+    profile.escrowAuthority === null &&
+    sources.length === 1 &&
+    sources[0]!.owner !== null &&
+    list.outcome("escrow.source") === "pass" &&
+    list.outcome("escrow.vault") === "pass"
+  ) {
+    learned.vaultOwner = sources[0]!.owner;
+  }
   const usable =
     creditVault !== null &&
     vaultProblem === null &&
