@@ -1,5 +1,7 @@
 import { describe, expect, it, onTestFinished } from "vitest";
 import { localnetProfile, type Profile } from "../src/verify/profiles.js";
+import { chainSecondAfter } from "./support/finality.js";
+import { vaultStatementSince } from "./support/ledger-periods.js";
 import {
   AuthorityType,
   discrepancy,
@@ -32,9 +34,12 @@ const mainnetShape: Profile = {
 };
 
 /** Hands `account` to the attacker in a transaction naming no job, and back after the test. */
-function handToAttacker(account: string) {
-  h.op.send([h.op.setAuthority(account, AuthorityType.AccountOwner, h.op.attacker.address)]);
+function handToAttacker(account: string): string {
+  const { signature } = h.op.send([
+    h.op.setAuthority(account, AuthorityType.AccountOwner, h.op.attacker.address),
+  ]);
   onTestFinished(() => h.op.giveBackVault(account));
+  return signature;
 }
 
 /** A per-job escrow account owned by the escrow authority, as a profile pinning none takes. */
@@ -125,6 +130,39 @@ describe("a credit vault and a fresh escrow account both handed to the operator 
       c.recordWithJobsApi(plan, { escrowTx, settlementTx });
     }
     expect(await c.verdicts(...plans.map((p) => p.jobId))).toEqual(plans.map(() => verified));
+  });
+});
+
+describe("the statement of a credit vault handed to the operator, under a profile naming no escrow authority", () => {
+  it("names the SetAuthority and the lines after it, once a lock showed the vaults' owner", async () => {
+    const c = await h.scenario(mainnetShape);
+    const from = await chainSecondAfter(h.world);
+    await c.pinKey(1);
+    const plan = h.op.plan({ keyIndex: 1 });
+    const handover = handToAttacker(plan.vault);
+    const escrow = h.op.createTokenAccount(h.op.attacker.address);
+    const escrowTx = lockInto(plan, escrow, h.op.attacker.address);
+    const settlementTx = h.op.send(
+      h.op.settleIxs(plan, { from: escrow, authority: h.op.attacker.address }),
+    ).signature;
+    c.recordWithJobsApi(plan, { escrowTx, settlementTx });
+    await c.verify();
+
+    const s = await vaultStatementSince(h, c, plan.vault, from);
+    // Every line sums: only the owner tells the vault is the operator's to spend.
+    expect(s.differenceUnits).toBe(0n);
+    const owned = (signature: string) =>
+      expect.objectContaining({
+        finding: "vault_owner_changed",
+        signature,
+        owner: h.op.attacker.address,
+      });
+    expect(s.ownerChanges).toEqual([
+      owned(handover),
+      owned(escrowTx),
+      owned(settlementTx),
+      expect.objectContaining({ finding: "vault_owner_now", owner: h.op.attacker.address }),
+    ]);
   });
 });
 

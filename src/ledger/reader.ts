@@ -25,6 +25,7 @@ import {
   type LedgerStore,
   type LineRead,
 } from "../store/ledger.js";
+import { createCustodyStore } from "../store/custody.js";
 import { severalMemoJobs } from "../store/ledger-rules.js";
 import { HELD_LOCKED } from "../store/queue-rules.js";
 import { parseJobMemos } from "../verify/checks.js";
@@ -652,6 +653,18 @@ interface LinesRead {
 export function createLedgerReader(deps: LedgerDeps): LedgerReader {
   const { rpc, profile, log } = deps;
   const ledger = createLedgerStore(deps.store);
+  // A reader's view of custody: it writes nothing (no configuration given).
+  const custody = createCustodyStore(deps.store, profile);
+  /**
+   * The owner every credit vault must have: the profile's escrow authority, else the one the
+   * verifier learned from the first lock written (src/store/custody.ts), read again at each
+   * vault's sync. Null while neither is known: no owner is judged then.
+   */
+  let vaultsOwner: string | null = profile.escrowAuthority;
+  async function readVaultsOwner(): Promise<void> {
+    if (profile.escrowAuthority !== null) return;
+    vaultsOwner = (await custody.pins([], [])).escrowAuthority;
+  }
   const now = deps.now ?? Date.now;
   const options: LedgerOptions = { ...defaultLedgerOptions, ...deps.options };
   if (!Number.isInteger(options.pageSize) || options.pageSize < 1 || options.pageSize > 1000) {
@@ -1237,8 +1250,9 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
    * another job id is still judged with the job the second names). Only a change in the
    * credit mint (under a token program the profile allows) is the vault's money; a change of
    * the same address in any other mint is kept apart as a finding, never as money. So is an
-   * owner after the transaction other than the escrow authority (a profile naming none judges
-   * no owner): the vault's money is then that owner's to spend, whatever its lines sum to.
+   * owner after the transaction other than the escrow authority (`vaultsOwner`: a profile
+   * naming none judges the one learned, and no owner while none is): the vault's money is then
+   * that owner's to spend, whatever its lines sum to.
    * A delegate an Approve gave the vault is kept too, for the same reason.
    */
   function lineOf(
@@ -1256,7 +1270,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     const owner =
       facts.ownersAfter?.find((o) => o.account === vault)?.owner ?? change?.owner ?? null;
     return {
-      otherOwner: isOtherOwner(profile.escrowAuthority, owner) ? owner : null,
+      otherOwner: isOtherOwner(vaultsOwner, owner) ? owner : null,
       // Null only when the transaction does not show the owner: unknown, not the authority's.
       ownerAfter: owner,
       delegate: delegateGiven(profile, vault, owner, facts),
@@ -1666,6 +1680,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     // listing after it holds them all. It is kept only when the listing found nothing newer,
     // so the ledger up to that slot and the balance at it can be compared line for line.
     let balance: CreditBalance | null = null;
+    await readVaultsOwner();
     try {
       balance = await creditBalanceOf(rpc, profile, vault);
     } catch (error) {
@@ -1736,8 +1751,8 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     // Judged only on a credit account: another mint there, or none, is a finding of its own.
     const otherOwner =
       balance?.owner !== undefined &&
-      profile.escrowAuthority !== null &&
-      balance.owner !== profile.escrowAuthority
+      vaultsOwner !== null &&
+      balance.owner !== vaultsOwner
         ? { owner: balance.owner }
         : null;
     if (otherOwner) {
