@@ -1689,3 +1689,113 @@ describe("upgrading a deployment that verified jobs a delegate or another owner 
     }
   });
 });
+
+/**
+ * Clean verdicts judged under a profile naming no escrow authority before it was learned from
+ * the first lock written, with their locks' stored facts: V1, V2 credit vaults, X an escrow
+ * account; EA the owner every vault had, A the operator's key that took a vault and a fresh
+ * escrow account (a lock between two of its own accounts, which 0056 does not reopen). The
+ * upgrade pins, per profile, the owner of the earliest clean lock and judges again the clean
+ * verdicts of another owner.
+ */
+const vaultsOwnerMarker = "rejudge_lock_owner";
+const lockBetween = (vault: string, owner: string) => ({
+  tokenChanges: [change(vault, owner, "-10"), change("X", owner, "10")],
+  tokenInstructions: [transfer(vault, owner)],
+  ownersAfter: [
+    { account: vault, owner },
+    { account: "X", owner },
+  ],
+});
+const beforeVaultsOwner: [string, string, string, number, object | string][] = [
+  ["job_first", "verified", "shape@1", 1000, lockBetween("V1", "EA")],
+  ["job_taken", "verified", "shape@1", 2000, lockBetween("V2", "A")],
+  ["job_taken_partly", "partially_verified", "shape@2", 2500, lockBetween("V2", "A")],
+  ["job_later", "verified", "shape@1", 3000, lockBetween("V2", "EA")],
+  ["job_found", "discrepancy", "shape@1", 500, lockBetween("V2", "A")],
+  ["job_other_profile", "verified", "named@1", 4000, lockBetween("V1", "NA")],
+  ["job_unparsed", "verified", "shape@1", 100, "{"],
+];
+const afterVaultsOwner = {
+  job_first: "verified",
+  job_taken: "pending",
+  job_taken_partly: "pending",
+  job_later: "verified",
+  job_found: "discrepancy",
+  job_other_profile: "verified",
+  job_unparsed: "verified",
+};
+const vaultsOwnerJobInsert = `INSERT INTO jobs (job_id, source, receipt_hash, created_at,
+    recorded_at, updated_at, verdict, verdict_at, verdict_profile, next_verify_at, escrow_tx)
+  VALUES ($1, 'proxy', 'h', 1, 1, 1, $2, $3, $4, 9000, $5)`;
+const vaultsOwnerRows = () =>
+  beforeVaultsOwner.map(([jobId, verdict, profile, at, lock]) => ({
+    job: [jobId, verdict, at, profile, `lock_${jobId}`],
+    tx: [
+      `lock_${jobId}`,
+      typeof lock === "string" ? lock : JSON.stringify({ signature: `lock_${jobId}`, ...lock }),
+    ],
+  }));
+const pinsAfterVaultsOwner = [
+  { profile: "named", value: "NA" },
+  { profile: "shape", value: "EA" },
+];
+
+describe("upgrading a deployment whose clean locks drew on vaults of two owners under a profile naming no escrow authority", () => {
+  it("pins on SQLite the owner of the earliest clean lock and judges again the others", () => {
+    const store = sqliteBefore(vaultsOwnerMarker);
+    try {
+      const job = store.sqlite.prepare(vaultsOwnerJobInsert.replace(/\$\d/g, "?"));
+      const tx = store.sqlite.prepare(ownerAtLockTxInsert.replace(/\$\d/g, "?"));
+      for (const row of vaultsOwnerRows()) {
+        job.run(...row.job);
+        tx.run(...row.tx);
+      }
+
+      migrateStore(store);
+
+      expect(sqliteVerdicts(store)).toEqual(afterVaultsOwner);
+      expect(
+        store.sqlite
+          .prepare(
+            "SELECT profile, value FROM profile_pins WHERE name = 'escrow_authority' ORDER BY profile",
+          )
+          .all(),
+      ).toEqual(pinsAfterVaultsOwner);
+      expect(
+        store.sqlite
+          .prepare("SELECT DISTINCT rejudge_reason FROM jobs WHERE verdict = 'pending'")
+          .pluck()
+          .all(),
+      ).toEqual(["upgrade"]);
+    } finally {
+      store.close();
+    }
+  });
+
+  const database = usePostgresDatabase();
+  it("pins on PostgreSQL the owner of the earliest clean lock and judges again the others", async () => {
+    const store = await postgresBefore(await database.create(), vaultsOwnerMarker);
+    try {
+      for (const row of vaultsOwnerRows()) {
+        await store.pool.query(vaultsOwnerJobInsert, row.job);
+        // PostgreSQL's json column refuses text that is no JSON: such facts are never stored.
+        if (row.tx[1] !== "{") await store.pool.query(ownerAtLockTxInsert, row.tx);
+      }
+
+      expect((await migratePostgres(store.pool)).applied).toBeGreaterThanOrEqual(1);
+
+      expect(await postgresVerdicts(store)).toEqual(afterVaultsOwner);
+      const pins = await store.pool.query(
+        "SELECT profile, value FROM profile_pins WHERE name = 'escrow_authority' ORDER BY profile",
+      );
+      expect(pins.rows).toEqual(pinsAfterVaultsOwner);
+      const reasons = await store.pool.query(
+        "SELECT DISTINCT rejudge_reason FROM jobs WHERE verdict = 'pending'",
+      );
+      expect(reasons.rows).toEqual([{ rejudge_reason: "upgrade" }]);
+    } finally {
+      await store.close();
+    }
+  });
+});

@@ -2,6 +2,7 @@ import { describe, expect, it, onTestFinished } from "vitest";
 import { localnetProfile, type Profile } from "../src/verify/profiles.js";
 import { chainSecondAfter } from "./support/finality.js";
 import { vaultStatementSince } from "./support/ledger-periods.js";
+import { rerunMigrationUpdates } from "./support/migration-rerun.js";
 import {
   AuthorityType,
   discrepancy,
@@ -10,6 +11,8 @@ import {
   useAdversaryHarness,
   verified,
 } from "./support/operator.js";
+import { execSql } from "./support/store.js";
+import { readProfilePins } from "./support/seed-verdicts.js";
 
 /**
  * Round 14: under a profile naming no escrow authority and no escrow vault (the
@@ -130,6 +133,41 @@ describe("a credit vault and a fresh escrow account both handed to the operator 
       c.recordWithJobsApi(plan, { escrowTx, settlementTx });
     }
     expect(await c.verdicts(...plans.map((p) => p.jobId))).toEqual(plans.map(() => verified));
+  });
+});
+
+describe("upgrading a deployment that verified a lock between two accounts handed to the operator", () => {
+  it("pins the owner of the earliest clean lock and judges again the clean verdicts of another", async () => {
+    const c = await h.scenario(mainnetShape);
+    const honest = await c.pinKey(1);
+    const fraud = h.op.plan({ keyIndex: 1 });
+    handToAttacker(fraud.vault);
+    const escrow = h.op.createTokenAccount(h.op.attacker.address);
+    const escrowTx = lockInto(fraud, escrow, h.op.attacker.address);
+    const settlementTx = h.op.send(
+      h.op.settleIxs(fraud, { from: escrow, authority: h.op.attacker.address }),
+    ).signature;
+    c.recordWithJobsApi(fraud, { escrowTx, settlementTx });
+    const judged = discrepancy("escrow.source", "escrow.vault");
+    expect(await c.verdicts(fraud.jobId)).toEqual([judged]);
+
+    // As a version before the rule left them: no owner pinned, the fraud verified.
+    await execSql(c.store, `UPDATE jobs SET verdict = 'verified' WHERE job_id = '${fraud.jobId}'`);
+    await execSql(c.store, "DELETE FROM profile_pins WHERE name = 'escrow_authority'");
+    await rerunMigrationUpdates(c.store, "rejudge_lock_owner");
+    expect(await readProfilePins(c.store)).toEqual([
+      {
+        profile: mainnetShape.name,
+        name: "escrow_authority",
+        value: h.op.escrowAuthority.address,
+        evidence: 1,
+      },
+    ]);
+    expect([await c.outcome(honest.jobId), await c.outcome(fraud.jobId)]).toEqual([
+      verified,
+      { verdict: "pending", failing: expect.any(Array) },
+    ]);
+    expect(await c.verdicts(honest.jobId, fraud.jobId)).toEqual([verified, judged]);
   });
 });
 

@@ -3,9 +3,12 @@ import type { Store } from "../../src/db/client.js";
 import { migrationsFolder } from "../../src/db/migrate.js";
 import { pgMigrationsFolder } from "../../src/db/pg/migrate.js";
 
-/** A statement of a migration's row updates: an UPDATE, or the temporary tables it reads. */
+/**
+ * A statement of a migration's row updates: an UPDATE, the temporary tables it reads, or a pin
+ * it writes first (`profile_pins`).
+ */
 const rowWork =
-  /^\s*(--[^\n]*\n\s*)*(UPDATE |CREATE TEMP TABLE |CREATE INDEX temp\.|INSERT (OR IGNORE )?INTO temp\.|DROP TABLE temp\.)/;
+  /^\s*(--[^\n]*\n\s*)*(UPDATE |CREATE TEMP TABLE |CREATE INDEX temp\.|INSERT (OR IGNORE )?INTO (temp\.|pg_temp\.|`profile_pins`|"profile_pins")|DROP TABLE (temp|pg_temp)\.)/;
 
 /**
  * Runs again on `store` the row updates of the migration whose SQL holds `marker` (its UPDATE
