@@ -11,8 +11,8 @@ import {
   useAdversaryHarness,
   verified,
 } from "./support/operator.js";
-import { execSql } from "./support/store.js";
 import { readProfilePins } from "./support/seed-verdicts.js";
+import { execSql } from "./support/store.js";
 
 /**
  * Round 14: under a profile naming no escrow authority and no escrow vault (the
@@ -56,17 +56,27 @@ function lockInto(plan: JobPlan, escrow: string, authority?: string) {
   ]).signature;
 }
 
+/**
+ * The known hole's job: `plan`'s vault handed to the operator's key, then locked into a fresh
+ * escrow account that key owns and settled out of it, every amount honest. Returns the
+ * handover, the escrow account and the job's two signatures.
+ */
+function lockBetweenOwnAccounts(plan: JobPlan) {
+  const handover = handToAttacker(plan.vault);
+  const escrow = h.op.createTokenAccount(h.op.attacker.address);
+  const escrowTx = lockInto(plan, escrow, h.op.attacker.address);
+  const settlementTx = h.op.send(
+    h.op.settleIxs(plan, { from: escrow, authority: h.op.attacker.address }),
+  ).signature;
+  return { handover, escrow, escrowTx, settlementTx };
+}
+
 describe("a credit vault and a fresh escrow account both handed to the operator before the lock", () => {
   it("fails escrow.source and escrow.vault: neither is owned by the owner every credit vault had", async () => {
     const c = await h.scenario(mainnetShape);
     await c.pinKey(1);
     const plan = h.op.plan({ keyIndex: 1 });
-    handToAttacker(plan.vault);
-    const escrow = h.op.createTokenAccount(h.op.attacker.address);
-    const escrowTx = lockInto(plan, escrow, h.op.attacker.address);
-    const settlementTx = h.op.send(
-      h.op.settleIxs(plan, { from: escrow, authority: h.op.attacker.address }),
-    ).signature;
+    const { escrow, escrowTx, settlementTx } = lockBetweenOwnAccounts(plan);
     c.recordWithJobsApi(plan, { escrowTx, settlementTx });
     // Two accounts handed away, two findings: each is its owner's to spend alone.
     expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.source", "escrow.vault")]);
@@ -85,12 +95,7 @@ describe("a credit vault and a fresh escrow account both handed to the operator 
     const c = await h.scenario(mainnetShape);
     await c.pinKey(1);
     const plan = h.op.plan({ keyIndex: 2 });
-    handToAttacker(plan.vault);
-    const escrow = h.op.createTokenAccount(h.op.attacker.address);
-    const escrowTx = lockInto(plan, escrow, h.op.attacker.address);
-    const settlementTx = h.op.send(
-      h.op.settleIxs(plan, { from: escrow, authority: h.op.attacker.address }),
-    ).signature;
+    const { escrowTx, settlementTx } = lockBetweenOwnAccounts(plan);
     c.recordWithJobsApi(plan, { escrowTx, settlementTx });
     expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.source", "escrow.vault")]);
   });
@@ -105,15 +110,7 @@ describe("a credit vault and a fresh escrow account both handed to the operator 
     };
     c.recordWithJobsApi(honest, honestTxs);
     const fraud = h.op.plan({ keyIndex: 2 });
-    handToAttacker(fraud.vault);
-    const own = h.op.createTokenAccount(h.op.attacker.address);
-    const fraudTxs = {
-      escrowTx: lockInto(fraud, own, h.op.attacker.address),
-      settlementTx: h.op.send(
-        h.op.settleIxs(fraud, { from: own, authority: h.op.attacker.address }),
-      ).signature,
-    };
-    c.recordWithJobsApi(fraud, fraudTxs);
+    c.recordWithJobsApi(fraud, lockBetweenOwnAccounts(fraud));
     // Whichever is written first shows the owner of every credit vault; the other, judged on
     // pins read before, is decided again against it.
     const outcomes = await c.verdicts(honest.jobId, fraud.jobId);
@@ -141,13 +138,7 @@ describe("upgrading a deployment that verified a lock between two accounts hande
     const c = await h.scenario(mainnetShape);
     const honest = await c.pinKey(1);
     const fraud = h.op.plan({ keyIndex: 1 });
-    handToAttacker(fraud.vault);
-    const escrow = h.op.createTokenAccount(h.op.attacker.address);
-    const escrowTx = lockInto(fraud, escrow, h.op.attacker.address);
-    const settlementTx = h.op.send(
-      h.op.settleIxs(fraud, { from: escrow, authority: h.op.attacker.address }),
-    ).signature;
-    c.recordWithJobsApi(fraud, { escrowTx, settlementTx });
+    c.recordWithJobsApi(fraud, lockBetweenOwnAccounts(fraud));
     const judged = discrepancy("escrow.source", "escrow.vault");
     expect(await c.verdicts(fraud.jobId)).toEqual([judged]);
 
@@ -177,12 +168,7 @@ describe("the statement of a credit vault handed to the operator, under a profil
     const from = await chainSecondAfter(h.world);
     await c.pinKey(1);
     const plan = h.op.plan({ keyIndex: 1 });
-    const handover = handToAttacker(plan.vault);
-    const escrow = h.op.createTokenAccount(h.op.attacker.address);
-    const escrowTx = lockInto(plan, escrow, h.op.attacker.address);
-    const settlementTx = h.op.send(
-      h.op.settleIxs(plan, { from: escrow, authority: h.op.attacker.address }),
-    ).signature;
+    const { handover, escrowTx, settlementTx } = lockBetweenOwnAccounts(plan);
     c.recordWithJobsApi(plan, { escrowTx, settlementTx });
     await c.verify();
 
