@@ -190,6 +190,33 @@ describe("the statement of a credit vault handed to the operator, under a profil
   });
 });
 
+describe("a second debit of the vault beside an honest job, under the job's settle memo", () => {
+  it("is an unreceipted debit of the statement, and the job read with it fails settlement.single", async () => {
+    const c = await h.scenario(mainnetShape);
+    const from = await chainSecondAfter(h.world);
+    await c.pinKey(1);
+    const plan = h.op.plan({ keyIndex: 1 });
+    const escrow = freshEscrow();
+    const escrowTx = lockInto(plan, escrow);
+    const settlementTx = h.op.send(h.op.settleIxs(plan, { from: escrow })).signature;
+    // Right after the settlement, named by no receipt and no jobs API answer.
+    const second = h.op.send([
+      h.op.transfer(plan.vault, h.op.attackerAccount(0n), 7_000n),
+      h.op.memo(`decentral:settle:${plan.jobId}`),
+    ]).signature;
+    c.recordWithJobsApi(plan, { escrowTx, settlementTx });
+    expect(await c.verdicts(plan.jobId)).toEqual([verified]);
+
+    const s = await vaultStatementSince(h, c, plan.vault, from);
+    expect(s.unexplained).toEqual([
+      expect.objectContaining({ finding: "unreceipted_debit", signature: second }),
+    ]);
+    const [outcome] = await c.verdicts(plan.jobId);
+    expect(outcome?.verdict).toBe("discrepancy");
+    expect(outcome?.failing).toContain("settlement.single");
+  });
+});
+
 describe("each check of a job, passed while money leaves the vault", () => {
   it("escrow.vault: the lock's escrow account pays part of it on to the operator in the same transaction", async () => {
     const c = await h.scenario(mainnetShape);
