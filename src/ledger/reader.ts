@@ -17,6 +17,7 @@ import { isBusyError, type Store } from "../db/client.js";
 import { AppError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { isStorableUnits, MAX_STORED_UNITS } from "../money.js";
+import { createCustodyStore } from "../store/custody.js";
 import {
   createLedgerStore,
   type FetchedTransaction,
@@ -25,7 +26,6 @@ import {
   type LedgerStore,
   type LineRead,
 } from "../store/ledger.js";
-import { createCustodyStore } from "../store/custody.js";
 import { severalMemoJobs } from "../store/ledger-rules.js";
 import { HELD_LOCKED } from "../store/queue-rules.js";
 import { parseJobMemos } from "../verify/checks.js";
@@ -1750,9 +1750,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     }
     // Judged only on a credit account: another mint there, or none, is a finding of its own.
     const otherOwner =
-      balance?.owner !== undefined &&
-      vaultsOwner !== null &&
-      balance.owner !== vaultsOwner
+      balance?.owner !== undefined && vaultsOwner !== null && balance.owner !== vaultsOwner
         ? { owner: balance.owner }
         : null;
     if (otherOwner) {
