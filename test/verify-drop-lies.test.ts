@@ -1,13 +1,14 @@
 import { and, eq } from "drizzle-orm";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createQuorumRpc } from "../src/chain/quorum.js";
 import { createRpcPool, type RpcPool } from "../src/chain/rpc-pool.js";
 import { checkResults, jobs } from "../src/db/schema.js";
 import type { RpcFaults } from "../src/localnet/rpc-server.js";
-import { type LocalWorld, startLocalWorld } from "../src/localnet/world.js";
+import { startLocalWorld } from "../src/localnet/world.js";
 import { createLogger } from "../src/log.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile, type Profile } from "../src/verify/profiles.js";
+import { useStarted } from "./support/started-life.js";
 import { createTestStore } from "./support/store.js";
 import { runRecordedJob } from "./support/verify-jobs.js";
 
@@ -19,13 +20,7 @@ import { runRecordedJob } from "./support/verify-jobs.js";
 
 const log = createLogger({ level: "silent" });
 
-let world: LocalWorld;
-beforeAll(async () => {
-  world = await startLocalWorld({ slotMs: 10, finalitySlots: 3 });
-});
-afterAll(async () => {
-  await world?.close();
-});
+const world = useStarted(() => startLocalWorld({ slotMs: 10, finalitySlots: 3 }));
 
 /** A pool over one endpoint, or over several in order (failover). */
 function poolOver(urls: string[]): RpcPool {
