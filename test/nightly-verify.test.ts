@@ -426,6 +426,21 @@ describe("decentral-audit verify", () => {
     );
   });
 
+  it("refuses a window that has not ended yet, naming --to: its runs would say clean of receipts still to come", () => {
+    expect(() => verifyWindow({ from: "2026-11-24", to: "2026-11-26" }, NOW)).toThrow(
+      expect.objectContaining({
+        details: { field: "to" },
+        message: expect.stringContaining(
+          "--to: 2026-11-26 is after now (2026-11-25T02:00:00.000Z): a window is verified once it has ended",
+        ),
+      }),
+    );
+    // One ending now is over: the default end.
+    expect(verifyWindow({ from: "2026-11-24", to: String(NOW / 1000) }, NOW)).toMatchObject({
+      to: NOW,
+    });
+  });
+
   it("points --since yesterday at --window yesterday", () => {
     expect(() => verifyWindow({ since: "yesterday" }, NOW)).toThrow(/--window yesterday/);
   });

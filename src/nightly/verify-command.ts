@@ -2,6 +2,7 @@ import cliProgress from "cli-progress";
 import { busyTimeoutOf, type Store, setBusyTimeout } from "../db/client.js";
 import { AppError } from "../errors.js";
 import { outFile, refuseUnwritableOut, writeFileWhole } from "../file-output.js";
+import { shownValue } from "../instant.js";
 import { durationRefusal, parseDuration, windowFromFlags } from "../reports/period.js";
 import {
   givenUpOnHung,
@@ -49,6 +50,14 @@ export function verifyWindow(flags: VerifyFlags, now: number) {
   const bad = (field: string, message: string) =>
     new AppError("validation_failed", `--${field}: ${message}`, { field });
   const { from, to } = windowFromFlags(flags, now);
+  // A window not over yet cannot be judged: its summary would say clean (exit 0) of receipts
+  // still to come, and the run would be listed as covering time no receipt was counted in.
+  if (to > now) {
+    throw bad(
+      "to",
+      `${shownValue(flags.to ?? "")} is after now (${new Date(now).toISOString()}): a window is verified once it has ended (leave --to out to end it now)`,
+    );
+  }
   const timeoutMs =
     flags.timeout === undefined ? DEFAULT_VERIFY_TIMEOUT_MS : parseDuration(flags.timeout);
   if (timeoutMs === null) throw bad("timeout", durationRefusal(flags.timeout ?? "", "30m"));
