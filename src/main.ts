@@ -148,8 +148,15 @@ export async function startService(
       const report = (thread ?? leaving)?.lastReport();
       return report ? addReportCounters(past, report) : past;
     };
+    // One reader at a time on SQLite, whose reads hold the event loop; as many as the pool
+    // on PostgreSQL, whose reads wait on the network.
+    const readGate = createReadGate({
+      concurrency: store.kind === "postgres" ? config.DATABASE_POOL_SIZE : 1,
+      maxWaiting: config.READ_QUEUE,
+    });
     const metrics = createMetrics({
       store,
+      readers: () => readGate.stats(),
       rpcStats: () => [...rpc.stats(), ...(threadCounters()?.rpcStats ?? [])],
       jobsApiCalls: () => addCallCounts(jobsApiCallCounts(), threadCounters()?.jobsApiCalls ?? []),
       rpcQuorum: () =>
@@ -255,12 +262,7 @@ export async function startService(
       metrics: options.metrics ? options.metrics(metrics) : metrics,
       verifier,
       proxyRequireToken: config.PROXY_REQUIRE_TOKEN,
-      // One reader at a time on SQLite, whose reads hold the event loop; as many as the pool
-      // on PostgreSQL, whose reads wait on the network.
-      readGate: createReadGate({
-        concurrency: store.kind === "postgres" ? config.DATABASE_POOL_SIZE : 1,
-        maxWaiting: config.READ_QUEUE,
-      }),
+      readGate,
       statement: {
         profile,
         graceSeconds: config.LEDGER_GRACE_SECONDS,

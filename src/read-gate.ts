@@ -26,10 +26,30 @@ export interface ReadGate {
   /**
    * Runs `work` in a turn of its own once the readers before it ended; null at once when
    * `maxWaiting` readers already wait (the caller answers 503 with `retryAfterSeconds()`).
+   * A reader whose `signal` aborts while it waits (its client hung up) leaves the queue, its
+   * work never run: the promise rejects with a `ReaderGone`.
    */
-  run<T>(work: () => Promise<T>): Promise<T> | null;
+  run<T>(work: () => Promise<T>, signal?: AbortSignal): Promise<T> | null;
   /** Whole seconds the readers waiting now take, by how long readers took lately; at least 1. */
   retryAfterSeconds(): number;
+  /** Readers running and waiting now, and those turned away since the gate was made. */
+  stats(): ReadGateStats;
+}
+
+/** What `/metrics` says of a read gate. */
+export interface ReadGateStats {
+  running: number;
+  waiting: number;
+  /** Refused with the queue full (`busy`), or gone before their turn (`hung_up`). */
+  turnedAway: { busy: number; hung_up: number };
+}
+
+/** A reader that left the queue before its turn: its client hung up. */
+export class ReaderGone extends Error {
+  constructor() {
+    super("the reader's client hung up before its turn");
+    this.name = "ReaderGone";
+  }
 }
 
 /** The default of `READ_QUEUE`: readers waiting for their turn in one serving process. */
@@ -39,6 +59,7 @@ export function createReadGate(options: ReadGateOptions = {}): ReadGate {
   const concurrency = Math.max(1, options.concurrency ?? 1);
   const maxWaiting = Math.max(0, options.maxWaiting ?? DEFAULT_READ_QUEUE);
   const waiting: (() => void)[] = [];
+  const turnedAway = { busy: 0, hung_up: 0 };
   let running = 0;
   /** Readers handed a turn that has not begun yet: counted as running. */
   let scheduled = 0;
@@ -60,11 +81,27 @@ export function createReadGate(options: ReadGateOptions = {}): ReadGate {
   };
 
   return {
-    run<T>(work: () => Promise<T>): Promise<T> | null {
-      if (waiting.length >= maxWaiting && running + scheduled + waiting.length >= concurrency)
+    run<T>(work: () => Promise<T>, signal?: AbortSignal): Promise<T> | null {
+      if (signal?.aborted) {
+        turnedAway.hung_up++;
+        return Promise.reject(new ReaderGone());
+      }
+      if (waiting.length >= maxWaiting && running + scheduled + waiting.length >= concurrency) {
+        turnedAway.busy++;
         return null;
+      }
       return new Promise<T>((resolve, reject) => {
-        waiting.push(() => {
+        const leave = () => {
+          const at = waiting.indexOf(start);
+          // Begun (or handed its turn): it runs to its end, as a request does.
+          if (at === -1) return;
+          waiting.splice(at, 1);
+          turnedAway.hung_up++;
+          reject(new ReaderGone());
+        };
+        signal?.addEventListener("abort", leave, { once: true });
+        const start = () => {
+          signal?.removeEventListener("abort", leave);
           const started = performance.now();
           const done = () => {
             const took = performance.now() - started;
@@ -89,9 +126,17 @@ export function createReadGate(options: ReadGateOptions = {}): ReadGate {
               reject(error);
             },
           );
-        });
+        };
+        waiting.push(start);
         pump();
       });
+    },
+    stats() {
+      return {
+        running: running + scheduled,
+        waiting: waiting.length,
+        turnedAway: { ...turnedAway },
+      };
     },
     retryAfterSeconds() {
       const queued = waiting.length + running + scheduled;

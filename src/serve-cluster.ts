@@ -850,7 +850,7 @@ function send(worker: Worker, message: ToWorker) {
  * the leader alone, so the whole service's value is their maximum (NaN when any worker read
  * NaN: its database was away); counters and histograms add up. Whether the database is up is
  * the least of the workers' answers: one that cannot reach it is not hidden by another that
- * can. `/metrics` asks the primary, which collects every worker's registry. Counters and
+ * can. Readers (`decentral_audit_readers`) are each worker's own: they add up. `/metrics` asks the primary, which collects every worker's registry. Counters and
  * histograms also go to the primary every `WORKER_COUNTERS_MS` (1 s) when they changed: a worker
  * that dies loses about that long of its counts, not all since the last scrape.
  */
@@ -858,7 +858,12 @@ function clusterMetrics(own: AppMetrics, countersMs: number): AppMetrics {
   for (const metric of own.registry.getMetricsAsArray()) {
     if (metric instanceof Gauge) {
       const gauge = metric as unknown as { name: string; aggregator: string };
-      gauge.aggregator = gauge.name === "decentral_audit_database_up" ? "min" : "max";
+      gauge.aggregator =
+        gauge.name === "decentral_audit_database_up"
+          ? "min"
+          : gauge.name === "decentral_audit_readers"
+            ? "sum"
+            : "max";
     }
   }
   const monotonic = own.registry

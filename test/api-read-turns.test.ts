@@ -1,6 +1,8 @@
+import type { AddressInfo } from "node:net";
+import { serve } from "@hono/node-server";
 import { describe, expect, it } from "vitest";
 import { SESSION_COOKIE } from "../src/dashboard/routes.js";
-import { createReadGate } from "../src/read-gate.js";
+import { createReadGate, type ReadGate } from "../src/read-gate.js";
 import { createTestApi } from "./support/audit-api-app.js";
 import { DASHBOARD_NOW } from "./support/dashboard-fixtures.js";
 
@@ -87,5 +89,77 @@ describe("report readers at once", () => {
     expect(await second?.text()).toMatch(/Reload the page in \d+ seconds?/);
     // The proxy's and ingest's paths, probes and the sign-in never wait behind readers.
     expect((await api.app.request("/healthz")).status).toBe(200);
+  });
+
+  it("judges a reader's token before it takes a place: a flood of wrong tokens leaves every place to readers with the right one", async () => {
+    const api = await createTestApi({ readGate: createReadGate({ maxWaiting: 3 }) });
+    const wrong = Array.from({ length: 20 }, () =>
+      api.app.request(`/reports/reconciliation?${YEAR}`, {
+        headers: { authorization: "Bearer da_not_a_token" },
+      }),
+    );
+    // Of the role that may not read (ingest): told so at once too.
+    const ingest = api.get(`/reports/reconciliation?${YEAR}`, "ingest");
+    const right = Array.from({ length: 4 }, () => api.get(`/reports/reconciliation?${YEAR}`));
+    const answers = await Promise.all([...wrong, ingest, ...right]);
+    expect(answers.slice(0, 20).map((res) => res.status)).toEqual(Array(20).fill(401));
+    expect(answers[20]?.status).toBe(403);
+    // One runs, three wait: none of them was refused as busy.
+    expect(answers.slice(21).map((res) => res.status)).toEqual(Array(4).fill(200));
+    const metrics = await (await api.get("/metrics", "admin")).text();
+    expect(metrics).toMatch(/^decentral_audit_readers_turned_away_total\{reason="busy"\} 0$/m);
+  });
+
+  it("lets a reader whose client hung up while it waited leave its place, unread, and counts it on /metrics", async () => {
+    const gate = createReadGate({ maxWaiting: 64 });
+    let begun = 0;
+    // The gate as the app uses it, counting the readers whose work began.
+    const counting: ReadGate = {
+      run: (work, signal) =>
+        gate.run(() => {
+          begun++;
+          return work();
+        }, signal),
+      retryAfterSeconds: () => gate.retryAfterSeconds(),
+      stats: () => gate.stats(),
+    };
+    const api = await createTestApi({ readGate: counting });
+    const server = serve({ fetch: api.app.fetch, port: 0, hostname: "127.0.0.1" });
+    try {
+      await new Promise<void>((resolve) => server.once("listening", () => resolve()));
+      const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      // A reader holding the turn.
+      let release = () => {};
+      const holding = gate.run(() => new Promise<void>((resolve) => (release = resolve)));
+      const clients = Array.from({ length: 5 }, () => new AbortController());
+      const readers = clients.map((client) =>
+        fetch(`${base}/reports/reconciliation?${YEAR}`, {
+          headers: api.bearer(api.tokens.read),
+          signal: client.signal,
+        }).catch((error: unknown) => (error as Error).name),
+      );
+      await expect.poll(() => gate.stats().waiting, { timeout: 5_000 }).toBe(5);
+      for (const client of clients) client.abort();
+      expect(await Promise.all(readers)).toEqual(Array(5).fill("AbortError"));
+      await expect.poll(() => gate.stats().waiting, { timeout: 5_000 }).toBe(0);
+      expect(gate.stats().turnedAway).toEqual({ busy: 0, hung_up: 5 });
+      release();
+      await holding;
+      // The next reader is read at once, and none of the five was.
+      const next = await fetch(`${base}/reports/reconciliation?${YEAR}`, {
+        headers: api.bearer(api.tokens.read),
+      });
+      expect(next.status).toBe(200);
+      expect(begun).toBe(1);
+      const metrics = await (
+        await fetch(`${base}/metrics`, { headers: api.bearer(api.tokens.admin) })
+      ).text();
+      expect(metrics).toMatch(/^decentral_audit_readers_turned_away_total\{reason="hung_up"\} 5$/m);
+      expect(metrics).toMatch(/^decentral_audit_readers\{state="waiting"\} 0$/m);
+    } finally {
+      const closed = new Promise((resolve) => server.close(resolve));
+      (server as import("node:http").Server).closeAllConnections();
+      await closed;
+    }
   });
 });

@@ -166,8 +166,8 @@ export function createApp(deps: AppDeps) {
 
   // Readers take turns, each in a turn of the event loop of its own, a bounded number waiting:
   // a burst of them held the loop for seconds, the proxy and the leader's lease with it.
-  // Dashboard pages are answered by the dashboard, with a page (below). One refused is told
-  // first what is wrong with its token, if anything: a 401 is no reason to come back.
+  // Dashboard pages are answered by the dashboard, with a page (below). A reader's token is
+  // judged before it takes a place: a 401 is no reason to come back, nor to wait.
   const readGate = deps.readGate ?? createReadGate();
   const readerToken = requireRole(deps.store, "read", deps.now ? { now: deps.now } : {});
   app.use(
@@ -175,9 +175,8 @@ export function createApp(deps: AppDeps) {
     readTurn(
       readGate,
       "api",
-      async (c: Context<AppEnv>) =>
-        (await readerToken(c, async () => {})) ??
-        c.json(errorBody(c, "busy", readersBusyMessage), 503),
+      (c: Context<AppEnv>) => c.json(errorBody(c, "busy", readersBusyMessage), 503),
+      async (c: Context<AppEnv>) => (await readerToken(c, async () => {})) ?? undefined,
     ),
   );
 
@@ -228,7 +227,9 @@ export function createApp(deps: AppDeps) {
     if (/^\/(audit|reports|jobs)(\/|$)/.test(c.req.path)) c.header("cache-control", "no-store");
     await next();
   });
-  const metrics = deps.metrics ?? createMetrics({ store: deps.store, now: deps.now });
+  const metrics =
+    deps.metrics ??
+    createMetrics({ store: deps.store, now: deps.now, readers: () => readGate.stats() });
   app.route(
     "/",
     auditApi({

@@ -4,6 +4,7 @@ import type { Store } from "../db/client.js";
 import { verdicts } from "../db/schema.js";
 import { registerEventLoopDelay } from "../event-loop-delay.js";
 import { ledgerLagSeconds } from "../ledger/totals.js";
+import type { ReadGateStats } from "../read-gate.js";
 import { type JobsApiCallOutcome, jobsApiCallCounts } from "../recorder/jobs-api.js";
 import type { WriterHealth } from "../recorder/receipt-writer.js";
 import { countJobsByVerdict, oldestOpenJob } from "../reports/reconciliation.js";
@@ -35,6 +36,8 @@ export interface MetricSources {
   walBytes?: () => number;
   /** Findings of the credit vaults' ledger, as last counted; without it no ledger gauges. */
   ledger?: () => { unexplained: number; unreleasedLocks: number };
+  /** The readers' turns (src/read-gate.ts): running, waiting, turned away. */
+  readers?: () => ReadGateStats;
   /** This process's receipt writer's view of the database (as on `/readyz`). */
   receipts?: () => WriterHealth;
   now?: () => number;
@@ -222,6 +225,33 @@ export function createMetrics(sources: MetricSources) {
       for (const [outcome, n] of sources.jobsApiCalls?.() ?? jobsApiCallCounts()) {
         this.inc({ outcome }, n);
       }
+    },
+  });
+
+  new Gauge({
+    name: "decentral_audit_readers",
+    help: "Readers of audit records, reports, job listings and dashboard pages by state: running (their turn) or waiting (queued, at most READ_QUEUE).",
+    labelNames: ["state"] as const,
+    registers: [registry],
+    collect() {
+      const stats = sources.readers?.();
+      if (!stats) return;
+      this.set({ state: "running" }, stats.running);
+      this.set({ state: "waiting" }, stats.waiting);
+    },
+  });
+
+  new Counter({
+    name: "decentral_audit_readers_turned_away_total",
+    help: "Readers not served: busy (503, the queue full) or hung_up (the client left while it waited).",
+    labelNames: ["reason"] as const,
+    registers: [registry],
+    collect() {
+      const stats = sources.readers?.();
+      if (!stats) return;
+      this.reset();
+      this.inc({ reason: "busy" }, stats.turnedAway.busy);
+      this.inc({ reason: "hung_up" }, stats.turnedAway.hung_up);
     },
   });
 
