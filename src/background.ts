@@ -81,6 +81,7 @@ export function composeBackground(deps: BackgroundDeps): Background {
     options: {
       pollIntervalMs: config.VERIFY_POLL_MS,
       idleIntervalMs: config.VERIFY_POLL_MS,
+      dropHoldMs: config.VERIFY_DROP_HOLD_MS,
       jobsApiWaitMs: config.JOBS_API_WAIT_MS,
       proxyJobsApiWaitMs: Math.min(PROXY_JOBS_API_WAIT_MS, config.JOBS_API_WAIT_MS),
     },

@@ -161,6 +161,11 @@ export const configSchema = z.object({
   RPC_CONCURRENCY: wholeNumber(1).default(4),
   /** Timeout of one RPC request in milliseconds. Default 15000. */
   RPC_TIMEOUT_MS: timerMs(1).default(15_000),
+  /**
+   * The longest the pool waits for an endpoint paused by its 429s (Retry-After) before the
+   * request fails over or fails, in ms. Default 15000.
+   */
+  RPC_RATE_LIMIT_WAIT_MS: timerMs(0).default(15_000),
   /** Send JSON-RPC batch arrays (many providers refuse them). Default off. */
   RPC_BATCH: boolFlag.default(false),
   /**
@@ -302,6 +307,12 @@ export const configSchema = z.object({
    * slot (~400 ms) at a time and takes ~13 s, so faster polling only spends requests. Default 2000.
    */
   VERIFY_POLL_MS: timerMs(1).default(2000),
+  /**
+   * How long after its first miss a signature past its drop window waits while an endpoint
+   * cannot be asked, alone shows it with nothing its fee payer signed, or has not moved its
+   * finalized slot: then the other endpoints' "not found" drops it, in ms. Default 300000.
+   */
+  VERIFY_DROP_HOLD_MS: timerMs(0).default(300_000),
   /**
    * How long `verify` may go on past its `--timeout` to write its run row's outcome while the
    * database is busy (another process holding the write lock) or restarting, in ms. Default 15000.

@@ -759,6 +759,23 @@ describe("RPC pool: an endpoint asking for long pauses", () => {
     await expect(p.getSlot()).resolves.toBe(4242);
     expect(stub.requests).toHaveLength(2);
   });
+
+  it("takes its cap from RPC_RATE_LIMIT_WAIT_MS: a pause beyond it fails the call, not waited out", async () => {
+    let refused = 0;
+    const stub = await startStub((body) =>
+      refused++ === 0
+        ? { status: 429, headers: { "retry-after": "3" }, body: "Too many requests" }
+        : { body: answer(body, () => 4242) },
+    );
+    const p = rpcPoolFromConfig(
+      loadConfig({ SOLANA_RPC_URLS: stub.url, RPC_RATE_LIMIT_WAIT_MS: "1000" }),
+    );
+    pools.push(p);
+    const started = performance.now();
+    await expect(p.getSlot()).rejects.toThrow();
+    expect(performance.now() - started).toBeLessThan(2_500);
+    expect(stub.requests).toHaveLength(1);
+  });
 });
 
 describe("RPC pool: secrets in endpoint URLs", () => {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ConfigError, loadConfig } from "../src/config.js";
+import { nightlyVerifierOptions } from "../src/nightly/verify-run.js";
 
 describe("config", () => {
   it("applies the documented defaults when nothing is set", () => {
@@ -295,5 +296,26 @@ describe("WORKER_COUNTERS_MS and DRAIN_MARGIN_MS", () => {
     for (const ms of ["3600001", "1e3", "-5", " "]) {
       expect(() => loadConfig({ DRAIN_MARGIN_MS: ms }), ms).toThrow(/DRAIN_MARGIN_MS: /);
     }
+  });
+});
+
+// The drop's hold and the pool's longest wait on a 429's pause: a deployment sets them.
+describe("VERIFY_DROP_HOLD_MS and RPC_RATE_LIMIT_WAIT_MS", () => {
+  it("default to 300000 and 15000, take 0 up to a timer's longest wait, refuse the rest by name", () => {
+    expect(loadConfig({}).VERIFY_DROP_HOLD_MS).toBe(300_000);
+    expect(loadConfig({}).RPC_RATE_LIMIT_WAIT_MS).toBe(15_000);
+    for (const key of ["VERIFY_DROP_HOLD_MS", "RPC_RATE_LIMIT_WAIT_MS"] as const) {
+      expect(loadConfig({ [key]: "0" })[key]).toBe(0);
+      expect(loadConfig({ [key]: "60000" })[key]).toBe(60_000);
+      for (const ms of ["5m", "-1", "1e3", " ", "9999999999999"]) {
+        expect(() => loadConfig({ [key]: ms }), `${key}=${ms}`).toThrow(new RegExp(`${key}: `));
+      }
+    }
+  });
+
+  it("reach the nightly run's verifier", () => {
+    expect(nightlyVerifierOptions(loadConfig({ VERIFY_DROP_HOLD_MS: "60000" }))).toMatchObject({
+      dropHoldMs: 60_000,
+    });
   });
 });

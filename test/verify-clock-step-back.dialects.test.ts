@@ -124,6 +124,7 @@ describe.each(dialects)("a clock stepped back on %s", (dialect) => {
     const nightly = nightlyVerifierOptions({
       VERIFY_POLL_MS: POLL_MS,
       JOBS_API_WAIT_MS: 1_800_000,
+      VERIFY_DROP_HOLD_MS: 300_000,
     });
     expect(await verifierRuns(store, 0, 1_000, nightly)).toBe(0);
     const [job] = await queueColumns(store);

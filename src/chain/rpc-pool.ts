@@ -1167,6 +1167,7 @@ export function rpcPoolFromConfig(
     endpoints: config.SOLANA_RPC_URLS.map((url) => endpointFromConfig(config, url)),
     batch: config.RPC_BATCH,
     statusBatchSize: config.RPC_STATUS_BATCH_SIZE,
+    maxRateLimitWaitMs: config.RPC_RATE_LIMIT_WAIT_MS,
     ...(log ? { log } : {}),
     ...options,
   });

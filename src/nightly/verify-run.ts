@@ -135,9 +135,13 @@ const MAX_OPEN_WAIT_MS = 120_000;
  * holds back.
  */
 export function nightlyVerifierOptions(
-  config: Pick<Config, "VERIFY_POLL_MS" | "JOBS_API_WAIT_MS">,
+  config: Pick<Config, "VERIFY_POLL_MS" | "JOBS_API_WAIT_MS" | "VERIFY_DROP_HOLD_MS">,
 ): Partial<VerifierOptions> {
-  return { pollIntervalMs: config.VERIFY_POLL_MS, jobsApiHeldElsewhereMs: config.JOBS_API_WAIT_MS };
+  return {
+    pollIntervalMs: config.VERIFY_POLL_MS,
+    jobsApiHeldElsewhereMs: config.JOBS_API_WAIT_MS,
+    dropHoldMs: config.VERIFY_DROP_HOLD_MS,
+  };
 }
 
 /**
