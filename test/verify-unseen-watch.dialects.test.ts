@@ -133,4 +133,87 @@ describe.each(dialects)("jobs whose signatures no node has seen yet, on %s", (di
           ];
     expect(row).toEqual({ state: "landed" });
   }, 60_000);
+
+  it("are watched again by a verifier that starts after the one that put them off, which saw a landing at its next look only", async () => {
+    const store = await stores.open();
+    const ids = ["job_restart_a", "job_restart_b"];
+    await seedJobs(
+      store,
+      ids.map((jobId) => ({
+        jobId,
+        escrowTx: `sig_e_${jobId}`,
+        nextVerifyAt: 0,
+        leaseOwner: null,
+        leaseUntil: null,
+      })),
+    );
+    let clock = T0;
+    const landed = new Map<string, number>();
+    const slot = () => 1_000 + Math.floor((clock - T0) / SLOT_MS);
+    const rpc = {
+      async getSignatureStatuses(signatures: string[]) {
+        return signatures.map((signature): SignatureStatusLike | null => {
+          const at = landed.get(signature);
+          return at === undefined
+            ? null
+            : { signature, slot: at, confirmationStatus: "confirmed", err: null };
+        });
+      },
+      async getTransaction() {
+        return null;
+      },
+      async getSlot() {
+        return slot();
+      },
+    };
+    const queue = createJobQueueStore(store);
+    const claims = new Map<string, number[]>();
+    const claim = queue.claim.bind(queue);
+    queue.claim = async (...args) => {
+      const got = await claim(...args);
+      for (const j of got) claims.set(j.jobId, [...(claims.get(j.jobId) ?? []), clock - T0]);
+      return got;
+    };
+    // A verifier as a process starts it: its watch empty.
+    const start = () =>
+      createRound({
+        queue,
+        signatures: createSignatureStore(store),
+        verdicts: createVerdictStore(store, localnetProfile),
+        custody: createCustodyStore(store, localnetProfile, { vaults: [], byKey: {} }),
+        ledger: createLedgerStore(store),
+        configuredVaults: new Set(),
+        rpc,
+        profile: localnetProfile,
+        options: { ...defaultVerifierOptions, pollIntervalMs: POLL_MS },
+        owner: "verifier",
+        now: () => clock,
+        sharedNow: async () => clock,
+        log: createLogger({ level: "silent" }),
+      });
+    const signal = new AbortController().signal;
+    const runFor = async (round: ReturnType<typeof createRound>, ms: number) => {
+      const end = clock + ms;
+      for (; clock < end; clock += POLL_MS) {
+        while ((await round(null, null, signal)) > 0) {}
+      }
+    };
+    await runFor(start(), 30_000);
+    // Put off to their drop, 120 s after the first miss, while that verifier watched them.
+    for (const job of await queueColumns(store)) {
+      expect(job.nextVerifyAt, job.jobId).toBeGreaterThanOrEqual(T0 + 100_000);
+    }
+    // It stops (a restart, a leader that died); one escrow lands before the next starts.
+    const late = ids[0]!;
+    landed.set(`sig_e_${late}`, slot());
+    clock += 4_000;
+    const restartedAt = clock - T0;
+    await runFor(start(), 10_000);
+    // Seen in its first round: looked at within a poll, not at its drop 70 s later.
+    expect(claims.get(late)?.filter((at) => at >= restartedAt)[0]).toBeLessThanOrEqual(
+      restartedAt + POLL_MS,
+    );
+    // The other still waits, unclaimed, for its own look.
+    expect(claims.get(ids[1]!)?.filter((at) => at >= restartedAt)).toEqual([]);
+  }, 60_000);
 });

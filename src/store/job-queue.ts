@@ -316,10 +316,26 @@ export interface JobQueueStore {
   /** Those of these jobs that are open (not final). */
   openOf(jobIds: readonly string[]): Promise<string[]>;
   /**
+   * Open jobs whose next look is in (`after`, `until`], soonest first, at most `limit`, with the
+   * signatures their receipt and the jobs API name: jobs another verifier may have put off
+   * while it watched their never-seen signatures, which a verifier that starts watches too.
+   */
+  putOff(after: number, until: number, limit: number): Promise<PutOffJob[]>;
+  /**
    * Makes these jobs due at `t` without reopening them (`makeDue`): a signature one of them
    * waits for was seen. Nothing else of them changes; returns how many matched.
    */
   makeDue(jobIds: readonly string[], t: number): Promise<number>;
+}
+
+/** An open job looked at again later (`putOff`), with the signatures it names. */
+export interface PutOffJob {
+  jobId: string;
+  escrowTx: string | null;
+  apiEscrowTx: string | null;
+  settlementTx: string | null;
+  apiSettlementTx: string | null;
+  nextVerifyAt: number;
 }
 
 function filterCondition(filter: QueueFilter | null): SQL | undefined {
@@ -666,6 +682,28 @@ function createSqliteJobQueueStore(store: SqliteStore): JobQueueStore {
     async makeDue(jobIds, t) {
       if (jobIds.length === 0) return 0;
       return makeDueNow(jobIds, t);
+    },
+    async putOff(after, until, limit) {
+      return db
+        .select({
+          jobId: jobs.jobId,
+          escrowTx: jobs.escrowTx,
+          apiEscrowTx: jobs.apiEscrowTx,
+          settlementTx: jobs.settlementTx,
+          apiSettlementTx: jobs.apiSettlementTx,
+          nextVerifyAt: jobs.nextVerifyAt,
+        })
+        .from(jobs)
+        .where(
+          and(
+            verdictIsOpen(jobs.verdict),
+            gt(jobs.nextVerifyAt, after),
+            lte(jobs.nextVerifyAt, until),
+          ),
+        )
+        .orderBy(jobs.nextVerifyAt)
+        .limit(limit)
+        .all();
     },
   };
 }

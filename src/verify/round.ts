@@ -9,7 +9,7 @@ import { AppError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { backoff } from "../retry.js";
 import type { CustodyStore } from "../store/custody.js";
-import type { ClaimedJob, JobQueueStore, QueueFilter } from "../store/job-queue.js";
+import type { ClaimedJob, JobQueueStore, PutOffJob, QueueFilter } from "../store/job-queue.js";
 import type { LedgerStore } from "../store/ledger.js";
 import { VERDICT_NOT_WRITTEN } from "../store/queue-rules.js";
 import {
@@ -189,6 +189,57 @@ export function createRound(deps: RoundDeps): Round {
    */
   const watch = new Map<string, Watched>();
 
+  /** Whether this round has taken up the watch a verifier before it may have kept. */
+  let adopted = false;
+
+  /**
+   * Watches the never-seen signatures of jobs put off past this poll, all of whose signatures
+   * are unseen: a verifier before this one (this process's before a restart, another that
+   * led) may have put them off to their drop, up to three longest backoffs away, while it
+   * watched them in memory. Without this, one that landed meanwhile was seen only at that
+   * look. They are polled at once, a full status request per poll, then at their own spacing.
+   */
+  async function adoptPutOff(t: number, signal: AbortSignal) {
+    adopted = true;
+    const room = WATCH_MAX - watch.size;
+    if (room <= 0) return;
+    const putOff = await queue.putOff(t + options.pollIntervalMs, t + longestLook, room);
+    let taken = 0;
+    const sigsOf = (job: PutOffJob) => [
+      ...new Set(
+        [job.escrowTx, job.apiEscrowTx, job.settlementTx, job.apiSettlementTx].filter(
+          (sig): sig is string => sig !== null,
+        ),
+      ),
+    ];
+    for (const part of chunks(putOff, STATUS_SLICE)) {
+      if (signal.aborted) return;
+      const rows = await signatures.load([...new Set(part.flatMap(sigsOf))]);
+      for (const job of part) {
+        const sigs = sigsOf(job);
+        const unseen = sigs.map((sig) => rows.get(sig));
+        if (
+          sigs.length === 0 ||
+          unseen.some((r) => r?.state !== "unknown" || r.notFoundSince === null)
+        )
+          continue;
+        sigs.forEach((sig, i) => {
+          const since = unseen[i]!.notFoundSince!;
+          let entry = watch.get(sig);
+          if (!entry) {
+            if (watch.size >= WATCH_MAX) return;
+            const pollAt = t + Math.floor(taken++ / FULL_STATUS_REQUEST) * options.pollIntervalMs;
+            entry = { since, pollAt, until: 0, jobs: [] };
+            watch.set(sig, entry);
+          }
+          entry.until = Math.max(entry.until, job.nextVerifyAt);
+          if (!entry.jobs.includes(job.jobId)) entry.jobs.push(job.jobId);
+        });
+      }
+      await yieldToEventLoop();
+    }
+  }
+
   /** The claimed jobs are looked at whole now: their signatures are watched for them no more. */
   function unwatch(claimed: readonly WaitingJob[]) {
     if (watch.size === 0) return;
@@ -307,6 +358,9 @@ export function createRound(deps: RoundDeps): Round {
       if (piece.length < limit) break;
       await yieldToEventLoop();
     }
+    // After the claim: a job it took is looked at now, not watched. A run over a window (the
+    // nightly's) leaves the others' jobs to the verifier that serves them all.
+    if (!adopted && filter === null && !signal.aborted) await adoptPutOff(t, signal);
     let claimed = [...byId.values()];
     unwatch(claimed);
     const allSigs = [...new Set(claimed.flatMap((j) => jobSignatures(j)))];

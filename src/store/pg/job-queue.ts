@@ -524,6 +524,27 @@ export function createPgJobQueueStore(store: PgStore): JobQueueStore {
         .where(and(jobIdIn(jobIds), verdictIsOpen(jobs.verdict)));
       return rows.map((r) => r.jobId);
     },
+    async putOff(after, until, limit) {
+      return db
+        .select({
+          jobId: jobs.jobId,
+          escrowTx: jobs.escrowTx,
+          apiEscrowTx: jobs.apiEscrowTx,
+          settlementTx: jobs.settlementTx,
+          apiSettlementTx: jobs.apiSettlementTx,
+          nextVerifyAt: jobs.nextVerifyAt,
+        })
+        .from(jobs)
+        .where(
+          and(
+            verdictIsOpen(jobs.verdict),
+            gt(jobs.nextVerifyAt, after),
+            lte(jobs.nextVerifyAt, until),
+          ),
+        )
+        .orderBy(jobs.nextVerifyAt)
+        .limit(limit);
+    },
     async makeDue(jobIds, t) {
       if (jobIds.length === 0) return 0;
       // Skips rows another transaction holds, as `releaseLeases` does: such a job is being
