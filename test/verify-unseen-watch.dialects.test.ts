@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import type { Store } from "../src/db/client.js";
 import { createLogger } from "../src/log.js";
 import { createCustodyStore } from "../src/store/custody.js";
 import { createJobQueueStore } from "../src/store/job-queue.js";
@@ -23,6 +24,79 @@ import { queueColumns, seedJobs, T0 } from "./support/seed-queue.js";
 const POLL_MS = 2_000;
 const SLOT_MS = 400;
 
+/**
+ * A node that has seen nothing but what lands (its finalized slot moving at 400 ms a slot), a
+ * queue whose claims are noted by job, and verifiers over `store` as processes start them.
+ */
+function watchWorld(store: Store) {
+  let clock = T0;
+  const landed = new Map<string, number>();
+  const polled = new Map<string, number[]>();
+  const slot = () => 1_000 + Math.floor((clock - T0) / SLOT_MS);
+  const rpc = {
+    async getSignatureStatuses(signatures: string[]) {
+      for (const s of signatures) polled.set(s, [...(polled.get(s) ?? []), clock - T0]);
+      return signatures.map((signature): SignatureStatusLike | null => {
+        const at = landed.get(signature);
+        return at === undefined
+          ? null
+          : { signature, slot: at, confirmationStatus: "confirmed", err: null };
+      });
+    },
+    async getTransaction() {
+      return null;
+    },
+    async getSlot() {
+      return slot();
+    },
+  };
+  const queue = createJobQueueStore(store);
+  const claims = new Map<string, number[]>();
+  const claim = queue.claim.bind(queue);
+  queue.claim = async (...args) => {
+    const got = await claim(...args);
+    for (const j of got) claims.set(j.jobId, [...(claims.get(j.jobId) ?? []), clock - T0]);
+    return got;
+  };
+  /** A verifier as a process starts it: its watch empty. */
+  const start = () =>
+    createRound({
+      queue,
+      signatures: createSignatureStore(store),
+      verdicts: createVerdictStore(store, localnetProfile),
+      custody: createCustodyStore(store, localnetProfile, { vaults: [], byKey: {} }),
+      ledger: createLedgerStore(store),
+      configuredVaults: new Set(),
+      rpc,
+      profile: localnetProfile,
+      options: { ...defaultVerifierOptions, pollIntervalMs: POLL_MS },
+      owner: "verifier",
+      now: () => clock,
+      sharedNow: async () => clock,
+      log: createLogger({ level: "silent" }),
+    });
+  const signal = new AbortController().signal;
+  /** The loop: rounds while they find work, then the next poll. */
+  const runFor = async (round: ReturnType<typeof createRound>, ms: number) => {
+    const end = clock + ms;
+    for (; clock < end; clock += POLL_MS) {
+      while ((await round(null, null, signal)) > 0) {}
+    }
+  };
+  return {
+    landed,
+    polled,
+    claims,
+    slot,
+    start,
+    runFor,
+    advance: (ms: number) => {
+      clock += ms;
+    },
+    elapsed: () => clock - T0,
+  };
+}
+
 describe.each(dialects)("jobs whose signatures no node has seen yet, on %s", (dialect) => {
   const stores = useDialectStores(dialect);
 
@@ -42,59 +116,10 @@ describe.each(dialects)("jobs whose signatures no node has seen yet, on %s", (di
         leaseUntil: null,
       })),
     );
-    let clock = T0;
-    // A node that has seen nothing but what lands; its finalized slot moves at 400 ms a slot.
-    const landed = new Map<string, number>();
-    const polled = new Map<string, number[]>();
-    const slot = () => 1_000 + Math.floor((clock - T0) / SLOT_MS);
-    const rpc = {
-      async getSignatureStatuses(signatures: string[]) {
-        for (const s of signatures) polled.set(s, [...(polled.get(s) ?? []), clock - T0]);
-        return signatures.map((signature): SignatureStatusLike | null => {
-          const at = landed.get(signature);
-          return at === undefined
-            ? null
-            : { signature, slot: at, confirmationStatus: "confirmed", err: null };
-        });
-      },
-      async getTransaction() {
-        return null;
-      },
-      async getSlot() {
-        return slot();
-      },
-    };
-    const queue = createJobQueueStore(store);
-    const claims = new Map<string, number[]>();
-    const claim = queue.claim.bind(queue);
-    queue.claim = async (...args) => {
-      const got = await claim(...args);
-      for (const j of got) claims.set(j.jobId, [...(claims.get(j.jobId) ?? []), clock - T0]);
-      return got;
-    };
-    const round = createRound({
-      queue,
-      signatures: createSignatureStore(store),
-      verdicts: createVerdictStore(store, localnetProfile),
-      custody: createCustodyStore(store, localnetProfile, { vaults: [], byKey: {} }),
-      ledger: createLedgerStore(store),
-      configuredVaults: new Set(),
-      rpc,
-      profile: localnetProfile,
-      options: { ...defaultVerifierOptions, pollIntervalMs: POLL_MS },
-      owner: "verifier",
-      now: () => clock,
-      sharedNow: async () => clock,
-      log: createLogger({ level: "silent" }),
-    });
-    const signal = new AbortController().signal;
-    // The loop: rounds while they find work, then the next poll.
-    const runFor = async (ms: number) => {
-      const end = clock + ms;
-      for (; clock < end; clock += POLL_MS) {
-        while ((await round(null, null, signal)) > 0) {}
-      }
-    };
+    const w = watchWorld(store);
+    const { landed, polled, claims, slot } = w;
+    const round = w.start();
+    const runFor = (ms: number) => w.runFor(round, ms);
 
     await runFor(30_000);
     // One lands 30 s after the first miss: its job is looked at at the next poll of its escrow.
@@ -147,57 +172,8 @@ describe.each(dialects)("jobs whose signatures no node has seen yet, on %s", (di
         leaseUntil: null,
       })),
     );
-    let clock = T0;
-    const landed = new Map<string, number>();
-    const slot = () => 1_000 + Math.floor((clock - T0) / SLOT_MS);
-    const rpc = {
-      async getSignatureStatuses(signatures: string[]) {
-        return signatures.map((signature): SignatureStatusLike | null => {
-          const at = landed.get(signature);
-          return at === undefined
-            ? null
-            : { signature, slot: at, confirmationStatus: "confirmed", err: null };
-        });
-      },
-      async getTransaction() {
-        return null;
-      },
-      async getSlot() {
-        return slot();
-      },
-    };
-    const queue = createJobQueueStore(store);
-    const claims = new Map<string, number[]>();
-    const claim = queue.claim.bind(queue);
-    queue.claim = async (...args) => {
-      const got = await claim(...args);
-      for (const j of got) claims.set(j.jobId, [...(claims.get(j.jobId) ?? []), clock - T0]);
-      return got;
-    };
-    // A verifier as a process starts it: its watch empty.
-    const start = () =>
-      createRound({
-        queue,
-        signatures: createSignatureStore(store),
-        verdicts: createVerdictStore(store, localnetProfile),
-        custody: createCustodyStore(store, localnetProfile, { vaults: [], byKey: {} }),
-        ledger: createLedgerStore(store),
-        configuredVaults: new Set(),
-        rpc,
-        profile: localnetProfile,
-        options: { ...defaultVerifierOptions, pollIntervalMs: POLL_MS },
-        owner: "verifier",
-        now: () => clock,
-        sharedNow: async () => clock,
-        log: createLogger({ level: "silent" }),
-      });
-    const signal = new AbortController().signal;
-    const runFor = async (round: ReturnType<typeof createRound>, ms: number) => {
-      const end = clock + ms;
-      for (; clock < end; clock += POLL_MS) {
-        while ((await round(null, null, signal)) > 0) {}
-      }
-    };
+    const w = watchWorld(store);
+    const { landed, claims, slot, start, runFor } = w;
     await runFor(start(), 30_000);
     // Put off to their drop, 120 s after the first miss, while that verifier watched them.
     for (const job of await queueColumns(store)) {
@@ -206,8 +182,8 @@ describe.each(dialects)("jobs whose signatures no node has seen yet, on %s", (di
     // It stops (a restart, a leader that died); one escrow lands before the next starts.
     const late = ids[0]!;
     landed.set(`sig_e_${late}`, slot());
-    clock += 4_000;
-    const restartedAt = clock - T0;
+    w.advance(4_000);
+    const restartedAt = w.elapsed();
     await runFor(start(), 10_000);
     // Seen in its first round: looked at within a poll, not at its drop 70 s later.
     expect(claims.get(late)?.filter((at) => at >= restartedAt)[0]).toBeLessThanOrEqual(
