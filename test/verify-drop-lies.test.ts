@@ -178,3 +178,32 @@ describe("an endpoint answering every request 429 with Retry-After 60", () => {
     );
   });
 });
+
+describe("a node listed first in a failover pool, showing a phantom as confirmed", () => {
+  it("cannot hold its job for ever: the others are asked, and it is dropped naming that node", async () => {
+    const liar = await world.addRpcEndpoint({
+      lies: { share: 0, kinds: [], seed: "first-confirmed", phantomStatuses: true },
+    });
+    const honest = await world.addRpcEndpoint();
+    const store = createTestStore();
+    const phantom = await runRecordedJob(world, store, {
+      apiKeyIndex: 3,
+      fault: "phantom-signature",
+    });
+    const real = await runRecordedJob(world, store, { apiKeyIndex: 3 });
+    const { summary, verdicts, tookMs } = await verify(
+      store,
+      poolOver([liar, honest]),
+      { ...localnetProfile, dropAfterSlots: 50 },
+      20_000,
+      1500,
+    );
+    expect(summary.status).toBe("completed");
+    expect(verdicts.get(real.jobId)).toBe("verified");
+    expect(verdicts.get(phantom.jobId)).toBe("dropped");
+    expect(tookMs).toBeLessThan(15_000);
+    const reason = reasonOf(store, phantom.jobId, "settlement.exists");
+    expect(reason).toContain("never landed");
+    expect(reason).toContain(liar);
+  });
+});

@@ -173,6 +173,14 @@ export function createRound(deps: RoundDeps): Round {
     if (dropNotes.size > DROP_NOTES_KEPT) dropNotes.delete(dropNotes.keys().next().value!);
   };
   /**
+   * Signatures shown short of finalized, by when this round first saw them so: one that stays
+   * so past the drop hold is looked for on every endpoint. A failover pool asks its first
+   * endpoint alone, and one answering "confirmed" for a phantom held its job for ever.
+   */
+  const unfinal = new Map<string, number>();
+  /** Signatures whose not-final status the other endpoints overruled, by who showed it. */
+  const overruled = new Map<string, string[]>();
+  /**
    * Is the finalized slot read long enough ago to read it again (five poll intervals)? One read
    * "later" than now was read before the clock went back: due, not the step later.
    */
@@ -422,6 +430,8 @@ export function createRound(deps: RoundDeps): Round {
         ];
         watchedAnswer = answers.slice(needStatus.length);
         const statuses = answers.slice(0, needStatus.length);
+        await overruleUnbacked(needStatus, statuses, signal);
+        if (signal.aborted) return claimed.length;
         const missing = needStatus.filter((_, i) => !statuses[i]);
         const landing = statuses.some((s) => s && s.confirmationStatus !== "finalized");
         let currentSlot: number | null = null;
@@ -447,7 +457,7 @@ export function createRound(deps: RoundDeps): Round {
         if (currentSlot !== null && rpc.findAnywhere) {
           const slot = currentSlot;
           const droppable = missing.filter((s) =>
-            wouldDrop(rows.get(s), slot, profile, rpc.agreedMisses === true),
+            wouldDrop(rows.get(s), slot, profile, rpc.agreedMisses === true || overruled.has(s)),
           );
           // The look costs a getTransaction a signature on each endpoint, at the RPC's rate: a
           // round looks for as many as it may fetch, and the others wait their turn (their
@@ -575,14 +585,26 @@ export function createRound(deps: RoundDeps): Round {
         const polled = needStatus
           .map((signature, i) => ({ signature, status: statuses[i] ?? null }))
           .filter((p) => !held.has(p.signature));
+        // A status the other endpoints overruled is their agreed "not found": dropped like one
+        // never seen once past the window, whatever it was shown as before.
+        const slices = [
+          ...chunks(
+            polled.filter((p) => !overruled.has(p.signature)),
+            STATUS_SLICE,
+          ).map((slice) => ({ slice, agreed: rpc.agreedMisses === true })),
+          ...chunks(
+            polled.filter((p) => overruled.has(p.signature)),
+            STATUS_SLICE,
+          ).map((slice) => ({ slice, agreed: true })),
+        ];
         let firstMisses = false;
-        for (const slice of chunks(polled, STATUS_SLICE)) {
+        for (const { slice, agreed } of slices) {
           const after = await signatures.recordStatuses(
             slice,
             {
               currentSlot,
               dropAfterSlots: profile.dropAfterSlots,
-              agreedMisses: rpc.agreedMisses === true,
+              agreedMisses: agreed,
               t,
             },
             rows,
@@ -943,6 +965,64 @@ export function createRound(deps: RoundDeps): Round {
   });
 
   /** getTransaction calls this round may make: its share of the RPC's current rate. */
+  /**
+   * Looks on every endpoint for the signatures shown short of finalized for longer than the
+   * drop hold (and than the drop window at the slots' pace). One only some endpoints show,
+   * none of them with a transaction its fee payer signed, is taken as not found (its status
+   * set to null in `statuses`), and remembered as overruled: the drop then goes by the others,
+   * and the verdict names the endpoints that showed it. A real transaction is served signed
+   * and is never overruled.
+   */
+  async function overruleUnbacked(
+    asked: readonly string[],
+    statuses: (SignatureStatusLike | null)[],
+    signal: AbortSignal,
+  ): Promise<void> {
+    const t = now();
+    const pace = slotClock.msPerSlot();
+    const bound = Math.max(options.dropHoldMs, pace === null ? 0 : profile.dropAfterSlots * pace);
+    const stale: string[] = [];
+    asked.forEach((signature, i) => {
+      const status = statuses[i];
+      if (!status || status.confirmationStatus === "finalized" || status.disagreement) {
+        unfinal.delete(signature);
+        if (status) overruled.delete(signature);
+        return;
+      }
+      const since = unfinal.get(signature);
+      if (since === undefined || since > t) {
+        unfinal.set(signature, t);
+        if (unfinal.size > DROP_NOTES_KEPT) unfinal.delete(unfinal.keys().next().value!);
+      } else if (overruled.has(signature) || t - since >= bound) stale.push(signature);
+    });
+    if (stale.length === 0 || !rpc.findAnywhere) return;
+    let look: Awaited<ReturnType<NonNullable<VerifierRpc["findAnywhere"]>>>;
+    try {
+      look = await rpc.findAnywhere(stale.slice(0, Math.max(1, fetchBudget())), signal);
+    } catch (error) {
+      if (isBusyError(error)) throw error;
+      return;
+    }
+    const overrule = new Set<string>();
+    for (const [signature, by] of look.unbacked ?? []) {
+      if (look.unanswered.length > 0) continue;
+      overrule.add(signature);
+      overruled.set(signature, [...by]);
+      if (overruled.size > DROP_NOTES_KEPT) overruled.delete(overruled.keys().next().value!);
+      const since = unfinal.get(signature) ?? t;
+      noteDrop(
+        signature,
+        `shown ${statuses[asked.indexOf(signature)]?.confirmationStatus ?? "landed"} only by ${by.join(", ")}, never finalized and with no transaction its fee payer signed, while the other endpoints answered not found for ${Math.round((t - since) / 1000)} s`,
+      );
+    }
+    for (const signature of stale) {
+      if (!overrule.has(signature)) overruled.delete(signature);
+    }
+    asked.forEach((signature, i) => {
+      if (overruled.has(signature)) statuses[i] = null;
+    });
+  }
+
   function fetchBudget(): number {
     const rate = rpc.requestRate?.();
     if (rate === undefined || !Number.isFinite(rate)) return Number.POSITIVE_INFINITY;
