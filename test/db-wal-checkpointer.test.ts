@@ -6,10 +6,13 @@ import { describe, expect, it, vi } from "vitest";
 import { walFileBytes } from "../src/api/metrics.js";
 import { followCheckpoints, JOURNAL_SIZE_LIMIT, openSqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
+import { deltaFoldRows, rollupDeltasTable } from "../src/db/rollups.js";
 import { startWalCheckpointer } from "../src/db/wal-checkpointer.js";
 import { ingestReceipts } from "../src/recorder/ingest.js";
+import { recomputeRollups } from "../src/reports/rollup-recompute.js";
 import { openWriterConnection } from "../src/store/group-commit.js";
-import { wireReceipt } from "./support/recorder-fixtures.js";
+import { recordReceiptsInTransaction } from "../src/store/receipts.js";
+import { receipt, wireReceipt } from "./support/recorder-fixtures.js";
 
 describe("WAL checkpointer", () => {
   it("takes checkpoints off the store's connection and writes the WAL back from its worker", async () => {
@@ -193,6 +196,38 @@ describe("WAL checkpointer: its thread ends", () => {
       new Promise((resolve) => setTimeout(resolve, 2000, "still waiting")),
     ]);
     expect(stopped).toBe("stopped");
+    store.close();
+  });
+  it("sums the pending rollup deltas on its thread once half the fold trigger's count is pending", async () => {
+    const store = openSqliteStore(join(mkdtempSync(join(tmpdir(), "recorder-wal-")), "audit.db"));
+    migrateStore(store);
+    const writer = openWriterConnection(store, 0);
+    // As the receipt writer's group commits write them: small writes inside a transaction,
+    // which leave their deltas to the fold trigger (at deltaFoldRows) or to this thread.
+    const write = writer.immediate((count: number) => {
+      for (let i = 0; i < count; i++) {
+        recordReceiptsInTransaction(
+          writer.store,
+          [receipt({ createdAt: Date.now() - i * 60_000 })],
+          "proxy",
+        );
+      }
+    });
+    const pending = store.sqlite.prepare(`SELECT count(*) FROM ${rollupDeltasTable}`).pluck();
+    const checkpointer = startWalCheckpointer(store, { intervalMs: 20, foldIntervalMs: 5 });
+    write(deltaFoldRows / 2 - 1);
+    // Below the count: two checkpoints later, after the thread has looked, still pending.
+    await checkpointer.nextCheckpoint();
+    await checkpointer.nextCheckpoint();
+    expect(pending.get()).toBe(deltaFoldRows / 2 - 1);
+    write(1);
+    await vi.waitFor(() => expect(pending.get()).toBe(0), { timeout: 5000, interval: 5 });
+    expect((await recomputeRollups(store)).differences).toEqual([]);
+    // The receipt writer's next commit goes through; its delta waits for the next fold.
+    write(1);
+    expect(pending.get()).toBe(1);
+    await checkpointer.close();
+    writer.close();
     store.close();
   });
 });

@@ -437,8 +437,10 @@ const grainRows = `(${allGrains.map((g, i) => (i === 0 ? `SELECT ${g} AS grain` 
  * a job moves to another group), keyed by the job's time and full key, holding what the write
  * adds to each figure (negative for what it takes away). The triggers on `jobs` append here,
  * which costs a writer one narrow insert per job instead of an upsert per grain;
- * `foldRollupDeltasSql` sums them into every grain at once, in the same transaction: at the end
- * of each verdict and receipt batch, and whenever the table reaches `deltaFoldRows` rows.
+ * `foldRollupDeltasSql` sums them into every grain at once: in a transaction of its own on the
+ * WAL checkpointer's thread once half that many are pending (src/db/wal-checkpointer.ts), at
+ * the end of each batch of receipts (an import), and whenever the table reaches
+ * `deltaFoldRows` rows (the fold trigger, in the transaction that wrote the last one).
  * Readers add the pending rows (`currentRollups`), so rollups plus deltas always equal the jobs.
  */
 export const rollupDeltasTable = "job_rollup_deltas";

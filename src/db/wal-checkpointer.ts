@@ -3,6 +3,7 @@ import { Worker } from "node:worker_threads";
 import type { Logger } from "../log.js";
 import type { SqliteStore } from "./client.js";
 import { JOURNAL_SIZE_LIMIT, setAutoCheckpoint } from "./client.js";
+import { deltaFoldRows, foldRollupDeltasSql, rollupDeltasTable } from "./rollups.js";
 
 /**
  * Runs SQLite's WAL checkpoints on a worker thread with its own connection, instead of letting
@@ -16,6 +17,13 @@ import { JOURNAL_SIZE_LIMIT, setAutoCheckpoint } from "./client.js";
  * TRUNCATE checkpoint, which waits (briefly, `truncateBusyMs`) for readers to move on, writes
  * everything back and cuts the file to zero; `journal_size_limit` on every connection cuts it
  * back whenever a writer restarts a fully checkpointed WAL.
+ *
+ * The same thread sums the pending rollup deltas into `job_rollups` (src/db/rollups.ts) once
+ * `foldAboveRows` are pending, in a write transaction of its own. Left to the fold trigger, the
+ * write that added the 1,024th delta (a proxied receipt, one in 1,024) summed them all on the
+ * event loop: about 10 ms in which no response moved. A receipt commit that finds the thread's
+ * fold holding the write lock is retried from a timer (src/recorder/receipt-writer.ts); the
+ * trigger stays, for the writers of a process without this thread.
  */
 
 // Plain JavaScript evaluated in the worker, so it runs the same from src/ (tsx) and dist/.
@@ -95,6 +103,36 @@ const checkpoint = () => {
   }
 };
 const timer = setInterval(checkpoint, workerData.intervalMs);
+// The rollup fold: looked at only when another connection committed since the last look. The
+// table is read by its rowid, which counts the pending rows (it restarts at 1 once emptied).
+let foldSeen = null;
+let foldFailed = false;
+let pendingDeltas = null;
+let foldTransaction = null;
+const fold = () => {
+  try {
+    const version = dataVersion.get();
+    if (version === foldSeen) return;
+    foldSeen = version;
+    pendingDeltas ??= db.prepare(workerData.pendingDeltasSql).pluck();
+    if (!(Number(pendingDeltas.get()) >= workerData.foldAboveRows)) return;
+    if (foldTransaction === null) {
+      const statements = workerData.foldSql.map((text) => db.prepare(text));
+      foldTransaction = db.transaction(() => {
+        for (const statement of statements) statement.run();
+      });
+    }
+    foldTransaction.immediate();
+    foldFailed = false;
+    // Its own commit does not move this connection's data_version: the next tick checkpoints.
+    wanted = true;
+  } catch (error) {
+    foldSeen = null;
+    if (!foldFailed) parentPort.postMessage({ foldError: String(error && error.message) });
+    foldFailed = true;
+  }
+};
+const foldTimer = setInterval(fold, workerData.foldIntervalMs);
 parentPort.on("message", (message) => {
   if (message === "checkpoint") {
     wanted = true;
@@ -107,6 +145,7 @@ parentPort.on("message", (message) => {
   }
   if (message !== "close") return;
   clearInterval(timer);
+  clearInterval(foldTimer);
   wanted = true;
   checkpoint();
   db.close();
@@ -151,6 +190,14 @@ export interface WalCheckpointerOptions {
   truncateAboveBytes?: number;
   /** How long a TRUNCATE checkpoint waits for readers and writers, in ms. Default 100. */
   truncateBusyMs?: number;
+  /** How often the pending rollup deltas are counted, in ms. Default 100. */
+  foldIntervalMs?: number;
+  /**
+   * Pending rollup deltas from which the thread sums them. Default half the fold trigger's
+   * count: each fold costs about the same for 100 rows as for 500 (its groups, not its rows),
+   * so folding often costs CPU, while each fold holds the write lock a little longer per row.
+   */
+  foldAboveRows?: number;
   log?: Logger;
   /** Given the worker thread once it starts (tests: to end it as a crash would). */
   thread?: (worker: Worker) => void;
@@ -184,33 +231,47 @@ export function startWalCheckpointer(
       truncateAboveBytes: options.truncateAboveBytes ?? JOURNAL_SIZE_LIMIT,
       truncateBusyMs: options.truncateBusyMs ?? 100,
       journalSizeLimit: JOURNAL_SIZE_LIMIT,
+      foldIntervalMs: options.foldIntervalMs ?? 100,
+      foldAboveRows: options.foldAboveRows ?? deltaFoldRows / 2,
+      foldSql: foldRollupDeltasSql(),
+      pendingDeltasSql: `SELECT coalesce(max(rowid), 0) FROM ${rollupDeltasTable}`,
     },
   });
   let lastWalBytes = 0;
   let runs = 0;
   let waiting: ((result: CheckpointResult) => void)[] = [];
-  worker.on("message", (message: { error?: string } & Partial<CheckpointResult>) => {
-    if (message.walBytes !== undefined) lastWalBytes = message.walBytes;
-    if (message.runs !== undefined) runs = message.runs;
-    if (message.error) {
-      options.log?.warn({ reason: message.error }, "WAL checkpoint failed");
-      return;
-    }
-    const result: CheckpointResult = {
-      log: message.log ?? 0,
-      checkpointed: message.checkpointed ?? 0,
-      busy: message.busy ?? 0,
-      mode: message.mode ?? "PASSIVE",
-      walBytes: lastWalBytes,
-      runs,
-    };
-    if (result.mode === "TRUNCATE") {
-      options.log?.info({ ...result }, "WAL over its size threshold: truncating checkpoint");
-    }
-    const resolvers = waiting;
-    waiting = [];
-    for (const resolve of resolvers) resolve(result);
-  });
+  worker.on(
+    "message",
+    (message: { error?: string; foldError?: string } & Partial<CheckpointResult>) => {
+      if (message.foldError !== undefined) {
+        options.log?.warn(
+          { reason: message.foldError },
+          "rollup fold failed; the fold trigger sums them",
+        );
+        return;
+      }
+      if (message.walBytes !== undefined) lastWalBytes = message.walBytes;
+      if (message.runs !== undefined) runs = message.runs;
+      if (message.error) {
+        options.log?.warn({ reason: message.error }, "WAL checkpoint failed");
+        return;
+      }
+      const result: CheckpointResult = {
+        log: message.log ?? 0,
+        checkpointed: message.checkpointed ?? 0,
+        busy: message.busy ?? 0,
+        mode: message.mode ?? "PASSIVE",
+        walBytes: lastWalBytes,
+        runs,
+      };
+      if (result.mode === "TRUNCATE") {
+        options.log?.info({ ...result }, "WAL over its size threshold: truncating checkpoint");
+      }
+      const resolvers = waiting;
+      waiting = [];
+      for (const resolve of resolvers) resolve(result);
+    },
+  );
   let closing = false;
   // Watched from the start: close() after the thread already ended waited for an exit that had
   // come and gone, and a service stopping after a crash of the thread never stopped.

@@ -1,5 +1,4 @@
 import type { SqliteStore, Store } from "../db/client.js";
-import { foldRollupDeltas } from "../db/rollups.js";
 import { type CheckOutcome, finalVerdicts, type Verdict } from "../db/schema.js";
 import {
   type CustodyPinning,
@@ -260,8 +259,9 @@ function createSqliteVerdictStore(
       const written = decisions.map((d) =>
         kept.has(d) ? false : writeOne(d, owner, runId, t, batch),
       );
-      // The batch's rollup deltas are summed before it commits (src/db/rollups.ts).
-      foldRollupDeltas(store);
+      // The batch's rollup deltas stay pending (reports add them) until the checkpointer's
+      // thread or the fold trigger sums them (src/db/rollups.ts). Summed here, before each
+      // commit, they cost the verifier's round on the proxy's event loop a fold per batch.
       return written;
     },
   );

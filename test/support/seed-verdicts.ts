@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { eq } from "drizzle-orm";
 import type { Store } from "../../src/db/client.js";
 import * as pgSchema from "../../src/db/pg/schema.js";
+import { foldRollupDeltas } from "../../src/db/rollups.js";
 import type { Verdict } from "../../src/db/schema.js";
 import * as sqliteSchema from "../../src/db/schema.js";
 import { joinParts } from "../../src/db/split-sums.js";
@@ -208,8 +209,12 @@ export function joinedParts(row: Record<string, unknown>): Record<string, unknow
   return out;
 }
 
-/** The `job_rollups` rows of one grain, ordered by bucket and dimensions. */
+/**
+ * The `job_rollups` rows of one grain, ordered by bucket and dimensions; on SQLite with the
+ * pending deltas summed into them first (the verdict writer leaves them to a later fold).
+ */
 export async function readRollups(store: Store, grain: number): Promise<RollupFigures[]> {
+  if (store.kind === "sqlite") store.sqlite.transaction(() => foldRollupDeltas(store)).immediate();
   const rows =
     store.kind === "postgres"
       ? await store.db
