@@ -12,7 +12,7 @@ import { ingestReceipts } from "../src/recorder/ingest.js";
 import { recomputeRollups } from "../src/reports/rollup-recompute.js";
 import { openWriterConnection } from "../src/store/group-commit.js";
 import { recordReceiptsInTransaction } from "../src/store/receipts.js";
-import { receipt, wireReceipt } from "./support/recorder-fixtures.js";
+import { capturedLogger, receipt, wireReceipt } from "./support/recorder-fixtures.js";
 
 describe("WAL checkpointer", () => {
   it("takes checkpoints off the store's connection and writes the WAL back from its worker", async () => {
@@ -228,6 +228,25 @@ describe("WAL checkpointer: its thread ends", () => {
     expect(pending.get()).toBe(1);
     await checkpointer.close();
     writer.close();
+    store.close();
+  });
+  it("says once that it could not sum the deltas, and keeps checkpointing", async () => {
+    // A database without the rollup tables (not a store's): every look at them fails.
+    const store = openSqliteStore(join(mkdtempSync(join(tmpdir(), "recorder-wal-")), "audit.db"));
+    const { log, lines } = capturedLogger();
+    const checkpointer = startWalCheckpointer(store, { intervalMs: 20, foldIntervalMs: 5, log });
+    const other = openSqliteStore(store.sqlite.name);
+    other.sqlite.exec("CREATE TABLE t (x)");
+    for (let i = 0; i < 5; i++) {
+      other.sqlite.prepare("INSERT INTO t VALUES (?)").run(i);
+      await checkpointer.nextCheckpoint();
+    }
+    const failed = lines.filter((line) => line.includes("rollup fold failed"));
+    expect(failed).toHaveLength(1);
+    expect(failed[0]).toContain("job_rollup_deltas");
+    expect((await checkpointer.nextCheckpoint()).checkpointed).toBeGreaterThan(0);
+    await checkpointer.close();
+    other.close();
     store.close();
   });
 });

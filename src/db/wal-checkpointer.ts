@@ -128,6 +128,8 @@ const fold = () => {
     wanted = true;
   } catch (error) {
     foldSeen = null;
+    // A write lock held past the busy timeout (a long import): the next tick tries again.
+    if (error && error.code === "SQLITE_BUSY") return;
     if (!foldFailed) parentPort.postMessage({ foldError: String(error && error.message) });
     foldFailed = true;
   }
