@@ -65,6 +65,31 @@ async function verify(
   }
 }
 
+/**
+ * A phantom settlement's job and an honest one, recorded, then verified through `rpc` (drop
+ * window 50 slots, `dropHoldMs` 1.5 s): the run completes, the honest job is verified and the
+ * phantom dropped. Returns the store, the phantom's job, and how long the run took.
+ */
+async function phantomBesideReal(rpc: RpcPool, timeoutMs: number) {
+  const store = createTestStore();
+  const phantom = await runRecordedJob(world, store, {
+    apiKeyIndex: 3,
+    fault: "phantom-signature",
+  });
+  const real = await runRecordedJob(world, store, { apiKeyIndex: 3 });
+  const { summary, verdicts, tookMs } = await verify(
+    store,
+    rpc,
+    { ...localnetProfile, dropAfterSlots: 50 },
+    timeoutMs,
+    1500,
+  );
+  expect(summary.status).toBe("completed");
+  expect(verdicts.get(real.jobId)).toBe("verified");
+  expect(verdicts.get(phantom.jobId)).toBe("dropped");
+  return { store, phantom, tookMs };
+}
+
 /** The reason of a job's check, as `/audit/:jobId` shows it. */
 function reasonOf(store: ReturnType<typeof createTestStore>, jobId: string, name: string) {
   return store.db
@@ -122,26 +147,11 @@ describe.concurrent("a node showing a status for a phantom signature", () => {
       const liar = await world.addRpcEndpoint({
         lies: { share: 0, kinds: [], seed: "phantoms", phantomStatuses: true },
       });
-      const store = createTestStore();
-      const phantom = await runRecordedJob(world, store, {
-        apiKeyIndex: 3,
-        fault: "phantom-signature",
-      });
-      const real = await runRecordedJob(world, store, { apiKeyIndex: 3 });
       const rpc =
         mode === "a quorum of 2"
           ? quorumOver([honest, honestB, liar], 2)
           : poolOver([honest, liar]);
-      const { summary, verdicts, tookMs } = await verify(
-        store,
-        rpc,
-        { ...localnetProfile, dropAfterSlots: 50 },
-        20_000,
-        1500,
-      );
-      expect(summary.status).toBe("completed");
-      expect(verdicts.get(real.jobId)).toBe("verified");
-      expect(verdicts.get(phantom.jobId)).toBe("dropped");
+      const { store, phantom, tookMs } = await phantomBesideReal(rpc, 20_000);
       expect(tookMs).toBeLessThan(15_000);
       const reason = reasonOf(store, phantom.jobId, "settlement.exists");
       expect(reason).toContain("never landed");
@@ -154,23 +164,8 @@ describe("an endpoint answering every request 429 with Retry-After 60", () => {
   it("holds no round for its pauses: other jobs are verified, a phantom dropped in bounded time naming it", async () => {
     const honest = await world.addRpcEndpoint();
     const limited = await world.addRpcEndpoint({ tooManyRequests: true, retryAfterSeconds: 60 });
-    const store = createTestStore();
-    const phantom = await runRecordedJob(world, store, {
-      apiKeyIndex: 3,
-      fault: "phantom-signature",
-    });
-    const real = await runRecordedJob(world, store, { apiKeyIndex: 3 });
-    const { summary, verdicts, tookMs } = await verify(
-      store,
-      poolOver([honest, limited]),
-      { ...localnetProfile, dropAfterSlots: 50 },
-      40_000,
-      1500,
-    );
+    const { store, phantom, tookMs } = await phantomBesideReal(poolOver([honest, limited]), 40_000);
     expect(world.rpcStats(limited).served429).toBeGreaterThan(0);
-    expect(summary.status).toBe("completed");
-    expect(verdicts.get(real.jobId)).toBe("verified");
-    expect(verdicts.get(phantom.jobId)).toBe("dropped");
     // One pause of a minute held the look on every endpoint before the drop, and the round.
     expect(tookMs).toBeLessThan(30_000);
     expect(reasonOf(store, phantom.jobId, "settlement.exists")).toContain(
@@ -185,22 +180,7 @@ describe("a node listed first in a failover pool, showing a phantom as confirmed
       lies: { share: 0, kinds: [], seed: "first-confirmed", phantomStatuses: true },
     });
     const honest = await world.addRpcEndpoint();
-    const store = createTestStore();
-    const phantom = await runRecordedJob(world, store, {
-      apiKeyIndex: 3,
-      fault: "phantom-signature",
-    });
-    const real = await runRecordedJob(world, store, { apiKeyIndex: 3 });
-    const { summary, verdicts, tookMs } = await verify(
-      store,
-      poolOver([liar, honest]),
-      { ...localnetProfile, dropAfterSlots: 50 },
-      20_000,
-      1500,
-    );
-    expect(summary.status).toBe("completed");
-    expect(verdicts.get(real.jobId)).toBe("verified");
-    expect(verdicts.get(phantom.jobId)).toBe("dropped");
+    const { store, phantom, tookMs } = await phantomBesideReal(poolOver([liar, honest]), 20_000);
     expect(tookMs).toBeLessThan(15_000);
     const reason = reasonOf(store, phantom.jobId, "settlement.exists");
     expect(reason).toContain("never landed");
