@@ -40,8 +40,20 @@ export interface ProxyRow {
   ratio: { cpu: number | null; p50: number | null; p99: number | null };
   /** Event-loop delay of the service's processes during the run (worst process), ms. */
   loopDelay: { p99Ms: number; maxMs: number } | null;
-  /** Requests per second of the three paths together during the run. */
+  /** Requests per second of the paths together during the run. */
   combinedReqPerSec: number;
+  /**
+   * With `--proxy-floor`: the recording floor (bench/recording-floor-child.ts), a fourth path
+   * in the same interleaving; `ratio` is ours over it, `overBare` it over the bare proxy.
+   */
+  floor?: {
+    figures: PathFigures;
+    added: Added;
+    errors: number;
+    cpuMsPerRequest: number | null;
+    ratio: { cpu: number | null; p50: number | null; p99: number | null };
+    overBare: { cpu: number | null; p50: number | null; p99: number | null };
+  };
 }
 
 export interface PathFigures {
@@ -100,16 +112,18 @@ export interface ProxyTargets {
   serviceToken?: string;
   /** Sent in `x-audit-token` to the bare proxy's place (the other build's service). */
   bareToken?: string;
+  /** The recording floor's root (`--proxy-floor`), measured as a fourth path. */
+  floorUrl?: string;
 }
 
 /** CPU and event-loop readings of the two proxies, taken before and after the measured run. */
 export interface ProxyProbes {
   bareCpuMs(): Promise<number>;
+  /** CPU of the recording floor so far (with `ProxyTargets.floorUrl`). */
+  floorCpuMs?(): Promise<number>;
   /** CPU of every process of the service so far, and the worst event-loop delay since last. */
   service(): Promise<{ cpuMs: number; loopP99Ms: number; loopMaxMs: number }>;
 }
-
-const paths = ["direct", "bare", "ours"] as const;
 
 /** The idle pause before each measured run over which the service's background CPU is read. */
 const idleMs = 2000;
@@ -122,9 +136,10 @@ const idleMs = 2000;
 const settleMs = 1000;
 
 /**
- * Runs `requests` requests on each path (direct, bare proxy, our proxy) at `concurrency`,
- * interleaved: request i takes path i mod 3, and every worker takes the next i, so the three
- * paths see the same machine at the same moments. A warm-up of every path comes first.
+ * Runs `requests` requests on each path (direct, bare proxy, our proxy, and the recording
+ * floor when `targets.floorUrl` is given) at `concurrency`, interleaved: request i takes path
+ * i mod the number of paths, and every worker takes the next i, so the paths see the same
+ * machine at the same moments. A warm-up of every path comes first.
  */
 export async function compareProxy(
   targets: ProxyTargets,
@@ -134,9 +149,14 @@ export async function compareProxy(
   requests: number,
   probes?: ProxyProbes,
 ): Promise<ProxyRow> {
-  const agents = paths.map(() => clientAgent(concurrency));
   const bases = [targets.directBaseUrl, `${targets.bareUrl}/v1`, `${targets.serviceUrl}/v1`];
   const tokens = [undefined, targets.bareToken, targets.serviceToken];
+  if (targets.floorUrl !== undefined) {
+    bases.push(`${targets.floorUrl}/v1`);
+    tokens.push(undefined);
+  }
+  const n = bases.length;
+  const agents = bases.map(() => clientAgent(concurrency));
   const send = (p: number, i: number) =>
     timedRequest(agents[p]!, `${bases[p]}/chat/completions`, {
       headers: {
@@ -147,14 +167,14 @@ export async function compareProxy(
       body: completionBody(i, stream),
     });
   const run = async (total: number, keep: boolean) => {
-    const samples: Timed[][] = [[], [], []];
-    const errors = [0, 0, 0];
+    const samples: Timed[][] = bases.map(() => []);
+    const errors = bases.map(() => 0);
     let next = 0;
     const worker = async () => {
       for (;;) {
         const i = next++;
         if (i >= total) return;
-        const p = i % 3;
+        const p = i % n;
         // A broken connection counts as an error of its path, like a non-200 answer.
         const t = await send(p, i).catch(() => null);
         if (t?.status !== 200) errors[p]!++;
@@ -165,7 +185,7 @@ export async function compareProxy(
     await Promise.all(Array.from({ length: concurrency }, worker));
     return { samples, errors, seconds: (performance.now() - started) / 1000 };
   };
-  await run(3 * Math.max(2 * concurrency, 40), false);
+  await run(n * Math.max(2 * concurrency, 40), false);
   // A full collection now (npm run bench passes --expose-gc), so the client's garbage from the
   // warm-up is not collected in the middle of the measured requests.
   globalThis.gc?.();
@@ -173,12 +193,19 @@ export async function compareProxy(
   const idleFrom = await probes?.service();
   await new Promise((resolve) => setTimeout(resolve, idleMs));
   const bareBefore = await probes?.bareCpuMs();
+  const floorBefore = await probes?.floorCpuMs?.();
   const serviceBefore = await probes?.service();
-  const { samples, errors, seconds } = await run(3 * requests, true);
+  const { samples, errors, seconds } = await run(n * requests, true);
   const bareAfter = await probes?.bareCpuMs();
+  const floorAfter = await probes?.floorCpuMs?.();
   const serviceAfter = await probes?.service();
   for (const agent of agents) agent.destroy();
-  const [d, b, o] = samples.map(figures) as [PathFigures, PathFigures, PathFigures];
+  const [d, b, o, f] = samples.map(figures) as [
+    PathFigures,
+    PathFigures,
+    PathFigures,
+    PathFigures?,
+  ];
   const bareAdded = added(b, d);
   const oursAdded = added(o, d);
   const perRequest = (before?: number, after?: number) =>
@@ -187,6 +214,8 @@ export async function compareProxy(
     bare: perRequest(bareBefore, bareAfter),
     ours: perRequest(serviceBefore?.cpuMs, serviceAfter?.cpuMs),
   };
+  const floorCpu = perRequest(floorBefore, floorAfter);
+  const floorAdded = f ? added(f, d) : null;
   const idleCpuMsPerSec =
     idleFrom && serviceBefore ? (serviceBefore.cpuMs - idleFrom.cpuMs) / (idleMs / 1000) : null;
   return {
@@ -216,7 +245,27 @@ export async function compareProxy(
     loopDelay: serviceAfter
       ? { p99Ms: round(serviceAfter.loopP99Ms, 2), maxMs: round(serviceAfter.loopMaxMs, 2) }
       : null,
-    combinedReqPerSec: round((3 * requests) / seconds, 1),
+    combinedReqPerSec: round((n * requests) / seconds, 1),
+    ...(f && floorAdded
+      ? {
+          floor: {
+            figures: f,
+            added: floorAdded,
+            errors: errors[3]!,
+            cpuMsPerRequest: floorCpu,
+            ratio: {
+              cpu: ratioOf(cpu.ours, floorCpu),
+              p50: ratioOf(oursAdded.p50Ms, floorAdded.p50Ms, 0.25),
+              p99: ratioOf(oursAdded.p99Ms, floorAdded.p99Ms, 0.25),
+            },
+            overBare: {
+              cpu: ratioOf(floorCpu, cpu.bare),
+              p50: ratioOf(floorAdded.p50Ms, bareAdded.p50Ms, 0.25),
+              p99: ratioOf(floorAdded.p99Ms, bareAdded.p99Ms, 0.25),
+            },
+          },
+        }
+      : {}),
   };
 }
 

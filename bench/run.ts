@@ -36,7 +36,7 @@ import type { StubResponses, WorldReady } from "./world-child.js";
  *
  *   npm run bench -- [--only proxy,ingest,verify,reports] [--quick] [--proxy-workers 1,2]
  *     [--proxy-quick] [--proxy-ab /other/worktree] [--proxy-token] [--proxy-built]
- *     [--proxy-ab-built] [--proxy-in-flight 64]
+ *     [--proxy-ab-built] [--proxy-in-flight 64] [--proxy-floor]
  *     [--report-jobs 1000000[,10000000]] [--verify-jobs 2000] [--rpc-limit 100]
  *   npm run bench -- --only soak [--soak-seconds 300]
  *   npm run bench -- --only startup [--startup-bin /other/tree/bin/decentral-audit.js]
@@ -98,6 +98,7 @@ const { values: flags } = parseArgs({
     "proxy-token": { type: "boolean", default: false },
     "proxy-built": { type: "boolean", default: false },
     "proxy-ab-built": { type: "boolean", default: false },
+    "proxy-floor": { type: "boolean", default: false },
     "proxy-in-flight": { type: "string" },
   },
 });
@@ -173,6 +174,15 @@ const proxyBuilt = flags["proxy-built"] === true;
  * there beforehand), so that two builds are compared as they ship, not a build against source.
  */
 const proxyAbBuilt = flags["proxy-ab-built"] === true;
+/**
+ * `--proxy-floor`: a fourth path in each proxy row, the recording floor
+ * (bench/recording-floor-child.ts): the bare proxy plus only what a receipt must cost (the
+ * request and answer read for the model and usage, a group commit into an indexed SQLite table
+ * before the client's last byte, a stream's open receipt before its first, and one jobs API
+ * question a job). Its rows say how far ours is above what recording itself costs, and how far
+ * that is above the bare proxy.
+ */
+const proxyFloor = flags["proxy-floor"] === true;
 /** Report database sizes, measured one after the other in this run (`--report-jobs 1000000,10000000`). */
 const reportSizes = (flags["report-jobs"] ?? "1000000")
   .split(",")
@@ -245,6 +255,7 @@ const results: {
     proxyQuick,
     proxyInFlight,
     proxyBuilt,
+    proxyFloor,
     reportSizes,
     verifyJobs,
     rpcLimit,
@@ -389,6 +400,17 @@ async function proxySection(
         ...tokenEnv,
       })
     : await startChild<{ url: string }>("./bare-proxy-child.ts", { BARE_UPSTREAM: baseUrl });
+  const floorDb = join(tmpdir(), `bench-floor-${target}-${workers}-${process.pid}.db`);
+  const removeFloorDb = () => {
+    for (const s of ["", "-wal", "-shm"]) rmSync(floorDb + s, { force: true });
+  };
+  removeFloorDb();
+  const floor = proxyFloor
+    ? await startChild<{ url: string }>("./recording-floor-child.ts", {
+        BARE_UPSTREAM: baseUrl,
+        FLOOR_DB: floorDb,
+      })
+    : null;
   const rows: ProxyRow[] = [];
   try {
     // Sized so that `--only proxy` (18 rows) stays near 3 minutes on a loaded 2-core host.
@@ -404,6 +426,7 @@ async function proxySection(
             bareUrl: bare.ready.url,
             serviceUrl: service.ready.url,
             apiKeys: world.ready.apiKeys,
+            ...(floor ? { floorUrl: floor.ready.url } : {}),
             ...(proxyToken
               ? {
                   serviceToken: service.ready.token,
@@ -419,6 +442,7 @@ async function proxySection(
             // The other build's `serve` (see --proxy-ab) is measured as this one is.
             bareCpuMs: async () =>
               proxyAbBase ? (await serviceStats(bare as Service)).cpuMs : bare.cpuMs(),
+            ...(floor ? { floorCpuMs: () => floor.cpuMs() } : {}),
             service: () => serviceStats(service),
           },
         );
@@ -426,8 +450,16 @@ async function proxySection(
       }
     }
     results.rss[`service (proxy to ${upstream})`] = await service.peakRss();
+    if (floor) {
+      results.rss[`recording floor (proxy to ${upstream})`] = await floor.peakRss();
+      say(
+        `recording floor (${upstream}): ${await floor.request<number>("rows")} receipts completed`,
+      );
+    }
   } finally {
     await bare.stop();
+    await floor?.stop();
+    removeFloorDb();
     await service.stop();
   }
   return rows;
@@ -709,6 +741,15 @@ function targets(): TargetLine[] {
       measured: `${fmtMs(o.p50Ms)} / ${fmtMs(o.p99Ms)} (${row.direct.p50Ms.toFixed(2)} -> ${row.ours.p50Ms.toFixed(2)}); loop p99 ${row.loopDelay?.p99Ms ?? "?"} ms`,
       pass: o.p50Ms <= 1 && o.p99Ms <= 3,
     });
+    if (row.floor) {
+      const { floor: f } = row;
+      lines.push({
+        target: `proxy ours/floor (floor/bare): CPU/req; added p50; added p99 (${label})`,
+        measured: `${cpu.ours ?? "?"}/${f.cpuMsPerRequest ?? "?"} ms ${x(f.ratio.cpu)} (${x(f.overBare.cpu)}); ${fmtMs(o.p50Ms)}/${fmtMs(f.added.p50Ms)} ${x(f.ratio.p50)} (${x(f.overBare.p50)}); ${fmtMs(o.p99Ms)}/${fmtMs(f.added.p99Ms)} ${x(f.ratio.p99)} (${x(f.overBare.p99)})`,
+        pass: null,
+        ...(f.errors > 0 ? { note: `${f.errors} floor errors` } : {}),
+      });
+    }
     if (row.stream && row.concurrency === 1) {
       lines.push({
         target: `proxy stream TTFB added <= 1 ms p50 (${label})`,

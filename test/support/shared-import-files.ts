@@ -242,6 +242,8 @@ export const sharedImportFiles: readonly string[] = [
 export const isolatedByChoice: Readonly<Record<string, string>> = {
   "test/api-read-turns.test.ts":
     "a timing test of the event loop: whether a timer fires between report readers",
+  "test/bench-recording-floor.test.ts":
+    "starts the recording floor's process (through bench/children.ts, which the marks do not see)",
   "test/bench-proxy-idle.test.ts":
     "reads a stand-in service's CPU over time: timers a file before it left would skew it",
   "test/event-loop-delay.test.ts": "a timing test of the event loop",
