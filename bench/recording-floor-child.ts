@@ -1,7 +1,6 @@
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
 import Database from "better-sqlite3";
-import { peakRssBytes } from "./peak-rss.js";
+import { listenAsProxyChild, upstreamOf } from "./proxy-child.js";
 
 /**
  * Child process of the benchmark (`--proxy-floor`): the least a Node proxy can do that keeps
@@ -19,14 +18,10 @@ import { peakRssBytes } from "./peak-rss.js";
  *   write waiting when the event loop comes round), into one table keyed by the job id with the
  *   indexes the verifier and the replay check cannot do without: both signatures and the
  *   worker's (worker, time). No verifier, no metrics, no request log, no validation.
- * It speaks the protocol of children.ts: `ready` with its URL, then `cpu` and `rss` by id.
+ * It speaks the protocol of children.ts (bench/proxy-child.ts), with `rows`: receipts completed.
  */
 
-const send = (message: unknown) => process.send?.(message);
-
-const base = new URL(process.env.BARE_UPSTREAM ?? "");
-const basePath = base.pathname.replace(/\/+$/, "");
-const agent = new http.Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64 });
+const { base, basePath, agent, forward } = upstreamOf(process.env.BARE_UPSTREAM ?? "");
 const tailBytes = 64 * 1024;
 
 const db = new Database(process.env.FLOOR_DB ?? "");
@@ -72,7 +67,8 @@ const commitGroup = db.transaction((group: typeof waiting) => {
 function flush() {
   const group = waiting;
   waiting = [];
-  commitGroup(group);
+  // IMMEDIATE, as every write transaction here: the write lock is taken at BEGIN.
+  commitGroup.immediate(group);
   for (const w of group) w.then();
 }
 function write(w: () => void, then: () => void) {
@@ -225,54 +221,21 @@ function handle(req: IncomingMessage, res: ServerResponse) {
       model: typeof parsed?.model === "string" ? parsed.model : null,
       maxTokens: typeof parsed?.max_tokens === "number" ? parsed.max_tokens : null,
     };
-    const headers: http.OutgoingHttpHeaders = {
-      ...req.headers,
-      host: base.host,
-      "content-length": body.length,
-    };
-    delete headers.connection;
-    delete headers["keep-alive"];
-    const upstreamReq = http.request(
-      {
-        hostname: base.hostname,
-        port: base.port,
-        method: req.method,
-        path: basePath + (req.url ?? "/").slice("/v1".length),
-        headers,
-        agent,
-      },
-      (upstream) => answer(req, res, asked, upstream),
-    );
-    upstreamReq.setNoDelay(true);
-    upstreamReq.on("error", () => {
-      if (!res.headersSent) res.writeHead(502);
-      res.end();
-    });
-    upstreamReq.end(body);
+    forward(req, res, { "content-length": body.length }, (upstream) =>
+      answer(req, res, asked, upstream),
+    ).end(body);
   });
 }
 
-const server = http.createServer(handle);
-server.keepAliveTimeout = 65_000;
-server.listen(0, "127.0.0.1", () => {
-  process.on("message", (raw: { id: number; op: string }) => {
-    if (raw.op === "cpu") {
-      const usage = process.cpuUsage();
-      send({ id: raw.id, ok: true, value: (usage.user + usage.system) / 1000 });
-    } else if (raw.op === "rss") {
-      send({ id: raw.id, ok: true, value: peakRssBytes() });
-    } else if (raw.op === "rows") {
-      const n = db.prepare("SELECT count(*) AS n FROM receipts WHERE completed = 1").get() as {
-        n: number;
-      };
-      send({ id: raw.id, ok: true, value: n.n });
-    }
-  });
-  process.on("disconnect", () => {
-    server.closeAllConnections();
-    server.close();
+listenAsProxyChild(
+  handle,
+  () => {
     agent.destroy();
     db.close();
-  });
-  send({ op: "ready", url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` });
-});
+  },
+  {
+    rows: () =>
+      (db.prepare("SELECT count(*) AS n FROM receipts WHERE completed = 1").get() as { n: number })
+        .n,
+  },
+);
