@@ -4,7 +4,7 @@
  * migrated database, each copy with one index or trigger dropped, interleaved round by round.
  *
  *   npx tsx bench/receipt-insert-bench.ts [--jobs 20000] [--receipts 2000] [--rounds 3]
- *     [--only name,name] [--shapes json1,json16,stream1] [--json]
+ *     [--only name,name] [--shapes json1,json16,stream1,json2w8,json1w8] [--json]
  *
  * `--only` keeps the schema as migrated and the variants whose names end with one of those
  * given (`--only "before 0043"`: the A/B of that migration). The databases go in `BENCH_TMP`
@@ -28,17 +28,24 @@ import { openWriterConnection } from "../src/store/group-commit.js";
 import { type Receipt, recordReceiptsInTransaction } from "../src/store/receipts.js";
 import { percentile, round } from "./stats.js";
 
-/** One way of writing receipts: how many share a commit, and whether each is a stream. */
+/**
+ * One way of writing receipts: how many share a commit, whether each is a stream, and how many
+ * writer connections take turns at the commits (2: two `serve` workers on one file, each
+ * commit of one emptying the other's page cache; default 1).
+ */
 interface Shape {
   name: string;
   group: number;
   stream: boolean;
+  writers?: number;
 }
 
 const shapes: Shape[] = [
   { name: "json, 1 a commit", group: 1, stream: false },
   { name: "json, 16 a commit", group: 16, stream: false },
   { name: "stream, 1 a commit", group: 1, stream: true },
+  { name: "json2w, 8 a commit, two writers taking turns", group: 8, stream: false, writers: 2 },
+  { name: "json1w, 8 a commit, one writer", group: 8, stream: false, writers: 1 },
 ];
 
 /** A schema variant: the migrated database with some indexes or triggers dropped. */
@@ -138,15 +145,23 @@ function variantCopy(templatePath: string, dir: string, variant: Variant, run: n
 function measure(path: string, shape: Shape, count: number, tag: string): number {
   const store = openSqliteStore(path);
   store.sqlite.pragma("wal_autocheckpoint = 0");
-  const connection = openWriterConnection(store, 0);
-  const conn = connection.store;
-  conn.sqlite.pragma("wal_autocheckpoint = 0");
-  const write = connection.immediate((receipts: Receipt[]) => {
-    const now = Date.now();
-    for (const receipt of receipts) {
-      recordReceiptsInTransaction(conn, [receipt], "proxy", { now, backfillDelayMs: 5000 });
-    }
+  const connections = Array.from({ length: shape.writers ?? 1 }, () =>
+    openWriterConnection(store, 0),
+  );
+  const writes = connections.map((connection) => {
+    const conn = connection.store;
+    conn.sqlite.pragma("wal_autocheckpoint = 0");
+    return connection.immediate((receipts: Receipt[]) => {
+      const now = Date.now();
+      for (const receipt of receipts) {
+        recordReceiptsInTransaction(conn, [receipt], "proxy", { now, backfillDelayMs: 5000 });
+      }
+    });
   });
+  // Each commit by the next writer in turn.
+  let turn = 0;
+  const write = (receipts: Receipt[]) => writes[turn++ % writes.length]!(receipts);
+  const conn = connections[0]!.store;
   const opens = Array.from({ length: count }, (_, i) => proxyReceipt(tag, i, shape.stream));
   const completions = shape.stream
     ? Array.from({ length: count }, (_, i) => ({
@@ -155,7 +170,7 @@ function measure(path: string, shape: Shape, count: number, tag: string): number
       }))
     : [];
   // Warm-up: statements prepared, pages cached.
-  write([proxyReceipt(`${tag}w`, 0, false)]);
+  for (let w = 0; w < writes.length; w++) write([proxyReceipt(`${tag}w${w}`, 0, false)]);
   const before = process.cpuUsage();
   for (let i = 0; i < count; i += shape.group) {
     write(opens.slice(i, i + shape.group));
@@ -165,7 +180,7 @@ function measure(path: string, shape: Shape, count: number, tag: string): number
   const commits = Math.ceil(count / shape.group) * (shape.stream ? 2 : 1);
   const pageSize = Number(conn.sqlite.pragma("page_size", { simple: true }));
   frames.set(`${path}\t${shape.name}`, walFrames(`${path}-wal`, pageSize) / commits);
-  connection.close();
+  for (const connection of connections) connection.close();
   store.sqlite.pragma("wal_checkpoint(TRUNCATE)");
   store.close();
   return (used.user + used.system) / count;
