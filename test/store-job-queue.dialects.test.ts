@@ -4,6 +4,7 @@ import { verdicts } from "../src/db/schema.js";
 import {
   createJobQueueStore,
   type JobQueueStore,
+  type PutOffCursor,
   type QueueFilter,
   reopenJobs,
 } from "../src/store/job-queue.js";
@@ -22,7 +23,7 @@ import {
   twoProcesses,
 } from "./support/seed-queue.js";
 import { readJob, seedJob, updateJob } from "./support/seed-recorder.js";
-import { createTestStore } from "./support/store.js";
+import { createTestStore, recordPrepared, sqlitePlanOf } from "./support/store.js";
 
 const t = T0 + 3_600_000;
 
@@ -354,6 +355,57 @@ describe.each(dialects)("the job queue on %s", (dialect) => {
     expect(await queue.nextDue({ jobIds: ["leased"] })).toBe(500);
     expect(await queue.nextDue({ from: T0 + 3 })).toBe(900);
     expect(await queue.nextDue({ jobIds: ["final"] })).toBeNull();
+  });
+
+  it("reads the jobs put off a page at a time, soonest first then by job id, each once, however many were put off at one moment", async () => {
+    const store = await stores.open();
+    const queue = createJobQueueStore(store);
+    const after = t;
+    const until = t + 180_000;
+    // A round's batch put off together (300, more than two pages), then 20 a moment later; one
+    // due before the range, one beyond it, and a final one in it are not put off.
+    const together = Array.from({ length: 300 }, (_, i) => ({
+      jobId: `put-${((i * 7) % 300).toString().padStart(3, "0")}`,
+      nextVerifyAt: t + 60_000,
+      escrowTx: `esc-${i}`,
+    }));
+    const later = Array.from({ length: 20 }, (_, i) => ({
+      jobId: `a-later-${i.toString().padStart(2, "0")}`,
+      nextVerifyAt: t + 60_001 + i,
+    }));
+    await seedJobs(store, [
+      ...together,
+      ...later,
+      { jobId: "due-now", nextVerifyAt: t },
+      { jobId: "beyond", nextVerifyAt: until + 1 },
+      { jobId: "final", nextVerifyAt: t + 60_000, verdict: "verified" },
+    ]);
+    const pages: { jobId: string; nextVerifyAt: number }[][] = [];
+    let from: PutOffCursor | undefined;
+    for (;;) {
+      const page = await queue.putOff(after, until, 128, from);
+      pages.push(page);
+      const last = page.at(-1);
+      if (last === undefined || page.length < 128) break;
+      from = { nextVerifyAt: last.nextVerifyAt, jobId: last.jobId };
+    }
+    expect(pages.map((p) => p.length)).toEqual([128, 128, 64]);
+    const read = pages.flat();
+    expect(read.map((j) => j.jobId)).toEqual([
+      ...together.map((j) => j.jobId).sort(),
+      ...later.map((j) => j.jobId),
+    ]);
+    expect(read[0]).toMatchObject({ nextVerifyAt: t + 60_000, escrowTx: "esc-0" });
+    if (store.kind === "sqlite") {
+      // Each page walks the index of open jobs from the cursor: no sort of every open job.
+      const prepared = recordPrepared(store);
+      await queue.putOff(after, until, 128, from);
+      const text = prepared.find((s) => /from "jobs"/i.test(s) && /next_verify_at/.test(s));
+      expect(text).toBeDefined();
+      const plan = sqlitePlanOf(store, text!);
+      expect(plan).toMatch(/USING INDEX jobs_open_due \(next_verify_at>\? AND next_verify_at<\?\)/);
+      expect(plan).not.toMatch(/TEMP B-TREE FOR ORDER BY/);
+    }
   });
 
   it("counts a filter's jobs by verdict, and how many are final", async () => {

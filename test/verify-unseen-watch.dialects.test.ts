@@ -11,7 +11,7 @@ import { localnetProfile } from "../src/verify/profiles.js";
 import { createRound } from "../src/verify/round.js";
 import { defaultVerifierOptions } from "../src/verify/verifier-options.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
-import { queueColumns, seedJobs, T0 } from "./support/seed-queue.js";
+import { queueColumns, seedJobs, seedSignatures, T0 } from "./support/seed-queue.js";
 
 /**
  * Thousands of jobs whose signatures no node has seen yet (the RPC has not caught up, or they
@@ -84,6 +84,7 @@ function watchWorld(store: Store) {
     }
   };
   return {
+    queue,
     landed,
     polled,
     claims,
@@ -191,5 +192,49 @@ describe.each(dialects)("jobs whose signatures no node has seen yet, on %s", (di
     );
     // The other still waits, unclaimed, for its own look.
     expect(claims.get(ids[1]!)?.filter((at) => at >= restartedAt)).toEqual([]);
+  }, 60_000);
+
+  it("are taken up by a starting verifier a page at a time, more than a page of them, the last as soon as it lands", async () => {
+    const store = await stores.open();
+    // 300 jobs a verifier before put off together to their drop while it watched their escrows.
+    const ids = Array.from({ length: 300 }, (_, i) => `job_page${i.toString().padStart(3, "0")}`);
+    await seedJobs(
+      store,
+      ids.map((jobId) => ({
+        jobId,
+        verdict: "awaiting_finality" as const,
+        escrowTx: `sig_e_${jobId}`,
+        nextVerifyAt: T0 + 100_000,
+        leaseOwner: null,
+        leaseUntil: null,
+      })),
+    );
+    await seedSignatures(
+      store,
+      ids.map((jobId) => ({
+        signature: `sig_e_${jobId}`,
+        state: "unknown" as const,
+        notFoundCount: 3,
+        notFoundSince: T0 - 20_000,
+      })),
+    );
+    const w = watchWorld(store);
+    const reads: number[] = [];
+    const putOff = w.queue.putOff.bind(w.queue);
+    w.queue.putOff = async (...args) => {
+      const got = await putOff(...args);
+      reads.push(got.length);
+      return got;
+    };
+    // The last of them in the queue's order lands before the verifier starts.
+    const last = ids.at(-1)!;
+    w.landed.set(`sig_e_${last}`, w.slot());
+    await w.runFor(w.start(), 4_000);
+    // Read in pages of at most 128 jobs, each a short stretch of the event loop: every job once.
+    expect(Math.max(...reads)).toBeLessThanOrEqual(128);
+    expect(reads.reduce((a, b) => a + b, 0)).toBe(300);
+    // Seen at the first poll of the watch it took up, not at its drop 96 s later.
+    expect(w.claims.get(last)?.[0]).toBeLessThanOrEqual(POLL_MS);
+    expect(w.claims.get(ids[0]!)).toBeUndefined();
   }, 60_000);
 });

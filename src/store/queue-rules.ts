@@ -246,6 +246,39 @@ export function narrows(filter: QueueFilter | null): filter is QueueFilter {
 }
 
 /**
+ * Where a job read by `JobQueueStore.putOff` sits in its order (next look, then job id): the
+ * next page starts after it.
+ */
+export interface PutOffCursor {
+  nextVerifyAt: number;
+  jobId: string;
+}
+
+/**
+ * The open jobs `putOff` reads, after `from` when it is given: next look in (`after`, `until`],
+ * and past the cursor in (next look, job id) order. The range on the next look walks
+ * `jobs_open_due` from the cursor's; the job id settles only the jobs put off at the same
+ * moment (a round puts its batch off together), so a page is never a scan of the ones before it.
+ */
+export function putOffRange(
+  jobs: { verdict: Column; nextVerifyAt: Column; jobId: Column },
+  after: number,
+  until: number,
+  from: PutOffCursor | undefined,
+): SQL {
+  return and(
+    verdictIsOpen(jobs.verdict),
+    from === undefined
+      ? gt(jobs.nextVerifyAt, after)
+      : and(
+          gte(jobs.nextVerifyAt, Math.max(from.nextVerifyAt, after + 1)),
+          or(gt(jobs.nextVerifyAt, from.nextVerifyAt), gt(jobs.jobId, from.jobId)),
+        ),
+    lte(jobs.nextVerifyAt, until),
+  )!;
+}
+
+/**
  * The order a claim takes due jobs in, as three sides each read in `jobs_open_due` order up to
  * the claim's limit and merged by `due`. `fresh`: jobs due at once (`next_verify_at` 0: a new
  * receipt, a reverify), due since they were recorded. `looked`: jobs due again at a time (a

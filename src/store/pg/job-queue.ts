@@ -21,6 +21,7 @@ import {
   judgedElsewhere,
   NO_FAR_LOOK,
   narrows,
+  putOffRange,
   type QueueFilter,
   reasonLiteral,
   rejudgeColumns,
@@ -524,7 +525,7 @@ export function createPgJobQueueStore(store: PgStore): JobQueueStore {
         .where(and(jobIdIn(jobIds), verdictIsOpen(jobs.verdict)));
       return rows.map((r) => r.jobId);
     },
-    async putOff(after, until, limit) {
+    async putOff(after, until, limit, from) {
       return db
         .select({
           jobId: jobs.jobId,
@@ -535,14 +536,8 @@ export function createPgJobQueueStore(store: PgStore): JobQueueStore {
           nextVerifyAt: jobs.nextVerifyAt,
         })
         .from(jobs)
-        .where(
-          and(
-            verdictIsOpen(jobs.verdict),
-            gt(jobs.nextVerifyAt, after),
-            lte(jobs.nextVerifyAt, until),
-          ),
-        )
-        .orderBy(jobs.nextVerifyAt)
+        .where(putOffRange(jobs, after, until, from))
+        .orderBy(jobs.nextVerifyAt, jobs.jobId)
         .limit(limit);
     },
     async makeDue(jobIds, t) {
