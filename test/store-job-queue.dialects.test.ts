@@ -357,6 +357,53 @@ describe.each(dialects)("the job queue on %s", (dialect) => {
     expect(await queue.nextDue({ jobIds: ["final"] })).toBeNull();
   });
 
+  it("finds when the next job is due from the first unleased one and the leased ones, not from every open job", async () => {
+    const store = await stores.open();
+    // The statements prepared on this connection: the queue's are prepared once for it.
+    const prepared = store.kind === "sqlite" ? recordPrepared(store) : [];
+    const queue = createJobQueueStore(store);
+    // Thousands waiting for finality, the earliest of them under a claim's lease.
+    await seedJobs(
+      store,
+      Array.from({ length: 3000 }, (_, i) => ({
+        jobId: `wait-${i.toString().padStart(4, "0")}`,
+        verdict: "awaiting_finality" as const,
+        nextVerifyAt: 1_000 + i,
+        ...(i < 200 ? { leaseOwner: "A", leaseUntil: 5_000 } : {}),
+      })),
+    );
+    // The first unleased one: 1,200.
+    expect(await queue.nextDue(null)).toBe(1_200);
+    // A lease that ends sooner than that on the caller's clock (the leases' clock 1,000 behind).
+    await seedJobs(store, [
+      { jobId: "leased-soon", nextVerifyAt: 100, leaseOwner: "B", leaseUntil: 800 },
+      // A final job whose lease was left: never due.
+      {
+        jobId: "final-leased",
+        nextVerifyAt: 0,
+        verdict: "verified",
+        leaseOwner: "C",
+        leaseUntil: 0,
+      },
+    ]);
+    expect(await queue.nextDue(null)).toBe(800);
+    expect(await queue.nextDue(null, { t: 2_000, leaseAt: 1_000 })).toBe(1_200);
+    expect(await queue.nextDue(null, { t: 1_000, leaseAt: 1_200 })).toBe(600);
+    // A new receipt (next look 0, no lease) is due at once.
+    await seedJobs(store, [{ jobId: "fresh", nextVerifyAt: 0 }]);
+    expect(await queue.nextDue(null)).toBe(0);
+    if (store.kind === "sqlite") {
+      const text = prepared.find((s) => /min\(due\)/i.test(s));
+      expect(text).toBeDefined();
+      const plan = sqlitePlanOf(store, text!);
+      // The open jobs walked in order until the first unleased one (LIMIT 1), the leased ones
+      // looked up: no read of the table whole.
+      expect(plan).toMatch(/SCAN jobs USING INDEX jobs_open_due/);
+      expect(plan).toMatch(/SEARCH jobs USING INDEX jobs_leased/);
+      expect(plan).not.toMatch(/SCAN jobs$/m);
+    }
+  });
+
   it("reads the jobs put off a page at a time, soonest first then by job id, each once, however many were put off at one moment", async () => {
     const store = await stores.open();
     const queue = createJobQueueStore(store);

@@ -408,14 +408,29 @@ function claimQuery(db: Db, filter: QueueFilter | null) {
  */
 function nextDueQuery(db: Db, filter: QueueFilter | null) {
   const shift = sql.placeholder("shift");
+  if (filter !== null) {
+    // A window's or named jobs (`verify --from`): few, read as the planner finds them.
+    return db
+      .select({
+        next: sql<
+          number | null
+        >`min(max(${jobs.nextVerifyAt}, coalesce(${jobs.leaseUntil} + ${shift}, 0)))`,
+      })
+      .from(jobs)
+      .where(and(verdictIsOpen(jobs.verdict), filterCondition(filter)));
+  }
+  // The whole queue, at each poll: the first unleased open job in jobs_open_due's order, and
+  // the leased ones by jobs_leased (a claim's few). Over every open job it was 10 to 25 ms of
+  // the event loop with 50,000 waiting for finality.
+  const unleased = sql`SELECT ${jobs.nextVerifyAt} AS due FROM ${jobs} INDEXED BY jobs_open_due
+    WHERE ${and(verdictIsOpen(jobs.verdict), isNull(jobs.leaseUntil))}
+    ORDER BY ${jobs.nextVerifyAt} LIMIT 1`;
+  const leased = sql`SELECT max(${jobs.nextVerifyAt}, ${jobs.leaseUntil} + ${shift}) AS due
+    FROM ${jobs} INDEXED BY jobs_leased
+    WHERE ${and(isNotNull(jobs.leaseUntil), verdictIsOpen(jobs.verdict))}`;
   return db
-    .select({
-      next: sql<
-        number | null
-      >`min(max(${jobs.nextVerifyAt}, coalesce(${jobs.leaseUntil} + ${shift}, 0)))`,
-    })
-    .from(jobs)
-    .where(and(verdictIsOpen(jobs.verdict), filterCondition(filter)));
+    .select({ next: sql<number | null>`min(due)` })
+    .from(sql`(SELECT due FROM (${unleased}) UNION ALL ${leased})`);
 }
 
 /**

@@ -174,6 +174,8 @@ export const jobs = pgTable(
       .where(recordedAfterDate(t.createdAt, t.recordedAt)),
     // The verifier's queue (see src/db/schema.ts).
     index("jobs_open_due").on(t.nextVerifyAt, t.recordedAt).where(verdictIsOpen(t.verdict)),
+    // The jobs under a lease, for `nextDue` (see src/db/schema.ts).
+    index("jobs_leased").on(t.leaseUntil).where(isNotNull(t.leaseUntil)),
     // The signature and backfill indexes hold only rows that have a value: a proxied receipt
     // has no jobs API answer yet (and a json one no backfill), and every NULL entry was one more
     // b-tree written per receipt. Every lookup is by value (`= x`, `= ANY`), which implies

@@ -1,4 +1,17 @@
-import { and, eq, gt, inArray, isNull, lt, lte, notInArray, or, type SQL, sql } from "drizzle-orm";
+import {
+  and,
+  eq,
+  gt,
+  inArray,
+  isNotNull,
+  isNull,
+  lt,
+  lte,
+  notInArray,
+  or,
+  type SQL,
+  sql,
+} from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
 import { jobs, ledgerLines } from "../../db/pg/schema.js";
 import {
@@ -412,14 +425,32 @@ export function createPgJobQueueStore(store: PgStore): JobQueueStore {
       // A lease's end on the caller's clock, as `next_verify_at` is.
       const shift = clocks === undefined ? 0 : clocks.t - clocks.leaseAt;
       const leaseEnd = sql`${jobs.leaseUntil} + ${shift}::bigint`;
-      const [row] = await db
-        .select({
-          next: sql`min(greatest(${jobs.nextVerifyAt}, coalesce(${leaseEnd}, 0)))`.mapWith(
-            (value: string | number | null) => (value === null ? null : Number(value)),
-          ),
-        })
+      const next = (due: SQL) =>
+        sql`min(${due})`.mapWith((value: string | number | null) =>
+          value === null ? null : Number(value),
+        );
+      if (filter !== null) {
+        const [row] = await db
+          .select({ next: next(sql`greatest(${jobs.nextVerifyAt}, coalesce(${leaseEnd}, 0))`) })
+          .from(jobs)
+          .where(and(verdictIsOpen(jobs.verdict), filterCondition(filter)));
+        return row?.next ?? null;
+      }
+      // The whole queue, as on SQLite: the first unleased open job by jobs_open_due, and the
+      // leased ones by jobs_leased, not every open job at each poll.
+      const unleased = db
+        .select({ due: sql`${jobs.nextVerifyAt}`.as("due") })
         .from(jobs)
-        .where(and(verdictIsOpen(jobs.verdict), filterCondition(filter)));
+        .where(and(verdictIsOpen(jobs.verdict), isNull(jobs.leaseUntil)))
+        .orderBy(jobs.nextVerifyAt)
+        .limit(1);
+      const leased = db
+        .select({ due: sql`greatest(${jobs.nextVerifyAt}, ${leaseEnd})`.as("due") })
+        .from(jobs)
+        .where(and(isNotNull(jobs.leaseUntil), verdictIsOpen(jobs.verdict)));
+      const [row] = await db
+        .select({ next: next(sql`due`) })
+        .from(sql`((${unleased}) UNION ALL (${leased})) AS queue`);
       return row?.next ?? null;
     },
     async countVerdicts(filter) {
