@@ -7,7 +7,12 @@
  * calls the verifier made in it; at the end the jobs by verdict.
  *
  *   npm run build; npx tsx bench/serve-idle-bench.ts [--jobs 5000] [--windows 10,20,...,90]
- *     [--stream] [--against /other/worktree]
+ *     [--stream] [--put-off] [--against /other/worktree]
+ *
+ * `--put-off`: the jobs are as a verifier before this one left them (a restart, a leader that
+ * died): each already missed by a status poll, its signatures unseen, and put off 60 s; the
+ * verifier that starts takes up their watch in its first round. Each window then prints the
+ * event-loop delay p99 and max of the serving process too (the loop it proxies on).
  *
  * Runs the build in dist/. `--against DIR` starts DIR's built `serve` beside this one, on a copy
  * of the same database, both measured over the same windows (the RPC counts are then the two
@@ -30,6 +35,7 @@ const { values } = parseArgs({
     jobs: { type: "string", default: "5000" },
     windows: { type: "string", default: "10,20,30,40,50,60,70,80,90" },
     stream: { type: "boolean", default: false },
+    "put-off": { type: "boolean", default: false },
     against: { type: "string" },
   },
 });
@@ -40,6 +46,7 @@ const windows = values.windows.split(",").map(Number);
 if (windows.some((w, i) => !(w > (windows[i - 1] ?? 0))))
   throw new Error(`--windows: increasing seconds, not ${values.windows}`);
 const stream = values.stream;
+const putOff = values["put-off"];
 
 const signature = () => bs58.encode(randomBytes(64));
 
@@ -73,6 +80,23 @@ function seed(path: string): void {
     }));
     recordReceiptsInTransaction(store, batch, "proxy", { now, backfillDelayMs: 5000 });
   }
+  if (putOff) {
+    // Put off together in the rounds' batches of 256, each signature missed 30 s ago.
+    store.sqlite
+      .prepare(
+        `UPDATE jobs SET verdict = 'awaiting_finality', verify_attempts = 3,
+           next_verify_at = ? + rowid / 256`,
+      )
+      .run(now + 60_000);
+    store.sqlite
+      .prepare(
+        `INSERT INTO chain_transactions (signature, state, first_seen_at, not_found_since, not_found_count)
+         SELECT sig, 'unknown', ?, ?, 3 FROM (
+           SELECT escrow_tx AS sig FROM jobs UNION SELECT settlement_tx FROM jobs
+         ) WHERE sig IS NOT NULL`,
+      )
+      .run(now - 30_000, now - 30_000);
+  }
   store.sqlite.pragma("wal_checkpoint(TRUNCATE)");
   store.close();
 }
@@ -85,6 +109,10 @@ async function cpuMs(service: Service): Promise<number> {
   );
   return s.processes.reduce((sum, p) => sum + p.cpuMs, s.primaryCpuMs);
 }
+
+/** The serving process's event-loop delay since the last ask (`WORKERS=1`: the child's own). */
+const loopDelay = (service: Service) =>
+  service.request<{ p99Ms: number; maxMs: number }>("loopDelay");
 
 const base = join(tmpdir(), `serve-idle-${process.pid}`);
 const sides = [{ name: "this tree", tree: resolve(import.meta.dirname, "..") }];
@@ -123,7 +151,9 @@ try {
       })
     ).byMethod;
   const load = loadavg().map((l) => l.toFixed(1));
-  console.log(`load average ${load.join(" ")}; ${jobs} jobs waiting${stream ? " (streams)" : ""}`);
+  console.log(
+    `load average ${load.join(" ")}; ${jobs} jobs waiting${stream ? " (streams)" : ""}${putOff ? ", put off by a verifier before" : ""}`,
+  );
   const t0 = Date.now();
   let before = await Promise.all(services.map(cpuMs));
   let beforeCalls = await calls();
@@ -139,8 +169,11 @@ try {
       .map(([method, n]) => [method, n - (beforeCalls[method] ?? 0)] as const)
       .filter(([, n]) => n > 0)
       .map(([method, n]) => `${method} ${n}`);
+    const loops = putOff
+      ? `; event-loop delay p99 / max ms ${(await Promise.all(services.map(loopDelay))).map((l, i) => `${sides[i]!.name} ${l.p99Ms.toFixed(1)} / ${l.maxMs.toFixed(1)}`).join(", ")}`
+      : "";
     console.log(
-      `${Math.round((from - t0) / 1000)}-${Math.round((at - t0) / 1000)} s: CPU ms/s ${cpu.join(", ")}; RPC calls ${rpc.join(", ")}`,
+      `${Math.round((from - t0) / 1000)}-${Math.round((at - t0) / 1000)} s: CPU ms/s ${cpu.join(", ")}; RPC calls ${rpc.join(", ")}${loops}`,
     );
     [before, beforeCalls, from] = [now, nowCalls, at];
   }
