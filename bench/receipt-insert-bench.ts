@@ -48,6 +48,9 @@ const shapes: Shape[] = [
   { name: "json1w, 8 a commit, one writer", group: 8, stream: false, writers: 1 },
 ];
 
+/** Indexes the queue's statements name (`INDEXED BY`): a database without them prepares none. */
+const queueIndexes = ["jobs_open_due", "jobs_leased"];
+
 /** A schema variant: the migrated database with some indexes or triggers dropped. */
 interface Variant {
   name: string;
@@ -219,13 +222,14 @@ function main(): void {
     const variants: Variant[] = [
       { name: "as migrated", drop: [] },
       before0043,
-      // jobs_open_due is named by the queue's statements (INDEXED BY): it cannot go.
+      // jobs_open_due and jobs_leased are named by the queue's statements (INDEXED BY),
+      // prepared with the receipt's: they cannot go.
       ...[...indexes, ...triggers]
-        .filter((name) => name !== "jobs_open_due")
+        .filter((name) => !queueIndexes.includes(name))
         .map((name) => ({ name: `without ${name}`, drop: [name] })),
       {
         name: "without every index and trigger",
-        drop: [...indexes, ...triggers].filter((name) => name !== "jobs_open_due"),
+        drop: [...indexes, ...triggers].filter((name) => !queueIndexes.includes(name)),
       },
     ].filter(
       (v) =>

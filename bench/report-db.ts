@@ -49,8 +49,8 @@ export type ReportDbKind = "jobs" | "sql";
  * Indexes on `jobs` the reports read through: the jobs of partial hours by time, a worker's by
  * worker then time, the oldest open job by verdict then time (`dataCompleteUntil`); and the
  * partial ones the app's statements name (`INDEXED BY`, which fails to prepare without them),
- * each holding only the few jobs still open, asked about, waiting for the treasury or judged
- * again: the oldest of them bounds `dataCompleteUntil`, the open ones the metrics, the ones judged
+ * each holding only the few jobs still open, asked about, waiting for the treasury, judged
+ * again or under a verifier's lease: the oldest of them bounds `dataCompleteUntil`, the open ones the metrics, the ones judged
  * again the report's `rejudging`. The primary key (audit
  * lookups) is kept in any case. The `sql` database builds only these.
  */
@@ -62,6 +62,7 @@ export const reportPathIndexes = [
   "jobs_backfill",
   "jobs_treasury_waiting",
   "jobs_rejudging",
+  "jobs_leased",
 ];
 
 /** A short digest of `reportPathIndexes`: a `sql` database keeping other indexes is another file. */
