@@ -109,7 +109,7 @@ describe("serve's verifier on PostgreSQL when its connection is cut between two 
     const query = pool.query.bind(pool);
     pool.query = (config: unknown, ...rest: unknown[]) => {
       const text = typeof config === "string" ? config : (config as { text?: string })?.text;
-      if (cuts < 3 && text?.includes("min(greatest(")) {
+      if (cuts < 3 && text?.includes("min(due)")) {
         cuts++;
         return query("SELECT pg_terminate_backend(pg_backend_pid())", ...rest.slice(1));
       }
