@@ -404,6 +404,45 @@ describe.each(dialects)("the job queue on %s", (dialect) => {
     }
   });
 
+  it("renews and drops an owner's leases by the leased jobs alone, whatever waits beside them", async () => {
+    const store = await stores.open();
+    const prepared = store.kind === "sqlite" ? recordPrepared(store) : [];
+    const queue = createJobQueueStore(store);
+    await seedJobs(
+      store,
+      Array.from({ length: 3000 }, (_, i) => ({
+        jobId: `wait-${i.toString().padStart(4, "0")}`,
+        verdict: "awaiting_finality" as const,
+        nextVerifyAt: 1_000 + i,
+        ...(i < 200 ? { leaseOwner: "A", leaseUntil: 5_000 } : {}),
+        ...(i >= 200 && i < 300 ? { leaseOwner: "B", leaseUntil: 5_000 } : {}),
+      })),
+    );
+    await queue.renewLeases("B", 9_000);
+    await queue.releaseLeases("A");
+    const owners = await leaseOwners(store);
+    expect(Object.values(owners).filter((o) => o === "A")).toHaveLength(0);
+    expect(Object.values(owners).filter((o) => o === "B")).toHaveLength(100);
+    expect(await queue.nextDue(null)).toBe(1_000);
+    expect((await queueColumnsOf(store, "wait-0250")).leaseUntil).toBe(9_000);
+    expect((await queueColumnsOf(store, "wait-0150")).leaseUntil).toBeNull();
+    if (store.kind === "sqlite") {
+      // The renewal and the drop of an owner's leases (not a claim, nor a release of named jobs).
+      const leaseWrites = prepared.filter(
+        (s) =>
+          /^update "jobs" set "lease_/i.test(s) &&
+          /"lease_owner" = \?/.test(s) &&
+          !/json_each/.test(s),
+      );
+      expect(leaseWrites).toHaveLength(2);
+      for (const text of leaseWrites) {
+        const plan = sqlitePlanOf(store, text);
+        expect(plan).toMatch(/SEARCH jobs USING INDEX jobs_leased/);
+        expect(plan).not.toMatch(/jobs_verdict_created|jobs_open_due|SCAN jobs$/m);
+      }
+    }
+  });
+
   it("reads the jobs put off a page at a time, soonest first then by job id, each once, however many were put off at one moment", async () => {
     const store = await stores.open();
     const queue = createJobQueueStore(store);

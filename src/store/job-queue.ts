@@ -551,12 +551,15 @@ export function releaseLeasesOf(db: Writer, owner: string): void {
 
 /**
  * The jobs leased to `owner` (a condition on `lease_owner`): only an open job holds a lease (a
- * claim takes open jobs, a verdict write and a reopen drop it), and saying so lets the database
- * read the open jobs' index instead of every job. `lease_owner = ?` alone scanned the whole
+ * claim takes open jobs, a verdict write and a reopen drop it), with its end set, so they are
+ * read by `jobs_leased` (a claim's few hundred). `lease_owner = ?` alone scanned the whole
  * table inside the write lock: 0.4 to 0.7 s over 300,000 jobs, on the event loop of a `serve
- * --workers 1` every 40 s of a long round (the lease renewal), and at each verifier's stop.
+ * --workers 1` every 40 s of a long round (the lease renewal), and at each verifier's stop; by
+ * the open jobs' verdicts it still read every open job (29 ms with 50,000 waiting).
  */
-export const leasedTo = (owner: SQL) => and(owner, verdictIsOpen(jobs.verdict))!;
+export const leasedTo = (owner: SQL) =>
+  sql`${jobs.jobId} IN (SELECT ${jobs.jobId} FROM ${jobs} INDEXED BY jobs_leased
+    WHERE ${and(owner, isNotNull(jobs.leaseUntil), verdictIsOpen(jobs.verdict))})`;
 
 /** The jobqueue store of either dialect. */
 export function createJobQueueStore(store: Store): JobQueueStore {

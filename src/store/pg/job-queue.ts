@@ -277,7 +277,7 @@ export async function releaseLeasesOfPg(tx: PgExecutor, owner: string): Promise<
   const mine = tx
     .select({ jobId: jobs.jobId })
     .from(jobs)
-    .where(and(eq(jobs.leaseOwner, owner), verdictIsOpen(jobs.verdict)))
+    .where(and(eq(jobs.leaseOwner, owner), isNotNull(jobs.leaseUntil), verdictIsOpen(jobs.verdict)))
     .for("update", { skipLocked: true });
   await tx
     .update(jobs)
@@ -391,8 +391,11 @@ export function createPgJobQueueStore(store: PgStore): JobQueueStore {
       const mine = db
         .select({ jobId: jobs.jobId })
         .from(jobs)
-        // Only open jobs hold leases (see `leasedTo`): their index, not every job, is read.
-        .where(and(eq(jobs.leaseOwner, owner), verdictIsOpen(jobs.verdict)))
+        // Only open jobs hold leases, with their end set (see `leasedTo`): jobs_leased, not
+        // every open job, is read.
+        .where(
+          and(eq(jobs.leaseOwner, owner), isNotNull(jobs.leaseUntil), verdictIsOpen(jobs.verdict)),
+        )
         .for("update", { skipLocked: true });
       await db
         .update(jobs)
