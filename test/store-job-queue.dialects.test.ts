@@ -84,6 +84,23 @@ async function claimPlan(
   }
 }
 const lease = { t, leaseMs: 60_000, limit: 10 };
+
+/**
+ * 3,000 jobs waiting for finality (`wait-0000`...), next looks 1,000 on; the first ones leased
+ * until 5,000, `jobs` to each owner in turn.
+ */
+async function seedWaiting(store: Store, leases: { owner: string; jobs: number }[]) {
+  const owners = leases.flatMap(({ owner, jobs }) => Array.from({ length: jobs }, () => owner));
+  await seedJobs(
+    store,
+    Array.from({ length: 3000 }, (_, i) => ({
+      jobId: `wait-${i.toString().padStart(4, "0")}`,
+      verdict: "awaiting_finality" as const,
+      nextVerifyAt: 1_000 + i,
+      ...(owners[i] === undefined ? {} : { leaseOwner: owners[i], leaseUntil: 5_000 }),
+    })),
+  );
+}
 const ids = (rows: { jobId: string }[]) => rows.map((r) => r.jobId).sort();
 
 describe.each(dialects)("the job queue on %s", (dialect) => {
@@ -363,15 +380,7 @@ describe.each(dialects)("the job queue on %s", (dialect) => {
     const prepared = store.kind === "sqlite" ? recordPrepared(store) : [];
     const queue = createJobQueueStore(store);
     // Thousands waiting for finality, the earliest of them under a claim's lease.
-    await seedJobs(
-      store,
-      Array.from({ length: 3000 }, (_, i) => ({
-        jobId: `wait-${i.toString().padStart(4, "0")}`,
-        verdict: "awaiting_finality" as const,
-        nextVerifyAt: 1_000 + i,
-        ...(i < 200 ? { leaseOwner: "A", leaseUntil: 5_000 } : {}),
-      })),
-    );
+    await seedWaiting(store, [{ owner: "A", jobs: 200 }]);
     // The first unleased one: 1,200.
     expect(await queue.nextDue(null)).toBe(1_200);
     // A lease that ends sooner than that on the caller's clock (the leases' clock 1,000 behind).
@@ -408,16 +417,10 @@ describe.each(dialects)("the job queue on %s", (dialect) => {
     const store = await stores.open();
     const prepared = store.kind === "sqlite" ? recordPrepared(store) : [];
     const queue = createJobQueueStore(store);
-    await seedJobs(
-      store,
-      Array.from({ length: 3000 }, (_, i) => ({
-        jobId: `wait-${i.toString().padStart(4, "0")}`,
-        verdict: "awaiting_finality" as const,
-        nextVerifyAt: 1_000 + i,
-        ...(i < 200 ? { leaseOwner: "A", leaseUntil: 5_000 } : {}),
-        ...(i >= 200 && i < 300 ? { leaseOwner: "B", leaseUntil: 5_000 } : {}),
-      })),
-    );
+    await seedWaiting(store, [
+      { owner: "A", jobs: 200 },
+      { owner: "B", jobs: 100 },
+    ]);
     await queue.renewLeases("B", 9_000);
     await queue.releaseLeases("A");
     const owners = await leaseOwners(store);
