@@ -40,6 +40,8 @@ export interface ProxyRow {
   ratio: { cpu: number | null; p50: number | null; p99: number | null };
   /** Event-loop delay of the service's processes during the run (worst process), ms. */
   loopDelay: { p99Ms: number; maxMs: number } | null;
+  /** With `--proxy-ab`: the same of the other build's `serve`, in the bare proxy's place. */
+  otherLoopDelay?: { p99Ms: number; maxMs: number };
   /** Requests per second of the paths together during the run. */
   combinedReqPerSec: number;
   /**
@@ -119,11 +121,27 @@ export interface ProxyTargets {
 /** CPU and event-loop readings of the two proxies, taken before and after the measured run. */
 export interface ProxyProbes {
   bareCpuMs(): Promise<number>;
+  /**
+   * With `--proxy-ab`, the other build's `serve` in the bare proxy's place, read as `service`
+   * reads ours (then `bareCpuMs` is not asked).
+   */
+  otherService?(): Promise<ServiceReading>;
   /** CPU of the recording floor so far (with `ProxyTargets.floorUrl`). */
   floorCpuMs?(): Promise<number>;
   /** CPU of every process of the service so far, and the worst event-loop delay since last. */
-  service(): Promise<{ cpuMs: number; loopP99Ms: number; loopMaxMs: number }>;
+  service(): Promise<ServiceReading>;
 }
+
+export interface ServiceReading {
+  cpuMs: number;
+  loopP99Ms: number;
+  loopMaxMs: number;
+}
+
+const loopOf = (r: ServiceReading) => ({
+  p99Ms: round(r.loopP99Ms, 2),
+  maxMs: round(r.loopMaxMs, 2),
+});
 
 /** The idle pause before each measured run over which the service's background CPU is read. */
 const idleMs = 2000;
@@ -192,11 +210,14 @@ export async function compareProxy(
   await new Promise((resolve) => setTimeout(resolve, settleMs));
   const idleFrom = await probes?.service();
   await new Promise((resolve) => setTimeout(resolve, idleMs));
-  const bareBefore = await probes?.bareCpuMs();
+  const bareCpuMs = async () =>
+    probes?.otherService ? (await probes.otherService()).cpuMs : probes?.bareCpuMs();
+  const bareBefore = await bareCpuMs();
   const floorBefore = await probes?.floorCpuMs?.();
   const serviceBefore = await probes?.service();
   const { samples, errors, seconds } = await run(n * requests, true);
-  const bareAfter = await probes?.bareCpuMs();
+  const other = await probes?.otherService?.();
+  const bareAfter = other ? other.cpuMs : await bareCpuMs();
   const floorAfter = await probes?.floorCpuMs?.();
   const serviceAfter = await probes?.service();
   for (const agent of agents) agent.destroy();
@@ -242,9 +263,8 @@ export async function compareProxy(
       p50: ratioOf(oursAdded.p50Ms, bareAdded.p50Ms, 0.25),
       p99: ratioOf(oursAdded.p99Ms, bareAdded.p99Ms, 0.25),
     },
-    loopDelay: serviceAfter
-      ? { p99Ms: round(serviceAfter.loopP99Ms, 2), maxMs: round(serviceAfter.loopMaxMs, 2) }
-      : null,
+    loopDelay: serviceAfter ? loopOf(serviceAfter) : null,
+    ...(other ? { otherLoopDelay: loopOf(other) } : {}),
     combinedReqPerSec: round((n * requests) / seconds, 1),
     ...(f && floorAdded
       ? {
