@@ -486,8 +486,15 @@ describe.concurrent("serve --workers 2: receipts, drains, its leader", () => {
         );
         await Promise.all(more.map((a) => a.done));
         answers.push(...more);
-        // Request lines are written up to 200 ms after their response.
-        await until(() => proxied().length === answers.length);
+        // Request lines are written up to 200 ms after their response. A failure says how far
+        // they got, and what stdout held that was no JSON line (a line cut by another's write).
+        await until(() => proxied().length === answers.length).catch((error: unknown) => {
+          const text = serve.logs.flatMap((l) => (l.text === undefined ? [] : [l.text]));
+          throw new Error(
+            `${proxied().length} request lines for ${answers.length} answers; not JSON: ${JSON.stringify(text).slice(0, 2000)}`,
+            { cause: error },
+          );
+        });
       }
       expect(answers.every((a) => a.status === 200 && a.jobId)).toBe(true);
       const ids = proxyJobIds(db);
