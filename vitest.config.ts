@@ -13,12 +13,13 @@ export default defineConfig({
   test: {
     // Native modules (better-sqlite3, litesvm) are safest in child processes.
     pool: "forks",
-    // Three files at once on 2 cores (vitest's default there is one): the files spend much of
-    // their time waiting on child processes, the chain's slots and timers. With two, the cores
-    // sat idle 45% of a run (/proc/stat); with three, 15%, and the whole suite took 634 s
-    // against 706 to 773 s. Set here, not by `--maxWorkers`: the projects below take the
-    // value from this file, and the flag alone left them at two.
-    maxWorkers: 3,
+    // Two files at once even on 2 cores (vitest's default there is one): the files spend much of
+    // their time waiting on child processes, the chain's slots and timers (with two, the cores
+    // sat idle 45% of a run by /proc/stat). Three took the suite from 706-773 s to 623-634 s,
+    // but one of two CI runs with three timed out in test/serve-cluster.test.ts waiting for the
+    // cluster's request lines; until that is understood, two. Set here, not by `--maxWorkers`:
+    // the projects below take the value from this file, and the flag alone leaves them at it.
+    maxWorkers: 2,
     // The longest files first, so that no long file starts while the other worker runs out.
     sequence: { sequencer: LongestFirstSequencer },
     testTimeout: 60_000,

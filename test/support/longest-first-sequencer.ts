@@ -2,9 +2,8 @@ import type { TestSpecification } from "vitest/node";
 import { BaseSequencer } from "vitest/node";
 
 /**
- * Seconds each of the longest test files takes on the 2-core runner, two files at once (three
- * run at once since 2026-12-04, see vitest.config.ts; the order stays right). Only their order
- * matters: a file started last, while the other worker is idle, is what the whole
+ * Seconds each of the longest test files takes on the 2-core runner, two files at once. Only
+ * their order matters: a file started last, while the other worker is idle, is what the whole
  * run waits for. CI's file times of 2026-12-02 (less what a change since cut, at the ratio
  * measured on one host before and after it); two files CI did not time are earlier estimates
  * times 0.75, the median ratio of CI's figures to those estimates where both are known: a file
