@@ -1,4 +1,5 @@
 import { modelCatalog } from "../src/localnet/models.js";
+import type { LoopDelay } from "../src/loop-delay.js";
 import { clientAgent, type Timed, timedRequest } from "./http-client.js";
 import { mean, percentile, round } from "./stats.js";
 import type { CapturedResponse, StubResponses } from "./world-child.js";
@@ -39,9 +40,14 @@ export interface ProxyRow {
   /** ours / bare: CPU per request, added p50, added p99 (null when bare added nothing). */
   ratio: { cpu: number | null; p50: number | null; p99: number | null };
   /** Event-loop delay of the service's processes during the run (worst process), ms. */
-  loopDelay: { p99Ms: number; maxMs: number } | null;
+  loopDelay: LoopDelay | null;
+  /**
+   * The bare proxy's event-loop delay during the same run: what a loop that only passes the
+   * requests through shows under this load, so ours can be told apart from the load's.
+   */
+  bareLoopDelay?: LoopDelay;
   /** With `--proxy-ab`: the same of the other build's `serve`, in the bare proxy's place. */
-  otherLoopDelay?: { p99Ms: number; maxMs: number };
+  otherLoopDelay?: LoopDelay;
   /** Requests per second of the paths together during the run. */
   combinedReqPerSec: number;
   /**
@@ -53,6 +59,7 @@ export interface ProxyRow {
     added: Added;
     errors: number;
     cpuMsPerRequest: number | null;
+    loopDelay?: LoopDelay;
     ratio: { cpu: number | null; p50: number | null; p99: number | null };
     overBare: { cpu: number | null; p50: number | null; p99: number | null };
   };
@@ -121,6 +128,8 @@ export interface ProxyTargets {
 /** CPU and event-loop readings of the two proxies, taken before and after the measured run. */
 export interface ProxyProbes {
   bareCpuMs(): Promise<number>;
+  /** The bare proxy's event-loop delay since the last call. */
+  bareLoopDelay?(): Promise<LoopDelay>;
   /**
    * With `--proxy-ab`, the other build's `serve` in the bare proxy's place, read as `service`
    * reads ours (then `bareCpuMs` is not asked).
@@ -128,6 +137,8 @@ export interface ProxyProbes {
   otherService?(): Promise<ServiceReading>;
   /** CPU of the recording floor so far (with `ProxyTargets.floorUrl`). */
   floorCpuMs?(): Promise<number>;
+  /** The recording floor's event-loop delay since the last call. */
+  floorLoopDelay?(): Promise<LoopDelay>;
   /** CPU of every process of the service so far, and the worst event-loop delay since last. */
   service(): Promise<ServiceReading>;
 }
@@ -138,10 +149,11 @@ export interface ServiceReading {
   loopMaxMs: number;
 }
 
-const loopOf = (r: ServiceReading) => ({
-  p99Ms: round(r.loopP99Ms, 2),
-  maxMs: round(r.loopMaxMs, 2),
+const rounded = (d: LoopDelay): LoopDelay => ({
+  p99Ms: round(d.p99Ms, 2),
+  maxMs: round(d.maxMs, 2),
 });
+const loopOf = (r: ServiceReading) => rounded({ p99Ms: r.loopP99Ms, maxMs: r.loopMaxMs });
 
 /** The idle pause before each measured run over which the service's background CPU is read. */
 const idleMs = 2000;
@@ -213,12 +225,16 @@ export async function compareProxy(
   const bareCpuMs = async () =>
     probes?.otherService ? (await probes.otherService()).cpuMs : probes?.bareCpuMs();
   const bareBefore = await bareCpuMs();
+  await probes?.bareLoopDelay?.();
   const floorBefore = await probes?.floorCpuMs?.();
+  await probes?.floorLoopDelay?.();
   const serviceBefore = await probes?.service();
   const { samples, errors, seconds } = await run(n * requests, true);
   const other = await probes?.otherService?.();
   const bareAfter = other ? other.cpuMs : await bareCpuMs();
+  const bareLoop = await probes?.bareLoopDelay?.();
   const floorAfter = await probes?.floorCpuMs?.();
+  const floorLoop = await probes?.floorLoopDelay?.();
   const serviceAfter = await probes?.service();
   for (const agent of agents) agent.destroy();
   const [d, b, o, f] = samples.map(figures) as [
@@ -264,6 +280,7 @@ export async function compareProxy(
       p99: ratioOf(oursAdded.p99Ms, bareAdded.p99Ms, 0.25),
     },
     loopDelay: serviceAfter ? loopOf(serviceAfter) : null,
+    ...(bareLoop ? { bareLoopDelay: rounded(bareLoop) } : {}),
     ...(other ? { otherLoopDelay: loopOf(other) } : {}),
     combinedReqPerSec: round((n * requests) / seconds, 1),
     ...(f && floorAdded
@@ -273,6 +290,7 @@ export async function compareProxy(
             added: floorAdded,
             errors: errors[3]!,
             cpuMsPerRequest: floorCpu,
+            ...(floorLoop ? { loopDelay: rounded(floorLoop) } : {}),
             ratio: {
               cpu: ratioOf(cpu.ours, floorCpu),
               p50: ratioOf(oursAdded.p50Ms, floorAdded.p50Ms, 0.25),

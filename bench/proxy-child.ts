@@ -1,12 +1,15 @@
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { loopDelaySampler } from "../src/loop-delay.js";
 import { peakRssBytes } from "./peak-rss.js";
 
 /**
  * Serves `handle` as a proxy child of the benchmark (bench/bare-proxy-child.ts,
  * bench/recording-floor-child.ts), speaking the protocol of children.ts: `ready` with its URL
- * once listening, then `cpu` and `rss` requests by id, and any of `ops` (each answers with its
- * value). On disconnect it closes its server and connections, then calls `stopped`.
+ * once listening, then `cpu`, `rss` and `loopDelay` requests by id (the event-loop delay since
+ * the last such request, sampled from the first on, as `serve` samples its own), and any of
+ * `ops` (each answers with its value). On disconnect it closes its server and connections,
+ * then calls `stopped`.
  */
 export function listenAsProxyChild(
   handle: http.RequestListener,
@@ -14,6 +17,7 @@ export function listenAsProxyChild(
   ops: Record<string, () => unknown> = {},
 ): void {
   const send = (message: unknown) => process.send?.(message);
+  const loopDelay = loopDelaySampler();
   const server = http.createServer(handle);
   server.keepAliveTimeout = 65_000;
   server.listen(0, "127.0.0.1", () => {
@@ -23,6 +27,8 @@ export function listenAsProxyChild(
         send({ id: raw.id, ok: true, value: (usage.user + usage.system) / 1000 });
       } else if (raw.op === "rss") {
         send({ id: raw.id, ok: true, value: peakRssBytes() });
+      } else if (raw.op === "loopDelay") {
+        send({ id: raw.id, ok: true, value: loopDelay() });
       } else if (Object.hasOwn(ops, raw.op)) {
         send({ id: raw.id, ok: true, value: ops[raw.op]?.() });
       }

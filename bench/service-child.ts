@@ -1,5 +1,4 @@
 import type { AddressInfo } from "node:net";
-import { monitorEventLoopDelay } from "node:perf_hooks";
 import { serve } from "@hono/node-server";
 import { peakRssBytes } from "./peak-rss.js";
 
@@ -18,7 +17,8 @@ const { openSqliteStore } = await load<typeof import("../src/db/client.js")>("db
 const { migrateStore } = await load<typeof import("../src/db/migrate.js")>("db/migrate.js");
 const { openStore } = await load<typeof import("../src/db/open.js")>("db/open.js");
 const { createLogger } = await load<typeof import("../src/log.js")>("log.js");
-const { LOOP_SAMPLE_MS, loopDelayMs, runServeUntilStopped } =
+const { loopDelaySampler } = await load<typeof import("../src/loop-delay.js")>("loop-delay.js");
+const { runServeUntilStopped } =
   await load<typeof import("../src/serve-cluster.js")>("serve-cluster.js");
 
 /**
@@ -84,17 +84,12 @@ async function main() {
       process.exit(0);
     });
   }
-  const loop = monitorEventLoopDelay({ resolution: LOOP_SAMPLE_MS });
-  loop.enable();
+  const loopDelay = loopDelaySampler();
+  loopDelay();
   process.on("message", (raw: { id: number; op: string }) => {
     if (raw.op === "loopDelay") {
       // Since the last request: p99 and max of the event-loop delay, in ms.
-      send({
-        id: raw.id,
-        ok: true,
-        value: { p99Ms: loopDelayMs(loop.percentile(99)), maxMs: loopDelayMs(loop.max) },
-      });
-      loop.reset();
+      send({ id: raw.id, ok: true, value: loopDelay() });
     } else if (raw.op === "stats" && serveStats) {
       // Per serving process: CPU so far and event-loop delay since the last request.
       void serveStats().then((value) => send({ id: raw.id, ok: true, value }));

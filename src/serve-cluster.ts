@@ -1,6 +1,5 @@
 import cluster, { type Worker } from "node:cluster";
 import { availableParallelism } from "node:os";
-import { type IntervalHistogram, monitorEventLoopDelay } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { pino } from "pino";
 import { Counter, Gauge, Histogram } from "prom-client";
@@ -18,6 +17,7 @@ import {
 import { parseDatabaseUrl } from "./db/url.js";
 import { AppError } from "./errors.js";
 import { createLogger, type Logger } from "./log.js";
+import { loopDelaySampler } from "./loop-delay.js";
 import { validateCronExpression } from "./nightly/cron-expression.js";
 import { exitAfterDrain } from "./process-exit.js";
 import {
@@ -267,38 +267,21 @@ function roomLimit(room: ConnectionRoom): string {
   return `max_connections ${room.maxConnections} less ${room.maxConnections - room.server} reserved`;
 }
 
-let loopMonitor: IntervalHistogram | undefined;
-
-/** The interval of the timer that samples the event loop's delay, in ms. */
-export const LOOP_SAMPLE_MS = 10;
-
-/**
- * A value of `monitorEventLoopDelay`'s histogram (ns) as the delay it measures, in ms: the
- * histogram holds the time between two ticks of its timer, the timer's own interval included
- * (an idle loop reads 10 ms), so the interval is taken off.
- */
-export function loopDelayMs(histogramNs: number): number {
-  return Math.max(0, histogramNs / 1e6 - LOOP_SAMPLE_MS);
-}
+const ownLoopDelay = loopDelaySampler();
 
 /**
  * This process's CPU time and its event-loop delay since the last call. The delay is sampled
  * from the first call on (a 10 ms timer): a process nobody asks never pays for it.
  */
 function ownStats(): ProcessStats {
-  if (!loopMonitor) {
-    loopMonitor = monitorEventLoopDelay({ resolution: LOOP_SAMPLE_MS });
-    loopMonitor.enable();
-  }
   const usage = process.cpuUsage();
-  const stats = {
+  const loop = ownLoopDelay();
+  return {
     pid: process.pid,
     cpuMs: (usage.user + usage.system) / 1000,
-    loopDelayP99Ms: loopDelayMs(loopMonitor.percentile(99)),
-    loopDelayMaxMs: loopDelayMs(loopMonitor.max),
+    loopDelayP99Ms: loop.p99Ms,
+    loopDelayMaxMs: loop.maxMs,
   };
-  loopMonitor.reset();
-  return stats;
 }
 
 /** Log bytes gathered before one write to stdout; see `serveLogger`. */

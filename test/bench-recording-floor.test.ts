@@ -182,11 +182,16 @@ describe("the proxy bench's recording floor", () => {
       {
         bareCpuMs: async () => 0,
         floorCpuMs: () => floor.cpuMs(),
+        floorLoopDelay: () => floor.request("loopDelay"),
         service: serviceCpu,
       },
     );
     expect(result.floor?.errors).toBe(0);
     expect(result.floor?.cpuMsPerRequest).toBeGreaterThan(0);
+    // Its event-loop delay over the same run, beside ours: read, not the first reading's zeros
+    // alone (a 10 ms timer ran through the run).
+    expect(result.floor?.loopDelay?.p99Ms).toBeGreaterThanOrEqual(0);
+    expect(Number.isFinite(result.floor?.loopDelay?.maxMs)).toBe(true);
     const completed = db.prepare("SELECT count(*) AS n FROM receipts WHERE completed = 1").get();
     // The two cases before, the warm-up's 40 and the 5 measured on the floor's path.
     expect(completed).toEqual({ n: 2 + 40 + 5 });
