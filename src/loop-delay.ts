@@ -1,15 +1,31 @@
 import { createHistogram, type RecordableHistogram } from "node:perf_hooks";
 
-/** The interval of the timer that samples the event loop's delay, in ms. */
+/** The interval of the timer that samples the event loop's delay for `loopDelaySampler`, in ms. */
 export const LOOP_SAMPLE_MS = 10;
 
 /**
- * A value of `monitorEventLoopDelay`'s histogram (ns) as the delay it measures, in ms: the
- * histogram holds the time between two ticks of its timer, the timer's own interval included
- * (an idle loop reads 10 ms), so the interval is taken off.
+ * The clock and the timer, taken when this module loads: a test's fake timers, installed later,
+ * must neither stop the timer nor move its clock.
  */
-export function loopDelayMs(histogramNs: number): number {
-  return Math.max(0, histogramNs / 1e6 - LOOP_SAMPLE_MS);
+const now = performance.now.bind(performance);
+const every = globalThis.setInterval;
+
+/**
+ * Calls `record` at every tick of a timer due every `intervalMs` with how late the tick ran, in
+ * ms: the time since the tick before, less the interval (0 for a loop nothing held). The time of
+ * the last tick is kept here, whatever `record` does with the values.
+ *
+ * Not Node's `monitorEventLoopDelay`: read stretch by stretch it has to be `reset()`, and a
+ * reset forgets when its timer last ticked, so the first tick after a reading recorded nothing
+ * and a stall that began just after a reading was never counted.
+ */
+export function watchLoopDelay(intervalMs: number, record: (lateMs: number) => void): void {
+  let lastTick = now();
+  every(() => {
+    const tick = now();
+    record(Math.max(0, tick - lastTick - intervalMs));
+    lastTick = tick;
+  }, intervalMs).unref();
 }
 
 /** The event-loop delay of a stretch of time, in ms. */
@@ -19,33 +35,22 @@ export interface LoopDelay {
 }
 
 /**
- * This process's event-loop delay since the last call, sampled from the first call on (a 10 ms
- * timer): a process nobody asks never pays for it, and the first call reads 0.
- *
- * Not `monitorEventLoopDelay`: its `reset()` forgets when its timer last ticked, so the first
- * tick after a reading records nothing, and a stall that began just after a reading (before that
- * tick) was never counted. Here the time of the last tick outlives the reading.
+ * This process's event-loop delay since the last call, sampled every `LOOP_SAMPLE_MS` from the
+ * first call on: a process nobody asks never pays for it, and the first call reads 0.
  */
 export function loopDelaySampler(): () => LoopDelay {
   let histogram: RecordableHistogram | undefined;
-  let lastTick = 0;
-  const tick = () => {
-    const now = performance.now();
-    // In ns, as `monitorEventLoopDelay` records them: the time between two ticks.
-    histogram?.record(Math.max(1, Math.round((now - lastTick) * 1e6)));
-    lastTick = now;
-  };
   return () => {
     if (!histogram) {
-      histogram = createHistogram();
-      lastTick = performance.now();
-      setInterval(tick, LOOP_SAMPLE_MS).unref();
+      const h = createHistogram();
+      // In ns, the histogram's unit, at least 1 (it takes no 0).
+      watchLoopDelay(LOOP_SAMPLE_MS, (lateMs) => h.record(Math.max(1, Math.round(lateMs * 1e6))));
+      histogram = h;
     }
-    // An empty histogram reads its percentiles as 0 and its max as 0: no delay.
-    const delay = {
-      p99Ms: histogram.count === 0 ? 0 : loopDelayMs(histogram.percentile(99)),
-      maxMs: histogram.count === 0 ? 0 : loopDelayMs(histogram.max),
-    };
+    const delay =
+      histogram.count === 0
+        ? { p99Ms: 0, maxMs: 0 }
+        : { p99Ms: histogram.percentile(99) / 1e6, maxMs: histogram.max / 1e6 };
     histogram.reset();
     return delay;
   };

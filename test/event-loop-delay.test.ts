@@ -50,6 +50,20 @@ describe("the event loop's delay in /metrics", () => {
     expect(again.sum).toBeGreaterThanOrEqual(after.sum);
   });
 
+  // A worker's counters are read every second: Node's monitor, reset at each read, forgot when
+  // its timer last ticked, so a stall that began just after a read went uncounted.
+  it("counts a stall that begins just after a read", async () => {
+    const metrics = createMetrics({ store: createTestStore() });
+    await wait(100);
+    const before = delayOf(await metrics.registry.metrics());
+    block(300);
+    await wait(100);
+    const after = delayOf(await metrics.registry.metrics());
+    const late = (d: typeof after) => (d.buckets.get("+Inf") ?? 0) - (d.buckets.get("0.25") ?? 0);
+    expect(late(after)).toBeGreaterThanOrEqual(late(before) + 1);
+    expect(after.sum - before.sum).toBeGreaterThanOrEqual(0.25);
+  });
+
   it("is summed across the workers of serve --workers N, as a histogram", async () => {
     const a = createMetrics({ store: createTestStore() });
     const b = createMetrics({ store: createTestStore() });
