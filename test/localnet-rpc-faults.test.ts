@@ -78,6 +78,16 @@ describe("RPC fault injection, each fault observable", () => {
     expect((await call(url, health)).status).toBe(200);
   });
 
+  it("answers its share of a short run with HTTP 5xx, not a random count of them", async () => {
+    const url = await world.addRpcEndpoint({ http5xxRate: 0.3 });
+    const statuses: number[] = [];
+    for (let i = 0; i < 10; i++) statuses.push((await call(url, health)).status);
+    expect(statuses.filter((status) => status >= 500)).toHaveLength(3);
+    expect(world.rpcStats(url).served5xx).toBe(3);
+    // Never two in a row at this share: spread, not bunched.
+    expect(statuses.join(",")).not.toMatch(/5\d\d,5\d\d/);
+  });
+
   it("answers a share of calls with -32005 node is behind", async () => {
     const url = await world.addRpcEndpoint({ behindRate: 1 });
     const reply = await call(url, { jsonrpc: "2.0", id: 9, method: "getSlot" });

@@ -20,7 +20,12 @@ export interface RpcFaults {
   tooManyRequests: boolean;
   /** The `Retry-After` of a 429, in seconds. Default 1. */
   retryAfterSeconds: number;
-  /** Share (0..1) of requests answered with HTTP 503 or 500. */
+  /**
+   * Share (0..1) of requests answered with HTTP 503 or 500, spread evenly from a random start:
+   * of any n requests in a row, n * share rounded down or up. A random draw per request could
+   * fail none of a short run's requests (0.7^14, 0.7%, at 0.3 over 14), and a test of the
+   * client's retries would then test nothing.
+   */
   http5xxRate: number;
   /** Share (0..1) of requests answered with JSON-RPC error -32005 "Node is behind by N slots". */
   behindRate: number;
@@ -116,12 +121,15 @@ export class RpcEndpoint {
   private readonly accepted = new Window();
   private server: Server | null = null;
   private fiveHundreds = 0;
+  /** Requests owed a 5xx, in part: a whole one is served as the next 5xx (`http5xxRate`). */
+  private fiveHundredsOwed: number;
   /** Signatures this endpoint found on chain: what `wrongTransactions` answers with. */
   private readonly known = new Set<string>();
 
   constructor(chain: LocalChain, faults: Partial<RpcFaults> = {}, seed = "rpc") {
     this.faults = { ...noRpcFaults, ...faults };
     this.random = seededRandom(`${seed}/rpc-faults`);
+    this.fiveHundredsOwed = this.random();
     this.stats = {
       url: "",
       requests: 0,
@@ -264,7 +272,7 @@ export class RpcEndpoint {
       }
       this.accepted.add(now);
     }
-    if (this.faults.http5xxRate > 0 && this.random() < this.faults.http5xxRate) {
+    if (this.owesFiveHundred()) {
       this.stats.served5xx++;
       const status = this.fiveHundreds++ % 2 === 0 ? 503 : 500;
       return send(status, {
@@ -307,6 +315,15 @@ export class RpcEndpoint {
     const behind = this.faults.behindRate > 0 && this.random() < this.faults.behindRate;
     const replies = requests.map((request) => this.reply(request, behind));
     send(200, batch ? replies : replies[0]);
+  }
+
+  /** Whether this request is one of `http5xxRate`'s share. */
+  private owesFiveHundred(): boolean {
+    if (this.faults.http5xxRate <= 0) return false;
+    this.fiveHundredsOwed += this.faults.http5xxRate;
+    if (this.fiveHundredsOwed < 1) return false;
+    this.fiveHundredsOwed -= 1;
+    return true;
   }
 
   private reply(request: JsonRpcRequest, behind: boolean) {
