@@ -127,11 +127,22 @@ describe.each(dialects)("%s store", (dialect) => {
     return { c, vault, from, to, jobs };
   }
 
-  /** Writes `job`'s receipt as ingest does now, dated in the window's last second. */
-  async function writeReceipt(c: Scenario, to: number, job: LateReceipt) {
-    c.record(job.plan, job.txs, { creditsRemainingUnits: job.headerUnits, createdAt: to - 1_000 });
+  /**
+   * Writes `job`'s receipt as ingest does now (the chain's clock), dated in the window's last
+   * second; returns the time it was recorded at.
+   */
+  async function writeReceipt(c: Scenario, to: number, job: LateReceipt): Promise<number> {
+    const recordedAt = h.op.now();
+    c.record(
+      job.plan,
+      job.txs,
+      { creditsRemainingUnits: job.headerUnits, createdAt: to - 1_000 },
+      "ingest",
+      recordedAt,
+    );
     c.honestJobsApi(job.plan, job.txs);
     await c.flush();
+    return recordedAt;
   }
 
   it("reads the vault again for a receipt written after its read of the ledger, and fails its false header rather than exiting 0", async () => {
@@ -146,8 +157,7 @@ describe.each(dialects)("%s store", (dialect) => {
       {
         async afterRead(n) {
           if (n !== 1) return;
-          recordedAt = h.op.now();
-          await writeReceipt(c, to, job);
+          recordedAt = await writeReceipt(c, to, job);
           // The header's span past the recording passes (3 s of the chain's clock, not waited).
           h.op.advanceClock(3_000);
         },
@@ -197,8 +207,7 @@ describe.each(dialects)("%s store", (dialect) => {
         async afterRead(n) {
           if (n !== 1) return;
           frozenAt = await h.rpc.getSlot("finalized");
-          recordedAt = h.op.now();
-          await writeReceipt(c, to, job);
+          recordedAt = await writeReceipt(c, to, job);
         },
       },
       ledgerRpc,
