@@ -1,4 +1,5 @@
-import { Histogram, type Registry } from "prom-client";
+import type { Registry } from "prom-client";
+import { cumulativeHistogram } from "./cumulative-histogram.js";
 import { watchLoopDelay } from "./loop-delay.js";
 
 /**
@@ -23,67 +24,23 @@ export const EVENT_LOOP_DELAY_BUCKETS = [
 /** The timer's interval; each tick is this much later than the one before when nothing held it. */
 const RESOLUTION_MS = 20;
 
-/** The process's running totals, however many registries read them. */
-const totals = {
-  /** Ticks late by at most each bound (cumulative, as Prometheus' buckets are). */
-  atMost: EVENT_LOOP_DELAY_BUCKETS.map(() => 0),
-  count: 0,
-  /** Seconds late, summed. */
-  sum: 0,
-};
+const delays = cumulativeHistogram({
+  name: EVENT_LOOP_DELAY_METRIC,
+  help: "How late the event loop ran: delay of a timer due every 20 ms, in seconds (summed over serve's workers).",
+  buckets: EVENT_LOOP_DELAY_BUCKETS,
+});
 let started = false;
-
-/** Starts the timer, once per process: each tick adds how late it ran to the totals. */
-function start(): void {
-  if (started) return;
-  started = true;
-  watchLoopDelay(RESOLUTION_MS, (lateMs) => {
-    const lateS = lateMs / 1000;
-    EVENT_LOOP_DELAY_BUCKETS.forEach((bound, i) => {
-      if (lateS <= bound) totals.atMost[i] = (totals.atMost[i] ?? 0) + 1;
-    });
-    totals.count++;
-    totals.sum += lateS;
-  });
-}
 
 /**
  * The histogram, registered in `registry`. Its values are the process's totals so far, as they
  * are when the registry is read (a scrape, or a cluster worker's counters each second).
  */
 export function registerEventLoopDelay(registry: Registry): void {
-  // Started with the first registry: the delay counts from the service's start, not its first
-  // scrape.
-  start();
-  const histogram = new Histogram({
-    name: EVENT_LOOP_DELAY_METRIC,
-    help: "How late the event loop ran (see get below).",
-    buckets: [...EVENT_LOOP_DELAY_BUCKETS],
-    registers: [registry],
-  });
-  const name = EVENT_LOOP_DELAY_METRIC;
-  const help =
-    "How late the event loop ran: delay of a timer due every 20 ms, in seconds (summed over serve's workers).";
-  // The totals are whole counts per bucket, where a Histogram takes one observation at a time:
-  // its readers (text and JSON, as a worker sends it to the primary) answer them as they are.
-  const read = async () => {
-    const { atMost, count, sum } = totals;
-    return {
-      name,
-      help,
-      type: "histogram",
-      aggregator: "sum",
-      values: [
-        ...EVENT_LOOP_DELAY_BUCKETS.map((le, i) => ({
-          labels: { le },
-          value: atMost[i] ?? 0,
-          metricName: `${name}_bucket`,
-        })),
-        { labels: { le: "+Inf" }, value: count, metricName: `${name}_bucket` },
-        { labels: {}, value: sum, metricName: `${name}_sum` },
-        { labels: {}, value: count, metricName: `${name}_count` },
-      ],
-    };
-  };
-  Object.assign(histogram, { get: read, getForPromString: read });
+  // Started with the first registry, once per process: the delay counts from the service's
+  // start, not its first scrape.
+  if (!started) {
+    started = true;
+    watchLoopDelay(RESOLUTION_MS, (lateMs) => delays.observe(lateMs / 1000));
+  }
+  delays.register(registry);
 }
