@@ -20,6 +20,7 @@ import { createLogger, type Logger } from "./log.js";
 import { loopDelaySampler } from "./loop-delay.js";
 import { validateCronExpression } from "./nightly/cron-expression.js";
 import { exitAfterDrain } from "./process-exit.js";
+import { type CommitHolds, commitHoldsSinceLastRead } from "./recorder/commit-hold.js";
 import {
   COLLECT_TIMEOUT_MS,
   createClusterMetrics,
@@ -48,6 +49,8 @@ export interface ProcessStats {
   /** Event-loop delay since the last report: p99 and max, ms. */
   loopDelayP99Ms: number;
   loopDelayMaxMs: number;
+  /** The receipt writer's group commits since the last report and how long they held the loop. */
+  commitHold: CommitHolds;
 }
 
 /** A worker's place in the cluster, taken by each worker restarted in it. */
@@ -281,6 +284,7 @@ function ownStats(): ProcessStats {
     cpuMs: (usage.user + usage.system) / 1000,
     loopDelayP99Ms: loop.p99Ms,
     loopDelayMaxMs: loop.maxMs,
+    commitHold: commitHoldsSinceLastRead(),
   };
 }
 

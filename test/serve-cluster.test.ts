@@ -19,6 +19,7 @@ import { afterAll, describe, expect, it, type TestContext } from "vitest";
 import { createToken } from "../src/auth/tokens.js";
 import { openSqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
+import { COMMIT_HOLD_METRIC } from "../src/recorder/commit-hold.js";
 import { createLockStore } from "../src/store/locks.js";
 import { address, jobId, signature } from "./support/recorder-fixtures.js";
 import { type CliProcess, scrapeMetrics, startCli } from "./support/service-process.js";
@@ -679,12 +680,17 @@ describe.concurrent("serve --workers 2: receipts, drains, its leader", () => {
       const token = await metricsToken(db);
       const answers = await Promise.all(Array.from({ length: 20 }, () => send(serve.url, false)));
       await Promise.all(answers.map((a) => a.done));
-      expect(sample((await scrapeMetrics(serve.url, token)).text, PROXIED)).toBe(20);
+      const before = (await scrapeMetrics(serve.url, token)).text;
+      expect(sample(before, PROXIED)).toBe(20);
+      // Each answer waited for its receipt's group commit, in the worker that proxied it.
+      const commits = sample(before, `${COMMIT_HOLD_METRIC}_count`);
+      expect(commits).toBeGreaterThan(0);
       process.kill(await busiest(serve, 20), "SIGKILL");
       await until(() => workerPids(serve).size === 3);
       await serve.waitForLog((l) => l.msg === "serve worker died; restarting it");
       const after = (await scrapeMetrics(serve.url, token)).text;
       expect(sample(after, PROXIED)).toBe(20);
+      expect(sample(after, `${COMMIT_HOLD_METRIC}_count`)).toBeGreaterThanOrEqual(commits);
       expect(sample(after, "decentral_audit_serve_worker_restarts_total")).toBe(1);
       await send(serve.url, false).then((a) => a.done);
       expect(sample((await scrapeMetrics(serve.url, token)).text, PROXIED)).toBe(21);

@@ -5,6 +5,7 @@ import { verdicts } from "../db/schema.js";
 import { registerEventLoopDelay } from "../event-loop-delay.js";
 import { ledgerLagSeconds } from "../ledger/totals.js";
 import type { ReadGateStats } from "../read-gate.js";
+import { registerCommitHold } from "../recorder/commit-hold.js";
 import { type JobsApiCallOutcome, jobsApiCallCounts } from "../recorder/jobs-api.js";
 import type { WriterHealth } from "../recorder/receipt-writer.js";
 import { countJobsByVerdict, oldestOpenJob } from "../reports/reconciliation.js";
@@ -256,6 +257,7 @@ export function createMetrics(sources: MetricSources) {
   });
 
   registerEventLoopDelay(registry);
+  registerCommitHold(registry);
   const proxyLatency = new Histogram({
     name: "decentral_audit_proxy_duration_seconds",
     help: "Recording proxy: time from request to the end of the upstream response.",

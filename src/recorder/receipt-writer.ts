@@ -5,6 +5,7 @@ import { backoff } from "../retry.js";
 import { openWriterConnection } from "../store/group-commit.js";
 import { pgTwins } from "../store/pg-twins.js";
 import type { WriteUnit } from "../store/write-unit.js";
+import { recordCommitHold } from "./commit-hold.js";
 import { sortRefused } from "./refused-writes.js";
 
 /** Options of the receipt writer; every optional one has a default. */
@@ -227,9 +228,12 @@ function createSqliteReceiptWriter(
     queue = [];
     if (batch.length === 0) return settleIdle();
     let outcomes: TaskOutcome[];
+    const began = performance.now();
     try {
       outcomes = commitGroup(batch);
+      recordCommitHold(performance.now() - began);
     } catch (error) {
+      recordCommitHold(performance.now() - began);
       // Nothing of the batch was written: put it back in front, in order, and try again.
       queue = batch.concat(queue);
       if (isBusyError(error)) {
