@@ -42,6 +42,11 @@ export interface ProxyRow {
   /** Event-loop delay of the service's processes during the run (worst process), ms. */
   loopDelay: LoopDelay | null;
   /**
+   * The SQLite receipt writer's group commits during the run, in all the service's processes,
+   * and how long each held its event loop (p99 and max of the worst process), ms.
+   */
+  commitHold: CommitHolds | null;
+  /**
    * The bare proxy's event-loop delay during the same run: what a loop that only passes the
    * requests through shows under this load, so ours can be told apart from the load's.
    */
@@ -147,6 +152,16 @@ export interface ServiceReading {
   cpuMs: number;
   loopP99Ms: number;
   loopMaxMs: number;
+  /** The receipt writer's group commits since the last reading (absent from an older build). */
+  commitHold?: CommitHolds;
+}
+
+/** Group commits of a run and how long they held the event loop (src/recorder/commit-hold.ts). */
+export interface CommitHolds {
+  count: number;
+  overOneMs: number;
+  p99Ms: number;
+  maxMs: number;
 }
 
 const rounded = (d: LoopDelay): LoopDelay => ({
@@ -280,6 +295,13 @@ export async function compareProxy(
       p99: ratioOf(oursAdded.p99Ms, bareAdded.p99Ms, 0.25),
     },
     loopDelay: serviceAfter ? loopOf(serviceAfter) : null,
+    commitHold: serviceAfter?.commitHold
+      ? {
+          ...serviceAfter.commitHold,
+          p99Ms: round(serviceAfter.commitHold.p99Ms, 3),
+          maxMs: round(serviceAfter.commitHold.maxMs, 3),
+        }
+      : null,
     ...(bareLoop ? { bareLoopDelay: rounded(bareLoop) } : {}),
     ...(other ? { otherLoopDelay: loopOf(other) } : {}),
     combinedReqPerSec: round((n * requests) / seconds, 1),

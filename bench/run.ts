@@ -16,7 +16,12 @@ import {
 import { type LedgerResult, measureLedger } from "./ledger-bench.js";
 import { peakRssBytes } from "./peak-rss.js";
 import { measurePostgres, type PostgresResult } from "./postgres-bench.js";
-import { captureStubResponses, compareProxy, type ProxyRow } from "./proxy-bench.js";
+import {
+  type CommitHolds,
+  captureStubResponses,
+  compareProxy,
+  type ProxyRow,
+} from "./proxy-bench.js";
 import { ensureReportDb } from "./report-db.js";
 import { measureReports, type ReportsResult } from "./reports-bench.js";
 import {
@@ -384,13 +389,30 @@ function fmtMs(value: number): string {
 /** CPU of a `serve` child (its primary and workers) and the worst event-loop delay among them. */
 async function serviceStats(service: Service) {
   const s = await service.request<{
-    processes: { cpuMs: number; loopDelayP99Ms: number; loopDelayMaxMs: number }[];
+    processes: {
+      cpuMs: number;
+      loopDelayP99Ms: number;
+      loopDelayMaxMs: number;
+      commitHold?: CommitHolds;
+    }[];
     primaryCpuMs: number;
   }>("stats");
+  const holds = s.processes.flatMap((p) => (p.commitHold ? [p.commitHold] : []));
   return {
     cpuMs: s.processes.reduce((sum, p) => sum + p.cpuMs, s.primaryCpuMs),
     loopP99Ms: Math.max(...s.processes.map((p) => p.loopDelayP99Ms)),
     loopMaxMs: Math.max(...s.processes.map((p) => p.loopDelayMaxMs)),
+    // An older build (`--proxy-ab`) reports none.
+    ...(holds.length > 0
+      ? {
+          commitHold: {
+            count: holds.reduce((sum, h) => sum + h.count, 0),
+            overOneMs: holds.reduce((sum, h) => sum + h.overOneMs, 0),
+            p99Ms: Math.max(...holds.map((h) => h.p99Ms)),
+            maxMs: Math.max(...holds.map((h) => h.maxMs)),
+          },
+        }
+      : {}),
   };
 }
 
@@ -763,6 +785,14 @@ function targets(): TargetLine[] {
       measured: `${fmtMs(o.p50Ms)} / ${fmtMs(o.p99Ms)} (${row.direct.p50Ms.toFixed(2)} -> ${row.ours.p50Ms.toFixed(2)}); loop p99 ${row.loopDelay?.p99Ms ?? "?"} ms${loopBeside(row)}`,
       pass: o.p50Ms <= 1 && o.p99Ms <= 3,
     });
+    const hold = row.commitHold;
+    if (hold) {
+      lines.push({
+        target: `proxy: no receipt commit holds the event loop > 1 ms (${label})`,
+        measured: `${hold.overOneMs} of ${hold.count} group commits over 1 ms; p99 ${hold.p99Ms} ms, max ${hold.maxMs} ms`,
+        pass: hold.overOneMs === 0,
+      });
+    }
     if (row.floor) {
       const { floor: f } = row;
       lines.push({
