@@ -248,6 +248,8 @@ export const isolatedByChoice: Readonly<Record<string, string>> = {
     "reads a stand-in service's CPU over time: timers a file before it left would skew it",
   "test/event-loop-delay.test.ts": "a timing test of the event loop",
   "test/loop-delay.test.ts": "a timing test of the event loop",
+  "test/recorder-commit-hold.test.ts":
+    "counts the process's commit holds exactly: another file's receipt writer still flushing in a shared worker would add to them",
   "test/pg-verdict-locked-row.test.ts":
     "receipts must pass within 1 s of wall time while a row is held: in a worker shared at load 25 they took 1.06 s",
 };
