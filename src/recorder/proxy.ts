@@ -14,7 +14,7 @@ import type { Store } from "../db/client.js";
 import { ownerName } from "../host-identity.js";
 import type { Logger } from "../log.js";
 import { creditsToUnitsOrNull } from "../money.js";
-import { type Receipt, recordReceiptsUnit } from "../store/receipts.js";
+import { type Receipt, recordReceiptAtAttemptUnit } from "../store/receipts.js";
 import { codingsOf } from "./content-codings.js";
 import type { JobsApiClient } from "./jobs-api.js";
 import { createJobsApiConsults } from "./jobs-api-consults.js";
@@ -1263,10 +1263,10 @@ const unneeded: Learnt = { facts: noRequestFacts, tags: {}, fingerprint: null };
 
 /** A request's receipt time, shared by its writes: the first one's commit sets it. */
 interface ReceiptStamp {
+  /** The time the first write was dated by, once it committed. */
   at: number | null;
-  /** The first write (an identity). */
-  first: object | null;
-  committed: boolean;
+  /** The first write, settled (never rejected) once it committed or failed. */
+  first: Promise<void> | null;
 }
 
 /** A receipt as a log line can hold it (amounts in base units as decimal strings). */
@@ -1364,47 +1364,31 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
     stamp: ReceiptStamp,
     runOptions?: RunOptions,
   ): Promise<unknown> {
-    // The first write stamps again at each attempt until one commits (a group retried after
-    // the database came back is dated by the attempt that landed, not the first).
-    const first = stamp.first === null;
-    const write = {};
-    if (first) stamp.first = write;
-    // Further signatures the answer named are kept by the first write, which the client's
-    // answer waits for; a later one (a stream's completion) would keep each again, as another
-    // conflicting receipt differing only in its usage.
-    const { otherSignatures, ...later } = receipt;
-    const recorded = first ? receipt : later;
-    const unit = () => {
-      const at = now();
-      if (stamp.first === write && !stamp.committed) stamp.at = at;
-      return recordReceiptsUnit([{ ...recorded, createdAt: stamp.at ?? at }], "proxy", {
-        now: at,
-        backfillDelayMs,
-      });
-    };
-    const written = writer.run(
-      {
-        runSqlite: (tx) => unit().runSqlite(tx),
-        runPostgres: (tx) => unit().runPostgres(tx),
-      },
-      runOptions,
-    );
-    if (first) {
-      void written.then(
-        () => {
-          stamp.committed = true;
+    if (stamp.first === null) {
+      const written = writer.run(recordReceiptAtAttemptUnit(receipt, null, backfillDelayMs, now));
+      stamp.first = written.then(
+        ({ at }) => {
+          stamp.at = at;
         },
         () => {},
       );
+      return written;
     }
-    return written;
+    // Further signatures the answer named are kept by the first write, which the client's
+    // answer waits for; a later one (a stream's completion) would keep each again, as another
+    // conflicting receipt differing only in its usage. It is sent once the first is settled,
+    // with that one's time (its own, when the first was not written).
+    const { otherSignatures, ...later } = receipt;
+    return stamp.first.then(() =>
+      writer.run(recordReceiptAtAttemptUnit(later, stamp.at, backfillDelayMs, now), runOptions),
+    );
   }
 
   function forward(req: IncomingMessage, res: ServerResponse, body: Buffer, target: string) {
     const settle = track();
     const started = performance.now();
     // The receipt's time, set by its first write (see writeReceipt).
-    const stamp: ReceiptStamp = { at: null, first: null, committed: false };
+    const stamp: ReceiptStamp = { at: null, first: null };
     const authorization = req.headers.authorization;
     const path = basePath + target.slice("/v1".length);
     // What the operator's answer may echo and a log line must not show (see credentialsOf).

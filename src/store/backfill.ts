@@ -147,6 +147,7 @@ export function leaveToBackfillUnit(jobIds: readonly string[], at: number): Writ
     },
     runPostgres: (tx) => pgTwins().leaveToBackfillPg(tx, jobIds, at),
     jobIds,
+    data: { kind: "leaveToBackfill", jobIds, at },
   };
 }
 
@@ -161,6 +162,7 @@ export function claimBackfillUnit(
     runSqlite: (tx) => claimBackfillInTransaction(tx, claims, giveUps, at, farAfter),
     runPostgres: (tx) => pgTwins().claimBackfillPg(tx, claims, giveUps, at, farAfter),
     jobIds: [...claims.map((claim) => claim.jobId), ...giveUps],
+    data: { kind: "claimBackfill", claims, giveUps, at, farAfter },
   };
 }
 
@@ -170,6 +172,7 @@ export function giveUpBackfillUnit(jobId: string, at: number): WriteUnit<void> {
     runSqlite: (tx) => giveUpBackfillInTransaction(tx, jobId, at),
     runPostgres: (tx) => pgTwins().giveUpBackfillPg(tx, jobId, at),
     jobIds: [jobId],
+    data: { kind: "giveUpBackfill", jobId, at },
   };
 }
 

@@ -147,6 +147,7 @@ export function recordJobsApiAnswerUnit(
     runSqlite: (tx) => recordJobsApiAnswerInTransaction(tx, jobId, answer, now),
     runPostgres: (tx) => pgTwins().recordJobsApiAnswerPg(tx, jobId, answer, now),
     jobIds: [jobId],
+    data: { kind: "jobsApiAnswer", jobId, answer, at: now },
   };
 }
 

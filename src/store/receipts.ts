@@ -570,6 +570,46 @@ export function recordReceiptsUnit(
     runSqlite: (tx) => recordReceiptsInTransaction(tx, receipts, source, options),
     runPostgres: (tx) => pgTwins().recordReceiptsPg(tx, receipts, source, options),
     jobIds: receipts.map((receipt) => receipt.jobId),
+    data: { kind: "receipts", receipts, source, options },
+  };
+}
+
+/** What `recordReceiptAtAttemptUnit` resolves with: the results, and the time it was dated. */
+export interface ReceiptAtAttempt {
+  results: RecordResult[];
+  /** The clock's reading inside the transaction that committed it (epoch ms). */
+  at: number;
+}
+
+/**
+ * Records one receipt of the proxy, dated inside the write transaction (`created_at` is
+ * `createdAt` when given, else the clock's reading at the attempt that commits, as `now` is in
+ * both): receipts are then committed in the order of their times, within the few ms a
+ * transaction takes, whatever waited before it (a group retried after the database came back
+ * is dated by the attempt that landed). Resolves with that time.
+ */
+export function recordReceiptAtAttemptUnit(
+  receipt: Receipt,
+  createdAt: number | null,
+  backfillDelayMs: number,
+  clock: () => number = Date.now,
+): WriteUnit<ReceiptAtAttempt> {
+  const unitAt = (at: number) =>
+    recordReceiptsUnit([{ ...receipt, createdAt: createdAt ?? at }], "proxy", {
+      now: at,
+      backfillDelayMs,
+    });
+  return {
+    runSqlite: (tx) => {
+      const at = clock();
+      return { results: unitAt(at).runSqlite(tx), at };
+    },
+    runPostgres: async (tx) => {
+      const at = clock();
+      return { results: await unitAt(at).runPostgres(tx), at };
+    },
+    jobIds: [receipt.jobId],
+    data: { kind: "receiptAtAttempt", receipt, createdAt, backfillDelayMs },
   };
 }
 

@@ -1,5 +1,10 @@
 import type { SqliteStore } from "../db/client.js";
+import type { ReceiptSource } from "../db/schema.js";
+import type { BackfillClaim } from "./backfill.js";
+import type { JobsApiAnswer } from "./jobs-api.js";
 import type { PgExecutor } from "./pg/executor.js";
+import type { Receipt } from "./receipt-rules.js";
+import type { RecordOptions } from "./receipts.js";
 
 /**
  * One write a group-committing writer (the receipt writer) runs inside its shared transaction,
@@ -15,4 +20,34 @@ export interface WriteUnit<T> {
    * locked) holds back the later units of those jobs too, so each job's are written in order.
    */
   jobIds?: readonly string[];
+  /**
+   * The unit as data, from which `unitOfData` (src/store/write-units.ts) builds it again: what
+   * a writer running in a thread of its own is sent. Every unit the store modules build has it.
+   */
+  data?: WriteUnitData;
 }
+
+/** A write unit as plain data (structured-cloneable: bigints, no functions). */
+export type WriteUnitData =
+  | {
+      kind: "receipts";
+      receipts: readonly Receipt[];
+      source: ReceiptSource;
+      options: RecordOptions;
+    }
+  | {
+      kind: "receiptAtAttempt";
+      receipt: Receipt;
+      createdAt: number | null;
+      backfillDelayMs: number;
+    }
+  | { kind: "jobsApiAnswer"; jobId: string; answer: JobsApiAnswer; at: number }
+  | { kind: "leaveToBackfill"; jobIds: readonly string[]; at: number }
+  | {
+      kind: "claimBackfill";
+      claims: readonly BackfillClaim[];
+      giveUps: readonly string[];
+      at: number;
+      farAfter: number;
+    }
+  | { kind: "giveUpBackfill"; jobId: string; at: number };
