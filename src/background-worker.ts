@@ -1,10 +1,9 @@
 import { Worker } from "node:worker_threads";
-import pino from "pino";
 import type { RpcStatRow } from "./api/metrics.js";
 import type { QuorumEndpointStatus, QuorumStatus } from "./chain/quorum.js";
 import type { Config } from "./config.js";
 import type { LedgerTotals } from "./ledger/totals.js";
-import type { Logger } from "./log.js";
+import { type Logger, rawLineWriter } from "./log.js";
 import type { JobsApiCallOutcome } from "./recorder/jobs-api.js";
 
 /** What the background thread is started with. */
@@ -33,22 +32,6 @@ export interface BackgroundReport {
 export interface BackgroundLogLine {
   type: "log";
   line: string;
-}
-
-/** The raw stream of `log` (pino's destination), and a push to write what it gathered. */
-function rawLineWriter(log: Logger): (line: string) => void {
-  const stream = (log as unknown as Record<symbol, unknown>)[pino.symbols.streamSym] as
-    | { write(line: string): unknown; flush?: () => unknown }
-    | undefined;
-  return (line) => {
-    if (!stream) return;
-    stream.write(line);
-    try {
-      stream.flush?.();
-    } catch {
-      // A destination closed at exit: the line is dropped.
-    }
-  };
 }
 
 /**

@@ -303,6 +303,12 @@ export const configSchema = z.object({
   /** Also require an access token of role `ingest` on the proxy path /v1/*. Default off. */
   PROXY_REQUIRE_TOKEN: boolFlag.default(false),
   /**
+   * SQLite file: `serve` commits receipts in a thread of its own, so that no group commit holds
+   * the event loop that proxies (see src/recorder/threaded-receipt-writer.ts). Each receipt
+   * then waits for a message's round trip between threads as well. Default off.
+   */
+  RECEIPT_WRITER_THREAD: boolFlag.default(false),
+  /**
    * How often the verifier polls signatures that are not finalized yet, in ms. Finality moves a
    * slot (~400 ms) at a time and takes ~13 s, so faster polling only spends requests. Default 2000.
    */

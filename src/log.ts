@@ -55,3 +55,19 @@ export function createLogger(options: LoggerOptions = {}, destination?: Destinat
     destination,
   );
 }
+
+/** The raw stream of `log` (pino's destination), and a push to write what it gathered. */
+export function rawLineWriter(log: Logger): (line: string) => void {
+  const stream = (log as unknown as Record<symbol, unknown>)[pino.symbols.streamSym] as
+    | { write(line: string): unknown; flush?: () => unknown }
+    | undefined;
+  return (line) => {
+    if (!stream) return;
+    stream.write(line);
+    try {
+      stream.flush?.();
+    } catch {
+      // A destination closed at exit: the line is dropped.
+    }
+  };
+}

@@ -16,7 +16,7 @@ import {
 } from "./background-worker.js";
 import { isQuorumRpc, rpcFromConfig } from "./chain/quorum.js";
 import type { Config } from "./config.js";
-import { followCheckpoints, type Store, setBusyTimeout } from "./db/client.js";
+import { followCheckpoints, type SqliteStore, type Store, setBusyTimeout } from "./db/client.js";
 import { openStore } from "./db/open.js";
 import { startWalCheckpointer } from "./db/wal-checkpointer.js";
 import { timeLeft } from "./deadline.js";
@@ -28,6 +28,7 @@ import { validateCronExpression } from "./nightly/cron-expression.js";
 import { createReadGate } from "./read-gate.js";
 import { createJobsApiClient, jobsApiCallCounts } from "./recorder/jobs-api.js";
 import { createRecordingProxy } from "./recorder/proxy.js";
+import { startThreadedReceiptWriter } from "./recorder/threaded-receipt-writer.js";
 import { explorerClusterOf } from "./reports/audit-record.js";
 import { createRequestCounter, isTraffic, readRequestCount } from "./request-pressure.js";
 import type { Verifier } from "./verify/engine.js";
@@ -170,12 +171,20 @@ export async function startService(
         : {}),
       receipts: () => proxy.writer.health(),
     });
+    // Asked for, on a database file the receipt writer commits in a thread of its own: no group
+    // commit holds the event loop that proxies every byte (see threaded-receipt-writer.ts).
+    const receiptWriter =
+      config.RECEIPT_WRITER_THREAD && ownReceiptWriterThread(store)
+        ? await startThreadedReceiptWriter(store, { log })
+        : undefined;
+    if (receiptWriter) stops.push(() => receiptWriter.close());
     const proxy = createRecordingProxy({
       store,
       log,
       upstreamBaseUrl: config.DECENTRAL_BASE_URL,
       jobsApi,
       observe: (sample) => metrics.observeProxy(sample),
+      ...(receiptWriter ? { writer: receiptWriter } : {}),
     });
     stops.push(() => proxy.close());
     // Requests first: the verifier, here or in the background thread, reads how many requests
@@ -397,4 +406,9 @@ async function moveToServicePort(
     await new Promise<void>((resolve) => server.close(() => resolve()));
     await listenOn(server, wanted, hostname);
   }
+}
+
+/** Whether the receipt writer can have a thread of its own: on a SQLite database file. */
+function ownReceiptWriterThread(store: Store): store is SqliteStore {
+  return store.kind === "sqlite" && !store.sqlite.memory && store.sqlite.name !== ":memory:";
 }

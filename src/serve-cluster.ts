@@ -20,7 +20,11 @@ import { createLogger, type Logger } from "./log.js";
 import { loopDelaySampler } from "./loop-delay.js";
 import { validateCronExpression } from "./nightly/cron-expression.js";
 import { exitAfterDrain } from "./process-exit.js";
-import { type CommitHolds, commitHoldsSinceLastRead } from "./recorder/commit-hold.js";
+import {
+  type CommitHolds,
+  commitHoldsSinceLastRead,
+  writerThreadCommitsSinceLastRead,
+} from "./recorder/commit-hold.js";
 import {
   COLLECT_TIMEOUT_MS,
   createClusterMetrics,
@@ -51,6 +55,8 @@ export interface ProcessStats {
   loopDelayMaxMs: number;
   /** The receipt writer's group commits since the last report and how long they held the loop. */
   commitHold: CommitHolds;
+  /** The group commits of the receipt writer's own thread since the last report (no loop held). */
+  threadCommits: CommitHolds;
 }
 
 /** A worker's place in the cluster, taken by each worker restarted in it. */
@@ -285,6 +291,7 @@ function ownStats(): ProcessStats {
     loopDelayP99Ms: loop.p99Ms,
     loopDelayMaxMs: loop.maxMs,
     commitHold: commitHoldsSinceLastRead(),
+    threadCommits: writerThreadCommitsSinceLastRead(),
   };
 }
 

@@ -25,7 +25,8 @@ import { useStarted } from "./support/started-life.js";
  *
  * The 20 kills are two drills of 10 run at once, each a process of its own on a database of its
  * own: a drill waits on its process's start most of the time (21 starts, one after the other,
- * were most of this file's minute), and two such waits overlap.
+ * were most of this file's minute), and two such waits overlap. The second drill's `serve`
+ * commits its receipts from the writer's own thread (`RECEIPT_WRITER_THREAD`).
  */
 
 const drills = 2;
@@ -85,7 +86,7 @@ const pick = <T>(items: readonly T[]): T => items[Math.floor(Math.random() * ite
  * started once more (with every process dead, the killed ones' leases expired) to settle what
  * they left.
  */
-async function drill(kills: number): Promise<Drilled> {
+async function drill(kills: number, threaded: boolean): Promise<Drilled> {
   const dir = mkdtempSync(join(tmpdir(), "kill-drill-"));
   const db = join(dir, "audit.db");
   const setupStore = openSqliteStore(db);
@@ -126,6 +127,8 @@ async function drill(kills: number): Promise<Drilled> {
         // One process, killed again and again: the cluster's own kill (a worker, mid-stream) is
         // test/serve-cluster.test.ts; booting a cluster 20 times would only add minutes.
         WORKERS: "1",
+        // The second drill's receipts are committed by the writer's own thread.
+        ...(threaded ? { RECEIPT_WRITER_THREAD: "true" } : {}),
       },
       stdio: ["ignore", "ignore", "inherit"],
     });
@@ -323,7 +326,9 @@ async function drill(kills: number): Promise<Drilled> {
 
 describe("serve killed with SIGKILL under traffic", () => {
   it(`loses no acknowledged receipt over ${drills * killsEach} kills, and every honest job ends verified`, async () => {
-    const drilled = await Promise.all(Array.from({ length: drills }, () => drill(killsEach)));
+    const drilled = await Promise.all(
+      Array.from({ length: drills }, (_, i) => drill(killsEach, i === 1)),
+    );
 
     const count = (of: (acked: Acked) => Set<string>) =>
       drilled.reduce((sum, d) => sum + of(d.acked).size, 0);

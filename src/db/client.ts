@@ -375,14 +375,35 @@ export function followCheckpoints(from: Store, to: Store): void {
 const followers = new WeakMap<Database.Database, Set<Database.Database>>();
 
 /**
+ * Calls `follow` with `from`'s checkpoint policy (`wal_autocheckpoint` pages) now and whenever
+ * `setAutoCheckpoint` changes it: for a connection in another thread (the receipt writer's),
+ * which `followCheckpoints` cannot reach. The function returned stops it.
+ */
+export function followCheckpointsBy(
+  from: SqliteStore,
+  follow: (pages: number) => void,
+): () => void {
+  follow(Number(from.sqlite.pragma("wal_autocheckpoint", { simple: true })));
+  const set = remoteFollowers.get(from.sqlite) ?? new Set();
+  remoteFollowers.set(from.sqlite, set);
+  set.add(follow);
+  return () => set.delete(follow);
+}
+
+/** The followers of each connection's checkpoint policy in other threads. */
+const remoteFollowers = new WeakMap<Database.Database, Set<(pages: number) => void>>();
+
+/**
  * Sets `wal_autocheckpoint = pages` on `store`'s connection and on every open connection that
  * follows its checkpoint policy.
  */
 export function setAutoCheckpoint(store: SqliteStore, pages: number): void {
   const all = [store.sqlite, ...(followers.get(store.sqlite) ?? [])];
+  const policy = Math.max(0, Math.floor(pages));
   for (const sqlite of all) {
-    if (sqlite.open) sqlite.pragma(`wal_autocheckpoint = ${Math.max(0, Math.floor(pages))}`);
+    if (sqlite.open) sqlite.pragma(`wal_autocheckpoint = ${policy}`);
   }
+  for (const follow of remoteFollowers.get(store.sqlite) ?? []) follow(policy);
 }
 
 /**

@@ -56,6 +56,12 @@ export interface ReceiptWriterOptions {
    * between) before the database counts as away, in ms. Default 10,000.
    */
   lostForAwayMs?: number;
+  /**
+   * SQLite: where the time of each group commit goes, in ms. Default: the process's commit-hold
+   * metric (each one held this event loop); a writer in a thread of its own sends it to the
+   * process instead.
+   */
+  commitTimes?: (ms: number) => void;
 }
 
 /** How one task is run; every field is optional. */
@@ -139,6 +145,12 @@ export function createReceiptWriter(store: Store, options: ReceiptWriterOptions)
     : createSqliteReceiptWriter(store, options);
 }
 
+/** The SQLite writer; its thread (receipt-writer-thread.ts) commits what a message brought at once. */
+export interface SqliteReceiptWriter extends ReceiptWriter {
+  /** Commits what is queued now rather than in the next turn, unless a retry's timer waits. */
+  commitNow(): void;
+}
+
 /** How long the write lock stays taken before the log says receipts wait for it, in ms. */
 const LOCK_WAIT_WARN_MS = 10_000;
 /** How often a database that refuses writes is tried again while no receipt waits. */
@@ -146,15 +158,16 @@ const PROBE_INTERVAL_MS = 1000;
 /** Free space a refusing database's disk needs before receipts are taken again (1 MiB). */
 const MIN_FREE_BYTES = 1024 * 1024;
 
-function createSqliteReceiptWriter(
+export function createSqliteReceiptWriter(
   store: SqliteStore,
   options: ReceiptWriterOptions,
-): ReceiptWriter {
+): SqliteReceiptWriter {
   const { log } = options;
   const maxBacklog = options.maxBacklog ?? 2000;
   const maxRetryDelayMs = options.maxRetryDelayMs ?? 200;
   const maxLockedRetryDelayMs = options.maxLockedRetryDelayMs ?? 8;
   const maxSliceMs = options.maxSliceMs ?? 1;
+  const commitTime = options.commitTimes ?? recordCommitHold;
   const connection = openWriterConnection(store, options.busyTimeoutMs ?? 0);
   const conn = connection.store;
 
@@ -166,6 +179,8 @@ function createSqliteReceiptWriter(
   /** Closing: a task refused past `refuseAfterMs` is rejected, none is kept any longer. */
   let giveUp = false;
   let scheduled: NodeJS.Immediate | NodeJS.Timeout | undefined;
+  /** `scheduled` when it is the next turn's commit, not a retry's timer. */
+  let immediate: NodeJS.Immediate | undefined;
   let retries = 0;
   /** Since when attempts find the write lock taken, and when the log last said so. */
   let locked: { since: number; warnedAt: number } | null = null;
@@ -224,6 +239,7 @@ function createSqliteReceiptWriter(
 
   function flush() {
     scheduled = undefined;
+    immediate = undefined;
     const batch = queue;
     queue = [];
     if (batch.length === 0) return settleIdle();
@@ -231,9 +247,9 @@ function createSqliteReceiptWriter(
     const began = performance.now();
     try {
       outcomes = commitGroup(batch);
-      recordCommitHold(performance.now() - began);
+      commitTime(performance.now() - began);
     } catch (error) {
-      recordCommitHold(performance.now() - began);
+      commitTime(performance.now() - began);
       // Nothing of the batch was written: put it back in front, in order, and try again.
       queue = batch.concat(queue);
       if (isBusyError(error)) {
@@ -282,7 +298,16 @@ function createSqliteReceiptWriter(
   }
 
   function schedule() {
-    scheduled ??= setImmediate(flush);
+    if (scheduled !== undefined) return;
+    immediate = setImmediate(flush);
+    scheduled = immediate;
+  }
+
+  /** Commits what is queued now rather than in the next turn, unless a retry's timer waits. */
+  function commitNow() {
+    if (immediate === undefined || scheduled !== immediate) return;
+    clearImmediate(immediate);
+    flush();
   }
 
   /**
@@ -353,6 +378,7 @@ function createSqliteReceiptWriter(
   }
 
   return {
+    commitNow,
     run<T>(task: WriteTask<T>, runOptions?: RunOptions): Promise<T> {
       if (closed) return Promise.reject(new Error("the receipt writer is closed"));
       return new Promise<T>((resolve, reject) => {
