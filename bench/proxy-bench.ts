@@ -47,6 +47,11 @@ export interface ProxyRow {
    */
   commitHold: CommitHolds | null;
   /**
+   * The group commits of the receipt writer's own thread during the run (`serve` on a database
+   * file), which hold no loop that proxies: how long a receipt waited for its commit there.
+   */
+  threadCommits: CommitHolds | null;
+  /**
    * The bare proxy's event-loop delay during the same run: what a loop that only passes the
    * requests through shows under this load, so ours can be told apart from the load's.
    */
@@ -154,6 +159,8 @@ export interface ServiceReading {
   loopMaxMs: number;
   /** The receipt writer's group commits since the last reading (absent from an older build). */
   commitHold?: CommitHolds;
+  /** The writer thread's group commits since the last reading (absent from an older build). */
+  threadCommits?: CommitHolds;
 }
 
 /** Group commits of a run and how long they held the event loop (src/recorder/commit-hold.ts). */
@@ -295,13 +302,8 @@ export async function compareProxy(
       p99: ratioOf(oursAdded.p99Ms, bareAdded.p99Ms, 0.25),
     },
     loopDelay: serviceAfter ? loopOf(serviceAfter) : null,
-    commitHold: serviceAfter?.commitHold
-      ? {
-          ...serviceAfter.commitHold,
-          p99Ms: round(serviceAfter.commitHold.p99Ms, 3),
-          maxMs: round(serviceAfter.commitHold.maxMs, 3),
-        }
-      : null,
+    commitHold: serviceAfter?.commitHold ? roundedHolds(serviceAfter.commitHold) : null,
+    threadCommits: serviceAfter?.threadCommits ? roundedHolds(serviceAfter.threadCommits) : null,
     ...(bareLoop ? { bareLoopDelay: rounded(bareLoop) } : {}),
     ...(other ? { otherLoopDelay: loopOf(other) } : {}),
     combinedReqPerSec: round((n * requests) / seconds, 1),
@@ -373,4 +375,8 @@ export async function captureStubResponses(
     json: await capture(baseUrl, apiKey, false),
     stream: await capture(baseUrl, apiKey, true),
   };
+}
+
+function roundedHolds(holds: CommitHolds): CommitHolds {
+  return { ...holds, p99Ms: round(holds.p99Ms, 3), maxMs: round(holds.maxMs, 3) };
 }
