@@ -1,4 +1,4 @@
-import { rmSync } from "node:fs";
+import { mkdirSync, rmSync } from "node:fs";
 import { dirname } from "node:path";
 import type { Worker } from "node:worker_threads";
 import { afterEach, describe, expect, it } from "vitest";
@@ -194,6 +194,21 @@ describe("the receipt writer in a thread of its own", () => {
     const after = receipt();
     await writer.run(recordReceiptsUnit([after], "proxy"));
     expect(jobRow(store, after.jobId)).toBeDefined();
+  });
+
+  it("fails its start when the thread cannot open the database, and starts no other", async () => {
+    const { store, path } = migratedFileStore("threaded-writer-");
+    cleanups.push(() => rmSync(dirname(path), { recursive: true, force: true }));
+    cleanups.push(() => store.close());
+    // The file goes (this connection keeps it open) and a folder takes its name.
+    rmSync(path);
+    mkdirSync(path);
+    const threads: Worker[] = [];
+    await expect(
+      startThreadedReceiptWriter(store, { log, thread: (worker) => threads.push(worker) }),
+    ).rejects.toThrow(/is a folder, not a SQLite database file/);
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    expect(threads).toHaveLength(1);
   });
 
   it("commits every task it was given before it closes", async () => {

@@ -109,6 +109,8 @@ export async function startThreadedReceiptWriter(
   /** No thread takes tasks (it ended and the next one has not started). */
   let down: { since: number; error: string } | null = null;
   let closing = false;
+  /** A thread has started once: one that ends after that is started again. */
+  let everReady = false;
   let idleWaiters: (() => void)[] = [];
   let thread!: Worker;
   let closed!: Promise<void>;
@@ -170,6 +172,7 @@ export async function startThreadedReceiptWriter(
         case "ready":
           health = message.health;
           down = null;
+          everReady = true;
           return ready();
         case "settled":
           health = message.health;
@@ -186,6 +189,8 @@ export async function startThreadedReceiptWriter(
           return;
         }
         case "closed":
+          // Everything it had to say came before this: it ends now, whatever it still holds.
+          void current.terminate();
           return;
       }
     });
@@ -206,7 +211,8 @@ export async function startThreadedReceiptWriter(
           waiting.reject(error);
         }
         settleIdle();
-        if (closing) return;
+        // A first thread that could not start fails the start instead (the caller stops).
+        if (closing || !everReady) return;
         down = { since: Date.now(), error: "the receipt writer's thread ended" };
         log.error({ code }, "the receipt writer's thread ended; starting it again in 1 s");
         setTimeout(() => {
