@@ -164,6 +164,8 @@ describe("the receipt writer in a thread of its own", () => {
     expect(writer.full()).toBe(true);
     expect(writer.health()).toMatchObject({ reachable: false, refusing: true });
     expect(writer.backlog()).toBe(0);
+    // Idle with only a kept write left, as the in-process writer is: a drain waits for no disk.
+    await writer.idle();
     expect(jobRow(store, completion.jobId)).toBeUndefined();
     // Writes work again: the kept completion is written and its promise settles.
     other.sqlite.exec("DROP TRIGGER refuse_jobs");
@@ -173,24 +175,35 @@ describe("the receipt writer in a thread of its own", () => {
     expect(writer.health()).toEqual({ reachable: true });
   });
 
-  it("rejects what a thread that ended held, turns new work away, and starts another", async () => {
+  it("when its thread ends: rejects what it held as unavailable, writes again what may be kept, turns other work away, and starts another", async () => {
     const threads: Worker[] = [];
     const { store, writer } = await threaded({ thread: (worker) => threads.push(worker) });
     await writer.run(recordReceiptsUnit([receipt()], "proxy"));
     // Sent, and the thread ends before it answers: whether it was written is not known, so its
-    // caller is told it was not (a 503 withholds an answer; a receipt that did land is kept).
+    // caller is told it was not (a 503 withholds an answer)...
     const held = writer.run(recordReceiptsUnit([receipt()], "proxy"));
+    // ...but what a client already has (a stream's completion) goes to the next thread.
+    const completion = receipt();
+    const keepable = writer.run(recordReceiptsUnit([completion], "proxy"), { keep: () => {} });
     await threads[0]?.terminate();
-    await expect(held).rejects.toThrow(/thread ended before committing/);
+    await expect(held).rejects.toMatchObject({
+      code: "store_unavailable",
+      message: expect.stringMatching(/thread ended before committing/),
+    });
     expect(writer.full()).toBe(true);
     expect(writer.health()).toMatchObject({ reachable: false });
-    await expect(writer.run(recordReceiptsUnit([receipt()], "proxy"))).rejects.toThrow(
-      /thread ended/,
-    );
-    // A second later another thread takes the writes.
-    await expect.poll(() => writer.full(), { timeout: 10_000, interval: 50 }).toBe(false);
+    await expect(writer.run(recordReceiptsUnit([receipt()], "proxy"))).rejects.toMatchObject({
+      code: "store_unavailable",
+    });
+    const whileDown = receipt();
+    const keptWhileDown = writer.run(recordReceiptsUnit([whileDown], "proxy"), { keep: () => {} });
+    // A second later another thread takes the writes, those that waited first.
+    await expect(keepable).resolves.toEqual([{ outcome: "created" }]);
+    await expect(keptWhileDown).resolves.toEqual([{ outcome: "created" }]);
     expect(threads).toHaveLength(2);
+    expect(writer.full()).toBe(false);
     expect(writer.health()).toEqual({ reachable: true });
+    for (const r of [completion, whileDown]) expect(jobRow(store, r.jobId)).toBeDefined();
     const after = receipt();
     await writer.run(recordReceiptsUnit([after], "proxy"));
     expect(jobRow(store, after.jobId)).toBeDefined();

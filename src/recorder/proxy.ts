@@ -1365,7 +1365,10 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
     runOptions?: RunOptions,
   ): Promise<unknown> {
     if (stamp.first === null) {
-      const written = writer.run(recordReceiptAtAttemptUnit(receipt, null, backfillDelayMs, now));
+      const written = writer.run(
+        recordReceiptAtAttemptUnit(receipt, null, backfillDelayMs, now),
+        runOptions,
+      );
       stamp.first = written.then(
         ({ at }) => {
           stamp.at = at;

@@ -37,7 +37,12 @@ let commits: number[] = [];
 const writer = createSqliteReceiptWriter(policy, {
   ...options,
   log,
-  commitTimes: (ms) => commits.push(ms),
+  // Sent after each group with its outcomes, or alone (a refused group has none yet): the
+  // process turns new work away as soon as the database refuses it.
+  commitTimes: (ms) => {
+    commits.push(ms);
+    sendSoon();
+  },
 });
 
 let settled: Settled[] = [];

@@ -50,10 +50,16 @@ export type FromWriterThread =
   | { type: "closed" };
 
 interface Pending {
+  data: WriteUnitData;
   resolve(value: unknown): void;
   reject(error: unknown): void;
   keep?: () => void;
   kept: boolean;
+}
+
+/** A task refused because the thread ended: the database is not taking receipts (503). */
+function threadEnded(what: string): AppError {
+  return new AppError("store_unavailable", `the receipt writer's thread ended ${what}`);
 }
 
 /** The error a task of the thread failed with, rebuilt in this thread. */
@@ -115,8 +121,10 @@ export async function startThreadedReceiptWriter(
   let thread!: Worker;
   let closed!: Promise<void>;
 
+  // Idle as the in-process writer is: when nothing waits but the writes kept while the
+  // database refuses them (a drain would otherwise wait for a disk that may not come back).
   const settleIdle = () => {
-    if (pending.size > 0 || outbox.length > 0) return;
+    if (pending.size > kept) return;
     const waiters = idleWaiters;
     idleWaiters = [];
     for (const w of waiters) w();
@@ -131,7 +139,8 @@ export async function startThreadedReceiptWriter(
   };
   const send = () => {
     sending = false;
-    if (outbox.length === 0) return;
+    // While no thread runs, what may wait waits here for the next one.
+    if (outbox.length === 0 || down) return;
     const items = outbox;
     outbox = [];
     thread.postMessage({ type: "run", items } satisfies ToWriterThread);
@@ -173,6 +182,7 @@ export async function startThreadedReceiptWriter(
           health = message.health;
           down = null;
           everReady = true;
+          send();
           return ready();
         case "settled":
           health = message.health;
@@ -185,6 +195,7 @@ export async function startThreadedReceiptWriter(
             waiting.kept = true;
             kept++;
             waiting.keep?.();
+            settleIdle();
           }
           return;
         }
@@ -202,17 +213,24 @@ export async function startThreadedReceiptWriter(
       current.once("exit", (code) => {
         resolve();
         failed(threadError ?? new Error(`the receipt writer's thread ended (code ${code})`));
-        // What it held may or may not be committed: its callers answer as for a refused write
-        // (a 503 withholds an answer; a receipt that did land is idempotent on its job).
-        const error = new Error("the receipt writer's thread ended before committing this");
+        // What it held may or may not be committed. A write that may be kept (what a client
+        // already has: a stream's completion) goes to the next thread, which writes it again
+        // (a receipt written twice is a duplicate); the others' callers answer as for a refused
+        // write (a 503 withholds an answer).
+        const restart = !closing && everReady;
+        outbox = [];
         for (const [id, waiting] of [...pending]) {
+          if (restart && waiting.keep) {
+            outbox.push({ id, data: waiting.data, keep: true });
+            continue;
+          }
           pending.delete(id);
           if (waiting.kept) kept--;
-          waiting.reject(error);
+          waiting.reject(threadEnded("before committing this"));
         }
         settleIdle();
         // A first thread that could not start fails the start instead (the caller stops).
-        if (closing || !everReady) return;
+        if (!restart) return;
         down = { since: Date.now(), error: "the receipt writer's thread ended" };
         log.error({ code }, "the receipt writer's thread ended; starting it again in 1 s");
         setTimeout(() => {
@@ -233,10 +251,16 @@ export async function startThreadedReceiptWriter(
           new Error("a task for the receipt writer's thread must carry its data"),
         );
       }
-      if (down) return Promise.reject(new Error(down.error));
+      // Refused as a database refusing writes refuses it; one that may be kept waits.
+      if (down && !runOptions?.keep) return Promise.reject(threadEnded("and is starting again"));
       return new Promise<T>((resolve, reject) => {
         const id = nextId++;
-        const waiting: Pending = { resolve: resolve as (v: unknown) => void, reject, kept: false };
+        const waiting: Pending = {
+          data,
+          resolve: resolve as (v: unknown) => void,
+          reject,
+          kept: false,
+        };
         if (runOptions?.keep) waiting.keep = runOptions.keep;
         pending.set(id, waiting);
         outbox.push({ id, data, keep: runOptions?.keep !== undefined });
@@ -254,12 +278,22 @@ export async function startThreadedReceiptWriter(
         ? { reachable: false, since: down.since, error: down.error, waiting: pending.size }
         : health,
     idle() {
-      if (pending.size === 0 && outbox.length === 0) return Promise.resolve();
+      if (pending.size <= kept) return Promise.resolve();
       return new Promise<void>((resolve) => idleWaiters.push(resolve));
     },
     async close() {
       closing = true;
       unfollow();
+      if (down) {
+        // No thread to give them to: their callers log them (a completion's facts, for an import).
+        for (const [id, waiting] of [...pending]) {
+          pending.delete(id);
+          waiting.reject(threadEnded("and the writer closed before another started"));
+        }
+        kept = 0;
+        settleIdle();
+        return;
+      }
       send();
       // The thread commits what it holds (a last try for writes kept while the database
       // refused them), sends every outcome, then ends.
