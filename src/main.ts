@@ -16,7 +16,13 @@ import {
 } from "./background-worker.js";
 import { isQuorumRpc, rpcFromConfig } from "./chain/quorum.js";
 import type { Config } from "./config.js";
-import { followCheckpoints, type SqliteStore, type Store, setBusyTimeout } from "./db/client.js";
+import {
+  followCheckpoints,
+  type SqliteStore,
+  type Store,
+  setBusyTimeout,
+  sqliteFileOf,
+} from "./db/client.js";
 import { openStore } from "./db/open.js";
 import { startWalCheckpointer } from "./db/wal-checkpointer.js";
 import { timeLeft } from "./deadline.js";
@@ -410,5 +416,5 @@ async function moveToServicePort(
 
 /** Whether the receipt writer can have a thread of its own: on a SQLite database file. */
 function ownReceiptWriterThread(store: Store): store is SqliteStore {
-  return store.kind === "sqlite" && !store.sqlite.memory && store.sqlite.name !== ":memory:";
+  return sqliteFileOf(store) !== null;
 }

@@ -348,6 +348,13 @@ export function setBusyTimeout(store: Store, ms: number): void {
   store.sqlite.pragma(`busy_timeout = ${Math.max(0, Math.floor(ms))}`);
 }
 
+/** The file a SQLite store is on; null for PostgreSQL and for `:memory:`. */
+export function sqliteFileOf(store: Store): string | null {
+  if (store.kind !== "sqlite") return null;
+  const path = store.sqlite.name;
+  return store.sqlite.memory || path === ":memory:" || path === "" ? null : path;
+}
+
 /** How long this connection waits for another's write lock (ms); null on PostgreSQL. */
 export function busyTimeoutOf(store: Store): number | null {
   if (store.kind === "postgres") return null;

@@ -31,7 +31,7 @@ const log = createLogger(
 );
 // Holds the checkpoint policy the writer's connection follows (the process's, sent here).
 const policy = openSqliteStore(path, { busyTimeoutMs: 1000 });
-policy.sqlite.pragma(`wal_autocheckpoint = ${autocheckpoint}`);
+setAutoCheckpoint(policy, autocheckpoint);
 
 let commits: number[] = [];
 const writer = createSqliteReceiptWriter(policy, {

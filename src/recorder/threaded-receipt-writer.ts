@@ -1,5 +1,5 @@
 import { Worker } from "node:worker_threads";
-import { followCheckpointsBy, type SqliteStore } from "../db/client.js";
+import { followCheckpointsBy, type SqliteStore, sqliteFileOf } from "../db/client.js";
 import { AppError, type ErrorCode } from "../errors.js";
 import { rawLineWriter } from "../log.js";
 import type { WriteUnitData } from "../store/write-unit.js";
@@ -93,10 +93,8 @@ export async function startThreadedReceiptWriter(
   },
 ): Promise<ReceiptWriter> {
   const { log, commitTimes: _ignored, thread: onThread, ...threadOptions } = options;
-  const path = store.sqlite.name;
-  if (store.sqlite.memory || path === ":memory:" || path === "") {
-    throw new Error("a receipt writer thread needs a database file, not :memory:");
-  }
+  const path = sqliteFileOf(store);
+  if (path === null) throw new Error("a receipt writer thread needs a database file, not :memory:");
   const maxBacklog = options.maxBacklog ?? 2000;
   const writeLine = rawLineWriter(log);
   const here = import.meta.url;
@@ -146,7 +144,10 @@ export async function startThreadedReceiptWriter(
     thread.postMessage({ type: "run", items } satisfies ToWriterThread);
   };
 
+  /** The process's checkpoint policy (`wal_autocheckpoint` pages), followed by the thread. */
+  let autocheckpoint = 0;
   const unfollow = followCheckpointsBy(store, (pages) => {
+    autocheckpoint = pages;
     thread?.postMessage({ type: "autocheckpoint", pages } satisfies ToWriterThread);
   });
 
@@ -154,7 +155,7 @@ export async function startThreadedReceiptWriter(
     const workerData: WriterThreadData = {
       path,
       options: threadOptions,
-      autocheckpoint: Number(store.sqlite.pragma("wal_autocheckpoint", { simple: true })),
+      autocheckpoint,
       logLevel: log.level,
     };
     // Run from source (tsx), the thread registers tsx itself: a worker thread does not inherit
