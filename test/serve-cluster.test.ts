@@ -22,7 +22,12 @@ import { migrateStore } from "../src/db/migrate.js";
 import { COMMIT_HOLD_METRIC } from "../src/recorder/commit-hold.js";
 import { createLockStore } from "../src/store/locks.js";
 import { address, jobId, signature } from "./support/recorder-fixtures.js";
-import { type CliProcess, scrapeMetrics, startCli } from "./support/service-process.js";
+import {
+  type CliProcess,
+  metricSample,
+  scrapeMetrics,
+  startCli,
+} from "./support/service-process.js";
 
 /**
  * `serve --workers 2` as real processes: a primary and two workers sharing one port, against
@@ -286,13 +291,6 @@ async function metricsToken(db: string): Promise<string> {
   } finally {
     store.close();
   }
-}
-
-/** The sum of a metric's samples whose line starts with `name` (labels any). */
-function sample(text: string, name: string): number {
-  return [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, "gm"))]
-    .map((m) => Number(m[1]))
-    .reduce((a, b) => a + b, 0);
 }
 
 const PROXIED = "decentral_audit_proxy_duration_seconds_count";
@@ -681,19 +679,19 @@ describe.concurrent("serve --workers 2: receipts, drains, its leader", () => {
       const answers = await Promise.all(Array.from({ length: 20 }, () => send(serve.url, false)));
       await Promise.all(answers.map((a) => a.done));
       const before = (await scrapeMetrics(serve.url, token)).text;
-      expect(sample(before, PROXIED)).toBe(20);
+      expect(metricSample(before, PROXIED)).toBe(20);
       // Each answer waited for its receipt's group commit, in the worker that proxied it.
-      const commits = sample(before, `${COMMIT_HOLD_METRIC}_count`);
+      const commits = metricSample(before, `${COMMIT_HOLD_METRIC}_count`);
       expect(commits).toBeGreaterThan(0);
       process.kill(await busiest(serve, 20), "SIGKILL");
       await until(() => workerPids(serve).size === 3);
       await serve.waitForLog((l) => l.msg === "serve worker died; restarting it");
       const after = (await scrapeMetrics(serve.url, token)).text;
-      expect(sample(after, PROXIED)).toBe(20);
-      expect(sample(after, `${COMMIT_HOLD_METRIC}_count`)).toBeGreaterThanOrEqual(commits);
-      expect(sample(after, "decentral_audit_serve_worker_restarts_total")).toBe(1);
+      expect(metricSample(after, PROXIED)).toBe(20);
+      expect(metricSample(after, `${COMMIT_HOLD_METRIC}_count`)).toBeGreaterThanOrEqual(commits);
+      expect(metricSample(after, "decentral_audit_serve_worker_restarts_total")).toBe(1);
       await send(serve.url, false).then((a) => a.done);
-      expect(sample((await scrapeMetrics(serve.url, token)).text, PROXIED)).toBe(21);
+      expect(metricSample((await scrapeMetrics(serve.url, token)).text, PROXIED)).toBe(21);
       handOn("crash-draining", cluster);
     }, 60_000);
   });
@@ -792,7 +790,7 @@ describe.concurrent("serve --workers 2: counters, restarts, its port", () => {
       );
       process.kill(victim, "SIGKILL");
       await serve.waitForLog((l) => l.msg === "serve worker died; restarting it");
-      expect(sample((await scrapeMetrics(serve.url, token)).text, PROXIED)).toBe(20);
+      expect(metricSample((await scrapeMetrics(serve.url, token)).text, PROXIED)).toBe(20);
     }, 60_000);
 
     it("answers /metrics while a worker hangs, with that worker's last counters", async ({
@@ -805,16 +803,16 @@ describe.concurrent("serve --workers 2: counters, restarts, its port", () => {
       const answers = await Promise.all(Array.from({ length: 20 }, () => send(serve.url, false)));
       await Promise.all(answers.map((a) => a.done));
       const before = (await scrapeMetrics(serve.url, token)).text;
-      expect(sample(before, PROXIED)).toBe(20);
-      expect(sample(before, "decentral_audit_serve_workers_answered")).toBe(2);
+      expect(metricSample(before, PROXIED)).toBe(20);
+      expect(metricSample(before, "decentral_audit_serve_workers_answered")).toBe(2);
       const hung = await busiest(serve, 20);
       process.kill(hung, "SIGSTOP");
       try {
         const during = await scrapeMetrics(serve.url, token);
         expect(during.status).toBe(200);
-        expect(sample(during.text, PROXIED)).toBe(20);
-        expect(sample(during.text, "decentral_audit_serve_workers_answered")).toBe(1);
-        expect(sample(during.text, "decentral_audit_serve_workers")).toBe(2);
+        expect(metricSample(during.text, PROXIED)).toBe(20);
+        expect(metricSample(during.text, "decentral_audit_serve_workers_answered")).toBe(1);
+        expect(metricSample(during.text, "decentral_audit_serve_workers")).toBe(2);
       } finally {
         process.kill(hung, "SIGKILL");
       }
@@ -873,7 +871,7 @@ describe.concurrent("serve --workers 2: counters, restarts, its port", () => {
         .map((l) => l.restartInMs);
       expect(delays).toEqual([100, 200, 400]);
       const text = (await scrapeMetrics(serve.url, token)).text;
-      expect(sample(text, "decentral_audit_serve_worker_restarts_total")).toBe(3);
+      expect(metricSample(text, "decentral_audit_serve_worker_restarts_total")).toBe(3);
       handOn("forked-before-stop", cluster);
     }, 60_000);
   });

@@ -9,7 +9,7 @@ import { openSqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { COMMIT_HOLD_METRIC, THREAD_COMMIT_METRIC } from "../src/recorder/commit-hold.js";
 import { address, jobId, signature } from "./support/recorder-fixtures.js";
-import { scrapeMetrics, startServe } from "./support/service-process.js";
+import { metricSample, scrapeMetrics, startServe } from "./support/service-process.js";
 
 /**
  * `serve` with `RECEIPT_WRITER_THREAD` on a database file: each answer still waits for its
@@ -76,13 +76,6 @@ function complete(url: string): Promise<{ status: number; jobId: string }> {
   });
 }
 
-/** The sum of a metric's samples whose line starts with `name` (labels any). */
-function sample(text: string, name: string): number {
-  return [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, "gm"))]
-    .map((m) => Number(m[1]))
-    .reduce((a, b) => a + b, 0);
-}
-
 describe("serve with RECEIPT_WRITER_THREAD", () => {
   it("answers each job once its receipt is committed by the writer's thread, holds no loop with a commit, and drains on SIGTERM", async () => {
     const db = join(mkdtempSync(join(tmpdir(), "writer-thread-serve-")), "audit.db");
@@ -102,8 +95,8 @@ describe("serve with RECEIPT_WRITER_THREAD", () => {
     const read = store.sqlite.prepare("SELECT total_tokens AS tokens FROM jobs WHERE job_id = ?");
     for (const { jobId: id } of answers) expect(read.get(id)).toEqual({ tokens: 7 });
     const metrics = (await scrapeMetrics(serve.url, token)).text;
-    expect(sample(metrics, `${THREAD_COMMIT_METRIC}_count`)).toBeGreaterThan(0);
-    expect(sample(metrics, `${COMMIT_HOLD_METRIC}_count`)).toBe(0);
+    expect(metricSample(metrics, `${THREAD_COMMIT_METRIC}_count`)).toBeGreaterThan(0);
+    expect(metricSample(metrics, `${COMMIT_HOLD_METRIC}_count`)).toBe(0);
     serve.child.kill("SIGTERM");
     expect(await serve.exited).toBe(0);
     store.close();

@@ -220,3 +220,10 @@ export function scrapeMetrics(
     req.on("error", reject);
   });
 }
+
+/** The sum of a metric's samples in a `/metrics` text whose line starts with `name` (labels any). */
+export function metricSample(text: string, name: string): number {
+  return [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, "gm"))]
+    .map((m) => Number(m[1]))
+    .reduce((a, b) => a + b, 0);
+}
