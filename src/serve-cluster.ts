@@ -1,7 +1,6 @@
 import cluster, { type Worker } from "node:cluster";
 import { availableParallelism } from "node:os";
 import { fileURLToPath } from "node:url";
-import { pino } from "pino";
 import { Counter, Gauge, Histogram } from "prom-client";
 import type { AppMetrics } from "./api/metrics.js";
 import { warnWithoutProxyTokens } from "./auth/tokens.js";
@@ -16,7 +15,7 @@ import {
 } from "./db/pg/connection-room.js";
 import { parseDatabaseUrl } from "./db/url.js";
 import { AppError } from "./errors.js";
-import { createLogger, type Logger } from "./log.js";
+import type { Logger } from "./log.js";
 import { loopDelaySampler } from "./loop-delay.js";
 import { validateCronExpression } from "./nightly/cron-expression.js";
 import { exitAfterDrain } from "./process-exit.js";
@@ -34,6 +33,7 @@ import {
   type WireMetrics,
   type WorkerMetrics,
 } from "./serve-cluster-metrics.js";
+import { serveLogger } from "./serve-log.js";
 import { loadProfile } from "./verify/profiles.js";
 
 /** Most workers `serve` starts by default, however many cores. */
@@ -292,86 +292,6 @@ function ownStats(): ProcessStats {
     loopDelayMaxMs: loop.maxMs,
     commitHold: commitHoldsSinceLastRead(),
     threadCommits: writerThreadCommitsSinceLastRead(),
-  };
-}
-
-/** Log bytes gathered before one write to stdout; see `serveLogger`. */
-const LOG_BUFFER_BYTES = 4096;
-/** Longest a gathered log line waits for its write, in ms. */
-const LOG_FLUSH_MS = 200;
-/** Longest wait, before a planned exit, for the log lines gathered to be written. */
-const EXIT_FLUSH_MS = 1000;
-/** The message of the one log line per request (src/api): the one gathered before writing. */
-const REQUEST_LINE = "request";
-
-/**
- * The logger of a serving process: its JSON lines are written asynchronously, so a request's
- * log line never holds the event loop on stdout. Request lines are gathered (up to 4 KiB, at
- * most 200 ms), so that a busy proxy makes one write per ~15 of them instead of one each; any
- * other line is written at once, with whatever was gathered before it. `flush` writes what is
- * left before exit. A process killed with SIGKILL loses at most those 200 ms of request lines
- * (never a receipt: those are in the store before any answer).
- */
-function serveLogger(level: string): { log: Logger; flush(): Promise<boolean> } {
-  // No `periodicFlush`: sonic-boom's timer wrote (an empty string, when nothing was gathered)
-  // five times a second for the life of an idle process. A timer is armed when a request line
-  // is gathered instead.
-  const destination = pino.destination({ dest: 1, sync: false, minLength: LOG_BUFFER_BYTES });
-  // No line is written synchronously at exit: to a stdout nobody reads (a full pipe) such a
-  // write blocks, or is retried every 100 ms, for ever, and a worker whose primary had died
-  // stayed alive in its exit handler holding the port. A planned exit first gives the async
-  // writes a bounded time (`flush`); whatever is left then is dropped, so pino's own exit
-  // handler (node:cluster exits a worker whose primary is gone with process.exit) has nothing
-  // to write.
-  process.prependOnceListener("exit", () => destination.destroy());
-  /** Resolves true once what was gathered is written, false when stdout did not take it. */
-  const writeLeft = () =>
-    new Promise<boolean>((resolve) => {
-      const timer = setTimeout(() => resolve(false), EXIT_FLUSH_MS);
-      timer.unref();
-      try {
-        // Called once the write is done, with the error of the fsync that follows it, which a
-        // pipe or socket always refuses (EINVAL): the lines were written all the same.
-        destination.flush(() => {
-          clearTimeout(timer);
-          resolve(true);
-        });
-      } catch {
-        // Destroyed already: nothing more can be written.
-        clearTimeout(timer);
-        resolve(true);
-      }
-    });
-  // Given a callback, sonic-boom also writes what is gathered after a write in flight; one
-  // callback at a time, however many lines ask.
-  let flushing = false;
-  const flushed = () => {
-    flushing = false;
-  };
-  let timer: NodeJS.Timeout | undefined;
-  const later = () => {
-    if (timer !== undefined) return;
-    timer = setTimeout(flushNow, LOG_FLUSH_MS);
-    timer.unref();
-  };
-  // A line gathered while a write is in flight is written by a flush shortly after: sonic-boom
-  // keeps what is under `minLength` until asked.
-  function flushNow() {
-    clearTimeout(timer);
-    timer = undefined;
-    if (flushing) return later();
-    flushing = true;
-    destination.flush(flushed);
-  }
-  return {
-    log: createLogger(
-      {
-        level,
-        afterLine: (message) => (message === REQUEST_LINE ? later() : flushNow()),
-      },
-      destination,
-    ),
-    flush: writeLeft,
   };
 }
 
