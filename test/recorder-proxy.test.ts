@@ -8,6 +8,7 @@ import Database from "better-sqlite3";
 import { eq } from "drizzle-orm";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { createMetrics } from "../src/api/metrics.js";
+import { maxLoggedPathLength } from "../src/api/request-id.js";
 import { openSqliteStore, type SqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { jobs } from "../src/db/schema.js";
@@ -1501,6 +1502,49 @@ describe("recording proxy", () => {
     await viaApp.proxy.idle();
     expect(viaApp.lines.join("\n")).toContain("/v1/x/[redacted]/chat/completions");
     expect(viaApp.lines.join("\n")).not.toContain(key);
+  });
+
+  it("cuts a long path in its request line, after taking a key out of it, so the line stays one whole write", async () => {
+    // A path of 10 KB with a key across the point where the path is cut. On the direct path,
+    // quotes and backslashes (two bytes each in JSON; Node takes no byte over 0x7e in a path);
+    // the app's server refuses a backslash, and its path has a quote percent-encoded.
+    const pathOf = (filler: string) =>
+      `/v1/x/${filler}${key}/${"b".repeat(9_000)}/chat/completions?mode=json`;
+    const send = (url: string, path: string) =>
+      new Promise<number>((resolve, reject) => {
+        const req = http.request(`${url}/`, {
+          method: "POST",
+          path,
+          agent: false,
+          headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+        });
+        req.on("error", reject).on("response", (response) => {
+          response.resume().on("end", () => resolve(response.statusCode ?? 0));
+        });
+        req.end("{}");
+      });
+    for (const [direct, filler] of [
+      [true, `${'"\\'.repeat(400)}${"a".repeat(1_000 - 800 - 6)}`],
+      [false, "a".repeat(1_000 - 6)],
+    ] as const) {
+      const { proxy, url, lines } = await setup({ direct });
+      await send(url, pathOf(filler));
+      await proxy.idle();
+      // The line is written once the response has ended, which the client may see first.
+      const line = await vi.waitFor(() => {
+        const found = lines.find((l) => JSON.parse(l).msg === "request");
+        if (found === undefined) throw new Error("no request line yet");
+        return found;
+      });
+      const logged = String(JSON.parse(line).path);
+      expect(logged.startsWith("/v1/x/")).toBe(true);
+      expect(logged.endsWith("...")).toBe(true);
+      expect(logged).toHaveLength(maxLoggedPathLength);
+      expect(logged).toContain("[redacted]");
+      expect(lines.join("\n")).not.toContain(key.slice(0, 12));
+      // Under PIPE_BUF (4,096 bytes) with its newline.
+      expect(Buffer.byteLength(line) + 1).toBeLessThan(4_096);
+    }
   });
 });
 

@@ -164,15 +164,16 @@ function send(base: string, stream: boolean, path = "/v1/chat/completions"): Pro
 }
 
 /**
- * Fills stdout with request lines: 120 requests to a path of 2,900 characters, each logged on a
- * line of over 3 KB, as many bytes as 1,200 requests' lines of ~300 bytes took (one at a time,
- * a minute of a loaded host), far more than the pipe and the reader's buffer hold.
+ * Fills stdout with request lines: 300 requests to a path of 2,900 characters, each logged on a
+ * line of about 1.2 KB (the path cut to 1,024 characters), 360 KB in all, as many bytes as 1,200
+ * requests' lines of ~300 bytes took (one at a time, a minute of a loaded host), far more than
+ * the pipe and the reader's buffer hold.
  */
 async function logLongLines(base: string): Promise<void> {
   const path = `/v1/chat/completions/${"x".repeat(2_900 - 21)}`;
-  // Four callers of 30 requests each: the same lines, in a quarter of the round trips.
+  // Four callers of 75 requests each: the same lines, in a quarter of the round trips.
   const caller = async () => {
-    for (let i = 0; i < 30; i++) await (await send(base, false, path)).done;
+    for (let i = 0; i < 75; i++) await (await send(base, false, path)).done;
   };
   await Promise.all(Array.from({ length: 4 }, caller));
 }

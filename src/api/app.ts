@@ -9,7 +9,7 @@ import type { Logger } from "../log.js";
 import { createReadGate, type ReadGate } from "../read-gate.js";
 import type { RecordingProxy } from "../recorder/proxy.js";
 import type { ReceiptWriter } from "../recorder/receipt-writer.js";
-import { credentialsOf, withoutKeys } from "../recorder/without-key.js";
+import { credentialsOf } from "../recorder/without-key.js";
 import type { ExplorerCluster } from "../reports/audit-record.js";
 import { auditApi } from "./audit-api.js";
 import type { Reverifier } from "./audit-routes.js";
@@ -30,7 +30,7 @@ import {
   unnamedQueryParameter,
 } from "./query-utf8.js";
 import { readersBusyMessage, readTurn } from "./read-turn.js";
-import { requestIdOf } from "./request-id.js";
+import { loggedPath, requestIdOf } from "./request-id.js";
 import { createRouter } from "./router.js";
 import { type StatementRoutesDeps, statementRoutes } from "./statement-routes.js";
 
@@ -127,7 +127,7 @@ export function createApp(deps: AppDeps) {
       {
         method: c.req.method,
         // A key the caller put in a proxied path is not written out.
-        path: withoutKeys(
+        path: loggedPath(
           c.req.path,
           credentialsOf((name) => c.req.header(name)),
         ),

@@ -3,9 +3,9 @@ import { authenticateToken, roleSatisfies } from "../auth/tokens.js";
 import type { Store } from "../db/client.js";
 import { type Logger, redactCensor, redactPaths } from "../log.js";
 import type { RecordingProxy } from "../recorder/proxy.js";
-import { credentialsOf, withoutKeys } from "../recorder/without-key.js";
+import { credentialsOf } from "../recorder/without-key.js";
 import { noteTokenLookup } from "./auth.js";
-import { requestIdOf } from "./request-id.js";
+import { loggedPath, requestIdOf } from "./request-id.js";
 
 /** What the proxy's direct path needs; see `withProxyFastPath`. */
 export interface ProxyFastPathDeps {
@@ -80,7 +80,7 @@ export function withProxyFastPath(app: RequestListener, deps: ProxyFastPathDeps)
             requestId,
             method: req.method,
             // A key the caller put in the path is not written out.
-            path: withoutKeys(
+            path: loggedPath(
               pathOf(url),
               credentialsOf((name) => req.headers[name]),
             ),

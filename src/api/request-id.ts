@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { cutText, printable } from "../printable-text.js";
+import { withoutKeys } from "../recorder/without-key.js";
 
 /** Characters of a caller's request id kept (a UUID is 36; a trace id with its parent, 55). */
 export const maxRequestIdLength = 128;
@@ -16,4 +17,18 @@ export function requestIdOf(given: string | readonly string[] | undefined): stri
   const text = typeof given === "string" ? given : given?.join(", ");
   if (text === undefined || text.trim() === "") return randomUUID();
   return cutText(printable(text), maxRequestIdLength, "...") as string;
+}
+
+/**
+ * Characters of a request's path its `request` log line keeps. The line stays one write of
+ * whole lines under PIPE_BUF (src/serve-log.ts), which a pipe shared by every process of the
+ * service never cuts: a path of 1,024 characters is at most 2 KiB of JSON (Node takes only
+ * printable ASCII in a path; a quote or backslash is escaped), where a path as long as Node
+ * takes (16 KiB of headers) made a line a pipe could cut into another worker's lines.
+ */
+export const maxLoggedPathLength = 1024;
+
+/** `path` as a request's log line shows it: a caller's key in it removed, then cut. */
+export function loggedPath(path: string, credentials: string[]): string {
+  return cutText(withoutKeys(path, credentials), maxLoggedPathLength, "...") ?? "";
 }
