@@ -69,14 +69,11 @@ export async function setup(project: TestProject): Promise<void> {
     return;
   }
   const root = resolve(project.config.root);
-  // A folder of each project's own: two projects of a run that start the program (vitest.config.ts)
-  // each run this setup.
-  const out = (name: string) => join(tmpdir(), `${name}-${project.name}`);
   // Both at once: esbuild's builds run in parallel.
   const [bin, packagesApart] = await Promise.all([
-    buildProgram(root, out("compiled-cli"), { bundlePackages: true }),
+    buildProgram(root, join(tmpdir(), "compiled-cli"), { bundlePackages: true }),
     texts.some((text) => text.includes("packagesApart"))
-      ? buildProgram(root, out("compiled-cli-packages-apart"), {
+      ? buildProgram(root, join(tmpdir(), "compiled-cli-packages-apart"), {
           bundlePackages: false,
         })
       : undefined,
