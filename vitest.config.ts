@@ -2,19 +2,12 @@ import { configDefaults, defineConfig } from "vitest/config";
 import { LongestFirstSequencer } from "./test/support/longest-first-sequencer.js";
 import { sharedImportFiles } from "./test/support/shared-import-files.js";
 import { SummaryLineReporter } from "./test/support/summary-line-reporter.js";
-import { waitingFiles } from "./test/support/waiting-files.js";
 
 // One temp directory per run, removed at its end; one PostgreSQL server per run, and one
 // compiled build of the program for the tests that start it, each only when a test file
 // needs it.
 const tempRoot = "./test/support/temp-root-global-setup.ts";
 const postgres = "./test/support/postgres-global-setup.ts";
-const compiledCli = "./test/support/compiled-cli-global-setup.ts";
-
-const shared = new Set(sharedImportFiles);
-const waiting = new Set(waitingFiles);
-/** Files that wait far more than they compute run after the rest, this many at once. */
-const waitingAtOnce = 6;
 
 export default defineConfig({
   test: {
@@ -39,8 +32,8 @@ export default defineConfig({
         test: {
           name: "isolated",
           include: ["test/**/*.test.ts"],
-          exclude: [...configDefaults.exclude, ...sharedImportFiles, ...waitingFiles],
-          globalSetup: [tempRoot, postgres, compiledCli],
+          exclude: [...configDefaults.exclude, ...sharedImportFiles],
+          globalSetup: [tempRoot, postgres, "./test/support/compiled-cli-global-setup.ts"],
         },
       },
       {
@@ -51,33 +44,8 @@ export default defineConfig({
         // a PostgreSQL connection open (test/support/postgres.ts).
         test: {
           name: "shared-imports",
-          include: sharedImportFiles.filter((f) => !waiting.has(f)),
+          include: [...sharedImportFiles],
           isolate: false,
-          globalSetup: [tempRoot, postgres],
-          setupFiles: ["./test/support/shared-imports-servers.ts"],
-        },
-      },
-      // Files that mostly wait (test/support/waiting-files.ts), once the others are done, six at
-      // once: among the others each held one of three places for its whole wait. Two projects,
-      // as above; one group (`groupOrder`), so they run at the same time.
-      {
-        extends: true,
-        test: {
-          name: "waiting",
-          include: waitingFiles.filter((f) => !shared.has(f)),
-          maxWorkers: waitingAtOnce,
-          sequence: { groupOrder: 1 },
-          globalSetup: [tempRoot, postgres, compiledCli],
-        },
-      },
-      {
-        extends: true,
-        test: {
-          name: "waiting-shared-imports",
-          include: waitingFiles.filter((f) => shared.has(f)),
-          isolate: false,
-          maxWorkers: waitingAtOnce,
-          sequence: { groupOrder: 1 },
           globalSetup: [tempRoot, postgres],
           setupFiles: ["./test/support/shared-imports-servers.ts"],
         },
