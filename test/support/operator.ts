@@ -235,6 +235,8 @@ export class Operator {
       now(): number;
       /** Moves the clock on for a while only (see `harnessClock`); `advance` when absent. */
       lead?(ms: number): void;
+      /** Runs `fn` with the clock stopped (see `harnessClock`). */
+      hold?<T>(fn: () => T): T;
     },
   ) {
     this.accounts = world.accounts;
@@ -486,6 +488,15 @@ export class Operator {
   /** Moves the chain's clock forward (new slots, later block times) without waiting. */
   advanceClock(ms: number): void {
     this.clock.advance(ms);
+  }
+
+  /**
+   * Runs `fn` (which sends transactions) with the chain's clock stopped, so that all it sends
+   * lands in one slot. Throws when this harness's clock cannot be stopped.
+   */
+  inOneSlot<T>(fn: () => T): T {
+    if (!this.clock.hold) throw new Error("this chain's clock cannot be held");
+    return this.clock.hold(fn);
   }
 
   /**
@@ -1371,10 +1382,25 @@ export function harnessClock(machine: () => number = Date.now) {
     setAt = t;
     chainAt = chain + ms;
   };
+  // Set while `hold` runs: the clock reads this time, so its slot cannot end meanwhile.
+  let held: number | undefined;
   return {
-    now: () => at(machine()),
+    now: () => held ?? at(machine()),
     advance: (ms: number) => moveOn(ms, true),
     lead: (ms: number) => moveOn(ms, false),
+    /**
+     * Runs `fn` with the clock stopped: everything it sends lands in the slot of its start,
+     * however long a loaded host takes over it. The clock then reads as if it had run on (it
+     * jumps forward, never back).
+     */
+    hold<T>(fn: () => T): T {
+      held = at(machine());
+      try {
+        return fn();
+      } finally {
+        held = undefined;
+      }
+    },
   };
 }
 
