@@ -22,8 +22,8 @@ const REQUEST_LINE = "request";
  * log line never holds the event loop on stdout. Request lines are gathered (up to 4 KiB, at
  * most 200 ms), so that a busy proxy makes one write per ~15 of them instead of one each; any
  * other line is written at once, with whatever was gathered before it. Each write is whole
- * lines of at most `PIPE_BUF` bytes (a line longer than that alone is written in one write of
- * its own, which a pipe may cut). `flush` writes what is left before exit. A process killed with SIGKILL loses at most those 200 ms of request lines
+ * lines of at most `PIPE_BUF` bytes: a longer line is shortened to fit (`fitLine`), since a pipe
+ * may cut a write over that size. `flush` writes what is left before exit. A process killed with SIGKILL loses at most those 200 ms of request lines
  * (never a receipt: those are in the store before any answer).
  */
 export function serveLogger(level: string, fd = 1): { log: Logger; flush(): Promise<boolean> } {
@@ -47,8 +47,9 @@ export function serveLogger(level: string, fd = 1): { log: Logger; flush(): Prom
   });
   const counted = {
     write(line: string) {
-      unwritten += Buffer.byteLength(line);
-      return destination.write(line);
+      const fitted = fitLine(line);
+      unwritten += Buffer.byteLength(fitted);
+      return destination.write(fitted);
     },
     flush(done?: (error?: Error) => void) {
       destination.flush(done);
@@ -117,4 +118,68 @@ export function serveLogger(level: string, fd = 1): { log: Logger; flush(): Prom
     ),
     flush: writeLeft,
   };
+}
+
+/** What a shortened string value ends with. */
+const CUT_MARK = "…";
+
+/**
+ * A JSON log line (ending in a newline) of at most `limit` bytes: the line itself when it fits;
+ * else its string values cut to the longest length that fits and its arrays to their first
+ * items (a stack trace, an RPC answer, the endpoints of a disagreement), with `cut_bytes` saying
+ * how long the line was. When even that does not fit (hundreds of keys), only pino's own fields
+ * and the message are kept. Each line stays one whole JSON object.
+ */
+export function fitLine(line: string, limit = PIPE_BUF): string {
+  const bytes = Buffer.byteLength(line);
+  if (bytes <= limit) return line;
+  let entry: unknown;
+  try {
+    entry = JSON.parse(line);
+  } catch {
+    entry = { msg: line.trimEnd() };
+  }
+  if (typeof entry !== "object" || entry === null || Array.isArray(entry)) {
+    entry = { msg: line.trimEnd() };
+  }
+  const record = entry as Record<string, unknown>;
+  const fits = (text: string) => Buffer.byteLength(text) <= limit;
+  const render = (maxChars: number) =>
+    `${JSON.stringify({ ...(capped(record, maxChars) as Record<string, unknown>), cut_bytes: bytes })}\n`;
+  // The longest cap whose line fits: a line only grows with its cap.
+  let low = 0;
+  let high = 4 * limit;
+  while (low < high) {
+    const mid = Math.ceil((low + high) / 2);
+    if (fits(render(mid))) low = mid;
+    else high = mid - 1;
+  }
+  const shortened = render(low);
+  if (low >= 16 && fits(shortened)) return shortened;
+  const kept: Record<string, unknown> = {};
+  for (const key of ["level", "time", "pid", "hostname", "name"]) {
+    if (key in record) kept[key] = capped(record[key], 64);
+  }
+  const message = typeof record.msg === "string" ? record.msg : "";
+  const bare = `${JSON.stringify({ ...kept, msg: message, cut_bytes: bytes })}\n`;
+  if (fits(bare)) return bare;
+  return `${JSON.stringify({ ...kept, msg: capped(message, 256), cut_bytes: bytes })}\n`;
+}
+
+/** `value` with each string longer than `maxChars` cut to it, and each array to its first items. */
+function capped(value: unknown, maxChars: number): unknown {
+  if (typeof value === "string") {
+    return value.length > maxChars ? `${value.slice(0, maxChars)}${CUT_MARK}` : value;
+  }
+  if (Array.isArray(value)) {
+    const items = Math.max(1, Math.floor(maxChars / 16));
+    const head = value.slice(0, items).map((item) => capped(item, maxChars));
+    return value.length > items ? [...head, `${value.length - items} more`] : head;
+  }
+  if (typeof value === "object" && value !== null) {
+    const out: Record<string, unknown> = {};
+    for (const [key, item] of Object.entries(value)) out[key] = capped(item, maxChars);
+    return out;
+  }
+  return value;
 }

@@ -3,7 +3,7 @@ import { closeSync, constants, mkdtempSync, openSync, readSync, rmSync, writeSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { serveLogger } from "../src/serve-log.js";
+import { fitLine, serveLogger } from "../src/serve-log.js";
 
 /**
  * `serve`'s logger writing into a pipe (`serve | reader`, docker's log pipe) that is full: the
@@ -145,5 +145,71 @@ describe("serve's log into a pipe its reader fell behind on", () => {
       const own = lines.map((l) => JSON.parse(l)).filter((l) => l.worker === name);
       expect(own.map((l) => l.i)).toEqual(Array.from({ length: 60 }, (_, i) => i));
     }
+  });
+
+  it("shortens a line over 4 KiB to one whole JSON line, so that no other process's write lands inside it", async () => {
+    const pipe = fullPipe();
+    const loggers = ["a", "b"].map((name) => ({ name, ...serveLogger("info", pipe.writeFd) }));
+    const detail = (name: string, i: number) => `${name}${i}:${"x".repeat(6_000)}`;
+    for (let i = 0; i < 20; i++) {
+      for (const { name, log } of loggers) {
+        log.warn({ worker: name, i, detail: detail(name, i), answers: [1, 2, 3] }, "rpc answer");
+      }
+    }
+    const text = await pipe.readUntil(
+      (t) => t.split("\n").filter(Boolean).length >= 40 && t.endsWith("\n"),
+      5_000,
+    );
+    const lines = text.split("\n").filter(Boolean);
+    expect(lines).toHaveLength(40);
+    for (const line of lines) {
+      expect(Buffer.byteLength(line) + 1).toBeLessThanOrEqual(4_096);
+      const entry = JSON.parse(line);
+      expect(entry.msg).toBe("rpc answer");
+      expect(entry.answers).toEqual([1, 2, 3]);
+      expect(entry.cut_bytes).toBeGreaterThan(6_000);
+      expect(detail(entry.worker, entry.i).startsWith(entry.detail.slice(0, -1))).toBe(true);
+      expect(entry.detail).toMatch(/…$/);
+      expect(entry.detail.length).toBeGreaterThan(3_000);
+    }
+    for (const { name } of loggers) {
+      const own = lines.map((l) => JSON.parse(l)).filter((l) => l.worker === name);
+      expect(own.map((l) => l.i)).toEqual(Array.from({ length: 20 }, (_, i) => i));
+    }
+  });
+});
+
+describe("fitLine", () => {
+  const line = (entry: object) => `${JSON.stringify(entry)}\n`;
+  const base = { level: 40, time: 1, pid: 7, hostname: "h", name: "decentral-audit" };
+
+  it("leaves a line that fits as it is", () => {
+    const short = line({ ...base, msg: "ok", detail: "y".repeat(3_000) });
+    expect(fitLine(short)).toBe(short);
+  });
+
+  it("keeps the first items of a long array, and says how many it left out", () => {
+    const long = line({
+      ...base,
+      msg: "disagreement",
+      endpoints: Array.from({ length: 2_000 }, (_, i) => `e${i}`),
+    });
+    const entry = JSON.parse(fitLine(long));
+    expect(entry.endpoints[0]).toBe("e0");
+    expect(entry.endpoints.at(-1)).toMatch(/^\d+ more$/);
+    expect(entry.cut_bytes).toBe(Buffer.byteLength(long));
+  });
+
+  it("keeps pino's fields and the message of a line of too many keys to cut", () => {
+    const keys = Object.fromEntries(Array.from({ length: 800 }, (_, i) => [`key${i}`, i]));
+    const fitted = fitLine(line({ ...base, msg: "many", ...keys }));
+    expect(Buffer.byteLength(fitted)).toBeLessThanOrEqual(4_096);
+    expect(JSON.parse(fitted)).toEqual({ ...base, msg: "many", cut_bytes: expect.any(Number) });
+  });
+
+  it("fits a line that is not JSON as its message", () => {
+    const fitted = fitLine(`${"z".repeat(10_000)}\n`);
+    expect(Buffer.byteLength(fitted)).toBeLessThanOrEqual(4_096);
+    expect(JSON.parse(fitted).msg).toMatch(/^z+…$/);
   });
 });
