@@ -13,14 +13,15 @@ export default defineConfig({
   test: {
     // Native modules (better-sqlite3, litesvm) are safest in child processes.
     pool: "forks",
-    // Three files at once even on 2 cores (vitest's default there is one): the files spend much
+    // Four files at once even on 2 cores (vitest's default there is one): the files spend much
     // of their time waiting on child processes, the chain's slots and timers (with two, the cores
-    // sat idle 45% of a run by /proc/stat). Three took the suite from 706-773 s to 623-634 s.
-    // One CI run with three once timed out in test/serve-cluster.test.ts waiting for request
-    // log lines: serve's logger left a line gathered beside a write in flight unwritten until
-    // the next line came (src/serve-log.ts, fixed). Set here, not by `--maxWorkers`: the
-    // projects below take the value from this file, and the flag alone leaves them at it.
-    maxWorkers: 3,
+    // sat idle 45% of a run by /proc/stat; with three, 21%). Three took the suite from 706-773 s
+    // to 623-634 s, four from 533 to 493-514 s on a faster host. Four at once first found two
+    // tests that depended on the host's load (fixed: test/verify-adversarial-one-slot.test.ts,
+    // test/loop-delay.test.ts), as three once found serve's logger leaving a line unwritten
+    // (src/serve-log.ts). Set here, not by `--maxWorkers`: the projects below take the value
+    // from this file, and the flag alone leaves them at it.
+    maxWorkers: 4,
     // The longest files first, so that no long file starts while the other worker runs out.
     sequence: { sequencer: LongestFirstSequencer },
     testTimeout: 60_000,
