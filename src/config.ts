@@ -276,8 +276,8 @@ export const configSchema = z.object({
   DRAIN_TIMEOUT_MS: wholeNumber(0, 3_600_000).default(30_000),
   /**
    * How long `serve --workers` waits for its workers to drain beyond `DRAIN_TIMEOUT_MS` (cut-off
-   * responses recorded, the writer and the lease closed) before killing them, in ms. Default
-   * 10000.
+   * responses recorded, the writer and the lease closed) before killing them, and a single
+   * `serve` process for its own drain before it kills itself, in ms. Default 10000.
    */
   DRAIN_MARGIN_MS: wholeNumber(0, 3_600_000).default(10_000),
   /**

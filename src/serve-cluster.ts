@@ -351,7 +351,12 @@ export async function runServeUntilStopped(
 ): Promise<RunningServe> {
   let service: RunningServe | undefined;
   let stopping = false;
-  const close = (running: RunningServe) => running.close().then(() => exitAfterDrain(0), fail);
+  const close = (running: RunningServe) => {
+    // A cluster's primary kills a worker whose drain does not end; one process ends itself
+    // alike (receipts waiting for a write lock another process keeps held it for as long).
+    if (running.workers === 1) endIfDrainOutlasts(config);
+    return running.close().then(() => exitAfterDrain(0), fail);
+  };
   const stop = () => {
     if (stopping) {
       process.stderr.write("decentral-audit: stopped before the drain ended\n");
@@ -370,6 +375,22 @@ export async function runServeUntilStopped(
   }
   if (stopping) await close(service);
   return service;
+}
+
+/**
+ * Ends this process, killed, if its drain has not ended past the drain time and its margin
+ * (`DRAIN_TIMEOUT_MS` + `DRAIN_MARGIN_MS`), as a cluster's worker does. Killed, not exited: an
+ * exit terminates the background thread, which inside a SQLite call aborts. Its receipt writer
+ * logs how many writes wait for a write lock held 10 s and more.
+ */
+function endIfDrainOutlasts(config: Config): void {
+  const ms = config.DRAIN_TIMEOUT_MS + config.DRAIN_MARGIN_MS;
+  setTimeout(() => {
+    process.stderr.write(
+      `decentral-audit: serve did not finish draining within ${ms} ms (DRAIN_TIMEOUT_MS + DRAIN_MARGIN_MS); ending without what it had not written\n`,
+    );
+    process.kill(process.pid, "SIGKILL");
+  }, ms).unref();
 }
 
 /**

@@ -11,6 +11,7 @@ import { migrateStore } from "../src/db/migrate.js";
 import { ingestReceipts } from "../src/recorder/ingest.js";
 import { wireReceipt } from "./support/recorder-fixtures.js";
 import { startServe } from "./support/service-process.js";
+import { writeLockProcess } from "./support/write-lock-process.js";
 
 /** An HTTP server whose handler the test controls; resolves with its URL. */
 async function httpServer(handler: (req: IncomingMessage, res: ServerResponse) => void) {
@@ -246,6 +247,51 @@ describe("serve under SIGTERM", () => {
       expect(row.capture_state).toBe("aborted");
       expect(row.latency_ms).toBeGreaterThanOrEqual(400);
       after.close();
+    });
+
+    it.sequential("ends past the drain time and its margin when another process keeps the write lock", async () => {
+      const db = join(mkdtempSync(join(tmpdir(), "sigterm-")), "audit.db");
+      const upstream = await httpServer((req, res) => {
+        if (req.url?.startsWith("/v1/jobs/")) {
+          res.writeHead(404).end();
+          return;
+        }
+        res.writeHead(200, {
+          "content-type": "text/event-stream",
+          "x-decentral-job-id": "job_drainlocked1",
+          "x-decentral-tx-signature": wireReceipt().escrow_tx as string,
+        });
+        res.write('data: {"choices":[{"delta":{"content":"a"}}]}\n\n');
+      });
+      const rpc = await httpServer((_req, res) => res.destroy());
+      const serve = await startServe(db, {
+        SOLANA_RPC_URLS: rpc.url,
+        DECENTRAL_BASE_URL: `${upstream.url}/v1`,
+        DRAIN_TIMEOUT_MS: "500",
+        DRAIN_MARGIN_MS: "1000",
+      });
+      // A backup or a long import holding the write lock for a minute: the stream's completion,
+      // cut at the drain's deadline, cannot be written meanwhile.
+      const locker = writeLockProcess(db, 60_000);
+      try {
+        const response = await streamThrough(serve.url);
+        expect(response.status).toBe(200);
+        const reading = response.text().catch((error: unknown) => error);
+        expect(await locker.take()).toMatch(/locked/);
+        const stopped = performance.now();
+        serve.child.kill("SIGTERM");
+        expect(await reading).toBeInstanceOf(Error);
+        await serve.exited;
+        expect(serve.child.signalCode).toBe("SIGKILL");
+        expect(performance.now() - stopped).toBeLessThan(1_500 + 8_000);
+        expect(serve.stderr()).toMatch(/did not finish draining within 1500 ms/);
+        expect(locker.freed()).toBe(false);
+      } finally {
+        serve.child.kill("SIGKILL");
+        locker.kill();
+        rpc.close();
+        upstream.close();
+      }
     });
 
     // The test's own `expect`: `expect.poll` needs to know its test among those running at once.
