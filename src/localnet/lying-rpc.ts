@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import bs58 from "bs58";
+import { MEMO_PROGRAM_IDS } from "../chain/parse-transaction.js";
 
 /**
  * A lying RPC node, for testing the quorum: it serves the real chain but alters, for a share of
@@ -56,10 +57,6 @@ function memoryOf(lies: RpcLies): LiarMemory {
   return memory;
 }
 
-const MEMO_PROGRAMS = new Set([
-  "MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr",
-  "Memo1UhkJRfHyvLMcVucJwxXeuD728EqVDDwQDxFMNo",
-]);
 /** An address no honest transaction of the local world names. */
 const STRANGER = "SysvarRent111111111111111111111111111111111";
 
@@ -117,7 +114,7 @@ function alterTransaction(result: Json, lie: LieKind): Json {
       const message = (tx.transaction as Json | undefined)?.message as Json | undefined;
       const keys = (message?.accountKeys ?? []) as string[];
       for (const ix of (message?.instructions ?? []) as Json[]) {
-        if (!MEMO_PROGRAMS.has(keys[ix.programIdIndex as number] ?? "")) continue;
+        if (!MEMO_PROGRAM_IDS.has(keys[ix.programIdIndex as number] ?? "")) continue;
         const text = Buffer.from(bs58.decode(ix.data as string)).toString("utf8");
         // Another job's id: the memo now names a job this transaction does not serve.
         const forged = text.replace(

@@ -1,4 +1,4 @@
-import { INITIALIZE_ACCOUNT_KINDS } from "../chain/parse-transaction.js";
+import { INITIALIZE_ACCOUNT_KINDS, MEMO_PROGRAM_IDS } from "../chain/parse-transaction.js";
 import type {
   TokenChange,
   TokenInstruction,
@@ -272,8 +272,7 @@ const allowedTokenInstructions: ReadonlySet<string> = new Set([
 /** Programs whose presence cannot hide a token instruction from a node that omits inner ones. */
 const plainPrograms: ReadonlySet<string> = new Set([
   "ComputeBudget111111111111111111111111111111",
-  "MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr",
-  "Memo1UhkJRfHyvLMcVucJwxXeuD728EqVDDwQDxFMNo",
+  ...MEMO_PROGRAM_IDS,
   "11111111111111111111111111111111",
 ]);
 
