@@ -27,6 +27,22 @@ async function httpServer(handler: (req: IncomingMessage, res: ServerResponse) =
   };
 }
 
+/** An upstream whose completions stream as `jobId` and never end; its jobs API knows no job. */
+function endlessStreamUpstream(jobId: string) {
+  return httpServer((req, res) => {
+    if (req.url?.startsWith("/v1/jobs/")) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, {
+      "content-type": "text/event-stream",
+      "x-decentral-job-id": jobId,
+      "x-decentral-tx-signature": wireReceipt().escrow_tx as string,
+    });
+    res.write('data: {"choices":[{"delta":{"content":"a"}}]}\n\n');
+  });
+}
+
 /** A streamed completion asked of `serve`'s proxy; resolves once its headers are in. */
 function streamThrough(url: string) {
   return fetch(`${url}/v1/chat/completions`, {
@@ -210,18 +226,7 @@ describe("serve under SIGTERM", () => {
       const db = join(mkdtempSync(join(tmpdir(), "sigterm-")), "audit.db");
       const jobId = "job_drainedstream1";
       // A stream that never ends: it outlives the drain.
-      const upstream = await httpServer((req, res) => {
-        if (req.url?.startsWith("/v1/jobs/")) {
-          res.writeHead(404).end();
-          return;
-        }
-        res.writeHead(200, {
-          "content-type": "text/event-stream",
-          "x-decentral-job-id": jobId,
-          "x-decentral-tx-signature": wireReceipt().escrow_tx as string,
-        });
-        res.write('data: {"choices":[{"delta":{"content":"a"}}]}\n\n');
-      });
+      const upstream = await endlessStreamUpstream(jobId);
       const rpc = await httpServer((_req, res) => res.destroy());
       const serve = await startServe(db, {
         SOLANA_RPC_URLS: rpc.url,
@@ -251,18 +256,7 @@ describe("serve under SIGTERM", () => {
 
     it.sequential("ends past the drain time and its margin when another process keeps the write lock", async () => {
       const db = join(mkdtempSync(join(tmpdir(), "sigterm-")), "audit.db");
-      const upstream = await httpServer((req, res) => {
-        if (req.url?.startsWith("/v1/jobs/")) {
-          res.writeHead(404).end();
-          return;
-        }
-        res.writeHead(200, {
-          "content-type": "text/event-stream",
-          "x-decentral-job-id": "job_drainlocked1",
-          "x-decentral-tx-signature": wireReceipt().escrow_tx as string,
-        });
-        res.write('data: {"choices":[{"delta":{"content":"a"}}]}\n\n');
-      });
+      const upstream = await endlessStreamUpstream("job_drainlocked1");
       const rpc = await httpServer((_req, res) => res.destroy());
       const serve = await startServe(db, {
         SOLANA_RPC_URLS: rpc.url,
