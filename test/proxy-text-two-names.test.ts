@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
+import { type Asked, jsonBodyFacts, scannedBodyFacts } from "../src/recorder/answer-facts.js";
 import { createJsonAnswerScan } from "../src/recorder/json-answer-scan.js";
-import { type Asked, jsonBodyFacts, scannedBodyFacts } from "../src/recorder/proxy.js";
 import { useAdversaryHarness } from "./support/operator.js";
 import { jobThroughProxy } from "./support/proxy-job.js";
 import { readJob } from "./support/seed-recorder.js";

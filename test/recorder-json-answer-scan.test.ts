@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
+import { type Asked, jsonBodyFacts, scannedBodyFacts } from "../src/recorder/answer-facts.js";
 import { createJsonAnswerScan, maxDepth, sliceBytes } from "../src/recorder/json-answer-scan.js";
-import { type Asked, jsonBodyFacts, scannedBodyFacts } from "../src/recorder/proxy.js";
 import { flac, wav } from "./support/wav.js";
 
 /**

@@ -1,0 +1,545 @@
+import type { JsonAnswerScan } from "./json-answer-scan.js";
+import { operatorModel, operatorUsage, type OperatorUsage as Usage } from "./operator-values.js";
+import {
+  type AnswerShape,
+  audioDataTokens,
+  audioHeadChars,
+  builtInCalls,
+  type EchoedText,
+  echoedAside,
+  echoedPrompt,
+  noEchoedText,
+  offeredKind,
+  type RequestFacts,
+  readEchoed,
+} from "./request-facts.js";
+import { withoutKeys } from "./without-key.js";
+
+/**
+ * What a completion's answer holds as its client reads it: the model it names, its usage and
+ * the bytes and tool calls of its generated text, which bound the completion tokens its usage
+ * may name (`usage.consistent`). The proxy reads it of the answers it passes, the fetch wrapper
+ * of the ones its backend gets. Platform only, as the fetch wrapper is.
+ */
+export const unknownUsage: Usage = {
+  promptTokens: null,
+  completionTokens: null,
+  totalTokens: null,
+  reasoningTokens: null,
+  rejectedPredictionTokens: null,
+};
+
+/** What the recorder learns from a response body: the model it names, usage, answer size. */
+export interface BodyFacts {
+  model: string | null;
+  usage: Usage;
+  /** See `jobs.answer_bytes`; null when the body was not read as the caller read it. */
+  answerBytes: number | null;
+  /** See `jobs.answer_tool_calls`; null when not counted. */
+  answerToolCalls: number | null;
+}
+
+export const unknownBody: BodyFacts = {
+  model: null,
+  usage: unknownUsage,
+  answerBytes: null,
+  answerToolCalls: null,
+};
+
+/** UTF-8 bytes of a string; 0 for anything else. */
+export const utf8Bytes = (value: unknown) =>
+  typeof value === "string" ? Buffer.byteLength(value, "utf8") : 0;
+
+export const asRecord = (value: unknown): Record<string, unknown> =>
+  typeof value === "object" && value !== null ? (value as Record<string, unknown>) : {};
+
+/**
+ * The text of a content part's thinking: Mistral's reasoning models (Magistral, and others asked
+ * with `reasoning_effort`) answer with a `thinking` part whose text parts hold the reasoning
+ * their completion tokens count and no `reasoning_tokens` names; a string is taken as well.
+ */
+function thinkingBytes(thinking: unknown): number {
+  if (!Array.isArray(thinking)) return utf8Bytes(thinking);
+  let bytes = 0;
+  for (const part of thinking) bytes += utf8Bytes(asRecord(part).text);
+  return bytes;
+}
+
+/**
+ * What the caller asked that decides which of an answer's text it gets; `chat`: it asked the
+ * chat completions endpoint, whose clients read a choice's message alone, never its `text`.
+ */
+export type Asked = Pick<RequestFacts, "choices" | "audio" | "tools"> &
+  Partial<Pick<RequestFacts, "audioFormat" | "echo" | "parallelCalls" | "toolKinds">> & {
+    chat?: boolean;
+    /** Where the endpoint asked puts its answer (see `answerShapeOf`); absent: `choices`. */
+    shape?: AnswerShape;
+  };
+
+/** Whether the request asked a legacy completion (`/completions`, not `/chat/completions`). */
+export const legacyCompletion = (asked: { chat?: boolean; shape?: AnswerShape }) =>
+  asked.chat === false && asked.shape === "choices";
+
+/**
+ * The text of a Responses API item's parts (`content`, a reasoning item's `summary`) of the
+ * type a client reads as text (`output_text`, `summary_text`, `reasoning_text`; a `refusal`
+ * part's refusal), or of no type. A part of another type is shown by no SDK (`output_text`
+ * joins the `output_text` parts alone): counted, 1,000 bytes of it beside `Hi.` lifted the
+ * bound of its usage by as many tokens, verified.
+ */
+function partsBytes(parts: unknown, textType: string): number {
+  if (!Array.isArray(parts)) return 0;
+  let bytes = 0;
+  // A model refuses or answers: the text of refusal parts beside text parts, the same text
+  // under both, doubled the bound; the longer of the two counts.
+  let refusal = 0;
+  for (const part of parts) {
+    const p = asRecord(part);
+    // A part of no type is read as either kind, never both: the longer text counts.
+    if (p.type === undefined) bytes += Math.max(utf8Bytes(p.text), utf8Bytes(p.refusal));
+    else if (p.type === textType) bytes += utf8Bytes(p.text);
+    else if (p.type === "refusal") refusal += utf8Bytes(p.refusal);
+  }
+  return Math.max(bytes, refusal);
+}
+
+/** Strings of an array (a file search's queries, a shell call's command); 0 for anything else. */
+function stringsBytes(values: unknown): number {
+  if (!Array.isArray(values)) return 0;
+  let bytes = 0;
+  for (const value of values) bytes += utf8Bytes(value);
+  return bytes;
+}
+
+/** The last index a JavaScript array has (2^32 - 2): a larger key is a property beside its items. */
+const LAST_ARRAY_INDEX = 2 ** 32 - 2;
+
+/**
+ * The place in an array a streamed delta's `index` names, or null for none. A client pieces the
+ * answer together in an array by index (Node's SDK: `choices[index]`, `tool_calls[index]`): a
+ * whole number from 0 is its item, and so are its digits as a string (`"1"` is item 1's key),
+ * which counted at the delta's place in its chunk instead put text its client read in one choice
+ * into another, under the other's name (a content beside a refusal counted twice). At `0.5`,
+ * `-1` or `"01"` a choice or call is a property beside the array's items, in no completion it
+ * reads, and counted, 1,000 bytes of it lifted the bound of `Hi.`'s usage by 1,000 tokens,
+ * verified. So is a place past an array's last (`LAST_ARRAY_INDEX`): a call at 4294967295 is in
+ * no `tool_calls` its client reads.
+ */
+function arrayPlace(index: unknown): number | null {
+  const place =
+    typeof index === "string" && String(Number(index)) === index ? Number(index) : index;
+  return Number.isInteger(place) && (place as number) >= 0 && (place as number) <= LAST_ARRAY_INDEX
+    ? (place as number)
+    : null;
+}
+
+/** Whether a streamed call's `index` names a place a client reads: none (known by its id), or one. */
+const callIndexRead = (index: unknown): boolean =>
+  index === undefined || index === null || arrayPlace(index) !== null;
+
+/**
+ * Counts the text a model generated in an answer's choices, as JSON messages or as a stream's
+ * deltas: each choice's content (a string or text parts), refusal, reasoning text, audio when
+ * the caller asked for audio, legacy `text` (of a choice with no message, outside chat), and the
+ * names and arguments of its tool and function calls. Every output token decodes to at least one byte, so usage naming more
+ * completion tokens than this (with the reasoning tokens the answer does not show) claims
+ * output the caller never got. Only the choices asked for count (`n`, by default one): a client
+ * reads `choices[0]`, and text in a choice nobody asked for is no answer it got.
+ */
+export function createGeneratedCount(asked: Asked) {
+  let bytes = 0;
+  // Each call once, by its choice and its place (a stream sends one call over many deltas),
+  // and only a call that names what it calls: an empty `{}` is no call the caller got, and
+  // would earn its format's allowance for nothing.
+  const calls = new Set<string>();
+  // The group each call belongs to (a chat choice, or a Responses answer's own calls): one
+  // call a group when the request forbade parallel calls. The API's own tools run on its side,
+  // one after another, so each is a group of its own.
+  const groups = new Set<string>();
+  const counted = (key: string, group: string) => {
+    calls.add(key);
+    groups.add(group);
+  };
+  // A call's text: its name, and its arguments (a function's) or its input (a custom tool's),
+  // the one its client reads; both, the same text twice, lifted the bound of the usage.
+  const callParts = (value: unknown): [number, number, number] => {
+    const f = asRecord(value);
+    return [utf8Bytes(f.name), utf8Bytes(f.arguments), utf8Bytes(f.input)];
+  };
+  const partsOfCall = ([name, args, input]: readonly number[]) =>
+    (name ?? 0) + Math.max(args ?? 0, input ?? 0);
+  const callBytes = (value: unknown): number => partsOfCall(callParts(value));
+  const namesCall = (value: unknown): boolean => {
+    const name = asRecord(value).name;
+    return typeof name === "string" && name.length > 0;
+  };
+  const call = (value: unknown): boolean => {
+    bytes += callBytes(value);
+    return namesCall(value);
+  };
+  // A chat tool call is a function's or a custom tool's, as its `type` says, and its client
+  // reads that one: the text of a call under both, counted twice, lifted the bound of the usage
+  // by a copy its client never read. Each call's is the longer of the two, over its deltas.
+  // Per call: the name, arguments and input of its function, then of its custom tool, over its
+  // deltas (a stream sends a call's arguments over many, summed).
+  // A stream's call by its index, or by its id when it has none: Gemini's OpenAI-compatible
+  // stream sends each parallel call whole in a chunk of its own, with its own id and no index.
+  // A call at an index already named is the same call to its client, whatever its id says.
+  const callTextOf = new Map<string, number[]>();
+  // A choice's legacy `function_call` and its `tool_calls` are one call's two names: a request
+  // offers `functions` or `tools`, its model answers under the one name, and its client reads
+  // that one. The same call under both, counted twice, lifted the bound by a copy and a second
+  // call's allowance: each choice counts the longer of the two, and its function call as a call
+  // only where it has no tool call.
+  const legacyCallOf = new Map<string, string>();
+  // A streamed choice carrying a legacy `function_call` (by its `delta:` key): Node's stream
+  // helper (`finalChatCompletion()`) ends it with the function call alone, its `tool_calls`
+  // dropped, so they are text and calls not every customer got; counted, the longer of the two
+  // let an operator pad the tool calls beside a short function call.
+  const functionAlone = new Set<string>();
+  // The tool calls of each choice that name what they call, by the choice's index.
+  const toolCallsOf = new Map<string, Set<string>>();
+  const choiceOfCall = new Map<string, string>();
+  const addCall = (key: string, asFunction: unknown, asCustom: unknown, choice: string) => {
+    choiceOfCall.set(key, choice);
+    const said = callTextOf.get(key) ?? [0, 0, 0, 0, 0, 0];
+    const parts = [...callParts(asFunction), ...callParts(asCustom)];
+    // A name given again in a later delta replaces the one before (Node's SDK sets it, never
+    // appends): counted as often as it was sent, 1,000 deltas naming `get_weather` lifted the
+    // bound by 11,000 tokens for one name its client read once. The longest one counts.
+    for (const [i, n] of parts.entries()) {
+      said[i] = i % 3 === 0 ? Math.max(said[i] ?? 0, n) : (said[i] ?? 0) + n;
+    }
+    callTextOf.set(key, said);
+  };
+  // A streamed call's key: by its index, or by its id when it has none (see above). A call its
+  // deltas name by index and then by id alone (or by id and then by index) is one call to its
+  // client: keyed apart, it earned two calls' allowance and its name counted twice. An id seen
+  // with one index does not join a call at another index: that is another call to a client
+  // that pieces the calls together by index.
+  const streamCallKeys = new Map<string, string>();
+  const indexedCalls = new Set<string>();
+  const streamCallKey = (choice: number, t: Record<string, unknown>, place: number): string => {
+    const id = typeof t.id === "string" && t.id.length > 0 ? `${choice}:id:${t.id}` : null;
+    const byId = id === null ? undefined : streamCallKeys.get(id);
+    if (t.index === undefined || t.index === null) {
+      if (id === null) return `${choice}:${place}`;
+      const key = byId ?? id;
+      streamCallKeys.set(id, key);
+      return key;
+    }
+    const at = `${choice}:${t.index}`;
+    const key =
+      streamCallKeys.get(at) ?? (byId !== undefined && !indexedCalls.has(byId) ? byId : at);
+    streamCallKeys.set(at, key);
+    if (id !== null && byId === undefined) streamCallKeys.set(id, key);
+    indexedCalls.add(key);
+    return key;
+  };
+  // Each choice's reasoning text under its two names (`reasoning_content`, `reasoning`): vLLM
+  // writes the same text under both since it renamed the field, and a client reads one of them.
+  // Counted twice, an honest answer's reasoning lifted the bound of its usage by its length
+  // again (6,000 completion tokens verified for 3,000 bytes of reasoning and `Hi.`).
+  const reasoningOf = new Map<string, [number, number]>();
+  // Each choice's refusal and content: a model refuses or answers (OpenAI writes `content` null,
+  // or Azure "", beside a refusal), and a client shows the refusal when there is one. The same
+  // text under both, counted twice, lifted the bound of the usage by a copy (a stream's deltas
+  // alternating the two names as well): each choice counts the longer of the two, over its
+  // deltas. So with its audio's transcript: OpenAI answers audio with `content` null, the text
+  // it speaks the transcript, and the same text under both, counted twice, lifted the bound by
+  // a copy its client read once; the longest of the three counts.
+  const answerOf = new Map<string, [number, number, number]>();
+  const twoNamesBytes = () => {
+    let sum = 0;
+    for (const [content, named] of reasoningOf.values()) sum += Math.max(content, named);
+    for (const [refusal, content, transcript] of answerOf.values()) {
+      sum += Math.max(refusal, content, transcript);
+    }
+    // Per choice, the text of its legacy function call and of its tool calls.
+    const callsOf = new Map<string, [number, number]>();
+    for (const [key, said] of callTextOf) {
+      const choice = choiceOfCall.get(key) ?? key;
+      const both = callsOf.get(choice) ?? [0, 0];
+      both[legacyCallOf.get(choice) === key ? 0 : 1] += Math.max(
+        partsOfCall(said.slice(0, 3)),
+        partsOfCall(said.slice(3)),
+      );
+      callsOf.set(choice, both);
+    }
+    for (const [choice, [legacy, tools]] of callsOf) {
+      sum += functionAlone.has(choice) ? legacy : Math.max(legacy, tools);
+    }
+    return sum;
+  };
+  // Each choice's audio data (base64, over a stream's deltas): its characters and the start a
+  // `wav` header is read from (see `audioDataTokens`).
+  const audioOf = new Map<string, { chars: number; head: string }>();
+  const addAudio = (key: string, data: unknown) => {
+    const audio = audioOf.get(key) ?? { chars: 0, head: "" };
+    if (typeof data === "string") {
+      audio.chars += utf8Bytes(data);
+      if (audio.head.length < audioHeadChars) audio.head += data.slice(0, audioHeadChars);
+    }
+    audioOf.set(key, audio);
+  };
+  // Null where the audio's format bounds nothing (see `audioDataTokens`): nor does the answer.
+  const audioTokens = () => {
+    let sum: number | null = 0;
+    for (const { chars, head } of audioOf.values()) {
+      const tokens = audioDataTokens(chars, asked.audioFormat, head);
+      sum = sum === null || tokens === null ? null : sum + tokens;
+    }
+    return sum;
+  };
+  // Each legacy completion choice's `text` (over a stream's chunks), the prompt it echoes
+  // aside: see `echoedAside`.
+  const legacyText = new Map<number, EchoedText>();
+  const legacyBytes = () => {
+    let sum = 0;
+    for (const text of legacyText.values()) sum += echoedAside(text);
+    return sum;
+  };
+  const add = (choices: unknown, field: "message" | "delta") => {
+    if (!Array.isArray(choices) || (asked.shape ?? "choices") !== "choices") return;
+    for (const [position, item] of choices.entries()) {
+      const choice = asRecord(item);
+      // A stream's chunk carries the choice it continues by `index`; a message, by its place.
+      const index =
+        field === "delta" && choice.index !== undefined && choice.index !== null
+          ? arrayPlace(choice.index)
+          : position;
+      if (index === null || index >= asked.choices) continue;
+      // A legacy completion's client (a request to `/completions` that is no chat's) reads its
+      // `text` alone: a message beside it is no answer it got, and counted, it lifted the bound
+      // of the usage by the bytes the operator put there.
+      if (legacyCompletion(asked)) {
+        const read = legacyText.get(index) ?? noEchoedText(echoedPrompt(asked, index));
+        readEchoed(read, choice.text);
+        legacyText.set(index, read);
+        continue;
+      }
+      const message = asRecord(choice[field]);
+      // A legacy completion's answer is its `text`; a chat client reads the message (or delta)
+      // alone, so `text` beside one, or in any answer to a chat request, is no answer it got.
+      const chat = asked.chat || (typeof choice[field] === "object" && choice[field] !== null);
+      bytes += chat ? 0 : utf8Bytes(choice.text);
+      const at = `${field}:${index}`;
+      const said = reasoningOf.get(at) ?? [0, 0];
+      said[0] += utf8Bytes(message.reasoning_content);
+      said[1] += utf8Bytes(message.reasoning);
+      reasoningOf.set(at, said);
+      const content = message.content;
+      const answer = answerOf.get(at) ?? [0, 0, 0];
+      answer[0] += utf8Bytes(message.refusal);
+      if (Array.isArray(content)) {
+        for (const part of content) {
+          const p = asRecord(part);
+          // A refusal part is the choice's refusal (content is text parts or one refusal part).
+          if (p.type === "refusal") {
+            answer[0] += utf8Bytes(p.refusal);
+            continue;
+          }
+          // A part is text, a refusal or thinking: one of them, the longer (the same text under
+          // two names in one part, counted twice, lifted the bound by a copy never read).
+          answer[1] += Math.max(utf8Bytes(p.text), utf8Bytes(p.refusal), thinkingBytes(p.thinking));
+        }
+      } else answer[1] += utf8Bytes(content);
+      if (asked.audio) {
+        const audio = asRecord(message.audio);
+        addAudio(at, audio.data);
+        answer[2] += utf8Bytes(audio.transcript);
+      }
+      answerOf.set(at, answer);
+      // A delta of text alone (nearly every one of a stream) names no call: its empty call
+      // texts would change no sum, so none is kept for it.
+      if (message.function_call !== undefined && message.function_call !== null) {
+        if (field === "delta") functionAlone.add(at);
+        legacyCallOf.set(at, `${at}:function`);
+        addCall(`${at}:function`, message.function_call, null, at);
+        if (namesCall(message.function_call)) counted(`${index}:function`, `${index}`);
+      }
+      const tools = Array.isArray(message.tool_calls) ? message.tool_calls : [];
+      for (const [place, tool] of tools.entries()) {
+        const t = asRecord(tool);
+        if (field === "delta" && !callIndexRead(t.index)) continue;
+        const key = field === "message" ? `${index}:${place}` : streamCallKey(index, t, place);
+        addCall(`${field}:${key}`, t.function, t.custom, at);
+        if (namesCall(t.function) || namesCall(t.custom)) {
+          counted(key, `${index}`);
+          const keys = toolCallsOf.get(`${index}`) ?? new Set<string>();
+          toolCallsOf.set(`${index}`, keys.add(key));
+        }
+      }
+    }
+  };
+  // Of `bytes`, those of the output's message and reasoning text (see `textBytes`).
+  let text = 0;
+  /**
+   * A Responses API answer's `output` items, as its client reads them: a message's text and
+   * refusal parts, a reasoning item's summary and text, a call's name and arguments (or input),
+   * and what the API's own tools were asked (the query, the code, the command). An image is the
+   * image model's, no completion token; an encrypted reasoning is the reasoning tokens' own.
+   */
+  const addOutput = (output: unknown) => {
+    if (!Array.isArray(output) || asked.shape !== "output") return;
+    for (const [place, value] of output.entries()) {
+      const item = asRecord(value);
+      const type = item.type;
+      const before = bytes;
+      if (type === "message") bytes += partsBytes(item.content, "output_text");
+      else if (type === "reasoning") {
+        bytes += partsBytes(item.summary, "summary_text");
+        bytes += partsBytes(item.content, "reasoning_text");
+      }
+      if (type === "message" || type === "reasoning") text += bytes - before;
+      else if (type === "function_call" || type === "custom_tool_call") {
+        if (call(item) && offeredKind(type, asked.toolKinds)) counted(`output:${place}`, "output");
+      } else if (type === "mcp_call" || type === "mcp_approval_request") {
+        // The model names the server as well as its tool: an approval request is all it wrote.
+        bytes += utf8Bytes(item.server_label);
+        if (call(item) && offeredKind(type, asked.toolKinds)) {
+          counted(`output:${place}`, `output:${place}`);
+        }
+      } else if (typeof type === "string" && builtInCalls.has(type)) {
+        const action = asRecord(item.action);
+        bytes += utf8Bytes(item.code) + utf8Bytes(action.query) + stringsBytes(item.queries);
+        bytes += stringsBytes(action.command) + stringsBytes(action.commands);
+        // An apply_patch call's operation: the file it names and the diff the model wrote.
+        const operation = asRecord(item.operation);
+        bytes += utf8Bytes(operation.path) + utf8Bytes(operation.diff);
+        if (offeredKind(type, asked.toolKinds)) counted(`output:${place}`, `output:${place}`);
+      }
+    }
+  };
+  return {
+    add,
+    addOutput,
+    /** Null where the answer holds audio whose format bounds nothing (`audioDataTokens`). */
+    get bytes(): number | null {
+      const audio = audioTokens();
+      return audio === null ? null : bytes + twoNamesBytes() + legacyBytes() + audio;
+    },
+    /**
+     * The bytes of the Responses output's message and reasoning text: what a stream shows as
+     * its text deltas (the rest, calls and the API's own tools, it shows in its items).
+     */
+    get textBytes() {
+      return text;
+    },
+    // A call to a request that offered no tools is none its model was asked to make: its
+    // text counts, but no format's allowance (16 tokens a call lifted the bound of the usage
+    // by as many calls as the operator added).
+    get toolCalls() {
+      if (!asked.tools) return 0;
+      if (asked.parallelCalls === false) return groups.size;
+      let count = calls.size;
+      for (const [choice, keys] of toolCallsOf) {
+        if (functionAlone.has(`delta:${choice}`)) count -= keys.size;
+        else if (calls.has(`${choice}:function`)) count--;
+      }
+      return count;
+    },
+  };
+}
+
+/**
+ * Whether the request asked an endpoint whose answer is a completion its SDK parses as JSON, or
+ * as events when it asked to stream: chat, a legacy completion, a Responses API answer. Another
+ * endpoint's body may be no JSON by design (audio, say).
+ */
+export const completionAsked = (asked: Asked) =>
+  asked.chat === true || asked.shape === "output" || legacyCompletion(asked);
+
+/**
+ * A 2xx body a completion's client cannot read as JSON (no JSON, or no object) holds no
+ * completion: its SDK fails to parse it, so the caller got no text at all, and its charge is
+ * bounded as an answer of no bytes (`charge.matches_price`), not by the lock. Only chat's was:
+ * an HTML page answered to `/responses` or `/completions` was charged the lock, partially
+ * verified. Another endpoint's body may be no JSON by design: nothing is known of it.
+ */
+export const unreadableBody = (asked: Asked): BodyFacts =>
+  completionAsked(asked) ? { ...unknownBody, answerBytes: 0, answerToolCalls: 0 } : unknownBody;
+
+/**
+ * Whether the request asked for audio in a format whose bytes bound no count of tokens (see
+ * `audioDataTokens`): an answer's audio then bounds nothing.
+ */
+export const unboundedAudio = (asked: Asked) =>
+  asked.audio && audioDataTokens(4, asked.audioFormat) === null;
+
+/**
+ * Whether a legacy completion asked to `echo` a prompt given as token ids: its choices' text
+ * opens with that prompt's text, whose bytes the request does not tell (a token decodes to one
+ * byte or many, a special one to none), so no part of the text can be set aside as the prompt's,
+ * and counted whole, its echo was charged as output: 3,000 tokens verified for an echo of 3,600
+ * bytes and `Hi.`.
+ */
+const echoesTokenIds = (asked: Asked) =>
+  legacyCompletion(asked) && asked.echo?.prompts.includes(null) === true;
+
+/**
+ * The usage of an answer whose size is `bytes`, or unknown where that size bounds nothing: audio
+ * of a format of no known floor (`bytes` null), or the echo of token ids (`echoesTokenIds`).
+ * Kept, its charge was verified on the operator's word (48,000 completion tokens for 48,000
+ * bytes of audio in a format nobody can measure); unknown, it is bounded by what the answer
+ * holds, as an answer's that sent none, and the job is at best partially verified
+ * (`usage_unknown`).
+ */
+export function boundedUsage(bytes: number | null, usage: Usage | null, asked: Asked): Usage {
+  return bytes === null || echoesTokenIds(asked) ? unknownUsage : (usage ?? unknownUsage);
+}
+
+/** Model, usage and answer size of a whole JSON response body. */
+export function jsonBodyFacts(body: string, credentials: string[], asked: Asked): BodyFacts {
+  // A client's JSON reader (fetch's `json()`) drops a UTF-8 byte-order mark before the text.
+  const text = body.charCodeAt(0) === 0xfeff ? body.slice(1) : body;
+  let parsed: Record<string, unknown>;
+  try {
+    parsed = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    return unreadableBody(asked);
+  }
+  if (typeof parsed !== "object" || parsed === null) return unreadableBody(asked);
+  const generated = createGeneratedCount(asked);
+  generated.add(parsed.choices, "message");
+  generated.addOutput(parsed.output);
+  // An `error` is no completion, whatever the status line said (a stream's error event ends
+  // what its client reads likewise): usage it names prices no answer the caller got. Its
+  // answer is still measured: what it holds bounds the charge of an answer without usage,
+  // which an `error` beside it must not lift to the lock.
+  const bytes = generated.bytes;
+  if (parsed.error) {
+    return { ...unknownBody, answerBytes: bytes, answerToolCalls: generated.toolCalls };
+  }
+  return {
+    model: operatorModel(
+      typeof parsed.model === "string" ? withoutKeys(parsed.model, credentials) : null,
+    ),
+    usage: boundedUsage(bytes, operatorUsage(parsed.usage, asked.shape === "output"), asked),
+    answerBytes: bytes,
+    answerToolCalls: generated.toolCalls,
+  };
+}
+
+/**
+ * Model, usage and answer size of a JSON answer too long to hold, read as it passed (see
+ * json-answer-scan.ts): what `jsonBodyFacts` reads of the same bytes, but the padding of a
+ * member no client reads counts for nothing, and its usage bounds the charge as any answer's.
+ */
+export function scannedBodyFacts(
+  scan: JsonAnswerScan,
+  credentials: string[],
+  asked: Asked,
+): BodyFacts {
+  const read = scan.result();
+  if (read.kind !== "object") return unreadableBody(asked);
+  if (read.error) {
+    return { ...unknownBody, answerBytes: read.bytes, answerToolCalls: read.toolCalls };
+  }
+  return {
+    model: operatorModel(read.model === null ? null : withoutKeys(read.model, credentials)),
+    usage: boundedUsage(read.bytes, operatorUsage(read.usage, asked.shape === "output"), asked),
+    answerBytes: read.bytes,
+    answerToolCalls: read.toolCalls,
+  };
+}
