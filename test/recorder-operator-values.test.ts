@@ -93,7 +93,10 @@ describe("the recording fetch, answered with odd values by the operator", () => 
             "x-decentral-credits-remaining": "500",
             ...patch.headers,
           };
-          const body = { model: plan.model, choices: [], usage, ...patch.body };
+          // An answer of as many bytes as the tokens it is charged: the byte bound holds.
+          const content = "x".repeat(plan.completionTokens ?? 0);
+          const choices = [{ index: 0, message: { role: "assistant", content } }];
+          const body = { model: plan.model, choices, usage, ...patch.body };
           res.writeHead(200, headers);
           res.end(JSON.stringify(body));
         }),

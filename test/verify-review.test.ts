@@ -622,7 +622,7 @@ describe("receipts from the fetch wrapper", () => {
           res.end(
             JSON.stringify({
               model: "llama-3.3-70b",
-              choices: [],
+              choices: [{ index: 0, message: { role: "assistant", content: "x".repeat(640) } }],
               usage: { prompt_tokens: 12, completion_tokens: 640, total_tokens: 652 },
             }),
           );

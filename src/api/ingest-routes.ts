@@ -13,7 +13,7 @@ import {
   summarize,
 } from "../recorder/ingest.js";
 import { parseJsonNotingDuplicates } from "../recorder/json-duplicate-members.js";
-import { jobIdPattern } from "../recorder/receipt-input.js";
+import { jobIdPattern, maxAnswerCount } from "../recorder/receipt-input.js";
 import type { ReceiptWriter } from "../recorder/receipt-writer.js";
 import { maxChoices } from "../recorder/request-facts.js";
 import { BEARER_SCHEME } from "./auth.js";
@@ -81,8 +81,18 @@ const ReceiptSchema = z
         prompt_tokens: z.number().int().optional(),
         completion_tokens: z.number().int().optional(),
         total_tokens: z.number().int().optional(),
+        reasoning_tokens: z.number().int().optional(),
+        rejected_prediction_tokens: z.number().int().optional(),
       })
       .optional(),
+    answer_bytes: z.number().int().min(0).max(maxAnswerCount).optional().openapi({
+      description:
+        "the bytes of the answer's generated text as its client read it, counted as the proxy counts them (the fetch wrapper sends it for a JSON answer): they bound the completion tokens the usage may name (usage.consistent); a plain receipt's only",
+    }),
+    answer_tool_calls: z.number().int().min(0).max(maxAnswerCount).optional().openapi({
+      description:
+        "the tool calls among the answer's generated text, with answer_bytes (16 tokens each)",
+    }),
     created_at: z
       .union([z.string(), z.number()])
       .optional()

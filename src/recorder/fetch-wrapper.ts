@@ -1,6 +1,7 @@
 import { backoff } from "../retry.js";
+import { jsonBodyFacts } from "./answer-facts.js";
 import { keyFingerprint } from "./key-fingerprint.js";
-import { maxOperatorTextLength, operatorModel, operatorUsage } from "./operator-values.js";
+import { maxOperatorTextLength } from "./operator-values.js";
 import {
   maxTags,
   maxTagValueLength,
@@ -11,13 +12,14 @@ import {
 import {
   type AnswerShape,
   answerShapeOf,
+  chatPath,
   maxRequestFactsBytes,
   noRequestFacts,
   type RequestFacts,
   requestFactsOfBytes,
   requestFactsOfText,
 } from "./request-facts.js";
-import { credentialsOf, withoutKeys } from "./without-key.js";
+import { credentialsOf } from "./without-key.js";
 
 /**
  * A `fetch` for backends that call Decentral directly (no proxy): pass it as
@@ -120,13 +122,19 @@ export type RecordingFetch = typeof fetch & {
 };
 
 /** Whether the request asked the Responses API (`/responses`), by its URL's path. */
-function responsesAsked(input: Parameters<typeof fetch>[0]): boolean {
+/** The path the call asks, or null when its URL does not parse. */
+function pathOf(input: Parameters<typeof fetch>[0]): string | null {
   try {
     const url = typeof input === "string" || input instanceof URL ? input : input.url;
-    return answerShapeOf(new URL(url).pathname) === "output";
+    return new URL(url).pathname;
   } catch {
-    return false;
+    return null;
   }
+}
+
+function responsesAsked(input: Parameters<typeof fetch>[0]): boolean {
+  const path = pathOf(input);
+  return path !== null && answerShapeOf(path) === "output";
 }
 
 /**
@@ -584,15 +592,15 @@ export function createRecordingFetch(given: RecordingFetchOptions): RecordingFet
       const receipt = receiptOf(response, input, init);
       if (!receipt) return response;
       const isJson = (response.headers.get("content-type") ?? "").includes("application/json");
-      // Read model and usage from a copy of the body; the caller reads the original.
-      const answered: Promise<unknown> | null =
+      // Read model, usage and answer size from a copy of the body; the caller reads the original.
+      const answered: Promise<string | null> | null =
         isJson && response.body
           ? response
               .clone()
-              .json()
+              .text()
               .catch(() => null)
           : null;
-      const work = Promise.all([asked, answered]).then(([facts, parsed]) => {
+      const work = Promise.all([asked, answered]).then(([facts, text]) => {
         // Priced by the model asked for, bounded by the ceiling asked for. When the request
         // did not say, neither is taken from the response, which the operator writes: its
         // model is sent only as `response_model`, to compare.
@@ -600,33 +608,41 @@ export function createRecordingFetch(given: RecordingFetchOptions): RecordingFet
         if (facts.maxTokens !== null) receipt.max_tokens = facts.maxTokens;
         if (facts.stream !== null && facts.choices > 1) receipt.n = facts.choices;
         // The response is the operator's: its model is sent cleaned and its counts only when
-        // they are counts, so what it wrote cannot make the receipt refused (and lost).
-        // A JSON answer to a request that asked for a stream is read by its SDK as events, of
-        // which it holds none: the caller read no completion, and the usage it names is none the
-        // caller saw (the proxy reads such an answer alike).
-        const body =
-          facts.stream === true
+        // they are counts, so what it wrote cannot make the receipt refused (and lost). It is
+        // read as the proxy reads it (`jsonBodyFacts`): a key the answer echoes as its model is
+        // cut, an `error` is no completion whatever the status line said (usage it names prices
+        // no answer the caller got, so none is sent), a Responses API answer's counts are its
+        // `input_tokens` and `output_tokens`. A JSON answer to a request that asked for a stream
+        // is read by its SDK as events, of which it holds none: the caller read no completion,
+        // and nothing of it is sent; nor of a Responses answer run in the background, `queued`,
+        // which holds none of its output.
+        const path = pathOf(input);
+        const shape = path === null ? "choices" : answerShapeOf(path);
+        const chat = path !== null && chatPath.test(path);
+        const background = shape === "output" && facts.background;
+        const answer =
+          text === null || facts.stream === true || background
             ? null
-            : (parsed as { model?: unknown; usage?: unknown; error?: unknown } | null);
-        // A key the answer echoes as its model is cut: the receipt is stored and shown.
-        const responseModel = operatorModel(
-          typeof body?.model === "string"
-            ? withoutKeys(body.model, credentialsOfCall(input, init))
-            : null,
-        );
-        if (responseModel !== null) receipt.response_model = responseModel;
-        // An `error` is no completion, whatever the status line said: usage it names prices no
-        // answer the caller got, so none is sent (the proxy reads such a body alike).
-        // Read as the proxy reads it: a Responses API answer's counts are `input_tokens` and
-        // `output_tokens`, which read as a completion's left its job's usage unknown.
-        const read = body?.error ? null : operatorUsage(body?.usage, responsesAsked(input));
-        if (read) {
-          const usage: NonNullable<WireReceipt["usage"]> = {};
-          if (read.promptTokens !== null) usage.prompt_tokens = read.promptTokens;
-          if (read.completionTokens !== null) usage.completion_tokens = read.completionTokens;
-          if (read.totalTokens !== null) usage.total_tokens = read.totalTokens;
-          receipt.usage = usage;
+            : jsonBodyFacts(text, credentialsOfCall(input, init), { ...facts, chat, shape });
+        if (answer === null) {
+          enqueue(receipt);
+          return;
         }
+        if (answer.model !== null) receipt.response_model = answer.model;
+        const usage: NonNullable<WireReceipt["usage"]> = {};
+        const read = answer.usage;
+        if (read.promptTokens !== null) usage.prompt_tokens = read.promptTokens;
+        if (read.completionTokens !== null) usage.completion_tokens = read.completionTokens;
+        if (read.totalTokens !== null) usage.total_tokens = read.totalTokens;
+        if (read.reasoningTokens !== null) usage.reasoning_tokens = read.reasoningTokens;
+        if (read.rejectedPredictionTokens !== null) {
+          usage.rejected_prediction_tokens = read.rejectedPredictionTokens;
+        }
+        if (Object.keys(usage).length > 0) receipt.usage = usage;
+        // What the caller got bounds the completion tokens its usage may name, as for the proxy's
+        // receipts: without it the operator could name any count up to the request's ceiling.
+        if (answer.answerBytes !== null) receipt.answer_bytes = answer.answerBytes;
+        if (answer.answerToolCalls !== null) receipt.answer_tool_calls = answer.answerToolCalls;
         enqueue(receipt);
       });
       assembling.set(work, receipt);

@@ -61,7 +61,25 @@ export interface WireReceipt {
   http_status?: number;
   key_fingerprint?: string;
   credit_vault?: string;
-  usage?: { prompt_tokens?: number; completion_tokens?: number; total_tokens?: number };
+  /**
+   * The answer's usage as the operator sent it; `reasoning_tokens` and
+   * `rejected_prediction_tokens` are a completion's `completion_tokens_details` members (a
+   * Responses API answer's `output_tokens_details.reasoning_tokens`).
+   */
+  usage?: {
+    prompt_tokens?: number;
+    completion_tokens?: number;
+    total_tokens?: number;
+    reasoning_tokens?: number;
+    rejected_prediction_tokens?: number;
+  };
+  /**
+   * The bytes of the answer's generated text as its client read it, and the tool calls among
+   * them, counted as the proxy counts them (`jsonBodyFacts`): they bound the completion tokens
+   * its usage may name (`usage.consistent`). The fetch wrapper sends them for a JSON answer.
+   */
+  answer_bytes?: number;
+  answer_tool_calls?: number;
   /** ISO 8601 date-time or epoch seconds. */
   created_at?: string | number;
   tags?: Record<string, string>;
@@ -85,6 +103,10 @@ export function wireReceiptOf(receipt: Receipt): WireReceipt {
     ...(receipt.promptTokens == null ? {} : { prompt_tokens: receipt.promptTokens }),
     ...(receipt.completionTokens == null ? {} : { completion_tokens: receipt.completionTokens }),
     ...(receipt.totalTokens == null ? {} : { total_tokens: receipt.totalTokens }),
+    ...(receipt.reasoningTokens == null ? {} : { reasoning_tokens: receipt.reasoningTokens }),
+    ...(receipt.rejectedPredictionTokens == null
+      ? {}
+      : { rejected_prediction_tokens: receipt.rejectedPredictionTokens }),
   };
   const known = <K extends keyof WireReceipt>(
     field: K,
@@ -110,6 +132,8 @@ export function wireReceiptOf(receipt: Receipt): WireReceipt {
     ...known("key_fingerprint", receipt.keyFingerprint),
     ...known("credit_vault", receipt.creditVault),
     ...(Object.keys(usage).length === 0 ? {} : { usage }),
+    ...known("answer_bytes", receipt.answerBytes),
+    ...known("answer_tool_calls", receipt.answerToolCalls),
     ...known(
       "created_at",
       receipt.createdAt == null ? null : new Date(receipt.createdAt).toISOString(),
@@ -139,6 +163,8 @@ const wireFieldSet: Record<keyof WireReceipt, true> = {
   key_fingerprint: true,
   credit_vault: true,
   usage: true,
+  answer_bytes: true,
+  answer_tool_calls: true,
   created_at: true,
   tags: true,
   capture_state: true,
@@ -185,6 +211,13 @@ const decentralFields: readonly string[] = [...headerFields, ...callerFields, "t
 
 /** Receipt fields a completion carrying `_decentral` does not read at its top level. */
 const unreadBesideDecentral = new Set<string>([...headerFields, "created_at"]);
+
+/**
+ * What a plain receipt's sender counted of the answer it got. Not read in a completion carrying
+ * `_decentral`: its top level is the operator's answer, whose word on its own size would lift
+ * its usage's bound, and whose members there never refuse the receipt.
+ */
+const plainOnlyFields: ReadonlySet<string> = new Set(["answer_bytes", "answer_tool_calls"]);
 
 /**
  * Does `_decentral` name any caller field? One written as null counts: it has no value (read as
@@ -261,7 +294,9 @@ function refuseUnknownFields(value: Record<string, unknown>, wrapped: boolean): 
     // A receipt field put inside `_decentral` is not read there: refused, not lost.
     throw new FieldError(
       `_decentral.${name}`,
-      Object.hasOwn(wireFieldSet, name) && !unreadBesideDecentral.has(name)
+      Object.hasOwn(wireFieldSet, name) &&
+        !unreadBesideDecentral.has(name) &&
+        !plainOnlyFields.has(name)
         ? "is read beside _decentral, at the completion's top level: move it there"
         : `${unknownFieldReason(name, decentralFields)} (_decentral holds the x-decentral-* headers and the caller's fields)`,
     );
@@ -276,7 +311,7 @@ function refuseUnknownFields(value: Record<string, unknown>, wrapped: boolean): 
   // integration's, whose job would be judged without it (a 5xx as a 2xx, say): refused, as it
   // cannot be told from one the operator's answer added.
   for (const [name, field] of Object.entries(value)) {
-    if (field === undefined) continue;
+    if (field === undefined || plainOnlyFields.has(name)) continue;
     if ((callerFields as readonly string[]).includes(name)) {
       if (field === null) continue;
       throw new FieldError(
@@ -293,7 +328,7 @@ function refuseUnknownFields(value: Record<string, unknown>, wrapped: boolean): 
       );
     }
     const meant = wireReceiptFields.find((known) => looseName(known) === looseName(name));
-    if (meant !== undefined && meant !== name) {
+    if (meant !== undefined && meant !== name && !plainOnlyFields.has(meant)) {
       throw new FieldError(name, `unknown field; did you mean ${meant}?`);
     }
   }
@@ -618,6 +653,23 @@ function optionalHttpStatus(value: unknown, field: string): number | null {
   return value;
 }
 
+/** The most `answer_bytes` or `answer_tool_calls` a receipt names (the column's integer). */
+export const maxAnswerCount = 2 ** 31 - 1;
+
+/** A count of the answer the caller got (`answer_bytes`, `answer_tool_calls`). */
+function optionalAnswerCount(value: unknown, field: string): number | null {
+  if (value === undefined || value === null) return null;
+  if (
+    typeof value !== "number" ||
+    !Number.isInteger(value) ||
+    value < 0 ||
+    value > maxAnswerCount
+  ) {
+    throw new FieldError(field, `must be an integer from 0 to ${maxAnswerCount}`);
+  }
+  return value;
+}
+
 /** How the caller's capture ended, when named: `complete` or `aborted` (never `open`). */
 function optionalCaptureState(value: unknown): Pick<Receipt, "captureState"> {
   if (value === undefined || value === null) return {};
@@ -678,6 +730,8 @@ const usageFields: ReadonlySet<string> = new Set([
   "prompt_tokens",
   "completion_tokens",
   "total_tokens",
+  "reasoning_tokens",
+  "rejected_prediction_tokens",
 ]);
 /**
  * The operator's members of a plain receipt, beside `usage`'s, and the lock it names (two
@@ -786,6 +840,16 @@ export function parseReceiptInput(input: unknown): ParsedReceipt {
       promptTokens: operatorTokens(u.prompt_tokens),
       completionTokens: operatorTokens(u.completion_tokens),
       totalTokens: operatorTokens(u.total_tokens),
+      // A plain receipt's sender counted the answer it got; a completion's top level is the
+      // operator's answer, whose word on its own size would bound nothing.
+      ...(wrapped
+        ? {}
+        : {
+            reasoningTokens: operatorTokens(u.reasoning_tokens),
+            rejectedPredictionTokens: operatorTokens(u.rejected_prediction_tokens),
+            answerBytes: optionalAnswerCount(wire.answer_bytes, "answer_bytes"),
+            answerToolCalls: optionalAnswerCount(wire.answer_tool_calls, "answer_tool_calls"),
+          }),
       // A completion's `created` is the operator's; `created_at` is the caller's own clock.
       ...(wrapped
         ? { createdAt: operatorCreatedAt(wire.created), respondedAt: null }

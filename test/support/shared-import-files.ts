@@ -223,6 +223,7 @@ export const sharedImportFiles: readonly string[] = [
   "test/verify-decide.test.ts",
   "test/verify-drop-lies.test.ts",
   "test/verify-engine.test.ts",
+  "test/verify-fetch-wrapper-answer-bound.test.ts",
   "test/verify-profile-changed.dialects.test.ts",
   "test/verify-profiles.test.ts",
   "test/verify-review.test.ts",

@@ -1,0 +1,220 @@
+import http from "node:http";
+import { describe, expect, it } from "vitest";
+import { localApiKey } from "../src/localnet/keys.js";
+import { createLogger } from "../src/log.js";
+import { createRecordingFetch } from "../src/recorder/fetch-wrapper.js";
+import { parseReceiptInput, wireReceiptOf } from "../src/recorder/receipt-input.js";
+import { discrepancy, type JobPlan, useAdversaryHarness, verified } from "./support/operator.js";
+import { closedAfterTest, ingestToken, listen, serveApp } from "./support/recorder-fixtures.js";
+import { readJob } from "./support/seed-recorder.js";
+
+/**
+ * A backend that calls Decentral with the recording fetch gets the same bound on the usage the
+ * operator names as one behind the proxy: the completion tokens of a JSON answer are bounded by
+ * the bytes of the text its client read (`usage.consistent`). Before, its receipts carried no
+ * answer size, and an operator could name any count up to the request's ceiling for an answer
+ * of three bytes, verified.
+ */
+
+const h = useAdversaryHarness();
+
+const log = createLogger({ level: "silent" });
+
+/** A chat completion answering `message`, with `usage` as the operator claims it. */
+const completion = (message: Record<string, unknown>, usage: Record<string, unknown>) => ({
+  id: "chatcmpl-1",
+  object: "chat.completion",
+  model: "qwen3-8b",
+  choices: [{ index: 0, finish_reason: "stop", message: { role: "assistant", ...message } }],
+  usage,
+});
+
+type Scenario = Awaited<ReturnType<typeof h.scenario>>;
+
+/**
+ * One job of `plan` asked through the recording fetch, its receipt posted to the ingest API;
+ * the upstream answers `body` as the operator writes it, with the job's honest signatures.
+ */
+async function throughFetch(
+  c: Scenario,
+  plan: JobPlan,
+  body: unknown,
+  request: Record<string, unknown> = {},
+): Promise<void> {
+  const txs = h.op.honestJob(plan);
+  const upstream = closedAfterTest(
+    await listen(
+      http.createServer(async (req, res) => {
+        for await (const _ of req) {
+          // drain the request
+        }
+        res.writeHead(200, {
+          "content-type": "application/json",
+          "x-decentral-job-id": plan.jobId,
+          "x-decentral-tx-signature": txs.escrowTx,
+          "x-decentral-settlement-tx": txs.settlementTx,
+          "x-decentral-worker": plan.worker.address,
+        });
+        res.end(JSON.stringify(body));
+      }),
+    ),
+  );
+  const audit = closedAfterTest(await serveApp({ store: c.store, log }));
+  const errors: string[] = [];
+  const recordingFetch = createRecordingFetch({
+    ingestUrl: `${audit.url}/jobs`,
+    token: await ingestToken(c.store),
+    onError: (error) => errors.push(error.message),
+  });
+  const res = await recordingFetch(`${upstream.url}/v1/chat/completions`, {
+    method: "POST",
+    headers: {
+      authorization: `Bearer ${localApiKey(plan.keyIndex)}`,
+      "content-type": "application/json",
+    },
+    body: JSON.stringify({
+      model: plan.requestedModel,
+      messages: [{ role: "user", content: "Say hi" }],
+      ...request,
+    }),
+  });
+  await res.json();
+  await recordingFetch.flush();
+  expect(errors).toEqual([]);
+  expect(recordingFetch.stats()).toMatchObject({ delivered: 1, rejected: 0 });
+}
+
+describe("the recording fetch's receipts carry what the answer holds", () => {
+  it("fails 640 completion tokens charged for an answer of three bytes, and lets reasoning tokens and a long answer explain them", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const usage = { prompt_tokens: 12, completion_tokens: 640, total_tokens: 652 };
+    // Usage that adds up, priced honestly on chain, for an answer that cannot hold it.
+    const made = h.op.plan({ keyIndex: 1 });
+    await throughFetch(c, made, completion({ content: "Hi." }, usage));
+    // The same answer after 630 tokens of reasoning the operator names: it can hold 640.
+    const reasoned = h.op.plan({ keyIndex: 1 });
+    await throughFetch(
+      c,
+      reasoned,
+      completion(
+        { content: "Hi." },
+        { ...usage, completion_tokens_details: { reasoning_tokens: 630 } },
+      ),
+    );
+    // An honest answer of 620 words and a call of the tool it offered.
+    const honest = h.op.plan({ keyIndex: 1 });
+    await throughFetch(
+      c,
+      honest,
+      completion(
+        {
+          content: Array.from({ length: 620 }, () => "w").join(" "),
+          tool_calls: [{ type: "function", function: { name: "f", arguments: '{"a":1}' } }],
+        },
+        usage,
+      ),
+      { tools: [{ type: "function", function: { name: "f", parameters: {} } }] },
+    );
+    expect(await c.verdicts(made.jobId, reasoned.jobId, honest.jobId)).toEqual([
+      discrepancy("usage.consistent"),
+      verified,
+      verified,
+    ]);
+    expect(await c.check(made.jobId, "usage.consistent")).toMatchObject({
+      outcome: "fail",
+      expected: { completionTokensAtMost: 19 },
+      actual: { completionTokens: 640, answerBytes: 3, reasoningTokens: null },
+    });
+    expect(await c.check(reasoned.jobId, "usage.consistent")).toMatchObject({
+      outcome: "pass",
+      expected: { completionTokensAtMost: 649 },
+    });
+    expect(await readJob(c.store, honest.jobId)).toMatchObject({
+      source: "ingest",
+      answerBytes: 1239 + 8,
+      answerToolCalls: 1,
+    });
+  });
+
+  it("reads padding its client never reads as no text, as the proxy does", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    // 2,000 bytes in a legacy `text` beside the chat message: a chat client reads the message.
+    const padded = h.op.plan({ keyIndex: 1 });
+    const body = completion(
+      { content: "Hi." },
+      { prompt_tokens: 12, completion_tokens: 640, total_tokens: 652 },
+    );
+    (body.choices[0] as Record<string, unknown>).text = "x".repeat(2000);
+    await throughFetch(c, padded, body);
+    expect(await c.verdicts(padded.jobId)).toEqual([discrepancy("usage.consistent")]);
+  });
+});
+
+describe("answer_bytes and answer_tool_calls on the wire", () => {
+  const receipt = {
+    job_id: "job_answerbytes0001",
+    escrow_tx: "5".repeat(88),
+  };
+
+  it("are read from a plain receipt and refused by name when no count", () => {
+    const read = parseReceiptInput({
+      ...receipt,
+      answer_bytes: 3,
+      answer_tool_calls: 0,
+      usage: { completion_tokens: 10, reasoning_tokens: 7, rejected_prediction_tokens: 1 },
+    });
+    expect(read).toMatchObject({
+      ok: true,
+      receipt: {
+        answerBytes: 3,
+        answerToolCalls: 0,
+        completionTokens: 10,
+        reasoningTokens: 7,
+        rejectedPredictionTokens: 1,
+      },
+    });
+    for (const [field, value] of [
+      ["answer_bytes", -1],
+      ["answer_bytes", 1.5],
+      ["answer_bytes", "3"],
+      ["answer_tool_calls", 2 ** 31],
+    ] as const) {
+      expect(parseReceiptInput({ ...receipt, [field]: value })).toMatchObject({
+        ok: false,
+        field,
+      });
+    }
+  });
+
+  it("are not read from a completion's top level, which is the operator's answer", () => {
+    const wrapped = {
+      ...completion({ content: "Hi." }, { completion_tokens: 640 }),
+      answer_bytes: 100_000,
+      _decentral: { ...receipt },
+    };
+    const read = parseReceiptInput(wrapped);
+    expect(read).toMatchObject({ ok: true, receipt: { completionTokens: 640 } });
+    expect(read.ok && read.receipt.answerBytes).toBeUndefined();
+    // Nor does another spelling there refuse the receipt: the operator's members never do.
+    expect(
+      parseReceiptInput({ ...wrapped, answer_bytes: undefined, answerBytes: 1 }),
+    ).toMatchObject({ ok: true });
+    // Inside `_decentral` they are no field of it: refused by name, not read.
+    expect(
+      parseReceiptInput({ ...wrapped, _decentral: { ...receipt, answer_bytes: 3 } }),
+    ).toMatchObject({ ok: false, field: "_decentral.answer_bytes" });
+  });
+
+  it("survive the import line a proxy writes when it cannot record", () => {
+    const read = parseReceiptInput({ ...receipt, answer_bytes: 5, answer_tool_calls: 2 });
+    if (!read.ok) throw new Error(read.reason);
+    const line = wireReceiptOf({ ...read.receipt, reasoningTokens: 4 });
+    expect(line).toMatchObject({ answer_bytes: 5, answer_tool_calls: 2 });
+    expect(parseReceiptInput(line)).toMatchObject({
+      ok: true,
+      receipt: { answerBytes: 5, answerToolCalls: 2, reasoningTokens: 4 },
+    });
+  });
+});
