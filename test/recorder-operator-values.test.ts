@@ -1,11 +1,15 @@
-import http from "node:http";
 import { describe, expect, it } from "vitest";
 import { createToken } from "../src/auth/tokens.js";
 import { localApiKey } from "../src/localnet/keys.js";
 import { createLogger } from "../src/log.js";
 import { createRecordingFetch } from "../src/recorder/fetch-wrapper.js";
 import { useAdversaryHarness } from "./support/operator.js";
-import { closedAfterTest, ingestToken, listen, serveApp } from "./support/recorder-fixtures.js";
+import {
+  closedAfterTest,
+  ingestToken,
+  jobUpstream,
+  serveApp,
+} from "./support/recorder-fixtures.js";
 
 /**
  * What the operator writes in its answer (headers, the response's model and usage) cannot make
@@ -72,36 +76,20 @@ describe("the recording fetch, answered with odd values by the operator", () => 
     await c.pinKey(1);
     const plan = h.op.plan({ keyIndex: 1 });
     const txs = h.op.honestJob(plan);
-    const upstream = closedAfterTest(
-      await listen(
-        http.createServer(async (req, res) => {
-          for await (const _ of req) {
-            // drain the body
-          }
-          const usage = {
-            prompt_tokens: 12,
-            completion_tokens: plan.completionTokens,
-            total_tokens: 12 + (plan.completionTokens ?? 0),
-            ...patch.usage,
-          };
-          const headers = {
-            "content-type": "application/json",
-            "x-decentral-job-id": plan.jobId,
-            "x-decentral-tx-signature": txs.escrowTx,
-            "x-decentral-settlement-tx": txs.settlementTx,
-            "x-decentral-worker": plan.worker.address,
-            "x-decentral-credits-remaining": "500",
-            ...patch.headers,
-          };
-          // An answer of as many bytes as the tokens it is charged: the byte bound holds.
-          const content = "x".repeat(plan.completionTokens ?? 0);
-          const choices = [{ index: 0, message: { role: "assistant", content } }];
-          const body = { model: plan.model, choices, usage, ...patch.body };
-          res.writeHead(200, headers);
-          res.end(JSON.stringify(body));
-        }),
-      ),
-    );
+    const usage = {
+      prompt_tokens: 12,
+      completion_tokens: plan.completionTokens,
+      total_tokens: 12 + (plan.completionTokens ?? 0),
+      ...patch.usage,
+    };
+    // An answer of as many bytes as the tokens it is charged: the byte bound holds.
+    const content = "x".repeat(plan.completionTokens ?? 0);
+    const choices = [{ index: 0, message: { role: "assistant", content } }];
+    const body = { model: plan.model, choices, usage, ...patch.body };
+    const upstream = await jobUpstream(plan, txs, {
+      body: JSON.stringify(body),
+      headers: { "x-decentral-credits-remaining": "500", ...patch.headers },
+    });
     const audit = closedAfterTest(await serveApp({ store: c.store, log }));
     const errors: string[] = [];
     try {

@@ -1,11 +1,15 @@
-import http from "node:http";
 import { describe, expect, it } from "vitest";
 import { localApiKey } from "../src/localnet/keys.js";
 import { createLogger } from "../src/log.js";
 import { createRecordingFetch } from "../src/recorder/fetch-wrapper.js";
 import { parseReceiptInput, wireReceiptOf } from "../src/recorder/receipt-input.js";
 import { discrepancy, type JobPlan, useAdversaryHarness, verified } from "./support/operator.js";
-import { closedAfterTest, ingestToken, listen, serveApp } from "./support/recorder-fixtures.js";
+import {
+  closedAfterTest,
+  ingestToken,
+  jobUpstream,
+  serveApp,
+} from "./support/recorder-fixtures.js";
 import { readJob } from "./support/seed-recorder.js";
 
 /**
@@ -42,23 +46,7 @@ async function throughFetch(
   request: Record<string, unknown> = {},
 ): Promise<void> {
   const txs = h.op.honestJob(plan);
-  const upstream = closedAfterTest(
-    await listen(
-      http.createServer(async (req, res) => {
-        for await (const _ of req) {
-          // drain the request
-        }
-        res.writeHead(200, {
-          "content-type": "application/json",
-          "x-decentral-job-id": plan.jobId,
-          "x-decentral-tx-signature": txs.escrowTx,
-          "x-decentral-settlement-tx": txs.settlementTx,
-          "x-decentral-worker": plan.worker.address,
-        });
-        res.end(JSON.stringify(body));
-      }),
-    ),
-  );
+  const upstream = await jobUpstream(plan, txs, { body: JSON.stringify(body) });
   const audit = closedAfterTest(await serveApp({ store: c.store, log }));
   const errors: string[] = [];
   const recordingFetch = createRecordingFetch({

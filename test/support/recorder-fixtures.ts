@@ -80,6 +80,36 @@ export function closedAfterTest<T extends { close(): Promise<void> }>(server: T)
   return server;
 }
 
+/**
+ * An upstream that answers every request, once its body is read, as the operator answers a
+ * job: 200 with the job's headers (its id, lock, settlement and worker), `headers` beside or in
+ * place of them, and `body`. Closed after the test.
+ */
+export async function jobUpstream(
+  job: { jobId: string; worker: { address: string } },
+  txs: { escrowTx: string; settlementTx: string },
+  answer: { body: string; headers?: Record<string, string> },
+): Promise<{ url: string; close(): Promise<void> }> {
+  return closedAfterTest(
+    await listen(
+      http.createServer(async (req, res) => {
+        for await (const _ of req) {
+          // drain the request
+        }
+        res.writeHead(200, {
+          "content-type": "application/json",
+          "x-decentral-job-id": job.jobId,
+          "x-decentral-tx-signature": txs.escrowTx,
+          "x-decentral-settlement-tx": txs.settlementTx,
+          "x-decentral-worker": job.worker.address,
+          ...answer.headers,
+        });
+        res.end(answer.body);
+      }),
+    ),
+  );
+}
+
 /** Listens on a free loopback port; resolves with the base URL and a close function. */
 export async function listen(
   server: http.Server,
