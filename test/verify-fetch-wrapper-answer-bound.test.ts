@@ -125,6 +125,30 @@ describe("the recording fetch's receipts carry what the answer holds", () => {
     });
   });
 
+  it("fails rejected prediction tokens named for a request that sent no prediction", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    // 630 of the 640 tokens named as predicted outputs the model rejected: they would lift the
+    // bound of `Hi.` to 649, but the request sent no `prediction` to reject.
+    const made = h.op.plan({ keyIndex: 1 });
+    const usage = {
+      prompt_tokens: 12,
+      completion_tokens: 640,
+      total_tokens: 652,
+      completion_tokens_details: { rejected_prediction_tokens: 630 },
+    };
+    await throughFetch(c, made, completion({ content: "Hi." }, usage));
+    // Sent with a prediction, the same answer is honest.
+    const predicted = h.op.plan({ keyIndex: 1 });
+    await throughFetch(c, predicted, completion({ content: "Hi." }, usage), {
+      prediction: { type: "content", content: "Hello there, how can I help you today?" },
+    });
+    expect(await c.verdicts(made.jobId, predicted.jobId)).toEqual([
+      discrepancy("usage.consistent"),
+      verified,
+    ]);
+  });
+
   it("reads padding its client never reads as no text, as the proxy does", async () => {
     const c = await h.scenario();
     await c.pinKey(1);
@@ -168,6 +192,7 @@ describe("answer_bytes and answer_tool_calls on the wire", () => {
       ["answer_bytes", 1.5],
       ["answer_bytes", "3"],
       ["answer_tool_calls", 2 ** 31],
+      ["prediction_sent", "yes"],
     ] as const) {
       expect(parseReceiptInput({ ...receipt, [field]: value })).toMatchObject({
         ok: false,
@@ -196,13 +221,18 @@ describe("answer_bytes and answer_tool_calls on the wire", () => {
   });
 
   it("survive the import line a proxy writes when it cannot record", () => {
-    const read = parseReceiptInput({ ...receipt, answer_bytes: 5, answer_tool_calls: 2 });
+    const read = parseReceiptInput({
+      ...receipt,
+      answer_bytes: 5,
+      answer_tool_calls: 2,
+      prediction_sent: false,
+    });
     if (!read.ok) throw new Error(read.reason);
     const line = wireReceiptOf({ ...read.receipt, reasoningTokens: 4 });
-    expect(line).toMatchObject({ answer_bytes: 5, answer_tool_calls: 2 });
+    expect(line).toMatchObject({ answer_bytes: 5, answer_tool_calls: 2, prediction_sent: false });
     expect(parseReceiptInput(line)).toMatchObject({
       ok: true,
-      receipt: { answerBytes: 5, answerToolCalls: 2, reasoningTokens: 4 },
+      receipt: { answerBytes: 5, answerToolCalls: 2, reasoningTokens: 4, predictionSent: false },
     });
   });
 });

@@ -93,6 +93,10 @@ const ReceiptSchema = z
       description:
         "the tool calls among the answer's generated text, with answer_bytes (16 tokens each)",
     }),
+    prediction_sent: z.boolean().optional().openapi({
+      description:
+        "whether the request sent a `prediction`: usage naming rejected prediction tokens for one that sent none fails usage.consistent; a plain receipt's only",
+    }),
     created_at: z
       .union([z.string(), z.number()])
       .optional()

@@ -643,6 +643,8 @@ export function createRecordingFetch(given: RecordingFetchOptions): RecordingFet
         // receipts: without it the operator could name any count up to the request's ceiling.
         if (answer.answerBytes !== null) receipt.answer_bytes = answer.answerBytes;
         if (answer.answerToolCalls !== null) receipt.answer_tool_calls = answer.answerToolCalls;
+        // Rejected prediction tokens are made up when the request sent no prediction.
+        if (facts.prediction !== null) receipt.prediction_sent = facts.prediction;
         enqueue(receipt);
       });
       assembling.set(work, receipt);

@@ -80,6 +80,11 @@ export interface WireReceipt {
    */
   answer_bytes?: number;
   answer_tool_calls?: number;
+  /**
+   * Whether the request sent a `prediction` (predicted outputs): one that sent none has no
+   * rejected prediction tokens, which named would lift the answer's bound for nothing.
+   */
+  prediction_sent?: boolean;
   /** ISO 8601 date-time or epoch seconds. */
   created_at?: string | number;
   tags?: Record<string, string>;
@@ -134,6 +139,7 @@ export function wireReceiptOf(receipt: Receipt): WireReceipt {
     ...(Object.keys(usage).length === 0 ? {} : { usage }),
     ...known("answer_bytes", receipt.answerBytes),
     ...known("answer_tool_calls", receipt.answerToolCalls),
+    ...known("prediction_sent", receipt.predictionSent),
     ...known(
       "created_at",
       receipt.createdAt == null ? null : new Date(receipt.createdAt).toISOString(),
@@ -165,6 +171,7 @@ const wireFieldSet: Record<keyof WireReceipt, true> = {
   usage: true,
   answer_bytes: true,
   answer_tool_calls: true,
+  prediction_sent: true,
   created_at: true,
   tags: true,
   capture_state: true,
@@ -217,7 +224,11 @@ const unreadBesideDecentral = new Set<string>([...headerFields, "created_at"]);
  * `_decentral`: its top level is the operator's answer, whose word on its own size would lift
  * its usage's bound, and whose members there never refuse the receipt.
  */
-const plainOnlyFields: ReadonlySet<string> = new Set(["answer_bytes", "answer_tool_calls"]);
+const plainOnlyFields: ReadonlySet<string> = new Set([
+  "answer_bytes",
+  "answer_tool_calls",
+  "prediction_sent",
+]);
 
 /**
  * Does `_decentral` name any caller field? One written as null counts: it has no value (read as
@@ -670,6 +681,12 @@ function optionalAnswerCount(value: unknown, field: string): number | null {
   return value;
 }
 
+function optionalBoolean(value: unknown, field: string): boolean | null {
+  if (value === undefined || value === null) return null;
+  if (typeof value !== "boolean") throw new FieldError(field, "must be true or false");
+  return value;
+}
+
 /** How the caller's capture ended, when named: `complete` or `aborted` (never `open`). */
 function optionalCaptureState(value: unknown): Pick<Receipt, "captureState"> {
   if (value === undefined || value === null) return {};
@@ -849,6 +866,7 @@ export function parseReceiptInput(input: unknown): ParsedReceipt {
             rejectedPredictionTokens: operatorTokens(u.rejected_prediction_tokens),
             answerBytes: optionalAnswerCount(wire.answer_bytes, "answer_bytes"),
             answerToolCalls: optionalAnswerCount(wire.answer_tool_calls, "answer_tool_calls"),
+            predictionSent: optionalBoolean(wire.prediction_sent, "prediction_sent"),
           }),
       // A completion's `created` is the operator's; `created_at` is the caller's own clock.
       ...(wrapped
