@@ -1,4 +1,3 @@
-import http from "node:http";
 import { describe, expect, it } from "vitest";
 import { localApiKey } from "../src/localnet/keys.js";
 import { createLogger } from "../src/log.js";
@@ -6,7 +5,7 @@ import { createRecordingProxy, offeredKind } from "../src/recorder/proxy.js";
 import { requestFactsOf } from "../src/recorder/request-facts.js";
 import { type AdversaryHarness, type JobPlan, useAdversaryHarness } from "./support/operator.js";
 import { jobThroughProxy } from "./support/proxy-job.js";
-import { closedAfterTest, listen, serveApp } from "./support/recorder-fixtures.js";
+import { closedAfterTest, jobUpstream, serveApp } from "./support/recorder-fixtures.js";
 import { readJob } from "./support/seed-recorder.js";
 
 /**
@@ -308,22 +307,7 @@ describe("Responses parts of a type no client reads", () => {
       ],
       usage: { input_tokens: 12, output_tokens: 2000, total_tokens: 2012 },
     };
-    const upstream = closedAfterTest(
-      await listen(
-        http.createServer(async (req, res) => {
-          for await (const _ of req) {
-          }
-          res.writeHead(200, {
-            "content-type": "application/json",
-            "x-decentral-job-id": plan.jobId,
-            "x-decentral-tx-signature": txs.escrowTx,
-            "x-decentral-settlement-tx": txs.settlementTx,
-            "x-decentral-worker": plan.worker.address,
-          });
-          res.end(JSON.stringify(answer));
-        }),
-      ),
-    );
+    const upstream = await jobUpstream(plan, txs, { body: JSON.stringify(answer) });
     const proxy = createRecordingProxy({
       store: c.store,
       log,

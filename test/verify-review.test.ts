@@ -30,6 +30,7 @@ import {
   closedAfterTest,
   ingestToken,
   jobId,
+  jobUpstream,
   listen,
   serveApp,
   signature,
@@ -605,30 +606,14 @@ describe("receipts from the fetch wrapper", () => {
     // The caller asks for qwen3-8b; the operator answers as llama-3.3-70b and charges its price.
     const plan = h.op.plan({ keyIndex: 1, model: "llama-3.3-70b" });
     const txs = h.op.honestJob(plan);
-    const upstream = closedAfterTest(
-      await listen(
-        http.createServer(async (req, res) => {
-          for await (const _ of req) {
-            // drain the body
-          }
-          res.writeHead(200, {
-            "content-type": "application/json",
-            "x-decentral-job-id": plan.jobId,
-            "x-decentral-tx-signature": txs.escrowTx,
-            "x-decentral-settlement-tx": txs.settlementTx,
-            "x-decentral-worker": plan.worker.address,
-            "x-decentral-credits-remaining": "500",
-          });
-          res.end(
-            JSON.stringify({
-              model: "llama-3.3-70b",
-              choices: [{ index: 0, message: { role: "assistant", content: "x".repeat(640) } }],
-              usage: { prompt_tokens: 12, completion_tokens: 640, total_tokens: 652 },
-            }),
-          );
-        }),
-      ),
-    );
+    const upstream = await jobUpstream(plan, txs, {
+      headers: { "x-decentral-credits-remaining": "500" },
+      body: JSON.stringify({
+        model: "llama-3.3-70b",
+        choices: [{ index: 0, message: { role: "assistant", content: "x".repeat(640) } }],
+        usage: { prompt_tokens: 12, completion_tokens: 640, total_tokens: 652 },
+      }),
+    });
     const audit = closedAfterTest(await serveApp({ store: c.store, log }));
     const recordingFetch = createRecordingFetch({
       ingestUrl: `${audit.url}/jobs`,
