@@ -44,6 +44,7 @@ async function throughFetch(
   plan: JobPlan,
   body: unknown,
   request: Record<string, unknown> = {},
+  path = "/v1/chat/completions",
 ): Promise<void> {
   const txs = h.op.honestJob(plan);
   const upstream = await jobUpstream(plan, txs, { body: JSON.stringify(body) });
@@ -54,7 +55,7 @@ async function throughFetch(
     token: await ingestToken(c.store),
     onError: (error) => errors.push(error.message),
   });
-  const res = await recordingFetch(`${upstream.url}/v1/chat/completions`, {
+  const res = await recordingFetch(`${upstream.url}${path}`, {
     method: "POST",
     headers: {
       authorization: `Bearer ${localApiKey(plan.keyIndex)}`,
@@ -144,6 +145,33 @@ describe("the recording fetch's receipts carry what the answer holds", () => {
       prediction: { type: "content", content: "Hello there, how can I help you today?" },
     });
     expect(await c.verdicts(made.jobId, predicted.jobId)).toEqual([
+      discrepancy("usage.consistent"),
+      verified,
+    ]);
+  });
+
+  it("bounds a Responses API answer by its output's text", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const answer = (text: string) => ({
+      id: "resp_1",
+      object: "response",
+      status: "completed",
+      model: "qwen3-8b",
+      output: [
+        {
+          type: "message",
+          role: "assistant",
+          content: [{ type: "output_text", text, annotations: [] }],
+        },
+      ],
+      usage: { input_tokens: 12, output_tokens: 640, total_tokens: 652 },
+    });
+    const made = h.op.plan({ keyIndex: 1 });
+    await throughFetch(c, made, answer("Hi."), {}, "/v1/responses");
+    const honest = h.op.plan({ keyIndex: 1 });
+    await throughFetch(c, honest, answer("w ".repeat(320)), {}, "/v1/responses");
+    expect(await c.verdicts(made.jobId, honest.jobId)).toEqual([
       discrepancy("usage.consistent"),
       verified,
     ]);
