@@ -48,6 +48,7 @@ export const sharedImportFiles: readonly string[] = [
   "test/dialect-stores.test.ts",
   "test/errors-message.test.ts",
   "test/host-identity.test.ts",
+  "test/ingest-answer-facts.dialects.test.ts",
   "test/instant.test.ts",
   "test/job-queue-lease-plans.test.ts",
   "test/jobs-api-client-connections.test.ts",
