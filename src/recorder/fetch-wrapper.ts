@@ -1,5 +1,5 @@
 import { backoff } from "../retry.js";
-import { jsonBodyFacts } from "./answer-facts.js";
+import { type BodyFacts, jsonBodyFacts } from "./answer-facts.js";
 import { keyFingerprint } from "./key-fingerprint.js";
 import { maxOperatorTextLength } from "./operator-values.js";
 import {
@@ -620,10 +620,15 @@ export function createRecordingFetch(given: RecordingFetchOptions): RecordingFet
         const shape = path === null ? "choices" : answerShapeOf(path);
         const chat = path !== null && chatPath.test(path);
         const background = shape === "output" && facts.background;
-        const answer =
-          text === null || facts.stream === true || background
-            ? null
-            : jsonBodyFacts(text, credentialsOfCall(input, init), { ...facts, chat, shape });
+        let answer: BodyFacts | null = null;
+        if (text !== null && facts.stream !== true && !background) {
+          try {
+            answer = jsonBodyFacts(text, credentialsOfCall(input, init), { ...facts, chat, shape });
+          } catch (error) {
+            // A reader that fails keeps the receipt: it goes from the headers, and is judged so.
+            report(error instanceof Error ? error : new Error(String(error)));
+          }
+        }
         if (answer === null) {
           enqueue(receipt);
           return;
