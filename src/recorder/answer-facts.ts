@@ -13,6 +13,7 @@ import {
   type RequestFacts,
   readEchoed,
 } from "./request-facts.js";
+import { type SseChunk, sseChunks, sseEvents } from "./sse-tail.js";
 import { withoutKeys } from "./without-key.js";
 
 /**
@@ -541,5 +542,138 @@ export function scannedBodyFacts(
     usage: boundedUsage(read.bytes, operatorUsage(read.usage, asked.shape === "output"), asked),
     answerBytes: read.bytes,
     answerToolCalls: read.toolCalls,
+  };
+}
+
+/**
+ * Model, usage and answer size of an SSE stream as its client read it (usage rides on the final
+ * chunk before `[DONE]`; see sse-tail.ts). `cut`: the text is a tail, its start lost; the answer
+ * is then bounded by `dataBytes`, the values of the stream's `data:` lines up to `[DONE]` (their
+ * JSON included, a looser bound), as its text is no longer all here.
+ */
+export function sseFacts(
+  tail: string,
+  cut: boolean,
+  dataBytes: number,
+  credentials: string[],
+  asked: Asked,
+): BodyFacts {
+  if (asked.shape === "output") return responsesSseFacts(tail, cut, dataBytes, credentials, asked);
+  let model: string | null = null;
+  const read = sseChunks(sseEvents(tail, cut), true);
+  // Text in a chunk some SDKs do not read as one is no answer every customer got.
+  const chunks = read.filter((c) => c.everyClient).map((c) => c.data);
+  for (let i = chunks.length - 1; i >= 0 && model === null; i--) {
+    const chunk = chunks[i]!;
+    if (typeof chunk.model === "string") {
+      model = operatorModel(withoutKeys(chunk.model, credentials));
+    }
+  }
+  const usage = streamUsage(read);
+  if (cut) {
+    // Its audio, cut away with the start, may be of a format that bounds nothing.
+    const bound = unboundedAudio(asked) ? null : dataBytes;
+    const known = boundedUsage(bound, usage, asked);
+    return { model, usage: known, answerBytes: dataBytes, answerToolCalls: null };
+  }
+  // The whole stream was read: its deltas' text, as the client pieces the answer together.
+  const generated = createGeneratedCount(asked);
+  for (const chunk of chunks) generated.add(chunk.choices, "delta");
+  const bytes = generated.bytes;
+  return {
+    model,
+    usage: boundedUsage(bytes, usage, asked),
+    answerBytes: bytes,
+    answerToolCalls: generated.toolCalls,
+  };
+}
+
+/**
+ * The usage a stream's client ends with: the last chunk's that names one. A later `usage` with
+ * other numbers replaces an earlier one, as in the SDKs' stream helpers (Node's
+ * `finalChatCompletion()`, Python's `get_final_completion()`) and in a loop keeping `chunk.usage`,
+ * so a count its client ended without never prices the job; one that is no usage (`"x"`, a
+ * number) leaves it unknown. A later `usage: null` is none: every chunk of an OpenAI stream but
+ * its usage chunk names `usage: null`, and its client reads the usage where it is set (the API's
+ * own advice), so an honest upstream that sends one more chunk after it (as OpenAI's sends all
+ * the others) told its client the count all the same: read as unknown, its job was left
+ * partially verified. Its numbers are bounded by the answer's bytes either way. A last usage in
+ * a chunk some SDKs do not read (an event with a name, `readByEveryClient`) is one customer's
+ * count and not another's: unknown.
+ */
+function streamUsage(chunks: readonly SseChunk[]): Usage | null {
+  for (let i = chunks.length - 1; i >= 0; i--) {
+    const { data, everyClient } = chunks[i]!;
+    if (Object.hasOwn(data, "usage") && data.usage !== null) {
+      return everyClient ? operatorUsage(data.usage, false) : unknownUsage;
+    }
+  }
+  return null;
+}
+
+/** The events of a Responses API stream that end it with its response, usage and all. */
+const finalResponseEvents = new Set(["response.completed", "response.incomplete"]);
+
+/**
+ * The events of a Responses API stream whose `delta` is text its client shows as it comes: the
+ * output's text and refusal, and the reasoning's summary and text.
+ */
+const textDeltaEvents = new Set([
+  "response.output_text.delta",
+  "response.refusal.delta",
+  "response.reasoning_summary_text.delta",
+  "response.reasoning_text.delta",
+]);
+
+/**
+ * Model, usage and answer size of a Responses API stream as its client reads it (see
+ * `sseFacts`): each event's JSON names its kind in `type`; the text comes as the `delta` of
+ * text events, and the stream ends with the response whole (`response.completed`, or
+ * `response.incomplete` at the request's ceiling), its usage and output inside. The answer is
+ * that output, read as a JSON answer's, but its message and reasoning text count no more than
+ * the text deltas showed: text only in the last event, or in events a client does not show
+ * (another kind, or after one that fails the stream), earns no tokens. `response.failed` or an
+ * `error` event ends it with no usage. Cut to its tail, its usage is read where it is in the
+ * tail, and its text bounded by its `data:` values (the last event repeats the output).
+ */
+function responsesSseFacts(
+  tail: string,
+  cut: boolean,
+  dataBytes: number,
+  credentials: string[],
+  asked: Asked,
+): BodyFacts {
+  let last: Record<string, unknown> | null = null;
+  let deltaText = 0;
+  for (const { data: chunk, everyClient } of sseChunks(sseEvents(tail, cut), false, true)) {
+    const type = chunk.type;
+    if (type === "error" || type === "response.failed") break;
+    // An event some SDKs do not read (see `readByEveryClient`) shows no text to every customer,
+    // and a response in it is not every customer's.
+    if (typeof type !== "string" || !everyClient) continue;
+    if (textDeltaEvents.has(type)) deltaText += utf8Bytes(chunk.delta);
+    else if (finalResponseEvents.has(type)) last = asRecord(chunk.response);
+  }
+  const model =
+    last !== null && typeof last.model === "string"
+      ? operatorModel(withoutKeys(last.model, credentials))
+      : null;
+  const usage = last === null ? null : operatorUsage(last.usage, true);
+  if (cut) {
+    return { model, usage: usage ?? unknownUsage, answerBytes: dataBytes, answerToolCalls: null };
+  }
+  // Without the response whole, what the client was shown is the text deltas alone.
+  if (last === null) {
+    return { model, usage: unknownUsage, answerBytes: deltaText, answerToolCalls: 0 };
+  }
+  const generated = createGeneratedCount(asked);
+  generated.addOutput(last.output);
+  const text = Math.min(deltaText, generated.textBytes);
+  const bytes = generated.bytes;
+  return {
+    model,
+    usage: usage ?? unknownUsage,
+    answerBytes: bytes === null ? null : bytes - generated.textBytes + text,
+    answerToolCalls: generated.toolCalls,
   };
 }
