@@ -1,3 +1,5 @@
+import http from "node:http";
+import OpenAI from "openai";
 import { describe, expect, it } from "vitest";
 import { localApiKey } from "../src/localnet/keys.js";
 import { createLogger } from "../src/log.js";
@@ -8,6 +10,7 @@ import {
   closedAfterTest,
   ingestToken,
   jobUpstream,
+  listen,
   serveApp,
 } from "./support/recorder-fixtures.js";
 import { readJob } from "./support/seed-recorder.js";
@@ -189,6 +192,178 @@ describe("the recording fetch's receipts carry what the answer holds", () => {
     (body.choices[0] as Record<string, unknown>).text = "x".repeat(2000);
     await throughFetch(c, padded, body);
     expect(await c.verdicts(padded.jobId)).toEqual([discrepancy("usage.consistent")]);
+  });
+});
+
+/** An event stream of `deltas` as a chat completion's chunks, then one of `usage`, and `[DONE]`. */
+function stream(deltas: Record<string, unknown>[], usage: Record<string, unknown> | null): string {
+  const chunk = (body: Record<string, unknown>) =>
+    `data: ${JSON.stringify({ id: "c1", object: "chat.completion.chunk", model: "qwen3-8b", ...body })}\n\n`;
+  return [
+    ...deltas.map((delta) => chunk({ choices: [{ index: 0, delta, finish_reason: null }] })),
+    ...(usage === null ? [] : [chunk({ choices: [], usage })]),
+    "data: [DONE]\n\n",
+  ].join("");
+}
+
+describe("the recording fetch's receipts of streams", () => {
+  /** The recording fetch of a scenario's store, with its ingest API. */
+  async function recordingFetchOf(c: Scenario) {
+    const audit = closedAfterTest(await serveApp({ store: c.store, log }));
+    return createRecordingFetch({
+      ingestUrl: `${audit.url}/jobs`,
+      token: await ingestToken(c.store),
+    });
+  }
+
+  /** A streamed job of `plan` asked through the recording fetch and read to its end. */
+  async function streamedThroughFetch(c: Scenario, plan: JobPlan, body: string): Promise<void> {
+    const upstream = await jobUpstream(plan, h.op.honestJob(plan), {
+      body,
+      headers: { "content-type": "text/event-stream" },
+    });
+    const recordingFetch = await recordingFetchOf(c);
+    const res = await recordingFetch(`${upstream.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${localApiKey(plan.keyIndex)}` },
+      body: JSON.stringify({
+        model: plan.requestedModel,
+        messages: [],
+        stream: true,
+        stream_options: { include_usage: true },
+      }),
+    });
+    await res.text();
+    await recordingFetch.flush();
+    expect(recordingFetch.stats()).toMatchObject({ delivered: 1, rejected: 0 });
+  }
+
+  it("verifies an honest stream by its usage, and fails 640 tokens named for `Hi.`", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const usage = { prompt_tokens: 12, completion_tokens: 640, total_tokens: 652 };
+    const honest = h.op.plan({ keyIndex: 1 });
+    const words = Array.from({ length: 320 }, () => ({ content: "w " }));
+    await streamedThroughFetch(c, honest, stream(words, usage));
+    const made = h.op.plan({ keyIndex: 1 });
+    await streamedThroughFetch(c, made, stream([{ content: "Hi." }], usage));
+    expect(await c.verdicts(honest.jobId, made.jobId)).toEqual([
+      verified,
+      discrepancy("usage.consistent"),
+    ]);
+    expect(await readJob(c.store, honest.jobId)).toMatchObject({
+      completionTokens: 640,
+      answerBytes: 640,
+    });
+  });
+
+  it("sends a stream's receipt from its headers when flush() comes before the stream's end", async () => {
+    const c = await h.scenario();
+    const plan = h.op.plan({ keyIndex: 1 });
+    const txs = h.op.honestJob(plan);
+    // A stream that never ends: its first chunk, and nothing more.
+    const upstream = closedAfterTest(
+      await listen(
+        http.createServer(async (req, res) => {
+          for await (const _ of req) {
+            // drain the request
+          }
+          res.writeHead(200, {
+            "content-type": "text/event-stream",
+            "x-decentral-job-id": plan.jobId,
+            "x-decentral-tx-signature": txs.escrowTx,
+          });
+          res.write(stream([{ content: "Hi." }], null).replace("data: [DONE]\n\n", ""));
+        }),
+      ),
+    );
+    const recordingFetch = await recordingFetchOf(c);
+    const res = await recordingFetch(`${upstream.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${localApiKey(plan.keyIndex)}` },
+      body: JSON.stringify({ model: plan.requestedModel, messages: [], stream: true }),
+    });
+    const reader = res.body?.getReader();
+    await reader?.read();
+    await recordingFetch.flush({ timeoutMs: 10_000 });
+    expect(recordingFetch.stats()).toMatchObject({ delivered: 1, rejected: 0 });
+    expect(await readJob(c.store, plan.jobId)).toMatchObject({
+      completionTokens: null,
+      answerBytes: null,
+    });
+    await reader?.cancel();
+  });
+
+  it("hands the OpenAI SDK a stream it reads whole, and records its usage", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const plan = h.op.plan({ keyIndex: 1 });
+    const words = Array.from({ length: 320 }, () => ({ content: "w " }));
+    const upstream = await jobUpstream(plan, h.op.honestJob(plan), {
+      body: stream(words, { prompt_tokens: 12, completion_tokens: 640, total_tokens: 652 }),
+      headers: { "content-type": "text/event-stream" },
+    });
+    const recordingFetch = await recordingFetchOf(c);
+    const client = new OpenAI({
+      apiKey: localApiKey(plan.keyIndex),
+      baseURL: `${upstream.url}/v1`,
+      fetch: recordingFetch,
+      maxRetries: 0,
+    });
+    const chunks = await client.chat.completions.create({
+      model: plan.requestedModel,
+      messages: [{ role: "user", content: "Say hi" }],
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    let text = "";
+    for await (const chunk of chunks) text += chunk.choices[0]?.delta.content ?? "";
+    expect(text).toBe("w ".repeat(320));
+    await recordingFetch.flush();
+    expect(await c.verdicts(plan.jobId)).toEqual([verified]);
+  });
+
+  it("lets the caller's cancel reach the upstream, and sends the receipt from its headers at once", async () => {
+    const c = await h.scenario();
+    const plan = h.op.plan({ keyIndex: 1 });
+    const txs = h.op.honestJob(plan);
+    let upstreamClosed!: () => void;
+    const closed = new Promise<void>((resolve) => {
+      upstreamClosed = resolve;
+    });
+    // A stream that would run for ever: a generation the caller stops by cancelling its read.
+    const upstream = closedAfterTest(
+      await listen(
+        http.createServer(async (req, res) => {
+          for await (const _ of req) {
+            // drain the request
+          }
+          res.on("close", upstreamClosed);
+          res.writeHead(200, {
+            "content-type": "text/event-stream",
+            "x-decentral-job-id": plan.jobId,
+            "x-decentral-tx-signature": txs.escrowTx,
+          });
+          res.write(stream([{ content: "Hi." }], null).replace("data: [DONE]\n\n", ""));
+        }),
+      ),
+    );
+    const recordingFetch = await recordingFetchOf(c);
+    const res = await recordingFetch(`${upstream.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${localApiKey(plan.keyIndex)}` },
+      body: JSON.stringify({ model: plan.requestedModel, messages: [], stream: true }),
+    });
+    expect(res.headers.get("x-decentral-job-id")).toBe(plan.jobId);
+    expect(res.url).toBe(`${upstream.url}/v1/chat/completions`);
+    const reader = res.body?.getReader();
+    expect(new TextDecoder().decode((await reader?.read())?.value)).toContain("Hi.");
+    await reader?.cancel();
+    // The upstream sees the caller go: the wrapper does not keep reading what nobody reads.
+    await closed;
+    await recordingFetch.flush({ timeoutMs: 10_000 });
+    expect(recordingFetch.stats()).toMatchObject({ delivered: 1, rejected: 0 });
+    expect(await readJob(c.store, plan.jobId)).toMatchObject({ completionTokens: null });
   });
 });
 

@@ -1,5 +1,5 @@
 import { backoff } from "../retry.js";
-import { type BodyFacts, jsonBodyFacts } from "./answer-facts.js";
+import { type BodyFacts, jsonBodyFacts, sseFacts } from "./answer-facts.js";
 import { keyFingerprint } from "./key-fingerprint.js";
 import { maxOperatorTextLength } from "./operator-values.js";
 import {
@@ -19,6 +19,7 @@ import {
   requestFactsOfBytes,
   requestFactsOfText,
 } from "./request-facts.js";
+import { createDoneWatch } from "./sse-tail.js";
 import { credentialsOf } from "./without-key.js";
 
 /**
@@ -32,6 +33,12 @@ import { credentialsOf } from "./without-key.js";
  * This module has no dependency beyond the platform so backends can
  * import it alone.
  */
+
+/**
+ * The most of a streamed answer read for its receipt (the proxy holds a JSON answer up to as
+ * much): past it, the receipt goes from the stream's headers.
+ */
+const maxStreamBytes = 8 * 1024 * 1024;
 
 /**
  * The longest signature header sent: nine signatures joined by ", ", as many of one field as
@@ -61,6 +68,11 @@ export interface RecordingFetchOptions {
   retryBaseMs?: number;
   /** Longest retry delay. Default 30,000 ms. */
   retryMaxMs?: number;
+  /**
+   * How long a streamed answer is read for its usage and text before its receipt goes from its
+   * headers alone (see `readStream`). Default 600,000 ms (10 minutes).
+   */
+  streamReadMs?: number;
   /** Tags added to every receipt, e.g. `{ service: "search" }`. Default none. */
   tags?: Record<string, string>;
   /**
@@ -280,7 +292,7 @@ function checkedOptions(options: RecordingFetchOptions): RecordingFetchOptions {
   };
   whole("maxBuffer", 1, Number.MAX_SAFE_INTEGER);
   whole("batchSize", 1, 1000);
-  for (const name of ["retryBaseMs", "retryMaxMs"] as const) {
+  for (const name of ["retryBaseMs", "retryMaxMs", "streamReadMs"] as const) {
     const value = options[name];
     if (value !== undefined && !(Number.isFinite(value) && value >= 0)) {
       refuse(`${name} must be a number of ms, 0 or more`);
@@ -305,10 +317,11 @@ function checkedOptions(options: RecordingFetchOptions): RecordingFetchOptions {
 
 /**
  * Wraps `fetch` so every response carrying `x-decentral-job-id` yields a receipt posted to
- * `ingestUrl` in the background. The model and ceiling come from the request; for a JSON
- * (non-stream) response the usage and the model it names are read from a clone of the body; a
- * streamed response is posted from its headers alone, and the service fetches its settlement
- * signature later.
+ * `ingestUrl` in the background. The model and ceiling come from the request; the usage, the
+ * model the answer names and the size of its text are read from a clone of the body, as the
+ * proxy reads them: a JSON answer once whole, an event stream once ended (its `[DONE]`), or from
+ * its headers alone when it breaks off, outlasts `streamReadMs` or `flush()` comes first. The
+ * service fetches a stream's settlement signature later.
  */
 export function createRecordingFetch(given: RecordingFetchOptions): RecordingFetch {
   const options = checkedOptions(given);
@@ -317,6 +330,7 @@ export function createRecordingFetch(given: RecordingFetchOptions): RecordingFet
   const batchSize = Math.min(options.batchSize ?? 200, 1000);
   const retryBaseMs = options.retryBaseMs ?? 500;
   const retryMaxMs = options.retryMaxMs ?? 30_000;
+  const streamReadMs = options.streamReadMs ?? 600_000;
   const buffer: WireReceipt[] = [];
   const stats: RecordingFetchStats = {
     queued: 0,
@@ -346,6 +360,86 @@ export function createRecordingFetch(given: RecordingFetchOptions): RecordingFet
   /** The backoff wait between two attempts, if one is under way. */
   let pause: { timer: ReturnType<typeof setTimeout>; end: () => void } | undefined;
   let watchingExit = false;
+
+  /** Streams being read for their answer, each stopped by its function (`flush()` stops them). */
+  const streamsRead = new Set<() => void>();
+
+  /**
+   * A streamed answer handed to the caller through a body that reads it as it passes (no copy:
+   * the caller's cancel reaches the upstream as it would without the wrapper, and what is read
+   * is what the caller read), and its text as its client reads it, up to its `[DONE]` or its end.
+   * The text is null when the stream broke off or was cancelled first, grew past
+   * `maxStreamBytes`, outlasted `streamReadMs`, or `flush()` came first: its receipt then goes
+   * from its headers alone, as a stream's did before its end was read (`usage_unknown`).
+   */
+  function tapStream(response: Response, body: ReadableStream<Uint8Array>) {
+    const source = body.getReader();
+    const decoder = new TextDecoder();
+    const sawDone = createDoneWatch();
+    let text = "";
+    let size = 0;
+    let settled = false;
+    let settle!: (value: string | null) => void;
+    const read = new Promise<string | null>((resolve) => {
+      settle = resolve;
+    });
+    const finish = (value: string | null) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      streamsRead.delete(stop);
+      settle(value);
+    };
+    const stop = () => finish(null);
+    const timer = setTimeout(stop, streamReadMs);
+    timer.unref?.();
+    streamsRead.add(stop);
+    const passed = new ReadableStream<Uint8Array>(
+      {
+        async pull(controller) {
+          let chunk: Awaited<ReturnType<typeof source.read>>;
+          try {
+            chunk = await source.read();
+          } catch (error) {
+            finish(null);
+            controller.error(error);
+            return;
+          }
+          if (chunk.done) {
+            finish(text + decoder.decode());
+            controller.close();
+            return;
+          }
+          const value = chunk.value;
+          controller.enqueue(value);
+          if (settled) return;
+          size += value.byteLength;
+          if (size > maxStreamBytes) return finish(null);
+          text += decoder.decode(value, { stream: true });
+          if (sawDone(Buffer.from(value.buffer, value.byteOffset, value.byteLength))) {
+            finish(text + decoder.decode());
+          }
+        },
+        cancel(reason) {
+          finish(null);
+          return source.cancel(reason);
+        },
+      },
+      { highWaterMark: 0 },
+    );
+    const handed = new Response(passed, {
+      status: response.status,
+      statusText: response.statusText,
+      headers: response.headers,
+    });
+    // What a made Response does not take from its init, as the caller's fetch set it.
+    Object.defineProperties(handed, {
+      url: { value: response.url },
+      redirected: { value: response.redirected },
+      type: { value: response.type },
+    });
+    return { response: handed, text: read };
+  }
 
   const report = (error: Error) => {
     try {
@@ -588,18 +682,26 @@ export function createRecordingFetch(given: RecordingFetchOptions): RecordingFet
     // Taken before the call: a `Request`'s body can be copied only before `fetch` reads it.
     const asked = askedOf(input, init);
     const response = await baseFetch(input, init);
+    let handed = response;
     try {
       const receipt = receiptOf(response, input, init);
       if (!receipt) return response;
-      const isJson = (response.headers.get("content-type") ?? "").includes("application/json");
-      // Read model, usage and answer size from a copy of the body; the caller reads the original.
+      const contentType = response.headers.get("content-type") ?? "";
+      const isJson = contentType.includes("application/json");
+      const isSse = contentType.includes("text/event-stream");
+      // Read model, usage and answer size from a copy of a JSON body (the caller reads the
+      // original), and from a stream as it passes to the caller.
+      const tapped = isSse && response.body ? tapStream(response, response.body) : null;
+      if (tapped !== null) handed = tapped.response;
       const answered: Promise<string | null> | null =
-        isJson && response.body
-          ? response
-              .clone()
-              .text()
-              .catch(() => null)
-          : null;
+        tapped !== null
+          ? tapped.text
+          : isJson && response.body
+            ? response
+                .clone()
+                .text()
+                .catch(() => null)
+            : null;
       const work = Promise.all([asked, answered]).then(([facts, text]) => {
         // Priced by the model asked for, bounded by the ceiling asked for. When the request
         // did not say, neither is taken from the response, which the operator writes: its
@@ -621,9 +723,15 @@ export function createRecordingFetch(given: RecordingFetchOptions): RecordingFet
         const chat = path !== null && chatPath.test(path);
         const background = shape === "output" && facts.background;
         let answer: BodyFacts | null = null;
-        if (text !== null && facts.stream !== true && !background) {
+        // Events are read only where the request asked for a stream, as its SDK reads them.
+        const readable = isSse ? facts.stream === true : facts.stream !== true;
+        if (text !== null && readable && !background) {
           try {
-            answer = jsonBodyFacts(text, credentialsOfCall(input, init), { ...facts, chat, shape });
+            const credentials = credentialsOfCall(input, init);
+            const read = { ...facts, chat, shape };
+            answer = isSse
+              ? sseFacts(text, false, 0, credentials, read)
+              : jsonBodyFacts(text, credentials, read);
           } catch (error) {
             // A reader that fails keeps the receipt: it goes from the headers, and is judged so.
             report(error instanceof Error ? error : new Error(String(error)));
@@ -661,7 +769,7 @@ export function createRecordingFetch(given: RecordingFetchOptions): RecordingFet
     } catch (error) {
       report(error instanceof Error ? error : new Error(String(error)));
     }
-    return response;
+    return handed;
   };
 
   return Object.assign(wrapped as typeof fetch, {
@@ -687,6 +795,9 @@ export function createRecordingFetch(given: RecordingFetchOptions): RecordingFet
           }, flushOptions.timeoutMs);
         }
         waiters.add(settle);
+        // A shutdown cannot wait for a stream still being read: its receipt goes from its
+        // headers now, as it would have before its end was read.
+        for (const stop of [...streamsRead]) stop();
         // A shutdown cannot wait out a long backoff: try again now, and hold the process open
         // through the retries that follow.
         pause?.end();
