@@ -195,6 +195,63 @@ describe("the recording fetch's receipts carry what the answer holds", () => {
   });
 });
 
+describe("the recording fetch reads a JSON answer only as its SDK can", () => {
+  /** The job's row once `body`, typed `contentType`, was answered through the recording fetch. */
+  async function recorded(body: string, contentType = "application/json") {
+    const c = await h.scenario();
+    const plan = h.op.plan({ keyIndex: 1 });
+    const upstream = await jobUpstream(plan, h.op.honestJob(plan), {
+      body,
+      headers: { "content-type": contentType },
+    });
+    const audit = closedAfterTest(await serveApp({ store: c.store, log }));
+    const recordingFetch = createRecordingFetch({
+      ingestUrl: `${audit.url}/jobs`,
+      token: await ingestToken(c.store),
+    });
+    const res = await recordingFetch(`${upstream.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${localApiKey(plan.keyIndex)}` },
+      body: JSON.stringify({ model: plan.requestedModel, messages: [] }),
+    });
+    await res.arrayBuffer();
+    await recordingFetch.flush();
+    expect(recordingFetch.stats()).toMatchObject({ delivered: 1 });
+    return readJob(c.store, plan.jobId);
+  }
+  const answer = JSON.stringify(
+    completion(
+      { content: "x".repeat(1000) },
+      { prompt_tokens: 12, completion_tokens: 1000, total_tokens: 1012 },
+    ),
+  );
+
+  it("reads past the byte-order marks fetch drops, and reads no completion where its JSON reader fails", async () => {
+    // fetch's json() parses the body after two marks and fails on a third: its client then got
+    // no completion, and the usage the answer names prices nothing.
+    expect(await recorded(`\uFEFF\uFEFF${answer}`)).toMatchObject({
+      completionTokens: 1000,
+      answerBytes: 1000,
+    });
+    expect(await recorded(`\uFEFF\uFEFF\uFEFF${answer}`)).toMatchObject({
+      completionTokens: null,
+      answerBytes: 0,
+    });
+  });
+
+  it("takes the media type before its parameters, as the SDK does", async () => {
+    // The SDK hands a body typed text/plain over as text, whatever a parameter names.
+    expect(await recorded(answer, "text/plain; x=application/json")).toMatchObject({
+      completionTokens: null,
+      answerBytes: null,
+    });
+    expect(await recorded(answer, "application/vnd.decentral+json; charset=utf-8")).toMatchObject({
+      completionTokens: 1000,
+      answerBytes: 1000,
+    });
+  });
+});
+
 /** An event stream of `deltas` as a chat completion's chunks, then one of `usage`, and `[DONE]`. */
 function stream(deltas: Record<string, unknown>[], usage: Record<string, unknown> | null): string {
   const chunk = (body: Record<string, unknown>) =>

@@ -491,9 +491,18 @@ export function boundedUsage(bytes: number | null, usage: Usage | null, asked: A
 }
 
 /** Model, usage and answer size of a whole JSON response body. */
-export function jsonBodyFacts(body: string, credentials: string[], asked: Asked): BodyFacts {
-  // A client's JSON reader (fetch's `json()`) drops a UTF-8 byte-order mark before the text.
-  const text = body.charCodeAt(0) === 0xfeff ? body.slice(1) : body;
+export function jsonBodyFacts(
+  body: string,
+  credentials: string[],
+  asked: Asked,
+  /**
+   * The body as its bytes decode, before a client's JSON reader (fetch's `json()`) drops a
+   * UTF-8 byte-order mark before the text; false for what fetch's `text()` gave, which is what
+   * `json()` parses, the marks it drops already dropped.
+   */
+  bomKept = true,
+): BodyFacts {
+  const text = bomKept && body.charCodeAt(0) === 0xfeff ? body.slice(1) : body;
   let parsed: Record<string, unknown>;
   try {
     parsed = JSON.parse(text) as Record<string, unknown>;

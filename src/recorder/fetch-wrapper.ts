@@ -374,7 +374,9 @@ export function createRecordingFetch(given: RecordingFetchOptions): RecordingFet
    */
   function tapStream(response: Response, body: ReadableStream<Uint8Array>) {
     const source = body.getReader();
-    const decoder = new TextDecoder();
+    // Byte-order marks kept, as the proxy reads the bytes: each line's is read past as an SDK
+    // does (see sse-tail.ts), and no other is dropped.
+    const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
     const sawDone = createDoneWatch();
     let text = "";
     let size = 0;
@@ -687,8 +689,11 @@ export function createRecordingFetch(given: RecordingFetchOptions): RecordingFet
       const receipt = receiptOf(response, input, init);
       if (!receipt) return response;
       const contentType = response.headers.get("content-type") ?? "";
-      const isJson = contentType.includes("application/json");
-      const isSse = contentType.includes("text/event-stream");
+      // The media type as the OpenAI SDK reads it: before any parameter. It parses a body as
+      // JSON only under a JSON type (`text/plain; x=application/json` is text to it).
+      const mediaType = (contentType.split(";")[0] ?? "").trim().toLowerCase();
+      const isJson = mediaType.includes("application/json") || mediaType.endsWith("+json");
+      const isSse = mediaType === "text/event-stream";
       // Read model, usage and answer size from a copy of a JSON body (the caller reads the
       // original), and from a stream as it passes to the caller.
       const tapped = isSse && response.body ? tapStream(response, response.body) : null;
@@ -731,7 +736,7 @@ export function createRecordingFetch(given: RecordingFetchOptions): RecordingFet
             const read = { ...facts, chat, shape };
             answer = isSse
               ? sseFacts(text, false, 0, credentials, read)
-              : jsonBodyFacts(text, credentials, read);
+              : jsonBodyFacts(text, credentials, read, false);
           } catch (error) {
             // A reader that fails keeps the receipt: it goes from the headers, and is judged so.
             report(error instanceof Error ? error : new Error(String(error)));
