@@ -72,7 +72,7 @@ const connectionCodes = new Set([
  * shutting down) or SQLite's write lock is held past the timeout: asking again shortly is the
  * remedy. Not a statement that timed out (it would time out again) nor any other system error.
  */
-function isDatabaseAway(error: Error): boolean {
+export function isDatabaseAway(error: Error): boolean {
   const failure = error.cause instanceof Error && !("code" in error) ? error.cause : error;
   const code = (failure as { code?: unknown }).code;
   if (typeof code !== "string") {

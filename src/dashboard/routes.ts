@@ -4,7 +4,7 @@ import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { statusOf } from "../api/error-handler.js";
+import { isDatabaseAway, statusOf } from "../api/error-handler.js";
 import type { AppMetrics } from "../api/metrics.js";
 import { probeRpc, type ReadinessProbes } from "../api/ops-routes.js";
 import {
@@ -275,6 +275,19 @@ export function dashboardRoutes(deps: DashboardDeps) {
     if (isAppError(error)) {
       const status = statusOf(error.code);
       if (status < 500) return messagePage(c, status, "Cannot show this page", error.message);
+    }
+    if (isDatabaseAway(error)) {
+      // Another process holds the write lock past the wait (a long import), or the database is
+      // away: nothing is wrong with the request, and trying again shortly is the remedy, as the
+      // JSON API's 503 says.
+      c.get("log")?.warn({ err: error }, "dashboard page: database unavailable");
+      c.header("retry-after", "1");
+      return messagePage(
+        c,
+        503,
+        "Try again in a moment",
+        "The audit database is busy or unavailable; nothing was changed. Try again shortly.",
+      );
     }
     c.get("log")?.error({ err: error }, "dashboard page failed");
     return messagePage(
