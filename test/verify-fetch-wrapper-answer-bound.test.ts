@@ -295,6 +295,41 @@ describe("the recording fetch's receipts of streams", () => {
     expect(recordingFetch.stats()).toMatchObject({ delivered: 1, rejected: 0 });
   }
 
+  /**
+   * A streamed job of `plan` asked through the recording fetch from an upstream that sends its
+   * first chunk and never ends (`onClose` when the connection to it closes).
+   */
+  async function endlessStream(
+    c: Scenario,
+    plan: JobPlan,
+    txs: { escrowTx: string },
+    onClose: () => void = () => {},
+  ) {
+    const upstream = closedAfterTest(
+      await listen(
+        http.createServer(async (req, res) => {
+          for await (const _ of req) {
+            // drain the request
+          }
+          res.on("close", onClose);
+          res.writeHead(200, {
+            "content-type": "text/event-stream",
+            "x-decentral-job-id": plan.jobId,
+            "x-decentral-tx-signature": txs.escrowTx,
+          });
+          res.write(stream([{ content: "Hi." }], null).replace("data: [DONE]\n\n", ""));
+        }),
+      ),
+    );
+    const recordingFetch = await recordingFetchOf(c);
+    const res = await recordingFetch(`${upstream.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${localApiKey(plan.keyIndex)}` },
+      body: JSON.stringify({ model: plan.requestedModel, messages: [], stream: true }),
+    });
+    return { upstream, recordingFetch, res };
+  }
+
   it("verifies an honest stream by its usage, and fails 640 tokens named for `Hi.`", async () => {
     const c = await h.scenario();
     await c.pinKey(1);
@@ -319,27 +354,7 @@ describe("the recording fetch's receipts of streams", () => {
     const plan = h.op.plan({ keyIndex: 1 });
     const txs = h.op.honestJob(plan);
     // A stream that never ends: its first chunk, and nothing more.
-    const upstream = closedAfterTest(
-      await listen(
-        http.createServer(async (req, res) => {
-          for await (const _ of req) {
-            // drain the request
-          }
-          res.writeHead(200, {
-            "content-type": "text/event-stream",
-            "x-decentral-job-id": plan.jobId,
-            "x-decentral-tx-signature": txs.escrowTx,
-          });
-          res.write(stream([{ content: "Hi." }], null).replace("data: [DONE]\n\n", ""));
-        }),
-      ),
-    );
-    const recordingFetch = await recordingFetchOf(c);
-    const res = await recordingFetch(`${upstream.url}/v1/chat/completions`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${localApiKey(plan.keyIndex)}` },
-      body: JSON.stringify({ model: plan.requestedModel, messages: [], stream: true }),
-    });
+    const { recordingFetch, res } = await endlessStream(c, plan, txs);
     const reader = res.body?.getReader();
     await reader?.read();
     await recordingFetch.flush({ timeoutMs: 10_000 });
@@ -389,28 +404,7 @@ describe("the recording fetch's receipts of streams", () => {
       upstreamClosed = resolve;
     });
     // A stream that would run for ever: a generation the caller stops by cancelling its read.
-    const upstream = closedAfterTest(
-      await listen(
-        http.createServer(async (req, res) => {
-          for await (const _ of req) {
-            // drain the request
-          }
-          res.on("close", upstreamClosed);
-          res.writeHead(200, {
-            "content-type": "text/event-stream",
-            "x-decentral-job-id": plan.jobId,
-            "x-decentral-tx-signature": txs.escrowTx,
-          });
-          res.write(stream([{ content: "Hi." }], null).replace("data: [DONE]\n\n", ""));
-        }),
-      ),
-    );
-    const recordingFetch = await recordingFetchOf(c);
-    const res = await recordingFetch(`${upstream.url}/v1/chat/completions`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${localApiKey(plan.keyIndex)}` },
-      body: JSON.stringify({ model: plan.requestedModel, messages: [], stream: true }),
-    });
+    const { upstream, recordingFetch, res } = await endlessStream(c, plan, txs, upstreamClosed);
     expect(res.headers.get("x-decentral-job-id")).toBe(plan.jobId);
     expect(res.url).toBe(`${upstream.url}/v1/chat/completions`);
     const reader = res.body?.getReader();
