@@ -348,6 +348,23 @@ export function setBusyTimeout(store: Store, ms: number): void {
   store.sqlite.pragma(`busy_timeout = ${Math.max(0, Math.floor(ms))}`);
 }
 
+/**
+ * Whether another connection has committed to this SQLite database since the last call (first
+ * call: false), by `PRAGMA data_version`, which this connection's own commits leave alone. Null
+ * for PostgreSQL, whose writers share no single write lock.
+ */
+export function othersCommitted(store: Store): (() => boolean) | null {
+  if (store.kind !== "sqlite") return null;
+  const read = store.sqlite.prepare("PRAGMA data_version").pluck();
+  let last = read.get();
+  return () => {
+    const now = read.get();
+    const changed = now !== last;
+    last = now;
+    return changed;
+  };
+}
+
 /** The file a SQLite store is on; null for PostgreSQL and for `:memory:`. */
 export function sqliteFileOf(store: Store): string | null {
   if (store.kind !== "sqlite") return null;

@@ -3,6 +3,7 @@ import { Readable, Transform } from "node:stream";
 import { parse } from "csv-parse";
 import type { Store } from "../db/client.js";
 import { AppError, messageOf } from "../errors.js";
+import { importPace } from "./import-pace.js";
 import { ingestReceipts, maxIngestBodyBytes } from "./ingest.js";
 import { duplicateMembers, parseJsonNotingDuplicates } from "./json-duplicate-members.js";
 import { unknownFieldReason, wireReceiptFields } from "./receipt-input.js";
@@ -13,7 +14,11 @@ export type ImportFormat = "jsonl" | "csv";
 export interface ImportOptions {
   /** Default: sniffed from the first character (`{` means JSONL, anything else CSV with a header). */
   format?: ImportFormat;
-  /** Receipts per transaction. Default 1,000. */
+  /**
+   * Most receipts per transaction. Default 1,000. On SQLite a transaction is cut shorter, to
+   * hold the write lock a few tens of ms, and the lock is left free between two while another
+   * process writes (see `importPace`).
+   */
   batchSize?: number;
   /** Called after each batch with the number of input bytes consumed so far. */
   onProgress?: (bytesRead: number, linesRead: number) => void;
@@ -795,7 +800,7 @@ export async function importReceipts(
   input: Readable,
   options: ImportOptions = {},
 ): Promise<ImportSummary> {
-  const batchSize = options.batchSize ?? 1000;
+  const pace = importPace(store, options.batchSize ?? 1000);
   const now = options.now ?? Date.now;
   const { format: sniffed, stream } = await opening(input);
   const format = options.format ?? sniffed;
@@ -821,7 +826,7 @@ export async function importReceipts(
     const values = batch.map((item) => (item.value instanceof UnreadableLine ? null : item.value));
     let results: Awaited<ReturnType<typeof ingestReceipts>>;
     try {
-      results = await ingestReceipts(store, values, "import", now());
+      results = await ingestReceipts(store, values, "import", now(), pace);
     } catch (error) {
       throw stoppedImport(error, summary, batch[0]?.line ?? lastLine);
     }
@@ -862,7 +867,7 @@ export async function importReceipts(
     for await (const item of items) {
       batch.push(item);
       lastLine = item.line;
-      if (batch.length >= batchSize) await flush();
+      if (batch.length >= pace.size()) await flush();
     }
   } catch (error) {
     if (error instanceof AppError) throw error;

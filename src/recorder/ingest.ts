@@ -33,15 +33,21 @@ export interface IngestItemResult {
 /**
  * Validates and records receipts, each accepted or rejected on its own, all accepted ones in
  * one transaction: the outcome list is complete or, if the database fails, nothing is written.
+ * `pace` (an import's, see `importPace`) is awaited between the validation and the transaction,
+ * and told how long the transaction took (the wait for its lock included).
  */
 export async function ingestReceipts(
   store: Store,
   items: readonly unknown[],
   source: "ingest" | "import",
   now = Date.now(),
+  pace?: { before(): Promise<void>; after(count: number, ms: number): void },
 ): Promise<IngestItemResult[]> {
   const { parsed, accepted } = parseAll(items);
+  await pace?.before();
+  const started = performance.now();
   const outcomes = await createReceiptsStore(store).record(accepted, source, { now });
+  pace?.after(items.length, performance.now() - started);
   return itemResults(parsed, outcomes);
 }
 
