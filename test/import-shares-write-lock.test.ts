@@ -17,9 +17,9 @@ import { storeOfOneReceipt } from "./support/write-lock-process.js";
  */
 
 /**
- * A process that, every 10 ms, takes the write lock (waiting at most `busyMs`, as `serve`
- * waits 500) and commits one row, until told to stop; it then says how many writes it made,
- * how many SQLite refused as busy, and the longest one took.
+ * A process that, every 10 ms, takes the write lock (waiting at most `busyMs`) and commits one
+ * row, until told to stop; it then says how many writes it made, how many SQLite refused as
+ * busy, and the longest one took.
  */
 function besideWriter(db: string, busyMs: number) {
   const script = `const Database = require("better-sqlite3");
@@ -94,9 +94,9 @@ async function importInBatches(db: string, file: string) {
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[values.length >> 1] ?? 0;
 
 describe("import beside another writer of the SQLite file", () => {
-  it("leaves the write lock free often enough that a writer waiting 150 ms is never refused", async () => {
+  it("leaves the write lock free often enough that a writer waiting 500 ms, as `serve` waits, is never refused", async () => {
     const db = await storeOfOneReceipt("import-beside-");
-    const writer = besideWriter(db, 150);
+    const writer = besideWriter(db, 500);
     await writer.ready;
     const { summary, batches } = await importInBatches(db, receiptsFile(8000));
     const beside = await writer.stop();
