@@ -195,6 +195,94 @@ describe("the recording fetch's receipts carry what the answer holds", () => {
   });
 });
 
+/**
+ * A backend that posts the completion its SDK gave it whole, with the job's headers in
+ * `_decentral` (as the Python integration does with `model_dump()`; the Node SDK's parsed
+ * object here). Its top level is the operator's answer as the caller read it: counted for the
+ * bound, never taken at its word (an `answer_bytes` member there is the operator's).
+ */
+async function postedWhole(
+  c: Scenario,
+  plan: JobPlan,
+  body: Record<string, unknown>,
+  leaveOut: string[] = [],
+): Promise<void> {
+  const txs = h.op.honestJob(plan);
+  const upstream = await jobUpstream(plan, txs, { body: JSON.stringify(body) });
+  const audit = closedAfterTest(await serveApp({ store: c.store, log }));
+  const client = new OpenAI({
+    baseURL: `${upstream.url}/v1`,
+    apiKey: localApiKey(plan.keyIndex),
+    maxRetries: 0,
+  });
+  const { data, response } = await client.chat.completions
+    .create({ model: plan.requestedModel, messages: [{ role: "user", content: "Say hi" }] })
+    .withResponse();
+  const header = (name: string) => response.headers.get(`x-decentral-${name}`);
+  const posted: Record<string, unknown> = {
+    ...data,
+    _decentral: {
+      job_id: header("job-id"),
+      escrow_tx: header("tx-signature"),
+      settlement_tx: header("settlement-tx"),
+      worker: header("worker"),
+      requested_model: plan.requestedModel,
+      key_fingerprint: plan.fingerprint,
+    },
+  };
+  for (const member of leaveOut) delete posted[member];
+  const res = await fetch(`${audit.url}/jobs`, {
+    method: "POST",
+    headers: {
+      authorization: `Bearer ${await ingestToken(c.store)}`,
+      "content-type": "application/json",
+    },
+    body: JSON.stringify(posted),
+  });
+  expect(res.status, await res.text()).toBe(201);
+}
+
+describe("a completion posted whole with `_decentral` is bounded by the answer it carries", () => {
+  it("fails 640 completion tokens charged for `Hi.`, verifies an answer that holds them, and bounds nothing without an answer", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const usage = { prompt_tokens: 12, completion_tokens: 640, total_tokens: 652 };
+    const made = h.op.plan({ keyIndex: 1 });
+    await postedWhole(c, made, completion({ content: "Hi." }, usage));
+    // Reasoning the operator names in the usage's details may explain the count, as behind
+    // the proxy.
+    const reasoned = h.op.plan({ keyIndex: 1 });
+    await postedWhole(
+      c,
+      reasoned,
+      completion(
+        { content: "Hi." },
+        { ...usage, completion_tokens_details: { reasoning_tokens: 630 } },
+      ),
+    );
+    const honest = h.op.plan({ keyIndex: 1 });
+    await postedWhole(
+      c,
+      honest,
+      completion({ content: Array.from({ length: 620 }, () => "w").join(" ") }, usage),
+    );
+    // An integration that leaves the answer out (its text is the customer's): no bound, the
+    // usage's arithmetic alone, as a plain receipt without `answer_bytes`.
+    const textless = h.op.plan({ keyIndex: 1 });
+    await postedWhole(c, textless, completion({ content: "Hi." }, usage), ["choices"]);
+    expect(await c.verdicts(made.jobId, reasoned.jobId, honest.jobId, textless.jobId)).toEqual([
+      discrepancy("usage.consistent"),
+      verified,
+      verified,
+      verified,
+    ]);
+    expect(await c.check(made.jobId, "usage.consistent")).toMatchObject({
+      outcome: "fail",
+      actual: { completionTokens: 640, answerBytes: 3 },
+    });
+  });
+});
+
 describe("the recording fetch reads a JSON answer only as its SDK can", () => {
   /** The job's row once `body`, typed `contentType`, was answered through the recording fetch. */
   async function recorded(body: string, contentType = "application/json") {
@@ -455,15 +543,14 @@ describe("answer_bytes and answer_tool_calls on the wire", () => {
     }
   });
 
-  it("are not read from a completion's top level, which is the operator's answer", () => {
+  it("are not read from a completion's top level, which is the operator's answer: its answer is counted", () => {
     const wrapped = {
       ...completion({ content: "Hi." }, { completion_tokens: 640 }),
       answer_bytes: 100_000,
       _decentral: { ...receipt },
     };
     const read = parseReceiptInput(wrapped);
-    expect(read).toMatchObject({ ok: true, receipt: { completionTokens: 640 } });
-    expect(read.ok && read.receipt.answerBytes).toBeUndefined();
+    expect(read).toMatchObject({ ok: true, receipt: { completionTokens: 640, answerBytes: 3 } });
     // Nor does another spelling there refuse the receipt: the operator's members never do.
     expect(
       parseReceiptInput({ ...wrapped, answer_bytes: undefined, answerBytes: 1 }),

@@ -8,7 +8,9 @@ import {
   type EchoedText,
   echoedAside,
   echoedPrompt,
+  maxChoices,
   noEchoedText,
+  noRequestFacts,
   offeredKind,
   type RequestFacts,
   readEchoed,
@@ -529,6 +531,24 @@ export function jsonBodyFacts(
     answerBytes: bytes,
     answerToolCalls: generated.toolCalls,
   };
+}
+
+/**
+ * The size of the answer in a completion a backend posts whole (`POST /jobs` with `_decentral`,
+ * as an SDK's `model_dump()` gives it): what `jsonBodyFacts` counts of a JSON answer, the
+ * request unknown but for the choices it asked (`n`, else every choice counts). Null when it
+ * carries no answer to count (no `choices`, no Responses API `output`): an integration may
+ * leave the text out, and a bound of nothing would fail every honest job it posts.
+ */
+export function postedAnswerFacts(
+  completion: Record<string, unknown>,
+  choices: number | null,
+): Pick<BodyFacts, "answerBytes" | "answerToolCalls"> | null {
+  if (!Array.isArray(completion.choices) && !Array.isArray(completion.output)) return null;
+  const generated = createGeneratedCount({ ...noRequestFacts, choices: choices ?? maxChoices });
+  generated.add(completion.choices, "message");
+  generated.addOutput(completion.output);
+  return { answerBytes: generated.bytes, answerToolCalls: generated.toolCalls };
 }
 
 /**

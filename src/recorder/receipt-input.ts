@@ -2,8 +2,9 @@ import { isBase58OfLength } from "../chain/base58.js";
 import { epochSecondsToMs, parseZonedDateTime } from "../instant.js";
 import { creditsToUnits, unitsToCredits } from "../money.js";
 import { hasUnprintable } from "../printable-text.js";
+import { postedAnswerFacts } from "./answer-facts.js";
 import { duplicateMembers, type GivenValue } from "./json-duplicate-members.js";
-import { operatorModel, operatorTokens, unreadAmount } from "./operator-values.js";
+import { operatorModel, operatorTokens, operatorUsage, unreadAmount } from "./operator-values.js";
 import { maxKeptSignatures, type OtherSignatures, type Receipt } from "./receipts.js";
 import { maxChoices, maxTokenCount } from "./request-facts.js";
 
@@ -820,6 +821,31 @@ function tagsOf(wire: WireInput, wrapped: boolean): Pick<Receipt, "tags"> {
   return { tags: optionalTags(wire.tags, "tags") };
 }
 
+/**
+ * The answer a completion posted whole carries (see `postedAnswerFacts`), and the hidden tokens
+ * its usage names beside it, which lift what the answer may hold as they do behind the proxy.
+ * Nothing where it carries no answer: such a receipt keeps the usage's arithmetic alone.
+ */
+function postedAnswer(
+  completion: WireInput,
+  n: unknown,
+): Pick<
+  Receipt,
+  "answerBytes" | "answerToolCalls" | "reasoningTokens" | "rejectedPredictionTokens"
+> {
+  const answer = completion as Record<string, unknown>;
+  const facts = postedAnswerFacts(answer, typeof n === "number" ? n : null);
+  if (facts === null) return {};
+  const usage = operatorUsage(answer.usage, Array.isArray(answer.output));
+  return {
+    answerBytes: facts.answerBytes === null ? null : Math.min(facts.answerBytes, maxAnswerCount),
+    answerToolCalls:
+      facts.answerToolCalls === null ? null : Math.min(facts.answerToolCalls, maxAnswerCount),
+    reasoningTokens: usage?.reasoningTokens ?? null,
+    rejectedPredictionTokens: usage?.rejectedPredictionTokens ?? null,
+  };
+}
+
 export function parseReceiptInput(input: unknown): ParsedReceipt {
   try {
     if (!isObject(input)) throw new FieldError("receipt", "must be a JSON object");
@@ -858,9 +884,10 @@ export function parseReceiptInput(input: unknown): ParsedReceipt {
       completionTokens: operatorTokens(u.completion_tokens),
       totalTokens: operatorTokens(u.total_tokens),
       // A plain receipt's sender counted the answer it got; a completion's top level is the
-      // operator's answer, whose word on its own size would bound nothing.
+      // operator's answer, whose word on its own size would bound nothing: its answer is
+      // counted here instead, as the proxy counts a JSON answer.
       ...(wrapped
-        ? {}
+        ? postedAnswer(wire, caller.n)
         : {
             reasoningTokens: operatorTokens(u.reasoning_tokens),
             rejectedPredictionTokens: operatorTokens(u.rejected_prediction_tokens),
