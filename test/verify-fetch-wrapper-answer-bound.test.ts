@@ -283,6 +283,65 @@ describe("a completion posted whole with `_decentral` is bounded by the answer i
   });
 });
 
+describe("a completion posted whole is read as its chat client read it", () => {
+  const usage = { prompt_tokens: 12, completion_tokens: 640, total_tokens: 652 };
+  const posted = (choices: unknown[], details: Record<string, unknown> = {}, n?: number) =>
+    parseReceiptInput({
+      id: "chatcmpl-1",
+      object: "chat.completion",
+      choices,
+      usage: { ...usage, completion_tokens_details: details },
+      _decentral: { job_id: "job_postedwhole0001", escrow_tx: "5".repeat(88), n },
+    });
+  const hi = { index: 0, finish_reason: "stop", message: { role: "assistant", content: "Hi." } };
+  const answerOf = (read: ReturnType<typeof parseReceiptInput>) =>
+    read.ok
+      ? {
+          bytes: read.receipt.answerBytes,
+          reasoning: read.receipt.reasoningTokens ?? null,
+          rejected: read.receipt.rejectedPredictionTokens ?? null,
+        }
+      : read;
+
+  it("bounds audio of a format it is not told by the lowest floor, where the proxy would bound nothing", () => {
+    // Four base64 characters are three bytes: a fraction of a second at 6 kbit/s, one token.
+    const audio = { id: "a", data: "AAAA", transcript: "", expires_at: 1 };
+    expect(answerOf(posted([{ ...hi, message: { ...hi.message, audio } }]))).toMatchObject({
+      bytes: 4,
+    });
+  });
+
+  it("counts the choices asked (one when `_decentral.n` does not say), and a chat message alone", () => {
+    const padding = "x".repeat(700);
+    const second = { ...hi, index: 1, message: { role: "assistant", content: padding } };
+    expect(answerOf(posted([hi, second]))).toMatchObject({ bytes: 3 });
+    expect(answerOf(posted([hi, second], {}, 2))).toMatchObject({ bytes: 703 });
+    // A legacy `text` is no answer a chat client reads, beside a message or where the message
+    // is no object (the client read nothing).
+    expect(answerOf(posted([{ ...hi, text: padding }]))).toMatchObject({ bytes: 3 });
+    expect(answerOf(posted([{ ...hi, message: "Hi.", text: padding }]))).toMatchObject({
+      bytes: 0,
+    });
+  });
+
+  it("reads the reasoning tokens its usage names, and not rejected prediction tokens, whose request it cannot see", () => {
+    expect(
+      answerOf(posted([hi], { reasoning_tokens: 630, rejected_prediction_tokens: 630 })),
+    ).toEqual({ bytes: 3, reasoning: 630, rejected: null });
+  });
+
+  it("counts no Responses API output: its usage is not read as completion tokens either", () => {
+    const read = parseReceiptInput({
+      object: "response",
+      output: [{ type: "message", content: [{ type: "output_text", text: "Hi." }] }],
+      usage: { input_tokens: 12, output_tokens: 640 },
+      _decentral: { job_id: "job_postedwhole0002", escrow_tx: "5".repeat(88) },
+    });
+    expect(read).toMatchObject({ ok: true, receipt: { completionTokens: null } });
+    expect(read.ok && read.receipt.answerBytes).toBeUndefined();
+  });
+});
+
 describe("the recording fetch reads a JSON answer only as its SDK can", () => {
   /** The job's row once `body`, typed `contentType`, was answered through the recording fetch. */
   async function recorded(body: string, contentType = "application/json") {

@@ -8,7 +8,6 @@ import {
   type EchoedText,
   echoedAside,
   echoedPrompt,
-  maxChoices,
   noEchoedText,
   noRequestFacts,
   offeredKind,
@@ -534,20 +533,30 @@ export function jsonBodyFacts(
 }
 
 /**
- * The size of the answer in a completion a backend posts whole (`POST /jobs` with `_decentral`,
- * as an SDK's `model_dump()` gives it): what `jsonBodyFacts` counts of a JSON answer, the
- * request unknown but for the choices it asked (`n`, else every choice counts). Null when it
- * carries no answer to count (no `choices`, no Responses API `output`): an integration may
- * leave the text out, and a bound of nothing would fail every honest job it posts.
+ * The size of the answer in a chat completion a backend posts whole (`POST /jobs` with
+ * `_decentral`, as an SDK's `model_dump()` gives it): what `jsonBodyFacts` counts of a JSON
+ * answer to a chat request, the request itself unknown. So the reading is a chat client's (a
+ * choice's `text` is none), of the choices the request asked (`n`, else one, a request's
+ * default: a second choice the client never shows lifted the bound by its bytes), tools taken
+ * as offered, and audio in the format of the lowest floor known (`opus`, 6 kbit/s: any format
+ * but `flac` holds a second in more bytes), where the proxy would take a format no request
+ * named as no bound at all: a few bytes of audio data beside `Hi.` lifted the bound whole.
+ * Null when it carries no `choices` array: an integration may leave the text out, and a bound
+ * of nothing would fail every honest job it posts.
  */
 export function postedAnswerFacts(
   completion: Record<string, unknown>,
   choices: number | null,
 ): Pick<BodyFacts, "answerBytes" | "answerToolCalls"> | null {
-  if (!Array.isArray(completion.choices) && !Array.isArray(completion.output)) return null;
-  const generated = createGeneratedCount({ ...noRequestFacts, choices: choices ?? maxChoices });
+  if (!Array.isArray(completion.choices)) return null;
+  const generated = createGeneratedCount({
+    ...noRequestFacts,
+    choices: choices ?? 1,
+    chat: true,
+    shape: "choices",
+    audioFormat: "opus",
+  });
   generated.add(completion.choices, "message");
-  generated.addOutput(completion.output);
   return { answerBytes: generated.bytes, answerToolCalls: generated.toolCalls };
 }
 

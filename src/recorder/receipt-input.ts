@@ -822,27 +822,24 @@ function tagsOf(wire: WireInput, wrapped: boolean): Pick<Receipt, "tags"> {
 }
 
 /**
- * The answer a completion posted whole carries (see `postedAnswerFacts`), and the hidden tokens
- * its usage names beside it, which lift what the answer may hold as they do behind the proxy.
- * Nothing where it carries no answer: such a receipt keeps the usage's arithmetic alone.
+ * The answer a completion posted whole carries (see `postedAnswerFacts`), and the reasoning
+ * tokens its usage names beside it, which lift what the answer may hold as they do behind the
+ * proxy. Its rejected prediction tokens are not read: whether the request sent a prediction is
+ * not known here, and 630 of them named beside `Hi.` lifted the bound to 640 tokens. Nothing
+ * where it carries no answer: such a receipt keeps the usage's arithmetic alone.
  */
 function postedAnswer(
   completion: WireInput,
   n: unknown,
-): Pick<
-  Receipt,
-  "answerBytes" | "answerToolCalls" | "reasoningTokens" | "rejectedPredictionTokens"
-> {
+): Pick<Receipt, "answerBytes" | "answerToolCalls" | "reasoningTokens"> {
   const answer = completion as Record<string, unknown>;
   const facts = postedAnswerFacts(answer, typeof n === "number" ? n : null);
   if (facts === null) return {};
-  const usage = operatorUsage(answer.usage, Array.isArray(answer.output));
   return {
     answerBytes: facts.answerBytes === null ? null : Math.min(facts.answerBytes, maxAnswerCount),
     answerToolCalls:
       facts.answerToolCalls === null ? null : Math.min(facts.answerToolCalls, maxAnswerCount),
-    reasoningTokens: usage?.reasoningTokens ?? null,
-    rejectedPredictionTokens: usage?.rejectedPredictionTokens ?? null,
+    reasoningTokens: operatorUsage(answer.usage, false)?.reasoningTokens ?? null,
   };
 }
 
