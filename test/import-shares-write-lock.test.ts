@@ -110,6 +110,19 @@ describe("import beside another writer of the SQLite file", () => {
     expect(Math.max(...batches)).toBeLessThan(1000);
   }, 120_000);
 
+  it("sizes its transactions by the receipts they write, not by the lines refused before them", async () => {
+    const refused = `${Array.from({ length: 700 }, () => '{"job_id":1}').join("\n")}\n`;
+    const { summary, batches } = await importInBatches(
+      await storeOfOneReceipt("import-refused-"),
+      refused + receiptsFile(300),
+    );
+    expect(summary.rejected).toHaveLength(700);
+    expect(summary.created).toBe(300);
+    // Counted as receipts, each refused batch halved the cost per receipt and doubled the next
+    // batch (100, 200, 400, 800): then a transaction of real receipts held the lock that long.
+    expect(batches.slice(0, 7)).toEqual([100, 100, 100, 100, 100, 100, 100]);
+  }, 120_000);
+
   it("alone on the file, holds the lock longer per transaction than beside a writer", async () => {
     const alone = await importInBatches(
       await storeOfOneReceipt("import-alone-"),

@@ -23,7 +23,7 @@ export interface ImportPace {
    * free), until the lock has been free long enough.
    */
   before(): Promise<void>;
-  /** A transaction of `count` receipts took `ms`, its wait for the lock included. */
+  /** A transaction writing `count` receipts took `ms`, its wait for the lock included. */
   after(count: number, ms: number): void;
 }
 
@@ -68,7 +68,10 @@ export function importPace(store: Store, maxBatch: number): ImportPace {
     after(count, ms) {
       const now = performance.now();
       lastEnd = now;
-      if (count > 0) msPerReceipt = ms / count;
+      // Lines refused before the transaction cost it nothing: counted, a run of them made the
+      // next batches of real receipts long enough to hold the lock half a second.
+      if (count === 0) return;
+      msPerReceipt = ms / count;
       resize(now);
     },
   };

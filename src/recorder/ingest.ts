@@ -34,7 +34,7 @@ export interface IngestItemResult {
  * Validates and records receipts, each accepted or rejected on its own, all accepted ones in
  * one transaction: the outcome list is complete or, if the database fails, nothing is written.
  * `pace` (an import's, see `importPace`) is awaited between the validation and the transaction,
- * and told how long the transaction took (the wait for its lock included).
+ * and told how many receipts it wrote and how long it took (the wait for its lock included).
  */
 export async function ingestReceipts(
   store: Store,
@@ -47,7 +47,7 @@ export async function ingestReceipts(
   await pace?.before();
   const started = performance.now();
   const outcomes = await createReceiptsStore(store).record(accepted, source, { now });
-  pace?.after(items.length, performance.now() - started);
+  pace?.after(accepted.length, performance.now() - started);
   return itemResults(parsed, outcomes);
 }
 
