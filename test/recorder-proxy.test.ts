@@ -1051,16 +1051,29 @@ describe("recording proxy", () => {
     const response = await completion(url, "stream");
     expect(response.status).toBe(503);
     expect(await response.json()).toMatchObject({ error: { code: "receipt_not_recorded" } });
+    // The disk stays full a while.
+    await new Promise((resolve) => setTimeout(resolve, 300));
     store.sqlite.exec("DROP TRIGGER refused");
     // The job ran and was charged, so its completion is written, but its client got none of it.
     await vi.waitFor(() => expect(row()).toMatchObject({ captureState: "aborted" }), {
       timeout: 10_000,
     });
+    // Dated when its answer came, not when the disk took writes again (which failed
+    // `receipt.time` and put the job in a period it did not run in).
+    const written = row();
+    expect(written?.createdAt).toBe(written?.respondedAt);
     // The 503's import line says so too: imported where the completion never came (the process
     // stopped first), the job is no answer its client read whole.
     const line = lines.find((l) => l.includes("receipt not recorded; answering 503"));
     const logged = JSON.parse(line ?? "{}") as { import?: unknown };
     expect(logged.import).toMatchObject({ job_id: stub.receipt.jobId, capture_state: "aborted" });
+    expect(logged.import).toMatchObject({
+      created_at: new Date(written?.createdAt ?? 0).toISOString(),
+    });
+    // So the line adds nothing to the row the completion wrote: one time, one job.
+    expect(
+      await importReceipts(store, Readable.from([`${JSON.stringify(logged.import)}\n`])),
+    ).toMatchObject({ duplicate: 1, conflicts: [] });
     const elsewhere = createTestStore();
     const imported = await importReceipts(
       elsewhere,
@@ -1069,6 +1082,40 @@ describe("recording proxy", () => {
     expect(imported).toMatchObject({ created: 1, rejected: [] });
     const job = elsewhere.db.select().from(jobs).where(eq(jobs.jobId, stub.receipt.jobId)).get();
     expect(job).toMatchObject({ source: "import", captureState: "aborted" });
+    elsewhere.close();
+  });
+
+  it("dates both import lines of a stream refused from its open receipt on alike, so their import keeps the usage", async () => {
+    const { store, writer } = fileStoreWithWriter({ refuseAfterMs: 100, maxKept: 0 });
+    const { stub, url, lines } = await setup({ store, writer });
+    store.sqlite.exec(`CREATE TABLE refused_at_commit (
+        job_id TEXT REFERENCES jobs(job_id) DEFERRABLE INITIALLY DEFERRED);
+      CREATE TRIGGER refused AFTER INSERT ON jobs
+        BEGIN INSERT INTO refused_at_commit (job_id) VALUES ('job_not_there'); END`);
+    stub.nextChunk.open();
+    expect((await completion(url, "stream")).status).toBe(503);
+    // The completion cannot be written or kept either: both are logged, as the README's
+    // recipe (`jq -c 'select(.import) | .import'`) gathers them.
+    await vi.waitFor(() =>
+      expect(lines.some((l) => l.includes("receipt completion not recorded"))).toBe(true),
+    );
+    const imports = lines.flatMap((l) => {
+      const logged = JSON.parse(l) as { import?: Record<string, unknown> };
+      return logged.import === undefined ? [] : [logged.import];
+    });
+    expect(imports).toHaveLength(2);
+    // Dated at shutdown or at the attempt, the completion's line conflicted with the 503's,
+    // and its usage stayed out of the job.
+    expect(imports[1]?.created_at).toBe(imports[0]?.created_at);
+    const elsewhere = createTestStore();
+    const file = imports.map((line) => `${JSON.stringify(line)}\n`).join("");
+    expect(await importReceipts(elsewhere, Readable.from([file]))).toMatchObject({
+      created: 1,
+      updated: 1,
+      conflicts: [],
+    });
+    const job = elsewhere.db.select().from(jobs).where(eq(jobs.jobId, stub.receipt.jobId)).get();
+    expect(job).toMatchObject({ captureState: "aborted", totalTokens: 3 });
     elsewhere.close();
   });
 

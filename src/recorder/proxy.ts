@@ -715,10 +715,20 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
     // Further signatures the answer named are kept by the first write, which the client's
     // answer waits for; a later one (a stream's completion) would keep each again, as another
     // conflicting receipt differing only in its usage. It is sent once the first is settled,
-    // with that one's time (its own, when the first was not written).
+    // with that one's time, or, when the first was not written (its client answered 503), the
+    // time the answer came, as that 503's import line dates it: dated when a full disk took
+    // writes again, it failed `receipt.time` and was read in a period it did not run in.
     const { otherSignatures, ...later } = receipt;
     return stamp.first.then(() =>
-      writer.run(recordReceiptAtAttemptUnit(later, stamp.at, backfillDelayMs, now), runOptions),
+      writer.run(
+        recordReceiptAtAttemptUnit(
+          later,
+          stamp.at ?? later.respondedAt ?? null,
+          backfillDelayMs,
+          now,
+        ),
+        runOptions,
+      ),
     );
   }
 
@@ -1339,7 +1349,12 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
                     {
                       err: error,
                       receipt: loggable({ ...final, createdAt: stamp.at }),
-                      import: wireReceiptOf({ ...final, createdAt: stamp.at ?? now() }),
+                      // Dated as the row was, or as the 503's line dates the job (see
+                      // writeReceipt): one time for both lines, so their import agrees.
+                      import: wireReceiptOf({
+                        ...final,
+                        createdAt: stamp.at ?? final.respondedAt ?? now(),
+                      }),
                     },
                     "receipt completion not recorded; its facts are logged for an import",
                   );
