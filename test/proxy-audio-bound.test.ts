@@ -122,11 +122,12 @@ describe("the usage an answer's audio can stand for", () => {
     });
   });
 
-  it("reads an answer's text and its audio's transcript as one text, the longer", async () => {
+  it("reads an answer's text and its audio's transcript as one text, the longer, and no more transcript than its audio speaks", async () => {
     // OpenAI answers audio with `content` null, its text the transcript: the same text under
     // both, counted twice, lifted the bound by a copy its client read once.
     const text = "Hi there. ".repeat(300);
-    const both = (completion: number, content: string, transcript: string) =>
+    const second = Buffer.alloc(16_000).toString("base64");
+    const both = (completion: number, content: string, transcript: string, data = "") =>
       JSON.stringify({
         id: "c",
         object: "chat.completion",
@@ -135,7 +136,7 @@ describe("the usage an answer's audio can stand for", () => {
           {
             index: 0,
             finish_reason: "stop",
-            message: { role: "assistant", content, audio: { id: "a", data: "", transcript } },
+            message: { role: "assistant", content, audio: { id: "a", data, transcript } },
           },
         ],
         usage: usage(completion),
@@ -155,11 +156,16 @@ describe("the usage an answer's audio can stand for", () => {
         { body: both(6000, text, text), completion: 6000, format: "pcm16" },
         { body: streamedBoth(6000), completion: 6000, format: "pcm16" },
         { body: both(3000, text, text), completion: 3000, format: "pcm16" },
+        // A transcript of no audio is none its client plays; beside a second of pcm16 (101
+        // tokens at most: its base64, padding and all, reads as 16,002 bytes), no more than 101
+        // bytes of it count, and the audio's 101.
         { body: both(3000, "", text), completion: 3000, format: "pcm16" },
+        { body: both(3000, "", text, second), completion: 3000, format: "pcm16" },
+        { body: both(202, "", text, second), completion: 202, format: "pcm16" },
       ]),
     ).toEqual({
-      verdicts: [failed, failed, verified, verified],
-      answerBytes: [3000, 3000, 3000, 3000],
+      verdicts: [failed, failed, verified, failed, failed, verified],
+      answerBytes: [3000, 3000, 3000, 0, 202, 202],
     });
   });
 });

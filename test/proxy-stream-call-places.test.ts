@@ -108,6 +108,39 @@ describe("a stream's choices and calls, placed as its client places them", () =>
     });
   });
 
+  it("reads a call as the type its deltas last gave it, and a call of no type a client runs as none", async () => {
+    const opened = { index: 0, id: "a", type: "function", function: { name: "get_weather" } };
+    const args = { index: 0, function: { arguments: filler } };
+    // Named a function, then given a type no client runs (Node's SDK keeps the last type given,
+    // and its tool runner skips the call): its 3,011 bytes and its allowance are none.
+    const retyped = [calls(opened), calls(args), calls({ index: 0, type: "retrieval" })];
+    // A falsy type given later is none: Node's SDK keeps the call a function's.
+    const falsy = [calls(opened), calls(args), calls({ index: 0, type: 0 })];
+    // A function call whose custom tool's input is padded: its client reads the function.
+    const custom = { index: 0, custom: { name: "get_weather", input: filler } };
+    const beside = [
+      calls(opened),
+      calls({ index: 0, function: { arguments: "{}" } }),
+      calls(custom),
+    ];
+    expect(
+      await judge([
+        { chunks: retyped, completion: 3000 },
+        { chunks: beside, completion: 3000 },
+        { chunks: [calls(opened), calls(args)], completion: 3000 },
+        { chunks: falsy, completion: 3000 },
+      ]),
+    ).toEqual({
+      verdicts: [failed, failed, verified, verified],
+      rows: [
+        { answerBytes: 0, answerToolCalls: 0 },
+        { answerBytes: 13, answerToolCalls: 1 },
+        { answerBytes: 3011, answerToolCalls: 1 },
+        { answerBytes: 3011, answerToolCalls: 1 },
+      ],
+    });
+  });
+
   it("counts no choice or call at an index that is no place in an array", async () => {
     const hi = { index: 0, delta: { role: "assistant", content: "Hi." } };
     const choiceBeside = [chunk([hi, { index: 0.5, delta: { content: filler } }])];

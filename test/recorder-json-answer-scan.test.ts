@@ -68,6 +68,62 @@ const bodies: [string, string, Asked?][] = [
       ],
     }),
   ],
+  [
+    "parts by type",
+    answer({
+      content: [
+        { type: "text", text: "ab", refusal: "abcd", thinking: "abcdef" },
+        { type: "image_url", text: "x".repeat(700) },
+        { refusal: "y".repeat(700) },
+        { type: "thinking", text: "z".repeat(700), thinking: [{ type: "image", text: "w" }] },
+        { type: 5, text: "v" },
+      ],
+    }),
+  ],
+  [
+    "tool call types",
+    answer({
+      content: "",
+      tool_calls: [
+        {
+          type: "function",
+          function: { name: "f", arguments: "a" },
+          custom: { name: "g", input: "bb" },
+        },
+        {
+          type: "custom",
+          function: { name: "f", arguments: "ccc" },
+          custom: { name: "g", input: "d" },
+        },
+        { type: "retrieval", function: { name: "h", arguments: "e".repeat(700) } },
+        { type: null, function: { name: "i", arguments: "ff" } },
+      ],
+    }),
+  ],
+  [
+    "transcript without audio",
+    answer({ content: "Hi.", audio: { transcript: "t".repeat(700) } }),
+    { choices: 1, audio: true, tools: true, chat: true },
+  ],
+  [
+    "transcript of no sound",
+    answer({ content: "Hi.", audio: { data: "AAAA", transcript: "t".repeat(700) } }),
+    { choices: 1, audio: true, audioFormat: "pcm16", tools: true, chat: true },
+  ],
+  [
+    "refusal under two names",
+    answer({ content: [{ type: "refusal", refusal: "r".repeat(700) }], refusal: "r".repeat(700) }),
+  ],
+  [
+    "thinking under three names",
+    answer({
+      reasoning_content: "t".repeat(700),
+      content: [
+        { type: "thinking", thinking: [{ type: "text", text: "t".repeat(700) }] },
+        { type: "text", text: "Hi." },
+      ],
+    }),
+  ],
   ["function call", answer({ function_call: { name: "f", arguments: "{}" }, tool_calls: {} })],
   ["function unnamed", answer({ function_call: { name: "", arguments: "{}" } })],
   ["audio not asked", answer({ content: "a", audio: { data: "AAAA", transcript: "hi" } })],
@@ -194,6 +250,25 @@ describe("a JSON answer read as it passes", () => {
   it.each(bodies)("reads %s as JSON.parse does", (_name, body, asked = chat) => {
     const expected = parsed(body, asked);
     for (const seed of [1, 2, 3]) expect(scanned(body, asked, seed)).toEqual(expected);
+  });
+
+  it("reads a part by its type, a tool call by its type, a transcript beside audio alone", () => {
+    const byName = new Map(bodies.map(([name, body, asked]) => [name, { body, asked }]));
+    const facts = (name: string) => {
+      const { body, asked = chat } = byName.get(name)!;
+      return parsed(body, asked);
+    };
+    // The text part's text alone: not its refusal or thinking, not another type's text, not an
+    // untyped part's refusal, not thinking parts of another type.
+    expect(facts("parts by type").answerBytes).toBe(2);
+    // f + a, g + d, i + ff; the `retrieval` call is none: three calls.
+    expect(facts("tool call types")).toMatchObject({ answerBytes: 7, answerToolCalls: 3 });
+    expect(facts("transcript without audio").answerBytes).toBe(3);
+    // Three bytes of pcm16 are one token of sound: no more of the transcript than that.
+    expect(facts("transcript of no sound").answerBytes).toBe(3 + 1);
+    // One refusal under the message's name and a part's; one reasoning under a third name.
+    expect(facts("refusal under two names").answerBytes).toBe(700);
+    expect(facts("thinking under three names").answerBytes).toBe(703);
   });
 
   it("counts an answer's audio by the seconds its format holds, 100 tokens a second", () => {
@@ -669,8 +744,10 @@ describe("one text under two names, read as it passes and cut at every byte", ()
     });
     const tools: Asked = { ...chat, tools: true };
     const expected = parsed(body, tools);
-    // Content 4 + 1 or refusal 1 + 4; reasoning 5; function call 1 + 3 or tool call 1 + 4.
-    expect(expected.answerBytes).toBe(5 + 5 + 5);
+    // Content 3 + 1 (a text part's text alone) or the refusal, `r` or its part's 4 (one
+    // refusal under two names); reasoning 5; function call 1 + 3 or the function tool call's
+    // 1 + 1 (its custom tool is not read).
+    expect(expected.answerBytes).toBe(4 + 5 + 4);
     const bytes = Buffer.from(body);
     for (let at = 0; at <= bytes.length; at++) {
       const scan = createJsonAnswerScan(tools);

@@ -324,6 +324,31 @@ describe("a completion posted whole is read as its chat client read it", () => {
     });
   });
 
+  it("reads a content part, a tool call and a transcript as its client shows them, not by what they carry", () => {
+    const padding = "x".repeat(700);
+    const withMessage = (message: Record<string, unknown>) => [
+      { ...hi, message: { ...hi.message, ...message } },
+    ];
+    const parts = (...more: unknown[]) => ({ content: [{ type: "text", text: "Hi." }, ...more] });
+    // A transcript with no audio beside it: none the client plays.
+    expect(
+      answerOf(posted(withMessage({ audio: { id: "a", transcript: padding } }))),
+    ).toMatchObject({ bytes: 3 });
+    // A part of another type carrying text, a text part carrying thinking or a refusal, an
+    // untyped part's refusal: no text the client shows.
+    for (const message of [
+      parts({ type: "image_url", text: padding }),
+      { content: [{ type: "text", text: "Hi.", thinking: padding, refusal: padding }] },
+      parts({ refusal: padding }),
+    ]) {
+      expect(answerOf(posted(withMessage(message)))).toMatchObject({ bytes: 3 });
+    }
+    // A tool call of a type no client runs: no text and no call.
+    const retrieval = { id: "c", type: "retrieval", function: { name: "f", arguments: padding } };
+    const read = posted(withMessage({ tool_calls: [retrieval] }));
+    expect(read.ok && [read.receipt.answerBytes, read.receipt.answerToolCalls]).toEqual([3, 0]);
+  });
+
   it("reads the reasoning tokens its usage names, and not rejected prediction tokens, whose request it cannot see", () => {
     expect(
       answerOf(posted([hi], { reasoning_tokens: 630, rejected_prediction_tokens: 630 })),

@@ -63,9 +63,32 @@ export const asRecord = (value: unknown): Record<string, unknown> =>
 function thinkingBytes(thinking: unknown): number {
   if (!Array.isArray(thinking)) return utf8Bytes(thinking);
   let bytes = 0;
-  for (const part of thinking) bytes += utf8Bytes(asRecord(part).text);
+  for (const part of thinking) bytes += textPartBytes(asRecord(part));
   return bytes;
 }
+
+/**
+ * The text of a content part a client reads as text: a `text` part's, or an untyped part's
+ * `text`. A part of another type (an image's, say) is shown as no text, whatever it carries:
+ * counted, 700 bytes of `text` in an `image_url` part lifted the bound of `Hi.`'s usage by as
+ * many tokens.
+ */
+const textPartBytes = (part: Record<string, unknown>) =>
+  part.type === undefined || part.type === "text" ? utf8Bytes(part.text) : 0;
+
+/**
+ * How a client reads a chat tool call, by its `type` (the last one a stream named, as Node's
+ * SDK keeps it): a function's call its `function`, a custom tool's its `custom`; with no type,
+ * either (the longer counts). A call of another type is none it runs (Node's tool runner skips
+ * it): counted, its text and its format's allowance lifted the bound of the usage.
+ */
+type CallRead = "function" | "custom" | "either" | null;
+const callRead = (type: unknown): CallRead =>
+  type === undefined || type === null
+    ? "either"
+    : type === "function" || type === "custom"
+      ? type
+      : null;
 
 /**
  * What the caller asked that decides which of an answer's text it gets; `chat`: it asked the
@@ -199,8 +222,21 @@ export function createGeneratedCount(asked: Asked) {
   // dropped, so they are text and calls not every customer got; counted, the longer of the two
   // let an operator pad the tool calls beside a short function call.
   const functionAlone = new Set<string>();
-  // The tool calls of each choice that name what they call, by the choice's index.
-  const toolCallsOf = new Map<string, Set<string>>();
+  // Each chat tool call (by `${field}:${key}`, as its text in `callTextOf`): its choice's index,
+  // whether its function and its custom tool name what they call (over a stream's deltas), and
+  // the type it was last given (see `callRead`). Counted once its deltas are all read.
+  const toolCallOf = new Map<
+    string,
+    { choice: string; key: string; asFunction: boolean; asCustom: boolean; type: unknown }
+  >();
+  // Whether a tool call names what it calls, read as its type says.
+  const namesByType = (call: { asFunction: boolean; asCustom: boolean; type: unknown }) => {
+    const read = callRead(call.type);
+    return (
+      ((read === "function" || read === "either") && call.asFunction) ||
+      ((read === "custom" || read === "either") && call.asCustom)
+    );
+  };
   const choiceOfCall = new Map<string, string>();
   const addCall = (key: string, asFunction: unknown, asCustom: unknown, choice: string) => {
     choiceOfCall.set(key, choice);
@@ -241,31 +277,41 @@ export function createGeneratedCount(asked: Asked) {
   // Each choice's reasoning text under its two names (`reasoning_content`, `reasoning`): vLLM
   // writes the same text under both since it renamed the field, and a client reads one of them.
   // Counted twice, an honest answer's reasoning lifted the bound of its usage by its length
-  // again (6,000 completion tokens verified for 3,000 bytes of reasoning and `Hi.`).
-  const reasoningOf = new Map<string, [number, number]>();
+  // again (6,000 completion tokens verified for 3,000 bytes of reasoning and `Hi.`). Its content
+  // parts of type `thinking` (Mistral's) are a third name: the longest of the three counts.
+  const reasoningOf = new Map<string, [number, number, number]>();
   // Each choice's refusal and content: a model refuses or answers (OpenAI writes `content` null,
   // or Azure "", beside a refusal), and a client shows the refusal when there is one. The same
   // text under both, counted twice, lifted the bound of the usage by a copy (a stream's deltas
   // alternating the two names as well): each choice counts the longer of the two, over its
   // deltas. So with its audio's transcript: OpenAI answers audio with `content` null, the text
   // it speaks the transcript, and the same text under both, counted twice, lifted the bound by
-  // a copy its client read once; the longest of the three counts.
-  const answerOf = new Map<string, [number, number, number]>();
+  // a copy its client read once; the longest counts. A message's `refusal` and its content
+  // parts of type `refusal` are one refusal under two names likewise (the first two).
+  const answerOf = new Map<string, [number, number, number, number]>();
   const twoNamesBytes = () => {
     let sum = 0;
-    for (const [content, named] of reasoningOf.values()) sum += Math.max(content, named);
-    for (const [refusal, content, transcript] of answerOf.values()) {
-      sum += Math.max(refusal, content, transcript);
+    for (const said of reasoningOf.values()) sum += Math.max(...said);
+    for (const [at, [refusal, refusalParts, content, transcript]] of answerOf) {
+      // A transcript is the text of the audio beside it, no more of it than that audio can
+      // speak (its tokens' bound, far above speech's 15 to 20 bytes a second): a transcript of
+      // no audio, or of a few bytes of it, is none a client plays, and counted whole, 700 bytes
+      // of it beside `Hi.` lifted the bound by as many tokens.
+      const audio = audioOf.get(at);
+      const spoken =
+        audio === undefined ? 0 : audioDataTokens(audio.chars, asked.audioFormat, audio.head);
+      sum += Math.max(refusal, refusalParts, content, Math.min(transcript, spoken ?? 0));
     }
     // Per choice, the text of its legacy function call and of its tool calls.
     const callsOf = new Map<string, [number, number]>();
     for (const [key, said] of callTextOf) {
       const choice = choiceOfCall.get(key) ?? key;
       const both = callsOf.get(choice) ?? [0, 0];
-      both[legacyCallOf.get(choice) === key ? 0 : 1] += Math.max(
-        partsOfCall(said.slice(0, 3)),
-        partsOfCall(said.slice(3)),
-      );
+      const read = callRead(toolCallOf.get(key)?.type);
+      const asFunction =
+        read === "function" || read === "either" ? partsOfCall(said.slice(0, 3)) : 0;
+      const asCustom = read === "custom" || read === "either" ? partsOfCall(said.slice(3)) : 0;
+      both[legacyCallOf.get(choice) === key ? 0 : 1] += Math.max(asFunction, asCustom);
       callsOf.set(choice, both);
     }
     for (const [choice, [legacy, tools]] of callsOf) {
@@ -326,30 +372,29 @@ export function createGeneratedCount(asked: Asked) {
       const chat = asked.chat || (typeof choice[field] === "object" && choice[field] !== null);
       bytes += chat ? 0 : utf8Bytes(choice.text);
       const at = `${field}:${index}`;
-      const said = reasoningOf.get(at) ?? [0, 0];
+      const said = reasoningOf.get(at) ?? [0, 0, 0];
       said[0] += utf8Bytes(message.reasoning_content);
       said[1] += utf8Bytes(message.reasoning);
       reasoningOf.set(at, said);
       const content = message.content;
-      const answer = answerOf.get(at) ?? [0, 0, 0];
+      const answer = answerOf.get(at) ?? [0, 0, 0, 0];
       answer[0] += utf8Bytes(message.refusal);
       if (Array.isArray(content)) {
         for (const part of content) {
           const p = asRecord(part);
-          // A refusal part is the choice's refusal (content is text parts or one refusal part).
-          if (p.type === "refusal") {
-            answer[0] += utf8Bytes(p.refusal);
-            continue;
-          }
-          // A part is text, a refusal or thinking: one of them, the longer (the same text under
-          // two names in one part, counted twice, lifted the bound by a copy never read).
-          answer[1] += Math.max(utf8Bytes(p.text), utf8Bytes(p.refusal), thinkingBytes(p.thinking));
+          // A part is text, thinking or a refusal, as its type says (`textPartBytes`): the text
+          // of another kind in the same part is none its client reads (counted, the longest of
+          // the three lifted the bound by what was never shown). A refusal part is the choice's
+          // refusal (content is text parts or one refusal part).
+          if (p.type === "refusal") answer[1] += utf8Bytes(p.refusal);
+          else if (p.type === "thinking") said[2] += thinkingBytes(p.thinking);
+          else answer[2] += textPartBytes(p);
         }
-      } else answer[1] += utf8Bytes(content);
+      } else answer[2] += utf8Bytes(content);
       if (asked.audio) {
         const audio = asRecord(message.audio);
         addAudio(at, audio.data);
-        answer[2] += utf8Bytes(audio.transcript);
+        answer[3] += utf8Bytes(audio.transcript);
       }
       answerOf.set(at, answer);
       // A delta of text alone (nearly every one of a stream) names no call: its empty call
@@ -366,11 +411,21 @@ export function createGeneratedCount(asked: Asked) {
         if (field === "delta" && !callIndexRead(t.index)) continue;
         const key = field === "message" ? `${index}:${place}` : streamCallKey(index, t, place);
         addCall(`${field}:${key}`, t.function, t.custom, at);
-        if (namesCall(t.function) || namesCall(t.custom)) {
-          counted(key, `${index}`);
-          const keys = toolCallsOf.get(`${index}`) ?? new Set<string>();
-          toolCallsOf.set(`${index}`, keys.add(key));
+        const known = toolCallOf.get(`${field}:${key}`) ?? {
+          choice: `${index}`,
+          key,
+          asFunction: false,
+          asCustom: false,
+          type: undefined,
+        };
+        known.asFunction ||= namesCall(t.function);
+        known.asCustom ||= namesCall(t.custom);
+        // A delta naming no type leaves the one named before (Node's SDK sets one given, and
+        // keeps its own for a falsy one: `0`, `""`).
+        if (field === "message" || t.type) {
+          known.type = t.type;
         }
+        toolCallOf.set(`${field}:${key}`, known);
       }
     }
   };
@@ -433,9 +488,17 @@ export function createGeneratedCount(asked: Asked) {
     // by as many calls as the operator added).
     get toolCalls() {
       if (!asked.tools) return 0;
-      if (asked.parallelCalls === false) return groups.size;
+      // The tool calls of each choice that name what they call, as their types say.
+      const toolCallsOf = new Map<string, Set<string>>();
+      for (const call of toolCallOf.values()) {
+        if (!namesByType(call)) continue;
+        toolCallsOf.set(call.choice, (toolCallsOf.get(call.choice) ?? new Set()).add(call.key));
+      }
+      const chosen = new Set([...groups, ...toolCallsOf.keys()]);
+      if (asked.parallelCalls === false) return chosen.size;
       let count = calls.size;
       for (const [choice, keys] of toolCallsOf) {
+        count += keys.size;
         if (functionAlone.has(`delta:${choice}`)) count -= keys.size;
         else if (calls.has(`${choice}:function`)) count--;
       }

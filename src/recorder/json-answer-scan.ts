@@ -130,6 +130,8 @@ interface Summary {
   grouped?: number;
   /** A chat message's content parts: the text of its refusal parts, not in `bytes`. */
   refusal?: number;
+  /** A chat message's content parts: the text of its thinking parts, not in `bytes`. */
+  thinking?: number;
   /** A chat message's audio: the text of its transcript, not in `bytes`. */
   transcript?: number;
 }
@@ -165,10 +167,10 @@ const roleOfMember: Partial<Record<Role, Record<string, Role>>> = {
     tool_calls: "tools",
   },
   part: { type: "skip", text: "skip", refusal: "skip", thinking: "thinking" },
-  thinkingPart: { text: "skip" },
+  thinkingPart: { type: "skip", text: "skip" },
   audio: { data: "skip", transcript: "skip" },
   call: { name: "skip", arguments: "skip", input: "skip" },
-  tool: { function: "call", custom: "call" },
+  tool: { type: "skip", function: "call", custom: "call" },
   item: {
     type: "skip",
     content: "itemParts",
@@ -443,6 +445,7 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
       top.sum.calls += top.role === "tools" ? (s.calls > 0 ? 1 : 0) : s.calls;
       if (s.grouped !== undefined) top.sum.grouped = (top.sum.grouped ?? 0) + s.grouped;
       if (s.refusal !== undefined) top.sum.refusal = (top.sum.refusal ?? 0) + s.refusal;
+      if (s.thinking !== undefined) top.sum.thinking = (top.sum.thinking ?? 0) + s.thinking;
       if (s.kinds !== undefined) {
         top.sum.kinds ??= [0, 0, 0, 0];
         const sum = top.sum.kinds;
@@ -477,6 +480,12 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
     return value.summary ?? { bytes: 0, calls: 0 };
   };
   const stringBytesOf = (value: Value | undefined) => (value?.type === "string" ? value.bytes : 0);
+  /** The text of a part read as text: a `text` part's or an untyped one's (proxy.ts `textPartBytes`). */
+  const textOfPart = (m: Map<string, Value>) => {
+    const type = m.get("type");
+    const text = type === undefined || (type.type === "string" && type.text === "text");
+    return text ? stringBytesOf(m.get("text")) : 0;
+  };
   /** The strings of an array (see proxy.ts `stringsBytes`); 0 for anything else. */
   const stringsOf = (value: Value | undefined) =>
     value?.type === "array" ? (value.summary?.bytes ?? 0) : 0;
@@ -528,12 +537,17 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
     const str = (name: string) => stringBytesOf(m.get(name));
     switch (frame.role) {
       case "thinkingPart":
-        return { bytes: str("text"), calls: 0 };
+        return { bytes: textOfPart(m), calls: 0 };
       case "audio": {
         const tokens = audioDataTokens(str("data"), asked.audioFormat, m.get("data")?.text ?? "");
         // Audio of a format that bounds nothing: nor does the answer (see `audioDataTokens`).
         if (tokens === null) unbounded = true;
-        return { bytes: tokens ?? 0, calls: 0, transcript: str("transcript") };
+        // No more of a transcript than its audio can speak (see proxy.ts `answerOf`).
+        return {
+          bytes: tokens ?? 0,
+          calls: 0,
+          transcript: Math.min(str("transcript"), tokens ?? 0),
+        };
       }
       case "part": {
         // A refusal part is the choice's refusal (see proxy.ts `answerOf`).
@@ -541,15 +555,11 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
         if (type?.type === "string" && type.text === "refusal") {
           return { bytes: 0, calls: 0, refusal: str("refusal") };
         }
-        return {
-          // One of text, refusal and thinking (see proxy.ts `createGeneratedCount`).
-          bytes: Math.max(
-            str("text"),
-            str("refusal"),
-            summaryOf("thinking", m.get("thinking")).bytes,
-          ),
-          calls: 0,
-        };
+        // Text or thinking, as its type says (see proxy.ts `textPartBytes`).
+        if (type?.type === "string" && type.text === "thinking") {
+          return { bytes: 0, calls: 0, thinking: summaryOf("thinking", m.get("thinking")).bytes };
+        }
+        return { bytes: textOfPart(m), calls: 0 };
       }
       case "call": {
         const name = m.get("name");
@@ -560,9 +570,19 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
         };
       }
       case "tool": {
-        const f = summaryOf("call", m.get("function"));
-        const c = summaryOf("call", m.get("custom"));
-        // A call is its type's alone (see proxy.ts `createGeneratedCount`): the longer counts.
+        // A call is read as its type says (see proxy.ts `callRead`); of no type, the longer.
+        const type = m.get("type");
+        const read =
+          type === undefined || type.type === "null"
+            ? "either"
+            : type.type === "string" && (type.text === "function" || type.text === "custom")
+              ? type.text
+              : null;
+        const none = { bytes: 0, calls: 0 };
+        const f =
+          read === "function" || read === "either" ? summaryOf("call", m.get("function")) : none;
+        const c =
+          read === "custom" || read === "either" ? summaryOf("call", m.get("custom")) : none;
         return { bytes: Math.max(f.bytes, c.bytes), calls: f.calls + c.calls > 0 ? 1 : 0 };
       }
       case "itemPart": {
@@ -593,14 +613,10 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
           tools?.type === "array" ? summaryOf("tools", tools) : { bytes: 0, calls: 0 };
         return {
           bytes:
-            // One text under two names (see proxy.ts `createGeneratedCount`): read once.
-            Math.max(str("reasoning_content"), str("reasoning")) +
+            // One text under three names (see proxy.ts `reasoningOf`): read once.
+            Math.max(str("reasoning_content"), str("reasoning"), content.thinking ?? 0) +
             // A refusal, an answer or its audio's transcript (proxy.ts `answerOf`): the longest.
-            Math.max(
-              str("refusal") + (content.refusal ?? 0),
-              content.bytes,
-              audio.transcript ?? 0,
-            ) +
+            Math.max(str("refusal"), content.refusal ?? 0, content.bytes, audio.transcript ?? 0) +
             audio.bytes +
             // One call under its legacy and its tool name (proxy.ts `legacyCallOf`): the longer.
             Math.max(call.bytes, toolSum.bytes),
