@@ -10,6 +10,7 @@ import { AppError, isAppError, messageOf, wholeNumberFlag } from "./errors.js";
 import { registerLocalnetCommand } from "./localnet/command.js";
 import { registerVerifyCommand } from "./nightly/verify-cli.js";
 import { printable } from "./printable-text.js";
+import { exitAfterDrain } from "./process-exit.js";
 import { registerReportCommands } from "./reports/report-command.js";
 
 /** The flag of commands that only read or write the store. */
@@ -135,16 +136,30 @@ export function buildProgram(): Command {
     const { openStore, runImportCommand } = await loadImport();
     // Receipts imported into a mistyped path would sit in a new store no `verify` reads.
     const store = await openStore(config, { create: false });
+    // Told to stop, it commits what it read and prints its summary: it used to die at once
+    // with exit 143 and no word of how far it got. A second signal ends it at once.
+    const abort = new AbortController();
+    const signals = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+    const onSignal = (name: NodeJS.Signals) => {
+      for (const s of signals) process.off(s, onSignal);
+      abort.abort(name);
+    };
+    for (const s of signals) process.once(s, onSignal);
     try {
       process.exitCode = await runImportCommand(store, file, flags, {
         stdin: process.stdin,
         out: (line) => console.log(line),
         err: (line) => console.error(line),
         progress: process.stderr.isTTY === true,
+        signal: abort.signal,
       });
     } finally {
+      for (const s of signals) process.off(s, onSignal);
       await store.close();
     }
+    // Stopped, a read of a named pipe may still wait in the thread pool for a writer that
+    // never writes again, and the process would wait with it: it ends here, its summary out.
+    if (abort.signal.aborted) exitAfterDrain(Number(process.exitCode ?? 1));
   });
 
   const tx = program.command("tx").description("Solana transactions");

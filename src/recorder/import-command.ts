@@ -1,6 +1,8 @@
-import { createReadStream, openSync, statSync } from "node:fs";
+import { closeSync, constants, createReadStream, open, openSync, statSync } from "node:fs";
+import { Socket } from "node:net";
+import { constants as os } from "node:os";
 import { extname } from "node:path";
-import type { Readable } from "node:stream";
+import { Readable } from "node:stream";
 import { Presets, SingleBar } from "cli-progress";
 import type { Store } from "../db/client.js";
 import { AppError } from "../errors.js";
@@ -14,6 +16,12 @@ export interface ImportCommandIo {
   err: (line: string) => void;
   /** Draw a progress bar on stderr (when stderr is a TTY; only for a file, whose size is known). */
   progress: boolean;
+  /**
+   * Aborted when the command is told to stop, with the signal's name (`SIGTERM`) as its reason:
+   * the lines read are committed, the summary printed, and the exit code is the signal's
+   * (128 + its number, as a shell reports a process it ended).
+   */
+  signal?: AbortSignal;
 }
 
 function formatOf(file: string, flag: string | undefined): ImportFormat | undefined {
@@ -47,6 +55,42 @@ function readable<T>(file: string, look: () => T): T {
     );
   }
 }
+
+/**
+ * A named pipe opened to read, once a writer opens it too (as `open(2)` waits); null when told
+ * to stop first. That wait is a thread pool's, which the process waits for as it ends: told to
+ * stop, this process opens the pipe to write for a moment, which ends the wait.
+ */
+function openPipe(file: string, signal: AbortSignal | undefined): Promise<number | null> {
+  return new Promise((resolve, reject) => {
+    let poke: NodeJS.Timeout | undefined;
+    const stop = () => {
+      const once = () => {
+        try {
+          // Refused (ENXIO) until the open below has begun to wait as a reader: tried again.
+          closeSync(openSync(file, constants.O_WRONLY | constants.O_NONBLOCK));
+        } catch {}
+      };
+      once();
+      poke = setInterval(once, 50);
+    };
+    if (signal?.aborted) stop();
+    else signal?.addEventListener("abort", stop, { once: true });
+    open(file, "r", (error, fd) => {
+      signal?.removeEventListener("abort", stop);
+      clearInterval(poke);
+      if (error) reject(error);
+      else if (signal?.aborted) {
+        closeSync(fd);
+        resolve(null);
+      } else resolve(fd);
+    });
+  });
+}
+
+/** A pipe's reads, as a socket's (see `openPipe`); nothing when it was never opened. */
+const pipeStream = (fd: number | null): Readable =>
+  fd === null ? Readable.from([]) : new Socket({ fd, readable: true, writable: false });
 
 /** Lists at most this many rejected or conflicting lines; the counts cover the rest. */
 const maxListed = 50;
@@ -104,12 +148,13 @@ export async function runImportCommand(
     });
   }
   // A file is opened here, so that one this user may not read is refused naming it; a pipe is
-  // opened by its stream (opening it waits for its writer).
+  // opened once its writer opens it, and read as a socket: a file stream's read of it waits in
+  // the thread pool, which holds the process past its end when told to stop mid-file.
   const input = fromStdin
     ? io.stdin
     : stat?.isFile()
       ? createReadStream(file, { fd: readable(file, () => openSync(file, "r")) })
-      : createReadStream(file);
+      : pipeStream(await openPipe(file, io.signal));
   const size = stat?.isFile() ? stat.size : 0;
   const bar =
     io.progress && size > 0
@@ -128,9 +173,21 @@ export async function runImportCommand(
     const summary = await importReceipts(store, input, {
       ...(format ? { format } : {}),
       onProgress: (bytes, lines) => bar?.update(Math.min(bytes, size), { lines }),
+      ...(io.signal ? { signal: io.signal } : {}),
     });
-    bar?.update(size);
+    if (summary.stopped === undefined) bar?.update(size);
     bar?.stop();
+    if (summary.stopped !== undefined) {
+      const [head, ...details] = formatImportSummary(summary, fromStdin ? "stdin" : file);
+      io.out(head ?? "");
+      for (const line of details) io.err(line);
+      const name = String(io.signal?.reason ?? "a signal");
+      io.err(
+        `stopped by ${printable(name)} after line ${summary.stopped.afterLine}: the lines before are imported, the rest of the ${fromStdin ? "input" : "file"} was not read; running the import again is safe (receipts already imported are counted duplicate)`,
+      );
+      const number = os.signals[name as keyof typeof os.signals];
+      return number === undefined ? 1 : 128 + number;
+    }
     if (summary.total === 0 && flags.allowEmpty !== true) {
       // A cron importing last night's export sees exit 0 for a file its exporter left empty
       // (a failed query, a full disk, a rotated path) and the day's jobs are never audited.

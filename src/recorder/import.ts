@@ -24,6 +24,11 @@ export interface ImportOptions {
   onProgress?: (bytesRead: number, linesRead: number) => void;
   /** Clock (epoch ms). Default `Date.now`. */
   now?: () => number;
+  /**
+   * Told to stop (a SIGTERM, Ctrl-C): the lines read are committed, the rest is not read, and
+   * the summary says where it stopped (`stopped`).
+   */
+  signal?: AbortSignal;
 }
 
 export interface ImportSummary {
@@ -41,6 +46,8 @@ export interface ImportSummary {
    * dated at the import, so `receipt.time` fails one imported long after its lock.
    */
   undated: number;
+  /** Told to stop (`signal`): the last line read; the lines after it were not. */
+  stopped?: { afterLine: number };
 }
 
 /** A receipt that names no time of its own (a wire receipt's `created_at`, a completion's). */
@@ -790,6 +797,16 @@ function stoppedImport(error: unknown, summary: ImportSummary, firstLine: number
   );
 }
 
+const emptySummary = (): ImportSummary => ({
+  total: 0,
+  created: 0,
+  duplicate: 0,
+  updated: 0,
+  conflicts: [],
+  rejected: [],
+  undated: 0,
+});
+
 /**
  * Imports receipts from a JSONL or CSV stream with the ingest API's validation and
  * idempotency, one transaction per batch. Rejected lines do not stop the import; they are
@@ -802,22 +819,27 @@ export async function importReceipts(
 ): Promise<ImportSummary> {
   const pace = importPace(store, options.batchSize ?? 1000);
   const now = options.now ?? Date.now;
-  const { format: sniffed, stream } = await opening(input);
+  // Told to stop, a wait for the next line ends at once: a pipe may send nothing for hours.
+  const { signal } = options;
+  const stop = new Promise<"stop">((resolve) => {
+    if (signal?.aborted) resolve("stop");
+    signal?.addEventListener("abort", () => resolve("stop"), { once: true });
+  });
+  const open = opening(input);
+  const opened = await Promise.race([open, stop]);
+  if (opened === "stop") {
+    open.catch(() => {});
+    input.destroy();
+    return { ...emptySummary(), stopped: { afterLine: 0 } };
+  }
+  const { format: sniffed, stream } = opened;
   const format = options.format ?? sniffed;
   let bytesRead = 0;
   stream.on("data", (chunk: Buffer | string) => {
     bytesRead += chunk.length;
   });
 
-  const summary: ImportSummary = {
-    total: 0,
-    created: 0,
-    duplicate: 0,
-    updated: 0,
-    conflicts: [],
-    rejected: [],
-    undated: 0,
-  };
+  const summary = emptySummary();
   let batch: Item[] = [];
   let lastLine = 0;
   const flush = async () => {
@@ -862,9 +884,21 @@ export async function importReceipts(
     options.onProgress?.(bytesRead, lastLine);
   };
 
-  const items = format === "csv" ? csvItems(stream) : jsonlItems(stream);
+  const items = (format === "csv" ? csvItems(stream) : jsonlItems(stream))[Symbol.asyncIterator]();
   try {
-    for await (const item of items) {
+    for (;;) {
+      const next = signal?.aborted ? null : items.next();
+      const read = next === null ? "stop" : await Promise.race([next, stop]);
+      if (read === "stop") {
+        // The line being read is left unread; the stream's end may reject its wait.
+        next?.catch(() => {});
+        stream.destroy();
+        await flush();
+        summary.stopped = { afterLine: lastLine };
+        return summary;
+      }
+      if (read.done) break;
+      const item = read.value;
       batch.push(item);
       lastLine = item.line;
       if (batch.length >= pace.size()) await flush();

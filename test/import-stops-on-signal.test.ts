@@ -1,0 +1,112 @@
+import { execFileSync } from "node:child_process";
+import { createWriteStream, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { sql } from "drizzle-orm";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { openSqliteStore, type SqliteStore } from "../src/db/client.js";
+import { migrateStore } from "../src/db/migrate.js";
+import { wireReceipt } from "./support/recorder-fixtures.js";
+import { startCli, until } from "./support/service-process.js";
+
+/**
+ * `import` told to stop (a SIGTERM from a supervisor, Ctrl-C at a terminal) while it reads a
+ * pipe whose writer goes on: it commits the lines it read, prints its summary and where it
+ * stopped, and exits with the signal's code. It used to die at once, exit 143 and no word of how
+ * far it got, so whoever stopped it could not tell what was in the store.
+ */
+describe("import told to stop", () => {
+  let dir: string;
+  let db: string;
+  let reader: SqliteStore;
+  const count = () =>
+    Number(reader.db.get<{ n: number }>(sql`select count(*) as n from jobs`)?.n ?? 0);
+  const line = (i: number) => `${JSON.stringify(wireReceipt({ job_id: `job_stop${i}` }))}\n`;
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), "import-stop-"));
+    db = join(dir, "audit.db");
+    const setup = openSqliteStore(db);
+    migrateStore(setup);
+    setup.close();
+    reader = openSqliteStore(db);
+  });
+  afterEach(() => reader.close());
+
+  /** An import reading a FIFO whose writer stays open: the import waits on it for more. */
+  function importOfPipe() {
+    const fifo = join(dir, "receipts.jsonl");
+    execFileSync("mkfifo", [fifo]);
+    const cli = startCli(["import", fifo, "--db", db]);
+    const writer = createWriteStream(fifo);
+    return { cli, writer };
+  }
+
+  const stderrOf = async (cli: ReturnType<typeof startCli>) => {
+    await cli.exited;
+    return cli.stderr();
+  };
+
+  it("commits what it read, says where it stopped, exits 143, and a re-run adds only the rest", async () => {
+    const { cli, writer } = importOfPipe();
+    const sent = 1_500;
+    const total = sent + 100;
+    // Each receipt once, sent again as it was (`wireReceipt` makes up its signatures).
+    const lines = Array.from({ length: total }, (_, i) => line(i));
+    for (const text of lines.slice(0, sent)) writer.write(text);
+    // At least one transaction in (1,000 receipts at most each), the rest of the lines read or
+    // waiting in the pipe.
+    await until(() => count() > 0, 60_000, 20);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    cli.child.kill("SIGTERM");
+    expect(await cli.exited).toBe(143);
+    writer.destroy();
+
+    const stored = count();
+    const head = cli.logs.map((l) => String(l.text ?? "")).find((l) => l.startsWith("imported"));
+    expect(head).toBe(
+      `imported ${join(dir, "receipts.jsonl")}: ${stored} receipts, ${stored} created, 0 duplicate, 0 updated, 0 conflicting, 0 rejected`,
+    );
+    expect(await stderrOf(cli)).toContain(
+      `stopped by SIGTERM after line ${stored}: the lines before are imported, the rest of the file was not read; running the import again is safe`,
+    );
+
+    // The whole file again, more lines after it: what the stop left out is created, once.
+    const file = join(dir, "again.jsonl");
+    writeFileSync(file, lines.join(""));
+    const again = startCli(["import", file, "--db", db]);
+    expect(await again.exited).toBe(0);
+    expect(again.logs.map((l) => String(l.text ?? ""))).toContain(
+      `imported ${file}: ${total} receipts, ${total - stored} created, ${stored} duplicate, 0 updated, 0 conflicting, 0 rejected`,
+    );
+    expect(count()).toBe(total);
+  }, 120_000);
+
+  it("stops a wait on a quiet pipe at once, exits 130 on Ctrl-C, and is not refused as empty", async () => {
+    const { cli, writer } = importOfPipe();
+    // The writer has opened the pipe and sent nothing: the import waits for its first line.
+    await new Promise<void>((resolve) => writer.once("open", () => resolve()));
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    const asked = Date.now();
+    cli.child.kill("SIGINT");
+    expect(await cli.exited).toBe(130);
+    expect(Date.now() - asked).toBeLessThan(10_000);
+    writer.destroy();
+    expect(await stderrOf(cli)).toContain("stopped by SIGINT after line 0");
+    expect(cli.logs.map((l) => String(l.text ?? ""))[0]).toMatch(/: 0 receipts, 0 created/);
+    expect(count()).toBe(0);
+  }, 60_000);
+
+  it("stops a wait for the pipe's writer at once", async () => {
+    const fifo = join(dir, "nobody-writes.jsonl");
+    execFileSync("mkfifo", [fifo]);
+    const cli = startCli(["import", fifo, "--db", db]);
+    // Its open waits for a writer that never comes.
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    const asked = Date.now();
+    cli.child.kill("SIGTERM");
+    expect(await cli.exited).toBe(143);
+    expect(Date.now() - asked).toBeLessThan(10_000);
+    expect(await stderrOf(cli)).toContain("stopped by SIGTERM after line 0");
+  }, 60_000);
+});
