@@ -22,8 +22,22 @@ it("reads an idle event loop as no delay, and a 30 ms stall as one, since the re
   expect(loopDelay()).toEqual({ p99Ms: 0, maxMs: 0 });
   // Idle, but for the CPU a loaded host gives the process late: that wait is a request's too,
   // and is measured beside it (an idle loop read 10 ms, its timer's interval, on a load of 17).
-  const hostLateMs = await timerLateness(300);
-  expect(loopDelay().p99Ms).toBeLessThan(3 + hostLateMs);
+  // Three windows at most: a burst of load beside one (11.2 ms read against 6.5 ms of a
+  // timer's lateness, once, with other test runs on the host) passes in the next; an idle loop
+  // read as its sampling interval fails all three.
+  let hostLateMs = 0;
+  const idle: [number, number][] = [];
+  for (let window = 0; window < 3; window++) {
+    loopDelay();
+    hostLateMs = await timerLateness(300);
+    const p99Ms = loopDelay().p99Ms;
+    idle.push([p99Ms, hostLateMs]);
+    if (p99Ms < 3 + hostLateMs) break;
+  }
+  expect(
+    idle.some(([p99Ms, late]) => p99Ms < 3 + late),
+    JSON.stringify(idle),
+  ).toBe(true);
   // Timed by performance.now(): Date.now()'s whole milliseconds made a stall of "30 ms" as
   // short as 29, read as 19.8 ms late once on a loaded host.
   const until = performance.now() + 30;
