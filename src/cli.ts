@@ -10,7 +10,6 @@ import { AppError, isAppError, messageOf, wholeNumberFlag } from "./errors.js";
 import { registerLocalnetCommand } from "./localnet/command.js";
 import { registerVerifyCommand } from "./nightly/verify-cli.js";
 import { printable } from "./printable-text.js";
-import { exitAfterDrain } from "./process-exit.js";
 import { registerReportCommands } from "./reports/report-command.js";
 
 /** The flag of commands that only read or write the store. */
@@ -157,9 +156,10 @@ export function buildProgram(): Command {
       for (const s of signals) process.off(s, onSignal);
       await store.close();
     }
-    // Stopped, a read of a named pipe may still wait in the thread pool for a writer that
-    // never writes again, and the process would wait with it: it ends here, its summary out.
-    if (abort.signal.aborted) exitAfterDrain(Number(process.exitCode ?? 1));
+    // Stopped, it ends by the signal it was sent, its summary out: its supervisor sees it
+    // stopped so (a shell, 128 + its number; systemd, a clean stop), and a wait for a named
+    // pipe's writer left in the thread pool holds no exit.
+    if (abort.signal.aborted) endBySignal(abort.signal.reason as NodeJS.Signals);
   });
 
   const tx = program.command("tx").description("Solana transactions");
@@ -362,6 +362,12 @@ export function guardOutputStreams(): void {
   process.on("exit", (code) => {
     if (lost && code === 0) process.exitCode = 2;
   });
+}
+
+/** Ends this process by `signal`'s default action, its listeners removed. */
+function endBySignal(signal: NodeJS.Signals): void {
+  process.removeAllListeners(signal);
+  process.kill(process.pid, signal);
 }
 
 /** Entry point of the `decentral-audit` binary. */

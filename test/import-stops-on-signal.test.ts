@@ -1,4 +1,5 @@
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
+import { once } from "node:events";
 import { createWriteStream, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -7,13 +8,14 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { openSqliteStore, type SqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { wireReceipt } from "./support/recorder-fixtures.js";
-import { startCli, until } from "./support/service-process.js";
+import { cliArgv, startCli, until } from "./support/service-process.js";
 
 /**
  * `import` told to stop (a SIGTERM from a supervisor, Ctrl-C at a terminal) while it reads a
  * pipe whose writer goes on: it commits the lines it read, prints its summary and where it
- * stopped, and exits with the signal's code. It used to die at once, exit 143 and no word of how
- * far it got, so whoever stopped it could not tell what was in the store.
+ * stopped, and ends by the signal it was sent (a shell sees 143 for SIGTERM, systemd a clean
+ * stop). It used to die at once with no word of how far it got, so whoever stopped it could not
+ * tell what was in the store.
  */
 describe("import told to stop", () => {
   let dir: string;
@@ -42,12 +44,18 @@ describe("import told to stop", () => {
     return { cli, writer };
   }
 
+  /** The signal the process ended by (a shell reports 128 + its number: 143 for SIGTERM). */
+  const endedBy = async (cli: ReturnType<typeof startCli>) => {
+    expect(await cli.exited).toBeNull();
+    return cli.child.signalCode;
+  };
+
   const stderrOf = async (cli: ReturnType<typeof startCli>) => {
     await cli.exited;
     return cli.stderr();
   };
 
-  it("commits what it read, says where it stopped, exits 143, and a re-run adds only the rest", async () => {
+  it("commits what it read, says where it stopped, ends by SIGTERM, and a re-run adds only the rest", async () => {
     const { cli, writer } = importOfPipe();
     const sent = 1_500;
     const total = sent + 100;
@@ -59,7 +67,7 @@ describe("import told to stop", () => {
     await until(() => count() > 0, 60_000, 20);
     await new Promise((resolve) => setTimeout(resolve, 300));
     cli.child.kill("SIGTERM");
-    expect(await cli.exited).toBe(143);
+    expect(await endedBy(cli)).toBe("SIGTERM");
     writer.destroy();
 
     const stored = count();
@@ -82,20 +90,45 @@ describe("import told to stop", () => {
     expect(count()).toBe(total);
   }, 120_000);
 
-  it("stops a wait on a quiet pipe at once, exits 130 on Ctrl-C, and is not refused as empty", async () => {
+  it("stops a wait on a quiet pipe at once on Ctrl-C, and is not refused as empty", async () => {
     const { cli, writer } = importOfPipe();
     // The writer has opened the pipe and sent nothing: the import waits for its first line.
     await new Promise<void>((resolve) => writer.once("open", () => resolve()));
     await new Promise((resolve) => setTimeout(resolve, 1_000));
     const asked = Date.now();
     cli.child.kill("SIGINT");
-    expect(await cli.exited).toBe(130);
+    expect(await endedBy(cli)).toBe("SIGINT");
     expect(Date.now() - asked).toBeLessThan(10_000);
     writer.destroy();
     expect(await stderrOf(cli)).toContain("stopped by SIGINT after line 0");
     expect(cli.logs.map((l) => String(l.text ?? ""))[0]).toMatch(/: 0 receipts, 0 created/);
     expect(count()).toBe(0);
   }, 60_000);
+
+  it("says it was stopped when the signal ended its writer too (Ctrl-C on a pipeline)", async () => {
+    const file = join(dir, "big.jsonl");
+    writeFileSync(file, Array.from({ length: 60_000 }, (_, i) => line(i)).join(""));
+    const argv = [process.execPath, ...cliArgv(["import", "-", "--db", db])];
+    const quoted = argv.map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(" ");
+    // A shell that outlives the signal, and a pipeline in its own process group, as a
+    // terminal's job is: the signal reaches `cat` and the import at once.
+    const shell = spawn("bash", ["-c", `trap true TERM; cat '${file}' | ${quoted}; echo "rc=$?"`], {
+      detached: true,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    let err = "";
+    shell.stdout.setEncoding("utf8").on("data", (chunk: string) => (out += chunk));
+    shell.stderr.setEncoding("utf8").on("data", (chunk: string) => (err += chunk));
+    const ended = once(shell, "exit");
+    await until(() => count() > 0, 60_000, 20);
+    process.kill(-(shell.pid as number), "SIGTERM");
+    await ended;
+    expect(out).toContain("rc=143");
+    const stored = count();
+    expect(out).toMatch(new RegExp(`imported stdin: \\d+ receipts, ${stored} created`));
+    expect(err).toMatch(/stopped by SIGTERM after line \d+/);
+  }, 120_000);
 
   it("stops a wait for the pipe's writer at once", async () => {
     const fifo = join(dir, "nobody-writes.jsonl");
@@ -105,7 +138,7 @@ describe("import told to stop", () => {
     await new Promise((resolve) => setTimeout(resolve, 2_000));
     const asked = Date.now();
     cli.child.kill("SIGTERM");
-    expect(await cli.exited).toBe(143);
+    expect(await endedBy(cli)).toBe("SIGTERM");
     expect(Date.now() - asked).toBeLessThan(10_000);
     expect(await stderrOf(cli)).toContain("stopped by SIGTERM after line 0");
   }, 60_000);

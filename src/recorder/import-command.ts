@@ -1,4 +1,4 @@
-import { closeSync, constants, createReadStream, open, openSync, statSync } from "node:fs";
+import { closeSync, createReadStream, open, openSync, statSync } from "node:fs";
 import { Socket } from "node:net";
 import { constants as os } from "node:os";
 import { extname } from "node:path";
@@ -58,32 +58,19 @@ function readable<T>(file: string, look: () => T): T {
 
 /**
  * A named pipe opened to read, once a writer opens it too (as `open(2)` waits); null when told
- * to stop first. That wait is a thread pool's, which the process waits for as it ends: told to
- * stop, this process opens the pipe to write for a moment, which ends the wait.
+ * to stop first. That wait is in the thread pool and is left there: the process, told to stop,
+ * ends by its signal (see cli.ts), which no thread holds.
  */
 function openPipe(file: string, signal: AbortSignal | undefined): Promise<number | null> {
   return new Promise((resolve, reject) => {
-    let poke: NodeJS.Timeout | undefined;
-    const stop = () => {
-      const once = () => {
-        try {
-          // Refused (ENXIO) until the open below has begun to wait as a reader: tried again.
-          closeSync(openSync(file, constants.O_WRONLY | constants.O_NONBLOCK));
-        } catch {}
-      };
-      once();
-      poke = setInterval(once, 50);
-    };
+    const stop = () => resolve(null);
     if (signal?.aborted) stop();
     else signal?.addEventListener("abort", stop, { once: true });
     open(file, "r", (error, fd) => {
       signal?.removeEventListener("abort", stop);
-      clearInterval(poke);
       if (error) reject(error);
-      else if (signal?.aborted) {
-        closeSync(fd);
-        resolve(null);
-      } else resolve(fd);
+      else if (signal?.aborted) closeSync(fd);
+      else resolve(fd);
     });
   });
 }
@@ -149,7 +136,7 @@ export async function runImportCommand(
   }
   // A file is opened here, so that one this user may not read is refused naming it; a pipe is
   // opened once its writer opens it, and read as a socket: a file stream's read of it waits in
-  // the thread pool, which holds the process past its end when told to stop mid-file.
+  // the thread pool, where a stop leaves it waiting.
   const input = fromStdin
     ? io.stdin
     : stat?.isFile()
