@@ -51,3 +51,55 @@ export function holdWriteLockSync(
   };
   return { release, released: exited };
 }
+
+const pacedSource = `
+const { workerData } = require("node:worker_threads");
+const Database = require(workerData.driver);
+const flag = new Int32Array(workerData.flag);
+const db = new Database(workerData.path);
+db.pragma("busy_timeout = 5000");
+db.exec("CREATE TABLE IF NOT EXISTS lock_holder (n INTEGER)");
+let held = 0;
+while (Atomics.load(flag, 1) === 0) {
+  db.exec("BEGIN IMMEDIATE");
+  db.exec("INSERT INTO lock_holder VALUES (1)");
+  if (held++ === 0) {
+    Atomics.store(flag, 0, 1);
+    Atomics.notify(flag, 0);
+  }
+  Atomics.wait(flag, 1, 0, workerData.holdMs);
+  db.exec("COMMIT");
+  Atomics.wait(flag, 1, 0, workerData.freeMs);
+}
+db.close();
+`;
+
+/**
+ * Another connection, on its own thread, that takes the write lock for `holdMs`, leaves it free
+ * `freeMs`, and again, until `release()`: as `import` paces its transactions beside a service.
+ * Returns once it first holds the lock.
+ */
+export function paceWriteLockSync(
+  path: string,
+  holdMs: number,
+  freeMs: number,
+): { release(): void; released: Promise<void> } {
+  const flag = new SharedArrayBuffer(8);
+  const view = new Int32Array(flag);
+  const driver = createRequire(import.meta.url).resolve("better-sqlite3");
+  const worker = new Worker(pacedSource, {
+    eval: true,
+    workerData: { driver, path, holdMs, freeMs, flag },
+  });
+  const exited = new Promise<void>((resolve, reject) => {
+    worker.once("exit", () => resolve());
+    worker.once("error", reject);
+  });
+  Atomics.wait(view, 0, 0, 10_000);
+  if (Atomics.load(view, 0) !== 1) throw new Error("the lock pacer did not get the lock");
+  const release = () => {
+    Atomics.store(view, 1, 1);
+    Atomics.notify(view, 1);
+  };
+  return { release, released: exited };
+}
