@@ -141,6 +141,57 @@ describe("a stream's choices and calls, placed as its client places them", () =>
     });
   });
 
+  it("reads a stream longer than the proxy holds by its deltas' text, not by its JSON", async () => {
+    const hi = chunk([{ index: 0, delta: { role: "assistant", content: "Hi." } }]);
+    // 3,000 chunks of no text, some 330 KB of `data:` values: past the 64 KiB tail the proxy
+    // keeps, the answer was bounded by every byte of them, JSON and all, and 7,000 tokens
+    // claimed for `Hi.` were verified.
+    const empty = Array.from({ length: 3000 }, () => chunk([{ index: 0, delta: { content: "" } }]));
+    // An honest long answer: 3,000 deltas of one character.
+    const words = Array.from({ length: 3000 }, () =>
+      chunk([{ index: 0, delta: { content: "w" } }]),
+    );
+    expect(
+      await judge([
+        { chunks: [hi, ...empty], completion: 7000, tools: false },
+        { chunks: words, completion: 3000, tools: false },
+        { chunks: words, completion: 7000, tools: false },
+      ]),
+    ).toEqual({
+      verdicts: [failed, verified, failed],
+      rows: [
+        { answerBytes: 3, answerToolCalls: 0 },
+        { answerBytes: 3000, answerToolCalls: 0 },
+        { answerBytes: 3000, answerToolCalls: 0 },
+      ],
+    });
+  });
+
+  it("counts no text after a chunk with no choices, nor in a line Python's SDK does not read", async () => {
+    const hi = chunk([{ index: 0, delta: { role: "assistant", content: "Hi." } }]);
+    const padding = chunk([{ index: 0, delta: { content: filler } }]);
+    // Node's stream helper fails at a chunk whose `choices` is no array, and a loop reading
+    // `chunk.choices[0]` throws there: the text after it only a guarded Python loop shows.
+    const noChoices = `data: ${JSON.stringify({ id: "c", object: "chat.completion.chunk", model: "qwen3-8b" })}\n\n`;
+    expect(
+      await judge([
+        { chunks: [hi, noChoices, padding], completion: 3003, tools: false },
+        // Python's SDK keeps a line's byte-order mark: `\uFEFFdata` is no field it reads.
+        { chunks: [hi, `\uFEFF${padding}`], completion: 3003, tools: false },
+        { chunks: [hi, padding], completion: 3003, tools: false },
+      ]),
+    ).toEqual({
+      // The usage after the chunk with no choices is none its client read either: the charge
+      // is bounded by the answer's three bytes.
+      verdicts: [{ verdict: "discrepancy", failing: ["charge.matches_price"] }, failed, verified],
+      rows: [
+        { answerBytes: 3, answerToolCalls: 0 },
+        { answerBytes: 3, answerToolCalls: 0 },
+        { answerBytes: 3003, answerToolCalls: 0 },
+      ],
+    });
+  });
+
   it("counts no choice or call at an index that is no place in an array", async () => {
     const hi = { index: 0, delta: { role: "assistant", content: "Hi." } };
     const choiceBeside = [chunk([hi, { index: 0.5, delta: { content: filler } }])];

@@ -14,7 +14,7 @@ import {
   type RequestFacts,
   readEchoed,
 } from "./request-facts.js";
-import { type SseChunk, sseChunks, sseEvents } from "./sse-tail.js";
+import { createChunkReader, createSseReader } from "./sse-tail.js";
 import { withoutKeys } from "./without-key.js";
 
 /**
@@ -647,70 +647,10 @@ export function scannedBodyFacts(
 }
 
 /**
- * Model, usage and answer size of an SSE stream as its client read it (usage rides on the final
- * chunk before `[DONE]`; see sse-tail.ts). `cut`: the text is a tail, its start lost; the answer
- * is then bounded by `dataBytes`, the values of the stream's `data:` lines up to `[DONE]` (their
- * JSON included, a looser bound), as its text is no longer all here.
+ * The most of one event's data a stream's reader holds, a JSON answer's most (8 MiB): what
+ * follows is not read, which only lowers the bound (see `createSseReader`).
  */
-export function sseFacts(
-  tail: string,
-  cut: boolean,
-  dataBytes: number,
-  credentials: string[],
-  asked: Asked,
-): BodyFacts {
-  if (asked.shape === "output") return responsesSseFacts(tail, cut, dataBytes, credentials, asked);
-  let model: string | null = null;
-  const read = sseChunks(sseEvents(tail, cut), true);
-  // Text in a chunk some SDKs do not read as one is no answer every customer got.
-  const chunks = read.filter((c) => c.everyClient).map((c) => c.data);
-  for (let i = chunks.length - 1; i >= 0 && model === null; i--) {
-    const chunk = chunks[i]!;
-    if (typeof chunk.model === "string") {
-      model = operatorModel(withoutKeys(chunk.model, credentials));
-    }
-  }
-  const usage = streamUsage(read);
-  if (cut) {
-    // Its audio, cut away with the start, may be of a format that bounds nothing.
-    const bound = unboundedAudio(asked) ? null : dataBytes;
-    const known = boundedUsage(bound, usage, asked);
-    return { model, usage: known, answerBytes: dataBytes, answerToolCalls: null };
-  }
-  // The whole stream was read: its deltas' text, as the client pieces the answer together.
-  const generated = createGeneratedCount(asked);
-  for (const chunk of chunks) generated.add(chunk.choices, "delta");
-  const bytes = generated.bytes;
-  return {
-    model,
-    usage: boundedUsage(bytes, usage, asked),
-    answerBytes: bytes,
-    answerToolCalls: generated.toolCalls,
-  };
-}
-
-/**
- * The usage a stream's client ends with: the last chunk's that names one. A later `usage` with
- * other numbers replaces an earlier one, as in the SDKs' stream helpers (Node's
- * `finalChatCompletion()`, Python's `get_final_completion()`) and in a loop keeping `chunk.usage`,
- * so a count its client ended without never prices the job; one that is no usage (`"x"`, a
- * number) leaves it unknown. A later `usage: null` is none: every chunk of an OpenAI stream but
- * its usage chunk names `usage: null`, and its client reads the usage where it is set (the API's
- * own advice), so an honest upstream that sends one more chunk after it (as OpenAI's sends all
- * the others) told its client the count all the same: read as unknown, its job was left
- * partially verified. Its numbers are bounded by the answer's bytes either way. A last usage in
- * a chunk some SDKs do not read (an event with a name, `readByEveryClient`) is one customer's
- * count and not another's: unknown.
- */
-function streamUsage(chunks: readonly SseChunk[]): Usage | null {
-  for (let i = chunks.length - 1; i >= 0; i--) {
-    const { data, everyClient } = chunks[i]!;
-    if (Object.hasOwn(data, "usage") && data.usage !== null) {
-      return everyClient ? operatorUsage(data.usage, false) : unknownUsage;
-    }
-  }
-  return null;
-}
+const maxEventBytes = 8 * 1024 * 1024;
 
 /** The events of a Responses API stream that end it with its response, usage and all. */
 const finalResponseEvents = new Set(["response.completed", "response.incomplete"]);
@@ -727,46 +667,129 @@ const textDeltaEvents = new Set([
 ]);
 
 /**
+ * Model, usage and answer size of an SSE stream as its client reads it, read as its bytes pass
+ * (see sse-tail.ts): only the line being read and one event's data are held, so a stream of any
+ * length is read (up to an event longer than 8 MiB). A stream's chunks carry its text in their deltas, pieced together as its
+ * client does (`createGeneratedCount`), and its usage rides on its last chunks: the last one
+ * naming a usage is its client's (see `streamUsage`). A Responses API stream: see
+ * `responsesFacts`. A stream longer than its last 64 KiB was bounded by every byte of its
+ * `data:` values, JSON and all: an operator padding a long stream with empty deltas (about 250
+ * bytes each) could claim some 60 times the tokens it sent, verified.
+ */
+export function createSseFacts(credentials: string[], asked: Asked) {
+  const responses = asked.shape === "output";
+  const readChunk = createChunkReader(!responses, responses);
+  const generated = createGeneratedCount(asked);
+  let stopped = false;
+  let model: string | null = null;
+  // The last chunk naming a usage: its value, and whether every client reads its chunk.
+  let usage: { value: unknown; everyClient: boolean } | null = null;
+  // A Responses API stream's text deltas, and the response it ended with.
+  let deltaText = 0;
+  let last: Record<string, unknown> | null = null;
+  const reader = createSseReader((e) => {
+    if (stopped) return;
+    const chunk = readChunk(e);
+    if (chunk === "end") {
+      stopped = true;
+      return;
+    }
+    if (chunk === null) return;
+    const { data, everyClient } = chunk;
+    if (responses) {
+      const type = data.type;
+      if (type === "error" || type === "response.failed") {
+        stopped = true;
+        return;
+      }
+      // An event some SDKs do not read (see `readByEveryClient`) shows no text to every
+      // customer, and a response in it is not every customer's.
+      if (typeof type !== "string" || !everyClient) return;
+      if (textDeltaEvents.has(type)) deltaText += utf8Bytes(data.delta);
+      else if (finalResponseEvents.has(type)) last = asRecord(data.response);
+      return;
+    }
+    if (Object.hasOwn(data, "usage") && data.usage !== null) {
+      usage = { value: data.usage, everyClient };
+    }
+    // Text in a chunk some SDKs do not read as one is no answer every customer got.
+    if (!everyClient) return;
+    if (typeof data.model === "string") model = data.model;
+    generated.add(data.choices, "delta");
+  }, maxEventBytes);
+  return {
+    add(chunk: Buffer) {
+      if (!stopped) reader.add(chunk);
+    },
+    /** Whether nothing more of the stream is read: its `[DONE]`, or a chunk that ends it. */
+    get done() {
+      return stopped || reader.done;
+    },
+    facts(): BodyFacts {
+      const named =
+        model === null ? null : operatorModel(withoutKeys(model as string, credentials));
+      if (responses) return responsesFacts(last, deltaText, credentials, asked);
+      const bytes = generated.bytes;
+      return {
+        model: named,
+        usage: boundedUsage(bytes, streamUsage(usage), asked),
+        answerBytes: bytes,
+        answerToolCalls: generated.toolCalls,
+      };
+    },
+  };
+}
+
+/** Model, usage and answer size of a whole SSE stream's text (see `createSseFacts`). */
+export function sseFacts(text: string, credentials: string[], asked: Asked): BodyFacts {
+  const read = createSseFacts(credentials, asked);
+  read.add(Buffer.from(text, "utf8"));
+  return read.facts();
+}
+
+/**
+ * The usage a stream's client ends with: the last chunk's that names one. A later `usage` with
+ * other numbers replaces an earlier one, as in the SDKs' stream helpers (Node's
+ * `finalChatCompletion()`, Python's `get_final_completion()`) and in a loop keeping `chunk.usage`,
+ * so a count its client ended without never prices the job; one that is no usage (`"x"`, a
+ * number) leaves it unknown. A later `usage: null` is none: every chunk of an OpenAI stream but
+ * its usage chunk names `usage: null`, and its client reads the usage where it is set (the API's
+ * own advice), so an honest upstream that sends one more chunk after it (as OpenAI's sends all
+ * the others) told its client the count all the same: read as unknown, its job was left
+ * partially verified. Its numbers are bounded by the answer's bytes either way. A last usage in
+ * a chunk some SDKs do not read (an event with a name, `readByEveryClient`) is one customer's
+ * count and not another's: unknown.
+ */
+function streamUsage(last: { value: unknown; everyClient: boolean } | null): Usage | null {
+  if (last === null) return null;
+  return last.everyClient ? operatorUsage(last.value, false) : unknownUsage;
+}
+
+/**
  * Model, usage and answer size of a Responses API stream as its client reads it (see
- * `sseFacts`): each event's JSON names its kind in `type`; the text comes as the `delta` of
+ * `createSseFacts`): each event's JSON names its kind in `type`; the text comes as the `delta` of
  * text events, and the stream ends with the response whole (`response.completed`, or
  * `response.incomplete` at the request's ceiling), its usage and output inside. The answer is
  * that output, read as a JSON answer's, but its message and reasoning text count no more than
  * the text deltas showed: text only in the last event, or in events a client does not show
  * (another kind, or after one that fails the stream), earns no tokens. `response.failed` or an
- * `error` event ends it with no usage. Cut to its tail, its usage is read where it is in the
- * tail, and its text bounded by its `data:` values (the last event repeats the output).
+ * `error` event ends it with no usage.
  */
-function responsesSseFacts(
-  tail: string,
-  cut: boolean,
-  dataBytes: number,
+function responsesFacts(
+  last: Record<string, unknown> | null,
+  deltaText: number,
   credentials: string[],
   asked: Asked,
 ): BodyFacts {
-  let last: Record<string, unknown> | null = null;
-  let deltaText = 0;
-  for (const { data: chunk, everyClient } of sseChunks(sseEvents(tail, cut), false, true)) {
-    const type = chunk.type;
-    if (type === "error" || type === "response.failed") break;
-    // An event some SDKs do not read (see `readByEveryClient`) shows no text to every customer,
-    // and a response in it is not every customer's.
-    if (typeof type !== "string" || !everyClient) continue;
-    if (textDeltaEvents.has(type)) deltaText += utf8Bytes(chunk.delta);
-    else if (finalResponseEvents.has(type)) last = asRecord(chunk.response);
-  }
   const model =
     last !== null && typeof last.model === "string"
       ? operatorModel(withoutKeys(last.model, credentials))
       : null;
-  const usage = last === null ? null : operatorUsage(last.usage, true);
-  if (cut) {
-    return { model, usage: usage ?? unknownUsage, answerBytes: dataBytes, answerToolCalls: null };
-  }
   // Without the response whole, what the client was shown is the text deltas alone.
   if (last === null) {
     return { model, usage: unknownUsage, answerBytes: deltaText, answerToolCalls: 0 };
   }
+  const usage = operatorUsage(last.usage, true);
   const generated = createGeneratedCount(asked);
   generated.addOutput(last.output);
   const text = Math.min(deltaText, generated.textBytes);

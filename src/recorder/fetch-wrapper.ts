@@ -735,7 +735,7 @@ export function createRecordingFetch(given: RecordingFetchOptions): RecordingFet
             const credentials = credentialsOfCall(input, init);
             const read = { ...facts, chat, shape };
             answer = isSse
-              ? sseFacts(text, false, 0, credentials, read)
+              ? sseFacts(text, credentials, read)
               : jsonBodyFacts(text, credentials, read, false);
           } catch (error) {
             // A reader that fails keeps the receipt: it goes from the headers, and is judged so.

@@ -19,6 +19,7 @@ import {
   type Asked,
   type BodyFacts,
   completionAsked,
+  createSseFacts,
   jsonBodyFacts,
   scannedBodyFacts,
   sseFacts,
@@ -288,7 +289,7 @@ function otherKindFacts(
   if (asked.stream === true) {
     const chunks = sseChunks(sseEvents(body, false), false, asked.shape === "output");
     if (!chunks.some((c) => c.everyClient)) return { facts: none, usageOwed: true };
-    return { facts: sseFacts(body, false, 0, credentials, asked), usageOwed: asked.usageAsked };
+    return { facts: sseFacts(body, credentials, asked), usageOwed: asked.usageAsked };
   }
   if (cut) return { facts: { ...none, answerBytes: totalBytes }, usageOwed: true };
   return {
@@ -1071,16 +1072,15 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
           chat: chatPath.test(pathPart(target)),
           shape: answerShapeOf(pathPart(target)),
         };
-        // A stream's data up to its [DONE]: what its text can be at most, when the stream is too
-        // long to read whole at its end. Only then is it read: each chunk as it leaves the tail,
-        // the tail's at the end (`streamDataBytes`). Counted as every chunk passed, it cost a
-        // stream of 200 events more than its forwarding did, to bound nothing.
-        const streamData = createDataCount(asked.shape === "output");
-        let tailCounted = false;
-        const streamDataBytes = () => {
-          if (sseCut && !tailCounted) for (const chunk of chunks) streamData.add(chunk);
-          tailCounted = true;
-          return streamData.bytes;
+        // A stream too long to hold at its end is read as it passes: each chunk as it leaves the
+        // tail, the tail's at the end (`streamFacts`). Read as every chunk passed, a short
+        // stream's reading would run beside its forwarding for nothing. A coded stream is not
+        // read here (`unread` below).
+        const streamRead = isSse && coded === "plain" ? createSseFacts(credentials, asked) : null;
+        const streamFacts = (): BodyFacts => {
+          if (streamRead === null) return unknownBody;
+          for (const chunk of chunks) streamRead.add(chunk);
+          return streamRead.facts();
         };
         // A JSON answer too long to hold is read as it passes: see scannedBodyFacts.
         let scan: JsonAnswerScan | null = null;
@@ -1108,7 +1108,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
             while (captured - (chunks[0]?.length ?? 0) >= sseTailBytes && chunks.length > 1) {
               const left = chunks.shift() as Buffer;
               captured -= left.length;
-              streamData.add(left);
+              streamRead?.add(left);
               sseCut = true;
             }
           } else if (captured > maxJsonCapture) {
@@ -1287,7 +1287,9 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
                   ? other.facts
                   : capturing && readAsAsked && !brokenOff
                     ? isSse
-                      ? sseFacts(bodyText, sseCut, streamDataBytes(), credentials, asked)
+                      ? sseCut
+                        ? streamFacts()
+                        : sseFacts(bodyText, credentials, asked)
                       : jsonBodyFacts(bodyText, credentials, asked)
                     : scan !== null && readAsAsked && upstream.complete
                       ? scannedBodyFacts(scan, credentials, asked)

@@ -1,7 +1,7 @@
 /**
  * What a streamed completion told its client, read from the stream's last bytes the way an SSE
  * client reads them (the OpenAI SDKs' decoder): lines end at CR, LF or CRLF, each decoded alone
- * (a byte-order mark at a line's start is dropped); an event ends at a blank line, with its
+ * (a line opening with a byte-order mark is read by some clients alone: see `createEventParser`); an event ends at a blank line, with its
  * `data:` lines joined by "\n", and is no event when it names neither an event nor data; an
  * event whose data starts with `[DONE]` ends the stream, and the client reads nothing after it.
  * The operator writes the stream, so usage it puts where a client never looks (after `[DONE]`,
@@ -14,6 +14,8 @@ export interface SseEvent {
   /** The `event:` field, null when the event names none. */
   event: string | null;
   data: string;
+  /** Read by some clients alone: a line of it opens with a byte-order mark (`createEventParser`). */
+  someClients?: true;
 }
 
 /**
@@ -92,7 +94,8 @@ const valueFields = new Set(["data", "event", "id", "retry"]);
  * read by no client as anything, and an event with a name by some clients as none, so the
  * operator could pad them freely; a bound on the completion tokens must not grow with them. It
  * runs on every chunk of every stream: data values are skipped with `indexOf`, not read byte by
- * byte. A byte-order mark before a line's field is dropped, as the client drops it.
+ * byte. A line opening with a byte-order mark is none (read by some clients alone: see
+ * `createEventParser`).
  */
 export function createDataCount(responses = false): {
   add(chunk: Buffer): void;
@@ -205,8 +208,6 @@ export function createDataCount(responses = false): {
           if (reading === "event") event = "";
           if (reading === "data") hasData = true;
           first = true;
-        } else if (field === "" && (c === 0xef || c === 0xbb || c === 0xbf)) {
-          // A byte-order mark's bytes before the field.
         } else if (field.length < nameBytes) field += String.fromCharCode(c);
         else reading = "other";
       }
@@ -218,6 +219,63 @@ export function createDataCount(responses = false): {
 const pythonInt = /^\s*[+-]?\p{Nd}+(?:_\p{Nd}+)*\s*$/u;
 
 /**
+ * Reads a stream's lines into events as an SSE client does, one line at a time (see
+ * `sseEvents`): `line` takes each line, decoded, and returns false once the stream has ended
+ * (`[DONE]`, after which a client reads nothing). `skipping`: the first event is a tail's, its
+ * start lost, and is left out.
+ */
+function createEventParser(onEvent: (event: SseEvent) => void, skipping = false) {
+  let event: string | null = null;
+  let data: string[] = [];
+  // Python's SDK ends an event at a blank line once an `id:` was given (kept across events) or
+  // the event gave a `retry:`, data or none: its empty data is no JSON and fails the stream.
+  let lastId = "";
+  let retry = false;
+  // A line of the event opened with a byte-order mark: Node's SDK drops the mark and reads the
+  // line, Python's decodes each line with the mark kept, and `\uFEFFdata` is no field to it. So
+  // the event is one client's and not another's (`someClients`): its text counts for nothing
+  // and a last usage in it is unknown, as in an event with a name. A `[DONE]` so written still
+  // ends the stream: what Node's client read stops there.
+  let marked = false;
+  return {
+    /** The data this event holds so far, in UTF-16 code units. */
+    pending: 0,
+    line(raw: string): boolean {
+      const bom = raw.startsWith("\uFEFF");
+      const line = bom ? raw.slice(1) : raw;
+      if (line === "") {
+        if (skipping) skipping = false;
+        else if (event || data.length > 0 || lastId !== "" || retry) {
+          const joined = data.join("\n");
+          if (joined.startsWith("[DONE]")) return false;
+          onEvent(marked ? { event, data: joined, someClients: true } : { event, data: joined });
+        }
+        event = null;
+        data = [];
+        retry = false;
+        marked = false;
+        this.pending = 0;
+        return true;
+      }
+      marked ||= bom;
+      // A comment, or a line of a tail's first event.
+      if (skipping || line.startsWith(":")) return true;
+      const colon = line.indexOf(":");
+      const field = colon < 0 ? line : line.slice(0, colon);
+      let value = colon < 0 ? "" : line.slice(colon + 1);
+      if (value.startsWith(" ")) value = value.slice(1);
+      if (field === "event") event = value;
+      else if (field === "data") {
+        data.push(value);
+        this.pending += value.length;
+      } else if (field === "id" && !value.includes("\0")) lastId = value;
+      else if (field === "retry" && pythonInt.test(value)) retry = true;
+      return true;
+    },
+  };
+}
+
+/**
  * The events of `text` a client acts on, oldest first, up to (not including) the one that ends
  * the stream. With `cut`, the text is a tail whose first line and event may have lost their
  * start (a line cut between its CR and LF reads as a blank line): both are left out. An event
@@ -225,43 +283,127 @@ const pythonInt = /^\s*[+-]?\p{Nd}+(?:_\p{Nd}+)*\s*$/u;
  */
 export function sseEvents(text: string, cut: boolean): SseEvent[] {
   const events: SseEvent[] = [];
-  let event: string | null = null;
-  let data: string[] = [];
-  // Python's SDK ends an event at a blank line once an `id:` was given (kept across events) or
-  // the event gave a `retry:`, data or none: its empty data is no JSON and fails the stream.
-  let lastId = "";
-  let retry = false;
+  const parser = createEventParser((e) => events.push(e), cut);
   // Most streams end lines with LF alone: split on it without a pattern when that is all.
   const lines = text.includes("\r") ? text.split(/\r\n|\r|\n/) : text.split("\n");
   // What follows the last line break is no line yet: the stream ended inside it.
   lines.pop();
-  let skipping = cut;
   if (cut) lines.shift();
-  for (const raw of lines) {
-    const line = raw.startsWith("\uFEFF") ? raw.slice(1) : raw;
-    if (line === "") {
-      if (skipping) skipping = false;
-      else if (event || data.length > 0 || lastId !== "" || retry) {
-        const joined = data.join("\n");
-        if (joined.startsWith("[DONE]")) return events;
-        events.push({ event, data: joined });
-      }
-      event = null;
-      data = [];
-      retry = false;
-      continue;
-    }
-    if (skipping || line.startsWith(":")) continue;
-    const colon = line.indexOf(":");
-    const field = colon < 0 ? line : line.slice(0, colon);
-    let value = colon < 0 ? "" : line.slice(colon + 1);
-    if (value.startsWith(" ")) value = value.slice(1);
-    if (field === "event") event = value;
-    else if (field === "data") data.push(value);
-    else if (field === "id" && !value.includes("\0")) lastId = value;
-    else if (field === "retry" && pythonInt.test(value)) retry = true;
-  }
+  for (const line of lines) if (!parser.line(line)) break;
   return events;
+}
+
+/** Bytes kept of a line that is no `data:` line: its field and enough of its value. */
+const keptLineBytes = 256;
+/** A line opening with `data:` (or `data` alone), a byte-order mark before it or not. */
+const dataLine = /^(?:\xEF\xBB\xBF)?data(?::|$)/;
+
+/**
+ * Reads a stream's bytes into events as they pass, as `sseEvents` reads its whole text: lines
+ * end at CR, LF or CRLF (a CR and its LF in two chunks end one line), each decoded alone (no
+ * character's UTF-8 holds a CR or LF byte). Only the line being read and the event's data are
+ * held: a line that is no `data:` line keeps its first `keptLineBytes` (a comment none), and an
+ * event whose data passes `maxEventBytes` ends what is read (`cut`): the events before it stand,
+ * which only lowers what the stream can be found to hold. Held whole, a comment or an `id:` line
+ * of 40 MiB, read by no client, was held by the proxy as long as the operator kept it open.
+ */
+export function createSseReader(onEvent: (event: SseEvent) => void, maxEventBytes: number) {
+  let line: Buffer[] = [];
+  let lineBytes = 0;
+  // The line being read: a data line (null: not known yet), a comment, bytes past those kept.
+  let data: boolean | null = null;
+  let comment = false;
+  let dropped = false;
+  let afterCr = false;
+  let ended = false;
+  let cut = false;
+  // The data bytes of the event being read.
+  let eventBytes = 0;
+  const parser = createEventParser(onEvent);
+  const head = () => (line.length === 1 ? (line[0] as Buffer) : Buffer.concat(line));
+  const classify = () => {
+    const first = head().toString("latin1", 0, 8);
+    data = dataLine.test(first);
+    comment = first.startsWith(":");
+  };
+  const take = (piece: Buffer) => {
+    if (dropped || piece.length === 0) return;
+    line.push(piece);
+    lineBytes += piece.length;
+    if (data === null && lineBytes >= 8) classify();
+    if (data === true) {
+      if (eventBytes + lineBytes > maxEventBytes) {
+        cut = true;
+        line = [];
+        lineBytes = 0;
+      }
+    } else if (data === false && lineBytes > keptLineBytes) {
+      line = comment ? [] : [head().subarray(0, keptLineBytes)];
+      lineBytes = comment ? 0 : keptLineBytes;
+      dropped = true;
+    }
+  };
+  const endLine = () => {
+    if (lineBytes === 0 && !dropped) {
+      // A blank line: the event ends.
+      eventBytes = 0;
+      if (!parser.line("")) ended = true;
+    } else {
+      if (data === null) classify();
+      if (!comment) {
+        const whole = head();
+        if (data === true) eventBytes += whole.length;
+        if (eventBytes > maxEventBytes) cut = true;
+        else if (!parser.line(whole.toString("utf8"))) ended = true;
+      }
+    }
+    line = [];
+    lineBytes = 0;
+    data = null;
+    comment = false;
+    dropped = false;
+  };
+  return {
+    /** Whether nothing more is read: the stream's end (`[DONE]`), or an event too long to hold. */
+    get done() {
+      return ended || cut;
+    },
+    add(chunk: Buffer) {
+      let i = 0;
+      const n = chunk.length;
+      // The next CR, found again only once passed: searched for at every line, a chunk of
+      // blank lines and no CR was scanned to its end once a line (18 s for 50 MB).
+      let r = chunk.indexOf(cr);
+      while (i < n && !ended && !cut) {
+        if (afterCr) {
+          afterCr = false;
+          if (chunk[i] === lf) {
+            i++;
+            continue;
+          }
+        }
+        const c = chunk[i];
+        if ((c === lf || c === cr) && lineBytes === 0 && !dropped) {
+          // A blank line, most lines of some streams: read without a search or a copy.
+          afterCr = c === cr;
+          i++;
+          endLine();
+          continue;
+        }
+        let end = chunk.indexOf(lf, i);
+        if (r >= 0 && r < i) r = chunk.indexOf(cr, i);
+        if (r >= 0 && (end < 0 || r < end)) end = r;
+        if (end < 0) {
+          take(chunk.subarray(i));
+          return;
+        }
+        take(chunk.subarray(i, end));
+        afterCr = chunk[end] === cr;
+        i = end + 1;
+        if (!cut) endLine();
+      }
+    },
+  };
 }
 
 /** A chunk of a stream (see `sseChunks`). */
@@ -290,23 +432,58 @@ export function sseChunks(
   responses = false,
 ): SseChunk[] {
   const chunks: SseChunk[] = [];
+  const read = createChunkReader(readsChoices, responses);
   for (const e of events) {
+    const chunk = read(e);
+    if (chunk === "end") break;
+    if (chunk !== null) chunks.push(chunk);
+  }
+  return chunks;
+}
+
+/**
+ * The chunk a client takes from each event in turn (see `sseChunks`): null for an event it
+ * reads as none, "end" once it has failed the stream. A chunk of a completion's stream
+ * (`readsChoices`) with no `choices` (or null) ends it after its usage: Node's stream helper
+ * fails there ("chunk.choices is not iterable") and a loop reading `chunk.choices[0]` throws, so
+ * text after it was read by a guarded Python loop alone, and counted, 1,000 bytes of it lifted
+ * the bound of `Hi.`'s usage; its own usage is read, as an honest upstream may send it so.
+ * `choices` of another kind (`"ab"`, `{}`) throws in no such loop: the stream goes on.
+ */
+export function createChunkReader(
+  readsChoices: boolean,
+  responses: boolean,
+): (e: SseEvent) => SseChunk | null | "end" {
+  let ended = false;
+  return (e) => {
+    if (ended) return "end";
     let chunk: unknown;
     try {
       chunk = JSON.parse(e.data);
     } catch {
       // A client fails the stream here; what it read before stands.
-      return chunks;
+      ended = true;
+      return "end";
     }
-    if (chunk === null) return chunks;
-    if (e.event?.startsWith("thread.")) continue;
-    if (readsChoices && (typeof chunk !== "object" || Array.isArray(chunk))) return chunks;
-    if (typeof chunk !== "object") continue;
-    if ((chunk as { error?: unknown }).error) return chunks;
-    chunks.push({
+    if (chunk === null) {
+      ended = true;
+      return "end";
+    }
+    if (e.event?.startsWith("thread.")) return null;
+    if (readsChoices && (typeof chunk !== "object" || Array.isArray(chunk))) {
+      ended = true;
+      return "end";
+    }
+    if (typeof chunk !== "object") return null;
+    if ((chunk as { error?: unknown }).error) {
+      ended = true;
+      return "end";
+    }
+    const choices = (chunk as { choices?: unknown }).choices;
+    if (readsChoices && (choices === undefined || choices === null)) ended = true;
+    return {
       data: chunk as Record<string, unknown>,
-      everyClient: readByEveryClient(e.event, responses),
-    });
-  }
-  return chunks;
+      everyClient: readByEveryClient(e.event, responses) && e.someClients !== true,
+    };
+  };
 }
