@@ -34,10 +34,21 @@ export function holdWriteLockSync(
   path: string,
   holdMs: number,
 ): { release(): void; released: Promise<void> } {
+  return startHolder(source, { path, holdMs });
+}
+
+/**
+ * Runs a holder's `code` on a thread of its own with `data` (and the driver, and the shared
+ * flag: [0] set to 1 once it holds the lock, [1] set to let it go), and returns once it holds it.
+ */
+function startHolder(
+  code: string,
+  data: Record<string, unknown>,
+): { release(): void; released: Promise<void> } {
   const flag = new SharedArrayBuffer(8);
   const view = new Int32Array(flag);
   const driver = createRequire(import.meta.url).resolve("better-sqlite3");
-  const worker = new Worker(source, { eval: true, workerData: { driver, path, holdMs, flag } });
+  const worker = new Worker(code, { eval: true, workerData: { ...data, driver, flag } });
   const exited = new Promise<void>((resolve, reject) => {
     worker.once("exit", () => resolve());
     worker.once("error", reject);
@@ -84,22 +95,5 @@ export function paceWriteLockSync(
   holdMs: number,
   freeMs: number,
 ): { release(): void; released: Promise<void> } {
-  const flag = new SharedArrayBuffer(8);
-  const view = new Int32Array(flag);
-  const driver = createRequire(import.meta.url).resolve("better-sqlite3");
-  const worker = new Worker(pacedSource, {
-    eval: true,
-    workerData: { driver, path, holdMs, freeMs, flag },
-  });
-  const exited = new Promise<void>((resolve, reject) => {
-    worker.once("exit", () => resolve());
-    worker.once("error", reject);
-  });
-  Atomics.wait(view, 0, 0, 10_000);
-  if (Atomics.load(view, 0) !== 1) throw new Error("the lock pacer did not get the lock");
-  const release = () => {
-    Atomics.store(view, 1, 1);
-    Atomics.notify(view, 1);
-  };
-  return { release, released: exited };
+  return startHolder(pacedSource, { path, holdMs, freeMs });
 }
