@@ -275,7 +275,7 @@ describe("Responses calls of a tool the request did not offer", () => {
  * A Responses message's text is its `output_text` parts (a refusal, its `refusal` part), as the
  * SDKs' `output_text` reads it; a reasoning item's, its `summary_text` and `reasoning_text`
  * parts. A part of another type beside `Hi.`, 2,000 bytes no client shows, was counted: 2,000
- * output tokens verified where `Hi.` earns 8 credits, not 16.
+ * output tokens verified where `Hi.` earns 8 credits, not 16. So was a part of no type.
  */
 describe("Responses parts of a type no client reads", () => {
   const h = useAdversaryHarness();
@@ -302,6 +302,7 @@ describe("Responses parts of a type no client reads", () => {
           content: [
             { type: "output_text", text: "Hi.", annotations: [] },
             { type: "padding", text: "x".repeat(1000) },
+            { text: "z".repeat(2000) },
           ],
         },
       ],

@@ -108,9 +108,9 @@ export const legacyCompletion = (asked: { chat?: boolean; shape?: AnswerShape })
 /**
  * The text of a Responses API item's parts (`content`, a reasoning item's `summary`) of the
  * type a client reads as text (`output_text`, `summary_text`, `reasoning_text`; a `refusal`
- * part's refusal), or of no type. A part of another type is shown by no SDK (`output_text`
- * joins the `output_text` parts alone): counted, 1,000 bytes of it beside `Hi.` lifted the
- * bound of its usage by as many tokens, verified.
+ * part's refusal). A part of another type, or of none, is shown by no SDK (`output_text` joins
+ * the `output_text` parts alone, in Node's SDK and Python's): counted, 1,000 bytes of it beside
+ * `Hi.` lifted the bound of its usage by as many tokens, verified.
  */
 function partsBytes(parts: unknown, textType: string): number {
   if (!Array.isArray(parts)) return 0;
@@ -120,9 +120,7 @@ function partsBytes(parts: unknown, textType: string): number {
   let refusal = 0;
   for (const part of parts) {
     const p = asRecord(part);
-    // A part of no type is read as either kind, never both: the longer text counts.
-    if (p.type === undefined) bytes += Math.max(utf8Bytes(p.text), utf8Bytes(p.refusal));
-    else if (p.type === textType) bytes += utf8Bytes(p.text);
+    if (p.type === textType) bytes += utf8Bytes(p.text);
     else if (p.type === "refusal") refusal += utf8Bytes(p.refusal);
   }
   return Math.max(bytes, refusal);

@@ -586,12 +586,10 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
         return { bytes: Math.max(f.bytes, c.bytes), calls: f.calls + c.calls > 0 ? 1 : 0 };
       }
       case "itemPart": {
-        // A part of no type is read as either kind, never both: the longer text counts.
+        // Of its type alone (see proxy.ts `partsBytes`): a part of none is text no SDK shows.
         const type = m.get("type");
         const text = str("text");
-        if (type === undefined)
-          return { bytes: 0, calls: 0, kinds: partTypes.map(() => Math.max(text, str("refusal"))) };
-        const name = type.type === "string" ? type.text : null;
+        const name = type?.type === "string" ? type.text : null;
         if (name === "refusal") return { bytes: 0, calls: 0, kinds: [0, 0, 0, str("refusal")] };
         return { bytes: 0, calls: 0, kinds: partTypes.map((t) => (t === name ? text : 0)) };
       }
