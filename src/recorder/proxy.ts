@@ -1076,7 +1076,13 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         // tail, the tail's at the end (`streamFacts`). Read as every chunk passed, a short
         // stream's reading would run beside its forwarding for nothing. A coded stream is not
         // read here (`unread` below).
-        const streamRead = isSse && coded === "plain" ? createSseFacts(credentials, asked) : null;
+        // Made as the first chunk leaves the tail: most streams never do.
+        let streamRead: ReturnType<typeof createSseFacts> | null = null;
+        const readLeaving = (chunk: Buffer) => {
+          if (coded !== "plain") return;
+          streamRead ??= createSseFacts(credentials, asked);
+          streamRead.add(chunk);
+        };
         const streamFacts = (): BodyFacts => {
           if (streamRead === null) return unknownBody;
           for (const chunk of chunks) streamRead.add(chunk);
@@ -1108,7 +1114,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
             while (captured - (chunks[0]?.length ?? 0) >= sseTailBytes && chunks.length > 1) {
               const left = chunks.shift() as Buffer;
               captured -= left.length;
-              streamRead?.add(left);
+              readLeaving(left);
               sseCut = true;
             }
           } else if (captured > maxJsonCapture) {
