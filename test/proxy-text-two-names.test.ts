@@ -213,14 +213,23 @@ describe("one text under two names: reasoning, tool calls", () => {
     expect(scannedBodyFacts(scan, [], chat).answerBytes).toBe(3003);
   });
 
-  it("counts a Responses part of no type as text or refusal, not both", () => {
+  it("counts a Responses part as its type says: one of no type is neither text nor refusal", () => {
     const asked: Asked = { ...chat, chat: false, shape: "output" };
-    const body = JSON.stringify({
-      model: "qwen3-8b",
-      output: [{ type: "message", content: [{ text: thought, refusal: thought }] }],
-      usage: { input_tokens: 12, output_tokens: 10, total_tokens: 22 },
-    });
-    expect(jsonBodyFacts(body, [], asked).answerBytes).toBe(3000);
+    const answer = (content: unknown[]) =>
+      JSON.stringify({
+        model: "qwen3-8b",
+        output: [{ type: "message", content }],
+        usage: { input_tokens: 12, output_tokens: 10, total_tokens: 22 },
+      });
+    // The SDKs' `output_text` joins the `output_text` parts alone.
+    expect(
+      jsonBodyFacts(answer([{ text: thought, refusal: thought }]), [], asked).answerBytes,
+    ).toBe(0);
+    const typed = [
+      { type: "output_text", text: thought, refusal: thought },
+      { type: "refusal", text: thought, refusal: "no" },
+    ];
+    expect(jsonBodyFacts(answer(typed), [], asked).answerBytes).toBe(3000);
   });
 
   it("counts a choice's refusal and content as one answer, in a message and over deltas", async () => {
