@@ -164,10 +164,14 @@ export async function runImportCommand(
     });
     if (summary.stopped === undefined) bar?.update(size);
     bar?.stop();
-    if (summary.stopped !== undefined) {
+    // The summary on stdout, its details on stderr.
+    const print = () => {
       const [head, ...details] = formatImportSummary(summary, fromStdin ? "stdin" : file);
       io.out(head ?? "");
       for (const line of details) io.err(line);
+    };
+    if (summary.stopped !== undefined) {
+      print();
       const name = String(io.signal?.reason ?? "a signal");
       io.err(
         `stopped by ${printable(name)} after line ${summary.stopped.afterLine}: the lines before are imported, the rest of the ${fromStdin ? "input" : "file"} was not read; running the import again is safe (receipts already imported are counted duplicate)`,
@@ -184,9 +188,7 @@ export async function runImportCommand(
         { field: "file" },
       );
     }
-    const [head, ...details] = formatImportSummary(summary, fromStdin ? "stdin" : file);
-    io.out(head ?? "");
-    for (const line of details) io.err(line);
+    print();
     return summary.rejected.length > 0 ? 1 : 0;
   } finally {
     bar?.stop();
