@@ -405,8 +405,62 @@ describe("Responses calls of the MCP, shell and apply_patch tools", () => {
       { verdict: "discrepancy", failing: ["usage.consistent"] },
     ]);
     expect(await readJob(c.store, honest)).toMatchObject({ answerBytes: 1831, answerToolCalls: 3 });
+    // The approval request's text still counts, as a function call's does; the shell and
+    // apply_patch calls, of the API's own tools that were not offered, are none it ran.
     expect(await readJob(c.store, notOffered)).toMatchObject({
-      answerBytes: 1831,
+      answerBytes: 627,
+      answerToolCalls: 0,
+    });
+  });
+
+  it("counts what the model wrote in a web search's and a computer call's action", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const url = `https://docs.example/${"d".repeat(500)}`;
+    const actions = [
+      { type: "search", query: "q", queries: ["q", "e".repeat(500)], sources: [] },
+      { type: "open_page", url },
+      { type: "find", url, pattern: "f".repeat(100) },
+    ];
+    const searches = actions.map((action, i) => ({
+      type: "web_search_call",
+      id: `ws_${i}`,
+      status: "completed",
+      action,
+    }));
+    const typing = {
+      type: "computer_call",
+      id: "cu_1",
+      call_id: "call_3",
+      action: { type: "type", text: "g".repeat(300) },
+      pending_safety_checks: [],
+      status: "completed",
+    };
+    // 3 (Hi.) + 501 (the longer of query and queries) + 521 + 521 + 100 + 300.
+    const bytes = 1946;
+    const answer = answerOf([...searches, typing], 1986);
+    const send = async (tools: unknown[]) => {
+      const plan = h.op.plan({ keyIndex: 1, completionTokens: 1986 });
+      const asked = { input: "Say hi", tools };
+      await jobThroughProxy(h, c.store, plan, "/v1/responses", JSON.stringify(answer), asked);
+      return plan.jobId;
+    };
+    const offered = [
+      { type: "web_search" },
+      { type: "computer_use_preview", display_width: 1024, display_height: 768 },
+    ];
+    const honest = await send(offered);
+    const notOffered = await send([{ type: "function", name: "a", parameters: {} }]);
+    expect(await c.verdicts(honest, notOffered)).toEqual([
+      { verdict: "verified", failing: [] },
+      { verdict: "discrepancy", failing: ["usage.consistent"] },
+    ]);
+    expect(await readJob(c.store, honest)).toMatchObject({
+      answerBytes: bytes,
+      answerToolCalls: 4,
+    });
+    expect(await readJob(c.store, notOffered)).toMatchObject({
+      answerBytes: 3,
       answerToolCalls: 0,
     });
   });

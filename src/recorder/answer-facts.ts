@@ -134,6 +134,20 @@ function stringsBytes(values: unknown): number {
   return bytes;
 }
 
+/**
+ * What the model wrote in a built-in call's `action`: a web search's query (`query`, or the
+ * `queries` that replace it, the longer: a client shows one or the other), the page it opened and
+ * the pattern it looked for there, the text a computer call typed and the keys it pressed, a shell
+ * call's command.
+ */
+function actionBytes(value: unknown): number {
+  const action = asRecord(value);
+  const search = Math.max(utf8Bytes(action.query), stringsBytes(action.queries));
+  const page = utf8Bytes(action.url) + utf8Bytes(action.pattern);
+  const typed = utf8Bytes(action.text) + stringsBytes(action.keys);
+  return search + page + typed + stringsBytes(action.command) + stringsBytes(action.commands);
+}
+
 /** The last index a JavaScript array has (2^32 - 2): a larger key is a property beside its items. */
 const LAST_ARRAY_INDEX = 2 ** 32 - 2;
 
@@ -455,14 +469,18 @@ export function createGeneratedCount(asked: Asked) {
         if (call(item) && offeredKind(type, asked.toolKinds)) {
           counted(`output:${place}`, `output:${place}`);
         }
-      } else if (typeof type === "string" && builtInCalls.has(type)) {
-        const action = asRecord(item.action);
-        bytes += utf8Bytes(item.code) + utf8Bytes(action.query) + stringsBytes(item.queries);
-        bytes += stringsBytes(action.command) + stringsBytes(action.commands);
+      } else if (
+        typeof type === "string" &&
+        builtInCalls.has(type) &&
+        offeredKind(type, asked.toolKinds)
+      ) {
+        // What the model wrote to call one of the API's own tools, where it was offered one (a
+        // call of a tool it was not offered is none it made: its fields count nothing).
+        bytes += utf8Bytes(item.code) + stringsBytes(item.queries) + actionBytes(item.action);
         // An apply_patch call's operation: the file it names and the diff the model wrote.
         const operation = asRecord(item.operation);
         bytes += utf8Bytes(operation.path) + utf8Bytes(operation.diff);
-        if (offeredKind(type, asked.toolKinds)) counted(`output:${place}`, `output:${place}`);
+        counted(`output:${place}`, `output:${place}`);
       }
     }
   };

@@ -185,7 +185,16 @@ const roleOfMember: Partial<Record<Role, Record<string, Role>>> = {
     operation: "operation",
   },
   itemPart: { type: "skip", text: "skip", refusal: "skip" },
-  action: { query: "skip", command: "strings", commands: "strings" },
+  action: {
+    query: "skip",
+    queries: "strings",
+    url: "skip",
+    pattern: "skip",
+    text: "skip",
+    keys: "strings",
+    command: "strings",
+    commands: "strings",
+  },
   operation: { path: "skip", diff: "skip" },
 };
 
@@ -518,14 +527,15 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
     if (type === "mcp_call" || type === "mcp_approval_request") {
       return { bytes: str("server_label") + call, calls: named && offered ? 1 : 0 };
     }
-    if (!builtInCalls.has(type)) return { bytes: 0, calls: 0 };
+    // A built-in call of a tool not offered is none the model made: nothing of it counts.
+    if (!builtInCalls.has(type) || !offered) return { bytes: 0, calls: 0 };
     const inner = (member: string) => {
       const value = m.get(member);
       return value?.type === "object" ? (value.summary?.bytes ?? 0) : 0;
     };
     return {
       bytes: str("code") + inner("action") + stringsOf(m.get("queries")) + inner("operation"),
-      calls: offered ? 1 : 0,
+      calls: 1,
     };
   };
 
@@ -593,11 +603,14 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
         if (name === "refusal") return { bytes: 0, calls: 0, kinds: [0, 0, 0, str("refusal")] };
         return { bytes: 0, calls: 0, kinds: partTypes.map((t) => (t === name ? text : 0)) };
       }
-      case "action":
-        return {
-          bytes: str("query") + stringsOf(m.get("command")) + stringsOf(m.get("commands")),
-          calls: 0,
-        };
+      case "action": {
+        // As `actionBytes` in answer-facts.ts.
+        const search = Math.max(str("query"), stringsOf(m.get("queries")));
+        const page = str("url") + str("pattern");
+        const typed = str("text") + stringsOf(m.get("keys"));
+        const shell = stringsOf(m.get("command")) + stringsOf(m.get("commands"));
+        return { bytes: search + page + typed + shell, calls: 0 };
+      }
       case "operation":
         return { bytes: str("path") + str("diff"), calls: 0 };
       case "item":
