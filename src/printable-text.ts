@@ -12,10 +12,11 @@
  * that show as nothing or as a plain space: format characters (`\p{Cf}`: zero-width spaces and
  * joiners, bidi marks and overrides, the byte-order mark, soft hyphens, tags), spaces other
  * than U+0020 and the Hangul fillers. "qwen3-8b\u200b" showed in a report as a second
- * "qwen3-8b".
+ * "qwen3-8b". A lone surrogate (`\ud800` in JSON) too: it is no character, and stored it became
+ * bytes that are no UTF-8, shown as U+FFFD.
  */
 const unprintableChar =
-  /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000\u115f\u1160\u3164\uffa0]/u;
+  /[\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000\u115f\u1160\u3164\uffa0]/u;
 const unprintableChars = new RegExp(unprintableChar.source, "gu");
 
 /** Whether the text holds a character `printable` would escape. */

@@ -84,6 +84,9 @@ describe("POST /jobs", () => {
       ["model", "qwen3-8b\u{e0041}"],
       ["requested_model", "qwen3-8b\u2060"],
       ["requested_model", "qwen3\u00ad-8b"],
+      // A lone surrogate is no character: stored, its bytes were no UTF-8.
+      ["model", "qwen3-8b\ud800"],
+      ["requested_model", "\udc00qwen3-8b"],
     ] as const) {
       const res = await post(wireReceipt({ [field]: value }));
       expect(res.status, JSON.stringify(value)).toBe(400);
@@ -93,6 +96,24 @@ describe("POST /jobs", () => {
     }
     expect(store.db.select().from(jobs).all()).toHaveLength(0);
     expect((await post(wireReceipt({ model: "qwen3 8b" }))).status).toBe(201);
+    // A pair of surrogates is one character, an emoji's.
+    expect((await post(wireReceipt({ model: "qwen3-8b\ud83d\ude00" }))).status).toBe(201);
+  });
+
+  // The operator's own text is kept, not refused: a lone surrogate in it was stored as bytes that
+  // are no UTF-8 (a report showed three U+FFFD); it is kept as one U+FFFD, as a control is.
+  it("keeps a lone surrogate the operator wrote as U+FFFD", async () => {
+    const { store, post } = await setup();
+    const { model: _, usage: __, ...inner } = wireReceipt({ credits_remaining: "12.5\ud800" });
+    const response = await post({
+      model: "qwen3-8b\udc00",
+      choices: [],
+      _decentral: { ...inner, requested_model: "qwen3-8b" },
+    });
+    expect(response.status).toBe(201);
+    const row = store.db.select().from(jobs).get();
+    expect(row).toMatchObject({ responseModel: "qwen3-8b\ufffd", creditsRemainingUnits: null });
+    expect(row?.creditsRemainingUnread).toBe("12.5");
   });
 
   it("creates a receipt, then answers the same receipt as a duplicate", async () => {

@@ -13,9 +13,10 @@ export const maxOperatorTextLength = 200;
 
 // C0 and C1 control characters and DEL. PostgreSQL text cannot hold NUL at all (the whole
 // INSERT fails, and with it the receipt), and the others would break a log line, a CSV cell
-// or a terminal that shows the value.
+// or a terminal that shows the value. A lone surrogate (`\ud800` in JSON) is no character:
+// stored, it became bytes that are no UTF-8.
 // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is removed
-const controlCharacters = /[\u0000-\u001f\u007f-\u009f]/g;
+const controlCharacters = /[\u0000-\u001f\u007f-\u009f\p{Cs}]/gu;
 
 /**
  * `value` with its control characters removed and cut to `max` characters (never inside a
