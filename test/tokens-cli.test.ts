@@ -136,4 +136,40 @@ describe("decentral-audit tokens revoke given a token's text", () => {
     const byId = await cli("tokens", "revoke", "tok_\u001b[2J", "--db", db).catch((e: Error) => e);
     expect((byId as Error).message).not.toContain("\u001b");
   });
+
+  // Pasted from a header, quoted or with a space before it, the text was taken for an id: the
+  // token stayed live and the refusal printed it whole.
+  it.each([
+    ["from a header", (t: string) => `Bearer ${t}`],
+    ["after a space", (t: string) => ` ${t}`],
+    ["quoted", (t: string) => `"${t}"`],
+    ["quoted, with spaces", (t: string) => ` ' ${t}'\n`],
+  ])("revokes a token's text pasted %s, and never repeats it", async (_how, paste) => {
+    const db = join(mkdtempSync(join(tmpdir(), "tokens-")), "audit.db");
+    await cli("db", "migrate", "--db", db);
+    const [token] = await cli("tokens", "create", "--role", "admin", "--name", "ci", "--db", db);
+    const printed = await cli("tokens", "revoke", paste(token!), "--db", db);
+    expect(printed.join("\n")).toMatch(/^revoked tok_[0-9a-f]{16} at /);
+    const store = openSqliteStore(db);
+    try {
+      expect(await authenticateToken(store, token!)).toBeNull();
+    } finally {
+      store.close();
+    }
+    // A text found nowhere, pasted so, is not repeated either.
+    const other = paste(`${token!.slice(0, -4)}AAAA`);
+    const refusal = await cli("tokens", "revoke", other, "--db", db).catch((e: Error) => e);
+    expect(refusal).toMatchObject({ code: "not_found" });
+    expect((refusal as Error).message).not.toContain(token!.slice(9, -4));
+    // Nor is a text of no id's shape, which may be a token's of another program.
+    const mistyped = await cli("tokens", "revoke", "xda_admin_secret", "--db", db).catch(
+      (e: Error) => e,
+    );
+    expect((mistyped as Error).message).not.toContain("secret");
+    expect((mistyped as Error).message).toMatch(/not shown/);
+    const unknownId = await cli("tokens", "revoke", "tok_0123456789abcdef", "--db", db).catch(
+      (e: Error) => e,
+    );
+    expect((unknownId as Error).message).toContain('no token with id "tok_0123456789abcdef"');
+  });
 });

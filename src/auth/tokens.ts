@@ -96,18 +96,36 @@ export function listTokens(store: Store): Promise<TokenInfo[]> {
   return createTokensStore(store).list();
 }
 
+/** A token's id as `createToken` makes it. */
+const tokenIdPattern = /^tok_[0-9a-f]{16}$/;
+
+/**
+ * What was given to revoke as it was pasted: the text of an `Authorization` header
+ * (`Bearer da_…`), quoted, or with spaces around it, is the token inside.
+ */
+function pastedToken(given: string): string {
+  let text = given.trim().replace(/^bearer\s+/i, "");
+  const quote = text[0];
+  if (text.length > 1 && (quote === '"' || quote === "'") && text.endsWith(quote)) {
+    text = text.slice(1, -1);
+  }
+  return text.trim();
+}
+
 /**
  * Revokes a token by id, or by its text (`da_…`: a leaked token is often known only by its
- * text); revoking twice keeps the first revocation time. None found: not_found. A text is never
- * repeated in the message: it went to a terminal or a CI log, where the secret would be printed
- * again. An id is shown quoted and escaped, so a stray escape sequence stays inert.
+ * text, and pasted as a header carried it: see `pastedToken`); revoking twice keeps the first
+ * revocation time. None found: not_found. What was given is repeated in the message only when it
+ * has an id's shape: a token's text went to a terminal or a CI log, where the secret would be
+ * printed again, however it was pasted.
  */
 export async function revokeToken(
   store: Store,
-  idOrToken: string,
+  given: string,
   now: () => number = Date.now,
 ): Promise<TokenInfo> {
   const tokens = createTokensStore(store);
+  const idOrToken = pastedToken(given);
   if (idOrToken.startsWith(TOKEN_PREFIX)) {
     const row = await tokens.findByHash(hashToken(idOrToken));
     const revoked = row ? await tokens.revoke(row.id, now()) : null;
@@ -121,7 +139,12 @@ export async function revokeToken(
   }
   const revoked = await tokens.revoke(idOrToken, now());
   if (!revoked) {
-    throw new AppError("not_found", `no token with id "${printable(idOrToken)}"`);
+    throw new AppError(
+      "not_found",
+      tokenIdPattern.test(idOrToken)
+        ? `no token with id "${idOrToken}"`
+        : "no token has that id (what was given is not shown, as it may be a token's text); ids look like tok_ and 16 hex digits, and `tokens list` shows them",
+    );
   }
   return revoked;
 }
