@@ -45,6 +45,10 @@ export function creditsToUnits(credits: string | number | bigint): bigint {
   if (typeof credits === "bigint") return credits * UNITS_PER_CREDIT;
   if (typeof credits === "number") {
     if (!Number.isFinite(credits) || credits < 0) throw new RangeError(`bad credits: ${credits}`);
+    // The shortest decimal that names the number is what was sent, read exactly:
+    // 368946350270.077 times 10,000 in floating point is ...0771.
+    const text = String(credits);
+    if (/^\d+(\.\d{1,4})?$/.test(text)) return parseUnits(text, 4);
     // A JSON number is binary floating point: 0.1 + 0.2 is sent as 0.30000000000000004, which
     // names 3,000 units to within the float's error. A value that far from whole units is that
     // whole; anything farther (99.00001) is still no credit amount. Strings stay exact.
@@ -53,7 +57,7 @@ export function creditsToUnits(credits: string | number | bigint): bigint {
     if (Number.isSafeInteger(whole) && Math.abs(units - whole) <= floatUnitsTolerance(units)) {
       return BigInt(whole);
     }
-    return parseUnits(String(credits), 4);
+    return parseUnits(text, 4);
   }
   return parseUnits(credits, 4);
 }

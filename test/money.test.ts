@@ -37,4 +37,20 @@ describe("credits sent as a JSON number", () => {
     expect(creditsToUnitsOrNull(99.00001)).toBeNull();
     expect(creditsToUnitsOrNull("0.30000000000000004")).toBeNull();
   });
+
+  // Multiplied in floating point, 368946350270.077 credits were read as ...0771 units: one unit
+  // off in about 2% of 12-digit balances whose number prints exactly as sent.
+  it("reads a number that prints as a credit amount exactly as it prints", () => {
+    expect(creditsToUnitsOrNull(368946350270.077)).toBe(3_689_463_502_700_770n);
+    let wrong = 0;
+    for (let whole = 100_000_000_000; whole < 100_000_000_000 + 2_000 * 7919; whole += 7919) {
+      for (const frac of ["0", "1", "07", "077", "5001", "9999"]) {
+        const text = `${whole}.${frac}`;
+        if (String(Number(text)) !== text) continue;
+        const units = BigInt(whole) * 10_000n + BigInt(frac.padEnd(4, "0"));
+        if (creditsToUnitsOrNull(Number(text)) !== units) wrong++;
+      }
+    }
+    expect(wrong).toBe(0);
+  });
 });
