@@ -141,6 +141,18 @@ describe("GET /audit/:jobId", () => {
     );
     expect(body.requestId).toBeTruthy();
   });
+
+  // An id no receipt can have (a typo, a cut paste) was answered "no job", as if the id were
+  // right and the job not recorded yet.
+  it("answers 400 naming jobId for an id of no job's shape", async () => {
+    const api = await createTestApi();
+    for (const id of ["JOB_X", "job_a%2Fb", "job_", "8fx2kp3m9q", `job_${"a".repeat(121)}`]) {
+      const res = await api.get(`/audit/${id}`);
+      expect(res.status, id).toBe(400);
+      const body = (await res.json()) as { error: { code: string; field?: string } };
+      expect(body.error, id).toMatchObject({ code: "validation_failed", field: "jobId" });
+    }
+  });
 });
 
 describe("the audit record on a SQLite file another process writes", () => {
@@ -217,6 +229,7 @@ describe("POST /jobs/:jobId/reverify", () => {
         headers: api.bearer(api.tokens.admin),
       });
     expect((await post("job_nope")).status).toBe(404);
+    expect((await post("Job_R")).status).toBe(400);
     expect((await post("job_r")).status).toBe(409);
   });
 });

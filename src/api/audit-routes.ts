@@ -1,6 +1,7 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Store } from "../db/client.js";
 import { AppError } from "../errors.js";
+import { jobIdPattern } from "../recorder/receipt-input.js";
 import { auditRecord, type ExplorerCluster } from "../reports/audit-record.js";
 import { createOpsStore } from "../store/ops.js";
 import type { AppEnv } from "./context.js";
@@ -27,10 +28,11 @@ export interface AuditRoutesDeps {
 }
 
 const jobIdParam = z.object({
+  // Every job recorded has such an id (the proxy, ingest and import take no other): one of
+  // another shape is a mistyped id, told so rather than "no job".
   jobId: z
     .string()
-    .min(1)
-    .max(200)
+    .regex(jobIdPattern, "must be job_ followed by lowercase letters and digits")
     .openapi({ param: { name: "jobId", in: "path" }, example: "job_8fx2kp3m9qrstvwxyz" }),
 });
 
