@@ -331,4 +331,28 @@ describe("a cursor from another query", () => {
       await walk(api.get, "/reports/discrepancies?limit=2&from=2026-11-01&verdict=dropped"),
     ).toEqual(["job_c4", "job_c2", "job_c0"]);
   });
+
+  // A position no page can end at (a time before 1970, no job id), sent with the right
+  // query's digest, was answered 200 with an empty page: a listing that seemed to end there.
+  it("is a 400 naming cursor when its position is no job's", async () => {
+    const api = await createTestApi();
+    insertJob(api.store, { jobId: "job_c0", createdAt: Date.UTC(2026, 10, 1) });
+    insertJob(api.store, { jobId: "job_c1", createdAt: Date.UTC(2026, 10, 2) });
+    const first = await api.get("/jobs?limit=1");
+    const cursor = ((await first.json()) as Page).nextCursor ?? "";
+    const [, , digest] = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8"));
+    const forged = (position: unknown[]) =>
+      Buffer.from(JSON.stringify([...position, digest])).toString("base64url");
+    for (const position of [
+      [-1, "job_c1"],
+      [Date.UTC(2026, 10, 2), ""],
+      [1.5, "job_c1"],
+    ]) {
+      const res = await api.get(`/jobs?limit=1&cursor=${forged(position)}`);
+      expect(res.status, JSON.stringify(position)).toBe(400);
+      expect(((await res.json()) as { error: { field: string } }).error.field).toBe("cursor");
+    }
+    const next = await api.get(`/jobs?limit=1&cursor=${forged([Date.UTC(2026, 10, 2), "job_c1"])}`);
+    expect(((await next.json()) as Page).items.map((i) => i.jobId)).toEqual(["job_c0"]);
+  });
 });

@@ -51,7 +51,9 @@ export function decodeCursor(text: string, query: CursorQuery): JobCursor {
     !Array.isArray(value) ||
     value.length !== 3 ||
     !Number.isSafeInteger(value[0]) ||
+    (value[0] as number) < 0 ||
     typeof value[1] !== "string" ||
+    value[1] === "" ||
     typeof value[2] !== "string"
   ) {
     throw new AppError("validation_failed", "cursor: not a cursor returned by this API", {
