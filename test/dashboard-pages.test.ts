@@ -602,6 +602,18 @@ describe("dashboard actions", () => {
     expect(ok.status).toBe(303);
     expect(ok.headers.get("location")).toBe("/dashboard/jobs/job_underpaid_worker?reverify=queued");
     expect(reverify).toHaveBeenCalledWith("job_underpaid_worker");
+    const queued = "A fresh verification is queued";
+    const after = await d.page("/dashboard/jobs/job_underpaid_worker?reverify=queued", cookie);
+    expect(await after.text()).toContain(queued);
+    // The same link given to a reader, who queued nothing, says nothing of the kind; a value of
+    // no redirect's is refused.
+    const reader = (await d.signIn(d.tokens.read)).cookie;
+    const shown = await d.page("/dashboard/jobs/job_underpaid_worker?reverify=queued", reader);
+    expect(shown.status).toBe(200);
+    expect(await shown.text()).not.toContain(queued);
+    const bogus = await d.page("/dashboard/jobs/job_underpaid_worker?reverify=bogus", cookie);
+    expect(bogus.status).toBe(400);
+    expect(await bogus.text()).toContain("reverify");
   });
 
   it("a verification again that is refused shows why, naming the job", async () => {

@@ -609,8 +609,14 @@ export function dashboardRoutes(deps: DashboardDeps) {
     const jobId = c.req.param("jobId");
     const record = jobId.length <= 200 ? await auditRecord(deps.store, jobId, deps.explorer) : null;
     if (!record) return messagePage(c, 404, "No such job", `No job ${jobId} is recorded.`);
+    // Set by the redirect after an admin's "Verify again": a link carrying it otherwise told a
+    // reader a verification was queued when none was.
+    const reverify = c.req.query("reverify");
+    if (reverify !== undefined && reverify !== "queued") {
+      return messagePage(c, 400, "Bad link", "reverify: only queued, set after Verify again.");
+    }
     const flash =
-      c.req.query("reverify") === "queued"
+      reverify === "queued" && c.get("session").role === "admin"
         ? "A fresh verification is queued; reload in a few seconds to see its verdict."
         : null;
     return render(c, 200, `Job ${jobId}`, "job", jobBody(record, c.get("session"), flash));
