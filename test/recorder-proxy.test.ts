@@ -670,6 +670,8 @@ describe("recording proxy", () => {
     const headers: Record<string, string> = {
       "x-audit-tag-.hidden": "a name ingest refuses",
       "x-audit-tag-long": "x".repeat(300),
+      // An emoji across the 256th character: cut before it, not through it.
+      "x-audit-tag-emoji": Buffer.from(`${"e".repeat(255)}🔍 and more`, "utf8").toString("latin1"),
       "x-audit-tag-tabbed": "a\tvalue",
       // UTF-8 bytes, as curl or Go send them (a header is bytes; Node reads them as latin1).
       "x-audit-tag-user": Buffer.from("محمد 🔍", "utf8").toString("latin1"),
@@ -686,6 +688,7 @@ describe("recording proxy", () => {
     expect(tags.tabbed).toBe("a\tvalue");
     expect(tags.user).toBe("محمد 🔍");
     expect(tags.long).toBe("x".repeat(256));
+    expect(tags.emoji).toBe("e".repeat(255));
     expect(Object.keys(tags).every((name) => /^[a-z0-9][a-z0-9_.-]{0,63}$/.test(name))).toBe(true);
   });
 

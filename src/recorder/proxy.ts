@@ -14,6 +14,7 @@ import type { Store } from "../db/client.js";
 import { ownerName } from "../host-identity.js";
 import type { Logger } from "../log.js";
 import { creditsToUnitsOrNull } from "../money.js";
+import { cutText } from "../printable-text.js";
 import { type Receipt, recordReceiptAtAttemptUnit } from "../store/receipts.js";
 import {
   type Asked,
@@ -433,8 +434,8 @@ function tagsOf(req: IncomingMessage): Record<string, string> {
     // Node reads header bytes as latin1: a value sent as UTF-8 (Arabic, CJK, emoji) is decoded
     // as such, so it is kept as the client wrote it rather than as mojibake.
     const raw = Array.isArray(value) ? value.join(", ") : value;
-    const text = utf8Header(raw).slice(0, maxTagValueLength);
-    tags[tag] = text;
+    // Cut as ingest counts, never inside a surrogate pair (half of one is no character).
+    tags[tag] = cutText(utf8Header(raw), maxTagValueLength, "") ?? "";
     if (++count === maxTags) break;
   }
   return tags;
