@@ -259,6 +259,10 @@ describe("transaction facts of other shapes", () => {
     const text = readFileSync(join(dir, "big-balances.json.json"), "utf8");
     const lossy = JSON.parse(text).result;
     expect(malformedReason(lossy)).toMatch(/preBalances\[0\] is not an exact integer/);
+    // A negative fee is no amount at all, said so (not as a number read too large).
+    const negative = JSON.parse(text).result;
+    negative.meta.fee = -5000;
+    expect(malformedReason(negative)).toMatch(/fee is not a lamport amount .*: -5000$/);
   });
 });
 

@@ -168,7 +168,12 @@ function safeInt(value: unknown, path: string): number {
 function lamports(value: unknown, path: string): bigint {
   if (typeof value === "number") {
     if (Number.isSafeInteger(value) && value >= 0) return BigInt(value);
-    malformed(`${path} is not an exact integer (parse the reply with parseJsonLossless)`, path);
+    malformed(
+      value < 0 || !Number.isInteger(value)
+        ? `${path} is not a lamport amount (a whole number of 0 or more): ${value}`
+        : `${path} is not an exact integer: above 2^53, it was rounded where it was read`,
+      path,
+    );
   }
   if (typeof value === "string" && /^\d+$/.test(value)) return BigInt(value);
   return malformed(`${path} is not a lamport amount`, path);
