@@ -115,7 +115,7 @@ export class TooManyZonedDays extends AppError {
   constructor() {
     super(
       "validation_failed",
-      `to: groupBy=day with a timeZone groups at most ${MAX_ZONED_DAYS} days; ask for a longer period in parts, or by UTC days`,
+      `to: a period read in a timeZone's days holds at most ${MAX_ZONED_DAYS} of them; ask for a longer period in parts, or in UTC days (no timeZone)`,
       { field: "to" },
     );
   }
