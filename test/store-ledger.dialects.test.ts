@@ -2175,6 +2175,23 @@ describe.each(dialects)("the ledger's read on %s, by the chain's finalized time"
         `the chain had not finalized past ${isoOf((DEC + 12) * 1000)}, the window's end (${isoOf((DEC + 10) * 1000)}) and the 2 s its last credits headers span, when the credit vaults were last read: listed ${VAULT} through ${isoOf(DEC * 1000)}`,
       ),
     );
+
+    // A read that took long is said with what it did: a vault's first read of 16,000
+    // transactions took 110 s, and the run blamed the chain's finality alone.
+    let clock = DEC_31 * 1000;
+    const slow = ledgerWindowCheck({
+      store,
+      reader: listingReader(ledger, () => DEC * 1000),
+      profile: hourProfile,
+      graceSeconds: 0,
+      // 11 s pass between two readings of the clock: each read of the vaults takes that long.
+      now: () => (clock += 11_000),
+    });
+    await expect(
+      slow({ from: DEC * 1000, to: (DEC + 10) * 1000, signal: AbortSignal.timeout(300) }),
+    ).rejects.toThrow(
+      /when the credit vaults were last read: listed .*; that read took 11\.0 s \(\d+ lines listed, \d+ transactions fetched\)/,
+    );
   });
 
   it("waits for the chain past the latest recording of a job dated in the window and recorded after its end, and names it when time runs out", async () => {

@@ -204,6 +204,8 @@ const decidedHeaders = (v: VaultStatement) => v.creditsHeaderMismatches;
 const undecidedHeaders = (v: VaultStatement) => v.creditsHeaderUndecided;
 
 const FINALITY_POLL_MAX_MS = 5_000;
+/** A read of the vaults this long is said beside a wait for finality it may have caused. */
+const SLOW_READ_MS = 10_000;
 const FINALITY_POLL_MIN_MS = 200;
 
 /**
@@ -309,12 +311,14 @@ export function ledgerWindowCheck(deps: {
     /** Reads in a row that proved nothing though the chain was final past `through`. */
     let unproven = 0;
     for (;;) {
+      const readStarted = clock();
       const results = await deps.reader.syncAll({
         ...opts,
         readUntil: to,
         spansUntil: through,
         releasesUntil: to + judgedPastEndMs,
       });
+      const readTook = clock() - readStarted;
       const read = new Map(results.map((r) => [r.vault, r]));
       signal?.throwIfAborted();
       const behind: {
@@ -365,10 +369,21 @@ export function ledgerWindowCheck(deps: {
         // the message names the endpoint, not the chain, as what held the run back.
         const cause = behind.find((b) => b.noBlockTime !== null)?.noBlockTime;
         throw new LedgerNotFinalError(
-          `the chain had not finalized past ${isoOf(through)}, ${spanText(to, span.last)}, when the credit vaults were last read: listed ${listed}${cause ? `; the RPC endpoint proves no finalized time: ${cause}` : ""}`,
+          `the chain had not finalized past ${isoOf(through)}, ${spanText(to, span.last)}, when the credit vaults were last read: listed ${listed}${cause ? `; the RPC endpoint proves no finalized time: ${cause}` : ""}${slowRead(results, readTook)}`,
         );
       }
     }
+  }
+
+  /**
+   * A read long enough to be what held the run back, said with what it did: a vault's first
+   * read lists its whole history (16,000 transactions took 110 s), and the listing's finalized
+   * time is the one read before its first page, so the chain looked behind when the read was.
+   */
+  function slowRead(results: VaultSyncResult[], took: number): string {
+    if (took < SLOW_READ_MS) return "";
+    const sum = (key: "listed" | "fetched") => results.reduce((n, r) => n + r[key], 0);
+    return `; that read took ${(took / 1000).toFixed(1)} s (${sum("listed")} lines listed, ${sum("fetched")} transactions fetched), the finalized time each listing holds being the one read before it began: a vault's first read lists its whole history, and the next run goes on from where this one stopped`;
   }
 
   /** What each run judged in full: marked once the run's summary stands (`commit`). */
