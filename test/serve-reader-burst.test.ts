@@ -63,7 +63,7 @@ async function seededStore(now: number): Promise<{ db: string; token: string; jo
   const store = openSqliteStore(db);
   try {
     migrateStore(store);
-    const jobIds = Array.from({ length: JOBS }, (_, i) => `job_burst_${i}`);
+    const jobIds = Array.from({ length: JOBS }, (_, i) => `job_burst${i}`);
     await seedRows(
       store,
       "jobs",
