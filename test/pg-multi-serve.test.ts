@@ -38,6 +38,8 @@ beforeAll(async () => {
     DECENTRAL_BASE_URL: world.decentralBaseUrl,
     DECENTRAL_API_KEYS: world.apiKeys.join(","),
     JOBS_API_WAIT_MS,
+    // The local world's RPC, not a public endpoint: see verifyRun.
+    RPC_RATE_LIMIT: "1000",
   };
   // All three start, and migrate, at once on an empty database: the migration lock lets one
   // apply the migrations and the others find nothing to do.
@@ -92,6 +94,9 @@ function verifyRun() {
     AUDIT_PROFILE: "localnet",
     JOBS_API_WAIT_MS,
     LOG_LEVEL: "debug",
+    // The local world's RPC, not a public endpoint: at the default 8 requests a second the first
+    // run spent ~15 of its ~20 s waiting on its own rate limit (46 jobs, a few calls each).
+    RPC_RATE_LIMIT: "1000",
   });
 }
 
