@@ -112,6 +112,25 @@ describe("decentral-audit verify", () => {
     );
   });
 
+  // A table lock held past the statement timeout, or no connection slot left, ended the run
+  // with its jobs "not judged yet (... a slow or failing RPC?)": on-call looked at the RPC.
+  it("names the database, not the RPC, when the verifier's last round could not use it", async () => {
+    const store = storeWithWindow();
+    const trouble = "canceling statement due to statement timeout";
+    const engine: SettlingEngine = {
+      async runUntilSettled() {
+        return { status: "timed_out", databaseTrouble: trouble };
+      },
+    };
+    const { code, err } = run(store, engine, { timeout: "1s" });
+    expect(await code).toBe(2);
+    const text = err.join("\n");
+    expect(text).toContain(
+      `2 jobs not final: 2 not judged yet (the verifier's last round could not use the database: ${trouble})`,
+    );
+    expect(text).not.toContain("slow or failing RPC");
+  });
+
   it("names the rate limiting when the RPC answered 429 during a run that timed out", async () => {
     const store = storeWithWindow();
     // 3 answers 429 before the run (not its own), 40 more during it.

@@ -13,6 +13,7 @@ import {
   type LedgerWindowResult,
   ledgerFindingCount,
 } from "../ledger/window-check.js";
+import { printable } from "../printable-text.js";
 import { isoOf } from "../reports/period.js";
 import { countJobsByVerdict } from "../reports/reconciliation.js";
 import { createJobQueueStore } from "../store/job-queue.js";
@@ -54,6 +55,8 @@ export interface SettlingEngine {
     rowsHeld?: true;
     /** Final jobs another profile had judged, sent back to be judged under this one. */
     rejudged?: number;
+    /** Why the run's last round could not reach the database, when it ended so. */
+    databaseTrouble?: string;
   }>;
   /**
    * Closes the run row kept `running` (`holdRun`) through the ledger's read, with the night's
@@ -435,6 +438,8 @@ export async function runNightlyVerification(
   let runStatus: "completed" | "timed_out" | "interrupted" = "completed";
   /** A due job's row was held locked by another database session during the run. */
   let rowsHeld = false;
+  /** Why the verifier's last round could not reach the database, when the run ended so. */
+  let databaseTrouble: string | null = null;
   let ledger: LedgerWindowResult | undefined;
   let rejudged = 0;
 
@@ -529,6 +534,7 @@ export async function runNightlyVerification(
         runId = result.runId ?? null;
         runStatus = result.status;
         if (result.rowsHeld) rowsHeld = true;
+        databaseTrouble = result.databaseTrouble ?? null;
         rejudged += result.rejudged ?? 0;
         if (result.status === "timed_out") {
           reason = timedOut();
@@ -748,7 +754,7 @@ export async function runNightlyVerification(
       // one held all run but its last poll interval was called not judged, a slow RPC asked.
       const heldBefore = rowsHeld && waits.held === 0 ? HELD_DURING_RUN : "";
       const refusal = groups.find((g) => g.refusal !== null)?.refusal ?? null;
-      waiting = describeWaits(waits, refusal) + heldBefore;
+      waiting = describeWaits(waits, refusal, databaseTrouble) + heldBefore;
     } catch {
       // The counts above stand; only the detail is missing.
     }
@@ -1009,14 +1015,23 @@ const HELD_DURING_RUN =
  * ": 18 waiting for the jobs API's answer, 2 on RPC trouble", or "" with nothing to say;
  * `refusal`, the last error of a job whose verdict write was refused on a held row.
  */
-function describeWaits(waits: Record<OpenJobWait, number>, refusal: string | null): string {
+function describeWaits(
+  waits: Record<OpenJobWait, number>,
+  refusal: string | null,
+  databaseTrouble: string | null,
+): string {
   const words: Record<OpenJobWait, string> = {
     held: "whose rows another database session holds locked (SELECT ... FOR UPDATE, a long transaction)",
     refused: `whose verdict write was refused, a row it locks held by another database session (SELECT ... FOR UPDATE, a long transaction)${refusal === null ? "" : `: ${refusalOf(refusal)}`}; tried again after the error backoff`,
     jobs_api: "waiting for the jobs API's answer",
     settlement: "waiting for the settlement backfill to find their settlement",
     rpc: "waiting on RPC trouble",
-    unjudged: "not judged yet (their transactions not read: a slow or failing RPC?)",
+    // The verifier's last round refused by the database (a table lock, no connection slot):
+    // "a slow or failing RPC?" sent on-call to the wrong service.
+    unjudged:
+      databaseTrouble === null
+        ? "not judged yet (their transactions not read: a slow or failing RPC?)"
+        : `not judged yet (the verifier's last round could not use the database: ${printable(databaseTrouble)})`,
     landing:
       "waiting for a transaction the RPC has not seen yet to land (dropped once its blockhash expired)",
     finality: "waiting for their transactions to be final",

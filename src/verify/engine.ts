@@ -57,6 +57,12 @@ export interface RunSummary extends RunProgress {
    */
   rowsHeld?: true;
   /**
+   * Why the run's last round could not read or write the database (a lock another session held
+   * past the statement timeout, no connection slot left), when the run ended so: its open jobs
+   * wait on the database, not on the RPC.
+   */
+  databaseTrouble?: string;
+  /**
    * Final jobs another profile had judged before the run began, sent back to be judged under
    * this one (src/verify/profile-sweep.ts).
    */
@@ -559,6 +565,7 @@ export function createVerifier(deps: VerifierDeps): Verifier {
       const runId = held ?? (await settled(() => startRun("verify", filter)));
       let status: RunSummary["status"] = "completed";
       let rowsHeld = false;
+      let databaseTrouble: string | null = null;
       let progress = await settled(() => queue.countVerdicts(filter));
       // The run's deadline and its caller's signal reach into a round (its fetches and writes
       // stop at the next step), not only between rounds: one long round ran a nightly verify
@@ -593,9 +600,11 @@ export function createVerifier(deps: VerifierDeps): Verifier {
           const roundAt = now();
           try {
             worked = await runRound(filter, runId, roundSignal);
+            databaseTrouble = null;
           } catch (error) {
             // Another process held the write lock past the busy timeout: try again shortly.
             if (!isBusyError(error)) throw error;
+            databaseTrouble = message(error);
             log.warn(
               { err: error },
               "verification round found the database busy or unreachable; retrying",
@@ -643,6 +652,7 @@ export function createVerifier(deps: VerifierDeps): Verifier {
         durationMs,
         ...progress,
         ...(rowsHeld ? { rowsHeld: true as const } : {}),
+        ...(databaseTrouble !== null ? { databaseTrouble } : {}),
         rejudged: sweep.reopened,
       };
       const counts = { ...progress, durationMs: summary.durationMs };
