@@ -78,11 +78,15 @@ port.on("message", (message: Partial<BackgroundStop>) => {
   }, message.withinMs ?? 0);
   // Told to stop first, then the pool is closed so that calls in flight end at once.
   const stopping = background.stop();
+  // The writer is closed whether or not the work stopped cleanly: a stop that failed (a role
+  // refused UPDATE on `jobs`) left it retrying, its connection held, and the store's close
+  // waited for it until the drain time ran out and the process was killed.
   void rpc
     .close()
     .then(() => stopping)
-    .then(() => writer.close())
     .catch((error: unknown) => log.warn({ err: error }, "stopping the background work failed"))
+    .then(() => writer.close())
+    .catch((error: unknown) => log.warn({ err: error }, "closing the background's writer failed"))
     .finally(() => {
       report();
       void Promise.resolve(store.close()).finally(() => {

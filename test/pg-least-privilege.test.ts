@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { openPostgres, type PgStore } from "../src/db/pg/client.js";
 import { migratePostgres } from "../src/db/pg/migrate.js";
+import { recordReceipts } from "../src/recorder/receipts.js";
 import { usePostgresDatabase } from "./support/postgres.js";
 import { type CliProcess, startServe } from "./support/service-process.js";
 
@@ -25,8 +26,11 @@ function asRole(url: string): string {
   return target.href;
 }
 
-/** The privileges README lists for `serve`, on the database at `url` (migrated already). */
-async function grantServe(url: string) {
+/**
+ * The privileges README lists for `serve`, on the database at `url` (migrated already), then
+ * any statements `after` (a grant taken away).
+ */
+async function grantServe(url: string, after: string[] = []) {
   const owner = openPostgres(url);
   try {
     for (const statement of [
@@ -34,6 +38,7 @@ async function grantServe(url: string) {
       `GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ${role}`,
       `GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO ${role}`,
       `GRANT SELECT ON drizzle.__drizzle_migrations TO ${role}`,
+      ...after,
     ]) {
       await owner.pool.query(statement);
     }
@@ -92,4 +97,41 @@ describe("serve as a role without CREATE", () => {
       await store.close();
     }
   });
+});
+
+// With UPDATE on `jobs` taken from its role, `serve` told to stop logged its failing lease
+// releases, then waited until its drain time ran out and was killed (40 s, exit by SIGKILL):
+// the background's stop failed, so its receipt writer was never closed, and the store's close
+// waited for the writer's connection.
+describe("serve whose role lost a grant", () => {
+  it("stops at once on SIGTERM, its background work failing", async () => {
+    const url = await database.create();
+    const owner = openPostgres(url);
+    try {
+      await migratePostgres(owner.pool);
+      // Due jobs: the verifier and the backfill try to write them, and are refused.
+      const receipts = Array.from({ length: 5 }, (_, i) => ({
+        jobId: `job_revoked${i}`,
+        escrowTx: `${"5".repeat(87)}${i + 1}`,
+        settlementTx: null,
+        worker: null,
+        creditsRemainingUnits: null,
+        model: "qwen3-8b",
+        keyFingerprint: null,
+        promptTokens: null,
+        completionTokens: null,
+        totalTokens: null,
+      }));
+      await recordReceipts(owner, receipts, "ingest");
+    } finally {
+      await owner.close();
+    }
+    await grantServe(url, [`REVOKE UPDATE ON jobs FROM ${role}`]);
+    serve = await startServe(asRole(url), { SOLANA_RPC_URLS: "http://127.0.0.1:9" });
+    await serve.waitForLog((line) => line.msg === "verification round failed");
+    const started = Date.now();
+    serve.child.kill("SIGTERM");
+    expect(await serve.exited).toBe(0);
+    expect(Date.now() - started).toBeLessThan(15_000);
+  }, 90_000);
 });
