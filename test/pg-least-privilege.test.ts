@@ -60,7 +60,18 @@ afterEach(async () => {
   serve = undefined;
 });
 
+/** Other databases the role was granted rights on: each holds them until dropped there. */
+const grantedElsewhere: string[] = [];
+
 afterAll(async () => {
+  for (const url of grantedElsewhere) {
+    const owner = openPostgres(url);
+    try {
+      await owner.pool.query(`DROP OWNED BY ${role}`);
+    } finally {
+      await owner.close();
+    }
+  }
   await admin?.pool.query(`DROP OWNED BY ${role}`);
   await admin?.close();
   const server = openPostgres(database.url);
@@ -126,6 +137,7 @@ describe("serve whose role lost a grant", () => {
     } finally {
       await owner.close();
     }
+    grantedElsewhere.push(url);
     await grantServe(url, [`REVOKE UPDATE ON jobs FROM ${role}`]);
     serve = await startServe(asRole(url), { SOLANA_RPC_URLS: "http://127.0.0.1:9" });
     await serve.waitForLog((line) => line.msg === "verification round failed");
