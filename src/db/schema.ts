@@ -748,6 +748,22 @@ export const ledgerCursors = sqliteTable("ledger_cursors", {
   relistBelow: text("relist_below"),
 });
 
+/**
+ * Where the scan of the escrow vault's memos stands (src/ledger/escrow-scan.ts): the newest
+ * signature of its history listed so far, the `until` of the next scan. The escrow vault holds
+ * every customer's locks, so its history is not kept line by line as a credit vault's is: an
+ * entry whose memo names a recorded job that does not name its signature is what is looked at.
+ */
+export const escrowScans = sqliteTable("escrow_scans", {
+  vault: text("vault").primaryKey(),
+  newestSignature: text("newest_signature").notNull(),
+  newestSlot: integer("newest_slot").notNull(),
+  /** Signatures kept with the jobs their memos name, over every scan. */
+  kept: integer("kept").notNull().default(0),
+  lastError: text("last_error"),
+  updatedAt: epochMs("updated_at").notNull(),
+});
+
 /** What a ledger line is, decided when its transaction is read (src/store/ledger.ts). */
 export const ledgerLineKinds = ["lock", "return", "deposit", "unexplained", "none"] as const;
 

@@ -40,6 +40,7 @@ import {
   wrappedSolClosed,
 } from "../verify/money-movements.js";
 import type { Profile } from "../verify/profiles.js";
+import { createEscrowScanner, type EscrowScanner } from "./escrow-scan.js";
 
 /**
  * Reads the whole signature history of every known credit vault into `ledger_lines`, page by
@@ -172,7 +173,12 @@ export interface LedgerReader {
   syncAll(
     opts?: SyncOptions & { onVaultError?: (vault: string, message: string) => void },
   ): Promise<VaultSyncResult[]>;
-  /** Runs `syncAll` every `intervalMs` until `stop()`. */
+  /**
+   * The escrow vault's memo scan (src/ledger/escrow-scan.ts), run by `start()` after each
+   * round's `syncAll`; a nightly run scans its window's span with it.
+   */
+  escrow?: EscrowScanner;
+  /** Runs `syncAll`, then the escrow scan, every `intervalMs` until `stop()`. */
   start(): void;
   stop(): Promise<void>;
 }
@@ -1820,6 +1826,27 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
   let abort: AbortController | null = null;
   let stopped = true;
 
+  const escrow = createEscrowScanner({
+    store: deps.store,
+    rpc,
+    profile,
+    log,
+    ...(deps.now ? { now: deps.now } : {}),
+  });
+  /** One round of the escrow scan; its trouble is logged and the next round tries again. */
+  const scanEscrow = async (signal?: AbortSignal) => {
+    if (signal?.aborted) return;
+    try {
+      const scanned = await escrow.scanNew(signal);
+      if (scanned.unread !== null) log.warn({ vault: scanned.vault }, scanned.unread);
+    } catch (error) {
+      if (signal?.aborted) return;
+      if (isBusyError(error)) {
+        log.warn({ err: String(error) }, "escrow scan found the database busy");
+      } else log.warn({ err: String(error) }, "escrow scan failed; retried next round");
+    }
+  };
+
   const tick = () => {
     if (stopped) return;
     abort = new AbortController();
@@ -1838,6 +1865,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
           log.error({ err: String(error) }, "ledger: after-round work failed");
         }
       })
+      .then(() => scanEscrow(abort?.signal))
       .finally(() => {
         running = null;
         if (!stopped) timer = setTimeout(tick, options.intervalMs);
@@ -1848,6 +1876,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     vaults: () => knownVaults(ledger, deps.custody),
     syncVault,
     syncAll,
+    escrow,
     start() {
       if (!stopped) return;
       stopped = false;

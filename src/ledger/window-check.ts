@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import type { Store } from "../db/client.js";
+import { isBusyError, type Store } from "../db/client.js";
 import { isoOf } from "../reports/period.js";
 import { SETTLEMENT_CLOCK_SLACK_SECONDS } from "../store/ledger-rules.js";
 import type { Profile } from "../verify/profiles.js";
@@ -386,6 +386,23 @@ export function ledgerWindowCheck(deps: {
     return `; that read took ${(took / 1000).toFixed(1)} s (${sum("listed")} lines listed, ${sum("fetched")} transactions fetched), the finalized time each listing holds being the one read before it began: a vault's first read lists its whole history, and the next run goes on from where this one stopped`;
   }
 
+  /**
+   * The escrow vault's payouts under a window job's memo that the job does not name, from the
+   * window's start to now (src/ledger/escrow-scan.ts): kept with the job, which goes back to the
+   * verifier. Why the scan fell short, or null.
+   */
+  async function scanEscrow(window: { from: number; signal?: AbortSignal }) {
+    const escrow = deps.reader.escrow;
+    if (escrow === undefined) return null;
+    try {
+      const scanned = await escrow.scanSince(window.from, window.signal);
+      return scanned.unread === null ? null : `escrow: ${scanned.unread}`;
+    } catch (error) {
+      if (window.signal?.aborted || isBusyError(error)) throw error;
+      return `escrow: the escrow vault's payouts under the window's jobs' memos were not read (${error instanceof Error ? error.message : String(error)})`;
+    }
+  }
+
   /** What each run judged in full: marked once the run's summary stands (`commit`). */
   const marks = new WeakMap<LedgerWindowResult, { vault: string; through: number; at: number }[]>();
 
@@ -397,6 +414,7 @@ export function ledgerWindowCheck(deps: {
     const span = await spanEndOf(window);
     const reads = await readThrough(window.to, span, window.signal);
     window.signal?.throwIfAborted();
+    const escrowUnread = await scanEscrow(window);
     // Every line listed by now is in the statements below when its time is: a line listed
     // later is judged by the next run whatever its time (`listedLate`).
     const takenAt = (deps.now ?? Date.now)();
@@ -698,9 +716,14 @@ export function ledgerWindowCheck(deps: {
       prunedHistory: prunedHistory.filter((p) => !problems.has(p.vault)),
       judgedBefore,
       incomplete:
-        problems.size === 0
-          ? null
-          : `ledger: the history of ${problems.size} credit vault(s) is not read through the window's end (${[...problems.values()].join("; ")})`,
+        [
+          problems.size === 0
+            ? null
+            : `ledger: the history of ${problems.size} credit vault(s) is not read through the window's end (${[...problems.values()].join("; ")})`,
+          escrowUnread,
+        ]
+          .filter((part) => part !== null)
+          .join("; ") || null,
     };
     marks.set(
       result,

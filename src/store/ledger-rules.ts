@@ -1135,3 +1135,36 @@ export async function walkInSlices(
     more = await walkOn();
   }
 }
+
+/** A transaction and a job it is to be kept with (a ledger line's, an escrow memo's). */
+export interface KeepPair {
+  signature: string;
+  job: string;
+}
+
+/** What a job's row names of its steps, for `unnamedPairs`. */
+export interface NamedSteps {
+  jobId: string;
+  escrowTx: string | null;
+  settlementTx: string | null;
+  apiEscrowTx: string | null;
+  apiSettlementTx: string | null;
+  kept: unknown;
+}
+
+/**
+ * The pairs whose job is among `rows` (recorded) and neither names the signature as a step nor
+ * keeps it already: what keeping would change. Each pair once.
+ */
+export function unnamedPairs(pairs: readonly KeepPair[], rows: readonly NamedSteps[]): KeepPair[] {
+  const byId = new Map(rows.map((r) => [r.jobId, r]));
+  const seen = new Set<string>();
+  return pairs.filter(({ signature, job }) => {
+    const row = byId.get(job);
+    const key = `${job} ${signature}`;
+    if (row === undefined || seen.has(key)) return false;
+    seen.add(key);
+    const named = [row.escrowTx, row.settlementTx, row.apiEscrowTx, row.apiSettlementTx];
+    return !named.includes(signature) && !(Array.isArray(row.kept) && row.kept.includes(signature));
+  });
+}

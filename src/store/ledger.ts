@@ -1,6 +1,6 @@
-import { asc, eq, sql } from "drizzle-orm";
+import { asc, eq, inArray, sql } from "drizzle-orm";
 import type { SqliteStore, Store } from "../db/client.js";
-import { creditVaults, finalVerdicts, ledgerCursors } from "../db/schema.js";
+import { creditVaults, escrowScans, finalVerdicts, jobs, ledgerCursors } from "../db/schema.js";
 import { joinParts, joinSplitSums, splitSum } from "../db/split-sums.js";
 import { UNITS_PER_CREDIT } from "../money.js";
 import { creditsHeaderMatches as headerMatches } from "../verify/checks/credits.js";
@@ -30,6 +30,7 @@ import {
   jobKeepingLine,
   jobOfUnexplainedDebit,
   jobsALineNames,
+  type KeepPair,
   type LineKind,
   laterOf,
   lockTiedToNoVault,
@@ -46,6 +47,7 @@ import {
   settledShareOfLocks,
   settledUnits,
   slotChainOrder,
+  unnamedPairs,
   walkInSlices,
   walkLines,
   walkSync,
@@ -695,6 +697,33 @@ export interface LedgerStore {
   lastMovementBefore(vault: string, toSec: number): Promise<bigint | null>;
   /** The vault's newest movement read (in the chain's order), null when none. */
   newestMovement(vault: string): Promise<NewestMovement | null>;
+  /** Where the escrow vault's memo scan stands (src/ledger/escrow-scan.ts); null before its first. */
+  escrowScanOf(vault: string): Promise<EscrowScanCursor | null>;
+  /** When the earliest recorded job was dated (ms), null with none: how far a first scan reads. */
+  earliestJobAt(): Promise<number | null>;
+  /**
+   * Of `pairs` (a transaction and a job its memo names), those whose job is recorded and
+   * neither names the transaction nor keeps it already (`unnamedPairs`). One read.
+   */
+  unnamedSteps(pairs: readonly KeepPair[]): Promise<KeepPair[]>;
+  /**
+   * Keeps each pair's transaction with its job, guarded as a ledger line's (`keepWithJob`: at
+   * most `maxKeptSignatures`, none the job names), and sends the jobs that gained one back to
+   * the verifier; with `cursor`, moves the scan of `vault` there (never back: two processes
+   * scanning at once keep the later) in the same transaction. Returns the jobs that gained.
+   */
+  keepEscrowSteps(
+    vault: string,
+    pairs: readonly KeepPair[],
+    cursor: EscrowScanCursor | null,
+    now: number,
+  ): Promise<string[]>;
+}
+
+/** Where a scan of the escrow vault's memos stands: the newest entry it listed. */
+export interface EscrowScanCursor {
+  newestSignature: string;
+  newestSlot: number;
 }
 
 /** A vault's newest movement read: where its history ends, and the balance after it. */
@@ -2381,6 +2410,42 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     },
   );
 
+  const escrowScanRow = db
+    .select({ newestSignature: escrowScans.newestSignature, newestSlot: escrowScans.newestSlot })
+    .from(escrowScans)
+    .where(eq(escrowScans.vault, sql.placeholder("vault")))
+    .prepare();
+  const earliestJob = sqlite.prepare("SELECT min(created_at) FROM jobs").pluck();
+  // Moved only forward: a scan that listed less far than another process's writes nothing back.
+  const moveEscrowScan = sqlite.prepare(
+    `INSERT INTO escrow_scans (vault, newest_signature, newest_slot, kept, updated_at)
+     VALUES (@vault, @signature, @slot, @kept, @now)
+     ON CONFLICT (vault) DO UPDATE SET
+       newest_signature = CASE WHEN excluded.newest_slot >= newest_slot
+         THEN excluded.newest_signature ELSE newest_signature END,
+       newest_slot = max(newest_slot, excluded.newest_slot),
+       kept = kept + excluded.kept, updated_at = excluded.updated_at`,
+  );
+  const keepEscrowTx = sqlite.transaction(
+    (vault: string, pairs: readonly KeepPair[], cursor: EscrowScanCursor | null, now: number) => {
+      const gained = new Set<string>();
+      for (const { job, signature } of pairs) {
+        if (keepWithJob(store, job, signature, now)) gained.add(job);
+      }
+      if (gained.size > 0) reopenJobs(store, { jobIds: [...gained] }, now);
+      if (cursor !== null) {
+        moveEscrowScan.run({
+          vault,
+          signature: cursor.newestSignature,
+          slot: cursor.newestSlot,
+          kept: gained.size,
+          now,
+        });
+      }
+      return [...gained];
+    },
+  );
+
   return {
     async pinnedVaults() {
       return pinned.all().map((r) => r.vault);
@@ -2390,6 +2455,32 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     },
     async keysOf(vault) {
       return keys.all({ vault }).map((r) => r.key);
+    },
+    async escrowScanOf(vault) {
+      return escrowScanRow.get({ vault }) ?? null;
+    },
+    async earliestJobAt() {
+      return (earliestJob.get() as number | null) ?? null;
+    },
+    async unnamedSteps(pairs) {
+      if (pairs.length === 0) return [];
+      const rows = db
+        .select({
+          jobId: jobs.jobId,
+          escrowTx: jobs.escrowTx,
+          settlementTx: jobs.settlementTx,
+          apiEscrowTx: jobs.apiEscrowTx,
+          apiSettlementTx: jobs.apiSettlementTx,
+          kept: jobs.conflictSignatures,
+        })
+        .from(jobs)
+        .where(inArray(jobs.jobId, [...new Set(pairs.map((p) => p.job))]))
+        .all();
+      return unnamedPairs(pairs, rows);
+    },
+    async keepEscrowSteps(vault, pairs, cursor, now) {
+      if (pairs.length === 0 && cursor === null) return [];
+      return keepEscrowTx.immediate(vault, pairs, cursor, now);
     },
     async cursor(vault, now) {
       insertCursor.run({ vault, at: now });

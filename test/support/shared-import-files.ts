@@ -46,6 +46,7 @@ export const sharedImportFiles: readonly string[] = [
   "test/db-upgrade.dialects.test.ts",
   "test/db-write-transactions.test.ts",
   "test/dialect-stores.test.ts",
+  "test/escrow-scan.dialects.test.ts",
   "test/errors-message.test.ts",
   "test/host-identity.test.ts",
   "test/ingest-answer-facts.dialects.test.ts",

@@ -476,6 +476,16 @@ export const ledgerCursors = pgTable("ledger_cursors", {
   relistBelow: text("relist_below"),
 });
 
+/** Where the scan of the escrow vault's memos stands (see the SQLite schema). */
+export const escrowScans = pgTable("escrow_scans", {
+  vault: text("vault").primaryKey(),
+  newestSignature: text("newest_signature").notNull(),
+  newestSlot: int("newest_slot").notNull(),
+  kept: int("kept").notNull().default(0),
+  lastError: text("last_error"),
+  updatedAt: epochMs("updated_at").notNull(),
+});
+
 export const ledgerLines = pgTable(
   "ledger_lines",
   {

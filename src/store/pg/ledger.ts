@@ -24,6 +24,7 @@ import {
   chainTransactions,
   checkResults,
   creditVaults,
+  escrowScans,
   jobs,
   ledgerCursors,
   ledgerDaily,
@@ -70,6 +71,7 @@ import {
   jobKeepingLine,
   jobOfUnexplainedDebit,
   jobsALineNames,
+  type KeepPair,
   lockTiedToNoVault,
   type MemoJob,
   mayReturnTo,
@@ -238,9 +240,6 @@ function unnestOf<R>(
   const arrays = Object.values(columns).map(([type, pick]) => typedArray(rows.map(pick), type));
   return sql`unnest(${sql.join(arrays, sql`, `)}) AS ${sql.raw(alias)} (${sql.raw(names.join(", "))})`;
 }
-
-/** A line's transaction and a job it is to be kept with (`keepWithJobs`). */
-type KeepPair = { signature: string; job: string };
 
 type Classifiable = {
   signature: string;
@@ -978,8 +977,12 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
    * Keeps each signature with its job (guarded, see `keepWithJobPg`) and sends the jobs that
    * gained one back to the verifier.
    */
-  async function keepPairs(tx: PgExecutor, pairs: readonly KeepPair[], now: number) {
-    if (pairs.length === 0) return;
+  async function keepPairs(
+    tx: PgExecutor,
+    pairs: readonly KeepPair[],
+    now: number,
+  ): Promise<string[]> {
+    if (pairs.length === 0) return [];
     // In job id order, as other writers of several jobs lock them, so two wait, not deadlock.
     const sorted = [...pairs].sort((a, b) => (a.job < b.job ? -1 : a.job > b.job ? 1 : 0));
     // After the receipt writers' turn, before the first job row: a receipt group locks its
@@ -993,6 +996,7 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
       if (kept !== null) gained.push(job);
     }
     if (gained.length > 0) await reopenJobsPg(tx, { jobIds: gained }, now);
+    return [...new Set(gained)];
   }
 
   /**
@@ -1986,6 +1990,59 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
       .orderBy(asc(ledgerLines.ord));
 
   return {
+    async escrowScanOf(vault) {
+      const [row] = await db
+        .select({
+          newestSignature: escrowScans.newestSignature,
+          newestSlot: escrowScans.newestSlot,
+        })
+        .from(escrowScans)
+        .where(eq(escrowScans.vault, vault));
+      return row ?? null;
+    },
+    async earliestJobAt() {
+      const [row] = await db.select({ at: sql<string | null>`min(${jobs.createdAt})` }).from(jobs);
+      return row?.at == null ? null : Number(row.at);
+    },
+    async unnamedSteps(pairs) {
+      if (pairs.length === 0) return [];
+      return (await notNamedYet(db, pairs)).open;
+    },
+    async keepEscrowSteps(vault, pairs, cursor, now) {
+      if (pairs.length === 0 && cursor === null) return [];
+      return whileRowsHeld(() =>
+        retryOnConflict(() =>
+          db.transaction(async (tx) => {
+            const gained = await keepPairs(tx, (await notNamedYet(tx, pairs)).open, now);
+            if (cursor !== null) {
+              // Moved only forward: a scan that listed less far than another host's writes
+              // nothing back.
+              const later = sql`excluded.newest_slot >= ${escrowScans.newestSlot}`;
+              await tx
+                .insert(escrowScans)
+                .values({
+                  vault,
+                  newestSignature: cursor.newestSignature,
+                  newestSlot: cursor.newestSlot,
+                  kept: gained.length,
+                  updatedAt: now,
+                })
+                .onConflictDoUpdate({
+                  target: escrowScans.vault,
+                  set: {
+                    newestSignature: sql`CASE WHEN ${later} THEN excluded.newest_signature
+                      ELSE ${escrowScans.newestSignature} END`,
+                    newestSlot: sql`greatest(${escrowScans.newestSlot}, excluded.newest_slot)`,
+                    kept: sql`${escrowScans.kept} + excluded.kept`,
+                    updatedAt: now,
+                  },
+                });
+            }
+            return gained;
+          }),
+        ),
+      );
+    },
     async pinnedVaults() {
       const rows = await db
         .select({ vault: creditVaults.vault })

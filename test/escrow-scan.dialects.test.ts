@@ -1,0 +1,148 @@
+import { describe, expect, it } from "vitest";
+import { createEscrowScanner, listedMemoTexts } from "../src/ledger/escrow-scan.js";
+import { createLogger } from "../src/log.js";
+import { localnetProfile } from "../src/verify/profiles.js";
+import { dialects, useDialectStores } from "./support/dialects.js";
+import {
+  discrepancy,
+  type JobPlan,
+  type Scenario,
+  useAdversaryHarness,
+  verified,
+} from "./support/operator.js";
+import { readJob } from "./support/seed-recorder.js";
+
+/**
+ * A streamed job's headers name no settlement; the jobs API names one. The operator settles it
+ * twice, each time paying the worker and the treasury the whole lock out of escrow: nothing comes
+ * back to the customer's vault, so no credit vault's ledger reads the second payout. The escrow
+ * vault's listing carries each transaction's memo: the payout under the job's settle memo that
+ * the job does not name is kept with it, and `settlement.single` fails.
+ */
+
+const log = createLogger({ level: "silent" });
+
+describe("the escrow listing's memo text", () => {
+  it("is read as the memos a node joined, each without its length", () => {
+    expect(listedMemoTexts("[31] decentral:settle:job_abc; [4] note")).toEqual([
+      "decentral:settle:job_abc",
+      "note",
+    ]);
+    expect(listedMemoTexts("[2] a;b")).toEqual(["a;b"]);
+  });
+});
+
+describe.each(dialects)("the escrow vault's memo scan on %s", (dialect) => {
+  const stores = useDialectStores(dialect);
+  const h = useAdversaryHarness({ openStore: () => stores.open() });
+
+  const scanner = (c: Scenario) =>
+    createEscrowScanner({
+      store: c.store,
+      rpc: h.rpc,
+      profile: localnetProfile,
+      log,
+      pageSize: 50,
+    });
+
+  /** A streamed job whose charge is its whole lock (nothing returns to the vault). */
+  function streamedWholeLock(): JobPlan {
+    const plan = h.op.plan({ keyIndex: 2, maxTokens: 300, completionTokens: 300 });
+    expect(plan.remainder).toBe(0n);
+    return plan;
+  }
+
+  /** Records `plan` as a stream (no settlement header), the jobs API naming `settlementTx`. */
+  function recordStreamed(c: Scenario, plan: JobPlan, escrowTx: string, settlementTx: string) {
+    c.record(plan, { escrowTx, settlementTx: null }, { stream: true });
+    c.honestJobsApi(plan, { escrowTx, settlementTx });
+  }
+
+  it("keeps a second payout of a streamed job with the job, which then fails settlement.single", async () => {
+    const c = await h.scenario();
+    const plan = streamedWholeLock();
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const first = h.op.send(h.op.settleIxs(plan)).signature;
+    const second = h.op.send(h.op.settleIxs(plan)).signature;
+    recordStreamed(c, plan, escrowTx, first);
+    await h.finalized();
+    // Nothing but escrow, the worker and the treasury moved: the ledger has nothing to read.
+    expect(await c.verdicts(plan.jobId)).toEqual([verified]);
+
+    const scanned = await scanner(c).scanNew();
+    expect(scanned.kept).toEqual([plan.jobId]);
+    expect(scanned.unread).toBeNull();
+    expect((await readJob(c.store, plan.jobId))?.conflictSignatures).toEqual([second]);
+    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.single")]);
+  });
+
+  it("keeps nothing of an honest streamed job, nor of a unit anyone sends into escrow under its memo", async () => {
+    const c = await h.scenario();
+    const plan = streamedWholeLock();
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
+    // An outsider's deposit into escrow under the job's settle memo: no payout of escrow.
+    const outsider = h.op.attackerAccount();
+    h.op.send([
+      h.op.transfer(outsider, h.op.accounts.escrowVault, 1n, { authority: h.op.attacker.address }),
+      h.op.memo(`decentral:settle:${plan.jobId}`),
+    ]);
+    recordStreamed(c, plan, escrowTx, settlementTx);
+    await h.finalized();
+    const scanned = await scanner(c).scanNew();
+    expect(scanned.kept).toEqual([]);
+    // The outsider's deposit was fetched (its memo names the job) and found to pay nothing out.
+    expect(scanned.fetched).toBeGreaterThanOrEqual(1);
+    expect((await readJob(c.store, plan.jobId))?.conflictSignatures ?? []).toEqual([]);
+    expect(await c.verdicts(plan.jobId)).toEqual([verified]);
+  });
+
+  it("goes on from where the last scan stopped, and finds a payout made after it", async () => {
+    const c = await h.scenario();
+    const plan = streamedWholeLock();
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const first = h.op.send(h.op.settleIxs(plan)).signature;
+    recordStreamed(c, plan, escrowTx, first);
+    await h.finalized();
+    const scan = scanner(c);
+    const before = await scan.scanNew();
+    expect(before.kept).toEqual([]);
+    // Listed again, nothing new: the cursor holds.
+    expect((await scan.scanNew()).listed).toBe(0);
+
+    const second = h.op.send(h.op.settleIxs(plan)).signature;
+    await h.finalized();
+    const after = await scan.scanNew();
+    expect(after.listed).toBe(1);
+    expect(after.kept).toEqual([plan.jobId]);
+    expect((await readJob(c.store, plan.jobId))?.conflictSignatures).toEqual([second]);
+    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.single")]);
+  });
+
+  it("scans a span for jobs recorded after the cursor passed their payouts (a nightly run)", async () => {
+    const c = await h.scenario();
+    const from = h.op.now() - 1_000;
+    const early = streamedWholeLock();
+    const earlyTxs = h.op.honestJob(early);
+    recordStreamed(c, early, earlyTxs.escrowTx, earlyTxs.settlementTx);
+    const late = streamedWholeLock();
+    const escrowTx = h.op.send(h.op.lockIxs(late)).signature;
+    const first = h.op.send(h.op.settleIxs(late)).signature;
+    const second = h.op.send(h.op.settleIxs(late)).signature;
+    await h.finalized();
+    await c.flush();
+    const scan = scanner(c);
+    await scan.scanNew();
+    // Imported after the scan had passed both its payouts.
+    recordStreamed(c, late, escrowTx, first);
+    await c.flush();
+    expect((await scan.scanNew()).kept).toEqual([]);
+    const spanned = await scan.scanSince(from);
+    expect(spanned.kept).toEqual([late.jobId]);
+    expect((await readJob(c.store, late.jobId))?.conflictSignatures).toEqual([second]);
+    expect(await c.verdicts(late.jobId, early.jobId)).toEqual([
+      discrepancy("settlement.single"),
+      verified,
+    ]);
+  });
+});
