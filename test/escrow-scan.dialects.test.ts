@@ -1,8 +1,13 @@
 import { describe, expect, it } from "vitest";
 import { createEscrowScanner, listedMemoTexts } from "../src/ledger/escrow-scan.js";
+import { createLedgerReader } from "../src/ledger/reader.js";
+import { ledgerWindowCheck } from "../src/ledger/window-check.js";
 import { createLogger } from "../src/log.js";
+import { runNightlyVerification } from "../src/nightly/nightly-run.js";
+import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile } from "../src/verify/profiles.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
+import { chainSecondAfter } from "./support/finality.js";
 import {
   discrepancy,
   type JobPlan,
@@ -10,6 +15,7 @@ import {
   useAdversaryHarness,
   verified,
 } from "./support/operator.js";
+import { quickVerifierOptions } from "./support/quick-verifier.js";
 import { readJob } from "./support/seed-recorder.js";
 
 /**
@@ -144,5 +150,50 @@ describe.each(dialects)("the escrow vault's memo scan on %s", (dialect) => {
       discrepancy("settlement.single"),
       verified,
     ]);
+  });
+
+  it("is run by the nightly over its window: the run judges the job on the second payout and exits 1", async () => {
+    const c = await h.scenario();
+    const from = await chainSecondAfter(h.world, 200);
+    const plan = streamedWholeLock();
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const first = h.op.send(h.op.settleIxs(plan)).signature;
+    const second = h.op.send(h.op.settleIxs(plan)).signature;
+    recordStreamed(c, plan, escrowTx, first);
+    await c.flush();
+    const to = Math.ceil((h.op.now() + 1) / 1000) * 1000;
+    await new Promise((r) => setTimeout(r, Math.max(0, to - Date.now() + 50)));
+    await h.finalized();
+    const custody = { vaults: [plan.vault], byKey: {} };
+    const reader = createLedgerReader({
+      store: c.store,
+      rpc: h.rpc,
+      profile: c.profile,
+      log,
+      custody,
+    });
+    const run = await runNightlyVerification(
+      c.store,
+      createVerifier({
+        store: c.store,
+        rpc: h.rpc,
+        profile: c.profile,
+        log,
+        custody,
+        options: quickVerifierOptions,
+      }),
+      {
+        from,
+        to,
+        timeoutMs: 20_000,
+        preflight: () => h.rpc.getSlot("finalized"),
+        ledger: ledgerWindowCheck({ store: c.store, reader, profile: c.profile, graceSeconds: 0 }),
+      },
+    );
+    expect(run).toMatchObject({ outcome: "discrepancies", exitCode: 1 });
+    expect(run.byVerdict.discrepancy).toBe(1);
+    expect(run.ledger?.incomplete).toBeNull();
+    expect((await readJob(c.store, plan.jobId))?.conflictSignatures).toEqual([second]);
+    expect(await c.outcome(plan.jobId)).toEqual(discrepancy("settlement.single"));
   });
 });

@@ -106,6 +106,60 @@ describe("the ledger in serve and in the CLI", () => {
     }
   });
 
+  it("serve finds a streamed job's second payout out of escrow, which no credit vault shows, and judges the job on it", async () => {
+    const db = join(dir, "escrow-scan.db");
+    const config = loadConfig({
+      DATABASE_URL: db,
+      PORT: "0",
+      AUDIT_PROFILE: "localnet",
+      SOLANA_RPC_URLS: world.rpcUrl,
+      DECENTRAL_BASE_URL: world.decentralBaseUrl,
+      LEDGER_POLL_MS: "50",
+      VERIFY_POLL_MS: "50",
+      DECENTRAL_API_KEY: world.apiKeys[3]!,
+    });
+    const service = await startService(config, quiet);
+    try {
+      const token = (await createToken(service.store, { role: "read", name: "finance" })).token;
+      // Streamed: its headers name no settlement. max_tokens 300 prices the lock as the answer:
+      // both payouts take the whole lock, nothing comes back to the customer's vault.
+      const res = await fetch(`${service.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: {
+          authorization: `Bearer ${world.apiKeys[3]}`,
+          "content-type": "application/json",
+          "x-sim-fault": "double-settle",
+        },
+        body: JSON.stringify({
+          model: "qwen3-8b",
+          stream: true,
+          max_tokens: 300,
+          messages: [{ role: "user", content: "hi" }],
+        }),
+      });
+      expect(res.status).toBe(200);
+      const jobId = res.headers.get("x-decentral-job-id")!;
+      expect(res.headers.get("x-decentral-settlement-tx")).toBeNull();
+      await res.text();
+      const auth = { headers: { authorization: `Bearer ${token}` } };
+      let record: { verdict: string; checks: { name: string; outcome: string }[] } | undefined;
+      for (let i = 0; i < 300; i++) {
+        const answer = await fetch(`${service.url}/audit/${jobId}`, auth);
+        if (answer.status === 200) {
+          record = (await answer.json()) as typeof record;
+          if (record?.verdict === "discrepancy") break;
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(record?.verdict).toBe("discrepancy");
+      expect(record?.checks.filter((c) => c.outcome === "fail").map((c) => c.name)).toContain(
+        "settlement.single",
+      );
+    } finally {
+      await service.close();
+    }
+  });
+
   it("report statement --sync reads the history itself and writes the CSV", async () => {
     const vault = world.accounts.creditVaults[1]!.vault;
     const db = join(dir, "cli.db");
