@@ -1,8 +1,10 @@
 CREATE TABLE `escrow_scans` (
 	`vault` text PRIMARY KEY NOT NULL,
-	`newest_signature` text NOT NULL,
-	`newest_slot` integer NOT NULL,
+	`newest_signature` text,
+	`newest_slot` integer,
+	`sync_top` text,
+	`sync_top_slot` integer,
+	`sync_before` text,
 	`kept` integer DEFAULT 0 NOT NULL,
-	`last_error` text,
 	`updated_at` integer NOT NULL
 );

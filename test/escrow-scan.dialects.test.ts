@@ -125,6 +125,67 @@ describe.each(dialects)("the escrow vault's memo scan on %s", (dialect) => {
     expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.single")]);
   });
 
+  it("lists a long history over several rounds, a few pages each, and finds the payout deep in it", async () => {
+    const c = await h.scenario();
+    const plan = streamedWholeLock();
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const first = h.op.send(h.op.settleIxs(plan)).signature;
+    const second = h.op.send(h.op.settleIxs(plan)).signature;
+    // Traffic after it: other jobs, none recorded here.
+    for (let i = 0; i < 4; i++) h.op.honestJob(h.op.plan({ keyIndex: 1 }));
+    recordStreamed(c, plan, escrowTx, first);
+    await h.finalized();
+    const scan = createEscrowScanner({
+      store: c.store,
+      rpc: h.rpc,
+      profile: localnetProfile,
+      log,
+      pageSize: 2,
+      pagesPerRound: 2,
+    });
+    const rounds = [];
+    for (let i = 0; i < 50; i++) {
+      const round = await scan.scanNew();
+      rounds.push(round);
+      if (!round.more) break;
+    }
+    expect(rounds.length).toBeGreaterThan(2);
+    expect(rounds.flatMap((r) => r.kept)).toEqual([plan.jobId]);
+    expect((await readJob(c.store, plan.jobId))?.conflictSignatures).toEqual([second]);
+    // Complete: the next scan lists only what came after.
+    h.op.honestJob(h.op.plan({ keyIndex: 1 }));
+    await h.finalized();
+    const next = await scan.scanNew();
+    expect(next).toMatchObject({ more: false, kept: [] });
+    expect(next.listed).toBe(2);
+  });
+
+  it("stops before a payout no endpoint serves, and judges it once one does", async () => {
+    const c = await h.scenario();
+    const plan = streamedWholeLock();
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const first = h.op.send(h.op.settleIxs(plan)).signature;
+    const second = h.op.send(h.op.settleIxs(plan)).signature;
+    h.op.honestJob(h.op.plan({ keyIndex: 1 }));
+    recordStreamed(c, plan, escrowTx, first);
+    await h.finalized();
+    let serving = false;
+    const rpc: typeof h.rpc = Object.create(h.rpc);
+    rpc.getTransaction = (signature, ...rest) =>
+      signature === second && !serving
+        ? Promise.resolve(null)
+        : h.rpc.getTransaction(signature, ...rest);
+    const scan = createEscrowScanner({ store: c.store, rpc, profile: localnetProfile, log });
+    const held = await scan.scanNew();
+    expect(held.kept).toEqual([]);
+    expect(held.unread).toContain(second);
+    // Not passed by: the next scan lists it again.
+    serving = true;
+    const after = await scan.scanNew();
+    expect(after).toMatchObject({ kept: [plan.jobId], unread: null });
+    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.single")]);
+  });
+
   it("scans a span for jobs recorded after the cursor passed their payouts (a nightly run)", async () => {
     const c = await h.scenario();
     const from = h.op.now() - 1_000;

@@ -1,8 +1,10 @@
 CREATE TABLE "escrow_scans" (
 	"vault" text PRIMARY KEY NOT NULL,
-	"newest_signature" text NOT NULL,
-	"newest_slot" bigint NOT NULL,
+	"newest_signature" text,
+	"newest_slot" bigint,
+	"sync_top" text,
+	"sync_top_slot" bigint,
+	"sync_before" text,
 	"kept" bigint DEFAULT 0 NOT NULL,
-	"last_error" text,
 	"updated_at" bigint NOT NULL
 );

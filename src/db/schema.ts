@@ -756,11 +756,16 @@ export const ledgerCursors = sqliteTable("ledger_cursors", {
  */
 export const escrowScans = sqliteTable("escrow_scans", {
   vault: text("vault").primaryKey(),
-  newestSignature: text("newest_signature").notNull(),
-  newestSlot: integer("newest_slot").notNull(),
+  /** Newest signature of the last completed scan: the `until` of the next; null before one. */
+  newestSignature: text("newest_signature"),
+  newestSlot: integer("newest_slot"),
+  /** Newest signature of the scan in progress (its first page's first entry). */
+  syncTop: text("sync_top"),
+  syncTopSlot: integer("sync_top_slot"),
+  /** Oldest signature the scan in progress has judged: the next page's `before`. */
+  syncBefore: text("sync_before"),
   /** Signatures kept with the jobs their memos name, over every scan. */
   kept: integer("kept").notNull().default(0),
-  lastError: text("last_error"),
   updatedAt: epochMs("updated_at").notNull(),
 });
 

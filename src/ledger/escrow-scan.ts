@@ -2,7 +2,7 @@ import type { AddressSignatureInfo } from "../chain/rpc-pool.js";
 import type { TransactionFacts } from "../chain/transaction-facts.js";
 import type { Store } from "../db/client.js";
 import type { Logger } from "../log.js";
-import { createLedgerStore, type EscrowScanCursor } from "../store/ledger.js";
+import { createLedgerStore, type EscrowScanState } from "../store/ledger.js";
 import type { KeepPair } from "../store/ledger-rules.js";
 import { parseJobMemos } from "../verify/checks/memos.js";
 import { isCredit } from "../verify/money-movements.js";
@@ -37,6 +37,8 @@ export interface EscrowScanDeps {
   pageSize?: number;
   /** Transactions fetched at once. Default 8. */
   fetchConcurrency?: number;
+  /** Pages one `scanNew` lists at most; a scan longer than that goes on at the next. Default 20. */
+  pagesPerRound?: number;
 }
 
 export interface EscrowScanResult {
@@ -53,6 +55,8 @@ export interface EscrowScanResult {
    * cursor stays before it, read again next time); null when it read all it listed.
    */
   unread: string | null;
+  /** A `scanNew` that listed its most pages before reaching where the last scan ended. */
+  more: boolean;
 }
 
 /** A first scan reads from this long before the earliest recorded job. */
@@ -83,42 +87,36 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
   const { rpc, profile, log } = deps;
   const now = deps.now ?? Date.now;
   const pageSize = deps.pageSize ?? 1000;
+  const pagesPerRound = deps.pagesPerRound ?? 20;
   const fetchConcurrency = deps.fetchConcurrency ?? 8;
   const ledger = createLedgerStore(deps.store);
+  const none = (vault: string | null): EscrowScanResult => ({
+    vault,
+    listed: 0,
+    fetched: 0,
+    kept: [],
+    unread: null,
+    more: false,
+  });
 
-  /**
-   * Lists `vault` newest first down to `until` (exclusive), or to the first entry dated before
-   * `notBeforeSec`, or to the start of its history.
-   */
-  async function list(
+  /** One page newest first, cut at the first entry dated before `notBeforeSec`. */
+  async function page(
     vault: string,
-    bound: { until?: string; notBeforeSec?: number; limit?: number },
-    signal?: AbortSignal,
-  ): Promise<AddressSignatureInfo[]> {
-    const out: AddressSignatureInfo[] = [];
-    let before: string | undefined;
-    const size = bound.limit ?? pageSize;
-    for (;;) {
-      signal?.throwIfAborted();
-      const page = await rpc.getSignaturesForAddress(vault, {
-        limit: size,
-        ...(before ? { before } : {}),
-        ...(bound.until ? { until: bound.until } : {}),
-      });
-      for (const entry of page) {
-        if (
-          bound.notBeforeSec !== undefined &&
-          entry.blockTime !== null &&
-          entry.blockTime < bound.notBeforeSec
-        ) {
-          return out;
-        }
-        out.push(entry);
-      }
-      const last = page.at(-1);
-      if (page.length < size || last === undefined || bound.limit !== undefined) return out;
-      before = last.signature;
-    }
+    bound: { before: string | null; until: string | null; notBeforeSec: number | null },
+  ): Promise<{ entries: AddressSignatureInfo[]; ended: boolean }> {
+    const listed = await rpc.getSignaturesForAddress(vault, {
+      limit: pageSize,
+      ...(bound.before ? { before: bound.before } : {}),
+      ...(bound.until ? { until: bound.until } : {}),
+    });
+    const { notBeforeSec } = bound;
+    const cut =
+      notBeforeSec === null
+        ? -1
+        : listed.findIndex((e) => e.blockTime !== null && e.blockTime < notBeforeSec);
+    return cut >= 0
+      ? { entries: listed.slice(0, cut), ended: true }
+      : { entries: listed, ended: listed.length < pageSize };
   }
 
   /** The (signature, job) pairs of a listing whose memos name a job. */
@@ -134,108 +132,131 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
   }
 
   /**
-   * Judges `entries` (oldest first) in slices, keeping what paid out of escrow under a recorded
-   * job's memo with that job; with `cursorMoves`, the cursor follows each slice. Stops at a
-   * transaction no endpoint served.
+   * What of `entries` (a page) is to be kept with a recorded job: each entry whose memo names
+   * a recorded job that does not name it is fetched, and kept when it paid out of escrow under
+   * that job's memo. `unreadAt`: the newest entry no endpoint served (-1 when none).
    */
-  async function judge(
+  async function judgePage(
     vault: string,
     entries: readonly AddressSignatureInfo[],
-    cursorMoves: boolean,
     signal?: AbortSignal,
-  ): Promise<Omit<EscrowScanResult, "vault" | "listed">> {
-    const result: Omit<EscrowScanResult, "vault" | "listed"> = {
-      fetched: 0,
-      kept: [],
-      unread: null,
-    };
-    for (let start = 0; start < entries.length; start += pageSize) {
+  ): Promise<{ keep: KeepPair[]; fetched: number; unreadAt: number }> {
+    const candidates = await ledger.unnamedSteps(namedPairs(entries));
+    const signatures = [...new Set(candidates.map((c) => c.signature))];
+    const factsOf = new Map<string, TransactionFacts | null>();
+    for (let i = 0; i < signatures.length; i += fetchConcurrency) {
       signal?.throwIfAborted();
-      let slice = entries.slice(start, start + pageSize);
-      const candidates = await ledger.unnamedSteps(namedPairs(slice));
-      const signatures = [...new Set(candidates.map((c) => c.signature))];
-      const factsOf = new Map<string, TransactionFacts | null>();
-      for (let i = 0; i < signatures.length; i += fetchConcurrency) {
-        signal?.throwIfAborted();
-        const part = signatures.slice(i, i + fetchConcurrency);
-        const got = await Promise.allSettled(part.map((s) => rpc.getTransaction(s)));
-        part.forEach((s, j) => {
-          const answer = got[j]!;
-          factsOf.set(s, answer.status === "fulfilled" ? (answer.value?.facts ?? null) : null);
-        });
-        result.fetched += part.length;
-      }
-      // The oldest transaction not served ends the scan there: the cursor stays before it.
-      const unreadAt = slice.findIndex(
-        (e) => factsOf.has(e.signature) && !factsOf.get(e.signature),
-      );
-      if (unreadAt >= 0) {
-        result.unread = `the escrow vault's transaction ${slice[unreadAt]!.signature}, listed under a recorded job's memo, was not served by the RPC; read again next time`;
-        slice = slice.slice(0, unreadAt);
-      }
-      const served = new Set(slice.map((e) => e.signature));
-      const keep = candidates.filter((c) => {
-        const facts = factsOf.get(c.signature);
-        if (!served.has(c.signature) || !facts || !paidOutOf(profile, vault, facts)) return false;
-        // The transaction's own memos (the listing's are a node's word) name the job.
-        return parseJobMemos(profile, facts.memos).some((m) => m.jobId === c.job);
+      const part = signatures.slice(i, i + fetchConcurrency);
+      const got = await Promise.allSettled(part.map((s) => rpc.getTransaction(s)));
+      part.forEach((s, j) => {
+        const answer = got[j]!;
+        factsOf.set(s, answer.status === "fulfilled" ? (answer.value?.facts ?? null) : null);
       });
-      const newest = slice.at(-1);
-      const cursor: EscrowScanCursor | null =
-        cursorMoves && newest
-          ? { newestSignature: newest.signature, newestSlot: newest.slot }
-          : null;
-      const gained = await ledger.keepEscrowSteps(vault, keep, cursor, now());
-      if (gained.length > 0) {
-        log.warn(
-          { vault, jobs: gained, signatures: keep.map((k) => k.signature) },
-          "escrow paid out under a job's memo a transaction the job does not name: judged again",
-        );
-      }
-      result.kept.push(...gained);
-      if (result.unread !== null) break;
     }
-    return result;
+    const keep = candidates.filter((c) => {
+      const facts = factsOf.get(c.signature);
+      if (!facts || !paidOutOf(profile, vault, facts)) return false;
+      // The transaction's own memos (the listing's are a node's word) name the job.
+      return parseJobMemos(profile, facts.memos).some((m) => m.jobId === c.job);
+    });
+    const unreadAt = entries.findIndex(
+      (e) => factsOf.has(e.signature) && !factsOf.get(e.signature),
+    );
+    return { keep, fetched: signatures.length, unreadAt };
+  }
+
+  const unreadText = (signature: string) =>
+    `the escrow vault's transaction ${signature}, listed under a recorded job's memo, was not served by the RPC; read again next time`;
+
+  /** Keeps what a page found, writing `state` with it; logs the jobs that gained. */
+  async function keep(vault: string, pairs: KeepPair[], state: EscrowScanState | null) {
+    const gained = await ledger.keepEscrowSteps(vault, pairs, state, now());
+    if (gained.length > 0) {
+      log.warn(
+        { vault, jobs: gained, signatures: pairs.map((k) => k.signature) },
+        "escrow paid out under a job's memo a transaction the job does not name: judged again",
+      );
+    }
+    return gained;
   }
 
   return {
     /**
-     * Scans what the escrow vault listed since the last scan (serve's rounds). The first scan
-     * reads back to the earliest recorded job; with none, it only marks where the history
-     * stands: a job recorded later is paid out after it.
+     * Scans what the escrow vault listed since the last completed scan (serve's rounds), at
+     * most `pagesPerRound` pages a call: a scan in progress goes on from where it stood (`more`
+     * says one is). The first reads back to the earliest recorded job; with none, it only marks
+     * where the history stands: a job recorded later is paid out after it.
      */
     async scanNew(signal?: AbortSignal): Promise<EscrowScanResult> {
       const vault = profile.escrowVault;
-      if (vault === null) return { vault, listed: 0, fetched: 0, kept: [], unread: null };
-      const cursor = await ledger.escrowScanOf(vault);
-      let entries: AddressSignatureInfo[];
-      if (cursor !== null) {
-        entries = await list(vault, { until: cursor.newestSignature }, signal);
-      } else {
+      if (vault === null) return none(vault);
+      const state: EscrowScanState = (await ledger.escrowScanOf(vault)) ?? {
+        newestSignature: null,
+        newestSlot: null,
+        syncTop: null,
+        syncTopSlot: null,
+        syncBefore: null,
+      };
+      const result = none(vault);
+      let notBeforeSec: number | null = null;
+      if (state.newestSignature === null) {
         const earliest = await ledger.earliestJobAt();
-        entries =
-          earliest === null
-            ? await list(vault, { limit: 1 }, signal)
-            : await list(
-                vault,
-                { notBeforeSec: Math.floor((earliest - FIRST_SCAN_SLACK_MS) / 1000) },
-                signal,
-              );
         if (earliest === null) {
-          const top = entries[0];
+          const [top] = await rpc.getSignaturesForAddress(vault, { limit: 1 });
           if (top) {
-            await ledger.keepEscrowSteps(
-              vault,
-              [],
-              { newestSignature: top.signature, newestSlot: top.slot },
-              now(),
-            );
+            await keep(vault, [], {
+              ...state,
+              newestSignature: top.signature,
+              newestSlot: top.slot,
+            });
           }
-          return { vault, listed: entries.length, fetched: 0, kept: [], unread: null };
+          return { ...result, listed: top ? 1 : 0 };
         }
+        notBeforeSec = Math.floor((earliest - FIRST_SCAN_SLACK_MS) / 1000);
       }
-      const judged = await judge(vault, entries.reverse(), true, signal);
-      return { vault, listed: entries.length, ...judged };
+      let { syncTop, syncTopSlot, syncBefore } = state;
+      for (let pages = 0; pages < pagesPerRound; pages++) {
+        signal?.throwIfAborted();
+        const { entries, ended } = await page(vault, {
+          before: syncBefore,
+          until: state.newestSignature,
+          notBeforeSec,
+        });
+        result.listed += entries.length;
+        const first = entries[0];
+        if (syncTop === null && first) {
+          syncTop = first.signature;
+          syncTopSlot = first.slot;
+        }
+        const judged = await judgePage(vault, entries, signal);
+        result.fetched += judged.fetched;
+        if (judged.unreadAt >= 0) {
+          // Judged again from the entry no endpoint served, the next time.
+          if (judged.unreadAt > 0) syncBefore = entries[judged.unreadAt - 1]!.signature;
+          result.unread = unreadText(entries[judged.unreadAt]!.signature);
+          const progress = { ...state, syncTop, syncTopSlot, syncBefore };
+          result.kept.push(...(await keep(vault, judged.keep, progress)));
+          return result;
+        }
+        if (ended) {
+          const done =
+            syncTop === null
+              ? null
+              : {
+                  newestSignature: syncTop,
+                  newestSlot: syncTopSlot,
+                  syncTop: null,
+                  syncTopSlot: null,
+                  syncBefore: null,
+                };
+          result.kept.push(...(await keep(vault, judged.keep, done)));
+          return result;
+        }
+        syncBefore = entries.at(-1)?.signature ?? syncBefore;
+        const progress = { ...state, syncTop, syncTopSlot, syncBefore };
+        result.kept.push(...(await keep(vault, judged.keep, progress)));
+      }
+      return { ...result, more: true };
     },
 
     /**
@@ -244,10 +265,24 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
      */
     async scanSince(fromMs: number, signal?: AbortSignal): Promise<EscrowScanResult> {
       const vault = profile.escrowVault;
-      if (vault === null) return { vault, listed: 0, fetched: 0, kept: [], unread: null };
-      const entries = await list(vault, { notBeforeSec: Math.floor(fromMs / 1000) }, signal);
-      const judged = await judge(vault, entries.reverse(), false, signal);
-      return { vault, listed: entries.length, ...judged };
+      if (vault === null) return none(vault);
+      const result = none(vault);
+      const notBeforeSec = Math.floor(fromMs / 1000);
+      let before: string | null = null;
+      for (;;) {
+        signal?.throwIfAborted();
+        const { entries, ended } = await page(vault, { before, until: null, notBeforeSec });
+        result.listed += entries.length;
+        const judged = await judgePage(vault, entries, signal);
+        result.fetched += judged.fetched;
+        if (judged.unreadAt >= 0 && result.unread === null) {
+          result.unread = unreadText(entries[judged.unreadAt]!.signature);
+        }
+        result.kept.push(...(await keep(vault, judged.keep, null)));
+        const last = entries.at(-1);
+        if (ended || last === undefined) return result;
+        before = last.signature;
+      }
     },
   };
 }

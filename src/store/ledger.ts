@@ -698,7 +698,7 @@ export interface LedgerStore {
   /** The vault's newest movement read (in the chain's order), null when none. */
   newestMovement(vault: string): Promise<NewestMovement | null>;
   /** Where the escrow vault's memo scan stands (src/ledger/escrow-scan.ts); null before its first. */
-  escrowScanOf(vault: string): Promise<EscrowScanCursor | null>;
+  escrowScanOf(vault: string): Promise<EscrowScanState | null>;
   /** When the earliest recorded job was dated (ms), null with none: how far a first scan reads. */
   earliestJobAt(): Promise<number | null>;
   /**
@@ -709,21 +709,28 @@ export interface LedgerStore {
   /**
    * Keeps each pair's transaction with its job, guarded as a ledger line's (`keepWithJob`: at
    * most `maxKeptSignatures`, none the job names), and sends the jobs that gained one back to
-   * the verifier; with `cursor`, moves the scan of `vault` there (never back: two processes
-   * scanning at once keep the later) in the same transaction. Returns the jobs that gained.
+   * the verifier; with `state`, writes where the scan of `vault` stands in the same
+   * transaction. Returns the jobs that gained.
    */
   keepEscrowSteps(
     vault: string,
     pairs: readonly KeepPair[],
-    cursor: EscrowScanCursor | null,
+    state: EscrowScanState | null,
     now: number,
   ): Promise<string[]>;
 }
 
-/** Where a scan of the escrow vault's memos stands: the newest entry it listed. */
-export interface EscrowScanCursor {
-  newestSignature: string;
-  newestSlot: number;
+/**
+ * Where a scan of the escrow vault's memos stands: the newest entry of the last completed scan
+ * (`until` of the next, null before one), and the scan in progress, listed newest first: its
+ * first entry (`syncTop`, the cursor once it completes) and the oldest it judged (`syncBefore`).
+ */
+export interface EscrowScanState {
+  newestSignature: string | null;
+  newestSlot: number | null;
+  syncTop: string | null;
+  syncTopSlot: number | null;
+  syncBefore: string | null;
 }
 
 /** A vault's newest movement read: where its history ends, and the balance after it. */
@@ -2411,37 +2418,34 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   );
 
   const escrowScanRow = db
-    .select({ newestSignature: escrowScans.newestSignature, newestSlot: escrowScans.newestSlot })
+    .select({
+      newestSignature: escrowScans.newestSignature,
+      newestSlot: escrowScans.newestSlot,
+      syncTop: escrowScans.syncTop,
+      syncTopSlot: escrowScans.syncTopSlot,
+      syncBefore: escrowScans.syncBefore,
+    })
     .from(escrowScans)
     .where(eq(escrowScans.vault, sql.placeholder("vault")))
     .prepare();
   const earliestJob = sqlite.prepare("SELECT min(created_at) FROM jobs").pluck();
-  // Moved only forward: a scan that listed less far than another process's writes nothing back.
-  const moveEscrowScan = sqlite.prepare(
-    `INSERT INTO escrow_scans (vault, newest_signature, newest_slot, kept, updated_at)
-     VALUES (@vault, @signature, @slot, @kept, @now)
-     ON CONFLICT (vault) DO UPDATE SET
-       newest_signature = CASE WHEN excluded.newest_slot >= newest_slot
-         THEN excluded.newest_signature ELSE newest_signature END,
-       newest_slot = max(newest_slot, excluded.newest_slot),
+  const writeEscrowScan = sqlite.prepare(
+    `INSERT INTO escrow_scans (vault, newest_signature, newest_slot, sync_top, sync_top_slot,
+       sync_before, kept, updated_at)
+     VALUES (@vault, @newestSignature, @newestSlot, @syncTop, @syncTopSlot, @syncBefore, @kept, @now)
+     ON CONFLICT (vault) DO UPDATE SET newest_signature = excluded.newest_signature,
+       newest_slot = excluded.newest_slot, sync_top = excluded.sync_top,
+       sync_top_slot = excluded.sync_top_slot, sync_before = excluded.sync_before,
        kept = kept + excluded.kept, updated_at = excluded.updated_at`,
   );
   const keepEscrowTx = sqlite.transaction(
-    (vault: string, pairs: readonly KeepPair[], cursor: EscrowScanCursor | null, now: number) => {
+    (vault: string, pairs: readonly KeepPair[], state: EscrowScanState | null, now: number) => {
       const gained = new Set<string>();
       for (const { job, signature } of pairs) {
         if (keepWithJob(store, job, signature, now)) gained.add(job);
       }
       if (gained.size > 0) reopenJobs(store, { jobIds: [...gained] }, now);
-      if (cursor !== null) {
-        moveEscrowScan.run({
-          vault,
-          signature: cursor.newestSignature,
-          slot: cursor.newestSlot,
-          kept: gained.size,
-          now,
-        });
-      }
+      if (state !== null) writeEscrowScan.run({ vault, ...state, kept: gained.size, now });
       return [...gained];
     },
   );
@@ -2478,9 +2482,9 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         .all();
       return unnamedPairs(pairs, rows);
     },
-    async keepEscrowSteps(vault, pairs, cursor, now) {
-      if (pairs.length === 0 && cursor === null) return [];
-      return keepEscrowTx.immediate(vault, pairs, cursor, now);
+    async keepEscrowSteps(vault, pairs, state, now) {
+      if (pairs.length === 0 && state === null) return [];
+      return keepEscrowTx.immediate(vault, pairs, state, now);
     },
     async cursor(vault, now) {
       insertCursor.run({ vault, at: now });

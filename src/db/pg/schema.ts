@@ -479,10 +479,16 @@ export const ledgerCursors = pgTable("ledger_cursors", {
 /** Where the scan of the escrow vault's memos stands (see the SQLite schema). */
 export const escrowScans = pgTable("escrow_scans", {
   vault: text("vault").primaryKey(),
-  newestSignature: text("newest_signature").notNull(),
-  newestSlot: int("newest_slot").notNull(),
+  /** Newest signature of the last completed scan: the `until` of the next; null before one. */
+  newestSignature: text("newest_signature"),
+  newestSlot: int("newest_slot"),
+  /** Newest signature of the scan in progress (its first page's first entry). */
+  syncTop: text("sync_top"),
+  syncTopSlot: int("sync_top_slot"),
+  /** Oldest signature the scan in progress has judged: the next page's `before`. */
+  syncBefore: text("sync_before"),
+  /** Signatures kept with the jobs their memos name, over every scan. */
   kept: int("kept").notNull().default(0),
-  lastError: text("last_error"),
   updatedAt: epochMs("updated_at").notNull(),
 });
 

@@ -1995,6 +1995,9 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
         .select({
           newestSignature: escrowScans.newestSignature,
           newestSlot: escrowScans.newestSlot,
+          syncTop: escrowScans.syncTop,
+          syncTopSlot: escrowScans.syncTopSlot,
+          syncBefore: escrowScans.syncBefore,
         })
         .from(escrowScans)
         .where(eq(escrowScans.vault, vault));
@@ -2008,31 +2011,20 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
       if (pairs.length === 0) return [];
       return (await notNamedYet(db, pairs)).open;
     },
-    async keepEscrowSteps(vault, pairs, cursor, now) {
-      if (pairs.length === 0 && cursor === null) return [];
+    async keepEscrowSteps(vault, pairs, state, now) {
+      if (pairs.length === 0 && state === null) return [];
       return whileRowsHeld(() =>
         retryOnConflict(() =>
           db.transaction(async (tx) => {
             const gained = await keepPairs(tx, (await notNamedYet(tx, pairs)).open, now);
-            if (cursor !== null) {
-              // Moved only forward: a scan that listed less far than another host's writes
-              // nothing back.
-              const later = sql`excluded.newest_slot >= ${escrowScans.newestSlot}`;
+            if (state !== null) {
               await tx
                 .insert(escrowScans)
-                .values({
-                  vault,
-                  newestSignature: cursor.newestSignature,
-                  newestSlot: cursor.newestSlot,
-                  kept: gained.length,
-                  updatedAt: now,
-                })
+                .values({ vault, ...state, kept: gained.length, updatedAt: now })
                 .onConflictDoUpdate({
                   target: escrowScans.vault,
                   set: {
-                    newestSignature: sql`CASE WHEN ${later} THEN excluded.newest_signature
-                      ELSE ${escrowScans.newestSignature} END`,
-                    newestSlot: sql`greatest(${escrowScans.newestSlot}, excluded.newest_slot)`,
+                    ...state,
                     kept: sql`${escrowScans.kept} + excluded.kept`,
                     updatedAt: now,
                   },
