@@ -55,7 +55,8 @@ const maxTokenChoices: (number | null)[] = [null, 800, 300, 1500];
 /**
  * Chain faults that also run streamed when the plan has room (the settlement signature then
  * comes from the jobs API, not the headers). Not `double-settle`: streamed, the receipt learns
- * only the settlement the jobs API names, and nothing the receipt holds leads to the other.
+ * only the settlement the jobs API names; the other is found by the escrow scan after a ledger
+ * round (src/ledger/escrow-scan.ts), which may come after the demo has printed the job verified.
  */
 const streamedFaults: SimFault[] = [
   "underpay-worker",
