@@ -103,6 +103,21 @@ describe.each(dialects)("the escrow vault's memo scan on %s", (dialect) => {
     expect(await c.verdicts(plan.jobId)).toEqual([verified]);
   });
 
+  it("keeps an honest streamed job's settlement found before the jobs API names it, and the job stays honest", async () => {
+    const c = await h.scenario();
+    const plan = streamedWholeLock();
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
+    c.record(plan, { escrowTx, settlementTx: null }, { stream: true });
+    await h.finalized();
+    await c.flush();
+    // Scanned before any answer: the settlement is no step the job names yet.
+    expect((await scanner(c).scanNew()).kept).toEqual([plan.jobId]);
+    expect((await readJob(c.store, plan.jobId))?.conflictSignatures).toEqual([settlementTx]);
+    c.honestJobsApi(plan, { escrowTx, settlementTx });
+    expect(await c.verdicts(plan.jobId)).toEqual([verified]);
+  });
+
   it("goes on from where the last scan stopped, and finds a payout made after it", async () => {
     const c = await h.scenario();
     const plan = streamedWholeLock();
