@@ -1,5 +1,10 @@
 import { describe, expect, it } from "vitest";
-import { createEscrowScanner, listedMemoTexts } from "../src/ledger/escrow-scan.js";
+import { unionOfListings } from "../src/chain/quorum.js";
+import {
+  createEscrowScanner,
+  ESCROW_PENDING_MS,
+  listedMemoTexts,
+} from "../src/ledger/escrow-scan.js";
 import { createLedgerReader } from "../src/ledger/reader.js";
 import { ledgerWindowCheck } from "../src/ledger/window-check.js";
 import { createLogger } from "../src/log.js";
@@ -38,6 +43,24 @@ describe("the escrow listing's memo text", () => {
   });
 });
 
+describe("a quorum's union of listings", () => {
+  it("keeps every memo any endpoint gave an entry: one blanking it hides no job", () => {
+    const entry = { signature: "sigA", slot: 5, err: null, blockTime: 100 };
+    const honest = { ...entry, memo: "[31] decentral:settle:job_abc" };
+    const blank = { ...entry, memo: null };
+    for (const lists of [
+      [[blank], [honest]],
+      [[honest], [blank]],
+    ]) {
+      expect(unionOfListings(lists)).toEqual([honest]);
+    }
+    const other = { ...entry, memo: "[4] note" };
+    expect(unionOfListings([[other], [honest]])[0]?.memo).toBe(
+      "[4] note; [31] decentral:settle:job_abc",
+    );
+  });
+});
+
 describe.each(dialects)("the escrow vault's memo scan on %s", (dialect) => {
   const stores = useDialectStores(dialect);
   const h = useAdversaryHarness({ openStore: () => stores.open() });
@@ -62,6 +85,7 @@ describe.each(dialects)("the escrow vault's memo scan on %s", (dialect) => {
   function recordStreamed(c: Scenario, plan: JobPlan, escrowTx: string, settlementTx: string) {
     c.record(plan, { escrowTx, settlementTx: null }, { stream: true });
     c.honestJobsApi(plan, { escrowTx, settlementTx });
+    return c.flush();
   }
 
   it("keeps a second payout of a streamed job with the job, which then fails settlement.single", async () => {
@@ -70,7 +94,7 @@ describe.each(dialects)("the escrow vault's memo scan on %s", (dialect) => {
     const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
     const first = h.op.send(h.op.settleIxs(plan)).signature;
     const second = h.op.send(h.op.settleIxs(plan)).signature;
-    recordStreamed(c, plan, escrowTx, first);
+    await recordStreamed(c, plan, escrowTx, first);
     await h.finalized();
     // Nothing but escrow, the worker and the treasury moved: the ledger has nothing to read.
     expect(await c.verdicts(plan.jobId)).toEqual([verified]);
@@ -93,7 +117,7 @@ describe.each(dialects)("the escrow vault's memo scan on %s", (dialect) => {
       h.op.transfer(outsider, h.op.accounts.escrowVault, 1n, { authority: h.op.attacker.address }),
       h.op.memo(`decentral:settle:${plan.jobId}`),
     ]);
-    recordStreamed(c, plan, escrowTx, settlementTx);
+    await recordStreamed(c, plan, escrowTx, settlementTx);
     await h.finalized();
     const scanned = await scanner(c).scanNew();
     expect(scanned.kept).toEqual([]);
@@ -123,7 +147,7 @@ describe.each(dialects)("the escrow vault's memo scan on %s", (dialect) => {
     const plan = streamedWholeLock();
     const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
     const first = h.op.send(h.op.settleIxs(plan)).signature;
-    recordStreamed(c, plan, escrowTx, first);
+    await recordStreamed(c, plan, escrowTx, first);
     await h.finalized();
     const scan = scanner(c);
     const before = await scan.scanNew();
@@ -148,7 +172,7 @@ describe.each(dialects)("the escrow vault's memo scan on %s", (dialect) => {
     const second = h.op.send(h.op.settleIxs(plan)).signature;
     // Traffic after it: other jobs, none recorded here.
     for (let i = 0; i < 4; i++) h.op.honestJob(h.op.plan({ keyIndex: 1 }));
-    recordStreamed(c, plan, escrowTx, first);
+    await recordStreamed(c, plan, escrowTx, first);
     await h.finalized();
     const scan = createEscrowScanner({
       store: c.store,
@@ -182,7 +206,7 @@ describe.each(dialects)("the escrow vault's memo scan on %s", (dialect) => {
     const first = h.op.send(h.op.settleIxs(plan)).signature;
     const second = h.op.send(h.op.settleIxs(plan)).signature;
     h.op.honestJob(h.op.plan({ keyIndex: 1 }));
-    recordStreamed(c, plan, escrowTx, first);
+    await recordStreamed(c, plan, escrowTx, first);
     await h.finalized();
     let serving = false;
     const rpc: typeof h.rpc = Object.create(h.rpc);
@@ -201,23 +225,46 @@ describe.each(dialects)("the escrow vault's memo scan on %s", (dialect) => {
     expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.single")]);
   });
 
-  it("scans a span for jobs recorded after the cursor passed their payouts (a nightly run)", async () => {
+  it("holds a payout under the memo of a job not recorded yet, and judges it once the job is (an answer held open past the scan)", async () => {
+    const c = await h.scenario();
+    const plan = streamedWholeLock();
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const first = h.op.send(h.op.settleIxs(plan)).signature;
+    const second = h.op.send(h.op.settleIxs(plan)).signature;
+    await h.finalized();
+    const scan = scanner(c);
+    // Paid out twice; the stream still open, its receipt not recorded when the scan passes.
+    expect((await scan.scanNew()).kept).toEqual([]);
+    await recordStreamed(c, plan, escrowTx, first);
+    expect((await scan.scanNew()).kept).toEqual([plan.jobId]);
+    expect((await readJob(c.store, plan.jobId))?.conflictSignatures).toEqual([second]);
+    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.single")]);
+  });
+
+  it("scans a span for jobs recorded after their held entries were dropped (an import), as the nightly run does", async () => {
     const c = await h.scenario();
     const from = h.op.now() - 1_000;
     const early = streamedWholeLock();
     const earlyTxs = h.op.honestJob(early);
-    recordStreamed(c, early, earlyTxs.escrowTx, earlyTxs.settlementTx);
+    await recordStreamed(c, early, earlyTxs.escrowTx, earlyTxs.settlementTx);
     const late = streamedWholeLock();
     const escrowTx = h.op.send(h.op.lockIxs(late)).signature;
     const first = h.op.send(h.op.settleIxs(late)).signature;
     const second = h.op.send(h.op.settleIxs(late)).signature;
     await h.finalized();
-    await c.flush();
-    const scan = scanner(c);
+    let clock = Date.now();
+    const scan = createEscrowScanner({
+      store: c.store,
+      rpc: h.rpc,
+      profile: localnetProfile,
+      log,
+      now: () => clock,
+    });
     await scan.scanNew();
-    // Imported after the scan had passed both its payouts.
-    recordStreamed(c, late, escrowTx, first);
-    await c.flush();
+    // Imported past the time entries of jobs not recorded are held.
+    clock += ESCROW_PENDING_MS + 60_000;
+    await scan.scanNew();
+    await recordStreamed(c, late, escrowTx, first);
     expect((await scan.scanNew()).kept).toEqual([]);
     const spanned = await scan.scanSince(from);
     expect(spanned.kept).toEqual([late.jobId]);
@@ -228,14 +275,49 @@ describe.each(dialects)("the escrow vault's memo scan on %s", (dialect) => {
     ]);
   });
 
-  it("is run by the nightly over its window: the run judges the job on the second payout and exits 1", async () => {
+  it("reads a node that ignores `until` only down to where the last scan ended, and refuses one that lists `before` again", async () => {
     const c = await h.scenario();
-    const from = await chainSecondAfter(h.world, 200);
+    const plan = streamedWholeLock();
+    const txs = h.op.honestJob(plan);
+    await recordStreamed(c, plan, txs.escrowTx, txs.settlementTx);
+    await h.finalized();
+    const rpc: typeof h.rpc = Object.create(h.rpc);
+    rpc.getSignaturesForAddress = (address, options = {}) => {
+      const { until: _, ...rest } = options;
+      return h.rpc.getSignaturesForAddress(address, rest);
+    };
+    const scan = createEscrowScanner({ store: c.store, rpc, profile: localnetProfile, log });
+    await scan.scanNew();
+    h.op.honestJob(h.op.plan({ keyIndex: 1 }));
+    await h.finalized();
+    expect((await scan.scanNew()).listed).toBe(2);
+    expect((await scan.scanNew()).listed).toBe(0);
+
+    const stuck: typeof h.rpc = Object.create(h.rpc);
+    stuck.getSignaturesForAddress = (address, options = {}) => {
+      const { before: _, ...rest } = options;
+      return h.rpc.getSignaturesForAddress(address, rest);
+    };
+    const paged = createEscrowScanner({
+      store: c.store,
+      rpc: stuck,
+      profile: localnetProfile,
+      log,
+      pageSize: 2,
+    });
+    await expect(paged.scanSince(0)).rejects.toThrow(/listed .* again below itself/);
+  });
+
+  it("is run by the nightly over its window: the run judges the job on a second payout made before the window began, and exits 1", async () => {
+    const c = await h.scenario();
     const plan = streamedWholeLock();
     const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
     const first = h.op.send(h.op.settleIxs(plan)).signature;
     const second = h.op.send(h.op.settleIxs(plan)).signature;
-    recordStreamed(c, plan, escrowTx, first);
+    // Paid out twice, then answered in the next window: the job is that window's.
+    const from = await chainSecondAfter(h.world, 200);
+    c.recordOnChainClock();
+    await recordStreamed(c, plan, escrowTx, first);
     await c.flush();
     const to = Math.ceil((h.op.now() + 1) / 1000) * 1000;
     await new Promise((r) => setTimeout(r, Math.max(0, to - Date.now() + 50)));

@@ -187,7 +187,8 @@ describe("the nightly verify while PostgreSQL restarts at its start or in its le
         store,
         // No credit vault is configured or learned: the ledger reads the store only.
         rpc: {} as Parameters<typeof createLedgerReader>[0]["rpc"],
-        profile: localnetProfile,
+        // Nor an escrow vault: nothing is scanned on chain.
+        profile: { ...localnetProfile, escrowVault: null },
         log,
         custody: { vaults: [], byKey: {} },
       }),

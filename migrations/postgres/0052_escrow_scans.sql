@@ -1,3 +1,12 @@
+CREATE TABLE "escrow_pending" (
+	"job_id" text NOT NULL,
+	"signature" text NOT NULL,
+	"vault" text NOT NULL,
+	"block_time" bigint,
+	"listed_at" bigint NOT NULL,
+	CONSTRAINT "escrow_pending_job_id_signature_pk" PRIMARY KEY("job_id","signature")
+);
+--> statement-breakpoint
 CREATE TABLE "escrow_scans" (
 	"vault" text PRIMARY KEY NOT NULL,
 	"newest_signature" text,
@@ -8,3 +17,5 @@ CREATE TABLE "escrow_scans" (
 	"kept" bigint DEFAULT 0 NOT NULL,
 	"updated_at" bigint NOT NULL
 );
+--> statement-breakpoint
+CREATE INDEX "escrow_pending_listed" ON "escrow_pending" USING btree ("listed_at");

@@ -290,9 +290,26 @@ function listingConflict(answers: { value: AddressSignatureInfo[] }[]): string |
 export function unionOfListings(lists: AddressSignatureInfo[][]): AddressSignatureInfo[] {
   const merged: AddressSignatureInfo[] = [];
   const seen = new Set<string>();
+  // Every memo text any endpoint gave an entry: one endpoint blanking a memo (or giving another)
+  // must not hide the job it names from the escrow scan, which fetches the transaction to judge.
+  const memos = new Map<string, Set<string>>();
+  for (const list of lists) {
+    for (const entry of list) {
+      if (entry.memo === null) continue;
+      const texts = memos.get(entry.signature) ?? new Set<string>();
+      texts.add(entry.memo);
+      memos.set(entry.signature, texts);
+    }
+  }
+  const withMemos = (entry: AddressSignatureInfo): AddressSignatureInfo => {
+    const texts = memos.get(entry.signature);
+    if (texts === undefined || (texts.size === 1 && texts.has(entry.memo ?? ""))) return entry;
+    return { ...entry, memo: [...texts].join("; ") };
+  };
   for (const list of [...lists].sort((a, b) => b.length - a.length)) {
     let previous: string | null = null;
-    for (const entry of list) {
+    for (const raw of list) {
+      const entry = withMemos(raw);
       if (!seen.has(entry.signature)) {
         seen.add(entry.signature);
         if (previous !== null && merged.at(-1)?.signature === previous) merged.push(entry);

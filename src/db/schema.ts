@@ -769,6 +769,28 @@ export const escrowScans = sqliteTable("escrow_scans", {
   updatedAt: epochMs("updated_at").notNull(),
 });
 
+/**
+ * Escrow listing entries the scan could not judge when it listed them: their memo names a job
+ * not recorded yet (a proxy records a job when its answer ends, which an operator can hold open
+ * past the scan), or their transaction was not served. Judged at each scan once the job is
+ * recorded or the transaction served; dropped `ESCROW_PENDING_MS` after they were listed.
+ */
+export const escrowPending = sqliteTable(
+  "escrow_pending",
+  {
+    jobId: text("job_id").notNull(),
+    signature: text("signature").notNull(),
+    vault: text("vault").notNull(),
+    /** Seconds, as the listing gave it; null when it gave none. */
+    blockTime: integer("block_time"),
+    listedAt: epochMs("listed_at").notNull(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.jobId, t.signature] }),
+    index("escrow_pending_listed").on(t.listedAt),
+  ],
+);
+
 /** What a ledger line is, decided when its transaction is read (src/store/ledger.ts). */
 export const ledgerLineKinds = ["lock", "return", "deposit", "unexplained", "none"] as const;
 

@@ -1,8 +1,9 @@
 import type { AddressSignatureInfo } from "../chain/rpc-pool.js";
 import type { TransactionFacts } from "../chain/transaction-facts.js";
 import type { Store } from "../db/client.js";
+import { AppError } from "../errors.js";
 import type { Logger } from "../log.js";
-import { createLedgerStore, type EscrowScanState } from "../store/ledger.js";
+import { createLedgerStore, type EscrowScanChange, type EscrowScanState } from "../store/ledger.js";
 import type { KeepPair } from "../store/ledger-rules.js";
 import { parseJobMemos } from "../verify/checks/memos.js";
 import { isCredit } from "../verify/money-movements.js";
@@ -63,6 +64,14 @@ export interface EscrowScanResult {
 const FIRST_SCAN_SLACK_MS = 5 * 60_000;
 
 /**
+ * How long an entry naming a job not recorded yet, or a transaction not served, is held for
+ * judging later: a proxy records a job when its answer ends, which the operator can hold open
+ * after paying out. A receipt recorded later than that (an import) is the nightly run's
+ * (`scanSince` over its window).
+ */
+export const ESCROW_PENDING_MS = 60 * 60_000;
+
+/**
  * The memo texts of a listing entry's `memo` (`[len] text; [len] text`, as nodes join the
  * top-level memos). A text holding `; [n] ` itself splits in two here; harmless: a job named
  * by a piece is only a reason to fetch the transaction, whose own memos decide.
@@ -99,49 +108,69 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
     more: false,
   });
 
-  /** One page newest first, cut at the first entry dated before `notBeforeSec`. */
+  /**
+   * One page newest first, cut at the first entry dated before `notBeforeSec`, and at the last
+   * scan's newest entry (`until`, by its signature or an older slot) whether or not the node
+   * stopped there. A node that lists `before` itself again is said to, not followed for ever.
+   */
   async function page(
     vault: string,
-    bound: { before: string | null; until: string | null; notBeforeSec: number | null },
+    bound: {
+      before: string | null;
+      until: { signature: string; slot: number | null } | null;
+      notBeforeSec: number | null;
+    },
   ): Promise<{ entries: AddressSignatureInfo[]; ended: boolean }> {
     const listed = await rpc.getSignaturesForAddress(vault, {
       limit: pageSize,
       ...(bound.before ? { before: bound.before } : {}),
-      ...(bound.until ? { until: bound.until } : {}),
+      ...(bound.until ? { until: bound.until.signature } : {}),
     });
-    const { notBeforeSec } = bound;
-    const cut =
-      notBeforeSec === null
-        ? -1
-        : listed.findIndex((e) => e.blockTime !== null && e.blockTime < notBeforeSec);
+    if (bound.before !== null && listed.some((e) => e.signature === bound.before)) {
+      throw new AppError(
+        "rpc_unavailable",
+        `getSignaturesForAddress ${vault}: listed ${bound.before} again below itself`,
+      );
+    }
+    const { notBeforeSec, until } = bound;
+    const cut = listed.findIndex(
+      (e) =>
+        (notBeforeSec !== null && e.blockTime !== null && e.blockTime < notBeforeSec) ||
+        (until !== null &&
+          (e.signature === until.signature || (until.slot !== null && e.slot < until.slot))),
+    );
     return cut >= 0
       ? { entries: listed.slice(0, cut), ended: true }
       : { entries: listed, ended: listed.length < pageSize };
   }
 
-  /** The (signature, job) pairs of a listing whose memos name a job. */
-  function namedPairs(entries: readonly AddressSignatureInfo[]): KeepPair[] {
-    const pairs: KeepPair[] = [];
+  /**
+   * The (signature, job) pairs of a listing whose memos name a job. A failed transaction moves
+   * nothing, but whether it failed is the fetched transaction's word, not the listing's.
+   */
+  function namedPairs(
+    entries: readonly AddressSignatureInfo[],
+  ): (KeepPair & { blockTime: number | null })[] {
+    const pairs: (KeepPair & { blockTime: number | null })[] = [];
     for (const e of entries) {
-      if (e.err !== null || e.memo === null) continue;
+      if (e.memo === null) continue;
       for (const m of parseJobMemos(profile, listedMemoTexts(e.memo))) {
-        pairs.push({ signature: e.signature, job: m.jobId });
+        pairs.push({ signature: e.signature, job: m.jobId, blockTime: e.blockTime });
       }
     }
     return pairs;
   }
 
   /**
-   * What of `entries` (a page) is to be kept with a recorded job: each entry whose memo names
-   * a recorded job that does not name it is fetched, and kept when it paid out of escrow under
-   * that job's memo. `unreadAt`: the newest entry no endpoint served (-1 when none).
+   * Judges `candidates` (a recorded job that does not name the transaction): each transaction
+   * is fetched, and kept with the job when it paid out of escrow under that job's memo.
+   * `unread`: those no endpoint served, judged again later.
    */
-  async function judgePage(
+  async function judge(
     vault: string,
-    entries: readonly AddressSignatureInfo[],
+    candidates: readonly KeepPair[],
     signal?: AbortSignal,
-  ): Promise<{ keep: KeepPair[]; fetched: number; unreadAt: number }> {
-    const candidates = await ledger.unnamedSteps(namedPairs(entries));
+  ): Promise<{ keep: KeepPair[]; unread: KeepPair[]; fetched: number }> {
     const signatures = [...new Set(candidates.map((c) => c.signature))];
     const factsOf = new Map<string, TransactionFacts | null>();
     for (let i = 0; i < signatures.length; i += fetchConcurrency) {
@@ -153,43 +182,105 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
         factsOf.set(s, answer.status === "fulfilled" ? (answer.value?.facts ?? null) : null);
       });
     }
-    const keep = candidates.filter((c) => {
+    const keep: KeepPair[] = [];
+    const unread: KeepPair[] = [];
+    for (const c of candidates) {
       const facts = factsOf.get(c.signature);
-      if (!facts || !paidOutOf(profile, vault, facts)) return false;
+      if (!facts) unread.push(c);
       // The transaction's own memos (the listing's are a node's word) name the job.
-      return parseJobMemos(profile, facts.memos).some((m) => m.jobId === c.job);
-    });
-    const unreadAt = entries.findIndex(
-      (e) => factsOf.has(e.signature) && !factsOf.get(e.signature),
-    );
-    return { keep, fetched: signatures.length, unreadAt };
+      else if (
+        paidOutOf(profile, vault, facts) &&
+        parseJobMemos(profile, facts.memos).some((m) => m.jobId === c.job)
+      ) {
+        keep.push(c);
+      }
+    }
+    return { keep, unread, fetched: signatures.length };
   }
 
-  const unreadText = (signature: string) =>
-    `the escrow vault's transaction ${signature}, listed under a recorded job's memo, was not served by the RPC; read again next time`;
-
-  /** Keeps what a page found, writing `state` with it; logs the jobs that gained. */
-  async function keep(vault: string, pairs: KeepPair[], state: EscrowScanState | null) {
-    const gained = await ledger.keepEscrowSteps(vault, pairs, state, now());
+  /** Writes one step, logging the jobs that gained a transaction. */
+  async function write(
+    vault: string,
+    change: Omit<EscrowScanChange, "pruneBefore">,
+    state: EscrowScanState | null,
+  ) {
+    const at = now();
+    const gained = await ledger.keepEscrowSteps(
+      vault,
+      { ...change, pruneBefore: at - ESCROW_PENDING_MS },
+      state,
+      at,
+    );
     if (gained.length > 0) {
       log.warn(
-        { vault, jobs: gained, signatures: pairs.map((k) => k.signature) },
+        { vault, jobs: gained, signatures: change.keep.map((k) => k.signature) },
         "escrow paid out under a job's memo a transaction the job does not name: judged again",
       );
     }
     return gained;
   }
 
+  /**
+   * Judges a listed page: pairs of recorded jobs are judged now, those of jobs not recorded yet
+   * (listed within `ESCROW_PENDING_MS`) and those not served are held pending.
+   */
+  async function judgePage(
+    vault: string,
+    entries: readonly AddressSignatureInfo[],
+    result: EscrowScanResult,
+    state: EscrowScanState | null,
+    signal?: AbortSignal,
+  ) {
+    const pairs = namedPairs(entries);
+    const { open, absent } = await ledger.unnamedSteps(pairs);
+    const judged = await judge(vault, open, signal);
+    result.fetched += judged.fetched;
+    const first = judged.unread[0];
+    if (first !== undefined && result.unread === null) result.unread = unreadText(first.signature);
+    const heldFrom = Math.floor((now() - ESCROW_PENDING_MS) / 1000);
+    const timeOf = new Map(pairs.map((p) => [`${p.job} ${p.signature}`, p.blockTime]));
+    const hold = [...absent, ...judged.unread].flatMap((p) => {
+      const blockTime = timeOf.get(`${p.job} ${p.signature}`) ?? null;
+      return blockTime !== null && blockTime < heldFrom ? [] : [{ ...p, blockTime }];
+    });
+    result.kept.push(...(await write(vault, { keep: judged.keep, hold, release: [] }, state)));
+  }
+
+  /** Judges the pending entries whose job is recorded now; those still not served stay. */
+  async function judgePending(vault: string, result: EscrowScanResult, signal?: AbortSignal) {
+    for (;;) {
+      signal?.throwIfAborted();
+      const pending = await ledger.pendingEscrowSteps(vault, pageSize);
+      if (pending.length === 0) return;
+      const { open } = await ledger.unnamedSteps(pending);
+      const judged = await judge(vault, open, signal);
+      result.fetched += judged.fetched;
+      const unread = new Set(judged.unread.map((p) => `${p.job} ${p.signature}`));
+      const release = pending.filter((p) => !unread.has(`${p.job} ${p.signature}`));
+      result.kept.push(...(await write(vault, { keep: judged.keep, hold: [], release }, null)));
+      if (release.length === 0) {
+        const first = judged.unread[0];
+        if (first !== undefined) result.unread ??= unreadText(first.signature);
+        return;
+      }
+    }
+  }
+
+  const unreadText = (signature: string) =>
+    `the escrow vault's transaction ${signature}, listed under a recorded job's memo, was not served by the RPC; judged when it is (held ${ESCROW_PENDING_MS / 60_000} minutes)`;
+
   return {
     /**
-     * Scans what the escrow vault listed since the last completed scan (serve's rounds), at
-     * most `pagesPerRound` pages a call: a scan in progress goes on from where it stood (`more`
-     * says one is). The first reads back to the earliest recorded job; with none, it only marks
-     * where the history stands: a job recorded later is paid out after it.
+     * Judges the entries held pending whose job is recorded now, then scans what the escrow
+     * vault listed since the last completed scan (serve's rounds), at most `pagesPerRound`
+     * pages a call: a scan in progress goes on from where it stood (`more` says one is). The
+     * first reads back to the earliest recorded job, and at least `ESCROW_PENDING_MS`.
      */
     async scanNew(signal?: AbortSignal): Promise<EscrowScanResult> {
       const vault = profile.escrowVault;
       if (vault === null) return none(vault);
+      const result = none(vault);
+      await judgePending(vault, result, signal);
       const state: EscrowScanState = (await ledger.escrowScanOf(vault)) ?? {
         newestSignature: null,
         newestSlot: null,
@@ -197,46 +288,27 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
         syncTopSlot: null,
         syncBefore: null,
       };
-      const result = none(vault);
       let notBeforeSec: number | null = null;
       if (state.newestSignature === null) {
         const earliest = await ledger.earliestJobAt();
-        if (earliest === null) {
-          const [top] = await rpc.getSignaturesForAddress(vault, { limit: 1 });
-          if (top) {
-            await keep(vault, [], {
-              ...state,
-              newestSignature: top.signature,
-              newestSlot: top.slot,
-            });
-          }
-          return { ...result, listed: top ? 1 : 0 };
-        }
-        notBeforeSec = Math.floor((earliest - FIRST_SCAN_SLACK_MS) / 1000);
+        const held = now() - ESCROW_PENDING_MS;
+        notBeforeSec = Math.floor(
+          Math.min(held, earliest === null ? held : earliest - FIRST_SCAN_SLACK_MS) / 1000,
+        );
       }
+      const until =
+        state.newestSignature === null
+          ? null
+          : { signature: state.newestSignature, slot: state.newestSlot };
       let { syncTop, syncTopSlot, syncBefore } = state;
       for (let pages = 0; pages < pagesPerRound; pages++) {
         signal?.throwIfAborted();
-        const { entries, ended } = await page(vault, {
-          before: syncBefore,
-          until: state.newestSignature,
-          notBeforeSec,
-        });
+        const { entries, ended } = await page(vault, { before: syncBefore, until, notBeforeSec });
         result.listed += entries.length;
         const first = entries[0];
         if (syncTop === null && first) {
           syncTop = first.signature;
           syncTopSlot = first.slot;
-        }
-        const judged = await judgePage(vault, entries, signal);
-        result.fetched += judged.fetched;
-        if (judged.unreadAt >= 0) {
-          // Judged again from the entry no endpoint served, the next time.
-          if (judged.unreadAt > 0) syncBefore = entries[judged.unreadAt - 1]!.signature;
-          result.unread = unreadText(entries[judged.unreadAt]!.signature);
-          const progress = { ...state, syncTop, syncTopSlot, syncBefore };
-          result.kept.push(...(await keep(vault, judged.keep, progress)));
-          return result;
         }
         if (ended) {
           const done =
@@ -249,12 +321,12 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
                   syncTopSlot: null,
                   syncBefore: null,
                 };
-          result.kept.push(...(await keep(vault, judged.keep, done)));
+          await judgePage(vault, entries, result, done, signal);
           return result;
         }
         syncBefore = entries.at(-1)?.signature ?? syncBefore;
         const progress = { ...state, syncTop, syncTopSlot, syncBefore };
-        result.kept.push(...(await keep(vault, judged.keep, progress)));
+        await judgePage(vault, entries, result, progress, signal);
       }
       return { ...result, more: true };
     },
@@ -273,12 +345,7 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
         signal?.throwIfAborted();
         const { entries, ended } = await page(vault, { before, until: null, notBeforeSec });
         result.listed += entries.length;
-        const judged = await judgePage(vault, entries, signal);
-        result.fetched += judged.fetched;
-        if (judged.unreadAt >= 0 && result.unread === null) {
-          result.unread = unreadText(entries[judged.unreadAt]!.signature);
-        }
-        result.kept.push(...(await keep(vault, judged.keep, null)));
+        await judgePage(vault, entries, result, null, signal);
         const last = entries.at(-1);
         if (ended || last === undefined) return result;
         before = last.signature;

@@ -204,6 +204,8 @@ const decidedHeaders = (v: VaultStatement) => v.creditsHeaderMismatches;
 const undecidedHeaders = (v: VaultStatement) => v.creditsHeaderUndecided;
 
 const FINALITY_POLL_MAX_MS = 5_000;
+/** How much earlier than a window job's lock can be the nightly's escrow scan reads from. */
+const ESCROW_SCAN_SLACK_MS = 5 * 60_000;
 /** A read of the vaults this long is said beside a wait for finality it may have caused. */
 const SLOW_READ_MS = 10_000;
 const FINALITY_POLL_MIN_MS = 200;
@@ -387,15 +389,21 @@ export function ledgerWindowCheck(deps: {
   }
 
   /**
-   * The escrow vault's payouts under a window job's memo that the job does not name, from the
-   * window's start to now (src/ledger/escrow-scan.ts): kept with the job, which goes back to the
-   * verifier. Why the scan fell short, or null.
+   * The escrow vault's payouts under a window job's memo that the job does not name
+   * (src/ledger/escrow-scan.ts): kept with the job, which goes back to the verifier. Read from
+   * as early as a window job's lock can be: a receipt's time passes `receipt.time` up to the
+   * settlement window and `receiptTimeSkewSeconds` after its lock, and the operator may pay out
+   * any time after locking, before it answers. Why the scan fell short, or null.
    */
   async function scanEscrow(window: { from: number; signal?: AbortSignal }) {
     const escrow = deps.reader.escrow;
     if (escrow === undefined) return null;
+    const lockedFrom =
+      window.from -
+      (deps.profile.settlementWindowSeconds + deps.profile.receiptTimeSkewSeconds) * 1000 -
+      ESCROW_SCAN_SLACK_MS;
     try {
-      const scanned = await escrow.scanSince(window.from, window.signal);
+      const scanned = await escrow.scanSince(lockedFrom, window.signal);
       return scanned.unread === null ? null : `escrow: ${scanned.unread}`;
     } catch (error) {
       if (window.signal?.aborted || isBusyError(error)) throw error;

@@ -702,22 +702,35 @@ export interface LedgerStore {
   /** When the earliest recorded job was dated (ms), null with none: how far a first scan reads. */
   earliestJobAt(): Promise<number | null>;
   /**
-   * Of `pairs` (a transaction and a job its memo names), those whose job is recorded and
-   * neither names the transaction nor keeps it already (`unnamedPairs`). One read.
+   * Of `pairs` (a transaction and a job its memo names): `open`, those whose job is recorded and
+   * neither names the transaction nor keeps it already (`unnamedPairs`); `absent`, those whose
+   * job is not recorded. One read.
    */
-  unnamedSteps(pairs: readonly KeepPair[]): Promise<KeepPair[]>;
+  unnamedSteps(pairs: readonly KeepPair[]): Promise<{ open: KeepPair[]; absent: KeepPair[] }>;
+  /** Up to `limit` of `vault`'s pending escrow entries whose job is recorded now, oldest first. */
+  pendingEscrowSteps(vault: string, limit: number): Promise<KeepPair[]>;
   /**
-   * Keeps each pair's transaction with its job, guarded as a ledger line's (`keepWithJob`: at
-   * most `maxKeptSignatures`, none the job names), and sends the jobs that gained one back to
-   * the verifier; with `state`, writes where the scan of `vault` stands in the same
-   * transaction. Returns the jobs that gained.
+   * In one transaction: keeps each of `change.keep` with its job, guarded as a ledger line's
+   * (`keepWithJob`: at most `maxKeptSignatures`, none the job names), and sends the jobs that
+   * gained one back to the verifier; holds `change.hold` as pending (a row already held keeps its
+   * first listing time), drops `change.release` and every pending row of `vault` listed before
+   * `change.pruneBefore`; with `state`, writes where the scan of `vault` stands. Returns the jobs
+   * that gained.
    */
   keepEscrowSteps(
     vault: string,
-    pairs: readonly KeepPair[],
+    change: EscrowScanChange,
     state: EscrowScanState | null,
     now: number,
   ): Promise<string[]>;
+}
+
+/** What one step of the escrow scan writes (`keepEscrowSteps`). */
+export interface EscrowScanChange {
+  keep: readonly KeepPair[];
+  hold: readonly (KeepPair & { blockTime: number | null })[];
+  release: readonly KeepPair[];
+  pruneBefore: number;
 }
 
 /**
@@ -2438,13 +2451,31 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
        sync_top_slot = excluded.sync_top_slot, sync_before = excluded.sync_before,
        kept = kept + excluded.kept, updated_at = excluded.updated_at`,
   );
+  const holdPending = sqlite.prepare(
+    `INSERT INTO escrow_pending (job_id, signature, vault, block_time, listed_at)
+     VALUES (@job, @signature, @vault, @blockTime, @now) ON CONFLICT DO NOTHING`,
+  );
+  const releasePending = sqlite.prepare(
+    "DELETE FROM escrow_pending WHERE job_id = @job AND signature = @signature",
+  );
+  const prunePending = sqlite.prepare(
+    "DELETE FROM escrow_pending WHERE vault = @vault AND listed_at < @before",
+  );
+  const pendingRecorded = sqlite.prepare(
+    `SELECT p.job_id AS job, p.signature FROM escrow_pending p INDEXED BY escrow_pending_listed
+     WHERE p.vault = @vault AND EXISTS (SELECT 1 FROM jobs j WHERE j.job_id = p.job_id)
+     ORDER BY p.listed_at LIMIT @limit`,
+  );
   const keepEscrowTx = sqlite.transaction(
-    (vault: string, pairs: readonly KeepPair[], state: EscrowScanState | null, now: number) => {
+    (vault: string, change: EscrowScanChange, state: EscrowScanState | null, now: number) => {
       const gained = new Set<string>();
-      for (const { job, signature } of pairs) {
+      for (const { job, signature } of change.keep) {
         if (keepWithJob(store, job, signature, now)) gained.add(job);
       }
       if (gained.size > 0) reopenJobs(store, { jobIds: [...gained] }, now);
+      for (const p of change.release) releasePending.run(p);
+      prunePending.run({ vault, before: change.pruneBefore });
+      for (const p of change.hold) holdPending.run({ ...p, vault, now });
       if (state !== null) writeEscrowScan.run({ vault, ...state, kept: gained.size, now });
       return [...gained];
     },
@@ -2467,7 +2498,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       return (earliestJob.get() as number | null) ?? null;
     },
     async unnamedSteps(pairs) {
-      if (pairs.length === 0) return [];
+      if (pairs.length === 0) return { open: [], absent: [] };
       const rows = db
         .select({
           jobId: jobs.jobId,
@@ -2480,11 +2511,17 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         .from(jobs)
         .where(inArray(jobs.jobId, [...new Set(pairs.map((p) => p.job))]))
         .all();
-      return unnamedPairs(pairs, rows);
+      const recorded = new Set(rows.map((r) => r.jobId));
+      return {
+        open: unnamedPairs(pairs, rows),
+        absent: pairs.filter((p) => !recorded.has(p.job)),
+      };
     },
-    async keepEscrowSteps(vault, pairs, state, now) {
-      if (pairs.length === 0 && state === null) return [];
-      return keepEscrowTx.immediate(vault, pairs, state, now);
+    async pendingEscrowSteps(vault, limit) {
+      return pendingRecorded.all({ vault, limit }) as KeepPair[];
+    },
+    async keepEscrowSteps(vault, change, state, now) {
+      return keepEscrowTx.immediate(vault, change, state, now);
     },
     async cursor(vault, now) {
       insertCursor.run({ vault, at: now });

@@ -492,6 +492,23 @@ export const escrowScans = pgTable("escrow_scans", {
   updatedAt: epochMs("updated_at").notNull(),
 });
 
+/** Escrow listing entries the scan could not judge yet (see the SQLite schema). */
+export const escrowPending = pgTable(
+  "escrow_pending",
+  {
+    jobId: text("job_id").notNull(),
+    signature: text("signature").notNull(),
+    vault: text("vault").notNull(),
+    /** Seconds, as the listing gave it; null when it gave none. */
+    blockTime: int("block_time"),
+    listedAt: epochMs("listed_at").notNull(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.jobId, t.signature] }),
+    index("escrow_pending_listed").on(t.listedAt),
+  ],
+);
+
 export const ledgerLines = pgTable(
   "ledger_lines",
   {

@@ -24,6 +24,7 @@ import {
   chainTransactions,
   checkResults,
   creditVaults,
+  escrowPending,
   escrowScans,
   jobs,
   ledgerCursors,
@@ -2008,15 +2009,51 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
       return row?.at == null ? null : Number(row.at);
     },
     async unnamedSteps(pairs) {
-      if (pairs.length === 0) return [];
-      return (await notNamedYet(db, pairs)).open;
+      if (pairs.length === 0) return { open: [], absent: [] };
+      return notNamedYet(db, pairs);
     },
-    async keepEscrowSteps(vault, pairs, state, now) {
-      if (pairs.length === 0 && state === null) return [];
+    async pendingEscrowSteps(vault, limit) {
+      return db
+        .select({ job: escrowPending.jobId, signature: escrowPending.signature })
+        .from(escrowPending)
+        .where(
+          sql`${escrowPending.vault} = ${vault}
+            AND EXISTS (SELECT 1 FROM ${jobs} WHERE ${jobs.jobId} = ${escrowPending.jobId})`,
+        )
+        .orderBy(escrowPending.listedAt)
+        .limit(limit);
+    },
+    async keepEscrowSteps(vault, change, state, now) {
       return whileRowsHeld(() =>
         retryOnConflict(() =>
           db.transaction(async (tx) => {
-            const gained = await keepPairs(tx, (await notNamedYet(tx, pairs)).open, now);
+            const gained = await keepPairs(tx, (await notNamedYet(tx, change.keep)).open, now);
+            for (const p of change.release) {
+              await tx
+                .delete(escrowPending)
+                .where(
+                  and(eq(escrowPending.jobId, p.job), eq(escrowPending.signature, p.signature)),
+                );
+            }
+            await tx
+              .delete(escrowPending)
+              .where(
+                and(eq(escrowPending.vault, vault), lt(escrowPending.listedAt, change.pruneBefore)),
+              );
+            if (change.hold.length > 0) {
+              await tx
+                .insert(escrowPending)
+                .values(
+                  change.hold.map((p) => ({
+                    jobId: p.job,
+                    signature: p.signature,
+                    vault,
+                    blockTime: p.blockTime,
+                    listedAt: now,
+                  })),
+                )
+                .onConflictDoNothing();
+            }
             if (state !== null) {
               await tx
                 .insert(escrowScans)
