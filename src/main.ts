@@ -175,6 +175,9 @@ export async function startService(
       ...(config.LEDGER_POLL_MS > 0
         ? { ledger: () => thread?.lastReport()?.totals ?? background.totals() }
         : {}),
+      ...(config.LEDGER_POLL_MS > 0 && profile.escrowVault !== null
+        ? { escrowVault: profile.escrowVault }
+        : {}),
       receipts: () => proxy.writer.health(),
     });
     // Asked for, on a database file the receipt writer commits in a thread of its own: no group

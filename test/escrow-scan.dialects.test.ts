@@ -9,6 +9,7 @@ import { createLedgerReader } from "../src/ledger/reader.js";
 import { ledgerWindowCheck } from "../src/ledger/window-check.js";
 import { createLogger } from "../src/log.js";
 import { runNightlyVerification } from "../src/nightly/nightly-run.js";
+import { createLedgerStore } from "../src/store/ledger.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile } from "../src/verify/profiles.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
@@ -152,8 +153,13 @@ describe.each(dialects)("the escrow vault's memo scan on %s", (dialect) => {
     const scan = scanner(c);
     const before = await scan.scanNew();
     expect(before.kept).toEqual([]);
-    // Listed again, nothing new: the cursor holds.
+    // Listed again, nothing new: the cursor holds, and the scan says when it last ran through.
+    const ledger = createLedgerStore(c.store);
+    const ranBefore = (await ledger.escrowScanFigures(localnetProfile.escrowVault!)).scannedAt;
+    await new Promise((r) => setTimeout(r, 5));
     expect((await scan.scanNew()).listed).toBe(0);
+    const ranAfter = (await ledger.escrowScanFigures(localnetProfile.escrowVault!)).scannedAt;
+    expect(ranAfter).toBeGreaterThan(ranBefore!);
 
     const second = h.op.send(h.op.settleIxs(plan)).signature;
     await h.finalized();

@@ -155,6 +155,10 @@ describe("the ledger in serve and in the CLI", () => {
       expect(record?.checks.filter((c) => c.outcome === "fail").map((c) => c.name)).toContain(
         "settlement.single",
       );
+      const metrics = await (await fetch(`${service.url}/metrics`, auth)).text();
+      const lag = /^decentral_audit_escrow_scan_lag_seconds (\S+)$/m.exec(metrics)?.[1];
+      expect(Number(lag)).toBeLessThan(60);
+      expect(metrics).toMatch(/^decentral_audit_escrow_pending \d+$/m);
     } finally {
       await service.close();
     }

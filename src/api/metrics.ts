@@ -10,6 +10,7 @@ import { type JobsApiCallOutcome, jobsApiCallCounts } from "../recorder/jobs-api
 import type { WriterHealth } from "../recorder/receipt-writer.js";
 import { countJobsByVerdict, oldestOpenJob } from "../reports/reconciliation.js";
 import { createAccountSnapshotsStore } from "../store/account-snapshots.js";
+import { createLedgerStore } from "../store/ledger.js";
 import { createOpsStore } from "../store/ops.js";
 
 export { walFileBytes } from "../store/ops.js";
@@ -37,6 +38,8 @@ export interface MetricSources {
   walBytes?: () => number;
   /** Findings of the credit vaults' ledger, as last counted; without it no ledger gauges. */
   ledger?: () => { unexplained: number; unreleasedLocks: number };
+  /** The escrow vault the ledger rounds scan (src/ledger/escrow-scan.ts); without it no escrow gauges. */
+  escrowVault?: string;
   /** The readers' turns (src/read-gate.ts): running, waiting, turned away. */
   readers?: () => ReadGateStats;
   /** This process's receipt writer's view of the database (as on `/readyz`). */
@@ -152,6 +155,30 @@ export function createMetrics(sources: MetricSources) {
       registers: [registry],
       collect: fromDatabase(async (gauge) => {
         gauge.set(await ledgerLagSeconds(sources.store, now()));
+      }),
+    });
+  }
+
+  if (sources.escrowVault !== undefined) {
+    const vault = sources.escrowVault;
+    const ledgerStore = createLedgerStore(sources.store);
+    const figures = () => ledgerStore.escrowScanFigures(vault);
+    new Gauge({
+      name: "decentral_audit_escrow_scan_lag_seconds",
+      help: "Time since the escrow vault's memo scan last ran through its new history; absent before its first.",
+      registers: [registry],
+      collect: fromDatabase(async (gauge) => {
+        const { scannedAt } = await figures();
+        gauge.reset();
+        if (scannedAt !== null) gauge.set(Math.max(0, (now() - scannedAt) / 1000));
+      }),
+    });
+    new Gauge({
+      name: "decentral_audit_escrow_pending",
+      help: "Escrow entries held for judging later: their job not recorded yet, or their transaction not served.",
+      registers: [registry],
+      collect: fromDatabase(async (gauge) => {
+        gauge.set((await figures()).pending);
       }),
     });
   }

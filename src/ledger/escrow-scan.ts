@@ -311,9 +311,11 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
           syncTopSlot = first.slot;
         }
         if (ended) {
+          // Written even when nothing was listed: when it last wrote is when the scan last ran
+          // through (`decentral_audit_escrow_scan_lag_seconds`).
           const done =
             syncTop === null
-              ? null
+              ? { ...state, syncTop: null, syncTopSlot: null, syncBefore: null }
               : {
                   newestSignature: syncTop,
                   newestSlot: syncTopSlot,

@@ -707,6 +707,8 @@ export interface LedgerStore {
    * job is not recorded. One read.
    */
   unnamedSteps(pairs: readonly KeepPair[]): Promise<{ open: KeepPair[]; absent: KeepPair[] }>;
+  /** When the escrow scan of `vault` last wrote (ms, null before its first) and what it holds. */
+  escrowScanFigures(vault: string): Promise<{ scannedAt: number | null; pending: number }>;
   /** Up to `limit` of `vault`'s pending escrow entries whose job is recorded now, oldest first. */
   pendingEscrowSteps(vault: string, limit: number): Promise<KeepPair[]>;
   /**
@@ -2466,6 +2468,10 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
      WHERE p.vault = @vault AND EXISTS (SELECT 1 FROM jobs j WHERE j.job_id = p.job_id)
      ORDER BY p.listed_at LIMIT @limit`,
   );
+  const escrowFigures = sqlite.prepare(
+    `SELECT (SELECT updated_at FROM escrow_scans WHERE vault = @vault) AS scannedAt,
+       (SELECT count(*) FROM escrow_pending WHERE vault = @vault) AS pending`,
+  );
   const keepEscrowTx = sqlite.transaction(
     (vault: string, change: EscrowScanChange, state: EscrowScanState | null, now: number) => {
       const gained = new Set<string>();
@@ -2519,6 +2525,9 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     },
     async pendingEscrowSteps(vault, limit) {
       return pendingRecorded.all({ vault, limit }) as KeepPair[];
+    },
+    async escrowScanFigures(vault) {
+      return escrowFigures.get({ vault }) as { scannedAt: number | null; pending: number };
     },
     async keepEscrowSteps(vault, change, state, now) {
       return keepEscrowTx.immediate(vault, change, state, now);

@@ -2012,6 +2012,17 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
       if (pairs.length === 0) return { open: [], absent: [] };
       return notNamedYet(db, pairs);
     },
+    async escrowScanFigures(vault) {
+      const result = await db.execute<{ scanned_at: string | null; pending: string }>(sql`
+        SELECT (SELECT ${escrowScans.updatedAt} FROM ${escrowScans}
+            WHERE ${escrowScans.vault} = ${vault}) AS scanned_at,
+          (SELECT count(*) FROM ${escrowPending} WHERE ${escrowPending.vault} = ${vault}) AS pending`);
+      const row = result.rows[0];
+      return {
+        scannedAt: row?.scanned_at == null ? null : Number(row.scanned_at),
+        pending: Number(row?.pending ?? 0),
+      };
+    },
     async pendingEscrowSteps(vault, limit) {
       return db
         .select({ job: escrowPending.jobId, signature: escrowPending.signature })
