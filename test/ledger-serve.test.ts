@@ -35,6 +35,21 @@ async function deposit(apiKeyIndex: number, units: string) {
   const target = world.currentSlot() + 4;
   while (world.currentSlot() < target) await new Promise((r) => setTimeout(r, 10));
 }
+/** `serve` on `db` against the local world, quick rounds, asking the jobs API with key `apiKeyIndex`. */
+function serveConfig(db: string, apiKeyIndex: number, more: Record<string, string> = {}) {
+  return loadConfig({
+    DATABASE_URL: db,
+    PORT: "0",
+    AUDIT_PROFILE: "localnet",
+    SOLANA_RPC_URLS: world.rpcUrl,
+    DECENTRAL_BASE_URL: world.decentralBaseUrl,
+    LEDGER_POLL_MS: "50",
+    VERIFY_POLL_MS: "50",
+    DECENTRAL_API_KEY: world.apiKeys[apiKeyIndex]!,
+    ...more,
+  });
+}
+
 let dir: string;
 beforeAll(async () => {
   world = await startLocalWorld({ slotMs: 10, finalitySlots: 3 });
@@ -49,18 +64,7 @@ describe("the ledger in serve and in the CLI", () => {
   it("serve reads a configured vault's history on its own and shows its statement and metrics", async () => {
     const vault = world.accounts.creditVaults[0]!.vault;
     const db = join(dir, "serve.db");
-    const config = loadConfig({
-      DATABASE_URL: db,
-      PORT: "0",
-      AUDIT_PROFILE: "localnet",
-      SOLANA_RPC_URLS: world.rpcUrl,
-      DECENTRAL_BASE_URL: world.decentralBaseUrl,
-      CREDIT_VAULTS: vault,
-      LEDGER_POLL_MS: "50",
-      VERIFY_POLL_MS: "50",
-      DECENTRAL_API_KEY: world.apiKeys[0]!,
-    });
-    const service = await startService(config, quiet);
+    const service = await startService(serveConfig(db, 0, { CREDIT_VAULTS: vault }), quiet);
     try {
       const token = (await createToken(service.store, { role: "read", name: "finance" })).token;
       const res = await fetch(`${service.url}/v1/chat/completions`, {
@@ -108,17 +112,7 @@ describe("the ledger in serve and in the CLI", () => {
 
   it("serve finds a streamed job's second payout out of escrow, which no credit vault shows, and judges the job on it", async () => {
     const db = join(dir, "escrow-scan.db");
-    const config = loadConfig({
-      DATABASE_URL: db,
-      PORT: "0",
-      AUDIT_PROFILE: "localnet",
-      SOLANA_RPC_URLS: world.rpcUrl,
-      DECENTRAL_BASE_URL: world.decentralBaseUrl,
-      LEDGER_POLL_MS: "50",
-      VERIFY_POLL_MS: "50",
-      DECENTRAL_API_KEY: world.apiKeys[3]!,
-    });
-    const service = await startService(config, quiet);
+    const service = await startService(serveConfig(db, 3), quiet);
     try {
       const token = (await createToken(service.store, { role: "read", name: "finance" })).token;
       // Streamed: its headers name no settlement. max_tokens 300 prices the lock as the answer:
