@@ -764,7 +764,7 @@ export const escrowScans = sqliteTable("escrow_scans", {
   syncTopSlot: integer("sync_top_slot"),
   /** Oldest signature the scan in progress has judged: the next page's `before`. */
   syncBefore: text("sync_before"),
-  /** Signatures kept with the jobs their memos name, over every scan. */
+  /** Jobs that gained a transaction by `serve`'s scans (a nightly's span is not counted). */
   kept: integer("kept").notNull().default(0),
   updatedAt: epochMs("updated_at").notNull(),
 });
