@@ -3,6 +3,8 @@ import { join } from "node:path";
 import { createRpcPool } from "../src/chain/rpc-pool.js";
 import { openSqliteStore, type SqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
+import { splitSum } from "../src/db/split-sums.js";
+import { createEscrowScanner } from "../src/ledger/escrow-scan.js";
 import { createLedgerReader } from "../src/ledger/reader.js";
 import { buildStatement } from "../src/ledger/statement.js";
 import { startLocalWorld } from "../src/localnet/world.js";
@@ -36,6 +38,17 @@ export interface LedgerRpcFigures {
   getTransactionPerUnfetched: number;
   /** The same vault read by a fresh ledger with no verifier before it: 1 per line is ideal. */
   alone: { lines: number; getTransaction: number; getSignaturesForAddress: number };
+  /**
+   * `serve`'s first escrow scan over the same world (every job's settlement named by its
+   * receipt): entries listed, calls, time. Nothing to fetch is ideal.
+   */
+  escrowScan: {
+    entries: number;
+    getTransaction: number;
+    getSignaturesForAddress: number;
+    kept: number;
+    ms: number;
+  };
 }
 
 export interface LedgerStatementFigures {
@@ -149,6 +162,19 @@ async function measureRpc(jobs: number, deposits: number): Promise<LedgerRpcFigu
     alone.close();
     const usedAlone = (m: string) => (afterAlone[m] ?? 0) - (beforeAlone[m] ?? 0);
 
+    const beforeScan = { ...world.rpcStats().byMethod };
+    const scanner = createEscrowScanner({ store, rpc, profile: localnetProfile, log });
+    const scanStarted = performance.now();
+    let scanned = { listed: 0, kept: 0 };
+    for (let more = true; more; ) {
+      const round = await scanner.scanNew();
+      scanned = { listed: scanned.listed + round.listed, kept: scanned.kept + round.kept.length };
+      more = round.more;
+    }
+    const scanMs = performance.now() - scanStarted;
+    const afterScan = world.rpcStats().byMethod;
+    const usedScan = (m: string) => (afterScan[m] ?? 0) - (beforeScan[m] ?? 0);
+
     const unfetched = result.listed - result.shared;
     return {
       jobs,
@@ -163,6 +189,13 @@ async function measureRpc(jobs: number, deposits: number): Promise<LedgerRpcFigu
         lines: aloneResult.listed,
         getTransaction: usedAlone("getTransaction"),
         getSignaturesForAddress: usedAlone("getSignaturesForAddress"),
+      },
+      escrowScan: {
+        entries: scanned.listed,
+        getTransaction: usedScan("getTransaction"),
+        getSignaturesForAddress: usedScan("getSignaturesForAddress"),
+        kept: scanned.kept,
+        ms: round(scanMs, 1),
       },
     };
   } finally {
@@ -227,9 +260,9 @@ function generateLedger(store: SqliteStore, lines: number): void {
       span: BigInt(span),
     });
     db.prepare(
-      `INSERT INTO ledger_daily (vault, day, kind, lines, units)
-       SELECT vault, block_time / 86400, kind, count(*), sum(delta_units) FROM ledger_lines
-       WHERE vault = ? GROUP BY vault, block_time / 86400, kind`,
+      `INSERT INTO ledger_daily (vault, day, kind, lines, units_lo, units_hi)
+       SELECT vault, block_time / 86400, kind, count(*), ${splitSum("delta_units", "units")}
+       FROM ledger_lines WHERE vault = ? GROUP BY vault, block_time / 86400, kind`,
     ).run(LEDGER_BENCH_VAULT);
     db.prepare(
       `INSERT INTO ledger_cursors (vault, newest_signature, newest_slot, sync_number, balance_units,

@@ -899,6 +899,16 @@ function targets(): TargetLine[] {
       measured: `${r.getTransaction} getTransaction for ${r.notFetchedByVerifier} unfetched of ${r.lines} lines (${r.getTransactionPerUnfetched}); ${r.getSignaturesForAddress} getSignaturesForAddress; alone: ${r.alone.getTransaction} for ${r.alone.lines} lines`,
       pass: r.getTransaction <= 1.05 * r.notFetchedByVerifier && r.getSignaturesForAddress <= pages,
     });
+    const e = r.escrowScan;
+    lines.push({
+      target:
+        "escrow scan: no getTransaction for entries every receipt names, 1 getSignaturesForAddress per 1,000 entries",
+      measured: `${e.entries} entries: ${e.getTransaction} getTransaction, ${e.getSignaturesForAddress} getSignaturesForAddress, ${e.kept} kept, ${e.ms} ms`,
+      pass:
+        e.getTransaction === 0 &&
+        e.kept === 0 &&
+        e.getSignaturesForAddress <= Math.ceil((e.entries + 1) / 1000),
+    });
     const st = ledger.statement;
     lines.push({
       target: `ledger: statement over ${(st.lines / 1e6).toString()}M lines <= 500 ms`,
