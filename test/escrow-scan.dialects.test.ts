@@ -314,6 +314,45 @@ describe.each(dialects)("the escrow vault's memo scan on %s", (dialect) => {
     await expect(paged.scanSince(0)).rejects.toThrow(/listed .* again below itself/);
   });
 
+  it("runs in serve's rounds beside the credit vaults' read, not behind it", async () => {
+    const c = await h.scenario();
+    const plan = streamedWholeLock();
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const first = h.op.send(h.op.settleIxs(plan)).signature;
+    h.op.send(h.op.settleIxs(plan));
+    await recordStreamed(c, plan, escrowTx, first);
+    await h.finalized();
+    // The credit vault's listing hangs (a first read of a long history, a slow node).
+    let release = () => {};
+    const hanging = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const rpc: typeof h.rpc = Object.create(h.rpc);
+    rpc.getSignaturesForAddress = async (address, options) => {
+      if (address === plan.vault) await hanging;
+      return h.rpc.getSignaturesForAddress(address, options);
+    };
+    const reader = createLedgerReader({
+      store: c.store,
+      rpc,
+      profile: c.profile,
+      log,
+      custody: { vaults: [plan.vault], byKey: {} },
+      options: { intervalMs: 50 },
+    });
+    reader.start();
+    try {
+      await expect
+        .poll(async () => (await readJob(c.store, plan.jobId))?.conflictSignatures?.length ?? 0, {
+          timeout: 5_000,
+        })
+        .toBe(1);
+    } finally {
+      release();
+      await reader.stop();
+    }
+  });
+
   it("is run by the nightly over its window: the run judges the job on a second payout made before the window began, and exits 1", async () => {
     const c = await h.scenario();
     const plan = streamedWholeLock();

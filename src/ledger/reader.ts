@@ -174,11 +174,12 @@ export interface LedgerReader {
     opts?: SyncOptions & { onVaultError?: (vault: string, message: string) => void },
   ): Promise<VaultSyncResult[]>;
   /**
-   * The escrow vault's memo scan (src/ledger/escrow-scan.ts), run by `start()` after each
-   * round's `syncAll`; a nightly run scans its window's span with it.
+   * The escrow vault's memo scan (src/ledger/escrow-scan.ts), run by `start()` every
+   * `intervalMs` in a loop of its own beside `syncAll`'s; a nightly run scans its window's span
+   * with it.
    */
   escrow?: EscrowScanner;
-  /** Runs `syncAll`, then the escrow scan, every `intervalMs` until `stop()`. */
+  /** Runs `syncAll`, and beside it the escrow scan, every `intervalMs` until `stop()`. */
   start(): void;
   stop(): Promise<void>;
 }
@@ -1836,15 +1837,40 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
   /** One round of the escrow scan; its trouble is logged and the next round tries again. */
   const scanEscrow = async (signal?: AbortSignal) => {
     if (signal?.aborted) return;
+    const started = performance.now();
     try {
       const scanned = await escrow.scanNew(signal);
       if (scanned.unread !== null) log.warn({ vault: scanned.vault }, scanned.unread);
+      const figures = {
+        vault: scanned.vault,
+        listed: scanned.listed,
+        fetched: scanned.fetched,
+        kept: scanned.kept.length,
+        more: scanned.more,
+        ms: Math.round(performance.now() - started),
+      };
+      if (scanned.listed > 0 || scanned.fetched > 0) log.debug(figures, "escrow scan round");
+      if (scanned.more) log.info(figures, "escrow scan goes on next round: a long history");
     } catch (error) {
       if (signal?.aborted) return;
       if (isBusyError(error)) {
         log.warn({ err: String(error) }, "escrow scan found the database busy");
       } else log.warn({ err: String(error) }, "escrow scan failed; retried next round");
     }
+  };
+
+  // Its own loop beside the vaults' rounds: a first read of long vault histories (minutes of
+  // getTransaction) held every scan back behind it, and second payouts stayed verified meanwhile.
+  let escrowTimer: NodeJS.Timeout | undefined;
+  let escrowRunning: Promise<unknown> | null = null;
+  let escrowAbort: AbortController | null = null;
+  const escrowTick = () => {
+    if (stopped || profile.escrowVault === null) return;
+    escrowAbort = new AbortController();
+    escrowRunning = scanEscrow(escrowAbort.signal).finally(() => {
+      escrowRunning = null;
+      if (!stopped) escrowTimer = setTimeout(escrowTick, options.intervalMs);
+    });
   };
 
   const tick = () => {
@@ -1865,7 +1891,6 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
           log.error({ err: String(error) }, "ledger: after-round work failed");
         }
       })
-      .then(() => scanEscrow(abort?.signal))
       .finally(() => {
         running = null;
         if (!stopped) timer = setTimeout(tick, options.intervalMs);
@@ -1881,12 +1906,15 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       if (!stopped) return;
       stopped = false;
       tick();
+      escrowTick();
     },
     async stop() {
       stopped = true;
       clearTimeout(timer);
+      clearTimeout(escrowTimer);
       abort?.abort();
-      await running;
+      escrowAbort?.abort();
+      await Promise.all([running, escrowRunning]);
     },
   };
 }

@@ -60,6 +60,20 @@ interface SettlementMoney {
   charge: bigint;
 }
 
+/** Who names a settlement of `job`: its headers, the jobs API, or neither (kept with the job). */
+function settlementOrigin(
+  job: Pick<CheckInput["job"], "settlementTx" | "apiSettlementTx">,
+  signature: string,
+): string {
+  const named = [
+    signature === job.settlementTx ? "the headers" : null,
+    signature === job.apiSettlementTx ? "the jobs API" : null,
+  ].filter((n) => n !== null);
+  return named.length > 0
+    ? `named by ${named.join(" and ")}`
+    : "found on chain under its settle memo or named by another receipt or answer";
+}
+
 export function settlementChecks(
   input: CheckInput,
   tx: RoleTx,
@@ -78,7 +92,7 @@ export function settlementChecks(
         ? pass("settlement.single", 1, distinct)
         : fail(
             "settlement.single",
-            "the headers and the jobs API name two different settlements of this job",
+            `${distinct.length} settlements of this job: ${distinct.map((s) => `one ${settlementOrigin(job, s)}`).join(", ")}`,
             1,
             distinct,
           ),
