@@ -24,8 +24,10 @@ import type { LedgerRpc } from "./reader.js";
  * only the escrow authority can take one out. The job goes back to the verifier.
  *
  * `scanNew` (serve's rounds) goes on from a cursor kept in the store (`escrow_scans`); the first
- * reads back to the earliest recorded job. `scanSince` (the nightly run) reads back to a time,
- * for the jobs of its window whatever the cursor passed before they were recorded (an import).
+ * reads back to the earliest recorded job, and at least `ESCROW_PENDING_MS`. An entry naming a
+ * job not recorded yet, or a transaction no endpoint served, is held (`escrow_pending`) and
+ * judged at a later scan. `scanSince` (the nightly run) reads back to a time, for the jobs of its
+ * window whatever the cursor passed before they were recorded (an import).
  */
 
 export interface EscrowScanDeps {
@@ -52,8 +54,8 @@ export interface EscrowScanResult {
   /** Jobs that gained a transaction, sent back to the verifier. */
   kept: string[];
   /**
-   * Why the scan stopped short: a transaction its listing named that no endpoint served (the
-   * cursor stays before it, read again next time); null when it read all it listed.
+   * The first transaction its listing named under a recorded job's memo that no endpoint served
+   * (held, and judged once one does), said; null when every one was read.
    */
   unread: string | null;
   /** A `scanNew` that listed its most pages before reaching where the last scan ended. */
