@@ -122,11 +122,13 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
       until: { signature: string; slot: number | null } | null;
       notBeforeSec: number | null;
     },
+    signal?: AbortSignal,
   ): Promise<{ entries: AddressSignatureInfo[]; ended: boolean }> {
     const listed = await rpc.getSignaturesForAddress(vault, {
       limit: pageSize,
       ...(bound.before ? { before: bound.before } : {}),
       ...(bound.until ? { until: bound.until.signature } : {}),
+      ...(signal ? { signal } : {}),
     });
     if (bound.before !== null && listed.some((e) => e.signature === bound.before)) {
       throw new AppError(
@@ -178,7 +180,10 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
     for (let i = 0; i < signatures.length; i += fetchConcurrency) {
       signal?.throwIfAborted();
       const part = signatures.slice(i, i + fetchConcurrency);
-      const got = await Promise.allSettled(part.map((s) => rpc.getTransaction(s)));
+      const got = await Promise.allSettled(
+        part.map((s) => rpc.getTransaction(s, "finalized", signal ? { signal } : {})),
+      );
+      signal?.throwIfAborted();
       part.forEach((s, j) => {
         const answer = got[j]!;
         factsOf.set(s, answer.status === "fulfilled" ? (answer.value?.facts ?? null) : null);
@@ -305,7 +310,11 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
       let { syncTop, syncTopSlot, syncBefore } = state;
       for (let pages = 0; pages < pagesPerRound; pages++) {
         signal?.throwIfAborted();
-        const { entries, ended } = await page(vault, { before: syncBefore, until, notBeforeSec });
+        const { entries, ended } = await page(
+          vault,
+          { before: syncBefore, until, notBeforeSec },
+          signal,
+        );
         result.listed += entries.length;
         const first = entries[0];
         if (syncTop === null && first) {
@@ -347,7 +356,7 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
       let before: string | null = null;
       for (;;) {
         signal?.throwIfAborted();
-        const { entries, ended } = await page(vault, { before, until: null, notBeforeSec });
+        const { entries, ended } = await page(vault, { before, until: null, notBeforeSec }, signal);
         result.listed += entries.length;
         await judgePage(vault, entries, result, null, signal);
         const last = entries.at(-1);

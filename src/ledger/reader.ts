@@ -54,9 +54,13 @@ import { createEscrowScanner, type EscrowScanner } from "./escrow-scan.js";
 export interface LedgerRpc {
   getSignaturesForAddress(
     address: string,
-    options?: { before?: string; until?: string; limit?: number },
+    options?: { before?: string; until?: string; limit?: number; signal?: AbortSignal },
   ): Promise<AddressSignatureInfo[]>;
-  getTransaction(signature: string): Promise<{ facts: TransactionFacts; raw: unknown } | null>;
+  getTransaction(
+    signature: string,
+    commitment?: "finalized",
+    options?: { signal?: AbortSignal },
+  ): Promise<{ facts: TransactionFacts; raw: unknown } | null>;
   getTokenAccount(address: string): Promise<TokenAccountRead>;
   getSlot(commitment: "finalized"): Promise<number>;
   /** Whole seconds since the epoch. */
