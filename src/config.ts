@@ -332,8 +332,8 @@ export const configSchema = z.object({
    */
   JOBS_API_WAIT_MS: timerMs(0).default(60_000),
   /**
-   * How often `serve` reads new history of every credit vault (the ledger), in ms; 0 turns the
-   * ledger loop off. Default 10000.
+   * How often `serve` reads new history of every credit vault (the ledger), and scans the escrow
+   * vault's (src/ledger/escrow-scan.ts), in ms; 0 turns both loops off. Default 10000.
    */
   LEDGER_POLL_MS: timerMs(0).default(10_000),
   /**
