@@ -3,6 +3,7 @@ import { unionOfListings } from "../src/chain/quorum.js";
 import {
   createEscrowScanner,
   ESCROW_PENDING_MS,
+  ESCROW_UNCLOSED_WAIT_MS,
   listedMemoTexts,
 } from "../src/ledger/escrow-scan.js";
 import { createLedgerReader } from "../src/ledger/reader.js";
@@ -128,7 +129,7 @@ describe.each(dialects)("the escrow vault's memo scan on %s", (dialect) => {
     expect(await c.verdicts(plan.jobId)).toEqual([verified]);
   });
 
-  it("keeps an honest streamed job's settlement found before the jobs API names it, and the job stays honest", async () => {
+  it("holds an honest streamed job's settlement found before the jobs API names it, and keeps nothing once the answer does", async () => {
     const c = await h.scenario();
     const plan = streamedWholeLock();
     const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
@@ -136,11 +137,74 @@ describe.each(dialects)("the escrow vault's memo scan on %s", (dialect) => {
     c.record(plan, { escrowTx, settlementTx: null }, { stream: true });
     await h.finalized();
     await c.flush();
-    // Scanned before any answer: the settlement is no step the job names yet.
-    expect((await scanner(c).scanNew()).kept).toEqual([plan.jobId]);
-    expect((await readJob(c.store, plan.jobId))?.conflictSignatures).toEqual([settlementTx]);
+    const scan = scanner(c);
+    const ledger = createLedgerStore(c.store);
+    const held = async () =>
+      (
+        await ledger.pendingEscrowSteps(h.op.accounts.escrowVault, 1000, Number.MAX_SAFE_INTEGER)
+      ).filter((p) => p.job === plan.jobId);
+    // Scanned before any answer: the job names no settlement yet, so this may be its one.
+    expect((await scan.scanNew()).kept).toEqual([]);
+    expect(await held()).toEqual([{ job: plan.jobId, signature: settlementTx }]);
     c.honestJobsApi(plan, { escrowTx, settlementTx });
+    await c.flush();
+    expect((await scan.scanNew()).kept).toEqual([]);
+    expect(await held()).toEqual([]);
+    expect((await readJob(c.store, plan.jobId))?.conflictSignatures ?? []).toEqual([]);
     expect(await c.verdicts(plan.jobId)).toEqual([verified]);
+  });
+
+  it("keeps a second payout made before the jobs API answers once the answer names the first", async () => {
+    const c = await h.scenario();
+    const plan = streamedWholeLock();
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const first = h.op.send(h.op.settleIxs(plan)).signature;
+    const second = h.op.send(h.op.settleIxs(plan)).signature;
+    c.record(plan, { escrowTx, settlementTx: null }, { stream: true });
+    await h.finalized();
+    await c.flush();
+    const scan = scanner(c);
+    expect((await scan.scanNew()).kept).toEqual([]);
+    c.honestJobsApi(plan, { escrowTx, settlementTx: first });
+    await c.flush();
+    expect((await scan.scanNew()).kept).toEqual([plan.jobId]);
+    expect((await readJob(c.store, plan.jobId))?.conflictSignatures).toEqual([second]);
+    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.single")]);
+  });
+
+  it("keeps the settlements of a stream whose answer does not come, after the wait, as found on chain; two fail", async () => {
+    const c = await h.scenario();
+    const honest = streamedWholeLock();
+    const honestEscrow = h.op.send(h.op.lockIxs(honest)).signature;
+    const honestSettlement = h.op.send(h.op.settleIxs(honest)).signature;
+    const twice = streamedWholeLock();
+    const twiceEscrow = h.op.send(h.op.lockIxs(twice)).signature;
+    const payouts = [h.op.send(h.op.settleIxs(twice)).signature];
+    payouts.push(h.op.send(h.op.settleIxs(twice)).signature);
+    c.record(honest, { escrowTx: honestEscrow, settlementTx: null }, { stream: true });
+    c.record(twice, { escrowTx: twiceEscrow, settlementTx: null }, { stream: true });
+    await h.finalized();
+    await c.flush();
+    expect((await scanner(c).scanNew()).kept).toEqual([]);
+    // No answer comes (none to ask, or down): the wait over, each payout is judged as it stands.
+    const later = createEscrowScanner({
+      store: c.store,
+      rpc: h.rpc,
+      profile: localnetProfile,
+      log,
+      pageSize: 50,
+      now: () => Date.now() + ESCROW_UNCLOSED_WAIT_MS + 1000,
+    });
+    expect((await later.scanNew()).kept.sort()).toEqual([honest.jobId, twice.jobId].sort());
+    expect((await readJob(c.store, honest.jobId))?.conflictSignatures).toEqual([honestSettlement]);
+    expect(((await readJob(c.store, twice.jobId))?.conflictSignatures ?? []).sort()).toEqual(
+      [...payouts].sort(),
+    );
+    // When the answers come at last, each names its first payout.
+    c.honestJobsApi(honest, { escrowTx: honestEscrow, settlementTx: honestSettlement });
+    c.honestJobsApi(twice, { escrowTx: twiceEscrow, settlementTx: payouts[0]! });
+    expect(await c.verdicts(honest.jobId)).toEqual([verified]);
+    expect(await c.verdicts(twice.jobId)).toEqual([discrepancy("settlement.single")]);
   });
 
   it("goes on from where the last scan stopped, and finds a payout made after it", async () => {

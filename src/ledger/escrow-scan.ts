@@ -74,6 +74,15 @@ const FIRST_SCAN_SLACK_MS = 5 * 60_000;
 export const ESCROW_PENDING_MS = 60 * 60_000;
 
 /**
+ * How long an entry naming a recorded job that names no closing step yet (a stream whose jobs
+ * API answer has not come) is held before it is judged: it may be the job's one settlement,
+ * which the answer names in seconds. Kept before then it showed as a conflicting receipt of an
+ * honest job, and sent the job back to the verifier for nothing. Judged after it, it is kept as
+ * the closing found on chain under the job's memo (a second one fails `settlement.single`).
+ */
+export const ESCROW_UNCLOSED_WAIT_MS = 10 * 60_000;
+
+/**
  * The memo texts of a listing entry's `memo` (`[len] text; [len] text`, as nodes join the
  * top-level memos). A text holding `; [n] ` itself splits in two here; harmless: a job named
  * by a piece is only a reason to fetch the transaction, whose own memos decide.
@@ -205,11 +214,15 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
     return { keep, unread, fetched: signatures.length };
   }
 
-  /** Writes one step, logging the jobs that gained a transaction. */
+  /**
+   * Writes one step, logging the jobs that gained a transaction: those naming a closing step
+   * were paid out of escrow again; those naming none had theirs found on chain (`unclosed`).
+   */
   async function write(
     vault: string,
     change: Omit<EscrowScanChange, "pruneBefore">,
     state: EscrowScanState | null,
+    unclosed: ReadonlySet<string> = new Set(),
   ) {
     const at = now();
     const gained = await ledger.keepEscrowSteps(
@@ -218,10 +231,20 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
       state,
       at,
     );
-    if (gained.length > 0) {
+    const signaturesOf = (ids: readonly string[]) =>
+      change.keep.filter((k) => ids.includes(k.job)).map((k) => k.signature);
+    const again = gained.filter((job) => !unclosed.has(job));
+    const found = gained.filter((job) => unclosed.has(job));
+    if (again.length > 0) {
       log.warn(
-        { vault, jobs: gained, signatures: change.keep.map((k) => k.signature) },
+        { vault, jobs: again, signatures: signaturesOf(again) },
         "escrow paid out under a job's memo a transaction the job does not name: judged again",
+      );
+    }
+    if (found.length > 0) {
+      log.info(
+        { vault, jobs: found, signatures: signaturesOf(found) },
+        `escrow paid out under the memo of a job naming no settlement or refund ${ESCROW_UNCLOSED_WAIT_MS / 60_000} minutes on: kept as found on chain, judged again`,
       );
     }
     return gained;
@@ -229,7 +252,8 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
 
   /**
    * Judges a listed page: pairs of recorded jobs are judged now, those of jobs not recorded yet
-   * (listed within `ESCROW_PENDING_MS`) and those not served are held pending.
+   * (listed within `ESCROW_PENDING_MS`) and those not served are held pending. Those of jobs
+   * naming no closing step yet are held too, unless dated `ESCROW_UNCLOSED_WAIT_MS` ago.
    */
   async function judgePage(
     vault: string,
@@ -239,32 +263,55 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
     signal?: AbortSignal,
   ) {
     const pairs = namedPairs(entries);
-    const { open, absent } = await ledger.unnamedSteps(pairs);
-    const judged = await judge(vault, open, signal);
+    const timeOf = new Map(pairs.map((p) => [`${p.job} ${p.signature}`, p.blockTime]));
+    const blockTimeOf = (p: KeepPair) => timeOf.get(`${p.job} ${p.signature}`) ?? null;
+    const { open, unclosed, absent } = await ledger.unnamedSteps(pairs);
+    const waitFrom = Math.floor((now() - ESCROW_UNCLOSED_WAIT_MS) / 1000);
+    const waiting = unclosed.filter((p) => {
+      const blockTime = blockTimeOf(p);
+      return blockTime === null || blockTime >= waitFrom;
+    });
+    const due = unclosed.filter((p) => !waiting.includes(p));
+    const judged = await judge(vault, [...open, ...due], signal);
     result.fetched += judged.fetched;
     const first = judged.unread[0];
     if (first !== undefined && result.unread === null) result.unread = unreadText(first.signature);
     const heldFrom = Math.floor((now() - ESCROW_PENDING_MS) / 1000);
-    const timeOf = new Map(pairs.map((p) => [`${p.job} ${p.signature}`, p.blockTime]));
-    const hold = [...absent, ...judged.unread].flatMap((p) => {
-      const blockTime = timeOf.get(`${p.job} ${p.signature}`) ?? null;
+    const hold = [...absent, ...waiting, ...judged.unread].flatMap((p) => {
+      const blockTime = blockTimeOf(p);
       return blockTime !== null && blockTime < heldFrom ? [] : [{ ...p, blockTime }];
     });
-    result.kept.push(...(await write(vault, { keep: judged.keep, hold, release: [] }, state)));
+    const kept = await write(
+      vault,
+      { keep: judged.keep, hold, release: [] },
+      state,
+      new Set(due.map((p) => p.job)),
+    );
+    result.kept.push(...kept);
   }
 
-  /** Judges the pending entries whose job is recorded now; those still not served stay. */
+  /**
+   * Judges the pending entries whose job is recorded now and names its closing step, or was
+   * held `ESCROW_UNCLOSED_WAIT_MS`; those still not served stay.
+   */
   async function judgePending(vault: string, result: EscrowScanResult, signal?: AbortSignal) {
     for (;;) {
       signal?.throwIfAborted();
-      const pending = await ledger.pendingEscrowSteps(vault, pageSize);
+      const pending = await ledger.pendingEscrowSteps(
+        vault,
+        pageSize,
+        now() - ESCROW_UNCLOSED_WAIT_MS,
+      );
       if (pending.length === 0) return;
-      const { open } = await ledger.unnamedSteps(pending);
-      const judged = await judge(vault, open, signal);
+      const { open, unclosed } = await ledger.unnamedSteps(pending);
+      const judged = await judge(vault, [...open, ...unclosed], signal);
       result.fetched += judged.fetched;
       const unread = new Set(judged.unread.map((p) => `${p.job} ${p.signature}`));
       const release = pending.filter((p) => !unread.has(`${p.job} ${p.signature}`));
-      result.kept.push(...(await write(vault, { keep: judged.keep, hold: [], release }, null)));
+      const found = new Set(unclosed.map((p) => p.job));
+      result.kept.push(
+        ...(await write(vault, { keep: judged.keep, hold: [], release }, null, found)),
+      );
       if (release.length === 0) {
         const first = judged.unread[0];
         if (first !== undefined) result.unread ??= unreadText(first.signature);

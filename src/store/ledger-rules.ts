@@ -1142,7 +1142,7 @@ export interface KeepPair {
   job: string;
 }
 
-/** What a job's row names of its steps, for `unnamedPairs`. */
+/** What a job's row names of its steps, for `escrowStepsOf`. */
 export interface NamedSteps {
   jobId: string;
   escrowTx: string | null;
@@ -1152,19 +1152,86 @@ export interface NamedSteps {
   kept: unknown;
 }
 
+/** The `NamedSteps` columns of a drizzle table of jobs (either dialect's), for a `select`. */
+export function namedStepsSelection<
+  T extends Record<
+    | "jobId"
+    | "escrowTx"
+    | "settlementTx"
+    | "apiEscrowTx"
+    | "apiSettlementTx"
+    | "conflictSignatures",
+    unknown
+  >,
+>(
+  t: T,
+): {
+  jobId: T["jobId"];
+  escrowTx: T["escrowTx"];
+  settlementTx: T["settlementTx"];
+  apiEscrowTx: T["apiEscrowTx"];
+  apiSettlementTx: T["apiSettlementTx"];
+  kept: T["conflictSignatures"];
+} {
+  return {
+    jobId: t.jobId,
+    escrowTx: t.escrowTx,
+    settlementTx: t.settlementTx,
+    apiEscrowTx: t.apiEscrowTx,
+    apiSettlementTx: t.apiSettlementTx,
+    kept: t.conflictSignatures,
+  };
+}
+
+/** What the escrow scan does with each (transaction, job) pair its listing named (`escrowStepsOf`). */
+export interface EscrowSteps {
+  /**
+   * The job names a closing step (settlement or refund) or keeps a transaction already, and not
+   * this one: judged now.
+   */
+  open: KeepPair[];
+  /**
+   * The job names no closing step yet (a stream whose jobs API answer has not come): this may be
+   * its one settlement, not a second. Held until the job names one, or for a while.
+   */
+  unclosed: KeepPair[];
+  /** The job is not recorded. */
+  absent: KeepPair[];
+}
+
 /**
  * The pairs whose job is among `rows` (recorded) and neither names the signature as a step nor
- * keeps it already: what keeping would change. Each pair once.
+ * keeps it already (what keeping would change), split by whether the job names its closing
+ * step yet; `absent`, the pairs of jobs not among `rows`. Each pair once.
  */
-export function unnamedPairs(pairs: readonly KeepPair[], rows: readonly NamedSteps[]): KeepPair[] {
+export function escrowStepsOf(
+  pairs: readonly KeepPair[],
+  rows: readonly NamedSteps[],
+): EscrowSteps {
   const byId = new Map(rows.map((r) => [r.jobId, r]));
   const seen = new Set<string>();
-  return pairs.filter(({ signature, job }) => {
-    const row = byId.get(job);
+  const steps: EscrowSteps = { open: [], unclosed: [], absent: [] };
+  for (const pair of pairs) {
+    const { signature, job } = pair;
     const key = `${job} ${signature}`;
-    if (row === undefined || seen.has(key)) return false;
+    if (seen.has(key)) continue;
     seen.add(key);
+    const row = byId.get(job);
+    if (row === undefined) {
+      steps.absent.push(pair);
+      continue;
+    }
     const named = [row.escrowTx, row.settlementTx, row.apiEscrowTx, row.apiSettlementTx];
-    return !named.includes(signature) && !(Array.isArray(row.kept) && row.kept.includes(signature));
-  });
+    if (named.includes(signature) || (Array.isArray(row.kept) && row.kept.includes(signature))) {
+      continue;
+    }
+    // A signature kept with the job (a ledger line under its memo, a conflicting receipt's) is
+    // a step of it found already: this one is a further step.
+    const closed =
+      row.settlementTx !== null ||
+      row.apiSettlementTx !== null ||
+      (Array.isArray(row.kept) && row.kept.length > 0);
+    (closed ? steps.open : steps.unclosed).push(pair);
+  }
+  return steps;
 }

@@ -10,6 +10,8 @@ import {
   balanceControlOf,
   balanceControlToText,
   canPayFrom,
+  type EscrowSteps,
+  escrowStepsOf,
   type ForeignChange,
   type ForeignHolding,
   foreignChangesOf,
@@ -41,13 +43,13 @@ import {
   memoJobsOfLine,
   memoJobsToText,
   mixedMemoLineOf,
+  namedStepsSelection,
   outstandingOf,
   provisionalLockUnits,
   ROOM_LINES_PER_MOVE,
   settledShareOfLocks,
   settledUnits,
   slotChainOrder,
-  unnamedPairs,
   walkInSlices,
   walkLines,
   walkSync,
@@ -702,15 +704,19 @@ export interface LedgerStore {
   /** When the earliest recorded job was dated (ms), null with none: how far a first scan reads. */
   earliestJobAt(): Promise<number | null>;
   /**
-   * Of `pairs` (a transaction and a job its memo names): `open`, those whose job is recorded and
-   * neither names the transaction nor keeps it already (`unnamedPairs`); `absent`, those whose
-   * job is not recorded. One read.
+   * Of `pairs` (a transaction and a job its memo names), as `escrowStepsOf` splits them: those
+   * of recorded jobs that neither name the transaction nor keep it already, by whether the job
+   * names its closing step yet, and those of jobs not recorded. One read.
    */
-  unnamedSteps(pairs: readonly KeepPair[]): Promise<{ open: KeepPair[]; absent: KeepPair[] }>;
+  unnamedSteps(pairs: readonly KeepPair[]): Promise<EscrowSteps>;
   /** When the escrow scan of `vault` last wrote (ms, null before its first) and what it holds. */
   escrowScanFigures(vault: string): Promise<{ scannedAt: number | null; pending: number }>;
-  /** Up to `limit` of `vault`'s pending escrow entries whose job is recorded now, oldest first. */
-  pendingEscrowSteps(vault: string, limit: number): Promise<KeepPair[]>;
+  /**
+   * Up to `limit` of `vault`'s pending escrow entries ready to be judged, oldest first: their
+   * job is recorded now and names its closing step, or they were held since before
+   * `unclosedBefore` (ms).
+   */
+  pendingEscrowSteps(vault: string, limit: number, unclosedBefore: number): Promise<KeepPair[]>;
   /**
    * In one transaction: keeps each of `change.keep` with its job, guarded as a ledger line's
    * (`keepWithJob`: at most `maxKeptSignatures`, none the job names), and sends the jobs that
@@ -2465,7 +2471,11 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   );
   const pendingRecorded = sqlite.prepare(
     `SELECT p.job_id AS job, p.signature FROM escrow_pending p INDEXED BY escrow_pending_listed
-     WHERE p.vault = @vault AND EXISTS (SELECT 1 FROM jobs j WHERE j.job_id = p.job_id)
+     WHERE p.vault = @vault AND EXISTS (SELECT 1 FROM jobs j WHERE j.job_id = p.job_id
+       AND (j.settlement_tx IS NOT NULL OR j.api_settlement_tx IS NOT NULL
+         OR (CASE WHEN json_type(j.conflict_signatures) = 'array'
+           THEN json_array_length(j.conflict_signatures) ELSE 0 END) > 0
+         OR p.listed_at < @unclosedBefore))
      ORDER BY p.listed_at LIMIT @limit`,
   );
   const escrowFigures = sqlite.prepare(
@@ -2504,27 +2514,16 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       return (earliestJob.get() as number | null) ?? null;
     },
     async unnamedSteps(pairs) {
-      if (pairs.length === 0) return { open: [], absent: [] };
+      if (pairs.length === 0) return { open: [], unclosed: [], absent: [] };
       const rows = db
-        .select({
-          jobId: jobs.jobId,
-          escrowTx: jobs.escrowTx,
-          settlementTx: jobs.settlementTx,
-          apiEscrowTx: jobs.apiEscrowTx,
-          apiSettlementTx: jobs.apiSettlementTx,
-          kept: jobs.conflictSignatures,
-        })
+        .select(namedStepsSelection(jobs))
         .from(jobs)
         .where(inArray(jobs.jobId, [...new Set(pairs.map((p) => p.job))]))
         .all();
-      const recorded = new Set(rows.map((r) => r.jobId));
-      return {
-        open: unnamedPairs(pairs, rows),
-        absent: pairs.filter((p) => !recorded.has(p.job)),
-      };
+      return escrowStepsOf(pairs, rows);
     },
-    async pendingEscrowSteps(vault, limit) {
-      return pendingRecorded.all({ vault, limit }) as KeepPair[];
+    async pendingEscrowSteps(vault, limit, unclosedBefore) {
+      return pendingRecorded.all({ vault, limit, unclosedBefore }) as KeepPair[];
     },
     async escrowScanFigures(vault) {
       return escrowFigures.get({ vault }) as { scannedAt: number | null; pending: number };

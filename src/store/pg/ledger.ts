@@ -53,6 +53,7 @@ import {
   balanceControlOf,
   balanceControlToText,
   canPayFrom,
+  escrowStepsOf,
   foreignChangesOf,
   foreignChangesToText,
   foreignHoldingOf,
@@ -81,6 +82,8 @@ import {
   memoJobsToText,
   mixedMemoLineOf,
   type NamedSettlement,
+  type NamedSteps,
+  namedStepsSelection,
   outstandingOf,
   provisionalLockUnits,
   type ResponseTimes,
@@ -1019,6 +1022,14 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
     await keepPairs(tx, (await notNamedYet(tx, unrecorded)).open, now);
   }
 
+  /** What the jobs of `pairs` name of their steps, as committed now: one read. */
+  function namedStepsOf(tx: PgExecutor, pairs: readonly KeepPair[]): Promise<NamedSteps[]> {
+    return tx
+      .select(namedStepsSelection(jobs))
+      .from(jobs)
+      .where(sql`${jobs.jobId} = ANY (${textArray([...new Set(pairs.map((p) => p.job))])})`);
+  }
+
   /**
    * The pairs of `pairs` whose job, as committed now, neither names the signature nor keeps it
    * already: one read for a batch. Most lines a batch files under a job are its own steps (its
@@ -1032,17 +1043,7 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
     pairs: readonly KeepPair[],
   ): Promise<{ open: KeepPair[]; absent: KeepPair[] }> {
     if (pairs.length === 0) return { open: [], absent: [] };
-    const rows = await tx
-      .select({
-        jobId: jobs.jobId,
-        escrowTx: jobs.escrowTx,
-        settlementTx: jobs.settlementTx,
-        apiEscrowTx: jobs.apiEscrowTx,
-        apiSettlementTx: jobs.apiSettlementTx,
-        kept: jobs.conflictSignatures,
-      })
-      .from(jobs)
-      .where(sql`${jobs.jobId} = ANY (${textArray([...new Set(pairs.map((p) => p.job))])})`);
+    const rows = await namedStepsOf(tx, pairs);
     const byId = new Map(rows.map((r) => [r.jobId, r]));
     const open = pairs.filter(({ signature, job }) => {
       const row = byId.get(job);
@@ -2009,8 +2010,8 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
       return row?.at == null ? null : Number(row.at);
     },
     async unnamedSteps(pairs) {
-      if (pairs.length === 0) return { open: [], absent: [] };
-      return notNamedYet(db, pairs);
+      if (pairs.length === 0) return { open: [], unclosed: [], absent: [] };
+      return escrowStepsOf(pairs, await namedStepsOf(db, pairs));
     },
     async escrowScanFigures(vault) {
       const result = await db.execute<{ scanned_at: string | null; pending: string }>(sql`
@@ -2023,13 +2024,17 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
         pending: Number(row?.pending ?? 0),
       };
     },
-    async pendingEscrowSteps(vault, limit) {
+    async pendingEscrowSteps(vault, limit, unclosedBefore) {
       return db
         .select({ job: escrowPending.jobId, signature: escrowPending.signature })
         .from(escrowPending)
         .where(
           sql`${escrowPending.vault} = ${vault}
-            AND EXISTS (SELECT 1 FROM ${jobs} WHERE ${jobs.jobId} = ${escrowPending.jobId})`,
+            AND EXISTS (SELECT 1 FROM ${jobs} WHERE ${jobs.jobId} = ${escrowPending.jobId}
+              AND (${jobs.settlementTx} IS NOT NULL OR ${jobs.apiSettlementTx} IS NOT NULL
+                OR (CASE WHEN json_typeof(${jobs.conflictSignatures}) = 'array'
+                  THEN json_array_length(${jobs.conflictSignatures}) ELSE 0 END) > 0
+                OR ${escrowPending.listedAt} < ${unclosedBefore}))`,
         )
         .orderBy(escrowPending.listedAt)
         .limit(limit);
