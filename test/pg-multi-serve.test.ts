@@ -157,6 +157,18 @@ function judgedTwiceUnexplained(verify: CliProcess[]) {
   });
 }
 
+/**
+ * Every other log line naming one of `jobIds` (its `jobId`, or among its `jobs`), for a failure
+ * to say what sent a job back.
+ */
+function linesNaming(verify: CliProcess[], jobIds: readonly unknown[]) {
+  const names = (l: Record<string, unknown>) =>
+    jobIds.includes(l.jobId) || (Array.isArray(l.jobs) && l.jobs.some((j) => jobIds.includes(j)));
+  return logLines(verify, (l) => l.msg !== "job verdict" && names(l)).map(
+    ({ msg, pid, time, jobId, jobs }) => ({ msg, pid, time, jobId, jobs }),
+  );
+}
+
 /** What a failed verify run saw: the jobs not verified, their failing checks, its last lines. */
 async function diagnosis(run: CliProcess): Promise<string> {
   const open = await store.pool.query(
@@ -280,7 +292,11 @@ describe("three serve processes on one PostgreSQL", () => {
     const lines = logLines([verify, second], (l) => l.msg === "job verdict");
     const counts = new Map<string, number>();
     for (const { jobId } of lines) counts.set(String(jobId), (counts.get(String(jobId)) ?? 0) + 1);
-    expect(judgedTwiceUnexplained([verify, second])).toEqual([]);
+    const twice = judgedTwiceUnexplained([verify, second]);
+    expect(
+      twice,
+      JSON.stringify(linesNaming([verify, second], [...new Set(twice.map((t) => t.jobId))])),
+    ).toEqual([]);
     expect([...counts.keys()].filter((id) => !recorded.has(id))).toEqual([]);
     expect(counts.size).toBeGreaterThan(recorded.size / 2);
     for (const s of serves) expect(JSON.stringify(s.logs)).not.toMatch(/"level":50/);
