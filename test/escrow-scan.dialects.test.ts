@@ -141,8 +141,15 @@ describe.each(dialects)("the escrow vault's memo scan on %s", (dialect) => {
     const ledger = createLedgerStore(c.store);
     const held = async () =>
       (
-        await ledger.pendingEscrowSteps(h.op.accounts.escrowVault, 1000, Number.MAX_SAFE_INTEGER)
-      ).filter((p) => p.job === plan.jobId);
+        await ledger.pendingEscrowSteps(
+          h.op.accounts.escrowVault,
+          1000,
+          Number.MAX_SAFE_INTEGER,
+          null,
+        )
+      )
+        .filter((p) => p.job === plan.jobId)
+        .map(({ job, signature }) => ({ job, signature }));
     // Scanned before any answer: the job names no settlement yet, so this may be its one.
     expect((await scan.scanNew()).kept).toEqual([]);
     expect(await held()).toEqual([{ job: plan.jobId, signature: settlementTx }]);
@@ -293,6 +300,76 @@ describe.each(dialects)("the escrow vault's memo scan on %s", (dialect) => {
     const after = await scan.scanNew();
     expect(after).toMatchObject({ kept: [plan.jobId], unread: null });
     expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.single")]);
+  });
+
+  it("judges the held entries behind a page of ones no endpoint serves (they stalled it until the hour dropped them)", async () => {
+    const c = await h.scenario();
+    // U: a closed job with two payouts under its memo that no endpoint serves.
+    const u = streamedWholeLock();
+    const uEscrow = h.op.send(h.op.lockIxs(u)).signature;
+    const uFirst = h.op.send(h.op.settleIxs(u)).signature;
+    const unserved = [h.op.send(h.op.settleIxs(u)).signature];
+    unserved.push(h.op.send(h.op.settleIxs(u)).signature);
+    await recordStreamed(c, u, uEscrow, uFirst);
+    await h.finalized();
+    const rpc: typeof h.rpc = Object.create(h.rpc);
+    rpc.getTransaction = (signature, ...rest) =>
+      unserved.includes(signature)
+        ? Promise.resolve(null)
+        : h.rpc.getTransaction(signature, ...rest);
+    const scan = createEscrowScanner({
+      store: c.store,
+      rpc,
+      profile: localnetProfile,
+      log,
+      pageSize: 2,
+    });
+    expect((await scan.scanNew()).unread).not.toBeNull();
+    // V: a stream paid twice before its answer, held behind U's entries.
+    const v = streamedWholeLock();
+    const vEscrow = h.op.send(h.op.lockIxs(v)).signature;
+    const vFirst = h.op.send(h.op.settleIxs(v)).signature;
+    const vSecond = h.op.send(h.op.settleIxs(v)).signature;
+    c.record(v, { escrowTx: vEscrow, settlementTx: null }, { stream: true });
+    await h.finalized();
+    await c.flush();
+    expect((await scan.scanNew()).kept).toEqual([]);
+    c.honestJobsApi(v, { escrowTx: vEscrow, settlementTx: vFirst });
+    await c.flush();
+    expect((await scan.scanNew()).kept).toEqual([v.jobId]);
+    expect((await readJob(c.store, v.jobId))?.conflictSignatures).toEqual([vSecond]);
+  });
+
+  it("judges, in the nightly's span, a payout of a job naming no settlement yet as it stands", async () => {
+    const c = await h.scenario();
+    const plan = streamedWholeLock();
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const payouts = [h.op.send(h.op.settleIxs(plan)).signature];
+    payouts.push(h.op.send(h.op.settleIxs(plan)).signature);
+    c.record(plan, { escrowTx, settlementTx: null }, { stream: true });
+    await h.finalized();
+    await c.flush();
+    const logged: { level: number; msg: string; jobId?: string }[] = [];
+    const spy = createLogger(
+      { level: "info" },
+      { write: (line: string) => logged.push(JSON.parse(line)) },
+    );
+    const scan = createEscrowScanner({
+      store: c.store,
+      rpc: h.rpc,
+      profile: localnetProfile,
+      log: spy,
+      pageSize: 50,
+    });
+    // Minutes after its payouts, no answer: a nightly run judges the window as it stands.
+    expect((await scan.scanSince(Date.now() - 5 * 60_000)).kept).toEqual([plan.jobId]);
+    expect(((await readJob(c.store, plan.jobId))?.conflictSignatures ?? []).sort()).toEqual(
+      [...payouts].sort(),
+    );
+    // Two payouts of one job at once are no settlement found: a warning.
+    expect(logged.filter((l) => l.jobId === plan.jobId).map((l) => [l.level, l.msg])).toEqual([
+      [40, "job judged again: escrow paid out under its memo a transaction it does not name"],
+    ]);
   });
 
   it("holds a payout under the memo of a job not recorded yet, and judges it once the job is (an answer held open past the scan)", async () => {

@@ -3,7 +3,12 @@ import type { TransactionFacts } from "../chain/transaction-facts.js";
 import type { Store } from "../db/client.js";
 import { AppError } from "../errors.js";
 import type { Logger } from "../log.js";
-import { createLedgerStore, type EscrowScanChange, type EscrowScanState } from "../store/ledger.js";
+import {
+  createLedgerStore,
+  type EscrowScanChange,
+  type EscrowScanState,
+  type PendingEscrowStep,
+} from "../store/ledger.js";
 import type { KeepPair } from "../store/ledger-rules.js";
 import { parseJobMemos } from "../verify/checks/memos.js";
 import { isCredit } from "../verify/money-movements.js";
@@ -215,8 +220,9 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
   }
 
   /**
-   * Writes one step, logging the jobs that gained a transaction: those naming a closing step
-   * were paid out of escrow again; those naming none had theirs found on chain (`unclosed`).
+   * Writes one step, logging each job that gained a transaction: paid out of escrow again (a
+   * warning) when it named a closing step, or gained more than one at once; found on chain when
+   * it named none (`unclosed`) and gained one.
    */
   async function write(
     vault: string,
@@ -231,35 +237,35 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
       state,
       at,
     );
-    const signaturesOf = (ids: readonly string[]) =>
-      change.keep.filter((k) => ids.includes(k.job)).map((k) => k.signature);
-    const again = gained.filter((job) => !unclosed.has(job));
-    const found = gained.filter((job) => unclosed.has(job));
-    if (again.length > 0) {
-      log.warn(
-        { vault, jobs: again, signatures: signaturesOf(again) },
-        "escrow paid out under a job's memo a transaction the job does not name: judged again",
-      );
-    }
-    if (found.length > 0) {
-      log.info(
-        { vault, jobs: found, signatures: signaturesOf(found) },
-        `escrow paid out under the memo of a job naming no settlement or refund ${ESCROW_UNCLOSED_WAIT_MS / 60_000} minutes on: kept as found on chain, judged again`,
-      );
+    for (const jobId of gained) {
+      const signatures = change.keep.filter((k) => k.job === jobId).map((k) => k.signature);
+      if (unclosed.has(jobId) && signatures.length === 1) {
+        log.info(
+          { vault, jobId, signatures },
+          "job judged again: escrow paid out under its memo a settlement or refund it named nowhere yet, kept as found on chain",
+        );
+      } else {
+        log.warn(
+          { vault, jobId, signatures },
+          "job judged again: escrow paid out under its memo a transaction it does not name",
+        );
+      }
     }
     return gained;
   }
 
   /**
    * Judges a listed page: pairs of recorded jobs are judged now, those of jobs not recorded yet
-   * (listed within `ESCROW_PENDING_MS`) and those not served are held pending. Those of jobs
-   * naming no closing step yet are held too, unless dated `ESCROW_UNCLOSED_WAIT_MS` ago.
+   * (listed within `ESCROW_PENDING_MS`) and those not served are held pending. With
+   * `waitUnclosed` (serve's scan), those of jobs naming no closing step yet are held too, unless
+   * dated `ESCROW_UNCLOSED_WAIT_MS` ago; without (the nightly run), judged as they stand.
    */
   async function judgePage(
     vault: string,
     entries: readonly AddressSignatureInfo[],
     result: EscrowScanResult,
     state: EscrowScanState | null,
+    waitUnclosed: boolean,
     signal?: AbortSignal,
   ) {
     const pairs = namedPairs(entries);
@@ -267,10 +273,12 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
     const blockTimeOf = (p: KeepPair) => timeOf.get(`${p.job} ${p.signature}`) ?? null;
     const { open, unclosed, absent } = await ledger.unnamedSteps(pairs);
     const waitFrom = Math.floor((now() - ESCROW_UNCLOSED_WAIT_MS) / 1000);
-    const waiting = unclosed.filter((p) => {
-      const blockTime = blockTimeOf(p);
-      return blockTime === null || blockTime >= waitFrom;
-    });
+    const waiting = waitUnclosed
+      ? unclosed.filter((p) => {
+          const blockTime = blockTimeOf(p);
+          return blockTime === null || blockTime >= waitFrom;
+        })
+      : [];
     const due = unclosed.filter((p) => !waiting.includes(p));
     const judged = await judge(vault, [...open, ...due], signal);
     result.fetched += judged.fetched;
@@ -291,16 +299,20 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
   }
 
   /**
-   * Judges the pending entries whose job is recorded now and names its closing step, or was
-   * held `ESCROW_UNCLOSED_WAIT_MS`; those still not served stay.
+   * Judges the pending entries whose job is recorded now and names its closing step, or that
+   * were held `ESCROW_UNCLOSED_WAIT_MS`, a page at a time in the order they were held: those
+   * still not served stay, and the pages go on past them (one page of them held every entry
+   * behind it until the hour dropped it unjudged).
    */
   async function judgePending(vault: string, result: EscrowScanResult, signal?: AbortSignal) {
+    let after: PendingEscrowStep | null = null;
     for (;;) {
       signal?.throwIfAborted();
       const pending = await ledger.pendingEscrowSteps(
         vault,
         pageSize,
         now() - ESCROW_UNCLOSED_WAIT_MS,
+        after,
       );
       if (pending.length === 0) return;
       const { open, unclosed } = await ledger.unnamedSteps(pending);
@@ -312,11 +324,10 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
       result.kept.push(
         ...(await write(vault, { keep: judged.keep, hold: [], release }, null, found)),
       );
-      if (release.length === 0) {
-        const first = judged.unread[0];
-        if (first !== undefined) result.unread ??= unreadText(first.signature);
-        return;
-      }
+      const first = judged.unread[0];
+      if (first !== undefined) result.unread ??= unreadText(first.signature);
+      if (pending.length < pageSize) return;
+      after = pending.at(-1) ?? null;
     }
   }
 
@@ -381,12 +392,12 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
                   syncTopSlot: null,
                   syncBefore: null,
                 };
-          await judgePage(vault, entries, result, done, signal);
+          await judgePage(vault, entries, result, done, true, signal);
           return result;
         }
         syncBefore = entries.at(-1)?.signature ?? syncBefore;
         const progress = { ...state, syncTop, syncTopSlot, syncBefore };
-        await judgePage(vault, entries, result, progress, signal);
+        await judgePage(vault, entries, result, progress, true, signal);
       }
       return { ...result, more: true };
     },
@@ -405,7 +416,7 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
         signal?.throwIfAborted();
         const { entries, ended } = await page(vault, { before, until: null, notBeforeSec }, signal);
         result.listed += entries.length;
-        await judgePage(vault, entries, result, null, signal);
+        await judgePage(vault, entries, result, null, false, signal);
         const last = entries.at(-1);
         if (ended || last === undefined) return result;
         before = last.signature;

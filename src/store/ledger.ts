@@ -712,11 +712,16 @@ export interface LedgerStore {
   /** When the escrow scan of `vault` last wrote (ms, null before its first) and what it holds. */
   escrowScanFigures(vault: string): Promise<{ scannedAt: number | null; pending: number }>;
   /**
-   * Up to `limit` of `vault`'s pending escrow entries ready to be judged, oldest first: their
-   * job is recorded now and names its closing step, or they were held since before
-   * `unclosedBefore` (ms).
+   * Up to `limit` of `vault`'s pending escrow entries ready to be judged, oldest first, after
+   * `after` (a page's last row, null for the first): their job is recorded now and names its
+   * closing step, or they were held since before `unclosedBefore` (ms).
    */
-  pendingEscrowSteps(vault: string, limit: number, unclosedBefore: number): Promise<KeepPair[]>;
+  pendingEscrowSteps(
+    vault: string,
+    limit: number,
+    unclosedBefore: number,
+    after: PendingEscrowStep | null,
+  ): Promise<PendingEscrowStep[]>;
   /**
    * In one transaction: keeps each of `change.keep` with its job, guarded as a ledger line's
    * (`keepWithJob`: at most `maxKeptSignatures`, none the job names), and sends the jobs that
@@ -731,6 +736,11 @@ export interface LedgerStore {
     state: EscrowScanState | null,
     now: number,
   ): Promise<string[]>;
+}
+
+/** A pending escrow entry, with when it was first held (its place in the pending pages). */
+export interface PendingEscrowStep extends KeepPair {
+  listedAt: number;
 }
 
 /** What one step of the escrow scan writes (`keepEscrowSteps`). */
@@ -2470,13 +2480,15 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     "DELETE FROM escrow_pending WHERE vault = @vault AND listed_at < @before",
   );
   const pendingRecorded = sqlite.prepare(
-    `SELECT p.job_id AS job, p.signature FROM escrow_pending p INDEXED BY escrow_pending_listed
+    `SELECT p.job_id AS job, p.signature, p.listed_at AS listedAt
+     FROM escrow_pending p INDEXED BY escrow_pending_listed
      WHERE p.vault = @vault AND EXISTS (SELECT 1 FROM jobs j WHERE j.job_id = p.job_id
        AND (j.settlement_tx IS NOT NULL OR j.api_settlement_tx IS NOT NULL
          OR (CASE WHEN json_type(j.conflict_signatures) = 'array'
            THEN json_array_length(j.conflict_signatures) ELSE 0 END) > 0
          OR p.listed_at < @unclosedBefore))
-     ORDER BY p.listed_at LIMIT @limit`,
+       AND (@afterAt IS NULL OR (p.listed_at, p.job_id, p.signature) > (@afterAt, @afterJob, @afterSig))
+     ORDER BY p.listed_at, p.job_id, p.signature LIMIT @limit`,
   );
   const escrowFigures = sqlite.prepare(
     `SELECT (SELECT updated_at FROM escrow_scans WHERE vault = @vault) AS scannedAt,
@@ -2522,8 +2534,17 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         .all();
       return escrowStepsOf(pairs, rows);
     },
-    async pendingEscrowSteps(vault, limit, unclosedBefore) {
-      return pendingRecorded.all({ vault, limit, unclosedBefore }) as KeepPair[];
+    async pendingEscrowSteps(vault, limit, unclosedBefore, after) {
+      return (
+        pendingRecorded.all({
+          vault,
+          limit,
+          unclosedBefore,
+          afterAt: after?.listedAt ?? null,
+          afterJob: after?.job ?? null,
+          afterSig: after?.signature ?? null,
+        }) as { job: string; signature: string; listedAt: number | bigint }[]
+      ).map((r) => ({ ...r, listedAt: Number(r.listedAt) }));
     },
     async escrowScanFigures(vault) {
       return escrowFigures.get({ vault }) as { scannedAt: number | null; pending: number };

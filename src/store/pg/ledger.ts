@@ -2024,9 +2024,18 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
         pending: Number(row?.pending ?? 0),
       };
     },
-    async pendingEscrowSteps(vault, limit, unclosedBefore) {
-      return db
-        .select({ job: escrowPending.jobId, signature: escrowPending.signature })
+    async pendingEscrowSteps(vault, limit, unclosedBefore, after) {
+      const past =
+        after === null
+          ? sql`true`
+          : sql`(${escrowPending.listedAt}, ${escrowPending.jobId}, ${escrowPending.signature})
+              > (${after.listedAt}::bigint, ${after.job}::text, ${after.signature}::text)`;
+      const rows = await db
+        .select({
+          job: escrowPending.jobId,
+          signature: escrowPending.signature,
+          listedAt: escrowPending.listedAt,
+        })
         .from(escrowPending)
         .where(
           sql`${escrowPending.vault} = ${vault}
@@ -2034,10 +2043,12 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
               AND (${jobs.settlementTx} IS NOT NULL OR ${jobs.apiSettlementTx} IS NOT NULL
                 OR (CASE WHEN json_typeof(${jobs.conflictSignatures}) = 'array'
                   THEN json_array_length(${jobs.conflictSignatures}) ELSE 0 END) > 0
-                OR ${escrowPending.listedAt} < ${unclosedBefore}))`,
+                OR ${escrowPending.listedAt} < ${unclosedBefore}))
+            AND ${past}`,
         )
-        .orderBy(escrowPending.listedAt)
+        .orderBy(escrowPending.listedAt, escrowPending.jobId, escrowPending.signature)
         .limit(limit);
+      return rows.map((r) => ({ ...r, listedAt: Number(r.listedAt) }));
     },
     async keepEscrowSteps(vault, change, state, now) {
       return whileRowsHeld(() =>
