@@ -356,7 +356,10 @@ describe("sqlite store, on the local chain", () => {
     const tx = h.op.honestJob(p);
     c.record(p, tx);
     await c.verify();
-    const flipped = tx.settlementTx.replace(/[a-z]/, (ch) => ch.toUpperCase());
+    // A letter whose capital is base58 too (`I` and `O` are not): a signature no transaction
+    // has, not one the RPC refuses as malformed (no entry point takes one; this test writes the
+    // receipt to the store directly), which left the job in `error` for good: one run in seven.
+    const flipped = tx.settlementTx.replace(/[a-hj-km-np-z]/, (ch) => ch.toUpperCase());
     expect(flipped).not.toBe(tx.settlementTx);
     await recordReceipts(
       c.store,
