@@ -10,6 +10,7 @@ import { createLedgerReader } from "../src/ledger/reader.js";
 import { ledgerWindowCheck } from "../src/ledger/window-check.js";
 import { createLogger } from "../src/log.js";
 import { runNightlyVerification } from "../src/nightly/nightly-run.js";
+import { auditRecord } from "../src/reports/audit-record.js";
 import { createLedgerStore } from "../src/store/ledger.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile } from "../src/verify/profiles.js";
@@ -34,6 +35,7 @@ import { readJob } from "./support/seed-recorder.js";
  */
 
 const log = createLogger({ level: "silent" });
+const explorer = { cluster: "custom", rpcUrl: "http://127.0.0.1:8899" } as const;
 
 describe("the escrow listing's memo text", () => {
   it("is read as the memos a node joined, each without its length", () => {
@@ -212,6 +214,21 @@ describe.each(dialects)("the escrow vault's memo scan on %s", (dialect) => {
     c.honestJobsApi(twice, { escrowTx: twiceEscrow, settlementTx: payouts[0]! });
     expect(await c.verdicts(honest.jobId)).toEqual([verified]);
     expect(await c.verdicts(twice.jobId)).toEqual([discrepancy("settlement.single")]);
+    // The audit record names the honest one by the step the answer named, not as a conflict;
+    // the second payout stays a conflicting receipt's.
+    const namedAs = async (jobId: string) =>
+      Object.fromEntries(
+        (await auditRecord(c.store, jobId, explorer))!.transactions.map((t) => [
+          t.signature,
+          t.namedAs,
+        ]),
+      );
+    const honestNamed = (await namedAs(honest.jobId))[honestSettlement];
+    expect(honestNamed).toContain("jobs API settlement");
+    expect(honestNamed).not.toContain("conflicting receipt");
+    const twiceNamed = await namedAs(twice.jobId);
+    expect(twiceNamed[payouts[0]!]).not.toContain("conflicting receipt");
+    expect(twiceNamed[payouts[1]!]).toEqual(["conflicting receipt"]);
   });
 
   it("goes on from where the last scan stopped, and finds a payout made after it", async () => {

@@ -375,7 +375,9 @@ const NamedTransactionSchema = TransactionFields.extend({
         "conflicting receipt",
       ]),
     )
-    .describe("who named the transaction for this job, and as which step"),
+    .describe(
+      "who named the transaction for this job, and as which step; `conflicting receipt`: kept with the job, not named as a step of it by its receipt or the jobs API (another receipt or answer of its id named it, or it was found on chain under the job's memo)",
+    ),
   countedInAmounts: z
     .boolean()
     .describe("whether the job's amounts count this transaction's money and fee"),

@@ -146,7 +146,13 @@ function namedTransactions(rows: AuditRows, explorer: ExplorerCluster) {
     if (signature === job.settlementTx) namedAs.push("receipt settlement");
     if (signature === job.apiEscrowTx) namedAs.push("jobs API escrow");
     if (signature === job.apiSettlementTx) namedAs.push("jobs API settlement");
-    if ((job.conflictSignatures ?? []).includes(signature)) namedAs.push("conflicting receipt");
+    // Kept with the job (another receipt or answer of its id named it, or it was found on chain
+    // under the job's memo) and also named as one of its steps: that step says what it is. An
+    // honest stream's settlement read under its memo before the jobs API named it was shown as a
+    // conflicting receipt's.
+    if (namedAs.length === 0 && (job.conflictSignatures ?? []).includes(signature)) {
+      namedAs.push("conflicting receipt");
+    }
     const why = excluded.get(signature) ?? null;
     return {
       ...transactionRecord(signature, rows.transactions.named.get(signature) ?? null, explorer)!,

@@ -395,11 +395,16 @@ function unservedExists(
   unserved: ReadonlyMap<string, Unserved>,
 ): CheckResult {
   const dropped = signatures.some((s) => unserved.get(s)?.state === "dropped");
-  const namers = (s: string) => [
-    ...(s === job.escrowTx || s === job.settlementTx ? ["receipt"] : []),
-    ...(s === job.apiEscrowTx || s === job.apiSettlementTx ? ["jobs API"] : []),
-    ...((job.conflictSignatures ?? []).includes(s) ? ["conflicting receipt"] : []),
-  ];
+  const namers = (s: string) => {
+    const named = [
+      ...(s === job.escrowTx || s === job.settlementTx ? ["receipt"] : []),
+      ...(s === job.apiEscrowTx || s === job.apiSettlementTx ? ["jobs API"] : []),
+    ];
+    // Kept with the job and named as a step too: the step says what it is (see audit-record).
+    return named.length > 0 || !(job.conflictSignatures ?? []).includes(s)
+      ? named
+      : ["conflicting receipt"];
+  };
   const reason = signatures
     .map((s) => {
       const why = unserved.get(s)!.reason;
