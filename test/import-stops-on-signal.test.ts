@@ -1,6 +1,6 @@
 import { execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
-import { createWriteStream, mkdtempSync, writeFileSync } from "node:fs";
+import { createWriteStream, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sql } from "drizzle-orm";
@@ -19,6 +19,21 @@ import { cliArgv, startCli, until } from "./support/service-process.js";
  */
 describe("import told to stop", () => {
   let dir: string;
+  /**
+   * A thread of the process is blocked opening a FIFO no writer has opened (its wait channel in
+   * /proc, `wait_for_partner`): the import has begun its wait.
+   */
+  function waitsForWriter(pid: number): boolean {
+    const tasks = readdirSync(`/proc/${pid}/task`);
+    return tasks.some((task) => {
+      try {
+        return readFileSync(`/proc/${pid}/task/${task}/wchan`, "utf8") === "wait_for_partner";
+      } catch {
+        return false;
+      }
+    });
+  }
+
   let db: string;
   let reader: SqliteStore;
   const count = () =>
@@ -136,8 +151,10 @@ describe("import told to stop", () => {
     const fifo = join(dir, "nobody-writes.jsonl");
     execFileSync("mkfifo", [fifo]);
     const cli = startCli(["import", fifo, "--db", db]);
-    // Its open waits for a writer that never comes.
-    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    // Its open waits for a writer that never comes; the signal is sent once it does. A fixed
+    // 2 s was, on a loaded host, before the program had even loaded: the signal ended it
+    // before its handler was there, with nothing said.
+    await until(() => waitsForWriter(cli.child.pid!), 30_000, 20);
     const asked = Date.now();
     cli.child.kill("SIGTERM");
     expect(await endedBy(cli)).toBe("SIGTERM");
