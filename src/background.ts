@@ -15,6 +15,7 @@ import type { ReceiptWriter } from "./recorder/receipt-writer.js";
 import { createSettlementBackfill } from "./recorder/settlement-backfill.js";
 import { createRoundPacer } from "./request-pressure.js";
 import { createVerifier, type Verifier } from "./verify/engine.js";
+import { createEscrowCoverGate } from "./verify/escrow-cover.js";
 import { profileStatus } from "./verify/profile-status.js";
 import type { Profile } from "./verify/profiles.js";
 
@@ -70,6 +71,12 @@ export function composeBackground(deps: BackgroundDeps): Background {
   });
   // Streams of proxies killed mid-body: their receipts say `aborted`, not "still streaming".
   const openReceipts = createOpenReceiptSweep({ store, log });
+  // This process scans the escrow vault: a clean verdict waits until the scan has read past
+  // the job, so that a second payout made with its settlement never shows as `verified`.
+  const escrowGate =
+    config.LEDGER_POLL_MS > 0 && profile.escrowVault !== null
+      ? { vault: profile.escrowVault, gate: createEscrowCoverGate() }
+      : null;
   const verifier = createVerifier({
     store,
     rpc,
@@ -86,6 +93,7 @@ export function composeBackground(deps: BackgroundDeps): Background {
       proxyJobsApiWaitMs: Math.min(PROXY_JOBS_API_WAIT_MS, config.JOBS_API_WAIT_MS),
     },
     ...(deps.requests ? { pacer: createRoundPacer(deps.requests) } : {}),
+    ...(escrowGate ? { escrowCover: escrowGate } : {}),
   });
   // The credit vaults' ledger beside the verifier: same store, same rate-limited pool.
   const ledgerReader: LedgerReader = createLedgerReader({
@@ -95,6 +103,14 @@ export function composeBackground(deps: BackgroundDeps): Background {
     log,
     custody: config.CREDIT_VAULTS,
     options: { intervalMs: config.LEDGER_POLL_MS || 10_000 },
+    ...(escrowGate
+      ? {
+          escrowCover: {
+            wanted: () => escrowGate.gate.wanted(),
+            covered: (slot: number) => verifier.lookAgain(escrowGate.gate.covered(slot)),
+          },
+        }
+      : {}),
     // Counting findings builds every vault's whole statement (synchronous SQLite): only after
     // a round that read something, or once a minute (receipts arriving can explain a line).
     afterRound: (results) => {

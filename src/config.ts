@@ -333,7 +333,9 @@ export const configSchema = z.object({
   JOBS_API_WAIT_MS: timerMs(0).default(60_000),
   /**
    * How often `serve` reads new history of every credit vault (the ledger), and scans the escrow
-   * vault's (src/ledger/escrow-scan.ts), in ms; 0 turns both loops off. Default 10000.
+   * vault's (src/ledger/escrow-scan.ts), in ms; 0 turns both loops off. Default 10000. While a
+   * verdict waits for the scan to read past its job (src/verify/escrow-cover.ts), the scan runs
+   * every second; with 0, verdicts do not wait for it.
    */
   LEDGER_POLL_MS: timerMs(0).default(10_000),
   /**

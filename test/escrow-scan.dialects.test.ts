@@ -155,10 +155,15 @@ describe.each(dialects)("the escrow vault's memo scan on %s", (dialect) => {
     // Scanned before any answer: the job names no settlement yet, so this may be its one.
     expect((await scan.scanNew()).kept).toEqual([]);
     expect(await held()).toEqual([{ job: plan.jobId, signature: settlementTx }]);
+    const pendingOf = async () =>
+      (await ledger.escrowCoverage(h.op.accounts.escrowVault, [plan.jobId])).pending;
+    // What a verdict waits for: the scan has not judged the job's entry yet.
+    expect(await pendingOf()).toEqual(new Set([plan.jobId]));
     c.honestJobsApi(plan, { escrowTx, settlementTx });
     await c.flush();
     expect((await scan.scanNew()).kept).toEqual([]);
     expect(await held()).toEqual([]);
+    expect(await pendingOf()).toEqual(new Set());
     expect((await readJob(c.store, plan.jobId))?.conflictSignatures ?? []).toEqual([]);
     expect(await c.verdicts(plan.jobId)).toEqual([verified]);
   });
@@ -276,20 +281,37 @@ describe.each(dialects)("the escrow vault's memo scan on %s", (dialect) => {
       pageSize: 2,
       pagesPerRound: 2,
     });
+    const ledger = createLedgerStore(c.store);
+    const vault = localnetProfile.escrowVault!;
+    const finalizedAtStart = await h.rpc.getSlot("finalized");
     const rounds = [];
+    let afterFirst = Number.POSITIVE_INFINITY;
     for (let i = 0; i < 50; i++) {
       const round = await scan.scanNew();
+      if (i === 0) afterFirst = await h.rpc.getSlot("finalized");
       rounds.push(round);
       if (!round.more) break;
+      // A scan in progress covers nothing yet: a verdict waiting for it still waits.
+      expect((await ledger.escrowCoverage(vault, [plan.jobId])).coveredSlot).toBeNull();
     }
     expect(rounds.length).toBeGreaterThan(2);
     expect(rounds.flatMap((r) => r.kept)).toEqual([plan.jobId]);
     expect((await readJob(c.store, plan.jobId))?.conflictSignatures).toEqual([second]);
+    // Completed, it covers every payout finalized when it began, all those rounds ago.
+    const covered = rounds.at(-1)!.covered!;
+    expect(rounds.slice(0, -1).map((r) => r.covered)).toEqual(rounds.slice(1).map(() => null));
+    expect(covered).toBeGreaterThanOrEqual(finalizedAtStart);
+    expect(covered).toBeLessThanOrEqual(afterFirst);
+    expect(await ledger.escrowCoverage(vault, [plan.jobId, "job_other"])).toEqual({
+      coveredSlot: covered,
+      pending: new Set(),
+    });
     // Complete: the next scan lists only what came after.
     h.op.honestJob(h.op.plan({ keyIndex: 1 }));
     await h.finalized();
     const next = await scan.scanNew();
     expect(next).toMatchObject({ more: false, kept: [] });
+    expect(next.covered).toBeGreaterThan(covered);
     expect(next.listed).toBe(2);
   });
 

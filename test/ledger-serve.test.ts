@@ -50,6 +50,28 @@ function serveConfig(db: string, apiKeyIndex: number, more: Record<string, strin
   });
 }
 
+/**
+ * A streamed completion with key 3 through `serve` at `url`: its headers name no settlement.
+ * max_tokens 300 prices the lock as the answer, so a payout takes the whole lock and nothing
+ * comes back to the customer's vault.
+ */
+function streamWholeLock(url: string, fault: string | null) {
+  return fetch(`${url}/v1/chat/completions`, {
+    method: "POST",
+    headers: {
+      authorization: `Bearer ${world.apiKeys[3]}`,
+      "content-type": "application/json",
+      ...(fault ? { "x-sim-fault": fault } : {}),
+    },
+    body: JSON.stringify({
+      model: "qwen3-8b",
+      stream: true,
+      max_tokens: 300,
+      messages: [{ role: "user", content: "hi" }],
+    }),
+  });
+}
+
 let dir: string;
 beforeAll(async () => {
   world = await startLocalWorld({ slotMs: 10, finalitySlots: 3 });
@@ -115,22 +137,7 @@ describe("the ledger in serve and in the CLI", () => {
     const service = await startService(serveConfig(db, 3), quiet);
     try {
       const token = (await createToken(service.store, { role: "read", name: "finance" })).token;
-      // Streamed: its headers name no settlement. max_tokens 300 prices the lock as the answer:
-      // both payouts take the whole lock, nothing comes back to the customer's vault.
-      const res = await fetch(`${service.url}/v1/chat/completions`, {
-        method: "POST",
-        headers: {
-          authorization: `Bearer ${world.apiKeys[3]}`,
-          "content-type": "application/json",
-          "x-sim-fault": "double-settle",
-        },
-        body: JSON.stringify({
-          model: "qwen3-8b",
-          stream: true,
-          max_tokens: 300,
-          messages: [{ role: "user", content: "hi" }],
-        }),
-      });
+      const res = await streamWholeLock(service.url, "double-settle");
       expect(res.status).toBe(200);
       const jobId = res.headers.get("x-decentral-job-id")!;
       expect(res.headers.get("x-decentral-settlement-tx")).toBeNull();
@@ -153,6 +160,52 @@ describe("the ledger in serve and in the CLI", () => {
       const lag = /^decentral_audit_escrow_scan_lag_seconds (\S+)$/m.exec(metrics)?.[1];
       expect(Number(lag)).toBeLessThan(60);
       expect(metrics).toMatch(/^decentral_audit_escrow_pending \d+$/m);
+    } finally {
+      await service.close();
+    }
+  });
+
+  it("serve never shows a streamed job paid out twice at once as verified: its clean verdict waits for the escrow scan to read past it", async () => {
+    // The scan every 3 s (its normal pace), the verifier every 50 ms: judged on the
+    // transactions the job names, the job was `verified` until the next scan found the second
+    // payout. A backend reading /audit meanwhile was told a falsehood.
+    const db = join(dir, "escrow-cover.db");
+    const service = await startService(
+      serveConfig(db, 3, { LEDGER_POLL_MS: "3000", VERIFY_POLL_MS: "50" }),
+      quiet,
+    );
+    try {
+      const token = (await createToken(service.store, { role: "read", name: "finance" })).token;
+      const auth = { headers: { authorization: `Bearer ${token}` } };
+      const stream = async (fault: string | null) => {
+        const res = await streamWholeLock(service.url, fault);
+        expect(res.status).toBe(200);
+        await res.text();
+        return res.headers.get("x-decentral-job-id")!;
+      };
+      const twice = await stream("double-settle");
+      const honest = await stream(null);
+      // Every verdict each job showed, read as often as a backend polling it would.
+      const seen = new Map<string, string[]>([
+        [twice, []],
+        [honest, []],
+      ]);
+      const final = (v: string | undefined) =>
+        v !== undefined && !["pending", "awaiting_finality", "error"].includes(v);
+      for (let i = 0; i < 600; i++) {
+        for (const [jobId, verdicts] of seen) {
+          const answer = await fetch(`${service.url}/audit/${jobId}`, auth);
+          if (answer.status !== 200) continue;
+          const { verdict } = (await answer.json()) as { verdict: string };
+          if (verdicts.at(-1) !== verdict) verdicts.push(verdict);
+        }
+        if (seen.get(twice)!.at(-1) === "discrepancy" && final(seen.get(honest)!.at(-1))) break;
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      expect(seen.get(twice)!.filter(final)).toEqual(["discrepancy"]);
+      // An honest one is let through once the scan has read past it (partially verified here:
+      // key 3's vault is not tied to the customer).
+      expect(seen.get(honest)!.filter(final)).toEqual(["partially_verified"]);
     } finally {
       await service.close();
     }

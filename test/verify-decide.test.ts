@@ -13,6 +13,13 @@ import {
   decide,
   type SignatureView,
 } from "../src/verify/decide.js";
+import {
+  createEscrowCoverGate,
+  ESCROW_COVER_MARGIN_SLOTS,
+  ESCROW_COVER_RECHECK_MS,
+  ESCROW_COVER_WAIT_MS,
+  type EscrowCoverView,
+} from "../src/verify/escrow-cover.js";
 import { localnetProfile } from "../src/verify/profiles.js";
 import { accounts, change, facts, honest, sig, vault, worker } from "./support/verify-fixtures.js";
 
@@ -539,6 +546,64 @@ describe("deciding a claimed job", () => {
     expect(d.verdict).toBe("discrepancy");
   });
 
+  it("holds a job until a completed escrow scan began past the job's newest transaction, with nothing of it pending", () => {
+    const { job, escrow, settlement } = honest();
+    const rows = { [escrow.signature]: finalized, [settlement.signature]: finalized };
+    const judge = (cover: EscrowCoverView, now = timing.now) =>
+      decide(
+        claimed(job),
+        known(rows, [escrow, settlement]),
+        localnetProfile,
+        noPins,
+        { ...timing, now },
+        null,
+        cover,
+      );
+    const wanted = settlement.slot + ESCROW_COVER_MARGIN_SLOTS;
+    const none = new Set<string>();
+    // No scan yet, or one that began before the margin past the settlement: a payout made with
+    // it may not be listed yet.
+    for (const coveredSlot of [null, settlement.slot, wanted - 1]) {
+      const d = judge({ coveredSlot, pending: none });
+      expect(d.verdict).toBe("awaiting_finality");
+      expect(d.escrowWait).toMatchObject({ slot: wanted, pending: false });
+      expect(d.nextVerifyAt).toBe(timing.now + ESCROW_COVER_RECHECK_MS);
+    }
+    // Covered, but an entry under its memo is held pending: not judged by the scan yet.
+    const held = judge({ coveredSlot: wanted, pending: new Set([job.jobId]) });
+    expect(held.verdict).toBe("awaiting_finality");
+    expect(held.escrowWait?.pending).toBe(true);
+    expect(judge({ coveredSlot: wanted, pending: none }).verdict).toBe("verified");
+    expect(judge({ coveredSlot: wanted + 500, pending: new Set(["another"]) }).verdict).toBe(
+      "verified",
+    );
+    // A scan that never comes holds it no longer than the wait, from its newest transaction.
+    const waited = settlement.blockTime! * 1000 + ESCROW_COVER_WAIT_MS;
+    expect(judge({ coveredSlot: null, pending: none }, waited - 1).nextVerifyAt).toBe(waited);
+    expect(judge({ coveredSlot: null, pending: none }, waited).verdict).toBe("verified");
+  });
+
+  it("holds a failing job for the escrow scan too, unjudged, then finds its discrepancy", () => {
+    const { job, escrow, settlement } = honest();
+    const judge = (coveredSlot: number | null) =>
+      decide(
+        claimed({ ...job, worker: accounts.workers[0]!.address }),
+        known({ [escrow.signature]: finalized, [settlement.signature]: finalized }, [
+          escrow,
+          settlement,
+        ]),
+        localnetProfile,
+        noPins,
+        timing,
+        null,
+        { coveredSlot, pending: new Set() },
+      );
+    const held = judge(null);
+    expect(held.verdict).toBe("awaiting_finality");
+    expect(held.evaluation).toBeNull();
+    expect(judge(settlement.slot + ESCROW_COVER_MARGIN_SLOTS).verdict).toBe("discrepancy");
+  });
+
   it("fails the lock's source when it came from a vault other than the key's pinned one", () => {
     const { job, escrow, settlement } = honest();
     const rows = { [escrow.signature]: finalized, [settlement.signature]: finalized };
@@ -737,5 +802,44 @@ describe("credits.header: the credits header against the vault's balances over t
       firstMiss + 120_500,
     );
     expect(d.watchAt).toBeUndefined();
+  });
+});
+
+describe("the gate between the verifier and the escrow scan of one process", () => {
+  const wait = (slot: number, pending = false, until = 10_000) => ({ slot, until, pending });
+
+  it("asks for a scan while a job waits for a slot not covered, and makes due the jobs each scan covers", () => {
+    const gate = createEscrowCoverGate(() => 0);
+    expect(gate.wanted()).toBe(false);
+    gate.waiting([
+      { jobId: "a", wait: wait(100) },
+      { jobId: "b", wait: wait(120) },
+    ]);
+    expect(gate.wanted()).toBe(true);
+    expect(gate.covered(110)).toEqual(["a"]);
+    expect(gate.wanted()).toBe(true);
+    expect(gate.covered(110)).toEqual([]);
+    expect(gate.covered(130)).toEqual(["b"]);
+    expect(gate.wanted()).toBe(false);
+  });
+
+  it("makes a job with entries held pending due after the next completed scan, without asking for one sooner", () => {
+    const gate = createEscrowCoverGate(() => 0);
+    gate.covered(200);
+    gate.waiting([{ jobId: "held", wait: wait(150, true) }]);
+    // The scan at its own pace judges the held entries first.
+    expect(gate.wanted()).toBe(false);
+    expect(gate.covered(201)).toEqual(["held"]);
+    expect(gate.covered(202)).toEqual([]);
+  });
+
+  it("forgets jobs past their wait when no scan completes", () => {
+    let t = 0;
+    const gate = createEscrowCoverGate(() => t);
+    gate.waiting(Array.from({ length: 1001 }, (_, i) => ({ jobId: `j${i}`, wait: wait(500) })));
+    expect(gate.wanted()).toBe(true);
+    t = 20_000;
+    gate.waiting([{ jobId: "late", wait: wait(500, false, 30_000) }]);
+    expect(gate.covered(600)).toEqual(["late"]);
   });
 });

@@ -764,6 +764,14 @@ export const escrowScans = sqliteTable("escrow_scans", {
   syncTopSlot: integer("sync_top_slot"),
   /** Oldest signature the scan in progress has judged: the next page's `before`. */
   syncBefore: text("sync_before"),
+  /**
+   * The chain's finalized slot when the last completed scan began: every payout out of escrow
+   * up to it was listed, and judged or held (`escrow_pending`). A clean verdict waits for it to
+   * pass the job's own transactions (src/verify/escrow-cover.ts). Null before such a scan.
+   */
+  coveredSlot: integer("covered_slot"),
+  /** The same for the scan in progress, written once it completes. */
+  syncCoveredSlot: integer("sync_covered_slot"),
   /** Jobs that gained a transaction by `serve`'s scans (a nightly's span is not counted). */
   kept: integer("kept").notNull().default(0),
   updatedAt: epochMs("updated_at").notNull(),

@@ -65,6 +65,11 @@ export interface EscrowScanResult {
   unread: string | null;
   /** A `scanNew` that listed its most pages before reaching where the last scan ended. */
   more: boolean;
+  /**
+   * A `scanNew` that completed a scan: the finalized slot when that scan began, through which
+   * every payout out of escrow was judged or held (`escrow_scans.covered_slot`); else null.
+   */
+  covered: number | null;
 }
 
 /** A first scan reads from this long before the earliest recorded job. */
@@ -122,6 +127,7 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
     kept: [],
     unread: null,
     more: false,
+    covered: null,
   });
 
   /**
@@ -352,6 +358,8 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
         syncTop: null,
         syncTopSlot: null,
         syncBefore: null,
+        coveredSlot: null,
+        syncCoveredSlot: null,
       };
       let notBeforeSec: number | null = null;
       if (state.newestSignature === null) {
@@ -365,7 +373,10 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
         state.newestSignature === null
           ? null
           : { signature: state.newestSignature, slot: state.newestSlot };
-      let { syncTop, syncTopSlot, syncBefore } = state;
+      let { syncTop, syncTopSlot, syncBefore, syncCoveredSlot } = state;
+      // A scan that begins now lists every entry finalized by this slot, asked first: once it
+      // completes, every payout up to it was judged or held (`coveredSlot`).
+      if (syncTop === null) syncCoveredSlot = await rpc.getSlot("finalized");
       for (let pages = 0; pages < pagesPerRound; pages++) {
         signal?.throwIfAborted();
         const { entries, ended } = await page(
@@ -382,21 +393,23 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
         if (ended) {
           // Written even when nothing was listed: when it last wrote is when the scan last ran
           // through (`decentral_audit_escrow_scan_lag_seconds`).
+          const covered = { coveredSlot: syncCoveredSlot, syncCoveredSlot: null };
           const done =
             syncTop === null
-              ? { ...state, syncTop: null, syncTopSlot: null, syncBefore: null }
+              ? { ...state, syncTop: null, syncTopSlot: null, syncBefore: null, ...covered }
               : {
                   newestSignature: syncTop,
                   newestSlot: syncTopSlot,
                   syncTop: null,
                   syncTopSlot: null,
                   syncBefore: null,
+                  ...covered,
                 };
           await judgePage(vault, entries, result, done, true, signal);
-          return result;
+          return { ...result, covered: syncCoveredSlot };
         }
         syncBefore = entries.at(-1)?.signature ?? syncBefore;
-        const progress = { ...state, syncTop, syncTopSlot, syncBefore };
+        const progress = { ...state, syncTop, syncTopSlot, syncBefore, syncCoveredSlot };
         await judgePage(vault, entries, result, progress, true, signal);
       }
       return { ...result, more: true };

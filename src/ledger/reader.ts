@@ -30,6 +30,7 @@ import { severalMemoJobs } from "../store/ledger-rules.js";
 import { HELD_LOCKED } from "../store/queue-rules.js";
 import { parseJobMemos } from "../verify/checks.js";
 import type { CustodyConfig } from "../verify/custody.js";
+import { ESCROW_COVER_PACE_MS } from "../verify/escrow-cover.js";
 import {
   balancesUnshown,
   innerInstructionsHidden,
@@ -93,6 +94,12 @@ export interface LedgerDeps {
   options?: Partial<LedgerOptions>;
   /** Called after each round of the `start()` loop (e.g. to count findings for metrics). */
   afterRound?: (results: VaultSyncResult[]) => void;
+  /**
+   * The verifier beside the escrow scan (src/verify/escrow-cover.ts): `wanted`, a job waits for
+   * a slot the last completed scan had not reached (the scan then runs every
+   * `ESCROW_COVER_PACE_MS`, not every `intervalMs`); `covered`, called when a scan completed.
+   */
+  escrowCover?: { wanted(): boolean; covered(slot: number): Promise<void> };
 }
 
 export interface VaultSyncResult {
@@ -1845,6 +1852,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     try {
       const scanned = await escrow.scanNew(signal);
       if (scanned.unread !== null) log.warn({ vault: scanned.vault }, scanned.unread);
+      if (scanned.covered !== null) await deps.escrowCover?.covered(scanned.covered);
       const figures = {
         vault: scanned.vault,
         listed: scanned.listed,
@@ -1868,12 +1876,22 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
   let escrowTimer: NodeJS.Timeout | undefined;
   let escrowRunning: Promise<unknown> | null = null;
   let escrowAbort: AbortController | null = null;
+  // While a verdict waits for the scan to read past its job, it runs every
+  // `ESCROW_COVER_PACE_MS` (one getSlot and one listing of what is new), else every `intervalMs`.
+  let escrowLastAt = Number.NEGATIVE_INFINITY;
   const escrowTick = () => {
     if (stopped || profile.escrowVault === null) return;
+    const pace = Math.min(ESCROW_COVER_PACE_MS, options.intervalMs);
+    if (performance.now() - escrowLastAt < options.intervalMs && !deps.escrowCover?.wanted()) {
+      escrowTimer = setTimeout(escrowTick, pace);
+      return;
+    }
+    escrowLastAt = performance.now();
     escrowAbort = new AbortController();
     escrowRunning = scanEscrow(escrowAbort.signal).finally(() => {
       escrowRunning = null;
-      if (!stopped) escrowTimer = setTimeout(escrowTick, options.intervalMs);
+      if (!stopped)
+        escrowTimer = setTimeout(escrowTick, deps.escrowCover ? pace : options.intervalMs);
     });
   };
 

@@ -1,6 +1,13 @@
-import { asc, eq, inArray, sql } from "drizzle-orm";
+import { and, asc, eq, inArray, sql } from "drizzle-orm";
 import type { SqliteStore, Store } from "../db/client.js";
-import { creditVaults, escrowScans, finalVerdicts, jobs, ledgerCursors } from "../db/schema.js";
+import {
+  creditVaults,
+  escrowPending,
+  escrowScans,
+  finalVerdicts,
+  jobs,
+  ledgerCursors,
+} from "../db/schema.js";
 import { joinParts, joinSplitSums, splitSum } from "../db/split-sums.js";
 import { UNITS_PER_CREDIT } from "../money.js";
 import { creditsHeaderMatches as headerMatches } from "../verify/checks/credits.js";
@@ -701,6 +708,11 @@ export interface LedgerStore {
   newestMovement(vault: string): Promise<NewestMovement | null>;
   /** Where the escrow vault's memo scan stands (src/ledger/escrow-scan.ts); null before its first. */
   escrowScanOf(vault: string): Promise<EscrowScanState | null>;
+  /**
+   * How far the escrow scan of `vault` has read, and which of `jobIds` have entries held
+   * pending (a payout the scan has not judged yet): what a clean verdict waits for.
+   */
+  escrowCoverage(vault: string, jobIds: readonly string[]): Promise<EscrowCoverage>;
   /** When the earliest recorded job was dated (ms), null with none: how far a first scan reads. */
   earliestJobAt(): Promise<number | null>;
   /**
@@ -762,6 +774,19 @@ export interface EscrowScanState {
   syncTop: string | null;
   syncTopSlot: number | null;
   syncBefore: string | null;
+  /** The finalized slot when the last completed scan began (null before one, or unknown). */
+  coveredSlot: number | null;
+  /** The same for the scan in progress. */
+  syncCoveredSlot: number | null;
+}
+
+/**
+ * How far the escrow scan has read, for a verdict waiting on it: the finalized slot when its
+ * last completed scan began, and the jobs among those asked about with entries held pending.
+ */
+export interface EscrowCoverage {
+  coveredSlot: number | null;
+  pending: Set<string>;
 }
 
 /** A vault's newest movement read: where its history ends, and the balance after it. */
@@ -2455,18 +2480,25 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       syncTop: escrowScans.syncTop,
       syncTopSlot: escrowScans.syncTopSlot,
       syncBefore: escrowScans.syncBefore,
+      coveredSlot: escrowScans.coveredSlot,
+      syncCoveredSlot: escrowScans.syncCoveredSlot,
     })
     .from(escrowScans)
     .where(eq(escrowScans.vault, sql.placeholder("vault")))
     .prepare();
+  const coveredSlotOf = sqlite
+    .prepare("SELECT covered_slot FROM escrow_scans WHERE vault = ?")
+    .pluck();
   const earliestJob = sqlite.prepare("SELECT min(created_at) FROM jobs").pluck();
   const writeEscrowScan = sqlite.prepare(
     `INSERT INTO escrow_scans (vault, newest_signature, newest_slot, sync_top, sync_top_slot,
-       sync_before, kept, updated_at)
-     VALUES (@vault, @newestSignature, @newestSlot, @syncTop, @syncTopSlot, @syncBefore, @kept, @now)
+       sync_before, covered_slot, sync_covered_slot, kept, updated_at)
+     VALUES (@vault, @newestSignature, @newestSlot, @syncTop, @syncTopSlot, @syncBefore,
+       @coveredSlot, @syncCoveredSlot, @kept, @now)
      ON CONFLICT (vault) DO UPDATE SET newest_signature = excluded.newest_signature,
        newest_slot = excluded.newest_slot, sync_top = excluded.sync_top,
        sync_top_slot = excluded.sync_top_slot, sync_before = excluded.sync_before,
+       covered_slot = excluded.covered_slot, sync_covered_slot = excluded.sync_covered_slot,
        kept = kept + excluded.kept, updated_at = excluded.updated_at`,
   );
   const holdPending = sqlite.prepare(
@@ -2521,6 +2553,19 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     },
     async escrowScanOf(vault) {
       return escrowScanRow.get({ vault }) ?? null;
+    },
+    async escrowCoverage(vault, jobIds) {
+      const coveredSlot = (coveredSlotOf.get(vault) as number | bigint | null | undefined) ?? null;
+      const held =
+        jobIds.length === 0
+          ? []
+          : db
+              .selectDistinct({ jobId: escrowPending.jobId })
+              .from(escrowPending)
+              .where(and(eq(escrowPending.vault, vault), inArray(escrowPending.jobId, [...jobIds])))
+              .all();
+      const pending = new Set(held.map((r) => r.jobId));
+      return { coveredSlot: coveredSlot === null ? null : Number(coveredSlot), pending };
     },
     async earliestJobAt() {
       return (earliestJob.get() as number | null) ?? null;

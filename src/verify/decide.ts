@@ -15,6 +15,12 @@ import {
   type ReceiptForChecks,
   type Unserved,
 } from "./checks.js";
+import {
+  ESCROW_COVER_RECHECK_MS,
+  type EscrowCoverView,
+  type EscrowCoverWait,
+  escrowCoverWait,
+} from "./escrow-cover.js";
 import type { Profile } from "./profiles.js";
 
 /**
@@ -31,6 +37,8 @@ import type { Profile } from "./profiles.js";
  * - otherwise every check runs (checks.ts) on the transactions that landed and decides, and
  *   their money is counted; a clean verdict (verified, partially verified) waits as
  *   `awaiting_finality` while the jobs API is being asked about the job (`jobsApiWaitMs`).
+ *   Given `escrow`, a job whose transactions are all in waits, unjudged, until the escrow scan
+ *   has read past them (escrow-cover.ts).
  *   A signature set aside fails its role's `.exists` (dropped) or skips
  *   it (pruned): a failing check among the landed transactions makes the job a `discrepancy`;
  *   else one that never landed makes it `dropped`, one pruned `unverifiable`. An amount the
@@ -163,6 +171,8 @@ export interface Decision<J extends WaitingJob = DecideJob> {
   evaluation: Evaluation | null;
   /** Checks written for a verdict reached without an evaluation (endpoints that disagree). */
   checks: CheckResult[] | null;
+  /** A clean verdict held back until the escrow scan has read past the job (escrow-cover.ts). */
+  escrowWait?: EscrowCoverWait;
   /**
    * With `watchesUnseen`: when the job's never-seen signatures are to be polled next, before
    * `nextVerifyAt` (the round polls them, and makes the job due if one is seen).
@@ -187,7 +197,8 @@ const commitmentRank: Record<Commitment, number> = { processed: 0, confirmed: 1,
 /**
  * Decides one job. `credits`: the ledger's balances of the job's credit vault from its lock
  * through its response (read before, see `creditSpans` in src/store/ledger.ts), for
- * `credits.header`; null when the vault is not known.
+ * `credits.header`; null when the vault is not known. `escrow`: how far the escrow scan has
+ * read, which the job's checks wait for (escrow-cover.ts); null where no scan runs.
  */
 export function decide<J extends DecideJob>(
   job: J,
@@ -196,6 +207,7 @@ export function decide<J extends DecideJob>(
   custody: CustodyView,
   timing: DecideTiming,
   credits: CreditsSpan | null = null,
+  escrow: EscrowCoverView | null = null,
 ): Decision<J> {
   const judged = judgeWaiting(job, signatures, profile, timing);
   if ("verdict" in judged) return judged;
@@ -206,6 +218,16 @@ export function decide<J extends DecideJob>(
 
   const transactions = new Map<string, TransactionFacts>();
   for (const s of served) transactions.set(s, signatures.facts(s)!);
+  const escrowWait =
+    escrow !== null && unserved.size === 0 ? escrowCoverWait(job, transactions, escrow, t) : null;
+  if (escrowWait !== null) {
+    // A second payout out of escrow in the same breath as the job's last step is found by the
+    // scan's next pass: verified now, the job would be taken back seconds later. Its checks
+    // run once the scan has read past it (one evaluation a job, not two; a failing check shows
+    // that much later too).
+    const nextVerifyAt = Math.min(escrowWait.until, t + ESCROW_COVER_RECHECK_MS);
+    return { ...base, verdict: "awaiting_finality", nextVerifyAt, commitment, escrowWait };
+  }
   const learnedAuthority =
     profile.escrowAuthority === null ? (custody.learnedEscrowAuthority ?? null) : null;
   const evaluation = evaluateJob({

@@ -19,6 +19,7 @@ import {
   type NightlyRunOutcome,
   type RunStatus,
 } from "../store/verification-runs.js";
+import type { EscrowCoverGate } from "./escrow-cover.js";
 import { createProfileSweep, type ProfileSweep } from "./profile-sweep.js";
 import { type Profile, profileId } from "./profiles.js";
 import { createRound, message } from "./round.js";
@@ -76,6 +77,8 @@ export interface Verifier {
   stop(): Promise<void>;
   /** New jobs arrived: look now. */
   notify(): void;
+  /** These open jobs may be judged now (what they waited for came): made due, and the loop woken. */
+  lookAgain(jobIds: readonly string[]): Promise<void>;
   /** Verifies the jobs in `filter` until each has a final verdict or the time is up. */
   runUntilSettled(filter: VerifyFilter, opts: SettleOptions): Promise<RunSummary>;
   /**
@@ -123,6 +126,12 @@ export interface VerifierDeps {
    * answering requests, the loop pauses as the pacer says. None: rounds follow each other.
    */
   pacer?: RoundPacer;
+  /**
+   * The escrow vault this process's scan reads, and the gate between them: a clean verdict
+   * waits until the scan has read past the job (src/verify/escrow-cover.ts). None: no scan
+   * runs beside this verifier, and verdicts do not wait for one.
+   */
+  escrowCover?: { vault: string; gate: EscrowCoverGate };
 }
 
 /** Creates the verifier over a store, an RPC pool and a profile. */
@@ -163,6 +172,7 @@ export function createVerifier(deps: VerifierDeps): Verifier {
     verdicts: createVerdictStore(store, profile, judgedBy),
     custody: createCustodyStore(store, profile, custodyConfig),
     ledger: createLedgerStore(store),
+    ...(deps.escrowCover ? { escrowCover: deps.escrowCover } : {}),
     configuredVaults: new Set(custodyConfig.vaults),
     rpc,
     profile,
@@ -542,6 +552,11 @@ export function createVerifier(deps: VerifierDeps): Verifier {
     },
     async reverify(jobId: string) {
       await queue.reverify(jobId, now());
+      notify();
+    },
+    async lookAgain(jobIds) {
+      if (jobIds.length === 0) return;
+      await queue.makeDue(jobIds, now());
       notify();
     },
     onIdle() {

@@ -36,6 +36,7 @@ import {
   type WaitingJob,
 } from "./decide.js";
 import { createEndpointSlotBook } from "./endpoint-slots.js";
+import type { EscrowCoverGate } from "./escrow-cover.js";
 import { MOVEMENT_KINDS, readLock } from "./money-movements.js";
 import type { Profile } from "./profiles.js";
 import { createSlotClock } from "./slot-clock.js";
@@ -113,8 +114,17 @@ export interface RoundDeps {
   signatures: SignatureStore;
   verdicts: VerdictStore;
   custody: CustodyStore;
-  /** The credit vaults' ledger: the balances `credits.header` compares the header with. */
-  ledger: Pick<LedgerStore, "creditSpans">;
+  /**
+   * The credit vaults' ledger: the balances `credits.header` compares the header with, and how
+   * far the escrow scan has read.
+   */
+  ledger: Pick<LedgerStore, "creditSpans" | "escrowCoverage">;
+  /**
+   * The escrow vault this process's scan reads, and the gate between them: a clean verdict
+   * waits for the scan to read past the job (src/verify/escrow-cover.ts). None: no scan runs
+   * here (a nightly `verify` scans after judging, and judges again what it finds).
+   */
+  escrowCover?: { vault: string; gate: EscrowCoverGate };
   /** Vaults the deployment lists as its own. */
   configuredVaults: ReadonlySet<string>;
   rpc: VerifierRpc;
@@ -929,9 +939,16 @@ export function createRound(deps: RoundDeps): Round {
         factsOf,
       );
       const credits = await creditSpans(slice, factsOf);
+      const cover = deps.escrowCover;
+      const escrow = cover
+        ? await deps.ledger.escrowCoverage(
+            cover.vault,
+            slice.map((j) => j.jobId),
+          )
+        : null;
       const t = now();
       return slice.map((job, i) =>
-        decide(job, view, profile, views[i]!, { ...options, now: t }, credits[i]!),
+        decide(job, view, profile, views[i]!, { ...options, now: t }, credits[i]!, escrow),
       );
     }
     try {
@@ -952,6 +969,11 @@ export function createRound(deps: RoundDeps): Round {
         if (rest.length > 0) decisions.push(...(await judge(rest)));
         await write(decisions, runId);
         watchDecided(decisions, rows, timing.now);
+        deps.escrowCover?.gate.waiting(
+          decisions.flatMap((d) =>
+            d.escrowWait ? [{ jobId: d.job.jobId, wait: d.escrowWait }] : [],
+          ),
+        );
         await yieldToEventLoop();
       }
     } catch (error) {

@@ -487,6 +487,10 @@ export const escrowScans = pgTable("escrow_scans", {
   syncTopSlot: int("sync_top_slot"),
   /** Oldest signature the scan in progress has judged: the next page's `before`. */
   syncBefore: text("sync_before"),
+  /** The finalized slot when the last completed scan began (see the SQLite schema). */
+  coveredSlot: int("covered_slot"),
+  /** The same for the scan in progress. */
+  syncCoveredSlot: int("sync_covered_slot"),
   /** Signatures kept with the jobs their memos name, over every scan. */
   kept: int("kept").notNull().default(0),
   updatedAt: epochMs("updated_at").notNull(),

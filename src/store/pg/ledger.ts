@@ -2000,10 +2000,28 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
           syncTop: escrowScans.syncTop,
           syncTopSlot: escrowScans.syncTopSlot,
           syncBefore: escrowScans.syncBefore,
+          coveredSlot: escrowScans.coveredSlot,
+          syncCoveredSlot: escrowScans.syncCoveredSlot,
         })
         .from(escrowScans)
         .where(eq(escrowScans.vault, vault));
       return row ?? null;
+    },
+    async escrowCoverage(vault, jobIds) {
+      const [scan] = await db
+        .select({ coveredSlot: escrowScans.coveredSlot })
+        .from(escrowScans)
+        .where(eq(escrowScans.vault, vault));
+      const held =
+        jobIds.length === 0
+          ? []
+          : await db
+              .selectDistinct({ jobId: escrowPending.jobId })
+              .from(escrowPending)
+              .where(
+                and(eq(escrowPending.vault, vault), inArray(escrowPending.jobId, [...jobIds])),
+              );
+      return { coveredSlot: scan?.coveredSlot ?? null, pending: new Set(held.map((r) => r.jobId)) };
     },
     async earliestJobAt() {
       const [row] = await db.select({ at: sql<string | null>`min(${jobs.createdAt})` }).from(jobs);

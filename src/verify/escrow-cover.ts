@@ -1,0 +1,113 @@
+import type { TransactionFacts } from "../chain/transaction-facts.js";
+
+/**
+ * A clean verdict waits for the escrow scan (src/ledger/escrow-scan.ts) to have read past the
+ * job's own transactions. An operator holding the escrow authority pays a streamed job's
+ * settlement out twice at once; the verifier judges the job on the transactions it names
+ * (`verified`) as soon as they are final, and the scan finds the second payout a round later
+ * (`discrepancy`): a backend that read `GET /audit/:jobId` meanwhile was told a falsehood (8 to
+ * 33 s of it, measured as deployed). So, where `serve` scans the escrow vault, a job whose
+ * transactions are all in stays `awaiting_finality`, its checks not run, until a completed scan
+ * began at least `ESCROW_COVER_MARGIN_SLOTS` past its newest transaction's slot, with none of
+ * its escrow entries held pending (`escrow_pending`: listed but not judged yet). The scan lists
+ * finalized entries only, so every payout made within the margin of the job's last step has
+ * been judged by then. One made later is found by a later scan, which sends the job back (as
+ * before). The checks run once, after the wait: a failing one shows that much later too.
+ *
+ * A scan that keeps failing holds a job at most `ESCROW_COVER_WAIT_MS` after its newest
+ * transaction; then it is judged as it stands.
+ */
+
+/** Slots past a job's newest transaction a completed scan must have begun at (~4 s on mainnet). */
+export const ESCROW_COVER_MARGIN_SLOTS = 10;
+
+/** The longest a clean verdict waits for the scan, from the job's newest transaction. */
+export const ESCROW_COVER_WAIT_MS = 5 * 60_000;
+
+/** A job waiting for the scan is looked at again at least this often (a scan wakes it sooner). */
+export const ESCROW_COVER_RECHECK_MS = 30_000;
+
+/** How often the scan runs while a job waits for a slot its last scan did not reach. */
+export const ESCROW_COVER_PACE_MS = 1_000;
+
+/** What deciding a job reads of the scan: how far it read, and the jobs with entries pending. */
+export interface EscrowCoverView {
+  coveredSlot: number | null;
+  pending: ReadonlySet<string>;
+}
+
+/** Why a clean verdict waits: until a scan covers `slot`, and at most until `until` (ms). */
+export interface EscrowCoverWait {
+  slot: number;
+  until: number;
+  /** Entries of the job are held pending: the next completed scan judges them. */
+  pending: boolean;
+}
+
+/**
+ * Whether the job's clean verdict waits for the scan; null when the scan has covered it, it has
+ * no transaction yet, or it waited `ESCROW_COVER_WAIT_MS`.
+ */
+export function escrowCoverWait(
+  job: { jobId: string; recordedAt: number },
+  transactions: ReadonlyMap<string, TransactionFacts>,
+  view: EscrowCoverView,
+  now: number,
+): EscrowCoverWait | null {
+  let newestSlot = -1;
+  let newestTime = job.recordedAt;
+  for (const facts of transactions.values()) {
+    newestSlot = Math.max(newestSlot, facts.slot);
+    if (facts.blockTime !== null) newestTime = Math.max(newestTime, facts.blockTime * 1000);
+  }
+  if (newestSlot < 0) return null;
+  const slot = newestSlot + ESCROW_COVER_MARGIN_SLOTS;
+  const pending = view.pending.has(job.jobId);
+  if (!pending && view.coveredSlot !== null && view.coveredSlot >= slot) return null;
+  const until = newestTime + ESCROW_COVER_WAIT_MS;
+  return now < until ? { slot, until, pending } : null;
+}
+
+/**
+ * Between the verifier and the scan of one process: the jobs left waiting, made due as soon as
+ * a completed scan covers them, and the scan's pace while any waits for a slot not reached.
+ */
+export interface EscrowCoverGate {
+  /** The verifier left these jobs waiting for the scan. */
+  waiting(jobs: readonly { jobId: string; wait: EscrowCoverWait }[]): void;
+  /** A job waits for a slot the last completed scan had not reached: scan again soon. */
+  wanted(): boolean;
+  /** A scan completed, covering `slot`: the jobs it may let through, no longer tracked. */
+  covered(slot: number): string[];
+}
+
+export function createEscrowCoverGate(now: () => number = Date.now): EscrowCoverGate {
+  const waits = new Map<string, EscrowCoverWait>();
+  let lastCovered = -1;
+  return {
+    waiting(jobs) {
+      for (const { jobId, wait } of jobs) waits.set(jobId, wait);
+      // A scan that never completes makes nothing due: jobs past their wait are let go here.
+      if (waits.size > 1000) {
+        const t = now();
+        for (const [jobId, wait] of waits) if (wait.until <= t) waits.delete(jobId);
+      }
+    },
+    wanted() {
+      for (const wait of waits.values()) if (!wait.pending && wait.slot > lastCovered) return true;
+      return false;
+    },
+    covered(slot) {
+      lastCovered = Math.max(lastCovered, slot);
+      const t = now();
+      const due: string[] = [];
+      for (const [jobId, wait] of waits) {
+        // A job with entries pending is looked at after each completed scan: the scan judged
+        // them first. One past its wait is judged as it stands at its own due time.
+        if (wait.pending || wait.slot <= slot) due.push(jobId);
+        if (wait.pending || wait.slot <= slot || wait.until <= t) waits.delete(jobId);
+      }
+      return due;
+    },
+  };
+}
