@@ -302,7 +302,7 @@ describe.each(dialects)("the escrow vault's memo scan on %s", (dialect) => {
     expect(rounds.slice(0, -1).map((r) => r.covered)).toEqual(rounds.slice(1).map(() => null));
     expect(covered).toBeGreaterThanOrEqual(finalizedAtStart);
     expect(covered).toBeLessThanOrEqual(afterFirst);
-    expect(await ledger.escrowCoverage(vault, [plan.jobId, "job_other"])).toEqual({
+    expect(await ledger.escrowCoverage(vault, [plan.jobId, "job_other"])).toMatchObject({
       coveredSlot: covered,
       pending: new Set(),
     });
@@ -531,6 +531,117 @@ describe.each(dialects)("the escrow vault's memo scan on %s", (dialect) => {
       release();
       await reader.stop();
     }
+  });
+
+  it("covers only the lowest finalized slot of the pool's endpoints: the listing may come from one behind", async () => {
+    const c = await h.scenario();
+    const finalized = await h.rpc.getSlot("finalized");
+    // One endpoint tells a slot far ahead (its listing may fail, and another's serve the page).
+    const rpc: typeof h.rpc = Object.create(h.rpc);
+    rpc.finalizedSlots = async () => ({
+      slots: new Map([
+        ["ahead", finalized + 500],
+        ["behind", finalized - 7],
+      ]),
+      unanswered: ["down"],
+    });
+    const scan = createEscrowScanner({ store: c.store, rpc, profile: localnetProfile, log });
+    expect((await scan.scanNew()).covered).toBe(finalized - 7);
+    // A pool that can tell none: the finalized slot as the pool answers it.
+    rpc.finalizedSlots = async () => ({ slots: new Map(), unanswered: ["a", "b"] });
+    const next = (await scan.scanNew()).covered!;
+    expect(next).toBeGreaterThanOrEqual(finalized);
+  });
+
+  it("runs every second while a verdict waits for it, and back at its interval once a scan fails", async () => {
+    const c = await h.scenario();
+    let listings = 0;
+    let failing = false;
+    const rpc: typeof h.rpc = Object.create(h.rpc);
+    rpc.getSignaturesForAddress = async (address, options) => {
+      if (address === localnetProfile.escrowVault) {
+        listings++;
+        if (failing) throw new Error("listing refused");
+      }
+      return h.rpc.getSignaturesForAddress(address, options);
+    };
+    const covered: number[] = [];
+    const reader = createLedgerReader({
+      store: c.store,
+      rpc,
+      profile: c.profile,
+      log,
+      options: { intervalMs: 60_000 },
+      escrowCover: {
+        wanted: () => true,
+        covered: async (slot) => {
+          covered.push(slot);
+        },
+      },
+    });
+    reader.start();
+    try {
+      await expect.poll(() => covered.length, { timeout: 10_000 }).toBeGreaterThanOrEqual(3);
+      failing = true;
+      const before = listings;
+      await new Promise((r) => setTimeout(r, 3_500));
+      // The failed one, then nothing until its interval (a minute) is up.
+      expect(listings - before).toBeLessThanOrEqual(2);
+    } finally {
+      await reader.stop();
+    }
+  });
+
+  it("holds a verdict of a verifier beside another process's running scan (a nightly beside serve) until that scan reads past the job", async () => {
+    const c = await h.scenario();
+    // serve's scan has run, before the job's transactions: it is live, and covers none of them.
+    const scan = scanner(c);
+    await scan.scanNew();
+    const plan = streamedWholeLock();
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const first = h.op.send(h.op.settleIxs(plan)).signature;
+    h.op.send(h.op.settleIxs(plan));
+    await recordStreamed(c, plan, escrowTx, first);
+    await h.finalized();
+    const verifier = (liveWithinMs: number) =>
+      createVerifier({
+        store: c.store,
+        rpc: h.rpc,
+        profile: c.profile,
+        log,
+        options: quickVerifierOptions,
+        escrowCover: { vault: localnetProfile.escrowVault!, liveWithinMs, recheckMs: 50 },
+      });
+    const held = await verifier(120_000).runUntilSettled({}, { timeoutMs: 1_500 });
+    expect(held.status).toBe("timed_out");
+    expect((await readJob(c.store, plan.jobId))?.verdict).toBe("awaiting_finality");
+    // serve's next scan covers it and keeps the second payout: judged on it, never verified.
+    expect((await scan.scanNew()).kept).toEqual([plan.jobId]);
+    expect((await verifier(120_000).runUntilSettled({}, { timeoutMs: 20_000 })).status).toBe(
+      "completed",
+    );
+    expect(await c.outcome(plan.jobId)).toEqual(discrepancy("settlement.single"));
+  });
+
+  it("does not hold a verifier's verdicts for another process's scan that no longer runs", async () => {
+    const c = await h.scenario();
+    await scanner(c).scanNew();
+    const plan = streamedWholeLock();
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
+    await recordStreamed(c, plan, escrowTx, settlementTx);
+    await h.finalized();
+    await new Promise((r) => setTimeout(r, 300));
+    const verifier = createVerifier({
+      store: c.store,
+      rpc: h.rpc,
+      profile: c.profile,
+      log,
+      options: quickVerifierOptions,
+      escrowCover: { vault: localnetProfile.escrowVault!, liveWithinMs: 200, recheckMs: 50 },
+    });
+    expect((await verifier.runUntilSettled({}, { timeoutMs: 20_000 })).status).toBe("completed");
+    expect(await c.outcome(plan.jobId)).toEqual(verified);
   });
 
   it("is run by the nightly over its window: the run judges the job on a second payout made before the window began, and exits 1", async () => {

@@ -14,7 +14,9 @@ import {
   type SignatureView,
 } from "../src/verify/decide.js";
 import {
+  coverViewOf,
   createEscrowCoverGate,
+  ESCROW_COVER_AFTERWARD_MS,
   ESCROW_COVER_MARGIN_SLOTS,
   ESCROW_COVER_RECHECK_MS,
   ESCROW_COVER_WAIT_MS,
@@ -809,17 +811,19 @@ describe("the gate between the verifier and the escrow scan of one process", () 
   const wait = (slot: number, pending = false, until = 10_000) => ({ slot, until, pending });
 
   it("asks for a scan while a job waits for a slot not covered, and makes due the jobs each scan covers", () => {
-    const gate = createEscrowCoverGate(() => 0);
+    let t = 0;
+    const gate = createEscrowCoverGate(() => t);
     expect(gate.wanted()).toBe(false);
     gate.waiting([
-      { jobId: "a", wait: wait(100) },
-      { jobId: "b", wait: wait(120) },
+      { jobId: "a", wait: wait(100, false, Number.POSITIVE_INFINITY) },
+      { jobId: "b", wait: wait(120, false, Number.POSITIVE_INFINITY) },
     ]);
     expect(gate.wanted()).toBe(true);
     expect(gate.covered(110)).toEqual(["a"]);
     expect(gate.wanted()).toBe(true);
     expect(gate.covered(110)).toEqual([]);
     expect(gate.covered(130)).toEqual(["b"]);
+    t = ESCROW_COVER_AFTERWARD_MS;
     expect(gate.wanted()).toBe(false);
   });
 
@@ -841,5 +845,43 @@ describe("the gate between the verifier and the escrow scan of one process", () 
     t = 20_000;
     gate.waiting([{ jobId: "late", wait: wait(500, false, 30_000) }]);
     expect(gate.covered(600)).toEqual(["late"]);
+  });
+
+  it("keeps asking for a scan a minute after one let jobs through, and not for jobs past their wait", () => {
+    let t = 0;
+    const gate = createEscrowCoverGate(() => t);
+    gate.waiting([{ jobId: "a", wait: wait(100) }]);
+    expect(gate.covered(100)).toEqual(["a"]);
+    // A payout just past the margin is listed within a second of its finality.
+    t = ESCROW_COVER_AFTERWARD_MS - 1;
+    expect(gate.wanted()).toBe(true);
+    t = ESCROW_COVER_AFTERWARD_MS;
+    expect(gate.wanted()).toBe(false);
+    // One whose wait is over is judged at its own due time: no scan is hurried for it.
+    gate.waiting([{ jobId: "b", wait: wait(900, false, t) }]);
+    expect(gate.wanted()).toBe(false);
+  });
+});
+
+describe("which scan a verifier's verdicts wait for", () => {
+  const read = { coveredSlot: 50, pending: new Set(["p"]), scannedAt: 1_000 };
+
+  it("this process's own, always", () => {
+    const config = { vault: "v", gate: createEscrowCoverGate() };
+    expect(coverViewOf(config, { ...read, scannedAt: null }, 10_000_000)).toEqual({
+      coveredSlot: 50,
+      pending: new Set(["p"]),
+    });
+  });
+
+  it("another process's (serve beside a nightly verify) only while it runs", () => {
+    const config = { vault: "v", liveWithinMs: 120_000, recheckMs: 500 };
+    expect(coverViewOf(config, read, 121_000)).toEqual({
+      coveredSlot: 50,
+      pending: new Set(["p"]),
+      recheckMs: 500,
+    });
+    expect(coverViewOf(config, read, 121_001)).toBeNull();
+    expect(coverViewOf(config, { ...read, scannedAt: null }, 2_000)).toBeNull();
   });
 });

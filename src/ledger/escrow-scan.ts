@@ -337,6 +337,19 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
     }
   }
 
+  /**
+   * The lowest finalized slot of the pool's endpoints that tell theirs: the listing's first page
+   * may come from any of them, one behind the others included (one endpoint's slot, with the
+   * listing served by another behind it, let a verdict through before its payouts were listed).
+   */
+  async function finalizedEverywhere(signal?: AbortSignal): Promise<number> {
+    if (rpc.finalizedSlots) {
+      const { slots } = await rpc.finalizedSlots(signal);
+      if (slots.size > 0) return Math.min(...slots.values());
+    }
+    return rpc.getSlot("finalized");
+  }
+
   const unreadText = (signature: string) =>
     `the escrow vault's transaction ${signature}, listed under a recorded job's memo, was not served by the RPC; judged when it is (held ${ESCROW_PENDING_MS / 60_000} minutes)`;
 
@@ -376,7 +389,7 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
       let { syncTop, syncTopSlot, syncBefore, syncCoveredSlot } = state;
       // A scan that begins now lists every entry finalized by this slot, asked first: once it
       // completes, every payout up to it was judged or held (`coveredSlot`).
-      if (syncTop === null) syncCoveredSlot = await rpc.getSlot("finalized");
+      if (syncTop === null) syncCoveredSlot = await finalizedEverywhere(signal);
       for (let pages = 0; pages < pagesPerRound; pages++) {
         signal?.throwIfAborted();
         const { entries, ended } = await page(
@@ -393,7 +406,11 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
         if (ended) {
           // Written even when nothing was listed: when it last wrote is when the scan last ran
           // through (`decentral_audit_escrow_scan_lag_seconds`).
-          const covered = { coveredSlot: syncCoveredSlot, syncCoveredSlot: null };
+          // A pass begun before its start was recorded (an upgrade) covers what the last did. A
+          // lower slot than the last (endpoints behind now) is taken as it is: a verdict waits a
+          // little longer, where the higher would let one through on a slot not listed.
+          const coveredSlot = syncCoveredSlot ?? state.coveredSlot;
+          const covered = { coveredSlot, syncCoveredSlot: null };
           const done =
             syncTop === null
               ? { ...state, syncTop: null, syncTopSlot: null, syncBefore: null, ...covered }
@@ -406,7 +423,7 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
                   ...covered,
                 };
           await judgePage(vault, entries, result, done, true, signal);
-          return { ...result, covered: syncCoveredSlot };
+          return { ...result, covered: coveredSlot };
         }
         syncBefore = entries.at(-1)?.signature ?? syncBefore;
         const progress = { ...state, syncTop, syncTopSlot, syncBefore, syncCoveredSlot };

@@ -6,7 +6,7 @@ import {
   parseTransaction,
   reparseStored,
 } from "../chain/parse-transaction.js";
-import type { AddressSignatureInfo, TokenAccountRead } from "../chain/rpc-pool.js";
+import type { AddressSignatureInfo, EndpointSlots, TokenAccountRead } from "../chain/rpc-pool.js";
 import { signedAccounts } from "../chain/signed-message.js";
 import type {
   TokenChange,
@@ -64,6 +64,8 @@ export interface LedgerRpc {
   ): Promise<{ facts: TransactionFacts; raw: unknown } | null>;
   getTokenAccount(address: string): Promise<TokenAccountRead>;
   getSlot(commitment: "finalized"): Promise<number>;
+  /** Every endpoint's finalized slot, each asked on its own (a pool of several). */
+  finalizedSlots?(signal?: AbortSignal): Promise<EndpointSlots>;
   /** Whole seconds since the epoch. */
   getBlockTime(slot: number): Promise<number>;
 }
@@ -1845,9 +1847,12 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     log,
     ...(deps.now ? { now: deps.now } : {}),
   });
-  /** One round of the escrow scan; its trouble is logged and the next round tries again. */
-  const scanEscrow = async (signal?: AbortSignal) => {
-    if (signal?.aborted) return;
+  /**
+   * One round of the escrow scan; its trouble is logged and the next round tries again. False
+   * when it failed.
+   */
+  const scanEscrow = async (signal?: AbortSignal): Promise<boolean> => {
+    if (signal?.aborted) return true;
     const started = performance.now();
     try {
       const scanned = await escrow.scanNew(signal);
@@ -1863,11 +1868,13 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       };
       if (scanned.listed > 0 || scanned.fetched > 0) log.debug(figures, "escrow scan round");
       if (scanned.more) log.info(figures, "escrow scan goes on next round: a long history");
+      return true;
     } catch (error) {
-      if (signal?.aborted) return;
+      if (signal?.aborted) return true;
       if (isBusyError(error)) {
         log.warn({ err: String(error) }, "escrow scan found the database busy");
       } else log.warn({ err: String(error) }, "escrow scan failed; retried next round");
+      return false;
     }
   };
 
@@ -1878,21 +1885,29 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
   let escrowAbort: AbortController | null = null;
   // While a verdict waits for the scan to read past its job, it runs every
   // `ESCROW_COVER_PACE_MS` (one getSlot and one listing of what is new), else every `intervalMs`.
+  // A failed scan goes back to `intervalMs`: an outage is not asked about every second.
   let escrowLastAt = Number.NEGATIVE_INFINITY;
+  let escrowFailed = false;
   const escrowTick = () => {
     if (stopped || profile.escrowVault === null) return;
     const pace = Math.min(ESCROW_COVER_PACE_MS, options.intervalMs);
-    if (performance.now() - escrowLastAt < options.intervalMs && !deps.escrowCover?.wanted()) {
+    const soon = !escrowFailed && (deps.escrowCover?.wanted() ?? false);
+    if (performance.now() - escrowLastAt < options.intervalMs && !soon) {
       escrowTimer = setTimeout(escrowTick, pace);
       return;
     }
     escrowLastAt = performance.now();
     escrowAbort = new AbortController();
-    escrowRunning = scanEscrow(escrowAbort.signal).finally(() => {
-      escrowRunning = null;
-      if (!stopped)
-        escrowTimer = setTimeout(escrowTick, deps.escrowCover ? pace : options.intervalMs);
-    });
+    escrowRunning = scanEscrow(escrowAbort.signal)
+      .then((ok) => {
+        escrowFailed = !ok;
+      })
+      .finally(() => {
+        escrowRunning = null;
+        if (!stopped) {
+          escrowTimer = setTimeout(escrowTick, deps.escrowCover ? pace : options.intervalMs);
+        }
+      });
   };
 
   const tick = () => {

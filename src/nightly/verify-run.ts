@@ -52,6 +52,18 @@ export async function runVerifyFromCli(
       log,
       custody: config.CREDIT_VAULTS,
       options: { ...nightlyVerifierOptions(config), closeGraceMs: config.VERIFY_CLOSE_GRACE_MS },
+      // Beside a `serve` whose scan runs, its `/audit` readers read this run's verdicts: they
+      // wait for that scan to read past the job, as serve's own do. With no scan running, the
+      // run's own scan, after judging, judges again what it finds (before the summary).
+      ...(profile.escrowVault === null
+        ? {}
+        : {
+            escrowCover: {
+              vault: profile.escrowVault,
+              liveWithinMs: ESCROW_SCAN_LIVE_MS,
+              recheckMs: config.VERIFY_POLL_MS,
+            },
+          }),
     });
     const reader = createLedgerReader({
       store,
@@ -134,6 +146,12 @@ const MAX_OPEN_WAIT_MS = 120_000;
  * it: taken for a look written before a clock step, it was given the clean verdict the wait
  * holds back.
  */
+/**
+ * How recently another process's escrow scan must have run for this run's verdicts to wait for
+ * it: `serve` writes where its scan stands every `LEDGER_POLL_MS` (10 s by default).
+ */
+const ESCROW_SCAN_LIVE_MS = 120_000;
+
 export function nightlyVerifierOptions(
   config: Pick<Config, "VERIFY_POLL_MS" | "JOBS_API_WAIT_MS" | "VERIFY_DROP_HOLD_MS">,
 ): Partial<VerifierOptions> {

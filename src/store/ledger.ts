@@ -787,6 +787,8 @@ export interface EscrowScanState {
 export interface EscrowCoverage {
   coveredSlot: number | null;
   pending: Set<string>;
+  /** When a scan last wrote where it stands (ms); null before any. */
+  scannedAt: number | null;
 }
 
 /** A vault's newest movement read: where its history ends, and the balance after it. */
@@ -2486,9 +2488,9 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     .from(escrowScans)
     .where(eq(escrowScans.vault, sql.placeholder("vault")))
     .prepare();
-  const coveredSlotOf = sqlite
-    .prepare("SELECT covered_slot FROM escrow_scans WHERE vault = ?")
-    .pluck();
+  const coveredSlotOf = sqlite.prepare(
+    "SELECT covered_slot AS coveredSlot, updated_at AS scannedAt FROM escrow_scans WHERE vault = ?",
+  );
   const earliestJob = sqlite.prepare("SELECT min(created_at) FROM jobs").pluck();
   const writeEscrowScan = sqlite.prepare(
     `INSERT INTO escrow_scans (vault, newest_signature, newest_slot, sync_top, sync_top_slot,
@@ -2555,7 +2557,10 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       return escrowScanRow.get({ vault }) ?? null;
     },
     async escrowCoverage(vault, jobIds) {
-      const coveredSlot = (coveredSlotOf.get(vault) as number | bigint | null | undefined) ?? null;
+      const scan = coveredSlotOf.get(vault) as
+        | { coveredSlot: number | bigint | null; scannedAt: number | bigint }
+        | undefined;
+      const coveredSlot = scan?.coveredSlot ?? null;
       const held =
         jobIds.length === 0
           ? []
@@ -2565,7 +2570,11 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
               .where(and(eq(escrowPending.vault, vault), inArray(escrowPending.jobId, [...jobIds])))
               .all();
       const pending = new Set(held.map((r) => r.jobId));
-      return { coveredSlot: coveredSlot === null ? null : Number(coveredSlot), pending };
+      return {
+        coveredSlot: coveredSlot === null ? null : Number(coveredSlot),
+        pending,
+        scannedAt: scan ? Number(scan.scannedAt) : null,
+      };
     },
     async earliestJobAt() {
       return (earliestJob.get() as number | null) ?? null;

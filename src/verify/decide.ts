@@ -225,7 +225,8 @@ export function decide<J extends DecideJob>(
     // scan's next pass: verified now, the job would be taken back seconds later. Its checks
     // run once the scan has read past it (one evaluation a job, not two; a failing check shows
     // that much later too).
-    const nextVerifyAt = Math.min(escrowWait.until, t + ESCROW_COVER_RECHECK_MS);
+    const recheckMs = escrow?.recheckMs ?? ESCROW_COVER_RECHECK_MS;
+    const nextVerifyAt = Math.min(escrowWait.until, t + recheckMs);
     return { ...base, verdict: "awaiting_finality", nextVerifyAt, commitment, escrowWait };
   }
   const learnedAuthority =

@@ -19,7 +19,7 @@ import {
   type NightlyRunOutcome,
   type RunStatus,
 } from "../store/verification-runs.js";
-import type { EscrowCoverGate } from "./escrow-cover.js";
+import type { EscrowCoverConfig } from "./escrow-cover.js";
 import { createProfileSweep, type ProfileSweep } from "./profile-sweep.js";
 import { type Profile, profileId } from "./profiles.js";
 import { createRound, message } from "./round.js";
@@ -127,11 +127,11 @@ export interface VerifierDeps {
    */
   pacer?: RoundPacer;
   /**
-   * The escrow vault this process's scan reads, and the gate between them: a clean verdict
-   * waits until the scan has read past the job (src/verify/escrow-cover.ts). None: no scan
-   * runs beside this verifier, and verdicts do not wait for one.
+   * Where verdicts wait for the escrow scan to read past the job (src/verify/escrow-cover.ts):
+   * this process's scan and the gate to it, or another process's while it runs. None: they do
+   * not wait.
    */
-  escrowCover?: { vault: string; gate: EscrowCoverGate };
+  escrowCover?: EscrowCoverConfig;
 }
 
 /** Creates the verifier over a store, an RPC pool and a profile. */

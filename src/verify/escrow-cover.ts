@@ -30,10 +30,42 @@ export const ESCROW_COVER_RECHECK_MS = 30_000;
 /** How often the scan runs while a job waits for a slot its last scan did not reach. */
 export const ESCROW_COVER_PACE_MS = 1_000;
 
+/**
+ * How long the scan keeps that pace after it let jobs through: a payout made just past the
+ * margin is listed within about a second of its finality, not at the next `LEDGER_POLL_MS`.
+ */
+export const ESCROW_COVER_AFTERWARD_MS = 60_000;
+
 /** What deciding a job reads of the scan: how far it read, and the jobs with entries pending. */
 export interface EscrowCoverView {
   coveredSlot: number | null;
   pending: ReadonlySet<string>;
+  /** How soon a waiting job is looked at again. Default `ESCROW_COVER_RECHECK_MS`. */
+  recheckMs?: number;
+}
+
+/**
+ * Where a verifier's verdicts wait for the escrow scan: the vault, and either the gate to this
+ * process's scan (`serve`), or, for a verifier beside none (`verify`), how recent another
+ * process's scan must be for its verdicts to wait for it (`serve` beside it, whose `/audit`
+ * readers would read the verdict) and how often it looks again meanwhile.
+ */
+export type EscrowCoverConfig =
+  | { vault: string; gate: EscrowCoverGate }
+  | { vault: string; liveWithinMs: number; recheckMs: number };
+
+/**
+ * The view a round judges by: null when the verdicts do not wait (another process's scan that
+ * has not run for `liveWithinMs`: none runs beside this verifier).
+ */
+export function coverViewOf(
+  config: EscrowCoverConfig,
+  read: { coveredSlot: number | null; pending: ReadonlySet<string>; scannedAt: number | null },
+  now: number,
+): EscrowCoverView | null {
+  if ("gate" in config) return { coveredSlot: read.coveredSlot, pending: read.pending };
+  if (read.scannedAt === null || now - read.scannedAt > config.liveWithinMs) return null;
+  return { coveredSlot: read.coveredSlot, pending: read.pending, recheckMs: config.recheckMs };
 }
 
 /** Why a clean verdict waits: until a scan covers `slot`, and at most until `until` (ms). */
@@ -75,7 +107,10 @@ export function escrowCoverWait(
 export interface EscrowCoverGate {
   /** The verifier left these jobs waiting for the scan. */
   waiting(jobs: readonly { jobId: string; wait: EscrowCoverWait }[]): void;
-  /** A job waits for a slot the last completed scan had not reached: scan again soon. */
+  /**
+   * A job waits for a slot the last completed scan had not reached, or a scan let jobs through
+   * less than `ESCROW_COVER_AFTERWARD_MS` ago: scan again soon.
+   */
   wanted(): boolean;
   /** A scan completed, covering `slot`: the jobs it may let through, no longer tracked. */
   covered(slot: number): string[];
@@ -84,6 +119,7 @@ export interface EscrowCoverGate {
 export function createEscrowCoverGate(now: () => number = Date.now): EscrowCoverGate {
   const waits = new Map<string, EscrowCoverWait>();
   let lastCovered = -1;
+  let releasedAt = Number.NEGATIVE_INFINITY;
   return {
     waiting(jobs) {
       for (const { jobId, wait } of jobs) waits.set(jobId, wait);
@@ -94,7 +130,14 @@ export function createEscrowCoverGate(now: () => number = Date.now): EscrowCover
       }
     },
     wanted() {
-      for (const wait of waits.values()) if (!wait.pending && wait.slot > lastCovered) return true;
+      const t = now();
+      if (t - releasedAt < ESCROW_COVER_AFTERWARD_MS) return true;
+      for (const [jobId, wait] of waits) {
+        // Past its wait the job is judged at its own due time: no reason to hurry a scan (one
+        // failing kept the pace at a second through an outage).
+        if (wait.until <= t) waits.delete(jobId);
+        else if (!wait.pending && wait.slot > lastCovered) return true;
+      }
       return false;
     },
     covered(slot) {
@@ -107,7 +150,12 @@ export function createEscrowCoverGate(now: () => number = Date.now): EscrowCover
         if (wait.pending || wait.slot <= slot) due.push(jobId);
         if (wait.pending || wait.slot <= slot || wait.until <= t) waits.delete(jobId);
       }
+      if (due.length > 0) releasedAt = t;
       return due;
     },
   };
 }
+
+/** The gate of a config that has one (this process scans). */
+export const gateOf = (config: EscrowCoverConfig | undefined): EscrowCoverGate | null =>
+  config && "gate" in config ? config.gate : null;

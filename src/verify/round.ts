@@ -36,7 +36,7 @@ import {
   type WaitingJob,
 } from "./decide.js";
 import { createEndpointSlotBook } from "./endpoint-slots.js";
-import type { EscrowCoverGate } from "./escrow-cover.js";
+import { coverViewOf, type EscrowCoverConfig, gateOf } from "./escrow-cover.js";
 import { MOVEMENT_KINDS, readLock } from "./money-movements.js";
 import type { Profile } from "./profiles.js";
 import { createSlotClock } from "./slot-clock.js";
@@ -120,11 +120,11 @@ export interface RoundDeps {
    */
   ledger: Pick<LedgerStore, "creditSpans" | "escrowCoverage">;
   /**
-   * The escrow vault this process's scan reads, and the gate between them: a clean verdict
-   * waits for the scan to read past the job (src/verify/escrow-cover.ts). None: no scan runs
-   * here (a nightly `verify` scans after judging, and judges again what it finds).
+   * Where a job's verdict waits for the escrow scan to read past it (src/verify/escrow-cover.ts):
+   * this process's scan and the gate to it (`serve`), or another process's while it runs (a
+   * nightly `verify` beside `serve`). None: verdicts do not wait.
    */
-  escrowCover?: { vault: string; gate: EscrowCoverGate };
+  escrowCover?: EscrowCoverConfig;
   /** Vaults the deployment lists as its own. */
   configuredVaults: ReadonlySet<string>;
   rpc: VerifierRpc;
@@ -940,13 +940,14 @@ export function createRound(deps: RoundDeps): Round {
       );
       const credits = await creditSpans(slice, factsOf);
       const cover = deps.escrowCover;
-      const escrow = cover
+      const read = cover
         ? await deps.ledger.escrowCoverage(
             cover.vault,
             slice.map((j) => j.jobId),
           )
         : null;
       const t = now();
+      const escrow = cover && read ? coverViewOf(cover, read, t) : null;
       return slice.map((job, i) =>
         decide(job, view, profile, views[i]!, { ...options, now: t }, credits[i]!, escrow),
       );
@@ -969,7 +970,7 @@ export function createRound(deps: RoundDeps): Round {
         if (rest.length > 0) decisions.push(...(await judge(rest)));
         await write(decisions, runId);
         watchDecided(decisions, rows, timing.now);
-        deps.escrowCover?.gate.waiting(
+        gateOf(deps.escrowCover)?.waiting(
           decisions.flatMap((d) =>
             d.escrowWait ? [{ jobId: d.job.jobId, wait: d.escrowWait }] : [],
           ),

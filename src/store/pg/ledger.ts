@@ -2009,7 +2009,7 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
     },
     async escrowCoverage(vault, jobIds) {
       const [scan] = await db
-        .select({ coveredSlot: escrowScans.coveredSlot })
+        .select({ coveredSlot: escrowScans.coveredSlot, scannedAt: escrowScans.updatedAt })
         .from(escrowScans)
         .where(eq(escrowScans.vault, vault));
       const held =
@@ -2021,7 +2021,11 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
               .where(
                 and(eq(escrowPending.vault, vault), inArray(escrowPending.jobId, [...jobIds])),
               );
-      return { coveredSlot: scan?.coveredSlot ?? null, pending: new Set(held.map((r) => r.jobId)) };
+      return {
+        coveredSlot: scan?.coveredSlot ?? null,
+        pending: new Set(held.map((r) => r.jobId)),
+        scannedAt: scan ? Number(scan.scannedAt) : null,
+      };
     },
     async earliestJobAt() {
       const [row] = await db.select({ at: sql<string | null>`min(${jobs.createdAt})` }).from(jobs);
