@@ -114,6 +114,13 @@ export function composeBackground(deps: BackgroundDeps): Background {
     // Counting findings builds every vault's whole statement (synchronous SQLite): only after
     // a round that read something, or once a minute (receipts arriving can explain a line).
     afterRound: (results) => {
+      // Verdicts held for this round's read of their credit vault (escrow-cover.ts) are due.
+      if (escrowGate) {
+        const due = escrowGate.gate.ledgerRead(results.map((r) => r.vault));
+        void verifier.lookAgain(due).catch((error) => {
+          log.warn({ err: String(error) }, "ledger: jobs waiting for its read not made due");
+        });
+      }
       const t = Date.now();
       if (results.every((r) => r.listed === 0) && t - totalsAt < 60_000) return;
       totalsAt = t;

@@ -13,6 +13,7 @@ import { runNightlyVerification } from "../src/nightly/nightly-run.js";
 import { auditRecord } from "../src/reports/audit-record.js";
 import { createLedgerStore } from "../src/store/ledger.js";
 import { createVerifier } from "../src/verify/engine.js";
+import { createEscrowCoverGate } from "../src/verify/escrow-cover.js";
 import { localnetProfile } from "../src/verify/profiles.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import { chainSecondAfter } from "./support/finality.js";
@@ -640,6 +641,38 @@ describe.each(dialects)("the escrow vault's memo scan on %s", (dialect) => {
       options: quickVerifierOptions,
       escrowCover: { vault: localnetProfile.escrowVault!, liveWithinMs: 200, recheckMs: 50 },
     });
+    expect((await verifier.runUntilSettled({}, { timeoutMs: 20_000 })).status).toBe("completed");
+    expect(await c.outcome(plan.jobId)).toEqual(verified);
+  });
+
+  it("holds a clean verdict for the ledger's read of the vault the key's first lock teaches, pinning it so the ledger reads it", async () => {
+    const c = await h.scenario();
+    const plan = h.op.plan({ keyIndex: 3 });
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
+    c.record(plan, { escrowTx, settlementTx });
+    await c.flush();
+    await h.finalized();
+    await new Promise((r) => setTimeout(r, 300));
+    // The escrow scan has read past the job: what is left to wait for is the ledger.
+    expect((await scanner(c).scanNew()).kept).toEqual([]);
+    const gate = createEscrowCoverGate();
+    const verifier = createVerifier({
+      store: c.store,
+      rpc: h.rpc,
+      profile: c.profile,
+      log,
+      options: quickVerifierOptions,
+      escrowCover: { vault: localnetProfile.escrowVault!, gate },
+    });
+    expect((await verifier.runUntilSettled({}, { timeoutMs: 1_500 })).status).toBe("timed_out");
+    expect((await readJob(c.store, plan.jobId))?.verdict).toBe("awaiting_finality");
+    // Not judged yet, its vault is pinned all the same: the ledger reads pinned vaults only.
+    const ledger = createLedgerStore(c.store);
+    expect(await ledger.pinnedVaults()).toContain(plan.vault);
+    const reader = createLedgerReader({ store: c.store, rpc: h.rpc, profile: c.profile, log });
+    await reader.syncAll();
+    await verifier.lookAgain(gate.ledgerRead([plan.vault]));
     expect((await verifier.runUntilSettled({}, { timeoutMs: 20_000 })).status).toBe("completed");
     expect(await c.outcome(plan.jobId)).toEqual(verified);
   });

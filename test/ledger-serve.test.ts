@@ -211,6 +211,64 @@ describe("the ledger in serve and in the CLI", () => {
     }
   });
 
+  it("serve never shows a job whose credits header is off as verified: its verdict waits for the ledger's read of the vault", async () => {
+    // The ledger every 3 s, the verifier every 50 ms: judged before the ledger had read the
+    // vault past the response, the job was clean until the next round found the header off.
+    // The key's first job: its vault is learned by that very verdict.
+    const db = join(dir, "credits-cover.db");
+    const service = await startService(
+      serveConfig(db, 2, { LEDGER_POLL_MS: "3000", VERIFY_POLL_MS: "50" }),
+      quiet,
+    );
+    try {
+      const token = (await createToken(service.store, { role: "read", name: "finance" })).token;
+      const auth = { headers: { authorization: `Bearer ${token}` } };
+      const complete = async (stream: boolean, fault: string | null) => {
+        const res = await fetch(`${service.url}/v1/chat/completions`, {
+          method: "POST",
+          headers: {
+            authorization: `Bearer ${world.apiKeys[2]}`,
+            "content-type": "application/json",
+            ...(fault ? { "x-sim-fault": fault } : {}),
+          },
+          body: JSON.stringify({
+            model: "qwen3-8b",
+            stream,
+            messages: [{ role: "user", content: "hi" }],
+          }),
+        });
+        expect(res.status).toBe(200);
+        await res.text();
+        return res.headers.get("x-decentral-job-id")!;
+      };
+      const off = [
+        await complete(false, "credits-header-off"),
+        await complete(true, "credits-header-off"),
+      ];
+      const honest = await complete(false, null);
+      const seen = new Map<string, string[]>([...off, honest].map((id) => [id, []]));
+      const final = (v: string | undefined) =>
+        v !== undefined && !["pending", "awaiting_finality", "error"].includes(v);
+      const done = () =>
+        off.every((id) => seen.get(id)!.at(-1) === "discrepancy") &&
+        final(seen.get(honest)!.at(-1));
+      for (let i = 0; i < 800 && !done(); i++) {
+        for (const [jobId, verdicts] of seen) {
+          const answer = await fetch(`${service.url}/audit/${jobId}`, auth);
+          if (answer.status !== 200) continue;
+          const { verdict } = (await answer.json()) as { verdict: string };
+          if (verdicts.at(-1) !== verdict) verdicts.push(verdict);
+        }
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      for (const id of off) expect(seen.get(id)!.filter(final)).toEqual(["discrepancy"]);
+      expect(seen.get(honest)!.filter(final)).toHaveLength(1);
+      expect(["verified", "partially_verified"]).toContain(seen.get(honest)!.filter(final)[0]);
+    } finally {
+      await service.close();
+    }
+  });
+
   it("report statement --sync reads the history itself and writes the CSV", async () => {
     const vault = world.accounts.creditVaults[1]!.vault;
     const db = join(dir, "cli.db");

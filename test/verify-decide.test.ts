@@ -807,6 +807,79 @@ describe("credits.header: the credits header against the vault's balances over t
   });
 });
 
+describe("a clean verdict held for the ledger's read of the credit vault, where a ledger runs beside", () => {
+  const header = 1234n * 10_000n;
+  const unread = { vault, balancesUnits: [], ordered: 0, covered: false };
+  const covered = { vault, balancesUnits: [12_345_678n], ordered: 1, covered: true };
+  const scanned: EscrowCoverView = { coveredSlot: Number.MAX_SAFE_INTEGER, pending: new Set() };
+  const pinnedTo = (v: string): CustodyView => ({
+    custody: { pinned: { vault: v, source: "learned" }, configured: new Set() },
+    learnedTreasury: null,
+  });
+  const decideWith = (
+    span: CreditsSpan,
+    custody: CustodyView,
+    cover: EscrowCoverView | null = scanned,
+    now = timing.now,
+  ) => {
+    const { job, escrow, settlement } = honest();
+    return decide(
+      claimed({ ...job, creditsRemainingUnits: header }),
+      known({ [escrow.signature]: finalized, [settlement.signature]: finalized }, [
+        escrow,
+        settlement,
+      ]),
+      localnetProfile,
+      custody,
+      { ...timing, now },
+      span,
+      cover,
+    );
+  };
+
+  it("waits while the ledger has not read the pinned vault past the response, then judges on its read", () => {
+    const held = decideWith(unread, pinnedTo(vault));
+    expect(held.verdict).toBe("awaiting_finality");
+    expect(held.escrowWait).toMatchObject({ slot: -1, vault, pending: false });
+    expect(held.nextVerifyAt).toBe(timing.now + ESCROW_COVER_RECHECK_MS);
+    expect(decideWith(covered, pinnedTo(vault)).verdict).toBe("verified");
+    // Read, and the header matches nothing: the discrepancy a verdict given at once hid.
+    const off = decideWith({ ...covered, balancesUnits: [99_990_000n] }, pinnedTo(vault));
+    expect(off.verdict).toBe("discrepancy");
+  });
+
+  it("pins the vault its first lock teaches with the held verdict: the ledger reads pinned vaults only", () => {
+    const first = decideWith(unread, noPins);
+    expect(first.verdict).toBe("awaiting_finality");
+    expect(first.pins).toEqual({ creditVault: vault, treasuryCandidate: null });
+  });
+
+  it("does not wait where no ledger runs beside, nor for a vault the ledger will not read, nor past the wait", () => {
+    expect(decideWith(unread, pinnedTo(vault), null).verdict).toBe("verified");
+    // A vault nothing ties to the key (another key's, configured for none): never read.
+    const keyless: CustodyView = {
+      custody: { pinned: null, configured: new Set() },
+      learnedTreasury: null,
+    };
+    const { job, escrow, settlement } = honest();
+    const untied = decide(
+      claimed({ ...job, keyFingerprint: null, creditsRemainingUnits: header }),
+      known({ [escrow.signature]: finalized, [settlement.signature]: finalized }, [
+        escrow,
+        settlement,
+      ]),
+      localnetProfile,
+      keyless,
+      timing,
+      unread,
+      scanned,
+    );
+    expect(untied.verdict).not.toBe("awaiting_finality");
+    const until = settlement.blockTime! * 1000 + ESCROW_COVER_WAIT_MS;
+    expect(decideWith(unread, pinnedTo(vault), scanned, until).verdict).toBe("verified");
+  });
+});
+
 describe("the gate between the verifier and the escrow scan of one process", () => {
   const wait = (slot: number, pending = false, until = 10_000) => ({ slot, until, pending });
 
@@ -860,6 +933,21 @@ describe("the gate between the verifier and the escrow scan of one process", () 
     // One whose wait is over is judged at its own due time: no scan is hurried for it.
     gate.waiting([{ jobId: "b", wait: wait(900, false, t) }]);
     expect(gate.wanted()).toBe(false);
+  });
+});
+
+describe("the gate's wake-up by the ledger", () => {
+  it("makes due the jobs waiting for a vault the ledger read, and no other", () => {
+    const gate = createEscrowCoverGate(() => 0);
+    gate.waiting([
+      { jobId: "a", wait: { slot: -1, until: 10_000, pending: false, vault: "v1" } },
+      { jobId: "b", wait: { slot: -1, until: 10_000, pending: false, vault: "v2" } },
+    ]);
+    // Waiting for the ledger alone asks for no scan, and no scan lets it through.
+    expect(gate.wanted()).toBe(false);
+    expect(gate.covered(1_000)).toEqual([]);
+    expect(gate.ledgerRead(["v1", "v3"])).toEqual(["a"]);
+    expect(gate.ledgerRead(["v1", "v2"])).toEqual(["b"]);
   });
 });
 

@@ -1,6 +1,7 @@
 /* The rules of a verdict write that do not touch a database, shared by both dialects. */
 
 import { finalVerdicts } from "../db/schema.js";
+import type { LearnedPins } from "./custody.js";
 import type { VerdictWrite } from "./verdicts.js";
 
 /**
@@ -9,7 +10,13 @@ import type { VerdictWrite } from "./verdicts.js";
  * claimed job is open, so such a decision is never final.
  */
 export function keepsVerdict(d: VerdictWrite): boolean {
-  return d.evaluation === null && d.checks === null && d.job.verdict === d.verdict;
+  // Pins to write (a verdict held for the ledger's read of the vault they pin) go the long way.
+  return (
+    d.evaluation === null &&
+    d.checks === null &&
+    d.pins === undefined &&
+    d.job.verdict === d.verdict
+  );
 }
 
 /** Consecutive rounds that ended in RPC trouble: the error backoff grows with them. */
@@ -40,3 +47,7 @@ export const writesFinal = (written: string): string =>
  */
 export const verdictProfileSet = (written: string, judgedBy: string): string =>
   `verdict_profile = CASE WHEN ${writesFinal(written)} THEN ${judgedBy} ELSE verdict_profile END`;
+
+/** What a write pins: its evaluation's lessons, or the pins it carries without one. */
+export const pinsOf = (d: VerdictWrite): LearnedPins | null =>
+  d.evaluation?.learned ?? d.pins ?? null;

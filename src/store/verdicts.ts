@@ -14,6 +14,7 @@ import {
   attemptsAfter,
   clearsRejudging,
   keepsVerdict,
+  pinsOf,
   verdictProfileSet,
 } from "./verdict-rules.js";
 
@@ -71,6 +72,11 @@ export interface VerdictWrite {
   } | null;
   /** Check rows to write (final verdicts, and the evidence of an RPC disagreement). */
   checks: readonly CheckRow[] | null;
+  /**
+   * What to pin with a verdict that is not written from its checks (a clean evaluation held for
+   * the ledger's read of the credit vault it learned: the ledger reads pinned vaults only).
+   */
+  pins?: LearnedPins;
 }
 
 export interface VerdictStore {
@@ -204,10 +210,13 @@ function createSqliteVerdictStore(
     // that disagrees makes this verdict stale, so the job is looked at again instead. So does
     // a treasury pinned since the checks read the pins (by an earlier job of this batch, or
     // another verifier), for a verdict that waits for it: the reopen at the pin missed it.
+    const pins = pinsOf(d);
     if (
-      d.evaluation &&
-      (!custody.pin(d.job, d.evaluation.learned, t, batch) ||
-        (waitsForTreasury(d.verdict, d.evaluation.unproven) && custody.treasuryLearned()))
+      pins &&
+      (!custody.pin(d.job, pins, t, batch) ||
+        (d.evaluation &&
+          waitsForTreasury(d.verdict, d.evaluation.unproven) &&
+          custody.treasuryLearned()))
     ) {
       params.verdict = "pending";
       params.verdictAt = d.job.verdictAt;
@@ -252,9 +261,10 @@ function createSqliteVerdictStore(
     (decisions: readonly VerdictWrite[], owner: string, runId: number | null, t: number) => {
       // What each job of the batch learns: a job written early must not miss a vault a later
       // one pins (see `pin`).
-      const batch = decisions.flatMap((d) =>
-        d.evaluation ? [{ jobId: d.job.jobId, learned: d.evaluation.learned }] : [],
-      );
+      const batch = decisions.flatMap((d) => {
+        const learned = pinsOf(d);
+        return learned ? [{ jobId: d.job.jobId, learned }] : [];
+      });
       const kept = writeKeptVerdicts(decisions, owner, t);
       const written = decisions.map((d) =>
         kept.has(d) ? false : writeOne(d, owner, runId, t, batch),

@@ -5,6 +5,7 @@ import { isStorableUnits, MAX_STORED_UNITS } from "../money.js";
 import { backoff } from "../retry.js";
 import { isFinalAnswer, jobStatusWord } from "../store/jobs-api-rules.js";
 import type { SignatureRow } from "../store/signatures.js";
+import { creditsHeaderAwaitsLedger } from "./checks/credits.js";
 import {
   type CheckResult,
   type CreditsSpan,
@@ -16,6 +17,7 @@ import {
   type Unserved,
 } from "./checks.js";
 import {
+  coverWaitUntil,
   ESCROW_COVER_RECHECK_MS,
   type EscrowCoverView,
   type EscrowCoverWait,
@@ -171,8 +173,16 @@ export interface Decision<J extends WaitingJob = DecideJob> {
   evaluation: Evaluation | null;
   /** Checks written for a verdict reached without an evaluation (endpoints that disagree). */
   checks: CheckResult[] | null;
-  /** A clean verdict held back until the escrow scan has read past the job (escrow-cover.ts). */
+  /**
+   * A verdict held back until the escrow scan, or the ledger, has read past the job
+   * (escrow-cover.ts).
+   */
   escrowWait?: EscrowCoverWait;
+  /**
+   * The credit vault a clean evaluation learned, pinned with a verdict held for the ledger's
+   * read of it: the ledger reads pinned vaults, so without the pin it would never come.
+   */
+  pins?: Evaluation["learned"];
   /**
    * With `watchesUnseen`: when the job's never-seen signatures are to be polled next, before
    * `nextVerifyAt` (the round polls them, and makes the job due if one is seen).
@@ -255,6 +265,32 @@ export function decide<J extends DecideJob>(
     // now could be taken back seconds later, after a backend read it. The answer's write
     // sends the job back to the verifier as soon as it comes.
     return { ...base, verdict: "awaiting_finality", nextVerifyAt: answerBy, commitment };
+  }
+  const vault = credits?.vault;
+  if (
+    escrow !== null &&
+    vault !== undefined &&
+    isClean(evaluation.verdict) &&
+    creditsHeaderAwaitsLedger(job, credits) &&
+    (custody.custody.pinned?.vault === vault ||
+      custody.custody.configured.has(vault) ||
+      evaluation.learned.creditVault === vault)
+  ) {
+    // The ledger, running beside, has not read the credit vault past the response: the header
+    // may match no balance once it has (a discrepancy), so a clean verdict now could be taken
+    // back a round later.
+    const until = coverWaitUntil(job, transactions);
+    if (t < until) {
+      const recheckMs = escrow.recheckMs ?? ESCROW_COVER_RECHECK_MS;
+      return {
+        ...base,
+        verdict: "awaiting_finality",
+        nextVerifyAt: Math.min(until, t + recheckMs),
+        commitment,
+        escrowWait: { slot: -1, until, pending: false, vault },
+        pins: { creditVault: evaluation.learned.creditVault, treasuryCandidate: null },
+      };
+    }
   }
   const unstorable = unstorableAmounts(evaluation.amounts);
   if (unstorable.length === 0) return { ...decided, verdict: evaluation.verdict, evaluation };

@@ -68,12 +68,18 @@ export function coverViewOf(
   return { coveredSlot: read.coveredSlot, pending: read.pending, recheckMs: config.recheckMs };
 }
 
-/** Why a clean verdict waits: until a scan covers `slot`, and at most until `until` (ms). */
+/**
+ * Why a verdict waits: until a scan covers `slot`, or until the ledger has read the credit
+ * vault `vault` past the job's response; at most until `until` (ms).
+ */
 export interface EscrowCoverWait {
+  /** The slot a completed scan must have begun at; -1 when the scan has covered the job. */
   slot: number;
   until: number;
   /** Entries of the job are held pending: the next completed scan judges them. */
   pending: boolean;
+  /** The credit vault whose read by the ledger the verdict waits for (`credits.header`). */
+  vault?: string;
 }
 
 /**
@@ -87,17 +93,25 @@ export function escrowCoverWait(
   now: number,
 ): EscrowCoverWait | null {
   let newestSlot = -1;
-  let newestTime = job.recordedAt;
-  for (const facts of transactions.values()) {
-    newestSlot = Math.max(newestSlot, facts.slot);
-    if (facts.blockTime !== null) newestTime = Math.max(newestTime, facts.blockTime * 1000);
-  }
+  for (const facts of transactions.values()) newestSlot = Math.max(newestSlot, facts.slot);
   if (newestSlot < 0) return null;
   const slot = newestSlot + ESCROW_COVER_MARGIN_SLOTS;
   const pending = view.pending.has(job.jobId);
   if (!pending && view.coveredSlot !== null && view.coveredSlot >= slot) return null;
-  const until = newestTime + ESCROW_COVER_WAIT_MS;
+  const until = coverWaitUntil(job, transactions);
   return now < until ? { slot, until, pending } : null;
+}
+
+/** The most a verdict waits: `ESCROW_COVER_WAIT_MS` after the job's newest transaction (ms). */
+export function coverWaitUntil(
+  job: { recordedAt: number },
+  transactions: ReadonlyMap<string, TransactionFacts>,
+): number {
+  let newestTime = job.recordedAt;
+  for (const facts of transactions.values()) {
+    if (facts.blockTime !== null) newestTime = Math.max(newestTime, facts.blockTime * 1000);
+  }
+  return newestTime + ESCROW_COVER_WAIT_MS;
 }
 
 /**
@@ -105,7 +119,7 @@ export function escrowCoverWait(
  * a completed scan covers them, and the scan's pace while any waits for a slot not reached.
  */
 export interface EscrowCoverGate {
-  /** The verifier left these jobs waiting for the scan. */
+  /** The verifier left these jobs waiting for the scan, or the ledger. */
   waiting(jobs: readonly { jobId: string; wait: EscrowCoverWait }[]): void;
   /**
    * A job waits for a slot the last completed scan had not reached, or a scan let jobs through
@@ -114,6 +128,8 @@ export interface EscrowCoverGate {
   wanted(): boolean;
   /** A scan completed, covering `slot`: the jobs it may let through, no longer tracked. */
   covered(slot: number): string[];
+  /** The ledger read these credit vaults: the jobs waiting for one, no longer tracked. */
+  ledgerRead(vaults: readonly string[]): string[];
 }
 
 export function createEscrowCoverGate(now: () => number = Date.now): EscrowCoverGate {
@@ -136,7 +152,7 @@ export function createEscrowCoverGate(now: () => number = Date.now): EscrowCover
         // Past its wait the job is judged at its own due time: no reason to hurry a scan (one
         // failing kept the pace at a second through an outage).
         if (wait.until <= t) waits.delete(jobId);
-        else if (!wait.pending && wait.slot > lastCovered) return true;
+        else if (!wait.pending && wait.slot >= 0 && wait.slot > lastCovered) return true;
       }
       return false;
     },
@@ -147,10 +163,23 @@ export function createEscrowCoverGate(now: () => number = Date.now): EscrowCover
       for (const [jobId, wait] of waits) {
         // A job with entries pending is looked at after each completed scan: the scan judged
         // them first. One past its wait is judged as it stands at its own due time.
-        if (wait.pending || wait.slot <= slot) due.push(jobId);
-        if (wait.pending || wait.slot <= slot || wait.until <= t) waits.delete(jobId);
+        const waitsForScan = wait.pending || wait.slot >= 0;
+        if (waitsForScan && (wait.pending || wait.slot <= slot)) due.push(jobId);
+        if ((waitsForScan && (wait.pending || wait.slot <= slot)) || wait.until <= t) {
+          waits.delete(jobId);
+        }
       }
       if (due.length > 0) releasedAt = t;
+      return due;
+    },
+    ledgerRead(vaults) {
+      const read = new Set(vaults);
+      const due: string[] = [];
+      for (const [jobId, wait] of waits) {
+        if (wait.vault === undefined || !read.has(wait.vault)) continue;
+        due.push(jobId);
+        waits.delete(jobId);
+      }
       return due;
     },
   };

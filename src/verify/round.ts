@@ -1117,6 +1117,7 @@ export function createRound(deps: RoundDeps): Round {
         commitment: d.commitment,
         evaluation: d.evaluation,
         checks: d.evaluation?.checks ?? d.checks,
+        ...(d.pins ? { pins: d.pins } : {}),
       }),
     );
     let final: boolean[];

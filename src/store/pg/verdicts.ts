@@ -4,7 +4,13 @@ import { checkResults } from "../../db/pg/schema.js";
 import { finalVerdicts } from "../../db/schema.js";
 import type { CustodyProfile } from "../custody.js";
 import { waitsForTreasury } from "../custody-rules.js";
-import { attemptsAfter, clearsRejudging, keepsVerdict, writesFinal } from "../verdict-rules.js";
+import {
+  attemptsAfter,
+  clearsRejudging,
+  keepsVerdict,
+  pinsOf,
+  writesFinal,
+} from "../verdict-rules.js";
 import type { VerdictAmounts, VerdictStore, VerdictWrite } from "../verdicts.js";
 import { createPgCustodyPinning } from "./custody-pinning.js";
 import type { PgTx } from "./executor.js";
@@ -79,17 +85,19 @@ export function createPgVerdictStore(
     }
     // What the evaluations learned is pinned first, the whole batch at once in key order; a pin
     // another job (or process) set first that disagrees makes that verdict stale.
-    const evaluated = decisions.filter((d) => d.evaluation !== null);
+    const pinning = decisions.filter((d) => pinsOf(d) !== null);
     const pinOk = await custody.pinAll(
       tx,
-      evaluated.map((d) => ({ job: d.job, learned: d.evaluation!.learned })),
+      pinning.map((d) => ({ job: d.job, learned: pinsOf(d)! })),
       t,
     );
-    const stale = new Set(evaluated.filter((_, i) => !pinOk[i]));
+    const stale = new Set(pinning.filter((_, i) => !pinOk[i]));
     // A verdict that waits for the treasury, which another writer pinned since the checks read
     // the pins, is stale too: that writer's reopen ran before this verdict was written. (One
     // pinned by a job of this batch reopens it below, as the rows are written first.)
-    const waiting = evaluated.filter((d) => waitsForTreasury(d.verdict, d.evaluation!.unproven));
+    const waiting = decisions.filter(
+      (d) => d.evaluation !== null && waitsForTreasury(d.verdict, d.evaluation.unproven),
+    );
     if (waiting.length > 0 && (await custody.treasuryLearned(tx))) {
       for (const d of waiting) stale.add(d);
     }

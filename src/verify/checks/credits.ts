@@ -91,3 +91,20 @@ export function creditsHeaderCheck(
     ),
   );
 }
+
+/**
+ * The check would be skipped only because the ledger has not read the credit vault past the
+ * response yet: a header the ledger may still find matching no balance (see
+ * `creditsHeaderCheck`). A clean verdict waits for that read where a ledger runs beside the
+ * verifier (src/verify/escrow-cover.ts).
+ */
+export function creditsHeaderAwaitsLedger(
+  job: Pick<ReceiptForChecks, "creditsRemainingUnits" | "creditsRemainingUnread">,
+  span: CreditsSpan | null,
+): boolean {
+  const header = job.creditsRemainingUnits ?? null;
+  if (header === null || (job.creditsRemainingUnread ?? null) !== null) return false;
+  if (span === null || span.covered) return false;
+  const at = span.balancesUnits.findIndex((b) => creditsHeaderMatches(header, b));
+  return !(at >= 0 && at < span.ordered);
+}
