@@ -13,7 +13,7 @@ import { runNightlyVerification } from "../src/nightly/nightly-run.js";
 import { auditRecord } from "../src/reports/audit-record.js";
 import { createLedgerStore } from "../src/store/ledger.js";
 import { createVerifier } from "../src/verify/engine.js";
-import { createEscrowCoverGate } from "../src/verify/escrow-cover.js";
+import { createEscrowCoverGate, type EscrowCoverConfig } from "../src/verify/escrow-cover.js";
 import { localnetProfile } from "../src/verify/profiles.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import { chainSecondAfter } from "./support/finality.js";
@@ -92,6 +92,32 @@ describe.each(dialects)("the escrow vault's memo scan on %s", (dialect) => {
     c.honestJobsApi(plan, { escrowTx, settlementTx });
     return c.flush();
   }
+
+  /**
+   * A streamed job whose whole lock is paid out twice, recorded with the jobs API naming the
+   * first payout, everything finalized.
+   */
+  async function streamPaidTwice(c: Scenario): Promise<JobPlan> {
+    const plan = streamedWholeLock();
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const first = h.op.send(h.op.settleIxs(plan)).signature;
+    h.op.send(h.op.settleIxs(plan));
+    await recordStreamed(c, plan, escrowTx, first);
+    await h.finalized();
+    return plan;
+  }
+
+  /** A verifier over the scenario whose verdicts wait for the escrow scan as `escrowCover` says. */
+  const coverVerifier = (c: Scenario, escrowCover: EscrowCoverConfig) =>
+    createVerifier({
+      store: c.store,
+      rpc: h.rpc,
+      profile: c.profile,
+      log,
+      options: quickVerifierOptions,
+      escrowCover,
+    });
+  const escrowVault = localnetProfile.escrowVault!;
 
   it("keeps a second payout of a streamed job with the job, which then fails settlement.single", async () => {
     const c = await h.scenario();
@@ -497,12 +523,7 @@ describe.each(dialects)("the escrow vault's memo scan on %s", (dialect) => {
 
   it("runs in serve's rounds beside the credit vaults' read, not behind it", async () => {
     const c = await h.scenario();
-    const plan = streamedWholeLock();
-    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
-    const first = h.op.send(h.op.settleIxs(plan)).signature;
-    h.op.send(h.op.settleIxs(plan));
-    await recordStreamed(c, plan, escrowTx, first);
-    await h.finalized();
+    const plan = await streamPaidTwice(c);
     // The credit vault's listing hangs (a first read of a long history, a slow node).
     let release = () => {};
     const hanging = new Promise<void>((resolve) => {
@@ -598,29 +619,15 @@ describe.each(dialects)("the escrow vault's memo scan on %s", (dialect) => {
     // serve's scan has run, before the job's transactions: it is live, and covers none of them.
     const scan = scanner(c);
     await scan.scanNew();
-    const plan = streamedWholeLock();
-    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
-    const first = h.op.send(h.op.settleIxs(plan)).signature;
-    h.op.send(h.op.settleIxs(plan));
-    await recordStreamed(c, plan, escrowTx, first);
-    await h.finalized();
-    const verifier = (liveWithinMs: number) =>
-      createVerifier({
-        store: c.store,
-        rpc: h.rpc,
-        profile: c.profile,
-        log,
-        options: quickVerifierOptions,
-        escrowCover: { vault: localnetProfile.escrowVault!, liveWithinMs, recheckMs: 50 },
-      });
-    const held = await verifier(120_000).runUntilSettled({}, { timeoutMs: 1_500 });
+    const plan = await streamPaidTwice(c);
+    const verifier = () =>
+      coverVerifier(c, { vault: escrowVault, liveWithinMs: 120_000, recheckMs: 50 });
+    const held = await verifier().runUntilSettled({}, { timeoutMs: 1_500 });
     expect(held.status).toBe("timed_out");
     expect((await readJob(c.store, plan.jobId))?.verdict).toBe("awaiting_finality");
     // serve's next scan covers it and keeps the second payout: judged on it, never verified.
     expect((await scan.scanNew()).kept).toEqual([plan.jobId]);
-    expect((await verifier(120_000).runUntilSettled({}, { timeoutMs: 20_000 })).status).toBe(
-      "completed",
-    );
+    expect((await verifier().runUntilSettled({}, { timeoutMs: 20_000 })).status).toBe("completed");
     expect(await c.outcome(plan.jobId)).toEqual(discrepancy("settlement.single"));
   });
 
@@ -633,14 +640,7 @@ describe.each(dialects)("the escrow vault's memo scan on %s", (dialect) => {
     await recordStreamed(c, plan, escrowTx, settlementTx);
     await h.finalized();
     await new Promise((r) => setTimeout(r, 300));
-    const verifier = createVerifier({
-      store: c.store,
-      rpc: h.rpc,
-      profile: c.profile,
-      log,
-      options: quickVerifierOptions,
-      escrowCover: { vault: localnetProfile.escrowVault!, liveWithinMs: 200, recheckMs: 50 },
-    });
+    const verifier = coverVerifier(c, { vault: escrowVault, liveWithinMs: 200, recheckMs: 50 });
     expect((await verifier.runUntilSettled({}, { timeoutMs: 20_000 })).status).toBe("completed");
     expect(await c.outcome(plan.jobId)).toEqual(verified);
   });
@@ -657,14 +657,7 @@ describe.each(dialects)("the escrow vault's memo scan on %s", (dialect) => {
     // The escrow scan has read past the job: what is left to wait for is the ledger.
     expect((await scanner(c).scanNew()).kept).toEqual([]);
     const gate = createEscrowCoverGate();
-    const verifier = createVerifier({
-      store: c.store,
-      rpc: h.rpc,
-      profile: c.profile,
-      log,
-      options: quickVerifierOptions,
-      escrowCover: { vault: localnetProfile.escrowVault!, gate },
-    });
+    const verifier = coverVerifier(c, { vault: escrowVault, gate });
     expect((await verifier.runUntilSettled({}, { timeoutMs: 1_500 })).status).toBe("timed_out");
     expect((await readJob(c.store, plan.jobId))?.verdict).toBe("awaiting_finality");
     // Not judged yet, its vault is pinned all the same: the ledger reads pinned vaults only.

@@ -72,6 +72,47 @@ function streamWholeLock(url: string, fault: string | null) {
   });
 }
 
+/**
+ * `serve` on a new database asking the jobs API with key `apiKeyIndex`, its ledger and escrow
+ * scan every 3 s (their own pace, not the tests' 50 ms) and its verifier every 50 ms, with a
+ * read token's headers.
+ */
+async function slowLedgerServe(dbName: string, apiKeyIndex: number) {
+  const db = join(dir, dbName);
+  const config = serveConfig(db, apiKeyIndex, { LEDGER_POLL_MS: "3000", VERIFY_POLL_MS: "50" });
+  const service = await startService(config, quiet);
+  const token = (await createToken(service.store, { role: "read", name: "finance" })).token;
+  return { service, auth: { headers: { authorization: `Bearer ${token}` } } };
+}
+
+/** A verdict a job keeps: not one the verifier still works on. */
+const final = (v: string | undefined) =>
+  v !== undefined && !["pending", "awaiting_finality", "error"].includes(v);
+
+/**
+ * Every verdict each job showed on `/audit`, in order, read as often as a backend polling it
+ * would (every 25 ms, about 30 s at most) until `done` says of the last ones read.
+ */
+async function verdictsSeen(
+  url: string,
+  auth: RequestInit,
+  jobIds: readonly string[],
+  done: (last: Map<string, string | undefined>) => boolean,
+): Promise<Map<string, string[]>> {
+  const seen = new Map(jobIds.map((id) => [id, [] as string[]]));
+  const last = () => new Map([...seen].map(([id, verdicts]) => [id, verdicts.at(-1)]));
+  for (let i = 0; i < 800 && !done(last()); i++) {
+    for (const [jobId, verdicts] of seen) {
+      const answer = await fetch(`${url}/audit/${jobId}`, auth);
+      if (answer.status !== 200) continue;
+      const { verdict } = (await answer.json()) as { verdict: string };
+      if (verdicts.at(-1) !== verdict) verdicts.push(verdict);
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  return seen;
+}
+
 let dir: string;
 beforeAll(async () => {
   world = await startLocalWorld({ slotMs: 10, finalitySlots: 3 });
@@ -169,14 +210,8 @@ describe("the ledger in serve and in the CLI", () => {
     // The scan every 3 s (its normal pace), the verifier every 50 ms: judged on the
     // transactions the job names, the job was `verified` until the next scan found the second
     // payout. A backend reading /audit meanwhile was told a falsehood.
-    const db = join(dir, "escrow-cover.db");
-    const service = await startService(
-      serveConfig(db, 3, { LEDGER_POLL_MS: "3000", VERIFY_POLL_MS: "50" }),
-      quiet,
-    );
+    const { service, auth } = await slowLedgerServe("escrow-cover.db", 3);
     try {
-      const token = (await createToken(service.store, { role: "read", name: "finance" })).token;
-      const auth = { headers: { authorization: `Bearer ${token}` } };
       const stream = async (fault: string | null) => {
         const res = await streamWholeLock(service.url, fault);
         expect(res.status).toBe(200);
@@ -186,22 +221,12 @@ describe("the ledger in serve and in the CLI", () => {
       const twice = await stream("double-settle");
       const honest = await stream(null);
       // Every verdict each job showed, read as often as a backend polling it would.
-      const seen = new Map<string, string[]>([
-        [twice, []],
-        [honest, []],
-      ]);
-      const final = (v: string | undefined) =>
-        v !== undefined && !["pending", "awaiting_finality", "error"].includes(v);
-      for (let i = 0; i < 600; i++) {
-        for (const [jobId, verdicts] of seen) {
-          const answer = await fetch(`${service.url}/audit/${jobId}`, auth);
-          if (answer.status !== 200) continue;
-          const { verdict } = (await answer.json()) as { verdict: string };
-          if (verdicts.at(-1) !== verdict) verdicts.push(verdict);
-        }
-        if (seen.get(twice)!.at(-1) === "discrepancy" && final(seen.get(honest)!.at(-1))) break;
-        await new Promise((r) => setTimeout(r, 25));
-      }
+      const seen = await verdictsSeen(
+        service.url,
+        auth,
+        [twice, honest],
+        (last) => last.get(twice) === "discrepancy" && final(last.get(honest)),
+      );
       expect(seen.get(twice)!.filter(final)).toEqual(["discrepancy"]);
       // An honest one is let through once the scan has read past it (partially verified here:
       // key 3's vault is not tied to the customer).
@@ -215,14 +240,8 @@ describe("the ledger in serve and in the CLI", () => {
     // The ledger every 3 s, the verifier every 50 ms: judged before the ledger had read the
     // vault past the response, the job was clean until the next round found the header off.
     // The key's first job: its vault is learned by that very verdict.
-    const db = join(dir, "credits-cover.db");
-    const service = await startService(
-      serveConfig(db, 2, { LEDGER_POLL_MS: "3000", VERIFY_POLL_MS: "50" }),
-      quiet,
-    );
+    const { service, auth } = await slowLedgerServe("credits-cover.db", 2);
     try {
-      const token = (await createToken(service.store, { role: "read", name: "finance" })).token;
-      const auth = { headers: { authorization: `Bearer ${token}` } };
       const complete = async (stream: boolean, fault: string | null) => {
         const res = await fetch(`${service.url}/v1/chat/completions`, {
           method: "POST",
@@ -246,21 +265,12 @@ describe("the ledger in serve and in the CLI", () => {
         await complete(true, "credits-header-off"),
       ];
       const honest = await complete(false, null);
-      const seen = new Map<string, string[]>([...off, honest].map((id) => [id, []]));
-      const final = (v: string | undefined) =>
-        v !== undefined && !["pending", "awaiting_finality", "error"].includes(v);
-      const done = () =>
-        off.every((id) => seen.get(id)!.at(-1) === "discrepancy") &&
-        final(seen.get(honest)!.at(-1));
-      for (let i = 0; i < 800 && !done(); i++) {
-        for (const [jobId, verdicts] of seen) {
-          const answer = await fetch(`${service.url}/audit/${jobId}`, auth);
-          if (answer.status !== 200) continue;
-          const { verdict } = (await answer.json()) as { verdict: string };
-          if (verdicts.at(-1) !== verdict) verdicts.push(verdict);
-        }
-        await new Promise((r) => setTimeout(r, 25));
-      }
+      const seen = await verdictsSeen(
+        service.url,
+        auth,
+        [...off, honest],
+        (last) => off.every((id) => last.get(id) === "discrepancy") && final(last.get(honest)),
+      );
       for (const id of off) expect(seen.get(id)!.filter(final)).toEqual(["discrepancy"]);
       expect(seen.get(honest)!.filter(final)).toHaveLength(1);
       expect(["verified", "partially_verified"]).toContain(seen.get(honest)!.filter(final)[0]);
