@@ -40,6 +40,10 @@ beforeAll(async () => {
     JOBS_API_WAIT_MS,
     // The local world's RPC, not a public endpoint: see verifyRun.
     RPC_RATE_LIMIT: "1000",
+    // The verify runs beside wait for the serves' escrow scan and ledger to read past each job
+    // (src/verify/escrow-cover.ts): at the default 10 s, under a loaded runner, a run's last
+    // jobs waited past its 60 s.
+    LEDGER_POLL_MS: "1000",
   };
   // All three start, and migrate, at once on an empty database: the migration lock lets one
   // apply the migrations and the others find nothing to do.
