@@ -82,6 +82,16 @@ export interface EscrowCoverWait {
   vault?: string;
 }
 
+/** What a held verdict waits for, in words (the verifier's debug line, `/audit`'s detail). */
+export function waitMessage(wait: EscrowCoverWait): string {
+  if (wait.vault !== undefined) {
+    return "verdict waits for the ledger to read the credit vault past the job's response";
+  }
+  return wait.pending
+    ? "verdict waits for the escrow scan to judge the job's entries it holds pending"
+    : "verdict waits for the escrow scan to read past the job's transactions";
+}
+
 /**
  * Whether the job's clean verdict waits for the scan; null when the scan has covered it, it has
  * no transaction yet, or it waited `ESCROW_COVER_WAIT_MS`.

@@ -36,7 +36,7 @@ import {
   type WaitingJob,
 } from "./decide.js";
 import { createEndpointSlotBook } from "./endpoint-slots.js";
-import { coverViewOf, type EscrowCoverConfig, gateOf } from "./escrow-cover.js";
+import { coverViewOf, type EscrowCoverConfig, gateOf, waitMessage } from "./escrow-cover.js";
 import { MOVEMENT_KINDS, readLock } from "./money-movements.js";
 import type { Profile } from "./profiles.js";
 import { createSlotClock } from "./slot-clock.js";
@@ -970,11 +970,11 @@ export function createRound(deps: RoundDeps): Round {
         if (rest.length > 0) decisions.push(...(await judge(rest)));
         await write(decisions, runId);
         watchDecided(decisions, rows, timing.now);
-        gateOf(deps.escrowCover)?.waiting(
-          decisions.flatMap((d) =>
-            d.escrowWait ? [{ jobId: d.job.jobId, wait: d.escrowWait }] : [],
-          ),
+        const held = decisions.flatMap((d) =>
+          d.escrowWait ? [{ jobId: d.job.jobId, wait: d.escrowWait }] : [],
         );
+        gateOf(deps.escrowCover)?.waiting(held);
+        for (const { jobId, wait } of held) deps.log.debug({ jobId, ...wait }, waitMessage(wait));
         await yieldToEventLoop();
       }
     } catch (error) {
