@@ -91,9 +91,18 @@ async function traffic(n: number, urls: string[]) {
   );
 }
 
+/**
+ * A run's `--timeout`. Its verdicts wait for the serves' ledger to read each job's credit vault
+ * past the response (src/verify/escrow-cover.ts), and each serve reads it in a thread at nice 10
+ * (src/background-thread.ts): on CI's 2 cores, four test files at once, a round took 20 to 30 s,
+ * and 20 to 26 of a run's ~50 jobs were still waiting at 60 s (their debug lines: "verdict waits
+ * for the ledger to read the credit vault past the job's response"). Alone, the run took 4.4 s; beside three busy loops and three long files, 93 s.
+ */
+const VERIFY_TIMEOUT = "180s";
+
 function verifyRun() {
   // Debug: the run's own "job verdict" lines go to stderr, to be counted with the serves'.
-  return startCli(["verify", "--since", "1h", "--timeout", "60s", "--db", database.url], {
+  return startCli(["verify", "--since", "1h", "--timeout", VERIFY_TIMEOUT, "--db", database.url], {
     SOLANA_RPC_URLS: world.rpcUrl,
     AUDIT_PROFILE: "localnet",
     JOBS_API_WAIT_MS,
@@ -173,20 +182,76 @@ function linesNaming(verify: CliProcess[], jobIds: readonly unknown[]) {
   );
 }
 
+/**
+ * Once a second while `run` runs: the chain's slot, where the serves' escrow scan and ledger
+ * stand, and how many jobs wait. A run that times out says which of them fell behind.
+ */
+function watch(run: CliProcess): { samples: unknown[] } {
+  const samples: unknown[] = [];
+  const started = Date.now();
+  const timer = setInterval(() => {
+    const slot = world.currentSlot();
+    void store.pool
+      .query(
+        `SELECT (SELECT covered_slot FROM escrow_scans LIMIT 1) AS covered,
+                (SELECT max(updated_at) FROM escrow_scans) AS scanned_at,
+                (SELECT min(updated_at) FROM ledger_cursors) AS ledger_at,
+                (SELECT count(*) FROM jobs WHERE verdict = 'awaiting_finality') AS waiting`,
+      )
+      .then(
+        ({ rows: [row] }) => {
+          const t = Date.now();
+          samples.push({
+            s: Math.round((t - started) / 1000),
+            slot,
+            covered: row?.covered,
+            scanAgoMs: t - Number(row?.scanned_at),
+            ledgerAgoMs: t - Number(row?.ledger_at),
+            waiting: row?.waiting,
+          });
+        },
+        () => {},
+      );
+  }, 1000);
+  void run.exited.finally(() => clearInterval(timer));
+  return { samples };
+}
+
 /** What a failed verify run saw: the jobs not verified, their failing checks, its last lines. */
-async function diagnosis(run: CliProcess): Promise<string> {
+async function diagnosis(run: CliProcess, watched?: { samples: unknown[] }): Promise<string> {
   const open = await store.pool.query(
     "SELECT job_id, verdict, capture_state, stream, http_status, source FROM jobs WHERE verdict NOT IN ('verified', 'partially_verified')",
   );
   const failing = await store.pool.query(
     "SELECT job_id, name, reason FROM check_results WHERE outcome = 'fail' LIMIT 20",
   );
+  // Where the serves' escrow scan and ledger stand against the chain: the run's verdicts wait
+  // for both to read past each job (src/verify/escrow-cover.ts).
+  const scans = await store.pool.query(
+    "SELECT covered_slot, sync_covered_slot, updated_at FROM escrow_scans",
+  );
+  const cursors = await store.pool.query(
+    "SELECT vault, newest_slot, final_through, updated_at, last_error FROM ledger_cursors",
+  );
+  const chain = { now: Date.now(), slot: world.currentSlot() };
   const tail = run
     .stderr()
     .split("\n")
     .filter((l) => !l.includes('"level":20'))
     .slice(-20);
-  return JSON.stringify({ open: open.rows, failing: failing.rows, tail }, null, 1);
+  return JSON.stringify(
+    {
+      open: open.rows,
+      failing: failing.rows,
+      scans: scans.rows,
+      cursors: cursors.rows,
+      chain,
+      samples: watched?.samples,
+      tail,
+    },
+    null,
+    1,
+  );
 }
 
 describe("three serve processes on one PostgreSQL", () => {
@@ -260,15 +325,17 @@ describe("three serve processes on one PostgreSQL", () => {
     // The nightly run beside the two left, under more traffic: it takes the dead serve's jobs
     // (known dead: its pid is gone from this host).
     const verify = verifyRun();
+    const watched = watch(verify);
     await traffic(15, urls.slice(0, 2));
     // Exit 0 when every job verified, 1 when some did not: a stream the killed serve was still
     // sending when it died has no complete receipt (checked below: only such jobs may fail).
     const code = await verify.exited;
-    expect([0, 1], await diagnosis(verify)).toContain(code);
+    expect([0, 1], await diagnosis(verify, watched)).toContain(code);
     // A second run picks up whatever arrived after the first had looked.
     const second = verifyRun();
+    const watchedSecond = watch(second);
     const secondCode = await second.exited;
-    expect([0, 1], await diagnosis(second)).toContain(secondCode);
+    expect([0, 1], await diagnosis(second, watchedSecond)).toContain(secondCode);
 
     const rows = await store.pool.query<{ job_id: string; verdict: string }>(
       "SELECT job_id, verdict FROM jobs",
@@ -304,7 +371,7 @@ describe("three serve processes on one PostgreSQL", () => {
     expect([...counts.keys()].filter((id) => !recorded.has(id))).toEqual([]);
     expect(counts.size).toBeGreaterThan(recorded.size / 2);
     for (const s of serves) expect(JSON.stringify(s.logs)).not.toMatch(/"level":50/);
-  }, 240_000);
+  }, 480_000);
 
   it("answers reports and audit lookups from any serve while they write", async () => {
     const [a, b] = serves.map((s) => s.url) as [string, string];
