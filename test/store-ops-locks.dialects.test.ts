@@ -124,7 +124,7 @@ describe.each(dialects)("%s", (dialect) => {
     });
   });
 
-  it("tells what a window's open jobs wait on: RPC trouble, the backfill, the jobs API, finality", async () => {
+  it("tells what a window's open jobs wait on: RPC trouble, the backfill, the jobs API, the escrow scan, finality", async () => {
     const store = await stores.open();
     const ops = createOpsStore(store);
     const t0 = Date.UTC(2026, 10, 20);
@@ -167,7 +167,29 @@ describe.each(dialects)("%s", (dialect) => {
         verdict: "awaiting_finality",
         source: "ingest",
       }),
+      // Both transactions final and read, still held: the verifier waits for the escrow scan or
+      // the ledger to read past it, not for the chain (src/verify/escrow-cover.ts).
+      jobRow({
+        jobId: "covered",
+        createdAt: t0 + 9,
+        verdict: "awaiting_finality",
+        source: "ingest",
+      }),
+      // Final, one of them not read yet: its transaction, not the scan.
+      jobRow({
+        jobId: "unread",
+        createdAt: t0 + 10,
+        verdict: "awaiting_finality",
+        source: "ingest",
+      }),
     ]);
+    const final = (signature: string, fetched: boolean) => ({
+      signature,
+      state: "finalized" as const,
+      commitment: "finalized" as const,
+      firstSeenAt: t0 + 9,
+      ...(fetched ? { fetchedAt: t0 + 11 } : {}),
+    });
     const seen = (signature: string, state: "unknown" | "landed") => ({
       signature,
       state,
@@ -179,6 +201,10 @@ describe.each(dialects)("%s", (dialect) => {
       seen(signatureOf("unseen:settle"), "unknown"),
       seen(signatureOf("landed:escrow"), "landed"),
       seen(signatureOf("landed:settle"), "landed"),
+      final(signatureOf("covered:escrow"), true),
+      final(signatureOf("covered:settle"), true),
+      final(signatureOf("unread:escrow"), true),
+      final(signatureOf("unread:settle"), false),
     ]);
     const groups = await ops.openJobGroups(...window);
     expect(countOpenJobWaits(groups, { waitsForJobsApi: true })).toEqual({
@@ -190,7 +216,8 @@ describe.each(dialects)("%s", (dialect) => {
       // Pending and asking nothing of the jobs API: not judged, no wait for finality.
       unjudged: 1,
       landing: 1,
-      finality: 2,
+      read_past: 1,
+      finality: 3,
     });
     // `verify` alone never holds a job for the jobs API: those wait for their judgement.
     expect(countOpenJobWaits(groups, { waitsForJobsApi: false })).toEqual({
@@ -201,7 +228,8 @@ describe.each(dialects)("%s", (dialect) => {
       jobs_api: 0,
       unjudged: 2,
       landing: 1,
-      finality: 3,
+      read_past: 1,
+      finality: 4,
     });
   });
 

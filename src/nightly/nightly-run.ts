@@ -1034,6 +1034,11 @@ function describeWaits(
         : `not judged yet (the verifier's last round could not use the database: ${printable(databaseTrouble)})`,
     landing:
       "waiting for a transaction the RPC has not seen yet to land (dropped once its blockhash expired)",
+    // Beside a `serve` whose scan runs (or in serve's own schedule), a clean verdict waits for
+    // the scan and the ledger to read past the job: "waiting for their transactions to be
+    // final" sent on-call to the RPC while it was the ledger that lagged.
+    read_past:
+      "final on chain, waiting for the escrow scan or the credit vaults' ledger to read past them",
     finality: "waiting for their transactions to be final",
   };
   const parts = (Object.keys(words) as OpenJobWait[])

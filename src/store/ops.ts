@@ -19,6 +19,7 @@ import {
   namesUnseenTransaction,
   type OpenJobGroup,
   recordedLate,
+  transactionsFinalAndRead,
   verdictRefusedOnHeldRow,
   waitingOnRpc,
 } from "./queue-rules.js";
@@ -252,11 +253,12 @@ function createSqliteOpsStore(store: SqliteStore): OpsStore {
       answered: sql<unknown>`(${jobs.apiCheckedAt} IS NOT NULL AND (${jobs.apiSettlementTx} IS NOT NULL
         OR lower(trim(${jobs.apiStatus}, ${statusSpaces})) IN ('refunded', 'failed')))`,
       unseen: namesUnseenTransaction(jobs),
+      finalAndRead: transactionsFinalAndRead(jobs),
       n: count(),
     })
     .from(jobs)
     .where(and(verdictIsOpen(jobs.verdict), countedInWindow(jobs, from, to)))
-    .groupBy(sql`1`, sql`2`, sql`3`, sql`4`, sql`5`, sql`6`)
+    .groupBy(sql`1`, sql`2`, sql`3`, sql`4`, sql`5`, sql`6`, sql`7`)
     .prepare();
 
   const late = db
@@ -344,6 +346,7 @@ function createSqliteOpsStore(store: SqliteStore): OpsStore {
         noSettlement: Boolean(row.noSettlement),
         answered: Boolean(row.answered),
         unseen: Boolean(row.unseen),
+        finalAndRead: Boolean(row.finalAndRead),
         // SQLite locks the whole file, never a row: no job waits on one, and no verdict write
         // is refused for one (a busy file fails the round, retried, parking no job).
         held: false,

@@ -328,6 +328,7 @@ export type OpenJobWait =
   | "jobs_api"
   | "unjudged"
   | "landing"
+  | "read_past"
   | "finality";
 
 /**
@@ -338,6 +339,16 @@ export type OpenJobWait =
 export const namesUnseenTransaction = (t: { escrowTx: Column; settlementTx: Column }) =>
   sql<unknown>`EXISTS (SELECT 1 FROM chain_transactions c
     WHERE c.signature IN (${t.escrowTx}, ${t.settlementTx}) AND c.state = 'unknown')`;
+
+/**
+ * The receipt's escrow and settlement are both final and read (`chain_transactions` finalized,
+ * fetched): a job still `awaiting_finality` then waits for no transaction, but for the escrow
+ * scan or the credit vaults' ledger to read past it (src/verify/escrow-cover.ts).
+ */
+export const transactionsFinalAndRead = (t: { escrowTx: Column; settlementTx: Column }) =>
+  sql<unknown>`(${t.escrowTx} IS NOT NULL AND ${t.settlementTx} IS NOT NULL
+    AND (SELECT count(*) FROM chain_transactions c WHERE c.signature IN (${t.escrowTx}, ${t.settlementTx})
+      AND c.state = 'finalized' AND c.fetched_at IS NOT NULL) = 2)`;
 
 /**
  * The start of the last error of a job whose verdict write failed on its own too, parked as
@@ -380,6 +391,8 @@ export interface OpenJobGroup {
   answered: boolean;
   /** The escrow or settlement signature has not been seen on chain yet (`namesUnseenTransaction`). */
   unseen: boolean;
+  /** Its escrow and settlement are final and read (`transactionsFinalAndRead`). */
+  finalAndRead: boolean;
   /** Another database session holds the job's row locked as it is read (PostgreSQL only). */
   held: boolean;
   /**
@@ -395,8 +408,8 @@ export interface OpenJobGroup {
  * another database session holds locked (no claim takes it, no verdict write waits for it), a
  * verdict write refused on a row held so (parked as `error`, though no RPC was in trouble), RPC
  * trouble, the settlement backfill's search, the jobs API's answer (a proxied or backfilled
- * job waits for it), a judgement not yet made, a signature not seen on chain yet, else the
- * chain's finality.
+ * job waits for it), a judgement not yet made, a signature not seen on chain yet, the escrow
+ * scan or the ledger to read past transactions all final, else the chain's finality.
  */
 export function openJobWait(
   group: Omit<OpenJobGroup, "n">,
@@ -412,6 +425,8 @@ export function openJobWait(
   // is no wait for finality (a slow or failing RPC, or a run too short for its jobs).
   if (group.verdict === "pending") return "unjudged";
   if (group.unseen) return "landing";
+  // Held with every transaction final: for the escrow scan or the ledger, not the chain.
+  if (group.verdict === "awaiting_finality" && group.finalAndRead) return "read_past";
   return "finality";
 }
 
@@ -431,6 +446,7 @@ export function countOpenJobWaits(
     jobs_api: 0,
     unjudged: 0,
     landing: 0,
+    read_past: 0,
     finality: 0,
   };
   for (const group of groups) counts[openJobWait(group, verifier)] += group.n;

@@ -10,6 +10,7 @@ import {
   datedNotCounted,
   namesUnseenTransaction,
   recordedLate,
+  transactionsFinalAndRead,
   verdictRefusedOnHeldRow,
   waitingOnRpc,
 } from "../queue-rules.js";
@@ -98,6 +99,7 @@ export function createPgOpsStore(store: PgStore): OpsStore {
       answered: sql<unknown>`(${jobs.apiCheckedAt} IS NOT NULL AND (${jobs.apiSettlementTx} IS NOT NULL
         OR lower(btrim(${jobs.apiStatus}, ${statusSpaces})) IN ('refunded', 'failed')))`,
       unseen: namesUnseenTransaction(jobs),
+      finalAndRead: transactionsFinalAndRead(jobs),
       held: rowHeldElsewhere,
       refusedOnHeldRow: verdictRefusedOnHeldRow(jobs),
       refusal: sql<
@@ -107,7 +109,7 @@ export function createPgOpsStore(store: PgStore): OpsStore {
     })
     .from(jobs)
     .where(and(verdictIsOpen(jobs.verdict), countedInWindow(jobs, from, to)))
-    .groupBy(sql`1`, sql`2`, sql`3`, sql`4`, sql`5`, sql`6`, sql`7`, sql`8`)
+    .groupBy(sql`1`, sql`2`, sql`3`, sql`4`, sql`5`, sql`6`, sql`7`, sql`8`, sql`9`)
     .prepare("ops_open_job_groups");
 
   const late = db
@@ -243,6 +245,7 @@ export function createPgOpsStore(store: PgStore): OpsStore {
         noSettlement: Boolean(row.noSettlement),
         answered: Boolean(row.answered),
         unseen: Boolean(row.unseen),
+        finalAndRead: Boolean(row.finalAndRead),
         held: Boolean(row.held),
         n: Number(row.n),
       }));
