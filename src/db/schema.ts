@@ -189,6 +189,13 @@ export const jobs = sqliteTable(
      * did not read as a JSON object).
      */
     predictionSent: integer("prediction_sent", { mode: "boolean" }),
+    /**
+     * The HTTP method of the request the proxy forwarded (`POST` for a completion). A job's
+     * answer to a request of any other method (a free `GET /v1/models`) asked for nothing to
+     * run: any money it moved fails `escrow.within_ceiling` and `charge.matches_price`. Null
+     * when not known (a receipt the proxy did not record, or one recorded before it was kept).
+     */
+    requestMethod: text("request_method"),
     httpStatus: integer("http_status"),
     latencyMs: integer("latency_ms"),
     ttfbMs: integer("ttfb_ms"),

@@ -1010,6 +1010,8 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
               : null,
           // Rejected prediction tokens in its usage are made up when the request sent none.
           predictionSent: facts.prediction,
+          // A job is a POST: one answering a GET (a free `/v1/models`) asked for nothing to run.
+          requestMethod: req.method ?? null,
           httpStatus: status,
           latencyMs: null,
           ttfbMs: null,

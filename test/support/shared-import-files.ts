@@ -230,6 +230,7 @@ export const sharedImportFiles: readonly string[] = [
   "test/verify-fetch-wrapper-answer-bound.test.ts",
   "test/verify-profile-changed.dialects.test.ts",
   "test/verify-profiles.test.ts",
+  "test/verify-request-method.test.ts",
   "test/verify-review.test.ts",
   "test/verify-rpc-faults.test.ts",
   "test/verify-slot-clock.test.ts",

@@ -108,6 +108,8 @@ export const jobs = pgTable(
     stream: boolean("stream"),
     usageAsked: boolean("usage_asked"),
     predictionSent: boolean("prediction_sent"),
+    /** The HTTP method of the request the proxy forwarded (see the SQLite schema). */
+    requestMethod: text("request_method"),
     httpStatus: int("http_status"),
     latencyMs: int("latency_ms"),
     ttfbMs: int("ttfb_ms"),

@@ -6,6 +6,17 @@ import { specialTokenSlack, toolCallTokenSlack } from "./usage.js";
 /** What the job was charged for: the model asked for and its price for the usage. */
 
 /**
+ * The method of the request when it asked for no completion, else null. Decentral runs a job
+ * for a POST (`/v1/chat/completions`); the proxy records any answer naming a job, so an
+ * operator answering a free `GET /v1/models` with a job's headers and a lock would otherwise be
+ * bounded by nothing (no body: no model, no max_tokens).
+ */
+export function askedNoCompletion(job: Pick<ReceiptForChecks, "requestMethod">): string | null {
+  const method = job.requestMethod ?? null;
+  return method !== null && method.toUpperCase() !== "POST" ? method : null;
+}
+
+/**
  * `charge.matches_price`: the charge against the requested model's price. Usage above the
  * request's `max_tokens` (each of its `n` choices up to it), or a charge above the price at
  * `max_tokens` (the default when the request set none), fails whatever else is known; usage or
@@ -14,6 +25,22 @@ import { specialTokenSlack, toolCallTokenSlack } from "./usage.js";
 export function priceChecks(input: CheckInput, charge: bigint, list: CheckList): void {
   const { job, profile } = input;
   const name = "charge.matches_price";
+  const method = askedNoCompletion(job);
+  if (method !== null) {
+    const expected = { chargeAtMost: "0", requestMethod: method };
+    const actual = { charge: charge.toString() };
+    list.add(
+      charge === 0n
+        ? pass(name, expected, actual)
+        : fail(
+            name,
+            `the request was a ${method}, which asks for no completion: nothing may be charged for it`,
+            expected,
+            actual,
+          ),
+    );
+    return;
+  }
   if (job.model === null) {
     list.gap(name, "model_unknown", "the receipt does not name the model asked for");
     return;

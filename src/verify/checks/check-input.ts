@@ -61,6 +61,8 @@ export interface ReceiptForChecks {
   usageAsked?: boolean | null;
   /** Whether the request the proxy read sent a `prediction` (`jobs.prediction_sent`). */
   predictionSent?: boolean | null;
+  /** The method of the request the proxy forwarded (`jobs.request_method`); null when unknown. */
+  requestMethod?: string | null;
   /** How the proxy's capture ended (`jobs.capture_state`): `aborted` read no whole answer. */
   captureState?: "open" | "complete" | "aborted";
 }

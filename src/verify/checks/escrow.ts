@@ -7,6 +7,7 @@ import {
   readLock,
 } from "../money-movements.js";
 import { priceUnits } from "../profiles.js";
+import { askedNoCompletion } from "./charge.js";
 import type { CheckInput, CheckResult, Evaluation, ReceiptForChecks } from "./check-input.js";
 import { type CheckList, fail, pass, skip } from "./check-list.js";
 import { type RoleTx, roleChecks } from "./transaction.js";
@@ -584,6 +585,19 @@ export function lockWithinCeiling(
   const { job, profile } = input;
   const name = "escrow.within_ceiling";
   if (lock === null) return skip(name, escrowSkip);
+  const method = askedNoCompletion(job);
+  if (method !== null) {
+    const expected = { lockAtMost: "0", requestMethod: method };
+    const actual = { lock: lock.reading.lock.toString() };
+    return lock.reading.lock === 0n
+      ? pass(name, expected, actual)
+      : fail(
+          name,
+          `the request was a ${method}, which asks for no completion: a job answering it may lock nothing`,
+          expected,
+          actual,
+        );
+  }
   if (job.model === null) return skip(name, "the receipt does not name the model asked for");
   const ceiling = lockCeilingTokens(job, profile.defaultMaxTokens);
   if (ceiling === null) {
