@@ -124,6 +124,29 @@ describe("createRecordingFetch", () => {
     });
   });
 
+  it("sends the request's method: a GET answered with a job asked for no completion", async () => {
+    const { store, audit, token } = await auditApp();
+    const recordingFetch = createRecordingFetch({ ingestUrl: `${audit.url}/jobs`, token });
+    const client = new OpenAI({
+      apiKey: "dcntrl_live_x",
+      baseURL: `${await upstream()}/v1`,
+      fetch: recordingFetch,
+    });
+    // The SDK's free `models.list()` (a GET), answered with a job's headers; then a completion.
+    await client.models.list().withResponse();
+    await client.chat.completions.create({ model: "qwen3-8b", messages: [] });
+    // A bare fetch with no method is a GET too.
+    await (await recordingFetch(`${await upstream()}/v1/models`)).arrayBuffer();
+    await recordingFetch.flush();
+    const methods = store.db
+      .select({ method: jobs.requestMethod, model: jobs.model })
+      .from(jobs)
+      .all()
+      .map((r) => `${r.method} ${r.model}`)
+      .sort();
+    expect(methods).toEqual(["GET null", "GET null", "POST qwen3-8b"]);
+  });
+
   it("cuts the caller's key out of a model the answer echoes it in", async () => {
     const { store, audit, token } = await auditApp();
     const recordingFetch = createRecordingFetch({

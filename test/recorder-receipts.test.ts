@@ -213,6 +213,23 @@ describe("parseReceiptInput", () => {
     });
   });
 
+  it("reads the request's method upper-cased, in a plain receipt and in `_decentral`, and refuses one that is none", () => {
+    expect(parseReceiptInput(wireReceipt({ request_method: "get" }))).toMatchObject({
+      ok: true,
+      receipt: { requestMethod: "GET" },
+    });
+    expect(parseReceiptInput(wireReceipt({}))).toMatchObject({
+      ok: true,
+      receipt: { requestMethod: null },
+    });
+    for (const bad of ["GET /v1/models", "", 1, "P0ST"]) {
+      expect(parseReceiptInput(wireReceipt({ request_method: bad })), String(bad)).toMatchObject({
+        ok: false,
+        field: "request_method",
+      });
+    }
+  });
+
   it("keeps every signature an operator's settlement value names, junk or empty parts beside them", () => {
     // Three header lines, the last junk or empty: the second settlement must not be lost.
     const [s1, s2] = [signature(), signature()];

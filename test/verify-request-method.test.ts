@@ -110,6 +110,24 @@ describe("a job answering a request that asked for no completion", () => {
     });
   }
 
+  it("fails it as ingested too, its receipt naming the method (the fetch wrapper's send it)", async () => {
+    const c = await h.scenario(quickWindowProfile);
+    await c.pinKey(1);
+    const plan = h.op.plan({ keyIndex: 1 });
+    const txs = h.op.honestJob(plan);
+    c.record(plan, txs, { model: null, requestMethod: "GET", maxTokens: null });
+    c.honestJobsApi(plan, txs);
+    await c.verify();
+    expect(await c.outcome(plan.jobId)).toMatchObject(
+      discrepancyIncluding("escrow.within_ceiling", "charge.matches_price"),
+    );
+    expect(await c.check(plan.jobId, "charge.matches_price")).toMatchObject({
+      outcome: "fail",
+      expected: { chargeAtMost: "0", requestMethod: "GET" },
+      actual: { charge: plan.charge.toString() },
+    });
+  });
+
   it("keeps a completion's POST, judged by its model and usage as before", async () => {
     const c = await h.scenario(quickWindowProfile);
     await c.pinKey(1);

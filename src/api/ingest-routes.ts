@@ -97,6 +97,14 @@ const ReceiptSchema = z
       description:
         "whether the request sent a `prediction`: usage naming rejected prediction tokens for one that sent none fails usage.consistent; a plain receipt's only",
     }),
+    request_method: z
+      .string()
+      .regex(/^[A-Za-z]{1,16}$/)
+      .optional()
+      .openapi({
+        description:
+          "the HTTP method of the request the answer came to (the fetch wrapper sends it): a job is a POST, and money moved for any other method (a free GET /v1/models) fails escrow.within_ceiling and charge.matches_price",
+      }),
     created_at: z
       .union([z.string(), z.number()])
       .optional()

@@ -247,6 +247,18 @@ function credentialsOfCall(input: Parameters<typeof fetch>[0], init: RequestInit
   return credentialsOf((name) => headers?.get(name) ?? undefined);
 }
 
+/**
+ * The request's method as fetch sends it (`init`'s, else the `Request`'s, else GET), or null for
+ * one the ingest API would refuse (not letters alone): the receipt goes without it.
+ */
+function methodOf(
+  input: Parameters<typeof fetch>[0],
+  init: RequestInit | undefined,
+): string | null {
+  const method = init?.method ?? (input instanceof Request ? input.method : "GET");
+  return /^[A-Za-z]{1,16}$/.test(method) ? method.toUpperCase() : null;
+}
+
 /** The caller's key's fingerprint (never the key): it ties the job to the key's vault. */
 function fingerprintOf(input: Parameters<typeof fetch>[0], init: RequestInit | undefined) {
   const fromInit = init?.headers ? new Headers(init.headers).get("authorization") : null;
@@ -673,6 +685,9 @@ export function createRecordingFetch(given: RecordingFetchOptions): RecordingFet
     };
     const fingerprint = fingerprintOf(input, init);
     if (fingerprint) receipt.key_fingerprint = fingerprint;
+    // A job is a POST: one answering a GET (a free `models.list()`) asked for nothing to run.
+    const method = methodOf(input, init);
+    if (method !== null) receipt.request_method = method;
     if (options.tags) receipt.tags = options.tags;
     return receipt;
   }

@@ -86,6 +86,11 @@ export interface WireReceipt {
    * rejected prediction tokens, which named would lift the answer's bound for nothing.
    */
   prediction_sent?: boolean;
+  /**
+   * The HTTP method of the request the answer came to (`POST` for a completion): money moved for
+   * any other asked for nothing to run (`escrow.within_ceiling`, `charge.matches_price`).
+   */
+  request_method?: string;
   /** ISO 8601 date-time or epoch seconds. */
   created_at?: string | number;
   tags?: Record<string, string>;
@@ -141,6 +146,7 @@ export function wireReceiptOf(receipt: Receipt): WireReceipt {
     ...known("answer_bytes", receipt.answerBytes),
     ...known("answer_tool_calls", receipt.answerToolCalls),
     ...known("prediction_sent", receipt.predictionSent),
+    ...known("request_method", receipt.requestMethod),
     ...known(
       "created_at",
       receipt.createdAt == null ? null : new Date(receipt.createdAt).toISOString(),
@@ -173,6 +179,7 @@ const wireFieldSet: Record<keyof WireReceipt, true> = {
   answer_bytes: true,
   answer_tool_calls: true,
   prediction_sent: true,
+  request_method: true,
   created_at: true,
   tags: true,
   capture_state: true,
@@ -208,6 +215,7 @@ const callerFields = [
   "key_fingerprint",
   "credit_vault",
   "http_status",
+  "request_method",
 ] as const satisfies readonly (keyof WireReceipt)[];
 type CallerField = (typeof callerFields)[number];
 
@@ -665,6 +673,15 @@ function optionalHttpStatus(value: unknown, field: string): number | null {
   return value;
 }
 
+/** An HTTP method as a request line writes it: a token of letters, read upper-cased. */
+function optionalMethod(value: unknown, field: string): string | null {
+  if (value === undefined || value === null) return null;
+  if (typeof value !== "string" || !/^[A-Za-z]{1,16}$/.test(value)) {
+    throw new FieldError(field, "must be an HTTP method, such as POST");
+  }
+  return value.toUpperCase();
+}
+
 /** The most `answer_bytes` or `answer_tool_calls` a receipt names (the column's integer). */
 export const maxAnswerCount = 2 ** 31 - 1;
 
@@ -876,6 +893,7 @@ export function parseReceiptInput(input: unknown): ParsedReceipt {
       maxTokens: optionalMaxTokens(caller.max_tokens, `${prefix}max_tokens`),
       choices: optionalChoices(caller.n, `${prefix}n`),
       httpStatus: optionalHttpStatus(caller.http_status, `${prefix}http_status`),
+      requestMethod: optionalMethod(caller.request_method, `${prefix}request_method`),
       creditVault: optionalWorker(caller.credit_vault, `${prefix}credit_vault`),
       promptTokens: operatorTokens(u.prompt_tokens),
       completionTokens: operatorTokens(u.completion_tokens),
