@@ -139,12 +139,54 @@ describe("createRecordingFetch", () => {
     await (await recordingFetch(`${await upstream()}/v1/models`)).arrayBuffer();
     await recordingFetch.flush();
     const methods = store.db
-      .select({ method: jobs.requestMethod, model: jobs.model })
+      .select({ method: jobs.requestMethod, path: jobs.requestPath, model: jobs.model })
       .from(jobs)
       .all()
-      .map((r) => `${r.method} ${r.model}`)
+      .map((r) => `${r.method} ${r.path} ${r.model}`)
       .sort();
-    expect(methods).toEqual(["GET null", "GET null", "POST qwen3-8b"]);
+    expect(methods).toEqual([
+      "GET /v1/models null",
+      "GET /v1/models null",
+      "POST /v1/chat/completions qwen3-8b",
+    ]);
+  });
+
+  it("takes the method of another library's request object, and sends none it cannot tell", async () => {
+    const { store, audit, token } = await auditApp();
+    const base = await upstream();
+    // What node-fetch's `Request` is to the wrapper: no instance of the platform's `Request`.
+    const foreign = (method: string | undefined) => ({
+      url: `${base}/v1/chat/completions`,
+      ...(method === undefined ? {} : { method }),
+      headers: new Headers(),
+    });
+    const platformFetch = globalThis.fetch;
+    const recordingFetch = createRecordingFetch({
+      ingestUrl: `${audit.url}/jobs`,
+      token,
+      // Sends such an object as that library would (a POST when it names no method); the
+      // receipts' own delivery, given a URL, as the platform does.
+      fetch: ((input: string | URL | { url: string; method?: string }, init?: RequestInit) =>
+        typeof input === "string" || input instanceof URL
+          ? platformFetch(input, init)
+          : platformFetch(input.url, {
+              method: input.method ?? "POST",
+              body: "{}",
+            })) as typeof fetch,
+    });
+    for (const method of ["POST", undefined]) {
+      const response = await recordingFetch(foreign(method) as unknown as Request);
+      await response.arrayBuffer();
+    }
+    await recordingFetch.flush();
+    const rows = store.db
+      .select({ method: jobs.requestMethod, path: jobs.requestPath })
+      .from(jobs)
+      .all()
+      .map((r) => `${r.method} ${r.path}`)
+      .sort();
+    // An honest POST is never taken for a GET: one it cannot tell goes without a method.
+    expect(rows).toEqual(["POST /v1/chat/completions", "null /v1/chat/completions"]);
   });
 
   it("cuts the caller's key out of a model the answer echoes it in", async () => {

@@ -213,7 +213,7 @@ describe("parseReceiptInput", () => {
     });
   });
 
-  it("reads the request's method upper-cased, in a plain receipt and in `_decentral`, and refuses one that is none", () => {
+  it("reads the request's method upper-cased and its path, and refuses either when it is none", () => {
     expect(parseReceiptInput(wireReceipt({ request_method: "get" }))).toMatchObject({
       ok: true,
       receipt: { requestMethod: "GET" },
@@ -226,6 +226,16 @@ describe("parseReceiptInput", () => {
       expect(parseReceiptInput(wireReceipt({ request_method: bad })), String(bad)).toMatchObject({
         ok: false,
         field: "request_method",
+      });
+    }
+    expect(parseReceiptInput(wireReceipt({ request_path: "/v1/webhooks" }))).toMatchObject({
+      ok: true,
+      receipt: { requestPath: "/v1/webhooks" },
+    });
+    for (const bad of ["v1/models", "/v1/models?api_key=x", "/v1/a b", `/${"x".repeat(200)}`, 7]) {
+      expect(parseReceiptInput(wireReceipt({ request_path: bad })), String(bad)).toMatchObject({
+        ok: false,
+        field: "request_path",
       });
     }
   });

@@ -4,6 +4,7 @@ import type { Store } from "../src/db/client.js";
 import { localApiKey } from "../src/localnet/keys.js";
 import { createLogger } from "../src/log.js";
 import { createRecordingProxy } from "../src/recorder/proxy.js";
+import { recordReceipts } from "../src/recorder/receipts.js";
 import {
   discrepancyIncluding,
   quickWindowProfile,
@@ -18,8 +19,9 @@ import { readJob } from "./support/seed-recorder.js";
  * headers, locks half the customer's vault and settles it all to a worker and the treasury at
  * the right split. With no body there is no model and no max_tokens: nothing bounded the lock or
  * the charge, and the job was `partially_verified` (`model_unknown`), the nightly exit 0. The
- * request's method is kept (`jobs.request_method`): money moved for a request that asked for no
- * completion fails `escrow.within_ceiling` and `charge.matches_price`.
+ * request's method and path are kept (`jobs.request_method`, `jobs.request_path`): money moved
+ * for a request that asked for no completion (not a POST, or a POST to a free endpoint such as
+ * `/v1/webhooks`) fails `escrow.within_ceiling` and `charge.matches_price`.
  */
 
 const h = useAdversaryHarness();
@@ -65,8 +67,19 @@ async function throughProxy(
 }
 
 describe("a job answering a request that asked for no completion", () => {
-  for (const keyIndex of [1, null]) {
-    it(`fails a GET /v1/models charged half the customer's vault (${keyIndex === null ? "no API key" : "the customer's key"})`, async () => {
+  const cases = [
+    { method: "GET", path: "/v1/models", keyIndex: 1, body: undefined },
+    { method: "GET", path: "/v1/models", keyIndex: null, body: undefined },
+    // A POST to a free endpoint: a webhook's registration names no model either.
+    {
+      method: "POST",
+      path: "/v1/webhooks",
+      keyIndex: 1,
+      body: JSON.stringify({ url: "https://example.com/hook", events: ["job.settled"] }),
+    },
+  ];
+  for (const { method, path, keyIndex, body } of cases) {
+    it(`fails a ${method} ${path} charged half the customer's vault (${keyIndex === null ? "no API key" : "the customer's key"})`, async () => {
       const c = await h.scenario(quickWindowProfile);
       await c.pinKey(1);
       const plan = h.op.plan({ keyIndex: 1 });
@@ -79,7 +92,7 @@ describe("a job answering a request that asked for no completion", () => {
       ).signature;
       const status = await throughProxy(
         c.store,
-        { method: "GET", path: "/v1/models", keyIndex },
+        { method, path, keyIndex, ...(body === undefined ? {} : { body }) },
         {
           "x-decentral-job-id": plan.jobId,
           "x-decentral-tx-signature": escrowTx,
@@ -90,7 +103,10 @@ describe("a job answering a request that asked for no completion", () => {
         JSON.stringify({ object: "list", data: [{ id: "qwen3-8b", object: "model" }] }),
       );
       expect(status).toBe(200);
-      expect((await readJob(c.store, plan.jobId))?.requestMethod).toBe("GET");
+      expect(await readJob(c.store, plan.jobId)).toMatchObject({
+        requestMethod: method,
+        requestPath: path,
+      });
       // The jobs API agrees with the operator: it is the operator's.
       c.jobsApi(plan.jobId, {
         status: "settled",
@@ -104,11 +120,57 @@ describe("a job answering a request that asked for no completion", () => {
       );
       expect(await c.check(plan.jobId, "escrow.within_ceiling")).toMatchObject({
         outcome: "fail",
-        expected: { lockAtMost: "0", requestMethod: "GET" },
+        expected: { lockAtMost: "0", requestMethod: method, requestPath: path },
         actual: { lock: take.toString() },
       });
     });
   }
+
+  it("keeps the proxy's method when an import line naming none completes its open row", async () => {
+    const c = await h.scenario(quickWindowProfile);
+    const plan = h.op.plan({ keyIndex: 1 });
+    const txs = h.op.honestJob(plan);
+    const core = {
+      jobId: plan.jobId,
+      ...txs,
+      worker: plan.worker.address,
+      creditsRemainingUnits: null,
+      model: null,
+      promptTokens: null,
+      completionTokens: null,
+      totalTokens: null,
+      keyFingerprint: plan.fingerprint,
+      httpStatus: 200,
+    };
+    const now = Date.now();
+    // The proxy's row of a stream it was still sending when it went down, then an import line
+    // of the job from elsewhere, which names no method.
+    await recordReceipts(
+      c.store,
+      [
+        {
+          ...core,
+          requestMethod: "GET",
+          requestPath: "/v1/models",
+          stream: true,
+          captureState: "open",
+          receiptWriter: "proxy-1",
+          respondedAt: now,
+        },
+      ],
+      "proxy",
+      { now },
+    );
+    const [imported] = await recordReceipts(c.store, [{ ...core, createdAt: now }], "import", {
+      now: now + 1,
+    });
+    expect(imported?.outcome).toBe("updated");
+    expect(await readJob(c.store, plan.jobId)).toMatchObject({
+      captureState: "complete",
+      requestMethod: "GET",
+      requestPath: "/v1/models",
+    });
+  });
 
   it("fails it as ingested too, its receipt naming the method (the fetch wrapper's send it)", async () => {
     const c = await h.scenario(quickWindowProfile);
@@ -166,7 +228,10 @@ describe("a job answering a request that asked for no completion", () => {
       }),
     );
     expect(status).toBe(200);
-    expect((await readJob(c.store, plan.jobId))?.requestMethod).toBe("POST");
+    expect(await readJob(c.store, plan.jobId)).toMatchObject({
+      requestMethod: "POST",
+      requestPath: "/v1/chat/completions",
+    });
     c.honestJobsApi(plan, txs);
     await c.verify();
     expect(await c.check(plan.jobId, "escrow.within_ceiling")).toMatchObject({ outcome: "pass" });

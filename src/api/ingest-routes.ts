@@ -105,6 +105,15 @@ const ReceiptSchema = z
         description:
           "the HTTP method of the request the answer came to (the fetch wrapper sends it): a job is a POST, and money moved for any other method (a free GET /v1/models) fails escrow.within_ceiling and charge.matches_price",
       }),
+    request_path: z
+      .string()
+      .max(200)
+      .regex(/^\/[\x21-\x7e]*$/)
+      .optional()
+      .openapi({
+        description:
+          "the path of that request without its query (the fetch wrapper sends it): money moved for a POST to a free endpoint (/v1/models, /v1/jobs, /v1/account, /v1/webhooks) fails the same checks",
+      }),
     created_at: z
       .union([z.string(), z.number()])
       .optional()
@@ -117,7 +126,7 @@ const ReceiptSchema = z
   })
   .openapi("Receipt", {
     description:
-      "The `_decentral` object of the Python integration docs plus optional model, usage, created_at and tags; a whole chat completion carrying a `_decentral` member is accepted too (its own members are not checked; `_decentral` holds job_id, escrow_tx, settlement_tx, worker, credits_remaining, and the caller's requested_model, max_tokens, n, key_fingerprint, credit_vault, http_status and tags: when it names any of the first six, even as null (read as absent), nothing at the completion's top level, the operator's answer, is read as the caller's or refuses the receipt; when it names none, one of those six at the top level is refused; its `choices`, the answer, are counted as a chat client reads them (one choice unless `n` says) to bound the completion tokens its usage names). A field the receipt does not take is refused by name (`did you mean http_status?` for `httpStatus`), never ignored. What the operator writes never refuses a receipt: a malformed `settlement_tx`, `worker`, `credits_remaining` or usage count is recorded as unknown, and `response_model` is kept cleaned; `job_id` and `escrow_tx` are required and checked, as are the fields the caller writes.",
+      "The `_decentral` object of the Python integration docs plus optional model, usage, created_at and tags; a whole chat completion carrying a `_decentral` member is accepted too (its own members are not checked; `_decentral` holds job_id, escrow_tx, settlement_tx, worker, credits_remaining, and the caller's requested_model, max_tokens, n, key_fingerprint, credit_vault, http_status, request_method, request_path and tags: when it names any of the first six, even as null (read as absent), nothing at the completion's top level, the operator's answer, is read as the caller's or refuses the receipt; when it names none, one of those six at the top level is refused; its `choices`, the answer, are counted as a chat client reads them (one choice unless `n` says) to bound the completion tokens its usage names). A field the receipt does not take is refused by name (`did you mean http_status?` for `httpStatus`), never ignored. What the operator writes never refuses a receipt: a malformed `settlement_tx`, `worker`, `credits_remaining` or usage count is recorded as unknown, and `response_model` is kept cleaned; `job_id` and `escrow_tx` are required and checked, as are the fields the caller writes.",
   });
 
 const ItemResultSchema = z

@@ -196,6 +196,12 @@ export const jobs = sqliteTable(
      * when not known (a receipt the proxy did not record, or one recorded before it was kept).
      */
     requestMethod: text("request_method"),
+    /**
+     * The path of that request, without its query (which may carry the caller's key): a job
+     * answering a POST to a documented free endpoint (`/v1/webhooks`) asked for nothing to run
+     * either. At most 200 characters; null when not known.
+     */
+    requestPath: text("request_path"),
     httpStatus: integer("http_status"),
     latencyMs: integer("latency_ms"),
     ttfbMs: integer("ttfb_ms"),

@@ -16,11 +16,13 @@ import {
   maxRequestFactsBytes,
   noRequestFacts,
   type RequestFacts,
+  receiptMethodOf,
+  receiptPathOf,
   requestFactsOfBytes,
   requestFactsOfText,
 } from "./request-facts.js";
 import { createDoneWatch } from "./sse-tail.js";
-import { credentialsOf } from "./without-key.js";
+import { credentialsOf, withoutKeys } from "./without-key.js";
 
 /**
  * A `fetch` for backends that call Decentral directly (no proxy): pass it as
@@ -248,15 +250,19 @@ function credentialsOfCall(input: Parameters<typeof fetch>[0], init: RequestInit
 }
 
 /**
- * The request's method as fetch sends it (`init`'s, else the `Request`'s, else GET), or null for
- * one the ingest API would refuse (not letters alone): the receipt goes without it.
+ * The request's method as fetch sends it: `init`'s, else the request object's (any library's:
+ * node-fetch's `Request` is no instance of the platform's), else GET for a URL given as a string
+ * or `URL`. Null when not known, or one the ingest API would refuse: the receipt goes without it
+ * (a POST taken for a GET would fail an honest job).
  */
 function methodOf(
   input: Parameters<typeof fetch>[0],
   init: RequestInit | undefined,
 ): string | null {
-  const method = init?.method ?? (input instanceof Request ? input.method : "GET");
-  return /^[A-Za-z]{1,16}$/.test(method) ? method.toUpperCase() : null;
+  if (typeof init?.method === "string") return receiptMethodOf(init.method);
+  if (typeof input === "string" || input instanceof URL) return "GET";
+  const method = (input as { method?: unknown }).method;
+  return typeof method === "string" ? receiptMethodOf(method) : null;
 }
 
 /** The caller's key's fingerprint (never the key): it ties the job to the key's vault. */
@@ -688,6 +694,10 @@ export function createRecordingFetch(given: RecordingFetchOptions): RecordingFet
     // A job is a POST: one answering a GET (a free `models.list()`) asked for nothing to run.
     const method = methodOf(input, init);
     if (method !== null) receipt.request_method = method;
+    const asked = pathOf(input);
+    const path =
+      asked === null ? null : receiptPathOf(withoutKeys(asked, credentialsOfCall(input, init)));
+    if (path !== null) receipt.request_path = path;
     if (options.tags) receipt.tags = options.tags;
     return receipt;
   }

@@ -52,6 +52,8 @@ import {
   maxRequestFactsBytes,
   noRequestFacts,
   type RequestFacts,
+  receiptMethodOf,
+  receiptPathOf,
   requestFactsOfBytes,
 } from "./request-facts.js";
 import { createDataCount, createDoneWatch, sseChunks, sseEvents } from "./sse-tail.js";
@@ -1011,7 +1013,9 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
           // Rejected prediction tokens in its usage are made up when the request sent none.
           predictionSent: facts.prediction,
           // A job is a POST: one answering a GET (a free `/v1/models`) asked for nothing to run.
-          requestMethod: req.method ?? null,
+          requestMethod: receiptMethodOf(req.method ?? ""),
+          // Without a key the caller put in the path, as its log lines show it.
+          requestPath: receiptPathOf(withoutKeys(target, credentials)),
           httpStatus: status,
           latencyMs: null,
           ttfbMs: null,

@@ -6,7 +6,13 @@ import { postedAnswerFacts } from "./answer-facts.js";
 import { duplicateMembers, type GivenValue } from "./json-duplicate-members.js";
 import { operatorModel, operatorTokens, operatorUsage, unreadAmount } from "./operator-values.js";
 import { maxKeptSignatures, type OtherSignatures, type Receipt } from "./receipts.js";
-import { maxChoices, maxTokenCount } from "./request-facts.js";
+import {
+  maxChoices,
+  maxRequestPathLength,
+  maxTokenCount,
+  receiptMethodOf,
+  receiptPathOf,
+} from "./request-facts.js";
 
 export { maxTokenCount };
 
@@ -91,6 +97,11 @@ export interface WireReceipt {
    * any other asked for nothing to run (`escrow.within_ceiling`, `charge.matches_price`).
    */
   request_method?: string;
+  /**
+   * The path of that request without its query: a POST to a free endpoint (`/v1/webhooks`) asked
+   * for nothing to run either.
+   */
+  request_path?: string;
   /** ISO 8601 date-time or epoch seconds. */
   created_at?: string | number;
   tags?: Record<string, string>;
@@ -147,6 +158,7 @@ export function wireReceiptOf(receipt: Receipt): WireReceipt {
     ...known("answer_tool_calls", receipt.answerToolCalls),
     ...known("prediction_sent", receipt.predictionSent),
     ...known("request_method", receipt.requestMethod),
+    ...known("request_path", receipt.requestPath),
     ...known(
       "created_at",
       receipt.createdAt == null ? null : new Date(receipt.createdAt).toISOString(),
@@ -180,6 +192,7 @@ const wireFieldSet: Record<keyof WireReceipt, true> = {
   answer_tool_calls: true,
   prediction_sent: true,
   request_method: true,
+  request_path: true,
   created_at: true,
   tags: true,
   capture_state: true,
@@ -216,6 +229,7 @@ const callerFields = [
   "credit_vault",
   "http_status",
   "request_method",
+  "request_path",
 ] as const satisfies readonly (keyof WireReceipt)[];
 type CallerField = (typeof callerFields)[number];
 
@@ -676,10 +690,21 @@ function optionalHttpStatus(value: unknown, field: string): number | null {
 /** An HTTP method as a request line writes it: a token of letters, read upper-cased. */
 function optionalMethod(value: unknown, field: string): string | null {
   if (value === undefined || value === null) return null;
-  if (typeof value !== "string" || !/^[A-Za-z]{1,16}$/.test(value)) {
-    throw new FieldError(field, "must be an HTTP method, such as POST");
+  const method = typeof value === "string" ? receiptMethodOf(value) : null;
+  if (method === null) throw new FieldError(field, "must be an HTTP method, such as POST");
+  return method;
+}
+
+/** A request's path: visible ASCII from a `/`, no query, at most `maxRequestPathLength`. */
+function optionalPath(value: unknown, field: string): string | null {
+  if (value === undefined || value === null) return null;
+  if (typeof value !== "string" || /[?#]/.test(value) || receiptPathOf(value) !== value) {
+    throw new FieldError(
+      field,
+      `must be a request path from "/", visible ASCII without a query, at most ${maxRequestPathLength} characters`,
+    );
   }
-  return value.toUpperCase();
+  return value;
 }
 
 /** The most `answer_bytes` or `answer_tool_calls` a receipt names (the column's integer). */
@@ -894,6 +919,7 @@ export function parseReceiptInput(input: unknown): ParsedReceipt {
       choices: optionalChoices(caller.n, `${prefix}n`),
       httpStatus: optionalHttpStatus(caller.http_status, `${prefix}http_status`),
       requestMethod: optionalMethod(caller.request_method, `${prefix}request_method`),
+      requestPath: optionalPath(caller.request_path, `${prefix}request_path`),
       creditVault: optionalWorker(caller.credit_vault, `${prefix}credit_vault`),
       promptTokens: operatorTokens(u.prompt_tokens),
       completionTokens: operatorTokens(u.completion_tokens),

@@ -201,6 +201,30 @@ function toolKindsOf(body: Record<string, unknown>): string[] | null {
   return [...kinds];
 }
 
+/** The longest request path a receipt keeps (`jobs.request_path`). */
+export const maxRequestPathLength = 200;
+
+/**
+ * A request path as a receipt keeps it (`jobs.request_path`): visible ASCII from a `/`, its query
+ * left out (it may carry the caller's key), at most `maxRequestPathLength`. Null for anything
+ * else: the receipt goes without it.
+ */
+export function receiptPathOf(path: string): string | null {
+  const query = path.search(/[?#]/);
+  // A Decentral key a client joined into its base URL is never stored (the caller's own
+  // credentials are cut before this, by who calls it).
+  const bare = (query < 0 ? path : path.slice(0, query)).replace(
+    /dcntrl_[a-z]+_[A-Za-z0-9]+/g,
+    "[redacted]",
+  );
+  return /^\/[\x21-\x7e]*$/.test(bare) && bare.length <= maxRequestPathLength ? bare : null;
+}
+
+/** An HTTP method as a receipt keeps it: letters alone, upper-cased; null for anything else. */
+export function receiptMethodOf(method: string): string | null {
+  return /^[A-Za-z]{1,16}$/.test(method) ? method.toUpperCase() : null;
+}
+
 /** A request path (its query left out) that asks for a chat completion. */
 export const chatPath = /\/chat\/completions\/?$/i;
 /**

@@ -39,6 +39,7 @@ export const captureFields = [
   "usageAsked",
   "predictionSent",
   "requestMethod",
+  "requestPath",
   "httpStatus",
   "latencyMs",
   "ttfbMs",
@@ -179,6 +180,8 @@ export type RecordedRow = ReceiptCore &
     | "maxTokens"
     | "choices"
     | "createdAt"
+    | "requestMethod"
+    | "requestPath"
   > &
   QueueState;
 
@@ -189,7 +192,14 @@ export type RecordedRow = ReceiptCore &
  * (`max_tokens`, and `n`, the choices it bounds), so a first receipt without them must not leave
  * the job judged without them: a ceiling filled without its `n` bounds n choices as one.
  */
-const fillableCaptureFields = ["keyFingerprint", "maxTokens", "choices", "creditVault"] as const;
+const fillableCaptureFields = [
+  "keyFingerprint",
+  "maxTokens",
+  "choices",
+  "creditVault",
+  "requestMethod",
+  "requestPath",
+] as const;
 
 /**
  * Columns of the capture fields where `receipt`, from the recorded row's own source, says
@@ -370,6 +380,8 @@ export function filledColumns(row: RecordedRow, receipt: Receipt) {
     maxTokens: row.maxTokens ?? receipt.maxTokens ?? null,
     choices: row.choices ?? receipt.choices ?? null,
     creditVault: row.creditVault ?? receipt.creditVault ?? null,
+    requestMethod: row.requestMethod ?? receipt.requestMethod ?? null,
+    requestPath: row.requestPath ?? receipt.requestPath ?? null,
     tags: mergedTags(row, receipt),
     receiptHash: receiptHash(combined),
     // A stream's backfill ends with its settlement; a job the proxy did not record waits for
@@ -411,6 +423,7 @@ export function captureParams(receipt: Receipt, source: ReceiptSource, now: numb
     usageAsked: receipt.usageAsked ?? null,
     predictionSent: receipt.predictionSent ?? null,
     requestMethod: receipt.requestMethod ?? null,
+    requestPath: receipt.requestPath ?? null,
     httpStatus: receipt.httpStatus ?? null,
     latencyMs: receipt.latencyMs ?? null,
     ttfbMs: receipt.ttfbMs ?? null,

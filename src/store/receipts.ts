@@ -216,6 +216,8 @@ function prepare(store: SqliteStore) {
         choices: jobs.choices,
         createdAt: jobs.createdAt,
         httpStatus: jobs.httpStatus,
+        requestMethod: jobs.requestMethod,
+        requestPath: jobs.requestPath,
         ...queueColumns,
       } as { [K in keyof StoredRow]: (typeof columns)[K] })
       .from(jobs)
@@ -241,6 +243,8 @@ function prepare(store: SqliteStore) {
         maxTokens: param("maxTokens"),
         choices: param("choices"),
         creditVault: param("creditVault"),
+        requestMethod: param("requestMethod"),
+        requestPath: param("requestPath"),
         tags: param("tags"),
         receiptHash: param("receiptHash"),
         backfillState: param("backfillState"),
@@ -445,6 +449,9 @@ function recordOne(
         settlementTx,
         responseModel: receipt.responseModel ?? row.responseModel,
         creditVault: receipt.creditVault ?? row.creditVault,
+        // A request's method and path are the proxy's facts: a completion naming none keeps them.
+        requestMethod: receipt.requestMethod ?? row.requestMethod,
+        requestPath: receipt.requestPath ?? row.requestPath,
         backfillState: completedBackfill(row, settlementTx, source),
       },
       row,

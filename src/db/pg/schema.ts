@@ -110,6 +110,8 @@ export const jobs = pgTable(
     predictionSent: boolean("prediction_sent"),
     /** The HTTP method of the request the proxy forwarded (see the SQLite schema). */
     requestMethod: text("request_method"),
+    /** The path of that request, without its query (see the SQLite schema). */
+    requestPath: text("request_path"),
     httpStatus: int("http_status"),
     latencyMs: int("latency_ms"),
     ttfbMs: int("ttfb_ms"),

@@ -62,6 +62,8 @@ const recordedColumns = {
   maxTokens: jobs.maxTokens,
   choices: jobs.choices,
   createdAt: jobs.createdAt,
+  requestMethod: jobs.requestMethod,
+  requestPath: jobs.requestPath,
   verdict: jobs.verdict,
   nextVerifyAt: jobs.nextVerifyAt,
   verifyAttempts: jobs.verifyAttempts,
@@ -319,6 +321,9 @@ async function recordExisting(
         settlementTx,
         responseModel: receipt.responseModel ?? row.responseModel,
         creditVault: receipt.creditVault ?? row.creditVault,
+        // A request's method and path are the proxy's facts: a completion naming none keeps them.
+        requestMethod: receipt.requestMethod ?? row.requestMethod,
+        requestPath: receipt.requestPath ?? row.requestPath,
         backfillState: completedBackfill(row, settlementTx, source),
         updatedAt: now,
       })

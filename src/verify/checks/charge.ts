@@ -5,15 +5,33 @@ import { specialTokenSlack, toolCallTokenSlack } from "./usage.js";
 
 /** What the job was charged for: the model asked for and its price for the usage. */
 
+/** Decentral's documented endpoints that run no job (PROTOCOL.md): they are free to call. */
+const freeEndpoint = /\/v1\/(?:models|jobs|account|webhooks)(?:\/|$)/i;
+
+/** A request that asked for no completion, as its receipt tells it. */
+export interface NoCompletion {
+  requestMethod: string | null;
+  requestPath: string | null;
+  /** "a GET to /v1/models", for a check's reason. */
+  described: string;
+}
+
 /**
- * The method of the request when it asked for no completion, else null. Decentral runs a job
- * for a POST (`/v1/chat/completions`); the proxy records any answer naming a job, so an
+ * The request when it asked for no completion, else null: another method than POST, or a POST
+ * to one of Decentral's free endpoints (`/v1/webhooks`). Decentral runs a job for a POST to a
+ * completion endpoint (`/v1/chat/completions`); the proxy records any answer naming a job, so an
  * operator answering a free `GET /v1/models` with a job's headers and a lock would otherwise be
  * bounded by nothing (no body: no model, no max_tokens).
  */
-export function askedNoCompletion(job: Pick<ReceiptForChecks, "requestMethod">): string | null {
+export function askedNoCompletion(
+  job: Pick<ReceiptForChecks, "requestMethod" | "requestPath">,
+): NoCompletion | null {
   const method = job.requestMethod ?? null;
-  return method !== null && method.toUpperCase() !== "POST" ? method : null;
+  const path = job.requestPath ?? null;
+  const notPost = method !== null && method.toUpperCase() !== "POST";
+  if (!notPost && (path === null || !freeEndpoint.test(path))) return null;
+  const described = `${method === null ? "request" : `${method.toUpperCase()}`}${path === null ? "" : ` to ${path}`}`;
+  return { requestMethod: method, requestPath: path, described: `a ${described}` };
 }
 
 /**
@@ -25,16 +43,17 @@ export function askedNoCompletion(job: Pick<ReceiptForChecks, "requestMethod">):
 export function priceChecks(input: CheckInput, charge: bigint, list: CheckList): void {
   const { job, profile } = input;
   const name = "charge.matches_price";
-  const method = askedNoCompletion(job);
-  if (method !== null) {
-    const expected = { chargeAtMost: "0", requestMethod: method };
+  const asked = askedNoCompletion(job);
+  if (asked !== null) {
+    const { described, ...request } = asked;
+    const expected = { chargeAtMost: "0", ...request };
     const actual = { charge: charge.toString() };
     list.add(
       charge === 0n
         ? pass(name, expected, actual)
         : fail(
             name,
-            `the request was a ${method}, which asks for no completion: nothing may be charged for it`,
+            `the request was ${described}, which asks for no completion: nothing may be charged for it`,
             expected,
             actual,
           ),

@@ -63,6 +63,8 @@ export interface ReceiptForChecks {
   predictionSent?: boolean | null;
   /** The method of the request the proxy forwarded (`jobs.request_method`); null when unknown. */
   requestMethod?: string | null;
+  /** Its path, without the query (`jobs.request_path`); null when unknown. */
+  requestPath?: string | null;
   /** How the proxy's capture ended (`jobs.capture_state`): `aborted` read no whole answer. */
   captureState?: "open" | "complete" | "aborted";
 }

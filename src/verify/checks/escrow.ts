@@ -585,15 +585,16 @@ export function lockWithinCeiling(
   const { job, profile } = input;
   const name = "escrow.within_ceiling";
   if (lock === null) return skip(name, escrowSkip);
-  const method = askedNoCompletion(job);
-  if (method !== null) {
-    const expected = { lockAtMost: "0", requestMethod: method };
+  const asked = askedNoCompletion(job);
+  if (asked !== null) {
+    const { described, ...request } = asked;
+    const expected = { lockAtMost: "0", ...request };
     const actual = { lock: lock.reading.lock.toString() };
     return lock.reading.lock === 0n
       ? pass(name, expected, actual)
       : fail(
           name,
-          `the request was a ${method}, which asks for no completion: a job answering it may lock nothing`,
+          `the request was ${described}, which asks for no completion: a job answering it may lock nothing`,
           expected,
           actual,
         );

@@ -1,0 +1,2 @@
+ALTER TABLE `jobs` ADD `request_method` text;--> statement-breakpoint
+ALTER TABLE `jobs` ADD `request_path` text;
