@@ -1,5 +1,5 @@
 import { setMaxListeners } from "node:events";
-import type { Store } from "../db/client.js";
+import { isBusyError, type Store } from "../db/client.js";
 import type { Logger } from "../log.js";
 import { backoff } from "../retry.js";
 import {
@@ -192,7 +192,15 @@ export function createSettlementBackfill(options: SettlementBackfillOptions): Se
       try {
         count = await runOnce();
       } catch (error) {
-        log.error({ err: error }, "settlement backfill pass failed");
+        // The database busy or out of reach (a lock held, no connection free within the pool's
+        // wait on a loaded host) is retried at the next pass, as the ledger's rounds are: a
+        // warning. Any other failure is the backfill's own.
+        if (isBusyError(error)) {
+          log.warn(
+            { err: String(error) },
+            "settlement backfill found the database busy; retried next pass",
+          );
+        } else log.error({ err: error }, "settlement backfill pass failed");
       }
       // A full batch means more may be due: go again at once.
       schedule(count >= batchSize ? 0 : intervalMs);
