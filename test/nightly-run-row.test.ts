@@ -51,6 +51,7 @@ async function night(
   window: { from: number; to: number },
   ledger: NightlyOptions["ledger"],
   timeoutMs = 20_000,
+  jobsTakeMs = 0,
 ) {
   const verifier = createVerifier({
     store,
@@ -59,7 +60,16 @@ async function night(
     log,
     options: quickVerifierOptions,
   });
-  return runNightlyVerification(store, verifier, { ...window, timeoutMs, ledger });
+  // Jobs that take `jobsTakeMs` of the run to settle (one whose signature waits to be dropped).
+  const engine: typeof verifier = Object.create(verifier);
+  engine.runUntilSettled = async (range, options) => {
+    await new Promise((resolve) => setTimeout(resolve, jobsTakeMs));
+    return verifier.runUntilSettled(range, {
+      ...options,
+      timeoutMs: Math.max(1, (options?.timeoutMs ?? timeoutMs) - jobsTakeMs),
+    });
+  };
+  return runNightlyVerification(store, engine, { ...window, timeoutMs, ledger });
 }
 
 describe("a nightly run's row and the status page after the jobs settled", () => {
@@ -122,5 +132,22 @@ describe("a nightly run's row and the status page after the jobs settled", () =>
     const section = await lastNightlyRunOnStatusPage(c.store);
     expect(section).toMatch(/^outcome incomplete \(exit 2\) why timed out after 3 s/);
     expect(section).not.toContain("credit vaults' ledger");
+  });
+
+  it("says the jobs took the run's time when the read of the vaults had little of it left", async () => {
+    const c = await h.scenario();
+    const from = Date.now() - 5_000;
+    await c.pinKey(1);
+    const to = await finalizedNow(h.world);
+    const endless = async ({ signal }: { signal?: AbortSignal }) =>
+      new Promise<never>((_, reject) => {
+        signal?.addEventListener("abort", () => reject(new Error("aborted")));
+      });
+    const summary = await night(c, { from, to }, endless, 3_000, 2_400);
+    expect(summary).toMatchObject({ outcome: "incomplete", exitCode: 2 });
+    // "(reading the credit vaults' history)" alone sent on-call to the ledger's RPC calls.
+    expect(summary.reason).toMatch(
+      /^timed out after 3 s \(reading the credit vaults' history\); the jobs took 2\.\d s of it, leaving the read 0\.\d s$/,
+    );
   });
 });

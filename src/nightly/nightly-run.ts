@@ -545,6 +545,10 @@ export async function runNightlyVerification(
       await settle();
       if (reason === null && options.ledger) {
         const readLedger = options.ledger;
+        // What the jobs left of the run's time: a run out of time while the vaults are read had
+        // spent it, or most of it, on the jobs (a dropped signature waits out its 300 slots), and
+        // "(reading the credit vaults' history)" alone sent on-call to the ledger's RPC calls.
+        const ledgerHad = left();
         const ops = createOpsStore(store);
         /** The latest recording of a job left unjudged that the last read was made again for. */
         let readAgainFor: number | null = null;
@@ -577,7 +581,13 @@ export async function runNightlyVerification(
               error instanceof LedgerNotFinalError
                 ? `waiting for finality: ${error.message}`
                 : `reading the credit vaults' history${lockedOut ? `: ${messageOf(error)}` : ""}`;
-            throw new Error(options.signal?.aborted ? "interrupted" : `${timedOut()} (${doing})`);
+            const jobsTook =
+              reads === 1 && ledgerHad < options.timeoutMs / 2
+                ? `; the jobs took ${((options.timeoutMs - ledgerHad) / 1000).toFixed(1)} s of it, leaving the read ${(ledgerHad / 1000).toFixed(1)} s`
+                : "";
+            throw new Error(
+              options.signal?.aborted ? "interrupted" : `${timedOut()} (${doing})${jobsTook}`,
+            );
           } finally {
             reading.clear();
           }
