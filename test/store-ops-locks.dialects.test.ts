@@ -182,6 +182,24 @@ describe.each(dialects)("%s", (dialect) => {
         verdict: "awaiting_finality",
         source: "ingest",
       }),
+      // Parked as `error` while its signature waits for the drop, counted on the slots a process
+      // read since its own start (a restarted serve, a nightly verify): no RPC is in trouble.
+      jobRow({
+        jobId: "drop",
+        createdAt: t0 + 11,
+        verdict: "error",
+        source: "ingest",
+        lastError:
+          "not found; http://127.0.0.1:8899 107 slots on: the drop waits until each endpoint is 300 slots past the first miss",
+      }),
+      // One endpoint could not be asked: that is RPC trouble.
+      jobRow({
+        jobId: "unasked",
+        createdAt: t0 + 12,
+        verdict: "error",
+        source: "ingest",
+        lastError: "not found, and http://127.0.0.1:8899 could not be asked: the drop waits",
+      }),
     ]);
     const final = (signature: string, fetched: boolean) => ({
       signature,
@@ -210,12 +228,12 @@ describe.each(dialects)("%s", (dialect) => {
     expect(countOpenJobWaits(groups, { waitsForJobsApi: true })).toEqual({
       held: 0,
       refused: 0,
-      rpc: 1,
+      rpc: 2,
       settlement: 1,
       jobs_api: 2,
       // Pending and asking nothing of the jobs API: not judged, no wait for finality.
       unjudged: 1,
-      landing: 1,
+      landing: 2,
       read_past: 1,
       finality: 3,
     });
@@ -223,11 +241,11 @@ describe.each(dialects)("%s", (dialect) => {
     expect(countOpenJobWaits(groups, { waitsForJobsApi: false })).toEqual({
       held: 0,
       refused: 0,
-      rpc: 1,
+      rpc: 2,
       settlement: 1,
       jobs_api: 0,
       unjudged: 2,
-      landing: 1,
+      landing: 2,
       read_past: 1,
       finality: 4,
     });

@@ -21,6 +21,7 @@ import {
   recordedLate,
   transactionsFinalAndRead,
   verdictRefusedOnHeldRow,
+  waitingForDrop,
   waitingOnRpc,
 } from "./queue-rules.js";
 
@@ -254,11 +255,12 @@ function createSqliteOpsStore(store: SqliteStore): OpsStore {
         OR lower(trim(${jobs.apiStatus}, ${statusSpaces})) IN ('refunded', 'failed')))`,
       unseen: namesUnseenTransaction(jobs),
       finalAndRead: transactionsFinalAndRead(jobs),
+      waitingForDrop: waitingForDrop(jobs),
       n: count(),
     })
     .from(jobs)
     .where(and(verdictIsOpen(jobs.verdict), countedInWindow(jobs, from, to)))
-    .groupBy(sql`1`, sql`2`, sql`3`, sql`4`, sql`5`, sql`6`, sql`7`)
+    .groupBy(sql`1`, sql`2`, sql`3`, sql`4`, sql`5`, sql`6`, sql`7`, sql`8`)
     .prepare();
 
   const late = db
@@ -347,6 +349,7 @@ function createSqliteOpsStore(store: SqliteStore): OpsStore {
         answered: Boolean(row.answered),
         unseen: Boolean(row.unseen),
         finalAndRead: Boolean(row.finalAndRead),
+        waitingForDrop: Boolean(row.waitingForDrop),
         // SQLite locks the whole file, never a row: no job waits on one, and no verdict write
         // is refused for one (a busy file fails the round, retried, parking no job).
         held: false,

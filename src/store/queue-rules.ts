@@ -341,6 +341,17 @@ export const namesUnseenTransaction = (t: { escrowTx: Column; settlementTx: Colu
     WHERE c.signature IN (${t.escrowTx}, ${t.settlementTx}) AND c.state = 'unknown')`;
 
 /**
+ * Parked as RPC trouble only because a signature no endpoint shows waits for its drop: every
+ * endpoint answered not found, and the drop waits until each is the profile's slots past the
+ * first miss, counted on the slots this process read (src/verify/round.ts). A process that
+ * started after the first miss (a restarted `serve`, each nightly `verify`) counts from its own
+ * start: the job waits for its transaction to land or be dropped, no RPC is in trouble.
+ */
+export const waitingForDrop = (t: { verdict: Column; lastError: Column }) =>
+  sql<unknown>`(${inArray(t.verdict, rpcTroubleVerdicts)} AND ${t.lastError} LIKE 'not found; %the drop waits until each %'
+    AND ${t.lastError} NOT LIKE '%could not be asked%' AND ${t.lastError} NOT LIKE '%disagree%')`;
+
+/**
  * The receipt's escrow and settlement are both final and read (`chain_transactions` finalized,
  * fetched): a job still `awaiting_finality` then waits for no transaction, but for the escrow
  * scan or the credit vaults' ledger to read past it (src/verify/escrow-cover.ts).
@@ -393,6 +404,8 @@ export interface OpenJobGroup {
   unseen: boolean;
   /** Its escrow and settlement are final and read (`transactionsFinalAndRead`). */
   finalAndRead: boolean;
+  /** Parked as RPC trouble while a signature waits for its drop (`waitingForDrop`). */
+  waitingForDrop: boolean;
   /** Another database session holds the job's row locked as it is read (PostgreSQL only). */
   held: boolean;
   /**
@@ -417,6 +430,8 @@ export function openJobWait(
 ): OpenJobWait {
   if (group.held) return "held";
   if (group.refusal !== null) return "refused";
+  // Every endpoint answers not found and the drop waits for their slots: no RPC is in trouble.
+  if (group.waitingForDrop) return "landing";
   if (rpcTroubleVerdicts.includes(group.verdict)) return "rpc";
   if (group.backfillState === "pending" && group.noSettlement) return "settlement";
   const asks = group.backfillState === "pending" || group.source === "proxy";

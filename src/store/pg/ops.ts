@@ -12,6 +12,7 @@ import {
   recordedLate,
   transactionsFinalAndRead,
   verdictRefusedOnHeldRow,
+  waitingForDrop,
   waitingOnRpc,
 } from "../queue-rules.js";
 
@@ -100,6 +101,7 @@ export function createPgOpsStore(store: PgStore): OpsStore {
         OR lower(btrim(${jobs.apiStatus}, ${statusSpaces})) IN ('refunded', 'failed')))`,
       unseen: namesUnseenTransaction(jobs),
       finalAndRead: transactionsFinalAndRead(jobs),
+      waitingForDrop: waitingForDrop(jobs),
       held: rowHeldElsewhere,
       refusedOnHeldRow: verdictRefusedOnHeldRow(jobs),
       refusal: sql<
@@ -109,7 +111,7 @@ export function createPgOpsStore(store: PgStore): OpsStore {
     })
     .from(jobs)
     .where(and(verdictIsOpen(jobs.verdict), countedInWindow(jobs, from, to)))
-    .groupBy(sql`1`, sql`2`, sql`3`, sql`4`, sql`5`, sql`6`, sql`7`, sql`8`, sql`9`)
+    .groupBy(sql`1`, sql`2`, sql`3`, sql`4`, sql`5`, sql`6`, sql`7`, sql`8`, sql`9`, sql`10`)
     .prepare("ops_open_job_groups");
 
   const late = db
@@ -246,6 +248,7 @@ export function createPgOpsStore(store: PgStore): OpsStore {
         answered: Boolean(row.answered),
         unseen: Boolean(row.unseen),
         finalAndRead: Boolean(row.finalAndRead),
+        waitingForDrop: Boolean(row.waitingForDrop),
         held: Boolean(row.held),
         n: Number(row.n),
       }));
