@@ -72,6 +72,20 @@ async function night(
   return runNightlyVerification(store, engine, { ...window, timeoutMs, ledger });
 }
 
+/** A vault's history that never finishes listing: the run's time runs out in the ledger. */
+const endless = async ({ signal }: { signal?: AbortSignal }) =>
+  new Promise<never>((_, reject) => {
+    signal?.addEventListener("abort", () => reject(new Error("aborted")));
+  });
+
+/** A scenario with key 1 pinned by an honest job, and a window around it, final on chain. */
+async function pinnedWindow() {
+  const c = await h.scenario();
+  const from = Date.now() - 5_000;
+  await c.pinKey(1);
+  return { c, from, to: await finalizedNow(h.world) };
+}
+
 describe("a nightly run's row and the status page after the jobs settled", () => {
   it("say ledger_findings, exit 1, when every job verified but a credit vault paid out unreceipted", async () => {
     // The run row was finished `completed` when the jobs settled, before the ledger was read:
@@ -107,15 +121,7 @@ describe("a nightly run's row and the status page after the jobs settled", () =>
   });
 
   it("say incomplete, exit 2, and why, when the run ran out of time reading the vaults' history", async () => {
-    const c = await h.scenario();
-    const from = Date.now() - 5_000;
-    await c.pinKey(1);
-    const to = await finalizedNow(h.world);
-    // A vault's history that never finishes listing: the run's time runs out in the ledger.
-    const endless = async ({ signal }: { signal?: AbortSignal }) =>
-      new Promise<never>((_, reject) => {
-        signal?.addEventListener("abort", () => reject(new Error("aborted")));
-      });
+    const { c, from, to } = await pinnedWindow();
     const summary = await night(c, { from, to }, endless, 3_000);
     expect(summary).toMatchObject({ outcome: "incomplete", exitCode: 2 });
     expect(summary.reason).toMatch(/^timed out after 3 s \(reading the credit vaults' history\)/);
@@ -135,14 +141,7 @@ describe("a nightly run's row and the status page after the jobs settled", () =>
   });
 
   it("says the jobs took the run's time when the read of the vaults had little of it left", async () => {
-    const c = await h.scenario();
-    const from = Date.now() - 5_000;
-    await c.pinKey(1);
-    const to = await finalizedNow(h.world);
-    const endless = async ({ signal }: { signal?: AbortSignal }) =>
-      new Promise<never>((_, reject) => {
-        signal?.addEventListener("abort", () => reject(new Error("aborted")));
-      });
+    const { c, from, to } = await pinnedWindow();
     const summary = await night(c, { from, to }, endless, 3_000, 2_400);
     expect(summary).toMatchObject({ outcome: "incomplete", exitCode: 2 });
     // "(reading the credit vaults' history)" alone sent on-call to the ledger's RPC calls.
