@@ -6,7 +6,6 @@ import { keyFingerprint } from "../src/recorder/proxy.js";
 import { createReceiptWriter } from "../src/recorder/receipt-writer.js";
 import { recordReceipt } from "../src/recorder/receipts.js";
 import { backoffDelay, createSettlementBackfill } from "../src/recorder/settlement-backfill.js";
-import { migratedFileStore } from "./support/file-store.js";
 import {
   address,
   capturedLogger,
@@ -15,7 +14,6 @@ import {
   signature,
 } from "./support/recorder-fixtures.js";
 import { createTestStore } from "./support/store.js";
-import { holdWriteLockSync } from "./support/write-lock-holder.js";
 
 const apiKey = "dcntrl_live_abcdefghijklmnopqrstuvwxyz012345";
 
@@ -230,60 +228,6 @@ describe("settlement backfill", () => {
       ["done", true],
     ]);
     expect(lines.join("\n")).not.toMatch(/dcntrl_live_[A-C]/);
-  });
-
-  it("warns, not errs, on a pass that finds the database's write lock held, and settles the job at a pass after it is let go", async () => {
-    // A file database whose write lock another connection holds (another process's commit, or
-    // on PostgreSQL a pool with no connection free in time): the claim meets SQLITE_BUSY.
-    const { store, path } = migratedFileStore("backfill-busy-", 20);
-    const id = jobId();
-    recordReceipt(
-      store,
-      {
-        jobId: id,
-        escrowTx: signature(),
-        settlementTx: null,
-        worker: address(),
-        creditsRemainingUnits: null,
-        model: null,
-        promptTokens: null,
-        completionTokens: null,
-        totalTokens: null,
-      },
-      "ingest",
-      { now: 1_000 },
-    );
-    const settlement = signature();
-    const { log, lines } = capturedLogger();
-    const backfill = createSettlementBackfill({
-      store,
-      log,
-      jobsApi: async () => answer({ status: "settled", settlementTx: settlement }),
-      apiKey,
-      intervalMs: 20,
-    });
-    const holder = holdWriteLockSync(path, 10_000);
-    const until = async (seen: () => boolean) => {
-      for (let i = 0; i < 500 && !seen(); i++) await new Promise((r) => setTimeout(r, 10));
-      expect(seen()).toBe(true);
-    };
-    const row = () => store.db.select().from(jobs).where(eq(jobs.jobId, id)).get();
-    try {
-      backfill.start();
-      await until(() => lines.some((line) => line.includes("found the database busy")));
-      holder.release();
-      await holder.released;
-      await until(() => row()?.backfillState === "done");
-      expect(row()?.settlementTx).toBe(settlement);
-    } finally {
-      holder.release();
-      await backfill.stop();
-      store.close();
-    }
-    const levels = lines.map((line) => (JSON.parse(line) as { level: number }).level);
-    // pino: 40 warn, 50 error. The busy passes warned; none erred.
-    expect(levels).toContain(40);
-    expect(levels.filter((level) => level >= 50)).toEqual([]);
   });
 
   it("makes a job parked for its settlement due for verification when the answer arrives", () => {
