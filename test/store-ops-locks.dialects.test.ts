@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import type { Store } from "../src/db/client.js";
 import { openPostgres } from "../src/db/pg/client.js";
 import { createJobQueueStore } from "../src/store/job-queue.js";
+import { createLedgerStore } from "../src/store/ledger.js";
 import { createLockStore } from "../src/store/locks.js";
 import { createOpsStore } from "../src/store/ops.js";
 import { countOpenJobWaits, HELD_LOCKED, VERDICT_NOT_WRITTEN } from "../src/store/queue-rules.js";
@@ -501,6 +502,38 @@ describe.each(dialects)("%s: a window's jobs", (dialect) => {
       "in_bad",
     ]);
     expect((await ops.recordedLateByVerdict(from, to)).discrepancy).toBe(1);
+  });
+
+  it("names, of the jobs an escrow scan sent back, those an earlier window counts, with their failing checks", async () => {
+    const store = await stores.open();
+    await seedRows(store, "jobs", [
+      jobRow({ jobId: "earlier_bad", createdAt: from - 24 * HOUR, verdict: "discrepancy" }),
+      jobRow({ jobId: "earlier_open", createdAt: from - 23 * HOUR, verdict: "pending" }),
+      jobRow({ jobId: "in_window", createdAt: from + HOUR, verdict: "discrepancy" }),
+      // Dated before the window, recorded in it: the window counts it.
+      jobRow({
+        jobId: "late_in",
+        createdAt: from - 72 * HOUR,
+        recordedAt: from + HOUR,
+        verdict: "discrepancy",
+      }),
+    ]);
+    await seedRows(store, "checkResults", [
+      { jobId: "earlier_bad", name: "settlement.single", outcome: "fail", checkedAt: from },
+      { jobId: "earlier_bad", name: "escrow.exists", outcome: "pass", checkedAt: from },
+    ]);
+    const ops = createOpsStore(store);
+    const sentBack = ["in_window", "earlier_open", "late_in", "earlier_bad", "unknown"];
+    expect(await ops.notCountedIn(sentBack, from, to)).toEqual([
+      { jobId: "earlier_bad", verdict: "discrepancy", failingChecks: ["settlement.single"] },
+      { jobId: "earlier_open", verdict: "pending", failingChecks: [] },
+    ]);
+    expect(await ops.notCountedIn([], from, to)).toEqual([]);
+    // Where the window's escrow scan reads back from: the earliest job it counts that is dated
+    // before it.
+    const ledger = createLedgerStore(store);
+    expect(await ledger.earliestDatedBefore(from, to)).toBe(from - 72 * HOUR);
+    expect(await ledger.earliestDatedBefore(from - 24 * HOUR, from)).toBeNull();
   });
 });
 

@@ -3,6 +3,7 @@ import { isBusyError, type Store } from "../db/client.js";
 import { isoOf } from "../reports/period.js";
 import { SETTLEMENT_CLOCK_SLACK_SECONDS } from "../store/ledger-rules.js";
 import type { Profile } from "../verify/profiles.js";
+import { ESCROW_PENDING_MS } from "./escrow-scan.js";
 import type { LedgerReader, VaultSyncResult } from "./reader.js";
 import {
   buildStatement,
@@ -184,6 +185,12 @@ export interface LedgerWindowResult {
    * oldest history of a vault not available from the RPC).
    */
   incomplete: string | null;
+  /**
+   * Jobs the escrow scan sent back to the verifier (a payout out of escrow under a job's memo
+   * that the job did not name): the run judges them before its summary, those of earlier
+   * windows too. Absent when none.
+   */
+  escrowSentBack?: string[];
 }
 
 /**
@@ -391,23 +398,35 @@ export function ledgerWindowCheck(deps: {
   /**
    * The escrow vault's payouts under a window job's memo that the job does not name
    * (src/ledger/escrow-scan.ts): kept with the job, which goes back to the verifier. Read from
-   * as early as a window job's lock can be: a receipt's time passes `receipt.time` up to the
-   * settlement window and `receiptTimeSkewSeconds` after its lock, and the operator may pay out
-   * any time after locking, before it answers. Why the scan fell short, or null.
+   * as early as a payout under a window job's memo is looked for: the window's earliest job is
+   * its start, or the date of a job recorded in it and dated before it (an import, a receipt
+   * ingested late: read from the window's start only, a second payout of such a job was never
+   * found); its lock may come up to the settlement window and `receiptTimeSkewSeconds` before
+   * its date (`receipt.time`), and a payout made before the lock as early as serve's scan holds
+   * an entry for a job not recorded yet (`ESCROW_PENDING_MS`). What it sent back, and why it
+   * fell short or null.
    */
-  async function scanEscrow(window: { from: number; signal?: AbortSignal }) {
+  async function scanEscrow(window: { from: number; to: number; signal?: AbortSignal }) {
     const escrow = deps.reader.escrow;
-    if (escrow === undefined) return null;
+    if (escrow === undefined) return { unread: null, sentBack: [] };
+    const earliest = await ledger.earliestDatedBefore(window.from, window.to);
     const lockedFrom =
-      window.from -
+      Math.min(window.from, earliest ?? window.from) -
       (deps.profile.settlementWindowSeconds + deps.profile.receiptTimeSkewSeconds) * 1000 -
+      ESCROW_PENDING_MS -
       ESCROW_SCAN_SLACK_MS;
     try {
       const scanned = await escrow.scanSince(lockedFrom, window.signal);
-      return scanned.unread === null ? null : `escrow: ${scanned.unread}`;
+      return {
+        unread: scanned.unread === null ? null : `escrow: ${scanned.unread}`,
+        sentBack: scanned.kept,
+      };
     } catch (error) {
       if (window.signal?.aborted || isBusyError(error)) throw error;
-      return `escrow: the escrow vault's payouts under the window's jobs' memos were not read (${error instanceof Error ? error.message : String(error)})`;
+      return {
+        unread: `escrow: the escrow vault's payouts under the window's jobs' memos were not read (${error instanceof Error ? error.message : String(error)})`,
+        sentBack: [],
+      };
     }
   }
 
@@ -422,7 +441,7 @@ export function ledgerWindowCheck(deps: {
     const span = await spanEndOf(window);
     const reads = await readThrough(window.to, span, window.signal);
     window.signal?.throwIfAborted();
-    const escrowUnread = await scanEscrow(window);
+    const escrow = await scanEscrow(window);
     // Every line listed by now is in the statements below when its time is: a line listed
     // later is judged by the next run whatever its time (`listedLate`).
     const takenAt = (deps.now ?? Date.now)();
@@ -728,10 +747,11 @@ export function ledgerWindowCheck(deps: {
           problems.size === 0
             ? null
             : `ledger: the history of ${problems.size} credit vault(s) is not read through the window's end (${[...problems.values()].join("; ")})`,
-          escrowUnread,
+          escrow.unread,
         ]
           .filter((part) => part !== null)
           .join("; ") || null,
+      ...(escrow.sentBack.length > 0 ? { escrowSentBack: [...new Set(escrow.sentBack)] } : {}),
     };
     marks.set(
       result,

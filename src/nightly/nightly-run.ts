@@ -209,6 +209,13 @@ export interface NightlySummary {
    */
   rejudged?: number;
   /**
+   * Jobs of earlier windows (counted by the run of the window they are in) that this run's
+   * escrow scan sent back: a payout out of escrow under a job's memo, made or found after that
+   * run. Judged again by this run, each with its verdict now; one not verified fails the run
+   * (`discrepancies`), one not final leaves it incomplete. Absent when none.
+   */
+  earlierJobs?: NightlyFinding[];
+  /**
    * Final jobs of the window whose verdict another profile than the run's wrote (a process
    * under another `AUDIT_PROFILE` judged them after the run began), by that profile: not verified under the run's profile, so the run is incomplete. Absent when none.
    */
@@ -442,6 +449,8 @@ export async function runNightlyVerification(
   let databaseTrouble: string | null = null;
   let ledger: LedgerWindowResult | undefined;
   let rejudged = 0;
+  /** Jobs of earlier windows this run's escrow scan sent back, judged by the run. */
+  let sentBackEarlier: string[] = [];
 
   // The lock outlives the run's timeout a little, so a crashed run frees it on its own.
   let holder: Awaited<ReturnType<typeof acquireLock>> = null;
@@ -513,24 +522,26 @@ export async function runNightlyVerification(
           clearTimeout(timer);
         }
       }
-      const settle = async () => {
+      const settle = async (
+        filter: { from?: number; to?: number; jobIds?: string[] } = {
+          from: options.from,
+          to: options.to,
+        },
+      ) => {
         if (left() === 0) {
           reason = timedOut();
           return;
         }
-        const result = await engine.runUntilSettled(
-          { from: options.from, to: options.to },
-          {
-            timeoutMs: left(),
-            ...(options.signal ? { signal: options.signal } : {}),
-            ...(options.onProgress ? { onProgress: options.onProgress } : {}),
-            // The row stays `running` until the night's outcome is written: killed while the
-            // ledger is read, it is closed `abandoned`, not left `completed`. The jobs the
-            // ledger reopened are settled on the same row.
-            ...(engine.endRun ? { holdRun: true } : {}),
-            ...(runId !== null ? { runId } : {}),
-          },
-        );
+        const result = await engine.runUntilSettled(filter, {
+          timeoutMs: left(),
+          ...(options.signal ? { signal: options.signal } : {}),
+          ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+          // The row stays `running` until the night's outcome is written: killed while the
+          // ledger is read, it is closed `abandoned`, not left `completed`. The jobs the
+          // ledger reopened are settled on the same row.
+          ...(engine.endRun ? { holdRun: true } : {}),
+          ...(runId !== null ? { runId } : {}),
+        });
         runId = result.runId ?? null;
         runStatus = result.status;
         if (result.rowsHeld) rowsHeld = true;
@@ -622,6 +633,23 @@ export async function runNightlyVerification(
           readAgainFor = latest;
           phase = "reading the credit vaults again for credits headers recorded during the run";
         }
+        // A payout out of escrow under the memo of a job an earlier run counted (a second
+        // settlement after that run was over): the scan sent the job back to the verifier, and
+        // the run that found it judges it and says so, whatever window the job is dated in.
+        // Left to serve's verifier, the run exited 0, and with no serve the job stayed pending.
+        const sentBack = ledger?.escrowSentBack ?? [];
+        if (reason === null && sentBack.length > 0) {
+          phase = "judging the jobs of earlier windows the escrow scan sent back";
+          const outside = await whileDatabaseAway(
+            () => ops.notCountedIn(sentBack, options.from, options.to),
+            left(),
+            options.signal,
+          );
+          if (outside.some((j) => openVerdicts.includes(j.verdict))) {
+            await settle({ jobIds: outside.map((j) => j.jobId) });
+          }
+          sentBackEarlier = outside.map((j) => j.jobId);
+        }
       }
     } catch (error) {
       // Out of time in a wait for the lock (or a database away): the timeout and the phase.
@@ -711,6 +739,7 @@ export async function runNightlyVerification(
   let countsUnknown = false;
   let countsRead = false;
   let unjudged: HeadersNotJudged | null = null;
+  let earlier: NightlyFinding[] = [];
   try {
     const ops = createOpsStore(store);
     // Read while the database is away, every count would be 0: read again once it answers
@@ -726,6 +755,9 @@ export async function runNightlyVerification(
     );
     ({ byVerdict, found, unproven } = read);
     countsRead = true;
+    if (sentBackEarlier.length > 0) {
+      earlier = await ops.notCountedIn(sentBackEarlier, options.from, options.to);
+    }
     // Once the ledger was read in full: before it, every header of the window's last seconds
     // waits, and a vault it could not read is named already (the read that does reopens them).
     if (ledger !== undefined && ledger.incomplete === null) {
@@ -785,7 +817,15 @@ export async function runNightlyVerification(
   if (headers !== null) reason = reason === null ? headers : `${reason}; ${headers}`;
   const elsewhere = judgedElsewhereText(judgedElsewhere, profile);
   if (elsewhere !== null) reason = reason === null ? elsewhere : `${reason}; ${elsewhere}`;
-  const bad = byVerdict.discrepancy + byVerdict.dropped + byVerdict.unverifiable;
+  const earlierOpen = earlier.filter((j) => openVerdicts.includes(j.verdict)).length;
+  if (earlierOpen > 0) {
+    const text = `${earlierOpen} jobs of earlier windows the escrow scan sent back (a payout under their memo found after their run) are not final`;
+    reason = reason === null ? text : `${reason}; ${text}`;
+  }
+  const earlierBad = earlier.filter((j) =>
+    (["discrepancy", "dropped", "unverifiable"] as Verdict[]).includes(j.verdict),
+  ).length;
+  const bad = byVerdict.discrepancy + byVerdict.dropped + byVerdict.unverifiable + earlierBad;
   const minJobs = options.minJobs ?? 0;
   const ledgerFindings = ledger ? ledgerFindingCount(ledger) : 0;
   const outcome: NightlySummary["outcome"] =
@@ -862,12 +902,13 @@ export async function runNightlyVerification(
     minJobs,
     byVerdict,
     findings: found,
-    moreFindings: Math.max(0, bad - found.length),
+    moreFindings: Math.max(0, bad - earlierBad - found.length),
     unproven,
     profile,
     runId,
     ...(ledger ? { ledger } : {}),
     ...(rejudged > 0 ? { rejudged } : {}),
+    ...(earlier.length > 0 ? { earlierJobs: earlier } : {}),
     ...(judgedElsewhere.length > 0 ? { judgedElsewhere } : {}),
     ...(countsUnknown ? { countsUnknown: true as const } : {}),
     ...(notStored.length > 0 ? { notStored } : {}),

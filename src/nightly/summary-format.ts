@@ -17,7 +17,7 @@ const headline = (s: NightlySummary) => {
     case "too_few_jobs":
       return tooFew(s);
     case "discrepancies":
-      return `${notVerifiedText(s)}${findingsOf(s) > 0 ? `, and ${ledgerText(s)}` : ""}`;
+      return `${failedJobs(s) > 0 || earlierFailed(s) === 0 ? notVerifiedText(s) : s.total === 0 ? "0 jobs recorded in this window" : jobsText(s)}${earlierFailed(s) > 0 ? `, and ${earlierFailed(s)} jobs of earlier windows NOT verified (a payout out of escrow under their memo found after their run)` : ""}${findingsOf(s) > 0 ? `, and ${ledgerText(s)}` : ""}`;
     case "ledger_findings":
       return `${s.total === 0 ? "0 jobs recorded in this window" : jobsText(s)}, but ${ledgerText(s)}`;
     case "incomplete":
@@ -28,6 +28,19 @@ const headline = (s: NightlySummary) => {
 /** "2 of 396 jobs NOT verified (and 3 partially verified)". */
 const notVerifiedText = (s: NightlySummary) =>
   `${s.total - s.byVerdict.verified - s.byVerdict.partially_verified} of ${s.total} jobs NOT verified${s.byVerdict.partially_verified > 0 ? ` (and ${s.byVerdict.partially_verified} partially verified)` : ""}`;
+
+/** Jobs of earlier windows the run's escrow scan sent back that it found not verified. */
+const earlierFailed = (s: NightlySummary) =>
+  (s.earlierJobs ?? []).filter((j) =>
+    ["discrepancy", "dropped", "unverifiable"].includes(j.verdict),
+  ).length;
+
+/** "job_x (dated 2026-12-01, judged again): discrepancy (settlement.single)". */
+const earlierLines = (s: NightlySummary, code: (text: string) => string) =>
+  (s.earlierJobs ?? []).map(
+    (j) =>
+      `${code(j.jobId)} (an earlier window's, sent back by the escrow scan): ${j.verdict}${j.failingChecks.length ? ` (${j.failingChecks.join(", ")})` : ""}`,
+  );
 
 /** Jobs that failed a check: those the headline says are NOT verified. */
 const failedJobs = (s: NightlySummary) =>
@@ -250,6 +263,7 @@ export function summaryToText(s: NightlySummary): string {
     );
   }
   if (s.moreFindings > 0) lines.push(`  ... and ${s.moreFindings} more`);
+  for (const line of earlierLines(s, printable)) lines.push(`  ${line}`);
   if (s.ledger) lines.push(`  ledger: ${s.ledger.vaults} credit vaults read${judgedText(s)}`);
   for (const line of ledgerLines(s, printable)) lines.push(`  ${line}`);
   const unstored = notStoredText(s);
@@ -286,6 +300,8 @@ export function summaryToMarkdown(s: NightlySummary): string {
   }
   const rejudged = rejudgedText(s);
   if (rejudged) lines.push("", `${rejudged}.`);
+  const earlier = earlierLines(s, markdownCode);
+  if (earlier.length > 0) lines.push("", ...earlier.map((l) => `- ${l}`));
   const gaps = gapLines(s);
   if (gaps.length > 0) lines.push("", ...gaps.map((g) => `- ${g}`));
 

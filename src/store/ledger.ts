@@ -615,6 +615,12 @@ export interface LedgerStore {
    * span the vaults' lines up to 2 s past it. Read by the partial index `jobs_recorded_late`.
    */
   latestRecordedAfter(from: number, to: number): Promise<number | null>;
+  /**
+   * The earliest date (ms) of the jobs recorded in [from, to) and dated before `from` (an
+   * import, a receipt ingested late: the window counts them), or null when none is. Read by the
+   * partial index `jobs_recorded_late`.
+   */
+  earliestDatedBefore(from: number, to: number): Promise<number | null>;
   // What a statement reads (whole seconds: [fromSec, toSec)).
   cursorFigures(vault: string): Promise<CursorFigures | undefined>;
   /** Opening balance at `fromSec` (first movement's balance before + every delta before), or null. */
@@ -1425,6 +1431,12 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     .prepare(
       `SELECT max(recorded_at) FROM jobs WHERE created_at < recorded_at
          AND recorded_at >= @to AND created_at >= @from AND created_at < @to`,
+    )
+    .pluck();
+  const earliestDatedBefore = sqlite
+    .prepare(
+      `SELECT min(created_at) FROM jobs WHERE created_at < recorded_at
+         AND recorded_at >= @from AND recorded_at < @to AND created_at < @from`,
     )
     .pluck();
   const listedUpTo = sqlite
@@ -2841,6 +2853,9 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     },
     async latestRecordedAfter(from, to) {
       return latestRecordedAfter.get({ from, to }) as number | null;
+    },
+    async earliestDatedBefore(from, to) {
+      return earliestDatedBefore.get({ from, to }) as number | null;
     },
     async pendingCounts(vault, fromSec, toSec) {
       // Unclassified lines are few (read before migration 0006): counted whatever their time.

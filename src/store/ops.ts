@@ -81,6 +81,15 @@ export interface OpsStore {
     limit: number,
   ): Promise<(UnverifiedJob & { failingChecks: string[] })[]>;
   /**
+   * Of `jobIds`, those [from, to) does not count (`countedInWindow`), with their verdicts and
+   * the names of their failing checks: jobs of earlier windows a run judged again.
+   */
+  notCountedIn(
+    jobIds: readonly string[],
+    from: number,
+    to: number,
+  ): Promise<(UnverifiedJob & { failingChecks: string[] })[]>;
+  /**
    * Open jobs [from, to) counts (`countedInWindow`), grouped by what tells what they wait on
    * (`openJobWait`).
    */
@@ -336,6 +345,21 @@ function createSqliteOpsStore(store: SqliteStore): OpsStore {
     },
     async unverifiedJobs(fromMs, toMs, limit) {
       return unverifiedInWindow.all({ from: fromMs, to: toMs, limit }).map((row) => ({
+        ...row,
+        failingChecks: failing.all({ jobId: row.jobId }).map((c) => c.name),
+      }));
+    },
+    async notCountedIn(jobIds, fromMs, toMs) {
+      if (jobIds.length === 0) return [];
+      const rows = db
+        .select({ jobId: jobs.jobId, verdict: jobs.verdict })
+        .from(jobs)
+        .where(
+          and(inArray(jobs.jobId, [...jobIds]), sql`NOT (${countedInWindow(jobs, fromMs, toMs)})`),
+        )
+        .orderBy(asc(jobs.createdAt), asc(jobs.jobId))
+        .all();
+      return rows.map((row) => ({
         ...row,
         failingChecks: failing.all({ jobId: row.jobId }).map((c) => c.name),
       }));

@@ -12,6 +12,7 @@ import {
   lt,
   lte,
   max,
+  min,
   ne,
   not,
   or,
@@ -2835,6 +2836,20 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
             gte(jobs.recordedAt, to),
             gte(jobs.createdAt, from),
             lt(jobs.createdAt, to),
+          ),
+        );
+      return row?.at ?? null;
+    },
+    async earliestDatedBefore(from, to) {
+      const [row] = await db
+        .select({ at: min(jobs.createdAt) })
+        .from(jobs)
+        .where(
+          and(
+            recordedAfterDate(jobs.createdAt, jobs.recordedAt),
+            gte(jobs.recordedAt, from),
+            lt(jobs.recordedAt, to),
+            lt(jobs.createdAt, from),
           ),
         );
       return row?.at ?? null;

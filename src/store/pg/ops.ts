@@ -239,6 +239,34 @@ export function createPgOpsStore(store: PgStore): OpsStore {
         failingChecks: failing.filter((c) => c.jobId === row.jobId).map((c) => c.name),
       }));
     },
+    async notCountedIn(jobIds, fromMs, toMs) {
+      if (jobIds.length === 0) return [];
+      const rows = await db
+        .select({ jobId: jobs.jobId, verdict: jobs.verdict })
+        .from(jobs)
+        .where(
+          and(inArray(jobs.jobId, [...jobIds]), sql`NOT (${countedInWindow(jobs, fromMs, toMs)})`),
+        )
+        .orderBy(asc(jobs.createdAt), sql`${jobs.jobId} COLLATE "C"`);
+      const failing = await db
+        .select({ jobId: checkResults.jobId, name: checkResults.name })
+        .from(checkResults)
+        .where(
+          and(
+            inArray(
+              checkResults.jobId,
+              rows.map((r) => r.jobId),
+            ),
+            eq(checkResults.outcome, "fail"),
+          ),
+        )
+        .orderBy(sql`${checkResults.name} COLLATE "C"`);
+      return rows.map((row) => ({
+        jobId: row.jobId,
+        verdict: row.verdict as Verdict,
+        failingChecks: failing.filter((c) => c.jobId === row.jobId).map((c) => c.name),
+      }));
+    },
     async openJobGroups(fromMs, toMs) {
       const rows = await openGroups.execute({ from: fromMs, to: toMs });
       return rows.map(({ refusedOnHeldRow: _, ...row }) => ({
