@@ -1554,6 +1554,67 @@ describe("recording proxy", () => {
     expect(viaApp.lines.join("\n")).not.toContain(key);
   });
 
+  it("refuses two Authorization headers with 400, forwarding nothing, and never echoes a key", async () => {
+    const { proxy, url, row } = await setup();
+    const other = "dcntrl_live_ZYXWVUTSRQPONMLKJIHGFEDCBA987654";
+    const status = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = http.request(`${url}/v1/chat/completions?mode=json`, {
+        method: "POST",
+        agent: false,
+        // Raw headers: a Headers object joins the two into one (and, given so, no host is added).
+        headers: [
+          "host",
+          new URL(url).host,
+          "authorization",
+          `Bearer ${key}`,
+          "Authorization",
+          `Bearer ${other}`,
+          "content-type",
+          "application/json",
+        ],
+      });
+      req.on("error", reject).on("response", (response) => {
+        let body = "";
+        response.setEncoding("utf8").on("data", (chunk) => (body += chunk));
+        response.on("end", () => resolve({ status: response.statusCode ?? 0, body }));
+      });
+      req.end(JSON.stringify({ model: "qwen3-8b", max_tokens: 300, messages: [] }));
+    });
+    await proxy.idle();
+    expect(status.status).toBe(400);
+    expect(JSON.parse(status.body)).toMatchObject({
+      error: {
+        code: "bad_request",
+        message: "the Authorization header was given 2 times; send it once",
+      },
+    });
+    expect(status.body).not.toContain("dcntrl_");
+    expect(row()).toBeUndefined();
+  });
+
+  it("never stores a key put in a tag: cut from a value, and a tag named with one left out", async () => {
+    const { store, proxy, url, row } = await setup();
+    const another = "dcntrl_test_ABCDEFGHIJKLMNOPQRSTUVWXYZ012345";
+    const response = await fetch(`${url}/v1/chat/completions?mode=json`, {
+      method: "POST",
+      headers: {
+        authorization: `Bearer ${key}`,
+        "content-type": "application/json",
+        "x-audit-tag-k": key,
+        "x-audit-tag-team": `billing ${another} eu`,
+        [`x-audit-tag-${key}`]: "1",
+      },
+      body: JSON.stringify({ model: "qwen3-8b", max_tokens: 300, messages: [] }),
+    });
+    expect(response.status).toBe(200);
+    await response.text();
+    await proxy.idle();
+    expect(row()?.tags).toEqual({ k: "[redacted]", team: "billing [redacted] eu" });
+    const stored = JSON.stringify(store.sqlite.prepare("SELECT * FROM jobs").all()).toLowerCase();
+    expect(stored).not.toContain(key.toLowerCase().slice(0, 16));
+    expect(stored).not.toContain(another.toLowerCase().slice(0, 16));
+  });
+
   it("cuts a long path in its request line, after taking a key out of it, so the line stays one whole write", async () => {
     // A path of 10 KB with a key across the point where the path is cut. On the direct path,
     // quotes and backslashes (two bytes each in JSON; Node takes no byte over 0x7e in a path);

@@ -213,6 +213,29 @@ describe("parseReceiptInput", () => {
     });
   });
 
+  it("never keeps a Decentral key in a tag or a model: cut from the text, refused as a tag's name", () => {
+    const key = "dcntrl_live_6RzjgrimFdGEg9neBuwMKMzTyrcOgRpo";
+    const parsed = parseReceiptInput(
+      wireReceipt({
+        model: key,
+        response_model: `on behalf of ${key}`,
+        tags: { apikey: key, Note: `used ${key.toLowerCase()} today` },
+      }),
+    );
+    expect(parsed).toMatchObject({
+      ok: true,
+      receipt: {
+        model: "[redacted]",
+        responseModel: "on behalf of [redacted]",
+        tags: { apikey: "[redacted]", note: "used [redacted] today" },
+      },
+    });
+    const named = parseReceiptInput(wireReceipt({ tags: { [key]: "1" } }));
+    expect(named).toMatchObject({ ok: false, field: "tags" });
+    // The refusal goes back to the caller and into request logs: it does not repeat the key.
+    expect(JSON.stringify(named).toLowerCase()).not.toContain(key.toLowerCase().slice(0, 16));
+  });
+
   it("reads the request's method upper-cased and its path, and refuses either when it is none", () => {
     expect(parseReceiptInput(wireReceipt({ request_method: "get" }))).toMatchObject({
       ok: true,

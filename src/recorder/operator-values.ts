@@ -1,5 +1,6 @@
 import { cutText } from "../printable-text.js";
 import { maxTokenCount } from "./request-facts.js";
+import { withoutAnyKey } from "./without-key.js";
 
 /**
  * Values the Decentral operator writes (a response's model and usage, a jobs API status), made
@@ -35,7 +36,12 @@ export function operatorText(value: unknown, max = maxOperatorTextLength): strin
  */
 export function operatorModel(value: unknown): string | null {
   if (typeof value !== "string") return null;
-  return cutText(value.replace(controlCharacters, "\ufffd"), maxOperatorTextLength, "\u2026");
+  // A key the answer echoes is never stored, whoever's (the proxy cuts the caller's own first).
+  return cutText(
+    withoutAnyKey(value.replace(controlCharacters, "\ufffd")),
+    maxOperatorTextLength,
+    "\u2026",
+  );
 }
 
 /** A token count the operator wrote, or null when it is not an integer within ingest's bounds. */

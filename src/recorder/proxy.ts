@@ -57,7 +57,7 @@ import {
   requestFactsOfBytes,
 } from "./request-facts.js";
 import { createDataCount, createDoneWatch, sseChunks, sseEvents } from "./sse-tail.js";
-import { credentialsOf, withoutKeys } from "./without-key.js";
+import { credentialsOf, holdsAnyKey, withoutAnyKey, withoutKeys } from "./without-key.js";
 
 const zlibAsync = {
   gunzip: promisify(gunzip),
@@ -423,8 +423,39 @@ function utf8Header(value: string): string {
   }
 }
 
-/** The tags of a request: `x-audit-tag-<name>: <value>` headers, names lowercased. */
-function tagsOf(req: IncomingMessage): Record<string, string> {
+/** The headers that carry a caller's key, as an error names them. */
+const keyHeaders = new Map([
+  ["authorization", "Authorization"],
+  ["x-api-key", "x-api-key"],
+  ["api-key", "api-key"],
+]);
+
+/**
+ * A header carrying the caller's key that the request gave more than once, or null. Read from
+ * the raw headers, on every request: `headersDistinct` builds an object of them all.
+ */
+function repeatedKeyHeader(req: IncomingMessage): { name: string; times: number } | null {
+  const raw = req.rawHeaders;
+  let counts: Map<string, number> | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    if (name.length !== 13 && name.length !== 9 && name.length !== 7) continue;
+    const lower = name.toLowerCase();
+    if (!keyHeaders.has(lower)) continue;
+    counts ??= new Map();
+    counts.set(lower, (counts.get(lower) ?? 0) + 1);
+  }
+  for (const [name, times] of counts ?? []) {
+    if (times > 1) return { name: keyHeaders.get(name) ?? name, times };
+  }
+  return null;
+}
+
+/**
+ * The tags of a request: `x-audit-tag-<name>: <value>` headers, names lowercased. A Decentral
+ * key in a tag is never stored: cut from a value, and a name holding one leaves its tag out.
+ */
+function tagsOf(req: IncomingMessage, credentials: string[]): Record<string, string> {
   const tags: Record<string, string> = {};
   let count = 0;
   for (const [name, value] of Object.entries(req.headers)) {
@@ -432,12 +463,14 @@ function tagsOf(req: IncomingMessage): Record<string, string> {
     // Ingest's rules, so a proxied receipt can be posted again as it is; the request is the
     // customer's and goes on, so a tag ingest would refuse is left out rather than refused.
     const tag = name.slice(tagPrefix.length);
-    if (!tagNamePattern.test(tag)) continue;
+    if (!tagNamePattern.test(tag) || holdsAnyKey(tag)) continue;
     // Node reads header bytes as latin1: a value sent as UTF-8 (Arabic, CJK, emoji) is decoded
     // as such, so it is kept as the client wrote it rather than as mojibake.
     const raw = Array.isArray(value) ? value.join(", ") : value;
     // Cut as ingest counts, never inside a surrogate pair (half of one is no character).
-    tags[tag] = cutText(utf8Header(raw), maxTagValueLength, "") ?? "";
+    tags[tag] = withoutAnyKey(
+      withoutKeys(cutText(utf8Header(raw), maxTagValueLength, "") ?? "", credentials),
+    );
     if (++count === maxTags) break;
   }
   return tags;
@@ -755,7 +788,11 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
     let learnt: Learnt | undefined;
     let learning: Promise<Learnt> | undefined;
     const learn = (facts: RequestFacts): Learnt =>
-      (learnt ??= { facts, tags: tagsOf(req), fingerprint: keyFingerprint(authorization) });
+      (learnt ??= {
+        facts,
+        tags: tagsOf(req, credentials),
+        fingerprint: keyFingerprint(authorization),
+      });
     const fromRequest = (): Learnt | Promise<Learnt> => {
       if (learnt) return learnt;
       // Read whatever the content type says: the upstream may take a text/plain body as JSON.
@@ -1431,6 +1468,20 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         // `/v1/../x` would reach the upstream outside the API it proxies.
         req.resume();
         sendError(res, 400, "invalid_path", "the path has a `.` or `..` segment");
+        return over;
+      }
+      // Two keys: Node keeps the first `Authorization` and drops the other, so the job was
+      // charged to one key while the caller may have meant the other. Which is for the caller to
+      // say; the key is never echoed.
+      const twice = repeatedKeyHeader(req);
+      if (twice !== null) {
+        req.resume();
+        sendError(
+          res,
+          400,
+          "bad_request",
+          `the ${twice.name} header was given ${twice.times} times; send it once`,
+        );
         return over;
       }
       if (writer.full()) {

@@ -13,6 +13,7 @@ import {
   receiptMethodOf,
   receiptPathOf,
 } from "./request-facts.js";
+import { holdsAnyKey, withoutAnyKey } from "./without-key.js";
 
 export { maxTokenCount };
 
@@ -494,7 +495,8 @@ function optionalModel(value: unknown, field: string): string | null {
   if (/[\u0000-\u001f\u007f]/.test(value)) {
     throw new FieldError(field, "must not contain control characters");
   }
-  return value;
+  // A key in it is cut: the model is stored, grouped by in reports and their CSV downloads.
+  return withoutAnyKey(value);
 }
 
 /*
@@ -594,6 +596,13 @@ function optionalTags(value: unknown, field: string): Record<string, string> {
   const tags: Record<string, string> = {};
   for (const [name, tagValue] of entries) {
     const key = name.toLowerCase();
+    // Said without the name: the error goes back in the answer, and the key with it.
+    if (holdsAnyKey(key)) {
+      throw new FieldError(
+        field,
+        "a tag name holds a Decentral API key (dcntrl_...): a receipt never stores one",
+      );
+    }
     if (!tagNamePattern.test(key)) {
       throw new FieldError(`${field}.${name}`, "tag names are letters, digits, _ . - (max 64)");
     }
@@ -601,8 +610,9 @@ function optionalTags(value: unknown, field: string): Record<string, string> {
       throw new FieldError(`${field}.${name}`, `must be a string of at most ${maxTagValueLength}`);
     }
     // A label never costs a job its receipt (a client's tag may carry a tab, or Android's bidi
-    // wrapping of an RTL name): stored as written, and shown inert wherever it is printed.
-    tags[key] = tagValue;
+    // wrapping of an RTL name): stored as written, and shown inert wherever it is printed; a
+    // Decentral key in it is cut (stored, every read token would see it).
+    tags[key] = withoutAnyKey(tagValue);
   }
   return tags;
 }

@@ -2,10 +2,12 @@
  * What a chat request asks, read the same way by the proxy and the fetch wrapper: the model
  * that prices the job and the completion-token ceiling that bounds it. The response never
  * fills these in: the operator writes the response. No dependency beyond the platform (and
- * printable-text, which has none), since the fetch wrapper is imported alone by backends.
+ * printable-text and without-key, which have none), since the fetch wrapper is imported alone
+ * by backends.
  */
 
 import { fitText } from "../printable-text.js";
+import { withoutAnyKey } from "./without-key.js";
 
 /** The longest model name a receipt holds, as ingest counts it (UTF-16 code units). */
 export const maxModelLength = 200;
@@ -213,10 +215,7 @@ export function receiptPathOf(path: string): string | null {
   const query = path.search(/[?#]/);
   // A Decentral key a client joined into its base URL is never stored (the caller's own
   // credentials are cut before this, by who calls it).
-  const bare = (query < 0 ? path : path.slice(0, query)).replace(
-    /dcntrl_[a-z]+_[A-Za-z0-9]+/g,
-    "[redacted]",
-  );
+  const bare = withoutAnyKey(query < 0 ? path : path.slice(0, query));
   return /^\/[\x21-\x7e]*$/.test(bare) && bare.length <= maxRequestPathLength ? bare : null;
 }
 

@@ -61,3 +61,21 @@ export function withoutKeys(text: string, credentials: string[]): string {
   for (const credential of credentials) out = withoutKey(out, credential);
   return out;
 }
+
+/** Any Decentral API key's shape (`dcntrl_live_` and its characters), whoever's, in any case. */
+const anyKeyPattern = /dcntrl_[a-z]+_[a-z0-9]{8,}/gi;
+
+/**
+ * `text` with every Decentral API key cut, whoever's: a caller who puts a key in a tag or a
+ * model name (by mistake, or a backend tagging receipts with the key it used) had it stored and
+ * shown to every read token, in reports and CSV downloads too. The proxy cuts the caller's own
+ * first (`withoutKeys`); ingest and import cut any key-shaped text, as no receipt needs one.
+ */
+export function withoutAnyKey(text: string): string {
+  return text.toLowerCase().includes("dcntrl_") ? text.replace(anyKeyPattern, redactCensor) : text;
+}
+
+/** Whether `text` holds a Decentral API key's shape. */
+export function holdsAnyKey(text: string): boolean {
+  return withoutAnyKey(text) !== text;
+}
