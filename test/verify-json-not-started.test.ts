@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -60,12 +60,29 @@ describe("verify --json that cannot start", () => {
     notStarted(run, said);
   });
 
-  it("writes nothing but the error with --out FILE, whose file holds only summaries", async () => {
-    const run = await runCliInProcess(
-      ["verify", "--json", "--since", "1h", "--out", join(dir, "s.json"), "--db", missing],
-      { SOLANA_RPC_URLS: "http://127.0.0.1:9" },
-    );
-    expect(run.code).toBe(2);
-    expect(run.stdout).toBe("");
+  it("puts it in --out FILE in place of the last run's summary, in the format asked for", async () => {
+    const cases = [
+      [["--json"], "s.json"],
+      [["--markdown"], "s.md"],
+      [[], "s.txt"],
+    ] as const;
+    for (const [format, name] of cases) {
+      const file = join(dir, name);
+      // Last night's summary, which a cron job reading the file took for tonight's.
+      writeFileSync(file, '{"outcome":"verified","exitCode":0}\n');
+      const run = await runCliInProcess(
+        ["verify", ...format, "--since", "1h", "--out", file, "--db", missing],
+        { SOLANA_RPC_URLS: "http://127.0.0.1:9" },
+      );
+      expect(run.code).toBe(2);
+      expect(run.stdout).toBe("");
+      expect(run.stderr).toContain(`no SQLite store at ${missing}`);
+      const written = readFileSync(file, "utf8");
+      expect(written).not.toContain('"verified"');
+      expect(written).toContain(`could not start: no SQLite store at ${missing}`);
+      if (format[0] === "--json") {
+        expect(JSON.parse(written)).toMatchObject({ outcome: "incomplete", exitCode: 2 });
+      }
+    }
   });
 });

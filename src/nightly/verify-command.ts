@@ -70,7 +70,9 @@ export function verifyWindow(flags: VerifyFlags, now: number) {
     throw bad("min-jobs", `not a whole number of jobs: ${flags.minJobs}`);
   }
   // One summary format: with both, one of them would be dropped without a word.
-  if (flags.json && flags.markdown) throw bad("json", "and --markdown: give one of them");
+  if (flags.json && flags.markdown) {
+    throw bad("json", "cannot be given with --markdown: give one of them");
+  }
   const out = outFile(flags.out);
   if (out !== undefined) refuseUnwritableOut(out);
   return { from, to, timeoutMs, minJobs: Number(minJobsText) };
