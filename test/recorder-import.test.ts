@@ -847,6 +847,10 @@ describe("import from a named pipe", () => {
     await expect(runImportCommand(store, "/dev/zero", {}, io)).rejects.toMatchObject({
       message: "/dev/zero: not a file",
     });
+    // `import "$FILE"` with FILE unset.
+    await expect(runImportCommand(store, "", {}, io)).rejects.toMatchObject({
+      message: "file: empty path (give a file, or - for stdin)",
+    });
   });
 });
 

@@ -213,6 +213,26 @@ describe("parseReceiptInput", () => {
     });
   });
 
+  it("says what a created_at out of range most likely meant: milliseconds, or a date without dashes", () => {
+    const reason = (createdAt: unknown) => {
+      const parsed = parseReceiptInput(wireReceipt({ created_at: createdAt }));
+      return parsed.ok ? null : { field: parsed.field, reason: parsed.reason };
+    };
+    for (const ms of [1_796_565_000_000, "1796565000000"]) {
+      expect(reason(ms)).toEqual({
+        field: "created_at",
+        reason: expect.stringContaining("this reads as epoch milliseconds"),
+      });
+    }
+    expect(reason("20261206")?.reason).toContain("write it 2026-12-06T00:00:00Z");
+    expect(reason(0)?.reason).toBe("must be a date between 2020 and 2100");
+    expect(parseReceiptInput(wireReceipt({ job_id: `job_${"a".repeat(121)}` }))).toMatchObject({
+      ok: false,
+      field: "job_id",
+      reason: "must be job_ followed by 1 to 120 lowercase letters and digits",
+    });
+  });
+
   it("never keeps a Decentral key in a tag or a model: cut from the text, refused as a tag's name", () => {
     const key = "dcntrl_live_6RzjgrimFdGEg9neBuwMKMzTyrcOgRpo";
     const parsed = parseReceiptInput(

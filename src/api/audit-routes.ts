@@ -32,7 +32,7 @@ const jobIdParam = z.object({
   // another shape is a mistyped id, told so rather than "no job".
   jobId: z
     .string()
-    .regex(jobIdPattern, "must be job_ followed by lowercase letters and digits")
+    .regex(jobIdPattern, "must be job_ followed by 1 to 120 lowercase letters and digits")
     .openapi({ param: { name: "jobId", in: "path" }, example: "job_8fx2kp3m9qrstvwxyz" }),
 });
 

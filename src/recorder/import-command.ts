@@ -125,6 +125,12 @@ export async function runImportCommand(
   io: ImportCommandIo,
 ): Promise<number> {
   const fromStdin = file === "-";
+  // `import "$FILE"` with FILE unset: said as such, not as ": no such file".
+  if (file.trim() === "") {
+    throw new AppError("bad_request", "file: empty path (give a file, or - for stdin)", {
+      field: "file",
+    });
+  }
   const format = formatOf(fromStdin ? "" : file, flags.format);
   const stat = fromStdin ? null : readable(file, () => statSync(file, { throwIfNoEntry: false }));
   // A pipe is read as stdin is: `import <(zcat receipts.jsonl.gz)` and `import /dev/stdin` name

@@ -578,7 +578,15 @@ function optionalCreatedAt(value: unknown, field: string): number | null {
     ms = parsed;
   } else throw new FieldError(field, "must be an ISO 8601 date-time or epoch seconds");
   if (!Number.isFinite(ms) || ms < minCreatedAt || ms >= maxCreatedAt) {
-    throw new FieldError(field, "must be a date between 2020 and 2100");
+    const digits = typeof value === "number" ? String(value) : String(value).trim();
+    // What the value most likely meant, said: the range alone did not tell a caller sending
+    // JavaScript's milliseconds, or a date without its dashes, what to write instead.
+    const hint = /^\d{13}$/.test(digits)
+      ? ": this reads as epoch milliseconds; send epoch seconds (divide by 1000) or ISO 8601"
+      : /^\d{8}$/.test(digits)
+        ? `: a date without its dashes? write it ${digits.slice(0, 4)}-${digits.slice(4, 6)}-${digits.slice(6)}T00:00:00Z`
+        : "";
+    throw new FieldError(field, `must be a date between 2020 and 2100${hint}`);
   }
   // A receipt is written after its job ran: dated ahead, its money would be reported in a
   // period to come and left out of the one it moved in. A day covers any recorder's clock.
@@ -607,7 +615,10 @@ function optionalTags(value: unknown, field: string): Record<string, string> {
       throw new FieldError(`${field}.${name}`, "tag names are letters, digits, _ . - (max 64)");
     }
     if (typeof tagValue !== "string" || tagValue.length > maxTagValueLength) {
-      throw new FieldError(`${field}.${name}`, `must be a string of at most ${maxTagValueLength}`);
+      throw new FieldError(
+        `${field}.${name}`,
+        `must be a string of at most ${maxTagValueLength} characters`,
+      );
     }
     // A label never costs a job its receipt (a client's tag may carry a tab, or Android's bidi
     // wrapping of an RTL name): stored as written, and shown inert wherever it is printed; a
@@ -634,7 +645,7 @@ function callerText(value: string | null, field: string): string | null {
 function jobId(value: unknown, field: string): string {
   if (value === undefined || value === null) throw new FieldError(field, "is required");
   if (typeof value !== "string" || !jobIdPattern.test(value)) {
-    throw new FieldError(field, "must be job_ followed by lowercase letters and digits");
+    throw new FieldError(field, "must be job_ followed by 1 to 120 lowercase letters and digits");
   }
   return value;
 }
