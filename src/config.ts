@@ -178,7 +178,14 @@ export const configSchema = z.object({
   RPC_STATUS_BATCH_SIZE: wholeNumber(1, 256).default(256),
   /** Upstream Decentral API that the recording proxy forwards to. */
   DECENTRAL_BASE_URL: z
-    .url({ protocol: /^https?$/ })
+    .url({
+      protocol: /^https?$/,
+      // zod says "Invalid URL" for a URL of another scheme (ftp://x), which is one.
+      error: (issue) =>
+        typeof issue.input === "string" && URL.canParse(issue.input)
+          ? `must be an http:// or https:// URL, not ${new URL(issue.input).protocol}`
+          : "must be an http:// or https:// URL",
+    })
     // The proxy and the jobs API take only its path (a query, a fragment or a user:password
     // went nowhere), while the account snapshot's fetch put `/account` after the query, or
     // threw on the password: refused, as neither is a base to put a path under.

@@ -226,6 +226,15 @@ describe("DECENTRAL_BASE_URL with a query, a fragment or credentials", () => {
       "http://127.0.0.1:9/v1/",
     );
   });
+
+  it("names the scheme when it is not http or https (a URL all the same)", () => {
+    expect(() => loadConfig({ DECENTRAL_BASE_URL: "ftp://api.example/v1" })).toThrow(
+      "DECENTRAL_BASE_URL: must be an http:// or https:// URL, not ftp:",
+    );
+    expect(() => loadConfig({ DECENTRAL_BASE_URL: "api.example/v1" })).toThrow(
+      "DECENTRAL_BASE_URL: must be an http:// or https:// URL",
+    );
+  });
 });
 
 // A grace near 2^53 s put a lock's due time past the last instant a Date holds: every statement
