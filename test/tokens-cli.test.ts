@@ -54,7 +54,12 @@ describe("decentral-audit tokens", () => {
     expect(JSON.stringify(listed)).not.toContain(token);
     expect(readFileSync(db).includes(Buffer.from(token!))).toBe(false);
 
-    await cli("tokens", "revoke", listed[0]!.id, "--db", db);
+    const first = (await cli("tokens", "revoke", listed[0]!.id, "--db", db)).join("\n");
+    expect(first).toMatch(new RegExp(`^revoked ${listed[0]!.id} at `));
+    // Again: said as the revocation it was, at its first time.
+    await new Promise((r) => setTimeout(r, 5));
+    const again = (await cli("tokens", "revoke", listed[0]!.id, "--db", db)).join("\n");
+    expect(again).toBe(`already ${first}`);
     const store = openSqliteStore(db);
     try {
       expect(await authenticateToken(store, token!)).toBeNull();

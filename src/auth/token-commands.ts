@@ -97,7 +97,12 @@ export function registerTokenCommands(program: Command, helpers: Helpers): void 
     )
     .action(async (id: string, flags: Record<string, unknown>) => {
       const { revokeToken } = await import("./tokens.js");
-      const revoked = await withStore(flags, (store) => revokeToken(store, id));
-      console.log(`revoked ${revoked.id} at ${iso(revoked.revokedAt)}`);
+      const asked = Date.now();
+      const revoked = await withStore(flags, (store) => revokeToken(store, id, () => asked));
+      // Revoked before (the first time is kept): said so, not as a revocation made now.
+      const before = revoked.revokedAt !== null && revoked.revokedAt < asked;
+      console.log(
+        `${before ? "already revoked" : "revoked"} ${revoked.id} at ${iso(revoked.revokedAt)}`,
+      );
     });
 }
