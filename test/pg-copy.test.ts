@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openSqliteStore, type SqliteStore } from "../src/db/client.js";
 import { CopyError, copySqliteToPostgres } from "../src/db/copy.js";
 import { migrateStore } from "../src/db/migrate.js";
+import { defaultPostgresSettings } from "../src/db/pg/client.js";
 import * as pgSchema from "../src/db/pg/schema.js";
 import {
   accessTokens,
@@ -414,6 +415,20 @@ describe("db copy from SQLite to PostgreSQL", () => {
     await expect(
       copySqliteToPostgres({ from: join(dir, "none.db"), to: database.url }),
     ).rejects.toThrow(/no SQLite store at/);
+    // What is wrong with the URL is said of --to, where it came from, not of DATABASE_URL.
+    await expect(
+      copySqliteToPostgres({ from: source, to: "postgres://127.0.0.1:9/x" }),
+    ).rejects.toThrow("--to names no user (postgres://USER@host/db)");
+    // Nothing listening: the flag and the URL named, its password not.
+    await expect(
+      copySqliteToPostgres({
+        from: source,
+        to: "postgres://u:secretpw@127.0.0.1:9/x",
+        settings: { ...defaultPostgresSettings, connectTimeoutMs: 2_000 },
+      }),
+    ).rejects.toThrow(
+      /^--to: cannot reach PostgreSQL at postgres:\/\/u:\*\*\*@127\.0\.0\.1:9\/x: /,
+    );
   });
 
   it("refuses to mix a second store into a database that holds a copy of another", async () => {

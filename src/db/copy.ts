@@ -5,6 +5,7 @@ import { readMigrationFiles } from "drizzle-orm/migrator";
 import { type PgColumn, PgTable, getTableConfig as pgTableConfig } from "drizzle-orm/pg-core";
 import { SQLiteTable, getTableConfig as sqliteTableConfig } from "drizzle-orm/sqlite-core";
 import type pg from "pg";
+import { isTransientPgError } from "./client.js";
 import { migrationsFolder } from "./migrate.js";
 import {
   defaultPostgresSettings,
@@ -17,6 +18,7 @@ import * as pgSchema from "./pg/schema.js";
 import { foldRollupDeltasSql, rollupDeltasTable } from "./rollups.js";
 import * as sqliteSchema from "./schema.js";
 import { highName, highPart, joinParts, lowName, lowPart } from "./split-sums.js";
+import { parseDatabaseUrl } from "./url.js";
 
 /**
  * `db copy`: moves a SQLite store into a PostgreSQL database, every table, exactly. Each table
@@ -354,6 +356,12 @@ async function compareTable(
  * file), then compares both. A target that holds rows this copy did not write, or a copy of
  * another source, is refused.
  */
+/** A postgres:// URL as it may be printed: its password replaced. */
+function redactedOf(url: string): string {
+  const target = parseDatabaseUrl(url);
+  return target.kind === "postgres" ? target.redacted : url;
+}
+
 export async function copySqliteToPostgres(options: CopyOptions): Promise<CopyResult> {
   const log = options.log ?? (() => {});
   if (!/^postgres(ql)?:\/\//i.test(options.to)) {
@@ -366,8 +374,16 @@ export async function copySqliteToPostgres(options: CopyOptions): Promise<CopyRe
   } catch {
     throw new CopyError(`no SQLite store at ${options.from}`);
   }
+  // Errors about the URL are said of `--to`, where it came from: "DATABASE_URL names no user"
+  // sent the operator to a setting the command does not read.
+  const ofTo = (message: string) => message.replace(/^DATABASE_URL\b/, "--to");
+  let target: ReturnType<typeof openPostgres>;
+  try {
+    target = openPostgres(options.to, options.settings ?? defaultPostgresSettings);
+  } catch (error) {
+    throw new CopyError(ofTo(error instanceof Error ? error.message : String(error)));
+  }
   const source = new Database(sourcePath, { readonly: true, fileMustExist: true });
-  const target = openPostgres(options.to, options.settings ?? defaultPostgresSettings);
   try {
     checkSource(source, options.from);
     sumPendingRollups(source, sourcePath);
@@ -381,7 +397,13 @@ export async function copySqliteToPostgres(options: CopyOptions): Promise<CopyRe
     if (extra.length > 0) {
       throw new CopyError(`tables with no PostgreSQL mirror: ${extra.join(", ")}`);
     }
-    await migratePostgres(target.pool);
+    await migratePostgres(target.pool).catch((error: unknown) => {
+      // A server that is not there: the raw "connect ECONNREFUSED" named neither flag nor URL.
+      if (!isTransientPgError(error)) throw error;
+      throw new CopyError(
+        `--to: cannot reach PostgreSQL at ${redactedOf(options.to)}: ${error instanceof Error ? error.message : String(error)}`,
+      );
+    });
     await target.pool.query(
       `CREATE TABLE IF NOT EXISTS ${progressTable} (
         table_name text PRIMARY KEY, source text NOT NULL, last_key json,
