@@ -355,7 +355,7 @@ describe("decentral-audit verify", () => {
     for (const [flags, message] of [
       [{ out: dir }, `--out: ${dir} is a folder`],
       [{ out: join(dir, "no", "summary.json") }, "--out: no folder"],
-      [{ json: true, markdown: true }, "--json: and --markdown"],
+      [{ json: true, markdown: true }, "--json: cannot be given with --markdown"],
     ] as const) {
       await expect(run(store, engine, flags).code).rejects.toMatchObject({
         code: "validation_failed",
