@@ -510,6 +510,8 @@ describe.each(dialects)("%s: a window's jobs", (dialect) => {
       jobRow({ jobId: "earlier_bad", createdAt: from - 24 * HOUR, verdict: "discrepancy" }),
       jobRow({ jobId: "earlier_open", createdAt: from - 23 * HOUR, verdict: "pending" }),
       jobRow({ jobId: "in_window", createdAt: from + HOUR, verdict: "discrepancy" }),
+      // Dated after the window: its own window's run judges it.
+      jobRow({ jobId: "later", createdAt: to + HOUR, verdict: "pending" }),
       // Dated before the window, recorded in it: the window counts it.
       jobRow({
         jobId: "late_in",
@@ -523,7 +525,7 @@ describe.each(dialects)("%s: a window's jobs", (dialect) => {
       { jobId: "earlier_bad", name: "escrow.exists", outcome: "pass", checkedAt: from },
     ]);
     const ops = createOpsStore(store);
-    const sentBack = ["in_window", "earlier_open", "late_in", "earlier_bad", "unknown"];
+    const sentBack = ["in_window", "earlier_open", "late_in", "earlier_bad", "later", "unknown"];
     expect(await ops.notCountedIn(sentBack, from, to)).toEqual([
       { jobId: "earlier_bad", verdict: "discrepancy", failingChecks: ["settlement.single"] },
       { jobId: "earlier_open", verdict: "pending", failingChecks: [] },

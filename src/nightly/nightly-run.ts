@@ -451,6 +451,11 @@ export async function runNightlyVerification(
   let rejudged = 0;
   /** Jobs of earlier windows this run's escrow scan sent back, judged by the run. */
   let sentBackEarlier: string[] = [];
+  /**
+   * What every read of the ledger's escrow scan sent back: a read made again (for headers
+   * recorded during the run) finds the payouts kept already, and sends nothing back.
+   */
+  const sentBackAll = new Set<string>();
 
   // The lock outlives the run's timeout a little, so a crashed run frees it on its own.
   let holder: Awaited<ReturnType<typeof acquireLock>> = null;
@@ -603,6 +608,8 @@ export async function runNightlyVerification(
             reading.clear();
           }
           reason = ledger.incomplete;
+          // Each read's scan sends back what it kept; a read again keeps nothing more of them.
+          for (const jobId of ledger.escrowSentBack ?? []) sentBackAll.add(jobId);
           phase = "counting the jobs the ledger's read reopened";
           // The ledger's read reopens the jobs whose credits.header waited for it: settle them.
           const counts = await whileDatabaseAway(
@@ -637,7 +644,7 @@ export async function runNightlyVerification(
         // settlement after that run was over): the scan sent the job back to the verifier, and
         // the run that found it judges it and says so, whatever window the job is dated in.
         // Left to serve's verifier, the run exited 0, and with no serve the job stayed pending.
-        const sentBack = ledger?.escrowSentBack ?? [];
+        const sentBack = [...sentBackAll];
         if (reason === null && sentBack.length > 0) {
           phase = "judging the jobs of earlier windows the escrow scan sent back";
           const outside = await whileDatabaseAway(

@@ -1,5 +1,5 @@
 import { statSync } from "node:fs";
-import { and, asc, count, desc, eq, gte, inArray, sql } from "drizzle-orm";
+import { and, asc, count, desc, eq, gte, inArray, lt, sql } from "drizzle-orm";
 import type { SqliteStore, Store } from "../db/client.js";
 import {
   checkResults,
@@ -81,8 +81,9 @@ export interface OpsStore {
     limit: number,
   ): Promise<(UnverifiedJob & { failingChecks: string[] })[]>;
   /**
-   * Of `jobIds`, those [from, to) does not count (`countedInWindow`), with their verdicts and
-   * the names of their failing checks: jobs of earlier windows a run judged again.
+   * Of `jobIds`, those of earlier windows: dated before `from` and not counted by [from, to)
+   * (`countedInWindow`), with their verdicts and the names of their failing checks. A job dated
+   * after the window is its own window's run's to judge.
    */
   notCountedIn(
     jobIds: readonly string[],
@@ -355,7 +356,11 @@ function createSqliteOpsStore(store: SqliteStore): OpsStore {
         .select({ jobId: jobs.jobId, verdict: jobs.verdict })
         .from(jobs)
         .where(
-          and(inArray(jobs.jobId, [...jobIds]), sql`NOT (${countedInWindow(jobs, fromMs, toMs)})`),
+          and(
+            inArray(jobs.jobId, [...jobIds]),
+            lt(jobs.createdAt, fromMs),
+            sql`NOT (${countedInWindow(jobs, fromMs, toMs)})`,
+          ),
         )
         .orderBy(asc(jobs.createdAt), asc(jobs.jobId))
         .all();

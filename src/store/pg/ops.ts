@@ -1,4 +1,4 @@
-import { and, asc, count, desc, eq, gte, inArray, sql } from "drizzle-orm";
+import { and, asc, count, desc, eq, gte, inArray, lt, sql } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
 import { checkResults, jobs } from "../../db/pg/schema.js";
 import { type Verdict, verdictIsOpen, verdicts } from "../../db/schema.js";
@@ -245,7 +245,11 @@ export function createPgOpsStore(store: PgStore): OpsStore {
         .select({ jobId: jobs.jobId, verdict: jobs.verdict })
         .from(jobs)
         .where(
-          and(inArray(jobs.jobId, [...jobIds]), sql`NOT (${countedInWindow(jobs, fromMs, toMs)})`),
+          and(
+            inArray(jobs.jobId, [...jobIds]),
+            lt(jobs.createdAt, fromMs),
+            sql`NOT (${countedInWindow(jobs, fromMs, toMs)})`,
+          ),
         )
         .orderBy(asc(jobs.createdAt), sql`${jobs.jobId} COLLATE "C"`);
       const failing = await db
