@@ -418,6 +418,43 @@ describe("deciding a claimed job", () => {
     });
   });
 
+  it("keeps one check a role when two of the job's settlements are disputed, so its verdict can be written", () => {
+    const { job, escrow, settlement } = honest();
+    const named = "5".repeat(87);
+    const rows = {
+      [escrow.signature]: finalized,
+      [settlement.signature]: finalized,
+      [named]: finalized,
+    };
+    const disputed = (signature: string) => ({
+      signature,
+      method: "getTransaction" as const,
+      quorum: 2,
+      answers: [
+        { endpoint: "a", kind: "answer" as const, digest: "1" },
+        { endpoint: "b", kind: "answer" as const, digest: "2" },
+      ],
+    });
+    const d = decide(
+      // The header names one settlement, the jobs API another: both drew disagreeing answers.
+      claimed({ ...job, apiSettlementTx: named }),
+      known(rows, [escrow, settlement], {
+        disagreements: new Map([
+          [settlement.signature, disputed(settlement.signature)],
+          [named, disputed(named)],
+        ]),
+      }),
+      localnetProfile,
+      noPins,
+      timing,
+    );
+    expect(d.verdict).toBe("rpc_disagreement");
+    const names = (d.checks ?? []).map((c) => c.name);
+    expect(names).toEqual(["settlement.rpc_quorum"]);
+    expect(d.checks?.[0]?.reason).toContain(named);
+    expect(d.checks?.[0]?.reason).toContain(settlement.signature);
+  });
+
   it("waits for the settlement backfill of a streamed job that names no settlement yet", () => {
     const { job, escrow } = honest();
     const d = decide(

@@ -367,7 +367,7 @@ function judgeWaiting<J extends WaitingJob>(
   const sigs = jobSignatures(job);
   const base = { job, evaluation: null, checks: null, lastError: null };
   const row = (s: string) => signatures.row(s);
-  const roleOf = (sig: string) =>
+  const roleOf = (sig: string): "escrow" | "settlement" =>
     sig === job.escrowTx || sig === job.apiEscrowTx ? "escrow" : "settlement";
   // Jitter spreads retries of many jobs so they do not hit a recovering node together.
   const retryDelay = (attempt: number, baseMs: number) =>
@@ -406,14 +406,29 @@ function judgeWaiting<J extends WaitingJob>(
   // Endpoints that disagree say nothing about the job: it waits, with every answer as evidence.
   const disputed = served.filter((s) => signatures.disagreements.has(s));
   if (disputed.length > 0) {
-    const checks = disputed.map((s): CheckResult => {
-      const d = signatures.disagreements.get(s)!;
+    // One check a role: two of a role's transactions disputed (a settlement the header names
+    // and another the jobs API names) were two checks of one name, and the verdict's write
+    // failed on the name (the job stayed `error`, never `rpc_disagreement`).
+    const byRole = new Map<"escrow" | "settlement", string[]>();
+    for (const s of disputed) byRole.set(roleOf(s), [...(byRole.get(roleOf(s)) ?? []), s]);
+    const checks = [...byRole].map(([role, disputedOfRole]): CheckResult => {
+      const each = disputedOfRole.map((s) => ({ s, d: signatures.disagreements.get(s)! }));
+      const [first] = each;
+      if (each.length === 1 && first) {
+        return {
+          name: `${role}.rpc_quorum`,
+          outcome: "skip",
+          reason: describeDisagreement(first.d),
+          expected: { quorum: first.d.quorum, method: first.d.method, signature: first.s },
+          actual: { answers: first.d.answers },
+        };
+      }
       return {
-        name: `${roleOf(s)}.rpc_quorum`,
+        name: `${role}.rpc_quorum`,
         outcome: "skip",
-        reason: describeDisagreement(d),
-        expected: { quorum: d.quorum, method: d.method, signature: s },
-        actual: { answers: d.answers },
+        reason: each.map(({ s, d }) => `${s}: ${describeDisagreement(d)}`).join("; "),
+        expected: each.map(({ s, d }) => ({ quorum: d.quorum, method: d.method, signature: s })),
+        actual: each.map(({ s, d }) => ({ signature: s, answers: d.answers })),
       };
     });
     return {
