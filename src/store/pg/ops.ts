@@ -34,6 +34,27 @@ const rowHeldElsewhere = sql<unknown>`NOT EXISTS (SELECT 1 FROM ${jobs} AS held
  */
 export function createPgOpsStore(store: PgStore): OpsStore {
   const { db } = store;
+  /** `rows` with the names of each one's failing checks: the checks of all of them in one read. */
+  const withFailingChecks = async <T extends { jobId: string }>(rows: T[]) => {
+    if (rows.length === 0) return [];
+    const failing = await db
+      .select({ jobId: checkResults.jobId, name: checkResults.name })
+      .from(checkResults)
+      .where(
+        and(
+          inArray(
+            checkResults.jobId,
+            rows.map((r) => r.jobId),
+          ),
+          eq(checkResults.outcome, "fail"),
+        ),
+      )
+      .orderBy(sql`${checkResults.name} COLLATE "C"`);
+    return rows.map((row) => ({
+      ...row,
+      failingChecks: failing.filter((c) => c.jobId === row.jobId).map((c) => c.name),
+    }));
+  };
   const from = sql.placeholder("from");
   const to = sql.placeholder("to");
   const exists = db
@@ -220,24 +241,7 @@ export function createPgOpsStore(store: PgStore): OpsStore {
     async unverifiedJobs(fromMs, toMs, limit) {
       const rows = await unverifiedInWindow.execute({ from: fromMs, to: toMs, limit });
       if (rows.length === 0) return [];
-      // The failing checks of the whole page in one read, grouped here.
-      const failing = await db
-        .select({ jobId: checkResults.jobId, name: checkResults.name })
-        .from(checkResults)
-        .where(
-          and(
-            inArray(
-              checkResults.jobId,
-              rows.map((r) => r.jobId),
-            ),
-            eq(checkResults.outcome, "fail"),
-          ),
-        )
-        .orderBy(sql`${checkResults.name} COLLATE "C"`);
-      return rows.map((row) => ({
-        ...row,
-        failingChecks: failing.filter((c) => c.jobId === row.jobId).map((c) => c.name),
-      }));
+      return withFailingChecks(rows);
     },
     async notCountedIn(jobIds, fromMs, toMs) {
       if (jobIds.length === 0) return [];
@@ -252,24 +256,7 @@ export function createPgOpsStore(store: PgStore): OpsStore {
           ),
         )
         .orderBy(asc(jobs.createdAt), sql`${jobs.jobId} COLLATE "C"`);
-      const failing = await db
-        .select({ jobId: checkResults.jobId, name: checkResults.name })
-        .from(checkResults)
-        .where(
-          and(
-            inArray(
-              checkResults.jobId,
-              rows.map((r) => r.jobId),
-            ),
-            eq(checkResults.outcome, "fail"),
-          ),
-        )
-        .orderBy(sql`${checkResults.name} COLLATE "C"`);
-      return rows.map((row) => ({
-        jobId: row.jobId,
-        verdict: row.verdict as Verdict,
-        failingChecks: failing.filter((c) => c.jobId === row.jobId).map((c) => c.name),
-      }));
+      return withFailingChecks(rows.map((row) => ({ ...row, verdict: row.verdict as Verdict })));
     },
     async openJobGroups(fromMs, toMs) {
       const rows = await openGroups.execute({ from: fromMs, to: toMs });
