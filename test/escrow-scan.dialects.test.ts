@@ -368,6 +368,101 @@ describe.each(dialects)("the escrow vault's memo scan on %s", (dialect) => {
     expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.single")]);
   });
 
+  it("holds a payout no endpoint serves with its job past the hour, the job not verified meanwhile; judged once served", async () => {
+    const c = await h.scenario();
+    // The chain's clock, moved on here only (the harness's clock is every test's).
+    let later = 0;
+    const now = () => h.op.now() + later;
+    const plan = streamedWholeLock();
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const first = h.op.send(h.op.settleIxs(plan)).signature;
+    await recordStreamed(c, plan, escrowTx, first);
+    await h.finalized();
+    const verifier = createVerifier({
+      store: c.store,
+      rpc: h.rpc,
+      profile: c.profile,
+      log,
+      now,
+      options: quickVerifierOptions,
+    });
+    await verifier.runUntilSettled({ jobIds: [plan.jobId] }, { timeoutMs: 5_000 });
+    expect(await c.outcome(plan.jobId)).toEqual(verified);
+    // After the verdict: a second payout, and an outsider's unit sent in under the job's memo.
+    const second = h.op.send(h.op.settleIxs(plan)).signature;
+    const outsider = h.op.attackerAccount();
+    const deposit = h.op.send([
+      h.op.transfer(outsider, h.op.accounts.escrowVault, 1n, { authority: h.op.attacker.address }),
+      h.op.memo(`decentral:settle:${plan.jobId}`),
+    ]).signature;
+    await h.finalized();
+    const hidden = new Set([second, deposit]);
+    const rpc: typeof h.rpc = Object.create(h.rpc);
+    rpc.getTransaction = (signature, ...rest) =>
+      hidden.has(signature) ? Promise.resolve(null) : h.rpc.getTransaction(signature, ...rest);
+    const scan = createEscrowScanner({ store: c.store, rpc, profile: localnetProfile, log, now });
+    const held = await scan.scanNew();
+    expect(held.kept).toEqual([]);
+    expect(held.unread).not.toBeNull();
+    // Sent back to the verifier, which does not judge it while the entries are unread.
+    expect((await readJob(c.store, plan.jobId))?.verdict).toBe("pending");
+    const ledger = createLedgerStore(c.store);
+    const unreadOf = async () =>
+      ((await ledger.escrowUnread([plan.jobId])).get(plan.jobId) ?? []).map((e) => e.signature);
+    expect((await unreadOf()).sort()).toEqual([second, deposit].sort());
+    // Past the hour an entry of a job not recorded is held, and past the verdict's wait.
+    later = 61 * 60_000;
+    await scan.scanNew();
+    expect((await unreadOf()).sort()).toEqual([second, deposit].sort());
+    await verifier.runUntilSettled({ jobIds: [plan.jobId] }, { timeoutMs: 1_000 });
+    const waiting = await readJob(c.store, plan.jobId);
+    if (dialect === "sqlite") {
+      expect(waiting?.verdict).toBe("error");
+      expect(waiting?.lastError).toContain(second);
+    } else {
+      // PostgreSQL's verifier goes by the server's clock, which this test does not move: the
+      // job is still within the verdict's wait for the scan.
+      expect(waiting?.verdict).toBe("awaiting_finality");
+    }
+    // The outsider's unit, once served, pays nothing out: dropped, the payout still held.
+    hidden.delete(deposit);
+    expect((await scan.scanNew()).kept).toEqual([]);
+    expect(await unreadOf()).toEqual([second]);
+    await verifier.runUntilSettled({ jobIds: [plan.jobId] }, { timeoutMs: 1_000 });
+    expect((await readJob(c.store, plan.jobId))?.verdict).toBe(waiting?.verdict);
+    hidden.delete(second);
+    expect((await scan.scanNew()).kept).toEqual([plan.jobId]);
+    expect(await unreadOf()).toEqual([]);
+    await verifier.runUntilSettled({ jobIds: [plan.jobId] }, { timeoutMs: 5_000 });
+    expect(await c.outcome(plan.jobId)).toEqual(discrepancy("settlement.single"));
+  });
+
+  it("lets a job whose only unread entry was an outsider's unit be verified again once it is read", async () => {
+    const c = await h.scenario();
+    const plan = streamedWholeLock();
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const first = h.op.send(h.op.settleIxs(plan)).signature;
+    const outsider = h.op.attackerAccount();
+    const deposit = h.op.send([
+      h.op.transfer(outsider, h.op.accounts.escrowVault, 1n, { authority: h.op.attacker.address }),
+      h.op.memo(`decentral:settle:${plan.jobId}`),
+    ]).signature;
+    await recordStreamed(c, plan, escrowTx, first);
+    await h.finalized();
+    let serving = false;
+    const rpc: typeof h.rpc = Object.create(h.rpc);
+    rpc.getTransaction = (signature, ...rest) =>
+      signature === deposit && !serving
+        ? Promise.resolve(null)
+        : h.rpc.getTransaction(signature, ...rest);
+    const scan = createEscrowScanner({ store: c.store, rpc, profile: localnetProfile, log });
+    expect((await scan.scanNew()).unread).toContain(deposit);
+    serving = true;
+    expect((await scan.scanNew()).kept).toEqual([]);
+    expect((await createLedgerStore(c.store).escrowUnread([plan.jobId])).size).toBe(0);
+    expect(await c.verdicts(plan.jobId)).toEqual([verified]);
+  });
+
   it("judges the held entries behind a page of ones no endpoint serves (they stalled it until the hour dropped them)", async () => {
     const c = await h.scenario();
     // U: a closed job with two payouts under its memo that no endpoint serves.

@@ -794,7 +794,10 @@ export const escrowScans = sqliteTable("escrow_scans", {
  * Escrow listing entries the scan could not judge when it listed them: their memo names a job
  * not recorded yet (a proxy records a job when its answer ends, which an operator can hold open
  * past the scan), or their transaction was not served. Judged at each scan once the job is
- * recorded or the transaction served; dropped `ESCROW_PENDING_MS` after they were listed.
+ * recorded or the transaction served. One of a job not recorded is dropped `ESCROW_PENDING_MS`
+ * after it was listed; one of a recorded job whose transaction no endpoint served (`unread`) is
+ * kept until one does, and the job is not judged meanwhile (an endpoint lying about a payout
+ * out of escrow would otherwise see the job `verified` once the hold ended).
  */
 export const escrowPending = sqliteTable(
   "escrow_pending",
@@ -805,6 +808,13 @@ export const escrowPending = sqliteTable(
     /** Seconds, as the listing gave it; null when it gave none. */
     blockTime: integer("block_time"),
     listedAt: epochMs("listed_at").notNull(),
+    /**
+     * Why the transaction of a recorded job's entry could not be read (the last fetch's error);
+     * null while the entry waits for its job to be recorded or to name its closing step.
+     */
+    unread: text("unread"),
+    /** The endpoints' answers when they disagreed on the transaction (an `RpcDisagreement`). */
+    disagreement: json<unknown>()("disagreement"),
   },
   (t) => [
     primaryKey({ columns: [t.jobId, t.signature] }),

@@ -1,3 +1,4 @@
+import { RpcDisagreementError } from "../chain/quorum.js";
 import type { AddressSignatureInfo } from "../chain/rpc-pool.js";
 import type { TransactionFacts } from "../chain/transaction-facts.js";
 import type { Store } from "../db/client.js";
@@ -7,6 +8,8 @@ import {
   createLedgerStore,
   type EscrowScanChange,
   type EscrowScanState,
+  type EscrowUnread,
+  type HeldEscrowStep,
   type PendingEscrowStep,
 } from "../store/ledger.js";
 import type { KeepPair } from "../store/ledger-rules.js";
@@ -30,8 +33,11 @@ import type { LedgerRpc } from "./reader.js";
  *
  * `scanNew` (serve's rounds) goes on from a cursor kept in the store (`escrow_scans`); the first
  * reads back to the earliest recorded job, and at least `ESCROW_PENDING_MS`. An entry naming a
- * job not recorded yet, or a transaction no endpoint served, is held (`escrow_pending`) and
- * judged at a later scan. `scanSince` (the nightly run) reads back to a time, for the jobs of its
+ * job not recorded yet is held (`escrow_pending`) and judged at a later scan. One of a recorded
+ * job whose transaction no endpoint serves, or the endpoints disagree on, is held `unread` until
+ * it is read, and the job is not judged meanwhile (src/verify/decide.ts): dropped after an hour
+ * instead, an endpoint keeping up a lie about a second payout that long let the job through as
+ * `verified`. `scanSince` (the nightly run) reads back to a time, for the jobs of its
  * window whatever the cursor passed before they were recorded (an import).
  */
 
@@ -59,6 +65,11 @@ export interface EscrowScanResult {
   /** Jobs that gained a transaction, sent back to the verifier. */
   kept: string[];
   /**
+   * Jobs sent back to the verifier because an entry under their memo turned unread (they wait
+   * for it) or an unread one was read and not kept (judged again without it).
+   */
+  heldBack: string[];
+  /**
    * The first transaction its listing named under a recorded job's memo that no endpoint served
    * (held, and judged once one does), said; null when every one was read.
    */
@@ -72,14 +83,30 @@ export interface EscrowScanResult {
   covered: number | null;
 }
 
+/** A candidate entry whose transaction could not be read, and why. */
+type UnreadPair = KeepPair & { unread: Omit<EscrowUnread, "signature"> };
+
+const notServed: Omit<EscrowUnread, "signature"> = {
+  reason: "no endpoint serves the transaction at finalized (the listing names it)",
+  disagreement: null,
+};
+
+/** Why a fetch failed, with the endpoints' answers when they disagreed. */
+function whyUnread(error: unknown): Omit<EscrowUnread, "signature"> {
+  if (error instanceof RpcDisagreementError) {
+    return { reason: error.message, disagreement: error.disagreement };
+  }
+  return { reason: error instanceof Error ? error.message : String(error), disagreement: null };
+}
+
 /** A first scan reads from this long before the earliest recorded job. */
 const FIRST_SCAN_SLACK_MS = 5 * 60_000;
 
 /**
- * How long an entry naming a job not recorded yet, or a transaction not served, is held for
- * judging later: a proxy records a job when its answer ends, which the operator can hold open
- * after paying out. A receipt recorded later than that (an import) is the nightly run's
- * (`scanSince` over its window).
+ * How long an entry naming a job not recorded yet is held for judging later: a proxy records a
+ * job when its answer ends, which the operator can hold open after paying out. A receipt
+ * recorded later than that (an import) is the nightly run's (`scanSince` over its window). An
+ * entry of a recorded job whose transaction is not served is held until it is.
  */
 export const ESCROW_PENDING_MS = 60 * 60_000;
 
@@ -125,6 +152,7 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
     listed: 0,
     fetched: 0,
     kept: [],
+    heldBack: [],
     unread: null,
     more: false,
     covered: null,
@@ -188,15 +216,16 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
   /**
    * Judges `candidates` (a recorded job that does not name the transaction): each transaction
    * is fetched, and kept with the job when it paid out of escrow under that job's memo.
-   * `unread`: those no endpoint served, judged again later.
+   * `unread`: those no endpoint served, or the endpoints disagreed on, with why; judged again
+   * at each scan. `read`: the rest, kept or not.
    */
   async function judge(
     vault: string,
     candidates: readonly KeepPair[],
     signal?: AbortSignal,
-  ): Promise<{ keep: KeepPair[]; unread: KeepPair[]; fetched: number }> {
+  ): Promise<{ keep: KeepPair[]; read: KeepPair[]; unread: UnreadPair[]; fetched: number }> {
     const signatures = [...new Set(candidates.map((c) => c.signature))];
-    const factsOf = new Map<string, TransactionFacts | null>();
+    const factsOf = new Map<string, TransactionFacts | Omit<EscrowUnread, "signature">>();
     for (let i = 0; i < signatures.length; i += fetchConcurrency) {
       signal?.throwIfAborted();
       const part = signatures.slice(i, i + fetchConcurrency);
@@ -206,38 +235,49 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
       signal?.throwIfAborted();
       part.forEach((s, j) => {
         const answer = got[j]!;
-        factsOf.set(s, answer.status === "fulfilled" ? (answer.value?.facts ?? null) : null);
+        factsOf.set(
+          s,
+          answer.status === "fulfilled"
+            ? (answer.value?.facts ?? notServed)
+            : whyUnread(answer.reason),
+        );
       });
     }
     const keep: KeepPair[] = [];
-    const unread: KeepPair[] = [];
+    const read: KeepPair[] = [];
+    const unread: UnreadPair[] = [];
     for (const c of candidates) {
       const facts = factsOf.get(c.signature);
-      if (!facts) unread.push(c);
-      // The transaction's own memos (the listing's are a node's word) name the job.
-      else if (
+      if (facts === undefined || "reason" in facts) {
+        unread.push({ ...c, unread: facts ?? notServed });
+        continue;
+      }
+      read.push(c);
+      if (
+        // The transaction's own memos (the listing's are a node's word) name the job.
         paidOutOf(profile, vault, facts) &&
         parseJobMemos(profile, facts.memos).some((m) => m.jobId === c.job)
       ) {
         keep.push(c);
       }
     }
-    return { keep, unread, fetched: signatures.length };
+    return { keep, read, unread, fetched: signatures.length };
   }
 
   /**
-   * Writes one step, logging each job that gained a transaction: paid out of escrow again (a
-   * warning) when it named a closing step, or gained more than one at once; found on chain when
-   * it named none (`unclosed`) and gained one.
+   * Writes one step into `result`, logging each job that gained a transaction: paid out of
+   * escrow again (a warning) when it named a closing step, or gained more than one at once;
+   * found on chain when it named none (`unclosed`) and gained one.
    */
   async function write(
     vault: string,
     change: Omit<EscrowScanChange, "pruneBefore">,
     state: EscrowScanState | null,
+    result: EscrowScanResult,
     unclosed: ReadonlySet<string> = new Set(),
   ) {
     const at = now();
-    const gained = await ledger.keepEscrowSteps(
+    const { gained, unreadChanged } = await ledger.keepEscrowSteps(
       vault,
       { ...change, pruneBefore: at - ESCROW_PENDING_MS },
       state,
@@ -257,7 +297,15 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
         );
       }
     }
-    return gained;
+    for (const jobId of unreadChanged) {
+      if (gained.includes(jobId)) continue;
+      log.info(
+        { vault, jobId },
+        "job judged again: an escrow entry under its memo turned unread (the job waits for it), or was read at last",
+      );
+    }
+    result.kept.push(...gained);
+    result.heldBack.push(...unreadChanged.filter((j) => !gained.includes(j)));
   }
 
   /**
@@ -289,19 +337,22 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
     const judged = await judge(vault, [...open, ...due], signal);
     result.fetched += judged.fetched;
     const first = judged.unread[0];
-    if (first !== undefined && result.unread === null) result.unread = unreadText(first.signature);
+    if (first !== undefined && result.unread === null) result.unread = unreadText(first);
     const heldFrom = Math.floor((now() - ESCROW_PENDING_MS) / 1000);
-    const hold = [...absent, ...waiting, ...judged.unread].flatMap((p) => {
+    const hold: HeldEscrowStep[] = [...absent, ...waiting].flatMap((p) => {
       const blockTime = blockTimeOf(p);
       return blockTime !== null && blockTime < heldFrom ? [] : [{ ...p, blockTime }];
     });
-    const kept = await write(
+    // An unread entry of a recorded job is held however old: its job waits for it.
+    hold.push(...judged.unread.map((p) => ({ ...p, blockTime: blockTimeOf(p) })));
+    // One read now that an earlier scan held unread (a nightly run listing it again) goes.
+    await write(
       vault,
-      { keep: judged.keep, hold, release: [] },
+      { keep: judged.keep, hold, release: judged.read },
       state,
+      result,
       new Set(due.map((p) => p.job)),
     );
-    result.kept.push(...kept);
   }
 
   /**
@@ -327,11 +378,11 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
       const unread = new Set(judged.unread.map((p) => `${p.job} ${p.signature}`));
       const release = pending.filter((p) => !unread.has(`${p.job} ${p.signature}`));
       const found = new Set(unclosed.map((p) => p.job));
-      result.kept.push(
-        ...(await write(vault, { keep: judged.keep, hold: [], release }, null, found)),
-      );
+      // Those still unread are held again, with the last fetch's error.
+      const hold = judged.unread.map((p) => ({ ...p, blockTime: null }));
+      await write(vault, { keep: judged.keep, hold, release }, null, result, found);
       const first = judged.unread[0];
-      if (first !== undefined) result.unread ??= unreadText(first.signature);
+      if (first !== undefined) result.unread ??= unreadText(first);
       if (pending.length < pageSize) return;
       after = pending.at(-1) ?? null;
     }
@@ -350,8 +401,12 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
     return rpc.getSlot("finalized");
   }
 
-  const unreadText = (signature: string) =>
-    `the escrow vault's transaction ${signature}, listed under a recorded job's memo, was not served by the RPC; judged when it is (held ${ESCROW_PENDING_MS / 60_000} minutes)`;
+  const unreadText = (p: UnreadPair) =>
+    `the escrow vault's transaction ${p.signature}, listed under job ${p.job}'s memo, ${
+      p.unread.disagreement === null
+        ? "was not served by the RPC"
+        : "is one the endpoints disagree on"
+    }; the job is not judged until it is read`;
 
   return {
     /**

@@ -419,7 +419,7 @@ export function ledgerWindowCheck(deps: {
       const scanned = await escrow.scanSince(lockedFrom, window.signal);
       return {
         unread: scanned.unread === null ? null : `escrow: ${scanned.unread}`,
-        sentBack: scanned.kept,
+        sentBack: [...scanned.kept, ...scanned.heldBack],
       };
     } catch (error) {
       if (window.signal?.aborted || isBusyError(error)) throw error;

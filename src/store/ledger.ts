@@ -1,4 +1,5 @@
 import { and, asc, eq, inArray, sql } from "drizzle-orm";
+import type { RpcDisagreement } from "../chain/quorum.js";
 import type { SqliteStore, Store } from "../db/client.js";
 import {
   creditVaults,
@@ -719,6 +720,12 @@ export interface LedgerStore {
    * pending (a payout the scan has not judged yet): what a clean verdict waits for.
    */
   escrowCoverage(vault: string, jobIds: readonly string[]): Promise<EscrowCoverage>;
+  /**
+   * The entries held for `jobIds` whose transaction no endpoint served when the scan last asked
+   * (`escrow_pending.unread`), by job: a payout out of escrow under the job's memo may be among
+   * them, so the job is not judged meanwhile.
+   */
+  escrowUnread(jobIds: readonly string[]): Promise<Map<string, EscrowUnread[]>>;
   /** When the earliest recorded job was dated (ms), null with none: how far a first scan reads. */
   earliestJobAt(): Promise<number | null>;
   /**
@@ -744,16 +751,17 @@ export interface LedgerStore {
    * In one transaction: keeps each of `change.keep` with its job, guarded as a ledger line's
    * (`keepWithJob`: at most `maxKeptSignatures`, none the job names), and sends the jobs that
    * gained one back to the verifier; holds `change.hold` as pending (a row already held keeps its
-   * first listing time), drops `change.release` and every pending row of `vault` listed before
-   * `change.pruneBefore`; with `state`, writes where the scan of `vault` stands. Returns the jobs
-   * that gained.
+   * first listing time; an `unread` one writes why), drops `change.release` and every pending row
+   * of `vault` listed before `change.pruneBefore` but the unread ones; with `state`, writes where
+   * the scan of `vault` stands. A job whose entry turned unread, or whose unread entry was
+   * dropped, goes back to the verifier too (`unreadChanged`). Returns the jobs that gained.
    */
   keepEscrowSteps(
     vault: string,
     change: EscrowScanChange,
     state: EscrowScanState | null,
     now: number,
-  ): Promise<string[]>;
+  ): Promise<{ gained: string[]; unreadChanged: string[] }>;
 }
 
 /** A pending escrow entry, with when it was first held (its place in the pending pages). */
@@ -761,10 +769,25 @@ export interface PendingEscrowStep extends KeepPair {
   listedAt: number;
 }
 
+/** An escrow entry of a recorded job whose transaction no endpoint served when last asked. */
+export interface EscrowUnread {
+  signature: string;
+  /** The last fetch's error, or that k endpoints answered "not found". */
+  reason: string;
+  /** The endpoints' answers when they disagreed on it (an `RpcDisagreement`), else null. */
+  disagreement: RpcDisagreement | null;
+}
+
+/** An entry held pending: `unread` when its job is recorded and its transaction not served. */
+export type HeldEscrowStep = KeepPair & {
+  blockTime: number | null;
+  unread?: Omit<EscrowUnread, "signature">;
+};
+
 /** What one step of the escrow scan writes (`keepEscrowSteps`). */
 export interface EscrowScanChange {
   keep: readonly KeepPair[];
-  hold: readonly (KeepPair & { blockTime: number | null })[];
+  hold: readonly HeldEscrowStep[];
   release: readonly KeepPair[];
   pruneBefore: number;
 }
@@ -2515,15 +2538,29 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
        covered_slot = excluded.covered_slot, sync_covered_slot = excluded.sync_covered_slot,
        kept = kept + excluded.kept, updated_at = excluded.updated_at`,
   );
+  const unreadOf = sqlite
+    .prepare("SELECT unread FROM escrow_pending WHERE job_id = @job AND signature = @signature")
+    .pluck();
   const holdPending = sqlite.prepare(
-    `INSERT INTO escrow_pending (job_id, signature, vault, block_time, listed_at)
-     VALUES (@job, @signature, @vault, @blockTime, @now) ON CONFLICT DO NOTHING`,
+    `INSERT INTO escrow_pending (job_id, signature, vault, block_time, listed_at, unread,
+       disagreement)
+     VALUES (@job, @signature, @vault, @blockTime, @now, @unread, @disagreement)
+     ON CONFLICT (job_id, signature) DO UPDATE SET unread = excluded.unread,
+       disagreement = excluded.disagreement
+     WHERE excluded.unread IS NOT NULL`,
   );
-  const releasePending = sqlite.prepare(
-    "DELETE FROM escrow_pending WHERE job_id = @job AND signature = @signature",
-  );
+  const releasePending = sqlite
+    .prepare(
+      "DELETE FROM escrow_pending WHERE job_id = @job AND signature = @signature RETURNING unread",
+    )
+    .pluck();
   const prunePending = sqlite.prepare(
-    "DELETE FROM escrow_pending WHERE vault = @vault AND listed_at < @before",
+    "DELETE FROM escrow_pending WHERE vault = @vault AND listed_at < @before AND unread IS NULL",
+  );
+  const unreadEntries = sqlite.prepare(
+    `SELECT job_id AS jobId, signature, unread AS reason, disagreement
+     FROM escrow_pending WHERE job_id IN (SELECT value FROM json_each(@ids)) AND unread IS NOT NULL
+     ORDER BY job_id, signature`,
   );
   const pendingRecorded = sqlite.prepare(
     `SELECT p.job_id AS job, p.signature, p.listed_at AS listedAt
@@ -2546,12 +2583,33 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       for (const { job, signature } of change.keep) {
         if (keepWithJob(store, job, signature, now)) gained.add(job);
       }
-      if (gained.size > 0) reopenJobs(store, { jobIds: [...gained] }, now);
-      for (const p of change.release) releasePending.run(p);
+      // A job whose entry turns unread is not judged until it is read; one whose unread entry
+      // goes is judged again without it.
+      const unreadChanged = new Set<string>();
+      for (const p of change.release) {
+        const { job, signature } = p;
+        if (releasePending.get({ job, signature }) != null) unreadChanged.add(job);
+      }
       prunePending.run({ vault, before: change.pruneBefore });
-      for (const p of change.hold) holdPending.run({ ...p, vault, now });
+      for (const p of change.hold) {
+        const { job, signature, blockTime } = p;
+        if (p.unread !== undefined && unreadOf.get({ job, signature }) == null) {
+          unreadChanged.add(job);
+        }
+        holdPending.run({
+          job,
+          signature,
+          blockTime,
+          vault,
+          now,
+          unread: p.unread?.reason ?? null,
+          disagreement: p.unread?.disagreement ? JSON.stringify(p.unread.disagreement) : null,
+        });
+      }
+      const reopen = [...new Set([...gained, ...unreadChanged])];
+      if (reopen.length > 0) reopenJobs(store, { jobIds: reopen }, now);
       if (state !== null) writeEscrowScan.run({ vault, ...state, kept: gained.size, now });
-      return [...gained];
+      return { gained: [...gained], unreadChanged: [...unreadChanged] };
     },
   );
 
@@ -2587,6 +2645,25 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         pending,
         scannedAt: scan ? Number(scan.scannedAt) : null,
       };
+    },
+    async escrowUnread(jobIds) {
+      const byJob = new Map<string, EscrowUnread[]>();
+      if (jobIds.length === 0) return byJob;
+      const rows = unreadEntries.all({ ids: JSON.stringify(jobIds) }) as {
+        jobId: string;
+        signature: string;
+        reason: string;
+        disagreement: string | null;
+      }[];
+      for (const r of rows) {
+        const entry: EscrowUnread = {
+          signature: r.signature,
+          reason: r.reason,
+          disagreement: r.disagreement === null ? null : JSON.parse(r.disagreement),
+        };
+        byJob.set(r.jobId, [...(byJob.get(r.jobId) ?? []), entry]);
+      }
+      return byJob;
     },
     async earliestJobAt() {
       return (earliestJob.get() as number | null) ?? null;

@@ -71,7 +71,7 @@ export const checkCatalogue = {
   "escrow.rpc_quorum":
     "RPC_QUORUM endpoints answered the escrow's facts and finalized status identically (written only while they disagree)",
   "settlement.rpc_quorum":
-    "RPC_QUORUM endpoints answered the settlement's facts and finalized status identically (written only while they disagree)",
+    "RPC_QUORUM endpoints answered the settlement's facts and finalized status identically, and those of any payout out of escrow the escrow scan listed under the job's memo (written only while they disagree)",
 } as const;
 
 export type CheckName = keyof typeof checkCatalogue;

@@ -4,6 +4,7 @@ import type { ReceiptSource, Verdict } from "../db/schema.js";
 import { isStorableUnits, MAX_STORED_UNITS } from "../money.js";
 import { backoff } from "../retry.js";
 import { isFinalAnswer, jobStatusWord } from "../store/jobs-api-rules.js";
+import type { EscrowUnread } from "../store/ledger.js";
 import type { SignatureRow } from "../store/signatures.js";
 import { creditsHeaderAwaitsLedger } from "./checks/credits.js";
 import {
@@ -209,6 +210,11 @@ const commitmentRank: Record<Commitment, number> = { processed: 0, confirmed: 1,
  * through its response (read before, see `creditSpans` in src/store/ledger.ts), for
  * `credits.header`; null when the vault is not known. `escrow`: how far the escrow scan has
  * read, which the job's checks wait for (escrow-cover.ts); null where no scan runs.
+ * `escrowUnread`: the escrow scan's entries under the job's memo whose transaction no endpoint
+ * served (`escrow_pending.unread`, read wherever a scan ran): one may be a second payout out of
+ * escrow, so the job is not judged while one is held. Endpoints that disagreed on one make the
+ * job `rpc_disagreement`; one not served makes it wait, as for the scan, then `error`, retried
+ * (never `verified` on a payout nobody read).
  */
 export function decide<J extends DecideJob>(
   job: J,
@@ -218,6 +224,7 @@ export function decide<J extends DecideJob>(
   timing: DecideTiming,
   credits: CreditsSpan | null = null,
   escrow: EscrowCoverView | null = null,
+  escrowUnread: readonly EscrowUnread[] = [],
 ): Decision<J> {
   const judged = judgeWaiting(job, signatures, profile, timing);
   if ("verdict" in judged) return judged;
@@ -228,6 +235,44 @@ export function decide<J extends DecideJob>(
 
   const transactions = new Map<string, TransactionFacts>();
   for (const s of served) transactions.set(s, signatures.facts(s)!);
+  if (escrowUnread.length > 0) {
+    const disputed = escrowUnread.flatMap((e) =>
+      e.disagreement === null ? [] : [{ signature: e.signature, disagreement: e.disagreement }],
+    );
+    const retryAt = t + retryDelayOf(timing, job.verifyAttempts, timing.errorBackoffMs);
+    if (disputed.length > 0) {
+      const check = quorumCheck("settlement", disputed);
+      return {
+        ...base,
+        verdict: "rpc_disagreement",
+        nextVerifyAt: retryAt,
+        lastError: `escrow paid out under this job's memo in a transaction the endpoints disagree on: ${check.reason}`,
+        commitment,
+        checks: [check],
+      };
+    }
+    // Not served yet is what a node a little behind its listing says: the job waits as it
+    // does for the scan, then is RPC trouble, retried, until a scan reads the transaction.
+    const until = coverWaitUntil(job, transactions);
+    if (t < until) {
+      const recheckMs = escrow?.recheckMs ?? ESCROW_COVER_RECHECK_MS;
+      return {
+        ...base,
+        verdict: "awaiting_finality",
+        nextVerifyAt: Math.min(until, t + recheckMs),
+        commitment,
+        escrowWait: { slot: -1, until, pending: true },
+      };
+    }
+    const named = escrowUnread.map((e) => `${e.signature} (${e.reason})`).join("; ");
+    return {
+      ...base,
+      verdict: "error",
+      nextVerifyAt: retryAt,
+      lastError: `the escrow vault's transaction listed under this job's memo was not read, and may pay out of escrow: ${named}; judged once it is`,
+      commitment,
+    };
+  }
   const escrowWait =
     escrow !== null && unserved.size === 0 ? escrowCoverWait(job, transactions, escrow, t) : null;
   if (escrowWait !== null) {
@@ -348,6 +393,52 @@ export function decideWaiting<J extends WaitingJob>(
   return "verdict" in judged ? judged : null;
 }
 
+/** Jitter spreads retries of many jobs so they do not hit a recovering node together. */
+function retryDelayOf(timing: DecideTiming, attempt: number, baseMs: number): number {
+  return Math.round(
+    backoff(attempt, {
+      baseMs,
+      maxMs: timing.maxBackoffMs,
+      jitter: [0.75, 1.25],
+      random: timing.random,
+    }),
+  );
+}
+
+/**
+ * `<role>.rpc_quorum`: the endpoints disagreed on these transactions of the role. One check a
+ * role: two of a role's transactions disputed (a settlement the header names and another the
+ * jobs API names) were two checks of one name, and the verdict's write failed on the name (the
+ * job stayed `error`, never `rpc_disagreement`).
+ */
+function quorumCheck(
+  role: "escrow" | "settlement",
+  each: readonly { signature: string; disagreement: RpcDisagreement }[],
+): CheckResult {
+  const [first] = each;
+  if (each.length === 1 && first) {
+    const d = first.disagreement;
+    return {
+      name: `${role}.rpc_quorum`,
+      outcome: "skip",
+      reason: describeDisagreement(d),
+      expected: { quorum: d.quorum, method: d.method, signature: first.signature },
+      actual: { answers: d.answers },
+    };
+  }
+  return {
+    name: `${role}.rpc_quorum`,
+    outcome: "skip",
+    reason: each.map((e) => `${e.signature}: ${describeDisagreement(e.disagreement)}`).join("; "),
+    expected: each.map((e) => ({
+      quorum: e.disagreement.quorum,
+      method: e.disagreement.method,
+      signature: e.signature,
+    })),
+    actual: each.map((e) => ({ signature: e.signature, answers: e.disagreement.answers })),
+  };
+}
+
 /** Where a job's signatures stand: their lowest commitment, those no endpoint serves, the rest. */
 interface Standing {
   commitment: Commitment | null;
@@ -369,16 +460,7 @@ function judgeWaiting<J extends WaitingJob>(
   const row = (s: string) => signatures.row(s);
   const roleOf = (sig: string): "escrow" | "settlement" =>
     sig === job.escrowTx || sig === job.apiEscrowTx ? "escrow" : "settlement";
-  // Jitter spreads retries of many jobs so they do not hit a recovering node together.
-  const retryDelay = (attempt: number, baseMs: number) =>
-    Math.round(
-      backoff(attempt, {
-        baseMs,
-        maxMs: timing.maxBackoffMs,
-        jitter: [0.75, 1.25],
-        random: timing.random,
-      }),
-    );
+  const retryDelay = (attempt: number, baseMs: number) => retryDelayOf(timing, attempt, baseMs);
 
   const commitments = sigs.map((s) => row(s)?.commitment ?? null);
   const commitment =
@@ -406,31 +488,17 @@ function judgeWaiting<J extends WaitingJob>(
   // Endpoints that disagree say nothing about the job: it waits, with every answer as evidence.
   const disputed = served.filter((s) => signatures.disagreements.has(s));
   if (disputed.length > 0) {
-    // One check a role: two of a role's transactions disputed (a settlement the header names
-    // and another the jobs API names) were two checks of one name, and the verdict's write
-    // failed on the name (the job stayed `error`, never `rpc_disagreement`).
     const byRole = new Map<"escrow" | "settlement", string[]>();
     for (const s of disputed) byRole.set(roleOf(s), [...(byRole.get(roleOf(s)) ?? []), s]);
-    const checks = [...byRole].map(([role, disputedOfRole]): CheckResult => {
-      const each = disputedOfRole.map((s) => ({ s, d: signatures.disagreements.get(s)! }));
-      const [first] = each;
-      if (each.length === 1 && first) {
-        return {
-          name: `${role}.rpc_quorum`,
-          outcome: "skip",
-          reason: describeDisagreement(first.d),
-          expected: { quorum: first.d.quorum, method: first.d.method, signature: first.s },
-          actual: { answers: first.d.answers },
-        };
-      }
-      return {
-        name: `${role}.rpc_quorum`,
-        outcome: "skip",
-        reason: each.map(({ s, d }) => `${s}: ${describeDisagreement(d)}`).join("; "),
-        expected: each.map(({ s, d }) => ({ quorum: d.quorum, method: d.method, signature: s })),
-        actual: each.map(({ s, d }) => ({ signature: s, answers: d.answers })),
-      };
-    });
+    const checks = [...byRole].map(([role, disputedOfRole]) =>
+      quorumCheck(
+        role,
+        disputedOfRole.map((s) => ({
+          signature: s,
+          disagreement: signatures.disagreements.get(s)!,
+        })),
+      ),
+    );
     return {
       ...base,
       verdict: "rpc_disagreement",

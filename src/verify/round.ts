@@ -118,7 +118,7 @@ export interface RoundDeps {
    * The credit vaults' ledger: the balances `credits.header` compares the header with, and how
    * far the escrow scan has read.
    */
-  ledger: Pick<LedgerStore, "creditSpans" | "escrowCoverage">;
+  ledger: Pick<LedgerStore, "creditSpans" | "escrowCoverage" | "escrowUnread">;
   /**
    * Where a job's verdict waits for the escrow scan to read past it (src/verify/escrow-cover.ts):
    * this process's scan and the gate to it (`serve`), or another process's while it runs (a
@@ -946,10 +946,24 @@ export function createRound(deps: RoundDeps): Round {
             slice.map((j) => j.jobId),
           )
         : null;
+      // Read wherever a scan ran (`serve`'s, or this nightly run's), whether or not one runs now.
+      const unread =
+        profile.escrowVault === null
+          ? new Map()
+          : await deps.ledger.escrowUnread(slice.map((j) => j.jobId));
       const t = now();
       const escrow = cover && read ? coverViewOf(cover, read, t) : null;
       return slice.map((job, i) =>
-        decide(job, view, profile, views[i]!, { ...options, now: t }, credits[i]!, escrow),
+        decide(
+          job,
+          view,
+          profile,
+          views[i]!,
+          { ...options, now: t },
+          credits[i]!,
+          escrow,
+          unread.get(job.jobId),
+        ),
       );
     }
     try {

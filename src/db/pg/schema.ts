@@ -510,6 +510,8 @@ export const escrowPending = pgTable(
     /** Seconds, as the listing gave it; null when it gave none. */
     blockTime: int("block_time"),
     listedAt: epochMs("listed_at").notNull(),
+    unread: text("unread"),
+    disagreement: json<unknown>()("disagreement"),
   },
   (t) => [
     primaryKey({ columns: [t.jobId, t.signature] }),

@@ -37,6 +37,7 @@ import { AppError } from "../../errors.js";
 import { creditsHeaderMatches as headerMatches } from "../../verify/checks/credits.js";
 import type {
   CreditSpan,
+  EscrowUnread,
   FetchedTransaction,
   GapLines,
   HeaderCheck,
@@ -2028,6 +2029,29 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
         scannedAt: scan ? Number(scan.scannedAt) : null,
       };
     },
+    async escrowUnread(jobIds) {
+      const byJob = new Map<string, EscrowUnread[]>();
+      if (jobIds.length === 0) return byJob;
+      const rows = await db
+        .select({
+          jobId: escrowPending.jobId,
+          signature: escrowPending.signature,
+          reason: escrowPending.unread,
+          disagreement: escrowPending.disagreement,
+        })
+        .from(escrowPending)
+        .where(and(inArray(escrowPending.jobId, [...jobIds]), isNotNull(escrowPending.unread)))
+        .orderBy(escrowPending.jobId, escrowPending.signature);
+      for (const r of rows) {
+        const entry = {
+          signature: r.signature,
+          reason: r.reason ?? "",
+          disagreement: (r.disagreement ?? null) as EscrowUnread["disagreement"],
+        };
+        byJob.set(r.jobId, [...(byJob.get(r.jobId) ?? []), entry]);
+      }
+      return byJob;
+    },
     async earliestJobAt() {
       const [row] = await db.select({ at: sql<string | null>`min(${jobs.createdAt})` }).from(jobs);
       return row?.at == null ? null : Number(row.at);
@@ -2078,18 +2102,43 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
         retryOnConflict(() =>
           db.transaction(async (tx) => {
             const gained = await keepPairs(tx, (await notNamedYet(tx, change.keep)).open, now);
+            // A job whose entry turns unread is not judged until it is read; one whose unread
+            // entry goes is judged again without it.
+            const unreadChanged = new Set<string>();
             for (const p of change.release) {
-              await tx
+              const dropped = await tx
                 .delete(escrowPending)
                 .where(
                   and(eq(escrowPending.jobId, p.job), eq(escrowPending.signature, p.signature)),
-                );
+                )
+                .returning({ unread: escrowPending.unread });
+              if (dropped.some((r) => r.unread !== null)) unreadChanged.add(p.job);
             }
             await tx
               .delete(escrowPending)
               .where(
-                and(eq(escrowPending.vault, vault), lt(escrowPending.listedAt, change.pruneBefore)),
+                and(
+                  eq(escrowPending.vault, vault),
+                  lt(escrowPending.listedAt, change.pruneBefore),
+                  isNull(escrowPending.unread),
+                ),
               );
+            const unread = change.hold.filter((p) => p.unread !== undefined);
+            if (unread.length > 0) {
+              const before = await tx
+                .select({ job: escrowPending.jobId, signature: escrowPending.signature })
+                .from(escrowPending)
+                .where(
+                  and(
+                    inArray(escrowPending.jobId, [...new Set(unread.map((p) => p.job))]),
+                    isNotNull(escrowPending.unread),
+                  ),
+                );
+              const was = new Set(before.map((r) => `${r.job} ${r.signature}`));
+              for (const p of unread) {
+                if (!was.has(`${p.job} ${p.signature}`)) unreadChanged.add(p.job);
+              }
+            }
             if (change.hold.length > 0) {
               await tx
                 .insert(escrowPending)
@@ -2100,9 +2149,26 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
                     vault,
                     blockTime: p.blockTime,
                     listedAt: now,
+                    unread: p.unread?.reason ?? null,
+                    disagreement: p.unread?.disagreement ?? null,
                   })),
                 )
-                .onConflictDoNothing();
+                .onConflictDoUpdate({
+                  target: [escrowPending.jobId, escrowPending.signature],
+                  set: {
+                    unread: sql`excluded.unread`,
+                    disagreement: sql`excluded.disagreement`,
+                  },
+                  setWhere: sql`excluded.unread IS NOT NULL`,
+                });
+            }
+            const reopen = [...unreadChanged].filter((j) => !gained.includes(j)).sort();
+            const changed = [...unreadChanged];
+            if (reopen.length > 0) {
+              await takeTurn(tx);
+              await namingHeldRows(inArray(jobs.jobId, reopen), () =>
+                reopenJobsPg(tx, { jobIds: reopen }, now),
+              );
             }
             if (state !== null) {
               await tx
@@ -2117,7 +2183,7 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
                   },
                 });
             }
-            return gained;
+            return { gained, unreadChanged: changed };
           }),
         ),
       );
