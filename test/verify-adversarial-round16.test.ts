@@ -1,15 +1,12 @@
 import { describe, expect, it } from "vitest";
 import { createEscrowScanner } from "../src/ledger/escrow-scan.js";
-import { createLedgerReader } from "../src/ledger/reader.js";
-import { ledgerWindowCheck } from "../src/ledger/window-check.js";
 import { createLogger } from "../src/log.js";
-import { runNightlyVerification } from "../src/nightly/nightly-run.js";
 import { summaryToText } from "../src/nightly/summary-format.js";
 import { reconciliationReport } from "../src/reports/reconciliation.js";
-import { createVerifier } from "../src/verify/engine.js";
 import { clockPause } from "./support/chain-clock.js";
 import { chainSecondAfter } from "./support/finality.js";
 import { nightlyOnChain, periodEdge } from "./support/ledger-periods.js";
+import { nightlyAfter } from "./support/nightly-window.js";
 import {
   discrepancy,
   type JobPlan,
@@ -17,7 +14,6 @@ import {
   useAdversaryHarness,
   verified,
 } from "./support/operator.js";
-import { quickVerifierOptions } from "./support/quick-verifier.js";
 
 /**
  * Round 16: a job's settlement paid out of escrow a second time under its settle memo where the
@@ -41,36 +37,8 @@ const wholeLockJob = (keyIndex: number): JobPlan => {
 };
 
 /** A nightly run over [from, to) on the machine's clock, once the chain is final past `to`. */
-async function nightlyOnMachineClock(c: Scenario, vaults: string[], from: number, to: number) {
-  await new Promise((r) => setTimeout(r, Math.max(0, to - Date.now() + 50)));
-  await h.finalized();
-  const custody = { vaults, byKey: {} };
-  const reader = createLedgerReader({
-    store: c.store,
-    rpc: h.rpc,
-    profile: c.profile,
-    log,
-    custody,
-  });
-  return runNightlyVerification(
-    c.store,
-    createVerifier({
-      store: c.store,
-      rpc: h.rpc,
-      profile: c.profile,
-      log,
-      custody,
-      options: quickVerifierOptions,
-    }),
-    {
-      from,
-      to,
-      timeoutMs: 20_000,
-      preflight: () => h.rpc.getSlot("finalized"),
-      ledger: ledgerWindowCheck({ store: c.store, reader, profile: c.profile, graceSeconds: 0 }),
-    },
-  );
-}
+const nightlyOnMachineClock = (c: Scenario, vaults: string[], from: number, to: number) =>
+  nightlyAfter(h, c, { vaults, from, to });
 
 describe("a second payout made after the job's night was judged", () => {
   it("fails the run that finds it, which judges the earlier window's job and names it", async () => {

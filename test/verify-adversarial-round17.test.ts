@@ -1,18 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { createLedgerReader } from "../src/ledger/reader.js";
-import { type LedgerWindowResult, ledgerWindowCheck } from "../src/ledger/window-check.js";
-import { createLogger } from "../src/log.js";
-import { runNightlyVerification } from "../src/nightly/nightly-run.js";
-import { createVerifier } from "../src/verify/engine.js";
 import { finalizedAfter, periodEdge } from "./support/ledger-periods.js";
+import { nightlyOver } from "./support/nightly-window.js";
 import {
-  type AdversaryHarness,
   discrepancy,
   type JobPlan,
   type Scenario,
   useAdversaryHarness,
 } from "./support/operator.js";
-import { quickVerifierOptions } from "./support/quick-verifier.js";
 
 /**
  * Round 17: a second payout of an earlier window's job that the run's first read of the ledger
@@ -21,56 +15,7 @@ import { quickVerifierOptions } from "./support/quick-verifier.js";
  * result was looked at, so the run exited 0 with the job left pending.
  */
 
-const log = createLogger({ level: "silent" });
 const h = useAdversaryHarness();
-
-function nightly(
-  h: AdversaryHarness,
-  c: Scenario,
-  vaults: string[],
-  window: { from: number; to: number; timeoutMs: number },
-  afterRead?: (n: number) => Promise<void>,
-) {
-  const custody = { vaults, byKey: {} };
-  const now = () => h.op.now();
-  const reader = createLedgerReader({
-    store: c.store,
-    rpc: h.rpc,
-    profile: c.profile,
-    log,
-    custody,
-    now,
-  });
-  const check = ledgerWindowCheck({
-    store: c.store,
-    reader,
-    profile: c.profile,
-    graceSeconds: 0,
-    now,
-  });
-  let reads = 0;
-  const ledger = Object.assign(
-    async (w: { from: number; to: number; signal?: AbortSignal }): Promise<LedgerWindowResult> => {
-      const result = await check(w);
-      await afterRead?.(++reads);
-      return result;
-    },
-    { commit: check.commit },
-  );
-  return runNightlyVerification(
-    c.store,
-    createVerifier({
-      store: c.store,
-      rpc: h.rpc,
-      profile: c.profile,
-      log,
-      custody,
-      now,
-      options: quickVerifierOptions,
-    }),
-    { ...window, now, preflight: () => h.rpc.getSlot("finalized"), ledger },
-  ).then((summary) => ({ summary, reads: () => reads }));
-}
 
 const wholeLockJob = (keyIndex: number): JobPlan => {
   const plan = h.op.plan({ keyIndex, maxTokens: 300, completionTokens: 300 });
@@ -89,10 +34,12 @@ async function nightOne(c: Scenario, keyIndex = 2) {
   await c.flush();
   const to1 = periodEdge(h);
   await finalizedAfter(h, 2_500);
-  const { summary } = await nightly(h, c, [plan.vault], {
+  const summary = await nightlyOver(h, c, {
+    vaults: [plan.vault],
     from: from1,
     to: to1,
     timeoutMs: 60_000,
+    now: () => h.op.now(),
   });
   expect(summary).toMatchObject({ exitCode: 0 });
   expect((await c.outcome(plan.jobId)).verdict).toBe("verified");
@@ -114,12 +61,13 @@ describe("a second payout of an earlier window's job, found by a run's first rea
     const to2 = periodEdge(h);
     await finalizedAfter(h, 2_500);
 
-    const { summary, reads } = await nightly(
-      h,
-      c,
-      [plan.vault, pin.vault],
-      { from: from2, to: to2, timeoutMs: 60_000 },
-      async (n) => {
+    const summary = await nightlyOver(h, c, {
+      vaults: [plan.vault, pin.vault],
+      from: from2,
+      to: to2,
+      timeoutMs: 60_000,
+      now: () => h.op.now(),
+      afterRead: async (n) => {
         if (n !== 1) return;
         // The operator runs the job now and dates its completion's `created` in the window.
         const lateTxs = h.op.honestJob(late);
@@ -129,9 +77,9 @@ describe("a second payout of an earlier window's job, found by a run's first rea
         h.op.advanceClock(3_000);
         await finalizedAfter(h, 2_500);
       },
-    );
+    });
     expect(await c.outcome(plan.jobId)).toEqual(discrepancy("settlement.single"));
-    expect(reads()).toBe(2);
+    expect(summary.reads).toBe(2);
     expect(summary.exitCode).toBe(1);
     expect(summary.earlierJobs).toEqual([
       expect.objectContaining({ jobId: plan.jobId, verdict: "discrepancy" }),

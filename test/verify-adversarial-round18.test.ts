@@ -4,13 +4,12 @@ import type { RpcPool } from "../src/chain/rpc-pool.js";
 import type { TransactionFacts } from "../src/chain/transaction-facts.js";
 import { createEscrowScanner, type EscrowScanResult } from "../src/ledger/escrow-scan.js";
 import { createLedgerReader } from "../src/ledger/reader.js";
-import { ledgerWindowCheck } from "../src/ledger/window-check.js";
 import { createLogger } from "../src/log.js";
-import { runNightlyVerification } from "../src/nightly/nightly-run.js";
 import { createLedgerStore } from "../src/store/ledger.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { createEscrowCoverGate, ESCROW_COVER_WAIT_MS } from "../src/verify/escrow-cover.js";
 import { localnetProfile } from "../src/verify/profiles.js";
+import { nightlyAfter } from "./support/nightly-window.js";
 import {
   discrepancy,
   type JobOutcome,
@@ -384,34 +383,13 @@ describe("a nightly run over the job's window, one member altering the second pa
     c.honestJobsApi(plan, { escrowTx, settlementTx: first });
     await c.flush();
     const to = Math.ceil((Date.now() + 1) / 1000) * 1000;
-    await new Promise((r) => setTimeout(r, Math.max(0, to - Date.now() + 50)));
-    await h.finalized();
-    const custody = { vaults: [plan.vault], byKey: {} };
-    const reader = createLedgerReader({
-      store: c.store,
+    const run = await nightlyAfter(h, c, {
+      vaults: [plan.vault],
+      from,
+      to,
+      timeoutMs: 5_000,
       rpc: quorum,
-      profile: c.profile,
-      log,
-      custody,
     });
-    const run = await runNightlyVerification(
-      c.store,
-      createVerifier({
-        store: c.store,
-        rpc: quorum,
-        profile: c.profile,
-        log,
-        custody,
-        options: quickVerifierOptions,
-      }),
-      {
-        from,
-        to,
-        timeoutMs: 5_000,
-        preflight: () => quorum.getSlot("finalized"),
-        ledger: ledgerWindowCheck({ store: c.store, reader, profile: c.profile, graceSeconds: 0 }),
-      },
-    );
     expect(run).toMatchObject({ outcome: "incomplete", exitCode: 2 });
     expect(run.byVerdict.verified ?? 0).toBe(0);
     expect(run.byVerdict.partially_verified ?? 0).toBe(0);

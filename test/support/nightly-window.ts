@@ -1,0 +1,96 @@
+import type { RpcPool } from "../../src/chain/rpc-pool.js";
+import { createLedgerReader } from "../../src/ledger/reader.js";
+import { type LedgerWindowResult, ledgerWindowCheck } from "../../src/ledger/window-check.js";
+import { createLogger } from "../../src/log.js";
+import { type NightlySummary, runNightlyVerification } from "../../src/nightly/nightly-run.js";
+import { createVerifier } from "../../src/verify/engine.js";
+import type { AdversaryHarness, Scenario } from "./operator.js";
+import { quickVerifierOptions } from "./quick-verifier.js";
+
+const log = createLogger({ level: "silent" });
+
+export interface NightlyWindow {
+  from: number;
+  to: number;
+  /** The credit vaults the ledger reads. */
+  vaults: string[];
+  /** Default 20 s. */
+  timeoutMs?: number;
+  /** Default the harness's honest node. */
+  rpc?: RpcPool;
+  /** The run's clock, the reader's and the verifier's. Default the machine's. */
+  now?: () => number;
+  /** Called after each read of the ledger, with how many there were. */
+  afterRead?: (reads: number) => Promise<void>;
+}
+
+/**
+ * A nightly run over [from, to) as `verify` runs one: a verifier and the ledger's window check
+ * (the credit vaults, the escrow scan) over one RPC, the run's own window and clocks. With how
+ * many times the run read the ledger.
+ */
+export async function nightlyOver(
+  h: AdversaryHarness,
+  c: Scenario,
+  window: NightlyWindow,
+): Promise<NightlySummary & { reads: number }> {
+  const rpc = window.rpc ?? h.rpc;
+  const custody = { vaults: window.vaults, byKey: {} };
+  const clock = window.now ? { now: window.now } : {};
+  const reader = createLedgerReader({
+    store: c.store,
+    rpc,
+    profile: c.profile,
+    log,
+    custody,
+    ...clock,
+  });
+  const check = ledgerWindowCheck({
+    store: c.store,
+    reader,
+    profile: c.profile,
+    graceSeconds: 0,
+    ...clock,
+  });
+  let reads = 0;
+  const ledger = Object.assign(
+    async (w: { from: number; to: number; signal?: AbortSignal }): Promise<LedgerWindowResult> => {
+      const result = await check(w);
+      await window.afterRead?.(++reads);
+      return result;
+    },
+    { commit: check.commit },
+  );
+  const summary = await runNightlyVerification(
+    c.store,
+    createVerifier({
+      store: c.store,
+      rpc,
+      profile: c.profile,
+      log,
+      custody,
+      ...clock,
+      options: quickVerifierOptions,
+    }),
+    {
+      from: window.from,
+      to: window.to,
+      timeoutMs: window.timeoutMs ?? 20_000,
+      ...clock,
+      preflight: () => rpc.getSlot("finalized"),
+      ledger,
+    },
+  );
+  return { ...summary, reads };
+}
+
+/** `nightlyOver` once the machine's clock is past `to` and the chain final past it. */
+export async function nightlyAfter(
+  h: AdversaryHarness,
+  c: Scenario,
+  window: NightlyWindow,
+): Promise<NightlySummary & { reads: number }> {
+  await new Promise((r) => setTimeout(r, Math.max(0, window.to - Date.now() + 50)));
+  await h.finalized();
+  return nightlyOver(h, c, window);
+}
