@@ -266,7 +266,7 @@ describe("the PostgreSQL store", () => {
     const defs = async (client: pg.ClientBase, table: string) =>
       (
         await client.query<{ def: string }>(
-          `SELECT pg_get_triggerdef(oid) AS def FROM pg_trigger WHERE tgrelid = '${table}'::regclass AND NOT tgisinternal ORDER BY tgname`,
+          `SELECT pg_get_triggerdef(oid) AS def FROM pg_trigger WHERE tgrelid = '${table}'::regclass AND NOT tgisinternal AND tgname LIKE 'jobs\\_rollup%' ORDER BY tgname`,
         )
       ).rows.map((r) => r.def.replace(`ON public.${table} `, "ON public.jobs "));
     const client = await store.pool.connect();

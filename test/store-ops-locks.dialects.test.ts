@@ -1,13 +1,14 @@
 import { describe, expect, it } from "vitest";
 import type { Store } from "../src/db/client.js";
 import { openPostgres } from "../src/db/pg/client.js";
+import type { Verdict } from "../src/db/schema.js";
 import { createJobQueueStore } from "../src/store/job-queue.js";
 import { createLedgerStore } from "../src/store/ledger.js";
 import { createLockStore } from "../src/store/locks.js";
 import { createOpsStore } from "../src/store/ops.js";
 import { countOpenJobWaits, HELD_LOCKED, VERDICT_NOT_WRITTEN } from "../src/store/queue-rules.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
-import { jobRow, seedRows, signatureOf } from "./support/seed-reports.js";
+import { jobRow, seedRows, signatureOf, updateJobs } from "./support/seed-reports.js";
 
 const start = Date.UTC(2026, 10, 1);
 const HOUR = 3_600_000;
@@ -536,6 +537,76 @@ describe.each(dialects)("%s: a window's jobs", (dialect) => {
     const ledger = createLedgerStore(store);
     expect(await ledger.earliestDatedBefore(from, to)).toBe(from - 72 * HOUR);
     expect(await ledger.earliestDatedBefore(from - 24 * HOUR, from)).toBeNull();
+  });
+
+  it("names, for a window's run, the jobs of earlier windows a later verdict turned from verified to one failing a run", async () => {
+    const store = await stores.open();
+    const pending = { verdict: "pending" as const };
+    await seedRows(store, "jobs", [
+      // Dated before the window, each turning as its id says.
+      jobRow({ jobId: "to_bad", createdAt: from - 24 * HOUR, ...pending }),
+      jobRow({ jobId: "to_dropped", createdAt: from - 25 * HOUR, ...pending }),
+      jobRow({ jobId: "to_clean", createdAt: from - 23 * HOUR, ...pending }),
+      jobRow({ jobId: "was_bad", createdAt: from - 22 * HOUR, ...pending }),
+      jobRow({ jobId: "back_clean", createdAt: from - 21 * HOUR, ...pending }),
+      // Counted by this window: its run counts it as it stands.
+      jobRow({ jobId: "in_window", createdAt: from + HOUR, ...pending }),
+      // Dated after the window: its own window's run's.
+      jobRow({ jobId: "later", createdAt: to + HOUR, ...pending }),
+    ]);
+    await seedRows(store, "checkResults", [
+      { jobId: "to_bad", name: "settlement.single", outcome: "fail", checkedAt: from },
+    ]);
+    const clean = ["to_bad", "to_dropped", "to_clean", "back_clean", "in_window", "later"];
+    await updateJobs(store, clean, { verdict: "verified", verdictAt: from });
+    await updateJobs(store, ["was_bad"], { verdict: "discrepancy", verdictAt: from });
+    const verdictOf = new Map<string, Verdict>([
+      ...clean.map((j) => [j, "verified"] as const),
+      ["was_bad", "discrepancy"] as const,
+    ]);
+    /** Sent back (a reopen keeps the verdict left), waits, then is judged `verdict`. */
+    const judgedAgain = async (jobId: string, verdict: Verdict, at: number) => {
+      const left = verdictOf.get(jobId)!;
+      verdictOf.set(jobId, verdict);
+      await updateJobs(store, [jobId], { verdict: "pending", previousVerdict: left });
+      await updateJobs(store, [jobId], { verdict: "error", verdictAt: at });
+      await updateJobs(store, [jobId], { verdict, previousVerdict: null, verdictAt: at });
+    };
+    for (const [jobId, verdict] of [
+      ["to_bad", "discrepancy"],
+      ["to_dropped", "dropped"],
+      ["to_clean", "verified"],
+      ["back_clean", "discrepancy"],
+      ["in_window", "discrepancy"],
+      ["later", "unverifiable"],
+      ["was_bad", "discrepancy"],
+    ] as const) {
+      await judgedAgain(jobId, verdict, from + 2);
+    }
+    await judgedAgain("back_clean", "verified", from + 3);
+    const ops = createOpsStore(store);
+    const turned = await ops.turnedBad(from, to);
+    expect(turned.earlier).toEqual([
+      { jobId: "to_dropped", verdict: "dropped", failingChecks: [] },
+      { jobId: "to_bad", verdict: "discrepancy", failingChecks: ["settlement.single"] },
+    ]);
+    expect(turned.done.map((r) => r.jobId).sort()).toEqual([
+      "back_clean",
+      "in_window",
+      "to_bad",
+      "to_dropped",
+    ]);
+    // Turned again after the read: kept for the run after, as is the later window's job.
+    await judgedAgain("to_bad", "verified", from + 4);
+    await judgedAgain("to_bad", "discrepancy", from + 5);
+    await ops.forgetTurned(turned.done);
+    // The next window's run: the job turned again, and the later job, its window's own.
+    const next = await ops.turnedBad(to, to + 24 * HOUR);
+    expect(next.earlier.map((j) => j.jobId)).toEqual(["to_bad"]);
+    expect(next.done).toEqual([
+      { jobId: "to_bad", turnedAt: from + 5 },
+      { jobId: "later", turnedAt: from + 2 },
+    ]);
   });
 });
 

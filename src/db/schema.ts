@@ -662,6 +662,23 @@ export const nightlyCountedThrough = sqliteTable("nightly_counted_through", {
   through: epochMs("through").notNull(),
 });
 
+/**
+ * Jobs whose verdict a later judgement turned from `verified` or `partially_verified` to
+ * `discrepancy`, `dropped` or `unverifiable` (a second payout out of escrow that `serve`'s scan
+ * found after the job's nightly run, a line the ledger read later), one row a job, written by
+ * the trigger `jobs_nightly_turned` (migration 0065; PostgreSQL 0057) whoever wrote the verdict.
+ * The first nightly run to complete after names such a job of an earlier window
+ * (`earlierJobs`) and fails; the run of the job's own window counts it as it stands. Each
+ * forgets the rows it dealt with. Without them such a job was reported by no run: its own had
+ * passed, and the later ones count their own windows.
+ */
+export const nightlyTurned = sqliteTable("nightly_turned", {
+  jobId: text("job_id").primaryKey(),
+  verdict: text("verdict", { enum: verdicts }).notNull(),
+  previousVerdict: text("previous_verdict", { enum: verdicts }).notNull(),
+  turnedAt: epochMs("turned_at").notNull(),
+});
+
 /** Named advisory locks with an expiry, e.g. so two nightly runs never overlap. */
 export const locks = sqliteTable("locks", {
   name: text("name").primaryKey(),

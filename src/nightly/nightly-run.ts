@@ -17,7 +17,7 @@ import { printable } from "../printable-text.js";
 import { isoOf } from "../reports/period.js";
 import { countJobsByVerdict } from "../reports/reconciliation.js";
 import { createJobQueueStore } from "../store/job-queue.js";
-import { createOpsStore, type HeadersNotJudged } from "../store/ops.js";
+import { createOpsStore, type HeadersNotJudged, type TurnedBad } from "../store/ops.js";
 import { countOpenJobWaits, type OpenJobWait, refusalOf } from "../store/queue-rules.js";
 import {
   createVerificationRunStore,
@@ -163,6 +163,11 @@ export interface NightlyFinding {
   failingChecks: string[];
 }
 
+/** A job of an earlier window judged again after its run (`earlierJobs`), and how it was found. */
+export interface EarlierFinding extends NightlyFinding {
+  foundBy: "escrow_scan" | "judged_again";
+}
+
 /** What a nightly run found; `exitCode` is the contract with cron: 0, 1 or 2. */
 export interface NightlySummary {
   from: number;
@@ -209,12 +214,15 @@ export interface NightlySummary {
    */
   rejudged?: number;
   /**
-   * Jobs of earlier windows (counted by the run of the window they are in) that this run's
-   * escrow scan sent back: a payout out of escrow under a job's memo, made or found after that
-   * run. Judged again by this run, each with its verdict now; one not verified fails the run
-   * (`discrepancies`), one not final leaves it incomplete. Absent when none.
+   * Jobs of earlier windows (counted by the run of the window they are in) judged again after
+   * that run: `escrow_scan`, sent back by this run's escrow scan (a payout out of escrow under
+   * the job's memo, made or found after that run) and judged by this run; `judged_again`,
+   * turned from verified to a verdict that fails a run since (serve's scan found such a payout
+   * first, or the run that found it did not complete), each named by the first run to complete
+   * after. Each with its verdict now; one not verified fails the run (`discrepancies`), one not
+   * final leaves it incomplete. Absent when none.
    */
-  earlierJobs?: NightlyFinding[];
+  earlierJobs?: EarlierFinding[];
   /**
    * Final jobs of the window whose verdict another profile than the run's wrote (a process
    * under another `AUDIT_PROFILE` judged them after the run began), by that profile: not verified under the run's profile, so the run is incomplete. Absent when none.
@@ -746,7 +754,8 @@ export async function runNightlyVerification(
   let countsUnknown = false;
   let countsRead = false;
   let unjudged: HeadersNotJudged | null = null;
-  let earlier: NightlyFinding[] = [];
+  let earlier: EarlierFinding[] = [];
+  let turnedDone: TurnedBad["done"] = [];
   try {
     const ops = createOpsStore(store);
     // Read while the database is away, every count would be 0: read again once it answers
@@ -763,7 +772,16 @@ export async function runNightlyVerification(
     ({ byVerdict, found, unproven } = read);
     countsRead = true;
     if (sentBackEarlier.length > 0) {
-      earlier = await ops.notCountedIn(sentBackEarlier, options.from, options.to);
+      earlier = (await ops.notCountedIn(sentBackEarlier, options.from, options.to)).map((j) => ({
+        ...j,
+        foundBy: "escrow_scan" as const,
+      }));
+    }
+    const turned = await ops.turnedBad(options.from, options.to);
+    turnedDone = turned.done;
+    for (const j of turned.earlier) {
+      if (!earlier.some((e) => e.jobId === j.jobId))
+        earlier.push({ ...j, foundBy: "judged_again" });
     }
     // Once the ledger was read in full: before it, every header of the window's last seconds
     // waits, and a vault it could not read is named already (the read that does reopens them).
@@ -857,6 +875,15 @@ export async function runNightlyVerification(
       // The marks stay where they were: the next run judges that history again, and reports
       // its findings once more rather than never.
       notStored.push("the ledger's marks (the next nightly judges this history again)");
+    }
+  }
+  if (outcome !== "incomplete" && givenUp === null && turnedDone.length > 0) {
+    try {
+      options.boundWaits?.();
+      await createOpsStore(store).forgetTurned(turnedDone);
+    } catch {
+      // Named again by the next run that completes, rather than never.
+      notStored.push("the jobs judged again this run named (the next nightly names them again)");
     }
   }
   // Its start and its length, not the clock read again: never before its start, nor hours

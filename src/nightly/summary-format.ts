@@ -17,7 +17,7 @@ const headline = (s: NightlySummary) => {
     case "too_few_jobs":
       return tooFew(s);
     case "discrepancies":
-      return `${failedJobs(s) > 0 || earlierFailed(s) === 0 ? notVerifiedText(s) : s.total === 0 ? "0 jobs recorded in this window" : jobsText(s)}${earlierFailed(s) > 0 ? `, and ${earlierFailed(s)} jobs of earlier windows NOT verified (a payout out of escrow under their memo found after their run)` : ""}${findingsOf(s) > 0 ? `, and ${ledgerText(s)}` : ""}`;
+      return `${failedJobs(s) > 0 || earlierFailed(s) === 0 ? notVerifiedText(s) : s.total === 0 ? "0 jobs recorded in this window" : jobsText(s)}${earlierFailed(s) > 0 ? `, and ${earlierFailed(s)} jobs of earlier windows NOT verified (${earlierWhy(s)})` : ""}${findingsOf(s) > 0 ? `, and ${ledgerText(s)}` : ""}`;
     case "ledger_findings":
       return `${s.total === 0 ? "0 jobs recorded in this window" : jobsText(s)}, but ${ledgerText(s)}`;
     case "incomplete":
@@ -29,17 +29,31 @@ const headline = (s: NightlySummary) => {
 const notVerifiedText = (s: NightlySummary) =>
   `${s.total - s.byVerdict.verified - s.byVerdict.partially_verified} of ${s.total} jobs NOT verified${s.byVerdict.partially_verified > 0 ? ` (and ${s.byVerdict.partially_verified} partially verified)` : ""}`;
 
-/** Jobs of earlier windows the run's escrow scan sent back that it found not verified. */
+/** Jobs of earlier windows judged again after their run that are not verified. */
 const earlierFailed = (s: NightlySummary) =>
   (s.earlierJobs ?? []).filter((j) =>
     ["discrepancy", "dropped", "unverifiable"].includes(j.verdict),
   ).length;
 
+/** Why jobs of earlier windows are named: the escrow scan's payouts, judgements since, or both. */
+const earlierWhy = (s: NightlySummary) => {
+  const by = new Set((s.earlierJobs ?? []).map((j) => j.foundBy));
+  if (!by.has("judged_again"))
+    return "a payout out of escrow under their memo found after their run";
+  if (!by.has("escrow_scan")) return "judged again after their run";
+  return "a payout out of escrow under their memo found after their run, or judged again since";
+};
+
+const foundByText = {
+  escrow_scan: "sent back by the escrow scan",
+  judged_again: "judged again after its run",
+} as const;
+
 /** "job_x (dated 2026-12-01, judged again): discrepancy (settlement.single)". */
 const earlierLines = (s: NightlySummary, code: (text: string) => string) =>
   (s.earlierJobs ?? []).map(
     (j) =>
-      `${code(j.jobId)} (an earlier window's, sent back by the escrow scan): ${j.verdict}${j.failingChecks.length ? ` (${j.failingChecks.join(", ")})` : ""}`,
+      `${code(j.jobId)} (an earlier window's, ${foundByText[j.foundBy]}): ${j.verdict}${j.failingChecks.length ? ` (${j.failingChecks.join(", ")})` : ""}`,
   );
 
 /** Jobs that failed a check: those the headline says are NOT verified. */

@@ -4,6 +4,7 @@ import type { SqliteStore, Store } from "../db/client.js";
 import {
   checkResults,
   jobs,
+  nightlyTurned,
   openVerdicts,
   type Verdict,
   verdictIsOpen,
@@ -26,6 +27,38 @@ import {
 } from "./queue-rules.js";
 
 /** A job of a window that did not end verified. */
+/** Verdicts that fail a nightly run (exit 1). */
+export const failsRun = (verdict: Verdict) =>
+  verdict === "discrepancy" || verdict === "dropped" || verdict === "unverifiable";
+
+/** What `turnedBad` found (see there). */
+export interface TurnedBad {
+  earlier: (UnverifiedJob & { failingChecks: string[] })[];
+  done: { jobId: string; turnedAt: number }[];
+}
+
+/** Which rows of `nightly_turned` a run of a window names, and which it is done with. */
+export function turnedRows(
+  rows: readonly {
+    jobId: string;
+    turnedAt: number;
+    verdict: Verdict | null;
+    datedBefore: boolean;
+    counted: boolean;
+  }[],
+): { earlier: UnverifiedJob[]; done: TurnedBad["done"] } {
+  const earlier: UnverifiedJob[] = [];
+  const done: TurnedBad["done"] = [];
+  for (const r of rows) {
+    const named = r.verdict !== null && failsRun(r.verdict) && r.datedBefore && !r.counted;
+    if (named) earlier.push({ jobId: r.jobId, verdict: r.verdict as Verdict });
+    if (named || r.counted || r.verdict === null || !failsRun(r.verdict)) {
+      done.push({ jobId: r.jobId, turnedAt: r.turnedAt });
+    }
+  }
+  return { earlier, done };
+}
+
 export interface UnverifiedJob {
   jobId: string;
   verdict: Verdict;
@@ -90,6 +123,17 @@ export interface OpsStore {
     from: number,
     to: number,
   ): Promise<(UnverifiedJob & { failingChecks: string[] })[]>;
+  /**
+   * The jobs a later verdict turned from verified to one failing a run (`nightly_turned`), for
+   * the run of [from, to): `earlier`, those of earlier windows (dated before `from`, not
+   * counted by [from, to)) whose verdict still fails a run, oldest first, with their failing
+   * checks; `done`, the rows the run deals with, for `forgetTurned`: those, and those of jobs
+   * the window counts, verified again, or gone. Rows of jobs dated after the window stay for
+   * their own window's run.
+   */
+  turnedBad(from: number, to: number): Promise<TurnedBad>;
+  /** Forgets the rows `turnedBad` named done (a row written again since stays). */
+  forgetTurned(done: TurnedBad["done"]): Promise<void>;
   /**
    * Open jobs [from, to) counts (`countedInWindow`), grouped by what tells what they wait on
    * (`openJobWait`).
@@ -368,6 +412,42 @@ function createSqliteOpsStore(store: SqliteStore): OpsStore {
         ...row,
         failingChecks: failing.all({ jobId: row.jobId }).map((c) => c.name),
       }));
+    },
+    async turnedBad(fromMs, toMs) {
+      const rows = db
+        .select({
+          jobId: nightlyTurned.jobId,
+          turnedAt: nightlyTurned.turnedAt,
+          verdict: jobs.verdict,
+          datedBefore: sql<number>`${jobs.createdAt} < ${fromMs}`,
+          counted: sql<number>`${countedInWindow(jobs, fromMs, toMs)}`,
+        })
+        .from(nightlyTurned)
+        .leftJoin(jobs, eq(jobs.jobId, nightlyTurned.jobId))
+        .orderBy(asc(jobs.createdAt), asc(nightlyTurned.jobId))
+        .all();
+      const { earlier, done } = turnedRows(
+        rows.map((r) => ({
+          ...r,
+          datedBefore: Boolean(r.datedBefore),
+          counted: Boolean(r.counted),
+        })),
+      );
+      const withChecks = earlier.map((j) => ({
+        ...j,
+        failingChecks: failing.all({ jobId: j.jobId }).map((c) => c.name),
+      }));
+      return { earlier: withChecks, done };
+    },
+    async forgetTurned(done) {
+      const forget = store.sqlite.transaction(() => {
+        for (const r of done) {
+          db.delete(nightlyTurned)
+            .where(and(eq(nightlyTurned.jobId, r.jobId), eq(nightlyTurned.turnedAt, r.turnedAt)))
+            .run();
+        }
+      });
+      forget.immediate();
     },
     async openJobGroups(fromMs, toMs) {
       const rows = await openGroups.all({ from: fromMs, to: toMs });

@@ -418,6 +418,14 @@ export const nightlyCountedThrough = pgTable("nightly_counted_through", {
   through: epochMs("through").notNull(),
 });
 
+/** Jobs a nightly run counted that a later verdict turned bad (see the SQLite schema). */
+export const nightlyTurned = pgTable("nightly_turned", {
+  jobId: text("job_id").primaryKey(),
+  verdict: text("verdict", { enum: verdicts }).notNull(),
+  previousVerdict: text("previous_verdict", { enum: verdicts }).notNull(),
+  turnedAt: epochMs("turned_at").notNull(),
+});
+
 export const locks = pgTable("locks", {
   name: text("name").primaryKey(),
   owner: text("owner").notNull(),

@@ -1,9 +1,9 @@
 import { and, asc, count, desc, eq, gte, inArray, lt, sql } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
-import { checkResults, jobs } from "../../db/pg/schema.js";
+import { checkResults, jobs, nightlyTurned } from "../../db/pg/schema.js";
 import { type Verdict, verdictIsOpen, verdicts } from "../../db/schema.js";
 import { statusSpaces } from "../jobs-api-rules.js";
-import { type HeadersNotJudged, headersNotJudgedWhere, type OpsStore } from "../ops.js";
+import { type HeadersNotJudged, headersNotJudgedWhere, type OpsStore, turnedRows } from "../ops.js";
 import {
   countedInWindow,
   countedLate,
@@ -257,6 +257,39 @@ export function createPgOpsStore(store: PgStore): OpsStore {
         )
         .orderBy(asc(jobs.createdAt), sql`${jobs.jobId} COLLATE "C"`);
       return withFailingChecks(rows.map((row) => ({ ...row, verdict: row.verdict as Verdict })));
+    },
+    async turnedBad(fromMs, toMs) {
+      const rows = await db
+        .select({
+          jobId: nightlyTurned.jobId,
+          turnedAt: nightlyTurned.turnedAt,
+          verdict: jobs.verdict,
+          datedBefore: sql<boolean>`${jobs.createdAt} < ${fromMs}`,
+          counted: sql<boolean>`coalesce(${countedInWindow(jobs, fromMs, toMs)}, false)`,
+        })
+        .from(nightlyTurned)
+        .leftJoin(jobs, eq(jobs.jobId, nightlyTurned.jobId))
+        .orderBy(asc(jobs.createdAt), sql`${nightlyTurned.jobId} COLLATE "C"`);
+      const { earlier, done } = turnedRows(
+        rows.map((r) => ({
+          jobId: r.jobId,
+          turnedAt: Number(r.turnedAt),
+          verdict: (r.verdict ?? null) as Verdict | null,
+          datedBefore: r.datedBefore === true,
+          counted: r.counted === true,
+        })),
+      );
+      return { earlier: await withFailingChecks(earlier), done };
+    },
+    async forgetTurned(done) {
+      if (done.length === 0) return;
+      await db.transaction(async (tx) => {
+        for (const r of done) {
+          await tx
+            .delete(nightlyTurned)
+            .where(and(eq(nightlyTurned.jobId, r.jobId), eq(nightlyTurned.turnedAt, r.turnedAt)));
+        }
+      });
     },
     async openJobGroups(fromMs, toMs) {
       const rows = await openGroups.execute({ from: fromMs, to: toMs });

@@ -1,0 +1,163 @@
+import { describe, expect, it } from "vitest";
+import { createEscrowScanner } from "../src/ledger/escrow-scan.js";
+import { createLogger } from "../src/log.js";
+import { summaryToMarkdown, summaryToText } from "../src/nightly/summary-format.js";
+import { createVerifier } from "../src/verify/engine.js";
+import { chainSecondAfter } from "./support/finality.js";
+import { nightlyAfter } from "./support/nightly-window.js";
+import {
+  discrepancy,
+  type JobPlan,
+  type Scenario,
+  useAdversaryHarness,
+  verified,
+} from "./support/operator.js";
+import { quickVerifierOptions } from "./support/quick-verifier.js";
+
+/**
+ * Round 19: a second payout out of escrow under the memo of a job an earlier nightly run counted
+ * verified, found first by `serve`'s escrow scan (the job turns `discrepancy` under serve's
+ * verifier), or by a run that did not complete: no nightly run reported it. The run whose own
+ * scan finds such a payout names the job (round 16); the later ones count their own windows and
+ * exited 0. Now the first run to complete after the job turned names it and fails, once.
+ */
+
+const log = createLogger({ level: "silent" });
+const h = useAdversaryHarness();
+
+/** A job whose lock is charged in full (nothing returned), so each payout is the whole lock. */
+const wholeLockJob = (keyIndex: number): JobPlan => {
+  const plan = h.op.plan({ keyIndex, maxTokens: 300, completionTokens: 300 });
+  expect(plan.remainder).toBe(0n);
+  return plan;
+};
+
+/**
+ * A window of the chain's clock, judged by a run: with an honest job of the key `keyIndex`, or
+ * none. Each case spends its own key: a vault's debits another case's store never recorded are
+ * the ledger's findings.
+ */
+async function night(c: Scenario, vaults: string[], keyIndex: number | null) {
+  const from = await chainSecondAfter(h.world, 200);
+  if (keyIndex !== null) {
+    const other = h.op.plan({ keyIndex });
+    const txs = h.op.honestJob(other);
+    c.record(other, txs);
+    c.honestJobsApi(other, txs);
+    await c.flush();
+  }
+  const to = Math.ceil((h.op.now() + 1) / 1000) * 1000;
+  return nightlyAfter(h, c, { vaults, from, to });
+}
+
+/** Night one: a streamed job whose lock is paid out once, counted verified. */
+async function nightOne(c: Scenario, keyIndex: number): Promise<JobPlan> {
+  const from = await chainSecondAfter(h.world, 200);
+  const plan = wholeLockJob(keyIndex);
+  const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+  const first = h.op.send(h.op.settleIxs(plan)).signature;
+  c.record(plan, { escrowTx, settlementTx: null }, { stream: true });
+  c.honestJobsApi(plan, { escrowTx, settlementTx: first });
+  await c.flush();
+  const to = Math.ceil((h.op.now() + 1) / 1000) * 1000;
+  const run = await nightlyAfter(h, c, { vaults: [plan.vault], from, to });
+  expect(run).toMatchObject({
+    exitCode: 0,
+  });
+  expect(await c.outcome(plan.jobId)).toEqual(verified);
+  return plan;
+}
+
+/** serve's escrow scan and verifier, once: what they find of the job. */
+async function serveRound(c: Scenario, jobId: string) {
+  await h.finalized();
+  const scanned = await createEscrowScanner({
+    store: c.store,
+    rpc: h.rpc,
+    profile: c.profile,
+    log,
+  }).scanNew();
+  expect(scanned.kept).toEqual([jobId]);
+  await createVerifier({
+    store: c.store,
+    rpc: h.rpc,
+    profile: c.profile,
+    log,
+    options: quickVerifierOptions,
+  }).runUntilSettled({ jobIds: [jobId] }, { timeoutMs: 10_000 });
+}
+
+describe("a second payout of an earlier window's job that serve's scan found first", () => {
+  it("fails the next run to complete, which names the job once", async () => {
+    const c = (await h.scenario()).recordOnChainClock();
+    const plan = await nightOne(c, 2);
+    h.op.send(h.op.settleIxs(plan));
+    await serveRound(c, plan.jobId);
+    expect(await c.outcome(plan.jobId)).toEqual(discrepancy("settlement.single"));
+
+    const night2 = await night(c, [plan.vault], 2);
+    expect(night2).toMatchObject({
+      outcome: "discrepancies",
+      exitCode: 1,
+      total: 1,
+      earlierJobs: [
+        {
+          jobId: plan.jobId,
+          verdict: "discrepancy",
+          failingChecks: ["settlement.single"],
+          foundBy: "judged_again",
+        },
+      ],
+    });
+    expect(night2.byVerdict.verified).toBe(1);
+    const text = summaryToText(night2);
+    expect(text).toContain("1 jobs of earlier windows NOT verified (judged again after their run)");
+    expect(text).toContain(`${plan.jobId} (an earlier window's, judged again after its run)`);
+    expect(summaryToMarkdown(night2)).toContain("judged again after its run");
+
+    // Named once: the run after counts its own window.
+    const night3 = await night(c, [plan.vault], 2);
+    expect(night3).toMatchObject({ outcome: "verified", exitCode: 0 });
+    expect(night3.earlierJobs).toBeUndefined();
+  });
+});
+
+describe("a second payout of an earlier window's job found by a run that did not complete", () => {
+  it("is named by the next run that completes", async () => {
+    const c = (await h.scenario()).recordOnChainClock();
+    const plan = await nightOne(c, 3);
+    h.op.send(h.op.settleIxs(plan));
+    // Night two's scan sends the job back, then the run cannot finish (its ledger read fails).
+    const from2 = await chainSecondAfter(h.world, 200);
+    const to2 = Math.ceil((h.op.now() + 1) / 1000) * 1000;
+    const night2 = await nightlyAfter(h, c, {
+      vaults: [plan.vault],
+      from: from2,
+      to: to2,
+      afterRead: async () => {
+        throw new Error("the RPC went away");
+      },
+    });
+    expect(night2).toMatchObject({ outcome: "incomplete", exitCode: 2 });
+    expect((await c.outcome(plan.jobId)).verdict).not.toBe("verified");
+    // serve's verifier judges it meanwhile.
+    await createVerifier({
+      store: c.store,
+      rpc: h.rpc,
+      profile: c.profile,
+      log,
+      options: quickVerifierOptions,
+    }).runUntilSettled({ jobIds: [plan.jobId] }, { timeoutMs: 10_000 });
+    expect(await c.outcome(plan.jobId)).toEqual(discrepancy("settlement.single"));
+
+    const night3 = await night(c, [plan.vault], null);
+    expect(night3).toMatchObject({
+      outcome: "discrepancies",
+      exitCode: 1,
+      earlierJobs: [{ jobId: plan.jobId, verdict: "discrepancy", foundBy: "judged_again" }],
+    });
+    expect(summaryToText(night3)).toContain(
+      "0 jobs recorded in this window, and 1 jobs of earlier windows NOT verified",
+    );
+  });
+});
