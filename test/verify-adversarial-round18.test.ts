@@ -42,7 +42,11 @@ const h = useAdversaryHarness();
 const now = () => h.op.now();
 const escrowVault = localnetProfile.escrowVault!;
 
-type Lie = "alter" | "not_found" | "none";
+/**
+ * What the liar says of the second payout: its transaction altered (the endpoints disagree), not
+ * found (fewer than two agree), or its listing entry dated a second off (no listing agreed on).
+ */
+type Lie = "alter" | "not_found" | "listing" | "none";
 
 const clean = new Set(["verified", "partially_verified"]);
 
@@ -80,11 +84,19 @@ function liarEndpoint(lie: Lie, lying: { on: boolean; target: string | null }): 
     ...h.rpc,
     async getTransaction(signature, commitment, options) {
       const served = await h.rpc.getTransaction(signature, commitment, options);
-      if (!lying.on || lie === "none" || signature !== lying.target || served === null) {
-        return served;
-      }
+      if (!lying.on || signature !== lying.target || served === null) return served;
       if (lie === "not_found") return null;
-      return { ...served, facts: altered(served.facts) };
+      if (lie === "alter") return { ...served, facts: altered(served.facts) };
+      return served;
+    },
+    async getSignaturesForAddress(address, options) {
+      const listed = await h.rpc.getSignaturesForAddress(address, options);
+      if (!lying.on || lie !== "listing") return listed;
+      return listed.map((e) =>
+        e.signature === lying.target && e.blockTime !== null
+          ? { ...e, blockTime: e.blockTime + 1 }
+          : e,
+      );
     },
     async close() {},
   };
@@ -110,6 +122,10 @@ function serveOver(c: Scenario, rpc: RpcPool) {
       const scanned = await scanner.scanNew();
       if (scanned.covered !== null) await verifier.lookAgain(gate.covered(scanned.covered));
       return scanned;
+    },
+    /** `scan`, null when it failed (as serve's loop logs it and goes on). */
+    async tryScan(): Promise<EscrowScanResult | null> {
+      return this.scan().catch(() => null);
     },
     /** One read of the credit vaults; the verdicts waiting for it made due. */
     async readLedger(): Promise<void> {
@@ -148,8 +164,8 @@ interface Run {
   whileLying: Seen[];
   /** The verdict seen once the cap had passed, the liar still lying. */
   afterCap: Seen;
-  /** The scan's results while the liar lied. */
-  scans: EscrowScanResult[];
+  /** The scan's results while the liar lied (null: the scan failed). */
+  scans: (EscrowScanResult | null)[];
   /** What the quorum's getTransaction of the second payout threw while the liar lied. */
   quorumError: { name: string; code: string | undefined; message: string } | null;
   /** The job had escrow entries held pending (`escrow_pending`) after the cap, the liar lying. */
@@ -194,10 +210,10 @@ async function paidTwice(lie: Lie, truth: "liar_stops" | "honest_endpoints"): Pr
   await slotsPast(sentSlot, 16);
 
   const whileLying: Seen[] = [];
-  const scans: EscrowScanResult[] = [];
+  const scans: (EscrowScanResult | null)[] = [];
   await serve.verify(plan.jobId);
   whileLying.push(await look(c, plan.jobId));
-  scans.push(await serve.scan());
+  scans.push(await serve.tryScan());
   await serve.readLedger();
   await serve.verify(plan.jobId);
   whileLying.push(await look(c, plan.jobId));
@@ -206,10 +222,10 @@ async function paidTwice(lie: Lie, truth: "liar_stops" | "honest_endpoints"): Pr
   h.op.advanceClock(ESCROW_COVER_WAIT_MS + 60_000);
   h.op.nextSlot();
   await h.finalized();
-  scans.push(await serve.scan());
+  scans.push(await serve.tryScan());
   await serve.readLedger();
   await serve.verify(plan.jobId);
-  scans.push(await serve.scan());
+  scans.push(await serve.tryScan());
   await serve.verify(plan.jobId);
   const afterCap = await look(c, plan.jobId);
   whileLying.push(afterCap);
@@ -240,7 +256,7 @@ async function paidTwice(lie: Lie, truth: "liar_stops" | "honest_endpoints"): Pr
   }
   h.op.nextSlot();
   await h.finalized();
-  await after.scan();
+  await after.tryScan();
   await after.verify(plan.jobId, 5_000);
   const afterTruth = await look(c, plan.jobId);
   return {
@@ -314,8 +330,8 @@ describe("RPC_QUORUM=2, one member altering the second payout's transaction (Rpc
     const r = await run();
     // The quorum cannot read it: the scan holds the entry, and keeps nothing.
     expect(r.quorumError).toMatchObject({ name: "RpcDisagreementError" });
-    expect(r.scans.some((s) => s.unread?.includes(r.second))).toBe(true);
-    expect(r.scans.flatMap((s) => s.kept)).toEqual([]);
+    expect(r.scans.some((s) => s?.unread?.includes(r.second))).toBe(true);
+    expect(r.scans.flatMap((s) => s?.kept ?? [])).toEqual([]);
     expect(r.pendingAfterCap).toBe(true);
   });
 
@@ -343,8 +359,8 @@ describe("RPC_QUORUM=2, one member answering the second payout's transaction not
     const r = await run();
     expect(r.quorumError).toMatchObject({ code: "rpc_unavailable" });
     expect(r.quorumError?.message).toContain("liar: not_found");
-    expect(r.scans.some((s) => s.unread?.includes(r.second))).toBe(true);
-    expect(r.scans.flatMap((s) => s.kept)).toEqual([]);
+    expect(r.scans.some((s) => s?.unread?.includes(r.second))).toBe(true);
+    expect(r.scans.flatMap((s) => s?.kept ?? [])).toEqual([]);
     expect(r.pendingAfterCap).toBe(true);
   });
 
@@ -359,6 +375,73 @@ describe("RPC_QUORUM=2, one member answering the second payout's transaction not
     const r = await run();
     expect(r.afterTruth.verdict).toBe("discrepancy");
     expect(r.afterTruth.failing).toContain("settlement.single");
+  });
+});
+
+describe("RPC_QUORUM=2, one member misdating the second payout's listing entry (no listing agreed on)", () => {
+  const run = once("listing", "liar_stops");
+
+  it("is never verified while the scan cannot read past it: past the verdict's wait, `error` naming the scan", async () => {
+    const r = await run();
+    // Every scan fails on the listing: nothing is held, nothing kept.
+    expect(r.scans.filter((s) => s !== null)).toEqual([]);
+    expect(verdictsOf(r.whileLying).filter((v) => clean.has(v))).toEqual([]);
+    expect(r.afterCap.verdict).toBe("error");
+    expect(r.afterCap.lastError).toContain(
+      "the escrow scan has not read past this job's transactions",
+    );
+  });
+
+  it("ends discrepancy (settlement.single) once the liar stops lying", async () => {
+    const r = await run();
+    expect(r.afterTruth.verdict).toBe("discrepancy");
+    expect(r.afterTruth.failing).toContain("settlement.single");
+  });
+});
+
+describe("a stream paid out twice whose jobs API answer comes after the verdict's wait", () => {
+  it("is not verified while its entries are held: the next scan judges them first", async () => {
+    const c = (await h.scenario()).recordOnChainClock();
+    const serve = serveOver(
+      c,
+      createQuorumRpc({
+        members: [
+          { name: "honest-a", rpc: honestEndpoint() },
+          { name: "honest-b", rpc: honestEndpoint() },
+        ],
+        quorum: 2,
+        log,
+        now,
+      }),
+    );
+    await h.finalized();
+    await serve.scan();
+    const plan = wholeLockJob();
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const first = h.op.send(h.op.settleIxs(plan)).signature;
+    h.op.send(h.op.settleIxs(plan));
+    const sentSlot = h.world.currentSlot();
+    // No settlement in the headers, no answer yet: the scan holds both payouts unjudged (the
+    // job may name either).
+    c.record(plan, { escrowTx, settlementTx: null }, { stream: true });
+    await c.flush();
+    await slotsPast(sentSlot, 16);
+    await serve.verify(plan.jobId);
+    await serve.scan();
+    await serve.readLedger();
+    // Past the verdict's five-minute wait, within the scan's ten-minute hold, the answer names
+    // the first payout.
+    h.op.advanceClock(ESCROW_COVER_WAIT_MS + 60_000);
+    h.op.nextSlot();
+    await h.finalized();
+    c.honestJobsApi(plan, { escrowTx, settlementTx: first });
+    await c.flush();
+    await serve.verify(plan.jobId);
+    const beforeScan = await look(c, plan.jobId);
+    expect(clean.has(beforeScan.verdict)).toBe(false);
+    expect(await serve.scan()).toMatchObject({ kept: [plan.jobId] });
+    await serve.verify(plan.jobId, 5_000);
+    expect(await c.outcome(plan.jobId)).toEqual(discrepancy("settlement.single"));
   });
 });
 

@@ -616,10 +616,23 @@ describe("deciding a claimed job", () => {
     expect(judge({ coveredSlot: wanted + 500, pending: new Set(["another"]) }).verdict).toBe(
       "verified",
     );
-    // A scan that never comes holds it no longer than the wait, from its newest transaction.
+    // A scan that does not come within the wait (from the job's newest transaction) leaves it
+    // RPC trouble, retried, never judged as it stands: a payout it did not list may be there.
     const waited = settlement.blockTime! * 1000 + ESCROW_COVER_WAIT_MS;
     expect(judge({ coveredSlot: null, pending: none }, waited - 1).nextVerifyAt).toBe(waited);
-    expect(judge({ coveredSlot: null, pending: none }, waited).verdict).toBe("verified");
+    for (const coveredSlot of [null, wanted - 1]) {
+      const overdue = judge({ coveredSlot, pending: none }, waited);
+      expect(overdue).toMatchObject({ verdict: "error", evaluation: null });
+      expect(overdue.lastError).toContain(
+        "the escrow scan has not read past this job's transactions",
+      );
+      expect(overdue.nextVerifyAt).toBeGreaterThan(waited);
+    }
+    // Read past, entries held past the wait: the next scan judges them, the job waits for it.
+    const heldLong = judge({ coveredSlot: wanted, pending: new Set([job.jobId]) }, waited);
+    expect(heldLong).toMatchObject({ verdict: "awaiting_finality", escrowWait: { pending: true } });
+    expect(heldLong.nextVerifyAt).toBe(waited + ESCROW_COVER_RECHECK_MS);
+    expect(judge({ coveredSlot: wanted, pending: none }, waited).verdict).toBe("verified");
   });
 
   it("holds a failing job for the escrow scan too, unjudged, then finds its discrepancy", () => {

@@ -23,6 +23,7 @@ import {
   type EscrowCoverView,
   type EscrowCoverWait,
   escrowCoverWait,
+  overdueMessage,
 } from "./escrow-cover.js";
 import type { Profile } from "./profiles.js";
 
@@ -281,8 +282,29 @@ export function decide<J extends DecideJob>(
     // run once the scan has read past it (one evaluation a job, not two; a failing check shows
     // that much later too).
     const recheckMs = escrow?.recheckMs ?? ESCROW_COVER_RECHECK_MS;
-    const nextVerifyAt = Math.min(escrowWait.until, t + recheckMs);
-    return { ...base, verdict: "awaiting_finality", nextVerifyAt, commitment, escrowWait };
+    const { overdue } = escrowWait;
+    if (overdue === undefined) {
+      const nextVerifyAt = Math.min(escrowWait.until, t + recheckMs);
+      return { ...base, verdict: "awaiting_finality", nextVerifyAt, commitment, escrowWait };
+    }
+    if (overdue.coveredSlot !== null && overdue.coveredSlot >= escrowWait.slot) {
+      // Read past, its entries still held: the next completed scan judges them.
+      const wait = { ...escrowWait, until: t + recheckMs };
+      return {
+        ...base,
+        verdict: "awaiting_finality",
+        nextVerifyAt: t + recheckMs,
+        commitment,
+        escrowWait: wait,
+      };
+    }
+    return {
+      ...base,
+      verdict: "error",
+      nextVerifyAt: t + retryDelayOf(timing, job.verifyAttempts, timing.errorBackoffMs),
+      lastError: overdueMessage(escrowWait),
+      commitment,
+    };
   }
   const learnedAuthority =
     profile.escrowAuthority === null ? (custody.learnedEscrowAuthority ?? null) : null;

@@ -14,8 +14,14 @@ import type { TransactionFacts } from "../chain/transaction-facts.js";
  * been judged by then. One made later is found by a later scan, which sends the job back (as
  * before). The checks run once, after the wait: a failing one shows that much later too.
  *
- * A scan that keeps failing holds a job at most `ESCROW_COVER_WAIT_MS` after its newest
- * transaction; then it is judged as it stands.
+ * A scan that has not read past the job `ESCROW_COVER_WAIT_MS` after its newest transaction (it
+ * keeps failing, or endpoints under a quorum disagree on the escrow vault's listing) leaves the
+ * job `error`, retried, never judged as it stands: judged so, a job whose second payout the
+ * listing never showed was `verified` for as long as the scan failed (one endpoint of two,
+ * lying about one listing entry, made every scan fail). A job whose entries are held pending
+ * past the wait, the scan reading past it, waits for the next scan, which judges them: let
+ * through, a stream whose settlement the jobs API named after the wait was `verified` until
+ * then, its second payout held unjudged.
  */
 
 /** Slots past a job's newest transaction a completed scan must have begun at (~4 s on mainnet). */
@@ -80,6 +86,11 @@ export interface EscrowCoverWait {
   pending: boolean;
   /** The credit vault whose read by the ledger the verdict waits for (`credits.header`). */
   vault?: string;
+  /**
+   * Past `until`: the scan had not read past the job (its last completed scan began at
+   * `coveredSlot`, null before one), or entries of it are still held.
+   */
+  overdue?: { coveredSlot: number | null };
 }
 
 /** What a held verdict waits for, in words (the verifier's debug line, `/audit`'s detail). */
@@ -93,8 +104,9 @@ export function waitMessage(wait: EscrowCoverWait): string {
 }
 
 /**
- * Whether the job's clean verdict waits for the scan; null when the scan has covered it, it has
- * no transaction yet, or it waited `ESCROW_COVER_WAIT_MS`.
+ * Whether the job's clean verdict waits for the scan; null when the scan has covered it (and
+ * holds none of its entries) or it has no transaction yet. Past `ESCROW_COVER_WAIT_MS` the wait
+ * says so (`overdue`).
  */
 export function escrowCoverWait(
   job: { jobId: string; recordedAt: number },
@@ -109,7 +121,16 @@ export function escrowCoverWait(
   const pending = view.pending.has(job.jobId);
   if (!pending && view.coveredSlot !== null && view.coveredSlot >= slot) return null;
   const until = coverWaitUntil(job, transactions);
-  return now < until ? { slot, until, pending } : null;
+  if (now < until) return { slot, until, pending };
+  return { slot, until, pending, overdue: { coveredSlot: view.coveredSlot } };
+}
+
+/** Why a job the scan has not read past within the wait is not judged (its `last_error`). */
+export function overdueMessage(wait: EscrowCoverWait): string {
+  const covered = wait.overdue?.coveredSlot ?? null;
+  return `the escrow scan has not read past this job's transactions (slot ${wait.slot}) ${ESCROW_COVER_WAIT_MS / 60_000} minutes after its newest one (${
+    covered === null ? "no scan has completed" : `the last completed scan began at slot ${covered}`
+  }): a second payout out of escrow under its memo cannot be ruled out; judged once the scan has read past it`;
 }
 
 /** The most a verdict waits: `ESCROW_COVER_WAIT_MS` after the job's newest transaction (ms). */
