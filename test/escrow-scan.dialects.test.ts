@@ -26,6 +26,7 @@ import {
 } from "./support/operator.js";
 import { quickVerifierOptions } from "./support/quick-verifier.js";
 import { readJob } from "./support/seed-recorder.js";
+import { signatureOf } from "./support/seed-reports.js";
 
 /**
  * A streamed job's headers name no settlement; the jobs API names one. The operator settles it
@@ -408,7 +409,9 @@ describe.each(dialects)("the escrow vault's memo scan on %s", (dialect) => {
     expect((await readJob(c.store, plan.jobId))?.verdict).toBe("pending");
     const ledger = createLedgerStore(c.store);
     const unreadOf = async () =>
-      ((await ledger.escrowUnread([plan.jobId])).get(plan.jobId) ?? []).map((e) => e.signature);
+      ((await ledger.escrowUnread(escrowVault, [plan.jobId])).get(plan.jobId) ?? []).map(
+        (e) => e.signature,
+      );
     expect((await unreadOf()).sort()).toEqual([second, deposit].sort());
     // Past the hour an entry of a job not recorded is held, and past the verdict's wait.
     later = 61 * 60_000;
@@ -459,7 +462,59 @@ describe.each(dialects)("the escrow vault's memo scan on %s", (dialect) => {
     expect((await scan.scanNew()).unread).toContain(deposit);
     serving = true;
     expect((await scan.scanNew()).kept).toEqual([]);
-    expect((await createLedgerStore(c.store).escrowUnread([plan.jobId])).size).toBe(0);
+    expect((await createLedgerStore(c.store).escrowUnread(escrowVault, [plan.jobId])).size).toBe(0);
+    expect(await c.verdicts(plan.jobId)).toEqual([verified]);
+  });
+
+  it("reads again, in a nightly run's scan, an entry an earlier run held unread before its span", async () => {
+    const c = await h.scenario();
+    let later = 0;
+    const now = () => h.op.now() + later;
+    const plan = streamedWholeLock();
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const first = h.op.send(h.op.settleIxs(plan)).signature;
+    await recordStreamed(c, plan, escrowTx, first);
+    // Anyone's unit into escrow under the job's memo; one fetch of it fails (a 429).
+    const outsider = h.op.attackerAccount();
+    const deposit = h.op.send([
+      h.op.transfer(outsider, h.op.accounts.escrowVault, 1n, { authority: h.op.attacker.address }),
+      h.op.memo(`decentral:settle:${plan.jobId}`),
+    ]).signature;
+    await h.finalized();
+    let flaky = true;
+    const rpc: typeof h.rpc = Object.create(h.rpc);
+    rpc.getTransaction = (signature, ...rest) =>
+      flaky && signature === deposit
+        ? Promise.reject(new Error("429 Too Many Requests"))
+        : h.rpc.getTransaction(signature, ...rest);
+    const scan = createEscrowScanner({ store: c.store, rpc, profile: localnetProfile, log, now });
+    expect((await scan.scanSince(now() - 2 * 3_600_000)).heldBack).toEqual([plan.jobId]);
+    const ledger = createLedgerStore(c.store);
+    expect((await ledger.escrowUnread(escrowVault, [plan.jobId])).get(plan.jobId)).toEqual([
+      expect.objectContaining({ signature: deposit, reason: expect.stringContaining("429") }),
+    ]);
+    // The next night's span begins after the unit: no listing names it again.
+    flaky = false;
+    later = 24 * 3_600_000;
+    const next = await scan.scanSince(now() - 2 * 3_600_000);
+    expect(next.heldBack).toEqual([plan.jobId]);
+    expect((await ledger.escrowUnread(escrowVault, [plan.jobId])).size).toBe(0);
+    expect(await c.verdicts(plan.jobId)).toEqual([verified]);
+  });
+
+  it("judges a job by the profile's escrow vault's unread entries only (one of a vault no longer scanned is read by no scan)", async () => {
+    const c = await h.scenario();
+    const plan = streamedWholeLock();
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const first = h.op.send(h.op.settleIxs(plan)).signature;
+    await recordStreamed(c, plan, escrowTx, first);
+    await h.finalized();
+    const ledger = createLedgerStore(c.store);
+    const unread = { reason: "not served", disagreement: null };
+    const hold = { job: plan.jobId, signature: signatureOf("old"), blockTime: null, unread };
+    const change = { keep: [], hold: [hold], release: [], pruneBefore: 0 };
+    await ledger.keepEscrowSteps(h.op.attackerAccount(), change, null, Date.now());
+    expect((await ledger.escrowUnread(escrowVault, [plan.jobId])).size).toBe(0);
     expect(await c.verdicts(plan.jobId)).toEqual([verified]);
   });
 

@@ -488,13 +488,17 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
     },
 
     /**
-     * Scans what the escrow vault listed from `fromMs` to now, whatever the cursor says (a
-     * nightly run, for its window's jobs); the cursor is left where it is.
+     * Judges the entries held pending whose job is recorded now, then scans what the escrow
+     * vault listed from `fromMs` to now, whatever the cursor says (a nightly run, for its
+     * window's jobs); the cursor is left where it is. The held ones first: an entry an earlier
+     * run held unread, listed before this run reads from, was fetched by no later run where no
+     * `serve` scans, and its job stayed `error`.
      */
     async scanSince(fromMs: number, signal?: AbortSignal): Promise<EscrowScanResult> {
       const vault = profile.escrowVault;
       if (vault === null) return none(vault);
       const result = none(vault);
+      await judgePending(vault, result, signal);
       const notBeforeSec = Math.floor(fromMs / 1000);
       let before: string | null = null;
       for (;;) {

@@ -721,11 +721,12 @@ export interface LedgerStore {
    */
   escrowCoverage(vault: string, jobIds: readonly string[]): Promise<EscrowCoverage>;
   /**
-   * The entries held for `jobIds` whose transaction no endpoint served when the scan last asked
+   * The entries of `vault` (the profile's escrow vault: one of a vault no longer scanned is
+   * fetched again by no scan) held for `jobIds` whose transaction no endpoint served when the scan last asked
    * (`escrow_pending.unread`), by job: a payout out of escrow under the job's memo may be among
    * them, so the job is not judged meanwhile.
    */
-  escrowUnread(jobIds: readonly string[]): Promise<Map<string, EscrowUnread[]>>;
+  escrowUnread(vault: string, jobIds: readonly string[]): Promise<Map<string, EscrowUnread[]>>;
   /** When the earliest recorded job was dated (ms), null with none: how far a first scan reads. */
   earliestJobAt(): Promise<number | null>;
   /**
@@ -2559,7 +2560,8 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   );
   const unreadEntries = sqlite.prepare(
     `SELECT job_id AS jobId, signature, unread AS reason, disagreement
-     FROM escrow_pending WHERE job_id IN (SELECT value FROM json_each(@ids)) AND unread IS NOT NULL
+     FROM escrow_pending WHERE job_id IN (SELECT value FROM json_each(@ids)) AND vault = @vault
+       AND unread IS NOT NULL
      ORDER BY job_id, signature`,
   );
   const pendingRecorded = sqlite.prepare(
@@ -2646,10 +2648,10 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         scannedAt: scan ? Number(scan.scannedAt) : null,
       };
     },
-    async escrowUnread(jobIds) {
+    async escrowUnread(vault, jobIds) {
       const byJob = new Map<string, EscrowUnread[]>();
       if (jobIds.length === 0) return byJob;
-      const rows = unreadEntries.all({ ids: JSON.stringify(jobIds) }) as {
+      const rows = unreadEntries.all({ vault, ids: JSON.stringify(jobIds) }) as {
         jobId: string;
         signature: string;
         reason: string;

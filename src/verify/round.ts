@@ -950,7 +950,10 @@ export function createRound(deps: RoundDeps): Round {
       const unread =
         profile.escrowVault === null
           ? new Map()
-          : await deps.ledger.escrowUnread(slice.map((j) => j.jobId));
+          : await deps.ledger.escrowUnread(
+              profile.escrowVault,
+              slice.map((j) => j.jobId),
+            );
       const t = now();
       const escrow = cover && read ? coverViewOf(cover, read, t) : null;
       return slice.map((job, i) =>

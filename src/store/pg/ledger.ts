@@ -2029,7 +2029,7 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
         scannedAt: scan ? Number(scan.scannedAt) : null,
       };
     },
-    async escrowUnread(jobIds) {
+    async escrowUnread(vault, jobIds) {
       const byJob = new Map<string, EscrowUnread[]>();
       if (jobIds.length === 0) return byJob;
       const rows = await db
@@ -2040,7 +2040,13 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
           disagreement: escrowPending.disagreement,
         })
         .from(escrowPending)
-        .where(and(inArray(escrowPending.jobId, [...jobIds]), isNotNull(escrowPending.unread)))
+        .where(
+          and(
+            eq(escrowPending.vault, vault),
+            inArray(escrowPending.jobId, [...jobIds]),
+            isNotNull(escrowPending.unread),
+          ),
+        )
         .orderBy(escrowPending.jobId, escrowPending.signature);
       for (const r of rows) {
         const entry = {
@@ -2101,6 +2107,17 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
       return whileRowsHeld(() =>
         retryOnConflict(() =>
           db.transaction(async (tx) => {
+            // The receipt writers' turn before the first row this writes, when it may send a
+            // job back (as `keepPairs` takes it): taken after writing `escrow_pending` rows, a
+            // write keeping a payout and one holding the same rows unread waited on each other
+            // until the deadlock detector chose (about a second each, the turn held meanwhile).
+            if (
+              change.keep.length > 0 ||
+              change.release.length > 0 ||
+              change.hold.some((p) => p.unread !== undefined)
+            ) {
+              await takeTurn(tx);
+            }
             const gained = await keepPairs(tx, (await notNamedYet(tx, change.keep)).open, now);
             // A job whose entry turns unread is not judged until it is read; one whose unread
             // entry goes is judged again without it.
@@ -2165,7 +2182,6 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
             const reopen = [...unreadChanged].filter((j) => !gained.includes(j)).sort();
             const changed = [...unreadChanged];
             if (reopen.length > 0) {
-              await takeTurn(tx);
               await namingHeldRows(inArray(jobs.jobId, reopen), () =>
                 reopenJobsPg(tx, { jobIds: reopen }, now),
               );
