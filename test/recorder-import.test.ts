@@ -918,3 +918,48 @@ describe("import of a JSON array or a pretty-printed JSON document", () => {
     expect(summary).toMatchObject({ total: 2, created: 2, rejected: [] });
   });
 });
+
+// A JSONL file told `--format csv` was refused as "the CSV header is not CSV (Invalid Opening
+// Quote)", and a CSV file told jsonl had each of its lines refused as not valid JSON (exit 1):
+// neither named the format given nor what the file holds.
+describe("import of a file in the other format than the one given", () => {
+  it("is refused whole, naming how the format was given and quoting the first line; exit 2", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "import-wrong-format-"));
+    const [a, b] = [wireReceipt(), wireReceipt()];
+    const jsonl = `${JSON.stringify(a)}\n${JSON.stringify(b)}\n`;
+    const csv = `job_id,escrow_tx\n${a.job_id},${a.escrow_tx}\n${b.job_id},${b.escrow_tx}\n`;
+    const store = createTestStore();
+    const cases: [string, string, string | undefined, string][] = [
+      [
+        "receipts.jsonl",
+        jsonl,
+        "csv",
+        `does not look like CSV (--format csv): its first line, ${JSON.stringify(a).slice(0, 60)}..., is a JSON object`,
+      ],
+      [
+        "receipts.csv",
+        csv,
+        "jsonl",
+        "does not look like JSON Lines (--format jsonl): its first line, job_id,escrow_tx, looks like a CSV header",
+      ],
+      ["export.csv", jsonl, undefined, "does not look like CSV (its .csv extension)"],
+      ["export.jsonl", csv, undefined, "does not look like JSON Lines (its .jsonl extension)"],
+    ];
+    for (const [name, text, format, why] of cases) {
+      const file = join(dir, name);
+      writeFileSync(file, text);
+      const flags = format === undefined ? {} : { format };
+      await expect(runImportCommand(store, file, flags, quietIo()), name).rejects.toMatchObject({
+        code: "validation_failed",
+        details: { field: "file" },
+        message: expect.stringMatching(/; nothing was imported$/),
+      });
+      await expect(runImportCommand(store, file, flags, quietIo()), name).rejects.toThrow(why);
+    }
+    expect(store.db.select().from(jobs).all()).toHaveLength(0);
+    // Each told its own format, both are read.
+    expect(await runImportCommand(store, join(dir, "receipts.jsonl"), {}, quietIo())).toBe(0);
+    const again = await importReceipts(store, Readable.from([csv]), { format: "csv" });
+    expect(again).toMatchObject({ total: 2, duplicate: 2, rejected: [] });
+  });
+});

@@ -24,16 +24,21 @@ export interface ImportCommandIo {
   signal?: AbortSignal;
 }
 
-function formatOf(file: string, flag: string | undefined): ImportFormat | undefined {
-  if (flag === "jsonl" || flag === "csv") return flag;
+/** The format `file` is read in, and how it was told (named if the file is not in it). */
+function formatOf(
+  file: string,
+  flag: string | undefined,
+): { format: ImportFormat; formatFrom: string } | undefined {
+  if (flag === "jsonl" || flag === "csv") return { format: flag, formatFrom: `--format ${flag}` };
   if (flag !== undefined) {
     throw new AppError("validation_failed", `--format must be jsonl or csv, not ${flag}`, {
       field: "format",
     });
   }
   const ext = extname(file).toLowerCase();
-  if (ext === ".csv") return "csv";
-  if (ext === ".jsonl" || ext === ".ndjson") return "jsonl";
+  const formatFrom = `its ${ext} extension`;
+  if (ext === ".csv") return { format: "csv", formatFrom };
+  if (ext === ".jsonl" || ext === ".ndjson") return { format: "jsonl", formatFrom };
   return undefined;
 }
 
@@ -164,7 +169,7 @@ export async function runImportCommand(
   bar?.start(size, 0, { lines: 0 });
   try {
     const summary = await importReceipts(store, input, {
-      ...(format ? { format } : {}),
+      ...format,
       onProgress: (bytes, lines) => bar?.update(Math.min(bytes, size), { lines }),
       ...(io.signal ? { signal: io.signal } : {}),
     });

@@ -13,8 +13,16 @@ import { unknownFieldReason, wireReceiptFields } from "./receipt-input.js";
 export type ImportFormat = "jsonl" | "csv";
 
 export interface ImportOptions {
-  /** Default: sniffed from the first character (`{` means JSONL, anything else CSV with a header). */
+  /**
+   * Default: sniffed from the first character (`{` means JSONL, anything else CSV with a header).
+   * Given, a file whose first line is plainly of the other format is refused whole.
+   */
   format?: ImportFormat;
+  /**
+   * How `format` was chosen, named when the file is refused as not in it: `--format csv`, `its
+   * .csv extension`. Default: `format csv`.
+   */
+  formatFrom?: string;
   /**
    * Most receipts per transaction. Default 1,000. On SQLite a transaction is cut shorter, to
    * hold the write lock a few tens of ms, and the lock is left free between two while another
@@ -687,15 +695,43 @@ async function refusedWhole(
   throw new AppError("validation_failed", message, { field: "file" });
 }
 
+/** Most characters of the first line quoted when the file is refused as not in its format. */
+const firstLineShown = 60;
+
+/**
+ * Why a file is refused as not in the format it was given, `start` being its opening (blank
+ * lines and a byte-order mark cut), `more` whether the file goes on past it.
+ */
+function wrongFormat(
+  given: { format: ImportFormat; from: string },
+  start: string,
+  more: boolean,
+): string {
+  const [line = ""] = start.split(/\r\n|\r|\n/, 1);
+  const cut = line.length > firstLineShown || (more && line.length === start.length);
+  // A character the opening's last bytes cut in two is left out, not shown as U+FFFD.
+  const shown = cut ? `${line.slice(0, firstLineShown).replace(/\uFFFD$/, "")}...` : line;
+  const looks =
+    given.format === "csv"
+      ? "is a JSON object, as in JSON Lines; if it is JSON Lines, give --format jsonl"
+      : `${line.includes(",") ? "looks like a CSV header, not" : "is not"} a JSON object; if it is CSV, give --format csv`;
+  const name = given.format === "csv" ? "CSV" : "JSON Lines";
+  return `the file does not look like ${name} (${given.from}): its first line, ${shown}, ${looks}; nothing was imported`;
+}
+
 /**
  * Reads the opening bytes of the stream, then replays the rest. A UTF-8 byte-order mark (an
  * editor's, or PowerShell's `Export-Csv -Encoding UTF8`) is cut here, before any parser: the
  * CSV parser would take it as a cell's first character and refuse the quote after it. A file
  * opening with a UTF-16 or UTF-32 mark is refused whole, the encoding named: read as UTF-8,
  * every line of it would be refused on its own, or its header as not CSV, saying nothing of
- * why. With no format given, the opening picks it (`{` means JSONL).
+ * why. With no format given, the opening picks it (`{` means JSONL); a format given that the
+ * opening plainly is not refuses the file whole.
  */
-async function opening(input: Readable): Promise<{ format: ImportFormat; stream: Readable }> {
+async function opening(
+  input: Readable,
+  given: { format: ImportFormat; from: string } | undefined,
+): Promise<{ format: ImportFormat; stream: Readable }> {
   const iterator = input[Symbol.asyncIterator]() as AsyncIterator<Buffer | string>;
   const bytes = (chunk: Buffer | string) =>
     typeof chunk === "string" ? Buffer.from(chunk) : chunk;
@@ -754,7 +790,15 @@ async function opening(input: Readable): Promise<{ format: ImportFormat; stream:
       `the file is ${document}, not JSON Lines (one receipt, a JSON object, on each line): write each receipt on a line of its own (jq -c '.[]' for an array, jq -c . for one document) and import it again; nothing was imported`,
     );
   }
-  const format: ImportFormat = head.toString().trimStart().startsWith("{") ? "jsonl" : "csv";
+  const sniffed: ImportFormat = start.startsWith("{") ? "jsonl" : "csv";
+  const format = given?.format ?? sniffed;
+  // A format given that the first line plainly is not (a JSONL file told `--format csv`, a CSV
+  // one told jsonl): read so, every line of it was refused one by one, or the header as "not
+  // CSV (Invalid Opening Quote)", naming neither the format given nor what the file holds.
+  // Every JSON Lines receipt starts with `{` and no CSV header can, so the two cannot be mixed up.
+  if (given !== undefined && start !== "" && given.format !== sniffed) {
+    return refusedWhole(iterator, wrongFormat(given, start, !ended));
+  }
   async function* replay() {
     if (head.length > 0) yield head;
     while (!ended) {
@@ -826,15 +870,19 @@ export async function importReceipts(
     if (signal?.aborted) resolve("stop");
     signal?.addEventListener("abort", () => resolve("stop"), { once: true });
   });
-  const open = opening(input);
+  const open = opening(
+    input,
+    options.format === undefined
+      ? undefined
+      : { format: options.format, from: options.formatFrom ?? `format ${options.format}` },
+  );
   const opened = await Promise.race([open, stop]);
   if (opened === "stop") {
     open.catch(() => {});
     input.destroy();
     return { ...emptySummary(), stopped: { afterLine: 0 } };
   }
-  const { format: sniffed, stream } = opened;
-  const format = options.format ?? sniffed;
+  const { format, stream } = opened;
   let bytesRead = 0;
   stream.on("data", (chunk: Buffer | string) => {
     bytesRead += chunk.length;
