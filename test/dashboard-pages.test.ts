@@ -62,7 +62,7 @@ const pages = [
   "/dashboard/reconciliation",
   "/dashboard/reconciliation.csv",
   "/dashboard/discrepancies",
-  "/dashboard/jobs/job_underpaid_worker",
+  "/dashboard/jobs/job_underpaidworker",
   "/dashboard/workers",
   `/dashboard/workers/${WORKERS[0]}`,
   "/dashboard/statement",
@@ -193,7 +193,7 @@ describe("dashboard sign-in", () => {
     expect(signIn.status).toBe(400);
     expect(await signIn.text()).toContain("This form&#39;s body could not be read");
     const { cookie } = await d.signIn(d.tokens.admin);
-    for (const path of ["/dashboard/sign-out", "/dashboard/jobs/job_underpaid_worker/reverify"]) {
+    for (const path of ["/dashboard/sign-out", "/dashboard/jobs/job_underpaidworker/reverify"]) {
       expect((await broken(path, cookie)).status, path).toBe(400);
     }
   });
@@ -298,7 +298,7 @@ describe("dashboard pages", () => {
 
   it("a state-changing POST without a session is 401", async () => {
     const d = await dashboard();
-    const res = await d.post("/dashboard/jobs/job_underpaid_worker/reverify", "", {});
+    const res = await d.post("/dashboard/jobs/job_underpaidworker/reverify", "", {});
     expect(res.status).toBe(401);
   });
 
@@ -478,12 +478,12 @@ describe("dashboard pages", () => {
     const split = await (
       await d.page("/dashboard/discrepancies?check=settlement.split", cookie)
     ).text();
-    expect(split).toContain('href="/dashboard/jobs/job_underpaid_worker"');
+    expect(split).toContain('href="/dashboard/jobs/job_underpaidworker"');
     expect(split).toContain("the worker&#39;s share matches no allowed payout rate");
     expect(split).not.toContain("job_bulk_");
     const dropped = await (await d.page("/dashboard/discrepancies?verdict=dropped", cookie)).text();
     expect(dropped).toContain("job_phantom_settlement");
-    expect(dropped).not.toContain("job_underpaid_worker");
+    expect(dropped).not.toContain("job_underpaidworker");
     const first = await (
       await d.page("/dashboard/discrepancies?check=charge.matches_price", cookie)
     ).text();
@@ -521,7 +521,7 @@ describe("dashboard pages", () => {
   it("a job page gives the reason first, then each check with USDC and base units, transactions and the receipt", async () => {
     const d = await dashboard({ explorer: { cluster: "custom", rpcUrl: "http://127.0.0.1:8899" } });
     const { cookie } = await d.signIn(d.tokens.read);
-    const html = await (await d.page("/dashboard/jobs/job_underpaid_worker", cookie)).text();
+    const html = await (await d.page("/dashboard/jobs/job_underpaidworker", cookie)).text();
     const reason = html.indexOf("the worker&#39;s share matches no allowed payout rate");
     expect(reason).toBeGreaterThan(0);
     expect(reason).toBeLessThan(html.indexOf("<h2>Checks</h2>"));
@@ -535,6 +535,32 @@ describe("dashboard pages", () => {
     expect((await d.page("/dashboard/jobs/job_nope", cookie)).status).toBe(404);
   });
 
+  // The API answered 400 naming jobId for an id no job can have; the dashboard said "No job
+  // ... is recorded" (404), as if the id were right and the job not recorded yet.
+  it("a job id of no job's shape is a 400 page naming jobId's rule, as GET /audit answers", async () => {
+    const reverify = vi.fn();
+    const d = await dashboard({ verifier: { reverify } });
+    const { cookie } = await d.signIn(d.tokens.admin);
+    const csrf = await d.csrfOf(cookie);
+    for (const id of ["JOB_X", "job_a-b", "job_", "8fx2kp3m9q", `job_${"a".repeat(121)}`]) {
+      const api = await d.get(`/audit/${id}`);
+      expect(api.status, id).toBe(400);
+      const { message } = ((await api.json()) as { error: { message: string } }).error;
+      for (const res of [
+        await d.page(`/dashboard/jobs/${id}`, cookie),
+        await d.post(`/dashboard/jobs/${id}/reverify`, cookie, { csrf }),
+      ]) {
+        expect(res.status, id).toBe(400);
+        const html = await res.text();
+        expect(html, id).toContain("<title>Bad job id");
+        expect(html, id).toContain(message);
+      }
+    }
+    expect(reverify).not.toHaveBeenCalled();
+    // An id of the right shape and no job is still "no such job".
+    expect((await d.page(`/dashboard/jobs/job_${"a".repeat(120)}`, cookie)).status).toBe(404);
+  });
+
   it("a job page says which profile reached the verdict", async () => {
     // The audit record named it; the page did not, so after a profile change a reader could
     // not tell a verdict judged under the new profile from one still waiting to be judged again.
@@ -542,8 +568,8 @@ describe("dashboard pages", () => {
     const { cookie } = await d.signIn(d.tokens.read);
     d.store.sqlite
       .prepare("UPDATE jobs SET verdict_profile = ? WHERE job_id = ?")
-      .run("localnet@2d63503b9d1c5483", "job_underpaid_worker");
-    const html = await (await d.page("/dashboard/jobs/job_underpaid_worker", cookie)).text();
+      .run("localnet@2d63503b9d1c5483", "job_underpaidworker");
+    const html = await (await d.page("/dashboard/jobs/job_underpaidworker", cookie)).text();
     expect(html).toContain('under profile <span class="mono">localnet@2d63503b9d1c5483</span>');
   });
 
@@ -589,8 +615,8 @@ describe("dashboard actions", () => {
     const reverify = vi.fn();
     const d = await dashboard({ verifier: { reverify } });
     const { cookie } = await d.signIn(d.tokens.admin);
-    const path = "/dashboard/jobs/job_underpaid_worker/reverify";
-    expect(await (await d.page("/dashboard/jobs/job_underpaid_worker", cookie)).text()).toContain(
+    const path = "/dashboard/jobs/job_underpaidworker/reverify";
+    expect(await (await d.page("/dashboard/jobs/job_underpaidworker", cookie)).text()).toContain(
       "Verify again",
     );
     const csrf = await d.csrfOf(cookie);
@@ -600,31 +626,31 @@ describe("dashboard actions", () => {
     expect(reverify).not.toHaveBeenCalled();
     const ok = await d.post(path, cookie, { csrf });
     expect(ok.status).toBe(303);
-    expect(ok.headers.get("location")).toBe("/dashboard/jobs/job_underpaid_worker?reverify=queued");
-    expect(reverify).toHaveBeenCalledWith("job_underpaid_worker");
+    expect(ok.headers.get("location")).toBe("/dashboard/jobs/job_underpaidworker?reverify=queued");
+    expect(reverify).toHaveBeenCalledWith("job_underpaidworker");
     const queued = "A fresh verification is queued";
-    const after = await d.page("/dashboard/jobs/job_underpaid_worker?reverify=queued", cookie);
+    const after = await d.page("/dashboard/jobs/job_underpaidworker?reverify=queued", cookie);
     expect(await after.text()).toContain(queued);
     // The same link given to a reader, who queued nothing, says nothing of the kind; a value of
     // no redirect's is refused.
     const reader = (await d.signIn(d.tokens.read)).cookie;
-    const shown = await d.page("/dashboard/jobs/job_underpaid_worker?reverify=queued", reader);
+    const shown = await d.page("/dashboard/jobs/job_underpaidworker?reverify=queued", reader);
     expect(shown.status).toBe(200);
     expect(await shown.text()).not.toContain(queued);
-    const bogus = await d.page("/dashboard/jobs/job_underpaid_worker?reverify=bogus", cookie);
+    const bogus = await d.page("/dashboard/jobs/job_underpaidworker?reverify=bogus", cookie);
     expect(bogus.status).toBe(400);
     expect(await bogus.text()).toContain("reverify");
   });
 
   it("a verification again that is refused shows why, naming the job", async () => {
-    const message = "job job_underpaid_worker: a row of it is held locked by another session";
+    const message = "job job_underpaidworker: a row of it is held locked by another session";
     const reverify = vi.fn(async () => {
-      throw new AppError("locked", message, { jobId: "job_underpaid_worker" });
+      throw new AppError("locked", message, { jobId: "job_underpaidworker" });
     });
     const d = await dashboard({ verifier: { reverify } });
     const { cookie } = await d.signIn(d.tokens.admin);
     const csrf = await d.csrfOf(cookie);
-    const res = await d.post("/dashboard/jobs/job_underpaid_worker/reverify", cookie, { csrf });
+    const res = await d.post("/dashboard/jobs/job_underpaidworker/reverify", cookie, { csrf });
     expect(res.status).toBe(423);
     expect(await res.text()).toContain(message);
   });
@@ -634,7 +660,7 @@ describe("dashboard actions", () => {
     const d = await dashboard({ verifier: { reverify } });
     const { cookie } = await d.signIn(d.tokens.read);
     const csrf = await d.csrfOf(cookie);
-    const res = await d.post("/dashboard/jobs/job_underpaid_worker/reverify", cookie, { csrf });
+    const res = await d.post("/dashboard/jobs/job_underpaidworker/reverify", cookie, { csrf });
     expect(res.status).toBe(403);
     expect(reverify).not.toHaveBeenCalled();
   });
@@ -671,12 +697,12 @@ describe("an expired session", () => {
     const { cookie } = await d.signIn(d.tokens.admin);
     const csrf = await d.csrfOf(cookie);
     d.tick(8 * 3600_000 + 1);
-    const res = await d.app.request("/dashboard/jobs/job_underpaid_worker/reverify", {
+    const res = await d.app.request("/dashboard/jobs/job_underpaidworker/reverify", {
       method: "POST",
       headers: {
         cookie,
         origin: ORIGIN,
-        referer: `${ORIGIN}/dashboard/jobs/job_underpaid_worker`,
+        referer: `${ORIGIN}/dashboard/jobs/job_underpaidworker`,
         "content-type": "application/x-www-form-urlencoded",
       },
       body: new URLSearchParams({ csrf }).toString(),
@@ -685,21 +711,21 @@ describe("an expired session", () => {
     const html = await res.text();
     expect(html).toContain('<label for="token">Access token</label>');
     expect(html).toContain("Your session expired, so this action was not done");
-    expect(html).toContain('name="next" value="/dashboard/jobs/job_underpaid_worker"');
+    expect(html).toContain('name="next" value="/dashboard/jobs/job_underpaidworker"');
     expect(reverify).not.toHaveBeenCalled();
     // Without a Referer, a "Verify again" still returns to its job.
-    const bare = await d.post("/dashboard/jobs/job_underpaid_worker/reverify", cookie, { csrf });
-    expect(await bare.text()).toContain('name="next" value="/dashboard/jobs/job_underpaid_worker"');
+    const bare = await d.post("/dashboard/jobs/job_underpaidworker/reverify", cookie, { csrf });
+    expect(await bare.text()).toContain('name="next" value="/dashboard/jobs/job_underpaidworker"');
     const back = await d.app.request("/dashboard/sign-in", {
       method: "POST",
       headers: { "content-type": "application/x-www-form-urlencoded", origin: ORIGIN },
       body: new URLSearchParams({
         token: d.tokens.admin,
-        next: "/dashboard/jobs/job_underpaid_worker",
+        next: "/dashboard/jobs/job_underpaidworker",
       }).toString(),
     });
     expect(back.status).toBe(303);
-    expect(back.headers.get("location")).toBe("/dashboard/jobs/job_underpaid_worker");
+    expect(back.headers.get("location")).toBe("/dashboard/jobs/job_underpaidworker");
     expect(reverify).not.toHaveBeenCalled();
   });
 
@@ -927,7 +953,7 @@ describe("dashboard query parameters", () => {
       "/dashboard/reconciliation?period=week&groupBy=model&sort=chargedUnits&dir=desc",
       "/dashboard/reconciliation.csv?period=week&groupBy=model",
       "/dashboard/discrepancies?check=settlement.split&verdict=discrepancy&period=all",
-      "/dashboard/jobs/job_underpaid_worker?reverify=queued",
+      "/dashboard/jobs/job_underpaidworker?reverify=queued",
       "/dashboard/statement?period=month&vault=9WzDXwBbmkg8ZTbNMqUxvQRAyrZzDsGYdLVL9zYtAWWM",
       `/dashboard/workers/${WORKERS[0]}?period=day`,
       "/dashboard/assets/dashboard.css?v=1",
@@ -942,7 +968,7 @@ describe("dashboard query parameters", () => {
     const d = await dashboard({ verifier: { reverify: vi.fn() } });
     const { cookie } = await d.signIn(d.tokens.admin);
     const csrf = await d.csrfOf(cookie);
-    const res = await d.post("/dashboard/jobs/job_underpaid_worker/reverify?all=1", cookie, {
+    const res = await d.post("/dashboard/jobs/job_underpaidworker/reverify?all=1", cookie, {
       csrf,
     });
     expect(res.status).toBe(400);
@@ -1106,7 +1132,7 @@ describe("a dashboard form naming a field twice", () => {
     expect(await res.text()).toContain("field token more than once");
     const { cookie } = await d.signIn(d.tokens.admin);
     const csrf = await d.csrfOf(cookie);
-    const reverify = await d.app.request("/dashboard/jobs/job_underpaid_worker/reverify", {
+    const reverify = await d.app.request("/dashboard/jobs/job_underpaidworker/reverify", {
       method: "POST",
       headers: { cookie, origin: ORIGIN, "content-type": "application/x-www-form-urlencoded" },
       body: new URLSearchParams([
@@ -1147,9 +1173,11 @@ describe("names holding characters that show as nothing", () => {
     expect(flagged).toContain('href="/dashboard/jobs/job_lookalike_0%E2%80%8B"');
     expect(flagged).toContain(`paid ${mark("\\u2066")}twice${mark("\\u2069")}`);
     expect(flagged).not.toMatch(/[\u200b\u202e\u2066\u2069]/);
-    const job = await (await d.page("/dashboard/jobs/job_lookalike_1%E2%80%8B", cookie)).text();
-    expect(job).toContain(`Job job_lookalike_1\\u200b · decentral-audit</title>`);
-    expect(job).not.toMatch(/[\u200b\u202e\u2066\u2069]/);
+    // No job id holds such a character (ingest refuses it, as GET /audit does): its page is
+    // refused as a bad id, echoing none of it.
+    const job = await d.page("/dashboard/jobs/job_lookalike_1%E2%80%8B", cookie);
+    expect(job.status).toBe(400);
+    expect(await job.text()).not.toMatch(/[\u200b\u202e\u2066\u2069]|lookalike/);
     const csv = await (await d.page("/dashboard/reconciliation.csv?groupBy=model", cookie)).text();
     const groups = csv.split("\r\n").map((line) => line.split(",")[1]);
     expect(groups).toContain("qwen3-8b\\u200b");
@@ -1191,7 +1219,6 @@ describe("text sent to the ingest API", () => {
       "/dashboard/reconciliation?groupBy=model",
       "/dashboard/discrepancies",
       `/dashboard/jobs/${encodeURIComponent(jobId)}`,
-      `/dashboard/jobs/${encodeURIComponent(`job_${hostile}`)}`,
     ]) {
       const page = await d.page(path, cookie);
       expect(page.status, path).toBe(200);
@@ -1199,6 +1226,10 @@ describe("text sent to the ingest API", () => {
       expect(text, path).toContain("&lt;script&gt;alert(1)&lt;/script&gt;");
       expect(text.match(/.{0,80}(?:<script|<img).{0,40}/g) ?? [], path).toEqual([]);
     }
+    // Its own page is refused as an id of no job's shape, echoing none of it.
+    const refused = await d.page(`/dashboard/jobs/${encodeURIComponent(`job_${hostile}`)}`, cookie);
+    expect(refused.status).toBe(400);
+    expect(await refused.text()).not.toMatch(/<script|<img|alert\(/);
   });
 });
 

@@ -1,7 +1,7 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Store } from "../db/client.js";
 import { AppError } from "../errors.js";
-import { jobIdPattern } from "../recorder/receipt-input.js";
+import { jobIdPattern, jobIdRule } from "../recorder/receipt-input.js";
 import { auditRecord, type ExplorerCluster } from "../reports/audit-record.js";
 import { createOpsStore } from "../store/ops.js";
 import type { AppEnv } from "./context.js";
@@ -32,7 +32,7 @@ const jobIdParam = z.object({
   // another shape is a mistyped id, told so rather than "no job".
   jobId: z
     .string()
-    .regex(jobIdPattern, "must be job_ followed by 1 to 120 lowercase letters and digits")
+    .regex(jobIdPattern, jobIdRule)
     .openapi({ param: { name: "jobId", in: "path" }, example: "job_8fx2kp3m9qrstvwxyz" }),
 });
 

@@ -26,6 +26,7 @@ import type { Logger } from "../log.js";
 import { printable } from "../printable-text.js";
 import { createReadGate, type ReadGate } from "../read-gate.js";
 import { codingsOf } from "../recorder/content-codings.js";
+import { jobIdPattern, jobIdRule } from "../recorder/receipt-input.js";
 import { auditRecord, type ExplorerCluster } from "../reports/audit-record.js";
 import { type FailingVerdict, failingVerdicts, listDiscrepancies } from "../reports/job-listing.js";
 import {
@@ -102,6 +103,15 @@ function render(c: Ctx, status: ContentfulStatusCode, title: string, current: Na
   const zone = timeZoneOf(c.req.query("timeZone") ?? "");
   const navQuery = zone && zone !== "UTC" ? `timeZone=${encodeURIComponent(zone)}` : undefined;
   return c.html(page({ title, current, session, body, navQuery }), status);
+}
+
+/**
+ * The page for a job id no job can have (a typo, a cut paste), told as `GET /audit/{jobId}`
+ * tells it (400 naming jobId), not as "no job", as if the id were right and the job not yet
+ * recorded. Null for an id of a job's shape.
+ */
+function badJobIdPage(c: Ctx, jobId: string) {
+  return jobIdPattern.test(jobId) ? null : messagePage(c, 400, "Bad job id", `jobId: ${jobIdRule}`);
 }
 
 function messagePage(c: Ctx, status: ContentfulStatusCode, title: string, message: string) {
@@ -607,7 +617,9 @@ export function dashboardRoutes(deps: DashboardDeps) {
 
   app.get("/jobs/:jobId", takes("reverify"), async (c) => {
     const jobId = c.req.param("jobId");
-    const record = jobId.length <= 200 ? await auditRecord(deps.store, jobId, deps.explorer) : null;
+    const bad = badJobIdPage(c, jobId);
+    if (bad) return bad;
+    const record = await auditRecord(deps.store, jobId, deps.explorer);
     if (!record) return messagePage(c, 404, "No such job", `No job ${jobId} is recorded.`);
     // Set by the redirect after an admin's "Verify again": a link carrying it otherwise told a
     // reader a verification was queued when none was.
@@ -632,7 +644,9 @@ export function dashboardRoutes(deps: DashboardDeps) {
         "Only an admin token may ask for a fresh verification.",
       );
     }
-    if (jobId.length > 200 || !(await auditRecord(deps.store, jobId, deps.explorer))) {
+    const bad = badJobIdPage(c, jobId);
+    if (bad) return bad;
+    if (!(await auditRecord(deps.store, jobId, deps.explorer))) {
       return messagePage(c, 404, "No such job", `No job ${jobId} is recorded.`);
     }
     if (!deps.verifier)

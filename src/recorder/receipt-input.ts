@@ -27,6 +27,9 @@ export { maxTokenCount };
 /** A job id: `job_` then lowercase letters and digits (the length is not fixed by the docs). */
 export const jobIdPattern = /^job_[a-z0-9]{1,120}$/;
 
+/** What is wrong with an id `jobIdPattern` refuses, in every refusal of one (API, dashboard). */
+export const jobIdRule = "must be job_ followed by 1 to 120 lowercase letters and digits";
+
 /** Tag rules of every recorder: a name, how many a receipt carries, a value's length. */
 export const tagNamePattern = /^[a-z0-9][a-z0-9_.-]{0,63}$/;
 export const maxTags = 32;
@@ -645,7 +648,7 @@ function callerText(value: string | null, field: string): string | null {
 function jobId(value: unknown, field: string): string {
   if (value === undefined || value === null) throw new FieldError(field, "is required");
   if (typeof value !== "string" || !jobIdPattern.test(value)) {
-    throw new FieldError(field, "must be job_ followed by 1 to 120 lowercase letters and digits");
+    throw new FieldError(field, jobIdRule);
   }
   return value;
 }

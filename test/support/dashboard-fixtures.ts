@@ -40,7 +40,7 @@ export function seedDashboard(store: SqliteStore): { discrepancyJob: string; dro
   }
   insertJob(store, { jobId: "job_october", createdAt: Date.UTC(2026, 9, 30, 12) });
 
-  const discrepancyJob = "job_underpaid_worker";
+  const discrepancyJob = "job_underpaidworker";
   const escrowTx = fakeSignature(`${discrepancyJob}:escrow`);
   insertJob(store, {
     jobId: discrepancyJob,
