@@ -15,6 +15,7 @@ import {
   startBackgroundThread,
 } from "./background-worker.js";
 import { isQuorumRpc, rpcFromConfig } from "./chain/quorum.js";
+import { rpcPoolFromConfig } from "./chain/rpc-pool.js";
 import type { Config } from "./config.js";
 import {
   followCheckpoints,
@@ -144,6 +145,15 @@ export async function startService(
     }
     const jobsApi = createJobsApiClient(config.DECENTRAL_BASE_URL);
     const rpc = rpcFromConfig(config, log);
+    // /readyz asks each endpoint once, in a pool of its own: asked of the verifier's pool, its
+    // five attempts and their backoffs (and, with probes side by side, its rate limit) outlasted
+    // the probe's 3 s, so an RPC refusing every connection read "no answer within 3000 ms", as
+    // a hung one does. A quorum asks each member, whose own attempts are few. No log: the
+    // verifier's pool already warns of an endpoint set aside.
+    const readinessRpc = isQuorumRpc(rpc)
+      ? rpc
+      : rpcPoolFromConfig(config, undefined, { maxAttempts: config.SOLANA_RPC_URLS.length });
+    if (readinessRpc !== rpc) stops.push(() => readinessRpc.close());
     // In a cluster the leader runs the background work in a thread; its RPC counters and
     // ledger totals reach the metrics through the thread's reports.
     let thread: BackgroundThread | null = null;
@@ -288,7 +298,7 @@ export async function startService(
       },
       explorer,
       readiness: {
-        rpc: () => rpc.getSlot("finalized"),
+        rpc: (signal) => readinessRpc.getSlot("finalized", { signal }),
         profile: () => profileStatus(store, profile),
         receipts: () => proxy.writer.health(),
         rpcQuorum: () => (isQuorumRpc(rpc) ? rpc.quorumStatus() : null),

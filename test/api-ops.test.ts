@@ -152,10 +152,31 @@ describe("GET /readyz", () => {
       ok: false,
       checks: {
         database: { ok: true },
-        rpc: { ok: false, detail: "connect ECONNREFUSED" },
+        rpc: { ok: false, detail: "connection refused (connect ECONNREFUSED)" },
         verificationLag: { ok: false, seconds: 3600, maxSeconds: 600 },
       },
     });
+  });
+});
+
+describe("GET /readyz with an RPC that does not answer", () => {
+  it("says it gave no answer within the probe's time, and stops waiting for it", async () => {
+    let given: AbortSignal | undefined;
+    const api = await createTestApi({
+      readiness: {
+        rpc: (signal) => {
+          given = signal;
+          return new Promise(() => {});
+        },
+        rpcTimeoutMs: 50,
+      },
+    });
+    const res = await api.get("/readyz");
+    expect(res.status).toBe(503);
+    expect(await res.json()).toMatchObject({
+      checks: { rpc: { ok: false, detail: "no answer within 50 ms" } },
+    });
+    expect(given?.aborted).toBe(true);
   });
 });
 

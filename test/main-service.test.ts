@@ -87,6 +87,37 @@ describe("service", () => {
     expect(run.status).toBe(2);
     expect(run.stderr).toContain("no-such-profile");
   });
+  // The probe asked getSlot of the verifier's pool, whose five attempts and backoffs (and, with
+  // probes side by side, its rate limit) outlasted the probe's 3 s: an RPC refusing every
+  // connection read "no answer within 3000 ms", as a hung one does.
+  it("/readyz says an RPC that refuses the connection refused it, probes side by side too", async () => {
+    const closed = createServer().listen(0, "127.0.0.1");
+    await once(closed, "listening");
+    const port = (closed.address() as { port: number }).port;
+    await new Promise((resolve) => closed.close(resolve));
+    const config = loadConfig({
+      DATABASE_URL: ":memory:",
+      PORT: "0",
+      AUDIT_PROFILE: "localnet",
+      SOLANA_RPC_URLS: `http://127.0.0.1:${port}`,
+    });
+    const service = await startService(config, quiet);
+    try {
+      const read = (await createToken(service.store, { role: "read", name: "r" })).token;
+      const probe = async () => {
+        const response = await fetch(`${service.url}/readyz`, {
+          headers: { authorization: `Bearer ${read}` },
+        });
+        return ((await response.json()) as { checks: { rpc: { detail?: string } } }).checks.rpc;
+      };
+      for (const rpc of await Promise.all(Array.from({ length: 10 }, probe))) {
+        expect(rpc.detail).toMatch(/^connection refused \(.*ECONNREFUSED/);
+      }
+    } finally {
+      await service.close();
+    }
+  });
+
   it("with PROXY_REQUIRE_TOKEN proxies only a request whose token may ingest, and answers the rest as the app did", async () => {
     const config = loadConfig({
       DATABASE_URL: ":memory:",

@@ -10,8 +10,11 @@ import { createRouter } from "./router.js";
 
 /** Probes of `/readyz`, injected by the composition root; each optional. */
 export interface ReadinessProbes {
-  /** Resolves when an RPC endpoint answers (e.g. `getSlot`); rejects otherwise. */
-  rpc?: () => Promise<unknown>;
+  /**
+   * Resolves when an RPC endpoint answers (e.g. `getSlot`); rejects otherwise. `signal` is
+   * aborted when the probe is given up on (`rpcTimeoutMs`): the call need not go on.
+   */
+  rpc?: (signal: AbortSignal) => Promise<unknown>;
   /** Longest acceptable age of the oldest non-final job, in seconds. Default 3600. */
   maxLagSeconds?: number;
   /** How long the RPC probe may take, in milliseconds. Default 3000. */
@@ -120,7 +123,15 @@ function causeOf(error: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
-async function withTimeout<T>(work: Promise<T>, timeoutMs: number): Promise<T> {
+/**
+ * `work`, or a rejection saying it gave no answer within `timeoutMs`; `givenUp` is then aborted,
+ * so that work that heeds it stops.
+ */
+async function withTimeout<T>(
+  work: Promise<T>,
+  timeoutMs: number,
+  givenUp?: AbortController,
+): Promise<T> {
   // A read given up on may still fail later: that is not an unhandled rejection.
   work.catch(() => {});
   let timer: NodeJS.Timeout | undefined;
@@ -128,7 +139,10 @@ async function withTimeout<T>(work: Promise<T>, timeoutMs: number): Promise<T> {
     return await Promise.race([
       work,
       new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+        timer = setTimeout(() => {
+          givenUp?.abort();
+          reject(new Error(`no answer within ${timeoutMs} ms`));
+        }, timeoutMs);
       }),
     ]);
   } finally {
@@ -140,12 +154,20 @@ async function withTimeout<T>(work: Promise<T>, timeoutMs: number): Promise<T> {
 export async function probeRpc(
   probes: ReadinessProbes | undefined,
 ): Promise<{ ok: boolean; detail?: string }> {
-  if (!probes?.rpc) return { ok: true, detail: "no RPC probe configured" };
+  const rpc = probes?.rpc;
+  if (!rpc) return { ok: true, detail: "no RPC probe configured" };
   try {
-    await withTimeout(probes.rpc(), probes.rpcTimeoutMs ?? 3000);
+    const givenUp = new AbortController();
+    await withTimeout(rpc(givenUp.signal), probes.rpcTimeoutMs ?? 3000, givenUp);
     return { ok: true };
   } catch (error) {
-    return { ok: false, detail: error instanceof Error ? error.message : String(error) };
+    const message = error instanceof Error ? error.message : String(error);
+    // Said in words, first: "connect ECONNREFUSED" deep in the pool's message is easy to miss,
+    // and nothing listening there is another fix than a node that is slow or hung.
+    return {
+      ok: false,
+      detail: /\bECONNREFUSED\b/.test(message) ? `connection refused (${message})` : message,
+    };
   }
 }
 
