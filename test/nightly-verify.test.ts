@@ -100,6 +100,33 @@ describe("decentral-audit verify", () => {
     expect(text).toContain("| verified | 1 |");
   });
 
+  // `--timeout 1ms` read "timed out after 0 s: its start took 1 s" over a summary that "took
+  // 0.8 s": the timeout and the start each rounded to whole seconds, the summary not.
+  it("says a timeout under a second as given, and its start's time as the summary's took line", async () => {
+    const store = storeWithWindow();
+    const { code, out, err } = run(
+      store,
+      scriptedEngine(store, "timeout"),
+      { timeout: "1ms" },
+      {
+        // Its start (modules loaded) took 0.75 s before the run was called.
+        startedTick: performance.now() - 750,
+      },
+    );
+    expect(await code).toBe(2);
+    const reason = /^verify: timed out after 1 ms: its start took (\d+\.\d) s, before/.exec(
+      err.join("\n"),
+    );
+    expect(reason, err.join("\n")).not.toBeNull();
+    const took = /^ {2}took (\d+\.\d) s;/m.exec(out.join(""));
+    expect(took, out.join("")).not.toBeNull();
+    // The same time, read a moment later at most.
+    const [start, whole] = [Number(reason?.[1]), Number(took?.[1])];
+    expect(start).toBeGreaterThanOrEqual(0.7);
+    expect(whole - start).toBeGreaterThanOrEqual(0);
+    expect(whole - start).toBeLessThanOrEqual(0.1);
+  });
+
   it("exits 2 when the run times out with jobs still open", async () => {
     const store = storeWithWindow();
     const { code, err } = run(store, scriptedEngine(store, "timeout"), { timeout: "1s" });

@@ -422,6 +422,21 @@ const exitCodes = {
 } as const satisfies Record<NightlySummary["outcome"], 0 | 1 | 2>;
 
 /**
+ * A `--timeout` as it was given: whole seconds bare (`30 s`), under a second in milliseconds.
+ * Rounded to whole seconds, `--timeout 1ms` read "timed out after 0 s: its start took 1 s",
+ * and the summary beside it "took 0.8 s": three durations where there were two.
+ */
+export function timeoutText(ms: number): string {
+  if (ms % 1000 === 0) return `${ms / 1000} s`;
+  return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`;
+}
+
+/** Time a run took, in tenths of a second, as the summary's `took` line says it. */
+export function tookText(ms: number): string {
+  return `${(ms / 1000).toFixed(1)} s`;
+}
+
+/**
  * Brings every job of [from, to) to a final verdict with the verifier, under the nightly lock,
  * and summarises the window from the database (the source of truth, whatever the engine
  * reports). Never throws for a run that could not finish: that is exit code 2 with a reason.
@@ -441,7 +456,7 @@ export async function runNightlyVerification(
   const startedTick = options.startedTick ?? performance.now();
   const elapsed = () => Math.round(performance.now() - startedTick);
   const left = () => Math.max(0, options.timeoutMs - elapsed());
-  const timedOut = () => `timed out after ${Math.round(options.timeoutMs / 1000)} s`;
+  const timedOut = () => `timed out after ${timeoutText(options.timeoutMs)}`;
   let reason: string | null = null;
   // A store error names its file: "database or disk is full" alone said neither which disk
   // nor which database.
@@ -513,8 +528,9 @@ export async function runNightlyVerification(
       // --timeout leaves the RPC no time to answer: called unreachable, a healthy node would be
       // what the operator looks into.
       if (left() === 0) {
-        const tookS = Math.round(elapsed() / 1000);
-        throw new Error(`${timedOut()}: its start took ${tookS} s, before the RPC was asked`);
+        throw new Error(
+          `${timedOut()}: its start took ${tookText(elapsed())}, before the RPC was asked`,
+        );
       }
       if (options.preflight) {
         // Within the run's time: a node that hangs kept `verify --timeout 10s` waiting for
