@@ -8,8 +8,11 @@ import {
   MIN_DEMO_JOBS,
 } from "./options.js";
 
-/** The service's log goes to a file beside the database, so the terminal shows the report. */
-function logFileFor(db: string): string {
+/**
+ * The service's log goes to a file beside the database, so the terminal shows the report:
+ * `demo.log` in the database file's folder, or in `./data` for PostgreSQL or `:memory:`.
+ */
+export function demoLogFileFor(db: string): string {
   const target = parseDatabaseUrl(db);
   const folder = target.kind === "postgres" || db === ":memory:" ? "./data" : dirname(target.path);
   return join(folder, "demo.log");
@@ -37,7 +40,7 @@ export function registerDemoCommand(program: Command): void {
     )
     .action(async (flags: DemoFlags) => {
       const options = demoOptionsFromFlags(flags);
-      const logFile = logFileFor(options.db);
+      const logFile = demoLogFileFor(options.db);
       // The logger loads with the demo: `--help` and the other commands never pay for it.
       const [{ pino }, { createLogger }] = await Promise.all([import("pino"), import("../log.js")]);
       const log = createLogger(

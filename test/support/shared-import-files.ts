@@ -45,6 +45,7 @@ export const sharedImportFiles: readonly string[] = [
   "test/dashboard-pages.test.ts",
   "test/db-upgrade.dialects.test.ts",
   "test/db-write-transactions.test.ts",
+  "test/demo-log-file.test.ts",
   "test/dialect-stores.test.ts",
   "test/escrow-scan.dialects.test.ts",
   "test/errors-message.test.ts",
