@@ -247,6 +247,16 @@ describe("report rollups", () => {
     expect([...installed].sort()).toEqual([...rollupTriggersSql()].sort());
   });
 
+  it("update no aliased table in a trigger, which SQLite 3.40 (Debian 12's sqlite3) cannot read", () => {
+    const store = createTestStore();
+    const triggers = store.sqlite
+      .prepare("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")
+      .all() as { name: string; sql: string }[];
+    expect(triggers.length).toBeGreaterThan(0);
+    const aliased = triggers.filter((t) => /\bUPDATE\s+\S+\s+AS\s/i.test(t.sql));
+    expect(aliased.map((t) => t.name)).toEqual([]);
+  });
+
   it("keep a model named '' apart from a job without a model", async () => {
     const store = createTestStore();
     insertJob(store, { jobId: "empty", createdAt: start, model: "", chargedUnits: 5n });

@@ -504,15 +504,18 @@ export function foldRollupDeltasSql(): [string, string] {
  * for none.
  */
 function foldRollupDeltasInTriggerSql(): string[] {
-  const keyMatch = ["grain", "day", ...dims].map((c) => `r.${c} = s.${c}`).join(" AND ");
+  const keyMatch = (r: string) =>
+    ["grain", "day", ...dims].map((c) => `${r}.${c} = s.${c}`).join(" AND ");
+  // The updated table unaliased: an older SQLite (3.40, Debian 12's `sqlite3`) refuses an
+  // alias there inside a trigger, and then cannot read the database's schema at all.
   return [
     `INSERT INTO job_rollups (grain, day, model, worker, key_fingerprint)
   SELECT s.grain, s.day, s.model, s.worker, s.key_fingerprint FROM (${deltaGrainSums}) AS s
-  WHERE NOT EXISTS (SELECT 1 FROM job_rollups AS r WHERE ${keyMatch})`,
-    `UPDATE job_rollups AS r SET
-    ${addFigures("r.", "s.")}
+  WHERE NOT EXISTS (SELECT 1 FROM job_rollups AS r WHERE ${keyMatch("r")})`,
+    `UPDATE job_rollups SET
+    ${addFigures("job_rollups.", "s.")}
   FROM (${deltaGrainSums}) AS s
-  WHERE ${keyMatch}`,
+  WHERE ${keyMatch("job_rollups")}`,
     `DELETE FROM ${rollupDeltasTable}`,
   ];
 }
