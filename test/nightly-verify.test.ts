@@ -120,11 +120,11 @@ describe("decentral-audit verify", () => {
     expect(reason, err.join("\n")).not.toBeNull();
     const took = /^ {2}took (\d+\.\d) s;/m.exec(out.join(""));
     expect(took, out.join("")).not.toBeNull();
-    // The same time, read a moment later at most.
+    // The same clock, the summary's read after the start's (a loaded host takes a while
+    // between the two: how long is no part of what is said).
     const [start, whole] = [Number(reason?.[1]), Number(took?.[1])];
     expect(start).toBeGreaterThanOrEqual(0.7);
-    expect(whole - start).toBeGreaterThanOrEqual(0);
-    expect(whole - start).toBeLessThanOrEqual(0.1);
+    expect(whole).toBeGreaterThanOrEqual(start);
   });
 
   it("exits 2 when the run times out with jobs still open", async () => {

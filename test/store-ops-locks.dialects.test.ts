@@ -549,6 +549,7 @@ describe.each(dialects)("%s: a window's jobs", (dialect) => {
       jobRow({ jobId: "to_clean", createdAt: from - 23 * HOUR, ...pending }),
       jobRow({ jobId: "was_bad", createdAt: from - 22 * HOUR, ...pending }),
       jobRow({ jobId: "back_clean", createdAt: from - 21 * HOUR, ...pending }),
+      jobRow({ jobId: "sent_back", createdAt: from - 20 * HOUR, ...pending }),
       // Counted by this window: its run counts it as it stands.
       jobRow({ jobId: "in_window", createdAt: from + HOUR, ...pending }),
       // Dated after the window: its own window's run's.
@@ -557,7 +558,15 @@ describe.each(dialects)("%s: a window's jobs", (dialect) => {
     await seedRows(store, "checkResults", [
       { jobId: "to_bad", name: "settlement.single", outcome: "fail", checkedAt: from },
     ]);
-    const clean = ["to_bad", "to_dropped", "to_clean", "back_clean", "in_window", "later"];
+    const clean = [
+      "to_bad",
+      "to_dropped",
+      "to_clean",
+      "back_clean",
+      "sent_back",
+      "in_window",
+      "later",
+    ];
     await updateJobs(store, clean, { verdict: "verified", verdictAt: from });
     await updateJobs(store, ["was_bad"], { verdict: "discrepancy", verdictAt: from });
     const verdictOf = new Map<string, Verdict>([
@@ -577,6 +586,7 @@ describe.each(dialects)("%s: a window's jobs", (dialect) => {
       ["to_dropped", "dropped"],
       ["to_clean", "verified"],
       ["back_clean", "discrepancy"],
+      ["sent_back", "discrepancy"],
       ["in_window", "discrepancy"],
       ["later", "unverifiable"],
       ["was_bad", "discrepancy"],
@@ -584,6 +594,9 @@ describe.each(dialects)("%s: a window's jobs", (dialect) => {
       await judgedAgain(jobId, verdict, from + 2);
     }
     await judgedAgain("back_clean", "verified", from + 3);
+    // Sent back once more (a reverify) and open as the run reads: its row stays, and names it
+    // once it is judged again (it turns from discrepancy now, which writes no row).
+    await updateJobs(store, ["sent_back"], { verdict: "pending", previousVerdict: "discrepancy" });
     const ops = createOpsStore(store);
     const turned = await ops.turnedBad(from, to);
     expect(turned.earlier).toEqual([
@@ -600,11 +613,14 @@ describe.each(dialects)("%s: a window's jobs", (dialect) => {
     await judgedAgain("to_bad", "verified", from + 4);
     await judgedAgain("to_bad", "discrepancy", from + 5);
     await ops.forgetTurned(turned.done);
-    // The next window's run: the job turned again, and the later job, its window's own.
+    await updateJobs(store, ["sent_back"], { verdict: "discrepancy", previousVerdict: null });
+    // The next window's run: the job turned again, the one sent back, and the later job, its
+    // window's own.
     const next = await ops.turnedBad(to, to + 24 * HOUR);
-    expect(next.earlier.map((j) => j.jobId)).toEqual(["to_bad"]);
+    expect(next.earlier.map((j) => j.jobId)).toEqual(["to_bad", "sent_back"]);
     expect(next.done).toEqual([
       { jobId: "to_bad", turnedAt: from + 5 },
+      { jobId: "sent_back", turnedAt: from + 2 },
       { jobId: "later", turnedAt: from + 2 },
     ]);
   });

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { createEscrowScanner } from "../src/ledger/escrow-scan.js";
 import { createLogger } from "../src/log.js";
 import { summaryToMarkdown, summaryToText } from "../src/nightly/summary-format.js";
+import { createJobQueueStore } from "../src/store/job-queue.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { chainSecondAfter } from "./support/finality.js";
 import { nightlyAfter } from "./support/nightly-window.js";
@@ -159,5 +160,33 @@ describe("a second payout of an earlier window's job found by a run that did not
     expect(summaryToText(night3)).toContain(
       "0 jobs recorded in this window, and 1 jobs of earlier windows NOT verified",
     );
+  });
+});
+
+describe("a job turned from verified after its run, then sent back again before the next run", () => {
+  it("is named by the first run to complete once it is judged again", async () => {
+    const c = (await h.scenario()).recordOnChainClock();
+    const plan = await nightOne(c, 1);
+    h.op.send(h.op.settleIxs(plan));
+    await serveRound(c, plan.jobId);
+    expect(await c.outcome(plan.jobId)).toEqual(discrepancy("settlement.single"));
+    // Asked to be judged again by hand: open while the next run reads, and judged after it from
+    // `discrepancy`, which notes no turn.
+    await createJobQueueStore(c.store).reverify(plan.jobId, Date.now());
+    const night2 = await night(c, [plan.vault], 1);
+    expect(night2.earlierJobs ?? []).toEqual([]);
+    await createVerifier({
+      store: c.store,
+      rpc: h.rpc,
+      profile: c.profile,
+      log,
+      options: quickVerifierOptions,
+    }).runUntilSettled({ jobIds: [plan.jobId] }, { timeoutMs: 10_000 });
+    expect(await c.outcome(plan.jobId)).toEqual(discrepancy("settlement.single"));
+    const night3 = await night(c, [plan.vault], 1);
+    expect(night3).toMatchObject({
+      exitCode: 1,
+      earlierJobs: [{ jobId: plan.jobId, verdict: "discrepancy", foundBy: "judged_again" }],
+    });
   });
 });

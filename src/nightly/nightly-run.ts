@@ -776,6 +776,13 @@ export async function runNightlyVerification(
     const ops = createOpsStore(store);
     // Read while the database is away, every count would be 0: read again once it answers
     // (past the deadline by a little), or say the counts are not known.
+    // The jobs turned bad after their run first: a job of this window turned after this read is
+    // left for the next run, not forgotten unseen by the counts below.
+    const turned = await whileDatabaseAway(
+      () => ops.turnedBad(options.from, options.to),
+      Math.max(left(), options.closeGraceMs ?? SUMMARY_GRACE_MS),
+      options.signal,
+    );
     const read = await whileDatabaseAway(
       async () => ({
         byVerdict: await countedJobsByVerdict(store, options.from, options.to),
@@ -793,7 +800,6 @@ export async function runNightlyVerification(
         foundBy: "escrow_scan" as const,
       }));
     }
-    const turned = await ops.turnedBad(options.from, options.to);
     turnedDone = turned.done;
     for (const j of turned.earlier) {
       if (!earlier.some((e) => e.jobId === j.jobId))

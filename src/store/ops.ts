@@ -31,6 +31,10 @@ import {
 export const failsRun = (verdict: Verdict) =>
   verdict === "discrepancy" || verdict === "dropped" || verdict === "unverifiable";
 
+/** The most rows of `nightly_turned` one run reads: the rest wait for the next (a profile
+ * change may turn thousands of jobs at once). */
+export const TURNED_READ_MAX = 1000;
+
 /** What `turnedBad` found (see there). */
 export interface TurnedBad {
   earlier: (UnverifiedJob & { failingChecks: string[] })[];
@@ -50,9 +54,11 @@ export function turnedRows(
   const earlier: UnverifiedJob[] = [];
   const done: TurnedBad["done"] = [];
   for (const r of rows) {
-    const named = r.verdict !== null && failsRun(r.verdict) && r.datedBefore && !r.counted;
+    const bad = r.verdict !== null && failsRun(r.verdict);
+    const named = bad && r.datedBefore && !r.counted;
     if (named) earlier.push({ jobId: r.jobId, verdict: r.verdict as Verdict });
-    if (named || r.counted || r.verdict === null || !failsRun(r.verdict)) {
+    const clean = r.verdict === "verified" || r.verdict === "partially_verified";
+    if (named || (bad && r.counted) || clean || r.verdict === null) {
       done.push({ jobId: r.jobId, turnedAt: r.turnedAt });
     }
   }
@@ -125,11 +131,13 @@ export interface OpsStore {
   ): Promise<(UnverifiedJob & { failingChecks: string[] })[]>;
   /**
    * The jobs a later verdict turned from verified to one failing a run (`nightly_turned`), for
-   * the run of [from, to): `earlier`, those of earlier windows (dated before `from`, not
-   * counted by [from, to)) whose verdict still fails a run, oldest first, with their failing
-   * checks; `done`, the rows the run deals with, for `forgetTurned`: those, and those of jobs
-   * the window counts, verified again, or gone. Rows of jobs dated after the window stay for
-   * their own window's run.
+   * the run of [from, to), the oldest `TURNED_READ_MAX`: `earlier`, those of earlier windows
+   * (dated before `from`, not counted by [from, to)) whose verdict still fails a run, oldest
+   * first, with their failing checks; `done`, the rows the run deals with, for `forgetTurned`:
+   * those, those of jobs the window counts with a verdict failing it, and those of jobs verified
+   * again or gone. Rows of jobs open now (sent back again: forgotten, the job's next turn from
+   * `discrepancy` writes none) and of jobs dated after the window stay. Read before the run's
+   * counts: a job the window counts, turned after the counts were read, stays for the next run.
    */
   turnedBad(from: number, to: number): Promise<TurnedBad>;
   /** Forgets the rows `turnedBad` named done (a row written again since stays). */
@@ -425,6 +433,7 @@ function createSqliteOpsStore(store: SqliteStore): OpsStore {
         .from(nightlyTurned)
         .leftJoin(jobs, eq(jobs.jobId, nightlyTurned.jobId))
         .orderBy(asc(jobs.createdAt), asc(nightlyTurned.jobId))
+        .limit(TURNED_READ_MAX)
         .all();
       const { earlier, done } = turnedRows(
         rows.map((r) => ({

@@ -3,7 +3,13 @@ import type { PgStore } from "../../db/pg/client.js";
 import { checkResults, jobs, nightlyTurned } from "../../db/pg/schema.js";
 import { type Verdict, verdictIsOpen, verdicts } from "../../db/schema.js";
 import { statusSpaces } from "../jobs-api-rules.js";
-import { type HeadersNotJudged, headersNotJudgedWhere, type OpsStore, turnedRows } from "../ops.js";
+import {
+  type HeadersNotJudged,
+  headersNotJudgedWhere,
+  type OpsStore,
+  TURNED_READ_MAX,
+  turnedRows,
+} from "../ops.js";
 import {
   countedInWindow,
   countedLate,
@@ -269,7 +275,8 @@ export function createPgOpsStore(store: PgStore): OpsStore {
         })
         .from(nightlyTurned)
         .leftJoin(jobs, eq(jobs.jobId, nightlyTurned.jobId))
-        .orderBy(asc(jobs.createdAt), sql`${nightlyTurned.jobId} COLLATE "C"`);
+        .orderBy(asc(jobs.createdAt), sql`${nightlyTurned.jobId} COLLATE "C"`)
+        .limit(TURNED_READ_MAX);
       const { earlier, done } = turnedRows(
         rows.map((r) => ({
           jobId: r.jobId,

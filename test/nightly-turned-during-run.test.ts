@@ -1,0 +1,94 @@
+import { describe, expect, it, vi } from "vitest";
+
+/**
+ * A job of a run's own window turned from verified by serve while the run reads its counts:
+ * the counts saw it verified, so the run must not forget the note of its turn; the next run
+ * names it. A hook runs once inside the run's read of its counts (after the window's counts).
+ */
+const hook: { fn: (() => Promise<void>) | null } = { fn: null };
+vi.mock("../src/store/ops.js", async (importOriginal) => {
+  const mod = await importOriginal<typeof import("../src/store/ops.js")>();
+  return {
+    ...mod,
+    createOpsStore: (store: Parameters<typeof mod.createOpsStore>[0]) => {
+      const ops = mod.createOpsStore(store);
+      return {
+        ...ops,
+        async unprovenCounts(from: number, to: number) {
+          const r = await ops.unprovenCounts(from, to);
+          const f = hook.fn;
+          hook.fn = null;
+          if (f) await f();
+          return r;
+        },
+      };
+    },
+  };
+});
+
+import { createEscrowScanner } from "../src/ledger/escrow-scan.js";
+import { createLogger } from "../src/log.js";
+import { createVerifier } from "../src/verify/engine.js";
+import { chainSecondAfter } from "./support/finality.js";
+import { nightlyAfter } from "./support/nightly-window.js";
+import { discrepancy, type Scenario, useAdversaryHarness } from "./support/operator.js";
+import { quickVerifierOptions } from "./support/quick-verifier.js";
+
+const log = createLogger({ level: "silent" });
+const h = useAdversaryHarness();
+
+async function night(c: Scenario, vaults: string[], keyIndex: number | null) {
+  const from = await chainSecondAfter(h.world, 200);
+  if (keyIndex !== null) {
+    const other = h.op.plan({ keyIndex });
+    const txs = h.op.honestJob(other);
+    c.record(other, txs);
+    c.honestJobsApi(other, txs);
+    await c.flush();
+  }
+  const to = Math.ceil((h.op.now() + 1) / 1000) * 1000;
+  return nightlyAfter(h, c, { vaults, from, to });
+}
+
+describe("a job of the run's own window turned by serve while the run reads its counts", () => {
+  it("is named by the next run", async () => {
+    const c = (await h.scenario()).recordOnChainClock();
+    const from = await chainSecondAfter(h.world, 200);
+    const plan = h.op.plan({ keyIndex: 2, maxTokens: 300, completionTokens: 300 });
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const first = h.op.send(h.op.settleIxs(plan)).signature;
+    c.record(plan, { escrowTx, settlementTx: null }, { stream: true });
+    c.honestJobsApi(plan, { escrowTx, settlementTx: first });
+    await c.flush();
+    const to = Math.ceil((h.op.now() + 1) / 1000) * 1000;
+    // serve, meanwhile: a second payout, found by its scan, judged by its verifier.
+    hook.fn = async () => {
+      h.op.send(h.op.settleIxs(plan));
+      await h.finalized();
+      const scanned = await createEscrowScanner({
+        store: c.store,
+        rpc: h.rpc,
+        profile: c.profile,
+        log,
+      }).scanNew();
+      expect(scanned.kept).toEqual([plan.jobId]);
+      await createVerifier({
+        store: c.store,
+        rpc: h.rpc,
+        profile: c.profile,
+        log,
+        options: quickVerifierOptions,
+      }).runUntilSettled({ jobIds: [plan.jobId] }, { timeoutMs: 10_000 });
+    };
+    const night1 = await nightlyAfter(h, c, { vaults: [plan.vault], from, to });
+    expect(hook.fn).toBeNull();
+    // The run's counts saw it verified.
+    expect(night1).toMatchObject({ exitCode: 0, byVerdict: { verified: 1 } });
+    expect(await c.outcome(plan.jobId)).toEqual(discrepancy("settlement.single"));
+    const night2 = await night(c, [plan.vault], 2);
+    expect(night2).toMatchObject({
+      exitCode: 1,
+      earlierJobs: [{ jobId: plan.jobId, verdict: "discrepancy", foundBy: "judged_again" }],
+    });
+  });
+});
