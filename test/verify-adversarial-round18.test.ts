@@ -446,7 +446,7 @@ describe("a stream paid out twice whose jobs API answer comes after the verdict'
 });
 
 describe("a nightly run over the job's window, one member altering the second payout's transaction", () => {
-  it("does not count the job verified: the run is incomplete (exit 2), naming the job and the transaction", async () => {
+  it("does not count the job verified: the run is incomplete (exit 2), the job rpc_disagreement naming the transaction", async () => {
     const c = await h.scenario();
     const lying = { on: true, target: null as string | null };
     const quorum = createQuorumRpc({
@@ -476,10 +476,58 @@ describe("a nightly run over the job's window, one member altering the second pa
     expect(run).toMatchObject({ outcome: "incomplete", exitCode: 2 });
     expect(run.byVerdict.verified ?? 0).toBe(0);
     expect(run.byVerdict.partially_verified ?? 0).toBe(0);
-    expect(run.reason).toContain(lying.target);
-    expect(run.reason).toContain(plan.jobId);
-    expect(run.reason).toContain("the endpoints disagree on");
-    // Sent back by the scan, not judged by the run: never verified.
-    expect(clean.has((await look(c, plan.jobId)).verdict)).toBe(false);
+    // The run's scan, before it judged the job, held the payout unread: the job waits for it.
+    expect(run.byVerdict.rpc_disagreement).toBe(1);
+    expect(run.reason).toContain("1 jobs in rpc_disagreement");
+    const seen = await look(c, plan.jobId);
+    expect(seen.verdict).toBe("rpc_disagreement");
+    expect(JSON.stringify(seen.rpcQuorum)).toContain(lying.target);
+  });
+});
+
+describe("a nightly run with no serve beside it, one member misdating the second payout's listing entry", () => {
+  it("judges no job when its escrow scan cannot read: exit 2, the job paid out twice not verified", async () => {
+    const c = await h.scenario();
+    const lying = { on: true, target: null as string | null };
+    const quorum = createQuorumRpc({
+      members: [
+        { name: "honest", rpc: honestEndpoint() },
+        { name: "liar", rpc: liarEndpoint("listing", lying) },
+      ],
+      quorum: 2,
+      log,
+    });
+    const from = Math.floor(Date.now() / 1000) * 1000;
+    const plan = wholeLockJob();
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const first = h.op.send(h.op.settleIxs(plan)).signature;
+    lying.target = h.op.send(h.op.settleIxs(plan)).signature;
+    c.record(plan, { escrowTx, settlementTx: null }, { stream: true });
+    c.honestJobsApi(plan, { escrowTx, settlementTx: first });
+    await c.flush();
+    const to = Math.ceil((Date.now() + 1) / 1000) * 1000;
+    const run = await nightlyAfter(h, c, {
+      vaults: [plan.vault],
+      from,
+      to,
+      timeoutMs: 5_000,
+      rpc: quorum,
+    });
+    expect(run).toMatchObject({ outcome: "incomplete", exitCode: 2 });
+    expect(run.reason).toContain("no job was judged");
+    expect((await look(c, plan.jobId)).verdict).toBe("pending");
+    // Once the listing is agreed on, the next run finds the payout.
+    lying.on = false;
+    const again = await nightlyAfter(h, c, {
+      vaults: [plan.vault],
+      from,
+      to,
+      timeoutMs: 10_000,
+      rpc: quorum,
+    });
+    expect(again).toMatchObject({ outcome: "discrepancies", exitCode: 1 });
+    const outcome = await c.outcome(plan.jobId);
+    expect(outcome.verdict).toBe("discrepancy");
+    expect(outcome.failing).toContain("settlement.single");
   });
 });

@@ -420,14 +420,27 @@ export function ledgerWindowCheck(deps: {
       return {
         unread: scanned.unread === null ? null : `escrow: ${scanned.unread}`,
         sentBack: [...scanned.kept, ...scanned.heldBack],
+        failed: false,
       };
     } catch (error) {
       if (window.signal?.aborted || isBusyError(error)) throw error;
       return {
         unread: `escrow: the escrow vault's payouts under the window's jobs' memos were not read (${error instanceof Error ? error.message : String(error)})`,
         sentBack: [],
+        failed: true,
       };
     }
+  }
+
+  /**
+   * The escrow scan of the window alone, before the run judges its jobs: the jobs it sent back,
+   * and why it could not read the escrow vault (null when it did). A run with no scan of
+   * `serve`'s running beside it judges its jobs at once: judged before a scan that then failed,
+   * a job paid out twice was written `verified` (and `/audit` said so) however the run ended.
+   */
+  async function escrowFirst(window: { from: number; to: number; signal?: AbortSignal }) {
+    const scanned = await scanEscrow(window);
+    return { failed: scanned.failed ? scanned.unread : null, sentBack: scanned.sentBack };
   }
 
   /** What each run judged in full: marked once the run's summary stands (`commit`). */
@@ -771,7 +784,7 @@ export function ledgerWindowCheck(deps: {
     for (const m of marks.get(result) ?? []) await ledger.markJudged(m.vault, m.through, m.at);
   }
 
-  return Object.assign(check, { commit });
+  return Object.assign(check, { commit, escrowFirst });
 }
 
 /**

@@ -132,6 +132,16 @@ export interface NightlyOptions {
      * this one could not report.
      */
     commit?: (result: LedgerWindowResult) => Promise<void>;
+    /**
+     * The escrow scan alone, before any job is judged (`ledgerWindowCheck`): the jobs it sent
+     * back, and why it could not read the escrow vault, when it could not (the run then judges
+     * no job).
+     */
+    escrowFirst?: (window: {
+      from: number;
+      to: number;
+      signal?: AbortSignal;
+    }) => Promise<{ failed: string | null; sentBack: string[] }>;
   };
   signal?: AbortSignal;
   /** Lock owner id; random by default. */
@@ -582,7 +592,37 @@ export async function runNightlyVerification(
           reason = "interrupted";
         }
       };
-      await settle();
+      // The escrow vault's payouts under the window's jobs' memos are read before any job is
+      // judged. Judged first, beside no scan of serve's (none, or one that keeps failing), a job
+      // paid out twice was written `verified`, and stayed so when the run's own scan then
+      // failed. The scan failing, no job is judged: the run could prove none of them.
+      const escrowFirst = options.ledger?.escrowFirst;
+      if (escrowFirst) {
+        phase = "reading the escrow vault's payouts under the window's jobs' memos";
+        const reading = deadlineSignal(Math.max(1, left()), options.signal);
+        try {
+          const early = await untilAborted(
+            escrowFirst({ from: options.from, to: options.to, signal: reading.signal }),
+            reading.signal,
+          );
+          for (const jobId of early.sentBack) sentBackAll.add(jobId);
+          if (early.failed !== null) {
+            reason = `${early.failed}; no job was judged (a job judged without it could be called verified with a second payout out of escrow unseen)`;
+          }
+        } catch (error) {
+          if (!reading.signal.aborted) throw error;
+          runStatus = options.signal?.aborted ? "interrupted" : "timed_out";
+          throw new Error(
+            options.signal?.aborted
+              ? "interrupted"
+              : `${timedOut()} (reading the escrow vault's payouts under the window's jobs' memos)`,
+          );
+        } finally {
+          reading.clear();
+        }
+      }
+      phase = "settling the window's jobs";
+      if (reason === null) await settle();
       if (reason === null && options.ledger) {
         const readLedger = options.ledger;
         // What the jobs left of the run's time: a run out of time while the vaults are read had

@@ -59,7 +59,7 @@ export async function nightlyOver(
       await window.afterRead?.(++reads);
       return result;
     },
-    { commit: check.commit },
+    { commit: check.commit, escrowFirst: check.escrowFirst },
   );
   const summary = await runNightlyVerification(
     c.store,
