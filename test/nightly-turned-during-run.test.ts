@@ -28,27 +28,12 @@ vi.mock("../src/store/ops.js", async (importOriginal) => {
 
 import { createEscrowScanner } from "../src/ledger/escrow-scan.js";
 import { createLogger } from "../src/log.js";
-import { createVerifier } from "../src/verify/engine.js";
 import { chainSecondAfter } from "./support/finality.js";
-import { nightlyAfter } from "./support/nightly-window.js";
-import { discrepancy, type Scenario, useAdversaryHarness } from "./support/operator.js";
-import { quickVerifierOptions } from "./support/quick-verifier.js";
+import { nightlyAfter, nightWithJob, verifyJobs } from "./support/nightly-window.js";
+import { discrepancy, useAdversaryHarness } from "./support/operator.js";
 
 const log = createLogger({ level: "silent" });
 const h = useAdversaryHarness();
-
-async function night(c: Scenario, vaults: string[], keyIndex: number | null) {
-  const from = await chainSecondAfter(h.world, 200);
-  if (keyIndex !== null) {
-    const other = h.op.plan({ keyIndex });
-    const txs = h.op.honestJob(other);
-    c.record(other, txs);
-    c.honestJobsApi(other, txs);
-    await c.flush();
-  }
-  const to = Math.ceil((h.op.now() + 1) / 1000) * 1000;
-  return nightlyAfter(h, c, { vaults, from, to });
-}
 
 describe("a job of the run's own window turned by serve while the run reads its counts", () => {
   it("is named by the next run", async () => {
@@ -72,20 +57,14 @@ describe("a job of the run's own window turned by serve while the run reads its 
         log,
       }).scanNew();
       expect(scanned.kept).toEqual([plan.jobId]);
-      await createVerifier({
-        store: c.store,
-        rpc: h.rpc,
-        profile: c.profile,
-        log,
-        options: quickVerifierOptions,
-      }).runUntilSettled({ jobIds: [plan.jobId] }, { timeoutMs: 10_000 });
+      await verifyJobs(h, c, [plan.jobId]);
     };
     const night1 = await nightlyAfter(h, c, { vaults: [plan.vault], from, to });
     expect(hook.fn).toBeNull();
     // The run's counts saw it verified.
     expect(night1).toMatchObject({ exitCode: 0, byVerdict: { verified: 1 } });
     expect(await c.outcome(plan.jobId)).toEqual(discrepancy("settlement.single"));
-    const night2 = await night(c, [plan.vault], 2);
+    const night2 = await nightWithJob(h, c, [plan.vault], 2);
     expect(night2).toMatchObject({
       exitCode: 1,
       earlierJobs: [{ jobId: plan.jobId, verdict: "discrepancy", foundBy: "judged_again" }],

@@ -445,34 +445,39 @@ describe("a stream paid out twice whose jobs API answer comes after the verdict'
   });
 });
 
+/**
+ * A nightly run with no serve beside it over the window of a streamed job paid out twice, over
+ * a quorum of an honest endpoint and one lying `lie` about the second payout.
+ */
+async function nightOfPaidTwice(lie: Lie) {
+  const c = await h.scenario();
+  const lying = { on: true, target: null as string | null };
+  const quorum = createQuorumRpc({
+    members: [
+      { name: "honest", rpc: honestEndpoint() },
+      { name: "liar", rpc: liarEndpoint(lie, lying) },
+    ],
+    quorum: 2,
+    log,
+  });
+  const from = Math.floor(Date.now() / 1000) * 1000;
+  const plan = wholeLockJob();
+  const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+  const first = h.op.send(h.op.settleIxs(plan)).signature;
+  const second = h.op.send(h.op.settleIxs(plan)).signature;
+  lying.target = second;
+  c.record(plan, { escrowTx, settlementTx: null }, { stream: true });
+  c.honestJobsApi(plan, { escrowTx, settlementTx: first });
+  await c.flush();
+  const to = Math.ceil((Date.now() + 1) / 1000) * 1000;
+  const window = { vaults: [plan.vault], from, to };
+  const run = await nightlyAfter(h, c, { ...window, timeoutMs: 5_000, rpc: quorum });
+  return { c, plan, second, lying, quorum, window, run };
+}
+
 describe("a nightly run over the job's window, one member altering the second payout's transaction", () => {
   it("does not count the job verified: the run is incomplete (exit 2), the job rpc_disagreement naming the transaction", async () => {
-    const c = await h.scenario();
-    const lying = { on: true, target: null as string | null };
-    const quorum = createQuorumRpc({
-      members: [
-        { name: "honest", rpc: honestEndpoint() },
-        { name: "liar", rpc: liarEndpoint("alter", lying) },
-      ],
-      quorum: 2,
-      log,
-    });
-    const from = Math.floor(Date.now() / 1000) * 1000;
-    const plan = wholeLockJob();
-    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
-    const first = h.op.send(h.op.settleIxs(plan)).signature;
-    lying.target = h.op.send(h.op.settleIxs(plan)).signature;
-    c.record(plan, { escrowTx, settlementTx: null }, { stream: true });
-    c.honestJobsApi(plan, { escrowTx, settlementTx: first });
-    await c.flush();
-    const to = Math.ceil((Date.now() + 1) / 1000) * 1000;
-    const run = await nightlyAfter(h, c, {
-      vaults: [plan.vault],
-      from,
-      to,
-      timeoutMs: 5_000,
-      rpc: quorum,
-    });
+    const { c, plan, second, run } = await nightOfPaidTwice("alter");
     expect(run).toMatchObject({ outcome: "incomplete", exitCode: 2 });
     expect(run.byVerdict.verified ?? 0).toBe(0);
     expect(run.byVerdict.partially_verified ?? 0).toBe(0);
@@ -481,50 +486,19 @@ describe("a nightly run over the job's window, one member altering the second pa
     expect(run.reason).toContain("1 jobs in rpc_disagreement");
     const seen = await look(c, plan.jobId);
     expect(seen.verdict).toBe("rpc_disagreement");
-    expect(JSON.stringify(seen.rpcQuorum)).toContain(lying.target);
+    expect(JSON.stringify(seen.rpcQuorum)).toContain(second);
   });
 });
 
 describe("a nightly run with no serve beside it, one member misdating the second payout's listing entry", () => {
   it("judges no job when its escrow scan cannot read: exit 2, the job paid out twice not verified", async () => {
-    const c = await h.scenario();
-    const lying = { on: true, target: null as string | null };
-    const quorum = createQuorumRpc({
-      members: [
-        { name: "honest", rpc: honestEndpoint() },
-        { name: "liar", rpc: liarEndpoint("listing", lying) },
-      ],
-      quorum: 2,
-      log,
-    });
-    const from = Math.floor(Date.now() / 1000) * 1000;
-    const plan = wholeLockJob();
-    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
-    const first = h.op.send(h.op.settleIxs(plan)).signature;
-    lying.target = h.op.send(h.op.settleIxs(plan)).signature;
-    c.record(plan, { escrowTx, settlementTx: null }, { stream: true });
-    c.honestJobsApi(plan, { escrowTx, settlementTx: first });
-    await c.flush();
-    const to = Math.ceil((Date.now() + 1) / 1000) * 1000;
-    const run = await nightlyAfter(h, c, {
-      vaults: [plan.vault],
-      from,
-      to,
-      timeoutMs: 5_000,
-      rpc: quorum,
-    });
+    const { c, plan, lying, quorum, window, run } = await nightOfPaidTwice("listing");
     expect(run).toMatchObject({ outcome: "incomplete", exitCode: 2 });
     expect(run.reason).toContain("no job was judged");
     expect((await look(c, plan.jobId)).verdict).toBe("pending");
     // Once the listing is agreed on, the next run finds the payout.
     lying.on = false;
-    const again = await nightlyAfter(h, c, {
-      vaults: [plan.vault],
-      from,
-      to,
-      timeoutMs: 10_000,
-      rpc: quorum,
-    });
+    const again = await nightlyAfter(h, c, { ...window, timeoutMs: 10_000, rpc: quorum });
     expect(again).toMatchObject({ outcome: "discrepancies", exitCode: 1 });
     const outcome = await c.outcome(plan.jobId);
     expect(outcome.verdict).toBe("discrepancy");

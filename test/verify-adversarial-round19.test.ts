@@ -3,9 +3,8 @@ import { createEscrowScanner } from "../src/ledger/escrow-scan.js";
 import { createLogger } from "../src/log.js";
 import { summaryToMarkdown, summaryToText } from "../src/nightly/summary-format.js";
 import { createJobQueueStore } from "../src/store/job-queue.js";
-import { createVerifier } from "../src/verify/engine.js";
 import { chainSecondAfter } from "./support/finality.js";
-import { nightlyAfter } from "./support/nightly-window.js";
+import { nightlyAfter, nightWithJob, verifyJobs } from "./support/nightly-window.js";
 import {
   discrepancy,
   type JobPlan,
@@ -13,7 +12,6 @@ import {
   useAdversaryHarness,
   verified,
 } from "./support/operator.js";
-import { quickVerifierOptions } from "./support/quick-verifier.js";
 
 /**
  * Round 19: a second payout out of escrow under the memo of a job an earlier nightly run counted
@@ -32,24 +30,6 @@ const wholeLockJob = (keyIndex: number): JobPlan => {
   expect(plan.remainder).toBe(0n);
   return plan;
 };
-
-/**
- * A window of the chain's clock, judged by a run: with an honest job of the key `keyIndex`, or
- * none. Each case spends its own key: a vault's debits another case's store never recorded are
- * the ledger's findings.
- */
-async function night(c: Scenario, vaults: string[], keyIndex: number | null) {
-  const from = await chainSecondAfter(h.world, 200);
-  if (keyIndex !== null) {
-    const other = h.op.plan({ keyIndex });
-    const txs = h.op.honestJob(other);
-    c.record(other, txs);
-    c.honestJobsApi(other, txs);
-    await c.flush();
-  }
-  const to = Math.ceil((h.op.now() + 1) / 1000) * 1000;
-  return nightlyAfter(h, c, { vaults, from, to });
-}
 
 /** Night one: a streamed job whose lock is paid out once, counted verified. */
 async function nightOne(c: Scenario, keyIndex: number): Promise<JobPlan> {
@@ -79,13 +59,7 @@ async function serveRound(c: Scenario, jobId: string) {
     log,
   }).scanNew();
   expect(scanned.kept).toEqual([jobId]);
-  await createVerifier({
-    store: c.store,
-    rpc: h.rpc,
-    profile: c.profile,
-    log,
-    options: quickVerifierOptions,
-  }).runUntilSettled({ jobIds: [jobId] }, { timeoutMs: 10_000 });
+  await verifyJobs(h, c, [jobId]);
 }
 
 describe("a second payout of an earlier window's job that serve's scan found first", () => {
@@ -96,7 +70,7 @@ describe("a second payout of an earlier window's job that serve's scan found fir
     await serveRound(c, plan.jobId);
     expect(await c.outcome(plan.jobId)).toEqual(discrepancy("settlement.single"));
 
-    const night2 = await night(c, [plan.vault], 2);
+    const night2 = await nightWithJob(h, c, [plan.vault], 2);
     expect(night2).toMatchObject({
       outcome: "discrepancies",
       exitCode: 1,
@@ -117,7 +91,7 @@ describe("a second payout of an earlier window's job that serve's scan found fir
     expect(summaryToMarkdown(night2)).toContain("judged again after its run");
 
     // Named once: the run after counts its own window.
-    const night3 = await night(c, [plan.vault], 2);
+    const night3 = await nightWithJob(h, c, [plan.vault], 2);
     expect(night3).toMatchObject({ outcome: "verified", exitCode: 0 });
     expect(night3.earlierJobs).toBeUndefined();
   });
@@ -142,16 +116,10 @@ describe("a second payout of an earlier window's job found by a run that did not
     expect(night2).toMatchObject({ outcome: "incomplete", exitCode: 2 });
     expect((await c.outcome(plan.jobId)).verdict).not.toBe("verified");
     // serve's verifier judges it meanwhile.
-    await createVerifier({
-      store: c.store,
-      rpc: h.rpc,
-      profile: c.profile,
-      log,
-      options: quickVerifierOptions,
-    }).runUntilSettled({ jobIds: [plan.jobId] }, { timeoutMs: 10_000 });
+    await verifyJobs(h, c, [plan.jobId]);
     expect(await c.outcome(plan.jobId)).toEqual(discrepancy("settlement.single"));
 
-    const night3 = await night(c, [plan.vault], null);
+    const night3 = await nightWithJob(h, c, [plan.vault], null);
     expect(night3).toMatchObject({
       outcome: "discrepancies",
       exitCode: 1,
@@ -173,17 +141,11 @@ describe("a job turned from verified after its run, then sent back again before 
     // Asked to be judged again by hand: open while the next run reads, and judged after it from
     // `discrepancy`, which notes no turn.
     await createJobQueueStore(c.store).reverify(plan.jobId, Date.now());
-    const night2 = await night(c, [plan.vault], 1);
+    const night2 = await nightWithJob(h, c, [plan.vault], 1);
     expect(night2.earlierJobs ?? []).toEqual([]);
-    await createVerifier({
-      store: c.store,
-      rpc: h.rpc,
-      profile: c.profile,
-      log,
-      options: quickVerifierOptions,
-    }).runUntilSettled({ jobIds: [plan.jobId] }, { timeoutMs: 10_000 });
+    await verifyJobs(h, c, [plan.jobId]);
     expect(await c.outcome(plan.jobId)).toEqual(discrepancy("settlement.single"));
-    const night3 = await night(c, [plan.vault], 1);
+    const night3 = await nightWithJob(h, c, [plan.vault], 1);
     expect(night3).toMatchObject({
       exitCode: 1,
       earlierJobs: [{ jobId: plan.jobId, verdict: "discrepancy", foundBy: "judged_again" }],

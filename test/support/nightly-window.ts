@@ -4,6 +4,7 @@ import { type LedgerWindowResult, ledgerWindowCheck } from "../../src/ledger/win
 import { createLogger } from "../../src/log.js";
 import { type NightlySummary, runNightlyVerification } from "../../src/nightly/nightly-run.js";
 import { createVerifier } from "../../src/verify/engine.js";
+import { chainSecondAfter } from "./finality.js";
 import type { AdversaryHarness, Scenario } from "./operator.js";
 import { quickVerifierOptions } from "./quick-verifier.js";
 
@@ -93,4 +94,38 @@ export async function nightlyAfter(
   await new Promise((r) => setTimeout(r, Math.max(0, window.to - Date.now() + 50)));
   await h.finalized();
   return nightlyOver(h, c, window);
+}
+
+/**
+ * A window of the chain's clock judged by a run: with an honest job of the key `keyIndex`, or
+ * none. Each case of a file spends its own key: a vault's debits that another case's store never
+ * recorded are the ledger's findings.
+ */
+export async function nightWithJob(
+  h: AdversaryHarness,
+  c: Scenario,
+  vaults: string[],
+  keyIndex: number | null,
+): Promise<NightlySummary & { reads: number }> {
+  const from = await chainSecondAfter(h.world, 200);
+  if (keyIndex !== null) {
+    const other = h.op.plan({ keyIndex });
+    const txs = h.op.honestJob(other);
+    c.record(other, txs);
+    c.honestJobsApi(other, txs);
+    await c.flush();
+  }
+  const to = Math.ceil((h.op.now() + 1) / 1000) * 1000;
+  return nightlyAfter(h, c, { vaults, from, to });
+}
+
+/** The verifier over the harness's honest node, run until `jobIds` are final (serve's, say). */
+export async function verifyJobs(h: AdversaryHarness, c: Scenario, jobIds: string[]) {
+  await createVerifier({
+    store: c.store,
+    rpc: h.rpc,
+    profile: c.profile,
+    log,
+    options: quickVerifierOptions,
+  }).runUntilSettled({ jobIds }, { timeoutMs: 10_000 });
 }
