@@ -58,8 +58,10 @@ describe.each(dialects)("%s store", (dialect) => {
       if (pastRead) expect(foreign!.blockTime! * 1000).toBeGreaterThanOrEqual(spansUntil);
       else expect(foreign!.blockTime! * 1000).toBeLessThan(spansUntil);
       expect(foreign!.blockTime! * 1000).toBeGreaterThanOrEqual(firstTo);
+      // The vault's first listing (a run lists the escrow vault's before its jobs).
       const listing: { rewrite: Listing | null } = {
-        rewrite: (entries) => {
+        rewrite: (entries, _, address) => {
+          if (address !== vault) return entries;
           listing.rewrite = null;
           return [foreign!, ...entries];
         },

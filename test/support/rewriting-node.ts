@@ -44,6 +44,7 @@ export function ownerlessNode(rpc: RpcPool): RpcPool {
 export type Listing = (
   entries: AddressSignatureInfo[],
   options: { before?: string; until?: string } | undefined,
+  address: string,
 ) => AddressSignatureInfo[];
 
 /** `rpc` whose address listing `listing.rewrite` rewrites (while set). */
@@ -53,7 +54,7 @@ export function listingNode(rpc: RpcPool, listing: { rewrite: Listing | null }):
       if (key !== "getSignaturesForAddress") return Reflect.get(target, key, receiver);
       return async (...args: Parameters<RpcPool["getSignaturesForAddress"]>) => {
         const entries = await target.getSignaturesForAddress(...args);
-        return listing.rewrite ? listing.rewrite(entries, args[1]) : entries;
+        return listing.rewrite ? listing.rewrite(entries, args[1], args[0]) : entries;
       };
     },
   });
