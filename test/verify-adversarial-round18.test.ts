@@ -102,6 +102,18 @@ function liarEndpoint(lie: Lie, lying: { on: boolean; target: string | null }): 
   };
 }
 
+/** RPC_QUORUM=2 over two honest endpoints. */
+const honestQuorum = () =>
+  createQuorumRpc({
+    members: [
+      { name: "honest-a", rpc: honestEndpoint() },
+      { name: "honest-b", rpc: honestEndpoint() },
+    ],
+    quorum: 2,
+    log,
+    now,
+  });
+
 /** serve's pieces over one RPC: the verifier (its verdicts gated on the scan), the scan, the ledger. */
 function serveOver(c: Scenario, rpc: RpcPool) {
   const gate = createEscrowCoverGate(now);
@@ -241,18 +253,7 @@ async function paidTwice(lie: Lie, truth: "liar_stops" | "honest_endpoints"): Pr
   let after = serve;
   if (truth === "liar_stops") lying.on = false;
   else {
-    after = serveOver(
-      c,
-      createQuorumRpc({
-        members: [
-          { name: "honest-a", rpc: honestEndpoint() },
-          { name: "honest-b", rpc: honestEndpoint() },
-        ],
-        quorum: 2,
-        log,
-        now,
-      }),
-    );
+    after = serveOver(c, honestQuorum());
   }
   h.op.nextSlot();
   await h.finalized();
@@ -286,18 +287,7 @@ const verdictsOf = (seen: Seen[]) => seen.map((s) => s.verdict);
 describe("control: RPC_QUORUM=2 over two honest endpoints", () => {
   it("judges the streamed job paid out twice a discrepancy directly, never verified", async () => {
     const c = (await h.scenario()).recordOnChainClock();
-    const serve = serveOver(
-      c,
-      createQuorumRpc({
-        members: [
-          { name: "honest-a", rpc: honestEndpoint() },
-          { name: "honest-b", rpc: honestEndpoint() },
-        ],
-        quorum: 2,
-        log,
-        now,
-      }),
-    );
+    const serve = serveOver(c, honestQuorum());
     await h.finalized();
     await serve.scan();
     const plan = wholeLockJob();
@@ -402,18 +392,7 @@ describe("RPC_QUORUM=2, one member misdating the second payout's listing entry (
 describe("a stream paid out twice whose jobs API answer comes after the verdict's wait", () => {
   it("is not verified while its entries are held: the next scan judges them first", async () => {
     const c = (await h.scenario()).recordOnChainClock();
-    const serve = serveOver(
-      c,
-      createQuorumRpc({
-        members: [
-          { name: "honest-a", rpc: honestEndpoint() },
-          { name: "honest-b", rpc: honestEndpoint() },
-        ],
-        quorum: 2,
-        log,
-        now,
-      }),
-    );
+    const serve = serveOver(c, honestQuorum());
     await h.finalized();
     await serve.scan();
     const plan = wholeLockJob();
