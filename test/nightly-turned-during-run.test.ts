@@ -26,38 +26,19 @@ vi.mock("../src/store/ops.js", async (importOriginal) => {
   };
 });
 
-import { createEscrowScanner } from "../src/ledger/escrow-scan.js";
-import { createLogger } from "../src/log.js";
-import { chainSecondAfter } from "./support/finality.js";
-import { nightlyAfter, nightWithJob, verifyJobs } from "./support/nightly-window.js";
+import { nightlyAfter, nightWithJob, paidOnceNight, serveFinds } from "./support/nightly-window.js";
 import { discrepancy, useAdversaryHarness } from "./support/operator.js";
 
-const log = createLogger({ level: "silent" });
 const h = useAdversaryHarness();
 
 describe("a job of the run's own window turned by serve while the run reads its counts", () => {
   it("is named by the next run", async () => {
     const c = (await h.scenario()).recordOnChainClock();
-    const from = await chainSecondAfter(h.world, 200);
-    const plan = h.op.plan({ keyIndex: 2, maxTokens: 300, completionTokens: 300 });
-    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
-    const first = h.op.send(h.op.settleIxs(plan)).signature;
-    c.record(plan, { escrowTx, settlementTx: null }, { stream: true });
-    c.honestJobsApi(plan, { escrowTx, settlementTx: first });
-    await c.flush();
-    const to = Math.ceil((h.op.now() + 1) / 1000) * 1000;
+    const { plan, from, to } = await paidOnceNight(h, c, 2);
     // serve, meanwhile: a second payout, found by its scan, judged by its verifier.
     hook.fn = async () => {
       h.op.send(h.op.settleIxs(plan));
-      await h.finalized();
-      const scanned = await createEscrowScanner({
-        store: c.store,
-        rpc: h.rpc,
-        profile: c.profile,
-        log,
-      }).scanNew();
-      expect(scanned.kept).toEqual([plan.jobId]);
-      await verifyJobs(h, c, [plan.jobId]);
+      await serveFinds(h, c, plan.jobId);
     };
     const night1 = await nightlyAfter(h, c, { vaults: [plan.vault], from, to });
     expect(hook.fn).toBeNull();

@@ -12,6 +12,7 @@ import { jobRow, seedRows, signatureOf, updateJobs } from "./support/seed-report
 
 const start = Date.UTC(2026, 10, 1);
 const HOUR = 3_600_000;
+const MINUTE = 60_000;
 
 describe.each(dialects)("%s", (dialect) => {
   const stores = useDialectStores(dialect);
@@ -505,7 +506,7 @@ describe.each(dialects)("%s: a window's jobs", (dialect) => {
     expect((await ops.recordedLateByVerdict(from, to)).discrepancy).toBe(1);
   });
 
-  it("names, of the jobs an escrow scan sent back, those an earlier window counts, with their failing checks", async () => {
+  it("names, of the jobs an escrow scan sent back, those another window's run counts, with their failing checks", async () => {
     const store = await stores.open();
     await seedRows(store, "jobs", [
       jobRow({ jobId: "earlier_bad", createdAt: from - 24 * HOUR, verdict: "discrepancy" }),
@@ -513,6 +514,15 @@ describe.each(dialects)("%s: a window's jobs", (dialect) => {
       jobRow({ jobId: "in_window", createdAt: from + HOUR, verdict: "discrepancy" }),
       // Dated after the window: its own window's run judges it.
       jobRow({ jobId: "later", createdAt: to + HOUR, verdict: "pending" }),
+      // Dated after the window, in one the runs have counted already: its run has passed.
+      jobRow({ jobId: "later_counted", createdAt: to + 10 * MINUTE, verdict: "discrepancy" }),
+      // ... but recorded after how far they have counted: counted by its recording's window.
+      jobRow({
+        jobId: "later_recorded_late",
+        createdAt: to + 5 * MINUTE,
+        recordedAt: to + HOUR,
+        verdict: "discrepancy",
+      }),
       // Dated before the window, recorded in it: the window counts it.
       jobRow({
         jobId: "late_in",
@@ -525,11 +535,27 @@ describe.each(dialects)("%s: a window's jobs", (dialect) => {
       { jobId: "earlier_bad", name: "settlement.single", outcome: "fail", checkedAt: from },
       { jobId: "earlier_bad", name: "escrow.exists", outcome: "pass", checkedAt: from },
     ]);
+    await seedRows(store, "nightlyCountedThrough", [{ id: 1, through: to + 30 * MINUTE }]);
     const ops = createOpsStore(store);
-    const sentBack = ["in_window", "earlier_open", "late_in", "earlier_bad", "later", "unknown"];
+    const sentBack = [
+      "in_window",
+      "earlier_open",
+      "late_in",
+      "earlier_bad",
+      "later",
+      "later_counted",
+      "later_recorded_late",
+      "unknown",
+    ];
     expect(await ops.notCountedIn(sentBack, from, to)).toEqual([
-      { jobId: "earlier_bad", verdict: "discrepancy", failingChecks: ["settlement.single"] },
-      { jobId: "earlier_open", verdict: "pending", failingChecks: [] },
+      {
+        jobId: "earlier_bad",
+        verdict: "discrepancy",
+        window: "earlier",
+        failingChecks: ["settlement.single"],
+      },
+      { jobId: "earlier_open", verdict: "pending", window: "earlier", failingChecks: [] },
+      { jobId: "later_counted", verdict: "discrepancy", window: "later", failingChecks: [] },
     ]);
     expect(await ops.notCountedIn([], from, to)).toEqual([]);
     // Where the window's escrow scan reads back from: the earliest job it counts that is dated
@@ -539,7 +565,7 @@ describe.each(dialects)("%s: a window's jobs", (dialect) => {
     expect(await ledger.earliestDatedBefore(from - 24 * HOUR, from)).toBeNull();
   });
 
-  it("names, for a window's run, the jobs of earlier windows a later verdict turned from verified to one failing a run", async () => {
+  it("names, for a window's run, the jobs of other windows a later verdict turned from verified to one failing a run", async () => {
     const store = await stores.open();
     const pending = { verdict: "pending" as const };
     await seedRows(store, "jobs", [
@@ -554,7 +580,11 @@ describe.each(dialects)("%s: a window's jobs", (dialect) => {
       jobRow({ jobId: "in_window", createdAt: from + HOUR, ...pending }),
       // Dated after the window: its own window's run's.
       jobRow({ jobId: "later", createdAt: to + HOUR, ...pending }),
+      // Dated after the window, in one the runs have counted already (a run of this window run
+      // after its): named.
+      jobRow({ jobId: "later_counted", createdAt: to + 10 * MINUTE, ...pending }),
     ]);
+    await seedRows(store, "nightlyCountedThrough", [{ id: 1, through: to + 30 * MINUTE }]);
     await seedRows(store, "checkResults", [
       { jobId: "to_bad", name: "settlement.single", outcome: "fail", checkedAt: from },
     ]);
@@ -566,6 +596,7 @@ describe.each(dialects)("%s: a window's jobs", (dialect) => {
       "sent_back",
       "in_window",
       "later",
+      "later_counted",
     ];
     await updateJobs(store, clean, { verdict: "verified", verdictAt: from });
     await updateJobs(store, ["was_bad"], { verdict: "discrepancy", verdictAt: from });
@@ -589,6 +620,7 @@ describe.each(dialects)("%s: a window's jobs", (dialect) => {
       ["sent_back", "discrepancy"],
       ["in_window", "discrepancy"],
       ["later", "unverifiable"],
+      ["later_counted", "discrepancy"],
       ["was_bad", "discrepancy"],
     ] as const) {
       await judgedAgain(jobId, verdict, from + 2);
@@ -599,13 +631,20 @@ describe.each(dialects)("%s: a window's jobs", (dialect) => {
     await updateJobs(store, ["sent_back"], { verdict: "pending", previousVerdict: "discrepancy" });
     const ops = createOpsStore(store);
     const turned = await ops.turnedBad(from, to);
-    expect(turned.earlier).toEqual([
-      { jobId: "to_dropped", verdict: "dropped", failingChecks: [] },
-      { jobId: "to_bad", verdict: "discrepancy", failingChecks: ["settlement.single"] },
+    expect(turned.named).toEqual([
+      { jobId: "to_dropped", verdict: "dropped", window: "earlier", failingChecks: [] },
+      {
+        jobId: "to_bad",
+        verdict: "discrepancy",
+        window: "earlier",
+        failingChecks: ["settlement.single"],
+      },
+      { jobId: "later_counted", verdict: "discrepancy", window: "later", failingChecks: [] },
     ]);
     expect(turned.done.map((r) => r.jobId).sort()).toEqual([
       "back_clean",
       "in_window",
+      "later_counted",
       "to_bad",
       "to_dropped",
     ]);
@@ -617,7 +656,7 @@ describe.each(dialects)("%s: a window's jobs", (dialect) => {
     // The next window's run: the job turned again, the one sent back, and the later job, its
     // window's own.
     const next = await ops.turnedBad(to, to + 24 * HOUR);
-    expect(next.earlier.map((j) => j.jobId)).toEqual(["to_bad", "sent_back"]);
+    expect(next.named.map((j) => j.jobId)).toEqual(["to_bad", "sent_back"]);
     expect(next.done).toEqual([
       { jobId: "to_bad", turnedAt: from + 5 },
       { jobId: "sent_back", turnedAt: from + 2 },

@@ -1,17 +1,15 @@
 import { describe, expect, it } from "vitest";
-import { createEscrowScanner } from "../src/ledger/escrow-scan.js";
-import { createLogger } from "../src/log.js";
 import { summaryToMarkdown, summaryToText } from "../src/nightly/summary-format.js";
 import { createJobQueueStore } from "../src/store/job-queue.js";
 import { chainSecondAfter } from "./support/finality.js";
-import { nightlyAfter, nightWithJob, verifyJobs } from "./support/nightly-window.js";
 import {
-  discrepancy,
-  type JobPlan,
-  type Scenario,
-  useAdversaryHarness,
-  verified,
-} from "./support/operator.js";
+  nightlyAfter,
+  nightWithJob,
+  paidOnceCounted,
+  serveFinds,
+  verifyJobs,
+} from "./support/nightly-window.js";
+import { discrepancy, type Scenario, useAdversaryHarness } from "./support/operator.js";
 
 /**
  * Round 19: a second payout out of escrow under the memo of a job an earlier nightly run counted
@@ -21,53 +19,18 @@ import {
  * exited 0. Now the first run to complete after the job turned names it and fails, once.
  */
 
-const log = createLogger({ level: "silent" });
 const h = useAdversaryHarness();
 
-/** A job whose lock is charged in full (nothing returned), so each payout is the whole lock. */
-const wholeLockJob = (keyIndex: number): JobPlan => {
-  const plan = h.op.plan({ keyIndex, maxTokens: 300, completionTokens: 300 });
-  expect(plan.remainder).toBe(0n);
-  return plan;
-};
-
 /** Night one: a streamed job whose lock is paid out once, counted verified. */
-async function nightOne(c: Scenario, keyIndex: number): Promise<JobPlan> {
-  const from = await chainSecondAfter(h.world, 200);
-  const plan = wholeLockJob(keyIndex);
-  const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
-  const first = h.op.send(h.op.settleIxs(plan)).signature;
-  c.record(plan, { escrowTx, settlementTx: null }, { stream: true });
-  c.honestJobsApi(plan, { escrowTx, settlementTx: first });
-  await c.flush();
-  const to = Math.ceil((h.op.now() + 1) / 1000) * 1000;
-  const run = await nightlyAfter(h, c, { vaults: [plan.vault], from, to });
-  expect(run).toMatchObject({
-    exitCode: 0,
-  });
-  expect(await c.outcome(plan.jobId)).toEqual(verified);
-  return plan;
-}
-
-/** serve's escrow scan and verifier, once: what they find of the job. */
-async function serveRound(c: Scenario, jobId: string) {
-  await h.finalized();
-  const scanned = await createEscrowScanner({
-    store: c.store,
-    rpc: h.rpc,
-    profile: c.profile,
-    log,
-  }).scanNew();
-  expect(scanned.kept).toEqual([jobId]);
-  await verifyJobs(h, c, [jobId]);
-}
+const nightOne = async (c: Scenario, keyIndex: number) =>
+  (await paidOnceCounted(h, c, keyIndex)).plan;
 
 describe("a second payout of an earlier window's job that serve's scan found first", () => {
   it("fails the next run to complete, which names the job once", async () => {
     const c = (await h.scenario()).recordOnChainClock();
     const plan = await nightOne(c, 2);
     h.op.send(h.op.settleIxs(plan));
-    await serveRound(c, plan.jobId);
+    await serveFinds(h, c, plan.jobId);
     expect(await c.outcome(plan.jobId)).toEqual(discrepancy("settlement.single"));
 
     const night2 = await nightWithJob(h, c, [plan.vault], 2);
@@ -136,7 +99,7 @@ describe("a job turned from verified after its run, then sent back again before 
     const c = (await h.scenario()).recordOnChainClock();
     const plan = await nightOne(c, 1);
     h.op.send(h.op.settleIxs(plan));
-    await serveRound(c, plan.jobId);
+    await serveFinds(h, c, plan.jobId);
     expect(await c.outcome(plan.jobId)).toEqual(discrepancy("settlement.single"));
     // Asked to be judged again by hand: open while the next run reads, and judged after it from
     // `discrepancy`, which notes no turn.

@@ -173,8 +173,11 @@ export interface NightlyFinding {
   failingChecks: string[];
 }
 
-/** A job of an earlier window judged again after its run (`earlierJobs`), and how it was found. */
-export interface EarlierFinding extends NightlyFinding {
+/**
+ * A job of another window judged again after that window's run (`earlierJobs`, `laterJobs`),
+ * and how it was found.
+ */
+export interface OtherWindowFinding extends NightlyFinding {
   foundBy: "escrow_scan" | "judged_again";
 }
 
@@ -232,7 +235,13 @@ export interface NightlySummary {
    * after. Each with its verdict now; one not verified fails the run (`discrepancies`), one not
    * final leaves it incomplete. Absent when none.
    */
-  earlierJobs?: EarlierFinding[];
+  earlierJobs?: OtherWindowFinding[];
+  /**
+   * Jobs of later windows whose run has passed (a run of an earlier window run after theirs:
+   * out of order, or again), found as `earlierJobs` are: their own run has counted them, and
+   * the runs after count their own windows. Absent when none.
+   */
+  laterJobs?: OtherWindowFinding[];
   /**
    * Final jobs of the window whose verdict another profile than the run's wrote (a process
    * under another `AUDIT_PROFILE` judged them after the run began), by that profile: not verified under the run's profile, so the run is incomplete. Absent when none.
@@ -482,8 +491,8 @@ export async function runNightlyVerification(
   let databaseTrouble: string | null = null;
   let ledger: LedgerWindowResult | undefined;
   let rejudged = 0;
-  /** Jobs of earlier windows this run's escrow scan sent back, judged by the run. */
-  let sentBackEarlier: string[] = [];
+  /** Jobs of other windows this run's escrow scan sent back, judged by the run. */
+  let sentBackOther: string[] = [];
   /**
    * What every read of the ledger's escrow scan sent back: a read made again (for headers
    * recorded during the run) finds the payouts kept already, and sends nothing back.
@@ -708,9 +717,12 @@ export async function runNightlyVerification(
         // settlement after that run was over): the scan sent the job back to the verifier, and
         // the run that found it judges it and says so, whatever window the job is dated in.
         // Left to serve's verifier, the run exited 0, and with no serve the job stayed pending.
+        // So is a job of a later window whose run has passed, found by a run of an earlier
+        // window run after it (out of order, or again): left as its own window's, it was sent
+        // back and judged by no run.
         const sentBack = [...sentBackAll];
         if (reason === null && sentBack.length > 0) {
-          phase = "judging the jobs of earlier windows the escrow scan sent back";
+          phase = "judging the jobs of other windows the escrow scan sent back";
           const outside = await whileDatabaseAway(
             () => ops.notCountedIn(sentBack, options.from, options.to),
             left(),
@@ -719,7 +731,7 @@ export async function runNightlyVerification(
           if (outside.some((j) => openVerdicts.includes(j.verdict))) {
             await settle({ jobIds: outside.map((j) => j.jobId) });
           }
-          sentBackEarlier = outside.map((j) => j.jobId);
+          sentBackOther = outside.map((j) => j.jobId);
         }
       }
     } catch (error) {
@@ -810,7 +822,8 @@ export async function runNightlyVerification(
   let countsUnknown = false;
   let countsRead = false;
   let unjudged: HeadersNotJudged | null = null;
-  let earlier: EarlierFinding[] = [];
+  /** Jobs of other windows the run names (`earlierJobs`, `laterJobs`). */
+  let others: (OtherWindowFinding & { window: "earlier" | "later" })[] = [];
   let turnedDone: TurnedBad["done"] = [];
   try {
     const ops = createOpsStore(store);
@@ -834,16 +847,15 @@ export async function runNightlyVerification(
     );
     ({ byVerdict, found, unproven } = read);
     countsRead = true;
-    if (sentBackEarlier.length > 0) {
-      earlier = (await ops.notCountedIn(sentBackEarlier, options.from, options.to)).map((j) => ({
+    if (sentBackOther.length > 0) {
+      others = (await ops.notCountedIn(sentBackOther, options.from, options.to)).map((j) => ({
         ...j,
         foundBy: "escrow_scan" as const,
       }));
     }
     turnedDone = turned.done;
-    for (const j of turned.earlier) {
-      if (!earlier.some((e) => e.jobId === j.jobId))
-        earlier.push({ ...j, foundBy: "judged_again" });
+    for (const j of turned.named) {
+      if (!others.some((e) => e.jobId === j.jobId)) others.push({ ...j, foundBy: "judged_again" });
     }
     // Once the ledger was read in full: before it, every header of the window's last seconds
     // waits, and a vault it could not read is named already (the read that does reopens them).
@@ -904,15 +916,15 @@ export async function runNightlyVerification(
   if (headers !== null) reason = reason === null ? headers : `${reason}; ${headers}`;
   const elsewhere = judgedElsewhereText(judgedElsewhere, profile);
   if (elsewhere !== null) reason = reason === null ? elsewhere : `${reason}; ${elsewhere}`;
-  const earlierOpen = earlier.filter((j) => openVerdicts.includes(j.verdict)).length;
-  if (earlierOpen > 0) {
-    const text = `${earlierOpen} jobs of earlier windows the escrow scan sent back (a payout under their memo found after their run) are not final`;
+  const othersOpen = others.filter((j) => openVerdicts.includes(j.verdict)).length;
+  if (othersOpen > 0) {
+    const text = `${othersOpen} jobs of ${otherWindowsText(others)} the escrow scan sent back (a payout under their memo found after their run) are not final`;
     reason = reason === null ? text : `${reason}; ${text}`;
   }
-  const earlierBad = earlier.filter((j) =>
+  const othersBad = others.filter((j) =>
     (["discrepancy", "dropped", "unverifiable"] as Verdict[]).includes(j.verdict),
   ).length;
-  const bad = byVerdict.discrepancy + byVerdict.dropped + byVerdict.unverifiable + earlierBad;
+  const bad = byVerdict.discrepancy + byVerdict.dropped + byVerdict.unverifiable + othersBad;
   const minJobs = options.minJobs ?? 0;
   const ledgerFindings = ledger ? ledgerFindingCount(ledger) : 0;
   const outcome: NightlySummary["outcome"] =
@@ -998,13 +1010,13 @@ export async function runNightlyVerification(
     minJobs,
     byVerdict,
     findings: found,
-    moreFindings: Math.max(0, bad - earlierBad - found.length),
+    moreFindings: Math.max(0, bad - othersBad - found.length),
     unproven,
     profile,
     runId,
     ...(ledger ? { ledger } : {}),
     ...(rejudged > 0 ? { rejudged } : {}),
-    ...(earlier.length > 0 ? { earlierJobs: earlier } : {}),
+    ...otherWindowsJobs(others),
     ...(judgedElsewhere.length > 0 ? { judgedElsewhere } : {}),
     ...(countsUnknown ? { countsUnknown: true as const } : {}),
     ...(notStored.length > 0 ? { notStored } : {}),
@@ -1192,4 +1204,24 @@ function describeWaits(
     .filter((wait) => waits[wait] > 0)
     .map((wait) => `${waits[wait]} ${words[wait]}`);
   return parts.length > 0 ? `: ${parts.join(", ")}` : "";
+}
+
+/** "earlier windows", "a later window's" as the jobs named are. */
+function otherWindowsText(jobs: readonly { window: "earlier" | "later" }[]): string {
+  const windows = new Set(jobs.map((j) => j.window));
+  return windows.size > 1 ? "earlier and later windows" : `${[...windows][0]} windows`;
+}
+
+/** The jobs of other windows a run names, as the summary lists them (absent when none). */
+function otherWindowsJobs(
+  jobs: readonly (OtherWindowFinding & { window: "earlier" | "later" })[],
+): Pick<NightlySummary, "earlierJobs" | "laterJobs"> {
+  const of = (window: "earlier" | "later") =>
+    jobs.filter((j) => j.window === window).map(({ window: _, ...j }) => j);
+  const earlier = of("earlier");
+  const later = of("later");
+  return {
+    ...(earlier.length > 0 ? { earlierJobs: earlier } : {}),
+    ...(later.length > 0 ? { laterJobs: later } : {}),
+  };
 }

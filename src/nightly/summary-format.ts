@@ -17,7 +17,7 @@ const headline = (s: NightlySummary) => {
     case "too_few_jobs":
       return tooFew(s);
     case "discrepancies":
-      return `${failedJobs(s) > 0 || earlierFailed(s) === 0 ? notVerifiedText(s) : s.total === 0 ? "0 jobs recorded in this window" : jobsText(s)}${earlierFailed(s) > 0 ? `, and ${earlierFailed(s)} jobs of earlier windows NOT verified (${earlierWhy(s)})` : ""}${findingsOf(s) > 0 ? `, and ${ledgerText(s)}` : ""}`;
+      return `${failedJobs(s) > 0 || othersFailed(s) === 0 ? notVerifiedText(s) : s.total === 0 ? "0 jobs recorded in this window" : jobsText(s)}${othersText(s, "earlier")}${othersText(s, "later")}${findingsOf(s) > 0 ? `, and ${ledgerText(s)}` : ""}`;
     case "ledger_findings":
       return `${s.total === 0 ? "0 jobs recorded in this window" : jobsText(s)}, but ${ledgerText(s)}`;
     case "incomplete":
@@ -29,19 +29,34 @@ const headline = (s: NightlySummary) => {
 const notVerifiedText = (s: NightlySummary) =>
   `${s.total - s.byVerdict.verified - s.byVerdict.partially_verified} of ${s.total} jobs NOT verified${s.byVerdict.partially_verified > 0 ? ` (and ${s.byVerdict.partially_verified} partially verified)` : ""}`;
 
-/** Jobs of earlier windows judged again after their run that are not verified. */
-const earlierFailed = (s: NightlySummary) =>
-  (s.earlierJobs ?? []).filter((j) =>
-    ["discrepancy", "dropped", "unverifiable"].includes(j.verdict),
-  ).length;
+type OtherWindow = "earlier" | "later";
 
-/** Why jobs of earlier windows are named: the escrow scan's payouts, judgements since, or both. */
-const earlierWhy = (s: NightlySummary) => {
-  const by = new Set((s.earlierJobs ?? []).map((j) => j.foundBy));
+/** The jobs of earlier or later windows a run names (`earlierJobs`, `laterJobs`). */
+const othersOf = (s: NightlySummary, window: OtherWindow) =>
+  (window === "earlier" ? s.earlierJobs : s.laterJobs) ?? [];
+
+/** Jobs of `window` windows judged again after their run that are not verified. */
+const failedOf = (s: NightlySummary, window: OtherWindow) =>
+  othersOf(s, window).filter((j) => ["discrepancy", "dropped", "unverifiable"].includes(j.verdict))
+    .length;
+
+/** Jobs of other windows, earlier or later, judged again after their run, not verified. */
+const othersFailed = (s: NightlySummary) => failedOf(s, "earlier") + failedOf(s, "later");
+
+/** ", and 2 jobs of earlier windows NOT verified (…)", or "" when none. */
+const othersText = (s: NightlySummary, window: OtherWindow) => {
+  const n = failedOf(s, window);
+  return n > 0 ? `, and ${n} jobs of ${window} windows NOT verified (${whyOf(s, window)})` : "";
+};
+
+/** Why jobs of other windows are named: the escrow scan's payouts, judgements since, or both. */
+const whyOf = (s: NightlySummary, window: OtherWindow) => {
+  const by = new Set(othersOf(s, window).map((j) => j.foundBy));
+  const passed = window === "later" ? "; their window's run had passed" : "";
   if (!by.has("judged_again"))
-    return "a payout out of escrow under their memo found after their run";
-  if (!by.has("escrow_scan")) return "judged again after their run";
-  return "a payout out of escrow under their memo found after their run, or judged again since";
+    return `a payout out of escrow under their memo found after their run${passed}`;
+  if (!by.has("escrow_scan")) return `judged again after their run${passed}`;
+  return `a payout out of escrow under their memo found after their run, or judged again since${passed}`;
 };
 
 const foundByText = {
@@ -49,11 +64,13 @@ const foundByText = {
   judged_again: "judged again after its run",
 } as const;
 
-/** "job_x (dated 2026-12-01, judged again): discrepancy (settlement.single)". */
-const earlierLines = (s: NightlySummary, code: (text: string) => string) =>
-  (s.earlierJobs ?? []).map(
-    (j) =>
-      `${code(j.jobId)} (an earlier window's, ${foundByText[j.foundBy]}): ${j.verdict}${j.failingChecks.length ? ` (${j.failingChecks.join(", ")})` : ""}`,
+/** "job_x (an earlier window's, judged again after its run): discrepancy (settlement.single)". */
+const otherLines = (s: NightlySummary, code: (text: string) => string) =>
+  (["earlier", "later"] as const).flatMap((window) =>
+    othersOf(s, window).map(
+      (j) =>
+        `${code(j.jobId)} (${window === "earlier" ? "an earlier" : "a later"} window's, ${foundByText[j.foundBy]}): ${j.verdict}${j.failingChecks.length ? ` (${j.failingChecks.join(", ")})` : ""}`,
+    ),
   );
 
 /** Jobs that failed a check: those the headline says are NOT verified. */
@@ -277,7 +294,7 @@ export function summaryToText(s: NightlySummary): string {
     );
   }
   if (s.moreFindings > 0) lines.push(`  ... and ${s.moreFindings} more`);
-  for (const line of earlierLines(s, printable)) lines.push(`  ${line}`);
+  for (const line of otherLines(s, printable)) lines.push(`  ${line}`);
   if (s.ledger) lines.push(`  ledger: ${s.ledger.vaults} credit vaults read${judgedText(s)}`);
   for (const line of ledgerLines(s, printable)) lines.push(`  ${line}`);
   const unstored = notStoredText(s);
@@ -314,8 +331,8 @@ export function summaryToMarkdown(s: NightlySummary): string {
   }
   const rejudged = rejudgedText(s);
   if (rejudged) lines.push("", `${rejudged}.`);
-  const earlier = earlierLines(s, markdownCode);
-  if (earlier.length > 0) lines.push("", ...earlier.map((l) => `- ${l}`));
+  const others = otherLines(s, markdownCode);
+  if (others.length > 0) lines.push("", ...others.map((l) => `- ${l}`));
   const gaps = gapLines(s);
   if (gaps.length > 0) lines.push("", ...gaps.map((g) => `- ${g}`));
 

@@ -1,9 +1,10 @@
 import { statSync } from "node:fs";
-import { and, asc, count, desc, eq, gte, inArray, lt, sql } from "drizzle-orm";
+import { and, asc, count, desc, eq, gte, inArray, lt, or, sql } from "drizzle-orm";
 import type { SqliteStore, Store } from "../db/client.js";
 import {
   checkResults,
   jobs,
+  nightlyCountedThrough,
   nightlyTurned,
   openVerdicts,
   type Verdict,
@@ -14,6 +15,7 @@ import { statusSpaces } from "./jobs-api-rules.js";
 import { pgTwins } from "./pg-twins.js";
 import { perConnectionModule } from "./prepared.js";
 import {
+  countedByLaterRun,
   countedInWindow,
   countedLate,
   datedNotCounted,
@@ -35,9 +37,22 @@ export const failsRun = (verdict: Verdict) =>
  * change may turn thousands of jobs at once). */
 export const TURNED_READ_MAX = 1000;
 
+/** How far the nightly runs have counted (`nightly_counted_through`), as a subquery. */
+const countedThrough = sql`(SELECT ${nightlyCountedThrough.through} FROM ${nightlyCountedThrough} WHERE ${nightlyCountedThrough.id} = 1)`;
+
+/**
+ * A job of another window than a run's, counted by that window's run: `earlier`, dated before
+ * the run's window; `later`, dated after it, in a window the runs have counted already
+ * (`countedByLaterRun`).
+ */
+export interface OtherWindowJob extends UnverifiedJob {
+  window: "earlier" | "later";
+  failingChecks: string[];
+}
+
 /** What `turnedBad` found (see there). */
 export interface TurnedBad {
-  earlier: (UnverifiedJob & { failingChecks: string[] })[];
+  named: OtherWindowJob[];
   done: { jobId: string; turnedAt: number }[];
 }
 
@@ -48,21 +63,26 @@ export function turnedRows(
     turnedAt: number;
     verdict: Verdict | null;
     datedBefore: boolean;
+    /** Dated after the window, in one the runs have counted already (`countedByLaterRun`). */
+    countedLater: boolean;
     counted: boolean;
   }[],
-): { earlier: UnverifiedJob[]; done: TurnedBad["done"] } {
-  const earlier: UnverifiedJob[] = [];
+): { named: Omit<OtherWindowJob, "failingChecks">[]; done: TurnedBad["done"] } {
+  const named: Omit<OtherWindowJob, "failingChecks">[] = [];
   const done: TurnedBad["done"] = [];
   for (const r of rows) {
     const bad = r.verdict !== null && failsRun(r.verdict);
-    const named = bad && r.datedBefore && !r.counted;
-    if (named) earlier.push({ jobId: r.jobId, verdict: r.verdict as Verdict });
+    const names = bad && (r.datedBefore || r.countedLater) && !r.counted;
+    if (names) {
+      const window = r.datedBefore ? "earlier" : "later";
+      named.push({ jobId: r.jobId, verdict: r.verdict as Verdict, window });
+    }
     const clean = r.verdict === "verified" || r.verdict === "partially_verified";
-    if (named || (bad && r.counted) || clean || r.verdict === null) {
+    if (names || (bad && r.counted) || clean || r.verdict === null) {
       done.push({ jobId: r.jobId, turnedAt: r.turnedAt });
     }
   }
-  return { earlier, done };
+  return { named, done };
 }
 
 export interface UnverifiedJob {
@@ -120,24 +140,23 @@ export interface OpsStore {
     limit: number,
   ): Promise<(UnverifiedJob & { failingChecks: string[] })[]>;
   /**
-   * Of `jobIds`, those of earlier windows: dated before `from` and not counted by [from, to)
-   * (`countedInWindow`), with their verdicts and the names of their failing checks. A job dated
-   * after the window is its own window's run's to judge.
+   * Of `jobIds`, those of other windows, not counted by [from, to) (`countedInWindow`): dated
+   * before `from` (`earlier`), or after the window in one the runs have counted already
+   * (`later`, `countedByLaterRun`), oldest first, with their verdicts and the names of their
+   * failing checks. A job dated after the window whose window no run has counted is its own
+   * window's run's to judge.
    */
-  notCountedIn(
-    jobIds: readonly string[],
-    from: number,
-    to: number,
-  ): Promise<(UnverifiedJob & { failingChecks: string[] })[]>;
+  notCountedIn(jobIds: readonly string[], from: number, to: number): Promise<OtherWindowJob[]>;
   /**
    * The jobs a later verdict turned from verified to one failing a run (`nightly_turned`), for
-   * the run of [from, to), the oldest `TURNED_READ_MAX`: `earlier`, those of earlier windows
-   * (dated before `from`, not counted by [from, to)) whose verdict still fails a run, oldest
-   * first, with their failing checks; `done`, the rows the run deals with, for `forgetTurned`:
-   * those, those of jobs the window counts with a verdict failing it, and those of jobs verified
-   * again or gone. Rows of jobs open now (sent back again: forgotten, the job's next turn from
-   * `discrepancy` writes none) and of jobs dated after the window stay. Read before the run's
-   * counts: a job the window counts, turned after the counts were read, stays for the next run.
+   * the run of [from, to), the oldest `TURNED_READ_MAX`: `named`, those of other windows (as
+   * `notCountedIn` takes them) whose verdict still fails a run, oldest first, with their
+   * failing checks; `done`, the rows the run deals with, for `forgetTurned`: those, those of
+   * jobs the window counts with a verdict failing it, and those of jobs verified again or gone.
+   * Rows of jobs open now (sent back again: forgotten, the job's next turn from `discrepancy`
+   * writes none) and of jobs dated after the window whose window no run has counted stay. Read
+   * before the run's counts: a job the window counts, turned after the counts were read, stays
+   * for the next run.
    */
   turnedBad(from: number, to: number): Promise<TurnedBad>;
   /** Forgets the rows `turnedBad` named done (a row written again since stays). */
@@ -405,19 +424,24 @@ function createSqliteOpsStore(store: SqliteStore): OpsStore {
     async notCountedIn(jobIds, fromMs, toMs) {
       if (jobIds.length === 0) return [];
       const rows = db
-        .select({ jobId: jobs.jobId, verdict: jobs.verdict })
+        .select({
+          jobId: jobs.jobId,
+          verdict: jobs.verdict,
+          datedBefore: sql<number>`${jobs.createdAt} < ${fromMs}`,
+        })
         .from(jobs)
         .where(
           and(
             inArray(jobs.jobId, [...jobIds]),
-            lt(jobs.createdAt, fromMs),
+            or(lt(jobs.createdAt, fromMs), countedByLaterRun(jobs, toMs, countedThrough)),
             sql`NOT (${countedInWindow(jobs, fromMs, toMs)})`,
           ),
         )
         .orderBy(asc(jobs.createdAt), asc(jobs.jobId))
         .all();
-      return rows.map((row) => ({
+      return rows.map(({ datedBefore, ...row }) => ({
         ...row,
+        window: datedBefore ? "earlier" : "later",
         failingChecks: failing.all({ jobId: row.jobId }).map((c) => c.name),
       }));
     },
@@ -428,6 +452,7 @@ function createSqliteOpsStore(store: SqliteStore): OpsStore {
           turnedAt: nightlyTurned.turnedAt,
           verdict: jobs.verdict,
           datedBefore: sql<number>`${jobs.createdAt} < ${fromMs}`,
+          countedLater: sql<number>`coalesce(${countedByLaterRun(jobs, toMs, countedThrough)}, 0)`,
           counted: sql<number>`${countedInWindow(jobs, fromMs, toMs)}`,
         })
         .from(nightlyTurned)
@@ -435,18 +460,19 @@ function createSqliteOpsStore(store: SqliteStore): OpsStore {
         .orderBy(asc(jobs.createdAt), asc(nightlyTurned.jobId))
         .limit(TURNED_READ_MAX)
         .all();
-      const { earlier, done } = turnedRows(
+      const { named, done } = turnedRows(
         rows.map((r) => ({
           ...r,
           datedBefore: Boolean(r.datedBefore),
+          countedLater: Boolean(r.countedLater),
           counted: Boolean(r.counted),
         })),
       );
-      const withChecks = earlier.map((j) => ({
+      const withChecks = named.map((j) => ({
         ...j,
         failingChecks: failing.all({ jobId: j.jobId }).map((c) => c.name),
       }));
-      return { earlier: withChecks, done };
+      return { named: withChecks, done };
     },
     async forgetTurned(done) {
       const forget = store.sqlite.transaction(() => {

@@ -167,6 +167,22 @@ export function countedInWindow(
 }
 
 /**
+ * Jobs dated at or after `to` whose window the nightly runs have counted already: dated and
+ * recorded before how far they have counted (`through`, `nightly_counted_through` read as a
+ * subquery; null, no run has counted, matches none). A run of an earlier window run after
+ * theirs (out of order, or again) names such a job when it judges it: its own window's run has
+ * passed, and the later ones count their own windows. One dated or recorded past how far the
+ * runs have counted is its own window's run's to count.
+ */
+export function countedByLaterRun(jobs: CountedColumns, to: number, through: SQL): SQL {
+  return and(
+    gte(jobs.createdAt, to),
+    sql`${jobs.createdAt} < ${through}`,
+    sql`${jobs.recordedAt} < ${through}`,
+  )!;
+}
+
+/**
  * `created_at` in [from, to), as a filter of the rows `jobs_recorded_late` gives, not a range of
  * `jobs_created_at` (the unary plus): read by its date, the count read every job of the window,
  * a day's proxied receipts included, to find the few recorded after it.

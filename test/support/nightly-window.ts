@@ -1,11 +1,13 @@
+import { expect } from "vitest";
 import type { RpcPool } from "../../src/chain/rpc-pool.js";
+import { createEscrowScanner } from "../../src/ledger/escrow-scan.js";
 import { createLedgerReader } from "../../src/ledger/reader.js";
 import { type LedgerWindowResult, ledgerWindowCheck } from "../../src/ledger/window-check.js";
 import { createLogger } from "../../src/log.js";
 import { type NightlySummary, runNightlyVerification } from "../../src/nightly/nightly-run.js";
 import { createVerifier } from "../../src/verify/engine.js";
 import { chainSecondAfter } from "./finality.js";
-import type { AdversaryHarness, Scenario } from "./operator.js";
+import { type AdversaryHarness, type JobPlan, type Scenario, verified } from "./operator.js";
 import { quickVerifierOptions } from "./quick-verifier.js";
 
 const log = createLogger({ level: "silent" });
@@ -128,4 +130,54 @@ export async function verifyJobs(h: AdversaryHarness, c: Scenario, jobIds: strin
     log,
     options: quickVerifierOptions,
   }).runUntilSettled({ jobIds }, { timeoutMs: 10_000 });
+}
+
+/**
+ * A window of the chain's clock of its own holding one streamed job of the key `keyIndex`
+ * whose lock is charged in full (nothing returned, so each payout is the whole lock), paid out
+ * once: recorded, its jobs API answering. Not run.
+ */
+export async function paidOnceNight(
+  h: AdversaryHarness,
+  c: Scenario,
+  keyIndex: number,
+): Promise<{ plan: JobPlan; from: number; to: number }> {
+  const from = await chainSecondAfter(h.world, 200);
+  const plan = h.op.plan({ keyIndex, maxTokens: 300, completionTokens: 300 });
+  expect(plan.remainder).toBe(0n);
+  const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+  const first = h.op.send(h.op.settleIxs(plan)).signature;
+  c.record(plan, { escrowTx, settlementTx: null }, { stream: true });
+  c.honestJobsApi(plan, { escrowTx, settlementTx: first });
+  await c.flush();
+  const to = Math.ceil((h.op.now() + 1) / 1000) * 1000;
+  return { plan, from, to };
+}
+
+/** `paidOnceNight`, then its run: the window's one job counted verified, the run exiting 0. */
+export async function paidOnceCounted(h: AdversaryHarness, c: Scenario, keyIndex: number) {
+  const night = await paidOnceNight(h, c, keyIndex);
+  const { plan, from, to } = night;
+  expect(await nightlyAfter(h, c, { vaults: [plan.vault], from, to })).toMatchObject({
+    exitCode: 0,
+    total: 1,
+  });
+  expect(await c.outcome(plan.jobId)).toEqual(verified);
+  return night;
+}
+
+/**
+ * serve's escrow scan once, then its verifier, once the chain is final: the scan must keep a
+ * payout of `jobId` (a second one, made since) and send it back, which the verifier judges.
+ */
+export async function serveFinds(h: AdversaryHarness, c: Scenario, jobId: string) {
+  await h.finalized();
+  const scanned = await createEscrowScanner({
+    store: c.store,
+    rpc: h.rpc,
+    profile: c.profile,
+    log,
+  }).scanNew();
+  expect(scanned.kept).toEqual([jobId]);
+  await verifyJobs(h, c, [jobId]);
 }

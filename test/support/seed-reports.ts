@@ -10,6 +10,7 @@ import {
   jobRollups,
   jobRollupsBackfill,
   jobs,
+  nightlyCountedThrough,
   receiptConflicts,
   type Verdict,
   verdicts,
@@ -30,6 +31,7 @@ const liteTables = {
   chainTransactions,
   verificationRuns,
   creditVaults,
+  nightlyCountedThrough,
 };
 const pgTables = {
   jobs: pg.jobs,
@@ -38,6 +40,7 @@ const pgTables = {
   chainTransactions: pg.chainTransactions,
   verificationRuns: pg.verificationRuns,
   creditVaults: pg.creditVaults,
+  nightlyCountedThrough: pg.nightlyCountedThrough,
 };
 
 type Tables =
@@ -46,7 +49,8 @@ type Tables =
   | "receiptConflicts"
   | "chainTransactions"
   | "verificationRuns"
-  | "creditVaults";
+  | "creditVaults"
+  | "nightlyCountedThrough";
 export type JobSeed = Partial<typeof jobs.$inferInsert> & { jobId: string };
 type Row<T extends Tables> = (typeof liteTables)[T]["$inferInsert"];
 

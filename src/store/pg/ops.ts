@@ -1,6 +1,6 @@
-import { and, asc, count, desc, eq, gte, inArray, lt, sql } from "drizzle-orm";
+import { and, asc, count, desc, eq, gte, inArray, lt, or, sql } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
-import { checkResults, jobs, nightlyTurned } from "../../db/pg/schema.js";
+import { checkResults, jobs, nightlyCountedThrough, nightlyTurned } from "../../db/pg/schema.js";
 import { type Verdict, verdictIsOpen, verdicts } from "../../db/schema.js";
 import { statusSpaces } from "../jobs-api-rules.js";
 import {
@@ -11,6 +11,7 @@ import {
   turnedRows,
 } from "../ops.js";
 import {
+  countedByLaterRun,
   countedInWindow,
   countedLate,
   datedNotCounted,
@@ -38,6 +39,9 @@ const rowHeldElsewhere = sql<unknown>`NOT EXISTS (SELECT 1 FROM ${jobs} AS held
  * the write-ahead log is the server's, shared by every database on it, not a file of this
  * store (the metric is SQLite's -wal file).
  */
+/** How far the nightly runs have counted (`nightly_counted_through`), as a subquery. */
+const countedThrough = sql`(SELECT ${nightlyCountedThrough.through} FROM ${nightlyCountedThrough} WHERE ${nightlyCountedThrough.id} = 1)`;
+
 export function createPgOpsStore(store: PgStore): OpsStore {
   const { db } = store;
   /** `rows` with the names of each one's failing checks: the checks of all of them in one read. */
@@ -252,17 +256,27 @@ export function createPgOpsStore(store: PgStore): OpsStore {
     async notCountedIn(jobIds, fromMs, toMs) {
       if (jobIds.length === 0) return [];
       const rows = await db
-        .select({ jobId: jobs.jobId, verdict: jobs.verdict })
+        .select({
+          jobId: jobs.jobId,
+          verdict: jobs.verdict,
+          datedBefore: sql<boolean>`${jobs.createdAt} < ${fromMs}`,
+        })
         .from(jobs)
         .where(
           and(
             inArray(jobs.jobId, [...jobIds]),
-            lt(jobs.createdAt, fromMs),
+            or(lt(jobs.createdAt, fromMs), countedByLaterRun(jobs, toMs, countedThrough)),
             sql`NOT (${countedInWindow(jobs, fromMs, toMs)})`,
           ),
         )
         .orderBy(asc(jobs.createdAt), sql`${jobs.jobId} COLLATE "C"`);
-      return withFailingChecks(rows.map((row) => ({ ...row, verdict: row.verdict as Verdict })));
+      return withFailingChecks(
+        rows.map(({ datedBefore, ...row }) => ({
+          ...row,
+          verdict: row.verdict as Verdict,
+          window: datedBefore ? ("earlier" as const) : ("later" as const),
+        })),
+      );
     },
     async turnedBad(fromMs, toMs) {
       const rows = await db
@@ -271,22 +285,24 @@ export function createPgOpsStore(store: PgStore): OpsStore {
           turnedAt: nightlyTurned.turnedAt,
           verdict: jobs.verdict,
           datedBefore: sql<boolean>`${jobs.createdAt} < ${fromMs}`,
+          countedLater: sql<boolean>`coalesce(${countedByLaterRun(jobs, toMs, countedThrough)}, false)`,
           counted: sql<boolean>`coalesce(${countedInWindow(jobs, fromMs, toMs)}, false)`,
         })
         .from(nightlyTurned)
         .leftJoin(jobs, eq(jobs.jobId, nightlyTurned.jobId))
         .orderBy(asc(jobs.createdAt), sql`${nightlyTurned.jobId} COLLATE "C"`)
         .limit(TURNED_READ_MAX);
-      const { earlier, done } = turnedRows(
+      const { named, done } = turnedRows(
         rows.map((r) => ({
           jobId: r.jobId,
           turnedAt: Number(r.turnedAt),
           verdict: (r.verdict ?? null) as Verdict | null,
           datedBefore: r.datedBefore === true,
+          countedLater: r.countedLater === true,
           counted: r.counted === true,
         })),
       );
-      return { earlier: await withFailingChecks(earlier), done };
+      return { named: await withFailingChecks(named), done };
     },
     async forgetTurned(done) {
       if (done.length === 0) return;
