@@ -170,9 +170,18 @@ export function reopenHolders(store: SqliteStore, signatures: readonly string[],
  * the job names it nowhere yet and holds fewer than `maxKeptSignatures` (one past those the
  * verifier follows: the last marks an overflow; see `jobKeepingLine`), in the caller's write
  * transaction. True when the job gained it.
+ *
+ * The job is the transaction's memo's, which owns it once it names it anywhere: the other jobs
+ * naming it that are judged (another job's receipt naming it as that job's settlement, judged
+ * owning its money while the memo's job named it nowhere) are sent back, as a receipt naming it
+ * sends them (`reopenNamers`). Left as they stood, they and the memo's job both counted it: the
+ * report's totals above what moved on chain.
  */
 export function keepWithJob(store: SqliteStore, job: string, sig: string, now: number): boolean {
-  return statementsOf(store).keepWithJob.run({ job, sig, now, cap: maxKeptSignatures }).changes > 0;
+  const st = statementsOf(store);
+  if (st.keepWithJob.run({ job, sig, now, cap: maxKeptSignatures }).changes === 0) return false;
+  reopenNamers(store, [sig], now);
+  return true;
 }
 
 /**

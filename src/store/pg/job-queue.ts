@@ -161,7 +161,8 @@ type JobRow = typeof jobs.$inferSelect;
  * transaction with `job` when the job names it nowhere yet and holds fewer conflict signatures
  * than `maxKeptSignatures`, inside the caller's transaction. One guarded UPDATE: a receipt or an
  * answer writing the same job at once is waited for, and the row re-read, before the guard
- * holds. The job's row when it gained the signature, else null.
+ * holds. The job's row when it gained the signature, else null. The signature's other namers
+ * that are judged are sent back (`reopenNamersPg`), as there.
  */
 export async function keepWithJobPg(
   tx: PgExecutor,
@@ -187,7 +188,10 @@ export async function keepWithJobPg(
         AND jsonb_array_length(${asArray}) < ${maxKeptSignatures}`,
     )
     .returning();
-  return row ?? null;
+  if (row === undefined) return null;
+  // The memo's job owns the transaction now: its other namers that are judged go back.
+  await reopenNamersPg(tx, [signature], now);
+  return row;
 }
 
 /**
