@@ -516,6 +516,92 @@ describe("upgrading a deployment that verified usage contradicting itself", () =
 });
 
 /**
+ * Jobs judged while the treasury was learned: a discrepancy and one dropped whose settlement's
+ * one payee besides the worker and the vault counted as the treasury's pay (never decided again
+ * once it was learned), a discrepancy whose settlement paid the treasury pinned, and a partially
+ * verified job waiting for it (decided again at the pin, as before).
+ */
+const treasuryBefore = [
+  {
+    jobId: "job_candidate_bad",
+    verdict: "discrepancy",
+    reason:
+      "the treasury is not known yet; x took the rest of the charge and counts towards learning it",
+  },
+  {
+    jobId: "job_candidate_dropped",
+    verdict: "dropped",
+    reason: "the treasury is not known yet; x took the rest",
+  },
+  { jobId: "job_pinned_bad", verdict: "discrepancy", reason: null },
+  {
+    jobId: "job_waiting",
+    verdict: "partially_verified",
+    reason: "the treasury is not known yet; x took the rest",
+  },
+];
+const treasuryAfter = {
+  job_candidate_bad: "pending",
+  job_candidate_dropped: "pending",
+  job_pinned_bad: "discrepancy",
+  job_waiting: "partially_verified",
+};
+const treasuryMarker = "the treasury is not known yet%";
+const treasuryColumns = `job_id, source, receipt_hash, created_at, recorded_at, updated_at, verdict,
+  next_verify_at`;
+
+describe("upgrading a deployment that judged discrepancies while the treasury was learned", () => {
+  it("reopens, on SQLite, the failing verdicts that counted a treasury candidate's pay", () => {
+    const store = sqliteBefore(treasuryMarker);
+    try {
+      for (const job of treasuryBefore) {
+        store.sqlite
+          .prepare(
+            `INSERT INTO jobs (${treasuryColumns}) VALUES (?, 'ingest', 'h', 1, 1, 1, ?, 5000)`,
+          )
+          .run(job.jobId, job.verdict);
+        store.sqlite
+          .prepare(
+            `INSERT INTO check_results (job_id, name, outcome, reason, checked_at)
+             VALUES (?, 'settlement.recipients', ?, ?, 1)`,
+          )
+          .run(job.jobId, job.reason === null ? "pass" : "skip", job.reason);
+      }
+
+      migrateStore(store);
+
+      expect(sqliteVerdicts(store)).toEqual(treasuryAfter);
+    } finally {
+      store.close();
+    }
+  });
+
+  const database = usePostgresDatabase();
+  it("reopens, on PostgreSQL, the failing verdicts that counted a treasury candidate's pay", async () => {
+    const store = await postgresBefore(await database.create(), treasuryMarker);
+    try {
+      for (const job of treasuryBefore) {
+        await store.pool.query(
+          `INSERT INTO jobs (${treasuryColumns}) VALUES ($1, 'ingest', 'h', 1, 1, 1, $2, 5000)`,
+          [job.jobId, job.verdict],
+        );
+        await store.pool.query(
+          `INSERT INTO check_results (job_id, name, outcome, reason, checked_at)
+           VALUES ($1, 'settlement.recipients', $2, $3, 1)`,
+          [job.jobId, job.reason === null ? "pass" : "skip", job.reason],
+        );
+      }
+
+      expect((await migratePostgres(store.pool)).applied).toBeGreaterThanOrEqual(1);
+
+      expect(await postgresVerdicts(store)).toEqual(treasuryAfter);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+/**
  * Block times as versions before the range check stored them: a read-through time and a line's
  * time no date holds (every statement threw), a future one, and a transaction dated so.
  */

@@ -3,6 +3,7 @@ import { createEscrowScanner } from "../src/ledger/escrow-scan.js";
 import { createLogger } from "../src/log.js";
 import { reconciliationReport } from "../src/reports/reconciliation.js";
 import { reportsStore } from "../src/store/reports.js";
+import { localnetProfile, type Profile } from "../src/verify/profiles.js";
 import { chainTruth, moneyOf } from "./support/chain-truth.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import { periodEdge, vaultStatementSince } from "./support/ledger-periods.js";
@@ -109,5 +110,55 @@ describe.each(dialects)("%s store", (dialect) => {
     await c.verify();
     expect((await readJob(c.store, a.jobId))?.conflictSignatures).toEqual([second]);
     await countedOnce(c, from, truth);
+  });
+});
+
+describe.each(dialects)("%s store, the treasury learned", (dialect) => {
+  const stores = useDialectStores(dialect);
+  const h = useAdversaryHarness({ openStore: () => stores.open() });
+  /** The treasury not named (as the mainnet profile ships): learned from two settlements. */
+  const learning: Profile = { ...localnetProfile, treasury: null, treasuryLearnAfter: 2 };
+
+  it("counts as the treasury's pay only what reached it, in a discrepancy judged before it was learned", async () => {
+    const c = (await h.scenario(learning)).recordOnChainClock();
+    const from = periodEdge(h);
+    // The "treasury's share" (and a unit of the worker's) paid to the operator's own account:
+    // the one payee besides the worker and the vault, counted as the treasury while it is
+    // learned; the job a discrepancy (settlement.split).
+    const d = h.op.plan({ keyIndex: 1 });
+    const lock = h.op.send(h.op.lockIxs(d)).signature;
+    const settle = h.op.send(
+      h.op.settleIxs(d, {
+        workerShare: d.workerShare - 1n,
+        treasuryAccount: h.op.attackerAccount(0n),
+        treasuryShare: d.treasuryShare + 1n,
+      }),
+    ).signature;
+    c.recordWithJobsApi(d, { escrowTx: lock, settlementTx: settle });
+    await c.verify();
+    expect((await c.outcome(d.jobId)).verdict).toBe("discrepancy");
+    // Honest jobs pay the real treasury: it is learned, and the discrepancy decided again.
+    const sigs = [lock, settle];
+    for (let i = 0; i < 3; i++) {
+      const p = h.op.plan({ keyIndex: 1 });
+      const txs = h.op.honestJob(p);
+      c.recordWithJobsApi(p, txs);
+      sigs.push(txs.escrowTx, txs.settlementTx);
+      await c.verify();
+      if (i > 0) expect((await c.outcome(p.jobId)).verdict).toBe("verified");
+    }
+    await c.verify();
+    const outcome = await c.outcome(d.jobId);
+    expect(outcome.verdict).toBe("discrepancy");
+    expect(outcome.failing).toContain("settlement.recipients");
+    const r = await reconciliationReport(c.store, { from, to: h.op.now() + hour, groupBy: "day" });
+    expect(r.totals.pending).toBe(0);
+    // The worker's and the treasury's figures are what reached them; the customer was charged
+    // all that left escrow and came not back, the operator's take included.
+    const truth = chainTruth(h.op, sigs);
+    expect(moneyOf(r.totals)).toEqual({
+      ...truth,
+      chargedUnits: truth.escrowedUnits - truth.refundedUnits,
+    });
   });
 });

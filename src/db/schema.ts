@@ -97,12 +97,27 @@ export const verdictIsOpen = (verdict: AnyColumn) =>
   sql`${verdict} IN (${sql.raw(openVerdicts.map((v) => `'${v}'`).join(", "))})`;
 
 /**
- * A partially verified job that waits for the treasury to be learned (`waitsForTreasury`):
- * final, yet decided again once it is pinned. The term of the partial index
- * `jobs_treasury_waiting` (both dialects; `unproven` as its JSON text), which a query repeats.
+ * The verdicts that may wait for the treasury (`waitsForTreasury`): every final one but
+ * `verified`, each judged on a settlement whose one payee besides the worker and the credit
+ * vault was counted as the treasury while it was learned.
+ */
+export const treasuryWaitingVerdicts: readonly Verdict[] = finalVerdicts.filter(
+  (v) => v !== "verified",
+);
+
+const treasuryWaitingList = treasuryWaitingVerdicts.map((v) => `'${v}'`).join(", ");
+
+/**
+ * A job that waits for the treasury to be learned (`waitsForTreasury`): final, yet decided
+ * again once it is pinned. The term of the partial index `jobs_treasury_waiting` (both
+ * dialects; `unproven` as its JSON text), which a query repeats (`waitsForTreasuryText`).
  */
 export const waitsForTreasuryTerm = (verdict: AnyColumn, unprovenText: SQL) =>
-  sql`${verdict} = 'partially_verified' AND ${unprovenText} LIKE '%"treasury_unknown"%'`;
+  sql`${verdict} IN (${sql.raw(treasuryWaitingList)}) AND ${unprovenText} LIKE '%"treasury_unknown"%'`;
+
+/** `waitsForTreasuryTerm` as SQL text, for the queries written out by hand. */
+export const waitsForTreasuryText = (verdict: string, unprovenText: string) =>
+  `${verdict} IN (${treasuryWaitingList}) AND ${unprovenText} LIKE '%"treasury_unknown"%'`;
 
 /**
  * The job was recorded after the time it is dated: the term of the partial index

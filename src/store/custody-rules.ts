@@ -1,6 +1,7 @@
 /* Custody's rules written once for both dialects. */
 
 import { and, type Column, inArray, isNull, type SQL, sql } from "drizzle-orm";
+import { treasuryWaitingVerdicts, type Verdict } from "../db/schema.js";
 
 /**
  * Judged jobs of receipts naming no key and no vault whose lock passed `escrow.source` as drawn
@@ -29,11 +30,13 @@ export function untiedJobsWhere(
 export const TREASURY_UNKNOWN = "treasury_unknown";
 
 /**
- * Whether a verdict waits for the treasury: partially verified with the treasury among what it
- * left unproven. Once the treasury is pinned such verdicts are decided again (the payee they
- * counted as a candidate may be another address, a finding), so one written after the pin, on
- * pins read before it, is stale: the reopen at the pin did not see it.
+ * Whether a verdict waits for the treasury: final (but `verified`) with the treasury among what
+ * it left unproven, its settlement's one payee besides the worker and the credit vault counted
+ * as the treasury's pay. Once the treasury is pinned such verdicts are decided again (the payee
+ * they counted as a candidate may be another address, a finding; a discrepancy found for
+ * another reason kept that payee's money in its treasury figure for good), so one written
+ * after the pin, on pins read before it, is stale: the reopen at the pin did not see it.
  */
-export function waitsForTreasury(verdict: string, unproven: readonly string[]): boolean {
-  return verdict === "partially_verified" && unproven.includes(TREASURY_UNKNOWN);
+export function waitsForTreasury(verdict: Verdict, unproven: readonly string[]): boolean {
+  return treasuryWaitingVerdicts.includes(verdict) && unproven.includes(TREASURY_UNKNOWN);
 }

@@ -1,7 +1,7 @@
-import { and, eq, inArray, sql } from "drizzle-orm";
+import { and, inArray, sql } from "drizzle-orm";
 import type { SQLiteColumn } from "drizzle-orm/sqlite-core";
 import type { SqliteStore, Store } from "../db/client.js";
-import { creditVaults, jobs } from "../db/schema.js";
+import { creditVaults, jobs, waitsForTreasuryTerm } from "../db/schema.js";
 import { untiedJobsWhere } from "./custody-rules.js";
 import { reopenJobs } from "./job-queue.js";
 import { pgTwins } from "./pg-twins.js";
@@ -149,10 +149,7 @@ export interface CustodyProfile {
  * to name it after jobs waited (as Known limits advise) pins nothing to learn, so they stayed
  * `treasury_unknown` for good, and `dataCompleteUntil`, which stops at the oldest, froze there.
  */
-const treasuryWaiters = and(
-  eq(jobs.verdict, "partially_verified"),
-  sql`${jobs.unproven} LIKE '%"treasury_unknown"%'`,
-)!;
+const treasuryWaiters = waitsForTreasuryTerm(jobs.verdict, sql`${jobs.unproven}`);
 
 /**
  * The custody store of either dialect. A verifier passes its `config` (configured vaults are

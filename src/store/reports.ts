@@ -27,6 +27,7 @@ import {
   receiptConflicts,
   type Verdict,
   verdicts,
+  waitsForTreasuryText,
 } from "../db/schema.js";
 import { isIntegerOverflow, wholeSumsFit } from "../db/split-sums.js";
 import { daysOfStarts, type PeriodPieces, periodPieces } from "./period-pieces.js";
@@ -468,14 +469,14 @@ function createSqliteReportsStore(store: SqliteStore): ReportsStore {
          AND verdict IN (${finalVerdicts.map((v) => `'${v}'`).join(", ")})`,
     )
     .pluck();
-  // A job partially verified for want of the treasury: final, yet decided again once the
-  // treasury is learned (`waitsForTreasury`), when one whose settlement paid another address
-  // than the one pinned turns discrepancy. Its standing and figures may still move (index
+  // A job judged for want of the treasury: final, yet decided again once the treasury is
+  // learned (`waitsForTreasury`), when one whose settlement paid another address than the one
+  // pinned turns discrepancy, and a discrepancy's treasury figure drops that address's pay. Its standing and figures may still move (index
   // jobs_treasury_waiting, whose term the query repeats: none once the treasury is known).
   const oldestTreasuryWaiting = db
     .prepare(
       `SELECT min(created_at) FROM jobs INDEXED BY jobs_treasury_waiting
-       WHERE verdict = 'partially_verified' AND unproven LIKE '%"treasury_unknown"%'`,
+       WHERE ${waitsForTreasuryText("verdict", "unproven")}`,
     )
     .pluck();
   const finalCounts = db.prepare(

@@ -1,4 +1,5 @@
 import type { TransactionFacts } from "../chain/transaction-facts.js";
+import { TREASURY_UNKNOWN } from "../store/custody-rules.js";
 import { jobStatusWord } from "../store/jobs-api-rules.js";
 import { maxConflictSignatures } from "../store/receipt-rules.js";
 import type { Role } from "./check-catalogue.js";
@@ -359,7 +360,15 @@ export function evaluateJob(given: CheckInput): Evaluation {
       refunds.filter((r) => !settlements.some((s) => s.signature === r.signature)),
       lock,
     ),
-    unproven: verdict === "partially_verified" ? [...list.unproven] : [],
+    // A verdict that failed for another reason keeps the treasury's gap, if it has it: its
+    // treasury figure counted the one payee besides the worker and the vault as the treasury
+    // while it was learned, and the job is decided again once it is (`waitsForTreasury`).
+    unproven:
+      verdict === "partially_verified"
+        ? [...list.unproven]
+        : list.unproven.has(TREASURY_UNKNOWN)
+          ? [TREASURY_UNKNOWN]
+          : [],
     learned,
   };
 }

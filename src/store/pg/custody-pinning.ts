@@ -1,5 +1,6 @@
 import { and, count, eq, inArray, or, sql } from "drizzle-orm";
 import { creditVaults, jobs, profilePins, treasuryEvidence } from "../../db/pg/schema.js";
+import { waitsForTreasuryTerm } from "../../db/schema.js";
 import type { CustodyProfile, LearnedPins } from "../custody.js";
 import { untiedJobsWhere } from "../custody-rules.js";
 import type { PgExecutor } from "./executor.js";
@@ -90,11 +91,8 @@ export const VAULT_LOCK_CLASS = -1_362_200_956;
  * Jobs that waited for the treasury are decided again once it is known (as on SQLite; the SQL
  * of `waitsForTreasury`).
  */
-export const treasuryWaiters = and(
-  eq(jobs.verdict, "partially_verified"),
-  // Raw SQL: `unproven` is json, kept as written; LIKE reads its text as SQLite's does.
-  sql`${jobs.unproven}::text LIKE '%"treasury_unknown"%'`,
-)!;
+// `unproven` is json, kept as written; LIKE reads its text as SQLite's does.
+export const treasuryWaiters = waitsForTreasuryTerm(jobs.verdict, sql`(${jobs.unproven})::text`);
 
 /** Keyless jobs judged on a lock from `vault` while no key held it (see `untiedJobsWhere`). */
 export const untiedJobsOf = (vault: string) =>

@@ -13,7 +13,13 @@ import {
   storedFigures,
   verdictCountColumn,
 } from "../../db/rollups.js";
-import { finalVerdicts, openVerdicts, type Verdict, verdicts } from "../../db/schema.js";
+import {
+  finalVerdicts,
+  openVerdicts,
+  type Verdict,
+  verdicts,
+  waitsForTreasuryText,
+} from "../../db/schema.js";
 import { daysOfStarts, type PeriodPieces, periodPieces } from "../period-pieces.js";
 import { rejudgingRows, rejudgingSql } from "../rejudging-rules.js";
 import type {
@@ -377,8 +383,8 @@ export function createPgReportsStore(store: PgStore): ReportsStore {
   // Only a vault the ledger reads (one it has a cursor of, or a key's pinned vault) ever ends
   // the wait: a lock from any other account (the operator's choice) would hold it for good.
   // And the oldest final job the settlement backfill still asks the jobs API about, whose
-  // answer sends it back to the verifier (index jobs_backfill). And the oldest job partially
-  // verified for want of the treasury, decided again once it is learned (jobs_treasury_waiting).
+  // answer sends it back to the verifier (index jobs_backfill). And the oldest job judged for
+  // want of the treasury, decided again once it is learned (jobs_treasury_waiting).
   const completeUntil = sql.raw(
     `SELECT least(${openOldest}, (SELECT min(j.created_at) FROM check_results c
         JOIN jobs j ON j.job_id = c.job_id
@@ -389,8 +395,8 @@ export function createPgReportsStore(store: PgStore): ReportsStore {
             OR EXISTS (SELECT 1 FROM credit_vaults v WHERE v.vault = c.expected->>'vault'))),
       (SELECT min(created_at) FROM jobs WHERE backfill_state = 'pending'
         AND verdict IN (${finalVerdicts.map((v) => `'${v}'`).join(", ")})),
-      (SELECT min(created_at) FROM jobs WHERE verdict = 'partially_verified'
-        AND (unproven)::text LIKE '%"treasury_unknown"%')) AS oldest`,
+      (SELECT min(created_at) FROM jobs
+        WHERE ${waitsForTreasuryText("verdict", "(unproven)::text")})) AS oldest`,
   );
 
   const countJobsByVerdict = async (from: number, to: number) => {
