@@ -343,6 +343,7 @@ describe("db copy from SQLite to PostgreSQL", () => {
         "SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'jobs'::regclass AND NOT tgisinternal ORDER BY 1",
       );
       expect(triggers.rows.map((r) => `${r.tgname}:${r.tgenabled}`)).toEqual([
+        "jobs_locks_unreleased:O",
         "jobs_nightly_turned:O",
         "jobs_rollup_delete:O",
         "jobs_rollup_insert:O",
