@@ -602,6 +602,89 @@ describe("upgrading a deployment that judged discrepancies while the treasury wa
 });
 
 /**
+ * Streams judged with no usage recorded, partially verified, and the jobs API answers kept for
+ * them: one naming its usage (judged again, to be priced by it), one naming none, one naming
+ * it as no whole number, and a verified job whose answer names usage (left as it is).
+ */
+const apiUsageBefore = [
+  {
+    jobId: "job_named",
+    verdict: "partially_verified",
+    answer: { usage: { completion_tokens: 396 } },
+  },
+  { jobId: "job_silent", verdict: "partially_verified", answer: { status: "settled" } },
+  {
+    jobId: "job_text",
+    verdict: "partially_verified",
+    answer: { usage: { completion_tokens: "396" } },
+  },
+  { jobId: "job_verified", verdict: "verified", answer: { usage: { completion_tokens: 12 } } },
+];
+const apiUsageAfter = {
+  job_named: "pending",
+  job_silent: "partially_verified",
+  job_text: "partially_verified",
+  job_verified: "verified",
+};
+
+describe("upgrading a deployment that priced streams without usage by nothing", () => {
+  it("reopens, on SQLite, the jobs whose kept jobs API answer names their usage", () => {
+    const store = sqliteBefore("$.usage.completion_tokens");
+    try {
+      for (const job of apiUsageBefore) {
+        store.sqlite
+          .prepare(
+            `INSERT INTO jobs (${treasuryColumns}) VALUES (?, 'ingest', 'h', 1, 1, 1, ?, 5000)`,
+          )
+          .run(job.jobId, job.verdict);
+        store.sqlite
+          .prepare("INSERT INTO job_api_answers (job_id, response) VALUES (?, ?)")
+          .run(job.jobId, JSON.stringify(job.answer));
+      }
+
+      migrateStore(store);
+
+      expect(sqliteVerdicts(store)).toEqual(apiUsageAfter);
+      expect(
+        store.sqlite
+          .prepare("SELECT api_completion_tokens FROM jobs WHERE job_id = 'job_named'")
+          .pluck()
+          .get(),
+      ).toBe(396);
+    } finally {
+      store.close();
+    }
+  });
+
+  const database = usePostgresDatabase();
+  it("reopens, on PostgreSQL, the jobs whose kept jobs API answer names their usage", async () => {
+    const store = await postgresBefore(await database.create(), "{usage,completion_tokens}");
+    try {
+      for (const job of apiUsageBefore) {
+        await store.pool.query(
+          `INSERT INTO jobs (${treasuryColumns}) VALUES ($1, 'ingest', 'h', 1, 1, 1, $2, 5000)`,
+          [job.jobId, job.verdict],
+        );
+        await store.pool.query("INSERT INTO job_api_answers (job_id, response) VALUES ($1, $2)", [
+          job.jobId,
+          JSON.stringify(job.answer),
+        ]);
+      }
+
+      expect((await migratePostgres(store.pool)).applied).toBeGreaterThanOrEqual(1);
+
+      expect(await postgresVerdicts(store)).toEqual(apiUsageAfter);
+      const { rows } = await store.pool.query(
+        "SELECT api_completion_tokens::int AS n FROM jobs WHERE job_id = 'job_named'",
+      );
+      expect(rows[0].n).toBe(396);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+/**
  * Block times as versions before the range check stored them: a read-through time and a line's
  * time no date holds (every statement threw), a future one, and a transaction dated so.
  */

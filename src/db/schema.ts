@@ -256,6 +256,11 @@ export const jobs = sqliteTable(
     apiEscrowTx: text("api_escrow_tx"),
     apiSettlementTx: text("api_settlement_tx"),
     apiWorker: text("api_worker"),
+    /**
+     * `usage.completion_tokens` as the jobs API named it (the operator's word, as the answer's
+     * own usage is): the charge is priced by it when the receipt recorded no usage.
+     */
+    apiCompletionTokens: integer("api_completion_tokens"),
     apiCheckedAt: epochMs("api_checked_at"),
     /** Settlement backfill of streamed jobs: null when not needed. */
     backfillState: text("backfill_state", { enum: ["pending", "done", "gave_up"] }),

@@ -6,7 +6,7 @@ import type { Verdict } from "../db/schema.js";
 import type { Logger } from "../log.js";
 import { creditsToUnitsOrNull } from "../money.js";
 import { createJobsApiStore, type JobsApiAnswer } from "../store/jobs-api.js";
-import { operatorText, unreadAmount } from "./operator-values.js";
+import { operatorText, operatorTokens, unreadAmount } from "./operator-values.js";
 import { addressOrNull, signatureOrNull } from "./receipt-input.js";
 import { valueWithoutKey, withoutKey } from "./without-key.js";
 
@@ -36,6 +36,11 @@ export function parseJobsApiAnswer(body: unknown): JobsApiAnswer {
     escrowTx: signatureOrNull(text(onChain.escrow_tx)),
     settlementTx: signatureOrNull(text(onChain.settlement_tx)),
     worker: addressOrNull(text(b.worker_address)),
+    completionTokens: operatorTokens(
+      typeof b.usage === "object" && b.usage !== null
+        ? (b.usage as Record<string, unknown>).completion_tokens
+        : undefined,
+    ),
     raw: body,
   };
 }

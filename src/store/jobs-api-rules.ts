@@ -59,6 +59,7 @@ export interface AnsweredRow {
   apiEscrowTx: string | null;
   apiSettlementTx: string | null;
   apiWorker: string | null;
+  apiCompletionTokens: number | null;
   apiCreditsChargedUnits: bigint | null;
   apiCreditsChargedUnread: string | null;
   settlementTx: string | null;
@@ -74,6 +75,7 @@ const answeredColumns = [
   "apiEscrowTx",
   "apiSettlementTx",
   "apiWorker",
+  "apiCompletionTokens",
   "apiCreditsChargedUnits",
   "apiCreditsChargedUnread",
   "settlementTx",
@@ -113,7 +115,7 @@ export function answerIsOlder(row: AnsweredRow, answer: JobsApiAnswer, at: numbe
 
 /**
  * True when this answer tells the checks something the row did not say: a first answer, or a
- * different status, signature, worker or charge.
+ * different status, signature, worker, usage or charge.
  */
 export function answerChanges(row: AnsweredRow, answer: JobsApiAnswer): boolean {
   return (
@@ -122,6 +124,7 @@ export function answerChanges(row: AnsweredRow, answer: JobsApiAnswer): boolean 
     row.apiEscrowTx !== answer.escrowTx ||
     row.apiSettlementTx !== answer.settlementTx ||
     row.apiWorker !== answer.worker ||
+    row.apiCompletionTokens !== (answer.completionTokens ?? null) ||
     row.apiCreditsChargedUnits !== answer.creditsChargedUnits ||
     row.apiCreditsChargedUnread !== (answer.creditsChargedUnread ?? null)
   );
@@ -169,6 +172,7 @@ export function answerColumns(row: AnsweredRow, answer: JobsApiAnswer) {
     apiEscrowTx: answer.escrowTx,
     apiSettlementTx: answer.settlementTx,
     apiWorker: answer.worker,
+    apiCompletionTokens: answer.completionTokens ?? null,
     settlementTx: row.settlementTx ?? answer.settlementTx,
     backfillState:
       isFinalAnswer(answer) && row.backfillState === "pending" ? "done" : row.backfillState,

@@ -34,6 +34,8 @@ export interface JobsApiAnswer {
   escrowTx: string | null;
   settlementTx: string | null;
   worker: string | null;
+  /** `usage.completion_tokens` when the answer names it; null or absent otherwise. */
+  completionTokens?: number | null;
   /** The response body as received. */
   raw: unknown;
 }
@@ -69,6 +71,7 @@ function prepare(store: SqliteStore) {
         apiEscrowTx: param("apiEscrowTx"),
         apiSettlementTx: param("apiSettlementTx"),
         apiWorker: param("apiWorker"),
+        apiCompletionTokens: param("apiCompletionTokens"),
         apiCheckedAt: param("now"),
         settlementTx: param("settlementTx"),
         backfillState: param("backfillState"),

@@ -150,6 +150,7 @@ export interface JobsApiBody {
   credits_charged?: number | string;
   worker_address?: string;
   on_chain?: { escrow_tx?: string | null; settlement_tx?: string | null };
+  usage?: { prompt_tokens?: number; completion_tokens?: number; total_tokens?: number };
 }
 
 export interface JobOutcome {

@@ -141,6 +141,7 @@ export const jobs = pgTable(
     apiEscrowTx: text("api_escrow_tx"),
     apiSettlementTx: text("api_settlement_tx"),
     apiWorker: text("api_worker"),
+    apiCompletionTokens: int("api_completion_tokens"),
     apiCheckedAt: epochMs("api_checked_at"),
     backfillState: text("backfill_state", { enum: ["pending", "done", "gave_up"] }),
     backfillAttempts: int("backfill_attempts").notNull().default(0),

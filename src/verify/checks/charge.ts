@@ -1,3 +1,4 @@
+import { jobStatusWord } from "../../store/jobs-api-rules.js";
 import { type Profile, priceUnits } from "../profiles.js";
 import type { CheckInput, CheckResult, ReceiptForChecks } from "./check-input.js";
 import { type CheckList, fail, pass, skip } from "./check-list.js";
@@ -107,10 +108,31 @@ export function priceChecks(input: CheckInput, charge: bigint, list: CheckList):
       );
       return;
     }
+    // The jobs API's answer is the operator's word on the job, as the answer's own usage is:
+    // a charge that is not the price of the usage it names there is the operator's own
+    // figures disagreeing (a stream read without its usage, charged twice its price within
+    // the lock, passed as unproven). One that agrees stays unproven: nothing the recorder read
+    // bounds it.
+    const named =
+      jobStatusWord(job.apiStatus) === "settled" ? (job.apiCompletionTokens ?? null) : null;
+    const namedPrice = named === null ? null : usagePrice(profile, job, named);
+    if (namedPrice !== null && charge !== namedPrice) {
+      list.add(
+        fail(
+          name,
+          `the answer sent no usage, and the jobs API names ${named} completion tokens, whose price the charge differs from`,
+          { model: job.model, completionTokens: named, charge: namedPrice.toString() },
+          { charge: charge.toString() },
+        ),
+      );
+      return;
+    }
     list.gap(
       name,
       "usage_unknown",
-      "usage was not recorded: the charge is bounded by the lock only",
+      named === null
+        ? "usage was not recorded: the charge is bounded by the lock only"
+        : `usage was not recorded: the charge is the price of the ${named} completion tokens the jobs API names, bounded by the lock only`,
     );
     return;
   }

@@ -41,6 +41,8 @@ export interface ReceiptForChecks {
   apiEscrowTx: string | null;
   apiSettlementTx: string | null;
   apiWorker: string | null;
+  /** `usage.completion_tokens` as the jobs API named it (`jobs.api_completion_tokens`). */
+  apiCompletionTokens?: number | null;
   apiCheckedAt: number | null;
   /** `x-decentral-credits-remaining` in base units (credits x 10,000); null when absent. */
   creditsRemainingUnits?: bigint | null;

@@ -1,0 +1,20 @@
+ALTER TABLE "jobs" ADD COLUMN "api_completion_tokens" bigint;
+--> statement-breakpoint
+-- As SQLite's 0069: the usage the kept answers name, for the jobs judged with none recorded, and
+-- those judged again ('upgrade').
+UPDATE "jobs" SET "api_completion_tokens" = (
+  SELECT (a."response"::jsonb #>> '{usage,completion_tokens}')::bigint
+  FROM "job_api_answers" AS a
+  WHERE a."job_id" = "jobs"."job_id"
+    AND jsonb_typeof(a."response"::jsonb #> '{usage,completion_tokens}') = 'number'
+    AND (a."response"::jsonb #>> '{usage,completion_tokens}') ~ '^[0-9]{1,9}$'
+    AND (a."response"::jsonb #>> '{usage,completion_tokens}')::bigint <= 100000000
+)
+WHERE "verdict" = 'partially_verified' AND "completion_tokens" IS NULL;
+--> statement-breakpoint
+UPDATE "jobs" SET "previous_verdict" = "verdict", "rejudge_reason" = 'upgrade',
+  "verdict" = 'pending', "next_verify_at" = 0, "verify_attempts" = 0,
+  "last_error" = NULL, "lease_owner" = NULL, "lease_until" = NULL,
+  "updated_at" = (extract(epoch from clock_timestamp()) * 1000)::bigint
+WHERE "verdict" = 'partially_verified' AND "completion_tokens" IS NULL
+  AND "api_completion_tokens" IS NOT NULL;
