@@ -7,7 +7,12 @@ import { localnetProfile, type Profile } from "../src/verify/profiles.js";
 import { chainTruth, moneyOf } from "./support/chain-truth.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import { periodEdge, vaultStatementSince } from "./support/ledger-periods.js";
-import { type JobPlan, type Scenario, useAdversaryHarness } from "./support/operator.js";
+import {
+  discrepancy,
+  type JobPlan,
+  type Scenario,
+  useAdversaryHarness,
+} from "./support/operator.js";
 import { readJob } from "./support/seed-recorder.js";
 
 /**
@@ -110,6 +115,30 @@ describe.each(dialects)("%s store", (dialect) => {
     await c.verify();
     expect((await readJob(c.store, a.jobId))?.conflictSignatures).toEqual([second]);
     await countedOnce(c, from, truth);
+  });
+
+  it("verifies neither of two receipts each naming the other job's settlement, each job holding its own", async () => {
+    const c = (await h.scenario()).recordOnChainClock();
+    const from = periodEdge(h);
+    const pin = await c.pinKey(1);
+    const pinRow = (await reportsStore(c.store).auditRows(pin.jobId))!.job;
+    const a: JobPlan = h.op.plan({ keyIndex: 1 });
+    const b: JobPlan = h.op.plan({ keyIndex: 1 });
+    const lockA = h.op.send(h.op.lockIxs(a)).signature;
+    const settleA = h.op.send(h.op.settleIxs(a)).signature;
+    const lockB = h.op.send(h.op.lockIxs(b)).signature;
+    const settleB = h.op.send(h.op.settleIxs(b)).signature;
+    // The ledger reads both returns before either job is recorded: each job's claim keeps its
+    // own settlement with it, by its memo, while its receipt names the other's.
+    await h.finalized();
+    await vaultStatementSince(h, c, a.vault, from);
+    c.record(a, { escrowTx: lockA, settlementTx: settleB });
+    c.record(b, { escrowTx: lockB, settlementTx: settleA });
+    await c.verify();
+    expect(await c.outcome(a.jobId)).toEqual(discrepancy("signatures.unique"));
+    expect(await c.outcome(b.jobId)).toEqual(discrepancy("signatures.unique"));
+    const sigs = [pinRow.escrowTx!, pinRow.settlementTx!, lockA, settleA, lockB, settleB];
+    await countedOnce(c, from, chainTruth(h.op, sigs));
   });
 });
 

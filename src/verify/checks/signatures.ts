@@ -55,8 +55,17 @@ export function stolenSignatures(input: CheckInput): Map<string, string> {
     // A signature no endpoint serves moved nothing anyone could own: its `.exists` says so.
     if (input.unserved?.has(signature)) continue;
     const names = namedBy.get(signature) ?? [job.jobId];
-    if (names.every((id) => id === job.jobId)) continue;
     const facts = transactions.get(signature);
+    // The job its memos name owns it once it names it anywhere (`signatureOwner`), a line the
+    // ledger kept with it or a conflicting receipt of it included, though no receipt of it
+    // names it: each of two receipts naming the other job's settlement, each job holding its
+    // own by its memo, was judged on its own and verified, the receipt's named one let go.
+    const memoJob = facts ? memoJobOf(profile, facts.memos) : null;
+    if (memoJob !== null && memoJob !== job.jobId && input.names?.(memoJob, signature)) {
+      stolen.set(signature, memoJob);
+      continue;
+    }
+    if (names.every((id) => id === job.jobId)) continue;
     const owners = facts
       ? [...new Set(parseJobMemos(profile, facts.memos).map((m) => m.jobId))]
       : [];
