@@ -14,6 +14,25 @@ const start = Date.UTC(2026, 10, 1);
 const HOUR = 3_600_000;
 const MINUTE = 60_000;
 
+/**
+ * Completed nightly runs after the window ending `to`: of [to, to + 30 min), ended 40 minutes in
+ * (a run of a later window, run before the one under test), and of a window 50 minutes in,
+ * leaving the window between them counted by no run.
+ */
+const laterRuns = (to: number) =>
+  [
+    { from: to, to: to + 30 * MINUTE, finished: to + 40 * MINUTE },
+    { from: to + 50 * MINUTE, to: to + 55 * MINUTE, finished: to + 56 * MINUTE },
+  ].map((w) => ({
+    trigger: "verify" as const,
+    status: "completed" as const,
+    windowFrom: w.from,
+    windowTo: w.to,
+    startedAt: w.to,
+    finishedAt: w.finished,
+    owner: "run",
+  }));
+
 describe.each(dialects)("%s", (dialect) => {
   const stores = useDialectStores(dialect);
 
@@ -514,9 +533,11 @@ describe.each(dialects)("%s: a window's jobs", (dialect) => {
       jobRow({ jobId: "in_window", createdAt: from + HOUR, verdict: "discrepancy" }),
       // Dated after the window: its own window's run judges it.
       jobRow({ jobId: "later", createdAt: to + HOUR, verdict: "pending" }),
-      // Dated after the window, in one the runs have counted already: its run has passed.
+      // Dated after the window, in one a run has counted already: its run has passed.
       jobRow({ jobId: "later_counted", createdAt: to + 10 * MINUTE, verdict: "discrepancy" }),
-      // ... but recorded after how far they have counted: counted by its recording's window.
+      // Dated in a window no run has counted, a later one counted: its own window's run's.
+      jobRow({ jobId: "skipped_window", createdAt: to + 45 * MINUTE, verdict: "discrepancy" }),
+      // ... but recorded after that run ended: counted by its recording's window.
       jobRow({
         jobId: "later_recorded_late",
         createdAt: to + 5 * MINUTE,
@@ -535,9 +556,10 @@ describe.each(dialects)("%s: a window's jobs", (dialect) => {
       { jobId: "earlier_bad", name: "settlement.single", outcome: "fail", checkedAt: from },
       { jobId: "earlier_bad", name: "escrow.exists", outcome: "pass", checkedAt: from },
     ]);
-    await seedRows(store, "nightlyCountedThrough", [{ id: 1, through: to + 30 * MINUTE }]);
+    await seedRows(store, "verificationRuns", laterRuns(to));
     const ops = createOpsStore(store);
     const sentBack = [
+      "skipped_window",
       "in_window",
       "earlier_open",
       "late_in",
@@ -580,11 +602,11 @@ describe.each(dialects)("%s: a window's jobs", (dialect) => {
       jobRow({ jobId: "in_window", createdAt: from + HOUR, ...pending }),
       // Dated after the window: its own window's run's.
       jobRow({ jobId: "later", createdAt: to + HOUR, ...pending }),
-      // Dated after the window, in one the runs have counted already (a run of this window run
+      // Dated after the window, in one a run has counted already (a run of this window run
       // after its): named.
       jobRow({ jobId: "later_counted", createdAt: to + 10 * MINUTE, ...pending }),
     ]);
-    await seedRows(store, "nightlyCountedThrough", [{ id: 1, through: to + 30 * MINUTE }]);
+    await seedRows(store, "verificationRuns", laterRuns(to));
     await seedRows(store, "checkResults", [
       { jobId: "to_bad", name: "settlement.single", outcome: "fail", checkedAt: from },
     ]);

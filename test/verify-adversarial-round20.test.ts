@@ -100,4 +100,25 @@ describe("a run of an earlier window, run after a later window's run", () => {
     expect(own.laterJobs).toBeUndefined();
     expect(own.earlierJobs).toBeUndefined();
   });
+
+  it("leaves the job of a window no run counted to that window's run, though a later window's ran", async () => {
+    const c = (await h.scenario()).recordOnChainClock();
+    // J's window, not run; a later window's run; then J's second payout.
+    const { plan, from, to } = await paidOnceNight(h, c, 2);
+    // (The key's vault holds an earlier case's lines no store of this one explains: findings.)
+    const later = await nightWithJob(h, c, [plan.vault], 2);
+    expect(later).toMatchObject({ reason: null, total: 1, byVerdict: { verified: 1 } });
+    h.op.send(h.op.settleIxs(plan));
+
+    const earlier = await nightlyAfter(h, c, { vaults: [plan.vault], ...earlierWindow(from) });
+    expect(earlier.laterJobs).toBeUndefined();
+    // Its own window's run, done late, names it: reported once.
+    const own = await nightlyAfter(h, c, { vaults: [plan.vault], from, to });
+    expect(own).toMatchObject({
+      outcome: "discrepancies",
+      findings: [
+        { jobId: plan.jobId, verdict: "discrepancy", failingChecks: ["settlement.single"] },
+      ],
+    });
+  });
 });

@@ -4,12 +4,12 @@ import type { SqliteStore, Store } from "../db/client.js";
 import {
   checkResults,
   jobs,
-  nightlyCountedThrough,
   nightlyTurned,
   openVerdicts,
   type Verdict,
   verdictIsOpen,
   verdicts,
+  verificationRuns,
 } from "../db/schema.js";
 import { statusSpaces } from "./jobs-api-rules.js";
 import { pgTwins } from "./pg-twins.js";
@@ -36,9 +36,6 @@ export const failsRun = (verdict: Verdict) =>
 /** The most rows of `nightly_turned` one run reads: the rest wait for the next (a profile
  * change may turn thousands of jobs at once). */
 export const TURNED_READ_MAX = 1000;
-
-/** How far the nightly runs have counted (`nightly_counted_through`), as a subquery. */
-const countedThrough = sql`(SELECT ${nightlyCountedThrough.through} FROM ${nightlyCountedThrough} WHERE ${nightlyCountedThrough.id} = 1)`;
 
 /**
  * A job of another window than a run's, counted by that window's run: `earlier`, dated before
@@ -433,7 +430,7 @@ function createSqliteOpsStore(store: SqliteStore): OpsStore {
         .where(
           and(
             inArray(jobs.jobId, [...jobIds]),
-            or(lt(jobs.createdAt, fromMs), countedByLaterRun(jobs, toMs, countedThrough)),
+            or(lt(jobs.createdAt, fromMs), countedByLaterRun(jobs, toMs, verificationRuns)),
             sql`NOT (${countedInWindow(jobs, fromMs, toMs)})`,
           ),
         )
@@ -452,7 +449,7 @@ function createSqliteOpsStore(store: SqliteStore): OpsStore {
           turnedAt: nightlyTurned.turnedAt,
           verdict: jobs.verdict,
           datedBefore: sql<number>`${jobs.createdAt} < ${fromMs}`,
-          countedLater: sql<number>`coalesce(${countedByLaterRun(jobs, toMs, countedThrough)}, 0)`,
+          countedLater: sql<number>`coalesce(${countedByLaterRun(jobs, toMs, verificationRuns)}, 0)`,
           counted: sql<number>`${countedInWindow(jobs, fromMs, toMs)}`,
         })
         .from(nightlyTurned)

@@ -16,6 +16,7 @@ import {
   type Placeholder,
   type SQL,
   sql,
+  type Table,
 } from "drizzle-orm";
 import {
   type jobs,
@@ -166,19 +167,32 @@ export function countedInWindow(
   )!;
 }
 
+/** The columns of `verification_runs` `countedByLaterRun` reads (either dialect's table). */
+type RunsTable = Table & {
+  status: Column;
+  windowFrom: Column;
+  windowTo: Column;
+  finishedAt: Column;
+};
+
 /**
- * Jobs dated at or after `to` whose window the nightly runs have counted already: dated and
- * recorded before how far they have counted (`through`, `nightly_counted_through` read as a
- * subquery; null, no run has counted, matches none). A run of an earlier window run after
- * theirs (out of order, or again) names such a job when it judges it: its own window's run has
- * passed, and the later ones count their own windows. One dated or recorded past how far the
- * runs have counted is its own window's run's to count.
+ * Jobs dated at or after `to` whose window a nightly run has counted already: a completed run
+ * of a window holding the job's date or its recording, which ended after the job was recorded
+ * (`runs`, `verification_runs`; one recorded after it is counted by a later run). A run of
+ * an earlier window run after theirs (out of order, or again) names such a job when it judges
+ * it: its own window's run has passed, and the later ones count their own windows. One whose
+ * window no run has completed is its own window's run's to count (how far the runs have
+ * counted, a high-water mark, took a window skipped while a later one ran for counted, and
+ * its job was named twice: by the earlier run, then by its own run done late).
  */
-export function countedByLaterRun(jobs: CountedColumns, to: number, through: SQL): SQL {
+export function countedByLaterRun(jobs: CountedColumns, to: number, runs: RunsTable): SQL {
+  const holds = (at: Column) => sql`(${at} >= ${runs.windowFrom} AND ${at} < ${runs.windowTo})`;
   return and(
     gte(jobs.createdAt, to),
-    sql`${jobs.createdAt} < ${through}`,
-    sql`${jobs.recordedAt} < ${through}`,
+    sql`EXISTS (SELECT 1 FROM ${runs} WHERE ${runs.status} = 'completed'
+      AND ${runs.windowFrom} IS NOT NULL AND ${runs.windowTo} IS NOT NULL
+      AND ${jobs.recordedAt} < ${runs.finishedAt}
+      AND (${holds(jobs.createdAt)} OR ${holds(jobs.recordedAt)}))`,
   )!;
 }
 

@@ -10,7 +10,6 @@ import {
   jobRollups,
   jobRollupsBackfill,
   jobs,
-  nightlyCountedThrough,
   receiptConflicts,
   type Verdict,
   verdicts,
@@ -31,7 +30,6 @@ const liteTables = {
   chainTransactions,
   verificationRuns,
   creditVaults,
-  nightlyCountedThrough,
 };
 const pgTables = {
   jobs: pg.jobs,
@@ -40,7 +38,6 @@ const pgTables = {
   chainTransactions: pg.chainTransactions,
   verificationRuns: pg.verificationRuns,
   creditVaults: pg.creditVaults,
-  nightlyCountedThrough: pg.nightlyCountedThrough,
 };
 
 type Tables =
@@ -49,8 +46,7 @@ type Tables =
   | "receiptConflicts"
   | "chainTransactions"
   | "verificationRuns"
-  | "creditVaults"
-  | "nightlyCountedThrough";
+  | "creditVaults";
 export type JobSeed = Partial<typeof jobs.$inferInsert> & { jobId: string };
 type Row<T extends Tables> = (typeof liteTables)[T]["$inferInsert"];
 

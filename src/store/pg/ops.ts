@@ -1,6 +1,6 @@
 import { and, asc, count, desc, eq, gte, inArray, lt, or, sql } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
-import { checkResults, jobs, nightlyCountedThrough, nightlyTurned } from "../../db/pg/schema.js";
+import { checkResults, jobs, nightlyTurned, verificationRuns } from "../../db/pg/schema.js";
 import { type Verdict, verdictIsOpen, verdicts } from "../../db/schema.js";
 import { statusSpaces } from "../jobs-api-rules.js";
 import {
@@ -39,9 +39,6 @@ const rowHeldElsewhere = sql<unknown>`NOT EXISTS (SELECT 1 FROM ${jobs} AS held
  * the write-ahead log is the server's, shared by every database on it, not a file of this
  * store (the metric is SQLite's -wal file).
  */
-/** How far the nightly runs have counted (`nightly_counted_through`), as a subquery. */
-const countedThrough = sql`(SELECT ${nightlyCountedThrough.through} FROM ${nightlyCountedThrough} WHERE ${nightlyCountedThrough.id} = 1)`;
-
 export function createPgOpsStore(store: PgStore): OpsStore {
   const { db } = store;
   /** `rows` with the names of each one's failing checks: the checks of all of them in one read. */
@@ -265,7 +262,7 @@ export function createPgOpsStore(store: PgStore): OpsStore {
         .where(
           and(
             inArray(jobs.jobId, [...jobIds]),
-            or(lt(jobs.createdAt, fromMs), countedByLaterRun(jobs, toMs, countedThrough)),
+            or(lt(jobs.createdAt, fromMs), countedByLaterRun(jobs, toMs, verificationRuns)),
             sql`NOT (${countedInWindow(jobs, fromMs, toMs)})`,
           ),
         )
@@ -285,7 +282,7 @@ export function createPgOpsStore(store: PgStore): OpsStore {
           turnedAt: nightlyTurned.turnedAt,
           verdict: jobs.verdict,
           datedBefore: sql<boolean>`${jobs.createdAt} < ${fromMs}`,
-          countedLater: sql<boolean>`coalesce(${countedByLaterRun(jobs, toMs, countedThrough)}, false)`,
+          countedLater: sql<boolean>`coalesce(${countedByLaterRun(jobs, toMs, verificationRuns)}, false)`,
           counted: sql<boolean>`coalesce(${countedInWindow(jobs, fromMs, toMs)}, false)`,
         })
         .from(nightlyTurned)
