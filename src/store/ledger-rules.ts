@@ -46,6 +46,33 @@ export function canPayFrom(tie: JobTie, vault: string, vaultPinned: boolean): bo
 }
 
 /**
+ * The job a debit that jobs name as their lock is filed under: of those that can pay from the
+ * vault (`canPayFrom`), the one whose escrow memo it carries, else the first a receipt names
+ * before one only a jobs API answer names, the first by id. Taken in the order the rows came,
+ * a receipt replaying another job's lock, recorded first (that job's stream ended later), had
+ * the lock: the honest job's lock, verified and paid out, was an unreleased lock of the replay,
+ * its whole amount "still out" (a deployed run on PostgreSQL, whose rows come in no order).
+ */
+export function lockOwner<T extends { jobId: string; tie: JobTie }>(
+  namers: readonly T[],
+  escrowMemoJob: string | null,
+  vault: string,
+  vaultPinned: boolean,
+): T | undefined {
+  const able = namers.filter((j) => canPayFrom(j.tie, vault, vaultPinned));
+  const byMemo = able.find((j) => j.jobId === escrowMemoJob);
+  if (byMemo !== undefined) return byMemo;
+  const rank = (j: T) => (j.tie.receiptNamesLock ? 0 : 1);
+  return [...able].sort(
+    (a, b) => rank(a) - rank(b) || (a.jobId < b.jobId ? -1 : a.jobId > b.jobId ? 1 : 0),
+  )[0];
+}
+
+/** The job a line's escrow memo names, if any (its first such memo). */
+export const escrowMemoJobOf = (line: Parameters<typeof memoJobsOfLine>[0]): string | null =>
+  memoJobsOfLine(line).find((m) => m.kind === "escrow")?.jobId ?? null;
+
+/**
  * Whether money into `vault` in a transaction a job names as its settlement or refund, under
  * that job's settle or refund memo, is the job's return while no lock of the job from this
  * vault is read (a lock older than the vault's first line read). Only into a vault the job

@@ -17,8 +17,8 @@ import {
   type BalanceControl,
   balanceControlOf,
   balanceControlToText,
-  canPayFrom,
   type EscrowSteps,
+  escrowMemoJobOf,
   escrowStepsOf,
   type ForeignChange,
   type ForeignHolding,
@@ -43,6 +43,7 @@ import {
   type KeepPair,
   type LineKind,
   laterOf,
+  lockOwner,
   lockTiedToNoVault,
   type MemoJob,
   type MixedMemoLine,
@@ -1523,20 +1524,18 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       }[];
       if (namers.length > 0) {
         const pinned = vaultPinned.get(vault) !== undefined;
-        const job = namers.find((j) =>
-          canPayFrom(
-            {
-              keyFingerprint: j.key_fingerprint,
-              declaredVault: j.credit_vault,
-              pinnedVault: j.pinned,
-              receiptNamesLock: j.by_receipt === 1,
-              receiptNamesEscrow: j.receipt_escrow === 1,
-            },
-            vault,
-            pinned,
-          ),
-        );
-        if (job !== undefined) return { kind: "lock", jobId: job.job_id };
+        const tied = namers.map((j) => ({
+          jobId: j.job_id,
+          tie: {
+            keyFingerprint: j.key_fingerprint,
+            declaredVault: j.credit_vault,
+            pinnedVault: j.pinned,
+            receiptNamesLock: j.by_receipt === 1,
+            receiptNamesEscrow: j.receipt_escrow === 1,
+          },
+        }));
+        const job = lockOwner(tied, escrowMemoJobOf(line), vault, pinned);
+        if (job !== undefined) return { kind: "lock", jobId: job.jobId };
       }
       return { kind: "unexplained", jobId: jobOfUnexplainedDebit(named) };
     }

@@ -54,7 +54,7 @@ import type {
 import {
   balanceControlOf,
   balanceControlToText,
-  canPayFrom,
+  escrowMemoJobOf,
   escrowStepsOf,
   foreignChangesOf,
   foreignChangesToText,
@@ -76,6 +76,7 @@ import {
   jobOfUnexplainedDebit,
   jobsALineNames,
   type KeepPair,
+  lockOwner,
   lockTiedToNoVault,
   type MemoJob,
   mayReturnTo,
@@ -823,9 +824,9 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
     inOrder = false,
   ): Promise<{ kind: LineKind; jobId: string | null }[]> {
     const moving = [...new Set(lines.filter((l) => l.delta !== 0n).map((l) => l.signature))];
-    // Every job naming a debit as its lock, receipts first: the first that can pay from this
-    // vault (`canPayFrom`) owns it. Every job naming a credit as its settlement: the one its
-    // memo names, if any, owns it.
+    // Every job naming a debit as its lock: of those that can pay from this vault, the one its
+    // escrow memo names, else receipts first, the first by id (`lockOwner`), owns it. Every job
+    // naming a credit as its settlement: the one its memo names, if any, owns it.
     const lock = new Map<string, { jobId: string; tie: JobTie }[]>();
     const apiLock = new Map<string, { jobId: string; tie: JobTie }[]>();
     const ret = new Map<
@@ -913,7 +914,7 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
       if (line.delta === 0n) return { kind: "none", jobId: null };
       if (line.delta < 0n) {
         const named = [...(lock.get(line.signature) ?? []), ...(apiLock.get(line.signature) ?? [])];
-        const job = named.find((j) => canPayFrom(j.tie, vault, pinned));
+        const job = lockOwner(named, escrowMemoJobOf(line), vault, pinned);
         if (job !== undefined) {
           if (inOrder) lockedHere.add(job.jobId);
           return { kind: "lock", jobId: job.jobId };

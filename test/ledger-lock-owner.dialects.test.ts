@@ -10,7 +10,9 @@ import { type JobPlan, quickWindowProfile, useAdversaryHarness } from "./support
  * job's, the first job's paid-out drops, yet its lock stayed released: one payout released two
  * locks, and no statement named the one never paid out (the customer's money kept in escrow,
  * said nowhere). A job whose paid-out drops has its locks reviewed again (migration 0068,
- * PostgreSQL 0059).
+ * PostgreSQL 0059). And a lock two receipts name is filed under the job its escrow memo names:
+ * taken in the order the rows came, a replay recorded first had it, and the honest job's lock
+ * was the replay's unreleased lock, its whole amount "still out".
  */
 describe.each(dialects)("%s store", (dialect) => {
   const stores = useDialectStores(dialect);
@@ -67,5 +69,24 @@ describe.each(dialects)("%s store", (dialect) => {
     expect(s.locksUnits).toBe(2n * j.lock);
     expect(s.returnsUnits).toBe(0n);
     expect(s.unreleasedLocks.map((u) => u.signature)).toEqual([lockJ]);
+  });
+
+  it("files a lock a replay's receipt names first under the job its escrow memo names", async () => {
+    const c = await h.scenario(quickWindowProfile);
+    await c.pinKey(3);
+    const from = await chainSecondAfter(h.world);
+    const honest = h.op.plan({ keyIndex: 3 });
+    const replay = h.op.plan({ keyIndex: 3 });
+    const txs = h.op.honestJob(honest);
+    // The replay's receipt is recorded first (the honest stream ends later).
+    c.record(replay, { escrowTx: txs.escrowTx, settlementTx: null });
+    c.recordWithJobsApi(honest, txs);
+    await c.verify();
+    expect((await c.outcome(honest.jobId)).verdict).toBe("verified");
+    expect((await c.outcome(replay.jobId)).failing).toContain("signatures.unique");
+    // The honest job's lock, paid out and returned, is no unreleased lock of the replay's.
+    const s = await statementAfterWindow(h, c, honest.vault, from);
+    expect(s.unreleasedLocks).toEqual([]);
+    expect(s.locksUnits).toBe(honest.lock);
   });
 });
