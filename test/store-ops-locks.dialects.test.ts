@@ -537,6 +537,21 @@ describe.each(dialects)("%s: a window's jobs", (dialect) => {
       jobRow({ jobId: "later_counted", createdAt: to + 10 * MINUTE, verdict: "discrepancy" }),
       // Dated in a window no run has counted, a later one counted: its own window's run's.
       jobRow({ jobId: "skipped_window", createdAt: to + 45 * MINUTE, verdict: "discrepancy" }),
+      // Dated in a counted window, recorded after its end (during its run, past its claim):
+      // counted by the window it was recorded in, which no run has counted.
+      jobRow({
+        jobId: "after_claim",
+        createdAt: to + 10 * MINUTE,
+        recordedAt: to + 35 * MINUTE,
+        verdict: "discrepancy",
+      }),
+      // Recorded in a counted window, dated after it (ahead of its recording): its date's.
+      jobRow({
+        jobId: "dated_ahead",
+        createdAt: to + 45 * MINUTE,
+        recordedAt: to + 20 * MINUTE,
+        verdict: "discrepancy",
+      }),
       // ... but recorded after that run ended: counted by its recording's window.
       jobRow({
         jobId: "later_recorded_late",
@@ -560,6 +575,8 @@ describe.each(dialects)("%s: a window's jobs", (dialect) => {
     const ops = createOpsStore(store);
     const sentBack = [
       "skipped_window",
+      "after_claim",
+      "dated_ahead",
       "in_window",
       "earlier_open",
       "late_in",

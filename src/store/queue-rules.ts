@@ -151,8 +151,8 @@ type CountedColumns = { createdAt: Column; recordedAt: Column; nightlyCounted: C
  */
 export function countedInWindow(
   jobs: CountedColumns,
-  from: number | Placeholder,
-  to: number | Placeholder,
+  from: number | Placeholder | Column,
+  to: number | Placeholder | Column,
 ): SQL {
   return or(
     and(
@@ -176,23 +176,23 @@ type RunsTable = Table & {
 };
 
 /**
- * Jobs dated at or after `to` whose window a nightly run has counted already: a completed run
- * of a window holding the job's date or its recording, which ended after the job was recorded
- * (`runs`, `verification_runs`; one recorded after it is counted by a later run). A run of
- * an earlier window run after theirs (out of order, or again) names such a job when it judges
- * it: its own window's run has passed, and the later ones count their own windows. One whose
- * window no run has completed is its own window's run's to count (how far the runs have
- * counted, a high-water mark, took a window skipped while a later one ran for counted, and
- * its job was named twice: by the earlier run, then by its own run done late).
+ * Jobs dated at or after `to` that a nightly run has counted already: a completed run whose
+ * window counts the job (`countedInWindow` with the run's bounds), which ended after the job
+ * was recorded (`runs`, `verification_runs`). A run of an earlier window run after theirs (out
+ * of order, or again) names such a job when it judges it: its own window's run has passed, and
+ * the later ones count their own windows. One no completed run counted is its own window's
+ * run's to count: how far the runs have counted (a high-water mark) took a window skipped
+ * while a later one ran for counted, and a run's window merely holding a job's date or its
+ * recording took one recorded after the run's claim (or dated after its window) for counted,
+ * and each such job was named twice, by the earlier run and then by the one counting it.
  */
 export function countedByLaterRun(jobs: CountedColumns, to: number, runs: RunsTable): SQL {
-  const holds = (at: Column) => sql`(${at} >= ${runs.windowFrom} AND ${at} < ${runs.windowTo})`;
   return and(
     gte(jobs.createdAt, to),
     sql`EXISTS (SELECT 1 FROM ${runs} WHERE ${runs.status} = 'completed'
       AND ${runs.windowFrom} IS NOT NULL AND ${runs.windowTo} IS NOT NULL
       AND ${jobs.recordedAt} < ${runs.finishedAt}
-      AND (${holds(jobs.createdAt)} OR ${holds(jobs.recordedAt)}))`,
+      AND ${countedInWindow(jobs, runs.windowFrom, runs.windowTo)})`,
   )!;
 }
 
@@ -229,8 +229,8 @@ export function datedNotCounted(
  */
 export function countedLate(
   jobs: CountedColumns,
-  from: number | Placeholder,
-  to: number | Placeholder,
+  from: number | Placeholder | Column,
+  to: number | Placeholder | Column,
 ): SQL {
   return and(
     gte(jobs.recordedAt, from),
