@@ -619,12 +619,21 @@ const apiUsageBefore = [
     answer: { usage: { completion_tokens: "396" } },
   },
   { jobId: "job_verified", verdict: "verified", answer: { usage: { completion_tokens: 12 } } },
+  // Not judged yet: its column is filled (a settled answer is final, none comes again).
+  { jobId: "job_open", verdict: "pending", answer: { usage: { completion_tokens: 5 } } },
+  // A NUL in a string, which PostgreSQL's jsonb refuses: read as naming none there.
+  {
+    jobId: "job_nul",
+    verdict: "partially_verified",
+    answer: { error: { message: "bad\u0000byte" }, usage: { completion_tokens: 7 } },
+  },
 ];
 const apiUsageAfter = {
   job_named: "pending",
   job_silent: "partially_verified",
   job_text: "partially_verified",
   job_verified: "verified",
+  job_open: "pending",
 };
 
 describe("upgrading a deployment that priced streams without usage by nothing", () => {
@@ -644,13 +653,11 @@ describe("upgrading a deployment that priced streams without usage by nothing", 
 
       migrateStore(store);
 
-      expect(sqliteVerdicts(store)).toEqual(apiUsageAfter);
-      expect(
-        store.sqlite
-          .prepare("SELECT api_completion_tokens FROM jobs WHERE job_id = 'job_named'")
-          .pluck()
-          .get(),
-      ).toBe(396);
+      expect(sqliteVerdicts(store)).toEqual({ ...apiUsageAfter, job_nul: "pending" });
+      const tokens = store.sqlite
+        .prepare("SELECT api_completion_tokens FROM jobs WHERE job_id = ?")
+        .pluck();
+      expect(["job_named", "job_open", "job_nul"].map((id) => tokens.get(id))).toEqual([396, 5, 7]);
     } finally {
       store.close();
     }
@@ -673,11 +680,18 @@ describe("upgrading a deployment that priced streams without usage by nothing", 
 
       expect((await migratePostgres(store.pool)).applied).toBeGreaterThanOrEqual(1);
 
-      expect(await postgresVerdicts(store)).toEqual(apiUsageAfter);
+      expect(await postgresVerdicts(store)).toEqual({
+        ...apiUsageAfter,
+        job_nul: "partially_verified",
+      });
       const { rows } = await store.pool.query(
-        "SELECT api_completion_tokens::int AS n FROM jobs WHERE job_id = 'job_named'",
+        "SELECT job_id, api_completion_tokens::int AS n FROM jobs WHERE job_id IN ('job_named', 'job_open', 'job_nul') ORDER BY job_id",
       );
-      expect(rows[0].n).toBe(396);
+      expect(rows).toEqual([
+        { job_id: "job_named", n: 396 },
+        { job_id: "job_nul", n: null },
+        { job_id: "job_open", n: 5 },
+      ]);
     } finally {
       await store.close();
     }
