@@ -674,10 +674,17 @@ async function startPrimary(
         const delay = slot.restartMs;
         slot.restartMs = Math.min(delay * 2, Math.max(MAX_RESTART_MS, config.WORKER_RESTART_MS));
         restarts++;
-        log.error(
-          { workerPid: worker.process.pid, code, signal, restarts, restartInMs: delay },
-          "serve worker died; restarting it",
-        );
+        // Stopped on its own terms (a SIGTERM sent to it alone drains it and exits 0): no death.
+        const fields = {
+          workerPid: worker.process.pid,
+          code,
+          signal,
+          restarts,
+          restartInMs: delay,
+        };
+        if (code === 0 && signal === null) {
+          log.warn(fields, "serve worker exited (code 0, not asked by serve); restarting it");
+        } else log.error(fields, "serve worker died; restarting it");
         const timer = setTimeout(() => {
           restartTimers.delete(timer);
           if (closing) return;

@@ -50,7 +50,7 @@ describe("the nightly verify beside a job row locked for most of the run on Post
       released = true;
       expect(await run.exited).toBe(2);
       expect(String(run.logs[0]?.text)).toContain(
-        "1 jobs not final: 1 not judged yet (their transactions not read: a slow or failing RPC?); a due job's row was held locked by another database session (SELECT ... FOR UPDATE, a long transaction) during the run",
+        "1 jobs not final: 1 not judged yet (their transactions not read: a slow or failing RPC?); a due job's row was held locked by another database session (another verifier writing it, serve's beside this run, or a long transaction: SELECT ... FOR UPDATE) during the run",
       );
     } finally {
       if (!released) await pgs.locker.query("ROLLBACK");

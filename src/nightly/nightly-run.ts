@@ -1168,7 +1168,7 @@ function disagreeingText(
 
 /** Said of open jobs when a due job's row was held during the run and is free at its end. */
 const HELD_DURING_RUN =
-  "; a due job's row was held locked by another database session (SELECT ... FOR UPDATE, a long transaction) during the run, which looked at it again only a poll interval later";
+  "; a due job's row was held locked by another database session (another verifier writing it, serve's beside this run, or a long transaction: SELECT ... FOR UPDATE) during the run, which looked at it again only a poll interval later";
 
 /**
  * ": 18 waiting for the jobs API's answer, 2 on RPC trouble", or "" with nothing to say;
