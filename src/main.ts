@@ -14,7 +14,7 @@ import {
   type BackgroundThread,
   startBackgroundThread,
 } from "./background-worker.js";
-import { isQuorumRpc, rpcFromConfig } from "./chain/quorum.js";
+import { isQuorumRpc, quorumReadiness, rpcFromConfig } from "./chain/quorum.js";
 import { rpcPoolFromConfig } from "./chain/rpc-pool.js";
 import type { Config } from "./config.js";
 import {
@@ -298,7 +298,10 @@ export async function startService(
       },
       explorer,
       readiness: {
-        rpc: (signal) => readinessRpc.getSlot("finalized", { signal }),
+        rpc: (signal) =>
+          isQuorumRpc(readinessRpc)
+            ? quorumReadiness(readinessRpc, signal)
+            : readinessRpc.getSlot("finalized", { signal }),
         profile: () => profileStatus(store, profile),
         receipts: () => proxy.writer.health(),
         rpcQuorum: () => (isQuorumRpc(rpc) ? rpc.quorumStatus() : null),

@@ -1,7 +1,7 @@
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createToken } from "../src/auth/tokens.js";
-import { createQuorumRpc, type QuorumRpc } from "../src/chain/quorum.js";
+import { createQuorumRpc, type QuorumRpc, quorumReadiness } from "../src/chain/quorum.js";
 import { inspectWithQuorum } from "../src/chain/quorum-inspect.js";
 import { createRpcPool, type RpcPool } from "../src/chain/rpc-pool.js";
 import { loadConfig } from "../src/config.js";
@@ -164,6 +164,26 @@ describe("a quorum of 2 over RPC endpoints, one of which lies", () => {
     );
     expect(summary.status).toBe("completed");
     expect(Object.fromEntries(verdicts)).toEqual(Object.fromEntries(reference));
+  });
+});
+
+describe("/readyz's RPC probe over a quorum with one endpoint down", () => {
+  it("is ready while the quorum answers, naming the endpoint down, and not ready below it", async () => {
+    const two = quorumOver([world.rpcUrl, down, honestB], 2);
+    try {
+      const ready = await quorumReadiness(two);
+      expect(ready?.detail?.startsWith(`2 of 3 endpoints answer (quorum 2); ${down}: `)).toBe(true);
+    } finally {
+      await two.close();
+    }
+    const three = quorumOver([world.rpcUrl, down, honestB], 3);
+    try {
+      await expect(quorumReadiness(three)).rejects.toThrow(
+        `2 of 3 endpoints answer, fewer than the quorum of 3: ${down}: `,
+      );
+    } finally {
+      await three.close();
+    }
   });
 });
 

@@ -12,7 +12,8 @@ import { createRouter } from "./router.js";
 export interface ReadinessProbes {
   /**
    * Resolves when an RPC endpoint answers (e.g. `getSlot`); rejects otherwise. `signal` is
-   * aborted when the probe is given up on (`rpcTimeoutMs`): the call need not go on.
+   * aborted when the probe is given up on (`rpcTimeoutMs`): the call need not go on. Resolved
+   * with `{ detail }`, ready with that said (a quorum member down while the rest still answer).
    */
   rpc?: (signal: AbortSignal) => Promise<unknown>;
   /** Longest acceptable age of the oldest non-final job, in seconds. Default 3600. */
@@ -158,8 +159,9 @@ export async function probeRpc(
   if (!rpc) return { ok: true, detail: "no RPC probe configured" };
   try {
     const givenUp = new AbortController();
-    await withTimeout(rpc(givenUp.signal), probes.rpcTimeoutMs ?? 3000, givenUp);
-    return { ok: true };
+    const answer = await withTimeout(rpc(givenUp.signal), probes.rpcTimeoutMs ?? 3000, givenUp);
+    const detail = (answer as { detail?: unknown } | null)?.detail;
+    return typeof detail === "string" ? { ok: true, detail } : { ok: true };
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     // Said in words, first: "connect ECONNREFUSED" deep in the pool's message is easy to miss,

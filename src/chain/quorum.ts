@@ -142,6 +142,12 @@ export interface QuorumRpc extends RpcPool {
   readonly agreedMisses: true;
   quorumStatus(): QuorumStatus;
   /**
+   * Asks each endpoint its finalized slot once (`/readyz`): each endpoint's error, null where
+   * it answered. An endpoint down while k others answer leaves the quorum working, unseen
+   * otherwise: it is neither outvoted nor set aside, it fails every call.
+   */
+  probeEach(signal?: AbortSignal): Promise<{ endpoint: string; error: string | null }[]>;
+  /**
    * Endpoints that answered getTransaction "not found" for a transaction another endpoint
    * served, with no k agreeing either way, and how often: retried as RPC trouble (a node a
    * little behind does it), but an endpoint that keeps doing it leaves transactions out.
@@ -1542,6 +1548,21 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
     leftOut() {
       return [...leftOutTimes].map(([endpoint, times]) => ({ endpoint, times }));
     },
+    async probeEach(signal) {
+      return Promise.all(
+        members.map(async (m) => {
+          try {
+            await m.rpc.getSlot("finalized", signal ? { signal } : {});
+            return { endpoint: m.name, error: null };
+          } catch (error) {
+            return {
+              endpoint: m.name,
+              error: error instanceof Error ? error.message : String(error),
+            };
+          }
+        }),
+      );
+    },
     quorumStatus() {
       const t = now();
       return {
@@ -1594,4 +1615,32 @@ export function rpcFromConfig(config: Config, log?: Logger): RpcPool {
     }),
   }));
   return createQuorumRpc({ members, quorum: k, ...(log ? { log } : {}) });
+}
+
+/**
+ * `/readyz`'s RPC probe over a quorum: ready while `k` endpoints answer, each one that does not
+ * named (nothing listening there said in words); not ready, naming them, when fewer answer.
+ */
+export async function quorumReadiness(
+  rpc: QuorumRpc,
+  signal?: AbortSignal,
+): Promise<{ detail: string } | undefined> {
+  const answers = await rpc.probeEach(signal);
+  const down = answers.filter((a) => a.error !== null);
+  const said = down
+    .map(
+      (a) =>
+        `${a.endpoint}: ${/\bECONNREFUSED\b/.test(a.error ?? "") ? `connection refused (${a.error})` : a.error}`,
+    )
+    .join("; ");
+  const k = rpc.quorumStatus().quorum;
+  const up = answers.length - down.length;
+  if (up < k) {
+    throw new Error(
+      `${up} of ${answers.length} endpoints answer, fewer than the quorum of ${k}: ${said}`,
+    );
+  }
+  return down.length === 0
+    ? undefined
+    : { detail: `${up} of ${answers.length} endpoints answer (quorum ${k}); ${said}` };
 }
