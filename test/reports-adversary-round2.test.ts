@@ -8,6 +8,7 @@ import { reconciliationReport } from "../src/reports/reconciliation.js";
 import { recomputeRollups } from "../src/reports/rollup-recompute.js";
 import { reopenJobs } from "../src/store/job-queue.js";
 import { reportsStore } from "../src/store/reports.js";
+import { chainTruth, moneyOf } from "./support/chain-truth.js";
 import { periodEdge, vaultStatementSince } from "./support/ledger-periods.js";
 import { type JobPlan, type Scenario, useAdversaryHarness } from "./support/operator.js";
 import { jobRow, seedRows, updateJobs } from "./support/seed-reports.js";
@@ -25,58 +26,10 @@ import { createTestStore } from "./support/store.js";
 const hour = 3_600_000;
 const DAY = 86_400_000;
 
-interface Truth {
-  escrowedUnits: bigint;
-  chargedUnits: bigint;
-  workerPaidUnits: bigint;
-  treasuryPaidUnits: bigint;
-  refundedUnits: bigint;
-  feesLamports: bigint;
-}
-
-const moneyOf = (f: Truth): Truth => ({
-  escrowedUnits: f.escrowedUnits,
-  chargedUnits: f.chargedUnits,
-  workerPaidUnits: f.workerPaidUnits,
-  treasuryPaidUnits: f.treasuryPaidUnits,
-  refundedUnits: f.refundedUnits,
-  feesLamports: f.feesLamports,
-});
-
 describe("sqlite store, on the local chain", () => {
   const h = useAdversaryHarness();
 
-  function truthOf(signatures: Iterable<string>): Truth {
-    const { accounts } = h.op;
-    const workerAccounts = new Set(accounts.workers.map((w) => w.tokenAccount));
-    const vaults = new Set(accounts.creditVaults.map((v) => v.vault));
-    const t: Truth = {
-      escrowedUnits: 0n,
-      chargedUnits: 0n,
-      workerPaidUnits: 0n,
-      treasuryPaidUnits: 0n,
-      refundedUnits: 0n,
-      feesLamports: 0n,
-    };
-    for (const sig of new Set(signatures)) {
-      const deltas = h.op.deltas(sig);
-      const usdc = (account: string) => {
-        const d = deltas.get(account);
-        return d && d.mint === accounts.mint ? d.delta : 0n;
-      };
-      const escrowDelta = usdc(accounts.escrowVault);
-      t.feesLamports += h.op.fee(sig);
-      if (escrowDelta > 0n) t.escrowedUnits += escrowDelta;
-      for (const a of workerAccounts) if (usdc(a) > 0n) t.workerPaidUnits += usdc(a);
-      const treasury = usdc(accounts.treasury.tokenAccount);
-      if (treasury > 0n) t.treasuryPaidUnits += treasury;
-      if (escrowDelta < 0n) {
-        for (const v of vaults) if (usdc(v) > 0n) t.refundedUnits += usdc(v);
-      }
-    }
-    t.chargedUnits = t.workerPaidUnits + t.treasuryPaidUnits;
-    return t;
-  }
+  const truthOf = (signatures: Iterable<string>) => chainTruth(h.op, signatures);
 
   /** A scenario whose key's vault is pinned; returns it and the signatures of its pin job. */
   async function start(): Promise<{ c: Scenario; sigs: string[]; from: number }> {

@@ -8,6 +8,7 @@ import {
   reconciliationToJson,
 } from "../src/reports/reconciliation.js";
 import { reportsStore } from "../src/store/reports.js";
+import { moneyOf as chainMoneyOf, chainTruth } from "./support/chain-truth.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import { type JobPlan, type Scenario, useAdversaryHarness } from "./support/operator.js";
 
@@ -116,68 +117,17 @@ describe.each(dialects)("%s store", (dialect) => {
     await c.verify();
     to = Date.now() + hour;
   });
-  interface Truth {
-    escrowedUnits: bigint;
-    chargedUnits: bigint;
-    workerPaidUnits: bigint;
-    treasuryPaidUnits: bigint;
-    refundedUnits: bigint;
-    unaccountedUnits: bigint;
-    feesLamports: bigint;
-  }
-
-  /** What the distinct transactions moved, read from the chain's balances and fees. */
-  function truthOf(signatures: Iterable<string>, worker?: string): Truth {
-    const { accounts } = h.op;
-    const workerAccounts = new Set(
-      accounts.workers
-        .filter((w) => worker === undefined || w.address === worker)
-        .map((w) => w.tokenAccount),
-    );
-    const vaults = new Set(accounts.creditVaults.map((v) => v.vault));
-    const t: Truth = {
-      escrowedUnits: 0n,
-      chargedUnits: 0n,
-      workerPaidUnits: 0n,
-      treasuryPaidUnits: 0n,
-      refundedUnits: 0n,
-      unaccountedUnits: 0n,
-      feesLamports: 0n,
-    };
-    for (const sig of new Set(signatures)) {
-      const deltas = h.op.deltas(sig);
-      const usdc = (account: string) => {
-        const d = deltas.get(account);
-        return d && d.mint === accounts.mint ? d.delta : 0n;
-      };
-      const escrowDelta = usdc(accounts.escrowVault);
-      let workerPaid = 0n;
-      for (const a of workerAccounts) if (usdc(a) > 0n) workerPaid += usdc(a);
-      // A worker statement counts only the settlements that paid that worker.
-      if (worker !== undefined && workerPaid === 0n) continue;
-      t.feesLamports += h.op.fee(sig);
-      if (escrowDelta > 0n) t.escrowedUnits += escrowDelta;
-      t.workerPaidUnits += workerPaid;
-      const treasury = usdc(accounts.treasury.tokenAccount);
-      if (treasury > 0n) t.treasuryPaidUnits += treasury;
-      if (escrowDelta < 0n) {
-        for (const v of vaults) if (usdc(v) > 0n) t.refundedUnits += usdc(v);
-      }
-    }
-    t.chargedUnits = t.workerPaidUnits + t.treasuryPaidUnits;
-    t.unaccountedUnits =
+  /** What the distinct transactions moved (`chainTruth`), with what escrow kept of it. */
+  function truthOf(signatures: Iterable<string>, worker?: string) {
+    const t = chainTruth(h.op, signatures, worker);
+    const unaccountedUnits =
       t.escrowedUnits - t.workerPaidUnits - t.treasuryPaidUnits - t.refundedUnits;
-    return t;
+    return { ...t, unaccountedUnits };
   }
 
-  const moneyOf = (f: ReconciliationFigures | Truth): Truth => ({
-    escrowedUnits: f.escrowedUnits,
-    chargedUnits: f.chargedUnits,
-    workerPaidUnits: f.workerPaidUnits,
-    treasuryPaidUnits: f.treasuryPaidUnits,
-    refundedUnits: f.refundedUnits,
+  const moneyOf = (f: ReconciliationFigures | ReturnType<typeof truthOf>) => ({
+    ...chainMoneyOf(f),
     unaccountedUnits: f.unaccountedUnits,
-    feesLamports: f.feesLamports,
   });
 
   const report = (groupBy: GroupBy, worker?: string) =>
@@ -256,6 +206,7 @@ describe.each(dialects)("%s store", (dialect) => {
         "TreasuryPaidUnits",
         "RefundedUnits",
       ] as const;
+      type Truth = ReturnType<typeof truthOf>;
       const pick = (t: Truth, f: (typeof fields)[number]) =>
         t[`${f[0]!.toLowerCase()}${f.slice(1)}` as keyof Truth];
       for (const f of fields) {
