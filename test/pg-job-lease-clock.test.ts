@@ -195,7 +195,7 @@ async function dueTimes(store: PgStore): Promise<{ verdict: string; due: number 
  * known and a job whose signatures no node has seen is put off to their drop, its signatures
  * watched by the round in between, which is not what these cases time.
  */
-async function decidingHost(store: PgStore, shift: number) {
+async function decidingHost(store: PgStore, shift: number, pollIntervalMs = 1000) {
   const engine = createVerifier({
     store,
     rpc: createFakeChain().rpc,
@@ -203,9 +203,10 @@ async function decidingHost(store: PgStore, shift: number) {
     log: createLogger({ level: "silent" }),
     owner: "host-a/verifier",
     now: () => Date.now() + shift,
-    options: { pollIntervalMs: 1000, errorBackoffMs: 20 },
+    options: { pollIntervalMs, errorBackoffMs: 20 },
   });
-  await engine.runUntilSettled({}, { timeoutMs: 400 });
+  // One round: stopped before its next poll (a loaded CI host took more than 400 ms for it).
+  await engine.runUntilSettled({}, { timeoutMs: Math.max(400, pollIntervalMs - 500) });
 }
 
 describe("due times on PostgreSQL across hosts whose clocks differ", () => {
@@ -229,7 +230,7 @@ describe("due times on PostgreSQL across hosts whose clocks differ", () => {
     const a = await host();
     await seedOpenJobs(a, "early", 5);
     const before = await createLockStore(a).sharedNow(0);
-    await decidingHost(a, -MINUTES_3);
+    await decidingHost(a, -MINUTES_3, 3000);
     const jobs = await dueTimes(a);
     expect(jobs.map((j) => j.verdict)).toEqual(Array(5).fill("awaiting_finality"));
     // Due 3 minutes in the past, every verifier claimed and polled them round after round.
