@@ -437,7 +437,7 @@ export const AuditRecordSchema = z
     unproven: z
       .array(z.object({ code: z.string(), message: z.string() }))
       .describe(
-        "for `partially_verified`: the money checks the job's own data left unproven (e.g. usage_unknown: the charge is bounded by the lock only)",
+        "for `partially_verified`: the money checks the job's own data left unproven (e.g. usage_unknown: the charge is bounded by the lock only); a failing verdict judged while the treasury was learned carries `treasury_unknown` too, and is decided again once it is",
       ),
     commitment: z.enum(["processed", "confirmed", "finalized"]).nullable(),
     lastError: z.string().nullable(),
