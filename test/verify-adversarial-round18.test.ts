@@ -186,6 +186,22 @@ interface Run {
   afterTruth: Seen;
 }
 
+/** A quorum of 2 over an honest endpoint and one lying `lie` while `lying.on`. */
+const lyingQuorum = (
+  lie: Lie,
+  lying: { on: boolean; target: string | null },
+  clock?: () => number,
+) =>
+  createQuorumRpc({
+    members: [
+      { name: "honest", rpc: honestEndpoint() },
+      { name: "liar", rpc: liarEndpoint(lie, lying) },
+    ],
+    quorum: 2,
+    log,
+    ...(clock ? { now: clock } : {}),
+  });
+
 /**
  * The whole story: the lock paid out twice, the liar lying about the second payout through the
  * five-minute cap, then the truth (`truth`: the liar stops, or serve's pieces are made again over
@@ -194,15 +210,7 @@ interface Run {
 async function paidTwice(lie: Lie, truth: "liar_stops" | "honest_endpoints"): Promise<Run> {
   const c = (await h.scenario()).recordOnChainClock();
   const lying = { on: true, target: null as string | null };
-  const quorum = createQuorumRpc({
-    members: [
-      { name: "honest", rpc: honestEndpoint() },
-      { name: "liar", rpc: liarEndpoint(lie, lying) },
-    ],
-    quorum: 2,
-    log,
-    now,
-  });
+  const quorum = lyingQuorum(lie, lying, now);
   const serve = serveOver(c, quorum);
   // serve's scan ran before the job: its cursor is set.
   await h.finalized();
@@ -431,14 +439,7 @@ describe("a stream paid out twice whose jobs API answer comes after the verdict'
 async function nightOfPaidTwice(lie: Lie) {
   const c = await h.scenario();
   const lying = { on: true, target: null as string | null };
-  const quorum = createQuorumRpc({
-    members: [
-      { name: "honest", rpc: honestEndpoint() },
-      { name: "liar", rpc: liarEndpoint(lie, lying) },
-    ],
-    quorum: 2,
-    log,
-  });
+  const quorum = lyingQuorum(lie, lying);
   const from = Math.floor(Date.now() / 1000) * 1000;
   const plan = wholeLockJob();
   const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
