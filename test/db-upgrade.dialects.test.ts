@@ -1982,3 +1982,90 @@ describe("upgrading a deployment whose clean locks drew on vaults of two owners 
     }
   });
 });
+
+/**
+ * Jobs as a deployment before `job_conflict_signatures` left them: a payout with no memo named
+ * only by a conflicting receipt had no owner; one a receipt names keeps its owner.
+ */
+const conflictsBefore = [
+  { jobId: "job_alone", verdict: "discrepancy", settlementTx: null, conflicts: '["sig_alone", 5]' },
+  { jobId: "job_shared", verdict: "discrepancy", settlementTx: null, conflicts: '["sig_named"]' },
+  { jobId: "job_named", verdict: "verified", settlementTx: "sig_named", conflicts: null },
+  { jobId: "job_open", verdict: "pending", settlementTx: null, conflicts: '["sig_open"]' },
+  { jobId: "job_odd", verdict: "verified", settlementTx: null, conflicts: '{"a":"sig_odd"}' },
+];
+const conflictsAfter = {
+  verdicts: {
+    job_alone: "pending",
+    job_shared: "discrepancy",
+    job_named: "verified",
+    job_open: "pending",
+    job_odd: "verified",
+  },
+  index: [
+    { signature: "sig_alone", job_id: "job_alone" },
+    { signature: "sig_named", job_id: "job_shared" },
+    { signature: "sig_open", job_id: "job_open" },
+  ],
+  // After the named job's list is written: the old signature gone, the new ones in.
+  rewritten: [
+    { signature: "sig_alone", job_id: "job_alone" },
+    { signature: "sig_named", job_id: "job_shared" },
+    { signature: "sig_new", job_id: "job_named" },
+    { signature: "sig_next", job_id: "job_open" },
+  ],
+};
+const conflictColumns = `${treasuryColumns}, settlement_tx, conflict_signatures`;
+const indexed = "SELECT signature, job_id FROM job_conflict_signatures ORDER BY signature, job_id";
+
+describe("upgrading a deployment whose conflict signatures had no index", () => {
+  it("indexes them on SQLite, keeps the index as lists change, and reopens the jobs that may own one", () => {
+    const store = sqliteBefore("job_conflict_signatures");
+    try {
+      for (const job of conflictsBefore) {
+        store.sqlite
+          .prepare(
+            `INSERT INTO jobs (${conflictColumns}) VALUES (?, 'ingest', ?, 1, 1, 1, ?, 5000, ?, ?)`,
+          )
+          .run(job.jobId, job.jobId, job.verdict, job.settlementTx, job.conflicts);
+      }
+
+      migrateStore(store);
+
+      expect(sqliteVerdicts(store)).toEqual(conflictsAfter.verdicts);
+      expect(store.sqlite.prepare(indexed).all()).toEqual(conflictsAfter.index);
+      store.sqlite.exec(`UPDATE jobs SET conflict_signatures = '["sig_new"]' WHERE job_id = 'job_named';
+        UPDATE jobs SET conflict_signatures = '["sig_next"]' WHERE job_id = 'job_open'`);
+      expect(store.sqlite.prepare(indexed).all()).toEqual(conflictsAfter.rewritten);
+    } finally {
+      store.close();
+    }
+  });
+
+  const database = usePostgresDatabase();
+  it("indexes them on PostgreSQL, keeps the index as lists change, and reopens the jobs that may own one", async () => {
+    const store = await postgresBefore(await database.create(), "job_conflict_signatures");
+    try {
+      for (const job of conflictsBefore) {
+        await store.pool.query(
+          `INSERT INTO jobs (${conflictColumns}) VALUES ($1, 'ingest', $1, 1, 1, 1, $2, 5000, $3, $4)`,
+          [job.jobId, job.verdict, job.settlementTx, job.conflicts],
+        );
+      }
+
+      expect((await migratePostgres(store.pool)).applied).toBeGreaterThanOrEqual(2);
+
+      expect(await postgresVerdicts(store)).toEqual(conflictsAfter.verdicts);
+      expect((await store.pool.query(indexed)).rows).toEqual(conflictsAfter.index);
+      await store.pool.query(
+        `UPDATE jobs SET conflict_signatures = '["sig_new"]' WHERE job_id = 'job_named'`,
+      );
+      await store.pool.query(
+        `UPDATE jobs SET conflict_signatures = '["sig_next"]' WHERE job_id = 'job_open'`,
+      );
+      expect((await store.pool.query(indexed)).rows).toEqual(conflictsAfter.rewritten);
+    } finally {
+      await store.close();
+    }
+  });
+});

@@ -67,6 +67,10 @@ function fill(store: SqliteStore, jobCount: number): void {
       });
   }
   insertConflict(store, "job_copy_00003", ["worker", "settlement_tx"]);
+  // Its signatures as the conflicting receipt left them, indexed by the trigger.
+  store.sqlite
+    .prepare("UPDATE jobs SET conflict_signatures = ? WHERE job_id = 'job_copy_00003'")
+    .run(JSON.stringify(["sig_conflict_1", "sig_conflict_2"]));
   // The largest amounts a store can hold, where no trigger sums them.
   store.db
     .insert(ledgerLines)
@@ -306,6 +310,7 @@ describe("db copy from SQLite to PostgreSQL", () => {
     expect(dumps.ledger_lines!.target.join()).toContain(String(2n ** 63n - 1n));
     expect(dumps.ledger_daily!.target).toHaveLength(3);
     expect(dumps.account_snapshots!.target).toHaveLength(2);
+    expect(dumps.job_conflict_signatures!.target).toHaveLength(2);
 
     const comparison = new Map(last.comparison.map((c) => [c.table, c]));
     expect(comparison.get("jobs")).toMatchObject({
@@ -343,6 +348,8 @@ describe("db copy from SQLite to PostgreSQL", () => {
         "SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'jobs'::regclass AND NOT tgisinternal ORDER BY 1",
       );
       expect(triggers.rows.map((r) => `${r.tgname}:${r.tgenabled}`)).toEqual([
+        "jobs_conflict_signatures_insert:O",
+        "jobs_conflict_signatures_update:O",
         "jobs_locks_unreleased:O",
         "jobs_nightly_turned:O",
         "jobs_rollup_delete:O",

@@ -509,8 +509,8 @@ export async function copySqliteToPostgres(options: CopyOptions): Promise<CopyRe
 }
 
 /**
- * Tables whose triggers keep a derived table (`jobs` -> `job_rollups`, `ledger_lines` ->
- * `ledger_daily`): the derived table is copied as it is, so their rows go in with the triggers
+ * Tables whose triggers keep a derived table (`jobs` -> `job_rollups` and
+ * `job_conflict_signatures`, `ledger_lines` -> `ledger_daily`): the derived table is copied as it is, so their rows go in with the triggers
  * off for that batch's transaction only (DDL is transactional: a kill leaves them on).
  */
 const derivedSources = new Set(["jobs", "ledger_lines"]);

@@ -531,6 +531,27 @@ export const jobApiAnswers = sqliteTable("job_api_answers", {
   response: json<unknown>()("response").notNull(),
 });
 
+/**
+ * Each signature a job's `conflict_signatures` list holds, one row per (signature, job), kept by
+ * triggers on `jobs` (migrations 0070, 0071; PostgreSQL 0061, 0062) whichever writer changes the
+ * list: the jobs naming a signature only through a conflicting receipt, a jobs API answer's
+ * earlier step or a ledger line kept with them are found through it, as the receipt's columns'
+ * indexes find the others.
+ */
+export const jobConflictSignatures = sqliteTable(
+  "job_conflict_signatures",
+  {
+    signature: text("signature").notNull(),
+    jobId: text("job_id")
+      .notNull()
+      .references(() => jobs.jobId, { onDelete: "cascade" }),
+  },
+  (t) => [
+    primaryKey({ columns: [t.signature, t.jobId] }),
+    index("job_conflict_signatures_job").on(t.jobId),
+  ],
+);
+
 /** A receipt that disagreed with the one already recorded for its job: an audit finding. */
 export const receiptConflicts = sqliteTable(
   "receipt_conflicts",

@@ -101,11 +101,12 @@ export function reopenJobs(
 }
 
 /**
- * The ids of the jobs naming one of the JSON list `sigs`, by receipt or jobs API, as a UNION
- * of one indexed lookup per column: an OR of the four made SQLite scan every job. The jobs API
- * indexes hold only a signature the receipt does not name, so their lookups say so. Left out
- * unless `memoJob`: the job the transaction's memos name (`chain_transactions.memo_job`), which
- * owns its money whoever else names it, so no namer coming or going changes its verdict.
+ * The ids of the jobs naming one of the JSON list `sigs`, by receipt, jobs API or conflict
+ * signature (`job_conflict_signatures`), as a UNION of one indexed lookup per column: an OR of
+ * the four made SQLite scan every job. The jobs API indexes hold only a signature the receipt
+ * does not name, so their lookups say so. Left out unless `memoJob`: the job the transaction's
+ * memos name (`chain_transactions.memo_job`), which owns its money whoever else names it, so no
+ * namer coming or going changes its verdict.
  */
 const namersOf = (sigs: Placeholder | string, memoJob = false) => {
   // Each branch: the signatures, each one's transaction row (a primary-key lookup, once per
@@ -119,7 +120,10 @@ const namersOf = (sigs: Placeholder | string, memoJob = false) => {
   UNION SELECT j.job_id ${from} ON j.api_escrow_tx = s.value
     AND j.api_escrow_tx IS NOT j.escrow_tx WHERE ${notMemoJob}
   UNION SELECT j.job_id ${from} ON j.api_settlement_tx = s.value
-    AND j.api_settlement_tx IS NOT j.settlement_tx WHERE ${notMemoJob}`;
+    AND j.api_settlement_tx IS NOT j.settlement_tx WHERE ${notMemoJob}
+  UNION SELECT j.job_id FROM json_each(${sigs}) s
+    LEFT JOIN chain_transactions c ON c.signature = s.value
+    JOIN job_conflict_signatures j ON j.signature = s.value WHERE ${notMemoJob}`;
 };
 
 /**
@@ -131,15 +135,15 @@ const namersOf = (sigs: Placeholder | string, memoJob = false) => {
  * reopens each of its other namers once per verdict, not once per receipt. The job the
  * transaction's memos name is left alone too: its verdict does not turn on who else names the
  * signature, and a stream of made-up jobs naming it would otherwise keep it from ever being
- * final. Inside the caller's write transaction. The conflict signatures of other jobs are not
- * looked at (they have no index; see README, Known limits).
+ * final. Inside the caller's write transaction. A job naming a signature only as a conflict
+ * signature is sent back too: with no receipt naming it, it may own the transaction's money.
  */
 export function reopenNamers(store: SqliteStore, signatures: readonly string[], now: number) {
   if (signatures.length === 0) return 0;
   const st = statementsOf(store);
   const sigs = [...new Set(signatures)];
   // Nearly always no other namer is judged or held (a proxied job's own row is open and free):
-  // a probe per signature, four index lookups, tells so at a fraction of the UPDATE's cost.
+  // a probe per signature, five index lookups, tells so at a fraction of the UPDATE's cost.
   if (sigs.every((sig) => st.judgedNamer.get({ sig }) === undefined)) return 0;
   return st.reopenNamers.run({ sigs: JSON.stringify(sigs), now }).changes;
 }
@@ -151,17 +155,13 @@ export function reopenNamers(store: SqliteStore, signatures: readonly string[], 
  * the ledger has now read them on chain (`recordReads` in ledger.ts), as `reverify` does by
  * hand. A second lock a jobs API answer named once while still unsent, sent later (a durable
  * nonce keeps it valid), left its job `dropped: never landed` while the ledger read the debit.
- * Inside the caller's write transaction. Runs only when such a signature is read: the
- * conflicting receipts' signatures have no index, and are read job by job.
+ * Inside the caller's write transaction. Runs only when such a signature is read.
  */
 export function reopenHolders(store: SqliteStore, signatures: readonly string[], now: number) {
   if (signatures.length === 0) return 0;
   const sigs = JSON.stringify([...new Set(signatures)]);
-  const kept = sql`SELECT j.job_id FROM jobs j, json_each(CASE
-      WHEN json_type(j.conflict_signatures) = 'array' THEN j.conflict_signatures ELSE '[]' END) k
-    WHERE j.conflict_signatures IS NOT NULL AND k.value IN (SELECT value FROM json_each(${sigs}))`;
   const judged = or(not(verdictIsOpen(jobs.verdict)), isNotNull(jobs.leaseOwner));
-  const holders = sql`${jobs.jobId} IN (${namersOf(sigs, true)} UNION ${kept})`;
+  const holders = sql`${jobs.jobId} IN (${namersOf(sigs, true)})`;
   return reopenJobs(store, { where: and(holders, judged)! }, now);
 }
 
@@ -504,6 +504,8 @@ function prepare(store: SqliteStore) {
              AND api_escrow_tx IS NOT escrow_tx AND ${judged}
            UNION ALL SELECT 1 FROM jobs WHERE api_settlement_tx = @sig
              AND api_settlement_tx IS NOT settlement_tx AND ${judged}
+           UNION ALL SELECT 1 FROM job_conflict_signatures k JOIN jobs ON jobs.job_id = k.job_id
+             WHERE k.signature = @sig AND ${judged}
            LIMIT 1`,
         )
         .pluck();

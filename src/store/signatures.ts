@@ -106,8 +106,9 @@ export interface SignatureStore {
     span: { t: number; minSpanMs: number },
   ): Promise<SignatureRow | undefined>;
   /**
-   * Which jobs name each signature in any role, receipt or jobs API: up to `limit` ids in id
-   * order, and the total, counted by SQLite (a signature replayed by thousands of receipts
+   * Which jobs name each signature in any role, receipt or jobs API (or, when none does, as a
+   * conflict signature: a conflicting receipt's): up to `limit` ids in id order, and the total,
+   * counted by SQLite (a signature replayed by thousands of receipts
    * costs each of them an index count, not a list of all the others). On PostgreSQL it first
    * waits for the receipts and answers naming one of them that are being written on another
    * connection (src/store/pg/namer-locks.ts); SQLite's writes are one at a time already.
@@ -229,6 +230,17 @@ function createSqliteSignatureStore(store: SqliteStore): SignatureStore {
     .pluck() as unknown as { all(p: { sig: string; limit: number }): string[] };
   const namingCount = sqlite
     .prepare(`SELECT count(*) FROM (${namingUnion})`)
+    .pluck() as unknown as { get(p: { sig: string }): number };
+  // Jobs naming it only as a conflict signature (a conflicting receipt, a jobs API answer's
+  // earlier step, a ledger line kept with them): asked when no receipt or answer names it, so
+  // the first of them owns a transaction no memo decides (a payout with no memo).
+  const conflictIds = sqlite
+    .prepare(
+      "SELECT job_id FROM job_conflict_signatures WHERE signature = @sig ORDER BY job_id LIMIT @limit",
+    )
+    .pluck() as unknown as { all(p: { sig: string; limit: number }): string[] };
+  const conflictCount = sqlite
+    .prepare("SELECT count(*) FROM job_conflict_signatures WHERE signature = @sig")
     .pluck() as unknown as { get(p: { sig: string }): number };
   // Raw SQL: json_each over the conflicting receipts' signatures.
   const namesStatement = sqlite.prepare(
@@ -410,9 +422,14 @@ function createSqliteSignatureStore(store: SqliteStore): SignatureStore {
       const named = new Map<string, string[]>();
       const totals = new Map<string, number>();
       for (const sig of new Set(signatures)) {
-        const ids = namingIds.all({ sig, limit });
+        let ids = namingIds.all({ sig, limit });
+        let count = namingCount;
+        if (ids.length === 0) {
+          ids = conflictIds.all({ sig, limit });
+          count = conflictCount;
+        }
         named.set(sig, ids);
-        totals.set(sig, ids.length < limit ? ids.length : namingCount.get({ sig }));
+        totals.set(sig, ids.length < limit ? ids.length : count.get({ sig }));
       }
       return { named, totals };
     },

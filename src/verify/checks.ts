@@ -144,9 +144,10 @@ export function evaluateJob(given: CheckInput): Evaluation {
   // One that moved credits and carries none of this job's memos is no step of it, yet the
   // job's own receipt names it: whether its money is looked at must not turn on the memo the
   // operator wrote (none, or another job id's).
-  const unexplained = conflicting
-    .filter((c) => movesCredits(profile, c.facts) && kindsFor(c.facts).length === 0)
-    .map((c) => c.signature);
+  const unexplainedTxs = conflicting.filter(
+    (c) => movesCredits(profile, c.facts) && kindsFor(c.facts).length === 0,
+  );
+  const unexplained = unexplainedTxs.map((c) => c.signature);
   // A list past `maxConflictSignatures` holds the mark that more further signatures were named
   // than are kept: a step past the cap (a second lock, a refund) is not judged, so the job
   // cannot pass, whatever the kept ones show.
@@ -351,12 +352,14 @@ export function evaluateJob(given: CheckInput): Evaluation {
   return {
     verdict,
     checks: list.checks,
-    // A closing with both this job's settle and refund memos still paid its worker.
+    // A closing with both this job's settle and refund memos still paid its worker. What a
+    // conflicting receipt names that no step explains moved money all the same: read as a
+    // closing (what it put into escrow counted escrowed), counted by the job owning it.
     amounts: amountsOf(
       input,
       escrow,
       extraLocks,
-      closings,
+      [...closings, ...unexplainedTxs],
       refunds.filter((r) => !settlements.some((s) => s.signature === r.signature)),
       lock,
     ),

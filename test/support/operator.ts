@@ -1163,6 +1163,29 @@ export class Scenario {
     source: ReceiptSource = "ingest",
     recordedAt?: number,
   ): string {
+    return this.recordAs("created", plan, txs, overrides, source, recordedAt);
+  }
+
+  /**
+   * Records a second receipt of `plan`'s job, already recorded, naming other transactions (a
+   * backend's own receipt of the same job id): the job's conflicting receipt.
+   */
+  recordConflict(
+    plan: JobPlan,
+    txs: { escrowTx: string | null; settlementTx: string | null },
+    overrides: Partial<ScenarioReceipt> = {},
+  ): string {
+    return this.recordAs("conflict", plan, txs, overrides, "ingest");
+  }
+
+  private recordAs(
+    outcome: "created" | "conflict",
+    plan: JobPlan,
+    txs: { escrowTx: string | null; settlementTx: string | null },
+    overrides: Partial<ScenarioReceipt>,
+    source: ReceiptSource,
+    recordedAt?: number,
+  ): string {
     const receipt: ScenarioReceipt = {
       jobId: plan.jobId,
       escrowTx: txs.escrowTx,
@@ -1198,7 +1221,7 @@ export class Scenario {
         source,
         { now },
       );
-      if (result?.outcome !== "created") {
+      if (result?.outcome !== outcome) {
         throw new Error(`receipt ${plan.jobId}: ${result?.outcome}`);
       }
     });

@@ -182,6 +182,7 @@ export const sharedImportFiles: readonly string[] = [
   "test/report-sums-past-2-63.dialects.test.ts",
   "test/reports-adversary-round2.test.ts",
   "test/reports-adversary-round3.dialects.test.ts",
+  "test/reports-adversary-round4.dialects.test.ts",
   "test/reports-csv-cells.test.ts",
   "test/reports-ground-truth.test.ts",
   "test/reports-reconciliation.test.ts",

@@ -114,7 +114,8 @@ export async function reopenNamersPg(
 const judged = sql`(NOT ${verdictIsOpen(jobs.verdict)} OR ${jobs.leaseOwner} IS NOT NULL)`;
 
 /**
- * The ids of the jobs naming one of `signatures` by receipt or jobs API, leaving out the job
+ * The ids of the jobs naming one of `signatures` by receipt, jobs API or conflict signature
+ * (`job_conflict_signatures`), leaving out the job
  * the transaction's memos name unless `memoJob` (see `namersOf` in src/store/job-queue.ts).
  * Raw SQL: a UNION of index lookups, which the builder cannot join this way; each branch is the
  * signatures, each one's transaction row (by primary key) and the jobs naming it (one index).
@@ -128,16 +129,18 @@ function namersOf(signatures: readonly string[], memoJob = false): SQL {
     UNION SELECT j.job_id ${from} ON j.api_escrow_tx = s.sig
       AND j.api_escrow_tx IS DISTINCT FROM j.escrow_tx WHERE ${notMemoJob}
     UNION SELECT j.job_id ${from} ON j.api_settlement_tx = s.sig
-      AND j.api_settlement_tx IS DISTINCT FROM j.settlement_tx WHERE ${notMemoJob}`;
+      AND j.api_settlement_tx IS DISTINCT FROM j.settlement_tx WHERE ${notMemoJob}
+    UNION SELECT j.job_id FROM unnest(${sql.param([...signatures])}::text[]) AS s (sig)
+      LEFT JOIN chain_transactions c ON c.signature = s.sig
+      JOIN job_conflict_signatures j ON j.signature = s.sig WHERE ${notMemoJob}`;
 }
 
 /**
  * `reopenHolders` on PostgreSQL (see src/store/job-queue.ts): the jobs holding one of
  * `signatures` in any role, the memo's job and conflicting receipts included, with a final
  * verdict or a lease held, are reopened inside the caller's transaction. After the receipt
- * writers' turn, as every writer of job rows takes it before the first row. The conflicting
- * receipts' signatures have no index (`@>` over each job's list): it runs only when a
- * signature given up on is read on chain.
+ * writers' turn, as every writer of job rows takes it before the first row. It runs only when
+ * a signature given up on is read on chain.
  */
 export async function reopenHoldersPg(
   tx: PgExecutor,
@@ -147,10 +150,7 @@ export async function reopenHoldersPg(
   if (signatures.length === 0) return 0;
   const unique = [...new Set(signatures)];
   await takeReceiptWriterTurn(tx);
-  const kept = sql`SELECT j.job_id FROM jobs j WHERE j.conflict_signatures IS NOT NULL
-    AND (CASE WHEN json_typeof(j.conflict_signatures) = 'array'
-      THEN j.conflict_signatures::jsonb ELSE '[]'::jsonb END) ?| ${sql.param(unique)}::text[]`;
-  const holders = sql`${jobs.jobId} IN (${namersOf(unique, true)} UNION ${kept})`;
+  const holders = sql`${jobs.jobId} IN (${namersOf(unique, true)})`;
   return reopenJobsPg(tx, { where: sql`${holders} AND ${judged}` }, now);
 }
 

@@ -328,12 +328,16 @@ export function createPgSignatureStore(store: PgStore): SignatureStore {
       // ranges (as on SQLite) cut at `limit` in id order, and counted in full only when the cut
       // was reached (the CASE evaluates the count only then). Ids compare bytewise (COLLATE
       // "C"), as SQLite compares them, whatever the database's collation.
-      const naming = sql`SELECT job_id FROM jobs WHERE escrow_tx = s.sig
+      // When none of those names it, the jobs naming it as a conflict signature, as there.
+      const byReceipt = sql`SELECT job_id FROM jobs WHERE escrow_tx = s.sig
         UNION SELECT job_id FROM jobs WHERE settlement_tx = s.sig
         UNION SELECT job_id FROM jobs WHERE api_escrow_tx = s.sig
           AND api_escrow_tx IS DISTINCT FROM escrow_tx
         UNION SELECT job_id FROM jobs WHERE api_settlement_tx = s.sig
           AND api_settlement_tx IS DISTINCT FROM settlement_tx`;
+      const naming = sql`${byReceipt}
+        UNION SELECT job_id FROM job_conflict_signatures WHERE signature = s.sig
+          AND NOT EXISTS (${byReceipt})`;
       const result = await db.execute<{ sig: string; ids: string[]; total: string }>(sql`
         SELECT s.sig, ids.ids,
           CASE WHEN cardinality(ids.ids) < ${limit}::int THEN cardinality(ids.ids)
