@@ -426,7 +426,11 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
       await ledger.review(VAULT, NOW);
       const [claimed] = await claimAll(store);
       expect(claimed?.conflictSignatures).toEqual([sig("refund11")]);
-      expect(await readJob(store, "J11")).toMatchObject({ conflictSignatures: [sig("refund11")] });
+      // Kept by its own claim, which still holds it: the job is judged in this round.
+      expect(await readJob(store, "J11")).toMatchObject({
+        conflictSignatures: [sig("refund11")],
+        leaseOwner: "verifier",
+      });
       // Claimed again (a failed round), the job keeps it once.
       await createJobQueueStore(store).releaseLeases("verifier");
       expect((await claimAll(store))[0]?.conflictSignatures).toEqual([sig("refund11")]);

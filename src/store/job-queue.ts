@@ -138,14 +138,19 @@ const namersOf = (sigs: Placeholder | string, memoJob = false) => {
  * final. Inside the caller's write transaction. A job naming a signature only as a conflict
  * signature is sent back too: with no receipt naming it, it may own the transaction's money.
  */
-export function reopenNamers(store: SqliteStore, signatures: readonly string[], now: number) {
+export function reopenNamers(
+  store: SqliteStore,
+  signatures: readonly string[],
+  now: number,
+  except: string | null = null,
+) {
   if (signatures.length === 0) return 0;
   const st = statementsOf(store);
   const sigs = [...new Set(signatures)];
   // Nearly always no other namer is judged or held (a proxied job's own row is open and free):
   // a probe per signature, five index lookups, tells so at a fraction of the UPDATE's cost.
   if (sigs.every((sig) => st.judgedNamer.get({ sig }) === undefined)) return 0;
-  return st.reopenNamers.run({ sigs: JSON.stringify(sigs), now }).changes;
+  return st.reopenNamers.run({ sigs: JSON.stringify(sigs), now, except }).changes;
 }
 
 /**
@@ -180,7 +185,9 @@ export function reopenHolders(store: SqliteStore, signatures: readonly string[],
 export function keepWithJob(store: SqliteStore, job: string, sig: string, now: number): boolean {
   const st = statementsOf(store);
   if (st.keepWithJob.run({ job, sig, now, cap: maxKeptSignatures }).changes === 0) return false;
-  reopenNamers(store, [sig], now);
+  // Not the job itself, now a namer too: a claim keeping a line with the job it holds would
+  // drop its own lease.
+  reopenNamers(store, [sig], now, job);
   return true;
 }
 
@@ -485,6 +492,7 @@ function prepare(store: SqliteStore) {
       .where(
         and(
           sql`${jobs.jobId} IN (${namersOf(sql.placeholder("sigs"))})`,
+          sql`${jobs.jobId} IS NOT ${sql.placeholder("except")}`,
           or(not(verdictIsOpen(jobs.verdict)), isNotNull(jobs.leaseOwner)),
         ),
       )

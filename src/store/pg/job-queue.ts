@@ -97,6 +97,7 @@ export async function reopenNamersPg(
   tx: PgExecutor,
   signatures: readonly string[],
   now: number,
+  except: string | null = null,
 ): Promise<number> {
   if (signatures.length === 0) return 0;
   const unique = [...new Set(signatures)];
@@ -105,7 +106,10 @@ export async function reopenNamersPg(
   // they were granted.
   return reopenJobsPg(
     tx,
-    { where: sql`${jobs.jobId} IN (${namersOf(unique)}) AND ${judged}` },
+    {
+      where: sql`${jobs.jobId} IN (${namersOf(unique)}) AND ${judged}
+        AND ${jobs.jobId} IS DISTINCT FROM ${except}::text`,
+    },
     now,
   );
 }
@@ -189,8 +193,10 @@ export async function keepWithJobPg(
     )
     .returning();
   if (row === undefined) return null;
-  // The memo's job owns the transaction now: its other namers that are judged go back.
-  await reopenNamersPg(tx, [signature], now);
+  // The memo's job owns the transaction now: its other namers that are judged go back (not the
+  // job itself, now a namer too: a claim keeping a line with the job it holds would drop its
+  // own lease).
+  await reopenNamersPg(tx, [signature], now, job);
   return row;
 }
 
