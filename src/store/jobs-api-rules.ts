@@ -193,7 +193,8 @@ export function answerRenames(row: AnsweredRow, answer: JobsApiAnswer): string[]
     (s): s is string => s !== null && !known.includes(s),
   );
   // One kept as a conflict signature still leaves its namers: who owns a signature's money
-  // turns on the receipt's and the answer's columns, not on conflict signatures.
+  // turns on the receipt's and the answer's columns first, and on conflict signatures only
+  // where none names it. The job itself is sent back by the answer's own effect, if at all.
   return [...added, ...droppedByAnswer(row, answer)];
 }
 

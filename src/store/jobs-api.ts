@@ -135,7 +135,7 @@ export function recordJobsApiAnswerInTransaction(
     // Each only when it changes something: a write of `jobs` fires its rollup triggers.
     if (effect === "reopen") reopenJobs(tx, { jobIds: [jobId] }, now);
     else if (effect === "due") makeDue(tx, [jobId], now);
-    reopenNamers(tx, answerRenames(row, answer), now);
+    reopenNamers(tx, answerRenames(row, answer), now, jobId);
     return sentBack(row.verdict, effect);
   });
 }

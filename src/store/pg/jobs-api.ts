@@ -66,7 +66,7 @@ export async function recordJobsApiAnswerPg(
     }
     if (effect === "reopen") await reopenJobsPg(tx, { jobIds: [jobId] }, now);
     else if (effect === "due") await makeDuePg(tx, [jobId], now);
-    await reopenNamersPg(tx, answerRenames(row, answer), now);
+    await reopenNamersPg(tx, answerRenames(row, answer), now, jobId);
     return sentBack(row.verdict, effect);
   });
 }
