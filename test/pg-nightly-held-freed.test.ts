@@ -45,7 +45,9 @@ describe("the nightly verify beside a job row locked for most of the run on Post
         VERIFY_POLL_MS: "20000",
       });
       await runStarted();
-      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      // Its first round follows at once; a loaded host may take seconds to reach it. Let go
+      // well before the run's end, which is 8 s after its start.
+      await new Promise((resolve) => setTimeout(resolve, 3_000));
       await pgs.locker.query("ROLLBACK");
       released = true;
       expect(await run.exited).toBe(2);
