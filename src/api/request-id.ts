@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { cutText, printable } from "../printable-text.js";
-import { withoutKeys } from "../recorder/without-key.js";
+import { withoutAnyKey, withoutKeys } from "../recorder/without-key.js";
 
 /** Characters of a caller's request id kept (a UUID is 36; a trace id with its parent, 55). */
 export const maxRequestIdLength = 128;
@@ -28,7 +28,11 @@ export function requestIdOf(given: string | readonly string[] | undefined): stri
  */
 export const maxLoggedPathLength = 1024;
 
-/** `path` as a request's log line shows it: a caller's key in it removed, then cut. */
+/**
+ * `path` as a request's log line shows it: a caller's key in it removed, and any other text
+ * shaped as a Decentral API key (a backend that put its key where a job id goes,
+ * `GET /audit/dcntrl_live_...` with a read token, was logged whole), then cut.
+ */
 export function loggedPath(path: string, credentials: string[]): string {
-  return cutText(withoutKeys(path, credentials), maxLoggedPathLength, "...") ?? "";
+  return cutText(withoutAnyKey(withoutKeys(path, credentials)), maxLoggedPathLength, "...") ?? "";
 }
