@@ -17,6 +17,14 @@ import net, { type Socket } from "node:net";
  * was in flight has. Closed, not half-closed: a client that keeps its side open (idle in a
  * pool, or one that opened a connection and sent nothing) would hold the drain until Node's
  * keep-alive timeout or the drain's deadline.
+ *
+ * A connection's last response still unanswered when the drain starts (its job running
+ * upstream, or its receipt waiting for a write lock another process holds) says `connection:
+ * close` when it is answered: said `keep-alive`, its client took the connection back into its
+ * pool and sent its next request on it just as it was closed, and got a socket error (seen as
+ * deployed, one request in each of three drains) where the closed connection would have sent
+ * it to a new one. A request that comes on that connection before the answer (pipelined) takes
+ * the close over: it is answered `503` after it, as above.
  */
 export interface DrainGate {
   /** `listener` behind the gate. */
@@ -32,6 +40,17 @@ export function createDrainGate(): DrainGate {
   const connections = new Set<Socket>();
   /** Requests being answered, by connection (pipelined requests queue on one). */
   const answering = new Map<Socket, number>();
+  /** Responses not yet closed, by connection, in the order they are sent. */
+  const responses = new Map<Socket, ServerResponse[]>();
+  /** Responses the drain told to close their connection, and whether they would have kept it. */
+  const toldToClose = new Map<ServerResponse, boolean>();
+
+  const forget = (socket: Socket, res: ServerResponse) => {
+    toldToClose.delete(res);
+    const left = (responses.get(socket) ?? []).filter((r) => r !== res);
+    if (left.length > 0) responses.set(socket, left);
+    else responses.delete(socket);
+  };
 
   const answered = (socket: Socket) => {
     const left = (answering.get(socket) ?? 1) - 1;
@@ -47,13 +66,23 @@ export function createDrainGate(): DrainGate {
     wrap(listener) {
       return (req: IncomingMessage, res: ServerResponse) => {
         if (draining) {
+          // The refusal, sent after the answers before it, closes the connection in their place.
+          for (const earlier of responses.get(req.socket) ?? []) {
+            const keep = toldToClose.get(earlier);
+            if (keep !== undefined && !earlier.headersSent) earlier.shouldKeepAlive = keep;
+            toldToClose.delete(earlier);
+          }
           refuse(req, res);
           return;
         }
         const socket = req.socket;
         answering.set(socket, (answering.get(socket) ?? 0) + 1);
+        responses.set(socket, [...(responses.get(socket) ?? []), res]);
         // `close` comes once the response's bytes are handed to the socket (or it was cut).
-        res.once("close", () => answered(socket));
+        res.once("close", () => {
+          forget(socket, res);
+          answered(socket);
+        });
         listener(req, res);
       };
     },
@@ -65,6 +94,15 @@ export function createDrainGate(): DrainGate {
     },
     drain(server) {
       draining = true;
+      // Each connection's last answer not sent yet says `connection: close` (Node writes it for a
+      // response that will not keep its connection): the client sends its next request on a
+      // new connection, which finds the port closed (or another process) and not a cut socket.
+      for (const list of responses.values()) {
+        const last = list.at(-1);
+        if (last === undefined || last.headersSent) continue;
+        toldToClose.set(last, last.shouldKeepAlive);
+        last.shouldKeepAlive = false;
+      }
       // net's close, not http's: http's first destroys every connection it deems idle, which
       // includes one whose ended response is still being sent.
       const closed = new Promise<void>((resolve) =>
