@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { loggedPath } from "../src/api/request-id.js";
+import { loggedPath, requestIdOf } from "../src/api/request-id.js";
 
 const key = "dcntrl_live_7APcI85DUJBp1BYCNJ1ayYuRhwIJ4SMR";
 
@@ -21,5 +21,11 @@ describe("loggedPath", () => {
     expect(loggedPath("/audit/job_8fx2kp3m9qrstvwxyz", ["Bearer da_read_xyz"])).toBe(
       "/audit/job_8fx2kp3m9qrstvwxyz",
     );
+  });
+
+  it("cuts a Decentral key sent as the request id, which every line of the request logs", () => {
+    expect(requestIdOf(key)).toBe("[redacted]");
+    expect(requestIdOf(`trace-${key}`)).toBe("trace-[redacted]");
+    expect(requestIdOf("4bf92f3577b34da6")).toBe("4bf92f3577b34da6");
   });
 });

@@ -16,7 +16,9 @@ export const maxRequestIdLength = 128;
 export function requestIdOf(given: string | readonly string[] | undefined): string {
   const text = typeof given === "string" ? given : given?.join(", ");
   if (text === undefined || text.trim() === "") return randomUUID();
-  return cutText(printable(text), maxRequestIdLength, "...") as string;
+  // Logged on every line of the request: a Decentral key sent as the id (a client that passed
+  // its key where a trace id goes) was written to the log whole.
+  return cutText(printable(withoutAnyKey(text)), maxRequestIdLength, "...") as string;
 }
 
 /**
