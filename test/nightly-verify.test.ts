@@ -875,3 +875,60 @@ describe("a nightly whose ledger read reopens jobs", () => {
     ]);
   });
 });
+
+describe("serve --verify-cron's summary line", () => {
+  it("counts the ledger's findings, so the line fits the log's 4 KiB and keeps its reason whole", async () => {
+    const store = storeWithWindow();
+    const lines: string[] = [];
+    const log = createLogger({ level: "info" }, { write: (l: string) => lines.push(l) });
+    const lock = (i: number) => ({
+      vault: "2iy3Sxsq1Q2hyd1V6abajS6CiU8ZmP9jzyQcsTYTP3jB",
+      jobId: `job_unreleased${i}`,
+      signature:
+        "5HpCBJL3UQ29wgXXtCvfD566hZ1JtuRknpXwD6Pemqex2AQvjdR3CLtPhyXN1M2BN3hpoWjiSjac44n93bs5B87U",
+      lockUnits: "20000",
+      outstandingUnits: "20000",
+      lockedAt: "2026-11-24T22:22:21.000Z",
+      dueBy: "2026-11-24T22:29:21.000Z",
+      beforeWindow: true,
+    });
+    const ledger = async () =>
+      ({
+        vaults: 5,
+        unreceiptedDebits: [],
+        unreleasedLocks: Array.from({ length: 168 }, (_, i) => lock(i)),
+        creditsHeaderMismatches: [],
+        creditsHeaderUndecided: [],
+        foreignMint: [],
+        vaultOwnerChanges: [],
+        vaultDelegateApprovals: [],
+        vaultDelegatesNow: [],
+        vaultOwnersNow: [],
+        mixedJobMemos: [],
+        imbalanced: [],
+        gaps: [],
+        prunedHistory: [],
+        judgedBefore: [],
+        incomplete: null,
+      }) as unknown as LedgerWindowResult;
+    const schedule = scheduleNightlyVerification("0 2 * * *", {
+      store,
+      engine: scriptedEngine(store, { in_1: "verified", in_2: "verified" }),
+      log,
+      ledger,
+      now: () => NOW,
+    });
+    try {
+      const summary = await schedule.runNow();
+      expect(summary.exitCode).toBe(1);
+      const line = lines.at(-1) as string;
+      // Longer than PIPE_BUF, the log's writer cuts every string of the line (src/serve-log.ts).
+      expect(Buffer.byteLength(line)).toBeLessThanOrEqual(4096);
+      const entry = JSON.parse(line);
+      expect(entry.msg).toBe("nightly verification: ledger_findings");
+      expect(entry.nightly.ledger).toMatchObject({ vaults: 5, unreleasedLocks: 168, gaps: 0 });
+    } finally {
+      schedule.stop();
+    }
+  });
+});

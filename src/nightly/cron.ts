@@ -1,6 +1,7 @@
 import { Cron } from "croner";
 import type { Store } from "../db/client.js";
 import { AppError } from "../errors.js";
+import type { LedgerWindowResult } from "../ledger/window-check.js";
 import type { Logger } from "../log.js";
 import { createVerificationRunStore, type NightlyRunOutcome } from "../store/verification-runs.js";
 import type { ProfileStatus } from "../verify/profile-status.js";
@@ -61,6 +62,23 @@ export function scheduledWindow(
   const scheduledFrom = before?.getTime() ?? to - FALLBACK_WINDOW_MS;
   const from = openFrom !== null && openFrom < scheduledFrom ? openFrom : scheduledFrom;
   return { from, to };
+}
+
+/**
+ * The ledger's findings as the summary's log line counts them: how many of each kind, not the
+ * entries. Listed whole (hundreds of unreleased locks after a night the schedule missed), they
+ * made the line tens of KiB, and the log's one-line limit (4 KiB, see src/serve-log.ts) cut
+ * every string of it to a few dozen characters: an incomplete run's `reason` read "escrow: the
+ * escrow vault's payouts under the window's jobs' mem…". The entries are the window's credit
+ * vault statement's (`report statement`), and `verify` prints them.
+ */
+export function ledgerCounts(ledger: LedgerWindowResult): Record<string, unknown> {
+  return Object.fromEntries(
+    Object.entries(ledger).map(([kind, value]) => [
+      kind,
+      Array.isArray(value) ? value.length : value,
+    ]),
+  );
 }
 
 /** How many windows back a scheduled run's first window may reach for the last finished run. */
@@ -127,9 +145,15 @@ export function scheduleNightlyVerification(expression: string, deps: NightlySch
     return { window, summary, givenUp: false };
   };
   const logSummary = (summary: NightlySummary, message: string) => {
-    const { findings, ...rest } = summary;
+    const { findings, ledger, ...rest } = summary;
     deps.log[summary.exitCode === 0 ? "info" : "warn"](
-      { nightly: { ...rest, findings: findings.slice(0, 20) } },
+      {
+        nightly: {
+          ...rest,
+          findings: findings.slice(0, 10),
+          ...(ledger ? { ledger: ledgerCounts(ledger) } : {}),
+        },
+      },
       message,
     );
   };
