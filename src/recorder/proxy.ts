@@ -1,6 +1,7 @@
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import https from "node:https";
 import { promisify } from "node:util";
+import * as zlib from "node:zlib";
 import {
   brotliDecompress,
   gunzip,
@@ -65,6 +66,10 @@ const zlibAsync = {
   inflate: promisify(inflate),
   inflateRaw: promisify(inflateRaw),
 };
+
+/** zlib's zstd decoder, where this Node has one (22.15, 23.8 and later); none on Node 20. */
+const zstdDecompress = (zlib as { zstdDecompress?: typeof inflate }).zstdDecompress;
+const zstdAsync = zstdDecompress === undefined ? undefined : promisify(zstdDecompress);
 
 /**
  * The facts of a request body sent with a `content-encoding` the upstream decodes (gzip,
@@ -141,7 +146,8 @@ export function answerCodings(encoding: string | undefined): string[] | "plain" 
 export async function decodedAnswer(
   bytes: Buffer,
   codings: string[],
-): Promise<Buffer | null | "too_long"> {
+  client: "fetch" | "httpx" = "fetch",
+): Promise<Buffer | null | "too_long" | "unknown"> {
   const zlibOptions = {
     maxOutputLength: maxJsonCapture,
     chunkSize: 256 * 1024,
@@ -157,6 +163,15 @@ export async function decodedAnswer(
     for (const coding of [...codings].reverse()) {
       if (coding === "gzip" || coding === "x-gzip") out = await zlibAsync.gunzip(out, zlibOptions);
       else if (coding === "br") out = await zlibAsync.brotli(out, brotliOptions);
+      // Bytes that are no zstd frame (plain JSON under the label) fail the read of a client
+      // that undoes zstd; a frame is undone where this Node can, else its reading is unknown.
+      else if (coding === "zstd") {
+        if (!zstdFramed(out)) return null;
+        if (zstdAsync === undefined) return "unknown";
+        out = await zstdAsync(out, { maxOutputLength: maxJsonCapture });
+      }
+      // httpx takes zlib's wrapping, and raw deflate when that fails.
+      else if (client === "httpx") out = await inflated(out, zlibOptions);
       // fetch reads zlib's wrapping when the first byte names its method, else raw deflate.
       else if (((out[0] ?? 0) & 0x0f) === 0x08) out = await zlibAsync.inflate(out, zlibOptions);
       else out = await zlibAsync.inflateRaw(out, zlibOptions);
@@ -165,6 +180,68 @@ export async function decodedAnswer(
     return e instanceof RangeError ? "too_long" : null;
   }
   return out;
+}
+
+/**
+ * Whether `bytes` open with a zstd frame (or a skippable frame, which a zstd reader passes
+ * over): what a client that undoes zstd decodes, where any other bytes fail its read.
+ */
+function zstdFramed(bytes: Buffer): boolean {
+  if (bytes.length < 4) return false;
+  if (bytes[0] === 0x28 && bytes[1] === 0xb5 && bytes[2] === 0x2f && bytes[3] === 0xfd) return true;
+  return (
+    ((bytes[0] ?? 0) & 0xf0) === 0x50 && bytes[1] === 0x2a && bytes[2] === 0x4d && bytes[3] === 0x18
+  );
+}
+
+/**
+ * The codings each client undoes for an answer sent with `encoding`, where fetch and httpx read
+ * it apart (`answerCodings` "unknown"), or "fails" where its read fails whatever the bytes:
+ * fetch (decoding none when it does not know a coding, failing past five since undici 6.23; a
+ * newer undici knows zstd), and httpx with and without zstandard (skipping what it does not know).
+ */
+function clientCodingLists(
+  encoding: string,
+): { client: "fetch" | "httpx"; codings: string[] | "fails" }[] {
+  const named = encoding.split(",").map((c) => c.trim().toLowerCase());
+  const tooMany = named.length > fetchMaxCodings;
+  const fetchList = (known: (c: string) => boolean) =>
+    tooMany ? ("fails" as const) : named.every(known) ? named : [];
+  return [
+    // Before undici 6.23 (Node 20.18) fetch undid any number of codings.
+    { client: "fetch", codings: named.every((c) => fetchCodings.has(c)) ? named : [] },
+    { client: "fetch", codings: fetchList((c) => fetchCodings.has(c)) },
+    { client: "fetch", codings: fetchList((c) => fetchCodings.has(c) || c === "zstd") },
+    { client: "httpx", codings: named.filter((c) => httpxCodings.has(c)) },
+    { client: "httpx", codings: named.filter((c) => httpxCodings.has(c) && c !== "zstd") },
+  ];
+}
+
+/**
+ * What each client reads of an answer its clients read apart: each distinct reading once (none
+ * when every client's read fails), and whether every client read that one reading alike; or
+ * "unknown" where one reading cannot be known here (a real zstd frame on a Node without zstd, a
+ * body that decodes past the size an answer is held at). Read as unknown whatever the bytes, an operator's plain JSON
+ * under `content-encoding: zstd`, which Node's fetch reads as it is, was charged the lock for
+ * `Hi.` and passed as unproven.
+ */
+export async function clientReadings(
+  bytes: Buffer,
+  encoding: string,
+): Promise<{ readings: Buffer[]; agreed: boolean } | "unknown"> {
+  const readings: Buffer[] = [];
+  let failed = false;
+  for (const { client, codings } of clientCodingLists(encoding)) {
+    if (codings === "fails") {
+      failed = true;
+      continue;
+    }
+    const read = codings.length === 0 ? bytes : await decodedAnswer(bytes, codings, client);
+    if (read === "unknown" || read === "too_long") return "unknown";
+    if (read === null) failed = true;
+    else if (!readings.some((r) => r.equals(read))) readings.push(read);
+  }
+  return { readings, agreed: !failed && readings.length === 1 };
 }
 
 /** Options of the recording proxy; every optional one has a default. */
@@ -1275,15 +1352,57 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
           } else if (coded !== "plain" && coded !== "unknown" && capturing && !sseCut) {
             // A coded answer held whole is read as its client reads it: decoded.
             void decodedAnswer(Buffer.concat(chunks), coded).then((decoded) =>
-              record(state, elapsed, readAsAsked, decoded),
+              record(state, elapsed, readAsAsked, decoded === "unknown" ? undefined : decoded),
+            );
+          } else if (coded === "unknown" && capturing && !sseCut) {
+            // Read apart by its clients, who were told no one usage: its usage is unknown, and
+            // the charge is bounded by the most any of them read (none read anything: an answer
+            // of no bytes); the answer is unknown only where a reading cannot be known here.
+            const encoding = String(upstream.headers["content-encoding"]);
+            void clientReadings(Buffer.concat(chunks), encoding).then((read) =>
+              read === "unknown"
+                ? record(state, elapsed, readAsAsked)
+                : record(
+                    state,
+                    elapsed,
+                    readAsAsked,
+                    mostRead(read.readings, readAsAsked),
+                    !read.agreed,
+                  ),
             );
           } else record(state, elapsed, readAsAsked);
+        };
+        /** The facts `record` reads of an answer as `reading` holds it, held whole. */
+        const readingFacts = (reading: Buffer, readAsAsked: boolean): BodyFacts => {
+          const text = reading.toString("utf8");
+          if (!readAsAsked && completionAsked(asked)) {
+            return otherKindFacts(text, sseCut, totalBytes, credentials, { ...facts, ...asked })
+              .facts;
+          }
+          return isSse
+            ? sseFacts(text, credentials, asked)
+            : jsonBodyFacts(text, credentials, asked);
+        };
+        /**
+         * Of the clients' readings, the one holding the most answer (null when there is none:
+         * every read failed), or undefined where one holds an answer of no known size.
+         */
+        const mostRead = (readings: Buffer[], readAsAsked: boolean): Buffer | null | undefined => {
+          if (readings.length <= 1) return readings[0] ?? null;
+          let most: { reading: Buffer; bytes: number } | null = null;
+          for (const reading of readings) {
+            const bytes = readingFacts(reading, readAsAsked).answerBytes;
+            if (bytes === null) return undefined;
+            if (most === null || bytes > most.bytes) most = { reading, bytes };
+          }
+          return most?.reading ?? null;
         };
         const record = (
           state: "complete" | "aborted",
           elapsed: number,
           readAsAsked: boolean,
           decoded?: Buffer | null | "too_long",
+          usageApart = false,
         ) => {
           // The bytes held, joined once: a held answer is read from and sent from the same copy
           // (joined twice, an 8 MiB answer was copied twice more).
@@ -1339,7 +1458,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
             // Priced by the model asked for, or by none: the operator writes the response, so the
             // model it names is kept only to compare, never to price (the job is then unproven).
             responseModel: learnt.model,
-            ...learnt.usage,
+            ...(usageApart ? unknownUsage : learnt.usage),
             answerBytes: learnt.answerBytes,
             answerToolCalls: learnt.answerToolCalls,
             latencyMs: Math.round(elapsed),
