@@ -244,6 +244,86 @@ export async function clientReadings(
   return { readings, agreed: !failed && readings.length === 1 };
 }
 
+/** The most an answer is decoded to as it is read past the size it is held at. */
+const maxDecodedRead = 256 * 1024 * 1024;
+
+/**
+ * Undoes `codings` (last first) on `bytes` as fetch does, handing the decoded bytes to `onChunk`
+ * as they come, so an answer that decodes past the size one is held at is read as it passes, as
+ * a plain one is: "failed" where the bytes are no such coding (its client's read fails), and
+ * "too_long" past `maxDecodedRead`.
+ */
+async function decodeInto(
+  bytes: Buffer,
+  codings: string[],
+  onChunk: (chunk: Buffer) => void,
+): Promise<"ok" | "failed" | "too_long"> {
+  let outcome: "ok" | "failed" | "too_long" = "ok";
+  let decodedBytes = 0;
+  type Sink = { write(chunk: Buffer): void; end(): Promise<void> };
+  const last: Sink = {
+    write(chunk) {
+      if (outcome !== "ok") return;
+      decodedBytes += chunk.length;
+      if (decodedBytes > maxDecodedRead) outcome = "too_long";
+      else onChunk(chunk);
+    },
+    end: async () => {},
+  };
+  const stageOf = (coding: string, next: Sink): Sink => {
+    let made: {
+      stream: zlib.Gunzip | zlib.BrotliDecompress | zlib.Inflate | zlib.InflateRaw;
+      ended: Promise<void>;
+    } | null = null;
+    const make = (first: number) => {
+      const flush = { finishFlush: zlibConstants.Z_SYNC_FLUSH };
+      const stream =
+        coding === "gzip" || coding === "x-gzip"
+          ? zlib.createGunzip(flush)
+          : coding === "br"
+            ? zlib.createBrotliDecompress({ finishFlush: zlibConstants.BROTLI_OPERATION_FLUSH })
+            : (first & 0x0f) === 0x08
+              ? zlib.createInflate(flush)
+              : zlib.createInflateRaw(flush);
+      stream.on("data", (chunk: Buffer) => {
+        next.write(chunk);
+        if (outcome !== "ok") stream.destroy();
+      });
+      const ended = new Promise<void>((resolve) => {
+        stream.on("end", resolve);
+        stream.on("close", resolve);
+        stream.on("error", () => {
+          if (outcome === "ok") outcome = "failed";
+          resolve();
+        });
+      });
+      return { stream, ended };
+    };
+    return {
+      write(chunk) {
+        if (outcome !== "ok" || chunk.length === 0) return;
+        made ??= make(chunk[0] ?? 0);
+        made.stream.write(chunk);
+      },
+      async end() {
+        if (made !== null) {
+          made.stream.end();
+          await made.ended;
+        }
+        await next.end();
+      },
+    };
+  };
+  let head = last;
+  for (const coding of codings) head = stageOf(coding, head);
+  const slice = 256 * 1024;
+  for (let at = 0; at < bytes.length && outcome === "ok"; at += slice) {
+    head.write(bytes.subarray(at, at + slice));
+  }
+  await head.end();
+  return outcome;
+}
+
 /** Options of the recording proxy; every optional one has a default. */
 export interface RecordingProxyOptions {
   store: Store;
@@ -1218,11 +1298,23 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
           if (isSse) {
             // A client reads nothing after the [DONE] event: neither is the receipt's usage.
             sseDone = sawDone(chunk);
-            // Keep only the tail: the usage chunk is the last event before [DONE].
-            while (captured - (chunks[0]?.length ?? 0) >= sseTailBytes && chunks.length > 1) {
+            // Keep only the tail: the usage chunk is the last event before [DONE]. A coded
+            // stream is held whole, up to the size a JSON answer is (its bytes are no events
+            // until decoded): read at its end as it decodes, not left unknown past 64 KiB.
+            while (
+              coded === "plain" &&
+              captured - (chunks[0]?.length ?? 0) >= sseTailBytes &&
+              chunks.length > 1
+            ) {
               const left = chunks.shift() as Buffer;
               captured -= left.length;
               readLeaving(left);
+              sseCut = true;
+            }
+            if (coded !== "plain" && captured > maxJsonCapture) {
+              chunks.splice(0);
+              captured = 0;
+              capturing = false;
               sseCut = true;
             }
           } else if (captured > maxJsonCapture) {
@@ -1351,9 +1443,19 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
             void waiting.drained().then(() => record(state, elapsed, readAsAsked));
           } else if (coded !== "plain" && coded !== "unknown" && capturing && !sseCut) {
             // A coded answer held whole is read as its client reads it: decoded.
-            void decodedAnswer(Buffer.concat(chunks), coded).then((decoded) =>
-              record(state, elapsed, readAsAsked, decoded === "unknown" ? undefined : decoded),
-            );
+            const raw = Buffer.concat(chunks);
+            void decodedAnswer(raw, coded).then(async (decoded) => {
+              if (decoded !== "too_long" || !readAsAsked) {
+                record(state, elapsed, readAsAsked, decoded === "unknown" ? undefined : decoded);
+                return;
+              }
+              // Decoded past the size an answer is held at (8 MiB of white space is a few KiB of
+              // gzip): read as it decodes, as a plain answer that long is read as it passes.
+              const read = await decodedFacts(raw, coded);
+              if (read === "failed") record(state, elapsed, readAsAsked, null);
+              else if (read === "too_long") record(state, elapsed, readAsAsked, "too_long");
+              else record(state, elapsed, readAsAsked, "too_long", false, read);
+            });
           } else if (coded === "unknown" && capturing && !sseCut) {
             // Read apart by its clients, who were told no one usage: its usage is unknown, and
             // the charge is bounded by the most any of them read (none read anything: an answer
@@ -1371,6 +1473,20 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
                   ),
             );
           } else record(state, elapsed, readAsAsked);
+        };
+        /** The facts of an answer read as it decodes (see `decodeInto`). */
+        const decodedFacts = async (
+          raw: Buffer,
+          codings: string[],
+        ): Promise<BodyFacts | "failed" | "too_long"> => {
+          if (isSse) {
+            const read = createSseFacts(credentials, asked);
+            const outcome = await decodeInto(raw, codings, (c) => read.add(c));
+            return outcome === "ok" ? read.facts() : outcome;
+          }
+          const read = createJsonAnswerScan(asked);
+          const outcome = await decodeInto(raw, codings, (c) => read.add(c));
+          return outcome === "ok" ? scannedBodyFacts(read, credentials, asked) : outcome;
         };
         /** The facts `record` reads of an answer as `reading` holds it, held whole. */
         const readingFacts = (reading: Buffer, readAsAsked: boolean): BodyFacts => {
@@ -1403,6 +1519,8 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
           readAsAsked: boolean,
           decoded?: Buffer | null | "too_long",
           usageApart = false,
+          /** What was read of an answer as it decoded, past the size one is held at. */
+          known?: BodyFacts,
         ) => {
           // The bytes held, joined once: a held answer is read from and sent from the same copy
           // (joined twice, an 8 MiB answer was copied twice more).
@@ -1435,21 +1553,23 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
           const background = asked.shape === "output" && facts.background;
           const learnt: BodyFacts = background
             ? unknownBody
-            : undecodable
-              ? unreadableBody(asked)
-              : unread
-                ? unknownBody
-                : other !== null
-                  ? other.facts
-                  : capturing && readAsAsked && !brokenOff
-                    ? isSse
-                      ? sseCut
-                        ? streamFacts()
-                        : sseFacts(bodyText, credentials, asked)
-                      : jsonBodyFacts(bodyText, credentials, asked)
-                    : scan !== null && readAsAsked && upstream.complete
-                      ? scannedBodyFacts(scan, credentials, asked)
-                      : unknownBody;
+            : known !== undefined && !brokenOff
+              ? known
+              : undecodable
+                ? unreadableBody(asked)
+                : unread
+                  ? unknownBody
+                  : other !== null
+                    ? other.facts
+                    : capturing && readAsAsked && !brokenOff
+                      ? isSse
+                        ? sseCut
+                          ? streamFacts()
+                          : sseFacts(bodyText, credentials, asked)
+                        : jsonBodyFacts(bodyText, credentials, asked)
+                      : scan !== null && readAsAsked && upstream.complete
+                        ? scannedBodyFacts(scan, credentials, asked)
+                        : unknownBody;
           const final: Receipt = {
             ...receipt,
             ...(other !== null ? { usageAsked: other.usageOwed } : {}),

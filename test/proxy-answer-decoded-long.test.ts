@@ -1,0 +1,79 @@
+import { gzipSync } from "node:zlib";
+import { describe, expect, it } from "vitest";
+import { discrepancy, useAdversaryHarness } from "./support/operator.js";
+import { jobThroughProxy } from "./support/proxy-job.js";
+import { readJob } from "./support/seed-recorder.js";
+
+/**
+ * A gzip answer every client decodes alike, made long where the proxy stops reading a coded
+ * answer: a JSON answer that decodes past 8 MiB (white space between its members, a few KiB
+ * of gzip), or a stream past its 64 KiB tail (comment lines, which no SSE client reads). The
+ * same answer sent plain is read as it passes, its usage and text bounding the charge; coded,
+ * it was read as unknown, the charge bounded by the lock alone: `Hi.` charged the price at
+ * 2,000 tokens, `partially_verified`, a nightly exit 0.
+ */
+describe("a coded answer longer than the proxy holds", () => {
+  const h = useAdversaryHarness();
+
+  const hi = (pad: number) =>
+    `{"id":"chatcmpl-1","object":"chat.completion","model":"qwen3-8b",${" ".repeat(pad)}"choices":[{"index":0,"message":{"role":"assistant","content":"Hi."},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":2000,"total_tokens":2012}}`;
+  /** A stream of `Hi.` with `comments` bytes of comment lines before it, its usage 2,000. */
+  const hiStream = (comments: number) => {
+    const line = `: ${"k".repeat(1000)}\n`;
+    const events = [
+      { choices: [{ index: 0, delta: { role: "assistant", content: "Hi." } }], model: "qwen3-8b" },
+      { choices: [{ index: 0, delta: {}, finish_reason: "stop" }], model: "qwen3-8b" },
+      {
+        choices: [],
+        model: "qwen3-8b",
+        usage: { prompt_tokens: 12, completion_tokens: 2000, total_tokens: 2012 },
+      },
+    ]
+      .map((chunk) => `data: ${JSON.stringify(chunk)}\n\n`)
+      .join("")
+      .concat("data: [DONE]\n\n");
+    return line.repeat(Math.ceil(comments / line.length)) + events;
+  };
+
+  it("bounds `Hi.` charged for 2,000 tokens by its text, coded or not", async () => {
+    const c = await h.scenario();
+    await c.pinKey(3);
+    const request = { messages: [{ role: "user", content: "Say hi" }] };
+    const send = async (body: string | Buffer, gzip: boolean, stream = false) => {
+      const plan = h.op.plan({ keyIndex: 3, completionTokens: 2000 });
+      await jobThroughProxy(
+        h,
+        c.store,
+        plan,
+        "/v1/chat/completions",
+        body,
+        stream ? { ...request, stream: true, stream_options: { include_usage: true } } : request,
+        {
+          ...(gzip ? { answerHeaders: { "content-encoding": "gzip" } } : {}),
+          ...(stream ? { contentType: "text/event-stream" } : {}),
+        },
+      );
+      return plan.jobId;
+    };
+    const long = hi(9 * 1024 * 1024);
+    // Random bytes in the comments, so the gzip too is past the stream's tail.
+    const streamed = hiStream(200 * 1024).replace(/k{1000}/g, () =>
+      Buffer.from(Array.from({ length: 750 }, () => Math.floor(Math.random() * 256))).toString(
+        "base64",
+      ),
+    );
+    expect(gzipSync(long).length).toBeLessThan(64 * 1024);
+    expect(gzipSync(streamed).length).toBeGreaterThan(64 * 1024);
+    const plainJson = await send(long, false);
+    const codedJson = await send(gzipSync(long), true);
+    const plainStream = await send(streamed, false, true);
+    const codedStream = await send(gzipSync(streamed), true, true);
+    expect(await c.verdicts(plainJson, codedJson, plainStream, codedStream)).toEqual([
+      discrepancy("usage.consistent"),
+      discrepancy("usage.consistent"),
+      discrepancy("usage.consistent"),
+      discrepancy("usage.consistent"),
+    ]);
+    expect(await readJob(c.store, codedJson)).toMatchObject({ answerBytes: 3 });
+  });
+});
