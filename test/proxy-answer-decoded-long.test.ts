@@ -64,16 +64,26 @@ describe("a coded answer longer than the proxy holds", () => {
     );
     expect(gzipSync(long).length).toBeLessThan(64 * 1024);
     expect(gzipSync(streamed).length).toBeGreaterThan(64 * 1024);
+    // Under x-gzip (fetch gunzips it, httpx reads the gzip bytes: clients read it apart).
+    const apart = h.op.plan({ keyIndex: 3, completionTokens: 2000 });
+    await jobThroughProxy(h, c.store, apart, "/v1/chat/completions", gzipSync(long), request, {
+      answerHeaders: { "content-encoding": "x-gzip" },
+    });
     const plainJson = await send(long, false);
     const codedJson = await send(gzipSync(long), true);
     const plainStream = await send(streamed, false, true);
     const codedStream = await send(gzipSync(streamed), true, true);
-    expect(await c.verdicts(plainJson, codedJson, plainStream, codedStream)).toEqual([
+    expect(await c.verdicts(plainJson, codedJson, plainStream, codedStream, apart.jobId)).toEqual([
       discrepancy("usage.consistent"),
       discrepancy("usage.consistent"),
       discrepancy("usage.consistent"),
       discrepancy("usage.consistent"),
+      discrepancy("charge.matches_price"),
     ]);
+    expect(await readJob(c.store, apart.jobId)).toMatchObject({
+      answerBytes: 3,
+      completionTokens: null,
+    });
     expect(await readJob(c.store, codedJson)).toMatchObject({ answerBytes: 3 });
   });
 });

@@ -70,6 +70,7 @@ const zlibAsync = {
 /** zlib's zstd decoder, where this Node has one (22.15, 23.8 and later); none on Node 20. */
 const zstdDecompress = (zlib as { zstdDecompress?: typeof inflate }).zstdDecompress;
 const zstdAsync = zstdDecompress === undefined ? undefined : promisify(zstdDecompress);
+const createZstd = (zlib as { createZstdDecompress?: () => zlib.Inflate }).createZstdDecompress;
 
 /**
  * The facts of a request body sent with a `content-encoding` the upstream decodes (gzip,
@@ -228,8 +229,9 @@ function clientCodingLists(
 export async function clientReadings(
   bytes: Buffer,
   encoding: string,
-): Promise<{ readings: Buffer[]; agreed: boolean } | "unknown"> {
+): Promise<{ readings: Buffer[]; tooLong: string[][]; agreed: boolean } | "unknown"> {
   const readings: Buffer[] = [];
+  const tooLong: string[][] = [];
   let failed = false;
   for (const { client, codings } of clientCodingLists(encoding)) {
     if (codings === "fails") {
@@ -237,11 +239,13 @@ export async function clientReadings(
       continue;
     }
     const read = codings.length === 0 ? bytes : await decodedAnswer(bytes, codings, client);
-    if (read === "unknown" || read === "too_long") return "unknown";
-    if (read === null) failed = true;
+    if (read === "unknown") return "unknown";
+    // Past the size an answer is held at: read as it decodes, by the caller.
+    if (read === "too_long") tooLong.push(codings);
+    else if (read === null) failed = true;
     else if (!readings.some((r) => r.equals(read))) readings.push(read);
   }
-  return { readings, agreed: !failed && readings.length === 1 };
+  return { readings, tooLong, agreed: !failed && readings.length === 1 && tooLong.length === 0 };
 }
 
 /** The most an answer is decoded to as it is read past the size it is held at. */
@@ -278,13 +282,15 @@ async function decodeInto(
     const make = (first: number) => {
       const flush = { finishFlush: zlibConstants.Z_SYNC_FLUSH };
       const stream =
-        coding === "gzip" || coding === "x-gzip"
-          ? zlib.createGunzip(flush)
-          : coding === "br"
-            ? zlib.createBrotliDecompress({ finishFlush: zlibConstants.BROTLI_OPERATION_FLUSH })
-            : (first & 0x0f) === 0x08
-              ? zlib.createInflate(flush)
-              : zlib.createInflateRaw(flush);
+        coding === "zstd" && createZstd !== undefined
+          ? createZstd()
+          : coding === "gzip" || coding === "x-gzip"
+            ? zlib.createGunzip(flush)
+            : coding === "br"
+              ? zlib.createBrotliDecompress({ finishFlush: zlibConstants.BROTLI_OPERATION_FLUSH })
+              : (first & 0x0f) === 0x08
+                ? zlib.createInflate(flush)
+                : zlib.createInflateRaw(flush);
       stream.on("data", (chunk: Buffer) => {
         next.write(chunk);
         if (outcome !== "ok") stream.destroy();
@@ -314,6 +320,8 @@ async function decodeInto(
       },
     };
   };
+  // A zstd stage this Node cannot run: nothing of the answer is known.
+  if (codings.includes("zstd") && createZstd === undefined) return "too_long";
   let head = last;
   for (const coding of codings) head = stageOf(coding, head);
   const slice = 256 * 1024;
@@ -1461,17 +1469,39 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
             // the charge is bounded by the most any of them read (none read anything: an answer
             // of no bytes); the answer is unknown only where a reading cannot be known here.
             const encoding = String(upstream.headers["content-encoding"]);
-            void clientReadings(Buffer.concat(chunks), encoding).then((read) =>
-              read === "unknown"
-                ? record(state, elapsed, readAsAsked)
-                : record(
-                    state,
-                    elapsed,
-                    readAsAsked,
-                    mostRead(read.readings, readAsAsked),
-                    !read.agreed,
-                  ),
-            );
+            const raw = Buffer.concat(chunks);
+            void clientReadings(raw, encoding).then(async (read) => {
+              if (read === "unknown" || (read.tooLong.length > 0 && !readAsAsked)) {
+                record(state, elapsed, readAsAsked);
+                return;
+              }
+              if (read.tooLong.length === 0) {
+                const most = mostRead(read.readings, readAsAsked);
+                record(state, elapsed, readAsAsked, most, !read.agreed);
+                return;
+              }
+              // One client's reading decodes past the size an answer is held at: each is read
+              // (that one as it decodes), and the most any holds bounds the charge.
+              const all = read.readings.map((r) => readingFacts(r, true));
+              for (const codings of read.tooLong) {
+                const facts = await decodedFacts(raw, codings);
+                if (facts === "too_long") {
+                  record(state, elapsed, readAsAsked);
+                  return;
+                }
+                if (facts !== "failed") all.push(facts);
+              }
+              if (all.some((f) => f.answerBytes === null)) {
+                record(state, elapsed, readAsAsked);
+                return;
+              }
+              const most = all.reduce<BodyFacts | null>(
+                (m, f) => (m === null || (f.answerBytes ?? 0) > (m.answerBytes ?? 0) ? f : m),
+                null,
+              );
+              if (most === null) record(state, elapsed, readAsAsked, null);
+              else record(state, elapsed, readAsAsked, "too_long", true, most);
+            });
           } else record(state, elapsed, readAsAsked);
         };
         /** The facts of an answer read as it decodes (see `decodeInto`). */
