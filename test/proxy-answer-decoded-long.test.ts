@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { gzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { discrepancy, useAdversaryHarness } from "./support/operator.js";
@@ -86,4 +87,62 @@ describe("a coded answer longer than the proxy holds", () => {
     });
     expect(await readJob(c.store, codedJson)).toMatchObject({ answerBytes: 3 });
   });
+});
+
+/**
+ * A gzip answer past 8 MiB as sent (a member no client reads holding 9 MiB of random text, which
+ * gzip cannot shrink; comment lines in a stream): read plain, such an answer is read as it
+ * passes, its usage and text bounding the charge; coded, its bytes were scanned as if they were
+ * JSON (or dropped, for a stream) and the answer taken as unknown: `Hi.` charged the price at
+ * 2,000 tokens passed as `partially_verified`.
+ */
+describe("a coded answer past 8 MiB as sent", () => {
+  const h = useAdversaryHarness();
+  const padding = () => randomBytes(10 * 1024 * 1024).toString("base64");
+
+  it("bounds `Hi.` charged for 2,000 tokens by its text", async () => {
+    const c = await h.scenario();
+    await c.pinKey(3);
+    const json = `{"id":"chatcmpl-1","object":"chat.completion","model":"qwen3-8b","x_padding":"${padding()}","choices":[{"index":0,"message":{"role":"assistant","content":"Hi."},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":2000,"total_tokens":2012}}`;
+    const events = [
+      { choices: [{ index: 0, delta: { role: "assistant", content: "Hi." } }], model: "qwen3-8b" },
+      { choices: [{ index: 0, delta: {}, finish_reason: "stop" }], model: "qwen3-8b" },
+      {
+        choices: [],
+        model: "qwen3-8b",
+        usage: { prompt_tokens: 12, completion_tokens: 2000, total_tokens: 2012 },
+      },
+    ]
+      .map((chunk) => `data: ${JSON.stringify(chunk)}\n\n`)
+      .join("")
+      .concat("data: [DONE]\n\n");
+    const stream = `${padding()
+      .match(/.{1,1000}/g)!
+      .map((line) => `: ${line}\n`)
+      .join("")}${events}`;
+    const request = { messages: [{ role: "user", content: "Say hi" }] };
+    const codedJson = gzipSync(json);
+    const codedStream = gzipSync(stream);
+    expect(codedJson.length).toBeGreaterThan(8 * 1024 * 1024);
+    expect(codedStream.length).toBeGreaterThan(8 * 1024 * 1024);
+    const jsonPlan = h.op.plan({ keyIndex: 3, completionTokens: 2000 });
+    await jobThroughProxy(h, c.store, jsonPlan, "/v1/chat/completions", codedJson, request, {
+      answerHeaders: { "content-encoding": "gzip" },
+    });
+    const streamPlan = h.op.plan({ keyIndex: 3, completionTokens: 2000 });
+    await jobThroughProxy(
+      h,
+      c.store,
+      streamPlan,
+      "/v1/chat/completions",
+      codedStream,
+      { ...request, stream: true, stream_options: { include_usage: true } },
+      { answerHeaders: { "content-encoding": "gzip" }, contentType: "text/event-stream" },
+    );
+    expect(await c.verdicts(jsonPlan.jobId, streamPlan.jobId)).toEqual([
+      discrepancy("usage.consistent"),
+      discrepancy("usage.consistent"),
+    ]);
+    expect(await readJob(c.store, jsonPlan.jobId)).toMatchObject({ answerBytes: 3 });
+  }, 60_000);
 });

@@ -251,18 +251,23 @@ export async function clientReadings(
 /** The most an answer is decoded to as it is read past the size it is held at. */
 const maxDecodedRead = 256 * 1024 * 1024;
 
+/** A decoder of an answer's codings fed as its bytes come (see `createDecoder`). */
+interface AnswerDecoder {
+  write(chunk: Buffer): void;
+  /** Resolves once every byte written is decoded and handed on. */
+  end(): Promise<"ok" | "failed" | "too_long">;
+}
+
 /**
- * Undoes `codings` (last first) on `bytes` as fetch does, handing the decoded bytes to `onChunk`
- * as they come, so an answer that decodes past the size one is held at is read as it passes, as
- * a plain one is: "failed" where the bytes are no such coding (its client's read fails), and
- * "too_long" past `maxDecodedRead`.
+ * Undoes `codings` (last first) as fetch does on the bytes written to it, in turn, handing the
+ * decoded bytes to `onChunk` as they come, so an answer longer than one is held is read as it
+ * passes, as a plain one is: "failed" where the bytes are no such coding (its client's read
+ * fails), and "too_long" past `maxDecodedRead` (or a zstd stage this Node cannot run).
  */
-async function decodeInto(
-  bytes: Buffer,
-  codings: string[],
-  onChunk: (chunk: Buffer) => void,
-): Promise<"ok" | "failed" | "too_long"> {
+function createDecoder(codings: string[], onChunk: (chunk: Buffer) => void): AnswerDecoder {
   let outcome: "ok" | "failed" | "too_long" = "ok";
+  // A zstd stage this Node cannot run: nothing of the answer is known.
+  if (codings.includes("zstd") && createZstd === undefined) outcome = "too_long";
   let decodedBytes = 0;
   type Sink = { write(chunk: Buffer): void; end(): Promise<void> };
   const last: Sink = {
@@ -320,16 +325,29 @@ async function decodeInto(
       },
     };
   };
-  // A zstd stage this Node cannot run: nothing of the answer is known.
-  if (codings.includes("zstd") && createZstd === undefined) return "too_long";
   let head = last;
   for (const coding of codings) head = stageOf(coding, head);
+  return {
+    write(chunk) {
+      if (outcome === "ok") head.write(chunk);
+    },
+    async end() {
+      await head.end();
+      return outcome;
+    },
+  };
+}
+
+/** `createDecoder` over the whole of `bytes`. */
+async function decodeInto(
+  bytes: Buffer,
+  codings: string[],
+  onChunk: (chunk: Buffer) => void,
+): Promise<"ok" | "failed" | "too_long"> {
+  const decoder = createDecoder(codings, onChunk);
   const slice = 256 * 1024;
-  for (let at = 0; at < bytes.length && outcome === "ok"; at += slice) {
-    head.write(bytes.subarray(at, at + slice));
-  }
-  await head.end();
-  return outcome;
+  for (let at = 0; at < bytes.length; at += slice) decoder.write(bytes.subarray(at, at + slice));
+  return decoder.end();
 }
 
 /** Options of the recording proxy; every optional one has a default. */
@@ -1286,6 +1304,26 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         };
         // A JSON answer too long to hold is read as it passes: see scannedBodyFacts.
         let scan: JsonAnswerScan | null = null;
+        // A coded answer (codings its clients read alike) too long to hold: read as it decodes.
+        let codedRead: { decoder: AnswerDecoder; facts: () => BodyFacts } | null = null;
+        /** Whether its client reads the answer as the kind its request asked (see `complete`). */
+        const readAsAskedNow = () =>
+          facts.stream === null ||
+          facts.stream === isSse ||
+          (facts.streamUnsure === true && !facts.stream);
+        const readCoded = (codings: string[], heldChunks: Buffer[]) => {
+          if (isSse) {
+            const read = createSseFacts(credentials, asked);
+            codedRead = { decoder: createDecoder(codings, (c) => read.add(c)), facts: read.facts };
+          } else {
+            const read = createJsonAnswerScan(asked);
+            codedRead = {
+              decoder: createDecoder(codings, (c) => read.add(c)),
+              facts: () => scannedBodyFacts(read, credentials, asked),
+            };
+          }
+          for (const c of heldChunks) codedRead.decoder.write(c);
+        };
         // A body too long to hold, not typed as events, to a completion request that asked for a
         // stream: its client reads it as events, so only its `data:` values up to `[DONE]` count.
         let otherData: { count: ReturnType<typeof createDataCount>; done: boolean } | null = null;
@@ -1298,6 +1336,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         const onData = (chunk: Buffer) => {
           if (ttfbMs === null) ttfbMs = Math.round(performance.now() - started);
           scan?.add(chunk);
+          codedRead?.decoder.write(chunk);
           readOtherData(chunk, otherDone);
           if (!capturing || sseDone) return;
           chunks.push(chunk);
@@ -1320,7 +1359,8 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
               sseCut = true;
             }
             if (coded !== "plain" && captured > maxJsonCapture) {
-              chunks.splice(0);
+              const heldChunks = chunks.splice(0);
+              if (Array.isArray(coded) && readAsAskedNow()) readCoded(coded, heldChunks);
               captured = 0;
               capturing = false;
               sseCut = true;
@@ -1333,7 +1373,10 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
               otherData = { count: createDataCount(asked.shape === "output"), done: false };
               otherDone = createDoneWatch();
               for (const c of heldChunks) readOtherData(c, otherDone);
-            } else if (asked.shape !== "none") {
+            } else if (Array.isArray(coded)) {
+              // Coded bytes are no JSON until decoded: read as they decode.
+              if (asked.shape !== "none" && readAsAskedNow()) readCoded(coded, heldChunks);
+            } else if (asked.shape !== "none" && coded === "plain") {
               // A completion's `choices`, or a Responses answer's `output` items.
               scan = createJsonAnswerScan(asked);
               for (const c of heldChunks) scan.add(c);
@@ -1439,16 +1482,21 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
           // its answer shows: that kind is read. One read as true (`"true"`) asked a stream, as a
           // JSON answer's SDK reads it: a JSON answer to it was read as JSON, its usage verified,
           // though its caller's SDK read no event in it.
-          const readAsAsked =
-            facts.stream === null ||
-            facts.stream === isSse ||
-            (facts.streamUnsure === true && !facts.stream);
+          const readAsAsked = readAsAskedNow();
           // What of an answer too long to hold still waits to be read (up to 8 MiB, a second of
           // CPU when it is all numbers) is read a slice a turn before the receipt says what it
           // held, as the rest was: read at once, it stalled every request of this process.
           const waiting = scan;
+          const coding = codedRead as { decoder: AnswerDecoder; facts: () => BodyFacts } | null;
           if (waiting !== null && readAsAsked && upstream.complete && waiting.pending() > 0) {
             void waiting.drained().then(() => record(state, elapsed, readAsAsked));
+          } else if (coding !== null && readAsAsked && upstream.complete) {
+            // Longer than one is held, read as it decoded: what it gave its client.
+            void coding.decoder.end().then((outcome) => {
+              if (outcome === "failed") record(state, elapsed, readAsAsked, null);
+              else if (outcome === "too_long") record(state, elapsed, readAsAsked, "too_long");
+              else record(state, elapsed, readAsAsked, "too_long", false, coding.facts());
+            });
           } else if (coded !== "plain" && coded !== "unknown" && capturing && !sseCut) {
             // A coded answer held whole is read as its client reads it: decoded.
             const raw = Buffer.concat(chunks);
