@@ -1306,6 +1306,8 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         let scan: JsonAnswerScan | null = null;
         // A coded answer (codings its clients read alike) too long to hold: read as it decodes.
         let codedRead: { decoder: AnswerDecoder; facts: () => BodyFacts } | null = null;
+        // A coded stream's [DONE], seen once decoded: its client read it whole.
+        let codedDone = false;
         /** Whether its client reads the answer as the kind its request asked (see `complete`). */
         const readAsAskedNow = () =>
           facts.stream === null ||
@@ -1314,7 +1316,12 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         const readCoded = (codings: string[], heldChunks: Buffer[]) => {
           if (isSse) {
             const read = createSseFacts(credentials, asked);
-            codedRead = { decoder: createDecoder(codings, (c) => read.add(c)), facts: read.facts };
+            const watch = createDoneWatch();
+            const decoder = createDecoder(codings, (c) => {
+              read.add(c);
+              if (watch(c)) codedDone = true;
+            });
+            codedRead = { decoder, facts: read.facts };
           } else {
             const read = createJsonAnswerScan(asked);
             codedRead = {
@@ -1490,10 +1497,13 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
           const coding = codedRead as { decoder: AnswerDecoder; facts: () => BodyFacts } | null;
           if (waiting !== null && readAsAsked && upstream.complete && waiting.pending() > 0) {
             void waiting.drained().then(() => record(state, elapsed, readAsAsked));
-          } else if (coding !== null && readAsAsked && upstream.complete) {
-            // Longer than one is held, read as it decoded: what it gave its client.
+          } else if (coding !== null && readAsAsked && (upstream.complete || isSse)) {
+            // Longer than one is held, read as it decoded: what it gave its client (a stream
+            // cut after its [DONE] too, as a plain one is).
             void coding.decoder.end().then((outcome) => {
-              if (outcome === "failed") record(state, elapsed, readAsAsked, null);
+              if (codedDone) sseDone = true;
+              if (!upstream.complete && !sseDone) record(state, elapsed, readAsAsked);
+              else if (outcome === "failed") record(state, elapsed, readAsAsked, null);
               else if (outcome === "too_long") record(state, elapsed, readAsAsked, "too_long");
               else record(state, elapsed, readAsAsked, "too_long", false, coding.facts());
             });
@@ -1501,6 +1511,8 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
             // A coded answer held whole is read as its client reads it: decoded.
             const raw = Buffer.concat(chunks);
             void decodedAnswer(raw, coded).then(async (decoded) => {
+              // A stream cut after its [DONE], seen once decoded, was read whole by its client.
+              if (isSse && Buffer.isBuffer(decoded) && createDoneWatch()(decoded)) sseDone = true;
               if (decoded !== "too_long" || !readAsAsked) {
                 record(state, elapsed, readAsAsked, decoded === "unknown" ? undefined : decoded);
                 return;
@@ -1559,7 +1571,12 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         ): Promise<BodyFacts | "failed" | "too_long"> => {
           if (isSse) {
             const read = createSseFacts(credentials, asked);
-            const outcome = await decodeInto(raw, codings, (c) => read.add(c));
+            const watch = createDoneWatch();
+            const outcome = await decodeInto(raw, codings, (c) => {
+              read.add(c);
+              // Its [DONE], seen once decoded: a cut after it left the stream whole.
+              if (watch(c)) sseDone = true;
+            });
             return outcome === "ok" ? read.facts() : outcome;
           }
           const read = createJsonAnswerScan(asked);
