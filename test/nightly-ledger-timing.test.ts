@@ -323,6 +323,37 @@ describe("a lock not yet due when its own window's run reads the vault", () => {
   });
 });
 
+describe("a lock due after its window's end that its own window's run reads once due", () => {
+  const h = useAdversaryHarness();
+
+  it("is named once, by the run whose window holds its due time", async () => {
+    const profile: Profile = { ...localnetProfile, settlementWindowSeconds: 6 };
+    const c = (await h.scenario(profile)).recordOnChainClock();
+    const from = edgeAfter(h, 100);
+    const honest = await c.pinKey(2);
+    // In the window's last second, a lock whose settlement keeps the remainder in escrow.
+    const plan = h.op.plan({ keyIndex: 2 });
+    const lock = h.op.send(h.op.lockIxs(plan));
+    const settlement = h.op.send([
+      ...h.op.payoutIxs(plan, { remainder: 0n }),
+      h.op.memo(`decentral:settle:${plan.jobId}`),
+    ]);
+    c.record(plan, { escrowTx: lock.signature, settlementTx: settlement.signature });
+    await c.flush();
+    const end = (lock.blockTime + 1) * 1000;
+    // The window's run reads the vault 8 s after its end, as a cron minutes after midnight
+    // does: the lock, due 6 s after it was made, is overdue then.
+    const next = edgeAfter(h, 8_000);
+    await finalizedPast(h.world, next);
+    const first = await nightly(h, c, honest.vault, { from, to: end, timeoutMs: 20_000 });
+    expect(first.ledger?.unreleasedLocks).toEqual([]);
+    const second = await nightly(h, c, honest.vault, { from: end, to: next, timeoutMs: 20_000 });
+    expect(second.ledger?.unreleasedLocks).toEqual([
+      expect.objectContaining({ signature: lock.signature, beforeWindow: true }),
+    ]);
+  });
+});
+
 describe("a nightly run over a credit vault whose address holds another mint", () => {
   const h = useAdversaryHarness();
 

@@ -642,7 +642,11 @@ export function ledgerWindowCheck(deps: {
           beforeWindow,
         })),
       );
-    // A lock in two of the statements before the window is one finding.
+    // A lock in two of the statements before the window is one finding. Each is named by the
+    // run whose window holds its due time: one of the window due after its end, which this run
+    // read after it fell due (a run minutes after its window's end), is the next run's, whose
+    // look back holds it; named by both, each night named the locks of its last settlement
+    // window plus grace twice.
     const seen = new Set<string>();
     const unreleasedLocks = [
       ...locksOf(earlier, true),
@@ -650,6 +654,7 @@ export function ledgerWindowCheck(deps: {
       ...locksOf(before.vaults, true),
       ...locksOf(statement.vaults, false),
     ].filter((u) => {
+      if (u.dueBy !== null && Date.parse(u.dueBy) >= window.to) return false;
       const key = `${u.vault} ${u.signature} ${u.jobId}`;
       if (seen.has(key)) return false;
       seen.add(key);
