@@ -25,7 +25,9 @@ SELECT k.value, j.job_id FROM jobs j, json_each(CASE WHEN json_type(j.conflict_s
 WHERE j.conflict_signatures IS NOT NULL AND k.type = 'text';
 --> statement-breakpoint
 -- A judged job holding a signature no receipt or jobs API answer names may own it now: judged
--- again ('upgrade', as `reopenJobs` does).
+-- again ('upgrade', as `reopenJobs` does). The jobs API lookups say `IS NOT` the receipt's
+-- column, as `jobsNaming` does: the partial indexes hold only such rows, and without it each
+-- lookup read every job (quadratic in a deployment's jobs).
 UPDATE `jobs` SET `previous_verdict` = `verdict`, `rejudge_reason` = 'upgrade',
   `verdict` = 'pending', `next_verify_at` = 0, `verify_attempts` = 0,
   `last_error` = NULL, `lease_owner` = NULL, `lease_until` = NULL,
@@ -35,5 +37,7 @@ WHERE `verdict` IN ('verified', 'partially_verified', 'discrepancy', 'dropped', 
     SELECT k.job_id FROM job_conflict_signatures k
     WHERE NOT EXISTS (SELECT 1 FROM jobs n WHERE n.escrow_tx = k.signature)
       AND NOT EXISTS (SELECT 1 FROM jobs n WHERE n.settlement_tx = k.signature)
-      AND NOT EXISTS (SELECT 1 FROM jobs n WHERE n.api_escrow_tx = k.signature)
-      AND NOT EXISTS (SELECT 1 FROM jobs n WHERE n.api_settlement_tx = k.signature));
+      AND NOT EXISTS (SELECT 1 FROM jobs n WHERE n.api_escrow_tx = k.signature
+        AND n.api_escrow_tx IS NOT n.escrow_tx)
+      AND NOT EXISTS (SELECT 1 FROM jobs n WHERE n.api_settlement_tx = k.signature
+        AND n.api_settlement_tx IS NOT n.settlement_tx));

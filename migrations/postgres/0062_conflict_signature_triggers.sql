@@ -33,7 +33,8 @@ WHERE j.conflict_signatures IS NOT NULL AND json_typeof(e.value) = 'string'
 ON CONFLICT DO NOTHING;
 --> statement-breakpoint
 -- A judged job holding a signature no receipt or jobs API answer names may own it now: judged
--- again ('upgrade', as `reopenJobsPg` does).
+-- again ('upgrade', as `reopenJobsPg` does). The jobs API lookups match the partial indexes'
+-- predicates, as `jobsNaming` does.
 UPDATE "jobs" SET "previous_verdict" = "verdict", "rejudge_reason" = 'upgrade',
   "verdict" = 'pending', "next_verify_at" = 0, "verify_attempts" = 0,
   "last_error" = NULL, "lease_owner" = NULL, "lease_until" = NULL,
@@ -43,5 +44,7 @@ WHERE "verdict" IN ('verified', 'partially_verified', 'discrepancy', 'dropped', 
     SELECT k.job_id FROM job_conflict_signatures k
     WHERE NOT EXISTS (SELECT 1 FROM jobs n WHERE n.escrow_tx = k.signature)
       AND NOT EXISTS (SELECT 1 FROM jobs n WHERE n.settlement_tx = k.signature)
-      AND NOT EXISTS (SELECT 1 FROM jobs n WHERE n.api_escrow_tx = k.signature)
-      AND NOT EXISTS (SELECT 1 FROM jobs n WHERE n.api_settlement_tx = k.signature));
+      AND NOT EXISTS (SELECT 1 FROM jobs n WHERE n.api_escrow_tx = k.signature
+        AND n.api_escrow_tx IS DISTINCT FROM n.escrow_tx)
+      AND NOT EXISTS (SELECT 1 FROM jobs n WHERE n.api_settlement_tx = k.signature
+        AND n.api_settlement_tx IS DISTINCT FROM n.settlement_tx));
