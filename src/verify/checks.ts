@@ -362,6 +362,9 @@ export function evaluateJob(given: CheckInput): Evaluation {
       [...closings, ...unexplainedTxs],
       refunds.filter((r) => !settlements.some((s) => s.signature === r.signature)),
       lock,
+      // One that moved no credits (failed, or only lamports) and carries none of its memos
+      // still paid its fee, as it would named by the receipt: counted by the job owning it.
+      conflicting.filter((c) => !movesCredits(profile, c.facts) && kindsFor(c.facts).length === 0),
     ),
     // A verdict that failed for another reason keeps the treasury's gap, if it has it: its
     // treasury figure counted the one payee besides the worker and the vault as the treasury

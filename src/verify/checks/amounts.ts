@@ -12,7 +12,9 @@ import type { RoleTx } from "./transaction.js";
  * job each signature is read once, in one role, however many names (receipt, jobs API,
  * conflicting receipts) it has: a transaction named as a closing step is read as one, and
  * what it moved into escrow counts as escrowed; any other is read as a lock. `refunds` are the
- * closings that are refunds only (no settle memo of the job): they pay no worker.
+ * closings that are refunds only (no settle memo of the job): they pay no worker. `feesOnly`:
+ * transactions of the job that moved none of its credits and play no step (a failed payout a
+ * conflicting receipt names): only their fees are counted.
  */
 export function amountsOf(
   input: CheckInput,
@@ -21,6 +23,7 @@ export function amountsOf(
   closings: RoleTx[],
   refunds: RoleTx[],
   lock: UsableLock | null,
+  feesOnly: RoleTx[] = [],
 ): ChainAmounts {
   const { job, profile, namedBy } = input;
   const owns = (tx: RoleTx) =>
@@ -62,7 +65,7 @@ export function amountsOf(
     ...closings,
   ].filter(once);
   const locks = [...ownLock, ...[apiLock, ...extraLocks].filter(once)];
-  const known = [...locks, ...closingsRead];
+  const known = [...locks, ...closingsRead, ...feesOnly.filter(once)];
   if (known.length > 0) amounts.feesLamports = sum(known.filter(owns).map((t) => t.facts.fee));
   // What a lock moved to any account but escrow left the customer all the same: it counts as
   // escrowed and, at once, as charged (paid to someone), so the job's figures hold every credit
