@@ -66,6 +66,20 @@ describe.each(dialects)("%s store", (dialect) => {
     expect((await c.outcome(a.jobId)).verdict).toBe("discrepancy");
   });
 
+  it("counts the fee of a failed payout with no memo that only the job's conflicting receipt names", async () => {
+    const c = (await h.scenario()).recordOnChainClock();
+    const from = periodEdge(h);
+    const a = h.op.plan({ keyIndex: 1 });
+    const sigs = await honestJobs(c, 1, [a]);
+    const row = (await reportsStore(c.store).auditRows(a.jobId))!.job;
+    // More than escrow holds: it fails on chain, moving no credits, and pays its fee.
+    const failed = h.op.send(h.op.payoutIxs(a, { workerShare: 10n ** 15n }), {
+      expectFailure: true,
+    }).signature;
+    c.recordConflict(a, { escrowTx: row.escrowTx, settlementTx: failed });
+    await countedOnce(c, from, [...sigs, failed]);
+  });
+
   it("counts it once when a receipt of another job names it later", async () => {
     const c = (await h.scenario()).recordOnChainClock();
     const from = periodEdge(h);
