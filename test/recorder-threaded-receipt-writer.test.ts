@@ -1,7 +1,7 @@
 import { mkdirSync, rmSync } from "node:fs";
 import { dirname } from "node:path";
 import type { Worker } from "node:worker_threads";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { openSqliteStore, type SqliteStore } from "../src/db/client.js";
 import { createLogger } from "../src/log.js";
 import {
@@ -26,16 +26,38 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
+interface Threaded {
+  store: SqliteStore;
+  writer: ReceiptWriter;
+  path: string;
+}
+
 async function threaded(
-  options: { refuseAfterMs?: number; thread?: (worker: Worker) => void } = {},
-): Promise<{ store: SqliteStore; writer: ReceiptWriter; path: string }> {
+  options: { refuseAfterMs?: number; thread?: (worker: Worker) => void; restartMs?: number } = {},
+  cleanUp: (cleanup: () => unknown) => void = (cleanup) => cleanups.push(cleanup),
+): Promise<Threaded> {
   const { store, path } = migratedFileStore("threaded-writer-");
-  cleanups.push(() => rmSync(dirname(path), { recursive: true, force: true }));
-  cleanups.push(() => store.close());
+  cleanUp(() => rmSync(dirname(path), { recursive: true, force: true }));
+  cleanUp(() => store.close());
   const writer = await startThreadedReceiptWriter(store, { log, ...options });
-  cleanups.push(() => writer.close());
+  cleanUp(() => writer.close());
   return { store, writer, path };
 }
+
+/**
+ * One writer, on a database of its own, for the tests that leave it as they found it (its
+ * thread running, nothing held): a thread's start is most of such a test's time (it loads the
+ * store's modules anew, through tsx when run from source).
+ */
+const sharedCleanups: (() => unknown)[] = [];
+let sharedWriter: Promise<Threaded> | undefined;
+const shared = () => {
+  sharedWriter ??= threaded({}, (cleanup) => sharedCleanups.push(cleanup));
+  return sharedWriter;
+};
+afterAll(async () => {
+  for (const cleanup of sharedCleanups.splice(0).reverse()) await cleanup();
+});
 
 const jobRow = (store: SqliteStore, jobId: string) =>
   store.sqlite
@@ -46,7 +68,7 @@ const jobRow = (store: SqliteStore, jobId: string) =>
 
 describe("the receipt writer in a thread of its own", () => {
   it("commits each receipt before its promise settles, with the outcome the in-process writer gives", async () => {
-    const { store, writer } = await threaded();
+    const { store, writer } = await shared();
     const first = receipt();
     const results = await Promise.all([
       writer.run(recordReceiptsUnit([first], "proxy")),
@@ -70,7 +92,7 @@ describe("the receipt writer in a thread of its own", () => {
   });
 
   it("dates a proxy receipt inside the transaction that commits it, and says when", async () => {
-    const { store, writer } = await threaded();
+    const { store, writer } = await shared();
     const open = receipt();
     const before = Date.now();
     const { at } = await writer.run(recordReceiptAtAttemptUnit(open, null, 0));
@@ -85,7 +107,11 @@ describe("the receipt writer in a thread of its own", () => {
   });
 
   it("holds no event loop of the process while it commits: a commit of 3,000 receipts leaves the loop turning", async () => {
-    const { store, writer } = await threaded();
+    const { store, writer } = await shared();
+    const jobCount = () =>
+      (store.sqlite.prepare("SELECT count(*) AS n FROM jobs").get() as { n: number }).n;
+    // The writer's database holds the jobs of the tests before: the commit adds 3,000.
+    const before = jobCount();
     commitHoldsSinceLastRead();
     writerThreadCommitsSinceLastRead();
     const many = Array.from({ length: 3000 }, () => receipt());
@@ -112,12 +138,11 @@ describe("the receipt writer in a thread of its own", () => {
     // ...while this loop kept turning, and no commit held it.
     expect(longest).toBeLessThan(thread.maxMs / 2);
     expect(commitHoldsSinceLastRead().count).toBe(0);
-    const counted = store.sqlite.prepare("SELECT count(*) AS n FROM jobs").get() as { n: number };
-    expect(counted.n).toBe(3000);
+    expect(jobCount() - before).toBe(3000);
   });
 
   it("rebuilds a task's error in the caller's thread, and keeps going", async () => {
-    const { store, writer } = await threaded();
+    const { store, writer } = await shared();
     // A row the jobs table refuses (NOT NULL) fails its task alone, with its message.
     const broken = { ...receipt(), jobId: null } as unknown as ReturnType<typeof receipt>;
     const good = receipt();
@@ -177,7 +202,11 @@ describe("the receipt writer in a thread of its own", () => {
 
   it("when its thread ends: rejects what it held as unavailable, writes again what may be kept, turns other work away, and starts another", async () => {
     const threads: Worker[] = [];
-    const { store, writer } = await threaded({ thread: (worker) => threads.push(worker) });
+    // The next thread is started 100 ms after one ends (1 s by default).
+    const { store, writer } = await threaded({
+      thread: (worker) => threads.push(worker),
+      restartMs: 100,
+    });
     await writer.run(recordReceiptsUnit([receipt()], "proxy"));
     // Sent, and the thread ends before it answers: whether it was written is not known, so its
     // caller is told it was not (a 503 withholds an answer)...
@@ -197,7 +226,7 @@ describe("the receipt writer in a thread of its own", () => {
     });
     const whileDown = receipt();
     const keptWhileDown = writer.run(recordReceiptsUnit([whileDown], "proxy"), { keep: () => {} });
-    // A second later another thread takes the writes, those that waited first.
+    // Once the next thread started, it takes the writes, those that waited first.
     await expect(keepable).resolves.toEqual([{ outcome: "created" }]);
     await expect(keptWhileDown).resolves.toEqual([{ outcome: "created" }]);
     expect(threads).toHaveLength(2);
@@ -217,10 +246,16 @@ describe("the receipt writer in a thread of its own", () => {
     rmSync(path);
     mkdirSync(path);
     const threads: Worker[] = [];
+    // Were another started, it would be 100 ms after the first ended: its timer, set before
+    // the wait below, fires before it.
     await expect(
-      startThreadedReceiptWriter(store, { log, thread: (worker) => threads.push(worker) }),
+      startThreadedReceiptWriter(store, {
+        log,
+        thread: (worker) => threads.push(worker),
+        restartMs: 100,
+      }),
     ).rejects.toThrow(/is a folder, not a SQLite database file/);
-    await new Promise((resolve) => setTimeout(resolve, 1500));
+    await new Promise((resolve) => setTimeout(resolve, 500));
     expect(threads).toHaveLength(1);
   });
 

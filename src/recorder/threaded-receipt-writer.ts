@@ -83,16 +83,25 @@ function receivedError(sent: SentError): Error {
  *
  * Resolves once the thread has opened its connection. Should the thread end on its own (a
  * crash), the tasks it held are rejected (their clients are answered 503, as for a database
- * refusing writes), new work is turned away (`full()`) and a new thread is started after 1 s.
+ * refusing writes), new work is turned away (`full()`) and a new thread is started after
+ * `restartMs` (1 s).
  */
 export async function startThreadedReceiptWriter(
   store: SqliteStore,
   options: ReceiptWriterOptions & {
     /** Called with each thread started (tests end one to see the writer start another). */
     thread?: (worker: Worker) => void;
+    /** How long after a thread ended on its own the next one is started, in ms. Default 1000. */
+    restartMs?: number;
   },
 ): Promise<ReceiptWriter> {
-  const { log, commitTimes: _ignored, thread: onThread, ...threadOptions } = options;
+  const {
+    log,
+    commitTimes: _ignored,
+    thread: onThread,
+    restartMs = 1000,
+    ...threadOptions
+  } = options;
   const path = sqliteFileOf(store);
   if (path === null) throw new Error("a receipt writer thread needs a database file, not :memory:");
   const maxBacklog = options.maxBacklog ?? 2000;
@@ -233,10 +242,13 @@ export async function startThreadedReceiptWriter(
         // A first thread that could not start fails the start instead (the caller stops).
         if (!restart) return;
         down = { since: Date.now(), error: "the receipt writer's thread ended" };
-        log.error({ code }, "the receipt writer's thread ended; starting it again in 1 s");
+        log.error(
+          { code },
+          `the receipt writer's thread ended; starting it again in ${restartMs / 1000} s`,
+        );
         setTimeout(() => {
           if (!closing) spawn().catch(() => {});
-        }, 1000).unref();
+        }, restartMs).unref();
       });
     });
     return started;
