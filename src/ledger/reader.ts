@@ -77,12 +77,18 @@ export interface LedgerOptions {
   fetchConcurrency: number;
   /** How often `start()` syncs every vault, in ms. Default 10000. */
   intervalMs: number;
+  /**
+   * How often the escrow scan runs while a verdict waits for it (`escrowCover`), in ms, if
+   * sooner than `intervalMs`. Default `ESCROW_COVER_PACE_MS` (1000).
+   */
+  escrowCoverPaceMs: number;
 }
 
 export const defaultLedgerOptions: LedgerOptions = {
   pageSize: 1000,
   fetchConcurrency: 8,
   intervalMs: 10_000,
+  escrowCoverPaceMs: ESCROW_COVER_PACE_MS,
 };
 
 export interface LedgerDeps {
@@ -99,7 +105,7 @@ export interface LedgerDeps {
   /**
    * The verifier beside the escrow scan (src/verify/escrow-cover.ts): `wanted`, a job waits for
    * a slot the last completed scan had not reached (the scan then runs every
-   * `ESCROW_COVER_PACE_MS`, not every `intervalMs`); `covered`, called when a scan completed.
+   * `escrowCoverPaceMs`, not every `intervalMs`); `covered`, called when a scan completed.
    */
   escrowCover?: { wanted(): boolean; covered(slot: number): Promise<void> };
 }
@@ -1884,13 +1890,13 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
   let escrowRunning: Promise<unknown> | null = null;
   let escrowAbort: AbortController | null = null;
   // While a verdict waits for the scan to read past its job, it runs every
-  // `ESCROW_COVER_PACE_MS` (one getSlot and one listing of what is new), else every `intervalMs`.
+  // `escrowCoverPaceMs` (one getSlot and one listing of what is new), else every `intervalMs`.
   // A failed scan goes back to `intervalMs`: an outage is not asked about every second.
   let escrowLastAt = Number.NEGATIVE_INFINITY;
   let escrowFailed = false;
   const escrowTick = () => {
     if (stopped || profile.escrowVault === null) return;
-    const pace = Math.min(ESCROW_COVER_PACE_MS, options.intervalMs);
+    const pace = Math.min(options.escrowCoverPaceMs, options.intervalMs);
     const soon = !escrowFailed && (deps.escrowCover?.wanted() ?? false);
     if (performance.now() - escrowLastAt < options.intervalMs && !soon) {
       escrowTimer = setTimeout(escrowTick, pace);
