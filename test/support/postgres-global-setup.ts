@@ -20,7 +20,17 @@ import { startEmbeddedPostgres, type TestPostgresServer } from "./postgres-serve
  * migrates its own and fails with the reason).
  */
 export type ProvidedPostgres =
-  | { adminUrl: string; databasePrefix: string; migratedUrl?: string }
+  | {
+      adminUrl: string;
+      databasePrefix: string;
+      migratedUrl?: string;
+      /**
+       * The run's own server (which skips fsync): its databases are made with `STRATEGY =
+       * FILE_COPY` (test/support/postgres.ts). Not set for a server of the user's, which may
+       * predate the clause (PostgreSQL 15) or pay a checkpoint's fsync for each copy.
+       */
+      fileCopy?: true;
+    }
   | { unavailable: string };
 
 declare module "vitest" {
@@ -100,11 +110,15 @@ async function provided(
   adminUrl: string,
   databasePrefix: string,
   migrated: Promise<string | undefined>,
+  fileCopy = false,
 ): Promise<ProvidedPostgres> {
   const migratedUrl = await migrated;
-  return migratedUrl === undefined
-    ? { adminUrl, databasePrefix }
-    : { adminUrl, databasePrefix, migratedUrl };
+  return {
+    adminUrl,
+    databasePrefix,
+    ...(migratedUrl === undefined ? {} : { migratedUrl }),
+    ...(fileCopy ? { fileCopy: true as const } : {}),
+  };
 }
 
 export async function setup(project: TestProject): Promise<void> {
@@ -133,7 +147,10 @@ export async function setup(project: TestProject): Promise<void> {
   try {
     const server = await embedded.server;
     embedded.migrated ??= migratedDatabase(server.adminUrl, databasePrefix);
-    project.provide("postgres", await provided(server.adminUrl, databasePrefix, embedded.migrated));
+    project.provide(
+      "postgres",
+      await provided(server.adminUrl, databasePrefix, embedded.migrated, true),
+    );
   } catch (error) {
     project.provide("postgres", { unavailable: (error as Error).message });
   }

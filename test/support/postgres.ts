@@ -32,7 +32,7 @@ export interface TestDatabase {
   readonly databases: readonly string[];
 }
 
-function provided(): { adminUrl: string; databasePrefix: string; migratedUrl?: string } {
+function provided(): Exclude<ProvidedPostgres, { unavailable: string }> {
   const value: ProvidedPostgres | undefined = inject("postgres");
   if (value === undefined || "unavailable" in value) {
     throw new Error(
@@ -53,14 +53,19 @@ async function withAdmin<T>(body: (client: pg.Client) => Promise<T>): Promise<T>
   }
 }
 
-/** Creates an empty database (or a copy of `template`) and returns its URL. */
+/**
+ * Creates an empty database (or a copy of `template`) and returns its URL. On the run's own
+ * server, copied file by file (`FILE_COPY`), not block by block through the WAL (`WAL_LOG`, the
+ * default since PostgreSQL 15): with fsync off, a copy took about half the time and its drop a
+ * fifth.
+ */
 async function createDatabase(created: string[], template?: string): Promise<string> {
-  const { adminUrl, databasePrefix } = provided();
+  const { adminUrl, databasePrefix, fileCopy } = provided();
   const name = `${databasePrefix}${randomBytes(6).toString("hex")}`;
   const source = template && decodeURIComponent(new URL(template).pathname.slice(1));
   await withAdmin((client) =>
     client.query(
-      `CREATE DATABASE ${client.escapeIdentifier(name)}${source ? ` TEMPLATE ${client.escapeIdentifier(source)}` : ""}`,
+      `CREATE DATABASE ${client.escapeIdentifier(name)}${source ? ` TEMPLATE ${client.escapeIdentifier(source)}` : ""}${fileCopy ? " STRATEGY = FILE_COPY" : ""}`,
     ),
   );
   created.push(name);
