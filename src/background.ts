@@ -170,9 +170,10 @@ export function composeBackground(deps: BackgroundDeps): Background {
         : null;
     },
     async stop() {
+      // First: a scheduled run going on ends as interrupted, before its RPC and store close.
+      nightly?.stop();
       const stopping = [openReceipts.stop(), backfill.stop(), ledgerReader.stop(), verifier.stop()];
       if (snapshotter) stopping.push(snapshotter.stop());
-      await nightly?.stop();
       nightly = null;
       await Promise.all(stopping);
     },

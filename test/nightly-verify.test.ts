@@ -531,6 +531,36 @@ describe("serve --verify-cron", () => {
     }
   });
 
+  it("ends a run going on as interrupted when the service stops", async () => {
+    const store = storeWithWindow();
+    let started: () => void = () => {};
+    const running = new Promise<void>((resolve) => {
+      started = resolve;
+    });
+    // A verifier still at work, that stops when told to, as the real engine does.
+    const engine: SettlingEngine = {
+      async runUntilSettled(_filter, opts) {
+        started();
+        const signal = opts.signal!;
+        await new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }));
+        return { status: "interrupted" };
+      },
+    };
+    const schedule = scheduleNightlyVerification("0 2 * * *", {
+      store,
+      engine,
+      log: createLogger({ level: "silent" }),
+      now: () => NOW,
+    });
+    const summary = schedule.runNow();
+    await running;
+    schedule.stop();
+    expect(await summary).toMatchObject({
+      exitCode: 2,
+      reason: expect.stringMatching(/^interrupted;/),
+    });
+  });
+
   it("verifies the window between scheduled fire times, even when the run starts late", async () => {
     const store = createTestStore();
     let at = Date.UTC(2026, 10, 25, 2, 7); // 2 h 7 min after the fire of "0 0 * * *"

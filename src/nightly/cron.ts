@@ -131,6 +131,7 @@ export function scheduleNightlyVerification(expression: string, deps: NightlySch
     const summary = await runNightlyVerification(deps.store, deps.engine, {
       ...window,
       timeoutMs,
+      signal: stopping.signal,
       startedTick,
       givenUp,
       now,
@@ -191,6 +192,9 @@ export function scheduleNightlyVerification(expression: string, deps: NightlySch
     logSummary(summary, `nightly verification: ${summary.outcome}`);
     return summary;
   };
+  // The service stopping ends a run going on as interrupted: left to run, it read on through
+  // the RPC pool and the database as they closed, and said "the RPC pool is closed".
+  const stopping = new AbortController();
   let job: Cron;
   try {
     job = new Cron(
@@ -217,6 +221,10 @@ export function scheduleNightlyVerification(expression: string, deps: NightlySch
     nextRun: () => job.nextRun(),
     /** Runs once now, outside the schedule (tests, manual trigger). */
     runNow: run,
-    stop: () => job.stop(),
+    /** No run starts from now on, and one going on ends as interrupted. */
+    stop: () => {
+      job.stop();
+      stopping.abort(new Error("the service is stopping"));
+    },
   };
 }
