@@ -179,7 +179,9 @@ const verdictsBefore = [
   { jobId: "job_api_lock", verdict: "verified", escrow: "e2", api: "e8", conflicts: null },
   { jobId: "job_partial", verdict: "partially_verified", escrow: null, api: "e7", conflicts: null },
   { jobId: "job_plain", verdict: "verified", escrow: "e3", api: "e3", conflicts: null },
-  { jobId: "job_bad", verdict: "discrepancy", escrow: "e4", api: null, conflicts: '["e6"]' },
+  // Its conflicting receipt names another job's lock: a job a receipt names owns it, so no
+  // later migration sends it back either (0071 does a judged job holding one nobody else names).
+  { jobId: "job_bad", verdict: "discrepancy", escrow: "e4", api: null, conflicts: '["e3"]' },
 ];
 /** Verdicts after the upgrade: only a verified job naming a second signature is looked at again. */
 const verdictsAfter = {
