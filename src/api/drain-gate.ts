@@ -24,7 +24,10 @@ import net, { type Socket } from "node:net";
  * pool and sent its next request on it just as it was closed, and got a socket error (seen as
  * deployed, one request in each of three drains) where the closed connection would have sent
  * it to a new one. A request that comes on that connection before the answer (pipelined) takes
- * the close over: it is answered `503` after it, as above.
+ * the close over: it is answered `503` after it, as above. An answer whose head went out
+ * keep-alive before the drain (a stream, forwarded as it comes) cannot say so: its connection is
+ * left open a moment (`keptAliveGraceMs`, a second) after it ends, so a request its client sends
+ * on it then is answered `503` and not met by a cut socket.
  */
 export interface DrainGate {
   /** `listener` behind the gate. */
@@ -35,7 +38,9 @@ export interface DrainGate {
   drain(server: Server): Promise<void>;
 }
 
-export function createDrainGate(): DrainGate {
+export function createDrainGate(options: { keptAliveGraceMs?: number } = {}): DrainGate {
+  /** How long a connection whose last answer said keep-alive stays open once the drain began. */
+  const keptAliveGraceMs = options.keptAliveGraceMs ?? 1000;
   let draining = false;
   const connections = new Set<Socket>();
   /** Requests being answered, by connection (pipelined requests queue on one). */
@@ -52,14 +57,26 @@ export function createDrainGate(): DrainGate {
     else responses.delete(socket);
   };
 
-  const answered = (socket: Socket) => {
+  const answered = (socket: Socket, keptAlive: boolean) => {
     const left = (answering.get(socket) ?? 1) - 1;
     if (left > 0) {
       answering.set(socket, left);
       return;
     }
     answering.delete(socket);
-    if (draining) socket.destroySoon();
+    if (!draining) return;
+    if (!keptAlive) {
+      socket.destroySoon();
+      return;
+    }
+    // Its last answer went out keep-alive, its head sent before the drain began (a stream): its
+    // client may send its next request on it as it ends. That request is answered 503, which
+    // closes the connection; closed at once, the request met a cut socket instead.
+    const timer = setTimeout(() => {
+      if (!answering.has(socket)) socket.destroySoon();
+    }, keptAliveGraceMs);
+    timer.unref();
+    socket.once("close", () => clearTimeout(timer));
   };
 
   return {
@@ -81,7 +98,7 @@ export function createDrainGate(): DrainGate {
         // `close` comes once the response's bytes are handed to the socket (or it was cut).
         res.once("close", () => {
           forget(socket, res);
-          answered(socket);
+          answered(socket, res.shouldKeepAlive && res.writableFinished);
         });
         listener(req, res);
       };
