@@ -191,23 +191,28 @@ export async function decodedAnswer(
  * and leaves what follows unused), where Node's gunzip goes on into every member after it.
  */
 async function firstGzipMember(bytes: Buffer, options: ZlibOptions): Promise<Buffer> {
+  const at = gzipHeaderLength(bytes);
+  if (typeof at !== "number") throw new Error("no gzip header");
+  return zlibAsync.inflateRaw(bytes.subarray(at), options);
+}
+
+/** The length of the gzip header `bytes` open with, "more" where they end within it. */
+function gzipHeaderLength(bytes: Buffer): number | "more" | "bad" {
+  if (bytes.length < 4) return bytes.length > 0 && bytes[0] !== 0x1f ? "bad" : "more";
   const flags = bytes[3] ?? 0;
   if (bytes[0] !== 0x1f || bytes[1] !== 0x8b || bytes[2] !== 8 || (flags & 0xe0) !== 0) {
-    throw new Error("no gzip header");
+    return "bad";
   }
-  if (bytes.length < 10 || ((flags & 0x04) !== 0 && bytes.length < 12)) {
-    throw new Error("no gzip header");
-  }
+  if (bytes.length < 10 || ((flags & 0x04) !== 0 && bytes.length < 12)) return "more";
   let at = (flags & 0x04) !== 0 ? 12 + bytes.readUInt16LE(10) : 10;
   for (const field of [0x08, 0x10]) {
     if ((flags & field) === 0) continue;
     const end = bytes.indexOf(0, at);
-    if (end < 0) throw new Error("no gzip header");
+    if (end < 0) return "more";
     at = end + 1;
   }
-  if (flags & 0x02) at += 2;
-  if (at > bytes.length) throw new Error("no gzip header");
-  return zlibAsync.inflateRaw(bytes.subarray(at), options);
+  if ((flags & 0x02) !== 0) at += 2;
+  return at > bytes.length ? "more" : at;
 }
 
 /**
@@ -256,9 +261,16 @@ function clientCodingLists(
 export async function clientReadings(
   bytes: Buffer,
   encoding: string,
-): Promise<{ readings: Buffer[]; tooLong: string[][]; agreed: boolean } | "unknown"> {
+): Promise<
+  | {
+      readings: Buffer[];
+      tooLong: { client: "fetch" | "httpx"; codings: string[] }[];
+      agreed: boolean;
+    }
+  | "unknown"
+> {
   const readings: Buffer[] = [];
-  const tooLong: string[][] = [];
+  const tooLong: { client: "fetch" | "httpx"; codings: string[] }[] = [];
   let failed = false;
   // Each reading once: fetch's three lists are often the same (`x-gzip`), and an answer
   // decoding to 256 MiB took a second of CPU each time it was read again.
@@ -275,13 +287,15 @@ export async function clientReadings(
     if (read === "unknown") return "unknown";
     // Past the size an answer is held at: read as it decodes, by the caller.
     if (read === "too_long") {
-      // Read past the hold by fetch's decoder whichever client's: one list once.
-      if (!tooLong.some((c) => c.join() === codings.join())) tooLong.push(codings);
+      tooLong.push({ client, codings });
     } else if (read === null) failed = true;
     else if (!readings.some((r) => r.equals(read))) readings.push(read);
   }
   return { readings, tooLong, agreed: !failed && readings.length === 1 && tooLong.length === 0 };
 }
+
+/** A gzip header's most bytes read (its name and comment can run on): httpx's read is taken as failed past it. */
+const maxGzipHeader = 1024 * 1024;
 
 /** The most an answer is decoded to as it is read past the size it is held at. */
 const maxDecodedRead = 256 * 1024 * 1024;
@@ -299,7 +313,11 @@ interface AnswerDecoder {
  * passes, as a plain one is: "failed" where the bytes are no such coding (its client's read
  * fails), and "too_long" past `maxDecodedRead` (or a zstd stage this Node cannot run).
  */
-function createDecoder(codings: string[], onChunk: (chunk: Buffer) => void): AnswerDecoder {
+function createDecoder(
+  codings: string[],
+  onChunk: (chunk: Buffer) => void,
+  client: "fetch" | "httpx" = "fetch",
+): AnswerDecoder {
   let outcome: "ok" | "failed" | "too_long" = "ok";
   // A zstd stage this Node cannot run: nothing of the answer is known.
   if (codings.includes("zstd") && createZstd === undefined) outcome = "too_long";
@@ -324,13 +342,15 @@ function createDecoder(codings: string[], onChunk: (chunk: Buffer) => void): Ans
       const stream =
         coding === "zstd" && createZstd !== undefined
           ? createZstd()
-          : coding === "gzip" || coding === "x-gzip"
-            ? zlib.createGunzip(flush)
-            : coding === "br"
-              ? zlib.createBrotliDecompress({ finishFlush: zlibConstants.BROTLI_OPERATION_FLUSH })
-              : (first & 0x0f) === 0x08
-                ? zlib.createInflate(flush)
-                : zlib.createInflateRaw(flush);
+          : coding === "gzip" && client === "httpx"
+            ? zlib.createInflateRaw(flush)
+            : coding === "gzip" || coding === "x-gzip"
+              ? zlib.createGunzip(flush)
+              : coding === "br"
+                ? zlib.createBrotliDecompress({ finishFlush: zlibConstants.BROTLI_OPERATION_FLUSH })
+                : (first & 0x0f) === 0x08
+                  ? zlib.createInflate(flush)
+                  : zlib.createInflateRaw(flush);
       stream.on("data", (chunk: Buffer) => {
         next.write(chunk);
         if (outcome !== "ok") stream.destroy();
@@ -345,13 +365,31 @@ function createDecoder(codings: string[], onChunk: (chunk: Buffer) => void): Ans
       });
       return { stream, ended };
     };
+    // httpx reads a gzip body's first member alone: its header skipped, its deflate data
+    // inflated raw, which ends with the member and leaves what follows unread.
+    let header: Buffer | null = coding === "gzip" && client === "httpx" ? Buffer.alloc(0) : null;
     return {
       write(chunk) {
         if (outcome !== "ok" || chunk.length === 0) return;
+        if (header !== null) {
+          header = Buffer.concat([header, chunk]);
+          const at = gzipHeaderLength(header);
+          if (at === "more" && header.length > maxGzipHeader) outcome = "failed";
+          if (at === "more") return;
+          if (at === "bad") {
+            outcome = "failed";
+            return;
+          }
+          chunk = header.subarray(at);
+          header = null;
+          made = make(0);
+          if (chunk.length === 0) return;
+        }
         made ??= make(chunk[0] ?? 0);
         made.stream.write(chunk);
       },
       async end() {
+        if (header !== null && header.length > 0 && outcome === "ok") outcome = "failed";
         if (made !== null) {
           made.stream.end();
           await made.ended;
@@ -378,11 +416,30 @@ async function decodeInto(
   bytes: Buffer,
   codings: string[],
   onChunk: (chunk: Buffer) => void,
+  client: "fetch" | "httpx" = "fetch",
 ): Promise<"ok" | "failed" | "too_long"> {
-  const decoder = createDecoder(codings, onChunk);
+  const decoder = createDecoder(codings, onChunk, client);
   const slice = 256 * 1024;
   for (let at = 0; at < bytes.length; at += slice) decoder.write(bytes.subarray(at, at + slice));
   return decoder.end();
+}
+
+/** The length of `bytes` decoded as `client` decodes them; null where that fails. */
+async function decodedLength(
+  bytes: Buffer,
+  codings: string[],
+  client: "fetch" | "httpx",
+): Promise<number | null> {
+  let length = 0;
+  const outcome = await decodeInto(
+    bytes,
+    codings,
+    (c) => {
+      length += c.length;
+    },
+    client,
+  );
+  return outcome === "ok" ? length : null;
 }
 
 /** Options of the recording proxy; every optional one has a default. */
@@ -1340,7 +1397,12 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         // A JSON answer too long to hold is read as it passes: see scannedBodyFacts.
         let scan: JsonAnswerScan | null = null;
         // A coded answer (codings its clients read alike) too long to hold: read as it decodes.
-        let codedRead: { decoder: AnswerDecoder; facts: () => BodyFacts } | null = null;
+        let codedRead: {
+          decoder: AnswerDecoder;
+          facts: () => BodyFacts;
+          /** Whether httpx read it apart (a gzip body of several members). */
+          apart: () => Promise<boolean>;
+        } | null = null;
         // A coded stream's [DONE], seen once decoded: its client read it whole.
         let codedDone = false;
         /** Whether its client reads the answer as the kind its request asked (see `complete`). */
@@ -1349,22 +1411,48 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
           facts.stream === isSse ||
           (facts.streamUnsure === true && !facts.stream);
         const readCoded = (codings: string[], heldChunks: Buffer[]) => {
+          let fetchBytes = 0;
+          let httpxBytes = 0;
+          // httpx reads a gzip body's first member alone: decoded beside it, only counted.
+          const byHttpx = codings.includes("gzip")
+            ? createDecoder(
+                codings,
+                (c) => {
+                  httpxBytes += c.length;
+                },
+                "httpx",
+              )
+            : null;
+          const apart = async () =>
+            byHttpx !== null && ((await byHttpx.end()) !== "ok" || httpxBytes !== fetchBytes);
+          let fetchDecoder: AnswerDecoder;
+          let readFacts: () => BodyFacts;
           if (isSse) {
             const read = createSseFacts(credentials, asked);
             const watch = createDoneWatch();
-            const decoder = createDecoder(codings, (c) => {
+            fetchDecoder = createDecoder(codings, (c) => {
+              fetchBytes += c.length;
               read.add(c);
               if (watch(c)) codedDone = true;
             });
-            codedRead = { decoder, facts: read.facts };
+            readFacts = read.facts;
           } else {
             const read = createJsonAnswerScan(asked);
-            codedRead = {
-              decoder: createDecoder(codings, (c) => read.add(c)),
-              facts: () => scannedBodyFacts(read, credentials, asked),
-            };
+            fetchDecoder = createDecoder(codings, (c) => {
+              fetchBytes += c.length;
+              read.add(c);
+            });
+            readFacts = () => scannedBodyFacts(read, credentials, asked);
           }
-          for (const c of heldChunks) codedRead.decoder.write(c);
+          const decoder: AnswerDecoder = {
+            write(chunk) {
+              fetchDecoder.write(chunk);
+              byHttpx?.write(chunk);
+            },
+            end: () => fetchDecoder.end(),
+          };
+          codedRead = { decoder, facts: readFacts, apart };
+          for (const c of heldChunks) decoder.write(c);
         };
         // A body too long to hold, not typed as events, to a completion request that asked for a
         // stream: its client reads it as events, so only its `data:` values up to `[DONE]` count.
@@ -1529,18 +1617,23 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
           // CPU when it is all numbers) is read a slice a turn before the receipt says what it
           // held, as the rest was: read at once, it stalled every request of this process.
           const waiting = scan;
-          const coding = codedRead as { decoder: AnswerDecoder; facts: () => BodyFacts } | null;
+          const coding = codedRead as {
+            decoder: AnswerDecoder;
+            facts: () => BodyFacts;
+            apart: () => Promise<boolean>;
+          } | null;
           if (waiting !== null && readAsAsked && upstream.complete && waiting.pending() > 0) {
             void waiting.drained().then(() => record(state, elapsed, readAsAsked));
           } else if (coding !== null && readAsAsked && (upstream.complete || isSse)) {
             // Longer than one is held, read as it decoded: what it gave its client (a stream
             // cut after its [DONE] too, as a plain one is).
-            void coding.decoder.end().then((outcome) => {
+            void coding.decoder.end().then(async (outcome) => {
+              const apart = await coding.apart();
               if (codedDone) sseDone = true;
               if (!upstream.complete && !sseDone) record(state, elapsed, readAsAsked);
               else if (outcome === "failed") record(state, elapsed, readAsAsked, null);
               else if (outcome === "too_long") record(state, elapsed, readAsAsked, "too_long");
-              else record(state, elapsed, readAsAsked, "too_long", false, coding.facts());
+              else record(state, elapsed, readAsAsked, "too_long", apart, coding.facts());
             });
           } else if (coded !== "plain" && coded !== "unknown" && capturing && !sseCut) {
             // A coded answer held whole is read as its client reads it: decoded.
@@ -1568,10 +1661,17 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
               }
               // Decoded past the size an answer is held at (8 MiB of white space is a few KiB of
               // gzip): read as it decodes, as a plain answer that long is read as it passes.
-              const read = await decodedFacts(raw, coded);
+              const counted = { bytes: 0 };
+              const read = await decodedFacts(raw, coded, "fetch", counted);
               if (read === "failed") record(state, elapsed, readAsAsked, null);
               else if (read === "too_long") record(state, elapsed, readAsAsked, "too_long");
-              else record(state, elapsed, readAsAsked, "too_long", false, read);
+              else {
+                // Several gzip members, httpx reading the first alone: its usage is unknown.
+                const apart =
+                  coded.includes("gzip") &&
+                  (await decodedLength(raw, coded, "httpx")) !== counted.bytes;
+                record(state, elapsed, readAsAsked, "too_long", apart, read);
+              }
             });
           } else if (coded === "unknown" && capturing && !sseCut) {
             // Read apart by its clients, who were told no one usage: its usage is unknown, and
@@ -1592,8 +1692,8 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
               // One client's reading decodes past the size an answer is held at: each is read
               // (that one as it decodes), and the most any holds bounds the charge.
               const all = read.readings.map((r) => readingFacts(r, true));
-              for (const codings of read.tooLong) {
-                const facts = await decodedFacts(raw, codings);
+              for (const { client, codings } of read.tooLong) {
+                const facts = await decodedFacts(raw, codings, client);
                 if (facts === "too_long") {
                   record(state, elapsed, readAsAsked);
                   return;
@@ -1617,19 +1717,36 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         const decodedFacts = async (
           raw: Buffer,
           codings: string[],
+          client: "fetch" | "httpx" = "fetch",
+          /** Counts the bytes decoded. */
+          counted = { bytes: 0 },
         ): Promise<BodyFacts | "failed" | "too_long"> => {
           if (isSse) {
             const read = createSseFacts(credentials, asked);
             const watch = createDoneWatch();
-            const outcome = await decodeInto(raw, codings, (c) => {
-              read.add(c);
-              // Its [DONE], seen once decoded: a cut after it left the stream whole.
-              if (watch(c)) sseDone = true;
-            });
+            const outcome = await decodeInto(
+              raw,
+              codings,
+              (c) => {
+                counted.bytes += c.length;
+                read.add(c);
+                // Its [DONE], seen once decoded: a cut after it left the stream whole.
+                if (watch(c)) sseDone = true;
+              },
+              client,
+            );
             return outcome === "ok" ? read.facts() : outcome;
           }
           const read = createJsonAnswerScan(asked);
-          const outcome = await decodeInto(raw, codings, (c) => read.add(c));
+          const outcome = await decodeInto(
+            raw,
+            codings,
+            (c) => {
+              counted.bytes += c.length;
+              read.add(c);
+            },
+            client,
+          );
           return outcome === "ok" ? scannedBodyFacts(read, credentials, asked) : outcome;
         };
         /** The facts `record` reads of an answer as `reading` holds it, held whole. */
