@@ -95,4 +95,50 @@ describe("drain gate", () => {
     expect(second).toContain('"code":"service_stopping"');
     expect(second?.toLowerCase()).toContain("connection: close");
   });
+
+  it("answers 503 the next request of a client whose stream went out keep-alive before the drain", async () => {
+    const gate = createDrainGate();
+    let started!: () => void;
+    const headSent = new Promise<void>((resolve) => {
+      started = resolve;
+    });
+    let finish!: () => void;
+    const finishing = new Promise<void>((resolve) => {
+      finish = resolve;
+    });
+    server = createServer(
+      gate.wrap((_req, res) => {
+        res.writeHead(200, { "content-type": "text/event-stream" });
+        res.write("data: 1\n\n");
+        started();
+        void finishing.then(() => res.end("data: [DONE]\n\n"));
+      }),
+    );
+    gate.attach(server);
+    await new Promise<void>((resolve) => server?.listen(0, "127.0.0.1", resolve));
+    const address = server.address();
+    const port = typeof address === "object" && address ? address.port : 0;
+    const socket = connect(port, "127.0.0.1");
+    let received = "";
+    let sentNext = false;
+    socket.on("data", (chunk: Buffer) => {
+      received += chunk.toString("utf8");
+      // A pooled client sends its next request as soon as the answer it waited for has ended.
+      if (!sentNext && received.endsWith("0\r\n\r\n")) {
+        sentNext = true;
+        socket.write("GET /next HTTP/1.1\r\nhost: x\r\n\r\n");
+      }
+    });
+    socket.on("error", () => {});
+    const closed = new Promise<void>((resolve) => socket.on("close", () => resolve()));
+    socket.write("GET / HTTP/1.1\r\nhost: x\r\nconnection: keep-alive\r\n\r\n");
+    await headSent;
+    const drained = gate.drain(server);
+    finish();
+    await closed;
+    await drained;
+    expect(received.toLowerCase()).toContain("connection: keep-alive");
+    // Its stream ended keep-alive; the request it then sent is refused, not cut.
+    expect(received).toMatch(/HTTP\/1\.1 503 /);
+  });
 });
