@@ -271,6 +271,22 @@ describe("what the ledger takes as finalized when the chain gives no time for it
   });
 });
 
+/**
+ * A job of key `keyIndex` whose settlement pays the worker and the treasury but keeps the
+ * remainder in escrow, recorded: that much of its lock never comes back to the vault.
+ */
+async function remainderKept(h: AdversaryHarness, c: Scenario, keyIndex: number) {
+  const plan = h.op.plan({ keyIndex });
+  const lock = h.op.send(h.op.lockIxs(plan));
+  const settlement = h.op.send([
+    ...h.op.payoutIxs(plan, { remainder: 0n }),
+    h.op.memo(`decentral:settle:${plan.jobId}`),
+  ]);
+  c.record(plan, { escrowTx: lock.signature, settlementTx: settlement.signature });
+  await c.flush();
+  return { plan, lock };
+}
+
 describe("a lock not yet due when its own window's run reads the vault", () => {
   const h = useAdversaryHarness();
 
@@ -284,14 +300,7 @@ describe("a lock not yet due when its own window's run reads the vault", () => {
 
     // In the window's last second, a job whose settlement pays the worker and the treasury but
     // keeps the remainder in escrow: that much of its lock never comes back to the vault.
-    const plan = h.op.plan({ keyIndex: 1 });
-    const lock = h.op.send(h.op.lockIxs(plan));
-    const settlement = h.op.send([
-      ...h.op.payoutIxs(plan, { remainder: 0n }),
-      h.op.memo(`decentral:settle:${plan.jobId}`),
-    ]);
-    c.record(plan, { escrowTx: lock.signature, settlementTx: settlement.signature });
-    await c.flush();
+    const { plan, lock } = await remainderKept(h, c, 1);
     const end = (lock.blockTime + 1) * 1000;
     moveClockTo(h, end, 20);
     const first = await nightly(h, c, honest.vault, { from, to: end, timeoutMs: 20_000 });
@@ -332,14 +341,7 @@ describe("a lock due after its window's end that its own window's run reads once
     const from = edgeAfter(h, 100);
     const honest = await c.pinKey(2);
     // In the window's last second, a lock whose settlement keeps the remainder in escrow.
-    const plan = h.op.plan({ keyIndex: 2 });
-    const lock = h.op.send(h.op.lockIxs(plan));
-    const settlement = h.op.send([
-      ...h.op.payoutIxs(plan, { remainder: 0n }),
-      h.op.memo(`decentral:settle:${plan.jobId}`),
-    ]);
-    c.record(plan, { escrowTx: lock.signature, settlementTx: settlement.signature });
-    await c.flush();
+    const { lock } = await remainderKept(h, c, 2);
     const end = (lock.blockTime + 1) * 1000;
     // The window's run reads the vault 8 s after its end, as a cron minutes after midnight
     // does: the lock, due 6 s after it was made, is overdue then.

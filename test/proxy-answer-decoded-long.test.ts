@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { gzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { discrepancy, useAdversaryHarness } from "./support/operator.js";
-import { jobThroughProxy } from "./support/proxy-job.js";
+import { hiStreamEvents, jobThroughProxy } from "./support/proxy-job.js";
 import { readJob } from "./support/seed-recorder.js";
 
 /**
@@ -21,18 +21,7 @@ describe("a coded answer longer than the proxy holds", () => {
   /** A stream of `Hi.` with `comments` bytes of comment lines before it, its usage 2,000. */
   const hiStream = (comments: number) => {
     const line = `: ${"k".repeat(1000)}\n`;
-    const events = [
-      { choices: [{ index: 0, delta: { role: "assistant", content: "Hi." } }], model: "qwen3-8b" },
-      { choices: [{ index: 0, delta: {}, finish_reason: "stop" }], model: "qwen3-8b" },
-      {
-        choices: [],
-        model: "qwen3-8b",
-        usage: { prompt_tokens: 12, completion_tokens: 2000, total_tokens: 2012 },
-      },
-    ]
-      .map((chunk) => `data: ${JSON.stringify(chunk)}\n\n`)
-      .join("")
-      .concat("data: [DONE]\n\n");
+    const events = hiStreamEvents();
     return line.repeat(Math.ceil(comments / line.length)) + events;
   };
 
@@ -104,18 +93,7 @@ describe("a coded answer past 8 MiB as sent", () => {
     const c = await h.scenario();
     await c.pinKey(3);
     const json = `{"id":"chatcmpl-1","object":"chat.completion","model":"qwen3-8b","x_padding":"${padding()}","choices":[{"index":0,"message":{"role":"assistant","content":"Hi."},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":2000,"total_tokens":2012}}`;
-    const events = [
-      { choices: [{ index: 0, delta: { role: "assistant", content: "Hi." } }], model: "qwen3-8b" },
-      { choices: [{ index: 0, delta: {}, finish_reason: "stop" }], model: "qwen3-8b" },
-      {
-        choices: [],
-        model: "qwen3-8b",
-        usage: { prompt_tokens: 12, completion_tokens: 2000, total_tokens: 2012 },
-      },
-    ]
-      .map((chunk) => `data: ${JSON.stringify(chunk)}\n\n`)
-      .join("")
-      .concat("data: [DONE]\n\n");
+    const events = hiStreamEvents();
     const stream = `${padding()
       .match(/.{1,1000}/g)!
       .map((line) => `: ${line}\n`)

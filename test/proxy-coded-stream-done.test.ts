@@ -10,6 +10,7 @@ import {
   type Scenario,
   useAdversaryHarness,
 } from "./support/operator.js";
+import { hiStreamEvents } from "./support/proxy-job.js";
 import { closedAfterTest, listen, serveApp } from "./support/recorder-fixtures.js";
 import { readJob } from "./support/seed-recorder.js";
 
@@ -21,18 +22,7 @@ import { readJob } from "./support/seed-recorder.js";
  */
 describe("a coded stream cut after its [DONE]", () => {
   const h = useAdversaryHarness();
-  const events = [
-    { choices: [{ index: 0, delta: { role: "assistant", content: "Hi." } }], model: "qwen3-8b" },
-    { choices: [{ index: 0, delta: {}, finish_reason: "stop" }], model: "qwen3-8b" },
-    {
-      choices: [],
-      model: "qwen3-8b",
-      usage: { prompt_tokens: 12, completion_tokens: 2000, total_tokens: 2012 },
-    },
-  ]
-    .map((chunk) => `data: ${JSON.stringify(chunk)}\n\n`)
-    .join("")
-    .concat("data: [DONE]\n\n");
+  const events = hiStreamEvents();
 
   async function cutAfterDone(c: Scenario, plan: JobPlan, body: Buffer, gzip: boolean) {
     const txs = h.op.honestJob(plan);

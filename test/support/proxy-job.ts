@@ -136,3 +136,26 @@ export async function judgedThroughProxy(
   const rows = await Promise.all(jobIds.map((id) => readJob(c.store, id)));
   return { verdicts: await c.verdicts(...jobIds), rows };
 }
+
+/**
+ * A chat completion stream answering `Hi.` whose last event names `completionTokens` completion
+ * tokens (12 prompt tokens), ended by `[DONE]`: as the proxy's client reads it.
+ */
+export function hiStreamEvents(completionTokens = 2000): string {
+  return [
+    { choices: [{ index: 0, delta: { role: "assistant", content: "Hi." } }], model: "qwen3-8b" },
+    { choices: [{ index: 0, delta: {}, finish_reason: "stop" }], model: "qwen3-8b" },
+    {
+      choices: [],
+      model: "qwen3-8b",
+      usage: {
+        prompt_tokens: 12,
+        completion_tokens: completionTokens,
+        total_tokens: 12 + completionTokens,
+      },
+    },
+  ]
+    .map((chunk) => `data: ${JSON.stringify(chunk)}\n\n`)
+    .join("")
+    .concat("data: [DONE]\n\n");
+}
