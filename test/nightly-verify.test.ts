@@ -21,6 +21,7 @@ import {
 import { runVerifyCommand, verifyWindow } from "../src/nightly/verify-command.js";
 import { createVerificationRunStore } from "../src/store/verification-runs.js";
 import { insertCheck, insertJob } from "./support/job-rows.js";
+import { cleanLedger } from "./support/ledger-result.js";
 import { createTestStore } from "./support/store.js";
 
 const NOW = Date.UTC(2026, 10, 25, 2);
@@ -922,25 +923,11 @@ describe("serve --verify-cron's summary line", () => {
       dueBy: "2026-11-24T22:29:21.000Z",
       beforeWindow: true,
     });
-    const ledger = async () =>
-      ({
-        vaults: 5,
-        unreceiptedDebits: [],
-        unreleasedLocks: Array.from({ length: 168 }, (_, i) => lock(i)),
-        creditsHeaderMismatches: [],
-        creditsHeaderUndecided: [],
-        foreignMint: [],
-        vaultOwnerChanges: [],
-        vaultDelegateApprovals: [],
-        vaultDelegatesNow: [],
-        vaultOwnersNow: [],
-        mixedJobMemos: [],
-        imbalanced: [],
-        gaps: [],
-        prunedHistory: [],
-        judgedBefore: [],
-        incomplete: null,
-      }) as unknown as LedgerWindowResult;
+    const ledger = async (): Promise<LedgerWindowResult> => ({
+      ...cleanLedger,
+      vaults: 5,
+      unreleasedLocks: Array.from({ length: 168 }, (_, i) => lock(i)),
+    });
     const schedule = scheduleNightlyVerification("0 2 * * *", {
       store,
       engine: scriptedEngine(store, { in_1: "verified", in_2: "verified" }),

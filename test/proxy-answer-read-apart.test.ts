@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import { chainSecondAfter } from "./support/finality.js";
 import { nightlyAfter } from "./support/nightly-window.js";
 import { discrepancy, useAdversaryHarness } from "./support/operator.js";
-import { jobThroughProxy } from "./support/proxy-job.js";
+import { hiStreamEvents, jobThroughProxy } from "./support/proxy-job.js";
 import { listen } from "./support/recorder-fixtures.js";
 import { readJob } from "./support/seed-recorder.js";
 
@@ -38,23 +38,6 @@ describe("an answer under a coding clients read apart", () => {
             },
           }),
     });
-  const hiStream = (completionTokens: number) =>
-    [
-      { choices: [{ index: 0, delta: { role: "assistant", content: "Hi." } }], model: "qwen3-8b" },
-      { choices: [{ index: 0, delta: {}, finish_reason: "stop" }], model: "qwen3-8b" },
-      {
-        choices: [],
-        model: "qwen3-8b",
-        usage: {
-          prompt_tokens: 12,
-          completion_tokens: completionTokens,
-          total_tokens: 12 + completionTokens,
-        },
-      },
-    ]
-      .map((chunk) => `data: ${JSON.stringify(chunk)}\n\n`)
-      .join("")
-      .concat("data: [DONE]\n\n");
 
   it("is read by Node's fetch as the plain answer it is", async () => {
     const server = await listen(
@@ -98,7 +81,7 @@ describe("an answer under a coding clients read apart", () => {
     const zstdNamed = await send(hi(2000), "zstd");
     const zstdSilent = await send(hi(null), "zstd");
     const xgzip = await send(gzipSync(hi(2000)), "x-gzip");
-    const zstdStream = await send(hiStream(2000), "zstd", true);
+    const zstdStream = await send(hiStreamEvents(2000), "zstd", true);
     const honest = h.op.plan({ keyIndex: 1, completionTokens: 3 });
     await jobThroughProxy(h, c.store, honest, "/v1/chat/completions", hi(3), request, {
       answerHeaders: { "content-encoding": "zstd" },
