@@ -16,7 +16,7 @@ import {
   useAdversaryHarness,
   verified,
 } from "./support/operator.js";
-import { jobThroughProxy } from "./support/proxy-job.js";
+import { chatStreamEvents, jobThroughProxy } from "./support/proxy-job.js";
 import { listen } from "./support/recorder-fixtures.js";
 import { readJob } from "./support/seed-recorder.js";
 
@@ -44,23 +44,6 @@ describe("answers read through their content-encoding", () => {
         total_tokens: 12 + completionTokens,
       },
     });
-  const chatStream = (text: string, completionTokens: number) =>
-    [
-      { choices: [{ index: 0, delta: { role: "assistant", content: text } }], model: "qwen3-8b" },
-      { choices: [{ index: 0, delta: {}, finish_reason: "stop" }], model: "qwen3-8b" },
-      {
-        choices: [],
-        model: "qwen3-8b",
-        usage: {
-          prompt_tokens: 12,
-          completion_tokens: completionTokens,
-          total_tokens: 12 + completionTokens,
-        },
-      },
-    ]
-      .map((chunk) => `data: ${JSON.stringify(chunk)}\n\n`)
-      .join("")
-      .concat("data: [DONE]\n\n");
   const bytes = (latin1: string) => Buffer.from(latin1, "latin1");
   const streamed = { stream: true, stream_options: { include_usage: true } };
   const sse = "text/event-stream";
@@ -130,10 +113,10 @@ describe("answers read through their content-encoding", () => {
     await c.pinKey(1);
     const text = "x".repeat(900);
     const lying = h.op.plan({ keyIndex: 1, completionTokens: 800 });
-    const plain = bytes(await job(lying, c, chatStream(text, 800), "gzip", true));
+    const plain = bytes(await job(lying, c, chatStreamEvents(text, 800), "gzip", true));
     expect(() => gunzipSync(plain)).toThrow();
     const gzipped = h.op.plan({ keyIndex: 1, completionTokens: 800 });
-    const gzip = bytes(await job(gzipped, c, gzipSync(chatStream(text, 800)), "gzip", true));
+    const gzip = bytes(await job(gzipped, c, gzipSync(chatStreamEvents(text, 800)), "gzip", true));
     expect(gunzipSync(gzip).toString()).toContain(text);
     expect(await c.verdicts(lying.jobId, gzipped.jobId)).toEqual([
       discrepancy("charge.matches_price"),

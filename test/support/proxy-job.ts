@@ -138,12 +138,12 @@ export async function judgedThroughProxy(
 }
 
 /**
- * A chat completion stream answering `Hi.` whose last event names `completionTokens` completion
+ * A chat completion stream answering `text` whose last event names `completionTokens` completion
  * tokens (12 prompt tokens), ended by `[DONE]`: as the proxy's client reads it.
  */
-export function hiStreamEvents(completionTokens = 2000): string {
+export function chatStreamEvents(text: string, completionTokens: number): string {
   return [
-    { choices: [{ index: 0, delta: { role: "assistant", content: "Hi." } }], model: "qwen3-8b" },
+    { choices: [{ index: 0, delta: { role: "assistant", content: text } }], model: "qwen3-8b" },
     { choices: [{ index: 0, delta: {}, finish_reason: "stop" }], model: "qwen3-8b" },
     {
       choices: [],
@@ -158,4 +158,9 @@ export function hiStreamEvents(completionTokens = 2000): string {
     .map((chunk) => `data: ${JSON.stringify(chunk)}\n\n`)
     .join("")
     .concat("data: [DONE]\n\n");
+}
+
+/** `chatStreamEvents` answering `Hi.`: a stream too short for the tokens it names. */
+export function hiStreamEvents(completionTokens = 2000): string {
+  return chatStreamEvents("Hi.", completionTokens);
 }
