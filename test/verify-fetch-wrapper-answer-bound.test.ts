@@ -6,6 +6,7 @@ import { createLogger } from "../src/log.js";
 import { createRecordingFetch } from "../src/recorder/fetch-wrapper.js";
 import { parseReceiptInput, wireReceiptOf } from "../src/recorder/receipt-input.js";
 import { discrepancy, type JobPlan, useAdversaryHarness, verified } from "./support/operator.js";
+import { jobThroughFetch } from "./support/proxy-job.js";
 import {
   closedAfterTest,
   ingestToken,
@@ -38,10 +39,7 @@ const completion = (message: Record<string, unknown>, usage: Record<string, unkn
 
 type Scenario = Awaited<ReturnType<typeof h.scenario>>;
 
-/**
- * One job of `plan` asked through the recording fetch, its receipt posted to the ingest API;
- * the upstream answers `body` as the operator writes it, with the job's honest signatures.
- */
+/** One job of `plan` asked through the recording fetch (`jobThroughFetch`), answered `body`. */
 async function throughFetch(
   c: Scenario,
   plan: JobPlan,
@@ -49,31 +47,10 @@ async function throughFetch(
   request: Record<string, unknown> = {},
   path = "/v1/chat/completions",
 ): Promise<void> {
-  const txs = h.op.honestJob(plan);
-  const upstream = await jobUpstream(plan, txs, { body: JSON.stringify(body) });
-  const audit = closedAfterTest(await serveApp({ store: c.store, log }));
-  const errors: string[] = [];
-  const recordingFetch = createRecordingFetch({
-    ingestUrl: `${audit.url}/jobs`,
-    token: await ingestToken(c.store),
-    onError: (error) => errors.push(error.message),
+  await jobThroughFetch(h, c.store, plan, path, JSON.stringify(body), {
+    messages: [{ role: "user", content: "Say hi" }],
+    ...request,
   });
-  const res = await recordingFetch(`${upstream.url}${path}`, {
-    method: "POST",
-    headers: {
-      authorization: `Bearer ${localApiKey(plan.keyIndex)}`,
-      "content-type": "application/json",
-    },
-    body: JSON.stringify({
-      model: plan.requestedModel,
-      messages: [{ role: "user", content: "Say hi" }],
-      ...request,
-    }),
-  });
-  await res.json();
-  await recordingFetch.flush();
-  expect(errors).toEqual([]);
-  expect(recordingFetch.stats()).toMatchObject({ delivered: 1, rejected: 0 });
 }
 
 describe("the recording fetch's receipts carry what the answer holds", () => {

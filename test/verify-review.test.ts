@@ -441,7 +441,8 @@ describe("a proxied answer that sent no usage", () => {
       { ...noUsage, stream: false, answerBytes: 1000, answerToolCalls: 1, httpStatus: 200 },
       "proxy",
     );
-    // A stream sends usage only when asked; an ingested receipt carries no answer.
+    // A stream sends usage only when asked; an ingested receipt that does not say which kind of
+    // answer it read (a completion posted whole may be a stream pieced together) is not bounded.
     const stream = settledAt();
     c.record(
       stream.plan,
@@ -450,7 +451,7 @@ describe("a proxied answer that sent no usage", () => {
       "proxy",
     );
     const ingested = settledAt();
-    c.record(ingested.plan, ingested.txs, { ...noUsage, answerBytes: 12 });
+    c.record(ingested.plan, ingested.txs, { ...noUsage, stream: null, answerBytes: 12 });
     const partial = { verdict: "partially_verified", failing: [] };
     expect(
       await c.verdicts(within.plan.jobId, tools.plan.jobId, stream.plan.jobId, ingested.plan.jobId),

@@ -97,6 +97,14 @@ const ReceiptSchema = z
       description:
         "whether the request sent a `prediction`: usage naming rejected prediction tokens for one that sent none fails usage.consistent; a plain receipt's only",
     }),
+    stream: z.boolean().optional().openapi({
+      description:
+        "as the proxy records it (the fetch wrapper sends it): true where the answer was an event stream or the request asked for one; with answer_bytes, an answer that sent no usage where it was owed (a JSON answer, a stream owing it by usage_asked) has its charge bounded by what it holds (charge.matches_price); a plain receipt's only",
+    }),
+    usage_asked: z.boolean().optional().openapi({
+      description:
+        "whether the stream owed its usage: its request asked for it (stream_options.include_usage), or it answered a request of the other kind; a plain receipt's only",
+    }),
     request_method: z
       .string()
       .regex(/^[A-Za-z]{1,16}$/)

@@ -14,7 +14,7 @@ import {
   type RequestFacts,
   readEchoed,
 } from "./request-facts.js";
-import { createChunkReader, createSseReader } from "./sse-tail.js";
+import { createChunkReader, createSseReader, sseChunks, sseEvents } from "./sse-tail.js";
 import { withoutKeys } from "./without-key.js";
 
 /**
@@ -761,6 +761,39 @@ export function sseFacts(text: string, credentials: string[], asked: Asked): Bod
   const read = createSseFacts(credentials, asked);
   read.add(Buffer.from(text, "utf8"));
   return read.facts();
+}
+
+/**
+ * A completion of the other kind than its request asked for, as its client reads it (whole, not
+ * broken off): an SDK reads the kind it asked for, whatever the content type says. The OpenAI
+ * SDKs parse a stream they asked for as events from any body; for a request without `stream`,
+ * Node's hands a body not typed JSON over as text and Python's parses it only if it is JSON.
+ * - events to a request without `stream`: no JSON, so no completion, an answer of no bytes; a
+ *   JSON body typed as events is measured (Python reads it) but its usage is taken as unknown
+ *   (Node's client got none), and one too long to hold is bounded by its bytes;
+ * - a body not typed as events to a request with `stream`: read as events; one holding none gave
+ *   its client no chunk at all, an answer of no bytes.
+ * `usageOwed`: whether the charge is bounded by what the client read (`jobs.usage_asked`), as for
+ * a JSON answer: true but for events read as a stream that did not ask for its usage.
+ */
+export function otherKindFacts(
+  body: string,
+  cut: boolean,
+  totalBytes: number,
+  credentials: string[],
+  asked: Asked & Pick<RequestFacts, "stream" | "usageAsked">,
+): { facts: BodyFacts; usageOwed: boolean } {
+  const none: BodyFacts = { ...unknownBody, answerBytes: 0, answerToolCalls: 0 };
+  if (asked.stream === true) {
+    const chunks = sseChunks(sseEvents(body, false), false, asked.shape === "output");
+    if (!chunks.some((c) => c.everyClient)) return { facts: none, usageOwed: true };
+    return { facts: sseFacts(body, credentials, asked), usageOwed: asked.usageAsked };
+  }
+  if (cut) return { facts: { ...none, answerBytes: totalBytes }, usageOwed: true };
+  return {
+    facts: { ...jsonBodyFacts(body, credentials, asked), usage: unknownUsage },
+    usageOwed: true,
+  };
 }
 
 /**

@@ -1,5 +1,13 @@
 import { backoff } from "../retry.js";
-import { type BodyFacts, jsonBodyFacts, sseFacts } from "./answer-facts.js";
+import {
+  type BodyFacts,
+  completionAsked,
+  createSseFacts,
+  jsonBodyFacts,
+  otherKindFacts,
+  sseFacts,
+  utf8Bytes,
+} from "./answer-facts.js";
 import { keyFingerprint } from "./key-fingerprint.js";
 import { maxOperatorTextLength } from "./operator-values.js";
 import {
@@ -37,10 +45,21 @@ import { credentialsOf, withoutKeys } from "./without-key.js";
  */
 
 /**
- * The most of a streamed answer read for its receipt (the proxy holds a JSON answer up to as
- * much): past it, the receipt goes from the stream's headers.
+ * The most of a streamed answer held for its receipt (the proxy holds a JSON answer up to as
+ * much): past it, the stream is read as it passes (see `tapStream`).
  */
 const maxStreamBytes = 8 * 1024 * 1024;
+
+/** A stream's answer as read: its text when held whole, or what was read of it as it passed. */
+type StreamRead = { text: string } | { facts: BodyFacts };
+
+/** A reader of a stream too long to hold, fed its bytes as they pass (see `tapStream`). */
+interface LongStreamRead {
+  add(chunk: Buffer): void;
+  /** Whether nothing more of the stream is read: its `[DONE]`, or a chunk that ends it. */
+  readonly done: boolean;
+  facts(): BodyFacts;
+}
 
 /**
  * The longest signature header sent: nine signatures joined by ", ", as many of one field as
@@ -386,31 +405,40 @@ export function createRecordingFetch(given: RecordingFetchOptions): RecordingFet
    * A streamed answer handed to the caller through a body that reads it as it passes (no copy:
    * the caller's cancel reaches the upstream as it would without the wrapper, and what is read
    * is what the caller read), and its text as its client reads it, up to its `[DONE]` or its end.
-   * The text is null when the stream broke off or was cancelled first, grew past
-   * `maxStreamBytes`, outlasted `streamReadMs`, or `flush()` came first: its receipt then goes
-   * from its headers alone, as a stream's did before its end was read (`usage_unknown`).
+   * A stream longer than `maxStreamBytes` is read as it passes by the reader `longRead` makes
+   * (the proxy reads a long stream so): an operator padding a stream past what is held (comment
+   * lines no SDK reads) does not make its usage unknown. The text is null when the stream broke
+   * off or was cancelled first, outlasted `streamReadMs`, or `flush()` came first: its receipt
+   * then goes from its headers alone, as a stream's did before its end was read (`usage_unknown`).
    */
-  function tapStream(response: Response, body: ReadableStream<Uint8Array>) {
+  function tapStream(
+    response: Response,
+    body: ReadableStream<Uint8Array>,
+    longRead: () => Promise<LongStreamRead>,
+  ) {
     const source = body.getReader();
-    // Byte-order marks kept, as the proxy reads the bytes: each line's is read past as an SDK
-    // does (see sse-tail.ts), and no other is dropped.
-    const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
     const sawDone = createDoneWatch();
-    let text = "";
+    // Held as they came; byte-order marks kept, as the proxy reads the bytes: each line's is
+    // read past as an SDK does (see sse-tail.ts), and no other is dropped.
+    let held: Buffer[] = [];
     let size = 0;
+    let long: LongStreamRead | null = null;
     let settled = false;
-    let settle!: (value: string | null) => void;
-    const read = new Promise<string | null>((resolve) => {
+    let settle!: (value: StreamRead | null) => void;
+    const read = new Promise<StreamRead | null>((resolve) => {
       settle = resolve;
     });
-    const finish = (value: string | null) => {
+    const finish = (value: StreamRead | null) => {
       if (settled) return;
       settled = true;
+      held = [];
       clearTimeout(timer);
       streamsRead.delete(stop);
       settle(value);
     };
     const stop = () => finish(null);
+    const whole = (): StreamRead =>
+      long !== null ? { facts: long.facts() } : { text: Buffer.concat(held).toString("utf8") };
     const timer = setTimeout(stop, streamReadMs);
     timer.unref?.();
     streamsRead.add(stop);
@@ -426,19 +454,29 @@ export function createRecordingFetch(given: RecordingFetchOptions): RecordingFet
             return;
           }
           if (chunk.done) {
-            finish(text + decoder.decode());
+            if (!settled) finish(whole());
             controller.close();
             return;
           }
           const value = chunk.value;
           controller.enqueue(value);
           if (settled) return;
-          size += value.byteLength;
-          if (size > maxStreamBytes) return finish(null);
-          text += decoder.decode(value, { stream: true });
-          if (sawDone(Buffer.from(value.buffer, value.byteOffset, value.byteLength))) {
-            finish(text + decoder.decode());
+          // A copy: the caller owns the chunk handed to it.
+          const bytes = Buffer.from(value);
+          size += bytes.length;
+          if (long !== null) long.add(bytes);
+          else held.push(bytes);
+          if (long === null && size > maxStreamBytes) {
+            try {
+              long = await longRead();
+            } catch {
+              return finish(null);
+            }
+            if (settled) return;
+            for (const h of held) long.add(h);
+            held = [];
           }
+          if (sawDone(bytes) || long?.done === true) finish(whole());
         },
         cancel(reason) {
           finish(null);
@@ -458,7 +496,7 @@ export function createRecordingFetch(given: RecordingFetchOptions): RecordingFet
       redirected: { value: response.redirected },
       type: { value: response.type },
     });
-    return { response: handed, text: read };
+    return { response: handed, read };
   }
 
   const report = (error: Error) => {
@@ -719,20 +757,38 @@ export function createRecordingFetch(given: RecordingFetchOptions): RecordingFet
       const mediaType = (contentType.split(";")[0] ?? "").trim().toLowerCase();
       const isJson = mediaType.includes("application/json") || mediaType.endsWith("+json");
       const isSse = mediaType === "text/event-stream";
+      const path = pathOf(input);
+      const shape = path === null ? "choices" : answerShapeOf(path);
+      const chat = path !== null && chatPath.test(path);
+      // A stream too long to hold, read as it passes as its client reads it: as events where
+      // its request asked for a stream, else (no completion its SDK can read) by its bytes alone.
+      const longRead = async (): Promise<LongStreamRead> => {
+        const readAs = { ...(await asked), chat, shape };
+        if (readAs.stream === true) return createSseFacts(credentialsOfCall(input, init), readAs);
+        let bytes = 0;
+        return {
+          add: (chunk) => {
+            bytes += chunk.length;
+          },
+          done: false,
+          facts: () => otherKindFacts("", true, bytes, [], readAs).facts,
+        };
+      };
       // Read model, usage and answer size from a copy of a JSON body (the caller reads the
       // original), and from a stream as it passes to the caller.
-      const tapped = isSse && response.body ? tapStream(response, response.body) : null;
+      const tapped = isSse && response.body ? tapStream(response, response.body, longRead) : null;
       if (tapped !== null) handed = tapped.response;
-      const answered: Promise<string | null> | null =
+      const answered: Promise<StreamRead | null> | null =
         tapped !== null
-          ? tapped.text
+          ? tapped.read
           : isJson && response.body
             ? response
                 .clone()
                 .text()
+                .then((text) => ({ text }))
                 .catch(() => null)
             : null;
-      const work = Promise.all([asked, answered]).then(([facts, text]) => {
+      const work = Promise.all([asked, answered]).then(([facts, got]) => {
         // Priced by the model asked for, bounded by the ceiling asked for. When the request
         // did not say, neither is taken from the response, which the operator writes: its
         // model is sent only as `response_model`, to compare.
@@ -744,24 +800,40 @@ export function createRecordingFetch(given: RecordingFetchOptions): RecordingFet
         // read as the proxy reads it (`jsonBodyFacts`): a key the answer echoes as its model is
         // cut, an `error` is no completion whatever the status line said (usage it names prices
         // no answer the caller got, so none is sent), a Responses API answer's counts are its
-        // `input_tokens` and `output_tokens`. A JSON answer to a request that asked for a stream
-        // is read by its SDK as events, of which it holds none: the caller read no completion,
-        // and nothing of it is sent; nor of a Responses answer run in the background, `queued`,
-        // which holds none of its output.
-        const path = pathOf(input);
-        const shape = path === null ? "choices" : answerShapeOf(path);
-        const chat = path !== null && chatPath.test(path);
+        // `input_tokens` and `output_tokens`. An answer of the other kind than its request asked
+        // for is read as its SDK reads it (`otherKindFacts`: a JSON answer to a request that
+        // asked for a stream holds no event, no completion); a Responses answer run in the
+        // background, `queued`, holds none of its output, and nothing of it is sent.
         const background = shape === "output" && facts.background;
         let answer: BodyFacts | null = null;
+        // Whether the charge is bounded by the answer read (`usage_asked`): see below.
+        let usageOwed: boolean | null =
+          isSse && (facts.stream === true || facts.streamUnsure === true) ? facts.usageAsked : null;
         // Events are read only where the request asked for a stream, as its SDK reads them.
         const readable = isSse ? facts.stream === true : facts.stream !== true;
-        if (text !== null && readable && !background) {
+        const readAs = { ...facts, chat, shape };
+        if (got !== null && !background && (readable || completionAsked(readAs))) {
           try {
             const credentials = credentialsOfCall(input, init);
-            const read = { ...facts, chat, shape };
-            answer = isSse
-              ? sseFacts(text, credentials, read)
-              : jsonBodyFacts(text, credentials, read, false);
+            if ("facts" in got) {
+              // Read as it passed (`longRead`): of the other kind, bounded by its bytes.
+              answer = got.facts;
+              if (!readable) usageOwed = true;
+            } else if (!readable) {
+              const other = otherKindFacts(
+                got.text,
+                false,
+                utf8Bytes(got.text),
+                credentials,
+                readAs,
+              );
+              answer = other.facts;
+              usageOwed = other.usageOwed;
+            } else {
+              answer = isSse
+                ? sseFacts(got.text, credentials, readAs)
+                : jsonBodyFacts(got.text, credentials, readAs, false);
+            }
           } catch (error) {
             // A reader that fails keeps the receipt: it goes from the headers, and is judged so.
             report(error instanceof Error ? error : new Error(String(error)));
@@ -786,6 +858,12 @@ export function createRecordingFetch(given: RecordingFetchOptions): RecordingFet
         // receipts: without it the operator could name any count up to the request's ceiling.
         if (answer.answerBytes !== null) receipt.answer_bytes = answer.answerBytes;
         if (answer.answerToolCalls !== null) receipt.answer_tool_calls = answer.answerToolCalls;
+        // Recorded as the proxy records them: a stream whatever the request said if events came,
+        // and, for a stream, whether its usage was owed. An answer that sent no usage where it
+        // was owed (a JSON answer, a stream asked for it that ended whole, an answer of the other
+        // kind) has its charge bounded by what it holds (`charge.matches_price`).
+        receipt.stream = isSse || (facts.stream ?? false);
+        if (usageOwed !== null) receipt.usage_asked = usageOwed;
         // Rejected prediction tokens are made up when the request sent no prediction.
         if (facts.prediction !== null) receipt.prediction_sent = facts.prediction;
         enqueue(receipt);

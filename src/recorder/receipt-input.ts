@@ -97,6 +97,15 @@ export interface WireReceipt {
    */
   prediction_sent?: boolean;
   /**
+   * As the proxy records them (`jobs.stream`, `jobs.usage_asked`): `stream` true where the answer
+   * was an event stream or the request asked for one, `usage_asked` whether such a stream owed
+   * its usage (asked with `stream_options.include_usage`, or an answer of the other kind). With
+   * `answer_bytes`, an answer that sent no usage where it was owed has its charge bounded by its
+   * bytes (`charge.matches_price`), as the proxy's are.
+   */
+  stream?: boolean;
+  usage_asked?: boolean;
+  /**
    * The HTTP method of the request the answer came to (`POST` for a completion): money moved for
    * any other asked for nothing to run (`escrow.within_ceiling`, `charge.matches_price`).
    */
@@ -161,6 +170,8 @@ export function wireReceiptOf(receipt: Receipt): WireReceipt {
     ...known("answer_bytes", receipt.answerBytes),
     ...known("answer_tool_calls", receipt.answerToolCalls),
     ...known("prediction_sent", receipt.predictionSent),
+    ...known("stream", receipt.stream),
+    ...known("usage_asked", receipt.usageAsked),
     ...known("request_method", receipt.requestMethod),
     ...known("request_path", receipt.requestPath),
     ...known(
@@ -195,6 +206,8 @@ const wireFieldSet: Record<keyof WireReceipt, true> = {
   answer_bytes: true,
   answer_tool_calls: true,
   prediction_sent: true,
+  stream: true,
+  usage_asked: true,
   request_method: true,
   request_path: true,
   created_at: true,
@@ -255,6 +268,8 @@ const plainOnlyFields: ReadonlySet<string> = new Set([
   "answer_bytes",
   "answer_tool_calls",
   "prediction_sent",
+  "stream",
+  "usage_asked",
 ]);
 
 /**
@@ -959,6 +974,8 @@ export function parseReceiptInput(input: unknown): ParsedReceipt {
             answerBytes: optionalAnswerCount(wire.answer_bytes, "answer_bytes"),
             answerToolCalls: optionalAnswerCount(wire.answer_tool_calls, "answer_tool_calls"),
             predictionSent: optionalBoolean(wire.prediction_sent, "prediction_sent"),
+            stream: optionalBoolean(wire.stream, "stream"),
+            usageAsked: optionalBoolean(wire.usage_asked, "usage_asked"),
           }),
       // A completion's `created` is the operator's; `created_at` is the caller's own clock.
       ...(wrapped

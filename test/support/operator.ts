@@ -176,6 +176,9 @@ export const timedOutReceipt = {
 /** The outcome of a job every check passes. */
 export const verified: JobOutcome = { verdict: "verified", failing: [] };
 
+/** The outcome of a job no check fails but a money fact of which is unproven. */
+export const partiallyVerified: JobOutcome = { verdict: "partially_verified", failing: [] };
+
 /**
  * What `toEqual` matches for a discrepancy whose failing checks include each of `failing`
  * (others may fail too).

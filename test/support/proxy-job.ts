@@ -3,9 +3,16 @@ import { expect } from "vitest";
 import type { Store } from "../../src/db/client.js";
 import { localApiKey } from "../../src/localnet/keys.js";
 import { createLogger } from "../../src/log.js";
+import { createRecordingFetch } from "../../src/recorder/fetch-wrapper.js";
 import { createRecordingProxy } from "../../src/recorder/proxy.js";
 import type { AdversaryHarness, JobOutcome, JobPlan } from "./operator.js";
-import { listen, serveApp } from "./recorder-fixtures.js";
+import {
+  closedAfterTest,
+  ingestToken,
+  jobUpstream,
+  listen,
+  serveApp,
+} from "./recorder-fixtures.js";
 import { type JobRow, readJob } from "./seed-recorder.js";
 
 /**
@@ -135,6 +142,49 @@ export async function judgedThroughProxy(
   }
   const rows = await Promise.all(jobIds.map((id) => readJob(c.store, id)));
   return { verdicts: await c.verdicts(...jobIds), rows };
+}
+
+/**
+ * One job of `plan` (its chain steps sent honestly) asked through the recording fetch, its
+ * receipt posted to an ingest API on `store`: `request` (with the plan's model) posted to
+ * `path`, answered 200 with `body` as the operator writes it and the job's headers. Resolves
+ * with the text the caller read, once the receipt was delivered.
+ */
+export async function jobThroughFetch(
+  h: AdversaryHarness,
+  store: Store,
+  plan: JobPlan,
+  path: string,
+  body: string,
+  request: Record<string, unknown>,
+  options: { contentType?: string } = {},
+): Promise<string> {
+  const txs = h.op.honestJob(plan);
+  const log = createLogger({ level: "silent" });
+  const upstream = await jobUpstream(plan, txs, {
+    body,
+    headers: { "content-type": options.contentType ?? "application/json" },
+  });
+  const audit = closedAfterTest(await serveApp({ store, log }));
+  const errors: string[] = [];
+  const recordingFetch = createRecordingFetch({
+    ingestUrl: `${audit.url}/jobs`,
+    token: await ingestToken(store),
+    onError: (error) => errors.push(error.message),
+  });
+  const res = await recordingFetch(`${upstream.url}${path}`, {
+    method: "POST",
+    headers: {
+      authorization: `Bearer ${localApiKey(plan.keyIndex)}`,
+      "content-type": "application/json",
+    },
+    body: JSON.stringify({ model: plan.requestedModel, ...request }),
+  });
+  const text = await res.text();
+  await recordingFetch.flush();
+  expect(errors).toEqual([]);
+  expect(recordingFetch.stats()).toMatchObject({ delivered: 1, rejected: 0 });
+  return text;
 }
 
 /**

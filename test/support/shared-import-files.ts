@@ -238,6 +238,7 @@ export const sharedImportFiles: readonly string[] = [
   "test/verify-adversarial-round9.test.ts",
   "test/verify-adversarial-shapes.test.ts",
   "test/verify-adversarial.test.ts",
+  "test/verify-answer-without-usage.test.ts",
   "test/verify-checks.test.ts",
   "test/verify-clock-step-back.dialects.test.ts",
   "test/verify-decide.test.ts",

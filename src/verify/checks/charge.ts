@@ -95,7 +95,7 @@ export function priceChecks(input: CheckInput, charge: bigint, list: CheckList):
     return;
   }
   if (tokens === null) {
-    const most = answerBound(job);
+    const most = answerBound(job, profile);
     const price = most === null ? null : priceUnits(profile, job.model, most);
     if (most !== null && price !== null && charge > price) {
       list.add(
@@ -182,22 +182,35 @@ export function usagePrice(
 }
 
 /**
- * The most completion tokens an answer the proxy read whole can hold when it sent no usage, by
+ * The most completion tokens an answer read whole can hold when it sent no usage, by
  * `usage.consistent`'s bound (a byte per token, 16 per tool call, 16 special tokens), or null
- * where nothing bounds it. Only a 2xx answer the proxy read counts whose usage the API always
- * sends: a non-streamed JSON answer (every OpenAI-compatible API sends `usage` in it), or a
- * stream whose request asked for it (`stream_options.include_usage`) and that ended whole. Its
- * absence there is the operator's doing; a stream not asked for it sends none, hidden reasoning
- * tokens may lie beyond its bytes, and an ingested or imported receipt carries no answer. The
- * price counts completion tokens alone, so the prompt needs no bound.
+ * where nothing bounds it. Only a 2xx answer whose receipt counted it (`answer_bytes`: the
+ * proxy's, the fetch wrapper's, a posted completion's) counts whose usage the API always sends: a
+ * non-streamed JSON answer (every OpenAI-compatible API sends `usage` in it), or a stream that
+ * owed it (asked with `stream_options.include_usage`, or of the other kind) and ended whole.
+ * Its absence there is the operator's doing; a stream not asked for it sends none, and hidden
+ * reasoning tokens may lie beyond its bytes, unless the profile prices its model with
+ * `hiddenTokens: false`. The price counts completion tokens alone, so the prompt needs no bound.
  */
-function answerBound(job: ReceiptForChecks): number | null {
+function answerBound(job: ReceiptForChecks, profile: Profile): number | null {
   const bytes = job.answerBytes ?? null;
-  if (job.source !== "proxy" || bytes === null) return null;
+  // A receipt that does not say which kind of answer it counted (`stream` null: a completion
+  // posted whole, which may be a stream its integration pieced together) is bounded only for a
+  // model with no hidden tokens (below).
+  if (bytes === null) return null;
+  const whole = job.captureState === "complete";
   const usageSent =
-    job.stream === false ||
-    (job.stream === true && job.usageAsked === true && job.captureState === "complete");
-  if (!usageSent) return null;
+    job.stream === false || (job.stream === true && whole && job.usageAsked === true);
+  // A whole answer (a stream read to its end too) of a model the profile says bills no hidden
+  // tokens (`hiddenTokens: false`) holds every token it was charged for, whether or not it was
+  // asked for its usage: the reason not to bound a stream that was not (reasoning tokens
+  // charged and never sent) is not there.
+  const nothingHidden =
+    whole &&
+    job.model !== null &&
+    Object.hasOwn(profile.pricing, job.model) &&
+    profile.pricing[job.model]!.hiddenTokens === false;
+  if (!usageSent && !nothingHidden) return null;
   if (job.httpStatus === null || job.httpStatus < 200 || job.httpStatus > 299) return null;
   return bytes + (job.answerToolCalls ?? 0) * toolCallTokenSlack + specialTokenSlack;
 }

@@ -1,0 +1,232 @@
+import { describe, expect, it } from "vitest";
+import { createApp } from "../src/api/app.js";
+import { createToken } from "../src/auth/tokens.js";
+import { createLogger } from "../src/log.js";
+import { ingestReceipts } from "../src/recorder/ingest.js";
+import { wireReceiptOf } from "../src/recorder/receipt-input.js";
+import type { Receipt } from "../src/recorder/receipts.js";
+import { localnetProfile, type Profile } from "../src/verify/profiles.js";
+import { chainSecondAfter } from "./support/finality.js";
+import { nightlyAfter } from "./support/nightly-window.js";
+import {
+  discrepancy,
+  type JobPlan,
+  partiallyVerified,
+  useAdversaryHarness,
+  verified,
+} from "./support/operator.js";
+import { chatStreamEvents, jobThroughFetch, jobThroughProxy } from "./support/proxy-job.js";
+
+/**
+ * An answer that sends no usage where every OpenAI-compatible API sends it (a JSON answer, a
+ * stream asked for its usage that ended whole, an answer of the other kind than asked) has its
+ * charge bounded by what its client read (`charge.matches_price`). Only the proxy's receipts
+ * were: the operator answering `Hi.` with no usage and settling the whole lock (the price of
+ * 2,000 tokens, 160,000 units, where 3 bytes and the special tokens' slack are worth 80,000) was
+ * a discrepancy through the proxy, but `partially_verified` (and a nightly run's exit 0) when
+ * the recording fetch, an import line or a posted completion recorded it. And a stream the
+ * recording fetch could not hold (past 8 MiB: comment lines no SDK reads) was not read at all.
+ */
+const h = useAdversaryHarness();
+const log = createLogger({ level: "silent" });
+type Scenario = Awaited<ReturnType<typeof h.scenario>>;
+
+/** qwen3-8b marked as billing no hidden tokens, as README's Known limits recommend. */
+const nothingHidden: Profile = {
+  ...localnetProfile,
+  pricing: {
+    ...localnetProfile.pricing,
+    "qwen3-8b": { ...localnetProfile.pricing["qwen3-8b"]!, hiddenTokens: false },
+  },
+};
+
+const say = { messages: [{ role: "user", content: "Say hi" }] };
+const streamAskingUsage = { ...say, stream: true, stream_options: { include_usage: true } };
+const path = "/v1/chat/completions";
+const sse = { contentType: "text/event-stream" };
+
+/** `text` as a chat completion; `usage` only when given. */
+const completion = (text: string, usage?: Record<string, number>) => ({
+  id: "chatcmpl-1",
+  object: "chat.completion",
+  model: "qwen3-8b",
+  choices: [{ index: 0, finish_reason: "stop", message: { role: "assistant", content: text } }],
+  ...(usage === undefined ? {} : { usage }),
+});
+
+/** A stream answering `Hi.` that ends whole (`[DONE]`) with no usage; `padding` before its end. */
+const hiStreamWithoutUsage = (padding = "") => {
+  const chunk = (delta: Record<string, unknown>, finish: string | null) =>
+    `data: ${JSON.stringify({ id: "c", object: "chat.completion.chunk", model: "qwen3-8b", choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+  return `${chunk({ role: "assistant", content: "Hi." }, null)}${padding}${chunk({}, "stop")}data: [DONE]\n\n`;
+};
+
+/** 9 MiB of SSE comment lines: read by no SDK, past what the recording fetch holds. */
+const padding = `: ${"x".repeat(1022)}\n`.repeat(9 * 1024);
+
+/** The whole lock charged: the price of the default ceiling, 2,000 tokens. */
+function wholeLock(keyIndex: number): JobPlan {
+  const plan = h.op.plan({ keyIndex, completionTokens: 2000 });
+  expect(plan.charge).toBe(160_000n);
+  return plan;
+}
+
+async function judged(c: Scenario, plan: JobPlan) {
+  await c.verify();
+  return c.outcome(plan.jobId);
+}
+
+describe("an answer without usage, recorded by the recording fetch", () => {
+  it("bounds a JSON answer's charge by its bytes, whatever the profile says of hidden tokens", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const plan = wholeLock(1);
+    await jobThroughFetch(h, c.store, plan, path, JSON.stringify(completion("Hi.")), say);
+    expect(await judged(c, plan)).toEqual(discrepancy("charge.matches_price"));
+    // A fair charge for what it holds stays unproven, not failed.
+    const fair = h.op.plan({ keyIndex: 1, completionTokens: 800 });
+    await jobThroughFetch(h, c.store, fair, path, JSON.stringify(completion("x".repeat(900))), say);
+    expect(await judged(c, fair)).toEqual(partiallyVerified);
+  });
+
+  it("bounds a stream asked for its usage that ended whole without it", async () => {
+    const c = await h.scenario();
+    await c.pinKey(2);
+    const plan = wholeLock(2);
+    const text = await jobThroughFetch(
+      h,
+      c.store,
+      plan,
+      path,
+      hiStreamWithoutUsage(),
+      streamAskingUsage,
+      sse,
+    );
+    expect(text).toContain("[DONE]");
+    expect(await judged(c, plan)).toEqual(discrepancy("charge.matches_price"));
+  });
+
+  it("bounds an answer of the other kind than asked, either way", async () => {
+    const c = await h.scenario();
+    await c.pinKey(3);
+    // Events to a JSON request: its SDK parses no completion out of them.
+    const events = wholeLock(3);
+    const usage = { prompt_tokens: 12, completion_tokens: 2000, total_tokens: 2012 };
+    await jobThroughFetch(h, c.store, events, path, chatStreamEvents("Hi.", 2000), say, sse);
+    // JSON to a stream's request: its SDK reads no event in it.
+    const json = wholeLock(3);
+    const body = JSON.stringify(completion("Hi.", usage));
+    await jobThroughFetch(h, c.store, json, path, body, streamAskingUsage);
+    expect(await judged(c, events)).toEqual(discrepancy("charge.matches_price"));
+    expect(await c.outcome(json.jobId)).toEqual(discrepancy("charge.matches_price"));
+  });
+
+  it("reads a stream past what it holds as it passes: padding neither hides a missing usage nor loses a sent one", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const padded = wholeLock(1);
+    const text = await jobThroughFetch(
+      h,
+      c.store,
+      padded,
+      path,
+      hiStreamWithoutUsage(padding),
+      streamAskingUsage,
+      sse,
+    );
+    expect(text.length).toBeGreaterThan(9 * 1024 * 1024);
+    // 800 tokens for 900 bytes, its usage in the last event after the padding: read, priced.
+    const honest = h.op.plan({ keyIndex: 1, completionTokens: 800 });
+    const events = chatStreamEvents("x".repeat(900), 800);
+    const honestText = `${padding}${events}`;
+    await jobThroughFetch(h, c.store, honest, path, honestText, streamAskingUsage, sse);
+    expect(await judged(c, padded)).toEqual(discrepancy("charge.matches_price"));
+    expect(await c.outcome(honest.jobId)).toEqual(verified);
+  });
+});
+
+describe("an answer without usage, recorded otherwise", () => {
+  it("bounds a proxy's import line as the proxy bounds it live", async () => {
+    const c = await h.scenario();
+    await c.pinKey(2);
+    const plan = wholeLock(2);
+    const txs = h.op.honestJob(plan);
+    // What the proxy holds for a JSON answer `Hi.` without usage, written as its import line.
+    const receipt: Receipt = {
+      jobId: plan.jobId,
+      escrowTx: txs.escrowTx,
+      settlementTx: txs.settlementTx,
+      worker: plan.worker.address,
+      creditsRemainingUnits: h.op.balance(plan.vault),
+      model: "qwen3-8b",
+      responseModel: "qwen3-8b",
+      promptTokens: null,
+      completionTokens: null,
+      totalTokens: null,
+      maxTokens: null,
+      stream: false,
+      httpStatus: 200,
+      keyFingerprint: plan.fingerprint,
+      answerBytes: 3,
+      answerToolCalls: 0,
+      requestMethod: "POST",
+      requestPath: path,
+      createdAt: Date.now(),
+    };
+    const line = wireReceiptOf(receipt);
+    expect(line).toMatchObject({ stream: false, answer_bytes: 3 });
+    const [result] = await ingestReceipts(c.store, [line], "import");
+    expect(result).toMatchObject({ status: "created" });
+    expect(await judged(c, plan)).toEqual(discrepancy("charge.matches_price"));
+  });
+
+  it("bounds a posted completion of a model with no hidden tokens, and a nightly run over it exits 1", async () => {
+    const c = await h.scenario(nothingHidden);
+    const from = await chainSecondAfter(h.world, 200);
+    await c.pinKey(3);
+    const plan = wholeLock(3);
+    const txs = h.op.honestJob(plan);
+    const app = createApp({ store: c.store, log });
+    const { token } = await createToken(c.store, { role: "ingest", name: "backend" });
+    const res = await app.request("/jobs", {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+      body: JSON.stringify({
+        ...completion("Hi."),
+        _decentral: {
+          job_id: plan.jobId,
+          escrow_tx: txs.escrowTx,
+          settlement_tx: txs.settlementTx,
+          worker: plan.worker.address,
+          requested_model: "qwen3-8b",
+          key_fingerprint: plan.fingerprint,
+          http_status: 200,
+          request_method: "POST",
+          request_path: path,
+        },
+      }),
+    });
+    expect(res.status).toBe(201);
+    const to = Math.ceil((h.op.now() + 1) / 1000) * 1000;
+    const run = await nightlyAfter(h, c, { vaults: [plan.vault], from, to });
+    expect(await c.outcome(plan.jobId)).toEqual(discrepancy("charge.matches_price"));
+    expect(run.exitCode).toBe(1);
+  });
+});
+
+describe("a whole stream not asked for its usage", () => {
+  it("is bounded by what it holds for a model with no hidden tokens, and left to the lock for one that may reason", async () => {
+    const bare = { ...say, stream: true };
+    const c = await h.scenario(nothingHidden);
+    await c.pinKey(1);
+    const plan = wholeLock(1);
+    await jobThroughProxy(h, c.store, plan, path, hiStreamWithoutUsage(), bare, sse);
+    expect(await judged(c, plan)).toEqual(discrepancy("charge.matches_price"));
+    // The same under the localnet profile, where qwen3-8b may bill reasoning it never sent.
+    const d = await h.scenario();
+    await d.pinKey(2);
+    const reasoning = wholeLock(2);
+    await jobThroughProxy(h, d.store, reasoning, path, hiStreamWithoutUsage(), bare, sse);
+    expect(await judged(d, reasoning)).toEqual(partiallyVerified);
+  });
+});
