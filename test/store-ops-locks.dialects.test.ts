@@ -464,6 +464,35 @@ describe("postgres: racing for one lock from two stores", () => {
   });
 });
 
+describe("postgres: a window's open job whose row another session holds", () => {
+  const stores = useDialectStores("postgres");
+
+  // The correlated subquery asking whether the row is locked named the outer row's `job_id`
+  // unqualified, which resolved to the subquery's own row: no row was ever counted held, and a
+  // nightly run beside a session holding rows blamed a slow RPC for them (found as deployed).
+  it("is counted held, and only that one", async () => {
+    const store = await stores.open();
+    if (store.kind !== "postgres") throw new Error("a PostgreSQL store");
+    await seedRows(store, "jobs", [
+      jobRow({ jobId: "job_held", createdAt: start + 1_000, verdict: "pending", source: "import" }),
+      jobRow({ jobId: "job_free", createdAt: start + 2_000, verdict: "pending", source: "import" }),
+    ]);
+    const ops = createOpsStore(store);
+    const waits = async () =>
+      countOpenJobWaits(await ops.openJobGroups(start, start + HOUR), { waitsForJobsApi: false });
+    const locker = await store.pool.connect();
+    try {
+      await locker.query("BEGIN");
+      await locker.query("SELECT 1 FROM jobs WHERE job_id = 'job_held' FOR UPDATE");
+      expect(await waits()).toMatchObject({ held: 1, unjudged: 1 });
+    } finally {
+      await locker.query("ROLLBACK");
+      locker.release();
+    }
+    expect(await waits()).toMatchObject({ held: 0, unjudged: 2 });
+  });
+});
+
 describe.each(dialects)("%s: a window's jobs", (dialect) => {
   const stores = useDialectStores(dialect);
   const from = Date.UTC(2026, 10, 20);

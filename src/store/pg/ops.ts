@@ -31,8 +31,10 @@ const unverified: Verdict[] = ["discrepancy", "dropped", "unverifiable"];
  * `SKIP LOCKED`), so the job stays open for that, not for the chain. Asked by locking the row
  * `FOR SHARE SKIP LOCKED` for the statement's instant, never waiting.
  */
+// The outer row's column is named with its table: a column in a select list is rendered
+// unqualified, and `job_id` inside the subquery was `held`'s own, so no row was ever held.
 const rowHeldElsewhere = sql<unknown>`NOT EXISTS (SELECT 1 FROM ${jobs} AS held
-  WHERE held.job_id = ${jobs.jobId} FOR SHARE OF held SKIP LOCKED)`;
+  WHERE held.job_id = ${jobs}.${sql.identifier(jobs.jobId.name)} FOR SHARE OF held SKIP LOCKED)`;
 
 /**
  * The operations queries on PostgreSQL (see src/store/ops.ts); reads only. `walBytes` is 0:
