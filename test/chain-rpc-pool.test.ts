@@ -469,6 +469,33 @@ describe("RPC pool: faults", () => {
   });
 });
 
+describe("RPC pool: calls whose caller stopped waiting", () => {
+  // A quorum question settled by the other endpoints stops waiting for a slow one. Its call
+  // stayed queued there and was sent later, holding one of the endpoint's places for its whole
+  // answer time: with a quorum of 2 and one endpoint answering in 5 s, the questions that did
+  // need it waited behind all of those, and no verdict was written for minutes (found as
+  // deployed on PostgreSQL).
+  it("sends none still queued and cuts one in flight, so a call that needs the endpoint waits for one answer, not theirs", async () => {
+    const slowMs = 400;
+    const stub = await startStub((body) => ({ body: answer(body, slotOf), delayMs: slowMs }));
+    const p = pool([{ url: stub.url, concurrency: 1 }]);
+    const stopped = Array.from({ length: 10 }, () => {
+      const stop = new AbortController();
+      const call = p.getSlot("finalized", { signal: stop.signal }).catch(() => null);
+      stop.abort();
+      return call;
+    });
+    await Promise.all(stopped);
+    const started = performance.now();
+    expect(await p.getSlot("finalized")).toBe(4242);
+    // One slow answer's time, not the ten abandoned calls' (10 × 400 ms) before it.
+    expect(performance.now() - started).toBeLessThan(slowMs * 3);
+    expect(stub.requests.length).toBeLessThanOrEqual(2);
+    // A cut call says nothing of the endpoint: not a timeout, not an error.
+    expect(counts(p, "timeout") + counts(p, "error")).toBe(0);
+  });
+});
+
 describe("RPC pool: batches", () => {
   it("sends one request per call when batching is off (the default)", async () => {
     const stub = await startStub((body) => ({ body: answer(body, slotOf) }));

@@ -1,6 +1,7 @@
 import { setMaxListeners } from "node:events";
 import PQueue from "p-queue";
 import type { Config } from "../config.js";
+import { deadlineSignal, MAX_TIMER_MS } from "../deadline.js";
 import { AppError, isAppError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { backoff, createSleeper } from "../retry.js";
@@ -326,8 +327,14 @@ class Endpoint {
     }
   }
 
-  send(request: RpcRequest): Promise<RpcOutcome> {
-    if (!this.pool.batch || this.batchRefused) return this.sendOne(request);
+  /**
+   * `signal`: the caller stopped waiting (a quorum question settled without this endpoint). A
+   * request still queued then is never sent: a slow endpoint's queue used to fill with the
+   * requests of questions the others had settled, each sent later and held for the endpoint's
+   * whole answer time, and the questions that did need it waited behind all of them (dep65).
+   */
+  send(request: RpcRequest, signal?: AbortSignal): Promise<RpcOutcome> {
+    if (!this.pool.batch || this.batchRefused) return this.sendOne(request, signal);
     return new Promise((resolve) => {
       this.pending.push({ request, resolve });
       if (!this.flushScheduled) {
@@ -338,21 +345,35 @@ class Endpoint {
     });
   }
 
-  private sendOne(request: RpcRequest): Promise<RpcOutcome> {
+  private sendOne(request: RpcRequest, signal?: AbortSignal): Promise<RpcOutcome> {
     // A queued request must not wait out a pause or a rate window once the pool is closed.
     return untilClosed(
       this.pool.signal,
       this.queue.add(async () => {
+        // Its caller is gone (see `send`): nobody reads the outcome, and the endpoint is not
+        // asked, so it counts for nothing.
+        if (signal?.aborted) return this.pool.closedOutcome;
         await this.pace();
-        return this.observe(
-          await sendSingle(
+        if (signal?.aborted) return this.pool.closedOutcome;
+        // A request in flight is cut when its caller goes too: it held one of the endpoint's
+        // `RPC_CONCURRENCY` places for the endpoint's whole answer time. Cut so, it says
+        // nothing of the endpoint (not observed). Not `AbortSignal.any`, which on Node 20 keeps
+        // every signal it made for as long as the pool's lives.
+        const either = signal ? deadlineSignal(MAX_TIMER_MS, this.pool.signal, signal) : null;
+        let outcome: RpcOutcome;
+        try {
+          outcome = await sendSingle(
             this.pool.post,
             this.config.url,
             request,
             this.config.timeoutMs,
-            this.pool.signal,
-          ),
-        );
+            either?.signal ?? this.pool.signal,
+          );
+        } finally {
+          either?.clear();
+        }
+        if (signal?.aborted && !this.pool.signal.aborted) return this.pool.closedOutcome;
+        return this.observe(outcome);
       }),
       () => this.pool.closedOutcome,
     );
@@ -690,7 +711,7 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
           pausedFor += pause;
         }
         tried.add(endpoint);
-        const sent = endpoint.send({ id: nextId++, method, params });
+        const sent = endpoint.send({ id: nextId++, method, params }, signal);
         const outcome = stopped ? await Promise.race([sent, stopped]) : await sent;
         checkOpen();
         // Null only once the signal fired, which checkOpen has just thrown for.
