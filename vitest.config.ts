@@ -35,6 +35,8 @@ export default defineConfig({
           include: ["test/**/*.test.ts"],
           exclude: [...configDefaults.exclude, ...sharedImportFiles],
           globalSetup: [tempRoot, postgres, "./test/support/compiled-cli-global-setup.ts"],
+          // Worker threads a test starts in its own process run the build made above.
+          setupFiles: ["./test/support/compiled-threads.ts"],
         },
       },
       {

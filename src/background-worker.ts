@@ -1,10 +1,11 @@
-import { Worker } from "node:worker_threads";
+import type { Worker } from "node:worker_threads";
 import type { RpcStatRow } from "./api/metrics.js";
 import type { QuorumEndpointStatus, QuorumStatus } from "./chain/quorum.js";
 import type { Config } from "./config.js";
 import type { LedgerTotals } from "./ledger/totals.js";
 import { type Logger, rawLineWriter } from "./log.js";
 import type { JobsApiCallOutcome } from "./recorder/jobs-api.js";
+import { startModuleThread } from "./thread-entry.js";
 
 /** What the background thread is started with. */
 export interface BackgroundThreadData {
@@ -192,14 +193,7 @@ export function startBackgroundThread(
     const startedAt = performance.now();
     spawnedAt = startedAt;
     reportedAt = null;
-    // Run from source (tsx), the thread registers tsx itself: a worker thread does not inherit
-    // the process's module hooks.
-    thread = fromSource
-      ? new Worker(
-          `import("tsx/esm/api").then(({ register }) => { register(); return import(${JSON.stringify(entry.href)}); })`,
-          { eval: true, workerData },
-        )
-      : new Worker(entry, { workerData });
+    thread = startModuleThread(entry, workerData);
     thread.on("message", (message: BackgroundReport | BackgroundLogLine) => {
       if (message.type === "log") return writeLine(message.line);
       if (message.type !== "report") return;

@@ -1,8 +1,9 @@
-import { Worker } from "node:worker_threads";
+import type { Worker } from "node:worker_threads";
 import { followCheckpointsBy, type SqliteStore, sqliteFileOf } from "../db/client.js";
 import { AppError, type ErrorCode } from "../errors.js";
 import { rawLineWriter } from "../log.js";
 import type { WriteUnitData } from "../store/write-unit.js";
+import { startModuleThread } from "../thread-entry.js";
 import { recordWriterThreadCommit } from "./commit-hold.js";
 import type {
   ReceiptWriter,
@@ -167,14 +168,7 @@ export async function startThreadedReceiptWriter(
       autocheckpoint,
       logLevel: log.level,
     };
-    // Run from source (tsx), the thread registers tsx itself: a worker thread does not inherit
-    // the process's module hooks.
-    thread = fromSource
-      ? new Worker(
-          `import("tsx/esm/api").then(({ register }) => { register(); return import(${JSON.stringify(entry.href)}); })`,
-          { eval: true, workerData },
-        )
-      : new Worker(entry, { workerData });
+    thread = startModuleThread(entry, workerData);
     const current = thread;
     onThread?.(current);
     let ready!: () => void;

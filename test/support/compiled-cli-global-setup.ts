@@ -28,8 +28,10 @@ import type { TestProject } from "vitest/node";
  * build` leaves them. Runs after the temp-root setup: the builds live and end with the run's
  * temp folder.
  *
- * Built only when a test file of the run imports the helper; not in watch mode, where an edit
- * of src/ must reach the next rerun (the helper then falls back to running from source).
+ * Built only when a test file of the run imports the helper or starts the program's worker
+ * threads in its own process (test/support/compiled-threads.ts runs those threads from the
+ * build); not in watch mode, where an edit of src/ must reach the next rerun (the helper then
+ * falls back to running from source).
  */
 
 /**
@@ -46,7 +48,16 @@ declare module "vitest" {
   }
 }
 
-const helperImports = ["support/service-process.js"];
+const helperImports = [
+  "support/service-process.js",
+  // Threads started in the test's own process: the service's, the demo's, the writer's.
+  "src/main.js",
+  "src/cli.js",
+  "support/cli-in-process.js",
+  "run-demo.js",
+  "startBackgroundThread(",
+  "startThreadedReceiptWriter(",
+];
 
 /** The texts of the test files this run executes. */
 async function runTestTexts(project: TestProject): Promise<string[]> {
