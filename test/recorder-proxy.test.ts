@@ -972,7 +972,12 @@ describe("recording proxy", () => {
     cleanups.push(() => writer.close());
     const { stub, url } = await setup({ store, writer });
     const first = completion(url, "json");
-    await vi.waitFor(() => expect(writer.health()).toMatchObject({ refusing: true }));
+    // The writer says it refuses once its first failed commit is `refuseAfterMs` (1 s) old:
+    // waited for beyond that (vi.waitFor's own bound is that same second, which a loaded host
+    // missed in a run of the whole suite).
+    await vi.waitFor(() => expect(writer.health()).toMatchObject({ refusing: true }), {
+      timeout: 10_000,
+    });
     const next = await completion(url, "json");
     expect(next.status).toBe(503);
     expect(next.headers.get("retry-after")).toBe("1");
