@@ -76,6 +76,18 @@ async function judged(c: Scenario, plan: JobPlan) {
   return c.outcome(plan.jobId);
 }
 
+/** `body` posted to the ingest API as a backend posts it; resolves with the status. */
+async function post(c: Scenario, body: Record<string, unknown>): Promise<number> {
+  const app = createApp({ store: c.store, log });
+  const { token } = await createToken(c.store, { role: "ingest", name: "backend" });
+  const res = await app.request("/jobs", {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+    body: JSON.stringify(body),
+  });
+  return res.status;
+}
+
 describe("an answer without usage, recorded by the recording fetch", () => {
   it("bounds a JSON answer's charge by its bytes, whatever the profile says of hidden tokens", async () => {
     const c = await h.scenario();
@@ -143,6 +155,29 @@ describe("an answer without usage, recorded by the recording fetch", () => {
     expect(await judged(c, padded)).toEqual(discrepancy("charge.matches_price"));
     expect(await c.outcome(honest.jobId)).toEqual(verified);
   });
+
+  it('reads an answer as its client does: events to `stream: "false"`, a path alone, events typed as text', async () => {
+    const c = await h.scenario();
+    await c.pinKey(2);
+    // An SDK reads `"false"` as it pleases, the events as events: 800 tokens for 900 bytes,
+    // their usage sent. Read as no completion, its usage was dropped and the job failed.
+    const lax = h.op.plan({ keyIndex: 2, completionTokens: 800 });
+    const events = chatStreamEvents("x".repeat(900), 800);
+    await jobThroughFetch(h, c.store, lax, path, events, { ...say, stream: "false" }, sse);
+    // Asked by its path alone: read as a legacy completion, its chat message counted nothing.
+    const alone = h.op.plan({ keyIndex: 2, completionTokens: 800 });
+    const json = JSON.stringify(completion("x".repeat(900)));
+    await jobThroughFetch(h, c.store, alone, path, json, say, { pathAlone: true });
+    // Events typed as text to a stream asked for its usage: of the other kind, `Hi.` bounds it.
+    const text = wholeLock(2);
+    const hi = hiStreamWithoutUsage();
+    await jobThroughFetch(h, c.store, text, path, hi, streamAskingUsage, {
+      contentType: "text/plain",
+    });
+    expect(await judged(c, lax)).toEqual(verified);
+    expect(await c.outcome(alone.jobId)).toEqual(partiallyVerified);
+    expect(await c.outcome(text.jobId)).toEqual(discrepancy("charge.matches_price"));
+  });
 });
 
 describe("an answer without usage, recorded otherwise", () => {
@@ -180,37 +215,58 @@ describe("an answer without usage, recorded otherwise", () => {
     expect(await judged(c, plan)).toEqual(discrepancy("charge.matches_price"));
   });
 
-  it("bounds a posted completion of a model with no hidden tokens, and a nightly run over it exits 1", async () => {
-    const c = await h.scenario(nothingHidden);
+  it("bounds a plain receipt a backend posts saying its answer's kind, and a nightly run over it exits 1", async () => {
+    const c = await h.scenario();
     const from = await chainSecondAfter(h.world, 200);
     await c.pinKey(3);
     const plan = wholeLock(3);
     const txs = h.op.honestJob(plan);
-    const app = createApp({ store: c.store, log });
-    const { token } = await createToken(c.store, { role: "ingest", name: "backend" });
-    const res = await app.request("/jobs", {
-      method: "POST",
-      headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
-      body: JSON.stringify({
-        ...completion("Hi."),
-        _decentral: {
-          job_id: plan.jobId,
-          escrow_tx: txs.escrowTx,
-          settlement_tx: txs.settlementTx,
-          worker: plan.worker.address,
-          requested_model: "qwen3-8b",
-          key_fingerprint: plan.fingerprint,
-          http_status: 200,
-          request_method: "POST",
-          request_path: path,
-        },
-      }),
+    const posted = await post(c, {
+      job_id: plan.jobId,
+      escrow_tx: txs.escrowTx,
+      settlement_tx: txs.settlementTx,
+      worker: plan.worker.address,
+      model: "qwen3-8b",
+      key_fingerprint: plan.fingerprint,
+      http_status: 200,
+      request_method: "POST",
+      request_path: path,
+      stream: false,
+      answer_bytes: 3,
     });
-    expect(res.status).toBe(201);
+    expect(posted).toBe(201);
     const to = Math.ceil((h.op.now() + 1) / 1000) * 1000;
     const run = await nightlyAfter(h, c, { vaults: [plan.vault], from, to });
     expect(await c.outcome(plan.jobId)).toEqual(discrepancy("charge.matches_price"));
     expect(run.exitCode).toBe(1);
+  });
+
+  it("leaves a posted completion, which does not say how it was read, to the lock", async () => {
+    // A legacy completion's `text`, counted as a chat message's (nothing): bounded, this honest
+    // answer of 900 bytes charged 800 tokens failed under a profile billing no hidden tokens.
+    const c = await h.scenario(nothingHidden);
+    await c.pinKey(1);
+    const plan = h.op.plan({ keyIndex: 1, completionTokens: 800 });
+    const txs = h.op.honestJob(plan);
+    const posted = await post(c, {
+      id: "cmpl-1",
+      object: "text_completion",
+      model: "qwen3-8b",
+      choices: [{ index: 0, finish_reason: "stop", text: "x".repeat(900) }],
+      _decentral: {
+        job_id: plan.jobId,
+        escrow_tx: txs.escrowTx,
+        settlement_tx: txs.settlementTx,
+        worker: plan.worker.address,
+        requested_model: "qwen3-8b",
+        key_fingerprint: plan.fingerprint,
+        http_status: 200,
+        request_method: "POST",
+        request_path: "/v1/completions",
+      },
+    });
+    expect(posted).toBe(201);
+    expect(await judged(c, plan)).toEqual(partiallyVerified);
   });
 });
 

@@ -528,7 +528,7 @@ export function createGeneratedCount(asked: Asked) {
  * as events when it asked to stream: chat, a legacy completion, a Responses API answer. Another
  * endpoint's body may be no JSON by design (audio, say).
  */
-export const completionAsked = (asked: Asked) =>
+export const completionAsked = (asked: Pick<Asked, "chat" | "shape">) =>
   asked.chat === true || asked.shape === "output" || legacyCompletion(asked);
 
 /**

@@ -159,7 +159,9 @@ export type RecordingFetch = typeof fetch & {
 function pathOf(input: Parameters<typeof fetch>[0]): string | null {
   try {
     const url = typeof input === "string" || input instanceof URL ? input : input.url;
-    return new URL(url).pathname;
+    // A path alone (a browser's or an edge runtime's fetch resolves it against its origin) is
+    // read as the path it names: read as none, a chat answer was counted as a legacy one.
+    return new URL(url, "http://relative.invalid").pathname;
   } catch {
     return null;
   }
@@ -461,22 +463,24 @@ export function createRecordingFetch(given: RecordingFetchOptions): RecordingFet
           const value = chunk.value;
           controller.enqueue(value);
           if (settled) return;
-          // A copy: the caller owns the chunk handed to it.
-          const bytes = Buffer.from(value);
-          size += bytes.length;
-          if (long !== null) long.add(bytes);
-          else held.push(bytes);
-          if (long === null && size > maxStreamBytes) {
-            try {
+          // A reader that fails keeps the receipt, from the headers, and the caller's stream.
+          try {
+            // A copy: the caller owns the chunk handed to it.
+            const bytes = Buffer.from(value);
+            size += bytes.length;
+            if (long !== null) long.add(bytes);
+            else held.push(bytes);
+            if (long === null && size > maxStreamBytes) {
               long = await longRead();
-            } catch {
-              return finish(null);
+              if (settled) return;
+              for (const h of held) long.add(h);
+              held = [];
             }
-            if (settled) return;
-            for (const h of held) long.add(h);
-            held = [];
+            if (sawDone(bytes) || long?.done === true) finish(whole());
+          } catch (error) {
+            finish(null);
+            report(error instanceof Error ? error : new Error(String(error)));
           }
-          if (sawDone(bytes) || long?.done === true) finish(whole());
         },
         cancel(reason) {
           finish(null);
@@ -760,11 +764,16 @@ export function createRecordingFetch(given: RecordingFetchOptions): RecordingFet
       const path = pathOf(input);
       const shape = path === null ? "choices" : answerShapeOf(path);
       const chat = path !== null && chatPath.test(path);
-      // A stream too long to hold, read as it passes as its client reads it: as events where
-      // its request asked for a stream, else (no completion its SDK can read) by its bytes alone.
+      // Whether its client reads an event stream as events, as the proxy takes it: where the
+      // request asked for a stream, or did not say (a body not read), or wrote `stream` so that
+      // an SDK reads it as it pleases (`"false"`: the kind its answer is).
+      const asEvents = (f: RequestFacts) =>
+        f.stream === null || f.stream === true || (f.streamUnsure === true && !f.stream);
+      // A stream too long to hold, read as it passes as its client reads it: as events, or (no
+      // completion its SDK can read) by its bytes alone.
       const longRead = async (): Promise<LongStreamRead> => {
         const readAs = { ...(await asked), chat, shape };
-        if (readAs.stream === true) return createSseFacts(credentialsOfCall(input, init), readAs);
+        if (asEvents(readAs)) return createSseFacts(credentialsOfCall(input, init), readAs);
         let bytes = 0;
         return {
           add: (chunk) => {
@@ -781,7 +790,7 @@ export function createRecordingFetch(given: RecordingFetchOptions): RecordingFet
       const answered: Promise<StreamRead | null> | null =
         tapped !== null
           ? tapped.read
-          : isJson && response.body
+          : (isJson || completionAsked({ chat, shape })) && response.body
             ? response
                 .clone()
                 .text()
@@ -809,8 +818,10 @@ export function createRecordingFetch(given: RecordingFetchOptions): RecordingFet
         // Whether the charge is bounded by the answer read (`usage_asked`): see below.
         let usageOwed: boolean | null =
           isSse && (facts.stream === true || facts.streamUnsure === true) ? facts.usageAsked : null;
-        // Events are read only where the request asked for a stream, as its SDK reads them.
-        const readable = isSse ? facts.stream === true : facts.stream !== true;
+        // Events are read as events where their client reads them so, a body typed JSON as JSON
+        // where the request did not ask for a stream; any other answer to a completion's
+        // request is of the other kind (`otherKindFacts`).
+        const readable = isSse ? asEvents(facts) : isJson && facts.stream !== true;
         const readAs = { ...facts, chat, shape };
         if (got !== null && !background && (readable || completionAsked(readAs))) {
           try {

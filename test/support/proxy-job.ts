@@ -157,7 +157,12 @@ export async function jobThroughFetch(
   path: string,
   body: string,
   request: Record<string, unknown>,
-  options: { contentType?: string } = {},
+  options: {
+    /** The answer's content type; JSON when not given. */
+    contentType?: string;
+    /** Asked by its path alone, resolved by the wrapped fetch (as a browser's resolves it). */
+    pathAlone?: boolean;
+  } = {},
 ): Promise<string> {
   const txs = h.op.honestJob(plan);
   const log = createLogger({ level: "silent" });
@@ -171,8 +176,11 @@ export async function jobThroughFetch(
     ingestUrl: `${audit.url}/jobs`,
     token: await ingestToken(store),
     onError: (error) => errors.push(error.message),
+    ...(options.pathAlone
+      ? { fetch: (url, init) => fetch(new URL(String(url), upstream.url), init) }
+      : {}),
   });
-  const res = await recordingFetch(`${upstream.url}${path}`, {
+  const res = await recordingFetch(options.pathAlone ? path : `${upstream.url}${path}`, {
     method: "POST",
     headers: {
       authorization: `Bearer ${localApiKey(plan.keyIndex)}`,

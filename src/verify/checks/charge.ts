@@ -195,16 +195,15 @@ export function usagePrice(
 function answerBound(job: ReceiptForChecks, profile: Profile): number | null {
   const bytes = job.answerBytes ?? null;
   // A receipt that does not say which kind of answer it counted (`stream` null: a completion
-  // posted whole, which may be a stream its integration pieced together) is bounded only for a
-  // model with no hidden tokens (below).
-  if (bytes === null) return null;
+  // posted whole, which may be a stream its integration pieced together, of choices it does not
+  // say were asked) is not bounded: its counting is the integration's.
+  if (bytes === null || job.stream === null || job.stream === undefined) return null;
   const whole = job.captureState === "complete";
   const usageSent =
     job.stream === false || (job.stream === true && whole && job.usageAsked === true);
-  // A whole answer (a stream read to its end too) of a model the profile says bills no hidden
-  // tokens (`hiddenTokens: false`) holds every token it was charged for, whether or not it was
-  // asked for its usage: the reason not to bound a stream that was not (reasoning tokens
-  // charged and never sent) is not there.
+  // A whole stream of a model the profile says bills no hidden tokens (`hiddenTokens: false`)
+  // holds every token it was charged for, whether or not it was asked for its usage: the reason
+  // not to bound a stream that was not (reasoning tokens charged and never sent) is not there.
   const nothingHidden =
     whole &&
     job.model !== null &&
