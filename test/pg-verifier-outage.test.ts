@@ -207,3 +207,60 @@ describe("serve's in-process nightly on PostgreSQL when its outcome's write is c
     }
   }, 60_000);
 });
+
+describe("serve's verifier on PostgreSQL when its run's closing write is cut as the leader lease goes", () => {
+  // A leader whose lease ran out during an outage could not close its run; the same process
+  // took the lease back and opened another, and the first stayed `running` beside it for as
+  // long as the process lived: its heartbeat was live again, and the failed close was
+  // forgotten with the last open run (found as deployed).
+  it("closes the earlier run once the verifier runs again, not `running` beside the new one", async () => {
+    const url = await database.createMigrated();
+    store = openPostgres(url, { poolSize: 4, statementTimeoutMs: 30_000 });
+    let cut = false;
+    const pool = store.pool as unknown as { query: (...args: unknown[]) => unknown };
+    const query = pool.query.bind(pool);
+    pool.query = (config: unknown, ...rest: unknown[]) => {
+      const text = typeof config === "string" ? config : (config as { text?: string })?.text;
+      if (cut && /^update "verification_runs" set "status"/.test(text ?? "")) {
+        cut = false;
+        return query("SELECT pg_terminate_backend(pg_backend_pid())", ...rest.slice(1));
+      }
+      return query(config, ...rest);
+    };
+    const verifier = createVerifier({
+      store,
+      rpc: createFakeChain().rpc,
+      profile: localnetProfile,
+      log,
+      options: { pollIntervalMs: 5, errorBackoffMs: 20, idleIntervalMs: 50, leaseMs: 600 },
+    });
+    const runs = async () =>
+      (
+        await store!.pool.query<{ status: string }>(
+          "SELECT status FROM verification_runs WHERE trigger = 'serve' ORDER BY id",
+        )
+      ).rows;
+    verifier.start();
+    try {
+      await vi.waitFor(async () => expect(await runs()).toHaveLength(1), {
+        timeout: 10_000,
+        interval: 20,
+      });
+      cut = true;
+      await verifier.stop();
+      // Its close was cut: the row is left `running`.
+      expect((await runs()).map((r) => r.status)).toEqual(["running"]);
+      verifier.start();
+      await vi.waitFor(
+        async () => {
+          const [first, second] = await runs();
+          expect(second?.status).toBe("running");
+          expect(first?.status).not.toBe("running");
+        },
+        { timeout: 10_000, interval: 50 },
+      );
+    } finally {
+      await verifier.stop();
+    }
+  }, 60_000);
+});

@@ -367,9 +367,10 @@ export function createVerifier(deps: VerifierDeps): Verifier {
     } finally {
       openRuns--;
       if (openRuns === 0) {
-        // No heartbeat to retry it from: a row left `running` is closed `abandoned` by the
-        // next sweep once the heartbeat is gone.
-        unclosed.clear();
+        // No heartbeat to retry it from now: a row left `running` is closed `abandoned` by the
+        // next sweep once the heartbeat is gone, or by its own write at the heartbeat of this
+        // process's next run. Forgotten here, it stayed `running` beside that run (a leader
+        // that lost its lease in an outage took it back) for as long as the process lived.
         clearInterval(heartbeatTimer);
         heartbeatTimer = undefined;
         try {
