@@ -34,6 +34,32 @@ afterEach(async () => {
   store = undefined;
 });
 
+/**
+ * Ends the session of each statement `cut` picks as it is sent (pg_terminate_backend, a restart
+ * landing on that one statement): the statement is sent as the termination.
+ */
+function cutStatements(pgStore: PgStore, cut: (text: string) => boolean) {
+  const pool = pgStore.pool as unknown as { query: (...args: unknown[]) => unknown };
+  const query = pool.query.bind(pool);
+  pool.query = (config: unknown, ...rest: unknown[]) => {
+    const text = typeof config === "string" ? config : (config as { text?: string })?.text;
+    if (cut(text ?? "")) {
+      return query("SELECT pg_terminate_backend(pg_backend_pid())", ...rest.slice(1));
+    }
+    return query(config, ...rest);
+  };
+}
+
+/** serve's verifier on `pgStore`, its heartbeat renewed every 200 ms. */
+const serveVerifier = (pgStore: PgStore) =>
+  createVerifier({
+    store: pgStore,
+    rpc: createFakeChain().rpc,
+    profile: localnetProfile,
+    log,
+    options: { pollIntervalMs: 5, errorBackoffMs: 20, idleIntervalMs: 50, leaseMs: 600 },
+  });
+
 /** Holds ACCESS EXCLUSIVE on `table` for `ms` from now; resolves once it is taken. */
 async function lockTable(url: string, table: string, ms: number) {
   holder = new pg.Client({ connectionString: url });
@@ -153,24 +179,9 @@ describe("serve's in-process nightly on PostgreSQL when its outcome's write is c
     // The session is ended as the night's outcome is written (pg_terminate_backend, a restart
     // landing on that one statement): the statement is sent as the termination, once.
     let cuts = 0;
-    const pool = store.pool as unknown as { query: (...args: unknown[]) => unknown };
-    const query = pool.query.bind(pool);
-    pool.query = (config: unknown, ...rest: unknown[]) => {
-      const text = typeof config === "string" ? config : (config as { text?: string })?.text;
-      if (cuts < 1 && text?.includes("'{}'::jsonb")) {
-        cuts++;
-        return query("SELECT pg_terminate_backend(pg_backend_pid())", ...rest.slice(1));
-      }
-      return query(config, ...rest);
-    };
+    cutStatements(store, (text) => cuts < 1 && text.includes("'{}'::jsonb") && ++cuts > 0);
     // serve's own loop keeps this owner's heartbeat beating (one run of its own).
-    const verifier = createVerifier({
-      store,
-      rpc: createFakeChain().rpc,
-      profile: localnetProfile,
-      log,
-      options: { pollIntervalMs: 5, errorBackoffMs: 20, idleIntervalMs: 50, leaseMs: 600 },
-    });
+    const verifier = serveVerifier(store);
     verifier.start();
     try {
       await vi.waitFor(
@@ -217,23 +228,12 @@ describe("serve's verifier on PostgreSQL when its run's closing write is cut as 
     const url = await database.createMigrated();
     store = openPostgres(url, { poolSize: 4, statementTimeoutMs: 30_000 });
     let cut = false;
-    const pool = store.pool as unknown as { query: (...args: unknown[]) => unknown };
-    const query = pool.query.bind(pool);
-    pool.query = (config: unknown, ...rest: unknown[]) => {
-      const text = typeof config === "string" ? config : (config as { text?: string })?.text;
-      if (cut && /^update "verification_runs" set "status"/.test(text ?? "")) {
-        cut = false;
-        return query("SELECT pg_terminate_backend(pg_backend_pid())", ...rest.slice(1));
-      }
-      return query(config, ...rest);
-    };
-    const verifier = createVerifier({
-      store,
-      rpc: createFakeChain().rpc,
-      profile: localnetProfile,
-      log,
-      options: { pollIntervalMs: 5, errorBackoffMs: 20, idleIntervalMs: 50, leaseMs: 600 },
+    cutStatements(store, (text) => {
+      if (!cut || !/^update "verification_runs" set "status"/.test(text)) return false;
+      cut = false;
+      return true;
     });
+    const verifier = serveVerifier(store);
     const runs = async () =>
       (
         await store!.pool.query<{ status: string }>(
