@@ -3,7 +3,7 @@ import { once } from "node:events";
 import http from "node:http";
 import { eq } from "drizzle-orm";
 import OpenAI from "openai";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { jobs } from "../src/db/schema.js";
 import { createLogger } from "../src/log.js";
 import { createRecordingFetch } from "../src/recorder/fetch-wrapper.js";
@@ -789,6 +789,55 @@ describe("a recording fetch under an answer of the other kind than asked", () =>
         .map((job) => job.completionTokens),
     ).toContain(5);
   });
+});
+
+describe("a recording fetch under a body typed neither JSON nor events", () => {
+  // Such a body to a completion's request is read for its receipt. Read from a copy
+  // (`clone()`), it was held whole and read on after the caller cancelled: the caller's cancel
+  // never settled, the upstream went on sending, and a 100 MB body cost 355 MB. It is read as
+  // it passes, as a stream is.
+  it.each(["text/plain", null])(
+    "lets the caller cancel an endless body typed %s: the cancel settles and reaches the upstream",
+    async (contentType) => {
+      let closed = false;
+      const endless = await listen(
+        http.createServer((req, res) => {
+          req.resume();
+          res.writeHead(200, {
+            "x-decentral-job-id": jobId(),
+            ...(contentType === null ? {} : { "content-type": contentType }),
+          });
+          const chunk = `data: ${JSON.stringify({ choices: [{ index: 0, delta: { content: "x".repeat(100) } }] })}\n\n`;
+          const timer = setInterval(() => res.write(chunk), 20);
+          res.on("close", () => {
+            clearInterval(timer);
+            closed = true;
+          });
+        }),
+      );
+      const { audit, token } = await auditApp();
+      const recordingFetch = createRecordingFetch({ ingestUrl: `${audit.url}/jobs`, token });
+      try {
+        const res = await recordingFetch(`${endless.url}/v1/chat/completions`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ model: "qwen3-8b", stream: true, messages: [] }),
+        });
+        const reader = res.body!.getReader();
+        await reader.read();
+        await reader.read();
+        const cancelled = await Promise.race([
+          reader.cancel().then(() => "settled"),
+          new Promise((resolve) => setTimeout(() => resolve("pending after 2 s"), 2000)),
+        ]);
+        expect(cancelled).toBe("settled");
+        await vi.waitFor(() => expect(closed).toBe(true), { timeout: 2000, interval: 20 });
+        await recordingFetch.flush({ timeoutMs: 2000 });
+      } finally {
+        await endless.close();
+      }
+    },
+  );
 });
 
 // `token: process.env.AUDIT_INGEST_TOKEN` with the variable not set (or the Decentral key put

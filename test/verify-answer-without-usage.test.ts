@@ -46,7 +46,7 @@ const path = "/v1/chat/completions";
 const sse = { contentType: "text/event-stream" };
 
 /** `text` as a chat completion; `usage` only when given. */
-const completion = (text: string, usage?: Record<string, number>) => ({
+const completion = (text: string, usage?: Record<string, unknown>) => ({
   id: "chatcmpl-1",
   object: "chat.completion",
   model: "qwen3-8b",
@@ -177,6 +177,28 @@ describe("an answer without usage, recorded by the recording fetch", () => {
     expect(await judged(c, lax)).toEqual(verified);
     expect(await c.outcome(alone.jobId)).toEqual(partiallyVerified);
     expect(await c.outcome(text.jobId)).toEqual(discrepancy("charge.matches_price"));
+  });
+
+  it("reads a JSON body whatever its type says, its usage with it, as the proxy reads it", async () => {
+    const c = await h.scenario();
+    await c.pinKey(3);
+    // `Hi.` and 1,997 reasoning tokens: honest. Its usage dropped, 3 bytes bounded the charge.
+    const reasoning = h.op.plan({ keyIndex: 3, completionTokens: 2000 });
+    const usage = (completion_tokens: number, reasoning_tokens = 0) => ({
+      prompt_tokens: 12,
+      completion_tokens,
+      total_tokens: 12 + completion_tokens,
+      completion_tokens_details: { reasoning_tokens },
+    });
+    const honest = JSON.stringify(completion("Hi.", usage(2000, 1997)));
+    const plain = { contentType: "text/plain" };
+    await jobThroughFetch(h, c.store, reasoning, path, honest, say, plain);
+    // 10 tokens named for 3,000 bytes, 2,000 charged: its usage dropped, the bytes covered it.
+    const overcharged = wholeLock(3);
+    const named = JSON.stringify(completion("x".repeat(3000), usage(10)));
+    await jobThroughFetch(h, c.store, overcharged, path, named, say, plain);
+    expect(await judged(c, reasoning)).toEqual(verified);
+    expect(await c.outcome(overcharged.jobId)).toEqual(discrepancy("charge.matches_price"));
   });
 });
 

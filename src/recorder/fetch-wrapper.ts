@@ -785,12 +785,16 @@ export function createRecordingFetch(given: RecordingFetchOptions): RecordingFet
       };
       // Read model, usage and answer size from a copy of a JSON body (the caller reads the
       // original), and from a stream as it passes to the caller.
-      const tapped = isSse && response.body ? tapStream(response, response.body, longRead) : null;
+      // A body neither JSON nor events to a completion's request (a stream typed text/plain, a
+      // binary body) is read as it passes too: a copy (`clone()`) would hold it whole and keep
+      // reading it after the caller cancels (its cancel would never settle).
+      const passing = isSse || (!isJson && completionAsked({ chat, shape }));
+      const tapped = passing && response.body ? tapStream(response, response.body, longRead) : null;
       if (tapped !== null) handed = tapped.response;
       const answered: Promise<StreamRead | null> | null =
         tapped !== null
           ? tapped.read
-          : (isJson || completionAsked({ chat, shape })) && response.body
+          : isJson && response.body
             ? response
                 .clone()
                 .text()
@@ -818,10 +822,11 @@ export function createRecordingFetch(given: RecordingFetchOptions): RecordingFet
         // Whether the charge is bounded by the answer read (`usage_asked`): see below.
         let usageOwed: boolean | null =
           isSse && (facts.stream === true || facts.streamUnsure === true) ? facts.usageAsked : null;
-        // Events are read as events where their client reads them so, a body typed JSON as JSON
-        // where the request did not ask for a stream; any other answer to a completion's
-        // request is of the other kind (`otherKindFacts`).
-        const readable = isSse ? asEvents(facts) : isJson && facts.stream !== true;
+        // Read as the proxy reads them: events as events where their client reads them so, any
+        // other body as JSON where the request did not ask for a stream (Python's client parses
+        // a JSON body whatever its type); any other answer to a completion's request is of the
+        // other kind (`otherKindFacts`).
+        const readable = isSse ? asEvents(facts) : facts.stream !== true;
         const readAs = { ...facts, chat, shape };
         if (got !== null && !background && (readable || completionAsked(readAs))) {
           try {
