@@ -148,7 +148,7 @@ export function createSettlementBackfill(options: SettlementBackfillOptions): Se
     if (keyless.length > 0 && !warnedNoKey) {
       log.warn(
         { jobs: keyless.length },
-        "no backfill key for these jobs' API keys (DECENTRAL_API_KEYS, DECENTRAL_API_KEY): streamed jobs whose settlement the caller's own key could not fetch stay without one (unverifiable)",
+        "no backfill key for these jobs' API keys (DECENTRAL_API_KEYS, DECENTRAL_API_KEY): jobs recorded without a settlement (streams, most often, or receipts posted without one) that the caller's own key could not fetch stay without one (unverifiable)",
       );
       warnedNoKey = true;
     }
