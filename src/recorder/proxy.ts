@@ -1689,33 +1689,29 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
           /** Counts the bytes decoded. */
           counted = { bytes: 0 },
         ): Promise<BodyFacts | "failed" | "too_long"> => {
-          if (isSse) {
-            const read = createSseFacts(credentials, asked);
-            const watch = createDoneWatch();
-            const outcome = await decodeInto(
-              raw,
-              codings,
-              (c) => {
-                counted.bytes += c.length;
-                read.add(c);
-                // Its [DONE], seen once decoded: a cut after it left the stream whole.
-                if (watch(c)) sseDone = true;
-              },
-              client,
-            );
-            return outcome === "ok" ? read.facts() : outcome;
-          }
-          const read = createJsonAnswerScan(asked);
+          // A stream read as events (its [DONE], seen once decoded: a cut after it left the
+          // stream whole), a JSON answer by the scan.
+          const events = isSse
+            ? { read: createSseFacts(credentials, asked), watch: createDoneWatch() }
+            : null;
+          const scan = events === null ? createJsonAnswerScan(asked) : null;
           const outcome = await decodeInto(
             raw,
             codings,
             (c) => {
               counted.bytes += c.length;
-              read.add(c);
+              if (events === null) scan?.add(c);
+              else {
+                events.read.add(c);
+                if (events.watch(c)) sseDone = true;
+              }
             },
             client,
           );
-          return outcome === "ok" ? scannedBodyFacts(read, credentials, asked) : outcome;
+          if (outcome !== "ok") return outcome;
+          return events !== null
+            ? events.read.facts()
+            : scannedBodyFacts(scan as JsonAnswerScan, credentials, asked);
         };
         /** The facts `record` reads of an answer as `reading` holds it, held whole. */
         const readingFacts = (reading: Buffer, readAsAsked: boolean): BodyFacts => {
