@@ -31,6 +31,9 @@ async function auditApp() {
   return { store, audit, token: await ingestToken(store) };
 }
 
+/** The request bodies the stand-in below received, in order. */
+const upstreamBodies: string[] = [];
+
 /** A Decentral stand-in answering every completion with a fresh job's receipt headers. */
 async function upstream(
   status = 200,
@@ -38,9 +41,9 @@ async function upstream(
   model: (req: http.IncomingMessage) => string = () => "qwen3-8b",
 ) {
   const server = http.createServer(async (req, res) => {
-    for await (const _ of req) {
-      // drain
-    }
+    let received = "";
+    for await (const chunk of req) received += String(chunk);
+    upstreamBodies.push(received);
     res.writeHead(status, {
       "content-type": "application/json",
       "x-decentral-job-id": id(),
@@ -348,6 +351,31 @@ describe("createRecordingFetch", () => {
       };
     }
     expect(seen).toEqual(expected);
+  });
+
+  it("sends a stream body whole and reads the request's model from it", async () => {
+    const { store, audit, token } = await auditApp();
+    const recordingFetch = createRecordingFetch({ ingestUrl: `${audit.url}/jobs`, token });
+    const url = `${await upstream()}/v1/chat/completions`;
+    const asked = JSON.stringify({ model: "phi-4-mini", max_tokens: 100, messages: [] });
+    // Sent in three pieces, as an upload streamed from elsewhere is.
+    const pieces = [asked.slice(0, 10), asked.slice(10, 30), asked.slice(30)];
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        const piece = pieces.shift();
+        if (piece === undefined) controller.close();
+        else controller.enqueue(new TextEncoder().encode(piece));
+      },
+    });
+    const init = { method: "POST", body, duplex: "half" } as RequestInit;
+    await (await recordingFetch(url, init)).json();
+    await recordingFetch.flush();
+    expect(upstreamBodies.at(-1)).toBe(asked);
+    // Read from nowhere before, the model was unknown: the job was left unproven.
+    expect(store.db.select().from(jobs).get()).toMatchObject({
+      model: "phi-4-mini",
+      maxTokens: 100,
+    });
   });
 
   it("never fails a completion when the ingest API is down, and delivers once it is back", async () => {

@@ -154,7 +154,6 @@ export type RecordingFetch = typeof fetch & {
   stats(): RecordingFetchStats;
 };
 
-/** Whether the request asked the Responses API (`/responses`), by its URL's path. */
 /** The path the call asks, or null when its URL does not parse. */
 function pathOf(input: Parameters<typeof fetch>[0]): string | null {
   try {
@@ -167,16 +166,17 @@ function pathOf(input: Parameters<typeof fetch>[0]): string | null {
   }
 }
 
-function responsesAsked(input: Parameters<typeof fetch>[0]): boolean {
+/** The answer's shape as the request's path asks it: `output` for the Responses API. */
+function shapeOf(input: Parameters<typeof fetch>[0]): AnswerShape {
   const path = pathOf(input);
-  return path !== null && answerShapeOf(path) === "output";
+  return path !== null && answerShapeOf(path) === "output" ? "output" : "choices";
 }
 
 /**
  * What the request asks (model, completion-token ceiling), read from its body as sent: a
  * string, bytes, a Blob, or the body of a `Request` passed as `input`. A `Request`'s body is
- * read from a clone taken before the call, so the caller's request is sent untouched. Never
- * rejects; a body it cannot read (a stream in `init`, form data) asks nothing.
+ * read from a clone taken before the call, so the caller's request is sent untouched (a stream
+ * in `init`: `teeStreamBody`). Never rejects; a body it cannot read (form data) asks nothing.
  */
 function askedOf(
   input: Parameters<typeof fetch>[0],
@@ -185,7 +185,7 @@ function askedOf(
   try {
     // As `fetch` does: a body in `init` replaces the `Request`'s.
     const body = init?.body;
-    const shape = responsesAsked(input) ? "output" : "choices";
+    const shape = shapeOf(input);
     if (body !== undefined && body !== null) return askedOfBody(body, shape);
     if (input instanceof Request && input.body !== null && !input.bodyUsed) {
       return askedOfStream(input.clone().body, shape);
@@ -194,6 +194,24 @@ function askedOf(
     // A body that cannot be copied: the request is sent as it is, asking nothing here.
   }
   return noRequestFacts;
+}
+
+/**
+ * A `ReadableStream` body in `init` split in two: `init` sends one branch, `copy` is read for the
+ * request's facts (and cancelled once they cannot be read: the branch sent goes on). Null for
+ * any other body, or a stream already read or locked (sent as it is).
+ */
+function teeStreamBody(
+  init: RequestInit | undefined,
+): { init: RequestInit; copy: ReadableStream<Uint8Array> } | null {
+  const body = init?.body;
+  if (!(body instanceof ReadableStream) || body.locked) return null;
+  try {
+    const [sent, copy] = (body as ReadableStream<Uint8Array>).tee();
+    return { init: { ...init, body: sent }, copy };
+  } catch {
+    return null;
+  }
 }
 
 function askedOfBody(
@@ -748,8 +766,12 @@ export function createRecordingFetch(given: RecordingFetchOptions): RecordingFet
     input: Parameters<typeof fetch>[0],
     init?: RequestInit,
   ): Promise<Response> => {
+    // A stream body is sent from one branch of a tee and read from the other: read from
+    // nowhere, the model was unknown and the job left unproven (`model_unknown`).
+    const teed = teeStreamBody(init);
+    if (teed !== null) init = teed.init;
     // Taken before the call: a `Request`'s body can be copied only before `fetch` reads it.
-    const asked = askedOf(input, init);
+    const asked = teed === null ? askedOf(input, init) : askedOfStream(teed.copy, shapeOf(input));
     const response = await baseFetch(input, init);
     let handed = response;
     try {
