@@ -200,6 +200,62 @@ describe("an answer without usage, recorded by the recording fetch", () => {
     expect(await judged(c, reasoning)).toEqual(verified);
     expect(await c.outcome(overcharged.jobId)).toEqual(discrepancy("charge.matches_price"));
   });
+
+  it("reads such a body past what it holds as it passes, as the proxy scans it", async () => {
+    const c = await h.scenario();
+    await c.pinKey(2);
+    const usage = (completion_tokens: number, reasoning_tokens = 0) => ({
+      prompt_tokens: 12,
+      completion_tokens,
+      total_tokens: 12 + completion_tokens,
+      completion_tokens_details: { reasoning_tokens },
+    });
+    // 9 MiB in a member no client reads: past the 8 MiB the recording fetch holds.
+    const padded = (body: Record<string, unknown>) =>
+      JSON.stringify({ ...body, padding: "p".repeat(9 * 1024 * 1024) });
+    const plain = { contentType: "text/plain" };
+    // Honest: bounded by its 3 bytes alone, it was left unproven where the proxy verifies it.
+    const reasoning = h.op.plan({ keyIndex: 2, completionTokens: 2000 });
+    const honest = padded(completion("Hi.", usage(2000, 1997)));
+    await jobThroughFetch(h, c.store, reasoning, path, honest, say, plain);
+    // 10 tokens named for 3,000 bytes, the whole lock charged: the usage read fails it.
+    const overcharged = wholeLock(2);
+    const named = padded(completion("x".repeat(3000), usage(10)));
+    await jobThroughFetch(h, c.store, overcharged, path, named, say, plain);
+    expect(await judged(c, reasoning)).toEqual(verified);
+    expect(await c.outcome(overcharged.jobId)).toEqual(discrepancy("charge.matches_price"));
+  });
+
+  it("reads embeddings whatever their type says: an overcharge without usage fails", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const embeddings = JSON.stringify({
+      object: "list",
+      model: "qwen3-8b",
+      data: [{ object: "embedding", index: 0, embedding: [0.1, 0.2] }],
+    });
+    const outcomes: Record<string, unknown> = {};
+    for (const contentType of ["application/json", "text/plain"]) {
+      const plan = wholeLock(1);
+      await jobThroughFetch(
+        h,
+        c.store,
+        plan,
+        "/v1/embeddings",
+        embeddings,
+        { input: "hi" },
+        {
+          contentType,
+        },
+      );
+      outcomes[contentType] = await judged(c, plan);
+    }
+    // Typed `text/plain`, its body went unread: `partially_verified`, the nightly run's exit 0.
+    expect(outcomes).toEqual({
+      "application/json": discrepancy("charge.matches_price"),
+      "text/plain": discrepancy("charge.matches_price"),
+    });
+  });
 });
 
 describe("an answer without usage, recorded otherwise", () => {

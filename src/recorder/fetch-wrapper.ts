@@ -5,9 +5,11 @@ import {
   createSseFacts,
   jsonBodyFacts,
   otherKindFacts,
+  scannedBodyFacts,
   sseFacts,
   utf8Bytes,
 } from "./answer-facts.js";
+import { createJsonAnswerScan } from "./json-answer-scan.js";
 import { keyFingerprint } from "./key-fingerprint.js";
 import { maxOperatorTextLength } from "./operator-values.js";
 import {
@@ -795,7 +797,20 @@ export function createRecordingFetch(given: RecordingFetchOptions): RecordingFet
       // completion its SDK can read) by its bytes alone.
       const longRead = async (): Promise<LongStreamRead> => {
         const readAs = { ...(await asked), chat, shape };
-        if (asEvents(readAs)) return createSseFacts(credentialsOfCall(input, init), readAs);
+        const credentials = credentialsOfCall(input, init);
+        // A body not typed as events, to a request that asked no stream, is JSON to its client
+        // as to the proxy (see `readable` below): scanned as it passes for its model and usage,
+        // as the proxy scans one too long to hold. Bounded by its bytes alone, a reasoning
+        // answer typed `text/plain` was left unproven where the proxy verifies it.
+        if (!isSse && readAs.stream !== true) {
+          const scan = createJsonAnswerScan(readAs);
+          return {
+            add: (chunk) => scan.add(chunk),
+            done: false,
+            facts: () => scannedBodyFacts(scan, credentials, readAs),
+          };
+        }
+        if (asEvents(readAs)) return createSseFacts(credentials, readAs);
         let bytes = 0;
         return {
           add: (chunk) => {
@@ -807,10 +822,12 @@ export function createRecordingFetch(given: RecordingFetchOptions): RecordingFet
       };
       // Read model, usage and answer size from a copy of a JSON body (the caller reads the
       // original), and from a stream as it passes to the caller.
-      // A body neither JSON nor events to a completion's request (a stream typed text/plain, a
-      // binary body) is read as it passes too: a copy (`clone()`) would hold it whole and keep
-      // reading it after the caller cancels (its cancel would never settle).
-      const passing = isSse || (!isJson && completionAsked({ chat, shape }));
+      // Any body not typed JSON (a stream typed text/plain, embeddings so typed, a binary body)
+      // is read as it passes too: a copy (`clone()`) would hold it whole and keep reading it
+      // after the caller cancels (its cancel would never settle). Read from nowhere where its
+      // request was no completion's, embeddings typed `text/plain` had their usage unread: an
+      // overcharge without usage was left unproven where the proxy fails it.
+      const passing = !isJson;
       const tapped = passing && response.body ? tapStream(response, response.body, longRead) : null;
       if (tapped !== null) handed = tapped.response;
       const answered: Promise<StreamRead | null> | null =
