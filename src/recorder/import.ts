@@ -686,6 +686,21 @@ const foreignMarks: [string, Buffer][] = [
 
 const utf8Bom = Buffer.from([0xef, 0xbb, 0xbf]);
 
+/**
+ * Opening bytes of compressed or archived files, with the command that reads them out. An
+ * export saved as `receipts.jsonl.gz` was refused as "the CSV header is not CSV (Invalid
+ * Opening Quote)", or its bytes quoted as a first line that is no JSON object: neither said
+ * the file was compressed. No receipt file (UTF-8 text) starts with these bytes.
+ */
+const compressedMarks: [string, Buffer, string][] = [
+  ["gzip-compressed", Buffer.from([0x1f, 0x8b]), "zcat"],
+  ["zstd-compressed", Buffer.from([0x28, 0xb5, 0x2f, 0xfd]), "zstdcat"],
+  ["xz-compressed", Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]), "xzcat"],
+  // "BZh", the block size digit, then the first block's magic (pi's digits in BCD).
+  ["bzip2-compressed", Buffer.from("BZh"), "bzcat"],
+  ["a zip archive", Buffer.from([0x50, 0x4b, 0x03, 0x04]), "unzip -p"],
+];
+
 /** Stops reading the file (its stream closed) and refuses it whole, on `file`, with `message`. */
 async function refusedWhole(
   iterator: AsyncIterator<Buffer | string>,
@@ -772,6 +787,16 @@ async function opening(
     return refusedWhole(
       iterator,
       `the file looks like ${unmarked} text (a NUL byte beside its first character, no byte-order mark); save it as UTF-8 and import it again; nothing was imported`,
+    );
+  }
+  for (const [what, mark, reader] of compressedMarks) {
+    if (!head.subarray(0, mark.length).equals(mark)) continue;
+    if (mark.length === 3 && !/^BZh[1-9]1AY&SY/.test(head.subarray(0, 10).toString("latin1"))) {
+      continue;
+    }
+    return refusedWhole(
+      iterator,
+      `the file is ${what}, not text: decompress it first (${reader} FILE | decentral-audit import -, or import <(${reader} FILE)); nothing was imported`,
     );
   }
   if (head.subarray(0, 3).equals(utf8Bom)) head = head.subarray(3);
