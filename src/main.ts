@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type RequestListener, type Server } from "node:http";
 import { getRequestListener } from "@hono/node-server";
 import { createApp } from "./api/app.js";
+import { answerClientErrors } from "./api/client-error.js";
 import { createDrainGate, type DrainGate } from "./api/drain-gate.js";
 import { type AppMetrics, createMetrics } from "./api/metrics.js";
 import { withProxyFastPath } from "./api/proxy-listener.js";
@@ -382,6 +383,7 @@ function listen(
     // What @hono/node-server's `serve` does, with the listener wrapped.
     const listener = getRequestListener(fetch, { hostname });
     const server = createServer(gate.wrap(wrap ? wrap(listener) : listener));
+    answerClientErrors(server);
     gate.attach(server);
     listenOn(server, port, hostname).then(() => resolve(server), reject);
   });
