@@ -3,6 +3,7 @@ import https from "node:https";
 import { gunzip } from "node:zlib";
 import { connectHostOf } from "../connect-host.js";
 import { arrayElementTexts, objectMemberTexts, parseJsonLossless } from "./json-text.js";
+import { withoutEndpointSecrets } from "./url-secrets.js";
 
 /**
  * One HTTP exchange with one JSON-RPC endpoint, classified. Never throws: every way a request
@@ -38,8 +39,11 @@ export function parseRetryAfter(value: string | null, now: number): number | nul
   return Number.isNaN(date) ? null : Math.max(0, date - now);
 }
 
-/** A reply object (already known to be valid JSON) to an outcome. */
-function replyOutcome(text: string, reply: unknown): RpcOutcome {
+/**
+ * A reply object (already known to be valid JSON) to an outcome. An error's message is the
+ * endpoint's own text: the secrets of `url` (its key in the query or path) are cut from it.
+ */
+function replyOutcome(text: string, reply: unknown, url: string): RpcOutcome {
   if (typeof reply !== "object" || reply === null || Array.isArray(reply)) {
     return { kind: "http_error", status: null, message: "reply is not a JSON-RPC object" };
   }
@@ -49,7 +53,10 @@ function replyOutcome(text: string, reply: unknown): RpcOutcome {
     return {
       kind: "rpc_error",
       code: typeof e.code === "number" ? e.code : 0,
-      message: typeof e.message === "string" ? e.message : JSON.stringify(r.error),
+      message: withoutEndpointSecrets(
+        typeof e.message === "string" ? e.message : JSON.stringify(r.error),
+        url,
+      ),
     };
   }
   if (!("result" in r)) {
@@ -306,7 +313,7 @@ export async function sendSingle(
   if (parsed === undefined) {
     return { kind: "http_error", status: null, message: "reply is not valid JSON" };
   }
-  return replyOutcome(text, parsed);
+  return replyOutcome(text, parsed, url);
 }
 
 /**
@@ -343,7 +350,7 @@ export async function sendBatch(
   const byId = new Map<unknown, RpcOutcome>();
   parsed.forEach((item, i) => {
     const id = (item as Record<string, unknown> | null)?.id;
-    byId.set(id, replyOutcome(texts[i] ?? "null", item));
+    byId.set(id, replyOutcome(texts[i] ?? "null", item, url));
   });
   return requests.map(
     (r) =>

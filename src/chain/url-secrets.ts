@@ -22,3 +22,49 @@ export function endpointNames(urls: readonly string[]): string[] {
     return n === 1 ? name : `${name}#${n}`;
   });
 }
+
+/** Parts of a URL this short are not taken for secrets (`v2`, `mainnet`): cut, they would mangle a message. */
+const shortestSecret = 8;
+
+/**
+ * `text`, an endpoint's own words (a JSON-RPC error's message), with the secret parts of the
+ * URL it was sent to cut out as `[redacted]`: its userinfo, each path segment and each query
+ * value (raw and percent-decoded) of at least 8 characters, and any URL in it as
+ * `withoutUrlSecrets` shows one. A provider answering `invalid api key /?api-key=<key>` had its
+ * key printed in `verify`'s summary and logged, while the URL itself was shown as host alone.
+ */
+export function withoutEndpointSecrets(text: string, url: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return withoutUrlSecrets(text);
+  }
+  const parts = new Set<string>();
+  const add = (part: string) => {
+    for (const form of [part, safeDecode(part)]) {
+      if (form.length >= shortestSecret) parts.add(form);
+    }
+  };
+  add(parsed.username);
+  add(parsed.password);
+  for (const segment of parsed.pathname.split("/")) add(segment);
+  if (parsed.search.length > 1) {
+    add(parsed.search.slice(1));
+    for (const pair of parsed.search.slice(1).split("&")) add(pair.slice(pair.indexOf("=") + 1));
+  }
+  let out = withoutUrlSecrets(text);
+  // Longest first, so a whole query string goes before the value inside it.
+  for (const part of [...parts].sort((a, b) => b.length - a.length)) {
+    out = out.split(part).join("[redacted]");
+  }
+  return out;
+}
+
+function safeDecode(part: string): string {
+  try {
+    return decodeURIComponent(part.replace(/\+/g, " "));
+  } catch {
+    return part;
+  }
+}
