@@ -1,6 +1,19 @@
 import { randomUUID } from "node:crypto";
 import { cutText, printable } from "../printable-text.js";
-import { withoutAnyKey, withoutKeys } from "../recorder/without-key.js";
+import { redactCensor, withoutAnyKey, withoutKeys } from "../recorder/without-key.js";
+
+/** An access token of this API as `createToken` makes it: `da_<role>_` and 43 base64url characters. */
+const auditTokenPattern = /da_(?:read|ingest|admin)_[A-Za-z0-9_-]{16,}/g;
+
+/**
+ * `text` with every access token of this API cut, as `withoutAnyKey` cuts Decentral keys: an
+ * admin token sent where a trace id or a job id goes (`x-request-id: da_admin_...`,
+ * `GET /audit/da_admin_...`) was written to the request log whole, while a Decentral key in the
+ * same place was cut. A token is shown once and stored hashed; a log line must not hold it.
+ */
+export function withoutAuditTokens(text: string): string {
+  return text.includes("da_") ? text.replace(auditTokenPattern, redactCensor) : text;
+}
 
 /** Characters of a caller's request id kept (a UUID is 36; a trace id with its parent, 55). */
 export const maxRequestIdLength = 128;
@@ -18,7 +31,11 @@ export function requestIdOf(given: string | readonly string[] | undefined): stri
   if (text === undefined || text.trim() === "") return randomUUID();
   // Logged on every line of the request: a Decentral key sent as the id (a client that passed
   // its key where a trace id goes) was written to the log whole.
-  return cutText(printable(withoutAnyKey(text)), maxRequestIdLength, "...") as string;
+  return cutText(
+    printable(withoutAuditTokens(withoutAnyKey(text))),
+    maxRequestIdLength,
+    "...",
+  ) as string;
 }
 
 /**
@@ -36,5 +53,11 @@ export const maxLoggedPathLength = 1024;
  * `GET /audit/dcntrl_live_...` with a read token, was logged whole), then cut.
  */
 export function loggedPath(path: string, credentials: string[]): string {
-  return cutText(withoutAnyKey(withoutKeys(path, credentials)), maxLoggedPathLength, "...") ?? "";
+  return (
+    cutText(
+      withoutAuditTokens(withoutAnyKey(withoutKeys(path, credentials))),
+      maxLoggedPathLength,
+      "...",
+    ) ?? ""
+  );
 }
