@@ -219,10 +219,21 @@ export function openSqliteStore(
   // A store that must exist already cannot be one that every open makes anew.
   if (!create) refuseInMemoryStore(url);
   // Opened, a folder gives SQLite's "unable to open database file", which names nothing.
-  if (path !== ":memory:" && statSync(path, { throwIfNoEntry: false })?.isDirectory()) {
+  const found = path === ":memory:" ? undefined : statSync(path, { throwIfNoEntry: false });
+  if (found?.isDirectory()) {
     throw new AppError(
       "validation_failed",
       `${path} is a folder, not a SQLite database file (check --db / DATABASE_URL)`,
+      { field: "DATABASE_URL" },
+    );
+  }
+  // A device or a named pipe is no store either: `db migrate --db /dev/null` opened it, failed
+  // with SQLITE_IOERR_FSYNC and left a `/dev/null-journal` file in /dev; a pipe blocks the open.
+  if (found !== undefined && !found.isFile()) {
+    const what = found.isFIFO() ? "a named pipe" : found.isSocket() ? "a socket" : "a device";
+    throw new AppError(
+      "validation_failed",
+      `${path} is ${what}, not a SQLite database file; nothing was opened (check --db / DATABASE_URL)`,
       { field: "DATABASE_URL" },
     );
   }
