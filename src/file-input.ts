@@ -21,3 +21,23 @@ export function readTextAtMost(path: string, maxBytes: number): string | null {
     closeSync(fd);
   }
 }
+
+/**
+ * What is wrong with `path` when a look at it failed with `error`, said plainly, or null for any
+ * other failure. Node's own text ("ENOTDIR: not a directory, stat '...'") named the code, not
+ * the cause, and quoted a path too long for the system whole.
+ */
+export function pathProblem(error: unknown, path: string): string | null {
+  const code = (error as { code?: unknown } | null)?.code;
+  const shown = path.length > 200 ? `${path.slice(0, 200)}...` : path;
+  switch (code) {
+    case "ENOTDIR":
+      return `${shown}: no such file (a part of its path is a file, not a folder)`;
+    case "ELOOP":
+      return `${shown}: a loop of symbolic links`;
+    case "ENAMETOOLONG":
+      return `${shown}: the path (${path.length} characters) or a name in it is longer than this system takes`;
+    default:
+      return null;
+  }
+}

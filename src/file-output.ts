@@ -18,6 +18,7 @@ import {
 } from "node:fs";
 import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import { AppError } from "./errors.js";
+import { pathProblem } from "./file-input.js";
 
 /** Links followed at most, as the kernel does, before a loop of links is an error. */
 const MAX_LINKS = 40;
@@ -72,7 +73,14 @@ function outputTarget(out: string): OutputTarget {
     if (folder === null) return { path: resolve(path), direct: false };
     path = join(folder, basename(path));
     if (isOpenFileLink(path)) return { path, direct: true };
-    const stat = lstatSync(path, { throwIfNoEntry: false });
+    let stat: ReturnType<typeof lstatSync>;
+    try {
+      stat = lstatSync(path, { throwIfNoEntry: false });
+    } catch (error) {
+      const said = pathProblem(error, out);
+      if (said === null) throw error;
+      throw new AppError("validation_failed", `--out: ${said}`, { field: "out" });
+    }
     if (!stat) return { path, direct: false };
     if (!stat.isSymbolicLink()) return { path, direct: !stat.isFile() && !stat.isDirectory() };
     // Not joined: joining would fold `x/..` as text, where the kernel goes through link `x`.

@@ -3,6 +3,7 @@ import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import { type BetterSQLite3Database, drizzle } from "drizzle-orm/better-sqlite3";
 import { AppError } from "../errors.js";
+import { pathProblem } from "../file-input.js";
 import { backoff, sleepFor } from "../retry.js";
 import type { PgStore } from "./pg/client.js";
 import * as schema from "./schema.js";
@@ -219,7 +220,16 @@ export function openSqliteStore(
   // A store that must exist already cannot be one that every open makes anew.
   if (!create) refuseInMemoryStore(url);
   // Opened, a folder gives SQLite's "unable to open database file", which names nothing.
-  const found = path === ":memory:" ? undefined : statSync(path, { throwIfNoEntry: false });
+  let found: ReturnType<typeof statSync>;
+  try {
+    found = path === ":memory:" ? undefined : statSync(path, { throwIfNoEntry: false });
+  } catch (error) {
+    const said = pathProblem(error, path);
+    if (said === null) throw error;
+    throw new AppError("validation_failed", `${said} (check --db / DATABASE_URL)`, {
+      field: "DATABASE_URL",
+    });
+  }
   if (found?.isDirectory()) {
     throw new AppError(
       "validation_failed",

@@ -6,6 +6,7 @@ import { Readable } from "node:stream";
 import { Presets, SingleBar } from "cli-progress";
 import type { Store } from "../db/client.js";
 import { AppError } from "../errors.js";
+import { pathProblem } from "../file-input.js";
 import { printable } from "../printable-text.js";
 import { type ImportFormat, type ImportSummary, importReceipts } from "./import.js";
 
@@ -51,23 +52,15 @@ function readable<T>(file: string, look: () => T): T {
     return look();
   } catch (error) {
     const code = (error as { code?: unknown }).code;
-    // Node's own text ("ENOTDIR: not a directory, stat '...'") named the code, not the cause,
-    // and quoted a path too long for the system whole.
-    const path = file.length > 200 ? `${file.slice(0, 200)}...` : file;
-    const said =
-      code === "ENOTDIR"
-        ? `${path}: no such file (a part of its path is a file, not a folder)`
-        : code === "ELOOP"
-          ? `${path}: a loop of symbolic links`
-          : code === "ENAMETOOLONG"
-            ? `${path}: the path (${file.length} characters) or a name in it is longer than this system takes`
-            : null;
+    const said = pathProblem(error, file);
     if (said !== null) {
       throw new AppError(
         "bad_request",
         `${said}; nothing was imported`,
         { field: "file" },
-        { cause: error },
+        {
+          cause: error,
+        },
       );
     }
     if (code !== "EACCES" && code !== "EPERM") throw error;
