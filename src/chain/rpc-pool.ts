@@ -672,6 +672,11 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
     /** Endpoints that cannot answer this call at all (`nodeRpcErrors`). */
     const unable = new Set<Endpoint>();
     // The caller's signal cuts short the wait for a reply (the request ends on its own timeout).
+    // Every call in flight listens on it (here and in `sendOne`, removed when done): a ledger
+    // round or an escrow scan sharing one signal over six calls or more (three endpoints at
+    // `RPC_CONCURRENCY` 4) passed Node's default of 10 listeners, and `serve` printed a
+    // MaxListenersExceededWarning ("possible memory leak") on stderr for each such signal.
+    if (signal) setMaxListeners(0, signal);
     let onAbort: (() => void) | undefined;
     const stopped = signal
       ? new Promise<null>((resolve) => {
