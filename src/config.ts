@@ -3,6 +3,7 @@ import { z } from "zod";
 import { isBase58OfLength } from "./chain/base58.js";
 import { withoutUrlSecrets } from "./chain/url-secrets.js";
 import { DatabaseUrlError, parseDatabaseUrl, sslModes } from "./db/url.js";
+import { isCronExpression } from "./nightly/cron-expression.js";
 import { DEFAULT_READ_QUEUE } from "./read-gate.js";
 
 /**
@@ -375,16 +376,6 @@ export const configSchema = z.object({
   /** pino log level. Default info. */
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
-
-/** Whether croner parses the expression; a parse starts no timer (`paused`). */
-function isCronExpression(expression: string): boolean {
-  try {
-    new Cron(expression, { timezone: "UTC", paused: true }).stop();
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Whether the expression has a next fire time (croner looks years ahead for one). */
 function cronFires(expression: string): boolean {

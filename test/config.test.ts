@@ -168,6 +168,21 @@ describe("VERIFY_CRON that never fires", () => {
   });
 });
 
+// croner takes a seventh field (a year): "* * * * * * *" was accepted, and ran the nightly
+// verification every second, where the error and README say five or six fields.
+describe("VERIFY_CRON of another number of fields", () => {
+  it("is refused as no cron expression; five, six and a nickname are taken", () => {
+    for (const expression of ["* * * * * * *", "0 2 * * * 2027 *", "0 2 * *"]) {
+      expect(() => loadConfig({ VERIFY_CRON: expression }), expression).toThrow(
+        /VERIFY_CRON: not a cron expression \(five or six fields, UTC\)/,
+      );
+    }
+    for (const expression of ["0 2 * * *", "0 0 2 * * *", "@weekly"]) {
+      expect(loadConfig({ VERIFY_CRON: expression }).VERIFY_CRON).toBe(expression);
+    }
+  });
+});
+
 // CREDIT_VAULTS="A,A" was read as two vaults, so a key's account snapshot found no single vault
 // of the deployment; "fp:A,fp:B" pinned the key to B without a word about A.
 describe("CREDIT_VAULTS naming a vault or a key twice", () => {

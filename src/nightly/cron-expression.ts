@@ -9,7 +9,7 @@ import { AppError } from "../errors.js";
  */
 export function validateCronExpression(expression: string): void {
   try {
-    new Cron(expression, { timezone: "UTC", paused: true }).stop();
+    parseCron(expression);
   } catch (cause) {
     throw new AppError(
       "validation_failed",
@@ -18,4 +18,27 @@ export function validateCronExpression(expression: string): void {
       { cause },
     );
   }
+}
+
+/** Whether the expression is one VERIFY_CRON takes (see `parseCron`); starts nothing. */
+export function isCronExpression(expression: string): boolean {
+  try {
+    parseCron(expression);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Parses a five- or six-field expression (or a nickname such as `@daily`), paused. croner also
+ * takes seven fields, the last a year, and reads six as seconds first: `* * * * * * *` ran the
+ * nightly verification every second where the error and README say five or six fields.
+ */
+function parseCron(expression: string): void {
+  const fields = expression.trim().split(/\s+/);
+  if (!expression.trim().startsWith("@") && (fields.length < 5 || fields.length > 6)) {
+    throw new Error(`${fields.length} fields, not five or six`);
+  }
+  new Cron(expression, { timezone: "UTC", paused: true }).stop();
 }
