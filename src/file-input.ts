@@ -1,20 +1,54 @@
-import { closeSync, openSync, readSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs";
+
+/** How long a read waits for a pipe's writer to come or to send more before giving up. */
+const PIPE_WAIT_MS = 5_000;
 
 /**
  * The text of the file at `path`, or null when it holds more than `maxBytes`. Read in pieces up
  * to that bound: a device (`/dev/zero`) or an endless pipe named where a small file belongs was
  * read whole, growing the process by gigabytes a minute while its event loop, blocked, ignored
- * SIGTERM. Errors opening or reading the file are thrown as `fs` throws them.
+ * SIGTERM. Opened without blocking: a named pipe no one writes to held the open (and the
+ * process, `--timeout` and SIGTERM unheard) for ever. A pipe's writer is now waited for, and
+ * each piece it sends, `PIPE_WAIT_MS` at most: past that the read fails (`ETIMEDOUT`). Other
+ * errors opening or reading the file are thrown as `fs` throws them.
  */
 export function readTextAtMost(path: string, maxBytes: number): string | null {
-  const fd = openSync(path, "r");
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
   try {
+    // A named pipe opened before its writer reads as ended: its writer is waited for.
+    const pipe = fstatSync(fd).isFIFO();
     const buffer = Buffer.alloc(maxBytes + 1);
     let length = 0;
+    let waitedMs = 0;
+    const wait = () => {
+      if (waitedMs >= PIPE_WAIT_MS) {
+        throw Object.assign(
+          new Error(`${path}: nothing came from it for ${PIPE_WAIT_MS / 1000} s`),
+          { code: "ETIMEDOUT" },
+        );
+      }
+      // Nothing to do meanwhile: this is a start-up read, before any server listens.
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+      waitedMs += 20;
+    };
     while (length <= maxBytes) {
-      const read = readSync(fd, buffer, length, buffer.length - length, null);
-      if (read === 0) return buffer.toString("utf8", 0, length);
+      let read: number;
+      try {
+        read = readSync(fd, buffer, length, buffer.length - length, null);
+      } catch (error) {
+        if ((error as { code?: unknown }).code !== "EAGAIN") throw error;
+        wait();
+        continue;
+      }
+      if (read === 0) {
+        if (pipe && length === 0) {
+          wait();
+          continue;
+        }
+        return buffer.toString("utf8", 0, length);
+      }
       length += read;
+      waitedMs = 0;
     }
     return null;
   } finally {

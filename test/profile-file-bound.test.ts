@@ -1,4 +1,4 @@
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -51,4 +51,51 @@ describe("DATABASE_SSL_ROOT_CERT is read up to 4 MiB", () => {
     expect(ran.status).toBe(2);
     expect(ran.stderr).toMatch(/DATABASE_SSL_ROOT_CERT \/dev\/zero is larger than 4 MiB/);
   }, 30_000);
+});
+
+describe("a profile named by a pipe", () => {
+  const profile = JSON.stringify({
+    name: "staging",
+    cluster: "devnet",
+    usdcMint: "4zMMC9srt5Ri5X14GAgXhaHii3GnPAEERYPJgZJDncDU",
+    tokenPrograms: ["TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA"],
+    pricing: { "qwen3-8b": { creditsPerRequest: 8, creditsPer1kTokens: 4 } },
+  });
+  const fifo = () => {
+    const path = join(mkdtempSync(join(tmpdir(), "profile-pipe-")), "profile");
+    spawnSync("mkfifo", [path]);
+    return path;
+  };
+
+  it("ends `verify` with exit 2 when no one writes to it for 5 s, not a wait for ever", () => {
+    // The open waited for a writer: `--timeout` and SIGTERM went unheard (killed at 20 s here).
+    const db = join(mkdtempSync(join(tmpdir(), "profile-pipe-db-")), "audit.db");
+    const store = openSqliteStore(db);
+    migrateStore(store);
+    store.close();
+    const ran = spawnSync(
+      process.execPath,
+      cliArgv(["verify", "--since", "1h", "--timeout", "5s", "--profile", fifo(), "--db", db]),
+      { encoding: "utf8", timeout: 20_000, killSignal: "SIGKILL" },
+    );
+    expect(ran.signal).toBeNull();
+    expect(ran.status).toBe(2);
+    expect(ran.stderr).toMatch(/profile file .*profile: nothing came from it for 5 s/);
+  }, 30_000);
+
+  it("reads what a writer sends, however late it comes, as `--profile <(...)` gives it", () => {
+    const path = fifo();
+    // Its writer opens it after the read began, and sends in two pieces.
+    const writer = spawn("sh", [
+      "-c",
+      'sleep 0.3; { printf %s "$0" | head -c 40; sleep 0.3; printf %s "$0" | tail -c +41; } > "$1"',
+      profile,
+      path,
+    ]);
+    try {
+      expect(loadProfile(path).name).toBe("staging");
+    } finally {
+      writer.kill();
+    }
+  });
 });

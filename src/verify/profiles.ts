@@ -177,6 +177,14 @@ export function loadProfile(nameOrPath: string): Profile {
   try {
     text = readTextAtMost(nameOrPath, MAX_PROFILE_BYTES);
   } catch (cause) {
+    if ((cause as { code?: unknown }).code === "ETIMEDOUT") {
+      throw new AppError(
+        "bad_request",
+        `profile file ${(cause as Error).message} (a pipe whose writer stopped?)`,
+        { field: "AUDIT_PROFILE" },
+        { cause },
+      );
+    }
     throw new AppError(
       "bad_request",
       `profile ${JSON.stringify(nameOrPath)} is neither a built-in profile (${Object.keys(builtinProfiles).join(", ")}) nor a readable file`,
