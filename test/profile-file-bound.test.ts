@@ -8,6 +8,15 @@ import { migrateStore } from "../src/db/migrate.js";
 import { loadProfile } from "../src/verify/profiles.js";
 import { cliArgv } from "./support/service-process.js";
 
+/** A migrated SQLite file in a folder of its own. */
+function migratedDb(): string {
+  const db = join(mkdtempSync(join(tmpdir(), "profile-bound-db-")), "audit.db");
+  const store = openSqliteStore(db);
+  migrateStore(store);
+  store.close();
+  return db;
+}
+
 describe("a profile file is read up to 1 MiB", () => {
   it("refuses a file larger than any profile, naming it", () => {
     const path = join(mkdtempSync(join(tmpdir(), "profile-bound-")), "big.json");
@@ -18,10 +27,7 @@ describe("a profile file is read up to 1 MiB", () => {
   it("ends `verify --profile /dev/zero` with exit 2 and a message, not an endless read", () => {
     // It read the device whole: 13.8 GB in 2.5 minutes, SIGTERM not heard. Killed at 20 s here,
     // which the old code reached with about a gigabyte read.
-    const db = join(mkdtempSync(join(tmpdir(), "profile-bound-db-")), "audit.db");
-    const store = openSqliteStore(db);
-    migrateStore(store);
-    store.close();
+    const db = migratedDb();
     const ran = spawnSync(
       process.execPath,
       cliArgv(["verify", "--since", "1h", "--profile", "/dev/zero", "--db", db]),
@@ -69,10 +75,7 @@ describe("a profile named by a pipe", () => {
 
   it("ends `verify` with exit 2 when no one writes to it for 5 s, not a wait for ever", () => {
     // The open waited for a writer: `--timeout` and SIGTERM went unheard (killed at 20 s here).
-    const db = join(mkdtempSync(join(tmpdir(), "profile-pipe-db-")), "audit.db");
-    const store = openSqliteStore(db);
-    migrateStore(store);
-    store.close();
+    const db = migratedDb();
     const ran = spawnSync(
       process.execPath,
       cliArgv(["verify", "--since", "1h", "--timeout", "5s", "--profile", fifo(), "--db", db]),

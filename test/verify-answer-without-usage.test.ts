@@ -179,52 +179,42 @@ describe("an answer without usage, recorded by the recording fetch", () => {
     expect(await c.outcome(text.jobId)).toEqual(discrepancy("charge.matches_price"));
   });
 
-  it("reads a JSON body whatever its type says, its usage with it, as the proxy reads it", async () => {
-    const c = await h.scenario();
-    await c.pinKey(3);
-    // `Hi.` and 1,997 reasoning tokens: honest. Its usage dropped, 3 bytes bounded the charge.
-    const reasoning = h.op.plan({ keyIndex: 3, completionTokens: 2000 });
-    const usage = (completion_tokens: number, reasoning_tokens = 0) => ({
-      prompt_tokens: 12,
-      completion_tokens,
-      total_tokens: 12 + completion_tokens,
-      completion_tokens_details: { reasoning_tokens },
-    });
-    const honest = JSON.stringify(completion("Hi.", usage(2000, 1997)));
-    const plain = { contentType: "text/plain" };
-    await jobThroughFetch(h, c.store, reasoning, path, honest, say, plain);
-    // 10 tokens named for 3,000 bytes, 2,000 charged: its usage dropped, the bytes covered it.
-    const overcharged = wholeLock(3);
-    const named = JSON.stringify(completion("x".repeat(3000), usage(10)));
-    await jobThroughFetch(h, c.store, overcharged, path, named, say, plain);
-    expect(await judged(c, reasoning)).toEqual(verified);
-    expect(await c.outcome(overcharged.jobId)).toEqual(discrepancy("charge.matches_price"));
+  /** `usage` of 12 prompt tokens and `completion_tokens`, `reasoning_tokens` of them. */
+  const usage = (completion_tokens: number, reasoning_tokens = 0) => ({
+    prompt_tokens: 12,
+    completion_tokens,
+    total_tokens: 12 + completion_tokens,
+    completion_tokens_details: { reasoning_tokens },
   });
-
-  it("reads such a body past what it holds as it passes, as the proxy scans it", async () => {
-    const c = await h.scenario();
-    await c.pinKey(2);
-    const usage = (completion_tokens: number, reasoning_tokens = 0) => ({
-      prompt_tokens: 12,
-      completion_tokens,
-      total_tokens: 12 + completion_tokens,
-      completion_tokens_details: { reasoning_tokens },
+  /** 9 MiB in a member no client reads: past the 8 MiB the recording fetch holds. */
+  const padded = (body: Record<string, unknown>) =>
+    JSON.stringify({ ...body, padding: "p".repeat(9 * 1024 * 1024) });
+  const cases = [
+    [
+      "reads a JSON body whatever its type says, its usage with it, as the proxy reads it",
+      3,
+      JSON.stringify,
+    ],
+    // Past it, the reasoning answer was bounded by its 3 bytes alone, left unproven.
+    ["reads such a body past what it holds as it passes, as the proxy scans it", 2, padded],
+  ] as const;
+  for (const [name, keyIndex, body] of cases) {
+    it(name, async () => {
+      const c = await h.scenario();
+      await c.pinKey(keyIndex);
+      // `Hi.` and 1,997 reasoning tokens: honest. Its usage dropped, 3 bytes bounded the charge.
+      const reasoning = h.op.plan({ keyIndex, completionTokens: 2000 });
+      const honest = body(completion("Hi.", usage(2000, 1997)));
+      const plain = { contentType: "text/plain" };
+      await jobThroughFetch(h, c.store, reasoning, path, honest, say, plain);
+      // 10 tokens named for 3,000 bytes, 2,000 charged: its usage dropped, the bytes covered it.
+      const overcharged = wholeLock(keyIndex);
+      const named = body(completion("x".repeat(3000), usage(10)));
+      await jobThroughFetch(h, c.store, overcharged, path, named, say, plain);
+      expect(await judged(c, reasoning)).toEqual(verified);
+      expect(await c.outcome(overcharged.jobId)).toEqual(discrepancy("charge.matches_price"));
     });
-    // 9 MiB in a member no client reads: past the 8 MiB the recording fetch holds.
-    const padded = (body: Record<string, unknown>) =>
-      JSON.stringify({ ...body, padding: "p".repeat(9 * 1024 * 1024) });
-    const plain = { contentType: "text/plain" };
-    // Honest: bounded by its 3 bytes alone, it was left unproven where the proxy verifies it.
-    const reasoning = h.op.plan({ keyIndex: 2, completionTokens: 2000 });
-    const honest = padded(completion("Hi.", usage(2000, 1997)));
-    await jobThroughFetch(h, c.store, reasoning, path, honest, say, plain);
-    // 10 tokens named for 3,000 bytes, the whole lock charged: the usage read fails it.
-    const overcharged = wholeLock(2);
-    const named = padded(completion("x".repeat(3000), usage(10)));
-    await jobThroughFetch(h, c.store, overcharged, path, named, say, plain);
-    expect(await judged(c, reasoning)).toEqual(verified);
-    expect(await c.outcome(overcharged.jobId)).toEqual(discrepancy("charge.matches_price"));
-  });
+  }
 
   it("reads embeddings whatever their type says: an overcharge without usage fails", async () => {
     const c = await h.scenario();
