@@ -38,6 +38,13 @@ export async function custodyViews(
       for (const s of reading.sources) vaults.push(s.account);
       if (reading.escrowAccount !== null) vaults.push(reading.escrowAccount);
     }
+    // The accounts a closing credited: one may be another key's vault (a settlement naming
+    // two jobs sends each remainder home), whose money back the job's figures count returned.
+    for (const sig of [job.settlementTx, job.apiSettlementTx]) {
+      const facts = sig === null ? undefined : factsOf(sig);
+      if (!facts) continue;
+      for (const c of facts.tokenChanges) if (c.delta > 0n) vaults.push(c.account);
+    }
   }
   const pins = await custody.pins(keys, vaults);
   const keyOfVault = (vault: string) => pins.keyOfVault.get(vault) ?? null;

@@ -156,6 +156,18 @@ export function amountsOf(
     (escrow ? readLock(profile, escrow.facts).sources[0]?.owner : undefined) ??
     null;
   const payee = payableWorker(profile, job.worker, vaultOwner);
+  // Credit vaults besides this job's: those its own locks drew on, and any the deployment
+  // lists or pins to a key.
+  const lockSources = new Set<string>();
+  for (const l of locks) {
+    if (!owns(l) || !l.facts.succeeded) continue;
+    for (const s of readLock(profile, l.facts).sources) lockSources.add(s.account);
+  }
+  const isCustomerVault = (account: string) =>
+    ownVaults.has(account) ||
+    lockSources.has(account) ||
+    input.custody?.configured.has(account) === true ||
+    (input.custody?.keyOfVault?.(account) ?? null) !== null;
   const refundSigs = new Set(refunds.map((r) => r.signature));
   let worker = 0n;
   let treasuryPaid = 0n;
@@ -193,6 +205,17 @@ export function amountsOf(
     worker += r.worker;
     treasuryPaid += r.treasury;
     returned += r.returned;
+    // Escrow's money put into another customer's credit vault (a settlement naming two jobs of
+    // two keys, each remainder sent home; a lock naming two keys' jobs, read with the other
+    // key's vault as this job's) is money back out of escrow into a credit vault all the same:
+    // left out, the report's refunded stood below what the chain moved and unaccounted above it.
+    // Up to what left escrow (and the held accounts) beyond what is already returned.
+    const room = r.outflow + sum([...r.heldReturned.values()]) - r.returned;
+    let home = 0n;
+    for (const m of r.misdirected) {
+      if (m.account !== creditVault && isCustomerVault(m.account)) home += BigInt(m.amount);
+    }
+    if (home > 0n && room > 0n) returned += home < room ? home : room;
     escrowed += r.intoEscrow;
     charged += r.worker + r.treasury + r.unexplainedTotal;
   }
