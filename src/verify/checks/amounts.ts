@@ -173,6 +173,7 @@ export function amountsOf(
   let treasuryPaid = 0n;
   let charged = diverted;
   let returned = 0n;
+  let returnedElsewhere = 0n;
   // What held accounts (not escrow) paid back of the returns: the rest came out of escrow.
   let returnedByHolders = 0n;
   // The lock read as a closing (one transaction named for both): balances show only each
@@ -215,7 +216,10 @@ export function amountsOf(
     for (const m of r.misdirected) {
       if (m.account !== creditVault && isCustomerVault(m.account)) home += BigInt(m.amount);
     }
-    if (home > 0n && room > 0n) returned += home < room ? home : room;
+    // Counted apart: escrowPaid reads the lock's own returns, and another vault's remainder is
+    // no part of this job's lock coming back (taken from it, this job's lock read as paid out
+    // less than it was, an unreleased_lock for money the chain paid).
+    if (home > 0n && room > 0n) returnedElsewhere += home < room ? home : room;
     escrowed += r.intoEscrow;
     charged += r.worker + r.treasury + r.unexplainedTotal;
   }
@@ -223,7 +227,7 @@ export function amountsOf(
   amounts.workerPaidUnits = worker;
   amounts.treasuryPaidUnits = treasuryPaid;
   amounts.chargedUnits = charged;
-  amounts.refundedUnits = returned;
+  amounts.refundedUnits = returned + returnedElsewhere;
   const returnedFromEscrow = returned > returnedByHolders ? returned - returnedByHolders : 0n;
   amounts.escrowPaidUnits = escrowPaid(
     charged - diverted,
