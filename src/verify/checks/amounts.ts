@@ -1,5 +1,6 @@
 import { payableWorker, readLock, readRelease } from "../money-movements.js";
 import { usagePrice } from "./charge.js";
+import { parseJobMemos } from "./memos.js";
 import type { ChainAmounts, CheckInput } from "./check-input.js";
 import { sum } from "./check-list.js";
 import type { UsableLock } from "./escrow.js";
@@ -19,13 +20,15 @@ import type { RoleTx } from "./transaction.js";
 export function amountsOf(
   input: CheckInput,
   escrow: RoleTx | null,
-  extraLocks: RoleTx[],
-  closings: RoleTx[],
+  givenExtraLocks: RoleTx[],
+  givenClosings: RoleTx[],
   refunds: RoleTx[],
   lock: UsableLock | null,
   feesOnly: RoleTx[] = [],
 ): ChainAmounts {
   const { job, profile, namedBy } = input;
+  let extraLocks = givenExtraLocks;
+  let closings = givenClosings;
   const owns = (tx: RoleTx) =>
     signatureOwner(profile, tx.facts, namedBy.get(tx.signature) ?? [job.jobId], input.names) ===
     job.jobId;
@@ -45,13 +48,46 @@ export function amountsOf(
     job.apiEscrowTx !== null && job.apiEscrowTx !== escrow?.signature
       ? input.transactions.get(job.apiEscrowTx)
       : undefined;
-  const apiLock: RoleTx | null = apiLockFacts
+  let apiLock: RoleTx | null = apiLockFacts
     ? { role: "escrow", signature: job.apiEscrowTx!, facts: apiLockFacts, stolenBy: null }
     : null;
-  // The escrow named as a closing step too (the headers or the jobs API) is read as a closing.
+  // What this job's own memos make of a transaction, whatever header named it: a receipt
+  // naming its settlement as the escrow and its lock as the settlement (headers swapped, by a
+  // recorder or an operator) was read the other way round, each against the wrong accounts,
+  // and the job's lock and settlement, both its own by their memos, were in no figure.
+  const kindsOf = (t: RoleTx) =>
+    new Set(
+      parseJobMemos(profile, t.facts.memos)
+        .filter((m) => m.jobId === job.jobId)
+        .map((m) => m.kind),
+    );
+  const closesByMemo = (t: RoleTx) => {
+    const k = kindsOf(t);
+    return !k.has("escrow") && (k.has("settle") || k.has("refund"));
+  };
+  const locksByMemo = (t: RoleTx) => {
+    const k = kindsOf(t);
+    return k.has("escrow") && !k.has("settle") && !k.has("refund");
+  };
+  // The escrow named as a closing step too (the headers or the jobs API) is read as a closing,
+  // and so is one carrying this job's settle or refund memo and not its escrow memo.
+  // One carrying its escrow memo alone stays a lock, whatever a header or the jobs API named it.
   const escrowCloses =
     escrow !== null &&
-    (escrow.signature === job.settlementTx || escrow.signature === job.apiSettlementTx);
+    (closesByMemo(escrow) ||
+      ((escrow.signature === job.settlementTx || escrow.signature === job.apiSettlementTx) &&
+        !locksByMemo(escrow)));
+  // A closing carrying this job's escrow memo alone is read as a lock, and a lock the jobs API
+  // names carrying its settle or refund memo alone as a closing.
+  const closingLocks = closings
+    .filter((c) => c.signature !== escrow?.signature && locksByMemo(c))
+    .map((c) => ({ ...c, role: "escrow" as const }));
+  closings = closings.filter((c) => !closingLocks.some((l) => l.signature === c.signature));
+  extraLocks = [...closingLocks, ...extraLocks];
+  if (apiLock !== null && closesByMemo(apiLock)) {
+    closings = [{ ...apiLock, role: "settlement" }, ...closings];
+    apiLock = null;
+  }
   const seen = new Set<string>();
   const once = (t: RoleTx | null): t is RoleTx => {
     if (t === null || seen.has(t.signature)) return false;
