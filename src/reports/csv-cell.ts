@@ -36,12 +36,38 @@ const numberLike =
   /^\s*\(?[+-]?[$\u20ac\u00a3]?(?:\d[\d,]*(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?%?\)?\s*$/i;
 
 /**
+ * Text a spreadsheet turns into a date, a time, a fraction or a boolean when it opens the file
+ * (each a number or a value of its own underneath): a model named `3-8` opened as 8 March,
+ * `1/2` as 2 January or a half, `1:30` as a time, `true` as TRUE. A group of the report so read
+ * is no longer the name the JSON gives, and a sum by it joins other rows.
+ */
+const month = "(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*";
+const valueLike = new RegExp(
+  [
+    // 3-8, 1/2, 2026-11-01, 11/01/2026, 1.2.2026
+    "^\\s*\\d{1,4}([-/.])\\d{1,2}(?:\\1\\d{1,4})?\\s*$",
+    // 3 pm, 12:00 PM, 12:00:05 a.m.
+    "^\\s*\\d{1,2}(?::\\d{1,2}(?::\\d{1,2}(?:\\.\\d+)?)?)?\\s*[ap]\\.?m\\.?\\s*$",
+    // 1:30, 12:00:05
+    "^\\s*\\d{1,2}:\\d{1,2}(?::\\d{1,2}(?:\\.\\d+)?)?\\s*$",
+    // 1 1/2
+    "^\\s*[+-]?\\d+\\s+\\d+/\\d+\\s*$",
+    // Jan-5, Jan 5, 5-Jan, 5 January 2026
+    `^\\s*${month}[-/ .]*\\d{1,4}(?:[-/ ,.]+\\d{1,4})?\\s*$`,
+    `^\\s*\\d{1,4}[-/ .]*${month}(?:[-/ ,.]+\\d{1,4})?\\s*$`,
+    "^\\s*(?:true|false)\\s*$",
+  ].join("|"),
+  "i",
+);
+
+/**
  * A cell of a text column (a group name, an address, a job id, a memo): guarded like any
- * cell, and also when a spreadsheet would turn it into a number, with the same leading `'`.
+ * cell, and also when a spreadsheet would turn it into a number (or a date, a time, a
+ * boolean), with the same leading `'`.
  */
 export function csvTextCell(value: string | null): string {
   if (value === null) return "";
-  return numberLike.test(value) ? csvCell(`'${value}`) : csvCell(value);
+  return numberLike.test(value) || valueLike.test(value) ? csvCell(`'${value}`) : csvCell(value);
 }
 
 /**

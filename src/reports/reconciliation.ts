@@ -377,7 +377,9 @@ export function reconciliationToCsv(report: ReconciliationReport): string {
   const line = (kind: string, group: string | null, f: ReconciliationFigures) => {
     const figures = figuresToJson(f);
     const cells = reconciliationColumns.map((c) => csvCell(figures[c]));
-    lines.push([csvCell(kind), csvNameCell(group), ...cells, ...meta].join(","));
+    // A day is the service's own date, meant to be read as one: only names are kept text.
+    const groupCell = report.groupBy === "day" ? csvCell(group) : csvNameCell(group);
+    lines.push([csvCell(kind), groupCell, ...cells, ...meta].join(","));
   };
   // Group names come from receipts (model, worker, key): `csvNameCell` keeps them text, a
   // key fingerprint of digits included, which a spreadsheet would read as a rounded number,
