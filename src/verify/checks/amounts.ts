@@ -246,8 +246,11 @@ export function amountsOf(
     // two keys, each remainder sent home; a lock naming two keys' jobs, read with the other
     // key's vault as this job's) is money back out of escrow into a credit vault all the same:
     // left out, the report's refunded stood below what the chain moved and unaccounted above it.
-    // Up to what left escrow (and the held accounts) beyond what is already returned.
-    const room = r.outflow + sum([...r.heldReturned.values()]) - r.returned;
+    // Up to what left escrow (and the held accounts) beyond what is already returned and paid
+    // to the worker and the treasury: money another account put into that vault in the same
+    // transaction (a top-up riding in the settlement) is no return out of escrow.
+    const room =
+      r.outflow + sum([...r.heldReturned.values()]) - r.returned - r.worker - r.treasury;
     let home = 0n;
     for (const m of r.misdirected) {
       if (m.account !== creditVault && isCustomerVault(m.account)) home += BigInt(m.amount);
