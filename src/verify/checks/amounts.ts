@@ -118,7 +118,10 @@ export function amountsOf(
   );
   // With no vault known for the job (a first lock that failed its checks, no key), the one
   // the receipt's lock drew on first is taken for it, as the closings below take it.
-  const firstSource = escrow ? readLock(profile, escrow.facts).sources[0]?.account : undefined;
+  // The lock the vault and escrow accounts are read from: the receipt's escrow, unless its
+  // own memos made it a closing (headers swapped), then the first lock read.
+  const lockRead = escrow !== null && !closesByMemo(escrow) ? escrow : (locks[0] ?? escrow);
+  const firstSource = lockRead ? readLock(profile, lockRead.facts).sources[0]?.account : undefined;
   if (ownVaults.size === 0 && firstSource !== undefined) ownVaults.add(firstSource);
   const toVault = (m: { owner: string | null }) =>
     profile.escrowAuthority !== null && m.owner === profile.escrowAuthority;
@@ -178,18 +181,18 @@ export function amountsOf(
   }
   const creditVault =
     lock?.creditVault ??
-    (escrow ? readLock(profile, escrow.facts).sources[0]?.account : undefined) ??
+    (lockRead ? readLock(profile, lockRead.facts).sources[0]?.account : undefined) ??
     job.creditVault ??
     "";
   const escrowAccount =
     lock?.escrowAccount ??
-    (escrow ? readLock(profile, escrow.facts).escrowAccount : null) ??
+    (lockRead ? readLock(profile, lockRead.facts).escrowAccount : null) ??
     profile.escrowVault ??
     "";
   const treasury = profile.treasury ?? input.learnedTreasury ?? null;
   const vaultOwner =
     lock?.reading.sources[0]?.owner ??
-    (escrow ? readLock(profile, escrow.facts).sources[0]?.owner : undefined) ??
+    (lockRead ? readLock(profile, lockRead.facts).sources[0]?.owner : undefined) ??
     null;
   const payee = payableWorker(profile, job.worker, vaultOwner);
   // Credit vaults besides this job's: those its own locks drew on, and any the deployment
@@ -249,8 +252,7 @@ export function amountsOf(
     // Up to what left escrow (and the held accounts) beyond what is already returned and paid
     // to the worker and the treasury: money another account put into that vault in the same
     // transaction (a top-up riding in the settlement) is no return out of escrow.
-    const room =
-      r.outflow + sum([...r.heldReturned.values()]) - r.returned - r.worker - r.treasury;
+    const room = r.outflow + sum([...r.heldReturned.values()]) - r.returned - r.worker - r.treasury;
     let home = 0n;
     for (const m of r.misdirected) {
       if (m.account !== creditVault && isCustomerVault(m.account)) home += BigInt(m.amount);
