@@ -151,6 +151,34 @@ describe("CSV cells", () => {
     expect(rows[0]?.chargedUsdc).toBe("0.123456");
   });
 
+  // Ingest takes any model name without control characters: `3-8` opened as 8 March, `1/2` as
+  // 2 January, `1:30` as a time, `true` as TRUE, no longer the group the JSON names.
+  it("keeps a group a spreadsheet reads as a date, a time or a boolean text; a day stays a date", () => {
+    const figures = { ...emptyFigures(), jobs: 1 };
+    const csv = (groupBy: "model" | "day", groups: string[]) =>
+      parse(
+        reconciliationToCsv({
+          from: 0,
+          to: 86_400_000,
+          groupBy,
+          timeZone: "UTC",
+          generatedAt: 86_400_000,
+          dataCompleteUntil: 86_400_000,
+          groups: groups.map((group) => ({ group, ...figures })),
+          totals: figures,
+          rejudging: rejudgingOf([]),
+        }),
+        { columns: true },
+      ) as Record<string, string>[];
+    const models = ["3-8", "1/2", "1:30", "3 pm", "Jan-5", "true", "qwen3-8b", "llama-3.3-70b"];
+    expect(
+      csv("model", models)
+        .filter((r) => r.kind === "group")
+        .map((r) => r.group),
+    ).toEqual(["'3-8", "'1/2", "'1:30", "'3 pm", "'Jan-5", "'true", "qwen3-8b", "llama-3.3-70b"]);
+    expect(csv("day", ["2026-11-01"])[0]?.group).toBe("2026-11-01");
+  });
+
   it("keeps a memo's job id of digits text in the statement CSV", () => {
     const rows = parse(statementToCsv(statementWithMemo("4096")), { columns: true }) as Record<
       string,

@@ -194,6 +194,8 @@ export const sharedImportFiles: readonly string[] = [
   "test/reports-ground-truth.test.ts",
   "test/reports-reconciliation.test.ts",
   "test/reports-replay-ground-truth.test.ts",
+  "test/reports-shared-transactions.dialects.test.ts",
+  "test/reports-swapped-roles.test.ts",
   "test/reports-unnamed-worker.test.ts",
   "test/request-log-tokens.test.ts",
   "test/rpc-error-secrets.test.ts",
