@@ -222,6 +222,13 @@ export const jobs = sqliteTable(
     ttfbMs: integer("ttfb_ms"),
     /** Short hash of the caller's API key; the key itself is never stored. */
     keyFingerprint: text("key_fingerprint"),
+    /**
+     * The next 16 hex digits of the key's SHA-256 (`keyCheck`), never shown as the key: two
+     * receipts of one fingerprint naming two of them are two keys (`key.fingerprint_unique`).
+     * Null when the recorder did not send it (older recorders, integrations posting only the
+     * fingerprint).
+     */
+    keyCheck: text("key_check"),
     tags: json<Record<string, string>>()("tags").notNull().default(sql`'{}'`),
     /** Proxy capture: `open` once headers arrived, `complete` when the body ended, `aborted`. */
     captureState: text("capture_state", { enum: ["open", "complete", "aborted"] })
@@ -366,6 +373,9 @@ export const jobs = sqliteTable(
     index("jobs_worker_created").on(sql`coalesce(worker, api_worker)`, t.createdAt),
     index("jobs_model_created").on(t.model, t.createdAt),
     index("jobs_key_created").on(t.keyFingerprint, t.createdAt),
+    // The least and greatest key check of a fingerprint, one probe each: two differ only when
+    // two keys share the fingerprint (`key.fingerprint_unique`).
+    index("jobs_key_check").on(t.keyFingerprint, t.keyCheck).where(isNotNull(t.keyCheck)),
     // The jobs the settlement backfill still asks about, by when it asks next: few at any time.
     // A job it is done with leaves it (one entry deleted, none written in another place).
     index("jobs_backfill").on(t.backfillNextAt).where(backfillIsPending(t.backfillState)),

@@ -116,6 +116,8 @@ export const jobs = pgTable(
     latencyMs: int("latency_ms"),
     ttfbMs: int("ttfb_ms"),
     keyFingerprint: text("key_fingerprint"),
+    /** The next 16 hex digits of the key's SHA-256 (see the SQLite schema). */
+    keyCheck: text("key_check"),
     tags: json<Record<string, string>>()("tags").notNull().default(sql`'{}'`),
     captureState: text("capture_state", { enum: ["open", "complete", "aborted"] })
       .notNull()
@@ -204,6 +206,8 @@ export const jobs = pgTable(
     index("jobs_worker_created").on(sql`coalesce(worker, api_worker)`, t.createdAt),
     index("jobs_model_created").on(t.model, t.createdAt),
     index("jobs_key_created").on(t.keyFingerprint, t.createdAt),
+    // A fingerprint's least and greatest key check (see the SQLite schema).
+    index("jobs_key_check").on(t.keyFingerprint, t.keyCheck).where(isNotNull(t.keyCheck)),
     // The jobs the settlement backfill still asks about (`backfillIsPending`): few at any time.
     index("jobs_backfill").on(t.backfillNextAt).where(backfillIsPending(t.backfillState)),
     index("jobs_verdict_created").on(t.verdict, t.createdAt),
