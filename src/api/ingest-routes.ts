@@ -72,6 +72,14 @@ const ReceiptSchema = z
         description:
           "16 hex digits of the SHA-256 of the caller's API key (as reports show it): ties the lock to the key's credit vault",
       }),
+    key_check: z
+      .string()
+      .regex(/^[0-9a-f]{16}$/)
+      .optional()
+      .openapi({
+        description:
+          "hex digits 16 to 32 of the same SHA-256, only beside key_fingerprint and never shown as the key: receipts of one fingerprint naming two key checks are two keys made to share it (key.fingerprint_unique)",
+      }),
     credit_vault: z
       .string()
       .optional()
@@ -134,7 +142,7 @@ const ReceiptSchema = z
   })
   .openapi("Receipt", {
     description:
-      "The `_decentral` object of the Python integration docs plus optional model, usage, created_at and tags; a whole chat completion carrying a `_decentral` member is accepted too (its own members are not checked; `_decentral` holds job_id, escrow_tx, settlement_tx, worker, credits_remaining, and the caller's requested_model, max_tokens, n, key_fingerprint, credit_vault, http_status, request_method, request_path and tags: when it names any of the first six, even as null (read as absent), nothing at the completion's top level, the operator's answer, is read as the caller's or refuses the receipt; when it names none, one of those six at the top level is refused; its `choices`, the answer, are counted as a chat client reads them (one choice unless `n` says) to bound the completion tokens its usage names). A field the receipt does not take is refused by name (`did you mean http_status?` for `httpStatus`), never ignored. What the operator writes never refuses a receipt: a malformed `settlement_tx`, `worker`, `credits_remaining` or usage count is recorded as unknown, and `response_model` is kept cleaned; `job_id` and `escrow_tx` are required and checked, as are the fields the caller writes.",
+      "The `_decentral` object of the Python integration docs plus optional model, usage, created_at and tags; a whole chat completion carrying a `_decentral` member is accepted too (its own members are not checked; `_decentral` holds job_id, escrow_tx, settlement_tx, worker, credits_remaining, and the caller's requested_model, max_tokens, n, key_fingerprint, key_check, credit_vault, http_status, request_method, request_path and tags: when it names any of the first seven, even as null (read as absent), nothing at the completion's top level, the operator's answer, is read as the caller's or refuses the receipt; when it names none, one of those six at the top level is refused; its `choices`, the answer, are counted as a chat client reads them (one choice unless `n` says) to bound the completion tokens its usage names). A field the receipt does not take is refused by name (`did you mean http_status?` for `httpStatus`), never ignored. What the operator writes never refuses a receipt: a malformed `settlement_tx`, `worker`, `credits_remaining` or usage count is recorded as unknown, and `response_model` is kept cleaned; `job_id` and `escrow_tx` are required and checked, as are the fields the caller writes.",
   });
 
 const ItemResultSchema = z

@@ -10,7 +10,7 @@ import {
   utf8Bytes,
 } from "./answer-facts.js";
 import { createJsonAnswerScan } from "./json-answer-scan.js";
-import { keyFingerprint } from "./key-fingerprint.js";
+import { keyIdentity } from "./key-fingerprint.js";
 import { maxOperatorTextLength } from "./operator-values.js";
 import {
   maxTags,
@@ -306,11 +306,14 @@ function methodOf(
   return typeof method === "string" ? receiptMethodOf(method) : null;
 }
 
-/** The caller's key's fingerprint (never the key): it ties the job to the key's vault. */
-function fingerprintOf(input: Parameters<typeof fetch>[0], init: RequestInit | undefined) {
+/**
+ * The caller's key's fingerprint and key check (never the key): the fingerprint ties the job to
+ * the key's vault, the check tells apart two keys made to share it.
+ */
+function keyOf(input: Parameters<typeof fetch>[0], init: RequestInit | undefined) {
   const fromInit = init?.headers ? new Headers(init.headers).get("authorization") : null;
   const fromRequest = input instanceof Request ? input.headers.get("authorization") : null;
-  return keyFingerprint(fromInit ?? fromRequest);
+  return keyIdentity(fromInit ?? fromRequest);
 }
 
 /**
@@ -751,8 +754,11 @@ export function createRecordingFetch(given: RecordingFetchOptions): RecordingFet
       http_status: response.status,
       created_at: new Date().toISOString(),
     };
-    const fingerprint = fingerprintOf(input, init);
-    if (fingerprint) receipt.key_fingerprint = fingerprint;
+    const key = keyOf(input, init);
+    if (key) {
+      receipt.key_fingerprint = key.fingerprint;
+      receipt.key_check = key.check;
+    }
     // A job is a POST: one answering a GET (a free `models.list()`) asked for nothing to run.
     const method = methodOf(input, init);
     if (method !== null) receipt.request_method = method;

@@ -34,7 +34,7 @@ import { codingsOf } from "./content-codings.js";
 import type { JobsApiClient } from "./jobs-api.js";
 import { createJobsApiConsults } from "./jobs-api-consults.js";
 import { createJsonAnswerScan, type JsonAnswerScan } from "./json-answer-scan.js";
-import { keyFingerprint } from "./key-fingerprint.js";
+import { keyIdentity } from "./key-fingerprint.js";
 import { unreadAmount } from "./operator-values.js";
 import {
   addressOrNull,
@@ -857,11 +857,12 @@ function sendError(
 interface Learnt {
   facts: RequestFacts;
   tags: Record<string, string>;
-  fingerprint: string | null;
+  /** The caller's key fingerprint and key check (never the key). */
+  key: { fingerprint: string; check: string } | null;
 }
 
 /** Stands for the facts of a request whose answer records nothing. */
-const unneeded: Learnt = { facts: noRequestFacts, tags: {}, fingerprint: null };
+const unneeded: Learnt = { facts: noRequestFacts, tags: {}, key: null };
 
 /** A request's receipt time, shared by its writes: the first one's commit sets it. */
 interface ReceiptStamp {
@@ -1021,7 +1022,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
       (learnt ??= {
         facts,
         tags: tagsOf(req, credentials),
-        fingerprint: keyFingerprint(authorization),
+        key: keyIdentity(authorization),
       });
     const fromRequest = (): Learnt | Promise<Learnt> => {
       if (learnt) return learnt;
@@ -1244,7 +1245,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
       }
       answer(known);
 
-      function answer({ facts, tags, fingerprint }: Learnt) {
+      function answer({ facts, tags, key }: Learnt) {
         const signatures = (name: string) =>
           wireValue(upstream, jobId, name, signaturesOrNull, signatureHeader(upstream, name));
         const creditsHeader = "x-decentral-credits-remaining";
@@ -1286,7 +1287,9 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
           httpStatus: status,
           latencyMs: null,
           ttfbMs: null,
-          keyFingerprint: fingerprint,
+          keyFingerprint: key?.fingerprint ?? null,
+          // The key's next 64 bits: two keys made to share the fingerprint tell apart by it.
+          keyCheck: key?.check ?? null,
           captureState: "open",
           receiptWriter,
         };

@@ -71,6 +71,11 @@ export interface WireReceipt {
    */
   http_status?: number;
   key_fingerprint?: string;
+  /**
+   * The next 16 hex digits of the same SHA-256 (digits 16..32): two receipts of one fingerprint
+   * naming two of them are two keys (`key.fingerprint_unique`). Only beside `key_fingerprint`.
+   */
+  key_check?: string;
   credit_vault?: string;
   /**
    * The answer's usage as the operator sent it; `reasoning_tokens` and
@@ -165,6 +170,7 @@ export function wireReceiptOf(receipt: Receipt): WireReceipt {
     ...known("n", receipt.choices),
     ...known("http_status", receipt.httpStatus),
     ...known("key_fingerprint", receipt.keyFingerprint),
+    ...known("key_check", receipt.keyCheck),
     ...known("credit_vault", receipt.creditVault),
     ...(Object.keys(usage).length === 0 ? {} : { usage }),
     ...known("answer_bytes", receipt.answerBytes),
@@ -201,6 +207,7 @@ const wireFieldSet: Record<keyof WireReceipt, true> = {
   n: true,
   http_status: true,
   key_fingerprint: true,
+  key_check: true,
   credit_vault: true,
   usage: true,
   answer_bytes: true,
@@ -243,6 +250,7 @@ const callerFields = [
   "max_tokens",
   "n",
   "key_fingerprint",
+  "key_check",
   "credit_vault",
   "http_status",
   "request_method",
@@ -790,6 +798,38 @@ function optionalFingerprint(value: unknown, field: string): string | null {
   return value;
 }
 
+/**
+ * The key's second 64 bits (`key_check`): 16 lowercase hex digits, and only beside the
+ * fingerprint it checks (one alone ties the job to no key, and says nothing of which).
+ */
+function optionalKeyCheck(
+  value: unknown,
+  field: string,
+  fingerprint: string | null,
+): string | null {
+  if (value === undefined || value === null) return null;
+  if (typeof value !== "string" || !/^[0-9a-f]{16}$/.test(value)) {
+    throw new FieldError(
+      field,
+      "must be 16 lowercase hex digits (digits 16 to 32 of the SHA-256 of the API key)",
+    );
+  }
+  if (fingerprint === null) {
+    throw new FieldError(field, "is read only beside key_fingerprint, the key it checks");
+  }
+  return value;
+}
+
+/** The caller's key fingerprint and key check. */
+function keyFields(
+  caller: Pick<WireInput, "key_fingerprint" | "key_check">,
+  prefix: string,
+): Pick<Receipt, "keyFingerprint" | "keyCheck"> {
+  const keyFingerprint = optionalFingerprint(caller.key_fingerprint, `${prefix}key_fingerprint`);
+  const keyCheck = optionalKeyCheck(caller.key_check, `${prefix}key_check`, keyFingerprint);
+  return { keyFingerprint, keyCheck };
+}
+
 /** What a client reads of a header sent twice: every value, joined by ", ". */
 function joined(given: readonly GivenValue[]): string {
   return given.map(({ value, text }) => (typeof value === "string" ? value : text)).join(", ");
@@ -953,7 +993,7 @@ export function parseReceiptInput(input: unknown): ParsedReceipt {
       // `requested_model` names the model asked for (the job is priced by it); when given,
       // `model` is taken as the one the response named, as it always is in a completion.
       ...models(wire, caller, prefix, wrapped),
-      keyFingerprint: optionalFingerprint(caller.key_fingerprint, `${prefix}key_fingerprint`),
+      ...keyFields(caller, prefix),
       maxTokens: optionalMaxTokens(caller.max_tokens, `${prefix}max_tokens`),
       choices: optionalChoices(caller.n, `${prefix}n`),
       httpStatus: optionalHttpStatus(caller.http_status, `${prefix}http_status`),

@@ -44,6 +44,7 @@ export const captureFields = [
   "latencyMs",
   "ttfbMs",
   "keyFingerprint",
+  "keyCheck",
   "responseModel",
   "creditVault",
   "captureState",
@@ -177,6 +178,7 @@ export type RecordedRow = ReceiptCore &
     | "conflictSignatures"
     | "httpStatus"
     | "keyFingerprint"
+    | "keyCheck"
     | "maxTokens"
     | "choices"
     | "createdAt"
@@ -188,12 +190,13 @@ export type RecordedRow = ReceiptCore &
 /**
  * The capture fields a later receipt from the same source may fill in where the recorded one
  * has none, and whose contradiction (both known, different) is a conflict: they tie the lock to
- * the customer (`key_fingerprint`, `credit_vault`) and bound what the job may cost
+ * the customer (`key_fingerprint`, `key_check`, `credit_vault`) and bound what the job may cost
  * (`max_tokens`, and `n`, the choices it bounds), so a first receipt without them must not leave
  * the job judged without them: a ceiling filled without its `n` bounds n choices as one.
  */
 const fillableCaptureFields = [
   "keyFingerprint",
+  "keyCheck",
   "maxTokens",
   "choices",
   "creditVault",
@@ -377,6 +380,8 @@ export function filledColumns(row: RecordedRow, receipt: Receipt) {
   return {
     ...combined,
     keyFingerprint: row.keyFingerprint ?? receipt.keyFingerprint ?? null,
+    // Only beside the fingerprint it checks: a receipt naming another fingerprint is a conflict.
+    keyCheck: row.keyCheck ?? receipt.keyCheck ?? null,
     maxTokens: row.maxTokens ?? receipt.maxTokens ?? null,
     choices: row.choices ?? receipt.choices ?? null,
     creditVault: row.creditVault ?? receipt.creditVault ?? null,
@@ -428,6 +433,7 @@ export function captureParams(receipt: Receipt, source: ReceiptSource, now: numb
     latencyMs: receipt.latencyMs ?? null,
     ttfbMs: receipt.ttfbMs ?? null,
     keyFingerprint: receipt.keyFingerprint ?? null,
+    keyCheck: receipt.keyCheck ?? null,
     responseModel: receipt.responseModel ?? null,
     creditVault: receipt.creditVault ?? null,
     tags: receipt.tags ?? {},
