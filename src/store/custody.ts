@@ -4,6 +4,7 @@ import type { SqliteStore, Store } from "../db/client.js";
 import { creditVaults, jobs, waitsForTreasuryTerm } from "../db/schema.js";
 import { untiedJobsWhere } from "./custody-rules.js";
 import { reopenJobs } from "./job-queue.js";
+import { keyCheckSpans, sharedSpan } from "./key-checks.js";
 import { pgTwins } from "./pg-twins.js";
 
 /** The jobs of `keys` whose verdict counts their money as verified. */
@@ -95,6 +96,11 @@ export interface CustodyStore {
      * null when the profile names one or none is learned yet.
      */
     escrowAuthority: string | null;
+    /**
+     * Those of `keys` recorded with two or more key checks: two API keys share the fingerprint
+     * (`key.fingerprint_unique`).
+     */
+    sharedKeys?: ReadonlySet<string>;
   }>;
   /** The learned treasury with its evidence, or the leading candidates while learning. */
   treasuryStatus(): Promise<TreasuryStatus>;
@@ -286,7 +292,11 @@ function createSqliteCustodyStore(
         (profile.escrowAuthority ?? null) !== null
           ? null
           : ((selectAuthority.get(profile.name) as string | undefined) ?? null);
-      return { byKey, keyOfVault, treasury, escrowAuthority };
+      const sharedKeys = new Set<string>();
+      for (const [key, span] of keyCheckSpans(store, wantedKeys)) {
+        if (sharedSpan(span)) sharedKeys.add(key);
+      }
+      return { byKey, keyOfVault, treasury, escrowAuthority, sharedKeys };
     },
     async treasuryStatus() {
       const pinned = selectTreasury.get(profile.name) as

@@ -3,6 +3,7 @@ import type { SqliteStore, Store } from "../db/client.js";
 import { foldRollupDeltas } from "../db/rollups.js";
 import { jobs, nightlyCountedThrough, type ReceiptSource, receiptConflicts } from "../db/schema.js";
 import { reopenJobs, reopenNamers } from "./job-queue.js";
+import { checkedKeys, keyCheckSpans, reopenSharedKeys } from "./key-checks.js";
 import { pgTwins } from "./pg-twins.js";
 import {
   indexAwareUpdate,
@@ -212,6 +213,7 @@ function prepare(store: SqliteStore) {
         backfillState: jobs.backfillState,
         conflictSignatures: jobs.conflictSignatures,
         keyFingerprint: jobs.keyFingerprint,
+        keyCheck: jobs.keyCheck,
         maxTokens: jobs.maxTokens,
         choices: jobs.choices,
         createdAt: jobs.createdAt,
@@ -232,7 +234,7 @@ function prepare(store: SqliteStore) {
         backfillState: param("backfillState"),
         updatedAt: param("now"),
       },
-      [...indexedReceiptColumns, "keyFingerprint"],
+      [...indexedReceiptColumns, "keyFingerprint", "keyCheck"],
       (set) => prepareOrIgnore(store, db.update(jobs).set(set).where(jobId)),
     ),
     // A later receipt that agrees with the recorded one and only adds what was unknown.
@@ -240,6 +242,7 @@ function prepare(store: SqliteStore) {
       {
         ...receiptValues,
         keyFingerprint: param("keyFingerprint"),
+        keyCheck: param("keyCheck"),
         maxTokens: param("maxTokens"),
         choices: param("choices"),
         creditVault: param("creditVault"),
@@ -250,7 +253,7 @@ function prepare(store: SqliteStore) {
         backfillState: param("backfillState"),
         updatedAt: param("now"),
       },
-      [...indexedReceiptColumns, "keyFingerprint"],
+      [...indexedReceiptColumns, "keyFingerprint", "keyCheck"],
       (set) => prepareOrIgnore(store, db.update(jobs).set(set).where(jobId)),
     ),
     // A copy of the receipt that brings the status it lacked (see `statusOfCopy`).
@@ -552,6 +555,9 @@ export function recordReceiptsInTransaction(
   const record = () => {
     const reopened: string[] = [];
     const named: string[] = [];
+    // Fingerprints these receipts name with a key check, and the checks they had before.
+    const keys = checkedKeys(receipts);
+    const before = keys.length === 0 ? new Map() : keyCheckSpans(tx, keys);
     const results = receipts.map((receipt) => {
       const outcome = recordOne(st, receipt, source, now, delay);
       const others = recordOtherSignatures(st, receipt, source, now);
@@ -561,6 +567,7 @@ export function recordReceiptsInTransaction(
     });
     reopenJobs(tx, { jobIds: reopened }, now);
     reopenNamers(tx, named, now);
+    reopenSharedKeys(tx, keys, before, now);
     if (fold) foldRollupDeltas(tx);
     return results;
   };

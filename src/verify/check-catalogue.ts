@@ -4,6 +4,8 @@ import type { RejudgeReason } from "../db/schema.js";
  * findings by these names, so a check that is not listed here does not compile.
  */
 export const checkCatalogue = {
+  "key.fingerprint_unique":
+    "the job's key fingerprint is one API key's: no receipt of it names another key check (the next 64 bits of the key's SHA-256) than this job's (written only when one does; a receipt naming no key check is judged by its fingerprint alone)",
   "escrow.exists": "the receipt names the escrow transaction and the chain has it",
   "escrow.finalized": "it is finalized (checks only run at finalized)",
   "escrow.succeeded": "meta.err is null (a failed transaction moves no tokens)",

@@ -20,6 +20,7 @@ import {
   jobsApiMatchesChain,
   jobsApiMatchesReceipt,
 } from "./checks/jobs-api.js";
+import { fingerprintUnique } from "./checks/key.js";
 import { parseJobMemos } from "./checks/memos.js";
 import { receiptTime } from "./checks/receipt-time.js";
 import { refundChecks, refundNames } from "./checks/refund.js";
@@ -97,6 +98,11 @@ export function evaluateJob(given: CheckInput): Evaluation {
   const roles = new Map<string, Role[]>();
   const played = (signature: string, role: Role) =>
     roles.set(signature, [...new Set([...(roles.get(signature) ?? []), role])]);
+
+  // Two keys made to share the job's key fingerprint: whatever ties its lock to the key ties
+  // it to either customer.
+  const shared = fingerprintUnique(input);
+  if (shared !== null) list.add(shared);
 
   // Escrow. One no endpoint serves gets its escrow.exists with the other unserved ones, below.
   const escrow = escrowSig === null ? null : txOf("escrow", escrowSig);

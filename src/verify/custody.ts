@@ -53,6 +53,7 @@ export async function custodyViews(
       pinned: (job.keyFingerprint && pins.byKey.get(job.keyFingerprint)) || null,
       configured,
       keyOfVault,
+      keyShared: !!job.keyFingerprint && (pins.sharedKeys?.has(job.keyFingerprint) ?? false),
     };
     return {
       custody: view,

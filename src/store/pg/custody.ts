@@ -14,10 +14,12 @@ import type {
   TreasuryStatus,
   VaultPin,
 } from "../custody.js";
+import { sharedSpan } from "../key-checks.js";
 import { treasuryWaiters, untiedJobsOf } from "./custody-pinning.js";
 import type { PgExecutor } from "./executor.js";
 import { boundRowLockWaits, takeReceiptWriterTurn } from "./group-commit.js";
 import { reopenJobsPg } from "./job-queue.js";
+import { keyCheckSpansPg } from "./key-checks.js";
 import { lockVault } from "./ledger.js";
 import { inPgTransaction } from "./write-transaction.js";
 
@@ -82,7 +84,12 @@ export function createPgCustodyStore(
         (profile.escrowAuthority ?? null) !== null
           ? null
           : await learnedEscrowAuthority(db, profile);
-      return { byKey, keyOfVault, treasury, escrowAuthority };
+      // After the claim committed: waits for receipt writers of these keys (pg/key-checks.ts).
+      const sharedKeys = new Set<string>();
+      for (const [key, span] of await keyCheckSpansPg(db, wantedKeys, db)) {
+        if (sharedSpan(span)) sharedKeys.add(key);
+      }
+      return { byKey, keyOfVault, treasury, escrowAuthority, sharedKeys };
     },
     treasuryStatus: () => pgTreasuryStatus(store, profile),
   };

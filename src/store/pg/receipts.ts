@@ -3,6 +3,7 @@ import type { PgStore } from "../../db/pg/client.js";
 import { jobs, nightlyCountedThrough, receiptConflicts } from "../../db/pg/schema.js";
 import type { ReceiptSource } from "../../db/schema.js";
 import type { AppError } from "../../errors.js";
+import { checkedKeys } from "../key-checks.js";
 import {
   addsTags,
   captureDifferences,
@@ -39,6 +40,7 @@ import type { PgExecutor, PgTx } from "./executor.js";
 import { boundRowLockWaits, retryWhileRowLocked, takeReceiptWriterTurn } from "./group-commit.js";
 import { rowsHeldError } from "./held-rows.js";
 import { reopenJobsPg, reopenNamersPg } from "./job-queue.js";
+import { holdKeyStripes, keyCheckSpansPg, reopenSharedKeysPg } from "./key-checks.js";
 import { serverClockShiftMs } from "./server-clock.js";
 import { inPgTransaction, retryOnConflict } from "./write-transaction.js";
 
@@ -59,6 +61,7 @@ const recordedColumns = {
   conflictSignatures: jobs.conflictSignatures,
   httpStatus: jobs.httpStatus,
   keyFingerprint: jobs.keyFingerprint,
+  keyCheck: jobs.keyCheck,
   maxTokens: jobs.maxTokens,
   choices: jobs.choices,
   createdAt: jobs.createdAt,
@@ -426,6 +429,11 @@ export async function recordReceiptsPg(
     // clean verdict wait 3 minutes longer for the answer (one behind, not at all), and left a
     // job a verifier had put off unreopened when its receipt gained a signature.
     const now = hostNow + (await serverClockShiftMs(tx));
+    // Fingerprints these receipts name with a key check, and the checks they had before (their
+    // stripes held first, see pg/key-checks.ts).
+    const keys = checkedKeys(receipts);
+    await holdKeyStripes(tx, keys);
+    const before = await keyCheckSpansPg(tx, keys);
     const firstOf = new Map<string, number>();
     receipts.forEach((receipt, index) => {
       if (!firstOf.has(receipt.jobId)) firstOf.set(receipt.jobId, index);
@@ -465,6 +473,7 @@ export async function recordReceiptsPg(
     }
     await reopenJobsPg(tx, { jobIds: reopened }, now);
     await reopenNamersPg(tx, named, now);
+    await reopenSharedKeysPg(tx, keys, before, now);
     return results;
   });
 }

@@ -32,6 +32,11 @@ export interface ReceiptForChecks {
   httpStatus: number | null;
   /** Fingerprint of the caller's API key: one key spends one credit vault. */
   keyFingerprint?: string | null;
+  /**
+   * The key's next 64 bits (`jobs.key_check`), never its identity: tells apart two keys made to
+   * share a fingerprint. Null when the recorder did not send it.
+   */
+  keyCheck?: string | null;
   /** The credit vault the receipt's sender declares as the key's. */
   creditVault?: string | null;
   apiStatus: string | null;
@@ -167,6 +172,11 @@ export interface Custody {
   configured: ReadonlySet<string>;
   /** The key a vault is pinned to, if any (a learned vault belongs to one key). */
   keyOfVault?: (vault: string) => string | null;
+  /**
+   * The job's key fingerprint was recorded with two or more key checks: two API keys share it
+   * (`key.fingerprint_unique`).
+   */
+  keyShared?: boolean;
 }
 
 export interface CheckInput {
