@@ -1,0 +1,269 @@
+import { hash } from "node:crypto";
+import http from "node:http";
+import bs58 from "bs58";
+import { describe, expect, it } from "vitest";
+import type { Store } from "../src/db/client.js";
+import { createLogger } from "../src/log.js";
+import { keyCheck, keyFingerprint } from "../src/recorder/key-fingerprint.js";
+import { createRecordingProxy } from "../src/recorder/proxy.js";
+import { parseReceiptInput, wireReceiptOf } from "../src/recorder/receipt-input.js";
+import { reportsStore } from "../src/store/reports.js";
+import { clockPause } from "./support/chain-clock.js";
+import { dialects, useDialectStores } from "./support/dialects.js";
+import { nightlyOnChain, periodEdge, vaultReader } from "./support/ledger-periods.js";
+import {
+  discrepancyIncluding,
+  type JobPlan,
+  type Scenario,
+  useAdversaryHarness,
+  verified,
+} from "./support/operator.js";
+import { listen, serveApp } from "./support/recorder-fixtures.js";
+
+/**
+ * The operator mints the API keys (`dcntrl_live_<32 alnum>`), and a key's fingerprint is 64 bits
+ * of its SHA-256: two keys with one fingerprint cost it about 2^32 hashes (this pair took 7
+ * minutes on 2 cores). Taken for one key, the second key's jobs locked and settled out of the
+ * first key's credit vault were `verified`, and a nightly run exited 0 over them. Each receipt
+ * now carries the next 64 bits of the hash (`key_check`): one fingerprint recorded with two of
+ * them fails `key.fingerprint_unique`, whichever key's jobs came first.
+ */
+const K1 = "dcntrl_live_826ac7a850a53198q7z3k9m2w5x8r4t6";
+const K2 = "dcntrl_live_39ad1e3bf1ea0d04q7z3k9m2w5x8r4t6";
+const fingerprint = keyFingerprint(`Bearer ${K1}`)!;
+/** Hex digits 16..32 of the key's SHA-256, as the integration docs compute it. */
+const check = (key: string) => hash("sha256", key, "hex").slice(16, 32);
+const log = createLogger({ level: "silent" });
+const unique = "key.fingerprint_unique";
+
+/** A recording proxy over an operator upstream answering each request with the next job queued. */
+async function proxyOver(h: ReturnType<typeof useAdversaryHarness>, store: Store) {
+  const queue: { plan: JobPlan; txs: { escrowTx: string; settlementTx: string } }[] = [];
+  const upstream = await listen(
+    http.createServer(async (req, res) => {
+      for await (const _ of req) {
+      }
+      const { plan, txs } = queue.shift()!;
+      res.writeHead(200, {
+        "content-type": "application/json",
+        "x-decentral-job-id": plan.jobId,
+        "x-decentral-tx-signature": txs.escrowTx,
+        "x-decentral-settlement-tx": txs.settlementTx,
+        "x-decentral-worker": plan.worker.address,
+      });
+      res.end(
+        JSON.stringify({
+          id: "c",
+          object: "chat.completion",
+          model: plan.model,
+          choices: [
+            {
+              index: 0,
+              finish_reason: "stop",
+              message: { role: "assistant", content: "x".repeat(700) },
+            },
+          ],
+          usage: { prompt_tokens: 12, completion_tokens: 640, total_tokens: 652 },
+        }),
+      );
+    }),
+  );
+  const proxy = createRecordingProxy({ store, log, upstreamBaseUrl: `${upstream.url}/v1` });
+  const app = await serveApp({ store, log, proxy });
+  return {
+    /** Asks `plan`'s job with `key`; the operator sends its chain steps as the request comes. */
+    async ask(plan: JobPlan, key: string): Promise<number> {
+      queue.push({ plan, txs: h.op.honestJob(plan) });
+      const res = await fetch(`${app.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+        body: JSON.stringify({
+          model: plan.requestedModel,
+          messages: [{ role: "user", content: "hi" }],
+        }),
+      });
+      await res.text();
+      await proxy.idle();
+      return res.status;
+    },
+    async close() {
+      await app.close();
+      await proxy.close();
+      await upstream.close();
+    },
+  };
+}
+
+describe.each(dialects)(
+  "%s store: two API keys the operator made with one fingerprint",
+  (dialect) => {
+    const stores = useDialectStores(dialect);
+    const h = useAdversaryHarness({ openStore: () => stores.open() });
+
+    /** Posts `plan`'s receipt to POST /jobs as a recorder holding `key` would: 201. */
+    async function post(c: Scenario, plan: JobPlan, key: string) {
+      const { status, body } = await c.ingest(plan, h.op.honestJob(plan), {
+        key_fingerprint: keyFingerprint(`Bearer ${key}`),
+        key_check: check(key),
+      });
+      expect({ status, body }).toMatchObject({ status: 201 });
+    }
+
+    it("share the fingerprint, not the key check", () => {
+      expect(K1).toMatch(/^dcntrl_live_[a-z0-9]{32}$/);
+      expect(K2).toMatch(/^dcntrl_live_[a-z0-9]{32}$/);
+      expect(keyFingerprint(`Bearer ${K2}`)).toBe(fingerprint);
+      expect(fingerprint).toBe("b0a7b1b9a2a0a449");
+      expect(check(K1)).toMatch(/^[0-9a-f]{16}$/);
+      expect(check(K1)).not.toBe(check(K2));
+      // What the proxy and the recording fetch record, from the Authorization header.
+      expect(keyCheck(`Bearer ${K2}`)).toBe(check(K2));
+    });
+
+    it("an import line the proxy writes keeps the key check, read back as it was", () => {
+      const receipt = {
+        jobId: "job_abcdefghij0123456789",
+        escrowTx: bs58.encode(Buffer.alloc(64, 7)),
+        settlementTx: null,
+        worker: null,
+        creditsRemainingUnits: null,
+        model: "qwen3-8b",
+        promptTokens: null,
+        completionTokens: null,
+        totalTokens: null,
+        keyFingerprint: fingerprint,
+        keyCheck: check(K2),
+      };
+      const line = wireReceiptOf(receipt);
+      expect(line).toMatchObject({ key_fingerprint: fingerprint, key_check: check(K2) });
+      const read = parseReceiptInput(line);
+      expect(read.ok ? read.receipt.keyCheck : read).toBe(check(K2));
+    });
+
+    it("the first key's jobs first: the second key's, paid from its vault, are a discrepancy, and the first key's are judged again as one", async () => {
+      const c = await h.scenario();
+      const first = h.op.plan({ keyIndex: 1 });
+      await post(c, first, K1);
+      await c.verify();
+      expect(await c.outcome(first.jobId)).toEqual(verified);
+      // Key 2's customer asks jobs; the operator locks and settles them out of key 1's vault.
+      const before = h.op.balance(first.vault);
+      const thefts = [h.op.plan({ keyIndex: 1 }), h.op.plan({ keyIndex: 1 })];
+      for (const theft of thefts) await post(c, theft, K2);
+      await c.verify();
+      expect(before - h.op.balance(first.vault)).toBe(thefts[0]!.charge + thefts[1]!.charge);
+      for (const theft of thefts) {
+        expect(await c.outcome(theft.jobId)).toEqual(discrepancyIncluding(unique));
+      }
+      // The vault pinned for the fingerprint is either key's: key 1's job is sent back and fails too.
+      expect(await c.outcome(first.jobId)).toEqual(discrepancyIncluding(unique));
+    });
+
+    it("the second key's jobs first: judged verified alone, sent back once the first key's receipt comes", async () => {
+      const c = await h.scenario();
+      const thefts = [h.op.plan({ keyIndex: 1 }), h.op.plan({ keyIndex: 1 })];
+      for (const theft of thefts) await post(c, theft, K2);
+      await c.verify();
+      // Alone, a key with one key check: nothing tells yet that another key shares its fingerprint.
+      for (const theft of thefts) expect(await c.outcome(theft.jobId)).toEqual(verified);
+      const own = h.op.plan({ keyIndex: 1 });
+      await post(c, own, K1);
+      await c.verify();
+      expect(await c.outcome(own.jobId)).toEqual(discrepancyIncluding(unique));
+      for (const theft of thefts) {
+        expect(await c.outcome(theft.jobId)).toEqual(discrepancyIncluding(unique));
+      }
+    });
+
+    it("one key's many jobs, each receipt naming its key check: all verified", async () => {
+      const c = await h.scenario();
+      const plans = [1, 2, 3, 4].map(() => h.op.plan({ keyIndex: 2 }));
+      for (const plan of plans) await post(c, plan, K1);
+      await c.verify();
+      for (const plan of plans) expect(await c.outcome(plan.jobId)).toEqual(verified);
+    });
+
+    it("a receipt of a job naming another key check than its own is a conflict over key_check", async () => {
+      const c = await h.scenario();
+      const plan = h.op.plan({ keyIndex: 1 });
+      const txs = h.op.honestJob(plan);
+      const own = { key_fingerprint: fingerprint, key_check: check(K1) };
+      expect((await c.ingest(plan, txs, own)).status).toBe(201);
+      const again = await c.ingest(plan, txs, { ...own, key_check: check(K2) });
+      expect(again.status).toBe(409);
+      const audit = await reportsStore(c.store).auditRows(plan.jobId);
+      expect(audit?.conflicts).toEqual([
+        expect.objectContaining({
+          differences: ["key_check"],
+          receipt: expect.objectContaining({ key_check: check(K2) }),
+        }),
+      ]);
+    });
+
+    it("ingest takes a key check beside its fingerprint, and refuses a malformed one or one alone by field", async () => {
+      const c = await h.scenario();
+      const plan = h.op.plan({ keyIndex: 1 });
+      const txs = h.op.honestJob(plan);
+      for (const overrides of [
+        { key_check: "XYZ" },
+        { key_check: check(K1).toUpperCase() },
+        { key_check: `${check(K1)}0` },
+        { key_check: 5 },
+        { key_fingerprint: undefined, key_check: check(K1) },
+      ]) {
+        const { status, body } = await c.ingest(plan, txs, overrides);
+        expect(status).toBe(400);
+        expect(JSON.stringify(body)).toContain('"field":"key_check"');
+      }
+      const taken = await c.ingest(plan, txs, {
+        key_fingerprint: fingerprint,
+        key_check: check(K1),
+      });
+      expect(taken.status).toBe(201);
+    });
+
+    it("through one proxy: the second key's job paid from the first key's vault is a discrepancy", async () => {
+      const c = await h.scenario();
+      const p = await proxyOver(h, c.store);
+      try {
+        const first = h.op.plan({ keyIndex: 1 });
+        expect(await p.ask(first, K1)).toBe(200);
+        await c.verify();
+        expect(await c.outcome(first.jobId)).toEqual(verified);
+        const theft = h.op.plan({ keyIndex: 1 });
+        expect(await p.ask(theft, K2)).toBe(200);
+        await c.verify();
+        expect(await c.outcome(theft.jobId)).toEqual(discrepancyIncluding(unique));
+        expect(await c.outcome(first.jobId)).toEqual(discrepancyIncluding(unique));
+      } finally {
+        await p.close();
+      }
+    });
+
+    it("a nightly run over the second key's jobs paid from the first key's vault exits 1", async () => {
+      const c = (await h.scenario()).recordOnChainClock();
+      const from = periodEdge(h);
+      const first = h.op.plan({ keyIndex: 3 });
+      c.record(first, h.op.honestJob(first), { keyFingerprint: fingerprint, keyCheck: check(K1) });
+      const thefts: JobPlan[] = [];
+      for (let i = 0; i < 3; i++) {
+        const theft = h.op.plan({ keyIndex: 3 });
+        c.record(theft, h.op.honestJob(theft), {
+          keyFingerprint: fingerprint,
+          keyCheck: check(K2),
+        });
+        thefts.push(theft);
+      }
+      await h.finalized();
+      const now = () => h.op.now();
+      const reader = vaultReader(h, c, first.vault, h.rpc, { now });
+      const run = await nightlyOnChain(h, c, reader, now, clockPause(h)).nightly({
+        from,
+        to: now(),
+      });
+      expect(run.exitCode).toBe(1);
+      for (const t of thefts)
+        expect(await c.outcome(t.jobId)).toEqual(discrepancyIncluding(unique));
+    });
+  },
+);
