@@ -80,6 +80,8 @@ describe.each(dialects)("custody store on %s", (dialect) => {
       keyOfVault: new Map([["VaultB", "kf_b"]]),
       treasury: null,
       escrowAuthority: null,
+      // No job names a key check: no key is shared.
+      sharedKeys: new Set(),
     });
     // Opening again with the same configuration rewrites nothing.
     const before = await readVaultPins(store);
