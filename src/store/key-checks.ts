@@ -63,9 +63,10 @@ export const judgedOrHeld = or(not(verdictIsOpen(jobs.verdict)), isNotNull(jobs.
 /**
  * Inside the receipt write's transaction, after its receipts are written: each fingerprint of
  * `keys` that has come to name a second key check (`before`, its span before the write, named
- * one or none) has its jobs that were judged, or are being judged, sent back to the verifier.
- * They were judged while the fingerprint seemed one key's; their checks now fail. Sent once,
- * when the second key check comes: a job judged later reads the spans when it is judged.
+ * one or none) has its jobs naming a key check that were judged, or are being judged, sent back
+ * to the verifier. They were judged while the fingerprint seemed one key's; their checks now
+ * fail (a job naming none is judged as before, and left alone). Sent once, when the second key
+ * check comes: a job judged later reads the spans when it is judged.
  */
 export function reopenSharedKeys(
   store: SqliteStore,
@@ -78,7 +79,11 @@ export function reopenSharedKeys(
   let reopened = 0;
   for (const key of keys) {
     if (sharedSpan(before.get(key)) || !sharedSpan(after.get(key))) continue;
-    reopened += reopenJobs(store, { where: and(eq(jobs.keyFingerprint, key), judgedOrHeld)! }, now);
+    reopened += reopenJobs(
+      store,
+      { where: and(eq(jobs.keyFingerprint, key), isNotNull(jobs.keyCheck), judgedOrHeld)! },
+      now,
+    );
   }
   return reopened;
 }

@@ -67,7 +67,11 @@ export async function reopenSharedKeysPg(
   let reopened = 0;
   for (const key of keys) {
     if (sharedSpan(before.get(key)) || !sharedSpan(after.get(key))) continue;
-    reopened += await reopenJobsPg(tx, { where: and(eq(jobs.keyFingerprint, key), judged)! }, now);
+    reopened += await reopenJobsPg(
+      tx,
+      { where: and(eq(jobs.keyFingerprint, key), isNotNull(jobs.keyCheck), judged)! },
+      now,
+    );
   }
   return reopened;
 }
