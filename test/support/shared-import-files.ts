@@ -60,6 +60,7 @@ export const sharedImportFiles: readonly string[] = [
   "test/jobs-backfill-index.dialects.test.ts",
   "test/jobs-recorded-late-index.dialects.test.ts",
   "test/json-duplicate-members.test.ts",
+  "test/key-check-send-back.dialects.test.ts",
   "test/key-fingerprint-collision.dialects.test.ts",
   "test/ledger-account-snapshots.test.ts",
   "test/ledger-chained-omission.dialects.test.ts",
