@@ -4,6 +4,7 @@ import bs58 from "bs58";
 import { describe, expect, it } from "vitest";
 import type { Store } from "../src/db/client.js";
 import { createLogger } from "../src/log.js";
+import { createRecordingFetch } from "../src/recorder/fetch-wrapper.js";
 import { keyCheck, keyFingerprint } from "../src/recorder/key-fingerprint.js";
 import { createRecordingProxy } from "../src/recorder/proxy.js";
 import { parseReceiptInput, wireReceiptOf } from "../src/recorder/receipt-input.js";
@@ -18,7 +19,13 @@ import {
   useAdversaryHarness,
   verified,
 } from "./support/operator.js";
-import { listen, serveApp } from "./support/recorder-fixtures.js";
+import {
+  closedAfterTest,
+  ingestToken,
+  jobUpstream,
+  listen,
+  serveApp,
+} from "./support/recorder-fixtures.js";
 
 /**
  * The operator mints the API keys (`dcntrl_live_<32 alnum>`), and a key's fingerprint is 64 bits
@@ -238,6 +245,52 @@ describe.each(dialects)(
       } finally {
         await p.close();
       }
+    });
+
+    it("through one recording fetch: the second key's job paid from the first key's vault is a discrepancy", async () => {
+      const c = await h.scenario();
+      const audit = closedAfterTest(await serveApp({ store: c.store, log }));
+      const errors: string[] = [];
+      const recordingFetch = createRecordingFetch({
+        ingestUrl: `${audit.url}/jobs`,
+        token: await ingestToken(c.store),
+        onError: (error) => errors.push(error.message),
+      });
+      const ask = async (plan: JobPlan, key: string) => {
+        const upstream = await jobUpstream(plan, h.op.honestJob(plan), {
+          body: JSON.stringify({
+            id: "c",
+            object: "chat.completion",
+            model: plan.model,
+            choices: [
+              {
+                index: 0,
+                finish_reason: "stop",
+                message: { role: "assistant", content: "x".repeat(700) },
+              },
+            ],
+            usage: { prompt_tokens: 12, completion_tokens: 640, total_tokens: 652 },
+          }),
+        });
+        const res = await recordingFetch(`${upstream.url}/v1/chat/completions`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+          body: JSON.stringify({
+            model: plan.requestedModel,
+            messages: [{ role: "user", content: "hi" }],
+          }),
+        });
+        await res.text();
+        await recordingFetch.flush();
+      };
+      const first = h.op.plan({ keyIndex: 1 });
+      await ask(first, K1);
+      const theft = h.op.plan({ keyIndex: 1 });
+      await ask(theft, K2);
+      expect(errors).toEqual([]);
+      await c.verify();
+      expect(await c.outcome(theft.jobId)).toEqual(discrepancyIncluding(unique));
+      expect(await c.outcome(first.jobId)).toEqual(discrepancyIncluding(unique));
     });
 
     it("a nightly run over the second key's jobs paid from the first key's vault exits 1", async () => {
