@@ -23,7 +23,7 @@ export interface KeyCheckSpan {
 export const sharedSpan = (span: KeyCheckSpan | null | undefined) =>
   span !== null && span !== undefined && span.least !== span.greatest;
 
-/** The (fingerprint, key check) pairs of `receipts` naming both, fingerprints once each. */
+/** The fingerprints `receipts` name with a key check, each once. */
 export function checkedKeys(
   receipts: readonly { keyFingerprint?: string | null; keyCheck?: string | null }[],
 ): string[] {
