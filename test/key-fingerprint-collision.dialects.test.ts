@@ -293,6 +293,49 @@ describe.each(dialects)(
       expect(await c.outcome(first.jobId)).toEqual(discrepancyIncluding(unique));
     });
 
+    it("completions posted with _decentral naming the key check, as the Python integration posts them: the second key's is a discrepancy", async () => {
+      const c = await h.scenario();
+      const audit = closedAfterTest(await serveApp({ store: c.store, log }));
+      const token = await ingestToken(c.store);
+      const postCompletion = async (plan: JobPlan, key: string) => {
+        const txs = h.op.honestJob(plan);
+        const res = await fetch(`${audit.url}/jobs`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+          body: JSON.stringify({
+            id: "c",
+            object: "chat.completion",
+            model: plan.model,
+            choices: [
+              {
+                index: 0,
+                finish_reason: "stop",
+                message: { role: "assistant", content: "x".repeat(700) },
+              },
+            ],
+            usage: { prompt_tokens: 12, completion_tokens: 640, total_tokens: 652 },
+            _decentral: {
+              job_id: plan.jobId,
+              escrow_tx: txs.escrowTx,
+              settlement_tx: txs.settlementTx,
+              worker: plan.worker.address,
+              requested_model: plan.requestedModel,
+              key_fingerprint: keyFingerprint(`Bearer ${key}`),
+              key_check: check(key),
+            },
+          }),
+        });
+        expect(res.status).toBe(201);
+      };
+      const first = h.op.plan({ keyIndex: 1 });
+      await postCompletion(first, K1);
+      const theft = h.op.plan({ keyIndex: 1 });
+      await postCompletion(theft, K2);
+      await c.verify();
+      expect(await c.outcome(theft.jobId)).toEqual(discrepancyIncluding(unique));
+      expect(await c.outcome(first.jobId)).toEqual(discrepancyIncluding(unique));
+    });
+
     it("a nightly run over the second key's jobs paid from the first key's vault exits 1", async () => {
       const c = (await h.scenario()).recordOnChainClock();
       const from = periodEdge(h);
