@@ -5,6 +5,7 @@ import { withoutUrlSecrets } from "./chain/url-secrets.js";
 import { DatabaseUrlError, parseDatabaseUrl, sslModes } from "./db/url.js";
 import { isCronExpression } from "./nightly/cron-expression.js";
 import { DEFAULT_READ_QUEUE } from "./read-gate.js";
+import { keyFingerprint } from "./recorder/key-fingerprint.js";
 
 /**
  * The one reader of process.env. Every key is documented with its default; a bad value stops
@@ -266,7 +267,13 @@ export const configSchema = z.object({
               "each must look like dcntrl_live_<32 alphanumerics>",
             ),
         )
-        .min(1, "at least one key"),
+        .min(1, "at least one key")
+        // Two keys with one fingerprint are one key to the backfill, which picks a job's key by
+        // fingerprint: whoever minted them made them collide (see key-fingerprint.ts).
+        .refine(
+          (keys) => new Set(keys.map((k) => keyFingerprint(k))).size === new Set(keys).size,
+          "two of the keys share one key fingerprint: the audit cannot tell their jobs apart",
+        ),
     )
     .optional(),
   /** HTTP port of `serve`. Default 8787; 0 picks a free port. */

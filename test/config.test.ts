@@ -183,6 +183,19 @@ describe("VERIFY_CRON of another number of fields", () => {
   });
 });
 
+// Decentral mints the keys: two sharing a fingerprint (found in 7 minutes on two cores) were one
+// key to the settlement backfill, which asks the jobs API with the key of a job's fingerprint.
+describe("DECENTRAL_API_KEYS of two keys with one fingerprint", () => {
+  it("is refused naming the setting; the same key twice is not", () => {
+    const k1 = "dcntrl_live_826ac7a850a53198q7z3k9m2w5x8r4t6";
+    const k2 = "dcntrl_live_39ad1e3bf1ea0d04q7z3k9m2w5x8r4t6";
+    expect(() => loadConfig({ DECENTRAL_API_KEYS: `${k1},${k2}` })).toThrow(
+      /DECENTRAL_API_KEYS: two of the keys share one key fingerprint/,
+    );
+    expect(loadConfig({ DECENTRAL_API_KEYS: `${k1},${k1}` }).DECENTRAL_API_KEYS).toEqual([k1, k1]);
+  });
+});
+
 // CREDIT_VAULTS="A,A" was read as two vaults, so a key's account snapshot found no single vault
 // of the deployment; "fp:A,fp:B" pinned the key to B without a word about A.
 describe("CREDIT_VAULTS naming a vault or a key twice", () => {
