@@ -302,6 +302,21 @@ export function completesOpenCapture(
 }
 
 /**
+ * The key check a completed capture keeps: the proxy's, read from the Authorization header it
+ * forwarded, while the completion names the same fingerprint. An
+ * imported completion line naming no key check, or another, erased it: the fingerprint's
+ * second key check gone, a key made to share it was judged on the fingerprint alone again.
+ */
+export function completedKeyCheck(
+  row: Pick<RecordedRow, "keyFingerprint" | "keyCheck">,
+  receipt: Pick<Receipt, "keyFingerprint" | "keyCheck">,
+): string | null {
+  // A completion naming another fingerprint, or none, replaces it (and the check beside it).
+  if ((receipt.keyFingerprint ?? null) !== row.keyFingerprint) return receipt.keyCheck ?? null;
+  return row.keyCheck ?? receipt.keyCheck ?? null;
+}
+
+/**
  * The backfill a completed capture keeps: an import's asks the jobs API (the proxy asks only
  * once it wrote the completion itself), as does one still without a settlement signature.
  */

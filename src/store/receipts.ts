@@ -20,6 +20,7 @@ import {
   captureParams,
   carriesCapture,
   completedBackfill,
+  completedKeyCheck,
   completedStatus,
   completesOpenCapture,
   conflictRecord,
@@ -455,6 +456,7 @@ function recordOne(
         // A request's method and path are the proxy's facts: a completion naming none keeps them.
         requestMethod: receipt.requestMethod ?? row.requestMethod,
         requestPath: receipt.requestPath ?? row.requestPath,
+        keyCheck: completedKeyCheck(row, receipt),
         backfillState: completedBackfill(row, settlementTx, source),
       },
       row,

@@ -10,6 +10,7 @@ import {
   captureParams,
   carriesCapture,
   completedBackfill,
+  completedKeyCheck,
   completedStatus,
   completesOpenCapture,
   conflictRecord,
@@ -327,6 +328,7 @@ async function recordExisting(
         // A request's method and path are the proxy's facts: a completion naming none keeps them.
         requestMethod: receipt.requestMethod ?? row.requestMethod,
         requestPath: receipt.requestPath ?? row.requestPath,
+        keyCheck: completedKeyCheck(row, receipt),
         backfillState: completedBackfill(row, settlementTx, source),
         updatedAt: now,
       })
