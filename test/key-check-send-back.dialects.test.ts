@@ -64,3 +64,32 @@ describe.each(dialects)("a second key check of a fingerprint on %s", (dialect) =
     expect(await readJob(store, judged.jobId)).toMatchObject({ verdict: "discrepancy" });
   });
 });
+
+describe.each(dialects)("an open capture completed by an import line on %s", (dialect) => {
+  const stores = useDialectStores(dialect);
+  // The import line a proxy writes when it cannot record names the fingerprint and, from an
+  // older proxy, no key check: completing the open capture wrote its fields over the proxy's,
+  // the key check with them, and the fingerprint read as one key's again.
+  it("keeps the proxy's key check when the line names the same fingerprint and none", async () => {
+    const store = await stores.open();
+    await recordReceipts(store, [receipt({ keyFingerprint: F, keyCheck: C1 })], "ingest", {
+      now: t,
+    });
+    const second = receipt({ keyFingerprint: F, keyCheck: C2 });
+    const open: Receipt = {
+      ...second,
+      settlementTx: null,
+      captureState: "open",
+      promptTokens: null,
+      completionTokens: null,
+      totalTokens: null,
+    };
+    await recordReceipts(store, [open], "proxy", { now: t });
+    const { keyCheck: _, ...line } = second;
+    await recordReceipts(store, [line], "import", { now: t + 1 });
+    const row = await readJob(store, second.jobId);
+    expect(row).toMatchObject({ keyCheck: C2, captureState: "complete" });
+    const pins = await createCustodyStore(store, localnetProfile).pins([F], []);
+    expect([...(pins.sharedKeys ?? [])]).toEqual([F]);
+  });
+});
