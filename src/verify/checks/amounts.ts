@@ -1,9 +1,9 @@
 import { payableWorker, readLock, readRelease } from "../money-movements.js";
 import { usagePrice } from "./charge.js";
-import { parseJobMemos } from "./memos.js";
 import type { ChainAmounts, CheckInput } from "./check-input.js";
 import { sum } from "./check-list.js";
 import type { UsableLock } from "./escrow.js";
+import { parseJobMemos } from "./memos.js";
 import { signatureOwner } from "./signatures.js";
 import type { RoleTx } from "./transaction.js";
 
