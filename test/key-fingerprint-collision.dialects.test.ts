@@ -43,6 +43,31 @@ const check = (key: string) => hash("sha256", key, "hex").slice(16, 32);
 const log = createLogger({ level: "silent" });
 const unique = "key.fingerprint_unique";
 
+/** The answer each job gets: 700 bytes of text, charged for the 640 tokens its usage names. */
+const completionOf = (plan: JobPlan) => ({
+  id: "c",
+  object: "chat.completion",
+  model: plan.model,
+  choices: [
+    {
+      index: 0,
+      finish_reason: "stop",
+      message: { role: "assistant", content: "x".repeat(700) },
+    },
+  ],
+  usage: { prompt_tokens: 12, completion_tokens: 640, total_tokens: 652 },
+});
+
+/** The chat request `plan`'s job answers, asked with `key`. */
+const chatRequest = (plan: JobPlan, key: string): RequestInit => ({
+  method: "POST",
+  headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+  body: JSON.stringify({
+    model: plan.requestedModel,
+    messages: [{ role: "user", content: "hi" }],
+  }),
+});
+
 /** A recording proxy over an operator upstream answering each request with the next job queued. */
 async function proxyOver(h: ReturnType<typeof useAdversaryHarness>, store: Store) {
   const queue: { plan: JobPlan; txs: { escrowTx: string; settlementTx: string } }[] = [];
@@ -58,21 +83,7 @@ async function proxyOver(h: ReturnType<typeof useAdversaryHarness>, store: Store
         "x-decentral-settlement-tx": txs.settlementTx,
         "x-decentral-worker": plan.worker.address,
       });
-      res.end(
-        JSON.stringify({
-          id: "c",
-          object: "chat.completion",
-          model: plan.model,
-          choices: [
-            {
-              index: 0,
-              finish_reason: "stop",
-              message: { role: "assistant", content: "x".repeat(700) },
-            },
-          ],
-          usage: { prompt_tokens: 12, completion_tokens: 640, total_tokens: 652 },
-        }),
-      );
+      res.end(JSON.stringify(completionOf(plan)));
     }),
   );
   const proxy = createRecordingProxy({ store, log, upstreamBaseUrl: `${upstream.url}/v1` });
@@ -81,14 +92,7 @@ async function proxyOver(h: ReturnType<typeof useAdversaryHarness>, store: Store
     /** Asks `plan`'s job with `key`; the operator sends its chain steps as the request comes. */
     async ask(plan: JobPlan, key: string): Promise<number> {
       queue.push({ plan, txs: h.op.honestJob(plan) });
-      const res = await fetch(`${app.url}/v1/chat/completions`, {
-        method: "POST",
-        headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
-        body: JSON.stringify({
-          model: plan.requestedModel,
-          messages: [{ role: "user", content: "hi" }],
-        }),
-      });
+      const res = await fetch(`${app.url}/v1/chat/completions`, chatRequest(plan, key));
       await res.text();
       await proxy.idle();
       return res.status;
@@ -258,28 +262,12 @@ describe.each(dialects)(
       });
       const ask = async (plan: JobPlan, key: string) => {
         const upstream = await jobUpstream(plan, h.op.honestJob(plan), {
-          body: JSON.stringify({
-            id: "c",
-            object: "chat.completion",
-            model: plan.model,
-            choices: [
-              {
-                index: 0,
-                finish_reason: "stop",
-                message: { role: "assistant", content: "x".repeat(700) },
-              },
-            ],
-            usage: { prompt_tokens: 12, completion_tokens: 640, total_tokens: 652 },
-          }),
+          body: JSON.stringify(completionOf(plan)),
         });
-        const res = await recordingFetch(`${upstream.url}/v1/chat/completions`, {
-          method: "POST",
-          headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
-          body: JSON.stringify({
-            model: plan.requestedModel,
-            messages: [{ role: "user", content: "hi" }],
-          }),
-        });
+        const res = await recordingFetch(
+          `${upstream.url}/v1/chat/completions`,
+          chatRequest(plan, key),
+        );
         await res.text();
         await recordingFetch.flush();
       };
@@ -303,17 +291,7 @@ describe.each(dialects)(
           method: "POST",
           headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
           body: JSON.stringify({
-            id: "c",
-            object: "chat.completion",
-            model: plan.model,
-            choices: [
-              {
-                index: 0,
-                finish_reason: "stop",
-                message: { role: "assistant", content: "x".repeat(700) },
-              },
-            ],
-            usage: { prompt_tokens: 12, completion_tokens: 640, total_tokens: 652 },
+            ...completionOf(plan),
             _decentral: {
               job_id: plan.jobId,
               escrow_tx: txs.escrowTx,
