@@ -65,6 +65,71 @@ describe.each(dialects)("a second key check of a fingerprint on %s", (dialect) =
   });
 });
 
+describe.each(dialects)("a key check another source names later on %s", (dialect) => {
+  const stores = useDialectStores(dialect);
+  // A job first recorded naming only its fingerprint (an import line, an older recorder) took
+  // another source's later receipt naming the key check as a duplicate: the key made to share
+  // the fingerprint stayed one with the first, its jobs judged on the fingerprint alone.
+  it.each([
+    ["the same receipt", (r: Receipt) => r],
+    ["a copy knowing less", (r: Receipt) => ({ ...r, promptTokens: null, totalTokens: null })],
+  ])("fills it in from %s and sends the fingerprint's judged jobs back", async (_, copyOf) => {
+    const store = await stores.open();
+    const first = receipt({ keyFingerprint: F, keyCheck: C1 });
+    await recordReceipts(store, [first], "ingest", { now: t });
+    const second = receipt({ keyFingerprint: F });
+    await recordReceipts(store, [second], "import", { now: t });
+    for (const r of [first, second]) {
+      await updateJob(store, r.jobId, { verdict: "verified", verdictAt: t });
+    }
+    const [result] = await recordReceipts(store, [copyOf({ ...second, keyCheck: C2 })], "ingest", {
+      now: t + 1,
+    });
+    expect(result).toEqual({ outcome: "updated" });
+    expect(await readJob(store, second.jobId)).toMatchObject({
+      keyCheck: C2,
+      verdict: "pending",
+      previousVerdict: "verified",
+    });
+    expect(await readJob(store, first.jobId)).toMatchObject({
+      verdict: "pending",
+      previousVerdict: "verified",
+    });
+    const pins = await createCustodyStore(store, localnetProfile).pins([F], []);
+    expect(pins.sharedKeys).toEqual(new Set([F]));
+  });
+
+  it("keeps a later receipt naming another key check than the job's as a conflict", async () => {
+    const store = await stores.open();
+    const first = receipt({ keyFingerprint: F, keyCheck: C1 });
+    await recordReceipts(store, [first], "import", { now: t });
+    const [result] = await recordReceipts(store, [{ ...first, keyCheck: C2 }], "ingest", {
+      now: t + 1,
+    });
+    expect(result).toEqual({ outcome: "conflict", differences: ["key_check"] });
+    expect(await readJob(store, first.jobId)).toMatchObject({ keyCheck: C1 });
+    const pins = await createCustodyStore(store, localnetProfile).pins([F], []);
+    expect(pins.sharedKeys).toEqual(new Set());
+  });
+
+  it("fills nothing beside another fingerprint, and nothing else of the receipt", async () => {
+    const store = await stores.open();
+    const first = receipt({ keyFingerprint: F });
+    await recordReceipts(store, [first], "import", { now: t });
+    const other = { ...first, keyFingerprint: G, keyCheck: C2 };
+    expect(await recordReceipts(store, [other], "ingest", { now: t + 1 })).toEqual([
+      { outcome: "duplicate" },
+    ]);
+    const filled = { ...first, keyCheck: C2, maxTokens: 77, creditVault: null };
+    await recordReceipts(store, [filled], "ingest", { now: t + 1 });
+    expect(await readJob(store, first.jobId)).toMatchObject({
+      keyFingerprint: F,
+      keyCheck: C2,
+      maxTokens: null,
+    });
+  });
+});
+
 describe.each(dialects)("an open capture completed by an import line on %s", (dialect) => {
   const stores = useDialectStores(dialect);
   // The import line a proxy writes when it cannot record names the fingerprint and, from an
@@ -89,6 +154,33 @@ describe.each(dialects)("an open capture completed by an import line on %s", (di
     await recordReceipts(store, [line], "import", { now: t + 1 });
     const row = await readJob(store, second.jobId);
     expect(row).toMatchObject({ keyCheck: C2, captureState: "complete" });
+    const pins = await createCustodyStore(store, localnetProfile).pins([F], []);
+    expect([...(pins.sharedKeys ?? [])]).toEqual([F]);
+  });
+
+  // A line naming no fingerprint at all wrote the job as no key's: its lock from a vault a key
+  // holds left unproven, and the fingerprint's second key check gone with it.
+  it("keeps the proxy's fingerprint and key check when the line names neither", async () => {
+    const store = await stores.open();
+    await recordReceipts(store, [receipt({ keyFingerprint: F, keyCheck: C1 })], "ingest", {
+      now: t,
+    });
+    const second = receipt({ keyFingerprint: F, keyCheck: C2 });
+    const open: Receipt = {
+      ...second,
+      settlementTx: null,
+      captureState: "open",
+      promptTokens: null,
+      completionTokens: null,
+      totalTokens: null,
+    };
+    await recordReceipts(store, [open], "proxy", { now: t });
+    const { keyCheck: _, keyFingerprint: __, ...line } = second;
+    expect(await recordReceipts(store, [line], "import", { now: t + 1 })).toEqual([
+      { outcome: "updated" },
+    ]);
+    const row = await readJob(store, second.jobId);
+    expect(row).toMatchObject({ keyFingerprint: F, keyCheck: C2, captureState: "complete" });
     const pins = await createCustodyStore(store, localnetProfile).pins([F], []);
     expect([...(pins.sharedKeys ?? [])]).toEqual([F]);
   });

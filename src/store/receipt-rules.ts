@@ -302,18 +302,73 @@ export function completesOpenCapture(
 }
 
 /**
- * The key check a completed capture keeps: the proxy's, read from the Authorization header it
- * forwarded, while the completion names the same fingerprint. An
- * imported completion line naming no key check, or another, erased it: the fingerprint's
- * second key check gone, a key made to share it was judged on the fingerprint alone again.
+ * The key fingerprint a completed capture keeps: the completion's, else the proxy's, read from
+ * the Authorization header it forwarded. An imported completion line naming no fingerprint
+ * erased it: the job was then judged as no key's, its lock from any vault a key holds unproven.
+ */
+export function completedFingerprint(
+  row: Pick<RecordedRow, "keyFingerprint">,
+  receipt: Pick<Receipt, "keyFingerprint">,
+): string | null {
+  return receipt.keyFingerprint ?? row.keyFingerprint;
+}
+
+/**
+ * The key check a completed capture keeps: the proxy's, while the completion names the same
+ * fingerprint or none. An imported completion line naming no key check, or another, erased it:
+ * the fingerprint's second key check gone, a key made to share it was judged on the
+ * fingerprint alone again.
  */
 export function completedKeyCheck(
   row: Pick<RecordedRow, "keyFingerprint" | "keyCheck">,
   receipt: Pick<Receipt, "keyFingerprint" | "keyCheck">,
 ): string | null {
-  // A completion naming another fingerprint, or none, replaces it (and the check beside it).
-  if ((receipt.keyFingerprint ?? null) !== row.keyFingerprint) return receipt.keyCheck ?? null;
+  const fingerprint = receipt.keyFingerprint ?? null;
+  // A completion naming another fingerprint replaces it, and the check beside it.
+  if (fingerprint !== null && fingerprint !== row.keyFingerprint) return receipt.keyCheck ?? null;
   return row.keyCheck ?? receipt.keyCheck ?? null;
+}
+
+/*
+ * Another source's receipt of a recorded job neither fills in nor contradicts its capture
+ * fields, except the key check. A job first recorded naming only its fingerprint (an import
+ * line, an older recorder) would otherwise never get one: a key made to share that fingerprint
+ * stayed one key with the other, its jobs judged on the fingerprint alone, whatever later
+ * receipts of them said. The key check is the key's own, whoever recorded it, and a fill only
+ * makes the checks stricter (`key.fingerprint_unique`).
+ */
+
+/**
+ * True when another source's `receipt` names a key check beside the fingerprint the job was
+ * recorded with, and the job has none: it is filled in (`keyCheck` alone).
+ */
+export function fillsKeyCheck(
+  row: Pick<RecordedRow, "keyFingerprint" | "keyCheck">,
+  receipt: Pick<Receipt, "keyFingerprint" | "keyCheck">,
+): boolean {
+  return (
+    row.keyCheck === null &&
+    row.keyFingerprint !== null &&
+    (receipt.keyCheck ?? null) !== null &&
+    receipt.keyFingerprint === row.keyFingerprint
+  );
+}
+
+/**
+ * Columns where another source's `receipt` contradicts the job's key check: both name one and
+ * they differ, with `key_fingerprint` when it names another fingerprint too. Kept as a
+ * conflict, as a receipt of the job's own source naming another one is.
+ */
+export function otherSourceKeyDifferences(
+  row: Pick<RecordedRow, "keyFingerprint" | "keyCheck">,
+  receipt: Pick<Receipt, "keyFingerprint" | "keyCheck">,
+): string[] {
+  const check = receipt.keyCheck ?? null;
+  if (check === null || row.keyCheck === null || check === row.keyCheck) return [];
+  const fingerprint = receipt.keyFingerprint ?? null;
+  const otherKey =
+    fingerprint !== null && row.keyFingerprint !== null && fingerprint !== row.keyFingerprint;
+  return otherKey ? [columns.keyFingerprint.name, columns.keyCheck.name] : [columns.keyCheck.name];
 }
 
 /**

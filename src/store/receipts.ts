@@ -20,6 +20,7 @@ import {
   captureParams,
   carriesCapture,
   completedBackfill,
+  completedFingerprint,
   completedKeyCheck,
   completedStatus,
   completesOpenCapture,
@@ -28,6 +29,7 @@ import {
   filledColumns,
   filledFields,
   fillsCapture,
+  fillsKeyCheck,
   gainedConflictSignatures,
   initialBackfill,
   knowingLessOutcome,
@@ -38,6 +40,7 @@ import {
   noLongerNamed,
   otherSignatureReceipts,
   otherSourceDifferences,
+  otherSourceKeyDifferences,
   type Receipt,
   type ReceiptCore,
   type RecordedRow,
@@ -257,6 +260,12 @@ function prepare(store: SqliteStore) {
       [...indexedReceiptColumns, "keyFingerprint", "keyCheck"],
       (set) => prepareOrIgnore(store, db.update(jobs).set(set).where(jobId)),
     ),
+    // Another source's receipt naming the key check the job lacks (see `fillsKeyCheck`).
+    fillKeyCheck: db
+      .update(jobs)
+      .set({ keyCheck: param("keyCheck"), updatedAt: param("now") })
+      .where(jobId)
+      .prepare(),
     // A copy of the receipt that brings the status it lacked (see `statusOfCopy`).
     fillStatus: db
       .update(jobs)
@@ -365,6 +374,12 @@ function storeConflict(
   return gained;
 }
 
+/** Writes the key check another source's receipt names for its job (see `fillsKeyCheck`). */
+function fillKeyCheck(st: Statements, receipt: Receipt, now: number): void {
+  const filled = st.fillKeyCheck.run({ jobId: receipt.jobId, keyCheck: receipt.keyCheck, now });
+  expectWritten(filled.changes, receipt.jobId);
+}
+
 /**
  * Records one receipt inside the caller's transaction. Synchronous by design: it is the body
  * of the batch transaction and must never await. Returns the outcome, and whether the
@@ -405,9 +420,11 @@ function recordOne(
   if (!completesCapture && recorded?.receiptHash === hash) {
     const status = statusOfCopy(recorded, receipt);
     // Capture fields outside the hash are compared only with the row's own source's (another
-    // source's never fills in this one), and only read when the receipt names any.
+    // source's never fills in this one but for the key check), and only read when the receipt
+    // names any.
     const ownSource = recorded.source === source;
-    if (status === "none" && !(ownSource && carriesCapture(receipt))) {
+    const readsCapture = ownSource ? carriesCapture(receipt) : (receipt.keyCheck ?? null) !== null;
+    if (status === "none" && !readsCapture) {
       return { result: { outcome: "duplicate" }, reopen: false, named: [] };
     }
     const row = st.select.get({ jobId: receipt.jobId }) as StoredRow;
@@ -416,16 +433,17 @@ function recordOne(
     }
     const differences = [
       ...(statusDiffers(status) ? ["http_status"] : []),
-      ...(ownSource ? captureDifferences(row, receipt) : []),
+      ...(ownSource ? captureDifferences(row, receipt) : otherSourceKeyDifferences(row, receipt)),
     ];
     if (differences.length > 0) {
       storeConflict(st, row, receipt, source, differences, now);
       const reopen = statusWritten(status) && needsReopen(row, now);
       return { result: { outcome: "conflict", differences }, reopen, named: [] };
     }
-    const fills = ownSource && fillsCapture(row, receipt);
+    const fills = ownSource ? fillsCapture(row, receipt) : fillsKeyCheck(row, receipt);
     const tagged = ownSource && addsTags(row, receipt);
-    if (fills || tagged) {
+    if (!ownSource && fills) fillKeyCheck(st, receipt, now);
+    else if (fills || tagged) {
       expectWritten(st.fill.run({ ...filledColumns(row, receipt), now }, row).changes, row.jobId);
     }
     // A key, vault or ceiling the job lacked changes its checks; a new tag does not.
@@ -456,6 +474,7 @@ function recordOne(
         // A request's method and path are the proxy's facts: a completion naming none keeps them.
         requestMethod: receipt.requestMethod ?? row.requestMethod,
         requestPath: receipt.requestPath ?? row.requestPath,
+        keyFingerprint: completedFingerprint(row, receipt),
         keyCheck: completedKeyCheck(row, receipt),
         backfillState: completedBackfill(row, settlementTx, source),
       },
@@ -470,8 +489,15 @@ function recordOne(
   // anything but the same receipt is a finding, whether it contradicts a field or only knows
   // more (one that only knows less is a duplicate).
   if (row.source !== source) {
-    const differences = otherSourceDifferences(row, receipt, statusFinding);
-    if (differences.length === 0) return knowingLessOutcome(statusWritten(status), reopen);
+    const differences = [
+      ...otherSourceDifferences(row, receipt, statusFinding),
+      ...otherSourceKeyDifferences(row, receipt),
+    ];
+    if (differences.length === 0) {
+      if (!fillsKeyCheck(row, receipt)) return knowingLessOutcome(statusWritten(status), reopen);
+      fillKeyCheck(st, receipt, now);
+      return { result: { outcome: "updated" }, reopen, named: [] };
+    }
     const gained = storeConflict(st, row, receipt, source, differences, now);
     return {
       result: { outcome: "conflict", differences },

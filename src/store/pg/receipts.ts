@@ -10,6 +10,7 @@ import {
   captureParams,
   carriesCapture,
   completedBackfill,
+  completedFingerprint,
   completedKeyCheck,
   completedStatus,
   completesOpenCapture,
@@ -18,6 +19,7 @@ import {
   filledColumns,
   filledFields,
   fillsCapture,
+  fillsKeyCheck,
   gainedConflictSignatures,
   initialBackfill,
   knowingLessOutcome,
@@ -28,6 +30,7 @@ import {
   noLongerNamed,
   otherSignatureReceipts,
   otherSourceDifferences,
+  otherSourceKeyDifferences,
   type Receipt,
   type RecordedRow,
   receiptFields,
@@ -247,6 +250,14 @@ async function lockedRows(tx: PgTx, jobIds: readonly string[]): Promise<Map<stri
   return new Map(found.map((row) => [row.jobId, row as RecordedRow]));
 }
 
+/** Writes the key check another source's receipt names for its job (see `fillsKeyCheck`). */
+async function fillKeyCheck(tx: PgTx, receipt: Receipt, now: number): Promise<void> {
+  await tx
+    .update(jobs)
+    .set({ keyCheck: receipt.keyCheck ?? null, updatedAt: now })
+    .where(eq(jobs.jobId, receipt.jobId));
+}
+
 /**
  * A receipt of a job that already has a row, as `recordOne` on SQLite after its insert did
  * nothing. The row is read `FOR UPDATE` (or was, as `read`, in this transaction before anything
@@ -266,9 +277,11 @@ async function recordExisting(
   const completesCapture = completesOpenCapture(row, receipt, source, () => row);
   if (!completesCapture && row.receiptHash === hash) {
     const status = statusOfCopy(row, receipt);
-    // As on SQLite: capture fields are compared only with the row's own source's.
+    // As on SQLite: capture fields are compared only with the row's own source's, but for the
+    // key check.
     const ownSource = row.source === source;
-    if (status === "none" && !(ownSource && carriesCapture(receipt))) {
+    const readsCapture = ownSource ? carriesCapture(receipt) : (receipt.keyCheck ?? null) !== null;
+    if (status === "none" && !readsCapture) {
       return { result: { outcome: "duplicate" }, reopen: false, named: [] };
     }
     if (statusWritten(status)) {
@@ -279,16 +292,17 @@ async function recordExisting(
     }
     const differences = [
       ...(statusDiffers(status) ? ["http_status"] : []),
-      ...(ownSource ? captureDifferences(row, receipt) : []),
+      ...(ownSource ? captureDifferences(row, receipt) : otherSourceKeyDifferences(row, receipt)),
     ];
     if (differences.length > 0) {
       await storeConflict(tx, row, receipt, source, differences, now);
       const reopen = statusWritten(status) && needsReopen(row, now);
       return { result: { outcome: "conflict", differences }, reopen, named: [] };
     }
-    const fills = ownSource && fillsCapture(row, receipt);
+    const fills = ownSource ? fillsCapture(row, receipt) : fillsKeyCheck(row, receipt);
     const tagged = ownSource && addsTags(row, receipt);
-    if (fills || tagged) {
+    if (!ownSource && fills) await fillKeyCheck(tx, receipt, now);
+    else if (fills || tagged) {
       await tx
         .update(jobs)
         .set({ ...filledColumns(row, receipt), updatedAt: now })
@@ -328,6 +342,7 @@ async function recordExisting(
         // A request's method and path are the proxy's facts: a completion naming none keeps them.
         requestMethod: receipt.requestMethod ?? row.requestMethod,
         requestPath: receipt.requestPath ?? row.requestPath,
+        keyFingerprint: completedFingerprint(row, receipt),
         keyCheck: completedKeyCheck(row, receipt),
         backfillState: completedBackfill(row, settlementTx, source),
         updatedAt: now,
@@ -341,8 +356,15 @@ async function recordExisting(
   // anything but the same receipt is a finding, whether it contradicts a field or only knows
   // more (one that only knows less is a duplicate).
   if (row.source !== source) {
-    const differences = otherSourceDifferences(row, receipt, statusFinding);
-    if (differences.length === 0) return knowingLessOutcome(statusWritten(status), reopen);
+    const differences = [
+      ...otherSourceDifferences(row, receipt, statusFinding),
+      ...otherSourceKeyDifferences(row, receipt),
+    ];
+    if (differences.length === 0) {
+      if (!fillsKeyCheck(row, receipt)) return knowingLessOutcome(statusWritten(status), reopen);
+      await fillKeyCheck(tx, receipt, now);
+      return { result: { outcome: "updated" }, reopen, named: [] };
+    }
     const gained = await storeConflict(tx, row, receipt, source, differences, now);
     return {
       result: { outcome: "conflict", differences },
