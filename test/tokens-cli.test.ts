@@ -1,6 +1,7 @@
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import Database from "better-sqlite3";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { authenticateToken } from "../src/auth/tokens.js";
 import { buildProgram } from "../src/cli.js";
@@ -177,4 +178,34 @@ describe("decentral-audit tokens revoke given a token's text", () => {
     );
     expect((unknownId as Error).message).toContain('no token with id "tok_0123456789abcdef"');
   });
+});
+
+// Beside another process's write lock (serve's leader in a long round, an import, a backup),
+// `tokens create` waited out the busy timeout and printed a bare "database is locked": no file,
+// no word of what was not done, where `import` and `verify` say both.
+describe("decentral-audit tokens beside a held write lock", () => {
+  it("says whose lock it waited for, how long, and that nothing was written", async () => {
+    const db = join(mkdtempSync(join(tmpdir(), "tokens-")), "audit.db");
+    await cli("db", "migrate", "--db", db);
+    const [token] = await cli("tokens", "create", "--role", "read", "--name", "ci", "--db", db);
+    const other = new Database(db);
+    other.exec("BEGIN IMMEDIATE");
+    try {
+      const held = (undone: string) => ({
+        code: "store_unavailable",
+        message: `database is locked: another process (serve, an import, a backup) held the write lock of ${db} through the 5 s wait; ${undone}; running the command again once it is free is safe`,
+      });
+      await expect(
+        cli("tokens", "create", "--role", "read", "--name", "grafana", "--db", db),
+      ).rejects.toMatchObject(held("no token was created"));
+      await expect(cli("tokens", "revoke", token!, "--db", db)).rejects.toMatchObject(
+        held("no token was revoked"),
+      );
+    } finally {
+      other.exec("ROLLBACK");
+      other.close();
+    }
+    const listed = JSON.parse((await cli("tokens", "list", "--json", "--db", db)).join("\n"));
+    expect(listed).toEqual([expect.objectContaining({ name: "ci", revokedAt: null })]);
+  }, 60_000);
 });

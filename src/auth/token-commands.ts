@@ -14,16 +14,23 @@ const iso = (ms: number | null) => (ms === null ? "-" : new Date(ms).toISOString
 /** Registers `tokens create|list|revoke`. */
 export function registerTokenCommands(program: Command, helpers: Helpers): void {
   const tokens = program.command("tokens").description("access tokens of the audit API");
+  /** Runs `fn` on the store `flags` name; `undone` says what a write lock held kept undone. */
   const withStore = async <T>(
     flags: Record<string, unknown>,
     fn: (store: Store) => Promise<T>,
+    undone = "nothing was changed",
   ): Promise<T> => {
     // Loaded here, not at the top: `--help` and the other commands never pay for the store.
-    const { openStore } = await import("../db/open.js");
+    const [{ openStore }, { writeLockHeldError }] = await Promise.all([
+      import("../db/open.js"),
+      import("../db/client.js"),
+    ]);
     // A token created in a mistyped store would never authenticate against the real one.
     const store = await openStore(helpers.configFromFlags(flags), { create: false });
     try {
       return await fn(store);
+    } catch (error) {
+      throw writeLockHeldError(store, error, undone);
     } finally {
       await store.close();
     }
@@ -44,8 +51,10 @@ export function registerTokenCommands(program: Command, helpers: Helpers): void 
         });
       }
       const { createToken } = await import("./tokens.js");
-      const created = await withStore(flags, (store) =>
-        createToken(store, { role: flags.role as TokenRole, name: flags.name }),
+      const created = await withStore(
+        flags,
+        (store) => createToken(store, { role: flags.role as TokenRole, name: flags.name }),
+        "no token was created",
       );
       console.error(
         `created ${created.id} (${created.role}, "${created.name}"); it is shown only now:`,
@@ -98,7 +107,11 @@ export function registerTokenCommands(program: Command, helpers: Helpers): void 
     .action(async (id: string, flags: Record<string, unknown>) => {
       const { revokeToken } = await import("./tokens.js");
       const asked = Date.now();
-      const revoked = await withStore(flags, (store) => revokeToken(store, id, () => asked));
+      const revoked = await withStore(
+        flags,
+        (store) => revokeToken(store, id, () => asked),
+        "no token was revoked",
+      );
       // Revoked before (the first time is kept): said so, not as a revocation made now.
       const before = revoked.revokedAt !== null && revoked.revokedAt < asked;
       console.log(

@@ -2,7 +2,7 @@ import { accessSync, constants, existsSync, mkdirSync, statSync, unlinkSync } fr
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import { type BetterSQLite3Database, drizzle } from "drizzle-orm/better-sqlite3";
-import { AppError } from "../errors.js";
+import { AppError, messageOf } from "../errors.js";
 import { pathProblem } from "../file-input.js";
 import { backoff, sleepFor } from "../retry.js";
 import type { PgStore } from "./pg/client.js";
@@ -391,6 +391,24 @@ export function sqliteFileOf(store: Store): string | null {
   if (store.kind !== "sqlite") return null;
   const path = store.sqlite.name;
   return store.sqlite.memory || path === ":memory:" || path === "" ? null : path;
+}
+
+/**
+ * A write `store` gave up on because another process held SQLite's write lock through the whole
+ * busy wait, said as `import` and `verify` say it: the file, the wait, what was not done, and
+ * that running the command again is safe (`undone`: "no token was created"). A bare "database
+ * is locked" named no file, no holder and no remedy. Any other error is returned as it came.
+ */
+export function writeLockHeldError(store: Store, error: unknown, undone: string): unknown {
+  if (store.kind !== "sqlite" || !isBusyError(error)) return error;
+  const file = sqliteFileOf(store) ?? "the in-memory store";
+  const waitS = Math.round((busyTimeoutOf(store) ?? 0) / 100) / 10;
+  return new AppError(
+    "store_unavailable",
+    `${messageOf(error)}: another process (serve, an import, a backup) held the write lock of ${file} through the ${waitS} s wait; ${undone}; running the command again once it is free is safe`,
+    {},
+    { cause: error },
+  );
 }
 
 /** How long this connection waits for another's write lock (ms); null on PostgreSQL. */
