@@ -1,14 +1,19 @@
-import { hash } from "node:crypto";
+import { hash, randomBytes } from "node:crypto";
 import http from "node:http";
+import { setTimeout as sleep } from "node:timers/promises";
 import bs58 from "bs58";
 import { describe, expect, it } from "vitest";
+import type { RpcPool } from "../src/chain/rpc-pool.js";
 import type { Store } from "../src/db/client.js";
+import { openPostgres } from "../src/db/pg/client.js";
 import { createLogger } from "../src/log.js";
 import { createRecordingFetch } from "../src/recorder/fetch-wrapper.js";
 import { keyCheck, keyFingerprint } from "../src/recorder/key-fingerprint.js";
 import { createRecordingProxy } from "../src/recorder/proxy.js";
 import { parseReceiptInput, wireReceiptOf } from "../src/recorder/receipt-input.js";
+import { type Receipt, recordReceipts } from "../src/recorder/receipts.js";
 import { reportsStore } from "../src/store/reports.js";
+import { createVerifier } from "../src/verify/engine.js";
 import { clockPause } from "./support/chain-clock.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import { nightlyOnChain, periodEdge, vaultReader } from "./support/ledger-periods.js";
@@ -19,6 +24,7 @@ import {
   useAdversaryHarness,
   verified,
 } from "./support/operator.js";
+import { quickVerifierOptions } from "./support/quick-verifier.js";
 import {
   closedAfterTest,
   ingestToken,
@@ -362,3 +368,100 @@ describe.each(dialects)(
     });
   },
 );
+
+/**
+ * Two hosts on one PostgreSQL database, each recording the first receipt of one of two keys
+ * sharing a fingerprint and judging its job at once: the second receipt is written while the
+ * first host's verifier judges the first job (started as that verifier asks the chain for its
+ * transactions), committing before or after the verifier reads the fingerprint's key checks.
+ * Whichever comes first, both jobs end failing `key.fingerprint_unique`: the verifier waits for
+ * a writer holding the fingerprint's stripe, and one that comes after it sends the job back,
+ * its lease dropped, in the receipt's transaction.
+ */
+describe("two API keys with one fingerprint recorded at once from two PostgreSQL pools", () => {
+  const stores = useDialectStores("postgres");
+  const h = useAdversaryHarness({ openStore: () => stores.open() });
+
+  /** `plan`'s receipt naming key `fingerprint` and `keyCheck`, as its recorder records it. */
+  const receiptOf = (plan: JobPlan, keyFingerprint: string, keyCheck: string): Receipt => {
+    const txs = h.op.honestJob(plan);
+    return {
+      jobId: plan.jobId,
+      escrowTx: txs.escrowTx,
+      settlementTx: txs.settlementTx,
+      worker: plan.worker.address,
+      creditsRemainingUnits: h.op.balance(plan.vault),
+      model: plan.requestedModel ?? plan.model,
+      responseModel: plan.model,
+      promptTokens: plan.promptTokens,
+      completionTokens: plan.completionTokens,
+      totalTokens:
+        plan.completionTokens === null ? null : (plan.promptTokens ?? 0) + plan.completionTokens,
+      maxTokens: plan.maxTokens,
+      stream: false,
+      httpStatus: 200,
+      keyFingerprint,
+      keyCheck,
+    };
+  };
+
+  it("fails both keys' first jobs, the second written while the first host judges the first", async () => {
+    const c = await h.scenario();
+    if (c.store.kind !== "postgres") throw new Error("expected PostgreSQL");
+    const two = openPostgres(stores.lastUrl, { poolSize: 4, statementTimeoutMs: 30_000 });
+    /** Records `receipt` on `store`, then judges what is due there, as a host does. */
+    const host = async (store: Store, receipt: Receipt, rpc: RpcPool) => {
+      const [result] = await recordReceipts(store, [receipt], "ingest");
+      expect(result).toEqual({ outcome: "created" });
+      const verifier = createVerifier({
+        store,
+        rpc,
+        profile: c.profile,
+        log,
+        options: quickVerifierOptions,
+      });
+      await verifier.runUntilSettled({}, { timeoutMs: 20_000 });
+    };
+    const jobs: string[] = [];
+    try {
+      // The two keys made to collide, then, for the second write to meet the first host's
+      // judging at other points, one fingerprint (any 64 bits: the audit reads no more of a
+      // receipt's key) per round, its write started later and later after the first question.
+      for (const [round, delayMs] of [0, 0, 10, 25, 50, 100, 200, 400].entries()) {
+        const [f, c1, c2] =
+          round === 0
+            ? [fingerprint, check(K1), check(K2)]
+            : [1, 2, 3].map(() => randomBytes(8).toString("hex"));
+        const own = h.op.plan({ keyIndex: 1 });
+        const theft = h.op.plan({ keyIndex: 1 });
+        const first = receiptOf(own, f!, c1!);
+        const second = receiptOf(theft, f!, c2!);
+        jobs.push(own.jobId, theft.jobId);
+        await h.finalized();
+        let secondHost: Promise<void> | undefined;
+        // The first host's chain: its first question starts the second host's write.
+        const rpc = new Proxy(h.rpc, {
+          get(target, name, receiver) {
+            const value = Reflect.get(target, name, receiver);
+            if (typeof value !== "function") return value;
+            return (...args: unknown[]) => {
+              secondHost ??= sleep(delayMs).then(() => host(two, second, h.rpc));
+              return value.apply(target, args);
+            };
+          },
+        });
+        await host(c.store, first, rpc);
+        await secondHost;
+      }
+      await c.verify();
+      for (const jobId of jobs) {
+        expect({ jobId, ...(await c.outcome(jobId)) }).toEqual({
+          jobId,
+          ...discrepancyIncluding(unique),
+        });
+      }
+    } finally {
+      await two.close();
+    }
+  }, 120_000);
+});
