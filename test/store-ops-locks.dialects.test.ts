@@ -197,6 +197,18 @@ describe.each(dialects)("%s", (dialect) => {
         verdict: "awaiting_finality",
         source: "ingest",
       }),
+      // A receipt naming no settlement (an imported non-stream answer whose header named none,
+      // the backfill given up), its escrow final and read: held for the escrow scan, which keeps
+      // a lock no step closes for minutes. Said to wait for finality, it sent on-call to the RPC.
+      jobRow({
+        jobId: "unsettled",
+        createdAt: t0 + 13,
+        verdict: "awaiting_finality",
+        source: "import",
+        settlementTx: null,
+        keyFingerprint: null,
+        backfillState: "gave_up",
+      }),
       // Final, one of them not read yet: its transaction, not the scan.
       jobRow({
         jobId: "unread",
@@ -243,6 +255,7 @@ describe.each(dialects)("%s", (dialect) => {
       seen(signatureOf("landed:settle"), "landed"),
       final(signatureOf("covered:escrow"), true),
       final(signatureOf("covered:settle"), true),
+      final(signatureOf("unsettled:escrow"), true),
       final(signatureOf("unread:escrow"), true),
       final(signatureOf("unread:settle"), false),
     ]);
@@ -256,7 +269,7 @@ describe.each(dialects)("%s", (dialect) => {
       // Pending and asking nothing of the jobs API: not judged, no wait for finality.
       unjudged: 1,
       landing: 2,
-      read_past: 1,
+      read_past: 2,
       finality: 3,
     });
     // `verify` alone never holds a job for the jobs API: those wait for their judgement.
@@ -268,7 +281,7 @@ describe.each(dialects)("%s", (dialect) => {
       jobs_api: 0,
       unjudged: 2,
       landing: 2,
-      read_past: 1,
+      read_past: 2,
       finality: 4,
     });
   });

@@ -383,13 +383,20 @@ export const waitingForDrop = (t: { verdict: Column; lastError: Column }) =>
 
 /**
  * The receipt's escrow and settlement are both final and read (`chain_transactions` finalized,
- * fetched): a job still `awaiting_finality` then waits for no transaction, but for the escrow
- * scan or the credit vaults' ledger to read past it (src/verify/escrow-cover.ts).
+ * fetched), or, a receipt naming no settlement nor any jobs API answer, its escrow is: a job
+ * still `awaiting_finality` then waits for no transaction, but for the escrow scan or the
+ * credit vaults' ledger to read past it (src/verify/escrow-cover.ts; the scan holds a lock no
+ * step closes for minutes). A receipt without a settlement (a skip-settlement answer, imported)
+ * used to be said to wait for its transactions' finality, sending on-call to the RPC.
  */
-export const transactionsFinalAndRead = (t: { escrowTx: Column; settlementTx: Column }) =>
-  sql<unknown>`(${t.escrowTx} IS NOT NULL AND ${t.settlementTx} IS NOT NULL
+export const transactionsFinalAndRead = (t: {
+  escrowTx: Column;
+  settlementTx: Column;
+  apiSettlementTx: Column;
+}) =>
+  sql<unknown>`(${t.escrowTx} IS NOT NULL AND (${t.settlementTx} IS NOT NULL OR ${t.apiSettlementTx} IS NULL)
     AND (SELECT count(*) FROM chain_transactions c WHERE c.signature IN (${t.escrowTx}, ${t.settlementTx})
-      AND c.state = 'finalized' AND c.fetched_at IS NOT NULL) = 2)`;
+      AND c.state = 'finalized' AND c.fetched_at IS NOT NULL) = (CASE WHEN ${t.settlementTx} IS NULL THEN 1 ELSE 2 END))`;
 
 /**
  * The start of the last error of a job whose verdict write failed on its own too, parked as
@@ -432,7 +439,7 @@ export interface OpenJobGroup {
   answered: boolean;
   /** The escrow or settlement signature has not been seen on chain yet (`namesUnseenTransaction`). */
   unseen: boolean;
-  /** Its escrow and settlement are final and read (`transactionsFinalAndRead`). */
+  /** Its escrow and settlement (if it names one) are final and read (`transactionsFinalAndRead`). */
   finalAndRead: boolean;
   /** Parked as RPC trouble while a signature waits for its drop (`waitingForDrop`). */
   waitingForDrop: boolean;
