@@ -47,6 +47,9 @@ button.primary, a.button { background: var(--link); color: #fff; border: 0; bord
 table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
 table.wide { font-size: .875rem; }
 table.wide td:first-child, table.wide th:first-child { position: sticky; left: 0; background: var(--bg); white-space: nowrap; }
+/* A group name wraps at a width of its own: the most ingest takes (200 characters) made the
+   sticky column wider than the table's box, and it covered every figure at every scroll. */
+table.wide td:first-child { max-width: min(20rem, 40vw); white-space: normal; overflow-wrap: anywhere; }
 table.wide thead th:first-child { background: var(--panel); }
 table.wide tr.total td:first-child { background: var(--bg); }
 th, td { padding: .35rem .5rem; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top; }

@@ -42,6 +42,7 @@ export const sharedImportFiles: readonly string[] = [
   "test/credits-header-clock.dialects.test.ts",
   "test/credits-header-concurrent.dialects.test.ts",
   "test/credits-header-response-time.dialects.test.ts",
+  "test/dashboard-long-names-browser.test.ts",
   "test/dashboard-pages.test.ts",
   "test/db-upgrade.dialects.test.ts",
   "test/db-write-transactions.test.ts",
