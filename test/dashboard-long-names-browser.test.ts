@@ -5,6 +5,7 @@ import { chromium } from "playwright-core";
 import { describe, expect, it, onTestFinished } from "vitest";
 import { createTestApi } from "./support/audit-api-app.js";
 import { DASHBOARD_NOW, seedDashboard } from "./support/dashboard-fixtures.js";
+import { insertCheck, insertJob } from "./support/job-rows.js";
 import { signature } from "./support/recorder-fixtures.js";
 
 /**
@@ -80,4 +81,30 @@ describe.skipIf(!chromiumPath && !inCi)("a long model name in Chromium", () => {
     },
     60_000,
   );
+
+  it("keeps a job page within a phone's screen when the response names a long model", async () => {
+    const api = await createTestApi({ now: () => DASHBOARD_NOW });
+    seedDashboard(api.store);
+    // The model the operator's response named (kept up to 200 characters) is quoted in the
+    // failing check's reason, which the verdict box shows first.
+    const named = "W".repeat(200);
+    insertJob(api.store, {
+      jobId: "job_othermodel",
+      verdict: "discrepancy",
+      model: "qwen3-8b",
+      responseModel: named,
+      createdAt: Date.UTC(2026, 10, 10),
+    });
+    insertCheck(api.store, "job_othermodel", "charge.model", "fail", {
+      reason: `the caller asked for qwen3-8b but the response names ${named}`,
+    });
+    const { page, base } = await signedInPage(api, 390);
+    await page.goto(`${base}/dashboard/jobs/job_othermodel`);
+    await expect(page.locator(".verdict-box").textContent()).resolves.toContain(named);
+    // Nothing but the tables' own scroll boxes is wider than the screen, as on the overview.
+    const overflow = await page.evaluate<number>(
+      "document.documentElement.scrollWidth - document.documentElement.clientWidth",
+    );
+    expect(overflow).toBeLessThanOrEqual(0);
+  }, 60_000);
 });

@@ -66,7 +66,7 @@ th a { color: var(--fg); }
 .v-discrepancy { background: var(--bad); } .v-dropped { background: var(--dropped); }
 .v-unverifiable { background: var(--unverifiable); } .v-pending, .v-awaiting_finality, .v-error, .v-rpc_disagreement { background: var(--pending); }
 .outcome-pass { color: var(--ok); font-weight: 600; } .outcome-fail { color: var(--bad); font-weight: 700; } .outcome-skip { color: var(--muted); }
-.verdict-box { border: 2px solid var(--line); border-radius: 8px; padding: .75rem 1rem; }
+.verdict-box { border: 2px solid var(--line); border-radius: 8px; padding: .75rem 1rem; overflow-wrap: anywhere; }
 .verdict-box.bad { border-color: var(--bad); } .verdict-box.good { border-color: var(--ok); } .verdict-box.partial { border-color: var(--partial); }
 .verdict-box p { margin: .35rem 0 0; }
 .bar { display: flex; height: 1.5rem; border-radius: 4px; overflow: hidden; border: 1px solid var(--line); margin: .5rem 0; }
