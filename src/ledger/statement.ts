@@ -1,7 +1,7 @@
 import { factsFromJson } from "../chain/facts-json.js";
 import { withoutUrlSecrets } from "../chain/url-secrets.js";
 import type { Store } from "../db/client.js";
-import { csvCell, csvTextCell } from "../reports/csv-cell.js";
+import { csvCell, csvNameCell } from "../reports/csv-cell.js";
 import { isoOf } from "../reports/period.js";
 import {
   type AccountSnapshot,
@@ -1187,14 +1187,16 @@ export function statementToCsv(statement: Statement): string {
   const lines = [header.join(",")];
   const blank = statementColumns.map(() => null);
   const tail = () => [null, null, null, null, null, null, null, null];
-  // Addresses, job ids and memos are text whatever they spell (a memo's job id of digits).
+  // Addresses, job ids and memos are text whatever they spell (a memo's job id of digits), and
+  // a character that shows as nothing is written as its escape, as the dashboard shows it: a
+  // memo's "job_a\u200b" read in a spreadsheet as the honest job_a's.
   const textColumns = new Set(["vault", "signature", "jobId", "memo"]);
   const row = (cells: (string | number | null)[]) =>
     lines.push(
       [...cells, ...meta]
         .map((cell, i) =>
           textColumns.has(header[i] ?? "") && typeof cell === "string"
-            ? csvTextCell(cell)
+            ? csvNameCell(cell)
             : csvCell(cell),
         )
         .join(","),

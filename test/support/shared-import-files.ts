@@ -99,6 +99,7 @@ export const sharedImportFiles: readonly string[] = [
   "test/ledger-slot-order.dialects.test.ts",
   "test/ledger-split-theft.test.ts",
   "test/ledger-statement-adversary.test.ts",
+  "test/ledger-statement-csv-hidden-text.test.ts",
   "test/ledger-statement-periods.test.ts",
   "test/ledger-token-balances-lies.test.ts",
   "test/ledger-token-balances-omitted.test.ts",
