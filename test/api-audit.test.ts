@@ -290,4 +290,15 @@ describe("caching of the API's answers", () => {
       expect(res.headers.get("cache-control"), url).toBe("no-store");
     }
   });
+
+  // Readiness and metrics are the service's state at one moment, the API description changes
+  // with the deployed version: a shared cache in front must not answer them from before.
+  it("tells caches not to store readiness, metrics or the API description", async () => {
+    const api = await createTestApi();
+    for (const url of ["/readyz", "/metrics", "/openapi.json"]) {
+      const res = await api.get(url);
+      expect([200, 503], url).toContain(res.status);
+      expect(res.headers.get("cache-control"), url).toBe("no-store");
+    }
+  });
 });

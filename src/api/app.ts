@@ -222,9 +222,12 @@ export function createApp(deps: AppDeps) {
     app.use("/v1/*", requireRole(deps.store, "ingest", { source: AUDIT_TOKEN_HEADER }));
   }
   // Audit records, reports and listings read the store: a cache must not serve a verdict or a
-  // figure from before the verifier's last word.
+  // figure from before the verifier's last word. Readiness and metrics are one moment's state,
+  // the API description the deployed version's.
   app.use("*", async (c, next) => {
-    if (/^\/(audit|reports|jobs)(\/|$)/.test(c.req.path)) c.header("cache-control", "no-store");
+    if (/^\/(audit|reports|jobs|readyz|metrics|openapi\.json)(\/|$)/.test(c.req.path)) {
+      c.header("cache-control", "no-store");
+    }
     await next();
   });
   const metrics =
