@@ -139,6 +139,31 @@ describe("dashboard sign-in", () => {
     ]);
   });
 
+  it("ends the browser's session before when it signs in again", async () => {
+    const d = await dashboard();
+    const first = await d.signIn(d.tokens.admin);
+    const again = await d.app.request("/dashboard/sign-in", {
+      method: "POST",
+      headers: {
+        "content-type": "application/x-www-form-urlencoded",
+        origin: ORIGIN,
+        cookie: first.cookie,
+      },
+      body: new URLSearchParams({ token: d.tokens.read, next: "/dashboard" }).toString(),
+    });
+    expect(again.status).toBe(303);
+    const second = new RegExp(`${SESSION_COOKIE}=([^;]+)`).exec(
+      again.headers.get("set-cookie") ?? "",
+    )?.[1];
+    expect(second).toMatch(/./);
+    expect((await d.page("/dashboard", `${SESSION_COOKIE}=${second}`)).status).toBe(200);
+    const old = await d.page("/dashboard", first.cookie);
+    expect(old.status).toBe(303);
+    expect(old.headers.get("location")).toMatch(/^\/dashboard\/sign-in/);
+    const rows = d.store.sqlite.prepare("SELECT count(*) FROM dashboard_sessions").pluck().get();
+    expect(rows).toBe(1);
+  });
+
   it("refuses a wrong token with a clear message and no cookie", async () => {
     const d = await dashboard();
     const { res, setCookie } = await d.signIn("da_read_not-a-real-token");

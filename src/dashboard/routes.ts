@@ -409,6 +409,10 @@ export function dashboardRoutes(deps: DashboardDeps) {
         `A token of role ${held.role} cannot read reports: sign in with a read or admin token.`,
       );
     }
+    // The browser's session before this one ends here: left live, a cookie copied from this
+    // browser kept its access for the rest of its day, whoever signs in on it now.
+    const before = getCookie(c, SESSION_COOKIE);
+    if (before) await deleteSession(deps.store, before);
     const { sessionId, expiresAt } = await createSession(deps.store, held.id, deps.now(), ttl);
     setCookie(c, SESSION_COOKIE, sessionId, {
       path: BASE,
