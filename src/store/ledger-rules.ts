@@ -68,6 +68,37 @@ export function lockOwner<T extends { jobId: string; tie: JobTie }>(
   )[0];
 }
 
+/**
+ * The job a debit is the lock of when no job names it as its escrow: one naming it as its
+ * settlement or refund (headers swapped, by a recorder or an operator) whose own escrow memo,
+ * and no settle or refund memo of it, the line carries, as the verifier reads the job's
+ * transactions in the roles their memos give them. Filed as no lock, the job's lock was an
+ * `unreceipted_debit` of its vault though the job's figures counted it escrowed.
+ */
+export function lockOfClosingNamer<T extends { jobId: string; tie: JobTie }>(
+  closingNamers: readonly T[],
+  line: Parameters<typeof memoJobsOfLine>[0],
+  vault: string,
+  vaultPinned: boolean,
+): T | undefined {
+  const kinds = new Map<string, Set<string>>();
+  for (const m of memoJobsOfLine(line)) {
+    const k = kinds.get(m.jobId) ?? new Set<string>();
+    k.add(m.kind);
+    kinds.set(m.jobId, k);
+  }
+  const locksByMemo = (jobId: string) => {
+    const k = kinds.get(jobId);
+    return k !== undefined && k.has("escrow") && !k.has("settle") && !k.has("refund");
+  };
+  return lockOwner(
+    closingNamers.filter((j) => locksByMemo(j.jobId)),
+    escrowMemoJobOf(line),
+    vault,
+    vaultPinned,
+  );
+}
+
 /** The job a line's escrow memo names, if any (its first such memo). */
 export const escrowMemoJobOf = (line: Parameters<typeof memoJobsOfLine>[0]): string | null =>
   memoJobsOfLine(line).find((m) => m.kind === "escrow")?.jobId ?? null;

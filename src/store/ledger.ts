@@ -43,6 +43,7 @@ import {
   type KeepPair,
   type LineKind,
   laterOf,
+  lockOfClosingNamer,
   lockOwner,
   lockTiedToNoVault,
   type MemoJob,
@@ -1150,6 +1151,17 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
        FROM jobs j LEFT JOIN credit_vaults cv ON cv.key_fingerprint = j.key_fingerprint
        WHERE j.api_escrow_tx = @sig AND j.api_escrow_tx IS NOT j.escrow_tx`,
   );
+  // The jobs naming a debit as their settlement or refund (`lockOfClosingNamer`).
+  const closingJobs = sqlite.prepare(
+    `SELECT j.job_id, j.key_fingerprint, j.credit_vault, cv.vault AS pinned, 1 AS by_receipt,
+       j.escrow_tx IS NOT NULL AS receipt_escrow
+       FROM jobs j LEFT JOIN credit_vaults cv ON cv.key_fingerprint = j.key_fingerprint
+       WHERE j.settlement_tx = @sig
+     UNION ALL SELECT j.job_id, j.key_fingerprint, j.credit_vault, cv.vault AS pinned, 0,
+       j.escrow_tx IS NOT NULL
+       FROM jobs j LEFT JOIN credit_vaults cv ON cv.key_fingerprint = j.key_fingerprint
+       WHERE j.api_settlement_tx = @sig AND j.api_settlement_tx IS NOT j.settlement_tx`,
+  );
   const namesReturn = sqlite.prepare(
     `SELECT j.key_fingerprint, j.credit_vault, cv.vault AS pinned
        FROM jobs j LEFT JOIN credit_vaults cv ON cv.key_fingerprint = j.key_fingerprint
@@ -1514,17 +1526,16 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     if (line.delta === 0n) return { kind: "none", jobId: null };
     const named = memoJobsOfLine(line);
     if (line.delta < 0n) {
-      const namers = lockJobs.all({ sig: line.signature }) as {
+      type Namer = {
         job_id: string;
         key_fingerprint: string | null;
         credit_vault: string | null;
         pinned: string | null;
         by_receipt: number;
         receipt_escrow: number;
-      }[];
-      if (namers.length > 0) {
-        const pinned = vaultPinned.get(vault) !== undefined;
-        const tied = namers.map((j) => ({
+      };
+      const tied = (namers: Namer[]) =>
+        namers.map((j) => ({
           jobId: j.job_id,
           tie: {
             keyFingerprint: j.key_fingerprint,
@@ -1534,8 +1545,19 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
             receiptNamesEscrow: j.receipt_escrow === 1,
           },
         }));
-        const job = lockOwner(tied, escrowMemoJobOf(line), vault, pinned);
+      const namers = lockJobs.all({ sig: line.signature }) as Namer[];
+      if (namers.length > 0) {
+        const pinned = vaultPinned.get(vault) !== undefined;
+        const job = lockOwner(tied(namers), escrowMemoJobOf(line), vault, pinned);
         if (job !== undefined) return { kind: "lock", jobId: job.jobId };
+      }
+      if (named.some((m) => m.kind === "escrow")) {
+        const closers = closingJobs.all({ sig: line.signature }) as Namer[];
+        if (closers.length > 0) {
+          const pinned = vaultPinned.get(vault) !== undefined;
+          const job = lockOfClosingNamer(tied(closers), line, vault, pinned);
+          if (job !== undefined) return { kind: "lock", jobId: job.jobId };
+        }
       }
       return { kind: "unexplained", jobId: jobOfUnexplainedDebit(named) };
     }

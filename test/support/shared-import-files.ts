@@ -208,6 +208,7 @@ export const sharedImportFiles: readonly string[] = [
   "test/signed-message.test.ts",
   "test/statement-balance-read.test.ts",
   "test/statement-month-splits.test.ts",
+  "test/statement-shared-transactions.dialects.test.ts",
   "test/store-backfill.dialects.test.ts",
   "test/store-boundary.test.ts",
   "test/store-custody.dialects.test.ts",

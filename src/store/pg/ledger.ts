@@ -76,6 +76,7 @@ import {
   jobOfUnexplainedDebit,
   jobsALineNames,
   type KeepPair,
+  lockOfClosingNamer,
   lockOwner,
   lockTiedToNoVault,
   type MemoJob,
@@ -829,6 +830,8 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
     // naming a credit as its settlement: the one its memo names, if any, owns it.
     const lock = new Map<string, { jobId: string; tie: JobTie }[]>();
     const apiLock = new Map<string, { jobId: string; tie: JobTie }[]>();
+    // Jobs naming a debit as their settlement or refund (`lockOfClosingNamer`).
+    const closing = new Map<string, { jobId: string; tie: JobTie }[]>();
     const ret = new Map<
       string,
       Map<string, Pick<JobTie, "keyFingerprint" | "declaredVault" | "pinnedVault">>
@@ -886,6 +889,8 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
       for (const r of rows) {
         every(lock, r.escrowTx, r, true);
         if (r.apiEscrowTx !== r.escrowTx) every(apiLock, r.apiEscrowTx, r, false);
+        every(closing, r.settlementTx, r, true);
+        if (r.apiSettlementTx !== r.settlementTx) every(closing, r.apiSettlementTx, r, false);
         named(r.settlementTx, r);
         named(r.apiSettlementTx, r);
       }
@@ -914,7 +919,9 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
       if (line.delta === 0n) return { kind: "none", jobId: null };
       if (line.delta < 0n) {
         const named = [...(lock.get(line.signature) ?? []), ...(apiLock.get(line.signature) ?? [])];
-        const job = lockOwner(named, escrowMemoJobOf(line), vault, pinned);
+        const job =
+          lockOwner(named, escrowMemoJobOf(line), vault, pinned) ??
+          lockOfClosingNamer(closing.get(line.signature) ?? [], line, vault, pinned);
         if (job !== undefined) {
           if (inOrder) lockedHere.add(job.jobId);
           return { kind: "lock", jobId: job.jobId };
