@@ -89,7 +89,7 @@ export function lockOfClosingNamer<T extends { jobId: string; tie: JobTie }>(
   }
   const locksByMemo = (jobId: string) => {
     const k = kinds.get(jobId);
-    return k !== undefined && k.has("escrow") && !k.has("settle") && !k.has("refund");
+    return k?.has("escrow") === true && !k.has("settle") && !k.has("refund");
   };
   return lockOwner(
     closingNamers.filter((j) => locksByMemo(j.jobId)),
