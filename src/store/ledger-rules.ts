@@ -145,6 +145,21 @@ export interface JobSettlement {
 }
 
 /**
+ * What a job's settlement paid out of escrow for it (`paidOut`, the verifier's reading), with
+ * `overflow`: what the other decided jobs naming the same settlement read it paying out beyond
+ * what their own locks left in escrow (each job's charged less its `escrow_paid_units`). One
+ * settlement paying two jobs of two keys is read, money and all, by the job owning it (first by
+ * id): the other job's payout, taken from its lock in escrow, was in none of its figures, and
+ * its vault statement listed its charge as an `unreleased_lock` the chain paid. The job owning
+ * it reads nothing beyond its own lock there unless the settlement paid out of escrow's other
+ * money, so a settlement that paid nothing for the other job releases none of its lock.
+ */
+export function sharedPaidOut(paidOut: bigint | null, overflow: bigint | null): bigint | null {
+  if (paidOut === null) return null;
+  return overflow !== null && overflow > 0n ? paidOut + overflow : paidOut;
+}
+
+/**
  * What a job's settlement accounts for of its locks of `vault` (`lockedUnits` in all). Once the
  * verifier has decided the job, what it read the settlement paying out of escrow, and nothing when it read
  * none: a transaction named as the settlement that only sent a unit back pays out nothing. Only

@@ -59,6 +59,7 @@ import {
   ROOM_LINES_PER_MOVE,
   settledShareOfLocks,
   settledUnits,
+  sharedPaidOut,
   slotChainOrder,
   walkInSlices,
   walkLines,
@@ -1208,11 +1209,20 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
        WHERE vault = @vault AND memo_kind IN ('settle', 'refund') AND delta_units > 0
          AND memo_job_id = @job AND kind IS NOT 'return')`,
   ).pluck();
+  // What the other decided jobs naming this job's settlement read it paying out beyond their
+  // own locks (`sharedOverflowUnits`).
+  const sharedOverflowSql = `SELECT coalesce(sum(o.charged_units
+       - coalesce(o.escrow_paid_units, o.charged_units)), 0) FROM jobs o
+     WHERE o.job_id <> j.job_id
+       AND o.verdict IN (${finalVerdicts.map((v) => `'${v}'`).join(", ")})
+       AND (o.settlement_tx IN (j.settlement_tx, j.api_settlement_tx)
+         OR o.api_settlement_tx IN (j.settlement_tx, j.api_settlement_tx))`;
   // The settlement landed: the verifier's row of it, a line of this vault it moved, or a line
   // of this vault bringing money back with the job's settle memo (see `JobSettlement`).
   const jobPaid = big(
     `SELECT j.key_fingerprint, j.credit_vault, j.settlement_tx, j.api_settlement_tx,
-       coalesce(j.escrow_paid_units, j.charged_units) AS paid_out_units, cv.vault AS pinned,
+       coalesce(j.escrow_paid_units, j.charged_units) AS paid_out_units,
+       (${sharedOverflowSql}) AS shared_overflow_units, cv.vault AS pinned,
        j.escrow_tx IS NOT NULL AS receipt_escrow,
        j.verdict IN (${finalVerdicts.map((v) => `'${v}'`).join(", ")}) AS decided,
        EXISTS (SELECT 1 FROM ledger_lines l WHERE l.vault = @vault AND l.signature = j.escrow_tx)
@@ -1680,6 +1690,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
           settlement_tx: string | null;
           api_settlement_tx: string | null;
           paid_out_units: bigint | null;
+          shared_overflow_units: bigint;
           pinned: string | null;
           receipt_escrow: bigint;
           decided: bigint;
@@ -1721,7 +1732,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
               receiptNamesEscrow: paid.receipt_escrow === 1n,
             },
             decided: paid.decided === 1n,
-            paidOutUnits: paid.paid_out_units,
+            paidOutUnits: sharedPaidOut(paid.paid_out_units, paid.shared_overflow_units),
             landed: paid.landed === 1n,
           },
           vault,

@@ -93,6 +93,7 @@ import {
   type ResponseTimes,
   settledShareOfLocks,
   settledUnits,
+  sharedPaidOut,
   slotChainOrder,
   walkAsync,
   walkInSlices,
@@ -585,6 +586,16 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
         apiSettlementTx: jobs.apiSettlementTx,
         escrowPaidUnits: jobs.escrowPaidUnits,
         chargedUnits: jobs.chargedUnits,
+        // What the other decided jobs naming its settlement read it paying out beyond their own
+        // locks (`sharedPaidOut`).
+        sharedOverflowUnits: sql<string>`(SELECT coalesce(sum(o.charged_units
+            - coalesce(o.escrow_paid_units, o.charged_units)), 0) FROM jobs o
+          WHERE o.job_id <> ${jobs.jobId}
+            AND o.verdict IN (${sql.raw(finalVerdicts.map((v) => `'${v}'`).join(", "))})
+            AND (o.settlement_tx IN (${jobs.settlementTx}, ${jobs.apiSettlementTx})
+              OR o.api_settlement_tx IN (${jobs.settlementTx}, ${jobs.apiSettlementTx})))`.mapWith(
+          (v: string | number) => BigInt(v),
+        ),
         pinned: creditVaults.vault,
         decided: inArray(jobs.verdict, [...finalVerdicts]).mapWith(Boolean),
         receiptLock,
@@ -615,7 +626,7 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
             receiptNamesEscrow: p.escrowTx !== null,
           },
           decided: p.decided,
-          paidOutUnits: p.escrowPaidUnits ?? p.chargedUnits,
+          paidOutUnits: sharedPaidOut(p.escrowPaidUnits ?? p.chargedUnits, p.sharedOverflowUnits),
           landed: p.landed,
         },
       ]),

@@ -171,6 +171,22 @@ export function amountsOf(
       if (!toVault(m)) diverted += counted;
     }
   }
+  // A lock of this job that another job owns (one lock for two keys' jobs): its escrow credit
+  // is that job's figure, but what it took from this job's own vault is what this job's own
+  // settlement pays out of. Left out, the settlement was read as paying out nothing of a lock
+  // (none owned), and the vault statement listed the job's charge as an unreleased_lock the
+  // chain paid.
+  let lockedForOthers = 0n;
+  for (const l of locks) {
+    if (owns(l) || !l.facts.succeeded) continue;
+    const reading = readLock(profile, l.facts);
+    const debited = -sum(
+      reading.sources.filter((m) => ownVaults.has(m.account)).map((m) => BigInt(m.amount)),
+    );
+    // At most what the lock put into escrow: the rest went elsewhere, never escrow's to pay.
+    if (debited > reading.lock) lockedForOthers += reading.lock;
+    else if (debited > 0n) lockedForOthers += debited;
+  }
   if (locks.length > 0) amounts.escrowedUnits = escrowed;
   if (closingsRead.length === 0) {
     if (diverted > 0n) {
@@ -272,7 +288,7 @@ export function amountsOf(
   const returnedFromEscrow = returned > returnedByHolders ? returned - returnedByHolders : 0n;
   amounts.escrowPaidUnits = escrowPaid(
     charged - diverted,
-    escrowed + lockedThrough - missedEscrow - returnedFromEscrow,
+    escrowed + lockedThrough + lockedForOthers - missedEscrow - returnedFromEscrow,
   );
   return amounts;
 }
