@@ -9,8 +9,8 @@ import {
 } from "./support/operator.js";
 
 /**
- * The vault statements of jobs whose transactions another job shares, or whose receipt names
- * its lock and settlement in each other's place. The chain paid every lock out (worker,
+ * The vault statements of jobs whose transactions another key's job shares, or whose receipt
+ * names its lock and settlement in each other's place. The chain paid every lock out (worker,
  * treasury, the rest back home), so no statement may name a lock still out or a debit no job
  * explains: the job not owning a shared settlement or lock had its charge listed as an
  * `unreleased_lock`, and a lock named as the settlement was an `unreceipted_debit`.
