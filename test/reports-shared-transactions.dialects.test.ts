@@ -65,6 +65,44 @@ describe.each(dialects)("%s: a transaction two keys' jobs share", (dialect) => {
       c.record(b, { escrowTx: lock, settlementTx: settleB });
       return [lock, settleA, settleB];
     }));
+
+  /**
+   * Key 2 has no clean job: nothing pins its vault, and the shared settlement fails both jobs.
+   * The job owning it (first by id, so the order is forced both ways) knows that vault for a
+   * customer's from the other job's lock; it left key 2's remainder unaccounted when key 1's
+   * job owned the settlement, and counted it when key 2's did.
+   */
+  it.each([
+    ["key 1's job owns it", true, false],
+    ["key 2's job owns it", false, false],
+    ["key 1's job owns it, key 2's recorded after its verdict", true, true],
+  ])("one settlement paying both in full, key 2 with no clean job: %s", async (_, aFirst, late) => {
+    const c = (await h.scenario()).recordOnChainClock();
+    const from = periodEdge(h);
+    const sigs = await pinned(c, 1);
+    const a = { ...h.op.plan({ keyIndex: 1 }) };
+    const b = { ...h.op.plan({ keyIndex: 2 }) };
+    a.jobId = `job_${aFirst ? "0" : "z"}${a.jobId.slice(5)}`;
+    b.jobId = `job_${aFirst ? "z" : "0"}${b.jobId.slice(5)}`;
+    const escrowA = h.op.send(h.op.lockIxs(a)).signature;
+    const escrowB = h.op.send(h.op.lockIxs(b)).signature;
+    const shared = h.op.send([
+      ...h.op.payoutIxs(a),
+      ...h.op.payoutIxs(b),
+      h.op.memo(`decentral:settle:${a.jobId}`),
+      h.op.memo(`decentral:settle:${b.jobId}`),
+    ]).signature;
+    c.record(a, { escrowTx: escrowA, settlementTx: shared });
+    if (late) {
+      await h.finalized();
+      await c.verify();
+    }
+    c.record(b, { escrowTx: escrowB, settlementTx: shared });
+    await h.finalized();
+    await c.verify();
+    sigs.push(escrowA, escrowB, shared);
+    expect(moneyOf(await totals(c, from))).toEqual(chainTruth(h.op, sigs));
+  });
 });
 
 describe("money into another key's vault that escrow did not pay", () => {

@@ -921,6 +921,71 @@ export function createRound(deps: RoundDeps): Round {
       ),
     ];
     /**
+     * For each job of the slice, the credit vaults the locks of the other jobs naming its
+     * settlement or refund drew on: a settlement naming two jobs of two keys sends each
+     * remainder home, and the job owning it counts the other key's return as refunded only
+     * where it knows that vault for a customer's. Known by a clean job's pin alone, a key with
+     * no clean job yet (the shared settlement fails both jobs) left it unaccounted, and the
+     * figure hung on the order the jobs were judged in. A lock fetched this round is waited
+     * for; one stored before is read from the store.
+     */
+    async function namerLockVaults(
+      slice: readonly DecideJob[],
+    ): Promise<Map<string, ReadonlySet<string>>> {
+      const others = new Map<string, Set<string>>();
+      for (const job of slice) {
+        for (const sig of new Set([job.settlementTx, job.apiSettlementTx])) {
+          if (sig === null) continue;
+          for (const id of named.get(sig) ?? []) {
+            if (id === job.jobId) continue;
+            const set = others.get(job.jobId) ?? new Set<string>();
+            set.add(id);
+            others.set(job.jobId, set);
+          }
+        }
+      }
+      const out = new Map<string, ReadonlySet<string>>();
+      if (others.size === 0) return out;
+      const namers = await queue.rowsOf([...new Set([...others.values()].flatMap((s) => [...s]))]);
+      const locksOf = new Map(
+        namers.map((r) => [
+          r.jobId,
+          [...new Set([r.escrowTx, r.apiEscrowTx])].filter((s): s is string => s !== null),
+        ]),
+      );
+      const lockSigs = [...new Set([...locksOf.values()].flat())];
+      await Promise.all(lockSigs.flatMap((s) => fetched.get(s) ?? []));
+      const missing = lockSigs.filter((s) => factsOf(s) === undefined);
+      const loaded = missing.length > 0 ? await signatures.load(missing) : new Map();
+      const lockFacts = (sig: string): TransactionFacts | undefined => {
+        const known = factsOf(sig);
+        if (known !== undefined) return known;
+        const row = loaded.get(sig);
+        if (row === undefined || row.facts === null) return undefined;
+        try {
+          return storedFacts(row) ?? undefined;
+        } catch {
+          return undefined;
+        }
+      };
+      for (const [jobId, ids] of others) {
+        const vaults = new Set<string>();
+        for (const id of ids) {
+          for (const sig of locksOf.get(id) ?? []) {
+            const facts = lockFacts(sig);
+            if (facts === undefined || !facts.succeeded) continue;
+            const reading = readLock(profile, facts);
+            for (const m of reading.sources) {
+              if (m.account !== reading.escrowAccount) vaults.add(m.account);
+            }
+          }
+        }
+        if (vaults.size > 0) out.set(jobId, vaults);
+      }
+      return out;
+    }
+
+    /**
      * Decides jobs whose checks may run: each read whole first (the claim read what deciding a
      * job still waiting needs), with the jobs naming their signatures, the pins and the credit
      * vault's balances. A job no longer stored is left out.
@@ -938,6 +1003,11 @@ export function createRound(deps: RoundDeps): Round {
         slice,
         factsOf,
       );
+      const namerVaults = await namerLockVaults(slice);
+      for (const [i, job] of slice.entries()) {
+        const vaults = namerVaults.get(job.jobId);
+        if (vaults !== undefined) views[i]!.custody.namerVaults = vaults;
+      }
       const credits = await creditSpans(slice, factsOf);
       const cover = deps.escrowCover;
       const read = cover

@@ -211,8 +211,8 @@ export function amountsOf(
     (lockRead ? readLock(profile, lockRead.facts).sources[0]?.owner : undefined) ??
     null;
   const payee = payableWorker(profile, job.worker, vaultOwner);
-  // Credit vaults besides this job's: those its own locks drew on, and any the deployment
-  // lists or pins to a key.
+  // Credit vaults besides this job's: those its own locks drew on, those the locks of the other
+  // jobs naming its closings drew on, and any the deployment lists or pins to a key.
   const lockSources = new Set<string>();
   for (const l of locks) {
     if (!owns(l) || !l.facts.succeeded) continue;
@@ -222,6 +222,7 @@ export function amountsOf(
     ownVaults.has(account) ||
     lockSources.has(account) ||
     input.custody?.configured.has(account) === true ||
+    input.custody?.namerVaults?.has(account) === true ||
     (input.custody?.keyOfVault?.(account) ?? null) !== null;
   const refundSigs = new Set(refunds.map((r) => r.signature));
   let worker = 0n;

@@ -177,6 +177,11 @@ export interface Custody {
    * (`key.fingerprint_unique`).
    */
   keyShared?: boolean;
+  /**
+   * Credit vaults the locks of the other jobs naming this job's settlement or refund drew on:
+   * money a closing this job owns sends there out of escrow is a return to a customer's vault.
+   */
+  namerVaults?: ReadonlySet<string>;
 }
 
 export interface CheckInput {
