@@ -54,6 +54,25 @@ describe.each(dialects)("%s: a transaction two keys' jobs share", (dialect) => {
       return [escrowA, escrowB, shared];
     }));
 
+  // The job owning the settlement names one worker: the other job's worker, paid in the same
+  // transaction, was counted charged to no one named and left out of worker paid (102,000).
+  it("one settlement paying both in full, each its own worker", () =>
+    reportedAsMoved((c) => {
+      const a = h.op.plan({ keyIndex: 1 });
+      const b = h.op.plan({ keyIndex: 2, workerIndex: 1 });
+      const escrowA = h.op.send(h.op.lockIxs(a)).signature;
+      const escrowB = h.op.send(h.op.lockIxs(b)).signature;
+      const shared = h.op.send([
+        ...h.op.payoutIxs(a),
+        ...h.op.payoutIxs(b),
+        h.op.memo(`decentral:settle:${a.jobId}`),
+        h.op.memo(`decentral:settle:${b.jobId}`),
+      ]).signature;
+      c.record(a, { escrowTx: escrowA, settlementTx: shared });
+      c.record(b, { escrowTx: escrowB, settlementTx: shared });
+      return [escrowA, escrowB, shared];
+    }));
+
   it("one lock for both, each settled on its own", () =>
     reportedAsMoved((c) => {
       const a = h.op.plan({ keyIndex: 1 });

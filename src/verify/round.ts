@@ -922,7 +922,7 @@ export function createRound(deps: RoundDeps): Round {
     ];
     /**
      * For each job of the slice, the credit vaults the locks of the other jobs naming its
-     * settlement or refund drew on: a settlement naming two jobs of two keys sends each
+     * settlement or refund drew on, and those jobs' workers: a settlement naming two jobs of two keys sends each
      * remainder home, and the job owning it counts the other key's return as refunded only
      * where it knows that vault for a customer's. Known by a clean job's pin alone, a key with
      * no clean job yet (the shared settlement fails both jobs) left it unaccounted, and the
@@ -931,7 +931,7 @@ export function createRound(deps: RoundDeps): Round {
      */
     async function namerLockVaults(
       slice: readonly DecideJob[],
-    ): Promise<Map<string, ReadonlySet<string>>> {
+    ): Promise<Map<string, { vaults: ReadonlySet<string>; workers: ReadonlySet<string> }>> {
       const others = new Map<string, Set<string>>();
       for (const job of slice) {
         for (const sig of new Set([job.settlementTx, job.apiSettlementTx])) {
@@ -944,9 +944,10 @@ export function createRound(deps: RoundDeps): Round {
           }
         }
       }
-      const out = new Map<string, ReadonlySet<string>>();
+      const out = new Map<string, { vaults: ReadonlySet<string>; workers: ReadonlySet<string> }>();
       if (others.size === 0) return out;
       const namers = await queue.rowsOf([...new Set([...others.values()].flatMap((s) => [...s]))]);
+      const workerOf = new Map(namers.map((r) => [r.jobId, r.worker ?? r.apiWorker]));
       const locksOf = new Map(
         namers.map((r) => [
           r.jobId,
@@ -970,7 +971,10 @@ export function createRound(deps: RoundDeps): Round {
       };
       for (const [jobId, ids] of others) {
         const vaults = new Set<string>();
+        const workers = new Set<string>();
         for (const id of ids) {
+          const worker = workerOf.get(id);
+          if (worker) workers.add(worker);
           for (const sig of locksOf.get(id) ?? []) {
             const facts = lockFacts(sig);
             if (facts === undefined || !facts.succeeded) continue;
@@ -980,7 +984,7 @@ export function createRound(deps: RoundDeps): Round {
             }
           }
         }
-        if (vaults.size > 0) out.set(jobId, vaults);
+        out.set(jobId, { vaults, workers });
       }
       return out;
     }
@@ -1005,8 +1009,11 @@ export function createRound(deps: RoundDeps): Round {
       );
       const namerVaults = await namerLockVaults(slice);
       for (const [i, job] of slice.entries()) {
-        const vaults = namerVaults.get(job.jobId);
-        if (vaults !== undefined) views[i]!.custody.namerVaults = vaults;
+        const namer = namerVaults.get(job.jobId);
+        if (namer !== undefined) {
+          views[i]!.custody.namerVaults = namer.vaults;
+          views[i]!.custody.namerWorkers = namer.workers;
+        }
       }
       const credits = await creditSpans(slice, factsOf);
       const cover = deps.escrowCover;

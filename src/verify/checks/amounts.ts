@@ -259,7 +259,18 @@ export function amountsOf(
       );
       if (debited > r.intoEscrow) lockedThrough += debited - r.intoEscrow;
     }
-    worker += r.worker;
+    // The worker of another job naming this closing (a settlement paying two jobs, each its
+    // own worker): its pay is worker pay all the same, up to what counts as paid to no one
+    // named. Left as that, the report's worker paid stood below what the chain paid workers.
+    let namerWorkerPaid = 0n;
+    const namerWorkers = input.custody?.namerWorkers;
+    if (namerWorkers !== undefined && namerWorkers.size > 0 && r.unexplainedTotal > 0n) {
+      for (const m of r.unexplained) {
+        if (m.owner !== null && namerWorkers.has(m.owner)) namerWorkerPaid += BigInt(m.amount);
+      }
+      if (namerWorkerPaid > r.unexplainedTotal) namerWorkerPaid = r.unexplainedTotal;
+    }
+    worker += r.worker + namerWorkerPaid;
     treasuryPaid += r.treasury;
     returned += r.returned;
     // Escrow's money put into another customer's credit vault (a settlement naming two jobs of
@@ -268,8 +279,15 @@ export function amountsOf(
     // left out, the report's refunded stood below what the chain moved and unaccounted above it.
     // Up to what left escrow (and the held accounts) beyond what is already returned and paid
     // to the worker and the treasury: money another account put into that vault in the same
-    // transaction (a top-up riding in the settlement) is no return out of escrow.
-    const room = r.outflow + sum([...r.heldReturned.values()]) - r.returned - r.worker - r.treasury;
+    // transaction (a top-up riding in the settlement) is no return out of escrow, nor is what it
+    // paid the other jobs' workers.
+    const room =
+      r.outflow +
+      sum([...r.heldReturned.values()]) -
+      r.returned -
+      r.worker -
+      namerWorkerPaid -
+      r.treasury;
     let home = 0n;
     for (const m of r.misdirected) {
       if (m.account !== creditVault && isCustomerVault(m.account)) home += BigInt(m.amount);

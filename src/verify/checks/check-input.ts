@@ -182,6 +182,11 @@ export interface Custody {
    * money a closing this job owns sends there out of escrow is a return to a customer's vault.
    */
   namerVaults?: ReadonlySet<string>;
+  /**
+   * The workers of the other jobs naming this job's settlement or refund: what a closing this
+   * job owns pays them is worker pay, not money to a payee nobody names.
+   */
+  namerWorkers?: ReadonlySet<string>;
 }
 
 export interface CheckInput {
