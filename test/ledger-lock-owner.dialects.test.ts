@@ -56,11 +56,13 @@ describe.each(dialects)("%s store", (dialect) => {
     const lockJ = h.op.send(h.op.lockIxs(j)).signature;
     const lockA = h.op.send(h.op.lockIxs(a)).signature;
     const settleA = h.op.send(h.op.settleIxs(a)).signature;
+    // When A's answer came: its receipt is dated so however long J's rounds below take.
+    const answeredA = h.op.now();
     // J's response names A's settlement; A's receipt comes later (a stream ending later).
     c.record(j, { escrowTx: lockJ, settlementTx: settleA });
     await c.verify();
     await statementAfterWindow(h, c, j.vault, from);
-    c.record(a, { escrowTx: lockA, settlementTx: settleA });
+    c.record(a, { escrowTx: lockA, settlementTx: settleA }, {}, "ingest", answeredA);
     c.honestJobsApi(a, { escrowTx: lockA, settlementTx: settleA });
     await c.verify();
     expect((await c.outcome(a.jobId)).verdict).toBe("verified");
