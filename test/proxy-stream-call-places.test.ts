@@ -23,8 +23,12 @@ describe("a stream's choices and calls, placed as its client places them", () =>
   const chunk = (choices: unknown[], extra: object = {}) =>
     `data: ${JSON.stringify({ id: "c", object: "chat.completion.chunk", model: "qwen3-8b", choices, ...extra })}\n\n`;
   const calls = (...deltas: object[]) => chunk([{ index: 0, delta: { tool_calls: deltas } }]);
-  const stream = (chunks: string[], completion: number) =>
-    [...chunks, chunk([], { usage: usage(completion) }), "data: [DONE]\n\n"].join("");
+  const stream = (chunks: (string | Buffer)[], completion: number) =>
+    Buffer.concat(
+      [...chunks, chunk([], { usage: usage(completion) }), "data: [DONE]\n\n"].map((c) =>
+        typeof c === "string" ? Buffer.from(c) : c,
+      ),
+    );
   const request = {
     messages: [{ role: "user", content: "weather?" }],
     max_tokens: 8000,
@@ -33,7 +37,9 @@ describe("a stream's choices and calls, placed as its client places them", () =>
   };
 
   /** Each stream answered for its claimed completion tokens; the verdicts, and the rows. */
-  async function judge(answers: { chunks: string[]; completion: number; tools?: boolean }[]) {
+  async function judge(
+    answers: { chunks: (string | Buffer)[]; completion: number; tools?: boolean }[],
+  ) {
     const c = await h.scenario();
     await c.pinKey(1);
     const jobIds: string[] = [];
@@ -188,6 +194,37 @@ describe("a stream's choices and calls, placed as its client places them", () =>
         { answerBytes: 3, answerToolCalls: 0 },
         { answerBytes: 3, answerToolCalls: 0 },
         { answerBytes: 3003, answerToolCalls: 0 },
+      ],
+    });
+  });
+
+  it("counts no text after a line or chunk Python's SDK fails at and Node's reads", async () => {
+    const hi = chunk([{ index: 0, delta: { role: "assistant", content: "Hi." } }]);
+    const padding = chunk([{ index: 0, delta: { content: filler } }]);
+    // Python's SDK decodes each line strictly, a comment's too (`UnicodeDecodeError`), and
+    // parses each chunk with `json`, which refuses deep nesting (`RecursionError`) and an
+    // integer of more than 4,300 digits (`ValueError`); Node's reads on. The padding after
+    // was one client's: a Python customer saw `Hi.` and an error, charged 3,003 tokens, verified.
+    const notUtf8 = Buffer.from([0x3a, 0x20, 0xff, 0x0a]);
+    const pad = (value: string) => chunk([], { pad: "P" }).replace('"P"', value);
+    const undecided = { verdict: "discrepancy", failing: ["charge.matches_price"] };
+    expect(
+      await judge([
+        { chunks: [hi, notUtf8, padding], completion: 3003, tools: false },
+        {
+          chunks: [hi, pad(`${"[".repeat(1200)}${"]".repeat(1200)}`), padding],
+          completion: 3003,
+          tools: false,
+        },
+        { chunks: [hi, pad("1".repeat(5000)), padding], completion: 3003, tools: false },
+      ]),
+    ).toEqual({
+      // The usage after is none a Python client read: the charge is bounded by `Hi.`.
+      verdicts: [undecided, undecided, undecided],
+      rows: [
+        { answerBytes: 3, answerToolCalls: 0 },
+        { answerBytes: 3, answerToolCalls: 0 },
+        { answerBytes: 3, answerToolCalls: 0 },
       ],
     });
   });

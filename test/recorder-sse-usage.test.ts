@@ -8,6 +8,7 @@ import { createRecordingProxy } from "../src/recorder/proxy.js";
 import {
   createDataCount,
   createDoneWatch,
+  pythonRefuses,
   sseChunks,
   sseEvents,
 } from "../src/recorder/sse-tail.js";
@@ -346,6 +347,48 @@ describe("a stream read as it passes", () => {
     expect(readIn(body)).toMatchObject({ answerBytes: 3, usage: { completionTokens: 5 } });
   });
 
+  it("stops where Python's SDK fails and Node's reads on: a line that is no UTF-8, a chunk its json refuses", () => {
+    // Python's SDK decodes each line strictly (a comment's too) and parses each chunk with
+    // `json`; Node's reads U+FFFD and parses with `JSON.parse`. Text after such a line or chunk
+    // is one client's, and its usage too: counted, 3,000 bytes of it lifted the bound of `Hi.`.
+    const hi = event(text("Hi."));
+    const after = `${event(text("x".repeat(3000)))}${event(usage(3003))}${event("[DONE]")}`;
+    const bytes = (...parts: (string | number[])[]) =>
+      Buffer.concat(parts.map((p) => (typeof p === "string" ? Buffer.from(p) : Buffer.from(p))));
+    const deep = (n: number) => `${"[".repeat(n)}${"]".repeat(n)}`;
+    for (const body of [
+      bytes(hi, ": ", [0xff], "\n", after),
+      // A character cut short at the line's end, an overlong `/`, a surrogate's bytes.
+      bytes(hi, ": ", [0xe2, 0x82], "\n", after),
+      bytes(hi, "data: ", [0xc0, 0xaf], "\n\n", after),
+      bytes(hi, ": ", [0xed, 0xa0, 0x80], "\r\n", after),
+      // Past the 256 bytes a comment line keeps.
+      bytes(hi, `: ${"-".repeat(5000)}`, [0xff], "\n", after),
+      bytes(hi, event(chunk({ choices: [], pad: "P" }).replace('"P"', deep(600))), after),
+      bytes(hi, event(chunk({ choices: [], pad: "P" }).replace('"P"', "1".repeat(5000))), after),
+    ]) {
+      for (const size of [1, 2, 3, 7, body.length]) {
+        expect(readIn(body, size)).toMatchObject({
+          answerBytes: 3,
+          usage: { completionTokens: null },
+        });
+      }
+    }
+    // Characters of two to four bytes cut by a chunk's edge, numbers Python reads: all read.
+    const honest = bytes(
+      event(text("é€😀".repeat(100))),
+      event(chunk({ choices: [], pad: "P" }).replace('"P"', `${"1".repeat(5000)}.5`)),
+      `: ${"€".repeat(400)}\n`,
+      after,
+    );
+    for (const size of [1, 2, 3, 5, 7, honest.length]) {
+      expect(readIn(honest, size)).toMatchObject({
+        answerBytes: 900 + 3000,
+        usage: { completionTokens: 3003 },
+      });
+    }
+  });
+
   it("reads on past `choices` of another kind, which no client's loop throws on", () => {
     const body = Buffer.from(
       `${event(text("x".repeat(100)))}${event(chunk({ choices: "ab", usage: { prompt_tokens: 7, completion_tokens: 100, total_tokens: 107 } }))}${event(usage(3))}${event("[DONE]")}`,
@@ -394,6 +437,25 @@ describe("createDataCount", () => {
     }
   });
 
+  it("counts nothing after a line that is no UTF-8, which Python's SDK fails at", () => {
+    const long = "p".repeat(900);
+    for (const [parts, expected] of [
+      [["data: ab\n\n: ", [0xff], `\n\ndata: ${long}\n\n`], 2],
+      [["data: ab\n\nx-pad: ", [0xe2, 0x82], `\r\n\r\ndata: ${long}\n\n`], 2],
+      [["data: ab", [0xc3], `\n\ndata: ${long}\n\n`], 0],
+      [["data: ab\n\n: ", [0xe2, 0x82, 0xac], `\n\ndata: ${long}\n\n`], 902],
+    ] as const) {
+      const bytes = Buffer.concat(
+        parts.map((p) => (typeof p === "string" ? Buffer.from(p) : Buffer.from(p))),
+      );
+      for (const size of [1, 2, 5, bytes.length]) {
+        const count = createDataCount();
+        for (let i = 0; i < bytes.length; i += size) count.add(bytes.subarray(i, i + size));
+        expect([parts, size, count.bytes]).toEqual([parts, size, expected]);
+      }
+    }
+  });
+
   it("counts no data of an event with a name, but a Responses API stream's own events", () => {
     const stream =
       `event: x\r\ndata: ${"p".repeat(900)}\r\n\r\ndata: abc\r\n\r\n` +
@@ -412,5 +474,21 @@ describe("createDataCount", () => {
         expect(count.bytes).toBe(expected);
       }
     }
+  });
+});
+
+describe("pythonRefuses", () => {
+  it("names JSON that Python's json fails on and JSON.parse reads: deep nesting, long integers", () => {
+    const deep = (n: number) => `{"a":${"[".repeat(n - 1)}${"]".repeat(n - 1)}}`;
+    expect(pythonRefuses(deep(512))).toBe(false);
+    expect(pythonRefuses(deep(513))).toBe(true);
+    expect(pythonRefuses(`{"a":${"1".repeat(4300)}}`)).toBe(false);
+    expect(pythonRefuses(`{"a":${"1".repeat(4301)}}`)).toBe(true);
+    expect(pythonRefuses(`{"a":-${"1".repeat(4301)}}`)).toBe(true);
+    // A float Python reads, and digits or brackets inside a string.
+    expect(pythonRefuses(`{"a":${"1".repeat(5000)}.5}`)).toBe(false);
+    expect(pythonRefuses(`{"a":${"1".repeat(5000)}e2}`)).toBe(false);
+    expect(pythonRefuses(`{"a":1e+${"1".repeat(5000)}}`)).toBe(false);
+    expect(pythonRefuses(`{"a":"${"1".repeat(5000)}","b":"\\"${"[".repeat(600)}"}`)).toBe(false);
   });
 });

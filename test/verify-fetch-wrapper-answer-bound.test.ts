@@ -426,7 +426,11 @@ describe("the recording fetch's receipts of streams", () => {
   }
 
   /** A streamed job of `plan` asked through the recording fetch and read to its end. */
-  async function streamedThroughFetch(c: Scenario, plan: JobPlan, body: string): Promise<void> {
+  async function streamedThroughFetch(
+    c: Scenario,
+    plan: JobPlan,
+    body: string | Buffer,
+  ): Promise<void> {
     const upstream = await jobUpstream(plan, h.op.honestJob(plan), {
       body,
       headers: { "content-type": "text/event-stream" },
@@ -498,6 +502,28 @@ describe("the recording fetch's receipts of streams", () => {
     expect(await readJob(c.store, honest.jobId)).toMatchObject({
       completionTokens: 640,
       answerBytes: 640,
+    });
+  });
+
+  it("reads nothing after a line Python's SDK fails at, as the proxy reads it", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const usage = { prompt_tokens: 12, completion_tokens: 643, total_tokens: 655 };
+    const whole = stream([{ content: "Hi." }, { content: "w ".repeat(320) }], usage);
+    const first = whole.indexOf("\n\n") + 2;
+    // A comment line holding a byte that is no UTF-8: Python's SDK fails the stream there
+    // (`UnicodeDecodeError`), Node's reads on to the 640 bytes and the usage after it.
+    const body = Buffer.concat([
+      Buffer.from(whole.slice(0, first)),
+      Buffer.from([0x3a, 0x20, 0xff, 0x0a]),
+      Buffer.from(whole.slice(first)),
+    ]);
+    const made = h.op.plan({ keyIndex: 1, completionTokens: 643 });
+    await streamedThroughFetch(c, made, body);
+    expect(await c.verdicts(made.jobId)).toEqual([discrepancy("charge.matches_price")]);
+    expect(await readJob(c.store, made.jobId)).toMatchObject({
+      completionTokens: null,
+      answerBytes: 3,
     });
   });
 

@@ -756,10 +756,14 @@ export function createSseFacts(credentials: string[], asked: Asked) {
   };
 }
 
-/** Model, usage and answer size of a whole SSE stream's text (see `createSseFacts`). */
-export function sseFacts(text: string, credentials: string[], asked: Asked): BodyFacts {
+/**
+ * Model, usage and answer size of a whole SSE stream (see `createSseFacts`), best given as its
+ * bytes: a line that is no UTF-8 ends what Python's SDK reads, and decoded text holds U+FFFD in
+ * its place.
+ */
+export function sseFacts(text: string | Buffer, credentials: string[], asked: Asked): BodyFacts {
   const read = createSseFacts(credentials, asked);
-  read.add(Buffer.from(text, "utf8"));
+  read.add(typeof text === "string" ? Buffer.from(text, "utf8") : text);
   return read.facts();
 }
 

@@ -53,7 +53,7 @@ import { credentialsOf, withoutKeys } from "./without-key.js";
 const maxStreamBytes = 8 * 1024 * 1024;
 
 /** A stream's answer as read: its text when held whole, or what was read of it as it passed. */
-type StreamRead = { text: string } | { facts: BodyFacts };
+type StreamRead = { text: string; bytes?: Buffer } | { facts: BodyFacts };
 
 /** A reader of a stream too long to hold, fed its bytes as they pass (see `tapStream`). */
 interface LongStreamRead {
@@ -462,8 +462,12 @@ export function createRecordingFetch(given: RecordingFetchOptions): RecordingFet
       settle(value);
     };
     const stop = () => finish(null);
-    const whole = (): StreamRead =>
-      long !== null ? { facts: long.facts() } : { text: Buffer.concat(held).toString("utf8") };
+    const whole = (): StreamRead => {
+      if (long !== null) return { facts: long.facts() };
+      // The bytes too: a stream's line that is no UTF-8 is told by them (see `sseFacts`).
+      const bytes = Buffer.concat(held);
+      return { text: bytes.toString("utf8"), bytes };
+    };
     const timer = setTimeout(stop, streamReadMs);
     timer.unref?.();
     streamsRead.add(stop);
@@ -892,7 +896,7 @@ export function createRecordingFetch(given: RecordingFetchOptions): RecordingFet
               usageOwed = other.usageOwed;
             } else {
               answer = isSse
-                ? sseFacts(got.text, credentials, readAs)
+                ? sseFacts(got.bytes ?? got.text, credentials, readAs)
                 : jsonBodyFacts(got.text, credentials, readAs, false);
             }
           } catch (error) {

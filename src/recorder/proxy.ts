@@ -1724,7 +1724,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
               .facts;
           }
           return isSse
-            ? sseFacts(text, credentials, asked)
+            ? sseFacts(reading, credentials, asked)
             : jsonBodyFacts(text, credentials, asked);
         };
         /**
@@ -1753,7 +1753,8 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
           // The bytes held, joined once: a held answer is read from and sent from the same copy
           // (joined twice, an 8 MiB answer was copied twice more).
           const whole = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
-          const bodyText = (Buffer.isBuffer(decoded) ? decoded : whole).toString("utf8");
+          const bodyBytes = Buffer.isBuffer(decoded) ? decoded : whole;
+          const bodyText = bodyBytes.toString("utf8");
           // An answer the upstream broke off (its connection closed short of the body's end while
           // the client waited) reached the caller broken or not at all: a held JSON body is never
           // sent, and a stream's client sees its read fail. Usage its bytes name prices no answer
@@ -1793,7 +1794,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
                       ? isSse
                         ? sseCut
                           ? streamFacts()
-                          : sseFacts(bodyText, credentials, asked)
+                          : sseFacts(bodyBytes, credentials, asked)
                         : jsonBodyFacts(bodyText, credentials, asked)
                       : scan !== null && readAsAsked && upstream.complete
                         ? scannedBodyFacts(scan, credentials, asked)

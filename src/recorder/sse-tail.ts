@@ -1,3 +1,5 @@
+import { isUtf8 } from "node:buffer";
+
 /**
  * What a streamed completion told its client, read from the stream's last bytes the way an SSE
  * client reads them (the OpenAI SDKs' decoder): lines end at CR, LF or CRLF, each decoded alone
@@ -6,8 +8,9 @@
  * event whose data starts with `[DONE]` ends the stream, and the client reads nothing after it.
  * The operator writes the stream, so usage it puts where a client never looks (after `[DONE]`,
  * in an event never ended, after a chunk that stops the client, split over `data:` lines a
- * line-by-line reader would take apart, in an event with a name some SDKs do not read) is not
- * what the customer was told, and must not become the receipt's.
+ * line-by-line reader would take apart, in an event with a name some SDKs do not read, after a
+ * line that is no UTF-8 or a chunk Python's `json` refuses, where Python's SDK fails and Node's
+ * reads on) is not what the customer was told, and must not become the receipt's.
  */
 
 export interface SseEvent {
@@ -28,6 +31,49 @@ const carryBytes = 24;
 /** `[DONE]`'s length: a `]` within this many bytes of a chunk's start may close one begun before. */
 const doneLength = 6;
 const doneBytes = Buffer.from("[DONE]");
+
+/**
+ * Tells whether a line's bytes are UTF-8, given piece by piece (a character may be cut between
+ * two): Python's SDK decodes every line of a stream strictly, a comment line too, and fails the
+ * stream at one that is not (`UnicodeDecodeError`), where Node's reads U+FFFD and goes on.
+ */
+function createUtf8Line() {
+  // The start of a character cut at the last piece's end, and how many bytes it has in all.
+  let carry: number[] = [];
+  let need = 0;
+  let valid = true;
+  return {
+    get valid() {
+      return valid && carry.length === 0;
+    },
+    add(piece: Buffer) {
+      if (!valid || piece.length === 0) return;
+      let from = 0;
+      if (carry.length > 0) {
+        while (carry.length < need && from < piece.length) carry.push(piece[from++] as number);
+        if (carry.length < need) return;
+        valid = isUtf8(Uint8Array.from(carry));
+        carry = [];
+        if (!valid) return;
+      }
+      // A character cut at the piece's end: its lead byte, within the last three.
+      let cut = piece.length;
+      for (let i = piece.length - 1; i >= from && i >= piece.length - 3; i--) {
+        const b = piece[i] as number;
+        if ((b & 0xc0) === 0x80) continue;
+        const length = b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : b >= 0xc0 ? 2 : 1;
+        if (i + length > piece.length) cut = i;
+        break;
+      }
+      valid = isUtf8(piece.subarray(from, cut));
+      if (valid && cut < piece.length) {
+        carry = [...piece.subarray(cut)];
+        const b = carry[0] as number;
+        need = b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : 2;
+      }
+    },
+  };
+}
 
 /**
  * Watches a stream's chunks for its `[DONE]` event, so that capture can stop there: a client
@@ -102,8 +148,10 @@ export function createDataCount(responses = false): {
   readonly bytes: number;
 } {
   let bytes = 0;
-  // A client failed the stream at an event of no data (see `sseEvents`): nothing after counts.
+  // A client failed the stream at an event of no data (see `sseEvents`) or at a line that is no
+  // UTF-8 (see `createUtf8Line`): nothing after counts.
   let failed = false;
+  const utf8 = createUtf8Line();
   // The event being read: its data bytes so far, and its name (its first bytes), null if none.
   let pending = 0;
   let event: string | null = null;
@@ -159,12 +207,23 @@ export function createDataCount(responses = false): {
       // Most streams end lines with LF alone: a chunk without CR is searched for LF only.
       const hasCr = chunk.indexOf(cr) >= 0;
       let i = 0;
+      // Where the bytes of the line being read start in this chunk (see `lineEnds`).
+      let lineStart = 0;
+      // A line ends at `at`: false when it is no UTF-8, at which Python's SDK fails the stream.
+      const lineEnds = (at: number) => {
+        utf8.add(chunk.subarray(lineStart, at));
+        lineStart = at + 1;
+        if (utf8.valid) return true;
+        failed = true;
+        return false;
+      };
       while (i < n) {
         const c = chunk[i]!;
         if (afterCr) {
           afterCr = false;
           if (c === lf) {
             i++;
+            lineStart = i;
             continue;
           }
         }
@@ -189,8 +248,12 @@ export function createDataCount(responses = false): {
             value += chunk.toString("latin1", from, upTo);
             if (upTo < end) longValue = true;
           }
-          if (end === n) return;
+          if (end === n) {
+            utf8.add(chunk.subarray(lineStart));
+            return;
+          }
           afterCr = chunk[end] === cr;
+          if (!lineEnds(end)) return;
           endLine();
           if (failed) return;
           i = end + 1;
@@ -199,6 +262,7 @@ export function createDataCount(responses = false): {
         i++;
         if (c === lf || c === cr) {
           afterCr = c === cr;
+          if (!lineEnds(i - 1)) return;
           endLine();
           if (failed) return;
         } else if (c === colon) {
@@ -211,6 +275,7 @@ export function createDataCount(responses = false): {
         } else if (field.length < nameBytes) field += String.fromCharCode(c);
         else reading = "other";
       }
+      utf8.add(chunk.subarray(lineStart));
     },
   };
 }
@@ -320,6 +385,8 @@ export function createSseReader(onEvent: (event: SseEvent) => void, maxEventByte
   // The data bytes of the event being read.
   let eventBytes = 0;
   const parser = createEventParser(onEvent);
+  // Whether the line's bytes, every one of them (a dropped comment's too), are UTF-8.
+  const utf8 = createUtf8Line();
   const head = () => (line.length === 1 ? (line[0] as Buffer) : Buffer.concat(line));
   const classify = () => {
     const first = head().toString("latin1", 0, 8);
@@ -327,6 +394,7 @@ export function createSseReader(onEvent: (event: SseEvent) => void, maxEventByte
     comment = first.startsWith(":");
   };
   const take = (piece: Buffer) => {
+    utf8.add(piece);
     if (dropped || piece.length === 0) return;
     line.push(piece);
     lineBytes += piece.length;
@@ -344,6 +412,11 @@ export function createSseReader(onEvent: (event: SseEvent) => void, maxEventByte
     }
   };
   const endLine = () => {
+    if (!utf8.valid) {
+      // Python's SDK fails the stream at this line: what follows is read by Node's alone.
+      ended = true;
+      return;
+    }
     if (lineBytes === 0 && !dropped) {
       // A blank line: the event ends.
       eventBytes = 0;
@@ -415,6 +488,72 @@ export interface SseChunk {
 }
 
 /**
+ * Nesting that Python's `json` refuses (`RecursionError`): its limit is the interpreter's
+ * recursion limit less the frames below the SDK's `json.loads`, about 1,000 on CPython 3.11, so
+ * a chunk nested deeper than an answer ever is is taken as refused (the JSON answer scan's
+ * `maxDepth` alike).
+ */
+const pythonMaxDepth = 512;
+/** Digits of an integer Python's `int()` reads at most (CPython 3.11 on: `ValueError` past it). */
+const pythonMaxDigits = 4300;
+const longDigits = new RegExp(`\\d{${pythonMaxDigits + 1}}`);
+
+/**
+ * Whether Python's SDK fails at JSON text `JSON.parse` read (`sse.json()` raises, and its
+ * stream with it): nested deeper than `pythonMaxDepth`, or an integer of more digits than
+ * `pythonMaxDigits` outside a string. Node's reads both. Looked at closely only where the text
+ * holds that many brackets or digits in a row: an answer's chunks hold neither.
+ */
+export function pythonRefuses(text: string): boolean {
+  let opened = 0;
+  for (
+    let at = text.indexOf("[");
+    at >= 0 && opened <= pythonMaxDepth;
+    at = text.indexOf("[", at + 1)
+  )
+    opened++;
+  for (
+    let at = text.indexOf("{");
+    at >= 0 && opened <= pythonMaxDepth;
+    at = text.indexOf("{", at + 1)
+  )
+    opened++;
+  const deep = opened > pythonMaxDepth;
+  if (!deep && !longDigits.test(text)) return false;
+  let depth = 0;
+  let digits = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22 /* " */) {
+      // Past the string: an escaped quote is no end.
+      digits = 0;
+      for (i++; i < text.length; i++) {
+        const d = text.charCodeAt(i);
+        if (d === 0x5c /* \ */) i++;
+        else if (d === 0x22) break;
+      }
+    } else if (c === 0x5b /* [ */ || c === 0x7b /* { */) {
+      if (++depth > pythonMaxDepth) return true;
+    } else if (c === 0x5d /* ] */ || c === 0x7d /* } */) depth--;
+    else if (c >= 0x30 && c <= 0x39) {
+      if (++digits > pythonMaxDigits) {
+        // An integer's digits: a fraction or exponent makes it a float, which Python reads.
+        let j = i + 1;
+        while (j < text.length && text.charCodeAt(j) >= 0x30 && text.charCodeAt(j) <= 0x39) j++;
+        const next = text[j];
+        if (next !== "." && next !== "e" && next !== "E") return true;
+        i = j;
+        digits = 0;
+      }
+    } else if (c === 0x2e /* . */ || c === 0x65 || c === 0x45) {
+      // A fraction or exponent: the digits after it are a float's.
+      digits = -Infinity;
+    } else if (c !== 0x2b /* + */ && c !== 0x2d /* - */) digits = 0;
+  }
+  return false;
+}
+
+/**
  * The chunks a client takes from `events`, oldest first, as the SDKs hand them on: every
  * event's data is parsed (the client fails the stream at one that is no JSON), a chunk carrying
  * an `error` fails it too, and so does `null`, on which a caller reading `chunk.usage` throws.
@@ -465,7 +604,7 @@ export function createChunkReader(
       ended = true;
       return "end";
     }
-    if (chunk === null) {
+    if (chunk === null || pythonRefuses(e.data)) {
       ended = true;
       return "end";
     }

@@ -155,7 +155,7 @@ export async function jobThroughFetch(
   store: Store,
   plan: JobPlan,
   path: string,
-  body: string,
+  body: string | Buffer,
   request: Record<string, unknown>,
   options: {
     /** The answer's content type; JSON when not given. */

@@ -88,7 +88,7 @@ export function closedAfterTest<T extends { close(): Promise<void> }>(server: T)
 export async function jobUpstream(
   job: { jobId: string; worker: { address: string } },
   txs: { escrowTx: string; settlementTx: string },
-  answer: { body: string; headers?: Record<string, string> },
+  answer: { body: string | Buffer; headers?: Record<string, string> },
 ): Promise<{ url: string; close(): Promise<void> }> {
   return closedAfterTest(
     await listen(
