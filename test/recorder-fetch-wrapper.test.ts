@@ -490,6 +490,19 @@ describe("createRecordingFetch", () => {
     expect(errors[0]).toMatch(/job_id/);
   });
 
+  it("records a job whose id header came twice with one value, as the proxy does", async () => {
+    // fetch joins the two lines as "J, J": sent so, ingest refused it and the paid job's
+    // receipt was lost, where the proxy reads the one value and records the job.
+    const id = jobId();
+    const { errors, stats } = await oneJobReported(undefined, () => [id, id] as unknown as string);
+    expect(errors).toEqual([]);
+    expect(stats).toMatchObject({ delivered: 1, rejected: 0 });
+    // Two values name no job: still sent, for ingest to refuse by name.
+    const apart = await oneJobReported(undefined, () => [jobId(), jobId()] as unknown as string);
+    expect(apart.stats).toMatchObject({ delivered: 0, rejected: 1 });
+    expect(apart.errors[0]).toMatch(/job_id/);
+  });
+
   it("drops the oldest receipt when its buffer is full instead of growing without bound", async () => {
     const dead = await listen(http.createServer());
     await dead.close();

@@ -726,8 +726,14 @@ export function createRecordingFetch(given: RecordingFetchOptions): RecordingFet
     // An empty header says nothing: it is sent as null, never as an empty value. Nor is one
     // longer than any value it can hold (as the proxy reads them): the operator's headers must
     // not make a batch too large to be accepted.
+    // A header sent twice with one value is that value, as the proxy reads it: fetch joins its
+    // lines with ", ", and a job id so joined was refused by ingest, the paid job's receipt lost.
     const get = (name: string, max = maxOperatorTextLength) => {
-      const value = response.headers.get(name)?.trim();
+      let value = response.headers.get(name)?.trim();
+      if (value?.includes(",")) {
+        const values = new Set(value.split(",").map((v) => v.trim()));
+        if (values.size === 1) value = [...values][0];
+      }
       return value && value.length <= max ? value : null;
     };
     // Every signature a header names, without what else it holds (a line of junk beside them
