@@ -14,7 +14,13 @@ import {
   type RequestFacts,
   readEchoed,
 } from "./request-facts.js";
-import { createChunkReader, createSseReader, sseChunks, sseEvents } from "./sse-tail.js";
+import {
+  createChunkReader,
+  createSseReader,
+  pythonRefuses,
+  sseChunks,
+  sseEvents,
+} from "./sse-tail.js";
 import { withoutKeys } from "./without-key.js";
 
 /**
@@ -589,6 +595,10 @@ export function jsonBodyFacts(
   } catch {
     return unreadableBody(asked);
   }
+  // JSON that Python's `json` refuses, JSON.parse reads: a Python client's read fails, as a
+  // Node client's fails at JSON.parse's refusal. Read as Node's, an answer nested too deep for
+  // Python priced its whole text, verified, for a customer who got an exception.
+  if (pythonRefuses(text)) return unreadableBody(asked);
   if (typeof parsed !== "object" || parsed === null) return unreadableBody(asked);
   const generated = createGeneratedCount(asked);
   generated.add(parsed.choices, "message");

@@ -181,6 +181,7 @@ export const sharedImportFiles: readonly string[] = [
   "test/recorder-operator-text.dialects.test.ts",
   "test/recorder-operator-values.test.ts",
   "test/recorder-proxy.test.ts",
+  "test/recorder-python-refused-json.test.ts",
   "test/recorder-receipt-writer-failing-task.test.ts",
   "test/recorder-receipt-writer-locked.test.ts",
   "test/recorder-receipts.test.ts",
