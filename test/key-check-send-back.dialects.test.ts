@@ -6,7 +6,7 @@ import { createJobQueueStore } from "../src/store/job-queue.js";
 import { localnetProfile } from "../src/verify/profiles.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import { receipt } from "./support/recorder-fixtures.js";
-import { readJob, updateJob } from "./support/seed-recorder.js";
+import { readConflicts, readJob, updateJob } from "./support/seed-recorder.js";
 
 /**
  * A key fingerprint that comes to name a second key check (two keys the operator made to share
@@ -183,5 +183,45 @@ describe.each(dialects)("an open capture completed by an import line on %s", (di
     expect(row).toMatchObject({ keyFingerprint: F, keyCheck: C2, captureState: "complete" });
     const pins = await createCustodyStore(store, localnetProfile).pins([F], []);
     expect([...(pins.sharedKeys ?? [])]).toEqual([F]);
+  });
+
+  // The proxy read its key from the Authorization header it forwarded, and the line it logs
+  // names that key: a line naming another is no completion of it. Taken as one, it wrote its
+  // key over the proxy's, the job judged as the other key's, and no conflict said so.
+  it.each([
+    ["another fingerprint", { keyFingerprint: G, keyCheck: C2 }, ["key_fingerprint", "key_check"]],
+    ["another fingerprint and no key check", { keyFingerprint: G, keyCheck: null }, []],
+    [
+      "another key check beside the fingerprint",
+      { keyFingerprint: F, keyCheck: C2 },
+      ["key_check"],
+    ],
+  ])("keeps the proxy's key against a line naming %s, as a conflict", async (_, key, named) => {
+    const store = await stores.open();
+    const proxied = receipt({ keyFingerprint: F, keyCheck: C1 });
+    const open: Receipt = {
+      ...proxied,
+      settlementTx: null,
+      captureState: "open",
+      promptTokens: null,
+      completionTokens: null,
+      totalTokens: null,
+    };
+    await recordReceipts(store, [open], "proxy", { now: t });
+    const [result] = await recordReceipts(store, [{ ...proxied, ...key }], "import", {
+      now: t + 1,
+    });
+    expect(result).toMatchObject({ outcome: "conflict" });
+    expect(result?.outcome === "conflict" && result.differences).toEqual(
+      expect.arrayContaining(named),
+    );
+    expect(await readJob(store, proxied.jobId)).toMatchObject({
+      keyFingerprint: F,
+      keyCheck: C1,
+      captureState: "open",
+    });
+    expect(await readConflicts(store)).toEqual([
+      expect.objectContaining({ jobId: proxied.jobId, source: "import" }),
+    ]);
   });
 });

@@ -288,17 +288,34 @@ export function differingFields(row: RecordedRow, receipt: ReceiptCore): string[
  * does; so does an imported one that contradicts no field the open row knows: the line the
  * proxy logs when it could not write a completion (`receipt completion not recorded`) adds only
  * what it had not yet seen. Imported as a receipt of another source, its usage was a conflict.
+ * The key the proxy read from the Authorization header it forwarded is such a field: a line
+ * naming another fingerprint, or another key check, is no line the proxy logged, and completing
+ * with it wrote its key over the proxy's (the job judged as that key's, no conflict kept).
  */
 export function completesOpenCapture(
   row: Pick<RecordedRow, "source" | "captureState">,
-  receipt: ReceiptCore,
+  receipt: ReceiptCore & Pick<Receipt, "keyFingerprint" | "keyCheck">,
   source: ReceiptSource,
   full: () => RecordedRow,
 ): boolean {
   if (row.source !== "proxy" || row.captureState !== "open") return false;
-  return (
-    source === "proxy" || (source === "import" && differingFields(full(), receipt).length === 0)
-  );
+  if (source === "proxy") return true;
+  if (source !== "import") return false;
+  const open = full();
+  return differingFields(open, receipt).length === 0 && !contradictsKey(open, receipt);
+}
+
+/** Whether `receipt` names another fingerprint than the row's, or another key check. */
+function contradictsKey(
+  row: Pick<RecordedRow, "keyFingerprint" | "keyCheck">,
+  receipt: Pick<Receipt, "keyFingerprint" | "keyCheck">,
+): boolean {
+  const fingerprint = receipt.keyFingerprint ?? null;
+  const check = receipt.keyCheck ?? null;
+  if (fingerprint !== null && row.keyFingerprint !== null && fingerprint !== row.keyFingerprint) {
+    return true;
+  }
+  return check !== null && row.keyCheck !== null && check !== row.keyCheck;
 }
 
 /**
@@ -324,7 +341,8 @@ export function completedKeyCheck(
   receipt: Pick<Receipt, "keyFingerprint" | "keyCheck">,
 ): string | null {
   const fingerprint = receipt.keyFingerprint ?? null;
-  // A completion naming another fingerprint replaces it, and the check beside it.
+  // A completion naming a fingerprint the open row lacked brings the check beside it (one
+  // naming another is no completion: `completesOpenCapture`).
   if (fingerprint !== null && fingerprint !== row.keyFingerprint) return receipt.keyCheck ?? null;
   return row.keyCheck ?? receipt.keyCheck ?? null;
 }
