@@ -286,6 +286,60 @@ describe.each(dialects)("%s", (dialect) => {
     });
   });
 
+  // The verifier reads the settlement the jobs API names as the job's too (src/verify/round.ts):
+  // held with it final and read, the job waits for the escrow scan; held with it not final yet,
+  // for the chain, whatever the receipt's own signatures are.
+  it("counts the jobs API's settlement among the transactions a held job waits on", async () => {
+    const store = await stores.open();
+    const ops = createOpsStore(store);
+    const t0 = Date.UTC(2026, 10, 22);
+    const api = (jobId: string, settlementTx: string | null, createdAt: number) =>
+      jobRow({
+        jobId,
+        createdAt,
+        verdict: "awaiting_finality",
+        source: "ingest",
+        settlementTx,
+        apiSettlementTx: signatureOf(`${jobId}:api-settle`),
+        apiCheckedAt: t0 + 2,
+        apiStatus: "completed",
+        backfillState: "done",
+      });
+    await seedRows(store, "jobs", [
+      // The receipt named no settlement; the answer's is final and read.
+      api("api-settled", null, t0 + 1),
+      // The receipt's settlement is final and read; the answer named another, still landing.
+      api("api-landing", signatureOf("api-landing:settle"), t0 + 2 * HOUR),
+    ]);
+    const final = (signature: string) => ({
+      signature,
+      state: "finalized" as const,
+      commitment: "finalized" as const,
+      firstSeenAt: t0 + 9,
+      fetchedAt: t0 + 11,
+    });
+    await seedRows(store, "chainTransactions", [
+      final(signatureOf("api-settled:escrow")),
+      final(signatureOf("api-settled:api-settle")),
+      final(signatureOf("api-landing:escrow")),
+      final(signatureOf("api-landing:settle")),
+      {
+        signature: signatureOf("api-landing:api-settle"),
+        state: "landed" as const,
+        commitment: "confirmed" as const,
+        firstSeenAt: t0 + 9,
+      },
+    ]);
+    const waitOf = async (from: number) => {
+      const counts = countOpenJobWaits(await ops.openJobGroups(from, from + HOUR), {
+        waitsForJobsApi: true,
+      });
+      return Object.entries(counts).flatMap(([wait, n]) => (n > 0 ? [`${wait} ${n}`] : []));
+    };
+    expect(await waitOf(t0)).toEqual(["read_past 1"]);
+    expect(await waitOf(t0 + 2 * HOUR)).toEqual(["finality 1"]);
+  });
+
   it("reads a jobs API status in any case and with any spacing as the verifier reads it", async () => {
     const store = await stores.open();
     const ops = createOpsStore(store);

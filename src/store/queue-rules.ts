@@ -382,21 +382,32 @@ export const waitingForDrop = (t: { verdict: Column; lastError: Column }) =>
     AND ${t.lastError} NOT LIKE '%could not be asked%' AND ${t.lastError} NOT LIKE '%disagree%')`;
 
 /**
- * The receipt's escrow and settlement are both final and read (`chain_transactions` finalized,
- * fetched), or, a receipt naming no settlement nor any jobs API answer, its escrow is: a job
- * still `awaiting_finality` then waits for no transaction, but for the escrow scan or the
- * credit vaults' ledger to read past it (src/verify/escrow-cover.ts; the scan holds a lock no
- * step closes for minutes). A receipt without a settlement (a skip-settlement answer, imported)
- * used to be said to wait for its transactions' finality, sending on-call to the RPC.
+ * Every transaction the verifier reads for the job is final and read (`chain_transactions`
+ * finalized, fetched): the receipt's escrow, and its settlement, and the escrow and settlement
+ * the jobs API named, those it names (src/verify/round.ts reads all four). A job still
+ * `awaiting_finality` then waits for no transaction, but for the escrow scan or the credit
+ * vaults' ledger to read past it (src/verify/escrow-cover.ts; the scan holds a lock no step
+ * closes for minutes). A receipt without a settlement (a skip-settlement answer, imported)
+ * used to be said to wait for its transactions' finality, sending on-call to the RPC; so was
+ * one whose only settlement the jobs API named, final and read, and one whose answer named a
+ * second settlement not final yet was said to wait for the scan.
  */
 export const transactionsFinalAndRead = (t: {
   escrowTx: Column;
   settlementTx: Column;
+  apiEscrowTx: Column;
   apiSettlementTx: Column;
-}) =>
-  sql<unknown>`(${t.escrowTx} IS NOT NULL AND (${t.settlementTx} IS NOT NULL OR ${t.apiSettlementTx} IS NULL)
-    AND (SELECT count(*) FROM chain_transactions c WHERE c.signature IN (${t.escrowTx}, ${t.settlementTx})
-      AND c.state = 'finalized' AND c.fetched_at IS NOT NULL) = (CASE WHEN ${t.settlementTx} IS NULL THEN 1 ELSE 2 END))`;
+}) => {
+  const finalAndRead = (signature: Column) =>
+    sql`EXISTS (SELECT 1 FROM chain_transactions c WHERE c.signature = ${signature}
+      AND c.state = 'finalized' AND c.fetched_at IS NOT NULL)`;
+  // A jobs API signature that is the receipt's own is probed once.
+  return sql<unknown>`(${t.escrowTx} IS NOT NULL AND ${finalAndRead(t.escrowTx)}
+    AND (${t.settlementTx} IS NULL OR ${finalAndRead(t.settlementTx)})
+    AND (${t.apiEscrowTx} IS NULL OR ${t.apiEscrowTx} = ${t.escrowTx} OR ${finalAndRead(t.apiEscrowTx)})
+    AND (${t.apiSettlementTx} IS NULL OR ${t.apiSettlementTx} = ${t.settlementTx}
+      OR ${finalAndRead(t.apiSettlementTx)}))`;
+};
 
 /**
  * The start of the last error of a job whose verdict write failed on its own too, parked as
@@ -439,7 +450,7 @@ export interface OpenJobGroup {
   answered: boolean;
   /** The escrow or settlement signature has not been seen on chain yet (`namesUnseenTransaction`). */
   unseen: boolean;
-  /** Its escrow and settlement (if it names one) are final and read (`transactionsFinalAndRead`). */
+  /** Every transaction it names, the jobs API's too, is final and read (`transactionsFinalAndRead`). */
   finalAndRead: boolean;
   /** Parked as RPC trouble while a signature waits for its drop (`waitingForDrop`). */
   waitingForDrop: boolean;
