@@ -99,6 +99,39 @@ describe.each(dialects)("a key check another source names later on %s", (dialect
     expect(pins.sharedKeys).toEqual(new Set([F]));
   });
 
+  // A later receipt kept as a conflict for another field (the settlement an import line
+  // lacked, another max_tokens) named the key check too: it was dropped with the rest, and the
+  // key made to share the fingerprint stayed one with the first.
+  it.each([
+    ["another source's receipt naming the settlement the line lacked", "ingest", ["settlement_tx"]],
+    ["a receipt of its own source naming another max_tokens", "import", ["max_tokens"]],
+  ] as const)("fills it in from %s, kept as a conflict", async (_, source, differences) => {
+    const store = await stores.open();
+    const first = receipt({ keyFingerprint: F, keyCheck: C1 });
+    await recordReceipts(store, [first], "ingest", { now: t });
+    const later = receipt({ keyFingerprint: F, keyCheck: C2, maxTokens: 64 });
+    const line = { ...later, keyCheck: null, settlementTx: null, maxTokens: 32 };
+    await recordReceipts(
+      store,
+      [source === "ingest" ? line : { ...line, settlementTx: later.settlementTx }],
+      "import",
+      { now: t },
+    );
+    for (const r of [first, later]) {
+      await updateJob(store, r.jobId, { verdict: "verified", verdictAt: t });
+    }
+    const [result] = await recordReceipts(store, [later], source, { now: t + 1 });
+    expect(result).toEqual({ outcome: "conflict", differences });
+    expect(await readJob(store, later.jobId)).toMatchObject({
+      keyCheck: C2,
+      verdict: "pending",
+      previousVerdict: "verified",
+    });
+    expect(await readJob(store, first.jobId)).toMatchObject({ verdict: "pending" });
+    const pins = await createCustodyStore(store, localnetProfile).pins([F], []);
+    expect(pins.sharedKeys).toEqual(new Set([F]));
+  });
+
   it("keeps a later receipt naming another key check than the job's as a conflict", async () => {
     const store = await stores.open();
     const first = receipt({ keyFingerprint: F, keyCheck: C1 });

@@ -381,6 +381,23 @@ function fillKeyCheck(st: Statements, receipt: Receipt, now: number): void {
 }
 
 /**
+ * Fills in the key check a receipt kept as a conflict names (see `fillsKeyCheck`), whatever
+ * else it contradicts or knows more of: the check is the key's own, and a later receipt naming
+ * the settlement an import line lacked left the job judged on its fingerprint alone. True when
+ * it was written (the job is judged again).
+ */
+function fillKeyCheckOfConflict(
+  st: Statements,
+  row: RecordedRow,
+  receipt: Receipt,
+  now: number,
+): boolean {
+  if (!fillsKeyCheck(row, receipt)) return false;
+  fillKeyCheck(st, receipt, now);
+  return true;
+}
+
+/**
  * Records one receipt inside the caller's transaction. Synchronous by design: it is the body
  * of the batch transaction and must never await. Returns the outcome, and whether the
  * recorded job changed so that it must be verified again.
@@ -437,7 +454,8 @@ function recordOne(
     ];
     if (differences.length > 0) {
       storeConflict(st, row, receipt, source, differences, now);
-      const reopen = statusWritten(status) && needsReopen(row, now);
+      const keyFilled = fillKeyCheckOfConflict(st, row, receipt, now);
+      const reopen = (statusWritten(status) || keyFilled) && needsReopen(row, now);
       return { result: { outcome: "conflict", differences }, reopen, named: [] };
     }
     const fills = ownSource ? fillsCapture(row, receipt) : fillsKeyCheck(row, receipt);
@@ -499,9 +517,10 @@ function recordOne(
       return { result: { outcome: "updated" }, reopen, named: [] };
     }
     const gained = storeConflict(st, row, receipt, source, differences, now);
+    const keyFilled = fillKeyCheckOfConflict(st, row, receipt, now);
     return {
       result: { outcome: "conflict", differences },
-      reopen: (gained || statusWritten(status)) && reopen,
+      reopen: (gained || keyFilled || statusWritten(status)) && reopen,
       named: gained ? named : [],
     };
   }
@@ -512,9 +531,10 @@ function recordOne(
   ];
   if (differences.length > 0) {
     const gained = storeConflict(st, row, receipt, source, differences, now);
+    const keyFilled = fillKeyCheckOfConflict(st, row, receipt, now);
     return {
       result: { outcome: "conflict", differences },
-      reopen: (gained || statusWritten(status)) && reopen,
+      reopen: (gained || keyFilled || statusWritten(status)) && reopen,
       named: gained ? named : [],
     };
   }

@@ -258,6 +258,18 @@ async function fillKeyCheck(tx: PgTx, receipt: Receipt, now: number): Promise<vo
     .where(eq(jobs.jobId, receipt.jobId));
 }
 
+/** As on SQLite: the key check a receipt kept as a conflict names, filled in. */
+async function fillKeyCheckOfConflict(
+  tx: PgTx,
+  row: RecordedRow,
+  receipt: Receipt,
+  now: number,
+): Promise<boolean> {
+  if (!fillsKeyCheck(row, receipt)) return false;
+  await fillKeyCheck(tx, receipt, now);
+  return true;
+}
+
 /**
  * A receipt of a job that already has a row, as `recordOne` on SQLite after its insert did
  * nothing. The row is read `FOR UPDATE` (or was, as `read`, in this transaction before anything
@@ -296,7 +308,8 @@ async function recordExisting(
     ];
     if (differences.length > 0) {
       await storeConflict(tx, row, receipt, source, differences, now);
-      const reopen = statusWritten(status) && needsReopen(row, now);
+      const keyFilled = await fillKeyCheckOfConflict(tx, row, receipt, now);
+      const reopen = (statusWritten(status) || keyFilled) && needsReopen(row, now);
       return { result: { outcome: "conflict", differences }, reopen, named: [] };
     }
     const fills = ownSource ? fillsCapture(row, receipt) : fillsKeyCheck(row, receipt);
@@ -366,9 +379,10 @@ async function recordExisting(
       return { result: { outcome: "updated" }, reopen, named: [] };
     }
     const gained = await storeConflict(tx, row, receipt, source, differences, now);
+    const keyFilled = await fillKeyCheckOfConflict(tx, row, receipt, now);
     return {
       result: { outcome: "conflict", differences },
-      reopen: (gained || statusWritten(status)) && reopen,
+      reopen: (gained || keyFilled || statusWritten(status)) && reopen,
       named: gained ? named : [],
     };
   }
@@ -379,9 +393,10 @@ async function recordExisting(
   ];
   if (differences.length > 0) {
     const gained = await storeConflict(tx, row, receipt, source, differences, now);
+    const keyFilled = await fillKeyCheckOfConflict(tx, row, receipt, now);
     return {
       result: { outcome: "conflict", differences },
-      reopen: (gained || statusWritten(status)) && reopen,
+      reopen: (gained || keyFilled || statusWritten(status)) && reopen,
       named: gained ? named : [],
     };
   }
