@@ -213,6 +213,25 @@ describe.each(dialects)(
       expect(await c.outcome(first.jobId)).toEqual(discrepancyIncluding(unique));
     });
 
+    it("the second key's job first imported naming only the fingerprint and no credits header: its full receipt, a conflict, still fails both keys' jobs", async () => {
+      const c = await h.scenario();
+      const first = h.op.plan({ keyIndex: 1 });
+      await post(c, first, K1);
+      const theft = h.op.plan({ keyIndex: 1 });
+      const txs = h.op.honestJob(theft);
+      c.record(theft, txs, { keyFingerprint: fingerprint, creditsRemainingUnits: null }, "import");
+      await c.verify();
+      expect(await c.outcome(theft.jobId)).toEqual(verified);
+      const later = await c.ingest(theft, txs, {
+        key_fingerprint: fingerprint,
+        key_check: check(K2),
+      });
+      expect(later.status).toBe(409);
+      await c.verify();
+      expect(await c.outcome(theft.jobId)).toEqual(discrepancyIncluding(unique));
+      expect(await c.outcome(first.jobId)).toEqual(discrepancyIncluding(unique));
+    });
+
     it("one key's many jobs, each receipt naming its key check: all verified", async () => {
       const c = await h.scenario();
       const plans = [1, 2, 3, 4].map(() => h.op.plan({ keyIndex: 2 }));
