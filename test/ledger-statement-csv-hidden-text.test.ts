@@ -25,6 +25,7 @@ describe("the statement CSV", () => {
     const theft = h.op.send([
       h.op.transfer(plan.vault, stranger, 7n),
       h.op.memo(`decentral:escrow:${lookAlike}`),
+      h.op.memo("refill\u3000later"),
     ]).signature;
     await h.finalized();
     const reader = createLedgerReader({
@@ -46,7 +47,11 @@ describe("the statement CSV", () => {
     const row = statementToCsv(statement)
       .split("\r\n")
       .find((line) => line.includes(theft));
-    expect(row).toContain(`,${honest.jobId}\\u200b,decentral:escrow:${honest.jobId}\\u200b,`);
+    // The transaction's two memos one a line, as the JSON joins them; each escaped.
+    expect(row).toContain(
+      `,${honest.jobId}\\u200b,"decentral:escrow:${honest.jobId}\\u200b\nrefill\\u3000later",`,
+    );
     expect(row).not.toContain("\u200b");
+    expect(row).not.toContain("\u3000");
   });
 });

@@ -1,7 +1,8 @@
 import { factsFromJson } from "../chain/facts-json.js";
 import { withoutUrlSecrets } from "../chain/url-secrets.js";
 import type { Store } from "../db/client.js";
-import { csvCell, csvNameCell } from "../reports/csv-cell.js";
+import { printable } from "../printable-text.js";
+import { csvCell, csvNameCell, csvTextCell } from "../reports/csv-cell.js";
 import { isoOf } from "../reports/period.js";
 import {
   type AccountSnapshot,
@@ -1190,15 +1191,20 @@ export function statementToCsv(statement: Statement): string {
   // Addresses, job ids and memos are text whatever they spell (a memo's job id of digits), and
   // a character that shows as nothing is written as its escape, as the dashboard shows it: a
   // memo's "job_a\u200b" read in a spreadsheet as the honest job_a's.
+  // A transaction's memos stay one a line, as the JSON joins them: the line break between two
+  // memos is the one character of the column not escaped.
   const textColumns = new Set(["vault", "signature", "jobId", "memo"]);
+  const textCell = (column: string, text: string) =>
+    column === "memo" ? csvTextCell(text.split("\n").map(printable).join("\n")) : csvNameCell(text);
   const row = (cells: (string | number | null)[]) =>
     lines.push(
       [...cells, ...meta]
-        .map((cell, i) =>
-          textColumns.has(header[i] ?? "") && typeof cell === "string"
-            ? csvNameCell(cell)
-            : csvCell(cell),
-        )
+        .map((cell, i) => {
+          const column = header[i] ?? "";
+          return textColumns.has(column) && typeof cell === "string"
+            ? textCell(column, cell)
+            : csvCell(cell);
+        })
         .join(","),
     );
   for (const v of json.vaults) {
