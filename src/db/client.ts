@@ -510,6 +510,28 @@ export function isTransientPgError(error: unknown): boolean {
 }
 
 /**
+ * The connection failed, not the statement: no SQLSTATE (a socket closed), a connection error
+ * (08) or the session ended by the server (57P01 to 57P03). A statement cancelled at its timeout
+ * (57014, a table lock held) is not: run again, it would wait as long again. Meant for an error
+ * already found transient (`isLostPgConnection`): any error without a SQLSTATE passes it.
+ */
+export function pgConnectionLost(error: unknown): boolean {
+  const failure = error as { code?: unknown; cause?: { code?: unknown } } | null;
+  const code = failure?.code ?? failure?.cause?.code;
+  if (typeof code !== "string" || !/^[0-9A-Z]{5}$/.test(code)) return true;
+  return code.startsWith("08") || code.startsWith("57P");
+}
+
+/**
+ * A PostgreSQL connection lost or not to be had (`pg_terminate_backend`, a server restarting,
+ * a failover): what the receipt writer writes again on a fresh connection, not a conflict to
+ * retry (40) nor a server out of slots or disk (53), nor any error of the statement itself.
+ */
+export function isLostPgConnection(error: unknown): boolean {
+  return isTransientPgError(error) && pgConnectionLost(error);
+}
+
+/**
  * Whether PostgreSQL answered but will not write, for no fault of the statement: a read-only
  * database (a standby after a failover, `default_transaction_read_only`: 25006), a privilege
  * taken from this role (42501), or an I/O error writing its files (58030). Every write fails

@@ -1,6 +1,8 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import type { Config } from "../config.js";
-import { AppError } from "../errors.js";
+import { AppError, isAppError } from "../errors.js";
 import {
+  isBusyError,
   isTransientPgError,
   openSqliteStore,
   type SqliteStore,
@@ -84,6 +86,35 @@ export async function openStore(
     throw postgresOpenError(error, target.redacted);
   }
   return store;
+}
+
+/**
+ * Opens the store (create: false), again while the database cannot be reached (a PostgreSQL
+ * restarting: "cannot reach PostgreSQL", or SQLite's lock held by a migration) for at most
+ * `ms`; `onAway` is told of the first such failure (said even when no time is left to wait: a
+ * start that took the whole time). Any other error, or one once the time is up, is thrown.
+ */
+export async function openStoreWaitingFor(
+  config: Config,
+  ms: number,
+  onAway: (error: unknown) => void,
+): Promise<Store> {
+  const until = performance.now() + ms;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      // Every start migrates under the write lock: held by another process (a backup, a long
+      // import), it was waited for up to 10 minutes, far past the run's --timeout.
+      const migrationWaitMs = Math.max(0, until - performance.now());
+      return await openStore(config, { create: false, migrationWaitMs });
+    } catch (error) {
+      const away =
+        (isAppError(error) && error.code === "upstream_unavailable") || isBusyError(error);
+      const wait = Math.min(1000, until - performance.now());
+      if (away && attempt === 1) onAway(error);
+      if (!away || wait <= 0) throw error;
+      await sleep(wait);
+    }
+  }
 }
 
 /**

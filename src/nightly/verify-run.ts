@@ -2,9 +2,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { pino } from "pino";
 import { isQuorumRpc, rpcFromConfig } from "../chain/quorum.js";
 import type { Config } from "../config.js";
-import { isBusyError, type Store } from "../db/client.js";
-import { openStore } from "../db/open.js";
-import { isAppError } from "../errors.js";
+import type { Store } from "../db/client.js";
+import { openStoreWaitingFor } from "../db/open.js";
 import { createLedgerReader } from "../ledger/reader.js";
 import { ledgerWindowCheck } from "../ledger/window-check.js";
 import { createLogger, type Logger } from "../log.js";
@@ -163,32 +162,14 @@ export function nightlyVerifierOptions(
 }
 
 /**
- * Opens the store (create: false), again while the database cannot be reached (a PostgreSQL
- * restarting: "cannot reach PostgreSQL", or SQLite's lock held by a migration) for at most
- * `ms`: cron's hour is often the database's maintenance hour. Any other error, or one once the
- * time is up, is thrown.
+ * Opens the store (create: false), again while the database cannot be reached for at most
+ * `ms` (`openStoreWaitingFor`): cron's hour is often the database's maintenance hour.
  */
-export async function openStoreWaiting(config: Config, ms: number, log: Logger): Promise<Store> {
-  const until = performance.now() + ms;
-  for (let attempt = 1; ; attempt++) {
-    try {
-      // Every start migrates under the write lock: held by another process (a backup, a long
-      // import), it was waited for up to 10 minutes, far past the run's --timeout.
-      const migrationWaitMs = Math.max(0, until - performance.now());
-      return await openStore(config, { create: false, migrationWaitMs });
-    } catch (error) {
-      const away =
-        (isAppError(error) && error.code === "upstream_unavailable") || isBusyError(error);
-      const wait = Math.min(1000, until - performance.now());
-      // Said even when no time is left to wait (a start that took the whole --timeout).
-      if (away && attempt === 1) {
-        log.warn(
-          { err: error, waitS: Math.round(ms / 1000) },
-          `database not reachable; waiting for it up to ${Math.round(ms / 1000)} s`,
-        );
-      }
-      if (!away || wait <= 0) throw error;
-      await sleep(wait);
-    }
-  }
+export function openStoreWaiting(config: Config, ms: number, log: Logger): Promise<Store> {
+  return openStoreWaitingFor(config, ms, (error) =>
+    log.warn(
+      { err: error, waitS: Math.round(ms / 1000) },
+      `database not reachable; waiting for it up to ${Math.round(ms / 1000)} s`,
+    ),
+  );
 }

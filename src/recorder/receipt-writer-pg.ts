@@ -1,4 +1,8 @@
-import { isPgWriteRefusal, isTransientPgError } from "../db/client.js";
+import {
+  pgConnectionLost as connectionLost,
+  isPgWriteRefusal,
+  isTransientPgError,
+} from "../db/client.js";
 import type { PgStore } from "../db/pg/client.js";
 import { messageOf } from "../errors.js";
 import { backoff, createSleeper } from "../retry.js";
@@ -6,6 +10,7 @@ import {
   type CommitStatus,
   commitInDoubt,
   type GroupSession,
+  IN_DOUBT_OPEN_MS,
   openPgWriterConnection,
   ReceiptRowLockedError,
   ReceiptTurnWaitError,
@@ -43,12 +48,6 @@ const LOST_TOGETHER_MS = 1000;
  */
 const LOST_FOR_AWAY_MS = 10_000;
 
-/**
- * How long a group whose connection was lost at its COMMIT may stay open on the server before
- * its session is ended, in ms. A server that saw the connection go ends it at once.
- */
-const IN_DOUBT_OPEN_MS = 2000;
-
 /** The counts of failed groups once a group committed. */
 const afterCommit = {
   failures: 0,
@@ -62,18 +61,6 @@ function isUnreachable(error: unknown): boolean {
   const failure = error as { code?: unknown; cause?: { code?: unknown } } | null;
   const code = failure?.code ?? failure?.cause?.code;
   return isTransientPgError(error) && !(typeof code === "string" && code.startsWith("40"));
-}
-
-/**
- * The connection failed, not the statement: no SQLSTATE (a socket closed), a connection error
- * (08) or the session ended by the server (57P01 to 57P03). A statement cancelled at its timeout
- * (57014, a table lock held) is not: run again, it would wait as long again.
- */
-function connectionLost(error: unknown): boolean {
-  const failure = error as { code?: unknown; cause?: { code?: unknown } } | null;
-  const code = failure?.code ?? failure?.cause?.code;
-  if (typeof code !== "string" || !/^[0-9A-Z]{5}$/.test(code)) return true;
-  return code.startsWith("08") || code.startsWith("57P");
 }
 
 /**

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { sql, TransactionRollbackError } from "drizzle-orm";
+import type pg from "pg";
 import type { PgStore } from "../../db/pg/client.js";
 import { WRITER_CONNECTIONS } from "../../db/pg/connection-room.js";
 import { openPgSidePool } from "../../db/pg/pool.js";
@@ -219,6 +220,19 @@ export interface GroupSession {
  */
 const SERVER_LIFE = `pg_postmaster_start_time()::text || ' ' || coalesce((SELECT stats_reset FROM pg_stat_archiver)::text, '')`;
 
+/**
+ * The transaction `tx` is in (its id assigned now) and the server process running it, for
+ * `commitStatus` should the answer to its COMMIT be lost.
+ */
+export async function transactionSession(tx: PgExecutor): Promise<GroupSession | null> {
+  const [session] = (
+    await tx.execute<{ pid: number; xid: string; life: string }>(
+      sql`SELECT pg_backend_pid() AS pid, pg_current_xact_id()::text AS xid, ${sql.raw(SERVER_LIFE)} AS life`,
+    )
+  ).rows;
+  return session ? { xid: session.xid, pid: session.pid, life: session.life } : null;
+}
+
 const inDoubt = new WeakMap<object, CommitInDoubt>();
 
 /** What a group that failed with `error` had done, when it failed after its last unit ran. */
@@ -230,7 +244,7 @@ export function commitInDoubt(error: unknown): CommitInDoubt | null {
  * Runs `body` (a group's units) in a transaction; a failure after the body ran (the COMMIT's
  * answer lost) carries the transaction's id and the body's values (`commitInDoubt`).
  */
-async function inGroupTransaction<T>(
+export async function inGroupTransaction<T>(
   db: PgStore["db"],
   takeTurn: (tx: PgExecutor) => Promise<GroupSession | null>,
   body: (tx: PgTx) => Promise<T[]>,
@@ -251,6 +265,67 @@ async function inGroupTransaction<T>(
 
 /** What the server says of a transaction: `pg_xact_status` (null: too old, or not known). */
 export type CommitStatus = "committed" | "aborted" | "in progress" | null;
+
+/**
+ * How long a transaction whose connection was lost at its COMMIT may stay open on the server
+ * before its session is ended, in ms. A server that saw the connection go ends it at once.
+ */
+export const IN_DOUBT_OPEN_MS = 2000;
+
+/** `PgWriterConnection.commitStatus`, asked on a connection of `pool`. */
+export async function pgCommitStatus(
+  pool: pg.Pool,
+  { xid, life }: GroupSession,
+): Promise<CommitStatus> {
+  const { rows } = await pool.query<{ status: CommitStatus }>(
+    `SELECT CASE WHEN ${SERVER_LIFE} = $2 THEN pg_xact_status($1::xid8) END AS status`,
+    [xid, life],
+  );
+  return rows[0]?.status ?? null;
+}
+
+/** `PgWriterConnection.endInDoubt`, on a connection of `pool`. */
+export async function endPgSessionInDoubt(
+  pool: pg.Pool,
+  { xid, pid, life }: GroupSession,
+): Promise<void> {
+  // `backend_xid` is the 32-bit id: the low half of the 64-bit one `pg_current_xact_id` gave.
+  // The pid and the server's life as well: after a failover or a crash recovery the id and
+  // pid may be another session's there.
+  const low = (BigInt(xid) & 0xffff_ffffn).toString();
+  await pool.query(
+    `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+      WHERE pid = $1 AND backend_xid = $2::xid AND ${SERVER_LIFE} = $3`,
+    [pid, low, life],
+  );
+}
+
+/**
+ * The fate of a transaction lost at its COMMIT, once the server knows it: waited for while it
+ * is still open there (its backend has not yet seen the connection go), and its session ended
+ * past `IN_DOUBT_OPEN_MS` (a COMMIT that never reached it: nothing of it lands). Null when the
+ * server answering may have given its id to another (`commitStatus`). Throws as `pool` does
+ * (the server away): the fate is then still unknown; so it is, "in progress", when the session
+ * outlives `until` (`performance.now()`; a role that may not end it).
+ */
+export async function settledCommitStatus(
+  pool: pg.Pool,
+  session: GroupSession,
+  until = Number.POSITIVE_INFINITY,
+): Promise<CommitStatus> {
+  const since = performance.now();
+  for (let tries = 0; ; tries++) {
+    if (tries > 0) {
+      if (performance.now() >= until) return "in progress";
+      await sleep(backoff(tries, { baseMs: 5, maxMs: 500 }));
+    }
+    if (tries > 0 && performance.now() - since >= IN_DOUBT_OPEN_MS) {
+      await endPgSessionInDoubt(pool, session);
+    }
+    const status = await pgCommitStatus(pool, session);
+    if (status !== "in progress") return status;
+  }
+}
 
 /** How one unit of a PostgreSQL group ended: its value, or the error it failed with alone. */
 export type UnitOutcome = { ok: true; value: unknown } | { ok: false; error: unknown };
@@ -372,24 +447,8 @@ export function openPgWriterConnection(shared: PgStore): PgWriterConnection {
           return outcomes;
         },
       ),
-    async commitStatus({ xid, life }) {
-      const { rows } = await store.pool.query<{ status: CommitStatus }>(
-        `SELECT CASE WHEN ${SERVER_LIFE} = $2 THEN pg_xact_status($1::xid8) END AS status`,
-        [xid, life],
-      );
-      return rows[0]?.status ?? null;
-    },
-    async endInDoubt({ xid, pid, life }) {
-      // `backend_xid` is the 32-bit id: the low half of the 64-bit one `pg_current_xact_id` gave.
-      // The pid and the server's life as well: after a failover or a crash recovery the id and
-      // pid may be another session's there.
-      const low = (BigInt(xid) & 0xffff_ffffn).toString();
-      await store.pool.query(
-        `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-          WHERE pid = $1 AND backend_xid = $2::xid AND ${SERVER_LIFE} = $3`,
-        [pid, low, life],
-      );
-    },
+    commitStatus: (session) => pgCommitStatus(store.pool, session),
+    endInDoubt: (session) => endPgSessionInDoubt(store.pool, session),
     async ping() {
       await store.pool.query("SELECT 1");
     },
