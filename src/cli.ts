@@ -132,9 +132,14 @@ export function buildProgram(): Command {
       ),
   ).action(async (file: string, flags) => {
     const config = configFromFlags(flags);
-    const { openStore, runImportCommand } = await loadImport();
-    // Receipts imported into a mistyped path would sit in a new store no `verify` reads.
-    const store = await openStore(config, { create: false });
+    const { openStoreWaitingFor, runImportCommand, reconnectWithinMs } = await loadImport();
+    // Receipts imported into a mistyped path would sit in a new store no `verify` reads. A
+    // database restarting or failing over is waited for as long as a batch's lost connection.
+    const store = await openStoreWaitingFor(config, reconnectWithinMs, (error) =>
+      console.error(
+        `the database is not reachable (${messageOf(error)}); waiting for it up to ${reconnectWithinMs / 1000} s`,
+      ),
+    );
     // Told to stop, it commits what it read and prints its summary: it used to die at once
     // with exit 143 and no word of how far it got. A second signal ends it at once.
     const abort = new AbortController();
@@ -302,11 +307,11 @@ async function loadStore() {
 }
 
 async function loadImport() {
-  const [store, { runImportCommand }] = await Promise.all([
+  const [store, { runImportCommand, reconnectWithinMs }] = await Promise.all([
     loadStore(),
     import("./recorder/import-command.js"),
   ]);
-  return { ...store, runImportCommand };
+  return { ...store, runImportCommand, reconnectWithinMs };
 }
 
 /**

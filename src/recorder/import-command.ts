@@ -5,10 +5,17 @@ import { extname } from "node:path";
 import { Readable } from "node:stream";
 import { Presets, SingleBar } from "cli-progress";
 import type { Store } from "../db/client.js";
-import { AppError } from "../errors.js";
+import { AppError, messageOf } from "../errors.js";
 import { pathProblem } from "../file-input.js";
 import { printable } from "../printable-text.js";
-import { type ImportFormat, type ImportSummary, importReceipts } from "./import.js";
+import {
+  type ImportFormat,
+  type ImportSummary,
+  importReceipts,
+  reconnectWithinMs,
+} from "./import.js";
+
+export { reconnectWithinMs };
 
 /** Output of the `import` command: where lines go, and whether to draw a progress bar. */
 export interface ImportCommandIo {
@@ -122,6 +129,11 @@ function importSummaryLines(summary: ImportSummary, source: string): string[] {
     Math.max(0, summary.conflicts.length - maxListed) +
     Math.max(0, summary.rejected.length - maxListed);
   if (hidden > 0) lines.push(`... and ${hidden} more lines`);
+  if (summary.reconnected > 0) {
+    lines.push(
+      `${summary.reconnected} ${summary.reconnected === 1 ? "batch was" : "batches were"} written again after the database connection was lost; each receipt is counted once`,
+    );
+  }
   if (summary.undated > 0) {
     lines.push(
       `${summary.undated} created without created_at: dated now, at the import, so receipt.time fails each imported longer after its lock than the settlement window and receiptTimeSkewSeconds (720 s by default); add the column to date them`,
@@ -183,6 +195,12 @@ export async function runImportCommand(
     const summary = await importReceipts(store, input, {
       ...format,
       onProgress: (bytes, lines) => bar?.update(Math.min(bytes, size), { lines }),
+      onReconnect: (line, error) =>
+        io.err(
+          printable(
+            `line ${line}: the database connection was lost (${messageOf(error)}); writing the batch from this line again on a new connection (for up to ${reconnectWithinMs / 1000} s from the first loss)`,
+          ),
+        ),
       ...(io.signal ? { signal: io.signal } : {}),
     });
     if (summary.stopped === undefined) bar?.update(size);

@@ -38,7 +38,26 @@ export interface ImportOptions {
    * the summary says where it stopped (`stopped`).
    */
   signal?: AbortSignal;
+  /**
+   * PostgreSQL: how long a batch whose connection is lost (`pg_terminate_backend`, a server
+   * restart, a failover) is written again on fresh connections, from the first loss, in ms;
+   * past it the import stops as on any database failure. Default `reconnectWithinMs`.
+   */
+  reconnectWithinMs?: number;
+  /**
+   * Called as a batch whose connection was lost is written again: its first line and the
+   * error that cut it.
+   */
+  onReconnect?: (firstLine: number, error: unknown) => void;
 }
+
+/**
+ * How long `import` writes a batch again on PostgreSQL while its connection is lost, in ms: a
+ * server restart or a failover of a few seconds, sessions ended by an operator or a pooler,
+ * are ridden through as `serve` and `verify` ride them; an outage longer than this stops the
+ * import (exit 2), a cron's next run carrying on.
+ */
+export const reconnectWithinMs = 30_000;
 
 export interface ImportSummary {
   /** Receipts read (blank lines aside). */
@@ -57,6 +76,11 @@ export interface ImportSummary {
   undated: number;
   /** Told to stop (`signal`): the last line read; the lines after it were not. */
   stopped?: { afterLine: number };
+  /**
+   * Batches written again after their PostgreSQL connection was lost (each receipt is counted
+   * once: one whose first write committed is counted as that write found it).
+   */
+  reconnected: number;
 }
 
 /** A receipt that names no time of its own (a wire receipt's `created_at`, a completion's). */
@@ -841,7 +865,12 @@ async function opening(
  * reason, so that whoever ran the import knows where it stopped and that running it again only
  * adds what is missing (receipts already imported are counted duplicate).
  */
-function stoppedImport(error: unknown, summary: ImportSummary, firstLine: number): AppError {
+function stoppedImport(
+  error: unknown,
+  summary: ImportSummary,
+  firstLine: number,
+  retriedForMs: number | null,
+): AppError {
   // What each line before it came to: a rerun of an import that stopped, or a file of refused
   // lines, committed far fewer receipts than it read.
   const outcomes = [
@@ -861,7 +890,7 @@ function stoppedImport(error: unknown, summary: ImportSummary, firstLine: number
       : `the ${summary.total} receipts before it are done (${counts})`;
   return new AppError(
     error instanceof AppError ? error.code : "store_unavailable",
-    `${messageOf(error)}: the database stopped the import at line ${firstLine}; ${done}, none from line ${firstLine} on; running the import again is safe (receipts already imported are counted duplicate)`,
+    `${messageOf(error)}${retriedForMs === null ? "" : ` (its connection lost, the batch was written again on new connections for ${Math.round(retriedForMs / 1000)} s)`}: the database stopped the import at line ${firstLine}; ${done}, none from line ${firstLine} on; running the import again is safe (receipts already imported are counted duplicate)`,
     {},
     { cause: error },
   );
@@ -875,6 +904,7 @@ const emptySummary = (): ImportSummary => ({
   conflicts: [],
   rejected: [],
   undated: 0,
+  reconnected: 0,
 });
 
 /**
@@ -888,6 +918,7 @@ export async function importReceipts(
   options: ImportOptions = {},
 ): Promise<ImportSummary> {
   const pace = importPace(store, options.batchSize ?? 1000);
+  const retryMs = options.reconnectWithinMs ?? reconnectWithinMs;
   const now = options.now ?? Date.now;
   // Told to stop, a wait for the next line ends at once: a pipe may send nothing for hours.
   const { signal } = options;
@@ -921,10 +952,20 @@ export async function importReceipts(
     // A line refused unread goes in as no receipt, keeping its place among the outcomes.
     const values = batch.map((item) => (item.value instanceof UnreadableLine ? null : item.value));
     let results: Awaited<ReturnType<typeof ingestReceipts>>;
+    const firstLine = batch[0]?.line ?? lastLine;
+    let lostAt: number | null = null;
     try {
-      results = await ingestReceipts(store, values, "import", now(), pace);
+      results = await ingestReceipts(store, values, "import", now(), pace, {
+        withinMs: retryMs,
+        onRetry: (error) => {
+          if (lostAt === null) summary.reconnected++;
+          lostAt ??= performance.now();
+          options.onReconnect?.(firstLine, error);
+        },
+      });
     } catch (error) {
-      throw stoppedImport(error, summary, batch[0]?.line ?? lastLine);
+      const retriedFor = lostAt === null ? null : performance.now() - lostAt;
+      throw stoppedImport(error, summary, firstLine, retriedFor);
     }
     for (const result of results) {
       const item = batch[result.index] as Item;

@@ -2,6 +2,7 @@ import type { Store } from "../db/client.js";
 import {
   createReceiptsStore,
   type Receipt,
+  type ReconnectOptions,
   type RecordResult,
   recordReceiptsUnit,
 } from "../store/receipts.js";
@@ -35,6 +36,8 @@ export interface IngestItemResult {
  * one transaction: the outcome list is complete or, if the database fails, nothing is written.
  * `pace` (an import's, see `importPace`) is awaited between the validation and the transaction,
  * and told how many receipts it wrote and how long it took (the wait for its lock included).
+ * With `reconnect`, a transaction whose PostgreSQL connection is lost is written again on a
+ * fresh one for a while (`ReconnectOptions`), its outcomes counted once.
  */
 export async function ingestReceipts(
   store: Store,
@@ -42,11 +45,12 @@ export async function ingestReceipts(
   source: "ingest" | "import",
   now = Date.now(),
   pace?: { before(): Promise<void>; after(count: number, ms: number): void },
+  reconnect?: ReconnectOptions,
 ): Promise<IngestItemResult[]> {
   const { parsed, accepted } = parseAll(items);
   await pace?.before();
   const started = performance.now();
-  const outcomes = await createReceiptsStore(store).record(accepted, source, { now });
+  const outcomes = await createReceiptsStore(store, reconnect).record(accepted, source, { now });
   pace?.after(accepted.length, performance.now() - started);
   return itemResults(parsed, outcomes);
 }

@@ -85,6 +85,19 @@ export interface RecordOptions {
   backfillDelayMs?: number;
 }
 
+/**
+ * How a `record` on PostgreSQL rides through a lost connection (`pg_terminate_backend`, a
+ * server restart, a failover): its transaction is written again on a fresh connection, for at
+ * most `withinMs` from the first loss; past it, the loss is thrown. A transaction cut after its
+ * COMMIT was sent is first asked of the server: committed, its own outcomes are returned, not
+ * the `duplicate`s a second write would find. SQLite has no connection to lose.
+ */
+export interface ReconnectOptions {
+  withinMs: number;
+  /** Told before each new try, with the error that cut the last one. */
+  onRetry?: (error: unknown) => void;
+}
+
 /** The receipts of jobs: what each source said, and the conflicting receipts kept as findings. */
 export interface ReceiptsStore {
   /**
@@ -676,9 +689,9 @@ export function recordReceiptAtAttemptUnit(
 }
 
 /** The receipts store of either dialect. */
-export function createReceiptsStore(store: Store): ReceiptsStore {
+export function createReceiptsStore(store: Store, reconnect?: ReconnectOptions): ReceiptsStore {
   return store.kind === "postgres"
-    ? pgTwins().createPgReceiptsStore(store)
+    ? pgTwins().createPgReceiptsStore(store, reconnect)
     : createSqliteReceiptsStore(store);
 }
 

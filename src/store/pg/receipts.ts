@@ -1,8 +1,11 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { and, count, desc, eq, getTableColumns, inArray, sql } from "drizzle-orm";
+import { isLostPgConnection } from "../../db/client.js";
 import type { PgStore } from "../../db/pg/client.js";
 import { jobs, nightlyCountedThrough, receiptConflicts } from "../../db/pg/schema.js";
 import type { ReceiptSource } from "../../db/schema.js";
 import type { AppError } from "../../errors.js";
+import { backoff } from "../../retry.js";
 import { checkedKeys } from "../key-checks.js";
 import {
   addsTags,
@@ -39,9 +42,18 @@ import {
   statusOfCopy,
   statusWritten,
 } from "../receipt-rules.js";
-import type { ReceiptsStore, RecordOptions, RecordResult } from "../receipts.js";
+import type { ReceiptsStore, ReconnectOptions, RecordOptions, RecordResult } from "../receipts.js";
 import type { PgExecutor, PgTx } from "./executor.js";
-import { boundRowLockWaits, retryWhileRowLocked, takeReceiptWriterTurn } from "./group-commit.js";
+import {
+  boundRowLockWaits,
+  type CommitInDoubt,
+  commitInDoubt,
+  inGroupTransaction,
+  retryWhileRowLocked,
+  settledCommitStatus,
+  takeReceiptWriterTurn,
+  transactionSession,
+} from "./group-commit.js";
 import { rowsHeldError } from "./held-rows.js";
 import { reopenJobsPg, reopenNamersPg } from "./job-queue.js";
 import { holdKeyStripes, keyCheckSpansPg, reopenSharedKeysPg } from "./key-checks.js";
@@ -526,24 +538,61 @@ export async function recordReceiptsPg(
 const RECORD_LOCK_WAIT_MS = 1000;
 const RECORD_LOCK_TRIES = 5;
 
-/** The receipts store on a PostgreSQL pool: each `record` is one transaction. */
-export function createPgReceiptsStore(store: PgStore): ReceiptsStore {
+/**
+ * The receipts store on a PostgreSQL pool: each `record` is one transaction, written again on a
+ * lost connection while `reconnect` says (see `ReconnectOptions`).
+ */
+export function createPgReceiptsStore(store: PgStore, reconnect?: ReconnectOptions): ReceiptsStore {
   const recordOnce: ReceiptsStore["record"] = (receipts, source, options) =>
     retryOnConflict(() =>
-      store.db.transaction(async (tx) => {
-        // Its own transaction, beside the receipt writers' groups: it takes its turn as they do.
-        await takeReceiptWriterTurn(tx);
-        await boundRowLockWaits(tx, RECORD_LOCK_WAIT_MS);
-        return recordReceiptsPg(tx, receipts, source, options);
-      }),
+      // Its transaction's id is kept with a failure after its body ran (`commitInDoubt`).
+      inGroupTransaction(
+        store.db,
+        async (tx) => {
+          // Its own transaction, beside the receipt writers' groups: it takes its turn as they do.
+          await takeReceiptWriterTurn(tx);
+          await boundRowLockWaits(tx, RECORD_LOCK_WAIT_MS);
+          return reconnect === undefined ? null : transactionSession(tx);
+        },
+        (tx) => recordReceiptsPg(tx, receipts, source, options),
+      ),
     );
+  const recordLocked: ReceiptsStore["record"] = (receipts, source, options) =>
+    retryWhileRowLocked(
+      () => recordOnce(receipts, source, options),
+      RECORD_LOCK_TRIES,
+      (error) => rowsLockedError(store, receipts, error),
+    );
+  if (reconnect === undefined) return { record: recordLocked };
   return {
-    record(receipts, source, options) {
-      return retryWhileRowLocked(
-        () => recordOnce(receipts, source, options),
-        RECORD_LOCK_TRIES,
-        (error) => rowsLockedError(store, receipts, error),
-      );
+    async record(receipts, source, options) {
+      /** Since when tries are lost (monotonic), and the last one cut after its COMMIT was sent. */
+      let since: number | null = null;
+      let doubt: { session: CommitInDoubt; error: unknown } | null = null;
+      for (let retries = 0; ; retries++) {
+        try {
+          if (doubt !== null) {
+            // A fresh connection answers whether the cut COMMIT landed; until it can, the
+            // transaction is neither reported nor written again.
+            const until = (since ?? 0) + reconnect.withinMs;
+            const status = await settledCommitStatus(store.pool, doubt.session, until);
+            if (status === "in progress") throw doubt.error;
+            const { values } = doubt.session;
+            doubt = null;
+            if (status === "committed") return values as RecordResult[];
+          }
+          return await recordLocked(receipts, source, options);
+        } catch (error) {
+          if (!isLostPgConnection(error)) throw error;
+          const session = commitInDoubt(error);
+          if (session !== null) doubt = { session, error };
+          since ??= performance.now();
+          if (performance.now() - since >= reconnect.withinMs) throw error;
+          reconnect.onRetry?.(error);
+          const wait = backoff(retries, { baseMs: 100, maxMs: 2000 });
+          await sleep(Math.min(wait, Math.max(0, since + reconnect.withinMs - performance.now())));
+        }
+      }
     },
   };
 }
