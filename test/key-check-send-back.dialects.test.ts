@@ -165,6 +165,15 @@ describe.each(dialects)("a key check another source names later on %s", (dialect
 
 describe.each(dialects)("an open capture completed by an import line on %s", (dialect) => {
   const stores = useDialectStores(dialect);
+  /** What the proxy records as `r`'s answer begins: no settlement or usage yet. */
+  const openCapture = (r: Receipt): Receipt => ({
+    ...r,
+    settlementTx: null,
+    captureState: "open",
+    promptTokens: null,
+    completionTokens: null,
+    totalTokens: null,
+  });
   // The import line a proxy writes when it cannot record names the fingerprint and, from an
   // older proxy, no key check: completing the open capture wrote its fields over the proxy's,
   // the key check with them, and the fingerprint read as one key's again.
@@ -174,14 +183,7 @@ describe.each(dialects)("an open capture completed by an import line on %s", (di
       now: t,
     });
     const second = receipt({ keyFingerprint: F, keyCheck: C2 });
-    const open: Receipt = {
-      ...second,
-      settlementTx: null,
-      captureState: "open",
-      promptTokens: null,
-      completionTokens: null,
-      totalTokens: null,
-    };
+    const open = openCapture(second);
     await recordReceipts(store, [open], "proxy", { now: t });
     const { keyCheck: _, ...line } = second;
     await recordReceipts(store, [line], "import", { now: t + 1 });
@@ -199,14 +201,7 @@ describe.each(dialects)("an open capture completed by an import line on %s", (di
       now: t,
     });
     const second = receipt({ keyFingerprint: F, keyCheck: C2 });
-    const open: Receipt = {
-      ...second,
-      settlementTx: null,
-      captureState: "open",
-      promptTokens: null,
-      completionTokens: null,
-      totalTokens: null,
-    };
+    const open = openCapture(second);
     await recordReceipts(store, [open], "proxy", { now: t });
     const { keyCheck: _, keyFingerprint: __, ...line } = second;
     expect(await recordReceipts(store, [line], "import", { now: t + 1 })).toEqual([
@@ -232,14 +227,7 @@ describe.each(dialects)("an open capture completed by an import line on %s", (di
   ])("keeps the proxy's key against a line naming %s, as a conflict", async (_, key, named) => {
     const store = await stores.open();
     const proxied = receipt({ keyFingerprint: F, keyCheck: C1 });
-    const open: Receipt = {
-      ...proxied,
-      settlementTx: null,
-      captureState: "open",
-      promptTokens: null,
-      completionTokens: null,
-      totalTokens: null,
-    };
+    const open = openCapture(proxied);
     await recordReceipts(store, [open], "proxy", { now: t });
     const [result] = await recordReceipts(store, [{ ...proxied, ...key }], "import", {
       now: t + 1,

@@ -41,14 +41,7 @@ describe.each(dialects)("%s: a transaction two keys' jobs share", (dialect) => {
     reportedAsMoved((c) => {
       const a = h.op.plan({ keyIndex: 1 });
       const b = h.op.plan({ keyIndex: 2 });
-      const escrowA = h.op.send(h.op.lockIxs(a)).signature;
-      const escrowB = h.op.send(h.op.lockIxs(b)).signature;
-      const shared = h.op.send([
-        ...h.op.payoutIxs(a),
-        ...h.op.payoutIxs(b),
-        h.op.memo(`decentral:settle:${a.jobId}`),
-        h.op.memo(`decentral:settle:${b.jobId}`),
-      ]).signature;
+      const { escrowA, escrowB, shared } = h.op.sharedSettlement(a, b);
       c.record(a, { escrowTx: escrowA, settlementTx: shared });
       c.record(b, { escrowTx: escrowB, settlementTx: shared });
       return [escrowA, escrowB, shared];
@@ -60,14 +53,7 @@ describe.each(dialects)("%s: a transaction two keys' jobs share", (dialect) => {
     reportedAsMoved((c) => {
       const a = h.op.plan({ keyIndex: 1 });
       const b = h.op.plan({ keyIndex: 2, workerIndex: 1 });
-      const escrowA = h.op.send(h.op.lockIxs(a)).signature;
-      const escrowB = h.op.send(h.op.lockIxs(b)).signature;
-      const shared = h.op.send([
-        ...h.op.payoutIxs(a),
-        ...h.op.payoutIxs(b),
-        h.op.memo(`decentral:settle:${a.jobId}`),
-        h.op.memo(`decentral:settle:${b.jobId}`),
-      ]).signature;
+      const { escrowA, escrowB, shared } = h.op.sharedSettlement(a, b);
       c.record(a, { escrowTx: escrowA, settlementTx: shared });
       c.record(b, { escrowTx: escrowB, settlementTx: shared });
       return [escrowA, escrowB, shared];
@@ -103,14 +89,7 @@ describe.each(dialects)("%s: a transaction two keys' jobs share", (dialect) => {
     const b = { ...h.op.plan({ keyIndex: 2 }) };
     a.jobId = `job_${aFirst ? "0" : "z"}${a.jobId.slice(5)}`;
     b.jobId = `job_${aFirst ? "z" : "0"}${b.jobId.slice(5)}`;
-    const escrowA = h.op.send(h.op.lockIxs(a)).signature;
-    const escrowB = h.op.send(h.op.lockIxs(b)).signature;
-    const shared = h.op.send([
-      ...h.op.payoutIxs(a),
-      ...h.op.payoutIxs(b),
-      h.op.memo(`decentral:settle:${a.jobId}`),
-      h.op.memo(`decentral:settle:${b.jobId}`),
-    ]).signature;
+    const { escrowA, escrowB, shared } = h.op.sharedSettlement(a, b);
     c.record(a, { escrowTx: escrowA, settlementTx: shared });
     if (late) {
       await h.finalized();

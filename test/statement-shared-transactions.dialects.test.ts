@@ -49,14 +49,7 @@ describe.each(dialects)("%s: statements of shared and swapped transactions", (di
       await c.pinKey(1);
       await c.pinKey(2);
       const [a, b] = twoJobs(aFirst);
-      const escrowA = h.op.send(h.op.lockIxs(a)).signature;
-      const escrowB = h.op.send(h.op.lockIxs(b)).signature;
-      const shared = h.op.send([
-        ...h.op.payoutIxs(a),
-        ...h.op.payoutIxs(b),
-        h.op.memo(`decentral:settle:${a.jobId}`),
-        h.op.memo(`decentral:settle:${b.jobId}`),
-      ]).signature;
+      const { escrowA, escrowB, shared } = h.op.sharedSettlement(a, b);
       c.record(a, { escrowTx: escrowA, settlementTx: shared });
       c.record(b, { escrowTx: escrowB, settlementTx: shared });
       await h.finalized();
@@ -92,13 +85,7 @@ describe.each(dialects)("%s: statements of shared and swapped transactions", (di
       await c.pinKey(1);
       await c.pinKey(2);
       const [a, b] = twoJobs(aFirst);
-      const escrowA = h.op.send(h.op.lockIxs(a)).signature;
-      const escrowB = h.op.send(h.op.lockIxs(b)).signature;
-      const shared = h.op.send([
-        ...h.op.payoutIxs(a),
-        h.op.memo(`decentral:settle:${a.jobId}`),
-        h.op.memo(`decentral:settle:${b.jobId}`),
-      ]).signature;
+      const { escrowA, escrowB, shared } = h.op.sharedSettlement(a, b, [a]);
       c.record(a, { escrowTx: escrowA, settlementTx: shared });
       c.record(b, { escrowTx: escrowB, settlementTx: shared });
       await h.finalized();

@@ -1089,6 +1089,25 @@ export class Operator {
     ];
   }
 
+  /**
+   * Locks `a` and `b` each on its own, then settles both in one transaction naming both jobs
+   * (`decentral:settle:` of each) that pays out the jobs of `paid` alone (both unless told).
+   */
+  sharedSettlement(
+    a: JobPlan,
+    b: JobPlan,
+    paid: JobPlan[] = [a, b],
+  ): { escrowA: string; escrowB: string; shared: string } {
+    const escrowA = this.send(this.lockIxs(a)).signature;
+    const escrowB = this.send(this.lockIxs(b)).signature;
+    const shared = this.send([
+      ...paid.flatMap((p) => this.payoutIxs(p)),
+      this.memo(`decentral:settle:${a.jobId}`),
+      this.memo(`decentral:settle:${b.jobId}`),
+    ]).signature;
+    return { escrowA, escrowB, shared };
+  }
+
   /** Sends an honest lock and settlement for `plan`; returns both signatures. */
   honestJob(plan: JobPlan): { escrowTx: string; settlementTx: string } {
     const escrowTx = this.send(this.lockIxs(plan)).signature;
