@@ -61,6 +61,48 @@ describe("a JSON answer Python's json refuses", () => {
   });
 });
 
+// Node's client reads U+FFFD for a byte that is no UTF-8 and goes on; Python's `json.loads` of
+// the body's bytes raises. A pad of one such byte and 3,000 bytes of text with their usage were
+// priced, verified, for the Python customer's exception.
+describe("a JSON answer holding a byte that is no UTF-8", () => {
+  const h = useAdversaryHarness();
+  it("is an answer of no bytes through the proxy and the recording fetch", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const body = JSON.stringify({
+      id: "chatcmpl-1",
+      object: "chat.completion",
+      model: "qwen3-8b",
+      choices: [
+        { index: 0, finish_reason: "stop", message: { role: "assistant", content: "Hi." } },
+      ],
+      usage: { prompt_tokens: 12, completion_tokens: 3003, total_tokens: 3015 },
+      pad: "P",
+    });
+    const [before, after] = body.split('"P"') as [string, string];
+    const bytes = (pad: string) =>
+      Buffer.concat([
+        Buffer.from(before),
+        Buffer.from(`"${pad}`),
+        Buffer.from([0xff]),
+        Buffer.from(`${"x".repeat(3000)}"`),
+        Buffer.from(after),
+      ]);
+    const request = { messages: [{ role: "user", content: "hi" }], max_tokens: 8000 };
+    const proxied = h.op.plan({ keyIndex: 1, completionTokens: 3003, maxTokens: 8000 });
+    await jobThroughProxy(h, c.store, proxied, "/v1/chat/completions", bytes(""), request);
+    const fetched = h.op.plan({ keyIndex: 1, completionTokens: 3003, maxTokens: 8000 });
+    await jobThroughFetch(h, c.store, fetched, "/v1/chat/completions", bytes(""), request);
+    const failed = discrepancy("charge.matches_price");
+    expect(await c.verdicts(proxied.jobId, fetched.jobId)).toEqual([failed, failed]);
+    const rows = await Promise.all([proxied, fetched].map((p) => readJob(c.store, p.jobId)));
+    expect(rows.map((r) => [r?.answerBytes, r?.completionTokens])).toEqual([
+      [0, null],
+      [0, null],
+    ]);
+  });
+});
+
 describe("the look for an integer Python refuses", () => {
   it("tells a 4,301-digit integer from one of 4,300, a float and a string of digits", () => {
     expect(pythonRefuses(`{"n":${"1".repeat(4301)}}`)).toBe(true);

@@ -1,3 +1,4 @@
+import { isUtf8 } from "node:buffer";
 import type { JsonAnswerScan } from "./json-answer-scan.js";
 import { operatorModel, operatorUsage, type OperatorUsage as Usage } from "./operator-values.js";
 import {
@@ -576,9 +577,14 @@ export function boundedUsage(bytes: number | null, usage: Usage | null, asked: A
   return bytes === null || echoesTokenIds(asked) ? unknownUsage : (usage ?? unknownUsage);
 }
 
-/** Model, usage and answer size of a whole JSON response body. */
+/**
+ * Model, usage and answer size of a whole JSON response body, given as its bytes where they are
+ * known: bytes that are no UTF-8 fail Python's client (`json.loads` of the body's bytes raises),
+ * where Node's reads U+FFFD in their place and goes on. Read as Node's, the text and usage
+ * after such a byte were priced, verified, for a Python customer who got an exception.
+ */
 export function jsonBodyFacts(
-  body: string,
+  body: string | Buffer,
   credentials: string[],
   asked: Asked,
   /**
@@ -588,7 +594,9 @@ export function jsonBodyFacts(
    */
   bomKept = true,
 ): BodyFacts {
-  const text = bomKept && body.charCodeAt(0) === 0xfeff ? body.slice(1) : body;
+  if (typeof body !== "string" && !isUtf8(body)) return unreadableBody(asked);
+  const decoded = typeof body === "string" ? body : body.toString("utf8");
+  const text = bomKept && decoded.charCodeAt(0) === 0xfeff ? decoded.slice(1) : decoded;
   let parsed: Record<string, unknown>;
   try {
     parsed = JSON.parse(text) as Record<string, unknown>;

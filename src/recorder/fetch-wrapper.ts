@@ -1,3 +1,4 @@
+import { isUtf8 } from "node:buffer";
 import { backoff } from "../retry.js";
 import {
   type BodyFacts,
@@ -7,6 +8,7 @@ import {
   otherKindFacts,
   scannedBodyFacts,
   sseFacts,
+  unreadableBody,
   utf8Bytes,
 } from "./answer-facts.js";
 import { createJsonAnswerScan } from "./json-answer-scan.js";
@@ -852,8 +854,13 @@ export function createRecordingFetch(given: RecordingFetchOptions): RecordingFet
           : isJson && response.body
             ? response
                 .clone()
-                .text()
-                .then((text) => ({ text }))
+                .arrayBuffer()
+                // Its bytes too: bytes that are no UTF-8 fail a Python client's read of it. The
+                // text as fetch's `text()` decodes it (the byte-order marks it drops dropped).
+                .then(async (buffer) => ({
+                  text: await new Response(buffer).text(),
+                  bytes: Buffer.from(buffer),
+                }))
                 .catch(() => null)
             : null;
       const work = Promise.all([asked, answered]).then(([facts, got]) => {
@@ -903,7 +910,9 @@ export function createRecordingFetch(given: RecordingFetchOptions): RecordingFet
             } else {
               answer = isSse
                 ? sseFacts(got.bytes ?? got.text, credentials, readAs)
-                : jsonBodyFacts(got.text, credentials, readAs, false);
+                : got.bytes !== undefined && !isUtf8(got.bytes)
+                  ? unreadableBody(readAs)
+                  : jsonBodyFacts(got.text, credentials, readAs, false);
             }
           } catch (error) {
             // A reader that fails keeps the receipt: it goes from the headers, and is judged so.

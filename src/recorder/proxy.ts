@@ -1725,7 +1725,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
           }
           return isSse
             ? sseFacts(reading, credentials, asked)
-            : jsonBodyFacts(text, credentials, asked);
+            : jsonBodyFacts(reading, credentials, asked);
         };
         /**
          * Of the clients' readings, the one holding the most answer (null when there is none:
@@ -1795,7 +1795,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
                         ? sseCut
                           ? streamFacts()
                           : sseFacts(bodyBytes, credentials, asked)
-                        : jsonBodyFacts(bodyText, credentials, asked)
+                        : jsonBodyFacts(bodyBytes, credentials, asked)
                       : scan !== null && readAsAsked && upstream.complete
                         ? scannedBodyFacts(scan, credentials, asked)
                         : unknownBody;
