@@ -165,6 +165,16 @@ describe.each(dialects)("a key check another source names later on %s", (dialect
 
 describe.each(dialects)("an open capture completed by an import line on %s", (dialect) => {
   const stores = useDialectStores(dialect);
+  /** The first key's receipt, then the second key's job open in the proxy's capture. */
+  async function secondKeyProxied() {
+    const store = await stores.open();
+    await recordReceipts(store, [receipt({ keyFingerprint: F, keyCheck: C1 })], "ingest", {
+      now: t,
+    });
+    const second = receipt({ keyFingerprint: F, keyCheck: C2 });
+    await recordReceipts(store, [openCapture(second)], "proxy", { now: t });
+    return { store, second };
+  }
   /** What the proxy records as `r`'s answer begins: no settlement or usage yet. */
   const openCapture = (r: Receipt): Receipt => ({
     ...r,
@@ -178,13 +188,7 @@ describe.each(dialects)("an open capture completed by an import line on %s", (di
   // older proxy, no key check: completing the open capture wrote its fields over the proxy's,
   // the key check with them, and the fingerprint read as one key's again.
   it("keeps the proxy's key check when the line names the same fingerprint and none", async () => {
-    const store = await stores.open();
-    await recordReceipts(store, [receipt({ keyFingerprint: F, keyCheck: C1 })], "ingest", {
-      now: t,
-    });
-    const second = receipt({ keyFingerprint: F, keyCheck: C2 });
-    const open = openCapture(second);
-    await recordReceipts(store, [open], "proxy", { now: t });
+    const { store, second } = await secondKeyProxied();
     const { keyCheck: _, ...line } = second;
     await recordReceipts(store, [line], "import", { now: t + 1 });
     const row = await readJob(store, second.jobId);
@@ -196,13 +200,7 @@ describe.each(dialects)("an open capture completed by an import line on %s", (di
   // A line naming no fingerprint at all wrote the job as no key's: its lock from a vault a key
   // holds left unproven, and the fingerprint's second key check gone with it.
   it("keeps the proxy's fingerprint and key check when the line names neither", async () => {
-    const store = await stores.open();
-    await recordReceipts(store, [receipt({ keyFingerprint: F, keyCheck: C1 })], "ingest", {
-      now: t,
-    });
-    const second = receipt({ keyFingerprint: F, keyCheck: C2 });
-    const open = openCapture(second);
-    await recordReceipts(store, [open], "proxy", { now: t });
+    const { store, second } = await secondKeyProxied();
     const { keyCheck: _, keyFingerprint: __, ...line } = second;
     expect(await recordReceipts(store, [line], "import", { now: t + 1 })).toEqual([
       { outcome: "updated" },

@@ -32,6 +32,15 @@ describe.each(dialects)("%s: statements of shared and swapped transactions", (di
   }
   const clean = (plans: JobPlan[]) =>
     Object.fromEntries(plans.map((p) => [p.jobId, { unreleased: [], unexplained: [] }]));
+  /** Both keys pinned, then a job of each, `a` first by id when `aFirst` (see `twoJobs`). */
+  async function bothKeys(aFirst: boolean) {
+    const c = (await h.scenario(quickWindowProfile)).recordOnChainClock();
+    const from = periodEdge(h);
+    await c.pinKey(1);
+    await c.pinKey(2);
+    const [a, b] = twoJobs(aFirst);
+    return { c, from, a, b };
+  }
   /** Two keys' jobs, `a` first by id when `aFirst` (it owns what both name). */
   function twoJobs(aFirst: boolean) {
     const a = { ...h.op.plan({ keyIndex: 1 }) };
@@ -44,11 +53,7 @@ describe.each(dialects)("%s: statements of shared and swapped transactions", (di
   it.each([true, false])(
     "one settlement paying both in full (key 1's job first: %s)",
     async (aFirst) => {
-      const c = (await h.scenario(quickWindowProfile)).recordOnChainClock();
-      const from = periodEdge(h);
-      await c.pinKey(1);
-      await c.pinKey(2);
-      const [a, b] = twoJobs(aFirst);
+      const { c, from, a, b } = await bothKeys(aFirst);
       const { escrowA, escrowB, shared } = h.op.sharedSettlement(a, b);
       c.record(a, { escrowTx: escrowA, settlementTx: shared });
       c.record(b, { escrowTx: escrowB, settlementTx: shared });
@@ -61,11 +66,7 @@ describe.each(dialects)("%s: statements of shared and swapped transactions", (di
   it.each([true, false])(
     "one lock for both, each settled on its own (key 1's job first: %s)",
     async (aFirst) => {
-      const c = (await h.scenario(quickWindowProfile)).recordOnChainClock();
-      const from = periodEdge(h);
-      await c.pinKey(1);
-      await c.pinKey(2);
-      const [a, b] = twoJobs(aFirst);
+      const { c, from, a, b } = await bothKeys(aFirst);
       const lock = h.op.send([...h.op.lockIxs(a), ...h.op.lockIxs(b)]).signature;
       const settleA = h.op.send(h.op.settleIxs(a)).signature;
       const settleB = h.op.send(h.op.settleIxs(b)).signature;
@@ -80,11 +81,7 @@ describe.each(dialects)("%s: statements of shared and swapped transactions", (di
   it.each([true, false])(
     "a settlement naming both that pays one (key 1's job first: %s)",
     async (aFirst) => {
-      const c = (await h.scenario(quickWindowProfile)).recordOnChainClock();
-      const from = periodEdge(h);
-      await c.pinKey(1);
-      await c.pinKey(2);
-      const [a, b] = twoJobs(aFirst);
+      const { c, from, a, b } = await bothKeys(aFirst);
       const { escrowA, escrowB, shared } = h.op.sharedSettlement(a, b, [a]);
       c.record(a, { escrowTx: escrowA, settlementTx: shared });
       c.record(b, { escrowTx: escrowB, settlementTx: shared });
