@@ -3,10 +3,15 @@ import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
 import { chromium } from "playwright-core";
 import { describe, expect, it, onTestFinished } from "vitest";
+import { dashboardCss } from "../src/dashboard/assets.js";
+import { page as dashboardPage } from "../src/dashboard/html.js";
+import { periodOf } from "../src/dashboard/period.js";
+import { statementBody } from "../src/dashboard/statement-page.js";
 import { createTestApi } from "./support/audit-api-app.js";
 import { DASHBOARD_NOW, seedDashboard } from "./support/dashboard-fixtures.js";
 import { insertCheck, insertJob } from "./support/job-rows.js";
 import { signature } from "./support/recorder-fixtures.js";
+import { statementWithMemo } from "./support/statement-fixtures.js";
 
 /**
  * Names that receipts carry, as long as ingest takes them, in a real browser: a page must keep
@@ -102,6 +107,32 @@ describe.skipIf(!chromiumPath && !inCi)("a long model name in Chromium", () => {
     await page.goto(`${base}/dashboard/jobs/job_othermodel`);
     await expect(page.locator(".verdict-box").textContent()).resolves.toContain(named);
     // Nothing but the tables' own scroll boxes is wider than the screen, as on the overview.
+    const overflow = await page.evaluate<number>(
+      "document.documentElement.scrollWidth - document.documentElement.clientWidth",
+    );
+    expect(overflow).toBeLessThanOrEqual(0);
+  }, 60_000);
+
+  it("keeps a vault statement within a phone's screen when a memo names a long job id", async () => {
+    if (!chromiumPath) throw new Error("CI is set, so the browser test must run: no Chromium");
+    // The operator writes the memos: one names a job id of 400 characters in one piece, on a
+    // transaction that handed the vault to another owner (the "Other findings" list).
+    const memoJobId = `job_${"w".repeat(396)}`;
+    const statement = statementWithMemo(memoJobId, { ownerChangedUnderMemo: true });
+    const shown = dashboardPage({
+      title: "Credit vault statement",
+      current: "statement",
+      body: statementBody(periodOf({ period: "day" }, DASHBOARD_NOW), statement),
+    });
+    const browser = await chromium.launch({
+      executablePath: chromiumPath,
+      args: ["--no-sandbox", "--disable-dev-shm-usage"],
+    });
+    onTestFinished(() => browser.close());
+    const page = await browser.newPage({ viewport: { width: 390, height: 900 } });
+    await page.setContent(String(shown));
+    await page.addStyleTag({ content: dashboardCss });
+    await expect(page.locator("main").textContent()).resolves.toContain(memoJobId);
     const overflow = await page.evaluate<number>(
       "document.documentElement.scrollWidth - document.documentElement.clientWidth",
     );

@@ -1,8 +1,9 @@
 import { parse } from "csv-parse/sync";
 import { describe, expect, it } from "vitest";
-import { type Statement, statementToCsv } from "../src/ledger/statement.js";
+import { statementToCsv } from "../src/ledger/statement.js";
 import { csvCell, csvTextCell } from "../src/reports/csv-cell.js";
 import { emptyFigures, reconciliationToCsv, rejudgingOf } from "../src/reports/reconciliation.js";
+import { statementWithMemo } from "./support/statement-fixtures.js";
 
 /** Every cell a spreadsheet would run as a formula (the check a finance team's tool makes). */
 const formulaCells = (csv: string) =>
@@ -10,72 +11,6 @@ const formulaCells = (csv: string) =>
     .flat()
     .filter((c) => /^(?:[\t\r]|\s*[=+\-@\uff1d\uff0b\uff0d\uff20])/.test(c))
     .filter((c) => !/^-?\d+(\.\d+)?$/.test(c));
-
-/** A statement of one vault with one unreceipted debit whose memo the operator wrote. */
-function statementWithMemo(memoJobId: string): Statement {
-  const vault = "F11Zd87fGZBi1tD6uYQyPQ2JCmaG3e7RcDmrm3eJucpB";
-  return {
-    from: 0,
-    to: 1_000_000,
-    generatedAt: 1_000_000,
-    vaults: [
-      {
-        vault,
-        keys: [],
-        readThrough: null,
-        historyRead: true,
-        complete: true,
-        openingUnits: 10_000n,
-        depositsUnits: 0n,
-        locksUnits: 0n,
-        returnsUnits: 0n,
-        unexplainedOutUnits: 1000n,
-        netSpendUnits: 1000n,
-        closingByLedgerUnits: 9000n,
-        closingOnChainUnits: 9000n,
-        closingOnChainSource: "balance_read",
-        differenceUnits: 0n,
-        counts: {
-          lines: 1,
-          deposits: 0,
-          locks: 0,
-          returns: 0,
-          unexplained: 1,
-          unreleasedLocks: 0,
-          locksNotDue: 0,
-          creditsHeaderMismatches: 0,
-          creditsHeaderUndecided: 0,
-          pending: 0,
-          noMovement: 0,
-        },
-        unexplained: [
-          {
-            finding: "unreceipted_debit",
-            signature: "4F7xDcUqtjakRjqtCoUtS8fH3TYtDUFjo6qMbetmX4W5",
-            slot: 7,
-            blockTime: 500,
-            amountUnits: -1000n,
-            kind: "unexplained",
-            jobId: null,
-            memo: `decentral:escrow:${memoJobId}`,
-            memoJobId,
-          },
-        ],
-        unreleasedLocks: [],
-        locksNotDue: [],
-        creditsHeaderMismatches: [],
-        creditsHeaderUndecided: [],
-        foreignMint: [],
-        ownerChanges: [],
-        delegateApprovals: [],
-        mixedMemos: [],
-        setAside: [],
-        gaps: [],
-        accountSnapshot: null,
-      },
-    ],
-  } as unknown as Statement;
-}
 
 describe("CSV cells", () => {
   it.each([

@@ -76,6 +76,9 @@ th a { color: var(--fg); }
 svg.chart { width: 100%; height: auto; max-height: 320px; }
 dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: .2rem 1rem; margin: 0; }
 dl.facts dt { color: var(--muted); } dl.facts dd { margin: 0; overflow-wrap: anywhere; }
+/* A list item may quote the operator's text (a memo's job id is as long as the memo): it wraps
+   anywhere rather than run the page past a phone's screen. */
+main li { overflow-wrap: anywhere; }
 .pager { display: flex; gap: 1rem; margin: .75rem 0; }
 .signin { max-width: 28rem; margin: 3rem auto; }
 .signin label { display: block; font-weight: 600; margin-bottom: .25rem; }
