@@ -761,3 +761,79 @@ describe("one text under two names, read as it passes and cut at every byte", ()
     }
   });
 });
+
+/**
+ * What Python's client refuses and `JSON.parse` reads: a byte that is no UTF-8 (`json.loads` of
+ * the bytes raises) and an integer of more than 4,300 digits (`ValueError`), in a member no
+ * client reads as much as anywhere. Held whole, such an answer is one of no bytes; read as it
+ * passed (over 8 MiB), its text and usage were priced, verified, for a Python customer who got
+ * an exception.
+ */
+describe("a JSON answer Python's client refuses, read as it passes", () => {
+  const content = `Hi ${"\u00e9".repeat(50)} \u{1F600}.`;
+  const body = (pad: string | Buffer) => {
+    const [before, after] = answer({ role: "assistant", content }, { pad: "P" }).split('"P"') as [
+      string,
+      string,
+    ];
+    // In a member nothing reads (a number of over a kilobyte where a value is read is taken as
+    // unreadable already: no server writes one).
+    return Buffer.concat([
+      Buffer.from(`${before}{"n":[`),
+      Buffer.from(pad),
+      Buffer.from(`]}${after}`),
+    ]);
+  };
+  const digits = (n: number) => "7".repeat(n);
+  const refused = [
+    digits(4301),
+    `-${digits(4301)}`,
+    `[1,{"a":${digits(9000)}}]`,
+    Buffer.concat([Buffer.from('"a'), Buffer.from([0xff]), Buffer.from('b"')]),
+    Buffer.concat([Buffer.from('"a'), Buffer.from([0xe9, 0x41]), Buffer.from('b"')]),
+    // A character cut short at a string's end: no UTF-8 either.
+    Buffer.concat([Buffer.from('"a'), Buffer.from([0xf0, 0x9f, 0x98]), Buffer.from('"')]),
+  ];
+  const read = [
+    digits(4300),
+    `-${digits(4300)}`,
+    `${digits(5000)}.5`,
+    `${digits(5000)}e5`,
+    `-${digits(5000)}E-5`,
+    `"${digits(5000)}"`,
+    `"\u00e9\u{1F600}${digits(10)}"`,
+  ];
+
+  it("is unreadable where the whole answer's reader finds it so, cut anywhere", () => {
+    for (const pad of refused) {
+      const whole = jsonBodyFacts(body(pad), [], chat);
+      expect(whole).toMatchObject({ answerBytes: 0, usage: { completionTokens: null } });
+      for (const seed of [1, 2, 3]) expect(scanned(body(pad), chat, seed)).toEqual(whole);
+    }
+    for (const pad of read) {
+      const whole = jsonBodyFacts(body(pad), [], chat);
+      expect(whole).toMatchObject({ answerBytes: Buffer.byteLength(content) });
+      for (const seed of [1, 2, 3]) expect(scanned(body(pad), chat, seed)).toEqual(whole);
+    }
+  });
+
+  it("takes 9 MiB of text beside such an integer, fed as a socket gives it, as unreadable", () => {
+    const long = Buffer.from(
+      answer({ role: "assistant", content: "w".repeat(9 * 1024 * 1024) }, { pad: "P" }),
+    );
+    const at = long.indexOf('"P"');
+    for (const [pad, unreadable] of [
+      [digits(4301), true],
+      [`${digits(4301)}.0`, false],
+    ] as const) {
+      const sent = Buffer.concat([
+        long.subarray(0, at),
+        Buffer.from(`[${pad}]`),
+        long.subarray(at + 3),
+      ]);
+      const scan = createJsonAnswerScan(chat);
+      for (let i = 0; i < sent.length; i += 65536) scan.add(sent.subarray(i, i + 65536));
+      expect(scannedBodyFacts(scan, [], chat).answerBytes).toBe(unreadable ? 0 : 9 * 1024 * 1024);
+    }
+  });
+});

@@ -79,6 +79,37 @@ describe("a JSON answer over 8 MiB through the proxy", () => {
     });
   });
 
+  // Python's client refuses an answer holding an integer of more than 4,300 digits or a byte
+  // that is no UTF-8, wherever it stands (`json.loads` raises); Node's reads it. Read as it
+  // passed, 9 MiB of text beside one and its 640 tokens were priced, verified, for a Python
+  // customer who got an exception. Held whole, such an answer is one of no bytes already.
+  it("takes a 9 MiB answer Python's client refuses as one of no bytes", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const text = "w".repeat(9 * 1024 * 1024);
+    const body = Buffer.from(completion(text, { padding: ["P"], usage: usage(640) }));
+    const at = body.indexOf('"P"');
+    const pads = [
+      Buffer.from("7".repeat(5000)),
+      Buffer.from([0x22, 0xff, 0x22]),
+      Buffer.from(`${"7".repeat(5000)}.5`),
+    ];
+    const plans: JobPlan[] = [];
+    for (const pad of pads) {
+      const plan = h.op.plan({ keyIndex: 1, completionTokens: 640 });
+      const sent = Buffer.concat([body.subarray(0, at), pad, body.subarray(at + 3)]);
+      const asked = { messages: [{ role: "user", content: "Say hi" }] };
+      await jobThroughProxy(h, c.store, plan, "/v1/chat/completions", sent, asked);
+      plans.push(plan);
+    }
+    const failed = { verdict: "discrepancy", failing: ["charge.matches_price"] };
+    expect(await c.verdicts(...plans.map((p) => p.jobId))).toEqual([
+      failed,
+      failed,
+      { verdict: "verified", failing: [] },
+    ]);
+  });
+
   it("bounds a padded JSON answer to a request that asked for a stream by the events in it", async () => {
     const c = await h.scenario();
     await c.pinKey(1);

@@ -5,6 +5,7 @@ import {
   echoedPrompt,
   offeredKind,
 } from "./request-facts.js";
+import { createUtf8Line, pythonMaxDigits } from "./sse-tail.js";
 
 /**
  * Reads a JSON chat or text completion, or a Responses API answer, as its bytes pass, without
@@ -16,7 +17,10 @@ import {
  * of a member no client reads are not counted. Memory stays bounded: only the members that
  * count are followed, a string keeps at most `maxKeptText` bytes of its text, the `usage` value
  * at most `maxUsageValues` values, and nesting deeper than `maxDepth` makes the body unreadable.
- * A member named twice counts by its last value, as `JSON.parse` reads it.
+ * A member named twice counts by its last value, as `JSON.parse` reads it. What Python's client
+ * refuses and `JSON.parse` reads is unreadable too, as `jsonBodyFacts` takes an answer held whole:
+ * a byte that is no UTF-8 (`json.loads` of the bytes raises) and an integer of more digits than
+ * `pythonMaxDigits` (`ValueError`), in a member nothing reads as much as in one that counts.
  */
 
 /** What the caller asked that decides which text of an answer counts (see proxy.ts `Asked`). */
@@ -344,6 +348,10 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
   /** Bytes of the number read so far; its text is kept only for a value read (not skipped). */
   let numberLength = 0;
   let numberSkipped = false;
+  /** Whether the number being read opened with a minus, which is no digit of it. */
+  let numberSigned = false;
+  /** Whether every byte read so far is UTF-8, a character cut between two chunks carried. */
+  const utf8 = createUtf8Line();
   let literal = "";
   let literalAt = 0;
   let usageValues = 0;
@@ -737,6 +745,12 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
       fail();
       return false;
     }
+    // An integer (no fraction, no exponent: a float Python reads at any length) past the digits
+    // Python's `int()` takes: its client's `json.loads` raises, wherever the number stands.
+    if (num === Num.Int && numberLength - (numberSigned ? 1 : 0) > pythonMaxDigits) {
+      fail();
+      return false;
+    }
     if (numberSkipped) state = State.AfterValue;
     else if (numberLength > maxKeptText) {
       // Its text is kept as a string's is: `2000.0…0` (zeros past 64 bytes) is 2000 as JSON.parse
@@ -758,6 +772,7 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
       state = State.Number;
       num = c === 0x2d ? Num.Minus : c === 0x30 ? Num.Zero : Num.Int;
       numberSkipped = skipping();
+      numberSigned = c === 0x2d;
       numberText = numberSkipped ? "" : String.fromCharCode(c);
       numberLength = 1;
     } else if (c === 0x74 || c === 0x66 || c === 0x6e) {
@@ -1033,6 +1048,8 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
   };
 
   const read = (chunk: Buffer) => {
+    utf8.add(chunk);
+    if (utf8.failed) return fail();
     let i = 0;
     if (!started) {
       // A client's JSON reader drops a UTF-8 byte-order mark before the text.
@@ -1120,7 +1137,7 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
     result() {
       readQueued(queued);
       if (state === State.Number) endNumber();
-      if (state !== State.End || root === null) return { kind: "unreadable" };
+      if (state !== State.End || root === null || !utf8.valid) return { kind: "unreadable" };
       const value = root as Value;
       if (value.type === "array") {
         return {

@@ -37,7 +37,7 @@ const doneBytes = Buffer.from("[DONE]");
  * two): Python's SDK decodes every line of a stream strictly, a comment line too, and fails the
  * stream at one that is not (`UnicodeDecodeError`), where Node's reads U+FFFD and goes on.
  */
-function createUtf8Line() {
+export function createUtf8Line() {
   // The start of a character cut at the last piece's end, and how many bytes it has in all.
   let carry: number[] = [];
   let need = 0;
@@ -45,6 +45,10 @@ function createUtf8Line() {
   return {
     get valid() {
       return valid && carry.length === 0;
+    },
+    /** Whether a byte read so far is no UTF-8 (a character cut at the last piece's end is none yet). */
+    get failed() {
+      return !valid;
     },
     add(piece: Buffer) {
       if (!valid || piece.length === 0) return;
@@ -495,7 +499,7 @@ export interface SseChunk {
  */
 const pythonMaxDepth = 512;
 /** Digits of an integer Python's `int()` reads at most (CPython 3.11 on: `ValueError` past it). */
-const pythonMaxDigits = 4300;
+export const pythonMaxDigits = 4300;
 // Begun only where a run of digits begins: tried again at every digit of a run one short, the
 // search went over each run once per digit, 23 s for 1.7 MB of the operator's answer.
 const longDigits = new RegExp(`(?<!\\d)\\d{${pythonMaxDigits + 1}}`);
