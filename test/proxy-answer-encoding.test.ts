@@ -80,20 +80,14 @@ describe("answers read through their content-encoding", () => {
     const gzipped = h.op.plan({ keyIndex: 1, completionTokens: 800 });
     const gzip = bytes(await job(gzipped, c, gzipSync(chatAnswer(text, 800)), "gzip"));
     expect(gunzipSync(gzip).toString()).toContain(text);
-    const brotli = h.op.plan({ keyIndex: 1, completionTokens: 800 });
-    const br = brotliCompressSync(chatAnswer(text, 800));
-    expect(brotliDecompressSync(bytes(await job(brotli, c, br, "br"))).toString()).toContain(text);
     // A coding no client knows is not applied by either (fetch, httpx): the body is read plain.
     const unknown = h.op.plan({ keyIndex: 1, completionTokens: 800 });
     expect(await job(unknown, c, chatAnswer(text, 800), "x-unknown")).toContain(text);
     // gzip beside a coding fetch does not know: fetch reads it plain, httpx gunzips it.
     const mixed = h.op.plan({ keyIndex: 1, completionTokens: 800 });
     await job(mixed, c, gzipSync(chatAnswer(text, 800)), "gzip, x-unknown");
-    expect(
-      await c.verdicts(lying.jobId, gzipped.jobId, brotli.jobId, unknown.jobId, mixed.jobId),
-    ).toEqual([
+    expect(await c.verdicts(lying.jobId, gzipped.jobId, unknown.jobId, mixed.jobId)).toEqual([
       discrepancy("charge.matches_price"),
-      verified,
       verified,
       verified,
       { verdict: "partially_verified", failing: [] },
@@ -106,6 +100,36 @@ describe("answers read through their content-encoding", () => {
       completionTokens: 800,
       answerBytes: 900,
     });
+  });
+
+  // httpx decodes br only where the `brotli` package is installed, and the OpenAI Python SDK
+  // does not require it: a default install hands its SDK the br bytes as they came, no JSON and
+  // no events, and its customer gets an exception where Node's fetch decodes them. Read as
+  // fetch reads them, 800 tokens were verified for the Python customer's exception. The proxy
+  // asks for `identity`, so an honest upstream sends no br: read apart, the usage is unknown and
+  // the charge bounded by the most any client read.
+  it("reads a br answer as its clients read it apart: usage unknown, bounded by its text", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const text = "x".repeat(900);
+    const json = h.op.plan({ keyIndex: 1, completionTokens: 800 });
+    const br = brotliCompressSync(chatAnswer(text, 800));
+    expect(brotliDecompressSync(bytes(await job(json, c, br, "br"))).toString()).toContain(text);
+    const stream = h.op.plan({ keyIndex: 1, completionTokens: 800 });
+    await job(stream, c, brotliCompressSync(chatStreamEvents(text, 800)), "br", true);
+    const over = h.op.plan({ keyIndex: 1, completionTokens: 2000 });
+    await job(over, c, brotliCompressSync(chatAnswer(text, 2000)), "br");
+    expect(await c.verdicts(json.jobId, stream.jobId, over.jobId)).toEqual([
+      { verdict: "partially_verified", failing: [] },
+      { verdict: "partially_verified", failing: [] },
+      discrepancy("charge.matches_price"),
+    ]);
+    for (const id of [json.jobId, stream.jobId]) {
+      expect(await readJob(c.store, id)).toMatchObject({
+        completionTokens: null,
+        answerBytes: 900,
+      });
+    }
   });
 
   it("reads no usage in a stream that does not decode, and reads a compressed one", async () => {

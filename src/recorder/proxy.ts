@@ -116,8 +116,15 @@ async function inflated(bytes: Buffer, options: ZlibOptions): Promise<Buffer> {
 
 /** The codings fetch (undici) decodes; any other it is sent makes it decode none. */
 const fetchCodings = new Set(["gzip", "x-gzip", "deflate", "br"]);
-/** The codings httpx decodes (zstd where built with it); others it skips, `identity` too. */
+/**
+ * The codings httpx decodes (br where the `brotli` package is installed, zstd where
+ * `zstandard` is); others it skips, `identity` too. The OpenAI Python SDK requires neither
+ * package (it asks for plain `httpx`), so a default install reads a br answer as its bytes came:
+ * no JSON and no events, and its customer gets an exception where Node's fetch decodes it.
+ */
 const httpxCodings = new Set(["gzip", "deflate", "br", "zstd"]);
+/** The codings httpx may be built without, read apart by its clients for that. */
+const httpxOptional = ["br", "zstd"];
 /** fetch fails its read of an answer naming more codings than this. */
 const fetchMaxCodings = 5;
 
@@ -127,7 +134,8 @@ const fetchMaxCodings = 5;
  * undo when it decodes each, or "unknown" when clients differ. fetch decodes nothing when any
  * coding named is one it does not know (an empty one and `identity` among them) and fails past
  * five codings; httpx skips what it does not know (`x-gzip` among them) and decodes the rest;
- * zstd not every client decodes and this proxy cannot.
+ * br and zstd not every httpx decodes (`httpxOptional`), and zstd this proxy cannot. The proxy
+ * asks its upstream for `identity`: an honest one sends neither.
  */
 export function answerCodings(encoding: string | undefined): string[] | "plain" | "unknown" {
   if (encoding === undefined) return "plain";
@@ -135,7 +143,9 @@ export function answerCodings(encoding: string | undefined): string[] | "plain" 
   if (named.length > fetchMaxCodings) return "unknown";
   const byFetch = named.every((c) => fetchCodings.has(c)) ? named : [];
   const byHttpx = named.filter((c) => httpxCodings.has(c));
-  if (byFetch.join() !== byHttpx.join()) return "unknown";
+  if (byFetch.join() !== byHttpx.join() || named.some((c) => httpxOptional.includes(c))) {
+    return "unknown";
+  }
   return byFetch.length === 0 ? "plain" : byFetch;
 }
 
@@ -232,7 +242,8 @@ function zstdFramed(bytes: Buffer): boolean {
  * The codings each client undoes for an answer sent with `encoding`, where fetch and httpx read
  * it apart (`answerCodings` "unknown"), or "fails" where its read fails whatever the bytes:
  * fetch (decoding none when it does not know a coding, failing past five since undici 6.23; a
- * newer undici knows zstd), and httpx with and without zstandard (skipping what it does not know).
+ * newer undici knows zstd), and httpx with and without brotli and zstandard (skipping what it
+ * does not know).
  */
 function clientCodingLists(
   encoding: string,
@@ -248,6 +259,11 @@ function clientCodingLists(
     { client: "fetch", codings: fetchList((c) => fetchCodings.has(c) || c === "zstd") },
     { client: "httpx", codings: named.filter((c) => httpxCodings.has(c)) },
     { client: "httpx", codings: named.filter((c) => httpxCodings.has(c) && c !== "zstd") },
+    { client: "httpx", codings: named.filter((c) => httpxCodings.has(c) && c !== "br") },
+    {
+      client: "httpx",
+      codings: named.filter((c) => httpxCodings.has(c) && !httpxOptional.includes(c)),
+    },
   ];
 }
 
