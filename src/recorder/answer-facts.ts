@@ -106,7 +106,66 @@ export type Asked = Pick<RequestFacts, "choices" | "audio" | "tools"> &
     chat?: boolean;
     /** Where the endpoint asked puts its answer (see `answerShapeOf`); absent: `choices`. */
     shape?: AnswerShape;
+    /** The charset the answer's content type names (`answerCharset`); absent or null: none. */
+    charset?: string | null;
   };
+
+/**
+ * The `charset` parameter of a content type as httpx reads it (lower case, quotes dropped), or
+ * null for none. An httpx before 0.28 decodes a JSON answer naming one with that charset
+ * (`Response.json()` parses `text`), and the OpenAI Python SDK accepts httpx from 0.23; an SDK
+ * that read a stream by its lines (`iter_lines()`, before its byte decoder) decoded its lines so.
+ */
+export function answerCharset(contentType: string | undefined): string | null {
+  const named = /;\s*charset\s*=\s*("[^"]*"|'[^']*'|[^;]*)/i.exec(contentType ?? "");
+  if (named === null) return null;
+  return (named[1] as string)
+    .trim()
+    .replace(/^["']|["']$/g, "")
+    .trim()
+    .toLowerCase();
+}
+
+/** Python's names of UTF-8, written as `codecs.lookup` reads a name (`-` and spaces as `_`). */
+const utf8Charsets = new Set(["utf_8", "utf8", "u8", "utf", "utf8_ucs2", "utf8_ucs4", "cp65001"]);
+/**
+ * Python's names of charsets that decode every byte and ASCII as ASCII: a UTF-8 answer decoded
+ * with one is the same JSON, its strings no shorter (each byte past ASCII one character or
+ * U+FFFD), so what its reader counts bounds what that client read.
+ */
+const asciiCharsets = new Set([
+  "ascii",
+  "us_ascii",
+  "646",
+  "latin_1",
+  "latin1",
+  "iso_8859_1",
+  "iso8859_1",
+  "8859",
+  "cp819",
+  "l1",
+  "latin",
+  "iso_ir_100",
+  "cp1252",
+  "windows_1252",
+]);
+
+/**
+ * Whether a Python client that decodes an answer by the charset its content type names
+ * (`answerCharset`) fails to read it, where Node's reads it as UTF-8 whatever it names: under a
+ * charset that is no UTF-8 and no ASCII one (`utf-16`: the bytes decode to no JSON, or fail
+ * whole), or, for a JSON answer, opening with a byte-order mark (decoded as named, the mark is
+ * kept, and `json.loads` raises on it: "Unexpected UTF-8 BOM"). Read as Node's client read it,
+ * `Hi.` and 3,000 tokens under `charset=utf-16` were verified for a Python customer's exception.
+ * A name Python does not know is read as UTF-8 by httpx, but taken here as failing: no honest
+ * upstream names one.
+ */
+export function charsetFails(charset: string | null | undefined, bom: boolean): boolean {
+  if (charset === null || charset === undefined) return false;
+  if (bom) return true;
+  const name = charset.replace(/[-\s]/g, "_");
+  return !utf8Charsets.has(name) && !asciiCharsets.has(name);
+}
 
 /** Whether the request asked a legacy completion (`/completions`, not `/chat/completions`). */
 export const legacyCompletion = (asked: { chat?: boolean; shape?: AnswerShape }) =>
@@ -596,6 +655,9 @@ export function jsonBodyFacts(
 ): BodyFacts {
   if (typeof body !== "string" && !isUtf8(body)) return unreadableBody(asked);
   const decoded = typeof body === "string" ? body : body.toString("utf8");
+  if (charsetFails(asked.charset, bomKept && decoded.charCodeAt(0) === 0xfeff)) {
+    return unreadableBody(asked);
+  }
   const text = bomKept && decoded.charCodeAt(0) === 0xfeff ? decoded.slice(1) : decoded;
   let parsed: Record<string, unknown>;
   try {
@@ -668,7 +730,7 @@ export function scannedBodyFacts(
   asked: Asked,
 ): BodyFacts {
   const read = scan.result();
-  if (read.kind !== "object") return unreadableBody(asked);
+  if (read.kind !== "object" || charsetFails(asked.charset, read.bom)) return unreadableBody(asked);
   if (read.error) {
     return { ...unknownBody, answerBytes: read.bytes, answerToolCalls: read.toolCalls };
   }
@@ -714,7 +776,9 @@ export function createSseFacts(credentials: string[], asked: Asked) {
   const responses = asked.shape === "output";
   const readChunk = createChunkReader(!responses, responses);
   const generated = createGeneratedCount(asked);
-  let stopped = false;
+  // A stream some Python clients decode as a charset that is no UTF-8 nor ASCII: no events.
+  const undecoded = charsetFails(asked.charset, false);
+  let stopped = undecoded;
   let model: string | null = null;
   // The last chunk naming a usage: its value, and whether every client reads its chunk.
   let usage: { value: unknown; everyClient: boolean } | null = null;
@@ -760,6 +824,7 @@ export function createSseFacts(credentials: string[], asked: Asked) {
       return stopped || reader.done;
     },
     facts(): BodyFacts {
+      if (undecoded) return unreadableBody(asked);
       const named =
         model === null ? null : operatorModel(withoutKeys(model as string, credentials));
       if (responses) return responsesFacts(last, deltaText, credentials, asked);

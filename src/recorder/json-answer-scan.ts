@@ -59,6 +59,8 @@ export type ScannedAnswer =
       usage: unknown;
       /** Whether the top-level `error` is truthy (as `if (parsed.error)`). */
       error: boolean;
+      /** Whether the answer opened with a UTF-8 byte-order mark (which a JSON reader drops). */
+      bom: boolean;
       /** Null where it holds audio of a format that bounds nothing (see `audioDataTokens`). */
       bytes: number | null;
       toolCalls: number;
@@ -1145,6 +1147,7 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
           model: null,
           usage: undefined,
           error: false,
+          bom: bomBytes === 3,
           bytes: 0,
           toolCalls: 0,
         };
@@ -1169,6 +1172,7 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
       return {
         kind: "object",
         model: model?.type === "string" ? model.text : null,
+        bom: bomBytes === 3,
         usage: usage === undefined || usageValues > maxUsageValues ? undefined : builtOf(usage),
         error:
           error !== undefined &&

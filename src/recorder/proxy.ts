@@ -19,6 +19,7 @@ import { cutText } from "../printable-text.js";
 import { type Receipt, recordReceiptAtAttemptUnit } from "../store/receipts.js";
 import {
   type Asked,
+  answerCharset,
   type BodyFacts,
   completionAsked,
   createSseFacts,
@@ -1364,6 +1365,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
           ...facts,
           chat: chatPath.test(pathPart(target)),
           shape: answerShapeOf(pathPart(target)),
+          charset: answerCharset(String(upstream.headers["content-type"] ?? "")),
         };
         // A stream too long to hold at its end is read as it passes: each chunk as it leaves the
         // tail, the tail's at the end (`streamFacts`). Read as every chunk passed, a short

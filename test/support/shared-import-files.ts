@@ -150,6 +150,7 @@ export const sharedImportFiles: readonly string[] = [
   "test/pg-verifier-outage.test.ts",
   "test/profile-id.test.ts",
   "test/profile-sweep-turns.test.ts",
+  "test/proxy-answer-charset.test.ts",
   "test/proxy-answer-decoded-long.test.ts",
   "test/proxy-answer-encoding.test.ts",
   "test/proxy-answer-read-apart.test.ts",
