@@ -389,6 +389,40 @@ describe("a stream read as it passes", () => {
     }
   });
 
+  // Python's SDK cuts a stream's bytes into events after `\r\r` (or `\n\n`, `\r\n\r\n`) as they
+  // come, and splits each into lines alone: bytes coming apart between `\r\r` and `\n` (the
+  // operator pausing between two writes) make the LF a blank line of its own, where Node's SDK
+  // and this reader take `\r\n` as one line end. Once an `id:` was given, Python's SDK hands on
+  // an event of no data at that blank line, which is no JSON: its stream fails, Node's reads
+  // on. Counted, 3,000 bytes after it and their usage were priced for the Python customer's
+  // exception.
+  it("stops at an LF after a line end and a blank line by CR once an id was given", () => {
+    const hi = `id: 1\ndata: ${text("Hi.")}\r\r`;
+    const after = `\n${event(text("x".repeat(3000)))}${event(usage(3003))}${event("[DONE]")}`;
+    const body = Buffer.from(hi + after);
+    for (const size of [1, 2, 3, 7, body.length]) {
+      expect(readIn(body, size)).toMatchObject({
+        answerBytes: 3,
+        usage: { completionTokens: null },
+      });
+      const count = createDataCount();
+      for (let i = 0; i < body.length; i += size) count.add(body.subarray(i, i + size));
+      expect(count.bytes).toBe(Buffer.byteLength(text("Hi.")));
+    }
+    // No id, an empty one, or the blank line by CRLF or LF: one blank line to every client.
+    for (const honest of [
+      hi.replace("id: 1\n", "") + after,
+      hi.replace("id: 1", "id:") + after,
+      hi.replace("\r\r", "\r\n\r\n") + after.slice(1),
+      hi.replace("\r\r", "\n\r\n") + after.slice(1),
+    ]) {
+      expect(readIn(Buffer.from(honest), 5)).toMatchObject({
+        answerBytes: 3003,
+        usage: { completionTokens: 3003 },
+      });
+    }
+  });
+
   it("reads on past `choices` of another kind, which no client's loop throws on", () => {
     const body = Buffer.from(
       `${event(text("x".repeat(100)))}${event(chunk({ choices: "ab", usage: { prompt_tokens: 7, completion_tokens: 100, total_tokens: 107 } }))}${event(usage(3))}${event("[DONE]")}`,

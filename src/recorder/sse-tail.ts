@@ -183,6 +183,9 @@ export function createDataCount(responses = false): {
   let first = false;
   // The last line ended with CR: an LF right after it ends no second line.
   let afterCr = false;
+  // Line ends by CR in a row: an LF after two is one more blank line to some Python clients,
+  // which fails their stream once an `id:` was given (see `strayBlank` in `createEventParser`).
+  let crs = 0;
   const endLine = () => {
     if (reading === "field" && field === "") {
       // A blank line ends the event.
@@ -228,6 +231,11 @@ export function createDataCount(responses = false): {
           if (c === lf) {
             i++;
             lineStart = i;
+            if (crs >= 2 && lastId) {
+              failed = true;
+              return;
+            }
+            crs = 0;
             continue;
           }
         }
@@ -257,6 +265,7 @@ export function createDataCount(responses = false): {
             return;
           }
           afterCr = chunk[end] === cr;
+          crs = afterCr ? 1 : 0;
           if (!lineEnds(end)) return;
           endLine();
           if (failed) return;
@@ -266,6 +275,7 @@ export function createDataCount(responses = false): {
         i++;
         if (c === lf || c === cr) {
           afterCr = c === cr;
+          crs = !afterCr ? 0 : field === "" ? crs + 1 : 1;
           if (!lineEnds(i - 1)) return;
           endLine();
           if (failed) return;
@@ -309,6 +319,17 @@ function createEventParser(onEvent: (event: SseEvent) => void, skipping = false)
   return {
     /** The data this event holds so far, in UTF-16 code units. */
     pending: 0,
+    /**
+     * An LF right after a line end by CR and a blank line by CR (`x\r\r\n`): one line end to
+     * this reader and Node's (the blank line's CRLF), but Python's SDK cuts its bytes into events
+     * after `\r\r` and splits each into lines alone, so where the bytes came apart there (the
+     * operator's pause between two writes) the LF is one more blank line to it. Python's SDK
+     * dispatches a blank line once an `id:` was given (`sseEvents`): an event of no data, which
+     * fails its stream, while Node's reads on. False where that is so: nothing after is read.
+     */
+    strayBlank(): boolean {
+      return lastId === "";
+    },
     line(raw: string): boolean {
       const bom = raw.startsWith("\uFEFF");
       const line = bom ? raw.slice(1) : raw;
@@ -384,6 +405,9 @@ export function createSseReader(onEvent: (event: SseEvent) => void, maxEventByte
   let comment = false;
   let dropped = false;
   let afterCr = false;
+  // Line ends by CR just read in a row: an LF after two is a blank line to some Python clients
+  // (see `strayBlank`).
+  let crs = 0;
   let ended = false;
   let cut = false;
   // The data bytes of the event being read.
@@ -456,6 +480,11 @@ export function createSseReader(onEvent: (event: SseEvent) => void, maxEventByte
           afterCr = false;
           if (chunk[i] === lf) {
             i++;
+            if (crs >= 2 && !parser.strayBlank()) {
+              ended = true;
+              return;
+            }
+            crs = 0;
             continue;
           }
         }
@@ -463,6 +492,7 @@ export function createSseReader(onEvent: (event: SseEvent) => void, maxEventByte
         if ((c === lf || c === cr) && lineBytes === 0 && !dropped) {
           // A blank line, most lines of some streams: read without a search or a copy.
           afterCr = c === cr;
+          crs = afterCr ? crs + 1 : 0;
           i++;
           endLine();
           continue;
@@ -476,6 +506,7 @@ export function createSseReader(onEvent: (event: SseEvent) => void, maxEventByte
         }
         take(chunk.subarray(i, end));
         afterCr = chunk[end] === cr;
+        crs = afterCr ? 1 : 0;
         i = end + 1;
         if (!cut) endLine();
       }
