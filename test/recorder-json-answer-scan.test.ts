@@ -789,6 +789,8 @@ describe("a JSON answer Python's client refuses, read as it passes", () => {
     digits(4301),
     `-${digits(4301)}`,
     `[1,{"a":${digits(9000)}}]`,
+    // Nested deeper than some Python clients' json reads (see `pythonMaxDepth`).
+    `${"[".repeat(300)}${"]".repeat(300)}`,
     Buffer.concat([Buffer.from('"a'), Buffer.from([0xff]), Buffer.from('b"')]),
     Buffer.concat([Buffer.from('"a'), Buffer.from([0xe9, 0x41]), Buffer.from('b"')]),
     // A character cut short at a string's end: no UTF-8 either.
@@ -802,6 +804,7 @@ describe("a JSON answer Python's client refuses, read as it passes", () => {
     `-${digits(5000)}E-5`,
     `"${digits(5000)}"`,
     `"\u00e9\u{1F600}${digits(10)}"`,
+    `${"[".repeat(200)}${"]".repeat(200)}`,
   ];
 
   it("is unreadable where the whole answer's reader finds it so, cut anywhere", () => {

@@ -365,6 +365,8 @@ describe("a stream read as it passes", () => {
       // Past the 256 bytes a comment line keeps.
       bytes(hi, `: ${"-".repeat(5000)}`, [0xff], "\n", after),
       bytes(hi, event(chunk({ choices: [], pad: "P" }).replace('"P"', deep(600))), after),
+      // Past what a Python client on a deep stack, a debug build or the pure-Python scanner reads.
+      bytes(hi, event(chunk({ choices: [], pad: "P" }).replace('"P"', deep(300))), after),
       bytes(hi, event(chunk({ choices: [], pad: "P" }).replace('"P"', "1".repeat(5000))), after),
     ]) {
       for (const size of [1, 2, 3, 7, body.length]) {
@@ -514,8 +516,8 @@ describe("createDataCount", () => {
 describe("pythonRefuses", () => {
   it("names JSON that Python's json fails on and JSON.parse reads: deep nesting, long integers", () => {
     const deep = (n: number) => `{"a":${"[".repeat(n - 1)}${"]".repeat(n - 1)}}`;
-    expect(pythonRefuses(deep(512))).toBe(false);
-    expect(pythonRefuses(deep(513))).toBe(true);
+    expect(pythonRefuses(deep(256))).toBe(false);
+    expect(pythonRefuses(deep(257))).toBe(true);
     expect(pythonRefuses(`{"a":${"1".repeat(4300)}}`)).toBe(false);
     expect(pythonRefuses(`{"a":${"1".repeat(4301)}}`)).toBe(true);
     expect(pythonRefuses(`{"a":-${"1".repeat(4301)}}`)).toBe(true);

@@ -5,7 +5,7 @@ import {
   echoedPrompt,
   offeredKind,
 } from "./request-facts.js";
-import { createUtf8Line, pythonMaxDigits } from "./sse-tail.js";
+import { createUtf8Line, pythonMaxDepth, pythonMaxDigits } from "./sse-tail.js";
 
 /**
  * Reads a JSON chat or text completion, or a Responses API answer, as its bytes pass, without
@@ -66,8 +66,8 @@ export type ScannedAnswer =
       toolCalls: number;
     };
 
-/** Deeper nesting is no answer: an SDK's parser (Python's json) refuses it long before. */
-export const maxDepth = 512;
+/** Deeper nesting is no answer: some Python clients' json refuses it (see `pythonMaxDepth`). */
+export const maxDepth = pythonMaxDepth;
 /** Bytes of a string's text kept (a model's name); its length is counted whole. */
 const maxKeptText = 1024;
 /** Values of `usage` kept; a larger one is read as absent. */

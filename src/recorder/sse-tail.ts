@@ -523,12 +523,17 @@ export interface SseChunk {
 }
 
 /**
- * Nesting that Python's `json` refuses (`RecursionError`): its limit is the interpreter's
- * recursion limit less the frames below the SDK's `json.loads`, about 1,000 on CPython 3.11, so
- * a chunk nested deeper than an answer ever is is taken as refused (the JSON answer scan's
- * `maxDepth` alike).
+ * Nesting that Python's `json` refuses (`RecursionError`), taken at the least a client may have:
+ * its C scanner spends one level of the interpreter's recursion budget a level of nesting, and
+ * what is left depends on the client. On CPython 3.8 to 3.11 the budget is the recursion limit
+ * (1,000) less every Python frame below the SDK's `json.loads` (the customer's program's too:
+ * 990 levels read at a prompt, fewer the deeper it calls); on 3.12 and 3.13 the C levels
+ * (`Py_C_RECURSION_LIMIT`: 8,000 on 3.13, but 500 in a debug build and on WASI) less those in use;
+ * the pure-Python scanner spends two frames a level. Taken as 512, a chunk nested 500 deep
+ * was read here and refused by such a client. No answer nests past a few dozen levels, so one
+ * deeper than this is taken as refused (the JSON answer scan's `maxDepth` too).
  */
-const pythonMaxDepth = 512;
+export const pythonMaxDepth = 256;
 /** Digits of an integer Python's `int()` reads at most (CPython 3.11 on: `ValueError` past it). */
 export const pythonMaxDigits = 4300;
 // Begun only where a run of digits begins: tried again at every digit of a run one short, the
