@@ -485,9 +485,12 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
         syncTop: ledgerCursors.syncTop,
         syncTopSlot: ledgerCursors.syncTopSlot,
         syncBefore: ledgerCursors.syncBefore,
+        // Named with their table: the builder writes a column of the one table selected from
+        // bare ("vault"), which inside this subquery is ledger_lines' own, so it matched every line
+        // of every vault and read them all (SQLite: a scan of ledger_lines at every cursor read).
         syncBeforeSlot: sql<number | null>`(SELECT slot FROM ledger_lines
-          WHERE ledger_lines.vault = ${ledgerCursors.vault}
-            AND ledger_lines.signature = ${ledgerCursors.syncBefore})`.mapWith(Number),
+          WHERE ledger_lines.vault = ledger_cursors.vault
+            AND ledger_lines.signature = ledger_cursors.sync_before)`.mapWith(Number),
         syncNumber: ledgerCursors.syncNumber,
         syncIndex: ledgerCursors.syncIndex,
       })
@@ -593,7 +596,9 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
           WHERE o.job_id <> ${jobs.jobId}
             AND o.verdict IN (${sql.raw(finalVerdicts.map((v) => `'${v}'`).join(", "))})
             AND (o.settlement_tx IN (${jobs.settlementTx}, ${jobs.apiSettlementTx})
-              OR o.api_settlement_tx IN (${jobs.settlementTx}, ${jobs.apiSettlementTx})))`.mapWith(
+              OR (o.api_settlement_tx IN (${jobs.settlementTx}, ${jobs.apiSettlementTx})
+                AND o.api_settlement_tx IS NOT NULL
+                AND o.api_settlement_tx IS DISTINCT FROM o.settlement_tx)))`.mapWith(
           (v: string | number) => BigInt(v),
         ),
         pinned: creditVaults.vault,
