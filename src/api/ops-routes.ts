@@ -63,6 +63,11 @@ const ReadinessSchema = z
     profile: z
       .object({
         name: z.string(),
+        id: z
+          .string()
+          .describe(
+            "name@ the first 16 hex digits of the SHA-256 of the profile's content, as a verdict's `verdictProfile` names it",
+          ),
         gaps: z.array(z.object({ check: z.string(), reason: z.string() })),
         treasury: z.record(z.string(), z.unknown()),
       })

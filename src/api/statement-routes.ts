@@ -9,6 +9,7 @@ import type { Profile } from "../verify/profiles.js";
 import type { AppEnv } from "./context.js";
 import {
   authErrors,
+  ErrorSchema,
   noQueryParameters,
   notAcceptableError,
   nullableRef,
@@ -319,6 +320,18 @@ const StatementSchema = z
           .describe(
             "Transactions that moved the vault's money under memos naming several jobs, or several steps of one job: nobody can say whose money it was. The line is filed under the first job it can be a lock or return of, and judged with each job it names.",
           ),
+        setAside: z
+          .array(
+            z.object({
+              signature: z.string(),
+              slot: z.number().int(),
+              blockTime: z.string().nullable(),
+              why: z.string(),
+            }),
+          )
+          .describe(
+            "Entries a node listed as the vault's whose transactions' own signatures prove they name no account of it: set aside (read as moving nothing), each with why.",
+          ),
         gaps: z
           .array(
             z.object({
@@ -413,9 +426,7 @@ export function statementRoutes(deps: StatementRoutesDeps) {
       },
       409: {
         content: {
-          "application/json": {
-            schema: z.object({ error: z.object({ code: z.string(), message: z.string() }) }),
-          },
+          "application/json": { schema: ErrorSchema },
         },
         description: "No DECENTRAL_API_KEY: this service cannot ask the account.",
       },

@@ -23,6 +23,7 @@ export const sharedImportFiles: readonly string[] = [
   "test/api-entry-points.test.ts",
   "test/api-error-handler.test.ts",
   "test/api-jobs.test.ts",
+  "test/api-openapi-answers.test.ts",
   "test/api-openapi-routes.test.ts",
   "test/api-ops.test.ts",
   "test/api-route-guard.test.ts",
