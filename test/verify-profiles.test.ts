@@ -142,6 +142,17 @@ describe("protocol profiles", () => {
     expect(() => loadProfile("toString")).toThrow(/neither a built-in profile/);
     expect(() => loadProfile("__proto__")).toThrow(/neither a built-in profile/);
   });
+
+  // Every other bad setting is named by its key (`PORT: ...`): a profile named `mainnet` said
+  // only `profile "mainnet" is neither ...`, leaving the user to guess which flag or variable.
+  it("names the setting that chose a refused profile: a name, a file not JSON, a field", () => {
+    const named = /^AUDIT_PROFILE \(--profile\): /;
+    expect(() => loadProfile("mainnet")).toThrow(named);
+    expect(() => loadProfile(writeJson("{ not json"))).toThrow(named);
+    const fields = writeJson({ name: "x" });
+    expect(() => loadProfile(fields)).toThrow(named);
+    expect(() => loadProfile(fields)).toThrow(`profile file ${fields}: cluster:`);
+  });
 });
 
 // JSON.parse's message quotes the text around a bad token: `--profile /etc/passwd` printed
@@ -162,7 +173,9 @@ describe("a profile file that is not JSON", () => {
           error = e;
         }
         expect(error).toBeInstanceOf(AppError);
-        expect((error as Error).message).toBe(`profile file ${file} is not valid JSON`);
+        expect((error as Error).message).toBe(
+          `AUDIT_PROFILE (--profile): profile file ${file} is not valid JSON`,
+        );
         expect(String((error as Error).cause ?? "")).not.toMatch(/root:x|sk-live/);
       }
     } finally {

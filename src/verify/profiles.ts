@@ -167,6 +167,12 @@ export const builtinProfiles: Readonly<Record<string, Profile>> = {
 const MAX_PROFILE_BYTES = 1024 * 1024;
 
 /**
+ * How a refused profile is named: by the setting that chose it, as every other bad setting is
+ * (`PORT: ...`), since the value alone (`mainnet`, a path) does not say which flag to fix.
+ */
+const PROFILE_SETTING = "AUDIT_PROFILE (--profile)";
+
+/**
  * Returns a built-in profile by name, or reads and validates a JSON profile file. A bad file is
  * rejected with an error naming the first wrong field (`validation_failed`, `details.field`).
  */
@@ -180,14 +186,14 @@ export function loadProfile(nameOrPath: string): Profile {
     if ((cause as { code?: unknown }).code === "ETIMEDOUT") {
       throw new AppError(
         "bad_request",
-        `profile file ${(cause as Error).message} (a pipe whose writer stopped?)`,
+        `${PROFILE_SETTING}: profile file ${(cause as Error).message} (a pipe whose writer stopped?)`,
         { field: "AUDIT_PROFILE" },
         { cause },
       );
     }
     throw new AppError(
       "bad_request",
-      `profile ${JSON.stringify(nameOrPath)} is neither a built-in profile (${Object.keys(builtinProfiles).join(", ")}) nor a readable file`,
+      `${PROFILE_SETTING}: profile ${JSON.stringify(nameOrPath)} is neither a built-in profile (${Object.keys(builtinProfiles).join(", ")}) nor a readable file`,
       { field: "AUDIT_PROFILE" },
       { cause },
     );
@@ -195,7 +201,7 @@ export function loadProfile(nameOrPath: string): Profile {
   if (text === null) {
     throw new AppError(
       "validation_failed",
-      `profile file ${nameOrPath} is larger than ${MAX_PROFILE_BYTES / 1024 / 1024} MiB: no profile is (is it a device or an endless pipe?)`,
+      `${PROFILE_SETTING}: profile file ${nameOrPath} is larger than ${MAX_PROFILE_BYTES / 1024 / 1024} MiB: no profile is (is it a device or an endless pipe?)`,
       { field: "AUDIT_PROFILE" },
     );
   }
@@ -205,11 +211,13 @@ export function loadProfile(nameOrPath: string): Profile {
   } catch {
     // Never the parser's message: it quotes the file's text, so `--profile /etc/passwd` printed
     // its first line (a secrets file named by mistake would print part of it).
-    throw new AppError("validation_failed", `profile file ${nameOrPath} is not valid JSON`, {
-      field: "(file)",
-    });
+    throw new AppError(
+      "validation_failed",
+      `${PROFILE_SETTING}: profile file ${nameOrPath} is not valid JSON`,
+      { field: "(file)" },
+    );
   }
-  return parseProfile(data, nameOrPath);
+  return parseProfile(data, `${PROFILE_SETTING}: profile file ${nameOrPath}`);
 }
 
 /** Validates profile data; the error names every wrong field by its dotted path. */
