@@ -96,6 +96,30 @@ describe("a month written in ISO 8601's basic format, as `date +%Y%m` prints it"
     expect(parseInstant("202613")).toBe(202_613_000);
     expect(parseInstant("123456")).toBe(123_456_000);
   });
+
+  // It was told "a date without its dashes ... (eight digits are not read as epoch seconds)":
+  // six digits called eight, a month called a date.
+  it("is said to be a month of six digits, on the CLI and in the API", async () => {
+    const now = Date.UTC(2026, 11, 2);
+    let message = "";
+    try {
+      windowFromFlags({ from: "202611", to: "2026-12-01" }, now);
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    expect(message).toContain("a month without its dash: write its first day 2026-11-01");
+    expect(message).toContain("six digits");
+    expect(message).not.toContain("eight digits");
+    expect(instantRefusal("20261101")).toContain("eight digits");
+    const api = await createTestApi();
+    const res = await api.get("/reports/reconciliation?from=202611&to=2026-12-01");
+    expect(res.status).toBe(400);
+    const body = (await res.json()) as { error: { field: string; message: string } };
+    expect(body.error.field).toBe("from");
+    expect(body.error.message).toBe(
+      "from: a month without its dash: write its first day 2026-11-01 (six digits are not read as epoch seconds)",
+    );
+  });
 });
 
 // `from=0001-01-01` was answered "not a date (YYYY-MM-DD)": Date.UTC read year 1 as 1901. A

@@ -10,7 +10,7 @@ import {
 } from "../db/schema.js";
 import { AppError, errorCodes } from "../errors.js";
 import { shownValue, timeZoneOf, timeZoneRefusal } from "../instant.js";
-import { basicFormatDate, instantProblem, parseInstant } from "../reports/period.js";
+import { basicFormatHint, instantProblem, parseInstant } from "../reports/period.js";
 import { type FiguresJson, groupByValues } from "../reports/reconciliation.js";
 
 /** The one error body of the API. */
@@ -158,7 +158,7 @@ export const instantParam = (name: string, description: string) =>
     .transform((value, ctx) => {
       const ms = parseInstant(value);
       if (ms === null) {
-        const date = basicFormatDate(value);
+        const hint = basicFormatHint(value);
         // A query string reads `+` as a space: an offset sent unencoded arrives as one.
         const plusLost = /T[\d:.]+ \d{2}:?\d{2}$/.test(value);
         const problem = instantProblem(value);
@@ -167,8 +167,8 @@ export const instantParam = (name: string, description: string) =>
           message:
             problem !== null
               ? problem
-              : date !== null
-                ? `a date without its dashes: write it ${date} (eight digits are not read as epoch seconds)`
+              : hint !== null
+                ? hint
                 : plusLost
                   ? `the offset's + arrived as a space (a query string reads + so): send it as %2B, e.g. ${plusRestored(value)}`
                   : "not a date (YYYY-MM-DD), an ISO 8601 date-time or an epoch integer",

@@ -88,12 +88,22 @@ export function basicFormatDate(text: string): string | null {
   return month ? `${month[1]}-${month[2]}-01` : null;
 }
 
+/**
+ * What to write instead of digits `basicFormatDate` reads as a date or a month, or null: a
+ * month's six digits are said as such, not as the "eight digits" of a date they are not.
+ */
+export function basicFormatHint(text: string): string | null {
+  const date = basicFormatDate(text);
+  if (date === null) return null;
+  return text.trim().length === 6
+    ? `a month without its dash: write its first day ${date} (six digits are not read as epoch seconds)`
+    : `a date without its dashes: write it ${date} (eight digits are not read as epoch seconds)`;
+}
+
 /** The reason given for an instant that `parseInstant` refuses, with a hint for basic dates. */
 export function instantRefusal(text: string): string {
-  const date = basicFormatDate(text);
-  if (date !== null) {
-    return `${text.trim()} is a date without its dashes: write it ${date} (eight digits are not read as epoch seconds)`;
-  }
+  const hint = basicFormatHint(text);
+  if (hint !== null) return `${text.trim()} is ${hint}`;
   return instantProblem(text) ?? `not a date or ISO 8601 date-time: ${shownValue(text)}`;
 }
 
