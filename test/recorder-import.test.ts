@@ -252,9 +252,14 @@ describe("import", () => {
     const a = wireReceipt();
     for (const [column, hint] of [
       // Ignored, an error answer's status was lost with every cell of the column.
-      ["httpStatus", 'column "httpstatus": unknown field; did you mean http_status?'],
+      // Quoted as the file writes it, the name the user searches the file for.
+      ["httpStatus", 'column "httpStatus": unknown field; did you mean http_status?'],
       ["requested_modle", 'column "requested_modle": unknown field; did you mean requested_model?'],
-      ["usage", 'column "usage": unknown field'],
+      // JSONL's usage object: no spelling is near the three columns a CSV gives it as.
+      [
+        "usage",
+        'column "usage": a CSV gives the usage as columns prompt_tokens, completion_tokens and total_tokens',
+      ],
       ["note", 'column "note": unknown field; a receipt takes job_id'],
     ] as const) {
       const rows = [
@@ -389,7 +394,7 @@ describe("import", () => {
     await expect(importReceipts(store, Readable.from([rows.join("\n")]))).rejects.toMatchObject({
       code: "validation_failed",
       details: { field: "header" },
-      message: expect.stringContaining('"worker" twice'),
+      message: expect.stringContaining('"worker" twice (also as "Worker": column names are read'),
     });
     expect(store.db.select().from(jobs).all()).toHaveLength(0);
   });

@@ -324,7 +324,9 @@ function csvErrorText(error: unknown): string {
  * whole, rather than read as a header with no rows and reported as 0 receipts.
  */
 function csvColumns(header: Buffer[]): string[] {
-  const seen = new Set<string>();
+  // Each column by its field name (trimmed, lowercased), with the name as the file writes it,
+  // which the messages quote: the user looks for `httpStatus` in the file, not `httpstatus`.
+  const seen = new Map<string, string>();
   const columns: string[] = [];
   for (const cell of header) {
     const text = utf8OrNull(cell);
@@ -334,8 +336,15 @@ function csvColumns(header: Buffer[]): string[] {
     const name = text.trim().toLowerCase();
     // Which of the two cells is meant cannot be told: the file is refused as a whole, like one
     // without the receipt columns (exit 2 from `import`), not read as one rejected receipt.
-    if (seen.has(name)) throw headerError(`names column "${name}" twice`);
-    seen.add(name);
+    const first = seen.get(name);
+    if (first !== undefined) {
+      throw headerError(
+        first === text.trim()
+          ? `names column "${first}" twice`
+          : `names column "${first}" twice (also as "${text.trim()}": column names are read without case)`,
+      );
+    }
+    seen.set(name, text.trim());
     columns.push(text);
   }
   const missing = requiredColumns.filter((name) => !seen.has(name));
@@ -345,11 +354,14 @@ function csvColumns(header: Buffer[]): string[] {
       ` (a file is read as JSONL when its first line starts with "{")`,
     );
   }
-  for (const name of seen) {
+  for (const [name, written] of seen) {
     if (csvColumnNames.includes(name) || /^tag_./.test(name)) continue;
-    throw headerError(
-      `names column "${name}": ${unknownFieldReason(name, csvColumnNames)} (or tag_<name>)`,
-    );
+    // A JSONL receipt's `usage` object is three columns in a CSV: no spelling is near it.
+    const reason =
+      name === "usage"
+        ? "a CSV gives the usage as columns prompt_tokens, completion_tokens and total_tokens"
+        : `${unknownFieldReason(name, csvColumnNames)} (or tag_<name>)`;
+    throw headerError(`names column "${written}": ${reason}`);
   }
   return columns;
 }
