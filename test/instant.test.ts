@@ -128,7 +128,7 @@ describe("an instant or duration at the edges", () => {
   it("names a date before 1970, a day the calendar lacks and an epoch integer too long", async () => {
     expect(parseZonedDateTime("0001-01-01T00:00:00Z")).toBe(Date.parse("0001-01-01T00:00:00Z"));
     expect(parseZonedDateTime("0099-12-31T00:00:00Z")).toBe(Date.parse("0099-12-31T00:00:00Z"));
-    for (const text of ["0001-01-01", "0099-06-01", "1969-12-31", "1969-12-31T23:59:59Z"]) {
+    for (const text of ["0001-01-01", "0099-06-01", "1969-12-31", "1969-12-31T23:59:59Z", "-1"]) {
       expect(parseInstant(text), text).toBeNull();
       expect(instantRefusal(text)).toContain(`${text} is before 1970-01-01`);
     }
@@ -143,6 +143,7 @@ describe("an instant or duration at the edges", () => {
       ["from=0001-01-01&to=2026-11-02", "from: 0001-01-01 is before 1970-01-01"],
       ["from=2026-11-01&to=2026-02-30", "to: 2026-02-30 is no day of the calendar"],
       ["from=2026-11-01&to=99999999999999", "to: 99999999999999 has 14 digits"],
+      ["from=-1&to=2026-11-02", "from: -1 is before 1970-01-01"],
     ]) {
       const res = await api.get(`/reports/reconciliation?${query}`);
       expect(res.status, query).toBe(400);

@@ -57,7 +57,9 @@ export function instantProblem(text: string): string | null {
   const value = text.trim();
   const shown = shownValue(value);
   const ms = calendarInstant(value);
-  if (ms !== null && ms < 0) {
+  // A negative epoch integer (`-1`) is a time before 1970 too; it was told it was no epoch
+  // integer at all.
+  if ((ms !== null && ms < 0) || /^-\d+$/.test(value)) {
     return `${shown} is before 1970-01-01, the epoch: no receipt or chain record is older (write 1970-01-01 for "from the start")`;
   }
   if (finerThanMillisecond(value) && parseZonedDateTime(value) !== null) {
