@@ -116,4 +116,33 @@ describe("the access-token matrix", () => {
     });
     expect([401, 403]).not.toContain(right.status);
   });
+
+  // A live token sent in the other header's form was told "unknown or revoked" (x-audit-token
+  // written as Authorization is) or "required" as if none had been sent (Authorization without
+  // its scheme): the user looked for a revoked token, or a header lost on the way.
+  it("says a live token sent in the wrong form is in the wrong form, not revoked or missing", async () => {
+    const { app, tokens } = await createTestApi({ proxyRequireToken: true });
+    const decentralKey = { authorization: "Bearer dcntrl_test_abcdefghijklmnopqrstuvwxyz012345" };
+    const prefixed = await app.request("/v1/models", {
+      headers: { ...decentralKey, "x-audit-token": `Bearer ${tokens.ingest}` },
+    });
+    expect(prefixed.status).toBe(401);
+    const prefixedBody = (await prefixed.json()) as { error: { message: string } };
+    expect(prefixedBody.error.message).toBe(
+      'x-audit-token holds the token alone (da_...), without "Bearer "',
+    );
+    expect(JSON.stringify(prefixedBody)).not.toContain(tokens.ingest);
+    const bare = await app.request("/jobs", { headers: { authorization: tokens.read } });
+    expect(bare.status).toBe(401);
+    const bareBody = (await bare.json()) as { error: { message: string } };
+    expect(bareBody.error.message).toContain(
+      'the Authorization header holds no Bearer token: send "Bearer <token>"',
+    );
+    expect(JSON.stringify(bareBody)).not.toContain(tokens.read);
+    // Nothing sent still reads as nothing sent.
+    const none = await app.request("/jobs");
+    expect(((await none.json()) as { error: { message: string } }).error.message).toBe(
+      "an access token is required (Authorization: Bearer <token>)",
+    );
+  });
 });

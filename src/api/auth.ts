@@ -94,10 +94,30 @@ export function requireRole(
     const token = presentedToken(header, source);
     if (!token) {
       c.header("www-authenticate", 'Bearer realm="decentral-audit"');
+      // A header given in another form than this one reads (a token with no scheme, another
+      // scheme) is said so: "required" read as if nothing had been sent.
+      const sent =
+        source === "authorization" && header?.trim()
+          ? `; the Authorization header holds no Bearer token: send "Bearer <token>"`
+          : "";
       return c.json(
-        errorBody(c, "unauthorized", `an access token is required (${where})`, {
+        errorBody(c, "unauthorized", `an access token is required (${where})${sent}`, {
           requiredRole: role,
         }),
+        401,
+      );
+    }
+    if (source === AUDIT_TOKEN_HEADER && /^bearer\s/i.test(token)) {
+      // `x-audit-token: Bearer da_...`, as Authorization is written: the token is fine, its
+      // form is not, and "unknown or revoked" sent the user to look for a revoked token.
+      c.header("www-authenticate", 'Bearer realm="decentral-audit", error="invalid_token"');
+      return c.json(
+        errorBody(
+          c,
+          "unauthorized",
+          `${AUDIT_TOKEN_HEADER} holds the token alone (da_...), without "Bearer "`,
+          { requiredRole: role },
+        ),
         401,
       );
     }
