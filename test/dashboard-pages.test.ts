@@ -172,6 +172,18 @@ describe("dashboard sign-in", () => {
     expect(await res.text()).toContain("That token is unknown or revoked");
   });
 
+  it("says a token pasted with its Bearer scheme is to be pasted alone, not that it is revoked", async () => {
+    const d = await dashboard();
+    const { res, setCookie } = await d.signIn(`Bearer ${d.tokens.read}`);
+    expect(res.status).toBe(400);
+    expect(setCookie).toBe("");
+    const page = await res.text();
+    expect(page).toContain(
+      "Paste the token alone (da_...), without &quot;Bearer &quot; before it.",
+    );
+    expect(page).not.toContain(d.tokens.read);
+  });
+
   it("refuses an ingest token, which cannot read reports", async () => {
     const d = await dashboard();
     const { res } = await d.signIn(d.tokens.ingest);

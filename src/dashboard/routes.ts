@@ -400,6 +400,11 @@ export function dashboardRoutes(deps: DashboardDeps) {
     const refuse = (status: ContentfulStatusCode, error: string) =>
       render(c, status, "Sign in", "sign-in", signInBody({ next, error }));
     if (token === "") return refuse(400, "Paste an access token to sign in.");
+    // Copied from a curl line's `Authorization: Bearer da_...`: the token is fine, its scheme
+    // is not part of it, and "unknown or revoked" sent the user to look for a revoked token.
+    if (/^bearer\s/i.test(token)) {
+      return refuse(400, 'Paste the token alone (da_...), without "Bearer " before it.');
+    }
     const held = await authenticateToken(deps.store, token, deps.now);
     if (!held)
       return refuse(401, "That token is unknown or revoked. Check that you pasted all of it.");
