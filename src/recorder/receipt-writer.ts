@@ -187,6 +187,8 @@ export function createSqliteReceiptWriter(
   let closed = false;
   /** Since when the database refuses writes (not a lock: a full disk, say), and why. */
   let refusing: { since: number; error: string } | null = null;
+  /** When the free space of the database's disk was last looked at, on the monotonic clock. */
+  let diskLookedAt = Number.NEGATIVE_INFINITY;
   let idleWaiters: (() => void)[] = [];
 
   // The usual group: every task in one transaction, no savepoints (a SAVEPOINT and RELEASE per
@@ -348,6 +350,34 @@ export function createSqliteReceiptWriter(
     schedule();
   }
 
+  /**
+   * A disk with less room than a refusing database needs to be taken off refusal counts as
+   * refusing before a receipt is refused: a disk filled by something else (or by the verifier,
+   * whose failing writes this writer never sees) left `/readyz` passing and every worker
+   * forwarding its next paid job, whose receipt then failed and whose answer was withheld after
+   * 5 s (the customer charged for nothing). Looked at once a second at most, when the proxy asks
+   * whether to forward or `/readyz` asks for the database's state.
+   */
+  function watchDisk() {
+    if (refusing !== null || closed) return;
+    const now = performance.now();
+    if (now - diskLookedAt < PROBE_INTERVAL_MS) return;
+    diskLookedAt = now;
+    let free: number | null;
+    try {
+      free = connection.freeBytes();
+    } catch {
+      return;
+    }
+    if (free === null || free >= MIN_FREE_BYTES) return;
+    refusing = { since: Date.now(), error: `only ${free} bytes free on the database's disk` };
+    log.error(
+      { freeBytes: free, tasks: queue.length },
+      "the database's disk is full; new receipts are refused before their jobs are forwarded",
+    );
+    if (queue.length === 0) probeSoon();
+  }
+
   // With nothing queued (new work is turned away while refusing), a write of no consequence
   // tells when the database takes writes again.
   let probeTimer: NodeJS.Timeout | undefined;
@@ -390,13 +420,18 @@ export function createSqliteReceiptWriter(
       });
     },
     backlog: () => queue.length,
-    full: () => queue.length >= maxBacklog || refusing !== null,
+    full: () => {
+      watchDisk();
+      return queue.length >= maxBacklog || refusing !== null;
+    },
     // A SQLite file is on this host: a busy lock is waited out, never "unreachable"; a
     // database that refuses writes (a full disk) is not taking receipts.
-    health: (): WriterHealth =>
-      refusing === null
+    health: (): WriterHealth => {
+      watchDisk();
+      return refusing === null
         ? { reachable: true }
-        : { reachable: false, ...refusing, waiting: queue.length + kept.length, refusing: true },
+        : { reachable: false, ...refusing, waiting: queue.length + kept.length, refusing: true };
+    },
     idle() {
       if (queue.length === 0 && !scheduled) return Promise.resolve();
       return new Promise<void>((resolve) => idleWaiters.push(resolve));
