@@ -6,6 +6,7 @@ import { openSqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { createLogger } from "../src/log.js";
 import { createReceiptWriter } from "../src/recorder/receipt-writer.js";
+import type { WriteUnit } from "../src/store/write-unit.js";
 
 // The free space statfs reports for the database's folder, set by each test: a real full disk
 // needs a mount this suite may not make. Everything else (the file, its writes) is real.
@@ -20,6 +21,17 @@ vi.mock("node:fs", async (importOriginal) => {
   return { ...real, default: { ...real, statfsSync }, statfsSync };
 });
 
+/** A write of its own to a scratch table: one a full disk could still take. */
+function scratchRow(value: string): WriteUnit<string> {
+  return {
+    runSqlite(store) {
+      store.sqlite.prepare("INSERT INTO scratch (value) VALUES (?)").run(value);
+      return value;
+    },
+    runPostgres: () => Promise.reject(new Error("SQLite only")),
+  };
+}
+
 const dirs: string[] = [];
 afterEach(() => {
   disk.freeBlocks = null;
@@ -32,6 +44,7 @@ describe("the SQLite receipt writer on a disk that is full before any receipt fa
     dirs.push(dir);
     const store = openSqliteStore(join(dir, "audit.db"));
     migrateStore(store);
+    store.sqlite.exec("CREATE TABLE scratch (value TEXT)");
     const writer = createReceiptWriter(store, { log: createLogger({ level: "silent" }) });
     expect(writer.full()).toBe(false);
     expect(writer.health()).toEqual({ reachable: true });
@@ -47,6 +60,13 @@ describe("the SQLite receipt writer on a disk that is full before any receipt fa
       refusing: true,
       error: "only 8192 bytes free on the database's disk",
     });
+
+    // A write already queued may still go in (WAL space a commit left free): that says nothing
+    // about the next receipt's room, and the proxy keeps turning paid jobs away.
+    await expect(writer.run(scratchRow("queued before"))).resolves.toBe("queued before");
+    expect(writer.full()).toBe(true);
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    expect(writer.full()).toBe(true);
 
     // Room again: the writer's own probe finds the database taking writes within seconds.
     disk.freeBlocks = 100_000;

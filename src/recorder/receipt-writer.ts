@@ -186,7 +186,7 @@ export function createSqliteReceiptWriter(
   let locked: { since: number; warnedAt: number } | null = null;
   let closed = false;
   /** Since when the database refuses writes (not a lock: a full disk, say), and why. */
-  let refusing: { since: number; error: string } | null = null;
+  let refusing: { since: number; error: string; watched?: true } | null = null;
   /** When the free space of the database's disk was last looked at, on the monotonic clock. */
   let diskLookedAt = Number.NEGATIVE_INFINITY;
   let idleWaiters: (() => void)[] = [];
@@ -281,13 +281,18 @@ export function createSqliteReceiptWriter(
       scheduled = setTimeout(flush, Math.max(delay, 250));
       return;
     }
-    if ((locked && locked.warnedAt > locked.since) || refusing) {
+    // Refusing because the disk is full or the file gone (`watchDisk`), a group that still went
+    // in (a commit's WAL space left free) ends nothing: the probe lets work in once the disk
+    // has room. Cleared here, every worker let paid jobs through for a second, then refused
+    // again, each time (once a second under traffic on a disk at 0 bytes free).
+    const resumed = refusing !== null && refusing.watched !== true;
+    if ((locked && locked.warnedAt > locked.since) || resumed) {
       log.info({ retries }, "receipt writes resumed");
     }
-    if (refusing) requeueKept();
+    if (resumed) requeueKept();
     retries = 0;
     locked = null;
-    refusing = null;
+    if (resumed) refusing = null;
     // Tasks past the group's slice of time wait, in order, in front of the queue.
     if (outcomes.length < batch.length) queue = batch.slice(outcomes.length).concat(queue);
     outcomes.forEach((outcome, i) => {
@@ -296,7 +301,10 @@ export function createSqliteReceiptWriter(
       else item.reject(outcome.error);
     });
     if (queue.length > 0) schedule();
-    else settleIdle();
+    else {
+      if (refusing !== null) probeSoon();
+      settleIdle();
+    }
   }
 
   function schedule() {
@@ -370,7 +378,11 @@ export function createSqliteReceiptWriter(
       return;
     }
     if (free === null || free >= MIN_FREE_BYTES) return;
-    refusing = { since: Date.now(), error: `only ${free} bytes free on the database's disk` };
+    refusing = {
+      since: Date.now(),
+      error: `only ${free} bytes free on the database's disk`,
+      watched: true,
+    };
     log.error(
       { freeBytes: free, tasks: queue.length },
       "the database's disk is full; new receipts are refused before their jobs are forwarded",
@@ -430,7 +442,13 @@ export function createSqliteReceiptWriter(
       watchDisk();
       return refusing === null
         ? { reachable: true }
-        : { reachable: false, ...refusing, waiting: queue.length + kept.length, refusing: true };
+        : {
+            reachable: false,
+            since: refusing.since,
+            error: refusing.error,
+            waiting: queue.length + kept.length,
+            refusing: true,
+          };
     },
     idle() {
       if (queue.length === 0 && !scheduled) return Promise.resolve();
