@@ -37,6 +37,9 @@ const store = await openStore(cfg, {
   busyTimeoutMs,
   poolSize: backgroundPoolSize(cfg.DATABASE_POOL_SIZE),
   migrate: false,
+  // The process opened (and created) the store before: a leader taking over after the file's
+  // folder was renamed made a new, empty store there and verified it.
+  create: false,
 });
 if (store.kind === "postgres") yieldToRequests();
 const rpc = rpcFromConfig(cfg, log);

@@ -86,6 +86,13 @@ export interface ServiceOptions {
    * which says it once where each worker said it again.
    */
   startupWarnings?: boolean;
+  /**
+   * SQLite: create the database file (and its folder) when it is not there. Default true; a
+   * cluster's workers pass false, as the primary created and migrated it: a worker restarted
+   * after the file's folder was renamed or removed created a new, empty store there and served
+   * on it (and led its verifier) beside the workers still writing the old file.
+   */
+  createStore?: boolean;
 }
 
 /**
@@ -134,7 +141,10 @@ export async function startService(
   try {
     // Opening (the switch to WAL) and migrating may wait for another process's migration:
     // allow that wait here, once, then keep the serving timeout short.
-    const store = await openStore(config, { busyTimeoutMs: 10_000 });
+    const store = await openStore(config, {
+      busyTimeoutMs: 10_000,
+      create: options.createStore ?? true,
+    });
     stops.push(() => store.close());
     setBusyTimeout(store, SERVE_BUSY_TIMEOUT_MS);
     if (config.PROXY_REQUIRE_TOKEN && options.startupWarnings !== false) {
@@ -226,7 +236,13 @@ export async function startService(
     // wait on the event loop while the background thread holds the write lock.
     const leaseStore =
       options.background === "leader"
-        ? await openStore(config, { busyTimeoutMs: 1000, poolSize: 1, migrate: false })
+        ? await openStore(config, {
+            busyTimeoutMs: 1000,
+            poolSize: 1,
+            migrate: false,
+            // Opened after the store: a file gone from the path since is not made anew.
+            create: false,
+          })
         : null;
     if (leaseStore) {
       stops.push(() => leaseStore.close());

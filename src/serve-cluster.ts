@@ -955,6 +955,7 @@ export function runWorker(): void {
           startService(m.config, log, {
             background: "leader",
             startupWarnings: false,
+            createStore: false,
             metrics: (own) => clusterMetrics(own, m.config.WORKER_COUNTERS_MS),
             leadAfter: serving,
             servicePort,

@@ -31,7 +31,7 @@ const workerSource = `
 const { statSync } = require("node:fs");
 const { parentPort, workerData } = require("node:worker_threads");
 const Database = require(workerData.driver);
-const db = new Database(workerData.path);
+const db = new Database(workerData.path, { fileMustExist: true });
 db.pragma("busy_timeout = 5000");
 db.pragma("journal_size_limit = " + workerData.journalSizeLimit);
 const walSize = () => {

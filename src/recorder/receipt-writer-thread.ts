@@ -30,7 +30,7 @@ const log = createLogger(
   { write: (line: string) => post({ type: "log", line }) },
 );
 // Holds the checkpoint policy the writer's connection follows (the process's, sent here).
-const policy = openSqliteStore(path, { busyTimeoutMs: 1000 });
+const policy = openSqliteStore(path, { busyTimeoutMs: 1000, create: false });
 setAutoCheckpoint(policy, autocheckpoint);
 
 let commits: number[] = [];

@@ -363,14 +363,27 @@ export function createSqliteReceiptWriter(
    * refusing before a receipt is refused: a disk filled by something else (or by the verifier,
    * whose failing writes this writer never sees) left `/readyz` passing and every worker
    * forwarding its next paid job, whose receipt then failed and whose answer was withheld after
-   * 5 s (the customer charged for nothing). Looked at once a second at most, when the proxy asks
-   * whether to forward or `/readyz` asks for the database's state.
+   * 5 s (the customer charged for nothing). So does a database path that no longer names the
+   * file this process writes (its folder renamed, the file deleted): its receipts would go where
+   * no `verify`, report or restarted worker looks (into nothing at all once a deleted file is
+   * closed). Looked at once a second at most, when the proxy asks whether to forward or
+   * `/readyz` asks for the database's state.
    */
   function watchDisk() {
     if (refusing !== null || closed) return;
     const now = performance.now();
     if (now - diskLookedAt < PROBE_INTERVAL_MS) return;
     diskLookedAt = now;
+    const gone = connection.fileGone();
+    if (gone !== null) {
+      refusing = { since: Date.now(), error: gone, watched: true };
+      log.error(
+        { reason: gone, tasks: queue.length },
+        "the database file was moved, removed or replaced; new receipts are refused before their jobs are forwarded",
+      );
+      if (queue.length === 0) probeSoon();
+      return;
+    }
     let free: number | null;
     try {
       free = connection.freeBytes();
@@ -402,6 +415,9 @@ export function createSqliteReceiptWriter(
       try {
         // One page written says little when a receipt's commit writes a dozen: a full disk
         // can take the one into WAL space a failed commit left, and refuse the next receipt.
+        // A file moved away or deleted still takes writes, which nobody would find again.
+        const gone = connection.fileGone();
+        if (gone !== null) throw new Error(gone);
         const free = connection.freeBytes();
         if (free !== null && free < MIN_FREE_BYTES) {
           throw new Error(`only ${free} bytes free on the database's disk`);

@@ -1,4 +1,4 @@
-import { statfsSync } from "node:fs";
+import { statfsSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import { followCheckpoints, openSqliteStore, type SqliteStore } from "../db/client.js";
 
@@ -18,6 +18,11 @@ export interface WriterConnection {
   probeWrite(): void;
   /** Bytes this process may still write on the database's file system; null for `:memory:`. */
   freeBytes(): number | null;
+  /**
+   * Why the database's path no longer names the file this connection writes (its folder moved
+   * or removed, the file deleted or replaced), or null while it does (and for `:memory:`).
+   */
+  fileGone(): string | null;
   /** Closes the connection if it is the writer's own. */
   close(): void;
 }
@@ -35,10 +40,12 @@ export function openWriterConnection(store: SqliteStore, busyTimeoutMs: number):
   if (own) {
     // Opened with a wait (once, before anything is served: the switch to WAL can find another
     // process creating the file), then without one for the writes.
-    conn = openSqliteStore(path, { busyTimeoutMs: Math.max(busyTimeoutMs, 1000) });
+    conn = openSqliteStore(path, { busyTimeoutMs: Math.max(busyTimeoutMs, 1000), create: false });
     conn.sqlite.pragma(`busy_timeout = ${Math.max(0, Math.floor(busyTimeoutMs))}`);
     followCheckpoints(store, conn);
   }
+  // The file as opened: a path that later names another file (or none) is not where receipts go.
+  const opened = own ? statSync(path) : undefined;
   return {
     store: conn,
     immediate<A extends unknown[], R>(fn: (...args: A) => R) {
@@ -57,6 +64,18 @@ export function openWriterConnection(store: SqliteStore, busyTimeoutMs: number):
       // free.
       const root = process.geteuid?.() === 0;
       return (root ? fs.bfree : fs.bavail) * fs.bsize;
+    },
+    fileGone() {
+      if (opened === undefined) return null;
+      try {
+        const now = statSync(path);
+        if (now.dev === opened.dev && now.ino === opened.ino) return null;
+        return `${path} is another file than the one this process opened and writes (replaced since)`;
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code !== "ENOENT" && code !== "ENOTDIR") return null;
+        return `${path} is gone: the file this process opened and writes was moved or removed (a new process would not find what it writes)`;
+      }
     },
     close() {
       if (own && conn.sqlite.open) conn.close();
