@@ -638,6 +638,22 @@ export function listingOutOfOrder(
   return null;
 }
 
+/**
+ * Why a page listed below `before` moves the listing on nowhere, or null when it does: it holds
+ * `before` itself (a node that ignores the cursor), or only entries `listed` already above it.
+ */
+export function cursorGoesNowhere(
+  page: readonly { signature: string }[],
+  before: string,
+  listed: ReadonlySet<string>,
+): string | null {
+  if (page.some((e) => e.signature === before)) return `listed ${before} again below itself`;
+  if (page.length > 0 && page.every((e) => listed.has(e.signature))) {
+    return `listed ${page.length} entries again below ${before}, all of them listed above it already`;
+  }
+  return null;
+}
+
 /** A fetched transaction as the store keeps it. */
 function fetchedRow(signature: string, facts: TransactionFacts, raw: unknown): FetchedTransaction {
   return {
@@ -747,6 +763,8 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     let heldBack: string | null = null;
     /** The last entry of the page this call stored last: where the next page starts. */
     let pageEnd: { signature: string; slot: number } | null = null;
+    /** Every signature listed to this call, to tell a cursor that loops. */
+    const listedHere = new Set<string>();
     for (;;) {
       signal?.throwIfAborted();
       const seen = await ledger.cursor(vault, now());
@@ -772,6 +790,15 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
           : pageEnd?.signature === seen.syncBefore
             ? pageEnd.slot
             : seen.syncBeforeSlot;
+      const again =
+        seen.syncBefore === null ? null : cursorGoesNowhere(answer, seen.syncBefore, listedHere);
+      if (again !== null) {
+        // Entries of one slot pass the order check and the store keeps nothing new of them:
+        // the same page was asked for again and again, for ever in serve's ledger round and
+        // to the nightly run's --timeout, which named no fault of the node's.
+        throw new AppError("rpc_unavailable", `getSignaturesForAddress ${vault}: ${again}`);
+      }
+      for (const e of answer) listedHere.add(e.signature);
       const disorder = listingOutOfOrder(answer, ceiling);
       if (disorder !== null) {
         // Stored, the lines would sit out of chain order for good: the sync fails, naming it.

@@ -80,6 +80,7 @@ export const sharedImportFiles: readonly string[] = [
   "test/ledger-inner-instructions.test.ts",
   "test/ledger-inner-rewritten.test.ts",
   "test/ledger-line-below.dialects.test.ts",
+  "test/ledger-listing-loop.dialects.test.ts",
   "test/ledger-listing-order.test.ts",
   "test/ledger-lock-owner.dialects.test.ts",
   "test/ledger-lock-payout-adversary.dialects.test.ts",
