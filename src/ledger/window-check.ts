@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
+import { withoutUrlSecrets } from "../chain/url-secrets.js";
 import { isBusyError, type Store } from "../db/client.js";
 import { isoOf } from "../reports/period.js";
 import { SETTLEMENT_CLOCK_SLACK_SECONDS } from "../store/ledger-rules.js";
@@ -671,7 +672,14 @@ export function ledgerWindowCheck(deps: {
     const prunedHistory: LedgerWindowResult["prunedHistory"] = [];
     for (const v of [...earlier, ...statement.vaults]) {
       if (problems.has(v.vault)) continue;
-      if (!v.historyRead) problems.set(v.vault, `${v.vault}, ${unread(v, window.to)}`);
+      if (!v.historyRead) {
+        // The listing's own failure (no line waiting for a transaction holds it): a pruned
+        // node's "not available", a page of HTML, a cursor that loops. Unsaid, the reason read
+        // "read through ..." alone, the RPC's answer in the run's log only.
+        const listing =
+          v.unread === null ? ((await ledger.cursorFigures(v.vault))?.lastError ?? null) : null;
+        problems.set(v.vault, `${v.vault}, ${unread(v, window.to, listing)}`);
+      }
       // Both closings known and no difference: the ledger was written during each read of the
       // statement (`buildStatement`), its figures of two states. Judged clean and marked, a
       // closing off the chain's in the window was never said, by this run or a later one.
@@ -821,10 +829,12 @@ function movedUnderReads(v: VaultStatement): boolean {
  * Why a vault's history is not read up to `to`: the chain not listed that far, or transactions
  * listed but not read (RPC trouble, a pruned transaction, an amount beyond what the store holds,
  * a job row another database session holds locked), with the reader's last error on the vault
- * when it recorded one: the run's reason says which, not only the sync's log.
+ * when it recorded one (`listingError`: the listing's, when no line waits for a transaction):
+ * the run's reason says which, not only the sync's log.
  */
-function unread(v: VaultStatement, to: number): string {
-  const why = v.unread?.why ? `, last error: ${v.unread.why}` : "";
+function unread(v: VaultStatement, to: number, listingError: string | null): string {
+  const error = v.unread?.why ?? (listingError === null ? null : withoutUrlSecrets(listingError));
+  const why = error ? `, last error: ${error}` : "";
   if (v.readThrough === null || Date.parse(v.readThrough) < to) {
     return `read through ${v.readThrough ?? "nothing"}${why}`;
   }

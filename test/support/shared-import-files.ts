@@ -127,6 +127,7 @@ export const sharedImportFiles: readonly string[] = [
   "test/nightly-recorded-during-run.dialects.test.ts",
   "test/nightly-run-row.test.ts",
   "test/nightly-summary-format.test.ts",
+  "test/nightly-vault-listing-error.dialects.test.ts",
   "test/nightly-window-once.dialects.test.ts",
   "test/nightly-world.test.ts",
   "test/pg-connection-room.test.ts",
