@@ -912,7 +912,7 @@ export async function runNightlyVerification(
     const disagreement = `${byVerdict.rpc_disagreement} jobs in rpc_disagreement: the RPC endpoints disagree on their transactions (${disagreeingText(options.rpcQuorum, unresolvedBefore)}tx inspect SIGNATURE --quorum k)`;
     reason = reason === null ? disagreement : `${reason}; ${disagreement}`;
   }
-  const headers = unjudged === null ? null : headersUnjudgedText(unjudged);
+  const headers = unjudged === null ? null : headersUnjudgedText(unjudged, startedAt);
   if (headers !== null) reason = reason === null ? headers : `${reason}; ${headers}`;
   const elsewhere = judgedElsewhereText(judgedElsewhere, profile);
   if (elsewhere !== null) reason = reason === null ? elsewhere : `${reason}; ${elsewhere}`;
@@ -1038,14 +1038,30 @@ function lateNotClaimedText(left: LateNotClaimed): string {
  * not verified: "1 job verified with its credits header not judged (job_x, recorded at …, credit
  * vault V): ..."; null when none.
  */
-function headersUnjudgedText(unjudged: HeadersNotJudged): string | null {
+function headersUnjudgedText(unjudged: HeadersNotJudged, startedAt: number): string | null {
   if (unjudged.jobs === 0) return null;
+  // A job recorded before the run began was there for its read of the vaults: a read that
+  // proved the chain final past its response yet listed no line past it is the RPC's listing
+  // (an address index behind the slot it called final, or one leaving the job's transactions
+  // out). Said as a recording during the run, on-call looked for an import in the night.
+  const during = (unjudged.latestRecordedAt ?? startedAt) >= startedAt;
+  const before = unjudged.first.some((j) => j.recordedAt < startedAt);
+  const why = [
+    during
+      ? "recorded while the run went on, after its read of the credit vault, which had not read it past the response"
+      : null,
+    before
+      ? "recorded before the run began, yet the credit vault's history the run read holds no line past the response: the RPC listed the vault without its latest transactions (an address index behind the slot it called final, or one that left them out)"
+      : null,
+  ]
+    .filter((part) => part !== null)
+    .join("; or ");
   const named = unjudged.first
     .map((j) => `${j.jobId}, recorded at ${isoOf(j.recordedAt)}, credit vault ${j.vault}`)
     .join("; ");
   const more = unjudged.jobs - unjudged.first.length;
   const jobs = unjudged.jobs === 1 ? "1 job" : `${unjudged.jobs} jobs`;
-  return `${jobs} of the window verified with the credits header not judged (${named}${more > 0 ? `; and ${more} more` : ""}): recorded while the run went on, after its read of the credit vault, which had not read it past the response; the next run, or serve's ledger round, judges ${unjudged.jobs === 1 ? "it" : "them"}`;
+  return `${jobs} of the window verified with the credits header not judged (${named}${more > 0 ? `; and ${more} more` : ""}): ${why}; the next run, or serve's ledger round, judges ${unjudged.jobs === 1 ? "it" : "them"}`;
 }
 
 /**

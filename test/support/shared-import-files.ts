@@ -123,6 +123,7 @@ export const sharedImportFiles: readonly string[] = [
   "test/nightly-credits-header-edge.dialects.test.ts",
   "test/nightly-ledger-read-bound.dialects.test.ts",
   "test/nightly-ledger-timing.test.ts",
+  "test/nightly-listing-lags.dialects.test.ts",
   "test/nightly-quorum-not-found.test.ts",
   "test/nightly-recorded-during-run.dialects.test.ts",
   "test/nightly-run-row.test.ts",
