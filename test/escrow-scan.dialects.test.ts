@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { unionOfListings } from "../src/chain/quorum.js";
+import type { AddressSignatureInfo } from "../src/chain/rpc-pool.js";
 import {
   createEscrowScanner,
   ESCROW_PENDING_MS,
@@ -669,6 +670,50 @@ describe.each(dialects)("the escrow vault's memo scan on %s", (dialect) => {
       pageSize: 2,
     });
     await expect(paged.scanSince(0)).rejects.toThrow(/listed .* again below itself/);
+  });
+
+  // Two pages as the chain lists them, then the first again below the second's last entry, and
+  // the second below the first's: never the cursor itself, never a new entry. Followed, the
+  // scan went round the two pages for ever (scanSince: the nightly run's, to its --timeout).
+  it("refuses a node whose pages go round below the cursor", async () => {
+    const c = await h.scenario();
+    for (let i = 0; i < 2; i++) h.op.honestJob(h.op.plan({ keyIndex: 1 }));
+    await h.finalized();
+    const listed: AddressSignatureInfo[] = [];
+    let asked = 0;
+    const round: typeof h.rpc = Object.create(h.rpc);
+    round.getSignaturesForAddress = async (address, options = {}) => {
+      asked++;
+      if (listed.length >= 4) {
+        return options.before === listed[1]?.signature ? listed.slice(2, 4) : listed.slice(0, 2);
+      }
+      const page = await h.rpc.getSignaturesForAddress(address, options);
+      listed.push(...page);
+      return page;
+    };
+    const scan = createEscrowScanner({
+      store: c.store,
+      rpc: round,
+      profile: localnetProfile,
+      log,
+      pageSize: 2,
+    });
+    // Still listing after 5 s, the scan is stopped.
+    const within = (work: (signal: AbortSignal) => Promise<unknown>) => {
+      const signal = AbortSignal.timeout(5_000);
+      return work(signal).then(
+        () => "scanned",
+        (error: Error) => (signal.aborted ? "still listing" : error.message),
+      );
+    };
+    expect(await within((signal) => scan.scanSince(0, signal))).toMatch(
+      /listed 2 entries again below \w+/,
+    );
+    expect(asked).toBe(3);
+    listed.length = 0;
+    expect(await within((signal) => scan.scanNew(signal))).toMatch(
+      /listed 2 entries again below \w+/,
+    );
   });
 
   it("runs in serve's rounds beside the credit vaults' read, not behind it", async () => {

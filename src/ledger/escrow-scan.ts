@@ -16,6 +16,7 @@ import type { KeepPair } from "../store/ledger-rules.js";
 import { parseJobMemos } from "../verify/checks/memos.js";
 import { isCredit } from "../verify/money-movements.js";
 import type { Profile } from "../verify/profiles.js";
+import { cursorGoesNowhere } from "./listing-cursor.js";
 import type { LedgerRpc } from "./reader.js";
 
 /**
@@ -161,7 +162,8 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
   /**
    * One page newest first, cut at the first entry dated before `notBeforeSec`, and at the last
    * scan's newest entry (`until`, by its signature or an older slot) whether or not the node
-   * stopped there. A node that lists `before` itself again is said to, not followed for ever.
+   * stopped there. A node that lists `before` itself again, or only entries the scan listed
+   * above it (pages that go round), is said to, not followed for ever.
    */
   async function page(
     vault: string,
@@ -171,6 +173,8 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
       notBeforeSec: number | null;
     },
     signal?: AbortSignal,
+    /** The signatures this scan listed so far (added to): a page of them only is a loop. */
+    seen?: Set<string>,
   ): Promise<{ entries: AddressSignatureInfo[]; ended: boolean }> {
     const listed = await rpc.getSignaturesForAddress(vault, {
       limit: pageSize,
@@ -178,12 +182,12 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
       ...(bound.until ? { until: bound.until.signature } : {}),
       ...(signal ? { signal } : {}),
     });
-    if (bound.before !== null && listed.some((e) => e.signature === bound.before)) {
-      throw new AppError(
-        "rpc_unavailable",
-        `getSignaturesForAddress ${vault}: listed ${bound.before} again below itself`,
-      );
+    const again =
+      bound.before === null ? null : cursorGoesNowhere(listed, bound.before, seen ?? new Set());
+    if (again !== null) {
+      throw new AppError("rpc_unavailable", `getSignaturesForAddress ${vault}: ${again}`);
     }
+    if (seen) for (const e of listed) seen.add(e.signature);
     const { notBeforeSec, until } = bound;
     const cut = listed.findIndex(
       (e) =>
@@ -445,12 +449,14 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
       // A scan that begins now lists every entry finalized by this slot, asked first: once it
       // completes, every payout up to it was judged or held (`coveredSlot`).
       if (syncTop === null) syncCoveredSlot = await finalizedEverywhere(signal);
+      const seen = new Set<string>();
       for (let pages = 0; pages < pagesPerRound; pages++) {
         signal?.throwIfAborted();
         const { entries, ended } = await page(
           vault,
           { before: syncBefore, until, notBeforeSec },
           signal,
+          seen,
         );
         result.listed += entries.length;
         const first = entries[0];
@@ -501,9 +507,11 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
       await judgePending(vault, result, signal);
       const notBeforeSec = Math.floor(fromMs / 1000);
       let before: string | null = null;
+      const seen = new Set<string>();
       for (;;) {
         signal?.throwIfAborted();
-        const { entries, ended } = await page(vault, { before, until: null, notBeforeSec }, signal);
+        const bound = { before, until: null, notBeforeSec };
+        const { entries, ended } = await page(vault, bound, signal, seen);
         result.listed += entries.length;
         await judgePage(vault, entries, result, null, false, signal);
         const last = entries.at(-1);
