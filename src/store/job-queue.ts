@@ -331,6 +331,13 @@ export interface JobQueueStore {
     filter: QueueFilter | null,
     judgedBy: string,
   ): Promise<{ profile: string | null; jobs: number }[]>;
+  /**
+   * Sends back to the verifier those of these jobs that are final, held by no lease, and whose
+   * verdict was written before `before` (or never dated): judged before evidence stored at
+   * `before` that their figures read (another job's lock, for a transaction both name). A job
+   * judged since is left alone. Returns how many were sent back.
+   */
+  reopenStale(jobIds: readonly string[], before: number, t: number): Promise<number>;
   /** Those of these jobs that are open (not final). */
   openOf(jobIds: readonly string[]): Promise<string[]>;
   /**
@@ -599,6 +606,20 @@ function createSqliteJobQueueStore(store: SqliteStore): JobQueueStore {
   const makeDueNow = sqlite.transaction((jobIds: readonly string[], t: number) =>
     makeDue(store, jobIds, t),
   ).immediate;
+  const reopenStaleTx = sqlite.transaction((ids: readonly string[], before: number, t: number) =>
+    reopenJobs(
+      store,
+      {
+        where: and(
+          jobIdIn(JSON.stringify(ids)),
+          not(verdictIsOpen(jobs.verdict)),
+          isNull(jobs.leaseOwner),
+          or(isNull(jobs.verdictAt), lt(jobs.verdictAt, before)),
+        )!,
+      },
+      t,
+    ),
+  );
   const reverifyOne = sqlite.transaction((jobId: string, t: number) => {
     resetGivenUp(jobId);
     backfillAgain.run({ jobId });
@@ -671,6 +692,10 @@ function createSqliteJobQueueStore(store: SqliteStore): JobQueueStore {
     },
     async reverify(jobId, t) {
       reverifyOne.immediate(jobId, t);
+    },
+    async reopenStale(jobIds, before, t) {
+      if (jobIds.length === 0) return 0;
+      return reopenStaleTx.immediate(jobIds, before, t);
     },
     async reopenJudgedElsewhere(step) {
       const stale = and(

@@ -5,6 +5,7 @@ import { reparseStored } from "../chain/parse-transaction.js";
 import { type RpcDisagreement, RpcDisagreementError } from "../chain/quorum.js";
 import type { TransactionFacts } from "../chain/transaction-facts.js";
 import { isBusyError } from "../db/client.js";
+import { finalVerdicts } from "../db/schema.js";
 import { AppError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { backoff } from "../retry.js";
@@ -25,6 +26,7 @@ import {
   type SignatureStore,
 } from "../store/signatures.js";
 import type { VerdictStore, VerdictWrite } from "../store/verdicts.js";
+import type { ClosingNamer } from "./checks/shared-closing.js";
 import { type CreditsSpan, jobSignatures, MAX_NAMED_BY, memoJobOf } from "./checks.js";
 import { custodyViews } from "./custody.js";
 import {
@@ -929,10 +931,18 @@ export function createRound(deps: RoundDeps): Round {
      * figure hung on the order the jobs were judged in. A lock fetched this round is waited
      * for; one stored before is read from the store.
      */
-    async function namerLockVaults(
-      slice: readonly DecideJob[],
-    ): Promise<Map<string, { vaults: ReadonlySet<string>; workers: ReadonlySet<string> }>> {
+    async function namerLockVaults(slice: readonly DecideJob[]): Promise<
+      Map<
+        string,
+        {
+          vaults: ReadonlySet<string>;
+          workers: ReadonlySet<string>;
+          closings: ReadonlyMap<string, readonly ClosingNamer[]>;
+        }
+      >
+    > {
       const others = new Map<string, Set<string>>();
+      const closingsOf = new Map<string, Set<string>>();
       for (const job of slice) {
         for (const sig of new Set([job.settlementTx, job.apiSettlementTx])) {
           if (sig === null) continue;
@@ -941,12 +951,28 @@ export function createRound(deps: RoundDeps): Round {
             const set = others.get(job.jobId) ?? new Set<string>();
             set.add(id);
             others.set(job.jobId, set);
+            const sigs = closingsOf.get(job.jobId) ?? new Set<string>();
+            sigs.add(sig);
+            closingsOf.set(job.jobId, sigs);
           }
         }
       }
-      const out = new Map<string, { vaults: ReadonlySet<string>; workers: ReadonlySet<string> }>();
+      const out = new Map<
+        string,
+        {
+          vaults: ReadonlySet<string>;
+          workers: ReadonlySet<string>;
+          closings: ReadonlyMap<string, readonly ClosingNamer[]>;
+        }
+      >();
       if (others.size === 0) return out;
-      const namers = await queue.rowsOf([...new Set([...others.values()].flatMap((s) => [...s]))]);
+      const inSlice = new Map(slice.map((j) => [j.jobId, j]));
+      const otherRows = await queue.rowsOf(
+        [...new Set([...others.values()].flatMap((s) => [...s]))].filter((id) => !inSlice.has(id)),
+      );
+      const judgedRow = new Map(otherRows.map((r) => [r.jobId, r]));
+      const namers = [...slice, ...otherRows];
+      const rowOf = new Map(namers.map((r) => [r.jobId, r]));
       const workerOf = new Map(namers.map((r) => [r.jobId, r.worker ?? r.apiWorker]));
       const locksOf = new Map(
         namers.map((r) => [
@@ -969,6 +995,54 @@ export function createRound(deps: RoundDeps): Round {
           return undefined;
         }
       };
+      /** Given up on (dropped, pruned): a lock that moved nothing, not one still to come. */
+      const givenUp = (sig: string) => {
+        const state = (rows.get(sig) ?? loaded.get(sig))?.state;
+        return state === "dropped" || state === "pruned";
+      };
+      const fetchedAt = (sig: string): number => (rows.get(sig) ?? loaded.get(sig))?.fetchedAt ?? 0;
+      // Each shared closing read once per round: every job of the slice naming it sees the
+      // same namers.
+      const closingNamers = new Map<string, ClosingNamer[]>();
+      /** Jobs judged before a lock their split reads was stored: sent back to be judged. */
+      const stale = new Map<string, number>();
+      const claimedIds = new Set(claimed.map((j) => j.jobId));
+      for (const sigs of closingsOf.values()) {
+        for (const sig of sigs) {
+          if (closingNamers.has(sig)) continue;
+          const list: ClosingNamer[] = [];
+          let latest = fetchedAt(sig);
+          for (const id of named.get(sig) ?? []) {
+            if (!rowOf.has(id)) continue;
+            const sigsOfLocks = (locksOf.get(id) ?? []).filter((l) => !givenUp(l));
+            const facts = sigsOfLocks.map((l) => ({ signature: l, facts: lockFacts(l) }));
+            const known = facts.every((f) => f.facts !== undefined);
+            for (const l of sigsOfLocks) latest = Math.max(latest, fetchedAt(l));
+            list.push({
+              jobId: id,
+              worker: workerOf.get(id) ?? null,
+              locks: known ? facts.map((f) => ({ signature: f.signature, facts: f.facts! })) : null,
+            });
+          }
+          closingNamers.set(sig, list);
+          if (list.some((n) => n.locks === null)) continue;
+          for (const n of list) {
+            const row = judgedRow.get(n.jobId);
+            if (row === undefined || claimedIds.has(n.jobId)) continue;
+            if (!finalVerdicts.includes(row.verdict) || row.leaseOwner !== null) continue;
+            if ((row.verdictAt ?? 0) < latest)
+              stale.set(n.jobId, Math.max(stale.get(n.jobId) ?? 0, latest));
+          }
+        }
+      }
+      // A namer judged before a lock of another namer was stored read the closing without that
+      // lock: the whole of it, or its split, stayed in the wrong job's figures until that job
+      // was judged again for another reason. Sent back now; once judged it is newer than every
+      // lock and is left alone.
+      if (stale.size > 0) {
+        const before = Math.max(...stale.values());
+        await queue.reopenStale([...stale.keys()], before, now());
+      }
       for (const [jobId, ids] of others) {
         const vaults = new Set<string>();
         const workers = new Set<string>();
@@ -984,7 +1058,9 @@ export function createRound(deps: RoundDeps): Round {
             }
           }
         }
-        out.set(jobId, { vaults, workers });
+        const closings = new Map<string, readonly ClosingNamer[]>();
+        for (const sig of closingsOf.get(jobId) ?? []) closings.set(sig, closingNamers.get(sig)!);
+        out.set(jobId, { vaults, workers, closings });
       }
       return out;
     }
@@ -1013,6 +1089,7 @@ export function createRound(deps: RoundDeps): Round {
         if (namer !== undefined) {
           views[i]!.custody.namerVaults = namer.vaults;
           views[i]!.custody.namerWorkers = namer.workers;
+          views[i]!.custody.closingNamers = namer.closings;
         }
       }
       const credits = await creditSpans(slice, factsOf);

@@ -204,6 +204,7 @@ export const sharedImportFiles: readonly string[] = [
   "test/reports-ground-truth.test.ts",
   "test/reports-reconciliation.test.ts",
   "test/reports-replay-ground-truth.test.ts",
+  "test/reports-shared-groups.dialects.test.ts",
   "test/reports-shared-transactions.dialects.test.ts",
   "test/reports-swapped-roles.test.ts",
   "test/reports-unnamed-worker.test.ts",

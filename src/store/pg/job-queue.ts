@@ -506,6 +506,28 @@ export function createPgJobQueueStore(store: PgStore): JobQueueStore {
         );
       }
     },
+    async reopenStale(jobIds, before, t) {
+      if (jobIds.length === 0) return 0;
+      return db.transaction(async (tx) => {
+        // The receipt writers' turn before any row, as every writer of job rows takes it; a row
+        // another session holds is skipped: it is being judged or reopened, so read again.
+        await takeReceiptWriterTurn(tx);
+        const free = await tx
+          .select({ jobId: jobs.jobId })
+          .from(jobs)
+          .where(
+            and(
+              jobIdIn([...jobIds]),
+              sql`NOT ${verdictIsOpen(jobs.verdict)}`,
+              isNull(jobs.leaseOwner),
+              or(isNull(jobs.verdictAt), lt(jobs.verdictAt, before)),
+            ),
+          )
+          .orderBy(jobs.jobId)
+          .for("update", { skipLocked: true });
+        return reopenJobsPg(tx, { jobIds: free.map((r) => r.jobId) }, t);
+      });
+    },
     async reopenJudgedElsewhere(step) {
       const stale = and(
         judgedElsewhere(jobs, step.judgedBy, step.before),

@@ -4,6 +4,7 @@ import type { ChainAmounts, CheckInput } from "./check-input.js";
 import { sum } from "./check-list.js";
 import type { UsableLock } from "./escrow.js";
 import { parseJobMemos } from "./memos.js";
+import { type ClosingShare, closingShares } from "./shared-closing.js";
 import { signatureOwner } from "./signatures.js";
 import type { RoleTx } from "./transaction.js";
 
@@ -236,8 +237,36 @@ export function amountsOf(
   // account's net change, so escrow's credit nets against what it paid out at once, and what
   // left the job's vault beyond what stayed in escrow went through escrow to the payees.
   let lockedThrough = 0n;
+  // A closing paying other jobs too (each its settle or refund memo): what it moved for each
+  // of them is that job's figure, in its own report group, not the owner's (`closingShares`).
+  const sharesOf = (c: RoleTx): Map<string, ClosingShare> => {
+    const namers = input.custody?.closingNamers?.get(c.signature);
+    if (namers === undefined) return new Map();
+    const owner = signatureOwner(
+      profile,
+      c.facts,
+      namedBy.get(c.signature) ?? [job.jobId],
+      input.names,
+    );
+    return owner === null ? new Map() : closingShares(profile, c.facts, namers, owner, treasury);
+  };
   for (const c of closingsRead) {
-    if (!owns(c) || !c.facts.succeeded) continue;
+    if (!c.facts.succeeded) continue;
+    if (!owns(c)) {
+      const mine = sharesOf(c).get(job.jobId);
+      if (mine === undefined) continue;
+      worker += mine.workerPaidUnits;
+      treasuryPaid += mine.treasuryPaidUnits;
+      charged += mine.chargedUnits;
+      returnedElsewhere += mine.refundedUnits;
+      continue;
+    }
+    for (const s of sharesOf(c).values()) {
+      worker -= s.workerPaidUnits;
+      treasuryPaid -= s.treasuryPaidUnits;
+      charged -= s.chargedUnits;
+      returnedElsewhere -= s.refundedUnits;
+    }
     const r = readRelease(profile, c.facts, {
       creditVault,
       escrowAccount,

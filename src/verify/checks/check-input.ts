@@ -3,6 +3,7 @@ import type { CheckOutcome, ReceiptSource } from "../../db/schema.js";
 import type { VerdictAmounts } from "../../store/verdicts.js";
 import type { CheckName, UnprovenCode } from "../check-catalogue.js";
 import type { Profile } from "../profiles.js";
+import type { ClosingNamer } from "./shared-closing.js";
 
 /** What the checks read (a job, its transactions' facts, the profile, the pins) and give back. */
 
@@ -187,6 +188,12 @@ export interface Custody {
    * job owns pays them is worker pay, not money to a payee nobody names.
    */
   namerWorkers?: ReadonlySet<string>;
+  /**
+   * For each settlement or refund of this job that other jobs name too: every job naming it
+   * (this one included), with its worker and its locks' facts. Each report group takes its own
+   * job's part of such a transaction (`closingShares`).
+   */
+  closingNamers?: ReadonlyMap<string, readonly ClosingNamer[]>;
 }
 
 export interface CheckInput {

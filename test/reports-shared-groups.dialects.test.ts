@@ -1,0 +1,158 @@
+import { describe, expect, it } from "vitest";
+import { type GroupBy, reconciliationReport } from "../src/reports/reconciliation.js";
+import { chainTruth, moneyOf } from "./support/chain-truth.js";
+import { dialects, useDialectStores } from "./support/dialects.js";
+import { periodEdge } from "./support/ledger-periods.js";
+import { type JobPlan, type Scenario, useAdversaryHarness } from "./support/operator.js";
+
+/**
+ * One settlement paying the jobs of two keys (or two workers) at once. The report's total was
+ * right, but every figure of the settlement sat in the group of the job owning it (first by
+ * id): grouped by key, the owner's key read charged 240,000 and unaccounted −160,000, the
+ * other key charged 0 and unaccounted +160,000, though the chain paid each job in full. Each
+ * group must say what moved for its own jobs, and the groups must still add up to the chain.
+ */
+const hour = 3_600_000;
+
+/** What the chain moved for one job paid as planned (its lock, its payout, its remainder). */
+const paidInFull = (p: JobPlan) => ({
+  escrowedUnits: p.lock,
+  chargedUnits: p.charge,
+  workerPaidUnits: p.workerShare,
+  treasuryPaidUnits: p.treasuryShare,
+  refundedUnits: p.remainder,
+});
+/** A job whose lock is still in escrow: locked, nothing paid or returned. */
+const stillLocked = (p: JobPlan) => ({
+  escrowedUnits: p.lock,
+  chargedUnits: 0n,
+  workerPaidUnits: 0n,
+  treasuryPaidUnits: 0n,
+  refundedUnits: 0n,
+});
+
+describe.each(dialects)("%s: groups of a settlement two jobs share", (dialect) => {
+  const stores = useDialectStores(dialect);
+  const h = useAdversaryHarness({ openStore: () => stores.open() });
+
+  /** Both keys pinned before the period; then two jobs, `a` first by id when `aFirst`. */
+  async function twoJobs(aFirst: boolean, bWorker = 0, pin = true) {
+    const c = (await h.scenario()).recordOnChainClock();
+    if (pin) {
+      await c.pinKey(1);
+      await c.pinKey(2);
+    }
+    const from = periodEdge(h);
+    const a = { ...h.op.plan({ keyIndex: 1 }) };
+    const b = { ...h.op.plan({ keyIndex: 2, workerIndex: bWorker }) };
+    a.jobId = `job_${aFirst ? "0" : "z"}${a.jobId.slice(5)}`;
+    b.jobId = `job_${aFirst ? "z" : "0"}${b.jobId.slice(5)}`;
+    return { c, from, a, b };
+  }
+
+  /** The report's groups (money only, fees aside) and its totals against the chain. */
+  async function grouped(c: Scenario, from: number, groupBy: GroupBy, sigs: string[]) {
+    const r = await reconciliationReport(c.store, { from, to: h.op.now() + hour, groupBy });
+    const { feesLamports: _, ...truth } = chainTruth(h.op, sigs);
+    const { feesLamports: __, ...total } = moneyOf(r.totals);
+    expect(total).toEqual(truth);
+    return Object.fromEntries(
+      r.groups.map((g) => {
+        const { feesLamports: _f, ...money } = moneyOf(g);
+        return [g.group, money];
+      }),
+    );
+  }
+
+  it.each([true, false])(
+    "paying both in full, grouped by key: each key its own job's money (key 1's first: %s)",
+    async (aFirst) => {
+      const { c, from, a, b } = await twoJobs(aFirst);
+      const { escrowA, escrowB, shared } = h.op.sharedSettlement(a, b);
+      c.record(a, { escrowTx: escrowA, settlementTx: shared });
+      c.record(b, { escrowTx: escrowB, settlementTx: shared });
+      await h.finalized();
+      await c.verify();
+      expect(await grouped(c, from, "key", [escrowA, escrowB, shared])).toEqual({
+        [a.fingerprint]: paidInFull(a),
+        [b.fingerprint]: paidInFull(b),
+      });
+    },
+  );
+
+  it.each([true, false])(
+    "paying both in full, key 2 never pinned, grouped by key (key 1's first: %s)",
+    async (aFirst) => {
+      const { c, from, a, b } = await twoJobs(aFirst, 0, false);
+      const { escrowA, escrowB, shared } = h.op.sharedSettlement(a, b);
+      c.record(a, { escrowTx: escrowA, settlementTx: shared });
+      c.record(b, { escrowTx: escrowB, settlementTx: shared });
+      await h.finalized();
+      await c.verify();
+      expect(await grouped(c, from, "key", [escrowA, escrowB, shared])).toEqual({
+        [a.fingerprint]: paidInFull(a),
+        [b.fingerprint]: paidInFull(b),
+      });
+    },
+  );
+
+  it.each([true, false])(
+    "paying both in full, each its own worker, grouped by worker (key 1's first: %s)",
+    async (aFirst) => {
+      const { c, from, a, b } = await twoJobs(aFirst, 1);
+      const { escrowA, escrowB, shared } = h.op.sharedSettlement(a, b);
+      c.record(a, { escrowTx: escrowA, settlementTx: shared });
+      c.record(b, { escrowTx: escrowB, settlementTx: shared });
+      await h.finalized();
+      await c.verify();
+      expect(await grouped(c, from, "worker", [escrowA, escrowB, shared])).toEqual({
+        [a.worker.address]: paidInFull(a),
+        [b.worker.address]: paidInFull(b),
+      });
+    },
+  );
+
+  // The job paid is told by its remainder coming home: the other job's lock stays in escrow,
+  // in its own key's group, whichever job owns the settlement.
+  it.each([true, false])(
+    "naming both and paying one, grouped by key (key 1's first: %s)",
+    async (aFirst) => {
+      const { c, from, a, b } = await twoJobs(aFirst);
+      const { escrowA, escrowB, shared } = h.op.sharedSettlement(a, b, [a]);
+      c.record(a, { escrowTx: escrowA, settlementTx: shared });
+      c.record(b, { escrowTx: escrowB, settlementTx: shared });
+      await h.finalized();
+      await c.verify();
+      expect(await grouped(c, from, "key", [escrowA, escrowB, shared])).toEqual({
+        [a.fingerprint]: paidInFull(a),
+        [b.fingerprint]: stillLocked(b),
+      });
+    },
+  );
+
+  // Key 2's lock is named only by the jobs API, after key 1's job was judged: the arrival of
+  // that lock must send key 1's job back, or its group keeps key 2's share.
+  it.each([true, false])(
+    "the other job's lock named by the jobs API after the owner's verdict (key 1's first: %s)",
+    async (aFirst) => {
+      const { c, from, a, b } = await twoJobs(aFirst);
+      const { escrowA, escrowB, shared } = h.op.sharedSettlement(a, b);
+      c.record(a, { escrowTx: escrowA, settlementTx: shared });
+      c.record(b, { escrowTx: null, settlementTx: shared });
+      await h.finalized();
+      await c.verify();
+      c.jobsApi(b.jobId, {
+        status: "settled",
+        credits_charged: Number(b.charge / 10_000n),
+        worker_address: b.worker.address,
+        on_chain: { escrow_tx: escrowB, settlement_tx: shared },
+      });
+      await h.finalized();
+      await c.verify();
+      expect(await grouped(c, from, "key", [escrowA, escrowB, shared])).toEqual({
+        [a.fingerprint]: paidInFull(a),
+        [b.fingerprint]: paidInFull(b),
+      });
+    },
+  );
+});
