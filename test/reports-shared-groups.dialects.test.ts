@@ -130,6 +130,33 @@ describe.each(dialects)("%s: groups of a settlement two jobs share", (dialect) =
     },
   );
 
+  // A receipt of key 3 replaying a's lock and the shared settlement, and a second receipt of
+  // b's job under another id: neither carries its own memo there, so neither takes a part.
+  it.each([true, false])(
+    "replays naming the shared settlement take no part of it (key 1's first: %s)",
+    async (aFirst) => {
+      const { c, from, a, b } = await twoJobs(aFirst);
+      await c.pinKey(3);
+      const edge = periodEdge(h);
+      const { escrowA, escrowB, shared } = h.op.sharedSettlement(a, b);
+      c.record(a, { escrowTx: escrowA, settlementTx: shared });
+      c.record(b, { escrowTx: escrowB, settlementTx: shared });
+      const replay = h.op.plan({ keyIndex: 3 });
+      c.record(replay, { escrowTx: escrowA, settlementTx: shared });
+      c.record(
+        { ...b, jobId: `job_y${b.jobId.slice(5)}` },
+        { escrowTx: escrowB, settlementTx: shared },
+      );
+      await h.finalized();
+      await c.verify();
+      const groups = await grouped(c, edge, "key", [escrowA, escrowB, shared]);
+      expect(groups[a.fingerprint]).toEqual(paidInFull(a));
+      expect(groups[b.fingerprint]).toEqual(paidInFull(b));
+      expect(groups[replay.fingerprint]).toEqual({ ...stillLocked(replay), escrowedUnits: 0n });
+      expect(from).toBeLessThan(edge);
+    },
+  );
+
   // Key 2's lock is named only by the jobs API, after key 1's job was judged: the arrival of
   // that lock must send key 1's job back, or its group keeps key 2's share.
   it.each([true, false])(
