@@ -30,8 +30,12 @@ export function jobSignatures(
 
 /**
  * The one job a transaction's money is counted for in reports: the job its memos name, when
- * they name exactly one job that a receipt names; otherwise the first job (by id) naming it.
- * Every job naming a signature computes the same owner, so each movement is counted once.
+ * they name exactly one job that a receipt names; when they name several, the first (by id) of
+ * those naming it; otherwise the first job (by id) naming it. Every job naming a signature
+ * computes the same owner, so each movement is counted once. A receipt replaying a settlement
+ * that pays two jobs, under an id before both, owned it though its memos name neither: its
+ * key's and worker's report groups read both jobs' payouts (`closingShares` gives a part to
+ * the jobs the memos name alone, so nothing went back to them).
  */
 export function signatureOwner(
   profile: Profile,
@@ -43,6 +47,11 @@ export function signatureOwner(
   // `namers` lists at most MAX_NAMED_BY jobs; the memo's job is asked about directly.
   if (memoJob !== null && (namers.includes(memoJob) || names?.(memoJob, facts.signature))) {
     return memoJob;
+  }
+  if (memoJob === null) {
+    const memoJobs = new Set(parseJobMemos(profile, facts.memos).map((m) => m.jobId));
+    const named = namers.filter((id) => memoJobs.has(id));
+    if (named.length > 0) return [...named].sort()[0]!;
   }
   return [...namers].sort()[0] ?? null;
 }
