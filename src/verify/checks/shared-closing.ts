@@ -107,13 +107,21 @@ export function closingShares(
         rs.flatMap((r) => r.sources.map((m) => m.account)).filter((a) => a !== escrowAccount),
       ),
   );
+  // Two of them locking from one vault (two jobs of one key): one net credit there holds both
+  // returns, and the vault statement files it under one job, so the split is not read here.
+  const seenVaults = new Set<string>();
+  for (const v of vaults) {
+    for (const a of v) {
+      if (seenVaults.has(a)) return out;
+      seenVaults.add(a);
+    }
+  }
   const changes = closing.tokenChanges.filter((c) => isCredit(profile, c));
   const outflow = -changes
     .filter((c) => c.account === escrowAccount && c.delta < 0n)
     .reduce((s, c) => s + c.delta, 0n);
   const credits = changes.filter((c) => c.delta > 0n && c.account !== escrowAccount);
-  // Returns: a credit to a vault one of them locked from is that job's, up to its lock (two
-  // jobs of one vault: the first in order up to its lock, then the next).
+  // Returns: a credit to a vault one of them locked from is that job's, up to its lock.
   const refund = parties.map(() => 0n);
   let payout = 0n;
   const payees: { account: string; owner: string | null; amount: bigint }[] = [];
