@@ -20,6 +20,7 @@ import { rpcPoolFromConfig } from "./chain/rpc-pool.js";
 import type { Config } from "./config.js";
 import {
   followCheckpoints,
+  MissingStoreError,
   type SqliteStore,
   type Store,
   setBusyTimeout,
@@ -144,6 +145,10 @@ export async function startService(
     const store = await openStore(config, {
       busyTimeoutMs: 10_000,
       create: options.createStore ?? true,
+    }).catch((error: unknown) => {
+      throw error instanceof MissingStoreError && options.createStore === false
+        ? new MissingStoreError(error.path, true)
+        : error;
     });
     stops.push(() => store.close());
     setBusyTimeout(store, SERVE_BUSY_TIMEOUT_MS);

@@ -52,8 +52,10 @@ async function post(base: string): Promise<{ status: number; code?: string }> {
   return { status: res.status, ...(body.error?.code ? { code: body.error.code } : {}) };
 }
 
+// Not the first start's advice (create one with `db migrate`): that would start an empty store
+// beside the receipts written to the moved file.
 const missingStoreText = (db: string) =>
-  `no SQLite store at ${db} (check --db / DATABASE_URL); create one with \`decentral-audit db migrate\` or \`serve\``;
+  `the SQLite store at ${db} is gone: this service opened it at start, so it was moved or removed since; put it back where it was (\`db migrate\` or a new \`serve\` there would start an empty store beside the receipts written to the moved file)`;
 
 describe("serve --workers 2 whose database folder is renamed under it", () => {
   it("turns paid jobs away before they run, and a restarted worker creates no new empty store at the path", async ({
@@ -100,8 +102,8 @@ describe("serve --workers 2 whose database folder is renamed under it", () => {
     await new Promise((r) => setTimeout(r, 3000));
     expect(existsSync(db)).toBe(false);
     expect(existsSync(join(root, "data"))).toBe(false);
-    // The restarted worker says why it cannot start, naming the path, rather than serving a
-    // new store there.
+    // The restarted worker says why it cannot start, naming the path and what to do, rather
+    // than serving a new store there.
     await serve.waitForLog(
       (l) => l.level === 50 && l.msg === `serve worker could not start: ${missingStoreText(db)}`,
       20_000,

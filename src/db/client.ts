@@ -32,12 +32,22 @@ export const JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024;
  */
 export type Store = SqliteStore | PgStore;
 
-/** Thrown when a command that needs an existing store is pointed at a SQLite file not there. */
+/**
+ * Thrown when a command that needs an existing store is pointed at a SQLite file not there.
+ * `served`: a process of a running service (a cluster's worker, started again) that finds the
+ * file its primary opened gone: moved or removed since, where creating one would start an empty
+ * store beside the receipts written to the moved file.
+ */
 export class MissingStoreError extends AppError {
-  constructor(readonly path: string) {
+  constructor(
+    readonly path: string,
+    served = false,
+  ) {
     super(
       "not_found",
-      `no SQLite store at ${path} (check --db / DATABASE_URL); create one with \`decentral-audit db migrate\` or \`serve\``,
+      served
+        ? `the SQLite store at ${path} is gone: this service opened it at start, so it was moved or removed since; put it back where it was (\`db migrate\` or a new \`serve\` there would start an empty store beside the receipts written to the moved file)`
+        : `no SQLite store at ${path} (check --db / DATABASE_URL); create one with \`decentral-audit db migrate\` or \`serve\``,
       { field: "DATABASE_URL" },
     );
     this.name = "MissingStoreError";
