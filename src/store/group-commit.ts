@@ -1,4 +1,4 @@
-import { statfsSync, statSync } from "node:fs";
+import { existsSync, realpathSync, statfsSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import { followCheckpoints, openSqliteStore, type SqliteStore } from "../db/client.js";
 
@@ -58,7 +58,11 @@ export function openWriterConnection(store: SqliteStore, busyTimeoutMs: number):
     }).immediate,
     freeBytes() {
       if (!own) return null;
-      const fs = statfsSync(dirname(path));
+      // The file's own file system: a database path that is a symlink names a folder on another
+      // disk (a full or read-only root) than the one its file, WAL and journal are written to.
+      const fs = statfsSync(existsSync(path) ? dirname(realpathSync(path)) : dirname(path));
+      // Some FUSE and network mounts report no sizes at all: their room is not known, not none.
+      if (fs.blocks === 0) return null;
       // Blocks a file system keeps for root (5% on ext4) are this process's to use when it runs
       // as root: counting only the others', a root service refused receipts on a disk with GBs
       // free.
