@@ -73,6 +73,33 @@ describe("an answer read as the charset its content type names", () => {
     ]);
   });
 
+  // httpx takes a name Python does not know (an empty one too) as none and reads UTF-8;
+  // `utf-8-sig` decodes UTF-8 and drops a byte-order mark, so `json.loads` reads the text.
+  it("reads an empty charset as none, and a mark under utf-8-sig as UTF-8", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const cases: [string, Buffer][] = [
+      ["application/json; charset=", Buffer.from(json)],
+      ['application/json; charset=""', Buffer.from(json)],
+      ["application/json; charset=utf-8-sig", Buffer.concat([bom, Buffer.from(json)])],
+    ];
+    const ids: string[] = [];
+    for (const [contentType, body] of cases) {
+      const plan = h.op.plan({ keyIndex: 1, completionTokens: 3000, maxTokens: 8000 });
+      await jobThroughProxy(h, c.store, plan, "/v1/chat/completions", body, request, {
+        contentType,
+      });
+      ids.push(plan.jobId);
+    }
+    expect(await c.verdicts(...ids)).toEqual([verified, verified, verified]);
+    const rows = await Promise.all(ids.map((id) => readJob(c.store, id)));
+    expect(rows.map((r) => [r?.answerBytes, r?.completionTokens])).toEqual([
+      [3000, 3000],
+      [3000, 3000],
+      [3000, 3000],
+    ]);
+  });
+
   it("reads the charset as httpx does", () => {
     expect(answerCharset("application/json")).toBeNull();
     expect(answerCharset('application/json; CHARSET = "UTF-16"')).toBe("utf-16");
@@ -82,5 +109,8 @@ describe("an answer read as the charset its content type names", () => {
     expect(charsetFails("utf-8", true)).toBe(true);
     expect(charsetFails("us-ascii", false)).toBe(false);
     expect(charsetFails("utf-16le", false)).toBe(true);
+    expect(answerCharset("application/json; charset=")).toBeNull();
+    expect(answerCharset('application/json; charset=" "')).toBeNull();
+    expect(charsetFails("utf-8-sig", true)).toBe(false);
   });
 });

@@ -119,15 +119,19 @@ export type Asked = Pick<RequestFacts, "choices" | "audio" | "tools"> &
 export function answerCharset(contentType: string | undefined): string | null {
   const named = /;\s*charset\s*=\s*("[^"]*"|'[^']*'|[^;]*)/i.exec(contentType ?? "");
   if (named === null) return null;
-  return (named[1] as string)
+  const name = (named[1] as string)
     .trim()
     .replace(/^["']|["']$/g, "")
     .trim()
     .toLowerCase();
+  // `charset=` names none: httpx finds no codec of that name and reads UTF-8, as Node's does.
+  return name === "" ? null : name;
 }
 
 /** Python's names of UTF-8, written as `codecs.lookup` reads a name (`-` and spaces as `_`). */
 const utf8Charsets = new Set(["utf_8", "utf8", "u8", "utf", "utf8_ucs2", "utf8_ucs4", "cp65001"]);
+/** Python's names of UTF-8 that drop a byte-order mark: `json.loads` of the text reads it. */
+const utf8SigCharsets = new Set(["utf_8_sig", "utf8_sig"]);
 /**
  * Python's names of charsets that decode every byte and ASCII as ASCII: a UTF-8 answer decoded
  * with one is the same JSON, its strings no shorter (each byte past ASCII one character or
@@ -162,8 +166,9 @@ const asciiCharsets = new Set([
  */
 export function charsetFails(charset: string | null | undefined, bom: boolean): boolean {
   if (charset === null || charset === undefined) return false;
-  if (bom) return true;
   const name = charset.replace(/[-\s]/g, "_");
+  if (utf8SigCharsets.has(name)) return false;
+  if (bom) return true;
   return !utf8Charsets.has(name) && !asciiCharsets.has(name);
 }
 
