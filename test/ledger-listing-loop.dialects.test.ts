@@ -42,11 +42,14 @@ async function jobsInOneSlot(h: AdversaryHarness, c: Scenario) {
   return vault;
 }
 
-/** Within `ms`, or the sync's outcome is "still listing". */
-const within = <T>(work: Promise<T>, ms: number) =>
+/** How a sync of `vault` ended within 5 s: "synced", its error's message, or "still listing". */
+const syncOutcome = (reader: ReturnType<typeof readerOf>, vault: string) =>
   Promise.race([
-    work,
-    new Promise<"still listing">((resolve) => setTimeout(() => resolve("still listing"), ms)),
+    reader.syncVault(vault).then(
+      () => "synced",
+      (error: Error) => error.message,
+    ),
+    new Promise<"still listing">((resolve) => setTimeout(() => resolve("still listing"), 5_000)),
   ]);
 
 describe.each(dialects)("%s store: a node whose listing cursor loops", (dialect) => {
@@ -66,11 +69,7 @@ describe.each(dialects)("%s store: a node whose listing cursor loops", (dialect)
       },
     };
     const reader = readerOf(c, vault, listingNode(h.rpc, listing));
-    const sync = reader.syncVault(vault).then(
-      () => "synced",
-      (error: Error) => error.message,
-    );
-    const outcome = await within(sync, 5_000);
+    const outcome = await syncOutcome(reader, vault);
     expect(outcome).toMatch(/getSignaturesForAddress .*: listed .* again/);
     expect(asked).toBeLessThan(5);
     // Honest again, the vault is listed whole.
@@ -104,11 +103,7 @@ describe.each(dialects)("%s store: a node whose listing cursor loops", (dialect)
       },
     };
     const reader = readerOf(c, vault, listingNode(h.rpc, listing));
-    const sync = reader.syncVault(vault).then(
-      () => "synced",
-      (error: Error) => error.message,
-    );
-    const outcome = await within(sync, 5_000);
+    const outcome = await syncOutcome(reader, vault);
     expect(outcome).toMatch(/getSignaturesForAddress .*: listed .* again/);
     expect(asked).toBeLessThan(6);
   });

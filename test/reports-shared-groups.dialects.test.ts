@@ -50,6 +50,16 @@ describe.each(dialects)("%s: groups of a settlement two jobs share", (dialect) =
     return { c, from, a, b };
   }
 
+  /** One settlement paying `a` and `b` (or those of `paid`), both receipts recorded and judged. */
+  async function judgedShared(c: Scenario, a: JobPlan, b: JobPlan, paid?: JobPlan[]) {
+    const txs = h.op.sharedSettlement(a, b, paid);
+    c.record(a, { escrowTx: txs.escrowA, settlementTx: txs.shared });
+    c.record(b, { escrowTx: txs.escrowB, settlementTx: txs.shared });
+    await h.finalized();
+    await c.verify();
+    return txs;
+  }
+
   /** The report's groups (money only, fees aside) and its totals against the chain. */
   async function grouped(c: Scenario, from: number, groupBy: GroupBy, sigs: string[]) {
     const r = await reconciliationReport(c.store, { from, to: h.op.now() + hour, groupBy });
@@ -68,11 +78,7 @@ describe.each(dialects)("%s: groups of a settlement two jobs share", (dialect) =
     "paying both in full, grouped by key: each key its own job's money (key 1's first: %s)",
     async (aFirst) => {
       const { c, from, a, b } = await twoJobs(aFirst);
-      const { escrowA, escrowB, shared } = h.op.sharedSettlement(a, b);
-      c.record(a, { escrowTx: escrowA, settlementTx: shared });
-      c.record(b, { escrowTx: escrowB, settlementTx: shared });
-      await h.finalized();
-      await c.verify();
+      const { escrowA, escrowB, shared } = await judgedShared(c, a, b);
       expect(await grouped(c, from, "key", [escrowA, escrowB, shared])).toEqual({
         [a.fingerprint]: paidInFull(a),
         [b.fingerprint]: paidInFull(b),
@@ -84,11 +90,7 @@ describe.each(dialects)("%s: groups of a settlement two jobs share", (dialect) =
     "paying both in full, key 2 never pinned, grouped by key (key 1's first: %s)",
     async (aFirst) => {
       const { c, from, a, b } = await twoJobs(aFirst, 0, false);
-      const { escrowA, escrowB, shared } = h.op.sharedSettlement(a, b);
-      c.record(a, { escrowTx: escrowA, settlementTx: shared });
-      c.record(b, { escrowTx: escrowB, settlementTx: shared });
-      await h.finalized();
-      await c.verify();
+      const { escrowA, escrowB, shared } = await judgedShared(c, a, b);
       expect(await grouped(c, from, "key", [escrowA, escrowB, shared])).toEqual({
         [a.fingerprint]: paidInFull(a),
         [b.fingerprint]: paidInFull(b),
@@ -100,11 +102,7 @@ describe.each(dialects)("%s: groups of a settlement two jobs share", (dialect) =
     "paying both in full, each its own worker, grouped by worker (key 1's first: %s)",
     async (aFirst) => {
       const { c, from, a, b } = await twoJobs(aFirst, 1);
-      const { escrowA, escrowB, shared } = h.op.sharedSettlement(a, b);
-      c.record(a, { escrowTx: escrowA, settlementTx: shared });
-      c.record(b, { escrowTx: escrowB, settlementTx: shared });
-      await h.finalized();
-      await c.verify();
+      const { escrowA, escrowB, shared } = await judgedShared(c, a, b);
       expect(await grouped(c, from, "worker", [escrowA, escrowB, shared])).toEqual({
         [a.worker.address]: paidInFull(a),
         [b.worker.address]: paidInFull(b),
@@ -118,11 +116,7 @@ describe.each(dialects)("%s: groups of a settlement two jobs share", (dialect) =
     "naming both and paying one, grouped by key (key 1's first: %s)",
     async (aFirst) => {
       const { c, from, a, b } = await twoJobs(aFirst);
-      const { escrowA, escrowB, shared } = h.op.sharedSettlement(a, b, [a]);
-      c.record(a, { escrowTx: escrowA, settlementTx: shared });
-      c.record(b, { escrowTx: escrowB, settlementTx: shared });
-      await h.finalized();
-      await c.verify();
+      const { escrowA, escrowB, shared } = await judgedShared(c, a, b, [a]);
       expect(await grouped(c, from, "key", [escrowA, escrowB, shared])).toEqual({
         [a.fingerprint]: paidInFull(a),
         [b.fingerprint]: stillLocked(b),
