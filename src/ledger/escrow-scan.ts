@@ -82,6 +82,17 @@ export interface EscrowScanResult {
    * every payout out of escrow was judged or held (`escrow_scans.covered_slot`); else null.
    */
   covered: number | null;
+  /**
+   * A `scanSince` that read through: the newest entry it listed (or the `after` it was given,
+   * when nothing newer was listed), where a scan of the same run can go on from.
+   */
+  newest?: EscrowListed | null;
+}
+
+/** An entry of the escrow vault's listing, where a later scan can stop (`scanSince`'s `after`). */
+export interface EscrowListed {
+  signature: string;
+  slot: number;
 }
 
 /** A candidate entry whose transaction could not be read, and why. */
@@ -498,24 +509,35 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
      * vault listed from `fromMs` to now, whatever the cursor says (a nightly run, for its
      * window's jobs); the cursor is left where it is. The held ones first: an entry an earlier
      * run held unread, listed before this run reads from, was fetched by no later run where no
-     * `serve` scans, and its job stayed `error`.
+     * `serve` scans, and its job stayed `error`. `after`: the newest entry an earlier scan of
+     * the same run listed (its `newest`), where the listing stops: the run's second scan, after
+     * the vaults' read, listed the whole history since `fromMs` again (all of a day's escrow
+     * traffic and more, twice a run) and fetched again each transaction the first had read
+     * and not kept.
      */
-    async scanSince(fromMs: number, signal?: AbortSignal): Promise<EscrowScanResult> {
+    async scanSince(
+      fromMs: number,
+      signal?: AbortSignal,
+      after: EscrowListed | null = null,
+    ): Promise<EscrowScanResult> {
       const vault = profile.escrowVault;
       if (vault === null) return none(vault);
       const result = none(vault);
       await judgePending(vault, result, signal);
       const notBeforeSec = Math.floor(fromMs / 1000);
       let before: string | null = null;
+      let newest: EscrowListed | null = null;
       const seen = new Set<string>();
       for (;;) {
         signal?.throwIfAborted();
-        const bound = { before, until: null, notBeforeSec };
+        const bound = { before, until: after, notBeforeSec };
         const { entries, ended } = await page(vault, bound, signal, seen);
         result.listed += entries.length;
+        const first = entries[0];
+        if (newest === null && first) newest = { signature: first.signature, slot: first.slot };
         await judgePage(vault, entries, result, null, false, signal);
         const last = entries.at(-1);
-        if (ended || last === undefined) return result;
+        if (ended || last === undefined) return { ...result, newest: newest ?? after };
         before = last.signature;
       }
     },

@@ -4,7 +4,7 @@ import { isBusyError, type Store } from "../db/client.js";
 import { isoOf } from "../reports/period.js";
 import { SETTLEMENT_CLOCK_SLACK_SECONDS } from "../store/ledger-rules.js";
 import type { Profile } from "../verify/profiles.js";
-import { ESCROW_PENDING_MS } from "./escrow-scan.js";
+import { ESCROW_PENDING_MS, type EscrowListed } from "./escrow-scan.js";
 import type { LedgerReader, VaultSyncResult } from "./reader.js";
 import {
   buildStatement,
@@ -192,6 +192,18 @@ export interface LedgerWindowResult {
    * windows too. Absent when none.
    */
   escrowSentBack?: string[];
+}
+
+/**
+ * What the escrow scans of one nightly run listed so far (`escrowFirst`, then each read of the
+ * vaults): a later scan of the run lists only what is newer. Start a run with
+ * `{ newest: null, since: null }`.
+ */
+export interface EscrowRun {
+  /** The newest entry a scan of the run listed; null before one listed any. */
+  newest: EscrowListed | null;
+  /** When (ms) the run's last scan that listed the whole range began. */
+  since: number | null;
 }
 
 /**
@@ -407,7 +419,12 @@ export function ledgerWindowCheck(deps: {
    * an entry for a job not recorded yet (`ESCROW_PENDING_MS`). What it sent back, and why it
    * fell short or null.
    */
-  async function scanEscrow(window: { from: number; to: number; signal?: AbortSignal }) {
+  async function scanEscrow(window: {
+    from: number;
+    to: number;
+    signal?: AbortSignal;
+    escrow?: EscrowRun;
+  }) {
     const escrow = deps.reader.escrow;
     if (escrow === undefined) return { unread: null, sentBack: [] };
     const earliest = await ledger.earliestDatedBefore(window.from, window.to);
@@ -416,8 +433,25 @@ export function ledgerWindowCheck(deps: {
       (deps.profile.settlementWindowSeconds + deps.profile.receiptTimeSkewSeconds) * 1000 -
       ESCROW_PENDING_MS -
       ESCROW_SCAN_SLACK_MS;
+    const run = window.escrow;
+    const startedAt = (deps.now ?? Date.now)();
+    // A scan after the run's first lists only what is newer than what the run listed: the
+    // rest was judged, or held (`escrow_pending`, judged by the scan's first step once its job
+    // is recorded or read), and a transaction read and not kept is not read again. Not when a
+    // job dated in the window was recorded since that listing began (an import during the
+    // run, on a host whose clock may be behind): an entry under its memo older than
+    // `ESCROW_PENDING_MS` was held for no job, and only listing it again judges it.
+    let after: EscrowListed | null = null;
+    if (run?.newest && run.since !== null) {
+      const late = await ledger.latestRecordedAfter(window.from, window.to);
+      if (late === null || late < run.since - ESCROW_SCAN_SLACK_MS) after = run.newest;
+    }
     try {
-      const scanned = await escrow.scanSince(lockedFrom, window.signal);
+      const scanned = await escrow.scanSince(lockedFrom, window.signal, after);
+      if (run) {
+        run.newest = scanned.newest ?? null;
+        if (after === null) run.since = startedAt;
+      }
       return {
         unread: scanned.unread === null ? null : `escrow: ${scanned.unread}`,
         sentBack: [...scanned.kept, ...scanned.heldBack],
@@ -439,7 +473,12 @@ export function ledgerWindowCheck(deps: {
    * `serve`'s running beside it judges its jobs at once: judged before a scan that then failed,
    * a job paid out twice was written `verified` (and `/audit` said so) however the run ended.
    */
-  async function escrowFirst(window: { from: number; to: number; signal?: AbortSignal }) {
+  async function escrowFirst(window: {
+    from: number;
+    to: number;
+    signal?: AbortSignal;
+    escrow?: EscrowRun;
+  }) {
     const scanned = await scanEscrow(window);
     return { failed: scanned.failed ? scanned.unread : null, sentBack: scanned.sentBack };
   }
@@ -451,6 +490,8 @@ export function ledgerWindowCheck(deps: {
     from: number;
     to: number;
     signal?: AbortSignal;
+    /** The run's escrow scans so far (`escrowFirst`'s): this one lists only what is newer. */
+    escrow?: EscrowRun;
   }): Promise<LedgerWindowResult> => {
     const span = await spanEndOf(window);
     const reads = await readThrough(window.to, span, window.signal);

@@ -9,6 +9,7 @@ import { deadlineSignal } from "../deadline.js";
 import { messageOf } from "../errors.js";
 import { ownerIsAlive, ownerIsDead, ownerName } from "../host-identity.js";
 import {
+  type EscrowRun,
   LedgerNotFinalError,
   type LedgerWindowResult,
   ledgerFindingCount,
@@ -125,6 +126,8 @@ export interface NightlyOptions {
     from: number;
     to: number;
     signal?: AbortSignal;
+    /** The run's escrow scans so far: the read's own scan lists only what is newer. */
+    escrow?: EscrowRun;
   }) => Promise<LedgerWindowResult>) & {
     /**
      * Records how far the run judged each vault's history (`ledgerWindowCheck`): called only
@@ -141,6 +144,7 @@ export interface NightlyOptions {
       from: number;
       to: number;
       signal?: AbortSignal;
+      escrow?: EscrowRun;
     }) => Promise<{ failed: string | null; sentBack: string[] }>;
   };
   signal?: AbortSignal;
@@ -605,13 +609,20 @@ export async function runNightlyVerification(
       // judged. Judged first, beside no scan of serve's (none, or one that keeps failing), a job
       // paid out twice was written `verified`, and stayed so when the run's own scan then
       // failed. The scan failing, no job is judged: the run could prove none of them.
+      // What the run's escrow scans listed: the one of each read of the vaults goes on from it.
+      const escrowRun: EscrowRun = { newest: null, since: null };
       const escrowFirst = options.ledger?.escrowFirst;
       if (escrowFirst) {
         phase = "reading the escrow vault's payouts under the window's jobs' memos";
         const reading = deadlineSignal(Math.max(1, left()), options.signal);
         try {
           const early = await untilAborted(
-            escrowFirst({ from: options.from, to: options.to, signal: reading.signal }),
+            escrowFirst({
+              from: options.from,
+              to: options.to,
+              signal: reading.signal,
+              escrow: escrowRun,
+            }),
             reading.signal,
           );
           for (const jobId of early.sentBack) sentBackAll.add(jobId);
@@ -653,7 +664,10 @@ export async function runNightlyVerification(
             // --timeout, by the RPC's timeout and retries or for ever.
             ledger = await whileDatabaseAway(
               () =>
-                untilAborted(readLedger({ from: options.from, to: options.to, signal }), signal),
+                untilAborted(
+                  readLedger({ from: options.from, to: options.to, signal, escrow: escrowRun }),
+                  signal,
+                ),
               left(),
               signal,
             );

@@ -121,6 +121,7 @@ export const sharedImportFiles: readonly string[] = [
   "test/migration-guard.test.ts",
   "test/money.test.ts",
   "test/nightly-credits-header-edge.dialects.test.ts",
+  "test/nightly-escrow-scan-once.test.ts",
   "test/nightly-ledger-read-bound.dialects.test.ts",
   "test/nightly-ledger-timing.test.ts",
   "test/nightly-listing-lags.dialects.test.ts",
