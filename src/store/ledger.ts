@@ -68,6 +68,7 @@ import {
 import type { HeldRowWaitOptions } from "./pg/group-commit.js";
 import { pgTwins } from "./pg-twins.js";
 import { perConnectionModule } from "./prepared.js";
+import { writeTurns } from "./write-turns.js";
 
 /**
  * The credit vaults' ledger in the store: `ledger_cursors`, `ledger_lines` and `ledger_daily`
@@ -924,6 +925,8 @@ interface JobLockDb {
 
 function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   const { db, sqlite } = store;
+  // Its write transactions leave the lock to another process's writer now and then.
+  const turns = writeTurns(store);
   // Raw statements below read with safe integers (sums over a whole history, amounts as
   // bigint) or run on the read path of every line, where drizzle's mapping was not needed.
   const big = (text: string) => sqlite.prepare(text).safeIntegers(true);
@@ -2735,14 +2738,14 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       return escrowFigures.get({ vault }) as { scannedAt: number | null; pending: number };
     },
     async keepEscrowSteps(vault, change, state, now) {
-      return keepEscrowTx.immediate(vault, change, state, now);
+      return turns.run(() => keepEscrowTx.immediate(vault, change, state, now));
     },
     async cursor(vault, now) {
       insertCursor.run({ vault, at: now });
       return selectCursor.get({ vault })!;
     },
     async storePage(vault, seen, page, last, now, finalThrough = null) {
-      return storePageTx.immediate(vault, seen, page, last, now, finalThrough);
+      return turns.run(() => storePageTx.immediate(vault, seen, page, last, now, finalThrough));
     },
     async storedGaps(vault, limit) {
       return (gapLines.all(vault, limit) as { after: string; before: string }[]).map((g) => ({
@@ -2768,14 +2771,14 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     async healGap(vault, gap, listing, now, signal) {
       return healMakingRoom(
         {
-          heal: async () => healGapTx.immediate(vault, gap, listing, now),
+          heal: () => turns.run(() => healGapTx.immediate(vault, gap, listing, now)),
           roomTop: async (room) => {
             const later = ordOf.get(vault, gap.beforeSignature) as { ord: Big } | undefined;
             if (!later) return null;
             const top = roomTopFrom.get(vault, later.ord, room) as { ord: Big } | undefined;
             return top ? Number(top.ord) : null;
           },
-          moveUp: async (top, room) => moveUpTx.immediate(vault, gap, top, room),
+          moveUp: (top, room) => turns.run(() => moveUpTx.immediate(vault, gap, top, room)),
         },
         signal,
       );
@@ -2793,7 +2796,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       };
     },
     async reorderSlot(vault, gap, order) {
-      return reorderSlotTx.immediate(vault, gap, order);
+      return turns.run(() => reorderSlotTx.immediate(vault, gap, order));
     },
     async listedSignatures(vault, throughSec) {
       if (throughSec !== undefined) return listedLinesThrough.all(vault, throughSec) as string[];
@@ -2820,7 +2823,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     async recordReads(vault, reads, fetched, now) {
       // One writer at a time: no row is held by another session.
       if (reads.length > 0 || fetched.length > 0) {
-        recordReadsTx.immediate(vault, reads, fetched, now);
+        await turns.run(() => recordReadsTx.immediate(vault, reads, fetched, now));
       }
       return [];
     },
@@ -2843,14 +2846,17 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       setError.run({ vault, message, at });
     },
     async review(vault, now = Date.now()) {
-      const { result, walking } = reviewTx.immediate(vault, now);
-      await walkInSlices(walking, () => walkOnTx.immediate(vault, result));
+      const { result, walking } = await turns.run(() => reviewTx.immediate(vault, now));
+      await walkInSlices(walking, () => turns.run(() => walkOnTx.immediate(vault, result)));
       let place: HeaderPlace | null = { lockOrd: -1n, jobId: null };
       for (let first = true; place !== null; first = false) {
         // Between batches a moment for the writers that wait: the receipt writers try again
         // every few milliseconds (src/recorder/receipt-writer.ts).
         if (!first) await new Promise((resolve) => setTimeout(resolve, HEADER_BATCH_MS / 2));
-        place = headerBatchTx.immediate(vault, now, place, result);
+        const from: HeaderPlace = place;
+        place = await turns.run((): HeaderPlace | null =>
+          headerBatchTx.immediate(vault, now, from, result),
+        );
       }
       return result;
     },
