@@ -6,6 +6,7 @@ import { DatabaseUrlError, parseDatabaseUrl, sslModes } from "./db/url.js";
 import { isCronExpression } from "./nightly/cron-expression.js";
 import { DEFAULT_READ_QUEUE } from "./read-gate.js";
 import { keyFingerprint } from "./recorder/key-fingerprint.js";
+import { profileRefusal } from "./verify/profiles.js";
 
 /**
  * The one reader of process.env. Every key is documented with its default; a bad value stops
@@ -420,7 +421,8 @@ export function loadConfig(
   }
   const parsed = configSchema.safeParse(input);
   if (!parsed.success) {
-    throw new ConfigError(
+    throw withProfileIssue(
+      input.AUDIT_PROFILE,
       parsed.error.issues.map((issue) => ({
         key: String(issue.path[0] ?? "(config)"),
         message: issue.message,
@@ -428,6 +430,24 @@ export function loadConfig(
     );
   }
   const refusal = quorumRefusal(parsed.data.SOLANA_RPC_URLS, parsed.data.RPC_QUORUM);
-  if (refusal !== null) throw new ConfigError([{ key: "RPC_QUORUM", message: refusal }]);
+  if (refusal !== null) {
+    throw withProfileIssue(input.AUDIT_PROFILE, [{ key: "RPC_QUORUM", message: refusal }]);
+  }
   return parsed.data;
+}
+
+/**
+ * The error naming `issues`, and first a refused profile beside them. The profile is read only
+ * here, when the configuration is refused anyway (a good one is read by the command that judges
+ * with it): `AUDIT_PROFILE=x PORT=abc` named PORT alone, and the profile, which changes what
+ * other settings mean, only in the next run.
+ */
+function withProfileIssue(
+  profile: string | undefined,
+  issues: { key: string; message: string }[],
+): ConfigError {
+  const refusal = profile === undefined ? null : profileRefusal(profile);
+  return new ConfigError(
+    refusal === null ? issues : [{ key: "AUDIT_PROFILE", message: refusal }, ...issues],
+  );
 }

@@ -186,6 +186,25 @@ describe("CLI exit codes", () => {
     expect((await bad).stderr).toContain("--rpc (SOLANA_RPC_URLS): Invalid URL");
   });
 
+  it("names a refused profile beside another bad setting in one message, by the flag written", async () => {
+    const fromEnv = await cliWithEnv({ AUDIT_PROFILE: "mainnet", PORT: "abc" }, "serve");
+    expect(fromEnv.code).toBe(2);
+    expect(fromEnv.stderr).toContain('  AUDIT_PROFILE: profile "mainnet" is neither');
+    expect(fromEnv.stderr).toContain("  PORT: must be a whole number");
+    const fromFlags = await cli(
+      "verify",
+      "--since",
+      "1h",
+      "--profile",
+      "mainnet",
+      "--rpc",
+      "ftp://x",
+    );
+    expect(fromFlags.code).toBe(2);
+    expect(fromFlags.stderr).toContain('  --profile (AUDIT_PROFILE): profile "mainnet" is neither');
+    expect(fromFlags.stderr).toContain("  --rpc (SOLANA_RPC_URLS): Invalid URL");
+  });
+
   it("refuses a flag given twice instead of keeping the last, and creates nothing", async () => {
     const since = cli("report", "reconciliation", "--since", "7d", "--since", "1d");
     // A switch said twice says it once.

@@ -112,6 +112,27 @@ describe("config", () => {
   });
 });
 
+// `AUDIT_PROFILE=x PORT=abc serve` named PORT alone; once PORT was fixed, the next run named the
+// profile, which changes what the other settings mean (its cluster, its prices).
+describe("AUDIT_PROFILE refused beside another bad key", () => {
+  it("is named in the same error, first, with why", () => {
+    let caught: unknown;
+    try {
+      loadConfig({ AUDIT_PROFILE: "mainnet", PORT: "abc" });
+    } catch (error) {
+      caught = error;
+    }
+    expect(caught).toBeInstanceOf(ConfigError);
+    const issues = (caught as ConfigError).issues;
+    expect(issues.map((i) => i.key)).toEqual(["AUDIT_PROFILE", "PORT"]);
+    expect(issues[0]!.message).toMatch(/^profile "mainnet" is neither a built-in profile/);
+    // A good profile beside the bad key is not named.
+    expect(() => loadConfig({ AUDIT_PROFILE: "localnet", PORT: "abc" })).toThrow(
+      expect.objectContaining({ issues: [expect.objectContaining({ key: "PORT" })] }),
+    );
+  });
+});
+
 // `https://rpc.example/#a,https://rpc.example/#b` passed as two endpoints: failover asked the
 // one endpoint twice, where a URL listed twice is refused.
 describe("SOLANA_RPC_URLS listing one endpoint twice", () => {

@@ -220,6 +220,22 @@ export function loadProfile(nameOrPath: string): Profile {
   return parseProfile(data, `${PROFILE_SETTING}: profile file ${nameOrPath}`);
 }
 
+/**
+ * Why the profile a setting names is refused, without the setting's name (the caller names it),
+ * or null when it loads: a configuration with other bad keys names it among them.
+ */
+export function profileRefusal(nameOrPath: string): string | null {
+  try {
+    loadProfile(nameOrPath);
+    return null;
+  } catch (error) {
+    if (!(error instanceof AppError)) throw error;
+    return error.message.startsWith(`${PROFILE_SETTING}: `)
+      ? error.message.slice(PROFILE_SETTING.length + 2)
+      : error.message;
+  }
+}
+
 /** Validates profile data; the error names every wrong field by its dotted path. */
 export function parseProfile(data: unknown, source = "profile"): Profile {
   const parsed = profileSchema.safeParse(data);
