@@ -83,7 +83,7 @@ describe("drain gate", () => {
     client.socket.write("GET / HTTP/1.1\r\nhost: x\r\n\r\n");
     await arrived.done;
     const drained = gate.drain(server!);
-    client.socket.write("GET /second HTTP/1.1\r\nhost: x\r\n\r\n");
+    client.socket.write("GET /second HTTP/1.1\r\nhost: x\r\nx-request-id: trace-9\r\n\r\n");
     await new Promise((r) => setTimeout(r, 100));
     answer.take();
     await client.closed;
@@ -92,6 +92,9 @@ describe("drain gate", () => {
     expect(first).toMatch(/^HTTP\/1\.1 200 /);
     expect(second).toMatch(/^HTTP\/1\.1 503 /);
     expect(second).toContain('"code":"service_stopping"');
+    // Under its request id, as every other error: in the body and in x-request-id.
+    expect(second).toContain('"requestId":"trace-9"');
+    expect(second?.toLowerCase()).toContain("x-request-id: trace-9");
     expect(second?.toLowerCase()).toContain("connection: close");
   });
 

@@ -1,5 +1,6 @@
 import type { IncomingMessage, RequestListener, Server, ServerResponse } from "node:http";
 import net, { type Socket } from "node:net";
+import { requestIdOf } from "./request-id.js";
 
 /**
  * What a stopping server does with keep-alive connections. `server.close()` stops accepting
@@ -133,6 +134,8 @@ export function createDrainGate(options: { keptAliveGraceMs?: number } = {}): Dr
 
 function refuse(req: IncomingMessage, res: ServerResponse) {
   req.resume();
+  // Under the request's id, as every other error (the proxy's and the API's).
+  const requestId = requestIdOf(req.headers["x-request-id"]);
   const body = JSON.stringify({
     error: {
       code: "service_stopping",
@@ -141,10 +144,12 @@ function refuse(req: IncomingMessage, res: ServerResponse) {
       param: null,
       details: { retry_after: 1 },
     },
+    requestId,
   });
   res.writeHead(503, {
     "content-type": "application/json",
     "content-length": Buffer.byteLength(body),
+    "x-request-id": requestId,
     "retry-after": "1",
     connection: "close",
   });

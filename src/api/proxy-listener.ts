@@ -68,7 +68,7 @@ export function withProxyFastPath(app: RequestListener, deps: ProxyFastPathDeps)
     };
     let over: Promise<number>;
     try {
-      over = proxy.handle(req, res);
+      over = proxy.handle(req, res, requestId);
     } catch (error) {
       failed(error);
       return;

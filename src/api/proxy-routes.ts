@@ -19,7 +19,7 @@ export function proxyRoutes(proxy: RecordingProxy) {
     if (!incoming || !outgoing) {
       throw new AppError("internal", "the recording proxy needs the Node HTTP server");
     }
-    const status = await proxy.handle(incoming, outgoing);
+    const status = await proxy.handle(incoming, outgoing, c.get("requestId"));
     if (status < 200 || status > 599) return RESPONSE_ALREADY_SENT;
     // The response went out directly; this one tells the request log what was sent. It must be
     // of the platform's Response class (as RESPONSE_ALREADY_SENT is), not the lighter one the

@@ -503,9 +503,11 @@ export interface RecordingProxyOptions {
 export interface RecordingProxy {
   /**
    * Handles one `/v1/*` request on a Node HTTP server. Resolves when the response is over with
-   * the status sent to the client (0 when the client left before any was sent).
+   * the status sent to the client (0 when the client left before any was sent). `requestId`,
+   * the id its request is logged under, is told the caller in every error the proxy answers
+   * itself (a forwarded answer carries the upstream's headers).
    */
-  handle(req: IncomingMessage, res: ServerResponse): Promise<number>;
+  handle(req: IncomingMessage, res: ServerResponse, requestId?: string): Promise<number>;
   /**
    * Resolves when every response in flight has ended and been recorded, and its jobs API calls
    * are done.
@@ -780,10 +782,6 @@ function forwardedResponseHeaders(upstream: IncomingMessage): string[] {
   return out;
 }
 
-/**
- * An error of the proxy itself, in the OpenAI shape the SDKs read (`error.message`, `type`,
- * `code`); a 503 carries `retry-after` and Decentral's `details.retry_after`.
- */
 /** An error of Node's HTTP parser: bytes came, but they are no HTTP answer it accepts. */
 function isParseError(
   error: NodeJS.ErrnoException,
@@ -846,6 +844,15 @@ export function answerFactsOf(raw: unknown, credentials: string[]): Record<strin
   return facts;
 }
 
+/** The id each response's request is logged under, as `handle` was given it. */
+const requestIds = new WeakMap<ServerResponse, string>();
+
+/**
+ * An error of the proxy itself, in the OpenAI shape the SDKs read (`error.message`, `type`,
+ * `code`); a 503 carries `retry-after` and Decentral's `details.retry_after`. Its request id is
+ * beside `error` and in `x-request-id`, as on every error of the audit API: a 502 is found in
+ * the log by what the client saw.
+ */
 function sendError(
   res: ServerResponse,
   status: number,
@@ -861,10 +868,12 @@ function sendError(
   const type = status >= 500 ? "server_error" : "invalid_request_error";
   const error: Record<string, unknown> = { code, message, type, param: null };
   if (retryAfterSeconds !== undefined) error.details = { retry_after: retryAfterSeconds };
-  const body = JSON.stringify({ error });
+  const requestId = requestIds.get(res);
+  const body = JSON.stringify(requestId === undefined ? { error } : { error, requestId });
   res.writeHead(status, {
     "content-type": "application/json",
     "content-length": Buffer.byteLength(body),
+    ...(requestId === undefined ? {} : { "x-request-id": requestId }),
     ...(retryAfterSeconds !== undefined ? { "retry-after": String(retryAfterSeconds) } : {}),
   });
   res.end(body);
@@ -1915,7 +1924,8 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
   }
 
   return {
-    handle(req, res) {
+    handle(req, res, requestId) {
+      if (requestId !== undefined) requestIds.set(res, requestId);
       const over = new Promise<number>((resolve) =>
         res.once("close", () => resolve(res.headersSent ? res.statusCode : 0)),
       );

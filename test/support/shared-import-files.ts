@@ -164,6 +164,7 @@ export const sharedImportFiles: readonly string[] = [
   "test/proxy-coded-stream-done.test.ts",
   "test/proxy-completion-echo.test.ts",
   "test/proxy-completion-prompts.test.ts",
+  "test/proxy-error-request-id.test.ts",
   "test/proxy-gzip-members.test.ts",
   "test/proxy-large-answer-end.test.ts",
   "test/proxy-prediction-tokens.dialects.test.ts",
