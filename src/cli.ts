@@ -277,16 +277,36 @@ export function buildProgram(): Command {
 }
 
 /**
- * Refuses a flag that takes a value given twice: commander keeps the last one silently, so
- * `tokens create --role read ... --role admin` (a default and an override, or a script's flag
- * and a user's) made an admin token without a word. A switch said twice says it once. The
+ * Refuses a flag that takes a value given twice, or given another flag as its value. Commander
+ * keeps the last one silently, so `tokens create --role read ... --role admin` (a default and an
+ * override, or a script's flag and a user's) made an admin token without a word. A switch said twice says it once. The
  * values are not printed: one may be a URL with a key in it.
  */
 function refuseRepeatedOptions(command: Command): void {
+  // Every flag this command takes, `--help` too, by its long and short spelling.
+  const flags = new Set(["--help", "-h"]);
+  for (const option of command.options) {
+    if (option.long) flags.add(option.long);
+    if (option.short) flags.add(option.short);
+  }
   for (const option of command.options) {
     if (!option.required && !option.optional) continue;
     let given = false;
-    command.on(`option:${option.name()}`, () => {
+    command.on(`option:${option.name()}`, (value: unknown) => {
+      // Commander gives a flag that takes a value the next word, whatever it is: `verify --out
+      // --json` wrote the summary to a file named `--json` and exited 0, and `tokens create
+      // --name --db x.db` made a token named `--db` in the default store. A value that is
+      // another flag of the command is a value forgotten. An optional value never takes one.
+      const taken = typeof value === "string" ? value.split("=", 1)[0]! : "";
+      if (option.required && flags.has(taken)) {
+        const flag = option.long ?? option.flags;
+        // Not kept either: `verify` says a run that could not start in its `--out` file.
+        command.setOptionValue(option.attributeName(), undefined);
+        command.error(
+          `error: ${flag} takes a value, and the next word is the flag ${taken}: give ${flag} its value`,
+          { code: "decentral-audit.flagAsValue" },
+        );
+      }
       if (given) {
         command.error(`error: ${option.long ?? option.flags}: given more than once; give it once`, {
           code: "decentral-audit.repeatedOption",

@@ -205,6 +205,50 @@ describe("CLI exit codes", () => {
     expect(fromFlags.stderr).toContain("  --rpc (SOLANA_RPC_URLS): Invalid URL");
   });
 
+  // Commander gives a flag that takes a value the next word whatever it is: `verify --out
+  // --json` wrote the summary to a file named `--json` and exited 0, `tokens create --name --db
+  // x.db` made a token named `--db` in the default store, `localnet --host --json` said only
+  // `getaddrinfo ENOTFOUND --json`.
+  it("refuses a flag whose value is another of its command's flags, naming both, and does nothing", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "cli-flag-value-"));
+    const cases = [
+      [["verify", "--since", "1h", "--out", "--json"], "--out", "--json"],
+      [
+        ["tokens", "create", "--role", "read", "--name", "--db", join(dir, "t.db")],
+        "--name",
+        "--db",
+      ],
+      [["localnet", "--host", "--json"], "--host", "--json"],
+      [
+        ["report", "reconciliation", "--since", "1d", "--format", "--out=x.csv"],
+        "--format",
+        "--out",
+      ],
+      [["serve", "--port", "-h"], "--port", "-h"],
+    ] as const;
+    for (const [args, flag, taken] of cases) {
+      const run = await cliWithEnv({ DATABASE_URL: join(dir, "default.db") }, ...args);
+      expect(run.code, args.join(" ")).toBe(2);
+      expect(run.stderr, args.join(" ")).toContain(
+        `error: ${flag} takes a value, and the next word is the flag ${taken}: give ${flag} its value`,
+      );
+    }
+    // A value that only starts with dashes, not a flag of the command, is a value.
+    const named = await cliWithEnv(
+      { DATABASE_URL: emptyStore() },
+      "tokens",
+      "create",
+      "--role",
+      "read",
+      "--name",
+      "--grafana",
+    );
+    expect(named.code).toBe(0);
+    expect(readdirSync(dir)).toEqual([]);
+    // Nor does `verify` say it could not start in a file named as the flag.
+    expect(existsSync("--json")).toBe(false);
+  });
+
   it("refuses a flag given twice instead of keeping the last, and creates nothing", async () => {
     const since = cli("report", "reconciliation", "--since", "7d", "--since", "1d");
     // A switch said twice says it once.
