@@ -80,6 +80,18 @@ describe("decentral-audit localnet", () => {
     expect(() => localnetOptionsFromFlags({ ...defaults, slotMs: "fast" })).toThrow(/--slot-ms/);
   });
 
+  // `--rpc-rate-limit 0` read as "429 past 0 requests a second" served every request: 0 was the
+  // simulator's "no limit", which leaving the flag out already says.
+  it("refuses --rpc-rate-limit 0, saying that no limit is the flag left out", () => {
+    expect(() => localnetOptionsFromFlags({ ...defaults, rpcRateLimit: "0" })).toThrow(
+      '--rpc-rate-limit: expected an integer from 1 to 1000000, got "0" (leave it out for no limit)',
+    );
+    expect(
+      localnetOptionsFromFlags({ ...defaults, rpcRateLimit: "1" }).rpcFaults?.rateLimitPerSec,
+    ).toBe(1);
+    expect(localnetOptionsFromFlags(defaults).rpcFaults?.rateLimitPerSec).toBeUndefined();
+  });
+
   it("prints one JSON line once ready, serves it, and stops on SIGTERM", async () => {
     const child = runCli(["localnet", "--json", "--rpc-port", "0", "--api-port", "0"]);
     const lines = createInterface({ input: child.stdout! });

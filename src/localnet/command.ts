@@ -32,10 +32,10 @@ function bad(flag: string, message: string): never {
   throw new AppError("validation_failed", `--${flag}: ${message}`, { field: flag });
 }
 
-function integer(flag: string, text: string, min: number, max: number): number {
+function integer(flag: string, text: string, min: number, max: number, hint = ""): number {
   const value = Number(text);
   if (!/^\d+$/.test(text.trim()) || value < min || value > max) {
-    bad(flag, `expected an integer from ${min} to ${max}, got ${JSON.stringify(text)}`);
+    bad(flag, `expected an integer from ${min} to ${max}, got ${JSON.stringify(text)}${hint}`);
   }
   return value;
 }
@@ -76,7 +76,14 @@ export function localnetOptionsFromFlags(flags: LocalnetFlags): LocalWorldOption
     rpcFaults.latencyMs = integer("rpc-latency-ms", flags.rpcLatencyMs, 0, 60_000);
   }
   if (flags.rpcRateLimit !== undefined) {
-    rpcFaults.rateLimitPerSec = integer("rpc-rate-limit", flags.rpcRateLimit, 0, 1_000_000);
+    // 0 was the simulator's "no limit": read as "429 past 0 a second", it served every request.
+    rpcFaults.rateLimitPerSec = integer(
+      "rpc-rate-limit",
+      flags.rpcRateLimit,
+      1,
+      1_000_000,
+      " (leave it out for no limit)",
+    );
   }
   const http5xxRate = share("rpc-5xx-rate", flags.rpc5xxRate);
   if (http5xxRate !== undefined) rpcFaults.http5xxRate = http5xxRate;
@@ -148,7 +155,10 @@ export function registerLocalnetCommand(program: Command): void {
     )
     .option("--seed <text>", "seed of job ids and fault draws")
     .option("--rpc-latency-ms <ms>", "latency added to every RPC response")
-    .option("--rpc-rate-limit <n>", "RPC requests per second before HTTP 429")
+    .option(
+      "--rpc-rate-limit <n>",
+      "RPC requests per second (at least 1) answered before HTTP 429 (default: no limit)",
+    )
     .option("--rpc-5xx-rate <x>", "share (0..1) of RPC requests answered HTTP 5xx")
     .option("--rpc-behind-rate <x>", "share (0..1) of RPC requests answered -32005 node is behind")
     .option("--rpc-refuse-batch", "refuse JSON-RPC batch arrays")
