@@ -232,6 +232,43 @@ describe("decentral-audit report reconciliation --recompute", () => {
       cli("report", "reconciliation", "--recompute", "--format", "xml", "--db", db),
     ).rejects.toMatchObject({ details: { field: "format" } });
   });
+
+  // Without a period every day is compared, by UTC grain: the zone changed nothing, and was
+  // taken without a word as if the check had been made in its days.
+  it("refuses a --time-zone without dates to read (no period, --since), the only thing it changes", async () => {
+    const db = tamperedStore();
+    for (const period of [[], ["--since", "7d"]]) {
+      await expect(
+        cli(
+          "report",
+          "reconciliation",
+          "--recompute",
+          "--time-zone",
+          "Europe/Paris",
+          ...period,
+          "--db",
+          db,
+        ),
+      ).rejects.toMatchObject({
+        message:
+          "--time-zone: with --recompute it reads only the dates of --from/--to or --window (every grouping is compared by UTC day); leave --time-zone out",
+        details: { field: "time-zone" },
+      });
+    }
+    await cli(
+      "report",
+      "reconciliation",
+      "--recompute",
+      "--time-zone",
+      "Europe/Paris",
+      "--window",
+      "yesterday",
+      "--db",
+      db,
+    );
+    expect(process.exitCode).toBe(0);
+    process.exitCode = undefined;
+  });
 });
 
 // A model name stored before names were checked (or a worker from the jobs API) holding an

@@ -166,6 +166,16 @@ export function registerReportCommands(program: Command, helpers: Helpers): void
     const anyWindow = [flags.since, flags.from, flags.to, flags.window].some(
       (f) => f !== undefined,
     );
+    // Every grouping is compared by UTC day whatever the zone: it only reads a period's dates.
+    // Without dates to read (no period, or `--since`'s length) it changed nothing, unsaid.
+    const datesGiven = [flags.from, flags.to, flags.window].some((f) => f !== undefined);
+    if (timeZone !== undefined && !datesGiven) {
+      throw new AppError(
+        "validation_failed",
+        "--time-zone: with --recompute it reads only the dates of --from/--to or --window (every grouping is compared by UTC day); leave --time-zone out",
+        { field: "time-zone" },
+      );
+    }
     const period = anyWindow ? windowFromFlags(flags, Date.now(), timeZone) : {};
     const out = outFile(flags.out);
     if (out) refuseUnwritableOut(out);
