@@ -313,7 +313,13 @@ export const configSchema = z.object({
    */
   READ_QUEUE: wholeNumber(0, 100_000).default(DEFAULT_READ_QUEUE),
   /** Interface `serve` listens on. Default 127.0.0.1. */
-  HOST: z.string().min(1).default("127.0.0.1"),
+  // Whitespace around it (a CRLF .env line's `\r`) names no interface: serve said only
+  // `cannot listen on  :8787: getaddrinfo ENOTFOUND`.
+  HOST: z
+    .string()
+    .min(1)
+    .refine((host) => host.trim() === host, "has whitespace around it, which names no interface")
+    .default("127.0.0.1"),
   /** Protocol profile: a built-in name (`localnet`, `decentral-mainnet`) or a JSON file path. */
   AUDIT_PROFILE: z.string().min(1).default("decentral-mainnet"),
   /** Also require an access token of role `ingest` on the proxy path /v1/*. Default off. */

@@ -418,11 +418,14 @@ function listenOn(server: Server, port: number, hostname: string): Promise<void>
       resolve();
     });
     const onError = (error: NodeJS.ErrnoException) => {
+      // A port in use or reserved (below 1024 without the right) is PORT's; an interface that
+      // is not there or a name that resolves to none (EADDRNOTAVAIL, ENOTFOUND) is HOST's.
+      const byPort = error.code === "EADDRINUSE" || error.code === "EACCES";
       const reason =
         error.code === "EADDRINUSE"
           ? `port ${port} on ${hostname} is already in use (set PORT or --port)`
-          : `cannot listen on ${hostname}:${port}: ${error.message}`;
-      reject(new AppError("bad_request", reason, { field: "PORT" }));
+          : `cannot listen on ${hostname}:${port} (set ${byPort ? "PORT or --port" : "HOST or --host"}): ${error.message}`;
+      reject(new AppError("bad_request", reason, { field: byPort ? "PORT" : "HOST" }));
     };
     server.once("error", onError);
   });

@@ -302,6 +302,20 @@ describe("LEDGER_GRACE_SECONDS past a year", () => {
 // ` ./data/audit.db`, or `audit.db\r` from a .env file saved with CRLF, named another file:
 // `serve` created a new empty store there and recorded into it, while `verify` with the setting
 // written right read the real store and found none of the new jobs.
+// `HOST=" "` (a CRLF .env line's "\r", a quoted blank) was taken, and serve said only
+// `cannot listen on  :8787: getaddrinfo ENOTFOUND`.
+describe("HOST with whitespace around it, or only whitespace", () => {
+  it("is refused by name; a name or an address is taken", () => {
+    for (const host of [" ", "0.0.0.0\r", " localhost"]) {
+      expect(() => loadConfig({ HOST: host }), JSON.stringify(host)).toThrow(
+        expect.objectContaining({ issues: [expect.objectContaining({ key: "HOST" })] }),
+      );
+    }
+    expect(loadConfig({ HOST: "0.0.0.0" }).HOST).toBe("0.0.0.0");
+    expect(loadConfig({ HOST: "::1" }).HOST).toBe("::1");
+  });
+});
+
 describe("DATABASE_URL with whitespace around it", () => {
   it("is refused by name, for a path and a URL alike", () => {
     for (const url of [

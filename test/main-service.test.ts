@@ -34,6 +34,17 @@ describe("service", () => {
     blocker.close();
   });
 
+  // `HOST=192.0.2.1` (an address of no interface here) said `cannot listen on 192.0.2.1:0:
+  // listen EADDRNOTAVAIL`, naming no setting, where a port in use names PORT.
+  it("names HOST when it cannot listen on the interface HOST names", async () => {
+    const config = loadConfig({ DATABASE_URL: ":memory:", PORT: "0", HOST: "192.0.2.1" });
+    const started = startService(config, quiet);
+    await expect(started).rejects.toThrow(
+      /^cannot listen on 192\.0\.2\.1:0 \(set HOST or --host\): listen EADDRNOTAVAIL/,
+    );
+    await expect(started).rejects.toMatchObject({ details: { field: "HOST" } });
+  });
+
   it("validates the profile and cron expression before it opens the database or starts anything", async () => {
     const dir = mkdtempSync(join(tmpdir(), "service-"));
     const db = join(dir, "sub", "audit.db");
