@@ -54,7 +54,8 @@ export function wholeNumberFlag(flag: string, text: string, min: number, max: nu
   if (!/^\d+$/.test(text.trim()) || value < min || value > max) {
     throw new AppError(
       "validation_failed",
-      `--${flag}: expected an integer from ${min} to ${max}, got ${JSON.stringify(text)}`,
+      // A bound of the most a number holds is none: `from 2 to 9007199254740991` read as one.
+      `--${flag}: expected an integer ${max === Number.MAX_SAFE_INTEGER ? `of at least ${min}` : `from ${min} to ${max}`}, got ${JSON.stringify(text)}`,
       { field: flag },
     );
   }
