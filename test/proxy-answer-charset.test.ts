@@ -1,6 +1,11 @@
 import { describe, expect, it } from "vitest";
 import { answerCharset, charsetFails } from "../src/recorder/answer-facts.js";
-import { discrepancy, useAdversaryHarness, verified } from "./support/operator.js";
+import {
+  discrepancy,
+  partiallyVerified,
+  useAdversaryHarness,
+  verified,
+} from "./support/operator.js";
 import { chatStreamEvents, jobThroughProxy } from "./support/proxy-job.js";
 import { readJob } from "./support/seed-recorder.js";
 
@@ -98,6 +103,32 @@ describe("an answer read as the charset its content type names", () => {
       [3000, 3000],
       [3000, 3000],
     ]);
+  });
+
+  // Not typed as events and past the 8 MiB held, such a body is counted by its data as it
+  // passes: the charset was not looked at, and 9 MiB of data under `charset=utf-16` bounded a
+  // charge its Python customer got an exception for, `partially_verified`.
+  it("is no answer past 8 MiB, not typed as events, to a stream request", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const chunk = { choices: [{ index: 0, delta: { content: "w".repeat(9 * 1024 * 1024) } }] };
+    const body = `data: ${JSON.stringify(chunk)}\n\ndata: [DONE]\n\n`;
+    const ids: string[] = [];
+    for (const contentType of ["application/json; charset=utf-16", "application/json"]) {
+      const plan = h.op.plan({ keyIndex: 1, completionTokens: 3000, maxTokens: 8000 });
+      await jobThroughProxy(h, c.store, plan, "/v1/chat/completions", body, streamed, {
+        contentType,
+      });
+      ids.push(plan.jobId);
+    }
+    // Read as events without the charset, its usage (none) is unknown: bounded by its bytes.
+    expect(await c.verdicts(...ids)).toEqual([
+      discrepancy("charge.matches_price"),
+      partiallyVerified,
+    ]);
+    const rows = await Promise.all(ids.map((id) => readJob(c.store, id)));
+    expect(rows[0]?.answerBytes).toBe(0);
+    expect(rows[1]?.answerBytes).toBeGreaterThan(9 * 1024 * 1024);
   });
 
   it("reads the charset as httpx does", () => {

@@ -21,6 +21,7 @@ import {
   type Asked,
   answerCharset,
   type BodyFacts,
+  charsetFails,
   completionAsked,
   createSseFacts,
   jsonBodyFacts,
@@ -567,12 +568,17 @@ export { type AnswerShape, answerShapeOf, offeredKind } from "./request-facts.js
  * A body too long to hold, not typed as events, to a completion request that asked to stream, as its
  * client reads it (see `otherKindFacts`): `dataBytes`, its `data:` values up to `[DONE]`, bound
  * the answer (their JSON included, as for a stream longer than its tail); none is an answer of no
- * bytes. Its usage is not read: an answer of the other kind is bounded by its bytes.
+ * bytes. Its usage is not read: an answer of the other kind is bounded by its bytes. Under a
+ * charset some Python clients decode it by and fail (`charsetFails`) it holds no events, as one
+ * held whole does (`otherKindFacts`): counted, 9 MiB of data under `charset=utf-16` bounded its
+ * charge, `partially_verified`, for a Python customer's exception.
  */
 function otherDataFacts(
   dataBytes: number,
   usageAsked: boolean,
+  charset: string | null | undefined,
 ): { facts: BodyFacts; usageOwed: boolean } {
+  if (charsetFails(charset, false)) dataBytes = 0;
   return {
     facts: { ...unknownBody, answerBytes: dataBytes, answerToolCalls: dataBytes === 0 ? 0 : null },
     usageOwed: dataBytes === 0 || usageAsked,
@@ -1802,7 +1808,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
               : capturing && !readAsAsked && !brokenOff && completionAsked(asked)
                 ? otherKindFacts(bodyText, sseCut, totalBytes, credentials, { ...facts, ...asked })
                 : otherData !== null && upstream.complete
-                  ? otherDataFacts(otherData.count.bytes, facts.usageAsked)
+                  ? otherDataFacts(otherData.count.bytes, facts.usageAsked, asked.charset)
                   : null;
           // A Responses request run in the background is answered `queued`, its output fetched
           // later by another request: this answer holds none of it, and bounds nothing.
