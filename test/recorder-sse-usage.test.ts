@@ -425,6 +425,67 @@ describe("a stream read as it passes", () => {
     }
   });
 
+  // The OpenAI SDKs before April 2024 (Python's before 1.16.2, over httpx 0.24 on; Node's before
+  // 4.32.2) split a stream's lines where Python's `str.splitlines()` does: at VT, FF, FS, GS, RS,
+  // NEL and U+2028/U+2029 too. A chunk with U+2028 in its text (valid JSON, and sent so by honest
+  // upstreams) is cut in two and fails their stream; a comment holding one can start a line only
+  // they read. Later SDKs read on. Read as those alone, `Hi.`, a U+2028, then 3,000 bytes and a
+  // usage of 3,003 were priced, verified, for the older client's exception: the usage after such
+  // a line is unknown, and what the later clients read bounds the charge.
+  it("takes a usage after a line older SDKs split apart as unknown, bounded by the text read", () => {
+    const hi = event(text("Hi."));
+    const after = `${event(text("x".repeat(3000)))}${event(usage(3003))}${event("[DONE]")}`;
+    const cases: [string, number][] = [
+      // `a`, the character's bytes (three, three, two), `b`.
+      [hi + event(text("a\u2028b")) + after, 3008],
+      [hi + event(text("a\u2029b")) + after, 3008],
+      [hi + event(text("a\u0085b")) + after, 3007],
+      ...["\u000b", "\u000c", "\u001c", "\u001d", "\u001e", "\u2028"].map((c): [string, number] => [
+        `${hi}: x${c}data: {}\n${after}`,
+        3003,
+      ]),
+      [`${hi}: ${"-".repeat(5000)}\u2029\n${after}`, 3003],
+    ];
+    for (const [body, bytes] of cases) {
+      const whole = Buffer.from(body);
+      for (const size of [1, 2, 3, 7, whole.length]) {
+        expect(readIn(whole, size)).toMatchObject({
+          answerBytes: bytes,
+          usage: { completionTokens: null },
+        });
+      }
+    }
+    // After the usage, or characters of like bytes (U+2027, U+00A5, U+20A8): the usage stands.
+    for (const body of [
+      `${hi}${after.replace(event("[DONE]"), event(text("a\u2028b")) + event("[DONE]"))}`,
+      `${hi}${event(text("\u2027\u00a5\u20a8"))}${after}`,
+    ]) {
+      const whole = Buffer.from(body);
+      for (const size of [1, 2, 3, 7, whole.length]) {
+        expect(readIn(whole, size)).toMatchObject({ usage: { completionTokens: 3003 } });
+      }
+    }
+  });
+
+  it("reads a Responses stream's usage past such a line: its SDKs split at CR and LF alone", () => {
+    const said = "a\u2028b";
+    const response = {
+      status: "completed",
+      model: "qwen3-8b",
+      output: [
+        { type: "message", role: "assistant", content: [{ type: "output_text", text: said }] },
+      ],
+      usage: { input_tokens: 12, output_tokens: 3, total_tokens: 15 },
+    };
+    const body = Buffer.from(
+      event(JSON.stringify({ type: "response.output_text.delta", delta: said })) +
+        event(JSON.stringify({ type: "response.completed", response })),
+    );
+    const read = createSseFacts([], { ...chat, chat: false, shape: "output" });
+    read.add(body);
+    expect(read.facts()).toMatchObject({ answerBytes: 5, usage: { completionTokens: 3 } });
+  });
+
   it("reads on past `choices` of another kind, which no client's loop throws on", () => {
     const body = Buffer.from(
       `${event(text("x".repeat(100)))}${event(chunk({ choices: "ab", usage: { prompt_tokens: 7, completion_tokens: 100, total_tokens: 107 } }))}${event(usage(3))}${event("[DONE]")}`,

@@ -812,8 +812,13 @@ export function createSseFacts(credentials: string[], asked: Asked) {
       else if (finalResponseEvents.has(type)) last = asRecord(data.response);
       return;
     }
+    // A usage read after a line some SDKs split apart (`oldSplit`) is no usage every client
+    // read: the SDKs before April 2024 failed the stream at a chunk holding U+2028 in its text,
+    // or read a chunk the others took for a comment. Its count is unknown, the charge bounded
+    // by the most a client read (as for an answer its clients decode apart), which is what the
+    // later SDKs read. (A Responses stream, above, is read by SDKs that split at CR and LF alone.)
     if (Object.hasOwn(data, "usage") && data.usage !== null) {
-      usage = { value: data.usage, everyClient };
+      usage = { value: data.usage, everyClient: everyClient && !reader.oldSplit };
     }
     // Text in a chunk some SDKs do not read as one is no answer every customer got.
     if (!everyClient) return;

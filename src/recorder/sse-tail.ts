@@ -389,6 +389,31 @@ const keptLineBytes = 256;
 const dataLine = /^(?:\xEF\xBB\xBF)?data(?::|$)/;
 
 /**
+ * The characters besides CR and LF that Python's `str.splitlines()` ends a line at, as UTF-8:
+ * VT, FF, FS, GS, RS (one byte each), NEL (`C2 85`), LINE and PARAGRAPH SEPARATOR (`E2 80 A8`,
+ * `E2 80 A9`). The OpenAI SDKs before April 2024 read a stream by lines split so: Python's before
+ * 1.16.2 by httpx's `iter_lines()` (`splitlines()` from httpx 0.24), Node's before 4.32.2 by a
+ * line decoder copied from it. Such a character in a `data:` line (U+2028 is valid, unescaped,
+ * inside a JSON string) cuts its JSON in two and fails their stream there; in any other line it
+ * can start one only they read. Later SDKs end lines at CR and LF alone, as the event stream
+ * format does, and read on.
+ */
+const oldLineEnds = [0x0b, 0x0c, 0x1c, 0x1d, 0x1e];
+const nel = Buffer.from([0xc2, 0x85]);
+const separatorLead = Buffer.from([0xe2, 0x80]);
+
+/** Whether `bytes` hold one of the line ends of `oldLineEnds`, NEL or U+2028/U+2029. */
+function holdsOldLineEnd(bytes: Buffer): boolean {
+  for (const b of oldLineEnds) if (bytes.indexOf(b) >= 0) return true;
+  if (bytes.indexOf(nel) >= 0) return true;
+  for (let at = bytes.indexOf(separatorLead); at >= 0; at = bytes.indexOf(separatorLead, at + 1)) {
+    const third = bytes[at + 2];
+    if (third === 0xa8 || third === 0xa9) return true;
+  }
+  return false;
+}
+
+/**
  * Reads a stream's bytes into events as they pass, as `sseEvents` reads its whole text: lines
  * end at CR, LF or CRLF (a CR and its LF in two chunks end one line), each decoded alone (no
  * character's UTF-8 holds a CR or LF byte). Only the line being read and the event's data are
@@ -415,6 +440,10 @@ export function createSseReader(onEvent: (event: SseEvent) => void, maxEventByte
   const parser = createEventParser(onEvent);
   // Whether the line's bytes, every one of them (a dropped comment's too), are UTF-8.
   const utf8 = createUtf8Line();
+  // Whether a line read so far held a line end older SDKs split at (`holdsOldLineEnd`), and the
+  // line's last two bytes, where a character cut between chunks began.
+  let oldSplit = false;
+  let lineTail: Buffer = Buffer.alloc(0);
   const head = () => (line.length === 1 ? (line[0] as Buffer) : Buffer.concat(line));
   const classify = () => {
     const first = head().toString("latin1", 0, 8);
@@ -423,6 +452,13 @@ export function createSseReader(onEvent: (event: SseEvent) => void, maxEventByte
   };
   const take = (piece: Buffer) => {
     utf8.add(piece);
+    if (!oldSplit && piece.length > 0) {
+      oldSplit =
+        holdsOldLineEnd(piece) ||
+        (lineTail.length > 0 && holdsOldLineEnd(Buffer.concat([lineTail, piece.subarray(0, 2)])));
+      // A copy: a view would keep the whole chunk held.
+      lineTail = Buffer.from(Buffer.concat([lineTail, piece.subarray(-2)]).subarray(-2));
+    }
     if (dropped || piece.length === 0) return;
     line.push(piece);
     lineBytes += piece.length;
@@ -463,11 +499,19 @@ export function createSseReader(onEvent: (event: SseEvent) => void, maxEventByte
     data = null;
     comment = false;
     dropped = false;
+    lineTail = Buffer.alloc(0);
   };
   return {
     /** Whether nothing more is read: the stream's end (`[DONE]`), or an event too long to hold. */
     get done() {
       return ended || cut;
+    },
+    /**
+     * Whether a line read so far holds a line end the SDKs before April 2024 split at
+     * (`holdsOldLineEnd`): what follows was read by those and later ones apart.
+     */
+    get oldSplit() {
+      return oldSplit;
     },
     add(chunk: Buffer) {
       let i = 0;

@@ -172,6 +172,7 @@ export const sharedImportFiles: readonly string[] = [
   "test/proxy-stream-call-places.test.ts",
   "test/proxy-stream-every-sdk.test.ts",
   "test/proxy-stream-flag-strings.test.ts",
+  "test/proxy-stream-line-separators.test.ts",
   "test/proxy-stream-usage-places.test.ts",
   "test/proxy-target-auth.test.ts",
   "test/proxy-text-two-names.test.ts",
