@@ -440,10 +440,12 @@ export function createSseReader(onEvent: (event: SseEvent) => void, maxEventByte
   const parser = createEventParser(onEvent);
   // Whether the line's bytes, every one of them (a dropped comment's too), are UTF-8.
   const utf8 = createUtf8Line();
-  // Whether a line read so far held a line end older SDKs split at (`holdsOldLineEnd`), and the
-  // line's last two bytes, where a character cut between chunks began.
+  // Whether a line read so far held a line end older SDKs split at (`holdsOldLineEnd`); whether
+  // this chunk holds one, so that its lines are looked at (most chunks hold none); and the last
+  // chunk's last two bytes where it ended inside a character, which this one may end.
   let oldSplit = false;
-  let lineTail: Buffer = Buffer.alloc(0);
+  let scanLines = false;
+  let charTail: Buffer | null = null;
   const head = () => (line.length === 1 ? (line[0] as Buffer) : Buffer.concat(line));
   const classify = () => {
     const first = head().toString("latin1", 0, 8);
@@ -452,13 +454,8 @@ export function createSseReader(onEvent: (event: SseEvent) => void, maxEventByte
   };
   const take = (piece: Buffer) => {
     utf8.add(piece);
-    if (!oldSplit && piece.length > 0) {
-      oldSplit =
-        holdsOldLineEnd(piece) ||
-        (lineTail.length > 0 && holdsOldLineEnd(Buffer.concat([lineTail, piece.subarray(0, 2)])));
-      // A copy: a view would keep the whole chunk held.
-      lineTail = Buffer.from(Buffer.concat([lineTail, piece.subarray(-2)]).subarray(-2));
-    }
+    // A piece of a line within one chunk cuts no character (none holds a CR or LF byte).
+    if (scanLines && !oldSplit) oldSplit = holdsOldLineEnd(piece);
     if (dropped || piece.length === 0) return;
     line.push(piece);
     lineBytes += piece.length;
@@ -499,7 +496,6 @@ export function createSseReader(onEvent: (event: SseEvent) => void, maxEventByte
     data = null;
     comment = false;
     dropped = false;
-    lineTail = Buffer.alloc(0);
   };
   return {
     /** Whether nothing more is read: the stream's end (`[DONE]`), or an event too long to hold. */
@@ -514,6 +510,21 @@ export function createSseReader(onEvent: (event: SseEvent) => void, maxEventByte
       return oldSplit;
     },
     add(chunk: Buffer) {
+      if (!oldSplit && chunk.length > 0) {
+        // A character cut between the last chunk and this one is in the line being read, which
+        // this chunk goes on with: no event ends before it.
+        if (charTail !== null) {
+          oldSplit = holdsOldLineEnd(Buffer.concat([charTail, chunk.subarray(0, 2)]));
+        }
+        scanLines = !oldSplit && holdsOldLineEnd(chunk);
+        // A copy of the last two bytes (a view would hold the chunk), where a character may go on.
+        charTail =
+          (chunk[chunk.length - 1] as number) >= 0x80
+            ? Buffer.from(
+                Buffer.concat([charTail ?? Buffer.alloc(0), chunk.subarray(-2)]).subarray(-2),
+              )
+            : null;
+      }
       let i = 0;
       const n = chunk.length;
       // The next CR, found again only once passed: searched for at every line, a chunk of
