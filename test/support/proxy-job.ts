@@ -162,13 +162,18 @@ export async function jobThroughFetch(
     contentType?: string;
     /** Asked by its path alone, resolved by the wrapped fetch (as a browser's resolves it). */
     pathAlone?: boolean;
+    /** More headers of the answer (a `content-encoding`, say). */
+    answerHeaders?: Record<string, string>;
   } = {},
 ): Promise<string> {
   const txs = h.op.honestJob(plan);
   const log = createLogger({ level: "silent" });
   const upstream = await jobUpstream(plan, txs, {
     body,
-    headers: { "content-type": options.contentType ?? "application/json" },
+    headers: {
+      "content-type": options.contentType ?? "application/json",
+      ...options.answerHeaders,
+    },
   });
   const audit = closedAfterTest(await serveApp({ store, log }));
   const errors: string[] = [];

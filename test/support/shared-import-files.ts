@@ -180,6 +180,7 @@ export const sharedImportFiles: readonly string[] = [
   "test/proxy-unreadable-completion-answers.test.ts",
   "test/proxy-upstream-request-head.test.ts",
   "test/recorder-backfill.test.ts",
+  "test/recorder-fetch-wrapper-client-reads.test.ts",
   "test/recorder-ingest.dialects.test.ts",
   "test/recorder-ingest.test.ts",
   "test/recorder-ipv6-upstream.test.ts",
