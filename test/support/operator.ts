@@ -1159,6 +1159,11 @@ export class Scenario {
     return this;
   }
 
+  /** Whether receipts are dated by the chain's clock (`recordOnChainClock`), not the machine's. */
+  get onChainClock(): boolean {
+    return this.recorderNow !== undefined;
+  }
+
   /** Queues a write after the ones before it. */
   private queue(write: () => Promise<unknown>): void {
     this.pending = this.pending.then(write);
