@@ -3,7 +3,12 @@ import { type GroupBy, reconciliationReport } from "../src/reports/reconciliatio
 import { chainTruth, moneyOf } from "./support/chain-truth.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import { periodEdge } from "./support/ledger-periods.js";
-import { type JobPlan, type Scenario, useAdversaryHarness } from "./support/operator.js";
+import {
+  discrepancy,
+  type JobPlan,
+  type Scenario,
+  useAdversaryHarness,
+} from "./support/operator.js";
 
 /**
  * One settlement paying the jobs of two keys (or two workers) at once. The report's total was
@@ -176,6 +181,118 @@ describe.each(dialects)("%s: groups of a settlement two jobs share", (dialect) =
         [a.fingerprint]: paidInFull(a),
         [b.fingerprint]: paidInFull(b),
       });
+    },
+  );
+
+  /**
+   * Three keys' jobs (each its own worker, or workers 0, 1, 0), each charged its whole lock, so
+   * nothing comes home: one settlement carries the three settle memos and pays two of them.
+   */
+  async function threeJobs(paid: readonly number[], workers: readonly number[]) {
+    const c = (await h.scenario()).recordOnChainClock();
+    for (const k of [1, 2, 3]) await c.pinKey(k);
+    const from = periodEdge(h);
+    const plans = [1, 2, 3].map((keyIndex, i) => {
+      const p = {
+        ...h.op.plan({
+          keyIndex,
+          workerIndex: workers[i],
+          completionTokens: 2000,
+          maxTokens: 2000,
+        }),
+      };
+      p.jobId = `job_${i}${p.jobId.slice(5)}`;
+      return p;
+    });
+    const escrows = plans.map((p) => h.op.send(h.op.lockIxs(p)).signature);
+    const shared = h.op.send([
+      ...paid.flatMap((i) => h.op.payoutIxs(plans[i]!)),
+      ...plans.map((p) => h.op.memo(`decentral:settle:${p.jobId}`)),
+    ]).signature;
+    for (const [i, p] of plans.entries())
+      c.record(p, { escrowTx: escrows[i]!, settlementTx: shared });
+    await h.finalized();
+    await c.verify();
+    return { c, from, plans, sigs: [...escrows, shared] };
+  }
+
+  // The job paid is told by its worker's credit: the payouts went to what was left of each
+  // lock, the owner first, so the unpaid job's key read a charge of 160,000 and a paid one's 0.
+  it.each([
+    [
+      [1, 2],
+      [0, 1, 2],
+    ],
+    [
+      [0, 2],
+      [0, 1, 2],
+    ],
+    [
+      [0, 1],
+      [0, 1, 2],
+    ],
+    [
+      [0, 2],
+      [0, 1, 0],
+    ],
+  ])(
+    "three jobs, whole locks, the settlement paying %s (workers %s), grouped by key",
+    async (paid, workers) => {
+      const { c, from, plans, sigs } = await threeJobs(paid, workers);
+      const groups = await grouped(c, from, "key", sigs);
+      expect(plans.map((p) => groups[p.fingerprint])).toEqual(
+        plans.map((p, i) => (paid.includes(i) ? paidInFull(p) : stillLocked(p))),
+      );
+      // The split moves money between groups only: every job is judged as before.
+      for (const p of plans) expect((await c.outcome(p.jobId)).verdict).toBe("discrepancy");
+    },
+  );
+
+  /** Two jobs of key 1 (two models, so two locks of one vault), `a` first by id when `aFirst`. */
+  async function oneKeyTwoModels(aFirst: boolean) {
+    const c = (await h.scenario()).recordOnChainClock();
+    await c.pinKey(1);
+    const from = periodEdge(h);
+    const a = { ...h.op.plan({ keyIndex: 1 }) };
+    const b = { ...h.op.plan({ keyIndex: 1, model: "phi-4-mini" }) };
+    a.jobId = `job_${aFirst ? "0" : "z"}${a.jobId.slice(5)}`;
+    b.jobId = `job_${aFirst ? "z" : "0"}${b.jobId.slice(5)}`;
+    return { c, from, a, b };
+  }
+
+  // One net credit into the vault holds both remainders: the owning job's model read both
+  // (unaccounted -40,000) and the other's none (+40,000).
+  it.each([true, false])(
+    "two jobs of one key paid in one settlement, grouped by model (a first: %s)",
+    async (aFirst) => {
+      const { c, from, a, b } = await oneKeyTwoModels(aFirst);
+      const { escrowA, escrowB, shared } = await judgedShared(c, a, b);
+      expect(await grouped(c, from, "model", [escrowA, escrowB, shared])).toEqual({
+        [a.model]: paidInFull(a),
+        [b.model]: paidInFull(b),
+      });
+    },
+  );
+
+  it.each([
+    [true, "a"],
+    [false, "a"],
+    [true, "b"],
+    [false, "b"],
+  ] as const)(
+    "two jobs of one key, the settlement naming both paying one, grouped by model (a first: %s, paid: %s)",
+    async (aFirst, which) => {
+      const { c, from, a, b } = await oneKeyTwoModels(aFirst);
+      const paid = which === "a" ? a : b;
+      const unpaid = which === "a" ? b : a;
+      const { escrowA, escrowB, shared } = await judgedShared(c, a, b, [paid]);
+      expect(await grouped(c, from, "model", [escrowA, escrowB, shared])).toEqual({
+        [paid.model]: paidInFull(paid),
+        [unpaid.model]: stillLocked(unpaid),
+      });
+      // Judged as before the split: the settlement carries the other job's memo too.
+      expect(await c.outcome(a.jobId)).toEqual(discrepancy("settlement.memo"));
+      expect(await c.outcome(b.jobId)).toEqual(discrepancy("settlement.memo"));
     },
   );
 });

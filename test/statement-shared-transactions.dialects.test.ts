@@ -98,6 +98,76 @@ describe.each(dialects)("%s: statements of shared and swapped transactions", (di
     },
   );
 
+  // Three keys' jobs, each its own worker, each charged its whole lock (nothing comes home),
+  // one settlement carrying the three settle memos and paying two: the statement named the
+  // third job's lock out whichever went unpaid, and the unpaid job's lock nowhere.
+  it.each([[[1, 2]], [[0, 2]], [[0, 1]]])(
+    "a settlement naming three jobs, paying %s their whole locks",
+    async (paid) => {
+      const c = (await h.scenario(quickWindowProfile)).recordOnChainClock();
+      const from = periodEdge(h);
+      for (const k of [1, 2, 3]) await c.pinKey(k);
+      const plans = [1, 2, 3].map((keyIndex, i) => {
+        const p = {
+          ...h.op.plan({ keyIndex, workerIndex: i, completionTokens: 2000, maxTokens: 2000 }),
+        };
+        p.jobId = `job_${i}${p.jobId.slice(5)}`;
+        return p;
+      });
+      const escrows = plans.map((p) => h.op.send(h.op.lockIxs(p)).signature);
+      const shared = h.op.send([
+        ...paid.flatMap((i) => h.op.payoutIxs(plans[i]!)),
+        ...plans.map((p) => h.op.memo(`decentral:settle:${p.jobId}`)),
+      ]).signature;
+      for (const [i, p] of plans.entries())
+        c.record(p, { escrowTx: escrows[i]!, settlementTx: shared });
+      await h.finalized();
+      await c.verify();
+      expect(await findings(c, from, plans)).toEqual(
+        Object.fromEntries(
+          plans.map((p, i) => [
+            p.jobId,
+            { unreleased: paid.includes(i) ? [] : [[p.jobId, p.lock]], unexplained: [] },
+          ]),
+        ),
+      );
+    },
+  );
+
+  // Two jobs of key 1 (two models): one net credit brings both remainders home, and the
+  // vault's ledger files it under the job whose memo comes first. Split, the other job's
+  // remainder was released by no line of its own: 10,000 of its lock read still out.
+  it.each([
+    [true, "both"],
+    [false, "both"],
+    [true, "a"],
+    [false, "a"],
+    [true, "b"],
+    [false, "b"],
+  ] as const)(
+    "one settlement for two jobs of one key (a first: %s, paying %s)",
+    async (aFirst, which) => {
+      const c = (await h.scenario(quickWindowProfile)).recordOnChainClock();
+      const from = periodEdge(h);
+      await c.pinKey(1);
+      const a = { ...h.op.plan({ keyIndex: 1 }) };
+      const b = { ...h.op.plan({ keyIndex: 1, model: "phi-4-mini" }) };
+      a.jobId = `job_${aFirst ? "0" : "z"}${a.jobId.slice(5)}`;
+      b.jobId = `job_${aFirst ? "z" : "0"}${b.jobId.slice(5)}`;
+      const paid = which === "both" ? [a, b] : which === "a" ? [a] : [b];
+      const { escrowA, escrowB, shared } = h.op.sharedSettlement(a, b, paid);
+      c.record(a, { escrowTx: escrowA, settlementTx: shared });
+      c.record(b, { escrowTx: escrowB, settlementTx: shared });
+      await h.finalized();
+      await c.verify();
+      const s = await statementAfterWindow(h, c, a.vault, from);
+      expect(s.unreleasedLocks.map((u) => [u.jobId, u.outstandingUnits])).toEqual(
+        [a, b].filter((p) => !paid.includes(p)).map((p) => [p.jobId, p.lock]),
+      );
+      expect(s.unexplained).toEqual([]);
+    },
+  );
+
   it("a receipt naming its lock as its settlement and its settlement as its lock", async () => {
     const c = (await h.scenario(quickWindowProfile)).recordOnChainClock();
     const from = periodEdge(h);

@@ -325,6 +325,14 @@ export const jobs = sqliteTable(
      */
     escrowPaidUnits: units("escrow_paid_units"),
     /**
+     * Of a settlement shared with other jobs whose locks drew on one vault (one net credit
+     * there holds their returns, filed in the vault's ledger under one of them): this job's
+     * return filed under another job (positive), less the other jobs' returns filed under this
+     * one (negative). The vault statement adds it to what came back for the job. Null for
+     * verdicts written before it was kept, and where no such settlement is read (nothing then).
+     */
+    sharedReturnUnits: units("shared_return_units"),
+    /**
      * Which nightly window counts the job (`nightlyCountings`), written by the first run that
      * counted a job recorded after its date (its own window's, or the window it was recorded
      * in): null for a job no two windows could both take, or none has counted yet.

@@ -160,6 +160,28 @@ export function sharedPaidOut(paidOut: bigint | null, overflow: bigint | null): 
 }
 
 /**
+ * What came back to `vault` for a job (`returned`: the lines its ledger files under it), with
+ * what the verifier read of a settlement it shares with other jobs of that vault
+ * (`jobs.shared_return_units`): one net credit holds their returns, and the ledger files the
+ * line under one of them (the first its memos name). Each job's own part of it is its return:
+ * left so, the others' locks read still out by what came home for them, and the first job's
+ * released by it (a settlement paying only the second released the first's lock by the
+ * second's remainder). Only once the verifier has decided the job, and only for a vault it may
+ * pay from (`canPayFrom`).
+ */
+export function withSharedReturn(
+  returned: bigint,
+  s: Pick<JobSettlement, "tie" | "decided"> & { sharedReturnUnits: bigint | null },
+  vault: string,
+  vaultPinned: boolean,
+): bigint {
+  if (!s.decided || s.sharedReturnUnits === null) return returned;
+  if (!canPayFrom(s.tie, vault, vaultPinned)) return returned;
+  const total = returned + s.sharedReturnUnits;
+  return total > 0n ? total : 0n;
+}
+
+/**
  * What a job's settlement accounts for of its locks of `vault` (`lockedUnits` in all). Once the
  * verifier has decided the job, what it read the settlement paying out of escrow, and nothing when it read
  * none: a transaction named as the settlement that only sent a unit back pays out nothing. Only

@@ -64,6 +64,7 @@ import {
   walkInSlices,
   walkLines,
   walkSync,
+  withSharedReturn,
 } from "./ledger-rules.js";
 import type { HeldRowWaitOptions } from "./pg/group-commit.js";
 import { pgTwins } from "./pg-twins.js";
@@ -1233,7 +1234,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   const jobPaid = big(
     `SELECT j.key_fingerprint, j.credit_vault, j.settlement_tx, j.api_settlement_tx,
        coalesce(j.escrow_paid_units, j.charged_units) AS paid_out_units,
-       (${sharedOverflowSql}) AS shared_overflow_units, cv.vault AS pinned,
+       j.shared_return_units, (${sharedOverflowSql}) AS shared_overflow_units, cv.vault AS pinned,
        j.escrow_tx IS NOT NULL AS receipt_escrow,
        j.verdict IN (${finalVerdicts.map((v) => `'${v}'`).join(", ")}) AS decided,
        EXISTS (SELECT 1 FROM ledger_lines l WHERE l.vault = @vault AND l.signature = j.escrow_tx)
@@ -1693,7 +1694,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       if (stored.has(l.signature) || l.deltaUnits >= 0n) continue;
       debits.push({ signature: l.signature, ord: l.ord, units: -l.deltaUnits, lock: true });
     }
-    const returned = returnedToVault.get({ vault, job }) as bigint;
+    let returned = returnedToVault.get({ vault, job }) as bigint;
     const paid = jobPaid.get({ vault, job }) as
       | {
           key_fingerprint: string | null;
@@ -1701,6 +1702,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
           settlement_tx: string | null;
           api_settlement_tx: string | null;
           paid_out_units: bigint | null;
+          shared_return_units: bigint | null;
           shared_overflow_units: bigint;
           pinned: string | null;
           receipt_escrow: bigint;
@@ -1732,16 +1734,25 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       );
       locked = locked > returned ? locked - returned : 0n;
     }
+    const tie = paid && {
+      keyFingerprint: paid.key_fingerprint,
+      declaredVault: paid.credit_vault,
+      pinnedVault: paid.pinned,
+      receiptNamesLock: paid.receipt_lock === 1n,
+      receiptNamesEscrow: paid.receipt_escrow === 1n,
+    };
+    if (paid && tie) {
+      returned = withSharedReturn(
+        returned,
+        { tie, decided: paid.decided === 1n, sharedReturnUnits: paid.shared_return_units },
+        vault,
+        vaultPinned.get(vault) !== undefined,
+      );
+    }
     let settled = paid
       ? settledUnits(
           {
-            tie: {
-              keyFingerprint: paid.key_fingerprint,
-              declaredVault: paid.credit_vault,
-              pinnedVault: paid.pinned,
-              receiptNamesLock: paid.receipt_lock === 1n,
-              receiptNamesEscrow: paid.receipt_escrow === 1n,
-            },
+            tie: tie!,
             decided: paid.decided === 1n,
             paidOutUnits: sharedPaidOut(paid.paid_out_units, paid.shared_overflow_units),
             landed: paid.landed === 1n,

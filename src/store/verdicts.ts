@@ -47,6 +47,12 @@ export interface VerdictAmounts {
    * vault statement's settled part of the job's locks. Absent where no checks read it (null).
    */
   escrowPaidUnits?: bigint | null;
+  /**
+   * Of a settlement shared with other jobs of one vault, this job's return the vault's ledger
+   * files under another job, less the others' returns it files under this one
+   * (`ClosingShare`): what the vault statement adds to the job's returns. Null where none.
+   */
+  sharedReturnUnits?: bigint | null;
 }
 
 /** What one job's decision writes. */
@@ -148,7 +154,8 @@ const verdictStatements = perConnection(({ sqlite }: SqliteStore) => {
     `UPDATE jobs SET ${verdictSet}, escrowed_units = @escrowedUnits, charged_units = @chargedUnits,
        worker_paid_units = @workerPaidUnits, treasury_paid_units = @treasuryPaidUnits,
        refunded_units = @refundedUnits, expected_charge_units = @expectedChargeUnits,
-       fees_lamports = @feesLamports, escrow_paid_units = @escrowPaidUnits
+       fees_lamports = @feesLamports, escrow_paid_units = @escrowPaidUnits,
+       shared_return_units = @sharedReturnUnits
      WHERE job_id = @jobId AND lease_owner = @owner`,
   );
   // Raw SQL: ~30 check rows per job, prepared once (the json columns are written as text).
@@ -230,6 +237,7 @@ function createSqliteVerdictStore(
           ...params,
           ...d.evaluation.amounts,
           escrowPaidUnits: d.evaluation.amounts.escrowPaidUnits ?? null,
+          sharedReturnUnits: d.evaluation.amounts.sharedReturnUnits ?? null,
         }).changes
       : d.job.verdict === d.verdict && writeSameVerdict.run(params).changes === 1
         ? 1

@@ -393,6 +393,7 @@ export function decide<J extends DecideJob>(
         expectedChargeUnits: null,
         feesLamports: null,
         escrowPaidUnits: null,
+        sharedReturnUnits: null,
       },
       unproven: verdict === "discrepancy" ? evaluation.unproven : [],
     },

@@ -171,6 +171,7 @@ export const jobs = pgTable(
     expectedChargeUnits: units("expected_charge_units"),
     feesLamports: units("fees_lamports"),
     escrowPaidUnits: units("escrow_paid_units"),
+    sharedReturnUnits: units("shared_return_units"),
     nightlyCounted: text("nightly_counted", { enum: nightlyCountings }),
   },
   (t) => [

@@ -98,6 +98,7 @@ import {
   walkAsync,
   walkInSlices,
   walkLines,
+  withSharedReturn,
 } from "../ledger-rules.js";
 import type { PgExecutor } from "./executor.js";
 import {
@@ -588,6 +589,7 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
         settlementTx: jobs.settlementTx,
         apiSettlementTx: jobs.apiSettlementTx,
         escrowPaidUnits: jobs.escrowPaidUnits,
+        sharedReturnUnits: jobs.sharedReturnUnits,
         chargedUnits: jobs.chargedUnits,
         // What the other decided jobs naming its settlement read it paying out beyond their own
         // locks (`sharedPaidOut`).
@@ -633,6 +635,7 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
           decided: p.decided,
           paidOutUnits: sharedPaidOut(p.escrowPaidUnits ?? p.chargedUnits, p.sharedOverflowUnits),
           landed: p.landed,
+          sharedReturnUnits: p.sharedReturnUnits,
         },
       ]),
     );
@@ -800,7 +803,8 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
         const share = settledShareOfLocks(settled, vault, lockLines);
         if (share !== null) settled = share;
       }
-      out.set(job, outstandingOf(debits, returned.get(job) ?? 0n, settled));
+      const backAll = settlement ? withSharedReturn(back, settlement, vault, pinned) : back;
+      out.set(job, outstandingOf(debits, backAll, settled));
       for (const r of mine) if (r.released) released.add(r.signature);
     }
     return { out, released };

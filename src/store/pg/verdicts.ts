@@ -312,6 +312,7 @@ const amountColumns = {
   expectedChargeUnits: "expected_charge_units",
   feesLamports: "fees_lamports",
   escrowPaidUnits: "escrow_paid_units",
+  sharedReturnUnits: "shared_return_units",
 } as const satisfies Record<keyof VerdictAmounts, string>;
 
 /**

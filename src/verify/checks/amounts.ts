@@ -237,6 +237,11 @@ export function amountsOf(
   // account's net change, so escrow's credit nets against what it paid out at once, and what
   // left the job's vault beyond what stayed in escrow went through escrow to the payees.
   let lockedThrough = 0n;
+  // Of a closing paying other jobs too: what came home into this job's vault for those jobs
+  // (one vault for both: one net credit), and what the vault's ledger files of it under
+  // another job than the one it came home for (`sharedReturnUnits`).
+  let othersReturned = 0n;
+  let sharedReturn = 0n;
   // A closing paying other jobs too (each its settle or refund memo): what it moved for each
   // of them is that job's figure, in its own report group, not the owner's (`closingShares`).
   const sharesOf = (c: RoleTx): Map<string, ClosingShare> => {
@@ -259,13 +264,20 @@ export function amountsOf(
       treasuryPaid += mine.treasuryPaidUnits;
       charged += mine.chargedUnits;
       returnedElsewhere += mine.refundedUnits;
+      sharedReturn += mine.returnFiledElsewhereUnits - mine.othersFiledHereUnits;
       continue;
     }
-    for (const s of sharesOf(c).values()) {
+    for (const [jobId, s] of sharesOf(c)) {
+      if (jobId === job.jobId) {
+        sharedReturn += s.returnFiledElsewhereUnits - s.othersFiledHereUnits;
+        continue;
+      }
       worker -= s.workerPaidUnits;
       treasuryPaid -= s.treasuryPaidUnits;
       charged -= s.chargedUnits;
       returnedElsewhere -= s.refundedUnits;
+      // What came home into this job's own vault for another job is no part of its lock.
+      othersReturned += s.refundedInto.get(creditVault) ?? 0n;
     }
     const r = readRelease(profile, c.facts, {
       creditVault,
@@ -333,7 +345,9 @@ export function amountsOf(
   amounts.treasuryPaidUnits = treasuryPaid;
   amounts.chargedUnits = charged;
   amounts.refundedUnits = returned + returnedElsewhere;
-  const returnedFromEscrow = returned > returnedByHolders ? returned - returnedByHolders : 0n;
+  const ownReturned = returned - othersReturned;
+  const returnedFromEscrow = ownReturned > returnedByHolders ? ownReturned - returnedByHolders : 0n;
+  if (sharedReturn !== 0n) amounts.sharedReturnUnits = sharedReturn;
   amounts.escrowPaidUnits = escrowPaid(
     charged - diverted,
     escrowed + lockedThrough + lockedForOthers - missedEscrow - returnedFromEscrow,

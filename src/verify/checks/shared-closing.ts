@@ -11,15 +11,21 @@ import { parseJobMemos } from "./memos.js";
  * part was: the owner's figures give those parts up and each other job takes its own, so the
  * groups add up to the owner's whole, whatever the split.
  *
- * Balances show only each account's net change, so the split is read, not proven: a job's
- * return is what came into the vaults its own locks drew on; its payout is what was left of
- * its lock, as long as the transaction paid that much out (jobs whose remainder came home
- * first: the job a settlement paid shows its remainder coming back, one it did not pay shows
- * nothing); its worker pay is its worker's credit, shared in proportion to the payouts when
- * two jobs have one worker; the treasury's and any other payee's credit is shared in
- * proportion to what is left of each payout. Every job naming the transaction computes the same
- * split from the same facts (the transaction and the namers' locks), so what the owner gives up
- * is what the others take.
+ * Balances show only each account's net change, so the split is read, not proven. The jobs it
+ * released in full are those whose locks add up to exactly what left escrow (an honest
+ * settlement pays out or sends home each lock whole); of several such sets, the one the chain
+ * tells best: its jobs' remainders came home, then its jobs' workers were credited, and no
+ * job left out shows either. Each of those takes what came into the vaults its own locks drew
+ * on (two of them locked from one vault: shared by their locks) and the rest of its lock as
+ * its payout; a job left out takes nothing, its lock still in escrow. With no set adding up (a
+ * settlement paying more or less than the locks), the payouts go to what is left of each lock,
+ * the jobs whose remainder came home first, then those whose worker was credited. A job's
+ * worker pay is its worker's credit, shared in proportion to the payouts when two jobs have one
+ * worker; the treasury's and any other payee's credit is shared in proportion to what is left
+ * of each payout. Two jobs of one worker and equal locks, one of them paid with nothing coming
+ * home, look alike: the owner, then the first by id, is read as paid. Every job naming the
+ * transaction computes the same split from the same facts (the transaction and the namers'
+ * locks), so what the owner gives up is what the others take.
  */
 
 /** A job naming a closing: its worker and the facts of the locks it names. */
@@ -30,12 +36,21 @@ export interface ClosingNamer {
   locks: readonly { signature: string; facts: TransactionFacts }[] | null;
 }
 
-/** What a closing moved for one job besides its owner. */
+/** What a closing moved for one job naming it. */
 export interface ClosingShare {
   chargedUnits: bigint;
   workerPaidUnits: bigint;
   treasuryPaidUnits: bigint;
   refundedUnits: bigint;
+  /** Where `refundedUnits` came home: each credit vault, with how much. */
+  refundedInto: ReadonlyMap<string, bigint>;
+  /**
+   * What of `refundedUnits` came home in a vault another of the jobs locked from too, whose
+   * ledger files that one line under that job (the first of them the memos name).
+   */
+  returnFiledElsewhereUnits: bigint;
+  /** What the other jobs' returns brought home in a line the vault's ledger files under this job. */
+  othersFiledHereUnits: bigint;
 }
 
 const min = (a: bigint, b: bigint) => (a < b ? a : b);
@@ -57,7 +72,9 @@ function prorate(total: bigint, weights: readonly bigint[]): bigint[] {
 }
 
 /**
- * The parts of `closing` of the jobs naming it besides `owner`, by job id; empty when the
+ * The parts of `closing` of the jobs naming it, by job id, the owner's among them (what it
+ * keeps is the whole less the others' parts; its own part says where its return came home);
+ * empty when the
  * transaction pays one job, failed, or when a namer's lock is not known yet (then the owner
  * keeps it whole until every namer's lock is, and the job whose lock comes last sends the
  * others back to be judged: see `round.ts`). Only jobs whose settle or refund memo the
@@ -107,45 +124,91 @@ export function closingShares(
         rs.flatMap((r) => r.sources.map((m) => m.account)).filter((a) => a !== escrowAccount),
       ),
   );
-  // Two of them locking from one vault (two jobs of one key): one net credit there holds both
-  // returns, and the vault statement files it under one job, so the split is not read here.
-  const seenVaults = new Set<string>();
-  for (const v of vaults) {
-    for (const a of v) {
-      if (seenVaults.has(a)) return out;
-      seenVaults.add(a);
-    }
-  }
   const changes = closing.tokenChanges.filter((c) => isCredit(profile, c));
   const outflow = -changes
     .filter((c) => c.account === escrowAccount && c.delta < 0n)
     .reduce((s, c) => s + c.delta, 0n);
   const credits = changes.filter((c) => c.delta > 0n && c.account !== escrowAccount);
-  // Returns: a credit to a vault one of them locked from is that job's, up to its lock.
-  const refund = parties.map(() => 0n);
   let payout = 0n;
   const payees: { account: string; owner: string | null; amount: bigint }[] = [];
+  const homeCredits: { account: string; amount: bigint; holders: number[] }[] = [];
   for (const c of credits) {
-    const holders = order.filter(({ i }) => vaults[i]!.has(c.account));
+    const holders = order.filter(({ i }) => vaults[i]!.has(c.account)).map(({ i }) => i);
     if (holders.length === 0) {
       payout += c.delta;
       payees.push({ account: c.account, owner: c.owner, amount: c.delta });
-      continue;
-    }
-    let left = c.delta;
-    for (const { i } of holders) {
-      const take = min(left, pos(locked[i]! - refund[i]!));
-      refund[i]! += take;
+    } else homeCredits.push({ account: c.account, amount: c.delta, holders });
+  }
+  const workers = [...new Set(parties.map((p) => p.worker))].filter(
+    (w): w is string => w !== null && w !== profile.escrowAuthority,
+  );
+  const isWorker = new Set(workers);
+  // What tells a job paid: its remainder came home (its vault credited), its worker credited.
+  const cameHome = parties.map((_, i) => homeCredits.some((c) => c.holders.includes(i)));
+  const workerCredited = parties.map(
+    (p) =>
+      p.worker !== null &&
+      isWorker.has(p.worker) &&
+      payees.some((m) => m.owner === p.worker && m.amount > 0n),
+  );
+  const released = releasedInFull(
+    order.map(({ i }) => i),
+    locked,
+    outflow,
+    cameHome,
+    workerCredited,
+  );
+  const memoOrder = parseJobMemos(profile, closing.memos).map((m) => m.jobId);
+  const firstInMemos = (holders: readonly number[]) =>
+    [...holders].sort(
+      (x, y) => memoOrder.indexOf(parties[x]!.jobId) - memoOrder.indexOf(parties[y]!.jobId),
+    )[0]!;
+  // Returns: a credit to a vault one of them locked from is that job's, up to its lock; shared
+  // by several (two jobs of one vault), the jobs released in full share it by their locks.
+  const refund = parties.map(() => 0n);
+  const refundedInto = parties.map(() => new Map<string, bigint>());
+  const filedElsewhere = parties.map(() => 0n);
+  const filedHere = parties.map(() => 0n);
+  for (const c of homeCredits) {
+    const takes = parties.map(() => 0n);
+    let left = c.amount;
+    const room = (i: number) => pos(locked[i]! - refund[i]! - takes[i]!);
+    const inFull = released === null ? [] : c.holders.filter((i) => released.has(i));
+    prorate(
+      min(
+        left,
+        inFull.reduce((s, i) => s + room(i), 0n),
+      ),
+      inFull.map(room),
+    ).forEach((part, k) => {
+      takes[inFull[k]!]! += part;
+      left -= part;
+    });
+    for (const i of c.holders) {
+      const take = min(left, room(i));
+      takes[i]! += take;
       left -= take;
     }
-    refund[holders[0]!.i]! += left;
+    takes[c.holders[0]!]! += left;
+    // The vault's ledger files the line under the first of them its memos name: what the
+    // others take of it comes home in a line their statements do not read as theirs.
+    const filed = firstInMemos(c.holders);
+    for (const i of c.holders) {
+      refund[i]! += takes[i]!;
+      refundedInto[i]!.set(c.account, (refundedInto[i]!.get(c.account) ?? 0n) + takes[i]!);
+      if (i === filed) continue;
+      filedElsewhere[i]! += takes[i]!;
+      filedHere[filed]! += takes[i]!;
+    }
   }
   const returned = refund.reduce((s, r) => s + r, 0n);
   payout = min(payout, pos(outflow - returned));
-  // Payouts: what is left of each lock, the jobs whose remainder came home first.
-  const claimOrder = [...order].sort(
-    (x, y) => Number(refund[y.i]! > 0n) - Number(refund[x.i]! > 0n),
-  );
+  // Payouts: what is left of each lock. With the jobs the transaction released in full told
+  // by their locks adding up to what left escrow, those; else the jobs whose remainder came
+  // home first, then those whose worker was credited, then the rest.
+  const tier = (i: number) =>
+    released !== null ? (released.has(i) ? 0 : 3) : cameHome[i] ? 0 : workerCredited[i] ? 1 : 2;
+  const claimOrder = [...order].sort((x, y) => tier(x.i) - tier(y.i));
   const claim = parties.map(() => 0n);
   let left = payout;
   for (const { i } of claimOrder) {
@@ -154,10 +217,6 @@ export function closingShares(
   }
   // Worker pay: each worker's credit shared among its jobs by their payouts.
   const workerPay = parties.map(() => 0n);
-  const workers = [...new Set(parties.map((p) => p.worker))].filter(
-    (w): w is string => w !== null && w !== profile.escrowAuthority,
-  );
-  const isWorker = new Set(workers);
   for (const w of workers) {
     const paid = payees.filter((m) => m.owner === w).reduce((s, m) => s + m.amount, 0n);
     const mine = order.filter(({ p }) => p.worker === w).map(({ i }) => i);
@@ -193,14 +252,58 @@ export function closingShares(
     treasuryPay[order[k]!.i] = part;
   });
   for (const { p, i } of order) {
-    if (p.jobId === owner) continue;
     const share = {
       chargedUnits: claim[i]!,
       workerPaidUnits: workerPay[i]!,
       treasuryPaidUnits: treasuryPay[i]!,
       refundedUnits: refund[i]!,
+      refundedInto: refundedInto[i]!,
+      returnFiledElsewhereUnits: filedElsewhere[i]!,
+      othersFiledHereUnits: filedHere[i]!,
     };
-    if (Object.values(share).some((v) => v !== 0n)) out.set(p.jobId, share);
+    const moved = [
+      share.chargedUnits,
+      share.workerPaidUnits,
+      share.treasuryPaidUnits,
+      share.refundedUnits,
+      share.othersFiledHereUnits,
+    ].some((v) => v !== 0n);
+    if (p.jobId === owner || moved) out.set(p.jobId, share);
   }
   return out;
+}
+
+/**
+ * The parties a closing released in full (each `locked[i]` paid out or sent home): the set of
+ * them whose locks add up to exactly what left escrow, of those that do the one best told by
+ * the chain (members whose remainder came home, then whose worker was credited, against
+ * others who show either), the first in `order` on a tie. Null when no set adds up (an
+ * operator paying more or less than the locks: a discrepancy), or with too many to try.
+ */
+function releasedInFull(
+  order: readonly number[],
+  locked: readonly bigint[],
+  outflow: bigint,
+  cameHome: readonly boolean[],
+  workerCredited: readonly boolean[],
+): Set<number> | null {
+  if (order.length > 12 || outflow <= 0n) return null;
+  let best: { set: number[]; score: [number, number] } | null = null;
+  // Masks over `order`, highest bit first: the sets holding the first parties come first.
+  const n = order.length;
+  for (let mask = (1 << n) - 1; mask > 0; mask--) {
+    const set = order.filter((_, k) => (mask & (1 << (n - 1 - k))) !== 0);
+    if (set.reduce((s, i) => s + locked[i]!, 0n) !== outflow) continue;
+    const score = (signal: readonly boolean[]): number =>
+      order.reduce((s, i) => s + (signal[i] ? (set.includes(i) ? 1 : -1) : 0), 0);
+    const scored: [number, number] = [score(cameHome), score(workerCredited)];
+    if (
+      best === null ||
+      scored[0] > best.score[0] ||
+      (scored[0] === best.score[0] && scored[1] > best.score[1])
+    ) {
+      best = { set, score: scored };
+    }
+  }
+  return best === null ? null : new Set(best.set);
 }

@@ -1,0 +1,1 @@
+ALTER TABLE `jobs` ADD `shared_return_units` integer;
