@@ -295,4 +295,28 @@ describe.each(dialects)("%s: groups of a settlement two jobs share", (dialect) =
       expect(await c.outcome(b.jobId)).toEqual(discrepancy("settlement.memo"));
     },
   );
+
+  // One lock transaction taking both keys' locks (each its escrow memo), each job settled on
+  // its own: the owning key read escrowed 320,000 (unaccounted +160,000) and the other 0
+  // (-160,000).
+  it.each([true, false])(
+    "one lock for both keys' jobs, each settled on its own, grouped by key (key 1's first: %s)",
+    async (aFirst) => {
+      const { c, from, a, b } = await twoJobs(aFirst);
+      const lock = h.op.send([...h.op.lockIxs(a), ...h.op.lockIxs(b)]).signature;
+      const settleA = h.op.send(h.op.settleIxs(a)).signature;
+      const settleB = h.op.send(h.op.settleIxs(b)).signature;
+      c.record(a, { escrowTx: lock, settlementTx: settleA });
+      c.record(b, { escrowTx: lock, settlementTx: settleB });
+      await h.finalized();
+      await c.verify();
+      expect(await grouped(c, from, "key", [lock, settleA, settleB])).toEqual({
+        [a.fingerprint]: paidInFull(a),
+        [b.fingerprint]: paidInFull(b),
+      });
+      // Judged as before the split: the lock carries the other job's escrow memo too.
+      expect(await c.outcome(a.jobId)).toEqual(discrepancy("escrow.memo"));
+      expect(await c.outcome(b.jobId)).toEqual(discrepancy("escrow.memo"));
+    },
+  );
 });

@@ -4,7 +4,7 @@ import type { ChainAmounts, CheckInput } from "./check-input.js";
 import { sum } from "./check-list.js";
 import type { UsableLock } from "./escrow.js";
 import { parseJobMemos } from "./memos.js";
-import { type ClosingShare, closingShares } from "./shared-closing.js";
+import { type ClosingShare, closingShares, lockParts } from "./shared-closing.js";
 import { signatureOwner } from "./signatures.js";
 import type { RoleTx } from "./transaction.js";
 
@@ -126,6 +126,15 @@ export function amountsOf(
   if (ownVaults.size === 0 && firstSource !== undefined) ownVaults.add(firstSource);
   const toVault = (m: { owner: string | null }) =>
     profile.escrowAuthority !== null && m.owner === profile.escrowAuthority;
+  const lockPartsOf = (l: RoleTx) => {
+    const namers = namedBy.get(l.signature) ?? [job.jobId];
+    return lockParts(
+      profile,
+      l.facts,
+      namers,
+      signatureOwner(profile, l.facts, namers, input.names),
+    );
+  };
   let escrowed = 0n;
   let diverted = 0n;
   // What the locks moved to an account besides escrow while escrow took its own part: counted
@@ -156,7 +165,10 @@ export function amountsOf(
       const allowed = ownDebited > reading.lock ? ownDebited - reading.lock : 0n;
       if (outTotal > allowed) excess = outTotal - allowed;
     }
-    escrowed += reading.lock;
+    // A lock taken for other jobs too (each its escrow memo): their parts are theirs.
+    let forOthers = 0n;
+    for (const [id, part] of lockPartsOf(l)) if (id !== job.jobId) forOthers += part;
+    escrowed += reading.lock - forOthers;
     for (const m of out) {
       const amount = BigInt(m.amount);
       const cut = excess < amount ? excess : amount;
@@ -180,6 +192,12 @@ export function amountsOf(
   let lockedForOthers = 0n;
   for (const l of locks) {
     if (owns(l) || !l.facts.succeeded) continue;
+    // Its part of a lock taken for several jobs is escrowed in its own figures.
+    const part = lockPartsOf(l).get(job.jobId);
+    if (part !== undefined) {
+      escrowed += part;
+      continue;
+    }
     const reading = readLock(profile, l.facts);
     const debited = -sum(
       reading.sources.filter((m) => ownVaults.has(m.account)).map((m) => BigInt(m.amount)),

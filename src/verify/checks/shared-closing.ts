@@ -307,3 +307,47 @@ function releasedInFull(
   }
   return best === null ? null : new Set(best.set);
 }
+
+/**
+ * One lock transaction taking the locks of several jobs (each its escrow memo) out of their
+ * vaults at once: the job owning it reads its escrow credit whole, so each job's report group
+ * (key, worker, model, day) must be told what the transaction locked for its own job. Each
+ * transfer into escrow is read as the lock of the job whose escrow memo stands in the same
+ * place among the escrow memos (the k-th transfer, the k-th memo: one lock instruction and its
+ * memo per job, as the protocol's lock is made). Read from the transaction alone, so every job
+ * naming it reads the same parts. By job id, for the jobs naming it (`namers`) whose escrow
+ * memo it carries, the owner's among them; empty when it locks for one job, when the transfers
+ * into escrow are not as many as its escrow memos, add up to other than escrow's credit, or
+ * are stored without their amounts (then the owner keeps it whole, as before).
+ */
+export function lockParts(
+  profile: Profile,
+  facts: TransactionFacts,
+  namers: readonly string[],
+  owner: string | null,
+): Map<string, bigint> {
+  const out = new Map<string, bigint>();
+  if (!facts.succeeded || owner === null) return out;
+  const memoJobs = [
+    ...new Set(
+      parseJobMemos(profile, facts.memos)
+        .filter((m) => m.kind === "escrow")
+        .map((m) => m.jobId),
+    ),
+  ];
+  const parties = [...new Set(namers)].filter((id) => memoJobs.includes(id));
+  if (parties.length < 2 || !parties.includes(owner)) return out;
+  const reading = readLock(profile, facts);
+  if (reading.escrowAccount === null) return out;
+  const into = facts.tokenInstructions.filter(
+    (i) => i.destination === reading.escrowAccount || i.accounts.includes(reading.escrowAccount!),
+  );
+  const transfers = into.filter((i) => i.kind.startsWith("transfer"));
+  if (transfers.length !== into.length || transfers.length !== memoJobs.length) return out;
+  if (transfers.some((i) => i.destination !== reading.escrowAccount || i.amount === undefined)) {
+    return out;
+  }
+  if (transfers.reduce((s, i) => s + i.amount!, 0n) !== reading.lock) return out;
+  for (const id of parties) out.set(id, transfers[memoJobs.indexOf(id)]!.amount!);
+  return out;
+}
