@@ -32,14 +32,17 @@ function runCrontab(envFile: string | null): { notified: string | null; code: nu
   const env = join(dir, "decentral-audit.env");
   if (envFile !== null) writeFileSync(env, envFile);
   // The crontab's `%` escape is cron's, not the shell's.
-  const command = readmeCrontabLine()
+  const line = readmeCrontabLine();
+  // The program as the recipe starts it, from the project's folder: replaced by the scratch one.
+  if (!line.includes("node bin/decentral-audit.js")) throw new Error(`no program in ${line}`);
+  const command = line
     .replace(/^(\S+\s+){5}/, "")
     .replaceAll("\\%", "%")
     .replaceAll("/srv/decentral-audit", dir)
     .replaceAll("/etc/decentral-audit.env", env)
     .replaceAll("/var/log/decentral-audit", dir)
     .replaceAll("/usr/local/bin/notify-oncall", notify)
-    .replaceAll("npx decentral-audit", cli);
+    .replaceAll("node bin/decentral-audit.js", cli);
   const ran = spawnSync("/bin/sh", ["-c", command], {
     cwd: dir,
     timeout: 60_000,
