@@ -276,6 +276,14 @@ export function buildProgram(): Command {
   return program;
 }
 
+/** The words the program was run with (commander keeps them on the program, `rawArgs`). */
+function argvOf(command: Command): readonly string[] {
+  let root = command;
+  while (root.parent) root = root.parent;
+  const raw = (root as Command & { rawArgs?: unknown }).rawArgs;
+  return Array.isArray(raw) ? (raw as string[]) : [];
+}
+
 /**
  * Refuses a flag that takes a value given twice, or given another flag as its value. Commander
  * keeps the last one silently, so `tokens create --role read ... --role admin` (a default and an
@@ -297,8 +305,11 @@ function refuseRepeatedOptions(command: Command): void {
       // --json` wrote the summary to a file named `--json` and exited 0, and `tokens create
       // --name --db x.db` made a token named `--db` in the default store. A value that is
       // another flag of the command is a value forgotten. An optional value never takes one.
+      // Given with `=` (`--out=--json`), the value was meant: a file or name spelled so.
       const taken = typeof value === "string" ? value.split("=", 1)[0]! : "";
-      if (option.required && flags.has(taken)) {
+      const attached =
+        option.long !== undefined && argvOf(command).includes(`${option.long}=${value}`);
+      if (option.required && flags.has(taken) && !attached) {
         const flag = option.long ?? option.flags;
         // Not kept either: `verify` says a run that could not start in its `--out` file.
         command.setOptionValue(option.attributeName(), undefined);

@@ -249,6 +249,25 @@ describe("CLI exit codes", () => {
     expect(existsSync("--json")).toBe(false);
   });
 
+  // Given with `=`, the value was meant: `--name=--db` was refused as a value forgotten, and a
+  // file named `--json` could be written only as `./--json`.
+  it("takes a value given with = that is spelled as another of its command's flags", async () => {
+    const db = emptyStore();
+    const named = await cliWithEnv(
+      { DATABASE_URL: db },
+      "tokens",
+      "create",
+      "--role",
+      "read",
+      "--name=--db",
+    );
+    expect(named.stderr).not.toContain("takes a value");
+    expect(named.code).toBe(0);
+    const listed = await cliWithEnv({ DATABASE_URL: db }, "tokens", "list", "--json");
+    expect(listed.code).toBe(0);
+    expect(listed.stdout).toContain('"--db"');
+  });
+
   it("refuses a flag given twice instead of keeping the last, and creates nothing", async () => {
     const since = cli("report", "reconciliation", "--since", "7d", "--since", "1d");
     // A switch said twice says it once.
