@@ -123,47 +123,54 @@ describe("a nightly run's escrow scans", () => {
     expect(seen.fetched.get(deposit)).toBe(1);
   });
 
-  it("lists the whole range again for a job dated in the window recorded since its first scan, whose second payout out of escrow under its memo is older than what a scan holds for a job not recorded", async () => {
-    const c = (await h.scenario()).recordOnChainClock();
-    const escrowVault = c.profile.escrowVault;
-    if (escrowVault === null) throw new Error("the localnet profile names an escrow vault");
-    const from = edgeAfter(h, 500);
-    const plan = h.op.plan({ keyIndex: 1 });
-    const txs = h.op.honestJob(plan);
-    const createdAt = h.op.now();
-    h.op.send([
-      h.op.transfer(escrowVault, h.op.attackerAccount(0n), 1n, {
-        authority: h.op.escrowAuthority.address,
-      }),
-      h.op.memo(`decentral:settle:${plan.jobId}`),
-    ]).signature;
-    const to = edgeAfter(h, 500);
-    // The run comes over an hour later: the payout is past what a scan holds unrecorded.
-    moveClockTo(h, to, ESCROW_PENDING_MS + 10 * 60_000);
-    const custody = { vaults: [plan.vault], byKey: {} };
-    const now = () => h.op.now();
-    const check = ledgerWindowCheck({
-      store: c.store,
-      reader: createLedgerReader({
+  it.each([
+    ["", 0],
+    [", by a host whose clock is six minutes behind", 6 * 60_000],
+  ])(
+    "lists the whole range again for a job dated in the window recorded since its first scan%s, whose second payout out of escrow under its memo is older than what a scan holds for a job not recorded",
+    async (_, behindMs) => {
+      const c = (await h.scenario()).recordOnChainClock();
+      const escrowVault = c.profile.escrowVault;
+      if (escrowVault === null) throw new Error("the localnet profile names an escrow vault");
+      const from = edgeAfter(h, 500);
+      const plan = h.op.plan({ keyIndex: 1 });
+      const txs = h.op.honestJob(plan);
+      const createdAt = h.op.now();
+      h.op.send([
+        h.op.transfer(escrowVault, h.op.attackerAccount(0n), 1n, {
+          authority: h.op.escrowAuthority.address,
+        }),
+        h.op.memo(`decentral:settle:${plan.jobId}`),
+      ]).signature;
+      const to = edgeAfter(h, 500);
+      // The run comes over an hour later: the payout is past what a scan holds unrecorded.
+      moveClockTo(h, to, ESCROW_PENDING_MS + 10 * 60_000);
+      const custody = { vaults: [plan.vault], byKey: {} };
+      const now = () => h.op.now();
+      const check = ledgerWindowCheck({
         store: c.store,
-        rpc: h.rpc,
+        reader: createLedgerReader({
+          store: c.store,
+          rpc: h.rpc,
+          profile: c.profile,
+          log,
+          custody,
+          now,
+        }),
         profile: c.profile,
-        log,
-        custody,
+        graceSeconds: 0,
         now,
-      }),
-      profile: c.profile,
-      graceSeconds: 0,
-      now,
-    });
-    const run: EscrowRun = { newest: null, since: null };
-    const first = await check.escrowFirst({ from, to, escrow: run });
-    expect(first.sentBack).toEqual([]);
-    // Imported during the run, between its scans: dated in the window, recorded now.
-    c.record(plan, txs, { createdAt });
-    await c.flush();
-    const result = await check({ from, to, escrow: run });
-    // Kept with the job (a second payout out of escrow under its memo) and sent back.
-    expect(result.escrowSentBack).toEqual([plan.jobId]);
-  });
+      });
+      const run: EscrowRun = { newest: null, dated: null };
+      const first = await check.escrowFirst({ from, to, escrow: run });
+      expect(first.sentBack).toEqual([]);
+      // Imported during the run, between its scans: dated in the window, recorded now by the
+      // importing host's clock (behind, it dates the recording before the first scan began).
+      c.record(plan, txs, { createdAt }, undefined, h.op.now() - behindMs);
+      await c.flush();
+      const result = await check({ from, to, escrow: run });
+      // Kept with the job (a second payout out of escrow under its memo) and sent back.
+      expect(result.escrowSentBack).toEqual([plan.jobId]);
+    },
+  );
 });

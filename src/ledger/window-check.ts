@@ -197,13 +197,16 @@ export interface LedgerWindowResult {
 /**
  * What the escrow scans of one nightly run listed so far (`escrowFirst`, then each read of the
  * vaults): a later scan of the run lists only what is newer. Start a run with
- * `{ newest: null, since: null }`.
+ * `{ newest: null, dated: null }`.
  */
 export interface EscrowRun {
   /** The newest entry a scan of the run listed; null before one listed any. */
   newest: EscrowListed | null;
-  /** When (ms) the run's last scan that listed the whole range began. */
-  since: number | null;
+  /**
+   * How many jobs were dated in the window when the run's last scan that listed the whole range
+   * began (`countDatedIn`); null before one did.
+   */
+  dated: number | null;
 }
 
 /**
@@ -434,23 +437,20 @@ export function ledgerWindowCheck(deps: {
       ESCROW_PENDING_MS -
       ESCROW_SCAN_SLACK_MS;
     const run = window.escrow;
-    const startedAt = (deps.now ?? Date.now)();
     // A scan after the run's first lists only what is newer than what the run listed: the
     // rest was judged, or held (`escrow_pending`, judged by the scan's first step once its job
     // is recorded or read), and a transaction read and not kept is not read again. Not when a
     // job dated in the window was recorded since that listing began (an import during the
-    // run, on a host whose clock may be behind): an entry under its memo older than
-    // `ESCROW_PENDING_MS` was held for no job, and only listing it again judges it.
-    let after: EscrowListed | null = null;
-    if (run?.newest && run.since !== null) {
-      const late = await ledger.latestRecordedAfter(window.from, window.to);
-      if (late === null || late < run.since - ESCROW_SCAN_SLACK_MS) after = run.newest;
-    }
+    // run): an entry under its memo older than `ESCROW_PENDING_MS` was held for no job, and only
+    // listing it again judges it. Told by the window's count of jobs, not by recording times:
+    // a host importing with its clock minutes behind dated its recordings before the listing.
+    const dated = run ? await ledger.countDatedIn(window.from, window.to) : null;
+    const after = run?.newest && run.dated === dated ? run.newest : null;
     try {
       const scanned = await escrow.scanSince(lockedFrom, window.signal, after);
       if (run) {
         run.newest = scanned.newest ?? null;
-        if (after === null) run.since = startedAt;
+        if (after === null) run.dated = dated;
       }
       return {
         unread: scanned.unread === null ? null : `escrow: ${scanned.unread}`,

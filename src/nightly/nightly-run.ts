@@ -610,7 +610,7 @@ export async function runNightlyVerification(
       // paid out twice was written `verified`, and stayed so when the run's own scan then
       // failed. The scan failing, no job is judged: the run could prove none of them.
       // What the run's escrow scans listed: the one of each read of the vaults goes on from it.
-      const escrowRun: EscrowRun = { newest: null, since: null };
+      const escrowRun: EscrowRun = { newest: null, dated: null };
       const escrowFirst = options.ledger?.escrowFirst;
       if (escrowFirst) {
         phase = "reading the escrow vault's payouts under the window's jobs' memos";

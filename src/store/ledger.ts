@@ -627,6 +627,11 @@ export interface LedgerStore {
    * partial index `jobs_recorded_late`.
    */
   earliestDatedBefore(from: number, to: number): Promise<number | null>;
+  /**
+   * How many jobs are dated in [from, to), whenever and by whatever clock they were recorded: a
+   * count that grows only as jobs are recorded into the window (`jobs_created_at`).
+   */
+  countDatedIn(from: number, to: number): Promise<number>;
   // What a statement reads (whole seconds: [fromSec, toSec)).
   cursorFigures(vault: string): Promise<CursorFigures | undefined>;
   /** Opening balance at `fromSec` (first movement's balance before + every delta before), or null. */
@@ -1491,6 +1496,9 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       `SELECT max(recorded_at) FROM jobs WHERE created_at < recorded_at
          AND recorded_at >= @to AND created_at >= @from AND created_at < @to`,
     )
+    .pluck();
+  const countDatedIn = sqlite
+    .prepare("SELECT count(*) FROM jobs WHERE created_at >= @from AND created_at < @to")
     .pluck();
   const earliestDatedBefore = sqlite
     .prepare(
@@ -2992,6 +3000,9 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     },
     async earliestDatedBefore(from, to) {
       return earliestDatedBefore.get({ from, to }) as number | null;
+    },
+    async countDatedIn(from, to) {
+      return countDatedIn.get({ from, to }) as number;
     },
     async pendingCounts(vault, fromSec, toSec) {
       // Unclassified lines are few (read before migration 0006): counted whatever their time.

@@ -2950,6 +2950,13 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
         );
       return row?.at ?? null;
     },
+    async countDatedIn(from, to) {
+      const [row] = await db
+        .select({ n: count() })
+        .from(jobs)
+        .where(and(gte(jobs.createdAt, from), lt(jobs.createdAt, to)));
+      return row?.n ?? 0;
+    },
     async earliestDatedBefore(from, to) {
       const [row] = await db
         .select({ at: min(jobs.createdAt) })
