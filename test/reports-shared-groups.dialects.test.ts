@@ -192,23 +192,11 @@ describe.each(dialects)("%s: groups of a settlement two jobs share", (dialect) =
     const c = (await h.scenario()).recordOnChainClock();
     for (const k of [1, 2, 3]) await c.pinKey(k);
     const from = periodEdge(h);
-    const plans = [1, 2, 3].map((keyIndex, i) => {
-      const p = {
-        ...h.op.plan({
-          keyIndex,
-          workerIndex: workers[i],
-          completionTokens: 2000,
-          maxTokens: 2000,
-        }),
-      };
-      p.jobId = `job_${i}${p.jobId.slice(5)}`;
-      return p;
-    });
-    const escrows = plans.map((p) => h.op.send(h.op.lockIxs(p)).signature);
-    const shared = h.op.send([
-      ...paid.flatMap((i) => h.op.payoutIxs(plans[i]!)),
-      ...plans.map((p) => h.op.memo(`decentral:settle:${p.jobId}`)),
-    ]).signature;
+    const plans = h.op.wholeLockPlans(workers);
+    const { escrows, shared } = h.op.sharedSettlementOf(
+      plans,
+      paid.map((i) => plans[i]!),
+    );
     for (const [i, p] of plans.entries())
       c.record(p, { escrowTx: escrows[i]!, settlementTx: shared });
     await h.finalized();

@@ -107,18 +107,11 @@ describe.each(dialects)("%s: statements of shared and swapped transactions", (di
       const c = (await h.scenario(quickWindowProfile)).recordOnChainClock();
       const from = periodEdge(h);
       for (const k of [1, 2, 3]) await c.pinKey(k);
-      const plans = [1, 2, 3].map((keyIndex, i) => {
-        const p = {
-          ...h.op.plan({ keyIndex, workerIndex: i, completionTokens: 2000, maxTokens: 2000 }),
-        };
-        p.jobId = `job_${i}${p.jobId.slice(5)}`;
-        return p;
-      });
-      const escrows = plans.map((p) => h.op.send(h.op.lockIxs(p)).signature);
-      const shared = h.op.send([
-        ...paid.flatMap((i) => h.op.payoutIxs(plans[i]!)),
-        ...plans.map((p) => h.op.memo(`decentral:settle:${p.jobId}`)),
-      ]).signature;
+      const plans = h.op.wholeLockPlans([0, 1, 2]);
+      const { escrows, shared } = h.op.sharedSettlementOf(
+        plans,
+        paid.map((i) => plans[i]!),
+      );
       for (const [i, p] of plans.entries())
         c.record(p, { escrowTx: escrows[i]!, settlementTx: shared });
       await h.finalized();

@@ -1098,14 +1098,46 @@ export class Operator {
     b: JobPlan,
     paid: JobPlan[] = [a, b],
   ): { escrowA: string; escrowB: string; shared: string } {
-    const escrowA = this.send(this.lockIxs(a)).signature;
-    const escrowB = this.send(this.lockIxs(b)).signature;
+    const {
+      escrows: [escrowA, escrowB],
+      shared,
+    } = this.sharedSettlementOf([a, b], paid);
+    return { escrowA: escrowA!, escrowB: escrowB!, shared };
+  }
+
+  /**
+   * A lock of its own for each of `plans`, then one settlement carrying every plan's settle memo
+   * (in `plans`' order) and paying the plans of `paid` (all by default).
+   */
+  sharedSettlementOf(
+    plans: readonly JobPlan[],
+    paid: readonly JobPlan[] = plans,
+  ): { escrows: string[]; shared: string } {
+    const escrows = plans.map((p) => this.send(this.lockIxs(p)).signature);
     const shared = this.send([
       ...paid.flatMap((p) => this.payoutIxs(p)),
-      this.memo(`decentral:settle:${a.jobId}`),
-      this.memo(`decentral:settle:${b.jobId}`),
+      ...plans.map((p) => this.memo(`decentral:settle:${p.jobId}`)),
     ]).signature;
-    return { escrowA, escrowB, shared };
+    return { escrows, shared };
+  }
+
+  /**
+   * A job of each of keys 1, 2 and 3, of the workers `workers` (by index), each charged its whole
+   * lock (nothing comes home from a settlement), their ids in that order.
+   */
+  wholeLockPlans(workers: readonly number[]): JobPlan[] {
+    return [1, 2, 3].map((keyIndex, i) => {
+      const p = {
+        ...this.plan({
+          keyIndex,
+          workerIndex: workers[i],
+          completionTokens: 2000,
+          maxTokens: 2000,
+        }),
+      };
+      p.jobId = `job_${i}${p.jobId.slice(5)}`;
+      return p;
+    });
   }
 
   /** Sends an honest lock and settlement for `plan`; returns both signatures. */
