@@ -3,10 +3,8 @@ import { ESCROW_PENDING_MS } from "../src/ledger/escrow-scan.js";
 import { createLedgerReader } from "../src/ledger/reader.js";
 import { type EscrowRun, ledgerWindowCheck } from "../src/ledger/window-check.js";
 import { createLogger } from "../src/log.js";
-import { runNightlyVerification } from "../src/nightly/nightly-run.js";
-import { createVerifier } from "../src/verify/engine.js";
-import { type AdversaryHarness, type Scenario, useAdversaryHarness } from "./support/operator.js";
-import { quickVerifierOptions } from "./support/quick-verifier.js";
+import { nightlyOver } from "./support/nightly-window.js";
+import { type AdversaryHarness, useAdversaryHarness } from "./support/operator.js";
 
 const log = createLogger({ level: "silent" });
 
@@ -59,41 +57,6 @@ function counting(h: AdversaryHarness, escrowVault: string) {
   return { rpc, listedEscrow, fetched };
 }
 
-function nightly(
-  h: AdversaryHarness,
-  c: Scenario,
-  vault: string,
-  window: { from: number; to: number; timeoutMs: number },
-  rpc: typeof h.rpc,
-) {
-  const custody = { vaults: [vault], byKey: {} };
-  const now = () => h.op.now();
-  return runNightlyVerification(
-    c.store,
-    createVerifier({
-      store: c.store,
-      rpc: h.rpc,
-      profile: c.profile,
-      log,
-      custody,
-      now,
-      options: quickVerifierOptions,
-    }),
-    {
-      ...window,
-      now,
-      preflight: () => h.rpc.getSlot("finalized"),
-      ledger: ledgerWindowCheck({
-        store: c.store,
-        reader: createLedgerReader({ store: c.store, rpc, profile: c.profile, log, custody, now }),
-        profile: c.profile,
-        graceSeconds: 0,
-        now,
-      }),
-    },
-  );
-}
-
 describe("a nightly run's escrow scans", () => {
   const h = useAdversaryHarness({ chain: { slotMs: 100, finalitySlots: 25 } });
 
@@ -114,7 +77,14 @@ describe("a nightly run's escrow scans", () => {
     moveClockTo(h, to, h.world.chain.finalitySlots * h.world.chain.slotMs + 3_000);
 
     const seen = counting(h, escrowVault);
-    const run = await nightly(h, c, plans[0]!.vault, { from, to, timeoutMs: 60_000 }, seen.rpc);
+    const run = await nightlyOver(h, c, {
+      from,
+      to,
+      vaults: [plans[0]!.vault],
+      timeoutMs: 60_000,
+      rpc: seen.rpc,
+      now: () => h.op.now(),
+    });
     expect(run).toMatchObject({ outcome: "verified", exitCode: 0, reason: null });
     expect(run.byVerdict.verified).toBe(2);
     // The jobs' locks and settlements and the deposit, each listed by one scan only.
