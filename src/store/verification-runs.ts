@@ -134,7 +134,8 @@ export interface NightlyRunOutcome {
   ledgerFindings: number | null;
 }
 
-const heartbeatName = (owner: string) => `verifier:${owner}`;
+/** The `locks` row a verifier's heartbeat is written to. */
+export const heartbeatName = (owner: string) => `verifier:${owner}`;
 
 /** The verificationrun store of either dialect. */
 export function createVerificationRunStore(store: Store): VerificationRunStore {

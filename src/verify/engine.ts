@@ -16,6 +16,7 @@ import { createSignatureStore } from "../store/signatures.js";
 import { createVerdictStore } from "../store/verdicts.js";
 import {
   createVerificationRunStore,
+  heartbeatName,
   type NightlyRunOutcome,
   type RunStatus,
 } from "../store/verification-runs.js";
@@ -186,11 +187,41 @@ export function createVerifier(deps: VerifierDeps): Verifier {
     // and verdicts thrown away. A process of this host that runs now still holds its leases;
     // one that is gone is known dead and its leases are released. On PostgreSQL leases are
     // judged by the server's clock, which no host's step moves.
-    ...(store.kind === "sqlite"
-      ? { liveOwners: async () => (await runs.runningOwners(owner)).filter(ownerIsAlive) }
-      : {}),
+    ...(store.kind === "sqlite" ? { liveOwners: () => ownersBeatingHere() } : {}),
     log,
   });
+
+  /**
+   * Each other owner's heartbeat (`verifier:<owner>` in `locks`) as last read, and when (this
+   * process's monotonic clock) it was first read so.
+   */
+  const beatsSeen = new Map<string, { expiresAt: number | null; since: number }>();
+
+  /**
+   * The owners whose leases a claim leaves alone on SQLite: alive on this host, and beating
+   * their heartbeat into this database. Alive alone was not enough: a copy of a live store
+   * (`VACUUM INTO`, a backup) holds the run row and job leases of the `serve` still working on
+   * the original file, and a `verify` run on the copy never took them (the jobs stayed
+   * `awaiting_finality` until its --timeout, 15 minutes of a nightly). A heartbeat unchanged for
+   * a lease, on this process's monotonic clock, is one no process writes here: a live owner
+   * renews it three times a lease, whatever a step of the wall clock did to its value.
+   */
+  async function ownersBeatingHere(): Promise<string[]> {
+    const alive = (await runs.runningOwners(owner)).filter(ownerIsAlive);
+    const t = performance.now();
+    const beating: string[] = [];
+    for (const other of alive) {
+      const expiresAt = (await locks.holder(heartbeatName(other)))?.expiresAt ?? null;
+      const seen = beatsSeen.get(other);
+      if (seen === undefined || seen.expiresAt !== expiresAt) {
+        beatsSeen.set(other, { expiresAt, since: t });
+        beating.push(other);
+      } else if (t - seen.since <= options.leaseMs) {
+        beating.push(other);
+      }
+    }
+    return beating;
+  }
 
   let running = false;
   let stopping = false;

@@ -263,6 +263,7 @@ export const sharedImportFiles: readonly string[] = [
   "test/verify-answer-without-usage.test.ts",
   "test/verify-checks.test.ts",
   "test/verify-clock-step-back.dialects.test.ts",
+  "test/verify-copied-store-leases.test.ts",
   "test/verify-decide.test.ts",
   "test/verify-drop-lies.test.ts",
   "test/verify-engine.test.ts",
