@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import type { SqliteStore } from "../src/db/client.js";
 import { thisHost } from "../src/host-identity.js";
 import { createLogger } from "../src/log.js";
+import { runNightlyVerification } from "../src/nightly/nightly-run.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { type AdversaryHarness, type Scenario, useAdversaryHarness } from "./support/operator.js";
 import { quickVerifierOptions } from "./support/quick-verifier.js";
@@ -93,5 +94,32 @@ describe("verify on a copy of a live store", () => {
       clearInterval(beat);
     }
     expect((await c.outcome(jobId)).verdict).toBe("awaiting_finality");
+  }, 30_000);
+
+  it("says, of a job leased by such a process beside the run, a lease and no row lock SQLite never takes", async () => {
+    const c = await h.scenario();
+    const now = Date.now();
+    await leasedJob(c, now);
+    const { sqlite } = c.store as SqliteStore;
+    const beat = setInterval(() => {
+      const t = Date.now();
+      sqlite
+        .prepare("UPDATE locks SET acquired_at = ?, expires_at = ? WHERE name = ?")
+        .run(t, t + 600, `verifier:${liveOwner}`);
+    }, 100);
+    try {
+      const run = await runNightlyVerification(c.store, verifierOf(c), {
+        from: now - 3_600_000,
+        to: now + 1_000,
+        timeoutMs: 2_000,
+      });
+      expect(run.exitCode).toBe(2);
+      expect(run.reason).toContain(
+        "a due job was leased by another verifier of this host working on this database (serve's beside this run, or another verify) during the run",
+      );
+      expect(run.reason).not.toContain("database session");
+    } finally {
+      clearInterval(beat);
+    }
   }, 30_000);
 });

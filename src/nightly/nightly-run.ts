@@ -907,7 +907,12 @@ export async function runNightlyVerification(
       });
       // Read now, a row let go before this read counts its job as waiting on something else:
       // one held all run but its last poll interval was called not judged, a slow RPC asked.
-      const heldBefore = rowsHeld && waits.held === 0 ? HELD_DURING_RUN : "";
+      const heldBefore =
+        rowsHeld && waits.held === 0
+          ? store.kind === "sqlite"
+            ? LEASED_DURING_RUN
+            : HELD_DURING_RUN
+          : "";
       const refusal = groups.find((g) => g.refusal !== null)?.refusal ?? null;
       waiting = describeWaits(waits, refusal, databaseTrouble) + heldBefore;
     } catch {
@@ -1199,6 +1204,14 @@ function disagreeingText(
 /** Said of open jobs when a due job's row was held during the run and is free at its end. */
 const HELD_DURING_RUN =
   "; a due job's row was held locked by another database session (another verifier writing it, serve's beside this run, or a long transaction: SELECT ... FOR UPDATE) during the run, which looked at it again only a poll interval later";
+
+/**
+ * The same on SQLite, which locks no row: a job due that no claim took was leased by another
+ * verifier of this host beating its heartbeat into this database. "Held locked by another
+ * database session (... SELECT ... FOR UPDATE)" sent on-call after a lock SQLite never takes.
+ */
+const LEASED_DURING_RUN =
+  "; a due job was leased by another verifier of this host working on this database (serve's beside this run, or another verify) during the run, which looked at it again only a poll interval later";
 
 /**
  * ": 18 waiting for the jobs API's answer, 2 on RPC trouble", or "" with nothing to say;
