@@ -3,21 +3,11 @@ import { ESCROW_PENDING_MS } from "../src/ledger/escrow-scan.js";
 import { createLedgerReader } from "../src/ledger/reader.js";
 import { type EscrowRun, ledgerWindowCheck } from "../src/ledger/window-check.js";
 import { createLogger } from "../src/log.js";
+import { edgeAfter, moveClockTo } from "./support/chain-clock.js";
 import { nightlyOver } from "./support/nightly-window.js";
 import { type AdversaryHarness, useAdversaryHarness } from "./support/operator.js";
 
 const log = createLogger({ level: "silent" });
-
-function moveClockTo(h: AdversaryHarness, at: number, pastMs = 0): void {
-  const by = at + pastMs - h.op.now();
-  if (by > 0) h.op.advanceClock(by);
-}
-
-function edgeAfter(h: AdversaryHarness, ms: number): number {
-  const at = Math.ceil((h.op.now() + ms) / 1000) * 1000;
-  moveClockTo(h, at, h.world.chain.slotMs);
-  return at;
-}
 
 /**
  * A nightly run scans the escrow vault's history from before its window to now before it

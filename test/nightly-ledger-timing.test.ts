@@ -8,6 +8,7 @@ import { isoOf } from "../src/reports/period.js";
 import { createLedgerStore } from "../src/store/ledger.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile, type Profile } from "../src/verify/profiles.js";
+import { edgeAfter, moveClockTo } from "./support/chain-clock.js";
 import { finalizedPast } from "./support/finality.js";
 import { type AdversaryHarness, type Scenario, useAdversaryHarness } from "./support/operator.js";
 import { quickVerifierOptions } from "./support/quick-verifier.js";
@@ -59,25 +60,6 @@ function nightly(
       }),
     },
   );
-}
-
-/**
- * Moves the chain's clock on to `at` (ms) plus `pastMs` at once, as that much time passing would:
- * its slots and block times move on with it, and so does the run's clock (`nightly`).
- */
-function moveClockTo(h: AdversaryHarness, at: number, pastMs = 0): void {
-  const by = at + pastMs - h.op.now();
-  if (by > 0) h.op.advanceClock(by);
-}
-
-/**
- * The chain's next whole second at least `ms` from its now, moved on to a slot past it: every
- * transaction sent after this has a block time at or after it (a window's edge).
- */
-function edgeAfter(h: AdversaryHarness, ms: number): number {
-  const at = Math.ceil((h.op.now() + ms) / 1000) * 1000;
-  moveClockTo(h, at, h.world.chain.slotMs);
-  return at;
 }
 
 describe("a nightly run at its window's end, before the chain has finalized the window's last seconds", () => {

@@ -6,7 +6,7 @@ import {
   useAdversaryHarness,
   verified,
 } from "./support/operator.js";
-import { chatStreamEvents, jobThroughProxy } from "./support/proxy-job.js";
+import { chatCompletionJson, chatStreamEvents, jobThroughProxy } from "./support/proxy-job.js";
 import { readJob } from "./support/seed-recorder.js";
 
 /**
@@ -21,13 +21,7 @@ import { readJob } from "./support/seed-recorder.js";
 describe("an answer read as the charset its content type names", () => {
   const h = useAdversaryHarness();
   const text = "x".repeat(3000);
-  const json = JSON.stringify({
-    id: "chatcmpl-1",
-    object: "chat.completion",
-    model: "qwen3-8b",
-    choices: [{ index: 0, finish_reason: "stop", message: { role: "assistant", content: text } }],
-    usage: { prompt_tokens: 12, completion_tokens: 3000, total_tokens: 3012 },
-  });
+  const json = chatCompletionJson(text, 3000);
   const bom = Buffer.from([0xef, 0xbb, 0xbf]);
   const request = { messages: [{ role: "user", content: "hi" }], max_tokens: 8000 };
   const streamed = { ...request, stream: true, stream_options: { include_usage: true } };

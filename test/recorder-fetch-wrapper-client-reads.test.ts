@@ -6,7 +6,12 @@ import {
   useAdversaryHarness,
   verified,
 } from "./support/operator.js";
-import { chatStreamEvents, jobThroughFetch, jobThroughProxy } from "./support/proxy-job.js";
+import {
+  chatCompletionJson,
+  chatStreamEvents,
+  jobThroughFetch,
+  jobThroughProxy,
+} from "./support/proxy-job.js";
 import { readJob } from "./support/seed-recorder.js";
 
 /**
@@ -22,13 +27,7 @@ import { readJob } from "./support/seed-recorder.js";
 describe("the recording fetch reads an answer as the fetch it wraps handed it", () => {
   const h = useAdversaryHarness();
   const text = "x".repeat(3000);
-  const json = JSON.stringify({
-    id: "chatcmpl-1",
-    object: "chat.completion",
-    model: "qwen3-8b",
-    choices: [{ index: 0, finish_reason: "stop", message: { role: "assistant", content: text } }],
-    usage: { prompt_tokens: 12, completion_tokens: 3000, total_tokens: 3012 },
-  });
+  const json = chatCompletionJson(text, 3000);
   const request = { messages: [{ role: "user", content: "hi" }], max_tokens: 8000 };
   const streamed = { ...request, stream: true, stream_options: { include_usage: true } };
 

@@ -291,9 +291,7 @@ describe.each(dialects)("%s: groups of a settlement two jobs share", (dialect) =
     "one lock for both keys' jobs, each settled on its own, grouped by key (key 1's first: %s)",
     async (aFirst) => {
       const { c, from, a, b } = await twoJobs(aFirst);
-      const lock = h.op.send([...h.op.lockIxs(a), ...h.op.lockIxs(b)]).signature;
-      const settleA = h.op.send(h.op.settleIxs(a)).signature;
-      const settleB = h.op.send(h.op.settleIxs(b)).signature;
+      const { lock, settleA, settleB } = h.op.sharedLock(a, b);
       c.record(a, { escrowTx: lock, settlementTx: settleA });
       c.record(b, { escrowTx: lock, settlementTx: settleB });
       await h.finalized();

@@ -63,9 +63,7 @@ describe.each(dialects)("%s: a transaction two keys' jobs share", (dialect) => {
     reportedAsMoved((c) => {
       const a = h.op.plan({ keyIndex: 1 });
       const b = h.op.plan({ keyIndex: 2 });
-      const lock = h.op.send([...h.op.lockIxs(a), ...h.op.lockIxs(b)]).signature;
-      const settleA = h.op.send(h.op.settleIxs(a)).signature;
-      const settleB = h.op.send(h.op.settleIxs(b)).signature;
+      const { lock, settleA, settleB } = h.op.sharedLock(a, b);
       c.record(a, { escrowTx: lock, settlementTx: settleA });
       c.record(b, { escrowTx: lock, settlementTx: settleB });
       return [lock, settleA, settleB];

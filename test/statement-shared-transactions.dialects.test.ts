@@ -67,9 +67,7 @@ describe.each(dialects)("%s: statements of shared and swapped transactions", (di
     "one lock for both, each settled on its own (key 1's job first: %s)",
     async (aFirst) => {
       const { c, from, a, b } = await bothKeys(aFirst);
-      const lock = h.op.send([...h.op.lockIxs(a), ...h.op.lockIxs(b)]).signature;
-      const settleA = h.op.send(h.op.settleIxs(a)).signature;
-      const settleB = h.op.send(h.op.settleIxs(b)).signature;
+      const { lock, settleA, settleB } = h.op.sharedLock(a, b);
       c.record(a, { escrowTx: lock, settlementTx: settleA });
       c.record(b, { escrowTx: lock, settlementTx: settleB });
       await h.finalized();

@@ -28,3 +28,22 @@ export async function finalizedPastOnClock(h: AdversaryHarness, at: number): Pro
   if (by > 0) h.op.advanceClock(by);
   await finalizedPast(h.world, at);
 }
+
+/**
+ * Moves the chain's clock on to `at` (ms) plus `pastMs` at once, as that much time passing would:
+ * its slots and block times move on with it, and so does a run's clock read from it.
+ */
+export function moveClockTo(h: AdversaryHarness, at: number, pastMs = 0): void {
+  const by = at + pastMs - h.op.now();
+  if (by > 0) h.op.advanceClock(by);
+}
+
+/**
+ * The chain's next whole second at least `ms` from its now, moved on to a slot past it: every
+ * transaction sent after this has a block time at or after it (a window's edge).
+ */
+export function edgeAfter(h: AdversaryHarness, ms: number): number {
+  const at = Math.ceil((h.op.now() + ms) / 1000) * 1000;
+  moveClockTo(h, at, h.world.chain.slotMs);
+  return at;
+}

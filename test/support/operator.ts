@@ -1105,6 +1105,14 @@ export class Operator {
     return { escrowA: escrowA!, escrowB: escrowB!, shared };
   }
 
+  /** One lock transaction taking both `a`'s and `b`'s locks (each its memo), each then settled alone. */
+  sharedLock(a: JobPlan, b: JobPlan): { lock: string; settleA: string; settleB: string } {
+    const lock = this.send([...this.lockIxs(a), ...this.lockIxs(b)]).signature;
+    const settleA = this.send(this.settleIxs(a)).signature;
+    const settleB = this.send(this.settleIxs(b)).signature;
+    return { lock, settleA, settleB };
+  }
+
   /**
    * A lock of its own for each of `plans`, then one settlement carrying every plan's settle memo
    * (in `plans`' order) and paying the plans of `paid` (all by default).

@@ -201,6 +201,24 @@ export async function jobThroughFetch(
 }
 
 /**
+ * A chat completion answering `text` whose usage names `completionTokens` completion tokens (12
+ * prompt tokens), as JSON text.
+ */
+export function chatCompletionJson(text: string, completionTokens: number): string {
+  return JSON.stringify({
+    id: "chatcmpl-1",
+    object: "chat.completion",
+    model: "qwen3-8b",
+    choices: [{ index: 0, finish_reason: "stop", message: { role: "assistant", content: text } }],
+    usage: {
+      prompt_tokens: 12,
+      completion_tokens: completionTokens,
+      total_tokens: 12 + completionTokens,
+    },
+  });
+}
+
+/**
  * A chat completion stream answering `text` whose last event names `completionTokens` completion
  * tokens (12 prompt tokens), ended by `[DONE]`: as the proxy's client reads it.
  */
