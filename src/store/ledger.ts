@@ -417,6 +417,19 @@ export interface ReviewResult {
 
 /** How long one review write transaction decides credits headers before it commits. */
 const HEADER_BATCH_MS = 20;
+/**
+ * How long one review write transaction files lines again, or releases locks, before it
+ * commits: a vault of a thousand open locks held SQLite's write lock 1.4 s in one.
+ */
+const REVIEW_BATCH_MS = 40;
+/** A review's steps over the vault's lines, in order (see `review` of the SQLite store). */
+type ReviewStep = "unclassified" | "review" | "mixed" | "locks";
+/** What a review's batches add to as they go. */
+interface ReviewWork {
+  result: ReviewResult;
+  /** The jobs a lock is filed under after the `locks` step: their locks may be accounted for. */
+  openJobs: Set<string>;
+}
 /** Lines a review's walk reads at a time (`walkLines`), and looks over for one out of slot order
  * first: a few ms of SQLite's. */
 const WALK_PAGE = 2000;
@@ -936,6 +949,11 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   // Raw statements below read with safe integers (sums over a whole history, amounts as
   // bigint) or run on the read path of every line, where drizzle's mapping was not needed.
   const big = (text: string) => sqlite.prepare(text).safeIntegers(true);
+  /** A statement of one vault's lines' signatures. */
+  const signatures = (text: string) => {
+    const statement = sqlite.prepare(text).pluck();
+    return (vault: string) => statement.all(vault) as string[];
+  };
 
   const pinned = db
     .selectDistinct({ vault: creditVaults.vault })
@@ -1142,8 +1160,8 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   // Each review's few lines of a kind read by their partial indexes (`INDEXED BY`): with no
   // statistics, SQLite took `ledger_lines_order` and read every line of the vault, 0.7 s of a
   // review's write transaction at 200,000 lines.
-  const mixedAll = big(
-    `SELECT ${LINE_COLUMNS} FROM ledger_lines INDEXED BY ledger_lines_memo_jobs
+  const mixedAll = signatures(
+    `SELECT signature FROM ledger_lines INDEXED BY ledger_lines_memo_jobs
      WHERE vault = ? AND memo_jobs IS NOT NULL AND state = 'read' AND kind IS NOT NULL
      ORDER BY ord`,
   );
@@ -1260,12 +1278,13 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     "UPDATE ledger_lines SET released = 1 WHERE vault = ? AND signature = ?",
   );
 
-  const unclassified = big(
-    `SELECT ${LINE_COLUMNS}, succeeded FROM ledger_lines INDEXED BY ledger_lines_unclassified
+  // The lines a review judges again, by signature (each read whole when its batch comes).
+  const unclassified = signatures(
+    `SELECT signature FROM ledger_lines INDEXED BY ledger_lines_unclassified
      WHERE vault = ? AND state = 'read' AND kind IS NULL ORDER BY ord`,
   );
-  const reviewAll = big(
-    `SELECT ${LINE_COLUMNS} FROM ledger_lines INDEXED BY ledger_lines_review
+  const reviewAll = signatures(
+    `SELECT signature FROM ledger_lines INDEXED BY ledger_lines_review
      WHERE vault = ? AND kind IN ('unexplained', 'deposit') ORDER BY ord`,
   );
   const reviewPeriod = big(
@@ -1273,8 +1292,8 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
      WHERE vault = ? AND kind IN ('unexplained', 'deposit') AND block_time >= ? AND block_time < ?
      ORDER BY ord`,
   );
-  const openLocksAll = big(
-    `SELECT ${LINE_COLUMNS} FROM ledger_lines INDEXED BY ledger_lines_open_locks
+  const openLocksAll = signatures(
+    `SELECT signature FROM ledger_lines INDEXED BY ledger_lines_open_locks
      WHERE vault = ? AND kind = 'lock' AND released = 0`,
   );
   // Locks that only a jobs API answer names, of a job whose receipt names another escrow, were
@@ -1282,8 +1301,8 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   // which `openLocksAll` leaves out, are filed again too. Few: the jobs whose answer names
   // another escrow than the receipt, read through the partial index `jobs_api_escrow_tx` (its
   // predicate, then the rest).
-  const answerOnlyLocks = big(
-    `SELECT ${LINE_COLUMNS} FROM ledger_lines WHERE vault = ? AND kind = 'lock' AND released = 1
+  const answerOnlyLocks = signatures(
+    `SELECT signature FROM ledger_lines WHERE vault = ? AND kind = 'lock' AND released = 1
        AND signature IN (SELECT api_escrow_tx FROM jobs
          WHERE api_escrow_tx IS NOT NULL AND api_escrow_tx IS NOT escrow_tx
            AND escrow_tx IS NOT NULL)`,
@@ -2422,60 +2441,86 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     },
   );
 
-  const reviewTx = sqlite.transaction(
-    (vault: string, now: number): { result: ReviewResult; walking: boolean } => {
-      const result: ReviewResult = {
-        classified: 0,
-        released: 0,
-        headersDecided: 0,
-        reopened: 0,
-        headersPassed: 0,
-        gaps: 0,
-      };
-      /** Writes what `line` is by the receipts and pins recorded now, when that changed. */
-      const classifyAgain = (line: LedgerLineRow) => {
-        const c = classifyRow(vault, line);
-        if (line.kind !== null && c.kind === line.kind && c.jobId === line.jobId) return c;
-        const moved = {
-          signature: line.signature,
-          delta: line.deltaUnits,
-          memoKind: line.memoKind,
-          memoJobId: line.memoJobId,
-          memoJobs: line.memoJobs ?? null,
-        };
-        result.released += applyKind(vault, moved, c, now);
-        result.classified++;
-        return c;
-      };
-      for (const r of unclassified.all(vault) as LineDb[]) classifyAgain(toLine(r));
-      for (const r of reviewAll.all(vault) as LineDb[]) classifyAgain(toLine(r));
-      // A line whose memos name several jobs, filed under one: each other job it names that is
-      // recorded only now is kept with it now.
-      for (const r of mixedAll.all(vault) as LineDb[]) {
-        const line = toLine(r);
-        if (line.kind === null) continue;
-        keepWithKeepers(
-          vault,
-          { ...line, delta: line.deltaUnits },
-          { kind: line.kind, jobId: line.jobId },
-          now,
-        );
+  // A line as it stands now, whatever it was when a review listed it for a step.
+  const lineNow = big(
+    `SELECT ${LINE_COLUMNS}, state FROM ledger_lines WHERE vault = ? AND signature = ?`,
+  );
+
+  /** Writes what `line` is by the receipts and pins recorded now, when that changed. */
+  function classifyAgain(vault: string, line: LedgerLineRow, now: number, result: ReviewResult) {
+    const c = classifyRow(vault, line);
+    if (line.kind !== null && c.kind === line.kind && c.jobId === line.jobId) return c;
+    const moved = {
+      signature: line.signature,
+      delta: line.deltaUnits,
+      memoKind: line.memoKind,
+      memoJobId: line.memoJobId,
+      memoJobs: line.memoJobs ?? null,
+    };
+    result.released += applyKind(vault, moved, c, now);
+    result.classified++;
+    return c;
+  }
+
+  /**
+   * One write transaction of a review's `step` over the lines it listed (`signatures`), each as
+   * it stands now, from `from` on until `REVIEW_BATCH_MS` is spent: where the next one goes on
+   * (`signatures.length` when done). Each line is judged whole in one transaction, from what is
+   * committed, so a split changes no line's outcome: a line another writer judged in between
+   * is judged again to the same answer, and a lock is released only while its row says it is
+   * not (`releaseAccounted`), never twice.
+   */
+  const reviewBatchTx = sqlite.transaction(
+    (
+      vault: string,
+      now: number,
+      step: ReviewStep,
+      signatures: readonly string[],
+      from: number,
+      work: ReviewWork,
+    ): number => {
+      const started = performance.now();
+      let at = from;
+      while (at < signatures.length) {
+        const r = lineNow.get(vault, signatures[at++]) as LineDb | undefined;
+        // Lines are never deleted, nor read lines listed again, but for a migration.
+        if (r !== undefined && (step !== "unclassified" || r.state === "read")) {
+          const line = toLine(r);
+          if (step === "mixed") {
+            if (line.kind !== null) {
+              keepWithKeepers(
+                vault,
+                { ...line, delta: line.deltaUnits },
+                { kind: line.kind, jobId: line.jobId },
+                now,
+              );
+            }
+          } else {
+            const c = classifyAgain(vault, line, now, work.result);
+            if (step === "locks" && c.kind === "lock" && c.jobId !== null) {
+              work.openJobs.add(c.jobId);
+            }
+          }
+        }
+        if (performance.now() - started >= REVIEW_BATCH_MS) break;
       }
-      // An open lock read before either key was pinned is checked again: a job that cannot pay
-      // from this vault now (its key pinned elsewhere, the vault pinned to another key) does not
-      // keep another customer's debit as its lock; nor does a job whose receipt names another
-      // escrow keep one only its jobs API answer named, released or not (`answerOnlyLocks`).
-      // Then the locks that are accounted for now.
-      const openJobs = new Set<string>();
-      for (const r of [
-        ...(openLocksAll.all(vault) as LineDb[]),
-        ...(answerOnlyLocks.all(vault) as LineDb[]),
-      ]) {
-        const c = classifyAgain(toLine(r));
-        if (c.kind === "lock" && c.jobId !== null) openJobs.add(c.jobId);
+      return at;
+    },
+  );
+
+  /**
+   * Releases the locks of `jobs` (from `from` on) that are accounted for now, until
+   * `REVIEW_BATCH_MS` is spent: where the next transaction goes on.
+   */
+  const releaseBatchTx = sqlite.transaction(
+    (vault: string, jobs: readonly string[], from: number, result: ReviewResult): number => {
+      const started = performance.now();
+      let at = from;
+      while (at < jobs.length) {
+        result.released += releaseAccounted(vault, jobs[at++]!);
+        if (performance.now() - started >= REVIEW_BATCH_MS) break;
       }
-      for (const job of openJobs) result.released += releaseAccounted(vault, job);
-      return { result, walking: walkOn(vault, result) };
+      return at;
     },
   );
 
@@ -2865,7 +2910,55 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       setError.run({ vault, message, at });
     },
     async review(vault, now = Date.now()) {
-      const { result, walking } = await turns.run(() => reviewTx.immediate(vault, now));
+      const result: ReviewResult = {
+        classified: 0,
+        released: 0,
+        headersDecided: 0,
+        reopened: 0,
+        headersPassed: 0,
+        gaps: 0,
+      };
+      const work: ReviewWork = { result, openJobs: new Set() };
+      let wrote = false;
+      /** Runs `batch` from 0 until it is through `items`, a write transaction at a time. */
+      const inBatches = async <T>(
+        items: readonly T[],
+        batch: (items: readonly T[], from: number) => number,
+      ) => {
+        for (let from = 0; from < items.length; wrote = true) {
+          // Between transactions a moment for the writers that wait: the receipt writers try
+          // again every few milliseconds (src/recorder/receipt-writer.ts).
+          if (wrote) await new Promise((resolve) => setTimeout(resolve, HEADER_BATCH_MS / 2));
+          const at = from;
+          from = await turns.run(() => batch(items, at));
+        }
+      };
+      // Each step lists its lines when the one before is through (read outside any write
+      // transaction), then judges them a batch per write transaction, in the order one
+      // transaction took them: lines read without a kind, `unexplained` and `deposit` lines
+      // (a receipt recorded since can explain one), lines whose memos name several jobs (each
+      // other job it names that is recorded only now is kept with it now), and open locks.
+      // An open lock read before either key was pinned is checked again: a job that cannot pay
+      // from this vault now (its key pinned elsewhere, the vault pinned to another key) does not
+      // keep another customer's debit as its lock; nor does a job whose receipt names another
+      // escrow keep one only its jobs API answer named, released or not (`answerOnlyLocks`).
+      // Then, once every lock is filed anew, the locks that are accounted for now.
+      const steps: [ReviewStep, () => string[]][] = [
+        ["unclassified", () => unclassified(vault)],
+        ["review", () => reviewAll(vault)],
+        ["mixed", () => mixedAll(vault)],
+        ["locks", () => [...openLocksAll(vault), ...answerOnlyLocks(vault)]],
+      ];
+      for (const [step, listed] of steps) {
+        await inBatches(listed(), (signatures, from) =>
+          reviewBatchTx.immediate(vault, now, step, signatures, from, work),
+        );
+      }
+      await inBatches([...work.openJobs], (jobs, from) =>
+        releaseBatchTx.immediate(vault, jobs, from, result),
+      );
+      if (wrote) await new Promise((resolve) => setTimeout(resolve, HEADER_BATCH_MS / 2));
+      const walking = await turns.run(() => walkOnTx.immediate(vault, result));
       await walkInSlices(walking, () => turns.run(() => walkOnTx.immediate(vault, result)));
       let place: HeaderPlace | null = { lockOrd: -1n, jobId: null };
       for (let first = true; place !== null; first = false) {
