@@ -18,7 +18,7 @@ import { RECEIPT_WRITER_LOCK_CLASS } from "../src/store/pg/group-commit.js";
 import { useDialectStores } from "./support/dialects.js";
 import { fakeSignature } from "./support/job-rows.js";
 import { type SentStatement, statementsSentBy } from "./support/pg-statements.js";
-import { jobVerdict, seedCheck, seedJob } from "./support/seed-ledger.js";
+import { jobVerdict, linesOf, seedCheck, seedJob } from "./support/seed-ledger.js";
 
 /**
  * Late receipts (an import of old jobs, recorded long after their locks) whose credits header
@@ -70,12 +70,10 @@ parentPort.postMessage({ longest, writes });
 `;
 
 /**
- * A vault of `LATE` locks, then `filler` lines that move nothing (memo-only transactions), read
- * and listed; each lock's job recorded after them all, with a header that matches no balance
- * and a verifier's skip that waits for this vault.
+ * A vault's history, oldest line first (`line`), listed and read into the store in one page
+ * and one read (`write`): each line read, its transaction fetched.
  */
-async function seedLateReceipts(store: Store, ledger: LedgerStore, filler: number) {
-  const recordedAt = (NOV + 100 + filler + 60) * 1000;
+function vaultHistory() {
   const page: ListedSignature[] = [];
   const reads: LineRead[] = [];
   const fetched: FetchedTransaction[] = [];
@@ -107,9 +105,25 @@ async function seedLateReceipts(store: Store, ledger: LedgerStore, filler: numbe
       raw: `raw:${name}`,
     });
   };
+  const write = async (ledger: LedgerStore) => {
+    const seen = await ledger.cursor(VAULT, NOW);
+    await ledger.storePage(VAULT, seen, [...page].reverse(), true, NOW, NOW);
+    await ledger.recordReads(VAULT, reads, fetched, NOW);
+  };
+  return { line, write };
+}
+
+/**
+ * A vault of `LATE` locks, then `filler` lines that move nothing (memo-only transactions), read
+ * and listed; each lock's job recorded after them all, with a header that matches no balance
+ * and a verifier's skip that waits for this vault.
+ */
+async function seedLateReceipts(store: Store, ledger: LedgerStore, filler: number) {
+  const recordedAt = (NOV + 100 + filler + 60) * 1000;
+  const history = vaultHistory();
   // Each late job's lock, then thousands of lines that move nothing (memo-only transactions).
-  for (let i = 0; i < LATE; i++) line(`lock${i}`, NOV + i, -10_000n, `L${i}`);
-  for (let i = 0; i < filler; i++) line(`filler${i}`, NOV + 100 + i, 0n, null);
+  for (let i = 0; i < LATE; i++) history.line(`lock${i}`, NOV + i, -10_000n, `L${i}`);
+  for (let i = 0; i < filler; i++) history.line(`filler${i}`, NOV + 100 + i, 0n, null);
   for (let i = 0; i < LATE; i++) {
     // A header of 5 credits: no balance of the span is near it.
     await seedJob(store, {
@@ -119,9 +133,7 @@ async function seedLateReceipts(store: Store, ledger: LedgerStore, filler: numbe
       recordedAt,
     });
   }
-  const seen = await ledger.cursor(VAULT, NOW);
-  await ledger.storePage(VAULT, seen, page.reverse(), true, NOW, NOW);
-  await ledger.recordReads(VAULT, reads, fetched, NOW);
+  await history.write(ledger);
 }
 
 /** The verifier's skips of the late jobs' headers, waiting for this vault. */
@@ -176,6 +188,64 @@ it("lets other writers in between the spans of late receipts whose header matche
   store.close();
   expect(writes).toBeGreaterThan(0);
   // Before: the writer waited out the whole review (longest ≈ reviewMs: 18.9 s of 18.9 s with 8,000 lines on a loaded 2-core host).
+  expect(longest, `longest wait ${longest} ms of a ${reviewMs} ms review`).toBeLessThan(
+    reviewMs / 3,
+  );
+}, 120_000);
+
+/**
+ * Every ledger round files each open lock of the vault again (a pin or a receipt recorded since
+ * can show the lock is not its job's) and releases those accounted for now. A vault of 1,093 open
+ * locks held the write lock 1,357 ms for it in one transaction, on a store of 48,000 jobs: a
+ * receipt writer waited out all of it. Between two rounds here, some jobs are decided (their
+ * locks accounted for) and some receipts name another escrow (their locks no longer theirs).
+ */
+const OPEN = 1_000;
+const SETTLED = 100;
+const ELSEWHERE = 100;
+
+it("lets other writers in while it files a thousand open locks again", async () => {
+  const path = join(mkdtempSync(join(tmpdir(), "review-lock-")), "audit.db");
+  const store = openSqliteStore(path);
+  migrateStore(store);
+  const ledger = createLedgerStore(store);
+  const history = vaultHistory();
+  for (let i = 0; i < OPEN; i++) {
+    history.line(`open${i}`, NOV + i, -10_000n, `O${i}`);
+    await seedJob(store, {
+      jobId: `O${i}`,
+      escrowTx: sig(`open${i}`),
+      recordedAt: (NOV + i + 10) * 1000,
+      verdict: "pending",
+    });
+  }
+  await history.write(ledger);
+  // The first round decides the locks' headers; the one measured files them again, as each does.
+  await ledger.review(VAULT, NOW);
+  const decide = store.sqlite.prepare(
+    "UPDATE jobs SET verdict = 'verified', charged_units = 10000 WHERE job_id = ?",
+  );
+  const renamed = store.sqlite.prepare("UPDATE jobs SET escrow_tx = ? WHERE job_id = ?");
+  for (let i = 0; i < SETTLED; i++) decide.run(`O${i}`);
+  for (let i = SETTLED; i < SETTLED + ELSEWHERE; i++) renamed.run(sig(`elsewhere${i}`), `O${i}`);
+
+  const prober = startProber(path);
+  const started = performance.now();
+  const review = await ledger.review(VAULT, NOW);
+  const reviewMs = performance.now() - started;
+  const { longest, writes } = await prober.stop();
+  // What one transaction did: the decided jobs' locks released, the others' filed again.
+  expect(review).toMatchObject({ classified: ELSEWHERE, released: SETTLED });
+  const lines = await linesOf(store, VAULT);
+  const count = (kind: string, released: boolean) =>
+    lines.filter((l) => l.kind === kind && l.released === released).length;
+  expect(count("lock", true)).toBe(SETTLED);
+  expect(count("unexplained", false)).toBe(ELSEWHERE);
+  expect(count("lock", false)).toBe(OPEN - SETTLED - ELSEWHERE);
+  store.close();
+  expect(writes).toBeGreaterThan(0);
+  // Before: the writer waited out the round's one transaction (139 ms of a 273 ms review, 573 of
+  // 703 ms, on a loaded 2-core host); after, 40 to 127 ms of reviews of 0.6 to 1.6 s.
   expect(longest, `longest wait ${longest} ms of a ${reviewMs} ms review`).toBeLessThan(
     reviewMs / 3,
   );

@@ -581,11 +581,12 @@ export interface LedgerStore {
   setControl(vault: string, control: BalanceControl | null, at: number): Promise<void>;
   setError(vault: string, message: string, at: number): Promise<void>;
   /**
-   * After a read, in one IMMEDIATE transaction: classifies lines read without a kind, classifies
-   * `unexplained` and `deposit` lines and open locks again, releases the locks their returns and
-   * settlement account for, decides the credits header of new locks, walks new movements for
-   * gaps, and reopens the jobs whose `credits.header` waited for the ledger to read this far
-   * (`reopenJobs`).
+   * After a read: classifies lines read without a kind, classifies `unexplained` and `deposit`
+   * lines and open locks again, releases the locks their returns and settlement account for,
+   * decides the credits header of new locks, walks new movements for gaps, and reopens the jobs
+   * whose `credits.header` waited for the ledger to read this far (`reopenJobs`). On SQLite in
+   * short write transactions one after another, each line (or each job's release) judged whole
+   * in one from what is committed; on PostgreSQL the filing and releases in one transaction.
    */
   review(vault: string, now?: number): Promise<ReviewResult>;
   /**
