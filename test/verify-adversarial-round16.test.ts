@@ -4,9 +4,8 @@ import { createLogger } from "../src/log.js";
 import { summaryToText } from "../src/nightly/summary-format.js";
 import { reconciliationReport } from "../src/reports/reconciliation.js";
 import { clockPause } from "./support/chain-clock.js";
-import { chainSecondAfter } from "./support/finality.js";
 import { nightlyOnChain, periodEdge } from "./support/ledger-periods.js";
-import { nightlyAfter } from "./support/nightly-window.js";
+import { nightlyAfter, nightStart } from "./support/nightly-window.js";
 import {
   discrepancy,
   type JobPlan,
@@ -36,15 +35,18 @@ const wholeLockJob = (keyIndex: number): JobPlan => {
   return plan;
 };
 
-/** A nightly run over [from, to) on the machine's clock, once the chain is final past `to`. */
-const nightlyOnMachineClock = (c: Scenario, vaults: string[], from: number, to: number) =>
+/**
+ * A nightly run over [from, to) once the chain is final past `to`, on the chain's clock that dates
+ * the scenario's receipts (`nightlyAfter`).
+ */
+const nightOf = (c: Scenario, vaults: string[], from: number, to: number) =>
   nightlyAfter(h, c, { vaults, from, to });
 
 describe("a second payout made after the job's night was judged", () => {
   it("fails the run that finds it, which judges the earlier window's job and names it", async () => {
     const c = await h.scenario();
     c.recordOnChainClock();
-    const from1 = await chainSecondAfter(h.world, 200);
+    const from1 = await nightStart(h, c);
     const plan = wholeLockJob(2);
     const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
     const first = h.op.send(h.op.settleIxs(plan)).signature;
@@ -53,13 +55,13 @@ describe("a second payout made after the job's night was judged", () => {
     c.honestJobsApi(plan, { escrowTx, settlementTx: first });
     await c.flush();
     const to1 = Math.ceil((h.op.now() + 1) / 1000) * 1000;
-    const night1 = await nightlyOnMachineClock(c, [plan.vault], from1, to1);
+    const night1 = await nightOf(c, [plan.vault], from1, to1);
     expect(night1).toMatchObject({ exitCode: 0 });
     expect(await c.outcome(plan.jobId)).toEqual(verified);
 
     // The next night: the same lock paid out again under the job's settle memo, beside an
     // honest job of that night.
-    const from2 = await chainSecondAfter(h.world, 200);
+    const from2 = await nightStart(h, c);
     const second = h.op.send(h.op.settleIxs(plan)).signature;
     const other = h.op.plan({ keyIndex: 2 });
     const txs = h.op.honestJob(other);
@@ -67,7 +69,7 @@ describe("a second payout made after the job's night was judged", () => {
     c.honestJobsApi(other, txs);
     await c.flush();
     const to2 = Math.ceil((h.op.now() + 1) / 1000) * 1000;
-    const night2 = await nightlyOnMachineClock(c, [plan.vault], from2, to2);
+    const night2 = await nightOf(c, [plan.vault], from2, to2);
     expect(await c.outcome(plan.jobId)).toEqual(discrepancy("settlement.single"));
     expect(night2).toMatchObject({
       outcome: "discrepancies",

@@ -1,9 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { summaryToMarkdown, summaryToText } from "../src/nightly/summary-format.js";
 import { createJobQueueStore } from "../src/store/job-queue.js";
-import { chainSecondAfter } from "./support/finality.js";
 import {
   nightlyAfter,
+  nightStart,
   nightWithJob,
   paidOnceCounted,
   serveFinds,
@@ -66,7 +66,7 @@ describe("a second payout of an earlier window's job found by a run that did not
     const plan = await nightOne(c, 3);
     h.op.send(h.op.settleIxs(plan));
     // Night two's scan sends the job back, then the run cannot finish (its ledger read fails).
-    const from2 = await chainSecondAfter(h.world, 200);
+    const from2 = await nightStart(h, c);
     const to2 = Math.ceil((h.op.now() + 1) / 1000) * 1000;
     const night2 = await nightlyAfter(h, c, {
       vaults: [plan.vault],

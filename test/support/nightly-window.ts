@@ -6,6 +6,7 @@ import { type LedgerWindowResult, ledgerWindowCheck } from "../../src/ledger/win
 import { createLogger } from "../../src/log.js";
 import { type NightlySummary, runNightlyVerification } from "../../src/nightly/nightly-run.js";
 import { createVerifier } from "../../src/verify/engine.js";
+import { clockPause, edgeAfter, moveClockTo } from "./chain-clock.js";
 import { chainSecondAfter } from "./finality.js";
 import { type AdversaryHarness, type JobPlan, type Scenario, verified } from "./operator.js";
 import { quickVerifierOptions } from "./quick-verifier.js";
@@ -23,6 +24,11 @@ export interface NightlyWindow {
   rpc?: RpcPool;
   /** The run's clock, the reader's and the verifier's. Default the machine's. */
   now?: () => number;
+  /**
+   * The ledger check's pause between reads while the chain finalizes the window's last seconds
+   * (`clockPause` moves the chain's clock on instead of waiting). Default a timer.
+   */
+  pause?: (ms: number, signal?: AbortSignal) => Promise<unknown>;
   /** Called after each read of the ledger, with how many there were. */
   afterRead?: (reads: number) => Promise<void>;
 }
@@ -40,6 +46,7 @@ export async function nightlyOver(
   const rpc = window.rpc ?? h.rpc;
   const custody = { vaults: window.vaults, byKey: {} };
   const clock = window.now ? { now: window.now } : {};
+  const pause = window.pause;
   const reader = createLedgerReader({
     store: c.store,
     rpc,
@@ -54,6 +61,7 @@ export async function nightlyOver(
     profile: c.profile,
     graceSeconds: 0,
     ...clock,
+    ...(pause ? { pause } : {}),
   });
   let reads = 0;
   const ledger = Object.assign(
@@ -87,15 +95,37 @@ export async function nightlyOver(
   return { ...summary, reads };
 }
 
-/** `nightlyOver` once the machine's clock is past `to` and the chain final past it. */
+/**
+ * `nightlyOver` once the run's clock is past `to` and the chain final past it. For a scenario
+ * whose receipts the chain's clock dates (`recordOnChainClock`), that clock is moved on past `to`
+ * and the run keeps it, its finality pauses moving it on too (`clockPause`): waited for on the
+ * machine's clock, each night was 3-4 s of real time, most of the files that run several.
+ * Otherwise the machine's clock is waited for: moved on, the chain's clock stays ahead of it for
+ * the rest of the file, and a receipt the machine's clock dates lies before its block.
+ */
 export async function nightlyAfter(
   h: AdversaryHarness,
   c: Scenario,
   window: NightlyWindow,
 ): Promise<NightlySummary & { reads: number }> {
-  await new Promise((r) => setTimeout(r, Math.max(0, window.to - Date.now() + 50)));
+  if (!c.onChainClock) {
+    await new Promise((r) => setTimeout(r, Math.max(0, window.to - Date.now() + 50)));
+    await h.finalized();
+    return nightlyOver(h, c, window);
+  }
+  moveClockTo(h, window.to, 50);
   await h.finalized();
-  return nightlyOver(h, c, window);
+  return nightlyOver(h, c, { now: () => h.op.now(), pause: clockPause(h), ...window });
+}
+
+/**
+ * The start of a night's window: the next whole second at least 200 ms from now on the clock
+ * that dates `c`'s receipts, once the chain's newest slot is past it (every transaction sent
+ * after has a block time at or after it). On the chain's clock (`recordOnChainClock`) the clock
+ * is moved there (`edgeAfter`); otherwise the chain is waited for (`chainSecondAfter`).
+ */
+export async function nightStart(h: AdversaryHarness, c: Scenario): Promise<number> {
+  return c.onChainClock ? edgeAfter(h, 200) : chainSecondAfter(h.world, 200);
 }
 
 /**
@@ -109,7 +139,7 @@ export async function nightWithJob(
   vaults: string[],
   keyIndex: number | null,
 ): Promise<NightlySummary & { reads: number }> {
-  const from = await chainSecondAfter(h.world, 200);
+  const from = await nightStart(h, c);
   if (keyIndex !== null) {
     const other = h.op.plan({ keyIndex });
     const txs = h.op.honestJob(other);
@@ -121,7 +151,11 @@ export async function nightWithJob(
   return nightlyAfter(h, c, { vaults, from, to });
 }
 
-/** The verifier over the harness's honest node, run until `jobIds` are final (serve's, say). */
+/**
+ * The verifier over the harness's honest node, run until `jobIds` are final (serve's, say); on
+ * the chain's clock for a scenario it dates (`recordOnChainClock`), which `nightlyAfter` moves on:
+ * on the machine's, seconds behind it then, a job paid out twice stayed pending through the run.
+ */
 export async function verifyJobs(h: AdversaryHarness, c: Scenario, jobIds: string[]) {
   await createVerifier({
     store: c.store,
@@ -129,6 +163,7 @@ export async function verifyJobs(h: AdversaryHarness, c: Scenario, jobIds: strin
     profile: c.profile,
     log,
     options: quickVerifierOptions,
+    ...(c.onChainClock ? { now: () => h.op.now() } : {}),
   }).runUntilSettled({ jobIds }, { timeoutMs: 10_000 });
 }
 
@@ -142,7 +177,7 @@ export async function paidOnceNight(
   c: Scenario,
   keyIndex: number,
 ): Promise<{ plan: JobPlan; from: number; to: number }> {
-  const from = await chainSecondAfter(h.world, 200);
+  const from = await nightStart(h, c);
   const plan = h.op.plan({ keyIndex, maxTokens: 300, completionTokens: 300 });
   expect(plan.remainder).toBe(0n);
   const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
