@@ -188,11 +188,15 @@ describe.each(dialects)("%s: groups of a settlement two jobs share", (dialect) =
    * Three keys' jobs (each its own worker, or workers 0, 1, 0), each charged its whole lock, so
    * nothing comes home: one settlement carries the three settle memos and pays two of them.
    */
-  async function threeJobs(paid: readonly number[], workers: readonly number[]) {
+  async function threeJobs(
+    paid: readonly number[],
+    workers: readonly number[],
+    maxTokens?: readonly number[],
+  ) {
     const c = (await h.scenario()).recordOnChainClock();
     for (const k of [1, 2, 3]) await c.pinKey(k);
     const from = periodEdge(h);
-    const plans = h.op.wholeLockPlans(workers);
+    const plans = h.op.wholeLockPlans(workers, maxTokens);
     const { escrows, shared } = h.op.sharedSettlementOf(
       plans,
       paid.map((i) => plans[i]!),
@@ -233,6 +237,52 @@ describe.each(dialects)("%s: groups of a settlement two jobs share", (dialect) =
       );
       // The split moves money between groups only: every job is judged as before.
       for (const p of plans) expect((await c.outcome(p.jobId)).verdict).toBe("discrepancy");
+    },
+  );
+
+  // Locks of 120,000, 120,000 and 240,000, one worker, each charged whole: paying the third
+  // alone moves the net balances paying the two others would. It was read as paying those two:
+  // their keys charged 120,000 each and the third's nothing. The payout transfers tell them
+  // apart (one of 204,000 to the worker against two of 102,000).
+  it.each([[[2]], [[0, 1]]])(
+    "three jobs of one worker locking 120,000, 120,000 and 240,000, the settlement paying %s, grouped by key",
+    async (paid) => {
+      const { c, from, plans, sigs } = await threeJobs(paid, [0, 0, 0], [1000, 1000, 4000]);
+      expect(plans[0]!.lock + plans[1]!.lock).toBe(plans[2]!.lock);
+      const groups = await grouped(c, from, "key", sigs);
+      expect(plans.map((p) => groups[p.fingerprint])).toEqual(
+        plans.map((p, i) => (paid.includes(i) ? paidInFull(p) : stillLocked(p))),
+      );
+      for (const p of plans)
+        expect(await c.outcome(p.jobId)).toEqual(discrepancy("settlement.memo"));
+    },
+  );
+
+  // Two keys' jobs of one worker, both locking 160,000: `a` charged its whole lock, `b` 120,000
+  // of it. Paying `a` alone sends nothing home, so net balances cannot tell which was paid, and
+  // the owner (first by id) was read as paid; the payout (136,000 and 24,000) is `a`'s charge,
+  // not `b`'s.
+  it.each([
+    [true, "a"],
+    [false, "a"],
+    [true, "b"],
+    [false, "b"],
+  ] as const)(
+    "two jobs of one worker and equal locks, the settlement naming both paying one, grouped by key (key 1's first: %s, paid: %s)",
+    async (aFirst, which) => {
+      const { c, from, a: first, b } = await twoJobs(aFirst);
+      const a = { ...h.op.plan({ keyIndex: 1, completionTokens: 2000 }), jobId: first.jobId };
+      expect([a.lock, a.charge]).toEqual([b.lock, b.lock]);
+      expect(b.charge).toBeLessThan(b.lock);
+      const paid = which === "a" ? a : b;
+      const unpaid = which === "a" ? b : a;
+      const { escrowA, escrowB, shared } = await judgedShared(c, a, b, [paid]);
+      expect(await grouped(c, from, "key", [escrowA, escrowB, shared])).toEqual({
+        [paid.fingerprint]: paidInFull(paid),
+        [unpaid.fingerprint]: stillLocked(unpaid),
+      });
+      expect(await c.outcome(a.jobId)).toEqual(discrepancy("settlement.memo"));
+      expect(await c.outcome(b.jobId)).toEqual(discrepancy("settlement.memo"));
     },
   );
 

@@ -125,6 +125,88 @@ describe.each(dialects)("%s: statements of shared and swapped transactions", (di
     },
   );
 
+  // Locks of 120,000, 120,000 and 240,000, one worker, each charged whole: paying the third
+  // alone moves the net balances paying the two others would, and was read so: the two
+  // 120,000 locks named out nowhere though escrow still held them, the paid 240,000 named out.
+  it.each([[[2]], [[0, 1]]])(
+    "a settlement naming three jobs of one worker locking 120,000, 120,000 and 240,000, paying %s",
+    async (paid) => {
+      const c = (await h.scenario(quickWindowProfile)).recordOnChainClock();
+      const from = periodEdge(h);
+      for (const k of [1, 2, 3]) await c.pinKey(k);
+      const plans = h.op.wholeLockPlans([0, 0, 0], [1000, 1000, 4000]);
+      const { escrows, shared } = h.op.sharedSettlementOf(
+        plans,
+        paid.map((i) => plans[i]!),
+      );
+      for (const [i, p] of plans.entries())
+        c.record(p, { escrowTx: escrows[i]!, settlementTx: shared });
+      await h.finalized();
+      await c.verify();
+      expect(await findings(c, from, plans)).toEqual(
+        Object.fromEntries(
+          plans.map((p, i) => [
+            p.jobId,
+            { unreleased: paid.includes(i) ? [] : [[p.jobId, p.lock]], unexplained: [] },
+          ]),
+        ),
+      );
+    },
+  );
+
+  // Two keys' jobs of one worker, both locking 160,000, `a` charged its whole lock and `b`
+  // 120,000: a settlement naming both that pays `a` alone sends nothing home. Read by net
+  // balances, the owner was taken as paid: owned by `b`, a's statement named a's lock out and
+  // b's none.
+  it.each([true, false])(
+    "a settlement naming two jobs of one worker and equal locks, paying the one charged its whole lock (key 1's job first: %s)",
+    async (aFirst) => {
+      const { c, from, a: first, b } = await bothKeys(aFirst);
+      const a = { ...h.op.plan({ keyIndex: 1, completionTokens: 2000 }), jobId: first.jobId };
+      expect(a.lock).toBe(b.lock);
+      const { escrowA, escrowB, shared } = h.op.sharedSettlement(a, b, [a]);
+      c.record(a, { escrowTx: escrowA, settlementTx: shared });
+      c.record(b, { escrowTx: escrowB, settlementTx: shared });
+      await h.finalized();
+      await c.verify();
+      expect(await findings(c, from, [a, b])).toEqual({
+        [a.jobId]: { unreleased: [], unexplained: [] },
+        [b.jobId]: { unreleased: [[b.jobId, b.lock]], unexplained: [] },
+      });
+    },
+  );
+
+  // The same two jobs of one key (one vault): paying `b` brings its remainder home into the
+  // vault both locked from, so that credit tells nothing either, and the owner was read as paid.
+  it.each([
+    [true, "a"],
+    [false, "a"],
+    [true, "b"],
+    [false, "b"],
+  ] as const)(
+    "a settlement naming two jobs of one key and equal locks, paying one (a first: %s, paying %s)",
+    async (aFirst, which) => {
+      const c = (await h.scenario(quickWindowProfile)).recordOnChainClock();
+      const from = periodEdge(h);
+      await c.pinKey(1);
+      const a = { ...h.op.plan({ keyIndex: 1, completionTokens: 2000 }) };
+      const b = { ...h.op.plan({ keyIndex: 1 }) };
+      a.jobId = `job_${aFirst ? "0" : "z"}${a.jobId.slice(5)}`;
+      b.jobId = `job_${aFirst ? "z" : "0"}${b.jobId.slice(5)}`;
+      const [paid, unpaid] = which === "a" ? [a, b] : [b, a];
+      const { escrowA, escrowB, shared } = h.op.sharedSettlement(a, b, [paid]);
+      c.record(a, { escrowTx: escrowA, settlementTx: shared });
+      c.record(b, { escrowTx: escrowB, settlementTx: shared });
+      await h.finalized();
+      await c.verify();
+      const s = await statementAfterWindow(h, c, a.vault, from);
+      expect(s.unreleasedLocks.map((u) => [u.jobId, u.outstandingUnits])).toEqual([
+        [unpaid.jobId, unpaid.lock],
+      ]);
+      expect(s.unexplained).toEqual([]);
+    },
+  );
+
   // Two jobs of key 1 (two models): one net credit brings both remainders home, and the
   // vault's ledger files it under the job whose memo comes first. Split, the other job's
   // remainder was released by no line of its own: 10,000 of its lock read still out.

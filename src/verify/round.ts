@@ -26,6 +26,7 @@ import {
   type SignatureStore,
 } from "../store/signatures.js";
 import type { VerdictStore, VerdictWrite } from "../store/verdicts.js";
+import { usagePrice } from "./checks/charge.js";
 import type { ClosingNamer } from "./checks/shared-closing.js";
 import { type CreditsSpan, jobSignatures, MAX_NAMED_BY, memoJobOf } from "./checks.js";
 import { custodyViews } from "./custody.js";
@@ -1018,9 +1019,14 @@ export function createRound(deps: RoundDeps): Round {
             const facts = sigsOfLocks.map((l) => ({ signature: l, facts: lockFacts(l) }));
             const known = facts.every((f) => f.facts !== undefined);
             for (const l of sigsOfLocks) latest = Math.max(latest, fetchedAt(l));
+            const row = rowOf.get(id)!;
             list.push({
               jobId: id,
               worker: workerOf.get(id) ?? null,
+              charge:
+                row.completionTokens === null
+                  ? null
+                  : usagePrice(profile, row, row.completionTokens),
               locks: known ? facts.map((f) => ({ signature: f.signature, facts: f.facts! })) : null,
             });
           }

@@ -1130,17 +1130,21 @@ export class Operator {
   }
 
   /**
-   * A job of each of keys 1, 2 and 3, of the workers `workers` (by index), each charged its whole
-   * lock (nothing comes home from a settlement), their ids in that order.
+   * A job of each of keys 1, 2 and 3, of the workers `workers` (by index), each asking for
+   * `maxTokens` (by index; 2,000 each unless told) and charged its whole lock (nothing comes
+   * home from a settlement), their ids in that order.
    */
-  wholeLockPlans(workers: readonly number[]): JobPlan[] {
+  wholeLockPlans(
+    workers: readonly number[],
+    maxTokens: readonly number[] = [2000, 2000, 2000],
+  ): JobPlan[] {
     return [1, 2, 3].map((keyIndex, i) => {
       const p = {
         ...this.plan({
           keyIndex,
           workerIndex: workers[i],
-          completionTokens: 2000,
-          maxTokens: 2000,
+          completionTokens: maxTokens[i]!,
+          maxTokens: maxTokens[i]!,
         }),
       };
       p.jobId = `job_${i}${p.jobId.slice(5)}`;

@@ -14,24 +14,31 @@ import { parseJobMemos } from "./memos.js";
  * Balances show only each account's net change, so the split is read, not proven. The jobs it
  * released in full are those whose locks add up to exactly what left escrow (an honest
  * settlement pays out or sends home each lock whole); of several such sets, the one the chain
- * tells best: its jobs' remainders came home, then its jobs' workers were credited, and no
- * job left out shows either. Each of those takes what came into the vaults its own locks drew
+ * tells best. First by its transfers out of escrow: they part among the set's jobs as a
+ * settlement pays each (its lock in all, its remainder to its vault, its worker's pay to its
+ * worker, one transfer of each), and each job's payout is the charge its receipt claims (one
+ * transfer of 204,000 to a worker pays one job locking 240,000, not two locking 120,000). Then
+ * by net balances: its jobs' remainders came home, then its jobs' workers were credited, and
+ * no job left out shows either. Each of those takes what came into the vaults its own locks drew
  * on (two of them locked from one vault: shared by their locks) and the rest of its lock as
  * its payout; a job left out takes nothing, its lock still in escrow. With no set adding up (a
  * settlement paying more or less than the locks), the payouts go to what is left of each lock,
  * the jobs whose remainder came home first, then those whose worker was credited. A job's
  * worker pay is its worker's credit, shared in proportion to the payouts when two jobs have one
  * worker; the treasury's and any other payee's credit is shared in proportion to what is left
- * of each payout. Two jobs of one worker and equal locks, one of them paid with nothing coming
- * home, look alike: the owner, then the first by id, is read as paid. Every job naming the
- * transaction computes the same split from the same facts (the transaction and the namers'
- * locks), so what the owner gives up is what the others take.
+ * of each payout. Two jobs of one worker, equal locks and equal charges, one of them paid with
+ * nothing coming home, look alike: the owner, then the first by id, is read as paid. Every job
+ * naming the transaction computes the same split from the same facts (the transaction, the
+ * namers' locks and the charges their receipts claim), so what the owner gives up is what the
+ * others take.
  */
 
 /** A job naming a closing: its worker and the facts of the locks it names. */
 export interface ClosingNamer {
   jobId: string;
   worker: string | null;
+  /** The price of the usage its receipt claims (what its settlement should pay out); null unknown. */
+  charge: bigint | null;
   /** Every lock the job names (receipt or jobs API); null while one of them is not known. */
   locks: readonly { signature: string; facts: TransactionFacts }[] | null;
 }
@@ -157,6 +164,13 @@ export function closingShares(
     outflow,
     cameHome,
     workerCredited,
+    (sets) =>
+      toldByTransfers(
+        sets,
+        payoutTransfers(closing, escrowAccount!, outflow, vaults, parties, isWorker),
+        locked,
+        parties.map((p) => p.charge),
+      ),
   );
   const memoOrder = parseJobMemos(profile, closing.memos).map((m) => m.jobId);
   const firstInMemos = (holders: readonly number[]) =>
@@ -276,7 +290,8 @@ export function closingShares(
 /**
  * The parties a closing released in full (each `locked[i]` paid out or sent home): the set of
  * them whose locks add up to exactly what left escrow, of those that do the one best told by
- * the chain (members whose remainder came home, then whose worker was credited, against
+ * the chain: first by its transfers out of escrow (`told`, see `toldByTransfers`), then by its
+ * net balances (members whose remainder came home, then whose worker was credited, against
  * others who show either), the first in `order` on a tie. Null when no set adds up (an
  * operator paying more or less than the locks: a discrepancy), or with too many to try.
  */
@@ -286,26 +301,173 @@ function releasedInFull(
   outflow: bigint,
   cameHome: readonly boolean[],
   workerCredited: readonly boolean[],
+  told: (sets: readonly (readonly number[])[]) => readonly (readonly [number, number])[] | null,
 ): Set<number> | null {
   if (order.length > 12 || outflow <= 0n) return null;
-  let best: { set: number[]; score: [number, number] } | null = null;
   // Masks over `order`, highest bit first: the sets holding the first parties come first.
   const n = order.length;
+  const sets: number[][] = [];
   for (let mask = (1 << n) - 1; mask > 0; mask--) {
     const set = order.filter((_, k) => (mask & (1 << (n - 1 - k))) !== 0);
-    if (set.reduce((s, i) => s + locked[i]!, 0n) !== outflow) continue;
+    if (set.reduce((s, i) => s + locked[i]!, 0n) === outflow) sets.push(set);
+  }
+  if (sets.length === 0) return null;
+  const byTransfers = sets.length > 1 ? told(sets) : null;
+  let best: { set: number[]; score: number[] } | null = null;
+  for (const [k, set] of sets.entries()) {
     const score = (signal: readonly boolean[]): number =>
       order.reduce((s, i) => s + (signal[i] ? (set.includes(i) ? 1 : -1) : 0), 0);
-    const scored: [number, number] = [score(cameHome), score(workerCredited)];
-    if (
-      best === null ||
-      scored[0] > best.score[0] ||
-      (scored[0] === best.score[0] && scored[1] > best.score[1])
-    ) {
-      best = { set, score: scored };
-    }
+    const scored = [...(byTransfers?.[k] ?? [0, 0]), score(cameHome), score(workerCredited)];
+    const better = (() => {
+      if (best === null) return true;
+      for (const [j, v] of scored.entries()) if (v !== best.score[j]) return v > best.score[j]!;
+      return false;
+    })();
+    if (better) best = { set, score: scored };
   }
-  return best === null ? null : new Set(best.set);
+  return new Set(best!.set);
+}
+
+/** A transfer out of escrow, and whose it may be by where it went. */
+interface PayoutTransfer {
+  amount: bigint;
+  /** Into a vault these parties locked from: a remainder coming home. */
+  home: readonly number[];
+  /** To the account of these parties' worker: worker pay. */
+  worker: readonly number[];
+}
+
+/**
+ * The closing's transfers out of escrow, each with the parties it may be the return or worker
+ * pay of; null when they are not all to be read (an instruction touching escrow that is no
+ * transfer out of it, a transfer stored without its amount, inner instructions unknown, or
+ * transfers adding up to other than escrow's net debit): then they tell nothing.
+ */
+function payoutTransfers(
+  closing: TransactionFacts,
+  escrow: string,
+  outflow: bigint,
+  vaults: readonly ReadonlySet<string>[],
+  parties: readonly ClosingNamer[],
+  isWorker: ReadonlySet<string>,
+): PayoutTransfer[] | null {
+  if (!closing.innerInstructionsKnown) return null;
+  const touching = closing.tokenInstructions.filter(
+    (i) => i.source === escrow || i.destination === escrow || i.accounts.includes(escrow),
+  );
+  if (
+    touching.some(
+      (i) =>
+        !i.kind.startsWith("transfer") ||
+        i.source !== escrow ||
+        i.destination === undefined ||
+        i.destination === escrow ||
+        i.amount === undefined,
+    )
+  ) {
+    return null;
+  }
+  if (touching.reduce((s, i) => s + i.amount!, 0n) !== outflow) return null;
+  const ownerOf = new Map<string, string>();
+  for (const o of closing.ownersAfter ?? []) ownerOf.set(o.account, o.owner);
+  for (const c of closing.tokenChanges) if (c.owner !== null) ownerOf.set(c.account, c.owner);
+  return touching
+    .filter((i) => i.amount! > 0n)
+    .map((i) => {
+      const owner = ownerOf.get(i.destination!);
+      return {
+        amount: i.amount!,
+        home: parties.flatMap((_, k) => (vaults[k]!.has(i.destination!) ? [k] : [])),
+        worker: parties.flatMap((p, k) =>
+          owner !== undefined && p.worker === owner && isWorker.has(owner) ? [k] : [],
+        ),
+      };
+    });
+}
+
+/** Search steps `toldByTransfers` may take for one closing before it gives up (tells nothing). */
+const TRANSFER_SEARCH_STEPS = 50_000;
+
+/**
+ * What a closing's transfers out of escrow tell of each candidate set of parties released in
+ * full, as `[fit, charges]` (higher is better), or null when they tell nothing (unread, or too
+ * many ways to try). The transfers must be parted among the set's jobs, each job's adding up to
+ * its lock, a return going to a job that locked from that vault, worker pay to a job of that
+ * worker, anything else (the treasury) to any. `fit` is 2 when they part so with at most one
+ * transfer of each kind (return, worker, other) per job, as a protocol settlement pays a job;
+ * 1 when only with more; 0 when not at all. `charges`: of the best parting, jobs whose payout
+ * (all but the return) is the charge their receipt claims, less those whose is not. One
+ * transfer paying two jobs of one worker at once parts no way, and is no fit.
+ */
+function toldByTransfers(
+  sets: readonly (readonly number[])[],
+  transfers: readonly PayoutTransfer[] | null,
+  locked: readonly bigint[],
+  charge: readonly (bigint | null)[],
+): [number, number][] | null {
+  if (transfers === null) return null;
+  const sorted = [...transfers].sort((x, y) =>
+    x.amount > y.amount ? -1 : x.amount < y.amount ? 1 : 0,
+  );
+  let steps = 0;
+  const kindOf = (t: PayoutTransfer, i: number) =>
+    t.home.includes(i) ? 0 : t.worker.includes(i) ? 1 : 2;
+  /** The best charge score of a parting of `sorted` among `set`, null when none parts it. */
+  const part = (set: readonly number[], shaped: boolean): number | null => {
+    const room = set.map((i) => locked[i]!);
+    const counts = set.map(() => [0, 0, 0]);
+    const paid = set.map(() => 0n);
+    const most = set.filter((i) => charge[i] !== null).length;
+    let best: number | null = null;
+    const walk = (t: number): boolean => {
+      if (++steps > TRANSFER_SEARCH_STEPS) throw new Error("too many partings");
+      if (t === sorted.length) {
+        const score = set.reduce(
+          (s, i, k) => s + (charge[i] === null ? 0 : charge[i] === paid[k] ? 1 : -1),
+          0,
+        );
+        if (best === null || score > best) best = score;
+        return best === most;
+      }
+      const tr = sorted[t]!;
+      const tried = new Set<string>();
+      for (const [k, i] of set.entries()) {
+        if (tr.home.length > 0 && !tr.home.includes(i)) continue;
+        if (tr.home.length === 0 && tr.worker.length > 0 && !tr.worker.includes(i)) continue;
+        if (room[k]! < tr.amount) continue;
+        const kind = kindOf(tr, i);
+        if (shaped && counts[k]![kind]! > 0) continue;
+        // Jobs alike in all that matters here part the rest alike: one is tried.
+        const alike = `${room[k]}|${counts[k]}|${charge[i]}|${paid[k]}|${sorted
+          .slice(t)
+          .map((x) => `${x.home.includes(i)}${x.worker.includes(i)}`)
+          .join("")}`;
+        if (tried.has(alike)) continue;
+        tried.add(alike);
+        room[k]! -= tr.amount;
+        counts[k]![kind]! += 1;
+        if (kind !== 0) paid[k]! += tr.amount;
+        const done = walk(t + 1);
+        room[k]! += tr.amount;
+        counts[k]![kind]! -= 1;
+        if (kind !== 0) paid[k]! -= tr.amount;
+        if (done) return true;
+      }
+      return false;
+    };
+    walk(0);
+    return best;
+  };
+  try {
+    return sets.map((set) => {
+      const shaped = part(set, true);
+      if (shaped !== null) return [2, shaped];
+      const loose = part(set, false);
+      return loose !== null ? [1, loose] : [0, 0];
+    });
+  } catch {
+    return null;
+  }
 }
 
 /**
