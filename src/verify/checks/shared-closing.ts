@@ -410,6 +410,11 @@ function toldByTransfers(
     x.amount > y.amount ? -1 : x.amount < y.amount ? 1 : 0,
   );
   let steps = 0;
+  // Parties the transfers may go to alike, with one charge: the same kin.
+  const kin = locked.map(
+    (_, i) =>
+      `${charge[i]}|${sorted.map((x) => `${x.home.includes(i) ? 1 : 0}${x.worker.includes(i) ? 1 : 0}`).join("")}`,
+  );
   const kindOf = (t: PayoutTransfer, i: number) =>
     t.home.includes(i) ? 0 : t.worker.includes(i) ? 1 : 2;
   /** The best charge score of a parting of `sorted` among `set`, null when none parts it. */
@@ -438,10 +443,7 @@ function toldByTransfers(
         const kind = kindOf(tr, i);
         if (shaped && counts[k]![kind]! > 0) continue;
         // Jobs alike in all that matters here part the rest alike: one is tried.
-        const alike = `${room[k]}|${counts[k]}|${charge[i]}|${paid[k]}|${sorted
-          .slice(t)
-          .map((x) => `${x.home.includes(i)}${x.worker.includes(i)}`)
-          .join("")}`;
+        const alike = `${kin[i]}|${room[k]}|${counts[k]}|${paid[k]}`;
         if (tried.has(alike)) continue;
         tried.add(alike);
         room[k]! -= tr.amount;
