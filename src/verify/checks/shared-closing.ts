@@ -33,7 +33,7 @@ import { parseJobMemos } from "./memos.js";
  * others take.
  */
 
-/** A job naming a closing: its worker and the facts of the locks it names. */
+/** A job naming a closing: its worker, the charge its receipt claims and the facts of its locks. */
 export interface ClosingNamer {
   jobId: string;
   worker: string | null;
