@@ -6,6 +6,7 @@ import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { pathToFileURL } from "node:url";
 import { afterAll, inject } from "vitest";
+import { modulesFolder } from "./compiled-cli-global-setup.js";
 
 /** A `decentral-audit` command in its own process, run as the binary runs it. */
 export interface CliProcess {
@@ -52,14 +53,15 @@ export function cliArgv(
 /**
  * The program's own modules for a script run in a process of its own (`node -e`):
  * `url("db/client")` names a module by its path under src/, without extension, in the program
- * compiled once for the run, or in the sources when there is none (watch mode). `nodeArgs` go
+ * compiled once for the run (each module a file of its own there: the binary's build bundles
+ * them), or in the sources when there is none (watch mode). `nodeArgs` go
  * before the script's arguments: none for the compiled program, tsx's loader for the sources.
  */
 export function programModules(): { url(path: string): string; nodeArgs: string[] } {
   const compiled = inject("compiledCli");
   if (compiled !== undefined && "bin" in compiled) {
-    const dist = join(dirname(compiled.bin), "..", "dist");
-    return { url: (path) => pathToFileURL(join(dist, `${path}.js`)).href, nodeArgs: [] };
+    const modules = join(dirname(compiled.bin), "..", modulesFolder);
+    return { url: (path) => pathToFileURL(join(modules, `${path}.js`)).href, nodeArgs: [] };
   }
   const src = join(import.meta.dirname, "..", "..", "src");
   const tsx = pathToFileURL(createRequire(import.meta.url).resolve("tsx")).href;
