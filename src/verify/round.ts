@@ -28,7 +28,13 @@ import {
 import type { VerdictStore, VerdictWrite } from "../store/verdicts.js";
 import { usagePrice } from "./checks/charge.js";
 import type { ClosingNamer } from "./checks/shared-closing.js";
-import { type CreditsSpan, jobSignatures, MAX_NAMED_BY, memoJobOf } from "./checks.js";
+import {
+  type CreditsSpan,
+  jobSignatures,
+  MAX_NAMED_BY,
+  memoJobOf,
+  parseJobMemos,
+} from "./checks.js";
 import { custodyViews } from "./custody.js";
 import {
   type DecideJob,
@@ -944,17 +950,37 @@ export function createRound(deps: RoundDeps): Round {
     > {
       const others = new Map<string, Set<string>>();
       const closingsOf = new Map<string, Set<string>>();
+      /** A transaction carrying the settle or refund memos of two jobs or more. */
+      const closesSeveral = (sig: string) => {
+        const facts = factsOf(sig);
+        if (facts === undefined) return false;
+        const jobs = parseJobMemos(profile, facts.memos)
+          .filter((m) => m.kind === "settle" || m.kind === "refund")
+          .map((m) => m.jobId);
+        return new Set(jobs).size > 1;
+      };
+      /** Jobs naming a signature of the slice's jobs: their rows are read for the split. */
+      const namerIds = new Set<string>();
       for (const job of slice) {
-        for (const sig of new Set([job.settlementTx, job.apiSettlementTx])) {
-          if (sig === null) continue;
+        const closers = new Set([job.settlementTx, job.apiSettlementTx]);
+        // Every signature the job names, not its settlement's alone: a job reads a transaction
+        // carrying its settle or refund memo as a closing whatever named it (the jobs API
+        // naming it the escrow, a conflicting receipt), and takes its part of it when the
+        // owner gives that part up. Split only where the job named it as its settlement, the
+        // owner gave up a part no job took (a report total below the chain's), or a job took
+        // a part the owner kept (above it).
+        for (const sig of jobSignatures(job)) {
+          if (!closers.has(sig) && !closesSeveral(sig)) continue;
           for (const id of named.get(sig) ?? []) {
             if (id === job.jobId) continue;
-            const set = others.get(job.jobId) ?? new Set<string>();
-            set.add(id);
-            others.set(job.jobId, set);
+            namerIds.add(id);
             const sigs = closingsOf.get(job.jobId) ?? new Set<string>();
             sigs.add(sig);
             closingsOf.set(job.jobId, sigs);
+            if (!closers.has(sig)) continue;
+            const set = others.get(job.jobId) ?? new Set<string>();
+            set.add(id);
+            others.set(job.jobId, set);
           }
         }
       }
@@ -966,11 +992,9 @@ export function createRound(deps: RoundDeps): Round {
           closings: ReadonlyMap<string, readonly ClosingNamer[]>;
         }
       >();
-      if (others.size === 0) return out;
+      if (closingsOf.size === 0) return out;
       const inSlice = new Map(slice.map((j) => [j.jobId, j]));
-      const otherRows = await queue.rowsOf(
-        [...new Set([...others.values()].flatMap((s) => [...s]))].filter((id) => !inSlice.has(id)),
-      );
+      const otherRows = await queue.rowsOf([...namerIds].filter((id) => !inSlice.has(id)));
       const judgedRow = new Map(otherRows.map((r) => [r.jobId, r]));
       const namers = [...slice, ...otherRows];
       const rowOf = new Map(namers.map((r) => [r.jobId, r]));
@@ -1049,7 +1073,8 @@ export function createRound(deps: RoundDeps): Round {
         const before = Math.max(...stale.values());
         await queue.reopenStale([...stale.keys()], before, now());
       }
-      for (const [jobId, ids] of others) {
+      for (const jobId of closingsOf.keys()) {
+        const ids = others.get(jobId) ?? new Set<string>();
         const vaults = new Set<string>();
         const workers = new Set<string>();
         for (const id of ids) {

@@ -1,0 +1,72 @@
+import { describe, expect, it } from "vitest";
+import { reconciliationReport } from "../src/reports/reconciliation.js";
+import { chainTruth, moneyOf } from "./support/chain-truth.js";
+import { periodEdge } from "./support/ledger-periods.js";
+import { discrepancy, type JobPlan, useAdversaryHarness } from "./support/operator.js";
+
+/**
+ * Round 22. One settlement paying two jobs (each its settle memo) is split among them: the job
+ * owning it gives up the other's part, and the other takes it. A job took its part only where
+ * it named the settlement as its settlement; the jobs API naming it as the job's escrow (it is
+ * then read as the job's closing all the same, its memo being the job's settle memo) left the
+ * part given up and taken by no job, or taken by a job whose owner kept it: the report's totals
+ * read 120,000 charged where the chain moved 240,000, or 360,000.
+ */
+
+const hour = 3_600_000;
+const h = useAdversaryHarness();
+
+/** What the chain moved for one job paid as planned (its lock, its payout, its remainder). */
+const paidInFull = (p: JobPlan) => ({
+  escrowedUnits: p.lock,
+  chargedUnits: p.charge,
+  workerPaidUnits: p.workerShare,
+  treasuryPaidUnits: p.treasuryShare,
+  refundedUnits: p.remainder,
+});
+
+describe("a settlement two jobs share, one of them naming it only as the jobs API's escrow", () => {
+  it.each([
+    ["the job owning it", true],
+    ["the other job", false],
+  ])("counts every unit once when that job is %s", async (_who, ownerNamesItAsEscrow) => {
+    const c = (await h.scenario()).recordOnChainClock();
+    await c.pinKey(1);
+    await c.pinKey(2);
+    const from = periodEdge(h);
+    // a owns the settlement (first by id among the jobs its memos name).
+    const a = { ...h.op.plan({ keyIndex: 1 }) };
+    const b = { ...h.op.plan({ keyIndex: 2 }) };
+    a.jobId = `job_0${a.jobId.slice(5)}`;
+    b.jobId = `job_z${b.jobId.slice(5)}`;
+    const { escrowA, escrowB, shared } = h.op.sharedSettlement(a, b);
+    const [byApi, byReceipt] = ownerNamesItAsEscrow ? [a, b] : [b, a];
+    // A stream: its headers name its lock, the jobs API names the shared settlement as its escrow.
+    const lockOf = (p: JobPlan) => (p === a ? escrowA : escrowB);
+    c.record(byApi, { escrowTx: lockOf(byApi), settlementTx: null }, { stream: true });
+    c.jobsApi(byApi.jobId, {
+      status: "settled",
+      credits_charged: Number(byApi.charge / 10_000n),
+      worker_address: byApi.worker.address,
+      on_chain: { escrow_tx: shared },
+    });
+    c.record(byReceipt, { escrowTx: lockOf(byReceipt), settlementTx: shared });
+    await h.finalized();
+    expect((await c.verdicts(a.jobId, b.jobId)).map((o) => o.verdict)).toEqual([
+      discrepancy().verdict,
+      discrepancy().verdict,
+    ]);
+
+    const r = await reconciliationReport(c.store, { from, to: h.op.now() + hour, groupBy: "key" });
+    const { feesLamports: _, ...truth } = chainTruth(h.op, [escrowA, escrowB, shared]);
+    const { feesLamports: __, ...total } = moneyOf(r.totals);
+    expect(total).toEqual(truth);
+    const groups = Object.fromEntries(
+      r.groups.map((g) => {
+        const { feesLamports: _f, ...money } = moneyOf(g);
+        return [g.group, money];
+      }),
+    );
+    expect(groups).toEqual({ [a.fingerprint]: paidInFull(a), [b.fingerprint]: paidInFull(b) });
+  });
+});
