@@ -70,3 +70,53 @@ describe("a settlement two jobs share, one of them naming it only as the jobs AP
     expect(groups).toEqual({ [a.fingerprint]: paidInFull(a), [b.fingerprint]: paidInFull(b) });
   });
 });
+
+/**
+ * One lock transaction taking two jobs' locks (each its escrow memo) is split by place: the job
+ * owning it gives up the other's transfer into escrow, which that job escrows. A job reading
+ * the transaction as its closing (it carried the job's settle memo too, and the job named it
+ * as its settlement) took no part: escrowed read 160,000 where the chain locked 320,000.
+ */
+describe("one lock for two jobs that one of them names as its settlement too", () => {
+  it.each([
+    ["the other job", false],
+    ["the job owning it", true],
+  ])("counts each lock once when that job is %s", async (_who, ownerCloses) => {
+    const c = (await h.scenario()).recordOnChainClock();
+    await c.pinKey(1);
+    await c.pinKey(2);
+    const from = periodEdge(h);
+    const a = { ...h.op.plan({ keyIndex: 1 }) };
+    const b = { ...h.op.plan({ keyIndex: 2 }) };
+    a.jobId = `job_0${a.jobId.slice(5)}`;
+    b.jobId = `job_z${b.jobId.slice(5)}`;
+    const closer = ownerCloses ? a : b;
+    const lock = h.op.send([
+      ...h.op.lockIxs(a),
+      ...h.op.lockIxs(b),
+      h.op.memo(`decentral:settle:${closer.jobId}`),
+    ]).signature;
+    const settleA = h.op.send(h.op.settleIxs(a)).signature;
+    const settleB = h.op.send(h.op.settleIxs(b)).signature;
+    const settlementOf = (p: JobPlan) => (p === a ? settleA : settleB);
+    for (const p of [a, b]) {
+      if (p === closer) {
+        // Its headers name the lock for both steps; a second receipt names its settlement.
+        c.record(p, { escrowTx: lock, settlementTx: lock });
+        c.recordConflict(p, { escrowTx: lock, settlementTx: settlementOf(p) });
+      } else c.record(p, { escrowTx: lock, settlementTx: settlementOf(p) });
+    }
+    await h.finalized();
+    expect((await c.verdicts(a.jobId, b.jobId)).map((o) => o.verdict)).toEqual([
+      "discrepancy",
+      "discrepancy",
+    ]);
+
+    const r = await reconciliationReport(c.store, { from, to: h.op.now() + hour, groupBy: "key" });
+    const { feesLamports: _, ...truth } = chainTruth(h.op, [lock, settleA, settleB]);
+    const { feesLamports: __, ...total } = moneyOf(r.totals);
+    expect(total).toEqual(truth);
+    const escrowed = Object.fromEntries(r.groups.map((g) => [g.group, moneyOf(g).escrowedUnits]));
+    expect(escrowed).toEqual({ [a.fingerprint]: a.lock, [b.fingerprint]: b.lock });
+  });
+});

@@ -275,7 +275,14 @@ export function amountsOf(
   };
   for (const c of closingsRead) {
     if (!c.facts.succeeded) continue;
+    // One lock transaction taking several jobs' locks, read as this job's closing (it carries
+    // the job's settle or refund memo too): each job escrows its own part of it all the same,
+    // as where it is read as a lock. Left out, the owner gave the part up and no job took it
+    // (a report's escrowed 160,000 below the chain's), or the owner kept it whole while the
+    // other job, reading it as a lock, took its part too.
+    const parts = lockPartsOf(c);
     if (!owns(c)) {
+      escrowed += parts.get(job.jobId) ?? 0n;
       const mine = sharesOf(c).get(job.jobId);
       if (mine === undefined) continue;
       worker += mine.workerPaidUnits;
@@ -356,6 +363,7 @@ export function amountsOf(
     // less than it was, an unreleased_lock for money the chain paid).
     if (home > 0n && room > 0n) returnedElsewhere += home < room ? home : room;
     escrowed += r.intoEscrow;
+    for (const [id, part] of parts) if (id !== job.jobId) escrowed -= part;
     charged += r.worker + r.treasury + r.unexplainedTotal;
   }
   if (locks.length > 0 || escrowed > 0n) amounts.escrowedUnits = escrowed;
