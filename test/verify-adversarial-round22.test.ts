@@ -1,8 +1,12 @@
 import { describe, expect, it } from "vitest";
+import { createEscrowScanner } from "../src/ledger/escrow-scan.js";
+import { createLogger } from "../src/log.js";
 import { reconciliationReport } from "../src/reports/reconciliation.js";
+import { localnetProfile } from "../src/verify/profiles.js";
 import { chainTruth, moneyOf } from "./support/chain-truth.js";
 import { periodEdge } from "./support/ledger-periods.js";
-import { discrepancy, type JobPlan, useAdversaryHarness } from "./support/operator.js";
+import { discrepancy, type JobPlan, useAdversaryHarness, verified } from "./support/operator.js";
+import { readJob } from "./support/seed-recorder.js";
 
 /**
  * Round 22. One settlement paying two jobs (each its settle memo) is split among them: the job
@@ -118,5 +122,43 @@ describe("one lock for two jobs that one of them names as its settlement too", (
     expect(total).toEqual(truth);
     const escrowed = Object.fromEntries(r.groups.map((g) => [g.group, moneyOf(g).escrowedUnits]));
     expect(escrowed).toEqual({ [a.fingerprint]: a.lock, [b.fingerprint]: b.lock });
+  });
+});
+
+/**
+ * A validator's signature listing names the memos of both memo programs, the v1 one too, and
+ * the verifier reads both. The local chain listed the current program's alone, so a second
+ * payout of a streamed job under a v1 settle memo passed the escrow scan by on it (the job
+ * stayed verified), where on a validator's listing the scan finds it.
+ */
+describe("a second payout of a streamed job under a settle memo of the v1 Memo program", () => {
+  it("is kept by the escrow scan, and the job fails settlement.single", async () => {
+    const c = await h.scenario();
+    const plan = h.op.plan({ keyIndex: 2, maxTokens: 300, completionTokens: 300 });
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const first = h.op.send(h.op.settleIxs(plan)).signature;
+    const second = h.op.send([
+      ...h.op.payoutIxs(plan),
+      {
+        programId: "Memo1UhkJRfHyvLMcVucJwxXeuD728EqVDDwQDxFMNo",
+        accounts: [],
+        data: new TextEncoder().encode(`decentral:settle:${plan.jobId}`),
+      },
+    ]).signature;
+    c.record(plan, { escrowTx, settlementTx: null }, { stream: true });
+    c.honestJobsApi(plan, { escrowTx, settlementTx: first });
+    await h.finalized();
+    expect(await c.verdicts(plan.jobId)).toEqual([verified]);
+
+    const scanned = await createEscrowScanner({
+      store: c.store,
+      rpc: h.rpc,
+      profile: localnetProfile,
+      log: createLogger({ level: "silent" }),
+      pageSize: 50,
+    }).scanNew();
+    expect(scanned.kept).toEqual([plan.jobId]);
+    expect((await readJob(c.store, plan.jobId))?.conflictSignatures).toEqual([second]);
+    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.single")]);
   });
 });

@@ -245,11 +245,22 @@ export function transactionJson(
   };
 }
 
-/** Texts of a transaction's top-level SPL Memo instructions. */
+/**
+ * The memo programs whose top-level instructions a node's signature listing names: SPL Memo
+ * and its v1 program, as a validator's `extract_memos` reads both. Listed with the current
+ * program alone, a payout out of escrow under a job's settle memo sent by the v1 program showed
+ * no memo here, though a validator lists it, and the escrow scan passed it by.
+ */
+const LISTED_MEMO_PROGRAMS: ReadonlySet<string> = new Set([
+  MEMO_PROGRAM_ID,
+  "Memo1UhkJRfHyvLMcVucJwxXeuD728EqVDDwQDxFMNo",
+]);
+
+/** Texts of a transaction's top-level SPL Memo instructions (either memo program). */
 function memosOf(tx: StoredTransaction): string[] {
   const d = decodeTransaction(tx.wire);
   return d.instructions
-    .filter((ix) => tx.accountKeys[ix.programIdIndex] === MEMO_PROGRAM_ID)
+    .filter((ix) => LISTED_MEMO_PROGRAMS.has(tx.accountKeys[ix.programIdIndex] ?? ""))
     .map((ix) => new TextDecoder().decode(ix.data));
 }
 
