@@ -1,11 +1,18 @@
 import { describe, expect, it } from "vitest";
 import { createEscrowScanner } from "../src/ledger/escrow-scan.js";
 import { createLogger } from "../src/log.js";
+import { recordReceipts } from "../src/recorder/receipts.js";
 import { reconciliationReport } from "../src/reports/reconciliation.js";
 import { localnetProfile } from "../src/verify/profiles.js";
 import { chainTruth, moneyOf } from "./support/chain-truth.js";
-import { periodEdge } from "./support/ledger-periods.js";
-import { discrepancy, type JobPlan, useAdversaryHarness, verified } from "./support/operator.js";
+import { periodEdge, statementAfterWindow } from "./support/ledger-periods.js";
+import {
+  discrepancy,
+  type JobPlan,
+  quickWindowProfile,
+  useAdversaryHarness,
+  verified,
+} from "./support/operator.js";
 import { readJob } from "./support/seed-recorder.js";
 
 /**
@@ -161,4 +168,78 @@ describe("a second payout of a streamed job under a settle memo of the v1 Memo p
     expect((await readJob(c.store, plan.jobId))?.conflictSignatures).toEqual([second]);
     expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.single")]);
   });
+});
+
+describe("a shared settlement's namer whose usage is filled in after the split was written", () => {
+  // Two jobs of one worker with equal locks, each charged its whole lock; one settlement naming
+  // both pays `a` alone. While `a`'s receipt names no usage, the split reads `b` as paid; `a`'s
+  // usage filled in later (the same source sending its receipt again) tells `a` paid. Both must
+  // be judged again on it: `b` judged on the old split kept its part, and the report charged
+  // the settlement twice, `b`'s vault statement naming no lock though `b`'s was still in escrow.
+  it.each([true, false])(
+    "is judged again with the other namer (a first by id: %s)",
+    async (aFirst) => {
+      const c = (await h.scenario(quickWindowProfile)).recordOnChainClock();
+      await c.pinKey(1);
+      await c.pinKey(2);
+      const from = periodEdge(h);
+      const a = h.op.plan({ keyIndex: 1, completionTokens: 2000 });
+      const b = h.op.plan({ keyIndex: 2, workerIndex: 0, completionTokens: 2000 });
+      a.jobId = `job_${aFirst ? "0" : "z"}${a.jobId.slice(5)}`;
+      b.jobId = `job_${aFirst ? "z" : "0"}${b.jobId.slice(5)}`;
+      expect([a.lock, a.charge]).toEqual([b.lock, b.lock]);
+      const txs = h.op.sharedSettlement(a, b, [a]);
+      c.record(
+        a,
+        { escrowTx: txs.escrowA, settlementTx: txs.shared },
+        { completionTokens: null, totalTokens: null },
+      );
+      c.record(b, { escrowTx: txs.escrowB, settlementTx: txs.shared });
+      await h.finalized();
+      await c.verify();
+      const [filled] = await recordReceipts(
+        c.store,
+        [
+          {
+            jobId: a.jobId,
+            escrowTx: txs.escrowA,
+            settlementTx: txs.shared,
+            worker: a.worker.address,
+            creditsRemainingUnits: null,
+            model: a.model,
+            promptTokens: a.promptTokens,
+            completionTokens: a.completionTokens,
+            totalTokens: (a.promptTokens ?? 0) + a.completionTokens!,
+            maxTokens: a.maxTokens,
+            stream: false,
+            httpStatus: 200,
+            keyFingerprint: a.fingerprint,
+          },
+        ],
+        "ingest",
+        { now: h.op.now() },
+      );
+      expect(filled!.outcome).toBe("updated");
+      await c.verify();
+      const report = await reconciliationReport(c.store, {
+        from,
+        to: h.op.now() + hour,
+        groupBy: "key",
+      });
+      const { feesLamports: _, ...totals } = moneyOf(report.totals);
+      const { feesLamports: __, ...truth } = chainTruth(h.op, [
+        txs.escrowA,
+        txs.escrowB,
+        txs.shared,
+      ]);
+      expect(totals).toEqual(truth);
+      // `a` was paid: `b`'s lock is still in escrow, and its vault's statement names it. (With
+      // `b` owning the settlement, equal charges leave the owner read as paid: Known limits.)
+      if (!aFirst) return;
+      const statement = await statementAfterWindow(h, c, b.vault, from);
+      expect(statement.unreleasedLocks.map((l) => [l.jobId, l.outstandingUnits])).toEqual([
+        [b.jobId, b.lock],
+      ]);
+    },
+  );
 });

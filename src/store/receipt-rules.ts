@@ -603,6 +603,26 @@ export const statusWritten = (status: ReturnType<typeof statusOfCopy>) =>
 export const statusDiffers = (status: ReturnType<typeof statusOfCopy>) =>
   status === "conflict" || status === "replace";
 
+/** What a job's charge is priced from (`usagePrice`): its usage, model, ceiling and choices. */
+const chargeInputs = ["completionTokens", "model", "maxTokens", "choices"] as const;
+
+/**
+ * The settlement `row` names when `receipt` gives the job a charge it did not have (a usage
+ * filled in later, a ceiling or a number of choices): a settlement several jobs share is split
+ * between them by the charges their receipts claim (src/verify/checks/shared-closing.ts), each
+ * namer reading the split on its own, so the others must be judged again with this charge. A
+ * namer judged on the old one kept the part the new split gives this job: a report charged a
+ * settlement twice.
+ */
+export function closingsRepriced(row: RecordedRow, receipt: Receipt): string[] {
+  if (row.settlementTx === null) return [];
+  const moved = chargeInputs.some((field) => {
+    const given = receipt[field] ?? null;
+    return given !== null && given !== (row[field] ?? null);
+  });
+  return moved ? [row.settlementTx] : [];
+}
+
 /**
  * The signatures `receipt` makes its job name that it did not name before (`row` null: the
  * job is new). Who owns a signature's money turns on every job naming it (its memo's job, else

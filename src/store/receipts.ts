@@ -19,6 +19,7 @@ import {
   captureFields,
   captureParams,
   carriesCapture,
+  closingsRepriced,
   completedBackfill,
   completedFingerprint,
   completedKeyCheck,
@@ -485,7 +486,7 @@ function recordOne(
   }
   const row = st.select.get({ jobId: receipt.jobId }) as StoredRow;
   const reopen = needsReopen(row, now);
-  const named = newlyNamed(row, receipt);
+  const named = [...newlyNamed(row, receipt), ...closingsRepriced(row, receipt)];
   // A status the recorded receipt lacks, or an error answer where it says 2xx, is taken
   // whatever else this receipt does; one that differs is a conflict too (see `statusOfCopy`).
   const status = completesCapture ? "none" : statusOfCopy(row, receipt);
@@ -557,7 +558,8 @@ function recordOne(
     if (fills || tagged) {
       expectWritten(st.fill.run({ ...filledColumns(row, receipt), now }, row).changes, row.jobId);
     }
-    if (status === "fill" || fills) return { result: { outcome: "updated" }, reopen, named: [] };
+    if (status === "fill" || fills)
+      return { result: { outcome: "updated" }, reopen, named: closingsRepriced(row, receipt) };
     return { result: { outcome: tagged ? "updated" : "duplicate" }, reopen: false, named: [] };
   }
 

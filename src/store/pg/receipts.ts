@@ -12,6 +12,7 @@ import {
   captureDifferences,
   captureParams,
   carriesCapture,
+  closingsRepriced,
   completedBackfill,
   completedFingerprint,
   completedKeyCheck,
@@ -335,12 +336,16 @@ async function recordExisting(
     }
     // A key, vault or ceiling the job lacked changes its checks; a new tag does not.
     if (status === "fill" || fills) {
-      return { result: { outcome: "updated" }, reopen: needsReopen(row, now), named: [] };
+      return {
+        result: { outcome: "updated" },
+        reopen: needsReopen(row, now),
+        named: closingsRepriced(row, receipt),
+      };
     }
     return { result: { outcome: tagged ? "updated" : "duplicate" }, reopen: false, named: [] };
   }
   const reopen = needsReopen(row, now);
-  const named = newlyNamed(row, receipt);
+  const named = [...newlyNamed(row, receipt), ...closingsRepriced(row, receipt)];
   const byId = eq(jobs.jobId, receipt.jobId);
   // As on SQLite: a status the recorded receipt lacks, or an error answer where it says 2xx,
   // is taken whatever else this receipt does; one that differs is a conflict too.
