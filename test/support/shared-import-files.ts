@@ -96,6 +96,7 @@ export const sharedImportFiles: readonly string[] = [
   "test/ledger-relist-lies.test.ts",
   "test/ledger-relist-walk.test.ts",
   "test/ledger-relisted-judged.dialects.test.ts",
+  "test/ledger-review-interleaved.test.ts",
   "test/ledger-set-aside.dialects.test.ts",
   "test/ledger-slot-chain-order.test.ts",
   "test/ledger-slot-order.dialects.test.ts",
