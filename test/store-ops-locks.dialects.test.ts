@@ -263,12 +263,14 @@ describe.each(dialects)("%s", (dialect) => {
     expect(countOpenJobWaits(groups, { waitsForJobsApi: true })).toEqual({
       held: 0,
       refused: 0,
+      leased: 0,
       rpc: 2,
       settlement: 1,
       jobs_api: 2,
       // Pending and asking nothing of the jobs API: not judged, no wait for finality.
       unjudged: 1,
       landing: 2,
+      conflict: 0,
       read_past: 2,
       finality: 3,
     });
@@ -276,11 +278,13 @@ describe.each(dialects)("%s", (dialect) => {
     expect(countOpenJobWaits(groups, { waitsForJobsApi: false })).toEqual({
       held: 0,
       refused: 0,
+      leased: 0,
       rpc: 2,
       settlement: 1,
       jobs_api: 0,
       unjudged: 2,
       landing: 2,
+      conflict: 0,
       read_past: 2,
       finality: 4,
     });
@@ -338,6 +342,62 @@ describe.each(dialects)("%s", (dialect) => {
     };
     expect(await waitOf(t0)).toEqual(["read_past 1"]);
     expect(await waitOf(t0 + 2 * HOUR)).toEqual(["finality 1"]);
+  });
+
+  // A held job whose receipt's transactions are all final and read was said to wait for the
+  // escrow scan or the ledger, whatever held it: a signature a conflicting receipt names, still
+  // landing, or another verifier's lease (serve's beside the run, the original's in a copy).
+  it("counts a held job whose own transactions are final by what holds it: a signature named with it, another verifier's lease, the scan", async () => {
+    const store = await stores.open();
+    const ops = createOpsStore(store);
+    const t0 = Date.UTC(2026, 10, 23);
+    const held = (jobId: string, i: number, more: Partial<Parameters<typeof jobRow>[0]> = {}) =>
+      jobRow({ jobId, createdAt: t0 + i, verdict: "awaiting_finality", ...more });
+    await seedRows(store, "jobs", [
+      held("conflict-landing", 0, { conflictSignatures: [signatureOf("other:landing")] }),
+      held("conflict-unseen", 1, { conflictSignatures: [signatureOf("other:unseen")] }),
+      held("conflict-final", 2, { conflictSignatures: [signatureOf("other:final")] }),
+      held("conflict-dropped", 3, { conflictSignatures: [signatureOf("other:dropped")] }),
+      held("leased", 4, { leaseOwner: "serve-beside", leaseUntil: t0 + MINUTE }),
+      held("own-lease", 5, { leaseOwner: "this-run", leaseUntil: t0 + MINUTE }),
+      jobRow({
+        jobId: "pending-leased",
+        createdAt: t0 + 6,
+        verdict: "pending",
+        leaseOwner: "serve-beside",
+        leaseUntil: t0 + MINUTE,
+      }),
+    ]);
+    const final = (signature: string) => ({
+      signature,
+      state: "finalized" as const,
+      commitment: "finalized" as const,
+      firstSeenAt: t0 + 9,
+      fetchedAt: t0 + 11,
+    });
+    const own = ["conflict-landing", "conflict-unseen", "conflict-final", "conflict-dropped"];
+    await seedRows(store, "chainTransactions", [
+      ...[...own, "leased", "own-lease"].flatMap((id) => [
+        final(signatureOf(`${id}:escrow`)),
+        final(signatureOf(`${id}:settle`)),
+      ]),
+      final(signatureOf("other:final")),
+      { signature: signatureOf("other:dropped"), state: "dropped" as const, firstSeenAt: t0 + 9 },
+      {
+        signature: signatureOf("other:landing"),
+        state: "landed" as const,
+        commitment: "confirmed" as const,
+        firstSeenAt: t0 + 9,
+      },
+    ]);
+    const counts = countOpenJobWaits(await ops.openJobGroups(t0, t0 + HOUR, "this-run"), {
+      waitsForJobsApi: false,
+    });
+    expect(Object.entries(counts).flatMap(([wait, n]) => (n > 0 ? [`${wait} ${n}`] : []))).toEqual([
+      "leased 2",
+      "conflict 2",
+      "read_past 3",
+    ]);
   });
 
   it("reads a jobs API status in any case and with any spacing as the verifier reads it", async () => {

@@ -118,6 +118,11 @@ describe("verify on a copy of a live store", () => {
         "a due job was leased by another verifier of this host working on this database (serve's beside this run, or another verify) during the run",
       );
       expect(run.reason).not.toContain("database session");
+      // Its transactions are final: it waits on that verifier, not on the escrow scan.
+      expect(run.reason).toContain(
+        "1 jobs not final: 1 leased by another verifier (serve's beside this run, or another verify), which judges them",
+      );
+      expect(run.reason).not.toContain("escrow scan");
     } finally {
       clearInterval(beat);
     }

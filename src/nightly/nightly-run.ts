@@ -40,6 +40,8 @@ export interface NightlyProgress {
 
 /** The part of the verifier (`src/verify/engine.ts`) a nightly run uses. */
 export interface SettlingEngine {
+  /** Its lease owner id: a job leased by another is said to wait on that verifier. */
+  readonly owner?: string;
   runUntilSettled(
     filter: { from?: number; to?: number },
     opts: {
@@ -901,7 +903,11 @@ export async function runNightlyVerification(
   let waiting = "";
   if (open > 0 && locked) {
     try {
-      const groups = await createOpsStore(store).openJobGroups(options.from, options.to);
+      const groups = await createOpsStore(store).openJobGroups(
+        options.from,
+        options.to,
+        engine.owner,
+      );
       const waits = countOpenJobWaits(groups, {
         waitsForJobsApi: options.waitsForJobsApi ?? false,
       });
@@ -1224,6 +1230,8 @@ function describeWaits(
 ): string {
   const words: Record<OpenJobWait, string> = {
     held: "whose rows another database session holds locked (SELECT ... FOR UPDATE, a long transaction)",
+    leased:
+      "leased by another verifier (serve's beside this run, or another verify), which judges them",
     refused: `whose verdict write was refused, a row it locks held by another database session (SELECT ... FOR UPDATE, a long transaction)${refusal === null ? "" : `: ${refusalOf(refusal)}`}; tried again after the error backoff`,
     jobs_api: "waiting for the jobs API's answer",
     settlement: "waiting for the settlement backfill to find their settlement",
@@ -1239,6 +1247,10 @@ function describeWaits(
     // Beside a `serve` whose scan runs (or in serve's own schedule), a clean verdict waits for
     // the scan and the ledger to read past the job: "waiting for their transactions to be
     // final" sent on-call to the RPC while it was the ledger that lagged.
+    // Their own transactions final, one a conflicting receipt, the jobs API's earlier step or a
+    // ledger line names with them is not: it is the chain they wait on, not the scan.
+    conflict:
+      "final on chain, waiting for a transaction named with them (by a conflicting receipt, the jobs API's earlier step or a ledger line) to land and be final",
     read_past:
       "final on chain, waiting for the escrow scan or the credit vaults' ledger to read past them",
     finality: "waiting for their transactions to be final",

@@ -15,10 +15,12 @@ import { statusSpaces } from "./jobs-api-rules.js";
 import { pgTwins } from "./pg-twins.js";
 import { perConnectionModule } from "./prepared.js";
 import {
+  conflictNotFinal,
   countedByLaterRun,
   countedInWindow,
   countedLate,
   datedNotCounted,
+  leasedElsewhere,
   namesUnseenTransaction,
   type OpenJobGroup,
   recordedLate,
@@ -160,9 +162,9 @@ export interface OpsStore {
   forgetTurned(done: TurnedBad["done"]): Promise<void>;
   /**
    * Open jobs [from, to) counts (`countedInWindow`), grouped by what tells what they wait on
-   * (`openJobWait`).
+   * (`openJobWait`); `owner`, the verifier whose own leases are not another's (`leasedElsewhere`).
    */
-  openJobGroups(from: number, to: number): Promise<OpenJobGroup[]>;
+  openJobGroups(from: number, to: number, owner?: string): Promise<OpenJobGroup[]>;
   /**
    * Jobs recorded in [from, to) but dated before it, by verdict: the window judges them (see
    * `jobInWindow`) while the rollups count them on the day they are dated.
@@ -334,11 +336,13 @@ function createSqliteOpsStore(store: SqliteStore): OpsStore {
       unseen: namesUnseenTransaction(jobs),
       finalAndRead: transactionsFinalAndRead(jobs),
       waitingForDrop: waitingForDrop(jobs),
+      leased: leasedElsewhere(jobs, sql.placeholder("owner")),
+      conflictOpen: conflictNotFinal(),
       n: count(),
     })
     .from(jobs)
     .where(and(verdictIsOpen(jobs.verdict), countedInWindow(jobs, from, to)))
-    .groupBy(sql`1`, sql`2`, sql`3`, sql`4`, sql`5`, sql`6`, sql`7`, sql`8`)
+    .groupBy(sql`1`, sql`2`, sql`3`, sql`4`, sql`5`, sql`6`, sql`7`, sql`8`, sql`9`, sql`10`)
     .prepare();
 
   const late = db
@@ -481,8 +485,8 @@ function createSqliteOpsStore(store: SqliteStore): OpsStore {
       });
       forget.immediate();
     },
-    async openJobGroups(fromMs, toMs) {
-      const rows = await openGroups.all({ from: fromMs, to: toMs });
+    async openJobGroups(fromMs, toMs, owner) {
+      const rows = await openGroups.all({ from: fromMs, to: toMs, owner: owner ?? "" });
       return rows.map((row) => ({
         ...row,
         verdict: row.verdict as Verdict,
@@ -491,6 +495,8 @@ function createSqliteOpsStore(store: SqliteStore): OpsStore {
         unseen: Boolean(row.unseen),
         finalAndRead: Boolean(row.finalAndRead),
         waitingForDrop: Boolean(row.waitingForDrop),
+        leased: Boolean(row.leased),
+        conflictOpen: Boolean(row.conflictOpen),
         // SQLite locks the whole file, never a row: no job waits on one, and no verdict write
         // is refused for one (a busy file fails the round, retried, parking no job).
         held: false,

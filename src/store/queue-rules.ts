@@ -353,11 +353,13 @@ export const dueOrFar = (next: Column, at: number | Placeholder, farAfter: numbe
 export type OpenJobWait =
   | "held"
   | "refused"
+  | "leased"
   | "rpc"
   | "settlement"
   | "jobs_api"
   | "unjudged"
   | "landing"
+  | "conflict"
   | "read_past"
   | "finality";
 
@@ -410,6 +412,30 @@ export const transactionsFinalAndRead = (t: {
 };
 
 /**
+ * A signature the job names only through a conflicting receipt, a jobs API answer's earlier
+ * step or a ledger line kept with it (`job_conflict_signatures`) that is neither final and read
+ * nor set aside (dropped, pruned): the verifier reads it with the job's own (`jobSignatures`),
+ * so a job whose own transactions are all final and read still waits for it. Such a job was
+ * said to wait for the escrow scan or the ledger. Over a select from `jobs`.
+ */
+export const conflictNotFinal = () =>
+  // \`jobs.job_id\` spelled out: drizzle writes a column of a one-table select unqualified, which
+  // the subquery would read as its own \`k.job_id\`.
+  sql<unknown>`EXISTS (SELECT 1 FROM job_conflict_signatures k WHERE k.job_id = jobs.job_id
+    AND NOT EXISTS (SELECT 1 FROM chain_transactions c WHERE c.signature = k.signature
+      AND (c.state IN ('dropped', 'pruned') OR (c.state = 'finalized' AND c.fetched_at IS NOT NULL))))`;
+
+/**
+ * The job is leased by a verifier other than `owner` (serve's beside a run, another `verify`,
+ * or, in a copy of a store, the one still working on the original): that verifier judges it, or
+ * its lease has to be taken over first. A verdict write clears the lease, so a lease read once
+ * a run has let its own go is another's. Such a job was said to wait for the escrow scan or
+ * the ledger (its transactions final), or not to be judged for a slow RPC.
+ */
+export const leasedElsewhere = (t: { leaseOwner: Column }, owner: Placeholder | string) =>
+  sql<unknown>`(${t.leaseOwner} IS NOT NULL AND ${t.leaseOwner} <> ${owner})`;
+
+/**
  * The start of the last error of a job whose verdict write failed on its own too, parked as
  * `error` until its next try (src/verify/round.ts).
  */
@@ -456,6 +482,10 @@ export interface OpenJobGroup {
   waitingForDrop: boolean;
   /** Another database session holds the job's row locked as it is read (PostgreSQL only). */
   held: boolean;
+  /** Leased by another verifier than the one reading (`leasedElsewhere`). */
+  leased: boolean;
+  /** A signature named with the job is not final and read yet (`conflictNotFinal`). */
+  conflictOpen: boolean;
   /**
    * The last error of one of the group's jobs parked as `error` because their verdict write was
    * refused on a row another session held locked (`verdictRefusedOnHeldRow`), else null.
@@ -478,6 +508,8 @@ export function openJobWait(
 ): OpenJobWait {
   if (group.held) return "held";
   if (group.refusal !== null) return "refused";
+  // Another verifier has it: whatever else it waits on, that verifier looks at it, not this run.
+  if (group.leased) return "leased";
   // Every endpoint answers not found and the drop waits for their slots: no RPC is in trouble.
   if (group.waitingForDrop) return "landing";
   if (rpcTroubleVerdicts.includes(group.verdict)) return "rpc";
@@ -488,6 +520,10 @@ export function openJobWait(
   // is no wait for finality (a slow or failing RPC, or a run too short for its jobs).
   if (group.verdict === "pending") return "unjudged";
   if (group.unseen) return "landing";
+  // Its own transactions final, a conflicting receipt's (or a ledger line's) is not: the chain.
+  if (group.verdict === "awaiting_finality" && group.finalAndRead && group.conflictOpen) {
+    return "conflict";
+  }
   // Held with every transaction final: for the escrow scan or the ledger, not the chain.
   if (group.verdict === "awaiting_finality" && group.finalAndRead) return "read_past";
   return "finality";
@@ -504,11 +540,13 @@ export function countOpenJobWaits(
   const counts: Record<OpenJobWait, number> = {
     held: 0,
     refused: 0,
+    leased: 0,
     rpc: 0,
     settlement: 0,
     jobs_api: 0,
     unjudged: 0,
     landing: 0,
+    conflict: 0,
     read_past: 0,
     finality: 0,
   };

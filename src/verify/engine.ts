@@ -671,7 +671,9 @@ export function createVerifier(deps: VerifierDeps): Verifier {
                 t = await sharedNow();
                 return queue.nextDue(filter, { t, leaseAt: t });
               })) ?? t + options.pollIntervalMs;
-            if (due <= roundAt) rowsHeld = true;
+            // A round the deadline or a stop cut before its claim took nothing either: the due
+            // job it left was held by no one ("leased by another verifier" was said of it).
+            if (due <= roundAt && !roundSignal.aborted) rowsHeld = true;
             const wait = Math.min(
               waitForDue(due, t, roundAt, options),
               left(),

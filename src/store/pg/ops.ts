@@ -11,10 +11,12 @@ import {
   turnedRows,
 } from "../ops.js";
 import {
+  conflictNotFinal,
   countedByLaterRun,
   countedInWindow,
   countedLate,
   datedNotCounted,
+  leasedElsewhere,
   namesUnseenTransaction,
   recordedLate,
   transactionsFinalAndRead,
@@ -132,6 +134,8 @@ export function createPgOpsStore(store: PgStore): OpsStore {
       unseen: namesUnseenTransaction(jobs),
       finalAndRead: transactionsFinalAndRead(jobs),
       waitingForDrop: waitingForDrop(jobs),
+      leased: leasedElsewhere(jobs, sql.placeholder("owner")),
+      conflictOpen: conflictNotFinal(),
       held: rowHeldElsewhere,
       refusedOnHeldRow: verdictRefusedOnHeldRow(jobs),
       refusal: sql<
@@ -141,7 +145,20 @@ export function createPgOpsStore(store: PgStore): OpsStore {
     })
     .from(jobs)
     .where(and(verdictIsOpen(jobs.verdict), countedInWindow(jobs, from, to)))
-    .groupBy(sql`1`, sql`2`, sql`3`, sql`4`, sql`5`, sql`6`, sql`7`, sql`8`, sql`9`, sql`10`)
+    .groupBy(
+      sql`1`,
+      sql`2`,
+      sql`3`,
+      sql`4`,
+      sql`5`,
+      sql`6`,
+      sql`7`,
+      sql`8`,
+      sql`9`,
+      sql`10`,
+      sql`11`,
+      sql`12`,
+    )
     .prepare("ops_open_job_groups");
 
   const late = db
@@ -313,8 +330,8 @@ export function createPgOpsStore(store: PgStore): OpsStore {
         }
       });
     },
-    async openJobGroups(fromMs, toMs) {
-      const rows = await openGroups.execute({ from: fromMs, to: toMs });
+    async openJobGroups(fromMs, toMs, owner) {
+      const rows = await openGroups.execute({ from: fromMs, to: toMs, owner: owner ?? "" });
       return rows.map(({ refusedOnHeldRow: _, ...row }) => ({
         ...row,
         verdict: row.verdict as Verdict,
@@ -323,6 +340,8 @@ export function createPgOpsStore(store: PgStore): OpsStore {
         unseen: Boolean(row.unseen),
         finalAndRead: Boolean(row.finalAndRead),
         waitingForDrop: Boolean(row.waitingForDrop),
+        leased: Boolean(row.leased),
+        conflictOpen: Boolean(row.conflictOpen),
         held: Boolean(row.held),
         n: Number(row.n),
       }));
