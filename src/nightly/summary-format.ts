@@ -62,6 +62,7 @@ const whyOf = (s: NightlySummary, window: OtherWindow) => {
 const foundByText = {
   escrow_scan: "sent back by the escrow scan",
   judged_again: "judged again after its run",
+  reopened: "sent back to be judged again since its run",
 } as const;
 
 /** "job_x (an earlier window's, judged again after its run): discrepancy (settlement.single)". */
