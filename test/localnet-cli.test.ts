@@ -2,7 +2,7 @@ import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { createInterface } from "node:readline";
 import { describe, expect, it } from "vitest";
-import { localnetOptionsFromFlags } from "../src/localnet/command.js";
+import { listenUrls, localnetOptionsFromFlags } from "../src/localnet/command.js";
 import { localnetAccounts } from "../src/localnet/keys.js";
 import { cliArgv } from "./support/service-process.js";
 
@@ -117,6 +117,75 @@ describe("decentral-audit localnet", () => {
     child.kill("SIGTERM");
     const [code] = (await once(child, "exit")) as [number | null];
     expect(code).toBe(0);
+  });
+
+  // `--host 0.0.0.0` printed http://0.0.0.0:PORT, which no other machine can use.
+  it("prints loopback URLs and each interface's with --host 0.0.0.0, never the wildcard", async () => {
+    const child = runCli([
+      "localnet",
+      "--json",
+      "--host",
+      "0.0.0.0",
+      "--rpc-port",
+      "0",
+      "--api-port",
+      "0",
+    ]);
+    try {
+      const lines = createInterface({ input: child.stdout! });
+      const [first] = (await once(lines, "line")) as [string];
+      expect(first).not.toContain("0.0.0.0");
+      const ready = JSON.parse(first) as { rpcUrl: string; networkUrls?: { rpcUrl: string }[] };
+      expect(ready.rpcUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+      for (const url of [ready.rpcUrl, ...(ready.networkUrls ?? []).map((n) => n.rpcUrl)]) {
+        const slot = await fetch(url, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "getSlot" }),
+        });
+        expect(slot.status).toBe(200);
+      }
+    } finally {
+      child.kill("SIGTERM");
+      await once(child, "exit");
+    }
+  });
+
+  it("gives the URLs of every interface's address for a wildcard host, and any other host as it is", () => {
+    const urls = { rpcUrl: "http://0.0.0.0:8899", decentralBaseUrl: "http://0.0.0.0:8788/v1" };
+    const nic = (address: string, family: "IPv4" | "IPv6", internal = false) => ({
+      address,
+      family,
+      internal,
+      netmask: "",
+      mac: "",
+      cidr: null,
+      ...(family === "IPv6" ? { scopeid: 0 } : {}),
+    });
+    const interfaces = {
+      lo: [nic("127.0.0.1", "IPv4", true), nic("::1", "IPv6", true)],
+      eth0: [nic("192.168.1.20", "IPv4"), nic("fd00::20", "IPv6"), nic("fe80::1", "IPv6")],
+    } as Parameters<typeof listenUrls>[2];
+    expect(listenUrls(urls, "0.0.0.0", interfaces)).toEqual({
+      local: { rpcUrl: "http://127.0.0.1:8899", decentralBaseUrl: "http://127.0.0.1:8788/v1" },
+      network: [
+        {
+          address: "192.168.1.20",
+          rpcUrl: "http://192.168.1.20:8899",
+          decentralBaseUrl: "http://192.168.1.20:8788/v1",
+        },
+      ],
+    });
+    const v6 = { rpcUrl: "http://[::]:8899" };
+    expect(listenUrls(v6, "::", interfaces)).toEqual({
+      local: { rpcUrl: "http://[::1]:8899" },
+      network: [
+        { address: "192.168.1.20", rpcUrl: "http://192.168.1.20:8899" },
+        { address: "fd00::20", rpcUrl: "http://[fd00::20]:8899" },
+      ],
+    });
+    const one = { rpcUrl: "http://192.168.1.20:8899" };
+    expect(listenUrls(one, "192.168.1.20", interfaces)).toEqual({ local: one, network: [] });
   });
 
   it("exits 2 with a message on a bad flag value", async () => {

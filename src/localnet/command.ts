@@ -1,3 +1,4 @@
+import { networkInterfaces } from "node:os";
 import type { Command } from "commander";
 import { AppError } from "../errors.js";
 import { isSimFault, type SimFault, simFaults } from "./decentral-jobs.js";
@@ -137,6 +138,41 @@ export function localnetOptionsFromFlags(flags: LocalnetFlags): LocalWorldOption
   };
 }
 
+/** Hosts that listen on every interface: no other machine can use them in a URL. */
+const ANY_HOST = new Set(["0.0.0.0", "::", "[::]", "0:0:0:0:0:0:0:0"]);
+
+/**
+ * The URLs localnet prints, usable as printed. Listening on every interface (`--host 0.0.0.0`
+ * or `::`), it printed `http://0.0.0.0:8899`, which another machine cannot use (as Vite and
+ * Next do): `local`, the URLs on this machine's loopback; `network`, one set for each address
+ * of this machine's interfaces (IPv4 for 0.0.0.0, both families for ::). Any other host is
+ * printed as it is, with no network URLs.
+ */
+export function listenUrls<T extends Record<string, string | undefined>>(
+  urls: T,
+  host: string,
+  interfaces: ReturnType<typeof networkInterfaces> = networkInterfaces(),
+): { local: T; network: ({ address: string } & T)[] } {
+  if (!ANY_HOST.has(host)) return { local: urls, network: [] };
+  const v6 = host !== "0.0.0.0";
+  const on = (address: string) => {
+    const spelled = address.includes(":") ? `[${address}]` : address;
+    return Object.fromEntries(
+      Object.entries(urls).map(([key, url]) => {
+        if (url === undefined) return [key, url];
+        const u = new URL(url);
+        u.hostname = spelled;
+        return [key, u.toString().replace(/\/$/, url.endsWith("/") ? "/" : "")];
+      }),
+    ) as T;
+  };
+  const network = Object.values(interfaces)
+    .flatMap((list) => list ?? [])
+    .filter((i) => !i.internal && (i.family === "IPv4" || (v6 && !i.address.startsWith("fe80"))))
+    .map((i) => ({ address: i.address, ...on(i.address) }));
+  return { local: on(v6 ? "::1" : "127.0.0.1"), network };
+}
+
 /** Registers `localnet` on the program. */
 export function registerLocalnetCommand(program: Command): void {
   program
@@ -185,13 +221,25 @@ export function registerLocalnetCommand(program: Command): void {
         }
         throw error;
       });
+      const { local, network } = listenUrls(
+        {
+          rpcUrl: world.rpcUrl,
+          ...(world.lyingRpcUrl ? { lyingRpcUrl: world.lyingRpcUrl } : {}),
+          decentralBaseUrl: world.decentralBaseUrl,
+          simulatorUrl: world.simulatorUrl,
+        } as {
+          rpcUrl: string;
+          lyingRpcUrl?: string;
+          decentralBaseUrl: string;
+          simulatorUrl: string;
+        },
+        flags.host,
+      );
       if (flags.json) {
         console.log(
           JSON.stringify({
-            rpcUrl: world.rpcUrl,
-            ...(world.lyingRpcUrl ? { lyingRpcUrl: world.lyingRpcUrl } : {}),
-            decentralBaseUrl: world.decentralBaseUrl,
-            simulatorUrl: world.simulatorUrl,
+            ...local,
+            ...(network.length > 0 ? { networkUrls: network } : {}),
             apiKeys: world.apiKeys,
             lowBalanceApiKey: world.lowBalanceApiKey,
             accounts: world.accounts,
@@ -202,10 +250,15 @@ export function registerLocalnetCommand(program: Command): void {
       } else {
         console.log(
           [
-            `local chain JSON-RPC  ${world.rpcUrl}`,
-            ...(world.lyingRpcUrl ? [`lying JSON-RPC        ${world.lyingRpcUrl}`] : []),
-            `Decentral API         ${world.decentralBaseUrl}`,
-            `ground truth          ${world.simulatorUrl}/sim/jobs`,
+            `local chain JSON-RPC  ${local.rpcUrl}`,
+            ...(local.lyingRpcUrl ? [`lying JSON-RPC        ${local.lyingRpcUrl}`] : []),
+            `Decentral API         ${local.decentralBaseUrl}`,
+            `ground truth          ${local.simulatorUrl}/sim/jobs`,
+            ...network.map(
+              (n) =>
+                `on ${n.address}`.padEnd(22) +
+                `JSON-RPC ${n.rpcUrl}, Decentral API ${n.decentralBaseUrl}`,
+            ),
             `USDC mint             ${world.accounts.mint}`,
             `API keys              ${world.apiKeys.join("\n                      ")}`,
             `low-balance key       ${world.lowBalanceApiKey}`,
