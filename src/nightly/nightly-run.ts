@@ -18,12 +18,7 @@ import { printable } from "../printable-text.js";
 import { isoOf } from "../reports/period.js";
 import { countJobsByVerdict } from "../reports/reconciliation.js";
 import { createJobQueueStore } from "../store/job-queue.js";
-import {
-  createOpsStore,
-  type HeadersNotJudged,
-  type TurnedBad,
-  verdictsCalledVerified,
-} from "../store/ops.js";
+import { createOpsStore, type HeadersNotJudged, type TurnedBad } from "../store/ops.js";
 import { countOpenJobWaits, type OpenJobWait, refusalOf } from "../store/queue-rules.js";
 import {
   createVerificationRunStore,
@@ -189,7 +184,7 @@ export interface NightlyFinding {
  * and how it was found.
  */
 export interface OtherWindowFinding extends NightlyFinding {
-  foundBy: "escrow_scan" | "judged_again" | "reopened";
+  foundBy: "escrow_scan" | "judged_again";
 }
 
 /** What a nightly run found; `exitCode` is the contract with cron: 0, 1 or 2. */
@@ -243,9 +238,7 @@ export interface NightlySummary {
    * the job's memo, made or found after that run) and judged by this run; `judged_again`,
    * turned from verified to a verdict that fails a run since (serve's scan found such a payout
    * first, or the run that found it did not complete), each named by the first run to complete
-   * after; `reopened`, sent back to be judged again since that run (a reverify, an upgrade's
-   * rule, a conflicting receipt, a ledger line read late), judged by this run and not verified
-   * (the oldest `MAX_REOPENED_JUDGED` a run). Each with its verdict now; one not verified fails the run (`discrepancies`), one not
+   * after. Each with its verdict now; one not verified fails the run (`discrepancies`), one not
    * final leaves it incomplete. Absent when none.
    */
   earlierJobs?: OtherWindowFinding[];
@@ -288,12 +281,6 @@ const MAX_NAMED_UNJUDGED = 10;
 
 /** Jobs named by a run that could not claim the late ones it counted; the rest are counted. */
 const MAX_NAMED_UNCLAIMED = 10;
-
-/**
- * The jobs of other windows sent back to be judged again that one run judges, oldest first (an
- * upgrade's rule may send back every clean verdict: the runs after take the rest).
- */
-export const MAX_REOPENED_JUDGED = 1_000;
 
 /** How many times a run claims again the late jobs its first claim left (a second apart). */
 const LATE_CLAIM_RETRIES = 3;
@@ -512,8 +499,6 @@ export async function runNightlyVerification(
   let rejudged = 0;
   /** Jobs of other windows this run's escrow scan sent back, judged by the run. */
   let sentBackOther: string[] = [];
-  /** Jobs of other windows sent back to be judged again since their run, judged by this run. */
-  let reopenedOther: string[] = [];
   /**
    * What every read of the ledger's escrow scan sent back: a read made again (for headers
    * recorded during the run) finds the payouts kept already, and sends nothing back.
@@ -765,23 +750,6 @@ export async function runNightlyVerification(
           sentBackOther = outside.map((j) => j.jobId);
         }
       }
-      // A job of an earlier window sent back to be judged again after its run (a reverify, an
-      // upgrade's rule, a conflicting receipt, a ledger line read late, a pin) is judged by
-      // `serve`'s verifier. With only the nightly `verify` deployed no run ever judged it: each
-      // run settles its own window, and that job's had passed, so it stayed `pending`, named by
-      // no summary. The run judges the oldest of them and names those not verified.
-      if (reason === null) {
-        phase = "judging the jobs of other windows sent back to be judged again";
-        const reopened = await whileDatabaseAway(
-          () =>
-            createOpsStore(store).reopenedElsewhere(options.from, options.to, MAX_REOPENED_JUDGED),
-          left(),
-          options.signal,
-        );
-        const fresh = reopened.filter((jobId) => !sentBackAll.has(jobId));
-        if (fresh.length > 0) await settle({ jobIds: fresh });
-        reopenedOther = fresh;
-      }
     } catch (error) {
       // Out of time in a wait for the lock (or a database away): the timeout and the phase.
       const lockedOut = isBusyError(error) && left() === 0;
@@ -901,17 +869,6 @@ export async function runNightlyVerification(
         foundBy: "escrow_scan" as const,
       }));
     }
-    if (reopenedOther.length > 0) {
-      // Named when not verified: one verified again asks nothing of on-call.
-      for (const j of await ops.notCountedIn(reopenedOther, options.from, options.to)) {
-        if (
-          !verdictsCalledVerified.includes(j.verdict) &&
-          !others.some((e) => e.jobId === j.jobId)
-        ) {
-          others.push({ ...j, foundBy: "reopened" });
-        }
-      }
-    }
     turnedDone = turned.done;
     for (const j of turned.named) {
       if (!others.some((e) => e.jobId === j.jobId)) others.push({ ...j, foundBy: "judged_again" });
@@ -984,15 +941,9 @@ export async function runNightlyVerification(
   if (headers !== null) reason = reason === null ? headers : `${reason}; ${headers}`;
   const elsewhere = judgedElsewhereText(judgedElsewhere, profile);
   if (elsewhere !== null) reason = reason === null ? elsewhere : `${reason}; ${elsewhere}`;
-  const openOthers = others.filter((j) => openVerdicts.includes(j.verdict));
-  const scanOpen = openOthers.filter((j) => j.foundBy !== "reopened");
-  if (scanOpen.length > 0) {
-    const text = `${scanOpen.length} jobs of ${otherWindowsText(scanOpen)} the escrow scan sent back (a payout under their memo found after their run) are not final`;
-    reason = reason === null ? text : `${reason}; ${text}`;
-  }
-  const reopenedOpen = openOthers.filter((j) => j.foundBy === "reopened");
-  if (reopenedOpen.length > 0) {
-    const text = `${reopenedOpen.length} jobs of ${otherWindowsText(reopenedOpen)} sent back to be judged again since their run (a reverify, an upgrade, new evidence) are not final`;
+  const othersOpen = others.filter((j) => openVerdicts.includes(j.verdict)).length;
+  if (othersOpen > 0) {
+    const text = `${othersOpen} jobs of ${otherWindowsText(others)} the escrow scan sent back (a payout under their memo found after their run) are not final`;
     reason = reason === null ? text : `${reason}; ${text}`;
   }
   const othersBad = others.filter((j) =>

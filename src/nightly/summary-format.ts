@@ -49,32 +49,19 @@ const othersText = (s: NightlySummary, window: OtherWindow) => {
   return n > 0 ? `, and ${n} jobs of ${window} windows NOT verified (${whyOf(s, window)})` : "";
 };
 
-/**
- * Why jobs of other windows are named: the escrow scan's payouts, judgements since, jobs sent
- * back to be judged again since their run, or several of them.
- */
+/** Why jobs of other windows are named: the escrow scan's payouts, judgements since, or both. */
 const whyOf = (s: NightlySummary, window: OtherWindow) => {
   const by = new Set(othersOf(s, window).map((j) => j.foundBy));
   const passed = window === "later" ? "; their window's run had passed" : "";
-  const why: string[] = [];
-  if (by.has("escrow_scan"))
-    why.push("a payout out of escrow under their memo found after their run");
-  if (by.has("judged_again"))
-    why.push(why.length > 0 ? "judged again since" : "judged again after their run");
-  if (by.has("reopened")) {
-    why.push(
-      why.length > 0
-        ? "sent back to be judged again since"
-        : "sent back to be judged again since their run",
-    );
-  }
-  return `${why.join(", or ")}${passed}`;
+  if (!by.has("judged_again"))
+    return `a payout out of escrow under their memo found after their run${passed}`;
+  if (!by.has("escrow_scan")) return `judged again after their run${passed}`;
+  return `a payout out of escrow under their memo found after their run, or judged again since${passed}`;
 };
 
 const foundByText = {
   escrow_scan: "sent back by the escrow scan",
   judged_again: "judged again after its run",
-  reopened: "sent back to be judged again since its run",
 } as const;
 
 /** "job_x (an earlier window's, judged again after its run): discrepancy (settlement.single)". */

@@ -1,5 +1,5 @@
 import { statSync } from "node:fs";
-import { and, asc, count, desc, eq, gte, inArray, isNotNull, lt, or, sql } from "drizzle-orm";
+import { and, asc, count, desc, eq, gte, inArray, lt, or, sql } from "drizzle-orm";
 import type { SqliteStore, Store } from "../db/client.js";
 import {
   checkResults,
@@ -146,13 +146,6 @@ export interface OpsStore {
    * window's run's to judge.
    */
   notCountedIn(jobIds: readonly string[], from: number, to: number): Promise<OtherWindowJob[]>;
-  /**
-   * Jobs sent back to be judged again (`previous_verdict` set: a reverify, an upgrade's rule, new
-   * evidence: a conflicting receipt, a late ledger line, a pin) and still open, of other windows
-   * whose runs have passed (as `notCountedIn` takes them), the oldest `limit` ids: no run of
-   * their own window comes again, so with no `serve` the run of [from, to) judges them.
-   */
-  reopenedElsewhere(from: number, to: number, limit: number): Promise<string[]>;
   /**
    * The jobs a later verdict turned from verified to one failing a run (`nightly_turned`), for
    * the run of [from, to), the oldest `TURNED_READ_MAX`: `named`, those of other windows (as
@@ -428,23 +421,6 @@ function createSqliteOpsStore(store: SqliteStore): OpsStore {
         ...row,
         failingChecks: failing.all({ jobId: row.jobId }).map((c) => c.name),
       }));
-    },
-    async reopenedElsewhere(fromMs, toMs, limit) {
-      const rows = db
-        .select({ jobId: jobs.jobId })
-        .from(jobs)
-        .where(
-          and(
-            isNotNull(jobs.previousVerdict),
-            verdictIsOpen(jobs.verdict),
-            or(lt(jobs.createdAt, fromMs), countedByLaterRun(jobs, toMs, verificationRuns)),
-            sql`NOT (${countedInWindow(jobs, fromMs, toMs)})`,
-          ),
-        )
-        .orderBy(asc(jobs.createdAt))
-        .limit(limit)
-        .all();
-      return rows.map((r) => r.jobId);
     },
     async notCountedIn(jobIds, fromMs, toMs) {
       if (jobIds.length === 0) return [];

@@ -128,7 +128,6 @@ export const sharedImportFiles: readonly string[] = [
   "test/nightly-listing-lags.dialects.test.ts",
   "test/nightly-quorum-not-found.test.ts",
   "test/nightly-recorded-during-run.dialects.test.ts",
-  "test/nightly-reopened-other-window.test.ts",
   "test/nightly-run-row.test.ts",
   "test/nightly-stopped-before-claim.test.ts",
   "test/nightly-summary-format.test.ts",

@@ -1,4 +1,4 @@
-import { and, asc, count, desc, eq, gte, inArray, isNotNull, lt, or, sql } from "drizzle-orm";
+import { and, asc, count, desc, eq, gte, inArray, lt, or, sql } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
 import { checkResults, jobs, nightlyTurned, verificationRuns } from "../../db/pg/schema.js";
 import { type Verdict, verdictIsOpen, verdicts } from "../../db/schema.js";
@@ -268,22 +268,6 @@ export function createPgOpsStore(store: PgStore): OpsStore {
       const rows = await unverifiedInWindow.execute({ from: fromMs, to: toMs, limit });
       if (rows.length === 0) return [];
       return withFailingChecks(rows);
-    },
-    async reopenedElsewhere(fromMs, toMs, limit) {
-      const rows = await db
-        .select({ jobId: jobs.jobId })
-        .from(jobs)
-        .where(
-          and(
-            isNotNull(jobs.previousVerdict),
-            verdictIsOpen(jobs.verdict),
-            or(lt(jobs.createdAt, fromMs), countedByLaterRun(jobs, toMs, verificationRuns)),
-            sql`NOT (${countedInWindow(jobs, fromMs, toMs)})`,
-          ),
-        )
-        .orderBy(asc(jobs.createdAt))
-        .limit(limit);
-      return rows.map((r) => r.jobId);
     },
     async notCountedIn(jobIds, fromMs, toMs) {
       if (jobIds.length === 0) return [];
