@@ -45,9 +45,10 @@ export interface JobsApiConsults {
    * until the last attempt), within `batchMs`, and records the answer; asks again after each
    * retry delay while the answer's status is not final (`settling` with the settlement named is
    * not) or the call failed for a reason that may pass; a job still without a final status
-   * after the last retry is left to the settlement backfill.
+   * after the last retry is left to the settlement backfill. `requestId`, the id of the request
+   * whose answer named the job, is in each log line about its question.
    */
-  ask(jobId: string, authorization: string): void;
+  ask(jobId: string, authorization: string, requestId?: string): void;
   /** Asks the waiting batch now; resolves when every question asked so far is settled. */
   drain(): Promise<void>;
   /**
@@ -66,6 +67,8 @@ type Asked = { q: Question; answer: JobsApiAnswer; at: number } | { q: Question;
 interface Question {
   jobId: string;
   authorization: string;
+  /** The id of the request whose answer named the job, for its log lines. */
+  requestId: string | undefined;
   /** Retries made so far. */
   attempt: number;
   settle(): void;
@@ -174,19 +177,24 @@ export function createJobsApiConsults(options: JobsApiConsultsOptions): JobsApiC
         written.catch((error: unknown) => {
           if (kept) {
             log.warn(
-              { err: error, jobId: a.q.jobId },
+              { err: error, jobId: a.q.jobId, requestId: a.q.requestId },
               "jobs API answer kept while the database refused writes, not recorded",
             );
           }
         });
-        written.then((earlier) => logSentBack(log, a.q.jobId, earlier)).catch(() => {});
+        written
+          .then((earlier) => logSentBack(log, a.q.jobId, earlier, a.q.requestId))
+          .catch(() => {});
         await Promise.race([written, keptNow]);
         again = !isFinalAnswer(a.answer);
       } catch {
         // Not written (the database is away): asked again after the next delay.
       }
     } else if (a.error instanceof JobsApiError && !a.error.retryable) {
-      log.debug({ jobId: a.q.jobId, status: a.error.status }, "jobs API refused the caller's key");
+      log.debug(
+        { jobId: a.q.jobId, requestId: a.q.requestId, status: a.error.status },
+        "jobs API refused the caller's key",
+      );
       again = false;
     }
     const delay = retryDelaysMs[a.q.attempt];
@@ -237,7 +245,7 @@ export function createJobsApiConsults(options: JobsApiConsultsOptions): JobsApiC
   }
 
   return {
-    ask(jobId, authorization) {
+    ask(jobId, authorization, requestId) {
       if (finishing) {
         // Stopping: the job is asked about later by the backfill, not by this process.
         left.add(jobId);
@@ -251,7 +259,7 @@ export function createJobsApiConsults(options: JobsApiConsultsOptions): JobsApiC
         settle = resolve;
       });
       track(done);
-      enqueue({ jobId, authorization, attempt: 0, settle });
+      enqueue({ jobId, authorization, requestId, attempt: 0, settle });
     },
     async drain() {
       draining++;

@@ -295,10 +295,16 @@ const failed = (error: unknown) => {
  * Says that an answer's write sent a job judged before it came (`earlier`, its verdict) back to
  * the verifier: the job's next "job verdict" line is its second, on the answer.
  */
-export function logSentBack(log: Logger, jobId: string, earlier: Verdict | null): void {
+export function logSentBack(
+  log: Logger,
+  jobId: string,
+  earlier: Verdict | null,
+  /** The request whose answer named the job, when the proxy asked. */
+  requestId?: string,
+): void {
   if (earlier === null) return;
   log.info(
-    { jobId, earlier },
+    { jobId, requestId, earlier },
     "job judged again: the jobs API answered after its verdict, which was given without the answer",
   );
 }

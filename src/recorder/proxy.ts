@@ -997,7 +997,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
   function writeReceipt(
     receipt: Receipt,
     stamp: ReceiptStamp,
-    runOptions?: RunOptions,
+    runOptions: RunOptions | undefined,
   ): Promise<unknown> {
     if (stamp.first === null) {
       const written = writer.run(
@@ -1032,11 +1032,19 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
     );
   }
 
-  function forward(req: IncomingMessage, res: ServerResponse, body: Buffer, target: string) {
+  function forward(
+    req: IncomingMessage,
+    res: ServerResponse,
+    body: Buffer,
+    target: string,
+    requestId: string | undefined,
+  ) {
     const settle = track();
     const started = performance.now();
     // The receipt's time, set by its first write (see writeReceipt).
     const stamp: ReceiptStamp = { at: null, first: null };
+    // The writer names the request in its lines about one receipt (a PostgreSQL row lock).
+    const runOptions: RunOptions | undefined = requestId === undefined ? undefined : { requestId };
     const authorization = req.headers.authorization;
     const path = basePath + target.slice("/v1".length);
     // What the operator's answer may echo and a log line must not show (see credentialsOf).
@@ -1116,7 +1124,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
       const end = () => {
         stopWaiting?.();
         log.warn(
-          { path: loggedPath() },
+          { requestId, path: loggedPath() },
           responded
             ? "the answer of a request whose client left did not end in time; recorded as aborted"
             : "no answer came for a request whose client left; its job, if any, is not recorded",
@@ -1138,7 +1146,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
       // gets and what is recorded: bytes after a complete body (a parse error) change neither.
       if (responded) {
         log.warn(
-          { reason: error.message, path: loggedPath() },
+          { requestId, reason: error.message, path: loggedPath() },
           "upstream connection failed after its answer",
         );
         return;
@@ -1173,6 +1181,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         // and charged the job, which cannot be recorded. What of it the bytes show is logged.
         log.error(
           {
+            requestId,
             reason: error.message,
             code: error.code,
             path: loggedPath(),
@@ -1191,11 +1200,14 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
       }
       if (upstreamReq.writableFinished) {
         log.warn(
-          { reason: error.message, code: error.code, path: loggedPath() },
+          { requestId, reason: error.message, code: error.code, path: loggedPath() },
           "upstream connection failed after the whole request was sent, before any answer: the job may have run and been charged; not sent again",
         );
       } else {
-        log.warn({ reason: error.message, path: loggedPath() }, "upstream request failed");
+        log.warn(
+          { requestId, reason: error.message, path: loggedPath() },
+          "upstream request failed",
+        );
       }
       sendError(res, 502, "upstream_unavailable", "the Decentral API could not be reached");
       settle();
@@ -1215,7 +1227,10 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
     ): T | null => {
       const value = read(text);
       if (text !== null && value === null)
-        log.warn({ path: loggedPath(), jobId, header: name }, "malformed receipt header");
+        log.warn(
+          { requestId, path: loggedPath(), jobId, header: name },
+          "malformed receipt header",
+        );
       return value;
     };
 
@@ -1247,6 +1262,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         // found again: no answer without a receipt, so the answer is withheld.
         log.error(
           {
+            requestId,
             path: loggedPath(),
             status,
             // What the upstream sent there may be the caller's key echoed: cut before logged.
@@ -1335,6 +1351,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
           // known of it (a held body's usage too), for an `import` once the database is back.
           log.error(
             {
+              requestId,
               err: error,
               jobId: receipt.jobId,
               escrowTx: receipt.escrowTx,
@@ -1519,7 +1536,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
             capturing = false;
             holding = false;
             upstream.pause();
-            writeReceipt(receipt, stamp).then(() => {
+            writeReceipt(receipt, stamp, runOptions).then(() => {
               if (finished) return;
               if (clientGone || res.destroyed) {
                 // Nobody reads the rest, and its usage could not be read: ended as an abort.
@@ -1583,7 +1600,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
           early = [];
           upstream.on("data", onData);
           upstream.on("data", holdEarly);
-          writeReceipt(receipt, stamp).then(startStreaming, (error) => {
+          writeReceipt(receipt, stamp, runOptions).then(startStreaming, (error) => {
             heldEarly();
             unrecorded(error);
             runEarlyOutcomes();
@@ -1860,16 +1877,17 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
           const keep =
             body === null
               ? {
+                  requestId,
                   keep: () => {
                     log.warn(
-                      { jobId: receipt.jobId },
+                      { requestId, jobId: receipt.jobId },
                       "receipt completion kept in memory until the database takes writes",
                     );
                     endStream();
                     settle();
                   },
                 }
-              : undefined;
+              : runOptions;
           writeReceipt(final, stamp, keep)
             .then(
               () => {
@@ -1878,7 +1896,8 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
                   res.end(body);
                 }
                 endStream();
-                if (authorization && consults) consults.ask(receipt.jobId, authorization);
+                if (authorization && consults)
+                  consults.ask(receipt.jobId, authorization, requestId);
               },
               (error) => {
                 if (body !== null) unrecorded(error, final);
@@ -1887,6 +1906,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
                   // the open row has no usage, and nothing else in this process knows it.
                   log.error(
                     {
+                      requestId,
                       err: error,
                       receipt: loggable({ ...final, createdAt: stamp.at }),
                       // Dated as the row was, or as the 503's line dates the job (see
@@ -2019,6 +2039,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
             res,
             chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks),
             target,
+            requestId,
           );
       });
       return over;

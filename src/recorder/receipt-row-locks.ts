@@ -105,7 +105,7 @@ export function createRowLockWaits(log: Logger, statementTimeout: unknown) {
       if (t - wait.warnedAt >= LOCKED_WARN_MS) {
         wait.warnedAt = t;
         log.warn(
-          { err: error, waitedMs: Math.round(t - wait.since) },
+          { err: error, requestId: item.requestId, waitedMs: Math.round(t - wait.since) },
           "a receipt waits for a row another session holds locked; other receipts are written",
         );
       }
@@ -118,7 +118,11 @@ export function createRowLockWaits(log: Logger, statementTimeout: unknown) {
       // Its lock went: the others set apart are likely free too, and tried without the spacing.
       lastRetryAt = Number.NEGATIVE_INFINITY;
       log.info(
-        { waitedMs: Math.round(performance.now() - wait.since), tries: wait.tries },
+        {
+          requestId: item.requestId,
+          waitedMs: Math.round(performance.now() - wait.since),
+          tries: wait.tries,
+        },
         "a receipt that waited for a locked row is written",
       );
     },

@@ -472,6 +472,7 @@ export function createPgReceiptWriter(
       return new Promise<T>((resolve, reject) => {
         const item: Queued = { task, resolve: resolve as (v: unknown) => void, reject };
         if (runOptions?.keep) item.keep = runOptions.keep;
+        if (runOptions?.requestId !== undefined) item.requestId = runOptions.requestId;
         queue.push(item);
         locks.wake();
         kick();

@@ -75,6 +75,8 @@ export interface RunOptions {
    * with the database still refusing.
    */
   keep?: () => void;
+  /** The id of the request the task records, for the log lines about it. */
+  requestId?: string;
 }
 
 /** How one task of a group commit ended: its savepoint's result, or the error it threw. */
@@ -123,6 +125,8 @@ export interface Queued {
   refusedSince?: number;
   /** Called once when the task is kept past `refuseAfterMs` (see `RunOptions.keep`). */
   keep?: () => void;
+  /** See `RunOptions.requestId`. */
+  requestId?: string;
 }
 
 /**

@@ -169,6 +169,7 @@ export const sharedImportFiles: readonly string[] = [
   "test/proxy-error-request-id.test.ts",
   "test/proxy-gzip-members.test.ts",
   "test/proxy-large-answer-end.test.ts",
+  "test/proxy-log-request-id.test.ts",
   "test/proxy-prediction-tokens.dialects.test.ts",
   "test/proxy-responses-stream.test.ts",
   "test/proxy-stream-call-places.test.ts",
