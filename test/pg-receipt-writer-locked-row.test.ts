@@ -1,12 +1,12 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { createLogger } from "../src/log.js";
 import { ingestReceiptsVia } from "../src/recorder/ingest.js";
 import { createReceiptWriter, type ReceiptWriter } from "../src/recorder/receipt-writer.js";
 import { type Receipt, recordReceiptsUnit } from "../src/store/receipts.js";
 import { useStoreAndLocker } from "./support/pg-locker.js";
 import { usePostgresDatabase } from "./support/postgres.js";
-import { receipt, wireReceipt } from "./support/recorder-fixtures.js";
+import { capturedLogger, receipt, wireReceipt } from "./support/recorder-fixtures.js";
 
 /**
  * One job's row held locked by a session outside the service (an operator's `SELECT … FOR
@@ -222,6 +222,36 @@ describe("the PostgreSQL receipt writer with one job's row locked by another ses
 
       await pgs.locker.query("COMMIT");
       expect((await held).map((r) => r.status)).toEqual(["created", "updated"]);
+    } finally {
+      await pgs.locker.query("ROLLBACK").catch(() => {});
+      await writer.close();
+    }
+  }, 30_000);
+
+  // An operator holding a client's x-request-id finds the lines about its receipt's wait.
+  it("names the request of a receipt that waits for a locked row in both lines about its wait", async () => {
+    const { log: captured, lines } = capturedLogger();
+    const writer = createReceiptWriter(pgs.store, { log: captured });
+    const first = receipt({ settlementTx: null });
+    await writer.run(recordReceiptsUnit([first], "proxy"));
+    const settled = { ...first, settlementTx: receipt().settlementTx };
+    const about = (message: string) =>
+      lines.map((l) => JSON.parse(l)).filter((l) => String(l.msg).startsWith(message));
+    try {
+      await pgs.locker.query("BEGIN");
+      await pgs.locker.query("SELECT * FROM jobs WHERE job_id = $1 FOR UPDATE", [first.jobId]);
+      const locked = writer.run(recordReceiptsUnit([settled], "proxy"), {
+        requestId: "trace-locked",
+      });
+      await vi.waitFor(() => expect(about("a receipt waits for a row")).toHaveLength(1), {
+        timeout: 10_000,
+      });
+      await pgs.locker.query("COMMIT");
+      await locked;
+      expect(about("a receipt waits for a row")[0]).toMatchObject({ requestId: "trace-locked" });
+      expect(about("a receipt that waited for a locked row is written")).toEqual([
+        expect.objectContaining({ requestId: "trace-locked" }),
+      ]);
     } finally {
       await pgs.locker.query("ROLLBACK").catch(() => {});
       await writer.close();
