@@ -19,6 +19,7 @@ describe("leader lease on PostgreSQL", () => {
     const store = openPostgres(database.url);
     cleanup.push(() => store.close());
     let lost = 0;
+    let gains = 0;
     let gained!: () => void;
     const leading = new Promise<void>((resolve) => {
       gained = resolve;
@@ -28,7 +29,10 @@ describe("leader lease on PostgreSQL", () => {
       log: createLogger({ level: "silent" }),
       heartbeatMs: 50,
       ttlMs: 400,
-      onGain: () => gained(),
+      onGain: () => {
+        gains += 1;
+        gained();
+      },
       onLose: async () => {
         lost += 1;
       },
@@ -49,7 +53,10 @@ describe("leader lease on PostgreSQL", () => {
     while (lease.isLeader() && performance.now() - lockedAt < 3000)
       await new Promise((resolve) => setTimeout(resolve, 20));
     expect(lease.isLeader()).toBe(false);
-    expect(lost).toBe(1);
+    // Each time it led, it was told once that it stopped: on a loaded host a renewal may come
+    // late before the table is locked, the lease lost and gained again.
+    expect(gains).toBeGreaterThanOrEqual(1);
+    expect(lost).toBe(gains);
   });
 });
 
