@@ -3,12 +3,13 @@ import { createEscrowScanner } from "../src/ledger/escrow-scan.js";
 import { createLogger } from "../src/log.js";
 import { recordReceipts } from "../src/recorder/receipts.js";
 import { reconciliationReport } from "../src/reports/reconciliation.js";
-import { localnetProfile } from "../src/verify/profiles.js";
+import { localnetProfile, type Profile } from "../src/verify/profiles.js";
 import { chainTruth, moneyOf } from "./support/chain-truth.js";
 import { periodEdge, statementAfterWindow } from "./support/ledger-periods.js";
 import {
   discrepancy,
   type JobPlan,
+  type PlanInput,
   quickWindowProfile,
   useAdversaryHarness,
   verified,
@@ -36,20 +37,44 @@ const paidInFull = (p: JobPlan) => ({
   refundedUnits: p.remainder,
 });
 
+/**
+ * A scenario on the chain's clock with keys 1 and 2 pinned, where its period starts, and a job
+ * of each: `a` (key 1) first by id, so the owner of what both name, unless `aFirst` is false.
+ */
+async function twoKeysJobs(
+  input: { profile?: Profile; a?: PlanInput; b?: PlanInput; aFirst?: boolean } = {},
+) {
+  const c = (await h.scenario(input.profile)).recordOnChainClock();
+  await c.pinKey(1);
+  await c.pinKey(2);
+  const from = periodEdge(h);
+  const a = h.op.plan({ ...input.a, keyIndex: 1 });
+  const b = h.op.plan({ ...input.b, keyIndex: 2 });
+  const aFirst = input.aFirst ?? true;
+  a.jobId = `job_${aFirst ? "0" : "z"}${a.jobId.slice(5)}`;
+  b.jobId = `job_${aFirst ? "z" : "0"}${b.jobId.slice(5)}`;
+  return { c, from, a, b };
+}
+
+/** A report's money but its fees (the chain's fees are not a job's). */
+const moneyButFees = (row: Parameters<typeof moneyOf>[0]) => {
+  const { feesLamports: _, ...money } = moneyOf(row);
+  return money;
+};
+
+/** What the chain moved in `signatures`, but fees. */
+const chainButFees = (signatures: string[]) => {
+  const { feesLamports: _, ...money } = chainTruth(h.op, signatures);
+  return money;
+};
+
 describe("a settlement two jobs share, one of them naming it only as the jobs API's escrow", () => {
   it.each([
     ["the job owning it", true],
     ["the other job", false],
   ])("counts every unit once when that job is %s", async (_who, ownerNamesItAsEscrow) => {
-    const c = (await h.scenario()).recordOnChainClock();
-    await c.pinKey(1);
-    await c.pinKey(2);
-    const from = periodEdge(h);
     // a owns the settlement (first by id among the jobs its memos name).
-    const a = { ...h.op.plan({ keyIndex: 1 }) };
-    const b = { ...h.op.plan({ keyIndex: 2 }) };
-    a.jobId = `job_0${a.jobId.slice(5)}`;
-    b.jobId = `job_z${b.jobId.slice(5)}`;
+    const { c, from, a, b } = await twoKeysJobs();
     const { escrowA, escrowB, shared } = h.op.sharedSettlement(a, b);
     const [byApi, byReceipt] = ownerNamesItAsEscrow ? [a, b] : [b, a];
     // A stream: its headers name its lock, the jobs API names the shared settlement as its escrow.
@@ -69,15 +94,8 @@ describe("a settlement two jobs share, one of them naming it only as the jobs AP
     ]);
 
     const r = await reconciliationReport(c.store, { from, to: h.op.now() + hour, groupBy: "key" });
-    const { feesLamports: _, ...truth } = chainTruth(h.op, [escrowA, escrowB, shared]);
-    const { feesLamports: __, ...total } = moneyOf(r.totals);
-    expect(total).toEqual(truth);
-    const groups = Object.fromEntries(
-      r.groups.map((g) => {
-        const { feesLamports: _f, ...money } = moneyOf(g);
-        return [g.group, money];
-      }),
-    );
+    expect(moneyButFees(r.totals)).toEqual(chainButFees([escrowA, escrowB, shared]));
+    const groups = Object.fromEntries(r.groups.map((g) => [g.group, moneyButFees(g)]));
     expect(groups).toEqual({ [a.fingerprint]: paidInFull(a), [b.fingerprint]: paidInFull(b) });
   });
 });
@@ -93,14 +111,7 @@ describe("one lock for two jobs that one of them names as its settlement too", (
     ["the other job", false],
     ["the job owning it", true],
   ])("counts each lock once when that job is %s", async (_who, ownerCloses) => {
-    const c = (await h.scenario()).recordOnChainClock();
-    await c.pinKey(1);
-    await c.pinKey(2);
-    const from = periodEdge(h);
-    const a = { ...h.op.plan({ keyIndex: 1 }) };
-    const b = { ...h.op.plan({ keyIndex: 2 }) };
-    a.jobId = `job_0${a.jobId.slice(5)}`;
-    b.jobId = `job_z${b.jobId.slice(5)}`;
+    const { c, from, a, b } = await twoKeysJobs();
     const closer = ownerCloses ? a : b;
     const lock = h.op.send([
       ...h.op.lockIxs(a),
@@ -124,9 +135,7 @@ describe("one lock for two jobs that one of them names as its settlement too", (
     ]);
 
     const r = await reconciliationReport(c.store, { from, to: h.op.now() + hour, groupBy: "key" });
-    const { feesLamports: _, ...truth } = chainTruth(h.op, [lock, settleA, settleB]);
-    const { feesLamports: __, ...total } = moneyOf(r.totals);
-    expect(total).toEqual(truth);
+    expect(moneyButFees(r.totals)).toEqual(chainButFees([lock, settleA, settleB]));
     const escrowed = Object.fromEntries(r.groups.map((g) => [g.group, moneyOf(g).escrowedUnits]));
     expect(escrowed).toEqual({ [a.fingerprint]: a.lock, [b.fingerprint]: b.lock });
   });
@@ -179,14 +188,12 @@ describe("a shared settlement's namer whose usage is filled in after the split w
   it.each([true, false])(
     "is judged again with the other namer (a first by id: %s)",
     async (aFirst) => {
-      const c = (await h.scenario(quickWindowProfile)).recordOnChainClock();
-      await c.pinKey(1);
-      await c.pinKey(2);
-      const from = periodEdge(h);
-      const a = h.op.plan({ keyIndex: 1, completionTokens: 2000 });
-      const b = h.op.plan({ keyIndex: 2, workerIndex: 0, completionTokens: 2000 });
-      a.jobId = `job_${aFirst ? "0" : "z"}${a.jobId.slice(5)}`;
-      b.jobId = `job_${aFirst ? "z" : "0"}${b.jobId.slice(5)}`;
+      const { c, from, a, b } = await twoKeysJobs({
+        profile: quickWindowProfile,
+        a: { completionTokens: 2000 },
+        b: { workerIndex: 0, completionTokens: 2000 },
+        aFirst,
+      });
       expect([a.lock, a.charge]).toEqual([b.lock, b.lock]);
       const txs = h.op.sharedSettlement(a, b, [a]);
       c.record(
@@ -226,13 +233,9 @@ describe("a shared settlement's namer whose usage is filled in after the split w
         to: h.op.now() + hour,
         groupBy: "key",
       });
-      const { feesLamports: _, ...totals } = moneyOf(report.totals);
-      const { feesLamports: __, ...truth } = chainTruth(h.op, [
-        txs.escrowA,
-        txs.escrowB,
-        txs.shared,
-      ]);
-      expect(totals).toEqual(truth);
+      expect(moneyButFees(report.totals)).toEqual(
+        chainButFees([txs.escrowA, txs.escrowB, txs.shared]),
+      );
       // `a` was paid: `b`'s lock is still in escrow, and its vault's statement names it. (With
       // `b` owning the settlement, equal charges leave the owner read as paid: Known limits.)
       if (!aFirst) return;
