@@ -101,17 +101,20 @@ describe("a job turned from verified after its run, then sent back again before 
     h.op.send(h.op.settleIxs(plan));
     await serveFinds(h, c, plan.jobId);
     expect(await c.outcome(plan.jobId)).toEqual(discrepancy("settlement.single"));
-    // Asked to be judged again by hand: open while the next run reads, and judged after it from
-    // `discrepancy`, which notes no turn.
+    // Asked to be judged again by hand before the next run: that run judges it (sent back
+    // before it began), from `discrepancy`, which notes no turn, and names the turn serve's
+    // verifier found, once.
     await createJobQueueStore(c.store).reverify(plan.jobId, Date.now());
     const night2 = await nightWithJob(h, c, [plan.vault], 1);
-    expect(night2.earlierJobs ?? []).toEqual([]);
-    await verifyJobs(h, c, [plan.jobId]);
     expect(await c.outcome(plan.jobId)).toEqual(discrepancy("settlement.single"));
-    const night3 = await nightWithJob(h, c, [plan.vault], 1);
-    expect(night3).toMatchObject({
+    expect(night2).toMatchObject({
       exitCode: 1,
       earlierJobs: [{ jobId: plan.jobId, verdict: "discrepancy", foundBy: "judged_again" }],
+      sentBackElsewhere: { judged: 1, changed: 0, left: 0 },
     });
+    await verifyJobs(h, c, [plan.jobId]);
+    const night3 = await nightWithJob(h, c, [plan.vault], 1);
+    expect(night3).toMatchObject({ exitCode: 0 });
+    expect(night3.earlierJobs).toBeUndefined();
   });
 });

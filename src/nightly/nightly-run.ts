@@ -18,7 +18,14 @@ import { printable } from "../printable-text.js";
 import { isoOf } from "../reports/period.js";
 import { countJobsByVerdict } from "../reports/reconciliation.js";
 import { createJobQueueStore } from "../store/job-queue.js";
-import { createOpsStore, type HeadersNotJudged, type TurnedBad } from "../store/ops.js";
+import {
+  createOpsStore,
+  failsRun,
+  type HeadersNotJudged,
+  type SentBackElsewhere,
+  type TurnedBad,
+  verdictsCalledVerified,
+} from "../store/ops.js";
 import { countOpenJobWaits, type OpenJobWait, refusalOf } from "../store/queue-rules.js";
 import {
   createVerificationRunStore,
@@ -61,6 +68,15 @@ export interface SettlingEngine {
     /** Why the run's last round could not reach the database, when it ended so. */
     databaseTrouble?: string;
   }>;
+  /**
+   * Judges what of `jobIds` it can now and waits for none (`Verifier.judgeDue`): the jobs of
+   * other windows sent back to be judged again before the run. An engine without it leaves
+   * them to `serve`'s verifier.
+   */
+  judgeDue?(
+    jobIds: readonly string[],
+    opts: { timeoutMs: number; signal?: AbortSignal; runId?: number },
+  ): Promise<{ judged: string[] }>;
   /**
    * Closes the run row kept `running` (`holdRun`) through the ledger's read, with the night's
    * outcome. An engine without it finishes its row as the jobs settle; the outcome is then
@@ -184,7 +200,31 @@ export interface NightlyFinding {
  * and how it was found.
  */
 export interface OtherWindowFinding extends NightlyFinding {
-  foundBy: "escrow_scan" | "judged_again";
+  foundBy: "escrow_scan" | "judged_again" | "sent_back";
+}
+
+/**
+ * The jobs of other windows sent back to be judged again before a run began (a reverify, a
+ * profile's new rule, a conflicting receipt, a ledger line read late: `previous_verdict` set),
+ * which the run judged as it could once its own window's work was done (`sentBackElsewhere`).
+ */
+export interface SentBackElsewhereCounts {
+  /** Those it wrote a final verdict for. */
+  judged: number;
+  /**
+   * Of those, the ones whose verdict is another than the one they were sent back from; those
+   * not verified are named (`earlierJobs`, `laterJobs`), once.
+   */
+  changed: number;
+  /**
+   * Those still open as it ended: leased by another verifier (serve's, which judges them), put
+   * off (their transactions not final, the escrow scan or the ledger not past them), past the
+   * run's bound (`MAX_SENT_BACK_JUDGED` jobs, `SENT_BACK_MS`), or not read (`unread`). The
+   * next run, or serve's verifier, judges them.
+   */
+  left: number;
+  /** Why they were not read or judged, when the database or the verifier failed. */
+  unread?: string;
 }
 
 /** What a nightly run found; `exitCode` is the contract with cron: 0, 1 or 2. */
@@ -238,8 +278,10 @@ export interface NightlySummary {
    * the job's memo, made or found after that run) and judged by this run; `judged_again`,
    * turned from verified to a verdict that fails a run since (serve's scan found such a payout
    * first, or the run that found it did not complete), each named by the first run to complete
-   * after. Each with its verdict now; one not verified fails the run (`discrepancies`), one not
-   * final leaves it incomplete. Absent when none.
+   * after; `sent_back`, sent back to be judged again before the run and judged by it to a
+   * verdict that fails a run other than the one it was sent back from (one turned from verified
+   * is named `judged_again`). Each with its verdict now; one not verified fails the run
+   * (`discrepancies`), one not final leaves it incomplete. Absent when none.
    */
   earlierJobs?: OtherWindowFinding[];
   /**
@@ -253,6 +295,12 @@ export interface NightlySummary {
    * under another `AUDIT_PROFILE` judged them after the run began), by that profile: not verified under the run's profile, so the run is incomplete. Absent when none.
    */
   judgedElsewhere?: { profile: string | null; jobs: number }[];
+  /**
+   * The jobs of other windows sent back to be judged again before the run began, which it
+   * judged as extra work, waiting for none: how many it judged and how many it left. Those left
+   * fail nothing (no exit 2): they are not the window's. Absent when there were none.
+   */
+  sentBackElsewhere?: SentBackElsewhereCounts;
   /**
    * Set when the database did not answer the summary's reads (an outage outlasting the run):
    * `total`, `byVerdict`, `findings` and `unproven` are then not known, not zero.
@@ -281,6 +329,18 @@ const MAX_NAMED_UNJUDGED = 10;
 
 /** Jobs named by a run that could not claim the late ones it counted; the rest are counted. */
 const MAX_NAMED_UNCLAIMED = 10;
+
+/**
+ * The jobs of other windows sent back to be judged again that one run judges, the oldest first:
+ * a profile's new rule may send back every clean verdict at once; the runs after take the rest.
+ */
+export const MAX_SENT_BACK_JUDGED = 1_000;
+
+/**
+ * The longest a run spends on them, and never more than half the time its own window's work
+ * left it: the run's own window keeps its time, and the run its closing writes' time.
+ */
+export const SENT_BACK_MS = 60_000;
 
 /** How many times a run claims again the late jobs its first claim left (a second apart). */
 const LATE_CLAIM_RETRIES = 3;
@@ -504,6 +564,16 @@ export async function runNightlyVerification(
    * recorded during the run) finds the payouts kept already, and sends nothing back.
    */
   const sentBackAll = new Set<string>();
+  /**
+   * The jobs of other windows sent back to be judged again before the run began, read as it
+   * starts (null when not read): those its own ledger read or escrow scan sends back are the
+   * next run's, or the escrow scan's path below.
+   */
+  let sentBackBefore: SentBackElsewhere | null = null;
+  /** Those of them the run wrote a final verdict for. */
+  let sentBackJudged: string[] = [];
+  /** Why they were not read or judged, when they were not. */
+  let sentBackTrouble: string | null = null;
 
   // The lock outlives the run's timeout a little, so a crashed run frees it on its own.
   let holder: Awaited<ReturnType<typeof acquireLock>> = null;
@@ -574,6 +644,18 @@ export async function runNightlyVerification(
           throw new Error(`RPC unreachable: ${messageOf(error)}`);
         } finally {
           clearTimeout(timer);
+        }
+      }
+      if (engine.judgeDue) {
+        // One read, no wait for a database away: judging them is extra work, never the run's.
+        try {
+          sentBackBefore = await createOpsStore(store).sentBackElsewhere(
+            options.from,
+            options.to,
+            MAX_SENT_BACK_JUDGED,
+          );
+        } catch (error) {
+          sentBackTrouble = `not read: ${storeMessage(error)}`;
         }
       }
       const settle = async (
@@ -750,6 +832,33 @@ export async function runNightlyVerification(
           sentBackOther = outside.map((j) => j.jobId);
         }
       }
+      // A job of another window sent back to be judged again after its window's run (a
+      // reverify, a profile's new rule, a conflicting receipt, a ledger line read late) is
+      // judged by `serve`'s verifier; with only the nightly `verify` deployed no run judged it
+      // (each settles its own window, and that job's had passed): it stayed `pending`. The run
+      // judges those sent back before it began once its own window is done, as extra work
+      // within a bound, and waits for none: one leased by another verifier (serve's) or put off
+      // is left as it is, and those it leaves fail nothing (a run beside serve that waited for
+      // them ran out its --timeout and exited 2). Its window's counts are its own as before.
+      const judgeDue = engine.judgeDue?.bind(engine);
+      if (reason === null && judgeDue && sentBackBefore !== null) {
+        const ids = sentBackBefore.jobs.map((j) => j.jobId).filter((id) => !sentBackAll.has(id));
+        const budget = Math.min(SENT_BACK_MS, Math.floor(left() / 2));
+        const id: number | null = runId;
+        if (ids.length > 0 && budget > 0) {
+          try {
+            sentBackJudged = (
+              await judgeDue(ids, {
+                timeoutMs: budget,
+                ...(options.signal ? { signal: options.signal } : {}),
+                ...(id !== null ? { runId: id } : {}),
+              })
+            ).judged;
+          } catch (error) {
+            sentBackTrouble = `not judged: ${storeMessage(error)}`;
+          }
+        }
+      }
     } catch (error) {
       // Out of time in a wait for the lock (or a database away): the timeout and the phase.
       const lockedOut = isBusyError(error) && left() === 0;
@@ -841,6 +950,7 @@ export async function runNightlyVerification(
   /** Jobs of other windows the run names (`earlierJobs`, `laterJobs`). */
   let others: (OtherWindowFinding & { window: "earlier" | "later" })[] = [];
   let turnedDone: TurnedBad["done"] = [];
+  let sentBackCounts: SentBackElsewhereCounts | null = null;
   try {
     const ops = createOpsStore(store);
     // Read while the database is away, every count would be 0: read again once it answers
@@ -872,6 +982,28 @@ export async function runNightlyVerification(
     turnedDone = turned.done;
     for (const j of turned.named) {
       if (!others.some((e) => e.jobId === j.jobId)) others.push({ ...j, foundBy: "judged_again" });
+    }
+    if (sentBackBefore !== null || sentBackTrouble !== null) {
+      const counted = await sentBackCounted(
+        store,
+        options,
+        sentBackBefore,
+        sentBackAll,
+        sentBackJudged,
+      );
+      // Named once: a job judged as it was before it was sent back was named then (or was
+      // never a finding), and one turned from verified is named by `nightly_turned` above.
+      for (const j of counted.named) {
+        if (!others.some((e) => e.jobId === j.jobId)) others.push({ ...j, foundBy: "sent_back" });
+      }
+      const trouble = sentBackTrouble ?? counted.unread;
+      sentBackCounts = {
+        ...counted.counts,
+        ...(trouble !== null ? { unread: trouble } : {}),
+      };
+      if (sentBackCounts.judged + sentBackCounts.left === 0 && trouble === null) {
+        sentBackCounts = null;
+      }
     }
     // Once the ledger was read in full: before it, every header of the window's last seconds
     // waits, and a vault it could not read is named already (the read that does reopens them).
@@ -1043,9 +1175,67 @@ export async function runNightlyVerification(
     ...(rejudged > 0 ? { rejudged } : {}),
     ...otherWindowsJobs(others),
     ...(judgedElsewhere.length > 0 ? { judgedElsewhere } : {}),
+    ...(sentBackCounts !== null ? { sentBackElsewhere: sentBackCounts } : {}),
     ...(countsUnknown ? { countsUnknown: true as const } : {}),
     ...(notStored.length > 0 ? { notStored } : {}),
   };
+}
+
+/**
+ * What became of the jobs of other windows sent back before the run (`sentBackBefore`, less
+ * those the escrow scan sent back, `scanned`): how many it judged (`judged`), how many changed
+ * verdict, how many are open now or were past the read's bound; and those to name, judged to a
+ * verdict failing a run other than the one they were sent back from, not turned from verified
+ * (`nightly_turned` names those). Its own reads failing say so in `unread`, never fail the run.
+ */
+async function sentBackCounted(
+  store: Store,
+  window: { from: number; to: number },
+  before: SentBackElsewhere | null,
+  scanned: ReadonlySet<string>,
+  judged: readonly string[],
+): Promise<{
+  counts: Omit<SentBackElsewhereCounts, "unread">;
+  named: (OtherWindowFinding & { window: "earlier" | "later" })[];
+  unread: string | null;
+}> {
+  const considered = (before?.jobs ?? []).filter((j) => !scanned.has(j.jobId));
+  const beyond = before === null ? 0 : before.total - before.jobs.length;
+  const named: (OtherWindowFinding & { window: "earlier" | "later" })[] = [];
+  try {
+    const counts =
+      considered.length === 0
+        ? { total: 0, final: 0 }
+        : await createJobQueueStore(store).countVerdicts({
+            jobIds: considered.map((j) => j.jobId),
+          });
+    const was = new Map(considered.map((j) => [j.jobId, j.previousVerdict]));
+    let changed = 0;
+    const now = await createOpsStore(store).notCountedIn(judged, window.from, window.to);
+    for (const j of now) {
+      const previous = was.get(j.jobId);
+      if (previous === undefined || previous === j.verdict) continue;
+      changed++;
+      if (failsRun(j.verdict) && !verdictsCalledVerified.includes(previous)) {
+        named.push({ ...j, foundBy: "sent_back" });
+      }
+    }
+    return {
+      counts: { judged: judged.length, changed, left: counts.total - counts.final + beyond },
+      named,
+      unread: null,
+    };
+  } catch (error) {
+    return {
+      counts: {
+        judged: judged.length,
+        changed: 0,
+        left: considered.length - judged.length + beyond,
+      },
+      named,
+      unread: `not counted: ${messageOf(storeErrorNamed(store, error))}`,
+    };
+  }
 }
 
 /**

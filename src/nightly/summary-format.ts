@@ -2,7 +2,7 @@ import { verdicts } from "../db/schema.js";
 import { ledgerFindingCount } from "../ledger/window-check.js";
 import { markdownCode, printable } from "../printable-text.js";
 import { isoOf } from "../reports/period.js";
-import type { NightlySummary } from "./nightly-run.js";
+import { MAX_SENT_BACK_JUDGED, type NightlySummary, SENT_BACK_MS } from "./nightly-run.js";
 
 /**
  * One line saying what the run found. An empty window says "0 jobs recorded", never "all
@@ -49,20 +49,49 @@ const othersText = (s: NightlySummary, window: OtherWindow) => {
   return n > 0 ? `, and ${n} jobs of ${window} windows NOT verified (${whyOf(s, window)})` : "";
 };
 
-/** Why jobs of other windows are named: the escrow scan's payouts, judgements since, or both. */
+/**
+ * Why jobs of other windows are named: the escrow scan's payouts, judgements since, jobs sent
+ * back before the run and judged by it to another verdict, or several of them.
+ */
 const whyOf = (s: NightlySummary, window: OtherWindow) => {
   const by = new Set(othersOf(s, window).map((j) => j.foundBy));
   const passed = window === "later" ? "; their window's run had passed" : "";
-  if (!by.has("judged_again"))
-    return `a payout out of escrow under their memo found after their run${passed}`;
-  if (!by.has("escrow_scan")) return `judged again after their run${passed}`;
-  return `a payout out of escrow under their memo found after their run, or judged again since${passed}`;
+  const why: string[] = [];
+  if (by.has("escrow_scan"))
+    why.push("a payout out of escrow under their memo found after their run");
+  if (by.has("judged_again"))
+    why.push(why.length > 0 ? "judged again since" : "judged again after their run");
+  if (by.has("sent_back")) {
+    why.push(
+      why.length > 0
+        ? "sent back and judged by this run to another verdict"
+        : "sent back to be judged again after their run, and judged by this run to another verdict",
+    );
+  }
+  return `${why.join(", or ")}${passed}`;
 };
 
 const foundByText = {
   escrow_scan: "sent back by the escrow scan",
   judged_again: "judged again after its run",
+  sent_back: "sent back to be judged again after its run, judged by this run",
 } as const;
+
+/**
+ * "jobs of other windows sent back to be judged again before this run: 3 judged (1 to another
+ * verdict), 2 left to serve's verifier or the next run (...)"; null when the run had none.
+ */
+export function sentBackText(s: NightlySummary): string | null {
+  const b = s.sentBackElsewhere;
+  if (!b) return null;
+  const changed = b.changed > 0 ? ` (${b.changed} to another verdict than before)` : "";
+  const left =
+    b.left > 0
+      ? `, ${b.left} left for serve's verifier or the next run (leased by another verifier, waiting for what they need, or past this run's ${MAX_SENT_BACK_JUDGED} jobs or ${SENT_BACK_MS / 1000} s)`
+      : "";
+  const unread = b.unread ? `; ${b.unread}` : "";
+  return `jobs of other windows sent back to be judged again before this run: ${b.judged} judged${changed}${left}${unread}`;
+}
 
 /** "job_x (an earlier window's, judged again after its run): discrepancy (settlement.single)". */
 const otherLines = (s: NightlySummary, code: (text: string) => string) =>
@@ -287,6 +316,8 @@ export function summaryToText(s: NightlySummary): string {
   }
   const rejudged = rejudgedText(s);
   if (rejudged) lines.push(`  ${rejudged}`);
+  const sentBack = sentBackText(s);
+  if (sentBack) lines.push(`  ${sentBack}`);
   for (const gap of gapLines(s)) lines.push(`  ${gap}`);
   for (const f of s.findings) {
     lines.push(
@@ -331,6 +362,8 @@ export function summaryToMarkdown(s: NightlySummary): string {
   }
   const rejudged = rejudgedText(s);
   if (rejudged) lines.push("", `${rejudged}.`);
+  const sentBack = sentBackText(s);
+  if (sentBack) lines.push("", `${sentBack}.`);
   const others = otherLines(s, markdownCode);
   if (others.length > 0) lines.push("", ...others.map((l) => `- ${l}`));
   const gaps = gapLines(s);

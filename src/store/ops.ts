@@ -24,6 +24,7 @@ import {
   namesUnseenTransaction,
   type OpenJobGroup,
   recordedLate,
+  sentBackElsewhereWhere,
   transactionsFinalAndRead,
   verdictRefusedOnHeldRow,
   waitingForDrop,
@@ -147,6 +148,14 @@ export interface OpsStore {
    */
   notCountedIn(jobIds: readonly string[], from: number, to: number): Promise<OtherWindowJob[]>;
   /**
+   * Jobs sent back to be judged again (`previous_verdict` set: a reverify, a profile's new rule,
+   * a conflicting receipt, a ledger line read late) and open now, of other windows than
+   * [from, to) as `notCountedIn` takes them: no run of their own window comes again, so with no
+   * `serve` they wait for a run to judge them. The oldest `limit`, with the verdict each was
+   * sent back from, and how many there are in all.
+   */
+  sentBackElsewhere(from: number, to: number, limit: number): Promise<SentBackElsewhere>;
+  /**
    * The jobs a later verdict turned from verified to one failing a run (`nightly_turned`), for
    * the run of [from, to), the oldest `TURNED_READ_MAX`: `named`, those of other windows (as
    * `notCountedIn` takes them) whose verdict still fails a run, oldest first, with their
@@ -197,6 +206,12 @@ export interface OpsStore {
   jobsCreatedSince(from: number): Promise<(typeof jobs.$inferSelect)[]>;
   /** Size of the database's -wal file in bytes. */
   walBytes(): Promise<number>;
+}
+
+/** What `sentBackElsewhere` finds. */
+export interface SentBackElsewhere {
+  jobs: { jobId: string; previousVerdict: Verdict }[];
+  total: number;
 }
 
 const unverified: Verdict[] = ["discrepancy", "dropped", "unverifiable"];
@@ -445,6 +460,24 @@ function createSqliteOpsStore(store: SqliteStore): OpsStore {
         window: datedBefore ? "earlier" : "later",
         failingChecks: failing.all({ jobId: row.jobId }).map((c) => c.name),
       }));
+    },
+    async sentBackElsewhere(fromMs, toMs, limit) {
+      const where = sentBackElsewhereWhere(jobs, verificationRuns, fromMs, toMs);
+      const rows = db
+        .select({ jobId: jobs.jobId, previousVerdict: jobs.previousVerdict })
+        .from(jobs)
+        .where(where)
+        .orderBy(asc(jobs.createdAt), asc(jobs.jobId))
+        .limit(limit)
+        .all();
+      const total =
+        rows.length < limit
+          ? rows.length
+          : (db.select({ n: count() }).from(jobs).where(where).get()?.n ?? rows.length);
+      return {
+        jobs: rows.map((r) => ({ jobId: r.jobId, previousVerdict: r.previousVerdict as Verdict })),
+        total,
+      };
     },
     async turnedBad(fromMs, toMs) {
       const rows = db

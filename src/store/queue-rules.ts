@@ -7,6 +7,7 @@ import {
   gt,
   gte,
   inArray,
+  isNotNull,
   isNull,
   lt,
   lte,
@@ -193,6 +194,25 @@ export function countedByLaterRun(jobs: CountedColumns, to: number, runs: RunsTa
       AND ${runs.windowFrom} IS NOT NULL AND ${runs.windowTo} IS NOT NULL
       AND ${jobs.recordedAt} < ${runs.finishedAt}
       AND ${countedInWindow(jobs, runs.windowFrom, runs.windowTo)})`,
+  )!;
+}
+
+/**
+ * Jobs sent back to be judged again (`previous_verdict` set) and open now, of another window
+ * than [from, to) whose run has passed, as `notCountedIn` takes them: dated before it, or after
+ * it in a window the runs have counted (`countedByLaterRun`). `OpsStore.sentBackElsewhere`.
+ */
+export function sentBackElsewhereWhere(
+  jobs: CountedColumns & { previousVerdict: Column; verdict: Column },
+  runs: RunsTable,
+  from: number,
+  to: number,
+): SQL {
+  return and(
+    isNotNull(jobs.previousVerdict),
+    verdictIsOpen(jobs.verdict),
+    or(lt(jobs.createdAt, from), countedByLaterRun(jobs, to, runs)),
+    sql`NOT (${countedInWindow(jobs, from, to)})`,
   )!;
 }
 

@@ -83,6 +83,14 @@ export interface Verifier {
   /** Verifies the jobs in `filter` until each has a final verdict or the time is up. */
   runUntilSettled(filter: VerifyFilter, opts: SettleOptions): Promise<RunSummary>;
   /**
+   * Judges what of `jobIds` it can now, waiting for none of them: rounds over them while a
+   * round finds work and `timeoutMs` lasts. A job leased by another verifier, or put off (its
+   * transactions not final, the scan or the ledger not past it, a poll to come), is left as it
+   * is. Verdicts go on run `runId` (its check rows); its row is not written. Resolves with the
+   * jobs it wrote a final verdict for; a database busy or away ends it (what it judged stands).
+   */
+  judgeDue(jobIds: readonly string[], opts: JudgeDueOptions): Promise<{ judged: string[] }>;
+  /**
    * Closes a run kept open (`holdRun`) with its status and the night's outcome, in one write,
    * and stops its heartbeat. A run not held (it failed meanwhile) keeps its status; the
    * outcome joins its summary.
@@ -108,6 +116,13 @@ export interface SettleOptions {
    */
   holdRun?: boolean;
   /** Goes on with this held run (its row and heartbeat) rather than opening another. */
+  runId?: number;
+}
+
+export interface JudgeDueOptions {
+  timeoutMs: number;
+  signal?: AbortSignal;
+  /** The run its verdicts are written under (a nightly's held row), if any. */
   runId?: number;
 }
 
@@ -449,14 +464,19 @@ export function createVerifier(deps: VerifierDeps): Verifier {
     };
   }
 
-  const runRound = (filter: VerifyFilter | null, runId: number | null, signal?: AbortSignal) =>
+  const runRound = (
+    filter: VerifyFilter | null,
+    runId: number | null,
+    signal?: AbortSignal,
+    judged?: Set<string>,
+  ) =>
     rounds.add(async () => {
       const stopRenewal = startLeaseRenewal();
       const started = performance.now();
       deps.pacer?.roundStarts();
       let worked = 0;
       try {
-        worked = await round(filter, runId, signal ?? roundsAbort.signal);
+        worked = await round(filter, runId, signal ?? roundsAbort.signal, judged);
         return worked;
       } finally {
         stopRenewal();
@@ -597,6 +617,35 @@ export function createVerifier(deps: VerifierDeps): Verifier {
         idleWaiters.push(resolve);
         notify();
       });
+    },
+    async judgeDue(jobIds, opts) {
+      const judged = new Set<string>();
+      if (jobIds.length === 0 || opts.timeoutMs <= 0) return { judged: [] };
+      const started = performance.now();
+      const left = () => opts.timeoutMs - (performance.now() - started);
+      const deadline = deadlineSignal(opts.timeoutMs, roundsAbort.signal, opts.signal);
+      const filter = { jobIds: [...jobIds] };
+      try {
+        // A round that claimed nothing had nothing it could judge now: those left are leased
+        // by another verifier (serve's, which judges them) or put off until what they wait for
+        // comes. Waited for, a nightly beside serve ran out its whole --timeout on a job serve
+        // held (6 s against 0.15 s) and exited 2.
+        while (left() > 0 && !deadline.signal.aborted && !stopping) {
+          const worked = await runRound(filter, opts.runId ?? null, deadline.signal, judged);
+          if (worked === 0) break;
+        }
+      } catch (error) {
+        if (!isBusyError(error)) throw error;
+        log.warn(
+          { err: error },
+          "judging jobs sent back found the database busy or unreachable; left for later",
+        );
+      } finally {
+        deadline.clear();
+        // Jobs a round cut short had claimed go back now, not when their leases run out.
+        if (!running) await releaseLeases(left() > 0 ? undefined : 1);
+      }
+      return { judged: [...judged] };
     },
     async runUntilSettled(filter, opts) {
       // The run's time on the monotonic clock: a wall clock stepped (NTP, a VM resumed) would

@@ -158,12 +158,14 @@ export interface RoundDeps {
 
 /**
  * Runs one round over `filter`; resolves with how many jobs it claimed, or made due (a watched
- * signature seen): 0 when there was nothing to do.
+ * signature seen): 0 when there was nothing to do. `judged`, when given, gets the id of each job
+ * the round wrote a final verdict for.
  */
 export type Round = ((
   filter: QueueFilter | null,
   runId: number | null,
   signal: AbortSignal,
+  judged?: Set<string>,
 ) => Promise<number>) & {
   /**
    * When the next watched signature is to be polled (on the clock of the rounds' `t`), or null
@@ -375,6 +377,7 @@ export function createRound(deps: RoundDeps): Round {
     filter: QueueFilter | null,
     runId: number | null,
     signal: AbortSignal,
+    judged?: Set<string>,
   ): Promise<number> {
     if (signal.aborted) return 0;
     // In pieces, each one short write (a claim of 1,000 held SQLite's write lock, and the
@@ -1170,7 +1173,7 @@ export function createRound(deps: RoundDeps): Round {
           else decisions.push(waiting);
         }
         if (rest.length > 0) decisions.push(...(await judge(rest)));
-        await write(decisions, runId);
+        await write(decisions, runId, judged);
         watchDecided(decisions, rows, timing.now);
         const held = decisions.flatMap((d) =>
           d.escrowWait ? [{ jobId: d.job.jobId, wait: d.escrowWait }] : [],
@@ -1306,7 +1309,11 @@ export function createRound(deps: RoundDeps): Round {
   }
 
   /** Writes one slice's decisions, guarded by this owner's leases, and logs the final ones. */
-  async function write(decisions: Decision<WaitingJob>[], runId: number | null) {
+  async function write(
+    decisions: Decision<WaitingJob>[],
+    runId: number | null,
+    judged?: Set<string>,
+  ) {
     // A wait longer than the verifier's own (the backfill's next ask, a jobs API answer due by
     // a recording time the clock has since gone back past) is looked at again within it.
     const furthest = now() + longestLook;
@@ -1337,6 +1344,7 @@ export function createRound(deps: RoundDeps): Round {
     }
     decisions.forEach((d, i) => {
       if (!final[i]) return;
+      judged?.add(d.job.jobId);
       const checks = d.evaluation?.checks ?? d.checks ?? [];
       deps.log.info(
         {

@@ -19,6 +19,7 @@ import {
   leasedElsewhere,
   namesUnseenTransaction,
   recordedLate,
+  sentBackElsewhereWhere,
   transactionsFinalAndRead,
   verdictRefusedOnHeldRow,
   waitingForDrop,
@@ -293,6 +294,23 @@ export function createPgOpsStore(store: PgStore): OpsStore {
           window: datedBefore ? ("earlier" as const) : ("later" as const),
         })),
       );
+    },
+    async sentBackElsewhere(fromMs, toMs, limit) {
+      const where = sentBackElsewhereWhere(jobs, verificationRuns, fromMs, toMs);
+      const rows = await db
+        .select({ jobId: jobs.jobId, previousVerdict: jobs.previousVerdict })
+        .from(jobs)
+        .where(where)
+        .orderBy(asc(jobs.createdAt), sql`${jobs.jobId} COLLATE "C"`)
+        .limit(limit);
+      const total =
+        rows.length < limit
+          ? rows.length
+          : Number((await db.select({ n: count() }).from(jobs).where(where))[0]?.n ?? rows.length);
+      return {
+        jobs: rows.map((r) => ({ jobId: r.jobId, previousVerdict: r.previousVerdict as Verdict })),
+        total,
+      };
     },
     async turnedBad(fromMs, toMs) {
       const rows = await db
