@@ -631,7 +631,13 @@ export function createVerifier(deps: VerifierDeps): Verifier {
         // comes. Waited for, a nightly beside serve ran out its whole --timeout on a job serve
         // held (6 s against 0.15 s) and exited 2.
         while (left() > 0 && !deadline.signal.aborted && !stopping) {
-          const worked = await runRound(filter, opts.runId ?? null, deadline.signal, judged);
+          // Raced with the deadline: in `serve`'s scheduled run its loop shares these rounds'
+          // queue, and a round of its own waiting on a slow node held this one queued behind
+          // it (25 s against a budget of 10 s, past the run's --timeout of 20 s).
+          const worked = await nothingOnceAborted(
+            runRound(filter, opts.runId ?? null, deadline.signal, judged),
+            deadline.signal,
+          );
           if (worked === 0) break;
         }
       } catch (error) {
@@ -775,6 +781,30 @@ export function createVerifier(deps: VerifierDeps): Verifier {
       return summary;
     },
   };
+}
+
+/** How long a round told to stop has to end on its own before `judgeDue` moves on. */
+const ROUND_ABORT_GRACE_MS = 500;
+
+/**
+ * `round`'s count, or 0 once `signal` has been aborted `ROUND_ABORT_GRACE_MS`: a round still
+ * queued behind another (serve's loop's) then starts with the signal aborted and claims
+ * nothing; one that does not heed it ends on its own, its writes guarded by its leases.
+ */
+function nothingOnceAborted(round: Promise<number>, signal: AbortSignal): Promise<number> {
+  round.catch(() => {});
+  return new Promise<number>((resolve, reject) => {
+    let timer: NodeJS.Timeout | undefined;
+    const onAbort = () => {
+      timer = setTimeout(() => resolve(0), ROUND_ABORT_GRACE_MS);
+    };
+    if (signal.aborted) onAbort();
+    else signal.addEventListener("abort", onAbort, { once: true });
+    round.then(resolve, reject).finally(() => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", onAbort);
+    });
+  });
 }
 
 /**

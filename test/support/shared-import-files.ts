@@ -130,6 +130,7 @@ export const sharedImportFiles: readonly string[] = [
   "test/nightly-recorded-during-run.dialects.test.ts",
   "test/nightly-run-row.test.ts",
   "test/nightly-sent-back-elsewhere.dialects.test.ts",
+  "test/nightly-sent-back-serve-round.test.ts",
   "test/nightly-stopped-before-claim.test.ts",
   "test/nightly-summary-format.test.ts",
   "test/nightly-vault-listing-error.dialects.test.ts",
