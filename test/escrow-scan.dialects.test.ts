@@ -26,6 +26,7 @@ import {
   verified,
 } from "./support/operator.js";
 import { quickVerifierOptions } from "./support/quick-verifier.js";
+import { withholdingNode } from "./support/rewriting-node.js";
 import { readJob } from "./support/seed-recorder.js";
 import { signatureOf } from "./support/seed-reports.js";
 
@@ -353,18 +354,14 @@ describe.each(dialects)("the escrow vault's memo scan on %s", (dialect) => {
     h.op.honestJob(h.op.plan({ keyIndex: 1 }));
     await recordStreamed(c, plan, escrowTx, first);
     await h.finalized();
-    let serving = false;
-    const rpc: typeof h.rpc = Object.create(h.rpc);
-    rpc.getTransaction = (signature, ...rest) =>
-      signature === second && !serving
-        ? Promise.resolve(null)
-        : h.rpc.getTransaction(signature, ...rest);
+    const withheld = new Set([second]);
+    const rpc = withholdingNode(h.rpc, withheld);
     const scan = createEscrowScanner({ store: c.store, rpc, profile: localnetProfile, log });
     const held = await scan.scanNew();
     expect(held.kept).toEqual([]);
     expect(held.unread).toContain(second);
     // Not passed by: the next scan lists it again.
-    serving = true;
+    withheld.clear();
     const after = await scan.scanNew();
     expect(after).toMatchObject({ kept: [plan.jobId], unread: null });
     expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.single")]);
@@ -399,9 +396,7 @@ describe.each(dialects)("the escrow vault's memo scan on %s", (dialect) => {
     ]).signature;
     await h.finalized();
     const hidden = new Set([second, deposit]);
-    const rpc: typeof h.rpc = Object.create(h.rpc);
-    rpc.getTransaction = (signature, ...rest) =>
-      hidden.has(signature) ? Promise.resolve(null) : h.rpc.getTransaction(signature, ...rest);
+    const rpc = withholdingNode(h.rpc, hidden);
     const scan = createEscrowScanner({ store: c.store, rpc, profile: localnetProfile, log, now });
     const held = await scan.scanNew();
     expect(held.kept).toEqual([]);

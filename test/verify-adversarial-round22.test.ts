@@ -150,19 +150,13 @@ describe("one lock for two jobs that one of them names as its settlement too", (
 describe("a second payout of a streamed job under a settle memo of the v1 Memo program", () => {
   it("is kept by the escrow scan, and the job fails settlement.single", async () => {
     const c = await h.scenario();
-    const plan = h.op.plan({ keyIndex: 2, maxTokens: 300, completionTokens: 300 });
-    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
-    const first = h.op.send(h.op.settleIxs(plan)).signature;
-    const second = h.op.send([
-      ...h.op.payoutIxs(plan),
+    const { plan, second } = c.streamedPaidTwice((p) => [
       {
         programId: "Memo1UhkJRfHyvLMcVucJwxXeuD728EqVDDwQDxFMNo",
         accounts: [],
-        data: new TextEncoder().encode(`decentral:settle:${plan.jobId}`),
+        data: new TextEncoder().encode(`decentral:settle:${p.jobId}`),
       },
-    ]).signature;
-    c.record(plan, { escrowTx, settlementTx: null }, { stream: true });
-    c.honestJobsApi(plan, { escrowTx, settlementTx: first });
+    ]);
     await h.finalized();
     expect(await c.verdicts(plan.jobId)).toEqual([verified]);
 

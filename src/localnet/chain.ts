@@ -188,6 +188,15 @@ export class LocalChain {
     this.sync();
   }
 
+  /**
+   * Deploys an SBF program (its ELF) at `programId`: a test's operator runs a program of its
+   * own, one that writes its memo by a call say.
+   */
+  addProgram(programId: string, elf: Uint8Array): void {
+    this.svm.addProgram(addressBytes(programId), elf);
+    this.accounts.set(programId, { kind: "other" });
+  }
+
   /** The slot that wall-clock time has reached. */
   currentSlot(): number {
     return this.sync();

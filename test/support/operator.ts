@@ -46,6 +46,7 @@ import { type Receipt, recordReceipts } from "../../src/recorder/receipts.js";
 import { reportsStore } from "../../src/store/reports.js";
 import { createVerifier } from "../../src/verify/engine.js";
 import { localnetProfile, type Profile, priceUnits } from "../../src/verify/profiles.js";
+import { memoCallerElf } from "./memo-caller.js";
 import { quickVerifierOptions } from "./quick-verifier.js";
 import { useStarted } from "./started-life.js";
 import { createTestStore } from "./store.js";
@@ -412,6 +413,17 @@ export class Operator {
 
   memo(text: string): InstructionSpec {
     return memoInstruction(this.accounts.memoProgram, text);
+  }
+
+  /**
+   * An instruction running a program of the operator's own (deployed here, one per call) that
+   * writes `text` as a memo by a call to the memo program: an inner instruction, in no node's
+   * signature listing.
+   */
+  memoByCall(text: string): InstructionSpec {
+    const { address: program } = this.newSigner("memo-caller");
+    this.chain.addProgram(program, memoCallerElf(this.accounts.memoProgram, text));
+    return { programId: program, accounts: [r(this.accounts.memoProgram)], data: new Uint8Array() };
   }
 
   // ---- sending -------------------------------------------------------------------------
@@ -1354,6 +1366,26 @@ export class Scenario {
       worker_address: plan.worker.address,
       on_chain: { escrow_tx: txs.escrowTx, settlement_tx: txs.settlementTx },
     });
+  }
+
+  /**
+   * A streamed job of key 2 charged its whole lock (its settlement returns nothing to the
+   * customer's vault, so no credit vault's ledger reads it), locked, settled, then paid out of
+   * escrow again with `memo` (the instructions naming it); recorded as its headers tell it, the
+   * jobs API naming the first settlement. Returns the job's plan and the second payout.
+   */
+  streamedPaidTwice(memo: (plan: JobPlan) => InstructionSpec[]): {
+    plan: JobPlan;
+    second: string;
+  } {
+    const op = this.harness.op;
+    const plan = op.plan({ keyIndex: 2, maxTokens: 300, completionTokens: 300 });
+    const escrowTx = op.send(op.lockIxs(plan)).signature;
+    const first = op.send(op.settleIxs(plan)).signature;
+    const second = op.send([...op.payoutIxs(plan), ...memo(plan)]).signature;
+    this.record(plan, { escrowTx, settlementTx: null }, { stream: true });
+    this.honestJobsApi(plan, { escrowTx, settlementTx: first });
+    return { plan, second };
   }
 
   /**

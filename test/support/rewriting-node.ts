@@ -28,6 +28,14 @@ export function rewritingNode<Result>(
   });
 }
 
+/** `rpc` as a node that serves none of `withheld`'s transactions (answers not found) while they are in it. */
+export function withholdingNode(rpc: RpcPool, withheld: ReadonlySet<string>): RpcPool {
+  const node: RpcPool = Object.create(rpc);
+  node.getTransaction = (signature, ...rest) =>
+    withheld.has(signature) ? Promise.resolve(null) : rpc.getTransaction(signature, ...rest);
+  return node;
+}
+
 /** `rpc`, every transaction served with no `owner` in its token balances (it is optional). */
 export function ownerlessNode(rpc: RpcPool): RpcPool {
   type Balances = {
