@@ -228,18 +228,11 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
     return pairs;
   }
 
-  /**
-   * Judges `candidates` (a recorded job that does not name the transaction): each transaction
-   * is fetched, and kept with the job when it paid out of escrow under that job's memo.
-   * `unread`: those no endpoint served, or the endpoints disagreed on, with why; judged again
-   * at each scan. `read`: the rest, kept or not.
-   */
-  async function judge(
-    vault: string,
-    candidates: readonly KeepPair[],
+  /** Each of `signatures` fetched at finalized, `fetchConcurrency` at once, or why not. */
+  async function fetchAll(
+    signatures: readonly string[],
     signal?: AbortSignal,
-  ): Promise<{ keep: KeepPair[]; read: KeepPair[]; unread: UnreadPair[]; fetched: number }> {
-    const signatures = [...new Set(candidates.map((c) => c.signature))];
+  ): Promise<Map<string, TransactionFacts | Omit<EscrowUnread, "signature">>> {
     const factsOf = new Map<string, TransactionFacts | Omit<EscrowUnread, "signature">>();
     for (let i = 0; i < signatures.length; i += fetchConcurrency) {
       signal?.throwIfAborted();
@@ -258,6 +251,79 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
         );
       });
     }
+    return factsOf;
+  }
+
+  /**
+   * The entries whose listed memos name no job, read: a program of the operator's can write a
+   * job's memo by a call (an inner instruction), which no listing names, and the verifier reads
+   * it as the job's. Every honest lock, settlement and refund carries its job's memo at top
+   * level (PROTOCOL.md), so these are a deposit into escrow or anything but the protocol's
+   * steps: few. Those that paid out of escrow under a job's memo become pairs, judged (and held)
+   * as listed ones are; one paying out under none is outside every job, and said. One no
+   * endpoint serves fails the scan, which lists it again next time: it names no job that could
+   * wait for it, and passed by it could be a second payout of any.
+   */
+  async function readUnnamed(
+    vault: string,
+    entries: readonly AddressSignatureInfo[],
+    signal?: AbortSignal,
+  ): Promise<{
+    pairs: (KeepPair & { blockTime: number | null })[];
+    known: Map<string, TransactionFacts>;
+    fetched: number;
+  }> {
+    const unnamed = entries.filter(
+      (e) => e.memo === null || parseJobMemos(profile, listedMemoTexts(e.memo)).length === 0,
+    );
+    const factsOf = await fetchAll(
+      unnamed.map((e) => e.signature),
+      signal,
+    );
+    const pairs: (KeepPair & { blockTime: number | null })[] = [];
+    const known = new Map<string, TransactionFacts>();
+    for (const e of unnamed) {
+      const facts = factsOf.get(e.signature);
+      if (facts === undefined || "reason" in facts) {
+        throw new AppError(
+          "rpc_unavailable",
+          `the escrow vault's transaction ${e.signature}, listed under no job's memo, was not read (${
+            facts?.reason ?? notServed.reason
+          }): it may pay out under a memo a program wrote, and the scan does not pass it unread`,
+        );
+      }
+      if (!paidOutOf(profile, vault, facts)) continue;
+      known.set(e.signature, facts);
+      const named = new Set(parseJobMemos(profile, facts.memos).map((m) => m.jobId));
+      if (named.size === 0) {
+        log.warn(
+          { vault, signature: e.signature },
+          "the escrow vault paid out under no job's memo: no job's receipt accounts for it",
+        );
+      }
+      for (const job of named) pairs.push({ signature: e.signature, job, blockTime: e.blockTime });
+    }
+    return { pairs, known, fetched: unnamed.length };
+  }
+
+  /**
+   * Judges `candidates` (a recorded job that does not name the transaction): each transaction
+   * is fetched, and kept with the job when it paid out of escrow under that job's memo.
+   * `unread`: those no endpoint served, or the endpoints disagreed on, with why; judged again
+   * at each scan. `read`: the rest, kept or not.
+   */
+  async function judge(
+    vault: string,
+    candidates: readonly KeepPair[],
+    signal?: AbortSignal,
+    /** Transactions this scan read already (an entry whose listing named no job). */
+    known: ReadonlyMap<string, TransactionFacts> = new Map(),
+  ): Promise<{ keep: KeepPair[]; read: KeepPair[]; unread: UnreadPair[]; fetched: number }> {
+    const signatures = [...new Set(candidates.map((c) => c.signature))].filter(
+      (s) => !known.has(s),
+    );
+    const factsOf = await fetchAll(signatures, signal);
+    for (const [s, facts] of known) factsOf.set(s, facts);
     const keep: KeepPair[] = [];
     const read: KeepPair[] = [];
     const unread: UnreadPair[] = [];
@@ -337,7 +403,9 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
     waitUnclosed: boolean,
     signal?: AbortSignal,
   ) {
-    const pairs = namedPairs(entries);
+    const unnamed = await readUnnamed(vault, entries, signal);
+    result.fetched += unnamed.fetched;
+    const pairs = [...namedPairs(entries), ...unnamed.pairs];
     const timeOf = new Map(pairs.map((p) => [`${p.job} ${p.signature}`, p.blockTime]));
     const blockTimeOf = (p: KeepPair) => timeOf.get(`${p.job} ${p.signature}`) ?? null;
     const { open, unclosed, absent } = await ledger.unnamedSteps(pairs);
@@ -349,7 +417,7 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
         })
       : [];
     const due = unclosed.filter((p) => !waiting.includes(p));
-    const judged = await judge(vault, [...open, ...due], signal);
+    const judged = await judge(vault, [...open, ...due], signal, unnamed.known);
     result.fetched += judged.fetched;
     const first = judged.unread[0];
     if (first !== undefined && result.unread === null) result.unread = unreadText(first);

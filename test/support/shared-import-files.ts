@@ -263,6 +263,7 @@ export const sharedImportFiles: readonly string[] = [
   "test/verify-adversarial-round20.test.ts",
   "test/verify-adversarial-round21.test.ts",
   "test/verify-adversarial-round22.test.ts",
+  "test/verify-adversarial-round23.test.ts",
   "test/verify-adversarial-round9.test.ts",
   "test/verify-adversarial-shapes.test.ts",
   "test/verify-adversarial.test.ts",

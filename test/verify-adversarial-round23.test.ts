@@ -1,0 +1,72 @@
+import { describe, expect, it } from "vitest";
+import { createEscrowScanner } from "../src/ledger/escrow-scan.js";
+import { createLogger } from "../src/log.js";
+import { localnetProfile } from "../src/verify/profiles.js";
+import { discrepancy, type Scenario, useAdversaryHarness, verified } from "./support/operator.js";
+import { withholdingNode } from "./support/rewriting-node.js";
+import { readJob } from "./support/seed-recorder.js";
+
+/**
+ * Round 23. A payout out of escrow whose job memo a program writes by a call of its own (an
+ * inner instruction) is in no node's signature listing under that memo: the listing names
+ * top-level memos only. The escrow scan fetched only the entries whose listed memo names a
+ * recorded job, so a streamed job paid out a second time so stayed `verified`, though the
+ * verifier reads an inner memo as the job's as soon as anything names the transaction.
+ */
+
+const h = useAdversaryHarness();
+
+const scanner = (c: Scenario, rpc = h.rpc) =>
+  createEscrowScanner({
+    store: c.store,
+    rpc,
+    profile: localnetProfile,
+    log: createLogger({ level: "silent" }),
+    pageSize: 50,
+  });
+
+describe("a second payout of a streamed job whose settle memo a program writes by a call", () => {
+  it.each([
+    ["no memo of its own", null],
+    ["a memo of its own naming no job", "decentral:payout"],
+  ])(
+    "is kept by the escrow scan, with %s at top level, and the job fails settlement.single",
+    async (_what, topLevel) => {
+      const c = await h.scenario();
+      const { plan, second } = c.streamedPaidTwice((p) => [
+        h.op.memoByCall(`decentral:settle:${p.jobId}`),
+        ...(topLevel === null ? [] : [h.op.memo(topLevel)]),
+      ]);
+      await h.finalized();
+      // The listing names no job's memo for it: the memo is the program's call.
+      const listed = await h.rpc.getSignaturesForAddress(h.op.accounts.escrowVault, { limit: 10 });
+      const entry = listed.find((e) => e.signature === second);
+      expect(entry?.memo ?? null).toBe(
+        topLevel === null ? null : `[${topLevel.length}] ${topLevel}`,
+      );
+      expect(await c.verdicts(plan.jobId)).toEqual([verified]);
+
+      const scanned = await scanner(c).scanNew();
+      expect(scanned.kept).toEqual([plan.jobId]);
+      expect((await readJob(c.store, plan.jobId))?.conflictSignatures).toEqual([second]);
+      expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.single")]);
+    },
+  );
+});
+
+describe("an entry whose listing names no job, which no endpoint serves", () => {
+  it("fails the scan, which reads it once served and keeps it with the job its call's memo names", async () => {
+    const c = await h.scenario();
+    const { plan, second } = c.streamedPaidTwice((p) => [
+      h.op.memoByCall(`decentral:settle:${p.jobId}`),
+    ]);
+    await h.finalized();
+    const withheld = new Set([second]);
+    const scan = scanner(c, withholdingNode(h.rpc, withheld));
+    // Passed by unread, it could be a second payout of any job: the scan does not complete.
+    await expect(scan.scanNew()).rejects.toThrow(second);
+    withheld.clear();
+    expect(await scan.scanNew()).toMatchObject({ kept: [plan.jobId], unread: null });
+    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.single")]);
+  });
+});
