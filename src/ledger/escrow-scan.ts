@@ -30,7 +30,9 @@ import type { LedgerRpc } from "./reader.js";
  * names a recorded job that neither names nor keeps its signature is fetched, and kept with the
  * job (as a conflicting receipt's signature is: `settlement.single`, `escrow.single` judge it)
  * only when it paid out of the escrow vault: anyone may send a unit into escrow under any memo,
- * only the escrow authority can take one out. The job goes back to the verifier.
+ * only the escrow authority can take one out. The job goes back to the verifier. An entry whose
+ * listed memos name no job is fetched too, and judged by the memos it holds (`readUnnamed`): a
+ * program's call writes a memo no listing names.
  *
  * `scanNew` (serve's rounds) goes on from a cursor kept in the store (`escrow_scans`); the first
  * reads back to the earliest recorded job, and at least `ESCROW_PENDING_MS`. An entry naming a
@@ -61,7 +63,10 @@ export interface EscrowScanResult {
   vault: string | null;
   /** Entries listed. */
   listed: number;
-  /** Transactions fetched: listed under a recorded job's memo the job does not name. */
+  /**
+   * Transactions fetched: listed under a recorded job's memo the job does not name, or under no
+   * job's memo at all (a program's call may have written one).
+   */
   fetched: number;
   /** Jobs that gained a transaction, sent back to the verifier. */
   kept: string[];
