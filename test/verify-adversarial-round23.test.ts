@@ -1,7 +1,10 @@
 import { describe, expect, it } from "vitest";
 import { createEscrowScanner } from "../src/ledger/escrow-scan.js";
 import { createLogger } from "../src/log.js";
+import { reconciliationReport } from "../src/reports/reconciliation.js";
 import { localnetProfile } from "../src/verify/profiles.js";
+import { chainTruth, moneyOf } from "./support/chain-truth.js";
+import { periodEdge } from "./support/ledger-periods.js";
 import { discrepancy, type Scenario, useAdversaryHarness, verified } from "./support/operator.js";
 import { withholdingNode } from "./support/rewriting-node.js";
 import { readJob } from "./support/seed-recorder.js";
@@ -68,5 +71,41 @@ describe("an entry whose listing names no job, which no endpoint serves", () => 
     withheld.clear();
     expect(await scan.scanNew()).toMatchObject({ kept: [plan.jobId], unread: null });
     expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.single")]);
+  });
+});
+
+/**
+ * The scan does not fetch an entry the job its listing names names itself (its own step): a
+ * second payout of another job made inside it, under that job's memo written by a call, is
+ * found by the verifier reading the step, not by the scan.
+ */
+describe("a settlement that pays another job's worker again under that job's memo written by a call", () => {
+  it("fails the settlement's X.memo, and the report counts every unit the chain moved", async () => {
+    const c = (await h.scenario()).recordOnChainClock();
+    await c.pinKey(1);
+    await c.pinKey(2);
+    const from = periodEdge(h);
+    const a = h.op.plan({ keyIndex: 1, maxTokens: 300, completionTokens: 300 });
+    const b = h.op.plan({ keyIndex: 2, maxTokens: 300, completionTokens: 300 });
+    const lockA = h.op.send(h.op.lockIxs(a)).signature;
+    const lockB = h.op.send(h.op.lockIxs(b)).signature;
+    const settleB = h.op.send(h.op.settleIxs(b)).signature;
+    const settleA = h.op.send([
+      ...h.op.settleIxs(a),
+      ...h.op.payoutIxs(b),
+      h.op.memoByCall(`decentral:settle:${b.jobId}`),
+    ]).signature;
+    c.recordWithJobsApi(a, { escrowTx: lockA, settlementTx: settleA });
+    c.recordWithJobsApi(b, { escrowTx: lockB, settlementTx: settleB });
+    await h.finalized();
+    expect(await c.verdicts(a.jobId, b.jobId)).toEqual([discrepancy("settlement.memo"), verified]);
+    const r = await reconciliationReport(c.store, {
+      from,
+      to: h.op.now() + 3_600_000,
+      groupBy: "key",
+    });
+    const { feesLamports: _, ...money } = moneyOf(r.totals);
+    const { feesLamports: __, ...moved } = chainTruth(h.op, [lockA, lockB, settleB, settleA]);
+    expect(money).toEqual(moved);
   });
 });
