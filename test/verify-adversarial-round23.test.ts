@@ -6,7 +6,7 @@ import { localnetProfile } from "../src/verify/profiles.js";
 import { chainTruth, moneyOf } from "./support/chain-truth.js";
 import { periodEdge } from "./support/ledger-periods.js";
 import { discrepancy, type Scenario, useAdversaryHarness, verified } from "./support/operator.js";
-import { withholdingNode } from "./support/rewriting-node.js";
+import { rewritingNode, withholdingNode } from "./support/rewriting-node.js";
 import { readJob } from "./support/seed-recorder.js";
 
 /**
@@ -57,7 +57,7 @@ describe("a second payout of a streamed job whose settle memo a program writes b
   );
 });
 
-describe("an entry whose listing names no job, which no endpoint serves", () => {
+describe("an entry whose listing names no job, not served whole", () => {
   it("fails the scan, which reads it once served and keeps it with the job its call's memo names", async () => {
     const c = await h.scenario();
     const { plan, second } = c.streamedPaidTwice((p) => [
@@ -70,6 +70,27 @@ describe("an entry whose listing names no job, which no endpoint serves", () => 
     await expect(scan.scanNew()).rejects.toThrow(second);
     withheld.clear();
     expect(await scan.scanNew()).toMatchObject({ kept: [plan.jobId], unread: null });
+    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.single")]);
+  });
+
+  it("fails the scan when it paid out of escrow and is served without its inner instructions", async () => {
+    const c = await h.scenario();
+    const { plan, second } = c.streamedPaidTwice((p) => [
+      h.op.memoByCall(`decentral:settle:${p.jobId}`),
+    ]);
+    await h.finalized();
+    const bare = new Set([second]);
+    const node = rewritingNode(h.rpc, (signature) =>
+      bare.has(signature)
+        ? (result: { meta: { innerInstructions?: unknown } }) => {
+            delete result.meta.innerInstructions;
+          }
+        : undefined,
+    );
+    const scan = scanner(c, node);
+    await expect(scan.scanNew()).rejects.toThrow(/without its inner instructions/);
+    bare.clear();
+    expect(await scan.scanNew()).toMatchObject({ kept: [plan.jobId] });
     expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.single")]);
   });
 });

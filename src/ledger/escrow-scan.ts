@@ -266,7 +266,8 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
    * level (PROTOCOL.md), so these are a deposit into escrow or anything but the protocol's
    * steps: few. Those that paid out of escrow under a job's memo become pairs, judged (and held)
    * as listed ones are; one paying out under none is outside every job, and said. One no
-   * endpoint serves fails the scan, which lists it again next time: it names no job that could
+   * endpoint serves, or one that paid out served without its inner instructions (where a call's
+   * memo would be), fails the scan, which lists it again next time: it names no job that could
    * wait for it, and passed by it could be a second payout of any.
    */
   async function readUnnamed(
@@ -298,6 +299,13 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
         );
       }
       if (!paidOutOf(profile, vault, facts)) continue;
+      if (!facts.innerInstructionsKnown) {
+        // A memo a call wrote is among the inner instructions: without them it is unseen.
+        throw new AppError(
+          "rpc_unavailable",
+          `the escrow vault's transaction ${e.signature}, listed under no job's memo, paid out of escrow and was served without its inner instructions: a memo a program wrote by a call would be among them, and the scan does not pass it unseen`,
+        );
+      }
       known.set(e.signature, facts);
       const named = new Set(parseJobMemos(profile, facts.memos).map((m) => m.jobId));
       if (named.size === 0) {
