@@ -57,6 +57,45 @@ describe("a second payout of a streamed job whose settle memo a program writes b
   );
 });
 
+describe("a second payout listed under another recorded job's memo, the paid job's memo written by a call", () => {
+  it("is kept with both jobs its memos name, and both fail settlement.single", async () => {
+    const c = await h.scenario();
+    const other = h.op.plan({ keyIndex: 1 });
+    c.recordWithJobsApi(other, h.op.honestJob(other));
+    const { plan, second } = c.streamedPaidTwice((p) => [
+      h.op.memoByCall(`decentral:settle:${p.jobId}`),
+      h.op.memo(`decentral:settle:${other.jobId}`),
+    ]);
+    await h.finalized();
+    expect(await c.verdicts(other.jobId, plan.jobId)).toEqual([verified, verified]);
+
+    const scanned = await scanner(c).scanNew();
+    expect([...scanned.kept].sort()).toEqual([other.jobId, plan.jobId].sort());
+    expect((await readJob(c.store, plan.jobId))?.conflictSignatures).toEqual([second]);
+    expect(await c.verdicts(other.jobId, plan.jobId)).toEqual([
+      discrepancy("settlement.single"),
+      discrepancy("settlement.single"),
+    ]);
+  });
+
+  it("held for that job until it is recorded, is kept with both jobs then", async () => {
+    const c = await h.scenario();
+    const other = h.op.plan({ keyIndex: 1 });
+    const otherTxs = h.op.honestJob(other);
+    const { plan } = c.streamedPaidTwice((p) => [
+      h.op.memoByCall(`decentral:settle:${p.jobId}`),
+      h.op.memo(`decentral:settle:${other.jobId}`),
+    ]);
+    await h.finalized();
+    const scan = scanner(c);
+    expect((await scan.scanNew()).kept).toEqual([]);
+    c.recordWithJobsApi(other, otherTxs);
+    await c.flush();
+    expect([...(await scan.scanNew()).kept].sort()).toEqual([other.jobId, plan.jobId].sort());
+    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.single")]);
+  });
+});
+
 describe("an entry whose listing names no job, not served whole", () => {
   it("fails the scan, which reads it once served and keeps it with the job its call's memo names", async () => {
     const c = await h.scenario();

@@ -331,7 +331,14 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
     signal?: AbortSignal,
     /** Transactions this scan read already (an entry whose listing named no job). */
     known: ReadonlyMap<string, TransactionFacts> = new Map(),
-  ): Promise<{ keep: KeepPair[]; read: KeepPair[]; unread: UnreadPair[]; fetched: number }> {
+  ): Promise<{
+    keep: KeepPair[];
+    read: KeepPair[];
+    unread: UnreadPair[];
+    fetched: number;
+    /** The transactions read, by signature. */
+    facts: Map<string, TransactionFacts>;
+  }> {
     const signatures = [...new Set(candidates.map((c) => c.signature))].filter(
       (s) => !known.has(s),
     );
@@ -340,6 +347,7 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
     const keep: KeepPair[] = [];
     const read: KeepPair[] = [];
     const unread: UnreadPair[] = [];
+    const readFacts = new Map<string, TransactionFacts>();
     for (const c of candidates) {
       const facts = factsOf.get(c.signature);
       if (facts === undefined || "reason" in facts) {
@@ -347,6 +355,7 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
         continue;
       }
       read.push(c);
+      readFacts.set(c.signature, facts);
       if (
         // The transaction's own memos (the listing's are a node's word) name the job.
         paidOutOf(profile, vault, facts) &&
@@ -355,7 +364,79 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
         keep.push(c);
       }
     }
-    return { keep, read, unread, fetched: signatures.length };
+    return { keep, read, unread, fetched: signatures.length, facts: readFacts };
+  }
+
+  /**
+   * The (signature, job) pairs of the jobs whose memos the transactions of `facts` that paid out
+   * of `vault` hold, but those of `seen` (a key `job signature`, added to): a transaction listed
+   * under one job's memo may pay out under another's, written by a call its listing does not name.
+   */
+  function namedBeside(
+    vault: string,
+    facts: ReadonlyMap<string, TransactionFacts>,
+    seen: Set<string>,
+  ): KeepPair[] {
+    const pairs: KeepPair[] = [];
+    for (const [signature, f] of facts) {
+      if (!paidOutOf(profile, vault, f)) continue;
+      for (const { jobId: job } of parseJobMemos(profile, f.memos)) {
+        const key = `${job} ${signature}`;
+        if (seen.has(key)) continue;
+        seen.add(key);
+        pairs.push({ signature, job });
+      }
+    }
+    return pairs;
+  }
+
+  /**
+   * Judges `first` as a listed page's pairs are judged (recorded jobs now, those of jobs not
+   * recorded held, with `waitUnclosed` those of jobs naming no closing step yet held too unless
+   * dated `ESCROW_UNCLOSED_WAIT_MS` ago), then, in turn, the pairs of every other job the
+   * transactions read name (`namedBeside`), each transaction fetched once. `blockTimeOf`: the
+   * listing's block time of a signature, when listed. Returns what to keep, hold and release.
+   */
+  async function judgeFound(
+    vault: string,
+    first: readonly KeepPair[],
+    known: Map<string, TransactionFacts>,
+    blockTimeOf: (signature: string) => number | null,
+    waitUnclosed: boolean,
+    signal?: AbortSignal,
+  ) {
+    const keep: KeepPair[] = [];
+    const hold: HeldEscrowStep[] = [];
+    const release: KeepPair[] = [];
+    const unread: UnreadPair[] = [];
+    const due = new Set<string>();
+    let fetched = 0;
+    const seen = new Set(first.map((p) => `${p.job} ${p.signature}`));
+    const waitFrom = Math.floor((now() - ESCROW_UNCLOSED_WAIT_MS) / 1000);
+    const heldFrom = Math.floor((now() - ESCROW_PENDING_MS) / 1000);
+    for (let pairs = [...first]; pairs.length > 0; ) {
+      const { open, unclosed, absent } = await ledger.unnamedSteps(pairs);
+      const waiting = waitUnclosed
+        ? unclosed.filter((p) => {
+            const blockTime = blockTimeOf(p.signature);
+            return blockTime === null || blockTime >= waitFrom;
+          })
+        : [];
+      const dueNow = unclosed.filter((p) => !waiting.includes(p));
+      const judged = await judge(vault, [...open, ...dueNow], signal, known);
+      fetched += judged.fetched;
+      for (const p of dueNow) due.add(p.job);
+      keep.push(...judged.keep);
+      release.push(...judged.read);
+      unread.push(...judged.unread);
+      for (const p of [...absent, ...waiting]) {
+        const blockTime = blockTimeOf(p.signature);
+        if (blockTime === null || blockTime >= heldFrom) hold.push({ ...p, blockTime });
+      }
+      for (const [signature, facts] of judged.facts) known.set(signature, facts);
+      pairs = namedBeside(vault, judged.facts, seen);
+    }
+    return { keep, hold, release, unread, due, fetched };
   }
 
   /**
@@ -418,36 +499,31 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
   ) {
     const unnamed = await readUnnamed(vault, entries, signal);
     result.fetched += unnamed.fetched;
-    const pairs = [...namedPairs(entries), ...unnamed.pairs];
-    const timeOf = new Map(pairs.map((p) => [`${p.job} ${p.signature}`, p.blockTime]));
-    const blockTimeOf = (p: KeepPair) => timeOf.get(`${p.job} ${p.signature}`) ?? null;
-    const { open, unclosed, absent } = await ledger.unnamedSteps(pairs);
-    const waitFrom = Math.floor((now() - ESCROW_UNCLOSED_WAIT_MS) / 1000);
-    const waiting = waitUnclosed
-      ? unclosed.filter((p) => {
-          const blockTime = blockTimeOf(p);
-          return blockTime === null || blockTime >= waitFrom;
-        })
-      : [];
-    const due = unclosed.filter((p) => !waiting.includes(p));
-    const judged = await judge(vault, [...open, ...due], signal, unnamed.known);
-    result.fetched += judged.fetched;
-    const first = judged.unread[0];
+    const timeOf = new Map(entries.map((e) => [e.signature, e.blockTime]));
+    const blockTimeOf = (signature: string) => timeOf.get(signature) ?? null;
+    const found = await judgeFound(
+      vault,
+      [...namedPairs(entries), ...unnamed.pairs],
+      unnamed.known,
+      blockTimeOf,
+      waitUnclosed,
+      signal,
+    );
+    result.fetched += found.fetched;
+    const first = found.unread[0];
     if (first !== undefined && result.unread === null) result.unread = unreadText(first);
-    const heldFrom = Math.floor((now() - ESCROW_PENDING_MS) / 1000);
-    const hold: HeldEscrowStep[] = [...absent, ...waiting].flatMap((p) => {
-      const blockTime = blockTimeOf(p);
-      return blockTime !== null && blockTime < heldFrom ? [] : [{ ...p, blockTime }];
-    });
     // An unread entry of a recorded job is held however old: its job waits for it.
-    hold.push(...judged.unread.map((p) => ({ ...p, blockTime: blockTimeOf(p) })));
+    const hold = [
+      ...found.hold,
+      ...found.unread.map((p) => ({ ...p, blockTime: blockTimeOf(p.signature) })),
+    ];
     // One read now that an earlier scan held unread (a nightly run listing it again) goes.
     await write(
       vault,
-      { keep: judged.keep, hold, release: judged.read },
+      { keep: found.keep, hold, release: found.release },
       state,
       result,
-      new Set(due.map((p) => p.job)),
+      found.due,
     );
   }
 
@@ -476,7 +552,28 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
       const found = new Set(unclosed.map((p) => p.job));
       // Those still unread are held again, with the last fetch's error.
       const hold = judged.unread.map((p) => ({ ...p, blockTime: null }));
-      await write(vault, { keep: judged.keep, hold, release }, null, result, found);
+      // Other jobs the transactions read name by their memos, judged as a listing's are.
+      const seen = new Set(pending.map((p) => `${p.job} ${p.signature}`));
+      const beside = await judgeFound(
+        vault,
+        namedBeside(vault, judged.facts, seen),
+        judged.facts,
+        () => null,
+        true,
+        signal,
+      );
+      for (const job of beside.due) found.add(job);
+      await write(
+        vault,
+        {
+          keep: [...judged.keep, ...beside.keep],
+          hold: [...hold, ...beside.hold],
+          release: [...release, ...beside.release],
+        },
+        null,
+        result,
+        found,
+      );
       const first = judged.unread[0];
       if (first !== undefined) result.unread ??= unreadText(first);
       if (pending.length < pageSize) return;
