@@ -96,42 +96,37 @@ describe("a second payout listed under another recorded job's memo, the paid job
   });
 });
 
-describe("an entry whose listing names no job, not served whole", () => {
-  it("fails the scan, which reads it once served and keeps it with the job its call's memo names", async () => {
-    const c = await h.scenario();
-    const { plan, second } = c.streamedPaidTwice((p) => [
-      h.op.memoByCall(`decentral:settle:${p.jobId}`),
-    ]);
-    await h.finalized();
-    const withheld = new Set([second]);
-    const scan = scanner(c, withholdingNode(h.rpc, withheld));
-    // Passed by unread, it could be a second payout of any job: the scan does not complete.
-    await expect(scan.scanNew()).rejects.toThrow(second);
-    withheld.clear();
-    expect(await scan.scanNew()).toMatchObject({ kept: [plan.jobId], unread: null });
-    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.single")]);
-  });
+/** A node serving the transactions of `held` with no inner instructions, while they are in it. */
+const withoutInner = (held: ReadonlySet<string>) =>
+  rewritingNode(h.rpc, (signature) =>
+    held.has(signature)
+      ? (result: { meta: { innerInstructions?: unknown } }) => {
+          delete result.meta.innerInstructions;
+        }
+      : undefined,
+  );
 
-  it("fails the scan when it paid out of escrow and is served without its inner instructions", async () => {
-    const c = await h.scenario();
-    const { plan, second } = c.streamedPaidTwice((p) => [
-      h.op.memoByCall(`decentral:settle:${p.jobId}`),
-    ]);
-    await h.finalized();
-    const bare = new Set([second]);
-    const node = rewritingNode(h.rpc, (signature) =>
-      bare.has(signature)
-        ? (result: { meta: { innerInstructions?: unknown } }) => {
-            delete result.meta.innerInstructions;
-          }
-        : undefined,
-    );
-    const scan = scanner(c, node);
-    await expect(scan.scanNew()).rejects.toThrow(/without its inner instructions/);
-    bare.clear();
-    expect(await scan.scanNew()).toMatchObject({ kept: [plan.jobId] });
-    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.single")]);
-  });
+describe("an entry whose listing names no job, not served whole", () => {
+  it.each([
+    ["by no endpoint", (held: ReadonlySet<string>) => withholdingNode(h.rpc, held), /was not read/],
+    ["without its inner instructions", withoutInner, /without its inner instructions/],
+  ])(
+    "fails the scan while served %s, and is kept with the job its call's memo names once served whole",
+    async (_how, node, why) => {
+      const c = await h.scenario();
+      const { plan, second } = c.streamedPaidTwice((p) => [
+        h.op.memoByCall(`decentral:settle:${p.jobId}`),
+      ]);
+      await h.finalized();
+      const held = new Set([second]);
+      const scan = scanner(c, node(held));
+      // Passed by unread, it could be a second payout of any job: the scan does not complete.
+      await expect(scan.scanNew()).rejects.toThrow(why);
+      held.clear();
+      expect(await scan.scanNew()).toMatchObject({ kept: [plan.jobId], unread: null });
+      expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.single")]);
+    },
+  );
 });
 
 /**
