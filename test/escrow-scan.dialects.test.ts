@@ -60,12 +60,16 @@ describe("a quorum's union of listings", () => {
       [[blank], [honest]],
       [[honest], [blank]],
     ]) {
-      expect(unionOfListings(lists)).toEqual([honest]);
+      // Marked disputed: the blank one may be the truth, a memo written by a call unlisted.
+      expect(unionOfListings(lists)).toEqual([{ ...honest, memoDisputed: true }]);
     }
+    expect(unionOfListings([[honest], [honest]])).toEqual([honest]);
     const other = { ...entry, memo: "[4] note" };
-    expect(unionOfListings([[other], [honest]])[0]?.memo).toBe(
-      "[4] note; [31] decentral:settle:job_abc",
-    );
+    expect(unionOfListings([[other], [honest]])[0]).toEqual({
+      ...entry,
+      memo: "[4] note; [31] decentral:settle:job_abc",
+      memoDisputed: true,
+    });
   });
 });
 

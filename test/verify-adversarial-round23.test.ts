@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { unionOfListings } from "../src/chain/quorum.js";
 import { createEscrowScanner } from "../src/ledger/escrow-scan.js";
 import { createLogger } from "../src/log.js";
 import { reconciliationReport } from "../src/reports/reconciliation.js";
@@ -92,6 +93,27 @@ describe("a second payout listed under another recorded job's memo, the paid job
     c.recordWithJobsApi(other, otherTxs);
     await c.flush();
     expect([...(await scan.scanNew()).kept].sort()).toEqual([other.jobId, plan.jobId].sort());
+    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.single")]);
+  });
+});
+
+describe("a second payout whose memo a call wrote, one endpoint of a quorum listing a made-up job's memo for it", () => {
+  it("is read all the same (the endpoints disputed its memo), and the job fails settlement.single", async () => {
+    const c = await h.scenario();
+    const { plan, second } = c.streamedPaidTwice((p) => [
+      h.op.memoByCall(`decentral:settle:${p.jobId}`),
+    ]);
+    await h.finalized();
+    const text = "decentral:settle:job_madeupmadeupmadeup00";
+    const madeUp = `[${text.length}] ${text}`;
+    // The union of an honest endpoint's listing and a liar's, as RPC_QUORUM reads them.
+    const quorum: typeof h.rpc = Object.create(h.rpc);
+    quorum.getSignaturesForAddress = async (...args) => {
+      const honest = await h.rpc.getSignaturesForAddress(...args);
+      const lying = honest.map((e) => (e.signature === second ? { ...e, memo: madeUp } : e));
+      return unionOfListings([lying, honest]);
+    };
+    expect(await scanner(c, quorum).scanNew()).toMatchObject({ kept: [plan.jobId] });
     expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.single")]);
   });
 });

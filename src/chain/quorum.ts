@@ -298,19 +298,22 @@ export function unionOfListings(lists: AddressSignatureInfo[][]): AddressSignatu
   const seen = new Set<string>();
   // Every memo text any endpoint gave an entry: one endpoint blanking a memo (or giving another)
   // must not hide the job it names from the escrow scan, which fetches the transaction to judge.
-  const memos = new Map<string, Set<string>>();
+  // An entry whose endpoints gave different memos (one none) is marked: one endpoint adding a
+  // memo naming some job to an entry that has none must not make the escrow scan take the entry
+  // as named, and leave unread the memo a program's call wrote in it (`readUnnamed`).
+  const memos = new Map<string, Set<string | null>>();
   for (const list of lists) {
     for (const entry of list) {
-      if (entry.memo === null) continue;
-      const texts = memos.get(entry.signature) ?? new Set<string>();
+      const texts = memos.get(entry.signature) ?? new Set<string | null>();
       texts.add(entry.memo);
       memos.set(entry.signature, texts);
     }
   }
   const withMemos = (entry: AddressSignatureInfo): AddressSignatureInfo => {
     const texts = memos.get(entry.signature);
-    if (texts === undefined || (texts.size === 1 && texts.has(entry.memo ?? ""))) return entry;
-    return { ...entry, memo: [...texts].join("; ") };
+    if (texts === undefined || texts.size === 1) return entry;
+    const given = [...texts].filter((t) => t !== null);
+    return { ...entry, memo: given.join("; "), memoDisputed: true };
   };
   for (const list of [...lists].sort((a, b) => b.length - a.length)) {
     let previous: string | null = null;

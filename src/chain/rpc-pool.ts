@@ -135,6 +135,11 @@ export interface AddressSignatureInfo {
   /** Memo texts as the node joined them (`[len] text; ...`), or null. */
   memo: string | null;
   /**
+   * Set by a quorum's union when its endpoints gave the entry different memos (one none, say):
+   * `memo` holds every text any gave, and what one left out is unknown.
+   */
+  memoDisputed?: true;
+  /**
    * Seconds since the epoch as the node gave it (the ledger reader refuses one the chain cannot
    * have, `implausibleBlockTime`); null when the node did not report it.
    */

@@ -260,7 +260,7 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
   }
 
   /**
-   * The entries whose listed memos name no job, read: a program of the operator's can write a
+   * The entries whose listed memos name no job (or whose memos a quorum's endpoints disputed), read: a program of the operator's can write a
    * job's memo by a call (an inner instruction), which no listing names, and the verifier reads
    * it as the job's. Every honest lock, settlement and refund carries its job's memo at top
    * level (PROTOCOL.md), so these are a deposit into escrow or anything but the protocol's
@@ -280,7 +280,10 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
     fetched: number;
   }> {
     const unnamed = entries.filter(
-      (e) => e.memo === null || parseJobMemos(profile, listedMemoTexts(e.memo)).length === 0,
+      (e) =>
+        e.memo === null ||
+        e.memoDisputed === true ||
+        parseJobMemos(profile, listedMemoTexts(e.memo)).length === 0,
     );
     const factsOf = await fetchAll(
       unnamed.map((e) => e.signature),
@@ -411,10 +414,17 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
     const unread: UnreadPair[] = [];
     const due = new Set<string>();
     let fetched = 0;
-    const seen = new Set(first.map((p) => `${p.job} ${p.signature}`));
+    const seen = new Set<string>();
+    const once = (p: KeepPair) => {
+      const key = `${p.job} ${p.signature}`;
+      if (seen.has(key)) return false;
+      seen.add(key);
+      return true;
+    };
     const waitFrom = Math.floor((now() - ESCROW_UNCLOSED_WAIT_MS) / 1000);
     const heldFrom = Math.floor((now() - ESCROW_PENDING_MS) / 1000);
-    for (let pairs = [...first]; pairs.length > 0; ) {
+    // An entry a quorum disputed is read as named and as unnamed: each pair judged once.
+    for (let pairs = first.filter(once); pairs.length > 0; ) {
       const { open, unclosed, absent } = await ledger.unnamedSteps(pairs);
       const waiting = waitUnclosed
         ? unclosed.filter((p) => {
