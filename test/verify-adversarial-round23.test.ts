@@ -149,6 +149,36 @@ describe("an entry whose listing names no job, not served whole", () => {
       expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.single")]);
     },
   );
+
+  it("costs the next scan a fetch of that entry again, not of every entry beside it read already", async () => {
+    const c = await h.scenario();
+    const escrow = h.op.accounts.escrowVault;
+    const wallet = h.op.attackerAccount(40n);
+    const deposits = Array.from(
+      { length: 30 },
+      () =>
+        h.op.send([h.op.transfer(wallet, escrow, 1n, { authority: h.op.attacker.address })])
+          .signature,
+    );
+    await h.finalized();
+    const held = new Set([deposits[0]!]);
+    const fetched: string[] = [];
+    const node: typeof h.rpc = Object.create(withholdingNode(h.rpc, held));
+    const withheld = node.getTransaction.bind(node);
+    node.getTransaction = (signature, ...rest) => {
+      fetched.push(signature);
+      return withheld(signature, ...rest);
+    };
+    const scan = scanner(c, node);
+    for (let i = 0; i < 3; i++) await expect(scan.scanNew()).rejects.toThrow(/was not read/);
+    held.clear();
+    expect(await scan.scanNew()).toMatchObject({ kept: [], unread: null });
+    // Each deposit read once, the one not served once a scan: a page of them read again every
+    // scan while one was not served never completed on a node failing one fetch in a hundred.
+    const others = new Set(deposits.slice(1));
+    expect(fetched.filter((s) => others.has(s)).sort()).toEqual(deposits.slice(1).sort());
+    expect(fetched.filter((s) => s === deposits[0])).toHaveLength(4);
+  });
 });
 
 /**

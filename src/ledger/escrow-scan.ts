@@ -116,6 +116,9 @@ function whyUnread(error: unknown): Omit<EscrowUnread, "signature"> {
   return { reason: error instanceof Error ? error.message : String(error), disagreement: null };
 }
 
+/** The most entries `unnamedRead` remembers, of pages that failed: a few pages' worth. */
+const UNNAMED_READ_MAX = 5_000;
+
 /** A first scan reads from this long before the earliest recorded job. */
 const FIRST_SCAN_SLACK_MS = 5 * 60_000;
 
@@ -164,6 +167,14 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
   const pagesPerRound = deps.pagesPerRound ?? 20;
   const fetchConcurrency = deps.fetchConcurrency ?? 8;
   const ledger = createLedgerStore(deps.store);
+  /**
+   * The entries naming no job that a scan read before another of them was not read, which
+   * failed it: each finalized transaction's facts when it paid out of escrow, else null. The
+   * next scan lists them again and fetches only the rest: fetched again, a page of them that
+   * one entry not served failed was read whole at every scan, and on a node failing one fetch
+   * in a hundred a page of 1,000 never completed. Gone once their page is judged.
+   */
+  const unnamedRead = new Map<string, TransactionFacts | null>();
   const none = (vault: string | null): EscrowScanResult => ({
     vault,
     listed: 0,
@@ -285,30 +296,39 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
         e.memoDisputed === true ||
         parseJobMemos(profile, listedMemoTexts(e.memo)).length === 0,
     );
-    const factsOf = await fetchAll(
-      unnamed.map((e) => e.signature),
-      signal,
-    );
+    const toFetch = unnamed.map((e) => e.signature).filter((s) => !unnamedRead.has(s));
+    const factsOf = await fetchAll(toFetch, signal);
     const pairs: (KeepPair & { blockTime: number | null })[] = [];
     const known = new Map<string, TransactionFacts>();
+    // Every entry is read before the first that was not fails the scan: those read are
+    // remembered for the next scan, which fetches again only the rest.
+    let failure: AppError | null = null;
+    if (unnamedRead.size > UNNAMED_READ_MAX) unnamedRead.clear();
     for (const e of unnamed) {
-      const facts = factsOf.get(e.signature);
-      if (facts === undefined || "reason" in facts) {
-        throw new AppError(
-          "rpc_unavailable",
-          `the escrow vault's transaction ${e.signature}, listed under no job's memo, was not read (${
-            facts?.reason ?? notServed.reason
-          }): it may pay out under a memo a program wrote, and the scan does not pass it unread`,
-        );
+      let facts = unnamedRead.get(e.signature);
+      if (facts === undefined) {
+        const got = factsOf.get(e.signature);
+        if (got === undefined || "reason" in got) {
+          failure ??= new AppError(
+            "rpc_unavailable",
+            `the escrow vault's transaction ${e.signature}, listed under no job's memo, was not read (${
+              got?.reason ?? notServed.reason
+            }): it may pay out under a memo a program wrote, and the scan does not pass it unread`,
+          );
+          continue;
+        }
+        if (paidOutOf(profile, vault, got) && !got.innerInstructionsKnown) {
+          // A memo a call wrote is among the inner instructions: without them it is unseen.
+          failure ??= new AppError(
+            "rpc_unavailable",
+            `the escrow vault's transaction ${e.signature}, listed under no job's memo, paid out of escrow and was served without its inner instructions: a memo a program wrote by a call would be among them, and the scan does not pass it unseen`,
+          );
+          continue;
+        }
+        facts = paidOutOf(profile, vault, got) ? got : null;
+        unnamedRead.set(e.signature, facts);
       }
-      if (!paidOutOf(profile, vault, facts)) continue;
-      if (!facts.innerInstructionsKnown) {
-        // A memo a call wrote is among the inner instructions: without them it is unseen.
-        throw new AppError(
-          "rpc_unavailable",
-          `the escrow vault's transaction ${e.signature}, listed under no job's memo, paid out of escrow and was served without its inner instructions: a memo a program wrote by a call would be among them, and the scan does not pass it unseen`,
-        );
-      }
+      if (facts === null) continue;
       known.set(e.signature, facts);
       const named = new Set(parseJobMemos(profile, facts.memos).map((m) => m.jobId));
       if (named.size === 0) {
@@ -319,7 +339,9 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
       }
       for (const job of named) pairs.push({ signature: e.signature, job, blockTime: e.blockTime });
     }
-    return { pairs, known, fetched: unnamed.length };
+    if (failure !== null) throw failure;
+    for (const e of unnamed) unnamedRead.delete(e.signature);
+    return { pairs, known, fetched: toFetch.length };
   }
 
   /**
