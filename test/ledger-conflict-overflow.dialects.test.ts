@@ -29,14 +29,7 @@ describe.each(dialects)("%s store", (dialect) => {
       (_, i) => h.op.send([h.op.memo(`hello ${i} ${plan.jobId}`)]).signature,
     );
     c.record(plan, txs);
-    for (const settlementTx of junk) {
-      c.jobsApi(plan.jobId, {
-        status: "settled",
-        credits_charged: Number(plan.charge / 10_000n),
-        worker_address: plan.worker.address,
-        on_chain: { escrow_tx: txs.escrowTx, settlement_tx: settlementTx },
-      });
-    }
+    c.jobsApiSettlements(plan, txs.escrowTx, junk);
     c.honestJobsApi(plan, txs);
     await c.flush();
     await h.finalized();

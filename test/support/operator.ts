@@ -1358,6 +1358,21 @@ export class Scenario {
     this.queue(() => recordJobsApiAnswer(this.store, jobId, parseJobsApiAnswer(body)));
   }
 
+  /**
+   * Jobs-API answers for `plan`'s job naming each of `settlementTxs` in turn as its settlement
+   * (with `escrowTx`): each drops the one before, which the job keeps as a conflict signature.
+   */
+  jobsApiSettlements(plan: JobPlan, escrowTx: string, settlementTxs: readonly string[]): void {
+    for (const settlementTx of settlementTxs) {
+      this.jobsApi(plan.jobId, {
+        status: "settled",
+        credits_charged: Number(plan.charge / 10_000n),
+        worker_address: plan.worker.address,
+        on_chain: { escrow_tx: escrowTx, settlement_tx: settlementTx },
+      });
+    }
+  }
+
   /** The jobs API's honest answer for a settled job. */
   honestJobsApi(plan: JobPlan, txs: { escrowTx: string; settlementTx: string }): void {
     this.jobsApi(plan.jobId, {
