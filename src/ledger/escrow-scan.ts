@@ -356,6 +356,11 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
     signal?: AbortSignal,
     /** Transactions this scan read already (an entry whose listing named no job). */
     known: ReadonlyMap<string, TransactionFacts> = new Map(),
+    /** Whether a transaction read is kept with the candidate's job. */
+    keeps: (c: KeepPair, facts: TransactionFacts) => boolean = (c, facts) =>
+      // The transaction's own memos (the listing's are a node's word) name the job.
+      paidOutOf(profile, vault, facts) &&
+      parseJobMemos(profile, facts.memos).some((m) => m.jobId === c.job),
   ): Promise<{
     keep: KeepPair[];
     read: KeepPair[];
@@ -381,13 +386,7 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
       }
       read.push(c);
       readFacts.set(c.signature, facts);
-      if (
-        // The transaction's own memos (the listing's are a node's word) name the job.
-        paidOutOf(profile, vault, facts) &&
-        parseJobMemos(profile, facts.memos).some((m) => m.jobId === c.job)
-      ) {
-        keep.push(c);
-      }
+      if (keeps(c, facts)) keep.push(c);
     }
     return { keep, read, unread, fetched: signatures.length, facts: readFacts };
   }
@@ -482,6 +481,7 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
     state: EscrowScanState | null,
     result: EscrowScanResult,
     unclosed: ReadonlySet<string> = new Set(),
+    namedPast = false,
   ) {
     const at = now();
     const { gained, unreadChanged } = await ledger.keepEscrowSteps(
@@ -492,7 +492,12 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
     );
     for (const jobId of gained) {
       const signatures = change.keep.filter((k) => k.job === jobId).map((k) => k.signature);
-      if (unclosed.has(jobId) && signatures.length === 1) {
+      if (namedPast) {
+        log.warn(
+          { vault, jobId, signatures },
+          "job judged again: a transaction it named past its kept conflict signatures paid out of escrow or of its vault",
+        );
+      } else if (unclosed.has(jobId) && signatures.length === 1) {
         log.info(
           { vault, jobId, signatures },
           "job judged again: escrow paid out under its memo a settlement or refund it named nowhere yet, kept as found on chain",
@@ -614,6 +619,32 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
   }
 
   /**
+   * Reads the oldest `pageSize` signatures jobs named past their kept conflict signatures (held
+   * by the store once the list is full: `namedPastVault`) and keeps with its job each that paid
+   * credits out of the escrow vault or out of the job's credit vault, whatever its memo: the job
+   * named it, and only those accounts' authority moves their credits, so no harmless transaction
+   * is kept however many are named. Each read goes; one not served waits for the next scan, up
+   * to `ESCROW_PENDING_MS` after it was named, and no job waits for it (the job fails
+   * `signatures.explained` already). One page a scan: a flood of made-up names costs a page of
+   * fetches a round, and delays the one named after it by at most the hour they are held.
+   */
+  async function judgeNamedPast(vault: string, result: EscrowScanResult, signal?: AbortSignal) {
+    signal?.throwIfAborted();
+    const named = await ledger.namedPastSteps(pageSize);
+    if (named.length === 0) return;
+    const vaultOf = new Map(named.map((p) => [`${p.job} ${p.signature}`, p.creditVault]));
+    const { open, unclosed } = await ledger.unnamedSteps(named);
+    const judged = await judge(vault, [...open, ...unclosed], signal, new Map(), (c, facts) => {
+      const own = vaultOf.get(`${c.job} ${c.signature}`) ?? null;
+      return paidOutOf(profile, vault, facts) || (own !== null && paidOutOf(profile, own, facts));
+    });
+    result.fetched += judged.fetched;
+    const unread = new Set(judged.unread.map((p) => `${p.job} ${p.signature}`));
+    const release = named.filter((p) => !unread.has(`${p.job} ${p.signature}`));
+    await write(vault, { keep: judged.keep, hold: [], release }, null, result, new Set(), true);
+  }
+
+  /**
    * The lowest finalized slot of the pool's endpoints that tell theirs: the listing's first page
    * may come from any of them, one behind the others included (one endpoint's slot, with the
    * listing served by another behind it, let a verdict through before its payouts were listed).
@@ -645,6 +676,7 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
       if (vault === null) return none(vault);
       const result = none(vault);
       await judgePending(vault, result, signal);
+      await judgeNamedPast(vault, result, signal);
       const state: EscrowScanState = (await ledger.escrowScanOf(vault)) ?? {
         newestSignature: null,
         newestSlot: null,
@@ -734,6 +766,7 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
       if (vault === null) return none(vault);
       const result = none(vault);
       await judgePending(vault, result, signal);
+      await judgeNamedPast(vault, result, signal);
       const notBeforeSec = Math.floor(fromMs / 1000);
       let before: string | null = null;
       let newest: EscrowListed | null = null;

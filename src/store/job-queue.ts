@@ -44,7 +44,7 @@ import {
   type SweepStep,
   sliceToReopen,
 } from "./queue-rules.js";
-import { maxKeptSignatures } from "./receipt-rules.js";
+import { maxKeptSignatures, namedPastVault } from "./receipt-rules.js";
 import { createGivenUpReset } from "./signatures.js";
 
 /** A drizzle handle or the transaction a caller is inside (the reopen joins it). */
@@ -172,9 +172,11 @@ export function reopenHolders(store: SqliteStore, signatures: readonly string[],
 
 /**
  * Keeps a read ledger line's transaction `sig` with `job` (one of its conflict signatures) when
- * the job names it nowhere yet and holds fewer than `maxKeptSignatures` (one past those the
- * verifier follows: the last marks an overflow; see `jobKeepingLine`), in the caller's write
- * transaction. True when the job gained it.
+ * the job names it nowhere yet and holds fewer than `cap` (`maxKeptSignatures`, one past those
+ * the verifier follows: the last marks an overflow; see `jobKeepingLine`; the escrow scan keeps a
+ * payout up to `maxKeptWithPayouts`), in the caller's write transaction. True when the job
+ * gained it. One a full list of `maxKeptSignatures` leaves out is held for the escrow scan
+ * (`holdNamedPast`).
  *
  * The job is the transaction's memo's, which owns it once it names it anywhere: the other jobs
  * naming it that are judged (another job's receipt naming it as that job's settlement, judged
@@ -182,13 +184,39 @@ export function reopenHolders(store: SqliteStore, signatures: readonly string[],
  * sends them (`reopenNamers`). Left as they stood, they and the memo's job both counted it: the
  * report's totals above what moved on chain.
  */
-export function keepWithJob(store: SqliteStore, job: string, sig: string, now: number): boolean {
+export function keepWithJob(
+  store: SqliteStore,
+  job: string,
+  sig: string,
+  now: number,
+  cap: number = maxKeptSignatures,
+): boolean {
   const st = statementsOf(store);
-  if (st.keepWithJob.run({ job, sig, now, cap: maxKeptSignatures }).changes === 0) return false;
+  if (st.keepWithJob.run({ job, sig, now, cap }).changes === 0) {
+    // A payout past every place (`maxKeptWithPayouts`) is not held again: it was read.
+    if (cap === maxKeptSignatures)
+      st.holdPastFull.run({ job, sig, now, cap, vault: namedPastVault });
+    return false;
+  }
   // Not the job itself, now a namer too: a claim keeping a line with the job it holds would
   // drop its own lease.
   reopenNamers(store, [sig], now, job);
   return true;
+}
+
+/**
+ * Holds `signatures`, named for `job` past its kept conflict signatures, for the escrow scan to
+ * read (`escrow_pending` under `namedPastVault`; one held already keeps its first time), in the
+ * caller's write transaction.
+ */
+export function holdNamedPast(
+  store: SqliteStore,
+  job: string,
+  signatures: readonly string[],
+  now: number,
+): void {
+  const st = statementsOf(store);
+  for (const sig of signatures) st.holdNamedPast.run({ job, sig, now, vault: namedPastVault });
 }
 
 /**
@@ -541,6 +569,22 @@ function prepare(store: SqliteStore) {
          AND (json_type(conflict_signatures) IS NOT 'array'
            OR (NOT EXISTS (SELECT 1 FROM json_each(conflict_signatures) WHERE value = @sig)
              AND json_array_length(conflict_signatures) < @cap))`,
+    ),
+    holdNamedPast: sqlite.prepare(
+      `INSERT INTO escrow_pending (job_id, signature, vault, listed_at)
+       VALUES (@job, @sig, @vault, @now) ON CONFLICT (job_id, signature) DO NOTHING`,
+    ),
+    // `holdNamedPast` of a line `keepWithJob` left out because the job's list is full (not one
+    // the job names already).
+    holdPastFull: sqlite.prepare(
+      `INSERT INTO escrow_pending (job_id, signature, vault, listed_at)
+       SELECT job_id, @sig, @vault, @now FROM jobs
+       WHERE job_id = @job AND @sig IS NOT escrow_tx AND @sig IS NOT settlement_tx
+         AND @sig IS NOT api_escrow_tx AND @sig IS NOT api_settlement_tx
+         AND json_type(conflict_signatures) = 'array'
+         AND NOT EXISTS (SELECT 1 FROM json_each(conflict_signatures) WHERE value = @sig)
+         AND json_array_length(conflict_signatures) >= @cap
+       ON CONFLICT (job_id, signature) DO NOTHING`,
     ),
     // The lines whose memos name one of the JSON list `ids`. INDEXED BY: without statistics
     // the planner took ledger_lines_state and walked every read line of every vault.

@@ -1,6 +1,6 @@
 import type { jobs, Verdict } from "../db/schema.js";
 import type { JobsApiAnswer } from "./jobs-api.js";
-import { maxKeptSignatures, needsReopen, type QueueState } from "./receipt-rules.js";
+import { maxKeptSignatures, namedPast, needsReopen, type QueueState } from "./receipt-rules.js";
 
 /*
  * The rules of recording a jobs-API answer that do not touch a database, shared by the SQLite
@@ -155,6 +155,19 @@ export function answerConflictSignatures(row: AnsweredRow, answer: JobsApiAnswer
     if (known.size < maxKeptSignatures) known.add(s);
   }
   return known.size > before ? [...known] : row.conflictSignatures;
+}
+
+/**
+ * The signatures the last answer named that `answer` drops and that do not fit in the job's
+ * conflict signatures (`kept`: as `answerConflictSignatures` left them), for the escrow scan to
+ * read (`namedPast`).
+ */
+export function answerNamedPast(
+  row: AnsweredRow,
+  answer: JobsApiAnswer,
+  kept: readonly string[] | null,
+): string[] {
+  return namedPast(droppedByAnswer(row, answer), [row.escrowTx, row.settlementTx], kept);
 }
 
 /**

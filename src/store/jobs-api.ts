@@ -1,12 +1,13 @@
 import { eq, sql } from "drizzle-orm";
 import type { SqliteStore, Store } from "../db/client.js";
 import { jobApiAnswers, jobs, type Verdict } from "../db/schema.js";
-import { makeDue, reopenJobs, reopenNamers } from "./job-queue.js";
+import { holdNamedPast, makeDue, reopenJobs, reopenNamers } from "./job-queue.js";
 import {
   answerBody,
   answerColumns,
   answeredSelection,
   answerIsOlder,
+  answerNamedPast,
   answerQueueEffect,
   answerRenames,
   sentBack,
@@ -125,10 +126,13 @@ export function recordJobsApiAnswerInTransaction(
     const [row] = st.previous.all({ jobId });
     if (!row || answerIsOlder(row, answer, now)) return null;
     const effect = answerQueueEffect(row, answer, now);
-    const written = st.update.run({ jobId, ...answerColumns(row, answer), now }, row);
+    const columns = answerColumns(row, answer);
+    const written = st.update.run({ jobId, ...columns, now }, row);
     if (written.changes !== 1) {
       throw new Error(`jobs API answer of job ${jobId} breaks a constraint of jobs: not recorded`);
     }
+    // Dropped steps past the full list: held for the escrow scan (see `answerNamedPast`).
+    holdNamedPast(tx, jobId, answerNamedPast(row, answer, columns.conflictSignatures), now);
     const response = answerBody(answer);
     if (response === null) st.noBody.run({ jobId });
     else st.body.run({ jobId, response });

@@ -69,6 +69,7 @@ import {
 import type { HeldRowWaitOptions } from "./pg/group-commit.js";
 import { pgTwins } from "./pg-twins.js";
 import { perConnectionModule } from "./prepared.js";
+import { maxKeptWithPayouts, namedPastVault } from "./receipt-rules.js";
 import { writeTurns } from "./write-turns.js";
 
 /**
@@ -773,13 +774,21 @@ export interface LedgerStore {
     after: PendingEscrowStep | null,
   ): Promise<PendingEscrowStep[]>;
   /**
+   * Up to `limit` of the signatures jobs named past their kept conflict signatures (held under
+   * `namedPastVault`), oldest first: for the escrow scan to read, and keep those that paid out
+   * of escrow or of the job's credit vault (`creditVault`, null when the job names none).
+   */
+  namedPastSteps(limit: number): Promise<NamedPastStep[]>;
+  /**
    * In one transaction: keeps each of `change.keep` with its job, guarded as a ledger line's
-   * (`keepWithJob`: at most `maxKeptSignatures`, none the job names), and sends the jobs that
-   * gained one back to the verifier; holds `change.hold` as pending (a row already held keeps its
-   * first listing time; an `unread` one writes why), drops `change.release` and every pending row
-   * of `vault` listed before `change.pruneBefore` but the unread ones; with `state`, writes where
-   * the scan of `vault` stands. A job whose entry turned unread, or whose unread entry was
-   * dropped, goes back to the verifier too (`unreadChanged`). Returns the jobs that gained.
+   * (`keepWithJob`: up to `maxKeptWithPayouts`, none the job names: each paid out of escrow or
+   * of the job's vault), and sends the jobs that gained one back to the verifier; holds
+   * `change.hold` as pending (a row already held keeps its first listing time; an `unread` one
+   * writes why), drops `change.release`, every pending row of `vault` listed before
+   * `change.pruneBefore` but the unread ones, and every one named past a job's kept signatures
+   * held since before then, read or not; with `state`, writes where the scan of `vault` stands.
+   * A job whose entry turned unread, or whose unread entry was dropped, goes back to the
+   * verifier too (`unreadChanged`). Returns the jobs that gained.
    */
   keepEscrowSteps(
     vault: string,
@@ -792,6 +801,11 @@ export interface LedgerStore {
 /** A pending escrow entry, with when it was first held (its place in the pending pages). */
 export interface PendingEscrowStep extends KeepPair {
   listedAt: number;
+}
+
+/** A signature a job named past its kept ones, held for the escrow scan, and the job's vault. */
+export interface NamedPastStep extends KeepPair {
+  creditVault: string | null;
 }
 
 /** An escrow entry of a recorded job whose transaction no endpoint served when last asked. */
@@ -2666,6 +2680,14 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   const prunePending = sqlite.prepare(
     "DELETE FROM escrow_pending WHERE vault = @vault AND listed_at < @before AND unread IS NULL",
   );
+  const pruneNamedPast = sqlite.prepare(
+    "DELETE FROM escrow_pending WHERE vault = @vault AND listed_at < @before",
+  );
+  const namedPastRows = sqlite.prepare(
+    `SELECT p.job_id AS job, p.signature, j.credit_vault AS creditVault
+     FROM escrow_pending p INDEXED BY escrow_pending_listed JOIN jobs j ON j.job_id = p.job_id
+     WHERE p.vault = @vault ORDER BY p.listed_at, p.job_id, p.signature LIMIT @limit`,
+  );
   const unreadEntries = sqlite.prepare(
     `SELECT job_id AS jobId, signature, unread AS reason, disagreement
      FROM escrow_pending WHERE job_id IN (SELECT value FROM json_each(@ids)) AND vault = @vault
@@ -2691,7 +2713,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     (vault: string, change: EscrowScanChange, state: EscrowScanState | null, now: number) => {
       const gained = new Set<string>();
       for (const { job, signature } of change.keep) {
-        if (keepWithJob(store, job, signature, now)) gained.add(job);
+        if (keepWithJob(store, job, signature, now, maxKeptWithPayouts)) gained.add(job);
       }
       // A job whose entry turns unread is not judged until it is read; one whose unread entry
       // goes is judged again without it.
@@ -2701,6 +2723,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         if (releasePending.get({ job, signature }) != null) unreadChanged.add(job);
       }
       prunePending.run({ vault, before: change.pruneBefore });
+      pruneNamedPast.run({ vault: namedPastVault, before: change.pruneBefore });
       for (const p of change.hold) {
         const { job, signature, blockTime } = p;
         if (p.unread !== undefined && unreadOf.get({ job, signature }) == null) {
@@ -2798,6 +2821,9 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
           afterSig: after?.signature ?? null,
         }) as { job: string; signature: string; listedAt: number | bigint }[]
       ).map((r) => ({ ...r, listedAt: Number(r.listedAt) }));
+    },
+    async namedPastSteps(limit) {
+      return namedPastRows.all({ vault: namedPastVault, limit }) as NamedPastStep[];
     },
     async escrowScanFigures(vault) {
       return escrowFigures.get({ vault }) as { scannedAt: number | null; pending: number };

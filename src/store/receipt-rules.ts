@@ -121,6 +121,42 @@ export const maxConflictSignatures = 8;
  */
 export const maxKeptSignatures = maxConflictSignatures + 1;
 
+/**
+ * Places `jobs.conflict_signatures` has past `maxKeptSignatures`, for transactions the escrow
+ * scan read paying credits out of the escrow vault or out of the job's credit vault (a payout, a
+ * refund, a second lock): money the reports count. Only those accounts' authority can move their
+ * credits, so a harmless transaction (a memo alone, a transfer between other accounts) never
+ * takes one of these places, however many are named. A job named more such payouts than this
+ * past its kept signatures keeps the first (README, Known limits).
+ */
+export const maxKeptPayouts = 16;
+
+/** The most entries `jobs.conflict_signatures` holds: the kept ones and the payouts past them. */
+export const maxKeptWithPayouts = maxKeptSignatures + maxKeptPayouts;
+
+/**
+ * The `escrow_pending.vault` of a signature a job named past its kept ones (a conflicting
+ * receipt's, a step a jobs API answer dropped, a ledger line kept with it, once the list is
+ * full): held for the escrow scan to read whatever escrow vault it scans, and kept with the job
+ * (`maxKeptPayouts`) when it paid out of escrow or of the job's vault. Dropped, one so named was
+ * in no job's figures: the reports' totals below what left escrow by it.
+ */
+export const namedPastVault = "";
+
+/**
+ * Of `named`, the signatures a job names that are neither its own (`own`: the receipt's or the
+ * jobs API's) nor in `kept`, its conflict signatures once those named were added: named past the
+ * kept ones, each once. Held for the escrow scan (`namedPastVault`).
+ */
+export function namedPast(
+  named: readonly (string | null)[],
+  own: readonly (string | null)[],
+  kept: readonly string[] | null,
+): string[] {
+  const known = new Set<string | null>([...own, ...(kept ?? [])]);
+  return [...new Set(named.filter((s): s is string => s !== null && !known.has(s)))];
+}
+
 const columns = getTableColumns(jobs);
 
 /** The column name of each receipt field (`settlement_tx`), as conflicts name them. */
@@ -542,7 +578,8 @@ export function captureParams(receipt: Receipt, source: ReceiptSource, now: numb
 
 /**
  * The job's conflict signatures with the ones `receipt` names added (those not already the
- * job's, up to `maxKeptSignatures`), or null when it adds none.
+ * job's, up to `maxKeptSignatures`), or null when it adds none. Those past them:
+ * `receiptNamedPast`.
  */
 export function gainedConflictSignatures(row: RecordedRow, receipt: Receipt): string[] | null {
   const known = new Set<string>(row.conflictSignatures ?? []);
@@ -553,6 +590,22 @@ export function gainedConflictSignatures(row: RecordedRow, receipt: Receipt): st
     }
   }
   return known.size > before ? [...known] : null;
+}
+
+/**
+ * The signatures `receipt` names that do not fit in the job's conflict signatures (`kept`: as
+ * `gainedConflictSignatures` left them), for the escrow scan to read (`namedPast`).
+ */
+export function receiptNamedPast(
+  row: RecordedRow,
+  receipt: Receipt,
+  kept: readonly string[] | null,
+): string[] {
+  return namedPast(
+    [receipt.escrowTx, receipt.settlementTx],
+    [row.escrowTx, row.settlementTx],
+    kept ?? row.conflictSignatures,
+  );
 }
 
 /** A status the caller got an answer with (2xx); any other gave no completion. */

@@ -2,7 +2,7 @@ import { and, count, desc, eq, getTableColumns, sql } from "drizzle-orm";
 import type { SqliteStore, Store } from "../db/client.js";
 import { foldRollupDeltas } from "../db/rollups.js";
 import { jobs, nightlyCountedThrough, type ReceiptSource, receiptConflicts } from "../db/schema.js";
-import { reopenJobs, reopenNamers } from "./job-queue.js";
+import { holdNamedPast, reopenJobs, reopenNamers } from "./job-queue.js";
 import { checkedKeys, keyCheckSpans, reopenSharedKeys } from "./key-checks.js";
 import { pgTwins } from "./pg-twins.js";
 import {
@@ -47,6 +47,7 @@ import {
   type RecordedRow,
   receiptFields,
   receiptHash,
+  receiptNamedPast,
   statusDiffers,
   statusOfCopy,
   statusWritten,
@@ -187,6 +188,8 @@ function prepare(store: SqliteStore) {
     [...captureFields, "receiptHash"].map((field) => [field, param(field)]),
   ) as Pick<typeof jobs.$inferInsert, CaptureField | "receiptHash">;
   return {
+    holdNamedPast: (job: string, signatures: readonly string[], now: number) =>
+      holdNamedPast(store, job, signatures, now),
     // OR IGNORE: no statement journal per receipt (see `prepareOrIgnore`); a job already
     // recorded is skipped, as ON CONFLICT DO NOTHING did.
     insert: prepareOrIgnore(
@@ -368,6 +371,8 @@ function storeConflict(
   const signatures = gainedConflictSignatures(row, receipt);
   const gained = signatures !== null;
   if (gained) st.conflictSignatures.run({ jobId: receipt.jobId, signatures, now });
+  // Named past the full list: held for the escrow scan, which keeps a payout with the job.
+  st.holdNamedPast(receipt.jobId, receiptNamedPast(row, receipt, signatures), now);
   const record = conflictRecord(receipt);
   const jobId = receipt.jobId;
   const receiptJson = JSON.stringify(record);

@@ -13,7 +13,7 @@ import {
   sql,
 } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
-import { jobs, ledgerLines } from "../../db/pg/schema.js";
+import { escrowPending, jobs, ledgerLines } from "../../db/pg/schema.js";
 import {
   finalVerdicts,
   type RejudgeReason,
@@ -40,7 +40,7 @@ import {
   rejudgeColumns,
   sliceToReopen,
 } from "../queue-rules.js";
-import { maxKeptSignatures } from "../receipt-rules.js";
+import { maxKeptSignatures, namedPastVault } from "../receipt-rules.js";
 import type { PgExecutor } from "./executor.js";
 import { boundRowLockWaits, sqlStateOf, takeReceiptWriterTurn } from "./group-commit.js";
 import { holdNamerStripes } from "./namer-locks.js";
@@ -161,38 +161,73 @@ export async function reopenHoldersPg(
 type JobRow = typeof jobs.$inferSelect;
 
 /**
+ * `holdNamedPast` on PostgreSQL (see src/store/job-queue.ts): holds `signatures`, named for `job`
+ * past its kept conflict signatures, for the escrow scan (`namedPastVault`), inside the caller's
+ * transaction; one held already keeps its first time.
+ */
+export async function holdNamedPastPg(
+  tx: PgExecutor,
+  job: string,
+  signatures: readonly string[],
+  now: number,
+): Promise<void> {
+  if (signatures.length === 0) return;
+  await tx
+    .insert(escrowPending)
+    .values(
+      signatures.map((signature) => ({
+        jobId: job,
+        signature,
+        vault: namedPastVault,
+        listedAt: now,
+      })),
+    )
+    .onConflictDoNothing();
+}
+
+/**
  * `keepWithJob` on PostgreSQL (see src/store/job-queue.ts): keeps a read ledger line's
  * transaction with `job` when the job names it nowhere yet and holds fewer conflict signatures
- * than `maxKeptSignatures`, inside the caller's transaction. One guarded UPDATE: a receipt or an
- * answer writing the same job at once is waited for, and the row re-read, before the guard
- * holds. The job's row when it gained the signature, else null. The signature's other namers
- * that are judged are sent back (`reopenNamersPg`), as there.
+ * than `cap` (`maxKeptSignatures`; a payout the escrow scan read, `maxKeptWithPayouts`), inside
+ * the caller's transaction. One guarded UPDATE: a receipt or an answer writing the same job at
+ * once is waited for, and the row re-read, before the guard holds. The job's row when it gained
+ * the signature, else null; one a full list of `maxKeptSignatures` leaves out is held for the
+ * escrow scan (`holdNamedPastPg`). The signature's other namers that are judged are sent back
+ * (`reopenNamersPg`), as there.
  */
 export async function keepWithJobPg(
   tx: PgExecutor,
   job: string,
   signature: string,
   now: number,
+  cap: number = maxKeptSignatures,
 ): Promise<JobRow | null> {
   const asArray = sql`CASE WHEN json_typeof(${jobs.conflictSignatures}) = 'array'
     THEN ${jobs.conflictSignatures}::jsonb ELSE '[]'::jsonb END`;
+  const notNamed = sql`${jobs.jobId} = ${job}
+    AND ${signature} IS DISTINCT FROM ${jobs.escrowTx}
+    AND ${signature} IS DISTINCT FROM ${jobs.settlementTx}
+    AND ${signature} IS DISTINCT FROM ${jobs.apiEscrowTx}
+    AND ${signature} IS DISTINCT FROM ${jobs.apiSettlementTx}
+    AND NOT ${asArray} @> jsonb_build_array(${signature}::text)`;
   const [row] = await tx
     .update(jobs)
     .set({
       conflictSignatures: sql`(${asArray} || jsonb_build_array(${signature}::text))::json`,
       updatedAt: now,
     })
-    .where(
-      sql`${jobs.jobId} = ${job}
-        AND ${signature} IS DISTINCT FROM ${jobs.escrowTx}
-        AND ${signature} IS DISTINCT FROM ${jobs.settlementTx}
-        AND ${signature} IS DISTINCT FROM ${jobs.apiEscrowTx}
-        AND ${signature} IS DISTINCT FROM ${jobs.apiSettlementTx}
-        AND NOT ${asArray} @> jsonb_build_array(${signature}::text)
-        AND jsonb_array_length(${asArray}) < ${maxKeptSignatures}`,
-    )
+    .where(sql`${notNamed} AND jsonb_array_length(${asArray}) < ${cap}`)
     .returning();
-  if (row === undefined) return null;
+  if (row === undefined) {
+    // A payout past every place (`maxKeptWithPayouts`) is not held again: it was read.
+    if (cap === maxKeptSignatures) {
+      await tx.execute(sql`INSERT INTO ${escrowPending} (job_id, signature, vault, listed_at)
+        SELECT ${jobs.jobId}, ${signature}, ${namedPastVault}, ${now}::bigint FROM ${jobs}
+        WHERE ${notNamed} AND jsonb_array_length(${asArray}) >= ${cap}
+        ON CONFLICT (job_id, signature) DO NOTHING`);
+    }
+    return null;
+  }
   // The memo's job owns the transaction now: its other namers that are judged go back (not the
   // job itself, now a namer too: a claim keeping a line with the job it holds would drop its
   // own lease).

@@ -8,13 +8,14 @@ import {
   answerColumns,
   answeredSelection,
   answerIsOlder,
+  answerNamedPast,
   answerQueueEffect,
   answerRenames,
   sentBack,
 } from "../jobs-api-rules.js";
 import type { PgExecutor } from "./executor.js";
 import { boundRowLockWaits, retryWhileRowLocked, takeReceiptWriterTurn } from "./group-commit.js";
-import { makeDuePg, reopenJobsPg, reopenNamersPg } from "./job-queue.js";
+import { holdNamedPastPg, makeDuePg, reopenJobsPg, reopenNamersPg } from "./job-queue.js";
 import { dueNowMs } from "./server-clock.js";
 import { inPgTransaction, retryOnConflict } from "./write-transaction.js";
 
@@ -45,6 +46,8 @@ export async function recordJobsApiAnswerPg(
     if (!row || answerIsOlder(row, answer, now)) return null;
     const effect = answerQueueEffect(row, answer, row.dueNow);
     const { conflictSignatures, ...columns } = answerColumns(row, answer);
+    // Dropped steps past the full list: held for the escrow scan (see `answerNamedPast`).
+    await holdNamedPastPg(tx, jobId, answerNamedPast(row, answer, conflictSignatures), now);
     await tx
       .update(jobs)
       .set({

@@ -100,6 +100,7 @@ import {
   walkLines,
   withSharedReturn,
 } from "../ledger-rules.js";
+import { maxKeptSignatures, maxKeptWithPayouts, namedPastVault } from "../receipt-rules.js";
 import type { PgExecutor } from "./executor.js";
 import {
   boundRowLockWaits,
@@ -1015,6 +1016,7 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
     tx: PgExecutor,
     pairs: readonly KeepPair[],
     now: number,
+    cap: number = maxKeptSignatures,
   ): Promise<string[]> {
     if (pairs.length === 0) return [];
     // In job id order, as other writers of several jobs lock them, so two wait, not deadlock.
@@ -1025,7 +1027,7 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
     const gained: string[] = [];
     for (const { signature, job } of sorted) {
       const kept = await namingHeldRows(eq(jobs.jobId, job), () =>
-        keepWithJobPg(tx, job, signature, now),
+        keepWithJobPg(tx, job, signature, now, cap),
       );
       if (kept !== null) gained.push(job);
     }
@@ -2105,6 +2107,19 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
         pending: Number(row?.pending ?? 0),
       };
     },
+    async namedPastSteps(limit) {
+      return db
+        .select({
+          job: escrowPending.jobId,
+          signature: escrowPending.signature,
+          creditVault: jobs.creditVault,
+        })
+        .from(escrowPending)
+        .innerJoin(jobs, eq(jobs.jobId, escrowPending.jobId))
+        .where(eq(escrowPending.vault, namedPastVault))
+        .orderBy(escrowPending.listedAt, escrowPending.jobId, escrowPending.signature)
+        .limit(limit);
+    },
     async pendingEscrowSteps(vault, limit, unclosedBefore, after) {
       const past =
         after === null
@@ -2146,7 +2161,8 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
             ) {
               await takeTurn(tx);
             }
-            const gained = await keepPairs(tx, (await notNamedYet(tx, change.keep)).open, now);
+            const keep = (await notNamedYet(tx, change.keep)).open;
+            const gained = await keepPairs(tx, keep, now, maxKeptWithPayouts);
             // A job whose entry turns unread is not judged until it is read; one whose unread
             // entry goes is judged again without it.
             const unreadChanged = new Set<string>();
@@ -2163,9 +2179,11 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
               .delete(escrowPending)
               .where(
                 and(
-                  eq(escrowPending.vault, vault),
                   lt(escrowPending.listedAt, change.pruneBefore),
-                  isNull(escrowPending.unread),
+                  or(
+                    and(eq(escrowPending.vault, vault), isNull(escrowPending.unread)),
+                    eq(escrowPending.vault, namedPastVault),
+                  ),
                 ),
               );
             const unread = change.hold.filter((p) => p.unread !== undefined);

@@ -39,6 +39,7 @@ import {
   type RecordedRow,
   receiptFields,
   receiptHash,
+  receiptNamedPast,
   statusDiffers,
   statusOfCopy,
   statusWritten,
@@ -56,7 +57,7 @@ import {
   transactionSession,
 } from "./group-commit.js";
 import { rowsHeldError } from "./held-rows.js";
-import { reopenJobsPg, reopenNamersPg } from "./job-queue.js";
+import { holdNamedPastPg, reopenJobsPg, reopenNamersPg } from "./job-queue.js";
 import { holdKeyStripes, keyCheckSpansPg, reopenSharedKeysPg } from "./key-checks.js";
 import { serverClockShiftMs } from "./server-clock.js";
 import { inPgTransaction, retryOnConflict } from "./write-transaction.js";
@@ -185,6 +186,8 @@ async function storeConflict(
       .set({ conflictSignatures: signatures, updatedAt: now })
       .where(eq(jobs.jobId, jobId));
   }
+  // Named past the full list: held for the escrow scan, which keeps a payout with the job.
+  await holdNamedPastPg(tx, jobId, receiptNamedPast(row, receipt, signatures), now);
   const gained = signatures !== null;
   const record = conflictRecord(receipt);
   const ofJob = eq(receiptConflicts.jobId, jobId);

@@ -1,0 +1,126 @@
+import { describe, expect, it } from "vitest";
+import { createEscrowScanner } from "../src/ledger/escrow-scan.js";
+import { createLogger } from "../src/log.js";
+import { reconciliationReport } from "../src/reports/reconciliation.js";
+import { createLedgerStore } from "../src/store/ledger.js";
+import { maxKeptSignatures } from "../src/store/receipt-rules.js";
+import { chainTruth, moneyOf } from "./support/chain-truth.js";
+import { dialects, useDialectStores } from "./support/dialects.js";
+import { periodEdge } from "./support/ledger-periods.js";
+import { type JobPlan, type Scenario, useAdversaryHarness } from "./support/operator.js";
+import { readJob } from "./support/seed-recorder.js";
+
+/**
+ * A job keeps `maxKeptSignatures` further signatures on its row. An operator who names that
+ * many harmless memo-only transactions for a job (conflicting receipts), then a payout out of
+ * escrow with no memo, must not get the payout out of every job's figures: the reports' totals
+ * read below what left escrow. The escrow scan reads what was named past the kept ones and
+ * keeps each that paid out of escrow with the job.
+ */
+
+const hour = 3_600_000;
+
+describe.each(dialects)("%s store", (dialect) => {
+  const stores = useDialectStores(dialect);
+  const h = useAdversaryHarness({ openStore: () => stores.open() });
+
+  /** A report's money but fees (the harmless transactions' fees are no job's figure). */
+  const moneyButFees = (row: Parameters<typeof moneyOf>[0]) => {
+    const { feesLamports: _, ...money } = moneyOf(row);
+    return money;
+  };
+
+  const scanEscrow = (c: Scenario) =>
+    createEscrowScanner({
+      store: c.store,
+      rpc: h.rpc,
+      profile: c.profile,
+      log: createLogger({ level: "silent" }),
+      pageSize: 50,
+    }).scanNew();
+
+  /** `count` harmless memo-only transactions naming the job in their text. */
+  const harmless = (plan: JobPlan, count: number, from = 0) =>
+    Array.from(
+      { length: count },
+      (_, i) => h.op.send([h.op.memo(`hello ${from + i} ${plan.jobId}`)]).signature,
+    );
+
+  /** The report's money but fees equals the chain's over `signatures`. */
+  async function expectReportEqualsChain(c: Scenario, from: number, signatures: string[]) {
+    const r = await reconciliationReport(c.store, { from, to: h.op.now() + hour, groupBy: "key" });
+    const { feesLamports: _, ...chain } = chainTruth(h.op, signatures);
+    expect(moneyButFees(r.totals)).toEqual(chain);
+  }
+
+  it.each([
+    ["conflicting receipts", "receipts"],
+    ["jobs API answers naming it, then dropping it", "answers"],
+  ] as const)(
+    "counts a memo-less payout out of escrow named past the job's kept signatures by %s",
+    async (_how, how) => {
+      const c = (await h.scenario()).recordOnChainClock();
+      const from = periodEdge(h);
+      const plan = h.op.plan({ keyIndex: 3 });
+      const txs = h.op.honestJob(plan);
+      const junk = harmless(plan, maxKeptSignatures);
+      const payout = h.op.send(h.op.payoutIxs(plan)).signature;
+      c.record(plan, txs);
+      if (how === "receipts") {
+        for (const settlementTx of [...junk, payout]) {
+          c.recordConflict(plan, { escrowTx: txs.escrowTx, settlementTx });
+        }
+      } else {
+        // Each answer drops the one before: the junk, the payout, then the honest settlement.
+        c.jobsApiSettlements(plan, txs.escrowTx, [...junk, payout]);
+        c.honestJobsApi(plan, txs);
+      }
+      await c.flush();
+      await h.finalized();
+      expect((await readJob(c.store, plan.jobId))?.conflictSignatures).toEqual(junk);
+      // Judged before the scan too: the scan's keep sends the job back.
+      await c.verify();
+      await scanEscrow(c);
+      const [outcome] = await c.verdicts(plan.jobId);
+      expect(outcome?.failing).toContain("signatures.explained");
+
+      await expectReportEqualsChain(c, from, [txs.escrowTx, txs.settlementTx, payout]);
+      expect((await readJob(c.store, plan.jobId))?.conflictSignatures).toEqual([...junk, payout]);
+    },
+  );
+
+  it("keeps the payout however many harmless transactions are named past the kept ones", async () => {
+    const c = (await h.scenario()).recordOnChainClock();
+    const from = periodEdge(h);
+    const plan = h.op.plan({ keyIndex: 3 });
+    const txs = h.op.honestJob(plan);
+    const kept = harmless(plan, maxKeptSignatures);
+    // More than a scan reads of them at once (its page, 50 here): the payout may be in the next.
+    const past = harmless(plan, 60, maxKeptSignatures);
+    const payout = h.op.send(h.op.payoutIxs(plan)).signature;
+    c.record(plan, txs);
+    // Ten to a receipt, as a header naming several settlements brings them.
+    const named = [...kept, ...past, payout];
+    for (let i = 0; i < named.length; i += 10) {
+      const [settlementTx, ...others] = named.slice(i, i + 10);
+      c.recordConflict(
+        plan,
+        { escrowTx: txs.escrowTx, settlementTx: settlementTx! },
+        others.length > 0 ? { otherSignatures: { settlementTx: others } } : {},
+      );
+    }
+    await c.flush();
+    await h.finalized();
+    const ledger = createLedgerStore(c.store);
+    expect((await ledger.namedPastSteps(1000)).map((p) => p.signature).sort()).toEqual(
+      [...past, payout].sort(),
+    );
+    await scanEscrow(c);
+    await scanEscrow(c);
+    // Every one read and gone; the payout alone kept, past the full list.
+    expect(await ledger.namedPastSteps(1000)).toEqual([]);
+    expect((await readJob(c.store, plan.jobId))?.conflictSignatures).toEqual([...kept, payout]);
+    await c.verify();
+    await expectReportEqualsChain(c, from, [txs.escrowTx, txs.settlementTx, payout]);
+  });
+});
