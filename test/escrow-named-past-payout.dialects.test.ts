@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { createEscrowScanner } from "../src/ledger/escrow-scan.js";
+import { createLedgerReader } from "../src/ledger/reader.js";
 import { createLogger } from "../src/log.js";
 import { reconciliationReport } from "../src/reports/reconciliation.js";
 import { createLedgerStore } from "../src/store/ledger.js";
@@ -111,16 +112,62 @@ describe.each(dialects)("%s store", (dialect) => {
     }
     await c.flush();
     await h.finalized();
-    const ledger = createLedgerStore(c.store);
-    expect((await ledger.namedPastSteps(1000)).map((p) => p.signature).sort()).toEqual(
-      [...past, payout].sort(),
-    );
     await scanEscrow(c);
     await scanEscrow(c);
-    // Every one read and gone; the payout alone kept, past the full list.
-    expect(await ledger.namedPastSteps(1000)).toEqual([]);
+    // The payout alone kept, past the full list; every one held read and gone.
     expect((await readJob(c.store, plan.jobId))?.conflictSignatures).toEqual([...kept, payout]);
+    expect(await createLedgerStore(c.store).namedPastSteps(1000)).toEqual([]);
     await c.verify();
     await expectReportEqualsChain(c, from, [txs.escrowTx, txs.settlementTx, payout]);
+  });
+
+  it("keeps a refund the vault's ledger read under the job's memo past the kept ones", async () => {
+    const c = (await h.scenario()).recordOnChainClock();
+    const from = periodEdge(h);
+    const plan = h.op.plan({ keyIndex: 3 });
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const refund = h.op.send(h.op.refundIxs(plan)).signature;
+    const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
+    const junk = harmless(plan, maxKeptSignatures);
+    c.record(plan, { escrowTx, settlementTx });
+    c.jobsApiSettlements(plan, escrowTx, junk);
+    c.honestJobsApi(plan, { escrowTx, settlementTx });
+    await c.flush();
+    await h.finalized();
+    await createLedgerReader({
+      store: c.store,
+      rpc: h.rpc,
+      profile: c.profile,
+      log: createLogger({ level: "silent" }),
+      custody: { vaults: [plan.vault], byKey: {} },
+    }).syncVault(plan.vault);
+    expect((await readJob(c.store, plan.jobId))?.conflictSignatures).toEqual(junk);
+    await scanEscrow(c);
+    expect((await readJob(c.store, plan.jobId))?.conflictSignatures).toEqual([...junk, refund]);
+    const [outcome] = await c.verdicts(plan.jobId);
+    expect(outcome?.failing).toContain("signatures.explained");
+    await expectReportEqualsChain(c, from, [escrowTx, refund, settlementTx]);
+  });
+
+  it("keeps a second lock with no memo out of the key's pinned vault, named past the kept ones", async () => {
+    const c = (await h.scenario()).recordOnChainClock();
+    await c.pinKey(3);
+    const from = periodEdge(h);
+    const plan = h.op.plan({ keyIndex: 3 });
+    const txs = h.op.honestJob(plan);
+    const junk = harmless(plan, maxKeptSignatures);
+    // The lock's transfer alone: out of the customer's vault into escrow, no memo.
+    const secondLock = h.op.send(h.op.lockIxs(plan).slice(0, 1)).signature;
+    c.record(plan, txs);
+    for (const escrowTx of [...junk, secondLock]) {
+      c.recordConflict(plan, { escrowTx, settlementTx: txs.settlementTx });
+    }
+    await c.flush();
+    await h.finalized();
+    await scanEscrow(c);
+    expect((await readJob(c.store, plan.jobId))?.conflictSignatures).toEqual([...junk, secondLock]);
+    const [outcome] = await c.verdicts(plan.jobId);
+    expect(outcome?.failing).toContain("signatures.explained");
+    await expectReportEqualsChain(c, from, [txs.escrowTx, txs.settlementTx, secondLock]);
   });
 });

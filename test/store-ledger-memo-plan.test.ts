@@ -51,7 +51,7 @@ describe("the ledger's statements (SQLite)", () => {
     );
     expect(whole).toEqual([
       // Signatures named past jobs' kept ones, held for the escrow scan, oldest first (a page).
-      expect.stringMatching(/^SCAN p USING INDEX escrow_pending_listed .*credit_vault/),
+      expect.stringMatching(/^SCAN p USING INDEX escrow_pending_listed .*AS creditVault/),
       // Jobs waiting for the escrow scan, by when they were listed, of the vault asked about.
       expect.stringMatching(/^SCAN p USING INDEX escrow_pending_listed/),
       expect.stringMatching(/^SCAN escrow_pending\b/),

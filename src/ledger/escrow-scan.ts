@@ -621,7 +621,8 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
   /**
    * Reads the oldest `pageSize` signatures jobs named past their kept conflict signatures (held
    * by the store once the list is full: `namedPastVault`) and keeps with its job each that paid
-   * credits out of the escrow vault or out of the job's credit vault, whatever its memo: the job
+   * credits out of the escrow vault or out of the credit vault pinned for the job's key (never
+   * one a receipt declares: the operator's word), whatever its memo: the job
    * named it, and only those accounts' authority moves their credits, so no harmless transaction
    * is kept however many are named. Each read goes; one not served waits for the next scan, up
    * to `ESCROW_PENDING_MS` after it was named, and no job waits for it (the job fails

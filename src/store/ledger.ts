@@ -776,7 +776,8 @@ export interface LedgerStore {
   /**
    * Up to `limit` of the signatures jobs named past their kept conflict signatures (held under
    * `namedPastVault`), oldest first: for the escrow scan to read, and keep those that paid out
-   * of escrow or of the job's credit vault (`creditVault`, null when the job names none).
+   * of escrow or of the job's credit vault (`creditVault`: its key's pinned vault, null when none
+   * is; never the vault a receipt declares, which is the operator's word).
    */
   namedPastSteps(limit: number): Promise<NamedPastStep[]>;
   /**
@@ -2684,8 +2685,9 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     "DELETE FROM escrow_pending WHERE vault = @vault AND listed_at < @before",
   );
   const namedPastRows = sqlite.prepare(
-    `SELECT p.job_id AS job, p.signature, j.credit_vault AS creditVault
+    `SELECT p.job_id AS job, p.signature, v.vault AS creditVault
      FROM escrow_pending p INDEXED BY escrow_pending_listed JOIN jobs j ON j.job_id = p.job_id
+       LEFT JOIN credit_vaults v ON v.key_fingerprint = j.key_fingerprint
      WHERE p.vault = @vault ORDER BY p.listed_at, p.job_id, p.signature LIMIT @limit`,
   );
   const unreadEntries = sqlite.prepare(

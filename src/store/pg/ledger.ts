@@ -2112,10 +2112,11 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
         .select({
           job: escrowPending.jobId,
           signature: escrowPending.signature,
-          creditVault: jobs.creditVault,
+          creditVault: creditVaults.vault,
         })
         .from(escrowPending)
         .innerJoin(jobs, eq(jobs.jobId, escrowPending.jobId))
+        .leftJoin(creditVaults, eq(creditVaults.keyFingerprint, jobs.keyFingerprint))
         .where(eq(escrowPending.vault, namedPastVault))
         .orderBy(escrowPending.listedAt, escrowPending.jobId, escrowPending.signature)
         .limit(limit);
