@@ -155,8 +155,9 @@ export function evaluateJob(given: CheckInput): Evaluation {
   );
   const unexplained = unexplainedTxs.map((c) => c.signature);
   // A list past `maxConflictSignatures` holds the mark that more further signatures were named
-  // than are kept: a step past the cap (a second lock, a refund) is not judged, so the job
-  // cannot pass, whatever the kept ones show.
+  // than are kept: a step past the cap (a second lock, a refund) is judged only once the escrow
+  // scan keeps it (one that paid out of escrow or of the key's vault), so the job cannot pass,
+  // whatever the kept ones show.
   const named = job.conflictSignatures?.length ?? 0;
   const overflow = named > maxConflictSignatures;
   list.add(
@@ -165,7 +166,7 @@ export function evaluateJob(given: CheckInput): Evaluation {
       : fail(
           "signatures.explained",
           overflow
-            ? `this job names ${named} further signatures (conflicting receipts, steps a jobs API answer dropped, ledger lines under its memo), more than the ${maxConflictSignatures} the verifier follows: a step past them is not judged`
+            ? `this job names ${named} further signatures (conflicting receipts, steps a jobs API answer dropped, ledger lines under its memo), more than the ${maxConflictSignatures} the verifier follows: a step past them is judged only once the escrow scan finds it paid out of escrow or of the key's vault`
             : `a conflicting receipt of this job names ${unexplained.join(", ")}, which moved credits and carries no memo of this job: no step of the job explains it`,
           { unexplained: [] },
           overflow ? { unexplained, conflictSignatures: named } : { unexplained },
