@@ -170,4 +170,24 @@ describe.each(dialects)("%s store", (dialect) => {
     expect(outcome?.failing).toContain("signatures.explained");
     await expectReportEqualsChain(c, from, [txs.escrowTx, txs.settlementTx, secondLock]);
   });
+
+  it("keeps nothing moved out of a vault the receipt declares that is not its key's pin", async () => {
+    const c = (await h.scenario()).recordOnChainClock();
+    await c.pinKey(3);
+    const plan = h.op.plan({ keyIndex: 3 });
+    const other = h.op.plan({ keyIndex: 2 });
+    const txs = h.op.honestJob(plan);
+    const junk = harmless(plan, maxKeptSignatures);
+    // Out of another key's vault (the operator declares it as this job's), into escrow.
+    const moved = h.op.send(h.op.lockIxs(other, { amount: 1n }).slice(0, 1)).signature;
+    c.record(plan, txs, { creditVault: other.vault });
+    for (const escrowTx of [...junk, moved]) {
+      c.recordConflict(plan, { escrowTx, settlementTx: txs.settlementTx });
+    }
+    await c.flush();
+    await h.finalized();
+    await scanEscrow(c);
+    expect((await readJob(c.store, plan.jobId))?.conflictSignatures).toEqual(junk);
+    expect(await createLedgerStore(c.store).namedPastSteps(10)).toEqual([]);
+  });
 });
