@@ -1,3 +1,5 @@
+import { randomBytes } from "node:crypto";
+import bs58 from "bs58";
 import { describe, expect, it } from "vitest";
 import { createEscrowScanner } from "../src/ledger/escrow-scan.js";
 import { createLedgerReader } from "../src/ledger/reader.js";
@@ -31,13 +33,15 @@ describe.each(dialects)("%s store", (dialect) => {
     return money;
   };
 
-  const scanEscrow = (c: Scenario) =>
+  /** One escrow scan, its pages of 50; `aheadMs`: its clock that far ahead of the machine's. */
+  const scanEscrow = (c: Scenario, aheadMs = 0) =>
     createEscrowScanner({
       store: c.store,
       rpc: h.rpc,
       profile: c.profile,
       log: createLogger({ level: "silent" }),
       pageSize: 50,
+      now: () => Date.now() + aheadMs,
     }).scanNew();
 
   /** `count` harmless memo-only transactions naming the job in their text. */
@@ -189,5 +193,35 @@ describe.each(dialects)("%s store", (dialect) => {
     await scanEscrow(c);
     expect((await readJob(c.store, plan.jobId))?.conflictSignatures).toEqual(junk);
     expect(await createLedgerStore(c.store).namedPastSteps(10)).toEqual([]);
+  });
+
+  it("reads a payout named with more made-up signatures than a scan reads, however late the scan", async () => {
+    const c = (await h.scenario()).recordOnChainClock();
+    const plan = h.op.plan({ keyIndex: 3 });
+    const txs = h.op.honestJob(plan);
+    const kept = harmless(plan, maxKeptSignatures);
+    const payout = h.op.send(h.op.payoutIxs(plan)).signature;
+    // Signatures nothing lands, held first (three zero bytes: `111…` sorts before the payout's).
+    const madeUp = Array.from({ length: 60 }, () =>
+      bs58.encode(Buffer.concat([Buffer.alloc(3), randomBytes(61)])),
+    );
+    c.record(plan, txs);
+    const named = [...kept, ...madeUp, payout];
+    for (let i = 0; i < named.length; i += 10) {
+      const [escrowTx, ...others] = named.slice(i, i + 10);
+      c.recordConflict(
+        plan,
+        { escrowTx: escrowTx!, settlementTx: txs.settlementTx },
+        others.length > 0 ? { otherSignatures: { escrowTx: others } } : {},
+      );
+    }
+    await c.flush();
+    await h.finalized();
+    // Two hours on: each page read goes, but none before it was read once.
+    await scanEscrow(c, 2 * hour);
+    await scanEscrow(c, 2 * hour);
+    expect((await readJob(c.store, plan.jobId))?.conflictSignatures).toEqual([...kept, payout]);
+    await scanEscrow(c, 2 * hour);
+    expect(await createLedgerStore(c.store).namedPastSteps(1000)).toEqual([]);
   });
 });

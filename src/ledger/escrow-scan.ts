@@ -624,10 +624,12 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
    * credits out of the escrow vault or out of the credit vault pinned for the job's key (never
    * one a receipt declares: the operator's word), whatever its memo: the job
    * named it, and only those accounts' authority moves their credits, so no harmless transaction
-   * is kept however many are named. Each read goes; one not served waits for the next scan, up
-   * to `ESCROW_PENDING_MS` after it was named, and no job waits for it (the job fails
-   * `signatures.explained` already). One page a scan: a flood of made-up names costs a page of
-   * fetches a round, and delays the one named after it by at most the hour they are held.
+   * is kept however many are named. Each read goes; one not served goes behind those not
+   * fetched yet, is fetched again when no such one is left, and goes `ESCROW_PENDING_MS` after
+   * it was named; no job waits for it (the job fails `signatures.explained` already). One page
+   * a scan, those not fetched yet first, and none goes before it was fetched once: a flood of
+   * made-up names costs a page of fetches a round and delays the reading of a name behind it,
+   * but cannot have it dropped unread.
    */
   async function judgeNamedPast(vault: string, result: EscrowScanResult, signal?: AbortSignal) {
     signal?.throwIfAborted();
@@ -642,7 +644,9 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
     result.fetched += judged.fetched;
     const unread = new Set(judged.unread.map((p) => `${p.job} ${p.signature}`));
     const release = named.filter((p) => !unread.has(`${p.job} ${p.signature}`));
-    await write(vault, { keep: judged.keep, hold: [], release }, null, result, new Set(), true);
+    const unreadPast = judged.unread.map((p) => ({ ...p, reason: p.unread.reason }));
+    const change = { keep: judged.keep, hold: [], release, unreadPast };
+    await write(vault, change, null, result, new Set(), true);
   }
 
   /**

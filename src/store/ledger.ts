@@ -775,7 +775,8 @@ export interface LedgerStore {
   ): Promise<PendingEscrowStep[]>;
   /**
    * Up to `limit` of the signatures jobs named past their kept conflict signatures (held under
-   * `namedPastVault`), oldest first: for the escrow scan to read, and keep those that paid out
+   * `namedPastVault`), those not fetched yet first, then oldest first: for the escrow scan to
+   * read, and keep those that paid out
    * of escrow or of the job's credit vault (`creditVault`: its key's pinned vault, null when none
    * is; never the vault a receipt declares, which is the operator's word).
    */
@@ -787,7 +788,8 @@ export interface LedgerStore {
    * `change.hold` as pending (a row already held keeps its first listing time; an `unread` one
    * writes why), drops `change.release`, every pending row of `vault` listed before
    * `change.pruneBefore` but the unread ones, and every one named past a job's kept signatures
-   * held since before then, read or not; with `state`, writes where the scan of `vault` stands.
+   * held since before then that was fetched and not served (`change.unreadPast` marks those);
+   * with `state`, writes where the scan of `vault` stands.
    * A job whose entry turned unread, or whose unread entry was dropped, goes back to the
    * verifier too (`unreadChanged`). Returns the jobs that gained.
    */
@@ -829,6 +831,11 @@ export interface EscrowScanChange {
   keep: readonly KeepPair[];
   hold: readonly HeldEscrowStep[];
   release: readonly KeepPair[];
+  /**
+   * Signatures named past a job's kept ones that were fetched and not served, with why: they go
+   * behind the ones not fetched yet, and may be pruned an hour after they were named.
+   */
+  unreadPast?: readonly (KeepPair & { reason: string })[];
   pruneBefore: number;
 }
 
@@ -2681,14 +2688,21 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   const prunePending = sqlite.prepare(
     "DELETE FROM escrow_pending WHERE vault = @vault AND listed_at < @before AND unread IS NULL",
   );
+  // Only those fetched once: each named signature is read at least once, however many came.
   const pruneNamedPast = sqlite.prepare(
-    "DELETE FROM escrow_pending WHERE vault = @vault AND listed_at < @before",
+    "DELETE FROM escrow_pending WHERE vault = @vault AND listed_at < @before AND unread IS NOT NULL",
   );
+  const unreadNamedPast = sqlite.prepare(
+    `UPDATE escrow_pending SET unread = @reason
+     WHERE job_id = @job AND signature = @signature AND vault = @vault`,
+  );
+  // The ones not fetched yet first: a page of made-up names, never served, holds none behind it.
   const namedPastRows = sqlite.prepare(
     `SELECT p.job_id AS job, p.signature, v.vault AS creditVault
      FROM escrow_pending p INDEXED BY escrow_pending_listed JOIN jobs j ON j.job_id = p.job_id
        LEFT JOIN credit_vaults v ON v.key_fingerprint = j.key_fingerprint
-     WHERE p.vault = @vault ORDER BY p.listed_at, p.job_id, p.signature LIMIT @limit`,
+     WHERE p.vault = @vault
+     ORDER BY p.unread IS NOT NULL, p.listed_at, p.job_id, p.signature LIMIT @limit`,
   );
   const unreadEntries = sqlite.prepare(
     `SELECT job_id AS jobId, signature, unread AS reason, disagreement
@@ -2725,6 +2739,9 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         if (releasePending.get({ job, signature }) != null) unreadChanged.add(job);
       }
       prunePending.run({ vault, before: change.pruneBefore });
+      for (const p of change.unreadPast ?? []) {
+        unreadNamedPast.run({ ...p, vault: namedPastVault });
+      }
       pruneNamedPast.run({ vault: namedPastVault, before: change.pruneBefore });
       for (const p of change.hold) {
         const { job, signature, blockTime } = p;

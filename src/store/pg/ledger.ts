@@ -2108,18 +2108,26 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
       };
     },
     async namedPastSteps(limit) {
-      return db
-        .select({
-          job: escrowPending.jobId,
-          signature: escrowPending.signature,
-          creditVault: creditVaults.vault,
-        })
-        .from(escrowPending)
-        .innerJoin(jobs, eq(jobs.jobId, escrowPending.jobId))
-        .leftJoin(creditVaults, eq(creditVaults.keyFingerprint, jobs.keyFingerprint))
-        .where(eq(escrowPending.vault, namedPastVault))
-        .orderBy(escrowPending.listedAt, escrowPending.jobId, escrowPending.signature)
-        .limit(limit);
+      return (
+        db
+          .select({
+            job: escrowPending.jobId,
+            signature: escrowPending.signature,
+            creditVault: creditVaults.vault,
+          })
+          .from(escrowPending)
+          .innerJoin(jobs, eq(jobs.jobId, escrowPending.jobId))
+          .leftJoin(creditVaults, eq(creditVaults.keyFingerprint, jobs.keyFingerprint))
+          .where(eq(escrowPending.vault, namedPastVault))
+          // The ones not fetched yet first (see the SQLite store).
+          .orderBy(
+            sql`${escrowPending.unread} IS NOT NULL`,
+            escrowPending.listedAt,
+            escrowPending.jobId,
+            escrowPending.signature,
+          )
+          .limit(limit)
+      );
     },
     async pendingEscrowSteps(vault, limit, unclosedBefore, after) {
       const past =
@@ -2176,6 +2184,19 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
                 .returning({ unread: escrowPending.unread });
               if (dropped.some((r) => r.unread !== null)) unreadChanged.add(p.job);
             }
+            for (const p of change.unreadPast ?? []) {
+              await tx
+                .update(escrowPending)
+                .set({ unread: p.reason })
+                .where(
+                  and(
+                    eq(escrowPending.jobId, p.job),
+                    eq(escrowPending.signature, p.signature),
+                    eq(escrowPending.vault, namedPastVault),
+                  ),
+                );
+            }
+            // Named past a job's kept ones: only those fetched once (each is read at least once).
             await tx
               .delete(escrowPending)
               .where(
@@ -2183,7 +2204,7 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
                   lt(escrowPending.listedAt, change.pruneBefore),
                   or(
                     and(eq(escrowPending.vault, vault), isNull(escrowPending.unread)),
-                    eq(escrowPending.vault, namedPastVault),
+                    and(eq(escrowPending.vault, namedPastVault), isNotNull(escrowPending.unread)),
                   ),
                 ),
               );
