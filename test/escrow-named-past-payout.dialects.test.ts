@@ -51,6 +51,12 @@ describe.each(dialects)("%s store", (dialect) => {
       (_, i) => h.op.send([h.op.memo(`hello ${from + i} ${plan.jobId}`)]).signature,
     );
 
+  /** `count` signatures nothing lands (three zero bytes: `111…` sorts before real ones). */
+  const madeUp = (count: number) =>
+    Array.from({ length: count }, () =>
+      bs58.encode(Buffer.concat([Buffer.alloc(3), randomBytes(61)])),
+    );
+
   /** The report's money but fees equals the chain's over `signatures`. */
   async function expectReportEqualsChain(c: Scenario, from: number, signatures: string[]) {
     const r = await reconciliationReport(c.store, { from, to: h.op.now() + hour, groupBy: "key" });
@@ -175,6 +181,37 @@ describe.each(dialects)("%s store", (dialect) => {
     await expectReportEqualsChain(c, from, [txs.escrowTx, txs.settlementTx, secondLock]);
   });
 
+  it("keeps a second lock under the job's memo named past behind more made-up names than a scan reads", async () => {
+    const c = (await h.scenario()).recordOnChainClock();
+    await c.pinKey(3);
+    const from = periodEdge(h);
+    const plan = h.op.plan({ keyIndex: 3 });
+    const txs = h.op.honestJob(plan);
+    const junk = harmless(plan, maxKeptSignatures);
+    // Out of the key's vault into escrow under the job's memo: the escrow listing names it too.
+    const secondLock = h.op.send(h.op.lockIxs(plan)).signature;
+    c.record(plan, txs);
+    const named = [...junk, ...madeUp(60), secondLock];
+    for (let i = 0; i < named.length; i += 10) {
+      const [escrowTx, ...others] = named.slice(i, i + 10);
+      c.recordConflict(
+        plan,
+        { escrowTx: escrowTx!, settlementTx: txs.settlementTx },
+        others.length > 0 ? { otherSignatures: { escrowTx: others } } : {},
+      );
+    }
+    await c.flush();
+    await h.finalized();
+    // The first scan's page (50) reads made-up names; its listing reads the lock under the
+    // job's memo, which paid nothing out of escrow: not kept by that rule, and still held for
+    // the second scan, which reads it by the named-past one.
+    await scanEscrow(c);
+    await scanEscrow(c);
+    expect((await readJob(c.store, plan.jobId))?.conflictSignatures).toEqual([...junk, secondLock]);
+    await c.verify();
+    await expectReportEqualsChain(c, from, [txs.escrowTx, txs.settlementTx, secondLock]);
+  });
+
   it("keeps nothing moved out of a vault the receipt declares that is not its key's pin", async () => {
     const c = (await h.scenario()).recordOnChainClock();
     await c.pinKey(3);
@@ -201,12 +238,9 @@ describe.each(dialects)("%s store", (dialect) => {
     const txs = h.op.honestJob(plan);
     const kept = harmless(plan, maxKeptSignatures);
     const payout = h.op.send(h.op.payoutIxs(plan)).signature;
-    // Signatures nothing lands, held first (three zero bytes: `111…` sorts before the payout's).
-    const madeUp = Array.from({ length: 60 }, () =>
-      bs58.encode(Buffer.concat([Buffer.alloc(3), randomBytes(61)])),
-    );
+    // Signatures nothing lands, held first.
     c.record(plan, txs);
-    const named = [...kept, ...madeUp, payout];
+    const named = [...kept, ...madeUp(60), payout];
     for (let i = 0; i < named.length; i += 10) {
       const [escrowTx, ...others] = named.slice(i, i + 10);
       c.recordConflict(

@@ -645,7 +645,7 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
     const unread = new Set(judged.unread.map((p) => `${p.job} ${p.signature}`));
     const release = named.filter((p) => !unread.has(`${p.job} ${p.signature}`));
     const unreadPast = judged.unread.map((p) => ({ ...p, reason: p.unread.reason }));
-    const change = { keep: judged.keep, hold: [], release, unreadPast };
+    const change = { keep: judged.keep, hold: [], release: [], releasePast: release, unreadPast };
     await write(vault, change, null, result, new Set(), true);
   }
 

@@ -786,7 +786,8 @@ export interface LedgerStore {
    * (`keepWithJob`: up to `maxKeptWithPayouts`, none the job names: each paid out of escrow or
    * of the job's vault), and sends the jobs that gained one back to the verifier; holds
    * `change.hold` as pending (a row already held keeps its first listing time; an `unread` one
-   * writes why), drops `change.release`, every pending row of `vault` listed before
+   * writes why), drops `change.release` (rows of `vault`) and `change.releasePast` (rows named
+   * past a job's kept signatures), every pending row of `vault` listed before
    * `change.pruneBefore` but the unread ones, and every one named past a job's kept signatures
    * held since before then that was fetched and not served (`change.unreadPast` marks those);
    * with `state`, writes where the scan of `vault` stands.
@@ -836,6 +837,12 @@ export interface EscrowScanChange {
    * behind the ones not fetched yet, and may be pruned an hour after they were named.
    */
   unreadPast?: readonly (KeepPair & { reason: string })[];
+  /**
+   * Signatures named past a job's kept ones that were read: they go. `release` drops only rows
+   * of the scanned vault: a listing entry under the job's memo read and not kept (a second lock
+   * paid into escrow) dropped the one named past too, unread by its rule (out of the key's vault).
+   */
+  releasePast?: readonly KeepPair[];
   pruneBefore: number;
 }
 
@@ -2682,7 +2689,8 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   );
   const releasePending = sqlite
     .prepare(
-      "DELETE FROM escrow_pending WHERE job_id = @job AND signature = @signature RETURNING unread",
+      `DELETE FROM escrow_pending WHERE job_id = @job AND signature = @signature AND vault = @vault
+       RETURNING unread`,
     )
     .pluck();
   const prunePending = sqlite.prepare(
@@ -2736,7 +2744,10 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       const unreadChanged = new Set<string>();
       for (const p of change.release) {
         const { job, signature } = p;
-        if (releasePending.get({ job, signature }) != null) unreadChanged.add(job);
+        if (releasePending.get({ job, signature, vault }) != null) unreadChanged.add(job);
+      }
+      for (const { job, signature } of change.releasePast ?? []) {
+        releasePending.get({ job, signature, vault: namedPastVault });
       }
       prunePending.run({ vault, before: change.pruneBefore });
       for (const p of change.unreadPast ?? []) {

@@ -2179,10 +2179,25 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
               const dropped = await tx
                 .delete(escrowPending)
                 .where(
-                  and(eq(escrowPending.jobId, p.job), eq(escrowPending.signature, p.signature)),
+                  and(
+                    eq(escrowPending.jobId, p.job),
+                    eq(escrowPending.signature, p.signature),
+                    eq(escrowPending.vault, vault),
+                  ),
                 )
                 .returning({ unread: escrowPending.unread });
               if (dropped.some((r) => r.unread !== null)) unreadChanged.add(p.job);
+            }
+            for (const p of change.releasePast ?? []) {
+              await tx
+                .delete(escrowPending)
+                .where(
+                  and(
+                    eq(escrowPending.jobId, p.job),
+                    eq(escrowPending.signature, p.signature),
+                    eq(escrowPending.vault, namedPastVault),
+                  ),
+                );
             }
             for (const p of change.unreadPast ?? []) {
               await tx
