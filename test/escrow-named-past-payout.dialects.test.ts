@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import bs58 from "bs58";
 import { describe, expect, it } from "vitest";
-import { createEscrowScanner } from "../src/ledger/escrow-scan.js";
+import { createEscrowScanner, NAMED_PAST_RETRY_MS } from "../src/ledger/escrow-scan.js";
 import { createLedgerReader } from "../src/ledger/reader.js";
 import { createLogger } from "../src/log.js";
 import { reconciliationReport } from "../src/reports/reconciliation.js";
@@ -230,6 +230,44 @@ describe.each(dialects)("%s store", (dialect) => {
     await scanEscrow(c);
     expect((await readJob(c.store, plan.jobId))?.conflictSignatures).toEqual(junk);
     expect(await createLedgerStore(c.store).namedPastSteps(10)).toEqual([]);
+  });
+
+  it("asks a scanner's later rounds for a name past the kept ones that was not served only after a while", async () => {
+    const c = (await h.scenario()).recordOnChainClock();
+    const plan = h.op.plan({ keyIndex: 3 });
+    const txs = h.op.honestJob(plan);
+    c.record(plan, txs);
+    const named = [...harmless(plan, maxKeptSignatures), ...madeUp(60)];
+    for (let i = 0; i < named.length; i += 10) {
+      const [escrowTx, ...others] = named.slice(i, i + 10);
+      c.recordConflict(
+        plan,
+        { escrowTx: escrowTx!, settlementTx: txs.settlementTx },
+        others.length > 0 ? { otherSignatures: { escrowTx: others } } : {},
+      );
+    }
+    await c.flush();
+    await h.finalized();
+    let aheadMs = 0;
+    const scanner = createEscrowScanner({
+      store: c.store,
+      rpc: h.rpc,
+      profile: c.profile,
+      log: createLogger({ level: "silent" }),
+      pageSize: 50,
+      now: () => Date.now() + aheadMs,
+    });
+    const fetched: number[] = [];
+    for (const ahead of [0, 0, 0, NAMED_PAST_RETRY_MS]) {
+      aheadMs = ahead;
+      fetched.push((await scanner.scanNew()).fetched);
+    }
+    // A page of 50 not served (and the first listing's entries naming no job: earlier cases'),
+    // then the 10 left; none asked again until the wait is over (each round fetched its page of
+    // 50 again for the hour they are held).
+    expect(fetched[0]).toBeGreaterThanOrEqual(50);
+    expect(fetched.slice(1)).toEqual([10, 0, 50]);
+    expect(await createLedgerStore(c.store).namedPastSteps(1000)).toHaveLength(60);
   });
 
   it("reads a payout named with more made-up signatures than a scan reads, however late the scan", async () => {

@@ -140,6 +140,13 @@ export const ESCROW_PENDING_MS = 60 * 60_000;
 export const ESCROW_UNCLOSED_WAIT_MS = 10 * 60_000;
 
 /**
+ * How often one scanner asks again for a signature named past a job's kept ones that was not
+ * served: asked each round, 1,500 made-up names cost a page of 1,000 fetches at every round of
+ * `serve` for the hour they are held (2.2 to 2.5 s a round at 5 ms a fetch).
+ */
+export const NAMED_PAST_RETRY_MS = 5 * 60_000;
+
+/**
  * The memo texts of a listing entry's `memo` (`[len] text; [len] text`, as nodes join the
  * top-level memos). A text holding `; [n] ` itself splits in two here; harmless: a job named
  * by a piece is only a reason to fetch the transaction, whose own memos decide.
@@ -175,6 +182,8 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
    * in a hundred a page of 1,000 never completed. Gone once their page is judged.
    */
   const unnamedRead = new Map<string, TransactionFacts | null>();
+  /** When a signature named past a job's kept ones was last not served, by `job signature`. */
+  const namedPastUnreadAt = new Map<string, number>();
   const none = (vault: string | null): EscrowScanResult => ({
     vault,
     listed: 0,
@@ -625,7 +634,8 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
    * one a receipt declares: the operator's word), whatever its memo: the job
    * named it, and only those accounts' authority moves their credits, so no harmless transaction
    * is kept however many are named. Each read goes; one not served goes behind those not
-   * fetched yet, is fetched again when no such one is left, and goes `ESCROW_PENDING_MS` after
+   * fetched yet, is fetched again when no such one is left (by this scanner not before
+   * `NAMED_PAST_RETRY_MS` have passed), and goes `ESCROW_PENDING_MS` after
    * it was named; no job waits for it (the job fails `signatures.explained` already). One page
    * a scan, those not fetched yet first, and none goes before it was fetched once: a flood of
    * made-up names costs a page of fetches a round and delays the reading of a name behind it,
@@ -633,7 +643,14 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
    */
   async function judgeNamedPast(vault: string, result: EscrowScanResult, signal?: AbortSignal) {
     signal?.throwIfAborted();
-    const named = await ledger.namedPastSteps(pageSize);
+    const at = now();
+    for (const [key, t] of namedPastUnreadAt) {
+      if (at - t >= NAMED_PAST_RETRY_MS) namedPastUnreadAt.delete(key);
+    }
+    // Those not fetched yet come first, so a page with some asked lately holds no other.
+    const named = (await ledger.namedPastSteps(pageSize)).filter(
+      (p) => !namedPastUnreadAt.has(`${p.job} ${p.signature}`),
+    );
     if (named.length === 0) return;
     const vaultOf = new Map(named.map((p) => [`${p.job} ${p.signature}`, p.creditVault]));
     const { open, unclosed } = await ledger.unnamedSteps(named);
@@ -643,6 +660,7 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
     });
     result.fetched += judged.fetched;
     const unread = new Set(judged.unread.map((p) => `${p.job} ${p.signature}`));
+    for (const key of unread) namedPastUnreadAt.set(key, at);
     const release = named.filter((p) => !unread.has(`${p.job} ${p.signature}`));
     const unreadPast = judged.unread.map((p) => ({ ...p, reason: p.unread.reason }));
     const change = { keep: judged.keep, hold: [], release: [], releasePast: release, unreadPast };
