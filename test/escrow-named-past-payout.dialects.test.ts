@@ -57,6 +57,27 @@ describe.each(dialects)("%s store", (dialect) => {
       bs58.encode(Buffer.concat([Buffer.alloc(3), randomBytes(61)])),
     );
 
+  /**
+   * `named` in conflicting receipts of `plan`, ten to a receipt (as a header naming several
+   * steps brings them), as its `step` (the other step the job's own `txs`).
+   */
+  function nameInTens(
+    c: Scenario,
+    plan: JobPlan,
+    txs: { escrowTx: string; settlementTx: string },
+    step: "escrowTx" | "settlementTx",
+    named: readonly string[],
+  ) {
+    for (let i = 0; i < named.length; i += 10) {
+      const [first, ...others] = named.slice(i, i + 10);
+      c.recordConflict(
+        plan,
+        { escrowTx: txs.escrowTx, settlementTx: txs.settlementTx, [step]: first! },
+        others.length > 0 ? { otherSignatures: { [step]: others } } : {},
+      );
+    }
+  }
+
   /** The report's money but fees equals the chain's over `signatures`. */
   async function expectReportEqualsChain(c: Scenario, from: number, signatures: string[]) {
     const r = await reconciliationReport(c.store, { from, to: h.op.now() + hour, groupBy: "key" });
@@ -110,16 +131,7 @@ describe.each(dialects)("%s store", (dialect) => {
     const past = harmless(plan, 60, maxKeptSignatures);
     const payout = h.op.send(h.op.payoutIxs(plan)).signature;
     c.record(plan, txs);
-    // Ten to a receipt, as a header naming several settlements brings them.
-    const named = [...kept, ...past, payout];
-    for (let i = 0; i < named.length; i += 10) {
-      const [settlementTx, ...others] = named.slice(i, i + 10);
-      c.recordConflict(
-        plan,
-        { escrowTx: txs.escrowTx, settlementTx: settlementTx! },
-        others.length > 0 ? { otherSignatures: { settlementTx: others } } : {},
-      );
-    }
+    nameInTens(c, plan, txs, "settlementTx", [...kept, ...past, payout]);
     await c.flush();
     await h.finalized();
     await scanEscrow(c);
@@ -191,15 +203,7 @@ describe.each(dialects)("%s store", (dialect) => {
     // Out of the key's vault into escrow under the job's memo: the escrow listing names it too.
     const secondLock = h.op.send(h.op.lockIxs(plan)).signature;
     c.record(plan, txs);
-    const named = [...junk, ...madeUp(60), secondLock];
-    for (let i = 0; i < named.length; i += 10) {
-      const [escrowTx, ...others] = named.slice(i, i + 10);
-      c.recordConflict(
-        plan,
-        { escrowTx: escrowTx!, settlementTx: txs.settlementTx },
-        others.length > 0 ? { otherSignatures: { escrowTx: others } } : {},
-      );
-    }
+    nameInTens(c, plan, txs, "escrowTx", [...junk, ...madeUp(60), secondLock]);
     await c.flush();
     await h.finalized();
     // The first scan's page (50) reads made-up names; its listing reads the lock under the
@@ -237,15 +241,7 @@ describe.each(dialects)("%s store", (dialect) => {
     const plan = h.op.plan({ keyIndex: 3 });
     const txs = h.op.honestJob(plan);
     c.record(plan, txs);
-    const named = [...harmless(plan, maxKeptSignatures), ...madeUp(60)];
-    for (let i = 0; i < named.length; i += 10) {
-      const [escrowTx, ...others] = named.slice(i, i + 10);
-      c.recordConflict(
-        plan,
-        { escrowTx: escrowTx!, settlementTx: txs.settlementTx },
-        others.length > 0 ? { otherSignatures: { escrowTx: others } } : {},
-      );
-    }
+    nameInTens(c, plan, txs, "escrowTx", [...harmless(plan, maxKeptSignatures), ...madeUp(60)]);
     await c.flush();
     await h.finalized();
     let aheadMs = 0;
@@ -278,15 +274,7 @@ describe.each(dialects)("%s store", (dialect) => {
     const payout = h.op.send(h.op.payoutIxs(plan)).signature;
     // Signatures nothing lands, held first.
     c.record(plan, txs);
-    const named = [...kept, ...madeUp(60), payout];
-    for (let i = 0; i < named.length; i += 10) {
-      const [escrowTx, ...others] = named.slice(i, i + 10);
-      c.recordConflict(
-        plan,
-        { escrowTx: escrowTx!, settlementTx: txs.settlementTx },
-        others.length > 0 ? { otherSignatures: { escrowTx: others } } : {},
-      );
-    }
+    nameInTens(c, plan, txs, "escrowTx", [...kept, ...madeUp(60), payout]);
     await c.flush();
     await h.finalized();
     // Two hours on: each page read goes, but none before it was read once.
