@@ -87,7 +87,7 @@ export function sentBackText(s: NightlySummary): string | null {
   const changed = b.changed > 0 ? ` (${b.changed} to another verdict than before)` : "";
   const left =
     b.left > 0
-      ? `, ${b.left} left for serve's verifier or the next run (leased by another verifier, waiting for what they need, or past this run's ${MAX_SENT_BACK_JUDGED} jobs or ${SENT_BACK_MS / 1000} s)`
+      ? `, ${b.left} left for serve's verifier or the next run (leased by another verifier, waiting for what they need, or past this run's ${MAX_SENT_BACK_JUDGED} jobs or its time for them: half what its window left, at most ${SENT_BACK_MS / 1000} s)`
       : "";
   const unread = b.unread ? `; ${b.unread}` : "";
   return `jobs of other windows sent back to be judged again before this run: ${b.judged} judged${changed}${left}${unread}`;
