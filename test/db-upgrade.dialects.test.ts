@@ -2079,3 +2079,65 @@ describe("upgrading a deployment whose conflict signatures had no index", () => 
     }
   });
 });
+
+/**
+ * Escrow entries held before 0074 (SQLite) / 0065 (PostgreSQL) keyed them by job and signature:
+ * a listing's entry and a signature the job named past its kept ones (vault '') shared a row.
+ */
+const pendingBefore = [
+  ["job_held", "sig_listed", "EscrowV", 1_700_000_000, 1000, "not served", '{"answers":[1,2]}'],
+  ["job_held", "sig_past", "", null, 2000, "not served", null],
+  ["job_open", "sig_listed", "EscrowV", null, 3000, null, null],
+] as const;
+const pendingInsert = `INSERT INTO escrow_pending (job_id, signature, vault, block_time, listed_at,
+    unread, disagreement) VALUES ($1, $2, $3, $4, $5, $6, $7)`;
+const pendingRows = `SELECT job_id, signature, vault, CAST(block_time AS integer) AS block_time,
+    CAST(listed_at AS integer) AS listed_at,
+    unread, CAST(disagreement AS text) AS disagreement FROM escrow_pending
+  ORDER BY job_id, signature, vault`;
+const pendingRowsBefore = pendingBefore.map(
+  ([job_id, signature, vault, block_time, listed_at, unread, disagreement]) => ({
+    job_id,
+    signature,
+    vault,
+    block_time,
+    listed_at,
+    unread,
+    disagreement,
+  }),
+);
+/** The listing's entry named past its job's kept signatures too: a row beside it now. */
+const pendingBeside = ["job_held", "sig_listed", "", null, 4000, null, null] as const;
+
+describe("upgrading a deployment whose held escrow entries were keyed by job and signature", () => {
+  it("keeps every row on SQLite, and holds a signature named past beside the listing's entry", () => {
+    const store = sqliteBefore("__new_escrow_pending");
+    try {
+      const insert = store.sqlite.prepare(pendingInsert.replace(/\$\d/g, "?"));
+      for (const row of pendingBefore) insert.run(...row);
+      migrateStore(store);
+      expect(store.sqlite.prepare(pendingRows).all()).toEqual(pendingRowsBefore);
+      insert.run(...pendingBeside);
+      expect(store.sqlite.prepare(pendingRows).all()).toHaveLength(pendingBefore.length + 1);
+    } finally {
+      store.close();
+    }
+  });
+
+  const database = usePostgresDatabase();
+  it("keeps every row on PostgreSQL, and holds a signature named past beside the listing's entry", async () => {
+    const store = await postgresBefore(
+      await database.create(),
+      "escrow_pending_job_id_signature_vault_pk",
+    );
+    try {
+      for (const row of pendingBefore) await store.pool.query(pendingInsert, [...row]);
+      await migratePostgres(store.pool);
+      expect((await store.pool.query(pendingRows)).rows).toEqual(pendingRowsBefore);
+      await store.pool.query(pendingInsert, [...pendingBeside]);
+      expect((await store.pool.query(pendingRows)).rows).toHaveLength(pendingBefore.length + 1);
+    } finally {
+      await store.close();
+    }
+  });
+});

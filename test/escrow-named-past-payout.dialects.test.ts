@@ -11,6 +11,7 @@ import { chainTruth, moneyOf } from "./support/chain-truth.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import { periodEdge } from "./support/ledger-periods.js";
 import { type JobPlan, type Scenario, useAdversaryHarness } from "./support/operator.js";
+import { withholdingNode } from "./support/rewriting-node.js";
 import { readJob } from "./support/seed-recorder.js";
 
 /**
@@ -33,11 +34,14 @@ describe.each(dialects)("%s store", (dialect) => {
     return money;
   };
 
-  /** One escrow scan, its pages of 50; `aheadMs`: its clock that far ahead of the machine's. */
-  const scanEscrow = (c: Scenario, aheadMs = 0) =>
+  /**
+   * One escrow scan, its pages of 50; `aheadMs`: its clock that far ahead of the machine's;
+   * `rpc`: the node it asks (the harness's).
+   */
+  const scanEscrow = (c: Scenario, aheadMs = 0, rpc = h.rpc) =>
     createEscrowScanner({
       store: c.store,
-      rpc: h.rpc,
+      rpc,
       profile: c.profile,
       log: createLogger({ level: "silent" }),
       pageSize: 50,
@@ -193,15 +197,30 @@ describe.each(dialects)("%s store", (dialect) => {
     await expectReportEqualsChain(c, from, [txs.escrowTx, txs.settlementTx, secondLock]);
   });
 
-  it("keeps a second lock under the job's memo named past behind more made-up names than a scan reads", async () => {
+  /**
+   * A job of key 3, the key's vault pinned first, with `maxKeptSignatures` harmless transactions
+   * and a second lock out of the key's vault into escrow under the job's memo (the escrow
+   * listing names it too); `kept` checks the lock was kept and the report equals the chain.
+   */
+  async function jobWithSecondLock() {
     const c = (await h.scenario()).recordOnChainClock();
     await c.pinKey(3);
     const from = periodEdge(h);
     const plan = h.op.plan({ keyIndex: 3 });
     const txs = h.op.honestJob(plan);
     const junk = harmless(plan, maxKeptSignatures);
-    // Out of the key's vault into escrow under the job's memo: the escrow listing names it too.
     const secondLock = h.op.send(h.op.lockIxs(plan)).signature;
+    const kept = async () => {
+      const job = await readJob(c.store, plan.jobId);
+      expect(job?.conflictSignatures).toEqual([...junk, secondLock]);
+      await c.verify();
+      await expectReportEqualsChain(c, from, [txs.escrowTx, txs.settlementTx, secondLock]);
+    };
+    return { c, plan, txs, junk, secondLock, kept };
+  }
+
+  it("keeps a second lock under the job's memo named past behind more made-up names than a scan reads", async () => {
+    const { c, plan, txs, junk, secondLock, kept } = await jobWithSecondLock();
     c.record(plan, txs);
     nameInTens(c, plan, txs, "escrowTx", [...junk, ...madeUp(60), secondLock]);
     await c.flush();
@@ -211,9 +230,63 @@ describe.each(dialects)("%s store", (dialect) => {
     // the second scan, which reads it by the named-past one.
     await scanEscrow(c);
     await scanEscrow(c);
-    expect((await readJob(c.store, plan.jobId))?.conflictSignatures).toEqual([...junk, secondLock]);
-    await c.verify();
-    await expectReportEqualsChain(c, from, [txs.escrowTx, txs.settlementTx, secondLock]);
+    await kept();
+  });
+
+  it.each([
+    ["named past the kept ones too", true],
+    ["only listed", false],
+  ])(
+    "holds the job for a second payout under its memo no endpoint serves, %s, until one does",
+    async (_how, namedPast) => {
+      const c = (await h.scenario()).recordOnChainClock();
+      const from = periodEdge(h);
+      const plan = h.op.plan({ keyIndex: 3 });
+      const txs = h.op.honestJob(plan);
+      const junk = harmless(plan, maxKeptSignatures);
+      const second = h.op.send(h.op.settleIxs(plan)).signature;
+      c.record(plan, txs);
+      nameInTens(c, plan, txs, "settlementTx", namedPast ? [...junk, second] : junk);
+      await c.flush();
+      await h.finalized();
+      const withheld = new Set([second]);
+      const rpc = withholdingNode(h.rpc, withheld);
+      const unread = async () =>
+        (
+          (await createLedgerStore(c.store).escrowUnread(c.profile.escrowVault!, [plan.jobId])).get(
+            plan.jobId,
+          ) ?? []
+        ).map((e) => e.signature);
+      // Not served now, nor two hours on: the listing's entry is held, however long.
+      await scanEscrow(c, 0, rpc);
+      await scanEscrow(c, 2 * hour, rpc);
+      expect(await unread()).toEqual([second]);
+      // The job is not judged without it.
+      await c.verifierOver(h.rpc).runUntilSettled({ jobIds: [plan.jobId] }, { timeoutMs: 1_000 });
+      expect((await readJob(c.store, plan.jobId))?.verdict).toBe("awaiting_finality");
+      withheld.clear();
+      await scanEscrow(c, 2 * hour, rpc);
+      await scanEscrow(c, 2 * hour, rpc);
+      expect(await unread()).toEqual([]);
+      expect((await readJob(c.store, plan.jobId))?.conflictSignatures).toEqual([...junk, second]);
+      const [outcome] = await c.verdicts(plan.jobId);
+      expect(outcome?.failing).toContain("settlement.single");
+      await expectReportEqualsChain(c, from, [txs.escrowTx, txs.settlementTx, second]);
+    },
+  );
+
+  it("keeps a second lock named past the kept ones that the listing held first, its job not recorded yet", async () => {
+    const { c, plan, txs, junk, secondLock, kept } = await jobWithSecondLock();
+    await h.finalized();
+    // The listing holds the job's entries, the lock among them, until the job is recorded.
+    await scanEscrow(c);
+    c.record(plan, txs);
+    nameInTens(c, plan, txs, "escrowTx", [...junk, secondLock]);
+    await c.flush();
+    // The listing's rule keeps no lock (it paid nothing out of escrow); the named-past rule
+    // keeps it, out of the key's pinned vault.
+    await scanEscrow(c);
+    await kept();
   });
 
   it("keeps nothing moved out of a vault the receipt declares that is not its key's pin", async () => {

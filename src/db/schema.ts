@@ -873,7 +873,13 @@ export const escrowScans = sqliteTable("escrow_scans", {
  * recorded or the transaction served. One of a job not recorded is dropped `ESCROW_PENDING_MS`
  * after it was listed; one of a recorded job whose transaction no endpoint served (`unread`) is
  * kept until one does, and the job is not judged meanwhile (an endpoint lying about a payout
- * out of escrow would otherwise see the job `verified` once the hold ended).
+ * out of escrow would otherwise see the job `verified` once the hold ended). A signature a job
+ * named past its kept conflict signatures is held under `namedPastVault`
+ * (src/store/receipt-rules.ts): a row of its own beside the escrow vault's entry for the same job
+ * and signature when the listing names it too, each judged by its own rule. One row for both
+ * (the key without the vault) had the listing's unread entry written into the named-past row,
+ * dropped an hour later with the job judged meanwhile, and a named-past hold after a listing's
+ * not written at all.
  */
 export const escrowPending = sqliteTable(
   "escrow_pending",
@@ -893,7 +899,7 @@ export const escrowPending = sqliteTable(
     disagreement: json<unknown>()("disagreement"),
   },
   (t) => [
-    primaryKey({ columns: [t.jobId, t.signature] }),
+    primaryKey({ columns: [t.jobId, t.signature, t.vault] }),
     index("escrow_pending_listed").on(t.listedAt),
   ],
 );

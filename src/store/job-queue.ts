@@ -572,7 +572,7 @@ function prepare(store: SqliteStore) {
     ),
     holdNamedPast: sqlite.prepare(
       `INSERT INTO escrow_pending (job_id, signature, vault, listed_at)
-       VALUES (@job, @sig, @vault, @now) ON CONFLICT (job_id, signature) DO NOTHING`,
+       VALUES (@job, @sig, @vault, @now) ON CONFLICT (job_id, signature, vault) DO NOTHING`,
     ),
     // `holdNamedPast` of a line `keepWithJob` left out because the job's list is full (not one
     // the job names already).
@@ -584,7 +584,7 @@ function prepare(store: SqliteStore) {
          AND json_type(conflict_signatures) = 'array'
          AND NOT EXISTS (SELECT 1 FROM json_each(conflict_signatures) WHERE value = @sig)
          AND json_array_length(conflict_signatures) >= @cap
-       ON CONFLICT (job_id, signature) DO NOTHING`,
+       ON CONFLICT (job_id, signature, vault) DO NOTHING`,
     ),
     // The lines whose memos name one of the JSON list `ids`. INDEXED BY: without statistics
     // the planner took ledger_lines_state and walked every read line of every vault.

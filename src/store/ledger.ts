@@ -2677,13 +2677,15 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
        kept = kept + excluded.kept, updated_at = excluded.updated_at`,
   );
   const unreadOf = sqlite
-    .prepare("SELECT unread FROM escrow_pending WHERE job_id = @job AND signature = @signature")
+    .prepare(
+      "SELECT unread FROM escrow_pending WHERE job_id = @job AND signature = @signature AND vault = @vault",
+    )
     .pluck();
   const holdPending = sqlite.prepare(
     `INSERT INTO escrow_pending (job_id, signature, vault, block_time, listed_at, unread,
        disagreement)
      VALUES (@job, @signature, @vault, @blockTime, @now, @unread, @disagreement)
-     ON CONFLICT (job_id, signature) DO UPDATE SET unread = excluded.unread,
+     ON CONFLICT (job_id, signature, vault) DO UPDATE SET unread = excluded.unread,
        disagreement = excluded.disagreement
      WHERE excluded.unread IS NOT NULL`,
   );
@@ -2756,7 +2758,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       pruneNamedPast.run({ vault: namedPastVault, before: change.pruneBefore });
       for (const p of change.hold) {
         const { job, signature, blockTime } = p;
-        if (p.unread !== undefined && unreadOf.get({ job, signature }) == null) {
+        if (p.unread !== undefined && unreadOf.get({ job, signature, vault }) == null) {
           unreadChanged.add(job);
         }
         holdPending.run({

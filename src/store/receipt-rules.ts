@@ -139,7 +139,9 @@ export const maxKeptWithPayouts = maxKeptSignatures + maxKeptPayouts;
  * receipt's, a step a jobs API answer dropped, a ledger line kept with it, once the list is
  * full): held for the escrow scan to read whatever escrow vault it scans, and kept with the job
  * (`maxKeptPayouts`) when it paid out of escrow or of the job's vault. Dropped, one so named was
- * in no job's figures: the reports' totals below what left escrow by it.
+ * in no job's figures: the reports' totals below what left escrow by it. A row apart from the
+ * escrow listing's entry for the same job and signature (the key holds the vault): each is
+ * judged by its own rule, and neither write drops nor overwrites the other.
  */
 export const namedPastVault = "";
 

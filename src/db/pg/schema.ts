@@ -549,7 +549,7 @@ export const escrowPending = pgTable(
     disagreement: json<unknown>()("disagreement"),
   },
   (t) => [
-    primaryKey({ columns: [t.jobId, t.signature] }),
+    primaryKey({ columns: [t.jobId, t.signature, t.vault] }),
     index("escrow_pending_listed").on(t.listedAt),
   ],
 );

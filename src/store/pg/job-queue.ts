@@ -224,7 +224,7 @@ export async function keepWithJobPg(
       await tx.execute(sql`INSERT INTO ${escrowPending} (job_id, signature, vault, listed_at)
         SELECT ${jobs.jobId}, ${signature}, ${namedPastVault}, ${now}::bigint FROM ${jobs}
         WHERE ${notNamed} AND jsonb_array_length(${asArray}) >= ${cap}
-        ON CONFLICT (job_id, signature) DO NOTHING`);
+        ON CONFLICT (job_id, signature, vault) DO NOTHING`);
     }
     return null;
   }

@@ -2230,6 +2230,7 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
                 .from(escrowPending)
                 .where(
                   and(
+                    eq(escrowPending.vault, vault),
                     inArray(escrowPending.jobId, [...new Set(unread.map((p) => p.job))]),
                     isNotNull(escrowPending.unread),
                   ),
@@ -2254,7 +2255,7 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
                   })),
                 )
                 .onConflictDoUpdate({
-                  target: [escrowPending.jobId, escrowPending.signature],
+                  target: [escrowPending.jobId, escrowPending.signature, escrowPending.vault],
                   set: {
                     unread: sql`excluded.unread`,
                     disagreement: sql`excluded.disagreement`,

@@ -1,0 +1,2 @@
+ALTER TABLE "escrow_pending" DROP CONSTRAINT "escrow_pending_job_id_signature_pk";--> statement-breakpoint
+ALTER TABLE "escrow_pending" ADD CONSTRAINT "escrow_pending_job_id_signature_vault_pk" PRIMARY KEY("job_id","signature","vault");
