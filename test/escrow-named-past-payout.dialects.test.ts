@@ -234,11 +234,12 @@ describe.each(dialects)("%s store", (dialect) => {
   });
 
   it.each([
-    ["named past the kept ones too", true],
-    ["only listed", false],
+    ["named past the kept ones too", true, false],
+    ["named past the kept ones too, the job judged before the scan", true, true],
+    ["only listed", false, false],
   ])(
     "holds the job for a second payout under its memo no endpoint serves, %s, until one does",
-    async (_how, namedPast) => {
+    async (_how, namedPast, judgedFirst) => {
       const c = (await h.scenario()).recordOnChainClock();
       const from = periodEdge(h);
       const plan = h.op.plan({ keyIndex: 3 });
@@ -251,6 +252,12 @@ describe.each(dialects)("%s store", (dialect) => {
       await h.finalized();
       const withheld = new Set([second]);
       const rpc = withholdingNode(h.rpc, withheld);
+      if (judgedFirst) {
+        // Judged on its kept signatures; the scan's named-past rule then finds the payout not
+        // served before its listing does, and the listing's unread entry sends the job back.
+        await c.verify();
+        expect((await readJob(c.store, plan.jobId))?.verdict).toBe("discrepancy");
+      }
       const unread = async () =>
         (
           (await createLedgerStore(c.store).escrowUnread(c.profile.escrowVault!, [plan.jobId])).get(
