@@ -26,10 +26,15 @@ beforeAll(async () => {
   // Default poll interval, lease length and RPC rate, as the README's deployment runs them:
   // with them, verify beside serve used to sleep until serve's leases expired (120 s).
   // With the backfill's keys, as a deployment that proxies streams configures them.
+  // The serves read the credit vaults and scan the escrow vault every second, not every 10 s:
+  // each verify run's verdicts wait for a serve's ledger and scan to read past its jobs
+  // (src/verify/escrow-cover.ts), and at the default each run here took 10-11 s of its 15 s
+  // bound, most of it that wait (4-7 s at 1 s; test/pg-multi-serve.test.ts does the same).
   const env = {
     SOLANA_RPC_URLS: world.rpcUrl,
     DECENTRAL_BASE_URL: world.decentralBaseUrl,
     DECENTRAL_API_KEYS: world.apiKeys.join(","),
+    LEDGER_POLL_MS: "1000",
   };
   // Both start (and migrate) at the same time on a database that does not exist yet.
   const started = await Promise.allSettled([startServe(db, env), startServe(db, env)]);
