@@ -186,6 +186,12 @@ export interface NightlyOptions {
    * again the findings nobody was told of.
    */
   givenUp?: () => NightlyRunOutcome | null;
+  /**
+   * The bounds on the jobs of other windows sent back that the run judges
+   * (`sentBackElsewhere`): how many it reads, and the longest it spends on them. Default
+   * `MAX_SENT_BACK_JUDGED` and `SENT_BACK_MS`.
+   */
+  sentBack?: { jobs?: number; ms?: number };
 }
 
 /** A job of the window that did not end verified, with its failing checks. */
@@ -331,8 +337,9 @@ const MAX_NAMED_UNJUDGED = 10;
 const MAX_NAMED_UNCLAIMED = 10;
 
 /**
- * The jobs of other windows sent back to be judged again that one run judges, the oldest first:
- * a profile's new rule may send back every clean verdict at once; the runs after take the rest.
+ * The jobs of other windows sent back to be judged again that one run judges, those due first
+ * (`OpsStore.sentBackElsewhere`): a profile's new rule may send back every clean verdict at
+ * once; the runs after take the rest.
  */
 export const MAX_SENT_BACK_JUDGED = 1_000;
 
@@ -652,7 +659,7 @@ export async function runNightlyVerification(
           sentBackBefore = await createOpsStore(store).sentBackElsewhere(
             options.from,
             options.to,
-            MAX_SENT_BACK_JUDGED,
+            options.sentBack?.jobs ?? MAX_SENT_BACK_JUDGED,
           );
         } catch (error) {
           sentBackTrouble = `not read: ${storeMessage(error)}`;
@@ -843,7 +850,7 @@ export async function runNightlyVerification(
       const judgeDue = engine.judgeDue?.bind(engine);
       if (reason === null && judgeDue && sentBackBefore !== null) {
         const ids = sentBackBefore.jobs.map((j) => j.jobId).filter((id) => !sentBackAll.has(id));
-        const budget = Math.min(SENT_BACK_MS, Math.floor(left() / 2));
+        const budget = Math.min(options.sentBack?.ms ?? SENT_BACK_MS, Math.floor(left() / 2));
         const id: number | null = runId;
         if (ids.length > 0 && budget > 0) {
           try {

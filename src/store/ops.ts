@@ -151,8 +151,12 @@ export interface OpsStore {
    * Jobs sent back to be judged again (`previous_verdict` set: a reverify, a profile's new rule,
    * a conflicting receipt, a ledger line read late) and open now, of other windows than
    * [from, to) as `notCountedIn` takes them: no run of their own window comes again, so with no
-   * `serve` they wait for a run to judge them. The oldest `limit`, with the verdict each was
-   * sent back from, and how many there are in all.
+   * `serve` they wait for a run to judge them. The first `limit` by when each falls due
+   * (`next_verify_at`; the oldest first among those due alike), with the verdict each was sent
+   * back from, and how many there are in all. A job a run tried and left open (in
+   * `rpc_disagreement`, say, or waiting on its transactions) falls due after that try, so it
+   * goes behind those not tried since: by age alone, 1,000 such jobs held every place of every
+   * run, and the newer ones behind them were never judged.
    */
   sentBackElsewhere(from: number, to: number, limit: number): Promise<SentBackElsewhere>;
   /**
@@ -467,7 +471,7 @@ function createSqliteOpsStore(store: SqliteStore): OpsStore {
         .select({ jobId: jobs.jobId, previousVerdict: jobs.previousVerdict })
         .from(jobs)
         .where(where)
-        .orderBy(asc(jobs.createdAt), asc(jobs.jobId))
+        .orderBy(asc(jobs.nextVerifyAt), asc(jobs.createdAt), asc(jobs.jobId))
         .limit(limit)
         .all();
       const total =

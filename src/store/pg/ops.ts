@@ -301,7 +301,7 @@ export function createPgOpsStore(store: PgStore): OpsStore {
         .select({ jobId: jobs.jobId, previousVerdict: jobs.previousVerdict })
         .from(jobs)
         .where(where)
-        .orderBy(asc(jobs.createdAt), sql`${jobs.jobId} COLLATE "C"`)
+        .orderBy(asc(jobs.nextVerifyAt), asc(jobs.createdAt), sql`${jobs.jobId} COLLATE "C"`)
         .limit(limit);
       const total =
         rows.length < limit
