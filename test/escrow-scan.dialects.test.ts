@@ -604,6 +604,32 @@ describe.each(dialects)("the escrow vault's memo scan on %s", (dialect) => {
     expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.single")]);
   });
 
+  describe("a second payout of one job inside another's settlement, its memo written by a call", () => {
+    const paidInside = (c: Scenario) => c.paidInsideAnother((text) => h.op.memoByCall(text));
+
+    it("is kept with the job it pays once the verifier reads that settlement", async () => {
+      const c = await h.scenario();
+      await c.expectPaidInsideKept(paidInside(c));
+    });
+
+    it("is held for that job while it is not recorded, and kept by the scan once it is", async () => {
+      const c = await h.scenario();
+      const s = paidInside(c);
+      c.recordWithJobsApi(s.a, { escrowTx: s.lockA, settlementTx: s.settleA });
+      await h.finalized();
+      expect(await c.verdicts(s.a.jobId)).toEqual([discrepancy("settlement.memo")]);
+      const ledger = createLedgerStore(c.store);
+      expect((await ledger.escrowCoverage(escrowVault, [s.b.jobId])).pending).toEqual(
+        new Set([s.b.jobId]),
+      );
+      c.recordWithJobsApi(s.b, { escrowTx: s.lockB, settlementTx: s.settleB });
+      await c.flush();
+      expect(await scanner(c).scanNew()).toMatchObject({ kept: [s.b.jobId], unread: null });
+      expect((await ledger.escrowCoverage(escrowVault, [s.b.jobId])).pending.size).toBe(0);
+      expect(await c.verdicts(s.b.jobId)).toEqual([discrepancy("settlement.single")]);
+    });
+  });
+
   it("scans a span for jobs recorded after their held entries were dropped (an import), as the nightly run does", async () => {
     const c = await h.scenario();
     const from = h.op.now() - 1_000;

@@ -3,6 +3,7 @@ import { unionOfListings } from "../src/chain/quorum.js";
 import { createEscrowScanner } from "../src/ledger/escrow-scan.js";
 import { createLogger } from "../src/log.js";
 import { reconciliationReport } from "../src/reports/reconciliation.js";
+import { createLedgerStore } from "../src/store/ledger.js";
 import { localnetProfile } from "../src/verify/profiles.js";
 import { chainTruth, moneyOf } from "./support/chain-truth.js";
 import { periodEdge } from "./support/ledger-periods.js";
@@ -183,36 +184,84 @@ describe("an entry whose listing names no job, not served whole", () => {
 
 /**
  * The scan does not fetch an entry the job its listing names names itself (its own step): a
- * second payout of another job made inside it, under that job's memo written by a call, is
- * found by the verifier reading the step, not by the scan.
+ * second payout of another job made inside it, under that job's memo written by a call, no
+ * listing names. The verifier, reading the step for the job naming it, keeps it with every
+ * other recorded job its memos name, as the scan keeps a transaction it reads.
  */
-describe("a settlement that pays another job's worker again under that job's memo written by a call", () => {
-  it("fails the settlement's X.memo, and the report counts every unit the chain moved", async () => {
-    const c = (await h.scenario()).recordOnChainClock();
+describe("a settlement that pays another job's worker again under that job's memo", () => {
+  /** A and B settled, A's settlement paying B's worker again; the report's period from before. */
+  const paidInsideA = async (c: Scenario, memoOfB: "by a call" | "at top level") => {
     await c.pinKey(1);
     await c.pinKey(2);
     const from = periodEdge(h);
-    const a = h.op.plan({ keyIndex: 1, maxTokens: 300, completionTokens: 300 });
-    const b = h.op.plan({ keyIndex: 2, maxTokens: 300, completionTokens: 300 });
-    const lockA = h.op.send(h.op.lockIxs(a)).signature;
-    const lockB = h.op.send(h.op.lockIxs(b)).signature;
-    const settleB = h.op.send(h.op.settleIxs(b)).signature;
-    const settleA = h.op.send([
-      ...h.op.settleIxs(a),
-      ...h.op.payoutIxs(b),
-      h.op.memoByCall(`decentral:settle:${b.jobId}`),
-    ]).signature;
-    c.recordWithJobsApi(a, { escrowTx: lockA, settlementTx: settleA });
-    c.recordWithJobsApi(b, { escrowTx: lockB, settlementTx: settleB });
-    await h.finalized();
-    expect(await c.verdicts(a.jobId, b.jobId)).toEqual([discrepancy("settlement.memo"), verified]);
+    const paid = c.paidInsideAnother((text) =>
+      memoOfB === "by a call" ? h.op.memoByCall(text) : h.op.memo(text),
+    );
+    return { from, ...paid };
+  };
+
+  /** The reconciliation report's money of the period from `from`, but fees, and the chain's. */
+  const moneyAndChain = async (c: Scenario, from: number, signatures: string[]) => {
     const r = await reconciliationReport(c.store, {
       from,
       to: h.op.now() + 3_600_000,
       groupBy: "key",
     });
     const { feesLamports: _, ...money } = moneyOf(r.totals);
-    const { feesLamports: __, ...moved } = chainTruth(h.op, [lockA, lockB, settleB, settleA]);
+    const { feesLamports: __, ...moved } = chainTruth(h.op, signatures);
+    return { money, moved };
+  };
+
+  it.each(["by a call", "at top level"] as const)(
+    "written %s: the job paid again keeps the settlement and fails settlement.single, and the report counts every unit once",
+    async (memoOfB) => {
+      const c = (await h.scenario()).recordOnChainClock();
+      const s = await paidInsideA(c, memoOfB);
+      await c.expectPaidInsideKept(s);
+      const { money, moved } = await moneyAndChain(c, s.from, s.signatures);
+      expect(money).toEqual(moved);
+    },
+  );
+
+  it("with the job paid again recorded later, the settlement is held for it, and the escrow scan keeps it then", async () => {
+    const c = (await h.scenario()).recordOnChainClock();
+    const s = await paidInsideA(c, "by a call");
+    c.recordWithJobsApi(s.a, { escrowTx: s.lockA, settlementTx: s.settleA });
+    await h.finalized();
+    expect(await c.verdicts(s.a.jobId)).toEqual([discrepancy("settlement.memo")]);
+    const scan = scanner(c);
+    expect((await scan.scanNew()).kept).toEqual([]);
+    c.recordWithJobsApi(s.b, { escrowTx: s.lockB, settlementTx: s.settleB });
+    await c.flush();
+    expect(await scan.scanNew()).toMatchObject({ kept: [s.b.jobId], unread: null });
+    expect((await readJob(c.store, s.b.jobId))?.conflictSignatures).toEqual([s.settleA]);
+    expect(await c.verdicts(s.b.jobId)).toEqual([discrepancy("settlement.single")]);
+    const { money, moved } = await moneyAndChain(c, s.from, s.signatures);
     expect(money).toEqual(moved);
+  });
+});
+
+describe("a settlement two jobs share and name, one recorded after the other was judged", () => {
+  it("is held for the later job and let go by the scan once that job names it: kept with neither", async () => {
+    const c = await h.scenario();
+    const a = h.op.plan({ keyIndex: 1 });
+    const b = h.op.plan({ keyIndex: 2 });
+    const txs = h.op.sharedSettlement(a, b);
+    c.record(a, { escrowTx: txs.escrowA, settlementTx: txs.shared });
+    await h.finalized();
+    // Two jobs' memos in one settlement fail settlement.memo on the local profile, no more.
+    expect(await c.verdicts(a.jobId)).toEqual([discrepancy("settlement.memo")]);
+    const vault = h.op.accounts.escrowVault;
+    const ledger = createLedgerStore(c.store);
+    expect((await ledger.escrowCoverage(vault, [b.jobId])).pending).toEqual(new Set([b.jobId]));
+    c.record(b, { escrowTx: txs.escrowB, settlementTx: txs.shared });
+    await c.flush();
+    expect(await scanner(c).scanNew()).toMatchObject({ kept: [], unread: null });
+    expect((await ledger.escrowCoverage(vault, [b.jobId])).pending.size).toBe(0);
+    expect((await readJob(c.store, b.jobId))?.conflictSignatures ?? null).toBeNull();
+    expect(await c.verdicts(a.jobId, b.jobId)).toEqual([
+      discrepancy("settlement.memo"),
+      discrepancy("settlement.memo"),
+    ]);
   });
 });

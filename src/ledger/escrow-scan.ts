@@ -10,6 +10,7 @@ import {
   type EscrowScanState,
   type EscrowUnread,
   type HeldEscrowStep,
+  type LedgerStore,
   type PendingEscrowStep,
 } from "../store/ledger.js";
 import type { KeepPair } from "../store/ledger-rules.js";
@@ -165,6 +166,66 @@ export function paidOutOf(profile: Profile, vault: string, facts: TransactionFac
     facts.tokenChanges.some((c) => c.account === vault && isCredit(profile, c) && c.delta < 0n) ||
     facts.tokenInstructions.some((i) => i.source === vault && (i.amount ?? 1n) > 0n)
   );
+}
+
+/** A transaction a job names, read for it (by the verifier). */
+export interface NamedStep {
+  job: string;
+  signature: string;
+  facts: TransactionFacts;
+}
+
+/**
+ * Judges, as the scan judges a listed entry, the steps jobs name (`steps`, read by the verifier)
+ * that paid out of `vault` under memos naming other jobs: the scan fetches no entry its listed
+ * job names itself, so a second payout of one job made inside another's own lock, settlement or
+ * refund, under a memo a call wrote (which no listing names), was judged for the namer alone.
+ * Each other recorded job that neither names nor keeps the transaction keeps it now (and goes
+ * back to the verifier); one naming no closing step yet (a step made less than
+ * `ESCROW_UNCLOSED_WAIT_MS` ago), or not recorded, has it held pending (as a listed entry's),
+ * for the scan to judge once the job names one or is recorded, within `ESCROW_PENDING_MS` of
+ * now (not of the step's block time, as a listing's: a step read late is still held). Honest
+ * steps name one job each: nothing is read or written for them. Returns the pairs kept (with a
+ * job that gained them) and those held.
+ */
+export async function judgeNamedBeside(
+  ledger: Pick<LedgerStore, "unnamedSteps" | "keepEscrowSteps">,
+  profile: Profile,
+  vault: string,
+  steps: readonly NamedStep[],
+  now: number,
+): Promise<{ kept: KeepPair[]; held: KeepPair[] }> {
+  const pairs: KeepPair[] = [];
+  const blockTimes = new Map<string, number | null>();
+  for (const { job, signature, facts } of steps) {
+    if (!paidOutOf(profile, vault, facts)) continue;
+    for (const { jobId } of parseJobMemos(profile, facts.memos)) {
+      if (jobId === job) continue;
+      pairs.push({ signature, job: jobId });
+      blockTimes.set(signature, facts.blockTime);
+    }
+  }
+  if (pairs.length === 0) return { kept: [], held: [] };
+  const { open, unclosed, absent } = await ledger.unnamedSteps(pairs);
+  // As a listed entry: one of a job naming no closing step yet waits for the name (or the wait).
+  const waitFrom = Math.floor((now - ESCROW_UNCLOSED_WAIT_MS) / 1000);
+  const due = unclosed.filter((p) => (blockTimes.get(p.signature) ?? waitFrom) < waitFrom);
+  const keep = [...open, ...due];
+  // Held an hour from now, however old the step: a job recorded within it is judged on it.
+  const hold: HeldEscrowStep[] = [...unclosed.filter((p) => !due.includes(p)), ...absent].map(
+    (p) => ({ ...p, blockTime: blockTimes.get(p.signature) ?? null }),
+  );
+  if (keep.length === 0 && hold.length === 0) return { kept: [], held: [] };
+  const { gained } = await ledger.keepEscrowSteps(
+    vault,
+    { keep, hold, release: [], pruneBefore: now - ESCROW_PENDING_MS },
+    null,
+    now,
+  );
+  return {
+    kept: keep.filter((p) => gained.includes(p.job)),
+    held: hold.map(({ job, signature }) => ({ job, signature })),
+  };
 }
 
 export function createEscrowScanner(deps: EscrowScanDeps) {

@@ -7,6 +7,7 @@ import type { TransactionFacts } from "../chain/transaction-facts.js";
 import { isBusyError } from "../db/client.js";
 import { finalVerdicts } from "../db/schema.js";
 import { AppError } from "../errors.js";
+import { judgeNamedBeside } from "../ledger/escrow-scan.js";
 import type { Logger } from "../log.js";
 import { backoff } from "../retry.js";
 import type { CustodyStore } from "../store/custody.js";
@@ -127,7 +128,10 @@ export interface RoundDeps {
    * The credit vaults' ledger: the balances `credits.header` compares the header with, and how
    * far the escrow scan has read.
    */
-  ledger: Pick<LedgerStore, "creditSpans" | "escrowCoverage" | "escrowUnread">;
+  ledger: Pick<
+    LedgerStore,
+    "creditSpans" | "escrowCoverage" | "escrowUnread" | "unnamedSteps" | "keepEscrowSteps"
+  >;
   /**
    * Where a job's verdict waits for the escrow scan to read past it (src/verify/escrow-cover.ts):
    * this process's scan and the gate to it (`serve`), or another process's while it runs (a
@@ -1157,6 +1161,34 @@ export function createRound(deps: RoundDeps): Round {
         ),
       );
     }
+    /**
+     * The steps of `jobs` read final that paid out of escrow under another job's memo too: that
+     * job keeps the transaction (or it is held for the scan), as when the escrow scan reads it.
+     */
+    async function judgeBeside(jobs: readonly ClaimedJob[]) {
+      const vault = profile.escrowVault;
+      if (vault === null) return;
+      const steps = jobs.flatMap((job) =>
+        jobSignatures(job).flatMap((signature) => {
+          const facts = rows.get(signature)?.state === "finalized" ? factsOf(signature) : undefined;
+          return facts === undefined ? [] : [{ job: job.jobId, signature, facts }];
+        }),
+      );
+      const { kept, held } = await judgeNamedBeside(deps.ledger, profile, vault, steps, now());
+      for (const jobId of new Set(kept.map((p) => p.job))) {
+        const signatures = kept.filter((p) => p.job === jobId).map((p) => p.signature);
+        deps.log.warn(
+          { vault, jobId, signatures },
+          "job judged again: escrow paid out under its memo in a transaction another job names",
+        );
+      }
+      if (held.length > 0) {
+        deps.log.info(
+          { vault, held },
+          "held for the escrow scan: escrow paid out under their memo in a transaction another job names",
+        );
+      }
+    }
     try {
       for (const slice of slices) {
         await fetchesOf(slice);
@@ -1174,6 +1206,7 @@ export function createRound(deps: RoundDeps): Round {
         }
         if (rest.length > 0) decisions.push(...(await judge(rest)));
         await write(decisions, runId, judged);
+        if (rest.length > 0) await judgeBeside(rest);
         watchDecided(decisions, rows, timing.now);
         const held = decisions.flatMap((d) =>
           d.escrowWait ? [{ jobId: d.job.jobId, wait: d.escrowWait }] : [],

@@ -48,6 +48,7 @@ import { createVerifier } from "../../src/verify/engine.js";
 import { localnetProfile, type Profile, priceUnits } from "../../src/verify/profiles.js";
 import { memoCallerElf } from "./memo-caller.js";
 import { quickVerifierOptions } from "./quick-verifier.js";
+import { readJob } from "./seed-recorder.js";
 import { useStarted } from "./started-life.js";
 import { createTestStore } from "./store.js";
 
@@ -1401,6 +1402,42 @@ export class Scenario {
     this.record(plan, { escrowTx, settlementTx: null }, { stream: true });
     this.honestJobsApi(plan, { escrowTx, settlementTx: first });
     return { plan, second };
+  }
+
+  /**
+   * Jobs A (key 1) and B (key 2), each locked and settled, A's settlement paying B's worker
+   * again under B's settle memo (`memo` writes it: at top level, or by a call): a second payout
+   * of B inside A's own step. Records nothing. Returns the plans and the four transactions.
+   */
+  paidInsideAnother(memo: (text: string) => InstructionSpec) {
+    const op = this.harness.op;
+    const a = op.plan({ keyIndex: 1, maxTokens: 300, completionTokens: 300 });
+    const b = op.plan({ keyIndex: 2, maxTokens: 300, completionTokens: 300 });
+    const lockA = op.send(op.lockIxs(a)).signature;
+    const lockB = op.send(op.lockIxs(b)).signature;
+    const settleB = op.send(op.settleIxs(b)).signature;
+    const settleA = op.send([
+      ...op.settleIxs(a),
+      ...op.payoutIxs(b),
+      memo(`decentral:settle:${b.jobId}`),
+    ]).signature;
+    return { a, b, lockA, lockB, settleB, settleA, signatures: [lockA, lockB, settleB, settleA] };
+  }
+
+  /**
+   * Records both jobs of `paidInsideAnother` with the jobs API's answers and, once final, checks
+   * that B, paid again inside A's settlement, keeps it and fails `settlement.single`, A failing
+   * its `settlement.memo` (a memo names another job).
+   */
+  async expectPaidInsideKept(s: ReturnType<Scenario["paidInsideAnother"]>): Promise<void> {
+    this.recordWithJobsApi(s.a, { escrowTx: s.lockA, settlementTx: s.settleA });
+    this.recordWithJobsApi(s.b, { escrowTx: s.lockB, settlementTx: s.settleB });
+    await this.harness.finalized();
+    expect(await this.verdicts(s.a.jobId, s.b.jobId)).toEqual([
+      discrepancy("settlement.memo"),
+      discrepancy("settlement.single"),
+    ]);
+    expect((await readJob(this.store, s.b.jobId))?.conflictSignatures).toEqual([s.settleA]);
   }
 
   /**
