@@ -1205,8 +1205,11 @@ export function createRound(deps: RoundDeps): Round {
           else decisions.push(waiting);
         }
         if (rest.length > 0) decisions.push(...(await judge(rest)));
-        await write(decisions, runId, judged);
+        // Before the verdicts: a keep that fails (a busy store, a crash) leaves them unwritten,
+        // to be judged again, where after a written verdict nothing read the step again. A job
+        // that gains the step, or names it, loses its lease here and is judged again.
         if (rest.length > 0) await judgeBeside(rest);
+        await write(decisions, runId, judged);
         watchDecided(decisions, rows, timing.now);
         const held = decisions.flatMap((d) =>
           d.escrowWait ? [{ jobId: d.job.jobId, wait: d.escrowWait }] : [],
