@@ -12,8 +12,8 @@ import { readJob } from "./support/seed-recorder.js";
  * 2,000 completion tokens rejected prediction tokens, had the job charged at 2,000 and verified.
  */
 describe.each(dialects)("rejected prediction tokens (%s store)", (dialect) => {
-  const h = useAdversaryHarness();
   const stores = useDialectStores(dialect);
+  const h = useAdversaryHarness();
 
   async function throughProxy(
     c: Scenario,

@@ -13,7 +13,7 @@ import {
   getMintLen,
 } from "@solana/spl-token";
 import { Keypair, PublicKey, type TransactionInstruction } from "@solana/web3.js";
-import { expect } from "vitest";
+import { afterEach, expect } from "vitest";
 import { createApp } from "../../src/api/app.js";
 import { createToken } from "../../src/auth/tokens.js";
 import { createRpcPool, type RpcPool } from "../../src/chain/rpc-pool.js";
@@ -1533,6 +1533,13 @@ export interface AdversaryHarness {
   scenario(profile?: Profile): Promise<Scenario>;
   /** Waits until everything sent so far is finalized on the local chain. */
   finalized(): Promise<void>;
+  /**
+   * Waits for the receipts the scenarios made so far queued (`Scenario.flush`), each scenario's
+   * first failed write thrown: a test that reads the chain alone never flushed them, and its
+   * store was closed under them (on PostgreSQL, "Cannot use a pool after calling end on the
+   * pool", unhandled, on a loaded host).
+   */
+  flushScenarios(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -1607,6 +1614,7 @@ export async function startAdversaryHarness(
     now: clock.now,
   });
   const op = new Operator(world, clock);
+  const scenarios: Scenario[] = [];
   const rpc = createRpcPool({
     endpoints: [{ url: world.rpcUrl, rateLimitPerSec: 500, concurrency: 4, timeoutMs: 2000 }],
     backoffBaseMs: 20,
@@ -1620,8 +1628,14 @@ export async function startAdversaryHarness(
     world,
     op,
     rpc,
-    scenario: async (profile = localnetProfile) =>
-      new Scenario(harness, profile, await openStore()),
+    scenario: async (profile = localnetProfile) => {
+      const scenario = new Scenario(harness, profile, await openStore());
+      scenarios.push(scenario);
+      return scenario;
+    },
+    async flushScenarios() {
+      for (const scenario of scenarios.splice(0)) await scenario.flush();
+    },
     async finalized() {
       // Past the local chain's finality (3 slots) with a margin. The clock is moved on by those
       // slots at once, as a lead it takes back (`harnessClock`, as `nextSlot` does): waited for
@@ -1648,5 +1662,9 @@ export async function startAdversaryHarness(
 export function useAdversaryHarness(
   options: Parameters<typeof startAdversaryHarness>[0] = {},
 ): AdversaryHarness {
-  return useStarted(() => startAdversaryHarness(options));
+  const harness = useStarted(() => startAdversaryHarness(options));
+  // After each test, before the stores it opened are closed: vitest runs a block's "after"
+  // hooks last registered first, and a file opens its stores' hooks before the harness.
+  afterEach(() => harness.flushScenarios());
+  return harness;
 }
