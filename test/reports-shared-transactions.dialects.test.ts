@@ -4,7 +4,7 @@ import { reportsStore } from "../src/store/reports.js";
 import { chainTruth, moneyOf } from "./support/chain-truth.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import { periodEdge } from "./support/ledger-periods.js";
-import { type Scenario, useAdversaryHarness } from "./support/operator.js";
+import { discrepancy, type Scenario, useAdversaryHarness } from "./support/operator.js";
 
 /**
  * One transaction for two jobs of two keys (each its own credit vault): each job is a
@@ -99,6 +99,73 @@ describe.each(dialects)("%s: a transaction two keys' jobs share", (dialect) => {
     sigs.push(escrowA, escrowB, shared);
     expect(moneyOf(await totals(c, from))).toEqual(chainTruth(h.op, sigs));
   });
+
+  /**
+   * A payout with no memo out of escrow (key 2's job's pay again) sends the 40,000 remainder
+   * into an account of the escrow authority's no customer holds (the operator's own). Key 2's
+   * job lists it; so does a made-up job of key 1 (nothing pins key 1), first by id so it owns
+   * the payout, whose lock draws `locked` out of that account. The account is a customer's
+   * vault to the verifier only through that lock, so what the payout sent there counted as the
+   * made-up job's return whatever the lock's size: a 1-unit lock read refunded 80,000, 40,000
+   * above the chain's, the operator's money reading as a customer's back. Such a return is
+   * bounded by what the job's own locks took from the account: the 1-unit lock reads 1 unit
+   * refunded above the chain, the rest of the payout's credit unaccounted. The 40,000 lock
+   * still reads 40,000 above the chain: nothing the verifier reads tells that account from a
+   * key's first vault (key 1's, learned by this lock), and a customer's 40,000 lock coming back
+   * whole is an honest refund's shape; the chain's figure counts no refund there because the
+   * test world knows the account is no customer's. With key 1's vault pinned by a clean job
+   * the lock fails `escrow.source`, and its 1 unit bounds the return all the same. Both jobs
+   * fail their checks either way, as before the bound.
+   */
+  it.each([
+    ["a 1-unit lock", 1n, false],
+    ["a 40,000 lock, as large as the payout's credit", 40_000n, false],
+    ["a 1-unit lock, key 1's vault pinned by a clean job", 1n, true],
+  ])(
+    "a made-up job first by id owns a payout into the account its own lock drew on: %s",
+    async (_, locked, pinOne) => {
+      const c = (await h.scenario()).recordOnChainClock();
+      const from = periodEdge(h);
+      const sigs = pinOne ? await pinned(c, 1) : [];
+      const real = { ...h.op.plan({ keyIndex: 2 }) };
+      real.jobId = `job_z${real.jobId.slice(5)}`;
+      const txs = h.op.honestJob(real);
+      const own = h.op.victimVault(100_000n);
+      const payout = h.op.send(h.op.payoutIxs(real, { remainderTo: own })).signature;
+      c.record(real, txs);
+      c.recordConflict(real, { escrowTx: txs.escrowTx, settlementTx: payout });
+      const made = { ...h.op.plan({ keyIndex: 1 }) };
+      made.jobId = `job_0${made.jobId.slice(5)}`;
+      const lock = h.op.send(h.op.lockIxs(made, { from: own, amount: locked })).signature;
+      const note = h.op.send([h.op.memo(`hello ${made.jobId}`)]).signature;
+      c.record(made, { escrowTx: lock, settlementTx: note });
+      c.recordConflict(made, { escrowTx: lock, settlementTx: payout });
+      await h.finalized();
+      await c.verify();
+      const sent = [txs.escrowTx, txs.settlementTx, payout, lock, note];
+      // The settlement's remainder alone (the pin's own aside): the account is no customer's.
+      expect(chainTruth(h.op, sent).refundedUnits).toBe(real.remainder);
+      const chain = chainTruth(h.op, [...sigs, ...sent]);
+      const reported = await totals(c, from);
+      expect(moneyOf(reported)).toEqual({
+        ...chain,
+        refundedUnits: chain.refundedUnits + locked,
+      });
+      expect((await reportsStore(c.store).auditRows(made.jobId))!.job.refundedUnits).toBe(locked);
+      // Judged as before the bound: the payout explains no step of either job (and the lock is
+      // not from key 1's pinned vault).
+      expect(await c.outcome(real.jobId)).toEqual(
+        discrepancy("signatures.explained", "signatures.unique"),
+      );
+      expect(await c.outcome(made.jobId)).toEqual(
+        discrepancy(
+          ...(pinOne ? ["escrow.source"] : []),
+          "settlement.memo",
+          "signatures.explained",
+        ),
+      );
+    },
+  );
 });
 
 describe("money into another key's vault that escrow did not pay", () => {

@@ -243,6 +243,27 @@ export function amountsOf(
     input.custody?.configured.has(account) === true ||
     input.custody?.namerVaults?.has(account) === true ||
     (input.custody?.keyOfVault?.(account) ?? null) !== null;
+  // A vault known for a customer's only through this job's own locks (pinned to no key, not a
+  // configured vault) gets back at most what those locks took from it, across the job's
+  // closings: an honest remainder is never more than its lock. Unbounded, a job recorded here
+  // whose lock drew 1 unit out of an account of the operator's counted all a payout it owned
+  // sent into that account as its return (refunded 40,000 above the chain): the operator's
+  // money read as a customer's back. The rest is no return: unaccounted, as money into any
+  // account of the escrow authority's that is no customer's vault.
+  const vaultTied =
+    creditVault === input.custody?.pinned?.vault ||
+    input.custody?.configured.has(creditVault) === true ||
+    (input.custody?.keyOfVault?.(creditVault) ?? null) !== null;
+  let returnRoom: bigint | null = null;
+  if (!vaultTied) {
+    returnRoom = 0n;
+    for (const l of escrowCloses ? [escrow!, ...locks] : locks) {
+      if (!l.facts.succeeded) continue;
+      for (const s of readLock(profile, l.facts).sources) {
+        if (s.account === creditVault) returnRoom -= BigInt(s.amount);
+      }
+    }
+  }
   const refundSigs = new Set(refunds.map((r) => r.signature));
   let worker = 0n;
   let treasuryPaid = 0n;
@@ -292,6 +313,8 @@ export function amountsOf(
       sharedReturn += mine.returnFiledElsewhereUnits - mine.othersFiledHereUnits;
       continue;
     }
+    // What came home into this job's own vault for other jobs in this closing.
+    let othersHere = 0n;
     for (const [jobId, s] of sharesOf(c)) {
       if (jobId === job.jobId) {
         sharedReturn += s.returnFiledElsewhereUnits - s.othersFiledHereUnits;
@@ -302,8 +325,9 @@ export function amountsOf(
       charged -= s.chargedUnits;
       returnedElsewhere -= s.refundedUnits;
       // What came home into this job's own vault for another job is no part of its lock.
-      othersReturned += s.refundedInto.get(creditVault) ?? 0n;
+      othersHere += s.refundedInto.get(creditVault) ?? 0n;
     }
+    othersReturned += othersHere;
     const r = readRelease(profile, c.facts, {
       creditVault,
       escrowAccount,
@@ -338,7 +362,14 @@ export function amountsOf(
     }
     worker += r.worker + namerWorkerPaid;
     treasuryPaid += r.treasury;
-    returned += r.returned;
+    let back = r.returned;
+    if (returnRoom !== null) {
+      const own = back > othersHere ? back - othersHere : 0n;
+      const kept = own < returnRoom ? own : returnRoom;
+      returnRoom -= kept;
+      back -= own - kept;
+    }
+    returned += back;
     // Escrow's money put into another customer's credit vault (a settlement naming two jobs of
     // two keys, each remainder sent home; a lock naming two keys' jobs, read with the other
     // key's vault as this job's) is money back out of escrow into a credit vault all the same:
