@@ -259,9 +259,14 @@ export function amountsOf(
     returnRoom = 0n;
     for (const l of escrowCloses ? [escrow!, ...locks] : locks) {
       if (!l.facts.succeeded) continue;
-      for (const s of readLock(profile, l.facts).sources) {
-        if (s.account === creditVault) returnRoom -= BigInt(s.amount);
-      }
+      const reading = readLock(profile, l.facts);
+      const debited = -sum(
+        reading.sources.filter((m) => m.account === creditVault).map((m) => BigInt(m.amount)),
+      );
+      // Of a lock that is no closing too, at most what it put into escrow: a lock of 1 unit
+      // that also sent 39,999 out of the same account elsewhere made room for a 40,000 return.
+      const closes = escrowCloses && l === escrow;
+      returnRoom += !closes && debited > reading.lock ? reading.lock : debited;
     }
   }
   const refundSigs = new Set(refunds.map((r) => r.signature));
