@@ -212,7 +212,6 @@ export const sharedImportFiles: readonly string[] = [
   "test/reports-adversary-round4.dialects.test.ts",
   "test/reports-csv-cells.test.ts",
   "test/reports-ground-truth.test.ts",
-  "test/reports-own-lock-room.dialects.test.ts",
   "test/reports-reconciliation.test.ts",
   "test/reports-replay-ground-truth.test.ts",
   "test/reports-shared-groups.dialects.test.ts",
