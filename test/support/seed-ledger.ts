@@ -30,7 +30,26 @@ export interface LedgerJobInput {
 }
 
 export async function seedJob(store: Store, input: LedgerJobInput): Promise<void> {
-  const row = {
+  await seedJobs(store, [input]);
+}
+
+/** Rows of one insert: a statement's variables stay within SQLite's limit (32,766). */
+const jobsPerInsert = 500;
+
+/**
+ * Seeds `inputs` as `seedJob` does, a few hundred rows an insert: inserted one by one, 2,000 jobs
+ * took seconds, most of them preparing the same statement again for each row.
+ */
+export async function seedJobs(store: Store, inputs: readonly LedgerJobInput[]): Promise<void> {
+  for (let i = 0; i < inputs.length; i += jobsPerInsert) {
+    const rows = inputs.slice(i, i + jobsPerInsert).map(jobRow);
+    if (store.kind === "postgres") await store.db.insert(pgSchema.jobs).values(rows);
+    else store.db.insert(sqliteSchema.jobs).values(rows).run();
+  }
+}
+
+function jobRow(input: LedgerJobInput) {
+  return {
     jobId: input.jobId,
     source: "proxy" as const,
     escrowTx: input.escrowTx ?? null,
@@ -49,8 +68,6 @@ export async function seedJob(store: Store, input: LedgerJobInput): Promise<void
     keyFingerprint: input.keyFingerprint ?? null,
     creditVault: input.creditVault ?? null,
   };
-  if (store.kind === "postgres") await store.db.insert(pgSchema.jobs).values(row);
-  else store.db.insert(sqliteSchema.jobs).values(row).run();
 }
 
 export async function seedCreditVault(
