@@ -92,8 +92,15 @@ describe.each(["sqlite", "postgres"])(
         code: 0,
         stderr: expect.stringContaining("2/2 final (verified 2,"),
       });
-      // The next night's window starts after them.
-      await new Promise((r) => setTimeout(r, 1_100));
+      // The next night's window starts over a second after them: by then (the run above took
+      // seconds) it mostly already does, and a fixed 1.1 s was waited on every run.
+      // (The window takes a job by either time: its receipt's, and when it was recorded.)
+      const [times] = await read<{ created: number | string; recorded: number | string }>(
+        db,
+        "SELECT max(created_at) AS created, max(recorded_at) AS recorded FROM jobs",
+      );
+      const wait = Math.max(Number(times?.created), Number(times?.recorded)) + 1_100 - Date.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
       const from = new Date().toISOString();
 
       const relay = holdingRelay(world.rpcUrl);
