@@ -67,6 +67,7 @@ export function useDialectStores(dialect: Dialect): DialectStores {
   // few ms. One a test changed beyond its rows (a trigger, a grant, a setting) is not handed on
   // (it is dropped with the block's others), nor one a session still holds.
   const free: ReusableDatabase[] = [];
+  const notHandedOn: { url: string; why: string }[] = [];
   let opened = 0;
   const ofStore = new Map<Store, ReusableDatabase>();
   // The first store's copy is started before the block's tests (below); after a test whose
@@ -93,7 +94,6 @@ export function useDialectStores(dialect: Dialect): DialectStores {
     if (why === undefined) free.push(used);
     else notHandedOn.push({ url: used.url, why });
   };
-  const notHandedOn: { url: string; why: string }[] = [];
   beforeAll(() => {
     if (database === null) return;
     // Not awaited: the copy is made while the file's own hooks and the first test set up, and
