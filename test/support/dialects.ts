@@ -63,8 +63,8 @@ export function useDialectStores(dialect: Dialect): DialectStores {
     return (await madeForReuse(from, url)) ?? { url, knownThrough: "" };
   };
   // A store's database goes back to the block when its test ends, emptied, for the block's next
-  // store (test/support/postgres-reuse.ts): a copy cost 50-700 ms of the server's, the reset a
-  // few ms. One a test changed beyond its rows (a trigger, a grant, a setting) is not handed on
+  // store (test/support/postgres-reuse.ts): a copy and its drop cost 190-260 ms of the server's
+  // at load 1.5 (520-700 ms on a loaded runner), the check and reset 20-40 ms. One a test changed beyond its rows (a trigger, a grant, a setting) is not handed on
   // (it is dropped with the block's others), nor one a session still holds.
   const free: ReusableDatabase[] = [];
   const notHandedOn: { url: string; why: string }[] = [];
