@@ -897,6 +897,14 @@ export const escrowPending = sqliteTable(
     unread: text("unread"),
     /** The endpoints' answers when they disagreed on the transaction (an `RpcDisagreement`). */
     disagreement: json<unknown>()("disagreement"),
+    /**
+     * The recorded job whose own step (a transaction it names or keeps, read final by the
+     * verifier) paid out of escrow under this job's memo too; null for a listing's entry. Such a
+     * row is not dropped after `ESCROW_PENDING_MS`: the job it holds for is judged on it whenever
+     * it is recorded (by its claim, or a scan). The memos inside recorded jobs' own transactions
+     * bound them, where a listing's are the whole network's traffic.
+     */
+    namedBy: text("named_by"),
   },
   (t) => [
     primaryKey({ columns: [t.jobId, t.signature, t.vault] }),

@@ -13,7 +13,7 @@ import {
   type LedgerStore,
   type PendingEscrowStep,
 } from "../store/ledger.js";
-import type { KeepPair } from "../store/ledger-rules.js";
+import { ESCROW_UNCLOSED_WAIT_MS, type KeepPair } from "../store/ledger-rules.js";
 import { parseJobMemos } from "../verify/checks/memos.js";
 import { isCredit } from "../verify/money-movements.js";
 import type { Profile } from "../verify/profiles.js";
@@ -131,14 +131,8 @@ const FIRST_SCAN_SLACK_MS = 5 * 60_000;
  */
 export const ESCROW_PENDING_MS = 60 * 60_000;
 
-/**
- * How long an entry naming a recorded job that names no closing step yet (a stream whose jobs
- * API answer has not come) is held before it is judged: it may be the job's one settlement,
- * which the answer names in seconds. Kept before then it showed as a conflicting receipt of an
- * honest job, and sent the job back to the verifier for nothing. Judged after it, it is kept as
- * the closing found on chain under the job's memo (a second one fails `settlement.single`).
- */
-export const ESCROW_UNCLOSED_WAIT_MS = 10 * 60_000;
+/** How long an entry of a job naming no closing step yet waits (see src/store/ledger-rules.ts). */
+export { ESCROW_UNCLOSED_WAIT_MS };
 
 /**
  * How often one scanner asks again for a signature named past a job's kept ones that was not
@@ -183,10 +177,14 @@ export interface NamedStep {
  * Each other recorded job that neither names nor keeps the transaction keeps it now (and goes
  * back to the verifier); one naming no closing step yet (a step made less than
  * `ESCROW_UNCLOSED_WAIT_MS` ago), or not recorded, has it held pending (as a listed entry's),
- * for the scan to judge once the job names one or is recorded, within `ESCROW_PENDING_MS` of
- * now (not of the step's block time, as a listing's: a step read late is still held). Honest
- * steps name one job each: nothing is read or written for them. Returns the pairs kept (with a
- * job that gained them) and those held.
+ * named by the job whose step it is (`namedBy`): such a row is not pruned, and the job is
+ * judged on it whenever it is recorded and names a closing step (or the wait has passed), by
+ * its claim (src/store/job-queue.ts) or a scan, whichever comes first. Held an hour from the
+ * verifier's read, as a listing's entry, a job recorded later (its answer held, its receipt
+ * imported) or one no scan looked at within the hour stayed `verified`. A job recorded while
+ * the hold was written, and claimed before it was, is asked about again after: kept now.
+ * Honest steps name one job each: nothing is read or written for them. Returns the pairs kept
+ * (with a job that gained them) and those held.
  */
 export async function judgeNamedBeside(
   ledger: Pick<LedgerStore, "unnamedSteps" | "keepEscrowSteps">,
@@ -196,36 +194,55 @@ export async function judgeNamedBeside(
   now: number,
 ): Promise<{ kept: KeepPair[]; held: KeepPair[] }> {
   const pairs: KeepPair[] = [];
+  const seen = new Set<string>();
   const blockTimes = new Map<string, number | null>();
+  const namers = new Map<string, string>();
   for (const { job, signature, facts } of steps) {
     if (!paidOutOf(profile, vault, facts)) continue;
     for (const { jobId } of parseJobMemos(profile, facts.memos)) {
-      if (jobId === job) continue;
+      const key = `${jobId} ${signature}`;
+      if (jobId === job || seen.has(key)) continue;
+      seen.add(key);
       pairs.push({ signature, job: jobId });
       blockTimes.set(signature, facts.blockTime);
+      namers.set(signature, job);
     }
   }
   if (pairs.length === 0) return { kept: [], held: [] };
-  const { open, unclosed, absent } = await ledger.unnamedSteps(pairs);
   // As a listed entry: one of a job naming no closing step yet waits for the name (or the wait).
   const waitFrom = Math.floor((now - ESCROW_UNCLOSED_WAIT_MS) / 1000);
-  const due = unclosed.filter((p) => (blockTimes.get(p.signature) ?? waitFrom) < waitFrom);
-  const keep = [...open, ...due];
-  // Held an hour from now, however old the step: a job recorded within it is judged on it.
-  const hold: HeldEscrowStep[] = [...unclosed.filter((p) => !due.includes(p)), ...absent].map(
-    (p) => ({ ...p, blockTime: blockTimes.get(p.signature) ?? null }),
-  );
-  if (keep.length === 0 && hold.length === 0) return { kept: [], held: [] };
-  const { gained } = await ledger.keepEscrowSteps(
-    vault,
-    { keep, hold, release: [], pruneBefore: now - ESCROW_PENDING_MS },
-    null,
-    now,
-  );
-  return {
-    kept: keep.filter((p) => gained.includes(p.job)),
-    held: hold.map(({ job, signature }) => ({ job, signature })),
+  const judged = async (of: readonly KeepPair[]) => {
+    const { open, unclosed, absent } = await ledger.unnamedSteps(of);
+    const due = unclosed.filter((p) => (blockTimes.get(p.signature) ?? waitFrom) < waitFrom);
+    return { keep: [...open, ...due], waiting: unclosed.filter((p) => !due.includes(p)), absent };
   };
+  const first = await judged(pairs);
+  // Held until its job is recorded (and names a closing step), however late: see above.
+  const hold: HeldEscrowStep[] = [...first.waiting, ...first.absent].map((p) => ({
+    ...p,
+    blockTime: blockTimes.get(p.signature) ?? null,
+    namedBy: namers.get(p.signature)!,
+  }));
+  if (first.keep.length === 0 && hold.length === 0) return { kept: [], held: [] };
+  const change = { keep: first.keep, hold, release: [], pruneBefore: now - ESCROW_PENDING_MS };
+  const { gained } = await ledger.keepEscrowSteps(vault, change, null, now);
+  const kept = first.keep.filter((p) => gained.includes(p.job));
+  // A job recorded while the hold was written may have been claimed before the hold was there
+  // to read: asked again once it is, it keeps the step now (and goes back to the verifier).
+  let held: KeepPair[] = [...first.waiting, ...first.absent];
+  if (first.absent.length > 0) {
+    const again = await judged(first.absent);
+    const still = new Set([...again.waiting, ...again.absent]);
+    const release = first.absent.filter((p) => !still.has(p));
+    if (release.length > 0) {
+      const change = { keep: again.keep, hold: [], release, pruneBefore: now - ESCROW_PENDING_MS };
+      const late = await ledger.keepEscrowSteps(vault, change, null, now);
+      kept.push(...again.keep.filter((p) => late.gained.includes(p.job)));
+      held = [...first.waiting, ...still];
+    }
+  }
+  held = held.map(({ job, signature }) => ({ job, signature }));
+  return { kept, held };
 }
 
 export function createEscrowScanner(deps: EscrowScanDeps) {

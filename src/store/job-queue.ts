@@ -23,7 +23,7 @@ import {
   verdictIsOpen,
   verdicts,
 } from "../db/schema.js";
-import { jobKeepingLine } from "./ledger-rules.js";
+import { besideAtClaim, type HeldBeside, jobKeepingLine } from "./ledger-rules.js";
 import { pgTwins } from "./pg-twins.js";
 import { param, perConnection, prepareColumns, prepareRows } from "./prepared.js";
 import {
@@ -44,7 +44,7 @@ import {
   type SweepStep,
   sliceToReopen,
 } from "./queue-rules.js";
-import { maxKeptSignatures, namedPastVault } from "./receipt-rules.js";
+import { maxKeptSignatures, maxKeptWithPayouts, namedPastVault } from "./receipt-rules.js";
 import { createGivenUpReset } from "./signatures.js";
 
 /** A drizzle handle or the transaction a caller is inside (the reopen joins it). */
@@ -228,7 +228,11 @@ export function holdNamedPast(
  * that is no lock whose memos name the job among others (`earlyMixedDebits`): filed under the
  * job its escrow memo or first memo names, it is kept with every job it names (each would file
  * it alone, `jobOfUnexplainedDebit`), and one recorded after the read was judged without it.
- * Two indexed reads per claim, the keeping only for a line found.
+ * So does a payout out of escrow under the job's memo inside another recorded job's own step,
+ * held for it when the verifier read that step (`escrow_pending.named_by`, never pruned): kept
+ * with the job, or let go when it names it (`besideAtClaim`), however late it was recorded;
+ * held an hour, a job recorded after it was `verified` on its one payout named. Three indexed
+ * reads per claim, the keeping only for a line or entry found.
  */
 function keepEarlyLines(store: SqliteStore, claimed: ClaimedJob[], now: number): ClaimedJob[] {
   if (claimed.length === 0) return claimed;
@@ -247,6 +251,16 @@ function keepEarlyLines(store: SqliteStore, claimed: ClaimedJob[], now: number):
   }
   const mixed = st.earlyMixedDebits.all({ ids }) as { job: string; signature: string }[];
   for (const l of mixed) if (keepWithJob(store, l.job, l.signature, now)) gained.add(l.job);
+  const byId = new Map(claimed.map((j) => [j.jobId, j]));
+  for (const held of st.heldBeside.all({ ids }) as HeldBeside[]) {
+    const job = byId.get(held.job);
+    const what = job === undefined ? "wait" : besideAtClaim(job, held, now);
+    if (what === "wait") continue;
+    if (what === "keep" && keepWithJob(store, held.job, held.signature, now, maxKeptWithPayouts)) {
+      gained.add(held.job);
+    }
+    st.dropBeside.run({ job: held.job, signature: held.signature, vault: held.vault });
+  }
   if (gained.size === 0) return claimed;
   const fresh = new Map(
     store.db
@@ -585,6 +599,17 @@ function prepare(store: SqliteStore) {
          AND NOT EXISTS (SELECT 1 FROM json_each(conflict_signatures) WHERE value = @sig)
          AND json_array_length(conflict_signatures) >= @cap
        ON CONFLICT (job_id, signature, vault) DO NOTHING`,
+    ),
+    // The escrow entries a recorded job's own step holds for one of the JSON list `ids` (few:
+    // each a payout out of escrow under two jobs' memos), by the primary key's job.
+    heldBeside: sqlite.prepare(
+      `SELECT job_id AS job, signature, vault, block_time AS blockTime, listed_at AS listedAt
+       FROM escrow_pending
+       WHERE job_id IN (SELECT value FROM json_each(@ids)) AND named_by IS NOT NULL
+       ORDER BY job_id, signature, vault`,
+    ),
+    dropBeside: sqlite.prepare(
+      "DELETE FROM escrow_pending WHERE job_id = @job AND signature = @signature AND vault = @vault",
     ),
     // The lines whose memos name one of the JSON list `ids`. INDEXED BY: without statistics
     // the planner took ledger_lines_state and walked every read line of every vault.

@@ -1295,6 +1295,53 @@ export interface EscrowSteps {
 }
 
 /**
+ * How long an entry naming a recorded job that names no closing step yet (a stream whose jobs
+ * API answer has not come) is held before it is judged: it may be the job's one settlement,
+ * which the answer names in seconds. Kept before then it showed as a conflicting receipt of an
+ * honest job, and sent the job back to the verifier for nothing. Judged after it, it is kept as
+ * the closing found on chain under the job's memo (a second one fails `settlement.single`).
+ */
+export const ESCROW_UNCLOSED_WAIT_MS = 10 * 60_000;
+
+/** An entry a recorded job's own step holds for another job (`escrow_pending.named_by`). */
+export interface HeldBeside {
+  job: string;
+  signature: string;
+  vault: string;
+  /** The step's block time (seconds), null when unknown. */
+  blockTime: number | null;
+  /** When it was held (ms). */
+  listedAt: number;
+}
+
+/**
+ * What a claim of `job` does with an entry its step's namer held for it (`HeldBeside`), as the
+ * escrow scan judges a pending entry once its job is recorded: `keep` it with the job (a further
+ * payout under its memo), `release` it when the job names it (kept with neither: a settlement
+ * two jobs share fails their `settlement.memo`), or `wait` while the job names no closing step
+ * and the step is younger than `ESCROW_UNCLOSED_WAIT_MS` (it may be the job's one settlement).
+ */
+export function besideAtClaim(
+  job: {
+    escrowTx: string | null;
+    settlementTx: string | null;
+    apiEscrowTx: string | null;
+    apiSettlementTx: string | null;
+    conflictSignatures: unknown;
+  },
+  held: Pick<HeldBeside, "signature" | "blockTime" | "listedAt">,
+  now: number,
+): "keep" | "release" | "wait" {
+  const kept = Array.isArray(job.conflictSignatures) ? (job.conflictSignatures as unknown[]) : [];
+  const named = [job.escrowTx, job.settlementTx, job.apiEscrowTx, job.apiSettlementTx];
+  if (named.includes(held.signature) || kept.includes(held.signature)) return "release";
+  if (job.settlementTx !== null || job.apiSettlementTx !== null || kept.length > 0) return "keep";
+  const waitFrom = now - ESCROW_UNCLOSED_WAIT_MS;
+  const at = held.blockTime === null ? held.listedAt : held.blockTime * 1000;
+  return at < waitFrom ? "keep" : "wait";
+}
+
+/**
  * The pairs whose job is among `rows` (recorded) and neither names the signature as a step nor
  * keeps it already (what keeping would change), split by whether the job names its closing
  * step yet; `absent`, the pairs of jobs not among `rows`. Each pair once.

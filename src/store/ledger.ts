@@ -788,7 +788,8 @@ export interface LedgerStore {
    * `change.hold` as pending (a row already held keeps its first listing time; an `unread` one
    * writes why), drops `change.release` (rows of `vault`) and `change.releasePast` (rows named
    * past a job's kept signatures), every pending row of `vault` listed before
-   * `change.pruneBefore` but the unread ones, and every one named past a job's kept signatures
+   * `change.pruneBefore` but the unread ones and those a recorded job's own step holds
+   * (`namedBy`), and every one named past a job's kept signatures
    * held since before then that was fetched and not served (`change.unreadPast` marks those);
    * with `state`, writes where the scan of `vault` stands.
    * A job whose entry turned unread, or whose unread entry was dropped, goes back to the
@@ -821,10 +822,15 @@ export interface EscrowUnread {
   disagreement: RpcDisagreement | null;
 }
 
-/** An entry held pending: `unread` when its job is recorded and its transaction not served. */
+/**
+ * An entry held pending: `unread` when its job is recorded and its transaction not served;
+ * `namedBy` the recorded job whose own step it is (read final by the verifier), when it is one:
+ * such a row is not pruned (`escrow_pending.named_by`).
+ */
 export type HeldEscrowStep = KeepPair & {
   blockTime: number | null;
   unread?: Omit<EscrowUnread, "signature">;
+  namedBy?: string;
 };
 
 /** What one step of the escrow scan writes (`keepEscrowSteps`). */
@@ -2681,13 +2687,18 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       "SELECT unread FROM escrow_pending WHERE job_id = @job AND signature = @signature AND vault = @vault",
     )
     .pluck();
+  // A row held already keeps its first time; an unread hold writes why, and a hold from a
+  // recorded job's own step (`named_by`) makes a listing's row one that is not pruned.
   const holdPending = sqlite.prepare(
     `INSERT INTO escrow_pending (job_id, signature, vault, block_time, listed_at, unread,
-       disagreement)
-     VALUES (@job, @signature, @vault, @blockTime, @now, @unread, @disagreement)
-     ON CONFLICT (job_id, signature, vault) DO UPDATE SET unread = excluded.unread,
-       disagreement = excluded.disagreement
-     WHERE excluded.unread IS NOT NULL`,
+       disagreement, named_by)
+     VALUES (@job, @signature, @vault, @blockTime, @now, @unread, @disagreement, @namedBy)
+     ON CONFLICT (job_id, signature, vault) DO UPDATE SET
+       unread = CASE WHEN excluded.unread IS NOT NULL THEN excluded.unread ELSE unread END,
+       disagreement = CASE WHEN excluded.unread IS NOT NULL THEN excluded.disagreement
+         ELSE disagreement END,
+       named_by = coalesce(named_by, excluded.named_by)
+     WHERE excluded.unread IS NOT NULL OR (named_by IS NULL AND excluded.named_by IS NOT NULL)`,
   );
   const releasePending = sqlite
     .prepare(
@@ -2695,8 +2706,10 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
        RETURNING unread`,
     )
     .pluck();
+  // Not those a recorded job's own step holds (`named_by`): kept until their job is recorded.
   const prunePending = sqlite.prepare(
-    "DELETE FROM escrow_pending WHERE vault = @vault AND listed_at < @before AND unread IS NULL",
+    `DELETE FROM escrow_pending
+     WHERE vault = @vault AND listed_at < @before AND unread IS NULL AND named_by IS NULL`,
   );
   // Only those fetched once: each named signature is read at least once, however many came.
   const pruneNamedPast = sqlite.prepare(
@@ -2769,6 +2782,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
           now,
           unread: p.unread?.reason ?? null,
           disagreement: p.unread?.disagreement ? JSON.stringify(p.unread.disagreement) : null,
+          namedBy: p.namedBy ?? null,
         });
       }
       const reopen = [...new Set([...gained, ...unreadChanged])];

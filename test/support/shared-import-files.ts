@@ -51,6 +51,7 @@ export const sharedImportFiles: readonly string[] = [
   "test/dialect-stores.test.ts",
   "test/drain-gate.test.ts",
   "test/errors-message.test.ts",
+  "test/escrow-beside-late.dialects.test.ts",
   "test/escrow-named-past-payout.dialects.test.ts",
   "test/escrow-scan.dialects.test.ts",
   "test/host-identity.test.ts",

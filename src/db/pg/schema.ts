@@ -547,6 +547,8 @@ export const escrowPending = pgTable(
     listedAt: epochMs("listed_at").notNull(),
     unread: text("unread"),
     disagreement: json<unknown>()("disagreement"),
+    /** The recorded job whose own step held this row (see the SQLite schema): never pruned. */
+    namedBy: text("named_by"),
   },
   (t) => [
     primaryKey({ columns: [t.jobId, t.signature, t.vault] }),

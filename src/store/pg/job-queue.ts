@@ -23,7 +23,7 @@ import {
 } from "../../db/schema.js";
 import { AppError } from "../../errors.js";
 import type { JobQueueStore } from "../job-queue.js";
-import { jobKeepingLine } from "../ledger-rules.js";
+import { besideAtClaim, jobKeepingLine } from "../ledger-rules.js";
 import {
   backfillAgainSet,
   type ClaimedJob,
@@ -40,7 +40,7 @@ import {
   rejudgeColumns,
   sliceToReopen,
 } from "../queue-rules.js";
-import { maxKeptSignatures, namedPastVault } from "../receipt-rules.js";
+import { maxKeptSignatures, maxKeptWithPayouts, namedPastVault } from "../receipt-rules.js";
 import type { PgExecutor } from "./executor.js";
 import { boundRowLockWaits, sqlStateOf, takeReceiptWriterTurn } from "./group-commit.js";
 import { holdNamerStripes } from "./namer-locks.js";
@@ -238,8 +238,9 @@ export async function keepWithJobPg(
 /**
  * Keeps with each claimed job the read lines its memos name that `jobKeepingLine` gives it and
  * it names nowhere (see `keepEarlyLines` in src/store/job-queue.ts), inside the claim's
- * transaction, which holds the claimed rows. Two indexed reads per claim (ledger_lines_memo_job,
- * ledger_lines_memo_jobs).
+ * transaction, which holds the claimed rows, and the escrow entries a recorded job's own step
+ * holds for them (`escrow_pending.named_by`). Three indexed reads per claim
+ * (ledger_lines_memo_job, ledger_lines_memo_jobs, escrow_pending's primary key).
  */
 async function keepEarlyLinesPg(tx: PgExecutor, claimed: ClaimedJob[], now: number) {
   if (claimed.length === 0) return claimed;
@@ -269,6 +270,38 @@ async function keepEarlyLinesPg(tx: PgExecutor, claimed: ClaimedJob[], now: numb
     await keep(l.memoJobId, l.signature);
   }
   for (const l of await earlyMixedDebitsPg(tx, ids)) await keep(l.job, l.signature);
+  // The escrow entries a recorded job's own step holds for a claimed job (see the SQLite store).
+  const byId = new Map(claimed.map((j) => [j.jobId, j]));
+  const beside = await tx
+    .select({
+      job: escrowPending.jobId,
+      signature: escrowPending.signature,
+      vault: escrowPending.vault,
+      blockTime: escrowPending.blockTime,
+      listedAt: escrowPending.listedAt,
+    })
+    .from(escrowPending)
+    .where(
+      sql`${escrowPending.jobId} = ANY(${sql.param(ids)}::text[])
+        AND ${escrowPending.namedBy} IS NOT NULL`,
+    )
+    .orderBy(escrowPending.jobId, escrowPending.signature, escrowPending.vault);
+  for (const held of beside) {
+    const job = byId.get(held.job);
+    const what =
+      job === undefined
+        ? "wait"
+        : besideAtClaim(job, { ...held, listedAt: Number(held.listedAt) }, now);
+    if (what === "wait") continue;
+    if (what === "keep") {
+      const row = await keepWithJobPg(tx, held.job, held.signature, now, maxKeptWithPayouts);
+      if (row !== null) fresh.set(row.jobId, pickClaimed(row));
+    }
+    await tx.delete(escrowPending).where(
+      sql`${escrowPending.jobId} = ${held.job} AND ${escrowPending.signature} = ${held.signature}
+          AND ${escrowPending.vault} = ${held.vault}`,
+    );
+  }
   return fresh.size === 0 ? claimed : claimed.map((j) => fresh.get(j.jobId) ?? j);
 }
 

@@ -2212,17 +2212,20 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
                 );
             }
             // Named past a job's kept ones: only those fetched once (each is read at least once).
-            await tx
-              .delete(escrowPending)
-              .where(
-                and(
-                  lt(escrowPending.listedAt, change.pruneBefore),
-                  or(
-                    and(eq(escrowPending.vault, vault), isNull(escrowPending.unread)),
-                    and(eq(escrowPending.vault, namedPastVault), isNotNull(escrowPending.unread)),
+            await tx.delete(escrowPending).where(
+              and(
+                lt(escrowPending.listedAt, change.pruneBefore),
+                or(
+                  // Not those a recorded job's own step holds: kept until their job is.
+                  and(
+                    eq(escrowPending.vault, vault),
+                    isNull(escrowPending.unread),
+                    isNull(escrowPending.namedBy),
                   ),
+                  and(eq(escrowPending.vault, namedPastVault), isNotNull(escrowPending.unread)),
                 ),
-              );
+              ),
+            );
             const unread = change.hold.filter((p) => p.unread !== undefined);
             if (unread.length > 0) {
               const before = await tx
@@ -2252,15 +2255,22 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
                     listedAt: now,
                     unread: p.unread?.reason ?? null,
                     disagreement: p.unread?.disagreement ?? null,
+                    namedBy: p.namedBy ?? null,
                   })),
                 )
                 .onConflictDoUpdate({
                   target: [escrowPending.jobId, escrowPending.signature, escrowPending.vault],
+                  // As the SQLite store: an unread hold writes why; a recorded job's step's hold
+                  // makes a listing's row one that is not pruned.
                   set: {
-                    unread: sql`excluded.unread`,
-                    disagreement: sql`excluded.disagreement`,
+                    unread: sql`CASE WHEN excluded.unread IS NOT NULL THEN excluded.unread
+                      ELSE ${escrowPending.unread} END`,
+                    disagreement: sql`CASE WHEN excluded.unread IS NOT NULL
+                      THEN excluded.disagreement ELSE ${escrowPending.disagreement} END`,
+                    namedBy: sql`coalesce(${escrowPending.namedBy}, excluded.named_by)`,
                   },
-                  setWhere: sql`excluded.unread IS NOT NULL`,
+                  setWhere: sql`excluded.unread IS NOT NULL
+                    OR (${escrowPending.namedBy} IS NULL AND excluded.named_by IS NOT NULL)`,
                 });
             }
             const reopen = [...unreadChanged].filter((j) => !gained.includes(j)).sort();

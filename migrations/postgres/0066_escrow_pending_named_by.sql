@@ -1,0 +1,1 @@
+ALTER TABLE "escrow_pending" ADD COLUMN "named_by" text;

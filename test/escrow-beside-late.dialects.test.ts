@@ -1,0 +1,178 @@
+import { describe, expect, it } from "vitest";
+import { createEscrowScanner, ESCROW_PENDING_MS } from "../src/ledger/escrow-scan.js";
+import { createLogger } from "../src/log.js";
+import { reconciliationReport } from "../src/reports/reconciliation.js";
+import { createLedgerStore } from "../src/store/ledger.js";
+import { besideAtClaim, ESCROW_UNCLOSED_WAIT_MS } from "../src/store/ledger-rules.js";
+import { localnetProfile } from "../src/verify/profiles.js";
+import { chainTruth, moneyOf } from "./support/chain-truth.js";
+import { dialects, useDialectStores } from "./support/dialects.js";
+import { periodEdge } from "./support/ledger-periods.js";
+import { nightlyAfter, nightlyOver, nightStart } from "./support/nightly-window.js";
+import { discrepancy, type Scenario, useAdversaryHarness } from "./support/operator.js";
+import { readJob } from "./support/seed-recorder.js";
+
+/**
+ * Job A's own settlement pays job B's worker a second time out of escrow, B's settle memo
+ * written by a program's call (no listing names B). The verifier reading A's settlement holds it
+ * for B while B is not recorded (`escrow_pending`), and that hold went an hour after the read:
+ * an operator holding B's answer (or a customer importing B's receipt) more than an hour later,
+ * or no escrow scan within that hour (a nightly `verify` alone), had B `verified` on its one
+ * named payout. A hold from a recorded job's own step is kept until B is recorded, and B is
+ * judged on it then, by whichever comes first: its claim, `serve`'s scan, a nightly run.
+ */
+
+const log = createLogger({ level: "silent" });
+const escrowVault = localnetProfile.escrowVault!;
+const late = ESCROW_PENDING_MS + 60_000;
+
+describe("a claim's look at an entry another recorded job's step holds for the job", () => {
+  const job = {
+    escrowTx: "lockB",
+    settlementTx: null,
+    apiEscrowTx: null,
+    apiSettlementTx: null,
+    conflictSignatures: null,
+  };
+  const now = 10_000_000_000;
+  const held = { signature: "settleA", blockTime: now / 1000 - 5, listedAt: now - 1_000 };
+
+  it("keeps it once the job names a closing step, or has one kept", () => {
+    expect(besideAtClaim({ ...job, settlementTx: "settleB" }, held, now)).toBe("keep");
+    expect(besideAtClaim({ ...job, apiSettlementTx: "settleB" }, held, now)).toBe("keep");
+    expect(besideAtClaim({ ...job, conflictSignatures: ["other"] }, held, now)).toBe("keep");
+  });
+
+  it("lets it go when the job names it (kept with neither, as the scan does)", () => {
+    expect(besideAtClaim({ ...job, settlementTx: "settleA" }, held, now)).toBe("release");
+    expect(besideAtClaim({ ...job, conflictSignatures: ["settleA"] }, held, now)).toBe("release");
+  });
+
+  it("waits while the job names no closing step and the step is younger than the wait, then keeps it", () => {
+    expect(besideAtClaim(job, held, now)).toBe("wait");
+    expect(besideAtClaim(job, held, now + ESCROW_UNCLOSED_WAIT_MS)).toBe("keep");
+    // No block time: from when it was held.
+    const undated = { ...held, blockTime: null };
+    expect(besideAtClaim(job, undated, now)).toBe("wait");
+    expect(besideAtClaim(job, undated, now + ESCROW_UNCLOSED_WAIT_MS)).toBe("keep");
+  });
+});
+
+describe.each(dialects)(
+  "a second payout of a job inside another's step, the job recorded past the hour, on %s",
+  (dialect) => {
+    const stores = useDialectStores(dialect);
+    const h = useAdversaryHarness({ openStore: () => stores.open() });
+
+    /** An escrow scan whose clock is `ahead` ms past the machine's (serve's, an hour on). */
+    const scanner = (c: Scenario, ahead: number) =>
+      createEscrowScanner({
+        store: c.store,
+        rpc: h.rpc,
+        profile: localnetProfile,
+        log,
+        pageSize: 50,
+        now: () => Date.now() + ahead,
+      });
+
+    /** The reconciliation report's money from `from`, but fees, and the chain's. */
+    const moneyAndChain = async (c: Scenario, from: number, signatures: string[]) => {
+      const r = await reconciliationReport(c.store, {
+        from,
+        to: h.op.now() + 3_600_000,
+        groupBy: "key",
+      });
+      const { feesLamports: _, ...money } = moneyOf(r.totals);
+      const { feesLamports: __, ...moved } = chainTruth(h.op, signatures);
+      return { money, moved };
+    };
+
+    /** Whether `jobId` has an escrow entry held (its clean verdict would wait for the scan). */
+    const heldFor = async (c: Scenario, jobId: string) =>
+      (await createLedgerStore(c.store).escrowCoverage(escrowVault, [jobId])).pending.has(jobId);
+
+    /**
+     * Keys 1 and 2 pinned, then A and B locked and settled, A's settlement paying B again under
+     * B's memo written by a call; A recorded and judged (B not), then a scan an hour and a minute
+     * later: the hour that dropped B's entry before.
+     */
+    async function heldPastTheHour(c: Scenario) {
+      await c.pinKey(1);
+      await c.pinKey(2);
+      const from = periodEdge(h);
+      const s = c.paidInsideAnother((text) => h.op.memoByCall(text));
+      c.recordWithJobsApi(s.a, { escrowTx: s.lockA, settlementTx: s.settleA });
+      await h.finalized();
+      expect(await c.verdicts(s.a.jobId)).toEqual([discrepancy("settlement.memo")]);
+      expect(await heldFor(c, s.b.jobId)).toBe(true);
+      expect((await scanner(c, late).scanNew()).kept).toEqual([]);
+      return { s, from };
+    }
+
+    it("is kept with the job when the verifier claims it first, and the report counts every unit once", async () => {
+      const c = (await h.scenario()).recordOnChainClock();
+      const { s, from } = await heldPastTheHour(c);
+      c.recordWithJobsApi(s.b, { escrowTx: s.lockB, settlementTx: s.settleB });
+      expect(await c.verdicts(s.b.jobId)).toEqual([discrepancy("settlement.single")]);
+      expect((await readJob(c.store, s.b.jobId))?.conflictSignatures).toEqual([s.settleA]);
+      expect(await heldFor(c, s.b.jobId)).toBe(false);
+      const { money, moved } = await moneyAndChain(c, from, s.signatures);
+      expect(money).toEqual(moved);
+    });
+
+    it("is kept with the job by serve's scan when it gets there first", async () => {
+      const c = (await h.scenario()).recordOnChainClock();
+      const { s, from } = await heldPastTheHour(c);
+      c.recordWithJobsApi(s.b, { escrowTx: s.lockB, settlementTx: s.settleB });
+      await c.flush();
+      expect(await scanner(c, late + 60_000).scanNew()).toMatchObject({
+        kept: [s.b.jobId],
+        unread: null,
+      });
+      expect(await c.verdicts(s.b.jobId)).toEqual([discrepancy("settlement.single")]);
+      const { money, moved } = await moneyAndChain(c, from, s.signatures);
+      expect(money).toEqual(moved);
+    });
+
+    it("let go when the job's receipt names the other job's settlement as its own: the job fails settlement.memo", async () => {
+      const c = (await h.scenario()).recordOnChainClock();
+      const { s } = await heldPastTheHour(c);
+      // The operator's next move: B's receipt and answer name A's settlement, which pays B.
+      c.recordWithJobsApi(s.b, { escrowTx: s.lockB, settlementTx: s.settleA });
+      expect(await c.verdicts(s.b.jobId)).toEqual([discrepancy("settlement.memo")]);
+      expect(await heldFor(c, s.b.jobId)).toBe(false);
+      expect((await readJob(c.store, s.b.jobId))?.conflictSignatures ?? null).toBeNull();
+    });
+
+    it("with a nightly verify alone: the run of a later window judges the job paid again, recorded in a later window, on the payout inside the other's settlement", async () => {
+      const c = (await h.scenario()).recordOnChainClock();
+      await c.pinKey(1);
+      await c.pinKey(2);
+      const vaults = [h.op.vault(1), h.op.vault(2)];
+      const from = await nightStart(h, c);
+      const s = c.paidInsideAnother((text) => h.op.memoByCall(text));
+      c.recordWithJobsApi(s.a, { escrowTx: s.lockA, settlementTx: s.settleA });
+      await c.flush();
+      const to = Math.ceil((h.op.now() + 1) / 1000) * 1000;
+      const first = await nightlyAfter(h, c, { vaults, from, to });
+      expect(first).toMatchObject({ exitCode: 1 });
+      expect(await c.outcome(s.a.jobId)).toEqual(discrepancy("settlement.memo"));
+      // The night's run again, an hour and a minute on: its escrow scans dropped B's entry before.
+      const again = await nightlyOver(h, c, { vaults, from, to, now: () => h.op.now() + late });
+      expect(again).toMatchObject({ exitCode: 1 });
+      // B recorded in a later window, and judged by that window's run.
+      const from2 = await nightStart(h, c);
+      c.recordWithJobsApi(s.b, { escrowTx: s.lockB, settlementTx: s.settleB });
+      await c.flush();
+      const to2 = Math.ceil((h.op.now() + 1) / 1000) * 1000;
+      expect(await nightlyAfter(h, c, { vaults, from: from2, to: to2 })).toMatchObject({
+        outcome: "discrepancies",
+        exitCode: 1,
+      });
+      expect(await c.outcome(s.b.jobId)).toEqual(discrepancy("settlement.single"));
+      expect((await readJob(c.store, s.b.jobId))?.conflictSignatures).toEqual([s.settleA]);
+      const { money, moved } = await moneyAndChain(c, from, s.signatures);
+      expect(money).toEqual(moved);
+    });
+  },
+);
