@@ -10,6 +10,7 @@ import { dialects, useDialectStores } from "./support/dialects.js";
 import { periodEdge } from "./support/ledger-periods.js";
 import { nightlyAfter, nightlyOver, nightStart } from "./support/nightly-window.js";
 import { discrepancy, type Scenario, useAdversaryHarness } from "./support/operator.js";
+import { rewritingNode } from "./support/rewriting-node.js";
 import { readJob } from "./support/seed-recorder.js";
 
 /**
@@ -65,10 +66,10 @@ describe.each(dialects)(
     const h = useAdversaryHarness({ openStore: () => stores.open() });
 
     /** An escrow scan whose clock is `ahead` ms past the machine's (serve's, an hour on). */
-    const scanner = (c: Scenario, ahead: number) =>
+    const scanner = (c: Scenario, ahead: number, rpc = h.rpc) =>
       createEscrowScanner({
         store: c.store,
-        rpc: h.rpc,
+        rpc,
         profile: localnetProfile,
         log,
         pageSize: 50,
@@ -132,6 +133,25 @@ describe.each(dialects)(
       expect(await c.verdicts(s.b.jobId)).toEqual([discrepancy("settlement.single")]);
       const { money, moved } = await moneyAndChain(c, from, s.signatures);
       expect(money).toEqual(moved);
+    });
+
+    it("is kept by serve's scan as the verifier read it, an endpoint serving it without its inner instructions (where the job's memo is)", async () => {
+      const c = (await h.scenario()).recordOnChainClock();
+      const { s } = await heldPastTheHour(c);
+      const withoutInner = rewritingNode(h.rpc, (signature) =>
+        signature === s.settleA
+          ? (result: { meta: { innerInstructions?: unknown } }) => {
+              delete result.meta.innerInstructions;
+            }
+          : undefined,
+      );
+      c.recordWithJobsApi(s.b, { escrowTx: s.lockB, settlementTx: s.settleB });
+      await c.flush();
+      expect(await scanner(c, late + 60_000, withoutInner).scanNew()).toMatchObject({
+        kept: [s.b.jobId],
+        unread: null,
+      });
+      expect(await c.verdicts(s.b.jobId)).toEqual([discrepancy("settlement.single")]);
     });
 
     it("let go when the job's receipt names the other job's settlement as its own: the job fails settlement.memo", async () => {

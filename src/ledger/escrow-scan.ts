@@ -669,7 +669,17 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
       );
       if (pending.length === 0) return;
       const { open, unclosed } = await ledger.unnamedSteps(pending);
-      const judged = await judge(vault, [...open, ...unclosed], signal);
+      // One a recorded job's own step held was read final by the verifier, under this job's
+      // memo: kept as it was read, not fetched again (an endpoint serving it without its inner
+      // instructions, where a call's memo is, would have it let go unkept).
+      const stepOf = new Set<KeepPair>(pending.filter((p) => p.namedBy !== null));
+      const candidates = [...open, ...unclosed];
+      const judged = await judge(
+        vault,
+        candidates.filter((p) => !stepOf.has(p)),
+        signal,
+      );
+      judged.keep.push(...candidates.filter((p) => stepOf.has(p)));
       result.fetched += judged.fetched;
       const unread = new Set(judged.unread.map((p) => `${p.job} ${p.signature}`));
       const release = pending.filter((p) => !unread.has(`${p.job} ${p.signature}`));

@@ -803,9 +803,13 @@ export interface LedgerStore {
   ): Promise<{ gained: string[]; unreadChanged: string[] }>;
 }
 
-/** A pending escrow entry, with when it was first held (its place in the pending pages). */
+/**
+ * A pending escrow entry, with when it was first held (its place in the pending pages), and the
+ * recorded job whose own step held it (`escrow_pending.named_by`), null for a listing's.
+ */
 export interface PendingEscrowStep extends KeepPair {
   listedAt: number;
+  namedBy: string | null;
 }
 
 /** A signature a job named past its kept ones, held for the escrow scan, and the job's vault. */
@@ -2734,7 +2738,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
      ORDER BY job_id, signature`,
   );
   const pendingRecorded = sqlite.prepare(
-    `SELECT p.job_id AS job, p.signature, p.listed_at AS listedAt
+    `SELECT p.job_id AS job, p.signature, p.listed_at AS listedAt, p.named_by AS namedBy
      FROM escrow_pending p INDEXED BY escrow_pending_listed
      WHERE p.vault = @vault AND EXISTS (SELECT 1 FROM jobs j WHERE j.job_id = p.job_id
        AND (j.settlement_tx IS NOT NULL OR j.api_settlement_tx IS NOT NULL
@@ -2865,7 +2869,12 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
           afterAt: after?.listedAt ?? null,
           afterJob: after?.job ?? null,
           afterSig: after?.signature ?? null,
-        }) as { job: string; signature: string; listedAt: number | bigint }[]
+        }) as {
+          job: string;
+          signature: string;
+          listedAt: number | bigint;
+          namedBy: string | null;
+        }[]
       ).map((r) => ({ ...r, listedAt: Number(r.listedAt) }));
     },
     async namedPastSteps(limit) {

@@ -2140,6 +2140,7 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
           job: escrowPending.jobId,
           signature: escrowPending.signature,
           listedAt: escrowPending.listedAt,
+          namedBy: escrowPending.namedBy,
         })
         .from(escrowPending)
         .where(
