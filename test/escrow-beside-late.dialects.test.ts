@@ -1,5 +1,9 @@
 import { describe, expect, it } from "vitest";
-import { createEscrowScanner, ESCROW_PENDING_MS } from "../src/ledger/escrow-scan.js";
+import {
+  createEscrowScanner,
+  ESCROW_PENDING_MS,
+  judgeNamedBeside,
+} from "../src/ledger/escrow-scan.js";
 import { createLogger } from "../src/log.js";
 import { reconciliationReport } from "../src/reports/reconciliation.js";
 import { createLedgerStore } from "../src/store/ledger.js";
@@ -9,7 +13,7 @@ import { chainTruth, moneyOf } from "./support/chain-truth.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import { periodEdge } from "./support/ledger-periods.js";
 import { nightlyAfter, nightlyOver, nightStart } from "./support/nightly-window.js";
-import { discrepancy, type Scenario, useAdversaryHarness } from "./support/operator.js";
+import { discrepancy, type Scenario, useAdversaryHarness, verified } from "./support/operator.js";
 import { rewritingNode } from "./support/rewriting-node.js";
 import { readJob } from "./support/seed-recorder.js";
 
@@ -152,6 +156,42 @@ describe.each(dialects)(
         unread: null,
       });
       expect(await c.verdicts(s.b.jobId)).toEqual([discrepancy("settlement.single")]);
+    });
+
+    it("is kept with a job recorded, and judged, while the hold was being written", async () => {
+      const c = (await h.scenario()).recordOnChainClock();
+      const s = c.paidInsideAnother((text) => h.op.memoByCall(text));
+      await h.finalized();
+      const facts = (await h.rpc.getTransaction(s.settleA, "finalized"))!.facts;
+      const ledger = createLedgerStore(c.store);
+      // B recorded and judged (verified: nothing held for it yet) after the verifier found B
+      // not recorded, before its hold is written: B's claim came before the hold was there.
+      let judgedB: unknown = null;
+      const racing: typeof ledger = Object.create(ledger);
+      racing.keepEscrowSteps = async (...args) => {
+        if (judgedB === null && args[1].hold.length > 0) {
+          c.recordWithJobsApi(s.b, { escrowTx: s.lockB, settlementTx: s.settleB });
+          await c.flush();
+          await c
+            .verifierOver(h.rpc)
+            .runUntilSettled({ jobIds: [s.b.jobId] }, { timeoutMs: 20_000 });
+          judgedB = await c.outcome(s.b.jobId);
+        }
+        return ledger.keepEscrowSteps(...args);
+      };
+      const step = { job: s.a.jobId, signature: s.settleA, facts };
+      const found = await judgeNamedBeside(
+        racing,
+        localnetProfile,
+        escrowVault,
+        [step],
+        Date.now(),
+      );
+      expect(judgedB).toEqual(verified);
+      expect(found).toEqual({ kept: [{ job: s.b.jobId, signature: s.settleA }], held: [] });
+      await c.verifierOver(h.rpc).runUntilSettled({ jobIds: [s.b.jobId] }, { timeoutMs: 20_000 });
+      expect(await c.outcome(s.b.jobId)).toEqual(discrepancy("settlement.single"));
+      expect(await heldFor(c, s.b.jobId)).toBe(false);
     });
 
     it("let go when the job's receipt names the other job's settlement as its own: the job fails settlement.memo", async () => {
