@@ -98,16 +98,23 @@ describe.each(dialects)(
 
     /**
      * Keys 1 and 2 pinned, then A and B locked and settled, A's settlement paying B again under
-     * B's memo written by a call; A recorded and judged (B not), then a scan an hour and a minute
-     * later: the hour that dropped B's entry before.
+     * B's memo written by a call (or, `topLevel`, at top level, the scan listing it under B's memo
+     * first); A recorded and judged (B not), then a scan an hour and a minute later: the hour that
+     * dropped B's entry before.
      */
-    async function heldPastTheHour(c: Scenario) {
+    async function heldPastTheHour(c: Scenario, topLevel = false) {
       await c.pinKey(1);
       await c.pinKey(2);
       const from = periodEdge(h);
-      const s = c.paidInsideAnother((text) => h.op.memoByCall(text));
+      const s = c.paidInsideAnother((text) => (topLevel ? h.op.memo(text) : h.op.memoByCall(text)));
       c.recordWithJobsApi(s.a, { escrowTx: s.lockA, settlementTx: s.settleA });
       await h.finalized();
+      if (topLevel) {
+        // The listing names B: the scan holds its entry, as any listed one, before the verifier.
+        await c.flush();
+        expect((await scanner(c, 0).scanNew()).kept).toEqual([]);
+        expect(await heldFor(c, s.b.jobId)).toBe(true);
+      }
       expect(await c.verdicts(s.a.jobId)).toEqual([discrepancy("settlement.memo")]);
       expect(await heldFor(c, s.b.jobId)).toBe(true);
       expect((await scanner(c, late).scanNew()).kept).toEqual([]);
@@ -121,6 +128,16 @@ describe.each(dialects)(
       expect(await c.verdicts(s.b.jobId)).toEqual([discrepancy("settlement.single")]);
       expect((await readJob(c.store, s.b.jobId))?.conflictSignatures).toEqual([s.settleA]);
       expect(await heldFor(c, s.b.jobId)).toBe(false);
+      const { money, moved } = await moneyAndChain(c, from, s.signatures);
+      expect(money).toEqual(moved);
+    });
+
+    it("is kept with the job, B's memo at top level and its entry held by the scan before the verifier's hold", async () => {
+      const c = (await h.scenario()).recordOnChainClock();
+      const { s, from } = await heldPastTheHour(c, true);
+      c.recordWithJobsApi(s.b, { escrowTx: s.lockB, settlementTx: s.settleB });
+      expect(await c.verdicts(s.b.jobId)).toEqual([discrepancy("settlement.single")]);
+      expect((await readJob(c.store, s.b.jobId))?.conflictSignatures).toEqual([s.settleA]);
       const { money, moved } = await moneyAndChain(c, from, s.signatures);
       expect(money).toEqual(moved);
     });
