@@ -211,6 +211,46 @@ describe.each(dialects)(
       expect(await heldFor(c, s.b.jobId)).toBe(false);
     });
 
+    it("is kept with a job naming no closing step at the look, answered and judged while the hold was being written", async () => {
+      const c = (await h.scenario()).recordOnChainClock();
+      const s = c.paidInsideAnother((text) => h.op.memoByCall(text));
+      // B a stream whose jobs API answer has not come: no closing step named yet.
+      c.record(s.b, { escrowTx: s.lockB, settlementTx: null }, { stream: true });
+      await c.flush();
+      await h.finalized();
+      const facts = (await h.rpc.getTransaction(s.settleA, "finalized"))!.facts;
+      const ledger = createLedgerStore(c.store);
+      // B's answer comes, and B is judged (verified: nothing held for it yet), after the
+      // verifier found B naming no closing step, before its hold is written.
+      let judgedB: unknown = null;
+      const racing: typeof ledger = Object.create(ledger);
+      racing.keepEscrowSteps = async (...args) => {
+        if (judgedB === null && args[1].hold.length > 0) {
+          c.honestJobsApi(s.b, { escrowTx: s.lockB, settlementTx: s.settleB });
+          await c.flush();
+          await c
+            .verifierOver(h.rpc)
+            .runUntilSettled({ jobIds: [s.b.jobId] }, { timeoutMs: 20_000 });
+          judgedB = await c.outcome(s.b.jobId);
+        }
+        return ledger.keepEscrowSteps(...args);
+      };
+      const step = { job: s.a.jobId, signature: s.settleA, facts };
+      const found = await judgeNamedBeside(
+        racing,
+        localnetProfile,
+        escrowVault,
+        [step],
+        Date.now(),
+      );
+      expect(judgedB).toEqual(verified);
+      expect(found).toEqual({ kept: [{ job: s.b.jobId, signature: s.settleA }], held: [] });
+      // The verifier alone (no scan) judges B again on it.
+      await c.verifierOver(h.rpc).runUntilSettled({ jobIds: [s.b.jobId] }, { timeoutMs: 20_000 });
+      expect(await c.outcome(s.b.jobId)).toEqual(discrepancy("settlement.single"));
+      expect(await heldFor(c, s.b.jobId)).toBe(false);
+    });
+
     it("let go when the job's receipt names the other job's settlement as its own: the job fails settlement.memo", async () => {
       const c = (await h.scenario()).recordOnChainClock();
       const { s } = await heldPastTheHour(c);

@@ -182,7 +182,8 @@ export interface NamedStep {
  * its claim (src/store/job-queue.ts) or a scan, whichever comes first. Held an hour from the
  * verifier's read, as a listing's entry, a job recorded later (its answer held, its receipt
  * imported) or one no scan looked at within the hour stayed `verified`. A job recorded while
- * the hold was written, and claimed before it was, is asked about again after: kept now.
+ * the hold was written, or naming its closing step meanwhile, and claimed before the hold was
+ * there, is asked about again after: kept now (else judged `verified` until a scan ran).
  * Honest steps name one job each: nothing is read or written for them. Returns the pairs kept
  * (with a job that gained them) and those held.
  */
@@ -227,18 +228,19 @@ export async function judgeNamedBeside(
   const change = { keep: first.keep, hold, release: [], pruneBefore: now - ESCROW_PENDING_MS };
   const { gained } = await ledger.keepEscrowSteps(vault, change, null, now);
   const kept = first.keep.filter((p) => gained.includes(p.job));
-  // A job recorded while the hold was written may have been claimed before the hold was there
-  // to read: asked again once it is, it keeps the step now (and goes back to the verifier).
+  // A job recorded while the hold was written, or one naming no closing step that named it
+  // meanwhile, may have been claimed (and judged) before the hold was there to read: asked
+  // again once it is, it keeps the step now (and goes back to the verifier).
   let held: KeepPair[] = [...first.waiting, ...first.absent];
-  if (first.absent.length > 0) {
-    const again = await judged(first.absent);
+  if (held.length > 0) {
+    const again = await judged(held);
     const still = new Set([...again.waiting, ...again.absent]);
-    const release = first.absent.filter((p) => !still.has(p));
+    const release = held.filter((p) => !still.has(p));
     if (release.length > 0) {
       const change = { keep: again.keep, hold: [], release, pruneBefore: now - ESCROW_PENDING_MS };
       const late = await ledger.keepEscrowSteps(vault, change, null, now);
       kept.push(...again.keep.filter((p) => late.gained.includes(p.job)));
-      held = [...first.waiting, ...still];
+      held = held.filter((p) => still.has(p));
     }
   }
   held = held.map(({ job, signature }) => ({ job, signature }));
