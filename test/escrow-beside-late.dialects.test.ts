@@ -8,12 +8,14 @@ import { createLogger } from "../src/log.js";
 import { reconciliationReport } from "../src/reports/reconciliation.js";
 import { createLedgerStore } from "../src/store/ledger.js";
 import { besideAtClaim, ESCROW_UNCLOSED_WAIT_MS } from "../src/store/ledger-rules.js";
+import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile } from "../src/verify/profiles.js";
 import { chainTruth, moneyOf } from "./support/chain-truth.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import { periodEdge } from "./support/ledger-periods.js";
 import { nightlyAfter, nightlyOver, nightStart } from "./support/nightly-window.js";
 import { discrepancy, type Scenario, useAdversaryHarness, verified } from "./support/operator.js";
+import { quickVerifierOptions } from "./support/quick-verifier.js";
 import { rewritingNode } from "./support/rewriting-node.js";
 import { readJob } from "./support/seed-recorder.js";
 
@@ -142,21 +144,23 @@ describe.each(dialects)(
       expect(money).toEqual(moved);
     });
 
-    it("is kept with the job by serve's scan when it gets there first", async () => {
+    // The scan's pending pages leave out the rows a recorded job's own step holds: walked with
+    // the rest, made-up memos in an operator's own settlements (any number of them) cost every
+    // round. The job's claim judges them, found by the job's id.
+    it("is left by serve's scan, there first, to the job's claim, which keeps it with the job", async () => {
       const c = (await h.scenario()).recordOnChainClock();
       const { s, from } = await heldPastTheHour(c);
       c.recordWithJobsApi(s.b, { escrowTx: s.lockB, settlementTx: s.settleB });
       await c.flush();
-      expect(await scanner(c, late + 60_000).scanNew()).toMatchObject({
-        kept: [s.b.jobId],
-        unread: null,
-      });
+      expect(await scanner(c, late + 60_000).scanNew()).toMatchObject({ kept: [], unread: null });
+      expect(await heldFor(c, s.b.jobId)).toBe(true);
       expect(await c.verdicts(s.b.jobId)).toEqual([discrepancy("settlement.single")]);
+      expect(await heldFor(c, s.b.jobId)).toBe(false);
       const { money, moved } = await moneyAndChain(c, from, s.signatures);
       expect(money).toEqual(moved);
     });
 
-    it("is kept by serve's scan as the verifier read it, an endpoint serving it without its inner instructions (where the job's memo is)", async () => {
+    it("is kept as the verifier read it, serve's scan there first with an endpoint serving it without its inner instructions (where the job's memo is)", async () => {
       const c = (await h.scenario()).recordOnChainClock();
       const { s } = await heldPastTheHour(c);
       const withoutInner = rewritingNode(h.rpc, (signature) =>
@@ -169,9 +173,10 @@ describe.each(dialects)(
       c.recordWithJobsApi(s.b, { escrowTx: s.lockB, settlementTx: s.settleB });
       await c.flush();
       expect(await scanner(c, late + 60_000, withoutInner).scanNew()).toMatchObject({
-        kept: [s.b.jobId],
+        kept: [],
         unread: null,
       });
+      expect(await heldFor(c, s.b.jobId)).toBe(true);
       expect(await c.verdicts(s.b.jobId)).toEqual([discrepancy("settlement.single")]);
     });
 
@@ -248,6 +253,44 @@ describe.each(dialects)(
       // The verifier alone (no scan) judges B again on it.
       await c.verifierOver(h.rpc).runUntilSettled({ jobIds: [s.b.jobId] }, { timeoutMs: 20_000 });
       expect(await c.outcome(s.b.jobId)).toEqual(discrepancy("settlement.single"));
+      expect(await heldFor(c, s.b.jobId)).toBe(false);
+    });
+
+    it("of a job naming no closing step is left by serve's scan past the wait, and kept by the job's claim then", async () => {
+      const c = (await h.scenario()).recordOnChainClock();
+      const s = c.paidInsideAnother((text) => h.op.memoByCall(text));
+      // B a stream whose jobs API answer never comes: no closing step named.
+      c.record(s.b, { escrowTx: s.lockB, settlementTx: null }, { stream: true });
+      await c.flush();
+      await h.finalized();
+      // serve's scan lists A's settlement first: B names no closing step, its entry is held.
+      expect((await scanner(c, 0).scanNew()).kept).toEqual([]);
+      const facts = (await h.rpc.getTransaction(s.settleA, "finalized"))!.facts;
+      const step = { job: s.a.jobId, signature: s.settleA, facts };
+      const ledger = createLedgerStore(c.store);
+      expect(
+        await judgeNamedBeside(ledger, localnetProfile, escrowVault, [step], Date.now()),
+      ).toEqual({ kept: [], held: [{ job: s.b.jobId, signature: s.settleA }] });
+      // Past the wait the scan keeps B's own settlement (listed under its memo) with B, as the
+      // closing found on chain; A's, held by A's step, it kept too before. Its pending pages now
+      // leave out the rows a recorded job's step holds: B's claim (looked at again after each
+      // scan) keeps it.
+      const past = ESCROW_UNCLOSED_WAIT_MS + 60_000;
+      expect(await scanner(c, past).scanNew()).toMatchObject({ kept: [s.b.jobId], unread: null });
+      expect((await readJob(c.store, s.b.jobId))?.conflictSignatures).toEqual([s.settleB]);
+      expect(await heldFor(c, s.b.jobId)).toBe(true);
+      await createVerifier({
+        store: c.store,
+        rpc: h.rpc,
+        profile: localnetProfile,
+        log,
+        options: quickVerifierOptions,
+        now: () => Date.now() + past,
+      }).runUntilSettled({ jobIds: [s.b.jobId] }, { timeoutMs: 3_000 });
+      expect((await readJob(c.store, s.b.jobId))?.conflictSignatures).toEqual([
+        s.settleB,
+        s.settleA,
+      ]);
       expect(await heldFor(c, s.b.jobId)).toBe(false);
     });
 

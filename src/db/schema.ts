@@ -909,6 +909,11 @@ export const escrowPending = sqliteTable(
   (t) => [
     primaryKey({ columns: [t.jobId, t.signature, t.vault] }),
     index("escrow_pending_listed").on(t.listedAt),
+    // The rows the hour drops and the scan's pending pages walk, in the order they were held:
+    // not those a recorded job's own step holds (`named_by`), which their job's claim finds by
+    // the primary key. Made-up memos in an operator's own settlements mark as many rows as it
+    // writes; walked with the rest, each escrow write and each scan round paid for all of them.
+    index("escrow_pending_unmarked").on(t.listedAt).where(sql`${t.namedBy} IS NULL`),
   ],
 );
 

@@ -179,7 +179,7 @@ export interface NamedStep {
  * `ESCROW_UNCLOSED_WAIT_MS` ago), or not recorded, has it held pending (as a listed entry's),
  * named by the job whose step it is (`namedBy`): such a row is not pruned, and the job is
  * judged on it whenever it is recorded and names a closing step (or the wait has passed), by
- * its claim (src/store/job-queue.ts) or a scan, whichever comes first. Held an hour from the
+ * its claim (src/store/job-queue.ts; the scan's pending pages leave such rows out). Held an hour from the
  * verifier's read, as a listing's entry, a job recorded later (its answer held, its receipt
  * imported) or one no scan looked at within the hour stayed `verified`. A job recorded while
  * the hold was written, or naming its closing step meanwhile, and claimed before the hold was
@@ -657,7 +657,11 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
    * Judges the pending entries whose job is recorded now and names its closing step, or that
    * were held `ESCROW_UNCLOSED_WAIT_MS`, a page at a time in the order they were held: those
    * still not served stay, and the pages go on past them (one page of them held every entry
-   * behind it until the hour dropped it unjudged).
+   * behind it until the hour dropped it unjudged). Not those a recorded job's own step holds
+   * (`namedBy`): their job's claim judges them as the verifier read the step, with no fetch
+   * (src/store/job-queue.ts), and a job with one held is looked at again after each completed
+   * scan (src/verify/escrow-cover.ts). Walked here, each round read every one of them whose job
+   * is not recorded, and an operator's made-up memos can mark any number.
    */
   async function judgePending(vault: string, result: EscrowScanResult, signal?: AbortSignal) {
     let after: PendingEscrowStep | null = null;
@@ -671,17 +675,7 @@ export function createEscrowScanner(deps: EscrowScanDeps) {
       );
       if (pending.length === 0) return;
       const { open, unclosed } = await ledger.unnamedSteps(pending);
-      // One a recorded job's own step held was read final by the verifier, under this job's
-      // memo: kept as it was read, not fetched again (an endpoint serving it without its inner
-      // instructions, where a call's memo is, would have it let go unkept).
-      const stepOf = new Set<KeepPair>(pending.filter((p) => p.namedBy !== null));
-      const candidates = [...open, ...unclosed];
-      const judged = await judge(
-        vault,
-        candidates.filter((p) => !stepOf.has(p)),
-        signal,
-      );
-      judged.keep.push(...candidates.filter((p) => stepOf.has(p)));
+      const judged = await judge(vault, [...open, ...unclosed], signal);
       result.fetched += judged.fetched;
       const unread = new Set(judged.unread.map((p) => `${p.job} ${p.signature}`));
       const release = pending.filter((p) => !unread.has(`${p.job} ${p.signature}`));

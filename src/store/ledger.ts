@@ -765,7 +765,8 @@ export interface LedgerStore {
   /**
    * Up to `limit` of `vault`'s pending escrow entries ready to be judged, oldest first, after
    * `after` (a page's last row, null for the first): their job is recorded now and names its
-   * closing step, or they were held since before `unclosedBefore` (ms).
+   * closing step, or they were held since before `unclosedBefore` (ms). Not those a recorded
+   * job's own step holds (`escrow_pending.named_by`): the job's claim judges them.
    */
   pendingEscrowSteps(
     vault: string,
@@ -804,12 +805,11 @@ export interface LedgerStore {
 }
 
 /**
- * A pending escrow entry, with when it was first held (its place in the pending pages), and the
- * recorded job whose own step held it (`escrow_pending.named_by`), null for a listing's.
+ * A pending escrow entry, with when it was first held (its place in the pending pages). Not one
+ * a recorded job's own step holds (`escrow_pending.named_by`): its job's claim judges those.
  */
 export interface PendingEscrowStep extends KeepPair {
   listedAt: number;
-  namedBy: string | null;
 }
 
 /** A signature a job named past its kept ones, held for the escrow scan, and the job's vault. */
@@ -2711,13 +2711,17 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     )
     .pluck();
   // Not those a recorded job's own step holds (`named_by`): kept until their job is recorded.
+  // INDEXED BY the index without them: walking escrow_pending_listed, each write read every
+  // one held before the hour (made-up memos can mark any number).
   const prunePending = sqlite.prepare(
-    `DELETE FROM escrow_pending
+    `DELETE FROM escrow_pending INDEXED BY escrow_pending_unmarked
      WHERE vault = @vault AND listed_at < @before AND unread IS NULL AND named_by IS NULL`,
   );
   // Only those fetched once: each named signature is read at least once, however many came.
+  // (Named-past rows are never marked: the index without the marked ones holds them all.)
   const pruneNamedPast = sqlite.prepare(
-    "DELETE FROM escrow_pending WHERE vault = @vault AND listed_at < @before AND unread IS NOT NULL",
+    `DELETE FROM escrow_pending INDEXED BY escrow_pending_unmarked
+     WHERE vault = @vault AND listed_at < @before AND unread IS NOT NULL AND named_by IS NULL`,
   );
   const unreadNamedPast = sqlite.prepare(
     `UPDATE escrow_pending SET unread = @reason
@@ -2726,9 +2730,9 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   // The ones not fetched yet first: a page of made-up names, never served, holds none behind it.
   const namedPastRows = sqlite.prepare(
     `SELECT p.job_id AS job, p.signature, v.vault AS creditVault
-     FROM escrow_pending p INDEXED BY escrow_pending_listed JOIN jobs j ON j.job_id = p.job_id
+     FROM escrow_pending p INDEXED BY escrow_pending_unmarked JOIN jobs j ON j.job_id = p.job_id
        LEFT JOIN credit_vaults v ON v.key_fingerprint = j.key_fingerprint
-     WHERE p.vault = @vault
+     WHERE p.vault = @vault AND p.named_by IS NULL
      ORDER BY p.unread IS NOT NULL, p.listed_at, p.job_id, p.signature LIMIT @limit`,
   );
   const unreadEntries = sqlite.prepare(
@@ -2737,10 +2741,13 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
        AND unread IS NOT NULL
      ORDER BY job_id, signature`,
   );
+  // Not the rows a recorded job's own step holds (`named_by`): their job's claim judges them,
+  // found by the primary key (src/store/job-queue.ts). Walked here, every page read each one
+  // whose job is not recorded (made-up memos can mark any number) before reaching the next.
   const pendingRecorded = sqlite.prepare(
-    `SELECT p.job_id AS job, p.signature, p.listed_at AS listedAt, p.named_by AS namedBy
-     FROM escrow_pending p INDEXED BY escrow_pending_listed
-     WHERE p.vault = @vault AND EXISTS (SELECT 1 FROM jobs j WHERE j.job_id = p.job_id
+    `SELECT p.job_id AS job, p.signature, p.listed_at AS listedAt
+     FROM escrow_pending p INDEXED BY escrow_pending_unmarked
+     WHERE p.vault = @vault AND p.named_by IS NULL AND EXISTS (SELECT 1 FROM jobs j WHERE j.job_id = p.job_id
        AND (j.settlement_tx IS NOT NULL OR j.api_settlement_tx IS NOT NULL
          OR (CASE WHEN json_type(j.conflict_signatures) = 'array'
            THEN json_array_length(j.conflict_signatures) ELSE 0 END) > 0
@@ -2869,12 +2876,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
           afterAt: after?.listedAt ?? null,
           afterJob: after?.job ?? null,
           afterSig: after?.signature ?? null,
-        }) as {
-          job: string;
-          signature: string;
-          listedAt: number | bigint;
-          namedBy: string | null;
-        }[]
+        }) as { job: string; signature: string; listedAt: number | bigint }[]
       ).map((r) => ({ ...r, listedAt: Number(r.listedAt) }));
     },
     async namedPastSteps(limit) {

@@ -553,6 +553,8 @@ export const escrowPending = pgTable(
   (t) => [
     primaryKey({ columns: [t.jobId, t.signature, t.vault] }),
     index("escrow_pending_listed").on(t.listedAt),
+    // Not the rows a recorded job's own step holds (see the SQLite schema).
+    index("escrow_pending_unmarked").on(t.listedAt).where(sql`${t.namedBy} IS NULL`),
   ],
 );
 

@@ -2118,7 +2118,8 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
           .from(escrowPending)
           .innerJoin(jobs, eq(jobs.jobId, escrowPending.jobId))
           .leftJoin(creditVaults, eq(creditVaults.keyFingerprint, jobs.keyFingerprint))
-          .where(eq(escrowPending.vault, namedPastVault))
+          // Never marked (`named_by`): the condition lets escrow_pending_unmarked serve.
+          .where(and(eq(escrowPending.vault, namedPastVault), isNull(escrowPending.namedBy)))
           // The ones not fetched yet first (see the SQLite store).
           .orderBy(
             sql`${escrowPending.unread} IS NOT NULL`,
@@ -2140,11 +2141,12 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
           job: escrowPending.jobId,
           signature: escrowPending.signature,
           listedAt: escrowPending.listedAt,
-          namedBy: escrowPending.namedBy,
         })
         .from(escrowPending)
+        // Not the rows a recorded job's own step holds: their job's claim judges them (see the
+        // SQLite store); escrow_pending_unmarked holds the rest in this order.
         .where(
-          sql`${escrowPending.vault} = ${vault}
+          sql`${escrowPending.vault} = ${vault} AND ${escrowPending.namedBy} IS NULL
             AND EXISTS (SELECT 1 FROM ${jobs} WHERE ${jobs.jobId} = ${escrowPending.jobId}
               AND (${jobs.settlementTx} IS NOT NULL OR ${jobs.apiSettlementTx} IS NOT NULL
                 OR (CASE WHEN json_typeof(${jobs.conflictSignatures}) = 'array'
@@ -2213,20 +2215,21 @@ export function createPgLedgerStore(store: PgStore, options: HeldRowWaitOptions 
                 );
             }
             // Named past a job's kept ones: only those fetched once (each is read at least once).
-            await tx.delete(escrowPending).where(
-              and(
-                lt(escrowPending.listedAt, change.pruneBefore),
-                or(
-                  // Not those a recorded job's own step holds: kept until their job is.
-                  and(
-                    eq(escrowPending.vault, vault),
-                    isNull(escrowPending.unread),
-                    isNull(escrowPending.namedBy),
+            // Not those a recorded job's own step holds: kept until their job is. Named-past
+            // rows are never marked: both sides read escrow_pending_unmarked alone (through
+            // escrow_pending_listed, each write read every marked row held before the hour).
+            await tx
+              .delete(escrowPending)
+              .where(
+                and(
+                  lt(escrowPending.listedAt, change.pruneBefore),
+                  isNull(escrowPending.namedBy),
+                  or(
+                    and(eq(escrowPending.vault, vault), isNull(escrowPending.unread)),
+                    and(eq(escrowPending.vault, namedPastVault), isNotNull(escrowPending.unread)),
                   ),
-                  and(eq(escrowPending.vault, namedPastVault), isNotNull(escrowPending.unread)),
                 ),
-              ),
-            );
+              );
             const unread = change.hold.filter((p) => p.unread !== undefined);
             if (unread.length > 0) {
               const before = await tx
