@@ -223,7 +223,7 @@ describe("a settlement that pays another job's worker again under that job's mem
     },
   );
 
-  it("with the job paid again recorded later, the settlement is held for it, and the escrow scan keeps it then", async () => {
+  it("with the job paid again recorded later, the settlement is held for it, and the job's claim keeps it then (the scan leaves it)", async () => {
     const c = (await h.scenario()).recordOnChainClock();
     const s = await paidInsideA(c, "by a call");
     c.recordWithJobsApi(s.a, { escrowTx: s.lockA, settlementTx: s.settleA });
@@ -233,16 +233,17 @@ describe("a settlement that pays another job's worker again under that job's mem
     expect((await scan.scanNew()).kept).toEqual([]);
     c.recordWithJobsApi(s.b, { escrowTx: s.lockB, settlementTx: s.settleB });
     await c.flush();
-    expect(await scan.scanNew()).toMatchObject({ kept: [s.b.jobId], unread: null });
-    expect((await readJob(c.store, s.b.jobId))?.conflictSignatures).toEqual([s.settleA]);
+    // The hold is marked with A, whose step it is: the scan's rounds leave it to B's claim.
+    expect(await scan.scanNew()).toMatchObject({ kept: [], unread: null });
     expect(await c.verdicts(s.b.jobId)).toEqual([discrepancy("settlement.single")]);
+    expect((await readJob(c.store, s.b.jobId))?.conflictSignatures).toEqual([s.settleA]);
     const { money, moved } = await moneyAndChain(c, s.from, s.signatures);
     expect(money).toEqual(moved);
   });
 });
 
 describe("a settlement two jobs share and name, one recorded after the other was judged", () => {
-  it("is held for the later job and let go by the scan once that job names it: kept with neither", async () => {
+  it("is held for the later job and let go by its claim once that job names it: kept with neither", async () => {
     const c = await h.scenario();
     const a = h.op.plan({ keyIndex: 1 });
     const b = h.op.plan({ keyIndex: 2 });
@@ -256,12 +257,13 @@ describe("a settlement two jobs share and name, one recorded after the other was
     expect((await ledger.escrowCoverage(vault, [b.jobId])).pending).toEqual(new Set([b.jobId]));
     c.record(b, { escrowTx: txs.escrowB, settlementTx: txs.shared });
     await c.flush();
+    // Held by A's own step (marked): the scan leaves it, B's claim lets it go.
     expect(await scanner(c).scanNew()).toMatchObject({ kept: [], unread: null });
-    expect((await ledger.escrowCoverage(vault, [b.jobId])).pending.size).toBe(0);
-    expect((await readJob(c.store, b.jobId))?.conflictSignatures ?? null).toBeNull();
     expect(await c.verdicts(a.jobId, b.jobId)).toEqual([
       discrepancy("settlement.memo"),
       discrepancy("settlement.memo"),
     ]);
+    expect((await ledger.escrowCoverage(vault, [b.jobId])).pending.size).toBe(0);
+    expect((await readJob(c.store, b.jobId))?.conflictSignatures ?? null).toBeNull();
   });
 });
